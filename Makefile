@@ -1,0 +1,41 @@
+# Rose Ash — the two commands: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run test install lint typecheck worker migrate clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit("Rose Ash needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: $(STAMP)
+	$(BIN)/rose-ash database upgrade --no-prompt
+
+## Set up, migrate and serve on SQLite under ./var with an in-process job worker.
+run: migrate
+	ROSE_ASH_WORKER_IN_PROCESS=true $(BIN)/rose-ash run --host $(HOST) --port $(PORT)
+
+## Set up and run the whole test suite (PostgreSQL/Redis legs when their URLs are set).
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+worker: $(STAMP)
+	$(BIN)/rose-ash worker
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,80 @@
+"""One error handler: an HTML page, an htmx partial or problem+json, by what the client asked for."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import quote
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+from litestar.response import Redirect, Template
+from litestar.status_codes import HTTP_303_SEE_OTHER, HTTP_500_INTERNAL_SERVER_ERROR
+
+log = logging.getLogger("rose_ash.errors")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def wants_json(request: Request[Any, Any, Any]) -> bool:
+    path = request.url.path
+    if path.startswith(("/api/", "/oauth/", "/.well-known/")):
+        return True
+    accept = request.headers.get("accept", "")
+    return "json" in accept and "text/html" not in accept
+
+
+def _describe(exc: Exception) -> tuple[int, str, dict[str, str], Any]:
+    if isinstance(exc, HTTPException):
+        status = exc.status_code
+        detail = exc.detail if exc.detail and exc.detail != HTTPStatus(status).phrase else ""
+        extra = exc.extra if isinstance(exc, ValidationException) else None
+        return status, detail, dict(exc.headers or {}), extra
+    return HTTP_500_INTERNAL_SERVER_ERROR, "", {}, None
+
+
+FRIENDLY = {
+    400: "The request couldn't be understood.",
+    401: "You need to sign in to see this.",
+    403: "You don't have permission to do that.",
+    404: "We couldn't find that page.",
+    405: "That action isn't allowed here.",
+    409: "That conflicts with something that already exists.",
+    413: "That upload is too large.",
+    422: "Some of what you sent isn't valid.",
+    429: "Too many attempts. Please wait a minute and try again.",
+    500: "Something went wrong on our side. It has been logged.",
+}
+
+
+def exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    status, detail, headers, extra = _describe(exc)
+    if status >= 500:
+        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        detail = ""  # never leak internals
+    title = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    message = detail or FRIENDLY.get(status, title)
+    if "csrf" in message.lower():
+        message = "Your form expired or came from another site. Reload the page and try again."
+
+    if wants_json(request):
+        body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": message}
+        if extra:
+            body["errors"] = extra
+        return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+    is_htmx = request.headers.get("hx-request") == "true"
+    if isinstance(exc, NotAuthorizedException) and request.method in {"GET", "HEAD"} and not is_htmx \
+            and "www-authenticate" not in {k.lower() for k in headers}:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return Redirect(f"/account/login?next={quote(target)}", status_code=HTTP_303_SEE_OTHER)
+
+    template = "errors/_partial.html" if is_htmx else "errors/page.html"
+    return Template(
+        template_name=template,
+        context={"status": status, "title": title, "message": message},
+        status_code=status,
+        headers={**headers, "Cache-Control": "no-store"},
+        media_type=MediaType.HTML,
+    )

@@ -1,0 +1,112 @@
+"""``create_app(settings)``: the one place where domains, plugins and middleware are put together."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
+from litestar import Litestar, Request
+from litestar.datastructures import CacheControlHeader, State
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+from litestar.middleware.rate_limit import RateLimitConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.plugins.flash import FlashConfig, FlashPlugin
+from litestar.plugins.htmx import HTMXPlugin, HTMXRequest
+from litestar.static_files import create_static_files_router
+
+from app.cli import RoseAshCLIPlugin
+from app.db import make_alchemy_config
+from app.errors import exception_handler
+from app.health import healthz
+from app.logs import configure_logging, request_logging_middleware
+from app.pages import account_menu, home
+from app.security import AuthMiddleware, make_csrf_config, make_session_config
+from app.settings import Settings
+from app.stores import make_store_registry
+from app.templating import STATIC_DIR, make_template_config
+
+AUTH_FORM_PATHS = frozenset({"/account/login", "/account/signup"})
+# Routes that never need to know who is asking.
+AUTH_EXCLUDE = [r"^/static/", r"^/healthz$"]
+
+
+def _static_version() -> str:
+    """A digest of the CSS/JS so their URLs change whenever they do (they are cached for a year)."""
+    digest = hashlib.blake2b(digest_size=6)
+    for path in sorted(STATIC_DIR.glob("css/*")) + sorted(STATIC_DIR.glob("js/*")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or Settings.from_env()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    configure_logging(settings.log_level)
+
+    alchemy = make_alchemy_config(settings)
+    template_config = make_template_config(settings)
+    session_config = make_session_config(settings)
+    static_version = _static_version()
+
+    def add_template_globals(app: Litestar) -> None:
+        env = app.template_engine.engine  # type: ignore[union-attr]
+        env.globals["static_version"] = static_version
+
+    def throttled(request: Request[Any, Any, Any]) -> bool:
+        return request.method == "POST" and request.url.path in AUTH_FORM_PATHS
+
+    auth_rate_limit = RateLimitConfig(
+        rate_limit=("minute", settings.auth_rate_limit),
+        check_throttle_handler=throttled,
+        store="rate_limit",
+    )
+
+    @asynccontextmanager
+    async def background_worker(app: Litestar) -> AsyncIterator[None]:
+        if not settings.worker_in_process:
+            yield
+            return
+        from app.jobs.runtime import worker_for_app
+
+        async with worker_for_app(app, settings, alchemy):
+            yield
+
+    static = create_static_files_router(
+        path="/static",
+        directories=[STATIC_DIR],
+        cache_control=CacheControlHeader(public=True, max_age=31_536_000, immutable=True),
+        opt={"exclude_from_auth": True, "exclude_from_csrf": True},
+    )
+
+    from domains import account
+
+    return Litestar(
+        route_handlers=[home, account_menu, healthz, static, account.router],
+        plugins=[
+            SQLAlchemyPlugin(config=alchemy),
+            HTMXPlugin(),
+            FlashPlugin(config=FlashConfig(template_config=template_config)),
+            RoseAshCLIPlugin(),
+        ],
+        middleware=[
+            request_logging_middleware,
+            session_config.middleware,
+            DefineMiddleware(AuthMiddleware, alchemy=alchemy, exclude=AUTH_EXCLUDE),
+            auth_rate_limit.middleware,
+        ],
+        csrf_config=make_csrf_config(settings),
+        template_config=template_config,
+        stores=make_store_registry(settings),
+        exception_handlers={Exception: exception_handler},
+        dependencies={"settings": Provide(lambda: settings, sync_to_thread=False)},
+        request_class=HTMXRequest,
+        on_startup=[add_template_globals],
+        lifespan=[background_worker],
+        state=State({"settings": settings, "alchemy": alchemy}),
+        openapi_config=OpenAPIConfig(title="Rose Ash", version="0.1.0", path="/api/schema"),
+        debug=settings.debug,
+    )

@@ -1,0 +1,5 @@
+"""Imports every model module so one metadata holds all tables (for Alembic and tests)."""
+
+from app.jobs import models as job_models  # noqa: F401
+from domains.account import models as account_models  # noqa: F401
+from federation import keys  # noqa: F401

@@ -1,0 +1,179 @@
+"""Authentication (session cookie or access token), guards and the CSRF/session configs.
+
+One guard policy (ARCHITECTURE.md, Security): anonymous -> 401, signed in but not allowed -> 403,
+a private thing the caller may not know exists -> 404. HTML callers of a 401 are redirected to the
+sign-in page by the error handler.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+from litestar.config.csrf import CSRFConfig
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+
+from app.sessions import LazySessionConfig
+from app.settings import Settings
+
+if TYPE_CHECKING:
+    from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
+    from litestar.handlers.base import BaseRouteHandler
+    from litestar.types import ASGIApp
+
+    from domains.account.models import User
+
+SESSION_USER_KEY = "uid"
+SESSION_EPOCH_KEY = "epoch"
+
+# Machine endpoints with their own authentication; no cookie-based CSRF there.
+CSRF_EXEMPT = [
+    r"^/api/",  # token-authenticated only: the session cookie is never honoured under /api/
+    r"^/forge/[^/]+/[^/]+?(\.git)?/(info/refs|git-upload-pack|git-receive-pack)$",
+    r"^/oauth/(token|revoke|introspect)$",
+    r"^/(@[^/]+/|)inbox$",
+    r"^/hooks/",
+    r"^/healthz$",
+    r"^/static/",
+]
+
+
+class AuthInfo(msgspec.Struct, frozen=True):
+    """How the caller proved who they are."""
+
+    method: Literal["session", "token"]
+    scopes: frozenset[str] = frozenset()
+    token_id: str | None = None
+
+    def allows(self, scope: str) -> bool:
+        """A session may do anything its user may; a token only what its scopes grant."""
+        if self.method == "session":
+            return True
+        if scope in self.scopes:
+            return True
+        # repo:write implies repo:read, as with Gitea's scopes.
+        return scope == "repo:read" and "repo:write" in self.scopes
+
+
+def parse_authorization(header: str) -> str | None:
+    """The secret from ``token X``, ``Bearer X`` or ``Basic base64(user:X)`` (git sends Basic)."""
+    scheme, _, value = header.strip().partition(" ")
+    scheme = scheme.lower()
+    value = value.strip()
+    if not value:
+        return None
+    if scheme in {"token", "bearer"}:
+        return value
+    if scheme == "basic":
+        try:
+            decoded = base64.b64decode(value, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        _user, sep, password = decoded.partition(":")
+        return password or None if sep else None
+    return None
+
+
+class AuthMiddleware(AbstractAuthenticationMiddleware):
+    """Attach ``request.user`` (or None) and ``request.auth`` for every non-excluded route.
+
+    It never refuses a request itself: guards decide. A bad Authorization header is the one
+    exception, because a client that sends credentials must learn they were wrong (401).
+    """
+
+    def __init__(self, app: ASGIApp, alchemy: SQLAlchemyAsyncConfig, exclude: list[str]) -> None:
+        super().__init__(app=app, exclude=exclude)
+        self.alchemy = alchemy
+
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
+        from domains.account.services import AccountService, TokenService
+
+        header = connection.headers.get("authorization")
+        if header:
+            secret = parse_authorization(header)
+            db = self.alchemy.provide_session(connection.app.state, connection.scope)
+            found = await TokenService(db).authenticate(secret) if secret else None
+            if found is None:
+                raise NotAuthorizedException(
+                    "Invalid or revoked access token.",
+                    headers={"WWW-Authenticate": 'Basic realm="Rose Ash"'},
+                )
+            user, token = found
+            connection.scope["rose_ash.username"] = user.username  # type: ignore[typeddict-unknown-key]
+            return AuthenticationResult(
+                user=user,
+                auth=AuthInfo("token", frozenset(token.scopes), str(token.id)),
+            )
+        if connection.scope["path"].startswith("/api/"):
+            return AuthenticationResult(user=None, auth=None)
+        if "session" not in connection.scope:
+            return AuthenticationResult(user=None, auth=None)
+        session = connection.session
+        user_id = session.get(SESSION_USER_KEY) if session else None
+        if not user_id:
+            return AuthenticationResult(user=None, auth=None)
+        db = self.alchemy.provide_session(connection.app.state, connection.scope)
+        session_user = await AccountService(db).get_active(user_id)
+        if session_user is None or session.get(SESSION_EPOCH_KEY, 0) != session_user.session_epoch:
+            connection.clear_session()
+            return AuthenticationResult(user=None, auth=None)
+        connection.scope["rose_ash.username"] = session_user.username  # type: ignore[typeddict-unknown-key]
+        return AuthenticationResult(user=session_user, auth=AuthInfo("session"))
+
+
+def current_user(connection: ASGIConnection[Any, Any, Any, Any]) -> User | None:
+    return connection.scope.get("user")  # type: ignore[return-value]
+
+
+def requires_user(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    if current_user(connection) is None:
+        raise NotAuthorizedException("Sign in to continue.")
+
+
+def requires_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    user = current_user(connection)
+    if user is None:
+        raise NotAuthorizedException("Sign in to continue.")
+    if not user.is_admin:
+        raise PermissionDeniedException("Only administrators may do this.")
+
+
+def requires_scope(scope: str) -> Any:
+    """Guard: the caller is signed in and, if they came with a token, it carries ``scope``."""
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        if current_user(connection) is None:
+            raise NotAuthorizedException("Authentication required.")
+        auth = connection.scope.get("auth")
+        if isinstance(auth, AuthInfo) and not auth.allows(scope):
+            raise PermissionDeniedException(f"This token lacks the '{scope}' scope.")
+
+    return guard
+
+
+def make_csrf_config(settings: Settings) -> CSRFConfig:
+    return CSRFConfig(
+        secret=settings.secret_key,
+        cookie_secure=settings.secure_cookies,
+        cookie_samesite="lax",
+        exclude=CSRF_EXEMPT,
+    )
+
+
+def make_session_config(settings: Settings) -> LazySessionConfig:
+    return LazySessionConfig(
+        key="rose_ash_session",
+        store="sessions",
+        max_age=14 * 24 * 3600,
+        httponly=True,
+        secure=settings.secure_cookies,
+        samesite="lax",
+        # Static files and git/machine endpoints never need a session.
+        exclude=[r"^/static/", r"^/healthz$"],
+    )

@@ -1,0 +1,82 @@
+"""Settings from ``ROSE_ASH_*`` environment variables (the operator contract in ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+
+PREFIX = "ROSE_ASH_"
+_TRUE = {"1", "true", "yes", "on"}
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    base_url: str = "http://127.0.0.1:8000"
+    data_dir: Path = Path("./var")
+    database_url: str = ""
+    redis_url: str | None = None
+    # Prefix for every Redis key, so several instances (or test runs) can share one server.
+    redis_namespace: str = "rose-ash"
+    secret_key: str = ""
+    federation_allow_private_addresses: bool = False
+    edge_purge_urls: tuple[str, ...] = ()
+    # Run the durable job worker inside the web process (``make run``); compose runs it apart.
+    worker_in_process: bool = True
+    # Let operators close sign-up on a members-only instance.
+    signup_open: bool = True
+    # Sign-in and sign-up POSTs allowed per client address per minute.
+    auth_rate_limit: int = 10
+    log_level: str = "INFO"
+    debug: bool = False
+
+    @property
+    def secure_cookies(self) -> bool:
+        return self.base_url.startswith("https://")
+
+    @property
+    def repos_dir(self) -> Path:
+        return self.data_dir / "repos"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Read settings from the environment; ``overrides`` win (tests use them)."""
+        env = os.environ if env is None else env
+        raw: dict[str, object] = {}
+        for name in cls.__struct_fields__:
+            value = env.get(PREFIX + name.upper())
+            if value is not None and value != "":
+                raw[name] = value
+        raw.update(overrides)
+        data_dir = Path(str(raw.get("data_dir", "./var"))).resolve()
+        raw["data_dir"] = data_dir
+        for flag in ("federation_allow_private_addresses", "worker_in_process", "signup_open", "debug"):
+            if isinstance(raw.get(flag), str):
+                raw[flag] = str(raw[flag]).strip().lower() in _TRUE
+        if isinstance(raw.get("edge_purge_urls"), str):
+            raw["edge_purge_urls"] = tuple(u.strip() for u in str(raw["edge_purge_urls"]).split(",") if u.strip())
+        raw["base_url"] = str(raw.get("base_url", "http://127.0.0.1:8000")).rstrip("/")
+        if not raw.get("database_url"):
+            raw["database_url"] = f"sqlite+aiosqlite:///{data_dir / 'rose-ash.sqlite3'}"
+        if not raw.get("secret_key"):
+            raw["secret_key"] = _load_or_create_secret(data_dir)
+        return msgspec.convert(raw, cls, strict=False)
+
+
+def _load_or_create_secret(data_dir: Path) -> str:
+    """Generate SECRET_KEY into DATA_DIR on first run so restarts keep sessions and keys readable."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key

@@ -1,0 +1,31 @@
+"""Key-value stores: in-process by default, Redis namespaces when ROSE_ASH_REDIS_URL is set."""
+
+from __future__ import annotations
+
+from litestar.stores.base import Store
+from litestar.stores.memory import MemoryStore
+from litestar.stores.redis import RedisStore
+from litestar.stores.registry import StoreRegistry
+
+from app.settings import Settings
+
+STORE_NAMES = ("sessions", "rate_limit", "response_cache", "fragments")
+
+
+def make_store_registry(settings: Settings) -> StoreRegistry:
+    stores: dict[str, Store] = {}
+    if settings.redis_url:
+        root = RedisStore.with_client(url=settings.redis_url, namespace=settings.redis_namespace)
+        for name in STORE_NAMES:
+            stores[name] = root.with_namespace(name)
+
+        def default_factory(name: str) -> Store:
+            return root.with_namespace(name)
+    else:
+        for name in STORE_NAMES:
+            stores[name] = MemoryStore()
+
+        def default_factory(name: str) -> Store:
+            return MemoryStore()
+
+    return StoreRegistry(stores=stores, default_factory=default_factory)

@@ -1,0 +1,183 @@
+"""Account pages: sign-up, sign-in/out, dashboard, settings, tokens, and public profiles."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from litestar import Controller, Request, get, post
+from litestar.datastructures import CacheControlHeader
+from litestar.exceptions import NotFoundException, PermissionDeniedException
+from litestar.response import Redirect, Template
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.forms import as_list, form_data, form_page, safe_next, see_other
+from app.security import SESSION_EPOCH_KEY, SESSION_USER_KEY, requires_user
+from app.sessions import rotate_session_id
+from app.settings import Settings
+from domains.account.models import User
+from domains.account.schemas import SCOPES, SignupInput
+from domains.account.services import AccountService, InputProblems, TokenService
+
+PRIVATE = CacheControlHeader(private=True, no_store=True)
+
+
+def _sign_in(request: Request[Any, Any, Any], user: User) -> None:
+    # A fresh session id on sign-in defeats session fixation.
+    rotate_session_id(request)
+    request.set_session({SESSION_USER_KEY: str(user.id), SESSION_EPOCH_KEY: user.session_epoch})
+
+
+class AuthController(Controller):
+    path = "/account"
+    cache_control = PRIVATE
+
+    @get("/signup", name="account:signup")
+    async def signup_form(self, settings: Settings) -> Template:
+        return Template("account/signup.html", context={"values": {}, "errors": {}, "open": settings.signup_open})
+
+    @post("/signup", status_code=303)
+    async def signup(self, request: Request[Any, Any, Any], db_session: AsyncSession,
+                     settings: Settings) -> Template | Redirect:
+        if not settings.signup_open:
+            raise PermissionDeniedException("Sign-up is closed on this site.")
+        data = await form_data(request)
+        values = SignupInput(
+            username=str(data.get("username", "")),
+            email=str(data.get("email", "")),
+            password=str(data.get("password", "")),
+            display_name=str(data.get("display_name", "")),
+        )
+        shown = {"username": values.username, "email": values.email, "display_name": values.display_name}
+        try:
+            user = await AccountService(db_session).signup(values)
+        except InputProblems as exc:
+            return form_page("account/signup.html", {"values": shown, "open": True}, exc.errors, exc.status)
+        _sign_in(request, user)
+        return see_other("/account", request, f"Welcome to Rose Ash, {user.name}!")
+
+    @get("/login", name="account:login")
+    async def login_form(self, next: str | None = None) -> Template:
+        return Template("account/login.html", context={"values": {}, "errors": {}, "next": safe_next(next)})
+
+    @post("/login", status_code=303)
+    async def login(self, request: Request[Any, Any, Any], db_session: AsyncSession) -> Template | Redirect:
+        data = await form_data(request)
+        login = str(data.get("login", "")).strip()
+        destination = safe_next(str(data.get("next", "")))
+        user = await AccountService(db_session).authenticate(login, str(data.get("password", "")))
+        if user is None:
+            return form_page(
+                "account/login.html",
+                {"values": {"login": login}, "next": destination},
+                {"form": "That username or email and password don't match an account."},
+                401,
+            )
+        _sign_in(request, user)
+        return see_other(destination, request, f"Signed in as {user.username}.")
+
+    @post("/logout", status_code=303)
+    async def logout(self, request: Request[Any, Any, Any]) -> Redirect:
+        # Drop everything but keep a (new, empty) session to carry the "signed out" message.
+        request.set_session({})
+        rotate_session_id(request)
+        return see_other("/account/login", request, "You are signed out.")
+
+
+class AccountController(Controller):
+    path = "/account"
+    guards = [requires_user]
+    cache_control = PRIVATE
+
+    @get("/", name="account:dashboard")
+    async def dashboard(self, request: Request[User, Any, Any], db_session: AsyncSession) -> Template:
+        tokens = await TokenService(db_session).for_user(request.user)
+        return Template("account/dashboard.html", context={
+            "active_tokens": sum(1 for t in tokens if t.revoked_at is None),
+        })
+
+    @get("/settings", name="account:settings")
+    async def settings_index(self) -> Redirect:
+        return Redirect("/account/settings/profile")
+
+    @get("/settings/profile")
+    async def profile_form(self, request: Request[User, Any, Any]) -> Template:
+        user = request.user
+        return Template("account/settings_profile.html", context={
+            "values": {"display_name": user.display_name, "bio": user.bio}, "errors": {}})
+
+    @post("/settings/profile", status_code=303)
+    async def profile_save(self, request: Request[User, Any, Any], db_session: AsyncSession) -> Template | Redirect:
+        data = await form_data(request)
+        display_name, bio = str(data.get("display_name", "")), str(data.get("bio", ""))
+        try:
+            await AccountService(db_session).update_profile(request.user, display_name, bio)
+        except InputProblems as exc:
+            return form_page("account/settings_profile.html",
+                             {"values": {"display_name": display_name, "bio": bio}}, exc.errors, exc.status)
+        return see_other("/account/settings/profile", request, "Profile saved.")
+
+    @get("/settings/password")
+    async def password_form(self) -> Template:
+        return Template("account/settings_password.html", context={"errors": {}})
+
+    @post("/settings/password", status_code=303)
+    async def password_save(self, request: Request[User, Any, Any], db_session: AsyncSession) -> Template | Redirect:
+        data = await form_data(request)
+        new = str(data.get("new_password", ""))
+        if new != str(data.get("confirm_password", "")):
+            return form_page("account/settings_password.html", {},
+                             {"confirm_password": "The two new passwords differ."}, 422)
+        try:
+            await AccountService(db_session).change_password(request.user, str(data.get("current_password", "")), new)
+        except InputProblems as exc:
+            return form_page("account/settings_password.html", {}, exc.errors, exc.status)
+        _sign_in(request, request.user)  # other sessions end; this one carries the new epoch
+        return see_other("/account/settings/password", request, "Password changed. Other sessions were signed out.")
+
+    @get("/settings/tokens")
+    async def tokens(self, request: Request[User, Any, Any], db_session: AsyncSession) -> Template:
+        return await self._tokens_page(request, db_session)
+
+    async def _tokens_page(self, request: Request[User, Any, Any], db_session: AsyncSession, *,
+                           errors: dict[str, str] | None = None, values: dict[str, Any] | None = None,
+                           status: int = 200) -> Template:
+        tokens = await TokenService(db_session).for_user(request.user)
+        # The new secret is shown exactly once: it travels in the session and is popped here.
+        new_secret = request.session.pop("new_token", None) if request.session else None
+        return Template("account/settings_tokens.html", status_code=status, context={
+            "tokens": tokens, "scopes": SCOPES, "new_secret": new_secret,
+            "errors": errors or {}, "values": values or {"scopes": []},
+        })
+
+    @post("/settings/tokens", status_code=303)
+    async def token_create(self, request: Request[User, Any, Any], db_session: AsyncSession) -> Template | Redirect:
+        data = await form_data(request)
+        name, scopes = str(data.get("name", "")), as_list(data.get("scopes"))
+        try:
+            _token, secret = await TokenService(db_session).create(request.user, name, scopes)
+        except InputProblems as exc:
+            return await self._tokens_page(request, db_session, errors=exc.errors,
+                                           values={"name": name, "scopes": scopes}, status=exc.status)
+        request.session["new_token"] = secret
+        return see_other("/account/settings/tokens", request, "Token created. Copy it now: it won't be shown again.")
+
+    @post("/settings/tokens/{token_id:uuid}/revoke", status_code=303)
+    async def token_revoke(self, request: Request[User, Any, Any], db_session: AsyncSession,
+                           token_id: UUID) -> Redirect:
+        if not await TokenService(db_session).revoke(request.user, token_id):
+            raise NotFoundException("No such active token.")
+        return see_other("/account/settings/tokens", request, "Token revoked.")
+
+
+@get("/{handle:str}", name="account:profile", cache_control=CacheControlHeader(public=True, max_age=60))
+async def profile(handle: str, db_session: AsyncSession) -> Template:
+    """``/@<username>``. Litestar parameters span whole segments, so the ``@`` is checked here;
+    every other single-segment path that no route claims is a 404 from this handler."""
+    if not handle.startswith("@") or len(handle) < 2:
+        raise NotFoundException()
+    username = handle[1:]
+    user = await AccountService(db_session).by_username(username)
+    if user is None or not user.is_active:
+        raise NotFoundException(f"There is no member called @{username}.")
+    return Template("account/profile.html", context={"member": user})

@@ -1,0 +1,51 @@
+"""Account tables: users and their personal access tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from advanced_alchemy.base import UUIDv7AuditBase
+from advanced_alchemy.types import DateTimeUTC, JsonB
+from sqlalchemy import Boolean, ForeignKey, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+
+class User(UUIDv7AuditBase):
+    __tablename__ = "account_user"
+
+    username: Mapped[str] = mapped_column(String(40), unique=True, index=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True, index=True)
+    display_name: Mapped[str] = mapped_column(String(100), default="")
+    bio: Mapped[str] = mapped_column(Text, default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Bumped when the password changes so other sessions of this user end.
+    session_epoch: Mapped[int] = mapped_column(default=0)
+
+    tokens: Mapped[list[AccessToken]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", lazy="raise"
+    )
+
+    @property
+    def name(self) -> str:
+        return self.display_name or self.username
+
+
+class AccessToken(UUIDv7AuditBase):
+    """A personal access token. Only a SHA-256 digest of the secret is kept."""
+
+    __tablename__ = "account_access_token"
+
+    user_id: Mapped[UUID] = mapped_column(ForeignKey("account_user.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The first characters of the token, shown in lists so owners can tell tokens apart.
+    token_hint: Mapped[str] = mapped_column(String(16))
+    scopes: Mapped[list[str]] = mapped_column(JsonB, default=list)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+
+    user: Mapped[User] = relationship(back_populates="tokens", lazy="raise")

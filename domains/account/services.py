@@ -1,0 +1,216 @@
+"""Account rules: sign-up, sign-in, profile and password changes, personal access tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import anyio.to_thread
+from advanced_alchemy.repository import SQLAlchemyAsyncRepository
+from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domains.account.models import AccessToken, User
+from domains.account.passwords import hash_password, needs_rehash, verify_password
+from domains.account.schemas import (
+    SCOPES,
+    SignupInput,
+    email_problem,
+    normalise_email,
+    normalise_username,
+    password_problem,
+    username_problem,
+)
+
+TOKEN_PREFIX = "rat_"
+
+
+@dataclass
+class InputProblems(Exception):
+    """Field-level problems with submitted input. ``status`` is 422 or 409 (already taken)."""
+
+    errors: dict[str, str] = field(default_factory=dict)
+    status: int = 422
+
+    def __str__(self) -> str:
+        return "; ".join(f"{k}: {v}" for k, v in self.errors.items())
+
+
+class UserRepository(SQLAlchemyAsyncRepository[User]):
+    model_type = User
+
+
+class TokenRepository(SQLAlchemyAsyncRepository[AccessToken]):
+    model_type = AccessToken
+
+
+class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
+    repository_type = UserRepository
+
+    def __init__(self, session: AsyncSession, **kwargs: Any) -> None:
+        super().__init__(session=session, **kwargs)
+        self.db = session
+
+    async def get_active(self, user_id: UUID | str) -> User | None:
+        try:
+            uid = user_id if isinstance(user_id, UUID) else UUID(str(user_id))
+        except ValueError:
+            return None
+        user = await self.repository.get_one_or_none(id=uid)
+        return user if user is not None and user.is_active else None
+
+    async def by_username(self, username: str) -> User | None:
+        return await self.repository.get_one_or_none(username=normalise_username(username))
+
+    async def signup(self, data: SignupInput, *, is_admin: bool = False) -> User:
+        """Validate and create a user; raises InputProblems and writes nothing on bad input."""
+        username = normalise_username(data.username)
+        email = normalise_email(data.email)
+        errors: dict[str, str] = {}
+        if problem := username_problem(username):
+            errors["username"] = problem
+        if problem := email_problem(email):
+            errors["email"] = problem
+        if problem := password_problem(data.password, username=username, email=email):
+            errors["password"] = problem
+        if len(data.display_name) > 100:
+            errors["display_name"] = "Use 100 characters at most."
+        if errors:
+            raise InputProblems(errors)
+        taken = await self.db.execute(
+            select(User.username, User.email).where(
+                or_(User.username == username, func.lower(User.email) == email)
+            )
+        )
+        for row in taken:
+            if row.username == username:
+                errors["username"] = "That username is taken."
+            if row.email == email:
+                errors["email"] = "An account with that email already exists. Try signing in."
+        if errors:
+            raise InputProblems(errors, status=409)
+        password_hash = await anyio.to_thread.run_sync(hash_password, data.password)
+        user = User(
+            username=username,
+            email=email,
+            display_name=data.display_name.strip(),
+            password_hash=password_hash,
+            is_admin=is_admin,
+        )
+        return await self.repository.add(user)
+
+    async def authenticate(self, login: str, password: str) -> User | None:
+        login = login.strip().lower()
+        column = User.email if "@" in login else User.username
+        user = (await self.db.execute(select(User).where(column == login))).scalar_one_or_none()
+        ok = await anyio.to_thread.run_sync(verify_password, user.password_hash if user else None, password)
+        if not ok or user is None or not user.is_active:
+            return None
+        if needs_rehash(user.password_hash):
+            user.password_hash = await anyio.to_thread.run_sync(hash_password, password)
+        return user
+
+    async def change_password(self, user: User, current: str, new: str) -> None:
+        errors: dict[str, str] = {}
+        if not await anyio.to_thread.run_sync(verify_password, user.password_hash, current):
+            errors["current_password"] = "That isn't your current password."
+        elif problem := password_problem(new, username=user.username, email=user.email):
+            errors["new_password"] = problem
+        if errors:
+            raise InputProblems(errors)
+        user.password_hash = await anyio.to_thread.run_sync(hash_password, new)
+        user.session_epoch += 1
+        await self.repository.update(user)
+
+    async def update_profile(self, user: User, display_name: str, bio: str) -> User:
+        errors: dict[str, str] = {}
+        if len(display_name.strip()) > 100:
+            errors["display_name"] = "Use 100 characters at most."
+        if len(bio) > 2000:
+            errors["bio"] = "Use 2,000 characters at most."
+        if errors:
+            raise InputProblems(errors)
+        user.display_name = display_name.strip()
+        user.bio = bio.strip()
+        return await self.repository.update(user)
+
+
+def _digest(secret: str) -> str:
+    # Tokens carry 256 bits of randomness, so a fast hash is safe (GitHub and Gitea do the same).
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class TokenService(SQLAlchemyAsyncRepositoryService[AccessToken, TokenRepository]):
+    repository_type = TokenRepository
+
+    def __init__(self, session: AsyncSession, **kwargs: Any) -> None:
+        super().__init__(session=session, **kwargs)
+        self.db = session
+
+    async def create(self, user: User, name: str, scopes: Sequence[str]) -> tuple[AccessToken, str]:
+        """Create a token; returns the row and the secret, which is never retrievable again."""
+        errors: dict[str, str] = {}
+        name = name.strip()
+        if not name:
+            errors["name"] = "Give the token a name so you can recognise it later."
+        elif len(name) > 100:
+            errors["name"] = "Use 100 characters at most."
+        unknown = [s for s in scopes if s not in SCOPES]
+        if unknown:
+            errors["scopes"] = f"Unknown scope: {', '.join(unknown)}."
+        elif not scopes:
+            errors["scopes"] = "Choose at least one scope."
+        if errors:
+            raise InputProblems(errors)
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token = AccessToken(
+            user_id=user.id,
+            name=name,
+            token_hash=_digest(secret),
+            token_hint=secret[: len(TOKEN_PREFIX) + 6],
+            scopes=sorted(set(scopes)),
+        )
+        return await self.repository.add(token), secret
+
+    async def for_user(self, user: User) -> Sequence[AccessToken]:
+        result = await self.db.execute(
+            select(AccessToken).where(AccessToken.user_id == user.id).order_by(AccessToken.created_at.desc())
+        )
+        return result.scalars().all()
+
+    async def revoke(self, user: User, token_id: UUID) -> bool:
+        result = await self.db.execute(
+            update(AccessToken)
+            .where(AccessToken.id == token_id, AccessToken.user_id == user.id, AccessToken.revoked_at.is_(None))
+            .values(revoked_at=datetime.now(UTC))
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def authenticate(self, secret: str) -> tuple[User, AccessToken] | None:
+        if not secret.startswith(TOKEN_PREFIX) or len(secret) > 200:
+            return None
+        row = (
+            await self.db.execute(
+                select(AccessToken, User)
+                .join(User, User.id == AccessToken.user_id)
+                .where(AccessToken.token_hash == _digest(secret))
+            )
+        ).first()
+        if row is None:
+            return None
+        token, user = row
+        now = datetime.now(UTC)
+        if token.revoked_at is not None or not user.is_active:
+            return None
+        if token.expires_at is not None and token.expires_at <= now:
+            return None
+        # Record use at most once a minute, so a git clone doesn't write on every request.
+        if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
+            token.last_used_at = now
+        return user, token

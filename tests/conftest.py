@@ -1,0 +1,141 @@
+"""Shared fixtures: every database test runs on SQLite and, when configured, on PostgreSQL.
+
+``ROSE_ASH_TEST_DATABASE_URL`` (a PostgreSQL URL) and ``ROSE_ASH_TEST_REDIS_URL`` switch the
+PostgreSQL leg and the Redis-backed stores on. With ``CI=true`` they are required: a missing
+service fails the run instead of skipping it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from app.settings import Settings
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+PG_URL = os.environ.get("ROSE_ASH_TEST_DATABASE_URL", "")
+REDIS_URL = os.environ.get("ROSE_ASH_TEST_REDIS_URL", "")
+
+if IN_CI and not PG_URL:
+    raise pytest.UsageError("CI=true but ROSE_ASH_TEST_DATABASE_URL is not set")
+if IN_CI and not REDIS_URL:
+    raise pytest.UsageError("CI=true but ROSE_ASH_TEST_REDIS_URL is not set")
+
+DB_KINDS = ["sqlite", *(["postgresql"] if PG_URL else [])]
+
+
+def require_tool(name: str) -> str:
+    """Return the path of an external tool; skip without it, but fail under CI."""
+    path = shutil.which(name)
+    if path:
+        return path
+    if IN_CI:
+        pytest.fail(f"{name} is required in CI but is not installed")
+    pytest.skip(f"{name} is not installed")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """One throw-away PostgreSQL database per test process, so parallel runs never collide."""
+    if not PG_URL:
+        yield ""
+        return
+    import asyncio
+
+    base = make_url(PG_URL)
+    name = f"rose_ash_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+    async def run(sql: str) -> None:
+        engine = create_async_engine(base, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text(sql))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(params=DB_KINDS)
+def db_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(db_kind: str, tmp_path: Path, pg_database: str) -> str:
+    if db_kind == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}"
+    return pg_database
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """A database with every table created empty (PostgreSQL tables are reset per test)."""
+    from advanced_alchemy.base import metadata_registry
+
+    import app.models  # noqa: F401
+    from app.db import make_engine
+
+    metadata = metadata_registry.get(None)
+    eng = make_engine(database_url)
+    async with eng.begin() as conn:
+        await conn.run_sync(metadata.drop_all)
+        await conn.run_sync(metadata.create_all)
+    try:
+        yield eng
+    finally:
+        await eng.dispose()
+
+
+@pytest.fixture
+async def db_session(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    maker = async_sessionmaker(engine, expire_on_commit=False)
+    async with maker() as session:
+        yield session
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings.from_env(
+        {},
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        redis_url=REDIS_URL or None,
+        redis_namespace=f"rose-ash-test-{uuid.uuid4().hex[:8]}",
+        secret_key="test-secret-key-not-for-production-0123456789",
+        worker_in_process=False,
+        auth_rate_limit=1000,
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings, engine: AsyncEngine):  # type: ignore[no-untyped-def]
+    from app import create_app
+
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(app):  # type: ignore[no-untyped-def]
+    from litestar.testing import AsyncTestClient
+
+    async with AsyncTestClient(app=app, base_url="http://127.0.0.1:8000") as c:
+        c.follow_redirects = False  # tests look at each 303 themselves
+        yield c
