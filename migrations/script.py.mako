@@ -11,11 +11,7 @@ from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from alembic import op
-from advanced_alchemy.types import Bool, EncryptedString, EncryptedText, GUID, JsonB, ORA_JSONB, DateTimeUTC, StoredObject, PasswordHash, FernetBackend, TOTPSecret, OneTimeCode
-from advanced_alchemy.types.encrypted_string import PGCryptoBackend
-from advanced_alchemy.types.password_hash.argon2 import Argon2Hasher
-from advanced_alchemy.types.password_hash.passlib import PasslibHasher
-from advanced_alchemy.types.password_hash.pwdlib import PwdlibHasher
+from advanced_alchemy.types import GUID, ORA_JSONB, Bool, DateTimeUTC, JsonB
 from sqlalchemy import Text  # noqa: F401
 ${imports if imports else ""}
 
@@ -29,17 +25,6 @@ sa.Bool = Bool
 sa.DateTimeUTC = DateTimeUTC
 sa.JsonB = JsonB
 sa.ORA_JSONB = ORA_JSONB
-sa.EncryptedString = EncryptedString
-sa.EncryptedText = EncryptedText
-sa.StoredObject = StoredObject
-sa.PasswordHash = PasswordHash
-sa.Argon2Hasher = Argon2Hasher
-sa.PasslibHasher = PasslibHasher
-sa.PwdlibHasher = PwdlibHasher
-sa.FernetBackend = FernetBackend
-sa.PGCryptoBackend = PGCryptoBackend
-sa.TOTPSecret = TOTPSecret
-sa.OneTimeCode = OneTimeCode
 
 # revision identifiers, used by Alembic.
 revision = ${repr(up_revision)}
@@ -48,19 +33,20 @@ branch_labels = ${repr(branch_labels)}
 depends_on = ${repr(depends_on)}
 
 
+# Each migration runs in one transaction (PostgreSQL DDL is transactional), so a failed
+# upgrade leaves the schema as it was.
 def upgrade() -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning)
-        with op.get_context().autocommit_block():
-            schema_upgrades()
-            data_upgrades()
+        schema_upgrades()
+        data_upgrades()
+
 
 def downgrade() -> None:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning)
-        with op.get_context().autocommit_block():
-            data_downgrades()
-            schema_downgrades()
+        data_downgrades()
+        schema_downgrades()
 
 def schema_upgrades() -> None:
     """schema upgrade migrations go here."""
