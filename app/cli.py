@@ -118,8 +118,9 @@ def tokens_create(ctx: click.Context, username: str, scopes: tuple[str, ...], na
 @click.pass_context
 def worker_command(ctx: click.Context, concurrency: int) -> None:
     """Run the durable job worker until SIGINT/SIGTERM (finishing jobs in flight)."""
-    from app.jobs.runtime import run_worker_forever
+    from app.jobs import run_worker_forever
 
+    # Loading the app (done by the CLI) imported every domain, so every job handler is registered.
     asyncio.run(run_worker_forever(_settings(ctx), concurrency=concurrency))
 
 

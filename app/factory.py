@@ -70,9 +70,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         if not settings.worker_in_process:
             yield
             return
-        from app.jobs.runtime import worker_for_app
+        from sqlalchemy.ext.asyncio import async_sessionmaker
 
-        async with worker_for_app(app, settings, alchemy):
+        from app.jobs import JobContext, worker_in_background
+
+        sessionmaker = async_sessionmaker(alchemy.get_engine(), expire_on_commit=False)
+        async with worker_in_background(sessionmaker, JobContext(sessionmaker=sessionmaker, settings=settings)):
             yield
 
     static = create_static_files_router(

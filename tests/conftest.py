@@ -14,9 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.settings import Settings
 
@@ -53,24 +51,22 @@ def pg_database() -> Iterator[str]:
     if not PG_URL:
         yield ""
         return
-    import asyncio
+    from tests.helpers.pg import pg_database as make_database
 
-    base = make_url(PG_URL)
-    name = f"rose_ash_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    with make_database("test") as url:
+        yield url
 
-    async def run(sql: str) -> None:
-        engine = create_async_engine(base, isolation_level="AUTOCOMMIT")
-        try:
-            async with engine.connect() as conn:
-                await conn.execute(text(sql))
-        finally:
-            await engine.dispose()
 
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+@pytest.fixture
+def server_database_url(db_kind: str) -> Iterator[str | None]:
+    """For e2e servers: None means the embedded SQLite default; PostgreSQL gets a fresh database."""
+    if db_kind == "sqlite":
+        yield None
+        return
+    from tests.helpers.pg import pg_database as make_database
+
+    with make_database("e2e") as url:
+        yield url
 
 
 @pytest.fixture(params=DB_KINDS)
