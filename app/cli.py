@@ -102,7 +102,7 @@ def tokens_create(ctx: click.Context, username: str, scopes: tuple[str, ...], na
         user = await AccountService(session).by_username(username)
         if user is None:
             raise InputProblems({"username": f"no user called {username}"})
-        _token, secret = await TokenService(session).create(user, name, list(scopes))
+        _token, secret = await TokenService(session).issue(user, name, list(scopes))
         return secret
 
     try:

@@ -9,6 +9,7 @@ import time
 import uuid
 from typing import Any
 
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 access_log = logging.getLogger("rose_ash.access")
@@ -47,9 +48,10 @@ def request_logging_middleware(app: ASGIApp) -> ASGIApp:
     """Log method, path, status, duration and a request id (echoed as ``X-Request-Id``)."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
+        method = str(scope.get("method", ""))
         started = time.perf_counter()
         request_id = uuid.uuid4().hex[:16]
         status = 500
@@ -70,12 +72,12 @@ def request_logging_middleware(app: ASGIApp) -> ASGIApp:
         finally:
             access_log.info(
                 "%s %s %s",
-                scope["method"],
+                method,
                 scope["path"],
                 status,
                 extra={"fields": {
                     "request_id": request_id,
-                    "method": scope["method"],
+                    "method": method,
                     "path": scope["path"],
                     "status": status,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),

@@ -128,7 +128,8 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
 
 
 def current_user(connection: ASGIConnection[Any, Any, Any, Any]) -> User | None:
-    return connection.scope.get("user")  # type: ignore[return-value]
+    user: User | None = connection.scope.get("user")
+    return user
 
 
 def requires_user(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:

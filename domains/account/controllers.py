@@ -155,7 +155,7 @@ class AccountController(Controller):
         data = await form_data(request)
         name, scopes = str(data.get("name", "")), as_list(data.get("scopes"))
         try:
-            _token, secret = await TokenService(db_session).create(request.user, name, scopes)
+            _token, secret = await TokenService(db_session).issue(request.user, name, scopes)
         except InputProblems as exc:
             return await self._tokens_page(request, db_session, errors=exc.errors,
                                            values={"name": name, "scopes": scopes}, status=exc.status)

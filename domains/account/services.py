@@ -153,7 +153,7 @@ class TokenService(SQLAlchemyAsyncRepositoryService[AccessToken, TokenRepository
         super().__init__(session=session, **kwargs)
         self.db = session
 
-    async def create(self, user: User, name: str, scopes: Sequence[str]) -> tuple[AccessToken, str]:
+    async def issue(self, user: User, name: str, scopes: Sequence[str]) -> tuple[AccessToken, str]:
         """Create a token; returns the row and the secret, which is never retrievable again."""
         errors: dict[str, str] = {}
         name = name.strip()

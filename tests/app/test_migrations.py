@@ -25,8 +25,9 @@ def _upgrade(database_url: str, data_dir: Path) -> subprocess.CompletedProcess[s
 
 
 async def test_migrations_reach_the_models(tmp_path: Path, server_database_url: str | None) -> None:
-    import app.models  # noqa: F401
     from advanced_alchemy.base import metadata_registry
+
+    import app.models  # noqa: F401
 
     url = server_database_url or f"sqlite+aiosqlite:///{tmp_path / 'migrated.sqlite3'}"
     await _check(url, tmp_path, metadata_registry.get(None))
