@@ -6,7 +6,7 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test install lint typecheck worker migrate clean
+.PHONY: run test install lint typecheck worker migrate clean initial-migration
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit("Rose Ash needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -39,3 +39,10 @@ worker: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+## Pre-release only: rebuild the single initial migration from the models (no deployed databases yet).
+initial-migration: $(STAMP)
+	flock /tmp/rose-ash-initial-migration.lock sh -c '\
+	  rm -f migrations/versions/*_initial_schema.py && rm -rf /tmp/rose-ash-migration-db && \
+	  ROSE_ASH_DATA_DIR=/tmp/rose-ash-migration-db $(BIN)/rose-ash database make-migrations -m "initial schema" --no-prompt >/dev/null && \
+	  ls migrations/versions/*_initial_schema.py'

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 22adedc14ac4
+Revision ID: 44251f3d0033
 Revises: 
-Create Date: 2026-11-27 06:22:09.894146
+Create Date: 2026-11-27 06:26:17.160622
 
 """
 
@@ -27,7 +27,7 @@ sa.JsonB = JsonB
 sa.ORA_JSONB = ORA_JSONB
 
 # revision identifiers, used by Alembic.
-revision = '22adedc14ac4'
+revision = '44251f3d0033'
 down_revision = None
 branch_labels = None
 depends_on = None
