@@ -1,0 +1,395 @@
+"""Writing jobs and moving them through their states.
+
+Every state change is a conditional UPDATE that names the state (and, for a running job, the
+claim: worker id plus attempt number) it expects, so two workers can never both finish, renew
+or release the same run. Claiming uses ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL and
+per-row compare-and-set UPDATEs on SQLite (one writer at a time there).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+from uuid import UUID
+
+import msgspec
+from sqlalchemy import CursorResult, Select, Table, and_, delete, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.jobs.models import DEAD, DEFAULT_MAX_ATTEMPTS, DONE, QUEUED, RUNNING, Job, utcnow
+from app.jobs.registry import DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP, JobRegistry, registry
+
+__all__ = [
+    "ClaimedJob",
+    "backoff_delay",
+    "claim_jobs",
+    "enqueue",
+    "mark_dead",
+    "mark_done",
+    "prune_done",
+    "release",
+    "renew_lease",
+    "reschedule",
+]
+
+log = logging.getLogger("app.jobs")
+
+Clock = Callable[[], datetime]
+MAX_ERROR_CHARS = 16_000
+
+_table = cast(Table, Job.__table__)
+_c = _table.c
+
+
+def _payload_to_json(payload: msgspec.Struct) -> dict[str, Any]:
+    # A JSON round trip gives exactly what the column will hold (datetimes, UUIDs, bytes as text),
+    # so the handler decodes the same value whether the row was just written or read back.
+    data = msgspec.json.decode(msgspec.json.encode(payload))
+    if not isinstance(data, dict):
+        raise TypeError("a job payload must encode to a JSON object (use a msgspec.Struct)")
+    return data
+
+
+async def enqueue(
+    session: AsyncSession,
+    kind: str,
+    payload: msgspec.Struct,
+    *,
+    run_at: datetime | None = None,
+    unique_key: str | None = None,
+    max_attempts: int | None = None,
+    jobs: JobRegistry | None = None,
+) -> Job:
+    """Add a job with the caller's session (flushed, not committed).
+
+    The job is therefore written, or not, in the same transaction as the domain change that
+    caused it. With ``unique_key``, if a queued or running job holds that key, that job is
+    returned unchanged instead of inserting a second one. ``max_attempts`` defaults to the
+    kind's registered default, then to 10. ``run_at`` must be timezone-aware.
+    """
+    reg = registry if jobs is None else jobs
+    if not isinstance(payload, msgspec.Struct):
+        raise TypeError(f"job payload must be a msgspec.Struct, not {type(payload).__name__}")
+    entry = reg.get(kind)
+    if entry is not None and not isinstance(payload, entry.payload_type):
+        raise TypeError(f"job kind {kind!r} takes {entry.payload_type.__name__}, not {type(payload).__name__}")
+    if run_at is not None and run_at.tzinfo is None:
+        raise ValueError("run_at must be timezone-aware")
+    if max_attempts is None:
+        max_attempts = (entry.max_attempts if entry is not None else None) or DEFAULT_MAX_ATTEMPTS
+    if max_attempts < 1:
+        raise ValueError("max_attempts must be at least 1")
+    values: dict[str, Any] = {
+        "kind": kind,
+        "payload": _payload_to_json(payload),
+        "state": QUEUED,
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "next_run_at": run_at or utcnow(),
+    }
+    if unique_key is None:
+        job = Job(**values)
+        session.add(job)
+        await session.flush()
+        return job
+    return await _enqueue_unique(session, values, unique_key)
+
+
+async def _enqueue_unique(session: AsyncSession, values: dict[str, Any], unique_key: str) -> Job:
+    dialect = session.get_bind().dialect.name
+    for _ in range(5):
+        await session.flush()  # pending ORM jobs with this key must be visible to the INSERT
+        existing = await session.scalar(select(Job).where(Job.unique_key == unique_key))
+        if existing is not None:
+            return existing
+        if dialect == "postgresql":
+            await session.execute(
+                pg_insert(_table)
+                .values(**values, unique_key=unique_key)
+                .on_conflict_do_nothing(index_elements=[_c.unique_key])
+            )
+        elif dialect == "sqlite":
+            await session.execute(
+                sqlite_insert(_table)
+                .values(**values, unique_key=unique_key)
+                .on_conflict_do_nothing(index_elements=[_c.unique_key])
+            )
+        else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+            session.add(Job(**values, unique_key=unique_key))
+            await session.flush()
+        job = await session.scalar(
+            select(Job).where(Job.unique_key == unique_key).execution_options(populate_existing=True)
+        )
+        if job is not None:
+            return job
+        # The job that held the key finished between our INSERT and SELECT: try again.
+    raise RuntimeError(f"could not enqueue a job with unique_key {unique_key!r}")
+
+
+def backoff_delay(attempt: int, base: float = DEFAULT_BACKOFF_BASE, cap: float = DEFAULT_BACKOFF_CAP) -> float:
+    """Exponential backoff with full jitter: uniform in ``[0, min(cap, base * 2**(attempt-1))]``."""
+    exponent = min(max(attempt - 1, 0), 62)
+    return random.uniform(0.0, min(cap, base * (2.0**exponent)))
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A job this worker now holds a lease on; ``(worker_id, attempts)`` identifies the claim."""
+
+    id: UUID
+    kind: str
+    payload: Any
+    attempts: int
+    max_attempts: int
+    worker_id: str
+
+
+def _claimable(now: datetime, exclude: Collection[UUID]) -> Any:
+    cond = or_(
+        and_(_c.state == QUEUED, _c.next_run_at <= now),
+        and_(_c.state == RUNNING, _c.locked_until.is_not(None), _c.locked_until < now),
+    )
+    if exclude:
+        cond = and_(cond, _c.id.not_in(list(exclude)))
+    return cond
+
+
+async def claim_jobs(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    worker_id: str,
+    limit: int,
+    *,
+    lease_seconds: float,
+    clock: Clock = utcnow,
+    exclude: Collection[UUID] = (),
+) -> list[ClaimedJob]:
+    """Lease up to ``limit`` due jobs to ``worker_id`` and count the attempt.
+
+    Due means queued with ``next_run_at`` reached, or running with an expired lease (its
+    worker died or stalled). An expired job that has used all its attempts goes dead instead.
+    """
+    if limit <= 0:
+        return []
+    async with sessionmaker() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            return await _claim_postgresql(session, worker_id, limit, lease_seconds, clock, exclude)
+        return await _claim_compare_and_set(session, worker_id, limit, lease_seconds, clock, exclude)
+
+
+def _candidates(now: datetime, limit: int, exclude: Collection[UUID]) -> Select[Any]:
+    return (
+        select(_c.id, _c.state, _c.locked_by, _c.attempts, _c.max_attempts)
+        .where(_claimable(now, exclude))
+        .order_by(_c.next_run_at, _c.id)
+        .limit(limit)
+    )
+
+
+def _lease_lost_error(job_id: UUID, attempts: int, max_attempts: int, locked_by: str | None) -> str:
+    error = (
+        f"lease expired while running attempt {attempts} of {max_attempts} "
+        f"(worker {locked_by or '?'} died or stalled); no attempts left"
+    )
+    log.error("job %s is dead: %s", job_id, error)
+    return error
+
+
+async def _claim_postgresql(
+    session: AsyncSession,
+    worker_id: str,
+    limit: int,
+    lease_seconds: float,
+    clock: Clock,
+    exclude: Collection[UUID],
+) -> list[ClaimedJob]:
+    async with session.begin():
+        now = clock()
+        rows = (await session.execute(_candidates(now, limit, exclude).with_for_update(skip_locked=True))).all()
+        exhausted = [r for r in rows if r.state == RUNNING and r.attempts >= r.max_attempts]
+        runnable = [r.id for r in rows if not (r.state == RUNNING and r.attempts >= r.max_attempts)]
+        for r in exhausted:
+            await session.execute(
+                update(_table)
+                .where(_c.id == r.id)
+                .values(
+                    state=DEAD,
+                    locked_until=None,
+                    unique_key=None,
+                    last_error=_lease_lost_error(r.id, r.attempts, r.max_attempts, r.locked_by),
+                )
+            )
+        if not runnable:
+            return []
+        result = await session.execute(
+            update(_table)
+            .where(_c.id.in_(runnable))
+            .values(
+                state=RUNNING,
+                attempts=_c.attempts + 1,
+                locked_by=worker_id,
+                locked_until=now + timedelta(seconds=lease_seconds),
+            )
+            .returning(_c.id, _c.kind, _c.payload, _c.attempts, _c.max_attempts, _c.next_run_at)
+        )
+        claimed = sorted(result.all(), key=lambda r: (r.next_run_at, r.id))
+    return [ClaimedJob(r.id, r.kind, r.payload, r.attempts, r.max_attempts, worker_id) for r in claimed]
+
+
+async def _claim_compare_and_set(
+    session: AsyncSession,
+    worker_id: str,
+    limit: int,
+    lease_seconds: float,
+    clock: Clock,
+    exclude: Collection[UUID],
+) -> list[ClaimedJob]:
+    # SQLite has one writer: read candidates, then take each with an UPDATE that re-checks the
+    # row is still claimable; a row another worker took meanwhile matches nothing (rowcount 0).
+    now = clock()
+    rows = (await session.execute(_candidates(now, limit, exclude))).all()
+    await session.rollback()  # end the read before the short write transaction
+    if not rows:
+        return []
+    taken: list[UUID] = []
+    async with session.begin():
+        now = clock()
+        for r in rows:
+            still_claimable = _claimable(now, ())
+            if r.state == RUNNING and r.attempts >= r.max_attempts:
+                await session.execute(
+                    update(_table)
+                    .where(_c.id == r.id, _c.state == RUNNING, _c.attempts == r.attempts, still_claimable)
+                    .values(
+                        state=DEAD,
+                        locked_until=None,
+                        unique_key=None,
+                        last_error=_lease_lost_error(r.id, r.attempts, r.max_attempts, r.locked_by),
+                    )
+                )
+                continue
+            res = await session.execute(
+                update(_table)
+                .where(_c.id == r.id, _c.state == r.state, _c.attempts == r.attempts, still_claimable)
+                .values(
+                    state=RUNNING,
+                    attempts=_c.attempts + 1,
+                    locked_by=worker_id,
+                    locked_until=now + timedelta(seconds=lease_seconds),
+                )
+            )
+            if cast("CursorResult[Any]", res).rowcount == 1:
+                taken.append(r.id)
+    if not taken:
+        return []
+    got = (
+        await session.execute(
+            select(_c.id, _c.kind, _c.payload, _c.attempts, _c.max_attempts)
+            .where(_c.id.in_(taken), _c.locked_by == worker_id, _c.state == RUNNING)
+            .order_by(_c.next_run_at, _c.id)
+        )
+    ).all()
+    await session.rollback()
+    return [ClaimedJob(r.id, r.kind, r.payload, r.attempts, r.max_attempts, worker_id) for r in got]
+
+
+def _ours(job: ClaimedJob) -> Any:
+    return and_(
+        _c.id == job.id,
+        _c.state == RUNNING,
+        _c.locked_by == job.worker_id,
+        _c.attempts == job.attempts,
+    )
+
+
+async def _write(sessionmaker: async_sessionmaker[AsyncSession], job: ClaimedJob, values: dict[str, Any]) -> bool:
+    async with sessionmaker() as session, session.begin():
+        res = await session.execute(update(_table).where(_ours(job)).values(**values))
+        return cast("CursorResult[Any]", res).rowcount == 1
+
+
+async def renew_lease(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    job: ClaimedJob,
+    *,
+    lease_seconds: float,
+    clock: Clock = utcnow,
+) -> bool:
+    """Extend the lease; False means the claim was lost (another worker took the job)."""
+    return await _write(sessionmaker, job, {"locked_until": clock() + timedelta(seconds=lease_seconds)})
+
+
+async def mark_done(sessionmaker: async_sessionmaker[AsyncSession], job: ClaimedJob) -> bool:
+    return await _write(
+        sessionmaker,
+        job,
+        {"state": DONE, "locked_until": None, "unique_key": None, "last_error": None},
+    )
+
+
+async def mark_dead(sessionmaker: async_sessionmaker[AsyncSession], job: ClaimedJob, error: str) -> bool:
+    return await _write(
+        sessionmaker,
+        job,
+        {"state": DEAD, "locked_until": None, "unique_key": None, "last_error": error[-MAX_ERROR_CHARS:]},
+    )
+
+
+async def reschedule(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    job: ClaimedJob,
+    *,
+    delay: float,
+    error: str,
+    clock: Clock = utcnow,
+) -> bool:
+    """Put a failed run back in the queue to run again after ``delay`` seconds."""
+    return await _write(
+        sessionmaker,
+        job,
+        {
+            "state": QUEUED,
+            "locked_until": None,
+            "locked_by": None,
+            "last_error": error[-MAX_ERROR_CHARS:],
+            "next_run_at": clock() + timedelta(seconds=delay),
+        },
+    )
+
+
+async def release(sessionmaker: async_sessionmaker[AsyncSession], job: ClaimedJob, *, clock: Clock = utcnow) -> bool:
+    """Give an unfinished run back (worker shutting down): queued, due now, attempt not counted."""
+    return await _write(
+        sessionmaker,
+        job,
+        {
+            "state": QUEUED,
+            "locked_until": None,
+            "locked_by": None,
+            "attempts": _c.attempts - 1,
+            "next_run_at": clock(),
+        },
+    )
+
+
+async def prune_done(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    older_than: timedelta,
+    clock: Clock = utcnow,
+) -> int:
+    """Delete done jobs last touched more than ``older_than`` ago; dead jobs are kept."""
+    async with sessionmaker() as session, session.begin():
+        res = await session.execute(delete(_table).where(_c.state == DONE, _c.updated_at < clock() - older_than))
+        return cast("CursorResult[Any]", res).rowcount
+
+
+async def job_states(session: AsyncSession, ids: Sequence[UUID]) -> dict[UUID, str]:
+    """The state of each of ``ids`` (a helper for callers that wait on their jobs)."""
+    rows = (await session.execute(select(_c.id, _c.state).where(_c.id.in_(list(ids))))).all()
+    return {r.id: r.state for r in rows}

@@ -1,0 +1,210 @@
+"""Job kinds: a name, a msgspec payload type, an async handler and its retry policy."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+from uuid import UUID
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+__all__ = [
+    "DEFAULT_BACKOFF_BASE",
+    "DEFAULT_BACKOFF_CAP",
+    "JobContext",
+    "JobKind",
+    "JobRegistry",
+    "PermanentFailure",
+    "RetryLater",
+    "job_handler",
+    "registry",
+]
+
+DEFAULT_BACKOFF_BASE = 2.0
+DEFAULT_BACKOFF_CAP = 3600.0
+
+P = TypeVar("P", bound=msgspec.Struct)
+JobHandler = Callable[["JobContext", P], Awaitable[None]]
+
+
+class RetryLater(Exception):
+    """Raised by a handler to run the job again after ``seconds`` (e.g. a peer's Retry-After).
+
+    The run still counts as an attempt, so a job that keeps asking to be retried ends dead
+    after ``max_attempts``.
+    """
+
+    def __init__(self, seconds: float, reason: str = "") -> None:
+        self.seconds = max(0.0, float(seconds))
+        self.reason = reason
+        super().__init__(reason or f"retry requested in {self.seconds:g}s")
+
+
+class PermanentFailure(Exception):
+    """Raised by a handler when retrying cannot help: the job goes dead at once."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobContext:
+    """What a handler gets besides its payload.
+
+    ``settings`` is the application's settings object (``app.settings.Settings`` in the app);
+    ``sessionmaker`` opens sessions on the worker's engine so a handler does its database work
+    in its own transactions; ``services`` carries shared helpers (e.g. an HTTP client). The
+    ``job_*``/``attempt`` fields describe the run in progress (unset on the worker's template).
+    """
+
+    sessionmaker: async_sessionmaker[AsyncSession]
+    settings: Any = None
+    services: Mapping[str, Any] = field(default_factory=dict)
+    job_id: UUID | None = None
+    kind: str = ""
+    attempt: int = 0
+    max_attempts: int = 0
+    worker_id: str = ""
+
+    @property
+    def is_last_attempt(self) -> bool:
+        return self.max_attempts > 0 and self.attempt >= self.max_attempts
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobKind(Generic[P]):
+    name: str
+    payload_type: type[P]
+    handler: JobHandler[P]
+    backoff_base: float = DEFAULT_BACKOFF_BASE
+    backoff_cap: float = DEFAULT_BACKOFF_CAP
+    max_attempts: int | None = None
+
+    def decode(self, data: Any) -> P:
+        """Turn the stored JSON back into the typed payload (raises ``msgspec.ValidationError``)."""
+        return msgspec.convert(data, self.payload_type)
+
+    async def run(self, ctx: JobContext, data: Any) -> None:
+        await self.handler(ctx, self.decode(data))
+
+
+class JobRegistry:
+    """Maps kind names to handlers. The module-level :data:`registry` is the app's one."""
+
+    def __init__(self) -> None:
+        self._kinds: dict[str, JobKind[Any]] = {}
+
+    def register(
+        self,
+        kind: str,
+        payload_type: type[P],
+        handler: JobHandler[P],
+        *,
+        backoff_base: float = DEFAULT_BACKOFF_BASE,
+        backoff_cap: float = DEFAULT_BACKOFF_CAP,
+        max_attempts: int | None = None,
+        replace: bool = False,
+    ) -> JobKind[P]:
+        """Register ``handler`` for ``kind``.
+
+        ``backoff_base``/``backoff_cap`` (seconds) shape the retry delay: a uniformly random
+        delay in ``[0, min(cap, base * 2 ** (attempt - 1))]`` ("full jitter").
+        ``max_attempts`` is the default for jobs of this kind that do not set their own.
+        Registering a different handler under a taken name is an error unless ``replace``.
+        """
+        if not kind or len(kind) > 100:
+            raise ValueError(f"job kind must be 1-100 characters: {kind!r}")
+        if not (isinstance(payload_type, type) and issubclass(payload_type, msgspec.Struct)):
+            raise TypeError(f"payload type for {kind!r} must be a msgspec.Struct subclass, not {payload_type!r}")
+        if not inspect.iscoroutinefunction(handler) and not inspect.iscoroutinefunction(
+            getattr(handler, "__call__", None)  # noqa: B004
+        ):
+            raise TypeError(f"handler for {kind!r} must be an async function")
+        if backoff_base < 0 or backoff_cap < 0:
+            raise ValueError("backoff_base and backoff_cap must not be negative")
+        if max_attempts is not None and max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        existing = self._kinds.get(kind)
+        if existing is not None and not replace and existing.handler is not handler:
+            raise ValueError(f"job kind {kind!r} is already registered to {existing.handler!r}")
+        entry = JobKind(
+            name=kind,
+            payload_type=payload_type,
+            handler=handler,
+            backoff_base=float(backoff_base),
+            backoff_cap=float(backoff_cap),
+            max_attempts=max_attempts,
+        )
+        self._kinds[kind] = entry
+        return entry
+
+    def handler(
+        self,
+        kind: str,
+        *,
+        payload_type: type[msgspec.Struct] | None = None,
+        backoff_base: float = DEFAULT_BACKOFF_BASE,
+        backoff_cap: float = DEFAULT_BACKOFF_CAP,
+        max_attempts: int | None = None,
+        replace: bool = False,
+    ) -> Callable[[JobHandler[P]], JobHandler[P]]:
+        """Decorator form of :meth:`register`; the payload type comes from the second
+        parameter's annotation unless ``payload_type`` is given::
+
+            @job_handler("edge.purge")
+            async def purge(ctx: JobContext, payload: PurgePayload) -> None: ...
+        """
+
+        def decorate(fn: JobHandler[P]) -> JobHandler[P]:
+            ptype: Any = payload_type if payload_type is not None else _payload_annotation(kind, fn)
+            self.register(
+                kind,
+                ptype,
+                fn,
+                backoff_base=backoff_base,
+                backoff_cap=backoff_cap,
+                max_attempts=max_attempts,
+                replace=replace,
+            )
+            return fn
+
+        return decorate
+
+    def get(self, kind: str) -> JobKind[Any] | None:
+        return self._kinds.get(kind)
+
+    def unregister(self, kind: str) -> None:
+        self._kinds.pop(kind, None)
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in self._kinds
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._kinds))
+
+    def __len__(self) -> int:
+        return len(self._kinds)
+
+
+def _payload_annotation(kind: str, fn: Callable[..., Any]) -> type[msgspec.Struct]:
+    params = list(inspect.signature(fn).parameters.values())
+    if len(params) != 2:
+        raise TypeError(f"handler for {kind!r} must take (ctx: JobContext, payload: <Struct>)")
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception as exc:  # a forward reference the module cannot resolve
+        raise TypeError(
+            f"cannot resolve the payload annotation of the handler for {kind!r}; pass payload_type="
+        ) from exc
+    ptype = hints.get(params[1].name)
+    if not (isinstance(ptype, type) and issubclass(ptype, msgspec.Struct)):
+        raise TypeError(f"the payload parameter of the handler for {kind!r} must be annotated with a Struct")
+    return ptype
+
+
+registry = JobRegistry()
+"""The application's job registry; domains register their kinds on import."""
+
+job_handler = registry.handler
+"""``@job_handler("kind")`` registers an async ``(ctx, payload)`` handler on :data:`registry`."""
