@@ -15,7 +15,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.flash import FlashConfig, FlashPlugin
-from litestar.plugins.htmx import HTMXPlugin, HTMXRequest
+from litestar.plugins.htmx import HTMXPlugin
 from litestar.static_files import create_static_files_router
 
 from app.cli import RoseAshCLIPlugin
@@ -23,11 +23,13 @@ from app.db import make_alchemy_config
 from app.errors import exception_handler
 from app.health import healthz
 from app.logs import configure_logging, request_logging_middleware
-from app.pages import account_menu, home
+from app.pages import home
 from app.security import AuthMiddleware, make_csrf_config, make_session_config
 from app.settings import Settings
 from app.stores import make_store_registry
 from app.templating import STATIC_DIR, make_template_config
+from fragments.middleware import FragmentMiddleware, TrackingRequest
+from fragments.registry import inline_fragment
 
 AUTH_FORM_PATHS = frozenset({"/account/login", "/account/signup"})
 # Routes that never need to know who is asking.
@@ -55,6 +57,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     def add_template_globals(app: Litestar) -> None:
         env = app.template_engine.engine  # type: ignore[union-attr]
         env.globals["static_version"] = static_version
+        env.globals["fragment"] = inline_fragment
 
     def throttled(request: Request[Any, Any, Any]) -> bool:
         return request.method == "POST" and request.url.path in AUTH_FORM_PATHS
@@ -86,9 +89,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
 
     from domains import account
+    import fragments.purge  # noqa: F401  (registers the edge.purge job kind)
+    import fragments.site  # noqa: F401  (registers the site-level fragments)
+    from fragments.routes import router as fragments_router
 
     return Litestar(
-        route_handlers=[home, account_menu, healthz, static, account.router],
+        route_handlers=[home, healthz, static, account.router, fragments_router],
         plugins=[
             SQLAlchemyPlugin(config=alchemy),
             HTMXPlugin(),
@@ -97,6 +103,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         middleware=[
             request_logging_middleware,
+            FragmentMiddleware,  # outside session/auth/CSRF: sees every Set-Cookie and the final headers
             session_config.middleware,
             DefineMiddleware(AuthMiddleware, alchemy=alchemy, exclude=AUTH_EXCLUDE),
             auth_rate_limit.middleware,
@@ -106,7 +113,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         stores=make_store_registry(settings),
         exception_handlers={Exception: exception_handler},
         dependencies={"settings": Provide(lambda: settings, sync_to_thread=False)},
-        request_class=HTMXRequest,
+        request_class=TrackingRequest,
         on_startup=[add_template_globals],
         lifespan=[background_worker],
         state=State({"settings": settings, "alchemy": alchemy}),

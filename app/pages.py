@@ -1,22 +1,18 @@
-"""Site-level pages that belong to no single domain (the home page)."""
+"""Site-level pages that belong to no single domain (the home page).
+
+The home page is a public page composed from shared fragments (fragments/site.py); the
+account menu it used to serve here is now the personal fragment ``me.account-menu``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, get
-from litestar.datastructures import CacheControlHeader
-from litestar.response import Template
+from litestar import Request, Response
+
+from fragments.pages import public_get, render_page
 
 
-@get("/", name="home")
-async def home() -> Template:
-    return Template("home.html")
-
-
-@get("/f/me/account-menu", name="fragment:account-menu",
-     cache_control=CacheControlHeader(private=True, no_cache=True))
-async def account_menu(request: Request[Any, Any, Any]) -> Template:
-    """The personal hole in the layout's header; anonymous callers get sign-in links."""
-    return Template("fragments/account_menu.html", context={"user": request.scope.get("user")},
-                    headers={"Vary": "Cookie"})
+@public_get("/", name="home")
+async def home(request: Request[Any, Any, Any]) -> Response[bytes]:
+    return await render_page(request, "home.html", keys=("home",))

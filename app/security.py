@@ -40,6 +40,15 @@ CSRF_EXEMPT = [
     r"^/healthz$",
     r"^/static/",
 ]
+# Public, cacheable GET shapes (design/fragments.md §2): no CSRF cookie may be set there. The
+# exclusion is method-agnostic, so no POST route may live on these paths
+# (tests/fragments/test_csrf_routes.py checks every POST route). Public handlers also opt out
+# per handler with fragments.caching.route_opt().
+CSRF_PUBLIC_GET = [
+    r"^/$",
+    r"^/f/(?!me/)[a-z0-9.-]+(/[a-z0-9.-]+)?$",
+    r"^/embed(/[a-z0-9.-]+(/frame)?)?$",
+]
 
 
 class AuthInfo(msgspec.Struct, frozen=True):
@@ -128,6 +137,9 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
 
 
 def current_user(connection: ASGIConnection[Any, Any, Any, Any]) -> User | None:
+    from fragments.middleware import note_identity_read
+
+    note_identity_read(connection.scope, "user")  # public answers must not depend on this
     user: User | None = connection.scope.get("user")
     return user
 
@@ -163,7 +175,7 @@ def make_csrf_config(settings: Settings) -> CSRFConfig:
         secret=settings.secret_key,
         cookie_secure=settings.secure_cookies,
         cookie_samesite="lax",
-        exclude=CSRF_EXEMPT,
+        exclude=[*CSRF_EXEMPT, *CSRF_PUBLIC_GET],
     )
 
 

@@ -1,0 +1,330 @@
+"""The fragment registry: one render function per fragment, behind its URL and the inline call.
+
+A domain declares a fragment once::
+
+    @fragment("events.upcoming", policy=CachePolicy.SHARED_FRAGMENT, embed="events")
+    async def upcoming(ctx: FragmentContext) -> FragmentData:
+        events = await EventService(ctx.db).upcoming(limit=ctx.int_param("limit", 5, maximum=20))
+        return FragmentData({"events": events}, keys=("events",), seed=str(max_updated(events)))
+
+It renders ``templates/fragments/events/upcoming.html`` and is served at ``/f/events/upcoming``
+(dots in names are slashes in URLs; ``me.*`` fragments are the personal ones under ``/f/me/``),
+inlined by pages with ``{{ fragment("events.upcoming", limit=5) }}``, and, with ``embed=``, at
+``/embed/events``. :func:`render_fragment` is the only code path for all of them, so they cannot
+differ. A failing or slow builder yields the fragment's fallback markup (design §6).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import re
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+from jinja2 import Environment, TemplateNotFound, pass_context
+from jinja2.runtime import Context
+from litestar import Request
+from markupsafe import Markup, escape
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fragments.caching import CachePolicy, add_surrogate_keys, render_state, weak_etag
+
+__all__ = [
+    "FAILURES",
+    "Fragment",
+    "FragmentContext",
+    "FragmentData",
+    "Rendered",
+    "fragment",
+    "fragment_url",
+    "get",
+    "inline_fragment",
+    "registry",
+    "render_fragment",
+    "resolve_placeholders",
+]
+
+log = logging.getLogger("rose_ash.fragments")
+
+INLINE_TIMEOUT = 0.3
+ROUTE_TIMEOUT = 2.0
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)?$")
+PLACEHOLDER_RE = re.compile(r"<!--rose-ash-fragment:(\d+)-->")
+
+# Failures per fragment name since start (logged as well); a metrics exporter can read this.
+FAILURES: Counter[str] = Counter()
+
+
+class FragmentData(msgspec.Struct, frozen=True):
+    """What a builder returns: template context, surrogate keys and an optional version seed.
+
+    With a ``seed`` the ETag is computed before rendering (a cheap 304); without one the
+    rendered body is hashed.
+    """
+
+    context: dict[str, Any] = msgspec.field(default_factory=dict)
+    keys: tuple[str, ...] = ()
+    seed: str | None = None
+
+
+@dataclass
+class FragmentContext:
+    """What a builder gets: the request, its string params, a database session and the user.
+
+    ``user`` is only ever looked up for personal fragments; shared ones see ``None``.
+    """
+
+    request: Request[Any, Any, Any]
+    spec: Fragment
+    params: Mapping[str, str]
+    link_base: str = ""
+
+    @property
+    def db(self) -> AsyncSession:
+        alchemy = self.request.app.state["alchemy"]
+        session: AsyncSession = alchemy.provide_session(self.request.app.state, self.request.scope)
+        return session
+
+    @property
+    def user(self) -> Any:
+        if self.spec.policy is not CachePolicy.PERSONAL:
+            return None
+        return self.request.scope.get("user")
+
+    @property
+    def settings(self) -> Any:
+        return self.request.app.state["settings"]
+
+    def int_param(self, name: str, default: int, *, minimum: int = 1, maximum: int = 50) -> int:
+        try:
+            value = int(self.params.get(name, default))
+        except ValueError:
+            value = default
+        return max(minimum, min(maximum, value))
+
+
+Builder = Callable[[FragmentContext], Awaitable[FragmentData]]
+
+
+@dataclass
+class Fragment:
+    name: str
+    policy: CachePolicy
+    build: Builder
+    template: str
+    fallback_template: str | None
+    embed: str | None = None
+    title: str = ""
+    description: str = ""
+    params: dict[str, str] = field(default_factory=dict)
+    inline_timeout: float = INLINE_TIMEOUT
+    route_timeout: float = ROUTE_TIMEOUT
+
+    @property
+    def url(self) -> str:
+        return "/f/" + self.name.replace(".", "/")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    html: str
+    keys: tuple[str, ...]
+    etag: str | None
+    ok: bool
+
+
+class FragmentRegistry:
+    def __init__(self) -> None:
+        self._by_name: dict[str, Fragment] = {}
+
+    def add(self, spec: Fragment) -> None:
+        existing = self._by_name.get(spec.name)
+        if existing is not None and existing.build is not spec.build:
+            raise ValueError(f"fragment {spec.name!r} is already registered")
+        if spec.embed and any(f.embed == spec.embed and f.name != spec.name for f in self._by_name.values()):
+            raise ValueError(f"embed name {spec.embed!r} is taken")
+        self._by_name[spec.name] = spec
+
+    def get(self, name: str) -> Fragment | None:
+        return self._by_name.get(name)
+
+    def embed(self, embed_name: str) -> Fragment | None:
+        return next((f for f in self._by_name.values() if f.embed == embed_name), None)
+
+    def remove(self, name: str) -> None:
+        self._by_name.pop(name, None)
+
+    def __iter__(self) -> Iterator[Fragment]:
+        return iter(sorted(self._by_name.values(), key=lambda f: f.name))
+
+
+registry = FragmentRegistry()
+get = registry.get
+
+
+def fragment(
+    name: str,
+    *,
+    policy: CachePolicy = CachePolicy.SHARED_FRAGMENT,
+    template: str | None = None,
+    fallback: str | None = None,
+    embed: str | None = None,
+    title: str = "",
+    description: str = "",
+    params: Mapping[str, str] | None = None,
+    inline_timeout: float = INLINE_TIMEOUT,
+    route_timeout: float = ROUTE_TIMEOUT,
+) -> Callable[[Builder], Builder]:
+    """Register ``fn`` as the builder of fragment ``name`` (``area.name``; ``me.*`` = personal).
+
+    ``template`` defaults to ``fragments/<area>/<name>.html`` and ``fallback`` to
+    ``fragments/<area>/<name>_fallback.html`` when that exists, else ``fragments/_fallback.html``.
+    ``params`` documents the accepted query params and their example values (shown on /embed).
+    """
+    if not NAME_RE.match(name):
+        raise ValueError(f"bad fragment name {name!r}: lowercase 'area.name' or 'name'")
+    personal = name.startswith("me.")
+    if personal != (policy is CachePolicy.PERSONAL):
+        raise ValueError(f"fragment {name!r}: personal fragments, and only they, are named 'me.*'")
+    if policy not in (CachePolicy.SHARED_FRAGMENT, CachePolicy.PERSONAL):
+        raise ValueError("a fragment is SHARED_FRAGMENT or PERSONAL (embeds are shared ones with embed=)")
+    if embed and policy is CachePolicy.PERSONAL:
+        raise ValueError("embeds are anonymous: a personal fragment cannot be embedded")
+    path = name.replace(".", "/")
+
+    def decorate(fn: Builder) -> Builder:
+        registry.add(Fragment(
+            name=name, policy=policy, build=fn,
+            template=template or f"fragments/{path}.html",
+            fallback_template=fallback or f"fragments/{path}_fallback.html",
+            embed=embed, title=title or name, description=description or (fn.__doc__ or "").strip(),
+            params=dict(params or {}), inline_timeout=inline_timeout, route_timeout=route_timeout,
+        ))
+        return fn
+
+    return decorate
+
+
+def fragment_url(name: str, params: Mapping[str, Any] | None = None) -> str:
+    from urllib.parse import urlencode
+
+    query = urlencode(sorted((k, str(v)) for k, v in (params or {}).items()))
+    return "/f/" + name.replace(".", "/") + (f"?{query}" if query else "")
+
+
+def _env(request: Request[Any, Any, Any]) -> Environment:
+    env: Environment = request.app.template_engine.engine  # type: ignore[union-attr]
+    return env
+
+
+def _csrf_context(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    from litestar.utils.scope.state import ScopeState
+
+    token = ScopeState.from_scope(request.scope).csrf_token
+    token = "" if token is None or token.__class__.__name__ == "EmptyType" else str(token)
+    return {"csrf_token": token,
+            "csrf_input": Markup('<input type="hidden" name="_csrf_token" value="{}" />').format(token)}
+
+
+def _render_fallback(request: Request[Any, Any, Any], spec: Fragment, link_base: str) -> str:
+    env = _env(request)
+    names = [spec.fallback_template] if spec.fallback_template else []
+    try:
+        template = env.get_or_select_template([*names, "fragments/_fallback.html"])
+        return template.render(fragment=spec, link_base=link_base, url=link_base + spec.url)
+    except Exception:  # a broken fallback must still not break the page
+        log.exception("fallback of fragment %s failed", spec.name)
+        return f'<a class="fragment-unavailable" href="{escape(link_base)}/">{escape(spec.title)}</a>'
+
+
+async def render_fragment(
+    request: Request[Any, Any, Any],
+    spec: Fragment,
+    params: Mapping[str, str] | None = None,
+    *,
+    inline: bool,
+    link_base: str = "",
+    if_none_match: Callable[[str], bool] | None = None,
+) -> Rendered:
+    """Build and render ``spec``; on error or timeout render its fallback (``ok=False``).
+
+    ``if_none_match`` lets a route answer 304 from the seed before the template is rendered:
+    when it returns True for the seed's ETag, ``html`` is empty.
+    """
+    ctx = FragmentContext(request=request, spec=spec, params=dict(params or {}), link_base=link_base)
+    timeout = spec.inline_timeout if inline else spec.route_timeout
+    try:
+        data = await asyncio.wait_for(spec.build(ctx), timeout)
+        etag = weak_etag(spec.name, link_base, repr(sorted(ctx.params.items())), data.seed) if data.seed else None
+        if etag and if_none_match is not None and if_none_match(etag):
+            return Rendered("", data.keys, etag, True)
+        context: dict[str, Any] = {**data.context, "params": ctx.params, "link_base": link_base,
+                                   "fragment_spec": spec}
+        if spec.policy is CachePolicy.PERSONAL:
+            context.update(_csrf_context(request))
+        html = _env(request).get_template(spec.template).render(context)
+    except TemplateNotFound:
+        raise
+    except Exception as exc:
+        FAILURES[spec.name] += 1
+        kind = "timed out" if isinstance(exc, TimeoutError) else "failed"
+        log.error("fragment %s %s (%s): %r", spec.name, kind, "inline" if inline else "route", exc)
+        return Rendered(_render_fallback(request, spec, link_base), (), None, False)
+    return Rendered(html, data.keys, etag, True)
+
+
+_counter = itertools.count()
+
+
+@pass_context
+def inline_fragment(context: Context, name: str, **params: Any) -> Markup:
+    """Jinja global ``fragment(name, **params)``: a placeholder the page renderer fills in.
+
+    Templates render synchronously while builders are async, so the call records what to
+    render and the page helper (or :class:`~fragments.middleware.FragmentMiddleware` for
+    ordinary ``Template`` responses) awaits it, with the inline deadline, before anything is sent.
+    """
+    spec = registry.get(name)
+    if spec is None:
+        raise LookupError(f"no fragment named {name!r}")
+    if spec.policy is CachePolicy.PERSONAL:
+        raise ValueError(f"{name!r} is personal: put a hole (hx-get={spec.url!r}) in the page instead")
+    request = context.get("request")
+    if request is None:
+        raise RuntimeError("fragment() needs 'request' in the template context")
+    token = str(next(_counter))
+    render_state(request.scope).pending[token] = (name, {k: str(v) for k, v in params.items()})
+    return Markup("<!--rose-ash-fragment:{}-->").format(token)
+
+
+async def resolve_placeholders(request: Request[Any, Any, Any], html: str) -> str:
+    """Render every fragment the page asked for and put it in place of its placeholder.
+
+    Builders run one after another (they share the request's database session), each under
+    its inline deadline. Their surrogate keys join the request's; fallbacks are recorded.
+    """
+    state = render_state(request.scope)
+    if not state.pending:
+        return html
+    rendered: dict[str, str] = {}
+    while state.pending:  # a fragment may itself inline fragments
+        token, (name, params) = next(iter(state.pending.items()))
+        del state.pending[token]
+        spec = registry.get(name)
+        assert spec is not None
+        result = await render_fragment(request, spec, params, inline=True)
+        if result.ok:
+            add_surrogate_keys(request.scope, result.keys)
+        else:
+            state.fallbacks.append(name)
+        rendered[token] = result.html
+    for _ in range(4):  # nested placeholders
+        html = PLACEHOLDER_RE.sub(lambda m: rendered.pop(m.group(1), ""), html)
+        if not rendered:
+            break
+    return html
