@@ -88,13 +88,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
         opt={"exclude_from_auth": True, "exclude_from_csrf": True},
     )
 
+    import forge
     from domains import account
     import fragments.purge  # noqa: F401  (registers the edge.purge job kind)
     import fragments.site  # noqa: F401  (registers the site-level fragments)
     from fragments.routes import router as fragments_router
 
     return Litestar(
-        route_handlers=[home, healthz, static, account.router, fragments_router],
+        route_handlers=[home, healthz, static, account.router, fragments_router, forge.router],
         plugins=[
             SQLAlchemyPlugin(config=alchemy),
             HTMXPlugin(),
