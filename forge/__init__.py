@@ -1,0 +1,31 @@
+"""Forge: git hosting over smart HTTP (design/forge.md).
+
+``router`` (everything forge serves) is imported lazily, so the pre-receive hook, which runs
+``python -m forge.hooks.pre_receive`` once per push, does not pay for importing the web stack.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from litestar import Router
+
+__all__ = ["router"]
+
+
+def _make_router() -> Router:
+    from litestar import Router
+
+    from forge.api import create_repo
+    from forge.smart_http import git_router
+
+    return Router(path="/", route_handlers=[git_router, create_repo])
+
+
+def __getattr__(name: str) -> Any:
+    if name == "router":
+        value = _make_router()
+        globals()["router"] = value
+        return value
+    raise AttributeError(f"module 'forge' has no attribute {name!r}")

@@ -1,0 +1,51 @@
+"""Forge JSON API (Gitea-compatible subset). So far: ``POST /api/v1/user/repos``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, post
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.security import requires_scope
+from app.settings import Settings
+from domains.account.models import User
+from domains.account.services import InputProblems
+from forge.models import ForgeRepo
+from forge.schemas import CreateRepoOption, RepoOwner, RepoPermissions, RepositoryRead
+from forge.services import Permission, RepoService, at_least
+from forge.smart_http import runtime_for
+
+
+def repository_read(repo: ForgeRepo, owner: User, settings: Settings, permission: Permission,
+                    *, empty: bool) -> RepositoryRead:
+    full_name = f"{owner.username}/{repo.name}"
+    return RepositoryRead(
+        id=str(repo.id),
+        owner=RepoOwner(id=str(owner.id), login=owner.username, username=owner.username),
+        name=repo.name,
+        full_name=full_name,
+        description=repo.description,
+        private=repo.is_private,
+        empty=empty,
+        default_branch=repo.default_branch,
+        clone_url=f"{settings.base_url}/forge/{full_name}.git",
+        html_url=f"{settings.base_url}/forge/{full_name}",
+        created_at=repo.created_at,
+        updated_at=repo.updated_at,
+        permissions=RepoPermissions(admin=at_least(permission, "admin"), push=at_least(permission, "write"),
+                                    pull=at_least(permission, "read")),
+    )
+
+
+@post("/api/v1/user/repos", guards=[requires_scope("repo:write")], name="api:forge:create_repo", status_code=201)
+async def create_repo(request: Request[User, Any, Any], data: CreateRepoOption, db_session: AsyncSession,
+                      settings: Settings) -> Response[Any]:
+    """Gitea ``POST /user/repos``: create a repository owned by the caller."""
+    service = RepoService(db_session, runtime_for(settings).store)
+    try:
+        repo = await service.create(request.user, data.name, description=data.description, private=data.private,
+                                    default_branch=data.default_branch)
+    except InputProblems as exc:
+        return Response({"message": str(exc), "errors": exc.errors}, status_code=exc.status)
+    return Response(repository_read(repo, request.user, settings, "admin", empty=True), status_code=201)

@@ -1,0 +1,529 @@
+"""Git smart HTTP (gitprotocol-http(5)) served by C git ``--stateless-rpc`` children.
+
+Routes, under ``/forge`` (also without ``.git``; git never sends empty path components):
+``GET {owner}/{repo}.git/info/refs?service=git-upload-pack|git-receive-pack``,
+``POST {owner}/{repo}.git/git-upload-pack`` and ``POST {owner}/{repo}.git/git-receive-pack``.
+
+Per request (design/forge.md §3.1): validate the path and the service; resolve the repository
+and the caller's permission in the database before any git process starts (401/404/403,
+:mod:`forge.access`); check the ``Content-Type``; read the whole body first (gunzipping and
+counting against our own cap; receive-pack bodies are spooled to a file); pass ``Git-Protocol``
+on as ``GIT_PROTOCOL`` only if it matches Gitea's guard regex; run git in its own process group
+with a controlled environment; stream its stdout with the no-cache headers; kill the group on
+disconnect, timeout or idle timeout; after a push, sync the ref mirror and enqueue ``forge.push``
+before the response ends, so ``git push`` returns only once the database has caught up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import tempfile
+import uuid
+import weakref
+import zlib
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import anyio
+from litestar import Request, Response, Router, get, post
+from litestar.response import Stream
+from litestar.response.base import ASGIResponse
+from litestar.response.streaming import ASGIStreamingResponse
+from litestar.types import Receive, Send
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.security import AuthInfo
+from app.settings import Settings
+from domains.account.models import User
+from forge.access import Allowed, Denied, check_access
+from forge.config import ForgeConfig
+from forge.services import OWNER_NAME, RepoService, repo_name_problem
+from forge.storage import RepoStore, kill_group, server_config
+
+log = logging.getLogger("rose_ash.forge.http")
+
+SERVICES = {"git-upload-pack": "upload-pack", "git-receive-pack": "receive-pack"}
+# gitprotocol-http(5): smart responses must not be cached (t5551 checks these exact values).
+NO_CACHE = {
+    "Cache-Control": "no-cache, max-age=0, must-revalidate",
+    "Pragma": "no-cache",
+    "Expires": "Fri, 01 Jan 1980 00:00:00 GMT",
+}
+# Gitea's header-injection guard for Git-Protocol (go-gitea/gitea#4002), see design/forge.md §4.
+GIT_PROTOCOL = re.compile(r"^[0-9a-zA-Z]+=[0-9a-zA-Z]+(:[0-9a-zA-Z]+=[0-9a-zA-Z]+)*$")
+CHUNK = 64 * 1024
+
+
+# -- per-process state -----------------------------------------------------------------------------
+@dataclass
+class Limiter:
+    """Counts git children per process and per repository; refuses instead of queueing (429)."""
+
+    total: int
+    per_repo: int
+    running: int = 0
+    by_repo: dict[uuid.UUID, int] = field(default_factory=dict)
+
+    def try_acquire(self, repo_id: uuid.UUID) -> Slot | None:
+        if self.running >= self.total or self.by_repo.get(repo_id, 0) >= self.per_repo:
+            return None
+        self.running += 1
+        self.by_repo[repo_id] = self.by_repo.get(repo_id, 0) + 1
+        return Slot(self, repo_id)
+
+
+@dataclass
+class Slot:
+    limiter: Limiter
+    repo_id: uuid.UUID
+    released: bool = False
+
+    def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        self.limiter.running -= 1
+        left = self.limiter.by_repo.get(self.repo_id, 1) - 1
+        if left > 0:
+            self.limiter.by_repo[self.repo_id] = left
+        else:
+            self.limiter.by_repo.pop(self.repo_id, None)
+
+
+@dataclass
+class ForgeRuntime:
+    config: ForgeConfig
+    store: RepoStore
+    limiter: Limiter
+
+
+_runtimes: dict[Path, ForgeRuntime] = {}
+
+
+def runtime_for(settings: Settings) -> ForgeRuntime:
+    """One runtime (config, store, limiter) per data directory, created on first use."""
+    rt = _runtimes.get(settings.data_dir)
+    if rt is None:
+        config = ForgeConfig.from_env(state_dir=settings.data_dir / "forge")
+        rt = ForgeRuntime(config, RepoStore(settings.repos_dir, config),
+                          Limiter(config.max_concurrent, config.max_per_repo))
+        _runtimes[settings.data_dir] = rt
+    return rt
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def plain(status: int, message: str, headers: dict[str, str] | None = None) -> Response[str]:
+    return Response(message.rstrip("\n") + "\n", status_code=status, media_type="text/plain; charset=utf-8",
+                    headers={**NO_CACHE, **(headers or {})})
+
+
+def split_repo(owner: str, repo: str) -> tuple[str, str] | None:
+    """``owner`` and ``repo`` (with or without ``.git``) if both are safe names, else None.
+
+    Names are looked up in the database and repositories are addressed by id on disk, so no
+    path from the URL reaches the filesystem; this still refuses ``..``, empty and dotted
+    components outright (t5560 "blocks bad PATH_INFO").
+    """
+    name = repo[:-4] if repo.endswith(".git") else repo
+    if not OWNER_NAME.match(owner) or ".." in owner or repo_name_problem(name):
+        return None
+    return owner, name
+
+
+def git_protocol(request: Request[Any, Any, Any]) -> tuple[str | None, bool]:
+    """(value for GIT_PROTOCOL or None, header valid?)."""
+    raw = request.headers.get("git-protocol")
+    if raw is None:
+        return None, True
+    raw = raw.strip()
+    if len(raw) > 256 or not GIT_PROTOCOL.match(raw):
+        return None, False
+    return raw, True
+
+
+def pkt_line(text: str) -> bytes:
+    """gitprotocol-common(5): four hex digits of length (including themselves), then the data."""
+    data = text.encode()
+    return f"{len(data) + 4:04x}".encode() + data
+
+
+class _Buffer:
+    """A bytes sink for small upload-pack bodies."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(data)
+        return len(data)
+
+    def getvalue(self) -> bytes:
+        return b"".join(self.parts)
+
+
+class BodyError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+async def read_body(request: Request[Any, Any, Any], sink: IO[bytes] | _Buffer, limit: int) -> int:
+    """Copy the whole request body into ``sink``, decoding ``Content-Encoding: gzip`` on the fly.
+
+    Chunked and Content-Length framing are uvicorn's job; we count the *decoded* bytes against
+    ``limit`` (413), and refuse corrupt or truncated gzip with 400 (t5562, design/forge.md §4).
+    """
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding not in {"", "identity", "gzip", "x-gzip"}:
+        raise BodyError(415, f"Unsupported Content-Encoding: {encoding}")
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding in {"gzip", "x-gzip"} else None
+    total = 0
+
+    def put(data: bytes) -> None:
+        nonlocal total
+        total += len(data)
+        if total > limit:
+            raise BodyError(413, f"Request body exceeds {limit} bytes.")
+        sink.write(data)
+
+    async for chunk in request.stream():
+        if not chunk:
+            continue
+        if inflater is None:
+            put(chunk)
+            continue
+        try:
+            data = inflater.decompress(chunk, CHUNK)
+            put(data)
+            while inflater.unconsumed_tail:
+                put(inflater.decompress(inflater.unconsumed_tail, CHUNK))
+        except zlib.error as exc:
+            raise BodyError(400, f"Corrupt gzip body: {exc}") from None
+        if inflater.eof and inflater.unused_data:
+            raise BodyError(400, "Trailing data after the gzip body.")
+    if inflater is not None:
+        try:
+            put(inflater.flush())
+        except zlib.error as exc:
+            raise BodyError(400, f"Corrupt gzip body: {exc}") from None
+        if not inflater.eof:
+            raise BodyError(400, "Truncated gzip body.")
+    return total
+
+
+# -- the git child as a response stream --------------------------------------------------------
+@dataclass
+class GitRun:
+    """One git child: argv, env and stdin, plus what to do when it is gone."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    config: ForgeConfig
+    stdin_bytes: bytes | None = None
+    stdin_file: IO[bytes] | None = None
+    prefix: bytes = b""
+    on_exit: Callable[[int | None], Awaitable[None]] | None = None
+    cleanup: list[Callable[[], None]] = field(default_factory=list)
+    closed: bool = False
+
+    async def stream(self) -> AsyncIterator[bytes]:
+        proc: asyncio.subprocess.Process | None = None
+        tasks: list[asyncio.Task[Any]] = []
+        stderr_tail = bytearray()
+        try:
+            if self.prefix:
+                yield self.prefix
+            proc = await asyncio.create_subprocess_exec(
+                *self.argv, env=self.env, cwd=self.cwd, start_new_session=True,
+                stdin=self.stdin_file if self.stdin_file is not None else (
+                    asyncio.subprocess.PIPE if self.stdin_bytes is not None else asyncio.subprocess.DEVNULL),
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )
+            assert proc.stdout is not None and proc.stderr is not None
+            if self.stdin_bytes is not None:
+                tasks.append(asyncio.create_task(_feed(proc, self.stdin_bytes)))
+            tasks.append(asyncio.create_task(_drain(proc.stderr, stderr_tail)))
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.config.timeout
+            while True:
+                wait = min(self.config.idle_timeout, deadline - loop.time())
+                if wait <= 0:
+                    raise TimeoutError
+                chunk = await asyncio.wait_for(proc.stdout.read(CHUNK), wait)
+                if not chunk:
+                    break
+                yield chunk
+            await asyncio.wait_for(proc.wait(), max(1.0, deadline - loop.time()))
+        except TimeoutError:
+            log.warning("git %s timed out; killed", self.argv[-3:])
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._finish(proc, tasks, stderr_tail)
+
+    async def _finish(self, proc: asyncio.subprocess.Process | None, tasks: list[asyncio.Task[Any]],
+                      stderr_tail: bytearray) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        code: int | None = None
+        if proc is not None:
+            if proc.returncode is None:
+                kill_group(proc.pid)
+            with contextlib.suppress(Exception):
+                code = await asyncio.wait_for(proc.wait(), 10)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if code not in (0, None) and stderr_tail:
+                log.info("git exited %s: %s", code, stderr_tail.decode(errors="replace").strip()[-1000:])
+        try:
+            if self.on_exit is not None:
+                await self.on_exit(code)
+        except Exception:
+            log.exception("post-git work failed")
+        finally:
+            self.close_resources()
+
+    def close_resources(self) -> None:
+        for fn in self.cleanup:
+            with contextlib.suppress(Exception):
+                fn()
+        self.cleanup.clear()
+
+
+async def _feed(proc: asyncio.subprocess.Process, data: bytes) -> None:
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(data)
+        await proc.stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    finally:
+        proc.stdin.close()
+
+
+async def _drain(reader: asyncio.StreamReader, tail: bytearray) -> None:
+    while chunk := await reader.read(CHUNK):
+        tail.extend(chunk)
+        del tail[:-4096]
+
+
+class RunIterator:
+    """Async iterator over a :class:`GitRun` that can always be closed, started or not."""
+
+    def __init__(self, run: GitRun) -> None:
+        self.run = run
+        self._gen: AsyncGenerator[bytes, None] | None = None
+
+    def __aiter__(self) -> RunIterator:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._gen is None:
+            self._gen = self.run.stream()  # type: ignore[assignment]
+        assert self._gen is not None
+        return await self._gen.__anext__()
+
+    async def aclose(self) -> None:
+        if self._gen is not None:
+            await self._gen.aclose()
+        if not self.run.closed:
+            self.run.closed = True
+            self.run.close_resources()
+
+
+class _ClosingStreamingResponse(ASGIStreamingResponse):
+    """Closes the iterator even when the client went away between chunks: Litestar cancels the
+    send task then, and the generator would otherwise wait for the garbage collector."""
+
+    __slots__ = ()
+
+    async def send_body(self, send: Send, receive: Receive) -> None:
+        try:
+            await super().send_body(send, receive)
+        finally:
+            with anyio.CancelScope(shield=True):
+                aclose = getattr(self.iterator, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+
+
+class GitStream(Stream):
+    def __init__(self, run: GitRun, **kwargs: Any) -> None:
+        super().__init__(RunIterator(run), **kwargs)
+        weakref.finalize(self, run.close_resources)
+
+    def to_asgi_response(self, *args: Any, **kwargs: Any) -> ASGIResponse:
+        response = super().to_asgi_response(*args, **kwargs)
+        response.__class__ = _ClosingStreamingResponse
+        return response
+
+
+# -- handlers ------------------------------------------------------------------------------
+async def _authorize(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
+                     repo: str, service: str) -> tuple[ForgeRuntime, Allowed] | Response[str]:
+    names = split_repo(owner, repo)
+    if names is None:
+        return plain(404, "Repository not found.")
+    rt = runtime_for(settings)
+    user: User | None = request.scope.get("user")  # type: ignore[assignment]
+    auth = request.scope.get("auth")
+    result = await check_access(RepoService(db_session, rt.store), names[0], names[1], user,
+                                auth if isinstance(auth, AuthInfo) else None,
+                                "write" if service == "git-receive-pack" else "read")
+    if isinstance(result, Denied):
+        return plain(result.status, result.message, result.headers)
+    return rt, result
+
+
+def _base_argv(rt: ForgeRuntime, service: str) -> list[str]:
+    argv = ["git"]
+    for key, value in server_config(rt.config).items():
+        argv += ["-c", f"{key}={value}"]
+    return argv
+
+
+@get("/{owner:str}/{repo:str}/info/refs", name="forge:info_refs")
+async def info_refs(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
+                    repo: str) -> Response[Any]:
+    """``GET $GIT_URL/info/refs?service=<svc>`` (gitprotocol-http(5) "Smart Clients").
+
+    v0/v1: ``# service=<svc>`` pkt-line, flush, then git's advertisement; under protocol v2
+    (``Git-Protocol: version=2``) upload-pack answers with the v2 capability advertisement and no
+    preamble (gitprotocol-v2(5) "HTTP Transport"); receive-pack ignores v2 and answers v0.
+    """
+    service = request.query_params.get("service", "")
+    if service not in SERVICES:
+        return plain(403, "Only the smart protocol is served: use service=git-upload-pack or git-receive-pack.")
+    protocol, ok = git_protocol(request)
+    if not ok:
+        return plain(400, "Invalid Git-Protocol header.")
+    authorized = await _authorize(request, db_session, settings, owner, repo, service)
+    if isinstance(authorized, Response):
+        return authorized
+    rt, allowed = authorized
+    slot = rt.limiter.try_acquire(allowed.repo.id)
+    if slot is None:
+        return plain(429, "Too many git requests; try again shortly.", {"Retry-After": str(rt.config.retry_after)})
+    path = rt.store.locate(allowed.repo.id)
+    env = rt.config.git_env({"GIT_PROTOCOL": protocol} if protocol else None)
+    v2 = service == "git-upload-pack" and protocol is not None and "version=2" in protocol.split(":")
+    prefix = b"" if v2 else pkt_line(f"# service={service}\n") + b"0000"
+    run = GitRun(argv=[*_base_argv(rt, service), SERVICES[service], "--stateless-rpc", "--advertise-refs",
+                       str(path)], env=env, cwd=path, config=rt.config, prefix=prefix)
+    run.cleanup.append(slot.release)
+    return GitStream(run, media_type=f"application/x-{service}-advertisement", headers=NO_CACHE, status_code=200)
+
+
+async def _service(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
+                   repo: str, service: str) -> Response[Any]:
+    """``POST $GIT_URL/<svc>`` (gitprotocol-http(5) "Smart Service git-upload-pack/git-receive-pack")."""
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type != f"application/x-{service}-request":
+        return plain(400, f"Expected Content-Type: application/x-{service}-request.")
+    protocol, ok = git_protocol(request)
+    if not ok:
+        return plain(400, "Invalid Git-Protocol header.")
+    authorized = await _authorize(request, db_session, settings, owner, repo, service)
+    if isinstance(authorized, Response):
+        return authorized
+    rt, allowed = authorized
+    repo_row = allowed.repo
+    slot = rt.limiter.try_acquire(repo_row.id)
+    if slot is None:
+        return plain(429, "Too many git requests; try again shortly.", {"Retry-After": str(rt.config.retry_after)})
+    path = rt.store.locate(repo_row.id)
+    extra: dict[str, str] = {"GIT_PROTOCOL": protocol} if protocol else {}
+    cleanup: list[Callable[[], None]] = [slot.release]
+    try:
+        if service == "git-upload-pack":
+            buf = _Buffer()
+            await read_body(request, buf, rt.config.max_fetch_body_bytes)
+            run = GitRun(argv=[*_base_argv(rt, service), "upload-pack", "--stateless-rpc", str(path)],
+                         env=rt.config.git_env(extra), cwd=path, config=rt.config, stdin_bytes=buf.getvalue())
+        else:
+            run = await _receive_pack_run(request, db_session, rt, allowed, path, extra, cleanup)
+    except BodyError as exc:
+        for fn in cleanup:
+            fn()
+        return plain(exc.status, exc.message)
+    except BaseException:
+        for fn in cleanup:
+            fn()
+        raise
+    run.cleanup.extend(cleanup)
+    return GitStream(run, media_type=f"application/x-{service}-result", headers=NO_CACHE, status_code=200)
+
+
+async def _receive_pack_run(request: Request[Any, Any, Any], db_session: AsyncSession, rt: ForgeRuntime,
+                            allowed: Allowed, path: Path, extra: dict[str, str],
+                            cleanup: list[Callable[[], None]]) -> GitRun:
+    """Spool the push to a file, then set up receive-pack with our pre-receive hook and policy."""
+    repo_row = allowed.repo
+    service = RepoService(db_session, rt.store)
+    policy = await service.push_policy(repo_row)
+    rt.config.ensure_state()
+    spool = tempfile.TemporaryFile(dir=rt.config.tmp_dir)  # noqa: SIM115 - closed by the run's cleanup
+    cleanup.append(spool.close)
+    await read_body(request, spool, rt.config.max_push_bytes)
+    spool.flush()
+    spool.seek(0)
+    report = rt.config.tmp_dir / f"push-{uuid.uuid4().hex}.json"
+    cleanup.append(lambda: report.unlink(missing_ok=True))
+    pusher_id = allowed.user.id if allowed.user is not None else None
+    extra = {
+        **extra,
+        "ROSE_ASH_REPO_ID": str(repo_row.id),
+        "ROSE_ASH_PUSHER_ID": str(pusher_id or ""),
+        "ROSE_ASH_POLICY": policy.to_json(),
+        "ROSE_ASH_HOOK_REPORT": str(report),
+    }
+    argv = [
+        *_base_argv(rt, "git-receive-pack"),
+        "-c", f"core.hooksPath={rt.config.hooks_dir}",
+        "-c", f"receive.denyNonFastForwards={'false' if policy.allow_force_push else 'true'}",
+        "receive-pack", "--stateless-rpc", str(path),
+    ]
+    alchemy = request.app.state.alchemy
+    repo_id = repo_row.id
+
+    async def after_push(_code: int | None) -> None:
+        options: list[str] = []
+        with contextlib.suppress(OSError, ValueError):
+            options = list(json.loads(report.read_text()).get("push_options", []))
+        session_maker = alchemy.create_session_maker()
+        async with session_maker() as session, session.begin():
+            await RepoService(session, rt.store).sync_refs(repo_id, actor_id=pusher_id, source="push",
+                                                           push_options=options)
+
+    return GitRun(argv=argv, env=rt.config.git_env(extra), cwd=path, config=rt.config, stdin_file=spool,
+                  on_exit=after_push)
+
+
+@post("/{owner:str}/{repo:str}/git-upload-pack", status_code=200, name="forge:upload_pack")
+async def upload_pack(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
+                      repo: str) -> Response[Any]:
+    return await _service(request, db_session, settings, owner, repo, "git-upload-pack")
+
+
+@post("/{owner:str}/{repo:str}/git-receive-pack", status_code=200, name="forge:receive_pack")
+async def receive_pack(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
+                       repo: str) -> Response[Any]:
+    return await _service(request, db_session, settings, owner, repo, "git-receive-pack")
+
+
+git_router = Router(
+    path="/forge",
+    route_handlers=[info_refs, upload_pack, receive_pack],
+    request_max_body_size=None,  # our own cap, on the decoded body (read_body)
+    include_in_schema=False,
+    opt={"exclude_from_csrf": True},
+)
