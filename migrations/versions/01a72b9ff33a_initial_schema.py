@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 44251f3d0033
+Revision ID: 01a72b9ff33a
 Revises: 
-Create Date: 2026-11-27 06:26:17.160622
+Create Date: 2026-11-27 06:28:20.304029
 
 """
 
@@ -27,7 +27,7 @@ sa.JsonB = JsonB
 sa.ORA_JSONB = ORA_JSONB
 
 # revision identifiers, used by Alembic.
-revision = '44251f3d0033'
+revision = '01a72b9ff33a'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -132,11 +132,96 @@ def schema_upgrades() -> None:
     with op.batch_alter_table('account_access_token', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_account_access_token_user_id'), ['user_id'], unique=False)
 
+    op.create_table('forge_repo',
+    sa.Column('id', sa.GUID(length=16), nullable=False),
+    sa.Column('owner_id', sa.GUID(length=16), nullable=False),
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('lower_name', sa.String(length=100), nullable=False),
+    sa.Column('description', sa.Text(), nullable=False),
+    sa.Column('is_private', sa.Boolean(), nullable=False),
+    sa.Column('default_branch', sa.String(length=255), nullable=False),
+    sa.Column('allow_force_push', sa.Boolean(), nullable=False),
+    sa.Column('ref_version', sa.Integer(), nullable=False),
+    sa.Column('sa_orm_sentinel', sa.Integer(), nullable=True),
+    sa.Column('created_at', sa.DateTimeUTC(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTimeUTC(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['owner_id'], ['account_user.id'], name=op.f('fk_forge_repo_owner_id_account_user'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_forge_repo')),
+    sa.UniqueConstraint('owner_id', 'lower_name', name='uq_forge_repo_owner_lower_name')
+    )
+    with op.batch_alter_table('forge_repo', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_forge_repo_owner_id'), ['owner_id'], unique=False)
+
+    op.create_table('forge_branch_protection',
+    sa.Column('id', sa.GUID(length=16), nullable=False),
+    sa.Column('repo_id', sa.GUID(length=16), nullable=False),
+    sa.Column('pattern', sa.String(length=255), nullable=False),
+    sa.Column('allow_deletion', sa.Boolean(), nullable=False),
+    sa.Column('sa_orm_sentinel', sa.Integer(), nullable=True),
+    sa.Column('created_at', sa.DateTimeUTC(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTimeUTC(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['repo_id'], ['forge_repo.id'], name=op.f('fk_forge_branch_protection_repo_id_forge_repo'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_forge_branch_protection')),
+    sa.UniqueConstraint('repo_id', 'pattern', name='uq_forge_branch_protection_repo_pattern')
+    )
+    with op.batch_alter_table('forge_branch_protection', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_forge_branch_protection_repo_id'), ['repo_id'], unique=False)
+
+    op.create_table('forge_collaborator',
+    sa.Column('id', sa.GUID(length=16), nullable=False),
+    sa.Column('repo_id', sa.GUID(length=16), nullable=False),
+    sa.Column('user_id', sa.GUID(length=16), nullable=False),
+    sa.Column('permission', sa.String(length=16), nullable=False),
+    sa.Column('sa_orm_sentinel', sa.Integer(), nullable=True),
+    sa.Column('created_at', sa.DateTimeUTC(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTimeUTC(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['repo_id'], ['forge_repo.id'], name=op.f('fk_forge_collaborator_repo_id_forge_repo'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['user_id'], ['account_user.id'], name=op.f('fk_forge_collaborator_user_id_account_user'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_forge_collaborator')),
+    sa.UniqueConstraint('repo_id', 'user_id', name='uq_forge_collaborator_repo_user')
+    )
+    with op.batch_alter_table('forge_collaborator', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_forge_collaborator_repo_id'), ['repo_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_forge_collaborator_user_id'), ['user_id'], unique=False)
+
+    op.create_table('forge_repo_ref',
+    sa.Column('id', sa.GUID(length=16), nullable=False),
+    sa.Column('repo_id', sa.GUID(length=16), nullable=False),
+    sa.Column('name', sa.String(length=1024), nullable=False),
+    sa.Column('oid', sa.String(length=64), nullable=False),
+    sa.Column('peeled', sa.String(length=64), nullable=True),
+    sa.Column('sa_orm_sentinel', sa.Integer(), nullable=True),
+    sa.Column('created_at', sa.DateTimeUTC(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTimeUTC(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['repo_id'], ['forge_repo.id'], name=op.f('fk_forge_repo_ref_repo_id_forge_repo'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_forge_repo_ref')),
+    sa.UniqueConstraint('repo_id', 'name', name='uq_forge_repo_ref_repo_name')
+    )
+    with op.batch_alter_table('forge_repo_ref', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_forge_repo_ref_repo_id'), ['repo_id'], unique=False)
+
     # ### end Alembic commands ###
 
 def schema_downgrades() -> None:
     """schema downgrade migrations go here."""
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('forge_repo_ref', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_forge_repo_ref_repo_id'))
+
+    op.drop_table('forge_repo_ref')
+    with op.batch_alter_table('forge_collaborator', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_forge_collaborator_user_id'))
+        batch_op.drop_index(batch_op.f('ix_forge_collaborator_repo_id'))
+
+    op.drop_table('forge_collaborator')
+    with op.batch_alter_table('forge_branch_protection', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_forge_branch_protection_repo_id'))
+
+    op.drop_table('forge_branch_protection')
+    with op.batch_alter_table('forge_repo', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_forge_repo_owner_id'))
+
+    op.drop_table('forge_repo')
     with op.batch_alter_table('account_access_token', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_account_access_token_user_id'))
 
