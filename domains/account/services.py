@@ -128,6 +128,23 @@ class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
         user.session_epoch += 1
         await self.repository.update(user)
 
+    async def search(self, query: str = "", limit: int = 200) -> Sequence[User]:
+        stmt = select(User).order_by(User.username).limit(limit)
+        if query.strip():
+            like = f"%{query.strip().lower()}%"
+            stmt = stmt.where(or_(User.username.like(like), User.email.like(like)))
+        return (await self.db.execute(stmt)).scalars().all()
+
+    async def set_flags(self, actor: User, member: User, *, is_admin: bool, is_active: bool) -> User:
+        """Change roles; an administrator cannot demote or suspend themself (no lock-out)."""
+        if actor.id == member.id and (not is_admin or not is_active):
+            raise InputProblems({"form": "You can't remove your own administrator role or suspend yourself."})
+        if member.is_active and not is_active:
+            member.session_epoch += 1  # a suspended member is signed out everywhere
+        member.is_admin = is_admin
+        member.is_active = is_active
+        return await self.repository.update(member)
+
     async def update_profile(self, user: User, display_name: str, bio: str) -> User:
         errors: dict[str, str] = {}
         if len(display_name.strip()) > 100:

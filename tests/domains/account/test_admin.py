@@ -1,0 +1,67 @@
+"""Member administration: only admins; roles change; suspension signs a member out everywhere."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select, update
+
+from domains.account.models import User
+from tests.helpers.web import login, post_form, signup
+
+pytestmark = pytest.mark.anyio
+
+
+async def make_admin(db_session, username: str) -> None:  # type: ignore[no-untyped-def]
+    await db_session.execute(update(User).where(User.username == username).values(is_admin=True))
+    await db_session.commit()
+
+
+async def user_id(db_session, username: str):  # type: ignore[no-untyped-def]
+    return (await db_session.execute(select(User.id).where(User.username == username))).scalar_one()
+
+
+async def test_members_page_is_for_admins_only(client, db_session) -> None:  # type: ignore[no-untyped-def]
+    assert (await client.get("/account/admin/users")).status_code == 303  # anonymous: to sign-in
+    await signup(client, "mallory")
+    assert (await client.get("/account/admin/users")).status_code == 403
+    target = await user_id(db_session, "mallory")
+    forged = await post_form(client, f"/account/admin/users/{target}/roles", {"is_admin": "on", "is_active": "on"},
+                             page="/account")
+    assert forged.status_code == 403
+    await db_session.commit()
+    assert (await db_session.execute(select(User.is_admin).where(User.id == target))).scalar_one() is False
+
+
+async def test_admin_grants_roles_and_suspends(client, db_session) -> None:  # type: ignore[no-untyped-def]
+    await signup(client, "bob")
+    client.cookies.clear()
+    await signup(client, "ada")
+    await make_admin(db_session, "ada")
+    page = await client.get("/account/admin/users?q=bo")
+    assert page.status_code == 200 and "@bob" in page.text and "@ada" not in page.text
+    bob = await user_id(db_session, "bob")
+    granted = await post_form(client, f"/account/admin/users/{bob}/roles", {"is_admin": "on", "is_active": "on"},
+                              page="/account/admin/users")
+    assert granted.status_code == 303
+    db_session.expire_all()
+    assert (await db_session.execute(select(User.is_admin).where(User.id == bob))).scalar_one() is True
+    suspended = await post_form(client, f"/account/admin/users/{bob}/roles", {}, page="/account/admin/users")
+    assert suspended.status_code == 303
+    client.cookies.clear()
+    assert (await login(client, "bob")).status_code == 401
+
+
+async def test_admin_cannot_lock_themself_out(client, db_session) -> None:  # type: ignore[no-untyped-def]
+    await signup(client, "ada")
+    await make_admin(db_session, "ada")
+    me = await user_id(db_session, "ada")
+    response = await post_form(client, f"/account/admin/users/{me}/roles", {"is_active": "on"},
+                               page="/account/admin/users")
+    assert response.status_code == 303
+    page = await client.get("/account/admin/users")
+    assert "own administrator role" in page.text
+    db_session.expire_all()
+    assert (await db_session.execute(select(User.is_admin).where(User.id == me))).scalar_one() is True
+    unknown = await post_form(client, "/account/admin/users/00000000-0000-7000-8000-000000000000/roles", {},
+                              page="/account/admin/users")
+    assert unknown.status_code == 404
