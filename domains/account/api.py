@@ -8,11 +8,13 @@ from litestar import Request, get
 
 from app.security import requires_scope
 from domains.account.models import User
-from domains.account.schemas import UserRead
+from domains.account.schemas import GiteaUser
 
 
 @get("/api/v1/user", guards=[requires_scope("api")], name="api:user")
-async def api_current_user(request: Request[User, Any, Any]) -> UserRead:
+async def api_current_user(request: Request[User, Any, Any]) -> GiteaUser:
+    """The authenticated user (Gitea ``GET /api/v1/user``); the email is shown only to its owner."""
     user = request.user
-    return UserRead(id=user.id, username=user.username, display_name=user.display_name, bio=user.bio,
-                    is_admin=user.is_admin, created_at=user.created_at)
+    return GiteaUser(id=user.id, login=user.username, username=user.username, full_name=user.display_name,
+                     email=user.email, description=user.bio, is_admin=user.is_admin, active=user.is_active,
+                     created=user.created_at)

@@ -48,7 +48,11 @@ class SignupInput(msgspec.Struct, kw_only=True):
 
 
 class UserRead(msgspec.Struct, kw_only=True):
-    """A user as the API and other domains see it (never the hash)."""
+    """A user as the API and other domains see it (never the hash).
+
+    The JSON API shows it with Gitea's field names (``login``, ``full_name``, ``description``,
+    ``created``) beside ours, so Gitea clients read it unchanged.
+    """
 
     id: UUID
     username: str
@@ -56,6 +60,20 @@ class UserRead(msgspec.Struct, kw_only=True):
     bio: str
     is_admin: bool
     created_at: datetime
+
+
+class GiteaUser(msgspec.Struct, kw_only=True):
+    """``GET /api/v1/user`` in Gitea's shape (swagger ``User``)."""
+
+    id: UUID
+    login: str
+    username: str
+    full_name: str
+    email: str
+    description: str
+    is_admin: bool
+    active: bool
+    created: datetime
 
 
 class TokenRead(msgspec.Struct, kw_only=True):
