@@ -322,6 +322,8 @@ class RunIterator:
     def __init__(self, run: GitRun) -> None:
         self.run = run
         self._gen: AsyncGenerator[bytes, None] | None = None
+        # Last resort if neither the stream nor send_body ever ran (the slot must come back).
+        weakref.finalize(self, run.close_resources)
 
     def __aiter__(self) -> RunIterator:
         return self
@@ -359,7 +361,6 @@ class _ClosingStreamingResponse(ASGIStreamingResponse):
 class GitStream(Stream):
     def __init__(self, run: GitRun, **kwargs: Any) -> None:
         super().__init__(RunIterator(run), **kwargs)
-        weakref.finalize(self, run.close_resources)
 
     def to_asgi_response(self, *args: Any, **kwargs: Any) -> ASGIResponse:
         response = super().to_asgi_response(*args, **kwargs)
