@@ -37,7 +37,7 @@ class AdminUsersController(Controller):
         data = await form_data(request)
         try:
             await service.set_flags(request.user, member, is_admin="is_admin" in data,
-                                    is_active="is_active" in data)
+                                    is_active="is_active" in data, is_author="is_author" in data)
         except InputProblems as exc:
             return see_other("/account/admin/users", request, str(exc.errors.get("form", exc)), "error")
         return see_other("/account/admin/users", request, f"Saved @{member.username}.")

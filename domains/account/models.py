@@ -20,6 +20,8 @@ class User(UUIDv7AuditBase):
     bio: Mapped[str] = mapped_column(Text, default="")
     password_hash: Mapped[str] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    # May write and publish on the blog (administrators may too).
+    is_author: Mapped[bool] = mapped_column(Boolean, default=False)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     # Bumped when the password changes so other sessions of this user end.
     session_epoch: Mapped[int] = mapped_column(default=0)
@@ -31,6 +33,10 @@ class User(UUIDv7AuditBase):
     @property
     def name(self) -> str:
         return self.display_name or self.username
+
+    @property
+    def can_author(self) -> bool:
+        return self.is_active and (self.is_author or self.is_admin)
 
 
 class AccessToken(UUIDv7AuditBase):

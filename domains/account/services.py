@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from domains.account.schemas import (
 )
 
 TOKEN_PREFIX = "rat_"
+# Not an argon2 hash, so no password ever verifies against it (the member must reset it).
+LOCKED_PASSWORD_HASH = "!locked"
 
 
 @dataclass
@@ -135,7 +138,8 @@ class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
             stmt = stmt.where(or_(User.username.like(like), User.email.like(like)))
         return (await self.db.execute(stmt)).scalars().all()
 
-    async def set_flags(self, actor: User, member: User, *, is_admin: bool, is_active: bool) -> User:
+    async def set_flags(self, actor: User, member: User, *, is_admin: bool, is_active: bool,
+                        is_author: bool | None = None) -> User:
         """Change roles; an administrator cannot demote or suspend themself (no lock-out)."""
         if actor.id == member.id and (not is_admin or not is_active):
             raise InputProblems({"form": "You can't remove your own administrator role or suspend yourself."})
@@ -143,7 +147,43 @@ class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
             member.session_epoch += 1  # a suspended member is signed out everywhere
         member.is_admin = is_admin
         member.is_active = is_active
+        if is_author is not None:
+            member.is_author = is_author
         return await self.repository.update(member)
+
+    async def set_author(self, member: User, is_author: bool = True) -> User:
+        """Grant or remove the author role (may write and publish on the blog)."""
+        member.is_author = is_author
+        return await self.repository.update(member)
+
+    async def by_email(self, email: str) -> User | None:
+        return await self.repository.get_one_or_none(email=normalise_email(email))
+
+    async def by_ids(self, ids: Sequence[UUID]) -> Sequence[User]:
+        if not ids:
+            return []
+        return (await self.db.execute(select(User).where(User.id.in_(list(ids))))).scalars().all()
+
+    async def create_imported_author(self, *, username: str, email: str, display_name: str = "",
+                                     bio: str = "") -> User:
+        """An author brought in by an import (e.g. Ghost): created locked, with no usable password.
+
+        Ghost's rule: unmatched users are created and must reset their password. The username is
+        made valid and free (suffixes ``-2``, ``-3`` ...); the email must be unused.
+        """
+        email = normalise_email(email)
+        if email_problem(email):
+            raise InputProblems({"email": f"not a usable email address: {email!r}"})
+        base = re.sub(r"[^a-z0-9_-]+", "-", normalise_username(username)).strip("-_")[:36] or "author"
+        if username_problem(base):
+            base = f"{base}-author"[:36].strip("-_")
+        candidate, n = base, 1
+        while username_problem(candidate) or await self.repository.exists(username=candidate):
+            n += 1
+            candidate = f"{base}-{n}"
+        user = User(username=candidate, email=email, display_name=display_name.strip()[:100],
+                    bio=bio.strip()[:2000], password_hash=LOCKED_PASSWORD_HASH, is_author=True)
+        return await self.repository.add(user)
 
     async def update_profile(self, user: User, display_name: str, bio: str) -> User:
         errors: dict[str, str] = {}
