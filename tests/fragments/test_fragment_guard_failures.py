@@ -1,0 +1,164 @@
+"""The session-touch guard, failure isolation and the one-rendering-path rule."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import pytest
+from litestar import Request, Response
+
+from fragments.caching import CACHE_CONTROL, CachePolicy
+from fragments.pages import public_get, render_page
+from fragments.registry import FAILURES, FragmentContext, FragmentData, fragment, registry
+from tests.helpers.web import signup
+
+pytestmark = pytest.mark.anyio
+
+
+@public_get("/test-leaky-session", name="test:leaky-session")
+async def leaky_session(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """A deliberately wrong public handler: it personalises from the session."""
+    uid = request.session.get("uid")
+    return await render_page(request, "home.html", {"leak": uid}, keys=("leak",))
+
+
+@public_get("/test-leaky-user", name="test:leaky-user")
+async def leaky_user(request: Request[Any, Any, Any]) -> Response[bytes]:
+    who = request.user
+    return await render_page(request, "home.html", {"leak": who}, keys=("leak",))
+
+
+@pytest.mark.parametrize("path", ["/test-leaky-session", "/test-leaky-user"])
+async def test_guard_downgrades_a_session_reading_public_handler(app, client, guard_log, path: str) -> None:  # type: ignore[no-untyped-def]
+    app.register(leaky_session)
+    app.register(leaky_user)
+    await signup(client, "mallory")
+    guard_log.expected = True
+    response = await client.get(path)
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "private, no-store"
+    assert "surrogate-key" not in response.headers
+    assert "etag" not in response.headers
+    assert guard_log.records, "the guard must log an error"
+    assert path in guard_log.messages[0] and "downgraded" in guard_log.messages[0]
+    # and it can never validate a cached copy
+    again = await client.get(path, headers={"If-None-Match": "*"})
+    assert again.status_code == 200 and again.headers["cache-control"] == "private, no-store"
+
+
+async def test_guard_is_silent_on_correct_public_pages(client, guard_log) -> None:  # type: ignore[no-untyped-def]
+    await signup(client, "olive")
+    for url in ("/", "/f/nav", "/embed/members", "/embed"):
+        await client.get(url)
+    assert not guard_log.records
+
+
+@pytest.fixture
+def broken_members(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = registry.get("account.new-members")
+    assert spec is not None
+
+    async def explode(ctx: FragmentContext) -> FragmentData:
+        raise ConnectionError("database is down")
+
+    monkeypatch.setattr(spec, "build", explode)
+
+
+async def test_fragment_failure_answers_200_fallback_no_store(client, broken_members) -> None:  # type: ignore[no-untyped-def]
+    before = FAILURES["account.new-members"]
+    response = await client.get("/f/account/new-members")
+    assert response.status_code == 200
+    assert "fragment-unavailable" in response.text and "unavailable right now" in response.text
+    assert response.headers["cache-control"] == "no-store"
+    assert "etag" not in response.headers and "surrogate-key" not in response.headers
+    assert FAILURES["account.new-members"] == before + 1
+    embed = await client.get("/embed/members")
+    assert embed.status_code == 200 and embed.headers["cache-control"] == "no-store"
+    assert embed.headers["access-control-allow-origin"] == "*"
+
+
+async def test_inline_failure_degrades_the_page_not_breaks_it(client, broken_members) -> None:  # type: ignore[no-untyped-def]
+    page = await client.get("/")
+    assert page.status_code == 200
+    assert page.headers["cache-control"] == "public, max-age=0, s-maxage=15"
+    assert "etag" not in page.headers
+    assert "Welcome to" in page.text and 'href="/embed"' in page.text  # the other fragments still render
+    assert "unavailable right now" in page.text
+    # a conditional request cannot turn a degraded page into a 304
+    assert (await client.get("/", headers={"If-None-Match": "*"})).status_code == 200
+
+
+async def test_slow_fragment_times_out_to_its_fallback(client, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    spec = registry.get("account.new-members")
+    assert spec is not None
+
+    async def slow(ctx: FragmentContext) -> FragmentData:
+        await asyncio.sleep(5)
+        return FragmentData({})
+
+    monkeypatch.setattr(spec, "build", slow)
+    monkeypatch.setattr(spec, "inline_timeout", 0.05)
+    monkeypatch.setattr(spec, "route_timeout", 0.05)
+    page = await client.get("/")
+    assert page.status_code == 200 and page.headers["cache-control"] == "public, max-age=0, s-maxage=15"
+    fragment_response = await client.get("/f/account/new-members")
+    assert fragment_response.status_code == 200 and fragment_response.headers["cache-control"] == "no-store"
+
+
+async def test_inline_and_url_renderings_are_identical(client) -> None:  # type: ignore[no-untyped-def]
+    await signup(client, "pat")
+    client.cookies.clear()
+    page = (await client.get("/")).text
+    for url in ("/f/nav", "/f/site/welcome", "/f/site/sections", "/f/account/new-members?limit=5"):
+        body = (await client.get(url)).text
+        assert body.strip() and body in page, url
+
+
+async def test_one_decorator_registers_a_fragment(client) -> None:  # type: ignore[no-untyped-def]
+    @fragment("test.hello", template="fragments/_test_hello.html", embed="test-hello")
+    async def hello(ctx: FragmentContext) -> FragmentData:
+        """Says hello."""
+        return FragmentData({"who": ctx.params.get("who", "world")}, keys=("hello",), seed=ctx.params.get("who"))
+
+    try:
+        from app.templating import TEMPLATES_DIR
+
+        (TEMPLATES_DIR / "fragments" / "_test_hello.html").write_text("<p>hello {{ who }}</p>")
+        response = await client.get("/f/test/hello?who=ann")
+        assert response.text == "<p>hello ann</p>"
+        assert response.headers["surrogate-key"] == "hello"
+        again = await client.get("/f/test/hello?who=ann", headers={"If-None-Match": response.headers["etag"]})
+        assert again.status_code == 304
+        other = await client.get("/f/test/hello?who=bob", headers={"If-None-Match": response.headers["etag"]})
+        assert other.status_code == 200 and other.text == "<p>hello bob</p>"
+        assert (await client.get("/embed/test-hello")).status_code == 200
+    finally:
+        registry.remove("test.hello")
+        (TEMPLATES_DIR / "fragments" / "_test_hello.html").unlink(missing_ok=True)
+
+
+def test_decorator_validates_names_and_classes() -> None:
+    async def build(ctx: FragmentContext) -> FragmentData:
+        return FragmentData()
+
+    with pytest.raises(ValueError, match="personal"):
+        fragment("me.thing")(build)
+    with pytest.raises(ValueError, match="personal"):
+        fragment("thing.x", policy=CachePolicy.PERSONAL)(build)
+    with pytest.raises(ValueError, match="anonymous"):
+        fragment("me.thing", policy=CachePolicy.PERSONAL, embed="x")(build)
+    with pytest.raises(ValueError, match="bad fragment name"):
+        fragment("Bad Name")(build)
+    with pytest.raises(ValueError, match="already registered"):
+        fragment("nav")(build)
+
+
+def test_policy_strings_match_the_design_table() -> None:
+    assert CACHE_CONTROL[CachePolicy.PRIVATE] == "private, no-store"
+    assert CACHE_CONTROL[CachePolicy.ACTION] == "no-store"
+    assert CACHE_CONTROL[CachePolicy.PERSONAL] == "private, no-cache"
+    for policy in (CachePolicy.PUBLIC, CachePolicy.SHARED_FRAGMENT, CachePolicy.EMBED):
+        assert re.fullmatch(r"public, max-age=\d+, s-maxage=\d+, stale-while-revalidate=\d+, stale-if-error=86400",
+                            CACHE_CONTROL[policy])
