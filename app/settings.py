@@ -29,6 +29,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     signup_open: bool = True
     # Sign-in and sign-up POSTs allowed per client address per minute.
     auth_rate_limit: int = 10
+    # OAuth: open RFC 7591 dynamic client registration (an admin can also switch it off at run time),
+    # and how many registrations one address may make per hour.
+    oauth_dynamic_registration: bool = True
+    oauth_registration_rate_limit: int = 10
+    # Domains served on their own hostnames, e.g. "blog=blog.coop.test,market=market.coop.test".
+    # Each host keeps its own session and signs visitors in through the OAuth server (SSO).
+    domain_hosts: tuple[tuple[str, str], ...] = ()
     log_level: str = "INFO"
     debug: bool = False
 
@@ -56,11 +63,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         raw.update(overrides)
         data_dir = Path(str(raw.get("data_dir", "./var"))).resolve()
         raw["data_dir"] = data_dir
-        for flag in ("federation_allow_private_addresses", "worker_in_process", "signup_open", "debug"):
+        for flag in ("federation_allow_private_addresses", "worker_in_process", "signup_open", "debug",
+                     "oauth_dynamic_registration"):
             if isinstance(raw.get(flag), str):
                 raw[flag] = str(raw[flag]).strip().lower() in _TRUE
         if isinstance(raw.get("edge_purge_urls"), str):
             raw["edge_purge_urls"] = tuple(u.strip() for u in str(raw["edge_purge_urls"]).split(",") if u.strip())
+        if isinstance(raw.get("domain_hosts"), str):
+            pairs = (item.partition("=") for item in str(raw["domain_hosts"]).split(",") if "=" in item)
+            raw["domain_hosts"] = tuple((name.strip(), host.strip().lower()) for name, _, host in pairs)
         raw["base_url"] = str(raw.get("base_url", "http://127.0.0.1:8000")).rstrip("/")
         if not raw.get("database_url"):
             raw["database_url"] = f"sqlite+aiosqlite:///{data_dir / 'rose-ash.sqlite3'}"
