@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 01a72b9ff33a
+Revision ID: 7405147aa636
 Revises: 
-Create Date: 2026-11-27 06:28:20.304029
+Create Date: 2026-11-27 06:30:47.161839
 
 """
 
@@ -27,7 +27,7 @@ sa.JsonB = JsonB
 sa.ORA_JSONB = ORA_JSONB
 
 # revision identifiers, used by Alembic.
-revision = '01a72b9ff33a'
+revision = '7405147aa636'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -59,6 +59,7 @@ def schema_upgrades() -> None:
     sa.Column('bio', sa.Text(), nullable=False),
     sa.Column('password_hash', sa.String(length=255), nullable=False),
     sa.Column('is_admin', sa.Boolean(), nullable=False),
+    sa.Column('is_author', sa.Boolean(), nullable=False),
     sa.Column('is_active', sa.Boolean(), nullable=False),
     sa.Column('session_epoch', sa.Integer(), nullable=False),
     sa.Column('sa_orm_sentinel', sa.Integer(), nullable=True),
