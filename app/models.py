@@ -3,4 +3,5 @@
 from app.jobs import models as job_models  # noqa: F401
 from domains.account import models as account_models  # noqa: F401
 from federation import keys  # noqa: F401
+from forge import mirror_models as forge_mirror_models  # noqa: F401
 from forge import models as forge_models  # noqa: F401
