@@ -37,6 +37,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Each host keeps its own session and signs visitors in through the OAuth server (SSO).
     domain_hosts: tuple[tuple[str, str], ...] = ()
     log_level: str = "INFO"
+    # Ghost: the old site's origin (replaces __GHOST_URL__ in imports) and the webhook secret.
+    ghost_url: str = ""
+    ghost_webhook_secret: str = ""
     debug: bool = False
 
     @property
