@@ -1,0 +1,86 @@
+"""Headless Chromium against the real app: holes filled and htmx navigation with JS on; plain
+links and a usable page with JS off."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import IN_CI
+from tests.helpers.server import app_server
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def browser_binary() -> str:
+    from tests.helpers.cdp import chromium_path
+
+    path = chromium_path()
+    if path is None:
+        if IN_CI:
+            pytest.fail("chromium is required in CI but is not installed")
+        pytest.skip("chromium is not installed")
+    return path
+
+
+def test_javascript_on_fills_holes_and_navigates_with_htmx(tmp_path: Path, browser_binary: str) -> None:
+    from tests.helpers.cdp import chromium
+
+    with app_server(tmp_path, extra_env={"ROSE_ASH_WORKER_IN_PROCESS": "false"}) as server, \
+            chromium(tmp_path, browser_binary) as page:
+        server.cli("users", "create", "--username", "yara", "--email", "yara@example.org",
+                   "--password", "correct horse battery staple")
+        page.goto(server.base_url + "/")
+        page.wait_for("window.htmx !== undefined")
+        # Holes are swapped for the personal fragments (which have no hx-get of their own).
+        page.wait_for("!document.querySelector('#account-menu').hasAttribute('hx-get')")
+        page.wait_for("!document.querySelector('#cart-badge').hasAttribute('hx-get')")
+        assert page.eval("document.querySelector('#account-menu').textContent").count("Sign in") == 1
+        assert "@yara" in page.eval("document.querySelector('.new-members').textContent")
+
+        # Boosted navigation: the page changes without a full reload, and the holes refill.
+        page.eval("window.__sameDocument = 'yes'")
+        page.eval("document.querySelector('nav.site-nav a[href=\"/embed\"]').click()")
+        page.wait_for("location.pathname === '/embed' && document.title.startsWith('Embed')")
+        assert page.eval("window.__sameDocument") == "yes"
+        page.wait_for("!document.querySelector('#account-menu').hasAttribute('hx-get')")
+
+        # The live embed preview: the loader fetched it into a shadow root.
+        page.wait_for("customElements.get('rose-ash-embed') !== undefined")
+        page.wait_for("document.querySelector('rose-ash-embed').getAttribute('data-loaded') === 'true'")
+        shadow = page.eval("document.querySelector('rose-ash-embed').shadowRoot.innerHTML")
+        assert "Newest members" in shadow and f"{server.base_url}/@yara" in shadow
+
+        # Signing in (a real form post) fills the account menu for the user.
+        page.goto(server.base_url + "/account/login")
+        page.eval("document.querySelector('input[name=login]').value = 'yara';"
+                  "document.querySelector('input[name=password]').value = 'correct horse battery staple';"
+                  "document.querySelector('form[action=\"/account/login\"]').submit()")
+        page.wait_for("location.pathname === '/account'")
+        page.goto(server.base_url + "/")
+        page.wait_for("document.querySelector('#account-menu').textContent.includes('@yara')")
+
+
+def test_javascript_off_shows_plain_links_and_works(tmp_path: Path, browser_binary: str) -> None:
+    from tests.helpers.cdp import chromium
+
+    with app_server(tmp_path, extra_env={"ROSE_ASH_WORKER_IN_PROCESS": "false"}) as server, \
+            chromium(tmp_path, browser_binary) as page:
+        page.set_javascript(False)
+        page.goto(server.base_url + "/")
+        html = page.html()
+        assert re.search(r'id="account-menu"[^>]*hx-get="/f/me/account-menu"', html), "hole must stay unfilled"
+        assert 'href="/account"' in html and 'href="/cart/"' in html
+        for link in ('href="/embed"', 'href="/account/signup"', 'href="/account/login"'):
+            assert link in html
+        assert page.eval("typeof window.htmx") == "undefined"  # no script ran
+        # Following the plain links works: the embed page and the sign-in form.
+        page.goto(server.base_url + "/embed")
+        html = page.html()
+        assert "Embed Rose Ash on your site" in html and "on Rose Ash</a>" in html  # the no-JS embed link
+        page.goto(server.base_url + "/account")  # the hole's fallback link -> sign-in
+        page.wait_for("location.pathname === '/account/login'")
+        assert 'name="password"' in page.html()
