@@ -129,6 +129,9 @@ class RoseAshCLIPlugin(CLIPluginProtocol):
         cli.add_command(users_group)
         cli.add_command(tokens_group)
         cli.add_command(worker_command)
+        from domains.blog.cli import blog_group
+
+        cli.add_command(blog_group)
 
 
 def main() -> None:

@@ -89,13 +89,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
 
     import forge
-    from domains import account
+    from domains import account, blog
     import fragments.purge  # noqa: F401  (registers the edge.purge job kind)
     import fragments.site  # noqa: F401  (registers the site-level fragments)
     from fragments.routes import router as fragments_router
 
     return Litestar(
-        route_handlers=[home, healthz, static, account.router, fragments_router, forge.router],
+        route_handlers=[home, healthz, static, account.router, blog.router, fragments_router, forge.router],
         plugins=[
             SQLAlchemyPlugin(config=alchemy),
             HTMXPlugin(),
