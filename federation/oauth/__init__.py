@@ -1,0 +1,29 @@
+"""The OAuth 2.0 / OpenID Connect authorization server (authlib core behind a Litestar adapter)."""
+
+from litestar import Router
+
+from federation.oauth.account import ApplicationsController
+from federation.oauth.admin import ClientAdminController
+from federation.oauth.controllers import (
+    authorize,
+    introspect,
+    jwks_document,
+    logout,
+    logout_confirm,
+    oauth_metadata,
+    openid_configuration,
+    register,
+    revoke,
+    token,
+    userinfo,
+)
+
+router = Router(
+    path="/",
+    route_handlers=[
+        authorize, token, revoke, introspect, userinfo, oauth_metadata, openid_configuration, jwks_document,
+        register, logout, logout_confirm, ApplicationsController, ClientAdminController,
+    ],
+)
+
+__all__ = ["router"]

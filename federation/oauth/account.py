@@ -1,0 +1,35 @@
+"""Account pages: the applications a member authorised, with revoke."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from litestar import Controller, Request, get, post
+from litestar.datastructures import CacheControlHeader
+from litestar.exceptions import NotFoundException
+from litestar.response import Redirect, Template
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.forms import see_other
+from app.security import requires_user
+from domains.account.models import User
+from federation.oauth.scopes import SCOPE_TEXT
+from federation.oauth.store import OAuthStore
+
+
+class ApplicationsController(Controller):
+    path = "/account/settings/applications"
+    guards = [requires_user]
+    cache_control = CacheControlHeader(private=True, no_store=True)
+
+    @get("/", name="oauth:applications")
+    async def applications(self, request: Request[User, Any, Any], db_session: AsyncSession) -> Template:
+        apps = await OAuthStore(db_session).authorised_apps(request.user)
+        return Template("oauth/applications.html", context={"apps": apps, "scope_text": SCOPE_TEXT})
+
+    @post("/{client_pk:uuid}/revoke", status_code=303)
+    async def revoke(self, request: Request[User, Any, Any], db_session: AsyncSession, client_pk: UUID) -> Redirect:
+        if not await OAuthStore(db_session).revoke_app(request.user, client_pk):
+            raise NotFoundException("You have not authorised that application.")
+        return see_other("/account/settings/applications", request, "Access revoked. The application was signed out.")

@@ -1,0 +1,157 @@
+"""Admin pages: register and edit OAuth clients; switch dynamic registration on or off."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from litestar import Controller, Request, get, post
+from litestar.datastructures import CacheControlHeader
+from litestar.exceptions import NotFoundException
+from litestar.response import Redirect, Template
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.forms import as_list, form_data, form_page, see_other
+from app.security import requires_admin
+from app.settings import Settings
+from domains.account.models import User
+from federation.oauth.models import OAuthClient
+from federation.oauth.registration import redirect_uri_problem
+from federation.oauth.scopes import SCOPE_TEXT
+from federation.oauth.store import OAuthStore
+
+
+def _lines(value: Any) -> list[str]:
+    return [line.strip() for line in str(value or "").splitlines() if line.strip()]
+
+
+def parse_client_form(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    values: dict[str, Any] = {
+        "name": str(data.get("name", "")).strip(),
+        "redirect_uris": _lines(data.get("redirect_uris")),
+        "post_logout_redirect_uris": _lines(data.get("post_logout_redirect_uris")),
+        "scopes": as_list(data.get("scopes")),
+        "first_party": data.get("first_party") == "on",
+        "public": data.get("public") == "on",
+        "disabled": data.get("disabled") == "on",
+        "alg": str(data.get("alg", "RS256")),
+        "frontchannel_logout_uri": str(data.get("frontchannel_logout_uri", "")).strip(),
+    }
+    errors: dict[str, str] = {}
+    if not values["name"] or len(values["name"]) > 100:
+        errors["name"] = "Give the application a name (at most 100 characters)."
+    if not values["redirect_uris"]:
+        errors["redirect_uris"] = "Add at least one redirect URI."
+    for uri in values["redirect_uris"]:
+        if problem := redirect_uri_problem(uri):
+            errors["redirect_uris"] = f"{uri} {problem}."
+    for uri in values["post_logout_redirect_uris"]:
+        if problem := redirect_uri_problem(uri):
+            errors["post_logout_redirect_uris"] = f"{uri} {problem}."
+    if values["frontchannel_logout_uri"] and redirect_uri_problem(values["frontchannel_logout_uri"]):
+        errors["frontchannel_logout_uri"] = "Use an https URL (or http on a loopback address)."
+    if any(s not in SCOPE_TEXT for s in values["scopes"]) or not values["scopes"]:
+        errors["scopes"] = "Choose at least one known scope."
+    if values["alg"] not in {"RS256", "EdDSA"}:
+        errors["alg"] = "Choose RS256 or EdDSA."
+    return values, errors
+
+
+class ClientAdminController(Controller):
+    path = "/oauth/admin/clients"
+    guards = [requires_admin]
+    cache_control = CacheControlHeader(private=True, no_store=True)
+
+    async def _index(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings, *,
+                     values: dict[str, Any] | None = None, errors: dict[str, str] | None = None,
+                     status: int = 200) -> Template:
+        store = OAuthStore(db_session)
+        new_secret = request.session.pop("new_client_secret", None) if request.session else None
+        return Template("oauth/admin_clients.html", status_code=status, context={
+            "clients": await store.list_clients(),
+            "scopes": SCOPE_TEXT,
+            "values": values or {"scopes": ["openid", "profile", "email"], "alg": "RS256"},
+            "errors": errors or {},
+            "new_secret": new_secret,
+            "registration_allowed": settings.oauth_dynamic_registration,
+            "registration_on": await store.get_setting("dynamic_registration") != "off",
+        })
+
+    @get("/", name="oauth:admin-clients")
+    async def index(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings) -> Template:
+        return await self._index(request, db_session, settings)
+
+    @post("/", status_code=303)
+    async def create(self, request: Request[User, Any, Any], db_session: AsyncSession,
+                     settings: Settings) -> Template | Redirect:
+        values, errors = parse_client_form(await form_data(request))
+        if errors:
+            return await self._index(request, db_session, settings, values=values, errors=errors, status=422)
+        client, secret = await OAuthStore(db_session).create_client(
+            name=values["name"], redirect_uris=values["redirect_uris"], public=values["public"],
+            scope=" ".join(values["scopes"]), first_party=values["first_party"],
+            post_logout_redirect_uris=values["post_logout_redirect_uris"], id_token_alg=values["alg"],
+            created_by=request.user.id, frontchannel_logout_uri=values["frontchannel_logout_uri"] or None,
+        )
+        if secret:
+            request.session["new_client_secret"] = {"client_id": client.client_id, "secret": secret}
+        return see_other(f"/oauth/admin/clients/{client.id}", request,
+                         f"Registered {client.name}. Client id: {client.client_id}")
+
+    @post("/registration", status_code=303)
+    async def registration(self, request: Request[User, Any, Any], db_session: AsyncSession) -> Redirect:
+        on = (await form_data(request)).get("enabled") == "on"
+        await OAuthStore(db_session).set_setting("dynamic_registration", "on" if on else "off")
+        return see_other("/oauth/admin/clients", request,
+                         f"Dynamic client registration is {'on' if on else 'off'}.")
+
+    async def _client(self, db_session: AsyncSession, pk: UUID) -> OAuthClient:
+        client = await OAuthStore(db_session).client_by_pk(pk)
+        if client is None:
+            raise NotFoundException("No such client.")
+        return client
+
+    def _values(self, client: OAuthClient) -> dict[str, Any]:
+        return {
+            "name": client.name, "redirect_uris": client.redirect_uris,
+            "post_logout_redirect_uris": client.post_logout_redirect_uris, "scopes": client.scope.split(),
+            "first_party": client.is_first_party, "public": client.is_public, "disabled": client.is_disabled,
+            "alg": client.id_token_signed_response_alg, "frontchannel_logout_uri": client.frontchannel_logout_uri or "",
+        }
+
+    @get("/{pk:uuid}", name="oauth:admin-client")
+    async def edit_form(self, request: Request[User, Any, Any], db_session: AsyncSession, pk: UUID) -> Template:
+        client = await self._client(db_session, pk)
+        new_secret = request.session.pop("new_client_secret", None) if request.session else None
+        return Template("oauth/admin_client.html", context={
+            "client": client, "values": self._values(client), "errors": {}, "scopes": SCOPE_TEXT,
+            "new_secret": new_secret,
+        })
+
+    @post("/{pk:uuid}", status_code=303)
+    async def edit(self, request: Request[User, Any, Any], db_session: AsyncSession, pk: UUID) -> Template | Redirect:
+        client = await self._client(db_session, pk)
+        values, errors = parse_client_form(await form_data(request))
+        if errors:
+            return form_page("oauth/admin_client.html", {"client": client, "values": values, "scopes": SCOPE_TEXT,
+                                                        "new_secret": None}, errors, 422)
+        client.name = values["name"]
+        client.redirect_uris = values["redirect_uris"]
+        client.post_logout_redirect_uris = values["post_logout_redirect_uris"]
+        client.scope = " ".join(values["scopes"])
+        client.is_first_party = values["first_party"]
+        client.is_disabled = values["disabled"]
+        client.id_token_signed_response_alg = values["alg"]
+        client.frontchannel_logout_uri = values["frontchannel_logout_uri"] or None
+        await db_session.flush()
+        return see_other(f"/oauth/admin/clients/{client.id}", request, "Client saved.")
+
+    @post("/{pk:uuid}/secret", status_code=303)
+    async def reset_secret(self, request: Request[User, Any, Any], db_session: AsyncSession, pk: UUID) -> Redirect:
+        client = await self._client(db_session, pk)
+        if client.is_public:
+            raise NotFoundException("Public clients have no secret.")
+        secret = await OAuthStore(db_session).reset_secret(client)
+        request.session["new_client_secret"] = {"client_id": client.client_id, "secret": secret}
+        return see_other(f"/oauth/admin/clients/{client.id}", request,
+                         "New secret issued; the old one stopped working.")

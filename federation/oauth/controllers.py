@@ -1,0 +1,384 @@
+"""OAuth 2.0 / OpenID Connect endpoints: authorize (with consent), token, revoke, introspect,
+userinfo, discovery, JWKS, dynamic registration and RP-initiated logout."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import anyio.to_thread
+import msgspec
+from authlib.common.urls import add_params_to_uri
+from authlib.oauth2 import OAuth2Error
+from litestar import MediaType, Request, Response, get, post, route
+from litestar.datastructures import CacheControlHeader
+from litestar.response import Redirect, Template
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.security import requires_user
+from app.sessions import rotate_session_id
+from app.settings import Settings
+from domains.account.models import User
+from federation.oauth.registration import register_client
+from federation.oauth.scopes import SCOPE_TEXT, describe, split_scope
+from federation.oauth.server import (
+    ClientView,
+    Context,
+    LitestarOAuth2Request,
+    OAuthResult,
+    RoseAshAuthorizationServer,
+    user_claims,
+)
+from federation.oauth.signing import JWS_ALGS, jwks, public_key_set, signing_keys
+from federation.oauth.store import OAuthStore
+
+NO_STORE = CacheControlHeader(no_store=True)
+MACHINE = {"exclude_from_auth": True, "exclude_from_csrf": True}
+# Form fields of ours that are not OAuth parameters.
+CONSENT_FIELDS = {"_csrf_token", "decision"}
+
+
+async def oauth_request(request: Request[Any, Any, Any], settings: Settings, *,
+                        drop: set[str] | None = None) -> LitestarOAuth2Request:
+    query = [(k, v) for k, v in request.query_params.multi_items()]
+    form: list[tuple[str, str]] = []
+    if request.method == "POST":
+        data = await request.form()
+        form = [(k, v) for k, v in data.multi_items() if isinstance(v, str) and k not in (drop or set())]
+    uri = settings.base_url + request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return LitestarOAuth2Request(request.method, uri, request.headers, query, form)
+
+
+def to_response(result: OAuthResult) -> Response[Any]:
+    headers = {name: value for name, value in result.headers if name.lower() != "content-type"}
+    headers.setdefault("Cache-Control", "no-store")
+    media = MediaType.JSON if isinstance(result.body, dict) else MediaType.TEXT
+    for name, value in result.headers:
+        if name.lower() == "content-type":
+            media = value  # type: ignore[assignment]
+    return Response(result.body if result.body != "" else b"", status_code=result.status, headers=headers,
+                    media_type=media)
+
+
+async def make_context(db_session: AsyncSession, settings: Settings, *, keys: bool = False,
+                       sid: str | None = None) -> Context:
+    return Context(
+        store=OAuthStore(db_session),
+        issuer=settings.base_url,
+        keys=await signing_keys(db_session, settings.secret_key) if keys else {},
+        sid=sid,
+    )
+
+
+def error_page(error: OAuth2Error, status: int = 400) -> Template:
+    return Template("oauth/error.html", status_code=status, headers={"Cache-Control": "no-store"}, context={
+        "error": error.error, "description": error.get_error_description() or error.description or "",
+    })
+
+
+def error_redirect(server: RoseAshAuthorizationServer, oreq: LitestarOAuth2Request, error: OAuth2Error,
+                   issuer: str) -> Response[Any]:
+    result: OAuthResult = server.handle_error_response(oreq, error)
+    if result.location:
+        result.location = add_params_to_uri(result.location, {"iss": issuer})
+    return to_response(result)
+
+
+def _sid(request: Request[Any, Any, Any]) -> str | None:
+    session = request.scope.get("session")
+    if not isinstance(session, dict):
+        return None
+    sid = session.get("oauth_sid")
+    if not sid:
+        import secrets
+
+        sid = secrets.token_urlsafe(16)
+        request.session["oauth_sid"] = sid
+    return str(sid)
+
+
+# --- authorization endpoint ----------------------------------------------------------------------
+
+
+@route("/oauth/authorize", http_method=["GET", "POST"], name="oauth:authorize", cache_control=NO_STORE)
+async def authorize(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Any:
+    """GET: validate, sign in if needed, then consent (or skip it); POST: the consent decision."""
+    user: User | None = request.user if isinstance(request.user, User) else None
+    oreq = await oauth_request(request, settings, drop=CONSENT_FIELDS)
+    ctx = await make_context(db_session, settings, sid=_sid(request) if user is not None else None)
+    server = RoseAshAuthorizationServer(ctx)
+
+    def validate() -> Any:
+        try:
+            return server.get_consent_grant(oreq, end_user=user)
+        except OAuth2Error as exc:
+            return exc
+
+    grant = await anyio.to_thread.run_sync(validate)
+    if isinstance(grant, OAuth2Error):
+        # Never redirect to a redirect_uri that was not validated against the client.
+        if grant.redirect_uri:
+            return error_redirect(server, oreq, grant, settings.base_url)
+        return error_page(grant)
+
+    prompts = set(split_scope(oreq.payload.data.get("prompt")))
+    client: ClientView = grant.client
+    if user is None:
+        if "none" in prompts:
+            from authlib.oidc.core import LoginRequiredError
+
+            return error_redirect(server, oreq, LoginRequiredError(redirect_uri=grant.redirect_uri,
+                                                                   state=oreq.payload.state), settings.base_url)
+        target = request.url.path + "?" + urlencode(list(oreq.payload.datalist.items()), doseq=True)
+        return Redirect(f"/account/login?next={quote(target)}", status_code=303)
+
+    scopes = split_scope(oreq.scope)
+    if request.method == "GET":
+        consent = await ctx.store.consent(user, client.row)
+        covered = consent is not None and set(scopes) <= set(consent.scopes)
+        if not client.row.is_first_party and (not covered or "consent" in prompts):
+            if "none" in prompts:
+                from authlib.oidc.core import ConsentRequiredError
+
+                return error_redirect(server, oreq, ConsentRequiredError(redirect_uri=grant.redirect_uri,
+                                                                         state=oreq.payload.state), settings.base_url)
+            return Template("oauth/consent.html", headers={"Cache-Control": "no-store"}, context={
+                "client": client.row,
+                "scopes": describe(oreq.scope),
+                "params": [(k, v) for k, values in oreq.payload.datalist.items() for v in values],
+                "redirect_host": urlsplit(grant.redirect_uri or "").netloc,
+            })
+        grant_user: User | None = user
+    else:
+        approved = (await request.form()).get("decision") == "allow"
+        grant_user = user if approved else None
+        if approved and not client.row.is_first_party:
+            await ctx.store.grant_consent(user, client.row, scopes)
+
+    result: OAuthResult = await anyio.to_thread.run_sync(
+        lambda: server.create_authorization_response(request=oreq, grant_user=grant_user, grant=grant)
+    )
+    if result.status == 302:
+        # 303 after the consent POST, so the browser follows with a GET.
+        result.status = 303 if request.method == "POST" else 302
+    return to_response(result)
+
+
+# --- token, revocation, introspection -------------------------------------------------------------
+
+
+@post("/oauth/token", name="oauth:token", opt=MACHINE, status_code=200)
+async def token(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Response[Any]:
+    oreq = await oauth_request(request, settings)
+    ctx = await make_context(db_session, settings, keys=True)
+    server = RoseAshAuthorizationServer(ctx)
+    result: OAuthResult = await anyio.to_thread.run_sync(server.create_token_response, oreq)
+    return to_response(result)
+
+
+@post("/oauth/revoke", name="oauth:revoke", opt=MACHINE, status_code=200)
+async def revoke(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Response[Any]:
+    oreq = await oauth_request(request, settings)
+    server = RoseAshAuthorizationServer(await make_context(db_session, settings))
+    result: OAuthResult = await anyio.to_thread.run_sync(
+        lambda: server.create_endpoint_response("revocation", oreq))
+    return to_response(result)
+
+
+@post("/oauth/introspect", name="oauth:introspect", opt=MACHINE, status_code=200)
+async def introspect(request: Request[Any, Any, Any], db_session: AsyncSession,
+                     settings: Settings) -> Response[Any]:
+    oreq = await oauth_request(request, settings)
+    server = RoseAshAuthorizationServer(await make_context(db_session, settings))
+    result: OAuthResult = await anyio.to_thread.run_sync(
+        lambda: server.create_endpoint_response("introspection", oreq))
+    return to_response(result)
+
+
+# --- userinfo ------------------------------------------------------------------------------------
+
+
+def _bearer_error(status: int, error: str, description: str) -> Response[Any]:
+    return Response(
+        {"error": error, "error_description": description},
+        status_code=status,
+        headers={"WWW-Authenticate": f'Bearer error="{error}", error_description="{description}"',
+                 "Cache-Control": "no-store"},
+    )
+
+
+@route("/oauth/userinfo", http_method=["GET", "POST"], name="oauth:userinfo", opt=MACHINE, status_code=200)
+async def userinfo(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Response[Any]:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return Response({"error": "invalid_request"}, status_code=401,
+                        headers={"WWW-Authenticate": 'Bearer realm="Rose Ash"', "Cache-Control": "no-store"})
+    found = await OAuthStore(db_session).authenticate_access_token(value.strip())
+    if found is None or found[2] is None:
+        return _bearer_error(401, "invalid_token", "The access token is invalid, expired or revoked.")
+    row, user = found[0], found[2]
+    if "openid" not in split_scope(row.scope):
+        return _bearer_error(403, "insufficient_scope", "The access token lacks the openid scope.")
+    return Response(user_claims(user, row.scope, settings.base_url), headers={"Cache-Control": "no-store"})
+
+
+# --- discovery and keys ----------------------------------------------------------------------------
+
+
+async def _registration_open(db_session: AsyncSession, settings: Settings) -> bool:
+    if not settings.oauth_dynamic_registration:
+        return False
+    return await OAuthStore(db_session).get_setting("dynamic_registration") != "off"
+
+
+async def server_metadata(db_session: AsyncSession, settings: Settings) -> dict[str, Any]:
+    base = settings.base_url
+    meta: dict[str, Any] = {
+        "issuer": base,
+        "authorization_endpoint": f"{base}/oauth/authorize",
+        "token_endpoint": f"{base}/oauth/token",
+        "jwks_uri": f"{base}/oauth/jwks.json",
+        "userinfo_endpoint": f"{base}/oauth/userinfo",
+        "revocation_endpoint": f"{base}/oauth/revoke",
+        "introspection_endpoint": f"{base}/oauth/introspect",
+        "end_session_endpoint": f"{base}/oauth/logout",
+        "scopes_supported": list(SCOPE_TEXT),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": True,
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": list(JWS_ALGS),
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "sid", "name",
+                             "preferred_username", "nickname", "profile", "updated_at", "email", "email_verified"],
+        "prompt_values_supported": ["none", "login", "consent"],
+        "frontchannel_logout_supported": True,
+        "frontchannel_logout_session_supported": True,
+        "service_documentation": f"{base}/",
+    }
+    if await _registration_open(db_session, settings):
+        meta["registration_endpoint"] = f"{base}/oauth/register"
+    return meta
+
+
+DISCOVERY_CACHE = CacheControlHeader(public=True, max_age=300)
+
+
+@get("/.well-known/oauth-authorization-server", name="oauth:metadata", opt=MACHINE,
+     cache_control=DISCOVERY_CACHE)
+async def oauth_metadata(db_session: AsyncSession, settings: Settings) -> dict[str, Any]:
+    return await server_metadata(db_session, settings)
+
+
+@get("/.well-known/openid-configuration", name="oauth:openid-configuration", opt=MACHINE,
+     cache_control=DISCOVERY_CACHE)
+async def openid_configuration(db_session: AsyncSession, settings: Settings) -> dict[str, Any]:
+    return await server_metadata(db_session, settings)
+
+
+@get("/oauth/jwks.json", name="oauth:jwks", opt=MACHINE, cache_control=CacheControlHeader(public=True, max_age=300))
+async def jwks_document(db_session: AsyncSession, settings: Settings) -> Response[Any]:
+    return Response(await jwks(db_session, settings.secret_key), media_type="application/jwk-set+json")
+
+
+# --- dynamic client registration (RFC 7591) --------------------------------------------------------
+
+
+@post("/oauth/register", name="oauth:register", opt=MACHINE, status_code=201)
+async def register(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Response[Any]:
+    if not await _registration_open(db_session, settings):
+        return Response({"error": "access_denied", "error_description": "Dynamic client registration is off."},
+                        status_code=403, headers={"Cache-Control": "no-store"})
+    store = request.app.stores.get("rate_limit")
+    address = request.client.host if request.client else "unknown"
+    key = f"oauth-register:{address}:{int(time.time() // 3600)}"
+    count = int((await store.get(key) or b"0").decode()) + 1
+    await store.set(key, str(count).encode(), expires_in=3600)
+    if count > settings.oauth_registration_rate_limit:
+        return Response({"error": "too_many_requests", "error_description": "Too many registrations; try later."},
+                        status_code=429, headers={"Retry-After": "3600", "Cache-Control": "no-store"})
+    try:
+        body = msgspec.json.decode(await request.body())
+    except msgspec.DecodeError:
+        body = None
+    status, payload = await register_client(OAuthStore(db_session), body)
+    return Response(payload, status_code=status, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+# --- RP-initiated logout ---------------------------------------------------------------------------
+
+
+def _sign_out(request: Request[Any, Any, Any]) -> None:
+    request.set_session({})
+    rotate_session_id(request)
+
+
+@route("/oauth/logout", http_method=["GET", "POST"], name="oauth:logout", cache_control=NO_STORE,
+       opt={"exclude_from_csrf": True})
+async def logout(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Any:
+    """OIDC RP-Initiated Logout 1.0. With a valid ``id_token_hint`` for the signed-in user the
+    sign-out happens at once; otherwise the user confirms it with a (CSRF-protected) form."""
+    from federation.oauth.logout import validate_end_session
+
+    user: User | None = request.user if isinstance(request.user, User) else None
+    oreq = await oauth_request(request, settings)
+    keyset = await public_key_set(db_session, settings.secret_key)
+    ctx = await make_context(db_session, settings)
+    try:
+        ended = await anyio.to_thread.run_sync(lambda: validate_end_session(ctx, keyset, oreq))
+    except OAuth2Error as exc:
+        return error_page(exc)
+    hint_matches = ended.id_token_claims is not None and user is not None and \
+        ended.id_token_claims.get("sub") == str(user.id)
+    if user is not None and not hint_matches:
+        return Template("oauth/logout_confirm.html", headers={"Cache-Control": "no-store"}, context={
+            "client": ended.client.row if ended.client else None,
+            "redirect_uri": ended.redirect_uri or "",
+        })
+    frontchannel = await _frontchannel_targets(db_session, user, request)
+    if user is not None:
+        _sign_out(request)
+    return _after_logout(frontchannel, ended.redirect_uri)
+
+
+@post("/oauth/logout/confirm", name="oauth:logout-confirm", guards=[requires_user], cache_control=NO_STORE)
+async def logout_confirm(request: Request[Any, Any, Any], db_session: AsyncSession) -> Any:
+    form = await request.form()
+    redirect_uri = str(form.get("redirect_uri", ""))
+    user = request.user
+    frontchannel = await _frontchannel_targets(db_session, user, request)
+    _sign_out(request)
+    # Only a URI the logout endpoint validated is echoed back; check it again rather than trust the form.
+    return _after_logout(frontchannel, redirect_uri if await _is_registered_logout_uri(db_session, redirect_uri)
+                         else None)
+
+
+async def _is_registered_logout_uri(db_session: AsyncSession, uri: str) -> bool:
+    if not uri:
+        return False
+    base = uri.split("?", 1)[0]
+    return any(base in client.post_logout_redirect_uris for client in await OAuthStore(db_session).list_clients())
+
+
+async def _frontchannel_targets(db_session: AsyncSession, user: User | None,
+                                request: Request[Any, Any, Any]) -> list[str]:
+    """Front-channel logout URIs of the apps this browser session signed in to (OIDC Front-Channel 1.0)."""
+    if user is None:
+        return []
+    from federation.oauth.sso import frontchannel_logout_uris
+
+    sid = request.session.get("oauth_sid") if request.scope.get("session") else None
+    return await frontchannel_logout_uris(OAuthStore(db_session), user, sid, issuer=None)
+
+
+def _after_logout(frontchannel: list[str], redirect_uri: str | None) -> Any:
+    if not frontchannel and redirect_uri:
+        return Redirect(redirect_uri, status_code=303)
+    return Template("oauth/logged_out.html", headers={"Cache-Control": "no-store"}, context={
+        "frontchannel": frontchannel, "redirect_uri": redirect_uri or "",
+    })
