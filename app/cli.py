@@ -132,6 +132,9 @@ class RoseAshCLIPlugin(CLIPluginProtocol):
         from domains.blog.cli import blog_group
 
         cli.add_command(blog_group)
+        from federation.oauth.cli import oauth_group
+
+        cli.add_command(oauth_group)
 
 
 def main() -> None:

@@ -93,9 +93,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
     import fragments.purge  # noqa: F401  (registers the edge.purge job kind)
     import fragments.site  # noqa: F401  (registers the site-level fragments)
     from fragments.routes import router as fragments_router
+    from federation.oauth import router as oauth_router
 
     return Litestar(
-        route_handlers=[home, healthz, static, account.router, blog.router, fragments_router, forge.router],
+        route_handlers=[home, healthz, static, account.router, blog.router, fragments_router, forge.router, oauth_router],
         plugins=[
             SQLAlchemyPlugin(config=alchemy),
             HTMXPlugin(),
