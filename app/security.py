@@ -24,10 +24,13 @@ if TYPE_CHECKING:
     from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
     from litestar.handlers.base import BaseRouteHandler
     from litestar.types import ASGIApp
+    from sqlalchemy.ext.asyncio import AsyncSession
 
     from domains.account.models import User
 
 SESSION_USER_KEY = "uid"
+# OAuth access tokens (federation/oauth) start with this; personal access tokens with "rat_".
+OAUTH_ACCESS_PREFIX = "roa_"
 SESSION_EPOCH_KEY = "epoch"
 
 # Machine endpoints with their own authentication; no cookie-based CSRF there.
@@ -107,6 +110,8 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
         if header:
             secret = parse_authorization(header)
             db = self.alchemy.provide_session(connection.app.state, connection.scope)
+            if secret and secret.startswith(OAUTH_ACCESS_PREFIX):
+                return await self._oauth_token(connection, db, secret)
             found = await TokenService(db).authenticate(secret) if secret else None
             if found is None:
                 raise NotAuthorizedException(
@@ -134,6 +139,25 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
             return AuthenticationResult(user=None, auth=None)
         connection.scope["rose_ash.username"] = session_user.username  # type: ignore[typeddict-unknown-key]
         return AuthenticationResult(user=session_user, auth=AuthInfo("session"))
+
+    async def _oauth_token(self, connection: ASGIConnection[Any, Any, Any, Any], db: AsyncSession,
+                           secret: str) -> AuthenticationResult:
+        """An OAuth access token works wherever a personal access token does, within its scopes."""
+        from federation.oauth.store import OAuthStore
+
+        found = await OAuthStore(db).authenticate_access_token(secret)
+        if found is None or found[2] is None:  # client-credentials tokens act for no user
+            basic = connection.headers.get("authorization", "").lower().startswith("basic")
+            raise NotAuthorizedException(
+                "Invalid, expired or revoked access token.",
+                headers={"WWW-Authenticate": 'Basic realm="Rose Ash"' if basic
+                         else 'Bearer realm="Rose Ash", error="invalid_token"'},
+            )
+        token, _client, user = found[0], found[1], found[2]
+        connection.scope["rose_ash.username"] = user.username  # type: ignore[typeddict-unknown-key]
+        return AuthenticationResult(
+            user=user, auth=AuthInfo("token", frozenset(token.scope.split()), f"oauth:{token.id}")
+        )
 
 
 def current_user(connection: ASGIConnection[Any, Any, Any, Any]) -> User | None:
