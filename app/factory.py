@@ -96,7 +96,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     from federation.oauth import router as oauth_router
 
     return Litestar(
-        route_handlers=[home, healthz, static, account.router, blog.router, fragments_router, forge.router, oauth_router],
+        route_handlers=[home, healthz, static, account.router, blog.router, fragments_router, forge.router,
+                        oauth_router],
         plugins=[
             SQLAlchemyPlugin(config=alchemy),
             HTMXPlugin(),
