@@ -136,6 +136,15 @@ def split_repo(owner: str, repo: str) -> tuple[str, str] | None:
     return owner, name
 
 
+_BAD_RAW_PATH = re.compile(rb"(^|/)\.{1,2}(/|$)|//|%2e|%2f|%5c|\\", re.IGNORECASE)
+
+
+def unsafe_raw_path(request: Request[Any, Any, Any]) -> bool:
+    """``..``, ``.``, empty components and encoded dots/slashes in the raw request path (t5560)."""
+    raw = request.scope.get("raw_path") or request.scope["path"].encode()
+    return bool(_BAD_RAW_PATH.search(raw.split(b"?", 1)[0]))
+
+
 def git_protocol(request: Request[Any, Any, Any]) -> tuple[str | None, bool]:
     """(value for GIT_PROTOCOL or None, header valid?)."""
     raw = request.headers.get("git-protocol")
@@ -372,7 +381,7 @@ class GitStream(Stream):
 async def _authorize(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
                      repo: str, service: str) -> tuple[ForgeRuntime, Allowed] | Response[str]:
     names = split_repo(owner, repo)
-    if names is None:
+    if names is None or unsafe_raw_path(request):
         return plain(404, "Repository not found.")
     rt = runtime_for(settings)
     user: User | None = request.scope.get("user")  # type: ignore[assignment]

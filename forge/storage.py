@@ -24,7 +24,8 @@ def server_config(config: ForgeConfig) -> dict[str, str]:
     return {
         "uploadpack.allowFilter": "true",
         "uploadpack.allowAnySHA1InWant": "true",
-        "uploadpack.allowRefInWant": "true",
+        # Not uploadpack.allowRefInWant: with it, git 2.39 clients fail v2 shallow clones
+        # ("expected 'packfile', received 'shallow-info'"), over file:// as well as HTTP.
         "receive.advertisePushOptions": "true",
         "receive.advertiseAtomic": "true",
         "receive.denyNonFastForwards": "true",
