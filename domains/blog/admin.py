@@ -1,0 +1,261 @@
+"""The editor (authors and administrators): posts, live preview, autosave, navigation, Ghost import.
+
+Every action is a real ``<form method=post>``: without JavaScript it answers 303 (PRG) or 422
+with the form; htmx enhances the same forms and gets the editor partial back (design §2).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import CacheControlHeader, UploadFile
+from litestar.exceptions import NotFoundException
+from litestar.plugins.htmx import HTMXTemplate
+from litestar.response import Redirect, Template
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.forms import form_data, see_other
+from app.security import requires_admin
+from app.settings import Settings
+from domains.account.models import User
+from domains.account.services import InputProblems
+from domains.blog.guards import check_can_edit, requires_author
+from domains.blog.importer import GhostImportError, import_ghost
+from domains.blog.models import DRAFT, POST, POST_TYPES, Post
+from domains.blog.renderer import render_markdown
+from domains.blog.schemas import MAX_BODY_CHARS, TEXT_FIELDS, NavLink, PostAction, PostInput
+from domains.blog.services import BlogService, NavigationService, SlugTaken
+
+PRIVATE = CacheControlHeader(private=True, no_store=True)
+ACTIONS: tuple[PostAction, ...] = ("save", "publish", "schedule", "unpublish", "preview")
+MAX_IMPORT_BYTES = 50 * 1024 * 1024
+MESSAGES = {"save": "Saved.", "publish": "Published.", "schedule": "Scheduled.", "unpublish": "Unpublished: "
+            "it is a draft again."}
+
+
+def _is_htmx(request: Request[Any, Any, Any]) -> bool:
+    htmx = getattr(request, "htmx", None)
+    if not htmx:
+        return False
+    return not (htmx.boosted or htmx.history_restore_request)
+
+
+def _input(data: dict[str, Any]) -> tuple[PostInput, PostAction]:
+    values: dict[str, Any] = {}
+    for name in TEXT_FIELDS:
+        raw = data.get(name, "")
+        values[name] = str(raw[-1] if isinstance(raw, list) else raw)
+    values["featured"] = bool(data.get("featured"))
+    values["type"] = values["type"] or POST
+    action = str(data.get("action", "save"))
+    return PostInput(**values), action if action in ACTIONS else "save"  # type: ignore[return-value]
+
+
+def _values(post: Post | None, post_type: str = POST) -> dict[str, Any]:
+    if post is None:
+        return {"type": post_type, "featured": False}
+    values: dict[str, Any] = {name: getattr(post, name, "") or "" for name in TEXT_FIELDS}
+    values["tags"] = ", ".join(t.name for t in post.tags)
+    values["authors"] = ", ".join(a.username for a in post.authors)
+    values["published_at"] = post.published_at.strftime("%Y-%m-%dT%H:%M") if post.published_at else ""
+    values["featured"] = post.featured
+    return values
+
+
+def _editor_context(post: Post | None, values: dict[str, Any], *, errors: dict[str, str] | None = None,
+                    message: str = "", preview: str | None = None) -> dict[str, Any]:
+    action = f"/blog/admin/posts/{post.id}" if post is not None else "/blog/admin/posts"
+    return {
+        "post": post, "values": values, "errors": errors or {}, "action": action, "message": message,
+        "preview": preview if preview is not None else (post.body_html if post is not None else ""),
+        "max_body": MAX_BODY_CHARS,
+    }
+
+
+def _editor(request: Request[Any, Any, Any], context: dict[str, Any], status: int = 200,
+            push_url: str | None = None) -> Template:
+    if _is_htmx(request):
+        return HTMXTemplate(template_name="blog/admin/_editor.html", context=context, status_code=status,
+                            push_url=push_url or False)
+    return Template("blog/admin/edit.html", context=context, status_code=status)
+
+
+class BlogAdminController(Controller):
+    path = "/blog/admin"
+    guards = [requires_author]
+    cache_control = PRIVATE
+
+    @get("/", name="blog:admin")
+    async def index(self, db_session: AsyncSession, status: str = "", type: str = "", q: str = "",
+                    tag: str = "") -> Template:
+        posts = await BlogService(db_session).admin_list(status=status, post_type=type, q=q, tag=tag)
+        return Template("blog/admin/list.html", context={
+            "posts": posts, "filters": {"status": status, "type": type, "q": q, "tag": tag}})
+
+    @get("/new", name="blog:new")
+    async def new(self, type: str = POST) -> Template:
+        post_type = type if type in POST_TYPES else POST
+        return Template("blog/admin/edit.html", context=_editor_context(None, _values(None, post_type)))
+
+    @get("/posts/{post_id:uuid}", name="blog:edit")
+    async def edit(self, request: Request[User, Any, Any], db_session: AsyncSession, post_id: UUID) -> Template:
+        post = check_can_edit(request.user, await BlogService(db_session).get(post_id))
+        return Template("blog/admin/edit.html", context=_editor_context(post, _values(post)))
+
+    @post("/posts", status_code=303)
+    async def create(self, request: Request[User, Any, Any], db_session: AsyncSession,
+                     settings: Settings) -> Response[Any]:
+        data = await form_data(request)
+        post: Post | None = None
+        if data.get("post_id"):  # the draft autosave already created
+            post = await self._own(request, db_session, str(data["post_id"]))
+        return await self._save(request, db_session, settings, post, data)
+
+    @post("/posts/{post_id:uuid}", status_code=303)
+    async def update(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
+                     post_id: UUID) -> Response[Any]:
+        post = check_can_edit(request.user, await BlogService(db_session).get(post_id))
+        return await self._save(request, db_session, settings, post, await form_data(request))
+
+    async def _own(self, request: Request[User, Any, Any], db: AsyncSession, raw_id: str) -> Post:
+        try:
+            post_id = UUID(raw_id)
+        except ValueError:
+            raise NotFoundException("No such post.") from None
+        return check_can_edit(request.user, await BlogService(db).get(post_id))
+
+    async def _save(self, request: Request[User, Any, Any], db: AsyncSession, settings: Settings,
+                    post: Post | None, data: dict[str, Any]) -> Response[Any]:
+        values, action = _input(data)
+        shown = {**{name: getattr(values, name) for name in TEXT_FIELDS}, "featured": values.featured}
+        if action == "preview":  # the no-JS preview: render, keep what was typed, save nothing
+            return _editor(request, _editor_context(post, shown, preview=render_markdown(values.markdown)))
+        service = BlogService(db, base_url=settings.base_url)
+        try:
+            saved = await service.save(request.user, values, action, post=post)
+        except SlugTaken as exc:
+            shown["suggested_slug"] = exc.suggestion
+            return _editor(request, _editor_context(post, shown, errors=exc.errors), status=422)
+        except InputProblems as exc:
+            return _editor(request, _editor_context(post, shown, errors=exc.errors), status=exc.status)
+        where = f"/blog/admin/posts/{saved.id}"
+        message = MESSAGES.get(action, "Saved.")
+        if _is_htmx(request):
+            fresh = await service.get(saved.id)
+            assert fresh is not None
+            return _editor(request, _editor_context(fresh, _values(fresh), message=message), push_url=where)
+        return see_other(where, request, message)
+
+    @post("/posts/{post_id:uuid}/delete", status_code=303)
+    async def delete(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
+                     post_id: UUID) -> Redirect:
+        service = BlogService(db_session, base_url=settings.base_url)
+        post = check_can_edit(request.user, await service.get(post_id))
+        await service.delete(post)
+        return see_other("/blog/admin/", request, f"Deleted “{post.title}”.")
+
+    @post("/preview", status_code=200)
+    async def preview(self, request: Request[User, Any, Any]) -> Template:
+        """The live preview: the publishing renderer, applied to what is in the textarea."""
+        data = await form_data(request)
+        source = str(data.get("markdown", ""))
+        too_long = len(source) > MAX_BODY_CHARS
+        html = "" if too_long else render_markdown(source)
+        return Template("blog/admin/_preview.html", context={"html": html, "too_long": too_long})
+
+    @post("/autosave", status_code=200)
+    async def autosave(self, request: Request[User, Any, Any], db_session: AsyncSession,
+                       settings: Settings) -> Template:
+        """Draft autosave (htmx): saves drafts only, reports in place, never redirects."""
+        data = await form_data(request)
+        values, _ = _input(data)
+        post = await self._own(request, db_session, str(data["post_id"])) if data.get("post_id") else None
+        service = BlogService(db_session, base_url=settings.base_url)
+        if post is None and not (values.title.strip() or values.markdown.strip()):
+            return Template("blog/admin/_autosave.html", context={"post": None, "problem": "", "saved_at": None})
+        try:
+            saved = await service.autosave(request.user, values, post=post)
+        except InputProblems as exc:
+            problem = "; ".join(exc.errors.values())
+            return Template("blog/admin/_autosave.html", context={"post": post, "problem": problem,
+                                                                  "saved_at": None})
+        return Template("blog/admin/_autosave.html", context={
+            "post": saved, "problem": "", "saved_at": datetime.now().astimezone(), "new": post is None})
+
+
+class BlogSettingsController(Controller):
+    """Site-wide blog settings: administrators only."""
+
+    path = "/blog/admin"
+    guards = [requires_admin]
+    cache_control = PRIVATE
+
+    @get("/navigation", name="blog:navigation")
+    async def navigation(self, db_session: AsyncSession) -> Template:
+        nav = await NavigationService(db_session).current()
+        return Template("blog/admin/navigation.html", context={"nav": nav, "errors": {}})
+
+    @post("/navigation", status_code=303)
+    async def navigation_save(self, request: Request[User, Any, Any], db_session: AsyncSession) -> Response[Any]:
+        data = await form_data(request)
+        menus: dict[str, list[NavLink]] = {}
+        for menu in ("primary", "secondary"):
+            labels = _as_list(data.get(f"{menu}_label"))
+            urls = _as_list(data.get(f"{menu}_url"))
+            positions = _as_list(data.get(f"{menu}_position"))
+            rows: list[tuple[float, int, NavLink]] = []
+            for i, (label, url) in enumerate(zip(labels, urls, strict=False)):
+                if not label.strip() and not url.strip():
+                    continue  # an empty row: nothing to add (or the link was cleared)
+                try:
+                    position = float(positions[i]) if i < len(positions) and positions[i].strip() else i + 1.0
+                except ValueError:
+                    position = i + 1.0
+                rows.append((position, i, NavLink(label=label.strip(), url=url.strip())))
+            menus[menu] = [link for _, _, link in sorted(rows, key=lambda r: (r[0], r[1]))]
+        service = NavigationService(db_session)
+        try:
+            await service.save(menus["primary"], menus["secondary"])
+        except InputProblems as exc:
+            from domains.blog.schemas import NavigationRead
+
+            shown = NavigationRead(primary=menus["primary"], secondary=menus["secondary"], revision="")
+            return Template("blog/admin/navigation.html", context={"nav": shown, "errors": exc.errors},
+                            status_code=exc.status)
+        return see_other("/blog/admin/navigation", request, "Navigation saved.")
+
+    @get("/import", name="blog:import")
+    async def import_form(self) -> Template:
+        return Template("blog/admin/import.html", context={"report": None, "errors": {}})
+
+    @post("/import", status_code=200, request_max_body_size=MAX_IMPORT_BYTES)
+    async def import_upload(self, request: Request[User, Any, Any], db_session: AsyncSession,
+                            settings: Settings) -> Template:
+        form = await request.form()
+        upload = form.get("export")
+        dry_run = bool(form.get("dry_run"))
+        ghost_url = str(form.get("ghost_url") or settings.ghost_url or "")
+        if not isinstance(upload, UploadFile):
+            return Template("blog/admin/import.html", status_code=422, context={
+                "report": None, "errors": {"export": "Choose a Ghost export (.json) to upload."}})
+        raw = await upload.read()
+        try:
+            report = await import_ghost(db_session, raw, dry_run=dry_run, ghost_url=ghost_url,
+                                        base_url=settings.base_url)
+        except GhostImportError as exc:
+            return Template("blog/admin/import.html", status_code=422, context={
+                "report": None, "errors": {"export": str(exc)}})
+        return Template("blog/admin/import.html", context={"report": report, "errors": {}})
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+admin_handlers = [BlogAdminController, BlogSettingsController]
+__all__ = ["DRAFT", "admin_handlers"]

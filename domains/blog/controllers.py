@@ -1,0 +1,189 @@
+"""Public blog pages and feeds: the public route class (no session, ETag/304, Surrogate-Key).
+
+Every handler here is ``public_get``: it never reads the session or the user, so the answer is
+the same for everyone and an edge may keep it (design/fragments.md §2).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import NotFoundException
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.settings import Settings
+from domains.blog import feeds
+from domains.blog.models import Post
+from domains.blog.schemas import PER_PAGE
+from domains.blog.services import BlogService
+from fragments.caching import CachePolicy, conditional_response, policy_headers
+from fragments.pages import public_get, render_page
+
+
+def _page_number(page: int) -> int:
+    if page < 1 or page > 10_000:
+        raise NotFoundException("No such page.")
+    return page
+
+
+def _pagination(page: int, total: int, base: str) -> dict[str, Any]:
+    pages = max(1, math.ceil(total / PER_PAGE))
+    return {
+        "page": page, "pages": pages, "total": total,
+        "prev": (base if page == 2 else f"{base}?page={page - 1}") if page > 1 else None,
+        "next": f"{base}?page={page + 1}" if page < pages else None,
+    }
+
+
+@public_get("/blog/", name="blog:index")
+async def blog_index(request: Request[Any, Any, Any], db_session: AsyncSession, page: int = 1) -> Response[bytes]:
+    page = _page_number(page)
+    posts, total = await BlogService(db_session).list_public(page=page)
+    if page > 1 and not posts:
+        raise NotFoundException("No such page.")
+    return await render_page(request, "blog/index.html", {
+        "posts": posts, "pagination": _pagination(page, total, "/blog/"), "heading": "Blog",
+        "feed_path": "/blog/feed.rss",
+    }, keys=("posts",))
+
+
+@public_get("/blog/{slug:str}", name="blog:post")
+async def blog_post(request: Request[Any, Any, Any], db_session: AsyncSession, slug: str) -> Response[bytes]:
+    found = await BlogService(db_session).resolve_public(slug)
+    if found is None:
+        raise NotFoundException("We couldn't find that post.")
+    if isinstance(found, str):  # an old slug
+        return Response(b"", status_code=301, headers={**policy_headers(CachePolicy.PUBLIC),
+                                                        "Location": f"/blog/{found}"})
+    post = found
+    keys = {f"{post.type}:{post.id}", *(f"tag:{t.slug}" for t in post.public_tags),
+            *(f"author:{a.username}" for a in post.authors)}
+    return await render_page(request, "blog/post.html", {"post": post}, keys=keys)
+
+
+@public_get("/blog/tag/{slug:str}", name="blog:tag")
+async def blog_tag(request: Request[Any, Any, Any], db_session: AsyncSession, slug: str,
+                   page: int = 1) -> Response[bytes]:
+    page = _page_number(page)
+    service = BlogService(db_session)
+    tag = await service.public_tag(slug)
+    if tag is None:
+        raise NotFoundException("No such tag.")
+    posts, total = await service.list_public(page=page, tag=tag)
+    return await render_page(request, "blog/index.html", {
+        "posts": posts, "pagination": _pagination(page, total, f"/blog/tag/{slug}"), "heading": tag.name,
+        "description": tag.description, "feed_path": f"/blog/tag/{slug}/feed.rss", "tag": tag,
+    }, keys=(f"tag:{slug}", "posts"))
+
+
+@public_get("/blog/author/{username:str}", name="blog:author")
+async def blog_author(request: Request[Any, Any, Any], db_session: AsyncSession, username: str,
+                      page: int = 1) -> Response[bytes]:
+    page = _page_number(page)
+    service = BlogService(db_session)
+    author = await service.author(username)
+    if author is None:
+        raise NotFoundException("No such author.")
+    posts, total = await service.list_public(page=page, author=author)
+    if not posts and page == 1 and not author.can_author:
+        raise NotFoundException("No such author.")
+    return await render_page(request, "blog/index.html", {
+        "posts": posts, "pagination": _pagination(page, total, f"/blog/author/{username}"),
+        "heading": author.name, "description": author.bio, "feed_path": f"/blog/author/{username}/feed.rss",
+        "author": author,
+    }, keys=(f"author:{author.username}", "posts"))
+
+
+def _feed_response(request: Request[Any, Any, Any], body: bytes, media_type: str,
+                   keys: tuple[str, ...]) -> Response[bytes]:
+    return conditional_response(request, body, CachePolicy.PUBLIC, surrogate_keys=keys, media_type=media_type)
+
+
+async def _feed_posts(db: AsyncSession, *, tag_slug: str | None = None,
+                      username: str | None = None) -> tuple[list[Post], str, tuple[str, ...]]:
+    service = BlogService(db)
+    if tag_slug is not None:
+        tag = await service.public_tag(tag_slug)
+        if tag is None:
+            raise NotFoundException("No such tag.")
+        posts, _ = await service.list_public(per_page=feeds.FEED_SIZE, tag=tag)
+        return posts, tag.name, (f"tag:{tag.slug}", "posts")
+    if username is not None:
+        author = await service.author(username)
+        if author is None:
+            raise NotFoundException("No such author.")
+        posts, _ = await service.list_public(per_page=feeds.FEED_SIZE, author=author)
+        return posts, author.name, (f"author:{author.username}", "posts")
+    posts, _ = await service.list_public(per_page=feeds.FEED_SIZE)
+    return posts, "", ("posts",)
+
+
+@public_get("/blog/feed.atom", name="blog:feed-atom")
+async def feed_atom(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Response[bytes]:
+    posts, _, keys = await _feed_posts(db_session)
+    body = feeds.atom_feed(posts, base_url=settings.base_url, title="Rose Ash blog", self_path="/blog/feed.atom",
+                           alt_path="/blog/")
+    return _feed_response(request, body, feeds.ATOM_TYPE, keys)
+
+
+@public_get("/blog/feed.rss", name="blog:feed-rss")
+async def feed_rss(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Response[bytes]:
+    posts, _, keys = await _feed_posts(db_session)
+    body = feeds.rss_feed(posts, base_url=settings.base_url, title="Rose Ash blog",
+                          description="News and stories from the co-op.", self_path="/blog/feed.rss",
+                          alt_path="/blog/")
+    return _feed_response(request, body, feeds.RSS_TYPE, keys)
+
+
+@public_get("/blog/tag/{slug:str}/feed.rss", name="blog:tag-feed")
+async def tag_feed(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
+                   slug: str) -> Response[bytes]:
+    posts, name, keys = await _feed_posts(db_session, tag_slug=slug)
+    body = feeds.rss_feed(posts, base_url=settings.base_url, title=f"{name} · Rose Ash blog",
+                          description=f"Posts tagged {name}.", self_path=f"/blog/tag/{slug}/feed.rss",
+                          alt_path=f"/blog/tag/{slug}")
+    return _feed_response(request, body, feeds.RSS_TYPE, keys)
+
+
+@public_get("/blog/author/{username:str}/feed.rss", name="blog:author-feed")
+async def author_feed(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
+                      username: str) -> Response[bytes]:
+    posts, name, keys = await _feed_posts(db_session, username=username)
+    body = feeds.rss_feed(posts, base_url=settings.base_url, title=f"{name} · Rose Ash blog",
+                          description=f"Posts by {name}.", self_path=f"/blog/author/{username}/feed.rss",
+                          alt_path=f"/blog/author/{username}")
+    return _feed_response(request, body, feeds.RSS_TYPE, keys)
+
+
+@public_get("/sitemap.xml", name="sitemap")
+async def sitemap(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Response[bytes]:
+    service = BlogService(db_session)
+    body = feeds.sitemap(base_url=settings.base_url, posts=await service.all_public(),
+                         tags=await service.public_tags(), authors=await service.public_authors())
+    return conditional_response(request, body, CachePolicy.PUBLIC, surrogate_keys=("posts", "pages"),
+                                media_type=feeds.XML_TYPE)
+
+
+@public_get("/embed/blog/latest", name="blog:embed-latest", include_in_schema=False,
+            opt={"cache_policy": CachePolicy.EMBED})
+async def embed_latest(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """``/embed/blog/latest``: the ``blog.latest`` embed (also at ``/embed/blog-latest``)."""
+    from fragments.routes import embed
+
+    response: Response[bytes] = await embed.fn(request, "blog-latest")
+    return response
+
+
+@public_get("/embed/blog/latest/frame", name="blog:embed-latest-frame", include_in_schema=False,
+            opt={"cache_policy": CachePolicy.EMBED})
+async def embed_latest_frame(request: Request[Any, Any, Any]) -> Response[bytes]:
+    from fragments.routes import embed_frame
+
+    response: Response[bytes] = await embed_frame.fn(request, "blog-latest")
+    return response
+
+
+public_handlers = [blog_index, feed_atom, feed_rss, blog_tag, tag_feed, blog_author, author_feed, blog_post,
+                   sitemap, embed_latest, embed_latest_frame]

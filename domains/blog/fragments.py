@@ -1,0 +1,45 @@
+"""Blog fragments: the latest posts (also embeddable) and a post card (design/fragments.md §4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from domains.blog.models import Post
+from domains.blog.services import BlogService
+from fragments.registry import FragmentContext, FragmentData, fragment
+
+
+def card(post: Post) -> dict[str, Any]:
+    """What a post card shows (plain data: fragment templates never touch the ORM)."""
+    tag = post.primary_tag
+    author = post.primary_author
+    return {
+        "id": str(post.id), "title": post.title, "slug": post.slug, "excerpt": post.excerpt,
+        "feature_image": post.feature_image, "feature_image_alt": post.feature_image_alt,
+        "published_at": post.published_at,
+        "tag": {"name": tag.name, "slug": tag.slug} if tag else None,
+        "author": {"username": author.username, "name": author.name} if author else None,
+    }
+
+
+def seed_of(posts: list[Post], extra: str = "") -> str:
+    return extra + ";" + ",".join(f"{p.id}:{p.revision}:{p.updated_at.isoformat()}" for p in posts)
+
+
+@fragment("blog.latest", title="Latest posts", embed="blog-latest", params={"limit": "5"})
+async def latest(ctx: FragmentContext) -> FragmentData:
+    """The newest posts from the blog, linked to the full articles."""
+    limit = ctx.int_param("limit", 5, maximum=20)
+    posts = await BlogService(ctx.db).latest(limit)
+    return FragmentData({"posts": [card(p) for p in posts]}, keys=("posts",), seed=seed_of(posts, str(limit)))
+
+
+@fragment("blog.post-card", title="Post card", params={"slug": "hello-world"})
+async def post_card(ctx: FragmentContext) -> FragmentData:
+    """One published post as a card (``?slug=``)."""
+    slug = ctx.params.get("slug", "")
+    found = await BlogService(ctx.db).resolve_public(slug) if slug else None
+    post = found if isinstance(found, Post) else None
+    keys = (f"post:{post.id}",) if post else ("posts",)
+    return FragmentData({"post": card(post) if post else None}, keys=keys,
+                        seed=seed_of([post] if post else [], slug))

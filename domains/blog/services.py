@@ -1,0 +1,548 @@
+"""Blog rules: writing, publishing and scheduling posts, slugs and redirects, tags, navigation.
+
+Every change that readers can see writes, in the same transaction, an ``edge.purge`` job for
+its surrogate keys (``post:<id>``/``page:<id>``, ``posts``/``pages``, ``tag:<slug>``,
+``author:<username>``; ``nav`` for navigation) and a :class:`~domains.blog.schemas.PostEvent`
+job for every subscriber (domains/blog/events.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+from uuid import UUID
+
+from sqlalchemy import Select, delete, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from app.jobs import enqueue
+from domains.account.models import User
+from domains.account.services import AccountService, InputProblems
+from domains.blog import events
+from domains.blog.models import (
+    DRAFT,
+    INTERNAL_TAG,
+    POST,
+    POST_TYPES,
+    PUBLIC_TAG,
+    PUBLISHED,
+    SCHEDULED,
+    Navigation,
+    Post,
+    PostAuthor,
+    PostTag,
+    SlugRedirect,
+    Tag,
+)
+from domains.blog.renderer import excerpt_of, render_key, render_markdown
+from domains.blog.schemas import (
+    MAX_BODY_CHARS,
+    MAX_EXCERPT,
+    MAX_TAGS,
+    MAX_TITLE,
+    PER_PAGE,
+    RESERVED_SLUGS,
+    SLUG_RE,
+    AuthorRead,
+    NavigationRead,
+    NavLink,
+    PostAction,
+    PostEvent,
+    PostEventAction,
+    PostInput,
+    PostRead,
+    PublishScheduled,
+    TagRead,
+    slugify,
+)
+from fragments.purge import emit_purge
+
+__all__ = ["PUBLISH_SCHEDULED", "BlogService", "NavigationService", "SlugTaken", "post_keys"]
+
+PUBLISH_SCHEDULED = "blog.publish-scheduled"
+DEFAULT_NAVIGATION: dict[str, list[NavLink]] = {
+    "primary": [NavLink(label=label, url=url) for url, label in (
+        ("/blog/", "Blog"), ("/market/", "Market"), ("/events/", "Events"), ("/social/", "Social"),
+        ("/forge/", "Forge"))],
+    "secondary": [],
+}
+MAX_NAV_LINKS = 20
+URL_FIELDS = ("feature_image", "canonical_url", "og_image", "twitter_image")
+LIMITS = {"meta_title": 300, "meta_description": 500, "og_title": 300, "og_description": 500,
+          "twitter_title": 300, "twitter_description": 500, "feature_image_alt": 1000,
+          "feature_image_caption": 2000}
+
+
+class SlugTaken(InputProblems):
+    """The slug belongs to another post; ``suggestion`` is the next free one."""
+
+    def __init__(self, errors: dict[str, str], suggestion: str) -> None:
+        super().__init__(errors, 422)
+        self.suggestion = suggestion
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def url_problem(value: str) -> str | None:
+    """Site-relative paths and http(s) URLs only (no ``javascript:``/``data:``)."""
+    if not value:
+        return None
+    if len(value) > 2048:
+        return "Use 2,048 characters at most."
+    if value.startswith("/") and not value.startswith("//"):
+        return None
+    parts = urlsplit(value)
+    if parts.scheme in {"http", "https"} and parts.netloc:
+        return None
+    return "Use an http(s) URL or a path starting with /."
+
+
+def parse_when(value: str) -> datetime | None:
+    """``YYYY-MM-DDTHH:MM[:SS]`` (UTC, as the form's datetime-local field sends it)."""
+    value = value.strip()
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).replace(microsecond=0)
+
+
+def with_relations(stmt: Select[Any]) -> Select[Any]:
+    return stmt.options(
+        selectinload(Post.tag_links).selectinload(PostTag.tag),
+        selectinload(Post.author_links).selectinload(PostAuthor.author),
+    )
+
+
+def post_keys(post: Post) -> set[str]:
+    """The surrogate keys of everything that shows ``post``."""
+    keys = {f"{post.type}:{post.id}", "posts" if post.type == POST else "pages"}
+    keys.update(f"tag:{t.slug}" for t in post.public_tags)
+    keys.update(f"author:{a.username}" for a in post.authors)
+    return keys
+
+
+class BlogService:
+    """Posts and pages. ``base_url`` makes the absolute URLs in :class:`PostRead` and events."""
+
+    def __init__(self, db: AsyncSession, *, base_url: str = "") -> None:
+        self.db = db
+        self.base_url = base_url.rstrip("/")
+
+    # Reading ---------------------------------------------------------------------------------
+
+    async def get(self, post_id: UUID) -> Post | None:
+        result = await self.db.execute(with_relations(select(Post).where(Post.id == post_id)))
+        return result.scalar_one_or_none()
+
+    async def by_slug(self, slug: str) -> Post | None:
+        result = await self.db.execute(with_relations(select(Post).where(Post.slug == slug)))
+        return result.scalar_one_or_none()
+
+    async def resolve_public(self, slug: str) -> Post | str | None:
+        """The published post or page at ``slug``; its current slug if ``slug`` is an old one."""
+        post = await self.by_slug(slug)
+        if post is not None:
+            return post if post.status == PUBLISHED else None
+        target = (await self.db.execute(
+            select(Post.slug, Post.status).join(SlugRedirect, SlugRedirect.post_id == Post.id)
+            .where(SlugRedirect.old_slug == slug)
+        )).first()
+        if target is None or target.status != PUBLISHED:
+            return None
+        return str(target.slug)
+
+    def _public(self, post_type: str = POST) -> Select[Any]:
+        return select(Post).where(Post.type == post_type, Post.status == PUBLISHED)
+
+    async def list_public(self, *, page: int = 1, per_page: int = PER_PAGE, tag: Tag | None = None,
+                          author: User | None = None, post_type: str = POST) -> tuple[list[Post], int]:
+        stmt = self._public(post_type)
+        if tag is not None:
+            stmt = stmt.where(Post.id.in_(select(PostTag.post_id).where(PostTag.tag_id == tag.id)))
+        if author is not None:
+            stmt = stmt.where(Post.id.in_(select(PostAuthor.post_id).where(PostAuthor.author_id == author.id)))
+        total = int((await self.db.execute(select(func.count()).select_from(stmt.subquery()))).scalar_one())
+        stmt = stmt.order_by(Post.published_at.desc(), Post.id.desc()).limit(per_page).offset((page - 1) * per_page)
+        posts = list((await self.db.execute(with_relations(stmt))).scalars().all())
+        return posts, total
+
+    async def latest(self, limit: int = 5) -> list[Post]:
+        posts, _ = await self.list_public(per_page=limit)
+        return posts
+
+    async def all_public(self) -> list[Post]:
+        """Every published post and page (for the sitemap)."""
+        stmt = select(Post).where(Post.status == PUBLISHED).order_by(Post.type, Post.published_at.desc())
+        return list((await self.db.execute(stmt)).scalars().all())
+
+    async def public_tag(self, slug: str) -> Tag | None:
+        tag = (await self.db.execute(select(Tag).where(Tag.slug == slug))).scalar_one_or_none()
+        return tag if tag is not None and tag.is_public else None
+
+    async def public_tags(self) -> list[Tag]:
+        used = select(PostTag.tag_id).join(Post, Post.id == PostTag.post_id).where(Post.status == PUBLISHED)
+        stmt = select(Tag).where(Tag.visibility == PUBLIC_TAG, Tag.id.in_(used)).order_by(Tag.name)
+        return list((await self.db.execute(stmt)).scalars().all())
+
+    async def author(self, username: str) -> User | None:
+        user = await AccountService(self.db).by_username(username)
+        return user if user is not None and user.is_active else None
+
+    async def public_authors(self) -> list[User]:
+        used = select(PostAuthor.author_id).join(Post, Post.id == PostAuthor.post_id).where(Post.status == PUBLISHED)
+        stmt = select(User).where(User.id.in_(used), User.is_active.is_(True)).order_by(User.username)
+        return list((await self.db.execute(stmt)).scalars().all())
+
+    async def admin_list(self, *, status: str = "", post_type: str = "", q: str = "", tag: str = "",
+                         limit: int = 200) -> list[Post]:
+        stmt = select(Post)
+        if status in (DRAFT, SCHEDULED, PUBLISHED):
+            stmt = stmt.where(Post.status == status)
+        if post_type in POST_TYPES:
+            stmt = stmt.where(Post.type == post_type)
+        if q.strip():
+            like = f"%{q.strip().lower()}%"
+            stmt = stmt.where(or_(func.lower(Post.title).like(like), Post.slug.like(like)))
+        if tag.strip():
+            stmt = stmt.where(Post.id.in_(
+                select(PostTag.post_id).join(Tag, Tag.id == PostTag.tag_id).where(Tag.slug == tag.strip())))
+        stmt = stmt.order_by(Post.updated_at.desc()).limit(limit)
+        return list((await self.db.execute(with_relations(stmt))).scalars().all())
+
+    def url_for(self, post: Post) -> str:
+        return f"{self.base_url}/blog/{post.slug}"
+
+    def to_read(self, post: Post) -> PostRead:
+        return PostRead(
+            id=post.id, type=post.type, title=post.title, slug=post.slug, url=self.url_for(post),
+            status=post.status, html=post.body_html, markdown=post.markdown, excerpt=post.excerpt,
+            feature_image=post.feature_image, feature_image_alt=post.feature_image_alt,
+            published_at=post.published_at, created_at=post.created_at, updated_at=post.updated_at,
+            revision=post.revision,
+            tags=[TagRead(id=t.id, name=t.name, slug=t.slug, url=f"{self.base_url}/blog/tag/{t.slug}")
+                  for t in post.public_tags],
+            authors=[AuthorRead(id=a.id, username=a.username, name=a.name,
+                                url=f"{self.base_url}/blog/author/{a.username}") for a in post.authors],
+            meta_title=post.meta_title, meta_description=post.meta_description,
+            canonical_url=post.canonical_url, ghost_id=post.ghost_id, ghost_uuid=post.ghost_uuid,
+        )
+
+    async def get_published(self, post_id: UUID) -> PostRead | None:
+        """The public post or page ``post_id`` (None if it is not published or doesn't exist)."""
+        post = await self.get(post_id)
+        if post is None or post.status != PUBLISHED:
+            return None
+        return self.to_read(post)
+
+    # Slugs -----------------------------------------------------------------------------------
+
+    async def slug_owner(self, slug: str) -> UUID | None:
+        owner = (await self.db.execute(select(Post.id).where(Post.slug == slug))).scalar_one_or_none()
+        return owner
+
+    async def suggest_slug(self, base: str, *, exclude: UUID | None = None) -> str:
+        """``base`` if free, else the first free ``base-2``, ``base-3`` ..."""
+        base = base[:180].strip("-") or "untitled"
+        taken = set((await self.db.execute(
+            select(Post.slug).where(or_(Post.slug == base, Post.slug.like(f"{base}-%")),
+                                    *([Post.id != exclude] if exclude else []))
+        )).scalars().all())
+        if base not in taken and base not in RESERVED_SLUGS:
+            return base
+        n = 2
+        while f"{base}-{n}" in taken:
+            n += 1
+        return f"{base}-{n}"
+
+    async def _set_slug(self, post: Post, slug: str) -> None:
+        """Give ``post`` a new slug, keeping the old one as a redirect if it was ever public."""
+        old = post.slug
+        if old == slug:
+            return
+        await self.db.execute(delete(SlugRedirect).where(SlugRedirect.old_slug == slug))
+        if old and post.published_at is not None:
+            await self.db.execute(delete(SlugRedirect).where(SlugRedirect.old_slug == old))
+            self.db.add(SlugRedirect(old_slug=old, post_id=post.id))
+        post.slug = slug
+
+    # Tags and authors ------------------------------------------------------------------------
+
+    async def tags_named(self, names: Sequence[str]) -> list[Tag]:
+        """The tags called ``names`` (created as needed); ``#name`` tags are internal."""
+        tags: list[Tag] = []
+        for name in names:
+            internal = name.startswith("#")
+            slug = ("hash-" + slugify(name[1:], "tag")) if internal else slugify(name, "tag")
+            tag = (await self.db.execute(select(Tag).where(Tag.slug == slug))).scalar_one_or_none()
+            if tag is None:
+                tag = Tag(name=name[:191], slug=slug, visibility=INTERNAL_TAG if internal else PUBLIC_TAG)
+                self.db.add(tag)
+                await self.db.flush()
+            if tag not in tags:
+                tags.append(tag)
+        return tags
+
+    async def set_tags(self, post: Post, tags: Sequence[Tag]) -> None:
+        current = [link.tag_id for link in post.tag_links]
+        if current == [t.id for t in tags]:
+            return
+        post.tag_links.clear()
+        await self.db.flush()
+        for i, tag in enumerate(tags):
+            post.tag_links.append(PostTag(tag_id=tag.id, tag=tag, sort_order=i))
+
+    async def set_authors(self, post: Post, authors: Sequence[User]) -> None:
+        current = [link.author_id for link in post.author_links]
+        if current == [a.id for a in authors]:
+            return
+        post.author_links.clear()
+        await self.db.flush()
+        for i, author in enumerate(authors):
+            post.author_links.append(PostAuthor(author_id=author.id, author=author, sort_order=i))
+
+    # Writing ---------------------------------------------------------------------------------
+
+    async def _validate(self, editor: User, data: PostInput, action: PostAction,
+                        post: Post | None, now: datetime) -> tuple[str, datetime | None, list[User]]:
+        errors: dict[str, str] = {}
+        title = data.title.strip()
+        if not title:
+            errors["title"] = "Give it a title."
+        elif len(title) > MAX_TITLE:
+            errors["title"] = f"Use {MAX_TITLE} characters at most."
+        if data.type not in POST_TYPES:
+            errors["type"] = "Choose post or page."
+        if len(data.markdown) > MAX_BODY_CHARS:
+            errors["markdown"] = (f"The body is too long ({len(data.markdown):,} characters; "
+                                  f"{MAX_BODY_CHARS:,} at most).")
+        if len(data.custom_excerpt) > MAX_EXCERPT:
+            errors["custom_excerpt"] = f"Use {MAX_EXCERPT:,} characters at most."
+        for name, limit in LIMITS.items():
+            if len(getattr(data, name)) > limit:
+                errors[name] = f"Use {limit:,} characters at most."
+        for name in URL_FIELDS:
+            if problem := url_problem(getattr(data, name).strip()):
+                errors[name] = problem
+        if len(data.tag_names()) > MAX_TAGS:
+            errors["tags"] = f"Use {MAX_TAGS} tags at most."
+        when: datetime | None = None
+        try:
+            when = parse_when(data.published_at)
+        except ValueError:
+            errors["published_at"] = "Use a date and time like 2030-01-31T09:00 (UTC)."
+        if action == "schedule" and "published_at" not in errors:
+            if when is None:
+                errors["published_at"] = "Choose when to publish."
+            elif when <= now:
+                errors["published_at"] = "Choose a time in the future to schedule, or publish now."
+        authors: list[User] = []
+        names = data.author_names()
+        if names:
+            accounts = AccountService(self.db)
+            for name in names:
+                user = await accounts.by_username(name)
+                if user is None or not user.can_author:
+                    errors["authors"] = f"@{name} is not an author on this site."
+                    break
+                authors.append(user)
+        elif post is not None and post.author_links:
+            authors = post.authors
+        else:
+            authors = [editor]
+        slug = slugify(data.slug.strip() or title, "")
+        if not slug:
+            slug = slugify(title) if title else ""
+        if data.slug.strip() and not SLUG_RE.match(slug):
+            errors["slug"] = "Use lowercase letters, digits and hyphens."
+        elif slug in RESERVED_SLUGS:
+            suggestion = await self.suggest_slug(slug, exclude=post.id if post else None)
+            raise SlugTaken({**errors, "slug": f"“{slug}” is reserved. Try “{suggestion}”."}, suggestion)
+        elif slug:
+            owner = await self.slug_owner(slug)
+            if owner is not None and (post is None or owner != post.id):
+                suggestion = await self.suggest_slug(slug, exclude=post.id if post else None)
+                raise SlugTaken({**errors, "slug": f"“{slug}” is already used by another post. "
+                                                   f"Try “{suggestion}”."}, suggestion)
+        if errors:
+            raise InputProblems(errors, 422)
+        return slug, when, authors
+
+    async def save(self, editor: User, data: PostInput, action: PostAction = "save", *,
+                   post: Post | None = None, now: datetime | None = None) -> Post:
+        """Create (``post`` None) or update a post and move it through draft/scheduled/published.
+
+        ``save`` keeps the status (a new post is a draft; a published post is updated live),
+        ``publish`` publishes now (or at a past ``published_at``), ``schedule`` queues the
+        publish job for ``published_at``, ``unpublish`` returns it to draft. Raises
+        :class:`InputProblems` (422) or :class:`SlugTaken` and then writes nothing.
+        """
+        now = now or utcnow()
+        slug, when, authors = await self._validate(editor, data, action, post, now)
+        before_keys: set[str] = set()
+        was_public = False
+        if post is None:
+            post = Post(type=data.type, title=data.title.strip(), slug=slug, status=DRAFT, revision=0)
+            post.tag_links = []
+            post.author_links = []
+            self.db.add(post)
+        else:
+            was_public = post.status == PUBLISHED
+            before_keys = post_keys(post) if was_public else set()
+            post.type = data.type
+            await self._set_slug(post, slug)
+        post.title = data.title.strip()
+        for name in ("custom_excerpt", "feature_image", "feature_image_alt", "feature_image_caption",
+                     "meta_title", "meta_description", "canonical_url", "og_title", "og_description",
+                     "og_image", "twitter_title", "twitter_description", "twitter_image"):
+            setattr(post, name, getattr(data, name).strip())
+        post.featured = data.featured
+        self.set_markdown(post, data.markdown)
+        await self.set_tags(post, await self.tags_named(data.tag_names()))
+        await self.set_authors(post, authors)
+        if action == "publish":
+            post.status = PUBLISHED
+            post.published_at = when if when is not None and when <= now else now.replace(microsecond=0)
+        elif action == "schedule":
+            post.status = SCHEDULED
+            post.published_at = when
+        elif action == "unpublish":
+            post.status = DRAFT
+        elif when is not None and post.status != SCHEDULED:
+            post.published_at = when
+        post.revision += 1
+        await self.db.flush()
+        if action == "schedule" and when is not None:
+            await enqueue(self.db, PUBLISH_SCHEDULED, PublishScheduled(post_id=post.id, scheduled_for=when),
+                          run_at=when)
+        await self.changed(post, was_public=was_public, before_keys=before_keys)
+        return post
+
+    def set_markdown(self, post: Post, source: str) -> None:
+        """Store the Markdown source and its rendering (re-rendered only if source or renderer changed)."""
+        key = render_key(source)
+        if post.markdown == source and post.html_key == key:
+            return
+        post.markdown = source
+        post.html = render_markdown(source)
+        post.html_key = key
+        if source.strip():
+            post.legacy_html = None  # the first Markdown edit replaces imported HTML
+        post.plaintext_excerpt = excerpt_of(post.body_html)
+
+    async def autosave(self, editor: User, data: PostInput, *, post: Post | None = None) -> Post:
+        """Save a draft as the author types (never a live post: that needs Update)."""
+        if post is not None and post.status != DRAFT:
+            raise InputProblems({"form": "Not autosaved: a published or scheduled post changes when you "
+                                         "press Update."}, 409)
+        if post is None and not data.title.strip():
+            data.title = "Untitled"
+        try:
+            return await self.save(editor, data, "save", post=post)
+        except SlugTaken as exc:
+            data.slug = exc.suggestion
+            return await self.save(editor, data, "save", post=post)
+
+    async def delete(self, post: Post) -> None:
+        if post.status == PUBLISHED:
+            await self._purge(post_keys(post))
+            await self._event(post, "deleted")
+        await self.db.delete(post)
+        await self.db.flush()
+
+    async def publish_due(self, post_id: UUID, scheduled_for: datetime) -> bool:
+        """The scheduled-publish job: publish if the post is still scheduled for that time."""
+        post = await self.get(post_id)
+        if post is None or post.status != SCHEDULED or post.published_at is None:
+            return False
+        if abs((post.published_at - scheduled_for).total_seconds()) >= 1:
+            return False  # rescheduled since: a newer job will publish it
+        post.status = PUBLISHED
+        post.revision += 1
+        await self.db.flush()
+        await self.changed(post, was_public=False)
+        return True
+
+    async def changed(self, post: Post, *, was_public: bool, before_keys: set[str] | None = None) -> None:
+        """Purge what showed (or now shows) ``post`` and tell subscribers, in this transaction."""
+        is_public = post.status == PUBLISHED
+        if not (was_public or is_public):
+            return
+        keys = set(before_keys or ()) | post_keys(post)
+        await self._purge(keys)
+        action: PostEventAction = ("updated" if was_public and is_public
+                                   else "published" if is_public else "unpublished")
+        await self._event(post, action)
+
+    async def _purge(self, keys: set[str]) -> None:
+        await emit_purge(self.db, keys)
+
+    async def _event(self, post: Post, action: PostEventAction) -> None:
+        await events.emit_post_event(self.db, PostEvent(
+            post_id=post.id, action=action, type=post.type, slug=post.slug, revision=post.revision,
+            url=self.url_for(post)))
+
+
+def _valid_link(link: NavLink) -> str | None:
+    if not link.label.strip():
+        return "Every link needs a label."
+    if len(link.label) > 60:
+        return "Labels are 60 characters at most."
+    url = link.url.strip()
+    if re.match(r"^#[A-Za-z0-9_-]*$", url):
+        return None
+    return url_problem(url) if url else "Every link needs a URL."
+
+
+class NavigationService:
+    """The site's primary and secondary menus (Ghost's ``navigation``/``secondary_navigation``)."""
+
+    def __init__(self, db: AsyncSession) -> None:
+        self.db = db
+
+    async def _rows(self) -> dict[str, Navigation]:
+        rows = (await self.db.execute(select(Navigation))).scalars().all()
+        return {row.menu: row for row in rows}
+
+    async def current(self) -> NavigationRead:
+        rows = await self._rows()
+
+        def links(menu: str) -> list[NavLink]:
+            row = rows.get(menu)
+            if row is None:
+                return list(DEFAULT_NAVIGATION[menu])
+            return [NavLink(label=str(x.get("label", "")), url=str(x.get("url", ""))) for x in row.links]
+
+        revision = ".".join(str(rows[m].revision) if m in rows else "0" for m in ("primary", "secondary"))
+        return NavigationRead(primary=links("primary"), secondary=links("secondary"), revision=revision)
+
+    async def save(self, primary: Sequence[NavLink], secondary: Sequence[NavLink]) -> NavigationRead:
+        errors: dict[str, str] = {}
+        for menu, links in (("primary", primary), ("secondary", secondary)):
+            if len(links) > MAX_NAV_LINKS:
+                errors[menu] = f"Use {MAX_NAV_LINKS} links at most."
+            for link in links:
+                if problem := _valid_link(link):
+                    errors[menu] = f"“{link.label or link.url}”: {problem}"
+                    break
+        if errors:
+            raise InputProblems(errors, 422)
+        rows = await self._rows()
+        for menu, links in (("primary", primary), ("secondary", secondary)):
+            value = [{"label": link.label.strip(), "url": link.url.strip()} for link in links]
+            row = rows.get(menu)
+            if row is None:
+                self.db.add(Navigation(menu=menu, links=value, revision=1))
+            elif row.links != value:
+                row.links = value
+                row.revision += 1
+        await self.db.flush()
+        await emit_purge(self.db, ["nav"])
+        return await self.current()
