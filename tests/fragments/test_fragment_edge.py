@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import re
-import signal
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -16,11 +11,11 @@ import pytest
 
 from fragments.purge import PurgePayload, send_purge
 from tests.conftest import require_tool
-from tests.helpers.server import AppServer, app_server, free_port
+from tests.helpers.edge import varnish_in_front
+from tests.helpers.server import app_server
 
 ROOT = Path(__file__).resolve().parents[2]
 VTC = sorted((ROOT / "tests" / "edge").glob("*.vtc"))
-DEFAULT_VCL = ROOT / "deploy" / "varnish" / "default.vcl"
 
 
 @pytest.mark.parametrize("vtc", VTC, ids=[p.stem for p in VTC])
@@ -31,50 +26,11 @@ def test_vcl_under_varnishtest(vtc: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
 
-@contextmanager
-def varnish_in_front(server: AppServer, tmp_path: Path) -> Iterator[str]:
-    varnishd = require_tool("varnishd")
-    vcl = DEFAULT_VCL.read_text()
-    vcl = re.sub(r'\.port = "\d+";', f'.port = "{server.port}";', vcl)
-    vcl = vcl.replace('include "./rose-ash.vcl";', f'include "{DEFAULT_VCL.parent / "rose-ash.vcl"}";')
-    vcl = vcl.replace(".interval = 2s;", ".interval = 0.5s;")
-    path = tmp_path / "edge.vcl"
-    path.write_text(vcl)
-    port = free_port()
-    log = (tmp_path / "varnishd.log").open("wb")
-    proc = subprocess.Popen(
-        [varnishd, "-F", "-j", "none", "-n", str(tmp_path / "varnish"), "-a", f"127.0.0.1:{port}",
-         "-T", "127.0.0.1:0", "-f", str(path), "-s", "malloc,64m"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError((tmp_path / "varnishd.log").read_text()[-4000:])
-            try:
-                httpx.get(url + "/healthz", timeout=1)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
-
-
 @pytest.mark.e2e
 def test_real_varnish_in_front_of_the_app(tmp_path: Path) -> None:
     require_tool("varnishd")
     env = {"ROSE_ASH_WORKER_IN_PROCESS": "false"}
-    with app_server(tmp_path, extra_env=env) as server, varnish_in_front(server, tmp_path) as edge:
+    with app_server(tmp_path, extra_env=env) as server, varnish_in_front(server.port, tmp_path) as edge:
         first = httpx.get(edge + "/")
         assert first.status_code == 200 and first.headers["x-cache"] == "MISS"
         assert "surrogate-key" not in first.headers and "set-cookie" not in first.headers
