@@ -89,15 +89,17 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
 
     import forge
-    from domains import account, blog
     import fragments.purge  # noqa: F401  (registers the edge.purge job kind)
     import fragments.site  # noqa: F401  (registers the site-level fragments)
-    from fragments.routes import router as fragments_router
+    from domains import account, blog
+    from federation import activitypub
     from federation.oauth import router as oauth_router
+    from federation.social import router as social_router
+    from fragments.routes import router as fragments_router
 
     return Litestar(
         route_handlers=[home, healthz, static, account.router, blog.router, fragments_router, forge.router,
-                        oauth_router],
+                        oauth_router, activitypub.router, activitypub.discovery_router, social_router],
         plugins=[
             SQLAlchemyPlugin(config=alchemy),
             HTMXPlugin(),

@@ -22,6 +22,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_namespace: str = "rose-ash"
     secret_key: str = ""
     federation_allow_private_addresses: bool = False
+    # Require a valid HTTP signature on GETs of outboxes, collections and objects.
+    federation_authorized_fetch: bool = False
+    # Multiplies ActivityPub delivery retry delays (tests shrink the ~2-day schedule).
+    federation_retry_scale: float = 1.0
     edge_purge_urls: tuple[str, ...] = ()
     # Run the durable job worker inside the web process (``make run``); compose runs it apart.
     worker_in_process: bool = True
@@ -66,8 +70,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         raw.update(overrides)
         data_dir = Path(str(raw.get("data_dir", "./var"))).resolve()
         raw["data_dir"] = data_dir
-        for flag in ("federation_allow_private_addresses", "worker_in_process", "signup_open", "debug",
-                     "oauth_dynamic_registration"):
+        for flag in ("federation_allow_private_addresses", "federation_authorized_fetch", "worker_in_process",
+                     "signup_open", "debug", "oauth_dynamic_registration"):
             if isinstance(raw.get(flag), str):
                 raw[flag] = str(raw[flag]).strip().lower() in _TRUE
         if isinstance(raw.get("edge_purge_urls"), str):

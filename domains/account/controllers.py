@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import CacheControlHeader
 from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.response import Redirect, Template
@@ -171,7 +171,8 @@ class AccountController(Controller):
 
 
 @get("/{handle:str}", name="account:profile", cache_control=CacheControlHeader(public=True, max_age=60))
-async def profile(handle: str, db_session: AsyncSession) -> Template:
+async def profile(handle: str, request: Request[Any, Any, Any], db_session: AsyncSession,
+                  settings: Settings) -> Template | Response[bytes]:
     """``/@<username>``. Litestar parameters span whole segments, so the ``@`` is checked here;
     every other single-segment path that no route claims is a 404 from this handler."""
     if not handle.startswith("@") or len(handle) < 2:
@@ -180,4 +181,11 @@ async def profile(handle: str, db_session: AsyncSession) -> Template:
     user = await AccountService(db_session).by_username(username)
     if user is None or not user.is_active:
         raise NotFoundException(f"There is no member called @{username}.")
-    return Template("account/profile.html", context={"member": user})
+    # Content negotiation: the same URL is the member's ActivityPub actor (design/federation.md §5).
+    from federation.activitypub.core import wants_as2
+
+    if wants_as2(request.headers.get("accept")):
+        from federation.activitypub import person_response
+
+        return await person_response(db_session, settings, user)
+    return Template("account/profile.html", context={"member": user}, headers={"Vary": "Accept"})

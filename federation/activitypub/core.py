@@ -1,0 +1,424 @@
+"""URL scheme, local actors and their documents, remote actors and key resolution.
+
+URL scheme (ids are stable; see also docs in federation/activitypub/__init__.py):
+
+- user ``alice``: ``{base}/@alice`` (Person; the profile page negotiates HTML or AS2), with
+  ``/inbox``, ``/outbox``, ``/followers``, ``/following``, ``/liked`` under it;
+- domain actors ``blog``, ``market``, ``events`` (Service), ``forge`` and the instance actor
+  ``instance`` (Application): ``{base}/ap/actors/<name>`` with the same sub-paths;
+- shared inbox ``{base}/inbox``; objects ``{base}/ap/objects/<uuid>``; activities
+  ``{base}/ap/activities/<uuid>``; key ids ``<actor>#main-key``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit
+from uuid import UUID
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.settings import Settings
+from domains.account.models import User
+from federation.activitypub.contexts import PUBLIC, emitted_context
+from federation.activitypub.models import Actor, DomainBlock
+from federation.activitypub.safe_fetch import FetchError, SafeClient
+from federation.activitypub.sanitize import plain_text, sanitize_html
+from federation.activitypub.signatures import ResolvedKey, SignatureAuth, SigningKey
+from federation.keys import KeyPair, KeyRegistry
+
+log = logging.getLogger("rose_ash.federation")
+
+DOMAIN_ACTORS: dict[str, str] = {
+    "blog": "Service",
+    "market": "Service",
+    "events": "Service",
+    "forge": "Application",
+    "instance": "Application",
+}
+ACTOR_TYPES = frozenset({"Person", "Service", "Application", "Group", "Organization"})
+REMOTE_ACTOR_TTL = timedelta(hours=24)
+PAGE_SIZE = 20
+
+LocalKind = Literal["user", "service"]
+
+
+def as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def id_of(value: Any) -> str:
+    """The id of a field that may be a URI string or an object with an ``id``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        inner = value.get("id") or value.get("href")
+        return inner if isinstance(inner, str) else ""
+    return ""
+
+
+def ids_of(value: Any) -> list[str]:
+    return [i for i in (id_of(v) for v in as_list(value)) if i]
+
+
+def host_of(uri: str) -> str:
+    parts = urlsplit(uri)
+    host = (parts.hostname or "").lower()
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+
+
+@dataclass(frozen=True)
+class Urls:
+    base: str
+
+    @property
+    def host(self) -> str:
+        return host_of(self.base)
+
+    def user(self, username: str) -> str:
+        return f"{self.base}/@{username}"
+
+    def service(self, name: str) -> str:
+        return f"{self.base}/ap/actors/{name}"
+
+    @property
+    def instance(self) -> str:
+        return self.service("instance")
+
+    @property
+    def shared_inbox(self) -> str:
+        return f"{self.base}/inbox"
+
+    def object(self, oid: UUID | str) -> str:
+        return f"{self.base}/ap/objects/{oid}"
+
+    def activity(self, aid: UUID | str) -> str:
+        return f"{self.base}/ap/activities/{aid}"
+
+    def is_local(self, uri: str) -> bool:
+        return uri == self.base or uri.startswith(self.base + "/")
+
+    def local_actor(self, uri: str) -> tuple[LocalKind, str] | None:
+        """``("user", username)`` or ``("service", name)`` for a local actor URI."""
+        if not self.is_local(uri):
+            return None
+        path = uri[len(self.base):].split("#")[0]
+        if path.startswith("/@") and "/" not in path[2:] and len(path) > 2:
+            return "user", path[2:]
+        prefix = "/ap/actors/"
+        if path.startswith(prefix) and path[len(prefix):] in DOMAIN_ACTORS:
+            return "service", path[len(prefix):]
+        return None
+
+
+class Federation:
+    """Per-request (or per-job) facade over the session, settings and the outbound client."""
+
+    def __init__(self, session: AsyncSession, settings: Settings, client: SafeClient | None = None) -> None:
+        self.session = session
+        self.settings = settings
+        self.urls = Urls(settings.base_url)
+        self.keys = KeyRegistry(session, settings.secret_key)
+        self._client = client
+        self._own_client = client is None
+
+    @property
+    def client(self) -> SafeClient:
+        if self._client is None:
+            self._client = SafeClient(allow_private=self.settings.federation_allow_private_addresses)
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._own_client and self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def __aenter__(self) -> Federation:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.aclose()
+
+    # --- local actors -------------------------------------------------------------------
+
+    async def user_by_name(self, username: str) -> User | None:
+        user = await self.session.scalar(select(User).where(User.username == username))
+        return user if user is not None and user.is_active else None
+
+    async def local_actor_for_user(self, user: User) -> Actor:
+        uri = self.urls.user(user.username)
+        await self._ensure_key("user", str(user.id), uri)
+        return await self._upsert_local(uri, "Person", user.username, user.name, user_id=user.id)
+
+    async def local_service_actor(self, name: str) -> Actor:
+        if name not in DOMAIN_ACTORS:
+            raise KeyError(name)
+        uri = self.urls.service(name)
+        owner_type: Literal["instance", "actor"] = "instance" if name == "instance" else "actor"
+        await self._ensure_key(owner_type, name, uri)
+        display = self.urls.host if name == "instance" else name.capitalize()
+        return await self._upsert_local(uri, DOMAIN_ACTORS[name], name, display)
+
+    async def local_actor(self, uri: str) -> Actor | None:
+        """The local actor for a URI (creating its row and key on first use), or None."""
+        found = self.urls.local_actor(uri)
+        if found is None:
+            return None
+        kind, name = found
+        if kind == "service":
+            return await self.local_service_actor(name)
+        user = await self.user_by_name(name)
+        return await self.local_actor_for_user(user) if user is not None else None
+
+    async def _ensure_key(self, owner_type: Literal["user", "actor", "instance"], owner_id: str, uri: str) -> KeyPair:
+        return await self.keys.ensure(owner_type, owner_id, "rsa-2048", f"{uri}#main-key")
+
+    async def _upsert_local(self, uri: str, type_: str, username: str, name: str, *, user_id: UUID | None = None
+                            ) -> Actor:
+        actor = await self.session.scalar(select(Actor).where(Actor.uri == uri))
+        if actor is None:
+            actor = Actor(uri=uri, local=True, user_id=user_id, type=type_, username=username, domain=self.urls.host,
+                          name=name, inbox=f"{uri}/inbox", shared_inbox=self.urls.shared_inbox,
+                          outbox=f"{uri}/outbox", followers_url=f"{uri}/followers",
+                          following_url=f"{uri}/following", url=uri, key_id=f"{uri}#main-key")
+            self.session.add(actor)
+            await self.session.flush()
+        elif actor.name != name:
+            actor.name = name
+        return actor
+
+    async def signing_key(self, actor_uri: str) -> tuple[str, SigningKey]:
+        """The key id and private key a local actor signs with."""
+        actor = await self.local_actor(actor_uri)
+        if actor is None:
+            raise KeyError(f"{actor_uri} is not a local actor")
+        kp = await self.keys.by_key_id(actor.key_id)
+        if kp is None:
+            raise KeyError(f"no key for {actor_uri}")
+        key = self.keys.private_key(kp)
+        return kp.key_id, key
+
+    async def instance_auth(self) -> SignatureAuth:
+        key_id, key = await self.signing_key(self.urls.instance)
+        return SignatureAuth(key_id, key)
+
+    async def actor_document(self, actor: Actor) -> dict[str, Any]:
+        kp = await self.keys.by_key_id(actor.key_id)
+        doc: dict[str, Any] = {
+            "@context": emitted_context(),
+            "id": actor.uri,
+            "type": actor.type,
+            "preferredUsername": actor.username,
+            "name": actor.name,
+            "summary": actor.summary,
+            "url": actor.url,
+            "inbox": actor.inbox,
+            "outbox": actor.outbox,
+            "followers": actor.followers_url,
+            "following": actor.following_url,
+            "liked": f"{actor.uri}/liked",
+            "endpoints": {"sharedInbox": self.urls.shared_inbox},
+            "manuallyApprovesFollowers": actor.manually_approves,
+            "discoverable": actor.type == "Person",
+            "publicKey": {"id": actor.key_id, "owner": actor.uri, "publicKeyPem": kp.public_pem if kp else ""},
+        }
+        if actor.user_id is not None:
+            user = await self.session.get(User, actor.user_id)
+            if user is not None:
+                doc["summary"] = sanitize_html(_paragraphs(user.bio))
+                doc["published"] = iso(user.created_at)
+        return doc
+
+    # --- remote actors ------------------------------------------------------------------
+
+    async def domain_blocked(self, *uris: str) -> bool:
+        hosts = {host_of(u).split(":")[0] for u in uris if u}
+        if not hosts:
+            return False
+        found = await self.session.scalar(select(DomainBlock.id).where(DomainBlock.domain.in_(hosts)).limit(1))
+        return found is not None
+
+    async def fetch_json(self, uri: str) -> tuple[str, dict[str, Any]]:
+        """A signed (as the instance actor) guarded GET; returns (final url, document)."""
+        auth = await self.instance_auth()
+        fetched = await self.client.get_json(uri, auth=auth)
+        return fetched.url, fetched.data
+
+    async def fetch_object(self, uri: str) -> dict[str, Any]:
+        """Fetch an object from its origin; its id must be on the final URL's origin."""
+        final, data = await self.fetch_json(uri)
+        oid = data.get("id")
+        if not isinstance(oid, str) or host_of(oid) != host_of(final) or host_of(oid) != host_of(uri):
+            raise FetchError(f"object fetched from {final} claims foreign id {oid!r}", 422)
+        return data
+
+    async def remote_actor(self, uri: str, *, refresh: bool = False) -> Actor:
+        """The actor for ``uri`` (local row, cached remote row, or fetched)."""
+        uri = uri.split("#")[0]
+        local = await self.local_actor(uri)
+        if local is not None:
+            return local
+        if self.urls.is_local(uri):
+            raise FetchError(f"no local actor {uri}", 404)
+        actor = await self.session.scalar(select(Actor).where(Actor.uri == uri))
+        fresh = actor is not None and actor.fetched_at is not None and \
+            actor.fetched_at > datetime.now(UTC) - REMOTE_ACTOR_TTL
+        if actor is not None and (fresh or actor.gone) and not refresh:
+            return actor
+        final, data = await self.fetch_json(uri)
+        return await self.store_actor(data, final, actor)
+
+    async def store_actor(self, data: dict[str, Any], fetched_from: str, actor: Actor | None = None) -> Actor:
+        uri = data.get("id")
+        if not isinstance(uri, str) or host_of(uri) != host_of(fetched_from):
+            raise FetchError(f"actor document from {fetched_from} has a foreign or missing id", 422)
+        if data.get("type") not in ACTOR_TYPES:
+            raise FetchError(f"{uri} is not an actor", 422)
+        inbox = data.get("inbox")
+        if not isinstance(inbox, str) or not inbox:
+            raise FetchError(f"actor {uri} has no inbox", 422)
+        if actor is None:
+            actor = await self.session.scalar(select(Actor).where(Actor.uri == uri))
+        if actor is None:
+            actor = Actor(uri=uri, local=False)
+            self.session.add(actor)
+        key = data.get("publicKey")
+        keys = [k for k in as_list(key) if isinstance(k, dict)]
+        main = next((k for k in keys if id_of(k.get("owner")) in ("", uri) and isinstance(k.get("publicKeyPem"), str)),
+                    None)
+        endpoints = data.get("endpoints") if isinstance(data.get("endpoints"), dict) else {}
+        icon = data.get("icon")
+        actor.type = str(data.get("type"))
+        actor.username = plain_text(data.get("preferredUsername"), 255)
+        actor.domain = host_of(uri)
+        actor.name = plain_text(data.get("name"), 255)
+        actor.summary = sanitize_html(data.get("summary"))
+        actor.url = _safe_http(id_of(as_list(data.get("url"))[0]) if data.get("url") else uri)
+        actor.icon_url = _safe_http(id_of(icon[0] if isinstance(icon, list) and icon else icon)) \
+            if icon else ""
+        actor.inbox = inbox
+        actor.shared_inbox = str(endpoints.get("sharedInbox") or "") if isinstance(endpoints, dict) else ""
+        actor.outbox = id_of(data.get("outbox"))
+        actor.followers_url = id_of(data.get("followers"))
+        actor.following_url = id_of(data.get("following"))
+        actor.manually_approves = bool(data.get("manuallyApprovesFollowers"))
+        if main is not None:
+            actor.key_id = str(main.get("id") or f"{uri}#main-key")
+            actor.public_key_pem = str(main["publicKeyPem"])
+        actor.raw = data
+        actor.fetched_at = datetime.now(UTC)
+        actor.gone = False
+        await self.session.flush()
+        return actor
+
+    async def resolve_key(self, key_id: str, refresh: bool) -> ResolvedKey | None:
+        """keyId -> key document -> owner actor; the actor must publish that exact key id."""
+        local = self.urls.local_actor(key_id.split("#")[0])
+        if local is not None:
+            kp = await self.keys.by_key_id(key_id)
+            if kp is None:
+                return None
+            return ResolvedKey(key_id, key_id.split("#")[0], kp.public_pem)
+        if not refresh:
+            cached = await self.session.scalar(select(Actor).where(Actor.key_id == key_id, Actor.local.is_(False)))
+            if cached is not None and cached.public_key_pem and not cached.gone:
+                return ResolvedKey(key_id, cached.uri, cached.public_key_pem)
+        try:
+            _final, doc = await self.fetch_json(key_id.split("#")[0])
+            owner_uri = doc.get("id") if doc.get("type") in ACTOR_TYPES else id_of(doc.get("owner") or
+                                                                                  doc.get("controller"))
+            if not isinstance(owner_uri, str) or not owner_uri:
+                return None
+            if owner_uri == doc.get("id") and doc.get("type") in ACTOR_TYPES:
+                actor = await self.store_actor(doc, _final)
+            else:
+                actor = await self.remote_actor(owner_uri, refresh=True)
+        except FetchError as exc:
+            log.warning("could not resolve key %s: %s", key_id, exc)
+            return None
+        if actor.key_id != key_id or not actor.public_key_pem:
+            log.warning("key %s is not published by its owner %s (round trip failed)", key_id, actor.uri)
+            return None
+        return ResolvedKey(key_id, actor.uri, actor.public_key_pem)
+
+    async def webfinger(self, handle: str) -> Actor:
+        """Resolve ``user@host`` (or ``@user@host``, or an actor URL) to an actor."""
+        handle = handle.strip()
+        if handle.startswith(("http://", "https://")):
+            return await self.remote_actor(handle)
+        handle = handle.lstrip("@")
+        user, sep, host = handle.partition("@")
+        if not sep or not user or not host or "/" in host:
+            raise FetchError("a handle looks like user@host", 400)
+        if host.lower() == self.urls.host:
+            local = await self.local_actor(self.urls.user(user)) or (
+                await self.local_service_actor(user) if user in DOMAIN_ACTORS else None)
+            if local is None:
+                raise FetchError(f"no member @{user} here", 404)
+            return local
+        schemes = ["https", "http"] if self.settings.federation_allow_private_addresses else ["https"]
+        last: Exception | None = None
+        for scheme in schemes:
+            url = f"{scheme}://{host}/.well-known/webfinger?resource={quote(f'acct:{user}@{host}')}"
+            try:
+                fetched = await self.client.get_json(url, accept="application/jrd+json, application/json")
+            except FetchError as exc:
+                last = exc
+                continue
+            for link in as_list(fetched.data.get("links")):
+                if isinstance(link, dict) and link.get("rel") == "self" and isinstance(link.get("href"), str) and \
+                        "json" in str(link.get("type", "application/activity+json")):
+                    return await self.remote_actor(link["href"])
+            raise FetchError(f"no ActivityPub actor for {handle}", 422)
+        raise FetchError(f"WebFinger lookup of {handle} failed: {last}", 422)
+
+
+def _paragraphs(text: str) -> str:
+    from federation.activitypub.sanitize import text_to_html
+
+    return text_to_html(text) if text else ""
+
+
+def _safe_http(url: str) -> str:
+    return url if url.startswith(("https://", "http://")) else ""
+
+
+def public_addressing(visibility: str, followers_url: str) -> tuple[list[str], list[str]]:
+    if visibility == "public":
+        return [PUBLIC], [followers_url]
+    if visibility == "unlisted":
+        return [followers_url], [PUBLIC]
+    if visibility == "followers":
+        return [followers_url], []
+    return [], []
+
+
+def wants_as2(accept: str | None) -> bool:
+    accept = (accept or "").lower()
+    return "application/activity+json" in accept or (
+        "application/ld+json" in accept) or ("application/json" in accept and "text/html" not in accept)
+
+
+def http_client_for_tests(handler: Any) -> SafeClient:  # pragma: no cover - test helper
+    return SafeClient(allow_private=True, transport=httpx.MockTransport(handler))

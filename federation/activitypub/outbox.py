@@ -1,0 +1,302 @@
+"""What local actors do: follow, accept, post, reply, like, boost, delete — each an activity
+stored with direction ``out`` and delivered durably to the right inboxes."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from federation.activitypub.contexts import PUBLIC, emitted_context
+from federation.activitypub.core import Federation, host_of, iso, public_addressing
+from federation.activitypub.delivery import deliver, inboxes_for
+from federation.activitypub.models import Activity, Actor, Announce, APObject, Block, Follow, Like
+from federation.activitypub.safe_fetch import FetchError
+from federation.activitypub.sanitize import text_to_html
+
+VISIBILITIES = ("public", "unlisted", "followers", "direct")
+MENTION = re.compile(r"(?<![\w/])@([A-Za-z0-9_.-]+)@([A-Za-z0-9.-]+(?::\d+)?)")
+MAX_NOTE = 5000
+
+
+class OutboxError(ValueError):
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Outbox:
+    def __init__(self, fed: Federation) -> None:
+        self.fed = fed
+        self.session = fed.session
+        self.urls = fed.urls
+
+    async def _record(self, actor: Actor, data: dict[str, Any]) -> Activity:
+        aid = uuid.uuid4()
+        data = {"@context": emitted_context(), "id": self.urls.activity(aid), **data, "actor": actor.uri}
+        obj = data.get("object")
+        activity = Activity(id=aid, ap_id=data["id"], direction="out", type=str(data.get("type")),
+                            actor_uri=actor.uri, object_id=obj if isinstance(obj, str) else str(
+                                (obj or {}).get("id", "")) if isinstance(obj, dict) else "",
+                            object_type=str(obj.get("type", "")) if isinstance(obj, dict) else "",
+                            raw=data, state="sent", trusted=True, verification="local")
+        self.session.add(activity)
+        await self.session.flush()
+        return activity
+
+    async def _followers(self, actor: Actor) -> list[Actor]:
+        uris = (await self.session.scalars(
+            select(Follow.follower).where(Follow.followee == actor.uri, Follow.state == "accepted"))).all()
+        if not uris:
+            return []
+        return list((await self.session.scalars(select(Actor).where(Actor.uri.in_(uris)))).all())
+
+    async def _send(self, actor: Actor, activity: Activity, recipients: list[Actor]) -> None:
+        inboxes = await inboxes_for(self.session, recipients)
+        if inboxes:
+            await deliver(self.session, activity, actor.uri, inboxes)
+
+    # --- follows --------------------------------------------------------------------------
+
+    async def follow(self, actor: Actor, target: Actor) -> Follow:
+        if target.uri == actor.uri:
+            raise OutboxError("You can't follow yourself.")
+        existing = await self.session.scalar(
+            select(Follow).where(Follow.follower == actor.uri, Follow.followee == target.uri))
+        if existing is not None and existing.state in ("pending", "accepted"):
+            return existing
+        if existing is not None:
+            await self.session.delete(existing)
+            await self.session.flush()
+        activity = await self._record(actor, {"type": "Follow", "object": target.uri, "to": [target.uri]})
+        follow = Follow(follower=actor.uri, followee=target.uri, state="pending", activity_id=activity.ap_id)
+        self.session.add(follow)
+        await self.session.flush()
+        if target.local:
+            from federation.activitypub.processor import accept_local_follow
+
+            await accept_local_follow(self.fed, follow, target)
+        else:
+            await self._send(actor, activity, [target])
+        return follow
+
+    async def unfollow(self, actor: Actor, target: Actor) -> None:
+        follow = await self.session.scalar(
+            select(Follow).where(Follow.follower == actor.uri, Follow.followee == target.uri))
+        if follow is None:
+            return
+        undo = await self._record(actor, {"type": "Undo", "to": [target.uri], "object": {
+            "id": follow.activity_id, "type": "Follow", "actor": actor.uri, "object": target.uri}})
+        await self.session.delete(follow)
+        await self.session.flush()
+        if not target.local:
+            await self._send(actor, undo, [target])
+
+    async def answer_follow(self, actor: Actor, follow: Follow, accept: bool) -> None:
+        """Accept or reject a follow request made to ``actor``."""
+        follower = await self.fed.remote_actor(follow.follower)
+        kind = "Accept" if accept else "Reject"
+        activity = await self._record(actor, {"type": kind, "to": [follower.uri], "object": {
+            "id": follow.activity_id, "type": "Follow", "actor": follower.uri, "object": actor.uri}})
+        if accept:
+            follow.state = "accepted"
+        else:
+            await self.session.delete(follow)
+        await self.session.flush()
+        if not follower.local:
+            await self._send(actor, activity, [follower])
+
+    # --- notes ----------------------------------------------------------------------------
+
+    async def post_note(self, actor: Actor, text: str, *, visibility: str = "public", summary: str = "",
+                        in_reply_to: str = "", article: dict[str, Any] | None = None) -> APObject:
+        text = text.strip()
+        if article is None and not text:
+            raise OutboxError("Write something first.")
+        if len(text) > MAX_NOTE:
+            raise OutboxError(f"Notes are at most {MAX_NOTE} characters.")
+        if visibility not in VISIBILITIES:
+            raise OutboxError("Unknown visibility.")
+        to, cc = public_addressing(visibility, actor.followers_url)
+        mentioned: list[Actor] = []
+        for user, host in dict.fromkeys(MENTION.findall(text)):
+            try:
+                mentioned.append(await self.fed.webfinger(f"{user}@{host}"))
+            except FetchError:
+                continue
+        parent: APObject | None = None
+        if in_reply_to:
+            parent = await self.session.scalar(select(APObject).where(APObject.ap_id == in_reply_to))
+            if parent is None or parent.deleted:
+                raise OutboxError("The post you are replying to is gone.", 404)
+            author = await self.fed.remote_actor(parent.attributed_to)
+            if author.uri != actor.uri and author not in mentioned:
+                mentioned.append(author)
+        for m in mentioned:
+            if m.uri not in to and m.uri not in cc:
+                (to if visibility == "direct" else cc).append(m.uri)
+        oid = uuid.uuid4()
+        now = datetime.now(UTC)
+        content = text_to_html(text)
+        for m in mentioned:
+            if m.username:
+                label = f"@{m.username}@{m.domain}"
+                content = content.replace(
+                    label, f'<span class="h-card"><a href="{m.url or m.uri}" class="u-url mention">{label}</a></span>')
+        obj = APObject(id=oid, ap_id=self.urls.object(oid), type="Note", local=True, attributed_to=actor.uri,
+                       content=content, summary=summary.strip()[:500], url=self.urls.object(oid),
+                       in_reply_to=in_reply_to, visibility=visibility, to=to, cc=cc,
+                       mentions=[m.uri for m in mentioned], published=now)
+        if article is not None:
+            obj.type = "Article"
+            obj.name = str(article.get("name", ""))
+            obj.content = str(article.get("content", ""))
+            obj.summary = str(article.get("summary", ""))
+            obj.url = str(article.get("url", obj.url))
+            if article.get("id"):
+                obj.ap_id = str(article["id"])
+        self.session.add(obj)
+        await self.session.flush()
+        obj.raw = note_document(obj)
+        activity = await self._record(actor, {"type": "Create", "to": to, "cc": cc, "object": obj.raw,
+                                              "published": iso(now)})
+        recipients = list(mentioned)
+        if visibility != "direct":
+            recipients += await self._followers(actor)
+        await self._send(actor, activity, recipients)
+        return obj
+
+    async def update_note(self, actor: Actor, obj: APObject, changes: dict[str, Any]) -> None:
+        for name in ("content", "summary", "name", "url"):
+            if name in changes:
+                setattr(obj, name, str(changes[name]))
+        obj.updated = datetime.now(UTC)
+        obj.raw = note_document(obj)
+        activity = await self._record(actor, {"type": "Update", "to": obj.to, "cc": obj.cc, "object": obj.raw})
+        await self._send(actor, activity, await self._followers(actor) + await self._actors(obj.mentions))
+
+    async def delete_note(self, actor: Actor, obj: APObject) -> None:
+        if obj.attributed_to != actor.uri:
+            raise OutboxError("You can only delete your own posts.", 403)
+        obj.deleted = True
+        obj.content = ""
+        obj.updated = datetime.now(UTC)
+        activity = await self._record(actor, {"type": "Delete", "to": [PUBLIC], "cc": obj.cc, "object": {
+            "id": obj.ap_id, "type": "Tombstone", "formerType": obj.type}})
+        await self._send(actor, activity, await self._followers(actor) + await self._actors(obj.mentions))
+
+    async def _actors(self, uris: list[str]) -> list[Actor]:
+        if not uris:
+            return []
+        return list((await self.session.scalars(select(Actor).where(Actor.uri.in_(uris)))).all())
+
+    # --- likes and boosts -----------------------------------------------------------------
+
+    async def _author_of(self, obj: APObject) -> Actor | None:
+        try:
+            return await self.fed.remote_actor(obj.attributed_to)
+        except FetchError:
+            return None
+
+    async def like(self, actor: Actor, obj: APObject) -> None:
+        if await self.session.scalar(select(Like).where(Like.actor == actor.uri, Like.object_id == obj.ap_id)):
+            return
+        author = await self._author_of(obj)
+        activity = await self._record(actor, {"type": "Like", "object": obj.ap_id,
+                                              "to": [author.uri] if author else []})
+        self.session.add(Like(actor=actor.uri, object_id=obj.ap_id, activity_id=activity.ap_id))
+        await self.session.flush()
+        if author is not None and author.local:
+            from federation.activitypub.processor import notify
+
+            await notify(self.fed, author.uri, "like", actor.uri, obj.ap_id)
+        elif author is not None:
+            await self._send(actor, activity, [author])
+
+    async def unlike(self, actor: Actor, obj: APObject) -> None:
+        like = await self.session.scalar(select(Like).where(Like.actor == actor.uri, Like.object_id == obj.ap_id))
+        if like is None:
+            return
+        author = await self._author_of(obj)
+        undo = await self._record(actor, {"type": "Undo", "to": [author.uri] if author else [], "object": {
+            "id": like.activity_id, "type": "Like", "actor": actor.uri, "object": obj.ap_id}})
+        await self.session.delete(like)
+        if author is not None and not author.local:
+            await self._send(actor, undo, [author])
+
+    async def boost(self, actor: Actor, obj: APObject) -> None:
+        if obj.visibility not in ("public", "unlisted"):
+            raise OutboxError("Only public posts can be boosted.", 403)
+        if await self.session.scalar(select(Announce).where(Announce.actor == actor.uri,
+                                                            Announce.object_id == obj.ap_id)):
+            return
+        author = await self._author_of(obj)
+        now = datetime.now(UTC)
+        activity = await self._record(actor, {"type": "Announce", "object": obj.ap_id, "published": iso(now),
+                                              "to": [PUBLIC], "cc": [actor.followers_url] +
+                                              ([author.uri] if author else [])})
+        self.session.add(Announce(actor=actor.uri, object_id=obj.ap_id, activity_id=activity.ap_id, published=now))
+        await self.session.flush()
+        recipients = await self._followers(actor)
+        if author is not None and author.local and author.uri != actor.uri:
+            from federation.activitypub.processor import notify
+
+            await notify(self.fed, author.uri, "boost", actor.uri, obj.ap_id)
+        elif author is not None:
+            recipients.append(author)
+        await self._send(actor, activity, recipients)
+
+    async def unboost(self, actor: Actor, obj: APObject) -> None:
+        ann = await self.session.scalar(select(Announce).where(Announce.actor == actor.uri,
+                                                               Announce.object_id == obj.ap_id))
+        if ann is None:
+            return
+        author = await self._author_of(obj)
+        undo = await self._record(actor, {"type": "Undo", "to": [PUBLIC], "object": {
+            "id": ann.activity_id, "type": "Announce", "actor": actor.uri, "object": obj.ap_id}})
+        await self.session.delete(ann)
+        recipients = await self._followers(actor)
+        if author is not None and not author.local:
+            recipients.append(author)
+        await self._send(actor, undo, recipients)
+
+    async def block(self, actor: Actor, target: Actor) -> None:
+        if await self.session.scalar(select(Block).where(Block.actor == actor.uri, Block.target == target.uri)):
+            return
+        activity = await self._record(actor, {"type": "Block", "object": target.uri, "to": [target.uri]})
+        self.session.add(Block(actor=actor.uri, target=target.uri, activity_id=activity.ap_id))
+        await self.session.execute(delete(Follow).where(
+            ((Follow.follower == actor.uri) & (Follow.followee == target.uri))
+            | ((Follow.follower == target.uri) & (Follow.followee == actor.uri))))
+        await self.session.flush()
+        if not target.local:
+            await self._send(actor, activity, [target])
+
+
+def note_document(obj: APObject) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "id": obj.ap_id,
+        "type": obj.type,
+        "attributedTo": obj.attributed_to,
+        "content": obj.content,
+        "url": obj.url or obj.ap_id,
+        "published": iso(obj.published),
+        "to": obj.to,
+        "cc": obj.cc,
+        "sensitive": bool(obj.summary),
+        "summary": obj.summary or None,
+        "inReplyTo": obj.in_reply_to or None,
+        "tag": [{"type": "Mention", "href": m} for m in obj.mentions],
+    }
+    if obj.type == "Article":
+        doc["name"] = obj.name
+    if obj.updated:
+        doc["updated"] = iso(obj.updated)
+    return doc
+
+
+def same_origin(a: str, b: str) -> bool:
+    return host_of(a) == host_of(b)

@@ -1,0 +1,343 @@
+"""The inbox processor: the ``ap.inbox`` job applies one stored, verified activity.
+
+Follow / Accept / Reject / Undo (Follow, Like, Announce) / Create / Update / Delete (Tombstone)
+of Note and Article / Like / Announce / Block / Delete of an actor. When the signer was not the
+activity's actor (``trusted`` False), only the object fetched from its origin is used.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from sqlalchemy import delete, or_, select
+
+from app.jobs import JobContext, PermanentFailure, job_handler
+from federation.activitypub.contexts import PUBLIC
+from federation.activitypub.core import Federation, as_list, host_of, id_of, ids_of, parse_time
+from federation.activitypub.models import Activity, Actor, Announce, APObject, Block, Follow, Like, Notification
+from federation.activitypub.safe_fetch import FetchError
+from federation.activitypub.sanitize import plain_text, sanitize_html
+
+log = logging.getLogger("rose_ash.federation.inbox")
+
+OBJECT_TYPES = frozenset({"Note", "Article", "Page", "Question", "Event"})
+
+
+class InboxPayload(msgspec.Struct, frozen=True):
+    activity_id: str
+
+
+async def notify(fed: Federation, local_actor_uri: str, kind: str, actor: str, object_id: str = "") -> None:
+    target = await fed.local_actor(local_actor_uri)
+    if target is None or target.user_id is None or actor == local_actor_uri:
+        return
+    fed.session.add(Notification(user_id=target.user_id, kind=kind, actor=actor, object_id=object_id))
+    await fed.session.flush()
+
+
+async def accept_local_follow(fed: Federation, follow: Follow, target: Actor) -> None:
+    """A follow of a local actor: auto-accept unless the account is locked."""
+    from federation.activitypub.outbox import Outbox
+
+    if target.manually_approves:
+        follow.state = "pending"
+        await notify(fed, target.uri, "follow_request", follow.follower)
+        return
+    await Outbox(fed).answer_follow(target, follow, accept=True)
+    await notify(fed, target.uri, "follow", follow.follower)
+
+
+def visibility_of(to: list[str], cc: list[str], followers_url: str) -> str:
+    if PUBLIC in to or "as:Public" in to or "Public" in to:
+        return "public"
+    if PUBLIC in cc or "as:Public" in cc or "Public" in cc:
+        return "unlisted"
+    if followers_url and followers_url in to + cc:
+        return "followers"
+    return "direct"
+
+
+class Processor:
+    def __init__(self, fed: Federation, activity: Activity) -> None:
+        self.fed = fed
+        self.session = fed.session
+        self.activity = activity
+        self.raw: dict[str, Any] = activity.raw
+        self.actor_uri = activity.actor_uri
+
+    async def run(self) -> None:
+        kind = self.raw.get("type")
+        handler = getattr(self, f"on_{kind}", None) if isinstance(kind, str) else None
+        if handler is None:
+            log.info("ignoring %s activity %s", kind, self.activity.ap_id)
+            return
+        if await self._blocked():
+            log.info("dropping %s from blocked %s", kind, self.actor_uri)
+            return
+        await handler()
+
+    async def _blocked(self) -> bool:
+        if await self.fed.domain_blocked(self.actor_uri):
+            return True
+        found = await self.session.scalar(select(Block.id).where(Block.target == self.actor_uri).limit(1))
+        return found is not None and self.raw.get("type") not in ("Undo", "Delete")
+
+    async def _actor(self) -> Actor:
+        return await self.fed.remote_actor(self.actor_uri)
+
+    def _embedded(self) -> dict[str, Any]:
+        obj = self.raw.get("object")
+        return obj if isinstance(obj, dict) else {}
+
+    # --- follows --------------------------------------------------------------------------
+
+    async def on_Follow(self) -> None:
+        target_uri = id_of(self.raw.get("object"))
+        target = await self.fed.local_actor(target_uri)
+        if target is None:
+            return
+        follower = await self._actor()
+        follow = await self.session.scalar(
+            select(Follow).where(Follow.follower == follower.uri, Follow.followee == target.uri))
+        if follow is None:
+            follow = Follow(follower=follower.uri, followee=target.uri, state="pending",
+                            activity_id=self.activity.ap_id)
+            self.session.add(follow)
+            await self.session.flush()
+        else:
+            follow.activity_id = self.activity.ap_id
+            if follow.state == "accepted":
+                from federation.activitypub.outbox import Outbox
+
+                await Outbox(self.fed).answer_follow(target, follow, accept=True)
+                return
+        await accept_local_follow(self.fed, follow, target)
+
+    async def _my_follow(self) -> Follow | None:
+        obj = self.raw.get("object")
+        follow_id = id_of(obj)
+        query = select(Follow).where(Follow.followee == self.actor_uri)
+        if follow_id:
+            found = await self.session.scalar(query.where(Follow.activity_id == follow_id))
+            if found is not None:
+                return found
+        inner_actor = id_of(obj.get("actor")) if isinstance(obj, dict) else ""
+        if inner_actor and self.fed.urls.is_local(inner_actor):
+            found_by_actor: Follow | None = await self.session.scalar(query.where(Follow.follower == inner_actor))
+            return found_by_actor
+        return None
+
+    async def on_Accept(self) -> None:
+        follow = await self._my_follow()
+        if follow is not None:
+            follow.state = "accepted"
+
+    async def on_Reject(self) -> None:
+        follow = await self._my_follow()
+        if follow is not None:
+            await self.session.delete(follow)
+
+    async def on_Undo(self) -> None:
+        obj = self.raw.get("object")
+        inner_id = id_of(obj)
+        inner_type = obj.get("type") if isinstance(obj, dict) else None
+        if isinstance(obj, dict) and id_of(obj.get("actor")) not in ("", self.actor_uri):
+            raise PermanentFailure("Undo of someone else's activity")
+        if inner_type in (None, "Follow"):
+            target = id_of(obj.get("object")) if isinstance(obj, dict) else ""
+            cond = Follow.activity_id == inner_id
+            if target:
+                cond = or_(cond, Follow.followee == target)
+            await self.session.execute(delete(Follow).where(Follow.follower == self.actor_uri, cond))
+        if inner_type in (None, "Like"):
+            target = id_of(obj.get("object")) if isinstance(obj, dict) else ""
+            cond = Like.activity_id == inner_id
+            if target:
+                cond = or_(cond, Like.object_id == target)
+            await self.session.execute(delete(Like).where(Like.actor == self.actor_uri, cond))
+        if inner_type in (None, "Announce"):
+            target = id_of(obj.get("object")) if isinstance(obj, dict) else ""
+            cond = Announce.activity_id == inner_id
+            if target:
+                cond = or_(cond, Announce.object_id == target)
+            await self.session.execute(delete(Announce).where(Announce.actor == self.actor_uri, cond))
+        if inner_type == "Block":
+            await self.session.execute(delete(Block).where(Block.actor == self.actor_uri))
+
+    # --- objects --------------------------------------------------------------------------
+
+    async def _trusted_object(self) -> dict[str, Any]:
+        """The object as we may believe it: embedded if the actor signed, else from its origin."""
+        obj = self.raw.get("object")
+        oid = id_of(obj)
+        if not oid:
+            raise PermanentFailure("activity without an object id")
+        if isinstance(obj, dict) and self.activity.trusted and host_of(oid) == host_of(self.actor_uri):
+            return obj
+        try:
+            return await self.fed.fetch_object(oid)
+        except FetchError as exc:
+            raise PermanentFailure(f"cannot fetch {oid} from its origin: {exc}") from exc
+
+    async def on_Create(self) -> None:
+        data = await self._trusted_object()
+        if data.get("type") not in OBJECT_TYPES:
+            return
+        await self.store_object(data)
+
+    async def on_Update(self) -> None:
+        data = await self._trusted_object()
+        if data.get("type") in OBJECT_TYPES:
+            existing = await self.session.scalar(select(APObject).where(APObject.ap_id == data.get("id")))
+            if existing is None or existing.attributed_to == self.actor_uri:
+                await self.store_object(data)
+        elif data.get("type") in {"Person", "Service", "Application", "Group", "Organization"} and \
+                data.get("id") == self.actor_uri:
+            await self.fed.store_actor(data, self.actor_uri)
+
+    async def store_object(self, data: dict[str, Any]) -> APObject | None:
+        oid = id_of(data)
+        author = id_of(as_list(data.get("attributedTo"))[0]) if data.get("attributedTo") else ""
+        if not oid or not author or host_of(author) != host_of(oid):
+            raise PermanentFailure("object without a same-origin author")
+        if self.activity.trusted and author != self.actor_uri and self.raw.get("type") in ("Create", "Update"):
+            raise PermanentFailure("Create/Update of an object attributed to someone else")
+        author_actor = await self.fed.remote_actor(author)
+        to, cc = ids_of(data.get("to")), ids_of(data.get("cc"))
+        mentions = [id_of(t) for t in as_list(data.get("tag")) if isinstance(t, dict) and t.get("type") == "Mention"]
+        obj = await self.session.scalar(select(APObject).where(APObject.ap_id == oid))
+        if obj is None:
+            obj = APObject(ap_id=oid, local=False)
+            self.session.add(obj)
+            is_new = True
+        else:
+            if obj.local:
+                return obj
+            is_new = False
+        obj.type = str(data.get("type"))
+        obj.attributed_to = author
+        obj.content = sanitize_html(data.get("content"))
+        obj.summary = plain_text(data.get("summary"), 500)
+        obj.name = plain_text(data.get("name"), 500)
+        url = id_of(as_list(data.get("url"))[0]) if data.get("url") else oid
+        obj.url = url if url.startswith(("https://", "http://")) else oid
+        obj.in_reply_to = id_of(data.get("inReplyTo"))
+        obj.to, obj.cc = to, cc
+        obj.mentions = [m for m in mentions if m]
+        obj.visibility = visibility_of(to, cc, author_actor.followers_url)
+        obj.published = parse_time(data.get("published")) or datetime.now(UTC)
+        obj.updated = parse_time(data.get("updated"))
+        obj.deleted = False
+        obj.raw = data
+        await self.session.flush()
+        if is_new:
+            notified: set[str] = set()
+            if obj.in_reply_to and self.fed.urls.is_local(obj.in_reply_to):
+                parent = await self.session.scalar(select(APObject).where(APObject.ap_id == obj.in_reply_to))
+                if parent is not None:
+                    await notify(self.fed, parent.attributed_to, "reply", author, oid)
+                    notified.add(parent.attributed_to)
+            for m in obj.mentions:
+                if self.fed.urls.is_local(m) and m not in notified:
+                    await notify(self.fed, m, "mention", author, oid)
+        return obj
+
+    async def on_Delete(self) -> None:
+        oid = id_of(self.raw.get("object"))
+        if oid == self.actor_uri:
+            actor = await self.session.scalar(select(Actor).where(Actor.uri == self.actor_uri))
+            if actor is not None and not actor.local:
+                actor.gone = True
+                await self.session.execute(delete(Follow).where(
+                    or_(Follow.follower == actor.uri, Follow.followee == actor.uri)))
+                objs = (await self.session.scalars(select(APObject).where(APObject.attributed_to == actor.uri))).all()
+                for o in objs:
+                    o.deleted, o.content = True, ""
+            return
+        obj = await self.session.scalar(select(APObject).where(APObject.ap_id == oid))
+        if obj is None or obj.local:
+            return
+        if obj.attributed_to != self.actor_uri:
+            raise PermanentFailure("Delete of an object attributed to someone else")
+        obj.deleted, obj.content, obj.summary = True, "", ""
+        obj.updated = datetime.now(UTC)
+
+    async def on_Like(self) -> None:
+        oid = id_of(self.raw.get("object"))
+        obj = await self.session.scalar(select(APObject).where(APObject.ap_id == oid))
+        if obj is None or not obj.local:
+            return
+        exists = await self.session.scalar(select(Like).where(Like.actor == self.actor_uri, Like.object_id == oid))
+        if exists is None:
+            self.session.add(Like(actor=self.actor_uri, object_id=oid, activity_id=self.activity.ap_id))
+            await notify(self.fed, obj.attributed_to, "like", self.actor_uri, oid)
+
+    async def on_Announce(self) -> None:
+        oid = id_of(self.raw.get("object"))
+        if not oid:
+            return
+        obj = await self.session.scalar(select(APObject).where(APObject.ap_id == oid))
+        if obj is None and not self.fed.urls.is_local(oid):
+            try:
+                data = await self.fed.fetch_object(oid)
+            except FetchError as exc:
+                log.info("cannot fetch boosted %s: %s", oid, exc)
+                return
+            if data.get("type") not in OBJECT_TYPES:
+                return
+            saved, self.activity.trusted = self.activity.trusted, False
+            try:
+                obj = await self.store_object(data)
+            finally:
+                self.activity.trusted = saved
+        if obj is None:
+            return
+        exists = await self.session.scalar(select(Announce).where(Announce.actor == self.actor_uri,
+                                                                  Announce.object_id == oid))
+        if exists is None:
+            self.session.add(Announce(actor=self.actor_uri, object_id=oid, activity_id=self.activity.ap_id,
+                                      published=parse_time(self.raw.get("published")) or datetime.now(UTC)))
+            if obj.local:
+                await notify(self.fed, obj.attributed_to, "boost", self.actor_uri, oid)
+
+    async def on_Block(self) -> None:
+        target = id_of(self.raw.get("object"))
+        if not self.fed.urls.is_local(target):
+            return
+        exists = await self.session.scalar(select(Block).where(Block.actor == self.actor_uri, Block.target == target))
+        if exists is None:
+            self.session.add(Block(actor=self.actor_uri, target=target, activity_id=self.activity.ap_id))
+        await self.session.execute(delete(Follow).where(or_(
+            (Follow.follower == self.actor_uri) & (Follow.followee == target),
+            (Follow.follower == target) & (Follow.followee == self.actor_uri))))
+
+
+@job_handler("ap.inbox", max_attempts=5)
+async def process_inbox(ctx: JobContext, payload: InboxPayload) -> None:
+    client = ctx.services.get("federation_client") if ctx.services else None
+    async with ctx.sessionmaker() as session:
+        fed = Federation(session, ctx.settings, client)
+        try:
+            async with session.begin():
+                activity = await session.get(Activity, UUID(payload.activity_id))
+                if activity is None or activity.state != "received":
+                    return
+                try:
+                    async with session.begin_nested():  # a refused activity leaves no partial changes
+                        await Processor(fed, activity).run()
+                except PermanentFailure as exc:
+                    activity.state, activity.error = "rejected", str(exc)[:2000]
+                    log.warning("inbox activity %s rejected: %s", activity.ap_id, exc)
+                    return
+                except FetchError as exc:
+                    if ctx.is_last_attempt:
+                        activity.state, activity.error = "rejected", str(exc)[:2000]
+                        return
+                    raise
+                activity.state = "processed"
+        finally:
+            await fed.aclose()
