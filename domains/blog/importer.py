@@ -216,6 +216,9 @@ async def import_ghost(db: AsyncSession, raw: bytes, *, dry_run: bool = False, g
         elif pid in by_gid and uid not in by_gid[pid].author_ids:
             by_gid[pid].author_ids.append(uid)
 
+    for plan in plans:  # very old files: the author is on the post row
+        if not plan.author_ids and plan.src.author_id is not None and str(plan.src.author_id) in users_by_gid:
+            plan.author_ids.append(str(plan.src.author_id))
     # Authors: only users who wrote something we import, matched to members by email.
     wanted_users = [users_by_gid[uid] for uid in dict.fromkeys(u for p in plans for u in p.author_ids)]
     authors = await _import_authors(db, wanted_users, report, dry_run)

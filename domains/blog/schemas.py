@@ -171,6 +171,7 @@ class GhostPost(msgspec.Struct, kw_only=True):
     featured: bool | int | None = False
     type: str | None = None
     page: bool | int | None = None  # very old files: page 0/1 instead of type
+    author_id: GhostId | None = None  # very old files: one author on the post row, no posts_authors
     status: str | None = "draft"
     visibility: str | None = "public"
     created_at: GhostDate = None

@@ -357,18 +357,23 @@ class BlogService:
             authors = post.authors
         else:
             authors = [editor]
-        slug = slugify(data.slug.strip() or title, "")
-        if not slug:
-            slug = slugify(title) if title else ""
+        exclude = post.id if post else None
+        if not data.slug.strip():
+            # No slug typed: the title's, made unique (as Ghost does); a typed clash is the author's call.
+            base = slugify(title) if title else ""
+            slug = (post.slug if post is not None and post.slug == base else
+                    await self.suggest_slug(base, exclude=exclude)) if base else ""
+        else:
+            slug = slugify(data.slug.strip(), "")
         if data.slug.strip() and not SLUG_RE.match(slug):
             errors["slug"] = "Use lowercase letters, digits and hyphens."
         elif slug in RESERVED_SLUGS:
-            suggestion = await self.suggest_slug(slug, exclude=post.id if post else None)
+            suggestion = await self.suggest_slug(slug, exclude=exclude)
             raise SlugTaken({**errors, "slug": f"“{slug}” is reserved. Try “{suggestion}”."}, suggestion)
         elif slug:
             owner = await self.slug_owner(slug)
             if owner is not None and (post is None or owner != post.id):
-                suggestion = await self.suggest_slug(slug, exclude=post.id if post else None)
+                suggestion = await self.suggest_slug(slug, exclude=exclude)
                 raise SlugTaken({**errors, "slug": f"“{slug}” is already used by another post. "
                                                    f"Try “{suggestion}”."}, suggestion)
         if errors:
