@@ -316,9 +316,17 @@ class SafeClient:
 
 
 async def _read_capped(response: httpx.Response, max_bytes: int, *, truncate: bool = False) -> bytes:
+    try:
+        already = response.content  # an in-memory response (tests' MockTransport)
+    except httpx.ResponseNotRead:
+        pass
+    else:
+        if len(already) > max_bytes and not truncate:
+            raise FetchError(f"response from {response.request.url} exceeds {max_bytes} bytes", 422)
+        return already[:max_bytes]
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_raw():
+    async for chunk in response.aiter_bytes():  # decoded bytes: a gzip bomb hits the cap too
         size += len(chunk)
         if size > max_bytes:
             if truncate:

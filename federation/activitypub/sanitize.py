@@ -13,7 +13,7 @@ ALLOWED_TAGS = frozenset({
     "p", "br", "a", "span", "ul", "ol", "li", "blockquote", "pre", "code", "em", "strong",
     "h1", "h2", "h3", "h4", "h5", "h6",
 })
-_ATTRIBUTES = {"a": {"href"}}
+_ATTRIBUTES: dict[str, set[str]] = {"*": set(), "a": {"href"}}
 _CLASSES = {"a": {"mention", "hashtag", "u-url"}, "span": {"mention", "hashtag", "invisible", "ellipsis", "h-card"}}
 _ALLOWED_CLASS_VALUES = {"mention", "hashtag", "invisible", "ellipsis"}
 MAX_HTML = 100_000
@@ -32,6 +32,7 @@ def sanitize_html(value: object) -> str:
         link_rel="nofollow noopener noreferrer",
         allowed_classes={k: {c for c in v if c in _ALLOWED_CLASS_VALUES} for k, v in _CLASSES.items()},
         strip_comments=True,
+        url_relative="deny",
     )
     return cleaned.strip()
 

@@ -1,0 +1,131 @@
+"""The SSRF guard: address policy, connect-time checks, redirects, body caps."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from federation.activitypub import safe_fetch
+from federation.activitypub.safe_fetch import (
+    BlockedAddressError,
+    FetchError,
+    GuardedBackend,
+    SafeClient,
+    check_address,
+    check_url,
+)
+
+pytestmark = pytest.mark.anyio
+
+BLOCKED = [
+    "127.0.0.1", "127.8.9.10", "10.0.0.1", "10.255.1.2", "172.16.0.1", "192.168.1.1", "169.254.169.254",
+    "169.254.0.1", "0.0.0.0", "100.64.0.1", "192.0.0.9", "198.18.0.1", "224.0.0.1", "255.255.255.255",
+    "::1", "::", "fe80::1", "fc00::1", "fd12:3456::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1",
+    "64:ff9b::7f00:1", "64:ff9b::a00:1", "64:ff9b::a9fe:a9fe", "64:ff9b:1::a00:1",
+    "2002:7f00:1::1", "2002:a00:1::", "2002:a9fe:a9fe::1", "2001:db8::1", "ff02::1",
+]
+ALLOWED = ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111", "::ffff:93.184.216.34"]
+
+
+@pytest.mark.parametrize("address", BLOCKED)
+def test_blocked_addresses(address: str) -> None:
+    with pytest.raises(BlockedAddressError):
+        check_address(address)
+
+
+@pytest.mark.parametrize("address", ALLOWED)
+def test_public_addresses(address: str) -> None:
+    check_address(address)
+
+
+def test_test_allowance_is_off_by_default_and_narrow() -> None:
+    with pytest.raises(BlockedAddressError):
+        check_address("127.0.0.1")
+    check_address("127.0.0.1", allow_private=True)
+    check_address("::1", allow_private=True)
+    for address in ("169.254.169.254", "64:ff9b::7f00:1", "2002:7f00:1::1", "0.0.0.0"):
+        with pytest.raises(BlockedAddressError):
+            check_address(address, allow_private=True)
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1/actor", "http://10.0.0.5/actor", "http://169.254.169.254/latest/meta-data",
+    "http://[::1]/actor", "http://[64:ff9b::7f00:1]/actor", "http://[2002:7f00:1::1]/actor",
+    "http://localhost/actor", "http://foo.onion/x", "ftp://example.org/x", "https://example.org:8443/x",
+    "file:///etc/passwd", "http://user:pw@example.org/",
+])
+def test_urls_refused(url: str) -> None:
+    with pytest.raises((BlockedAddressError, FetchError)):
+        check_url(url)
+
+
+async def test_connect_time_check_on_resolved_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A public-looking name that resolves to a private address is refused when connecting."""
+    answers = {"evil.example": ["10.1.2.3"], "nat64.example": ["64:ff9b::7f00:1"],
+               "sixtofour.example": ["2002:7f00:1::1"], "mixed.example": ["93.184.216.34", "127.0.0.1"],
+               "metadata.example": ["169.254.169.254"], "v6loop.example": ["::1"]}
+
+    async def fake_getaddrinfo(host: str, port: int, **_: Any) -> list[Any]:
+        return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
+                for a in answers[host]]
+
+    monkeypatch.setattr(anyio, "getaddrinfo", fake_getaddrinfo)
+    backend = GuardedBackend()
+    for host in answers:
+        with pytest.raises(BlockedAddressError):
+            await backend.connect_tcp(host, 443, timeout=1)
+    async with SafeClient() as client:
+        for host in answers:
+            with pytest.raises(BlockedAddressError):
+                await client.get_json(f"https://{host}/actor")
+
+
+async def test_default_client_refuses_loopback_server() -> None:
+    """The real client with the default settings never reaches a server on 127.0.0.1."""
+    async with SafeClient() as client:
+        with pytest.raises(BlockedAddressError):
+            await client.get_json("http://127.0.0.1:1/actor")
+
+
+async def test_redirects_are_rechecked_and_capped() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == "/to-metadata":
+            return httpx.Response(302, headers={"Location": "http://169.254.169.254/latest"})
+        if path == "/to-localhost":
+            return httpx.Response(301, headers={"Location": "http://localhost/admin"})
+        if path == "/loop":
+            return httpx.Response(302, headers={"Location": "/loop"})
+        if path == "/big":
+            return httpx.Response(200, content=b"{" + b" " * 2_000_000 + b"}",
+                                  headers={"Content-Type": "application/activity+json"})
+        if path == "/html":
+            return httpx.Response(200, content=b"<html>", headers={"Content-Type": "text/html"})
+        if path == "/ok":
+            return httpx.Response(200, json={"id": "https://example.org/ok"},
+                                  headers={"Content-Type": "application/activity+json"})
+        return httpx.Response(404)
+
+    client = SafeClient(transport=httpx.MockTransport(handler))
+    try:
+        with pytest.raises(BlockedAddressError):
+            await client.get_json("https://example.org/to-metadata")
+        with pytest.raises(BlockedAddressError):
+            await client.get_json("https://example.org/to-localhost")
+        with pytest.raises(FetchError, match="too many redirects"):
+            await client.get_json("https://example.org/loop")
+        with pytest.raises(FetchError, match="exceeds"):
+            await client.get_json("https://example.org/big")
+        with pytest.raises(FetchError, match="not JSON"):
+            await client.get_json("https://example.org/html")
+        assert (await client.get_json("https://example.org/ok")).data["id"] == "https://example.org/ok"
+    finally:
+        await client.aclose()
+
+
+def test_module_limits() -> None:
+    assert safe_fetch.MAX_JSON_BYTES == 1_000_000 and safe_fetch.MAX_REDIRECTS == 3
