@@ -26,7 +26,7 @@ async def snapshot(session: AsyncSession) -> dict[str, Any]:
     """Everything an import writes, minus row timestamps (which must not matter)."""
     posts = (await session.execute(select(Post).order_by(Post.slug))).scalars().all()
     skip = {"created_at", "updated_at", "sa_orm_sentinel"}
-    rows = [{c: getattr(p, c) for c in Post.__table__.columns.keys() if c not in skip} for p in posts]
+    rows = [{c: getattr(p, c) for c in [c.key for c in Post.__table__.columns] if c not in skip} for p in posts]
     tags = [(t.id, t.name, t.slug, t.visibility, t.ghost_id, t.description)
             for t in (await session.execute(select(Tag).order_by(Tag.slug))).scalars()]
     links = sorted((r.post_id, r.tag_id, r.sort_order) for r in (await session.execute(select(PostTag))).scalars())
