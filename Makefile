@@ -15,7 +15,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
 	@touch $(STAMP)
 
-install: $(STAMP)
+# Node-based interop oracles (oauth4webapi, Fedify) for the federation tests; skipped without npm.
+INTEROP_STAMPS := $(patsubst %/package.json,%/node_modules/.installed,$(wildcard tests/interop/*/package.json))
+
+tests/interop/%/node_modules/.installed: tests/interop/%/package.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  cd $(dir $<) && npm install --silent --no-audit --no-fund --no-package-lock && touch node_modules/.installed; \
+	else echo "npm not found: the interop tests in $(dir $<) will be skipped"; fi
+
+install: $(STAMP) $(INTEROP_STAMPS)
 
 migrate: $(STAMP)
 	$(BIN)/rose-ash database upgrade --no-prompt
@@ -25,7 +33,7 @@ run: migrate
 	ROSE_ASH_WORKER_IN_PROCESS=true $(BIN)/rose-ash run --host $(HOST) --port $(PORT)
 
 ## Set up and run the whole test suite (PostgreSQL/Redis legs when their URLs are set).
-test: $(STAMP)
+test: $(STAMP) $(INTEROP_STAMPS)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
