@@ -43,3 +43,17 @@ async def post_card(ctx: FragmentContext) -> FragmentData:
     keys = (f"post:{post.id}",) if post else ("posts",)
     return FragmentData({"post": card(post) if post else None}, keys=keys,
                         seed=seed_of([post] if post else [], slug))
+
+
+async def nav_links(ctx: FragmentContext) -> tuple[tuple[tuple[str, str], ...], str]:
+    """The saved primary navigation as ``((href, label), ...)`` and its revision (the ETag seed).
+
+    For the site's ``nav`` fragment (fragments/site.py), so the navigation editor feeds it::
+
+        links, revision = await nav_links(ctx)
+        return FragmentData({"links": links}, keys=("nav",), seed=revision)
+    """
+    from domains.blog.services import NavigationService
+
+    current = await NavigationService(ctx.db).current()
+    return tuple((link.url, link.label) for link in current.primary), current.revision
