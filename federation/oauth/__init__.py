@@ -10,6 +10,7 @@ from federation.oauth.controllers import (
     jwks_document,
     logout,
     logout_confirm,
+    logout_post,
     oauth_metadata,
     openid_configuration,
     register,
@@ -22,7 +23,7 @@ router = Router(
     path="/",
     route_handlers=[
         authorize, token, revoke, introspect, userinfo, oauth_metadata, openid_configuration, jwks_document,
-        register, logout, logout_confirm, ApplicationsController, ClientAdminController,
+        register, logout, logout_post, logout_confirm, ApplicationsController, ClientAdminController,
     ],
 )
 

@@ -318,11 +318,24 @@ def _sign_out(request: Request[Any, Any, Any]) -> None:
     rotate_session_id(request)
 
 
-@route("/oauth/logout", http_method=["GET", "POST"], name="oauth:logout", cache_control=NO_STORE,
-       opt={"exclude_from_csrf": True})
+@get("/oauth/logout", name="oauth:logout", cache_control=NO_STORE)
 async def logout(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Any:
     """OIDC RP-Initiated Logout 1.0. With a valid ``id_token_hint`` for the signed-in user the
     sign-out happens at once; otherwise the user confirms it with a (CSRF-protected) form."""
+    return await _end_session(request, db_session, settings)
+
+
+@post("/oauth/logout", name="oauth:logout-post", cache_control=NO_STORE, opt={"exclude_from_csrf": True},
+      status_code=200)
+async def logout_post(request: Request[Any, Any, Any]) -> Redirect:
+    """RPs may POST the logout request (a cross-site form, so no CSRF token): continue as a GET,
+    where the confirmation form gets its CSRF token."""
+    form = await request.form()
+    query = urlencode([(k, v) for k, v in form.multi_items() if isinstance(v, str)])
+    return Redirect(f"/oauth/logout?{query}", status_code=303)
+
+
+async def _end_session(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Any:
     from federation.oauth.logout import validate_end_session
 
     user: User | None = request.user if isinstance(request.user, User) else None
