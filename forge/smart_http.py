@@ -151,7 +151,7 @@ def git_protocol(request: Request[Any, Any, Any]) -> tuple[str | None, bool]:
     if raw is None:
         return None, True
     raw = raw.strip()
-    if len(raw) > 256 or not GIT_PROTOCOL.match(raw):
+    if len(raw) > 256 or not GIT_PROTOCOL.fullmatch(raw):
         return None, False
     return raw, True
 

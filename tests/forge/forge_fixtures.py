@@ -159,11 +159,22 @@ def _make_forge(tmp: Path, db_kind: str, extra_env: dict[str, str] | None = None
             for user in ("alice", "bob", "carol"):
                 server.cli("users", "create", "--username", user, "--email", f"{user}@example.org",
                            "--password", PASSWORD)
-                out = server.cli("tokens", "create", "--username", user, "--scope", "repo:write",
-                                 "--scope", "api").stdout
-                forge.tokens[user] = out.strip().splitlines()[-1]
-            out = server.cli("tokens", "create", "--username", "alice", "--scope", "repo:read").stdout
-            forge.tokens["alice-ro"] = out.strip().splitlines()[-1]
+            # Tokens in-process (each ``rose-ash`` call boots the whole app: seconds on a busy host).
+            wanted = {"alice": ["repo:write", "api"], "bob": ["repo:write", "api"], "carol": ["repo:write", "api"],
+                      "alice-ro": ["repo:read"]}
+
+            async def make_tokens(session: AsyncSession) -> dict[str, str]:
+                from domains.account.services import AccountService, TokenService
+
+                made = {}
+                for key, scopes in wanted.items():
+                    user = await AccountService(session).by_username(key.split("-")[0])
+                    assert user is not None
+                    _token, secret = await TokenService(session).issue(user, key, scopes)
+                    made[key] = secret
+                return made
+
+            forge.tokens.update(forge.db(make_tokens))
             yield forge
 
     if db_kind == "postgresql":
