@@ -1,0 +1,459 @@
+"""Gitea-compatible JSON API, the repository subset (``/api/v1``, Gitea's field names).
+
+``GET|PATCH|DELETE /repos/{owner}/{repo}``, ``GET …/branches``, ``GET …/tags``,
+``GET|PUT|DELETE …/collaborators/{user}``, ``GET /user/repos``; and the mirror client in Gitea's
+shapes: ``POST /repos/migrate`` (clone, optionally as a pull mirror), ``POST …/mirror-sync``,
+``GET|POST …/push_mirrors``, ``DELETE …/push_mirrors/{name}``, ``POST …/push_mirrors-sync``.
+(``POST /user/repos`` is in :mod:`forge.api`.)
+
+Auth is a personal access token (``Authorization: token …``, ``Bearer …`` or Basic with the token
+as password; the session cookie is never honoured under ``/api/``). Scopes: reading a private
+repository needs ``repo:read``; changing anything needs ``repo:write``; listing your own
+repositories needs ``repo:read`` or ``api``. Errors are problem+json (app.errors) with the house
+codes: 401 anonymous where credentials are needed, 404 where the caller may not know the
+repository exists, 403 for a visible repository the caller may not change, 409 for a taken
+name, 422 for bad input.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, Router, delete, get, patch, post, put
+from litestar.exceptions import (
+    ClientException,
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+    ValidationException,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import PROBLEM_JSON
+from app.security import AuthInfo
+from app.settings import Settings
+from domains.account.models import User
+from domains.account.services import InputProblems
+from forge.api import repository_read
+from forge.mirror import MAX_INTERVAL, MIN_INTERVAL, MirrorError, MirrorService, build_remote, clone_repository
+from forge.mirror_models import ForgeMirror
+from forge.models import PERMISSIONS, ForgeRepo, ForgeRepoRef
+from forge.queries import CommitInfo, commits_by_id, repos_of, user_by_username
+from forge.services import Permission, RefConflict, RepoService, at_least, branch_name_problem
+from forge.smart_http import runtime_for
+from forge.web import load_repo
+
+API = "/api/v1"
+
+
+# -- shapes ----------------------------------------------------------------------------------------------
+class EditRepoOption(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Gitea ``EditRepoOption`` (the subset we honour; unknown fields are ignored)."""
+
+    name: str | None = None
+    description: str | None = None
+    private: bool | None = None
+    default_branch: str | None = None
+
+
+class CollaboratorOption(msgspec.Struct, kw_only=True):
+    permission: str = "write"
+
+
+class MigrateRepoOption(msgspec.Struct, kw_only=True):
+    """Gitea ``MigrateRepoOptions``: clone ``clone_addr`` into a new repository of the caller."""
+
+    clone_addr: str
+    repo_name: str
+    auth_token: str | None = None
+    mirror: bool = False
+    private: bool = False
+    description: str = ""
+    mirror_interval: str | None = None
+
+
+class CreatePushMirrorOption(msgspec.Struct, kw_only=True):
+    """Gitea ``CreatePushMirrorOption``; ``remote_password`` is the peer's access token."""
+
+    remote_address: str
+    remote_username: str | None = None
+    remote_password: str | None = None
+    interval: str | None = None
+    sync_on_commit: bool = True
+
+
+class PayloadUser(msgspec.Struct, kw_only=True):
+    name: str
+    email: str
+    username: str = ""
+
+
+class PayloadCommit(msgspec.Struct, kw_only=True):
+    id: str
+    message: str
+    url: str
+    author: PayloadUser | None
+    committer: PayloadUser | None
+    timestamp: str | None
+
+
+class BranchRead(msgspec.Struct, kw_only=True):
+    name: str
+    commit: PayloadCommit
+    protected: bool
+    user_can_push: bool
+    effective_branch_protection_name: str
+
+
+class TagCommit(msgspec.Struct, kw_only=True):
+    url: str
+    sha: str
+    created: str | None
+
+
+class TagRead(msgspec.Struct, kw_only=True):
+    name: str
+    message: str
+    id: str
+    commit: TagCommit
+    zipball_url: str
+    tarball_url: str
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+def problem(status: int, detail: str, errors: dict[str, str] | None = None) -> Response[Any]:
+    from http import HTTPStatus
+
+    body: dict[str, Any] = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status,
+                            "detail": detail}
+    if errors:
+        body["errors"] = errors
+    return Response(body, status_code=status, media_type=PROBLEM_JSON)
+
+
+def _caller(request: Request[Any, Any, Any]) -> tuple[User | None, AuthInfo | None]:
+    user: User | None = request.scope.get("user")
+    auth = request.scope.get("auth")
+    return user, auth if isinstance(auth, AuthInfo) else None
+
+
+def _service(db_session: AsyncSession, settings: Settings) -> RepoService:
+    return RepoService(db_session, runtime_for(settings).store)
+
+
+async def _repo(request: Request[Any, Any, Any], service: RepoService, owner: str, name: str,
+                need: Permission) -> tuple[ForgeRepo, Permission]:
+    user, auth = _caller(request)
+    return await load_repo(service, owner, name, user, need, auth)
+
+
+async def _is_empty(service: RepoService, repo: ForgeRepo) -> bool:
+    return not await service.refs(repo, "refs/heads/")
+
+
+async def _repo_json(service: RepoService, settings: Settings, repo: ForgeRepo, permission: Permission,
+                     owner: User | None = None) -> Any:
+    owner = owner or await service.db.get(User, repo.owner_id)
+    assert owner is not None
+    return repository_read(repo, owner, settings, permission, empty=await _is_empty(service, repo))
+
+
+def _interval(raw: str | None, default: int = 8 * 3600) -> int:
+    """Gitea durations ("8h0m0s", "10m", "90s") or plain seconds."""
+    if raw is None or not str(raw).strip():
+        return default
+    text = str(raw).strip()
+    if text.isdigit():
+        return int(text)
+    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", text)
+    if not match or not any(match.groups()):
+        raise InputProblems({"interval": "Use a duration such as 8h0m0s, 10m or a number of seconds."})
+    hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _payload_commit(settings: Settings, full_name: str, oid: str, info: CommitInfo | None) -> PayloadCommit:
+    url = f"{settings.base_url}/forge/{full_name}"
+    if info is None:
+        return PayloadCommit(id=oid, message="", url=url, author=None, committer=None, timestamp=None)
+    return PayloadCommit(
+        id=oid, message=info.message + "\n", url=url,
+        author=PayloadUser(name=info.author_name, email=info.author_email),
+        committer=PayloadUser(name=info.committer_name, email=info.committer_email),
+        timestamp=info.committed.isoformat(),
+    )
+
+
+def _push_mirror_json(repo_full_name: str, mirror: ForgeMirror) -> dict[str, Any]:
+    """Gitea ``PushMirror`` (``remote_name`` is our mirror id; never the credential)."""
+    return {
+        "repo_name": repo_full_name,
+        "remote_name": str(mirror.id),
+        "remote_address": mirror.remote_url,
+        "created": mirror.created_at.isoformat(),
+        "last_update": mirror.last_sync_at.isoformat() if mirror.last_sync_at else None,
+        "last_error": mirror.last_error,
+        "interval": f"{mirror.interval_seconds}s",
+        "sync_on_commit": True,
+    }
+
+
+# -- repositories ----------------------------------------------------------------------------------------
+@get(f"{API}/repos/{{owner:str}}/{{repo:str}}", name="api:forge:repo")
+async def get_repo(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
+                   repo: str) -> Any:
+    service = _service(db_session, settings)
+    row, permission = await _repo(request, service, owner, repo, "read")
+    return await _repo_json(service, settings, row, permission)
+
+
+@patch(f"{API}/repos/{{owner:str}}/{{repo:str}}", name="api:forge:edit_repo")
+async def edit_repo(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
+                    repo: str, data: EditRepoOption) -> Any:
+    service = _service(db_session, settings)
+    row, permission = await _repo(request, service, owner, repo, "admin")
+    if data.name is not None and data.name != row.name:
+        return problem(422, "Renaming a repository is not supported.", {"name": "Renaming is not supported."})
+    errors: dict[str, str] = {}
+    if data.default_branch is not None and (problem_text := branch_name_problem(data.default_branch)):
+        errors["default_branch"] = problem_text
+    if data.description is not None and len(data.description) > 2000:
+        errors["description"] = "Use 2,000 characters at most."
+    if errors:  # checked before the row is touched
+        return problem(422, "; ".join(f"{k}: {v}" for k, v in errors.items()), errors)
+    await service.update_settings(row, description=data.description, private=data.private,
+                                  default_branch=data.default_branch)
+    return await _repo_json(service, settings, row, permission)
+
+
+@delete(f"{API}/repos/{{owner:str}}/{{repo:str}}", name="api:forge:delete_repo", status_code=204)
+async def delete_repo(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
+                      repo: str) -> None:
+    service = _service(db_session, settings)
+    row, _permission = await _repo(request, service, owner, repo, "admin")
+    await service.delete(row)
+
+
+@get(f"{API}/user/repos", name="api:forge:user_repos")
+async def user_repos(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Any:
+    user, auth = _caller(request)
+    if user is None:
+        raise NotAuthorizedException("Authentication required.")
+    if auth is not None and not (auth.allows("repo:read") or auth.allows("api")):
+        raise PermissionDeniedException("This token lacks the 'repo:read' scope.")
+    service = _service(db_session, settings)
+    out = []
+    for repo, _owner in await repos_of(db_session, user):
+        out.append(await _repo_json(service, settings, repo, await service.permission(user, repo)))
+    return out
+
+
+# -- refs ---------------------------------------------------------------------------------------------------
+@get(f"{API}/repos/{{owner:str}}/{{repo:str}}/branches", name="api:forge:branches")
+async def list_branches(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
+                        repo: str) -> list[BranchRead]:
+    service = _service(db_session, settings)
+    row, permission = await _repo(request, service, owner, repo, "read")
+    refs = await service.refs(row, "refs/heads/")
+    commits = await commits_by_id(service.store, row.id, [r.oid for r in refs])
+    policy = await service.push_policy(row)
+    owner_user = await db_session.get(User, row.owner_id)
+    assert owner_user is not None
+    full_name = f"{owner_user.username}/{row.name}"
+    out = []
+    for ref in refs:
+        name = ref.name.removeprefix("refs/heads/")
+        rule = policy.protection_for(name)
+        out.append(BranchRead(
+            name=name, commit=_payload_commit(settings, full_name, ref.oid, commits.get(ref.oid)),
+            protected=rule is not None, user_can_push=at_least(permission, "write"),
+            effective_branch_protection_name=rule.pattern if rule is not None else "",
+        ))
+    return out
+
+
+@get(f"{API}/repos/{{owner:str}}/{{repo:str}}/tags", name="api:forge:tags")
+async def list_tags(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
+                    repo: str) -> list[TagRead]:
+    service = _service(db_session, settings)
+    row, _permission = await _repo(request, service, owner, repo, "read")
+    refs: list[ForgeRepoRef] = list(await service.refs(row, "refs/tags/"))
+    commits = await commits_by_id(service.store, row.id, [r.peeled or r.oid for r in refs])
+    owner_user = await db_session.get(User, row.owner_id)
+    assert owner_user is not None
+    base = f"{settings.base_url}/forge/{owner_user.username}/{row.name}"
+    out = []
+    for ref in sorted(refs, key=lambda r: r.name, reverse=True):
+        name = ref.name.removeprefix("refs/tags/")
+        sha = ref.peeled or ref.oid
+        info = commits.get(sha)
+        out.append(TagRead(
+            name=name, message="", id=ref.oid,
+            commit=TagCommit(url=base, sha=sha, created=info.committed.isoformat() if info else None),
+            zipball_url=f"{base}/archive/{name}.zip", tarball_url=f"{base}/archive/{name}.tar.gz",
+        ))
+    return out
+
+
+# -- collaborators ---------------------------------------------------------------------------------------
+async def _member(db_session: AsyncSession, username: str) -> User:
+    member = await user_by_username(db_session, username)
+    if member is None or not member.is_active:
+        raise NotFoundException("No such user.")
+    return member
+
+
+@get(f"{API}/repos/{{owner:str}}/{{repo:str}}/collaborators", name="api:forge:collaborators")
+async def list_collaborators(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
+                             owner: str, repo: str) -> list[dict[str, Any]]:
+    service = _service(db_session, settings)
+    row, _permission = await _repo(request, service, owner, repo, "write")
+    return [{"id": str(u.id), "login": u.username, "username": u.username, "full_name": u.display_name,
+             "permissions": {"admin": p == "admin", "push": p in ("write", "admin"), "pull": True}}
+            for u, p in await service.list_collaborators(row)]
+
+
+@get(f"{API}/repos/{{owner:str}}/{{repo:str}}/collaborators/{{collaborator:str}}", status_code=204,
+     name="api:forge:is_collaborator")
+async def is_collaborator(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
+                          repo: str, collaborator: str) -> None:
+    service = _service(db_session, settings)
+    row, _permission = await _repo(request, service, owner, repo, "read")
+    member = await _member(db_session, collaborator)
+    if not any(u.id == member.id for u, _p in await service.list_collaborators(row)):
+        raise NotFoundException("Not a collaborator.")
+
+
+@put(f"{API}/repos/{{owner:str}}/{{repo:str}}/collaborators/{{collaborator:str}}", status_code=204,
+     name="api:forge:add_collaborator")
+async def add_collaborator(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
+                           repo: str, collaborator: str,
+                           data: CollaboratorOption | None = None) -> None:
+    service = _service(db_session, settings)
+    row, _permission = await _repo(request, service, owner, repo, "admin")
+    member = await user_by_username(db_session, collaborator)
+    if member is None or not member.is_active:
+        raise ValidationException("No such user.", status_code=422, extra={"user": "No member has that username."})
+    permission = (data or CollaboratorOption()).permission
+    if permission not in PERMISSIONS:
+        raise ValidationException("Use read, write or admin.", status_code=422,
+                                  extra={"permission": "Use read, write or admin."})
+    try:
+        await service.add_collaborator(row, member, permission)  # type: ignore[arg-type]
+    except InputProblems as exc:
+        raise ValidationException(str(exc), status_code=exc.status, extra=exc.errors) from None
+
+
+@delete(f"{API}/repos/{{owner:str}}/{{repo:str}}/collaborators/{{collaborator:str}}", status_code=204,
+        name="api:forge:remove_collaborator")
+async def remove_collaborator(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
+                              owner: str, repo: str, collaborator: str) -> None:
+    service = _service(db_session, settings)
+    row, _permission = await _repo(request, service, owner, repo, "admin")
+    member = await _member(db_session, collaborator)
+    if not await service.remove_collaborator(row, member):
+        raise NotFoundException("Not a collaborator.")
+
+
+# -- mirrors ---------------------------------------------------------------------------------------------
+@post(f"{API}/repos/migrate", status_code=201, name="api:forge:migrate")
+async def migrate(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
+                  data: MigrateRepoOption) -> Response[Any]:
+    """Clone a remote repository into a new one of the caller (``mirror``: keep pulling it)."""
+    user, auth = _caller(request)
+    if user is None:
+        raise NotAuthorizedException("Authentication required.")
+    if auth is not None and not auth.allows("repo:write"):
+        raise PermissionDeniedException("This token lacks the 'repo:write' scope.")
+    service = _service(db_session, settings)
+    repo: ForgeRepo | None = None
+    try:
+        interval = _interval(data.mirror_interval)
+        if data.mirror and not MIN_INTERVAL <= interval <= MAX_INTERVAL:
+            raise InputProblems({"mirror_interval": f"Use between {MIN_INTERVAL} and {MAX_INTERVAL} seconds."})
+        remote = await build_remote(data.clone_addr, data.auth_token,
+                                    allow_private=settings.federation_allow_private_addresses)
+        if await service.get_by_owner_and_name(user.username, data.repo_name) is not None:
+            raise InputProblems({"repo_name": "You already have a repository with that name."}, status=409)
+        repo = await clone_repository(service, user, data.repo_name, remote, description=data.description,
+                                      private=data.private)
+        if data.mirror:
+            await MirrorService(db_session, service.store, settings).add(
+                repo, direction="pull", remote_url=data.clone_addr, token=data.auth_token, interval_seconds=interval)
+    except (MirrorError, InputProblems, RefConflict) as exc:
+        if repo is not None:  # cloned, then the mirror configuration failed: leave nothing behind
+            service.store.delete(repo.id)
+        await db_session.rollback()
+        if isinstance(exc, MirrorError):
+            return problem(422, str(exc), {"clone_addr": str(exc)})
+        if isinstance(exc, InputProblems):
+            errors = {("repo_name" if k == "name" else k): v for k, v in exc.errors.items()}
+            return problem(exc.status, str(exc), errors)
+        return problem(409, str(exc))
+    return Response(await _repo_json(service, settings, repo, "admin", owner=user), status_code=201)
+
+
+@post(f"{API}/repos/{{owner:str}}/{{repo:str}}/mirror-sync", status_code=200, name="api:forge:mirror_sync")
+async def mirror_sync(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
+                      repo: str) -> None:
+    await _sync(request, db_session, settings, owner, repo, "pull")
+
+
+@post(f"{API}/repos/{{owner:str}}/{{repo:str}}/push_mirrors-sync", status_code=200, name="api:forge:push_mirror_sync")
+async def push_mirrors_sync(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
+                            owner: str, repo: str) -> None:
+    await _sync(request, db_session, settings, owner, repo, "push")
+
+
+async def _sync(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
+                repo: str, direction: str) -> None:
+    service = _service(db_session, settings)
+    row, _permission = await _repo(request, service, owner, repo, "write")
+    mirrors = MirrorService(db_session, service.store, settings)
+    found = [m for m in await mirrors.list_for(row) if m.direction == direction]
+    if not found:
+        raise ClientException("This repository has no such mirror.", status_code=400)
+    for mirror in found:
+        await mirrors.schedule_now(row, str(mirror.id))
+
+
+@get(f"{API}/repos/{{owner:str}}/{{repo:str}}/push_mirrors", name="api:forge:push_mirrors")
+async def list_push_mirrors(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
+                            owner: str, repo: str) -> list[dict[str, Any]]:
+    service = _service(db_session, settings)
+    row, _permission = await _repo(request, service, owner, repo, "admin")
+    mirrors = await MirrorService(db_session, service.store, settings).list_for(row)
+    return [_push_mirror_json(f"{owner}/{row.name}", m) for m in mirrors if m.direction == "push"]
+
+
+@post(f"{API}/repos/{{owner:str}}/{{repo:str}}/push_mirrors", status_code=200, name="api:forge:add_push_mirror")
+async def add_push_mirror(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
+                          repo: str, data: CreatePushMirrorOption) -> Response[Any]:
+    service = _service(db_session, settings)
+    row, _permission = await _repo(request, service, owner, repo, "admin")
+    try:
+        mirror = await MirrorService(db_session, service.store, settings).add(
+            row, direction="push", remote_url=data.remote_address, token=data.remote_password,
+            interval_seconds=_interval(data.interval))
+    except InputProblems as exc:
+        return problem(exc.status, str(exc), exc.errors)
+    return Response(_push_mirror_json(f"{owner}/{row.name}", mirror), status_code=200)
+
+
+@delete(f"{API}/repos/{{owner:str}}/{{repo:str}}/push_mirrors/{{name:str}}", status_code=204,
+        name="api:forge:delete_push_mirror")
+async def delete_push_mirror(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
+                             owner: str, repo: str, name: str) -> None:
+    service = _service(db_session, settings)
+    row, _permission = await _repo(request, service, owner, repo, "admin")
+    if not await MirrorService(db_session, service.store, settings).remove(row, name):
+        raise NotFoundException("No such push mirror.")
+
+
+router = Router(path="/", route_handlers=[
+    get_repo, edit_repo, delete_repo, user_repos, list_branches, list_tags, list_collaborators, is_collaborator,
+    add_collaborator, remove_collaborator, migrate, mirror_sync, push_mirrors_sync, list_push_mirrors,
+    add_push_mirror, delete_push_mirror,
+])

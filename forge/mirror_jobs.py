@@ -1,0 +1,108 @@
+"""Durable mirror syncs: the ``forge.mirror.sync`` job (design/forge.md §3.5, ARCHITECTURE.md "Persistence").
+
+A pull mirror or push target is refreshed by a chain of jobs: each run syncs, records the
+outcome on the mirror row (``last_sync_at``, ``last_error``, scrubbed of credentials) and, in the
+same transaction, enqueues the next run ``interval_seconds`` later. A chain job whose generation
+is not the mirror's current one is a no-op, so reconfiguring never leaves two chains running.
+One-shot runs ("sync now", and every accepted push for push targets) never reschedule.
+
+No database transaction spans the network: the fetch (or push) runs between two short ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from app.jobs import JobContext, enqueue, job_handler
+from forge.events import PushEvent, on_push
+from forge.mirror import (
+    MAX_ERROR_CHARS,
+    STAGING,
+    SYNC_JOB,
+    GitRemote,
+    MirrorError,
+    MirrorService,
+    MirrorSyncPayload,
+    apply_incoming,
+    drop_staging,
+    fetch_to_staging,
+    push_all,
+    summarize_push,
+)
+from forge.mirror_models import ForgeMirror
+from forge.models import ForgeRepo
+from forge.services import RepoService
+from forge.smart_http import runtime_for
+
+log = logging.getLogger("rose_ash.forge.mirror")
+
+
+@job_handler(SYNC_JOB, payload_type=MirrorSyncPayload, max_attempts=3)
+async def sync_mirror(ctx: JobContext, payload: MirrorSyncPayload) -> None:
+    settings = ctx.settings
+    store = runtime_for(settings).store
+    mirror_id = uuid.UUID(payload.mirror_id)
+    error = ""
+    remote: GitRemote | None = None
+    async with ctx.sessionmaker() as session, session.begin():
+        mirror = await session.get(ForgeMirror, mirror_id)
+        if mirror is None or not mirror.enabled:
+            return
+        if payload.chain and mirror.generation != payload.generation:
+            return
+        repo = await session.get(ForgeRepo, mirror.repo_id)
+        if repo is None:
+            return
+        service = MirrorService(session, store, settings)
+        direction, repo_id = mirror.direction, repo.id
+        try:
+            remote = await service.remote_of(mirror)
+        except MirrorError as exc:
+            error = str(exc)
+    # The network part, outside any transaction.
+    staging = f"{STAGING}/{mirror_id}"
+    incoming: dict[str, str] | None = None
+    if remote is not None:
+        try:
+            if direction == "pull":
+                incoming = await fetch_to_staging(remote, store, repo_id, staging)
+            else:
+                error = summarize_push(await push_all(store, repo_id, remote))
+        except MirrorError as exc:
+            error = str(exc)
+    try:
+        async with ctx.sessionmaker() as session, session.begin():
+            mirror = await session.get(ForgeMirror, mirror_id)
+            repo = await session.get(ForgeRepo, repo_id)
+            if mirror is None or repo is None:
+                return
+            if incoming is not None:
+                report = await apply_incoming(RepoService(session, store), repo, incoming)
+                error = report.error
+            if remote is not None:
+                error = remote.scrub(error)
+            mirror.last_sync_at = datetime.now(UTC)
+            mirror.last_error = error[:MAX_ERROR_CHARS]
+            if error:
+                log.warning("mirror %s (%s) of repo %s: %s", mirror_id, direction, repo_id, error)
+            if payload.chain and mirror.generation == payload.generation:
+                await MirrorService(session, store, settings).reschedule(mirror)
+    finally:
+        if incoming is not None:
+            await drop_staging(store, repo_id, staging)
+
+
+@on_push
+async def push_to_targets(ctx: JobContext, event: PushEvent) -> None:
+    """Every accepted ref change queues a one-shot sync of the repository's push targets."""
+    async with ctx.sessionmaker() as session, session.begin():
+        rows = await session.execute(select(ForgeMirror).where(
+            ForgeMirror.repo_id == uuid.UUID(event.repo_id), ForgeMirror.direction == "push",
+            ForgeMirror.enabled.is_(True)))
+        for mirror in rows.scalars():
+            await enqueue(session, SYNC_JOB, MirrorSyncPayload(str(mirror.id), mirror.generation),
+                          unique_key=f"{SYNC_JOB}:push:{mirror.id}")

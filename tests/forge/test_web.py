@@ -1,0 +1,235 @@
+"""Forge web pages in process, on SQLite and PostgreSQL: index, owner and repository pages with the
+401/404/403 cases, the new-repository form (PRG, 422/409, nothing created on bad input), settings."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.settings import Settings
+from forge.models import ForgeBranchProtection, ForgeCollaborator, ForgeRepo
+from tests.helpers.web import login, post_form, signup
+
+pytestmark = pytest.mark.anyio
+
+
+async def repo_count(db_session: AsyncSession) -> int:
+    return int((await db_session.execute(select(func.count()).select_from(ForgeRepo))).scalar_one())
+
+
+async def new_repo(client: Any, name: str, *, private: bool = False, **extra: str) -> Any:
+    return await post_form(client, "/forge/new", {
+        "name": name, "description": extra.get("description", ""), "default_branch": extra.get("branch", "main"),
+        "visibility": "private" if private else "public",
+    }, page="/forge/new")
+
+
+async def as_user(client: Any, username: str) -> None:
+    client.cookies.clear()
+    await login(client, username)
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    env = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "HOME": "/nonexistent",
+           "GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "T",
+           "GIT_COMMITTER_EMAIL": "t@example.org", "PATH": "/usr/bin:/bin:/usr/local/bin"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout
+
+
+async def seed_commits(settings: Settings, db_session: AsyncSession, owner: str, name: str, tmp: Path,
+                       files: dict[str, str]) -> str:
+    """Commit ``files`` and push them straight into the bare repository, then sync the ref mirror."""
+    from forge.services import RepoService
+    from forge.smart_http import runtime_for
+
+    service = RepoService(db_session, runtime_for(settings).store)
+    repo = await service.get_by_owner_and_name(owner, name)
+    assert repo is not None
+    work = tmp / f"seed-{name}"
+    git("init", "-q", "-b", repo.default_branch, str(work))
+    for fname, content in files.items():
+        (work / fname).write_text(content)
+    git("add", ".", cwd=work)
+    git("commit", "-q", "-m", "First commit\n\nWith a body.", cwd=work)
+    git("tag", "v1", cwd=work)
+    git("push", "-q", str(service.store.locate(repo.id)), f"{repo.default_branch}", "v1", cwd=work)
+    await service.sync_refs(repo.id)
+    await db_session.commit()
+    return git("rev-parse", "HEAD", cwd=work).strip()
+
+
+async def test_new_repository_form_prg_and_bad_input(client: Any, db_session: AsyncSession) -> None:
+    anonymous = await client.get("/forge/new")
+    assert anonymous.status_code == 303 and anonymous.headers["location"].startswith("/account/login")
+    await signup(client, "alice")
+    form = await client.get("/forge/new")
+    assert form.status_code == 200 and "_csrf_token" in form.text
+    assert "no-store" in form.headers["cache-control"]
+
+    created = await new_repo(client, "hello", description="A greeting")
+    assert created.status_code == 303 and created.headers["location"] == "/forge/alice/hello"
+    assert await repo_count(db_session) == 1
+
+    for bad in ("", "no spaces", "../etc", "x.git", "-dash"):
+        response = await new_repo(client, bad)
+        assert response.status_code == 422, bad
+        assert 'class="error"' in response.text
+    assert (await new_repo(client, "hello", branch="bad..branch")).status_code == 422
+    duplicate = await new_repo(client, "HELLO")
+    assert duplicate.status_code == 409 and "already have" in duplicate.text
+    assert await repo_count(db_session) == 1
+    missing_csrf = await client.post("/forge/new", data={"name": "nocsrf"})
+    assert missing_csrf.status_code == 403
+    assert await repo_count(db_session) == 1
+
+
+async def test_public_and_private_repository_pages(client: Any, settings: Settings, db_session: AsyncSession,
+                                                   tmp_path: Path) -> None:
+    await signup(client, "bob")
+    await signup(client, "alice")  # signed in as alice from here
+    assert (await new_repo(client, "open", description="Open things")).status_code == 303
+    assert (await new_repo(client, "secret", private=True)).status_code == 303
+    head = await seed_commits(settings, db_session, "alice", "open", tmp_path, {
+        "README.md": "# Hello\n\n<script>alert(1)</script>\n\n[link](javascript:alert(1)) and **bold**\n",
+        "code.py": "print('hi')\n",
+    })
+
+    page = await client.get("/forge/alice/open")
+    assert page.status_code == 200
+    assert "http://127.0.0.1:8000/forge/alice/open.git" in page.text
+    assert "Open things" in page.text and "First commit" in page.text and head[:10] in page.text
+    assert "<h1>Hello</h1>" in page.text and "<strong>bold</strong>" in page.text
+    assert "<script>alert" not in page.text and "&lt;script&gt;alert" in page.text
+    assert "href=\"javascript:" not in page.text
+    assert "v1" in page.text
+    assert page.headers["cache-control"].startswith("public")
+    assert "set-cookie" not in page.headers
+    assert "forge-repo-" in page.headers["surrogate-key"]
+    etag = page.headers["etag"]
+    again = await client.get("/forge/alice/open", headers={"If-None-Match": etag})
+    assert again.status_code == 304
+
+    # The same page for anonymous visitors (public pages never depend on who asks).
+    client.cookies.clear()
+    anon = await client.get("/forge/alice/open")
+    assert anon.status_code == 200 and anon.headers["etag"] == etag
+    assert (await client.get("/forge/alice/open.git")).status_code == 301
+    assert (await client.get("/forge/alice/nothing")).status_code == 404
+
+    # Private: anonymous -> sign in (401 for HTML is a redirect), non-member -> 404, member -> 200.
+    private = await client.get("/forge/alice/secret")
+    assert private.status_code == 303 and private.headers["location"].startswith("/account/login")
+    json_401 = await client.get("/forge/alice/secret", headers={"Accept": "application/json"})
+    assert json_401.status_code == 401
+    await as_user(client, "bob")
+    assert (await client.get("/forge/alice/secret")).status_code == 404
+    await as_user(client, "alice")
+    mine = await client.get("/forge/alice/secret")
+    assert mine.status_code == 200 and "private" in mine.headers["cache-control"]
+    assert "This repository is empty" in mine.text
+
+    # Index and owner pages list public repositories only; the personal hole lists yours.
+    client.cookies.clear()
+    index = await client.get("/forge/")
+    assert index.status_code == 200 and "alice/open" in index.text and "secret" not in index.text
+    assert index.headers["cache-control"].startswith("public") and "set-cookie" not in index.headers
+    owner = await client.get("/forge/alice")
+    assert owner.status_code == 200 and "open" in owner.text and "secret" not in owner.text
+    assert (await client.get("/forge/nobody")).status_code == 404
+    await as_user(client, "alice")
+    hole = await client.get("/f/me/forge-repos")
+    assert "alice/secret" in hole.text and "alice/open" in hole.text
+    menu = await client.get("/f/me/forge-repo-menu", params={"repo": "alice/open"})
+    assert "/forge/alice/open/settings" in menu.text
+    await as_user(client, "bob")
+    menu = await client.get("/f/me/forge-repo-menu", params={"repo": "alice/open"})
+    assert "/settings" not in menu.text
+
+
+async def test_settings_access_and_changes(client: Any, db_session: AsyncSession) -> None:
+    await signup(client, "bob")
+    await signup(client, "carol")
+    await signup(client, "alice")
+    assert (await new_repo(client, "proj")).status_code == 303
+    assert (await new_repo(client, "hidden", private=True)).status_code == 303
+    page = "/forge/alice/proj/settings"
+    assert (await client.get(page)).status_code == 200
+
+    saved = await post_form(client, page, {"description": "New words", "visibility": "private",
+                                           "default_branch": "trunk", "allow_force_push": "on"}, page=page)
+    assert saved.status_code == 303 and saved.headers["location"] == page
+    repo = (await db_session.execute(select(ForgeRepo).where(ForgeRepo.name == "proj"))).scalar_one()
+    assert (repo.description, repo.is_private, repo.default_branch, repo.allow_force_push) == (
+        "New words", True, "trunk", True)
+    bad = await post_form(client, page, {"description": "x", "visibility": "public", "default_branch": "a..b"},
+                          page=page)
+    assert bad.status_code == 422
+    bad = await post_form(client, page, {"description": "x", "visibility": "sideways"}, page=page)
+    assert bad.status_code == 422
+    await db_session.refresh(repo)
+    assert repo.description == "New words" and repo.default_branch == "trunk"
+
+    added = await post_form(client, f"{page}/collaborators", {"username": "bob", "permission": "read"}, page=page)
+    assert added.status_code == 303
+    assert (await post_form(client, f"{page}/collaborators", {"username": "ghost", "permission": "read"},
+                            page=page)).status_code == 422
+    assert (await post_form(client, f"{page}/collaborators", {"username": "carol", "permission": "god"},
+                            page=page)).status_code == 422
+    assert (await post_form(client, f"{page}/collaborators", {"username": "alice", "permission": "read"},
+                            page=page)).status_code == 422
+    rows = (await db_session.execute(select(ForgeCollaborator.permission))).scalars().all()
+    assert rows == ["read"]
+
+    protected = await post_form(client, f"{page}/protection", {"pattern": "release/*"}, page=page)
+    assert protected.status_code == 303
+    assert (await post_form(client, f"{page}/protection", {"pattern": "bad..x"}, page=page)).status_code == 422
+    patterns = (await db_session.execute(select(ForgeBranchProtection.pattern))).scalars().all()
+    assert patterns == ["release/*"]
+    shown = await client.get(page)
+    assert "release/*" in shown.text and "bob" in shown.text
+
+    # bob reads the (now private) repository but may not open its settings: 403; carol is a stranger: 404.
+    await as_user(client, "bob")
+    assert (await client.get("/forge/alice/proj")).status_code == 200
+    assert (await client.get(page)).status_code == 403
+    assert (await post_form(client, f"{page}/delete", {"confirm": "proj"}, page="/forge/new")).status_code == 403
+    await as_user(client, "carol")
+    assert (await client.get(page)).status_code == 404
+    assert (await client.get("/forge/alice/hidden/settings")).status_code == 404
+    client.cookies.clear()
+    anon = await client.get(page)
+    assert anon.status_code == 303 and anon.headers["location"].startswith("/account/login")
+
+    await as_user(client, "alice")
+    removed = await post_form(client, f"{page}/collaborators/remove", {"username": "bob"}, page=page)
+    assert removed.status_code == 303
+    assert (await post_form(client, f"{page}/collaborators/remove", {"username": "bob"},
+                            page=page)).status_code == 422
+    unprotected = await post_form(client, f"{page}/protection/remove", {"pattern": "release/*"}, page=page)
+    assert unprotected.status_code == 303
+
+    wrong = await post_form(client, f"{page}/delete", {"confirm": "nope"}, page=page)
+    assert wrong.status_code == 422 and await repo_count(db_session) == 2
+    gone = await post_form(client, f"{page}/delete", {"confirm": "proj"}, page=page)
+    assert gone.status_code == 303 and gone.headers["location"] == "/forge"
+    assert await repo_count(db_session) == 1
+    assert (await client.get("/forge/alice/proj")).status_code == 404
+
+
+async def test_mirror_form_validates_urls(client: Any, db_session: AsyncSession) -> None:
+    await signup(client, "alice")
+    assert (await new_repo(client, "m")).status_code == 303
+    page = "/forge/alice/m/settings"
+    for url in ("ftp://example.org/x.git", "file:///etc", "https://user:pw@example.org/x.git",
+                "https://127.0.0.1/x.git", "https://localhost/x.git", "http://example.org/x.git"):
+        response = await post_form(client, f"{page}/mirrors", {"direction": "pull", "remote_url": url,
+                                                                "interval": "3600"}, page=page)
+        assert response.status_code == 422, url
+    response = await post_form(client, f"{page}/mirrors", {"direction": "sideways", "remote_url": "x",
+                                                            "interval": "5"}, page=page)
+    assert response.status_code == 422
