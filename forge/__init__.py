@@ -17,10 +17,13 @@ __all__ = ["router"]
 def _make_router() -> Router:
     from litestar import Router
 
+    import forge.mirror_jobs  # noqa: F401  (registers the forge.mirror.sync job and the push listener)
     from forge.api import create_repo
+    from forge.gitea_api import router as gitea_api_router
     from forge.smart_http import git_router
+    from forge.web import router as web_router
 
-    return Router(path="/", route_handlers=[git_router, create_repo])
+    return Router(path="/", route_handlers=[git_router, create_repo, web_router, gitea_api_router])
 
 
 def __getattr__(name: str) -> Any:
