@@ -18,13 +18,15 @@ from federation.oauth.controllers import (
     token,
     userinfo,
 )
+from federation.oauth.sso import SSOMiddleware, sso_callback, sso_login
 
 router = Router(
     path="/",
     route_handlers=[
         authorize, token, revoke, introspect, userinfo, oauth_metadata, openid_configuration, jwks_document,
         register, logout, logout_post, logout_confirm, ApplicationsController, ClientAdminController,
+        sso_login, sso_callback,
     ],
 )
 
-__all__ = ["router"]
+__all__ = ["SSOMiddleware", "router"]

@@ -313,7 +313,12 @@ async def register(request: Request[Any, Any, Any], db_session: AsyncSession, se
 # --- RP-initiated logout ---------------------------------------------------------------------------
 
 
-def _sign_out(request: Request[Any, Any, Any]) -> None:
+async def _sign_out(request: Request[Any, Any, Any]) -> None:
+    from federation.oauth.sso import AS_SID_KEY, SSO_SID_KEY, end_sso_session
+
+    session = request.session if request.scope.get("session") else {}
+    # Every host's session tied to this sign-in ends too (federation/oauth/sso.py).
+    await end_sso_session(request.app, session.get(AS_SID_KEY) or session.get(SSO_SID_KEY))
     request.set_session({})
     rotate_session_id(request)
 
@@ -355,7 +360,7 @@ async def _end_session(request: Request[Any, Any, Any], db_session: AsyncSession
         })
     frontchannel = await _frontchannel_targets(db_session, user, request)
     if user is not None:
-        _sign_out(request)
+        await _sign_out(request)
     return _after_logout(frontchannel, ended.redirect_uri)
 
 
@@ -365,7 +370,7 @@ async def logout_confirm(request: Request[Any, Any, Any], db_session: AsyncSessi
     redirect_uri = str(form.get("redirect_uri", ""))
     user = request.user
     frontchannel = await _frontchannel_targets(db_session, user, request)
-    _sign_out(request)
+    await _sign_out(request)
     # Only a URI the logout endpoint validated is echoed back; check it again rather than trust the form.
     return _after_logout(frontchannel, redirect_uri if await _is_registered_logout_uri(db_session, redirect_uri)
                          else None)
