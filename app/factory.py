@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     import fragments.site  # noqa: F401  (registers the site-level fragments)
     from domains import account, blog
     from federation import activitypub
+    from federation.oauth import SSOMiddleware
     from federation.oauth import router as oauth_router
     from federation.social import router as social_router
     from fragments.routes import router as fragments_router
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             request_logging_middleware,
             FragmentMiddleware,  # outside session/auth/CSRF: sees every Set-Cookie and the final headers
             session_config.middleware,
+            SSOMiddleware,  # single sign-on across ROSE_ASH_DOMAIN_HOSTS; ends sessions signed out elsewhere
             DefineMiddleware(AuthMiddleware, alchemy=alchemy, exclude=AUTH_EXCLUDE),
             auth_rate_limit.middleware,
         ],
