@@ -4,6 +4,7 @@ URL scheme: see :mod:`federation.activitypub.core`. Importing this package regis
 ``ap.inbox`` and ``ap.deliver`` job kinds.
 """
 
+from federation.activitypub import blog as _blog  # noqa: F401  (subscribes to the blog's post events)
 from federation.activitypub import delivery as _delivery  # noqa: F401  (registers ap.deliver)
 from federation.activitypub import processor as _processor  # noqa: F401  (registers ap.inbox)
 from federation.activitypub.discovery import router as discovery_router

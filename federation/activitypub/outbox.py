@@ -138,7 +138,7 @@ class Outbox:
         for m in mentioned:
             if m.uri not in to and m.uri not in cc:
                 (to if visibility == "direct" else cc).append(m.uri)
-        oid = uuid.uuid4()
+        oid = uuid.UUID(str(article["oid"])) if article is not None and article.get("oid") else uuid.uuid4()
         now = datetime.now(UTC)
         content = text_to_html(text)
         for m in mentioned:
@@ -156,23 +156,29 @@ class Outbox:
             obj.content = str(article.get("content", ""))
             obj.summary = str(article.get("summary", ""))
             obj.url = str(article.get("url", obj.url))
-            if article.get("id"):
-                obj.ap_id = str(article["id"])
+            if article.get("published"):
+                obj.published = article["published"]
+            obj.raw = {"tag": list(article.get("tags", []))}
         self.session.add(obj)
         await self.session.flush()
+        await self.send_create(actor, obj, mentioned)
+        return obj
+
+    async def send_create(self, actor: Actor, obj: APObject, mentioned: list[Actor] | None = None) -> None:
         obj.raw = note_document(obj)
-        activity = await self._record(actor, {"type": "Create", "to": to, "cc": cc, "object": obj.raw,
-                                              "published": iso(now)})
-        recipients = list(mentioned)
-        if visibility != "direct":
+        activity = await self._record(actor, {"type": "Create", "to": obj.to, "cc": obj.cc, "object": obj.raw,
+                                              "published": iso(obj.published)})
+        recipients = list(mentioned or [])
+        if obj.visibility != "direct":
             recipients += await self._followers(actor)
         await self._send(actor, activity, recipients)
-        return obj
 
     async def update_note(self, actor: Actor, obj: APObject, changes: dict[str, Any]) -> None:
         for name in ("content", "summary", "name", "url"):
             if name in changes:
                 setattr(obj, name, str(changes[name]))
+        if "tags" in changes:
+            obj.raw = {"tag": list(changes["tags"])}
         obj.updated = datetime.now(UTC)
         obj.raw = note_document(obj)
         activity = await self._record(actor, {"type": "Update", "to": obj.to, "cc": obj.cc, "object": obj.raw})
@@ -286,7 +292,7 @@ def note_document(obj: APObject) -> dict[str, Any]:
         "published": iso(obj.published),
         "to": obj.to,
         "cc": obj.cc,
-        "sensitive": bool(obj.summary),
+        "sensitive": bool(obj.summary) and obj.type == "Note",
         "summary": obj.summary or None,
         "inReplyTo": obj.in_reply_to or None,
         "tag": [{"type": "Mention", "href": m} for m in obj.mentions],
@@ -295,6 +301,8 @@ def note_document(obj: APObject) -> dict[str, Any]:
         doc["name"] = obj.name
     if obj.updated:
         doc["updated"] = iso(obj.updated)
+    hashtags = [t for t in (obj.raw or {}).get("tag", []) if isinstance(t, dict) and t.get("type") == "Hashtag"]
+    doc["tag"] += hashtags
     return doc
 
 
