@@ -37,7 +37,9 @@ SESSION_EPOCH_KEY = "epoch"
 CSRF_EXEMPT = [
     r"^/api/",  # token-authenticated only: the session cookie is never honoured under /api/
     r"^/forge/[^/]+/[^/]+?(\.git)?/(info/refs|git-upload-pack|git-receive-pack)$",
-    r"^/oauth/(token|revoke|introspect)$",
+    r"^/oauth/(token|revoke|introspect|userinfo|register)$",  # client- or bearer-authenticated, never the cookie
+    r"^/oauth/logout$",  # OIDC RP-initiated logout: only continues to a CSRF-protected confirmation
+    r"^/ap/actors/[^/]+/inbox$",  # ActivityPub inboxes: HTTP signatures
     r"^/(@[^/]+/|)inbox$",
     r"^/hooks/",
     r"^/healthz$",
