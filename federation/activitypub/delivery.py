@@ -21,6 +21,8 @@ from uuid import UUID
 import httpx
 import msgspec
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.jobs import JobContext, PermanentFailure, RetryLater, enqueue, job_handler
@@ -101,12 +103,17 @@ async def deliver(session: AsyncSession, activity: Activity, signer: str, inboxe
 
 
 async def _host_row(session: AsyncSession, host: str) -> Host:
+    """The host's row, created if missing (concurrent deliveries to one host race here)."""
     row = await session.scalar(select(Host).where(Host.host == host))
-    if row is None:
-        row = Host(host=host)
-        session.add(row)
-        await session.flush()
-    return row
+    if row is not None:
+        return row
+    values = {"host": host, "signature_spec": "", "consecutive_failures": 0}
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    await session.execute(insert(Host).values(**values).on_conflict_do_nothing(index_elements=["host"]))
+    found = await session.scalar(select(Host).where(Host.host == host).execution_options(populate_existing=True))
+    if found is None:  # pragma: no cover - the row exists after the upsert
+        raise RuntimeError(f"no host row for {host}")
+    return found
 
 
 @job_handler("ap.deliver", max_attempts=MAX_ATTEMPTS)
