@@ -162,7 +162,20 @@ class Outbox:
         self.session.add(obj)
         await self.session.flush()
         await self.send_create(actor, obj, mentioned)
+        await self._notify_local(actor, obj, parent, mentioned)
         return obj
+
+    async def _notify_local(self, actor: Actor, obj: APObject, parent: APObject | None, mentioned: list[Actor]) -> None:
+        """Members of this instance hear about replies and mentions without a round trip."""
+        from federation.activitypub.processor import notify
+
+        told: set[str] = set()
+        if parent is not None and parent.local and parent.attributed_to != actor.uri:
+            await notify(self.fed, parent.attributed_to, "reply", actor.uri, obj.ap_id)
+            told.add(parent.attributed_to)
+        for m in mentioned:
+            if m.local and m.uri not in told:
+                await notify(self.fed, m.uri, "mention", actor.uri, obj.ap_id)
 
     async def send_create(self, actor: Actor, obj: APObject, mentioned: list[Actor] | None = None) -> None:
         obj.raw = note_document(obj)

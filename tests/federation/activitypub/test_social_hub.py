@@ -1,0 +1,132 @@
+"""The social hub through its HTML forms (no JavaScript: PRG 303s) and its htmx partials."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from tests.helpers.web import CSRF_FIELD, login, signup
+
+pytestmark = pytest.mark.anyio
+
+BASE = "http://127.0.0.1:8000"
+
+
+async def _token(client: Any) -> str:
+    page = await client.get("/social/")
+    match = CSRF_FIELD.search(page.text)
+    assert match, page.text[:300]
+    return match.group(1)
+
+
+async def _post(client: Any, path: str, data: dict[str, str], *, htmx: bool = False) -> Any:
+    headers = {"HX-Request": "true"} if htmx else {}
+    return await client.post(path, data={**data, "_csrf_token": await _token(client)}, headers=headers)
+
+
+def _note_ids(html: str) -> list[str]:
+    return re.findall(r'id="note-([0-9a-f-]{36})"', html)
+
+
+async def _other(app: Any, username: str) -> AsyncTestClient[Any]:
+    other = AsyncTestClient(app=app, base_url=BASE)
+    await other.__aenter__()
+    other.follow_redirects = False
+    assert (await signup(other, username)).status_code == 303
+    return other
+
+
+async def test_anonymous_and_csrf(client: Any) -> None:
+    r = await client.get("/social/")
+    assert r.status_code == 303 and r.headers["location"].startswith("/account/login")
+    await signup(client, "alice")
+    r = await client.post("/social/compose", data={"content": "no token"})
+    assert r.status_code == 403
+
+
+async def test_compose_timelines_like_boost_reply_delete(client: Any, app: Any) -> None:
+    await signup(client, "alice")
+    r = await _post(client, "/social/compose", {"content": "Hello <b>world</b>", "visibility": "public",
+                                                "summary": "spoilers", "next": "/social/"})
+    assert r.status_code == 303 and r.headers["location"] == "/social/"
+    home = (await client.get("/social/")).text
+    assert "Hello &lt;b&gt;world&lt;/b&gt;" in home and "<summary>spoilers</summary>" in home
+    await _post(client, "/social/compose", {"content": "quiet one", "visibility": "unlisted"})
+    await _post(client, "/social/compose", {"content": "friends only", "visibility": "followers"})
+    local = (await client.get("/social/local")).text
+    assert "Hello &lt;b&gt;world" in local and "quiet one" not in local and "friends only" not in local
+    federated = (await client.get("/social/federated")).text
+    assert "friends only" not in federated
+    home = (await client.get("/social/")).text
+    assert "friends only" in home and "quiet one" in home
+
+    bob = await _other(app, "bob")
+    try:
+        bob_local = (await bob.get("/social/local")).text
+        note = _note_ids(bob_local)[0]
+        # htmx like: an in-place partial; no-JS boost: a 303 back
+        r = await _post(bob, f"/social/notes/{note}/like", {"next": "/social/local"}, htmx=True)
+        assert r.status_code == 200 and "★ Liked" in r.text and "<html" not in r.text
+        r = await _post(bob, f"/social/notes/{note}/boost", {"next": "/social/local"})
+        assert r.status_code == 303 and r.headers["location"] == "/social/local"
+        ap_id = re.search(r"reply_to=([^\"#]+)", bob_local)
+        assert ap_id
+        from urllib.parse import unquote
+
+        r = await _post(bob, "/social/compose", {"content": "nice post @alice@127.0.0.1:8000",
+                                                 "in_reply_to": unquote(ap_id.group(1)), "visibility": "public",
+                                                 "next": f"/social/notes/{note}"})
+        assert r.status_code == 303
+        thread = (await bob.get(f"/social/notes/{note}")).text
+        assert "nice post" in thread and "★ Liked (1)" in thread and "🔁 Boosted (1)" in thread
+        # bob cannot delete alice's post
+        r = await _post(bob, f"/social/notes/{note}/delete", {"next": "/social/"})
+        assert r.status_code == 303
+        assert "Hello &lt;b&gt;world" in (await bob.get("/social/local")).text
+    finally:
+        await bob.__aexit__(None, None, None)
+
+    notes = (await client.get("/social/notifications")).text
+    for text in ("liked your post", "boosted your post", "replied to your post"):
+        assert text in notes, text
+    r = await _post(client, f"/social/notes/{note}/delete", {"next": "/social/"})
+    assert r.status_code == 303
+    assert "Hello &lt;b&gt;world" not in (await client.get("/social/local")).text
+
+
+async def test_follow_by_handle_and_locked_accounts(client: Any, app: Any) -> None:
+    await signup(client, "alice")
+    bob = await _other(app, "bob")
+    try:
+        r = await _post(bob, "/social/settings/locked", {"locked": "1"})
+        assert r.status_code == 303
+        r = await _post(client, "/social/follow", {"handle": "@bob@127.0.0.1:8000"})
+        assert r.status_code == 303 and r.headers["location"] == "/social/following"
+        assert "pending" in (await client.get("/social/following")).text
+        followers = (await bob.get("/social/followers")).text
+        fid = re.search(r"/social/followers/([0-9a-f-]{36})/approve", followers)
+        assert fid and "asked to follow you" in (await bob.get("/social/notifications")).text
+        r = await _post(bob, f"/social/followers/{fid.group(1)}/approve", {})
+        assert r.status_code == 303
+        assert "accepted" in (await client.get("/social/following")).text
+        # bob's followers-only post now reaches alice's home timeline
+        await _post(bob, "/social/compose", {"content": "for followers", "visibility": "followers"})
+        assert "for followers" in (await client.get("/social/")).text
+        r = await _post(client, "/social/unfollow", {"actor": f"{BASE}/@bob"})
+        assert r.status_code == 303
+        assert "for followers" not in (await client.get("/social/")).text
+        # a bad handle is a flash message, not an error page
+        r = await _post(client, "/social/follow", {"handle": "not a handle"})
+        assert r.status_code == 303
+        assert "Couldn" in (await client.get("/social/following")).text
+    finally:
+        await bob.__aexit__(None, None, None)
+
+
+async def test_login_helper_still_works(client: Any) -> None:
+    await signup(client, "carol")
+    await client.post("/account/logout", data={"_csrf_token": await _token(client)})
+    assert (await login(client, "carol")).status_code == 303
