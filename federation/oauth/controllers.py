@@ -133,6 +133,15 @@ async def authorize(request: Request[Any, Any, Any], db_session: AsyncSession, s
         target = request.url.path + "?" + urlencode(list(oreq.payload.datalist.items()), doseq=True)
         return Redirect(f"/account/login?next={quote(target)}", status_code=303)
 
+    if "login" in prompts and request.method == "GET":
+        # Re-authenticate: the sign-in page comes back here without prompt=login.
+        again = [(k, v) for k, v in oreq.payload.datalist.items() if k != "prompt"]
+        remaining = " ".join(p for p in split_scope(oreq.payload.data.get("prompt")) if p != "login")
+        if remaining:
+            again.append(("prompt", [remaining]))
+        target = request.url.path + "?" + urlencode(again, doseq=True)
+        return Redirect(f"/account/login?next={quote(target)}", status_code=303)
+
     scopes = split_scope(oreq.scope)
     if request.method == "GET":
         consent = await ctx.store.consent(user, client.row)
@@ -391,7 +400,8 @@ async def _frontchannel_targets(db_session: AsyncSession, user: User | None,
     from federation.oauth.sso import frontchannel_logout_uris
 
     sid = request.session.get("oauth_sid") if request.scope.get("session") else None
-    return await frontchannel_logout_uris(OAuthStore(db_session), user, sid, issuer=None)
+    settings: Settings = request.app.state.settings
+    return await frontchannel_logout_uris(OAuthStore(db_session), user, sid, issuer=settings.base_url)
 
 
 def _after_logout(frontchannel: list[str], redirect_uri: str | None) -> Any:

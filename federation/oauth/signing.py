@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from joserfc.jwk import KeySet, OKPKey, RSAKey
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from federation.keys import Algorithm, KeyPair, KeyRegistry
 
@@ -56,12 +56,33 @@ class SigningKey:
     key: JoseKey
 
 
+async def ensure_keys(session: AsyncSession, secret_key: str) -> None:
+    """Create any missing issuer key in a transaction of its own, committed at once.
+
+    Callers then only read keys, so an OAuth request never holds a write lock of its own
+    before it might need a side transaction (family revocation) — on SQLite that would wait
+    on itself — and a request that fails does not throw away a freshly made key.
+    """
+    registry = KeyRegistry(session, secret_key)
+    missing = [alg for alg, algorithm in JWS_ALGS.items()
+               if await registry.current("oauth", OWNER_ID, algorithm) is None]
+    if not missing:
+        return
+    maker = async_sessionmaker(session.bind, expire_on_commit=False)
+    async with maker() as side, side.begin():
+        side_registry = KeyRegistry(side, secret_key)
+        for jws_alg in missing:
+            await side_registry.ensure("oauth", OWNER_ID, JWS_ALGS[jws_alg], _new_kid(jws_alg))
+
+
 async def signing_keys(session: AsyncSession, secret_key: str) -> dict[str, SigningKey]:
     """The current private signing key for each JWS algorithm (created on first use)."""
+    await ensure_keys(session, secret_key)
     registry = KeyRegistry(session, secret_key)
     keys: dict[str, SigningKey] = {}
     for jws_alg, algorithm in JWS_ALGS.items():
-        kp = await registry.ensure("oauth", OWNER_ID, algorithm, _new_kid(jws_alg))
+        kp = await registry.current("oauth", OWNER_ID, algorithm)
+        assert kp is not None
         keys[jws_alg] = SigningKey(jws_alg, kp.key_id, _jose_key(registry, kp, jws_alg, private=True))
     return keys
 
@@ -72,9 +93,8 @@ def _alg_for(kp: KeyPair) -> str:
 
 async def public_key_set(session: AsyncSession, secret_key: str) -> KeySet:
     """Current keys plus keys rotated out less than ``KEEP_ROTATED`` ago."""
+    await ensure_keys(session, secret_key)
     registry = KeyRegistry(session, secret_key)
-    for jws_alg, algorithm in JWS_ALGS.items():
-        await registry.ensure("oauth", OWNER_ID, algorithm, _new_kid(jws_alg))
     cutoff = datetime.now(UTC) - KEEP_ROTATED
     keys: list[JoseKey] = []
     for kp in await registry.public_keys("oauth", OWNER_ID):

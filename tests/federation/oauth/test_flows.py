@@ -254,3 +254,21 @@ async def test_key_rotation_keeps_old_keys_published(client: Any, db_session: As
     code, verifier = await get_code(client, rp)
     new_token = (await exchange(client, rp, code, verifier)).json()["id_token"]
     assert extract_compact(new_token.encode()).headers()["kid"] in new
+
+
+async def test_prompt_login_asks_for_the_password_again(client: Any, db_session: AsyncSession) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from tests.helpers.web import post_form
+
+    await signup(client, "ivan")
+    rp = await make_client(db_session, first_party=True)
+    _v, challenge = pkce()
+    response = await client.get("/oauth/authorize", params=authorize_params(rp, challenge, prompt="login"))
+    assert response.status_code == 303 and response.headers["location"].startswith("/account/login?next=")
+    next_path = parse_qs(urlsplit(response.headers["location"]).query)["next"][0]
+    assert "prompt" not in next_path
+    signed_in = await post_form(client, "/account/login", {
+        "login": "ivan", "password": "correct horse battery staple", "next": next_path})
+    back = await client.get(signed_in.headers["location"])
+    assert back.status_code == 302 and "code=" in back.headers["location"]
