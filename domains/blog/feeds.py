@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from html import escape
 from xml.etree import ElementTree as ET
 
 from domains.account.models import User
@@ -71,7 +72,7 @@ def atom_feed(posts: Sequence[Post], *, base_url: str, title: str, self_path: st
             _sub(entry, f"{a}category", term=tag.slug, label=tag.name)
         if post.excerpt:
             _sub(entry, f"{a}summary", post.excerpt)
-        _sub(entry, f"{a}content", post.body_html, type="html")
+        _sub(entry, f"{a}content", post.public_html or f"<p>{escape(post.excerpt)}</p>", type="html")
     return _serialise(feed)
 
 
@@ -97,8 +98,9 @@ def rss_feed(posts: Sequence[Post], *, base_url: str, title: str, description: s
             _sub(item, f"{{{DC_NS}}}creator", person.name)
         for tag in post.public_tags:
             _sub(item, "category", tag.name)
-        _sub(item, "description", post.body_html)
-        _sub(item, f"{{{CONTENT_NS}}}encoded", post.body_html)
+        body = post.public_html or f"<p>{escape(post.excerpt)}</p>"
+        _sub(item, "description", body)
+        _sub(item, f"{{{CONTENT_NS}}}encoded", body)
     return _serialise(rss)
 
 

@@ -110,6 +110,16 @@ class Post(UUIDv7AuditBase):
         return self.html
 
     @property
+    def is_members_only(self) -> bool:
+        """Ghost's members/paid/tiers visibility: the public sees a teaser, never the body."""
+        return self.visibility != "public"
+
+    @property
+    def public_html(self) -> str:
+        """The body as anonymous readers (pages, feeds, embeds) may see it."""
+        return "" if self.is_members_only else self.body_html
+
+    @property
     def tags(self) -> list[Tag]:
         return [link.tag for link in self.tag_links]
 

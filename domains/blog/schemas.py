@@ -105,6 +105,7 @@ class PostRead(msgspec.Struct, kw_only=True):
     slug: str
     url: str  # absolute, on settings.base_url
     status: str
+    visibility: str  # "public", or Ghost's members/paid/tiers: then federate a teaser, not ``html``
     html: str  # sanitised: Markdown rendering or Ghost legacy HTML
     markdown: str
     excerpt: str

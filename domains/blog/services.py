@@ -223,7 +223,8 @@ class BlogService:
     def to_read(self, post: Post) -> PostRead:
         return PostRead(
             id=post.id, type=post.type, title=post.title, slug=post.slug, url=self.url_for(post),
-            status=post.status, html=post.body_html, markdown=post.markdown, excerpt=post.excerpt,
+            status=post.status, visibility=post.visibility, html=post.body_html, markdown=post.markdown,
+            excerpt=post.excerpt,
             feature_image=post.feature_image, feature_image_alt=post.feature_image_alt,
             published_at=post.published_at, created_at=post.created_at, updated_at=post.updated_at,
             revision=post.revision,

@@ -198,3 +198,15 @@ async def test_admin_upload_form(author_client: Any, sessionmaker: async_session
     assert done.status_code == 200 and "import committed" in done.text
     async with sessionmaker() as session:
         assert (await session.execute(select(func.count()).select_from(Post))).scalar_one() == 5
+
+
+async def test_members_only_posts_show_a_teaser(sessionmaker: async_sessionmaker[AsyncSession], client: Any) -> None:
+    def members_only(data: dict[str, Any]) -> None:
+        data["db"][0]["data"]["posts"][0]["visibility"] = "members"
+
+    await run_import(sessionmaker, _mutate(members_only))
+    page = await client.get("/blog/welcome")
+    assert page.status_code == 200
+    assert "This post is for members" in page.text and "Saturday market" not in page.text
+    feed = (await client.get("/blog/feed.atom")).text
+    assert "Saturday market" not in feed and "We moved the blog." in feed
