@@ -102,13 +102,17 @@ def policy_headers(policy: CachePolicy) -> dict[str, str]:
 class RenderState:
     """Per-request bookkeeping: surrogate keys of everything rendered, fallbacks, session touches."""
 
-    __slots__ = ("fallbacks", "keys", "pending", "touched")
+    __slots__ = ("counter", "deferred_etag", "fallbacks", "keys", "pending", "touched")
 
     def __init__(self) -> None:
         self.keys: set[str] = set()
         self.fallbacks: list[str] = []
         self.touched: list[str] = []
         self.pending: dict[str, tuple[str, dict[str, str]]] = {}
+        self.counter = 0
+        # Set when conditional_response saw unfilled fragment placeholders: the middleware then
+        # computes the ETag (and any 304) from the assembled body.
+        self.deferred_etag = False
 
 
 def render_state(scope: Scope) -> RenderState:
@@ -179,6 +183,10 @@ def conditional_response(
     if policy in CACHEABLE and keys and not no_store:
         out["Surrogate-Key"] = " ".join(keys)
     degraded = out["Cache-Control"] == DEGRADED_CACHE_CONTROL
+    state = render_state(request.scope)
+    if state.pending:  # a template called fragment(): the middleware fills it in, then validates
+        state.deferred_etag = not no_store and not degraded and status_code == 200
+        return Response(content=raw, status_code=status_code, headers=out, media_type=media_type)
     if not no_store and not degraded and status_code == 200:
         out["ETag"] = etag or weak_etag(raw)
         if request.method in ("GET", "HEAD") and etag_matches(request.headers.get("if-none-match"), out["ETag"]):

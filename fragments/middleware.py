@@ -22,8 +22,10 @@ from fragments.caching import (
     DEGRADED_CACHE_CONTROL,
     DOWNGRADED_CACHE_CONTROL,
     CachePolicy,
+    etag_matches,
     policy_of,
     render_state,
+    weak_etag,
 )
 
 __all__ = ["FragmentMiddleware", "TrackingRequest", "note_identity_read"]
@@ -71,6 +73,13 @@ class TrackingRequest(HTMXRequest):
         return self.scope.get("auth")
 
 
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
 class FragmentMiddleware:
     """Outermost app middleware (inside request logging): sees the final status and headers."""
 
@@ -101,12 +110,24 @@ class FragmentMiddleware:
                 start = held.pop()
                 html = await self._assemble(scope, receive, bytes(body))
                 headers = MutableScopeHeaders.from_message(start)  # type: ignore[arg-type]
-                headers["content-length"] = str(len(html))
-                if state.fallbacks and policy in CACHEABLE:
+                cacheable = policy in CACHEABLE and "no-store" not in headers.get("cache-control", "")
+                if state.fallbacks and cacheable:
                     headers["cache-control"] = DEGRADED_CACHE_CONTROL
                     del headers["etag"]
-                if state.keys and policy in CACHEABLE and "no-store" not in headers.get("cache-control", ""):
-                    headers["surrogate-key"] = " ".join(sorted(state.keys))
+                if state.keys and cacheable:
+                    keys = state.keys | set(headers.get("surrogate-key", "").split())
+                    headers["surrogate-key"] = " ".join(sorted(keys))
+                if state.deferred_etag and not (state.fallbacks and cacheable) and not state.touched:
+                    headers["etag"] = weak_etag(html)
+                    if scope.get("method") in ("GET", "HEAD") and etag_matches(
+                            _header(scope, b"if-none-match"), headers["etag"]):
+                        start["status"] = 304  # type: ignore[typeddict-unknown-key]
+                        html = b""
+                if start.get("status") == 304:
+                    del headers["content-length"]
+                    del headers["content-type"]
+                else:
+                    headers["content-length"] = str(len(html))
                 self._guard(scope, policy, start)
                 await send(start)
                 await send({"type": "http.response.body", "body": html, "more_body": False})

@@ -17,7 +17,6 @@ differ. A failing or slow builder yields the fragment's fallback markup (design 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import re
 from collections import Counter
@@ -83,12 +82,28 @@ class FragmentContext:
     spec: Fragment
     params: Mapping[str, str]
     link_base: str = ""
+    _session: AsyncSession | None = field(default=None, repr=False)
 
     @property
     def db(self) -> AsyncSession:
-        alchemy = self.request.app.state["alchemy"]
-        session: AsyncSession = alchemy.provide_session(self.request.app.state, self.request.scope)
-        return session
+        """A database session of this fragment's own, opened on first use and closed after it.
+
+        Not the request's session: a fragment that times out or fails mid-query must not leave
+        the page's other fragments (or the handler) with a broken transaction. It therefore
+        does not see the request's uncommitted writes.
+        """
+        if self._session is None:
+            alchemy = self.request.app.state["alchemy"]
+            self._session = alchemy.create_session_maker()()
+        return self._session
+
+    async def close(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            try:
+                await session.close()
+            except Exception:  # a connection broken by a cancelled query is discarded by the pool
+                log.warning("closing the session of fragment %s failed", self.spec.name, exc_info=True)
 
     @property
     def user(self) -> Any:
@@ -275,10 +290,9 @@ async def render_fragment(
         kind = "timed out" if isinstance(exc, TimeoutError) else "failed"
         log.error("fragment %s %s (%s): %r", spec.name, kind, "inline" if inline else "route", exc)
         return Rendered(_render_fallback(request, spec, link_base), (), None, False)
+    finally:
+        await ctx.close()
     return Rendered(html, data.keys, etag, True)
-
-
-_counter = itertools.count()
 
 
 @pass_context
@@ -297,8 +311,10 @@ def inline_fragment(context: Context, name: str, **params: Any) -> Markup:
     request = context.get("request")
     if request is None:
         raise RuntimeError("fragment() needs 'request' in the template context")
-    token = str(next(_counter))
-    render_state(request.scope).pending[token] = (name, {k: str(v) for k, v in params.items()})
+    state = render_state(request.scope)
+    state.counter += 1  # per request, so a page's bytes (and ETag) do not depend on other requests
+    token = str(state.counter)
+    state.pending[token] = (name, {k: str(v) for k, v in params.items()})
     return Markup("<!--rose-ash-fragment:{}-->").format(token)
 
 

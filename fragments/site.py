@@ -18,14 +18,18 @@ NAV_LINKS: tuple[tuple[str, str], ...] = (
     ("/events/", "Events"),
     ("/social/", "Social"),
     ("/forge/", "Forge"),
-    ("/embed", "Embed"),
 )
 
 
 @fragment("nav", title="Site navigation")
 async def nav(ctx: FragmentContext) -> FragmentData:
-    """The site's main navigation."""
-    return FragmentData({"links": NAV_LINKS}, keys=("nav",), seed=NAV_REVISION)
+    """The site's main navigation: the navigation editor's saved menu when the blog is installed."""
+    try:
+        from domains.blog.fragments import nav_links
+    except ImportError:
+        return FragmentData({"links": NAV_LINKS}, keys=("nav",), seed=NAV_REVISION)
+    links, revision = await nav_links(ctx)
+    return FragmentData({"links": links}, keys=("nav",), seed=f"{NAV_REVISION}.{revision}")
 
 
 @fragment("site.welcome", title="Welcome")
@@ -37,20 +41,21 @@ async def welcome(ctx: FragmentContext) -> FragmentData:
 @fragment("site.sections", title="Sections")
 async def sections(ctx: FragmentContext) -> FragmentData:
     """Cards for each part of the site."""
-    return FragmentData({"links": NAV_LINKS[:-1]}, keys=("site", "nav"), seed=NAV_REVISION)
+    return FragmentData({"links": NAV_LINKS}, keys=("site",), seed=NAV_REVISION)
 
 
 @fragment("account.new-members", title="Newest members", embed="members", params={"limit": "5"})
 async def new_members(ctx: FragmentContext) -> FragmentData:
     """The newest members of the co-op, linked to their profiles."""
+    from domains.account.models import User
     from domains.account.services import AccountService
 
     limit = ctx.int_param("limit", 5, maximum=20)
     service = AccountService(ctx.db)
-    users = await service.get_many(
-        OrderBy(field_name="created_at", sort_order="desc"), LimitOffset(limit=limit, offset=0), is_active=True,
+    users, total = await service.get_many_and_count(
+        OrderBy(field_name="created_at", sort_order="desc"), LimitOffset(limit=limit, offset=0),
+        User.is_active.is_(True), count_with_window_function=True,
     )
-    total = await service.count(is_active=True)
     members = [{"username": u.username, "name": u.name} for u in users]
     seed = f"{total}:" + ",".join(f"{u.id}:{u.updated_at.isoformat()}" for u in users)
     return FragmentData({"members": members, "total": total}, keys=("members",), seed=seed)

@@ -18,6 +18,8 @@ PARAM = re.compile(r"\{([^}:]+)(?::([^}]+))?\}")
 def concrete(path: str) -> str:
     def sample(m: re.Match[str]) -> str:
         kind = m.group(2) or "str"
+        if m.group(1) == "handle":
+            return "@sample"  # /@<username> routes
         return str(uuid.uuid4()) if kind == "uuid" else "1" if kind == "int" else "sample"
 
     return PARAM.sub(sample, path)

@@ -84,7 +84,7 @@ async def test_inline_failure_degrades_the_page_not_breaks_it(client, broken_mem
     assert page.status_code == 200
     assert page.headers["cache-control"] == "public, max-age=0, s-maxage=15"
     assert "etag" not in page.headers
-    assert "Welcome to" in page.text and 'href="/embed"' in page.text  # the other fragments still render
+    assert "Welcome to" in page.text and 'class="site-nav"' in page.text  # the other fragments still render
     assert "unavailable right now" in page.text
     # a conditional request cannot turn a degraded page into a 304
     assert (await client.get("/", headers={"If-None-Match": "*"})).status_code == 200
@@ -162,3 +162,36 @@ def test_policy_strings_match_the_design_table() -> None:
     for policy in (CachePolicy.PUBLIC, CachePolicy.SHARED_FRAGMENT, CachePolicy.EMBED):
         assert re.fullmatch(r"public, max-age=\d+, s-maxage=\d+, stale-while-revalidate=\d+, stale-if-error=86400",
                             CACHE_CONTROL[policy])
+
+
+@public_get("/test-plain-template", name="test:plain-template")
+async def plain_template(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """A public handler that renders its template itself and calls conditional_response (as forge does)."""
+    from fragments.caching import conditional_response
+
+    env = request.app.template_engine.engine  # type: ignore[union-attr]
+    html = env.get_template("home.html").render({"request": request})
+    return conditional_response(request, html, CachePolicy.PUBLIC, surrogate_keys=["plain"])
+
+
+async def test_placeholders_filled_and_validated_after_assembly(app, client, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    app.register(plain_template)
+    first = await client.get("/test-plain-template")
+    assert first.status_code == 200 and "rose-ash-fragment" not in first.text
+    assert "Welcome to" in first.text
+    assert {"plain", "nav", "members"} <= set(first.headers["surrogate-key"].split())
+    assert first.headers["etag"] == (await client.get("/test-plain-template")).headers["etag"]
+    again = await client.get("/test-plain-template", headers={"If-None-Match": first.headers["etag"]})
+    assert again.status_code == 304 and again.content == b"" and "content-length" not in again.headers
+    assert again.headers["surrogate-key"] == first.headers["surrogate-key"]
+    # The validator covers the inlined fragments: when one changes, so does the page's ETag.
+    spec = registry.get("site.welcome")
+    assert spec is not None
+
+    async def changed(ctx: FragmentContext) -> FragmentData:
+        return FragmentData({}, keys=("site",), seed="2")
+
+    monkeypatch.setattr(spec, "template", "fragments/site/sections.html")
+    monkeypatch.setattr(spec, "build", changed)
+    after = await client.get("/test-plain-template", headers={"If-None-Match": first.headers["etag"]})
+    assert after.status_code == 200 and after.headers["etag"] != first.headers["etag"]
