@@ -13,6 +13,8 @@ URL scheme (ids are stable; see also docs in federation/activitypub/__init__.py)
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -43,6 +45,7 @@ DOMAIN_ACTORS: dict[str, str] = {
 }
 ACTOR_TYPES = frozenset({"Person", "Service", "Application", "Group", "Organization"})
 REMOTE_ACTOR_TTL = timedelta(hours=24)
+KEY_REFRESH_INTERVAL = timedelta(seconds=60)
 PAGE_SIZE = 20
 
 LocalKind = Literal["user", "service"]
@@ -86,6 +89,31 @@ def parse_time(value: Any) -> datetime | None:
 
 def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+
+
+class RateLimiter:
+    """A small in-process sliding-window limit per key (per source host, per client address)."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self._hits: dict[str, deque[float]] = {}
+
+    def allow(self, key: str) -> bool:
+        now = time.monotonic()
+        hits = self._hits.setdefault(key, deque())
+        while hits and hits[0] <= now - self.window:
+            hits.popleft()
+        if len(hits) >= self.limit:
+            return False
+        hits.append(now)
+        if len(self._hits) > 10_000:  # forget idle keys
+            for k in [k for k, v in self._hits.items() if not v]:
+                del self._hits[k]
+        return True
+
+
+KEY_REFETCHES = RateLimiter(limit=20, window=60.0)
 
 
 @dataclass(frozen=True)
@@ -340,10 +368,16 @@ class Federation:
             if kp is None:
                 return None
             return ResolvedKey(key_id, key_id.split("#")[0], kp.public_pem)
+        cached = await self.session.scalar(select(Actor).where(Actor.key_id == key_id, Actor.local.is_(False)))
         if not refresh:
-            cached = await self.session.scalar(select(Actor).where(Actor.key_id == key_id, Actor.local.is_(False)))
             if cached is not None and cached.public_key_pem and not cached.gone:
                 return ResolvedKey(key_id, cached.uri, cached.public_key_pem)
+        else:
+            # One re-fetch after a failed verification, rate-limited per key and per source host.
+            recent = cached is not None and cached.fetched_at is not None and \
+                cached.fetched_at > datetime.now(UTC) - KEY_REFRESH_INTERVAL
+            if recent or not KEY_REFETCHES.allow(host_of(key_id)):
+                return None
         try:
             _final, doc = await self.fetch_json(key_id.split("#")[0])
             owner_uri = doc.get("id") if doc.get("type") in ACTOR_TYPES else id_of(doc.get("owner") or

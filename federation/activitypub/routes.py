@@ -18,7 +18,16 @@ from app.jobs import enqueue
 from app.settings import Settings
 from domains.account.models import User
 from federation.activitypub.contexts import PUBLIC, emitted_context
-from federation.activitypub.core import DOMAIN_ACTORS, PAGE_SIZE, Federation, host_of, id_of, iso, wants_as2
+from federation.activitypub.core import (
+    DOMAIN_ACTORS,
+    PAGE_SIZE,
+    Federation,
+    RateLimiter,
+    host_of,
+    id_of,
+    iso,
+    wants_as2,
+)
 from federation.activitypub.models import Activity, Actor, APObject, Follow, Like
 from federation.activitypub.outbox import note_document
 from federation.activitypub.processor import InboxPayload
@@ -94,8 +103,15 @@ async def service_actor(name: str, request: Request[Any, Any, Any], db_session: 
 # --- inboxes ------------------------------------------------------------------------------
 
 
+INBOX_LIMIT = RateLimiter(limit=600, window=60.0)
+
+
 async def _inbox(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
                  recipient: str | None) -> Response[bytes]:
+    client = request.client.host if request.client else "?"
+    if not INBOX_LIMIT.allow(client):
+        log.warning("inbox: rate limit hit by %s", client)
+        return Response(b"", status_code=429, headers={"Retry-After": "60"})
     body = await request.body()
     if len(body) > MAX_INBOX_BODY:
         return _problem(413, "activity too large")

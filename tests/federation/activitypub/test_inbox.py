@@ -265,3 +265,24 @@ async def test_authorized_fetch_setting(client: Any, world: AsyncSession, app: A
         assert "Signature" in r.headers["vary"]
         # the actor document itself stays public, or nobody could verify anything
         assert (await c.get("/@alice", headers={"Accept": AS2})).status_code == 200
+
+
+async def test_inbox_rate_limit(client: Any, world: AsyncSession, monkeypatch: pytest.MonkeyPatch) -> None:
+    from federation.activitypub import routes
+    from federation.activitypub.core import RateLimiter
+
+    monkeypatch.setattr(routes, "INBOX_LIMIT", RateLimiter(limit=2, window=60))
+    statuses = []
+    for n in range(3):
+        body, headers = _signed("/inbox", _follow(100 + n))
+        statuses.append((await client.post("/inbox", content=body, headers=headers)).status_code)
+    assert statuses == [202, 202, 429]
+
+
+async def test_key_refetch_is_rate_limited(world: AsyncSession, settings: Any) -> None:
+    """A failed verification re-fetches a key at most once a minute per key (here: just fetched)."""
+    from federation.activitypub.core import Federation
+
+    async with Federation(world, settings) as fed:
+        assert await fed.resolve_key(f"{REMOTE}#main-key", False) is not None
+        assert await fed.resolve_key(f"{REMOTE}#main-key", True) is None  # fetched seconds ago
