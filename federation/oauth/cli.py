@@ -74,3 +74,17 @@ def rotate_keys(ctx: click.Context, alg: str | None) -> None:
 
     for kid in _with_session(settings, work):
         click.echo(kid)
+
+
+@oauth_group.command(name="prune")
+@click.pass_context
+def prune(ctx: click.Context) -> None:
+    """Delete expired authorization codes and tokens that can no longer be used."""
+    from app.cli import _settings, _with_session
+    from federation.oauth.store import OAuthStore
+
+    async def work(session: AsyncSession) -> tuple[int, int]:
+        return await OAuthStore(session).prune()
+
+    codes, tokens = _with_session(_settings(ctx), work)
+    click.echo(f"deleted {codes} authorization codes and {tokens} tokens")

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 from uuid import UUID
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from domains.account.models import User
@@ -392,6 +392,23 @@ class OAuthStore:
             .execution_options(synchronize_session=False)
         )
         return bool(getattr(gone, "rowcount", 0) or getattr(revoked, "rowcount", 0))
+
+    # --- housekeeping ------------------------------------------------------------------------------
+
+    async def prune(self, grace: timedelta = timedelta(days=1)) -> tuple[int, int]:
+        """Delete codes and tokens that can no longer be used (rotated refresh tokens are kept until
+        they expire, so reuse detection keeps working). Returns (codes, tokens) deleted."""
+        cutoff = now() - grace
+        codes = await self.session.execute(
+            delete(OAuthAuthorizationCode).where(OAuthAuthorizationCode.expires_at < cutoff)
+        )
+        tokens = await self.session.execute(
+            delete(OAuthToken).where(
+                OAuthToken.access_expires_at < cutoff,
+                or_(OAuthToken.refresh_expires_at.is_(None), OAuthToken.refresh_expires_at < cutoff),
+            )
+        )
+        return int(getattr(codes, "rowcount", 0) or 0), int(getattr(tokens, "rowcount", 0) or 0)
 
     # --- server settings ---------------------------------------------------------------------
 

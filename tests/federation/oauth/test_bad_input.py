@@ -203,3 +203,24 @@ async def test_no_implicit_or_password_grant(client: Any, db_session: AsyncSessi
         "grant_type": "password", "username": "alice", "password": "correct horse battery staple"})
     assert password.status_code == 400 and password.json()["error"] == "unsupported_grant_type"
     assert await token_count(db_session) == 0
+
+
+async def test_prune_keeps_live_and_rotated_refresh_tokens(client: Any, db_session: AsyncSession) -> None:
+    from federation.oauth.store import OAuthStore
+
+    await signup(client, "alice")
+    rp = await make_client(db_session)
+    code, verifier = await get_code(client, rp)
+    tokens = (await exchange(client, rp, code, verifier)).json()
+    await db_session.rollback()
+    await db_session.execute(update(OAuthAuthorizationCode).values(
+        expires_at=datetime.now(UTC) - timedelta(days=2)))
+    await db_session.execute(update(OAuthToken).values(access_expires_at=datetime.now(UTC) - timedelta(days=2)))
+    await db_session.commit()
+    assert await OAuthStore(db_session).prune() == (1, 0)  # the refresh token still lives
+    await db_session.execute(update(OAuthToken).values(refresh_expires_at=datetime.now(UTC) - timedelta(days=2)))
+    assert await OAuthStore(db_session).prune() == (0, 1)
+    await db_session.commit()
+    dead = await client.post("/oauth/token", data={"grant_type": "refresh_token",
+                                                   "refresh_token": tokens["refresh_token"]}, auth=rp.basic)
+    assert dead.status_code == 400 and dead.json()["error"] == "invalid_grant"
