@@ -43,8 +43,9 @@ from app.settings import Settings
 from domains.account.models import User
 from forge.access import Allowed, Denied, check_access
 from forge.config import ForgeConfig
+from forge.process import Child, spawn
 from forge.services import OWNER_NAME, RepoService, repo_name_problem
-from forge.storage import RepoStore, kill_group, server_config
+from forge.storage import RepoStore, server_config
 
 log = logging.getLogger("rose_ash.forge.http")
 
@@ -244,53 +245,48 @@ class GitRun:
     closed: bool = False
 
     async def stream(self) -> AsyncIterator[bytes]:
-        proc: asyncio.subprocess.Process | None = None
+        child: Child | None = None
         tasks: list[asyncio.Task[Any]] = []
         stderr_tail = bytearray()
         try:
             if self.prefix:
                 yield self.prefix
-            proc = await asyncio.create_subprocess_exec(
-                *self.argv, env=self.env, cwd=self.cwd, start_new_session=True,
-                stdin=self.stdin_file if self.stdin_file is not None else (
-                    asyncio.subprocess.PIPE if self.stdin_bytes is not None else asyncio.subprocess.DEVNULL),
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            )
-            assert proc.stdout is not None and proc.stderr is not None
+            child = await spawn(self.argv, env=self.env, cwd=self.cwd, stdin=self.stdin_file,
+                                pipe_stdin=self.stdin_bytes is not None)
+            assert child.stdout is not None and child.stderr is not None
             if self.stdin_bytes is not None:
-                tasks.append(asyncio.create_task(_feed(proc, self.stdin_bytes)))
-            tasks.append(asyncio.create_task(_drain(proc.stderr, stderr_tail)))
+                tasks.append(asyncio.create_task(_feed(child, self.stdin_bytes)))
+            tasks.append(asyncio.create_task(_drain(child.stderr, stderr_tail)))
             loop = asyncio.get_running_loop()
             deadline = loop.time() + self.config.timeout
             while True:
                 wait = min(self.config.idle_timeout, deadline - loop.time())
                 if wait <= 0:
                     raise TimeoutError
-                chunk = await asyncio.wait_for(proc.stdout.read(CHUNK), wait)
+                chunk = await asyncio.wait_for(child.stdout.read(CHUNK), wait)
                 if not chunk:
                     break
                 yield chunk
-            await asyncio.wait_for(proc.wait(), max(1.0, deadline - loop.time()))
+            await asyncio.wait_for(child.wait(), max(1.0, deadline - loop.time()))
         except TimeoutError:
             log.warning("git %s timed out; killed", self.argv[-3:])
         finally:
             with anyio.CancelScope(shield=True):
-                await self._finish(proc, tasks, stderr_tail)
+                await self._finish(child, tasks, stderr_tail)
 
-    async def _finish(self, proc: asyncio.subprocess.Process | None, tasks: list[asyncio.Task[Any]],
-                      stderr_tail: bytearray) -> None:
+    async def _finish(self, child: Child | None, tasks: list[asyncio.Task[Any]], stderr_tail: bytearray) -> None:
         if self.closed:
             return
         self.closed = True
         code: int | None = None
-        if proc is not None:
-            if proc.returncode is None:
-                kill_group(proc.pid)
+        if child is not None:
+            child.kill_group()  # a no-op once it has exited
             with contextlib.suppress(Exception):
-                code = await asyncio.wait_for(proc.wait(), 10)
+                code = await asyncio.wait_for(child.wait(), 10)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            child.close_pipes()
             if code not in (0, None) and stderr_tail:
                 log.info("git exited %s: %s", code, stderr_tail.decode(errors="replace").strip()[-1000:])
         try:
@@ -308,15 +304,15 @@ class GitRun:
         self.cleanup.clear()
 
 
-async def _feed(proc: asyncio.subprocess.Process, data: bytes) -> None:
-    assert proc.stdin is not None
+async def _feed(child: Child, data: bytes) -> None:
+    assert child.stdin is not None
     try:
-        proc.stdin.write(data)
-        await proc.stdin.drain()
+        child.stdin.write(data)
+        await child.stdin.drain()
     except (BrokenPipeError, ConnectionResetError):
         pass
     finally:
-        proc.stdin.close()
+        child.stdin.close()
 
 
 async def _drain(reader: asyncio.StreamReader, tail: bytearray) -> None:

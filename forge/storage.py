@@ -112,19 +112,10 @@ class RepoStore:
 async def run_git(args: list[str], *, env: Mapping[str, str], input: bytes | None = None,
                   check: bool = True, deadline: float = 120.0, cwd: Path | None = None) -> tuple[int, bytes, bytes]:
     """Run one short git command with a deadline; kills it (and its children) on timeout."""
-    proc = await asyncio.create_subprocess_exec(
-        "git", *args, env=dict(env), cwd=cwd, start_new_session=True,
-        stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(deadline):
-            out, err = await proc.communicate(input)
-    except BaseException:
-        kill_group(proc.pid)
-        await proc.wait()
-        raise
-    code = proc.returncode if proc.returncode is not None else -1
+    from forge.process import run
+
+    async with asyncio.timeout(deadline):
+        code, out, err = await run(["git", *args], env=env, input=input, cwd=cwd)
     if check and code != 0:
         raise GitError(args, code, err.decode(errors="replace"))
     return code, out, err
