@@ -246,7 +246,7 @@ async def fetch_to_staging(remote: GitRemote, store: RepoStore, repo_id: uuid.UU
         "fetch", "--prune", "--no-tags", "--no-write-fetch-head", "--quiet", remote.url,
         f"+refs/heads/*:{staging}/heads/*", f"+refs/tags/*:{staging}/tags/*",
     ], git_dir=str(store.locate(repo_id)))
-    _code, out, _err = await store.git(repo_id, "for-each-ref", "--format=%(objectname) %(refname)", staging + "/")
+    _code, out, _err = await store.git(repo_id, "for-each-ref", "--format=%(objectname) %(refname)", staging)
     incoming: dict[str, str] = {}
     for line in out.decode().splitlines():
         oid, _, name = line.partition(" ")
@@ -255,7 +255,7 @@ async def fetch_to_staging(remote: GitRemote, store: RepoStore, repo_id: uuid.UU
 
 
 async def drop_staging(store: RepoStore, repo_id: uuid.UUID, staging: str) -> None:
-    _code, out, _err = await store.git(repo_id, "for-each-ref", "--format=%(refname)", staging + "/", check=False)
+    _code, out, _err = await store.git(repo_id, "for-each-ref", "--format=%(refname)", staging, check=False)
     names = out.decode().split()
     if names:
         await store.git(repo_id, "update-ref", "--stdin", check=False,

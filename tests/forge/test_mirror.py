@@ -1,0 +1,287 @@
+# ruff: noqa: F811
+"""The mirror client across two real app processes (A and B), on SQLite and PostgreSQL.
+
+Each server runs without an in-process worker; the test runs each one's durable jobs with
+``Worker.run_once`` against its database and data directory, so every sync is deterministic.
+Covered: ``POST /api/v1/repos/migrate`` (clone + pull mirror, private source with a token) and
+its refresh job (FF updates, new branches and tags, deletions; a non-fast-forward upstream is
+refused by B's own policy); a push target (A → B on every push; push-delete; the lease as the
+remote CAS: stale and non-fast-forward rejections; immutable tags); an unreachable remote
+leaves nothing behind; credentials never reach argv, the job's last_error or the logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from tests.forge.forge_fixtures import DB_KINDS, Forge, _make_forge
+from tests.helpers.server import free_port
+
+pytestmark = pytest.mark.e2e
+TEST_ENV = {"ROSE_ASH_FEDERATION_ALLOW_PRIVATE_ADDRESSES": "true"}
+
+
+@pytest.fixture(scope="module", params=DB_KINDS)
+def pair(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Forge, Forge]]:
+    with ExitStack() as stack:
+        gens = [_make_forge(tmp_path_factory.mktemp(name), str(request.param), TEST_ENV) for name in ("a", "b")]
+        forges = []
+        for gen in gens:
+            forges.append(next(gen))
+            stack.callback(lambda g=gen: next(g, None))
+        yield forges[0], forges[1]
+
+
+def api(forge: Forge, method: str, path: str, user: str = "alice", **kwargs: Any) -> httpx.Response:
+    headers = {"Authorization": f"token {forge.tokens[user]}"} if user else {}
+    return httpx.request(method, f"{forge.base}/api/v1{path}", headers=headers, timeout=60, **kwargs)
+
+
+def run_jobs(server: Forge) -> int:
+    """Run every due job of ``server`` in this process, as its worker would."""
+    import forge.mirror_jobs  # noqa: F401  (registers forge.mirror.sync and the push listener)
+    from app.db import make_engine
+    from app.jobs import Worker
+    from app.settings import Settings
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
+    settings = Settings.from_env(server.server.env)
+
+    async def go() -> int:
+        engine = make_engine(settings.database_url)
+        try:
+            worker = Worker(async_sessionmaker(engine, expire_on_commit=False), settings=settings, concurrency=1)
+            return await worker.run_once()
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+def refs(forge: Forge, owner: str, repo: str, user: str | None = "alice") -> dict[str, str]:
+    out = forge.git("ls-remote", forge.url(owner, repo, user)).stdout
+    return {ln.split("\t")[1]: ln.split("\t")[0] for ln in out.splitlines() if "\t" in ln}
+
+
+def heads_and_tags(found: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in found.items() if k.startswith(("refs/heads/", "refs/tags/")) and not k.endswith("^{}")}
+
+
+def mirrors(forge: Forge, repo_id: str) -> list[Any]:
+    from forge.mirror_models import ForgeMirror
+
+    async def work(session: Any) -> list[Any]:
+        rows = await session.execute(select(ForgeMirror).where(ForgeMirror.repo_id == uuid.UUID(repo_id)))
+        return list(rows.scalars())
+
+    return forge.db(work)
+
+
+def queued_syncs(forge: Forge) -> list[Any]:
+    from app.jobs import QUEUED, Job
+
+    async def work(session: Any) -> list[Any]:
+        rows = await session.execute(select(Job).where(Job.kind == "forge.mirror.sync", Job.state == QUEUED))
+        return list(rows.scalars())
+
+    return forge.db(work)
+
+
+def repo_dirs(forge: Forge) -> list[Path]:
+    root = forge.server.data_dir / "repos"
+    return sorted(root.glob("*/*.git")) if root.exists() else []
+
+
+def test_pull_mirror_clone_and_refresh(pair: tuple[Forge, Forge]) -> None:
+    a, b = pair
+    a.create_repo("alice", "upstream", private=True, default_branch="trunk")
+    work = a.new_clone("alice", "upstream", "alice")
+    a.git("checkout", "-q", "-b", "trunk", cwd=work)
+    a.commit(work, "one")
+    a.git("tag", "-a", "v1", "-m", "v1", cwd=work)
+    a.git("push", "-q", a.url("alice", "upstream", "alice"), "trunk", "v1", cwd=work)
+
+    source = a.url("alice", "upstream")  # no credentials in the URL: the token goes in auth_token
+    response = api(b, "POST", "/repos/migrate", json={
+        "clone_addr": source, "repo_name": "copy", "mirror": True, "private": False,
+        "auth_token": a.tokens["alice"], "mirror_interval": "10m"})
+    assert response.status_code == 201, response.text
+    created = response.json()
+    assert created["default_branch"] == "trunk" and created["empty"] is False
+    assert heads_and_tags(refs(b, "alice", "copy")) == heads_and_tags(refs(a, "alice", "upstream"))
+    clone = b.new_clone("alice", "copy")
+    assert b.git("symbolic-ref", "HEAD", cwd=clone).stdout.strip() == "refs/heads/trunk"
+
+    # New commits, a branch and a tag upstream; B's sync job brings them over.
+    a.commit(work, "two")
+    a.git("branch", "feature", cwd=work)
+    a.git("branch", "doomed", cwd=work)
+    a.git("tag", "v2", cwd=work)
+    a.git("push", "-q", a.url("alice", "upstream", "alice"), "trunk", "feature", "doomed", "v2", cwd=work)
+    assert run_jobs(b) >= 1
+    assert heads_and_tags(refs(b, "alice", "copy")) == heads_and_tags(refs(a, "alice", "upstream"))
+    [mirror] = mirrors(b, created["id"])
+    assert mirror.direction == "pull" and mirror.last_error == "" and mirror.last_sync_at is not None
+    assert a.tokens["alice"].encode() not in (mirror.credential or b"")  # encrypted at rest
+    # The chain rescheduled itself ~10 minutes out (and only once).
+    chained = [j for j in queued_syncs(b) if j.payload["mirror_id"] == str(mirror.id)]
+    assert len(chained) == 1 and chained[0].payload["chain"] is True
+    # Staging refs are gone and were never advertised.
+    bare = b.bare_path(created["id"])
+    assert b.git("--git-dir", str(bare), "for-each-ref", "refs/mirror-incoming").stdout == ""
+
+    # Upstream deletes a branch and rewrites another (delete + create = non-fast-forward for B).
+    a.git("push", "-q", a.url("alice", "upstream", "alice"), ":doomed", ":feature", cwd=work)
+    a.git("checkout", "-q", "--orphan", "other", cwd=work)
+    a.commit(work, "unrelated")
+    a.git("push", "-q", a.url("alice", "upstream", "alice"), "other:feature", cwd=work)
+    before = refs(b, "alice", "copy")
+    _sync_now(b, "alice", "copy", mirror.id)
+    after = refs(b, "alice", "copy")
+    assert "refs/heads/doomed" not in after
+    assert after["refs/heads/feature"] == before["refs/heads/feature"]  # refused by B's FF policy
+    [mirror] = mirrors(b, created["id"])
+    assert "refs/heads/feature" in mirror.last_error and "non-fast-forward" in mirror.last_error
+    assert a.tokens["alice"] not in mirror.last_error
+    b.git("--git-dir", str(bare), "fsck", "--no-dangling")
+
+
+def _sync_now(forge: Forge, owner: str, repo: str, mirror_id: Any) -> None:
+    assert api(forge, "POST", f"/repos/{owner}/{repo}/mirror-sync").status_code == 200
+    assert run_jobs(forge) >= 1
+
+
+def test_push_target_round_trip_and_remote_cas(pair: tuple[Forge, Forge]) -> None:
+    from forge.config import ForgeConfig
+    from forge.mirror import build_remote, push, push_command
+    from forge.storage import RepoStore
+
+    a, b = pair
+    src = a.create_repo("alice", "pushsrc")
+    dst = b.create_repo("alice", "pushdst", private=True)
+    target = b.url("alice", "pushdst")
+    added = api(a, "POST", "/repos/alice/pushsrc/push_mirrors", json={
+        "remote_address": target, "remote_password": b.tokens["alice"], "interval": "1h"})
+    assert added.status_code == 200, added.text
+    assert b.tokens["alice"] not in added.text
+    listed = api(a, "GET", "/repos/alice/pushsrc/push_mirrors").json()
+    assert [m["remote_address"] for m in listed] == [target]
+
+    # A push to A reaches B through the push listener (forge.push job -> one-shot mirror sync).
+    work = a.new_clone("alice", "pushsrc", "alice")
+    first = a.commit(work, "first")
+    a.git("branch", "topic", cwd=work)
+    a.git("tag", "-a", "v1", "-m", "v1", cwd=work)
+    a.git("push", "-q", a.url("alice", "pushsrc", "alice"), "main", "topic", "v1", cwd=work)
+    run_jobs(a)
+    assert heads_and_tags(refs(b, "alice", "pushdst")) == heads_and_tags(refs(a, "alice", "pushsrc"))
+    back = b.new_clone("alice", "pushdst", "alice")  # fetch back from B
+    assert b.rev(back, "HEAD") == first
+
+    # Push-delete travels too.
+    a.git("push", "-q", a.url("alice", "pushsrc", "alice"), ":topic", cwd=work)
+    run_jobs(a)
+    assert "refs/heads/topic" not in refs(b, "alice", "pushdst")
+
+    # The lease is B's compare-and-swap: a stale expectation is rejected and B is untouched.
+    second = a.commit(work, "second")
+    a.git("push", "-q", a.url("alice", "pushsrc", "alice"), "main", cwd=work)
+    store = RepoStore(a.server.data_dir / "repos", ForgeConfig(state_dir=a.work / "client-state"))
+    remote = asyncio.run(build_remote(target, b.tokens["alice"], allow_private=True))
+    stale = asyncio.run(push(store, uuid.UUID(src["id"]), remote, [("refs/heads/main", second, "1" * 40)]))
+    assert [(r.ref, r.flag) for r in stale] == [("refs/heads/main", "!")] and "stale" in stale[0].summary
+    assert refs(b, "alice", "pushdst")["refs/heads/main"] == first
+    # Credentials are only in the environment, never in argv.
+    argv = push_command(remote, [("refs/heads/main", second, first)])
+    assert not any(b.tokens["alice"] in arg for arg in argv)
+    env = remote.env({})
+    assert any(b.tokens["alice"] in v for v in env.values()) and env["GIT_TERMINAL_PROMPT"] == "0"
+
+    # Non-fast-forward with a correct lease: B's policy refuses it. Moving a tag: refused too.
+    orphan = a.tmp("orphan")
+    a.git("init", "-q", "-b", "main", str(orphan))
+    unrelated = a.commit(orphan, "unrelated")
+    a.git("push", "-q", str(a.bare_path(src["id"])), "main:refs/heads/side", cwd=orphan)
+    nonff = asyncio.run(push(store, uuid.UUID(src["id"]), remote, [("refs/heads/main", unrelated, first)]))
+    assert nonff[0].flag == "!"
+    moved = asyncio.run(push(store, uuid.UUID(src["id"]), remote,
+                             [("refs/tags/v1", second, refs(b, "alice", "pushdst")["refs/tags/v1"])]))
+    assert moved[0].flag == "!"
+    assert refs(b, "alice", "pushdst")["refs/heads/main"] == first
+    # The good update still goes through with the right lease.
+    ok = asyncio.run(push(store, uuid.UUID(src["id"]), remote, [("refs/heads/main", second, first)]))
+    assert ok[0].ok and refs(b, "alice", "pushdst")["refs/heads/main"] == second
+    b.git("--git-dir", str(b.bare_path(dst["id"])), "fsck", "--no-dangling")
+
+    # Removing the push target stops further syncs.
+    [m] = listed
+    assert api(a, "DELETE", f"/repos/alice/pushsrc/push_mirrors/{m['remote_name']}").status_code == 204
+    assert api(a, "GET", "/repos/alice/pushsrc/push_mirrors").json() == []
+
+
+def test_unreachable_remote_leaves_nothing_and_no_secret_leaks(pair: tuple[Forge, Forge]) -> None:
+    a, b = pair
+    dirs_before = repo_dirs(b)
+    closed = f"http://127.0.0.1:{free_port()}/forge/alice/nothing.git"
+    secret = "rat_this-is-not-a-real-token-0123456789"
+    response = api(b, "POST", "/repos/migrate", json={"clone_addr": closed, "repo_name": "ghost",
+                                                      "auth_token": secret, "mirror": True})
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert secret not in response.text
+    assert api(b, "GET", "/repos/alice/ghost").status_code == 404
+    assert repo_dirs(b) == dirs_before
+
+    # A reachable repository that does not exist: also nothing left behind.
+    missing = api(b, "POST", "/repos/migrate", json={"clone_addr": a.url("alice", "no-such-repo"),
+                                                     "repo_name": "ghost2"})
+    assert missing.status_code == 422
+    assert api(b, "GET", "/repos/alice/ghost2").status_code == 404
+    assert repo_dirs(b) == dirs_before
+
+    # URL policy: private addresses are refused unless the test allowance is on; credentials in URLs always.
+    with_userinfo = api(b, "POST", "/repos/migrate", json={
+        "clone_addr": a.url("alice", "upstream", "alice"), "repo_name": "ghost3"})
+    assert with_userinfo.status_code == 422 and a.tokens["alice"] not in with_userinfo.text
+
+    # A pull mirror with a wrong token: the sync fails, records why, and never the token.
+    src = a.create_repo("alice", "guarded", private=True)
+    assert src
+    work = a.new_clone("alice", "guarded", "alice")
+    a.commit(work, "x")
+    a.git("push", "-q", a.url("alice", "guarded", "alice"), "main", cwd=work)
+    ok = api(b, "POST", "/repos/migrate", json={"clone_addr": a.url("alice", "guarded"), "repo_name": "guarded",
+                                                "auth_token": a.tokens["alice"], "mirror": True})
+    assert ok.status_code == 201, ok.text
+
+    async def swap_token(session: Any) -> None:
+        from app.settings import Settings
+        from forge.mirror import MirrorService
+        from forge.mirror_models import ForgeMirror
+        from forge.smart_http import runtime_for
+
+        settings = Settings.from_env(b.server.env)
+        row = (await session.execute(select(ForgeMirror).where(
+            ForgeMirror.repo_id == uuid.UUID(ok.json()["id"])))).scalar_one()
+        from forge.mirror import _context, seal_token
+
+        row.credential = seal_token(settings.secret_key, secret, _context(row.repo_id, row.direction,
+                                                                           row.remote_url))
+        assert MirrorService(session, runtime_for(settings).store, settings).token_of(row) == secret
+
+    b.db(swap_token)
+    _sync_now(b, "alice", "guarded", None)
+    [mirror] = mirrors(b, ok.json()["id"])
+    assert mirror.last_error and secret not in mirror.last_error
+    for server in (a, b):
+        log = server.server.log_path.read_text(errors="replace")
+        assert secret not in log and a.tokens["alice"] not in log and b.tokens["alice"] not in log
