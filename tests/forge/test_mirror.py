@@ -1,4 +1,3 @@
-# ruff: noqa: F811
 """The mirror client across two real app processes (A and B), on SQLite and PostgreSQL.
 
 Each server runs without an in-process worker; the test runs each one's durable jobs with
@@ -48,11 +47,12 @@ def api(forge: Forge, method: str, path: str, user: str = "alice", **kwargs: Any
 
 def run_jobs(server: Forge) -> int:
     """Run every due job of ``server`` in this process, as its worker would."""
+    from sqlalchemy.ext.asyncio import async_sessionmaker
+
     import forge.mirror_jobs  # noqa: F401  (registers forge.mirror.sync and the push listener)
     from app.db import make_engine
     from app.jobs import Worker
     from app.settings import Settings
-    from sqlalchemy.ext.asyncio import async_sessionmaker
 
     settings = Settings.from_env(server.server.env)
 
