@@ -44,6 +44,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Ghost: the old site's origin (replaces __GHOST_URL__ in imports) and the webhook secret.
     ghost_url: str = ""
     ghost_webhook_secret: str = ""
+    # "id:secret" Admin API key: webhooks then re-fetch the post from Ghost instead of trusting the body.
+    ghost_admin_api_key: str = ""
     debug: bool = False
 
     @property
