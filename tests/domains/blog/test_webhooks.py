@@ -140,3 +140,52 @@ async def test_malformed_body_is_400_and_changes_nothing(client: Any,
         "X-Ghost-Signature": sign(WEBHOOK_SECRET, raw, int(time.time() * 1000))})
     assert response.status_code == 400
     assert await count_posts(sessionmaker) == 0
+
+
+async def test_with_an_admin_key_the_webhook_is_a_trigger_and_the_post_is_refetched(
+        sessionmaker: async_sessionmaker[AsyncSession], settings: Any, engine: Any) -> None:
+    import httpx
+    import msgspec
+    from joserfc import jwt
+    from joserfc.jwk import OctKey
+    from litestar.testing import AsyncTestClient
+
+    from app import create_app
+    from app.jobs import JobContext, Worker
+
+    key_id, secret = "65f0c0ffee", "ab" * 32
+    settings = msgspec.structs.replace(settings, ghost_admin_api_key=f"{key_id}:{secret}")
+    ghost_state: dict[str, Any] = {"post": ghost_post(title="As Ghost has it now", html="<p>Fresh from Ghost.</p>")}
+    seen: list[httpx.Request] = []
+
+    def ghost_admin(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        token = request.headers["authorization"].removeprefix("Ghost ")
+        decoded = jwt.decode(token, OctKey.import_key(bytes.fromhex(secret)))
+        assert decoded.header["kid"] == key_id and decoded.claims["aud"] == "/admin/"
+        assert decoded.claims["exp"] - decoded.claims["iat"] == 300
+        assert str(request.url).startswith("https://old-ghost.example/ghost/api/admin/posts/66aa00000000000000000001/")
+        assert request.url.params["formats"] == "html"
+        if ghost_state["post"] is None:
+            return httpx.Response(404, json={"errors": [{"message": "Post not found."}]})
+        return httpx.Response(200, json={"posts": [ghost_state["post"]]})
+
+    async with AsyncTestClient(app=create_app(settings), base_url="http://127.0.0.1:8000") as client, \
+            httpx.AsyncClient(transport=httpx.MockTransport(ghost_admin)) as http:
+        # The body claims something else: only the re-fetched post counts.
+        body = {"post": {"current": ghost_post(title="Claimed by the body"), "previous": {}}}
+        response = await deliver(client, body)
+        assert response.json() == {"status": "queued"}
+        assert (await deliver(client, body)).json() == {"status": "queued"}  # de-duplicated while queued
+        assert await count_posts(sessionmaker) == 0
+        worker = Worker(sessionmaker, context=JobContext(sessionmaker=sessionmaker, settings=settings,
+                                                         services={"http": http}))
+        assert await worker.run_once() >= 1
+        page = await client.get("/blog/from-ghost")
+        assert page.status_code == 200 and "As Ghost has it now" in page.text and "Fresh from Ghost." in page.text
+        assert "Claimed by the body" not in page.text and len(seen) == 1
+
+        ghost_state["post"] = None  # deleted in Ghost
+        await deliver(client, {"post": {"current": {}, "previous": ghost_post()}})
+        await worker.run_once()
+    assert await count_posts(sessionmaker) == 0
