@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
-CHUNK = 64 * 1024
+CHUNK = 256 * 1024
 
 
 class Child:

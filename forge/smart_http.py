@@ -58,7 +58,7 @@ NO_CACHE = {
 }
 # Gitea's header-injection guard for Git-Protocol (go-gitea/gitea#4002), see design/forge.md §4.
 GIT_PROTOCOL = re.compile(r"^[0-9a-zA-Z]+=[0-9a-zA-Z]+(:[0-9a-zA-Z]+=[0-9a-zA-Z]+)*$")
-CHUNK = 64 * 1024
+CHUNK = 256 * 1024
 
 
 # -- per-process state -----------------------------------------------------------------------------
@@ -263,7 +263,8 @@ class GitRun:
                 wait = min(self.config.idle_timeout, deadline - loop.time())
                 if wait <= 0:
                     raise TimeoutError
-                chunk = await asyncio.wait_for(child.stdout.read(CHUNK), wait)
+                async with asyncio.timeout(wait):  # cheaper than wait_for: no task per chunk
+                    chunk = await child.stdout.read(CHUNK)
                 if not chunk:
                     break
                 yield chunk
