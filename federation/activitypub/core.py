@@ -114,6 +114,8 @@ class RateLimiter:
 
 
 KEY_REFETCHES = RateLimiter(limit=20, window=60.0)
+# Decrypted private keys by key id (a rotated key gets a new key id, so entries never go stale).
+_SIGNING_KEYS: dict[str, SigningKey] = {}
 
 
 @dataclass(frozen=True)
@@ -196,17 +198,17 @@ class Federation:
 
     async def local_actor_for_user(self, user: User) -> Actor:
         uri = self.urls.user(user.username)
-        await self._ensure_key("user", str(user.id), uri)
-        return await self._upsert_local(uri, "Person", user.username, user.name, user_id=user.id)
+        kp = await self._ensure_key("user", str(user.id), uri)
+        return await self._upsert_local(uri, "Person", user.username, user.name, kp.key_id, user_id=user.id)
 
     async def local_service_actor(self, name: str) -> Actor:
         if name not in DOMAIN_ACTORS:
             raise KeyError(name)
         uri = self.urls.service(name)
         owner_type: Literal["instance", "actor"] = "instance" if name == "instance" else "actor"
-        await self._ensure_key(owner_type, name, uri)
+        kp = await self._ensure_key(owner_type, name, uri)
         display = self.urls.host if name == "instance" else name.capitalize()
-        return await self._upsert_local(uri, DOMAIN_ACTORS[name], name, display)
+        return await self._upsert_local(uri, DOMAIN_ACTORS[name], name, display, kp.key_id)
 
     async def local_actor(self, uri: str) -> Actor | None:
         """The local actor for a URI (creating its row and key on first use), or None."""
@@ -222,29 +224,41 @@ class Federation:
     async def _ensure_key(self, owner_type: Literal["user", "actor", "instance"], owner_id: str, uri: str) -> KeyPair:
         return await self.keys.ensure(owner_type, owner_id, "rsa-2048", f"{uri}#main-key")
 
-    async def _upsert_local(self, uri: str, type_: str, username: str, name: str, *, user_id: UUID | None = None
-                            ) -> Actor:
+    async def _upsert_local(self, uri: str, type_: str, username: str, name: str, key_id: str, *,
+                            user_id: UUID | None = None) -> Actor:
+        """The local actor's row; its key id follows the registry's current key (rotation)."""
         actor = await self.session.scalar(select(Actor).where(Actor.uri == uri))
         if actor is None:
             actor = Actor(uri=uri, local=True, user_id=user_id, type=type_, username=username, domain=self.urls.host,
                           name=name, inbox=f"{uri}/inbox", shared_inbox=self.urls.shared_inbox,
                           outbox=f"{uri}/outbox", followers_url=f"{uri}/followers",
-                          following_url=f"{uri}/following", url=uri, key_id=f"{uri}#main-key")
+                          following_url=f"{uri}/following", url=uri, key_id=key_id)
             self.session.add(actor)
             await self.session.flush()
-        elif actor.name != name:
-            actor.name = name
+        else:
+            if actor.name != name:
+                actor.name = name
+            if actor.key_id != key_id:
+                actor.key_id = key_id
         return actor
 
     async def signing_key(self, actor_uri: str) -> tuple[str, SigningKey]:
-        """The key id and private key a local actor signs with."""
-        actor = await self.local_actor(actor_uri)
+        """The key id and private key a local actor signs with (decrypted keys are cached)."""
+        actor = await self.session.scalar(select(Actor).where(Actor.uri == actor_uri, Actor.local))
+        if actor is None:
+            actor = await self.local_actor(actor_uri)
         if actor is None:
             raise KeyError(f"{actor_uri} is not a local actor")
+        cached = _SIGNING_KEYS.get(actor.key_id)
+        if cached is not None:
+            return actor.key_id, cached
         kp = await self.keys.by_key_id(actor.key_id)
         if kp is None:
             raise KeyError(f"no key for {actor_uri}")
         key = self.keys.private_key(kp)
+        if len(_SIGNING_KEYS) > 1024:
+            _SIGNING_KEYS.clear()
+        _SIGNING_KEYS[kp.key_id] = key
         return kp.key_id, key
 
     async def instance_auth(self) -> SignatureAuth:

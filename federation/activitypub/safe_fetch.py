@@ -20,6 +20,7 @@ import logging
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -201,7 +202,7 @@ class _GuardedTransport(httpx.AsyncHTTPTransport):
     def __init__(self, *, allow_private: bool, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl.create_default_context(),
+            ssl_context=_ssl_context(),
             max_connections=100,
             max_keepalive_connections=20,
             keepalive_expiry=5.0,
@@ -218,6 +219,12 @@ class _GuardedTransport(httpx.AsyncHTTPTransport):
             if isinstance(cause, BlockedAddressError):
                 raise cause from None
             raise
+
+
+@lru_cache(maxsize=1)
+def _ssl_context() -> ssl.SSLContext:
+    """One verifying TLS context per process (loading the CA bundle takes tens of milliseconds)."""
+    return ssl.create_default_context()
 
 
 def guarded_transport(*, allow_private: bool = False) -> httpx.AsyncBaseTransport:

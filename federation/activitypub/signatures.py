@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime, parsedate_to_datetime
+from functools import lru_cache
 from typing import Any, Literal, TypeAlias
 from urllib.parse import urlsplit
 
@@ -83,19 +84,25 @@ class _Headers:
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = [(k, v) for k, v in items]
+        self._index: dict[str, str] | None = None
 
     def items(self) -> list[tuple[str, str]]:
         return list(self._items)
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        values = [v for k, v in self._items if k.lower() == name.lower()]
-        return ", ".join(values) if values else default
+        if self._index is None:
+            index: dict[str, str] = {}
+            for k, v in self._items:
+                key = k.lower()
+                index[key] = f"{index[key]}, {v}" if key in index else v
+            self._index = index
+        return self._index.get(name.lower(), default)
 
     def __iter__(self) -> Iterator[str]:
         return iter(dict.fromkeys(k for k, _ in self._items))
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and any(k.lower() == name.lower() for k, _ in self._items)
+        return isinstance(name, str) and self.get(name) is not None
 
     def __getitem__(self, name: str) -> str:
         value = self.get(name)
@@ -106,9 +113,11 @@ class _Headers:
     def __setitem__(self, name: str, value: str) -> None:
         self.__delitem__(name)
         self._items.append((name, value))
+        self._index = None
 
     def __delitem__(self, name: str) -> None:
         self._items = [(k, v) for k, v in self._items if k.lower() != name.lower()]
+        self._index = None
 
 
 @dataclass
@@ -235,7 +244,13 @@ class VerifiedSignature:
 
 
 def load_public_key(pem: str | bytes) -> VerifyKey:
-    data = pem.encode("ascii") if isinstance(pem, str) else pem
+    """Parse a PEM public key (SPKI or PKCS#1); parsed keys are cached by their PEM text."""
+    return _load_public_key(pem.decode("ascii") if isinstance(pem, bytes) else pem)
+
+
+@lru_cache(maxsize=4096)
+def _load_public_key(pem: str) -> VerifyKey:
+    data = pem.encode("ascii")
     key = serialization.load_pem_public_key(data)
     if not isinstance(key, rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
         raise SignatureError("unsupported public key type")
