@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.settings import Settings
 from domains.blog import feeds
 from domains.blog.models import Post
+from domains.blog.renderer import reading_time
 from domains.blog.schemas import PER_PAGE
 from domains.blog.services import BlogService
 from fragments.caching import CachePolicy, conditional_response, policy_headers
@@ -60,7 +61,8 @@ async def blog_post(request: Request[Any, Any, Any], db_session: AsyncSession, s
     post = found
     keys = {f"{post.type}:{post.id}", *(f"tag:{t.slug}" for t in post.public_tags),
             *(f"author:{a.username}" for a in post.authors)}
-    return await render_page(request, "blog/post.html", {"post": post}, keys=keys)
+    minutes = reading_time(post.body_html)
+    return await render_page(request, "blog/post.html", {"post": post, "minutes": minutes}, keys=keys)
 
 
 @public_get("/blog/tag/{slug:str}", name="blog:tag")

@@ -200,3 +200,32 @@ async def test_pages_are_served_but_not_listed(author_client: Any) -> None:
     assert "About us" not in (await author_client.get("/blog/")).text
     assert "About us" not in (await author_client.get("/blog/feed.rss")).text
     assert "/blog/about-us" in (await author_client.get("/sitemap.xml")).text
+
+
+async def test_authors_edit_only_their_own_posts_and_the_list_filters(
+        client: Any, sessionmaker: Any, db_session: Any) -> None:
+    from tests.domains.blog.conftest import make_author
+
+    await make_author(client, sessionmaker, "alice")
+    created = await write(client, {"title": "Alice's draft", "markdown": "a", "tags": "Notes", "action": "save"})
+    alice_edit = created.headers["location"]
+    await write(client, {"title": "Alice's live one", "markdown": "b", "action": "publish"})
+    listing = await client.get("/blog/admin/?status=draft")
+    assert listing.status_code == 200 and listing.headers["cache-control"] == "no-store, private"
+    assert "Alice&#39;s draft" in listing.text and "live one" not in listing.text
+    assert "live one" in (await client.get("/blog/admin/?q=LIVE")).text
+    assert "Alice&#39;s draft" in (await client.get("/blog/admin/?tag=notes")).text
+    assert "Alice&#39;s draft" not in (await client.get("/blog/admin/?type=page")).text
+
+    from tests.helpers.web import post_form
+
+    await post_form(client, "/account/logout", {}, page="/account")
+    await make_author(client, sessionmaker, "bert")
+    assert (await client.get(alice_edit)).status_code == 404  # not yours: not shown to exist
+    hijack = await write(client, {"title": "Hijacked", "markdown": "x", "action": "publish"}, path=alice_edit)
+    assert hijack.status_code == 404
+    assert (await write(client, {}, path=f"{alice_edit}/delete")).status_code == 404
+    assert (await client.get("/blog/admin/navigation")).status_code == 403  # settings: administrators only
+    assert (await client.get("/blog/admin/import")).status_code == 403
+    titles = set((await db_session.execute(select(Post.title))).scalars().all())
+    assert titles == {"Alice's draft", "Alice's live one"}
