@@ -615,3 +615,51 @@ def test_one_job_per_accepted_push(forge: Forge) -> None:
 
     assert len(jobs_for(forge, repo["id"])) == 4
     assert forge.db(count) >= 4
+
+
+def git_processes_in(path: Any) -> list[int]:
+    """Processes whose working directory or command line is the bare repository."""
+    import os
+    from pathlib import Path
+
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if cwd == str(path) or str(path).encode() in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def test_client_disconnect_kills_git(forge: Forge) -> None:
+    import os
+    import time
+
+    repo = forge.create_repo("alice", "bigblob")
+    work = forge.tmp("bigblob")
+    forge.git("clone", "-q", forge.url("alice", "bigblob", "alice"), str(work))
+    (work / "random.bin").write_bytes(os.urandom(24 * 1024 * 1024))
+    forge.git("add", "random.bin", cwd=work)
+    forge.git("commit", "-q", "-m", "big", cwd=work)
+    forge.git("push", "-q", "origin", "main", cwd=work)
+    tip = forge.rev(work, "HEAD")
+    bare = forge.bare_path(repo["id"])
+    body = pkt(f"want {tip} side-band-64k ofs-delta\n".encode()) + b"0000" + pkt(b"done\n")
+    with httpx.Client(timeout=30) as client, client.stream(
+            "POST", f"{forge.base}/forge/alice/bigblob.git/git-upload-pack", content=body,
+            headers={"Content-Type": "application/x-git-upload-pack-request"}) as response:
+        assert response.status_code == 200
+        next(response.iter_raw(65536))
+        assert git_processes_in(bare), "git should be streaming the pack"
+    # the client went away after the first chunk: the server kills upload-pack and pack-objects
+    deadline = time.monotonic() + 15
+    while git_processes_in(bare) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert git_processes_in(bare) == []
+    # and the repository still serves normally
+    assert ls_remote(forge, forge.url("alice", "bigblob"))["refs/heads/main"] == tip
