@@ -43,7 +43,7 @@ from forge.models import PERMISSIONS, ForgeRepo, ForgeRepoRef
 from forge.queries import CommitInfo, commits_by_id, repos_of, user_by_username
 from forge.services import Permission, RefConflict, RepoService, at_least, branch_name_problem
 from forge.smart_http import runtime_for
-from forge.web import load_repo
+from forge.web import load_repo, purge_repo_pages
 
 API = "/api/v1"
 
@@ -225,6 +225,7 @@ async def edit_repo(request: Request[Any, Any, Any], db_session: AsyncSession, s
         return problem(422, "; ".join(f"{k}: {v}" for k, v in errors.items()), errors)
     await service.update_settings(row, description=data.description, private=data.private,
                                   default_branch=data.default_branch)
+    await purge_repo_pages(db_session, row.id, row.owner_id)
     return await _repo_json(service, settings, row, permission)
 
 
@@ -233,6 +234,7 @@ async def delete_repo(request: Request[Any, Any, Any], db_session: AsyncSession,
                       repo: str) -> None:
     service = _service(db_session, settings)
     row, _permission = await _repo(request, service, owner, repo, "admin")
+    await purge_repo_pages(db_session, row.id, row.owner_id)
     await service.delete(row)
 
 

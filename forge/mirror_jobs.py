@@ -16,8 +16,10 @@ import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.jobs import JobContext, enqueue, job_handler
+from app.settings import Settings
 from forge.events import PushEvent, on_push
 from forge.mirror import (
     MAX_ERROR_CHARS,
@@ -37,6 +39,7 @@ from forge.mirror_models import ForgeMirror
 from forge.models import ForgeRepo
 from forge.services import RepoService
 from forge.smart_http import runtime_for
+from forge.storage import RepoStore
 
 log = logging.getLogger("rose_ash.forge.mirror")
 
@@ -83,17 +86,30 @@ async def sync_mirror(ctx: JobContext, payload: MirrorSyncPayload) -> None:
             if incoming is not None:
                 report = await apply_incoming(RepoService(session, store), repo, incoming)
                 error = report.error
-            if remote is not None:
-                error = remote.scrub(error)
-            mirror.last_sync_at = datetime.now(UTC)
-            mirror.last_error = error[:MAX_ERROR_CHARS]
-            if error:
-                log.warning("mirror %s (%s) of repo %s: %s", mirror_id, direction, repo_id, error)
-            if payload.chain and mirror.generation == payload.generation:
-                await MirrorService(session, store, settings).reschedule(mirror)
+            await _record(session, store, settings, mirror, payload, error, remote)
+    except Exception as exc:  # applying failed: record why in a fresh transaction, so the chain survives
+        log.exception("mirror %s of repo %s: sync failed", mirror_id, repo_id)
+        async with ctx.sessionmaker() as session, session.begin():
+            mirror = await session.get(ForgeMirror, mirror_id)
+            if mirror is not None:
+                await _record(session, store, settings, mirror, payload,
+                              f"sync failed: {exc.__class__.__name__}: {exc}", remote)
     finally:
-        if incoming is not None:
+        if remote is not None and direction == "pull":  # also after a fetch that failed half-way
             await drop_staging(store, repo_id, staging)
+
+
+async def _record(session: AsyncSession, store: RepoStore, settings: Settings, mirror: ForgeMirror,
+                  payload: MirrorSyncPayload, error: str, remote: GitRemote | None) -> None:
+    """Note the outcome on the mirror row (never a credential) and, for the chain, queue the next run."""
+    if remote is not None:
+        error = remote.scrub(error)
+    mirror.last_sync_at = datetime.now(UTC)
+    mirror.last_error = error[:MAX_ERROR_CHARS]
+    if error:
+        log.warning("mirror %s (%s) of repo %s: %s", mirror.id, mirror.direction, mirror.repo_id, mirror.last_error)
+    if payload.chain and mirror.generation == payload.generation:
+        await MirrorService(session, store, settings).reschedule(mirror)
 
 
 @on_push

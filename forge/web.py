@@ -22,6 +22,7 @@ itself redirects browsers to the page.
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Any
 from urllib.parse import quote
 
@@ -32,10 +33,12 @@ from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.forms import form_data, form_page, see_other
+from app.jobs import JobContext
 from app.security import AuthInfo, requires_user
 from app.settings import Settings
 from domains.account.models import User
 from domains.account.services import InputProblems
+from forge.events import PushEvent, on_push
 from forge.mirror import MirrorError, MirrorService
 from forge.models import PERMISSIONS, ForgeRepo
 from forge.queries import (
@@ -50,6 +53,7 @@ from forge.services import OWNER_NAME, Permission, RepoService, at_least, branch
 from forge.smart_http import runtime_for
 from fragments.caching import CachePolicy, conditional_response, weak_etag
 from fragments.pages import public_get
+from fragments.purge import emit_purge
 from fragments.registry import FragmentContext, FragmentData, fragment
 
 log = logging.getLogger("rose_ash.forge.web")
@@ -68,6 +72,19 @@ def _render(request: Request[Any, Any, Any], template: str, context: dict[str, A
 
 def _repo_keys(repo: ForgeRepo) -> list[str]:
     return ["forge", f"forge-repo-{repo.id}"]
+
+
+async def purge_repo_pages(db: AsyncSession, repo_id: uuid.UUID | str, owner_id: uuid.UUID | str | None = None) -> None:
+    """Queue an edge purge of the pages that show this repository (in the caller's transaction)."""
+    keys = ["forge", f"forge-repo-{repo_id}"] + ([f"forge-user-{owner_id}"] if owner_id else [])
+    await emit_purge(db, keys)
+
+
+@on_push
+async def purge_after_push(ctx: JobContext, event: PushEvent) -> None:
+    """Every accepted ref change (push, API, mirror) refreshes the repository page at the edge."""
+    async with ctx.sessionmaker() as session, session.begin():
+        await purge_repo_pages(session, event.repo_id)
 
 
 def _service(db_session: AsyncSession, settings: Settings) -> RepoService:
@@ -229,6 +246,7 @@ class NewRepoController(Controller):
                 private=values["visibility"] == "private", default_branch=values["default_branch"])
         except InputProblems as exc:
             return form_page("forge/new.html", {"values": values}, exc.errors, exc.status)
+        await purge_repo_pages(db_session, repo.id, repo.owner_id)
         return see_other(f"/forge/{request.user.username}/{repo.name}", request, "Repository created.")
 
 
@@ -263,7 +281,10 @@ class SettingsController(Controller):
         }
         return form_page("forge/settings.html", context, errors or {}, status)
 
-    def _back(self, request: Request[Any, Any, Any], owner: str, repo: ForgeRepo, message: str) -> Redirect:
+    async def _back(self, request: Request[Any, Any, Any], db_session: AsyncSession, owner: str, repo: ForgeRepo,
+                    message: str) -> Redirect:
+        """PRG back to the settings page; the public pages showing the repository are purged."""
+        await purge_repo_pages(db_session, repo.id, repo.owner_id)
         return see_other(f"/forge/{owner}/{repo.name}/settings", request, message)
 
     @get("/", name="forge:settings")
@@ -292,7 +313,7 @@ class SettingsController(Controller):
             return await self._page(service, settings, row, values=values, status=422, errors=errors)
         await service.update_settings(row, description=description, private=visibility == "private",
                                       allow_force_push=data.get("allow_force_push") == "on", default_branch=branch)
-        return self._back(request, owner, row, "Settings saved.")
+        return await self._back(request, db_session, owner, row, "Settings saved.")
 
     @post("/collaborators", status_code=303)
     async def add_collaborator(self, request: Request[User, Any, Any], db_session: AsyncSession,
@@ -314,7 +335,7 @@ class SettingsController(Controller):
         except InputProblems as exc:
             errors = {("collaborator" if k == "user" else k): v for k, v in exc.errors.items()}
             return await self._page(service, settings, row, values=values, errors=errors, status=exc.status)
-        return self._back(request, owner, row, f"{member.username} now has {permission} access.")
+        return await self._back(request, db_session, owner, row, f"{member.username} now has {permission} access.")
 
     @post("/collaborators/remove", status_code=303)
     async def remove_collaborator(self, request: Request[User, Any, Any], db_session: AsyncSession,
@@ -325,7 +346,7 @@ class SettingsController(Controller):
         if member is None or not await service.remove_collaborator(row, member):
             return await self._page(service, settings, row, status=422,
                                     errors={"collaborator": "That member is not a collaborator."})
-        return self._back(request, owner, row, f"Removed {member.username}.")
+        return await self._back(request, db_session, owner, row, f"Removed {member.username}.")
 
     @post("/protection", status_code=303)
     async def protect(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
@@ -338,7 +359,7 @@ class SettingsController(Controller):
             return await self._page(service, settings, row, values={"pattern": pattern}, status=422,
                                     errors={"pattern": "Enter a branch name or a pattern such as release/*."})
         await service.protect_branch(row, pattern, allow_deletion=data.get("allow_deletion") == "on")
-        return self._back(request, owner, row, f"Branches matching {pattern} are protected.")
+        return await self._back(request, db_session, owner, row, f"Branches matching {pattern} are protected.")
 
     @post("/protection/remove", status_code=303)
     async def unprotect(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
@@ -349,7 +370,7 @@ class SettingsController(Controller):
         if not await service.unprotect_branch(row, pattern):
             return await self._page(service, settings, row, status=422,
                                     errors={"pattern": "No such protection rule."})
-        return self._back(request, owner, row, f"Removed the protection of {pattern}.")
+        return await self._back(request, db_session, owner, row, f"Removed the protection of {pattern}.")
 
     @post("/mirrors", status_code=303)
     async def add_mirror(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
@@ -369,7 +390,7 @@ class SettingsController(Controller):
                                     errors={"interval": "Enter a number of seconds."})
         except InputProblems as exc:
             return await self._page(service, settings, row, values=values, errors=exc.errors, status=exc.status)
-        return self._back(request, owner, row, "Mirror saved; the first sync is queued.")
+        return await self._back(request, db_session, owner, row, "Mirror saved; the first sync is queued.")
 
     @post("/mirrors/remove", status_code=303)
     async def remove_mirror(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
@@ -379,7 +400,7 @@ class SettingsController(Controller):
         mirrors = MirrorService(db_session, service.store, settings)
         if not await mirrors.remove(row, str(data.get("mirror_id", ""))):
             return await self._page(service, settings, row, status=422, errors={"mirror": "No such mirror."})
-        return self._back(request, owner, row, "Mirror removed.")
+        return await self._back(request, db_session, owner, row, "Mirror removed.")
 
     @post("/mirrors/sync", status_code=303)
     async def sync_mirror(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
@@ -391,7 +412,7 @@ class SettingsController(Controller):
             await mirrors.schedule_now(row, str(data.get("mirror_id", "")))
         except MirrorError as exc:
             return await self._page(service, settings, row, status=422, errors={"mirror": str(exc)})
-        return self._back(request, owner, row, "Sync queued.")
+        return await self._back(request, db_session, owner, row, "Sync queued.")
 
     @post("/delete", status_code=303)
     async def delete(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
@@ -402,6 +423,7 @@ class SettingsController(Controller):
             return await self._page(service, settings, row, status=422, values={"confirm": data.get("confirm", "")},
                                     errors={"confirm": f"Type {row.name} to confirm."})
         name = row.name
+        await purge_repo_pages(db_session, row.id, row.owner_id)
         await service.delete(row)
         return see_other("/forge", request, f"Deleted {owner}/{name}.")
 

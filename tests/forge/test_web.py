@@ -233,3 +233,56 @@ async def test_mirror_form_validates_urls(client: Any, db_session: AsyncSession)
     response = await post_form(client, f"{page}/mirrors", {"direction": "sideways", "remote_url": "x",
                                                             "interval": "5"}, page=page)
     assert response.status_code == 422
+
+
+class TestMirrorForm:
+    """With the test allowance for private addresses, a valid mirror is saved and its first sync queued."""
+
+    @pytest.fixture
+    def settings(self, tmp_path: Path, database_url: str) -> Settings:
+        import uuid
+
+        from tests.conftest import REDIS_URL
+
+        return Settings.from_env(
+            {}, data_dir=tmp_path / "data", database_url=database_url, redis_url=REDIS_URL or None,
+            redis_namespace=f"rose-ash-test-{uuid.uuid4().hex[:8]}",
+            secret_key="test-secret-key-not-for-production-0123456789", worker_in_process=False,
+            auth_rate_limit=1000, federation_allow_private_addresses=True,
+        )
+
+    async def test_add_sync_and_remove_a_mirror(self, client: Any, db_session: AsyncSession) -> None:
+        from app.jobs import Job
+        from forge.mirror_models import ForgeMirror
+
+        await signup(client, "alice")
+        assert (await new_repo(client, "m")).status_code == 303
+        page = "/forge/alice/m/settings"
+        token = "rat_secret-token-for-the-remote-000000"
+        saved = await post_form(client, f"{page}/mirrors", {
+            "direction": "push", "remote_url": "http://127.0.0.1:9/forge/alice/m.git", "token": token,
+            "interval": "600"}, page=page)
+        assert saved.status_code == 303 and saved.headers["location"] == page
+        mirror = (await db_session.execute(select(ForgeMirror))).scalar_one()
+        assert (mirror.direction, mirror.interval_seconds) == ("push", 600)
+        assert mirror.credential and token.encode() not in mirror.credential
+        shown = await client.get(page)
+        assert "http://127.0.0.1:9/forge/alice/m.git" in shown.text and token not in shown.text
+        duplicate = await post_form(client, f"{page}/mirrors", {
+            "direction": "push", "remote_url": "http://127.0.0.1:9/forge/alice/m.git", "interval": "600"}, page=page)
+        assert duplicate.status_code == 409
+        too_often = await post_form(client, f"{page}/mirrors", {
+            "direction": "pull", "remote_url": "http://127.0.0.1:9/x.git", "interval": "5"}, page=page)
+        assert too_often.status_code == 422
+
+        assert (await post_form(client, f"{page}/mirrors/sync", {"mirror_id": str(mirror.id)},
+                                page=page)).status_code == 303
+        jobs = (await db_session.execute(select(Job).where(Job.kind == "forge.mirror.sync"))).scalars().all()
+        assert sorted(j.payload["chain"] for j in jobs) == [False, True]
+        assert all(token not in str(j.payload) for j in jobs)
+
+        assert (await post_form(client, f"{page}/mirrors/remove", {"mirror_id": str(mirror.id)},
+                                page=page)).status_code == 303
+        assert (await db_session.execute(select(ForgeMirror))).first() is None
+        assert (await post_form(client, f"{page}/mirrors/remove", {"mirror_id": str(mirror.id)},
+                                page=page)).status_code == 422
