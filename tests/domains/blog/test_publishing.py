@@ -229,3 +229,23 @@ async def test_authors_edit_only_their_own_posts_and_the_list_filters(
     assert (await client.get("/blog/admin/import")).status_code == 403
     titles = set((await db_session.execute(select(Post.title))).scalars().all())
     assert titles == {"Alice's draft", "Alice's live one"}
+
+
+async def test_hostile_markdown_published_over_http_is_inert(author_client: Any) -> None:
+    from tests.domains.blog.test_renderer import HOSTILE_MARKDOWN, assert_inert
+
+    body = "Kept first.\n\n" + "\n\n".join(HOSTILE_MARKDOWN) + "\n\nKept last."
+    created = await write(author_client, {"title": "Hostile", "markdown": body, "action": "publish",
+                                          "og_image": "data:image/png;base64,AAAA"})
+    assert created.status_code == 422  # a data: URL in a URL field is refused outright
+    created = await write(author_client, {"title": "Hostile", "markdown": body, "action": "publish"})
+    assert created.status_code == 303
+    page = await author_client.get("/blog/hostile")
+    article = page.text.split('<div class="post-body">', 1)[1].split("</article>", 1)[0]
+    assert_inert(article)
+    assert "Kept first." in article and "Kept last." in article
+    feed = await author_client.get("/blog/feed.atom")
+    import feedparser
+
+    content = feedparser.parse(feed.content).entries[0].content[0].value
+    assert_inert(content)
