@@ -285,3 +285,35 @@ def test_unreachable_remote_leaves_nothing_and_no_secret_leaks(pair: tuple[Forge
     for server in (a, b):
         log = server.server.log_path.read_text(errors="replace")
         assert secret not in log and a.tokens["alice"] not in log and b.tokens["alice"] not in log
+
+
+def test_cli_ls_remote_add_list_sync(pair: tuple[Forge, Forge]) -> None:
+    import json
+
+    a, b = pair
+    a.create_repo("alice", "clisrc", private=True)
+    work = a.new_clone("alice", "clisrc", "alice")
+    head = a.commit(work, "cli")
+    a.git("push", "-q", a.url("alice", "clisrc", "alice"), "main", cwd=work)
+    b.create_repo("alice", "clidst")
+    url = a.url("alice", "clisrc")
+    token = a.tokens["alice"]
+
+    denied = b.server.cli("forge", "mirror", "ls-remote", url, check=False)
+    assert denied.returncode == 1 and "error:" in denied.stderr
+    b.server.env["ROSE_ASH_MIRROR_TOKEN"] = token
+    try:
+        listed = b.server.cli("forge", "mirror", "ls-remote", url)
+        added = b.server.cli("forge", "mirror", "add", "--repo", "alice/clidst", "--direction", "pull",
+                             "--url", url, "--interval", "600")
+    finally:
+        del b.server.env["ROSE_ASH_MIRROR_TOKEN"]
+    assert f"{head}\trefs/heads/main" in listed.stdout and "ref: refs/heads/main\tHEAD" in listed.stdout
+    mirror_id = added.stdout.strip().splitlines()[-1]
+    shown = json.loads(b.server.cli("forge", "mirror", "list", "--repo", "alice/clidst").stdout)
+    assert [(m["id"], m["direction"], m["has_credential"]) for m in shown] == [(mirror_id, "pull", True)]
+    assert "queued 1 sync(s)" in b.server.cli("forge", "mirror", "sync", "--repo", "alice/clidst").stdout
+    run_jobs(b)
+    assert refs(b, "alice", "clidst")["refs/heads/main"] == head
+    for result in (listed, added):
+        assert token not in result.stdout and token not in result.stderr
