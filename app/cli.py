@@ -135,6 +135,9 @@ class RoseAshCLIPlugin(CLIPluginProtocol):
         from federation.oauth.cli import oauth_group
 
         cli.add_command(oauth_group)
+        from forge.cli import forge_group
+
+        cli.add_command(forge_group)
 
 
 def main() -> None:
