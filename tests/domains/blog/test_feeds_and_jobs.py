@@ -195,6 +195,8 @@ async def test_latest_fragment_embed_and_home(author_client: Any) -> None:
 async def test_navigation_editor(author_client: Any, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     from tests.helpers.web import CSRF_FIELD
 
+    before = await author_client.get("/f/nav")
+    assert 'href="/market/"' in before.text  # the default menu until one is saved
     page = await author_client.get("/blog/admin/navigation")
     assert page.status_code == 200
     token = CSRF_FIELD.search(page.text)
@@ -213,6 +215,12 @@ async def test_navigation_editor(author_client: Any, sessionmaker: async_session
         nav = await NavigationService(session).current()
         jobs = (await session.execute(select(Job.payload).where(Job.kind == "edge.purge"))).scalars().all()
     assert [link.label for link in nav.primary] == ["Shop", "Blog", "Events"]
+    # The site's nav fragment (inline in every page, and at /f/nav) shows the saved menu.
+    fragment = await author_client.get("/f/nav")
+    assert fragment.status_code == 200 and "nav" in fragment.headers["surrogate-key"].split()
+    assert fragment.text.index("https://shop.example") < fragment.text.index("/events/")
+    assert 'href="/market/"' not in fragment.text
+    assert "https://shop.example" in (await author_client.get("/blog/")).text
     assert [link.url for link in nav.secondary] == ["/blog/privacy"]
     assert any(j["keys"] == ["nav"] for j in jobs)
     bad = await author_client.post("/blog/admin/navigation", data={
