@@ -23,7 +23,7 @@ from domains.account.models import User
 from domains.account.services import InputProblems
 from forge.events import PushEvent, RefChange, enqueue_push
 from forge.models import PERMISSIONS, ForgeBranchProtection, ForgeCollaborator, ForgeRepo, ForgeRepoRef
-from forge.policy import ZERO_OID, Protection, PushPolicy, check_ref_format
+from forge.policy import ZERO_OID, Command, Protection, PushPolicy, check_ref_format, decide
 from forge.storage import GitError, RepoStore
 
 Permission = Literal["none", "read", "write", "admin"]
@@ -317,9 +317,18 @@ class RepoService:
             refs[name] = (oid, peeled or None)
         return refs
 
+    async def _check_policy(self, repo: ForgeRepo, updates: Sequence[RefUpdate], policy: PushPolicy) -> None:
+        commands = [Command(u.old or ZERO_OID, u.new or ZERO_OID, u.ref) for u in updates]
+        ancestry = {(c.old, c.new): await _is_ancestor(self.store, repo.id, c.old, c.new)
+                    for c in commands if not c.is_create and not c.is_delete}
+        decision = decide(commands, policy, lambda old, new: ancestry.get((old, new), False))
+        if not decision.accepted:
+            raise RefConflict("; ".join(f"{r.ref}: {r.reason}" for r in decision.rejections))
+
     # -- compare-and-swap ref changes (API, UI, mirror) ------------------------------------------------
     async def update_refs_cas(self, repo: ForgeRepo, updates: Sequence[RefUpdate], *,
-                              actor_id: uuid.UUID | None = None, source: str = "api") -> list[RefChange]:
+                              actor_id: uuid.UUID | None = None, source: str = "api",
+                              policy: PushPolicy | None = None) -> list[RefChange]:
         """Apply ``updates`` in ONE ``git update-ref --stdin`` transaction with explicit old values.
 
         git verifies every old value under its ref locks (git-update-ref(1): ``create <ref>
@@ -327,6 +336,8 @@ class RepoService:
         :class:`RefConflict` and nothing changes: the same stale-ref detection as a push. This is
         never a read-then-write in Python. On PostgreSQL the transaction is also bracketed by
         ``pg_advisory_xact_lock`` on the repository, so nodes queue instead of storming lockfiles.
+        With ``policy`` (e.g. ``await service.push_policy(repo)``) the same rules as a push apply
+        first (fast-forward only, immutable tags, protected branches), raising :class:`RefConflict`.
         Afterwards the ref mirror is synced and a ``forge.push`` event enqueued.
         """
         lines = ["start"]
@@ -345,6 +356,8 @@ class RepoService:
             else:
                 lines.append(f"update {u.ref} {u.new} {u.old}")
         lines += ["prepare", "commit"]
+        if policy is not None:
+            await self._check_policy(repo, updates, policy)
         bind = self.db.get_bind()
         if bind.dialect.name == "postgresql":
             await self.db.execute(select(func.pg_advisory_xact_lock(_lock_key(repo.id))))
@@ -353,6 +366,11 @@ class RepoService:
         except GitError as exc:
             raise RefConflict(exc.stderr.strip().removeprefix("fatal: ")) from exc
         return await self.sync_refs(repo.id, actor_id=actor_id, source=source)
+
+
+async def _is_ancestor(store: RepoStore, repo_id: uuid.UUID, old: str, new: str) -> bool:
+    code, _out, _err = await store.git(repo_id, "merge-base", "--is-ancestor", old, new, check=False)
+    return code == 0
 
 
 def _new_id() -> uuid.UUID:

@@ -492,6 +492,7 @@ async def _receive_pack_run(request: Request[Any, Any, Any], db_session: AsyncSe
         "ROSE_ASH_PUSHER_ID": str(pusher_id or ""),
         "ROSE_ASH_POLICY": policy.to_json(),
         "ROSE_ASH_HOOK_REPORT": str(report),
+        "ROSE_ASH_HOOK_TIMEOUT": str(int(rt.config.hook_timeout)),
     }
     argv = [
         *_base_argv(rt, "git-receive-pack"),

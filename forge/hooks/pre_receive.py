@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -56,6 +57,8 @@ def run(stdin_lines: list[str], env: dict[str, str] | os._Environ[str]) -> int:
 
 
 def main() -> None:
+    # Bound the hook: SIGALRM's default action ends it, and git then declines the push.
+    signal.alarm(int(os.environ.get("ROSE_ASH_HOOK_TIMEOUT", "120") or 120))
     sys.exit(run(sys.stdin.read().splitlines(), os.environ))
 
 

@@ -169,3 +169,26 @@ async def test_cas_ref_updates_and_the_mirror(db_session: AsyncSession, store: R
     assert {c.ref for c in changes} == {"refs/heads/side", "refs/tags/v1"}
     assert {r.name: r.oid for r in await service.refs(repo)} == {"refs/heads/side": c3, "refs/tags/v1": c1}
     assert await service.sync_refs(repo.id) == []
+
+
+async def test_cas_with_push_policy(db_session: AsyncSession, store: RepoStore) -> None:
+    alice = await user(db_session, "alice")
+    service = RepoService(db_session, store)
+    repo = await service.create(alice, "policy")
+    path = store.locate(repo.id)
+    c1 = commit_in(path, "one")
+    c2 = commit_in(path, "two", c1)
+    side = commit_in(path, "side", c1)
+    policy = await service.push_policy(repo)
+    await service.update_refs_cas(repo, [RefUpdate("refs/heads/main", c1, None),
+                                         RefUpdate("refs/tags/v1", c1, None)], policy=policy)
+    await service.update_refs_cas(repo, [RefUpdate("refs/heads/main", c2, c1)], policy=policy)  # fast-forward
+    with pytest.raises(RefConflict, match="non-fast-forward"):
+        await service.update_refs_cas(repo, [RefUpdate("refs/heads/main", side, c2)], policy=policy)
+    with pytest.raises(RefConflict, match="tags cannot be moved"):
+        await service.update_refs_cas(repo, [RefUpdate("refs/tags/v1", c2, c1)], policy=policy)
+    with pytest.raises(RefConflict, match="default branch"):
+        await service.update_refs_cas(repo, [RefUpdate("refs/heads/main", None, c2)], policy=policy)
+    assert {r.name: r.oid for r in await service.refs(repo)} == {"refs/heads/main": c2, "refs/tags/v1": c1}
+    await service.update_refs_cas(repo, [RefUpdate("refs/heads/main", side, c2)])  # no policy: a forced CAS
+    assert {r.name: r.oid for r in await service.refs(repo)}["refs/heads/main"] == side
