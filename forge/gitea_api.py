@@ -18,7 +18,8 @@ name, 422 for bad input.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
 import msgspec
 from litestar import Request, Response, Router, delete, get, patch, post, put
@@ -46,6 +47,10 @@ from forge.smart_http import runtime_for
 from forge.web import load_repo, purge_repo_pages
 
 API = "/api/v1"
+# Gitea's paging: ?page=1&limit=N (its DEFAULT_PAGING_NUM and MAX_RESPONSE_ITEMS), X-Total-Count.
+DEFAULT_LIMIT = 30
+MAX_LIMIT = 50
+T = TypeVar("T")
 
 
 # -- shapes ----------------------------------------------------------------------------------------------
@@ -160,6 +165,16 @@ async def _repo_json(service: RepoService, settings: Settings, repo: ForgeRepo, 
     return repository_read(repo, owner, settings, permission, empty=await _is_empty(service, repo))
 
 
+def _page(items: Sequence[T], page: int, limit: int) -> list[T]:
+    page = max(1, page)
+    limit = max(1, min(MAX_LIMIT, limit))
+    return list(items[(page - 1) * limit:page * limit])
+
+
+def _paged(items: list[Any], total: int) -> Response[list[Any]]:
+    return Response(items, headers={"X-Total-Count": str(total)})
+
+
 def _interval(raw: str | None, default: int = 8 * 3600) -> int:
     """Gitea durations ("8h0m0s", "10m", "90s") or plain seconds."""
     if raw is None or not str(raw).strip():
@@ -239,26 +254,29 @@ async def delete_repo(request: Request[Any, Any, Any], db_session: AsyncSession,
 
 
 @get(f"{API}/user/repos", name="api:forge:user_repos")
-async def user_repos(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Any:
+async def user_repos(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, page: int = 1,
+                     limit: int = DEFAULT_LIMIT) -> Response[list[Any]]:
     user, auth = _caller(request)
     if user is None:
         raise NotAuthorizedException("Authentication required.")
     if auth is not None and not (auth.allows("repo:read") or auth.allows("api")):
         raise PermissionDeniedException("This token lacks the 'repo:read' scope.")
     service = _service(db_session, settings)
+    repos = await repos_of(db_session, user)
     out = []
-    for repo, _owner in await repos_of(db_session, user):
+    for repo, _owner in _page(repos, page, limit):
         out.append(await _repo_json(service, settings, repo, await service.permission(user, repo)))
-    return out
+    return _paged(out, len(repos))
 
 
 # -- refs ---------------------------------------------------------------------------------------------------
 @get(f"{API}/repos/{{owner:str}}/{{repo:str}}/branches", name="api:forge:branches")
 async def list_branches(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
-                        repo: str) -> list[BranchRead]:
+                        repo: str, page: int = 1, limit: int = DEFAULT_LIMIT) -> Response[list[BranchRead]]:
     service = _service(db_session, settings)
     row, permission = await _repo(request, service, owner, repo, "read")
-    refs = await service.refs(row, "refs/heads/")
+    every = await service.refs(row, "refs/heads/")
+    refs = _page(list(every), page, limit)
     commits = await commits_by_id(service.store, row.id, [r.oid for r in refs])
     policy = await service.push_policy(row)
     owner_user = await db_session.get(User, row.owner_id)
@@ -273,21 +291,22 @@ async def list_branches(request: Request[Any, Any, Any], db_session: AsyncSessio
             protected=rule is not None, user_can_push=at_least(permission, "write"),
             effective_branch_protection_name=rule.pattern if rule is not None else "",
         ))
-    return out
+    return _paged(out, len(every))
 
 
 @get(f"{API}/repos/{{owner:str}}/{{repo:str}}/tags", name="api:forge:tags")
 async def list_tags(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
-                    repo: str) -> list[TagRead]:
+                    repo: str, page: int = 1, limit: int = DEFAULT_LIMIT) -> Response[list[TagRead]]:
     service = _service(db_session, settings)
     row, _permission = await _repo(request, service, owner, repo, "read")
-    refs: list[ForgeRepoRef] = list(await service.refs(row, "refs/tags/"))
+    every: list[ForgeRepoRef] = sorted(await service.refs(row, "refs/tags/"), key=lambda r: r.name, reverse=True)
+    refs = _page(every, page, limit)
     commits = await commits_by_id(service.store, row.id, [r.peeled or r.oid for r in refs])
     owner_user = await db_session.get(User, row.owner_id)
     assert owner_user is not None
     base = f"{settings.base_url}/forge/{owner_user.username}/{row.name}"
     out = []
-    for ref in sorted(refs, key=lambda r: r.name, reverse=True):
+    for ref in refs:
         name = ref.name.removeprefix("refs/tags/")
         sha = ref.peeled or ref.oid
         info = commits.get(sha)
@@ -296,7 +315,7 @@ async def list_tags(request: Request[Any, Any, Any], db_session: AsyncSession, s
             commit=TagCommit(url=base, sha=sha, created=info.committed.isoformat() if info else None),
             zipball_url=f"{base}/archive/{name}.zip", tarball_url=f"{base}/archive/{name}.tar.gz",
         ))
-    return out
+    return _paged(out, len(every))
 
 
 # -- collaborators ---------------------------------------------------------------------------------------

@@ -63,6 +63,9 @@ PRIVATE = CacheControlHeader(private=True, no_store=True)
 # without the route-class marker (whose header walk needs sample URLs for parametrised paths).
 PUBLIC_PAGE_OPT: dict[str, Any] = {"skip_session": True, "exclude_from_auth": True, "exclude_from_csrf": True}
 COMMITS_SHOWN = 10
+REFS_SHOWN = 100
+# Part of the repository page's ETag: bump when templates/forge/repo.html changes shape.
+PAGE_REVISION = "1"
 
 
 def _render(request: Request[Any, Any, Any], template: str, context: dict[str, Any]) -> str:
@@ -184,7 +187,7 @@ async def repo_page(request: Request[Any, Any, Any], db_session: AsyncSession, s
         user, auth = _viewer(request)
         row, _perm = await load_repo(service, owner, repo, user, "read", auth)
         policy = CachePolicy.PRIVATE
-    etag = weak_etag("forge-repo", str(row.id), str(row.ref_version), row.updated_at.isoformat())
+    etag = weak_etag("forge-repo", PAGE_REVISION, str(row.id), str(row.ref_version), row.updated_at.isoformat())
     keys = _repo_keys(row)
     if policy is CachePolicy.PUBLIC:
         cheap = conditional_response(request, b"", policy, etag=etag, surrogate_keys=keys)
@@ -213,8 +216,10 @@ async def repo_context(service: RepoService, settings: Settings, repo: ForgeRepo
             readme_html = render_readme(readme_name, text) if text else ""
     return {
         "repo": repo, "owner": owner, "clone_url": clone_url(settings, owner.username, repo),
-        "branches": [(b.name.removeprefix("refs/heads/"), b.oid) for b in branches],
-        "tags": [(t.name.removeprefix("refs/tags/"), t.peeled or t.oid) for t in tags],
+        "branches": [(b.name.removeprefix("refs/heads/"), b.oid) for b in branches[:REFS_SHOWN]],
+        "more_branches": max(0, len(branches) - REFS_SHOWN),
+        "tags": [(t.name.removeprefix("refs/tags/"), t.peeled or t.oid) for t in tags[-REFS_SHOWN:]],
+        "more_tags": max(0, len(tags) - REFS_SHOWN),
         "commits": commits, "readme_name": readme_name, "readme_html": readme_html, "empty": not refs,
     }
 

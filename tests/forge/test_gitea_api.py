@@ -217,3 +217,32 @@ async def test_branches_and_tags(client: Any, tokens: dict[str, str], settings: 
     assert_problem(await client.get("/api/v1/repos/alice/shh/branches"), 401)
     assert_problem(await client.get("/api/v1/repos/alice/shh/tags", headers=auth(tokens["bob"])), 404)
     assert (await client.get("/api/v1/repos/alice/shh/branches", headers=headers)).json() == []
+
+
+async def test_paging_like_gitea(client: Any, tokens: dict[str, str], settings: Settings,
+                                 db_session: AsyncSession, tmp_path: Path) -> None:
+    from forge.services import RepoService
+    from forge.smart_http import runtime_for
+
+    await create(client, tokens["alice"], "many")
+    service = RepoService(db_session, runtime_for(settings).store)
+    repo = await service.get_by_owner_and_name("alice", "many")
+    assert repo is not None
+    work = tmp_path / "many"
+    _git("init", "-q", "-b", "main", str(work))
+    _git("commit", "-q", "--allow-empty", "-m", "root", cwd=work)
+    for n in range(35):
+        _git("tag", f"t{n:02d}", cwd=work)
+    _git("push", "-q", str(service.store.locate(repo.id)), "main", "--tags", cwd=work)
+    await service.sync_refs(repo.id)
+    await db_session.commit()
+
+    first = await client.get("/api/v1/repos/alice/many/tags")
+    assert first.headers["x-total-count"] == "35" and len(first.json()) == 30
+    second = await client.get("/api/v1/repos/alice/many/tags", params={"page": 2})
+    assert [t["name"] for t in second.json()] == [f"t{n:02d}" for n in range(4, -1, -1)]
+    assert (await client.get("/api/v1/repos/alice/many/tags", params={"page": 3})).json() == []
+    capped = await client.get("/api/v1/repos/alice/many/tags", params={"limit": 1000})
+    assert len(capped.json()) == 35  # limit is capped at 50
+    small = await client.get("/api/v1/repos/alice/many/branches", params={"limit": 1})
+    assert [b["name"] for b in small.json()] == ["main"] and small.headers["x-total-count"] == "1"
