@@ -388,6 +388,9 @@ async def _authorize(request: Request[Any, Any, Any], db_session: AsyncSession, 
                                 "write" if service == "git-receive-pack" else "read")
     if isinstance(result, Denied):
         return plain(result.status, result.message, result.headers)
+    if not rt.store.locate(result.repo.id).is_dir():
+        log.error("repository %s has a row but no directory", result.repo.id)
+        return plain(503, "Repository storage is unavailable.")
     return rt, result
 
 
