@@ -10,7 +10,7 @@ from federation.oauth.controllers import (
     jwks_document,
     logout,
     logout_confirm,
-    logout_post,
+    logout_confirm_page,
     oauth_metadata,
     openid_configuration,
     register,
@@ -24,7 +24,7 @@ router = Router(
     path="/",
     route_handlers=[
         authorize, token, revoke, introspect, userinfo, oauth_metadata, openid_configuration, jwks_document,
-        register, logout, logout_post, logout_confirm, ApplicationsController, ClientAdminController,
+        register, logout, logout_confirm_page, logout_confirm, ApplicationsController, ClientAdminController,
         sso_login, sso_callback,
     ],
 )

@@ -332,21 +332,21 @@ async def _sign_out(request: Request[Any, Any, Any]) -> None:
     rotate_session_id(request)
 
 
-@get("/oauth/logout", name="oauth:logout", cache_control=NO_STORE)
+@route("/oauth/logout", http_method=["GET", "POST"], name="oauth:logout", cache_control=NO_STORE,
+       opt={"exclude_from_csrf": True}, status_code=200)
 async def logout(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Any:
-    """OIDC RP-Initiated Logout 1.0. With a valid ``id_token_hint`` for the signed-in user the
-    sign-out happens at once; otherwise the user confirms it with a (CSRF-protected) form."""
+    """OIDC RP-Initiated Logout 1.0 (GET, or a cross-site POST form; hence no CSRF here). With a
+    valid ``id_token_hint`` for the signed-in user the sign-out happens at once; otherwise the user
+    is sent to a confirmation page whose form is CSRF-protected."""
     return await _end_session(request, db_session, settings)
 
 
-@post("/oauth/logout", name="oauth:logout-post", cache_control=NO_STORE, opt={"exclude_from_csrf": True},
-      status_code=200)
-async def logout_post(request: Request[Any, Any, Any]) -> Redirect:
-    """RPs may POST the logout request (a cross-site form, so no CSRF token): continue as a GET,
-    where the confirmation form gets its CSRF token."""
-    form = await request.form()
-    query = urlencode([(k, v) for k, v in form.multi_items() if isinstance(v, str)])
-    return Redirect(f"/oauth/logout?{query}", status_code=303)
+@get("/oauth/logout/confirm", name="oauth:logout-confirm-page", guards=[requires_user], cache_control=NO_STORE)
+async def logout_confirm_page(db_session: AsyncSession, client_id: str = "", redirect_uri: str = "") -> Template:
+    client = await OAuthStore(db_session).get_client(client_id) if client_id else None
+    shown = redirect_uri if await _is_registered_logout_uri(db_session, redirect_uri) else ""
+    return Template("oauth/logout_confirm.html", headers={"Cache-Control": "no-store"},
+                    context={"client": client, "redirect_uri": shown})
 
 
 async def _end_session(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Any:
@@ -363,10 +363,10 @@ async def _end_session(request: Request[Any, Any, Any], db_session: AsyncSession
     hint_matches = ended.id_token_claims is not None and user is not None and \
         ended.id_token_claims.get("sub") == str(user.id)
     if user is not None and not hint_matches:
-        return Template("oauth/logout_confirm.html", headers={"Cache-Control": "no-store"}, context={
-            "client": ended.client.row if ended.client else None,
-            "redirect_uri": ended.redirect_uri or "",
-        })
+        confirm = {"client_id": ended.client.client_id if ended.client else "",
+                   "redirect_uri": ended.redirect_uri or ""}
+        return Redirect("/oauth/logout/confirm?" + urlencode({k: v for k, v in confirm.items() if v}),
+                        status_code=303)
     frontchannel = await _frontchannel_targets(db_session, user, request)
     if user is not None:
         await _sign_out(request)

@@ -116,8 +116,10 @@ async def test_logout_without_hint_asks_and_never_redirects_to_unregistered_uri(
         client: Any, db_session: AsyncSession) -> None:
     await signup(client, "alice")
     rp = await make_client(db_session, post_logout_redirect_uris=["https://rp.example.test/bye"])
-    asked = await client.get("/oauth/logout", params={"client_id": rp.client_id,
-                                                      "post_logout_redirect_uri": "https://evil.test/"})
+    redirected = await client.get("/oauth/logout", params={"client_id": rp.client_id,
+                                                           "post_logout_redirect_uri": "https://evil.test/"})
+    assert redirected.status_code == 303 and "evil" not in redirected.headers["location"]
+    asked = await client.get(redirected.headers["location"])
     assert asked.status_code == 200 and 'action="/oauth/logout/confirm"' in asked.text
     match = CSRF_FIELD.search(asked.text)
     assert match
@@ -196,9 +198,13 @@ def test_cli_create_client_prints_json(tmp_path: Any) -> None:
     assert query_of("https://x.test/?a=1") == {"a": "1"}
 
 
-async def test_logout_by_post_continues_as_get(client: Any, db_session: AsyncSession) -> None:
+async def test_logout_by_post_goes_to_the_confirmation_page(client: Any, db_session: AsyncSession) -> None:
     await signup(client, "alice")
-    response = await client.post("/oauth/logout", data={"state": "x"})
-    assert response.status_code == 303 and response.headers["location"] == "/oauth/logout?state=x"
+    rp = await make_client(db_session, post_logout_redirect_uris=["https://rp.example.test/bye"])
+    response = await client.post("/oauth/logout", data={"client_id": rp.client_id, "state": "x",
+                                                        "post_logout_redirect_uri": "https://rp.example.test/bye"})
+    assert response.status_code == 303 and response.headers["location"].startswith("/oauth/logout/confirm?")
     asked = await client.get(response.headers["location"])
     assert asked.status_code == 200 and CSRF_FIELD.search(asked.text)
+    # Without an id_token_hint nothing proves the RP asked, so it is not redirected to (authlib's rule).
+    assert "rp.example.test/bye" not in asked.text

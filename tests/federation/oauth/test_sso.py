@@ -100,7 +100,7 @@ async def test_rp_initiated_logout_at_the_server_ends_host_sessions(client: Any)
     await signup(client, "carol")
     page = await browse(client, f"{MARKET}/account")
     assert origin(page) == MARKET and page.status_code == 200
-    confirm = await client.get(f"{AS}/oauth/logout")
+    confirm = await browse(client, f"{AS}/oauth/logout")
     match = CSRF_FIELD.search(confirm.text)
     assert match
     done = await client.post(f"{AS}/oauth/logout/confirm", data={"_csrf_token": match.group(1)})
