@@ -248,6 +248,8 @@ class BlogSettingsController(Controller):
         except GhostImportError as exc:
             return Template("blog/admin/import.html", status_code=422, context={
                 "report": None, "errors": {"export": str(exc)}})
+        if dry_run:
+            await db_session.rollback()  # belt and braces: a dry run leaves nothing to commit
         return Template("blog/admin/import.html", context={"report": report, "errors": {}})
 
 

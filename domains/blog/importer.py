@@ -283,8 +283,10 @@ async def _import_tags(db: AsyncSession, rows: list[GhostTag], report: ImportRep
             tag = Tag(**values)
             db.add(tag)
             await db.flush()
-        elif _assign(tag, values):
+        elif _would_change(tag, values):
             report.tags_updated += 1
+            if not dry_run:
+                _assign(tag, values)
         found[str(row.id)] = tag
     return found
 
@@ -358,5 +360,5 @@ async def _import_post(db: AsyncSession, service: BlogService, plan: _PostPlan, 
         purge.update(before | post_keys(post))
 
 
-def _would_change(post: Post, values: dict[str, Any]) -> bool:
-    return any(getattr(post, name) != value for name, value in values.items())
+def _would_change(obj: Any, values: dict[str, Any]) -> bool:
+    return any(getattr(obj, name) != value for name, value in values.items())

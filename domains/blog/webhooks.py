@@ -55,7 +55,6 @@ from domains.blog.schemas import (
     ImportReport,
 )
 from domains.blog.services import BlogService, post_keys, with_relations
-from fragments.purge import emit_purge
 
 log = logging.getLogger("rose_ash.blog.webhooks")
 
@@ -193,9 +192,7 @@ async def apply_webhook(db: AsyncSession, body: GhostWebhookBody, *, ghost_url: 
     if post is None:
         return "ignored"
     await db.flush()
-    if purge:
-        await emit_purge(db, purge)
-    if was_public or post.status == PUBLISHED:
+    if was_public or post.status == PUBLISHED:  # purges what showed it and tells subscribers
         await service.changed(post, was_public=was_public, before_keys=before)
     return "created" if existing is None else "updated"
 

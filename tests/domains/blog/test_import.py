@@ -210,3 +210,26 @@ async def test_members_only_posts_show_a_teaser(sessionmaker: async_sessionmaker
     assert "This post is for members" in page.text and "Saturday market" not in page.text
     feed = (await client.get("/blog/feed.atom")).text
     assert "Saturday market" not in feed and "We moved the blog." in feed
+
+
+async def test_dry_run_of_changes_writes_nothing(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    await run_import(sessionmaker, EXPORT)
+    async with sessionmaker() as session:
+        before = await snapshot(session)
+
+    def edit(data: dict[str, Any]) -> None:
+        data["db"][0]["data"]["tags"][0]["description"] = "Changed in Ghost"
+        data["db"][0]["data"]["posts"][0]["title"] = "Renamed in Ghost"
+        data["db"][0]["data"]["posts"][0]["updated_at"] = 1714726800000
+
+    report = await run_import(sessionmaker, _mutate(edit), dry_run=True)
+    assert report.tags_updated == 1 and report.posts_updated == 1 and report.posts_unchanged == 3
+    async with sessionmaker() as session:
+        assert await snapshot(session) == before
+    real = await run_import(sessionmaker, _mutate(edit))
+    assert real.tags_updated == 1 and real.posts_updated == 1
+    async with sessionmaker() as session:
+        post = (await session.execute(select(Post).where(Post.slug == "welcome"))).scalar_one()
+        assert post.title == "Renamed in Ghost"
+        jobs = (await session.execute(select(Job.payload).where(Job.kind == "edge.purge"))).scalars().all()
+        assert any(f"post:{post.id}" in j["keys"] for j in jobs)
