@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import CacheControlHeader, UploadFile
 from litestar.exceptions import NotFoundException
@@ -22,6 +23,7 @@ from app.security import requires_admin
 from app.settings import Settings
 from domains.account.models import User
 from domains.account.services import InputProblems
+from domains.blog.exporter import export_ghost
 from domains.blog.guards import check_can_edit, requires_author
 from domains.blog.importer import GhostImportError, import_ghost
 from domains.blog.models import DRAFT, POST, POST_TYPES, Post
@@ -226,6 +228,14 @@ class BlogSettingsController(Controller):
             return Template("blog/admin/navigation.html", context={"nav": shown, "errors": exc.errors},
                             status_code=exc.status)
         return see_other("/blog/admin/navigation", request, "Navigation saved.")
+
+    @get("/export", name="blog:export")
+    async def export(self, db_session: AsyncSession) -> Response[bytes]:
+        """Everything as a Ghost JSON export (the same format the importer reads)."""
+        data = await export_ghost(db_session)
+        stamp = datetime.now().astimezone().strftime("%Y-%m-%d")
+        return Response(msgspec.json.encode(data), media_type="application/json", headers={
+            "Content-Disposition": f'attachment; filename="rose-ash-blog-{stamp}.ghost.json"'})
 
     @get("/import", name="blog:import")
     async def import_form(self) -> Template:

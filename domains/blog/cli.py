@@ -71,3 +71,22 @@ def grant_author_command(ctx: click.Context, username: str, revoke: bool) -> Non
         click.echo(f"error: no user called {username}", err=True)
         sys.exit(1)
     click.echo(f"{'removed the author role from' if revoke else 'granted the author role to'} {username}")
+
+
+@blog_group.command(name="export-ghost")
+@click.argument("output", type=click.Path(dir_okay=False, writable=True, path_type=Path))
+@click.pass_context
+def export_ghost_command(ctx: click.Context, output: Path) -> None:
+    """Write every post, page, tag and author as a Ghost JSON export (importable by Ghost and by us)."""
+    import msgspec
+
+    from app.cli import _settings, _with_session
+    from domains.blog.exporter import export_ghost
+
+    async def work(session: AsyncSession) -> dict[str, object]:
+        return await export_ghost(session)
+
+    data = _with_session(_settings(ctx), work)
+    output.write_bytes(msgspec.json.format(msgspec.json.encode(data), indent=2))
+    posts = len(data["db"][0]["data"]["posts"])  # type: ignore[index]
+    click.echo(f"exported {posts} posts and pages to {output}")

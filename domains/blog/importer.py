@@ -144,7 +144,7 @@ def _post_values(post: GhostPost, meta: dict[str, Any], ghost_url: str, report: 
     html = sanitise_legacy_html(post.html or "", ghost_url=ghost_url)
     published_at = parse_ghost_date(post.published_at, f"posts id {gid} published_at")
     updated_at = parse_ghost_date(post.updated_at, f"posts id {gid} updated_at")
-    parse_ghost_date(post.created_at, f"posts id {gid} created_at")
+    created_at = parse_ghost_date(post.created_at, f"posts id {gid} created_at")
     if status == SCHEDULED and published_at is None:
         report.skipped.append(f"{post_type} “{title}” (id {gid}): scheduled without a date")
         return None
@@ -169,6 +169,7 @@ def _post_values(post: GhostPost, meta: dict[str, Any], ghost_url: str, report: 
         "twitter_title": pick("twitter_title")[:300], "twitter_description": pick("twitter_description")[:500],
         "ghost_id": gid, "ghost_uuid": _text(post.uuid) or None, "comment_id": _text(post.comment_id) or None,
         "ghost_updated_at": updated_at,
+        **({"created_at": created_at} if created_at is not None else {}),
     }
 
 
