@@ -39,6 +39,15 @@ def test_import_ghost_command(tmp_path: Path, server_database_url: str | None) -
     assert "posts: 0 created, 0 updated, 4 unchanged" in second.stdout
     assert "pages: 0 created, 0 updated, 1 unchanged" in second.stdout
 
+    out = tmp_path / "export.json"
+    exported = rose_ash(env, "blog", "export-ghost", str(out))
+    assert exported.returncode == 0 and "exported 5 posts and pages" in exported.stdout, exported.stderr
+    from domains.blog.importer import decode_export
+
+    data, version = decode_export(out.read_bytes())
+    assert version == "6.0.0" and {p.slug for p in data.posts} == {"welcome", "hostile", "half-written",
+                                                                    "coming-soon", "about"}
+
     broken = tmp_path / "broken.json"
     broken.write_bytes((FIXTURES / "ghost-6-export.json").read_bytes()[:500])
     failed = rose_ash(env, "blog", "import-ghost", str(broken))
