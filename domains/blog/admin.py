@@ -25,6 +25,7 @@ from domains.account.models import User
 from domains.account.services import InputProblems
 from domains.blog.exporter import export_ghost
 from domains.blog.guards import check_can_edit, requires_author
+from domains.blog.html2md import html_to_markdown
 from domains.blog.importer import GhostImportError, import_ghost
 from domains.blog.models import DRAFT, POST, POST_TYPES, Post
 from domains.blog.renderer import render_markdown
@@ -34,6 +35,8 @@ from domains.blog.services import BlogService, NavigationService, SlugTaken
 PRIVATE = CacheControlHeader(private=True, no_store=True)
 ACTIONS: tuple[PostAction, ...] = ("save", "publish", "schedule", "unpublish", "preview")
 MAX_IMPORT_BYTES = 50 * 1024 * 1024
+CONVERTED = ("Converted the Ghost HTML to Markdown. The conversion is lossy: check the preview, then save "
+             "to replace the HTML (or leave without saving to keep it).")
 MESSAGES = {"save": "Saved.", "publish": "Published.", "schedule": "Scheduled.", "unpublish": "Unpublished: "
             "it is a draft again."}
 
@@ -135,6 +138,11 @@ class BlogAdminController(Controller):
         shown = {**{name: getattr(values, name) for name in TEXT_FIELDS}, "featured": values.featured}
         if action == "preview":  # the no-JS preview: render, keep what was typed, save nothing
             return _editor(request, _editor_context(post, shown, preview=render_markdown(values.markdown)))
+        if data.get("action") == "convert" and post is not None and post.legacy_html is not None:
+            # Ghost HTML → Markdown, shown for review; nothing is saved until the author saves.
+            shown["markdown"] = html_to_markdown(post.legacy_html)
+            return _editor(request, _editor_context(post, shown, preview=render_markdown(shown["markdown"]),
+                                                    message=CONVERTED))
         service = BlogService(db, base_url=settings.base_url)
         try:
             saved = await service.save(request.user, values, action, post=post)

@@ -233,3 +233,33 @@ async def test_dry_run_of_changes_writes_nothing(sessionmaker: async_sessionmake
         assert post.title == "Renamed in Ghost"
         jobs = (await session.execute(select(Job.payload).where(Job.kind == "edge.purge"))).scalars().all()
         assert any(f"post:{post.id}" in j["keys"] for j in jobs)
+
+
+async def test_convert_imported_html_to_markdown_in_the_editor(
+        author_client: Any, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    from tests.domains.blog.conftest import write
+
+    await run_import(sessionmaker, EXPORT)
+    async with sessionmaker() as session:
+        post = (await session.execute(select(Post).where(Post.slug == "welcome"))).scalar_one()
+    edit = f"/blog/admin/posts/{post.id}"
+    page = await author_client.get(edit)
+    assert page.status_code == 200 and 'value="convert"' in page.text and "Saturday market" in page.text
+    converted = await write(author_client, {"title": post.title, "slug": "welcome", "action": "convert"}, path=edit)
+    assert converted.status_code == 200 and "lossy" in converted.text
+    assert f"![The market]({GHOST_URL}/content/images/2024/05/market.jpg)" in converted.text
+    assert "## What next" in converted.text
+    async with sessionmaker() as session:
+        unchanged = (await session.execute(select(Post).where(Post.id == post.id))).scalar_one()
+        assert unchanged.legacy_html == post.legacy_html and unchanged.markdown == ""
+    from domains.blog.html2md import html_to_markdown
+
+    markdown = html_to_markdown(post.legacy_html or "")
+    saved = await write(author_client, {"title": post.title, "slug": "welcome", "markdown": markdown,
+                                        "action": "save"}, path=edit)
+    assert saved.status_code == 303
+    async with sessionmaker() as session:
+        edited = (await session.execute(select(Post).where(Post.id == post.id))).scalar_one()
+    assert edited.legacy_html is None and edited.markdown == markdown
+    assert "<h2>What next</h2>" in edited.html and f'src="{GHOST_URL}/content/images/2024/05/market.jpg"' in edited.html
+    assert "<h2>What next</h2>" in (await author_client.get("/blog/welcome")).text
