@@ -1,14 +1,30 @@
 """The blog domain: posts and pages, tags, authors, navigation, the editor, feeds, Ghost import/sync.
 
-Importing the package registers its fragments (``blog.latest``, ``blog.post-card``) and its job
-kinds (``blog.publish-scheduled``). Other domains use :class:`~domains.blog.services.BlogService`
-(``get_published`` → :class:`~domains.blog.schemas.PostRead`) and subscribe to post events
-with :func:`domains.blog.events.subscribe`.
+The first full domain, laid out the way later ones should be:
+
+``models.py``       tables (advanced-alchemy ``UUIDv7AuditBase``; relationships ``lazy="raise"``,
+                    loaded explicitly with ``services.with_relations``)
+``schemas.py``      msgspec Structs: form input, what other domains read (``PostRead``), job and
+                    event payloads, and the foreign wire formats (Ghost export and webhooks)
+``services.py``     the rules (``BlogService``, ``NavigationService``); every visible change
+                    writes its ``edge.purge`` job and ``PostEvent`` jobs in the same transaction
+``guards.py``       who may do what (authors write; admins change settings; not yours → 404)
+``controllers.py``  public pages and feeds: ``public_get`` + ``render_page``/``conditional_response``
+                    (no session, ETag/304, Surrogate-Key)
+``admin.py``        the private editor: real forms, 303 on success, 422 with the form, htmx partials
+``fragments.py``    ``blog.latest`` (embeddable) and ``blog.post-card`` through the fragment registry
+``jobs.py``         durable job kinds (scheduled publishing); ``events.py`` post events for others
+``renderer.py``     Markdown → sanitised HTML, and the wider sanitiser for Ghost HTML
+``importer.py``/``exporter.py``/``webhooks.py``  Ghost interop; ``cli.py`` the ``rose-ash blog`` group
+
+Importing the package registers its fragments and job kinds. Other domains use
+``BlogService.get_published(post_id) -> PostRead | None`` and subscribe to post events with
+:func:`domains.blog.events.subscribe` (see that module).
 """
 
 from litestar import Router
 
-from domains.blog import fragments, jobs  # noqa: F401  (registers fragments and job kinds)
+from domains.blog import fragments, jobs, webhooks  # noqa: F401  (registers fragments and job kinds)
 from domains.blog.admin import admin_handlers
 from domains.blog.controllers import public_handlers
 from domains.blog.webhooks import ghost_webhook
