@@ -119,6 +119,11 @@ async def test_public_and_private_repository_pages(client: Any, settings: Settin
     anon = await client.get("/forge/alice/open")
     assert anon.status_code == 200 and anon.headers["etag"] == etag
     assert (await client.get("/forge/alice/open.git")).status_code == 301
+    # The pages never shadow git smart HTTP on the same prefix.
+    for path in ("/forge/alice/open.git/info/refs", "/forge/alice/open/info/refs"):
+        adv = await client.get(path, params={"service": "git-upload-pack"})
+        assert adv.status_code == 200 and adv.headers["content-type"] == "application/x-git-upload-pack-advertisement"
+        assert head in adv.text
     assert (await client.get("/forge/alice/nothing")).status_code == 404
 
     # Private: anonymous -> sign in (401 for HTML is a redirect), non-member -> 404, member -> 200.
