@@ -485,11 +485,14 @@ class MirrorService:
         return True
 
     async def schedule_now(self, repo: ForgeRepo, mirror_id: str) -> None:
+        """Sync now and restart the schedule from here: a new generation supersedes the running chain
+        (its next job becomes a no-op), so a chain that died after repeated failures is re-armed too."""
         mirror = await self.get(repo, mirror_id)
         if mirror is None:
             raise MirrorError("No such mirror.")
-        await enqueue(self.db, SYNC_JOB, MirrorSyncPayload(str(mirror.id), mirror.generation),
-                      unique_key=f"{SYNC_JOB}:now:{mirror.id}")
+        mirror.generation += 1
+        await self.db.flush()
+        await enqueue(self.db, SYNC_JOB, MirrorSyncPayload(str(mirror.id), mirror.generation, chain=True))
 
     def token_of(self, mirror: ForgeMirror) -> str | None:
         return open_token(self.settings.secret_key, mirror.credential,

@@ -4,7 +4,8 @@ A pull mirror or push target is refreshed by a chain of jobs: each run syncs, re
 outcome on the mirror row (``last_sync_at``, ``last_error``, scrubbed of credentials) and, in the
 same transaction, enqueues the next run ``interval_seconds`` later. A chain job whose generation
 is not the mirror's current one is a no-op, so reconfiguring never leaves two chains running.
-One-shot runs ("sync now", and every accepted push for push targets) never reschedule.
+"Sync now" starts a new generation (re-arming a chain that died); the one-shot runs queued by
+accepted pushes for push targets never reschedule.
 
 No database transaction spans the network: the fetch (or push) runs between two short ones.
 """

@@ -283,7 +283,8 @@ class TestMirrorForm:
         assert (await post_form(client, f"{page}/mirrors/sync", {"mirror_id": str(mirror.id)},
                                 page=page)).status_code == 303
         jobs = (await db_session.execute(select(Job).where(Job.kind == "forge.mirror.sync"))).scalars().all()
-        assert sorted(j.payload["chain"] for j in jobs) == [False, True]
+        # "Sync now" starts a new generation of the schedule; the old chain's next run is a no-op.
+        assert sorted((j.payload["generation"], j.payload["chain"]) for j in jobs) == [(1, True), (2, True)]
         assert all(token not in str(j.payload) for j in jobs)
 
         assert (await post_form(client, f"{page}/mirrors/remove", {"mirror_id": str(mirror.id)},
