@@ -102,7 +102,7 @@ def policy_headers(policy: CachePolicy) -> dict[str, str]:
 class RenderState:
     """Per-request bookkeeping: surrogate keys of everything rendered, fallbacks, session touches."""
 
-    __slots__ = ("counter", "deferred_etag", "fallbacks", "keys", "pending", "touched")
+    __slots__ = ("counter", "db", "deferred_etag", "fallbacks", "keys", "pending", "touched")
 
     def __init__(self) -> None:
         self.keys: set[str] = set()
@@ -113,6 +113,8 @@ class RenderState:
         # Set when conditional_response saw unfilled fragment placeholders: the middleware then
         # computes the ETag (and any 304) from the assembled body.
         self.deferred_etag = False
+        # The database session the request's fragments share (fragments/registry.py).
+        self.db: Any = None
 
 
 def render_state(scope: Scope) -> RenderState:

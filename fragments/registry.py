@@ -52,6 +52,9 @@ log = logging.getLogger("rose_ash.fragments")
 
 INLINE_TIMEOUT = 0.3
 ROUTE_TIMEOUT = 2.0
+# A lower bound on every deadline; tests raise it so a cold, loaded machine does not make
+# fragments fall back where a test does not expect it.
+TIMEOUT_FLOOR = 0.0
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)?$")
 PLACEHOLDER_RE = re.compile(r"<!--rose-ash-fragment:(\d+)-->")
 
@@ -82,28 +85,21 @@ class FragmentContext:
     spec: Fragment
     params: Mapping[str, str]
     link_base: str = ""
-    _session: AsyncSession | None = field(default=None, repr=False)
 
     @property
     def db(self) -> AsyncSession:
-        """A database session of this fragment's own, opened on first use and closed after it.
+        """The database session this request's fragments share, opened on first use.
 
-        Not the request's session: a fragment that times out or fails mid-query must not leave
-        the page's other fragments (or the handler) with a broken transaction. It therefore
-        does not see the request's uncommitted writes.
+        Not the handler's session: a fragment that times out or fails mid-query must not leave
+        the handler with a broken transaction. After a failure it is closed and the next
+        fragment gets a fresh one. Fragments therefore do not see the request's uncommitted writes.
         """
-        if self._session is None:
+        state = render_state(self.request.scope)
+        if state.db is None:
             alchemy = self.request.app.state["alchemy"]
-            self._session = alchemy.create_session_maker()()
-        return self._session
-
-    async def close(self) -> None:
-        session, self._session = self._session, None
-        if session is not None:
-            try:
-                await session.close()
-            except Exception:  # a connection broken by a cancelled query is discarded by the pool
-                log.warning("closing the session of fragment %s failed", self.spec.name, exc_info=True)
+            state.db = alchemy.create_session_maker()()
+        session: AsyncSession = state.db
+        return session
 
     @property
     def user(self) -> Any:
@@ -257,6 +253,18 @@ def _render_fallback(request: Request[Any, Any, Any], spec: Fragment, link_base:
         return f'<a class="fragment-unavailable" href="{escape(link_base)}/">{escape(spec.title)}</a>'
 
 
+async def close_fragment_session(request: Request[Any, Any, Any]) -> None:
+    """Close the fragments' shared session (after the last fragment, or after a failure)."""
+    state = render_state(request.scope)
+    session, state.db = state.db, None
+    if session is None:
+        return
+    try:
+        await session.close()
+    except Exception:  # a connection broken by a cancelled query is discarded by the pool
+        log.warning("closing the fragments' database session failed", exc_info=True)
+
+
 async def render_fragment(
     request: Request[Any, Any, Any],
     spec: Fragment,
@@ -272,7 +280,7 @@ async def render_fragment(
     when it returns True for the seed's ETag, ``html`` is empty.
     """
     ctx = FragmentContext(request=request, spec=spec, params=dict(params or {}), link_base=link_base)
-    timeout = spec.inline_timeout if inline else spec.route_timeout
+    timeout = max(spec.inline_timeout if inline else spec.route_timeout, TIMEOUT_FLOOR)
     try:
         data = await asyncio.wait_for(spec.build(ctx), timeout)
         etag = weak_etag(spec.name, link_base, repr(sorted(ctx.params.items())), data.seed) if data.seed else None
@@ -289,9 +297,8 @@ async def render_fragment(
         FAILURES[spec.name] += 1
         kind = "timed out" if isinstance(exc, TimeoutError) else "failed"
         log.error("fragment %s %s (%s): %r", spec.name, kind, "inline" if inline else "route", exc)
+        await close_fragment_session(request)
         return Rendered(_render_fallback(request, spec, link_base), (), None, False)
-    finally:
-        await ctx.close()
     return Rendered(html, data.keys, etag, True)
 
 
@@ -328,17 +335,20 @@ async def resolve_placeholders(request: Request[Any, Any, Any], html: str) -> st
     if not state.pending:
         return html
     rendered: dict[str, str] = {}
-    while state.pending:  # a fragment may itself inline fragments
-        token, (name, params) = next(iter(state.pending.items()))
-        del state.pending[token]
-        spec = registry.get(name)
-        assert spec is not None
-        result = await render_fragment(request, spec, params, inline=True)
-        if result.ok:
-            add_surrogate_keys(request.scope, result.keys)
-        else:
-            state.fallbacks.append(name)
-        rendered[token] = result.html
+    try:
+        while state.pending:  # a fragment may itself inline fragments
+            token, (name, params) = next(iter(state.pending.items()))
+            del state.pending[token]
+            spec = registry.get(name)
+            assert spec is not None
+            result = await render_fragment(request, spec, params, inline=True)
+            if result.ok:
+                add_surrogate_keys(request.scope, result.keys)
+            else:
+                state.fallbacks.append(name)
+            rendered[token] = result.html
+    finally:
+        await close_fragment_session(request)
     for _ in range(4):  # nested placeholders
         html = PLACEHOLDER_RE.sub(lambda m: rendered.pop(m.group(1), ""), html)
         if not rendered:

@@ -17,7 +17,7 @@ from fragments.caching import (
     weak_etag,
 )
 from fragments.pages import render_page
-from fragments.registry import Fragment, registry, render_fragment
+from fragments.registry import Fragment, close_fragment_session, registry, render_fragment
 
 __all__ = ["LOADER_PATH", "router"]
 
@@ -34,8 +34,11 @@ async def serve(request: Request[Any, Any, Any], spec: Fragment, policy: CachePo
                 link_base: str = "", headers: dict[str, str] | None = None) -> Response[bytes]:
     """Answer a fragment URL: its 200 (or 304), or its fallback as a 200 with ``no-store``."""
     inm = request.headers.get("if-none-match")
-    rendered = await render_fragment(request, spec, _params(request), inline=False, link_base=link_base,
-                                     if_none_match=lambda etag: etag_matches(inm, etag))
+    try:
+        rendered = await render_fragment(request, spec, _params(request), inline=False, link_base=link_base,
+                                         if_none_match=lambda etag: etag_matches(inm, etag))
+    finally:
+        await close_fragment_session(request)
     if not rendered.ok:
         return conditional_response(request, rendered.html, policy, cache_control=FALLBACK_CACHE_CONTROL,
                                     headers=headers)

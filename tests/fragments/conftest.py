@@ -23,6 +23,14 @@ class GuardLog(logging.Handler):
 
 
 @pytest.fixture(autouse=True)
+def patient_fragments(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Generous fragment deadlines: a busy test machine must not turn pages into fallbacks."""
+    import fragments.registry
+
+    monkeypatch.setattr(fragments.registry, "TIMEOUT_FLOOR", 10.0)
+
+
+@pytest.fixture(autouse=True)
 def guard_log() -> Iterator[GuardLog]:
     """Collects the guard's errors; a test that did not expect one fails (design §2)."""
     handler = GuardLog()

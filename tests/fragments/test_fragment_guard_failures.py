@@ -98,6 +98,9 @@ async def test_slow_fragment_times_out_to_its_fallback(client, monkeypatch: pyte
         await asyncio.sleep(5)
         return FragmentData({})
 
+    import fragments.registry
+
+    monkeypatch.setattr(fragments.registry, "TIMEOUT_FLOOR", 0.0)
     monkeypatch.setattr(spec, "build", slow)
     monkeypatch.setattr(spec, "inline_timeout", 0.05)
     monkeypatch.setattr(spec, "route_timeout", 0.05)
