@@ -35,6 +35,9 @@ from federation.oauth.store import OAuthStore
 
 NO_STORE = CacheControlHeader(no_store=True)
 MACHINE = {"exclude_from_auth": True, "exclude_from_csrf": True}
+# The consent page must not be framed (clickjacking an "Allow" click).
+NO_FRAMING = {"Cache-Control": "no-store", "X-Frame-Options": "DENY",
+              "Content-Security-Policy": "frame-ancestors 'none'"}
 # Form fields of ours that are not OAuth parameters.
 CONSENT_FIELDS = {"_csrf_token", "decision"}
 
@@ -152,7 +155,7 @@ async def authorize(request: Request[Any, Any, Any], db_session: AsyncSession, s
 
                 return error_redirect(server, oreq, ConsentRequiredError(redirect_uri=grant.redirect_uri,
                                                                          state=oreq.payload.state), settings.base_url)
-            return Template("oauth/consent.html", headers={"Cache-Control": "no-store"}, context={
+            return Template("oauth/consent.html", headers=NO_FRAMING, context={
                 "client": client.row,
                 "scopes": describe(oreq.scope),
                 "params": [(k, v) for k, values in oreq.payload.datalist.items() for v in values],

@@ -40,6 +40,8 @@ async def test_code_flow_with_pkce_consent_id_token_and_userinfo(client: Any, db
     assert page.status_code == 200
     assert "Test RP" in page.text and "See your email address" in page.text
     assert "Use the JSON API on your behalf" in page.text
+    assert page.headers["x-frame-options"] == "DENY" and "frame-ancestors 'none'" in page.headers[
+        "content-security-policy"]
 
     response = await authorize(client, params)
     assert response.status_code == 303
