@@ -167,8 +167,17 @@ def sanitise_legacy_html(html: str, *, ghost_url: str = "") -> str:
     return _IFRAME.sub(_iframe_or_link, cleaned)
 
 
+_FOOTNOTES = re.compile(r'<section class="footnotes">.*?</section>|<sup class="footnote-ref">.*?</sup>', re.DOTALL)
+_BLOCK_BOUNDARY = re.compile(r"(?=</?(?:p|div|h[1-6]|li|ul|ol|tr|td|th|br|hr|figure|figcaption|blockquote|pre|"
+                             r"section|table|iframe)\b)", re.IGNORECASE)
+
+
 def plain_text(html: str) -> str:
-    """The visible text of sanitised HTML, whitespace collapsed (for excerpts and meta tags)."""
+    """The visible text of sanitised HTML, whitespace collapsed (for excerpts and meta tags).
+
+    Block boundaries become spaces (so paragraphs don't run together); footnotes are left out.
+    """
+    html = _BLOCK_BOUNDARY.sub(" ", _FOOTNOTES.sub("", html))
     text = nh3.clean(html, tags=set(), clean_content_tags={"script", "style"})
     return " ".join(htmllib.unescape(text).split())
 
