@@ -208,3 +208,19 @@ async def test_logout_by_post_goes_to_the_confirmation_page(client: Any, db_sess
     assert asked.status_code == 200 and CSRF_FIELD.search(asked.text)
     # Without an id_token_hint nothing proves the RP asked, so it is not redirected to (authlib's rule).
     assert "rp.example.test/bye" not in asked.text
+
+
+async def test_front_channel_logout_iframes_for_apps_of_this_session(client: Any, db_session: AsyncSession) -> None:
+    await signup(client, "alice")
+    rp = await make_client(db_session, first_party=True, frontchannel_logout_uri="https://rp.example.test/fc",
+                           post_logout_redirect_uris=["https://rp.example.test/bye"])
+    code, verifier = await get_code(client, rp)
+    id_token = (await exchange(client, rp, code, verifier)).json()["id_token"]
+    from joserfc.jws import extract_compact
+
+    sid = json.loads(extract_compact(id_token.encode()).payload)["sid"]
+    done = await client.get("/oauth/logout", params={"id_token_hint": id_token,
+                                                     "post_logout_redirect_uri": "https://rp.example.test/bye"})
+    assert done.status_code == 200
+    assert f'src="https://rp.example.test/fc?sid={sid}&amp;iss=http%3A%2F%2F127.0.0.1%3A8000"' in done.text
+    assert 'href="https://rp.example.test/bye"' in done.text
