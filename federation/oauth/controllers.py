@@ -88,6 +88,15 @@ def error_redirect(server: RoseAshAuthorizationServer, oreq: LitestarOAuth2Reque
     return to_response(result)
 
 
+def _auth_time(request: Request[Any, Any, Any]) -> int | None:
+    """When this browser session last checked the password (federation/oauth/sso.py records it)."""
+    from federation.oauth.sso import AUTH_TIME_KEY
+
+    session = request.scope.get("session")
+    value = session.get(AUTH_TIME_KEY) if isinstance(session, dict) else None
+    return int(value) if isinstance(value, int | float) else None
+
+
 def _sid(request: Request[Any, Any, Any]) -> str | None:
     session = request.scope.get("session")
     if not isinstance(session, dict):
@@ -110,6 +119,8 @@ async def authorize(request: Request[Any, Any, Any], db_session: AsyncSession, s
     user: User | None = request.user if isinstance(request.user, User) else None
     oreq = await oauth_request(request, settings, drop=CONSENT_FIELDS)
     ctx = await make_context(db_session, settings, sid=_sid(request) if user is not None else None)
+    auth_time = _auth_time(request) if user is not None else None
+    ctx.auth_time = auth_time
     server = RoseAshAuthorizationServer(ctx)
 
     def validate() -> Any:
@@ -136,9 +147,11 @@ async def authorize(request: Request[Any, Any, Any], db_session: AsyncSession, s
         target = request.url.path + "?" + urlencode(list(oreq.payload.datalist.items()), doseq=True)
         return Redirect(f"/account/login?next={quote(target)}", status_code=303)
 
-    if "login" in prompts and request.method == "GET":
-        # Re-authenticate: the sign-in page comes back here without prompt=login.
-        again = [(k, v) for k, v in oreq.payload.datalist.items() if k != "prompt"]
+    max_age = oreq.payload.data.get("max_age", "")
+    too_old = max_age.isdigit() and (auth_time is None or time.time() - auth_time > int(max_age))
+    if ("login" in prompts or too_old) and request.method == "GET":
+        # Re-authenticate: the sign-in page comes back here without prompt=login or max_age.
+        again = [(k, v) for k, v in oreq.payload.datalist.items() if k not in {"prompt", "max_age"}]
         remaining = " ".join(p for p in split_scope(oreq.payload.data.get("prompt")) if p != "login")
         if remaining:
             again.append(("prompt", [remaining]))

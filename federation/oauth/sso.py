@@ -16,6 +16,7 @@ Third-party clients with a front-channel logout URI get it loaded in an iframe o
 from __future__ import annotations
 
 import secrets
+import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -44,6 +45,7 @@ ENDED_TTL = 14 * 24 * 3600  # as long as a session lives
 PENDING_KEY = "sso_pending"
 SSO_SID_KEY = "sso_sid"
 AS_SID_KEY = "oauth_sid"
+AUTH_TIME_KEY = "auth_time"
 NO_STORE = CacheControlHeader(no_store=True)
 
 
@@ -110,6 +112,18 @@ class SSOMiddleware:
 
             target = safe_next(parse_qs(query).get("next", [""])[0], "/")
             await _redirect(send, "/oauth/sso/login?" + urlencode({"next": target}))
+            return
+        if path in ("/account/login", "/account/signup") and method == "POST":
+            async def note_auth_time(message: Message) -> None:
+                # Runs before the session middleware stores the session: record when the password
+                # was last checked, for the ID token's auth_time and the max_age parameter.
+                current = scope.get("session")
+                if message["type"] == "http.response.start" and message["status"] == 303 \
+                        and isinstance(current, dict) and current.get(SESSION_USER_KEY):
+                    current[AUTH_TIME_KEY] = int(time.time())
+                await send(message)
+
+            await self.app(scope, receive, note_auth_time)
             return
         if path == "/account/logout" and method == "POST" and sid:
             async def send_wrapper(message: Message) -> None:

@@ -274,3 +274,32 @@ async def test_prompt_login_asks_for_the_password_again(client: Any, db_session:
         "login": "ivan", "password": "correct horse battery staple", "next": next_path})
     back = await client.get(signed_in.headers["location"])
     assert back.status_code == 302 and "code=" in back.headers["location"]
+
+
+async def test_auth_time_and_max_age(client: Any, db_session: AsyncSession) -> None:
+    import time
+    from urllib.parse import parse_qs, urlsplit
+
+    import anyio
+
+    from tests.helpers.web import post_form
+
+    started = int(time.time())
+    await signup(client, "judy")
+    rp = await make_client(db_session, first_party=True)
+    code, verifier = await get_code(client, rp)
+    claims = await _id_claims(client, (await exchange(client, rp, code, verifier)).json()["id_token"])
+    assert started <= claims["auth_time"] <= int(time.time())
+
+    await anyio.sleep(1.2)
+    _v, challenge = pkce()
+    response = await client.get("/oauth/authorize", params=authorize_params(rp, challenge, max_age="1"))
+    assert response.status_code == 303 and response.headers["location"].startswith("/account/login?next=")
+    next_path = parse_qs(urlsplit(response.headers["location"]).query)["next"][0]
+    signed_in = await post_form(client, "/account/login", {
+        "login": "judy", "password": "correct horse battery staple", "next": next_path})
+    back = await client.get(signed_in.headers["location"])
+    assert back.status_code == 302
+    query = query_of(back.headers["location"])
+    fresh = await _id_claims(client, (await exchange(client, rp, query["code"], _v)).json()["id_token"])
+    assert fresh["auth_time"] > claims["auth_time"]
