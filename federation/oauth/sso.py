@@ -114,13 +114,20 @@ class SSOMiddleware:
             await _redirect(send, "/oauth/sso/login?" + urlencode({"next": target}))
             return
         if path in ("/account/login", "/account/signup") and method == "POST":
+            before = session if isinstance(session, dict) else {}
+            old_user, old_sid = before.get(SESSION_USER_KEY), before.get(AS_SID_KEY)
+
             async def note_auth_time(message: Message) -> None:
                 # Runs before the session middleware stores the session: record when the password
-                # was last checked, for the ID token's auth_time and the max_age parameter.
+                # was last checked (the ID token's auth_time, max_age), and keep the SSO session id
+                # when the same person signs in again (prompt=login), so sign-out still reaches
+                # the hosts signed in under it.
                 current = scope.get("session")
                 if message["type"] == "http.response.start" and message["status"] == 303 \
                         and isinstance(current, dict) and current.get(SESSION_USER_KEY):
                     current[AUTH_TIME_KEY] = int(time.time())
+                    if old_sid and old_user == current.get(SESSION_USER_KEY):
+                        current.setdefault(AS_SID_KEY, old_sid)
                 await send(message)
 
             await self.app(scope, receive, note_auth_time)

@@ -120,3 +120,14 @@ async def test_sso_callback_refuses_forged_responses(client: Any) -> None:
 async def test_sso_endpoints_only_on_configured_hosts(client: Any) -> None:
     assert (await client.get("/oauth/sso/login")).status_code == 404
     assert (await client.get("/oauth/sso/callback?state=x&code=y")).status_code == 404
+
+
+async def test_signing_in_again_keeps_the_sso_session(client: Any) -> None:
+    await signup(client, "erin")
+    page = await browse(client, f"{BLOG}/account")
+    assert origin(page) == BLOG and page.status_code == 200
+    again = await post_form(client, f"{AS}/account/login",
+                            {"login": "erin", "password": "correct horse battery staple"})
+    assert again.status_code == 303  # e.g. prompt=login: the password is checked again
+    assert (await sign_out(client, AS)).status_code == 303
+    assert (await client.get(f"{BLOG}/account")).status_code == 303
