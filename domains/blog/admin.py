@@ -94,9 +94,11 @@ class BlogAdminController(Controller):
     cache_control = PRIVATE
 
     @get("/", name="blog:admin")
-    async def index(self, db_session: AsyncSession, status: str = "", type: str = "", q: str = "",
-                    tag: str = "") -> Template:
-        posts = await BlogService(db_session).admin_list(status=status, post_type=type, q=q, tag=tag)
+    async def index(self, request: Request[User, Any, Any], db_session: AsyncSession, status: str = "",
+                    type: str = "", q: str = "", tag: str = "") -> Template:
+        user = request.user
+        posts = await BlogService(db_session).admin_list(status=status, post_type=type, q=q, tag=tag,
+                                                         author=None if user.is_admin else user)
         return Template("blog/admin/list.html", context={
             "posts": posts, "filters": {"status": status, "type": type, "q": q, "tag": tag}})
 
@@ -266,8 +268,6 @@ class BlogSettingsController(Controller):
         except GhostImportError as exc:
             return Template("blog/admin/import.html", status_code=422, context={
                 "report": None, "errors": {"export": str(exc)}})
-        if dry_run:
-            await db_session.rollback()  # belt and braces: a dry run leaves nothing to commit
         return Template("blog/admin/import.html", context={"report": report, "errors": {}})
 
 

@@ -202,8 +202,11 @@ class BlogService:
         return list((await self.db.execute(stmt)).scalars().all())
 
     async def admin_list(self, *, status: str = "", post_type: str = "", q: str = "", tag: str = "",
-                         limit: int = 200) -> list[Post]:
+                         author: User | None = None, limit: int = 200) -> list[Post]:
+        """The editor's list; with ``author``, only the posts they are an author of."""
         stmt = select(Post)
+        if author is not None:
+            stmt = stmt.where(Post.id.in_(select(PostAuthor.post_id).where(PostAuthor.author_id == author.id)))
         if status in (DRAFT, SCHEDULED, PUBLISHED):
             stmt = stmt.where(Post.status == status)
         if post_type in POST_TYPES:

@@ -190,6 +190,8 @@ async def test_admin_upload_form(author_client: Any, sessionmaker: async_session
     dry = await author_client.post("/blog/admin/import", data={"_csrf_token": token.group(1), "dry_run": "1"},
                                    files={"export": ("export.json", EXPORT, "application/json")})
     assert dry.status_code == 200 and "Dry run" in dry.text and "posts: 4 created" in dry.text
+    async with sessionmaker() as session:
+        assert (await session.execute(select(func.count()).select_from(Post))).scalar_one() == 0
     bad = await author_client.post("/blog/admin/import", data={"_csrf_token": token.group(1)},
                                    files={"export": ("export.json", EXPORT[:100], "application/json")})
     assert bad.status_code == 422 and "not valid JSON" in bad.text and "Nothing was imported" in bad.text

@@ -222,6 +222,8 @@ async def test_authors_edit_only_their_own_posts_and_the_list_filters(
     await post_form(client, "/account/logout", {}, page="/account")
     await make_author(client, sessionmaker, "bert")
     assert (await client.get(alice_edit)).status_code == 404  # not yours: not shown to exist
+    listing = await client.get("/blog/admin/")
+    assert "Alice" not in listing.text and "/blog/admin/navigation" not in listing.text
     hijack = await write(client, {"title": "Hijacked", "markdown": "x", "action": "publish"}, path=alice_edit)
     assert hijack.status_code == 404
     assert (await write(client, {}, path=f"{alice_edit}/delete")).status_code == 404
