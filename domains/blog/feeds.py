@@ -20,7 +20,7 @@ RSS_TYPE = "application/rss+xml; charset=utf-8"
 XML_TYPE = "application/xml; charset=utf-8"
 FEED_SIZE = 20
 
-ET.register_namespace("", ATOM_NS)
+# RSS uses prefixed extension elements; Atom and sitemaps use their namespace as the default.
 ET.register_namespace("content", CONTENT_NS)
 ET.register_namespace("dc", DC_NS)
 ET.register_namespace("atom", ATOM_NS)
@@ -45,8 +45,8 @@ def _serialise(root: ET.Element) -> bytes:
 
 
 def atom_feed(posts: Sequence[Post], *, base_url: str, title: str, self_path: str, alt_path: str) -> bytes:
-    a = f"{{{ATOM_NS}}}"
-    feed = ET.Element(f"{a}feed")
+    a = ""  # plain tag names under xmlns=ATOM_NS
+    feed = ET.Element("feed", {"xmlns": ATOM_NS})
     feed.set("{http://www.w3.org/XML/1998/namespace}base", base_url + "/")
     _sub(feed, f"{a}title", title)
     _sub(feed, f"{a}id", base_url + alt_path)
@@ -105,9 +105,8 @@ def rss_feed(posts: Sequence[Post], *, base_url: str, title: str, description: s
 
 
 def sitemap(*, base_url: str, posts: Sequence[Post], tags: Sequence[Tag], authors: Sequence[User]) -> bytes:
-    s = f"{{{SITEMAP_NS}}}"
-    ET.register_namespace("", SITEMAP_NS)
-    urlset = ET.Element(f"{s}urlset")
+    s = ""  # plain tag names under xmlns=SITEMAP_NS
+    urlset = ET.Element("urlset", {"xmlns": SITEMAP_NS})
 
     def add(path: str, lastmod: datetime | None = None) -> None:
         url = _sub(urlset, f"{s}url")
@@ -123,5 +122,4 @@ def sitemap(*, base_url: str, posts: Sequence[Post], tags: Sequence[Tag], author
         add(f"/blog/tag/{tag.slug}")
     for user in authors:
         add(f"/blog/author/{user.username}")
-    ET.register_namespace("", ATOM_NS)
     return _serialise(urlset)
