@@ -25,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -51,6 +53,36 @@ def serve_bare(port: int, template_dir: str) -> None:
     app = Litestar(route_handlers=[page], template_config=TemplateConfig(
         directory=Path(template_dir), engine=JinjaTemplateEngine))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+@contextmanager
+def scratch_database(server_url: str) -> Iterator[str]:
+    """A throw-away PostgreSQL database on ``server_url`` (or "" for the default SQLite)."""
+    if not server_url:
+        yield ""
+        return
+    import asyncio
+
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    base = make_url(server_url)
+    name = f"rose_ash_bench_{os.getpid()}"
+
+    async def run(sql: str) -> None:
+        engine = create_async_engine(base, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text(sql))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def free_port() -> int:
@@ -99,16 +131,18 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--database-url", default="",
+                        help="a PostgreSQL server URL (postgresql+asyncpg://...); a scratch database is made on it")
     parser.add_argument("--serve-bare", nargs=2, metavar=("PORT", "TEMPLATE_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
         serve_bare(int(args.serve_bare[0]), args.serve_bare[1])
         return
 
-    with tempfile.TemporaryDirectory(prefix="rose-ash-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="rose-ash-bench-") as tmp, scratch_database(args.database_url) as db_url:
         tmp_path = Path(tmp)
         env = {"ROSE_ASH_WORKER_IN_PROCESS": "false", "ROSE_ASH_LOG_LEVEL": "WARNING"}
-        with app_server(tmp_path, extra_env=env) as server:
+        with app_server(tmp_path, extra_env=env, database_url=db_url or None) as server:
             for i in range(5):
                 done = server.cli("users", "create", "--username", f"member{i}", "--email",
                                   f"member{i}@example.org", "--password", "correct horse battery staple", check=False)
@@ -136,17 +170,21 @@ def main() -> None:
                         "composed home via Varnish": run_wrk(edge + "/", args.duration, args.connections,
                                                              args.threads),
                     }
+                log = server.log_path.read_text(errors="replace")
+                fallbacks = log.count('"logger": "rose_ash.fragments"')
             finally:
                 bare.terminate()
                 bare.wait(timeout=10)
 
     base_rps, base_p99 = results["bare Litestar + 1 Jinja template"]
-    print(f"\nwrk -t{args.threads} -c{args.connections} -d{args.duration}s, page {len(home.content)} bytes, "
+    print(f"\ndatabase: {'PostgreSQL' if args.database_url else 'SQLite'}; "
+          f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, page {len(home.content)} bytes, "
           f"one server process each\n")
     print(f"{'target':<36} {'req/s':>10} {'p99 ms':>9} {'rps/base':>9} {'p99/base':>9}")
     for name, (rps, p99) in results.items():
         print(f"{name:<36} {rps:>10.0f} {p99:>9.2f} {rps / base_rps:>9.2f} {p99 / base_p99:>9.2f}")
     composed_rps = results["composed home, uncached (app)"][0]
+    print(f"\nfragment fallbacks logged by the app during the run (deadline misses under load): {fallbacks}")
     print(f"\nVarnish / composed uncached: {results['composed home via Varnish'][0] / composed_rps:.1f}x req/s")
 
 
