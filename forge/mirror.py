@@ -287,7 +287,8 @@ async def apply_incoming(service: RepoService, repo: ForgeRepo, incoming: Mappin
                for c in commands if c.ref not in refused]
     if updates:
         try:
-            await service.update_refs_cas(repo, updates, actor_id=actor_id, source="mirror")
+            # The service re-checks the same policy under its own code path (a second net).
+            await service.update_refs_cas(repo, updates, actor_id=actor_id, source="mirror", policy=policy)
         except RefConflict as exc:
             report.rejected.append(f"refs changed during the sync, retried next time: {exc}")
             return report
