@@ -125,5 +125,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[background_worker],
         state=State({"settings": settings, "alchemy": alchemy}),
         openapi_config=OpenAPIConfig(title="Rose Ash", version="0.1.0", path="/api/schema"),
+        # Our JSON logging is configured once per process (app/logs.py). Litestar's default config
+        # would start a queue-listener thread per app instance that never stops.
+        logging_config=None,
         debug=settings.debug,
     )
