@@ -38,11 +38,11 @@ from app.settings import Settings
 from domains.account.models import User
 from domains.account.services import InputProblems
 from forge.api import repository_read
-from forge.mirror import MAX_INTERVAL, MIN_INTERVAL, MirrorError, MirrorService, build_remote, clone_repository
+from forge.mirror import MirrorService, import_repository
 from forge.mirror_models import ForgeMirror
 from forge.models import PERMISSIONS, ForgeRepo, ForgeRepoRef
 from forge.queries import CommitInfo, commits_by_id, repos_of, user_by_username
-from forge.services import Permission, RefConflict, RepoService, at_least, branch_name_problem
+from forge.services import Permission, RepoService, at_least, branch_name_problem
 from forge.smart_http import runtime_for
 from forge.web import load_repo, purge_repo_pages
 
@@ -389,30 +389,15 @@ async def migrate(request: Request[Any, Any, Any], db_session: AsyncSession, set
     if auth is not None and not auth.allows("repo:write"):
         raise PermissionDeniedException("This token lacks the 'repo:write' scope.")
     service = _service(db_session, settings)
-    repo: ForgeRepo | None = None
     try:
-        interval = _interval(data.mirror_interval)
-        if data.mirror and not MIN_INTERVAL <= interval <= MAX_INTERVAL:
-            raise InputProblems({"mirror_interval": f"Use between {MIN_INTERVAL} and {MAX_INTERVAL} seconds."})
-        remote = await build_remote(data.clone_addr, data.auth_token,
-                                    allow_private=settings.federation_allow_private_addresses)
-        if await service.get_by_owner_and_name(user.username, data.repo_name) is not None:
-            raise InputProblems({"repo_name": "You already have a repository with that name."}, status=409)
-        repo = await clone_repository(service, user, data.repo_name, remote, description=data.description,
-                                      private=data.private)
-        if data.mirror:
-            await MirrorService(db_session, service.store, settings).add(
-                repo, direction="pull", remote_url=data.clone_addr, token=data.auth_token, interval_seconds=interval)
-    except (MirrorError, InputProblems, RefConflict) as exc:
-        if repo is not None:  # cloned, then the mirror configuration failed: leave nothing behind
-            service.store.delete(repo.id)
+        repo = await import_repository(service, settings, user, data.repo_name, data.clone_addr, data.auth_token,
+                                       mirror=data.mirror, interval_seconds=_interval(data.mirror_interval),
+                                       description=data.description, private=data.private)
+    except InputProblems as exc:
         await db_session.rollback()
-        if isinstance(exc, MirrorError):
-            return problem(422, str(exc), {"clone_addr": str(exc)})
-        if isinstance(exc, InputProblems):
-            errors = {("repo_name" if k == "name" else k): v for k, v in exc.errors.items()}
-            return problem(exc.status, str(exc), errors)
-        return problem(409, str(exc))
+        keys = {"name": "repo_name", "url": "clone_addr", "interval": "mirror_interval"}
+        errors = {keys.get(k, k): v for k, v in exc.errors.items()}
+        return problem(exc.status, "; ".join(errors.values()), errors)
     return Response(await _repo_json(service, settings, repo, "admin", owner=user), status_code=201)
 
 

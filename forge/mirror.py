@@ -70,6 +70,7 @@ __all__ = [
     "SyncReport",
     "build_remote",
     "clone_repository",
+    "import_repository",
     "ls_remote",
     "mirror_view",
     "pull",
@@ -334,6 +335,38 @@ async def clone_repository(service: RepoService, owner: User, name: str, remote:
     except BaseException:
         await service.delete(repo)
         raise
+    return repo
+
+
+async def import_repository(service: RepoService, settings: Settings, owner: User, name: str, url: str,
+                            token: str | None, *, mirror: bool = False, interval_seconds: int = 3600,
+                            description: str = "", private: bool = False) -> ForgeRepo:
+    """Clone ``url`` into ``owner/name`` and, with ``mirror``, keep pulling it on a schedule.
+
+    Raises :class:`InputProblems` with the keys ``name``, ``url``, ``interval`` (422, or 409 for a
+    taken name); whatever failed, no row and no directory are left (the caller rolls back).
+    """
+    if mirror and not MIN_INTERVAL <= interval_seconds <= MAX_INTERVAL:
+        raise InputProblems({"interval": f"Use between {MIN_INTERVAL} and {MAX_INTERVAL} seconds."})
+    try:
+        remote = await build_remote(url, token, allow_private=settings.federation_allow_private_addresses)
+    except MirrorError as exc:
+        raise InputProblems({"url": str(exc)}) from None
+    if await service.get_by_owner_and_name(owner.username, name) is not None:
+        raise InputProblems({"name": "You already have a repository with that name."}, status=409)
+    try:
+        repo = await clone_repository(service, owner, name, remote, description=description, private=private)
+    except MirrorError as exc:
+        raise InputProblems({"url": str(exc)}) from None
+    except RefConflict as exc:
+        raise InputProblems({"url": f"The remote's refs could not be applied: {exc}"}, status=409) from None
+    if mirror:
+        try:
+            await MirrorService(service.db, service.store, settings).add(
+                repo, direction="pull", remote_url=url, token=token, interval_seconds=interval_seconds)
+        except BaseException:
+            service.store.delete(repo.id)
+            raise
     return repo
 
 

@@ -39,7 +39,7 @@ from app.settings import Settings
 from domains.account.models import User
 from domains.account.services import InputProblems
 from forge.events import PushEvent, on_push
-from forge.mirror import MirrorError, MirrorService
+from forge.mirror import MirrorError, MirrorService, import_repository
 from forge.models import PERMISSIONS, ForgeRepo
 from forge.queries import (
     latest_commits,
@@ -239,18 +239,28 @@ class NewRepoController(Controller):
     async def create(self, request: Request[User, Any, Any], db_session: AsyncSession,
                      settings: Settings) -> Template | Redirect:
         data = await form_data(request)
-        values = {
+        values: dict[str, Any] = {
             "name": str(data.get("name", "")).strip(),
             "description": str(data.get("description", "")),
             "visibility": "private" if data.get("visibility") == "private" else "public",
             "default_branch": str(data.get("default_branch", "") or "main").strip(),
         }
+        import_url = str(data.get("import_url", "")).strip()
+        values.update(import_url=import_url, mirror=data.get("mirror") == "on")
+        service = _service(db_session, settings)
         try:
-            repo = await _service(db_session, settings).create(
-                request.user, values["name"], description=values["description"],
-                private=values["visibility"] == "private", default_branch=values["default_branch"])
+            if import_url:  # clone from another forge (and keep pulling it): the default branch follows the remote
+                repo = await import_repository(
+                    service, settings, request.user, values["name"], import_url,
+                    str(data.get("import_token", "")).strip() or None, mirror=bool(values["mirror"]),
+                    description=values["description"], private=values["visibility"] == "private")
+            else:
+                repo = await service.create(
+                    request.user, values["name"], description=values["description"],
+                    private=values["visibility"] == "private", default_branch=values["default_branch"])
         except InputProblems as exc:
-            return form_page("forge/new.html", {"values": values}, exc.errors, exc.status)
+            errors = {("import_url" if k == "url" else k): v for k, v in exc.errors.items()}
+            return form_page("forge/new.html", {"values": values}, errors, exc.status)
         await purge_repo_pages(db_session, repo.id, repo.owner_id)
         return see_other(f"/forge/{request.user.username}/{repo.name}", request, "Repository created.")
 

@@ -317,3 +317,42 @@ def test_cli_ls_remote_add_list_sync(pair: tuple[Forge, Forge]) -> None:
     assert refs(b, "alice", "clidst")["refs/heads/main"] == head
     for result in (listed, added):
         assert token not in result.stdout and token not in result.stderr
+
+
+def test_import_from_the_new_repository_form(pair: tuple[Forge, Forge]) -> None:
+    import re
+
+    from tests.forge.forge_fixtures import PASSWORD
+
+    a, b = pair
+    a.create_repo("alice", "webimport", default_branch="stable")
+    work = a.new_clone("alice", "webimport", "alice")
+    a.git("checkout", "-q", "-b", "stable", cwd=work)
+    head = a.commit(work, "imported")
+    a.git("push", "-q", a.url("alice", "webimport", "alice"), "stable", cwd=work)
+    dirs_before = repo_dirs(b)
+
+    field = re.compile(r'name="_csrf_token" value="([^"]+)"')
+    with httpx.Client(base_url=b.base, timeout=60) as browser:
+        token = field.search(browser.get("/account/login").text)
+        assert token
+        signed_in = browser.post("/account/login", data={"login": "alice", "password": PASSWORD,
+                                                         "_csrf_token": token.group(1)})
+        assert signed_in.status_code == 303
+
+        def submit(**form: str) -> httpx.Response:
+            csrf = field.search(browser.get("/forge/new").text)
+            assert csrf
+            return browser.post("/forge/new", data={"visibility": "public", "_csrf_token": csrf.group(1), **form})
+
+        dead = submit(name="deadimport", import_url=f"http://127.0.0.1:{free_port()}/forge/x/y.git", mirror="on")
+        assert dead.status_code == 422 and 'class="error"' in dead.text
+        assert repo_dirs(b) == dirs_before and api(b, "GET", "/repos/alice/deadimport").status_code == 404
+
+        done = submit(name="imported", import_url=a.url("alice", "webimport"), mirror="on")
+        assert done.status_code == 303 and done.headers["location"] == "/forge/alice/imported"
+    got = api(b, "GET", "/repos/alice/imported").json()
+    assert got["default_branch"] == "stable"
+    assert refs(b, "alice", "imported")["refs/heads/stable"] == head
+    [mirror] = mirrors(b, got["id"])
+    assert mirror.direction == "pull" and mirror.remote_url == a.url("alice", "webimport")
