@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.jobs import JobContext, enqueue, job_handler
@@ -24,6 +24,7 @@ from app.settings import Settings
 from forge.events import PushEvent, on_push
 from forge.mirror import (
     MAX_ERROR_CHARS,
+    NETWORK_DEADLINE,
     STAGING,
     SYNC_JOB,
     GitRemote,
@@ -43,6 +44,9 @@ from forge.smart_http import runtime_for
 from forge.storage import RepoStore
 
 log = logging.getLogger("rose_ash.forge.mirror")
+# A sync's lease outlives its longest network step; a busy chain job retries after RETRY_BUSY seconds.
+LEASE = NETWORK_DEADLINE + 120
+RETRY_BUSY = 60
 
 
 @job_handler(SYNC_JOB, payload_type=MirrorSyncPayload, max_attempts=3)
@@ -62,6 +66,11 @@ async def sync_mirror(ctx: JobContext, payload: MirrorSyncPayload) -> None:
         if repo is None:
             return
         service = MirrorService(session, store, settings)
+        if not await _take_lease(session, mirror_id):
+            # Another sync of this mirror is running; the chain tries again a little later.
+            if payload.chain:
+                await enqueue(session, SYNC_JOB, payload, run_at=datetime.now(UTC) + timedelta(seconds=RETRY_BUSY))
+            return
         direction, repo_id = mirror.direction, repo.id
         try:
             remote = await service.remote_of(mirror)
@@ -105,12 +114,28 @@ async def _record(session: AsyncSession, store: RepoStore, settings: Settings, m
     """Note the outcome on the mirror row (never a credential) and, for the chain, queue the next run."""
     if remote is not None:
         error = remote.scrub(error)
+    mirror.sync_started_at = None
     mirror.last_sync_at = datetime.now(UTC)
     mirror.last_error = error[:MAX_ERROR_CHARS]
     if error:
         log.warning("mirror %s (%s) of repo %s: %s", mirror.id, mirror.direction, mirror.repo_id, mirror.last_error)
     if payload.chain and mirror.generation == payload.generation:
         await MirrorService(session, store, settings).reschedule(mirror)
+
+
+async def _take_lease(session: AsyncSession, mirror_id: uuid.UUID) -> bool:
+    """Compare-and-set ``sync_started_at``: True if no other sync of this mirror holds a live lease.
+
+    Two overlapping pulls could otherwise apply an older fetch after a newer one (moving refs back,
+    or deleting refs the newer fetch created)."""
+    now = datetime.now(UTC)
+    result = await session.execute(
+        update(ForgeMirror)
+        .where(ForgeMirror.id == mirror_id,
+               or_(ForgeMirror.sync_started_at.is_(None), ForgeMirror.sync_started_at < now - timedelta(seconds=LEASE)))
+        .values(sync_started_at=now)
+    )
+    return bool(getattr(result, "rowcount", 0))
 
 
 @on_push

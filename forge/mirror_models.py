@@ -33,5 +33,7 @@ class ForgeMirror(UUIDv7AuditBase):
     # Bumped whenever the schedule is (re)started; a queued sync job of an older generation is a no-op,
     # so a reconfigured mirror never runs two self-rescheduling chains.
     generation: Mapped[int] = mapped_column(Integer, default=0)
+    # Set while a sync runs (a lease: syncs of one mirror never overlap; a crashed one expires).
+    sync_started_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     last_sync_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     last_error: Mapped[str] = mapped_column(Text, default="")

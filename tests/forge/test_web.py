@@ -292,3 +292,42 @@ class TestMirrorForm:
         assert (await db_session.execute(select(ForgeMirror))).first() is None
         assert (await post_form(client, f"{page}/mirrors/remove", {"mirror_id": str(mirror.id)},
                                 page=page)).status_code == 422
+
+    async def test_overlapping_syncs_of_one_mirror_never_run_together(self, client: Any, db_session: AsyncSession,
+                                                                     settings: Settings) -> None:
+        from datetime import UTC, datetime, timedelta
+
+        from sqlalchemy.ext.asyncio import async_sessionmaker
+
+        from app.jobs import Job, JobContext
+        from forge.mirror import MirrorSyncPayload
+        from forge.mirror_jobs import LEASE, _take_lease, sync_mirror
+        from forge.mirror_models import ForgeMirror
+
+        await signup(client, "alice")
+        assert (await new_repo(client, "leased")).status_code == 303
+        page = "/forge/alice/leased/settings"
+        assert (await post_form(client, f"{page}/mirrors", {
+            "direction": "pull", "remote_url": "http://127.0.0.1:9/x.git", "interval": "600"},
+            page=page)).status_code == 303
+        mirror = (await db_session.execute(select(ForgeMirror))).scalar_one()
+        assert await _take_lease(db_session, mirror.id) is True
+        assert await _take_lease(db_session, mirror.id) is False
+        await db_session.commit()
+
+        # A chain job that finds the lease taken retries later and changes nothing.
+        maker = async_sessionmaker(db_session.bind, expire_on_commit=False)
+        ctx = JobContext(sessionmaker=maker, settings=settings)
+        before = len((await db_session.execute(select(Job))).scalars().all())
+        await sync_mirror(ctx, MirrorSyncPayload(str(mirror.id), mirror.generation, chain=True))
+        await db_session.refresh(mirror)
+        assert mirror.last_sync_at is None
+        assert len((await db_session.execute(select(Job))).scalars().all()) == before + 1
+
+        # An expired lease (a crashed sync) is taken over; the run records its outcome and releases it.
+        mirror.sync_started_at = datetime.now(UTC) - timedelta(seconds=LEASE + 1)
+        await db_session.commit()
+        await sync_mirror(ctx, MirrorSyncPayload(str(mirror.id), mirror.generation, chain=True))
+        await db_session.refresh(mirror)
+        assert mirror.last_sync_at is not None and mirror.sync_started_at is None
+        assert mirror.last_error  # nothing listens on port 9
