@@ -440,7 +440,8 @@ class SettingsController(Controller):
         name = row.name
         await purge_repo_pages(db_session, row.id, row.owner_id)
         await service.delete(row)
-        return see_other("/forge", request, f"Deleted {owner}/{name}.")
+        # To a private page: public pages never read the session, so the flash shows there.
+        return see_other("/account", request, f"Deleted {owner}/{name}.")
 
 
 router = Router(

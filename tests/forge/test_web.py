@@ -221,7 +221,7 @@ async def test_settings_access_and_changes(client: Any, db_session: AsyncSession
     wrong = await post_form(client, f"{page}/delete", {"confirm": "nope"}, page=page)
     assert wrong.status_code == 422 and await repo_count(db_session) == 2
     gone = await post_form(client, f"{page}/delete", {"confirm": "proj"}, page=page)
-    assert gone.status_code == 303 and gone.headers["location"] == "/forge"
+    assert gone.status_code == 303 and gone.headers["location"] == "/account"
     assert await repo_count(db_session) == 1
     assert (await client.get("/forge/alice/proj")).status_code == 404
 
