@@ -286,3 +286,17 @@ async def test_key_refetch_is_rate_limited(world: AsyncSession, settings: Any) -
     async with Federation(world, settings) as fed:
         assert await fed.resolve_key(f"{REMOTE}#main-key", False) is not None
         assert await fed.resolve_key(f"{REMOTE}#main-key", True) is None  # fetched seconds ago
+
+
+async def test_domain_actor_inbox_and_follow(client: Any, world: AsyncSession, settings: Any) -> None:
+    """Domain actors have their own inboxes (CSRF-exempt machine endpoints) and take follows."""
+    follow = {**_follow(42), "object": f"{BASE}/ap/actors/blog"}
+    body, headers = _signed("/ap/actors/blog/inbox", follow)
+    r = await client.post("/ap/actors/blog/inbox", content=body, headers=headers)
+    assert r.status_code == 202, r.text
+    await _worker(world, settings, []).run_once()
+    world.expire_all()
+    assert (await world.scalars(select(Follow.followee))).all() == [f"{BASE}/ap/actors/blog"]
+    page = (await client.get("/ap/actors/blog/followers?page=1", headers={"Accept": AS2})).json()
+    assert page["orderedItems"] == [REMOTE]
+    assert (await client.post("/ap/actors/nope/inbox", content=body, headers=headers)).status_code == 404
