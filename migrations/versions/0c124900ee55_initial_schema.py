@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: a313e3b189e4
+Revision ID: 0c124900ee55
 Revises: 
-Create Date: 2026-11-27 07:14:16.006580
+Create Date: 2026-11-27 08:07:40.688429
 
 """
 
@@ -27,7 +27,7 @@ sa.JsonB = JsonB
 sa.ORA_JSONB = ORA_JSONB
 
 # revision identifiers, used by Alembic.
-revision = 'a313e3b189e4'
+revision = '0c124900ee55'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -562,6 +562,7 @@ def schema_upgrades() -> None:
     sa.Column('interval_seconds', sa.Integer(), nullable=False),
     sa.Column('enabled', sa.Boolean(), nullable=False),
     sa.Column('generation', sa.Integer(), nullable=False),
+    sa.Column('sync_started_at', sa.DateTimeUTC(timezone=True), nullable=True),
     sa.Column('last_sync_at', sa.DateTimeUTC(timezone=True), nullable=True),
     sa.Column('last_error', sa.Text(), nullable=False),
     sa.Column('sa_orm_sentinel', sa.Integer(), nullable=True),
