@@ -89,7 +89,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
 
     import forge
-    import fragments.purge  # noqa: F401  (registers the edge.purge job kind)
+    import fragments.purge
     import fragments.site  # noqa: F401  (registers the site-level fragments)
     from domains import account, blog
     from federation import activitypub
