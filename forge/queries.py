@@ -52,7 +52,9 @@ class CommitInfo:
 async def user_by_username(db: AsyncSession, username: str) -> User | None:
     if not username or len(username) > 40:
         return None
-    return (await db.execute(select(User).where(User.username == username.lower()))).scalar_one_or_none()
+    from domains.account.services import AccountService
+
+    return await AccountService(db).by_username(username)
 
 
 async def public_repos(db: AsyncSession, *, limit: int = 100) -> list[tuple[ForgeRepo, str]]:

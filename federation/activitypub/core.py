@@ -193,7 +193,9 @@ class Federation:
     # --- local actors -------------------------------------------------------------------
 
     async def user_by_name(self, username: str) -> User | None:
-        user = await self.session.scalar(select(User).where(User.username == username))
+        from domains.account.services import AccountService
+
+        user = await AccountService(self.session).by_username(username)
         return user if user is not None and user.is_active else None
 
     async def local_actor_for_user(self, user: User) -> Actor:
