@@ -95,28 +95,27 @@ async def test_compose_timelines_like_boost_reply_delete(client: Any) -> None:
     home = (await client.get("/social/")).text
     assert "friends only" in home and "quiet one" in home
 
-    if True:
-        bob_local = (await bob.get("/social/local")).text
-        note = _note_ids(bob_local)[0]
-        # htmx like: an in-place partial; no-JS boost: a 303 back
-        r = await _post(bob, f"/social/notes/{note}/like", {"next": "/social/local"}, htmx=True)
-        assert r.status_code == 200 and "★ Liked" in r.text and "<html" not in r.text
-        r = await _post(bob, f"/social/notes/{note}/boost", {"next": "/social/local"})
-        assert r.status_code == 303 and r.headers["location"] == "/social/local"
-        ap_id = re.search(r"reply_to=([^\"#]+)", bob_local)
-        assert ap_id
-        from urllib.parse import unquote
+    bob_local = (await bob.get("/social/local")).text
+    note = _note_ids(bob_local)[0]
+    # htmx like: an in-place partial; no-JS boost: a 303 back
+    r = await _post(bob, f"/social/notes/{note}/like", {"next": "/social/local"}, htmx=True)
+    assert r.status_code == 200 and "★ Liked" in r.text and "<html" not in r.text
+    r = await _post(bob, f"/social/notes/{note}/boost", {"next": "/social/local"})
+    assert r.status_code == 303 and r.headers["location"] == "/social/local"
+    ap_id = re.search(r"reply_to=([^\"#]+)", bob_local)
+    assert ap_id
+    from urllib.parse import unquote
 
-        r = await _post(bob, "/social/compose", {"content": "nice post @alice@127.0.0.1:8000",
-                                                 "in_reply_to": unquote(ap_id.group(1)), "visibility": "public",
-                                                 "next": f"/social/notes/{note}"})
-        assert r.status_code == 303
-        thread = (await bob.get(f"/social/notes/{note}")).text
-        assert "nice post" in thread and "★ Liked (1)" in thread and "🔁 Boosted (1)" in thread
-        # bob cannot delete alice's post
-        r = await _post(bob, f"/social/notes/{note}/delete", {"next": "/social/"})
-        assert r.status_code == 303
-        assert "Hello &lt;b&gt;world" in (await bob.get("/social/local")).text
+    r = await _post(bob, "/social/compose", {"content": "nice post @alice@127.0.0.1:8000",
+                                             "in_reply_to": unquote(ap_id.group(1)), "visibility": "public",
+                                             "next": f"/social/notes/{note}"})
+    assert r.status_code == 303
+    thread = (await bob.get(f"/social/notes/{note}")).text
+    assert "nice post" in thread and "★ Liked (1)" in thread and "🔁 Boosted (1)" in thread
+    # bob cannot delete alice's post
+    r = await _post(bob, f"/social/notes/{note}/delete", {"next": "/social/"})
+    assert r.status_code == 303
+    assert "Hello &lt;b&gt;world" in (await bob.get("/social/local")).text
 
     notes = (await client.get("/social/notifications")).text
     for text in ("liked your post", "boosted your post", "replied to your post"):
@@ -129,28 +128,27 @@ async def test_compose_timelines_like_boost_reply_delete(client: Any) -> None:
 async def test_follow_by_handle_and_locked_accounts(client: Any) -> None:
     alice, bob = await _people(client, "alice", "bob")
     client = alice
-    if True:
-        r = await _post(bob, "/social/settings/locked", {"locked": "1"})
-        assert r.status_code == 303
-        r = await _post(client, "/social/follow", {"handle": "@bob@127.0.0.1:8000"})
-        assert r.status_code == 303 and r.headers["location"] == "/social/following"
-        assert "pending" in (await client.get("/social/following")).text
-        followers = (await bob.get("/social/followers")).text
-        fid = re.search(r"/social/followers/([0-9a-f-]{36})/approve", followers)
-        assert fid and "asked to follow you" in (await bob.get("/social/notifications")).text
-        r = await _post(bob, f"/social/followers/{fid.group(1)}/approve", {})
-        assert r.status_code == 303
-        assert "accepted" in (await client.get("/social/following")).text
-        # bob's followers-only post now reaches alice's home timeline
-        await _post(bob, "/social/compose", {"content": "for followers", "visibility": "followers"})
-        assert "for followers" in (await client.get("/social/")).text
-        r = await _post(client, "/social/unfollow", {"actor": f"{BASE}/@bob"})
-        assert r.status_code == 303
-        assert "for followers" not in (await client.get("/social/")).text
-        # a bad handle is a flash message, not an error page
-        r = await _post(client, "/social/follow", {"handle": "not a handle"})
-        assert r.status_code == 303
-        assert "Couldn" in (await client.get("/social/following")).text
+    r = await _post(bob, "/social/settings/locked", {"locked": "1"})
+    assert r.status_code == 303
+    r = await _post(client, "/social/follow", {"handle": "@bob@127.0.0.1:8000"})
+    assert r.status_code == 303 and r.headers["location"] == "/social/following"
+    assert "pending" in (await client.get("/social/following")).text
+    followers = (await bob.get("/social/followers")).text
+    fid = re.search(r"/social/followers/([0-9a-f-]{36})/approve", followers)
+    assert fid and "asked to follow you" in (await bob.get("/social/notifications")).text
+    r = await _post(bob, f"/social/followers/{fid.group(1)}/approve", {})
+    assert r.status_code == 303
+    assert "accepted" in (await client.get("/social/following")).text
+    # bob's followers-only post now reaches alice's home timeline
+    await _post(bob, "/social/compose", {"content": "for followers", "visibility": "followers"})
+    assert "for followers" in (await client.get("/social/")).text
+    r = await _post(client, "/social/unfollow", {"actor": f"{BASE}/@bob"})
+    assert r.status_code == 303
+    assert "for followers" not in (await client.get("/social/")).text
+    # a bad handle is a flash message, not an error page
+    r = await _post(client, "/social/follow", {"handle": "not a handle"})
+    assert r.status_code == 303
+    assert "Couldn" in (await client.get("/social/following")).text
 
 
 async def test_login_helper_still_works(client: Any) -> None:
