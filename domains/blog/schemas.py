@@ -158,7 +158,22 @@ GhostId = str | int
 GhostDate = str | int | float | None
 
 
-class GhostPost(msgspec.Struct, kw_only=True):
+class GhostMetaFields(msgspec.Struct, kw_only=True):
+    """SEO and image fields: on the post row in Ghost 1.x-4.x files, in posts_meta in newer ones."""
+
+    meta_title: str | None = None
+    meta_description: str | None = None
+    og_image: str | None = None
+    og_title: str | None = None
+    og_description: str | None = None
+    twitter_image: str | None = None
+    twitter_title: str | None = None
+    twitter_description: str | None = None
+    feature_image_alt: str | None = None
+    feature_image_caption: str | None = None
+
+
+class GhostPost(GhostMetaFields, kw_only=True):
     id: GhostId
     title: str | None = None
     slug: str | None = None
@@ -180,31 +195,10 @@ class GhostPost(msgspec.Struct, kw_only=True):
     published_at: GhostDate = None
     custom_excerpt: str | None = None
     canonical_url: str | None = None
-    # Ghost 1.x-4.x kept these on the post row; newer files have them in posts_meta.
-    meta_title: str | None = None
-    meta_description: str | None = None
-    og_image: str | None = None
-    og_title: str | None = None
-    og_description: str | None = None
-    twitter_image: str | None = None
-    twitter_title: str | None = None
-    twitter_description: str | None = None
-    feature_image_alt: str | None = None
-    feature_image_caption: str | None = None
 
 
-class GhostPostMeta(msgspec.Struct, kw_only=True):
+class GhostPostMeta(GhostMetaFields, kw_only=True):
     post_id: GhostId
-    feature_image_alt: str | None = None
-    feature_image_caption: str | None = None
-    meta_title: str | None = None
-    meta_description: str | None = None
-    og_image: str | None = None
-    og_title: str | None = None
-    og_description: str | None = None
-    twitter_image: str | None = None
-    twitter_title: str | None = None
-    twitter_description: str | None = None
 
 
 class GhostTag(msgspec.Struct, kw_only=True):
