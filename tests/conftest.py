@@ -41,6 +41,19 @@ def require_tool(name: str) -> str:
 
 
 @pytest.fixture
+def browser_binary() -> str:
+    """Path of headless Chromium for browser tests; skip without it, fail under CI."""
+    from tests.helpers.cdp import chromium_path
+
+    path = chromium_path()
+    if path is None:
+        if IN_CI:
+            pytest.fail("chromium is required in CI but is not installed")
+        pytest.skip("chromium is not installed")
+    return path
+
+
+@pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
 

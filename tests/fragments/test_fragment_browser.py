@@ -9,22 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import IN_CI
 from tests.helpers.server import app_server
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def browser_binary() -> str:
-    from tests.helpers.cdp import chromium_path
-
-    path = chromium_path()
-    if path is None:
-        if IN_CI:
-            pytest.fail("chromium is required in CI but is not installed")
-        pytest.skip("chromium is not installed")
-    return path
 
 
 def test_javascript_on_fills_holes_and_navigates_with_htmx(tmp_path: Path, browser_binary: str) -> None:

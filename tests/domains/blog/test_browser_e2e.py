@@ -9,23 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import IN_CI
 from tests.helpers.server import AppServer, app_server
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture
-def browser_binary() -> str:
-    from tests.helpers.cdp import chromium_path
-
-    path = chromium_path()
-    if path is None:
-        if IN_CI:
-            pytest.fail("chromium is required in CI but is not installed")
-        pytest.skip("chromium is not installed")
-    return path
 
 
 def make_author(server: AppServer, username: str) -> None:
