@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.settings import Settings
-from tests.conftest import REDIS_URL
 from tests.helpers.web import post_form, signup
 
 WEBHOOK_SECRET = "ghost-webhook-secret-for-tests"
@@ -21,19 +20,10 @@ FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "ghost"
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings.from_env(
-        {},
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        redis_url=REDIS_URL or None,
-        redis_namespace=f"rose-ash-test-{uuid.uuid4().hex[:8]}",
-        secret_key="test-secret-key-not-for-production-0123456789",
-        worker_in_process=False,
-        auth_rate_limit=1000,
-        ghost_webhook_secret=WEBHOOK_SECRET,
-        ghost_url="https://old-ghost.example",
-    )
+def settings(settings: Settings) -> Settings:
+    """The suite's settings plus a Ghost webhook secret and origin."""
+    return msgspec.structs.replace(settings, ghost_webhook_secret=WEBHOOK_SECRET,
+                                   ghost_url="https://old-ghost.example")
 
 
 @pytest.fixture
