@@ -59,23 +59,28 @@ async def user_by_username(db: AsyncSession, username: str) -> User | None:
 
 async def public_repos(db: AsyncSession, *, limit: int = 100) -> list[tuple[ForgeRepo, str]]:
     """Public repositories, most recently updated first, with their owners' usernames."""
-    rows = await db.execute(
-        select(ForgeRepo, User.username).join(User, User.id == ForgeRepo.owner_id)
-        .where(ForgeRepo.is_private.is_(False), User.is_active.is_(True))
+    from domains.account.services import AccountService
+
+    repos = (await db.execute(
+        select(ForgeRepo).where(ForgeRepo.is_private.is_(False))
         .order_by(ForgeRepo.updated_at.desc()).limit(limit)
-    )
-    return [(repo, username) for repo, username in rows.tuples()]
+    )).scalars().all()
+    # Suspended members' repositories are left out (so a page may show fewer than ``limit``).
+    owners = await AccountService(db).by_ids({r.owner_id for r in repos}, active_only=True)
+    return [(repo, owners[repo.owner_id].username) for repo in repos if repo.owner_id in owners]
 
 
 async def repos_of(db: AsyncSession, user: User) -> list[tuple[ForgeRepo, str]]:
     """Repositories ``user`` owns or collaborates on (private ones included), by owner and name."""
     collab = select(ForgeCollaborator.repo_id).where(ForgeCollaborator.user_id == user.id)
-    rows = await db.execute(
-        select(ForgeRepo, User.username).join(User, User.id == ForgeRepo.owner_id)
-        .where(or_(ForgeRepo.owner_id == user.id, ForgeRepo.id.in_(collab)))
-        .order_by(User.username, ForgeRepo.lower_name)
-    )
-    return [(repo, username) for repo, username in rows.tuples()]
+    from domains.account.services import AccountService
+
+    repos = (await db.execute(
+        select(ForgeRepo).where(or_(ForgeRepo.owner_id == user.id, ForgeRepo.id.in_(collab)))
+    )).scalars().all()
+    owners = await AccountService(db).by_ids({r.owner_id for r in repos})
+    pairs = [(repo, owners[repo.owner_id].username) for repo in repos if repo.owner_id in owners]
+    return sorted(pairs, key=lambda pair: (pair[1], pair[0].lower_name))
 
 
 async def owner_of(db: AsyncSession, repo: ForgeRepo) -> User:

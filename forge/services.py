@@ -12,7 +12,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 from advanced_alchemy.mixins.uuid import uuid7 as _uuid7  # type: ignore[attr-defined]
 from sqlalchemy import delete, func, insert, select, update
@@ -89,9 +89,13 @@ class RepoService:
         """Case-insensitive lookup of ``owner/name`` (the name without ``.git``)."""
         if not OWNER_NAME.match(owner) or repo_name_problem(name):
             return None
+        from domains.account.services import AccountService
+
+        owner_user = await AccountService(self.db).by_username(owner)
+        if owner_user is None:
+            return None
         result = await self.db.execute(
-            select(ForgeRepo).join(User, User.id == ForgeRepo.owner_id)
-            .where(User.username == owner.lower(), ForgeRepo.lower_name == name.lower())
+            select(ForgeRepo).where(ForgeRepo.owner_id == owner_user.id, ForgeRepo.lower_name == name.lower())
         )
         return result.scalar_one_or_none()
 
@@ -203,12 +207,16 @@ class RepoService:
         return bool(getattr(result, "rowcount", 0))
 
     async def list_collaborators(self, repo: ForgeRepo) -> list[tuple[User, Permission]]:
-        rows = await self.db.execute(
-            select(User, ForgeCollaborator.permission)
-            .join(ForgeCollaborator, ForgeCollaborator.user_id == User.id)
-            .where(ForgeCollaborator.repo_id == repo.id).order_by(User.username)
-        )
-        return [(user, perm) for user, perm in rows.tuples()]  # type: ignore[misc]
+        from domains.account.services import AccountService
+
+        rows = (await self.db.execute(
+            select(ForgeCollaborator.user_id, ForgeCollaborator.permission).where(ForgeCollaborator.repo_id == repo.id)
+        )).tuples().all()
+        users = await AccountService(self.db).by_ids(user_id for user_id, _ in rows)
+        found: list[tuple[User, Permission]] = [
+            (users[user_id], cast("Permission", perm)) for user_id, perm in rows if user_id in users
+        ]
+        return sorted(found, key=lambda pair: pair[0].username)
 
     async def protect_branch(self, repo: ForgeRepo, pattern: str, *, allow_deletion: bool = False) -> None:
         existing = (await self.db.execute(

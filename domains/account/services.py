@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -131,6 +131,16 @@ class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
         user.session_epoch += 1
         await self.repository.update(user)
 
+    async def by_ids(self, ids: Iterable[UUID], *, active_only: bool = False) -> dict[UUID, User]:
+        """Users by id, for other domains that show owners or members (one query)."""
+        wanted = set(ids)
+        if not wanted:
+            return {}
+        stmt = select(User).where(User.id.in_(wanted))
+        if active_only:
+            stmt = stmt.where(User.is_active.is_(True))
+        return {user.id: user for user in (await self.db.execute(stmt)).scalars()}
+
     async def search(self, query: str = "", limit: int = 200) -> Sequence[User]:
         stmt = select(User).order_by(User.username).limit(limit)
         if query.strip():
@@ -158,11 +168,6 @@ class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
 
     async def by_email(self, email: str) -> User | None:
         return await self.repository.get_one_or_none(email=normalise_email(email))
-
-    async def by_ids(self, ids: Sequence[UUID]) -> Sequence[User]:
-        if not ids:
-            return []
-        return (await self.db.execute(select(User).where(User.id.in_(list(ids))))).scalars().all()
 
     async def create_imported_author(self, *, username: str, email: str, display_name: str = "",
                                      bio: str = "") -> User:
