@@ -198,8 +198,9 @@ class BlogService:
 
     async def public_authors(self) -> list[User]:
         used = select(PostAuthor.author_id).join(Post, Post.id == PostAuthor.post_id).where(Post.status == PUBLISHED)
-        stmt = select(User).where(User.id.in_(used), User.is_active.is_(True)).order_by(User.username)
-        return list((await self.db.execute(stmt)).scalars().all())
+        ids = (await self.db.execute(used.distinct())).scalars().all()
+        authors = await AccountService(self.db).by_ids(ids, active_only=True)
+        return sorted(authors.values(), key=lambda user: user.username)
 
     async def admin_list(self, *, status: str = "", post_type: str = "", q: str = "", tag: str = "",
                          author: User | None = None, limit: int = 200) -> list[Post]:
