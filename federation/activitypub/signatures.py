@@ -280,7 +280,10 @@ def _from_ts(value: str | int, name: str) -> datetime:
 
 # --- draft-cavage -----------------------------------------------------------------------
 
-_PARAM = re.compile(r'\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))\s*,?')
+# A quoted value is matched as the unrolled loop ``[^"\\]*(?:\\.[^"\\]*)*``: the same strings as
+# ``(?:[^"\\]|\\.)*``, in linear time, without one alternation step per character (a 344-byte
+# base64 signature made that the costliest step of a cavage verification).
+_PARAM = re.compile(r'\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"([^"\\]*(?:\\.[^"\\]*)*)"|([^,\s]*))\s*,?')
 
 
 def parse_cavage(header: str) -> dict[str, str]:
