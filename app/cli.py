@@ -31,14 +31,12 @@ def _settings(ctx: click.Context) -> Settings:
 
 
 def _with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    from sqlalchemy.ext.asyncio import async_sessionmaker
-
-    from app.db import make_engine
+    from app.db import make_engine, make_sessionmaker
 
     async def run() -> T:
         engine = make_engine(settings.database_url)
         try:
-            async with async_sessionmaker(engine, expire_on_commit=False)() as session, session.begin():
+            async with make_sessionmaker(engine, settings)() as session, session.begin():
                 return await work(session)
         finally:
             await engine.dispose()

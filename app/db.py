@@ -11,11 +11,54 @@ from advanced_alchemy.extensions.litestar import (
     SQLAlchemyAsyncConfig,
 )
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 
 from app.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+_WROTE = "rose_ash.wrote"
+_SETTINGS = "rose_ash.settings"
+
+
+def make_sessionmaker(engine: AsyncEngine, settings: Settings) -> async_sessionmaker[AsyncSession]:
+    """Sessions outside a request (worker, CLI) carry the settings, as request sessions do."""
+    return async_sessionmaker(engine, expire_on_commit=False, info={_SETTINGS: settings})
+
+
+def settings_of(session: AsyncSession) -> Settings | None:
+    """The settings of the app or process that opened ``session`` (None for a bare session)."""
+    found = session.sync_session.info.get(_SETTINGS)
+    return found if isinstance(found, Settings) else None
+
+
+def wrote_in_transaction(session: AsyncSession | Session) -> bool:
+    """True once the session's current transaction has flushed or executed a write.
+
+    Such a transaction holds locks (SQLite's single write lock; PostgreSQL row locks) until it
+    ends, so code that would wait on the network asks this first (federation fetches do).
+    """
+    sync = session.sync_session if isinstance(session, AsyncSession) else session
+    return bool(sync.info.get(_WROTE))
+
+
+@event.listens_for(Session, "after_flush")
+def _flushed(session: Session, _context: object) -> None:
+    session.info[_WROTE] = True
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _executed(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        state.session.info[_WROTE] = True
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _ended(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_WROTE, None)
 
 
 def make_engine(database_url: str) -> AsyncEngine:
@@ -47,7 +90,7 @@ def make_alchemy_config(settings: Settings, engine: AsyncEngine | None = None) -
         engine_instance=engine or make_engine(settings.database_url),
         # Plain "autocommit" rolls back on a 303, which would lose every PRG form post.
         before_send_handler="autocommit_include_redirects",
-        session_config=AsyncSessionConfig(expire_on_commit=False),
+        session_config=AsyncSessionConfig(expire_on_commit=False, info={_SETTINGS: settings}),
         alembic_config=AlembicAsyncConfig(
             script_location=str(MIGRATIONS_DIR),
             version_table_name="alembic_version",

@@ -59,6 +59,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         env.globals["static_version"] = static_version
         env.globals["fragment"] = inline_fragment
 
+    async def provision_actors(app: Litestar) -> None:
+        from app.db import make_sessionmaker
+        from federation.activitypub import provision_service_actors
+
+        await provision_service_actors(make_sessionmaker(alchemy.get_engine(), settings), settings)
+
     def throttled(request: Request[Any, Any, Any]) -> bool:
         return request.method == "POST" and request.url.path in AUTH_FORM_PATHS
 
@@ -73,11 +79,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         if not settings.worker_in_process:
             yield
             return
-        from sqlalchemy.ext.asyncio import async_sessionmaker
-
+        from app.db import make_sessionmaker
         from app.jobs import JobContext, worker_in_background
 
-        sessionmaker = async_sessionmaker(alchemy.get_engine(), expire_on_commit=False)
+        sessionmaker = make_sessionmaker(alchemy.get_engine(), settings)
         async with worker_in_background(sessionmaker, JobContext(sessionmaker=sessionmaker, settings=settings)):
             yield
 
@@ -121,7 +126,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         exception_handlers={Exception: exception_handler},
         dependencies={"settings": Provide(lambda: settings, sync_to_thread=False)},
         request_class=TrackingRequest,
-        on_startup=[add_template_globals],
+        on_startup=[add_template_globals, provision_actors],
         lifespan=[background_worker],
         state=State({"settings": settings, "alchemy": alchemy}),
         openapi_config=OpenAPIConfig(title="Rose Ash", version="0.1.0", path="/api/schema"),

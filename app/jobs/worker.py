@@ -481,11 +481,11 @@ async def run_worker_forever(
     to :class:`Worker` (e.g. ``concurrency``, ``registry``).
     """
     import app.models  # noqa: F401  (every table mapped, so handlers can use any model)
-    from app.db import make_engine
+    from app.db import make_engine, make_sessionmaker
 
     engine = make_engine(settings.database_url)
     try:
-        sessionmaker = async_sessionmaker(engine, expire_on_commit=False)
+        sessionmaker = make_sessionmaker(engine, settings)
         context = JobContext(sessionmaker=sessionmaker, settings=settings, services=dict(services or {}))
         stop = anyio.Event()
         uninstall = install_signal_handlers(stop)

@@ -17,6 +17,7 @@ from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domains.account import hooks
 from domains.account.models import AccessToken, User
 from domains.account.passwords import hash_password, needs_rehash, verify_password
 from domains.account.schemas import (
@@ -106,7 +107,9 @@ class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
             password_hash=password_hash,
             is_admin=is_admin,
         )
-        return await self.repository.add(user)
+        user = await self.repository.add(user)
+        await hooks.user_saved(self.db, user)
+        return user
 
     async def authenticate(self, login: str, password: str) -> User | None:
         login = login.strip().lower()
@@ -200,7 +203,9 @@ class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
             raise InputProblems(errors)
         user.display_name = display_name.strip()
         user.bio = bio.strip()
-        return await self.repository.update(user)
+        user = await self.repository.update(user)
+        await hooks.user_saved(self.db, user)
+        return user
 
 
 def _digest(secret: str) -> str:

@@ -15,21 +15,24 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote, urlsplit
 from uuid import UUID
 
 import httpx
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import wrote_in_transaction
 from app.settings import Settings
 from domains.account.models import User
 from federation.activitypub.contexts import PUBLIC, emitted_context
 from federation.activitypub.models import Actor, DomainBlock
-from federation.activitypub.safe_fetch import FetchError, SafeClient
+from federation.activitypub.safe_fetch import AS2_ACCEPT, FetchError, SafeClient
 from federation.activitypub.sanitize import plain_text, sanitize_html
 from federation.activitypub.signatures import ResolvedKey, SignatureAuth, SigningKey
 from federation.keys import KeyPair, KeyRegistry
@@ -48,7 +51,24 @@ REMOTE_ACTOR_TTL = timedelta(hours=24)
 KEY_REFRESH_INTERVAL = timedelta(seconds=60)
 PAGE_SIZE = 20
 
+# Re-runs of one unit of work that may each discover another document to fetch (actor, object,
+# its author, a mention...); a real activity needs three or four.
+MAX_FETCH_ROUNDS = 8
+
 LocalKind = Literal["user", "service"]
+T = TypeVar("T")
+
+
+class NeedsFetch(Exception):
+    """A remote document is needed while the transaction holds write locks.
+
+    :meth:`Federation.settle` catches it, rolls the transaction back, fetches the document with
+    no lock held and runs the work again; anywhere else it is a programming error.
+    """
+
+    def __init__(self, uri: str) -> None:
+        super().__init__(f"{uri} must be fetched before the transaction writes")
+        self.uri = uri
 
 
 def as_list(value: Any) -> list[Any]:
@@ -172,6 +192,8 @@ class Federation:
         self.keys = KeyRegistry(session, settings.secret_key)
         self._client = client
         self._own_client = client is None
+        # Documents fetched in this unit of work (a request or a job run), by requested URL.
+        self._fetched: dict[str, tuple[str, dict[str, Any]] | FetchError] = {}
 
     @property
     def client(self) -> SafeClient:
@@ -199,21 +221,23 @@ class Federation:
         return user if user is not None and user.is_active else None
 
     async def local_actor_for_user(self, user: User) -> Actor:
+        """The member's actor. Read-only: the row and key are made when the account is saved
+        (:func:`provision_on_user_saved`); only an account made some other way gets them here."""
         uri = self.urls.user(user.username)
-        kp = await self._ensure_key("user", str(user.id), uri)
-        return await self._upsert_local(uri, "Person", user.username, user.name, kp.key_id, user_id=user.id)
+        actor = await self._local_row(uri)
+        return actor if actor is not None else await self._provision_late(uri, lambda fed: fed.provision_user(user))
 
     async def local_service_actor(self, name: str) -> Actor:
+        """A domain actor or the instance actor. Read-only once :func:`provision_service_actors`
+        has run (at startup)."""
         if name not in DOMAIN_ACTORS:
             raise KeyError(name)
         uri = self.urls.service(name)
-        owner_type: Literal["instance", "actor"] = "instance" if name == "instance" else "actor"
-        kp = await self._ensure_key(owner_type, name, uri)
-        display = self.urls.host if name == "instance" else name.capitalize()
-        return await self._upsert_local(uri, DOMAIN_ACTORS[name], name, display, kp.key_id)
+        actor = await self._local_row(uri)
+        return actor if actor is not None else await self._provision_late(uri, lambda fed: fed.provision_service(name))
 
     async def local_actor(self, uri: str) -> Actor | None:
-        """The local actor for a URI (creating its row and key on first use), or None."""
+        """The local actor for a URI, or None."""
         found = self.urls.local_actor(uri)
         if found is None:
             return None
@@ -223,30 +247,59 @@ class Federation:
         user = await self.user_by_name(name)
         return await self.local_actor_for_user(user) if user is not None else None
 
+    async def _local_row(self, uri: str) -> Actor | None:
+        found: Actor | None = await self.session.scalar(select(Actor).where(Actor.uri == uri, Actor.local))
+        return found
+
+    async def _provision_late(self, uri: str, make: Callable[[Federation], Awaitable[Actor]]) -> Actor:
+        """An actor missed by eager provisioning (an account made with a bare session, a
+        database migrated after startup): made now, in this unit of work."""
+        log.info("creating local actor %s on first use", uri)
+        return await make(self)
+
+    async def provision_user(self, user: User) -> Actor:
+        """Create or refresh a member's actor row and signing key (on sign-up and profile edits)."""
+        uri = self.urls.user(user.username)
+        kp = await self._ensure_key("user", str(user.id), uri)
+        return await self._upsert_local(uri, "Person", user.username, user.name, kp.key_id, user_id=user.id)
+
+    async def provision_service(self, name: str) -> Actor:
+        uri = self.urls.service(name)
+        owner_type: Literal["instance", "actor"] = "instance" if name == "instance" else "actor"
+        kp = await self._ensure_key(owner_type, name, uri)
+        display = self.urls.host if name == "instance" else name.capitalize()
+        return await self._upsert_local(uri, DOMAIN_ACTORS[name], name, display, kp.key_id)
+
     async def _ensure_key(self, owner_type: Literal["user", "actor", "instance"], owner_id: str, uri: str) -> KeyPair:
         return await self.keys.ensure(owner_type, owner_id, "rsa-2048", f"{uri}#main-key")
 
     async def _upsert_local(self, uri: str, type_: str, username: str, name: str, key_id: str, *,
                             user_id: UUID | None = None) -> Actor:
         """The local actor's row; its key id follows the registry's current key (rotation)."""
-        actor = await self.session.scalar(select(Actor).where(Actor.uri == uri))
+        actor = await self._local_row(uri)
         if actor is None:
             actor = Actor(uri=uri, local=True, user_id=user_id, type=type_, username=username, domain=self.urls.host,
                           name=name, inbox=f"{uri}/inbox", shared_inbox=self.urls.shared_inbox,
                           outbox=f"{uri}/outbox", followers_url=f"{uri}/followers",
                           following_url=f"{uri}/following", url=uri, key_id=key_id)
-            self.session.add(actor)
-            await self.session.flush()
-        else:
-            if actor.name != name:
-                actor.name = name
-            if actor.key_id != key_id:
-                actor.key_id = key_id
+            try:
+                async with self.session.begin_nested():  # a concurrent provisioner may win the insert
+                    self.session.add(actor)
+            except IntegrityError:
+                found = await self._local_row(uri)
+                if found is None:
+                    raise
+                actor = found
+        if actor.name != name:
+            actor.name = name
+        if actor.key_id != key_id:
+            actor.key_id = key_id
+        await self.session.flush()
         return actor
 
     async def signing_key(self, actor_uri: str) -> tuple[str, SigningKey]:
         """The key id and private key a local actor signs with (decrypted keys are cached)."""
-        actor = await self.session.scalar(select(Actor).where(Actor.uri == actor_uri, Actor.local))
+        actor = await self._local_row(actor_uri)
         if actor is None:
             actor = await self.local_actor(actor_uri)
         if actor is None:
@@ -288,7 +341,9 @@ class Federation:
             "publicKey": {"id": actor.key_id, "owner": actor.uri, "publicKeyPem": kp.public_pem if kp else ""},
         }
         if actor.user_id is not None:
-            user = await self.session.get(User, actor.user_id)
+            from domains.account.services import AccountService
+
+            user = await AccountService(self.session).get_active(actor.user_id)
             if user is not None:
                 doc["summary"] = sanitize_html(_paragraphs(user.bio))
                 doc["published"] = iso(user.created_at)
@@ -304,10 +359,66 @@ class Federation:
         return found is not None
 
     async def fetch_json(self, uri: str) -> tuple[str, dict[str, Any]]:
-        """A signed (as the instance actor) guarded GET; returns (final url, document)."""
-        auth = await self.instance_auth()
-        fetched = await self.client.get_json(uri, auth=auth)
-        return fetched.url, fetched.data
+        """A signed (as the instance actor) guarded GET; returns (final url, document).
+
+        Each URL is fetched at most once per unit of work (failures included). Never waits on
+        the network while this transaction holds write locks: two instances each holding their
+        own database's lock while fetching from the other would wait for each other (on SQLite,
+        until the busy timeout). Then :class:`NeedsFetch` asks :meth:`settle` to fetch first.
+        """
+        known = self._fetched.get(uri)
+        if known is None:
+            if wrote_in_transaction(self.session):
+                raise NeedsFetch(uri)
+            await self.prefetch(uri)
+            known = self._fetched[uri]
+        if isinstance(known, FetchError):
+            raise known
+        return known
+
+    async def prefetch(self, uri: str, *, clean: bool = False) -> None:
+        """Fetch ``uri`` into this unit of work's documents, remembering a failure as well.
+
+        ``clean``: the transaction has nothing of the caller's in it (see :meth:`settle`), so an
+        instance actor made just now for the signature may be committed before the request.
+        """
+        if urlsplit(uri).path == "/.well-known/webfinger":  # RFC 7033 §4: a plain GET of a JRD
+            auth, accept = None, "application/jrd+json, application/json"
+        else:
+            auth, accept = await self.instance_auth(), AS2_ACCEPT
+            if wrote_in_transaction(self.session):  # the instance actor was made on first use
+                if not clean:
+                    raise NeedsFetch(uri)
+                await self.session.commit()
+        try:
+            fetched = await self.client.get_json(uri, auth=auth, accept=accept)
+        except FetchError as exc:
+            self._fetched[uri] = exc
+        else:
+            self._fetched[uri] = (fetched.url, fetched.data)
+
+    async def settle(self, work: Callable[[], Awaitable[T]], keep: Sequence[object] = ()) -> T:
+        """Run ``work`` (reads, remote fetches, then writes) so that no fetch waits while the
+        transaction holds write locks.
+
+        When ``work`` needs a document only after it has written, the transaction is rolled
+        back, the document fetched with no lock held, and ``work`` run again from the start
+        (so it must load what it uses itself; ``keep`` lists loaded objects to refresh after a
+        rollback). Call it before the session has written anything in this transaction.
+        """
+        if wrote_in_transaction(self.session):
+            raise RuntimeError("settle() needs a transaction that has not written yet")
+        for _ in range(MAX_FETCH_ROUNDS):
+            try:
+                return await work()
+            except NeedsFetch as need:
+                await self.session.rollback()
+                await self.prefetch(need.uri, clean=True)
+                await self.session.rollback()  # end the read-only transaction the signing key used
+                for obj in keep:
+                    if obj in self.session:
+                        await self.session.refresh(obj)
+        raise FetchError(f"gave up after fetching {MAX_FETCH_ROUNDS} remote documents", 422)
 
     async def fetch_object(self, uri: str) -> dict[str, Any]:
         """Fetch an object from its origin; its id must be on the final URL's origin."""
@@ -432,11 +543,11 @@ class Federation:
         for scheme in schemes:
             url = f"{scheme}://{host}/.well-known/webfinger?resource={quote(f'acct:{user}@{host}')}"
             try:
-                fetched = await self.client.get_json(url, accept="application/jrd+json, application/json")
+                _final, jrd = await self.fetch_json(url)
             except FetchError as exc:
                 last = exc
                 continue
-            for link in as_list(fetched.data.get("links")):
+            for link in as_list(jrd.get("links")):
                 if isinstance(link, dict) and link.get("rel") == "self" and isinstance(link.get("href"), str) and \
                         "json" in str(link.get("type", "application/activity+json")):
                     return await self.remote_actor(link["href"])

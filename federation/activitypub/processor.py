@@ -316,28 +316,36 @@ class Processor:
             (Follow.follower == target) & (Follow.followee == self.actor_uri))))
 
 
+async def _apply(fed: Federation, activity_id: UUID) -> None:
+    """One attempt at applying the activity; :meth:`Federation.settle` may run it again."""
+    activity = await fed.session.get(Activity, activity_id)
+    if activity is None or activity.state != "received":
+        return
+    try:
+        async with fed.session.begin_nested():  # a refused activity leaves no partial changes
+            await Processor(fed, activity).run()
+    except PermanentFailure as exc:
+        activity.state, activity.error = "rejected", str(exc)[:2000]
+        log.warning("inbox activity %s rejected: %s", activity.ap_id, exc)
+        return
+    activity.state = "processed"
+
+
 @job_handler("ap.inbox", max_attempts=5)
 async def process_inbox(ctx: JobContext, payload: InboxPayload) -> None:
     client = ctx.services.get("federation_client") if ctx.services else None
     async with ctx.sessionmaker() as session:
         fed = Federation(session, ctx.settings, client)
         try:
+            await fed.settle(lambda: _apply(fed, UUID(payload.activity_id)))
+            await session.commit()
+        except FetchError as exc:
+            await session.rollback()
+            if not ctx.is_last_attempt:
+                raise
             async with session.begin():
                 activity = await session.get(Activity, UUID(payload.activity_id))
-                if activity is None or activity.state != "received":
-                    return
-                try:
-                    async with session.begin_nested():  # a refused activity leaves no partial changes
-                        await Processor(fed, activity).run()
-                except PermanentFailure as exc:
+                if activity is not None and activity.state == "received":
                     activity.state, activity.error = "rejected", str(exc)[:2000]
-                    log.warning("inbox activity %s rejected: %s", activity.ap_id, exc)
-                    return
-                except FetchError as exc:
-                    if ctx.is_last_attempt:
-                        activity.state, activity.error = "rejected", str(exc)[:2000]
-                        return
-                    raise
-                activity.state = "processed"
         finally:
             await fed.aclose()

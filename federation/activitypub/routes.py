@@ -131,11 +131,6 @@ async def _inbox(request: Request[Any, Any, Any], db_session: AsyncSession, sett
     if ctx is not None and not isinstance(ctx, str | list | dict):
         return _problem(400, "malformed @context")
     async with Federation(db_session, settings) as fed:
-        if recipient is not None:
-            target = await _actor_for(fed, recipient)
-            recipient_uri = target.inbox
-        else:
-            recipient_uri = fed.urls.shared_inbox
         msg = _message(request, settings, body)
         from federation.activitypub.signatures import parse_cavage
 
@@ -144,11 +139,12 @@ async def _inbox(request: Request[Any, Any, Any], db_session: AsyncSession, sett
             log.warning("inbox: refused %s from blocked domain %s", kind, host_of(actor_uri))
             return _problem(403, "domain blocked")
         try:
-            verified = await verify_request(msg, fed.resolve_key)
+            verified = await fed.settle(lambda: verify_request(msg, fed.resolve_key))
         except SignatureError as exc:
             log.warning("inbox: refused %s %s from %s: %s (key %s)", kind, activity_id, actor_uri, exc.reason,
                         exc.key_id)
             return _problem(exc.status, f"signature: {exc.reason}")
+        recipient_uri = (await _actor_for(fed, recipient)).inbox if recipient is not None else fed.urls.shared_inbox
         trusted = verified.owner == actor_uri
         if not trusted:
             obj_id = id_of(data.get("object"))

@@ -163,12 +163,14 @@ class SocialController(Controller):
         data = await form_data(request)
         destination = safe_next(str(data.get("next", "")), "/social/")
         async with Federation(db_session, settings) as fed:
-            me = await self._me(fed, request)
-            try:
-                await Outbox(fed).post_note(me, str(data.get("content", "")),
+            async def work() -> None:
+                await Outbox(fed).post_note(await self._me(fed, request), str(data.get("content", "")),
                                             visibility=str(data.get("visibility", "public")),
                                             summary=str(data.get("summary", "")),
                                             in_reply_to=str(data.get("in_reply_to", "")))
+
+            try:  # mentions and the replied-to author may need fetching: settle orders that before writes
+                await fed.settle(work, keep=[request.user])
             except (OutboxError, FetchError) as exc:
                 return see_other(destination, request, str(exc), "error")
         return see_other(destination, request, "Posted.")
@@ -183,12 +185,14 @@ class SocialController(Controller):
                    action: str) -> Response[Any]:
         data = await form_data(request)
         destination = safe_next(str(data.get("next", "")), "/social/")
-        obj = await self._object(db_session, oid)
         async with Federation(db_session, settings) as fed:
-            me = await self._me(fed, request)
-            outbox = Outbox(fed)
+            async def work() -> tuple[Actor, APObject]:
+                me, obj = await self._me(fed, request), await self._object(db_session, oid)
+                await getattr(Outbox(fed), action)(me, obj)
+                return me, obj
+
             try:
-                await getattr(outbox, action)(me, obj)
+                me, obj = await fed.settle(work, keep=[request.user])
             except (OutboxError, FetchError) as exc:
                 return see_other(destination, request, str(exc), "error")
             await db_session.flush()
@@ -229,10 +233,12 @@ class SocialController(Controller):
         data = await form_data(request)
         handle = str(data.get("handle", "")).strip()
         async with Federation(db_session, settings) as fed:
-            me = await self._me(fed, request)
+            async def work() -> tuple[Actor, Follow]:
+                me, target = await self._me(fed, request), await fed.webfinger(handle)
+                return target, await Outbox(fed).follow(me, target)
+
             try:
-                target = await fed.webfinger(handle)
-                follow = await Outbox(fed).follow(me, target)
+                target, follow = await fed.settle(work, keep=[request.user])
             except (OutboxError, FetchError) as exc:
                 return see_other("/social/following", request, f"Couldn't follow {handle}: {exc}", "error")
         message = f"Following {target.handle}." if follow.state == "accepted" else \
