@@ -1,4 +1,4 @@
-// Fedify's signer as an oracle: JSON on stdin -> {headers} on stdout.
+// Fedify's signer as an oracle: JSON on stdin -> {headers} on stdout, or {error} if Fedify refuses.
 // in: {method, url, headers, body, privateKeyPem (PKCS#8), keyType: "rsa"|"ed25519", keyId, spec}
 import { signRequest } from "@fedify/fedify/sig";
 
@@ -9,5 +9,11 @@ const key = await crypto.subtle.importKey("pkcs8", der, algorithm, true, ["sign"
 const request = new Request(input.url, {
   method: input.method, headers: input.headers, body: input.method === "GET" ? undefined : input.body,
 });
-const signed = await signRequest(request, key, new URL(input.keyId), { spec: input.spec });
-process.stdout.write(JSON.stringify({ headers: Object.fromEntries(signed.headers.entries()) }));
+let result;
+try {
+  const signed = await signRequest(request, key, new URL(input.keyId), { spec: input.spec });
+  result = { headers: Object.fromEntries(signed.headers.entries()) };
+} catch (error) {
+  result = { error: `${error.name}: ${error.message}` };
+}
+process.stdout.write(JSON.stringify(result));
