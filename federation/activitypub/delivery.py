@@ -1,4 +1,6 @@
-"""Durable delivery: one ``ap_delivery`` row and one ``ap.deliver`` job per target inbox.
+"""Durable delivery: one ``ap_delivery`` row per target inbox, sent by one ``ap.fanout`` job
+per activity (one ``ap.deliver`` job when there is a single inbox); each delivery that fails
+and may be retried gets an ``ap.deliver`` job of its own.
 
 Recipients are collapsed onto their shared inbox. Status rules (design/federation.md §6):
 2xx done; 410 and other 4xx give up (except 401, 408, 429); 429/503 honour ``Retry-After``;
@@ -14,10 +16,12 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from uuid import UUID
 
+import anyio
 import httpx
 import msgspec
 from sqlalchemy import select
@@ -30,7 +34,7 @@ from app.settings import Settings
 from federation.activitypub.core import Federation, host_of
 from federation.activitypub.models import Activity, Actor, Delivery, Host
 from federation.activitypub.safe_fetch import BlockedAddressError, FetchError, SafeClient
-from federation.activitypub.signatures import SignatureAuth, SpecMemory
+from federation.activitypub.signatures import SignatureAuth, Spec, SpecMemory
 
 log = logging.getLogger("rose_ash.federation.delivery")
 
@@ -39,6 +43,7 @@ BREAKER_THRESHOLD = 8
 BREAKER_OPEN = timedelta(hours=1)
 RETRYABLE_4XX = frozenset({401, 408, 429})
 BYPASS_TYPES = frozenset({"Follow", "Accept", "Reject"})
+FANOUT_CONCURRENCY = 32  # POSTs in flight per fan-out job (SafeClient caps each host at 8)
 
 
 class DeliverPayload(msgspec.Struct, frozen=True):
@@ -86,8 +91,16 @@ async def inboxes_for(session: AsyncSession, actors: Iterable[Actor]) -> list[st
     return list(found)
 
 
+class FanoutPayload(msgspec.Struct, frozen=True):
+    activity_id: str
+
+
 async def deliver(session: AsyncSession, activity: Activity, signer: str, inboxes: Iterable[str]) -> list[Delivery]:
-    """Record one delivery per inbox and enqueue its job, in the caller's transaction."""
+    """Record one delivery per inbox and enqueue what sends them, in the caller's transaction.
+
+    Many inboxes go out from one ``ap.fanout`` job (one read, concurrent POSTs, one write),
+    so a post to thousands of followers does not cost a job and three transactions per inbox.
+    """
     rows: list[Delivery] = []
     bypass = bypasses_breaker(activity.raw)
     for inbox in dict.fromkeys(inboxes):
@@ -96,31 +109,175 @@ async def deliver(session: AsyncSession, activity: Activity, signer: str, inboxe
         session.add(row)
         rows.append(row)
     await session.flush()
-    for row in rows:
-        await enqueue(session, "ap.deliver", DeliverPayload(delivery_id=str(row.id)),
-                      unique_key=f"ap.deliver:{row.id}", max_attempts=MAX_ATTEMPTS)
+    if len(rows) > 1:
+        await enqueue(session, "ap.fanout", FanoutPayload(activity_id=str(activity.id)),
+                      unique_key=f"ap.fanout:{activity.id}", max_attempts=3)
+    elif rows:
+        await enqueue(session, "ap.deliver", DeliverPayload(delivery_id=str(rows[0].id)),
+                      unique_key=f"ap.deliver:{rows[0].id}", max_attempts=MAX_ATTEMPTS)
     return rows
 
 
-async def _host_row(session: AsyncSession, host: str) -> Host:
-    """The host's row, created if missing (concurrent deliveries to one host race here)."""
-    row = await session.scalar(select(Host).where(Host.host == host))
-    if row is not None:
-        return row
-    values = {"host": host, "signature_spec": "", "consecutive_failures": 0}
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    await session.execute(insert(Host).values(**values).on_conflict_do_nothing(index_elements=["host"]))
-    found = await session.scalar(select(Host).where(Host.host == host).execution_options(populate_existing=True))
-    if found is None:  # pragma: no cover - the row exists after the upsert
-        raise RuntimeError(f"no host row for {host}")
+async def _host_rows(session: AsyncSession, hosts: Iterable[str]) -> dict[str, Host]:
+    """The hosts' rows, created if missing (concurrent deliveries to one host race here)."""
+    wanted = set(hosts)
+    found = {h.host: h for h in (await session.scalars(select(Host).where(Host.host.in_(wanted)))).all()}
+    missing = wanted - found.keys()
+    if missing:
+        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        await session.execute(insert(Host).values([
+            {"host": h, "signature_spec": "", "consecutive_failures": 0} for h in sorted(missing)
+        ]).on_conflict_do_nothing(index_elements=["host"]))
+        made = await session.scalars(select(Host).where(Host.host.in_(missing)).execution_options(
+            populate_existing=True))
+        found.update({h.host: h for h in made.all()})
     return found
+
+
+def _spec_memory(hosts: Iterable[Host]) -> SpecMemory:
+    specs: dict[str, Spec] = {"cavage": "cavage", "rfc9421": "rfc9421"}
+    return SpecMemory({h.host: specs[h.signature_spec] for h in hosts if h.signature_spec in specs})
+
+
+@dataclass
+class Outcome:
+    """What one POST to an inbox came to."""
+
+    status: int | None = None
+    error: str = ""
+    retry_after: float | None = None
+    spec: str | None = None  # the signature spec the inbox accepted
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and self.status < 300
+
+    @property
+    def permanent(self) -> bool:
+        return self.error.startswith("blocked") or (
+            self.status is not None and 400 <= self.status < 500 and self.status not in RETRYABLE_4XX)
+
+
+async def _post(sender: SafeClient, inbox: str, body: bytes, auth: SignatureAuth) -> Outcome:
+    try:
+        response = await sender.post(inbox, body, auth=auth)
+    except BlockedAddressError as exc:
+        return Outcome(error=f"blocked: {exc}")
+    except (FetchError, httpx.HTTPError, TimeoutError, OSError) as exc:
+        return Outcome(error=f"{type(exc).__name__}: {exc}")
+    status = response.status_code
+    return Outcome(status=status, error=f"HTTP {status}" if status >= 400 else "",
+                   retry_after=retry_after_seconds(response.headers.get("retry-after")),
+                   spec=auth.used if status < 300 else None)
+
+
+def _record(delivery: Delivery | None, host: Host, outcome: Outcome, *, last: bool, scale: float) -> float | None:
+    """Apply an outcome to the delivery and its host; the retry delay, or None when settled."""
+    if outcome.spec:
+        host.signature_spec = outcome.spec
+    if delivery is not None:
+        delivery.tries += 1
+        delivery.last_status = outcome.status
+        delivery.last_error = outcome.error
+    if outcome.ok:
+        host.consecutive_failures = 0
+        host.unavailable_until = None
+        host.last_success = datetime.now(UTC)
+        if delivery is not None:
+            delivery.state, delivery.next_try = "delivered", None
+        return None
+    if not outcome.permanent:
+        host.consecutive_failures += 1
+        if host.consecutive_failures >= BREAKER_THRESHOLD:
+            host.unavailable_until = datetime.now(UTC) + BREAKER_OPEN * scale
+    if outcome.permanent or last:
+        if delivery is not None:
+            delivery.state = "failed"
+        return None
+    tries = delivery.tries if delivery is not None else 1
+    delay = outcome.retry_after if outcome.retry_after is not None and outcome.status in (429, 503) \
+        else retry_delay(tries, scale)
+    if delivery is not None:
+        delivery.next_try = datetime.now(UTC) + timedelta(seconds=delay)
+    return delay
+
+
+def _client(ctx: JobContext, settings: Settings) -> tuple[SafeClient, bool]:
+    client: SafeClient | None = ctx.services.get("federation_client") if ctx.services else None
+    if client is not None:
+        return client, False
+    return SafeClient(allow_private=settings.federation_allow_private_addresses), True
+
+
+@job_handler("ap.fanout", max_attempts=3)
+async def fanout_job(ctx: JobContext, payload: FanoutPayload) -> None:
+    """Send an activity to all its not-yet-tried inboxes at once; failures retry one by one."""
+    settings: Settings = ctx.settings
+    scale = float(getattr(settings, "federation_retry_scale", 1.0))
+    now = datetime.now(UTC)
+    # 1. read what to send (short transaction; no network I/O inside it)
+    async with ctx.sessionmaker() as session, session.begin():
+        activity = await session.get(Activity, UUID(payload.activity_id))
+        if activity is None:
+            raise PermanentFailure("activity vanished")
+        rows = list((await session.scalars(select(Delivery).where(
+            Delivery.activity_id == activity.id, Delivery.state == "pending", Delivery.tries == 0))).all())
+        if not rows:
+            return
+        hosts = await _host_rows(session, {r.host for r in rows})
+        parked = {h for h, row in hosts.items() if row.unavailable_until and row.unavailable_until > now}
+        fed = Federation(session, settings)
+        signers = {signer: await fed.signing_key(signer) for signer in {r.signer for r in rows}}
+        memory = _spec_memory(hosts.values())
+        body = msgspec.json.encode(activity.raw)
+        held = [r for r in rows if r.host in parked and not r.bypass_availability]
+        sends = [(r.id, r.inbox, r.signer) for r in rows if r not in held]
+        waiting = {r.id: hosts[r.host].unavailable_until for r in held}
+    # 2. send, concurrently (the client also limits connections per host)
+    outcomes: dict[UUID, Outcome] = {}
+    sender, own = _client(ctx, settings)
+    limiter = anyio.CapacityLimiter(FANOUT_CONCURRENCY)
+
+    async def send(delivery_id: UUID, inbox: str, signer: str) -> None:
+        async with limiter:
+            key_id, key = signers[signer]
+            outcomes[delivery_id] = await _post(sender, inbox, body, SignatureAuth(key_id, key, memory))
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for delivery_id, inbox, signer in sends:
+                tg.start_soon(send, delivery_id, inbox, signer)
+    finally:
+        if own:
+            await sender.aclose()
+    # 3. record every outcome in one transaction; what may be retried gets a job of its own
+    async with ctx.sessionmaker() as session, session.begin():
+        deliveries = {d.id: d for d in (await session.scalars(select(Delivery).where(
+            Delivery.id.in_([*outcomes, *waiting])))).all()}
+        hosts = await _host_rows(session, {d.host for d in deliveries.values()})
+        retry: dict[UUID, datetime] = {}
+        for delivery_id, outcome in outcomes.items():
+            delivery = deliveries.get(delivery_id)
+            if delivery is None:
+                continue
+            delay = _record(delivery, hosts[delivery.host], outcome, last=False, scale=scale)
+            if delay is not None:
+                retry[delivery_id] = datetime.now(UTC) + timedelta(seconds=delay)
+        for delivery_id, until in waiting.items():
+            if until is not None and delivery_id in deliveries:
+                retry[delivery_id] = until
+        for delivery_id, when in retry.items():
+            await enqueue(session, "ap.deliver", DeliverPayload(delivery_id=str(delivery_id)), run_at=when,
+                          unique_key=f"ap.deliver:{delivery_id}", max_attempts=MAX_ATTEMPTS - 1)
+    delivered = sum(1 for o in outcomes.values() if o.ok)
+    log.info("fan-out of %s: %d of %d inboxes took it, %d to retry, %d parked", payload.activity_id, delivered,
+             len(outcomes), len(retry) - len(waiting), len(waiting))
 
 
 @job_handler("ap.deliver", max_attempts=MAX_ATTEMPTS)
 async def deliver_job(ctx: JobContext, payload: DeliverPayload) -> None:
     settings: Settings = ctx.settings
     scale = float(getattr(settings, "federation_retry_scale", 1.0))
-    client: SafeClient | None = ctx.services.get("federation_client") if ctx.services else None
     # 1. read what to send (short transaction; no network I/O inside it)
     async with ctx.sessionmaker() as session, session.begin():
         delivery = await session.get(Delivery, UUID(payload.delivery_id))
@@ -129,77 +286,31 @@ async def deliver_job(ctx: JobContext, payload: DeliverPayload) -> None:
         activity = await session.get(Activity, delivery.activity_id)
         if activity is None:
             raise PermanentFailure("activity vanished")
-        host = await _host_row(session, delivery.host)
+        host = (await _host_rows(session, [delivery.host]))[delivery.host]
         now = datetime.now(UTC)
         if host.unavailable_until and host.unavailable_until > now and not delivery.bypass_availability:
             delay = (host.unavailable_until - now).total_seconds()
             raise RetryLater(delay, f"{delivery.host} is marked unavailable")
-        fed = Federation(session, settings, client)
-        key_id, key = await fed.signing_key(delivery.signer)
-        memory = SpecMemory()
-        if host.signature_spec == "cavage":
-            memory.set(delivery.host, "cavage")
-        elif host.signature_spec == "rfc9421":
-            memory.set(delivery.host, "rfc9421")
+        key_id, key = await Federation(session, settings).signing_key(delivery.signer)
+        memory = _spec_memory([host])
         body = msgspec.json.encode(activity.raw)
         inbox = delivery.inbox
     # 2. send
-    auth = SignatureAuth(key_id, key, memory)
-    status: int | None = None
-    error = ""
-    retry_after: float | None = None
-    own = client is None
-    sender = client or SafeClient(allow_private=settings.federation_allow_private_addresses)
+    sender, own = _client(ctx, settings)
     try:
-        response = await sender.post(inbox, body, auth=auth)
-        status = response.status_code
-        retry_after = retry_after_seconds(response.headers.get("retry-after"))
-        if status >= 400:
-            error = f"HTTP {status}"
-    except BlockedAddressError as exc:
-        error = f"blocked: {exc}"
-        status = None
-    except (FetchError, httpx.HTTPError, TimeoutError, OSError) as exc:
-        error = f"{type(exc).__name__}: {exc}"
+        outcome = await _post(sender, inbox, body, SignatureAuth(key_id, key, memory))
     finally:
         if own:
             await sender.aclose()
     # 3. record the outcome
-    permanent = error.startswith("blocked") or (
-        status is not None and 400 <= status < 500 and status not in RETRYABLE_4XX)
-    ok = status is not None and status < 300
     async with ctx.sessionmaker() as session, session.begin():
-        delivery = await session.get(Delivery, UUID(payload.delivery_id))
-        host = await _host_row(session, host_of(inbox))
-        if auth.used and ok:
-            host.signature_spec = memory.get(host.host) or auth.used
-        if delivery is not None:
-            delivery.tries += 1
-            delivery.last_status = status
-            delivery.last_error = error
-        if ok:
-            host.consecutive_failures = 0
-            host.unavailable_until = None
-            host.last_success = datetime.now(UTC)
-            if delivery is not None:
-                delivery.state = "delivered"
-                delivery.next_try = None
-            return
-        if not permanent:
-            host.consecutive_failures += 1
-            if host.consecutive_failures >= BREAKER_THRESHOLD:
-                host.unavailable_until = datetime.now(UTC) + BREAKER_OPEN * scale
-        last = ctx.is_last_attempt
-        if permanent or last:
-            if delivery is not None:
-                delivery.state = "failed"
-        else:
-            delay = retry_after if retry_after is not None and status in (429, 503) else retry_delay(ctx.attempt, scale)
-            if delivery is not None:
-                delivery.next_try = datetime.now(UTC) + timedelta(seconds=delay)
-    log.info("delivery %s to %s: %s", payload.delivery_id, inbox, error or status)
-    if permanent:
-        raise PermanentFailure(f"giving up on {inbox}: {error}")
-    if last:
-        raise PermanentFailure(f"giving up on {inbox} after {ctx.attempt} attempts: {error}")
-    raise RetryLater(delay, f"{inbox}: {error}")
+        found = await session.get(Delivery, UUID(payload.delivery_id))
+        host = (await _host_rows(session, [host_of(inbox)]))[host_of(inbox)]
+        retry_in = _record(found, host, outcome, last=ctx.is_last_attempt, scale=scale)
+    log.info("delivery %s to %s: %s", payload.delivery_id, inbox, outcome.error or outcome.status)
+    if outcome.ok:
+        return
+    if retry_in is None:
+        raise PermanentFailure(f"giving up on {inbox}: {outcome.error}" if outcome.permanent else
+                               f"giving up on {inbox} after {ctx.attempt} attempts: {outcome.error}")
+    raise RetryLater(retry_in, f"{inbox}: {outcome.error}")

@@ -193,3 +193,55 @@ async def test_circuit_breaker_parks_a_failing_host(db_session: AsyncSession, se
     await db_session.commit()
     await _worker(db_session, settings, record).run_once()
     assert [json.loads(r.content)["type"] for r in calls] == ["Follow"]
+
+
+async def test_fan_out_is_one_job_and_failures_retry_one_by_one(db_session: AsyncSession, settings: Any) -> None:
+    me = await _setup(db_session, settings, followers=8)
+    db_session.add(Host(host="peer2.example", consecutive_failures=BREAKER_THRESHOLD,
+                        unavailable_until=datetime.now(UTC) + timedelta(hours=1)))
+    db_session.add(Actor(uri="https://peer2.example/users/p", local=False, username="p", domain="peer2.example",
+                         inbox="https://peer2.example/users/p/inbox", fetched_at=datetime.now(UTC)))
+    db_session.add(Follow(follower="https://peer2.example/users/p", followee=me, state="accepted"))
+    await db_session.commit()
+    await _post(db_session, settings, me)
+    jobs = (await db_session.scalars(select(Job.kind))).all()
+    assert jobs == ["ap.fanout"]  # four inboxes, one job
+    answers = {"https://peer0.example/inbox": 202, "https://peer1.example/inbox": 500,
+               "https://peer1.example/users/u7/inbox": 410}
+    got: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        got.append(str(request.url))
+        return httpx.Response(answers[str(request.url)])
+
+    await _worker(db_session, settings, answer).run_once()
+    assert sorted(got) == sorted(answers)  # the parked host was not tried
+    db_session.expire_all()
+    by_inbox = {d.inbox: d for d in (await db_session.scalars(select(Delivery))).all()}
+    assert {i: (d.state, d.tries, d.last_status) for i, d in by_inbox.items()} == {
+        "https://peer0.example/inbox": ("delivered", 1, 202),
+        "https://peer1.example/inbox": ("pending", 1, 500),
+        "https://peer1.example/users/u7/inbox": ("failed", 1, 410),
+        "https://peer2.example/users/p/inbox": ("pending", 0, None),
+    }
+    retries = {j.payload["delivery_id"]: j for j in (await db_session.scalars(
+        select(Job).where(Job.kind == "ap.deliver"))).all()}
+    assert set(retries) == {str(by_inbox["https://peer1.example/inbox"].id),
+                            str(by_inbox["https://peer2.example/users/p/inbox"].id)}
+    assert all(j.state == QUEUED and j.max_attempts == MAX_ATTEMPTS - 1 for j in retries.values())
+    assert (await db_session.scalars(select(Job.state).where(Job.kind == "ap.fanout"))).one() == DONE
+    hosts = {h.host: h for h in (await db_session.scalars(select(Host))).all()}
+    assert hosts["peer1.example"].consecutive_failures == 1 and hosts["peer0.example"].signature_spec == "cavage"
+
+    # Later (the worker's clock moves; the breaker's hour is over), each retry runs on its own.
+    hosts["peer2.example"].unavailable_until = datetime.now(UTC) - timedelta(minutes=1)
+    await db_session.commit()
+    answers.update({"https://peer1.example/inbox": 202, "https://peer2.example/users/p/inbox": 202})
+    got.clear()
+    later = datetime.now(UTC) + timedelta(hours=2)
+    await _worker(db_session, settings, answer, clock=lambda: later).run_once()
+    assert sorted(got) == ["https://peer1.example/inbox", "https://peer2.example/users/p/inbox"]
+    db_session.expire_all()
+    assert {d.inbox: (d.state, d.tries) for d in (await db_session.scalars(select(Delivery))).all()} == {
+        "https://peer0.example/inbox": ("delivered", 1), "https://peer1.example/inbox": ("delivered", 2),
+        "https://peer1.example/users/u7/inbox": ("failed", 1), "https://peer2.example/users/p/inbox": ("delivered", 1)}
