@@ -8,7 +8,8 @@ more with ``refresh=True`` before giving up. Cavage accepts ``rsa-sha256`` and `
 key type decides the primitive), ``(created)``/``(expires)``, a leading ``Signature`` prefix,
 and a ``(request-target)`` signed with or without the query string. RFC 9421 is verified by
 ``http-message-signatures`` (``rsa-v1_5-sha256``, ``rsa-pss-sha512`` and ``ed25519``), and
-only the components it returns are trusted.
+only the components it returns are trusted; other algorithms (``hmac-sha256``, ``ecdsa-*``) and
+key types are refused with a reason.
 
 Outbound: :func:`sign_cavage` and :func:`sign_rfc9421` add ``Date``, ``Digest`` or
 ``Content-Digest`` and the signature to an :class:`httpx.Request`; :class:`SignatureAuth` is the
@@ -161,12 +162,12 @@ class _HttpxMessage:
 
 
 def digest_header(body: bytes) -> str:
-    """``Digest: SHA-256=<b64>`` (draft-cavage, RFC 3230)."""
+    """``Digest: SHA-256=<b64>`` (RFC 3230 §4.3.2; covered as ``digest`` by draft-cavage-12 §2.3)."""
     return "SHA-256=" + base64.b64encode(hashlib.sha256(body).digest()).decode("ascii")
 
 
 def content_digest(body: bytes) -> str:
-    """``Content-Digest: sha-256=:<b64>:`` (RFC 9530)."""
+    """``Content-Digest: sha-256=:<b64>:`` (RFC 9530 §2; signed as the ``content-digest`` component)."""
     return "sha-256=:" + base64.b64encode(hashlib.sha256(body).digest()).decode("ascii") + ":"
 
 
@@ -177,7 +178,8 @@ _DIGEST_ALGS: dict[str, Callable[[bytes], bytes]] = {
 
 
 def _check_digest(value: str | None, body: bytes) -> None:
-    """Check a cavage ``Digest`` header (``SHA-256=...[, SHA-512=...]``) against the raw body."""
+    """Check a cavage ``Digest`` header (``SHA-256=...[, SHA-512=...]``, RFC 3230 §4.3.2) against the
+    raw body, before any JSON parsing (design/federation.md §3 step 6)."""
     if not value:
         raise SignatureError("Digest header missing")
     seen = False
@@ -198,7 +200,8 @@ def _check_digest(value: str | None, body: bytes) -> None:
 
 
 def _check_content_digest(value: str | None, body: bytes) -> None:
-    """Check an RFC 9530 ``Content-Digest`` (``sha-256=:b64:``) against the raw body."""
+    """Check an RFC 9530 §2 ``Content-Digest`` (``sha-256=:b64:``, ``sha-512``) against the raw body,
+    before any JSON parsing (design/federation.md §3 step 6)."""
     if not value:
         raise SignatureError("Content-Digest header missing")
     seen = False
@@ -291,7 +294,8 @@ _PARAM = re.compile(r'\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"([^"\\]*(?:\\.[^"\\]
 
 
 def parse_cavage(header: str) -> dict[str, str]:
-    """Tolerant ``Signature`` parameter parser (quoted or bare values, a leading ``Signature ``)."""
+    """Tolerant ``Signature`` parameter parser (draft-cavage-12 §2.1, §4): quoted or bare values and
+    a leading ``Signature `` prefix, as Mastodon accepts (design/federation.md §4)."""
     value = header.strip()
     if value[:10].lower() == "signature ":
         value = value[10:]
@@ -310,6 +314,8 @@ def parse_cavage(header: str) -> dict[str, str]:
 
 def cavage_signing_string(msg: SignedMessage, names: list[str], params: Mapping[str, str], *,
                           with_query: bool = True) -> str:
+    """The draft-cavage-12 §2.3 signing string for ``names``; ``(request-target)`` with or without the
+    query (design/federation.md §4: Fedify, apsig and Takahē sign the path alone)."""
     lines = []
     for name in names:
         if name == "(request-target)":
@@ -416,7 +422,7 @@ _RFC_ALGS: dict[str, type[algorithms.HTTPSignatureAlgorithm]] = {
     "rsa-pss-sha512": algorithms.RSA_PSS_SHA512,
     "ed25519": algorithms.ED25519,
 }
-"""The RFC 9421 §6.2 algorithms an inbox accepts. ``ecdsa-p256-sha256``/``ecdsa-p384-sha384`` (no
+"""The RFC 9421 §3.3 algorithms an inbox accepts. ``ecdsa-p256-sha256``/``ecdsa-p384-sha384`` (no
 ActivityPub peer publishes EC keys) and ``hmac-sha256`` (a shared secret, which an actor's public
 key document cannot carry) are refused with a reason, before any key is fetched."""
 
@@ -470,11 +476,11 @@ def _component_name(component: str) -> str:
 
 
 def _parse_rfc9421(msg: SignedMessage) -> _RfcParsed:
-    """Read the one signature of a request (RFC 9421 §3.2 steps 1-3): its label, covered
+    """Read the one signature of a request (RFC 9421 §3.2, §4.1, §4.2): its label, covered
     components and parameters from ``Signature-Input``, and its value from ``Signature``.
 
-    More than one signature is refused: choosing among them needs an expected ``tag`` (§3.2,
-    §7.2.5), which ActivityPub does not define, and http-message-signatures refuses them too.
+    More than one signature is refused: choosing among them needs an expected ``tag`` (§2.3,
+    §4.3), which ActivityPub does not define, and http-message-signatures refuses them too.
     """
     raw_input = (msg.headers.get("signature-input") or "").strip(" \t")
     raw_signature = (msg.headers.get("signature") or "").strip(" \t")
@@ -506,7 +512,7 @@ def _parse_rfc9421(msg: SignedMessage) -> _RfcParsed:
 
 def _check_rfc9421_policy(parsed: _RfcParsed, msg: SignedMessage, now: datetime) -> None:
     """The inbox's rules for an RFC 9421 signature (design/federation.md §3), before any key fetch:
-    an accepted algorithm (§3.2 step 6: no ``alg`` means the key type decides), ``created`` within
+    an accepted algorithm (RFC 9421 §3.2: without ``alg`` the key and our configuration decide), ``created`` within
     the time window, coverage of ``@method`` and ``@target-uri`` (or ``@path`` and ``@authority``),
     and on a POST ``content-digest``, checked against the raw body (RFC 9530 §2)."""
     key_id = parsed.key_id
@@ -578,7 +584,12 @@ def _rfc9421_verify_with(parsed: _RfcParsed, msg: SignedMessage, pem: str) -> tu
 
 
 async def verify_request(msg: SignedMessage, resolve: KeyResolver, *, now: datetime | None = None) -> VerifiedSignature:
-    """Verify an inbound request or raise :class:`SignatureError` (status 401)."""
+    """Verify an inbound request or raise :class:`SignatureError` (status 401).
+
+    design/federation.md §3: ``Signature-Input`` selects RFC 9421 (§3.2), else draft-cavage-12
+    (§2.5); time window, coverage and body digest are checked before the key is resolved, and a
+    failed verification asks the resolver once more with ``refresh=True``.
+    """
     now = now or datetime.now(UTC)
     spec: Spec = "rfc9421" if "signature-input" in msg.headers else "cavage"
     key_id: str
@@ -629,7 +640,7 @@ def _host(url: httpx.URL) -> str:
 
 
 def sign_cavage(request: httpx.Request, key_id: str, key: SigningKey, *, now: datetime | None = None) -> None:
-    """Add ``Host``/``Date``/``Digest`` and a draft-cavage ``Signature`` to ``request`` in place.
+    """Add ``Host``/``Date``/``Digest`` and a draft-cavage-12 §2.3, §4 ``Signature`` to ``request`` in place.
 
     GET covers ``(request-target) host date`` (+ ``accept``); POST covers
     ``(request-target) host date digest content-type``. The request-target carries the query.
@@ -661,7 +672,8 @@ def sign_cavage(request: httpx.Request, key_id: str, key: SigningKey, *, now: da
 
 
 def sign_rfc9421(request: httpx.Request, key_id: str, key: SigningKey, *, now: datetime | None = None) -> None:
-    """Add ``Content-Digest`` (POST) and an RFC 9421 ``sig1`` signature to ``request`` in place."""
+    """Add ``Content-Digest`` (POST, RFC 9530 §2) and an RFC 9421 §3.1 ``sig1`` signature covering
+    ``@method @target-uri @authority`` (+ ``content-digest``) to ``request`` in place."""
     now = now or datetime.now(UTC)
     components = ["@method", "@target-uri", "@authority"]
     if request.method.upper() != "GET":

@@ -310,7 +310,7 @@ async def test_rfc9421_b2_vectors_at_the_inbox() -> None:
     B.2.1 and B.2.2 do not cover ``@method``; B.2.6 covers no ``content-digest`` on a POST.
     B.2.3 passes the policy (``@method``, ``@path`` + ``@authority``, and its sha-512
     ``Content-Digest`` matches the body) but carries no ``alg`` and its key is a plain RSA key:
-    RFC 9421 §3.2 step 6 then leaves the algorithm to configuration, and ours is
+    RFC 9421 §3.2 then leaves the algorithm to configuration, and ours is
     ``rsa-v1_5-sha256`` for RSA keys, so the rsa-pss-sha512 value fails (after the key fetch and
     one refetch). The vectors themselves verify through our code in the tests above."""
     for label, reason in (("sig-b21", "@method"), ("sig-b22", "@method"), ("sig-b26", "content-digest")):
