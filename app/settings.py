@@ -26,6 +26,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     federation_authorized_fetch: bool = False
     # Multiplies ActivityPub delivery retry delays (tests shrink the ~2-day schedule).
     federation_retry_scale: float = 1.0
+    # Inbox POSTs allowed per client address per minute (counted across processes with Redis).
+    federation_inbox_rate_limit: int = 600
     edge_purge_urls: tuple[str, ...] = ()
     # Run the durable job worker inside the web process (``make run``); compose runs it apart.
     worker_in_process: bool = True

@@ -13,8 +13,6 @@ URL scheme (ids are stable; see also docs in federation/activitypub/__init__.py)
 from __future__ import annotations
 
 import logging
-import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,11 +21,14 @@ from urllib.parse import quote, urlsplit
 from uuid import UUID
 
 import httpx
+from litestar.stores.base import Store
+from litestar.stores.memory import MemoryStore
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import wrote_in_transaction
+from app.limits import WindowLimit
 from app.settings import Settings
 from domains.account.models import User
 from federation.activitypub.contexts import PUBLIC, emitted_context
@@ -111,29 +112,8 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
 
-class RateLimiter:
-    """A small in-process sliding-window limit per key (per source host, per client address)."""
-
-    def __init__(self, limit: int, window: float) -> None:
-        self.limit = limit
-        self.window = window
-        self._hits: dict[str, deque[float]] = {}
-
-    def allow(self, key: str) -> bool:
-        now = time.monotonic()
-        hits = self._hits.setdefault(key, deque())
-        while hits and hits[0] <= now - self.window:
-            hits.popleft()
-        if len(hits) >= self.limit:
-            return False
-        hits.append(now)
-        if len(self._hits) > 10_000:  # forget idle keys
-            for k in [k for k, v in self._hits.items() if not v]:
-                del self._hits[k]
-        return True
-
-
-KEY_REFETCHES = RateLimiter(limit=20, window=60.0)
+KEY_REFETCHES = WindowLimit("ap-key-refetch", limit=20, window=60)  # per source host
+_PROCESS_LIMITS = MemoryStore()
 # Decrypted private keys by key id (a rotated key gets a new key id, so entries never go stale).
 _SIGNING_KEYS: dict[str, SigningKey] = {}
 
@@ -185,8 +165,11 @@ class Urls:
 class Federation:
     """Per-request (or per-job) facade over the session, settings and the outbound client."""
 
-    def __init__(self, session: AsyncSession, settings: Settings, client: SafeClient | None = None) -> None:
+    def __init__(self, session: AsyncSession, settings: Settings, client: SafeClient | None = None, *,
+                 limits: Store | None = None) -> None:
         self.session = session
+        # Where rate limits are counted: the app's shared store in requests, else this process.
+        self.limits = limits or _PROCESS_LIMITS
         self.settings = settings
         self.urls = Urls(settings.base_url)
         self.keys = KeyRegistry(session, settings.secret_key)
@@ -503,7 +486,7 @@ class Federation:
             # One re-fetch after a failed verification, rate-limited per key and per source host.
             recent = cached is not None and cached.fetched_at is not None and \
                 cached.fetched_at > datetime.now(UTC) - KEY_REFRESH_INTERVAL
-            if recent or not KEY_REFETCHES.allow(host_of(key_id)):
+            if recent or not await KEY_REFETCHES.allow(self.limits, host_of(key_id)):
                 return None
         try:
             _final, doc = await self.fetch_json(key_id.split("#")[0])

@@ -10,11 +10,13 @@ import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.response import Redirect
+from litestar.stores.base import Store
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.jobs import enqueue
+from app.limits import WindowLimit
 from app.settings import Settings
 from domains.account.models import User
 from federation.activitypub.contexts import PUBLIC, emitted_context
@@ -22,7 +24,6 @@ from federation.activitypub.core import (
     DOMAIN_ACTORS,
     PAGE_SIZE,
     Federation,
-    RateLimiter,
     host_of,
     id_of,
     iso,
@@ -103,13 +104,16 @@ async def service_actor(name: str, request: Request[Any, Any, Any], db_session: 
 # --- inboxes ------------------------------------------------------------------------------
 
 
-INBOX_LIMIT = RateLimiter(limit=600, window=60.0)
+def _limits(request: Request[Any, Any, Any]) -> Store:
+    """The app's rate-limit store (Redis when configured, so limits hold across processes)."""
+    return request.app.stores.get("rate_limit")
 
 
 async def _inbox(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
                  recipient: str | None) -> Response[bytes]:
     client = request.client.host if request.client else "?"
-    if not INBOX_LIMIT.allow(client):
+    limit = WindowLimit("ap-inbox", limit=settings.federation_inbox_rate_limit, window=60)
+    if not await limit.allow(_limits(request), client):
         log.warning("inbox: rate limit hit by %s", client)
         return Response(b"", status_code=429, headers={"Retry-After": "60"})
     body = await request.body()
@@ -130,7 +134,7 @@ async def _inbox(request: Request[Any, Any, Any], db_session: AsyncSession, sett
     ctx = data.get("@context")
     if ctx is not None and not isinstance(ctx, str | list | dict):
         return _problem(400, "malformed @context")
-    async with Federation(db_session, settings) as fed:
+    async with Federation(db_session, settings, limits=_limits(request)) as fed:
         msg = _message(request, settings, body)
         from federation.activitypub.signatures import parse_cavage
 
@@ -224,7 +228,7 @@ def _page(page: int | None) -> int | None:
 async def _collection_response(handle: str, which: str, request: Request[Any, Any, Any], db_session: AsyncSession,
                                settings: Settings, page: int | None) -> Response[bytes]:
     page = _page(page)
-    async with Federation(db_session, settings) as fed:
+    async with Federation(db_session, settings, limits=_limits(request)) as fed:
         await _require_signed_get(request, fed)
         actor = await _actor_for(fed, handle)
         cid = f"{actor.uri}/{which}"
@@ -288,7 +292,7 @@ async def object_view(oid: UUID, request: Request[Any, Any, Any], db_session: As
         raise NotFoundException()
     if not wants_as2(request.headers.get("accept")):
         return Redirect(f"/social/notes/{oid}")
-    async with Federation(db_session, settings) as fed:
+    async with Federation(db_session, settings, limits=_limits(request)) as fed:
         await _require_signed_get(request, fed)
     if obj.deleted:
         return as2({"@context": emitted_context(), "id": obj.ap_id, "type": "Tombstone",
