@@ -10,7 +10,8 @@ from uuid import UUID
 from litestar import Controller, Request, Response, Router, get, post
 from litestar.datastructures import CacheControlHeader
 from litestar.exceptions import NotFoundException
-from litestar.plugins.htmx import HTMXTemplate
+from litestar.plugins.flash import flash
+from litestar.plugins.htmx import ClientRedirect, HTMXTemplate
 from litestar.response import Redirect, Template
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -138,17 +139,9 @@ class SocialController(Controller):
     @get("/notes/{oid:uuid}")
     async def note(self, oid: UUID, request: Request[User, Any, Any], db_session: AsyncSession,
                    settings: Settings) -> Template:
-        obj = await db_session.get(APObject, oid)
-        if obj is None:
-            raise NotFoundException()
         async with Federation(db_session, settings) as fed:
             me = await self._me(fed, request)
-            if obj.visibility in ("followers", "direct") and obj.attributed_to != me.uri and me.uri not in \
-                    obj.mentions:
-                followed = await db_session.scalar(select(Follow.id).where(
-                    Follow.follower == me.uri, Follow.followee == obj.attributed_to, Follow.state == "accepted"))
-                if obj.visibility == "direct" or followed is None:
-                    raise NotFoundException()
+            obj = await self._object(db_session, oid, me)
             replies = list((await db_session.scalars(select(APObject).where(
                 APObject.in_reply_to == obj.ap_id, APObject.deleted.is_(False),
                 APObject.visibility.in_(("public", "unlisted"))).order_by(APObject.published))).all())
@@ -175,10 +168,17 @@ class SocialController(Controller):
                 return see_other(destination, request, str(exc), "error")
         return see_other(destination, request, "Posted.")
 
-    async def _object(self, db_session: AsyncSession, oid: UUID) -> APObject:
+    async def _object(self, db_session: AsyncSession, oid: UUID, me: Actor) -> APObject:
+        """A note ``me`` may see: followers-only to its author's accepted followers and the
+        mentioned, direct to the mentioned; anything else is 404, as if it did not exist."""
         obj = await db_session.get(APObject, oid)
         if obj is None or obj.deleted:
             raise NotFoundException()
+        if obj.visibility in ("followers", "direct") and obj.attributed_to != me.uri and me.uri not in obj.mentions:
+            followed = await db_session.scalar(select(Follow.id).where(
+                Follow.follower == me.uri, Follow.followee == obj.attributed_to, Follow.state == "accepted"))
+            if obj.visibility == "direct" or followed is None:
+                raise NotFoundException()
         return obj
 
     async def _act(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings, oid: UUID,
@@ -187,18 +187,26 @@ class SocialController(Controller):
         destination = safe_next(str(data.get("next", "")), "/social/")
         async with Federation(db_session, settings) as fed:
             async def work() -> tuple[Actor, APObject]:
-                me, obj = await self._me(fed, request), await self._object(db_session, oid)
+                me = await self._me(fed, request)
+                obj = await self._object(db_session, oid, me)
                 await getattr(Outbox(fed), action)(me, obj)
                 return me, obj
 
+            htmx = bool(getattr(request, "htmx", False))
             try:
                 me, obj = await fed.settle(work, keep=[request.user])
             except (OutboxError, FetchError) as exc:
+                if htmx:  # a full navigation shows the message (a followed 303 would be swapped into the note)
+                    flash(request, str(exc), category="error")
+                    redirect = ClientRedirect(redirect_to=destination)
+                    redirect.status_code = 200  # not the handler's 303: the browser would follow it
+                    return redirect
                 return see_other(destination, request, str(exc), "error")
             await db_session.flush()
-            if getattr(request, "htmx", False) and action != "delete_note":
+            if htmx and action != "delete_note":
                 view = (await note_views(db_session, me, [obj]))[0]
-                return HTMXTemplate(template_name="social/_note.html", context={"n": view, "next": destination})
+                return HTMXTemplate(template_name="social/_note_actions.html",
+                                    context={"n": view, "next": destination})
         return see_other(destination, request)
 
     @post("/notes/{oid:uuid}/like", status_code=303)

@@ -155,3 +155,29 @@ async def test_login_helper_still_works(client: Any) -> None:
     await signup(client, "carol")
     await client.post("/account/logout", data={"_csrf_token": await _token(client)})
     assert (await login(client, "carol")).status_code == 303
+
+
+async def test_notes_one_may_not_see_cannot_be_acted_on(client: Any) -> None:
+    alice, bob, carol = await _people(client, "alice", "bob", "carol")
+    await _post(alice, "/social/compose", {"content": "for followers", "visibility": "followers"})
+    await _post(alice, "/social/compose", {"content": "psst @carol@127.0.0.1:8000", "visibility": "direct"})
+    await _post(alice, "/social/compose", {"content": "for everyone", "visibility": "public"})
+    followers_only, direct, public = _note_ids((await alice.get("/social/")).text)[::-1]
+    for note in (followers_only, direct):
+        assert (await bob.get(f"/social/notes/{note}")).status_code == 404
+        for action in ("like", "boost", "unlike", "delete"):
+            for htmx in (False, True):
+                r = await _post(bob, f"/social/notes/{note}/{action}", {"next": "/social/"}, htmx=htmx)
+                assert r.status_code == 404 and "for followers" not in r.text and "psst" not in r.text
+    # carol is mentioned in the direct note: she may see and like it
+    r = await _post(carol, f"/social/notes/{direct}/like", {"next": "/social/"}, htmx=True)
+    assert r.status_code == 200 and "★ Liked (1)" in r.text
+    notes = (await alice.get("/social/notifications")).text
+    assert notes.count("liked your post") == 1
+    # an htmx action that fails sends the page to the flash message instead of swapping it in
+    r = await _post(bob, f"/social/notes/{public}/delete", {"next": "/social/local"}, htmx=True)
+    assert r.status_code == 200 and r.headers["hx-redirect"] == "/social/local"
+    assert "You can only delete your own posts." in (await bob.get("/social/local")).text
+    # the swap is the actions bar only, so the rest of the note (boost line, open CW) stays
+    r = await _post(bob, f"/social/notes/{public}/like", {"next": "/social/"}, htmx=True)
+    assert r.text.lstrip().startswith(f'<footer class="note-actions" id="actions-{public}">')
