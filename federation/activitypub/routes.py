@@ -32,7 +32,7 @@ from federation.activitypub.core import (
 from federation.activitypub.models import Activity, Actor, APObject, Follow, Like
 from federation.activitypub.outbox import note_document
 from federation.activitypub.processor import InboxPayload
-from federation.activitypub.signatures import SignatureError, SignedMessage, verify_request
+from federation.activitypub.signatures import SignatureError, SignedMessage, signature_key_id, verify_request
 
 log = logging.getLogger("rose_ash.federation.inbox")
 
@@ -136,10 +136,7 @@ async def _inbox(request: Request[Any, Any, Any], db_session: AsyncSession, sett
         return _problem(400, "malformed @context")
     async with Federation(db_session, settings, limits=_limits(request)) as fed:
         msg = _message(request, settings, body)
-        from federation.activitypub.signatures import parse_cavage
-
-        key_hint = parse_cavage(msg.headers.get("signature") or "").get("keyId", "")
-        if await fed.domain_blocked(actor_uri, key_hint):
+        if await fed.domain_blocked(actor_uri, signature_key_id(msg)):
             log.warning("inbox: refused %s from blocked domain %s", kind, host_of(actor_uri))
             return _problem(403, "domain blocked")
         try:

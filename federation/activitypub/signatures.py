@@ -534,6 +534,18 @@ def _check_rfc9421_policy(parsed: _RfcParsed, msg: SignedMessage, now: datetime)
         _check_content_digest(msg.headers.get("content-digest"), msg.body)
 
 
+def signature_key_id(msg: SignedMessage) -> str:
+    """The keyId a request claims to be signed with (RFC 9421 ``keyid`` parameter, §2.3, or the
+    draft-cavage ``keyId``), unverified; "" when there is none. For cheap refusals (domain
+    blocks) before any key is fetched."""
+    if "signature-input" in msg.headers:
+        try:
+            return _parse_rfc9421(msg).key_id
+        except SignatureError:
+            return ""
+    return parse_cavage(msg.headers.get("signature") or "").get("keyId", "")
+
+
 def _parse_rfc9421_request(msg: SignedMessage, now: datetime) -> _RfcParsed:
     parsed = _parse_rfc9421(msg)
     _check_rfc9421_policy(parsed, msg, now)

@@ -324,3 +324,24 @@ async def test_domain_actor_inbox_and_follow(client: Any, world: AsyncSession, s
     page = (await client.get("/ap/actors/blog/followers?page=1", headers={"Accept": AS2})).json()
     assert page["orderedItems"] == [REMOTE]
     assert (await client.post("/ap/actors/nope/inbox", content=body, headers=headers)).status_code == 404
+
+
+@pytest.mark.parametrize("spec", ["cavage", "rfc9421"])
+async def test_blocked_domains_are_refused_by_actor_or_by_key(client: Any, world: AsyncSession, spec: str) -> None:
+    from federation.activitypub.models import DomainBlock
+
+    world.add(DomainBlock(domain="evil.example", reason="spam"))
+    await world.commit()
+    # the activity's actor is on a blocked domain
+    evil = "https://evil.example/users/mallory"
+    body, headers = _signed("/inbox", _follow(1, actor=evil), key_id=f"{evil}#main-key", spec=spec)
+    r = await client.post("/inbox", content=body, headers=headers)
+    assert r.status_code == 403 and "domain blocked" in r.text
+    # the actor is elsewhere, but the key it is signed with lives on the blocked domain
+    body, headers = _signed("/inbox", _follow(2), key_id=f"{evil}#main-key", spec=spec)
+    r = await client.post("/inbox", content=body, headers=headers)
+    assert r.status_code == 403 and "domain blocked" in r.text
+    assert await _count(world, Activity) == 0
+    # the unblocked signer still gets through
+    body, headers = _signed("/inbox", _follow(3), spec=spec)
+    assert (await client.post("/inbox", content=body, headers=headers)).status_code == 202
