@@ -12,7 +12,7 @@
    (8 at a time) in the same run. Prints both times and the ratio.
 
     .venv/bin/python bench/federation.py [--seconds 2] [--followers 1000] [--inboxes 50]
-                                         [--only verify|fanout]
+                                         [--only verify|fanout] [--postgres URL]
 """
 
 from __future__ import annotations
@@ -130,7 +130,23 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def bench_fanout(followers: int, inboxes: int, runs: int) -> dict[str, float]:
+async def _throwaway_pg(server_url: str, create: bool, name: str) -> str:
+    """CREATE (or DROP) a database next to ``server_url``; returns its URL."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(make_url(server_url), isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(f'CREATE DATABASE "{name}"' if create else
+                                    f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        await engine.dispose()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+async def bench_fanout(followers: int, inboxes: int, runs: int, postgres: str | None = None) -> dict[str, float]:
     from sqlalchemy.ext.asyncio import async_sessionmaker
 
     import app.models  # noqa: F401
@@ -145,6 +161,7 @@ async def bench_fanout(followers: int, inboxes: int, runs: int) -> dict[str, flo
     from federation.activitypub.safe_fetch import SafeClient
 
     tmp = Path(tempfile.mkdtemp(prefix="rose-ash-bench-fed-"))
+    pg_name = f"rose_ash_bench_{tmp.name.rsplit('-', 1)[-1].lower()}"
     (tmp / "sink.py").write_text(SINK)
     port = _free_port()
     sink = subprocess.Popen(  # noqa: ASYNC220 (set-up, not timed)
@@ -159,8 +176,9 @@ async def bench_fanout(followers: int, inboxes: int, runs: int) -> dict[str, flo
                     break
                 except httpx.HTTPError:
                     await asyncio.sleep(0.1)
+        database = {"database_url": await _throwaway_pg(postgres, True, pg_name)} if postgres else {}
         settings = Settings.from_env({}, data_dir=tmp / "data", secret_key="bench-secret-key-0123456789abcdef",
-                                     federation_allow_private_addresses=True, worker_in_process=False)
+                                     federation_allow_private_addresses=True, worker_in_process=False, **database)
         from advanced_alchemy.base import metadata_registry
 
         engine = make_engine(settings.database_url)
@@ -222,6 +240,8 @@ async def bench_fanout(followers: int, inboxes: int, runs: int) -> dict[str, flo
     finally:
         sink.terminate()
         sink.wait(timeout=10)
+        if postgres:
+            await _throwaway_pg(postgres, False, pg_name)
 
 
 async def main() -> None:
@@ -231,6 +251,8 @@ async def main() -> None:
     parser.add_argument("--inboxes", type=int, default=50)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--only", choices=["verify", "fanout"], help="run one section only")
+    parser.add_argument("--postgres", metavar="URL", help="run the fan-out on a throw-away database next to this "
+                        "PostgreSQL URL (e.g. postgresql+asyncpg://postgres@127.0.0.1:5432/test) instead of SQLite")
     args = parser.parse_args()
 
     if args.only in (None, "verify"):
@@ -242,8 +264,9 @@ async def main() -> None:
                   f"ratio ours/raw = {rates[spec] / rates['raw']:.2f}")
     if args.only == "verify":
         return
-    fan = await bench_fanout(args.followers, args.inboxes, args.runs)
-    print(f"Fan-out of one post to {args.followers} followers on {args.inboxes} inboxes (median of {args.runs}):")
+    fan = await bench_fanout(args.followers, args.inboxes, args.runs, args.postgres)
+    print(f"Fan-out of one post to {args.followers} followers on {args.inboxes} inboxes (median of {args.runs}, "
+          f"{'PostgreSQL' if args.postgres else 'SQLite'}):")
     print(f"  durable path (post + fan-out job + signed POSTs)   {fan['ours'] * 1000:8.1f} ms")
     print(f"  plain signed httpx POSTs                           {fan['plain'] * 1000:8.1f} ms")
     print(f"  ratio durable/plain = {fan['ours'] / fan['plain']:.2f}")
