@@ -32,7 +32,7 @@ from app.limits import WindowLimit
 from app.settings import Settings
 from domains.account.models import User
 from federation.activitypub.contexts import PUBLIC, emitted_context
-from federation.activitypub.models import Actor, DomainBlock
+from federation.activitypub.models import Actor
 from federation.activitypub.safe_fetch import AS2_ACCEPT, FetchError, SafeClient
 from federation.activitypub.sanitize import plain_text, sanitize_html
 from federation.activitypub.signatures import ResolvedKey, SignatureAuth, SigningKey
@@ -335,11 +335,11 @@ class Federation:
     # --- remote actors ------------------------------------------------------------------
 
     async def domain_blocked(self, *uris: str) -> bool:
-        hosts = {host_of(u).split(":")[0] for u in uris if u}
-        if not hosts:
-            return False
-        found = await self.session.scalar(select(DomainBlock.id).where(DomainBlock.domain.in_(hosts)).limit(1))
-        return found is not None
+        """Whether any of the URIs is on a blocked domain (subdomains and ports included; see
+        :mod:`federation.activitypub.moderation`)."""
+        from federation.activitypub.moderation import blocked_hosts
+
+        return bool(await blocked_hosts(self.session, {host_of(u) for u in uris if u}))
 
     async def fetch_json(self, uri: str) -> tuple[str, dict[str, Any]]:
         """A signed (as the instance actor) guarded GET; returns (final url, document).

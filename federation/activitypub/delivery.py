@@ -100,10 +100,18 @@ async def deliver(session: AsyncSession, activity: Activity, signer: str, inboxe
 
     Many inboxes go out from one ``ap.fanout`` job (one read, concurrent POSTs, one write),
     so a post to thousands of followers does not cost a job and three transactions per inbox.
+    Inboxes on blocked domains are left out.
     """
+    # Imported here: the moderation module builds on the outbox, which imports this module.
+    from federation.activitypub.moderation import blocked_hosts
+
+    targets = list(dict.fromkeys(inboxes))
+    blocked = await blocked_hosts(session, {host_of(inbox) for inbox in targets})
     rows: list[Delivery] = []
     bypass = bypasses_breaker(activity.raw)
-    for inbox in dict.fromkeys(inboxes):
+    for inbox in targets:
+        if host_of(inbox) in blocked:
+            continue
         row = Delivery(activity_id=activity.id, inbox=inbox, host=host_of(inbox), signer=signer,
                        state="pending", bypass_availability=bypass)
         session.add(row)

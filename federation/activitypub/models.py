@@ -7,6 +7,7 @@
 - ``ap_delivery``: one row per (outgoing activity, target inbox); the job does the work.
 - ``ap_host``: per-host signature spec memory and circuit breaker.
 - ``ap_notification``: what the social hub shows a member.
+- ``ap_report``: reports for the moderators, received as Flag or made by members.
 """
 
 from __future__ import annotations
@@ -182,3 +183,29 @@ class Notification(UUIDv7AuditBase):
     actor: Mapped[str] = mapped_column(String(URI))
     object_id: Mapped[str] = mapped_column(String(URI), default="")
     read: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Report(UUIDv7AuditBase):
+    """A report for the moderators: a Flag received from another server, or one a member made.
+
+    ``target`` is the reported account, ``object_ids`` the reported notes (ids of our stored
+    copies); ``reporter`` is the actor who reported (a remote instance or person, or the member's
+    actor). A member's report about a remote account may be forwarded to its server as a Flag
+    from the instance actor (``forwarded_activity`` is that Flag's id).
+    """
+
+    __tablename__ = "ap_report"
+
+    origin: Mapped[str] = mapped_column(String(8))  # "remote" (a received Flag) | "local" (a member)
+    activity_id: Mapped[str] = mapped_column(String(URI), default="", index=True)  # the received Flag's id
+    reporter: Mapped[str] = mapped_column(String(URI))
+    reporter_user_id: Mapped[UUID | None] = mapped_column(ForeignKey("account_user.id", ondelete="SET NULL"),
+                                                          default=None, index=True)
+    target: Mapped[str] = mapped_column(String(URI), index=True)
+    object_ids: Mapped[list[str]] = mapped_column(JsonB, default=list)
+    comment: Mapped[str] = mapped_column(Text, default="")  # plain text
+    forwarded_activity: Mapped[str] = mapped_column(String(URI), default="")
+    state: Mapped[str] = mapped_column(String(16), default="open", index=True)  # open|resolved
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    resolved_by_id: Mapped[UUID | None] = mapped_column(ForeignKey("account_user.id", ondelete="SET NULL"),
+                                                        default=None)

@@ -1,8 +1,14 @@
 """The inbox processor: the ``ap.inbox`` job applies one stored, verified activity.
 
-Follow / Accept / Reject / Undo (Follow, Like, Announce) / Create / Update / Delete (Tombstone)
-of Note and Article / Like / Announce / Block / Delete of an actor. When the signer was not the
-activity's actor (``trusted`` False), only the object fetched from its origin is used.
+Follow / Accept / Reject / Undo (Follow, Like, Announce, Block) / Create / Update / Delete
+(Tombstone) of Note and Article / Like / Announce / Block / Flag / Delete of an actor. When the
+signer was not the activity's actor (``trusted`` False), only the object fetched from its origin
+is used.
+
+Blocks: everything from a blocked domain is dropped. A member's block of an account is that
+member's alone: the account's follows of the member are rejected, its likes and boosts of the
+member's notes dropped and its mentions and replies do not notify the member, while the
+instance keeps processing its activities for everyone else.
 """
 
 from __future__ import annotations
@@ -18,7 +24,18 @@ from sqlalchemy import delete, or_, select
 from app.jobs import JobContext, PermanentFailure, job_handler
 from federation.activitypub.contexts import PUBLIC
 from federation.activitypub.core import Federation, as_list, host_of, id_of, ids_of, parse_time
-from federation.activitypub.models import Activity, Actor, Announce, APObject, Block, Follow, Like, Notification
+from federation.activitypub.models import (
+    Activity,
+    Actor,
+    Announce,
+    APObject,
+    Block,
+    Follow,
+    Like,
+    Notification,
+    Report,
+)
+from federation.activitypub.moderation import MAX_COMMENT, Moderation, blocks
 from federation.activitypub.safe_fetch import FetchError
 from federation.activitypub.sanitize import plain_text, sanitize_html
 
@@ -32,17 +49,29 @@ class InboxPayload(msgspec.Struct, frozen=True):
 
 
 async def notify(fed: Federation, local_actor_uri: str, kind: str, actor: str, object_id: str = "") -> None:
+    """Tell a member; never about an account they block."""
     target = await fed.local_actor(local_actor_uri)
     if target is None or target.user_id is None or actor == local_actor_uri:
+        return
+    if await blocks(fed.session, target.uri, actor):
         return
     fed.session.add(Notification(user_id=target.user_id, kind=kind, actor=actor, object_id=object_id))
     await fed.session.flush()
 
 
 async def accept_local_follow(fed: Federation, follow: Follow, target: Actor) -> None:
-    """A follow of a local actor: auto-accept unless the account is locked."""
-    from federation.activitypub.outbox import Outbox
+    """A follow of a local actor: auto-accept unless the account is locked.
 
+    A member's follow of a member who blocks them (or whom they block) is refused (a remote
+    follower of a member who blocks it is rejected by :meth:`Processor.on_Follow`).
+    """
+    from federation.activitypub.outbox import Outbox, OutboxError
+
+    if fed.urls.is_local(follow.follower) and (await blocks(fed.session, target.uri, follow.follower) or
+                                               await blocks(fed.session, follow.follower, target.uri)):
+        await fed.session.delete(follow)
+        await fed.session.flush()
+        raise OutboxError("You can't follow this account.", 403)
     if target.manually_approves:
         follow.state = "pending"
         await notify(fed, target.uri, "follow_request", follow.follower)
@@ -75,16 +104,18 @@ class Processor:
         if handler is None:
             log.info("ignoring %s activity %s", kind, self.activity.ap_id)
             return
-        if await self._blocked():
-            log.info("dropping %s from blocked %s", kind, self.actor_uri)
+        if await self.fed.domain_blocked(self.actor_uri):
+            log.info("dropping %s from blocked domain %s", kind, host_of(self.actor_uri))
             return
         await handler()
 
-    async def _blocked(self) -> bool:
-        if await self.fed.domain_blocked(self.actor_uri):
+    async def _blocked_by(self, local_uri: str) -> bool:
+        """Whether the local actor ``local_uri`` blocks this activity's actor (their block only)."""
+        if await blocks(self.session, local_uri, self.actor_uri):
+            log.info("dropping %s %s for %s, who blocks %s", self.raw.get("type"), self.activity.ap_id, local_uri,
+                     self.actor_uri)
             return True
-        found = await self.session.scalar(select(Block.id).where(Block.target == self.actor_uri).limit(1))
-        return found is not None and self.raw.get("type") not in ("Undo", "Delete")
+        return False
 
     async def _actor(self) -> Actor:
         return await self.fed.remote_actor(self.actor_uri)
@@ -101,6 +132,9 @@ class Processor:
         if target is None:
             return
         follower = await self._actor()
+        if await self._blocked_by(target.uri):
+            await Moderation(self.fed).reject_follow(target, follower, self.activity.ap_id)
+            return
         follow = await self.session.scalar(
             select(Follow).where(Follow.follower == follower.uri, Follow.followee == target.uri))
         if follow is None:
@@ -165,8 +199,12 @@ class Processor:
             if target:
                 cond = or_(cond, Announce.object_id == target)
             await self.session.execute(delete(Announce).where(Announce.actor == self.actor_uri, cond))
-        if inner_type == "Block":
-            await self.session.execute(delete(Block).where(Block.actor == self.actor_uri))
+        if inner_type in (None, "Block"):
+            target = id_of(obj.get("object")) if isinstance(obj, dict) else ""
+            cond = Block.activity_id == inner_id
+            if target:
+                cond = or_(cond, Block.target == target)
+            await self.session.execute(delete(Block).where(Block.actor == self.actor_uri, cond))
 
     # --- objects --------------------------------------------------------------------------
 
@@ -269,7 +307,7 @@ class Processor:
     async def on_Like(self) -> None:
         oid = id_of(self.raw.get("object"))
         obj = await self.session.scalar(select(APObject).where(APObject.ap_id == oid))
-        if obj is None or not obj.local:
+        if obj is None or not obj.local or await self._blocked_by(obj.attributed_to):
             return
         exists = await self.session.scalar(select(Like).where(Like.actor == self.actor_uri, Like.object_id == oid))
         if exists is None:
@@ -281,6 +319,8 @@ class Processor:
         if not oid:
             return
         obj = await self.session.scalar(select(APObject).where(APObject.ap_id == oid))
+        if obj is not None and obj.local and await self._blocked_by(obj.attributed_to):
+            return
         if obj is None and not self.fed.urls.is_local(oid):
             try:
                 data = await self.fed.fetch_object(oid)
@@ -314,6 +354,32 @@ class Processor:
         await self.session.execute(delete(Follow).where(or_(
             (Follow.follower == self.actor_uri) & (Follow.followee == target),
             (Follow.follower == target) & (Follow.followee == self.actor_uri))))
+
+    async def on_Flag(self) -> None:
+        """A report about our members (and their notes) for our moderators.
+
+        Mastodon sends ``object`` = [the reported account, its reported notes...] from its
+        instance actor and the comment as ``content``. One report per local account: those
+        named, and the authors of the named local notes; anything else is ignored.
+        """
+        ids = [i for i in dict.fromkeys(ids_of(self.raw.get("object"))) if self.fed.urls.is_local(i)]
+        if not ids:
+            return
+        reported: dict[str, list[str]] = {}
+        for uri in ids:
+            found = self.fed.urls.local_actor(uri)
+            if found is not None and found[0] == "user":
+                account = await self.fed.local_actor(uri)
+                if account is not None:
+                    reported.setdefault(account.uri, [])
+        notes = (await self.session.scalars(select(APObject).where(APObject.ap_id.in_(ids), APObject.local))).all()
+        for note in notes:
+            reported.setdefault(note.attributed_to, []).append(note.ap_id)
+        comment = plain_text(self.raw.get("content"), MAX_COMMENT)
+        for target, object_ids in reported.items():
+            self.session.add(Report(origin="remote", activity_id=self.activity.ap_id, reporter=self.actor_uri,
+                                    target=target, object_ids=object_ids, comment=comment))
+        await self.session.flush()
 
 
 async def _apply(fed: Federation, activity_id: UUID) -> None:

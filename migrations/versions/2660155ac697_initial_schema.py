@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 0c124900ee55
+Revision ID: 2660155ac697
 Revises: 
-Create Date: 2026-11-27 08:07:40.688429
+Create Date: 2026-11-27 09:49:56.228031
 
 """
 
@@ -27,7 +27,7 @@ sa.JsonB = JsonB
 sa.ORA_JSONB = ORA_JSONB
 
 # revision identifiers, used by Alembic.
-revision = '0c124900ee55'
+revision = '2660155ac697'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -428,6 +428,32 @@ def schema_upgrades() -> None:
     with op.batch_alter_table('ap_notification', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_ap_notification_user_id'), ['user_id'], unique=False)
 
+    op.create_table('ap_report',
+    sa.Column('id', sa.GUID(length=16), nullable=False),
+    sa.Column('origin', sa.String(length=8), nullable=False),
+    sa.Column('activity_id', sa.String(length=2048), nullable=False),
+    sa.Column('reporter', sa.String(length=2048), nullable=False),
+    sa.Column('reporter_user_id', sa.GUID(length=16), nullable=True),
+    sa.Column('target', sa.String(length=2048), nullable=False),
+    sa.Column('object_ids', sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), 'cockroachdb').with_variant(sa.ORA_JSONB(), 'oracle').with_variant(postgresql.JSONB(astext_type=Text()), 'postgresql'), nullable=False),
+    sa.Column('comment', sa.Text(), nullable=False),
+    sa.Column('forwarded_activity', sa.String(length=2048), nullable=False),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('resolved_at', sa.DateTimeUTC(timezone=True), nullable=True),
+    sa.Column('resolved_by_id', sa.GUID(length=16), nullable=True),
+    sa.Column('sa_orm_sentinel', sa.Integer(), nullable=True),
+    sa.Column('created_at', sa.DateTimeUTC(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTimeUTC(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['reporter_user_id'], ['account_user.id'], name=op.f('fk_ap_report_reporter_user_id_account_user'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['resolved_by_id'], ['account_user.id'], name=op.f('fk_ap_report_resolved_by_id_account_user'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_ap_report'))
+    )
+    with op.batch_alter_table('ap_report', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_ap_report_activity_id'), ['activity_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_ap_report_reporter_user_id'), ['reporter_user_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_ap_report_state'), ['state'], unique=False)
+        batch_op.create_index(batch_op.f('ix_ap_report_target'), ['target'], unique=False)
+
     op.create_table('blog_post_author',
     sa.Column('id', sa.GUID(length=16), nullable=False),
     sa.Column('post_id', sa.GUID(length=16), nullable=False),
@@ -722,6 +748,13 @@ def schema_downgrades() -> None:
         batch_op.drop_index(batch_op.f('ix_blog_post_author_author_id'))
 
     op.drop_table('blog_post_author')
+    with op.batch_alter_table('ap_report', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_ap_report_target'))
+        batch_op.drop_index(batch_op.f('ix_ap_report_state'))
+        batch_op.drop_index(batch_op.f('ix_ap_report_reporter_user_id'))
+        batch_op.drop_index(batch_op.f('ix_ap_report_activity_id'))
+
+    op.drop_table('ap_report')
     with op.batch_alter_table('ap_notification', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_ap_notification_user_id'))
 
