@@ -133,6 +133,9 @@ class RoseAshCLIPlugin(CLIPluginProtocol):
         from federation.oauth.cli import oauth_group
 
         cli.add_command(oauth_group)
+        from federation.activitypub.cli import federation_group
+
+        cli.add_command(federation_group)
         from forge.cli import forge_group
 
         cli.add_command(forge_group)

@@ -1,0 +1,78 @@
+"""``rose-ash federation ...``: the instance's domain blocks from the command line."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+
+@click.group(name="federation")
+def federation_group() -> None:
+    """Moderate ActivityPub federation."""
+
+
+@federation_group.command(name="block-domain")
+@click.argument("domain")
+@click.option("--reason", default="", help="Why (kept for the moderators).")
+@click.pass_context
+def block_domain(ctx: click.Context, domain: str, reason: str) -> None:
+    """Block DOMAIN (and its subdomains; host:port blocks that port only): refuse its activities,
+    stop deliveries to it, end the follows between its accounts and ours."""
+    from app.cli import _fail, _settings, _with_session
+    from federation.activitypub.core import Urls
+    from federation.activitypub.moderation import DomainBlockResult, DomainBlocks, ModerationError
+
+    settings = _settings(ctx)
+
+    async def work(session: AsyncSession) -> DomainBlockResult:
+        return await DomainBlocks(session, Urls(settings.base_url).host).add(domain, reason)
+
+    try:
+        result = _with_session(settings, work)
+    except ModerationError as exc:
+        _fail({exc.field: str(exc)})
+    click.echo(result.summary())
+
+
+@federation_group.command(name="unblock-domain")
+@click.argument("domain")
+@click.pass_context
+def unblock_domain(ctx: click.Context, domain: str) -> None:
+    """Lift the block of DOMAIN (follows it ended are not restored)."""
+    from app.cli import _fail, _settings, _with_session
+    from federation.activitypub.core import Urls
+    from federation.activitypub.moderation import DomainBlocks, ModerationError, normalize_domain
+
+    settings = _settings(ctx)
+
+    async def work(session: AsyncSession) -> bool:
+        return await DomainBlocks(session, Urls(settings.base_url).host).remove(domain)
+
+    try:
+        removed = _with_session(settings, work)
+    except ModerationError as exc:
+        _fail({exc.field: str(exc)})
+    if not removed:
+        _fail({"domain": f"{normalize_domain(domain)} is not blocked"})
+    click.echo(f"unblocked {normalize_domain(domain)}")
+
+
+@federation_group.command(name="blocked-domains")
+@click.pass_context
+def blocked_domains(ctx: click.Context) -> None:
+    """List the blocked domains, one a line: domain, a tab, the reason."""
+    from app.cli import _settings, _with_session
+    from federation.activitypub.core import Urls
+    from federation.activitypub.moderation import DomainBlocks
+
+    settings = _settings(ctx)
+
+    async def work(session: AsyncSession) -> list[tuple[str, str]]:
+        return [(b.domain, b.reason) for b in await DomainBlocks(session, Urls(settings.base_url).host).all()]
+
+    for domain, reason in _with_session(settings, work):
+        click.echo(f"{domain}\t{' '.join(reason.split())}")
