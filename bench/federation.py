@@ -192,9 +192,17 @@ async def bench_fanout(followers: int, inboxes: int, runs: int, postgres: str | 
                 me_uri = (await fed.local_actor_for_user(user)).uri
             for i in range(followers):
                 uri = f"{sink_url}/users/f{i}"
+                # Remote actors keep their fetched document (a Mastodon one is ~2-3 KB).
+                raw = {"@context": ["https://www.w3.org/ns/activitystreams", "https://w3id.org/security/v1"],
+                       "id": uri, "type": "Person", "preferredUsername": f"f{i}", "name": f"Follower {i}",
+                       "summary": "<p>" + "A member of another server. " * 12 + "</p>",
+                       "inbox": f"{uri}/inbox", "outbox": f"{uri}/outbox", "followers": f"{uri}/followers",
+                       "following": f"{uri}/following", "endpoints": {"sharedInbox": f"{sink_url}/inbox/{i % inboxes}"},
+                       "publicKey": {"id": f"{uri}#main-key", "owner": uri, "publicKeyPem": PUB},
+                       "icon": {"type": "Image", "mediaType": "image/png", "url": f"{sink_url}/avatars/{i}.png"}}
                 session.add(Actor(uri=uri, local=False, username=f"f{i}", domain=f"127.0.0.1:{port}",
                                   inbox=f"{uri}/inbox", shared_inbox=f"{sink_url}/inbox/{i % inboxes}",
-                                  fetched_at=datetime.now(UTC)))
+                                  public_key_pem=PUB, raw=raw, fetched_at=datetime.now(UTC)))
                 session.add(Follow(follower=uri, followee=me_uri, state="accepted"))
             await session.commit()
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import load_only
 
 from federation.activitypub.contexts import PUBLIC, emitted_context
 from federation.activitypub.core import Federation, host_of, iso, public_addressing
@@ -20,6 +21,8 @@ from federation.activitypub.sanitize import text_to_html
 VISIBILITIES = ("public", "unlisted", "followers", "direct")
 MENTION = re.compile(r"(?<![\w/])@([A-Za-z0-9_.-]+)@([A-Za-z0-9.-]+(?::\d+)?)")
 MAX_NOTE = 5000
+# The columns delivery addressing reads (delivery.inboxes_for).
+ADDRESSING = (Actor.uri, Actor.local, Actor.gone, Actor.inbox, Actor.shared_inbox)
 
 
 class OutboxError(ValueError):
@@ -48,11 +51,13 @@ class Outbox:
         return activity
 
     async def _followers(self, actor: Actor) -> list[Actor]:
-        uris = (await self.session.scalars(
-            select(Follow.follower).where(Follow.followee == actor.uri, Follow.state == "accepted"))).all()
-        if not uris:
-            return []
-        return list((await self.session.scalars(select(Actor).where(Actor.uri.in_(uris)))).all())
+        """The accepted followers, with just what addressing needs (not their stored documents:
+        a post to thousands of followers would otherwise load and parse every actor's JSON)."""
+        return list((await self.session.scalars(
+            select(Actor).join(Follow, Follow.follower == Actor.uri)
+            .where(Follow.followee == actor.uri, Follow.state == "accepted")
+            .options(load_only(*ADDRESSING))
+        )).all())
 
     async def _send(self, actor: Actor, activity: Activity, recipients: list[Actor]) -> None:
         inboxes = await inboxes_for(self.session, recipients)
@@ -210,7 +215,8 @@ class Outbox:
     async def _actors(self, uris: list[str]) -> list[Actor]:
         if not uris:
             return []
-        return list((await self.session.scalars(select(Actor).where(Actor.uri.in_(uris)))).all())
+        return list((await self.session.scalars(
+            select(Actor).where(Actor.uri.in_(uris)).options(load_only(*ADDRESSING)))).all())
 
     # --- likes and boosts -----------------------------------------------------------------
 
