@@ -1,10 +1,25 @@
 """Social hub pages. Every action is a real form POST answered by a 303 (PRG); htmx enhances the
-like/boost buttons into in-place swaps of the note they belong to."""
+like/boost and follow buttons into in-place swaps of the part of the page they belong to.
+
+Account pages: ``/social/accounts/<user>@<host>`` shows any actor, local or remote (``<host>`` is
+the actor's own host, with its port if it has one). ``/social/accounts?q=<handle or profile URL>``
+is the lookup box: it resolves the input (WebFinger for handles) and answers 303 to that page, or
+shows the page itself for an actor whose name can't stand in a path; an unknown actor's name
+elsewhere in the hub links to ``?q=<actor URI>``. Bad input is 422, an account that doesn't exist
+404, a server that can't be reached (or answers nonsense) 502, each as the lookup page with a
+message.
+
+Requests use ``app.state.federation_client`` (a :class:`SafeClient`) when the app has one (tests
+put a mock transport there); otherwise each request's :class:`Federation` opens its own client.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+from urllib.parse import quote, urlsplit
 from uuid import UUID
 
 from litestar import Controller, Request, Response, Router, get, post
@@ -16,17 +31,49 @@ from litestar.response import Redirect, Template
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db import wrote_in_transaction
 from app.forms import form_data, safe_next, see_other
 from app.security import requires_user
 from app.settings import Settings
 from domains.account.models import User
-from federation.activitypub.core import Federation
+from domains.account.services import AccountService
+from federation.activitypub.core import Federation, as_list, host_of, id_of, ids_of, parse_time
 from federation.activitypub.models import Actor, Announce, APObject, Follow, Like, Notification
 from federation.activitypub.outbox import VISIBILITIES, Outbox, OutboxError
-from federation.activitypub.safe_fetch import FetchError
+from federation.activitypub.processor import OBJECT_TYPES, visibility_of
+from federation.activitypub.safe_fetch import BlockedAddressError, FetchError, SafeClient
+from federation.activitypub.sanitize import plain_text, sanitize_html, text_to_html
 
 PRIVATE = CacheControlHeader(private=True, no_store=True)
 TIMELINE_SIZE = 40
+PROFILE_SIZE = 20
+# A remote account with fewer stored notes than this gets the first page of its outbox fetched.
+FEW_NOTES = 10
+
+_USERNAME = r"[A-Za-z0-9_.~+-]+"
+_HOST = r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*(?::[0-9]{1,5})?"
+ACCT = re.compile(rf"@?({_USERNAME})@({_HOST})")
+_PATH_ACCT = re.compile(rf"{_USERNAME}@{_HOST}")
+
+
+def account_path(uri: str, actor: Actor | None = None) -> str:
+    """The hub's page for an account: ``/social/accounts/user@host`` when its name can stand in a
+    path, else the lookup of its URI (which fetches an actor we don't know yet)."""
+    if actor is not None and actor.username and _PATH_ACCT.fullmatch(f"{actor.username}@{actor.domain}"):
+        return f"/social/accounts/{actor.username}@{actor.domain}"
+    return f"/social/accounts?q={quote(actor.uri if actor is not None else uri, safe='')}"
+
+
+def avatar_url(actor: Actor) -> str:
+    """The actor's avatar: the stored icon, else the ``url`` of its ``icon`` Image (Mastodon's
+    shape, which carries no ``id``), http(s) only."""
+    if actor.icon_url:
+        return actor.icon_url
+    icon = (actor.raw or {}).get("icon")
+    icon = icon[0] if isinstance(icon, list) and icon else icon
+    url = icon.get("url") if isinstance(icon, dict) else None
+    found = id_of(as_list(url)[0]) if url else ""
+    return found if found.startswith(("https://", "http://")) else ""
 
 
 @dataclass
@@ -43,6 +90,172 @@ class NoteView:
     @property
     def local_id(self) -> str:
         return str(self.obj.id)
+
+    @property
+    def author_path(self) -> str:
+        return account_path(self.obj.attributed_to, self.author)
+
+    @property
+    def booster_path(self) -> str:
+        return account_path(self.boosted_by.uri, self.boosted_by) if self.boosted_by is not None else ""
+
+
+@dataclass
+class FetchedNote:
+    """A public note read from a remote outbox page for display only (sanitised, never stored)."""
+
+    ap_id: str
+    url: str
+    type: str
+    name: str
+    content: str
+    summary: str
+    published: datetime | None
+    visibility: str
+    author: Actor
+
+    @property
+    def author_path(self) -> str:
+        return account_path(self.author.uri, self.author)
+
+
+@dataclass
+class Relation:
+    """How the member (``me``) and an account relate: ``state`` is the member's follow of it
+    ("", "pending" or "accepted")."""
+
+    me: Actor
+    target: Actor
+    state: str
+    follows_me: bool
+
+    @property
+    def is_me(self) -> bool:
+        return self.me.uri == self.target.uri
+
+
+@dataclass
+class RemoteExtras:
+    """What a remote account's own server says about it: counts and recent public notes."""
+
+    posts: int | None = None
+    followers: int | None = None
+    following: int | None = None
+    notes: list[FetchedNote] = field(default_factory=list)
+    problem: str = ""
+
+
+class AccountProblem(Exception):
+    """An account lookup that can't show an account: the status and the message to show."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Parsed lookup input: a handle (``user``, ``host``) or an actor/profile ``url``."""
+
+    user: str = ""
+    host: str = ""
+    url: str = ""
+
+    @property
+    def server(self) -> str:
+        return host_of(self.url) if self.url else self.host
+
+    @property
+    def label(self) -> str:
+        return self.url or f"{self.user}@{self.host}"
+
+
+def parse_lookup(text: str) -> Lookup:
+    """``user@host``, ``@user@host``, ``acct:user@host`` or an http(s) URL; else 422."""
+    text = text.strip()
+    if text.startswith(("https://", "http://")):
+        parts = urlsplit(text)
+        if not parts.hostname or any(c.isspace() for c in text):
+            raise AccountProblem(422, f"{text!r} is not a valid profile URL.")
+        return Lookup(url=text.split("#")[0])
+    text = text.removeprefix("acct:")
+    found = ACCT.fullmatch(text)
+    if found is None:
+        raise AccountProblem(422, f"{text!r} is not a handle. Type it as user@example.org, or paste a profile URL.")
+    return Lookup(user=found.group(1), host=found.group(2).lower())
+
+
+async def relation(session: AsyncSession, me: Actor, target: Actor) -> Relation:
+    mine = await session.scalar(select(Follow.state).where(Follow.follower == me.uri, Follow.followee == target.uri))
+    theirs = await session.scalar(select(Follow.id).where(
+        Follow.follower == target.uri, Follow.followee == me.uri, Follow.state == "accepted"))
+    return Relation(me=me, target=target, state=mine if mine in ("pending", "accepted") else "",
+                    follows_me=theirs is not None)
+
+
+def _total(doc: dict[str, Any]) -> int | None:
+    total = doc.get("totalItems")
+    return total if isinstance(total, int) and not isinstance(total, bool) and total >= 0 else None
+
+
+def _fetched_note(item: Any, actor: Actor) -> FetchedNote | None:
+    """A public or unlisted note by ``actor`` from an item of its outbox, or None."""
+    if not isinstance(item, dict):
+        return None
+    obj: Any = item
+    if item.get("type") == "Create":
+        if id_of(item.get("actor")) != actor.uri:
+            return None
+        obj = item.get("object")
+    if not isinstance(obj, dict) or obj.get("type") not in OBJECT_TYPES:
+        return None
+    oid = id_of(obj)
+    # Only the author's own objects, served by the author's own server.
+    if not oid or host_of(oid) != host_of(actor.uri) or actor.uri not in ids_of(obj.get("attributedTo")):
+        return None
+    visibility = visibility_of(ids_of(obj.get("to")), ids_of(obj.get("cc")), actor.followers_url)
+    if visibility not in ("public", "unlisted"):
+        return None
+    url = id_of(as_list(obj.get("url"))[0]) if obj.get("url") else oid
+    return FetchedNote(ap_id=oid, url=url if url.startswith(("https://", "http://")) else oid,
+                       type=str(obj.get("type")), name=plain_text(obj.get("name"), 500),
+                       content=sanitize_html(obj.get("content")), summary=plain_text(obj.get("summary"), 500),
+                       published=parse_time(obj.get("published")), visibility=visibility, author=actor)
+
+
+async def remote_extras(fed: Federation, actor: Actor, *, want_notes: bool) -> RemoteExtras:
+    """Counts and (``want_notes``) the first page of notes from the account's own server.
+
+    Only documents on the actor's own host are fetched, through the guarded client; the first
+    failure ends the fetching (a server that is down costs one timeout, not four). Nothing is
+    written: fetched notes are shown, not stored.
+    """
+    extras = RemoteExtras()
+    origin = host_of(actor.uri)
+    try:
+        if actor.outbox and host_of(actor.outbox) == origin:
+            _final, outbox = await fed.fetch_json(actor.outbox)
+            extras.posts = _total(outbox)
+            if want_notes:
+                page: Any = outbox
+                if not isinstance(outbox.get("orderedItems", outbox.get("items")), list):
+                    first = outbox.get("first")
+                    if isinstance(first, str) and host_of(first) == origin:
+                        _final, page = await fed.fetch_json(first)
+                    else:
+                        page = first if isinstance(first, dict) else {}
+                items = page.get("orderedItems", page.get("items"))
+                notes = [_fetched_note(item, actor) for item in as_list(items)[:PROFILE_SIZE]]
+                extras.notes = [n for n in notes if n is not None]
+        for name, url in (("followers", actor.followers_url), ("following", actor.following_url)):
+            if url and host_of(url) == origin:
+                _final, doc = await fed.fetch_json(url)
+                setattr(extras, name, _total(doc))
+    except FetchError as exc:
+        if want_notes:
+            extras.problem = f"Couldn't load recent posts from {origin}: {exc}"
+    return extras
 
 
 async def _actors(session: AsyncSession, uris: set[str]) -> dict[str, Actor]:
@@ -82,9 +295,26 @@ class SocialController(Controller):
     async def _me(self, fed: Federation, request: Request[User, Any, Any]) -> Actor:
         return await fed.local_actor_for_user(request.user)
 
+    @staticmethod
+    def _fed(request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings) -> Federation:
+        """This request's federation facade, on the app's shared client if it has one."""
+        client = request.app.state.get("federation_client")
+        return Federation(db_session, settings, client if isinstance(client, SafeClient) else None)
+
+    @staticmethod
+    def _failed(request: Request[User, Any, Any], destination: str, message: str) -> Response[Any]:
+        """A failed action: a flash message on the page it came from. For htmx, a full navigation
+        (a followed 303 would be swapped into the part of the page the button replaces)."""
+        if getattr(request, "htmx", False):
+            flash(request, message, category="error")
+            redirect = ClientRedirect(redirect_to=destination)
+            redirect.status_code = 200  # not the handler's 303: the browser would follow it
+            return redirect
+        return see_other(destination, request, message, "error")
+
     async def _page(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
                     tab: str) -> Template:
-        async with Federation(db_session, settings) as fed:
+        async with self._fed(request, db_session, settings) as fed:
             me = await self._me(fed, request)
             following = list((await db_session.scalars(select(Follow.followee).where(
                 Follow.follower == me.uri, Follow.state == "accepted"))).all())
@@ -139,7 +369,7 @@ class SocialController(Controller):
     @get("/notes/{oid:uuid}")
     async def note(self, oid: UUID, request: Request[User, Any, Any], db_session: AsyncSession,
                    settings: Settings) -> Template:
-        async with Federation(db_session, settings) as fed:
+        async with self._fed(request, db_session, settings) as fed:
             me = await self._me(fed, request)
             obj = await self._object(db_session, oid, me)
             replies = list((await db_session.scalars(select(APObject).where(
@@ -155,7 +385,7 @@ class SocialController(Controller):
                       settings: Settings) -> Redirect:
         data = await form_data(request)
         destination = safe_next(str(data.get("next", "")), "/social/")
-        async with Federation(db_session, settings) as fed:
+        async with self._fed(request, db_session, settings) as fed:
             async def work() -> None:
                 await Outbox(fed).post_note(await self._me(fed, request), str(data.get("content", "")),
                                             visibility=str(data.get("visibility", "public")),
@@ -185,7 +415,7 @@ class SocialController(Controller):
                    action: str) -> Response[Any]:
         data = await form_data(request)
         destination = safe_next(str(data.get("next", "")), "/social/")
-        async with Federation(db_session, settings) as fed:
+        async with self._fed(request, db_session, settings) as fed:
             async def work() -> tuple[Actor, APObject]:
                 me = await self._me(fed, request)
                 obj = await self._object(db_session, oid, me)
@@ -196,12 +426,7 @@ class SocialController(Controller):
             try:
                 me, obj = await fed.settle(work, keep=[request.user])
             except (OutboxError, FetchError) as exc:
-                if htmx:  # a full navigation shows the message (a followed 303 would be swapped into the note)
-                    flash(request, str(exc), category="error")
-                    redirect = ClientRedirect(redirect_to=destination)
-                    redirect.status_code = 200  # not the handler's 303: the browser would follow it
-                    return redirect
-                return see_other(destination, request, str(exc), "error")
+                return self._failed(request, destination, str(exc))
             await db_session.flush()
             if htmx and action != "delete_note":
                 view = (await note_views(db_session, me, [obj]))[0]
@@ -237,47 +462,69 @@ class SocialController(Controller):
     # --- follows ----------------------------------------------------------------------------
 
     @post("/follow", status_code=303)
-    async def follow(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings) -> Redirect:
+    async def follow(self, request: Request[User, Any, Any], db_session: AsyncSession,
+                     settings: Settings) -> Response[Any]:
+        """Follow by handle or actor URI; back to ``next`` (the account page's button) or the
+        Following page. htmx gets the account page's follow box back."""
         data = await form_data(request)
         handle = str(data.get("handle", "")).strip()
-        async with Federation(db_session, settings) as fed:
-            async def work() -> tuple[Actor, Follow]:
+        destination = safe_next(str(data.get("next", "")), "/social/following")
+        async with self._fed(request, db_session, settings) as fed:
+            async def work() -> tuple[Actor, Actor, Follow]:
                 me, target = await self._me(fed, request), await fed.webfinger(handle)
-                return target, await Outbox(fed).follow(me, target)
+                return me, target, await Outbox(fed).follow(me, target)
 
             try:
-                target, follow = await fed.settle(work, keep=[request.user])
+                me, target, follow = await fed.settle(work, keep=[request.user])
             except (OutboxError, FetchError) as exc:
-                return see_other("/social/following", request, f"Couldn't follow {handle}: {exc}", "error")
-        message = f"Following {target.handle}." if follow.state == "accepted" else \
-            f"Follow request sent to {target.handle}."
-        return see_other("/social/following", request, message)
+                return self._failed(request, destination, f"Couldn't follow {handle}: {exc}")
+            message = f"Following {target.handle}." if follow.state == "accepted" else \
+                f"Follow request sent to {target.handle}."
+            if getattr(request, "htmx", False):
+                return self._relation_partial(await relation(db_session, me, target), destination, message)
+        return see_other(destination, request, message)
 
     @post("/unfollow", status_code=303)
     async def unfollow(self, request: Request[User, Any, Any], db_session: AsyncSession,
-                       settings: Settings) -> Redirect:
+                       settings: Settings) -> Response[Any]:
+        """Unfollow, or withdraw a follow request; back to ``next`` or the Following page."""
         data = await form_data(request)
-        async with Federation(db_session, settings) as fed:
+        destination = safe_next(str(data.get("next", "")), "/social/following")
+        message = "Unfollowed."
+        async with self._fed(request, db_session, settings) as fed:
             me = await self._me(fed, request)
             target = await db_session.scalar(select(Actor).where(Actor.uri == str(data.get("actor", ""))))
             if target is not None:
+                state = await db_session.scalar(select(Follow.state).where(Follow.follower == me.uri,
+                                                                           Follow.followee == target.uri))
+                if state == "pending":
+                    message = "Follow request withdrawn."
                 await Outbox(fed).unfollow(me, target)
-        return see_other("/social/following", request, "Unfollowed.")
+                if getattr(request, "htmx", False):
+                    return self._relation_partial(await relation(db_session, me, target), destination, message)
+        return see_other(destination, request, message)
+
+    @staticmethod
+    def _relation_partial(rel: Relation, destination: str, message: str) -> HTMXTemplate:
+        return HTMXTemplate(template_name="social/_relation.html",
+                            context={"rel": rel, "next": destination, "message": message})
 
     async def _follow_page(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
                            which: str) -> Template:
-        async with Federation(db_session, settings) as fed:
+        async with self._fed(request, db_session, settings) as fed:
             me = await self._me(fed, request)
             if which == "following":
                 rows = (await db_session.scalars(select(Follow).where(Follow.follower == me.uri).order_by(
                     Follow.created_at.desc()))).all()
                 actors = await _actors(db_session, {f.followee for f in rows})
-                items = [(f, actors.get(f.followee)) for f in rows]
+                items = [(f, actors.get(f.followee), account_path(f.followee, actors.get(f.followee)))
+                         for f in rows]
             else:
                 rows = (await db_session.scalars(select(Follow).where(Follow.followee == me.uri).order_by(
                     Follow.created_at.desc()))).all()
                 actors = await _actors(db_session, {f.follower for f in rows})
-                items = [(f, actors.get(f.follower)) for f in rows]
+                items = [(f, actors.get(f.follower), account_path(f.follower, actors.get(f.follower)))
+                         for f in rows]
         return Template("social/follows.html", context={"which": which, "items": items, "me": me})
 
     @get("/following")
@@ -295,7 +542,7 @@ class SocialController(Controller):
                      settings: Settings) -> Redirect:
         if decision not in ("approve", "reject"):
             raise NotFoundException()
-        async with Federation(db_session, settings) as fed:
+        async with self._fed(request, db_session, settings) as fed:
             me = await self._me(fed, request)
             follow = await db_session.get(Follow, fid)
             if follow is None or follow.followee != me.uri:
@@ -307,7 +554,7 @@ class SocialController(Controller):
     @post("/settings/locked", status_code=303)
     async def locked(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings) -> Redirect:
         data = await form_data(request)
-        async with Federation(db_session, settings) as fed:
+        async with self._fed(request, db_session, settings) as fed:
             me = await self._me(fed, request)
             me.manually_approves = str(data.get("locked", "")) in ("1", "on", "true")
         return see_other("/social/followers", request, "Saved.")
@@ -320,10 +567,184 @@ class SocialController(Controller):
         actors = await _actors(db_session, {n.actor for n in rows})
         objects = {o.ap_id: o for o in (await db_session.scalars(select(APObject).where(
             APObject.ap_id.in_([n.object_id for n in rows if n.object_id])))).all()} if rows else {}
-        items = [(n, actors.get(n.actor), objects.get(n.object_id)) for n in rows]
+        items = [(n, actors.get(n.actor), objects.get(n.object_id), account_path(n.actor, actors.get(n.actor)))
+                 for n in rows]
         for n in rows:
             n.read = True
         return Template("social/notifications.html", context={"items": items})
+
+    # --- accounts ---------------------------------------------------------------------------
+
+    @get("/accounts", name="social:lookup")
+    async def lookup(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
+                     q: str = "") -> Template | Redirect:
+        """The lookup box: a handle or profile URL opens that account's page."""
+        if not q.strip():
+            return Template("social/lookup.html", context={"lookup_q": "", "problem": ""})
+        async with self._fed(request, db_session, settings) as fed:
+            try:
+                target, notice = await self._resolve(fed, request, parse_lookup(q))
+            except AccountProblem as problem:
+                return self._lookup_problem(q, problem)
+            path = account_path(target.uri, target)
+            if not path.startswith("/social/accounts?"):
+                return Redirect(path, status_code=303)
+            return await self._account_page(request, fed, target, notice)
+
+    @get("/accounts/{acct:str}", name="social:account")
+    async def account(self, acct: str, request: Request[User, Any, Any], db_session: AsyncSession,
+                      settings: Settings) -> Template:
+        """Any account, local or remote, by ``user@host``."""
+        try:
+            if ACCT.fullmatch(acct) is None:
+                raise AccountProblem(422, f"{acct!r} is not a handle. Account pages are /social/accounts/user@host.")
+            wanted = parse_lookup(acct)
+            async with self._fed(request, db_session, settings) as fed:
+                target, notice = await self._resolve(fed, request, wanted)
+                return await self._account_page(request, fed, target, notice)
+        except AccountProblem as problem:
+            return self._lookup_problem(acct, problem)
+
+    @staticmethod
+    def _lookup_problem(q: str, problem: AccountProblem) -> Template:
+        return Template("social/lookup.html", context={"lookup_q": q, "problem": problem.message},
+                        status_code=problem.status)
+
+    async def _resolve(self, fed: Federation, request: Request[User, Any, Any], wanted: Lookup) -> tuple[Actor, str]:
+        """The actor for a lookup and a notice to show with it ("" normally).
+
+        A known account comes from our table (refreshed from its server when stale; if that fails,
+        shown as we have it, with a notice). Otherwise handles go through WebFinger and URLs are
+        fetched. Fetches happen before any write (:meth:`Federation.settle`).
+        """
+        session = fed.session
+        server = wanted.server
+        local = server == fed.urls.host
+        if not local and await fed.domain_blocked(f"https://{server}/"):
+            raise AccountProblem(403, f"Accounts on {server} are blocked on this server.")
+        if wanted.url:
+            known = await session.scalar(select(Actor.uri).where(
+                (Actor.uri == wanted.url) | (Actor.url == wanted.url)).order_by(Actor.local.desc()).limit(1))
+        else:
+            known = await session.scalar(select(Actor.uri).where(
+                func.lower(Actor.username) == wanted.user.lower(), Actor.domain == wanted.host).order_by(
+                Actor.local.desc(), Actor.fetched_at.desc()).limit(1))
+
+        async def work() -> Actor:
+            if known is not None:
+                return await fed.remote_actor(known)
+            if wanted.url:
+                return await fed.webfinger(wanted.url)
+            if not local:
+                await self._webfinger_document(fed, wanted)
+            return await fed.webfinger(wanted.label)
+
+        notice = ""
+        try:
+            target = await fed.settle(work, keep=[request.user])
+        except FetchError as exc:
+            stale = await session.scalar(select(Actor).where(Actor.uri == known, Actor.local.is_(False))) \
+                if known is not None else None
+            if stale is None or exc.status in (404, 410):
+                raise self._unavailable(exc, wanted) from None
+            target, notice = stale, f"Couldn't refresh this account from {server}, so this may be out of date: {exc}"
+        if target.gone:
+            raise AccountProblem(404, f"{target.handle} no longer exists.")
+        return target, notice
+
+    @staticmethod
+    async def _webfinger_document(fed: Federation, wanted: Lookup) -> None:
+        """Fetch the WebFinger document that :meth:`Federation.webfinger` reads next (it is fetched
+        once per request), to tell "no such account" from "server unreachable" by its answer."""
+        schemes = ["https", "http"] if fed.settings.federation_allow_private_addresses else ["https"]
+        failures: list[FetchError] = []
+        for scheme in schemes:
+            url = (f"{scheme}://{wanted.host}/.well-known/webfinger?"
+                   f"resource={quote(f'acct:{wanted.user}@{wanted.host}')}")
+            try:
+                _final, jrd = await fed.fetch_json(url)
+            except FetchError as exc:
+                failures.append(exc)
+                continue
+            if not any(isinstance(link, dict) and link.get("rel") == "self" for link in as_list(jrd.get("links"))):
+                raise AccountProblem(404, f"{wanted.label} has no ActivityPub account.")
+            return
+        if any(f.status in (404, 410) for f in failures):
+            raise AccountProblem(404, f"There is no account {wanted.label}.")
+        raise SocialController._unavailable(failures[-1], wanted)
+
+    @staticmethod
+    def _unavailable(exc: FetchError, wanted: Lookup) -> AccountProblem:
+        if exc.status in (404, 410):
+            return AccountProblem(404, f"There is no account {wanted.label}.")
+        if isinstance(exc, BlockedAddressError) or exc.status == 400:
+            return AccountProblem(422, f"{wanted.server} is not a server we can look accounts up on: {exc}")
+        return AccountProblem(502, f"The server {wanted.server} could not be reached, or did not answer with an "
+                                   f"account: {exc}")
+
+    async def _account_page(self, request: Request[User, Any, Any], fed: Federation, target: Actor,
+                            notice: str) -> Template:
+        session = fed.session
+        here = account_path(target.uri, target)
+        if wrote_in_transaction(session):  # the actor row we just fetched: keep it, and fetch on with no lock held
+            await session.commit()
+        extras: RemoteExtras | None = None
+        if not target.local:
+            async def fetch_extras() -> RemoteExtras:
+                stored = await session.scalar(select(func.count()).select_from(APObject).where(
+                    APObject.attributed_to == target.uri, APObject.deleted.is_(False),
+                    APObject.visibility.in_(("public", "unlisted")))) or 0
+                return await remote_extras(fed, target, want_notes=stored < FEW_NOTES)
+
+            extras = await fed.settle(fetch_extras, keep=[request.user, target])
+        me = await self._me(fed, request)
+        rel = await relation(session, me, target)
+        # Followers-only notes to the author and accepted followers; direct notes never here.
+        visible = ["public", "unlisted", *(["followers"] if rel.is_me or rel.state == "accepted" else [])]
+        live = APObject.deleted.is_(False)
+        own = list((await session.scalars(select(APObject).where(
+            APObject.attributed_to == target.uri, live, APObject.visibility.in_(visible)).order_by(
+            APObject.published.desc()).limit(PROFILE_SIZE))).all())
+        boosts = (await session.execute(select(Announce.object_id, Announce.published).where(
+            Announce.actor == target.uri).order_by(Announce.created_at.desc()).limit(PROFILE_SIZE))).tuples().all()
+        boosted = {o.ap_id: o for o in (await session.scalars(select(APObject).where(
+            APObject.ap_id.in_([b[0] for b in boosts]), live, APObject.attributed_to != target.uri,
+            APObject.visibility.in_(("public", "unlisted"))))).all()} if boosts else {}
+        when: dict[str, datetime | None] = {o.ap_id: o.published for o in own}
+        for oid, published in boosts:
+            if oid in boosted:
+                when.setdefault(oid, published or boosted[oid].published)
+        views = await note_views(session, me, [*own, *boosted.values()],
+                                 {oid: target.uri for oid in boosted})
+        entries: list[tuple[str, NoteView | FetchedNote, datetime | None]] = [
+            ("stored", v, when.get(v.obj.ap_id)) for v in views]
+        if extras is not None:
+            entries += [("fetched", n, n.published) for n in extras.notes if n.ap_id not in when]
+        entries.sort(key=lambda e: e[2].timestamp() if e[2] else 0, reverse=True)
+        counts = await self._counts(session, target, extras)
+        bio = target.summary
+        if target.user_id is not None:
+            member = await AccountService(session).get_active(target.user_id)
+            bio = sanitize_html(text_to_html(member.bio)) if member is not None and member.bio else ""
+        return Template("social/account.html", context={
+            "target": target, "rel": rel, "bio": bio, "counts": counts, "entries": entries[:PROFILE_SIZE],
+            "notice": notice, "problem": extras.problem if extras else "", "next": here, "me": me,
+            "avatar": avatar_url(target), "lookup_q": ""})
+
+    @staticmethod
+    async def _counts(session: AsyncSession, target: Actor, extras: RemoteExtras | None) -> dict[str, int | None]:
+        """Posts, following and followers: ours for a local account, its server's for a remote one."""
+        if extras is not None:
+            return {"posts": extras.posts, "following": extras.following, "followers": extras.followers}
+
+        async def count(*where: Any) -> int:
+            return int(await session.scalar(select(func.count()).select_from(Follow).where(*where)) or 0)
+
+        posts = await session.scalar(select(func.count()).select_from(APObject).where(
+            APObject.attributed_to == target.uri, APObject.deleted.is_(False), APObject.visibility != "direct"))
+        return {"posts": int(posts or 0),
+                "following": await count(Follow.follower == target.uri, Follow.state == "accepted"),
+                "followers": await count(Follow.followee == target.uri, Follow.state == "accepted")}
 
 
 router = Router(path="/", route_handlers=[SocialController])
