@@ -342,3 +342,96 @@ def test_follow_by_handle_and_approve_requests(tmp_path: Path, browser_binary: s
         assert "wren" not in page.eval("document.querySelector('.follow-list').textContent")
         page.goto(server.base_url + "/social/")
         assert page.eval(f"document.body.textContent.includes({json.dumps(compose_for_followers)})") is False
+
+
+def test_author_name_opens_account_page_and_follow_with_and_without_javascript(
+        tmp_path: Path, browser_binary: str, server: AppServer) -> None:
+    with browser(tmp_path, browser_binary) as page:
+        sign_up(page, server, "heron")
+        page.goto(server.base_url + "/social/")
+        compose(page, "Heron on the mudflats")
+        host = server.base_url.removeprefix("http://")
+        account = f"/social/accounts/heron@{host}"
+        counts = "[...document.querySelectorAll('.account-counts span')].map(s => s.textContent)"
+        sign_up(page, server, "egret")
+
+        # The author's name on a timeline opens the account page.
+        page.goto(server.base_url + "/social/local")
+        page.wait_for("window.htmx !== undefined")
+        note = note_id(page, "Heron on the mudflats")
+        assert page.eval(f"document.querySelector('#{note} .note-author').getAttribute('href')") == account
+        submit(page, f"document.querySelector('#{note} .note-author').click()",
+               f"location.pathname === {json.dumps(account)}")
+        assert page.eval("document.querySelector('h1').textContent") == "heron"
+        assert page.eval("document.querySelector('.account-handle').textContent").startswith(f"@heron@{host}")
+        note_id(page, "Heron on the mudflats")  # the account's posts are on its page
+        assert page.eval("document.querySelector('#relation-button').textContent") == "Follow"
+        screenshot(page, tmp_path / "screenshots" / "account-mobile.png", 390, mobile=True)
+
+        # With JavaScript the follow box is swapped in place; focus stays on its button.
+        page.eval("window.__sameDocument = 'yes'")
+        page.eval("document.querySelector('#relation-button').focus()")
+        page.eval("document.querySelector('#relation-button').click()")
+        page.wait_for("document.querySelector('#relation-button').textContent === 'Unfollow'")
+        assert page.eval("document.querySelector('.relation-state').textContent") == "Following"
+        assert page.eval("document.querySelector('.relation-message').textContent") == f"Following @heron@{host}."
+        assert page.eval("document.activeElement?.id") == "relation-button"
+        page.eval("document.querySelector('#relation-button').click()")
+        page.wait_for("document.querySelector('#relation-button').textContent === 'Follow'")
+        assert page.eval("document.querySelector('.relation-message').textContent") == "Unfollowed."
+        assert page.eval("window.__sameDocument") == "yes" and page.eval("location.pathname") == account
+        page.eval("document.querySelector('#relation-button').click()")
+        page.wait_for("document.querySelector('#relation-button').textContent === 'Unfollow'")
+        page.goto(server.base_url + account)  # the server kept it
+        assert page.eval("document.querySelector('#relation-button').textContent") == "Unfollow"
+        assert page.eval(counts) == ["1 post", "0 following", "1 follower"]
+
+        # Without JavaScript the same buttons are form posts answered by a 303 back to the page.
+        page.set_javascript(False)
+        page.goto(server.base_url + account)
+        assert page.eval("typeof window.htmx") == "undefined"
+        submit(page, "document.querySelector('#relation-button').click()",
+               "document.querySelector('.flash-success')?.textContent === 'Unfollowed.'")
+        assert page.eval("location.pathname") == account
+        assert page.eval("document.querySelector('#relation-button').textContent") == "Follow"
+        assert page.eval(counts) == ["1 post", "0 following", "0 followers"]
+        submit(page, "document.querySelector('#relation-button').click()",
+               "document.querySelector('.flash-success') !== null")
+        assert page.eval("document.querySelector('.flash-success').textContent") == f"Following @heron@{host}."
+        assert page.eval("document.querySelector('#relation-button').textContent") == "Unfollow"
+
+        # The lookup box (a plain GET form) opens an account by handle; an unknown one is a 404 page
+        # with the message, and the box keeps what was typed.
+        page.goto(server.base_url + "/social/")
+        fill(page, {"#f-lookup": f"@egret@{host}"})
+        submit(page, "document.querySelector('form.account-lookup button').click()",
+               f"location.pathname === '/social/accounts/egret@{host}'")
+        assert page.eval("document.querySelector('.relation').textContent").strip().startswith("This is you.")
+        fill(page, {"#f-lookup": f"nobody@{host}"})
+        submit(page, "document.querySelector('form.account-lookup button').click()",
+               "document.querySelector('.flash-error') !== null")
+        assert page.eval("document.querySelector('.flash-error').textContent") == f"There is no account nobody@{host}."
+        assert page.eval("document.querySelector('#f-lookup').value") == f"nobody@{host}"
+        page.eval("1")  # Chromium logs the 404 document load as a failed load: that one was expected
+        page.ws.events = [e for e in page.ws.events
+                          if "/social/accounts?q=nobody" not in e.get("params", {}).get("entry", {}).get("url", "")]
+
+        # A locked account: the button asks, and the page says the request is pending.
+        page.set_javascript(True)
+        sign_in(page, server, "heron")
+        page.goto(server.base_url + "/social/followers")
+        page.eval("document.querySelector('input[name=locked]').checked = true")
+        submit(page, "document.querySelector('form[action=\"/social/settings/locked\"] button').click()",
+               "document.querySelector('.flash-success')?.textContent.includes('Saved.')")
+        page.goto(server.base_url + f"/social/accounts/egret@{host}")
+        assert page.eval("document.querySelector('.relation .badge')?.textContent") == "Follows you"
+        sign_in(page, server, "egret")
+        page.goto(server.base_url + account)
+        page.wait_for("window.htmx !== undefined")
+        page.eval("document.querySelector('#relation-button').click()")
+        page.wait_for("document.querySelector('#relation-button').textContent === 'Request to follow'")
+        page.eval("document.querySelector('#relation-button').click()")
+        page.wait_for("document.querySelector('#relation-button').textContent === 'Cancel request'")
+        assert page.eval("document.querySelector('.relation-state').textContent") == "Follow requested"
+        assert page.eval("document.querySelector('.relation-message').textContent") == \
+            f"Follow request sent to @heron@{host}."
