@@ -365,6 +365,9 @@ class Federation:
         ``clean``: the transaction has nothing of the caller's in it (see :meth:`settle`), so an
         instance actor made just now for the signature may be committed before the request.
         """
+        if await self.domain_blocked(uri):  # a blocked server is not even asked
+            self._fetched[uri] = FetchError(f"{host_of(uri)} is blocked on this server", 403)
+            return
         if urlsplit(uri).path == "/.well-known/webfinger":  # RFC 7033 §4: a plain GET of a JRD
             auth, accept = None, "application/jrd+json, application/json"
         else:

@@ -8,13 +8,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import load_only
 
 from federation.activitypub.contexts import PUBLIC, emitted_context
 from federation.activitypub.core import Federation, host_of, iso, public_addressing
 from federation.activitypub.delivery import deliver, inboxes_for
-from federation.activitypub.models import Activity, Actor, Announce, APObject, Block, Follow, Like
+from federation.activitypub.models import Activity, Actor, Announce, APObject, Follow, Like
 from federation.activitypub.safe_fetch import FetchError
 from federation.activitypub.sanitize import text_to_html
 
@@ -69,6 +69,10 @@ class Outbox:
     async def follow(self, actor: Actor, target: Actor) -> Follow:
         if target.uri == actor.uri:
             raise OutboxError("You can't follow yourself.")
+        from federation.activitypub.moderation import blocks
+
+        if await blocks(self.session, actor.uri, target.uri):
+            raise OutboxError("You block this account; unblock it first.")
         existing = await self.session.scalar(
             select(Follow).where(Follow.follower == actor.uri, Follow.followee == target.uri))
         if existing is not None and existing.state in ("pending", "accepted"):
@@ -287,18 +291,6 @@ class Outbox:
         if author is not None and not author.local:
             recipients.append(author)
         await self._send(actor, undo, recipients)
-
-    async def block(self, actor: Actor, target: Actor) -> None:
-        if await self.session.scalar(select(Block).where(Block.actor == actor.uri, Block.target == target.uri)):
-            return
-        activity = await self._record(actor, {"type": "Block", "object": target.uri, "to": [target.uri]})
-        self.session.add(Block(actor=actor.uri, target=target.uri, activity_id=activity.ap_id))
-        await self.session.execute(delete(Follow).where(
-            ((Follow.follower == actor.uri) & (Follow.followee == target.uri))
-            | ((Follow.follower == target.uri) & (Follow.followee == actor.uri))))
-        await self.session.flush()
-        if not target.local:
-            await self._send(actor, activity, [target])
 
 
 def note_document(obj: APObject) -> dict[str, Any]:

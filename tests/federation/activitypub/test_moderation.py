@@ -45,7 +45,7 @@ from federation.activitypub.moderation import (
 )
 from federation.activitypub.outbox import Outbox, OutboxError
 from federation.activitypub.processor import InboxPayload
-from federation.activitypub.safe_fetch import SafeClient
+from federation.activitypub.safe_fetch import FetchError, SafeClient
 from federation.activitypub.signatures import sign_cavage
 from tests.helpers.web import CSRF_FIELD, signup
 
@@ -348,8 +348,8 @@ async def test_local_members_blocks_stop_follows_and_notifications(members: Asyn
         assert await _count(session, Follow) == 0
         note = await Outbox(fed).post_note(alice, "hello")
         await Outbox(fed).like(carol, note)  # stored, but alice is not told
-        for follower, followee in ((carol, alice), (alice, carol)):
-            with pytest.raises(OutboxError, match="can't follow"):
+        for follower, followee, why in ((carol, alice, "can't follow"), (alice, carol, "unblock it first")):
+            with pytest.raises(OutboxError, match=why):
                 await Outbox(fed).follow(follower, followee)
         assert await _count(session, Follow) == 0
     await session.commit()
@@ -616,3 +616,29 @@ async def test_cli_domain_blocks(settings: Any, db_session: AsyncSession) -> Non
     assert missing.exit_code == 1 and "social.other.example is not blocked" in missing.output
     assert (await cli("unblock-domain", "a b")).exit_code == 1
     assert (await follows_and_blocks())[1] == []
+
+
+async def test_a_blocked_account_cannot_be_followed_and_blocked_servers_are_not_fetched(
+        members: AsyncSession, settings: Any) -> None:
+    session = members
+    asked: list[str] = []
+
+    def peer(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        return httpx.Response(200, json={"id": str(request.url), "type": "Note"},
+                              headers={"Content-Type": AS2})
+
+    client = SafeClient(allow_private=True, transport=httpx.MockTransport(peer))
+    async with Federation(session, settings, client) as fed:
+        alice = await _actor(fed, ALICE)
+        await Moderation(fed).block(alice, await _actor(fed, BOB))
+        with pytest.raises(OutboxError, match="unblock it first"):
+            await Outbox(fed).follow(alice, await _actor(fed, BOB))
+        await session.commit()
+        await DomainBlocks(session, HOST).add("other.example", "spam")
+        await session.commit()
+        with pytest.raises(FetchError) as refused:
+            await fed.fetch_object("https://social.other.example/notes/1")  # a subdomain of the block
+        assert refused.value.status == 403 and "blocked" in str(refused.value)
+        assert (await fed.fetch_object("https://remote.example/notes/1"))["type"] == "Note"
+    assert asked == ["https://remote.example/notes/1"]
