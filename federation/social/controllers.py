@@ -37,8 +37,9 @@ from app.security import requires_user
 from app.settings import Settings
 from domains.account.models import User
 from domains.account.services import AccountService
-from federation.activitypub.core import Federation, as_list, host_of, id_of, ids_of, parse_time
+from federation.activitypub.core import Federation, Urls, as_list, host_of, id_of, ids_of, parse_time
 from federation.activitypub.models import Actor, Announce, APObject, Follow, Like, Notification
+from federation.activitypub.moderation import blocks, hidden_from
 from federation.activitypub.outbox import VISIBILITIES, Outbox, OutboxError
 from federation.activitypub.processor import OBJECT_TYPES, visibility_of
 from federation.activitypub.safe_fetch import BlockedAddressError, FetchError, SafeClient
@@ -128,6 +129,7 @@ class Relation:
     target: Actor
     state: str
     follows_me: bool
+    blocked: bool = False  # the member blocks this account
 
     @property
     def is_me(self) -> bool:
@@ -191,7 +193,7 @@ async def relation(session: AsyncSession, me: Actor, target: Actor) -> Relation:
     theirs = await session.scalar(select(Follow.id).where(
         Follow.follower == target.uri, Follow.followee == me.uri, Follow.state == "accepted"))
     return Relation(me=me, target=target, state=mine if mine in ("pending", "accepted") else "",
-                    follows_me=theirs is not None)
+                    follows_me=theirs is not None, blocked=await blocks(session, me.uri, target.uri))
 
 
 def _total(doc: dict[str, Any]) -> int | None:
@@ -318,7 +320,8 @@ class SocialController(Controller):
             me = await self._me(fed, request)
             following = list((await db_session.scalars(select(Follow.followee).where(
                 Follow.follower == me.uri, Follow.state == "accepted"))).all())
-            base = select(APObject).where(APObject.deleted.is_(False))
+            hidden = hidden_from(me.uri)  # accounts the member blocks, and those blocking the member
+            base = select(APObject).where(APObject.deleted.is_(False), APObject.attributed_to.not_in(hidden))
             boosters: dict[str, str] = {}
             if tab == "home":
                 authors = [*following, me.uri]
@@ -328,7 +331,8 @@ class SocialController(Controller):
                 direct = [o for o in (await db_session.scalars(base.where(APObject.visibility == "direct").order_by(
                     APObject.published.desc()).limit(200))).all() if me.uri in o.mentions or o.attributed_to == me.uri]
                 boosts = (await db_session.execute(select(Announce.object_id, Announce.actor).where(
-                    Announce.actor.in_(authors)).order_by(Announce.created_at.desc()).limit(TIMELINE_SIZE))).all()
+                    Announce.actor.in_(authors), Announce.actor.not_in(hidden)
+                ).order_by(Announce.created_at.desc()).limit(TIMELINE_SIZE))).all()
                 boosted_ids = [b[0] for b in boosts]
                 boosted = list((await db_session.scalars(base.where(APObject.ap_id.in_(boosted_ids)))).all()) \
                     if boosted_ids else []
@@ -347,7 +351,8 @@ class SocialController(Controller):
                     APObject.published.desc()).limit(TIMELINE_SIZE)))
             notes = await note_views(db_session, me, merged, boosters)
             unread = await db_session.scalar(select(func.count()).select_from(Notification).where(
-                Notification.user_id == request.user.id, Notification.read.is_(False))) or 0
+                Notification.user_id == request.user.id, Notification.read.is_(False),
+                Notification.actor.not_in(hidden))) or 0
         reply_to = request.query_params.get("reply_to", "")
         return Template("social/timeline.html", context={
             "tab": tab, "notes": notes, "me": me, "unread": unread, "reply_to": reply_to,
@@ -562,8 +567,10 @@ class SocialController(Controller):
     @get("/notifications")
     async def notifications(self, request: Request[User, Any, Any], db_session: AsyncSession,
                             settings: Settings) -> Template:
+        me_uri = Urls(settings.base_url).user(request.user.username)
         rows = list((await db_session.scalars(select(Notification).where(
-            Notification.user_id == request.user.id).order_by(Notification.created_at.desc()).limit(100))).all())
+            Notification.user_id == request.user.id, Notification.actor.not_in(hidden_from(me_uri))
+        ).order_by(Notification.created_at.desc()).limit(100))).all())
         actors = await _actors(db_session, {n.actor for n in rows})
         objects = {o.ap_id: o for o in (await db_session.scalars(select(APObject).where(
             APObject.ap_id.in_([n.object_id for n in rows if n.object_id])))).all()} if rows else {}

@@ -642,3 +642,31 @@ async def test_a_blocked_account_cannot_be_followed_and_blocked_servers_are_not_
         assert refused.value.status == 403 and "blocked" in str(refused.value)
         assert (await fed.fetch_object("https://remote.example/notes/1"))["type"] == "Note"
     assert asked == ["https://remote.example/notes/1"]
+
+
+async def test_blocked_accounts_vanish_from_the_blockers_timelines_only(client: Any, db_session: AsyncSession) -> None:
+    people = await _hub(client, db_session, "alice", "bob", "carol")
+    await people.post("carol", "/social/compose", {"content": "carol says hi", "visibility": "public"})
+    await people.post("alice", "/social/compose", {"content": "alice says hi", "visibility": "public"})
+    alice_note = re.findall(r'id="note-([0-9a-f-]{36})"', (await people.as_("alice").get("/social/local")).text)
+    mine = [n for n in alice_note if "alice says hi" in (await people.as_("alice").get(f"/social/notes/{n}")).text]
+    assert "carol says hi" in (await people.as_("alice").get("/social/local")).text
+    page = (await people.as_("alice").get(f"/social/accounts/carol@{HOST}")).text
+    assert 'action="/social/block"' in page and "/social/reports/new?actor=" in page
+
+    r = await people.post("alice", "/social/block", {"actor": CAROL, "next": f"/social/accounts/carol@{HOST}"})
+    assert r.status_code == 303
+    page = (await people.as_("alice").get(f"/social/accounts/carol@{HOST}")).text
+    assert "Blocked" in page and 'action="/social/unblock"' in page
+    for tab in ("/social/", "/social/local", "/social/federated"):
+        assert "carol says hi" not in (await people.as_("alice").get(tab)).text, tab
+    assert "carol says hi" in (await people.as_("bob").get("/social/local")).text  # bob is not alice
+    # carol's like still happens on her side, but alice hears nothing of it
+    await people.post("carol", f"/social/notes/{mine[0]}/like", {"next": "/social/local"})
+    assert "liked your post" not in (await people.as_("alice").get("/social/notifications")).text
+    # and carol no longer sees alice either (blocks hide both ways)
+    assert "alice says hi" not in (await people.as_("carol").get("/social/local")).text
+
+    r = await people.post("alice", "/social/unblock", {"actor": CAROL, "next": "/social/local"})
+    assert r.status_code == 303
+    assert "carol says hi" in (await people.as_("alice").get("/social/local")).text
