@@ -33,7 +33,7 @@ from app.settings import Settings
 from domains.account.models import User
 from federation.activitypub.contexts import PUBLIC, emitted_context
 from federation.activitypub.models import Actor
-from federation.activitypub.safe_fetch import AS2_ACCEPT, FetchError, SafeClient
+from federation.activitypub.safe_fetch import AS2_ACCEPT, BlockedAddressError, FetchError, SafeClient
 from federation.activitypub.sanitize import plain_text, sanitize_html
 from federation.activitypub.signatures import ResolvedKey, SignatureAuth, SigningKey
 from federation.keys import KeyPair, KeyRegistry
@@ -456,8 +456,7 @@ class Federation:
         actor.name = plain_text(data.get("name"), 255)
         actor.summary = sanitize_html(data.get("summary"))
         actor.url = _safe_http(id_of(as_list(data.get("url"))[0]) if data.get("url") else uri)
-        actor.icon_url = _safe_http(id_of(icon[0] if isinstance(icon, list) and icon else icon)) \
-            if icon else ""
+        actor.icon_url = _image_url(icon)
         actor.inbox = inbox
         actor.shared_inbox = str(endpoints.get("sharedInbox") or "") if isinstance(endpoints, dict) else ""
         actor.outbox = id_of(data.get("outbox"))
@@ -525,26 +524,44 @@ class Federation:
                 raise FetchError(f"no member @{user} here", 404)
             return local
         schemes = ["https", "http"] if self.settings.federation_allow_private_addresses else ["https"]
-        last: Exception | None = None
+        failures: list[FetchError] = []
         for scheme in schemes:
             url = f"{scheme}://{host}/.well-known/webfinger?resource={quote(f'acct:{user}@{host}')}"
             try:
                 _final, jrd = await self.fetch_json(url)
             except FetchError as exc:
-                last = exc
+                failures.append(exc)
                 continue
             for link in as_list(jrd.get("links")):
                 if isinstance(link, dict) and link.get("rel") == "self" and isinstance(link.get("href"), str) and \
                         "json" in str(link.get("type", "application/activity+json")):
                     return await self.remote_actor(link["href"])
-            raise FetchError(f"no ActivityPub actor for {handle}", 422)
-        raise FetchError(f"WebFinger lookup of {handle} failed: {last}", 422)
+            raise FetchError(f"{handle} has no ActivityPub account", 404)
+        # RFC 7033 §4.2: 404 means the server knows no such account; anything else is the server's fault.
+        if any(f.status in (404, 410) for f in failures):
+            raise FetchError(f"there is no account {handle}", 404)
+        blocked = next((f for f in failures if isinstance(f, BlockedAddressError) or f.status == 403), None)
+        if blocked is not None:
+            raise blocked
+        raise FetchError(f"WebFinger lookup of {handle} failed: {failures[-1]}", 502)
 
 
 def _paragraphs(text: str) -> str:
     from federation.activitypub.sanitize import text_to_html
 
     return text_to_html(text) if text else ""
+
+
+def _image_url(value: Any) -> str:
+    """The URL of an AS2 ``icon``/``image``: a URL, a Link, or an Image whose ``url`` is either
+    (Mastodon sends ``{"type": "Image", "url": "..."}``); the first of a list."""
+    if isinstance(value, list):
+        value = value[0] if value else None
+    if isinstance(value, dict):
+        value = value.get("url") or value.get("href")
+        if isinstance(value, list):
+            value = value[0] if value else None
+    return _safe_http(id_of(value))
 
 
 def _safe_http(url: str) -> str:

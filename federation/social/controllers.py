@@ -65,18 +65,6 @@ def account_path(uri: str, actor: Actor | None = None) -> str:
     return f"/social/accounts?q={quote(actor.uri if actor is not None else uri, safe='')}"
 
 
-def avatar_url(actor: Actor) -> str:
-    """The actor's avatar: the stored icon, else the ``url`` of its ``icon`` Image (Mastodon's
-    shape, which carries no ``id``), http(s) only."""
-    if actor.icon_url:
-        return actor.icon_url
-    icon = (actor.raw or {}).get("icon")
-    icon = icon[0] if isinstance(icon, list) and icon else icon
-    url = icon.get("url") if isinstance(icon, dict) else None
-    found = id_of(as_list(url)[0]) if url else ""
-    return found if found.startswith(("https://", "http://")) else ""
-
-
 @dataclass
 class NoteView:
     obj: APObject
@@ -640,11 +628,7 @@ class SocialController(Controller):
         async def work() -> Actor:
             if known is not None:
                 return await fed.remote_actor(known)
-            if wanted.url:
-                return await fed.webfinger(wanted.url)
-            if not local:
-                await self._webfinger_document(fed, wanted)
-            return await fed.webfinger(wanted.label)
+            return await fed.webfinger(wanted.url or wanted.label)
 
         notice = ""
         try:
@@ -658,27 +642,6 @@ class SocialController(Controller):
         if target.gone:
             raise AccountProblem(404, f"{target.handle} no longer exists.")
         return target, notice
-
-    @staticmethod
-    async def _webfinger_document(fed: Federation, wanted: Lookup) -> None:
-        """Fetch the WebFinger document that :meth:`Federation.webfinger` reads next (it is fetched
-        once per request), to tell "no such account" from "server unreachable" by its answer."""
-        schemes = ["https", "http"] if fed.settings.federation_allow_private_addresses else ["https"]
-        failures: list[FetchError] = []
-        for scheme in schemes:
-            url = (f"{scheme}://{wanted.host}/.well-known/webfinger?"
-                   f"resource={quote(f'acct:{wanted.user}@{wanted.host}')}")
-            try:
-                _final, jrd = await fed.fetch_json(url)
-            except FetchError as exc:
-                failures.append(exc)
-                continue
-            if not any(isinstance(link, dict) and link.get("rel") == "self" for link in as_list(jrd.get("links"))):
-                raise AccountProblem(404, f"{wanted.label} has no ActivityPub account.")
-            return
-        if any(f.status in (404, 410) for f in failures):
-            raise AccountProblem(404, f"There is no account {wanted.label}.")
-        raise SocialController._unavailable(failures[-1], wanted)
 
     @staticmethod
     def _unavailable(exc: FetchError, wanted: Lookup) -> AccountProblem:
@@ -736,7 +699,7 @@ class SocialController(Controller):
         return Template("social/account.html", context={
             "target": target, "rel": rel, "bio": bio, "counts": counts, "entries": entries[:PROFILE_SIZE],
             "notice": notice, "problem": extras.problem if extras else "", "next": here, "me": me,
-            "avatar": avatar_url(target), "lookup_q": ""})
+            "avatar": target.icon_url, "lookup_q": ""})
 
     @staticmethod
     async def _counts(session: AsyncSession, target: Actor, extras: RemoteExtras | None) -> dict[str, int | None]:

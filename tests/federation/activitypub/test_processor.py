@@ -187,3 +187,19 @@ async def test_block_and_delete_actor(world: World) -> None:
     bob = (await world.session.scalars(select(Actor).where(Actor.uri == BOB))).one()
     assert bob.gone
     assert all(o.deleted for o in (await world.session.scalars(select(APObject))).all())
+
+
+@pytest.mark.parametrize(("icon", "stored"), [
+    ({"type": "Image", "mediaType": "image/png", "url": "https://remote.example/a.png"}, "https://remote.example/a.png"),
+    ([{"type": "Image", "url": [{"type": "Link", "href": "https://remote.example/b.png"}]}],
+     "https://remote.example/b.png"),
+    ("https://remote.example/c.png", "https://remote.example/c.png"),
+    ({"type": "Image", "url": "javascript:alert(1)"}, ""),
+    (None, ""),
+])
+async def test_actor_icons_in_every_shape(world: World, icon: Any, stored: str) -> None:
+    doc = {"id": "https://remote.example/users/iris", "type": "Person", "inbox": "https://remote.example/inbox",
+           **({"icon": icon} if icon is not None else {})}
+    async with Federation(world.session, world.settings) as fed:
+        actor = await fed.store_actor(doc, doc["id"])
+    assert actor.icon_url == stored
