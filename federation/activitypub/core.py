@@ -410,7 +410,8 @@ class Federation:
         """Fetch an object from its origin; its id must be on the final URL's origin."""
         final, data = await self.fetch_json(uri)
         oid = data.get("id")
-        if not isinstance(oid, str) or host_of(oid) != host_of(final) or host_of(oid) != host_of(uri):
+        if not isinstance(oid, str) or not _safe_http(oid) or host_of(oid) != host_of(final) or \
+                host_of(oid) != host_of(uri):
             raise FetchError(f"object fetched from {final} claims foreign id {oid!r}", 422)
         return data
 
@@ -432,7 +433,7 @@ class Federation:
 
     async def store_actor(self, data: dict[str, Any], fetched_from: str, actor: Actor | None = None) -> Actor:
         uri = data.get("id")
-        if not isinstance(uri, str) or host_of(uri) != host_of(fetched_from):
+        if not isinstance(uri, str) or not _safe_http(uri) or host_of(uri) != host_of(fetched_from):
             raise FetchError(f"actor document from {fetched_from} has a foreign or missing id", 422)
         if data.get("type") not in ACTOR_TYPES:
             raise FetchError(f"{uri} is not an actor", 422)

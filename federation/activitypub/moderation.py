@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
+from uuid import UUID
 
 from sqlalchemy import CursorResult, Select, delete, or_, select, union, update
 from sqlalchemy.exc import IntegrityError
@@ -205,6 +206,22 @@ def may_see(obj: APObject, me: Actor, follows_author: bool) -> bool:
     if obj.visibility not in ("followers", "direct") or obj.attributed_to == me.uri or me.uri in obj.mentions:
         return True
     return obj.visibility == "followers" and follows_author
+
+
+async def visible_note(session: AsyncSession, oid: UUID, me: Actor) -> APObject | None:
+    """The note ``oid`` if ``me`` may see it (:func:`may_see`, and no block either way between
+    ``me`` and its author), else None — callers answer 404, as if it did not exist."""
+    obj = await session.get(APObject, oid)
+    if obj is None:
+        return None
+    follows = await session.scalar(select(Follow.id).where(
+        Follow.follower == me.uri, Follow.followee == obj.attributed_to, Follow.state == "accepted"))
+    if not may_see(obj, me, follows is not None):
+        return None
+    if obj.attributed_to != me.uri and (await blocks(session, me.uri, obj.attributed_to)
+                                        or await blocks(session, obj.attributed_to, me.uri)):
+        return None
+    return obj
 
 
 class Moderation(Outbox):

@@ -240,8 +240,9 @@ class Processor:
     async def store_object(self, data: dict[str, Any]) -> APObject | None:
         oid = id_of(data)
         author = id_of(as_list(data.get("attributedTo"))[0]) if data.get("attributedTo") else ""
-        if not oid or not author or host_of(author) != host_of(oid):
-            raise PermanentFailure("object without a same-origin author")
+        if not oid.startswith(("https://", "http://")) or not author.startswith(("https://", "http://")) or \
+                host_of(author) != host_of(oid):
+            raise PermanentFailure("object without an http(s) id and a same-origin author")
         if self.activity.trusted and author != self.actor_uri and self.raw.get("type") in ("Create", "Update"):
             raise PermanentFailure("Create/Update of an object attributed to someone else")
         author_actor = await self.fed.remote_actor(author)
@@ -334,8 +335,8 @@ class Processor:
                 obj = await self.store_object(data)
             finally:
                 self.activity.trusted = saved
-        if obj is None:
-            return
+        if obj is None or obj.deleted or obj.visibility not in ("public", "unlisted"):
+            return  # only public notes can be boosted; a "boost" of a private one would spread it
         exists = await self.session.scalar(select(Announce).where(Announce.actor == self.actor_uri,
                                                                   Announce.object_id == oid))
         if exists is None:

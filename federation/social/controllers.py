@@ -39,7 +39,7 @@ from domains.account.models import User
 from domains.account.services import AccountService
 from federation.activitypub.core import Federation, Urls, as_list, host_of, id_of, ids_of, parse_time
 from federation.activitypub.models import Actor, Announce, APObject, Follow, Like, Notification
-from federation.activitypub.moderation import blocks, hidden_from
+from federation.activitypub.moderation import blocks, hidden_from, visible_note
 from federation.activitypub.outbox import VISIBILITIES, Outbox, OutboxError
 from federation.activitypub.processor import OBJECT_TYPES, visibility_of
 from federation.activitypub.safe_fetch import BlockedAddressError, FetchError, SafeClient
@@ -322,7 +322,8 @@ class SocialController(Controller):
                     Announce.actor.in_(authors), Announce.actor.not_in(hidden)
                 ).order_by(Announce.created_at.desc()).limit(TIMELINE_SIZE))).all()
                 boosted_ids = [b[0] for b in boosts]
-                boosted = list((await db_session.scalars(base.where(APObject.ap_id.in_(boosted_ids)))).all()) \
+                boosted = list((await db_session.scalars(base.where(  # only public notes can be boosted
+                    APObject.ap_id.in_(boosted_ids), APObject.visibility.in_(("public", "unlisted"))))).all()) \
                     if boosted_ids else []
                 for oid, actor in boosts:
                     boosters.setdefault(oid, actor)
@@ -392,16 +393,9 @@ class SocialController(Controller):
         return see_other(destination, request, "Posted.")
 
     async def _object(self, db_session: AsyncSession, oid: UUID, me: Actor) -> APObject:
-        """A note ``me`` may see: followers-only to its author's accepted followers and the
-        mentioned, direct to the mentioned; anything else is 404, as if it did not exist."""
-        obj = await db_session.get(APObject, oid)
-        if obj is None or obj.deleted:
+        obj = await visible_note(db_session, oid, me)
+        if obj is None:
             raise NotFoundException()
-        if obj.visibility in ("followers", "direct") and obj.attributed_to != me.uri and me.uri not in obj.mentions:
-            followed = await db_session.scalar(select(Follow.id).where(
-                Follow.follower == me.uri, Follow.followee == obj.attributed_to, Follow.state == "accepted"))
-            if obj.visibility == "direct" or followed is None:
-                raise NotFoundException()
         return obj
 
     async def _act(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings, oid: UUID,

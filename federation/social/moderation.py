@@ -24,14 +24,14 @@ from app.security import requires_admin, requires_user
 from app.settings import Settings
 from domains.account.models import User
 from federation.activitypub.core import Federation, Urls
-from federation.activitypub.models import Actor, APObject, Block, DomainBlock, Follow, Report
+from federation.activitypub.models import Actor, APObject, Block, DomainBlock, Report
 from federation.activitypub.moderation import (
     MAX_COMMENT,
     DomainBlocks,
     Moderation,
     ModerationError,
-    may_see,
     resolve_report,
+    visible_note,
 )
 from federation.activitypub.outbox import OutboxError
 from federation.activitypub.safe_fetch import FetchError
@@ -54,18 +54,6 @@ async def _known_actor(fed: Federation, uri: str) -> Actor:
     if found is None:
         raise NotFoundException("No such account.")
     return found
-
-
-async def _visible_note(session: AsyncSession, oid: UUID, me: Actor) -> APObject:
-    """A note ``me`` may see (the hub's rule); anything else is 404, as if it did not exist."""
-    obj = await session.get(APObject, oid)
-    if obj is None:
-        raise NotFoundException()
-    follows = await session.scalar(select(Follow.id).where(
-        Follow.follower == me.uri, Follow.followee == obj.attributed_to, Follow.state == "accepted"))
-    if not may_see(obj, me, follows is not None):
-        raise NotFoundException()
-    return obj
 
 
 class MemberModerationController(Controller):
@@ -126,7 +114,9 @@ class MemberModerationController(Controller):
                 oid = UUID(note)
             except ValueError:
                 raise NotFoundException() from None
-            obj = await _visible_note(fed.session, oid, me)
+            obj = await visible_note(fed.session, oid, me)
+            if obj is None:
+                raise NotFoundException()
             return await _known_actor(fed, obj.attributed_to), obj
         if actor:
             return await _known_actor(fed, actor), None

@@ -670,3 +670,15 @@ async def test_blocked_accounts_vanish_from_the_blockers_timelines_only(client: 
     r = await people.post("alice", "/social/unblock", {"actor": CAROL, "next": "/social/local"})
     assert r.status_code == 303
     assert "carol says hi" in (await people.as_("alice").get("/social/local")).text
+
+
+async def test_a_blocked_member_cannot_see_or_act_on_the_blockers_notes(client: Any, db_session: AsyncSession) -> None:
+    people = await _hub(client, db_session, "alice", "carol")
+    await people.post("alice", "/social/compose", {"content": "alice's note", "visibility": "public"})
+    note = re.findall(r'id="note-([0-9a-f-]{36})"', (await people.as_("alice").get("/social/local")).text)[0]
+    assert (await people.post("alice", "/social/block", {"actor": CAROL})).status_code == 303
+    assert (await people.as_("carol").get(f"/social/notes/{note}")).status_code == 404
+    for action in ("like", "boost"):
+        r = await people.post("carol", f"/social/notes/{note}/{action}", {"next": "/social/"})
+        assert r.status_code == 404
+    assert await _count(db_session, Like) == 0 and await _count(db_session, Announce) == 0

@@ -19,7 +19,7 @@ from federation.activitypub.core import Federation
 from federation.activitypub.models import Activity, Actor, Announce, APObject, Block, Follow, Like, Notification
 from federation.activitypub.outbox import Outbox
 from federation.activitypub.processor import InboxPayload, visibility_of
-from federation.activitypub.safe_fetch import SafeClient
+from federation.activitypub.safe_fetch import FetchError, SafeClient
 
 pytestmark = pytest.mark.anyio
 
@@ -203,3 +203,26 @@ async def test_actor_icons_in_every_shape(world: World, icon: Any, stored: str) 
     async with Federation(world.session, world.settings) as fed:
         actor = await fed.store_actor(doc, doc["id"])
     assert actor.icon_url == stored
+
+
+async def test_boosts_of_private_notes_are_not_stored(world: World) -> None:
+    for visibility, to in (("followers", [f"{BOB}/followers"]), ("direct", [f"{BASE}/@alice"])):
+        note = {"id": f"{BOB}/notes/{visibility}", "type": "Note", "attributedTo": BOB, "content": "secret",
+                "to": to}
+        await world.receive({"type": "Create", "object": note})
+        stored = (await world.session.scalars(select(APObject).where(APObject.ap_id == note["id"]))).one()
+        assert stored.visibility == visibility
+        await world.receive({"type": "Announce", "object": note["id"], "to": [PUBLIC]})
+    assert await world.count(Announce) == 0
+
+
+@pytest.mark.parametrize("evil", ["javascript://remote.example/%0Aalert(1)", "data://remote.example/x"])
+async def test_ids_that_are_not_http_urls_are_refused(world: World, evil: str) -> None:
+    async with Federation(world.session, world.settings) as fed:
+        with pytest.raises(FetchError):
+            await fed.store_actor({"id": evil, "type": "Person", "inbox": "https://remote.example/inbox"},
+                                  "https://remote.example/users/x")
+    bad = await world.receive({"type": "Create", "object": {"id": evil, "type": "Note", "attributedTo": BOB,
+                                                             "content": "x", "to": [PUBLIC]}})
+    assert (await world.session.get(Activity, bad.id)).state == "rejected"  # type: ignore[union-attr]
+    assert await world.count(APObject) == 0
