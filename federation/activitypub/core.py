@@ -372,10 +372,12 @@ class Federation:
             auth, accept = None, "application/jrd+json, application/json"
         else:
             auth, accept = await self.instance_auth(), AS2_ACCEPT
-            if wrote_in_transaction(self.session):  # the instance actor was made on first use
-                if not clean:
-                    raise NeedsFetch(uri)
-                await self.session.commit()
+        # The queries above may have flushed pending changes, or made the instance actor on
+        # first use: then this transaction holds locks that must not wait on the network.
+        if wrote_in_transaction(self.session):
+            if not clean:
+                raise NeedsFetch(uri)
+            await self.session.commit()
         try:
             fetched = await self.client.get_json(uri, auth=auth, accept=accept)
         except FetchError as exc:
@@ -390,10 +392,12 @@ class Federation:
         When ``work`` needs a document only after it has written, the transaction is rolled
         back, the document fetched with no lock held, and ``work`` run again from the start
         (so it must load what it uses itself; ``keep`` lists loaded objects to refresh after a
-        rollback). Call it before the session has written anything in this transaction.
+        rollback). What the transaction wrote before (say, a token's last-used time written by
+        authentication) is committed first, so a rollback here never throws it away.
         """
+        await self.session.flush()
         if wrote_in_transaction(self.session):
-            raise RuntimeError("settle() needs a transaction that has not written yet")
+            await self.session.commit()
         for _ in range(MAX_FETCH_ROUNDS):
             try:
                 return await work()

@@ -106,7 +106,13 @@ class Outbox:
 
     async def answer_follow(self, actor: Actor, follow: Follow, accept: bool) -> None:
         """Accept or reject a follow request made to ``actor``."""
-        follower = await self.fed.remote_actor(follow.follower)
+        try:
+            follower = await self.fed.remote_actor(follow.follower)
+        except FetchError:  # its server is down: answer from what we know (delivery retries later)
+            known = await self.session.scalar(select(Actor).where(Actor.uri == follow.follower))
+            if known is None:
+                raise
+            follower = known
         kind = "Accept" if accept else "Reject"
         activity = await self._record(actor, {"type": kind, "to": [follower.uri], "object": {
             "id": follow.activity_id, "type": "Follow", "actor": follower.uri, "object": actor.uri}})

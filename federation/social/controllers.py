@@ -31,7 +31,6 @@ from litestar.response import Redirect, Template
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import wrote_in_transaction
 from app.forms import form_data, safe_next, see_other
 from app.security import requires_user
 from app.settings import Settings
@@ -530,11 +529,17 @@ class SocialController(Controller):
         if decision not in ("approve", "reject"):
             raise NotFoundException()
         async with self._fed(request, db_session, settings) as fed:
-            me = await self._me(fed, request)
-            follow = await db_session.get(Follow, fid)
-            if follow is None or follow.followee != me.uri:
-                raise NotFoundException()
-            await Outbox(fed).answer_follow(me, follow, accept=decision == "approve")
+            async def work() -> None:
+                me = await self._me(fed, request)
+                follow = await db_session.get(Follow, fid)
+                if follow is None or follow.followee != me.uri:
+                    raise NotFoundException()
+                await Outbox(fed).answer_follow(me, follow, accept=decision == "approve")
+
+            try:  # the follower may need re-fetching: settle orders that before the writes
+                await fed.settle(work, keep=[request.user])
+            except (OutboxError, FetchError) as exc:
+                return see_other("/social/followers", request, f"Couldn't answer that request: {exc}", "error")
         return see_other("/social/followers", request,
                          "Follower approved." if decision == "approve" else "Follow request rejected.")
 
@@ -650,8 +655,6 @@ class SocialController(Controller):
                             notice: str) -> Template:
         session = fed.session
         here = account_path(target.uri, target)
-        if wrote_in_transaction(session):  # the actor row we just fetched: keep it, and fetch on with no lock held
-            await session.commit()
         extras: RemoteExtras | None = None
         if not target.local:
             async def fetch_extras() -> RemoteExtras:

@@ -305,3 +305,44 @@ async def test_unknown_authors_link_to_a_lookup(client: Any, peer: Peer, db_sess
     assert r.status_code == 303 and r.headers["location"] == "/social/accounts/gil@remote.example"
     assert "by gil" in (await alice.get(r.headers["location"])).text
     assert uri in peer.gets  # the actor came from its server
+
+
+async def test_a_token_authenticated_lookup_keeps_its_token_bookkeeping(
+        client: Any, db_session: AsyncSession, peer: Peer) -> None:
+    """Authentication writes the token's last-used time before the handler runs; settle()
+    commits it instead of refusing (it answered 500) or rolling it back."""
+    from domains.account.models import AccessToken
+    from domains.account.services import AccountService, TokenService
+
+    await _people(client, "alice")
+    client.cookies.clear()
+    user = await AccountService(db_session).by_username("alice")
+    assert user is not None
+    _row, secret = await TokenService(db_session).issue(user, "reader", ["api"])
+    await db_session.commit()
+    r = await client.get("/social/accounts?q=dana@remote.example", headers={"Authorization": f"token {secret}"})
+    assert r.status_code == 303 and r.headers["location"] == "/social/accounts/dana@remote.example"
+    db_session.expire_all()
+    assert (await db_session.scalars(select(AccessToken.last_used_at))).one() is not None
+
+
+async def test_answering_a_follow_request_when_the_followers_server_is_down(
+        client: Any, db_session: AsyncSession, peer: Peer) -> None:
+    alice, bob = await _people(client, "alice", "bob")
+    assert (await _post(alice, "/social/settings/locked", {"locked": "1"})).status_code == 303
+    dana = "https://remote.example/users/dana"
+    db_session.add(Actor(uri=dana, local=False, type="Person", username="dana", domain="remote.example",
+                         inbox=f"{dana}/inbox", fetched_at=datetime.now(UTC) - timedelta(days=3)))  # stale
+    db_session.add(Follow(follower=dana, followee="http://127.0.0.1:8000/@alice", state="pending",
+                          activity_id=f"{dana}/follows/1"))
+    await db_session.commit()
+    fid = (await db_session.scalars(select(Follow.id).where(Follow.follower == dana))).one()
+    for bad, status in ((f"/social/followers/{fid}/maybe", 404), (f"/social/followers/{fid}/approve", 404)):
+        person = alice if "maybe" in bad else bob  # a bogus decision; someone else's request
+        assert (await _post(person, bad, {})).status_code == status
+    peer.down.add("remote.example")
+    r = await _post(alice, f"/social/followers/{fid}/approve", {})
+    assert r.status_code == 303 and r.headers["location"] == "/social/followers"
+    db_session.expire_all()
+    assert (await db_session.scalars(select(Follow.state).where(Follow.follower == dana))).one() == "accepted"
+    assert (await db_session.scalars(select(Delivery.inbox))).all() == [f"{dana}/inbox"]  # the Accept, queued
