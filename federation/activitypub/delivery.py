@@ -179,8 +179,13 @@ async def _post(sender: SafeClient, inbox: str, body: bytes, auth: SignatureAuth
                    spec=auth.used if status < 300 else None)
 
 
-def _record(delivery: Delivery | None, host: Host, outcome: Outcome, *, last: bool, scale: float) -> float | None:
-    """Apply an outcome to the delivery and its host; the retry delay, or None when settled."""
+def _record(delivery: Delivery | None, host: Host, outcome: Outcome, *, last: bool, scale: float,
+            count_failure: bool = True) -> float | None:
+    """Apply an outcome to the delivery and its host; the retry delay, or None when settled.
+
+    ``count_failure`` False: this host's failure was already counted for this send (a fan-out
+    to several inboxes on one host is one failure for the circuit breaker, not one per inbox).
+    """
     if outcome.spec:
         host.signature_spec = outcome.spec
     if delivery is not None:
@@ -194,7 +199,7 @@ def _record(delivery: Delivery | None, host: Host, outcome: Outcome, *, last: bo
         if delivery is not None:
             delivery.state, delivery.next_try = "delivered", None
         return None
-    if not outcome.permanent:
+    if not outcome.permanent and count_failure:
         host.consecutive_failures += 1
         if host.consecutive_failures >= BREAKER_THRESHOLD:
             host.unavailable_until = datetime.now(UTC) + BREAKER_OPEN * scale
@@ -232,10 +237,23 @@ async def fanout_job(ctx: JobContext, payload: FanoutPayload) -> None:
             Delivery.activity_id == activity.id, Delivery.state == "pending", Delivery.tries == 0))).all())
         if not rows:
             return
+        if ctx.attempt > 1:
+            # An earlier run died part-way (crash, lost lease): rather than send to everyone
+            # again, give each untried inbox a durable job of its own.
+            for r in rows:
+                await enqueue(session, "ap.deliver", DeliverPayload(delivery_id=str(r.id)),
+                              unique_key=f"ap.deliver:{r.id}", max_attempts=MAX_ATTEMPTS)
+            return
         hosts = await _host_rows(session, {r.host for r in rows})
         parked = {h for h, row in hosts.items() if row.unavailable_until and row.unavailable_until > now}
         fed = Federation(session, settings)
-        signers = {signer: await fed.signing_key(signer) for signer in {r.signer for r in rows}}
+        try:
+            signers = {signer: await fed.signing_key(signer) for signer in {r.signer for r in rows}}
+        except KeyError as exc:  # the signer is gone (a deactivated member): nothing can be sent
+            for r in rows:
+                r.state, r.last_error = "failed", f"no signing key: {exc}"
+            log.warning("fan-out of %s: %s", payload.activity_id, exc)
+            return
         memory = _spec_memory(hosts.values())
         body = msgspec.json.encode(activity.raw)
         held = [r for r in rows if r.host in parked and not r.bypass_availability]
@@ -264,11 +282,15 @@ async def fanout_job(ctx: JobContext, payload: FanoutPayload) -> None:
             Delivery.id.in_([*outcomes, *waiting])))).all()}
         hosts = await _host_rows(session, {d.host for d in deliveries.values()})
         retry: dict[UUID, datetime] = {}
+        counted: set[str] = set()
         for delivery_id, outcome in outcomes.items():
             delivery = deliveries.get(delivery_id)
             if delivery is None:
                 continue
-            delay = _record(delivery, hosts[delivery.host], outcome, last=False, scale=scale)
+            delay = _record(delivery, hosts[delivery.host], outcome, last=False, scale=scale,
+                            count_failure=delivery.host not in counted)
+            if not outcome.ok and not outcome.permanent:
+                counted.add(delivery.host)
             if delay is not None:
                 retry[delivery_id] = datetime.now(UTC) + timedelta(seconds=delay)
         for delivery_id, until in waiting.items():
@@ -299,7 +321,12 @@ async def deliver_job(ctx: JobContext, payload: DeliverPayload) -> None:
         if host.unavailable_until and host.unavailable_until > now and not delivery.bypass_availability:
             delay = (host.unavailable_until - now).total_seconds()
             raise RetryLater(delay, f"{delivery.host} is marked unavailable")
-        key_id, key = await Federation(session, settings).signing_key(delivery.signer)
+        try:
+            key_id, key = await Federation(session, settings).signing_key(delivery.signer)
+        except KeyError as exc:  # the signer is gone (a deactivated member): nothing can be sent
+            delivery.state, delivery.last_error = "failed", f"no signing key: {exc}"
+            log.warning("delivery %s: %s", payload.delivery_id, exc)
+            return
         memory = _spec_memory([host])
         body = msgspec.json.encode(activity.raw)
         inbox = delivery.inbox

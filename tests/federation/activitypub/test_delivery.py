@@ -9,10 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.jobs import DEAD, DONE, QUEUED, Job, JobContext, Worker
+from domains.account.models import User
 from domains.account.schemas import SignupInput
 from domains.account.services import AccountService
 from federation.activitypub.core import Federation
@@ -245,3 +246,58 @@ async def test_fan_out_is_one_job_and_failures_retry_one_by_one(db_session: Asyn
     assert {d.inbox: (d.state, d.tries) for d in (await db_session.scalars(select(Delivery))).all()} == {
         "https://peer0.example/inbox": ("delivered", 1), "https://peer1.example/inbox": ("delivered", 2),
         "https://peer1.example/users/u7/inbox": ("failed", 1), "https://peer2.example/users/p/inbox": ("delivered", 1)}
+
+
+async def test_fan_out_counts_one_breaker_failure_per_host(db_session: AsyncSession, settings: Any) -> None:
+    me = await _setup(db_session, settings, followers=0)
+    for i in range(4):  # one server without a shared inbox: four inboxes on one host
+        uri = f"https://solo.example/users/s{i}"
+        db_session.add(Actor(uri=uri, local=False, username=f"s{i}", domain="solo.example", inbox=f"{uri}/inbox",
+                             fetched_at=datetime.now(UTC)))
+        db_session.add(Follow(follower=uri, followee=me, state="accepted"))
+    await db_session.commit()
+    await _post(db_session, settings, me)
+    await _worker(db_session, settings, lambda r: httpx.Response(503)).run_once()
+    db_session.expire_all()
+    assert (await db_session.scalars(select(Host.consecutive_failures))).one() == 1
+    assert {(d.state, d.tries) for d in (await db_session.scalars(select(Delivery))).all()} == {("pending", 1)}
+
+
+async def test_a_fan_out_that_died_hands_each_inbox_its_own_job(db_session: AsyncSession, settings: Any) -> None:
+    me = await _setup(db_session, settings)
+    await _post(db_session, settings, me)
+    sent: list[str] = []
+
+    def crash(request: httpx.Request) -> httpx.Response:
+        raise RuntimeError("the worker died mid-send")
+
+    await _worker(db_session, settings, crash).run_once()
+    db_session.expire_all()
+    assert (await db_session.scalars(select(Job.state).where(Job.kind == "ap.fanout"))).one() == QUEUED
+
+    def ok(request: httpx.Request) -> httpx.Response:
+        sent.append(str(request.url))
+        return httpx.Response(202)
+
+    later = datetime.now(UTC) + timedelta(hours=1)
+    await _worker(db_session, settings, ok, clock=lambda: later).run_once()
+    db_session.expire_all()
+    assert sorted(sent) == ["https://peer0.example/inbox", "https://peer1.example/inbox",
+                            "https://peer1.example/users/u5/inbox"]  # each once
+    assert len((await db_session.scalars(select(Job).where(Job.kind == "ap.deliver"))).all()) == 3
+    assert {d.state for d in (await db_session.scalars(select(Delivery))).all()} == {"delivered"}
+
+
+async def test_deliveries_of_a_signer_that_is_gone_fail_instead_of_waiting_forever(
+        db_session: AsyncSession, settings: Any) -> None:
+    me = await _setup(db_session, settings)
+    await _post(db_session, settings, me)
+    await db_session.execute(update(User).values(is_active=False))
+    await db_session.execute(delete(Actor).where(Actor.uri == me))
+    await db_session.commit()
+    calls: list[httpx.Request] = []
+    await _worker(db_session, settings, lambda r: calls.append(r) or httpx.Response(202)).run_once()
+    db_session.expire_all()
+    assert calls == []
+    rows = (await db_session.scalars(select(Delivery))).all()
+    assert len(rows) == 3 and all(d.state == "failed" and "no signing key" in d.last_error for d in rows)
