@@ -11,6 +11,9 @@ from __future__ import annotations
 import time
 
 from litestar.stores.base import Store
+from litestar.stores.memory import MemoryStore
+
+PRUNE_EVERY = 1000
 
 
 class WindowLimit:
@@ -26,13 +29,21 @@ class WindowLimit:
         self.name = name
         self.limit = limit
         self.window = window
+        self._calls = 0
 
     async def allow(self, store: Store, key: str) -> bool:
-        bucket = int(time.time()) // self.window
-        slot = f"{self.name}:{key}:{bucket}"
+        # One entry per key holding "window-start:count": no new key each window, so an
+        # in-process store keeps one entry per client, and those expire with their window.
+        now = int(time.time())
+        start = now - now % self.window
+        slot = f"{self.name}:{key}"
         raw = await store.get(slot)
-        hits = int(raw) if raw else 0
+        seen_start, _, count = (raw.decode() if isinstance(raw, bytes) else str(raw or "")).partition(":")
+        hits = int(count) if seen_start == str(start) and count.isdigit() else 0
         if hits >= self.limit:
             return False
-        await store.set(slot, str(hits + 1), expires_in=self.window * 2)
+        await store.set(slot, f"{start}:{hits + 1}", expires_in=self.window)
+        self._calls += 1
+        if self._calls % PRUNE_EVERY == 0 and isinstance(store, MemoryStore):
+            await store.delete_expired()  # a MemoryStore forgets expired keys only when asked
         return True
