@@ -28,7 +28,7 @@ from litestar.exceptions import NotFoundException
 from litestar.plugins.flash import flash
 from litestar.plugins.htmx import ClientRedirect, HTMXTemplate
 from litestar.response import Redirect, Template
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.forms import form_data, safe_next, see_other
@@ -247,7 +247,8 @@ async def remote_extras(fed: Federation, actor: Actor, *, want_notes: bool) -> R
     return extras
 
 
-async def _actors(session: AsyncSession, uris: set[str]) -> dict[str, Actor]:
+async def actors_by_uri(session: AsyncSession, uris: set[str]) -> dict[str, Actor]:
+    """Stored actors by URI (one query), for rendering names and links."""
     if not uris:
         return {}
     rows = (await session.scalars(select(Actor).where(Actor.uri.in_(uris)))).all()
@@ -269,7 +270,7 @@ async def note_views(session: AsyncSession, me: Actor, objs: list[APObject],
     my_boosts = set((await session.scalars(select(Announce.object_id).where(
         Announce.actor == me.uri, Announce.object_id.in_(ids)))).all())
     boosters = boosters or {}
-    actors = await _actors(session, {o.attributed_to for o in objs} | set(boosters.values()))
+    actors = await actors_by_uri(session, {o.attributed_to for o in objs} | set(boosters.values()))
     return [NoteView(obj=o, author=actors.get(o.attributed_to), likes=int(like_counts.get(o.ap_id, 0)),
                      boosts=int(boost_counts.get(o.ap_id, 0)), liked=o.ap_id in my_likes,
                      boosted=o.ap_id in my_boosts, mine=o.attributed_to == me.uri,
@@ -315,8 +316,12 @@ class SocialController(Controller):
                 objs = list((await db_session.scalars(base.where(
                     APObject.attributed_to.in_(authors), APObject.visibility != "direct"
                 ).order_by(APObject.published.desc()).limit(TIMELINE_SIZE))).all())
-                direct = [o for o in (await db_session.scalars(base.where(APObject.visibility == "direct").order_by(
-                    APObject.published.desc()).limit(200))).all() if me.uri in o.mentions or o.attributed_to == me.uri]
+                # Direct notes: the member's own, and those that told them (a mention or reply).
+                told = select(Notification.object_id).where(Notification.user_id == request.user.id,
+                                                            Notification.kind.in_(("mention", "reply")))
+                direct = list((await db_session.scalars(base.where(
+                    APObject.visibility == "direct", or_(APObject.attributed_to == me.uri, APObject.ap_id.in_(told))
+                ).order_by(APObject.published.desc()).limit(TIMELINE_SIZE))).all())
                 boosts = (await db_session.execute(select(Announce.object_id, Announce.actor).where(
                     Announce.actor.in_(authors), Announce.actor.not_in(hidden)
                 ).order_by(Announce.created_at.desc()).limit(TIMELINE_SIZE))).all()
@@ -502,13 +507,13 @@ class SocialController(Controller):
             if which == "following":
                 rows = (await db_session.scalars(select(Follow).where(Follow.follower == me.uri).order_by(
                     Follow.created_at.desc()))).all()
-                actors = await _actors(db_session, {f.followee for f in rows})
+                actors = await actors_by_uri(db_session, {f.followee for f in rows})
                 items = [(f, actors.get(f.followee), account_path(f.followee, actors.get(f.followee)))
                          for f in rows]
             else:
                 rows = (await db_session.scalars(select(Follow).where(Follow.followee == me.uri).order_by(
                     Follow.created_at.desc()))).all()
-                actors = await _actors(db_session, {f.follower for f in rows})
+                actors = await actors_by_uri(db_session, {f.follower for f in rows})
                 items = [(f, actors.get(f.follower), account_path(f.follower, actors.get(f.follower)))
                          for f in rows]
         return Template("social/follows.html", context={"which": which, "items": items, "me": me})
@@ -558,7 +563,7 @@ class SocialController(Controller):
         rows = list((await db_session.scalars(select(Notification).where(
             Notification.user_id == request.user.id, Notification.actor.not_in(hidden_from(me_uri))
         ).order_by(Notification.created_at.desc()).limit(100))).all())
-        actors = await _actors(db_session, {n.actor for n in rows})
+        actors = await actors_by_uri(db_session, {n.actor for n in rows})
         objects = {o.ap_id: o for o in (await db_session.scalars(select(APObject).where(
             APObject.ap_id.in_([n.object_id for n in rows if n.object_id])))).all()} if rows else {}
         items = [(n, actors.get(n.actor), objects.get(n.object_id), account_path(n.actor, actors.get(n.actor)))

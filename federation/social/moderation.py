@@ -35,15 +35,10 @@ from federation.activitypub.moderation import (
 )
 from federation.activitypub.outbox import OutboxError
 from federation.activitypub.safe_fetch import FetchError
+from federation.social.controllers import actors_by_uri
 
 PRIVATE = CacheControlHeader(private=True, no_store=True)
 REPORT_STATES = ("open", "resolved", "all")
-
-
-async def _actors(session: AsyncSession, uris: set[str]) -> dict[str, Actor]:
-    if not uris:
-        return {}
-    return {a.uri: a for a in (await session.scalars(select(Actor).where(Actor.uri.in_(uris)))).all()}
 
 
 async def _known_actor(fed: Federation, uri: str) -> Actor:
@@ -69,7 +64,7 @@ class MemberModerationController(Controller):
             me = await fed.local_actor_for_user(request.user)
             rows = list((await db_session.scalars(select(Block).where(Block.actor == me.uri).order_by(
                 Block.created_at.desc()))).all())
-            actors = await _actors(db_session, {b.target for b in rows})
+            actors = await actors_by_uri(db_session, {b.target for b in rows})
         return Template("social/blocks.html", context={"items": [(b, actors.get(b.target)) for b in rows]})
 
     @post("/block", status_code=303)
@@ -208,7 +203,7 @@ class ModerationAdminController(Controller):
         if state != "all":
             query = query.where(Report.state == state)
         rows = list((await db_session.scalars(query)).all())
-        actors = await _actors(db_session, {r.target for r in rows} | {r.reporter for r in rows})
+        actors = await actors_by_uri(db_session, {r.target for r in rows} | {r.reporter for r in rows})
         object_ids = {i for r in rows for i in r.object_ids}
         objects = {o.ap_id: o for o in (await db_session.scalars(select(APObject).where(
             APObject.ap_id.in_(object_ids)))).all()} if object_ids else {}

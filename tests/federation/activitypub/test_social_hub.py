@@ -169,6 +169,9 @@ async def test_notes_one_may_not_see_cannot_be_acted_on(client: Any) -> None:
             for htmx in (False, True):
                 r = await _post(bob, f"/social/notes/{note}/{action}", {"next": "/social/"}, htmx=htmx)
                 assert r.status_code == 404 and "for followers" not in r.text and "psst" not in r.text
+    # a direct note reaches the home timelines of its author and the mentioned, no one else's
+    assert "psst" in (await alice.get("/social/")).text and "psst" in (await carol.get("/social/")).text
+    assert "psst" not in (await bob.get("/social/")).text
     # carol is mentioned in the direct note: she may see and like it
     r = await _post(carol, f"/social/notes/{direct}/like", {"next": "/social/"}, htmx=True)
     assert r.status_code == 200 and "★ Liked (1)" in r.text
