@@ -21,6 +21,7 @@ from federation.activitypub.sanitize import text_to_html
 VISIBILITIES = ("public", "unlisted", "followers", "direct")
 MENTION = re.compile(r"(?<![\w/])@([A-Za-z0-9_.-]+)@([A-Za-z0-9.-]+(?::\d+)?)")
 MAX_NOTE = 5000
+MAX_MENTIONS = 20
 # The columns delivery addressing reads (delivery.inboxes_for).
 ADDRESSING = (Actor.uri, Actor.local, Actor.gone, Actor.inbox, Actor.shared_inbox)
 
@@ -136,8 +137,11 @@ class Outbox:
         if visibility not in VISIBILITIES:
             raise OutboxError("Unknown visibility.")
         to, cc = public_addressing(visibility, actor.followers_url)
+        handles = list(dict.fromkeys(MENTION.findall(text)))
+        if len(handles) > MAX_MENTIONS:  # each is a WebFinger and an actor fetch
+            raise OutboxError(f"Mention at most {MAX_MENTIONS} accounts in one post.")
         mentioned: list[Actor] = []
-        for user, host in dict.fromkeys(MENTION.findall(text)):
+        for user, host in handles:
             try:
                 mentioned.append(await self.fed.webfinger(f"{user}@{host}"))
             except FetchError:
@@ -145,8 +149,8 @@ class Outbox:
         parent: APObject | None = None
         if in_reply_to:
             parent = await self.session.scalar(select(APObject).where(APObject.ap_id == in_reply_to))
-            if parent is None or parent.deleted:
-                raise OutboxError("The post you are replying to is gone.", 404)
+            if parent is None or parent.deleted or not await self._may_see(actor, parent):
+                raise OutboxError("The post you are replying to is gone.", 404)  # the same for a hidden one
             author = await self.fed.remote_actor(parent.attributed_to)
             if author.uri != actor.uri and author not in mentioned:
                 mentioned.append(author)
@@ -179,6 +183,13 @@ class Outbox:
         await self.send_create(actor, obj, mentioned)
         await self._notify_local(actor, obj, parent, mentioned)
         return obj
+
+    async def _may_see(self, actor: Actor, obj: APObject) -> bool:
+        from federation.activitypub.moderation import may_see
+
+        follows = await self.session.scalar(select(Follow.id).where(
+            Follow.follower == actor.uri, Follow.followee == obj.attributed_to, Follow.state == "accepted"))
+        return may_see(obj, actor, follows is not None)
 
     async def _notify_local(self, actor: Actor, obj: APObject, parent: APObject | None, mentioned: list[Actor]) -> None:
         """Members of this instance hear about replies and mentions without a round trip."""

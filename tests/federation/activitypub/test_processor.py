@@ -226,3 +226,22 @@ async def test_ids_that_are_not_http_urls_are_refused(world: World, evil: str) -
                                                              "content": "x", "to": [PUBLIC]}})
     assert (await world.session.get(Activity, bad.id)).state == "rejected"  # type: ignore[union-attr]
     assert await world.count(APObject) == 0
+
+
+async def test_compose_refuses_too_many_mentions_and_replies_to_notes_one_cannot_see(world: World) -> None:
+    from federation.activitypub.outbox import MAX_MENTIONS, OutboxError
+
+    await world.receive({"type": "Create", "object": {"id": f"{BOB}/notes/secret", "type": "Note",
+                                                       "attributedTo": BOB, "content": "for bob's followers",
+                                                       "to": [f"{BOB}/followers"]}})
+    async with Federation(world.session, world.settings) as fed:
+        me = await fed.local_actor(f"{BASE}/@alice")
+        assert me is not None
+        crowd = " ".join(f"@u{i}@h{i}.example" for i in range(MAX_MENTIONS + 1))
+        with pytest.raises(OutboxError, match=f"at most {MAX_MENTIONS}"):
+            await Outbox(fed).post_note(me, crowd)
+        for parent in (f"{BOB}/notes/secret", f"{BOB}/notes/never-existed"):  # one answer for both
+            with pytest.raises(OutboxError, match="is gone") as refused:
+                await Outbox(fed).post_note(me, "a reply", in_reply_to=parent)
+            assert refused.value.status == 404
+    assert await world.count(APObject, APObject.local) == 0
