@@ -258,12 +258,7 @@ class Moderation(Outbox):
         block = await self.session.scalar(select(Block).where(Block.actor == actor.uri, Block.target == target.uri))
         if block is None:
             return False
-        undo = await self._record(actor, {"type": "Undo", "to": [target.uri], "object": {
-            "id": block.activity_id, "type": "Block", "actor": actor.uri, "object": target.uri}})
-        await self.session.delete(block)
-        await self.session.flush()
-        if not target.local:
-            await self._send(actor, undo, [target])
+        await self.undo(actor, target, block, "Block", block.activity_id)
         return True
 
     async def reject_follow(self, actor: Actor, follower: Actor, follow_id: str) -> None:

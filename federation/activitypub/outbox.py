@@ -98,9 +98,13 @@ class Outbox:
             select(Follow).where(Follow.follower == actor.uri, Follow.followee == target.uri))
         if follow is None:
             return
+        await self.undo(actor, target, follow, "Follow", follow.activity_id)
+
+    async def undo(self, actor: Actor, target: Actor, row: object, kind: str, activity_id: str) -> None:
+        """Take back ``actor``'s ``kind`` activity about ``target``: delete its row, send Undo."""
         undo = await self._record(actor, {"type": "Undo", "to": [target.uri], "object": {
-            "id": follow.activity_id, "type": "Follow", "actor": actor.uri, "object": target.uri}})
-        await self.session.delete(follow)
+            "id": activity_id, "type": kind, "actor": actor.uri, "object": target.uri}})
+        await self.session.delete(row)
         await self.session.flush()
         if not target.local:
             await self._send(actor, undo, [target])

@@ -42,6 +42,13 @@ from federation.activitypub.sanitize import plain_text, sanitize_html
 log = logging.getLogger("rose_ash.federation.inbox")
 
 OBJECT_TYPES = frozenset({"Note", "Article", "Page", "Question", "Event"})
+# What an Undo can take back: the table, who did it, and what it was about.
+UNDOABLE: dict[str, tuple[Any, Any, Any]] = {
+    "Follow": (Follow, Follow.follower, Follow.followee),
+    "Like": (Like, Like.actor, Like.object_id),
+    "Announce": (Announce, Announce.actor, Announce.object_id),
+    "Block": (Block, Block.actor, Block.target),
+}
 
 
 class InboxPayload(msgspec.Struct, frozen=True):
@@ -181,30 +188,13 @@ class Processor:
         inner_type = obj.get("type") if isinstance(obj, dict) else None
         if isinstance(obj, dict) and id_of(obj.get("actor")) not in ("", self.actor_uri):
             raise PermanentFailure("Undo of someone else's activity")
-        if inner_type in (None, "Follow"):
-            target = id_of(obj.get("object")) if isinstance(obj, dict) else ""
-            cond = Follow.activity_id == inner_id
-            if target:
-                cond = or_(cond, Follow.followee == target)
-            await self.session.execute(delete(Follow).where(Follow.follower == self.actor_uri, cond))
-        if inner_type in (None, "Like"):
-            target = id_of(obj.get("object")) if isinstance(obj, dict) else ""
-            cond = Like.activity_id == inner_id
-            if target:
-                cond = or_(cond, Like.object_id == target)
-            await self.session.execute(delete(Like).where(Like.actor == self.actor_uri, cond))
-        if inner_type in (None, "Announce"):
-            target = id_of(obj.get("object")) if isinstance(obj, dict) else ""
-            cond = Announce.activity_id == inner_id
-            if target:
-                cond = or_(cond, Announce.object_id == target)
-            await self.session.execute(delete(Announce).where(Announce.actor == self.actor_uri, cond))
-        if inner_type in (None, "Block"):
-            target = id_of(obj.get("object")) if isinstance(obj, dict) else ""
-            cond = Block.activity_id == inner_id
-            if target:
-                cond = or_(cond, Block.target == target)
-            await self.session.execute(delete(Block).where(Block.actor == self.actor_uri, cond))
+        target = id_of(obj.get("object")) if isinstance(obj, dict) else ""
+        for kind, (model, by, what) in UNDOABLE.items():
+            if inner_type in (None, kind):
+                cond = model.activity_id == inner_id
+                if target:
+                    cond = or_(cond, what == target)
+                await self.session.execute(delete(model).where(by == self.actor_uri, cond))
 
     # --- objects --------------------------------------------------------------------------
 
