@@ -208,7 +208,10 @@ class Federation:
         (:func:`provision_on_user_saved`); only an account made some other way gets them here."""
         uri = self.urls.user(user.username)
         actor = await self._local_row(uri)
-        return actor if actor is not None else await self._provision_late(uri, lambda fed: fed.provision_user(user))
+        if actor is None:  # an account made with a bare session: make its actor now
+            log.info("creating local actor %s on first use", uri)
+            actor = await self.provision_user(user)
+        return actor
 
     async def local_service_actor(self, name: str) -> Actor:
         """A domain actor or the instance actor. Read-only once :func:`provision_service_actors`
@@ -217,7 +220,10 @@ class Federation:
             raise KeyError(name)
         uri = self.urls.service(name)
         actor = await self._local_row(uri)
-        return actor if actor is not None else await self._provision_late(uri, lambda fed: fed.provision_service(name))
+        if actor is None:  # startup provisioning missed it (the database was not migrated yet)
+            log.info("creating local actor %s on first use", uri)
+            actor = await self.provision_service(name)
+        return actor
 
     async def local_actor(self, uri: str) -> Actor | None:
         """The local actor for a URI, or None."""
@@ -233,12 +239,6 @@ class Federation:
     async def _local_row(self, uri: str) -> Actor | None:
         found: Actor | None = await self.session.scalar(select(Actor).where(Actor.uri == uri, Actor.local))
         return found
-
-    async def _provision_late(self, uri: str, make: Callable[[Federation], Awaitable[Actor]]) -> Actor:
-        """An actor missed by eager provisioning (an account made with a bare session, a
-        database migrated after startup): made now, in this unit of work."""
-        log.info("creating local actor %s on first use", uri)
-        return await make(self)
 
     async def provision_user(self, user: User) -> Actor:
         """Create or refresh a member's actor row and signing key (on sign-up and profile edits)."""
