@@ -292,7 +292,7 @@ class ImportReport(msgspec.Struct, kw_only=True):
 # --- Ghost webhooks ---------------------------------------------------------------------------
 
 
-class GhostWebhookPost(msgspec.Struct, kw_only=True):
+class GhostWebhookPost(GhostMetaFields, kw_only=True):
     """A post as Ghost's webhook body carries it (the Admin API's post shape)."""
 
     id: str | None = None
@@ -313,13 +313,6 @@ class GhostWebhookPost(msgspec.Struct, kw_only=True):
     published_at: str | None = None
     custom_excerpt: str | None = None
     canonical_url: str | None = None
-    meta_title: str | None = None
-    meta_description: str | None = None
-    og_image: str | None = None
-    og_title: str | None = None
-    og_description: str | None = None
-    twitter_image: str | None = None
-    twitter_title: str | None = None
     twitter_description: str | None = None
     tags: list[dict[str, Any]] | None = None
     authors: list[dict[str, Any]] | None = None
