@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import threading
 from typing import Any
@@ -650,11 +651,17 @@ def test_client_disconnect_kills_git(forge: Forge) -> None:
     tip = forge.rev(work, "HEAD")
     bare = forge.bare_path(repo["id"])
     body = pkt(f"want {tip} side-band-64k ofs-delta\n".encode()) + b"0000" + pkt(b"done\n")
-    with httpx.Client(timeout=30) as client, client.stream(
+    # A fixed, small receive buffer turns off the kernel's autotuning, which on loopback may grow
+    # to tcp_rmem's maximum (32 MiB here) and swallow the whole pack before we look for git.
+    transport = httpx.HTTPTransport(socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)])
+    with httpx.Client(timeout=30, transport=transport) as client, client.stream(
             "POST", f"{forge.base}/forge/alice/bigblob.git/git-upload-pack", content=body,
             headers={"Content-Type": "application/x-git-upload-pack-request"}) as response:
         assert response.status_code == 200
-        next(response.iter_raw(65536))
+        # Keep the iterator: a dropped generator closes the connection, which is the very
+        # disconnect this test makes on purpose only after looking for git.
+        chunks = response.iter_raw(65536)
+        assert next(chunks)
         assert git_processes_in(bare), "git should be streaming the pack"
     # the client went away after the first chunk: the server kills upload-pack and pack-objects
     deadline = time.monotonic() + 15
