@@ -20,6 +20,7 @@ from app.jobs.registry import (
     JobRegistry,
     PermanentFailure,
     RetryLater,
+    Snooze,
     job_handler,
     registry,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "JobRegistry",
     "PermanentFailure",
     "RetryLater",
+    "Snooze",
     "Worker",
     "backoff_delay",
     "enqueue",

@@ -362,6 +362,29 @@ async def reschedule(
     )
 
 
+async def snooze(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    job: ClaimedJob,
+    *,
+    delay: float,
+    reason: str,
+    clock: Clock = utcnow,
+) -> bool:
+    """Run again after ``delay`` seconds without counting this run as an attempt."""
+    return await _write(
+        sessionmaker,
+        job,
+        {
+            "state": QUEUED,
+            "locked_until": None,
+            "locked_by": None,
+            "attempts": _c.attempts - 1,
+            "last_error": reason[-MAX_ERROR_CHARS:],
+            "next_run_at": clock() + timedelta(seconds=delay),
+        },
+    )
+
+
 async def release(sessionmaker: async_sessionmaker[AsyncSession], job: ClaimedJob, *, clock: Clock = utcnow) -> bool:
     """Give an unfinished run back (worker shutting down): queued, due now, attempt not counted."""
     return await _write(

@@ -20,6 +20,7 @@ __all__ = [
     "JobRegistry",
     "PermanentFailure",
     "RetryLater",
+    "Snooze",
     "job_handler",
     "registry",
 ]
@@ -42,6 +43,19 @@ class RetryLater(Exception):
         self.seconds = max(0.0, float(seconds))
         self.reason = reason
         super().__init__(reason or f"retry requested in {self.seconds:g}s")
+
+
+class Snooze(Exception):
+    """Raised by a handler that cannot start yet (its peer is known to be down): run the job
+    again after ``seconds`` without counting this run as an attempt.
+
+    The handler bounds how long it snoozes (e.g. by the age of what it holds); the queue does not.
+    """
+
+    def __init__(self, seconds: float, reason: str = "") -> None:
+        self.seconds = max(0.0, float(seconds))
+        self.reason = reason
+        super().__init__(reason or f"snoozing for {self.seconds:g}s")
 
 
 class PermanentFailure(Exception):

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.jobs import queue
 from app.jobs.models import utcnow
 from app.jobs.queue import ClaimedJob, Clock
-from app.jobs.registry import JobContext, JobRegistry, PermanentFailure, RetryLater, registry
+from app.jobs.registry import JobContext, JobRegistry, PermanentFailure, RetryLater, Snooze, registry
 
 __all__ = ["Worker", "install_signal_handlers", "run_worker_forever", "worker_in_background"]
 
@@ -67,6 +67,12 @@ class _Dead:
 
 
 @dataclass(frozen=True, slots=True)
+class _Snoozed:
+    seconds: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class _Released:
     pass
 
@@ -76,7 +82,7 @@ class _Lost:
     pass
 
 
-_Outcome = _Done | _Failed | _Retry | _Dead | _Released | _Lost
+_Outcome = _Done | _Failed | _Retry | _Snoozed | _Dead | _Released | _Lost
 
 
 @dataclass(slots=True, eq=False)
@@ -312,6 +318,8 @@ class Worker:
                     outcome = _Done()
                 except RetryLater as exc:
                     outcome = _Retry(exc.seconds, f"RetryLater: {exc}")
+                except Snooze as exc:
+                    outcome = _Snoozed(exc.seconds, f"Snooze: {exc}")
                 except PermanentFailure:
                     outcome = _Dead(traceback.format_exc())
                 except Exception:
@@ -351,6 +359,9 @@ class Worker:
                 log.error("job %s (%s) is dead: %s", job.id, job.kind, _last_line(outcome.error))
             elif isinstance(outcome, _Failed | _Retry):
                 ok = await self._retry_or_bury(job, outcome)
+            elif isinstance(outcome, _Snoozed):
+                ok = await queue.snooze(sm, job, delay=outcome.seconds, reason=outcome.reason, clock=self.clock)
+                log.info("job %s (%s) snoozes %.1fs: %s", job.id, job.kind, outcome.seconds, outcome.reason)
             elif isinstance(outcome, _Released):
                 ok = await queue.release(sm, job, clock=self.clock)
             else:

@@ -6,7 +6,9 @@ Recipients are collapsed onto their shared inbox. Status rules (design/federatio
 2xx done; 410 and other 4xx give up (except 401, 408, 429); 429/503 honour ``Retry-After``;
 5xx and network errors retry. Backoff is Mastodon's ``n⁴ + 15 s`` plus jitter, 17 attempts,
 about two days in total (``federation_retry_scale`` shrinks it for tests). A per-host circuit
-breaker parks deliveries to a host that keeps failing, except Follow/Accept/Reject/Undo(Follow).
+breaker parks deliveries to a host that keeps failing, except Follow/Accept/Reject/Undo(Follow);
+a parked delivery snoozes (no attempt spent) and is given up once it is older than the whole
+retry schedule, as Mastodon stops delivering to a domain that stayed unavailable.
 The signature spec that worked for a host (cavage, or RFC 9421 after a 401) is remembered in
 ``ap_host``.
 """
@@ -29,7 +31,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.jobs import JobContext, PermanentFailure, RetryLater, enqueue, job_handler
+from app.jobs import JobContext, PermanentFailure, RetryLater, Snooze, enqueue, job_handler
 from app.settings import Settings
 from federation.activitypub.core import Federation, host_of
 from federation.activitypub.models import Activity, Actor, Delivery, Host
@@ -43,6 +45,8 @@ BREAKER_THRESHOLD = 8
 BREAKER_OPEN = timedelta(hours=1)
 RETRYABLE_4XX = frozenset({401, 408, 429})
 BYPASS_TYPES = frozenset({"Follow", "Accept", "Reject"})
+# A delivery parked behind an open breaker is dropped once older than the full backoff (~2.8 days).
+GIVE_UP_AFTER = timedelta(seconds=sum(n**4 + 15 for n in range(1, MAX_ATTEMPTS)))
 FANOUT_CONCURRENCY = 32  # POSTs in flight per fan-out job (SafeClient caps each host at 8)
 
 
@@ -319,8 +323,12 @@ async def deliver_job(ctx: JobContext, payload: DeliverPayload) -> None:
         host = (await _host_rows(session, [delivery.host]))[delivery.host]
         now = datetime.now(UTC)
         if host.unavailable_until and host.unavailable_until > now and not delivery.bypass_availability:
-            delay = (host.unavailable_until - now).total_seconds()
-            raise RetryLater(delay, f"{delivery.host} is marked unavailable")
+            if now - delivery.created_at > GIVE_UP_AFTER * scale:
+                delivery.state = "failed"
+                delivery.last_error = f"{delivery.host} stayed unavailable; gave up after {GIVE_UP_AFTER * scale}"
+                log.warning("delivery %s: %s", payload.delivery_id, delivery.last_error)
+                return
+            raise Snooze((host.unavailable_until - now).total_seconds(), f"{delivery.host} is marked unavailable")
         try:
             key_id, key = await Federation(session, settings).signing_key(delivery.signer)
         except KeyError as exc:  # the signer is gone (a deactivated member): nothing can be sent

@@ -29,6 +29,7 @@ from app.jobs import (
     JobRegistry,
     PermanentFailure,
     RetryLater,
+    Snooze,
     Worker,
     backoff_delay,
     enqueue,
@@ -330,6 +331,33 @@ async def test_retry_later_permanent_failure_unknown_kind_and_bad_payload(sm: Se
     row = await load(sm, j_bad.id)
     assert row.state == DEAD
     assert row.last_error is not None and "not a valid Other" in row.last_error
+
+
+async def test_snooze_waits_without_spending_attempts(sm: SessionMaker, reg: JobRegistry) -> None:
+    runs: list[int] = []
+
+    async def wait_for_peer(ctx: JobContext, payload: Label) -> None:
+        runs.append(ctx.attempt)
+        if len(runs) < 5:
+            raise Snooze(300, "peer.example is marked unavailable")
+        raise ValueError("the peer answered 500")
+
+    reg.register("snoozy", Label, wait_for_peer)
+    job = await add(sm, "snoozy", Label(label="x"), reg, max_attempts=2)
+    worker = make_worker(sm, reg)
+    for _ in range(4):  # four snoozes: more than max_attempts, yet the job stays queued
+        before = datetime.now(UTC)
+        assert await worker.run_once() == 1
+        row = await load(sm, job.id)
+        assert row.state == QUEUED and row.attempts == 0
+        assert row.last_error is not None and "peer.example is marked unavailable" in row.last_error
+        assert before + timedelta(seconds=299) <= row.next_run_at <= datetime.now(UTC) + timedelta(seconds=301)
+        await make_due(sm, job.id)
+    # a real failure counts: attempt 1 of 2, retried; the snoozes never used the budget
+    assert await worker.run_once() == 1
+    row = await load(sm, job.id)
+    assert row.state == QUEUED and row.attempts == 1
+    assert runs == [1, 1, 1, 1, 1]
 
 
 async def test_expired_lease_with_no_attempts_left_goes_dead(sm: SessionMaker, reg: JobRegistry) -> None:

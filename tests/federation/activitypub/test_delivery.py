@@ -19,6 +19,7 @@ from domains.account.services import AccountService
 from federation.activitypub.core import Federation
 from federation.activitypub.delivery import (
     BREAKER_THRESHOLD,
+    GIVE_UP_AFTER,
     MAX_ATTEMPTS,
     bypasses_breaker,
     retry_after_seconds,
@@ -181,10 +182,15 @@ async def test_circuit_breaker_parks_a_failing_host(db_session: AsyncSession, se
         return httpx.Response(202)
 
     await _post(db_session, settings, me)
-    await _worker(db_session, settings, record).run_once()
-    assert calls == []  # a Create waits while the host is marked unavailable
+    for hours in (0, 2, 4):  # the worker's clock passes each snooze; the breaker's hour does not end
+        later = datetime.now(UTC) + timedelta(hours=hours)
+        assert await _worker(db_session, settings, record, clock=lambda t=later: t).run_once() == 1
+    assert calls == []  # a Create waits while the host is marked unavailable...
     db_session.expire_all()
     assert (await db_session.scalars(select(Delivery))).one().state == "pending"
+    job = (await db_session.scalars(select(Job).where(Job.kind == "ap.deliver"))).one()
+    assert (job.state, job.attempts) == (QUEUED, 0)  # ...and waiting spends none of its attempts
+    assert job.last_error is not None and "peer0.example is marked unavailable" in job.last_error
     # ...but Follow/Accept/Undo(Follow) are always attempted
     remote = (await db_session.scalars(select(Actor).where(Actor.local.is_(False)))).one()
     async with Federation(db_session, settings) as fed:
@@ -194,6 +200,25 @@ async def test_circuit_breaker_parks_a_failing_host(db_session: AsyncSession, se
     await db_session.commit()
     await _worker(db_session, settings, record).run_once()
     assert [json.loads(r.content)["type"] for r in calls] == ["Follow"]
+
+
+async def test_a_parked_delivery_is_given_up_after_the_whole_schedule(db_session: AsyncSession, settings: Any) -> None:
+    me = await _setup(db_session, settings, followers=1)
+    db_session.add(Host(host="peer0.example", consecutive_failures=BREAKER_THRESHOLD,
+                        unavailable_until=datetime.now(UTC) + timedelta(hours=1)))
+    await db_session.commit()
+    await _post(db_session, settings, me)
+    scale = float(settings.federation_retry_scale)
+    await db_session.execute(update(Delivery).values(created_at=datetime.now(UTC) - GIVE_UP_AFTER * scale
+                                                     - timedelta(minutes=1)))
+    await db_session.commit()
+    calls: list[httpx.Request] = []
+    await _worker(db_session, settings, lambda r: calls.append(r) or httpx.Response(202)).run_once()
+    assert calls == []
+    db_session.expire_all()
+    delivery = (await db_session.scalars(select(Delivery))).one()
+    assert delivery.state == "failed" and "stayed unavailable" in delivery.last_error
+    assert (await db_session.scalars(select(Job.state).where(Job.kind == "ap.deliver"))).one() == DONE
 
 
 async def test_fan_out_is_one_job_and_failures_retry_one_by_one(db_session: AsyncSession, settings: Any) -> None:
