@@ -43,9 +43,11 @@ from federation.activitypub.outbox import VISIBILITIES, Outbox, OutboxError
 from federation.activitypub.processor import OBJECT_TYPES, visibility_of
 from federation.activitypub.safe_fetch import BlockedAddressError, FetchError, SafeClient
 from federation.activitypub.sanitize import plain_text, sanitize_html, text_to_html
+from federation.social.paging import EPOCH, cut, older_than, page_link, parse_cursor
 
 PRIVATE = CacheControlHeader(private=True, no_store=True)
 TIMELINE_SIZE = 40
+LIST_SIZE = 50  # followers, following, notifications
 PROFILE_SIZE = 20
 # A remote account with fewer stored notes than this gets the first page of its outbox fetched.
 FEW_NOTES = 10
@@ -303,66 +305,77 @@ class SocialController(Controller):
         return see_other(destination, request, message, "error")
 
     async def _page(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
-                    tab: str) -> Template:
+                    tab: str, before: str | None) -> Template:
+        cursor = parse_cursor(before)
+        newest_first = (APObject.published.desc(), APObject.id.desc())
+        more = TIMELINE_SIZE + 1  # one beyond the page tells whether an older page exists
         async with self._fed(request, db_session, settings) as fed:
             me = await self._me(fed, request)
             following = list((await db_session.scalars(select(Follow.followee).where(
                 Follow.follower == me.uri, Follow.state == "accepted"))).all())
             hidden = hidden_from(me.uri)  # accounts the member blocks, and those blocking the member
             base = select(APObject).where(APObject.deleted.is_(False), APObject.attributed_to.not_in(hidden))
+            if (older := older_than(APObject.published, APObject.id, cursor)) is not None:
+                base = base.where(older)
             boosters: dict[str, str] = {}
             if tab == "home":
                 authors = [*following, me.uri]
                 objs = list((await db_session.scalars(base.where(
                     APObject.attributed_to.in_(authors), APObject.visibility != "direct"
-                ).order_by(APObject.published.desc()).limit(TIMELINE_SIZE))).all())
+                ).order_by(*newest_first).limit(more))).all())
                 # Direct notes: the member's own, and those that told them (a mention or reply).
                 told = select(Notification.object_id).where(Notification.user_id == request.user.id,
                                                             Notification.kind.in_(("mention", "reply")))
                 direct = list((await db_session.scalars(base.where(
                     APObject.visibility == "direct", or_(APObject.attributed_to == me.uri, APObject.ap_id.in_(told))
-                ).order_by(APObject.published.desc()).limit(TIMELINE_SIZE))).all())
-                boosts = (await db_session.execute(select(Announce.object_id, Announce.actor).where(
-                    Announce.actor.in_(authors), Announce.actor.not_in(hidden)
-                ).order_by(Announce.created_at.desc()).limit(TIMELINE_SIZE))).all()
-                boosted_ids = [b[0] for b in boosts]
-                boosted = list((await db_session.scalars(base.where(  # only public notes can be boosted
-                    APObject.ap_id.in_(boosted_ids), APObject.visibility.in_(("public", "unlisted"))))).all()) \
-                    if boosted_ids else []
-                for oid, actor in boosts:
-                    boosters.setdefault(oid, actor)
+                ).order_by(*newest_first).limit(more))).all())
+                # Boosts by the accounts followed; only public notes can be boosted. They sort by
+                # the note's own date, as the rest of the timeline does, so one key pages it all.
+                boosting = Announce.actor.in_(authors) & Announce.actor.not_in(hidden)
+                boosted = list((await db_session.scalars(base.where(
+                    APObject.ap_id.in_(select(Announce.object_id).where(boosting)),
+                    APObject.visibility.in_(("public", "unlisted"))
+                ).order_by(*newest_first).limit(more))).all())
+                if boosted:
+                    for oid, actor in (await db_session.execute(select(Announce.object_id, Announce.actor).where(
+                            boosting, Announce.object_id.in_([o.ap_id for o in boosted])
+                    ).order_by(Announce.created_at.desc()))).tuples():
+                        boosters.setdefault(oid, actor)
                 seen: dict[str, APObject] = {}
                 for o in [*objs, *direct, *boosted]:
                     seen.setdefault(o.ap_id, o)
-                merged = sorted(seen.values(), key=lambda o: o.published.timestamp() if o.published else 0,
-                                reverse=True)[:TIMELINE_SIZE]
+                candidates = sorted(seen.values(), key=lambda o: (o.published or EPOCH, o.id), reverse=True)
             elif tab == "local":
-                merged = list(await db_session.scalars(base.where(APObject.local, APObject.visibility == "public")
-                                                        .order_by(APObject.published.desc()).limit(TIMELINE_SIZE)))
+                candidates = list(await db_session.scalars(base.where(
+                    APObject.local, APObject.visibility == "public").order_by(*newest_first).limit(more)))
             else:
-                merged = list(await db_session.scalars(base.where(APObject.visibility == "public").order_by(
-                    APObject.published.desc()).limit(TIMELINE_SIZE)))
-            notes = await note_views(db_session, me, merged, boosters)
+                candidates = list(await db_session.scalars(base.where(
+                    APObject.visibility == "public").order_by(*newest_first).limit(more)))
+            shown, token = cut(candidates, TIMELINE_SIZE, lambda o: (o.published or EPOCH, o.id))
+            notes = await note_views(db_session, me, shown, boosters)
             unread = await db_session.scalar(select(func.count()).select_from(Notification).where(
                 Notification.user_id == request.user.id, Notification.read.is_(False),
                 Notification.actor.not_in(hidden))) or 0
         reply_to = request.query_params.get("reply_to", "")
         return Template("social/timeline.html", context={
             "tab": tab, "notes": notes, "me": me, "unread": unread, "reply_to": reply_to,
-            "visibilities": VISIBILITIES, "next": request.url.path})
+            "visibilities": VISIBILITIES, "next": request.url.path, "paged": cursor is not None,
+            "older": page_link(request.url.path, token)})
 
     @get("/", name="social:home")
-    async def home(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings) -> Template:
-        return await self._page(request, db_session, settings, "home")
+    async def home(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
+                   before: str | None = None) -> Template:
+        return await self._page(request, db_session, settings, "home", before)
 
     @get("/local")
-    async def local(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings) -> Template:
-        return await self._page(request, db_session, settings, "local")
+    async def local(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
+                    before: str | None = None) -> Template:
+        return await self._page(request, db_session, settings, "local", before)
 
     @get("/federated")
     async def federated(self, request: Request[User, Any, Any], db_session: AsyncSession,
-                        settings: Settings) -> Template:
-        return await self._page(request, db_session, settings, "federated")
+                        settings: Settings, before: str | None = None) -> Template:
+        return await self._page(request, db_session, settings, "federated", before)
 
     @get("/notes/{oid:uuid}")
     async def note(self, oid: UUID, request: Request[User, Any, Any], db_session: AsyncSession,
@@ -501,32 +514,34 @@ class SocialController(Controller):
                             context={"rel": rel, "next": destination, "message": message})
 
     async def _follow_page(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
-                           which: str) -> Template:
+                           which: str, before: str | None) -> Template:
+        cursor = parse_cursor(before)
         async with self._fed(request, db_session, settings) as fed:
             me = await self._me(fed, request)
-            if which == "following":
-                rows = (await db_session.scalars(select(Follow).where(Follow.follower == me.uri).order_by(
-                    Follow.created_at.desc()))).all()
-                actors = await actors_by_uri(db_session, {f.followee for f in rows})
-                items = [(f, actors.get(f.followee), account_path(f.followee, actors.get(f.followee)))
-                         for f in rows]
-            else:
-                rows = (await db_session.scalars(select(Follow).where(Follow.followee == me.uri).order_by(
-                    Follow.created_at.desc()))).all()
-                actors = await actors_by_uri(db_session, {f.follower for f in rows})
-                items = [(f, actors.get(f.follower), account_path(f.follower, actors.get(f.follower)))
-                         for f in rows]
-        return Template("social/follows.html", context={"which": which, "items": items, "me": me})
+            mine, theirs = (Follow.follower, Follow.followee) if which == "following" else \
+                (Follow.followee, Follow.follower)
+            query = select(Follow).where(mine == me.uri)
+            if (older := older_than(Follow.created_at, Follow.id, cursor)) is not None:
+                query = query.where(older)
+            rows, token = cut(list((await db_session.scalars(query.order_by(
+                Follow.created_at.desc(), Follow.id.desc()).limit(LIST_SIZE + 1))).all()),
+                LIST_SIZE, lambda f: (f.created_at, f.id))
+            actors = await actors_by_uri(db_session, {getattr(f, theirs.key) for f in rows})
+            items = [(f, actors.get(uri), account_path(uri, actors.get(uri)))
+                     for f in rows for uri in [getattr(f, theirs.key)]]
+        return Template("social/follows.html", context={
+            "which": which, "items": items, "me": me, "paged": cursor is not None,
+            "older": page_link(request.url.path, token)})
 
     @get("/following")
     async def following(self, request: Request[User, Any, Any], db_session: AsyncSession,
-                        settings: Settings) -> Template:
-        return await self._follow_page(request, db_session, settings, "following")
+                        settings: Settings, before: str | None = None) -> Template:
+        return await self._follow_page(request, db_session, settings, "following", before)
 
     @get("/followers")
     async def followers(self, request: Request[User, Any, Any], db_session: AsyncSession,
-                        settings: Settings) -> Template:
-        return await self._follow_page(request, db_session, settings, "followers")
+                        settings: Settings, before: str | None = None) -> Template:
+        return await self._follow_page(request, db_session, settings, "followers", before)
 
     @post("/followers/{fid:uuid}/{decision:str}", status_code=303)
     async def answer(self, fid: UUID, decision: str, request: Request[User, Any, Any], db_session: AsyncSession,
@@ -558,11 +573,16 @@ class SocialController(Controller):
 
     @get("/notifications")
     async def notifications(self, request: Request[User, Any, Any], db_session: AsyncSession,
-                            settings: Settings) -> Template:
+                            settings: Settings, before: str | None = None) -> Template:
+        cursor = parse_cursor(before)
         me_uri = Urls(settings.base_url).user(request.user.username)
-        rows = list((await db_session.scalars(select(Notification).where(
-            Notification.user_id == request.user.id, Notification.actor.not_in(hidden_from(me_uri))
-        ).order_by(Notification.created_at.desc()).limit(100))).all())
+        query = select(Notification).where(Notification.user_id == request.user.id,
+                                           Notification.actor.not_in(hidden_from(me_uri)))
+        if (older := older_than(Notification.created_at, Notification.id, cursor)) is not None:
+            query = query.where(older)
+        rows, token = cut(list((await db_session.scalars(query.order_by(
+            Notification.created_at.desc(), Notification.id.desc()).limit(LIST_SIZE + 1))).all()),
+            LIST_SIZE, lambda n: (n.created_at, n.id))
         actors = await actors_by_uri(db_session, {n.actor for n in rows})
         objects = {o.ap_id: o for o in (await db_session.scalars(select(APObject).where(
             APObject.ap_id.in_([n.object_id for n in rows if n.object_id])))).all()} if rows else {}
@@ -570,7 +590,8 @@ class SocialController(Controller):
                  for n in rows]
         for n in rows:
             n.read = True
-        return Template("social/notifications.html", context={"items": items})
+        return Template("social/notifications.html", context={
+            "items": items, "paged": cursor is not None, "older": page_link(request.url.path, token)})
 
     # --- accounts ---------------------------------------------------------------------------
 

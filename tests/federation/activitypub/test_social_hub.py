@@ -184,3 +184,68 @@ async def test_notes_one_may_not_see_cannot_be_acted_on(client: Any) -> None:
     # the swap is the actions bar only, so the rest of the note (boost line, open CW) stays
     r = await _post(bob, f"/social/notes/{public}/like", {"next": "/social/"}, htmx=True)
     assert r.text.lstrip().startswith(f'<footer class="note-actions" id="actions-{public}">')
+
+
+def _older_link(html: str) -> str:
+    match = re.search(r'class="older"><a class="button button-quiet" href="([^"]+)" hx-get="\1" hx-select="([^"]+)"',
+                      html)
+    return match.group(1).replace("&amp;", "&") if match else ""
+
+
+async def test_timelines_page_by_keyset(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from federation.social import controllers
+
+    monkeypatch.setattr(controllers, "TIMELINE_SIZE", 4)
+    (alice,) = await _people(client, "alice")
+    for i in range(10):
+        await _post(alice, "/social/compose", {"content": f"post number {i}", "visibility": "public"})
+    for tab in ("/social/", "/social/local", "/social/federated"):
+        seen: list[str] = []
+        page = (await alice.get(tab)).text
+        assert "Back to the newest" not in page
+        pages = 1
+        while True:
+            seen += re.findall(r"post number (\d+)", page)
+            link = _older_link(page)
+            if not link:
+                break
+            assert link.startswith(f"{tab.rstrip('/')}?before=")
+            if pages == 1:  # a post written while reading does not shift the older pages
+                await _post(alice, "/social/compose", {"content": f"later on {tab}", "visibility": "public"})
+            page = (await alice.get(link)).text
+            assert "Back to the newest" in page
+            pages += 1
+        assert pages == 3 and seen == [str(i) for i in range(9, -1, -1)], (tab, seen)
+    r = await alice.get("/social/local?before=yesterday")
+    assert r.status_code == 400 and "is not a page position" in r.text
+    r = await alice.get("/social/local?before=99_not-a-uuid")
+    assert r.status_code == 400
+
+
+async def test_notifications_and_follow_lists_page(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from federation.social import controllers
+
+    monkeypatch.setattr(controllers, "LIST_SIZE", 2)
+    alice, bob, carol, dave = await _people(client, "alice", "bob", "carol", "dave")
+    for person in (bob, carol, dave):
+        r = await _post(person, "/social/follow", {"handle": "@alice@127.0.0.1:8000"})
+        assert r.status_code == 303
+    followers: list[str] = []
+    link = "/social/followers"
+    while link:
+        page = (await alice.get(link)).text
+        followers += re.findall(r"@(bob|carol|dave)@127\.0\.0\.1:8000", page)
+        link = _older_link(page)
+    assert followers == ["dave", "carol", "bob"]  # newest first, each once
+    page = (await bob.get("/social/following")).text
+    assert "@alice@127.0.0.1:8000" in page and not _older_link(page)
+
+    kinds: list[str] = []
+    link = "/social/notifications"
+    while link:
+        page = (await alice.get(link)).text
+        kinds += re.findall(r"notification-(\w+)", page)
+        link = _older_link(page)
+    assert kinds == ["follow", "follow", "follow"]
+    r = await alice.get("/social/notifications?before=1_2")
+    assert r.status_code == 400

@@ -435,3 +435,45 @@ def test_author_name_opens_account_page_and_follow_with_and_without_javascript(
         assert page.eval("document.querySelector('.relation-state').textContent") == "Follow requested"
         assert page.eval("document.querySelector('.relation-message').textContent") == \
             f"Follow request sent to @heron@{host}."
+
+
+def test_older_posts_load_in_place_with_javascript_and_as_a_page_without(
+        tmp_path: Path, browser_binary: str, server: AppServer) -> None:
+    with browser(tmp_path, browser_binary) as page:
+        sign_up(page, server, "pat")
+        page.goto(server.base_url + "/social/local")
+        # 45 posts, one page of 40 and five older ones, written through the compose form's own POST.
+        posted = page.eval("""(async () => {
+            const token = document.querySelector('form[action="/social/compose"] [name=_csrf_token]').value;
+            for (let i = 0; i < 45; i++) {
+                const body = new URLSearchParams({content: `paged post ${i}`, visibility: 'public',
+                                                  _csrf_token: token});
+                const r = await fetch('/social/compose', {method: 'POST', body});
+                if (!r.ok) return r.status;
+            }
+            return 'ok';
+        })()""")
+        assert posted == "ok"
+        shown = ("[...document.querySelectorAll('.timeline > article.note')]"
+                 ".map(a => a.textContent.match(/paged post (\\d+)/)[1])")
+        page.goto(server.base_url + "/social/local")
+        page.wait_for("window.htmx !== undefined")
+        assert page.eval(shown) == [str(i) for i in range(44, 4, -1)]
+        # With JavaScript the older posts are appended where the link was: same document, same URL.
+        page.eval("window.__sameDocument = 'yes'")
+        page.eval("document.querySelector('.timeline .older a').click()")
+        page.wait_for("document.querySelectorAll('.timeline > article.note').length === 45")
+        assert page.eval(shown) == [str(i) for i in range(44, -1, -1)]
+        assert page.eval("window.__sameDocument") == "yes" and page.eval("location.pathname") == "/social/local"
+        assert page.eval("document.querySelector('.timeline .older')") is None  # that was the last page
+        # The appended notes work: like the oldest one in place.
+        oldest = note_id(page, "paged post 0")
+        page.eval(click(oldest, "like"))
+        page.wait_for(f"document.querySelector('#{oldest} form[action$=\"/unlike\"]') !== null")
+
+        # Without JavaScript the same link is an ordinary page of older posts.
+        page.set_javascript(False)
+        page.goto(server.base_url + "/social/local")
+        submit(page, "document.querySelector('.timeline .older a').click()", "location.search.startsWith('?before=')")
+        assert page.eval(shown) == [str(i) for i in range(4, -1, -1)]
+        assert "Back to the newest" in page.eval("document.body.textContent")
