@@ -347,42 +347,22 @@ async def reschedule(
     delay: float,
     error: str,
     clock: Clock = utcnow,
+    count_attempt: bool = True,
 ) -> bool:
-    """Put a failed run back in the queue to run again after ``delay`` seconds."""
-    return await _write(
-        sessionmaker,
-        job,
-        {
-            "state": QUEUED,
-            "locked_until": None,
-            "locked_by": None,
-            "last_error": error[-MAX_ERROR_CHARS:],
-            "next_run_at": clock() + timedelta(seconds=delay),
-        },
-    )
+    """Put a run back in the queue to run again after ``delay`` seconds.
 
-
-async def snooze(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    job: ClaimedJob,
-    *,
-    delay: float,
-    reason: str,
-    clock: Clock = utcnow,
-) -> bool:
-    """Run again after ``delay`` seconds without counting this run as an attempt."""
-    return await _write(
-        sessionmaker,
-        job,
-        {
-            "state": QUEUED,
-            "locked_until": None,
-            "locked_by": None,
-            "attempts": _c.attempts - 1,
-            "last_error": reason[-MAX_ERROR_CHARS:],
-            "next_run_at": clock() + timedelta(seconds=delay),
-        },
-    )
+    ``count_attempt`` False gives the attempt back (a snooze: the job could not start yet).
+    """
+    values: dict[str, Any] = {
+        "state": QUEUED,
+        "locked_until": None,
+        "locked_by": None,
+        "last_error": error[-MAX_ERROR_CHARS:],
+        "next_run_at": clock() + timedelta(seconds=delay),
+    }
+    if not count_attempt:
+        values["attempts"] = _c.attempts - 1
+    return await _write(sessionmaker, job, values)
 
 
 async def release(sessionmaker: async_sessionmaker[AsyncSession], job: ClaimedJob, *, clock: Clock = utcnow) -> bool:

@@ -360,7 +360,8 @@ class Worker:
             elif isinstance(outcome, _Failed | _Retry):
                 ok = await self._retry_or_bury(job, outcome)
             elif isinstance(outcome, _Snoozed):
-                ok = await queue.snooze(sm, job, delay=outcome.seconds, reason=outcome.reason, clock=self.clock)
+                ok = await queue.reschedule(sm, job, delay=outcome.seconds, error=outcome.reason, clock=self.clock,
+                                            count_attempt=False)
                 log.info("job %s (%s) snoozes %.1fs: %s", job.id, job.kind, outcome.seconds, outcome.reason)
             elif isinstance(outcome, _Released):
                 ok = await queue.release(sm, job, clock=self.clock)

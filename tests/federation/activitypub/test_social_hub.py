@@ -192,6 +192,16 @@ def _older_link(html: str) -> str:
     return match.group(1).replace("&amp;", "&") if match else ""
 
 
+async def _every_page(person: Person, link: str, pattern: str) -> list[str]:
+    """What ``pattern`` finds on a list's pages, following its Older links to the end."""
+    found: list[str] = []
+    while link:
+        page = (await person.get(link)).text
+        found += re.findall(pattern, page)
+        link = _older_link(page)
+    return found
+
+
 async def test_timelines_page_by_keyset(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from federation.social import controllers
 
@@ -230,22 +240,12 @@ async def test_notifications_and_follow_lists_page(client: Any, monkeypatch: pyt
     for person in (bob, carol, dave):
         r = await _post(person, "/social/follow", {"handle": "@alice@127.0.0.1:8000"})
         assert r.status_code == 303
-    followers: list[str] = []
-    link = "/social/followers"
-    while link:
-        page = (await alice.get(link)).text
-        followers += re.findall(r"@(bob|carol|dave)@127\.0\.0\.1:8000", page)
-        link = _older_link(page)
+    followers = await _every_page(alice, "/social/followers", r"@(bob|carol|dave)@127\.0\.0\.1:8000")
     assert followers == ["dave", "carol", "bob"]  # newest first, each once
     page = (await bob.get("/social/following")).text
     assert "@alice@127.0.0.1:8000" in page and not _older_link(page)
 
-    kinds: list[str] = []
-    link = "/social/notifications"
-    while link:
-        page = (await alice.get(link)).text
-        kinds += re.findall(r"notification-(\w+)", page)
-        link = _older_link(page)
+    kinds = await _every_page(alice, "/social/notifications", r"notification-(\w+)")
     assert kinds == ["follow", "follow", "follow"]
     r = await alice.get("/social/notifications?before=1_2")
     assert r.status_code == 400
