@@ -61,6 +61,15 @@ def _ended(session: Session, transaction: SessionTransaction) -> None:
         session.info.pop(_WROTE, None)
 
 
+def lost_snapshot(exc: BaseException) -> bool:
+    """True for SQLite's SQLITE_BUSY_SNAPSHOT: a transaction that began by reading (a SAVEPOINT
+    opens a deferred one) tried to write after another connection committed. SQLite fails it at
+    once, without the busy timeout; rolled back and run again, the work sees a fresh snapshot.
+    """
+    orig = getattr(exc, "orig", None)
+    return getattr(orig, "sqlite_errorname", "") == "SQLITE_BUSY_SNAPSHOT"
+
+
 def make_engine(database_url: str) -> AsyncEngine:
     if database_url.startswith("sqlite"):
         path = database_url.split(":///", 1)[-1]

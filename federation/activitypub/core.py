@@ -24,10 +24,10 @@ import httpx
 from litestar.stores.base import Store
 from litestar.stores.memory import MemoryStore
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db import wrote_in_transaction
+from app.db import lost_snapshot, wrote_in_transaction
 from app.limits import WindowLimit
 from app.settings import Settings
 from domains.account.models import User
@@ -393,21 +393,30 @@ class Federation:
         back, the document fetched with no lock held, and ``work`` run again from the start
         (so it must load what it uses itself; ``keep`` lists loaded objects to refresh after a
         rollback). What the transaction wrote before (say, a token's last-used time written by
-        authentication) is committed first, so a rollback here never throws it away.
+        authentication) is committed first, so a rollback here never throws it away. On SQLite,
+        ``work`` is also run again when another writer committed between its reads and its first
+        write (:func:`app.db.lost_snapshot`).
         """
         await self.session.flush()
         if wrote_in_transaction(self.session):
             await self.session.commit()
-        for _ in range(MAX_FETCH_ROUNDS):
+        for round_ in range(1, MAX_FETCH_ROUNDS + 1):
             try:
-                return await work()
+                result = await work()
+                await self.session.flush()  # so a lost SQLite snapshot shows here, where it can be retried
+                return result
             except NeedsFetch as need:
                 await self.session.rollback()
                 await self.prefetch(need.uri, clean=True)
                 await self.session.rollback()  # end the read-only transaction the signing key used
-                for obj in keep:
-                    if obj in self.session:
-                        await self.session.refresh(obj)
+            except OperationalError as exc:
+                if not lost_snapshot(exc) or round_ == MAX_FETCH_ROUNDS:
+                    raise
+                log.info("settle: another writer committed first (SQLite snapshot lost); running again")
+                await self.session.rollback()
+            for obj in keep:
+                if obj in self.session:
+                    await self.session.refresh(obj)
         raise FetchError(f"gave up after fetching {MAX_FETCH_ROUNDS} remote documents", 422)
 
     async def fetch_object(self, uri: str) -> dict[str, Any]:

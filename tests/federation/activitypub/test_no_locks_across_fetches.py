@@ -189,3 +189,30 @@ async def test_reading_actor_documents_writes_nothing(client: Any, app: Any) -> 
     finally:
         event.remove(engine, "before_cursor_execute", record)
     assert writes == []
+
+
+async def test_settle_runs_the_work_again_when_another_writer_commits_first(
+        db_session: AsyncSession, settings: Any) -> None:
+    """The inbox processor reads inside a SAVEPOINT, then writes. Another connection committing
+    between the two fails the write on SQLite at once (SQLITE_BUSY_SNAPSHOT); settle rolls back and
+    runs the work again on a fresh snapshot. PostgreSQL (read committed) takes it in one round."""
+    other = async_sessionmaker(db_session.bind, expire_on_commit=False)
+    rounds = 0
+
+    async def work() -> str:
+        nonlocal rounds
+        rounds += 1
+        async with db_session.begin_nested():
+            await db_session.scalar(select(func.count()).select_from(Actor))  # the snapshot starts here
+            if rounds == 1:
+                async with other() as session, session.begin():
+                    session.add(Actor(uri="https://elsewhere.example/users/first", local=False))
+            db_session.add(Actor(uri=f"https://elsewhere.example/users/second-{rounds}", local=False))
+        return "done"
+
+    fed = Federation(db_session, settings)
+    assert await fed.settle(work) == "done"
+    await db_session.commit()
+    assert rounds == (2 if db_session.bind.dialect.name == "sqlite" else 1)
+    uris = set((await db_session.scalars(select(Actor.uri))).all())
+    assert uris == {"https://elsewhere.example/users/first", f"https://elsewhere.example/users/second-{rounds}"}
