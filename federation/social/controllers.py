@@ -597,7 +597,7 @@ class SocialController(Controller):
 
     @get("/accounts", name="social:lookup")
     async def lookup(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
-                     q: str = "") -> Template | Redirect:
+                     q: str = "", before: str | None = None) -> Template | Redirect:
         """The lookup box: a handle or profile URL opens that account's page."""
         if not q.strip():
             return Template("social/lookup.html", context={"lookup_q": "", "problem": ""})
@@ -609,11 +609,11 @@ class SocialController(Controller):
             path = account_path(target.uri, target)
             if not path.startswith("/social/accounts?"):
                 return Redirect(path, status_code=303)
-            return await self._account_page(request, fed, target, notice)
+            return await self._account_page(request, fed, target, notice, before)
 
     @get("/accounts/{acct:str}", name="social:account")
     async def account(self, acct: str, request: Request[User, Any, Any], db_session: AsyncSession,
-                      settings: Settings) -> Template:
+                      settings: Settings, before: str | None = None) -> Template:
         """Any account, local or remote, by ``user@host``."""
         try:
             if ACCT.fullmatch(acct) is None:
@@ -621,7 +621,7 @@ class SocialController(Controller):
             wanted = parse_lookup(acct)
             async with self._fed(request, db_session, settings) as fed:
                 target, notice = await self._resolve(fed, request, wanted)
-                return await self._account_page(request, fed, target, notice)
+                return await self._account_page(request, fed, target, notice, before)
         except AccountProblem as problem:
             return self._lookup_problem(acct, problem)
 
@@ -678,7 +678,8 @@ class SocialController(Controller):
                                    f"account: {exc}")
 
     async def _account_page(self, request: Request[User, Any, Any], fed: Federation, target: Actor,
-                            notice: str) -> Template:
+                            notice: str, before: str | None = None) -> Template:
+        cursor = parse_cursor(before)
         session = fed.session
         here = account_path(target.uri, target)
         extras: RemoteExtras | None = None
@@ -687,7 +688,7 @@ class SocialController(Controller):
                 stored = await session.scalar(select(func.count()).select_from(APObject).where(
                     APObject.attributed_to == target.uri, APObject.deleted.is_(False),
                     APObject.visibility.in_(("public", "unlisted")))) or 0
-                return await remote_extras(fed, target, want_notes=stored < FEW_NOTES)
+                return await remote_extras(fed, target, want_notes=cursor is None and stored < FEW_NOTES)
 
             extras = await fed.settle(fetch_extras, keep=[request.user, target])
         me = await self._me(fed, request)
@@ -695,24 +696,34 @@ class SocialController(Controller):
         # Followers-only notes to the author and accepted followers; direct notes never here.
         visible = ["public", "unlisted", *(["followers"] if rel.is_me or rel.state == "accepted" else [])]
         live = APObject.deleted.is_(False)
-        own = list((await session.scalars(select(APObject).where(
-            APObject.attributed_to == target.uri, live, APObject.visibility.in_(visible)).order_by(
-            APObject.published.desc()).limit(PROFILE_SIZE))).all())
-        boosts = (await session.execute(select(Announce.object_id, Announce.published).where(
-            Announce.actor == target.uri).order_by(Announce.created_at.desc()).limit(PROFILE_SIZE))).tuples().all()
+        # Own notes page by (published, note id), boosts by (when we got the boost, boost id).
+        own_query = select(APObject).where(APObject.attributed_to == target.uri, live, APObject.visibility.in_(visible))
+        if (older := older_than(APObject.published, APObject.id, cursor)) is not None:
+            own_query = own_query.where(older)
+        own = list((await session.scalars(own_query.order_by(
+            APObject.published.desc(), APObject.id.desc()).limit(PROFILE_SIZE + 1))).all())
+        boost_query = select(Announce).where(Announce.actor == target.uri, Announce.object_id.in_(
+            select(APObject.ap_id).where(live, APObject.attributed_to != target.uri,
+                                         APObject.visibility.in_(("public", "unlisted")))))
+        if (older := older_than(Announce.created_at, Announce.id, cursor)) is not None:
+            boost_query = boost_query.where(older)
+        boosts = list((await session.scalars(boost_query.order_by(
+            Announce.created_at.desc(), Announce.id.desc()).limit(PROFILE_SIZE + 1))).all())
         boosted = {o.ap_id: o for o in (await session.scalars(select(APObject).where(
-            APObject.ap_id.in_([b[0] for b in boosts]), live, APObject.attributed_to != target.uri,
-            APObject.visibility.in_(("public", "unlisted"))))).all()} if boosts else {}
-        when: dict[str, datetime | None] = {o.ap_id: o.published for o in own}
-        for oid, published in boosts:
-            if oid in boosted:
-                when.setdefault(oid, published or boosted[oid].published)
-        views = await note_views(session, me, [*own, *boosted.values()],
-                                 {oid: target.uri for oid in boosted})
+            APObject.ap_id.in_([b.object_id for b in boosts])))).all()} if boosts else {}
+        keys: dict[str, tuple[datetime, UUID]] = {o.ap_id: (o.published or EPOCH, o.id) for o in own}
+        for boost in boosts:
+            if boost.object_id in boosted:
+                keys.setdefault(boost.object_id, (boost.created_at, boost.id))
+        newest = sorted(keys, key=keys.__getitem__, reverse=True)
+        page, token = cut(newest, PROFILE_SIZE, keys.__getitem__)
+        shown = {*page}
+        views = await note_views(session, me, [o for o in [*own, *boosted.values()] if o.ap_id in shown],
+                                 {oid: target.uri for oid in boosted if oid in shown})
         entries: list[tuple[str, NoteView | FetchedNote, datetime | None]] = [
-            ("stored", v, when.get(v.obj.ap_id)) for v in views]
-        if extras is not None:
-            entries += [("fetched", n, n.published) for n in extras.notes if n.ap_id not in when]
+            ("stored", v, keys[v.obj.ap_id][0]) for v in views]
+        if extras is not None and cursor is None:  # the remote outbox's first page, beside what we hold
+            entries += [("fetched", n, n.published) for n in extras.notes if n.ap_id not in keys]
         entries.sort(key=lambda e: e[2].timestamp() if e[2] else 0, reverse=True)
         counts = await self._counts(session, target, extras)
         bio = target.summary
@@ -720,9 +731,10 @@ class SocialController(Controller):
             member = await AccountService(session).get_active(target.user_id)
             bio = sanitize_html(text_to_html(member.bio)) if member is not None and member.bio else ""
         return Template("social/account.html", context={
-            "target": target, "rel": rel, "bio": bio, "counts": counts, "entries": entries[:PROFILE_SIZE],
+            "target": target, "rel": rel, "bio": bio, "counts": counts, "entries": entries,
             "notice": notice, "problem": extras.problem if extras else "", "next": here, "me": me,
-            "avatar": target.icon_url, "lookup_q": ""})
+            "avatar": target.icon_url, "lookup_q": "", "paged": cursor is not None,
+            "older": page_link(here, token), "newest": here})
 
     @staticmethod
     async def _counts(session: AsyncSession, target: Actor, extras: RemoteExtras | None) -> dict[str, int | None]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 from uuid import UUID
 
 from litestar.exceptions import ClientException
@@ -58,8 +58,10 @@ def cut(rows: list[Any], size: int, key: Any) -> tuple[list[Any], str]:
     return page, Cursor(at, row_id).token()
 
 
-def page_link(path: str, token: str, **params: str) -> str:
-    """The URL of the next page, keeping the list's other query parameters."""
+def page_link(url: str, token: str) -> str:
+    """The URL of the next page: ``url`` (its own query kept, as a lookup's ``q``) plus ``before``."""
     if not token:
         return ""
-    return f"{path}?{urlencode({**{k: v for k, v in params.items() if v}, 'before': token})}"
+    parts = urlsplit(url)
+    params = [(k, v) for k, v in parse_qsl(parts.query) if k != "before"]
+    return f"{parts.path}?{urlencode([*params, ('before', token)])}"

@@ -346,3 +346,30 @@ async def test_answering_a_follow_request_when_the_followers_server_is_down(
     db_session.expire_all()
     assert (await db_session.scalars(select(Follow.state).where(Follow.follower == dana))).one() == "accepted"
     assert (await db_session.scalars(select(Delivery.inbox))).all() == [f"{dana}/inbox"]  # the Accept, queued
+
+
+async def test_account_pages_page_own_posts_and_boosts(client: Any, peer: Peer,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from federation.social import controllers
+    from tests.federation.activitypub.test_social_hub import _every_page
+
+    monkeypatch.setattr(controllers, "PROFILE_SIZE", 3)
+    alice, bob = await _people(client, "alice", "bob")
+    for i in range(4):
+        await _post(bob, "/social/compose", {"content": f"bob says {i}", "visibility": "public"})
+    # alice posts 3, boosting bob's notes 0 and 2 in between: 5 entries on her page, newest first
+    bob_notes = dict(zip(re.findall(r"bob says (\d)", (await alice.get("/social/local")).text),
+                         re.findall(r'id="note-([0-9a-f-]{36})"', (await alice.get("/social/local")).text),
+                         strict=True))
+    for step in ("alice 0", "boost 0", "alice 1", "boost 2", "alice 2"):
+        if step.startswith("boost"):
+            await _post(alice, f"/social/notes/{bob_notes[step[-1]]}/boost", {"next": "/social/local"})
+        else:
+            await _post(alice, "/social/compose", {"content": f"{step} here", "visibility": "public"})
+    page = f"/social/accounts/alice@{HOST}"
+    seen = await _every_page(alice, page, r"(alice \d here|bob says \d)")
+    assert seen == ["alice 2 here", "bob says 2", "alice 1 here", "bob says 0", "alice 0 here"]
+    first = (await alice.get(page)).text
+    assert f'href="{page}?before=' in first and "Back to the newest" not in first
+    r = await alice.get(page, params={"before": "nope"})
+    assert r.status_code == 400 and "is not a page position" in r.text

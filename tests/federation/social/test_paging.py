@@ -1,0 +1,37 @@
+"""The social hub's keyset cursor: exact round trips, links that keep their query, clear 400s."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from litestar.exceptions import ClientException
+
+from federation.social.paging import Cursor, cut, page_link, parse_cursor
+
+
+def test_cursor_round_trips_to_the_microsecond() -> None:
+    for at in (datetime(2026, 11, 27, 12, 0, 0, 999_999, tzinfo=UTC), datetime(1969, 12, 31, 23, 59, tzinfo=UTC)):
+        cursor = Cursor(at, uuid.uuid4())
+        assert parse_cursor(cursor.token()) == cursor
+    assert parse_cursor(None) is None and parse_cursor("") is None
+
+
+@pytest.mark.parametrize("bad", ["yesterday", "12", "12_", "_" + uuid.uuid4().hex, "1e9_" + uuid.uuid4().hex,
+                                 "99999999999999999999999_" + uuid.uuid4().hex])
+def test_malformed_cursors_are_a_400_with_a_way_on(bad: str) -> None:
+    with pytest.raises(ClientException) as caught:
+        parse_cursor(bad)
+    assert caught.value.status_code == 400 and "Follow the Older link" in caught.value.detail
+
+
+def test_cut_and_links() -> None:
+    ids = [uuid.uuid4() for _ in range(3)]
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [(at, i) for i in ids]
+    assert cut(rows[:2], 2, lambda r: r) == (rows[:2], "")  # no row beyond the page: the last page
+    page, token = cut(rows, 2, lambda r: r)
+    assert page == rows[:2] and parse_cursor(token) == Cursor(at, ids[1])
+    assert page_link("/social/local", "") == ""
+    assert page_link("/social/accounts?q=a%40b.example&before=old", "T") == "/social/accounts?q=a%40b.example&before=T"
