@@ -18,10 +18,13 @@ def federation_group() -> None:
 @federation_group.command(name="block-domain")
 @click.argument("domain")
 @click.option("--reason", default="", help="Why (kept for the moderators).")
+@click.option("--severity", type=click.Choice(["suspend", "limit"]), default="suspend", show_default=True,
+              help="suspend: refuse it outright; limit: keep federating, out of sight of non-followers.")
 @click.pass_context
-def block_domain(ctx: click.Context, domain: str, reason: str) -> None:
-    """Block DOMAIN (and its subdomains; host:port blocks that port only): refuse its activities,
-    stop deliveries to it, end the follows between its accounts and ours."""
+def block_domain(ctx: click.Context, domain: str, reason: str, severity: str) -> None:
+    """Block DOMAIN (and its subdomains; host:port blocks that port only). Suspend refuses its
+    activities, stops deliveries to it and ends the follows between its accounts and ours; limit
+    keeps it federating, but off the federated timeline and with follows needing approval."""
     from app.cli import _fail, _settings, _with_session
     from federation.activitypub.core import Urls
     from federation.activitypub.moderation import DomainBlockResult, DomainBlocks, ModerationError
@@ -29,7 +32,7 @@ def block_domain(ctx: click.Context, domain: str, reason: str) -> None:
     settings = _settings(ctx)
 
     async def work(session: AsyncSession) -> DomainBlockResult:
-        return await DomainBlocks(session, Urls(settings.base_url).host).add(domain, reason)
+        return await DomainBlocks(session, Urls(settings.base_url).host).add(domain, reason, severity)
 
     try:
         result = _with_session(settings, work)
@@ -64,15 +67,16 @@ def unblock_domain(ctx: click.Context, domain: str) -> None:
 @federation_group.command(name="blocked-domains")
 @click.pass_context
 def blocked_domains(ctx: click.Context) -> None:
-    """List the blocked domains, one a line: domain, a tab, the reason."""
+    """List the blocked domains, one a line: domain, severity and reason, tab-separated."""
     from app.cli import _settings, _with_session
     from federation.activitypub.core import Urls
     from federation.activitypub.moderation import DomainBlocks
 
     settings = _settings(ctx)
 
-    async def work(session: AsyncSession) -> list[tuple[str, str]]:
-        return [(b.domain, b.reason) for b in await DomainBlocks(session, Urls(settings.base_url).host).all()]
+    async def work(session: AsyncSession) -> list[tuple[str, str, str]]:
+        found = await DomainBlocks(session, Urls(settings.base_url).host).all()
+        return [(b.domain, b.severity, b.reason) for b in found]
 
-    for domain, reason in _with_session(settings, work):
-        click.echo(f"{domain}\t{' '.join(reason.split())}")
+    for domain, severity, reason in _with_session(settings, work):
+        click.echo(f"{domain}\t{severity}\t{' '.join(reason.split())}")

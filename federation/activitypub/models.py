@@ -147,6 +147,9 @@ class DomainBlock(UUIDv7AuditBase):
 
     domain: Mapped[str] = mapped_column(String(255), unique=True)
     reason: Mapped[str] = mapped_column(Text, default="")
+    # "suspend" refuses the domain outright; "limit" (Mastodon's silence) keeps it federating but
+    # out of sight of members who don't follow its accounts.
+    severity: Mapped[str] = mapped_column(String(16), default="suspend", server_default="suspend")
 
 
 class Delivery(UUIDv7AuditBase):

@@ -1,11 +1,15 @@
 """Moderation: instance domain blocks, members' blocks of accounts, and reports (Flag).
 
-**Domain blocks** (``ap_domain_block``) are Mastodon's "suspend". A block of ``example.org``
-covers its subdomains and every port; a block written with a port (``example.org:8443``) covers
-that host and port only. The inbox refuses blocked actors and key ids
-(:meth:`Federation.domain_blocked`), :func:`federation.activitypub.delivery.deliver` never
-addresses their inboxes, and adding a block ends every follow to or from their actors and fails
-the deliveries still pending to them.
+**Domain blocks** (``ap_domain_block``) have Mastodon's two severities. A block of
+``example.org`` covers its subdomains and every port; a block written with a port
+(``example.org:8443``) covers that host and port only.
+
+- *suspend*: the inbox refuses blocked actors and key ids (:meth:`Federation.domain_blocked`),
+  :func:`federation.activitypub.delivery.deliver` never addresses their inboxes, and adding the
+  block ends every follow to or from their actors and fails the deliveries still pending to them.
+- *limit* (Mastodon's "silence"): the domain still federates, but its accounts' posts stay off
+  the federated timeline and their notifications are dropped for members who don't follow them
+  (:func:`limited_unfollowed`), and their follows of members always wait for approval.
 
 **Member blocks** (``ap_block`` rows whose ``actor`` is local) belong to the member alone, as in
 Mastodon's BlockService: blocking ends the follows both ways (Undo(Follow) for ours, Reject for
@@ -39,6 +43,7 @@ from federation.activitypub.models import Actor, APObject, Block, Delivery, Doma
 from federation.activitypub.outbox import Outbox
 
 MAX_REASON = 1000
+SEVERITIES = ("suspend", "limit")
 MAX_COMMENT = 1000
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 # Above this many candidate names, match against the whole (small) block list instead of an IN list.
@@ -98,17 +103,29 @@ def block_candidates(host: str) -> list[str]:
     return ([f"{name}:{port}"] if sep else []) + names
 
 
-async def blocked_hosts(session: AsyncSession, hosts: Iterable[str]) -> set[str]:
-    """Which of ``hosts`` (as :func:`~federation.activitypub.core.host_of` gives them) are blocked."""
+async def blocked_hosts(session: AsyncSession, hosts: Iterable[str], severity: str = "suspend") -> set[str]:
+    """Which of ``hosts`` (as :func:`~federation.activitypub.core.host_of` gives them) have a
+    domain block of ``severity`` (suspended, unless asked for ``limit``)."""
     candidates = {h: block_candidates(h) for h in {h for h in hosts if h}}
     if not candidates:
         return set()
     every = {c for names in candidates.values() for c in names}
-    query = select(DomainBlock.domain)
+    query = select(DomainBlock.domain).where(DomainBlock.severity == severity)
     if len(every) <= _IN_LIMIT:
         query = query.where(DomainBlock.domain.in_(every))
     found = set((await session.scalars(query)).all())
     return {h for h, names in candidates.items() if found.intersection(names)}
+
+
+async def limited_unfollowed(session: AsyncSession, member_uri: str) -> Select[Any] | None:
+    """Actor URIs on limited domains that ``member_uri`` does not follow (None: no domain is
+    limited). Timelines and notifications filter with ``column.not_in(...)``."""
+    domains = list((await session.scalars(select(DomainBlock.domain).where(DomainBlock.severity == "limit"))).all())
+    if not domains:
+        return None
+    followed = select(Follow.followee).where(Follow.follower == member_uri, Follow.state == "accepted")
+    return select(Actor.uri).where(Actor.local.is_(False), or_(*(on_domain(Actor.domain, d) for d in domains)),
+                                   Actor.uri.not_in(followed))
 
 
 def on_domain(column: Any, domain: str) -> ColumnElement[bool]:
@@ -128,6 +145,9 @@ class DomainBlockResult:
     deliveries_stopped: int
 
     def summary(self) -> str:
+        if self.block.severity == "limit":
+            return (f"{'Limited' if self.created else 'Updated the limit of'} {self.block.domain}: its accounts' "
+                    "posts show only to their followers, and their follow requests need approval.")
         return (f"{'Blocked' if self.created else 'Updated the block of'} {self.block.domain}: "
                 f"removed {self.follows_removed} follow{'s' * (self.follows_removed != 1)}, "
                 f"stopped {self.deliveries_stopped} pending deliver{'ies' if self.deliveries_stopped != 1 else 'y'}.")
@@ -143,8 +163,10 @@ class DomainBlocks:
     async def all(self) -> list[DomainBlock]:
         return list((await self.session.scalars(select(DomainBlock).order_by(DomainBlock.domain))).all())
 
-    async def add(self, raw_domain: str, reason: str = "") -> DomainBlockResult:
+    async def add(self, raw_domain: str, reason: str = "", severity: str = "suspend") -> DomainBlockResult:
         domain = normalize_domain(raw_domain)
+        if severity not in SEVERITIES:
+            raise ModerationError(f"{severity[:40]!r} is not a severity: choose suspend or limit.", field="severity")
         reason = reason.strip()
         if len(reason) > MAX_REASON:
             raise ModerationError(f"Keep the reason under {MAX_REASON} characters.", field="reason")
@@ -153,7 +175,7 @@ class DomainBlocks:
         block = await self.session.scalar(select(DomainBlock).where(DomainBlock.domain == domain))
         created = block is None
         if block is None:
-            block = DomainBlock(domain=domain, reason=reason)
+            block = DomainBlock(domain=domain, reason=reason, severity=severity)
             try:
                 async with self.session.begin_nested():  # a concurrent admin may win the insert
                     self.session.add(block)
@@ -162,6 +184,10 @@ class DomainBlocks:
                 created = False
         if not created and reason:
             block.reason = reason
+        block.severity = severity
+        if severity == "limit":  # nothing ends: the domain keeps federating, out of sight
+            await self.session.flush()
+            return DomainBlockResult(block, created, 0, 0)
         actors = select(Actor.uri).where(Actor.local.is_(False), on_domain(Actor.domain, domain))
         follows = cast(CursorResult[Any], await self.session.execute(
             delete(Follow).where(or_(Follow.follower.in_(actors), Follow.followee.in_(actors)))))

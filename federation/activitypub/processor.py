@@ -35,7 +35,7 @@ from federation.activitypub.models import (
     Notification,
     Report,
 )
-from federation.activitypub.moderation import MAX_COMMENT, Moderation, blocks
+from federation.activitypub.moderation import MAX_COMMENT, Moderation, blocked_hosts, blocks
 from federation.activitypub.safe_fetch import FetchError
 from federation.activitypub.sanitize import plain_text, sanitize_html
 
@@ -67,7 +67,8 @@ async def notify(fed: Federation, local_actor_uri: str, kind: str, actor: str, o
 
 
 async def accept_local_follow(fed: Federation, follow: Follow, target: Actor) -> None:
-    """A follow of a local actor: auto-accept unless the account is locked.
+    """A follow of a local actor: auto-accept unless the account is locked or the follower's
+    domain is limited (Mastodon makes such follows requests, whatever the account's setting).
 
     A member's follow of a member who blocks them (or whom they block) is refused (a remote
     follower of a member who blocks it is rejected by :meth:`Processor.on_Follow`).
@@ -79,7 +80,8 @@ async def accept_local_follow(fed: Federation, follow: Follow, target: Actor) ->
         await fed.session.delete(follow)
         await fed.session.flush()
         raise OutboxError("You can't follow this account.", 403)
-    if target.manually_approves:
+    if target.manually_approves or (not fed.urls.is_local(follow.follower) and await blocked_hosts(
+            fed.session, {host_of(follow.follower)}, "limit")):
         follow.state = "pending"
         await notify(fed, target.uri, "follow_request", follow.follower)
         return

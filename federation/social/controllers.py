@@ -28,7 +28,7 @@ from litestar.exceptions import NotFoundException
 from litestar.plugins.flash import flash
 from litestar.plugins.htmx import ClientRedirect, HTMXTemplate
 from litestar.response import Redirect, Template
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.forms import form_data, safe_next, see_other
@@ -38,7 +38,7 @@ from domains.account.models import User
 from domains.account.services import AccountService
 from federation.activitypub.core import Federation, Urls, as_list, host_of, id_of, ids_of, parse_time
 from federation.activitypub.models import Actor, Announce, APObject, Follow, Like, Notification
-from federation.activitypub.moderation import blocks, hidden_from, visible_note
+from federation.activitypub.moderation import blocks, hidden_from, limited_unfollowed, visible_note
 from federation.activitypub.outbox import VISIBILITIES, Outbox, OutboxError
 from federation.activitypub.processor import OBJECT_TYPES, visibility_of
 from federation.activitypub.safe_fetch import BlockedAddressError, FetchError, SafeClient
@@ -349,13 +349,14 @@ class SocialController(Controller):
                 candidates = list(await db_session.scalars(base.where(
                     APObject.local, APObject.visibility == "public").order_by(*newest_first).limit(more)))
             else:
+                if (limited := await limited_unfollowed(db_session, me.uri)) is not None:
+                    base = base.where(APObject.attributed_to.not_in(limited))
                 candidates = list(await db_session.scalars(base.where(
                     APObject.visibility == "public").order_by(*newest_first).limit(more)))
             shown, token = cut(candidates, TIMELINE_SIZE, lambda o: (o.published or EPOCH, o.id))
             notes = await note_views(db_session, me, shown, boosters)
             unread = await db_session.scalar(select(func.count()).select_from(Notification).where(
-                Notification.user_id == request.user.id, Notification.read.is_(False),
-                Notification.actor.not_in(hidden))) or 0
+                await self._notifications_for(db_session, request.user, me.uri), Notification.read.is_(False))) or 0
         reply_to = request.query_params.get("reply_to", "")
         return Template("social/timeline.html", context={
             "tab": tab, "notes": notes, "me": me, "unread": unread, "reply_to": reply_to,
@@ -571,13 +572,21 @@ class SocialController(Controller):
             me.manually_approves = str(data.get("locked", "")) in ("1", "on", "true")
         return see_other("/social/followers", request, "Saved.")
 
+    @staticmethod
+    async def _notifications_for(session: AsyncSession, user: User, me_uri: str) -> ColumnElement[bool]:
+        """The member's notifications, less those from accounts hidden from them and, but for
+        follow requests (which wait for an answer), from unfollowed accounts on limited domains."""
+        shown = and_(Notification.user_id == user.id, Notification.actor.not_in(hidden_from(me_uri)))
+        if (limited := await limited_unfollowed(session, me_uri)) is not None:
+            shown = and_(shown, or_(Notification.actor.not_in(limited), Notification.kind == "follow_request"))
+        return shown
+
     @get("/notifications")
     async def notifications(self, request: Request[User, Any, Any], db_session: AsyncSession,
                             settings: Settings, before: str | None = None) -> Template:
         cursor = parse_cursor(before)
         me_uri = Urls(settings.base_url).user(request.user.username)
-        query = select(Notification).where(Notification.user_id == request.user.id,
-                                           Notification.actor.not_in(hidden_from(me_uri)))
+        query = select(Notification).where(await self._notifications_for(db_session, request.user, me_uri))
         if (older := older_than(Notification.created_at, Notification.id, cursor)) is not None:
             query = query.where(older)
         rows, token = cut(list((await db_session.scalars(query.order_by(

@@ -173,10 +173,11 @@ class ModerationAdminController(Controller):
     async def add_domain_block(self, request: Request[User, Any, Any], db_session: AsyncSession,
                                settings: Settings) -> Template | Redirect:
         data = await form_data(request)
-        values = {"domain": str(data.get("domain", "")), "reason": str(data.get("reason", ""))}
+        values = {"domain": str(data.get("domain", "")), "reason": str(data.get("reason", "")),
+                  "severity": str(data.get("severity", "suspend"))}
         service = DomainBlocks(db_session, Urls(settings.base_url).host)
         try:
-            result = await service.add(values["domain"], values["reason"])
+            result = await service.add(values["domain"], values["reason"], values["severity"])
         except ModerationError as exc:
             return await self._domains_page(db_session, settings, values, {exc.field: str(exc)}, exc.status)
         return see_other("/social/admin/domain-blocks", request, result.summary())
@@ -189,6 +190,7 @@ class ModerationAdminController(Controller):
             raise NotFoundException("No such domain block.")
         await db_session.delete(block)
         return see_other("/social/admin/domain-blocks", request,
+                         f"Lifted the limit on {block.domain}." if block.severity == "limit" else
                          f"Unblocked {block.domain}. Follows ended by the block are not restored.")
 
     # --- reports ------------------------------------------------------------------------

@@ -215,6 +215,65 @@ async def test_inbox_refuses_subdomains_of_a_blocked_domain(client: Any, members
     assert await _count(members, Activity) == 0
 
 
+async def test_a_limited_domain_still_federates_but_its_follows_wait_for_approval(
+        client: Any, members: AsyncSession, settings: Any) -> None:
+    members.add(Follow(follower=DAVE, followee=ALICE, state="accepted"))
+    await members.commit()
+    result = await DomainBlocks(members, HOST).add("remote.example", "noisy", "limit")
+    await members.commit()
+    assert result.follows_removed == 0 and "Limited remote.example" in result.summary()
+    assert await blocked_hosts(members, ["remote.example"]) == set()  # not suspended...
+    assert await blocked_hosts(members, ["remote.example"], "limit") == {"remote.example"}
+    # ...so bob's Follow of carol (whose account is not locked) is taken, but waits for her
+    body, headers = _signed({"id": f"{BOB}/follows/1", "type": "Follow", "actor": BOB, "object": CAROL})
+    assert (await client.post("/inbox", content=body, headers=headers)).status_code == 202
+    peers = Peers()
+    await peers.run(members, settings)
+    follow = (await members.scalars(select(Follow).where(Follow.follower == BOB))).one()
+    assert follow.state == "pending" and "Accept" not in peers.types()
+    kinds = (await members.scalars(select(Notification.kind).where(Notification.actor == BOB))).all()
+    assert kinds == ["follow_request"]
+    # Suspending it later ends that follow and refuses the domain outright.
+    again = await DomainBlocks(members, HOST).add("remote.example", severity="suspend")
+    await members.commit()
+    assert not again.created and again.follows_removed == 1 and again.block.reason == "noisy"
+    body, headers = _signed({"id": f"{BOB}/follows/2", "type": "Follow", "actor": BOB, "object": CAROL})
+    assert (await client.post("/inbox", content=body, headers=headers)).status_code == 403
+    with pytest.raises(ModerationError, match="is not a severity"):
+        await DomainBlocks(members, HOST).add("remote.example", severity="silence")
+
+
+async def test_a_limited_domain_is_out_of_sight_of_those_who_dont_follow_it(
+        client: Any, db_session: AsyncSession) -> None:
+    people = await _hub(client, db_session, "alice", "carol")
+    alice = await AccountService(db_session).by_username("alice")
+    assert alice is not None
+    now = datetime.now(UTC)
+    db_session.add_all([
+        APObject(ap_id=f"{BOB}/notes/1", attributed_to=BOB, content="<p>bob on a limited server</p>",
+                 visibility="public", published=now, to=[PUBLIC]),
+        APObject(ap_id=f"{DAVE}/notes/1", attributed_to=DAVE, content="<p>dave elsewhere</p>",
+                 visibility="public", published=now, to=[PUBLIC]),
+        Follow(follower=f"{BASE}/@alice", followee=BOB, state="accepted"),
+        Notification(user_id=alice.id, kind="like", actor=BOB, object_id=""),
+        Notification(user_id=alice.id, kind="boost", actor="https://remote.example/users/eve", object_id=""),
+        Notification(user_id=alice.id, kind="follow_request", actor="https://remote.example/users/finn"),
+    ])
+    db_session.add_all([_remote("https://remote.example/users/eve"), _remote("https://remote.example/users/finn")])
+    await db_session.commit()
+    await DomainBlocks(db_session, HOST).add("remote.example", severity="limit")
+    await db_session.commit()
+    federated = {name: (await people.as_(name).get("/social/federated")).text for name in ("alice", "carol")}
+    assert "bob on a limited server" in federated["alice"]  # she follows him
+    assert "bob on a limited server" not in federated["carol"] and "dave elsewhere" in federated["carol"]
+    # the unread count leaves out what the list will not show: bob's like and finn's request
+    assert "Notifications (2)</a>" in (await people.as_("alice").get("/social/")).text
+    notes = (await people.as_("alice").get("/social/notifications")).text
+    assert "liked your post" in notes  # from bob, whom she follows
+    assert "boosted your post" not in notes  # eve: limited, not followed
+    assert "asked to follow you" in notes  # a request waits for an answer, so it still shows
+
+
 # --- reports: incoming Flag ------------------------------------------------------------------
 
 
@@ -547,6 +606,15 @@ async def test_admin_domain_blocks_page(client: Any, db_session: AsyncSession) -
     r = await people.post("ada", f"{page}/{block_id}/delete", {}, page=page)
     assert r.status_code == 303 and await _count(db_session, DomainBlock) == 0
     assert "Unblocked other.example." in (await people.as_("ada").get(page)).text
+    # Limit: nothing ends; the choice and the severity show; a made-up severity is refused.
+    r = await people.post("ada", page, {"domain": "remote.example", "severity": "obliterate"}, page=page)
+    assert r.status_code == 422 and "is not a severity" in r.text and await _count(db_session, DomainBlock) == 0
+    r = await people.post("ada", page, {"domain": "remote.example", "severity": "limit"}, page=page)
+    assert r.status_code == 303
+    listing = (await people.as_("ada").get(page)).text
+    assert "Limited remote.example: its accounts&#39; posts show only to their followers" in listing
+    assert "<td>Limit</td>" in listing and ">Lift limit</button>" in listing
+    assert (await db_session.scalars(select(Follow.follower))).all() == [BOB]
 
 
 async def test_admin_reports_queue(client: Any, db_session: AsyncSession) -> None:
@@ -607,8 +675,13 @@ async def test_cli_domain_blocks(settings: Any, db_session: AsyncSession) -> Non
     assert ok.exit_code == 0, ok.output
     assert "Blocked social.other.example: removed 1 follow" in ok.output
     assert await follows_and_blocks() == ([], ["social.other.example"])
+    limited = await cli("block-domain", "remote.example", "--severity", "limit")
+    assert limited.exit_code == 0 and "Limited remote.example" in limited.output
+    assert (await cli("block-domain", "x.example", "--severity", "gone")).exit_code == 2  # click's usage error
     listed = await cli("blocked-domains")
-    assert listed.exit_code == 0 and listed.output == "social.other.example\tspam wave\n"
+    assert listed.exit_code == 0
+    assert listed.output == "remote.example\tlimit\t\nsocial.other.example\tsuspend\tspam wave\n"
+    assert (await cli("unblock-domain", "remote.example")).exit_code == 0
     bad = await cli("block-domain", "https://evil.example/")
     assert bad.exit_code == 1 and "error: domain:" in bad.output and "no https://" in bad.output
     assert (await cli("unblock-domain", "social.other.example")).exit_code == 0

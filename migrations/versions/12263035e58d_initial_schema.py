@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 2660155ac697
+Revision ID: 12263035e58d
 Revises: 
-Create Date: 2026-11-27 09:49:56.228031
+Create Date: 2026-11-27 13:23:06.526039
 
 """
 
@@ -27,7 +27,7 @@ sa.JsonB = JsonB
 sa.ORA_JSONB = ORA_JSONB
 
 # revision identifiers, used by Alembic.
-revision = '2660155ac697'
+revision = '12263035e58d'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -130,6 +130,7 @@ def schema_upgrades() -> None:
     sa.Column('id', sa.GUID(length=16), nullable=False),
     sa.Column('domain', sa.String(length=255), nullable=False),
     sa.Column('reason', sa.Text(), nullable=False),
+    sa.Column('severity', sa.String(length=16), server_default='suspend', nullable=False),
     sa.Column('sa_orm_sentinel', sa.Integer(), nullable=True),
     sa.Column('created_at', sa.DateTimeUTC(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTimeUTC(timezone=True), nullable=False),
