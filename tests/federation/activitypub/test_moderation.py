@@ -47,6 +47,7 @@ from federation.activitypub.outbox import Outbox, OutboxError
 from federation.activitypub.processor import InboxPayload
 from federation.activitypub.safe_fetch import FetchError, SafeClient
 from federation.activitypub.signatures import sign_cavage
+from tests.federation.activitypub.test_social_hub import Browser
 from tests.helpers.web import CSRF_FIELD, signup
 
 pytestmark = pytest.mark.anyio
@@ -420,18 +421,11 @@ async def test_local_members_blocks_stop_follows_and_notifications(members: Asyn
 # --- the hub: members' blocks and reports ------------------------------------------------------
 
 
-class People:
-    """Several people on one test client, each with their own cookie jar."""
-
-    def __init__(self, client: Any) -> None:
-        self.client, self.jars, self.current = client, {}, None  # type: ignore[var-annotated]
+class People(Browser):
+    """Several people on one test client (each with their own cookie jar), posting forms by name."""
 
     def as_(self, name: str) -> Any:
-        if self.current is not None:
-            self.jars[self.current] = httpx.Cookies(self.client.cookies)
-        self.client.cookies = self.jars.get(name, httpx.Cookies())
-        self.current = name
-        return self.client
+        return self.switch(name)
 
     async def post(self, name: str, path: str, data: dict[str, str], page: str = "/social/") -> Any:
         client = self.as_(name)
