@@ -423,7 +423,7 @@ class Federation:
         """Fetch an object from its origin; its id must be on the final URL's origin."""
         final, data = await self.fetch_json(uri)
         oid = data.get("id")
-        if not isinstance(oid, str) or not _safe_http(oid) or host_of(oid) != host_of(final) or \
+        if not isinstance(oid, str) or not http_url(oid) or host_of(oid) != host_of(final) or \
                 host_of(oid) != host_of(uri):
             raise FetchError(f"object fetched from {final} claims foreign id {oid!r}", 422)
         return data
@@ -446,7 +446,7 @@ class Federation:
 
     async def store_actor(self, data: dict[str, Any], fetched_from: str, actor: Actor | None = None) -> Actor:
         uri = data.get("id")
-        if not isinstance(uri, str) or not _safe_http(uri) or host_of(uri) != host_of(fetched_from):
+        if not isinstance(uri, str) or not http_url(uri) or host_of(uri) != host_of(fetched_from):
             raise FetchError(f"actor document from {fetched_from} has a foreign or missing id", 422)
         if data.get("type") not in ACTOR_TYPES:
             raise FetchError(f"{uri} is not an actor", 422)
@@ -469,7 +469,7 @@ class Federation:
         actor.domain = host_of(uri)
         actor.name = plain_text(data.get("name"), 255)
         actor.summary = sanitize_html(data.get("summary"))
-        actor.url = _safe_http(id_of(as_list(data.get("url"))[0]) if data.get("url") else uri)
+        actor.url = http_url(id_of(as_list(data.get("url"))[0]) if data.get("url") else uri)
         actor.icon_url = _image_url(icon)
         actor.inbox = inbox
         actor.shared_inbox = str(endpoints.get("sharedInbox") or "") if isinstance(endpoints, dict) else ""
@@ -575,11 +575,17 @@ def _image_url(value: Any) -> str:
         value = value.get("url") or value.get("href")
         if isinstance(value, list):
             value = value[0] if value else None
-    return _safe_http(id_of(value))
+    return http_url(id_of(value))
 
 
-def _safe_http(url: str) -> str:
+def http_url(url: str) -> str:
+    """``url`` if it is an http(s) URL, else "" (ids and links read from remote documents)."""
     return url if url.startswith(("https://", "http://")) else ""
+
+
+def page_url(data: dict[str, Any], fallback: str) -> str:
+    """An object's ``url`` (the first of a list) when it is http(s), else ``fallback``."""
+    return http_url(id_of(as_list(data.get("url"))[0]) if data.get("url") else "") or fallback
 
 
 def public_addressing(visibility: str, followers_url: str) -> tuple[list[str], list[str]]:

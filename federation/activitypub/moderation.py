@@ -234,15 +234,18 @@ def may_see(obj: APObject, me: Actor, follows_author: bool) -> bool:
     return obj.visibility == "followers" and follows_author
 
 
+async def may_see_note(session: AsyncSession, obj: APObject, me: Actor) -> bool:
+    """:func:`may_see`, with whether ``me`` follows the note's author read from the database."""
+    follows = await session.scalar(select(Follow.id).where(
+        Follow.follower == me.uri, Follow.followee == obj.attributed_to, Follow.state == "accepted"))
+    return may_see(obj, me, follows is not None)
+
+
 async def visible_note(session: AsyncSession, oid: UUID, me: Actor) -> APObject | None:
     """The note ``oid`` if ``me`` may see it (:func:`may_see`, and no block either way between
     ``me`` and its author), else None — callers answer 404, as if it did not exist."""
     obj = await session.get(APObject, oid)
-    if obj is None:
-        return None
-    follows = await session.scalar(select(Follow.id).where(
-        Follow.follower == me.uri, Follow.followee == obj.attributed_to, Follow.state == "accepted"))
-    if not may_see(obj, me, follows is not None):
+    if obj is None or not await may_see_note(session, obj, me):
         return None
     if obj.attributed_to != me.uri and (await blocks(session, me.uri, obj.attributed_to)
                                         or await blocks(session, obj.attributed_to, me.uri)):

@@ -152,8 +152,10 @@ class Outbox:
                 continue
         parent: APObject | None = None
         if in_reply_to:
+            from federation.activitypub.moderation import may_see_note
+
             parent = await self.session.scalar(select(APObject).where(APObject.ap_id == in_reply_to))
-            if parent is None or parent.deleted or not await self._may_see(actor, parent):
+            if parent is None or parent.deleted or not await may_see_note(self.session, parent, actor):
                 raise OutboxError("The post you are replying to is gone.", 404)  # the same for a hidden one
             author = await self.fed.remote_actor(parent.attributed_to)
             if author.uri != actor.uri and author not in mentioned:
@@ -187,13 +189,6 @@ class Outbox:
         await self.send_create(actor, obj, mentioned)
         await self._notify_local(actor, obj, parent, mentioned)
         return obj
-
-    async def _may_see(self, actor: Actor, obj: APObject) -> bool:
-        from federation.activitypub.moderation import may_see
-
-        follows = await self.session.scalar(select(Follow.id).where(
-            Follow.follower == actor.uri, Follow.followee == obj.attributed_to, Follow.state == "accepted"))
-        return may_see(obj, actor, follows is not None)
 
     async def _notify_local(self, actor: Actor, obj: APObject, parent: APObject | None, mentioned: list[Actor]) -> None:
         """Members of this instance hear about replies and mentions without a round trip."""

@@ -23,7 +23,7 @@ from sqlalchemy import delete, or_, select
 
 from app.jobs import JobContext, PermanentFailure, job_handler
 from federation.activitypub.contexts import PUBLIC
-from federation.activitypub.core import Federation, as_list, host_of, id_of, ids_of, parse_time
+from federation.activitypub.core import Federation, as_list, host_of, http_url, id_of, ids_of, page_url, parse_time
 from federation.activitypub.models import (
     Activity,
     Actor,
@@ -232,8 +232,7 @@ class Processor:
     async def store_object(self, data: dict[str, Any]) -> APObject | None:
         oid = id_of(data)
         author = id_of(as_list(data.get("attributedTo"))[0]) if data.get("attributedTo") else ""
-        if not oid.startswith(("https://", "http://")) or not author.startswith(("https://", "http://")) or \
-                host_of(author) != host_of(oid):
+        if not http_url(oid) or not http_url(author) or host_of(author) != host_of(oid):
             raise PermanentFailure("object without an http(s) id and a same-origin author")
         if self.activity.trusted and author != self.actor_uri and self.raw.get("type") in ("Create", "Update"):
             raise PermanentFailure("Create/Update of an object attributed to someone else")
@@ -254,8 +253,7 @@ class Processor:
         obj.content = sanitize_html(data.get("content"))
         obj.summary = plain_text(data.get("summary"), 500)
         obj.name = plain_text(data.get("name"), 500)
-        url = id_of(as_list(data.get("url"))[0]) if data.get("url") else oid
-        obj.url = url if url.startswith(("https://", "http://")) else oid
+        obj.url = page_url(data, oid)
         obj.in_reply_to = id_of(data.get("inReplyTo"))
         obj.to, obj.cc = to, cc
         obj.mentions = [m for m in mentions if m]

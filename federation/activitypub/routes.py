@@ -25,6 +25,7 @@ from federation.activitypub.core import (
     PAGE_SIZE,
     Federation,
     host_of,
+    http_url,
     id_of,
     iso,
     wants_as2,
@@ -128,7 +129,7 @@ async def _inbox(request: Request[Any, Any, Any], db_session: AsyncSession, sett
         return _problem(400, "an activity is a JSON object")
     activity_id, kind, actor_uri = data.get("id"), data.get("type"), id_of(data.get("actor"))
     if not isinstance(activity_id, str) or not isinstance(kind, str) or not actor_uri or \
-            not activity_id.startswith(("https://", "http://")) or not actor_uri.startswith(("https://", "http://")):
+            not http_url(activity_id) or not http_url(actor_uri):
         log.warning("inbox: activity without id, type or actor")
         return _problem(400, "an activity needs an id, a type and an actor")
     ctx = data.get("@context")

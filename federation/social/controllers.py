@@ -28,7 +28,7 @@ from litestar.exceptions import NotFoundException
 from litestar.plugins.flash import flash
 from litestar.plugins.htmx import ClientRedirect, HTMXTemplate
 from litestar.response import Redirect, Template
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.forms import form_data, safe_next, see_other
@@ -36,7 +36,7 @@ from app.security import requires_user
 from app.settings import Settings
 from domains.account.models import User
 from domains.account.services import AccountService
-from federation.activitypub.core import Federation, Urls, as_list, host_of, id_of, ids_of, parse_time
+from federation.activitypub.core import Federation, Urls, as_list, host_of, id_of, ids_of, page_url, parse_time
 from federation.activitypub.models import Actor, Announce, APObject, Follow, Like, Notification
 from federation.activitypub.moderation import blocks, hidden_from, limited_unfollowed, visible_note
 from federation.activitypub.outbox import VISIBILITIES, Outbox, OutboxError
@@ -208,8 +208,7 @@ def _fetched_note(item: Any, actor: Actor) -> FetchedNote | None:
     visibility = visibility_of(ids_of(obj.get("to")), ids_of(obj.get("cc")), actor.followers_url)
     if visibility not in ("public", "unlisted"):
         return None
-    url = id_of(as_list(obj.get("url"))[0]) if obj.get("url") else oid
-    return FetchedNote(ap_id=oid, url=url if url.startswith(("https://", "http://")) else oid,
+    return FetchedNote(ap_id=oid, url=page_url(obj, oid),
                        type=str(obj.get("type")), name=plain_text(obj.get("name"), 500),
                        content=sanitize_html(obj.get("content")), summary=plain_text(obj.get("summary"), 500),
                        published=parse_time(obj.get("published")), visibility=visibility, author=actor)
@@ -314,6 +313,7 @@ class SocialController(Controller):
             following = list((await db_session.scalars(select(Follow.followee).where(
                 Follow.follower == me.uri, Follow.state == "accepted"))).all())
             hidden = hidden_from(me.uri)  # accounts the member blocks, and those blocking the member
+            limited = await limited_unfollowed(db_session, me.uri)
             base = select(APObject).where(APObject.deleted.is_(False), APObject.attributed_to.not_in(hidden))
             if (older := older_than(APObject.published, APObject.id, cursor)) is not None:
                 base = base.where(older)
@@ -349,14 +349,14 @@ class SocialController(Controller):
                 candidates = list(await db_session.scalars(base.where(
                     APObject.local, APObject.visibility == "public").order_by(*newest_first).limit(more)))
             else:
-                if (limited := await limited_unfollowed(db_session, me.uri)) is not None:
+                if limited is not None:
                     base = base.where(APObject.attributed_to.not_in(limited))
                 candidates = list(await db_session.scalars(base.where(
                     APObject.visibility == "public").order_by(*newest_first).limit(more)))
             shown, token = cut(candidates, TIMELINE_SIZE, lambda o: (o.published or EPOCH, o.id))
             notes = await note_views(db_session, me, shown, boosters)
             unread = await db_session.scalar(select(func.count()).select_from(Notification).where(
-                await self._notifications_for(db_session, request.user, me.uri), Notification.read.is_(False))) or 0
+                self._notifications_for(request.user, me.uri, limited), Notification.read.is_(False))) or 0
         reply_to = request.query_params.get("reply_to", "")
         return Template("social/timeline.html", context={
             "tab": tab, "notes": notes, "me": me, "unread": unread, "reply_to": reply_to,
@@ -573,11 +573,11 @@ class SocialController(Controller):
         return see_other("/social/followers", request, "Saved.")
 
     @staticmethod
-    async def _notifications_for(session: AsyncSession, user: User, me_uri: str) -> ColumnElement[bool]:
+    def _notifications_for(user: User, me_uri: str, limited: Select[Any] | None) -> ColumnElement[bool]:
         """The member's notifications, less those from accounts hidden from them and, but for
-        follow requests (which wait for an answer), from unfollowed accounts on limited domains."""
+        follow requests (which wait for an answer), from ``limited`` (:func:`limited_unfollowed`)."""
         shown = and_(Notification.user_id == user.id, Notification.actor.not_in(hidden_from(me_uri)))
-        if (limited := await limited_unfollowed(session, me_uri)) is not None:
+        if limited is not None:
             shown = and_(shown, or_(Notification.actor.not_in(limited), Notification.kind == "follow_request"))
         return shown
 
@@ -586,7 +586,8 @@ class SocialController(Controller):
                             settings: Settings, before: str | None = None) -> Template:
         cursor = parse_cursor(before)
         me_uri = Urls(settings.base_url).user(request.user.username)
-        query = select(Notification).where(await self._notifications_for(db_session, request.user, me_uri))
+        query = select(Notification).where(self._notifications_for(
+            request.user, me_uri, await limited_unfollowed(db_session, me_uri)))
         if (older := older_than(Notification.created_at, Notification.id, cursor)) is not None:
             query = query.where(older)
         rows, token = cut(list((await db_session.scalars(query.order_by(
