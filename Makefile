@@ -29,8 +29,10 @@ migrate: $(STAMP)
 	$(BIN)/rose-ash database upgrade --no-prompt
 
 ## Set up, migrate and serve on SQLite under ./var with an in-process job worker.
+## The public origin follows HOST and PORT unless ROSE_ASH_BASE_URL says otherwise (handles, links).
 run: migrate
-	ROSE_ASH_WORKER_IN_PROCESS=true $(BIN)/rose-ash run --host $(HOST) --port $(PORT)
+	ROSE_ASH_BASE_URL="$${ROSE_ASH_BASE_URL:-http://$(HOST):$(PORT)}" ROSE_ASH_WORKER_IN_PROCESS=true \
+	  $(BIN)/rose-ash run --host $(HOST) --port $(PORT)
 
 ## Set up and run the whole test suite (PostgreSQL/Redis legs when their URLs are set).
 test: $(STAMP) $(INTEROP_STAMPS)
