@@ -9,9 +9,11 @@ from typing import Any
 
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar, Request
+from litestar.config.allowed_hosts import AllowedHostsConfig
 from litestar.datastructures import CacheControlHeader, State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
+from litestar.middleware.allowed_hosts import AllowedHostsMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.flash import FlashConfig, FlashPlugin
@@ -34,6 +36,9 @@ from fragments.registry import inline_fragment
 AUTH_FORM_PATHS = frozenset({"/account/login", "/account/signup"})
 # Routes that never need to know who is asking.
 AUTH_EXCLUDE = [r"^/static/", r"^/healthz$"]
+# Load balancers and orchestrators probe the health check by address (Host: 10.0.0.5:8000), and it
+# builds no URL, reads no session and sets no cookie, so it answers whatever the Host.
+ANY_HOST = [r"^/healthz$"]
 
 
 def _static_version() -> str:
@@ -86,6 +91,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         async with worker_in_background(sessionmaker, JobContext(sessionmaker=sessionmaker, settings=settings)):
             yield
 
+    # Only the configured hosts, port included (Litestar matches the whole Host header). Placed
+    # outermost rather than as Litestar(allowed_hosts=...), which Litestar nests inside the app
+    # middleware: a foreign Host must not reach the session store, single sign-on or the database.
+    allowed_hosts = DefineMiddleware(AllowedHostsMiddleware, config=AllowedHostsConfig(
+        allowed_hosts=list(settings.allowed_hosts), exclude=ANY_HOST, www_redirect=False))
+
     static = create_static_files_router(
         path="/static",
         directories=[STATIC_DIR],
@@ -114,6 +125,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         middleware=[
             request_logging_middleware,
+            allowed_hosts,  # 400 for any Host that is not configured, before anything else runs
             FragmentMiddleware,  # outside session/auth/CSRF: sees every Set-Cookie and the final headers
             session_config.middleware,
             SSOMiddleware,  # single sign-on across ROSE_ASH_DOMAIN_HOSTS; ends sessions signed out elsewhere

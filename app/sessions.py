@@ -4,7 +4,13 @@ Litestar's server-side backend writes the store and sends ``Set-Cookie`` on ever
 for a visitor whose session is empty. That would make every public page uncacheable and fill the
 store with empty sessions. This backend writes only when the session changed, sends a cookie
 only when one must be created, renewed or cleared, and issues a fresh session id on sign-in
-(session fixation).
+(session fixation). A cookie naming no session (stale, forged, another host's) is ignored, not
+answered with ``Set-Cookie: rose_ash_session=null``, so public pages stay cookie-free.
+
+A session belongs to the host that issued it: the store key is ``<host>/<session id>``, so the
+blog host's cookie sent to the main host (or the reverse) names no session there. Single sign-on
+(federation/oauth/sso.py) is the only way a session reaches another host. The Host header can be
+trusted here because the allowed-hosts middleware (app/factory.py) has already refused any other.
 """
 
 from __future__ import annotations
@@ -27,9 +33,17 @@ def rotate_session_id(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
     connection.scope[_ROTATE] = True  # type: ignore[literal-required]
 
 
+def _store_key(connection: ASGIConnection[Any, Any, Any, Any], session_id: str) -> str:
+    return f"{connection.headers.get('host', '').lower()}/{session_id}"
+
+
 class LazySessionBackend(ServerSideSessionBackend):
     async def load_from_connection(self, connection: ASGIConnection[Any, Any, Any, Any]) -> dict[str, Any]:
-        data = await super().load_from_connection(connection)
+        data: dict[str, Any] = {}
+        if session_id := connection.cookies.get(self.config.key):
+            store = self.config.get_store_from_app(connection.scope["app"])
+            raw = await self.get(_store_key(connection, session_id), store=store)
+            data = self.deserialize_data(raw) if raw is not None else {}
         connection.scope[_LOADED] = self.serialize_data(data, connection.scope) if data else None  # type: ignore[literal-required]
         return data
 
@@ -44,22 +58,23 @@ class LazySessionBackend(ServerSideSessionBackend):
         params = dict(extract_dataclass_items(self.config, exclude_none=True, include=Cookie.__dict__.keys()))
 
         if scope_session is Empty or not scope_session:
-            if incoming:
-                await self.delete(incoming, store=store)
+            if incoming and scope.get(_LOADED) is not None:  # a real session ended (sign-out)
+                await self.delete(_store_key(connection, incoming), store=store)
                 expired = Cookie(value="null", key=self.config.key, expires=0, **params)
                 headers.add("Set-Cookie", expired.to_header(header=""))
             return
 
         data = self.serialize_data(scope_session, scope)
         rotate = bool(scope.get(_ROTATE))
-        if incoming and not rotate and data == scope.get(_LOADED):
+        # Never adopt an id this host did not issue (session fixation): only a loaded session keeps its id.
+        session_id = incoming if scope.get(_LOADED) is not None else None
+        if session_id and not rotate and data == scope.get(_LOADED):
             return  # unchanged: no write, no cookie
-        session_id = incoming
         if rotate or not session_id:
             if session_id:
-                await self.delete(session_id, store=store)
+                await self.delete(_store_key(connection, session_id), store=store)
             session_id = self.generate_session_id()
-        await self.set(session_id=session_id, data=data, store=store)
+        await self.set(session_id=_store_key(connection, session_id), data=data, store=store)
         headers.add("Set-Cookie", Cookie(value=session_id, key=self.config.key, **params).to_header(header=""))
 
 

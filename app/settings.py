@@ -6,6 +6,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -39,8 +40,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # and how many registrations one address may make per hour.
     oauth_dynamic_registration: bool = True
     oauth_registration_rate_limit: int = 10
-    # Domains served on their own hostnames, e.g. "blog=blog.coop.test,market=market.coop.test".
-    # Each host keeps its own session and signs visitors in through the OAuth server (SSO).
+    # Domains served on their own hostnames, e.g. "blog=blog.coop.test,market=market.coop.test:8443":
+    # name=host[:port], the port as browsers send it in ``Host`` (none for the scheme's default).
+    # Each host keeps its own session and signs visitors in through the OAuth server (SSO). These
+    # and BASE_URL's host are the only hosts the app answers for (factory.py: allowed hosts).
     domain_hosts: tuple[tuple[str, str], ...] = ()
     log_level: str = "INFO"
     # Ghost: the old site's origin (replaces __GHOST_URL__ in imports) and the webhook secret.
@@ -53,6 +56,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     @property
     def secure_cookies(self) -> bool:
         return self.base_url.startswith("https://")
+
+    @property
+    def scheme(self) -> str:
+        return self.base_url.split("://", 1)[0]
+
+    @property
+    def base_host(self) -> str:
+        """BASE_URL's ``host[:port]`` exactly as a client sends it in the ``Host`` header."""
+        return host_as_sent(self.scheme, urlsplit(self.base_url).netloc)
+
+    @property
+    def allowed_hosts(self) -> tuple[str, ...]:
+        """Every ``Host`` the app answers for: configuration only, never a request."""
+        return (self.base_host, *(host for _, host in self.domain_hosts))
 
     @property
     def repos_dir(self) -> Path:
@@ -80,15 +97,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 raw[flag] = str(raw[flag]).strip().lower() in _TRUE
         if isinstance(raw.get("edge_purge_urls"), str):
             raw["edge_purge_urls"] = tuple(u.strip() for u in str(raw["edge_purge_urls"]).split(",") if u.strip())
+        raw["base_url"] = str(raw.get("base_url", "http://127.0.0.1:8000")).rstrip("/")
         if isinstance(raw.get("domain_hosts"), str):
             pairs = (item.partition("=") for item in str(raw["domain_hosts"]).split(",") if "=" in item)
-            raw["domain_hosts"] = tuple((name.strip(), host.strip().lower()) for name, _, host in pairs)
-        raw["base_url"] = str(raw.get("base_url", "http://127.0.0.1:8000")).rstrip("/")
+            raw["domain_hosts"] = tuple((name.strip(), host.strip()) for name, _, host in pairs)
+        if isinstance(hosts := raw.get("domain_hosts"), tuple):
+            scheme = str(raw["base_url"]).split("://", 1)[0]
+            raw["domain_hosts"] = tuple((name, host_as_sent(scheme, host)) for name, host in hosts)
         if not raw.get("database_url"):
             raw["database_url"] = f"sqlite+aiosqlite:///{data_dir / 'rose-ash.sqlite3'}"
         if not raw.get("secret_key"):
             raw["secret_key"] = _load_or_create_secret(data_dir)
         return msgspec.convert(raw, cls, strict=False)
+
+
+def host_as_sent(scheme: str, netloc: str) -> str:
+    """``host[:port]`` as clients send it in ``Host``: lower case, no port when it is the scheme's
+    default (RFC 9110 section 7.2; browsers omit it), so comparing the header is a string equality."""
+    netloc = netloc.strip().lower()
+    default = {"http": ":80", "https": ":443"}.get(scheme, "")
+    return netloc.removesuffix(default) if default else netloc
 
 
 def _load_or_create_secret(data_dir: Path) -> str:

@@ -16,6 +16,7 @@ from litestar import Request, Response
 from litestar.types import Scope
 
 __all__ = [
+    "ANONYMOUS_OPT",
     "CACHEABLE",
     "CACHE_CONTROL",
     "DEGRADED_CACHE_CONTROL",
@@ -65,6 +66,10 @@ DOWNGRADED_CACHE_CONTROL = "private, no-store"
 CACHEABLE = frozenset({CachePolicy.PUBLIC, CachePolicy.SHARED_FRAGMENT, CachePolicy.EMBED})
 
 POLICY_OPT_KEY = "cache_policy"
+# ``opt=`` keys of a route whose answer never depends on who asks: no session is loaded, nobody is
+# authenticated and no CSRF cookie is set, so its public responses carry no ``Set-Cookie``
+# (tests/fragments/test_public_cookies.py walks the route table for it).
+ANONYMOUS_OPT: Mapping[str, Any] = {"skip_session": True, "exclude_from_auth": True, "exclude_from_csrf": True}
 _STATE_KEY = "rose_ash.fragments"
 
 
@@ -77,7 +82,7 @@ def route_opt(policy: CachePolicy) -> dict[str, Any]:
     """
     opt: dict[str, Any] = {POLICY_OPT_KEY: policy}
     if policy in CACHEABLE:
-        opt.update({"skip_session": True, "exclude_from_auth": True, "exclude_from_csrf": True})
+        opt.update(ANONYMOUS_OPT)
     return opt
 
 

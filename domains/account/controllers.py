@@ -18,6 +18,7 @@ from app.settings import Settings
 from domains.account.models import User
 from domains.account.schemas import SCOPES, SignupInput
 from domains.account.services import AccountService, InputProblems, TokenService
+from fragments.caching import ANONYMOUS_OPT
 
 PRIVATE = CacheControlHeader(private=True, no_store=True)
 
@@ -170,7 +171,8 @@ class AccountController(Controller):
         return see_other("/account/settings/tokens", request, "Token revoked.")
 
 
-@get("/{handle:str}", name="account:profile", cache_control=CacheControlHeader(public=True, max_age=60))
+@get("/{handle:str}", name="account:profile", cache_control=CacheControlHeader(public=True, max_age=60),
+     opt=dict(ANONYMOUS_OPT))
 async def profile(handle: str, request: Request[Any, Any, Any], db_session: AsyncSession,
                   settings: Settings) -> Template | Response[bytes]:
     """``/@<username>``. Litestar parameters span whole segments, so the ``@`` is checked here;

@@ -34,6 +34,7 @@ from federation.activitypub.models import Activity, Actor, APObject, Follow, Lik
 from federation.activitypub.outbox import note_document
 from federation.activitypub.processor import InboxPayload
 from federation.activitypub.signatures import SignatureError, SignedMessage, signature_key_id, verify_request
+from fragments.caching import ANONYMOUS_OPT
 
 log = logging.getLogger("rose_ash.federation.inbox")
 
@@ -91,7 +92,7 @@ async def _actor_for(fed: Federation, handle: str) -> Actor:
     raise NotFoundException()
 
 
-@get("/ap/actors/{name:str}", cache_control=None)
+@get("/ap/actors/{name:str}", cache_control=None, opt=dict(ANONYMOUS_OPT))
 async def service_actor(name: str, request: Request[Any, Any, Any], db_session: AsyncSession,
                         settings: Settings) -> Response[Any]:
     if name not in DOMAIN_ACTORS:
@@ -263,7 +264,7 @@ async def _collection_response(handle: str, which: str, request: Request[Any, An
 COLLECTIONS = ("outbox", "followers", "following", "liked")
 
 
-@get("/{handle:str}/{which:str}", cache_control=None)
+@get("/{handle:str}/{which:str}", cache_control=None, opt=dict(ANONYMOUS_OPT))
 async def user_collection(handle: str, which: str, request: Request[Any, Any, Any], db_session: AsyncSession,
                           settings: Settings, page: int | None = None) -> Response[bytes]:
     if not handle.startswith("@") or which not in COLLECTIONS:
@@ -271,7 +272,7 @@ async def user_collection(handle: str, which: str, request: Request[Any, Any, An
     return await _collection_response(handle, which, request, db_session, settings, page)
 
 
-@get("/ap/actors/{name:str}/{which:str}", cache_control=None)
+@get("/ap/actors/{name:str}/{which:str}", cache_control=None, opt=dict(ANONYMOUS_OPT))
 async def service_collection(name: str, which: str, request: Request[Any, Any, Any], db_session: AsyncSession,
                              settings: Settings, page: int | None = None) -> Response[bytes]:
     if name not in DOMAIN_ACTORS or which not in COLLECTIONS:
@@ -282,7 +283,7 @@ async def service_collection(name: str, which: str, request: Request[Any, Any, A
 # --- objects and activities -----------------------------------------------------------------
 
 
-@get("/ap/objects/{oid:uuid}", cache_control=None)
+@get("/ap/objects/{oid:uuid}", cache_control=None, opt=dict(ANONYMOUS_OPT))
 async def object_view(oid: UUID, request: Request[Any, Any, Any], db_session: AsyncSession,
                       settings: Settings) -> Response[Any]:
     obj = await db_session.get(APObject, oid)
@@ -298,7 +299,7 @@ async def object_view(oid: UUID, request: Request[Any, Any, Any], db_session: As
     return as2({"@context": emitted_context(), **note_document(obj)}, vary="Accept, Signature")
 
 
-@get("/ap/objects/{oid:uuid}/activity", cache_control=None)
+@get("/ap/objects/{oid:uuid}/activity", cache_control=None, opt=dict(ANONYMOUS_OPT))
 async def object_create_activity(oid: UUID, db_session: AsyncSession) -> Response[bytes]:
     obj = await db_session.get(APObject, oid)
     if obj is None or not obj.local or obj.deleted or obj.visibility not in ("public", "unlisted"):
@@ -307,7 +308,7 @@ async def object_create_activity(oid: UUID, db_session: AsyncSession) -> Respons
                 "actor": obj.attributed_to, "to": obj.to, "cc": obj.cc, "object": note_document(obj)})
 
 
-@get("/ap/activities/{aid:uuid}", cache_control=None)
+@get("/ap/activities/{aid:uuid}", cache_control=None, opt=dict(ANONYMOUS_OPT))
 async def activity_view(aid: UUID, db_session: AsyncSession) -> Response[bytes]:
     activity = await db_session.get(Activity, aid)
     if activity is None or activity.direction != "out":

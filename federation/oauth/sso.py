@@ -49,17 +49,21 @@ AUTH_TIME_KEY = "auth_time"
 NO_STORE = CacheControlHeader(no_store=True)
 
 
-def _host_name(host_header: str) -> str:
-    return host_header.rsplit(":", 1)[0].lower() if not host_header.startswith("[") else host_header.lower()
-
-
 def satellite_name(settings: Settings, host_header: str) -> str | None:
-    """The domain name (e.g. ``blog``) if the request came to one of the configured hosts."""
-    host = _host_name(host_header)
+    """The domain name (e.g. ``blog``) if the request came to one of the configured hosts, port
+    included (``ROSE_ASH_DOMAIN_HOSTS`` entries are ``name=host[:port]``)."""
+    host = host_header.strip().lower()
     for name, configured in settings.domain_hosts:
         if configured == host:
             return name
     return None
+
+
+def sso_callback_uri(settings: Settings, name: str) -> str:
+    """The ``sso-<name>`` client's one redirect URI, from configuration alone: the request's Host
+    never becomes part of it (a crafted Host once registered an attacker's callback)."""
+    host = dict(settings.domain_hosts)[name]
+    return f"{settings.scheme}://{host}/oauth/sso/callback"
 
 
 def _sso_store(app: Any) -> Store:
@@ -156,34 +160,30 @@ async def _redirect(send: Send, location: str) -> None:
 # --- the relying-party side on a configured host -----------------------------------------------------
 
 
-def _origin(settings: Settings, host_header: str) -> str:
-    scheme = settings.base_url.split("://", 1)[0]
-    return f"{scheme}://{host_header}"
-
-
-async def ensure_sso_client(store: OAuthStore, name: str, redirect_uri: str) -> OAuthClient:
+async def ensure_sso_client(store: OAuthStore, settings: Settings, name: str) -> OAuthClient:
+    """The first-party client of a configured host, its redirect URIs exactly the configured one
+    (a changed port replaces the old URI, and rows a request once added are dropped)."""
     client_id = f"sso-{name}"
+    redirect_uris = [sso_callback_uri(settings, name)]
     client = (await store.session.execute(select(OAuthClient).where(OAuthClient.client_id == client_id))).scalar()
     if client is None:
         client, _ = await store.create_client(
-            name=f"Rose Ash {name}", redirect_uris=[redirect_uri], public=True, scope="openid profile",
+            name=f"Rose Ash {name}", redirect_uris=redirect_uris, public=True, scope="openid profile",
             grant_types=["authorization_code"], first_party=True,
         )
         client.client_id = client_id
         await store.session.flush()
-    elif redirect_uri not in client.redirect_uris:
-        # Only configured hosts get here, so their callback may be registered (e.g. another port).
-        client.redirect_uris = [*client.redirect_uris, redirect_uri]
+    elif client.redirect_uris != redirect_uris:
+        client.redirect_uris = redirect_uris
         await store.session.flush()
     return client
 
 
-def _satellite(request: Request[Any, Any, Any], settings: Settings) -> tuple[str, str]:
-    host = request.headers.get("host", "")
-    name = satellite_name(settings, host)
+def _satellite(request: Request[Any, Any, Any], settings: Settings) -> str:
+    name = satellite_name(settings, request.headers.get("host", ""))
     if name is None:
         raise NotFoundException("Single sign-on starts on one of the co-op's own hosts.")
-    return name, host
+    return name
 
 
 @get("/oauth/sso/login", name="oauth:sso-login", cache_control=NO_STORE)
@@ -193,14 +193,14 @@ async def sso_login(request: Request[Any, Any, Any], db_session: AsyncSession, s
     import base64
     import hashlib
 
-    name, host = _satellite(request, settings)
-    redirect_uri = f"{_origin(settings, host)}/oauth/sso/callback"
-    client = await ensure_sso_client(OAuthStore(db_session), name, redirect_uri)
+    name = _satellite(request, settings)
+    client = await ensure_sso_client(OAuthStore(db_session), settings, name)
+    redirect_uri = client.redirect_uris[0]
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     state, nonce = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     request.session[PENDING_KEY] = {"state": state, "verifier": verifier, "nonce": nonce,
-                                    "next": safe_next(next, "/"), "redirect_uri": redirect_uri}
+                                    "next": safe_next(next, "/")}
     query = urlencode({
         "response_type": "code", "client_id": client.client_id, "redirect_uri": redirect_uri,
         "scope": "openid profile", "state": state, "nonce": nonce,
@@ -222,7 +222,7 @@ async def sso_callback(request: Request[Any, Any, Any], db_session: AsyncSession
     from federation.oauth.server import LitestarOAuth2Request, OAuthResult, RoseAshAuthorizationServer
     from federation.oauth.signing import public_key_set
 
-    name, _host = _satellite(request, settings)
+    name = _satellite(request, settings)
     pending = request.session.pop(PENDING_KEY, None) if request.session else None
     state = oauth_state
     if not isinstance(pending, dict) or not state or not secrets.compare_digest(str(pending.get("state")), state):
@@ -234,7 +234,7 @@ async def sso_callback(request: Request[Any, Any, Any], db_session: AsyncSession
     client_id = f"sso-{name}"
     oreq = LitestarOAuth2Request("POST", f"{settings.base_url}/oauth/token", {}, [], [
         ("grant_type", "authorization_code"), ("code", code), ("client_id", client_id),
-        ("redirect_uri", str(pending["redirect_uri"])), ("code_verifier", str(pending["verifier"])),
+        ("redirect_uri", sso_callback_uri(settings, name)), ("code_verifier", str(pending["verifier"])),
     ])
     server = RoseAshAuthorizationServer(await make_context(db_session, settings, keys=True))
     result: OAuthResult = await anyio.to_thread.run_sync(server.create_token_response, oreq)
