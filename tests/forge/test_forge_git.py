@@ -525,7 +525,8 @@ def raw_get(forge: Forge, path: str) -> int:
     import socket
 
     with socket.create_connection(("127.0.0.1", forge.server.port), timeout=10) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        host = f"127.0.0.1:{forge.server.port}"  # the app answers only its configured host
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
         data = b""
         while chunk := sock.recv(65536):
             data += chunk

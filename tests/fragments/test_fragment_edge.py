@@ -12,7 +12,7 @@ import pytest
 from fragments.purge import PurgePayload, send_purge
 from tests.conftest import require_tool
 from tests.helpers.edge import varnish_in_front
-from tests.helpers.server import app_server
+from tests.helpers.server import app_server, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 VTC = sorted((ROOT / "tests" / "edge").glob("*.vtc"))
@@ -29,8 +29,10 @@ def test_vcl_under_varnishtest(vtc: Path, tmp_path: Path) -> None:
 @pytest.mark.e2e
 def test_real_varnish_in_front_of_the_app(tmp_path: Path) -> None:
     require_tool("varnishd")
-    env = {"ROSE_ASH_WORKER_IN_PROCESS": "false"}
-    with app_server(tmp_path, extra_env=env) as server, varnish_in_front(server.port, tmp_path) as edge:
+    edge_port = free_port()  # the public origin is the edge's: the app answers only that Host
+    env = {"ROSE_ASH_WORKER_IN_PROCESS": "false", "ROSE_ASH_BASE_URL": f"http://127.0.0.1:{edge_port}"}
+    with app_server(tmp_path, extra_env=env) as server, \
+            varnish_in_front(server.port, tmp_path, port=edge_port) as edge:
         first = httpx.get(edge + "/")
         assert first.status_code == 200 and first.headers["x-cache"] == "MISS"
         assert "surrogate-key" not in first.headers and "set-cookie" not in first.headers

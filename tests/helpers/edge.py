@@ -22,8 +22,11 @@ DEFAULT_VCL = ROOT / "deploy" / "varnish" / "default.vcl"
 
 @contextmanager
 def varnish_in_front(backend_port: int, tmp_path: Path, *, probe_interval: str = "0.5s",
-                     storage: str = "malloc,64m") -> Iterator[str]:
-    """deploy/varnish/default.vcl with its backend on ``backend_port``; yields the edge's URL."""
+                     storage: str = "malloc,64m", port: int | None = None) -> Iterator[str]:
+    """deploy/varnish/default.vcl with its backend on ``backend_port``; yields the edge's URL.
+
+    The edge passes the client's Host through, and the app answers only its BASE_URL's host, so
+    start the app with ``ROSE_ASH_BASE_URL=http://127.0.0.1:<port>`` (the edge's port)."""
     varnishd = shutil.which("varnishd")
     if varnishd is None:
         raise RuntimeError("varnishd is not installed")
@@ -33,7 +36,7 @@ def varnish_in_front(backend_port: int, tmp_path: Path, *, probe_interval: str =
     vcl = vcl.replace(".interval = 2s;", f".interval = {probe_interval};")
     path = tmp_path / "edge.vcl"
     path.write_text(vcl)
-    port = free_port()
+    port = port or free_port()
     log_path = tmp_path / "varnishd.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(

@@ -196,7 +196,7 @@ async def test_signin_is_rate_limited(settings, engine) -> None:  # type: ignore
 
     limited = create_app(settings.__class__(**{**{f: getattr(settings, f) for f in settings.__struct_fields__},
                                              "auth_rate_limit": 3}))
-    async with AsyncTestClient(app=limited) as c:
+    async with AsyncTestClient(app=limited, base_url="http://127.0.0.1:8000") as c:
         c.follow_redirects = False
         statuses = [(await login(c, "nobody", "wrong password here")).status_code for _ in range(4)]
     assert statuses == [401, 401, 401, 429]

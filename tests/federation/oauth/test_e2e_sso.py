@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.helpers.server import app_server
+from tests.helpers.server import app_server, free_port
 
 pytestmark = pytest.mark.e2e
 CSRF = re.compile(r'name="_csrf_token" value="([^"]+)"')
@@ -22,7 +22,7 @@ class Browser:
 
     def __init__(self, address: str, port: int, hosts: list[str]) -> None:
         self.clients = {host: httpx.Client(base_url=f"http://{address}:{port}", timeout=15,
-                                           headers={"Host": host if host == address else f"{host}:{port}"})
+                                           headers={"Host": f"{host}:{port}"})
                         for host in hosts}
 
     def get(self, host: str, path: str) -> tuple[str, httpx.Response]:
@@ -42,8 +42,9 @@ class Browser:
 
 
 def test_sso_between_two_hosts_with_sign_out_propagation(tmp_path: Path, server_database_url: str | None) -> None:
-    hosts = "blog=blog.coop.test,market=market.coop.test"
-    with app_server(tmp_path, database_url=server_database_url,
+    port = free_port()  # the configured hosts name the port the browser sends in Host
+    hosts = f"blog=blog.coop.test:{port},market=market.coop.test:{port}"
+    with app_server(tmp_path, database_url=server_database_url, port=port,
                     extra_env={"ROSE_ASH_DOMAIN_HOSTS": hosts}) as server:
         server.cli("users", "create", "--username", "alice", "--email", "alice@example.org", "--password", PASSWORD)
         browser = Browser("127.0.0.1", server.port, ["127.0.0.1", "blog.coop.test", "market.coop.test"])
@@ -65,6 +66,12 @@ def test_sso_between_two_hosts_with_sign_out_propagation(tmp_path: Path, server_
         assert host == "market.coop.test" and page.status_code == 200 and "alice" in page.text
         cookies = {h: c.cookies.get("rose_ash_session") for h, c in browser.clients.items()}
         assert all(cookies.values()) and len(set(cookies.values())) == 3
+        # A host answers only for its own session, and no other Host is answered at all.
+        foreign = httpx.get(f"{server.base_url}/account", headers={"Host": f"blog.coop.test:{port}"},
+                            cookies={"rose_ash_session": str(cookies["market.coop.test"])})
+        assert foreign.status_code == 303 and "rose_ash_session" not in foreign.headers.get("set-cookie", "")
+        crafted = httpx.get(f"{server.base_url}/oauth/sso/login", headers={"Host": "blog.coop.test:@evil.test"})
+        assert crafted.status_code == 400
 
         # Sign out on the market host: blog and the server are signed out too.
         market = browser.clients["market.coop.test"]

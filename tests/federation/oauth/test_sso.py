@@ -8,8 +8,9 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
+import msgspec
 import pytest
 
 from app.settings import Settings
@@ -131,3 +132,109 @@ async def test_signing_in_again_keeps_the_sso_session(client: Any) -> None:
     assert again.status_code == 303  # e.g. prompt=login: the password is checked again
     assert (await sign_out(client, AS)).status_code == 303
     assert (await client.get(f"{BLOG}/account")).status_code == 303
+
+
+# --- hosts come from configuration (issue 11, item 11) ------------------------------------------------
+
+CRAFTED = "blog.coop.test:@evil.test"  # the blog's name with an attacker's origin after it
+
+
+async def sso_blog_redirect_uris(db_session: Any) -> list[str] | None:
+    from sqlalchemy import select
+
+    from federation.oauth.models import OAuthClient
+
+    db_session.expire_all()
+    client = (await db_session.execute(select(OAuthClient).where(OAuthClient.client_id == "sso-blog"))).scalar()
+    return None if client is None else list(client.redirect_uris)
+
+
+async def test_crafted_host_cannot_take_over_an_account(client: Any, db_session: Any) -> None:
+    """The reported takeover, replayed: it must fail at its first step."""
+    await signup(client, "victim")  # the victim is signed in at the authorization server
+
+    # Step 1 (attacker): a crafted Host once registered its callback on the consent-less sso-blog
+    # client. Now it is refused before any handler runs, and nothing is registered.
+    for host in (CRAFTED, "blog.coop.test:8081", "evil.test"):
+        refused = await client.get("/oauth/sso/login?next=/", headers={"Host": host})
+        assert refused.status_code == 400 and "invalid host header" in refused.text, host
+        assert "set-cookie" not in refused.headers
+    assert await sso_blog_redirect_uris(db_session) is None
+
+    # A real sign-in on the blog creates the client with the configured callback alone.
+    page = await browse(client, f"{BLOG}/account")
+    assert origin(page) == BLOG and page.status_code == 200 and "victim" in page.text
+    assert await sso_blog_redirect_uris(db_session) == [f"{BLOG}/oauth/sso/callback"]
+
+    # Step 2 (victim follows the attacker's link): no code is sent to the attacker's origin.
+    link = f"{AS}/oauth/authorize?" + urlencode({
+        "response_type": "code", "client_id": "sso-blog", "scope": "openid profile", "state": "s",
+        "redirect_uri": f"http://{CRAFTED}/oauth/sso/callback",
+        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGjSstw-cM", "code_challenge_method": "S256"})
+    answer = await client.get(link)
+    assert answer.status_code == 400, answer.status_code
+    assert "evil.test" not in answer.headers.get("location", "") and "code=" not in answer.headers.get("location", "")
+    assert await sso_blog_redirect_uris(db_session) == [f"{BLOG}/oauth/sso/callback"]
+
+
+async def test_a_session_belongs_to_the_host_that_issued_it(client: Any) -> None:
+    await signup(client, "frank")
+    page = await browse(client, f"{BLOG}/account")
+    assert origin(page) == BLOG and page.status_code == 200 and "frank" in page.text
+    main, blog = session_cookie(client, "127.0.0.1"), session_cookie(client, "blog.coop.test")
+    assert main and blog and main != blog
+    client.cookies.clear()
+
+    async def account(base: str, cookie: str) -> Any:
+        return await client.get(f"{base}/account", headers={"Cookie": f"rose_ash_session={cookie}"})
+
+    # Each cookie works on its own host ...
+    assert (await account(AS, main)).status_code == 200
+    assert (await account(BLOG, blog)).status_code == 200
+    # ... and is no session anywhere else: signed out, and the foreign cookie is left alone.
+    for base, cookie in ((AS, blog), (BLOG, main), (MARKET, blog), (MARKET, main)):
+        answer = await account(base, cookie)
+        assert answer.status_code == 303, (base, answer.status_code)
+        assert "rose_ash_session" not in answer.headers.get("set-cookie", ""), base
+    assert (await account(AS, main)).status_code == 200  # the probes did not end the real session
+
+
+async def test_domain_hosts_match_the_port(settings: Settings, engine: Any) -> None:
+    from litestar.testing import AsyncTestClient
+
+    from app import create_app
+
+    parsed = Settings.from_env({"ROSE_ASH_DOMAIN_HOSTS": "blog=Blog.Coop.Test:8081, shop=shop.coop.test:80",
+                                "ROSE_ASH_BASE_URL": "http://coop.test:80/"}, data_dir=settings.data_dir)
+    assert parsed.domain_hosts == (("blog", "blog.coop.test:8081"), ("shop", "shop.coop.test"))
+    assert parsed.allowed_hosts == ("coop.test", "blog.coop.test:8081", "shop.coop.test")
+
+    ported = msgspec.structs.replace(settings, domain_hosts=(("blog", "blog.coop.test:8081"),))
+    async with AsyncTestClient(app=create_app(ported), base_url=AS) as c:
+        c.follow_redirects = False
+        start = await c.get("http://blog.coop.test:8081/oauth/sso/login?next=/")
+        assert start.status_code == 303, start.text
+        query = parse_qs(urlsplit(start.headers["location"]).query)
+        assert query["redirect_uri"] == ["http://blog.coop.test:8081/oauth/sso/callback"]
+        for other in ("http://blog.coop.test/", "http://blog.coop.test:8082/", "http://127.0.0.1/"):
+            refused = await c.get(other + "oauth/sso/login")
+            assert refused.status_code == 400 and "invalid host header" in refused.text, other
+
+
+async def test_unknown_hosts_are_refused_before_anything_runs(client: Any, db_session: Any) -> None:
+    from sqlalchemy import func, select
+
+    from domains.account.models import User
+
+    token = CSRF_FIELD.search((await client.get("/account/signup")).text)
+    assert token
+    for host in ("evil.test", "127.0.0.1", "127.0.0.1:9999", CRAFTED, "[::1]:8000"):
+        answer = await client.post("/account/signup", headers={"Host": host}, data={
+            "username": "mallory", "email": "mallory@example.org", "password": "correct horse battery staple",
+            "_csrf_token": token.group(1)})
+        assert answer.status_code == 400 and "invalid host header" in answer.text, host
+        assert "set-cookie" not in answer.headers
+    assert await db_session.scalar(select(func.count()).select_from(User)) == 0  # nothing was written
+    # Load balancers probe the health check by address: it answers whatever the Host.
+    assert (await client.get("/healthz", headers={"Host": "10.0.0.5:8000"})).status_code == 200
+    assert (await client.get("/", headers={"Host": "127.0.0.1:8000"})).status_code == 200
