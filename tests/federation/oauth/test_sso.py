@@ -197,6 +197,12 @@ async def test_a_session_belongs_to_the_host_that_issued_it(client: Any) -> None
         assert answer.status_code == 303, (base, answer.status_code)
         assert "rose_ash_session" not in answer.headers.get("set-cookie", ""), base
     assert (await account(AS, main)).status_code == 200  # the probes did not end the real session
+    # A session started on the blog under the main host's cookie gets an id of its own: an id the
+    # host did not issue is never adopted (session fixation).
+    start = await client.get(f"{BLOG}/oauth/sso/login", headers={"Cookie": f"rose_ash_session={main}"})
+    assert start.status_code == 303
+    issued = [c for c in start.headers.get_list("set-cookie") if c.startswith("rose_ash_session=")]
+    assert len(issued) == 1 and main not in issued[0]
 
 
 async def test_domain_hosts_match_the_port(settings: Settings, engine: Any) -> None:
