@@ -185,13 +185,23 @@ class BlogService:
         stmt = select(Post).where(Post.status == PUBLISHED).order_by(Post.type, Post.published_at.desc())
         return list((await self.db.execute(stmt)).scalars().all())
 
+    @staticmethod
+    def _published_tag_ids() -> Select[Any]:
+        return select(PostTag.tag_id).join(Post, Post.id == PostTag.post_id).where(Post.status == PUBLISHED)
+
     async def public_tag(self, slug: str) -> Tag | None:
-        tag = (await self.db.execute(select(Tag).where(Tag.slug == slug))).scalar_one_or_none()
-        return tag if tag is not None and tag.is_public else None
+        """The tag at ``slug`` if readers may know it: public and on at least one published post.
+
+        A tag whose posts are all drafts or scheduled would name unpublished work, so it answers
+        exactly as an absent tag does (404 on its page and feed, left out of the sitemap).
+        """
+        tag = (await self.db.execute(
+            select(Tag).where(Tag.slug == slug, Tag.visibility == PUBLIC_TAG, Tag.id.in_(self._published_tag_ids()))
+        )).scalar_one_or_none()
+        return tag
 
     async def public_tags(self) -> list[Tag]:
-        used = select(PostTag.tag_id).join(Post, Post.id == PostTag.post_id).where(Post.status == PUBLISHED)
-        stmt = select(Tag).where(Tag.visibility == PUBLIC_TAG, Tag.id.in_(used)).order_by(Tag.name)
+        stmt = select(Tag).where(Tag.visibility == PUBLIC_TAG, Tag.id.in_(self._published_tag_ids())).order_by(Tag.name)
         return list((await self.db.execute(stmt)).scalars().all())
 
     async def author(self, username: str) -> User | None:
