@@ -411,7 +411,7 @@ class BlogService:
         return slug, when, authors
 
     async def save(self, editor: User, data: PostInput, action: PostAction = "save", *,
-                   post: Post | None = None, now: datetime | None = None) -> Post:
+                   post: Post | None = None, now: datetime | None = None, autosaved: bool = False) -> Post:
         """Create (``post`` None) or update a post and move it through draft/scheduled/published.
 
         ``save`` keeps the status (a new post is a draft; a published post is updated live),
@@ -466,17 +466,28 @@ class BlogService:
                           run_at=when)
         await self.changed(post, was_public=was_public, before_keys=before_keys)
         after_authors = [a.username for a in authors]
-        if staff_edit:
-            await self._audit(editor, post, f"blog.post.{action}", f"status {post.status}", owner)
+        if staff_edit and not (autosaved and await self._last_audit_is(editor, post, "blog.post.autosave")):
+            # A run of autosaves (every few seconds while typing) is one entry, not hundreds.
+            await self._audit(editor, post, "blog.post.autosave" if autosaved else f"blog.post.{action}",
+                              f"status {post.status}", owner)
         if after_authors != before_authors and any(a.id != editor.id for a in authors):
             await self._audit(editor, post, "blog.post.authors",
                               f"{', '.join(before_authors) or '(new post)'} → {', '.join(after_authors)}", owner)
         return post
 
+    async def _last_audit_is(self, actor: User, post: Post, action: str) -> bool:
+        """Is ``actor``'s newest audit entry about ``post`` an ``action`` one?"""
+        last = (await self.db.execute(
+            select(audit.AuditEntry.action)
+            .where(audit.AuditEntry.actor_id == actor.id, audit.AuditEntry.target == _audit_target(post))
+            .order_by(audit.AuditEntry.created_at.desc(), audit.AuditEntry.id.desc()).limit(1)
+        )).scalar_one_or_none()
+        return last == action
+
     async def _audit(self, actor: User, post: Post, action: str, detail: str, owner: User | None = None) -> None:
         """Staff actions on posts that are not (only) their own go to the audit log (app/audit.py)."""
         owner = owner or post.primary_author
-        await audit.record(self.db, actor, action, f"post “{post.title}” ({post.slug})", detail,
+        await audit.record(self.db, actor, action, _audit_target(post), f"“{post.title}” ({post.slug}): {detail}",
                            subject_id=owner.id if owner is not None else None)
 
     def set_markdown(self, post: Post, source: str) -> None:
@@ -499,10 +510,10 @@ class BlogService:
         if post is None and not data.title.strip():
             data.title = "Untitled"
         try:
-            return await self.save(editor, data, "save", post=post)
+            return await self.save(editor, data, "save", post=post, autosaved=True)
         except SlugTaken as exc:
             data.slug = exc.suggestion
-            return await self.save(editor, data, "save", post=post)
+            return await self.save(editor, data, "save", post=post, autosaved=True)
 
     async def delete(self, post: Post, *, actor: User | None = None) -> None:
         """Delete ``post``; with ``actor`` (a person, not a sync), only if they may edit it."""
@@ -547,6 +558,10 @@ class BlogService:
         await events.emit_post_event(self.db, PostEvent(
             post_id=post.id, action=action, type=post.type, slug=post.slug, revision=post.revision,
             url=self.url_for(post)))
+
+
+def _audit_target(post: Post) -> str:
+    return f"blog post {post.id}"  # stable across title and slug changes
 
 
 def _valid_link(link: NavLink) -> str | None:

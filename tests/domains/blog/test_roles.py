@@ -181,3 +181,31 @@ async def test_over_http_author_is_refused_and_editor_is_not(client: Any, sessio
     assert await authors_of(db_session, post.id) == ["bert"]
     # Alice edits it although she is not one of its authors (an editor's job).
     assert (await client.get(done.headers["location"])).status_code == 200
+
+
+async def test_a_run_of_staff_autosaves_is_one_audit_entry(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    async with sessionmaker() as session, session.begin():
+        bert = await member(session, "bert", author=True)
+        eve = await member(session, "eve", editor=True)
+        draft = await BlogService(session).save(bert, PostInput(title="Draft", markdown="b"), "save")
+        await BlogService(session).autosave(bert, PostInput(title="Draft", markdown="b, own autosave"), post=draft)
+    steps = [("autosave", "one"), ("autosave", "two"), ("autosave", "three"), ("save", "saved"),
+             ("autosave", "four")]
+    for kind, text in steps:
+        async with sessionmaker() as session, session.begin():
+            service = BlogService(session)
+            post = await service.get(draft.id)
+            assert post is not None
+            if kind == "autosave":
+                await service.autosave(eve, PostInput(title="Draft", markdown=text), post=post)
+            else:
+                await service.save(eve, PostInput(title="Draft", markdown=text), "save", post=post)
+    async with sessionmaker() as session:
+        rows = (await session.execute(select(AuditEntry).where(AuditEntry.action.like("blog.%"))
+                                      .order_by(AuditEntry.created_at))).scalars().all()
+        assert [(r.actor_name, r.action) for r in rows] == [
+            ("eve", "blog.post.autosave"), ("eve", "blog.post.save"), ("eve", "blog.post.autosave")]
+        assert rows[0].target == f"blog post {draft.id}" and "“Draft” (draft)" in rows[0].detail
+        assert all(r.subject_id == bert.id for r in rows)
+        post = await BlogService(session).get(draft.id)
+        assert post is not None and post.markdown == "four"
