@@ -417,7 +417,9 @@ class BlogService:
         ``save`` keeps the status (a new post is a draft; a published post is updated live),
         ``publish`` publishes now (or at a past ``published_at``), ``schedule`` queues the
         publish job for ``published_at``, ``unpublish`` returns it to draft. Raises
-        :class:`InputProblems` (422) or :class:`SlugTaken` and then writes nothing.
+        :class:`InputProblems` (422; 403 when ``editor`` may not choose authors; 400 for an
+        author who is not one) or :class:`SlugTaken` and then writes nothing; someone else's post
+        that ``editor`` may not edit is a 404 (NotFoundException), as if it did not exist.
         """
         now = now or utcnow()
         if not editor.can_author:
