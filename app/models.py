@@ -1,5 +1,6 @@
 """Imports every model module so one metadata holds all tables (for Alembic and tests)."""
 
+from app import audit as audit_models  # noqa: F401
 from app.jobs import models as job_models  # noqa: F401
 from domains.account import models as account_models  # noqa: F401
 from domains.blog import models as blog_models  # noqa: F401

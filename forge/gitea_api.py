@@ -151,7 +151,7 @@ def _service(db_session: AsyncSession, settings: Settings) -> RepoService:
 async def _repo(request: Request[Any, Any, Any], service: RepoService, owner: str, name: str,
                 need: Permission) -> tuple[ForgeRepo, Permission]:
     user, auth = _caller(request)
-    return await load_repo(service, owner, name, user, need, auth)
+    return await load_repo(service, owner, name, user, need, auth, audit=f"{request.method} {request.url.path}")
 
 
 async def _is_empty(service: RepoService, repo: ForgeRepo) -> bool:

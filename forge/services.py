@@ -108,16 +108,35 @@ class RepoService:
     async def permission(self, user: User | None, repo: ForgeRepo) -> Permission:
         """What ``user`` may do: owner and site admins ``admin``; collaborators their grant;
         anyone else ``read`` on a public repository and ``none`` on a private one."""
-        if user is not None:
-            if user.id == repo.owner_id or user.is_admin:
-                return "admin"
-            grant = (await self.db.execute(
-                select(ForgeCollaborator.permission)
-                .where(ForgeCollaborator.repo_id == repo.id, ForgeCollaborator.user_id == user.id)
-            )).scalar_one_or_none()
-            if grant in PERMISSIONS:
-                return grant  # type: ignore[return-value]
-        return "none" if repo.is_private else "read"
+        return (await self.access(user, repo))[0]
+
+    async def access(self, user: User | None, repo: ForgeRepo) -> tuple[Permission, Permission]:
+        """(:meth:`permission`, what ``user`` may do without the site-administrator role).
+
+        Where the first covers an action and the second does not, the action uses admin powers
+        and is written to the audit log (:meth:`audit_admin_use`).
+        """
+        if user is None:
+            return ("none" if repo.is_private else "read"), ("none" if repo.is_private else "read")
+        if user.id == repo.owner_id:
+            return "admin", "admin"
+        grant = (await self.db.execute(
+            select(ForgeCollaborator.permission)
+            .where(ForgeCollaborator.repo_id == repo.id, ForgeCollaborator.user_id == user.id)
+        )).scalar_one_or_none()
+        own = cast("Permission", grant) if grant in PERMISSIONS else ("none" if repo.is_private else "read")
+        return ("admin" if user.is_admin else own), own
+
+    async def audit_admin_use(self, user: User, repo: ForgeRepo, need: Permission, what: str) -> None:
+        """Record an administrator's use of powers they hold only as site admin (app/audit.py):
+        reading someone else's private repository, or changing someone else's repository."""
+        if need == "read" and not repo.is_private:
+            return
+        from app import audit
+
+        owner = await self.db.get(User, repo.owner_id)
+        target = f"{owner.username if owner else repo.owner_id}/{repo.name}"
+        await audit.record(self.db, user, f"forge.repo.{need}", target, what, subject_id=repo.owner_id)
 
     # -- create / settings / delete ---------------------------------------------------------------
     async def create(self, owner: User, name: str, *, description: str = "", private: bool = False,

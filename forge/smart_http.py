@@ -383,9 +383,14 @@ async def _authorize(request: Request[Any, Any, Any], db_session: AsyncSession, 
     rt = runtime_for(settings)
     user: User | None = request.scope.get("user")  # type: ignore[assignment]
     auth = request.scope.get("auth")
+    # An admin's use of admin-only access is audited once per git operation: a fetch at its ref
+    # advertisement (its POSTs may be many), a push at the POST that changes refs.
+    push = service == "git-receive-pack"
+    audit = ("git push" if push and request.method == "POST" else
+             "git fetch" if not push and request.method == "GET" else "")
     result = await check_access(RepoService(db_session, rt.store), names[0], names[1], user,
                                 auth if isinstance(auth, AuthInfo) else None,
-                                "write" if service == "git-receive-pack" else "read")
+                                "write" if push else "read", audit=audit)
     if isinstance(result, Denied):
         return plain(result.status, result.message, result.headers)
     if not rt.store.locate(result.repo.id).is_dir():

@@ -10,8 +10,8 @@ Caching classes (design/fragments.md §2):
   same public, cacheable page (ETag from ``ref_version`` and the row's ``updated_at``, checked
   before any git process starts) and never looks at who asks; the owner's settings link is the
   personal hole ``/f/me/forge-repo-menu``. A private one is read only by members, answered
-  ``private, no-store``, with the house codes: 401 anonymous (HTML: redirect to sign-in), 404 to
-  a signed-in non-member, the same as git and the API.
+  ``private, no-store``; to everyone else, anonymous included, it answers 404 exactly as an
+  absent repository does (the API too; git: a 401 challenge for both, then 404).
 * ``/forge/new`` and ``…/settings`` are private pages (CSRF, PRG with 303, 422/409 re-render).
 
 The routes never collide with smart HTTP (``…/{repo}.git/info/refs``, ``…/git-upload-pack``,
@@ -38,6 +38,7 @@ from app.security import AuthInfo, requires_user
 from app.settings import Settings
 from domains.account.models import User
 from domains.account.services import InputProblems
+from forge.access import NOT_FOUND, may_see
 from forge.events import PushEvent, on_push
 from forge.mirror import MirrorError, MirrorService, import_repository
 from forge.models import PERMISSIONS, ForgeRepo
@@ -102,27 +103,33 @@ def _viewer(request: Request[Any, Any, Any]) -> tuple[User | None, AuthInfo | No
 
 
 async def load_repo(service: RepoService, owner: str, name: str, user: User | None, need: Permission,
-                    auth: AuthInfo | None = None) -> tuple[ForgeRepo, Permission]:
-    """The repository and the caller's permission, or the house error: 401 anonymous on anything
-    private or any change, 404 when the caller may not know it exists, 403 when they may see it
-    but not do ``need``."""
+                    auth: AuthInfo | None = None, *, audit: str = "") -> tuple[ForgeRepo, Permission]:
+    """The repository and the caller's permission, or the house error: 404 for an absent
+    repository and for a private one the caller may not see (anonymous included: web and API
+    pages answer the same for both), 401 anonymous on a change, 403 when they may see it but not
+    do ``need``. With ``audit`` (the request, e.g. ``"POST /forge/bob/x/settings"``), an
+    administrator's use of powers they hold only as site admin goes to the audit log."""
     repo = await service.get_by_owner_and_name(owner, name)
     if repo is None:
-        raise NotFoundException("Repository not found.")
-    permission = await service.permission(user, repo)
-    if not at_least(permission, "read"):
-        if user is None:
-            raise NotAuthorizedException("Sign in to see this repository.")
-        raise NotFoundException("Repository not found.")
-    if need != "read" or repo.is_private:
+        raise NotFoundException(NOT_FOUND)
+    permission, own = await service.access(user, repo)
+    if not may_see(repo.is_private, permission, auth):
+        raise NotFoundException(NOT_FOUND)
+    if need != "read":
         if user is None:
             raise NotAuthorizedException("Sign in to continue.")
-        scope = "repo:read" if need == "read" else "repo:write"
+        scope = "repo:write"
         if auth is not None and not auth.allows(scope):
             raise PermissionDeniedException(f"This token lacks the '{scope}' scope.")
     if not at_least(permission, need):
         raise PermissionDeniedException("You don't have permission to do that in this repository.")
+    if audit and user is not None and not at_least(own, need):
+        await service.audit_admin_use(user, repo, need, audit)
     return repo, permission
+
+
+def _request_line(request: Request[Any, Any, Any]) -> str:
+    return f"{request.method} {request.url.path}"
 
 
 def clone_url(settings: Settings, owner: str, repo: ForgeRepo) -> str:
@@ -180,12 +187,12 @@ async def repo_page(request: Request[Any, Any, Any], db_session: AsyncSession, s
     service = _service(db_session, settings)
     row = await service.get_by_owner_and_name(owner, repo)
     if row is None:
-        raise NotFoundException("Repository not found.")
+        raise NotFoundException(NOT_FOUND)
     policy = CachePolicy.PUBLIC
     if row.is_private:
         # Only here does the page depend on who asks; it is then private, never cached.
         user, auth = _viewer(request)
-        row, _perm = await load_repo(service, owner, repo, user, "read", auth)
+        row, _perm = await load_repo(service, owner, repo, user, "read", auth, audit=_request_line(request))
         policy = CachePolicy.PRIVATE
     etag = weak_etag("forge-repo", PAGE_REVISION, str(row.id), str(row.ref_version), row.updated_at.isoformat())
     keys = _repo_keys(row)
@@ -276,7 +283,7 @@ class SettingsController(Controller):
                     owner: str, repo: str) -> tuple[RepoService, ForgeRepo]:
         service = _service(db_session, settings)
         user, auth = _viewer(request)
-        row, _perm = await load_repo(service, owner, repo, user, "admin", auth)
+        row, _perm = await load_repo(service, owner, repo, user, "admin", auth, audit=_request_line(request))
         return service, row
 
     async def _page(self, service: RepoService, settings: Settings, repo: ForgeRepo, *,

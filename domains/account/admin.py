@@ -1,26 +1,31 @@
-"""Administration of members: list, grant or remove the admin role, suspend or restore."""
+"""Administration of members: list, grant or remove roles, suspend or restore; the audit log."""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Annotated, Any
 from uuid import UUID
 
 from litestar import Controller, Request, get, post
 from litestar.datastructures import CacheControlHeader
 from litestar.exceptions import NotFoundException
+from litestar.params import Parameter
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import audit
 from app.forms import form_data, see_other
 from app.security import requires_admin
 from domains.account.models import User
 from domains.account.services import AccountService, InputProblems
 
+PRIVATE = CacheControlHeader(private=True, no_store=True)
+
 
 class AdminUsersController(Controller):
     path = "/account/admin/users"
     guards = [requires_admin]
-    cache_control = CacheControlHeader(private=True, no_store=True)
+    cache_control = PRIVATE
 
     @get("/", name="account:admin-users")
     async def index(self, db_session: AsyncSession, q: str = "") -> Template:
@@ -37,7 +42,28 @@ class AdminUsersController(Controller):
         data = await form_data(request)
         try:
             await service.set_flags(request.user, member, is_admin="is_admin" in data,
-                                    is_active="is_active" in data, is_author="is_author" in data)
+                                    is_active="is_active" in data, is_author="is_author" in data,
+                                    is_editor="is_editor" in data)
         except InputProblems as exc:
             return see_other("/account/admin/users", request, str(exc.errors.get("form", exc)), "error")
         return see_other("/account/admin/users", request, f"Saved @{member.username}.")
+
+
+class AuditLogController(Controller):
+    """Every administrator action on another member's data, newest first (app/audit.py)."""
+
+    path = "/account/admin/audit"
+    guards = [requires_admin]
+    cache_control = PRIVATE
+
+    @get("/", name="account:admin-audit")
+    async def index(self, db_session: AsyncSession,
+                    page: Annotated[int, Parameter(ge=1, le=1_000_000)] = 1) -> Template:
+        entries, total = await audit.page_of(db_session, page)
+        pages = max(1, math.ceil(total / audit.PER_PAGE))
+        if page > pages:
+            raise NotFoundException("No such page.")
+        return Template("account/admin_audit.html", context={
+            "entries": entries, "total": total, "page": page, "pages": pages,
+            "prev": page - 1 if page > 1 else None, "next": page + 1 if page < pages else None,
+        })

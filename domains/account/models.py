@@ -20,8 +20,10 @@ class User(UUIDv7AuditBase):
     bio: Mapped[str] = mapped_column(Text, default="")
     password_hash: Mapped[str] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
-    # May write and publish on the blog (administrators may too).
+    # Blog roles, Ghost's: an author writes and publishes their own posts; an editor edits and
+    # publishes every post and chooses any post's authors (administrators may do both).
     is_author: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_editor: Mapped[bool] = mapped_column(Boolean, default=False)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     # Bumped when the password changes so other sessions of this user end.
     session_epoch: Mapped[int] = mapped_column(default=0)
@@ -36,7 +38,17 @@ class User(UUIDv7AuditBase):
 
     @property
     def can_author(self) -> bool:
-        return self.is_active and (self.is_author or self.is_admin)
+        return self.is_active and (self.is_author or self.is_editor or self.is_admin)
+
+    @property
+    def can_edit_all_posts(self) -> bool:
+        """Editors and administrators: edit and publish every post, assign any post's authors."""
+        return self.is_active and (self.is_editor or self.is_admin)
+
+    @property
+    def role_names(self) -> list[str]:
+        return [name for name, on in (("admin", self.is_admin), ("editor", self.is_editor),
+                                      ("author", self.is_author), ("suspended", not self.is_active)) if on]
 
 
 class AccessToken(UUIDv7AuditBase):

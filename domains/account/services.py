@@ -17,6 +17,7 @@ from advanced_alchemy.service import SQLAlchemyAsyncRepositoryService
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import audit
 from domains.account import hooks
 from domains.account.models import AccessToken, User
 from domains.account.passwords import hash_password, needs_rehash, verify_password
@@ -152,22 +153,48 @@ class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
         return (await self.db.execute(stmt)).scalars().all()
 
     async def set_flags(self, actor: User, member: User, *, is_admin: bool, is_active: bool,
-                        is_author: bool | None = None) -> User:
-        """Change roles; an administrator cannot demote or suspend themself (no lock-out)."""
+                        is_author: bool | None = None, is_editor: bool | None = None) -> User:
+        """Change roles; an administrator cannot demote or suspend themself (no lock-out).
+
+        The change and its audit-log entry are written in the caller's transaction.
+        """
         if actor.id == member.id and (not is_admin or not is_active):
             raise InputProblems({"form": "You can't remove your own administrator role or suspend yourself."})
+        before = member.role_names
         if member.is_active and not is_active:
             member.session_epoch += 1  # a suspended member is signed out everywhere
         member.is_admin = is_admin
         member.is_active = is_active
         if is_author is not None:
             member.is_author = is_author
-        return await self.repository.update(member)
+        if is_editor is not None:
+            member.is_editor = is_editor
+        member = await self.repository.update(member)
+        await self._audit_roles(actor, member, before)
+        return member
 
-    async def set_author(self, member: User, is_author: bool = True) -> User:
-        """Grant or remove the author role (may write and publish on the blog)."""
+    async def set_author(self, member: User, is_author: bool = True, *, actor: User | None = None) -> User:
+        """Grant or remove the author role (may write and publish their own posts on the blog)."""
+        before = member.role_names
         member.is_author = is_author
-        return await self.repository.update(member)
+        member = await self.repository.update(member)
+        await self._audit_roles(actor, member, before)
+        return member
+
+    async def set_editor(self, member: User, is_editor: bool = True, *, actor: User | None = None) -> User:
+        """Grant or remove the editor role (may edit and publish every post and assign authors)."""
+        before = member.role_names
+        member.is_editor = is_editor
+        member = await self.repository.update(member)
+        await self._audit_roles(actor, member, before)
+        return member
+
+    async def _audit_roles(self, actor: User | None, member: User, before: list[str]) -> None:
+        after = member.role_names
+        if after == before:
+            return
+        await audit.record(self.db, actor, "account.roles", f"@{member.username}",
+                           f"{', '.join(before) or 'member'} → {', '.join(after) or 'member'}", subject_id=member.id)
 
     async def by_email(self, email: str) -> User | None:
         return await self.repository.get_one_or_none(email=normalise_email(email))

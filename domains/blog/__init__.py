@@ -8,7 +8,7 @@ The first full domain, laid out the way later ones should be:
                     event payloads, and the foreign wire formats (Ghost export and webhooks)
 ``services.py``     the rules (``BlogService``, ``NavigationService``); every visible change
                     writes its ``edge.purge`` job and ``PostEvent`` jobs in the same transaction
-``guards.py``       who may do what (authors write; admins change settings; not yours → 404)
+``guards.py``       who may do what (authors their posts, editors every post; admins settings; not yours → 404)
 ``controllers.py``  public pages and feeds: ``public_get`` + ``render_page``/``conditional_response``
                     (no session, ETag/304, Surrogate-Key)
 ``admin.py``        the private editor: real forms, 303 on success, 422 with the form, htmx partials

@@ -98,7 +98,7 @@ class BlogAdminController(Controller):
                     type: str = "", q: str = "", tag: str = "") -> Template:
         user = request.user
         posts = await BlogService(db_session).admin_list(status=status, post_type=type, q=q, tag=tag,
-                                                         author=None if user.is_admin else user)
+                                                         author=None if user.can_edit_all_posts else user)
         return Template("blog/admin/list.html", context={
             "posts": posts, "filters": {"status": status, "type": type, "q": q, "tag": tag}})
 
@@ -166,7 +166,7 @@ class BlogAdminController(Controller):
                      post_id: UUID) -> Redirect:
         service = BlogService(db_session, base_url=settings.base_url)
         post = check_can_edit(request.user, await service.get(post_id))
-        await service.delete(post)
+        await service.delete(post, actor=request.user)
         return see_other("/blog/admin/", request, f"Deleted “{post.title}”.")
 
     @post("/preview", status_code=200)

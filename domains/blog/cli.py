@@ -1,4 +1,4 @@
-"""``rose-ash blog ...``: Ghost import and the author role from the command line."""
+"""``rose-ash blog ...``: Ghost import and the author and editor roles from the command line."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 @click.group(name="blog")
 def blog_group() -> None:
-    """The blog: Ghost import, authors."""
+    """The blog: Ghost import, authors and editors."""
 
 
 @blog_group.command(name="import-ghost")
@@ -50,12 +50,7 @@ def import_ghost_command(ctx: click.Context, export: Path, dry_run: bool, ghost_
         click.echo(line)
 
 
-@blog_group.command(name="grant-author")
-@click.argument("username")
-@click.option("--revoke", is_flag=True, help="Remove the author role instead.")
-@click.pass_context
-def grant_author_command(ctx: click.Context, username: str, revoke: bool) -> None:
-    """Let a member write and publish on the blog (or stop them with --revoke)."""
+def _grant(ctx: click.Context, username: str, role: str, revoke: bool) -> None:
     from app.cli import _settings, _with_session
     from domains.account.services import AccountService
 
@@ -64,13 +59,34 @@ def grant_author_command(ctx: click.Context, username: str, revoke: bool) -> Non
         user = await accounts.by_username(username)
         if user is None:
             return False
-        await accounts.set_author(user, not revoke)
+        if role == "editor":
+            await accounts.set_editor(user, not revoke)
+        else:
+            await accounts.set_author(user, not revoke)
         return True
 
     if not _with_session(_settings(ctx), work):
         click.echo(f"error: no user called {username}", err=True)
         sys.exit(1)
-    click.echo(f"{'removed the author role from' if revoke else 'granted the author role to'} {username}")
+    click.echo(f"{'removed the ' + role + ' role from' if revoke else 'granted the ' + role + ' role to'} {username}")
+
+
+@blog_group.command(name="grant-author")
+@click.argument("username")
+@click.option("--revoke", is_flag=True, help="Remove the author role instead.")
+@click.pass_context
+def grant_author_command(ctx: click.Context, username: str, revoke: bool) -> None:
+    """Let a member write and publish their own posts on the blog (or stop them with --revoke)."""
+    _grant(ctx, username, "author", revoke)
+
+
+@blog_group.command(name="grant-editor")
+@click.argument("username")
+@click.option("--revoke", is_flag=True, help="Remove the editor role instead.")
+@click.pass_context
+def grant_editor_command(ctx: click.Context, username: str, revoke: bool) -> None:
+    """Let a member edit and publish every post and choose posts' authors (or stop them with --revoke)."""
+    _grant(ctx, username, "editor", revoke)
 
 
 @blog_group.command(name="export-ghost")

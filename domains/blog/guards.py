@@ -1,4 +1,5 @@
-"""Blog guards: authors (and administrators) write; only administrators change site settings."""
+"""Blog guards: authors write their own posts; editors and administrators every post (Ghost's
+Author/Editor roles); only administrators change site settings."""
 
 from __future__ import annotations
 
@@ -21,9 +22,13 @@ def requires_author(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRoute
         raise PermissionDeniedException("Only authors may write on the blog. Ask an administrator.")
 
 
+def is_post_author(user: User, post: Post) -> bool:
+    return any(link.author_id == user.id for link in post.author_links)
+
+
 def can_edit(user: User, post: Post) -> bool:
-    """Administrators edit everything; authors edit the posts they are an author of."""
-    return user.is_admin or any(link.author_id == user.id for link in post.author_links)
+    """Editors and administrators edit everything; authors edit the posts they are an author of."""
+    return user.can_edit_all_posts or (user.can_author and is_post_author(user, post))
 
 
 def check_can_edit(user: User, post: Post | None) -> Post:

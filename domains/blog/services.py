@@ -19,10 +19,12 @@ from sqlalchemy import Select, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from app import audit
 from app.jobs import enqueue
 from domains.account.models import User
 from domains.account.services import AccountService, InputProblems
 from domains.blog import events
+from domains.blog.guards import check_can_edit, is_post_author
 from domains.blog.models import (
     DRAFT,
     INTERNAL_TAG,
@@ -183,13 +185,23 @@ class BlogService:
         stmt = select(Post).where(Post.status == PUBLISHED).order_by(Post.type, Post.published_at.desc())
         return list((await self.db.execute(stmt)).scalars().all())
 
+    @staticmethod
+    def _published_tag_ids() -> Select[Any]:
+        return select(PostTag.tag_id).join(Post, Post.id == PostTag.post_id).where(Post.status == PUBLISHED)
+
     async def public_tag(self, slug: str) -> Tag | None:
-        tag = (await self.db.execute(select(Tag).where(Tag.slug == slug))).scalar_one_or_none()
-        return tag if tag is not None and tag.is_public else None
+        """The tag at ``slug`` if readers may know it: public and on at least one published post.
+
+        A tag whose posts are all drafts or scheduled would name unpublished work, so it answers
+        exactly as an absent tag does (404 on its page and feed, left out of the sitemap).
+        """
+        tag = (await self.db.execute(
+            select(Tag).where(Tag.slug == slug, Tag.visibility == PUBLIC_TAG, Tag.id.in_(self._published_tag_ids()))
+        )).scalar_one_or_none()
+        return tag
 
     async def public_tags(self) -> list[Tag]:
-        used = select(PostTag.tag_id).join(Post, Post.id == PostTag.post_id).where(Post.status == PUBLISHED)
-        stmt = select(Tag).where(Tag.visibility == PUBLIC_TAG, Tag.id.in_(used)).order_by(Tag.name)
+        stmt = select(Tag).where(Tag.visibility == PUBLIC_TAG, Tag.id.in_(self._published_tag_ids())).order_by(Tag.name)
         return list((await self.db.execute(stmt)).scalars().all())
 
     async def author(self, username: str) -> User | None:
@@ -315,6 +327,32 @@ class BlogService:
 
     # Writing ---------------------------------------------------------------------------------
 
+    async def _authors(self, editor: User, data: PostInput, post: Post | None) -> list[User]:
+        """The post's authors after this save (Ghost's roles).
+
+        An empty field keeps the current authors (a new post: the writer). Only editors and
+        administrators may change the list: an author may not publish under someone else's name
+        or take their own name off a post (403). Every named author must be a member with a blog
+        role, or already an author of this post (400 otherwise). Nothing is written on refusal.
+        """
+        current = post.authors if post is not None and post.author_links else [editor]
+        names = data.author_names()
+        if not names or names == [a.username for a in current]:
+            return list(current)
+        if not editor.can_edit_all_posts:
+            raise InputProblems({"authors": "Only editors and administrators choose a post's authors: "
+                                            "leave the authors as they are."}, 403)
+        kept = {a.username: a for a in current}
+        accounts = AccountService(self.db)
+        authors: list[User] = []
+        for name in names:
+            user = kept.get(name) or await accounts.by_username(name)
+            if user is None or (name not in kept and not user.can_author):
+                raise InputProblems({"authors": f"@{name} is not an author on this site: name members "
+                                                f"who have the author or editor role."}, 400)
+            authors.append(user)
+        return authors
+
     async def _validate(self, editor: User, data: PostInput, action: PostAction,
                         post: Post | None, now: datetime) -> tuple[str, datetime | None, list[User]]:
         errors: dict[str, str] = {}
@@ -348,20 +386,7 @@ class BlogService:
                 errors["published_at"] = "Choose when to publish."
             elif when <= now:
                 errors["published_at"] = "Choose a time in the future to schedule, or publish now."
-        authors: list[User] = []
-        names = data.author_names()
-        if names:
-            accounts = AccountService(self.db)
-            for name in names:
-                user = await accounts.by_username(name)
-                if user is None or not user.can_author:
-                    errors["authors"] = f"@{name} is not an author on this site."
-                    break
-                authors.append(user)
-        elif post is not None and post.author_links:
-            authors = post.authors
-        else:
-            authors = [editor]
+        authors = await self._authors(editor, data, post)
         exclude = post.id if post else None
         if not data.slug.strip():
             # No slug typed: the title's, made unique (as Ghost does); a typed clash is the author's call.
@@ -386,15 +411,24 @@ class BlogService:
         return slug, when, authors
 
     async def save(self, editor: User, data: PostInput, action: PostAction = "save", *,
-                   post: Post | None = None, now: datetime | None = None) -> Post:
+                   post: Post | None = None, now: datetime | None = None, autosaved: bool = False) -> Post:
         """Create (``post`` None) or update a post and move it through draft/scheduled/published.
 
         ``save`` keeps the status (a new post is a draft; a published post is updated live),
         ``publish`` publishes now (or at a past ``published_at``), ``schedule`` queues the
         publish job for ``published_at``, ``unpublish`` returns it to draft. Raises
-        :class:`InputProblems` (422) or :class:`SlugTaken` and then writes nothing.
+        :class:`InputProblems` (422; 403 when ``editor`` may not choose authors; 400 for an
+        author who is not one) or :class:`SlugTaken` and then writes nothing; someone else's post
+        that ``editor`` may not edit is a 404 (NotFoundException), as if it did not exist.
         """
         now = now or utcnow()
+        if not editor.can_author:
+            raise InputProblems({"form": "Only authors may write on the blog. Ask an administrator."}, 403)
+        if post is not None:
+            check_can_edit(editor, post)  # not theirs: 404, as if it did not exist
+        staff_edit = post is not None and not is_post_author(editor, post)
+        before_authors = [a.username for a in post.authors] if post is not None else []
+        owner = post.primary_author if post is not None else None  # whose post it was
         slug, when, authors = await self._validate(editor, data, action, post, now)
         before_keys: set[str] = set()
         was_public = False
@@ -433,7 +467,30 @@ class BlogService:
             await enqueue(self.db, PUBLISH_SCHEDULED, PublishScheduled(post_id=post.id, scheduled_for=when),
                           run_at=when)
         await self.changed(post, was_public=was_public, before_keys=before_keys)
+        after_authors = [a.username for a in authors]
+        if staff_edit and not (autosaved and await self._last_audit_is(editor, post, "blog.post.autosave")):
+            # A run of autosaves (every few seconds while typing) is one entry, not hundreds.
+            await self._audit(editor, post, "blog.post.autosave" if autosaved else f"blog.post.{action}",
+                              f"status {post.status}", owner)
+        if after_authors != before_authors and any(a.id != editor.id for a in authors):
+            await self._audit(editor, post, "blog.post.authors",
+                              f"{', '.join(before_authors) or '(new post)'} → {', '.join(after_authors)}", owner)
         return post
+
+    async def _last_audit_is(self, actor: User, post: Post, action: str) -> bool:
+        """Is ``actor``'s newest audit entry about ``post`` an ``action`` one?"""
+        last = (await self.db.execute(
+            select(audit.AuditEntry.action)
+            .where(audit.AuditEntry.actor_id == actor.id, audit.AuditEntry.target == _audit_target(post))
+            .order_by(audit.AuditEntry.created_at.desc(), audit.AuditEntry.id.desc()).limit(1)
+        )).scalar_one_or_none()
+        return last == action
+
+    async def _audit(self, actor: User, post: Post, action: str, detail: str, owner: User | None = None) -> None:
+        """Staff actions on posts that are not (only) their own go to the audit log (app/audit.py)."""
+        owner = owner or post.primary_author
+        await audit.record(self.db, actor, action, _audit_target(post), f"“{post.title}” ({post.slug}): {detail}",
+                           subject_id=owner.id if owner is not None else None)
 
     def set_markdown(self, post: Post, source: str) -> None:
         """Store the Markdown source and its rendering (re-rendered only if source or renderer changed)."""
@@ -455,12 +512,17 @@ class BlogService:
         if post is None and not data.title.strip():
             data.title = "Untitled"
         try:
-            return await self.save(editor, data, "save", post=post)
+            return await self.save(editor, data, "save", post=post, autosaved=True)
         except SlugTaken as exc:
             data.slug = exc.suggestion
-            return await self.save(editor, data, "save", post=post)
+            return await self.save(editor, data, "save", post=post, autosaved=True)
 
-    async def delete(self, post: Post) -> None:
+    async def delete(self, post: Post, *, actor: User | None = None) -> None:
+        """Delete ``post``; with ``actor`` (a person, not a sync), only if they may edit it."""
+        if actor is not None:
+            check_can_edit(actor, post)
+            if not is_post_author(actor, post):
+                await self._audit(actor, post, "blog.post.delete", f"was {post.status}")
         if post.status == PUBLISHED:
             await self._purge(post_keys(post))
             await self._event(post, "deleted")
@@ -498,6 +560,10 @@ class BlogService:
         await events.emit_post_event(self.db, PostEvent(
             post_id=post.id, action=action, type=post.type, slug=post.slug, revision=post.revision,
             url=self.url_for(post)))
+
+
+def _audit_target(post: Post) -> str:
+    return f"blog post {post.id}"  # stable across title and slug changes
 
 
 def _valid_link(link: NavLink) -> str | None:

@@ -11,6 +11,7 @@ from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import audit
 from app.forms import as_list, form_data, form_page, see_other
 from app.security import requires_admin
 from app.settings import Settings
@@ -144,6 +145,10 @@ class ClientAdminController(Controller):
         client.id_token_signed_response_alg = values["alg"]
         client.frontchannel_logout_uri = values["frontchannel_logout_uri"] or None
         await db_session.flush()
+        await audit.record(db_session, request.user, "oauth.client.edit", f"OAuth client {client.name} "
+                           f"({client.client_id})", f"scopes {client.scope}; redirect URIs "
+                           f"{', '.join(client.redirect_uris)}; {'disabled' if client.is_disabled else 'enabled'}",
+                           subject_id=client.created_by_id)
         return see_other(f"/oauth/admin/clients/{client.id}", request, "Client saved.")
 
     @post("/{pk:uuid}/secret", status_code=303)
@@ -152,6 +157,9 @@ class ClientAdminController(Controller):
         if client.is_public:
             raise NotFoundException("Public clients have no secret.")
         secret = await OAuthStore(db_session).reset_secret(client)
+        await audit.record(db_session, request.user, "oauth.client.secret", f"OAuth client {client.name} "
+                           f"({client.client_id})", "new secret issued; the old one stopped working",
+                           subject_id=client.created_by_id)
         request.session["new_client_secret"] = {"client_id": client.client_id, "secret": secret}
         return see_other(f"/oauth/admin/clients/{client.id}", request,
                          "New secret issued; the old one stopped working.")

@@ -544,10 +544,13 @@ def test_http_edges(forge: Forge) -> None:
     assert r.content.startswith(b"001e# service=git-upload-pack\n0000")
     assert httpx.get(f"{base}/info/refs", params={"service": "git-frobnicate"}).status_code == 403
     assert httpx.get(f"{base}/info/refs").status_code == 403
+    # Absent answers as private does: a challenge, so git prompts (tests/forge/test_private_is_absent.py).
     assert httpx.get(f"{forge.base}/forge/alice/nope.git/info/refs",
-                     params={"service": "git-upload-pack"}).status_code == 404
+                     params={"service": "git-upload-pack"}).status_code == 401
     assert httpx.get(f"{forge.base}/forge/nobody/nope.git/info/refs",
-                     params={"service": "git-upload-pack"}).status_code == 404
+                     params={"service": "git-upload-pack"}).status_code == 401
+    assert httpx.get(f"{forge.base}/forge/nobody/nope.git/info/refs", params={"service": "git-upload-pack"},
+                     auth=("x", forge.tokens["bob"])).status_code == 404
     bad = httpx.post(f"{base}/git-upload-pack", content=b"0000", headers={"Content-Type": "text/plain"})
     assert bad.status_code == 400
     for value in ("version=2\r\nX-Evil: 1", "version=2; rm", "../../x", "version=2:", "a" * 300):

@@ -105,7 +105,10 @@ SESSION = AuthInfo("session")
     (True, True, "none", TOKEN_RW, "write", 404),
     (True, True, "read", TOKEN_RO, "read", None),
     (True, True, "read", TOKEN_RO, "write", 403),
-    (True, True, "admin", AuthInfo("token", frozenset({"api"})), "read", 403),
+    # A token without repo:read does not see private repositories at all: absent to it (404).
+    (True, True, "admin", AuthInfo("token", frozenset({"api"})), "read", 404),
+    (True, True, "admin", AuthInfo("token", frozenset({"api"})), "write", 404),
+    (True, False, "none", None, "write", 401),
     (True, True, "admin", SESSION, "write", None),
 ])
 def test_access_decisions(private: bool, signed_in: bool, permission: Any, auth: AuthInfo | None, action: Any,

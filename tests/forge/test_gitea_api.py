@@ -80,15 +80,16 @@ async def test_repository_fields_and_visibility_codes(client: Any, tokens: dict[
     bob_view = await client.get("/api/v1/repos/alice/pub", headers=auth(tokens["bob"]))
     assert bob_view.json()["permissions"] == {"admin": False, "push": False, "pull": True}
 
-    assert_problem(await client.get("/api/v1/repos/alice/priv"), 401)
+    # Private and absent look the same to anyone who may not see it (tests/forge/test_private_is_absent.py).
+    assert_problem(await client.get("/api/v1/repos/alice/priv"), 404)
     assert_problem(await client.get("/api/v1/repos/alice/priv", headers=auth(tokens["bob"])), 404)
     assert_problem(await client.get("/api/v1/repos/alice/missing", headers=auth(tokens["alice"])), 404)
     assert_problem(await client.get("/api/v1/repos/alice/priv", headers=auth("rat_wrong")), 401)
-    assert_problem(await client.get("/api/v1/repos/alice/priv", headers=auth(tokens["alice-api"])), 403)
+    assert_problem(await client.get("/api/v1/repos/alice/priv", headers=auth(tokens["alice-api"])), 404)
     assert (await client.get("/api/v1/repos/alice/priv", headers=auth(tokens["alice-ro"]))).status_code == 200
     # The session cookie is never honoured under /api/.
     client.cookies.set("rose_ash_session", "x")
-    assert_problem(await client.get("/api/v1/repos/alice/priv"), 401)
+    assert_problem(await client.get("/api/v1/repos/alice/priv"), 404)
     client.cookies.clear()
 
     mine = await client.get("/api/v1/user/repos", headers=auth(tokens["alice-api"]))
@@ -109,7 +110,7 @@ async def test_edit_and_delete(client: Any, tokens: dict[str, str]) -> None:
                           422)
     assert "default_branch" in body["errors"]
     assert_problem(await client.patch(url, json={"name": "renamed"}, headers=auth(tokens["alice"])), 422)
-    assert_problem(await client.patch(url, json={"description": "x"}), 401)
+    assert_problem(await client.patch(url, json={"description": "x"}), 404)  # private now: absent to strangers
     assert_problem(await client.patch(url, json={"description": "x"}, headers=auth(tokens["bob"])), 404)
     assert_problem(await client.patch(url, json={"description": "x"}, headers=auth(tokens["alice-ro"])), 403)
     assert (await client.get(url, headers=auth(tokens["alice"]))).json()["description"] == "Now described"
@@ -155,7 +156,7 @@ async def test_collaborators(client: Any, tokens: dict[str, str]) -> None:
                    422)
     assert_problem(await client.put(f"{base}/alice", json={"permission": "read"}, headers=auth(tokens["alice"])),
                    422)
-    assert_problem(await client.put(f"{base}/carol", json={"permission": "read"}), 401)
+    assert_problem(await client.put(f"{base}/carol", json={"permission": "read"}), 404)  # private: absent to strangers
 
     assert (await client.delete(f"{base}/carol", headers=auth(tokens["alice"]))).status_code == 204
     assert_problem(await client.delete(f"{base}/carol", headers=auth(tokens["alice"])), 404)
@@ -214,7 +215,7 @@ async def test_branches_and_tags(client: Any, tokens: dict[str, str], settings: 
     assert tags[0]["id"] != tags[0]["commit"]["sha"]  # annotated: the tag object, peeled to the commit
 
     await create(client, tokens["alice"], "shh", private=True)
-    assert_problem(await client.get("/api/v1/repos/alice/shh/branches"), 401)
+    assert_problem(await client.get("/api/v1/repos/alice/shh/branches"), 404)
     assert_problem(await client.get("/api/v1/repos/alice/shh/tags", headers=auth(tokens["bob"])), 404)
     assert (await client.get("/api/v1/repos/alice/shh/branches", headers=headers)).json() == []
 

@@ -1,4 +1,4 @@
-"""``rose-ash blog import-ghost`` and ``rose-ash blog grant-author`` as an operator runs them."""
+"""``rose-ash blog import-ghost``, ``grant-author`` and ``grant-editor`` as an operator runs them."""
 
 from __future__ import annotations
 
@@ -55,3 +55,7 @@ def test_import_ghost_command(tmp_path: Path, server_database_url: str | None) -
 
     assert "granted the author role to ghost-writer" in rose_ash(env, "blog", "grant-author", "ghost-writer").stdout
     assert rose_ash(env, "blog", "grant-author", "nobody").returncode == 1
+    assert "granted the editor role to ghost-writer" in rose_ash(env, "blog", "grant-editor", "ghost-writer").stdout
+    revoked = rose_ash(env, "blog", "grant-editor", "ghost-writer", "--revoke")
+    assert "removed the editor role from ghost-writer" in revoked.stdout, revoked.stderr
+    assert rose_ash(env, "blog", "grant-editor", "nobody").returncode == 1

@@ -34,6 +34,7 @@ async def seed(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         bo = await accounts.signup(SignupInput(username="bo", email="bo@example.org", password="correct horse battery"))
         for user in (ann, bo):
             await accounts.set_author(user)
+        await accounts.set_editor(ann)  # only editors name co-authors
         service = BlogService(session)
         await service.save(ann, PostInput(
             title="Markdown everything",

@@ -1,8 +1,8 @@
 """initial schema
 
-Revision ID: 12263035e58d
+Revision ID: eea758aaac14
 Revises: 
-Create Date: 2026-11-27 13:23:06.526039
+Create Date: 2026-12-06 16:28:43.058541
 
 """
 
@@ -27,7 +27,7 @@ sa.JsonB = JsonB
 sa.ORA_JSONB = ORA_JSONB
 
 # revision identifiers, used by Alembic.
-revision = '12263035e58d'
+revision = 'eea758aaac14'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -60,6 +60,7 @@ def schema_upgrades() -> None:
     sa.Column('password_hash', sa.String(length=255), nullable=False),
     sa.Column('is_admin', sa.Boolean(), nullable=False),
     sa.Column('is_author', sa.Boolean(), nullable=False),
+    sa.Column('is_editor', sa.Boolean(), nullable=False),
     sa.Column('is_active', sa.Boolean(), nullable=False),
     sa.Column('session_epoch', sa.Integer(), nullable=False),
     sa.Column('sa_orm_sentinel', sa.Integer(), nullable=True),
@@ -211,6 +212,25 @@ def schema_upgrades() -> None:
         batch_op.create_index(batch_op.f('ix_ap_object_in_reply_to'), ['in_reply_to'], unique=False)
         batch_op.create_index(batch_op.f('ix_ap_object_local'), ['local'], unique=False)
         batch_op.create_index(batch_op.f('ix_ap_object_published'), ['published'], unique=False)
+
+    op.create_table('app_audit_entry',
+    sa.Column('id', sa.GUID(length=16), nullable=False),
+    sa.Column('actor_id', sa.GUID(length=16), nullable=True),
+    sa.Column('actor_name', sa.String(length=64), nullable=False),
+    sa.Column('action', sa.String(length=64), nullable=False),
+    sa.Column('target', sa.String(length=300), nullable=False),
+    sa.Column('subject_id', sa.GUID(length=16), nullable=True),
+    sa.Column('detail', sa.Text(), nullable=False),
+    sa.Column('sa_orm_sentinel', sa.Integer(), nullable=True),
+    sa.Column('created_at', sa.DateTimeUTC(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTimeUTC(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_app_audit_entry'))
+    )
+    with op.batch_alter_table('app_audit_entry', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_app_audit_entry_action'), ['action'], unique=False)
+        batch_op.create_index(batch_op.f('ix_app_audit_entry_actor_id'), ['actor_id'], unique=False)
+        batch_op.create_index('ix_app_audit_entry_created_at', ['created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_app_audit_entry_subject_id'), ['subject_id'], unique=False)
 
     op.create_table('app_job',
     sa.Column('id', sa.GUID(length=16), nullable=False),
@@ -798,6 +818,13 @@ def schema_downgrades() -> None:
         batch_op.drop_index(batch_op.f('ix_app_job_kind'))
 
     op.drop_table('app_job')
+    with op.batch_alter_table('app_audit_entry', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_app_audit_entry_subject_id'))
+        batch_op.drop_index('ix_app_audit_entry_created_at')
+        batch_op.drop_index(batch_op.f('ix_app_audit_entry_actor_id'))
+        batch_op.drop_index(batch_op.f('ix_app_audit_entry_action'))
+
+    op.drop_table('app_audit_entry')
     with op.batch_alter_table('ap_object', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_ap_object_published'))
         batch_op.drop_index(batch_op.f('ix_ap_object_local'))
