@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 import msgspec
 
 PREFIX = "ROSE_ASH_"
+# The names under which a browser on this machine reaches a loopback BASE_URL.
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -68,8 +70,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def allowed_hosts(self) -> tuple[str, ...]:
-        """Every ``Host`` the app answers for: configuration only, never a request."""
-        return (self.base_host, *(host for _, host in self.domain_hosts))
+        """Every ``Host`` the app answers for: configuration only, never a request.
+
+        A loopback BASE_URL (``make run``'s default) also answers the other loopback names on its
+        port, so a member who types ``localhost:8000`` is not turned away; only this machine can
+        send those, so they choose nothing an attacker could.
+        """
+        hosts = [self.base_host]
+        host = urlsplit(self.base_url).hostname or ""
+        if host in LOOPBACK_NAMES:
+            port = self.base_host.removeprefix(_bracketed(host))  # "" or ":8000"
+            hosts += [_bracketed(alias) + port for alias in LOOPBACK_NAMES if alias != host]
+        return (*hosts, *(host for _, host in self.domain_hosts))
 
     @property
     def repos_dir(self) -> Path:
@@ -109,6 +121,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if not raw.get("secret_key"):
             raw["secret_key"] = _load_or_create_secret(data_dir)
         return msgspec.convert(raw, cls, strict=False)
+
+
+def _bracketed(host: str) -> str:
+    """An IPv6 literal as it stands in a URL or ``Host`` header (RFC 3986 section 3.2.2)."""
+    return f"[{host}]" if ":" in host else host
 
 
 def host_as_sent(scheme: str, netloc: str) -> str:

@@ -234,7 +234,7 @@ async def test_unknown_hosts_are_refused_before_anything_runs(client: Any, db_se
 
     token = CSRF_FIELD.search((await client.get("/account/signup")).text)
     assert token
-    for host in ("evil.test", "127.0.0.1", "127.0.0.1:9999", CRAFTED, "[::1]:8000"):
+    for host in ("evil.test", "127.0.0.1", "127.0.0.1:9999", CRAFTED, "[::1]:8001", "localhost"):
         answer = await client.post("/account/signup", headers={"Host": host}, data={
             "username": "mallory", "email": "mallory@example.org", "password": "correct horse battery staple",
             "_csrf_token": token.group(1)})
@@ -244,3 +244,6 @@ async def test_unknown_hosts_are_refused_before_anything_runs(client: Any, db_se
     # Load balancers probe the health check by address: it answers whatever the Host.
     assert (await client.get("/healthz", headers={"Host": "10.0.0.5:8000"})).status_code == 200
     assert (await client.get("/", headers={"Host": "127.0.0.1:8000"})).status_code == 200
+    # A loopback BASE_URL also answers this machine's other names for it, on its port only.
+    for alias in ("localhost:8000", "[::1]:8000"):
+        assert (await client.get("/", headers={"Host": alias})).status_code == 200, alias
