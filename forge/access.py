@@ -58,7 +58,10 @@ def decide_access(is_private: bool, signed_in: bool, permission: Permission, aut
     """The pure part of :func:`check_access`; None means allowed."""
     if action == "read":
         if at_least(permission, "read") and not is_private:
-            return None  # public data: no credentials and no scope needed
+            # Public data needs no credentials, but a token that comes must carry the scope (app/access.py).
+            if auth is not None and not auth.allows("repo:read"):
+                return Denied(403, "This token lacks the 'repo:read' scope.")
+            return None
         if not signed_in:
             return Denied(401, "Authentication required.")
         if not at_least(permission, "read"):
