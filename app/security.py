@@ -157,7 +157,9 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
         db = self.alchemy.provide_session(connection.app.state, connection.scope)
         session_user = await AccountService(db).get_active(user_id)
         if session_user is None or session.get(SESSION_EPOCH_KEY, 0) != session_user.session_epoch:
-            connection.clear_session()
+            # An empty session, not Empty: the page still renders (flash messages read it) and the
+            # session middleware deletes the stale one all the same.
+            connection.set_session({})
             return AuthenticationResult(user=None, auth=None)
         connection.scope["rose_ash.username"] = session_user.username  # type: ignore[typeddict-unknown-key]
         return AuthenticationResult(user=session_user, auth=AuthInfo("session"))
