@@ -57,10 +57,6 @@ class Access(msgspec.Struct, frozen=True, kw_only=True):
     def accepts_tokens(self) -> bool:
         return self.reach in (Reach.TOKEN, Reach.GIT)
 
-    @property
-    def uses_session(self) -> bool:
-        return self.reach in (Reach.PUBLIC, Reach.SESSION)
-
 
 def _opt(access: Access) -> dict[str, Any]:
     return {ACCESS_OPT_KEY: access}

@@ -11,15 +11,15 @@ SCOPE_TEXT: dict[str, str] = {
               "(it learns your account's ID, nothing more)",
     "profile": "See your username, display name and public profile page",
     "email": "See your email address",
-    "repo:read": "Read your repositories and those shared with you, private ones included: "
+    "repo:read": "Read every repository you can see, private ones included: "
                  "clone and fetch them with git and read them through the API",
-    "repo:write": "Change the repositories you may write to: push commits, create and delete "
+    "repo:write": "Change every repository you may change: push commits, create and delete "
                   "repositories, manage their collaborators and mirrors (and read them)",
     "api": "Use the JSON API as you: read your account details and list your repositories",
 }
 # The consent page's promise, true for every scope above.
 NEVER_TEXT = ("It can never use the Rose Ash website as you: it cannot post, change your settings or "
-              "password, create access tokens or act as an administrator.")
+              "password, create access tokens or use the administration pages.")
 if missing := set(TOKEN_SCOPES) - set(SCOPE_TEXT):
     raise RuntimeError(f"personal-token scopes without consent text: {sorted(missing)}")
 
