@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
-from litestar import Litestar, Request
+from litestar import Litestar, Request, Router
 from litestar.config.allowed_hosts import AllowedHostsConfig
 from litestar.datastructures import CacheControlHeader, State
 from litestar.di import Provide
@@ -20,13 +20,14 @@ from litestar.plugins.flash import FlashConfig, FlashPlugin
 from litestar.plugins.htmx import HTMXPlugin
 from litestar.static_files import create_static_files_router
 
+from app import access
 from app.cli import RoseAshCLIPlugin
 from app.db import make_alchemy_config
 from app.errors import exception_handler
 from app.health import healthz
 from app.logs import configure_logging, request_logging_middleware
 from app.pages import home
-from app.security import AuthMiddleware, make_csrf_config, make_session_config
+from app.security import AuthMiddleware, access_guard, make_csrf_config, make_session_config
 from app.settings import Settings
 from app.stores import make_store_registry
 from app.templating import STATIC_DIR, make_template_config
@@ -101,7 +102,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         path="/static",
         directories=[STATIC_DIR],
         cache_control=CacheControlHeader(public=True, max_age=31_536_000, immutable=True),
-        opt={"exclude_from_auth": True, "exclude_from_csrf": True},
+        opt={"exclude_from_auth": True, "exclude_from_csrf": True, **access.public()},
     )
 
     import forge
@@ -132,6 +133,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             DefineMiddleware(AuthMiddleware, alchemy=alchemy, exclude=AUTH_EXCLUDE),
             auth_rate_limit.middleware,
         ],
+        guards=[access_guard],  # every route is held to its access declaration (app/access.py)
         csrf_config=make_csrf_config(settings),
         template_config=template_config,
         stores=make_store_registry(settings),
@@ -141,7 +143,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_startup=[add_template_globals, provision_actors],
         lifespan=[background_worker],
         state=State({"settings": settings, "alchemy": alchemy}),
-        openapi_config=OpenAPIConfig(title="Rose Ash", version="0.1.0", path="/api/schema"),
+        openapi_config=OpenAPIConfig(title="Rose Ash", version="0.1.0", path="/api/schema",
+                                     openapi_router=Router(path="/api/schema", route_handlers=[], opt=access.public())),
         # Our JSON logging is configured once per process (app/logs.py). Litestar's default config
         # would start a queue-listener thread per app instance that never stops.
         logging_config=None,

@@ -8,13 +8,15 @@ from litestar.exceptions import HTTPException
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import access
+
 
 class Health(msgspec.Struct):
     status: str
     database: str
 
 
-@get("/healthz", cache_control=None, opt={"exclude_from_auth": True}, name="healthz")
+@get("/healthz", cache_control=None, opt={"exclude_from_auth": True, **access.public()}, name="healthz")
 async def healthz(db_session: AsyncSession) -> Health:
     try:
         await db_session.execute(text("SELECT 1"))

@@ -1,5 +1,9 @@
 """Authentication (session cookie or access token), guards and the CSRF/session configs.
 
+Which credential counts is decided per route by its access declaration (app/access.py): the
+session cookie on public and session routes, a token on token and git routes, neither on machine
+routes. A token sent anywhere else authenticates nobody.
+
 One guard policy (ARCHITECTURE.md, Security): anonymous -> 401, signed in but not allowed -> 403,
 a private thing the caller may not know exists -> 404. HTML callers of a 401 are redirected to the
 sign-in page by the error handler.
@@ -17,6 +21,7 @@ from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
+from app.access import Access, Reach, access_of
 from app.sessions import LazySessionConfig
 from app.settings import Settings
 
@@ -106,28 +111,43 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
-        from domains.account.services import AccountService, TokenService
+        rule = access_of(connection.scope.get("route_handler"))
+        reach = rule.reach if rule is not None else Reach.SESSION  # undeclared: the strictest reading
+        if reach in (Reach.TOKEN, Reach.GIT):
+            # Never the session cookie here (git, /api/): a page could otherwise drive them with it.
+            return await self._token(connection)
+        if reach is Reach.MACHINE:
+            return AuthenticationResult(user=None, auth=None)
+        # Public and session routes: the cookie only. An Authorization header is no credential here,
+        # so a read-only or third-party token can never act as a full login on the HTML site.
+        return await self._session(connection)
+
+    async def _token(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
+        from domains.account.services import TokenService
 
         header = connection.headers.get("authorization")
-        if header:
-            secret = parse_authorization(header)
-            db = self.alchemy.provide_session(connection.app.state, connection.scope)
-            if secret and secret.startswith(OAUTH_ACCESS_PREFIX):
-                return await self._oauth_token(connection, db, secret)
-            found = await TokenService(db).authenticate(secret) if secret else None
-            if found is None:
-                raise NotAuthorizedException(
-                    "Invalid or revoked access token.",
-                    headers={"WWW-Authenticate": 'Basic realm="Rose Ash"'},
-                )
-            user, token = found
-            connection.scope["rose_ash.username"] = user.username  # type: ignore[typeddict-unknown-key]
-            return AuthenticationResult(
-                user=user,
-                auth=AuthInfo("token", frozenset(token.scopes), str(token.id)),
-            )
-        if connection.scope["path"].startswith("/api/"):
+        if not header:
             return AuthenticationResult(user=None, auth=None)
+        secret = parse_authorization(header)
+        db = self.alchemy.provide_session(connection.app.state, connection.scope)
+        if secret and secret.startswith(OAUTH_ACCESS_PREFIX):
+            return await self._oauth_token(connection, db, secret)
+        found = await TokenService(db).authenticate(secret) if secret else None
+        if found is None:
+            raise NotAuthorizedException(
+                "Invalid or revoked access token.",
+                headers={"WWW-Authenticate": 'Basic realm="Rose Ash"'},
+            )
+        user, token = found
+        connection.scope["rose_ash.username"] = user.username  # type: ignore[typeddict-unknown-key]
+        return AuthenticationResult(
+            user=user,
+            auth=AuthInfo("token", frozenset(token.scopes), str(token.id)),
+        )
+
+    async def _session(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
+        from domains.account.services import AccountService
+
         if "session" not in connection.scope:
             return AuthenticationResult(user=None, auth=None)
         session = connection.session
@@ -137,7 +157,9 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
         db = self.alchemy.provide_session(connection.app.state, connection.scope)
         session_user = await AccountService(db).get_active(user_id)
         if session_user is None or session.get(SESSION_EPOCH_KEY, 0) != session_user.session_epoch:
-            connection.clear_session()
+            # An empty session, not Empty: the page still renders (flash messages read it) and the
+            # session middleware deletes the stale one all the same.
+            connection.set_session({})
             return AuthenticationResult(user=None, auth=None)
         connection.scope["rose_ash.username"] = session_user.username  # type: ignore[typeddict-unknown-key]
         return AuthenticationResult(user=session_user, auth=AuthInfo("session"))
@@ -181,6 +203,51 @@ def requires_admin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteH
         raise NotAuthorizedException("Sign in to continue.")
     if not user.is_admin:
         raise PermissionDeniedException("Only administrators may do this.")
+
+
+def _is_generated_options(handler: BaseRouteHandler) -> bool:
+    """Litestar's own OPTIONS answer (an ``Allow`` header) inherits its path's opt but shows no data."""
+    methods = getattr(handler, "http_methods", None)
+    return methods == {"OPTIONS"} and handler.handler_name == "options_handler"
+
+
+def _token_needed() -> NotAuthorizedException:
+    return NotAuthorizedException(
+        "An access token is required here.",
+        headers={"WWW-Authenticate": 'Bearer realm="Rose Ash"'},
+    )
+
+
+def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """The app-wide guard: hold every request to its route's access declaration (app/access.py).
+
+    Anonymous where an account is needed -> 401 (HTML: the sign-in redirect); signed in without the
+    role, or a token without the scope -> 403. Owner checks (403/404) stay with the handlers.
+    """
+    if _is_generated_options(handler):
+        return
+    rule = access_of(handler) or Access(reach=Reach.SESSION)  # undeclared: members only (and a failing test)
+    if rule.reach in (Reach.PUBLIC, Reach.GIT, Reach.MACHINE):
+        return
+    user = current_user(connection)
+    if rule.reach is Reach.SESSION:
+        if user is None:
+            raise NotAuthorizedException("Sign in to continue.")
+        if rule.role == "admin" and not user.is_admin:
+            raise PermissionDeniedException("Only administrators may do this.")
+        if rule.role == "author" and not user.can_author:
+            raise PermissionDeniedException("Only authors may write on the blog. Ask an administrator.")
+        return
+    if rule.oauth_only:
+        return  # /oauth/userinfo checks its bearer token itself, with RFC 6750 §3.1 error codes
+    auth = connection.scope.get("auth")
+    if user is None or not isinstance(auth, AuthInfo):
+        if rule.anonymous:
+            return
+        raise _token_needed()
+    if not any(auth.allows(scope) for scope in rule.scopes):
+        wanted = "' or '".join(sorted(rule.scopes))
+        raise PermissionDeniedException(f"This token lacks the '{wanted}' scope.")
 
 
 def requires_scope(scope: str) -> Any:

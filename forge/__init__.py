@@ -18,12 +18,16 @@ def _make_router() -> Router:
     from litestar import Router
 
     import forge.mirror_jobs  # noqa: F401  (registers the forge.mirror.sync job and the push listener)
+    from app import access
     from forge.api import create_repo
     from forge.gitea_api import router as gitea_api_router
     from forge.smart_http import git_router
     from forge.web import router as web_router
 
-    return Router(path="/", route_handlers=[git_router, create_repo, web_router, gitea_api_router])
+    return Router(path="/", route_handlers=[
+        git_router, web_router, gitea_api_router,
+        Router(path="/", opt=access.token("repo:write"), route_handlers=[create_repo]),
+    ])
 
 
 def __getattr__(name: str) -> Any:

@@ -76,7 +76,11 @@ def decide_access(is_private: bool, signed_in: bool, permission: Permission, aut
     if not may_see(is_private, permission, auth):
         return Denied(404, NOT_FOUND) if signed_in else Denied(401, "Authentication required.")
     if action == "read":
-        return None  # public data needs no credentials and no scope; private passed may_see
+        # Public data needs no credentials, but a token that comes must carry the scope (app/access.py);
+        # a private repository already passed may_see, which asks the same of tokens.
+        if auth is not None and not auth.allows("repo:read"):
+            return Denied(403, "This token lacks the 'repo:read' scope.")
+        return None
     if not signed_in:
         return Denied(401, "Authentication required to push.")
     if not at_least(permission, "write"):

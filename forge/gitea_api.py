@@ -32,6 +32,7 @@ from litestar.exceptions import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import access
 from app.errors import PROBLEM_JSON
 from app.security import AuthInfo
 from app.settings import Settings
@@ -458,8 +459,12 @@ async def delete_push_mirror(request: Request[Any, Any, Any], db_session: AsyncS
         raise NotFoundException("No such push mirror.")
 
 
-router = Router(path="/", route_handlers=[
-    get_repo, edit_repo, delete_repo, user_repos, list_branches, list_tags, list_collaborators, is_collaborator,
-    add_collaborator, remove_collaborator, migrate, mirror_sync, push_mirrors_sync, list_push_mirrors,
-    add_push_mirror, delete_push_mirror,
+# Reading a public repository needs no token (as on Gitea); a token must still carry the scope.
+router = Router(path="/", opt=access.token("repo:write", owner="repo"), route_handlers=[
+    edit_repo, delete_repo, list_collaborators, add_collaborator, remove_collaborator, mirror_sync,
+    push_mirrors_sync, list_push_mirrors, add_push_mirror, delete_push_mirror,
+    Router(path="/", opt=access.token("repo:read", anonymous=True, owner="repo"),
+           route_handlers=[get_repo, list_branches, list_tags, is_collaborator]),
+    Router(path="/", opt=access.token("repo:read", "api"), route_handlers=[user_repos]),
+    Router(path="/", opt=access.token("repo:write"), route_handlers=[migrate]),
 ])

@@ -38,6 +38,7 @@ from litestar.response.streaming import ASGIStreamingResponse
 from litestar.types import Receive, Send
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import access
 from app.security import AuthInfo
 from app.settings import Settings
 from domains.account.models import User
@@ -541,5 +542,5 @@ git_router = Router(
     route_handlers=[info_refs, upload_pack, receive_pack],
     request_max_body_size=None,  # our own cap, on the decoded body (read_body)
     include_in_schema=False,
-    opt={"exclude_from_csrf": True},
+    opt={"exclude_from_csrf": True, **access.git()},  # Basic/token credentials only, never the cookie
 )

@@ -32,6 +32,7 @@ from litestar.exceptions import NotAuthorizedException, NotFoundException, Permi
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import access
 from app.forms import form_data, form_page, see_other
 from app.jobs import JobContext
 from app.security import AuthInfo, requires_user
@@ -453,5 +454,10 @@ class SettingsController(Controller):
 
 router = Router(
     path="/",
-    route_handlers=[index, owner_page, repo_page, NewRepoController, SettingsController],
+    opt=access.public(owner="repo"),  # a private repository is shown to those who may see it
+    route_handlers=[
+        index, owner_page, repo_page,
+        Router(path="/", opt=access.session(), route_handlers=[NewRepoController]),
+        Router(path="/", opt=access.session(owner="repo"), route_handlers=[SettingsController]),
+    ],
 )

@@ -15,6 +15,8 @@ from typing import Any
 from litestar import Request, Response
 from litestar.types import Scope
 
+from app import access
+
 __all__ = [
     "ANONYMOUS_OPT",
     "CACHEABLE",
@@ -80,7 +82,9 @@ def route_opt(policy: CachePolicy) -> dict[str, Any]:
     ``request.user`` is never even looked up) and the CSRF middleware (so no cookie is set);
     those opt keys apply to this handler (this method) only, never to a POST at the same path.
     """
-    opt: dict[str, Any] = {POLICY_OPT_KEY: policy}
+    # Cacheable answers are the same for everybody; a personal fragment shows the session's member,
+    # or its signed-out fallback, so every class here is reachable by anyone (app/access.py).
+    opt: dict[str, Any] = {POLICY_OPT_KEY: policy, **access.public()}
     if policy in CACHEABLE:
         opt.update(ANONYMOUS_OPT)
     return opt

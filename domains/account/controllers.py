@@ -11,6 +11,7 @@ from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import access
 from app.forms import as_list, form_data, form_page, safe_next, see_other
 from app.security import SESSION_EPOCH_KEY, SESSION_USER_KEY, requires_user
 from app.sessions import rotate_session_id
@@ -163,7 +164,7 @@ class AccountController(Controller):
         request.session["new_token"] = secret
         return see_other("/account/settings/tokens", request, "Token created. Copy it now: it won't be shown again.")
 
-    @post("/settings/tokens/{token_id:uuid}/revoke", status_code=303)
+    @post("/settings/tokens/{token_id:uuid}/revoke", status_code=303, opt=access.session(owner="token"))
     async def token_revoke(self, request: Request[User, Any, Any], db_session: AsyncSession,
                            token_id: UUID) -> Redirect:
         if not await TokenService(db_session).revoke(request.user, token_id):

@@ -24,11 +24,16 @@ Importing the package registers its fragments and job kinds. Other domains use
 
 from litestar import Router
 
+from app import access
 from domains.blog import fragments, jobs, webhooks  # noqa: F401  (registers fragments and job kinds)
 from domains.blog.admin import admin_handlers
 from domains.blog.controllers import public_handlers
 from domains.blog.webhooks import ghost_webhook
 
-router = Router(path="/", route_handlers=[*public_handlers, *admin_handlers, ghost_webhook])
+router = Router(path="/", opt=access.public(), route_handlers=[
+    *public_handlers,
+    Router(path="/", opt=access.session(role="author", owner="post"), route_handlers=admin_handlers),
+    Router(path="/", opt=access.machine(), route_handlers=[ghost_webhook]),  # Ghost's signature
+])
 
 __all__ = ["router"]

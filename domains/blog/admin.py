@@ -18,6 +18,7 @@ from litestar.plugins.htmx import HTMXTemplate
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import access
 from app.forms import form_data, see_other
 from app.security import requires_admin
 from app.settings import Settings
@@ -203,6 +204,7 @@ class BlogSettingsController(Controller):
 
     path = "/blog/admin"
     guards = [requires_admin]
+    opt = access.admin()
     cache_control = PRIVATE
 
     @get("/navigation", name="blog:navigation")

@@ -12,12 +12,13 @@ from litestar.exceptions import HTTPException, NotFoundException
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import access
 from app.settings import Settings
 from domains.account.models import User
 from federation.activitypub.core import DOMAIN_ACTORS, Federation, Urls
 from federation.activitypub.models import APObject
 
-OPT = {"exclude_from_csrf": True, "skip_session": True, "exclude_from_auth": True}
+OPT = {"exclude_from_csrf": True, "skip_session": True, "exclude_from_auth": True, **access.public()}
 CORS = {"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=300"}
 NODEINFO_21 = "http://nodeinfo.diaspora.software/ns/schema/2.1"
 NODEINFO_20 = "http://nodeinfo.diaspora.software/ns/schema/2.0"

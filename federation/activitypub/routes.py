@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import access
 from app.jobs import enqueue
 from app.limits import WindowLimit
 from app.settings import Settings
@@ -40,7 +41,7 @@ log = logging.getLogger("rose_ash.federation.inbox")
 
 AS2 = "application/activity+json"
 MAX_INBOX_BODY = 1_048_576
-MACHINE = {"exclude_from_csrf": True, "skip_session": True}
+MACHINE = {"exclude_from_csrf": True, "skip_session": True, **access.machine()}  # HTTP signatures
 UNTRUSTED_OK = frozenset({"Create", "Update", "Announce"})
 
 
@@ -320,7 +321,7 @@ async def activity_view(aid: UUID, db_session: AsyncSession) -> Response[bytes]:
     return as2(raw)
 
 
-router = Router(path="/", route_handlers=[
+router = Router(path="/", opt=access.public(), route_handlers=[
     service_actor, shared_inbox, user_inbox, service_inbox, user_collection, service_collection,
     object_view, object_create_activity, activity_view,
 ])

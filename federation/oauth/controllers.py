@@ -21,7 +21,7 @@ from app.sessions import rotate_session_id
 from app.settings import Settings
 from domains.account.models import User
 from federation.oauth.registration import register_client
-from federation.oauth.scopes import SCOPE_TEXT, describe, split_scope
+from federation.oauth.scopes import NEVER_TEXT, SCOPE_TEXT, describe, split_scope
 from federation.oauth.server import (
     ClientView,
     Context,
@@ -170,7 +170,7 @@ async def authorize(request: Request[Any, Any, Any], db_session: AsyncSession, s
                                                                          state=oreq.payload.state), settings.base_url)
             return Template("oauth/consent.html", headers=NO_FRAMING, context={
                 "client": client.row,
-                "scopes": describe(oreq.scope),
+                "scopes": describe(oreq.scope), "never": NEVER_TEXT,
                 "params": [(k, v) for k, values in oreq.payload.datalist.items() for v in values],
                 "redirect_host": urlsplit(grant.redirect_uri or "").netloc,
             })

@@ -31,6 +31,7 @@ from litestar.response import Redirect, Template
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app import access
 from app.forms import form_data, safe_next, see_other
 from app.security import requires_user
 from app.settings import Settings
@@ -459,7 +460,7 @@ class SocialController(Controller):
                       settings: Settings) -> Response[Any]:
         return await self._act(request, db_session, settings, oid, "unboost")
 
-    @post("/notes/{oid:uuid}/delete", status_code=303)
+    @post("/notes/{oid:uuid}/delete", status_code=303, opt=access.session(owner="note"))
     async def delete(self, oid: UUID, request: Request[User, Any, Any], db_session: AsyncSession,
                      settings: Settings) -> Response[Any]:
         return await self._act(request, db_session, settings, oid, "delete_note")

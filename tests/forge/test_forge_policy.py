@@ -97,6 +97,8 @@ SESSION = AuthInfo("session")
 @pytest.mark.parametrize("private, signed_in, permission, auth, action, expected", [
     (False, False, "read", None, "read", None),
     (False, False, "read", None, "write", 401),
+    (False, True, "read", AuthInfo("token", frozenset({"api"})), "read", 403),  # the token still needs its scope
+    (False, True, "read", TOKEN_RO, "read", None),
     (False, True, "read", TOKEN_RW, "write", 403),
     (False, True, "write", TOKEN_RO, "write", 403),
     (False, True, "write", TOKEN_RW, "write", None),

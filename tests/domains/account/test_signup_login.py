@@ -220,3 +220,18 @@ async def test_public_home_sets_no_session_cookie(client) -> None:  # type: igno
     assert "rose_ash_session" not in response.headers.get("set-cookie", "")
     assert 'hx-get="/f/me/account-menu"' in response.text
     assert '<a class="button button-quiet" href="/account">Account</a>' in response.text
+
+
+async def test_stale_session_of_a_suspended_member_is_dropped_not_a_500(client, db_session) -> None:  # type: ignore[no-untyped-def]
+    """A suspended member's old cookie is no session; the sign-in page still answers (it used to 500)."""
+    from sqlalchemy import update
+
+    await signup(client, "alice")
+    assert (await client.get("/account")).status_code == 200
+    await db_session.execute(update(User).where(User.username == "alice").values(is_active=False))
+    await db_session.commit()
+    failed = await client.post("/account/login", data={"login": "alice", "password": "wrong"},
+                               headers={"X-CSRFToken": client.cookies.get("csrftoken")})
+    assert failed.status_code == 401
+    assert "rose_ash_session=null" in failed.headers.get("set-cookie", "")
+    assert (await client.get("/account")).status_code == 303

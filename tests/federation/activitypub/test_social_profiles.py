@@ -307,10 +307,11 @@ async def test_unknown_authors_link_to_a_lookup(client: Any, peer: Peer, db_sess
     assert uri in peer.gets  # the actor came from its server
 
 
-async def test_a_token_authenticated_lookup_keeps_its_token_bookkeeping(
+async def test_a_token_on_the_social_hub_is_nobody(
         client: Any, db_session: AsyncSession, peer: Peer) -> None:
-    """Authentication writes the token's last-used time before the handler runs; settle()
-    commits it instead of refusing (it answered 500) or rolling it back."""
+    """Tokens count only where a scope governs them (issue 11): on the hub a token-only request is
+    anonymous, so it is sent to sign in, and the token is not even looked up (no bookkeeping write
+    for settle() to meet)."""
     from domains.account.models import AccessToken
     from domains.account.services import AccountService, TokenService
 
@@ -320,10 +321,12 @@ async def test_a_token_authenticated_lookup_keeps_its_token_bookkeeping(
     assert user is not None
     _row, secret = await TokenService(db_session).issue(user, "reader", ["api"])
     await db_session.commit()
+    gets = len(peer.gets)
     r = await client.get("/social/accounts?q=dana@remote.example", headers={"Authorization": f"token {secret}"})
-    assert r.status_code == 303 and r.headers["location"] == "/social/accounts/dana@remote.example"
+    assert r.status_code == 303 and r.headers["location"].startswith("/account/login?next=")
     db_session.expire_all()
-    assert (await db_session.scalars(select(AccessToken.last_used_at))).one() is not None
+    assert (await db_session.scalars(select(AccessToken.last_used_at))).one() is None
+    assert len(peer.gets) == gets  # nothing was fetched for nobody
 
 
 async def test_answering_a_follow_request_when_the_followers_server_is_down(

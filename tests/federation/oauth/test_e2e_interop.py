@@ -95,7 +95,7 @@ def test_authlib_client_and_api_scopes(tmp_path: Path, server_database_url: str 
                                                      nonce="python-nonce")
         consent = browser.get(url)
         assert consent.status_code == 200 and "Python RP" in consent.text
-        assert "Use the JSON API on your behalf" in consent.text
+        assert "Use the JSON API as you" in consent.text
         form = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', consent.text))
         approved = browser.post("/oauth/authorize", data={**form, "decision": "allow"})
         assert approved.status_code == 303

@@ -39,7 +39,8 @@ async def test_code_flow_with_pkce_consent_id_token_and_userinfo(client: Any, db
     page = await client.get("/oauth/authorize", params=params)
     assert page.status_code == 200
     assert "Test RP" in page.text and "See your email address" in page.text
-    assert "Use the JSON API on your behalf" in page.text
+    assert "Use the JSON API as you" in page.text
+    assert "It can never use the Rose Ash website as you" in page.text
     assert page.headers["x-frame-options"] == "DENY" and "frame-ancestors 'none'" in page.headers[
         "content-security-policy"]
 
@@ -303,3 +304,26 @@ async def test_auth_time_and_max_age(client: Any, db_session: AsyncSession) -> N
     query = query_of(back.headers["location"])
     fresh = await _id_claims(client, (await exchange(client, rp, query["code"], _v)).json()["id_token"])
     assert fresh["auth_time"] > claims["auth_time"]
+
+
+async def test_consent_page_says_what_every_scope_lets_the_app_do(client: Any, db_session: AsyncSession) -> None:
+    """Each requested scope is explained in plain words, including the git scopes (issue 11 item 1)."""
+    import html
+    import re
+
+    from federation.oauth.scopes import SCOPE_TEXT
+
+    await signup(client, "alice")
+    every = " ".join(SCOPE_TEXT)
+    rp = await make_client(db_session, scope=every)
+    _verifier, challenge = pkce()
+    page = await client.get("/oauth/authorize", params=authorize_params(rp, challenge, scope=every))
+    assert page.status_code == 200
+    shown = dict(re.findall(r'<li data-scope="([^"]+)">([^<]+)</li>', page.text))
+    assert set(shown) == set(SCOPE_TEXT)
+    for scope, text in SCOPE_TEXT.items():
+        assert html.unescape(shown[scope]) == text + "."
+    assert "push commits" in shown["repo:write"] and "private ones included" in shown["repo:read"]
+    # Asking for less shows less.
+    page = await client.get("/oauth/authorize", params=authorize_params(rp, challenge, scope="openid"))
+    assert re.findall(r'<li data-scope="([^"]+)">', page.text) == ["openid"]

@@ -1,0 +1,527 @@
+"""The authorization matrix (issue 11, item 9), generated from the application's route table.
+
+For every route and method, as anonymous, a member, another member, the owner, a repository
+collaborator, an administrator, personal access tokens and OAuth access tokens (one of each scope
+where tokens count, an every-scope token of each kind elsewhere) and the session cookie on git
+routes, the answer's class is computed from the route's access declaration (app/access.py) and
+compared with what the app says. A route that declares nothing fails. Path parameters are filled
+from fixtures of each owned object type (public and private repositories, a post, a note, a token,
+an OAuth client and grant, a domain block, a report, a member). HTML answers must be
+``text/html; charset=utf-8``; nothing may answer 5xx.
+
+Non-GET routes run after every GET route; a request that succeeded on a route which changes an
+object is followed by a fresh object of that type, so one identity's delete never decides
+another's answer.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import pytest
+from httpx import Cookies, Response
+from litestar import Litestar
+from litestar.routes import HTTPRoute
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.access import Access, Reach, access_of
+from domains.account.models import User
+from domains.account.services import TokenService
+from federation.activitypub.core import DOMAIN_ACTORS
+from federation.activitypub.models import Activity, APObject, DomainBlock, Report
+from federation.oauth.scopes import SCOPE_TEXT
+from federation.oauth.store import OAuthStore
+from fragments.caching import CachePolicy
+from fragments.registry import registry
+from tests.helpers.web import login, post_form, signup
+
+pytestmark = pytest.mark.anyio
+
+Outcome = Literal["ok", "login", "forbidden", "hidden", "error"]
+PAT_SCOPES = ("repo:read", "repo:write", "api")
+OAUTH_SCOPES = tuple(SCOPE_TEXT)
+HTML = "text/html; charset=utf-8"
+# Whether an administrator may act on another member's object of this type through its route.
+ADMIN_OVER = {"repo": True, "post": True, "user": True, "client": True, "moderation": True,
+              "token": False, "grant": False, "note": False}
+
+
+@dataclass(frozen=True)
+class Who:
+    name: str
+    kind: Literal["anon", "session", "pat", "oauth"]
+    user: str | None = None
+    scopes: frozenset[str] = frozenset()
+
+    @property
+    def is_token(self) -> bool:
+        return self.kind in ("pat", "oauth")
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes or (scope == "repo:read" and "repo:write" in self.scopes)
+
+
+ANON = Who("anonymous", "anon")
+SESSIONS = [Who("member", "session", "dave"), Who("other", "session", "bob"),
+            Who("collaborator", "session", "carol"), Who("owner", "session", "alice"),
+            Who("admin", "session", "ada")]
+EVERY_PAT = Who("pat:*", "pat", "alice", frozenset(PAT_SCOPES))
+EVERY_OAUTH = Who("oauth:*", "oauth", "alice", frozenset(OAUTH_SCOPES))
+SCOPED = [Who(f"pat:{s}", "pat", "alice", frozenset({s})) for s in PAT_SCOPES] + \
+    [Who(f"oauth:{s}", "oauth", "alice", frozenset({s})) for s in OAUTH_SCOPES]
+
+
+@dataclass
+class Case:
+    method: str
+    path: str  # the route template
+    rule: Access
+    variant: str = ""  # "public" / "private" for repository routes
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.path}{' [' + self.variant + ']' if self.variant else ''}"
+
+
+@dataclass
+class World:
+    """Users, their cookie jars and tokens, and one object of each owned type."""
+
+    jars: dict[str, Cookies] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
+    values: dict[str, str] = field(default_factory=dict)
+    ids: dict[str, uuid.UUID] = field(default_factory=dict)
+
+
+def outcome(response: Response) -> Outcome:
+    status = response.status_code
+    if status >= 500:
+        return "error"
+    if status == 401 or (status in (302, 303) and response.headers.get("location", "").startswith("/account/login?")):
+        return "login"
+    if status == 403:
+        return "forbidden"
+    if status == 404:
+        return "hidden"
+    return "ok"
+
+
+# -- the route table -----------------------------------------------------------------------------
+def cases(app: Litestar) -> tuple[list[Case], list[str]]:
+    found: list[Case] = []
+    undeclared: list[str] = []
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        for handler in route.route_handlers:
+            methods = sorted(handler.http_methods)
+            if methods == ["OPTIONS"] and handler.handler_name == "options_handler":
+                continue  # Litestar's own Allow answer
+            rule = access_of(handler)
+            if rule is None:
+                undeclared.append(f"{','.join(methods)} {route.path}")
+                continue
+            for method in methods:
+                if method == "HEAD":
+                    continue  # answered like GET by the static router
+                variants = ["public", "private"] if "{repo:str}" in route.path else [""]
+                found.extend(Case(method, route.path, rule, v) for v in variants)
+    found.sort(key=lambda c: (c.method != "GET", c.path, c.method, c.variant))
+    return found, undeclared
+
+
+def fill(case: Case, world: World) -> str:
+    path, v = case.path, world.values
+    repo = "pub" if case.variant == "public" else "priv"
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name == "owner":
+            return "alice"
+        if name == "repo":
+            return repo
+        if name == "name":
+            if path.startswith("/ap/actors/"):
+                return "instance"
+            if path.startswith("/f/me/"):
+                return v["personal"]
+            if path.startswith("/f/{area"):
+                return v["shared_name"]
+            if path.startswith("/f/"):
+                return v["shared_single"]
+            if path.startswith("/embed/"):
+                return v["embed"]
+            return "origin"  # a push mirror
+        if name == "area":
+            return v["shared_area"]
+        if name == "slug":
+            return "news" if "/tag/" in path else "hello-world"
+        if name == "which":
+            return "outbox"
+        if name == "decision":
+            return "accept"
+        if name == "file_path":
+            return v["static"]
+        if name == "path":
+            return "swagger"
+        if name in ("handle", "username", "acct"):
+            return "alice"
+        if name == "collaborator":
+            return "carol"
+        key = {"token_id": "token", "post_id": "post", "client_pk": "client", "pk": "client",
+               "user_id": "erin", "oid": "note", "aid": "activity", "bid": "block", "rid": "report"}.get(name)
+        if key is not None:
+            return str(world.ids[key])
+        if name == "fid":
+            return str(world.ids["nothing"])  # no pending follow request: everybody allowed gets 404
+        raise AssertionError(f"no fixture for path parameter {name!r} in {path}")
+
+    url = re.sub(r"\{(\w+)(?::\w+)?\}", value, path)
+    if url.endswith("/info/refs"):
+        url += "?service=git-upload-pack"
+    return url
+
+
+# -- expectations ----------------------------------------------------------------------------------
+def expected(case: Case, who: Who, anon: Response | None) -> set[Outcome]:
+    rule = case.rule
+    private = case.variant == "private"
+    owned = rule.owner is not None and "{" in case.path
+    if rule.reach is Reach.MACHINE:
+        assert anon is not None
+        return {outcome(anon)}  # its own authentication: who you are here changes nothing
+    if rule.reach is Reach.PUBLIC:
+        if case.method == "POST" and case.path == "/account/login" and not who.is_token:
+            return {"login"}  # no credentials in the form: the sign-in fails with 401
+        if who.is_token or who.kind == "anon":
+            if who.is_token:
+                assert anon is not None
+                return {outcome(anon)}  # a token is nobody here
+            if private:  # private and absent look alike; 401 until the private-vs-absent change lands
+                return {"hidden", "login"}
+            return {"ok", "hidden"}
+        if private and who.user in ("dave", "bob"):
+            return {"hidden"}
+        return {"ok", "hidden"} if not private else {"ok"}
+    if rule.reach is Reach.SESSION:
+        if who.kind != "session":
+            return {"login"}
+        if rule.role == "admin" and who.user != "ada":
+            return {"forbidden"}
+        if rule.role == "author" and who.user not in ("alice", "ada"):
+            return {"forbidden"}
+        if not owned or who.user == "alice":
+            return {"ok", "hidden"} if "{fid" in case.path or not owned else {"ok"}
+        if who.user == "ada" and rule.owner is not None and ADMIN_OVER[rule.owner]:
+            return {"ok"}
+        if rule.owner == "repo" and (not private or who.user == "carol"):
+            return {"forbidden"}  # may see the repository, may not administer it
+        return {"hidden", "forbidden", "ok"} if rule.owner == "note" else {"hidden"}  # "ok": see the loop
+    if rule.reach is Reach.TOKEN:
+        if not who.is_token or (rule.oauth_only and who.kind == "pat"):
+            if rule.anonymous and not rule.oauth_only:
+                return {"hidden", "login"} if private else {"ok"}
+            return {"login"}
+        if not any(who.allows(s) for s in rule.scopes):
+            return {"forbidden"}
+        return {"ok", "hidden"} if case.path.endswith("push_mirrors/{name:str}") else {"ok"}  # no such mirror
+    assert rule.reach is Reach.GIT
+    push = case.path.endswith("git-receive-pack")
+    if not who.is_token:  # anonymous, and the session cookie, which git routes never honour
+        return {"login"} if private or push else {"ok"}
+    if not who.allows("repo:write" if push else "repo:read"):
+        return {"forbidden"}
+    return {"ok"}
+
+
+def identities(case: Case) -> list[Who]:
+    tokens = [EVERY_PAT, EVERY_OAUTH]
+    if case.rule.accepts_tokens:
+        tokens = [*SCOPED, *tokens]
+    # Allowed callers last: a success may change the object, which is then renewed for the next.
+    return [ANON, *tokens, *SESSIONS]
+
+
+# -- building the world ------------------------------------------------------------------------------
+async def build(client: Any, db: AsyncSession) -> World:
+    world = World()
+    for name in ("alice", "bob", "carol", "dave", "ada", "erin"):  # erin: whose roles the admin route changes
+        client.cookies.clear()
+        assert (await signup(client, name)).status_code == 303
+        world.jars[name] = Cookies(client.cookies)
+    await db.execute(update(User).where(User.username == "ada").values(is_admin=True))
+    await db.execute(update(User).where(User.username == "alice").values(is_author=True))
+    await db.commit()
+    users = {u.username: u for u in (await db.execute(select(User))).scalars()}
+    world.ids["erin"] = users["erin"].id
+    world.ids["carol"] = users["carol"].id
+    world.ids["nothing"] = uuid.uuid4()
+
+    async def as_(name: str, path: str, data: dict[str, Any], page: str) -> Response:
+        client.cookies = world.jars[name]
+        response = await post_form(client, path, data, page=page)
+        world.jars[name] = Cookies(client.cookies)
+        return response
+
+    for repo, visibility in (("pub", "public"), ("priv", "private")):
+        assert (await as_("alice", "/forge/new", {"name": repo, "visibility": visibility}, "/forge/new")
+                ).status_code == 303
+        added = await as_("alice", f"/forge/alice/{repo}/settings/collaborators",
+                          {"username": "carol", "permission": "write"}, f"/forge/alice/{repo}/settings")
+        assert added.status_code == 303
+    posted = await as_("alice", "/blog/admin/posts", {"title": "Hello world", "slug": "hello-world", "tags": "news",
+                                                     "markdown": "Hi.", "action": "publish"}, "/blog/admin/new")
+    assert posted.status_code == 303, posted.text
+    assert (await as_("alice", "/social/compose", {"content": "A first note."}, "/social/")).status_code == 303
+    note = (await db.execute(select(APObject).order_by(APObject.created_at))).scalars().first()
+    assert note is not None
+    world.ids["note"] = note.id
+    activity = (await db.execute(select(Activity).where(Activity.type == "Create"))).scalars().first()
+    assert activity is not None
+    world.ids["activity"] = activity.id
+    reported = await as_("bob", "/social/reports", {"note": str(note.id), "comment": "Matrix report."},
+                         "/social/reports/new?note=" + str(note.id))
+    assert reported.status_code == 303, reported.text
+    await renew(world, db, "post", "token", "client", "block", "report")
+
+    for who in [*SCOPED, EVERY_PAT, EVERY_OAUTH]:
+        world.secrets[who.name] = await token_for(db, users["alice"], who)
+    await db.commit()
+
+    shared = [f for f in registry if f.policy is CachePolicy.SHARED_FRAGMENT]
+    dotted = next(f.name for f in shared if "." in f.name)
+    world.values["shared_area"], world.values["shared_name"] = dotted.split(".", 1)
+    world.values["shared_single"] = next((f.name for f in shared if "." not in f.name), "absent")
+    world.values["personal"] = next(f.name for f in registry if f.policy is CachePolicy.PERSONAL).removeprefix("me.")
+    world.values["embed"] = next(f.embed for f in registry if f.embed)
+    from app.templating import STATIC_DIR
+
+    world.values["static"] = next(p for p in sorted(STATIC_DIR.rglob("*.css"))).relative_to(STATIC_DIR).as_posix()
+    assert "instance" in DOMAIN_ACTORS
+    return world
+
+
+async def token_for(db: AsyncSession, alice: User, who: Who) -> str:
+    if who.kind == "pat":
+        _row, secret = await TokenService(db).issue(alice, who.name, sorted(who.scopes))
+        return secret
+    store = OAuthStore(db)
+    client, _secret = await store.create_client(name=f"Matrix {who.name}", redirect_uris=["https://rp.example.test/cb"],
+                                                public=False, scope=" ".join(OAUTH_SCOPES), first_party=False)
+    value = "roa_" + secrets.token_urlsafe(32)
+    await store.save_token(client=client, user=alice, family_id=uuid.uuid4(), access_token=value,
+                           refresh_token=None, scope=" ".join(sorted(who.scopes)), expires_in=3600)
+    return value
+
+
+async def renew(world: World, db: AsyncSession, *kinds: str) -> None:
+    """A fresh object of each kind, owned by alice (the block and report by the admin's queue)."""
+    alice = (await db.execute(select(User).where(User.username == "alice"))).scalar_one()
+    store = OAuthStore(db)
+    for kind in kinds:
+        if kind == "token":
+            row, _secret = await TokenService(db).issue(alice, f"target-{uuid.uuid4().hex[:6]}", ["api"])
+            world.ids["token"] = row.id
+        elif kind == "client":
+            client, _secret = await store.create_client(
+                name="Matrix RP", redirect_uris=["https://rp.example.test/cb"], public=False,
+                scope="openid profile", first_party=False)
+            await store.grant_consent(alice, client, ["openid", "profile"])
+            world.ids["client"] = client.id
+        elif kind == "block":
+            block = DomainBlock(domain=f"b{uuid.uuid4().hex[:8]}.example", severity="suspend", reason="matrix")
+            db.add(block)
+            await db.flush()
+            world.ids["block"] = block.id
+        elif kind == "report":
+            report = (await db.execute(select(Report).order_by(Report.created_at.desc()))).scalars().first()
+            assert report is not None
+            world.ids["report"] = report.id
+        elif kind == "post":
+            from domains.blog.models import Post
+
+            post = (await db.execute(select(Post).order_by(Post.created_at.desc()))).scalars().first()
+            assert post is not None
+            world.ids["post"] = post.id
+    await db.commit()
+
+
+# -- the test ----------------------------------------------------------------------------------------
+def request_for(case: Case, who: Who, world: World, csrf: Callable[[Who], str]) -> dict[str, Any]:
+    headers: dict[str, str] = {}
+    kwargs: dict[str, Any] = {}
+    if who.is_token:
+        scheme = "Basic" if case.rule.reach is Reach.GIT else "Bearer"
+        secret = world.secrets[who.name]
+        if scheme == "Basic":
+            import base64
+
+            secret = base64.b64encode(f"alice:{secret}".encode()).decode()
+        headers["Authorization"] = f"{scheme} {secret}"
+    rule = case.rule
+    if rule.reach in (Reach.PUBLIC, Reach.SESSION):
+        headers["Accept"] = "text/html"
+    if case.method != "GET":
+        headers["X-CSRFToken"] = csrf(who)
+        if rule.reach is Reach.GIT:
+            service = case.path.rsplit("/", 1)[1]
+            headers["Content-Type"] = f"application/x-{service}-request"
+            kwargs["content"] = b"0000"
+        elif rule.reach is Reach.TOKEN:
+            kwargs["json"] = {}
+        elif rule.reach is not Reach.MACHINE:
+            kwargs["data"] = {}
+    kwargs["headers"] = headers
+    return kwargs
+
+
+async def test_authorization_matrix(app, client, db_session) -> None:  # type: ignore[no-untyped-def]
+    started = time.monotonic()
+    all_cases, undeclared = cases(app)
+    assert not undeclared, f"routes without an access declaration (app/access.py): {undeclared}"
+    assert len({c.path for c in all_cases}) > 100  # the whole table, not a corner of it
+    world = await build(client, db_session)
+
+    anon_jar = Cookies()
+
+    def jar(who: Who) -> Cookies:
+        return world.jars[who.user] if who.kind == "session" and who.user else anon_jar
+
+    def csrf(who: Who) -> str:
+        token = jar(who).get("csrftoken")
+        assert token, f"no CSRF cookie for {who.name}"
+        return token
+
+    client.cookies = anon_jar
+    await client.get("/account/login")
+    anon_jar.update(client.cookies)
+    for name in world.jars:  # every session jar gets its CSRF cookie as a browser would
+        client.cookies = world.jars[name]
+        await client.get("/account")
+        world.jars[name] = Cookies(client.cookies)
+
+    failures: list[str] = []
+    requests = 0
+    for case in all_cases:
+        anon_response: Response | None = None
+        for who in identities(case):
+            client.cookies = Cookies(jar(who))
+            url = fill(case, world)
+            response = await client.request(case.method, url, **request_for(case, who, world, csrf))
+            requests += 1
+            got = outcome(response)
+            if who is ANON:
+                anon_response = response
+            want = expected(case, who, anon_response)
+            if got not in want:
+                failures.append(f"{case.label} as {who.name}: {response.status_code} ({got}), expected {sorted(want)}")
+            if who.is_token and case.rule.reach in (Reach.PUBLIC, Reach.SESSION, Reach.MACHINE) \
+                    and anon_response is not None and response.status_code != anon_response.status_code:
+                failures.append(f"{case.label} as {who.name}: {response.status_code}, "
+                                f"anonymous got {anon_response.status_code}")
+            ctype = response.headers.get("content-type", "")
+            if ctype.startswith("text/html") and ctype != HTML:
+                failures.append(f"{case.label} as {who.name}: Content-Type {ctype!r}")
+            if case.method == "GET" and got == "ok" and response.status_code == 200 \
+                    and case.rule.reach is Reach.SESSION and ctype != HTML and "/export" not in case.path:
+                failures.append(f"{case.label} as {who.name}: a private page answered {ctype!r}")
+            if who.kind == "session" and case.method == "POST" and "logout" in case.path:
+                world.jars[who.user or ""] = await sign_in_again(client, who.user or "")
+            if case.path.endswith("/notes/{oid:uuid}/delete") and who.user not in ("alice", None) and got == "ok":
+                # The social hub answers a refused action with 303 and a flash message; the note stays.
+                db_session.expire_all()
+                if (await db_session.get(APObject, world.ids["note"])).deleted:  # type: ignore[union-attr]
+                    failures.append(f"{case.label} as {who.name}: deleted another member's note")
+            if got == "ok" and case.method != "GET" and response.status_code < 400:
+                await refresh_after(case, world, db_session, client)
+    elapsed = time.monotonic() - started
+    print(f"authorization matrix: {len(all_cases)} cases, {requests} requests in {elapsed:.1f}s")
+    assert not failures, f"{len(failures)} failures:\n" + "\n".join(failures)
+
+
+async def sign_in_again(client: Any, name: str) -> Cookies:
+    """A sign-out route did its job; the identity signs in again for the routes after it."""
+    client.cookies = Cookies()
+    assert (await login(client, name)).status_code == 303
+    await client.get("/account")  # the CSRF cookie, as the jar had it
+    return Cookies(client.cookies)
+
+
+async def refresh_after(case: Case, world: World, db: AsyncSession, client: Any) -> None:
+    """Renew what a successful change may have removed, so the next identity meets the same object."""
+    path = case.path
+    if "{repo:str}" in path:
+        await renew_repos(world, db, client)
+    kinds = [k for k, marker in (("token", "{token_id"), ("post", "{post_id"), ("client", "{client_pk"),
+                                 ("client", "{pk"), ("block", "{bid"), ("report", "{rid")) if marker in path]
+    if "{oid" in path and path.endswith("/delete"):
+        await renew_note(world, db, client)
+    if "{post_id" in path and path.endswith("/delete"):
+        client.cookies = world.jars["alice"]
+        made = await post_form(client, "/blog/admin/posts", {"title": "Hello world", "slug": "hello-world",
+                                                             "tags": "news", "markdown": "Hi.", "action": "publish"},
+                               page="/blog/admin/new")
+        world.jars["alice"] = Cookies(client.cookies)
+        assert made.status_code == 303, made.text
+    if kinds:
+        await renew(world, db, *kinds)
+
+
+async def renew_note(world: World, db: AsyncSession, client: Any) -> None:
+    client.cookies = world.jars["alice"]
+    made = await post_form(client, "/social/compose", {"content": "Another note."}, page="/social/")
+    world.jars["alice"] = Cookies(client.cookies)
+    assert made.status_code == 303
+    db.expire_all()
+    note = (await db.execute(select(APObject).where(APObject.deleted.is_(False), APObject.local.is_(True))
+                             .order_by(APObject.created_at.desc()))).scalars().first()
+    assert note is not None
+    world.ids["note"] = note.id
+
+
+async def renew_repos(world: World, db: AsyncSession, client: Any) -> None:
+    """Put both repositories back as they were: present, public or private, carol a write collaborator."""
+    from forge.models import ForgeCollaborator, ForgeRepo
+
+    client.cookies = world.jars["alice"]
+    db.expire_all()
+    for repo, private in (("pub", False), ("priv", True)):
+        row = (await db.execute(select(ForgeRepo).where(ForgeRepo.lower_name == repo))).scalar_one_or_none()
+        if row is None:
+            visibility = "private" if private else "public"
+            made = await post_form(client, "/forge/new", {"name": repo, "visibility": visibility}, page="/forge/new")
+            assert made.status_code == 303, made.text
+            row = (await db.execute(select(ForgeRepo).where(ForgeRepo.lower_name == repo))).scalar_one()
+        row.is_private = private
+        carol = world.ids["carol"]
+        if (await db.execute(select(ForgeCollaborator).where(ForgeCollaborator.repo_id == row.id,
+                                                             ForgeCollaborator.user_id == carol))).first() is None:
+            db.add(ForgeCollaborator(repo_id=row.id, user_id=carol, permission="write"))
+    await db.commit()
+    world.jars["alice"] = Cookies(client.cookies)
+
+
+def test_a_route_that_declares_nothing_is_caught_and_kept_for_members() -> None:
+    """The matrix refuses an unclassified route; until it is classified the guard reads it as
+    members-only, and never lets a token in."""
+    from litestar import get
+    from litestar.testing import TestClient
+
+    from app.security import access_guard
+
+    @get("/undeclared", sync_to_thread=False)
+    def undeclared() -> str:
+        return "secret"
+
+    bare = Litestar([undeclared], guards=[access_guard], openapi_config=None)
+    assert cases(bare)[1] == ["GET /undeclared"]
+    with TestClient(bare) as http:
+        assert http.get("/undeclared").status_code == 401
+        assert http.get("/undeclared", headers={"Authorization": "token rat_x"}).status_code == 401
