@@ -204,8 +204,8 @@ def expected(case: Case, who: Who, anon: Response | None) -> set[Outcome]:
             if who.is_token:
                 assert anon is not None
                 return {outcome(anon)}  # a token is nobody here
-            if private:  # private and absent look alike; 401 until the private-vs-absent change lands
-                return {"hidden", "login"}
+            if private:  # private and absent look alike
+                return {"hidden"}
             return {"ok", "hidden"}
         if private and who.user in ("dave", "bob"):
             return {"hidden"}
@@ -236,6 +236,8 @@ def expected(case: Case, who: Who, anon: Response | None) -> set[Outcome]:
     push = case.path.endswith("git-receive-pack")
     if not who.is_token:  # anonymous, and the session cookie, which git routes never honour
         return {"login"} if private or push else {"ok"}
+    if private and not who.allows("repo:read"):
+        return {"hidden"}  # a token that may not read private repositories does not see this one
     if not who.allows("repo:write" if push else "repo:read"):
         return {"forbidden"}
     return {"ok"}
