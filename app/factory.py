@@ -21,6 +21,7 @@ from litestar.static_files import create_static_files_router
 from app.cli import RoseAshCLIPlugin
 from app.db import make_alchemy_config
 from app.errors import exception_handler
+from app.headers import SecurityHeaders
 from app.health import healthz
 from app.logs import configure_logging, request_logging_middleware
 from app.pages import home
@@ -120,6 +121,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             DefineMiddleware(AuthMiddleware, alchemy=alchemy, exclude=AUTH_EXCLUDE),
             auth_rate_limit.middleware,
         ],
+        # CSP, framing, nosniff, referrer, permissions, COOP, HSTS on every response (app/headers.py).
+        before_send=[SecurityHeaders(settings)],
         csrf_config=make_csrf_config(settings),
         template_config=template_config,
         stores=make_store_registry(settings),
