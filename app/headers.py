@@ -130,7 +130,7 @@ class SecurityHeaders:
         self.apply(headers, scope)
 
     def apply(self, headers: MutableScopeHeaders, scope: Scope) -> None:
-        policy = policy_of(scope) if scope.get("route_handler") is not None else None
+        policy = policy_of(scope)  # None when the router matched no route (404, 405)
         embed = policy is CachePolicy.EMBED
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         document = not content_type or content_type in DOCUMENT_TYPES
