@@ -24,6 +24,7 @@ from app import access
 from app.cli import RoseAshCLIPlugin
 from app.db import make_alchemy_config
 from app.errors import exception_handler
+from app.headers import SecurityHeaders
 from app.health import healthz
 from app.logs import configure_logging, request_logging_middleware
 from app.pages import home
@@ -134,6 +135,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             auth_rate_limit.middleware,
         ],
         guards=[access_guard],  # every route is held to its access declaration (app/access.py)
+        # CSP, framing, nosniff, referrer, permissions, COOP, HSTS on every response (app/headers.py).
+        before_send=[SecurityHeaders(settings)],
         csrf_config=make_csrf_config(settings),
         template_config=template_config,
         stores=make_store_registry(settings),

@@ -3,6 +3,8 @@
 import std;
 import xkey;
 
+include "./public-routes.vcl";
+
 # Who may send PURGE (the app's worker). Add your app hosts' addresses.
 acl purgers {
   "127.0.0.1";
@@ -17,16 +19,14 @@ sub vcl_recv {
     return (synth(400, "xkey or xkey-soft required"));
   }
   if (req.method != "GET" && req.method != "HEAD") { return (pass); }
-  # Allowlist of public prefixes: cookie-less and cacheable. Everything else (private pages,
-  # /f/me/ holes, forms, APIs, git) passes with its cookies.
-  if (req.url ~ "^/(\?.*)?$"
-      || req.url ~ "^/(blog|market|events|embed|static)(/|\?|$)"
-      || (req.url ~ "^/f/" && req.url !~ "^/f/me/")) {
-    unset req.http.Cookie;
-    unset req.http.Authorization;
-  } else {
-    return (pass);
-  }
+  # Only URLs shaped like a public route (public-routes.vcl, generated from the route table)
+  # lose their cookies and are cached. Everything else (/blog/admin/, /f/me/ holes, accounts,
+  # forms, APIs, git) passes with its cookies: stripping them there would sign the member out.
+  call rose_ash_route_class;
+  if (req.http.X-Rose-Ash-Route != "public") { return (pass); }
+  unset req.http.X-Rose-Ash-Route;
+  unset req.http.Cookie;
+  unset req.http.Authorization;
   # stale-while-revalidate on a healthy backend; the whole grace (stale-if-error) when it is sick.
   if (std.healthy(req.backend_hint)) { set req.grace = 600s; }
   set req.http.Surrogate-Capability = "varnish=ESI/1.0";   # ESI stays opt-in per response

@@ -113,7 +113,8 @@ def _sid(request: Request[Any, Any, Any]) -> str | None:
 # --- authorization endpoint ----------------------------------------------------------------------
 
 
-@route("/oauth/authorize", http_method=["GET", "POST"], name="oauth:authorize", cache_control=NO_STORE)
+@route("/oauth/authorize", http_method=["GET", "POST"], name="oauth:authorize", cache_control=NO_STORE,
+       media_type=MediaType.HTML)  # the consent page; without it a Template answer goes out as JSON
 async def authorize(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Any:
     """GET: validate, sign in if needed, then consent (or skip it); POST: the consent decision."""
     user: User | None = request.user if isinstance(request.user, User) else None
@@ -349,7 +350,7 @@ async def _sign_out(request: Request[Any, Any, Any]) -> None:
 
 
 @route("/oauth/logout", http_method=["GET", "POST"], name="oauth:logout", cache_control=NO_STORE,
-       opt={"exclude_from_csrf": True}, status_code=200)
+       opt={"exclude_from_csrf": True}, status_code=200, media_type=MediaType.HTML)
 async def logout(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Any:
     """OIDC RP-Initiated Logout 1.0 (GET, or a cross-site POST form; hence no CSRF here). With a
     valid ``id_token_hint`` for the signed-in user the sign-out happens at once; otherwise the user
@@ -389,7 +390,8 @@ async def _end_session(request: Request[Any, Any, Any], db_session: AsyncSession
     return _after_logout(frontchannel, ended.redirect_uri)
 
 
-@post("/oauth/logout/confirm", name="oauth:logout-confirm", guards=[requires_user], cache_control=NO_STORE)
+@post("/oauth/logout/confirm", name="oauth:logout-confirm", guards=[requires_user], cache_control=NO_STORE,
+      media_type=MediaType.HTML)
 async def logout_confirm(request: Request[Any, Any, Any], db_session: AsyncSession) -> Any:
     form = await request.form()
     redirect_uri = str(form.get("redirect_uri", ""))

@@ -12,6 +12,11 @@
     "a{color:#a3324d}ul{padding-left:1.2em;margin:.4em 0}h2{font-size:1.1em;margin:.2em 0}" +
     ".muted{color:#6b5d61}.panel{border:1px solid #e8dde0;border-radius:8px;padding:.8em 1em}";
 
+  // A constructed stylesheet, not a <style> element: host pages (and ours) whose CSP allows no
+  // inline styles still style the embed. Older browsers fall back to the <style> element.
+  var sheet = null;
+  try { sheet = new CSSStyleSheet(); sheet.replaceSync(STYLE); } catch (e) { sheet = null; }
+
   function embedUrl(src) {
     var url;
     try { url = new URL(src, origin); } catch (e) { return null; }
@@ -31,7 +36,12 @@
       .then(function (r) { if (!r.ok) { throw new Error("HTTP " + r.status); } return r.text(); })
       .then(function (html) {
         var root = el.shadowRoot || el.attachShadow({ mode: "open" });
-        root.innerHTML = "<style>" + STYLE + "</style>" + html;
+        if (sheet && "adoptedStyleSheets" in root) {
+          root.innerHTML = html;
+          root.adoptedStyleSheets = [sheet];
+        } else {
+          root.innerHTML = "<style>" + STYLE + "</style>" + html;
+        }
         el.setAttribute("data-loaded", "true");
       })
       .catch(function () { el.setAttribute("data-loaded", "failed"); });
