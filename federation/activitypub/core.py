@@ -51,6 +51,7 @@ ACTOR_TYPES = frozenset({"Person", "Service", "Application", "Group", "Organizat
 REMOTE_ACTOR_TTL = timedelta(hours=24)
 KEY_REFRESH_INTERVAL = timedelta(seconds=60)
 PAGE_SIZE = 20
+MAX_URL = 2048  # the URI columns' width
 
 # Re-runs of one unit of work that may each discover another document to fetch (actor, object,
 # its author, a mention...); a real activity needs three or four.
@@ -93,9 +94,22 @@ def ids_of(value: Any) -> list[str]:
 
 
 def host_of(uri: str) -> str:
-    parts = urlsplit(uri)
-    host = (parts.hostname or "").lower()
-    return f"{host}:{parts.port}" if parts.port else host
+    """``host`` or ``host:port`` of a URL (IPv6 literals bracketed); never raises.
+
+    URLs come from remote documents and inbox bodies, so an unparseable one (a port out of range,
+    a broken IPv6 literal) gets its raw authority instead: still the same string each time for the
+    same origin, still covered by a block of its domain, and never equal to a valid host.
+    """
+    try:
+        parts = urlsplit(uri)
+        host = (parts.hostname or "").lower()
+        port = parts.port
+    except ValueError:
+        netloc = uri.partition("://")[2].split("/", 1)[0].rpartition("@")[2]
+        return netloc.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port}" if port else host
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -579,8 +593,18 @@ def _image_url(value: Any) -> str:
 
 
 def http_url(url: str) -> str:
-    """``url`` if it is an http(s) URL, else "" (ids and links read from remote documents)."""
-    return url if url.startswith(("https://", "http://")) else ""
+    """``url`` if it is a well-formed http(s) URL with a host, else "" (ids and links read from
+    remote documents: a port out of range or a broken IPv6 literal is no URL at all)."""
+    if not url.startswith(("https://", "http://")) or len(url) > MAX_URL:
+        return ""
+    try:
+        parts = urlsplit(url)
+        _port = parts.port
+    except ValueError:
+        return ""
+    if not parts.hostname or any(c.isspace() or ord(c) < 32 for c in url):
+        return ""
+    return url
 
 
 def page_url(data: dict[str, Any], fallback: str) -> str:
