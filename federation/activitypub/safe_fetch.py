@@ -103,6 +103,7 @@ def decode_json(body: bytes) -> Any:
     string, which PostgreSQL cannot store in ``jsonb`` (they would fail later, as a 500).
     """
     try:
+        body.decode("utf-8")  # the decoder reports some non-UTF-8 input only as a bad character
         data = msgspec.json.decode(body)
     except UnicodeDecodeError:
         raise MalformedJSON("the body is not UTF-8") from None
