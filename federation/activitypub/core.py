@@ -379,6 +379,9 @@ class Federation:
         ``clean``: the transaction has nothing of the caller's in it (see :meth:`settle`), so an
         instance actor made just now for the signature may be committed before the request.
         """
+        if not http_url(uri):  # a key id, actor or object id from a hostile document
+            self._fetched[uri] = FetchError(f"{uri[:200]!r} is not an http(s) URL with a valid host and port", 400)
+            return
         if await self.domain_blocked(uri):  # a blocked server is not even asked
             self._fetched[uri] = FetchError(f"{host_of(uri)} is blocked on this server", 403)
             return

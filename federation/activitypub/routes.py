@@ -256,9 +256,14 @@ def _collection(cid: str, total: int, page: int | None, items: list[Any]) -> dic
     return doc
 
 
+# Far past any collection we hold, and small enough that the OFFSET fits a 64-bit integer (a
+# larger one is an OverflowError in the database driver, which would be a 500).
+MAX_PAGE = 1_000_000
+
+
 def _page(page: int | None) -> int | None:
-    if page is not None and page < 1:
-        raise HTTPException(status_code=400, detail="page starts at 1")
+    if page is not None and not 1 <= page <= MAX_PAGE:
+        raise HTTPException(status_code=400, detail=f"page is a number from 1 to {MAX_PAGE}")
     return page
 
 

@@ -222,7 +222,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
             try:
                 with anyio.fail_after(timeout or 5.0):
                     infos = await anyio.getaddrinfo(host, port, type=0)
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, UnicodeError) as exc:  # UnicodeError: an empty or 64+ byte label
                 raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
             addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         if not addresses:

@@ -424,3 +424,34 @@ async def test_hub_lookup_of_ipv6_literals_and_bad_urls_is_a_4xx_page(client: An
     r = await bob.get(f"/social/accounts/{q.replace('/', '%2F')}")
     assert r.status_code in (404, 422), (q, r.status_code)
     assert origins.requests == []
+
+
+KEY_IDS = ["http://a.test:99999/x#main-key", "http://[::1/x#main-key", "acct:trent@trent.example", "",
+           "https://trent.example/\u0000#k", "https://" + "a" * 3000 + ".example/#k", "ftp://trent.example/k",
+           "https://[fe80::1%25eth0]/k", "http://a.test:abc/k"]
+
+
+@pytest.mark.parametrize("key_id", KEY_IDS)
+async def test_malformed_key_ids_are_401_not_500(client: Any, world: AsyncSession, origins: Origins,
+                                                 key_id: str) -> None:
+    body = json.dumps(FOLLOW).encode()
+    req = httpx.Request("POST", BASE + "/inbox", content=body, headers={"Content-Type": AS2})
+    sign_cavage(req, key_id, KEYS[TRENT])
+    headers = {k: v for k, v in req.headers.items() if k.lower() not in ("content-length", "host")}
+    r = await client.post("/inbox", content=body, headers=headers)
+    assert r.status_code == 401, (key_id, r.status_code, r.text[:300])
+    for garbage in ('keyId="', "Signature ", 'keyId="a",signature="%%%"', "a" * 10_000, 'headers="(request-target)"'):
+        r = await client.post("/inbox", content=body, headers={"Content-Type": AS2, "Signature": garbage})
+        assert r.status_code == 401, (garbage[:40], r.status_code)
+    assert await _count(world, Activity) == 0
+    assert [u for u in origins.fetched() if "a.test" in u or "[" in u] == []
+
+
+@pytest.mark.parametrize(("page", "status"), [("99999999999999999999", 400), ("1000001", 400), ("0", 400),
+                                              ("-3", 400), ("abc", 400), ("1000000", 200)])
+async def test_collection_pages_out_of_range_are_400(client: Any, world: AsyncSession, page: str, status: int) -> None:
+    for path in ("/@alice/outbox", "/@alice/followers", "/ap/actors/blog/following", "/@alice/liked"):
+        r = await client.get(path, params={"page": page}, headers={"Accept": AS2})
+        assert r.status_code == status, (path, page, r.status_code)
+        if status == 200:
+            assert r.json()["orderedItems"] == []

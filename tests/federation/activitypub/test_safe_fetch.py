@@ -202,3 +202,16 @@ async def test_forge_mirrors_follow_the_same_loopback_only_allowance() -> None:
             await build_remote(url, None, allow_private=True)
     remote = await build_remote("http://127.0.0.1:1/r.git", None, allow_private=True)  # builds config only
     assert ("http.curloptResolve", "127.0.0.1:1:127.0.0.1") in remote.config
+
+
+async def test_unencodable_host_names_are_a_fetch_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``a..b`` passes URL parsing but the resolver's IDNA step raises UnicodeError: a FetchError
+    (an inbox or lookup answers 4xx), never an unhandled exception."""
+    async def idna_fails(host: str, port: int, **_: Any) -> list[Any]:
+        raise UnicodeError("encoding with 'idna' codec failed (UnicodeError: label empty or too long)")
+
+    monkeypatch.setattr(anyio, "getaddrinfo", idna_fails)
+    async with SafeClient() as client:
+        for url in ("https://a..b.example/actor", "https://" + "a" * 70 + ".example/actor"):
+            with pytest.raises(FetchError, match="cannot resolve"):
+                await client.get_json(url)
