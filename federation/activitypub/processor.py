@@ -1,9 +1,15 @@
 """The inbox processor: the ``ap.inbox`` job applies one stored, verified activity.
 
 Follow / Accept / Reject / Undo (Follow, Like, Announce, Block) / Create / Update / Delete
-(Tombstone) of Note and Article / Like / Announce / Block / Flag / Delete of an actor. When the
-signer was not the activity's actor (``trusted`` False), only the object fetched from its origin
-is used.
+(Tombstone) of Note and Article / Like / Announce / Block / Flag / Delete of an actor.
+
+Who may say what (design/federation.md §3 step 9): the inbox refuses any activity whose signer is
+not its actor, except Create, Update and Announce, which relays and forwarders pass on. For
+those (``trusted`` False) nothing the forwarder sent is believed: a Create or Update stores only
+the object fetched from its own origin, and an Announce counts only if the activity itself, fetched
+by its id from the named actor's origin, is that actor's Announce of that object. An object
+embedded by its own actor is used only when it is on the actor's origin; anything else is fetched.
+Mentions count once per account and at most :data:`~federation.activitypub.outbox.MAX_MENTIONS`.
 
 Blocks: everything from a blocked domain is dropped. A member's block of an account is that
 member's alone: the account's follows of the member are rejected, its likes and boosts of the
