@@ -212,8 +212,11 @@ class Federation:
     # --- local actors -------------------------------------------------------------------
 
     async def user_by_name(self, username: str) -> User | None:
+        from domains.account.schemas import USERNAME_RE, normalise_username
         from domains.account.services import AccountService
 
+        if not USERNAME_RE.match(normalise_username(username)):  # no query for what can't be a name (a NUL)
+            return None
         user = await AccountService(self.session).by_username(username)
         return user if user is not None and user.is_active else None
 
@@ -505,6 +508,8 @@ class Federation:
 
     async def resolve_key(self, key_id: str, refresh: bool) -> ResolvedKey | None:
         """keyId -> key document -> owner actor; the actor must publish that exact key id."""
+        if not http_url(key_id):  # never a database query with a NUL or a fetch of a non-URL
+            return None
         local = self.urls.local_actor(key_id.split("#")[0])
         if local is not None:
             kp = await self.keys.by_key_id(key_id)
