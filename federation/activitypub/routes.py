@@ -67,13 +67,14 @@ async def _require_signed_get(request: Request[Any, Any, Any], fed: Federation, 
                               optional: bool = False) -> None:
     """Authorized fetch (Mastodon's secure mode): a GET must be signed, and the signer may see it.
 
-    As Mastodon does: a signer (key or actor) on a suspended domain gets 403 before its key is
-    fetched (``SignatureVerification#actor_from_key_id`` sets failure code 403), an unsigned or
-    badly signed GET 401, and an account that ``owner`` (the member the document belongs to)
-    blocks gets 404, the answer for a note it may not see (``StatusPolicy#show?`` → not found),
-    so it can't tell blocked from absent. ``optional`` (the actor document, which every peer
-    needs unsigned to verify signatures): an unsigned or badly signed GET is served as usual;
-    only a verified signer is held to the domain and member blocks.
+    A signer (key or actor) on a suspended domain gets 403, before its key is fetched, as from
+    Mastodon (``SignatureVerification`` sets failure code 403 for a disallowed domain); an
+    unsigned or badly signed GET 401. An account that ``owner`` (the member the document belongs
+    to) blocks gets 404: Mastodon answers it 404 for a status (``StatusPolicy#show?`` → not
+    found) but an empty page for collections; we answer 404 everywhere, the answer for anything
+    the caller may not see, so blocked and absent look the same. ``optional`` (the actor
+    document, which every peer needs unsigned to verify signatures): an unsigned or badly signed
+    GET is served as usual; only a verified signer is held to the domain and member blocks.
     """
     if not fed.settings.federation_authorized_fetch:
         return
