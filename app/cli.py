@@ -141,8 +141,17 @@ class RoseAshCLIPlugin(CLIPluginProtocol):
         cli.add_command(forge_group)
 
 
+# uvicorn believes ``X-Forwarded-For`` from the addresses in FORWARDED_ALLOW_IPS, which it
+# defaults to 127.0.0.1: then any client on this machine, or any request a same-host proxy passes
+# through without rewriting the header, picks its own address, and per-address rate limits (inbox,
+# sign-in) count nothing. So ``rose-ash`` trusts no proxy unless the operator names it
+# (README: Configuration; deploy/varnish/README.md).
+TRUST_NO_PROXY = ""
+
+
 def main() -> None:
     os.environ.setdefault("LITESTAR_APP", "app.asgi:create_app")
+    os.environ.setdefault("FORWARDED_ALLOW_IPS", TRUST_NO_PROXY)
     from litestar.cli.main import litestar_group
 
     litestar_group(prog_name="rose-ash")

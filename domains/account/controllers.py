@@ -190,5 +190,5 @@ async def profile(handle: str, request: Request[Any, Any, Any], db_session: Asyn
     if wants_as2(request.headers.get("accept")):
         from federation.activitypub import person_response
 
-        return await person_response(db_session, settings, user)
+        return await person_response(db_session, settings, user, request)
     return Template("account/profile.html", context={"member": user}, headers={"Vary": "Accept"})

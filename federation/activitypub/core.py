@@ -51,6 +51,7 @@ ACTOR_TYPES = frozenset({"Person", "Service", "Application", "Group", "Organizat
 REMOTE_ACTOR_TTL = timedelta(hours=24)
 KEY_REFRESH_INTERVAL = timedelta(seconds=60)
 PAGE_SIZE = 20
+MAX_URL = 2048  # the URI columns' width
 
 # Re-runs of one unit of work that may each discover another document to fetch (actor, object,
 # its author, a mention...); a real activity needs three or four.
@@ -93,9 +94,22 @@ def ids_of(value: Any) -> list[str]:
 
 
 def host_of(uri: str) -> str:
-    parts = urlsplit(uri)
-    host = (parts.hostname or "").lower()
-    return f"{host}:{parts.port}" if parts.port else host
+    """``host`` or ``host:port`` of a URL (IPv6 literals bracketed); never raises.
+
+    URLs come from remote documents and inbox bodies, so an unparseable one (a port out of range,
+    a broken IPv6 literal) gets its raw authority instead: still the same string each time for the
+    same origin, still covered by a block of its domain, and never equal to a valid host.
+    """
+    try:
+        parts = urlsplit(uri)
+        host = (parts.hostname or "").lower()
+        port = parts.port
+    except ValueError:
+        netloc = uri.partition("://")[2].split("/", 1)[0].rpartition("@")[2]
+        return netloc.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port}" if port else host
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -198,8 +212,11 @@ class Federation:
     # --- local actors -------------------------------------------------------------------
 
     async def user_by_name(self, username: str) -> User | None:
+        from domains.account.schemas import USERNAME_RE, normalise_username
         from domains.account.services import AccountService
 
+        if not USERNAME_RE.match(normalise_username(username)):  # no query for what can't be a name (a NUL)
+            return None
         user = await AccountService(self.session).by_username(username)
         return user if user is not None and user.is_active else None
 
@@ -365,6 +382,9 @@ class Federation:
         ``clean``: the transaction has nothing of the caller's in it (see :meth:`settle`), so an
         instance actor made just now for the signature may be committed before the request.
         """
+        if not http_url(uri):  # a key id, actor or object id from a hostile document
+            self._fetched[uri] = FetchError(f"{uri[:200]!r} is not an http(s) URL with a valid host and port", 400)
+            return
         if await self.domain_blocked(uri):  # a blocked server is not even asked
             self._fetched[uri] = FetchError(f"{host_of(uri)} is blocked on this server", 403)
             return
@@ -488,6 +508,8 @@ class Federation:
 
     async def resolve_key(self, key_id: str, refresh: bool) -> ResolvedKey | None:
         """keyId -> key document -> owner actor; the actor must publish that exact key id."""
+        if not http_url(key_id):  # never a database query with a NUL or a fetch of a non-URL
+            return None
         local = self.urls.local_actor(key_id.split("#")[0])
         if local is not None:
             kp = await self.keys.by_key_id(key_id)
@@ -579,8 +601,18 @@ def _image_url(value: Any) -> str:
 
 
 def http_url(url: str) -> str:
-    """``url`` if it is an http(s) URL, else "" (ids and links read from remote documents)."""
-    return url if url.startswith(("https://", "http://")) else ""
+    """``url`` if it is a well-formed http(s) URL with a host, else "" (ids and links read from
+    remote documents: a port out of range or a broken IPv6 literal is no URL at all)."""
+    if not url.startswith(("https://", "http://")) or len(url) > MAX_URL:
+        return ""
+    try:
+        parts = urlsplit(url)
+        _port = parts.port
+    except ValueError:
+        return ""
+    if not parts.hostname or any(c.isspace() or ord(c) < 32 for c in url):
+        return ""
+    return url
 
 
 def page_url(data: dict[str, Any], fallback: str) -> str:

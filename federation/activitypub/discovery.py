@@ -34,6 +34,8 @@ async def webfinger(db_session: AsyncSession, settings: Settings, resource: str 
     resource = unquote(resource).strip()
     if not resource:
         raise HTTPException(status_code=400, detail="resource is required")
+    if len(resource) > 2048 or any(ord(c) < 32 or c == "\x7f" for c in resource):
+        raise HTTPException(status_code=400, detail="resource must be an acct: URI or a URL (RFC 7033 §4.1)")
     urls = Urls(settings.base_url)
     name: str | None = None
     if resource.startswith("acct:"):

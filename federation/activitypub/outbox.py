@@ -134,6 +134,8 @@ class Outbox:
     async def post_note(self, actor: Actor, text: str, *, visibility: str = "public", summary: str = "",
                         in_reply_to: str = "", article: dict[str, Any] | None = None) -> APObject:
         text = text.strip()
+        if any("\x00" in value for value in (text, summary, in_reply_to)):  # PostgreSQL can't store it
+            raise OutboxError("A post can't contain NUL characters (\\0); remove them and post again.")
         if article is None and not text:
             raise OutboxError("Write something first.")
         if len(text) > MAX_NOTE:

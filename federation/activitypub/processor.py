@@ -1,9 +1,15 @@
 """The inbox processor: the ``ap.inbox`` job applies one stored, verified activity.
 
 Follow / Accept / Reject / Undo (Follow, Like, Announce, Block) / Create / Update / Delete
-(Tombstone) of Note and Article / Like / Announce / Block / Flag / Delete of an actor. When the
-signer was not the activity's actor (``trusted`` False), only the object fetched from its origin
-is used.
+(Tombstone) of Note and Article / Like / Announce / Block / Flag / Delete of an actor.
+
+Who may say what (design/federation.md §3 step 9): the inbox refuses any activity whose signer is
+not its actor, except Create, Update and Announce, which relays and forwarders pass on. For
+those (``trusted`` False) nothing the forwarder sent is believed: a Create or Update stores only
+the object fetched from its own origin, and an Announce counts only if the activity itself, fetched
+by its id from the named actor's origin, is that actor's Announce of that object. An object
+embedded by its own actor is used only when it is on the actor's origin; anything else is fetched.
+Mentions count once per account and at most :data:`~federation.activitypub.outbox.MAX_MENTIONS`.
 
 Blocks: everything from a blocked domain is dropped. A member's block of an account is that
 member's alone: the account's follows of the member are rejected, its likes and boosts of the
@@ -36,6 +42,7 @@ from federation.activitypub.models import (
     Report,
 )
 from federation.activitypub.moderation import MAX_COMMENT, Moderation, blocked_hosts, blocks
+from federation.activitypub.outbox import MAX_MENTIONS
 from federation.activitypub.safe_fetch import FetchError
 from federation.activitypub.sanitize import plain_text, sanitize_html
 
@@ -238,7 +245,10 @@ class Processor:
             raise PermanentFailure("Create/Update of an object attributed to someone else")
         author_actor = await self.fed.remote_actor(author)
         to, cc = ids_of(data.get("to")), ids_of(data.get("cc"))
-        mentions = [id_of(t) for t in as_list(data.get("tag")) if isinstance(t, dict) and t.get("type") == "Mention"]
+        # Each distinct account once, and at most as many as our own posts may mention: 200 copies
+        # of one Mention tag are one mention, not 200 notifications.
+        tagged = (id_of(t) for t in as_list(data.get("tag")) if isinstance(t, dict) and t.get("type") == "Mention")
+        mentions = list(dict.fromkeys(m for m in tagged if http_url(m)))[:MAX_MENTIONS]
         obj = await self.session.scalar(select(APObject).where(APObject.ap_id == oid))
         if obj is None:
             obj = APObject(ap_id=oid, local=False)
@@ -256,7 +266,7 @@ class Processor:
         obj.url = page_url(data, oid)
         obj.in_reply_to = id_of(data.get("inReplyTo"))
         obj.to, obj.cc = to, cc
-        obj.mentions = [m for m in mentions if m]
+        obj.mentions = mentions
         obj.visibility = visibility_of(to, cc, author_actor.followers_url)
         obj.published = parse_time(data.get("published")) or datetime.now(UTC)
         obj.updated = parse_time(data.get("updated"))
@@ -305,10 +315,34 @@ class Processor:
             self.session.add(Like(actor=self.actor_uri, object_id=oid, activity_id=self.activity.ap_id))
             await notify(self.fed, obj.attributed_to, "like", self.actor_uri, oid)
 
+    async def _from_its_actor(self) -> None:
+        """Believe that the actor did this activity, or raise :class:`PermanentFailure`.
+
+        Signed by the actor itself (and the id on the actor's origin, which the inbox checked):
+        yes. Otherwise someone else signed it (a relay, a forwarder, or a forger naming another
+        actor), so the activity is fetched by its id from the actor's origin and must say the
+        same thing there (design/federation.md §3 step 9; FEP-fe34 same-origin rule).
+        """
+        if self.activity.trusted and host_of(self.activity.ap_id) == host_of(self.actor_uri):
+            return
+        aid = self.activity.ap_id
+        if host_of(aid) != host_of(self.actor_uri):
+            raise PermanentFailure(f"{self.raw.get('type')} {aid} signed by {self.activity.signer} is not on its "
+                                   f"actor's origin {host_of(self.actor_uri)}")
+        try:
+            served = await self.fed.fetch_object(aid)
+        except FetchError as exc:
+            raise PermanentFailure(f"cannot confirm {aid} at its origin: {exc}") from exc
+        if served.get("id") != aid or served.get("type") != self.raw.get("type") or \
+                id_of(served.get("actor")) != self.actor_uri or \
+                id_of(served.get("object")) != id_of(self.raw.get("object")):
+            raise PermanentFailure(f"{aid} as its origin serves it does not match what {self.activity.signer} sent")
+
     async def on_Announce(self) -> None:
         oid = id_of(self.raw.get("object"))
         if not oid:
             return
+        await self._from_its_actor()
         obj = await self.session.scalar(select(APObject).where(APObject.ap_id == oid))
         if obj is not None and obj.local and await self._blocked_by(obj.attributed_to):
             return

@@ -25,6 +25,7 @@ from federation.activitypub.core import (
     DOMAIN_ACTORS,
     PAGE_SIZE,
     Federation,
+    as_list,
     host_of,
     http_url,
     id_of,
@@ -32,8 +33,10 @@ from federation.activitypub.core import (
     wants_as2,
 )
 from federation.activitypub.models import Activity, Actor, APObject, Follow, Like
+from federation.activitypub.moderation import blocks
 from federation.activitypub.outbox import note_document
 from federation.activitypub.processor import InboxPayload
+from federation.activitypub.safe_fetch import MalformedJSON, decode_json
 from federation.activitypub.signatures import SignatureError, SignedMessage, signature_key_id, verify_request
 from fragments.caching import ANONYMOUS_OPT
 
@@ -62,23 +65,55 @@ def _message(request: Request[Any, Any, Any], settings: Settings, body: bytes) -
                                                      for k, v in request.scope["headers"]], body)
 
 
-async def _require_signed_get(request: Request[Any, Any, Any], fed: Federation) -> None:
+async def _require_signed_get(request: Request[Any, Any, Any], fed: Federation, owner: str | None, *,
+                              optional: bool = False) -> None:
+    """Authorized fetch (Mastodon's secure mode): a GET must be signed, and the signer may see it.
+
+    A signer (key or actor) on a suspended domain gets 403, before its key is fetched, as from
+    Mastodon (``SignatureVerification`` sets failure code 403 for a disallowed domain); an
+    unsigned or badly signed GET 401. An account that ``owner`` (the member the document belongs
+    to) blocks gets 404: Mastodon answers it 404 for a status (``StatusPolicy#show?`` → not
+    found) but an empty page for collections; we answer 404 everywhere, the answer for anything
+    the caller may not see, so blocked and absent look the same. ``optional`` (the actor
+    document, which every peer needs unsigned to verify signatures): an unsigned or badly signed
+    GET is served as usual; only a verified signer is held to the domain and member blocks.
+    """
     if not fed.settings.federation_authorized_fetch:
         return
+    msg = _message(request, fed.settings, b"")
+    key_id = signature_key_id(msg)
+    if optional and not key_id:
+        return
+    if key_id and await fed.domain_blocked(key_id):
+        raise HTTPException(status_code=403, detail="domain blocked")
     try:
-        await verify_request(_message(request, fed.settings, b""), fed.resolve_key)
+        verified = await fed.settle(lambda: verify_request(msg, fed.resolve_key))
     except SignatureError as exc:
+        if optional:
+            return
         raise HTTPException(status_code=401, detail=f"signature required: {exc.reason}") from None
+    if await fed.domain_blocked(verified.owner):
+        raise HTTPException(status_code=403, detail="domain blocked")
+    if owner and owner != verified.owner and await blocks(fed.session, owner, verified.owner):
+        log.info("signed GET %s refused: %s blocks %s", request.url.path, owner, verified.owner)
+        raise NotFoundException()
 
 
 # --- actors -------------------------------------------------------------------------------
 
 
-async def person_response(db_session: AsyncSession, settings: Settings, user: User) -> Response[bytes]:
+def _actor_vary(settings: Settings) -> str:
+    return "Accept, Signature" if settings.federation_authorized_fetch else "Accept"
+
+
+async def person_response(db_session: AsyncSession, settings: Settings, user: User,
+                          request: Request[Any, Any, Any] | None = None) -> Response[bytes]:
     """The AS2 document of a member (the profile handler calls this for AS2 requests)."""
-    async with Federation(db_session, settings) as fed:
+    async with Federation(db_session, settings, limits=_limits(request) if request else None) as fed:
+        if request is not None:
+            await _require_signed_get(request, fed, fed.urls.user(user.username), optional=True)
         actor = await fed.local_actor_for_user(user)
-        return as2(await fed.actor_document(actor))
+        return as2(await fed.actor_document(actor), vary=_actor_vary(settings))
 
 
 async def _actor_for(fed: Federation, handle: str) -> Actor:
@@ -100,8 +135,9 @@ async def service_actor(name: str, request: Request[Any, Any, Any], db_session: 
         raise NotFoundException()
     if not wants_as2(request.headers.get("accept")):
         return Redirect("/" if name == "instance" else f"/{name}/")
-    async with Federation(db_session, settings) as fed:
-        return as2(await fed.actor_document(await fed.local_service_actor(name)))
+    async with Federation(db_session, settings, limits=_limits(request)) as fed:
+        await _require_signed_get(request, fed, fed.urls.service(name), optional=True)
+        return as2(await fed.actor_document(await fed.local_service_actor(name)), vary=_actor_vary(settings))
 
 
 # --- inboxes ------------------------------------------------------------------------------
@@ -122,18 +158,22 @@ async def _inbox(request: Request[Any, Any, Any], db_session: AsyncSession, sett
     body = await request.body()
     if len(body) > MAX_INBOX_BODY:
         return _problem(413, "activity too large")
+    # The body is judged before anything else (signature, key fetch, database): whoever sent it,
+    # signed or not, malformed input is a 400 and costs nothing more.
     try:
-        data = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        log.warning("inbox: malformed JSON from %s", request.client.host if request.client else "?")
-        return _problem(400, "malformed JSON")
+        data = decode_json(body)
+    except MalformedJSON as exc:
+        log.warning("inbox: %s from %s", exc, client)
+        return _problem(400, f"the body is not an activity: {exc}")
     if not isinstance(data, dict):
         return _problem(400, "an activity is a JSON object")
     activity_id, kind, actor_uri = data.get("id"), data.get("type"), id_of(data.get("actor"))
-    if not isinstance(activity_id, str) or not isinstance(kind, str) or not actor_uri or \
-            not http_url(activity_id) or not http_url(actor_uri):
+    if not isinstance(activity_id, str) or not isinstance(kind, str) or not kind or not actor_uri:
         log.warning("inbox: activity without id, type or actor")
         return _problem(400, "an activity needs an id, a type and an actor")
+    if not http_url(activity_id) or not http_url(actor_uri):
+        log.warning("inbox: activity id or actor is not an http(s) URL")
+        return _problem(400, "the activity's id and actor must be http(s) URLs with a valid host and port")
     ctx = data.get("@context")
     if ctx is not None and not isinstance(ctx, str | list | dict):
         return _problem(400, "malformed @context")
@@ -219,9 +259,14 @@ def _collection(cid: str, total: int, page: int | None, items: list[Any]) -> dic
     return doc
 
 
+# Far past any collection we hold, and small enough that the OFFSET fits a 64-bit integer (a
+# larger one is an OverflowError in the database driver, which would be a 500).
+MAX_PAGE = 1_000_000
+
+
 def _page(page: int | None) -> int | None:
-    if page is not None and page < 1:
-        raise HTTPException(status_code=400, detail="page starts at 1")
+    if page is not None and not 1 <= page <= MAX_PAGE:
+        raise HTTPException(status_code=400, detail=f"page is a number from 1 to {MAX_PAGE}")
     return page
 
 
@@ -229,8 +274,8 @@ async def _collection_response(handle: str, which: str, request: Request[Any, An
                                settings: Settings, page: int | None) -> Response[bytes]:
     page = _page(page)
     async with Federation(db_session, settings, limits=_limits(request)) as fed:
-        await _require_signed_get(request, fed)
         actor = await _actor_for(fed, handle)
+        await _require_signed_get(request, fed, actor.uri)
         cid = f"{actor.uri}/{which}"
         offset = ((page or 1) - 1) * PAGE_SIZE
         items: list[Any] = []
@@ -293,7 +338,7 @@ async def object_view(oid: UUID, request: Request[Any, Any, Any], db_session: As
     if not wants_as2(request.headers.get("accept")):
         return Redirect(f"/social/notes/{oid}")
     async with Federation(db_session, settings, limits=_limits(request)) as fed:
-        await _require_signed_get(request, fed)
+        await _require_signed_get(request, fed, obj.attributed_to)
     if obj.deleted:
         return as2({"@context": emitted_context(), "id": obj.ap_id, "type": "Tombstone",
                     "formerType": obj.type, "deleted": iso(obj.updated)}, 410)
@@ -301,24 +346,31 @@ async def object_view(oid: UUID, request: Request[Any, Any, Any], db_session: As
 
 
 @get("/ap/objects/{oid:uuid}/activity", cache_control=None, opt=dict(ANONYMOUS_OPT))
-async def object_create_activity(oid: UUID, db_session: AsyncSession) -> Response[bytes]:
+async def object_create_activity(oid: UUID, request: Request[Any, Any, Any], db_session: AsyncSession,
+                                 settings: Settings) -> Response[bytes]:
     obj = await db_session.get(APObject, oid)
     if obj is None or not obj.local or obj.deleted or obj.visibility not in ("public", "unlisted"):
         raise NotFoundException()
+    async with Federation(db_session, settings, limits=_limits(request)) as fed:
+        await _require_signed_get(request, fed, obj.attributed_to)
     return as2({"@context": emitted_context(), "id": f"{obj.ap_id}/activity", "type": "Create",
-                "actor": obj.attributed_to, "to": obj.to, "cc": obj.cc, "object": note_document(obj)})
+                "actor": obj.attributed_to, "to": obj.to, "cc": obj.cc, "object": note_document(obj)},
+               vary="Accept, Signature")
 
 
 @get("/ap/activities/{aid:uuid}", cache_control=None, opt=dict(ANONYMOUS_OPT))
-async def activity_view(aid: UUID, db_session: AsyncSession) -> Response[bytes]:
+async def activity_view(aid: UUID, request: Request[Any, Any, Any], db_session: AsyncSession,
+                        settings: Settings) -> Response[bytes]:
     activity = await db_session.get(Activity, aid)
     if activity is None or activity.direction != "out":
         raise NotFoundException()
     raw = activity.raw
-    audience = list(raw.get("to") or []) + list(raw.get("cc") or [])
+    audience = [*as_list(raw.get("to")), *as_list(raw.get("cc"))]
     if PUBLIC not in audience:
         raise NotFoundException()
-    return as2(raw)
+    async with Federation(db_session, settings, limits=_limits(request)) as fed:
+        await _require_signed_get(request, fed, activity.actor_uri)
+    return as2(raw, vary="Accept, Signature")
 
 
 router = Router(path="/", opt=access.public(), route_handlers=[

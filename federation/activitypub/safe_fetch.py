@@ -9,8 +9,13 @@ So a DNS answer cannot change between check and connect, and redirects are cover
 :class:`SafeClient` adds manual redirects (at most 3, each re-checked), a streamed body cap
 (bytes are counted; ``Content-Length`` is not trusted), timeouts plus an overall deadline, a
 content-type check and a per-host concurrency limit. ``allow_private=True`` (the
-``FEDERATION_ALLOW_PRIVATE_ADDRESSES`` test setting) permits loopback and private ranges and
-any port; it is off by default.
+``FEDERATION_ALLOW_PRIVATE_ADDRESSES`` test setting) permits loopback only (127.0.0.0/8 and
+``::1``: all a test on one machine needs), plain http and any port; every other private range
+stays refused, so no test can send traffic to another network. It is off by default.
+
+:func:`decode_json` is the one JSON decoder for untrusted federation bodies (inbox POSTs and
+fetched documents): it answers malformed input with :class:`MalformedJSON` instead of the
+``UnicodeDecodeError``/``RecursionError`` the decoder raises for some of it.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import anyio
 import httpcore
@@ -35,9 +40,11 @@ __all__ = [
     "FetchError",
     "FetchedJSON",
     "GuardedBackend",
+    "MalformedJSON",
     "SafeClient",
     "check_address",
     "check_url",
+    "decode_json",
     "guarded_transport",
 ]
 
@@ -63,10 +70,12 @@ _V6_BLOCKED = [ipaddress.ip_network(n) for n in (
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 _SIXTOFOUR = ipaddress.ip_network("2002::/16")
-# With the test allowance: loopback and RFC 1918/unique-local ranges only.
-_TEST_ALLOWED = [ipaddress.ip_network(n) for n in (
-    "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7",
-)]
+# With the test allowance: loopback only. A private range (RFC 1918, unique-local, link-local)
+# is another machine's network, which no test may reach.
+_TEST_ALLOWED = [ipaddress.ip_network(n) for n in ("127.0.0.0/8", "::1/128")]
+# Nesting a real activity never comes near (Mastodon's deepest, a Create of a Question with its
+# options and replies collection, is 5 levels); the cap keeps a hostile body from costing more.
+MAX_JSON_DEPTH = 32
 _REFUSED_SUFFIXES = (".onion", ".i2p", ".local", ".localhost", ".internal")
 
 
@@ -80,6 +89,49 @@ class FetchError(Exception):
 
 class BlockedAddressError(FetchError):
     """The URL names, resolves to or redirects to an address we never connect to."""
+
+
+class MalformedJSON(ValueError):
+    """A body that is not a UTF-8 JSON document we can store; the message says why."""
+
+
+def decode_json(body: bytes) -> Any:
+    """Decode an untrusted JSON body, or raise :class:`MalformedJSON`.
+
+    Refused besides malformed JSON (RFC 8259 §8.1: UTF-8): invalid UTF-8, nesting deeper than
+    :data:`MAX_JSON_DEPTH`, numbers out of range, and NUL characters or lone surrogates in a
+    string, which PostgreSQL cannot store in ``jsonb`` (they would fail later, as a 500).
+    """
+    try:
+        body.decode("utf-8")  # the decoder reports some non-UTF-8 input only as a bad character
+        data = msgspec.json.decode(body)
+    except UnicodeDecodeError:
+        raise MalformedJSON("the body is not UTF-8") from None
+    except RecursionError:
+        raise MalformedJSON(f"JSON nested more than {MAX_JSON_DEPTH} levels deep") from None
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise MalformedJSON(f"malformed JSON: {exc}") from None
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise MalformedJSON(f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
+            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
+        elif isinstance(value, str) and not _storable(value):
+            raise MalformedJSON("JSON strings may not contain NUL characters or lone surrogates")
+    return data
+
+
+def _storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _embedded_v4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
@@ -170,7 +222,7 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
             try:
                 with anyio.fail_after(timeout or 5.0):
                     infos = await anyio.getaddrinfo(host, port, type=0)
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, UnicodeError) as exc:  # UnicodeError: an empty or 64+ byte label
                 raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
             addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
         if not addresses:
@@ -294,9 +346,9 @@ class SafeClient:
                     if ctype not in JSON_TYPES:
                         raise FetchError(f"GET {current} returned {ctype or 'no content type'}, not JSON")
                     try:
-                        data = msgspec.json.decode(body)
-                    except msgspec.DecodeError:
-                        raise FetchError(f"GET {current} returned malformed JSON") from None
+                        data = decode_json(body)
+                    except MalformedJSON as exc:
+                        raise FetchError(f"GET {current} returned {exc}") from None
                     if not isinstance(data, dict):
                         raise FetchError(f"GET {current} returned JSON that is not an object")
                     return FetchedJSON(url=current, status=response.status_code, data=data)
@@ -342,7 +394,3 @@ async def _read_capped(response: httpx.Response, max_bytes: int, *, truncate: bo
         chunks.append(chunk)
     return b"".join(chunks)
 
-
-def host_of(url: str) -> str:
-    parts = urlsplit(url)
-    return (parts.hostname or "") + (f":{parts.port}" if parts.port else "")

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 from uuid import UUID
 
 from litestar import Controller, Request, Response, Router, get, post
@@ -37,7 +37,17 @@ from app.security import requires_user
 from app.settings import Settings
 from domains.account.models import User
 from domains.account.services import AccountService
-from federation.activitypub.core import Federation, Urls, as_list, host_of, id_of, ids_of, page_url, parse_time
+from federation.activitypub.core import (
+    Federation,
+    Urls,
+    as_list,
+    host_of,
+    http_url,
+    id_of,
+    ids_of,
+    page_url,
+    parse_time,
+)
 from federation.activitypub.models import Actor, Announce, APObject, Follow, Like, Notification
 from federation.activitypub.moderation import blocks, hidden_from, limited_unfollowed, visible_note
 from federation.activitypub.outbox import VISIBILITIES, Outbox, OutboxError
@@ -167,9 +177,8 @@ def parse_lookup(text: str) -> Lookup:
     """``user@host``, ``@user@host``, ``acct:user@host`` or an http(s) URL; else 422."""
     text = text.strip()
     if text.startswith(("https://", "http://")):
-        parts = urlsplit(text)
-        if not parts.hostname or any(c.isspace() for c in text):
-            raise AccountProblem(422, f"{text!r} is not a valid profile URL.")
+        if not http_url(text):  # also a port out of range or a broken IPv6 literal
+            raise AccountProblem(422, f"{text[:200]!r} is not a valid profile URL.")
         return Lookup(url=text.split("#")[0])
     text = text.removeprefix("acct:")
     found = ACCT.fullmatch(text)

@@ -6,6 +6,7 @@ import socket
 from typing import Any
 
 import anyio
+import httpcore
 import httpx
 import pytest
 
@@ -129,3 +130,88 @@ async def test_redirects_are_rechecked_and_capped() -> None:
 
 def test_module_limits() -> None:
     assert safe_fetch.MAX_JSON_BYTES == 1_000_000 and safe_fetch.MAX_REDIRECTS == 3
+
+
+# --- the test allowance reaches this machine only (issue 11 item 12) -------------------------------
+
+OTHER_NETWORKS = ["10.0.0.1", "10.255.1.2", "172.16.0.1", "172.31.255.254", "192.168.1.1", "169.254.169.254",
+                  "100.64.0.1", "fc00::1", "fd12:3456::1", "fe80::1", "::ffff:10.0.0.1", "::ffff:192.168.0.1",
+                  "64:ff9b::a00:1", "2002:a00:1::", "0.0.0.0", "224.0.0.1"]
+THIS_MACHINE = ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"]
+
+
+@pytest.mark.parametrize("address", OTHER_NETWORKS)
+def test_the_allowance_still_refuses_private_ranges(address: str) -> None:
+    with pytest.raises(BlockedAddressError):
+        check_address(address, allow_private=True)
+
+
+@pytest.mark.parametrize("address", THIS_MACHINE)
+def test_the_allowance_admits_loopback(address: str) -> None:
+    check_address(address, allow_private=True)
+
+
+class _Recorder(httpcore.AsyncNetworkBackend):
+    """An inner network that records every connection attempt and opens no socket."""
+
+    def __init__(self) -> None:
+        self.attempts: list[tuple[str, int]] = []
+
+    async def connect_tcp(self, host: str, port: int, *args: Any, **kwargs: Any) -> httpcore.AsyncNetworkStream:
+        self.attempts.append((host, port))
+        raise httpcore.ConnectError(f"recorded {host}:{port}")
+
+
+async def test_the_allowance_refuses_other_networks_before_any_connect(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names resolving to another network, and literals, are refused at connect time with the
+    allowance on, before a socket is opened; a name resolving to loopback goes through."""
+    answers = {f"h{n}.example": [a] for n, a in enumerate(OTHER_NETWORKS)}
+    answers["loop.example"] = ["127.0.0.1"]
+
+    async def fake_getaddrinfo(host: str, port: int, **_: Any) -> list[Any]:
+        return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
+                for a in answers[host]]
+
+    monkeypatch.setattr(anyio, "getaddrinfo", fake_getaddrinfo)
+    network = _Recorder()
+    backend = GuardedBackend(allow_private=True, inner=network)
+    for host in [*answers, *OTHER_NETWORKS]:
+        if host == "loop.example":
+            continue
+        with pytest.raises(BlockedAddressError):
+            await backend.connect_tcp(host, 80, timeout=1)
+    assert network.attempts == []
+    with pytest.raises(httpcore.ConnectError, match=r"recorded 127\.0\.0\.1:80"):
+        await backend.connect_tcp("loop.example", 80, timeout=1)
+    assert network.attempts == [("127.0.0.1", 80)]
+    # the client with the allowance: a literal of another network is refused before the request
+    async with SafeClient(allow_private=True) as client:
+        for address in ("10.0.0.1", "[fd00::1]", "192.168.1.1", "169.254.169.254"):
+            with pytest.raises(BlockedAddressError):
+                await client.get_json(f"http://{address}:8080/actor")
+            with pytest.raises(BlockedAddressError):
+                await client.post(f"http://{address}/inbox", b"{}")
+
+
+async def test_forge_mirrors_follow_the_same_loopback_only_allowance() -> None:
+    from forge.mirror import MirrorError, build_remote
+
+    for url in ("http://10.1.2.3/r.git", "http://192.168.0.10:3000/r.git", "http://[fd00::1]/r.git",
+                "http://169.254.169.254/r.git", "http://172.20.0.2/r.git"):
+        with pytest.raises(MirrorError, match="not allowed"):
+            await build_remote(url, None, allow_private=True)
+    remote = await build_remote("http://127.0.0.1:1/r.git", None, allow_private=True)  # builds config only
+    assert ("http.curloptResolve", "127.0.0.1:1:127.0.0.1") in remote.config
+
+
+async def test_unencodable_host_names_are_a_fetch_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``a..b`` passes URL parsing but the resolver's IDNA step raises UnicodeError: a FetchError
+    (an inbox or lookup answers 4xx), never an unhandled exception."""
+    async def idna_fails(host: str, port: int, **_: Any) -> list[Any]:
+        raise UnicodeError("encoding with 'idna' codec failed (UnicodeError: label empty or too long)")
+
+    monkeypatch.setattr(anyio, "getaddrinfo", idna_fails)
+    async with SafeClient() as client:
+        for url in ("https://a..b.example/actor", "https://" + "a" * 70 + ".example/actor"):
+            with pytest.raises(FetchError, match="cannot resolve"):
+                await client.get_json(url)
