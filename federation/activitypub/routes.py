@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.jobs import enqueue
 from app.limits import WindowLimit
+from app.params import MAX_PAGE
 from app.settings import Settings
 from domains.account.models import User
 from federation.activitypub.contexts import PUBLIC, emitted_context
@@ -218,8 +219,8 @@ def _collection(cid: str, total: int, page: int | None, items: list[Any]) -> dic
 
 
 def _page(page: int | None) -> int | None:
-    if page is not None and page < 1:
-        raise HTTPException(status_code=400, detail="page starts at 1")
+    if page is not None and not 1 <= page <= MAX_PAGE:  # a huge page is an OFFSET the database refuses
+        raise HTTPException(status_code=400, detail=f"page runs from 1 to {MAX_PAGE}")
     return page
 
 
