@@ -85,7 +85,7 @@ def _check_values(value: Any) -> None:
             continue
         elif isinstance(item, int):
             if not INT64_MIN <= item <= INT64_MAX:
-                raise bad_input("A number in the body is out of range (integers must fit in 64 bits).")
+                raise bad_input("A number is out of range (integers must fit in 64 bits).")
         elif isinstance(item, dict):
             stack.extend(item.keys())
             stack.extend(item.values())
@@ -96,16 +96,16 @@ def _check_values(value: Any) -> None:
 def decode_json(body: bytes, *, max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """The JSON value of ``body`` or a ClientException (400/413) saying what is wrong with it."""
     if len(body) > max_bytes:
-        raise bad_input(f"The JSON body is larger than {max_bytes} bytes.", HTTP_413_REQUEST_ENTITY_TOO_LARGE)
+        raise bad_input(f"The JSON is larger than {max_bytes} bytes.", HTTP_413_REQUEST_ENTITY_TOO_LARGE)
     try:
         body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise bad_input(f"The body is not valid UTF-8 (byte {exc.start}).") from None
+        raise bad_input(f"This is not valid UTF-8 text (byte {exc.start}).") from None
     if nesting_exceeds(body, max_depth):
         raise bad_input(f"The JSON nests deeper than {max_depth} levels.")
     try:
         value = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
-        raise bad_input(f"The body is not valid JSON: {exc}.") from None
+        raise bad_input(f"This is not valid JSON: {exc}.") from None
     _check_values(value)
     return value

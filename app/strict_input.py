@@ -72,7 +72,7 @@ def check_json_write(scope: Scope) -> None:
     require_json_media_type(_header(scope, b"content-type"))
     length = _header(scope, b"content-length")
     if length is not None and length.strip().isdigit() and int(length) > MAX_JSON_BYTES:
-        raise bad_input(f"The JSON body is larger than {MAX_JSON_BYTES} bytes.", 413)
+        raise bad_input(f"The JSON is larger than {MAX_JSON_BYTES} bytes.", 413)
 
 
 class StrictInputMiddleware(ASGIMiddleware):

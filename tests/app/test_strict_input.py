@@ -167,3 +167,13 @@ async def test_oauth_registration_answers_rfc7591_errors_for_bad_json(client: An
         assert response.json()["error"] == "invalid_client_metadata"
     big = b'{"client_name": "' + b"a" * (MAX_JSON_BYTES + 1) + b'"}'
     problem(await client.post("/oauth/register", content=big, headers=JSON), 413)
+
+
+def test_blog_import_of_hostile_json_is_a_message_not_a_500() -> None:
+    from domains.blog.importer import GhostImportError, decode_export
+
+    for raw, says in ((b"[" * 100_000 + b"]" * 100_000, "deeper"), (b'{"db": "\xff"}', "UTF-8"),
+                      (b'{"db": [{"meta": {}, "data": {"posts": [{"title": "a\\u0000"}]}}]}', "NUL"),
+                      (b'{"db": [', "not valid JSON")):
+        with pytest.raises(GhostImportError, match=says):
+            decode_export(raw)
