@@ -177,3 +177,9 @@ def test_blog_import_of_hostile_json_is_a_message_not_a_500() -> None:
                       (b'{"db": [', "not valid JSON")):
         with pytest.raises(GhostImportError, match=says):
             decode_export(raw)
+
+
+async def test_huge_page_on_html_lists_gets_the_400_page(client: Any) -> None:
+    for path in ("/blog/", "/blog/tag/news", "/blog/author/alice"):
+        for page in ("99999999999999999999", "0", "-1", "abc"):
+            html_error(await client.get(f"{path}?page={page}"), 400)
