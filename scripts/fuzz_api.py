@@ -19,10 +19,22 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.helpers.api_fuzz import FuzzReport, fuzz_api  # noqa: E402
+from tests.helpers.api_fuzz import FuzzReport, fuzz_api, fuzz_api_stateful  # noqa: E402
 from tests.helpers.server import app_server  # noqa: E402
 
 PASSWORD = "correct horse battery staple"
+
+
+def _both(base_url: str, tokens: dict[str, str], examples: int) -> FuzzReport:
+    """Every operation on its own, then the stateful sequences; one report."""
+    report = fuzz_api(base_url, tokens, max_examples=examples, log=print)
+    stateful = fuzz_api_stateful(base_url, tokens["owner"], max_examples=examples, log=print)
+    report.cases += stateful.cases
+    report.seconds += stateful.seconds
+    report.findings += stateful.findings
+    for code, count in stateful.statuses.items():
+        report.statuses[code] = report.statuses.get(code, 0) + count
+    return report
 
 
 def _own_server(examples: int, database_url: str | None) -> FuzzReport:
@@ -33,7 +45,7 @@ def _own_server(examples: int, database_url: str | None) -> FuzzReport:
         owner = server.cli("tokens", "create", "--username", "alice", "--scope", "repo:write", "--scope", "api")
         reader = server.cli("tokens", "create", "--username", "alice", "--scope", "repo:read")
         tokens = {"owner": owner.stdout.strip().splitlines()[-1], "reader": reader.stdout.strip().splitlines()[-1]}
-        report = fuzz_api(server.base_url, tokens, max_examples=examples, log=print)
+        report = _both(server.base_url, tokens, examples)
         if report.findings:
             print(server.log_tail(6000))
         return report
@@ -50,8 +62,7 @@ def main() -> int:
     if args.base_url:
         if not (args.token and args.reader_token):
             parser.error("--base-url needs --token and --reader-token")
-        report = fuzz_api(args.base_url, {"owner": args.token, "reader": args.reader_token},
-                          max_examples=args.examples, log=print)
+        report = _both(args.base_url, {"owner": args.token, "reader": args.reader_token}, args.examples)
     else:
         report = _own_server(args.examples, args.database_url)
     print(report.summary())

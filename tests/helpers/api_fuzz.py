@@ -102,6 +102,21 @@ def _is_json_error(response: Any) -> bool:
     return content_type.startswith(("application/problem+json", "application/json"))
 
 
+def _record(report: FuzzReport, case: Case, response: Any, log: Callable[[str], None]) -> None:
+    report.cases += 1
+    report.statuses[response.status_code] = report.statuses.get(response.status_code, 0) + 1
+    problem = ""
+    if response.status_code >= 500:
+        problem = "server error"
+    elif response.status_code >= 400 and not _is_json_error(response):
+        problem = "error answer is not JSON"
+    if problem:
+        finding = Finding(case.method, case.formatted_path, response.status_code, f"{problem}: {response.text[:300]}",
+                          case.as_curl_command())
+        report.findings.append(finding)
+        log(f"FINDING {finding}")
+
+
 def fuzz_api(base_url: str, tokens: dict[str, str], *, max_examples: int,
              modes: tuple[GenerationMode, ...] = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE),
              log: Callable[[str], None] = lambda _line: None) -> FuzzReport:
@@ -126,19 +141,7 @@ def fuzz_api(base_url: str, tokens: dict[str, str], *, max_examples: int,
                         if case.path_parameters is not None and name in case.path_parameters:
                             case.path_parameters[name] = value
                 case.body = _no_dns(case.body, pick)
-                response = case.call(base_url=base_url, headers=callers[caller], timeout=60)
-                report.cases += 1
-                report.statuses[response.status_code] = report.statuses.get(response.status_code, 0) + 1
-                problem = ""
-                if response.status_code >= 500:
-                    problem = "server error"
-                elif response.status_code >= 400 and not _is_json_error(response):
-                    problem = "error answer is not JSON"
-                if problem:
-                    finding = Finding(case.method, case.formatted_path, response.status_code,
-                                      f"{problem}: {response.text[:300]}", case.as_curl_command())
-                    report.findings.append(finding)
-                    log(f"FINDING {finding}")
+                _record(report, case, case.call(base_url=base_url, headers=callers[caller], timeout=60), log)
 
             try:
                 run()
@@ -148,4 +151,32 @@ def fuzz_api(base_url: str, tokens: dict[str, str], *, max_examples: int,
             report.seconds = time.monotonic() - started
             log(f"{operation.label} [{mode.value}] done; {report.summary()}")
     report.seconds = time.monotonic() - started
+    return report
+
+
+def fuzz_api_stateful(base_url: str, token: str, *, max_examples: int, steps: int = 8,
+                      log: Callable[[str], None] = lambda _line: None) -> FuzzReport:
+    """Schemathesis' state machine over the links it infers from the schema (a created
+    repository's ``owner.login``/``name`` feed GET, PATCH, DELETE, collaborators, mirrors), as the
+    owner: sequences such as create, edit, add a collaborator, delete, then use the deleted one."""
+    schema = schemathesis.openapi.from_url(f"{base_url}/api/schema/openapi.json").include(path_regex=r"^/api/")
+    report = FuzzReport()
+    started = time.monotonic()
+    headers = {"Authorization": f"token {token}"}
+
+    class Workflow(schema.as_state_machine()):  # type: ignore[misc]
+        def before_call(self, case: Case) -> None:
+            case.body = _no_dns(case.body, 0)
+
+        def get_call_kwargs(self, case: Case) -> dict[str, Any]:
+            return {"base_url": base_url, "headers": headers, "timeout": 60}
+
+        def validate_response(self, response: Any, case: Case, additional_checks: Any = None,
+                              **kwargs: Any) -> None:
+            _record(report, case, response, log)
+
+    Workflow.run(settings=settings(max_examples=max_examples, stateful_step_count=steps, deadline=None,
+                                   database=None, suppress_health_check=list(HealthCheck)))
+    report.seconds = time.monotonic() - started
+    log(f"stateful: {report.summary()}")
     return report
