@@ -10,7 +10,8 @@ from urllib.parse import quote
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.response import Redirect, Template
-from litestar.status_codes import HTTP_303_SEE_OTHER, HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.status_codes import HTTP_303_SEE_OTHER, HTTP_400_BAD_REQUEST, HTTP_500_INTERNAL_SERVER_ERROR
+from sqlalchemy.exc import DataError, StatementError
 
 log = logging.getLogger("rose_ash.errors")
 
@@ -25,7 +26,20 @@ def wants_json(request: Request[Any, Any, Any]) -> bool:
     return "json" in accept and "text/html" not in accept
 
 
+def _out_of_range(exc: Exception) -> bool:
+    """The database refused a value the request carried: PostgreSQL's data exceptions (class 22:
+    NUL in text, an integer beyond bigint), SQLite's driver refusing an int beyond 64 bits (a bare
+    OverflowError through aiosqlite).
+    The edge checks (app.strict_input) should have caught it; this keeps a missed one a 400."""
+    if isinstance(exc, DataError | OverflowError):
+        return True
+    return isinstance(exc, StatementError) and isinstance(exc.orig, OverflowError)
+
+
 def _describe(exc: Exception) -> tuple[int, str, dict[str, str], Any]:
+    if _out_of_range(exc):
+        log.warning("database refused a request value: %s", type(getattr(exc, "orig", exc)).__name__)
+        return HTTP_400_BAD_REQUEST, "A value in the request is out of range or is not valid text.", {}, None
     if isinstance(exc, HTTPException):
         status = exc.status_code
         detail = exc.detail if exc.detail and exc.detail != HTTPStatus(status).phrase else ""
@@ -42,6 +56,7 @@ FRIENDLY = {
     405: "That action isn't allowed here.",
     409: "That conflicts with something that already exists.",
     413: "That upload is too large.",
+    415: "Send this as application/json.",
     422: "Some of what you sent isn't valid.",
     429: "Too many attempts. Please wait a minute and try again.",
     500: "Something went wrong on our side. It has been logged.",

@@ -31,6 +31,7 @@ from app.pages import home
 from app.security import AuthMiddleware, access_guard, make_csrf_config, make_session_config
 from app.settings import Settings
 from app.stores import make_store_registry
+from app.strict_input import StrictInputMiddleware
 from app.templating import STATIC_DIR, make_template_config
 from fragments.middleware import FragmentMiddleware, TrackingRequest
 from fragments.registry import inline_fragment
@@ -128,6 +129,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         middleware=[
             request_logging_middleware,
             allowed_hosts,  # 400 for any Host that is not configured, before anything else runs
+            StrictInputMiddleware(),  # NULs in the URL, non-JSON API writes: refused before any lookup
             FragmentMiddleware,  # outside session/auth/CSRF: sees every Set-Cookie and the final headers
             session_config.middleware,
             SSOMiddleware,  # single sign-on across ROSE_ASH_DOMAIN_HOSTS; ends sessions signed out elsewhere

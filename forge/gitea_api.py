@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import access
 from app.errors import PROBLEM_JSON
+from app.params import PageNumber, PageSize
 from app.security import AuthInfo
 from app.settings import Settings
 from domains.account.models import User
@@ -167,8 +168,7 @@ async def _repo_json(service: RepoService, settings: Settings, repo: ForgeRepo, 
 
 
 def _page(items: Sequence[T], page: int, limit: int) -> list[T]:
-    page = max(1, page)
-    limit = max(1, min(MAX_LIMIT, limit))
+    limit = min(MAX_LIMIT, limit)  # Gitea caps a larger limit rather than refusing it
     return list(items[(page - 1) * limit:page * limit])
 
 
@@ -255,8 +255,8 @@ async def delete_repo(request: Request[Any, Any, Any], db_session: AsyncSession,
 
 
 @get(f"{API}/user/repos", name="api:forge:user_repos")
-async def user_repos(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, page: int = 1,
-                     limit: int = DEFAULT_LIMIT) -> Response[list[Any]]:
+async def user_repos(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
+                     page: PageNumber = 1, limit: PageSize = DEFAULT_LIMIT) -> Response[list[Any]]:
     user, auth = _caller(request)
     if user is None:
         raise NotAuthorizedException("Authentication required.")
@@ -273,7 +273,7 @@ async def user_repos(request: Request[Any, Any, Any], db_session: AsyncSession, 
 # -- refs ---------------------------------------------------------------------------------------------------
 @get(f"{API}/repos/{{owner:str}}/{{repo:str}}/branches", name="api:forge:branches")
 async def list_branches(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
-                        repo: str, page: int = 1, limit: int = DEFAULT_LIMIT) -> Response[list[BranchRead]]:
+                        repo: str, page: PageNumber = 1, limit: PageSize = DEFAULT_LIMIT) -> Response[list[BranchRead]]:
     service = _service(db_session, settings)
     row, permission = await _repo(request, service, owner, repo, "read")
     every = await service.refs(row, "refs/heads/")
@@ -297,7 +297,7 @@ async def list_branches(request: Request[Any, Any, Any], db_session: AsyncSessio
 
 @get(f"{API}/repos/{{owner:str}}/{{repo:str}}/tags", name="api:forge:tags")
 async def list_tags(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
-                    repo: str, page: int = 1, limit: int = DEFAULT_LIMIT) -> Response[list[TagRead]]:
+                    repo: str, page: PageNumber = 1, limit: PageSize = DEFAULT_LIMIT) -> Response[list[TagRead]]:
     service = _service(db_session, settings)
     row, _permission = await _repo(request, service, owner, repo, "read")
     every: list[ForgeRepoRef] = sorted(await service.refs(row, "refs/tags/"), key=lambda r: r.name, reverse=True)

@@ -14,9 +14,9 @@ from typing import Any
 
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
-from litestar.plugins.htmx import HTMXRequest
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.strict_input import StrictInputRequest
 from fragments.caching import (
     CACHEABLE,
     DEGRADED_CACHE_CONTROL,
@@ -40,7 +40,7 @@ def note_identity_read(scope: Scope, what: str) -> None:
         touched.append(what)
 
 
-class TrackingRequest(HTMXRequest):
+class TrackingRequest(StrictInputRequest):
     """The app's request class: session and identity reads are recorded for the guard.
 
     On routes that skip the session and auth middleware (public ones) the accessors answer

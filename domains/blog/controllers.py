@@ -13,6 +13,7 @@ from litestar import Request, Response
 from litestar.exceptions import NotFoundException
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.params import PageNumber
 from app.settings import Settings
 from domains.blog import feeds
 from domains.blog.models import Post
@@ -39,7 +40,8 @@ def _pagination(page: int, total: int, base: str) -> dict[str, Any]:
 
 
 @public_get("/blog/", name="blog:index")
-async def blog_index(request: Request[Any, Any, Any], db_session: AsyncSession, page: int = 1) -> Response[bytes]:
+async def blog_index(request: Request[Any, Any, Any], db_session: AsyncSession,
+                     page: PageNumber = 1) -> Response[bytes]:
     page = _page_number(page)
     posts, total = await BlogService(db_session).list_public(page=page)
     if page > 1 and not posts:
@@ -67,7 +69,7 @@ async def blog_post(request: Request[Any, Any, Any], db_session: AsyncSession, s
 
 @public_get("/blog/tag/{slug:str}", name="blog:tag")
 async def blog_tag(request: Request[Any, Any, Any], db_session: AsyncSession, slug: str,
-                   page: int = 1) -> Response[bytes]:
+                   page: PageNumber = 1) -> Response[bytes]:
     page = _page_number(page)
     service = BlogService(db_session)
     tag = await service.public_tag(slug)
@@ -82,7 +84,7 @@ async def blog_tag(request: Request[Any, Any, Any], db_session: AsyncSession, sl
 
 @public_get("/blog/author/{username:str}", name="blog:author")
 async def blog_author(request: Request[Any, Any, Any], db_session: AsyncSession, username: str,
-                      page: int = 1) -> Response[bytes]:
+                      page: PageNumber = 1) -> Response[bytes]:
     page = _page_number(page)
     service = BlogService(db_session)
     author = await service.author(username)

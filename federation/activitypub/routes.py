@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import access
 from app.jobs import enqueue
 from app.limits import WindowLimit
+from app.params import MAX_PAGE
 from app.settings import Settings
 from domains.account.models import User
 from federation.activitypub.contexts import PUBLIC, emitted_context
@@ -259,13 +260,8 @@ def _collection(cid: str, total: int, page: int | None, items: list[Any]) -> dic
     return doc
 
 
-# Far past any collection we hold, and small enough that the OFFSET fits a 64-bit integer (a
-# larger one is an OverflowError in the database driver, which would be a 500).
-MAX_PAGE = 1_000_000
-
-
 def _page(page: int | None) -> int | None:
-    if page is not None and not 1 <= page <= MAX_PAGE:
+    if page is not None and not 1 <= page <= MAX_PAGE:  # a huge page is an OFFSET the database refuses
         raise HTTPException(status_code=400, detail=f"page is a number from 1 to {MAX_PAGE}")
     return page
 

@@ -8,11 +8,11 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import anyio.to_thread
-import msgspec
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
 from litestar import MediaType, Request, Response, get, post, route
 from litestar.datastructures import CacheControlHeader
+from litestar.exceptions import ClientException
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -329,9 +329,12 @@ async def register(request: Request[Any, Any, Any], db_session: AsyncSession, se
         return Response({"error": "too_many_requests", "error_description": "Too many registrations; try later."},
                         status_code=429, headers={"Retry-After": "3600", "Cache-Control": "no-store"})
     try:
-        body = msgspec.json.decode(await request.body())
-    except msgspec.DecodeError:
-        body = None
+        body = await request.json()  # app.strict_input: application/json, size, depth, UTF-8, NUL
+    except ClientException as exc:
+        if exc.status_code != 400:
+            raise  # 413 and 415 are HTTP's answers, problem+json like every JSON route
+        return Response({"error": "invalid_client_metadata", "error_description": exc.detail},
+                        status_code=400, headers={"Cache-Control": "no-store"})  # RFC 7591 §3.2.2
     status, payload = await register_client(OAuthStore(db_session), body)
     return Response(payload, status_code=status, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
