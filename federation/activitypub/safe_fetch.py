@@ -32,7 +32,9 @@ from urllib.parse import urljoin
 import anyio
 import httpcore
 import httpx
-import msgspec
+from litestar.exceptions import ClientException
+
+from app.json_input import decode_json as decode_request_json
 
 __all__ = [
     "AS2_ACCEPT",
@@ -75,7 +77,6 @@ _SIXTOFOUR = ipaddress.ip_network("2002::/16")
 _TEST_ALLOWED = [ipaddress.ip_network(n) for n in ("127.0.0.0/8", "::1/128")]
 # Nesting a real activity never comes near (Mastodon's deepest, a Create of a Question with its
 # options and replies collection, is 5 levels); the cap keeps a hostile body from costing more.
-MAX_JSON_DEPTH = 32
 _REFUSED_SUFFIXES = (".onion", ".i2p", ".local", ".localhost", ".internal")
 
 
@@ -96,42 +97,17 @@ class MalformedJSON(ValueError):
 
 
 def decode_json(body: bytes) -> Any:
-    """Decode an untrusted JSON body, or raise :class:`MalformedJSON`.
+    """Decode an untrusted JSON body, or raise :class:`MalformedJSON` (RFC 8259 §8.1: UTF-8).
 
-    Refused besides malformed JSON (RFC 8259 §8.1: UTF-8): invalid UTF-8, nesting deeper than
-    :data:`MAX_JSON_DEPTH`, numbers out of range, and NUL characters or lone surrogates in a
-    string, which PostgreSQL cannot store in ``jsonb`` (they would fail later, as a 500).
+    The kernel's strict decoder does the work (invalid UTF-8, nesting deeper than
+    :data:`app.json_input.MAX_JSON_DEPTH`, NUL characters that PostgreSQL cannot store; msgspec
+    itself refuses lone surrogates); body sizes are capped before this, by the inbox route and by
+    the fetch client.
     """
     try:
-        body.decode("utf-8")  # the decoder reports some non-UTF-8 input only as a bad character
-        data = msgspec.json.decode(body)
-    except UnicodeDecodeError:
-        raise MalformedJSON("the body is not UTF-8") from None
-    except RecursionError:
-        raise MalformedJSON(f"JSON nested more than {MAX_JSON_DEPTH} levels deep") from None
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise MalformedJSON(f"malformed JSON: {exc}") from None
-    stack: list[tuple[Any, int]] = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, dict | list):
-            if depth > MAX_JSON_DEPTH:
-                raise MalformedJSON(f"JSON nested more than {MAX_JSON_DEPTH} levels deep")
-            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
-            stack.extend((item, depth + 1) for item in items)
-        elif isinstance(value, str) and not _storable(value):
-            raise MalformedJSON("JSON strings may not contain NUL characters or lone surrogates")
-    return data
-
-
-def _storable(text: str) -> bool:
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+        return decode_request_json(body, max_bytes=len(body))
+    except ClientException as exc:
+        raise MalformedJSON(exc.detail) from None
 
 
 def _embedded_v4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
