@@ -10,7 +10,8 @@ from advanced_alchemy.extensions.litestar import (
     AsyncSessionConfig,
     SQLAlchemyAsyncConfig,
 )
-from sqlalchemy import event
+from sqlalchemy import Connection, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 
@@ -62,34 +63,86 @@ def _ended(session: Session, transaction: SessionTransaction) -> None:
 
 
 def lost_snapshot(exc: BaseException) -> bool:
-    """True for SQLite's SQLITE_BUSY_SNAPSHOT: a transaction that began by reading (a SAVEPOINT
-    opens a deferred one) tried to write after another connection committed. SQLite fails it at
-    once, without the busy timeout; rolled back and run again, the work sees a fresh snapshot.
+    """True for SQLite's SQLITE_BUSY_SNAPSHOT: a transaction that began by reading tried to write
+    after another connection committed. :func:`make_engine` makes every SQLite transaction that
+    writes start as ``BEGIN IMMEDIATE`` (a SAVEPOINT included), so this no longer happens; it is
+    kept for callers that still retry on it.
     """
     orig = getattr(exc, "orig", None)
     return getattr(orig, "sqlite_errorname", "") == "SQLITE_BUSY_SNAPSHOT"
 
 
-def make_engine(database_url: str) -> AsyncEngine:
+def database_error(exc: BaseException) -> DBAPIError | None:
+    """The driver's own error behind ``exc`` (``sqlite3.OperationalError: database is locked``,
+    an asyncpg error), or None.
+
+    advanced-alchemy's repositories re-raise every ``StatementError`` (a locked database
+    included) as its ``IntegrityError("There was an issue processing the statement.")``; the
+    real error is further down the exception chain, and this finds it.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DBAPIError) and current.orig is not None:
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+# SQLite waits this long for the write lock before failing with "database is locked". Writes
+# are short (no transaction that writes waits on the network, see wrote_in_transaction), so a
+# writer waiting this long means a wedge somewhere, which must surface rather than hang. The job
+# worker's bound on its shielded outcome writes is longer, so it never cancels a write that is
+# still waiting here (a cancelled aiosqlite call would run on in its thread, unsupervised).
+SQLITE_BUSY_TIMEOUT = 20.0
+
+
+def make_engine(database_url: str, *, busy_timeout: float = SQLITE_BUSY_TIMEOUT) -> AsyncEngine:
     if database_url.startswith("sqlite"):
-        path = database_url.split(":///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(database_url, connect_args={"timeout": 30})
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-            # WAL lets readers run beside the single writer; busy_timeout makes writers wait
-            # instead of failing; foreign keys are off by default in SQLite.
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
-
-        return engine
+        return _sqlite_engine(database_url, busy_timeout)
     return create_async_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def _sqlite_engine(database_url: str, busy_timeout: float) -> AsyncEngine:
+    """SQLite with WAL and no read-to-write lock upgrades.
+
+    The sqlite3 module opens a transaction only before the first INSERT/UPDATE/DELETE, so
+    plain reads run in autocommit (WAL: beside the writer, never blocking it). With
+    ``isolation_level="IMMEDIATE"`` that transaction begins as ``BEGIN IMMEDIATE``: it takes
+    the write lock first, waiting up to the busy timeout. A deferred transaction that has read
+    and then writes would instead fail at once with SQLITE_BUSY while another connection
+    writes (SQLite calls the busy handler only for a connection with no transaction open), or
+    with SQLITE_BUSY_SNAPSHOT once that writer has committed. SAVEPOINT is the one statement
+    that would open a deferred transaction, so :func:`_savepoint_takes_the_write_lock` opens it
+    immediate first. Why not one writer connection beside a read pool: README, "How it is built".
+    """
+    path = database_url.split(":///", 1)[-1]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(
+        database_url,
+        # ``timeout`` is the sqlite3 module's busy timeout (sqlite3_busy_timeout), in seconds.
+        connect_args={"timeout": busy_timeout, "isolation_level": "IMMEDIATE"},
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+        # WAL lets readers run beside the single writer; foreign keys are off by default.
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine.sync_engine, "savepoint")
+    def _savepoint_takes_the_write_lock(conn: Connection, _name: str) -> None:
+        # A SAVEPOINT outside a transaction would begin a deferred one (reads, then a write that
+        # cannot wait for the lock); the savepoints here all exist to write, so begin as a writer.
+        if not conn.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
 
 
 def make_alchemy_config(settings: Settings, engine: AsyncEngine | None = None) -> SQLAlchemyAsyncConfig:

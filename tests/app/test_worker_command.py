@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from uuid import uuid4
@@ -18,37 +17,9 @@ from app.jobs import DONE, Job, enqueue
 from app.settings import Settings
 from domains.blog.schemas import PublishScheduled
 from domains.blog.services import PUBLISH_SCHEDULED
-from tests.helpers.server import REPO_ROOT, ROSE_ASH
+from tests.helpers.worker import read_log, start_worker, wait_for_line
 
 pytestmark = pytest.mark.anyio
-
-
-def _log(path: Path) -> str:
-    return path.read_text(errors="replace") if path.exists() else ""
-
-
-async def _wait_for_line(proc: subprocess.Popen[bytes], log_path: Path, needle: str) -> None:
-    with anyio.fail_after(60):
-        while needle not in _log(log_path):
-            if proc.poll() is not None:
-                raise AssertionError(f"rose-ash worker exited ({proc.returncode}):\n{_log(log_path)[-4000:]}")
-            await anyio.sleep(0.05)
-
-
-def start_worker(database_url: str, data_dir: Path, log_path: Path, *args: str) -> subprocess.Popen[bytes]:
-    """``rose-ash worker`` with the settings the web app would have (same database and data dir)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROSE_ASH_")}
-    env.update({
-        "ROSE_ASH_DATABASE_URL": database_url,
-        "ROSE_ASH_DATA_DIR": str(data_dir),
-        "ROSE_ASH_SECRET_KEY": "worker-test-secret-0123456789abcdef",
-        "ROSE_ASH_WORKER_IN_PROCESS": "false",  # as in compose.yaml: the web app leaves jobs to this process
-        "ROSE_ASH_LOG_LEVEL": "DEBUG",
-        "PYTHONUNBUFFERED": "1",
-    })
-    with log_path.open("ab") as log:
-        return subprocess.Popen([ROSE_ASH, "worker", *args], env=env, cwd=REPO_ROOT,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 async def test_rose_ash_worker_runs_a_job_and_stops_on_sigterm(
@@ -57,7 +28,7 @@ async def test_rose_ash_worker_runs_a_job_and_stops_on_sigterm(
     log_path = tmp_path / "worker.log"
     proc = start_worker(database_url, tmp_path / "data", log_path, "--concurrency", "2")
     try:
-        await _wait_for_line(proc, log_path, "started (concurrency 2)")
+        await wait_for_line(proc, log_path, "started (concurrency 2)")
         # A real handler of the app, enqueued through the kernel queue as the web app would:
         # publishing a post that no longer exists is a no-op the handler completes.
         sm = make_sessionmaker(engine, settings)
@@ -71,7 +42,7 @@ async def test_rose_ash_worker_runs_a_job_and_stops_on_sigterm(
                 assert row is not None
                 if row.state == DONE:
                     break
-                assert proc.poll() is None, _log(log_path)[-4000:]
+                assert proc.poll() is None, read_log(log_path)[-4000:]
                 await anyio.sleep(0.1)
         assert row.attempts == 1 and row.last_error is None
         assert row.locked_by is not None and f":{proc.pid}:" in row.locked_by  # run by that process
@@ -81,7 +52,7 @@ async def test_rose_ash_worker_runs_a_job_and_stops_on_sigterm(
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    out = _log(log_path)
+    out = read_log(log_path)
     assert proc.returncode == 0, out[-4000:]
     assert "received SIGTERM" in out and "stopped" in out.rsplit("received SIGTERM", 1)[1]
     assert "Traceback" not in out
