@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from advanced_alchemy.extensions.litestar import (
     AlembicAsyncConfig,
     AsyncSessionConfig,
     SQLAlchemyAsyncConfig,
 )
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, make_url
+from sqlalchemy.dialects import registry
+from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
@@ -65,8 +69,8 @@ def _ended(session: Session, transaction: SessionTransaction) -> None:
 def lost_snapshot(exc: BaseException) -> bool:
     """True for SQLite's SQLITE_BUSY_SNAPSHOT: a transaction that began by reading tried to write
     after another connection committed. :func:`make_engine` makes every SQLite transaction that
-    writes start as ``BEGIN IMMEDIATE`` (a SAVEPOINT included), so this no longer happens; it is
-    kept for callers that still retry on it.
+    writes start as ``BEGIN IMMEDIATE`` (a savepoint's included), so this no longer happens; it
+    is kept for callers that still retry on it.
     """
     orig = getattr(exc, "orig", None)
     return getattr(orig, "sqlite_errorname", "") == "SQLITE_BUSY_SNAPSHOT"
@@ -114,14 +118,18 @@ def _sqlite_engine(database_url: str, busy_timeout: float) -> AsyncEngine:
     and then writes would instead fail at once with SQLITE_BUSY while another connection
     writes (SQLite calls the busy handler only for a connection with no transaction open), or
     with SQLITE_BUSY_SNAPSHOT once that writer has committed. SAVEPOINT is the one statement
-    that would open a deferred transaction, so :func:`_savepoint_takes_the_write_lock` opens it
-    immediate first. Why not one writer connection beside a read pool: README, "How it is built".
+    that would open a deferred transaction; :class:`LazySavepointSQLiteDialect` holds it back
+    until the first write. Why not one writer connection beside a read pool: README, "How it
+    is built".
     """
     path = database_url.split(":///", 1)[-1]
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+    url = make_url(database_url)
+    if url.drivername == "sqlite+aiosqlite":
+        url = url.set(drivername=f"sqlite+{_LAZY_SAVEPOINT_DRIVER}")
     engine = create_async_engine(
-        database_url,
+        url,
         # ``timeout`` is the sqlite3 module's busy timeout (sqlite3_busy_timeout), in seconds.
         connect_args={"timeout": busy_timeout, "isolation_level": "IMMEDIATE"},
     )
@@ -135,14 +143,98 @@ def _sqlite_engine(database_url: str, busy_timeout: float) -> AsyncEngine:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 
-    @event.listens_for(engine.sync_engine, "savepoint")
-    def _savepoint_takes_the_write_lock(conn: Connection, _name: str) -> None:
-        # A SAVEPOINT outside a transaction would begin a deferred one (reads, then a write that
-        # cannot wait for the lock); the savepoints here all exist to write, so begin as a writer.
-        if not conn.connection.driver_connection.in_transaction:  # type: ignore[union-attr]
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
+    event.listen(engine.sync_engine, "before_cursor_execute", _open_pending_savepoints)
     return engine
+
+
+# Savepoints asked for outside a transaction, per sqlite3 connection, not yet sent to SQLite.
+_pending_savepoints: WeakKeyDictionary[Any, list[str]] = WeakKeyDictionary()
+_WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
+_LAZY_SAVEPOINT_DRIVER = "aiosqlite_lazy_savepoints"
+
+
+class LazySavepointSQLiteDialect(SQLiteDialect_aiosqlite):
+    """aiosqlite whose SAVEPOINT, outside a transaction, waits for the first write.
+
+    A SAVEPOINT with no transaction open would begin a deferred one: its reads would pin a
+    snapshot and its first write could then not wait for the lock (see :func:`_sqlite_engine`).
+    Held back, the reads run in autocommit like any other read, and the first write sends
+    ``BEGIN IMMEDIATE`` and the SAVEPOINT just before itself. Rolling back or releasing a
+    savepoint that never wrote has nothing to undo, so nothing is sent. Code that reads,
+    fetches and then writes inside ``begin_nested()`` (the inbox processor) thus holds no lock
+    while it reads or fetches; a read that must stay true until the write says so with
+    ``with_for_update()``, which takes the write lock (:func:`_locks_for_update`).
+    """
+
+    supports_statement_cache = True
+
+    def do_savepoint(self, connection: Connection, name: str) -> None:
+        driver = connection.connection.driver_connection
+        if driver is not None and not driver.in_transaction:
+            _pending_savepoints.setdefault(driver, []).append(name)
+            return
+        super().do_savepoint(connection, name)  # type: ignore[no-untyped-call]
+
+    def do_rollback_to_savepoint(self, connection: Connection, name: str) -> None:
+        if not _forget_savepoint(connection, name):
+            super().do_rollback_to_savepoint(connection, name)  # type: ignore[no-untyped-call]
+
+    def do_release_savepoint(self, connection: Connection, name: str) -> None:
+        if not _forget_savepoint(connection, name):
+            super().do_release_savepoint(connection, name)  # type: ignore[no-untyped-call]
+
+    def do_rollback(self, dbapi_connection: Any) -> None:
+        _pending_savepoints.pop(getattr(dbapi_connection, "driver_connection", None) or dbapi_connection, None)
+        super().do_rollback(dbapi_connection)  # type: ignore[no-untyped-call]
+
+    def do_commit(self, dbapi_connection: Any) -> None:
+        _pending_savepoints.pop(getattr(dbapi_connection, "driver_connection", None) or dbapi_connection, None)
+        super().do_commit(dbapi_connection)  # type: ignore[no-untyped-call]
+
+
+def _forget_savepoint(connection: Connection, name: str) -> bool:
+    """Drop ``name`` (and savepoints opened inside it) if it was never sent; True if so."""
+    pending = _pending_savepoints.get(connection.connection.driver_connection)
+    if not pending or name not in pending:
+        return False
+    del pending[pending.index(name):]
+    return True
+
+
+def _locks_for_update(context: Any) -> bool:
+    """``select(...).with_for_update()``: SQLite has no row locks and drops the clause, so the
+    read that means to write takes the write lock instead, as a row lock would on PostgreSQL."""
+    compiled = getattr(context, "compiled", None)
+    return getattr(getattr(compiled, "statement", None), "_for_update_arg", None) is not None
+
+
+def _open_pending_savepoints(conn: Connection, cursor: Any, statement: str, _parameters: Any,
+                             context: Any, _executemany: bool) -> None:
+    """Before a write (or a read FOR UPDATE): BEGIN IMMEDIATE and the held-back savepoints."""
+    driver = conn.connection.driver_connection
+    if driver is None:
+        return
+    pending = _pending_savepoints.get(driver)
+    if _locks_for_update(context):
+        pass
+    elif not pending or not _WRITE.match(statement):
+        return  # a plain write outside a savepoint: the sqlite3 module sends BEGIN IMMEDIATE itself
+    sql = "" if driver.in_transaction else "BEGIN IMMEDIATE"  # waits (busy timeout); nothing read yet
+    try:
+        if sql:
+            cursor.execute(sql)
+        for name in pending or ():
+            sql = f"SAVEPOINT {conn.dialect.identifier_preparer.quote(name)}"
+            cursor.execute(sql)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        # As SQLAlchemy reports the statement's own errors ("database is locked" after the
+        # busy timeout): an OperationalError naming the statement.
+        raise DBAPIError.instance(sql, None, exc, conn.dialect.loaded_dbapi.Error) from exc
+    if pending:
+        pending.clear()
+
+
+registry.register(f"sqlite.{_LAZY_SAVEPOINT_DRIVER}", __name__, "LazySavepointSQLiteDialect")
 
 
 def make_alchemy_config(settings: Settings, engine: AsyncEngine | None = None) -> SQLAlchemyAsyncConfig:

@@ -221,7 +221,7 @@ async def test_a_savepoint_waits_for_the_write_lock_instead_of_losing_its_snapsh
     async def read_then_write() -> None:
         await holding.wait()
         async with sm() as session, session.begin(), session.begin_nested():
-            n = await session.scalar(select(counter.c.n))
+            n = await session.scalar(select(counter.c.n).with_for_update())
             await session.execute(update(counter).values(n=(n or 0) + 10))
 
     async with anyio.create_task_group() as tg:
