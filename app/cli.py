@@ -113,13 +113,33 @@ def tokens_create(ctx: click.Context, username: str, scopes: tuple[str, ...], na
 
 @click.command(name="worker")
 @click.option("--concurrency", default=4, show_default=True)
-@click.pass_context
-def worker_command(ctx: click.Context, concurrency: int) -> None:
+def worker_command(app: Litestar, concurrency: int) -> None:
     """Run the durable job worker until SIGINT/SIGTERM (finishing jobs in flight)."""
     from app.jobs import run_worker_forever
 
-    # Loading the app (done by the CLI) imported every domain, so every job handler is registered.
-    asyncio.run(run_worker_forever(_settings(ctx), concurrency=concurrency))
+    # A top-level command: Litestar's group injects ``app`` (and would inject ``ctx`` too, so a
+    # click.pass_context here passed it twice). Loading the app imported every domain, so every
+    # job handler is registered.
+    settings: Settings = app.state.settings
+    _log_to_stderr(settings.log_level)
+    asyncio.run(run_worker_forever(settings, concurrency=concurrency))
+
+
+def _log_to_stderr(level: str) -> None:
+    """The worker process's own log: every logger (jobs, federation, domains) as JSON lines.
+
+    The web app logs only ``rose_ash.*`` itself and leaves the rest to uvicorn; a bare worker
+    process has no uvicorn, so without this its job logs below WARNING would go nowhere.
+    """
+    import logging
+
+    from app.logs import JSONFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JSONFormatter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level.upper())
 
 
 class RoseAshCLIPlugin(CLIPluginProtocol):

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from advanced_alchemy.extensions.litestar import (
     AlembicAsyncConfig,
     AsyncSessionConfig,
     SQLAlchemyAsyncConfig,
 )
-from sqlalchemy import event
+from sqlalchemy import Connection, event, make_url
+from sqlalchemy.dialects import registry
+from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 
@@ -62,34 +67,174 @@ def _ended(session: Session, transaction: SessionTransaction) -> None:
 
 
 def lost_snapshot(exc: BaseException) -> bool:
-    """True for SQLite's SQLITE_BUSY_SNAPSHOT: a transaction that began by reading (a SAVEPOINT
-    opens a deferred one) tried to write after another connection committed. SQLite fails it at
-    once, without the busy timeout; rolled back and run again, the work sees a fresh snapshot.
+    """True for SQLite's SQLITE_BUSY_SNAPSHOT: a transaction that began by reading tried to write
+    after another connection committed. :func:`make_engine` makes every SQLite transaction that
+    writes start as ``BEGIN IMMEDIATE`` (a savepoint's included), so this no longer happens; it
+    is kept for callers that still retry on it.
     """
     orig = getattr(exc, "orig", None)
     return getattr(orig, "sqlite_errorname", "") == "SQLITE_BUSY_SNAPSHOT"
 
 
-def make_engine(database_url: str) -> AsyncEngine:
+def database_error(exc: BaseException) -> DBAPIError | None:
+    """The driver's own error behind ``exc`` (``sqlite3.OperationalError: database is locked``,
+    an asyncpg error), or None.
+
+    advanced-alchemy's repositories re-raise every ``StatementError`` (a locked database
+    included) as its ``IntegrityError("There was an issue processing the statement.")``; the
+    real error is further down the exception chain, and this finds it.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DBAPIError) and current.orig is not None:
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+# SQLite waits this long for the write lock before failing with "database is locked". Writes
+# are short (no transaction that writes waits on the network, see wrote_in_transaction), so a
+# writer waiting this long means a wedge somewhere, which must surface rather than hang. The job
+# worker's bound on its shielded outcome writes is longer, so it never cancels a write that is
+# still waiting here (a cancelled aiosqlite call would run on in its thread, unsupervised).
+SQLITE_BUSY_TIMEOUT = 20.0
+
+
+def make_engine(database_url: str, *, busy_timeout: float = SQLITE_BUSY_TIMEOUT) -> AsyncEngine:
     if database_url.startswith("sqlite"):
-        path = database_url.split(":///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(database_url, connect_args={"timeout": 30})
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-            # WAL lets readers run beside the single writer; busy_timeout makes writers wait
-            # instead of failing; foreign keys are off by default in SQLite.
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
-
-        return engine
+        return _sqlite_engine(database_url, busy_timeout)
     return create_async_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+
+
+def _sqlite_engine(database_url: str, busy_timeout: float) -> AsyncEngine:
+    """SQLite with WAL and no read-to-write lock upgrades.
+
+    The sqlite3 module opens a transaction only before the first INSERT/UPDATE/DELETE, so
+    plain reads run in autocommit (WAL: beside the writer, never blocking it). With
+    ``isolation_level="IMMEDIATE"`` that transaction begins as ``BEGIN IMMEDIATE``: it takes
+    the write lock first, waiting up to the busy timeout. A deferred transaction that has read
+    and then writes would instead fail at once with SQLITE_BUSY while another connection
+    writes (SQLite calls the busy handler only for a connection with no transaction open), or
+    with SQLITE_BUSY_SNAPSHOT once that writer has committed. SAVEPOINT is the one statement
+    that would open a deferred transaction; :class:`LazySavepointSQLiteDialect` holds it back
+    until the first write. Why not one writer connection beside a read pool: README, "How it
+    is built".
+    """
+    path = database_url.split(":///", 1)[-1]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    url = make_url(database_url)
+    if url.drivername == "sqlite+aiosqlite":
+        url = url.set(drivername=f"sqlite+{_LAZY_SAVEPOINT_DRIVER}")
+    engine = create_async_engine(
+        url,
+        # ``timeout`` is the sqlite3 module's busy timeout (sqlite3_busy_timeout), in seconds.
+        connect_args={"timeout": busy_timeout, "isolation_level": "IMMEDIATE"},
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+        # WAL lets readers run beside the single writer; foreign keys are off by default.
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    event.listen(engine.sync_engine, "before_cursor_execute", _open_pending_savepoints)
+    return engine
+
+
+# Savepoints asked for outside a transaction, per sqlite3 connection, not yet sent to SQLite.
+_pending_savepoints: WeakKeyDictionary[Any, list[str]] = WeakKeyDictionary()
+_WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
+_LAZY_SAVEPOINT_DRIVER = "aiosqlite_lazy_savepoints"
+
+
+class LazySavepointSQLiteDialect(SQLiteDialect_aiosqlite):
+    """aiosqlite whose SAVEPOINT, outside a transaction, waits for the first write.
+
+    A SAVEPOINT with no transaction open would begin a deferred one: its reads would pin a
+    snapshot and its first write could then not wait for the lock (see :func:`_sqlite_engine`).
+    Held back, the reads run in autocommit like any other read, and the first write sends
+    ``BEGIN IMMEDIATE`` and the SAVEPOINT just before itself. Rolling back or releasing a
+    savepoint that never wrote has nothing to undo, so nothing is sent. Code that reads,
+    fetches and then writes inside ``begin_nested()`` (the inbox processor) thus holds no lock
+    while it reads or fetches; a read that must stay true until the write says so with
+    ``with_for_update()``, which takes the write lock (:func:`_locks_for_update`).
+    """
+
+    supports_statement_cache = True
+
+    def do_savepoint(self, connection: Connection, name: str) -> None:
+        driver = connection.connection.driver_connection
+        if driver is not None and not driver.in_transaction:
+            _pending_savepoints.setdefault(driver, []).append(name)
+            return
+        super().do_savepoint(connection, name)  # type: ignore[no-untyped-call]
+
+    def do_rollback_to_savepoint(self, connection: Connection, name: str) -> None:
+        if not _forget_savepoint(connection, name):
+            super().do_rollback_to_savepoint(connection, name)  # type: ignore[no-untyped-call]
+
+    def do_release_savepoint(self, connection: Connection, name: str) -> None:
+        if not _forget_savepoint(connection, name):
+            super().do_release_savepoint(connection, name)  # type: ignore[no-untyped-call]
+
+    def do_rollback(self, dbapi_connection: Any) -> None:
+        _pending_savepoints.pop(getattr(dbapi_connection, "driver_connection", None) or dbapi_connection, None)
+        super().do_rollback(dbapi_connection)  # type: ignore[no-untyped-call]
+
+    def do_commit(self, dbapi_connection: Any) -> None:
+        _pending_savepoints.pop(getattr(dbapi_connection, "driver_connection", None) or dbapi_connection, None)
+        super().do_commit(dbapi_connection)  # type: ignore[no-untyped-call]
+
+
+def _forget_savepoint(connection: Connection, name: str) -> bool:
+    """Drop ``name`` (and savepoints opened inside it) if it was never sent; True if so."""
+    pending = _pending_savepoints.get(connection.connection.driver_connection)
+    if not pending or name not in pending:
+        return False
+    del pending[pending.index(name):]
+    return True
+
+
+def _locks_for_update(context: Any) -> bool:
+    """``select(...).with_for_update()``: SQLite has no row locks and drops the clause, so the
+    read that means to write takes the write lock instead, as a row lock would on PostgreSQL."""
+    compiled = getattr(context, "compiled", None)
+    return getattr(getattr(compiled, "statement", None), "_for_update_arg", None) is not None
+
+
+def _open_pending_savepoints(conn: Connection, cursor: Any, statement: str, _parameters: Any,
+                             context: Any, _executemany: bool) -> None:
+    """Before a write (or a read FOR UPDATE): BEGIN IMMEDIATE and the held-back savepoints."""
+    driver = conn.connection.driver_connection
+    if driver is None:
+        return
+    pending = _pending_savepoints.get(driver)
+    if _locks_for_update(context):
+        pass
+    elif not pending or not _WRITE.match(statement):
+        return  # a plain write outside a savepoint: the sqlite3 module sends BEGIN IMMEDIATE itself
+    sql = "" if driver.in_transaction else "BEGIN IMMEDIATE"  # waits (busy timeout); nothing read yet
+    try:
+        if sql:
+            cursor.execute(sql)
+        for name in pending or ():
+            sql = f"SAVEPOINT {conn.dialect.identifier_preparer.quote(name)}"
+            cursor.execute(sql)
+    except conn.dialect.loaded_dbapi.Error as exc:
+        # As SQLAlchemy reports the statement's own errors ("database is locked" after the
+        # busy timeout): an OperationalError naming the statement.
+        raise DBAPIError.instance(sql, None, exc, conn.dialect.loaded_dbapi.Error) from exc
+    if pending:
+        pending.clear()
+
+
+registry.register(f"sqlite.{_LAZY_SAVEPOINT_DRIVER}", __name__, "LazySavepointSQLiteDialect")
 
 
 def make_alchemy_config(settings: Settings, engine: AsyncEngine | None = None) -> SQLAlchemyAsyncConfig:

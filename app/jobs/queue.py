@@ -249,22 +249,23 @@ async def _claim_compare_and_set(
     clock: Clock,
     exclude: Collection[UUID],
 ) -> list[ClaimedJob]:
-    # SQLite has one writer: read candidates, then take each with an UPDATE that re-checks the
-    # row is still claimable; a row another worker took meanwhile matches nothing (rowcount 0).
+    # SQLite has one writer. Expired runs with no attempts left are read outside any transaction
+    # and buried one by one with a compare-and-set UPDATE (rare); the claim itself is a single
+    # UPDATE ... WHERE id IN (due ids) RETURNING, atomic under the write lock that its
+    # BEGIN IMMEDIATE takes first (app.db), so no read ever has to turn into a write.
     now = clock()
-    rows = (await session.execute(_candidates(now, limit, exclude))).all()
-    await session.rollback()  # end the read before the short write transaction
-    if not rows:
-        return []
-    taken: list[UUID] = []
-    async with session.begin():
-        now = clock()
-        for r in rows:
-            still_claimable = _claimable(now, ())
-            if r.state == RUNNING and r.attempts >= r.max_attempts:
+    exhausted = (
+        await session.execute(
+            _candidates(now, limit, exclude).where(_c.state == RUNNING, _c.attempts >= _c.max_attempts)
+        )
+    ).all()
+    await session.rollback()  # end the autobegun (read-only) session transaction
+    if exhausted:
+        async with session.begin():
+            for r in exhausted:
                 await session.execute(
                     update(_table)
-                    .where(_c.id == r.id, _c.state == RUNNING, _c.attempts == r.attempts, still_claimable)
+                    .where(_c.id == r.id, _c.state == RUNNING, _c.attempts == r.attempts, _claimable(now, ()))
                     .values(
                         state=DEAD,
                         locked_until=None,
@@ -272,30 +273,28 @@ async def _claim_compare_and_set(
                         last_error=_lease_lost_error(r.id, r.attempts, r.max_attempts, r.locked_by),
                     )
                 )
-                continue
-            res = await session.execute(
-                update(_table)
-                .where(_c.id == r.id, _c.state == r.state, _c.attempts == r.attempts, still_claimable)
-                .values(
-                    state=RUNNING,
-                    attempts=_c.attempts + 1,
-                    locked_by=worker_id,
-                    locked_until=now + timedelta(seconds=lease_seconds),
-                )
-            )
-            if cast("CursorResult[Any]", res).rowcount == 1:
-                taken.append(r.id)
-    if not taken:
-        return []
-    got = (
-        await session.execute(
-            select(_c.id, _c.kind, _c.payload, _c.attempts, _c.max_attempts)
-            .where(_c.id.in_(taken), _c.locked_by == worker_id, _c.state == RUNNING)
+    async with session.begin():
+        now = clock()
+        due = (
+            select(_c.id)
+            .where(_claimable(now, exclude), ~and_(_c.state == RUNNING, _c.attempts >= _c.max_attempts))
             .order_by(_c.next_run_at, _c.id)
+            .limit(limit)
+            .scalar_subquery()
         )
-    ).all()
-    await session.rollback()
-    return [ClaimedJob(r.id, r.kind, r.payload, r.attempts, r.max_attempts, worker_id) for r in got]
+        result = await session.execute(
+            update(_table)
+            .where(_c.id.in_(due))
+            .values(
+                state=RUNNING,
+                attempts=_c.attempts + 1,
+                locked_by=worker_id,
+                locked_until=now + timedelta(seconds=lease_seconds),
+            )
+            .returning(_c.id, _c.kind, _c.payload, _c.attempts, _c.max_attempts, _c.next_run_at)
+        )
+        claimed = sorted(result.all(), key=lambda r: (r.next_run_at, r.id))
+    return [ClaimedJob(r.id, r.kind, r.payload, r.attempts, r.max_attempts, worker_id) for r in claimed]
 
 
 def _ours(job: ClaimedJob) -> Any:

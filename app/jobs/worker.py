@@ -22,6 +22,7 @@ import msgspec
 from anyio.abc import TaskGroup
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.db import SQLITE_BUSY_TIMEOUT, database_error
 from app.jobs import queue
 from app.jobs.models import utcnow
 from app.jobs.queue import ClaimedJob, Clock
@@ -34,8 +35,10 @@ log = logging.getLogger("app.jobs")
 StopEvent = anyio.Event | asyncio.Event
 SessionMaker = async_sessionmaker[AsyncSession]
 
-# Bound on the shielded database writes made while cancelling, so shutdown cannot hang on them.
-_SETTLE_TIMEOUT = 10.0
+# Bound on the shielded outcome writes, so shutdown cannot hang on them. Longer than SQLite's
+# busy timeout: a write still waiting for the lock fails by itself first (cancelling an
+# aiosqlite call mid-way would leave it running in its thread, a transaction nobody ends).
+_SETTLE_TIMEOUT = SQLITE_BUSY_TIMEOUT + 10.0
 
 
 def default_worker_id() -> str:
@@ -322,8 +325,8 @@ class Worker:
                     outcome = _Snoozed(exc.seconds, f"Snooze: {exc}")
                 except PermanentFailure:
                     outcome = _Dead(traceback.format_exc())
-                except Exception:
-                    outcome = _Failed(traceback.format_exc())
+                except Exception as exc:
+                    outcome = _Failed(_failure_text(exc))
             tg.cancel_scope.cancel()
         if run.lost:
             return _Lost()
@@ -401,6 +404,18 @@ class Worker:
             _last_line(outcome.error),
         )
         return await queue.reschedule(self.sessionmaker, job, delay=delay, error=outcome.error, clock=self.clock)
+
+
+def _failure_text(exc: BaseException) -> str:
+    """The traceback, ending with the database's own error when a library re-raised it as
+    something else (advanced-alchemy reports ``database is locked`` as an ``IntegrityError``),
+    so the log line and ``last_error`` name what really happened."""
+    text = "".join(traceback.format_exception(exc))
+    real = database_error(exc)
+    if real is not None and real is not exc:
+        said = f"{type(real.orig).__module__}.{type(real.orig).__qualname__}: {real.orig}"
+        text += f"raised as {type(exc).__name__}; the database said: {said}\n"
+    return text
 
 
 def _last_line(text: str) -> str:
