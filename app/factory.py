@@ -16,6 +16,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.middleware.allowed_hosts import AllowedHostsMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 from litestar.plugins.flash import FlashConfig, FlashPlugin
 from litestar.plugins.htmx import HTMXPlugin
 from litestar.static_files import create_static_files_router
@@ -148,8 +149,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_startup=[add_template_globals, provision_actors],
         lifespan=[background_worker],
         state=State({"settings": settings, "alchemy": alchemy}),
-        openapi_config=OpenAPIConfig(title="Rose Ash", version="0.1.0", path="/api/schema",
-                                     openapi_router=Router(path="/api/schema", route_handlers=[], opt=access.public())),
+        # The schema as JSON (also at /api/schema itself) and YAML; no HTML viewers, which load their
+        # scripts from CDNs that the CSP (app/headers.py) rightly refuses. Not itself in the schema.
+        openapi_config=OpenAPIConfig(
+            title="Rose Ash", version="0.1.0", path="/api/schema",
+            render_plugins=[JsonRenderPlugin(path=["/openapi.json", "/"]), YamlRenderPlugin()],
+            openapi_router=Router(path="/api/schema", route_handlers=[], opt=access.public(),
+                                  include_in_schema=False)),
         # Our JSON logging is configured once per process (app/logs.py). Litestar's default config
         # would start a queue-listener thread per app instance that never stops.
         logging_config=None,
