@@ -61,10 +61,11 @@ async def test_a_login_with_a_nul_is_a_wrong_login(client) -> None:  # type: ign
     # PostgreSQL refuses NUL in text: the account lookup answered 500 for a name or email holding one.
     await signup(client, "erin")
     await post_form(client, "/account/logout", {}, page="/account")
-    for login in ("er\x00in", "erin\x00@example.org"):
-        refused = await post_form(client, "/account/login", {"login": login, "password": "correct horse battery staple"})
-        wrong = await post_form(client, "/account/login", {"login": "nobody", "password": "correct horse battery staple"})
-        assert refused.status_code == wrong.status_code == 401, (login, refused.status_code)
+    password = "correct horse battery staple"
+    for name in ("er\x00in", "erin\x00@example.org"):
+        refused = await post_form(client, "/account/login", {"login": name, "password": password})
+        wrong = await post_form(client, "/account/login", {"login": "nobody", "password": password})
+        assert refused.status_code == wrong.status_code == 401, (name, refused.status_code)
         assert "rose_ash_session" not in refused.headers.get("set-cookie", "")
 
 
