@@ -16,6 +16,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.middleware.allowed_hosts import AllowedHostsMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 from litestar.plugins.flash import FlashConfig, FlashPlugin
 from litestar.plugins.htmx import HTMXPlugin
 from litestar.response.base import ASGIResponse
@@ -166,7 +167,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_startup=[add_template_globals, provision_actors],
         lifespan=[background_worker],
         state=State({"settings": settings, "alchemy": alchemy}),
+        # The schema as JSON and YAML only: Litestar's HTML viewers (Swagger UI, ReDoc, Elements,
+        # RapiDoc) load their scripts from third-party CDNs and inline, which our CSP refuses
+        # (app/headers.py), so they were blank pages that asked the browser to fetch foreign code.
         openapi_config=OpenAPIConfig(title="Rose Ash", version="0.1.0", path="/api/schema",
+                                     render_plugins=[JsonRenderPlugin(path=["/", "/openapi.json"]),
+                                                     YamlRenderPlugin()],
                                      openapi_router=Router(path="/api/schema", route_handlers=[], opt=access.public())),
         # Our JSON logging is configured once per process (app/logs.py). Litestar's default config
         # would start a queue-listener thread per app instance that never stops.
