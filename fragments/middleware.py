@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from litestar.datastructures import MutableScopeHeaders
+from litestar.datastructures import FormMultiDict, MutableScopeHeaders
 from litestar.enums import ScopeType
+from litestar.exceptions import ClientException
 from litestar.plugins.htmx import HTMXRequest
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -61,6 +62,14 @@ class TrackingRequest(HTMXRequest):
     def clear_session(self) -> None:
         note_identity_read(self.scope, "session")
         super().clear_session()
+
+    async def form(self) -> FormMultiDict:
+        # Litestar decodes multipart fields as UTF-8 and lets UnicodeDecodeError through (a 500,
+        # even before the CSRF check, which reads the form too); undecodable input is a 400.
+        try:
+            return await super().form()
+        except UnicodeDecodeError as exc:
+            raise ClientException("The form is not valid UTF-8 text.") from exc
 
     @property
     def user(self) -> Any:
