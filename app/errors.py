@@ -19,7 +19,9 @@ PROBLEM_JSON = "application/problem+json"
 
 
 def wants_json(request: Request[Any, Any, Any]) -> bool:
-    path = request.url.path
+    # The scope's path, not request.url: building the URL parses the Host header, and the router
+    # refuses a malformed one (port "8000 ") with a 400 that must not become a 500 here.
+    path = request.scope["path"]
     if path.startswith(("/api/", "/oauth/", "/.well-known/")):
         return True
     accept = request.headers.get("accept", "")
@@ -66,7 +68,7 @@ FRIENDLY = {
 def exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     status, detail, headers, extra = _describe(exc)
     if status >= 500:
-        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        log.exception("unhandled error on %s %s", request.method, request.scope["path"], exc_info=exc)
         detail = ""  # never leak internals
     title = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
     message = detail or FRIENDLY.get(status, title)
@@ -82,7 +84,8 @@ def exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Respon
     is_htmx = request.headers.get("hx-request") == "true"
     if isinstance(exc, NotAuthorizedException) and request.method in {"GET", "HEAD"} and not is_htmx \
             and "www-authenticate" not in {k.lower() for k in headers}:
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        target = request.scope["path"] + (f"?{query}" if query else "")
         return Redirect(f"/account/login?next={quote(target)}", status_code=HTTP_303_SEE_OTHER)
 
     template = "errors/_partial.html" if is_htmx else "errors/page.html"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
 from litestar import Litestar, Request, Router
@@ -19,7 +19,9 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 from litestar.plugins.flash import FlashConfig, FlashPlugin
 from litestar.plugins.htmx import HTMXPlugin
+from litestar.response.base import ASGIResponse
 from litestar.static_files import create_static_files_router
+from litestar.status_codes import HTTP_400_BAD_REQUEST
 
 from app import access
 from app.cli import RoseAshCLIPlugin
@@ -37,12 +39,30 @@ from app.templating import STATIC_DIR, make_template_config
 from fragments.middleware import FragmentMiddleware, TrackingRequest
 from fragments.registry import inline_fragment
 
+if TYPE_CHECKING:
+    from litestar.types import Receive, Scope, Send
+
 AUTH_FORM_PATHS = frozenset({"/account/login", "/account/signup"})
 # Routes that never need to know who is asking.
 AUTH_EXCLUDE = [r"^/static/", r"^/healthz$"]
 # Load balancers and orchestrators probe the health check by address (Host: 10.0.0.5:8000), and it
 # builds no URL, reads no session and sets no cookie, so it answers whatever the Host.
 ANY_HOST = [r"^/healthz$"]
+
+
+class SingleHostMiddleware(AllowedHostsMiddleware):
+    """Allowed hosts, and exactly one ``Host`` field (RFC 9112 section 3.2: more than one is a 400).
+
+    Litestar checks the first ``Host`` line while a dict of the headers keeps the last, so a second
+    line could otherwise smuggle another host past the check to code that reads it differently.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if sum(1 for name, _ in scope["headers"] if name == b"host") > 1:
+            refused = ASGIResponse(body=b'{"message":"invalid host header"}', status_code=HTTP_400_BAD_REQUEST)
+            await refused(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def _static_version() -> str:
@@ -98,7 +118,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     # Only the configured hosts, port included (Litestar matches the whole Host header). Placed
     # outermost rather than as Litestar(allowed_hosts=...), which Litestar nests inside the app
     # middleware: a foreign Host must not reach the session store, single sign-on or the database.
-    allowed_hosts = DefineMiddleware(AllowedHostsMiddleware, config=AllowedHostsConfig(
+    allowed_hosts = DefineMiddleware(SingleHostMiddleware, config=AllowedHostsConfig(
         allowed_hosts=list(settings.allowed_hosts), exclude=ANY_HOST, www_redirect=False))
 
     static = create_static_files_router(

@@ -12,7 +12,6 @@ sign-in page by the error handler.
 from __future__ import annotations
 
 import base64
-import binascii
 from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
@@ -90,7 +89,7 @@ def parse_authorization(header: str) -> str | None:
     if scheme == "basic":
         try:
             decoded = base64.b64decode(value, validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII bytes in the header
             return None
         _user, sep, password = decoded.partition(":")
         return password or None if sep else None

@@ -110,7 +110,12 @@ class StrictInputRequest(HTMXRequest):
             # Parsed again even when the CSRF middleware already read the form with Litestar's
             # lenient parser (it builds a plain Request): the handler must see the strict result.
             self._connection_state.form = parse_form(await self.body())  # type: ignore[assignment]
-        form = await super().form()
+        try:
+            form = await super().form()
+        except UnicodeDecodeError as exc:
+            # Litestar decodes multipart fields as UTF-8 and lets the error through (a 500, even
+            # before the CSRF check, which reads the form too): undecodable input is a 400.
+            raise bad_input("The form is not valid UTF-8 text.") from exc
         if any(isinstance(value, str) and "\x00" in value for value in form.values()):  # multipart text fields
             raise bad_input("The form may not contain NUL characters.")
         return form

@@ -194,3 +194,25 @@ def test_htmx_runs_without_eval_or_injected_styles() -> None:
     assert values["includeIndicatorStyles"] is False and values["allowEval"] is False
     css = (ROOT / "static" / "css" / "site.css").read_text()
     assert ".htmx-indicator" in css and ".htmx-request .htmx-indicator" in css
+
+
+SCRIPT_TAG = re.compile(r"<script\b([^>]*)>", re.IGNORECASE)
+
+
+async def test_no_page_asks_for_a_script_the_policy_refuses(app, client) -> None:  # type: ignore[no-untyped-def]
+    """Under ``script-src 'self'`` a page whose scripts are inline or on another origin is blank.
+    The OpenAPI viewers (/api/schema, /api/schema/swagger…) were: they load from third-party CDNs."""
+    urls = [*plain_get_routes(app), *(f"/api/schema/{viewer}" for viewer in ("swagger", "redoc", "elements",
+                                                                                "rapidoc", "scalar"))]
+    for url in urls:
+        page = await client.get(url)
+        assert page.status_code < 500, url
+        if not is_html(page.headers):
+            continue
+        for attrs in SCRIPT_TAG.findall(page.text):
+            src = re.search(r'\bsrc="([^"]*)"', attrs)
+            assert src, f"{url}: inline <script{attrs}>"
+            assert src.group(1).startswith("/") and not src.group(1).startswith("//"), (url, src.group(1))
+    schema = await client.get("/api/schema")
+    assert schema.status_code == 200 and schema.json()["openapi"].startswith("3.")
+    assert (await client.get("/api/schema/openapi.yaml")).status_code == 200

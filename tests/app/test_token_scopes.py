@@ -137,3 +137,11 @@ async def test_bad_token_on_a_page_is_simply_no_credential(client) -> None:  # t
     assert api.status_code == 401 and api.headers["www-authenticate"].startswith("Basic")
     none = await client.get("/api/v1/user")
     assert none.status_code == 401 and none.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_undecodable_basic_credentials_are_a_401_not_a_500(client) -> None:  # type: ignore[no-untyped-def]
+    """Bytes that are not ASCII in a Basic header once escaped base64's binascii.Error (a 500)."""
+    for value in (b"Basic \xff\xff==", b"Basic /w==", b"Bearer \xc3\x28"):
+        for path in ("/api/v1/user", "/forge/nobody/nothing/info/refs?service=git-upload-pack"):
+            answer = await client.get(path, headers={"Authorization": value})
+            assert answer.status_code == 401 and "www-authenticate" in answer.headers, (value, path)

@@ -57,6 +57,29 @@ async def test_open_redirect_is_refused(client) -> None:  # type: ignore[no-unty
     assert response.headers["location"] == "/account"
 
 
+async def test_a_login_with_a_nul_is_a_wrong_login(client) -> None:  # type: ignore[no-untyped-def]
+    # PostgreSQL refuses NUL in text: the account lookup answered 500 for a name or email holding one.
+    await signup(client, "erin")
+    await post_form(client, "/account/logout", {}, page="/account")
+    password = "correct horse battery staple"
+    for name in ("er\x00in", "erin\x00@example.org"):
+        refused = await post_form(client, "/account/login", {"login": name, "password": password})
+        wrong = await post_form(client, "/account/login", {"login": "nobody", "password": password})
+        assert refused.status_code == wrong.status_code == 401, (name, refused.status_code)
+        assert "rose_ash_session" not in refused.headers.get("set-cookie", "")
+
+
+async def test_a_form_that_is_not_utf8_is_a_400(client, db_session) -> None:  # type: ignore[no-untyped-def]
+    # Litestar's multipart parser raised UnicodeDecodeError (a 500), even before the CSRF check.
+    body = (b'--x\r\nContent-Disposition: form-data; name="username"\r\n\r\n\xff\xfe\r\n'
+            b'--x\r\nContent-Disposition: form-data; name="password"\r\n\r\nx\r\n--x--\r\n')
+    for path in ("/account/signup", "/account/login"):
+        answer = await client.post(path, content=body, headers={"Content-Type": "multipart/form-data; boundary=x"})
+        assert answer.status_code == 400 and "not valid UTF-8" in answer.text, (path, answer.status_code)
+        assert "rose_ash_session" not in answer.headers.get("set-cookie", "")
+    assert await count_users(db_session) == 0
+
+
 async def test_session_id_changes_on_signin(client) -> None:  # type: ignore[no-untyped-def]
     await signup(client, "erin")
     first = client.cookies.get("rose_ash_session")

@@ -84,3 +84,9 @@ async def test_draft_only_tags_and_unpublished_posts_are_absent(client: Any, ses
     client.cookies.clear()
     assert (await client.get("/blog/tag/merger-talks")).status_code == 200
     assert "/blog/tag/merger-talks" in (await client.get("/sitemap.xml")).text
+
+
+async def test_a_slug_with_a_nul_is_absent(client: Any) -> None:
+    # PostgreSQL refuses NUL in text: post, tag and tag-feed lookups answered 500 instead of 404.
+    for path in ("/blog/a%00b", "/blog/tag/a%00b", "/blog/tag/a%00b/feed.rss", "/blog/%00"):
+        assert (await client.get(path)).status_code == 404, path

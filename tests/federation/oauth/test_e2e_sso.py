@@ -81,3 +81,33 @@ def test_sso_between_two_hosts_with_sign_out_propagation(tmp_path: Path, server_
         assert browser.clients["blog.coop.test"].get("/account").status_code == 303
         assert browser.clients["127.0.0.1"].get("/account").status_code == 303
         browser.close()
+
+
+def _raw_get(port: int, head: bytes) -> bytes:
+    """One request exactly as written (httpx folds repeated headers into one line)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        sock.sendall(head + b"Connection: close\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_a_repeated_host_line_is_refused(tmp_path: Path, server_database_url: str | None) -> None:
+    # RFC 9112 section 3.2: more than one Host line is a 400. The allowed-hosts check reads the first
+    # line while single sign-on read the last, so a second line reached SSO with another host.
+    port = free_port()
+    with app_server(tmp_path, database_url=server_database_url, port=port,
+                    extra_env={"ROSE_ASH_DOMAIN_HOSTS": f"blog=blog.coop.test:{port}"}):
+        blog, main = f"blog.coop.test:{port}".encode(), f"127.0.0.1:{port}".encode()
+        for first, second in ((blog, b"evil.test"), (main, blog), (blog, blog)):
+            answer = _raw_get(port, b"GET /oauth/sso/login?next=/ HTTP/1.1\r\nHost: " + first
+                              + b"\r\nHost: " + second + b"\r\n")
+            head = answer.partition(b"\r\n\r\n")[0].lower()
+            assert head.startswith(b"http/1.1 400"), (first, second, head)
+            assert b"location:" not in head and b"set-cookie:" not in head
+        # One Host line still signs in through the authorization server.
+        single = _raw_get(port, b"GET /oauth/sso/login?next=/ HTTP/1.1\r\nHost: " + blog + b"\r\n")
+        assert single.startswith(b"HTTP/1.1 303"), single[:200]

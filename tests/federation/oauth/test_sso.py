@@ -247,3 +247,13 @@ async def test_unknown_hosts_are_refused_before_anything_runs(client: Any, db_se
     # A loopback BASE_URL also answers this machine's other names for it, on its port only.
     for alias in ("localhost:8000", "[::1]:8000"):
         assert (await client.get("/", headers={"Host": alias})).status_code == 200, alias
+
+
+async def test_a_malformed_or_repeated_host_is_a_400_not_a_500(client: Any) -> None:
+    # Litestar's router refuses a Host it cannot parse before any middleware runs; the error page
+    # must not parse it again (it answered 500: "Port could not be cast to integer value").
+    for host in ("127.0.0.1:8000 ", "127.0.0.1:80a0", "blog.coop.test:"):
+        for accept in ("text/html", "application/json"):
+            answer = await client.get("/account/login?next=/x", headers={"Host": host, "Accept": accept})
+            assert answer.status_code == 400, (host, accept, answer.status_code)
+            assert "set-cookie" not in answer.headers
