@@ -249,8 +249,6 @@ class RepoService:
         await self.db.flush()
 
     async def unprotect_branch(self, repo: ForgeRepo, pattern: str) -> bool:
-        if "\x00" in pattern:  # no rule holds one, and PostgreSQL refuses NUL in text (a 500)
-            return False
         result = await self.db.execute(
             delete(ForgeBranchProtection).where(ForgeBranchProtection.repo_id == repo.id,
                                                 ForgeBranchProtection.pattern == pattern)

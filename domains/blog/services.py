@@ -145,8 +145,6 @@ class BlogService:
         return result.scalar_one_or_none()
 
     async def by_slug(self, slug: str) -> Post | None:
-        if "\x00" in slug:  # PostgreSQL refuses NUL in text (a 500); no slug holds one
-            return None
         result = await self.db.execute(with_relations(select(Post).where(Post.slug == slug)))
         return result.scalar_one_or_none()
 
@@ -155,8 +153,6 @@ class BlogService:
         post = await self.by_slug(slug)
         if post is not None:
             return post if post.status == PUBLISHED else None
-        if "\x00" in slug:
-            return None
         target = (await self.db.execute(
             select(Post.slug, Post.status).join(SlugRedirect, SlugRedirect.post_id == Post.id)
             .where(SlugRedirect.old_slug == slug)
@@ -199,8 +195,6 @@ class BlogService:
         A tag whose posts are all drafts or scheduled would name unpublished work, so it answers
         exactly as an absent tag does (404 on its page and feed, left out of the sitemap).
         """
-        if "\x00" in slug:  # PostgreSQL refuses NUL in text; no tag's slug holds one
-            return None
         tag = (await self.db.execute(
             select(Tag).where(Tag.slug == slug, Tag.visibility == PUBLIC_TAG, Tag.id.in_(self._published_tag_ids()))
         )).scalar_one_or_none()

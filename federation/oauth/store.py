@@ -85,7 +85,7 @@ class OAuthStore:
     # --- clients -------------------------------------------------------------------------
 
     async def get_client(self, client_id: str) -> OAuthClient | None:
-        if not client_id or len(client_id) > 64 or "\x00" in client_id:  # PostgreSQL refuses NUL (a 500)
+        if not client_id or len(client_id) > 64:
             return None
         row = (await self.session.execute(select(OAuthClient).where(OAuthClient.client_id == client_id))).scalar()
         return None if row is None or row.is_disabled else row

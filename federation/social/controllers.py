@@ -508,8 +508,7 @@ class SocialController(Controller):
         message = "Unfollowed."
         async with self._fed(request, db_session, settings) as fed:
             me = await self._me(fed, request)
-            uri = http_url(str(data.get("actor", "")))  # never a query with a NUL (PostgreSQL: a 500)
-            target = await db_session.scalar(select(Actor).where(Actor.uri == uri)) if uri else None
+            target = await db_session.scalar(select(Actor).where(Actor.uri == str(data.get("actor", ""))))
             if target is not None:
                 state = await db_session.scalar(select(Follow.state).where(Follow.follower == me.uri,
                                                                            Follow.followee == target.uri))

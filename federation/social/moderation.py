@@ -23,7 +23,7 @@ from app.forms import form_data, safe_next, see_other
 from app.security import requires_admin, requires_user
 from app.settings import Settings
 from domains.account.models import User
-from federation.activitypub.core import Federation, Urls, http_url
+from federation.activitypub.core import Federation, Urls
 from federation.activitypub.models import Actor, APObject, Block, DomainBlock, Report
 from federation.activitypub.moderation import (
     MAX_COMMENT,
@@ -44,8 +44,6 @@ REPORT_STATES = ("open", "resolved", "all")
 async def _known_actor(fed: Federation, uri: str) -> Actor:
     """An account we already know (a note's author, a follower...), else 404: an arbitrary URI
     from a form is never fetched (a handle is looked up with WebFinger instead)."""
-    if not http_url(uri):  # no query with what can't be an actor id (PostgreSQL refuses a NUL: a 500)
-        raise NotFoundException("No such account.")
     local = await fed.local_actor(uri) if fed.urls.is_local(uri) else None
     found = local or await fed.session.scalar(select(Actor).where(Actor.uri == uri, Actor.local.is_(False)))
     if found is None:
@@ -97,8 +95,7 @@ class MemberModerationController(Controller):
         destination = safe_next(str(data.get("next", "")), "/social/blocks")
         async with Federation(db_session, settings) as fed:
             me = await fed.local_actor_for_user(request.user)
-            uri = http_url(str(data.get("actor", "")))  # never a query with a NUL (PostgreSQL: a 500)
-            target = await db_session.scalar(select(Actor).where(Actor.uri == uri)) if uri else None
+            target = await db_session.scalar(select(Actor).where(Actor.uri == str(data.get("actor", ""))))
             if target is None or not await Moderation(fed).unblock(me, target):
                 return see_other(destination, request, "You weren't blocking that account.", "error")
         return see_other(destination, request, f"Unblocked {target.handle}.")
