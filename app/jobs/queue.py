@@ -200,6 +200,32 @@ def _lease_lost_error(job_id: UUID, attempts: int, max_attempts: int, locked_by:
     return error
 
 
+def _bury(r: Any) -> Any:
+    """The UPDATE that marks an expired run with no attempts left dead (callers add the WHERE)."""
+    return update(_table).values(
+        state=DEAD, locked_until=None, unique_key=None,
+        last_error=_lease_lost_error(r.id, r.attempts, r.max_attempts, r.locked_by),
+    )
+
+
+async def _take(session: AsyncSession, which: Any, worker_id: str, now: datetime,
+                lease_seconds: float) -> list[ClaimedJob]:
+    """Lease the jobs ``which`` selects to ``worker_id``, oldest due first."""
+    result = await session.execute(
+        update(_table)
+        .where(which)
+        .values(
+            state=RUNNING,
+            attempts=_c.attempts + 1,
+            locked_by=worker_id,
+            locked_until=now + timedelta(seconds=lease_seconds),
+        )
+        .returning(_c.id, _c.kind, _c.payload, _c.attempts, _c.max_attempts, _c.next_run_at)
+    )
+    claimed = sorted(result.all(), key=lambda r: (r.next_run_at, r.id))
+    return [ClaimedJob(r.id, r.kind, r.payload, r.attempts, r.max_attempts, worker_id) for r in claimed]
+
+
 async def _claim_postgresql(
     session: AsyncSession,
     worker_id: str,
@@ -214,31 +240,10 @@ async def _claim_postgresql(
         exhausted = [r for r in rows if r.state == RUNNING and r.attempts >= r.max_attempts]
         runnable = [r.id for r in rows if not (r.state == RUNNING and r.attempts >= r.max_attempts)]
         for r in exhausted:
-            await session.execute(
-                update(_table)
-                .where(_c.id == r.id)
-                .values(
-                    state=DEAD,
-                    locked_until=None,
-                    unique_key=None,
-                    last_error=_lease_lost_error(r.id, r.attempts, r.max_attempts, r.locked_by),
-                )
-            )
+            await session.execute(_bury(r).where(_c.id == r.id))
         if not runnable:
             return []
-        result = await session.execute(
-            update(_table)
-            .where(_c.id.in_(runnable))
-            .values(
-                state=RUNNING,
-                attempts=_c.attempts + 1,
-                locked_by=worker_id,
-                locked_until=now + timedelta(seconds=lease_seconds),
-            )
-            .returning(_c.id, _c.kind, _c.payload, _c.attempts, _c.max_attempts, _c.next_run_at)
-        )
-        claimed = sorted(result.all(), key=lambda r: (r.next_run_at, r.id))
-    return [ClaimedJob(r.id, r.kind, r.payload, r.attempts, r.max_attempts, worker_id) for r in claimed]
+        return await _take(session, _c.id.in_(runnable), worker_id, now, lease_seconds)
 
 
 async def _claim_compare_and_set(
@@ -264,14 +269,7 @@ async def _claim_compare_and_set(
         async with session.begin():
             for r in exhausted:
                 await session.execute(
-                    update(_table)
-                    .where(_c.id == r.id, _c.state == RUNNING, _c.attempts == r.attempts, _claimable(now, ()))
-                    .values(
-                        state=DEAD,
-                        locked_until=None,
-                        unique_key=None,
-                        last_error=_lease_lost_error(r.id, r.attempts, r.max_attempts, r.locked_by),
-                    )
+                    _bury(r).where(_c.id == r.id, _c.state == RUNNING, _c.attempts == r.attempts, _claimable(now, ()))
                 )
     async with session.begin():
         now = clock()
@@ -282,19 +280,7 @@ async def _claim_compare_and_set(
             .limit(limit)
             .scalar_subquery()
         )
-        result = await session.execute(
-            update(_table)
-            .where(_c.id.in_(due))
-            .values(
-                state=RUNNING,
-                attempts=_c.attempts + 1,
-                locked_by=worker_id,
-                locked_until=now + timedelta(seconds=lease_seconds),
-            )
-            .returning(_c.id, _c.kind, _c.payload, _c.attempts, _c.max_attempts, _c.next_run_at)
-        )
-        claimed = sorted(result.all(), key=lambda r: (r.next_run_at, r.id))
-    return [ClaimedJob(r.id, r.kind, r.payload, r.attempts, r.max_attempts, worker_id) for r in claimed]
+        return await _take(session, _c.id.in_(due), worker_id, now, lease_seconds)
 
 
 def _ours(job: ClaimedJob) -> Any:
