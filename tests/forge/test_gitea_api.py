@@ -85,7 +85,10 @@ async def test_repository_fields_and_visibility_codes(client: Any, tokens: dict[
     assert_problem(await client.get("/api/v1/repos/alice/priv", headers=auth(tokens["bob"])), 404)
     assert_problem(await client.get("/api/v1/repos/alice/missing", headers=auth(tokens["alice"])), 404)
     assert_problem(await client.get("/api/v1/repos/alice/priv", headers=auth("rat_wrong")), 401)
-    assert_problem(await client.get("/api/v1/repos/alice/priv", headers=auth(tokens["alice-api"])), 404)
+    # The route needs repo:read (app/access.py): a token without it is refused before any lookup,
+    # so private and absent still answer alike.
+    assert_problem(await client.get("/api/v1/repos/alice/priv", headers=auth(tokens["alice-api"])), 403)
+    assert_problem(await client.get("/api/v1/repos/alice/missing", headers=auth(tokens["alice-api"])), 403)
     assert (await client.get("/api/v1/repos/alice/priv", headers=auth(tokens["alice-ro"]))).status_code == 200
     # The session cookie is never honoured under /api/.
     client.cookies.set("rose_ash_session", "x")
@@ -110,7 +113,7 @@ async def test_edit_and_delete(client: Any, tokens: dict[str, str]) -> None:
                           422)
     assert "default_branch" in body["errors"]
     assert_problem(await client.patch(url, json={"name": "renamed"}, headers=auth(tokens["alice"])), 422)
-    assert_problem(await client.patch(url, json={"description": "x"}), 404)  # private now: absent to strangers
+    assert_problem(await client.patch(url, json={"description": "x"}), 401)  # a write needs a token, whatever the repo
     assert_problem(await client.patch(url, json={"description": "x"}, headers=auth(tokens["bob"])), 404)
     assert_problem(await client.patch(url, json={"description": "x"}, headers=auth(tokens["alice-ro"])), 403)
     assert (await client.get(url, headers=auth(tokens["alice"]))).json()["description"] == "Now described"
@@ -156,7 +159,7 @@ async def test_collaborators(client: Any, tokens: dict[str, str]) -> None:
                    422)
     assert_problem(await client.put(f"{base}/alice", json={"permission": "read"}, headers=auth(tokens["alice"])),
                    422)
-    assert_problem(await client.put(f"{base}/carol", json={"permission": "read"}), 404)  # private: absent to strangers
+    assert_problem(await client.put(f"{base}/carol", json={"permission": "read"}), 401)  # a write needs a token
 
     assert (await client.delete(f"{base}/carol", headers=auth(tokens["alice"]))).status_code == 204
     assert_problem(await client.delete(f"{base}/carol", headers=auth(tokens["alice"])), 404)
