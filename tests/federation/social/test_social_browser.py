@@ -368,7 +368,9 @@ def test_author_name_opens_account_page_and_follow_with_and_without_javascript(
         assert page.eval("document.querySelector('#relation-button').textContent") == "Follow"
         screenshot(page, tmp_path / "screenshots" / "account-mobile.png", 390, mobile=True)
 
-        # With JavaScript the follow box is swapped in place; focus stays on its button.
+        # With JavaScript the follow box is swapped in place; focus stays on its button. Wait until
+        # htmx has processed this page: a click before that is a plain form post (a 303 and a new page).
+        page.wait_for("window.htmx !== undefined && document.readyState === 'complete'")
         page.eval("window.__sameDocument = 'yes'")
         page.eval("document.querySelector('#relation-button').focus()")
         page.eval("document.querySelector('#relation-button').click()")
