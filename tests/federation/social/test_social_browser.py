@@ -157,6 +157,12 @@ def screenshot(page: Any, path: Path, width: int, *, mobile: bool) -> None:
         page.call("Emulation.clearDeviceMetricsOverride")
 
 
+def processed(selector: str) -> str:
+    """A wait condition: htmx has bound the element (an element swapped in is in the DOM a moment
+    before htmx processes it, and a click in that moment is a plain form post)."""
+    return f"document.querySelector({json.dumps(selector)})?.['htmx-internal-data']?.initHash !== undefined"
+
+
 def test_compose_like_boost_reply_with_javascript(tmp_path: Path, browser_binary: str, server: AppServer) -> None:
     with browser(tmp_path, browser_binary) as page:
         sign_up(page, server, "ivy")
@@ -179,11 +185,13 @@ def test_compose_like_boost_reply_with_javascript(tmp_path: Path, browser_binary
         page.wait_for(f"document.querySelector('#{note} form[action$=\"/unlike\"]') !== null")
         assert button(page, note, "unlike") == "★ Liked (1)"
         assert button(page, note, "boost") == "🔁 Boost (0)"
+        page.wait_for(processed(f'#{note} form[action$="/boost"]'))
         page.eval(click(note, "boost"))
         page.wait_for(f"document.querySelector('#{note} form[action$=\"/unboost\"]') !== null")
         assert button(page, note, "unboost") == "🔁 Boosted (1)"
         # The swapped-in note carries a working form (and CSRF token): unlike it again, from the
         # keyboard this time, and the focus stays on the button that was pressed.
+        page.wait_for(processed(f'#{note} form[action$="/unlike"]'))
         page.eval(f"document.querySelector('#{note} form[action$=\"/unlike\"] button').focus()")
         for kind in ("keyDown", "keyUp"):
             page.call("Input.dispatchKeyEvent", type=kind, key="Enter", code="Enter", windowsVirtualKeyCode=13,
@@ -378,10 +386,12 @@ def test_author_name_opens_account_page_and_follow_with_and_without_javascript(
         assert page.eval("document.querySelector('.relation-state').textContent") == "Following"
         assert page.eval("document.querySelector('.relation-message').textContent") == f"Following @heron@{host}."
         assert page.eval("document.activeElement?.id") == "relation-button"
+        page.wait_for(processed("#relation form"))
         page.eval("document.querySelector('#relation-button').click()")
         page.wait_for("document.querySelector('#relation-button').textContent === 'Follow'")
         assert page.eval("document.querySelector('.relation-message').textContent") == "Unfollowed."
         assert page.eval("window.__sameDocument") == "yes" and page.eval("location.pathname") == account
+        page.wait_for(processed("#relation form"))
         page.eval("document.querySelector('#relation-button').click()")
         page.wait_for("document.querySelector('#relation-button').textContent === 'Unfollow'")
         page.goto(server.base_url + account)  # the server kept it
@@ -432,6 +442,7 @@ def test_author_name_opens_account_page_and_follow_with_and_without_javascript(
         page.wait_for("window.htmx !== undefined")
         page.eval("document.querySelector('#relation-button').click()")
         page.wait_for("document.querySelector('#relation-button').textContent === 'Request to follow'")
+        page.wait_for(processed("#relation form"))
         page.eval("document.querySelector('#relation-button').click()")
         page.wait_for("document.querySelector('#relation-button').textContent === 'Cancel request'")
         assert page.eval("document.querySelector('.relation-state').textContent") == "Follow requested"
