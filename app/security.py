@@ -249,19 +249,6 @@ def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRo
         raise PermissionDeniedException(f"This token lacks the '{wanted}' scope.")
 
 
-def requires_scope(scope: str) -> Any:
-    """Guard: the caller is signed in and, if they came with a token, it carries ``scope``."""
-
-    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        if current_user(connection) is None:
-            raise NotAuthorizedException("Authentication required.")
-        auth = connection.scope.get("auth")
-        if isinstance(auth, AuthInfo) and not auth.allows(scope):
-            raise PermissionDeniedException(f"This token lacks the '{scope}' scope.")
-
-    return guard
-
-
 def make_csrf_config(settings: Settings) -> CSRFConfig:
     return CSRFConfig(
         secret=settings.secret_key,

@@ -7,7 +7,6 @@ from typing import Any
 from litestar import Request, Response, post
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.security import requires_scope
 from app.settings import Settings
 from domains.account.models import User
 from domains.account.services import InputProblems
@@ -38,7 +37,7 @@ def repository_read(repo: ForgeRepo, owner: User, settings: Settings, permission
     )
 
 
-@post("/api/v1/user/repos", guards=[requires_scope("repo:write")], name="api:forge:create_repo", status_code=201)
+@post("/api/v1/user/repos", name="api:forge:create_repo", status_code=201)
 async def create_repo(request: Request[User, Any, Any], data: CreateRepoOption, db_session: AsyncSession,
                       settings: Settings) -> Response[Any]:
     """Gitea ``POST /user/repos``: create a repository owned by the caller."""
