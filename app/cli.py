@@ -65,8 +65,9 @@ def users_group() -> None:
 def users_create(ctx: click.Context, username: str, email: str, password: str, display_name: str,
                  admin: bool) -> None:
     """Create a user (it can sign in at once)."""
+    from app.forms import InputProblems
     from domains.account.schemas import SignupInput
-    from domains.account.services import AccountService, InputProblems
+    from domains.account.services import AccountService
 
     async def work(session: AsyncSession) -> str:
         user = await AccountService(session).signup(
@@ -94,7 +95,8 @@ def tokens_group() -> None:
 @click.pass_context
 def tokens_create(ctx: click.Context, username: str, scopes: tuple[str, ...], name: str) -> None:
     """Create a token and print it as the last line (it is not shown again)."""
-    from domains.account.services import AccountService, InputProblems, TokenService
+    from app.forms import InputProblems
+    from domains.account.services import AccountService, TokenService
 
     async def work(session: AsyncSession) -> str:
         user = await AccountService(session).by_username(username)

@@ -13,6 +13,8 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER, HTTP_400_BAD_REQUEST, HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy.exc import DataError, StatementError
 
+from app.forms import InputProblems
+
 log = logging.getLogger("rose_ash.errors")
 
 PROBLEM_JSON = "application/problem+json"
@@ -42,6 +44,8 @@ def _describe(exc: Exception) -> tuple[int, str, dict[str, str], Any]:
     if _out_of_range(exc):
         log.warning("database refused a request value: %s", type(getattr(exc, "orig", exc)).__name__)
         return HTTP_400_BAD_REQUEST, "A value in the request is out of range or is not valid text.", {}, None
+    if isinstance(exc, InputProblems):  # a form a handler did not re-render itself
+        return exc.status, str(exc), {}, [{"key": k, "message": v} for k, v in exc.errors.items()]
     if isinstance(exc, HTTPException):
         status = exc.status_code
         detail = exc.detail if exc.detail and exc.detail != HTTPStatus(status).phrase else ""

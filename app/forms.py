@@ -1,20 +1,44 @@
-"""Small helpers shared by HTML form handlers: strict form decoding, PRG, re-render with errors."""
+"""Form input for every domain: strict decoding, ``parse_form(request, Struct)``, ``InputProblems``,
+PRG and re-rendering a form with its errors.
+
+A handler states what its form holds as a msgspec Struct (in the domain's ``schemas.py``) and calls
+``await parse_form(request, TheForm)``; bad input comes back as :class:`InputProblems`, which the
+handler re-renders (422) or the app-wide error handler turns into a clear 422.
+"""
 
 from __future__ import annotations
 
+import re
+import types
+import typing
 from collections import defaultdict
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
+import msgspec
 from litestar import Request
 from litestar.exceptions import ClientException
 from litestar.plugins.flash import flash
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
 
+S = TypeVar("S", bound=msgspec.Struct)
 
-def parse_form(body: bytes) -> dict[str, str | list[str]]:
+
+@dataclass
+class InputProblems(Exception):
+    """Field-level problems with submitted input. ``status`` is 422 or 409 (already taken)."""
+
+    errors: dict[str, str] = field(default_factory=dict)
+    status: int = 422
+
+    def __str__(self) -> str:
+        return "; ".join(f"{k}: {v}" for k, v in self.errors.items())
+
+
+def decode_form_body(body: bytes) -> dict[str, str | list[str]]:
     """An ``application/x-www-form-urlencoded`` body (WHATWG URL §5.1), strictly: its bytes and
     its percent-escapes must be UTF-8 and no name or value may hold a NUL (PostgreSQL text cannot).
     Litestar's own parser swaps bad bytes for U+FFFD and keeps NULs; this one answers 400 instead.
@@ -42,6 +66,59 @@ async def form_data(request: Request[Any, Any, Any]) -> dict[str, Any]:
         values = form.getall(key)
         data[key] = values if len(values) > 1 else values[0]
     return data
+
+
+_PATH = re.compile(r"`\$\.([A-Za-z_][A-Za-z0-9_]*)")
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+
+
+def _is_sequence(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_sequence(arg) for arg in typing.get_args(annotation) if arg is not type(None))
+    return origin in (list, tuple, set, frozenset) or annotation in (list, tuple, set, frozenset)
+
+
+def problems_from(exc: msgspec.ValidationError) -> InputProblems:
+    """msgspec's one-line message as ``{field: what a person should fix}``."""
+    text = str(exc)
+    missing = _MISSING.search(text)
+    if missing:
+        return InputProblems({missing.group(1): "This field is required."})
+    where = _PATH.search(text)
+    name = where.group(1) if where else "form"
+    message = text.split(" - at ", 1)[0]
+    if message.startswith("Expected"):
+        message = "This value is not valid here."
+    return InputProblems({name: message})
+
+
+def convert_form(data: Mapping[str, Any], schema: type[S]) -> S:
+    """``data`` (a decoded form: strings, lists for repeated names) as ``schema``, or InputProblems.
+
+    Fields typed as sequences take one value or many (a single checked box arrives as a string);
+    other fields take the first value of a repeated name. Strings convert to ints, bools, dates
+    and UUIDs the way msgspec's ``strict=False`` does.
+    """
+    hints = typing.get_type_hints(schema)
+    shaped: dict[str, Any] = {}
+    for info in msgspec.structs.fields(schema):
+        if info.encode_name not in data:
+            continue
+        value = data[info.encode_name]
+        if _is_sequence(hints.get(info.name, Any)):
+            shaped[info.encode_name] = value if isinstance(value, list) else [value]
+        else:
+            shaped[info.encode_name] = value[0] if isinstance(value, list) else value
+    try:
+        return msgspec.convert(shaped, schema, strict=False)
+    except msgspec.ValidationError as exc:
+        raise problems_from(exc) from None
+
+
+async def parse_form(request: Request[Any, Any, Any], schema: type[S]) -> S:
+    """The submitted form as ``schema`` (a msgspec Struct), or :class:`InputProblems` (422)."""
+    return convert_form(await form_data(request), schema)
 
 
 def as_list(value: Any) -> list[str]:

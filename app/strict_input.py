@@ -2,7 +2,7 @@
 
 PostgreSQL refuses ``\\x00`` in text and SQLite stores it silently, so a NUL that reaches a query
 is a 500 on one engine and a bad row on the other; it is refused here at the edge, once, for the
-URL (path and query), for forms (:func:`app.forms.parse_form`) and for JSON bodies
+URL (path and query), for forms (:func:`app.forms.decode_form_body`) and for JSON bodies
 (:func:`app.json_input.decode_json`). Write requests under ``/api/`` that carry a body must say
 ``application/json`` (415 otherwise), whether or not the handler reads it.
 """
@@ -19,7 +19,7 @@ from litestar.plugins.htmx import HTMXRequest
 from litestar.types import ASGIApp, Receive, Scope, Send
 from litestar.types.empty import Empty
 
-from app.forms import parse_form
+from app.forms import decode_form_body
 from app.json_input import (
     MAX_JSON_BYTES,
     bad_input,
@@ -109,7 +109,7 @@ class StrictInputRequest(HTMXRequest):
         if self._form is Empty and self.content_type[0] == RequestEncodingType.URL_ENCODED:
             # Parsed again even when the CSRF middleware already read the form with Litestar's
             # lenient parser (it builds a plain Request): the handler must see the strict result.
-            self._connection_state.form = parse_form(await self.body())  # type: ignore[assignment]
+            self._connection_state.form = decode_form_body(await self.body())  # type: ignore[assignment]
         try:
             form = await super().form()
         except UnicodeDecodeError as exc:

@@ -7,9 +7,9 @@ from typing import Any
 from litestar import Request, Response, post
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.forms import InputProblems
 from app.settings import Settings
 from domains.account.models import User
-from domains.account.services import InputProblems
 from forge.models import ForgeRepo
 from forge.schemas import CreateRepoOption, RepoOwner, RepoPermissions, RepositoryRead
 from forge.services import Permission, RepoService, at_least

@@ -87,7 +87,7 @@ def ls_remote_command(ctx: click.Context, url: str, token_env: str) -> None:
 def add_command(ctx: click.Context, full: str, direction: str, url: str, interval: int, token_env: str) -> None:
     """Add a pull mirror or push target; its first sync is queued for the worker."""
     from app.cli import _with_session
-    from domains.account.services import InputProblems
+    from app.forms import InputProblems
     from forge.mirror import MirrorService
     from forge.services import RepoService
     from forge.smart_http import runtime_for

@@ -34,11 +34,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import access
 from app.errors import PROBLEM_JSON
+from app.forms import InputProblems
 from app.params import PageNumber, PageSize
 from app.security import AuthInfo
 from app.settings import Settings
 from domains.account.models import User
-from domains.account.services import InputProblems
 from forge.api import repository_read
 from forge.mirror import MirrorService, import_repository
 from forge.mirror_models import ForgeMirror

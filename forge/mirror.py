@@ -40,10 +40,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.forms import InputProblems
 from app.jobs import enqueue
 from app.settings import Settings
 from domains.account.models import User
-from domains.account.services import InputProblems
 from forge.mirror_models import MIRROR_DIRECTIONS, ForgeMirror
 from forge.models import ForgeRepo
 from forge.policy import Command, decide

@@ -19,8 +19,8 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.forms import InputProblems
 from domains.account.models import User
-from domains.account.services import InputProblems
 from forge.events import PushEvent, RefChange, enqueue_push
 from forge.models import PERMISSIONS, ForgeBranchProtection, ForgeCollaborator, ForgeRepo, ForgeRepoRef
 from forge.policy import ZERO_OID, Command, Protection, PushPolicy, check_ref_format, decide

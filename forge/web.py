@@ -33,12 +33,11 @@ from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import access
-from app.forms import form_data, form_page, see_other
+from app.forms import InputProblems, form_data, form_page, see_other
 from app.jobs import JobContext
 from app.security import AuthInfo, requires_user
 from app.settings import Settings
 from domains.account.models import User
-from domains.account.services import InputProblems
 from forge.access import NOT_FOUND, may_see
 from forge.events import PushEvent, on_push
 from forge.mirror import MirrorError, MirrorService, import_repository

@@ -14,10 +14,10 @@ from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import audit
-from app.forms import form_data, see_other
+from app.forms import InputProblems, form_data, see_other
 from app.security import requires_admin
 from domains.account.models import User
-from domains.account.services import AccountService, InputProblems
+from domains.account.services import AccountService
 
 PRIVATE = CacheControlHeader(private=True, no_store=True)
 

@@ -6,7 +6,6 @@ import hashlib
 import re
 import secrets
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -18,6 +17,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import audit
+from app.forms import InputProblems
 from domains.account import hooks
 from domains.account.models import AccessToken, User
 from domains.account.passwords import hash_password, needs_rehash, verify_password
@@ -34,17 +34,6 @@ from domains.account.schemas import (
 TOKEN_PREFIX = "rat_"
 # Not an argon2 hash, so no password ever verifies against it (the member must reset it).
 LOCKED_PASSWORD_HASH = "!locked"
-
-
-@dataclass
-class InputProblems(Exception):
-    """Field-level problems with submitted input. ``status`` is 422 or 409 (already taken)."""
-
-    errors: dict[str, str] = field(default_factory=dict)
-    status: int = 422
-
-    def __str__(self) -> str:
-        return "; ".join(f"{k}: {v}" for k, v in self.errors.items())
 
 
 class UserRepository(SQLAlchemyAsyncRepository[User]):

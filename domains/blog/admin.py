@@ -19,11 +19,10 @@ from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import access
-from app.forms import form_data, see_other
+from app.forms import InputProblems, form_data, see_other
 from app.security import requires_admin
 from app.settings import Settings
 from domains.account.models import User
-from domains.account.services import InputProblems
 from domains.blog.exporter import export_ghost
 from domains.blog.guards import check_can_edit, requires_author
 from domains.blog.html2md import html_to_markdown

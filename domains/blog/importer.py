@@ -24,11 +24,12 @@ from litestar.exceptions import ClientException
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.forms import InputProblems
 from app.jobs import enqueue
 from app.json_input import decode_json
 from domains.account.models import User
 from domains.account.schemas import email_problem
-from domains.account.services import AccountService, InputProblems
+from domains.account.services import AccountService
 from domains.blog.models import DRAFT, INTERNAL_TAG, PAGE, POST, PUBLIC_TAG, PUBLISHED, SCHEDULED, Post, Tag
 from domains.blog.renderer import excerpt_of, sanitise_legacy_html
 from domains.blog.schemas import (

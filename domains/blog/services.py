@@ -20,9 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app import audit
+from app.forms import InputProblems
 from app.jobs import enqueue
 from domains.account.models import User
-from domains.account.services import AccountService, InputProblems
+from domains.account.services import AccountService
 from domains.blog import events
 from domains.blog.guards import check_can_edit, is_post_author
 from domains.blog.models import (

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.forms import InputProblems
 from domains.account.models import User
-from domains.account.services import InputProblems
 from forge.config import ForgeConfig
 from forge.models import ForgeRepoRef
 from forge.policy import ZERO_OID, Protection

@@ -12,9 +12,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.audit import AuditEntry
+from app.forms import InputProblems
 from domains.account.models import User
 from domains.account.schemas import SignupInput
-from domains.account.services import AccountService, InputProblems
+from domains.account.services import AccountService
 from domains.blog.models import Post, PostAuthor
 from domains.blog.schemas import PostInput
 from domains.blog.services import BlogService
