@@ -27,7 +27,6 @@ from typing import Any
 from urllib.parse import quote
 
 from litestar import Controller, Request, Response, Router, get, post
-from litestar.datastructures import CacheControlHeader
 from litestar.exceptions import NotAuthorizedException, NotFoundException, PermissionDeniedException
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import access
 from app.forms import InputProblems, form_data, form_page, see_other
 from app.jobs import JobContext
+from app.responses import PRIVATE
 from app.security import AuthInfo, requires_user
 from app.settings import Settings
 from domains.account.models import User
@@ -59,7 +59,6 @@ from fragments.registry import FragmentContext, FragmentData, fragment
 
 log = logging.getLogger("rose_ash.forge.web")
 
-PRIVATE = CacheControlHeader(private=True, no_store=True)
 # Public pages with path parameters: the same opt-outs as fragments.caching.route_opt(PUBLIC),
 # without the route-class marker (whose header walk needs sample URLs for parametrised paths).
 PUBLIC_PAGE_OPT: dict[str, Any] = {"skip_session": True, "exclude_from_auth": True, "exclude_from_csrf": True}

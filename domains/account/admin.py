@@ -7,7 +7,6 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from litestar import Controller, Request, get, post
-from litestar.datastructures import CacheControlHeader
 from litestar.exceptions import NotFoundException
 from litestar.params import Parameter
 from litestar.response import Redirect, Template
@@ -15,11 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import audit
 from app.forms import InputProblems, form_data, see_other
+from app.responses import PRIVATE
 from app.security import requires_admin
 from domains.account.models import User
 from domains.account.services import AccountService
-
-PRIVATE = CacheControlHeader(private=True, no_store=True)
 
 
 class AdminUsersController(Controller):

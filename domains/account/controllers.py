@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import access
 from app.forms import InputProblems, as_list, form_data, form_page, safe_next, see_other
+from app.responses import PRIVATE
 from app.security import SESSION_EPOCH_KEY, SESSION_USER_KEY, requires_user
 from app.sessions import rotate_session_id
 from app.settings import Settings
@@ -20,8 +21,6 @@ from domains.account.models import User
 from domains.account.schemas import SCOPES, SignupInput
 from domains.account.services import AccountService, TokenService
 from fragments.caching import ANONYMOUS_OPT
-
-PRIVATE = CacheControlHeader(private=True, no_store=True)
 
 
 def _sign_in(request: Request[Any, Any, Any], user: User) -> None:

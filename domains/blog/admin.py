@@ -12,7 +12,7 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import CacheControlHeader, UploadFile
+from litestar.datastructures import UploadFile
 from litestar.exceptions import NotFoundException
 from litestar.plugins.htmx import HTMXTemplate
 from litestar.response import Redirect, Template
@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import access
 from app.forms import InputProblems, form_data, see_other
+from app.responses import PRIVATE
 from app.security import requires_admin
 from app.settings import Settings
 from domains.account.models import User
@@ -32,7 +33,6 @@ from domains.blog.renderer import render_markdown
 from domains.blog.schemas import MAX_BODY_CHARS, TEXT_FIELDS, NavLink, PostAction, PostInput
 from domains.blog.services import BlogService, NavigationService, SlugTaken
 
-PRIVATE = CacheControlHeader(private=True, no_store=True)
 ACTIONS: tuple[PostAction, ...] = ("save", "publish", "schedule", "unpublish", "preview")
 MAX_IMPORT_BYTES = 50 * 1024 * 1024
 CONVERTED = ("Converted the Ghost HTML to Markdown. The conversion is lossy: check the preview, then save "

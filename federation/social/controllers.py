@@ -23,7 +23,6 @@ from urllib.parse import quote
 from uuid import UUID
 
 from litestar import Controller, Request, Response, Router, get, post
-from litestar.datastructures import CacheControlHeader
 from litestar.exceptions import NotFoundException
 from litestar.plugins.flash import flash
 from litestar.plugins.htmx import ClientRedirect, HTMXTemplate
@@ -33,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import access
 from app.forms import form_data, safe_next, see_other
+from app.responses import PRIVATE
 from app.security import requires_user
 from app.settings import Settings
 from domains.account.models import User
@@ -56,7 +56,6 @@ from federation.activitypub.safe_fetch import BlockedAddressError, FetchError, S
 from federation.activitypub.sanitize import plain_text, sanitize_html, text_to_html
 from federation.social.paging import EPOCH, cut, older_than, page_link, parse_cursor
 
-PRIVATE = CacheControlHeader(private=True, no_store=True)
 TIMELINE_SIZE = 40
 LIST_SIZE = 50  # followers, following, notifications
 PROFILE_SIZE = 20

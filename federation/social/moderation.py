@@ -12,7 +12,6 @@ from typing import Any
 from uuid import UUID
 
 from litestar import Controller, Request, get, post
-from litestar.datastructures import CacheControlHeader
 from litestar.exceptions import NotFoundException
 from litestar.params import Parameter
 from litestar.response import Redirect, Template
@@ -20,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.forms import form_data, safe_next, see_other
+from app.responses import PRIVATE
 from app.security import requires_admin, requires_user
 from app.settings import Settings
 from domains.account.models import User
@@ -37,7 +37,6 @@ from federation.activitypub.outbox import OutboxError
 from federation.activitypub.safe_fetch import FetchError
 from federation.social.controllers import actors_by_uri
 
-PRIVATE = CacheControlHeader(private=True, no_store=True)
 REPORT_STATES = ("open", "resolved", "all")
 
 
