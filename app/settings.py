@@ -54,6 +54,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # "id:secret" Admin API key: webhooks then re-fetch the post from Ghost instead of trusting the body.
     ghost_admin_api_key: str = ""
     debug: bool = False
+    # Forge limits (``ROSE_ASH_FORGE_*``; forge/config.py applies them): the decompressed body of a
+    # push (also git's ``receive.maxInputSize``) and of an upload-pack request, git children per
+    # process and per repository per process, and seconds a git request may run or stay silent.
+    forge_max_push_bytes: int = 1 << 30
+    forge_max_fetch_body_bytes: int = 256 << 20
+    forge_max_concurrent: int = 32
+    forge_max_per_repo: int = 8
+    forge_timeout: float = 3600.0
+    forge_idle_timeout: float = 600.0
 
     @property
     def secure_cookies(self) -> bool:

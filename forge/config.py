@@ -1,10 +1,10 @@
 """Forge limits and the environment of git children.
 
-Limits come from ``ROSE_ASH_FORGE_*`` environment variables (defaults suit a small instance):
-``MAX_PUSH_BYTES`` (decompressed request body of a push, also ``receive.maxInputSize``),
-``MAX_FETCH_BODY_BYTES`` (decompressed upload-pack request body), ``MAX_CONCURRENT`` (git
-children per process), ``MAX_PER_REPO`` (git children per repository per process),
-``TIMEOUT`` (seconds a request may run) and ``IDLE_TIMEOUT`` (seconds without output).
+The limits are operator settings, read with every other setting by :mod:`app.settings`
+(``ROSE_ASH_FORGE_MAX_PUSH_BYTES``, ``…_MAX_FETCH_BODY_BYTES``, ``…_MAX_CONCURRENT``,
+``…_MAX_PER_REPO``, ``…_TIMEOUT``, ``…_IDLE_TIMEOUT``); :meth:`ForgeConfig.from_settings` takes
+them from there. This module imports nothing from the web stack: the pre-receive hook's script
+is written from here and must stay cheap to start.
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.settings import Settings
 
 _ENSURED: set[Path] = set()
-
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get("ROSE_ASH_FORGE_" + name, "")
-    return int(raw) if raw.strip() else default
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,15 +37,14 @@ class ForgeConfig:
     state_dir: Path | None = field(default=None)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, state_dir: Path | None = None) -> ForgeConfig:
-        env = os.environ if env is None else env
+    def from_settings(cls, settings: Settings, state_dir: Path | None = None) -> ForgeConfig:
         return cls(
-            max_push_bytes=_int(env, "MAX_PUSH_BYTES", cls.max_push_bytes),
-            max_fetch_body_bytes=_int(env, "MAX_FETCH_BODY_BYTES", cls.max_fetch_body_bytes),
-            max_concurrent=_int(env, "MAX_CONCURRENT", cls.max_concurrent),
-            max_per_repo=_int(env, "MAX_PER_REPO", cls.max_per_repo),
-            timeout=float(_int(env, "TIMEOUT", int(cls.timeout))),
-            idle_timeout=float(_int(env, "IDLE_TIMEOUT", int(cls.idle_timeout))),
+            max_push_bytes=settings.forge_max_push_bytes,
+            max_fetch_body_bytes=settings.forge_max_fetch_body_bytes,
+            max_concurrent=settings.forge_max_concurrent,
+            max_per_repo=settings.forge_max_per_repo,
+            timeout=settings.forge_timeout,
+            idle_timeout=settings.forge_idle_timeout,
             state_dir=state_dir,
         )
 

@@ -112,7 +112,7 @@ def runtime_for(settings: Settings) -> ForgeRuntime:
     """One runtime (config, store, limiter) per data directory, created on first use."""
     rt = _runtimes.get(settings.data_dir)
     if rt is None:
-        config = ForgeConfig.from_env(state_dir=settings.data_dir / "forge")
+        config = ForgeConfig.from_settings(settings, state_dir=settings.data_dir / "forge")
         rt = ForgeRuntime(config, RepoStore(settings.repos_dir, config),
                           Limiter(config.max_concurrent, config.max_per_repo))
         _runtimes[settings.data_dir] = rt

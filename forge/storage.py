@@ -59,9 +59,9 @@ class RepoStore:
     timestamp, so the first two would put years of repositories into one directory.
     """
 
-    def __init__(self, root: Path, config: ForgeConfig | None = None) -> None:
+    def __init__(self, root: Path, config: ForgeConfig) -> None:
         self.root = root
-        self.config = config or ForgeConfig.from_env()
+        self.config = config
 
     def locate(self, repo_id: uuid.UUID | str) -> Path:
         rid = repo_id if isinstance(repo_id, uuid.UUID) else uuid.UUID(str(repo_id))

@@ -88,6 +88,33 @@ def test_hook_module_reports_and_rejects(tmp_path: Any, capsys: pytest.CaptureFi
     assert not report.exists()
 
 
+def test_hook_imports_no_web_stack() -> None:
+    """git starts the hook once per push: it must not pay for Litestar, SQLAlchemy or the settings."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = ("import sys, forge.hooks.pre_receive; "
+             "print(sorted(m for m in ('litestar', 'sqlalchemy', 'app', 'app.settings') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-s", "-c", probe], cwd=Path(__file__).resolve().parents[2],
+                         capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"})
+    assert out.stdout.strip() == "[]"
+
+
+def test_forge_limits_come_from_the_one_settings_loader(tmp_path: Any) -> None:
+    from app.settings import Settings
+    from forge.config import ForgeConfig
+
+    env = {"ROSE_ASH_DATA_DIR": str(tmp_path), "ROSE_ASH_FORGE_MAX_PUSH_BYTES": "1000",
+           "ROSE_ASH_FORGE_MAX_FETCH_BODY_BYTES": "2000", "ROSE_ASH_FORGE_MAX_CONCURRENT": "3",
+           "ROSE_ASH_FORGE_MAX_PER_REPO": "2", "ROSE_ASH_FORGE_TIMEOUT": "60", "ROSE_ASH_FORGE_IDLE_TIMEOUT": "30"}
+    config = ForgeConfig.from_settings(Settings.from_env(env), state_dir=tmp_path / "forge")
+    assert (config.max_push_bytes, config.max_fetch_body_bytes, config.max_concurrent, config.max_per_repo,
+            config.timeout, config.idle_timeout) == (1000, 2000, 3, 2, 60.0, 30.0)
+    defaults = ForgeConfig.from_settings(Settings.from_env({"ROSE_ASH_DATA_DIR": str(tmp_path)}))
+    assert defaults == ForgeConfig()
+
+
 # -- access --------------------------------------------------------------------------------------
 TOKEN_RO = AuthInfo("token", frozenset({"repo:read"}))
 TOKEN_RW = AuthInfo("token", frozenset({"repo:write"}))
