@@ -58,7 +58,7 @@ def mirror_group() -> None:
 @click.pass_context
 def ls_remote_command(ctx: click.Context, url: str, token_env: str) -> None:
     """List a remote's HEAD, heads and tags."""
-    from forge.mirror import MirrorError, build_remote, ls_remote
+    from forge.remote import MirrorError, build_remote, ls_remote
     from forge.smart_http import runtime_for
 
     settings = _settings(ctx)

@@ -22,23 +22,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.jobs import JobContext, enqueue, job_handler
 from app.settings import Settings
 from forge.events import PushEvent, on_push
-from forge.mirror import (
+from forge.mirror import SYNC_JOB, MirrorService, MirrorSyncPayload, apply_incoming
+from forge.mirror_models import ForgeMirror
+from forge.models import ForgeRepo
+from forge.remote import (
     MAX_ERROR_CHARS,
     NETWORK_DEADLINE,
     STAGING,
-    SYNC_JOB,
     GitRemote,
     MirrorError,
-    MirrorService,
-    MirrorSyncPayload,
-    apply_incoming,
     drop_staging,
     fetch_to_staging,
     push_all,
     summarize_push,
 )
-from forge.mirror_models import ForgeMirror
-from forge.models import ForgeRepo
 from forge.services import RepoService
 from forge.smart_http import runtime_for
 from forge.storage import RepoStore

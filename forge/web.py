@@ -40,7 +40,7 @@ from app.settings import Settings
 from domains.account.models import User
 from forge.access import NOT_FOUND, may_see
 from forge.events import PushEvent, on_push
-from forge.mirror import MirrorError, MirrorService, import_repository
+from forge.mirror import MirrorService, import_repository
 from forge.models import PERMISSIONS, ForgeRepo
 from forge.queries import (
     latest_commits,
@@ -50,6 +50,7 @@ from forge.queries import (
     repos_of,
     user_by_username,
 )
+from forge.remote import MirrorError
 from forge.services import OWNER_NAME, Permission, RepoService, at_least, branch_name_problem, repo_name_problem
 from forge.smart_http import runtime_for
 from fragments.caching import CachePolicy, conditional_response, weak_etag

@@ -162,7 +162,7 @@ def _sync_now(forge: Forge, owner: str, repo: str, mirror_id: Any) -> None:
 
 def test_push_target_round_trip_and_remote_cas(pair: tuple[Forge, Forge]) -> None:
     from forge.config import ForgeConfig
-    from forge.mirror import build_remote, push, push_command
+    from forge.remote import build_remote, push, push_command
     from forge.storage import RepoStore
 
     a, b = pair

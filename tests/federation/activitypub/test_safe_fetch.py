@@ -194,7 +194,7 @@ async def test_the_allowance_refuses_other_networks_before_any_connect(monkeypat
 
 
 async def test_forge_mirrors_follow_the_same_loopback_only_allowance() -> None:
-    from forge.mirror import MirrorError, build_remote
+    from forge.remote import MirrorError, build_remote
 
     for url in ("http://10.1.2.3/r.git", "http://192.168.0.10:3000/r.git", "http://[fd00::1]/r.git",
                 "http://169.254.169.254/r.git", "http://172.20.0.2/r.git"):
