@@ -5,15 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Response, post
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.forms import InputProblems
 from app.settings import Settings
 from domains.account.models import User
+from forge.deps import DEPENDENCIES
 from forge.models import ForgeRepo
 from forge.schemas import CreateRepoOption, RepoOwner, RepoPermissions, RepositoryRead
 from forge.services import Permission, RepoService, at_least
-from forge.smart_http import runtime_for
 
 
 def repository_read(repo: ForgeRepo, owner: User, settings: Settings, permission: Permission,
@@ -37,13 +36,13 @@ def repository_read(repo: ForgeRepo, owner: User, settings: Settings, permission
     )
 
 
-@post("/api/v1/user/repos", name="api:forge:create_repo", status_code=201)
-async def create_repo(request: Request[User, Any, Any], data: CreateRepoOption, db_session: AsyncSession,
+# The handler carries its own dependencies: forge/__init__.py mounts it on a router of its own.
+@post("/api/v1/user/repos", name="api:forge:create_repo", status_code=201, dependencies=DEPENDENCIES)
+async def create_repo(request: Request[User, Any, Any], data: CreateRepoOption, repo_service: RepoService,
                       settings: Settings) -> Response[Any]:
     """Gitea ``POST /user/repos``: create a repository owned by the caller."""
-    service = RepoService(db_session, runtime_for(settings).store)
     try:
-        repo = await service.create(request.user, data.name, description=data.description, private=data.private,
+        repo = await repo_service.create(request.user, data.name, description=data.description, private=data.private,
                                     default_branch=data.default_branch)
     except InputProblems as exc:
         return Response({"message": str(exc), "errors": exc.errors}, status_code=exc.status)

@@ -59,7 +59,7 @@ def mirror_group() -> None:
 def ls_remote_command(ctx: click.Context, url: str, token_env: str) -> None:
     """List a remote's HEAD, heads and tags."""
     from forge.remote import MirrorError, build_remote, ls_remote
-    from forge.smart_http import runtime_for
+    from forge.runtime import runtime_for
 
     settings = _settings(ctx)
 
@@ -89,8 +89,8 @@ def add_command(ctx: click.Context, full: str, direction: str, url: str, interva
     from app.cli import _with_session
     from app.forms import InputProblems
     from forge.mirror import MirrorService
+    from forge.runtime import runtime_for
     from forge.services import RepoService
-    from forge.smart_http import runtime_for
 
     settings = _settings(ctx)
     owner, name = _split(full)
@@ -119,8 +119,8 @@ def list_command(ctx: click.Context, full: str) -> None:
 
     from app.cli import _with_session
     from forge.mirror import MirrorService, mirror_view
+    from forge.runtime import runtime_for
     from forge.services import RepoService
-    from forge.smart_http import runtime_for
 
     settings = _settings(ctx)
     owner, name = _split(full)
@@ -145,8 +145,8 @@ def sync_command(ctx: click.Context, full: str) -> None:
     """Queue an immediate sync of every mirror of a repository."""
     from app.cli import _with_session
     from forge.mirror import MirrorService
+    from forge.runtime import runtime_for
     from forge.services import RepoService
-    from forge.smart_http import runtime_for
 
     settings = _settings(ctx)
     owner, name = _split(full)

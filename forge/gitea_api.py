@@ -21,7 +21,6 @@ import re
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-import msgspec
 from litestar import Request, Response, Router, delete, get, patch, post, put
 from litestar.exceptions import (
     ClientException,
@@ -36,97 +35,34 @@ from app import access
 from app.errors import PROBLEM_JSON
 from app.forms import InputProblems
 from app.params import PageNumber, PageSize
-from app.security import AuthInfo
 from app.settings import Settings
 from domains.account.models import User
 from forge.api import repository_read
+from forge.deps import DEPENDENCIES
+from forge.guards import load_repo, request_line, viewer
 from forge.mirror import MirrorService, import_repository
 from forge.mirror_models import ForgeMirror
 from forge.models import PERMISSIONS, ForgeRepo, ForgeRepoRef
 from forge.queries import CommitInfo, commits_by_id, repos_of, user_by_username
+from forge.schemas import (
+    BranchRead,
+    CollaboratorOption,
+    CreatePushMirrorOption,
+    EditRepoOption,
+    MigrateRepoOption,
+    PayloadCommit,
+    PayloadUser,
+    TagCommit,
+    TagRead,
+)
 from forge.services import Permission, RepoService, at_least, branch_name_problem
-from forge.smart_http import runtime_for
-from forge.web import load_repo, purge_repo_pages
+from forge.web import purge_repo_pages
 
 API = "/api/v1"
 # Gitea's paging: ?page=1&limit=N (its DEFAULT_PAGING_NUM and MAX_RESPONSE_ITEMS), X-Total-Count.
 DEFAULT_LIMIT = 30
 MAX_LIMIT = 50
 T = TypeVar("T")
-
-
-# -- shapes ----------------------------------------------------------------------------------------------
-class EditRepoOption(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """Gitea ``EditRepoOption`` (the subset we honour; unknown fields are ignored)."""
-
-    name: str | None = None
-    description: str | None = None
-    private: bool | None = None
-    default_branch: str | None = None
-
-
-class CollaboratorOption(msgspec.Struct, kw_only=True):
-    permission: str = "write"
-
-
-class MigrateRepoOption(msgspec.Struct, kw_only=True):
-    """Gitea ``MigrateRepoOptions``: clone ``clone_addr`` into a new repository of the caller."""
-
-    clone_addr: str
-    repo_name: str
-    auth_token: str | None = None
-    mirror: bool = False
-    private: bool = False
-    description: str = ""
-    mirror_interval: str | None = None
-
-
-class CreatePushMirrorOption(msgspec.Struct, kw_only=True):
-    """Gitea ``CreatePushMirrorOption``; ``remote_password`` is the peer's access token."""
-
-    remote_address: str
-    remote_username: str | None = None
-    remote_password: str | None = None
-    interval: str | None = None
-    sync_on_commit: bool = True
-
-
-class PayloadUser(msgspec.Struct, kw_only=True):
-    name: str
-    email: str
-    username: str = ""
-
-
-class PayloadCommit(msgspec.Struct, kw_only=True):
-    id: str
-    message: str
-    url: str
-    author: PayloadUser | None
-    committer: PayloadUser | None
-    timestamp: str | None
-
-
-class BranchRead(msgspec.Struct, kw_only=True):
-    name: str
-    commit: PayloadCommit
-    protected: bool
-    user_can_push: bool
-    effective_branch_protection_name: str
-
-
-class TagCommit(msgspec.Struct, kw_only=True):
-    url: str
-    sha: str
-    created: str | None
-
-
-class TagRead(msgspec.Struct, kw_only=True):
-    name: str
-    message: str
-    id: str
-    commit: TagCommit
-    zipball_url: str
-    tarball_url: str
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
@@ -140,20 +76,10 @@ def problem(status: int, detail: str, errors: dict[str, str] | None = None) -> R
     return Response(body, status_code=status, media_type=PROBLEM_JSON)
 
 
-def _caller(request: Request[Any, Any, Any]) -> tuple[User | None, AuthInfo | None]:
-    user: User | None = request.scope.get("user")
-    auth = request.scope.get("auth")
-    return user, auth if isinstance(auth, AuthInfo) else None
-
-
-def _service(db_session: AsyncSession, settings: Settings) -> RepoService:
-    return RepoService(db_session, runtime_for(settings).store)
-
-
 async def _repo(request: Request[Any, Any, Any], service: RepoService, owner: str, name: str,
                 need: Permission) -> tuple[ForgeRepo, Permission]:
-    user, auth = _caller(request)
-    return await load_repo(service, owner, name, user, need, auth, audit=f"{request.method} {request.url.path}")
+    user, auth = viewer(request)
+    return await load_repo(service, owner, name, user, need, auth, audit=request_line(request))
 
 
 async def _is_empty(service: RepoService, repo: ForgeRepo) -> bool:
@@ -218,18 +144,16 @@ def _push_mirror_json(repo_full_name: str, mirror: ForgeMirror) -> dict[str, Any
 
 # -- repositories ----------------------------------------------------------------------------------------
 @get(f"{API}/repos/{{owner:str}}/{{repo:str}}", name="api:forge:repo")
-async def get_repo(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
+async def get_repo(request: Request[Any, Any, Any], repo_service: RepoService, settings: Settings, owner: str,
                    repo: str) -> Any:
-    service = _service(db_session, settings)
-    row, permission = await _repo(request, service, owner, repo, "read")
-    return await _repo_json(service, settings, row, permission)
+    row, permission = await _repo(request, repo_service, owner, repo, "read")
+    return await _repo_json(repo_service, settings, row, permission)
 
 
 @patch(f"{API}/repos/{{owner:str}}/{{repo:str}}", name="api:forge:edit_repo")
-async def edit_repo(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
-                    repo: str, data: EditRepoOption) -> Any:
-    service = _service(db_session, settings)
-    row, permission = await _repo(request, service, owner, repo, "admin")
+async def edit_repo(request: Request[Any, Any, Any], db_session: AsyncSession, repo_service: RepoService,
+                    settings: Settings, owner: str, repo: str, data: EditRepoOption) -> Any:
+    row, permission = await _repo(request, repo_service, owner, repo, "admin")
     if data.name is not None and data.name != row.name:
         return problem(422, "Renaming a repository is not supported.", {"name": "Renaming is not supported."})
     errors: dict[str, str] = {}
@@ -239,47 +163,45 @@ async def edit_repo(request: Request[Any, Any, Any], db_session: AsyncSession, s
         errors["description"] = "Use 2,000 characters at most."
     if errors:  # checked before the row is touched
         return problem(422, "; ".join(f"{k}: {v}" for k, v in errors.items()), errors)
-    await service.update_settings(row, description=data.description, private=data.private,
-                                  default_branch=data.default_branch)
+    await repo_service.update_settings(row, description=data.description, private=data.private,
+                                       default_branch=data.default_branch)
     await purge_repo_pages(db_session, row.id, row.owner_id)
-    return await _repo_json(service, settings, row, permission)
+    return await _repo_json(repo_service, settings, row, permission)
 
 
 @delete(f"{API}/repos/{{owner:str}}/{{repo:str}}", name="api:forge:delete_repo", status_code=204)
-async def delete_repo(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
-                      repo: str) -> None:
-    service = _service(db_session, settings)
-    row, _permission = await _repo(request, service, owner, repo, "admin")
+async def delete_repo(request: Request[Any, Any, Any], db_session: AsyncSession, repo_service: RepoService,
+                      owner: str, repo: str) -> None:
+    row, _permission = await _repo(request, repo_service, owner, repo, "admin")
     await purge_repo_pages(db_session, row.id, row.owner_id)
-    await service.delete(row)
+    await repo_service.delete(row)
 
 
 @get(f"{API}/user/repos", name="api:forge:user_repos")
-async def user_repos(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
-                     page: PageNumber = 1, limit: PageSize = DEFAULT_LIMIT) -> Response[list[Any]]:
-    user, auth = _caller(request)
+async def user_repos(request: Request[Any, Any, Any], db_session: AsyncSession, repo_service: RepoService,
+                     settings: Settings, page: PageNumber = 1, limit: PageSize = DEFAULT_LIMIT) -> Response[list[Any]]:
+    user, auth = viewer(request)
     if user is None:
         raise NotAuthorizedException("Authentication required.")
     if auth is not None and not (auth.allows("repo:read") or auth.allows("api")):
         raise PermissionDeniedException("This token lacks the 'repo:read' scope.")
-    service = _service(db_session, settings)
     repos = await repos_of(db_session, user)
     out = []
     for repo, _owner in _page(repos, page, limit):
-        out.append(await _repo_json(service, settings, repo, await service.permission(user, repo)))
+        out.append(await _repo_json(repo_service, settings, repo, await repo_service.permission(user, repo)))
     return _paged(out, len(repos))
 
 
 # -- refs ---------------------------------------------------------------------------------------------------
 @get(f"{API}/repos/{{owner:str}}/{{repo:str}}/branches", name="api:forge:branches")
-async def list_branches(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
-                        repo: str, page: PageNumber = 1, limit: PageSize = DEFAULT_LIMIT) -> Response[list[BranchRead]]:
-    service = _service(db_session, settings)
-    row, permission = await _repo(request, service, owner, repo, "read")
-    every = await service.refs(row, "refs/heads/")
+async def list_branches(request: Request[Any, Any, Any], db_session: AsyncSession, repo_service: RepoService,
+                        settings: Settings, owner: str, repo: str, page: PageNumber = 1,
+                        limit: PageSize = DEFAULT_LIMIT) -> Response[list[BranchRead]]:
+    row, permission = await _repo(request, repo_service, owner, repo, "read")
+    every = await repo_service.refs(row, "refs/heads/")
     refs = _page(list(every), page, limit)
-    commits = await commits_by_id(service.store, row.id, [r.oid for r in refs])
-    policy = await service.push_policy(row)
+    commits = await commits_by_id(repo_service.store, row.id, [r.oid for r in refs])
+    policy = await repo_service.push_policy(row)
     owner_user = await db_session.get(User, row.owner_id)
     assert owner_user is not None
     full_name = f"{owner_user.username}/{row.name}"
@@ -296,13 +218,13 @@ async def list_branches(request: Request[Any, Any, Any], db_session: AsyncSessio
 
 
 @get(f"{API}/repos/{{owner:str}}/{{repo:str}}/tags", name="api:forge:tags")
-async def list_tags(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
-                    repo: str, page: PageNumber = 1, limit: PageSize = DEFAULT_LIMIT) -> Response[list[TagRead]]:
-    service = _service(db_session, settings)
-    row, _permission = await _repo(request, service, owner, repo, "read")
-    every: list[ForgeRepoRef] = sorted(await service.refs(row, "refs/tags/"), key=lambda r: r.name, reverse=True)
+async def list_tags(request: Request[Any, Any, Any], db_session: AsyncSession, repo_service: RepoService,
+                    settings: Settings, owner: str, repo: str, page: PageNumber = 1,
+                    limit: PageSize = DEFAULT_LIMIT) -> Response[list[TagRead]]:
+    row, _permission = await _repo(request, repo_service, owner, repo, "read")
+    every: list[ForgeRepoRef] = sorted(await repo_service.refs(row, "refs/tags/"), key=lambda r: r.name, reverse=True)
     refs = _page(every, page, limit)
-    commits = await commits_by_id(service.store, row.id, [r.peeled or r.oid for r in refs])
+    commits = await commits_by_id(repo_service.store, row.id, [r.peeled or r.oid for r in refs])
     owner_user = await db_session.get(User, row.owner_id)
     assert owner_user is not None
     base = f"{settings.base_url}/forge/{owner_user.username}/{row.name}"
@@ -328,33 +250,30 @@ async def _member(db_session: AsyncSession, username: str) -> User:
 
 
 @get(f"{API}/repos/{{owner:str}}/{{repo:str}}/collaborators", name="api:forge:collaborators")
-async def list_collaborators(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
-                             owner: str, repo: str) -> list[dict[str, Any]]:
-    service = _service(db_session, settings)
-    row, _permission = await _repo(request, service, owner, repo, "write")
+async def list_collaborators(request: Request[Any, Any, Any], repo_service: RepoService, owner: str,
+                             repo: str) -> list[dict[str, Any]]:
+    row, _permission = await _repo(request, repo_service, owner, repo, "write")
     return [{"id": str(u.id), "login": u.username, "username": u.username, "full_name": u.display_name,
              "permissions": {"admin": p == "admin", "push": p in ("write", "admin"), "pull": True}}
-            for u, p in await service.list_collaborators(row)]
+            for u, p in await repo_service.list_collaborators(row)]
 
 
 @get(f"{API}/repos/{{owner:str}}/{{repo:str}}/collaborators/{{collaborator:str}}", status_code=204,
      name="api:forge:is_collaborator")
-async def is_collaborator(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
-                          repo: str, collaborator: str) -> None:
-    service = _service(db_session, settings)
-    row, _permission = await _repo(request, service, owner, repo, "read")
+async def is_collaborator(request: Request[Any, Any, Any], db_session: AsyncSession, repo_service: RepoService,
+                          owner: str, repo: str, collaborator: str) -> None:
+    row, _permission = await _repo(request, repo_service, owner, repo, "read")
     member = await _member(db_session, collaborator)
-    if not any(u.id == member.id for u, _p in await service.list_collaborators(row)):
+    if not any(u.id == member.id for u, _p in await repo_service.list_collaborators(row)):
         raise NotFoundException("Not a collaborator.")
 
 
 @put(f"{API}/repos/{{owner:str}}/{{repo:str}}/collaborators/{{collaborator:str}}", status_code=204,
      name="api:forge:add_collaborator")
-async def add_collaborator(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
-                           repo: str, collaborator: str,
+async def add_collaborator(request: Request[Any, Any, Any], db_session: AsyncSession, repo_service: RepoService,
+                           owner: str, repo: str, collaborator: str,
                            data: CollaboratorOption | None = None) -> None:
-    service = _service(db_session, settings)
-    row, _permission = await _repo(request, service, owner, repo, "admin")
+    row, _permission = await _repo(request, repo_service, owner, repo, "admin")
     member = await user_by_username(db_session, collaborator)
     if member is None or not member.is_active:
         raise ValidationException("No such user.", status_code=422, extra={"user": "No member has that username."})
@@ -363,35 +282,33 @@ async def add_collaborator(request: Request[Any, Any, Any], db_session: AsyncSes
         raise ValidationException("Use read, write or admin.", status_code=422,
                                   extra={"permission": "Use read, write or admin."})
     try:
-        await service.add_collaborator(row, member, permission)  # type: ignore[arg-type]
+        await repo_service.add_collaborator(row, member, permission)  # type: ignore[arg-type]
     except InputProblems as exc:
         raise ValidationException(str(exc), status_code=exc.status, extra=exc.errors) from None
 
 
 @delete(f"{API}/repos/{{owner:str}}/{{repo:str}}/collaborators/{{collaborator:str}}", status_code=204,
         name="api:forge:remove_collaborator")
-async def remove_collaborator(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
+async def remove_collaborator(request: Request[Any, Any, Any], db_session: AsyncSession, repo_service: RepoService,
                               owner: str, repo: str, collaborator: str) -> None:
-    service = _service(db_session, settings)
-    row, _permission = await _repo(request, service, owner, repo, "admin")
+    row, _permission = await _repo(request, repo_service, owner, repo, "admin")
     member = await _member(db_session, collaborator)
-    if not await service.remove_collaborator(row, member):
+    if not await repo_service.remove_collaborator(row, member):
         raise NotFoundException("Not a collaborator.")
 
 
 # -- mirrors ---------------------------------------------------------------------------------------------
 @post(f"{API}/repos/migrate", status_code=201, name="api:forge:migrate")
-async def migrate(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
-                  data: MigrateRepoOption) -> Response[Any]:
+async def migrate(request: Request[Any, Any, Any], db_session: AsyncSession, repo_service: RepoService,
+                  settings: Settings, data: MigrateRepoOption) -> Response[Any]:
     """Clone a remote repository into a new one of the caller (``mirror``: keep pulling it)."""
-    user, auth = _caller(request)
+    user, auth = viewer(request)
     if user is None:
         raise NotAuthorizedException("Authentication required.")
     if auth is not None and not auth.allows("repo:write"):
         raise PermissionDeniedException("This token lacks the 'repo:write' scope.")
-    service = _service(db_session, settings)
     try:
-        repo = await import_repository(service, settings, user, data.repo_name, data.clone_addr, data.auth_token,
+        repo = await import_repository(repo_service, settings, user, data.repo_name, data.clone_addr, data.auth_token,
                                        mirror=data.mirror, interval_seconds=_interval(data.mirror_interval),
                                        description=data.description, private=data.private)
     except InputProblems as exc:
@@ -399,26 +316,24 @@ async def migrate(request: Request[Any, Any, Any], db_session: AsyncSession, set
         keys = {"name": "repo_name", "url": "clone_addr", "interval": "mirror_interval"}
         errors = {keys.get(k, k): v for k, v in exc.errors.items()}
         return problem(exc.status, "; ".join(errors.values()), errors)
-    return Response(await _repo_json(service, settings, repo, "admin", owner=user), status_code=201)
+    return Response(await _repo_json(repo_service, settings, repo, "admin", owner=user), status_code=201)
 
 
 @post(f"{API}/repos/{{owner:str}}/{{repo:str}}/mirror-sync", status_code=200, name="api:forge:mirror_sync")
-async def mirror_sync(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
-                      repo: str) -> None:
-    await _sync(request, db_session, settings, owner, repo, "pull")
+async def mirror_sync(request: Request[Any, Any, Any], repo_service: RepoService, mirror_service: MirrorService,
+                      owner: str, repo: str) -> None:
+    await _sync(request, repo_service, mirror_service, owner, repo, "pull")
 
 
 @post(f"{API}/repos/{{owner:str}}/{{repo:str}}/push_mirrors-sync", status_code=200, name="api:forge:push_mirror_sync")
-async def push_mirrors_sync(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
-                            owner: str, repo: str) -> None:
-    await _sync(request, db_session, settings, owner, repo, "push")
+async def push_mirrors_sync(request: Request[Any, Any, Any], repo_service: RepoService,
+                            mirror_service: MirrorService, owner: str, repo: str) -> None:
+    await _sync(request, repo_service, mirror_service, owner, repo, "push")
 
 
-async def _sync(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
+async def _sync(request: Request[Any, Any, Any], repo_service: RepoService, mirrors: MirrorService, owner: str,
                 repo: str, direction: str) -> None:
-    service = _service(db_session, settings)
-    row, _permission = await _repo(request, service, owner, repo, "write")
-    mirrors = MirrorService(db_session, service.store, settings)
+    row, _permission = await _repo(request, repo_service, owner, repo, "write")
     found = [m for m in await mirrors.list_for(row) if m.direction == direction]
     if not found:
         raise ClientException("This repository has no such mirror.", status_code=400)
@@ -427,21 +342,19 @@ async def _sync(request: Request[Any, Any, Any], db_session: AsyncSession, setti
 
 
 @get(f"{API}/repos/{{owner:str}}/{{repo:str}}/push_mirrors", name="api:forge:push_mirrors")
-async def list_push_mirrors(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
-                            owner: str, repo: str) -> list[dict[str, Any]]:
-    service = _service(db_session, settings)
-    row, _permission = await _repo(request, service, owner, repo, "admin")
-    mirrors = await MirrorService(db_session, service.store, settings).list_for(row)
+async def list_push_mirrors(request: Request[Any, Any, Any], repo_service: RepoService,
+                            mirror_service: MirrorService, owner: str, repo: str) -> list[dict[str, Any]]:
+    row, _permission = await _repo(request, repo_service, owner, repo, "admin")
+    mirrors = await mirror_service.list_for(row)
     return [_push_mirror_json(f"{owner}/{row.name}", m) for m in mirrors if m.direction == "push"]
 
 
 @post(f"{API}/repos/{{owner:str}}/{{repo:str}}/push_mirrors", status_code=200, name="api:forge:add_push_mirror")
-async def add_push_mirror(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
-                          repo: str, data: CreatePushMirrorOption) -> Response[Any]:
-    service = _service(db_session, settings)
-    row, _permission = await _repo(request, service, owner, repo, "admin")
+async def add_push_mirror(request: Request[Any, Any, Any], repo_service: RepoService, mirror_service: MirrorService,
+                          owner: str, repo: str, data: CreatePushMirrorOption) -> Response[Any]:
+    row, _permission = await _repo(request, repo_service, owner, repo, "admin")
     try:
-        mirror = await MirrorService(db_session, service.store, settings).add(
+        mirror = await mirror_service.add(
             row, direction="push", remote_url=data.remote_address, token=data.remote_password,
             interval_seconds=_interval(data.interval))
     except InputProblems as exc:
@@ -451,16 +364,15 @@ async def add_push_mirror(request: Request[Any, Any, Any], db_session: AsyncSess
 
 @delete(f"{API}/repos/{{owner:str}}/{{repo:str}}/push_mirrors/{{name:str}}", status_code=204,
         name="api:forge:delete_push_mirror")
-async def delete_push_mirror(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
-                             owner: str, repo: str, name: str) -> None:
-    service = _service(db_session, settings)
-    row, _permission = await _repo(request, service, owner, repo, "admin")
-    if not await MirrorService(db_session, service.store, settings).remove(row, name):
+async def delete_push_mirror(request: Request[Any, Any, Any], repo_service: RepoService,
+                             mirror_service: MirrorService, owner: str, repo: str, name: str) -> None:
+    row, _permission = await _repo(request, repo_service, owner, repo, "admin")
+    if not await mirror_service.remove(row, name):
         raise NotFoundException("No such push mirror.")
 
 
 # Reading a public repository needs no token (as on Gitea); a token must still carry the scope.
-router = Router(path="/", opt=access.token("repo:write", owner="repo"), route_handlers=[
+router = Router(path="/", opt=access.token("repo:write", owner="repo"), dependencies=DEPENDENCIES, route_handlers=[
     edit_repo, delete_repo, list_collaborators, add_collaborator, remove_collaborator, mirror_sync,
     push_mirrors_sync, list_push_mirrors, add_push_mirror, delete_push_mirror,
     Router(path="/", opt=access.token("repo:read", anonymous=True, owner="repo"),

@@ -36,8 +36,8 @@ from forge.remote import (
     push_all,
     summarize_push,
 )
+from forge.runtime import runtime_for
 from forge.services import RepoService
-from forge.smart_http import runtime_for
 from forge.storage import RepoStore
 
 log = logging.getLogger("rose_ash.forge.mirror")

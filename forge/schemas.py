@@ -1,4 +1,10 @@
-"""JSON shapes of the forge API (Gitea's field names, ``/api/v1``)."""
+"""The forge's msgspec Structs: what its web forms hold (read with ``app.forms.parse_form``) and the
+JSON shapes of its API (Gitea's field names, ``/api/v1``).
+
+Form fields stay strings where the handler answers bad input with its own message (a checkbox
+sends ``on``; an interval that is not a number gets "Enter a number of seconds."), so every
+status code and message is the one the pages always gave.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,55 @@ from datetime import datetime
 
 import msgspec
 
+CHECKED = "on"  # what a checked HTML checkbox sends
+
+
+# -- web forms --------------------------------------------------------------------------------------
+class NewRepoForm(msgspec.Struct, kw_only=True):
+    """``/forge/new``: a new repository, or a clone of ``import_url`` (kept pulling with ``mirror``)."""
+
+    name: str = ""
+    description: str = ""
+    visibility: str = "public"
+    default_branch: str = ""
+    import_url: str = ""
+    import_token: str = ""
+    mirror: str = ""
+
+
+class RepoSettingsForm(msgspec.Struct, kw_only=True):
+    description: str = ""
+    visibility: str = "public"
+    default_branch: str | None = None  # None: keep the repository's
+    allow_force_push: str = ""
+
+
+class CollaboratorForm(msgspec.Struct, kw_only=True):
+    username: str = ""
+    permission: str = "write"
+
+
+class ProtectionForm(msgspec.Struct, kw_only=True):
+    pattern: str = ""
+    allow_deletion: str = ""
+
+
+class MirrorForm(msgspec.Struct, kw_only=True):
+    direction: str = "pull"
+    remote_url: str = ""
+    token: str = ""
+    interval: str = "3600"
+
+
+class MirrorChoiceForm(msgspec.Struct, kw_only=True):
+    mirror_id: str = ""
+
+
+class DeleteRepoForm(msgspec.Struct, kw_only=True):
+    confirm: str = ""
+
+
+# -- JSON API ---------------------------------------------------------------------------------------
 
 class CreateRepoOption(msgspec.Struct, kw_only=True):
     """Gitea ``CreateRepoOption`` (the subset we honour)."""
@@ -44,3 +99,76 @@ class RepositoryRead(msgspec.Struct, kw_only=True):
     created_at: datetime
     updated_at: datetime
     permissions: RepoPermissions
+
+
+class EditRepoOption(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Gitea ``EditRepoOption`` (the subset we honour; unknown fields are ignored)."""
+
+    name: str | None = None
+    description: str | None = None
+    private: bool | None = None
+    default_branch: str | None = None
+
+
+class CollaboratorOption(msgspec.Struct, kw_only=True):
+    permission: str = "write"
+
+
+class MigrateRepoOption(msgspec.Struct, kw_only=True):
+    """Gitea ``MigrateRepoOptions``: clone ``clone_addr`` into a new repository of the caller."""
+
+    clone_addr: str
+    repo_name: str
+    auth_token: str | None = None
+    mirror: bool = False
+    private: bool = False
+    description: str = ""
+    mirror_interval: str | None = None
+
+
+class CreatePushMirrorOption(msgspec.Struct, kw_only=True):
+    """Gitea ``CreatePushMirrorOption``; ``remote_password`` is the peer's access token."""
+
+    remote_address: str
+    remote_username: str | None = None
+    remote_password: str | None = None
+    interval: str | None = None
+    sync_on_commit: bool = True
+
+
+class PayloadUser(msgspec.Struct, kw_only=True):
+    name: str
+    email: str
+    username: str = ""
+
+
+class PayloadCommit(msgspec.Struct, kw_only=True):
+    id: str
+    message: str
+    url: str
+    author: PayloadUser | None
+    committer: PayloadUser | None
+    timestamp: str | None
+
+
+class BranchRead(msgspec.Struct, kw_only=True):
+    name: str
+    commit: PayloadCommit
+    protected: bool
+    user_can_push: bool
+    effective_branch_protection_name: str
+
+
+class TagCommit(msgspec.Struct, kw_only=True):
+    url: str
+    sha: str
+    created: str | None
+
+
+class TagRead(msgspec.Struct, kw_only=True):
+    name: str
+    message: str
+    id: str
+    commit: TagCommit
+    zipball_url: str
+    tarball_url: str

@@ -36,17 +36,17 @@ from litestar.response import Stream
 from litestar.response.base import ASGIResponse
 from litestar.response.streaming import ASGIStreamingResponse
 from litestar.types import Receive, Send
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import access
 from app.security import AuthInfo
-from app.settings import Settings
 from domains.account.models import User
 from forge.access import Allowed, Denied, check_access
 from forge.config import ForgeConfig
+from forge.deps import DEPENDENCIES
 from forge.process import Child, spawn
+from forge.runtime import ForgeRuntime
 from forge.services import OWNER_NAME, RepoService, repo_name_problem
-from forge.storage import RepoStore, server_config
+from forge.storage import server_config
 
 log = logging.getLogger("rose_ash.forge.http")
 
@@ -60,63 +60,6 @@ NO_CACHE = {
 # Gitea's header-injection guard for Git-Protocol (go-gitea/gitea#4002), see design/forge.md §4.
 GIT_PROTOCOL = re.compile(r"^[0-9a-zA-Z]+=[0-9a-zA-Z]+(:[0-9a-zA-Z]+=[0-9a-zA-Z]+)*$")
 CHUNK = 256 * 1024
-
-
-# -- per-process state -----------------------------------------------------------------------------
-@dataclass
-class Limiter:
-    """Counts git children per process and per repository; refuses instead of queueing (429)."""
-
-    total: int
-    per_repo: int
-    running: int = 0
-    by_repo: dict[uuid.UUID, int] = field(default_factory=dict)
-
-    def try_acquire(self, repo_id: uuid.UUID) -> Slot | None:
-        if self.running >= self.total or self.by_repo.get(repo_id, 0) >= self.per_repo:
-            return None
-        self.running += 1
-        self.by_repo[repo_id] = self.by_repo.get(repo_id, 0) + 1
-        return Slot(self, repo_id)
-
-
-@dataclass
-class Slot:
-    limiter: Limiter
-    repo_id: uuid.UUID
-    released: bool = False
-
-    def release(self) -> None:
-        if self.released:
-            return
-        self.released = True
-        self.limiter.running -= 1
-        left = self.limiter.by_repo.get(self.repo_id, 1) - 1
-        if left > 0:
-            self.limiter.by_repo[self.repo_id] = left
-        else:
-            self.limiter.by_repo.pop(self.repo_id, None)
-
-
-@dataclass
-class ForgeRuntime:
-    config: ForgeConfig
-    store: RepoStore
-    limiter: Limiter
-
-
-_runtimes: dict[Path, ForgeRuntime] = {}
-
-
-def runtime_for(settings: Settings) -> ForgeRuntime:
-    """One runtime (config, store, limiter) per data directory, created on first use."""
-    rt = _runtimes.get(settings.data_dir)
-    if rt is None:
-        config = ForgeConfig.from_settings(settings, state_dir=settings.data_dir / "forge")
-        rt = ForgeRuntime(config, RepoStore(settings.repos_dir, config),
-                          Limiter(config.max_concurrent, config.max_per_repo))
-        _runtimes[settings.data_dir] = rt
-    return rt
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -376,12 +319,11 @@ class GitStream(Stream):
 
 
 # -- handlers ------------------------------------------------------------------------------
-async def _authorize(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
-                     repo: str, service: str) -> tuple[ForgeRuntime, Allowed] | Response[str]:
+async def _authorize(request: Request[Any, Any, Any], repo_service: RepoService, rt: ForgeRuntime, owner: str,
+                     repo: str, service: str) -> Allowed | Response[str]:
     names = split_repo(owner, repo)
     if names is None or unsafe_raw_path(request):
         return plain(404, "Repository not found.")
-    rt = runtime_for(settings)
     user: User | None = request.scope.get("user")  # type: ignore[assignment]
     auth = request.scope.get("auth")
     # An admin's use of admin-only access is audited once per git operation: a fetch at its ref
@@ -389,7 +331,7 @@ async def _authorize(request: Request[Any, Any, Any], db_session: AsyncSession, 
     push = service == "git-receive-pack"
     audit = ("git push" if push and request.method == "POST" else
              "git fetch" if not push and request.method == "GET" else "")
-    result = await check_access(RepoService(db_session, rt.store), names[0], names[1], user,
+    result = await check_access(repo_service, names[0], names[1], user,
                                 auth if isinstance(auth, AuthInfo) else None,
                                 "write" if push else "read", audit=audit)
     if isinstance(result, Denied):
@@ -397,7 +339,7 @@ async def _authorize(request: Request[Any, Any, Any], db_session: AsyncSession, 
     if not rt.store.locate(result.repo.id).is_dir():
         log.error("repository %s has a row but no directory", result.repo.id)
         return plain(503, "Repository storage is unavailable.")
-    return rt, result
+    return result
 
 
 def _base_argv(rt: ForgeRuntime, service: str) -> list[str]:
@@ -408,8 +350,8 @@ def _base_argv(rt: ForgeRuntime, service: str) -> list[str]:
 
 
 @get("/{owner:str}/{repo:str}/info/refs", name="forge:info_refs")
-async def info_refs(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
-                    repo: str) -> Response[Any]:
+async def info_refs(request: Request[Any, Any, Any], repo_service: RepoService, forge_runtime: ForgeRuntime,
+                    owner: str, repo: str) -> Response[Any]:
     """``GET $GIT_URL/info/refs?service=<svc>`` (gitprotocol-http(5) "Smart Clients").
 
     v0/v1: ``# service=<svc>`` pkt-line, flush, then git's advertisement; under protocol v2
@@ -422,10 +364,10 @@ async def info_refs(request: Request[Any, Any, Any], db_session: AsyncSession, s
     protocol, ok = git_protocol(request)
     if not ok:
         return plain(400, "Invalid Git-Protocol header.")
-    authorized = await _authorize(request, db_session, settings, owner, repo, service)
-    if isinstance(authorized, Response):
-        return authorized
-    rt, allowed = authorized
+    rt = forge_runtime
+    allowed = await _authorize(request, repo_service, rt, owner, repo, service)
+    if isinstance(allowed, Response):
+        return allowed
     slot = rt.limiter.try_acquire(allowed.repo.id)
     if slot is None:
         return plain(429, "Too many git requests; try again shortly.", {"Retry-After": str(rt.config.retry_after)})
@@ -439,7 +381,7 @@ async def info_refs(request: Request[Any, Any, Any], db_session: AsyncSession, s
     return GitStream(run, media_type=f"application/x-{service}-advertisement", headers=NO_CACHE, status_code=200)
 
 
-async def _service(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
+async def _service(request: Request[Any, Any, Any], repo_service: RepoService, rt: ForgeRuntime, owner: str,
                    repo: str, service: str) -> Response[Any]:
     """``POST $GIT_URL/<svc>`` (gitprotocol-http(5) "Smart Service git-upload-pack/git-receive-pack")."""
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -448,10 +390,9 @@ async def _service(request: Request[Any, Any, Any], db_session: AsyncSession, se
     protocol, ok = git_protocol(request)
     if not ok:
         return plain(400, "Invalid Git-Protocol header.")
-    authorized = await _authorize(request, db_session, settings, owner, repo, service)
-    if isinstance(authorized, Response):
-        return authorized
-    rt, allowed = authorized
+    allowed = await _authorize(request, repo_service, rt, owner, repo, service)
+    if isinstance(allowed, Response):
+        return allowed
     repo_row = allowed.repo
     slot = rt.limiter.try_acquire(repo_row.id)
     if slot is None:
@@ -466,7 +407,7 @@ async def _service(request: Request[Any, Any, Any], db_session: AsyncSession, se
             run = GitRun(argv=[*_base_argv(rt, service), "upload-pack", "--stateless-rpc", str(path)],
                          env=rt.config.git_env(extra), cwd=path, config=rt.config, stdin_bytes=buf.getvalue())
         else:
-            run = await _receive_pack_run(request, db_session, rt, allowed, path, extra, cleanup)
+            run = await _receive_pack_run(request, repo_service, rt, allowed, path, extra, cleanup)
     except BodyError as exc:
         for fn in cleanup:
             fn()
@@ -479,13 +420,12 @@ async def _service(request: Request[Any, Any, Any], db_session: AsyncSession, se
     return GitStream(run, media_type=f"application/x-{service}-result", headers=NO_CACHE, status_code=200)
 
 
-async def _receive_pack_run(request: Request[Any, Any, Any], db_session: AsyncSession, rt: ForgeRuntime,
+async def _receive_pack_run(request: Request[Any, Any, Any], repo_service: RepoService, rt: ForgeRuntime,
                             allowed: Allowed, path: Path, extra: dict[str, str],
                             cleanup: list[Callable[[], None]]) -> GitRun:
     """Spool the push to a file, then set up receive-pack with our pre-receive hook and policy."""
     repo_row = allowed.repo
-    service = RepoService(db_session, rt.store)
-    policy = await service.push_policy(repo_row)
+    policy = await repo_service.push_policy(repo_row)
     rt.config.ensure_state()
     spool = tempfile.TemporaryFile(dir=rt.config.tmp_dir)  # noqa: SIM115 - closed by the run's cleanup
     cleanup.append(spool.close)
@@ -526,20 +466,21 @@ async def _receive_pack_run(request: Request[Any, Any, Any], db_session: AsyncSe
 
 
 @post("/{owner:str}/{repo:str}/git-upload-pack", status_code=200, name="forge:upload_pack")
-async def upload_pack(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
-                      repo: str) -> Response[Any]:
-    return await _service(request, db_session, settings, owner, repo, "git-upload-pack")
+async def upload_pack(request: Request[Any, Any, Any], repo_service: RepoService, forge_runtime: ForgeRuntime,
+                      owner: str, repo: str) -> Response[Any]:
+    return await _service(request, repo_service, forge_runtime, owner, repo, "git-upload-pack")
 
 
 @post("/{owner:str}/{repo:str}/git-receive-pack", status_code=200, name="forge:receive_pack")
-async def receive_pack(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
-                       repo: str) -> Response[Any]:
-    return await _service(request, db_session, settings, owner, repo, "git-receive-pack")
+async def receive_pack(request: Request[Any, Any, Any], repo_service: RepoService, forge_runtime: ForgeRuntime,
+                       owner: str, repo: str) -> Response[Any]:
+    return await _service(request, repo_service, forge_runtime, owner, repo, "git-receive-pack")
 
 
 git_router = Router(
     path="/forge",
     route_handlers=[info_refs, upload_pack, receive_pack],
+    dependencies=DEPENDENCIES,
     request_max_body_size=None,  # our own cap, on the decoded body (read_body)
     include_in_schema=False,
     opt={"exclude_from_csrf": True, **access.git()},  # Basic/token credentials only, never the cookie

@@ -27,19 +27,21 @@ from typing import Any
 from urllib.parse import quote
 
 from litestar import Controller, Request, Response, Router, get, post
-from litestar.exceptions import NotAuthorizedException, NotFoundException, PermissionDeniedException
+from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import access
-from app.forms import InputProblems, form_data, form_page, see_other
+from app.forms import InputProblems, form_page, parse_form, see_other
 from app.jobs import JobContext
 from app.responses import PRIVATE
-from app.security import AuthInfo, requires_user
+from app.security import requires_user
 from app.settings import Settings
 from domains.account.models import User
-from forge.access import NOT_FOUND, may_see
+from forge.access import NOT_FOUND
+from forge.deps import DEPENDENCIES, provide_repo_service
 from forge.events import PushEvent, on_push
+from forge.guards import load_repo, request_line, viewer
 from forge.mirror import MirrorService, import_repository
 from forge.models import PERMISSIONS, ForgeRepo
 from forge.queries import (
@@ -51,8 +53,17 @@ from forge.queries import (
     user_by_username,
 )
 from forge.remote import MirrorError
-from forge.services import OWNER_NAME, Permission, RepoService, at_least, branch_name_problem, repo_name_problem
-from forge.smart_http import runtime_for
+from forge.schemas import (
+    CHECKED,
+    CollaboratorForm,
+    DeleteRepoForm,
+    MirrorChoiceForm,
+    MirrorForm,
+    NewRepoForm,
+    ProtectionForm,
+    RepoSettingsForm,
+)
+from forge.services import OWNER_NAME, RepoService, at_least, branch_name_problem, repo_name_problem
 from fragments.caching import CachePolicy, conditional_response, weak_etag
 from fragments.pages import public_get
 from fragments.purge import emit_purge
@@ -91,47 +102,6 @@ async def purge_after_push(ctx: JobContext, event: PushEvent) -> None:
         await purge_repo_pages(session, event.repo_id)
 
 
-def _service(db_session: AsyncSession, settings: Settings) -> RepoService:
-    return RepoService(db_session, runtime_for(settings).store)
-
-
-def _viewer(request: Request[Any, Any, Any]) -> tuple[User | None, AuthInfo | None]:
-    """Who is asking. Only called where the answer may depend on it (private pages and repositories)."""
-    user: User | None = request.scope.get("user")
-    auth = request.scope.get("auth")
-    return user, auth if isinstance(auth, AuthInfo) else None
-
-
-async def load_repo(service: RepoService, owner: str, name: str, user: User | None, need: Permission,
-                    auth: AuthInfo | None = None, *, audit: str = "") -> tuple[ForgeRepo, Permission]:
-    """The repository and the caller's permission, or the house error: 404 for an absent
-    repository and for a private one the caller may not see (anonymous included: web and API
-    pages answer the same for both), 401 anonymous on a change, 403 when they may see it but not
-    do ``need``. With ``audit`` (the request, e.g. ``"POST /forge/bob/x/settings"``), an
-    administrator's use of powers they hold only as site admin goes to the audit log."""
-    repo = await service.get_by_owner_and_name(owner, name)
-    if repo is None:
-        raise NotFoundException(NOT_FOUND)
-    permission, own = await service.access(user, repo)
-    if not may_see(repo.is_private, permission, auth):
-        raise NotFoundException(NOT_FOUND)
-    if need != "read":
-        if user is None:
-            raise NotAuthorizedException("Sign in to continue.")
-        scope = "repo:write"
-        if auth is not None and not auth.allows(scope):
-            raise PermissionDeniedException(f"This token lacks the '{scope}' scope.")
-    if not at_least(permission, need):
-        raise PermissionDeniedException("You don't have permission to do that in this repository.")
-    if audit and user is not None and not at_least(own, need):
-        await service.audit_admin_use(user, repo, need, audit)
-    return repo, permission
-
-
-def _request_line(request: Request[Any, Any, Any]) -> str:
-    return f"{request.method} {request.url.path}"
-
-
 def clone_url(settings: Settings, owner: str, repo: ForgeRepo) -> str:
     return f"{settings.base_url}/forge/{owner}/{repo.name}.git"
 
@@ -154,7 +124,7 @@ async def repo_menu(ctx: FragmentContext) -> FragmentData:
     user = ctx.user
     is_admin = False
     if user is not None and owner and name:
-        service = RepoService(ctx.db, runtime_for(ctx.settings).store)
+        service = provide_repo_service(ctx.db, ctx.settings)
         repo = await service.get_by_owner_and_name(owner, name)
         is_admin = repo is not None and at_least(await service.permission(user, repo), "admin")
     return FragmentData({"owner": owner, "name": name, "is_admin": is_admin})
@@ -169,30 +139,30 @@ async def index(request: Request[Any, Any, Any], db_session: AsyncSession) -> Re
 
 
 @get("/forge/{owner:str}", opt=PUBLIC_PAGE_OPT, name="forge:owner", include_in_schema=False)
-async def owner_page(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
+async def owner_page(request: Request[Any, Any, Any], db_session: AsyncSession, repo_service: RepoService,
                      owner: str) -> Response[bytes]:
     user = await user_by_username(db_session, owner) if OWNER_NAME.match(owner) else None
     if user is None or not user.is_active:
         raise NotFoundException("No such user.")
-    repos = [r for r in await _service(db_session, settings).list_for_owner(user) if not r.is_private]
+    repos = [r for r in await repo_service.list_for_owner(user) if not r.is_private]
     html = _render(request, "forge/owner.html", {"owner": user, "repos": repos})
     return conditional_response(request, html, CachePolicy.PUBLIC, surrogate_keys=["forge", f"forge-user-{user.id}"])
 
 
 @get("/forge/{owner:str}/{repo:str}", opt={"exclude_from_csrf": True}, name="forge:repo", include_in_schema=False)
-async def repo_page(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings, owner: str,
+async def repo_page(request: Request[Any, Any, Any], repo_service: RepoService, settings: Settings, owner: str,
                     repo: str) -> Response[Any]:
     if repo.endswith(".git") and not repo_name_problem(repo[:-4]):
         return Redirect(f"/forge/{quote(owner)}/{quote(repo[:-4])}", status_code=301)
-    service = _service(db_session, settings)
+    service = repo_service
     row = await service.get_by_owner_and_name(owner, repo)
     if row is None:
         raise NotFoundException(NOT_FOUND)
     policy = CachePolicy.PUBLIC
     if row.is_private:
         # Only here does the page depend on who asks; it is then private, never cached.
-        user, auth = _viewer(request)
-        row, _perm = await load_repo(service, owner, repo, user, "read", auth, audit=_request_line(request))
+        user, auth = viewer(request)
+        row, _perm = await load_repo(service, owner, repo, user, "read", auth, audit=request_line(request))
         policy = CachePolicy.PRIVATE
     etag = weak_etag("forge-repo", PAGE_REVISION, str(row.id), str(row.ref_version), row.updated_at.isoformat())
     keys = _repo_keys(row)
@@ -243,26 +213,26 @@ class NewRepoController(Controller):
         return Template("forge/new.html", context={"values": {"default_branch": "main"}, "errors": {}})
 
     @post("/", status_code=303)
-    async def create(self, request: Request[User, Any, Any], db_session: AsyncSession,
-                     settings: Settings) -> Template | Redirect:
-        data = await form_data(request)
+    async def create(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
+                     repo_service: RepoService) -> Template | Redirect:
+        form = await parse_form(request, NewRepoForm)
         values: dict[str, Any] = {
-            "name": str(data.get("name", "")).strip(),
-            "description": str(data.get("description", "")),
-            "visibility": "private" if data.get("visibility") == "private" else "public",
-            "default_branch": str(data.get("default_branch", "") or "main").strip(),
+            "name": form.name.strip(),
+            "description": form.description,
+            "visibility": "private" if form.visibility == "private" else "public",
+            "default_branch": (form.default_branch or "main").strip(),
+            "import_url": form.import_url.strip(),
+            "mirror": form.mirror == CHECKED,
         }
-        import_url = str(data.get("import_url", "")).strip()
-        values.update(import_url=import_url, mirror=data.get("mirror") == "on")
-        service = _service(db_session, settings)
         try:
-            if import_url:  # clone from another forge (and keep pulling it): the default branch follows the remote
+            # Clone from another forge (and keep pulling it): the default branch follows the remote.
+            if values["import_url"]:
                 repo = await import_repository(
-                    service, settings, request.user, values["name"], import_url,
-                    str(data.get("import_token", "")).strip() or None, mirror=bool(values["mirror"]),
+                    repo_service, settings, request.user, values["name"], values["import_url"],
+                    form.import_token.strip() or None, mirror=values["mirror"],
                     description=values["description"], private=values["visibility"] == "private")
             else:
-                repo = await service.create(
+                repo = await repo_service.create(
                     request.user, values["name"], description=values["description"],
                     private=values["visibility"] == "private", default_branch=values["default_branch"])
         except InputProblems as exc:
@@ -279,14 +249,12 @@ class SettingsController(Controller):
     cache_control = PRIVATE
     include_in_schema = False
 
-    async def _load(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
-                    owner: str, repo: str) -> tuple[RepoService, ForgeRepo]:
-        service = _service(db_session, settings)
-        user, auth = _viewer(request)
-        row, _perm = await load_repo(service, owner, repo, user, "admin", auth, audit=_request_line(request))
-        return service, row
+    async def _load(self, request: Request[User, Any, Any], service: RepoService, owner: str, repo: str) -> ForgeRepo:
+        user, auth = viewer(request)
+        row, _perm = await load_repo(service, owner, repo, user, "admin", auth, audit=request_line(request))
+        return row
 
-    async def _page(self, service: RepoService, settings: Settings, repo: ForgeRepo, *,
+    async def _page(self, service: RepoService, mirrors: MirrorService, repo: ForgeRepo, *,
                     errors: dict[str, str] | None = None, values: dict[str, Any] | None = None,
                     status: int = 200) -> Template:
         owner = await service.db.get(User, repo.owner_id)
@@ -297,7 +265,7 @@ class SettingsController(Controller):
             "branches": [r.name.removeprefix("refs/heads/") for r in refs],
             "collaborators": await service.list_collaborators(repo),
             "protections": await service.protections(repo),
-            "mirrors": await MirrorService(service.db, service.store, settings).list_for(repo),
+            "mirrors": await mirrors.list_for(repo),
             "permissions": PERMISSIONS,
             "values": values or {},
         }
@@ -310,149 +278,150 @@ class SettingsController(Controller):
         return see_other(f"/forge/{owner}/{repo.name}/settings", request, message)
 
     @get("/", name="forge:settings")
-    async def show(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
+    async def show(self, request: Request[User, Any, Any], repo_service: RepoService, mirror_service: MirrorService,
                    owner: str, repo: str) -> Template:
-        service, row = await self._load(request, db_session, settings, owner, repo)
-        return await self._page(service, settings, row)
+        row = await self._load(request, repo_service, owner, repo)
+        return await self._page(repo_service, mirror_service, row)
 
     @post("/", status_code=303)
-    async def save(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
-                   owner: str, repo: str) -> Template | Redirect:
-        service, row = await self._load(request, db_session, settings, owner, repo)
-        data = await form_data(request)
-        description = str(data.get("description", ""))
-        visibility = str(data.get("visibility", "public"))
-        branch = str(data.get("default_branch", row.default_branch)).strip()
-        values = {"description": description, "visibility": visibility, "default_branch": branch}
+    async def save(self, request: Request[User, Any, Any], db_session: AsyncSession, repo_service: RepoService,
+                   mirror_service: MirrorService, owner: str, repo: str) -> Template | Redirect:
+        row = await self._load(request, repo_service, owner, repo)
+        form = await parse_form(request, RepoSettingsForm)
+        branch = (row.default_branch if form.default_branch is None else form.default_branch).strip()
+        values = {"description": form.description, "visibility": form.visibility, "default_branch": branch}
         errors: dict[str, str] = {}
-        if visibility not in {"public", "private"}:
+        if form.visibility not in {"public", "private"}:
             errors["visibility"] = "Choose public or private."
         if problem := branch_name_problem(branch):
             errors["default_branch"] = problem
-        if len(description) > 2000:
+        if len(form.description) > 2000:
             errors["description"] = "Use 2,000 characters at most."
         if errors:  # checked before the row is touched, so a re-render shows the saved values
-            return await self._page(service, settings, row, values=values, status=422, errors=errors)
-        await service.update_settings(row, description=description, private=visibility == "private",
-                                      allow_force_push=data.get("allow_force_push") == "on", default_branch=branch)
+            return await self._page(repo_service, mirror_service, row, values=values, status=422, errors=errors)
+        await repo_service.update_settings(row, description=form.description, private=form.visibility == "private",
+                                           allow_force_push=form.allow_force_push == CHECKED, default_branch=branch)
         return await self._back(request, db_session, owner, row, "Settings saved.")
 
     @post("/collaborators", status_code=303)
     async def add_collaborator(self, request: Request[User, Any, Any], db_session: AsyncSession,
-                               settings: Settings, owner: str, repo: str) -> Template | Redirect:
-        service, row = await self._load(request, db_session, settings, owner, repo)
-        data = await form_data(request)
-        username = str(data.get("username", "")).strip().lstrip("@")
-        permission = str(data.get("permission", "write"))
-        values = {"collaborator": username, "permission": permission}
+                               repo_service: RepoService, mirror_service: MirrorService, owner: str,
+                               repo: str) -> Template | Redirect:
+        row = await self._load(request, repo_service, owner, repo)
+        form = await parse_form(request, CollaboratorForm)
+        username = form.username.strip().lstrip("@")
+        values = {"collaborator": username, "permission": form.permission}
         member = await user_by_username(db_session, username)
         if member is None or not member.is_active:
-            return await self._page(service, settings, row, values=values, status=422,
+            return await self._page(repo_service, mirror_service, row, values=values, status=422,
                                     errors={"collaborator": "No member has that username."})
-        if permission not in PERMISSIONS:
-            return await self._page(service, settings, row, values=values, status=422,
+        if form.permission not in PERMISSIONS:
+            return await self._page(repo_service, mirror_service, row, values=values, status=422,
                                     errors={"permission": "Choose read, write or admin."})
         try:
-            await service.add_collaborator(row, member, permission)  # type: ignore[arg-type]
+            await repo_service.add_collaborator(row, member, form.permission)  # type: ignore[arg-type]
         except InputProblems as exc:
             errors = {("collaborator" if k == "user" else k): v for k, v in exc.errors.items()}
-            return await self._page(service, settings, row, values=values, errors=errors, status=exc.status)
-        return await self._back(request, db_session, owner, row, f"{member.username} now has {permission} access.")
+            return await self._page(repo_service, mirror_service, row, values=values, errors=errors,
+                                    status=exc.status)
+        return await self._back(request, db_session, owner, row,
+                                f"{member.username} now has {form.permission} access.")
 
     @post("/collaborators/remove", status_code=303)
     async def remove_collaborator(self, request: Request[User, Any, Any], db_session: AsyncSession,
-                                  settings: Settings, owner: str, repo: str) -> Template | Redirect:
-        service, row = await self._load(request, db_session, settings, owner, repo)
-        data = await form_data(request)
-        member = await user_by_username(db_session, str(data.get("username", "")).strip())
-        if member is None or not await service.remove_collaborator(row, member):
-            return await self._page(service, settings, row, status=422,
+                                  repo_service: RepoService, mirror_service: MirrorService, owner: str,
+                                  repo: str) -> Template | Redirect:
+        row = await self._load(request, repo_service, owner, repo)
+        form = await parse_form(request, CollaboratorForm)
+        member = await user_by_username(db_session, form.username.strip())
+        if member is None or not await repo_service.remove_collaborator(row, member):
+            return await self._page(repo_service, mirror_service, row, status=422,
                                     errors={"collaborator": "That member is not a collaborator."})
         return await self._back(request, db_session, owner, row, f"Removed {member.username}.")
 
     @post("/protection", status_code=303)
-    async def protect(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
-                      owner: str, repo: str) -> Template | Redirect:
-        service, row = await self._load(request, db_session, settings, owner, repo)
-        data = await form_data(request)
-        pattern = str(data.get("pattern", "")).strip()
+    async def protect(self, request: Request[User, Any, Any], db_session: AsyncSession, repo_service: RepoService,
+                      mirror_service: MirrorService, owner: str, repo: str) -> Template | Redirect:
+        row = await self._load(request, repo_service, owner, repo)
+        form = await parse_form(request, ProtectionForm)
+        pattern = form.pattern.strip()
         probe = pattern.replace("*", "x").replace("?", "x").replace("[", "x").replace("]", "x")
         if not pattern or len(pattern) > 200 or branch_name_problem(probe):
-            return await self._page(service, settings, row, values={"pattern": pattern}, status=422,
+            return await self._page(repo_service, mirror_service, row, values={"pattern": pattern}, status=422,
                                     errors={"pattern": "Enter a branch name or a pattern such as release/*."})
-        await service.protect_branch(row, pattern, allow_deletion=data.get("allow_deletion") == "on")
+        await repo_service.protect_branch(row, pattern, allow_deletion=form.allow_deletion == CHECKED)
         return await self._back(request, db_session, owner, row, f"Branches matching {pattern} are protected.")
 
     @post("/protection/remove", status_code=303)
-    async def unprotect(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
-                        owner: str, repo: str) -> Template | Redirect:
-        service, row = await self._load(request, db_session, settings, owner, repo)
-        data = await form_data(request)
-        pattern = str(data.get("pattern", ""))
-        if not await service.unprotect_branch(row, pattern):
-            return await self._page(service, settings, row, status=422,
+    async def unprotect(self, request: Request[User, Any, Any], db_session: AsyncSession, repo_service: RepoService,
+                        mirror_service: MirrorService, owner: str, repo: str) -> Template | Redirect:
+        row = await self._load(request, repo_service, owner, repo)
+        form = await parse_form(request, ProtectionForm)
+        if not await repo_service.unprotect_branch(row, form.pattern):
+            return await self._page(repo_service, mirror_service, row, status=422,
                                     errors={"pattern": "No such protection rule."})
-        return await self._back(request, db_session, owner, row, f"Removed the protection of {pattern}.")
+        return await self._back(request, db_session, owner, row, f"Removed the protection of {form.pattern}.")
 
     @post("/mirrors", status_code=303)
-    async def add_mirror(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
-                         owner: str, repo: str) -> Template | Redirect:
-        service, row = await self._load(request, db_session, settings, owner, repo)
-        data = await form_data(request)
-        direction = str(data.get("direction", "pull"))
-        url = str(data.get("remote_url", "")).strip()
-        token = str(data.get("token", "")).strip() or None
-        values = {"direction": direction, "remote_url": url, "interval": str(data.get("interval", "3600"))}
+    async def add_mirror(self, request: Request[User, Any, Any], db_session: AsyncSession, repo_service: RepoService,
+                         mirror_service: MirrorService, owner: str, repo: str) -> Template | Redirect:
+        row = await self._load(request, repo_service, owner, repo)
+        form = await parse_form(request, MirrorForm)
+        url = form.remote_url.strip()
+        values = {"direction": form.direction, "remote_url": url, "interval": form.interval}
         try:
-            interval = int(values["interval"])
-            await MirrorService(db_session, service.store, settings).add(
-                row, direction=direction, remote_url=url, token=token, interval_seconds=interval)
+            interval = int(form.interval)
+            await mirror_service.add(row, direction=form.direction, remote_url=url,
+                                     token=form.token.strip() or None, interval_seconds=interval)
         except ValueError:
-            return await self._page(service, settings, row, values=values, status=422,
+            return await self._page(repo_service, mirror_service, row, values=values, status=422,
                                     errors={"interval": "Enter a number of seconds."})
         except InputProblems as exc:
-            return await self._page(service, settings, row, values=values, errors=exc.errors, status=exc.status)
+            return await self._page(repo_service, mirror_service, row, values=values, errors=exc.errors,
+                                    status=exc.status)
         return await self._back(request, db_session, owner, row, "Mirror saved; the first sync is queued.")
 
     @post("/mirrors/remove", status_code=303)
-    async def remove_mirror(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
-                            owner: str, repo: str) -> Template | Redirect:
-        service, row = await self._load(request, db_session, settings, owner, repo)
-        data = await form_data(request)
-        mirrors = MirrorService(db_session, service.store, settings)
-        if not await mirrors.remove(row, str(data.get("mirror_id", ""))):
-            return await self._page(service, settings, row, status=422, errors={"mirror": "No such mirror."})
+    async def remove_mirror(self, request: Request[User, Any, Any], db_session: AsyncSession,
+                            repo_service: RepoService, mirror_service: MirrorService, owner: str,
+                            repo: str) -> Template | Redirect:
+        row = await self._load(request, repo_service, owner, repo)
+        form = await parse_form(request, MirrorChoiceForm)
+        if not await mirror_service.remove(row, form.mirror_id):
+            return await self._page(repo_service, mirror_service, row, status=422,
+                                    errors={"mirror": "No such mirror."})
         return await self._back(request, db_session, owner, row, "Mirror removed.")
 
     @post("/mirrors/sync", status_code=303)
-    async def sync_mirror(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
-                          owner: str, repo: str) -> Template | Redirect:
-        service, row = await self._load(request, db_session, settings, owner, repo)
-        data = await form_data(request)
-        mirrors = MirrorService(db_session, service.store, settings)
+    async def sync_mirror(self, request: Request[User, Any, Any], db_session: AsyncSession,
+                          repo_service: RepoService, mirror_service: MirrorService, owner: str,
+                          repo: str) -> Template | Redirect:
+        row = await self._load(request, repo_service, owner, repo)
+        form = await parse_form(request, MirrorChoiceForm)
         try:
-            await mirrors.schedule_now(row, str(data.get("mirror_id", "")))
+            await mirror_service.schedule_now(row, form.mirror_id)
         except MirrorError as exc:
-            return await self._page(service, settings, row, status=422, errors={"mirror": str(exc)})
+            return await self._page(repo_service, mirror_service, row, status=422, errors={"mirror": str(exc)})
         return await self._back(request, db_session, owner, row, "Sync queued.")
 
     @post("/delete", status_code=303)
-    async def delete(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
-                     owner: str, repo: str) -> Template | Redirect:
-        service, row = await self._load(request, db_session, settings, owner, repo)
-        data = await form_data(request)
-        if str(data.get("confirm", "")).strip() != row.name:
-            return await self._page(service, settings, row, status=422, values={"confirm": data.get("confirm", "")},
+    async def delete(self, request: Request[User, Any, Any], db_session: AsyncSession, repo_service: RepoService,
+                     mirror_service: MirrorService, owner: str, repo: str) -> Template | Redirect:
+        row = await self._load(request, repo_service, owner, repo)
+        form = await parse_form(request, DeleteRepoForm)
+        if form.confirm.strip() != row.name:
+            return await self._page(repo_service, mirror_service, row, status=422, values={"confirm": form.confirm},
                                     errors={"confirm": f"Type {row.name} to confirm."})
         name = row.name
         await purge_repo_pages(db_session, row.id, row.owner_id)
-        await service.delete(row)
+        await repo_service.delete(row)
         # To a private page: public pages never read the session, so the flash shows there.
         return see_other("/account", request, f"Deleted {owner}/{name}.")
 
 
 router = Router(
     path="/",
+    dependencies=DEPENDENCIES,
     opt=access.public(owner="repo"),  # a private repository is shown to those who may see it
     route_handlers=[
         index, owner_page, repo_page,

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.account.models import User
+from forge.runtime import runtime_for
 from forge.services import RepoService
-from forge.smart_http import runtime_for
 
 pytestmark = pytest.mark.anyio
 

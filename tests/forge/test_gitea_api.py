@@ -175,8 +175,8 @@ def _git(*args: str, cwd: Path | None = None) -> str:
 
 async def test_branches_and_tags(client: Any, tokens: dict[str, str], settings: Settings,
                                  db_session: AsyncSession, tmp_path: Path) -> None:
+    from forge.runtime import runtime_for
     from forge.services import RepoService
-    from forge.smart_http import runtime_for
 
     await create(client, tokens["alice"], "code")
     service = RepoService(db_session, runtime_for(settings).store)
@@ -225,8 +225,8 @@ async def test_branches_and_tags(client: Any, tokens: dict[str, str], settings: 
 
 async def test_paging_like_gitea(client: Any, tokens: dict[str, str], settings: Settings,
                                  db_session: AsyncSession, tmp_path: Path) -> None:
+    from forge.runtime import runtime_for
     from forge.services import RepoService
-    from forge.smart_http import runtime_for
 
     await create(client, tokens["alice"], "many")
     service = RepoService(db_session, runtime_for(settings).store)

@@ -267,7 +267,7 @@ def test_unreachable_remote_leaves_nothing_and_no_secret_leaks(pair: tuple[Forge
         from app.settings import Settings
         from forge.mirror import MirrorService
         from forge.mirror_models import ForgeMirror
-        from forge.smart_http import runtime_for
+        from forge.runtime import runtime_for
 
         settings = Settings.from_env(b.server.env)
         row = (await session.execute(select(ForgeMirror).where(

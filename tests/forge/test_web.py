@@ -44,8 +44,8 @@ def git(*args: str, cwd: Path | None = None) -> str:
 async def seed_commits(settings: Settings, db_session: AsyncSession, owner: str, name: str, tmp: Path,
                        files: dict[str, str]) -> str:
     """Commit ``files`` and push them straight into the bare repository, then sync the ref mirror."""
+    from forge.runtime import runtime_for
     from forge.services import RepoService
-    from forge.smart_http import runtime_for
 
     service = RepoService(db_session, runtime_for(settings).store)
     repo = await service.get_by_owner_and_name(owner, name)
