@@ -6,14 +6,14 @@ from typing import Any
 from uuid import UUID
 
 from litestar import Controller, Request, get, post
-from litestar.datastructures import CacheControlHeader
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.forms import see_other
+from app.responses import PRIVATE
 from app.security import requires_user
 from domains.account.models import User
+from federation.oauth.deps import DEPENDENCIES
 from federation.oauth.scopes import SCOPE_TEXT
 from federation.oauth.store import OAuthStore
 
@@ -21,15 +21,16 @@ from federation.oauth.store import OAuthStore
 class ApplicationsController(Controller):
     path = "/account/settings/applications"
     guards = [requires_user]
-    cache_control = CacheControlHeader(private=True, no_store=True)
+    cache_control = PRIVATE
+    dependencies = DEPENDENCIES
 
     @get("/", name="oauth:applications")
-    async def applications(self, request: Request[User, Any, Any], db_session: AsyncSession) -> Template:
-        apps = await OAuthStore(db_session).authorised_apps(request.user)
+    async def applications(self, request: Request[User, Any, Any], oauth_store: OAuthStore) -> Template:
+        apps = await oauth_store.authorised_apps(request.user)
         return Template("oauth/applications.html", context={"apps": apps, "scope_text": SCOPE_TEXT})
 
     @post("/{client_pk:uuid}/revoke", status_code=303)
-    async def revoke(self, request: Request[User, Any, Any], db_session: AsyncSession, client_pk: UUID) -> Redirect:
-        if not await OAuthStore(db_session).revoke_app(request.user, client_pk):
+    async def revoke(self, request: Request[User, Any, Any], oauth_store: OAuthStore, client_pk: UUID) -> Redirect:
+        if not await oauth_store.revoke_app(request.user, client_pk):
             raise NotFoundException("You have not authorised that application.")
         return see_other("/account/settings/applications", request, "Access revoked. The application was signed out.")

@@ -6,37 +6,40 @@ from typing import Any
 from uuid import UUID
 
 from litestar import Controller, Request, get, post
-from litestar.datastructures import CacheControlHeader
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import audit
-from app.forms import as_list, form_data, form_page, see_other
+from app.forms import form_page, parse_form, see_other
+from app.responses import PRIVATE
 from app.security import requires_admin
 from app.settings import Settings
 from domains.account.models import User
+from federation.oauth.deps import DEPENDENCIES
 from federation.oauth.models import OAuthClient
 from federation.oauth.registration import redirect_uri_problem
+from federation.oauth.schemas import CHECKED, ClientForm, RegistrationSwitchForm
 from federation.oauth.scopes import SCOPE_TEXT
 from federation.oauth.store import OAuthStore
 
 
-def _lines(value: Any) -> list[str]:
-    return [line.strip() for line in str(value or "").splitlines() if line.strip()]
+def _lines(value: str) -> list[str]:
+    return [line.strip() for line in value.splitlines() if line.strip()]
 
 
-def parse_client_form(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+def check_client_form(form: ClientForm) -> tuple[dict[str, Any], dict[str, str]]:
+    """The form as the values the page shows again, and what is wrong with them."""
     values: dict[str, Any] = {
-        "name": str(data.get("name", "")).strip(),
-        "redirect_uris": _lines(data.get("redirect_uris")),
-        "post_logout_redirect_uris": _lines(data.get("post_logout_redirect_uris")),
-        "scopes": as_list(data.get("scopes")),
-        "first_party": data.get("first_party") == "on",
-        "public": data.get("public") == "on",
-        "disabled": data.get("disabled") == "on",
-        "alg": str(data.get("alg", "RS256")),
-        "frontchannel_logout_uri": str(data.get("frontchannel_logout_uri", "")).strip(),
+        "name": form.name.strip(),
+        "redirect_uris": _lines(form.redirect_uris),
+        "post_logout_redirect_uris": _lines(form.post_logout_redirect_uris),
+        "scopes": [] if form.scopes == [""] else form.scopes,  # a lone empty field is no choice
+        "first_party": form.first_party == CHECKED,
+        "public": form.public == CHECKED,
+        "disabled": form.disabled == CHECKED,
+        "alg": form.alg,
+        "frontchannel_logout_uri": form.frontchannel_logout_uri.strip(),
     }
     errors: dict[str, str] = {}
     if not values["name"] or len(values["name"]) > 100:
@@ -61,12 +64,12 @@ def parse_client_form(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, s
 class ClientAdminController(Controller):
     path = "/oauth/admin/clients"
     guards = [requires_admin]
-    cache_control = CacheControlHeader(private=True, no_store=True)
+    cache_control = PRIVATE
+    dependencies = DEPENDENCIES
 
-    async def _index(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings, *,
+    async def _index(self, request: Request[User, Any, Any], store: OAuthStore, settings: Settings, *,
                      values: dict[str, Any] | None = None, errors: dict[str, str] | None = None,
                      status: int = 200) -> Template:
-        store = OAuthStore(db_session)
         new_secret = request.session.pop("new_client_secret", None) if request.session else None
         return Template("oauth/admin_clients.html", status_code=status, context={
             "clients": await store.list_clients(),
@@ -79,16 +82,16 @@ class ClientAdminController(Controller):
         })
 
     @get("/", name="oauth:admin-clients")
-    async def index(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings) -> Template:
-        return await self._index(request, db_session, settings)
+    async def index(self, request: Request[User, Any, Any], oauth_store: OAuthStore, settings: Settings) -> Template:
+        return await self._index(request, oauth_store, settings)
 
     @post("/", status_code=303)
-    async def create(self, request: Request[User, Any, Any], db_session: AsyncSession,
+    async def create(self, request: Request[User, Any, Any], oauth_store: OAuthStore,
                      settings: Settings) -> Template | Redirect:
-        values, errors = parse_client_form(await form_data(request))
+        values, errors = check_client_form(await parse_form(request, ClientForm))
         if errors:
-            return await self._index(request, db_session, settings, values=values, errors=errors, status=422)
-        client, secret = await OAuthStore(db_session).create_client(
+            return await self._index(request, oauth_store, settings, values=values, errors=errors, status=422)
+        client, secret = await oauth_store.create_client(
             name=values["name"], redirect_uris=values["redirect_uris"], public=values["public"],
             scope=" ".join(values["scopes"]), first_party=values["first_party"],
             post_logout_redirect_uris=values["post_logout_redirect_uris"], id_token_alg=values["alg"],
@@ -100,14 +103,14 @@ class ClientAdminController(Controller):
                          f"Registered {client.name}. Client id: {client.client_id}")
 
     @post("/registration", status_code=303)
-    async def registration(self, request: Request[User, Any, Any], db_session: AsyncSession) -> Redirect:
-        on = (await form_data(request)).get("enabled") == "on"
-        await OAuthStore(db_session).set_setting("dynamic_registration", "on" if on else "off")
+    async def registration(self, request: Request[User, Any, Any], oauth_store: OAuthStore) -> Redirect:
+        on = (await parse_form(request, RegistrationSwitchForm)).enabled == CHECKED
+        await oauth_store.set_setting("dynamic_registration", "on" if on else "off")
         return see_other("/oauth/admin/clients", request,
                          f"Dynamic client registration is {'on' if on else 'off'}.")
 
-    async def _client(self, db_session: AsyncSession, pk: UUID) -> OAuthClient:
-        client = await OAuthStore(db_session).client_by_pk(pk)
+    async def _client(self, store: OAuthStore, pk: UUID) -> OAuthClient:
+        client = await store.client_by_pk(pk)
         if client is None:
             raise NotFoundException("No such client.")
         return client
@@ -121,8 +124,8 @@ class ClientAdminController(Controller):
         }
 
     @get("/{pk:uuid}", name="oauth:admin-client")
-    async def edit_form(self, request: Request[User, Any, Any], db_session: AsyncSession, pk: UUID) -> Template:
-        client = await self._client(db_session, pk)
+    async def edit_form(self, request: Request[User, Any, Any], oauth_store: OAuthStore, pk: UUID) -> Template:
+        client = await self._client(oauth_store, pk)
         new_secret = request.session.pop("new_client_secret", None) if request.session else None
         return Template("oauth/admin_client.html", context={
             "client": client, "values": self._values(client), "errors": {}, "scopes": SCOPE_TEXT,
@@ -130,9 +133,10 @@ class ClientAdminController(Controller):
         })
 
     @post("/{pk:uuid}", status_code=303)
-    async def edit(self, request: Request[User, Any, Any], db_session: AsyncSession, pk: UUID) -> Template | Redirect:
-        client = await self._client(db_session, pk)
-        values, errors = parse_client_form(await form_data(request))
+    async def edit(self, request: Request[User, Any, Any], db_session: AsyncSession, oauth_store: OAuthStore,
+                   pk: UUID) -> Template | Redirect:
+        client = await self._client(oauth_store, pk)
+        values, errors = check_client_form(await parse_form(request, ClientForm))
         if errors:
             return form_page("oauth/admin_client.html", {"client": client, "values": values, "scopes": SCOPE_TEXT,
                                                         "new_secret": None}, errors, 422)
@@ -152,11 +156,12 @@ class ClientAdminController(Controller):
         return see_other(f"/oauth/admin/clients/{client.id}", request, "Client saved.")
 
     @post("/{pk:uuid}/secret", status_code=303)
-    async def reset_secret(self, request: Request[User, Any, Any], db_session: AsyncSession, pk: UUID) -> Redirect:
-        client = await self._client(db_session, pk)
+    async def reset_secret(self, request: Request[User, Any, Any], db_session: AsyncSession, oauth_store: OAuthStore,
+                           pk: UUID) -> Redirect:
+        client = await self._client(oauth_store, pk)
         if client.is_public:
             raise NotFoundException("Public clients have no secret.")
-        secret = await OAuthStore(db_session).reset_secret(client)
+        secret = await oauth_store.reset_secret(client)
         await audit.record(db_session, request.user, "oauth.client.secret", f"OAuth client {client.name} "
                            f"({client.client_id})", "new secret issued; the old one stopped working",
                            subject_id=client.created_by_id)

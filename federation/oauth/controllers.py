@@ -16,11 +16,14 @@ from litestar.exceptions import ClientException
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.forms import parse_form
 from app.security import requires_user
 from app.sessions import rotate_session_id
 from app.settings import Settings
 from domains.account.models import User
+from federation.oauth.deps import DEPENDENCIES
 from federation.oauth.registration import register_client
+from federation.oauth.schemas import ConsentForm, LogoutConfirmForm
 from federation.oauth.scopes import NEVER_TEXT, SCOPE_TEXT, describe, split_scope
 from federation.oauth.server import (
     ClientView,
@@ -177,7 +180,7 @@ async def authorize(request: Request[Any, Any, Any], db_session: AsyncSession, s
             })
         grant_user: User | None = user
     else:
-        approved = (await request.form()).get("decision") == "allow"
+        approved = (await parse_form(request, ConsentForm)).decision == "allow"
         grant_user = user if approved else None
         if approved and not client.row.is_first_party:
             await ctx.store.grant_consent(user, client.row, scopes)
@@ -234,13 +237,14 @@ def _bearer_error(status: int, error: str, description: str) -> Response[Any]:
     )
 
 
-@route("/oauth/userinfo", http_method=["GET", "POST"], name="oauth:userinfo", opt=MACHINE, status_code=200)
-async def userinfo(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Response[Any]:
+@route("/oauth/userinfo", http_method=["GET", "POST"], name="oauth:userinfo", opt=MACHINE, status_code=200,
+       dependencies=DEPENDENCIES)
+async def userinfo(request: Request[Any, Any, Any], oauth_store: OAuthStore, settings: Settings) -> Response[Any]:
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         return Response({"error": "invalid_request"}, status_code=401,
                         headers={"WWW-Authenticate": 'Bearer realm="Rose Ash"', "Cache-Control": "no-store"})
-    found = await OAuthStore(db_session).authenticate_access_token(value.strip())
+    found = await oauth_store.authenticate_access_token(value.strip())
     if found is None or found[2] is None:
         return _bearer_error(401, "invalid_token", "The access token is invalid, expired or revoked.")
     row, user = found[0], found[2]
@@ -252,13 +256,13 @@ async def userinfo(request: Request[Any, Any, Any], db_session: AsyncSession, se
 # --- discovery and keys ----------------------------------------------------------------------------
 
 
-async def _registration_open(db_session: AsyncSession, settings: Settings) -> bool:
+async def _registration_open(store: OAuthStore, settings: Settings) -> bool:
     if not settings.oauth_dynamic_registration:
         return False
-    return await OAuthStore(db_session).get_setting("dynamic_registration") != "off"
+    return await store.get_setting("dynamic_registration") != "off"
 
 
-async def server_metadata(db_session: AsyncSession, settings: Settings) -> dict[str, Any]:
+async def server_metadata(store: OAuthStore, settings: Settings) -> dict[str, Any]:
     base = settings.base_url
     meta: dict[str, Any] = {
         "issuer": base,
@@ -287,7 +291,7 @@ async def server_metadata(db_session: AsyncSession, settings: Settings) -> dict[
         "frontchannel_logout_session_supported": True,
         "service_documentation": f"{base}/",
     }
-    if await _registration_open(db_session, settings):
+    if await _registration_open(store, settings):
         meta["registration_endpoint"] = f"{base}/oauth/register"
     return meta
 
@@ -296,15 +300,15 @@ DISCOVERY_CACHE = CacheControlHeader(public=True, max_age=300)
 
 
 @get("/.well-known/oauth-authorization-server", name="oauth:metadata", opt=MACHINE,
-     cache_control=DISCOVERY_CACHE)
-async def oauth_metadata(db_session: AsyncSession, settings: Settings) -> dict[str, Any]:
-    return await server_metadata(db_session, settings)
+     cache_control=DISCOVERY_CACHE, dependencies=DEPENDENCIES)
+async def oauth_metadata(oauth_store: OAuthStore, settings: Settings) -> dict[str, Any]:
+    return await server_metadata(oauth_store, settings)
 
 
 @get("/.well-known/openid-configuration", name="oauth:openid-configuration", opt=MACHINE,
-     cache_control=DISCOVERY_CACHE)
-async def openid_configuration(db_session: AsyncSession, settings: Settings) -> dict[str, Any]:
-    return await server_metadata(db_session, settings)
+     cache_control=DISCOVERY_CACHE, dependencies=DEPENDENCIES)
+async def openid_configuration(oauth_store: OAuthStore, settings: Settings) -> dict[str, Any]:
+    return await server_metadata(oauth_store, settings)
 
 
 @get("/oauth/jwks.json", name="oauth:jwks", opt=MACHINE, cache_control=CacheControlHeader(public=True, max_age=300))
@@ -315,9 +319,9 @@ async def jwks_document(db_session: AsyncSession, settings: Settings) -> Respons
 # --- dynamic client registration (RFC 7591) --------------------------------------------------------
 
 
-@post("/oauth/register", name="oauth:register", opt=MACHINE, status_code=201)
-async def register(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Response[Any]:
-    if not await _registration_open(db_session, settings):
+@post("/oauth/register", name="oauth:register", opt=MACHINE, status_code=201, dependencies=DEPENDENCIES)
+async def register(request: Request[Any, Any, Any], oauth_store: OAuthStore, settings: Settings) -> Response[Any]:
+    if not await _registration_open(oauth_store, settings):
         return Response({"error": "access_denied", "error_description": "Dynamic client registration is off."},
                         status_code=403, headers={"Cache-Control": "no-store"})
     store = request.app.stores.get("rate_limit")
@@ -335,7 +339,7 @@ async def register(request: Request[Any, Any, Any], db_session: AsyncSession, se
             raise  # 413 and 415 are HTTP's answers, problem+json like every JSON route
         return Response({"error": "invalid_client_metadata", "error_description": exc.detail},
                         status_code=400, headers={"Cache-Control": "no-store"})  # RFC 7591 §3.2.2
-    status, payload = await register_client(OAuthStore(db_session), body)
+    status, payload = await register_client(oauth_store, body)
     return Response(payload, status_code=status, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
@@ -353,23 +357,26 @@ async def _sign_out(request: Request[Any, Any, Any]) -> None:
 
 
 @route("/oauth/logout", http_method=["GET", "POST"], name="oauth:logout", cache_control=NO_STORE,
-       opt={"exclude_from_csrf": True}, status_code=200, media_type=MediaType.HTML)
-async def logout(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Any:
+       opt={"exclude_from_csrf": True}, status_code=200, media_type=MediaType.HTML, dependencies=DEPENDENCIES)
+async def logout(request: Request[Any, Any, Any], db_session: AsyncSession, oauth_store: OAuthStore,
+                 settings: Settings) -> Any:
     """OIDC RP-Initiated Logout 1.0 (GET, or a cross-site POST form; hence no CSRF here). With a
     valid ``id_token_hint`` for the signed-in user the sign-out happens at once; otherwise the user
     is sent to a confirmation page whose form is CSRF-protected."""
-    return await _end_session(request, db_session, settings)
+    return await _end_session(request, db_session, oauth_store, settings)
 
 
-@get("/oauth/logout/confirm", name="oauth:logout-confirm-page", guards=[requires_user], cache_control=NO_STORE)
-async def logout_confirm_page(db_session: AsyncSession, client_id: str = "", redirect_uri: str = "") -> Template:
-    client = await OAuthStore(db_session).get_client(client_id) if client_id else None
-    shown = redirect_uri if await _is_registered_logout_uri(db_session, redirect_uri) else ""
+@get("/oauth/logout/confirm", name="oauth:logout-confirm-page", guards=[requires_user], cache_control=NO_STORE,
+     dependencies=DEPENDENCIES)
+async def logout_confirm_page(oauth_store: OAuthStore, client_id: str = "", redirect_uri: str = "") -> Template:
+    client = await oauth_store.get_client(client_id) if client_id else None
+    shown = redirect_uri if await _is_registered_logout_uri(oauth_store, redirect_uri) else ""
     return Template("oauth/logout_confirm.html", headers={"Cache-Control": "no-store"},
                     context={"client": client, "redirect_uri": shown})
 
 
-async def _end_session(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Any:
+async def _end_session(request: Request[Any, Any, Any], db_session: AsyncSession, store: OAuthStore,
+                       settings: Settings) -> Any:
     from federation.oauth.logout import validate_end_session
 
     user: User | None = request.user if isinstance(request.user, User) else None
@@ -387,33 +394,32 @@ async def _end_session(request: Request[Any, Any, Any], db_session: AsyncSession
                    "redirect_uri": ended.redirect_uri or ""}
         return Redirect("/oauth/logout/confirm?" + urlencode({k: v for k, v in confirm.items() if v}),
                         status_code=303)
-    frontchannel = await _frontchannel_targets(db_session, user, request)
+    frontchannel = await _frontchannel_targets(store, user, request)
     if user is not None:
         await _sign_out(request)
     return _after_logout(frontchannel, ended.redirect_uri)
 
 
 @post("/oauth/logout/confirm", name="oauth:logout-confirm", guards=[requires_user], cache_control=NO_STORE,
-      media_type=MediaType.HTML)
-async def logout_confirm(request: Request[Any, Any, Any], db_session: AsyncSession) -> Any:
-    form = await request.form()
-    redirect_uri = str(form.get("redirect_uri", ""))
+      media_type=MediaType.HTML, dependencies=DEPENDENCIES)
+async def logout_confirm(request: Request[Any, Any, Any], oauth_store: OAuthStore) -> Any:
+    redirect_uri = (await parse_form(request, LogoutConfirmForm)).redirect_uri
     user = request.user
-    frontchannel = await _frontchannel_targets(db_session, user, request)
+    frontchannel = await _frontchannel_targets(oauth_store, user, request)
     await _sign_out(request)
     # Only a URI the logout endpoint validated is echoed back; check it again rather than trust the form.
-    return _after_logout(frontchannel, redirect_uri if await _is_registered_logout_uri(db_session, redirect_uri)
+    return _after_logout(frontchannel, redirect_uri if await _is_registered_logout_uri(oauth_store, redirect_uri)
                          else None)
 
 
-async def _is_registered_logout_uri(db_session: AsyncSession, uri: str) -> bool:
+async def _is_registered_logout_uri(store: OAuthStore, uri: str) -> bool:
     if not uri:
         return False
     base = uri.split("?", 1)[0]
-    return any(base in client.post_logout_redirect_uris for client in await OAuthStore(db_session).list_clients())
+    return any(base in client.post_logout_redirect_uris for client in await store.list_clients())
 
 
-async def _frontchannel_targets(db_session: AsyncSession, user: User | None,
+async def _frontchannel_targets(store: OAuthStore, user: User | None,
                                 request: Request[Any, Any, Any]) -> list[str]:
     """Front-channel logout URIs of the apps this browser session signed in to (OIDC Front-Channel 1.0)."""
     if user is None:
@@ -422,7 +428,7 @@ async def _frontchannel_targets(db_session: AsyncSession, user: User | None,
 
     sid = request.session.get("oauth_sid") if request.scope.get("session") else None
     settings: Settings = request.app.state.settings
-    return await frontchannel_logout_uris(OAuthStore(db_session), user, sid, issuer=settings.base_url)
+    return await frontchannel_logout_uris(store, user, sid, issuer=settings.base_url)
 
 
 def _after_logout(frontchannel: list[str], redirect_uri: str | None) -> Any:

@@ -34,6 +34,7 @@ from app.security import SESSION_EPOCH_KEY, SESSION_USER_KEY
 from app.sessions import rotate_session_id
 from app.settings import Settings
 from domains.account.models import User
+from federation.oauth.deps import DEPENDENCIES
 from federation.oauth.models import OAuthAuthorizationCode, OAuthClient
 from federation.oauth.store import OAuthStore
 
@@ -186,15 +187,15 @@ def _satellite(request: Request[Any, Any, Any], settings: Settings) -> str:
     return name
 
 
-@get("/oauth/sso/login", name="oauth:sso-login", cache_control=NO_STORE)
-async def sso_login(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
+@get("/oauth/sso/login", name="oauth:sso-login", cache_control=NO_STORE, dependencies=DEPENDENCIES)
+async def sso_login(request: Request[Any, Any, Any], oauth_store: OAuthStore, settings: Settings,
                     next: str | None = None) -> Redirect:
     """On a configured host: start the code flow (PKCE, state, nonce) at the authorization server."""
     import base64
     import hashlib
 
     name = _satellite(request, settings)
-    client = await ensure_sso_client(OAuthStore(db_session), settings, name)
+    client = await ensure_sso_client(oauth_store, settings, name)
     redirect_uri = client.redirect_uris[0]
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
@@ -209,8 +210,9 @@ async def sso_login(request: Request[Any, Any, Any], db_session: AsyncSession, s
     return Redirect(f"{settings.base_url}/oauth/authorize?{query}", status_code=303)
 
 
-@get("/oauth/sso/callback", name="oauth:sso-callback", cache_control=NO_STORE)
-async def sso_callback(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
+@get("/oauth/sso/callback", name="oauth:sso-callback", cache_control=NO_STORE, dependencies=DEPENDENCIES)
+async def sso_callback(request: Request[Any, Any, Any], db_session: AsyncSession, oauth_store: OAuthStore,
+                       settings: Settings,
                        code: str = "", iss: str = "", error: str = "",
                        oauth_state: str = Parameter(query="state", default="")) -> Any:
     """On a configured host: check state and iss, redeem the code in process, check the ID token,
@@ -248,7 +250,7 @@ async def sso_callback(request: Request[Any, Any, Any], db_session: AsyncSession
                               nonce={"essential": True, "value": pending["nonce"]}).validate(claims)
     except (JoseError, ValueError):
         return _sso_failed("The identity token did not check out.")
-    user = await OAuthStore(db_session).get_user(_uuid(claims.get("sub")))
+    user = await oauth_store.get_user(_uuid(claims.get("sub")))
     if user is None:
         return _sso_failed("That account is not active.")
     rotate_session_id(request)

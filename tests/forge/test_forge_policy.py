@@ -12,7 +12,8 @@ import pytest
 from app.security import AuthInfo
 from forge.access import decide_access
 from forge.policy import ZERO_OID, Command, Protection, PushPolicy, check_ref_format, decide, parse_commands
-from forge.smart_http import GIT_PROTOCOL, BodyError, Limiter, pkt_line, read_body, split_repo
+from forge.runtime import Limiter
+from forge.smart_http import GIT_PROTOCOL, BodyError, pkt_line, read_body, split_repo
 
 A, B = "a" * 40, "b" * 40
 
