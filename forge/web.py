@@ -154,15 +154,14 @@ async def repo_page(request: Request[Any, Any, Any], repo_service: RepoService, 
                     repo: str) -> Response[Any]:
     if repo.endswith(".git") and not repo_name_problem(repo[:-4]):
         return Redirect(f"/forge/{quote(owner)}/{quote(repo[:-4])}", status_code=301)
-    service = repo_service
-    row = await service.get_by_owner_and_name(owner, repo)
+    row = await repo_service.get_by_owner_and_name(owner, repo)
     if row is None:
         raise NotFoundException(NOT_FOUND)
     policy = CachePolicy.PUBLIC
     if row.is_private:
         # Only here does the page depend on who asks; it is then private, never cached.
         user, auth = viewer(request)
-        row, _perm = await load_repo(service, owner, repo, user, "read", auth, audit=request_line(request))
+        row, _perm = await load_repo(repo_service, owner, repo, user, "read", auth, audit=request_line(request))
         policy = CachePolicy.PRIVATE
     etag = weak_etag("forge-repo", PAGE_REVISION, str(row.id), str(row.ref_version), row.updated_at.isoformat())
     keys = _repo_keys(row)
@@ -170,7 +169,7 @@ async def repo_page(request: Request[Any, Any, Any], repo_service: RepoService, 
         cheap = conditional_response(request, b"", policy, etag=etag, surrogate_keys=keys)
         if cheap.status_code == 304:
             return cheap
-    context = await repo_context(service, settings, row)
+    context = await repo_context(repo_service, settings, row)
     html = _render(request, "forge/repo.html", context)
     return conditional_response(request, html, policy, etag=etag, surrogate_keys=keys)
 
