@@ -67,12 +67,12 @@ def to_response(result: OAuthResult) -> Response[Any]:
                     media_type=media)
 
 
-async def make_context(db_session: AsyncSession, settings: Settings, *, keys: bool = False,
+async def make_context(store: OAuthStore, settings: Settings, *, keys: bool = False,
                        sid: str | None = None) -> Context:
     return Context(
-        store=OAuthStore(db_session),
+        store=store,
         issuer=settings.base_url,
-        keys=await signing_keys(db_session, settings.secret_key) if keys else {},
+        keys=await signing_keys(store.session, settings.secret_key) if keys else {},
         sid=sid,
     )
 
@@ -117,12 +117,13 @@ def _sid(request: Request[Any, Any, Any]) -> str | None:
 
 
 @route("/oauth/authorize", http_method=["GET", "POST"], name="oauth:authorize", cache_control=NO_STORE,
-       media_type=MediaType.HTML)  # the consent page; without it a Template answer goes out as JSON
-async def authorize(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Any:
+       media_type=MediaType.HTML,  # the consent page; without it a Template answer goes out as JSON
+       dependencies=DEPENDENCIES)
+async def authorize(request: Request[Any, Any, Any], oauth_store: OAuthStore, settings: Settings) -> Any:
     """GET: validate, sign in if needed, then consent (or skip it); POST: the consent decision."""
     user: User | None = request.user if isinstance(request.user, User) else None
     oreq = await oauth_request(request, settings, drop=CONSENT_FIELDS)
-    ctx = await make_context(db_session, settings, sid=_sid(request) if user is not None else None)
+    ctx = await make_context(oauth_store, settings, sid=_sid(request) if user is not None else None)
     auth_time = _auth_time(request) if user is not None else None
     ctx.auth_time = auth_time
     server = RoseAshAuthorizationServer(ctx)
@@ -197,29 +198,29 @@ async def authorize(request: Request[Any, Any, Any], db_session: AsyncSession, s
 # --- token, revocation, introspection -------------------------------------------------------------
 
 
-@post("/oauth/token", name="oauth:token", opt=MACHINE, status_code=200)
-async def token(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Response[Any]:
+@post("/oauth/token", name="oauth:token", opt=MACHINE, status_code=200, dependencies=DEPENDENCIES)
+async def token(request: Request[Any, Any, Any], oauth_store: OAuthStore, settings: Settings) -> Response[Any]:
     oreq = await oauth_request(request, settings)
-    ctx = await make_context(db_session, settings, keys=True)
+    ctx = await make_context(oauth_store, settings, keys=True)
     server = RoseAshAuthorizationServer(ctx)
     result: OAuthResult = await anyio.to_thread.run_sync(server.create_token_response, oreq)
     return to_response(result)
 
 
-@post("/oauth/revoke", name="oauth:revoke", opt=MACHINE, status_code=200)
-async def revoke(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Response[Any]:
+@post("/oauth/revoke", name="oauth:revoke", opt=MACHINE, status_code=200, dependencies=DEPENDENCIES)
+async def revoke(request: Request[Any, Any, Any], oauth_store: OAuthStore, settings: Settings) -> Response[Any]:
     oreq = await oauth_request(request, settings)
-    server = RoseAshAuthorizationServer(await make_context(db_session, settings))
+    server = RoseAshAuthorizationServer(await make_context(oauth_store, settings))
     result: OAuthResult = await anyio.to_thread.run_sync(
         lambda: server.create_endpoint_response("revocation", oreq))
     return to_response(result)
 
 
-@post("/oauth/introspect", name="oauth:introspect", opt=MACHINE, status_code=200)
-async def introspect(request: Request[Any, Any, Any], db_session: AsyncSession,
+@post("/oauth/introspect", name="oauth:introspect", opt=MACHINE, status_code=200, dependencies=DEPENDENCIES)
+async def introspect(request: Request[Any, Any, Any], oauth_store: OAuthStore,
                      settings: Settings) -> Response[Any]:
     oreq = await oauth_request(request, settings)
-    server = RoseAshAuthorizationServer(await make_context(db_session, settings))
+    server = RoseAshAuthorizationServer(await make_context(oauth_store, settings))
     result: OAuthResult = await anyio.to_thread.run_sync(
         lambda: server.create_endpoint_response("introspection", oreq))
     return to_response(result)
@@ -382,7 +383,7 @@ async def _end_session(request: Request[Any, Any, Any], db_session: AsyncSession
     user: User | None = request.user if isinstance(request.user, User) else None
     oreq = await oauth_request(request, settings)
     keyset = await public_key_set(db_session, settings.secret_key)
-    ctx = await make_context(db_session, settings)
+    ctx = await make_context(store, settings)
     try:
         ended = await anyio.to_thread.run_sync(lambda: validate_end_session(ctx, keyset, oreq))
     except OAuth2Error as exc:

@@ -238,7 +238,7 @@ async def sso_callback(request: Request[Any, Any, Any], db_session: AsyncSession
         ("grant_type", "authorization_code"), ("code", code), ("client_id", client_id),
         ("redirect_uri", sso_callback_uri(settings, name)), ("code_verifier", str(pending["verifier"])),
     ])
-    server = RoseAshAuthorizationServer(await make_context(db_session, settings, keys=True))
+    server = RoseAshAuthorizationServer(await make_context(oauth_store, settings, keys=True))
     result: OAuthResult = await anyio.to_thread.run_sync(server.create_token_response, oreq)
     if result.status != 200 or not isinstance(result.body, dict) or "id_token" not in result.body:
         return _sso_failed("The authorization server refused the sign-in.")
