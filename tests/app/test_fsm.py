@@ -84,7 +84,7 @@ async def test_a_move_moves_the_row_and_the_sessions_copy(sm: SessionMaker) -> N
 async def test_a_move_the_table_forbids_raises_naming_the_states_and_writes_nothing(sm: SessionMaker) -> None:
     order_id = await new_order(sm)
     async with sm() as session, session.begin():
-        with pytest.raises(IllegalTransition, match="Order.state may not move from 'new' to 'shipped'"):
+        with pytest.raises(IllegalTransition, match=r"Order\.state may not move from 'new' to 'shipped'"):
             await transition(session, Order, order_id, from_="new", to="shipped")
         with pytest.raises(IllegalTransition, match="from 'shipped' to 'new'"):
             await transition(session, Order, order_id, from_="shipped", to="new")
@@ -121,7 +121,8 @@ async def test_two_concurrent_moves_from_one_state_exactly_one_wins(database_url
             ready = anyio.Event()
             started = 0
 
-            async def move(maker: SessionMaker, to: str, order_id: UUID = order_id) -> None:
+            async def move(maker: SessionMaker, to: str, order_id: UUID = order_id, ready: anyio.Event = ready,
+                           outcomes: dict[str, str] = outcomes) -> None:
                 nonlocal started
                 try:
                     async with maker() as session, session.begin():

@@ -88,9 +88,9 @@ async def test_the_decorator_returns_a_kind_that_enqueues_typed_payloads(sm: Ses
 
 async def test_enqueue_refuses_a_kind_nobody_registered_at_the_call_site(sm: SessionMaker) -> None:
     async with sm() as session:
-        with pytest.raises(UnknownJobKind, match="'tests.kinds.nobody'"):
+        with pytest.raises(UnknownJobKind, match=r"'tests\.kinds\.nobody'"):
             await enqueue(session, "tests.kinds.nobody", Tick(name="x"))
-        with pytest.raises(UnknownJobKind, match="'tests.kinds.nobody'"):
+        with pytest.raises(UnknownJobKind, match=r"'tests\.kinds\.nobody'"):
             await every(session, "tests.kinds.nobody", timedelta(minutes=1), "k", Tick(name="x"))
     assert await rows(sm, "tests.kinds.nobody") == []
 
@@ -166,7 +166,8 @@ async def test_every_is_idempotent_reconfigures_and_cancels(sm: SessionMaker) ->
     runs: list[tuple[str, datetime]] = []
     reg, recur = recurring_registry(runs, clock)
     async with sm() as session, session.begin():
-        first = await every(session, recur, timedelta(hours=1), "sched", Tick(name="a"), start_at=T0 + timedelta(hours=1))
+        first = await every(session, recur, timedelta(hours=1), "sched", Tick(name="a"),
+                            start_at=T0 + timedelta(hours=1))
         again = await every(session, recur, timedelta(minutes=5), "sched", Tick(name="b"), start_at=T0)
     assert again.id == first.id and again.repeat_seconds == 300 and again.next_run_at == T0
     assert again.payload == {"name": "b"}
