@@ -522,8 +522,8 @@ class MirrorService:
         return True
 
     async def schedule_now(self, repo: ForgeRepo, mirror_id: str) -> None:
-        """Sync now and restart the schedule from here: the recurring job moves to now under a new generation
-        (its next job becomes a no-op), so a chain that died after repeated failures is re-armed too."""
+        """Sync now and restart the schedule from here: the mirror's recurring job moves to now under a
+        new generation, so a schedule whose run died after repeated failures is re-armed too."""
         mirror = await self.get(repo, mirror_id)
         if mirror is None:
             raise MirrorError("No such mirror.")

@@ -65,8 +65,9 @@ async def sync_mirror(ctx: JobContext, payload: MirrorSyncPayload) -> None:
             if payload.chain:
                 await cancel_every(session, schedule_key(mirror_id))
             return
-        if payload.chain and mirror.generation != payload.generation:
-            return
+        # No generation check: a mirror has one schedule row, and "sync now" re-keys that row's
+        # payload, so a run already under way when it was pressed still syncs (a leftover chain
+        # job from before the schedules were recurring syncs once more and then ends).
         repo = await session.get(ForgeRepo, mirror.repo_id)
         if repo is None:
             return
