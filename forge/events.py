@@ -1,9 +1,11 @@
-"""Push events: every accepted ref change enqueues one durable ``forge.push`` job (design/forge.md §3.3).
+"""Push events: every accepted ref change is emitted on :data:`push_events` (design/forge.md §3.3).
 
-The job is written in the same transaction as the ref-mirror update that observed the change,
-so an event is never lost and never emitted for a change the mirror did not record. Consumers
-(ForgeFed ``Push`` activities, webhooks) register with :func:`on_push`; the job handler calls
-each in turn and a failure retries the job with backoff.
+The event is written in the same transaction as the ref-mirror update that observed the change,
+as one durable job per subscriber (:class:`app.events.Topic`), so it is never lost and never
+emitted for a change the mirror did not record, and a failing consumer retries alone. Forge
+itself subscribes ``forge.push`` (the push log line, and the per-push job record that tests
+and operators count); consumers (the edge purge, push mirrors, ForgeFed ``Push`` activities,
+webhooks) subscribe their own job kind, or wrap a plain listener with :func:`on_push`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from collections.abc import Awaitable, Callable
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.jobs import JobContext, enqueue, job_handler
+from app.events import Topic
+from app.jobs import JobContext, JobKind, job_handler
 
 log = logging.getLogger("rose_ash.forge.events")
 
@@ -40,24 +43,32 @@ class PushEvent(msgspec.Struct, frozen=True, kw_only=True):
     ref_version: int = 0
 
 
+push_events: Topic[PushEvent] = Topic("forge.push", PushEvent)
+
 PushListener = Callable[[JobContext, PushEvent], Awaitable[None]]
-_listeners: list[PushListener] = []
 
 
 def on_push(listener: PushListener) -> PushListener:
-    """Register a consumer of push events (decorator)."""
-    if listener not in _listeners:
-        _listeners.append(listener)
+    """Subscribe ``listener`` to push events as its own job kind (decorator; idempotent).
+
+    The kind is named ``forge.push.<module>.<function>``, so each consumer is retried on its
+    own; the listener itself is returned unchanged.
+    """
+    module = listener.__module__.rsplit(".", 1)[-1]
+    name = f"{PUSH_JOB}.{module}.{listener.__name__}"[:100]
+    kind: JobKind[PushEvent] = job_handler(name, payload_type=PushEvent)(listener)
+    push_events.subscribe(kind)
     return listener
 
 
 async def enqueue_push(session: AsyncSession, event: PushEvent) -> None:
-    """The single place forge enqueues push events (flushed with the caller's transaction)."""
-    await enqueue(session, PUSH_JOB, event)
+    """The single place forge emits push events (flushed with the caller's transaction)."""
+    await push_events.emit(session, event)
 
 
 @job_handler(PUSH_JOB, payload_type=PushEvent)
 async def handle_push(ctx: JobContext, payload: PushEvent) -> None:
     log.info("push to %s: %d ref(s) changed (%s)", payload.repo_id, len(payload.changes), payload.source)
-    for listener in list(_listeners):
-        await listener(ctx, payload)
+
+
+push_events.subscribe(handle_push)

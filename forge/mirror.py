@@ -21,7 +21,6 @@ import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
 import msgspec
 from cryptography.exceptions import InvalidTag
@@ -30,7 +29,6 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.forms import InputProblems
-from app.jobs import enqueue
 from app.settings import Settings
 from domains.account.models import User
 from forge.mirror_models import MIRROR_DIRECTIONS, ForgeMirror
@@ -264,26 +262,33 @@ class MirrorService:
                                                    _context(repo.id, direction, remote_url)) if token else None)
         self.db.add(mirror)
         await self.db.flush()
-        await enqueue(self.db, SYNC_JOB, MirrorSyncPayload(str(mirror.id), mirror.generation, chain=True))
+        from forge.mirror_jobs import schedule_mirror  # the job module imports this one
+
+        await schedule_mirror(self.db, mirror)
         return mirror
 
     async def remove(self, repo: ForgeRepo, mirror_id: str) -> bool:
         mirror = await self.get(repo, mirror_id)
         if mirror is None:
             return False
+        from forge.mirror_jobs import unschedule_mirror
+
+        await unschedule_mirror(self.db, mirror.id)
         await self.db.delete(mirror)
         await self.db.flush()
         return True
 
     async def schedule_now(self, repo: ForgeRepo, mirror_id: str) -> None:
-        """Sync now and restart the schedule from here: a new generation supersedes the running chain
-        (its next job becomes a no-op), so a chain that died after repeated failures is re-armed too."""
+        """Sync now and restart the schedule from here: the mirror's recurring job moves to now under a
+        new generation, so a schedule whose run died after repeated failures is re-armed too."""
         mirror = await self.get(repo, mirror_id)
         if mirror is None:
             raise MirrorError("No such mirror.")
         mirror.generation += 1
         await self.db.flush()
-        await enqueue(self.db, SYNC_JOB, MirrorSyncPayload(str(mirror.id), mirror.generation, chain=True))
+        from forge.mirror_jobs import schedule_mirror
+
+        await schedule_mirror(self.db, mirror)
 
     def token_of(self, mirror: ForgeMirror) -> str | None:
         return open_token(self.settings.secret_key, mirror.credential,
@@ -292,10 +297,6 @@ class MirrorService:
     async def remote_of(self, mirror: ForgeMirror) -> GitRemote:
         return await build_remote(mirror.remote_url, self.token_of(mirror),
                                   allow_private=self.settings.federation_allow_private_addresses)
-
-    async def reschedule(self, mirror: ForgeMirror) -> None:
-        await enqueue(self.db, SYNC_JOB, MirrorSyncPayload(str(mirror.id), mirror.generation, chain=True),
-                      run_at=datetime.now(UTC) + timedelta(seconds=mirror.interval_seconds))
 
 
 def mirror_view(mirror: ForgeMirror) -> dict[str, object]:

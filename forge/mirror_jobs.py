@@ -1,11 +1,14 @@
 """Durable mirror syncs: the ``forge.mirror.sync`` job (design/forge.md §3.5, ARCHITECTURE.md "Persistence").
 
-A pull mirror or push target is refreshed by a chain of jobs: each run syncs, records the
-outcome on the mirror row (``last_sync_at``, ``last_error``, scrubbed of credentials) and, in the
-same transaction, enqueues the next run ``interval_seconds`` later. A chain job whose generation
-is not the mirror's current one is a no-op, so reconfiguring never leaves two chains running.
-"Sync now" starts a new generation (re-arming a chain that died); the one-shot runs queued by
-accepted pushes for push targets never reschedule.
+A pull mirror or push target is refreshed by a recurring job (:func:`app.jobs.every`, keyed
+``forge.mirror.sync:<mirror id>``): one durable row per mirror, which each completed run
+re-writes ``interval_seconds`` later, so however many workers run there is one schedule per
+mirror. Each run records its outcome on the mirror row (``last_sync_at``, ``last_error``,
+scrubbed of credentials). "Sync now" moves the schedule's next run to now under a new
+generation (re-arming a schedule whose run went dead); a worker re-arms every enabled mirror's
+schedule when it starts; removing or disabling a mirror ends it. The one-shot runs queued by
+accepted pushes for push targets (and the retry of a run that found another sync in progress)
+never recur.
 
 No database transaction spans the network: the fetch (or push) runs between two short ones.
 """
@@ -17,11 +20,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.jobs import JobContext, enqueue, job_handler
+from app.jobs import JobContext, cancel_every, enqueue, every, job_handler, registry
 from app.settings import Settings
-from forge.events import PushEvent, on_push
+from forge.events import PushEvent, push_events
 from forge.mirror import SYNC_JOB, MirrorService, MirrorSyncPayload, apply_incoming
 from forge.mirror_models import ForgeMirror
 from forge.models import ForgeRepo
@@ -56,17 +59,22 @@ async def sync_mirror(ctx: JobContext, payload: MirrorSyncPayload) -> None:
     async with ctx.sessionmaker() as session, session.begin():
         mirror = await session.get(ForgeMirror, mirror_id)
         if mirror is None or not mirror.enabled:
+            if payload.chain:
+                await cancel_every(session, schedule_key(mirror_id))
             return
-        if payload.chain and mirror.generation != payload.generation:
-            return
+        # No generation check: a mirror has one schedule row, and "sync now" re-keys that row's
+        # payload, so a run already under way when it was pressed still syncs (a leftover chain
+        # job from before the schedules were recurring syncs once more and then ends).
         repo = await session.get(ForgeRepo, mirror.repo_id)
         if repo is None:
             return
         service = MirrorService(session, store, settings)
         if not await _take_lease(session, mirror_id):
             # Another sync of this mirror is running; the chain tries again a little later.
-            if payload.chain:
-                await enqueue(session, SYNC_JOB, payload, run_at=datetime.now(UTC) + timedelta(seconds=RETRY_BUSY))
+            if payload.chain:  # a one-shot retry: the schedule itself keeps its interval
+                await enqueue(session, SYNC_JOB, MirrorSyncPayload(payload.mirror_id, payload.generation),
+                              run_at=datetime.now(UTC) + timedelta(seconds=RETRY_BUSY),
+                              unique_key=f"{SYNC_JOB}:retry:{mirror_id}")
             return
         direction, repo_id = mirror.direction, repo.id
         try:
@@ -106,9 +114,35 @@ async def sync_mirror(ctx: JobContext, payload: MirrorSyncPayload) -> None:
             await drop_staging(store, repo_id, staging)
 
 
+def schedule_key(mirror_id: uuid.UUID | str) -> str:
+    """The unique key of a mirror's recurring sync."""
+    return f"{SYNC_JOB}:{mirror_id}"
+
+
+async def schedule_mirror(session: AsyncSession, mirror: ForgeMirror, *, now: bool = True) -> None:
+    """Write (or re-arm) the mirror's recurring sync under its current generation and interval;
+    with ``now`` its next run is due at once. In the caller's transaction."""
+    await every(session, sync_mirror, timedelta(seconds=mirror.interval_seconds), schedule_key(mirror.id),
+                MirrorSyncPayload(str(mirror.id), mirror.generation, chain=True),
+                start_at=datetime.now(UTC) if now else None)
+
+
+async def unschedule_mirror(session: AsyncSession, mirror_id: uuid.UUID) -> None:
+    await cancel_every(session, schedule_key(mirror_id))
+
+
+@registry.on_worker_start
+async def ensure_mirror_schedules(sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    """Every enabled mirror has its schedule (idempotent): after a deploy from the old chain
+    jobs, or once a run went dead, a worker start re-arms it."""
+    async with sessionmaker() as session, session.begin():
+        for mirror in (await session.execute(select(ForgeMirror).where(ForgeMirror.enabled.is_(True)))).scalars():
+            await schedule_mirror(session, mirror, now=False)
+
+
 async def _record(session: AsyncSession, store: RepoStore, settings: Settings, mirror: ForgeMirror,
                   payload: MirrorSyncPayload, error: str, remote: GitRemote | None) -> None:
-    """Note the outcome on the mirror row (never a credential) and, for the chain, queue the next run."""
+    """Note the outcome on the mirror row (never a credential); the queue writes the next run."""
     if remote is not None:
         error = remote.scrub(error)
     mirror.sync_started_at = None
@@ -116,8 +150,6 @@ async def _record(session: AsyncSession, store: RepoStore, settings: Settings, m
     mirror.last_error = error[:MAX_ERROR_CHARS]
     if error:
         log.warning("mirror %s (%s) of repo %s: %s", mirror.id, mirror.direction, mirror.repo_id, mirror.last_error)
-    if payload.chain and mirror.generation == payload.generation:
-        await MirrorService(session, store, settings).reschedule(mirror)
 
 
 async def _take_lease(session: AsyncSession, mirror_id: uuid.UUID) -> bool:
@@ -135,7 +167,7 @@ async def _take_lease(session: AsyncSession, mirror_id: uuid.UUID) -> bool:
     return bool(getattr(result, "rowcount", 0))
 
 
-@on_push
+@job_handler("forge.mirror.push-targets", payload_type=PushEvent)
 async def push_to_targets(ctx: JobContext, event: PushEvent) -> None:
     """Every accepted ref change queues a one-shot sync of the repository's push targets."""
     async with ctx.sessionmaker() as session, session.begin():
@@ -145,3 +177,6 @@ async def push_to_targets(ctx: JobContext, event: PushEvent) -> None:
         for mirror in rows.scalars():
             await enqueue(session, SYNC_JOB, MirrorSyncPayload(str(mirror.id), mirror.generation),
                           unique_key=f"{SYNC_JOB}:push:{mirror.id}")
+
+
+push_events.subscribe(push_to_targets)

@@ -153,10 +153,20 @@ class FragmentRegistry:
     def __init__(self) -> None:
         self._by_name: dict[str, Fragment] = {}
 
-    def add(self, spec: Fragment) -> None:
+    def add(self, spec: Fragment, *, replace: bool = False) -> None:
+        """Register ``spec``; a name already taken by another builder raises unless ``replace``.
+
+        ``replace=True`` is how one domain takes over another's fragment (the cart owning
+        ``me.cart-badge``): the takeover is spelled out where it happens, never an accident of
+        import order. Registering the same builder again, or the same definition re-executed
+        (a module reload: same module and qualified name), is not a second registration.
+        """
         existing = self._by_name.get(spec.name)
-        if existing is not None and existing.build is not spec.build:
-            raise ValueError(f"fragment {spec.name!r} is already registered")
+        if existing is not None and not replace and not _same_definition(existing.build, spec.build):
+            raise ValueError(
+                f"fragment {spec.name!r} is already registered (by {_qualified(existing.build)}); "
+                "pass replace=True to take it over"
+            )
         if spec.embed and any(f.embed == spec.embed and f.name != spec.name for f in self._by_name.values()):
             raise ValueError(f"embed name {spec.embed!r} is taken")
         self._by_name[spec.name] = spec
@@ -172,6 +182,19 @@ class FragmentRegistry:
 
     def __iter__(self) -> Iterator[Fragment]:
         return iter(sorted(self._by_name.values(), key=lambda f: f.name))
+
+
+def _qualified(fn: Callable[..., Any]) -> str:
+    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+
+def _same_definition(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
+    # Nested functions (a test's local builder) share a qualname across calls, so only a
+    # module-level definition counts as "the same one" when the objects differ.
+    if a is b:
+        return True
+    qualname = getattr(a, "__qualname__", "")
+    return "<locals>" not in qualname and _qualified(a) == _qualified(b)
 
 
 registry = FragmentRegistry()
@@ -190,8 +213,12 @@ def fragment(
     params: Mapping[str, str] | None = None,
     inline_timeout: float = INLINE_TIMEOUT,
     route_timeout: float = ROUTE_TIMEOUT,
+    replace: bool = False,
 ) -> Callable[[Builder], Builder]:
     """Register ``fn`` as the builder of fragment ``name`` (``area.name``; ``me.*`` = personal).
+
+    A name another builder holds raises ``ValueError`` naming the fragment, unless
+    ``replace=True`` (a domain deliberately taking over a fragment, e.g. the cart's badge).
 
     ``template`` defaults to ``fragments/<area>/<name>.html`` and ``fallback`` to
     ``fragments/<area>/<name>_fallback.html`` when that exists, else ``fragments/_fallback.html``.
@@ -215,7 +242,7 @@ def fragment(
             fallback_template=fallback or f"fragments/{path}_fallback.html",
             embed=embed, title=title or name, description=description or (fn.__doc__ or "").strip(),
             params=dict(params or {}), inline_timeout=inline_timeout, route_timeout=route_timeout,
-        ))
+        ), replace=replace)
         return fn
 
     return decorate

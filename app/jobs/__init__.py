@@ -9,18 +9,24 @@ that causes it, and let a :class:`Worker` run it::
     @job_handler("edge.purge")
     async def purge(ctx: JobContext, payload: PurgePayload) -> None: ...
 
-    await enqueue(session, "edge.purge", PurgePayload(keys=["blog"]), unique_key="purge:blog")
+    await purge.enqueue(session, PurgePayload(keys=["blog"]), unique_key="purge:blog")
+
+``enqueue(session, "edge.purge", ...)`` by name works too, and raises ``UnknownJobKind`` for a
+name nobody registered. ``every(session, kind, interval, unique_key, payload)`` makes a job
+recurring (one durable row per schedule, re-written by each completed run).
 """
 
 from app.jobs.models import DEAD, DONE, QUEUED, RUNNING, Job
-from app.jobs.queue import backoff_delay, enqueue, prune_done
+from app.jobs.queue import backoff_delay, cancel_every, enqueue, every, prune_done
 from app.jobs.registry import (
     JobContext,
     JobKind,
     JobRegistry,
     PermanentFailure,
     RetryLater,
+    Schedule,
     Snooze,
+    UnknownJobKind,
     job_handler,
     registry,
 )
@@ -37,10 +43,14 @@ __all__ = [
     "JobRegistry",
     "PermanentFailure",
     "RetryLater",
+    "Schedule",
     "Snooze",
+    "UnknownJobKind",
     "Worker",
     "backoff_delay",
+    "cancel_every",
     "enqueue",
+    "every",
     "install_signal_handlers",
     "job_handler",
     "prune_done",

@@ -31,6 +31,10 @@ class Job(UUIDv7AuditBase):
     a ``running`` job whose lease has expired may be claimed again. ``unique_key`` is set only
     while the job is queued or running (it is cleared when the job ends), so one plain unique
     constraint de-duplicates live jobs on every database and lets a finished key be reused.
+
+    ``repeat_seconds`` makes the job recurring (:func:`app.jobs.queue.every`): the transaction
+    that records a run as done also writes the next run, with the same ``unique_key``, that
+    many seconds later, so there is always exactly one live row per schedule.
     """
 
     __tablename__ = "app_job"
@@ -46,6 +50,7 @@ class Job(UUIDv7AuditBase):
     locked_by: Mapped[str | None] = mapped_column(String(200), default=None)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     unique_key: Mapped[str | None] = mapped_column(String(255), unique=True, default=None)
+    repeat_seconds: Mapped[int | None] = mapped_column(Integer, default=None)
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.kind} {self.state} attempts={self.attempts}/{self.max_attempts}>"

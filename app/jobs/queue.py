@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast, overload
 from uuid import UUID
 
 import msgspec
@@ -23,13 +23,15 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.jobs.models import DEAD, DEFAULT_MAX_ATTEMPTS, DONE, QUEUED, RUNNING, Job, utcnow
-from app.jobs.registry import DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP, JobRegistry, registry
+from app.jobs.registry import DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP, JobKind, JobRegistry, registry
 
 __all__ = [
     "ClaimedJob",
     "backoff_delay",
+    "cancel_every",
     "claim_jobs",
     "enqueue",
+    "every",
     "mark_dead",
     "mark_done",
     "prune_done",
@@ -42,6 +44,8 @@ log = logging.getLogger("app.jobs")
 
 Clock = Callable[[], datetime]
 MAX_ERROR_CHARS = 16_000
+
+P = TypeVar("P", bound=msgspec.Struct)
 
 _table = cast(Table, Job.__table__)
 _c = _table.c
@@ -56,9 +60,35 @@ def _payload_to_json(payload: msgspec.Struct) -> dict[str, Any]:
     return data
 
 
+@overload
+async def enqueue(
+    session: AsyncSession,
+    kind: JobKind[P],
+    payload: P,
+    *,
+    run_at: datetime | None = None,
+    unique_key: str | None = None,
+    max_attempts: int | None = None,
+    jobs: JobRegistry | None = None,
+) -> Job: ...
+
+
+@overload
 async def enqueue(
     session: AsyncSession,
     kind: str,
+    payload: msgspec.Struct,
+    *,
+    run_at: datetime | None = None,
+    unique_key: str | None = None,
+    max_attempts: int | None = None,
+    jobs: JobRegistry | None = None,
+) -> Job: ...
+
+
+async def enqueue(
+    session: AsyncSession,
+    kind: str | JobKind[Any],
     payload: msgspec.Struct,
     *,
     run_at: datetime | None = None,
@@ -72,33 +102,94 @@ async def enqueue(
     caused it. With ``unique_key``, if a queued or running job holds that key, that job is
     returned unchanged instead of inserting a second one. ``max_attempts`` defaults to the
     kind's registered default, then to 10. ``run_at`` must be timezone-aware.
+
+    ``kind`` is the :class:`JobKind` that ``@job_handler`` returned (its payload type is then
+    checked statically too) or its name; a name nobody registered raises
+    :class:`~app.jobs.registry.UnknownJobKind` here, and a payload of the wrong type ``TypeError``.
     """
-    reg = registry if jobs is None else jobs
-    if not isinstance(payload, msgspec.Struct):
-        raise TypeError(f"job payload must be a msgspec.Struct, not {type(payload).__name__}")
-    entry = reg.get(kind)
-    if entry is not None and not isinstance(payload, entry.payload_type):
-        raise TypeError(f"job kind {kind!r} takes {entry.payload_type.__name__}, not {type(payload).__name__}")
-    if run_at is not None and run_at.tzinfo is None:
-        raise ValueError("run_at must be timezone-aware")
-    if max_attempts is None:
-        max_attempts = (entry.max_attempts if entry is not None else None) or DEFAULT_MAX_ATTEMPTS
-    if max_attempts < 1:
-        raise ValueError("max_attempts must be at least 1")
-    values: dict[str, Any] = {
-        "kind": kind,
-        "payload": _payload_to_json(payload),
-        "state": QUEUED,
-        "attempts": 0,
-        "max_attempts": max_attempts,
-        "next_run_at": run_at or utcnow(),
-    }
+    entry = _kind_entry(kind, jobs)
+    values = _job_values(entry, payload, run_at, max_attempts)
     if unique_key is None:
         job = Job(**values)
         session.add(job)
         await session.flush()
         return job
     return await _enqueue_unique(session, values, unique_key)
+
+
+def _kind_entry(kind: str | JobKind[Any], jobs: JobRegistry | None) -> JobKind[Any]:
+    if isinstance(kind, JobKind):
+        return kind
+    reg = jobs if jobs is not None else registry
+    return reg.require(kind)
+
+
+def _job_values(entry: JobKind[Any], payload: msgspec.Struct, run_at: datetime | None,
+                max_attempts: int | None) -> dict[str, Any]:
+    if not isinstance(payload, msgspec.Struct):
+        raise TypeError(f"job payload must be a msgspec.Struct, not {type(payload).__name__}")
+    if not isinstance(payload, entry.payload_type):
+        raise TypeError(
+            f"job kind {entry.name!r} takes {entry.payload_type.__name__}, not {type(payload).__name__}"
+        )
+    if run_at is not None and run_at.tzinfo is None:
+        raise ValueError("run_at must be timezone-aware")
+    if max_attempts is None:
+        max_attempts = entry.max_attempts or DEFAULT_MAX_ATTEMPTS
+    if max_attempts < 1:
+        raise ValueError("max_attempts must be at least 1")
+    return {
+        "kind": entry.name,
+        "payload": _payload_to_json(payload),
+        "state": QUEUED,
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "next_run_at": run_at or utcnow(),
+    }
+
+
+async def every(
+    session: AsyncSession,
+    kind: JobKind[P] | str,
+    interval: timedelta,
+    unique_key: str,
+    payload: P,
+    *,
+    start_at: datetime | None = None,
+    max_attempts: int | None = None,
+    jobs: JobRegistry | None = None,
+) -> Job:
+    """Run ``kind`` with ``payload`` every ``interval``, as one durable row keyed by ``unique_key``.
+
+    Idempotent, so it doubles as the startup "ensure": if a live job holds ``unique_key``, it
+    takes the new interval and payload (from its next run on) and, with ``start_at``, is
+    moved to that time if it is still queued; otherwise the first run is written, due at
+    ``start_at`` or now. Each run that ends done writes the next one ``interval`` after it
+    finished, in the transaction that records it done (see :func:`mark_done`), so however many
+    workers there are, a schedule has one live row and runs once per interval; restarts lose
+    nothing. A run that ends dead ends the schedule (its error is on the row) until ``every``
+    is called again; :func:`cancel_every` ends it on purpose.
+    """
+    seconds = int(interval.total_seconds())
+    if seconds < 1:
+        raise ValueError("a recurring job's interval must be at least one second")
+    entry = _kind_entry(kind, jobs)
+    values = _job_values(entry, payload, start_at, max_attempts)
+    job = await _enqueue_unique(session, {**values, "repeat_seconds": seconds}, unique_key)
+    changes: dict[str, Any] = {"repeat_seconds": seconds, "payload": values["payload"]}
+    if start_at is not None and job.state == QUEUED:
+        changes["next_run_at"] = start_at
+    await session.execute(update(_table).where(_c.id == job.id).values(**changes))
+    await session.refresh(job)
+    return job
+
+
+async def cancel_every(session: AsyncSession, unique_key: str) -> None:
+    """End the recurring schedule ``unique_key``: a queued run is deleted, a running one is not
+    followed by another."""
+    await session.flush()
+    await session.execute(delete(_table).where(_c.unique_key == unique_key, _c.state == QUEUED))
+    await session.execute(update(_table).where(_c.unique_key == unique_key).values(repeat_seconds=None))
 
 
 async def _enqueue_unique(session: AsyncSession, values: dict[str, Any], unique_key: str) -> Job:
@@ -148,6 +239,7 @@ class ClaimedJob:
     attempts: int
     max_attempts: int
     worker_id: str
+    unique_key: str | None = None
 
 
 def _claimable(now: datetime, exclude: Collection[UUID]) -> Any:
@@ -220,10 +312,11 @@ async def _take(session: AsyncSession, which: Any, worker_id: str, now: datetime
             locked_by=worker_id,
             locked_until=now + timedelta(seconds=lease_seconds),
         )
-        .returning(_c.id, _c.kind, _c.payload, _c.attempts, _c.max_attempts, _c.next_run_at)
+        .returning(_c.id, _c.kind, _c.payload, _c.attempts, _c.max_attempts, _c.next_run_at, _c.unique_key)
     )
     claimed = sorted(result.all(), key=lambda r: (r.next_run_at, r.id))
-    return [ClaimedJob(r.id, r.kind, r.payload, r.attempts, r.max_attempts, worker_id) for r in claimed]
+    return [ClaimedJob(r.id, r.kind, r.payload, r.attempts, r.max_attempts, worker_id, r.unique_key)
+            for r in claimed]
 
 
 async def _claim_postgresql(
@@ -309,12 +402,32 @@ async def renew_lease(
     return await _write(sessionmaker, job, {"locked_until": clock() + timedelta(seconds=lease_seconds)})
 
 
-async def mark_done(sessionmaker: async_sessionmaker[AsyncSession], job: ClaimedJob) -> bool:
-    return await _write(
-        sessionmaker,
-        job,
-        {"state": DONE, "locked_until": None, "unique_key": None, "last_error": None},
-    )
+async def mark_done(sessionmaker: async_sessionmaker[AsyncSession], job: ClaimedJob, *,
+                    clock: Clock = utcnow) -> bool:
+    """Record the run as done; a recurring job's next run is written in the same transaction.
+
+    Only the worker holding the claim gets past the conditional UPDATE, and the key it frees is
+    taken again before the commit, so no other writer can ever see the schedule without a row.
+    """
+    async with sessionmaker() as session, session.begin():
+        res = await session.execute(
+            update(_table)
+            .where(_ours(job))
+            .values(state=DONE, locked_until=None, unique_key=None, last_error=None)
+            .returning(_c.repeat_seconds, _c.payload, _c.max_attempts)
+        )
+        row = res.one_or_none()
+        if row is None:
+            return False
+        if row.repeat_seconds and job.unique_key is not None:
+            await session.execute(
+                _table.insert().values(
+                    kind=job.kind, payload=row.payload, state=QUEUED, attempts=0,
+                    max_attempts=row.max_attempts, next_run_at=clock() + timedelta(seconds=row.repeat_seconds),
+                    unique_key=job.unique_key, repeat_seconds=row.repeat_seconds,
+                )
+            )
+        return True
 
 
 async def mark_dead(sessionmaker: async_sessionmaker[AsyncSession], job: ClaimedJob, error: str) -> bool:

@@ -1,4 +1,9 @@
-"""Job kinds: a name, a msgspec payload type, an async handler and its retry policy."""
+"""Job kinds: a name, a msgspec payload type, an async handler and its retry policy.
+
+``@job_handler("kind")`` returns the :class:`JobKind`, which is how callers enqueue it with a
+payload the type checker checks (``await publish_scheduled.enqueue(session, payload)``). The
+kind object is also callable like the handler it wraps, so tests can run a handler directly.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,15 @@ import inspect
 import typing
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from uuid import UUID
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+if TYPE_CHECKING:
+    from app.jobs.models import Job
 
 __all__ = [
     "DEFAULT_BACKOFF_BASE",
@@ -20,7 +29,9 @@ __all__ = [
     "JobRegistry",
     "PermanentFailure",
     "RetryLater",
+    "Schedule",
     "Snooze",
+    "UnknownJobKind",
     "job_handler",
     "registry",
 ]
@@ -62,6 +73,20 @@ class PermanentFailure(Exception):
     """Raised by a handler when retrying cannot help: the job goes dead at once."""
 
 
+class UnknownJobKind(LookupError):
+    """``enqueue`` was given a kind no handler is registered for.
+
+    Raised where the job is written, not later in the worker: a typo or a handler module that
+    this process never imported would otherwise queue jobs that can only go dead.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        super().__init__(
+            f"no handler is registered for job kind {kind!r} (is the module that declares it imported?)"
+        )
+
+
 @dataclass(frozen=True, kw_only=True)
 class JobContext:
     """What a handler gets besides its payload.
@@ -95,6 +120,8 @@ class JobKind(Generic[P]):
     backoff_cap: float = DEFAULT_BACKOFF_CAP
     max_attempts: int | None = None
 
+    registry: JobRegistry | None = field(default=None, repr=False, compare=False)
+
     def decode(self, data: Any) -> P:
         """Turn the stored JSON back into the typed payload (raises ``msgspec.ValidationError``)."""
         return msgspec.convert(data, self.payload_type)
@@ -102,12 +129,68 @@ class JobKind(Generic[P]):
     async def run(self, ctx: JobContext, data: Any) -> None:
         await self.handler(ctx, self.decode(data))
 
+    async def __call__(self, ctx: JobContext, payload: P) -> None:
+        await self.handler(ctx, payload)
+
+    async def enqueue(
+        self,
+        session: AsyncSession,
+        payload: P,
+        *,
+        run_at: datetime | None = None,
+        unique_key: str | None = None,
+        max_attempts: int | None = None,
+    ) -> Job:
+        """Add a job of this kind in ``session``'s transaction (see :func:`app.jobs.queue.enqueue`)."""
+        from app.jobs.queue import enqueue  # the queue imports this module
+
+        return await enqueue(session, self, payload, run_at=run_at, unique_key=unique_key,
+                             max_attempts=max_attempts, jobs=self.registry)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A recurring job declared with :meth:`JobRegistry.every`."""
+
+    kind: JobKind[Any]
+    interval: timedelta
+    unique_key: str
+    payload: msgspec.Struct
+
+
+WorkerStartup = Callable[[async_sessionmaker[AsyncSession]], Awaitable[None]]
+
 
 class JobRegistry:
     """Maps kind names to handlers. The module-level :data:`registry` is the app's one."""
 
     def __init__(self) -> None:
         self._kinds: dict[str, JobKind[Any]] = {}
+        self._schedules: dict[str, Schedule] = {}
+        self._startup: list[WorkerStartup] = []
+
+    def every(self, kind: JobKind[P], interval: timedelta, unique_key: str, payload: P) -> None:
+        """Declare a recurring job that every worker ensures when it starts.
+
+        The schedule itself is the durable row that :func:`app.jobs.queue.every` writes; the
+        declaration only makes sure that row exists (after a first deploy, or after a run went
+        dead), idempotently, so any number of workers starting together make one.
+        """
+        self._schedules[unique_key] = Schedule(kind, interval, unique_key, payload)
+
+    def on_worker_start(self, fn: WorkerStartup) -> WorkerStartup:
+        """Run ``fn(sessionmaker)`` when a worker starts (e.g. ensure per-row schedules); a decorator."""
+        if fn not in self._startup:
+            self._startup.append(fn)
+        return fn
+
+    @property
+    def schedules(self) -> tuple[Schedule, ...]:
+        return tuple(self._schedules.values())
+
+    @property
+    def startup_hooks(self) -> tuple[WorkerStartup, ...]:
+        return tuple(self._startup)
 
     def register(
         self,
@@ -140,7 +223,7 @@ class JobRegistry:
         if max_attempts is not None and max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         existing = self._kinds.get(kind)
-        if existing is not None and not replace and existing.handler is not handler:
+        if existing is not None and not replace and not _same_definition(existing.handler, handler):
             raise ValueError(f"job kind {kind!r} is already registered to {existing.handler!r}")
         entry = JobKind(
             name=kind,
@@ -149,6 +232,7 @@ class JobRegistry:
             backoff_base=float(backoff_base),
             backoff_cap=float(backoff_cap),
             max_attempts=max_attempts,
+            registry=self,
         )
         self._kinds[kind] = entry
         return entry
@@ -162,17 +246,19 @@ class JobRegistry:
         backoff_cap: float = DEFAULT_BACKOFF_CAP,
         max_attempts: int | None = None,
         replace: bool = False,
-    ) -> Callable[[JobHandler[P]], JobHandler[P]]:
-        """Decorator form of :meth:`register`; the payload type comes from the second
-        parameter's annotation unless ``payload_type`` is given::
+    ) -> Callable[[JobHandler[P]], JobKind[P]]:
+        """Decorator form of :meth:`register`, returning the :class:`JobKind`; the payload type
+        comes from the second parameter's annotation unless ``payload_type`` is given::
 
             @job_handler("edge.purge")
             async def purge(ctx: JobContext, payload: PurgePayload) -> None: ...
+
+            await purge.enqueue(session, PurgePayload(keys=["blog"]))
         """
 
-        def decorate(fn: JobHandler[P]) -> JobHandler[P]:
+        def decorate(fn: JobHandler[P]) -> JobKind[P]:
             ptype: Any = payload_type if payload_type is not None else _payload_annotation(kind, fn)
-            self.register(
+            return self.register(
                 kind,
                 ptype,
                 fn,
@@ -181,12 +267,18 @@ class JobRegistry:
                 max_attempts=max_attempts,
                 replace=replace,
             )
-            return fn
 
         return decorate
 
     def get(self, kind: str) -> JobKind[Any] | None:
         return self._kinds.get(kind)
+
+    def require(self, kind: str) -> JobKind[Any]:
+        """The registered kind, or :class:`UnknownJobKind` naming it."""
+        entry = self._kinds.get(kind)
+        if entry is None:
+            raise UnknownJobKind(kind)
+        return entry
 
     def unregister(self, kind: str) -> None:
         self._kinds.pop(kind, None)
@@ -199,6 +291,18 @@ class JobRegistry:
 
     def __len__(self) -> int:
         return len(self._kinds)
+
+
+def _same_definition(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
+    """The same handler, or the same module-level definition executed again (a module reload)."""
+    if a is b:
+        return True
+    qualname = getattr(a, "__qualname__", "")
+    return (
+        "<locals>" not in qualname
+        and qualname == getattr(b, "__qualname__", None)
+        and getattr(a, "__module__", None) == getattr(b, "__module__", None)
+    )
 
 
 def _payload_annotation(kind: str, fn: Callable[..., Any]) -> type[msgspec.Struct]:

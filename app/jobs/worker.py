@@ -148,6 +148,16 @@ class Worker:
 
     # Public API -----------------------------------------------------------------------------
 
+    async def ensure_schedules(self) -> None:
+        """Write the first run of every declared recurring job that has no live row, then run
+        the registry's worker-start hooks. Idempotent; :meth:`run` calls it when it starts."""
+        for schedule in self.registry.schedules:
+            async with self.sessionmaker() as session, session.begin():
+                await queue.every(session, schedule.kind, schedule.interval, schedule.unique_key,
+                                  schedule.payload, jobs=self.registry)
+        for hook in self.registry.startup_hooks:
+            await hook(self.sessionmaker)
+
     @property
     def running_jobs(self) -> list[UUID]:
         """Ids of the jobs this worker is running right now."""
@@ -166,6 +176,11 @@ class Worker:
         self._stopping = stop is not None and stop.is_set()
         log.info("job worker %s started (concurrency %d)", self.worker_id, self.concurrency)
         try:
+            try:
+                await self.ensure_schedules()
+            except Exception:
+                # A database not yet migrated, say: the worker still runs what it can.
+                log.exception("job worker %s could not ensure the recurring jobs", self.worker_id)
             async with anyio.create_task_group() as outer:
                 if stop is not None:
                     outer.start_soon(self._watch_stop, stop)
@@ -355,7 +370,7 @@ class Worker:
         sm = self.sessionmaker
         try:
             if isinstance(outcome, _Done):
-                ok = await queue.mark_done(sm, job)
+                ok = await queue.mark_done(sm, job, clock=self.clock)
                 log.debug("job %s (%s) done", job.id, job.kind)
             elif isinstance(outcome, _Dead):
                 ok = await queue.mark_dead(sm, job, outcome.error)

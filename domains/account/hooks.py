@@ -1,9 +1,12 @@
-"""Account lifecycle hooks: other parts of the app react to a member being saved.
+"""Account lifecycle events: other parts of the app react to a member being saved.
 
-The account domain does not know who listens. A listener runs **inside the transaction that
-saves the member** (so it is written if and only if the member is) and must not do network
-I/O. Federation uses it to give each member an ActivityPub actor and signing key at sign-up,
-so that reading an actor document never has to write::
+The account domain does not know who listens: it emits :class:`MemberSaved` on the
+:data:`member_saved` topic (:class:`app.events.Topic`) whenever a member is created or their
+profile changes. Durable consumers subscribe a job kind (``member_saved.subscribe(kind)``: one
+job each, written with the member). Federation gives each member an ActivityPub actor and
+signing key **inside the transaction that saves the member** (so reading an actor document never
+has to write), through the explicitly in-transaction variant; a listener of that kind must not
+do network I/O::
 
     from domains.account import hooks
 
@@ -13,24 +16,48 @@ so that reading an actor document never has to write::
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from uuid import UUID
 
+import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.events import Topic
 from domains.account.models import User
 
-UserSaved = Callable[[AsyncSession, User], Awaitable[None]]
-
-_listeners: list[UserSaved] = []
+__all__ = ["MemberSaved", "UserSavedListener", "member_saved", "on_user_saved", "user_saved"]
 
 
-def on_user_saved(listener: UserSaved) -> UserSaved:
-    """Register ``listener`` (idempotent); usable as a decorator."""
-    if listener not in _listeners:
-        _listeners.append(listener)
+class MemberSaved(msgspec.Struct, frozen=True):
+    """A member was created or their profile changed (ids only: re-read the member)."""
+
+    user_id: UUID
+
+
+member_saved: Topic[MemberSaved] = Topic("account.member-saved", MemberSaved)
+
+UserSavedListener = Callable[[AsyncSession, User], Awaitable[None]]
+
+# The in-transaction adapters made by on_user_saved, so registering a listener twice is a no-op.
+_adapters: dict[UserSavedListener, Callable[[AsyncSession, MemberSaved], Awaitable[None]]] = {}
+
+
+def on_user_saved(listener: UserSavedListener) -> UserSavedListener:
+    """Run ``listener(session, user)`` inside the transaction that saves a member (idempotent;
+    usable as a decorator). The in-transaction variant of :data:`member_saved`."""
+    if listener in _adapters:
+        return listener
+
+    async def adapter(session: AsyncSession, event: MemberSaved) -> None:
+        # The member was just added or updated in this session: get() answers from its identity map.
+        user = await session.get(User, event.user_id)
+        if user is not None:
+            await listener(session, user)
+
+    _adapters[listener] = adapter
+    member_saved.subscribe_in_transaction(adapter)
     return listener
 
 
 async def user_saved(session: AsyncSession, user: User) -> None:
-    """Run every listener for a member just created or whose profile changed."""
-    for listener in _listeners:
-        await listener(session, user)
+    """Emit :data:`member_saved` for a member just created or whose profile changed."""
+    await member_saved.emit(session, MemberSaved(user_id=user.id))

@@ -17,6 +17,7 @@ from advanced_alchemy.types import DateTimeUTC, JsonB
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from app.fsm import state_machine
 from domains.account.models import User
 
 POST: Final = "post"
@@ -145,6 +146,15 @@ class Post(UUIDv7AuditBase):
     def excerpt(self) -> str:
         return self.custom_excerpt or self.plaintext_excerpt
 
+
+
+# Every move between the three statuses is an editor action (publish, schedule, unpublish);
+# app.fsm makes each one a conditional UPDATE, so two racing moves cannot both happen.
+POST_STATUS = state_machine(Post, "status", {
+    DRAFT: {SCHEDULED, PUBLISHED},
+    SCHEDULED: {DRAFT, PUBLISHED},
+    PUBLISHED: {DRAFT, SCHEDULED},
+})
 
 class PostTag(UUIDv7AuditBase):
     __tablename__ = "blog_post_tag"

@@ -21,11 +21,12 @@ from sqlalchemy.orm import selectinload
 
 from app import audit
 from app.forms import InputProblems
-from app.jobs import enqueue
+from app.fsm import TransitionLost, transition
 from domains.account.models import User
 from domains.account.services import AccountService
 from domains.blog import events
 from domains.blog.guards import check_can_edit, is_post_author
+from domains.blog.jobs import PUBLISH_SCHEDULED, publish_scheduled
 from domains.blog.models import (
     DRAFT,
     INTERNAL_TAG,
@@ -66,7 +67,6 @@ from fragments.purge import emit_purge
 
 __all__ = ["PUBLISH_SCHEDULED", "BlogService", "NavigationService", "SlugTaken", "post_keys"]
 
-PUBLISH_SCHEDULED = "blog.publish-scheduled"
 DEFAULT_NAVIGATION: dict[str, list[NavLink]] = {
     "primary": [NavLink(label=label, url=url) for url, label in (
         ("/blog/", "Blog"), ("/market/", "Market"), ("/events/", "Events"), ("/social/", "Social"),
@@ -452,21 +452,22 @@ class BlogService:
         self.set_markdown(post, data.markdown)
         await self.set_tags(post, await self.tags_named(data.tag_names()))
         await self.set_authors(post, authors)
+        from_status, to_status = post.status, _STATUS_AFTER.get(action, post.status)
         if action == "publish":
-            post.status = PUBLISHED
             post.published_at = when if when is not None and when <= now else now.replace(microsecond=0)
-        elif action == "schedule":
-            post.status = SCHEDULED
-            post.published_at = when
-        elif action == "unpublish":
-            post.status = DRAFT
-        elif when is not None and post.status != SCHEDULED:
+        elif action == "schedule" or (action != "unpublish" and when is not None and post.status != SCHEDULED):
             post.published_at = when
         post.revision += 1
         await self.db.flush()
+        if to_status != from_status:
+            try:
+                await transition(self.db, Post, post.id, from_=from_status, to=to_status)
+            except TransitionLost as exc:
+                raise InputProblems({"form": "Someone else changed this post's status meanwhile. "
+                                             "Reload it and try again."}, 409) from exc
         if action == "schedule" and when is not None:
-            await enqueue(self.db, PUBLISH_SCHEDULED, PublishScheduled(post_id=post.id, scheduled_for=when),
-                          run_at=when)
+            await publish_scheduled.enqueue(self.db, PublishScheduled(post_id=post.id, scheduled_for=when),
+                                            run_at=when)
         await self.changed(post, was_public=was_public, before_keys=before_keys)
         after_authors = [a.username for a in authors]
         if staff_edit and not (autosaved and await self._last_audit_is(editor, post, "blog.post.autosave")):
@@ -537,7 +538,10 @@ class BlogService:
             return False
         if abs((post.published_at - scheduled_for).total_seconds()) >= 1:
             return False  # rescheduled since: a newer job will publish it
-        post.status = PUBLISHED
+        try:
+            await transition(self.db, Post, post.id, from_=SCHEDULED, to=PUBLISHED)
+        except TransitionLost:
+            return False  # unpublished or published by an editor since it was read
         post.revision += 1
         await self.db.flush()
         await self.changed(post, was_public=False)
@@ -561,6 +565,10 @@ class BlogService:
         await events.emit_post_event(self.db, PostEvent(
             post_id=post.id, action=action, type=post.type, slug=post.slug, revision=post.revision,
             url=self.url_for(post)))
+
+
+# The status each editor action moves a post to ("save" keeps it).
+_STATUS_AFTER: dict[str, str] = {"publish": PUBLISHED, "schedule": SCHEDULED, "unpublish": DRAFT}
 
 
 def _audit_target(post: Post) -> str:

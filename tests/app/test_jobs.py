@@ -95,6 +95,21 @@ async def add(
         return await enqueue(session, kind, payload, jobs=reg, **kw)  # type: ignore[arg-type]
 
 
+async def add_row(sm: SessionMaker, kind: str, payload: msgspec.Struct) -> Job:
+    """Write a job row as another process could have (a kind this one never registered, or a
+    payload of the wrong shape): ``enqueue`` itself refuses both at the call site."""
+    async with sm() as session, session.begin():
+        job = Job(kind=kind, payload=msgspec.to_builtins(payload), state=QUEUED, attempts=0, max_attempts=10,
+                  next_run_at=datetime.now(UTC))
+        session.add(job)
+        await session.flush()
+        return job
+
+
+async def noop_label(ctx: JobContext, payload: Label) -> None:
+    return None
+
+
 async def load(sm: SessionMaker, job_id: UUID) -> Job:
     async with sm() as session:
         job = await session.get(Job, job_id)
@@ -217,6 +232,7 @@ async def test_unique_key_deduplicates_while_queued_or_running(sm: SessionMaker,
 
 async def test_concurrent_enqueues_of_one_unique_key_make_one_job(sm: SessionMaker, reg: JobRegistry) -> None:
     results: list[UUID] = []
+    reg.register("k", Label, noop_label)
 
     async with sm() as first:
         job = await enqueue(first, "k", Label(label="a"), unique_key="same", jobs=reg)
@@ -309,8 +325,8 @@ async def test_retry_later_permanent_failure_unknown_kind_and_bad_payload(sm: Se
     reg.register("typed", Other, fine)
     j_later = await add(sm, "later", Label(label="a"), reg)
     j_perm = await add(sm, "give-up", Label(label="b"), reg)
-    j_unknown = await add(sm, "nobody.handles.this", Label(label="c"), reg)
-    j_bad = await add(sm, "typed", Label(label="not an int"), JobRegistry())  # bypass the type check
+    j_unknown = await add_row(sm, "nobody.handles.this", Label(label="c"))
+    j_bad = await add_row(sm, "typed", Label(label="not an int"))
 
     before = datetime.now(UTC)
     assert await make_worker(sm, reg).run_once() == 4
@@ -680,6 +696,7 @@ async def test_worker_in_background_releases_jobs_when_the_app_fails_or_is_cance
 async def test_run_worker_forever_stops_gracefully_on_sigterm(
     sm: SessionMaker, reg: JobRegistry, database_url: str, tmp_path: Path
 ) -> None:
+    reg.register("test.slow", Label, noop_label)  # the worker process registers the real one
     job = await add(sm, "test.slow", Label(label="term"), reg)
     proc = _spawn("forever", database_url, str(tmp_path / "data"))
     try:

@@ -285,13 +285,14 @@ class TestMirrorForm:
         assert (await post_form(client, f"{page}/mirrors/sync", {"mirror_id": str(mirror.id)},
                                 page=page)).status_code == 303
         jobs = (await db_session.execute(select(Job).where(Job.kind == "forge.mirror.sync"))).scalars().all()
-        # "Sync now" starts a new generation of the schedule; the old chain's next run is a no-op.
-        assert sorted((j.payload["generation"], j.payload["chain"]) for j in jobs) == [(1, True), (2, True)]
+        # "Sync now" moves the mirror's one recurring job to now, under a new generation.
+        assert [(j.payload["generation"], j.payload["chain"], j.repeat_seconds) for j in jobs] == [(2, True, 600)]
         assert all(token not in str(j.payload) for j in jobs)
 
         assert (await post_form(client, f"{page}/mirrors/remove", {"mirror_id": str(mirror.id)},
                                 page=page)).status_code == 303
         assert (await db_session.execute(select(ForgeMirror))).first() is None
+        assert (await db_session.execute(select(Job).where(Job.kind == "forge.mirror.sync"))).first() is None
         assert (await post_form(client, f"{page}/mirrors/remove", {"mirror_id": str(mirror.id)},
                                 page=page)).status_code == 422
 
