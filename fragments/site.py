@@ -1,11 +1,10 @@
 """Site-level fragments: the navigation, the home page's parts, and the personal holes.
 
-Domains add their own in ``domains/<area>/fragments.py`` with the same decorator.
+Domains add their own in ``domains/<area>/fragments.py`` with the same decorator (the newest
+members and the account menu are in domains/account/fragments.py).
 """
 
 from __future__ import annotations
-
-from advanced_alchemy.filters import LimitOffset, OrderBy
 
 from fragments.caching import CachePolicy
 from fragments.registry import FragmentContext, FragmentData, fragment
@@ -42,30 +41,6 @@ async def welcome(ctx: FragmentContext) -> FragmentData:
 async def sections(ctx: FragmentContext) -> FragmentData:
     """Cards for each part of the site."""
     return FragmentData({"links": NAV_LINKS}, keys=("site",), seed=NAV_REVISION)
-
-
-@fragment("account.new-members", title="Newest members", embed="members", params={"limit": "5"})
-async def new_members(ctx: FragmentContext) -> FragmentData:
-    """The newest members of the co-op, linked to their profiles."""
-    from domains.account.models import User
-    from domains.account.services import AccountService
-
-    limit = ctx.int_param("limit", 5, maximum=20)
-    service = AccountService(ctx.db)
-    users, total = await service.get_many_and_count(
-        OrderBy(field_name="created_at", sort_order="desc"), LimitOffset(limit=limit, offset=0),
-        User.is_active.is_(True), count_with_window_function=True,
-    )
-    members = [{"username": u.username, "name": u.name} for u in users]
-    seed = f"{total}:" + ",".join(f"{u.id}:{u.updated_at.isoformat()}" for u in users)
-    return FragmentData({"members": members, "total": total}, keys=("members",), seed=seed)
-
-
-@fragment("me.account-menu", policy=CachePolicy.PERSONAL, title="Account menu")
-async def account_menu(ctx: FragmentContext) -> FragmentData:
-    """Who is signed in, with sign-out; sign-in and sign-up links for everyone else."""
-    user = ctx.user
-    return FragmentData({"user": user})
 
 
 @fragment("me.cart-badge", policy=CachePolicy.PERSONAL, title="Cart badge")

@@ -3,6 +3,7 @@
 from litestar import Router
 
 from app import access
+from domains.account import fragments  # noqa: F401  (registers the account fragments)
 from domains.account.admin import AdminUsersController, AuditLogController
 from domains.account.api import api_current_user
 from domains.account.controllers import AccountController, AuthController, profile

@@ -13,45 +13,47 @@ from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import audit
-from app.forms import InputProblems, form_data, see_other
+from app.forms import InputProblems, parse_form, see_other
 from app.responses import PRIVATE
-from app.security import requires_admin
+from domains.account.deps import dependencies
+from domains.account.guards import check_member
 from domains.account.models import User
+from domains.account.schemas import RolesForm
 from domains.account.services import AccountService
 
 
 class AdminUsersController(Controller):
+    # Administrators only: declared where the router mounts it (app/access.py), checked app-wide.
     path = "/account/admin/users"
-    guards = [requires_admin]
+    dependencies = dependencies
     cache_control = PRIVATE
 
     @get("/", name="account:admin-users")
-    async def index(self, db_session: AsyncSession, q: str = "") -> Template:
-        users = await AccountService(db_session).search(q)
+    async def index(self, accounts: AccountService, q: str = "") -> Template:
+        users = await accounts.search(q)
         return Template("account/admin_users.html", context={"users": users, "q": q})
 
     @post("/{user_id:uuid}/roles", status_code=303)
-    async def set_roles(self, request: Request[User, Any, Any], db_session: AsyncSession,
+    async def set_roles(self, request: Request[User, Any, Any], accounts: AccountService,
                         user_id: UUID) -> Redirect:
-        service = AccountService(db_session)
-        member = await service.get_one_or_none(id=user_id)
-        if member is None:
-            raise NotFoundException("No such member.")
-        data = await form_data(request)
+        member = check_member(await accounts.get_one_or_none(id=user_id))
+        form = await parse_form(request, RolesForm)
         try:
-            await service.set_flags(request.user, member, is_admin="is_admin" in data,
-                                    is_active="is_active" in data, is_author="is_author" in data,
-                                    is_editor="is_editor" in data)
+            await accounts.set_flags(request.user, member, is_admin=form.is_admin is not None,
+                                     is_active=form.is_active is not None, is_author=form.is_author is not None,
+                                     is_editor=form.is_editor is not None)
         except InputProblems as exc:
             return see_other("/account/admin/users", request, str(exc.errors.get("form", exc)), "error")
         return see_other("/account/admin/users", request, f"Saved @{member.username}.")
 
 
 class AuditLogController(Controller):
-    """Every administrator action on another member's data, newest first (app/audit.py)."""
+    """Every administrator action on another member's data, newest first (app/audit.py).
+
+    Administrators only, declared where the account router mounts it.
+    """
 
     path = "/account/admin/audit"
-    guards = [requires_admin]
     cache_control = PRIVATE
 
     @get("/", name="account:admin-audit")

@@ -12,13 +12,15 @@ from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import access
-from app.forms import InputProblems, as_list, form_data, form_page, safe_next, see_other
+from app.forms import InputProblems, form_page, parse_form, safe_next, see_other
 from app.responses import PRIVATE
-from app.security import SESSION_EPOCH_KEY, SESSION_USER_KEY, requires_user
+from app.security import SESSION_EPOCH_KEY, SESSION_USER_KEY
 from app.sessions import rotate_session_id
 from app.settings import Settings
+from domains.account.deps import dependencies
+from domains.account.guards import check_visible_profile
 from domains.account.models import User
-from domains.account.schemas import SCOPES, SignupInput
+from domains.account.schemas import SCOPES, LoginForm, PasswordForm, ProfileForm, SignupInput, TokenForm
 from domains.account.services import AccountService, TokenService
 from fragments.caching import ANONYMOUS_OPT
 
@@ -31,6 +33,7 @@ def _sign_in(request: Request[Any, Any, Any], user: User) -> None:
 
 class AuthController(Controller):
     path = "/account"
+    dependencies = dependencies
     cache_control = PRIVATE
 
     @get("/signup", name="account:signup")
@@ -38,20 +41,14 @@ class AuthController(Controller):
         return Template("account/signup.html", context={"values": {}, "errors": {}, "open": settings.signup_open})
 
     @post("/signup", status_code=303)
-    async def signup(self, request: Request[Any, Any, Any], db_session: AsyncSession,
+    async def signup(self, request: Request[Any, Any, Any], accounts: AccountService,
                      settings: Settings) -> Template | Redirect:
         if not settings.signup_open:
             raise PermissionDeniedException("Sign-up is closed on this site.")
-        data = await form_data(request)
-        values = SignupInput(
-            username=str(data.get("username", "")),
-            email=str(data.get("email", "")),
-            password=str(data.get("password", "")),
-            display_name=str(data.get("display_name", "")),
-        )
+        values = await parse_form(request, SignupInput)
         shown = {"username": values.username, "email": values.email, "display_name": values.display_name}
         try:
-            user = await AccountService(db_session).signup(values)
+            user = await accounts.signup(values)
         except InputProblems as exc:
             return form_page("account/signup.html", {"values": shown, "open": True}, exc.errors, exc.status)
         _sign_in(request, user)
@@ -62,11 +59,11 @@ class AuthController(Controller):
         return Template("account/login.html", context={"values": {}, "errors": {}, "next": safe_next(next)})
 
     @post("/login", status_code=303)
-    async def login(self, request: Request[Any, Any, Any], db_session: AsyncSession) -> Template | Redirect:
-        data = await form_data(request)
-        login = str(data.get("login", "")).strip()
-        destination = safe_next(str(data.get("next", "")))
-        user = await AccountService(db_session).authenticate(login, str(data.get("password", "")))
+    async def login(self, request: Request[Any, Any, Any], accounts: AccountService) -> Template | Redirect:
+        form = await parse_form(request, LoginForm)
+        login = form.login.strip()
+        destination = safe_next(form.next)
+        user = await accounts.authenticate(login, form.password)
         if user is None:
             return form_page(
                 "account/login.html",
@@ -86,15 +83,16 @@ class AuthController(Controller):
 
 
 class AccountController(Controller):
+    # Members only: declared where the account router mounts it (app/access.py), checked app-wide.
     path = "/account"
-    guards = [requires_user]
+    dependencies = dependencies
     cache_control = PRIVATE
 
     @get("/", name="account:dashboard")
-    async def dashboard(self, request: Request[User, Any, Any], db_session: AsyncSession) -> Template:
-        tokens = await TokenService(db_session).for_user(request.user)
+    async def dashboard(self, request: Request[User, Any, Any], tokens: TokenService) -> Template:
+        owned = await tokens.for_user(request.user)
         return Template("account/dashboard.html", context={
-            "active_tokens": sum(1 for t in tokens if t.revoked_at is None),
+            "active_tokens": sum(1 for t in owned if t.revoked_at is None),
         })
 
     @get("/settings", name="account:settings")
@@ -108,14 +106,13 @@ class AccountController(Controller):
             "values": {"display_name": user.display_name, "bio": user.bio}, "errors": {}})
 
     @post("/settings/profile", status_code=303)
-    async def profile_save(self, request: Request[User, Any, Any], db_session: AsyncSession) -> Template | Redirect:
-        data = await form_data(request)
-        display_name, bio = str(data.get("display_name", "")), str(data.get("bio", ""))
+    async def profile_save(self, request: Request[User, Any, Any], accounts: AccountService) -> Template | Redirect:
+        form = await parse_form(request, ProfileForm)
         try:
-            await AccountService(db_session).update_profile(request.user, display_name, bio)
+            await accounts.update_profile(request.user, form.display_name, form.bio)
         except InputProblems as exc:
             return form_page("account/settings_profile.html",
-                             {"values": {"display_name": display_name, "bio": bio}}, exc.errors, exc.status)
+                             {"values": {"display_name": form.display_name, "bio": form.bio}}, exc.errors, exc.status)
         return see_other("/account/settings/profile", request, "Profile saved.")
 
     @get("/settings/password")
@@ -123,66 +120,62 @@ class AccountController(Controller):
         return Template("account/settings_password.html", context={"errors": {}})
 
     @post("/settings/password", status_code=303)
-    async def password_save(self, request: Request[User, Any, Any], db_session: AsyncSession) -> Template | Redirect:
-        data = await form_data(request)
-        new = str(data.get("new_password", ""))
-        if new != str(data.get("confirm_password", "")):
+    async def password_save(self, request: Request[User, Any, Any], accounts: AccountService) -> Template | Redirect:
+        form = await parse_form(request, PasswordForm)
+        if form.new_password != form.confirm_password:
             return form_page("account/settings_password.html", {},
                              {"confirm_password": "The two new passwords differ."}, 422)
         try:
-            await AccountService(db_session).change_password(request.user, str(data.get("current_password", "")), new)
+            await accounts.change_password(request.user, form.current_password, form.new_password)
         except InputProblems as exc:
             return form_page("account/settings_password.html", {}, exc.errors, exc.status)
         _sign_in(request, request.user)  # other sessions end; this one carries the new epoch
         return see_other("/account/settings/password", request, "Password changed. Other sessions were signed out.")
 
     @get("/settings/tokens")
-    async def tokens(self, request: Request[User, Any, Any], db_session: AsyncSession) -> Template:
-        return await self._tokens_page(request, db_session)
+    async def tokens(self, request: Request[User, Any, Any], tokens: TokenService) -> Template:
+        return await self._tokens_page(request, tokens)
 
-    async def _tokens_page(self, request: Request[User, Any, Any], db_session: AsyncSession, *,
+    async def _tokens_page(self, request: Request[User, Any, Any], tokens: TokenService, *,
                            errors: dict[str, str] | None = None, values: dict[str, Any] | None = None,
                            status: int = 200) -> Template:
-        tokens = await TokenService(db_session).for_user(request.user)
+        owned = await tokens.for_user(request.user)
         # The new secret is shown exactly once: it travels in the session and is popped here.
         new_secret = request.session.pop("new_token", None) if request.session else None
         return Template("account/settings_tokens.html", status_code=status, context={
-            "tokens": tokens, "scopes": SCOPES, "new_secret": new_secret,
+            "tokens": owned, "scopes": SCOPES, "new_secret": new_secret,
             "errors": errors or {}, "values": values or {"scopes": []},
         })
 
     @post("/settings/tokens", status_code=303)
-    async def token_create(self, request: Request[User, Any, Any], db_session: AsyncSession) -> Template | Redirect:
-        data = await form_data(request)
-        name, scopes = str(data.get("name", "")), as_list(data.get("scopes"))
+    async def token_create(self, request: Request[User, Any, Any], tokens: TokenService) -> Template | Redirect:
+        form = await parse_form(request, TokenForm)
         try:
-            _token, secret = await TokenService(db_session).issue(request.user, name, scopes)
+            _token, secret = await tokens.issue(request.user, form.name, form.scopes)
         except InputProblems as exc:
-            return await self._tokens_page(request, db_session, errors=exc.errors,
-                                           values={"name": name, "scopes": scopes}, status=exc.status)
+            return await self._tokens_page(request, tokens, errors=exc.errors,
+                                           values={"name": form.name, "scopes": form.scopes}, status=exc.status)
         request.session["new_token"] = secret
         return see_other("/account/settings/tokens", request, "Token created. Copy it now: it won't be shown again.")
 
     @post("/settings/tokens/{token_id:uuid}/revoke", status_code=303, opt=access.session(owner="token"))
-    async def token_revoke(self, request: Request[User, Any, Any], db_session: AsyncSession,
+    async def token_revoke(self, request: Request[User, Any, Any], tokens: TokenService,
                            token_id: UUID) -> Redirect:
-        if not await TokenService(db_session).revoke(request.user, token_id):
+        if not await tokens.revoke(request.user, token_id):
             raise NotFoundException("No such active token.")
         return see_other("/account/settings/tokens", request, "Token revoked.")
 
 
 @get("/{handle:str}", name="account:profile", cache_control=CacheControlHeader(public=True, max_age=60),
-     opt=dict(ANONYMOUS_OPT))
-async def profile(handle: str, request: Request[Any, Any, Any], db_session: AsyncSession,
+     opt=dict(ANONYMOUS_OPT), dependencies=dependencies)
+async def profile(handle: str, request: Request[Any, Any, Any], db_session: AsyncSession, accounts: AccountService,
                   settings: Settings) -> Template | Response[bytes]:
     """``/@<username>``. Litestar parameters span whole segments, so the ``@`` is checked here;
     every other single-segment path that no route claims is a 404 from this handler."""
     if not handle.startswith("@") or len(handle) < 2:
         raise NotFoundException()
     username = handle[1:]
-    user = await AccountService(db_session).by_username(username)
-    if user is None or not user.is_active:
-        raise NotFoundException(f"There is no member called @{username}.")
+    user = check_visible_profile(await accounts.by_username(username), username)
     # Content negotiation: the same URL is the member's ActivityPub actor (design/federation.md §5).
     from federation.activitypub.core import wants_as2
 

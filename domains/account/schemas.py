@@ -40,11 +40,49 @@ COMMON_PASSWORDS = frozenset(
 )
 
 
+# Forms (``parse_form(request, Form)``). Every field has a default: a missing field is an empty
+# one, and the service's rules say what is wrong with it in words a person can act on.
+
+
 class SignupInput(msgspec.Struct, kw_only=True):
+    """The sign-up form, and what ``AccountService.signup`` takes (the CLI builds it too)."""
+
     username: str = ""
     email: str = ""
     password: str = ""
     display_name: str = ""
+
+
+class LoginForm(msgspec.Struct, kw_only=True):
+    login: str = ""  # a username or an email address
+    password: str = ""
+    next: str = ""  # where to go afterwards; only same-site paths are honoured (forms.safe_next)
+
+
+class ProfileForm(msgspec.Struct, kw_only=True):
+    display_name: str = ""
+    bio: str = ""
+
+
+class PasswordForm(msgspec.Struct, kw_only=True):
+    current_password: str = ""
+    new_password: str = ""
+    confirm_password: str = ""
+
+
+class TokenForm(msgspec.Struct, kw_only=True):
+    name: str = ""
+    scopes: list[str] = []
+
+
+class RolesForm(msgspec.Struct, kw_only=True):
+    """An administrator's role checkboxes for one member. A checkbox is on when it is sent at all,
+    whatever its value (browsers send ``on``), so each field is ``None`` exactly when it is off."""
+
+    is_admin: str | None = None
+    is_active: str | None = None
+    is_author: str | None = None
+    is_editor: str | None = None
 
 
 class UserRead(msgspec.Struct, kw_only=True):

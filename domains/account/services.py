@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import audit
 from app.forms import InputProblems
 from domains.account import hooks
+from domains.account.guards import lockout_problem
 from domains.account.models import AccessToken, User
 from domains.account.passwords import hash_password, needs_rehash, verify_password
 from domains.account.schemas import (
@@ -147,8 +148,8 @@ class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
 
         The change and its audit-log entry are written in the caller's transaction.
         """
-        if actor.id == member.id and (not is_admin or not is_active):
-            raise InputProblems({"form": "You can't remove your own administrator role or suspend yourself."})
+        if problem := lockout_problem(actor, member, is_admin=is_admin, is_active=is_active):
+            raise InputProblems({"form": problem})
         before = member.role_names
         if member.is_active and not is_active:
             member.session_epoch += 1  # a suspended member is signed out everywhere

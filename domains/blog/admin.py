@@ -14,26 +14,34 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.exceptions import NotFoundException
-from litestar.plugins.htmx import HTMXTemplate
+from litestar.plugins.htmx import HTMXRequest, HTMXTemplate
 from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import access
-from app.forms import InputProblems, form_data, see_other
+from app.forms import InputProblems, parse_form, see_other
 from app.responses import PRIVATE
-from app.security import requires_admin
 from app.settings import Settings
 from domains.account.models import User
+from domains.blog.deps import dependencies
 from domains.blog.exporter import export_ghost
-from domains.blog.guards import check_can_edit, requires_author
+from domains.blog.guards import check_can_edit
 from domains.blog.html2md import html_to_markdown
 from domains.blog.importer import GhostImportError, import_ghost
 from domains.blog.models import DRAFT, POST, POST_TYPES, Post
 from domains.blog.renderer import render_markdown
-from domains.blog.schemas import MAX_BODY_CHARS, TEXT_FIELDS, NavLink, PostAction, PostInput
+from domains.blog.schemas import (
+    MAX_BODY_CHARS,
+    TEXT_FIELDS,
+    EditorForm,
+    ImportForm,
+    NavigationForm,
+    NavigationRead,
+    NavLink,
+    PreviewForm,
+)
 from domains.blog.services import BlogService, NavigationService, SlugTaken
 
-ACTIONS: tuple[PostAction, ...] = ("save", "publish", "schedule", "unpublish", "preview")
 MAX_IMPORT_BYTES = 50 * 1024 * 1024
 CONVERTED = ("Converted the Ghost HTML to Markdown. The conversion is lossy: check the preview, then save "
              "to replace the HTML (or leave without saving to keep it).")
@@ -41,22 +49,9 @@ MESSAGES = {"save": "Saved.", "publish": "Published.", "schedule": "Scheduled.",
             "it is a draft again."}
 
 
-def _is_htmx(request: Request[Any, Any, Any]) -> bool:
-    htmx = getattr(request, "htmx", None)
-    if not htmx:
-        return False
-    return not (htmx.boosted or htmx.history_restore_request)
-
-
-def _input(data: dict[str, Any]) -> tuple[PostInput, PostAction]:
-    values: dict[str, Any] = {}
-    for name in TEXT_FIELDS:
-        raw = data.get(name, "")
-        values[name] = str(raw[-1] if isinstance(raw, list) else raw)
-    values["featured"] = bool(data.get("featured"))
-    values["type"] = values["type"] or POST
-    action = str(data.get("action", "save"))
-    return PostInput(**values), action if action in ACTIONS else "save"  # type: ignore[return-value]
+def _swaps_editor(request: HTMXRequest) -> bool:
+    # htmx swaps the editor in place; a boosted submit or a history restore wants the whole page.
+    return bool(request.htmx) and not (request.htmx.boosted or request.htmx.history_restore_request)
 
 
 def _values(post: Post | None, post_type: str = POST) -> dict[str, Any]:
@@ -80,25 +75,26 @@ def _editor_context(post: Post | None, values: dict[str, Any], *, errors: dict[s
     }
 
 
-def _editor(request: Request[Any, Any, Any], context: dict[str, Any], status: int = 200,
+def _editor(request: HTMXRequest, context: dict[str, Any], status: int = 200,
             push_url: str | None = None) -> Template:
-    if _is_htmx(request):
+    if _swaps_editor(request):
         return HTMXTemplate(template_name="blog/admin/_editor.html", context=context, status_code=status,
                             push_url=push_url or False)
     return Template("blog/admin/edit.html", context=context, status_code=status)
 
 
 class BlogAdminController(Controller):
+    # Authors (and editors, administrators): declared where the blog mounts it (app/access.py).
     path = "/blog/admin"
-    guards = [requires_author]
+    dependencies = dependencies
     cache_control = PRIVATE
 
     @get("/", name="blog:admin")
-    async def index(self, request: Request[User, Any, Any], db_session: AsyncSession, status: str = "",
+    async def index(self, request: Request[User, Any, Any], blog: BlogService, status: str = "",
                     type: str = "", q: str = "", tag: str = "") -> Template:
         user = request.user
-        posts = await BlogService(db_session).admin_list(status=status, post_type=type, q=q, tag=tag,
-                                                         author=None if user.can_edit_all_posts else user)
+        posts = await blog.admin_list(status=status, post_type=type, q=q, tag=tag,
+                                      author=None if user.can_edit_all_posts else user)
         return Template("blog/admin/list.html", context={
             "posts": posts, "filters": {"status": status, "type": type, "q": q, "tag": tag}})
 
@@ -108,46 +104,43 @@ class BlogAdminController(Controller):
         return Template("blog/admin/edit.html", context=_editor_context(None, _values(None, post_type)))
 
     @get("/posts/{post_id:uuid}", name="blog:edit")
-    async def edit(self, request: Request[User, Any, Any], db_session: AsyncSession, post_id: UUID) -> Template:
-        post = check_can_edit(request.user, await BlogService(db_session).get(post_id))
+    async def edit(self, request: Request[User, Any, Any], blog: BlogService, post_id: UUID) -> Template:
+        post = check_can_edit(request.user, await blog.get(post_id))
         return Template("blog/admin/edit.html", context=_editor_context(post, _values(post)))
 
     @post("/posts", status_code=303)
-    async def create(self, request: Request[User, Any, Any], db_session: AsyncSession,
-                     settings: Settings) -> Response[Any]:
-        data = await form_data(request)
+    async def create(self, request: HTMXRequest, blog: BlogService) -> Response[Any]:
+        form = await parse_form(request, EditorForm)
         post: Post | None = None
-        if data.get("post_id"):  # the draft autosave already created
-            post = await self._own(request, db_session, str(data["post_id"]))
-        return await self._save(request, db_session, settings, post, data)
+        if form.post_id:  # the draft autosave already created
+            post = await self._own(request, blog, form.post_id)
+        return await self._save(request, blog, post, form)
 
     @post("/posts/{post_id:uuid}", status_code=303)
-    async def update(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
-                     post_id: UUID) -> Response[Any]:
-        post = check_can_edit(request.user, await BlogService(db_session).get(post_id))
-        return await self._save(request, db_session, settings, post, await form_data(request))
+    async def update(self, request: HTMXRequest, blog: BlogService, post_id: UUID) -> Response[Any]:
+        post = check_can_edit(request.user, await blog.get(post_id))
+        return await self._save(request, blog, post, await parse_form(request, EditorForm))
 
-    async def _own(self, request: Request[User, Any, Any], db: AsyncSession, raw_id: str) -> Post:
+    async def _own(self, request: HTMXRequest, blog: BlogService, raw_id: str) -> Post:
         try:
             post_id = UUID(raw_id)
         except ValueError:
             raise NotFoundException("No such post.") from None
-        return check_can_edit(request.user, await BlogService(db).get(post_id))
+        return check_can_edit(request.user, await blog.get(post_id))
 
-    async def _save(self, request: Request[User, Any, Any], db: AsyncSession, settings: Settings,
-                    post: Post | None, data: dict[str, Any]) -> Response[Any]:
-        values, action = _input(data)
+    async def _save(self, request: HTMXRequest, blog: BlogService, post: Post | None,
+                    form: EditorForm) -> Response[Any]:
+        values, action = form.post_input(), form.post_action()
         shown = {**{name: getattr(values, name) for name in TEXT_FIELDS}, "featured": values.featured}
         if action == "preview":  # the no-JS preview: render, keep what was typed, save nothing
             return _editor(request, _editor_context(post, shown, preview=render_markdown(values.markdown)))
-        if data.get("action") == "convert" and post is not None and post.legacy_html is not None:
+        if form.action == "convert" and post is not None and post.legacy_html is not None:
             # Ghost HTML → Markdown, shown for review; nothing is saved until the author saves.
             shown["markdown"] = html_to_markdown(post.legacy_html)
             return _editor(request, _editor_context(post, shown, preview=render_markdown(shown["markdown"]),
                                                     message=CONVERTED))
-        service = BlogService(db, base_url=settings.base_url)
         try:
-            saved = await service.save(request.user, values, action, post=post)
+            saved = await blog.save(request.user, values, action, post=post)
         except SlugTaken as exc:
             shown["suggested_slug"] = exc.suggestion
             return _editor(request, _editor_context(post, shown, errors=exc.errors), status=422)
@@ -155,41 +148,36 @@ class BlogAdminController(Controller):
             return _editor(request, _editor_context(post, shown, errors=exc.errors), status=exc.status)
         where = f"/blog/admin/posts/{saved.id}"
         message = MESSAGES.get(action, "Saved.")
-        if _is_htmx(request):
-            fresh = await service.get(saved.id)
+        if _swaps_editor(request):
+            fresh = await blog.get(saved.id)
             assert fresh is not None
             return _editor(request, _editor_context(fresh, _values(fresh), message=message), push_url=where)
         return see_other(where, request, message)
 
     @post("/posts/{post_id:uuid}/delete", status_code=303)
-    async def delete(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
-                     post_id: UUID) -> Redirect:
-        service = BlogService(db_session, base_url=settings.base_url)
-        post = check_can_edit(request.user, await service.get(post_id))
-        await service.delete(post, actor=request.user)
+    async def delete(self, request: Request[User, Any, Any], blog: BlogService, post_id: UUID) -> Redirect:
+        post = check_can_edit(request.user, await blog.get(post_id))
+        await blog.delete(post, actor=request.user)
         return see_other("/blog/admin/", request, f"Deleted “{post.title}”.")
 
     @post("/preview", status_code=200)
     async def preview(self, request: Request[User, Any, Any]) -> Template:
         """The live preview: the publishing renderer, applied to what is in the textarea."""
-        data = await form_data(request)
-        source = str(data.get("markdown", ""))
+        source = (await parse_form(request, PreviewForm)).markdown
         too_long = len(source) > MAX_BODY_CHARS
         html = "" if too_long else render_markdown(source)
         return Template("blog/admin/_preview.html", context={"html": html, "too_long": too_long})
 
     @post("/autosave", status_code=200)
-    async def autosave(self, request: Request[User, Any, Any], db_session: AsyncSession,
-                       settings: Settings) -> Template:
+    async def autosave(self, request: HTMXRequest, blog: BlogService) -> Template:
         """Draft autosave (htmx): saves drafts only, reports in place, never redirects."""
-        data = await form_data(request)
-        values, _ = _input(data)
-        post = await self._own(request, db_session, str(data["post_id"])) if data.get("post_id") else None
-        service = BlogService(db_session, base_url=settings.base_url)
+        form = await parse_form(request, EditorForm)
+        values = form.post_input()
+        post = await self._own(request, blog, form.post_id) if form.post_id else None
         if post is None and not (values.title.strip() or values.markdown.strip()):
             return Template("blog/admin/_autosave.html", context={"post": None, "problem": "", "saved_at": None})
         try:
-            saved = await service.autosave(request.user, values, post=post)
+            saved = await blog.autosave(request.user, values, post=post)
         except InputProblems as exc:
             problem = "; ".join(exc.errors.values())
             return Template("blog/admin/_autosave.html", context={"post": post, "problem": problem,
@@ -202,23 +190,21 @@ class BlogSettingsController(Controller):
     """Site-wide blog settings: administrators only."""
 
     path = "/blog/admin"
-    guards = [requires_admin]
     opt = access.admin()
+    dependencies = dependencies
     cache_control = PRIVATE
 
     @get("/navigation", name="blog:navigation")
-    async def navigation(self, db_session: AsyncSession) -> Template:
-        nav = await NavigationService(db_session).current()
+    async def navigation(self, navigation: NavigationService) -> Template:
+        nav = await navigation.current()
         return Template("blog/admin/navigation.html", context={"nav": nav, "errors": {}})
 
     @post("/navigation", status_code=303)
-    async def navigation_save(self, request: Request[User, Any, Any], db_session: AsyncSession) -> Response[Any]:
-        data = await form_data(request)
+    async def navigation_save(self, request: Request[User, Any, Any], navigation: NavigationService) -> Response[Any]:
+        form = await parse_form(request, NavigationForm)
         menus: dict[str, list[NavLink]] = {}
         for menu in ("primary", "secondary"):
-            labels = _as_list(data.get(f"{menu}_label"))
-            urls = _as_list(data.get(f"{menu}_url"))
-            positions = _as_list(data.get(f"{menu}_position"))
+            labels, urls, positions = form.rows(menu)
             rows: list[tuple[float, int, NavLink]] = []
             for i, (label, url) in enumerate(zip(labels, urls, strict=False)):
                 if not label.strip() and not url.strip():
@@ -229,12 +215,9 @@ class BlogSettingsController(Controller):
                     position = i + 1.0
                 rows.append((position, i, NavLink(label=label.strip(), url=url.strip())))
             menus[menu] = [link for _, _, link in sorted(rows, key=lambda r: (r[0], r[1]))]
-        service = NavigationService(db_session)
         try:
-            await service.save(menus["primary"], menus["secondary"])
+            await navigation.save(menus["primary"], menus["secondary"])
         except InputProblems as exc:
-            from domains.blog.schemas import NavigationRead
-
             shown = NavigationRead(primary=menus["primary"], secondary=menus["secondary"], revision="")
             return Template("blog/admin/navigation.html", context={"nav": shown, "errors": exc.errors},
                             status_code=exc.status)
@@ -255,10 +238,10 @@ class BlogSettingsController(Controller):
     @post("/import", status_code=200, request_max_body_size=MAX_IMPORT_BYTES)
     async def import_upload(self, request: Request[User, Any, Any], db_session: AsyncSession,
                             settings: Settings) -> Template:
-        form = await request.form()
-        upload = form.get("export")
-        dry_run = bool(form.get("dry_run"))
-        ghost_url = str(form.get("ghost_url") or settings.ghost_url or "")
+        fields = await parse_form(request, ImportForm)
+        upload = (await request.form()).get("export")
+        dry_run = bool(fields.dry_run)
+        ghost_url = fields.ghost_url or settings.ghost_url or ""
         if not isinstance(upload, UploadFile):
             return Template("blog/admin/import.html", status_code=422, context={
                 "report": None, "errors": {"export": "Choose a Ghost export (.json) to upload."}})
@@ -270,12 +253,6 @@ class BlogSettingsController(Controller):
             return Template("blog/admin/import.html", status_code=422, context={
                 "report": None, "errors": {"export": str(exc)}})
         return Template("blog/admin/import.html", context={"report": report, "errors": {}})
-
-
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
 admin_handlers = [BlogAdminController, BlogSettingsController]

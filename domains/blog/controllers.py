@@ -11,11 +11,11 @@ from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import NotFoundException
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.params import PageNumber
 from app.settings import Settings
 from domains.blog import feeds
+from domains.blog.deps import dependencies
 from domains.blog.models import Post
 from domains.blog.renderer import reading_time
 from domains.blog.schemas import PER_PAGE
@@ -39,11 +39,11 @@ def _pagination(page: int, total: int, base: str) -> dict[str, Any]:
     }
 
 
-@public_get("/blog/", name="blog:index")
-async def blog_index(request: Request[Any, Any, Any], db_session: AsyncSession,
+@public_get("/blog/", name="blog:index", dependencies=dependencies)
+async def blog_index(request: Request[Any, Any, Any], blog: BlogService,
                      page: PageNumber = 1) -> Response[bytes]:
     page = _page_number(page)
-    posts, total = await BlogService(db_session).list_public(page=page)
+    posts, total = await blog.list_public(page=page)
     if page > 1 and not posts:
         raise NotFoundException("No such page.")
     return await render_page(request, "blog/index.html", {
@@ -52,9 +52,9 @@ async def blog_index(request: Request[Any, Any, Any], db_session: AsyncSession,
     }, keys=("posts",))
 
 
-@public_get("/blog/{slug:str}", name="blog:post")
-async def blog_post(request: Request[Any, Any, Any], db_session: AsyncSession, slug: str) -> Response[bytes]:
-    found = await BlogService(db_session).resolve_public(slug)
+@public_get("/blog/{slug:str}", name="blog:post", dependencies=dependencies)
+async def blog_post(request: Request[Any, Any, Any], blog: BlogService, slug: str) -> Response[bytes]:
+    found = await blog.resolve_public(slug)
     if found is None:
         raise NotFoundException("We couldn't find that post.")
     if isinstance(found, str):  # an old slug
@@ -67,30 +67,28 @@ async def blog_post(request: Request[Any, Any, Any], db_session: AsyncSession, s
     return await render_page(request, "blog/post.html", {"post": post, "minutes": minutes}, keys=keys)
 
 
-@public_get("/blog/tag/{slug:str}", name="blog:tag")
-async def blog_tag(request: Request[Any, Any, Any], db_session: AsyncSession, slug: str,
+@public_get("/blog/tag/{slug:str}", name="blog:tag", dependencies=dependencies)
+async def blog_tag(request: Request[Any, Any, Any], blog: BlogService, slug: str,
                    page: PageNumber = 1) -> Response[bytes]:
     page = _page_number(page)
-    service = BlogService(db_session)
-    tag = await service.public_tag(slug)
+    tag = await blog.public_tag(slug)
     if tag is None:
         raise NotFoundException("No such tag.")
-    posts, total = await service.list_public(page=page, tag=tag)
+    posts, total = await blog.list_public(page=page, tag=tag)
     return await render_page(request, "blog/index.html", {
         "posts": posts, "pagination": _pagination(page, total, f"/blog/tag/{slug}"), "heading": tag.name,
         "description": tag.description, "feed_path": f"/blog/tag/{slug}/feed.rss", "tag": tag,
     }, keys=(f"tag:{slug}", "posts"))
 
 
-@public_get("/blog/author/{username:str}", name="blog:author")
-async def blog_author(request: Request[Any, Any, Any], db_session: AsyncSession, username: str,
+@public_get("/blog/author/{username:str}", name="blog:author", dependencies=dependencies)
+async def blog_author(request: Request[Any, Any, Any], blog: BlogService, username: str,
                       page: PageNumber = 1) -> Response[bytes]:
     page = _page_number(page)
-    service = BlogService(db_session)
-    author = await service.author(username)
+    author = await blog.author(username)
     if author is None:
         raise NotFoundException("No such author.")
-    posts, total = await service.list_public(page=page, author=author)
+    posts, total = await blog.list_public(page=page, author=author)
     if not posts and page == 1 and not author.can_author:
         raise NotFoundException("No such author.")
     return await render_page(request, "blog/index.html", {
@@ -105,9 +103,8 @@ def _feed_response(request: Request[Any, Any, Any], body: bytes, media_type: str
     return conditional_response(request, body, CachePolicy.PUBLIC, surrogate_keys=keys, media_type=media_type)
 
 
-async def _feed_posts(db: AsyncSession, *, tag_slug: str | None = None,
+async def _feed_posts(service: BlogService, *, tag_slug: str | None = None,
                       username: str | None = None) -> tuple[list[Post], str, tuple[str, ...]]:
-    service = BlogService(db)
     if tag_slug is not None:
         tag = await service.public_tag(tag_slug)
         if tag is None:
@@ -124,48 +121,47 @@ async def _feed_posts(db: AsyncSession, *, tag_slug: str | None = None,
     return posts, "", ("posts",)
 
 
-@public_get("/blog/feed.atom", name="blog:feed-atom")
-async def feed_atom(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Response[bytes]:
-    posts, _, keys = await _feed_posts(db_session)
+@public_get("/blog/feed.atom", name="blog:feed-atom", dependencies=dependencies)
+async def feed_atom(request: Request[Any, Any, Any], blog: BlogService, settings: Settings) -> Response[bytes]:
+    posts, _, keys = await _feed_posts(blog)
     body = feeds.atom_feed(posts, base_url=settings.base_url, title="Rose Ash blog", self_path="/blog/feed.atom",
                            alt_path="/blog/")
     return _feed_response(request, body, feeds.ATOM_TYPE, keys)
 
 
-@public_get("/blog/feed.rss", name="blog:feed-rss")
-async def feed_rss(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Response[bytes]:
-    posts, _, keys = await _feed_posts(db_session)
+@public_get("/blog/feed.rss", name="blog:feed-rss", dependencies=dependencies)
+async def feed_rss(request: Request[Any, Any, Any], blog: BlogService, settings: Settings) -> Response[bytes]:
+    posts, _, keys = await _feed_posts(blog)
     body = feeds.rss_feed(posts, base_url=settings.base_url, title="Rose Ash blog",
                           description="News and stories from the co-op.", self_path="/blog/feed.rss",
                           alt_path="/blog/")
     return _feed_response(request, body, feeds.RSS_TYPE, keys)
 
 
-@public_get("/blog/tag/{slug:str}/feed.rss", name="blog:tag-feed")
-async def tag_feed(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
+@public_get("/blog/tag/{slug:str}/feed.rss", name="blog:tag-feed", dependencies=dependencies)
+async def tag_feed(request: Request[Any, Any, Any], blog: BlogService, settings: Settings,
                    slug: str) -> Response[bytes]:
-    posts, name, keys = await _feed_posts(db_session, tag_slug=slug)
+    posts, name, keys = await _feed_posts(blog, tag_slug=slug)
     body = feeds.rss_feed(posts, base_url=settings.base_url, title=f"{name} · Rose Ash blog",
                           description=f"Posts tagged {name}.", self_path=f"/blog/tag/{slug}/feed.rss",
                           alt_path=f"/blog/tag/{slug}")
     return _feed_response(request, body, feeds.RSS_TYPE, keys)
 
 
-@public_get("/blog/author/{username:str}/feed.rss", name="blog:author-feed")
-async def author_feed(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
+@public_get("/blog/author/{username:str}/feed.rss", name="blog:author-feed", dependencies=dependencies)
+async def author_feed(request: Request[Any, Any, Any], blog: BlogService, settings: Settings,
                       username: str) -> Response[bytes]:
-    posts, name, keys = await _feed_posts(db_session, username=username)
+    posts, name, keys = await _feed_posts(blog, username=username)
     body = feeds.rss_feed(posts, base_url=settings.base_url, title=f"{name} · Rose Ash blog",
                           description=f"Posts by {name}.", self_path=f"/blog/author/{username}/feed.rss",
                           alt_path=f"/blog/author/{username}")
     return _feed_response(request, body, feeds.RSS_TYPE, keys)
 
 
-@public_get("/sitemap.xml", name="sitemap")
-async def sitemap(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Response[bytes]:
-    service = BlogService(db_session)
-    body = feeds.sitemap(base_url=settings.base_url, posts=await service.all_public(),
-                         tags=await service.public_tags(), authors=await service.public_authors())
+@public_get("/sitemap.xml", name="sitemap", dependencies=dependencies)
+async def sitemap(request: Request[Any, Any, Any], blog: BlogService, settings: Settings) -> Response[bytes]:
+    body = feeds.sitemap(base_url=settings.base_url, posts=await blog.all_public(),
+                         tags=await blog.public_tags(), authors=await blog.public_authors())
     return conditional_response(request, body, CachePolicy.PUBLIC, surrogate_keys=("posts", "pages"),
                                 media_type=feeds.XML_TYPE)
 

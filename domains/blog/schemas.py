@@ -37,8 +37,8 @@ def slugify(text: str, fallback: str = "untitled") -> str:
     return slug[:MAX_SLUG].strip("-") or fallback
 
 
-class PostInput(msgspec.Struct, kw_only=True):
-    """What the editor form submits (all strings, as typed)."""
+class _PostFields(msgspec.Struct, kw_only=True):
+    """The post's fields as the editor holds them (all strings, as typed)."""
 
     type: str = "post"
     title: str = ""
@@ -47,7 +47,6 @@ class PostInput(msgspec.Struct, kw_only=True):
     custom_excerpt: str = ""
     tags: str = ""  # comma-separated tag names, first = primary
     authors: str = ""  # comma-separated usernames, first = primary; empty = the editor
-    featured: bool = False
     feature_image: str = ""
     feature_image_alt: str = ""
     feature_image_caption: str = ""
@@ -61,6 +60,15 @@ class PostInput(msgspec.Struct, kw_only=True):
     twitter_title: str = ""
     twitter_description: str = ""
     twitter_image: str = ""
+
+
+TEXT_FIELDS = _PostFields.__struct_fields__
+
+
+class PostInput(_PostFields, kw_only=True):
+    """What ``BlogService.save``/``autosave`` take: the editor's text fields and ``featured``."""
+
+    featured: bool = False
 
     def tag_names(self) -> list[str]:
         seen: dict[str, str] = {}
@@ -79,7 +87,56 @@ class PostInput(msgspec.Struct, kw_only=True):
         return names
 
 
-TEXT_FIELDS = tuple(f for f in PostInput.__struct_fields__ if f != "featured")
+EDITOR_ACTIONS: tuple[PostAction, ...] = ("save", "publish", "schedule", "unpublish", "preview")
+
+
+class EditorForm(_PostFields, kw_only=True):
+    """The editor form as submitted (``parse_form``): the post's fields, the button pressed, and
+    the id of the draft an autosave already created."""
+
+    featured: str = ""  # a checkbox: on when sent with any non-empty value
+    action: str = "save"  # a PostAction, or "convert" (Ghost HTML -> Markdown, for review)
+    post_id: str = ""
+
+    def post_input(self) -> PostInput:
+        values = {name: getattr(self, name) for name in TEXT_FIELDS}
+        values["type"] = self.type or "post"
+        return PostInput(**values, featured=bool(self.featured))
+
+    def post_action(self) -> PostAction:
+        """The button pressed, as the service knows it; anything else (``convert``) saves."""
+        for action in EDITOR_ACTIONS:
+            if self.action == action:
+                return action
+        return "save"
+
+
+class PreviewForm(msgspec.Struct, kw_only=True):
+    markdown: str = ""
+
+
+class NavigationForm(msgspec.Struct, kw_only=True):
+    """Both menus' rows as parallel lists (one label, URL and position input per row)."""
+
+    primary_label: list[str] = []
+    primary_url: list[str] = []
+    primary_position: list[str] = []
+    secondary_label: list[str] = []
+    secondary_url: list[str] = []
+    secondary_position: list[str] = []
+
+    def rows(self, menu: Literal["primary", "secondary"]) -> tuple[list[str], list[str], list[str]]:
+        """``(labels, urls, positions)`` of one menu."""
+        if menu == "primary":
+            return self.primary_label, self.primary_url, self.primary_position
+        return self.secondary_label, self.secondary_url, self.secondary_position
+
+
+class ImportForm(msgspec.Struct, kw_only=True):
+    """The Ghost import form's text fields (the uploaded file is read from the form itself)."""
+
+    dry_run: str = ""  # a checkbox: on when sent with any non-empty value
+    ghost_url: str = ""
 
 
 class TagRead(msgspec.Struct, kw_only=True):
