@@ -1,14 +1,13 @@
-"""Blog rules: writing, publishing and scheduling posts, slugs and redirects, tags, navigation.
+"""Blog post rules: writing, publishing and scheduling posts, slugs and redirects, tags.
 
 Every change that readers can see writes, in the same transaction, an ``edge.purge`` job for
 its surrogate keys (``post:<id>``/``page:<id>``, ``posts``/``pages``, ``tag:<slug>``,
-``author:<username>``; ``nav`` for navigation) and a :class:`~domains.blog.schemas.PostEvent`
-job for every subscriber (domains/blog/events.py).
+``author:<username>``) and a :class:`~domains.blog.schemas.PostEvent` job for every subscriber
+(domains/blog/events.py).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -34,7 +33,6 @@ from domains.blog.models import (
     PUBLIC_TAG,
     PUBLISHED,
     SCHEDULED,
-    Navigation,
     Post,
     PostAuthor,
     PostTag,
@@ -51,8 +49,6 @@ from domains.blog.schemas import (
     RESERVED_SLUGS,
     SLUG_RE,
     AuthorRead,
-    NavigationRead,
-    NavLink,
     PostAction,
     PostEvent,
     PostEventAction,
@@ -64,16 +60,9 @@ from domains.blog.schemas import (
 )
 from fragments.purge import emit_purge
 
-__all__ = ["PUBLISH_SCHEDULED", "BlogService", "NavigationService", "SlugTaken", "post_keys"]
+__all__ = ["PUBLISH_SCHEDULED", "BlogService", "SlugTaken", "post_keys", "url_problem", "with_relations"]
 
 PUBLISH_SCHEDULED = "blog.publish-scheduled"
-DEFAULT_NAVIGATION: dict[str, list[NavLink]] = {
-    "primary": [NavLink(label=label, url=url) for url, label in (
-        ("/blog/", "Blog"), ("/market/", "Market"), ("/events/", "Events"), ("/social/", "Social"),
-        ("/forge/", "Forge"))],
-    "secondary": [],
-}
-MAX_NAV_LINKS = 20
 URL_FIELDS = ("feature_image", "canonical_url", "og_image", "twitter_image")
 LIMITS = {"meta_title": 300, "meta_description": 500, "og_title": 300, "og_description": 500,
           "twitter_title": 300, "twitter_description": 500, "feature_image_alt": 1000,
@@ -565,61 +554,3 @@ class BlogService:
 
 def _audit_target(post: Post) -> str:
     return f"blog post {post.id}"  # stable across title and slug changes
-
-
-def _valid_link(link: NavLink) -> str | None:
-    if not link.label.strip():
-        return "Every link needs a label."
-    if len(link.label) > 60:
-        return "Labels are 60 characters at most."
-    url = link.url.strip()
-    if re.match(r"^#[A-Za-z0-9_-]*$", url):
-        return None
-    return url_problem(url) if url else "Every link needs a URL."
-
-
-class NavigationService:
-    """The site's primary and secondary menus (Ghost's ``navigation``/``secondary_navigation``)."""
-
-    def __init__(self, db: AsyncSession) -> None:
-        self.db = db
-
-    async def _rows(self) -> dict[str, Navigation]:
-        rows = (await self.db.execute(select(Navigation))).scalars().all()
-        return {row.menu: row for row in rows}
-
-    async def current(self) -> NavigationRead:
-        rows = await self._rows()
-
-        def links(menu: str) -> list[NavLink]:
-            row = rows.get(menu)
-            if row is None:
-                return list(DEFAULT_NAVIGATION[menu])
-            return [NavLink(label=str(x.get("label", "")), url=str(x.get("url", ""))) for x in row.links]
-
-        revision = ".".join(str(rows[m].revision) if m in rows else "0" for m in ("primary", "secondary"))
-        return NavigationRead(primary=links("primary"), secondary=links("secondary"), revision=revision)
-
-    async def save(self, primary: Sequence[NavLink], secondary: Sequence[NavLink]) -> NavigationRead:
-        errors: dict[str, str] = {}
-        for menu, links in (("primary", primary), ("secondary", secondary)):
-            if len(links) > MAX_NAV_LINKS:
-                errors[menu] = f"Use {MAX_NAV_LINKS} links at most."
-            for link in links:
-                if problem := _valid_link(link):
-                    errors[menu] = f"“{link.label or link.url}”: {problem}"
-                    break
-        if errors:
-            raise InputProblems(errors, 422)
-        rows = await self._rows()
-        for menu, links in (("primary", primary), ("secondary", secondary)):
-            value = [{"label": link.label.strip(), "url": link.url.strip()} for link in links]
-            row = rows.get(menu)
-            if row is None:
-                self.db.add(Navigation(menu=menu, links=value, revision=1))
-            elif row.links != value:
-                row.links = value
-                row.revision += 1
-        await self.db.flush()
-        await emit_purge(self.db, ["nav"])
-        return await self.current()
