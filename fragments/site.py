@@ -8,6 +8,7 @@ from __future__ import annotations
 from advanced_alchemy.filters import LimitOffset, OrderBy
 
 from fragments.caching import CachePolicy
+from fragments.keys import NAV, SITE
 from fragments.registry import FragmentContext, FragmentData, fragment
 
 # Bump when the links change; becomes the saved navigation's revision once it is editable.
@@ -27,26 +28,27 @@ async def nav(ctx: FragmentContext) -> FragmentData:
     try:
         from domains.blog.fragments import nav_links
     except ImportError:
-        return FragmentData({"links": NAV_LINKS}, keys=("nav",), seed=NAV_REVISION)
+        return FragmentData({"links": NAV_LINKS}, keys=(NAV,), seed=NAV_REVISION)
     links, revision = await nav_links(ctx)
-    return FragmentData({"links": links}, keys=("nav",), seed=f"{NAV_REVISION}.{revision}")
+    return FragmentData({"links": links}, keys=(NAV,), seed=f"{NAV_REVISION}.{revision}")
 
 
 @fragment("site.welcome", title="Welcome")
 async def welcome(ctx: FragmentContext) -> FragmentData:
     """The home page's introduction."""
-    return FragmentData({}, keys=("site",), seed="1")
+    return FragmentData({}, keys=(SITE,), seed="1")
 
 
 @fragment("site.sections", title="Sections")
 async def sections(ctx: FragmentContext) -> FragmentData:
     """Cards for each part of the site."""
-    return FragmentData({"links": NAV_LINKS}, keys=("site",), seed=NAV_REVISION)
+    return FragmentData({"links": NAV_LINKS}, keys=(SITE,), seed=NAV_REVISION)
 
 
 @fragment("account.new-members", title="Newest members", embed="members", params={"limit": "5"})
 async def new_members(ctx: FragmentContext) -> FragmentData:
     """The newest members of the co-op, linked to their profiles."""
+    from domains.account.keys import MEMBERS
     from domains.account.models import User
     from domains.account.services import AccountService
 
@@ -58,7 +60,7 @@ async def new_members(ctx: FragmentContext) -> FragmentData:
     )
     members = [{"username": u.username, "name": u.name} for u in users]
     seed = f"{total}:" + ",".join(f"{u.id}:{u.updated_at.isoformat()}" for u in users)
-    return FragmentData({"members": members, "total": total}, keys=("members",), seed=seed)
+    return FragmentData({"members": members, "total": total}, keys=(MEMBERS,), seed=seed)
 
 
 @fragment("me.account-menu", policy=CachePolicy.PERSONAL, title="Account menu")

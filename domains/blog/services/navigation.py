@@ -12,6 +12,7 @@ from app.forms import InputProblems
 from domains.blog.models import Navigation
 from domains.blog.schemas import NavigationRead, NavLink
 from domains.blog.services.posts import url_problem
+from fragments import keys as site_keys
 from fragments.purge import emit_purge
 
 __all__ = ["DEFAULT_NAVIGATION", "MAX_NAV_LINKS", "NavigationService"]
@@ -79,5 +80,5 @@ class NavigationService:
                 row.links = value
                 row.revision += 1
         await self.db.flush()
-        await emit_purge(self.db, ["nav"])
+        await emit_purge(self.db, [site_keys.NAV])
         return await self.current()

@@ -23,7 +23,7 @@ from app.forms import InputProblems
 from app.jobs import enqueue
 from domains.account.models import User
 from domains.account.services import AccountService
-from domains.blog import events
+from domains.blog import events, keys
 from domains.blog.guards import check_can_edit, is_post_author
 from domains.blog.models import (
     DRAFT,
@@ -58,7 +58,7 @@ from domains.blog.schemas import (
     TagRead,
     slugify,
 )
-from fragments.purge import emit_purge
+from fragments.purge import SurrogateKey, emit_purge
 
 __all__ = ["PUBLISH_SCHEDULED", "BlogService", "SlugTaken", "post_keys", "url_problem", "with_relations"]
 
@@ -113,12 +113,9 @@ def with_relations(stmt: Select[Any]) -> Select[Any]:
     )
 
 
-def post_keys(post: Post) -> set[str]:
+def post_keys(post: Post) -> set[SurrogateKey]:
     """The surrogate keys of everything that shows ``post``."""
-    keys = {f"{post.type}:{post.id}", "posts" if post.type == POST else "pages"}
-    keys.update(f"tag:{t.slug}" for t in post.public_tags)
-    keys.update(f"author:{a.username}" for a in post.authors)
-    return keys
+    return keys.showing(post)
 
 
 class BlogService:
@@ -420,7 +417,7 @@ class BlogService:
         before_authors = [a.username for a in post.authors] if post is not None else []
         owner = post.primary_author if post is not None else None  # whose post it was
         slug, when, authors = await self._validate(editor, data, action, post, now)
-        before_keys: set[str] = set()
+        before_keys: set[SurrogateKey] = set()
         was_public = False
         if post is None:
             post = Post(type=data.type, title=data.title.strip(), slug=slug, status=DRAFT, revision=0)
@@ -532,18 +529,18 @@ class BlogService:
         await self.changed(post, was_public=False)
         return True
 
-    async def changed(self, post: Post, *, was_public: bool, before_keys: set[str] | None = None) -> None:
+    async def changed(self, post: Post, *, was_public: bool,
+                      before_keys: set[SurrogateKey] | None = None) -> None:
         """Purge what showed (or now shows) ``post`` and tell subscribers, in this transaction."""
         is_public = post.status == PUBLISHED
         if not (was_public or is_public):
             return
-        keys = set(before_keys or ()) | post_keys(post)
-        await self._purge(keys)
+        await self._purge(set(before_keys or ()) | post_keys(post))
         action: PostEventAction = ("updated" if was_public and is_public
                                    else "published" if is_public else "unpublished")
         await self._event(post, action)
 
-    async def _purge(self, keys: set[str]) -> None:
+    async def _purge(self, keys: set[SurrogateKey]) -> None:
         await emit_purge(self.db, keys)
 
     async def _event(self, post: Post, action: PostEventAction) -> None:
