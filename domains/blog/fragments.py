@@ -41,7 +41,9 @@ async def post_card(ctx: FragmentContext) -> FragmentData:
     slug = ctx.params.get("slug", "")
     found = await BlogService(ctx.db).resolve_public(slug) if slug else None
     post = found if isinstance(found, Post) else None
-    tags = (keys.post(post.id),) if post else (keys.POSTS,)
+    # A page's card is tagged page:<id>, the key its edits purge; a slug that shows nothing yet
+    # may become a post or a page, and publishing either purges its list's key.
+    tags = (keys.item(post),) if post else (keys.POSTS, keys.PAGES)
     return FragmentData({"post": card(post) if post else None}, keys=tags,
                         seed=seed_of([post] if post else [], slug))
 
