@@ -21,6 +21,7 @@ from sqlalchemy.orm import selectinload
 from app import audit
 from app.forms import InputProblems
 from app.jobs import enqueue
+from domains.account import hooks
 from domains.account.models import User
 from domains.account.services import AccountService
 from domains.blog import events, keys
@@ -116,6 +117,13 @@ def with_relations(stmt: Select[Any]) -> Select[Any]:
 def post_keys(post: Post) -> set[SurrogateKey]:
     """The surrogate keys of everything that shows ``post``."""
     return keys.showing(post)
+
+
+@hooks.on_user_saved
+async def purge_author_pages(session: AsyncSession, user: User) -> None:
+    """A member's name and bio show on their author page and on every post of theirs, all tagged
+    ``author:<username>``, so a profile change purges it (in the transaction that saves it)."""
+    await emit_purge(session, [keys.author(user.username)])
 
 
 class BlogService:
