@@ -122,8 +122,11 @@ def post_keys(post: Post) -> set[SurrogateKey]:
 @hooks.on_user_saved
 async def purge_author_pages(session: AsyncSession, user: User) -> None:
     """A member's name and bio show on their author page and on every post of theirs, all tagged
-    ``author:<username>``, so a profile change purges it (in the transaction that saves it)."""
-    await emit_purge(session, [keys.author(user.username)])
+    ``author:<username>``, so a profile change purges it (in the transaction that saves it).
+    A member who is no author and has written nothing (every new member) has no such page."""
+    if user.can_author or await session.scalar(
+            select(PostAuthor.post_id).where(PostAuthor.author_id == user.id).limit(1)) is not None:
+        await emit_purge(session, [keys.author(user.username)])
 
 
 class BlogService:
