@@ -10,9 +10,10 @@ from typing import Any
 
 from litestar import Request, Response
 
+from fragments.keys import HOME
 from fragments.pages import public_get, render_page
 
 
 @public_get("/", name="home")
 async def home(request: Request[Any, Any, Any]) -> Response[bytes]:
-    return await render_page(request, "home.html", keys=("home",))
+    return await render_page(request, "home.html", keys=(HOME,))

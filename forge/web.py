@@ -38,6 +38,7 @@ from app.responses import PRIVATE
 from app.security import requires_user
 from app.settings import Settings
 from domains.account.models import User
+from forge import keys as forge_keys
 from forge.access import NOT_FOUND
 from forge.deps import DEPENDENCIES, provide_repo_service
 from forge.events import PushEvent, on_push
@@ -66,7 +67,7 @@ from forge.schemas import (
 from forge.services import OWNER_NAME, RepoService, at_least, branch_name_problem, repo_name_problem
 from fragments.caching import CachePolicy, conditional_response, weak_etag
 from fragments.pages import public_get
-from fragments.purge import emit_purge
+from fragments.purge import SurrogateKey, emit_purge
 from fragments.registry import FragmentContext, FragmentData, fragment
 
 log = logging.getLogger("rose_ash.forge.web")
@@ -85,14 +86,13 @@ def _render(request: Request[Any, Any, Any], template: str, context: dict[str, A
     return str(env.get_template(template).render({"request": request, **context}))
 
 
-def _repo_keys(repo: ForgeRepo) -> list[str]:
-    return ["forge", f"forge-repo-{repo.id}"]
+def _repo_keys(repo: ForgeRepo) -> list[SurrogateKey]:
+    return forge_keys.repo_pages(repo.id)
 
 
 async def purge_repo_pages(db: AsyncSession, repo_id: uuid.UUID | str, owner_id: uuid.UUID | str | None = None) -> None:
     """Queue an edge purge of the pages that show this repository (in the caller's transaction)."""
-    keys = ["forge", f"forge-repo-{repo_id}"] + ([f"forge-user-{owner_id}"] if owner_id else [])
-    await emit_purge(db, keys)
+    await emit_purge(db, forge_keys.repo_pages(repo_id, owner_id))
 
 
 @on_push
@@ -135,7 +135,7 @@ async def repo_menu(ctx: FragmentContext) -> FragmentData:
 async def index(request: Request[Any, Any, Any], db_session: AsyncSession) -> Response[bytes]:
     repos = await public_repos(db_session)
     html = _render(request, "forge/index.html", {"repos": repos})
-    return conditional_response(request, html, CachePolicy.PUBLIC, surrogate_keys=["forge"])
+    return conditional_response(request, html, CachePolicy.PUBLIC, surrogate_keys=[forge_keys.INDEX])
 
 
 @get("/forge/{owner:str}", opt=PUBLIC_PAGE_OPT, name="forge:owner", include_in_schema=False)
@@ -146,7 +146,8 @@ async def owner_page(request: Request[Any, Any, Any], db_session: AsyncSession, 
         raise NotFoundException("No such user.")
     repos = [r for r in await repo_service.list_for_owner(user) if not r.is_private]
     html = _render(request, "forge/owner.html", {"owner": user, "repos": repos})
-    return conditional_response(request, html, CachePolicy.PUBLIC, surrogate_keys=["forge", f"forge-user-{user.id}"])
+    keys = [forge_keys.INDEX, forge_keys.owner(user.id)]
+    return conditional_response(request, html, CachePolicy.PUBLIC, surrogate_keys=keys)
 
 
 @get("/forge/{owner:str}/{repo:str}", opt={"exclude_from_csrf": True}, name="forge:repo", include_in_schema=False)

@@ -4,12 +4,18 @@ A service calls :func:`emit_purge` with its own session, so the purge is written
 transaction as the change. The worker sends ``PURGE /`` with ``xkey-soft: <keys>`` (keeps
 grace, so stale-while-revalidate still serves) or, for takedowns, ``xkey: <keys>`` to every
 URL in ``settings.edge_purge_urls``. With none configured nothing is sent and the job is done.
+
+Keys are :data:`SurrogateKey` values built in one place per domain (``domains/<area>/keys.py``,
+``forge/keys.py``, ``fragments/keys.py`` for the site's own), and both the response that is
+tagged and the change that purges use the same builder, so the two cannot drift apart
+(tests/fragments/test_purge_paths.py checks every key a page or fragment emits).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import NewType
 
 import httpx
 import msgspec
@@ -18,12 +24,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.jobs import JobContext, enqueue, job_handler
 from app.jobs.models import Job
 
-__all__ = ["PURGE_KIND", "PurgePayload", "emit_purge", "send_purge"]
+__all__ = ["PURGE_KIND", "PurgePayload", "SurrogateKey", "emit_purge", "send_purge"]
 
 log = logging.getLogger("rose_ash.fragments.purge")
 
 PURGE_KIND = "edge.purge"
 PURGE_TIMEOUT = 10.0
+
+# A string a keys module built: emit_purge takes nothing else, so a purge cannot be spelled by hand.
+SurrogateKey = NewType("SurrogateKey", str)
 
 
 class PurgePayload(msgspec.Struct, frozen=True):
@@ -31,7 +40,7 @@ class PurgePayload(msgspec.Struct, frozen=True):
     hard: bool = False
 
 
-async def emit_purge(session: AsyncSession, keys: Iterable[str], *, hard: bool = False) -> Job | None:
+async def emit_purge(session: AsyncSession, keys: Iterable[SurrogateKey], *, hard: bool = False) -> Job | None:
     """Queue a purge of ``keys`` in ``session``'s transaction (flushed, not committed)."""
     wanted = sorted({k.strip() for k in keys if k and k.strip()})
     if not wanted:

@@ -16,6 +16,7 @@ from fragments.caching import (
     route_opt,
     weak_etag,
 )
+from fragments.keys import EMBED_LOADER, EMBEDS
 from fragments.pages import render_page
 from fragments.registry import Fragment, close_fragment_session, registry, render_fragment
 
@@ -117,14 +118,14 @@ async def embed_loader(request: Request[Any, Any, Any]) -> Response[bytes]:
     body = _loader_cache.get("js")
     if body is None:
         body = _loader_cache["js"] = LOADER_PATH.read_bytes()
-    return conditional_response(request, body, CachePolicy.EMBED, surrogate_keys=("embed-loader",), media_type=JS)
+    return conditional_response(request, body, CachePolicy.EMBED, surrogate_keys=(EMBED_LOADER,), media_type=JS)
 
 
 @get("/embed", opt=route_opt(CachePolicy.PUBLIC), name="embed:index", include_in_schema=False)
 async def embed_index(request: Request[Any, Any, Any]) -> Response[bytes]:
     """For site owners: how to put each embeddable fragment on their site, with a live preview."""
     embeds = [spec for spec in registry if spec.embed]
-    return await render_page(request, "fragments/embed_index.html", {"embeds": embeds}, keys=("embeds",))
+    return await render_page(request, "fragments/embed_index.html", {"embeds": embeds}, keys=(EMBEDS,))
 
 
 router = Router(path="/", route_handlers=[

@@ -7,6 +7,7 @@ members and the account menu are in domains/account/fragments.py).
 from __future__ import annotations
 
 from fragments.caching import CachePolicy
+from fragments.keys import NAV, SITE
 from fragments.registry import FragmentContext, FragmentData, fragment
 
 # Bump when the links change; becomes the saved navigation's revision once it is editable.
@@ -26,21 +27,21 @@ async def nav(ctx: FragmentContext) -> FragmentData:
     try:
         from domains.blog.fragments import nav_links
     except ImportError:
-        return FragmentData({"links": NAV_LINKS}, keys=("nav",), seed=NAV_REVISION)
+        return FragmentData({"links": NAV_LINKS}, keys=(NAV,), seed=NAV_REVISION)
     links, revision = await nav_links(ctx)
-    return FragmentData({"links": links}, keys=("nav",), seed=f"{NAV_REVISION}.{revision}")
+    return FragmentData({"links": links}, keys=(NAV,), seed=f"{NAV_REVISION}.{revision}")
 
 
 @fragment("site.welcome", title="Welcome")
 async def welcome(ctx: FragmentContext) -> FragmentData:
     """The home page's introduction."""
-    return FragmentData({}, keys=("site",), seed="1")
+    return FragmentData({}, keys=(SITE,), seed="1")
 
 
 @fragment("site.sections", title="Sections")
 async def sections(ctx: FragmentContext) -> FragmentData:
     """Cards for each part of the site."""
-    return FragmentData({"links": NAV_LINKS}, keys=("site",), seed=NAV_REVISION)
+    return FragmentData({"links": NAV_LINKS}, keys=(SITE,), seed=NAV_REVISION)
 
 
 @fragment("me.cart-badge", policy=CachePolicy.PERSONAL, title="Cart badge")

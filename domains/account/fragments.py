@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from advanced_alchemy.filters import LimitOffset, OrderBy
 
+from domains.account.keys import MEMBERS
 from domains.account.models import User
 from domains.account.services import AccountService
 from fragments.caching import CachePolicy
@@ -20,7 +21,7 @@ async def new_members(ctx: FragmentContext) -> FragmentData:
     )
     members = [{"username": u.username, "name": u.name} for u in users]
     seed = f"{total}:" + ",".join(f"{u.id}:{u.updated_at.isoformat()}" for u in users)
-    return FragmentData({"members": members, "total": total}, keys=("members",), seed=seed)
+    return FragmentData({"members": members, "total": total}, keys=(MEMBERS,), seed=seed)
 
 
 @fragment("me.account-menu", policy=CachePolicy.PERSONAL, title="Account menu")

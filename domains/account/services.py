@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import audit
 from app.forms import InputProblems
-from domains.account import hooks
+from domains.account import hooks, keys
 from domains.account.guards import lockout_problem
 from domains.account.models import AccessToken, User
 from domains.account.passwords import hash_password, needs_rehash, verify_password
@@ -31,6 +31,7 @@ from domains.account.schemas import (
     password_problem,
     username_problem,
 )
+from fragments.purge import emit_purge
 
 TOKEN_PREFIX = "rat_"
 # Not an argon2 hash, so no password ever verifies against it (the member must reset it).
@@ -100,6 +101,7 @@ class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
         )
         user = await self.repository.add(user)
         await hooks.user_saved(self.db, user)
+        await emit_purge(self.db, [keys.MEMBERS])
         return user
 
     async def authenticate(self, login: str, password: str) -> User | None:
@@ -161,6 +163,7 @@ class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
             member.is_editor = is_editor
         member = await self.repository.update(member)
         await self._audit_roles(actor, member, before)
+        await emit_purge(self.db, [keys.MEMBERS])  # a suspension leaves the member listings
         return member
 
     async def set_author(self, member: User, is_author: bool = True, *, actor: User | None = None) -> User:
@@ -208,7 +211,9 @@ class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
             candidate = f"{base}-{n}"
         user = User(username=candidate, email=email, display_name=display_name.strip()[:100],
                     bio=bio.strip()[:2000], password_hash=LOCKED_PASSWORD_HASH, is_author=True)
-        return await self.repository.add(user)
+        user = await self.repository.add(user)
+        await emit_purge(self.db, [keys.MEMBERS])
+        return user
 
     async def update_profile(self, user: User, display_name: str, bio: str) -> User:
         errors: dict[str, str] = {}
@@ -222,6 +227,7 @@ class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
         user.bio = bio.strip()
         user = await self.repository.update(user)
         await hooks.user_saved(self.db, user)
+        await emit_purge(self.db, [keys.MEMBERS])
         return user
 
 

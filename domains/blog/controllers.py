@@ -15,6 +15,7 @@ from litestar.exceptions import NotFoundException
 from app.params import PageNumber
 from app.settings import Settings
 from domains.blog import feeds
+from domains.blog import keys as blog_keys
 from domains.blog.deps import dependencies
 from domains.blog.models import Post
 from domains.blog.renderer import reading_time
@@ -49,7 +50,7 @@ async def blog_index(request: Request[Any, Any, Any], blog: BlogService,
     return await render_page(request, "blog/index.html", {
         "posts": posts, "pagination": _pagination(page, total, "/blog/"), "heading": "Blog",
         "feed_path": "/blog/feed.rss",
-    }, keys=("posts",))
+    }, keys=(blog_keys.POSTS,))
 
 
 @public_get("/blog/{slug:str}", name="blog:post", dependencies=dependencies)
@@ -61,10 +62,9 @@ async def blog_post(request: Request[Any, Any, Any], blog: BlogService, slug: st
         return Response(b"", status_code=301, headers={**policy_headers(CachePolicy.PUBLIC),
                                                         "Location": f"/blog/{found}"})
     post = found
-    keys = {f"{post.type}:{post.id}", *(f"tag:{t.slug}" for t in post.public_tags),
-            *(f"author:{a.username}" for a in post.authors)}
     minutes = reading_time(post.body_html)
-    return await render_page(request, "blog/post.html", {"post": post, "minutes": minutes}, keys=keys)
+    return await render_page(request, "blog/post.html", {"post": post, "minutes": minutes},
+                             keys=blog_keys.own_page(post))
 
 
 @public_get("/blog/tag/{slug:str}", name="blog:tag", dependencies=dependencies)
@@ -78,7 +78,7 @@ async def blog_tag(request: Request[Any, Any, Any], blog: BlogService, slug: str
     return await render_page(request, "blog/index.html", {
         "posts": posts, "pagination": _pagination(page, total, f"/blog/tag/{slug}"), "heading": tag.name,
         "description": tag.description, "feed_path": f"/blog/tag/{slug}/feed.rss", "tag": tag,
-    }, keys=(f"tag:{slug}", "posts"))
+    }, keys=(blog_keys.tag(slug), blog_keys.POSTS))
 
 
 @public_get("/blog/author/{username:str}", name="blog:author", dependencies=dependencies)
@@ -95,7 +95,7 @@ async def blog_author(request: Request[Any, Any, Any], blog: BlogService, userna
         "posts": posts, "pagination": _pagination(page, total, f"/blog/author/{username}"),
         "heading": author.name, "description": author.bio, "feed_path": f"/blog/author/{username}/feed.rss",
         "author": author,
-    }, keys=(f"author:{author.username}", "posts"))
+    }, keys=(blog_keys.author(author.username), blog_keys.POSTS))
 
 
 def _feed_response(request: Request[Any, Any, Any], body: bytes, media_type: str,
@@ -110,15 +110,15 @@ async def _feed_posts(service: BlogService, *, tag_slug: str | None = None,
         if tag is None:
             raise NotFoundException("No such tag.")
         posts, _ = await service.list_public(per_page=feeds.FEED_SIZE, tag=tag)
-        return posts, tag.name, (f"tag:{tag.slug}", "posts")
+        return posts, tag.name, (blog_keys.tag(tag.slug), blog_keys.POSTS)
     if username is not None:
         author = await service.author(username)
         if author is None:
             raise NotFoundException("No such author.")
         posts, _ = await service.list_public(per_page=feeds.FEED_SIZE, author=author)
-        return posts, author.name, (f"author:{author.username}", "posts")
+        return posts, author.name, (blog_keys.author(author.username), blog_keys.POSTS)
     posts, _ = await service.list_public(per_page=feeds.FEED_SIZE)
-    return posts, "", ("posts",)
+    return posts, "", (blog_keys.POSTS,)
 
 
 @public_get("/blog/feed.atom", name="blog:feed-atom", dependencies=dependencies)
@@ -162,7 +162,7 @@ async def author_feed(request: Request[Any, Any, Any], blog: BlogService, settin
 async def sitemap(request: Request[Any, Any, Any], blog: BlogService, settings: Settings) -> Response[bytes]:
     body = feeds.sitemap(base_url=settings.base_url, posts=await blog.all_public(),
                          tags=await blog.public_tags(), authors=await blog.public_authors())
-    return conditional_response(request, body, CachePolicy.PUBLIC, surrogate_keys=("posts", "pages"),
+    return conditional_response(request, body, CachePolicy.PUBLIC, surrogate_keys=(blog_keys.POSTS, blog_keys.PAGES),
                                 media_type=feeds.XML_TYPE)
 
 

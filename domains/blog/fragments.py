@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from domains.blog import keys
 from domains.blog.models import Post
 from domains.blog.services import BlogService
 from fragments.registry import FragmentContext, FragmentData, fragment
@@ -31,7 +32,7 @@ async def latest(ctx: FragmentContext) -> FragmentData:
     """The newest posts from the blog, linked to the full articles."""
     limit = ctx.int_param("limit", 5, maximum=20)
     posts = await BlogService(ctx.db).latest(limit)
-    return FragmentData({"posts": [card(p) for p in posts]}, keys=("posts",), seed=seed_of(posts, str(limit)))
+    return FragmentData({"posts": [card(p) for p in posts]}, keys=(keys.POSTS,), seed=seed_of(posts, str(limit)))
 
 
 @fragment("blog.post-card", title="Post card", params={"slug": "hello-world"})
@@ -40,8 +41,10 @@ async def post_card(ctx: FragmentContext) -> FragmentData:
     slug = ctx.params.get("slug", "")
     found = await BlogService(ctx.db).resolve_public(slug) if slug else None
     post = found if isinstance(found, Post) else None
-    keys = (f"post:{post.id}",) if post else ("posts",)
-    return FragmentData({"post": card(post) if post else None}, keys=keys,
+    # A page's card is tagged page:<id>, the key its edits purge; a slug that shows nothing yet
+    # may become a post or a page, and publishing either purges its list's key.
+    tags = (keys.item(post),) if post else (keys.POSTS, keys.PAGES)
+    return FragmentData({"post": card(post) if post else None}, keys=tags,
                         seed=seed_of([post] if post else [], slug))
 
 
@@ -51,7 +54,7 @@ async def nav_links(ctx: FragmentContext) -> tuple[tuple[tuple[str, str], ...], 
     For the site's ``nav`` fragment (fragments/site.py), so the navigation editor feeds it::
 
         links, revision = await nav_links(ctx)
-        return FragmentData({"links": links}, keys=("nav",), seed=revision)
+        return FragmentData({"links": links}, keys=(site_keys.NAV,), seed=revision)
     """
     from domains.blog.services import NavigationService
 

@@ -45,7 +45,7 @@ from domains.blog.schemas import (
     slugify,
 )
 from domains.blog.services import PUBLISH_SCHEDULED, BlogService, post_keys, with_relations
-from fragments.purge import emit_purge
+from fragments.purge import SurrogateKey, emit_purge
 
 __all__ = ["GhostImportError", "decode_export", "import_ghost", "parse_ghost_date"]
 
@@ -230,7 +230,7 @@ async def import_ghost(db: AsyncSession, raw: bytes, *, dry_run: bool = False, g
                               report, dry_run)
 
     service = BlogService(db, base_url=base_url)
-    purge: set[str] = set()
+    purge: set[SurrogateKey] = set()
     for plan in plans:
         await _import_post(db, service, plan, tags, authors, report, dry_run, purge)
     if not dry_run:
@@ -306,7 +306,7 @@ def _assign(obj: Any, values: dict[str, Any]) -> bool:
 
 
 async def _import_post(db: AsyncSession, service: BlogService, plan: _PostPlan, tags: dict[str, Tag],
-                       authors: dict[str, User], report: ImportReport, dry_run: bool, purge: set[str]) -> None:
+                       authors: dict[str, User], report: ImportReport, dry_run: bool, purge: set[SurrogateKey]) -> None:
     values = dict(plan.values)
     kind = values["type"]
     post = (await db.execute(with_relations(select(Post).where(Post.ghost_id == plan.ghost_id)))).scalar_one_or_none()

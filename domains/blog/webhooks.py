@@ -55,6 +55,7 @@ from domains.blog.schemas import (
     ImportReport,
 )
 from domains.blog.services import BlogService, post_keys, with_relations
+from fragments.purge import SurrogateKey
 
 log = logging.getLogger("rose_ash.blog.webhooks")
 
@@ -186,7 +187,7 @@ async def apply_webhook(db: AsyncSession, body: GhostWebhookBody, *, ghost_url: 
                      tag_ids=[str(t.id) for t in tags_raw], author_ids=[str(u.id) for u in users_raw])
     was_public = existing is not None and existing.status == PUBLISHED
     before = post_keys(existing) if existing is not None and was_public else set()
-    purge: set[str] = set()
+    purge: set[SurrogateKey] = set()
     await _import_post(db, service, plan, tags, authors, report, False, purge)
     post = await _by_ghost_id(db, str(src.id))
     if post is None:

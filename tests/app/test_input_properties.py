@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.exceptions import ClientException
 
-from app.forms import parse_form
+from app.forms import decode_form_body as parse_form
 from app.json_input import INT64_MAX, INT64_MIN, MAX_JSON_DEPTH, decode_json, nesting_exceeds
 
 # A bounded number of examples keeps CI time fixed; no deadline (no wall-clock thresholds).

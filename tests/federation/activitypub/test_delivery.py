@@ -68,6 +68,7 @@ async def _setup(session: AsyncSession, settings: Any, followers: int = 6) -> st
                           shared_inbox=shared, fetched_at=datetime.now(UTC)))
         session.add(Follow(follower=uri, followee=me.uri, state="accepted"))
     uri = me.uri
+    await session.execute(delete(Job).where(Job.kind == "edge.purge"))  # the sign-up's, of the member list
     await session.commit()
     return uri
 

@@ -1,14 +1,13 @@
-"""Blog rules: writing, publishing and scheduling posts, slugs and redirects, tags, navigation.
+"""Blog post rules: writing, publishing and scheduling posts, slugs and redirects, tags.
 
 Every change that readers can see writes, in the same transaction, an ``edge.purge`` job for
 its surrogate keys (``post:<id>``/``page:<id>``, ``posts``/``pages``, ``tag:<slug>``,
-``author:<username>``; ``nav`` for navigation) and a :class:`~domains.blog.schemas.PostEvent`
-job for every subscriber (domains/blog/events.py).
+``author:<username>``) and a :class:`~domains.blog.schemas.PostEvent` job for every subscriber
+(domains/blog/events.py).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -22,9 +21,10 @@ from sqlalchemy.orm import selectinload
 from app import audit
 from app.forms import InputProblems
 from app.fsm import TransitionLost, transition
+from domains.account import hooks
 from domains.account.models import User
 from domains.account.services import AccountService
-from domains.blog import events
+from domains.blog import events, keys
 from domains.blog.guards import check_can_edit, is_post_author
 from domains.blog.jobs import PUBLISH_SCHEDULED, publish_scheduled
 from domains.blog.models import (
@@ -35,7 +35,6 @@ from domains.blog.models import (
     PUBLIC_TAG,
     PUBLISHED,
     SCHEDULED,
-    Navigation,
     Post,
     PostAuthor,
     PostTag,
@@ -52,8 +51,6 @@ from domains.blog.schemas import (
     RESERVED_SLUGS,
     SLUG_RE,
     AuthorRead,
-    NavigationRead,
-    NavLink,
     PostAction,
     PostEvent,
     PostEventAction,
@@ -63,17 +60,10 @@ from domains.blog.schemas import (
     TagRead,
     slugify,
 )
-from fragments.purge import emit_purge
+from fragments.purge import SurrogateKey, emit_purge
 
-__all__ = ["PUBLISH_SCHEDULED", "BlogService", "NavigationService", "SlugTaken", "post_keys"]
+__all__ = ["PUBLISH_SCHEDULED", "BlogService", "SlugTaken", "post_keys", "url_problem", "with_relations"]
 
-DEFAULT_NAVIGATION: dict[str, list[NavLink]] = {
-    "primary": [NavLink(label=label, url=url) for url, label in (
-        ("/blog/", "Blog"), ("/market/", "Market"), ("/events/", "Events"), ("/social/", "Social"),
-        ("/forge/", "Forge"))],
-    "secondary": [],
-}
-MAX_NAV_LINKS = 20
 URL_FIELDS = ("feature_image", "canonical_url", "og_image", "twitter_image")
 LIMITS = {"meta_title": 300, "meta_description": 500, "og_title": 300, "og_description": 500,
           "twitter_title": 300, "twitter_description": 500, "feature_image_alt": 1000,
@@ -124,12 +114,19 @@ def with_relations(stmt: Select[Any]) -> Select[Any]:
     )
 
 
-def post_keys(post: Post) -> set[str]:
+def post_keys(post: Post) -> set[SurrogateKey]:
     """The surrogate keys of everything that shows ``post``."""
-    keys = {f"{post.type}:{post.id}", "posts" if post.type == POST else "pages"}
-    keys.update(f"tag:{t.slug}" for t in post.public_tags)
-    keys.update(f"author:{a.username}" for a in post.authors)
-    return keys
+    return keys.showing(post)
+
+
+@hooks.on_user_saved
+async def purge_author_pages(session: AsyncSession, user: User) -> None:
+    """A member's name and bio show on their author page and on every post of theirs, all tagged
+    ``author:<username>``, so a profile change purges it (in the transaction that saves it).
+    A member who is no author and has written nothing (every new member) has no such page."""
+    if user.can_author or await session.scalar(
+            select(PostAuthor.post_id).where(PostAuthor.author_id == user.id).limit(1)) is not None:
+        await emit_purge(session, [keys.author(user.username)])
 
 
 class BlogService:
@@ -431,7 +428,7 @@ class BlogService:
         before_authors = [a.username for a in post.authors] if post is not None else []
         owner = post.primary_author if post is not None else None  # whose post it was
         slug, when, authors = await self._validate(editor, data, action, post, now)
-        before_keys: set[str] = set()
+        before_keys: set[SurrogateKey] = set()
         was_public = False
         if post is None:
             post = Post(type=data.type, title=data.title.strip(), slug=slug, status=DRAFT, revision=0)
@@ -547,18 +544,18 @@ class BlogService:
         await self.changed(post, was_public=False)
         return True
 
-    async def changed(self, post: Post, *, was_public: bool, before_keys: set[str] | None = None) -> None:
+    async def changed(self, post: Post, *, was_public: bool,
+                      before_keys: set[SurrogateKey] | None = None) -> None:
         """Purge what showed (or now shows) ``post`` and tell subscribers, in this transaction."""
         is_public = post.status == PUBLISHED
         if not (was_public or is_public):
             return
-        keys = set(before_keys or ()) | post_keys(post)
-        await self._purge(keys)
+        await self._purge(set(before_keys or ()) | post_keys(post))
         action: PostEventAction = ("updated" if was_public and is_public
                                    else "published" if is_public else "unpublished")
         await self._event(post, action)
 
-    async def _purge(self, keys: set[str]) -> None:
+    async def _purge(self, keys: set[SurrogateKey]) -> None:
         await emit_purge(self.db, keys)
 
     async def _event(self, post: Post, action: PostEventAction) -> None:
@@ -573,61 +570,3 @@ _STATUS_AFTER: dict[str, str] = {"publish": PUBLISHED, "schedule": SCHEDULED, "u
 
 def _audit_target(post: Post) -> str:
     return f"blog post {post.id}"  # stable across title and slug changes
-
-
-def _valid_link(link: NavLink) -> str | None:
-    if not link.label.strip():
-        return "Every link needs a label."
-    if len(link.label) > 60:
-        return "Labels are 60 characters at most."
-    url = link.url.strip()
-    if re.match(r"^#[A-Za-z0-9_-]*$", url):
-        return None
-    return url_problem(url) if url else "Every link needs a URL."
-
-
-class NavigationService:
-    """The site's primary and secondary menus (Ghost's ``navigation``/``secondary_navigation``)."""
-
-    def __init__(self, db: AsyncSession) -> None:
-        self.db = db
-
-    async def _rows(self) -> dict[str, Navigation]:
-        rows = (await self.db.execute(select(Navigation))).scalars().all()
-        return {row.menu: row for row in rows}
-
-    async def current(self) -> NavigationRead:
-        rows = await self._rows()
-
-        def links(menu: str) -> list[NavLink]:
-            row = rows.get(menu)
-            if row is None:
-                return list(DEFAULT_NAVIGATION[menu])
-            return [NavLink(label=str(x.get("label", "")), url=str(x.get("url", ""))) for x in row.links]
-
-        revision = ".".join(str(rows[m].revision) if m in rows else "0" for m in ("primary", "secondary"))
-        return NavigationRead(primary=links("primary"), secondary=links("secondary"), revision=revision)
-
-    async def save(self, primary: Sequence[NavLink], secondary: Sequence[NavLink]) -> NavigationRead:
-        errors: dict[str, str] = {}
-        for menu, links in (("primary", primary), ("secondary", secondary)):
-            if len(links) > MAX_NAV_LINKS:
-                errors[menu] = f"Use {MAX_NAV_LINKS} links at most."
-            for link in links:
-                if problem := _valid_link(link):
-                    errors[menu] = f"“{link.label or link.url}”: {problem}"
-                    break
-        if errors:
-            raise InputProblems(errors, 422)
-        rows = await self._rows()
-        for menu, links in (("primary", primary), ("secondary", secondary)):
-            value = [{"label": link.label.strip(), "url": link.url.strip()} for link in links]
-            row = rows.get(menu)
-            if row is None:
-                self.db.add(Navigation(menu=menu, links=value, revision=1))
-            elif row.links != value:
-                row.links = value
-                row.revision += 1
-        await self.db.flush()
-        await emit_purge(self.db, ["nav"])
-        return await self.current()

@@ -1,0 +1,26 @@
+"""Blog rules: posts (writing, publishing, scheduling, slugs and redirects, tags) and navigation.
+
+Callers import from ``domains.blog.services``; the modules behind it are an internal split.
+"""
+
+from domains.blog.services.navigation import DEFAULT_NAVIGATION, MAX_NAV_LINKS, NavigationService
+from domains.blog.services.posts import (
+    PUBLISH_SCHEDULED,
+    BlogService,
+    SlugTaken,
+    post_keys,
+    url_problem,
+    with_relations,
+)
+
+__all__ = [
+    "DEFAULT_NAVIGATION",
+    "MAX_NAV_LINKS",
+    "PUBLISH_SCHEDULED",
+    "BlogService",
+    "NavigationService",
+    "SlugTaken",
+    "post_keys",
+    "url_problem",
+    "with_relations",
+]
