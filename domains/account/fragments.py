@@ -1,0 +1,25 @@
+"""Account fragments: the newest members (also embeddable as ``members``)."""
+
+from __future__ import annotations
+
+from advanced_alchemy.filters import LimitOffset, OrderBy
+
+from domains.account.models import User
+from domains.account.services import AccountService
+from fragments.registry import FragmentContext, FragmentData, fragment
+
+__all__ = ["new_members"]
+
+
+@fragment("account.new-members", title="Newest members", embed="members", params={"limit": "5"})
+async def new_members(ctx: FragmentContext) -> FragmentData:
+    """The newest members of the co-op, linked to their profiles."""
+    limit = ctx.int_param("limit", 5, maximum=20)
+    service = AccountService(ctx.db)
+    users, total = await service.get_many_and_count(
+        OrderBy(field_name="created_at", sort_order="desc"), LimitOffset(limit=limit, offset=0),
+        User.is_active.is_(True), count_with_window_function=True,
+    )
+    members = [{"username": u.username, "name": u.name} for u in users]
+    seed = f"{total}:" + ",".join(f"{u.id}:{u.updated_at.isoformat()}" for u in users)
+    return FragmentData({"members": members, "total": total}, keys=("members",), seed=seed)
