@@ -26,16 +26,16 @@ if TYPE_CHECKING:
 @click.option("--concurrency", default=4, show_default=True)
 def worker_command(app: Litestar, concurrency: int) -> None:
     """Run the durable job worker until SIGINT/SIGTERM (finishing jobs in flight)."""
-    from app.commands import explain_unmigrated
+    from app.commands import require_migrated
     from app.jobs import run_worker_forever
 
     # A top-level command: Litestar's group injects ``app`` (and would inject ``ctx`` too, so a
     # click.pass_context here passed it twice). Building the app imported every installed
     # domain's setup modules (app/kit.py), so every job handler is registered.
     settings: Settings = app.state.settings
+    require_migrated(settings)
     _log_to_stderr(settings.log_level)
-    with explain_unmigrated(settings):
-        asyncio.run(run_worker_forever(settings, concurrency=concurrency))
+    asyncio.run(run_worker_forever(settings, concurrency=concurrency))
 
 
 def _log_to_stderr(level: str) -> None:

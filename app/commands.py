@@ -22,7 +22,10 @@ if TYPE_CHECKING:
 
     from app.settings import Settings
 
-__all__ = ["NOT_MIGRATED", "explain_unmigrated", "fail", "schema_is_current", "settings_from", "with_session"]
+__all__ = [
+    "NOT_MIGRATED", "explain_unmigrated", "fail", "require_migrated", "schema_is_current", "settings_from",
+    "with_session",
+]
 
 T = TypeVar("T")
 
@@ -109,3 +112,15 @@ def explain_unmigrated(settings: Settings) -> Iterator[None]:
             raise
         click.echo(NOT_MIGRATED, err=True)
         sys.exit(1)
+
+
+def require_migrated(settings: Settings) -> None:
+    """Exit with the one-line hint now, rather than a worker that logs a missing table forever."""
+    from sqlalchemy import select
+
+    from app.jobs.models import Job
+
+    async def probe(session: AsyncSession) -> None:
+        await session.execute(select(Job.id).limit(0))
+
+    with_session(settings, probe)

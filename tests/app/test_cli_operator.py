@@ -7,6 +7,8 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from app.cli import public_origin
 from tests.helpers.server import REPO_ROOT, ROSE_ASH
 
@@ -22,10 +24,13 @@ def _rose_ash(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[st
     return subprocess.run([ROSE_ASH, *args], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
 
 
-def test_a_command_on_an_unmigrated_database_says_so_in_one_line(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [
+    ("users", "create", "--username", "ann", "--email", "ann@example.org", "--password", "a long enough passphrase"),
+    ("worker",),
+])
+def test_a_command_on_an_unmigrated_database_says_so_in_one_line(tmp_path: Path, command: tuple[str, ...]) -> None:
     env = _env(tmp_path / "data")
-    done = _rose_ash(env, "users", "create", "--username", "ann", "--email", "ann@example.org",
-                     "--password", "a long enough passphrase")
+    done = _rose_ash(env, *command)
     assert done.returncode != 0
     assert done.stderr.strip().splitlines() == [
         "error: the database is not migrated: run `rose-ash database upgrade`"], done.stderr
