@@ -74,8 +74,9 @@ class Domain(InitPluginProtocol, CLIPluginProtocol):
     public_get_routes: tuple[str, ...] = ()
     nav: tuple[NavEntry, ...] = ()
     actor: ServiceActor | None = None
-    # The app's plugins at on_app_init, for the domains that consume the others' declarations
-    # (navigation, service actors): a hook, so the consumer needs no import of the root.
+    # Called with every installed Domain when an app is built, for a package that consumes the
+    # others' declarations (fragments: navigation; activitypub: service actors) without
+    # importing the composition root.
     on_installed: Callable[[tuple[Domain, ...]], None] | None = field(default=None, compare=False)
     # Run when the web app starts (not for other ``rose-ash`` commands), e.g. provisioning actors.
     on_startup: tuple[Callable[[Litestar], Awaitable[None]], ...] = field(default=(), compare=False)
