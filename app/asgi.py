@@ -5,6 +5,6 @@ address, or empty for none. uvicorn's own default believes ``X-Forwarded-For`` f
 so any local client could choose the address rate limits count it under (README: Configuration).
 """
 
-from app import create_app
+from app.factory import create_app
 
 __all__ = ["create_app"]

@@ -238,8 +238,6 @@ registry.register(f"sqlite.{_LAZY_SAVEPOINT_DRIVER}", __name__, "LazySavepointSQ
 
 
 def make_alchemy_config(settings: Settings, engine: AsyncEngine | None = None) -> SQLAlchemyAsyncConfig:
-    import app.models  # noqa: F401  (registers every table on the shared metadata)
-
     return SQLAlchemyAsyncConfig(
         engine_instance=engine or make_engine(settings.database_url),
         # Plain "autocommit" rolls back on a 303, which would lose every PRG form post.

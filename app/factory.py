@@ -1,4 +1,9 @@
-"""``create_app(settings)``: the one place where domains, plugins and middleware are put together."""
+"""``create_app(settings)``: the one place where domains, plugins and middleware are put together.
+
+The domains come from the installed list (app/installed.py), each a Litestar plugin that adds its
+routes, registrations and CLI groups (app/kit.py); this module adds what the kernel owns and the
+few seams where it needs a domain: who a session or token belongs to, and single sign-on.
+"""
 
 from __future__ import annotations
 
@@ -23,14 +28,16 @@ from litestar.response.base import ASGIResponse
 from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_400_BAD_REQUEST
 
+import app.models  # noqa: F401  (every installed table on the metadata, before the config is made)
 from app import access
 from app.cli import RoseAshCLIPlugin
 from app.db import make_alchemy_config
 from app.errors import exception_handler
 from app.headers import SecurityHeaders
 from app.health import healthz
+from app.identity import TokenGrant
+from app.installed import INSTALLED, csrf_exempt, csrf_public_get
 from app.logs import configure_logging, request_logging_middleware
-from app.pages import home
 from app.security import AuthMiddleware, access_guard, make_csrf_config, make_session_config
 from app.settings import Settings
 from app.stores import make_store_registry
@@ -41,6 +48,9 @@ from fragments.registry import inline_fragment
 
 if TYPE_CHECKING:
     from litestar.types import Receive, Scope, Send
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from domains.account.models import User
 
 AUTH_FORM_PATHS = frozenset({"/account/login", "/account/signup"})
 # Routes that never need to know who is asking.
@@ -65,6 +75,35 @@ class SingleHostMiddleware(AllowedHostsMiddleware):
         await super().__call__(scope, receive, send)
 
 
+class InstalledIdentity:
+    """The :class:`app.identity.IdentityProvider`: members from the account domain, OAuth's tokens."""
+
+    async def user_for_session(self, db: AsyncSession, user_id: str) -> User | None:
+        from domains.account.services import AccountService
+
+        return await AccountService(db).get_active(user_id)
+
+    async def user_for_token(self, db: AsyncSession, secret: str) -> TokenGrant | None:
+        from domains.account.services import TokenService
+
+        found = await TokenService(db).authenticate(secret)
+        if found is None:
+            return None
+        user, token = found
+        return TokenGrant(user, frozenset(token.scopes), str(token.id))
+
+    async def user_for_oauth_token(self, db: AsyncSession, secret: str) -> TokenGrant | None:
+        from federation.oauth.store import OAuthStore
+
+        found = await OAuthStore(db).authenticate_access_token(secret)
+        if found is None:
+            return None
+        token, _client, user = found
+        if user is None:  # client-credentials tokens act for no user
+            return None
+        return TokenGrant(user, frozenset(token.scope.split()), f"oauth:{token.id}")
+
+
 def _static_version() -> str:
     """A digest of the CSS/JS so their URLs change whenever they do (they are cached for a year)."""
     digest = hashlib.blake2b(digest_size=6)
@@ -87,12 +126,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         env = app.template_engine.engine  # type: ignore[union-attr]
         env.globals["static_version"] = static_version
         env.globals["fragment"] = inline_fragment
-
-    async def provision_actors(app: Litestar) -> None:
-        from app.db import make_sessionmaker
-        from federation.activitypub import provision_service_actors
-
-        await provision_service_actors(make_sessionmaker(alchemy.get_engine(), settings), settings)
 
     def throttled(request: Request[Any, Any, Any]) -> bool:
         return request.method == "POST" and request.url.path in AUTH_FORM_PATHS
@@ -128,20 +161,12 @@ def create_app(settings: Settings | None = None) -> Litestar:
         opt={"exclude_from_auth": True, "exclude_from_csrf": True, **access.public()},
     )
 
-    import forge
-    import fragments.purge
-    import fragments.site  # noqa: F401  (registers the site-level fragments)
-    from domains import account, blog
-    from federation import activitypub
-    from federation.oauth import SSOMiddleware
-    from federation.oauth import router as oauth_router
-    from federation.social import router as social_router
-    from fragments.routes import router as fragments_router
+    from federation.oauth.sso import SSOMiddleware
 
     return Litestar(
-        route_handlers=[home, healthz, static, account.router, blog.router, fragments_router, forge.router,
-                        oauth_router, activitypub.router, activitypub.discovery_router, social_router],
+        route_handlers=[healthz, static],  # the rest come with the installed domains
         plugins=[
+            *INSTALLED,
             SQLAlchemyPlugin(config=alchemy),
             HTMXPlugin(),
             FlashPlugin(config=FlashConfig(template_config=template_config)),
@@ -154,19 +179,19 @@ def create_app(settings: Settings | None = None) -> Litestar:
             FragmentMiddleware,  # outside session/auth/CSRF: sees every Set-Cookie and the final headers
             session_config.middleware,
             SSOMiddleware,  # single sign-on across ROSE_ASH_DOMAIN_HOSTS; ends sessions signed out elsewhere
-            DefineMiddleware(AuthMiddleware, alchemy=alchemy, exclude=AUTH_EXCLUDE),
+            DefineMiddleware(AuthMiddleware, alchemy=alchemy, identity=InstalledIdentity(), exclude=AUTH_EXCLUDE),
             auth_rate_limit.middleware,
         ],
         guards=[access_guard],  # every route is held to its access declaration (app/access.py)
         # CSP, framing, nosniff, referrer, permissions, COOP, HSTS on every response (app/headers.py).
         before_send=[SecurityHeaders(settings)],
-        csrf_config=make_csrf_config(settings),
+        csrf_config=make_csrf_config(settings, [*csrf_exempt(), *csrf_public_get()]),
         template_config=template_config,
         stores=make_store_registry(settings),
         exception_handlers={Exception: exception_handler},
         dependencies={"settings": Provide(lambda: settings, sync_to_thread=False)},
         request_class=TrackingRequest,
-        on_startup=[add_template_globals, provision_actors],
+        on_startup=[add_template_globals],  # and the installed domains' (app/kit.py)
         lifespan=[background_worker],
         state=State({"settings": settings, "alchemy": alchemy}),
         # The schema as JSON (also at /api/schema itself) and YAML; no HTML viewers, which load their

@@ -4,7 +4,7 @@ One ``before_send`` hook rather than an app middleware: Litestar answers an unkn
 or method (405) from the router, outside every middleware, and those pages must refuse
 framing too. The hook sees each response's final headers after all middleware.
 
-Route classes come from ``fragments.caching`` (the handler's ``cache_policy`` opt):
+Route classes come from ``app.caching`` (the handler's ``cache_policy`` opt):
 
 - embeds (``/embed/…``) may be framed by any site: ``frame-ancestors *``, no ``X-Frame-Options``;
 - every other response refuses framing: ``frame-ancestors 'none'`` plus ``X-Frame-Options: DENY``
@@ -30,8 +30,8 @@ from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import Message, Scope
 
+from app.caching import CACHEABLE, CachePolicy, policy_of
 from app.settings import Settings
-from fragments.caching import CACHEABLE, CachePolicy, policy_of
 
 __all__ = [
     "PERMISSIONS_POLICY",

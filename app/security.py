@@ -4,6 +4,9 @@ Which credential counts is decided per route by its access declaration (app/acce
 session cookie on public and session routes, a token on token and git routes, neither on machine
 routes. A token sent anywhere else authenticates nobody.
 
+Members are looked up through the :class:`app.identity.IdentityProvider` the composition root
+passes in: the kernel imports no domain.
+
 One guard policy (ARCHITECTURE.md, Security): anonymous -> 401, signed in but not allowed -> 403,
 a private thing the caller may not know exists -> 404. HTML callers of a 401 are redirected to the
 sign-in page by the error handler.
@@ -21,6 +24,8 @@ from litestar.exceptions import NotAuthorizedException, PermissionDeniedExceptio
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
 from app.access import Access, Reach, access_of
+from app.caching import note_identity_read
+from app.identity import IdentityProvider, TokenGrant, UserRead
 from app.sessions import LazySessionConfig
 from app.settings import Settings
 
@@ -28,36 +33,14 @@ if TYPE_CHECKING:
     from advanced_alchemy.extensions.litestar import SQLAlchemyAsyncConfig
     from litestar.handlers.base import BaseRouteHandler
     from litestar.types import ASGIApp
-    from sqlalchemy.ext.asyncio import AsyncSession
-
-    from domains.account.models import User
 
 SESSION_USER_KEY = "uid"
 # OAuth access tokens (federation/oauth) start with this; personal access tokens with "rat_".
 OAUTH_ACCESS_PREFIX = "roa_"
 SESSION_EPOCH_KEY = "epoch"
 
-# Machine endpoints with their own authentication; no cookie-based CSRF there.
-CSRF_EXEMPT = [
-    r"^/api/",  # token-authenticated only: the session cookie is never honoured under /api/
-    r"^/forge/[^/]+/[^/]+?(\.git)?/(info/refs|git-upload-pack|git-receive-pack)$",
-    r"^/oauth/(token|revoke|introspect|userinfo|register)$",  # client- or bearer-authenticated, never the cookie
-    r"^/oauth/logout$",  # OIDC RP-initiated logout: only continues to a CSRF-protected confirmation
-    r"^/ap/actors/[^/]+/inbox$",  # ActivityPub inboxes: HTTP signatures
-    r"^/(@[^/]+/|)inbox$",
-    r"^/hooks/",
-    r"^/healthz$",
-    r"^/static/",
-]
-# Public, cacheable GET shapes (design/fragments.md §2): no CSRF cookie may be set there. The
-# exclusion is method-agnostic, so no POST route may live on these paths
-# (tests/fragments/test_csrf_routes.py checks every POST route). Public handlers also opt out
-# per handler with fragments.caching.route_opt().
-CSRF_PUBLIC_GET = [
-    r"^/$",
-    r"^/f/(?!me/)[a-z0-9.-]+(/[a-z0-9.-]+)?$",
-    r"^/embed(/[a-z0-9.-]+(/frame)?)?$",
-]
+# Which paths skip cookie CSRF is declared by the domains (app/kit.py ``machine_routes`` and
+# ``public_get_routes``) and collected by the composition root (app/installed.py).
 
 
 class AuthInfo(msgspec.Struct, frozen=True):
@@ -103,9 +86,11 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
     exception, because a client that sends credentials must learn they were wrong (401).
     """
 
-    def __init__(self, app: ASGIApp, alchemy: SQLAlchemyAsyncConfig, exclude: list[str]) -> None:
+    def __init__(self, app: ASGIApp, alchemy: SQLAlchemyAsyncConfig, identity: IdentityProvider,
+                 exclude: list[str]) -> None:
         super().__init__(app=app, exclude=exclude)
         self.alchemy = alchemy
+        self.identity = identity
 
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
@@ -122,31 +107,30 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
         return await self._session(connection)
 
     async def _token(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
-        from domains.account.services import TokenService
-
         header = connection.headers.get("authorization")
         if not header:
             return AuthenticationResult(user=None, auth=None)
         secret = parse_authorization(header)
         db = self.alchemy.provide_session(connection.app.state, connection.scope)
         if secret and secret.startswith(OAUTH_ACCESS_PREFIX):
-            return await self._oauth_token(connection, db, secret)
-        found = await TokenService(db).authenticate(secret) if secret else None
+            found = await self.identity.user_for_oauth_token(db, secret)
+            if found is None:  # also client-credentials tokens, which act for no user
+                basic = header.lower().startswith("basic")
+                raise NotAuthorizedException(
+                    "Invalid, expired or revoked access token.",
+                    headers={"WWW-Authenticate": 'Basic realm="Rose Ash"' if basic
+                             else 'Bearer realm="Rose Ash", error="invalid_token"'},
+                )
+            return _token_result(connection, found)
+        found = await self.identity.user_for_token(db, secret) if secret else None
         if found is None:
             raise NotAuthorizedException(
                 "Invalid or revoked access token.",
                 headers={"WWW-Authenticate": 'Basic realm="Rose Ash"'},
             )
-        user, token = found
-        connection.scope["rose_ash.username"] = user.username  # type: ignore[typeddict-unknown-key]
-        return AuthenticationResult(
-            user=user,
-            auth=AuthInfo("token", frozenset(token.scopes), str(token.id)),
-        )
+        return _token_result(connection, found)
 
     async def _session(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
-        from domains.account.services import AccountService
-
         if "session" not in connection.scope:
             return AuthenticationResult(user=None, auth=None)
         session = connection.session
@@ -154,7 +138,7 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
         if not user_id:
             return AuthenticationResult(user=None, auth=None)
         db = self.alchemy.provide_session(connection.app.state, connection.scope)
-        session_user = await AccountService(db).get_active(user_id)
+        session_user = await self.identity.user_for_session(db, user_id)
         if session_user is None or session.get(SESSION_EPOCH_KEY, 0) != session_user.session_epoch:
             # An empty session, not Empty: the page still renders (flash messages read it) and the
             # session middleware deletes the stale one all the same.
@@ -163,31 +147,15 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
         connection.scope["rose_ash.username"] = session_user.username  # type: ignore[typeddict-unknown-key]
         return AuthenticationResult(user=session_user, auth=AuthInfo("session"))
 
-    async def _oauth_token(self, connection: ASGIConnection[Any, Any, Any, Any], db: AsyncSession,
-                           secret: str) -> AuthenticationResult:
-        """An OAuth access token works wherever a personal access token does, within its scopes."""
-        from federation.oauth.store import OAuthStore
 
-        found = await OAuthStore(db).authenticate_access_token(secret)
-        if found is None or found[2] is None:  # client-credentials tokens act for no user
-            basic = connection.headers.get("authorization", "").lower().startswith("basic")
-            raise NotAuthorizedException(
-                "Invalid, expired or revoked access token.",
-                headers={"WWW-Authenticate": 'Basic realm="Rose Ash"' if basic
-                         else 'Bearer realm="Rose Ash", error="invalid_token"'},
-            )
-        token, _client, user = found[0], found[1], found[2]
-        connection.scope["rose_ash.username"] = user.username  # type: ignore[typeddict-unknown-key]
-        return AuthenticationResult(
-            user=user, auth=AuthInfo("token", frozenset(token.scope.split()), f"oauth:{token.id}")
-        )
+def _token_result(connection: ASGIConnection[Any, Any, Any, Any], found: TokenGrant) -> AuthenticationResult:
+    connection.scope["rose_ash.username"] = found.user.username  # type: ignore[typeddict-unknown-key]
+    return AuthenticationResult(user=found.user, auth=AuthInfo("token", found.scopes, found.token_id))
 
 
-def current_user(connection: ASGIConnection[Any, Any, Any, Any]) -> User | None:
-    from fragments.middleware import note_identity_read
-
+def current_user(connection: ASGIConnection[Any, Any, Any, Any]) -> UserRead | None:
     note_identity_read(connection.scope, "user")  # public answers must not depend on this
-    user: User | None = connection.scope.get("user")
+    user: UserRead | None = connection.scope.get("user")
     return user
 
 
@@ -249,12 +217,13 @@ def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRo
         raise PermissionDeniedException(f"This token lacks the '{wanted}' scope.")
 
 
-def make_csrf_config(settings: Settings) -> CSRFConfig:
+def make_csrf_config(settings: Settings, exclude: list[str]) -> CSRFConfig:
+    """Cookie CSRF everywhere but ``exclude``: the installed domains' machine and public GET paths."""
     return CSRFConfig(
         secret=settings.secret_key,
         cookie_secure=settings.secure_cookies,
         cookie_samesite="lax",
-        exclude=[*CSRF_EXEMPT, *CSRF_PUBLIC_GET],
+        exclude=exclude,
     )
 
 

@@ -1,38 +1,53 @@
 """Forge: git hosting over smart HTTP (design/forge.md).
 
-``router`` (everything forge serves) is imported lazily, so the pre-receive hook, which runs
-``python -m forge.hooks.pre_receive`` once per push, does not pay for importing the web stack.
+Importing the package builds nothing (its ``domain`` names factories and modules, app/kit.py), so
+the pre-receive hook, which runs ``python -m forge.hooks.pre_receive`` once per push, does not pay
+for importing the web stack.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from app.kit import Domain, NavEntry, ServiceActor
 
 if TYPE_CHECKING:
+    import click
+    from litestar.types import ControllerRouterHandler
+
+__all__ = ["domain"]
+
+
+def _routes() -> list[ControllerRouterHandler]:
     from litestar import Router
 
-__all__ = ["router"]
-
-
-def _make_router() -> Router:
-    from litestar import Router
-
-    import forge.mirror_jobs  # noqa: F401  (registers the forge.mirror.sync job and the push listener)
     from app import access
     from forge.api import create_repo
     from forge.gitea_api import router as gitea_api_router
     from forge.smart_http import git_router
     from forge.web import router as web_router
 
-    return Router(path="/", route_handlers=[
+    return [Router(path="/", route_handlers=[
         git_router, web_router, gitea_api_router,
         Router(path="/", opt=access.token("repo:write"), route_handlers=[create_repo]),
-    ])
+    ])]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "router":
-        value = _make_router()
-        globals()["router"] = value
-        return value
-    raise AttributeError(f"module 'forge' has no attribute {name!r}")
+def _cli() -> list[click.Command]:
+    from forge.cli import forge_group
+
+    return [forge_group]
+
+
+domain = Domain(
+    name="forge",
+    routes=_routes,
+    cli=_cli,
+    models=("forge.models", "forge.mirror_models"),
+    # The forge.mirror.sync job and the push listener; forge.web's personal fragments.
+    setup=("forge.mirror_jobs", "forge.events", "forge.web"),
+    # Git smart HTTP: Basic auth with a token, never the cookie.
+    machine_routes=(r"^/forge/[^/]+/[^/]+?(\.git)?/(info/refs|git-upload-pack|git-receive-pack)$",),
+    nav=(NavEntry("/forge/", "Forge", 50),),
+    actor=ServiceActor("forge", "Application"),
+)

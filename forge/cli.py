@@ -86,7 +86,7 @@ def ls_remote_command(ctx: click.Context, url: str, token_env: str) -> None:
 @click.pass_context
 def add_command(ctx: click.Context, full: str, direction: str, url: str, interval: int, token_env: str) -> None:
     """Add a pull mirror or push target; its first sync is queued for the worker."""
-    from app.cli import _with_session
+    from app.commands import with_session
     from app.forms import InputProblems
     from forge.mirror import MirrorService
     from forge.runtime import runtime_for
@@ -105,7 +105,7 @@ def add_command(ctx: click.Context, full: str, direction: str, url: str, interva
         return str(mirror.id)
 
     try:
-        click.echo(_with_session(settings, work))
+        click.echo(with_session(settings, work))
     except InputProblems as exc:
         _die("; ".join(f"{k}: {v}" for k, v in exc.errors.items()))
 
@@ -117,7 +117,7 @@ def list_command(ctx: click.Context, full: str) -> None:
     """Show a repository's mirrors (never their credentials)."""
     import json
 
-    from app.cli import _with_session
+    from app.commands import with_session
     from forge.mirror import MirrorService, mirror_view
     from forge.runtime import runtime_for
     from forge.services import RepoService
@@ -132,7 +132,7 @@ def list_command(ctx: click.Context, full: str) -> None:
             return None
         return [mirror_view(m) for m in await MirrorService(session, store, settings).list_for(repo)]
 
-    found = _with_session(settings, work)
+    found = with_session(settings, work)
     if found is None:
         _die(f"no repository {full}")
     click.echo(json.dumps(found, indent=2))
@@ -143,7 +143,7 @@ def list_command(ctx: click.Context, full: str) -> None:
 @click.pass_context
 def sync_command(ctx: click.Context, full: str) -> None:
     """Queue an immediate sync of every mirror of a repository."""
-    from app.cli import _with_session
+    from app.commands import with_session
     from forge.mirror import MirrorService
     from forge.runtime import runtime_for
     from forge.services import RepoService
@@ -162,7 +162,7 @@ def sync_command(ctx: click.Context, full: str) -> None:
             await service.schedule_now(repo, str(mirror.id))
         return len(mirrors)
 
-    count = _with_session(settings, work)
+    count = with_session(settings, work)
     if count < 0:
         _die(f"no repository {full}")
     click.echo(f"queued {count} sync(s)")

@@ -16,6 +16,7 @@ from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.caching import note_identity_read
 from app.strict_input import StrictInputRequest
 from fragments.caching import (
     CACHEABLE,
@@ -31,13 +32,6 @@ from fragments.caching import (
 __all__ = ["FragmentMiddleware", "TrackingRequest", "note_identity_read"]
 
 log = logging.getLogger("rose_ash.fragments.guard")
-
-
-def note_identity_read(scope: Scope, what: str) -> None:
-    """Record that this request looked at ``what`` (session, user, auth)."""
-    touched = render_state(scope).touched
-    if what not in touched:
-        touched.append(what)
 
 
 class TrackingRequest(StrictInputRequest):

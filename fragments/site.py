@@ -1,4 +1,4 @@
-"""Site-level fragments: the navigation, the home page's parts, and the personal holes.
+"""Site-level fragments and the home page: the navigation, the home page's parts, the personal holes.
 
 Domains add their own in ``domains/<area>/fragments.py`` with the same decorator (the newest
 members and the account menu are in domains/account/fragments.py).
@@ -6,29 +6,52 @@ members and the account menu are in domains/account/fragments.py).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from litestar import Request, Response
+
 from fragments.caching import CachePolicy
-from fragments.keys import NAV, SITE
+from fragments.keys import HOME, NAV, SITE
+from fragments.pages import public_get, render_page
 from fragments.registry import FragmentContext, FragmentData, fragment
+
+__all__ = ["NAV_LINKS", "NAV_REVISION", "SavedNavigation", "home", "use_navigation", "use_saved_navigation"]
+
+Links = tuple[tuple[str, str], ...]
+# The saved menu as ``((href, label), ...)`` and its revision: the navigation editor's (the blog's).
+SavedNavigation = Callable[[FragmentContext], Awaitable[tuple[Links, str]]]
 
 # Bump when the links change; becomes the saved navigation's revision once it is editable.
 NAV_REVISION = "2"
-NAV_LINKS: tuple[tuple[str, str], ...] = (
-    ("/blog/", "Blog"),
-    ("/market/", "Market"),
-    ("/events/", "Events"),
-    ("/social/", "Social"),
-    ("/forge/", "Forge"),
-)
+# The installed domains' navigation entries (app/kit.py ``Domain.nav``), set when an app is built.
+NAV_LINKS: Links = ()
+_saved: list[SavedNavigation] = []
+
+
+def use_navigation(links: Links) -> None:
+    """The links of the installed domains, in order (the ``fragments`` domain calls this)."""
+    global NAV_LINKS
+    NAV_LINKS = links
+
+
+def use_saved_navigation(source: SavedNavigation) -> None:
+    """The menu an editor saved replaces the installed links in ``nav`` (one source; the last wins)."""
+    _saved[:] = [source]
+
+
+@public_get("/", name="home")
+async def home(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """The home page: a public page composed from the fragments below."""
+    return await render_page(request, "home.html", keys=(HOME,))
 
 
 @fragment("nav", title="Site navigation")
 async def nav(ctx: FragmentContext) -> FragmentData:
-    """The site's main navigation: the navigation editor's saved menu when the blog is installed."""
-    try:
-        from domains.blog.fragments import nav_links
-    except ImportError:
+    """The site's main navigation: the navigation editor's saved menu when one is installed."""
+    if not _saved:
         return FragmentData({"links": NAV_LINKS}, keys=(NAV,), seed=NAV_REVISION)
-    links, revision = await nav_links(ctx)
+    links, revision = await _saved[0](ctx)
     return FragmentData({"links": links}, keys=(NAV,), seed=f"{NAV_REVISION}.{revision}")
 
 

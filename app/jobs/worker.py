@@ -519,10 +519,10 @@ async def run_worker_forever(
 ) -> None:
     """Run a worker on ``settings.database_url`` until SIGINT/SIGTERM (``rose-ash worker``).
 
-    Import the modules that register job handlers before calling this. ``worker_options`` go
-    to :class:`Worker` (e.g. ``concurrency``, ``registry``).
+    Import the modules that register job handlers and map the tables before calling this
+    (building the app does both: ``rose-ash worker``). ``worker_options`` go to :class:`Worker`
+    (e.g. ``concurrency``, ``registry``).
     """
-    import app.models  # noqa: F401  (every table mapped, so handlers can use any model)
     from app.db import make_engine, make_sessionmaker
 
     engine = make_engine(settings.database_url)

@@ -1,23 +1,54 @@
-"""The account domain: members, sessions, profiles and personal access tokens."""
+"""The account domain: members, sessions, profiles and personal access tokens.
 
-from litestar import Router
+``domains.account.models.User`` is the one model other domains may read directly (the shared
+read model, ARCHITECTURE.md "Layers"): posts, repositories and grants point at it, and it is what
+``request.user`` holds. Everything else of account is reached through its services and schemas.
+"""
 
-from app import access
-from domains.account import fragments  # noqa: F401  (registers the account fragments)
-from domains.account.admin import AdminUsersController, AuditLogController
-from domains.account.api import api_current_user
-from domains.account.controllers import AccountController, AuthController, profile
+from __future__ import annotations
 
-router = Router(
-    path="/",
-    opt=access.session(),
-    route_handlers=[
-        Router(path="/", opt=access.public(), route_handlers=[AuthController, profile]),
-        AccountController,
-        Router(path="/", opt=access.admin(owner="user"), route_handlers=[AdminUsersController]),
-        Router(path="/", opt=access.admin(), route_handlers=[AuditLogController]),
-        Router(path="/", opt=access.token("api"), route_handlers=[api_current_user]),
-    ],
+from typing import TYPE_CHECKING
+
+from app.kit import Domain
+
+if TYPE_CHECKING:
+    import click
+    from litestar.types import ControllerRouterHandler
+
+
+def _routes() -> list[ControllerRouterHandler]:
+    from litestar import Router
+
+    from app import access
+    from domains.account.admin import AdminUsersController, AuditLogController
+    from domains.account.api import api_current_user
+    from domains.account.controllers import AccountController, AuthController, profile
+
+    return [Router(
+        path="/",
+        opt=access.session(),
+        route_handlers=[
+            Router(path="/", opt=access.public(), route_handlers=[AuthController, profile]),
+            AccountController,
+            Router(path="/", opt=access.admin(owner="user"), route_handlers=[AdminUsersController]),
+            Router(path="/", opt=access.admin(), route_handlers=[AuditLogController]),
+            Router(path="/", opt=access.token("api"), route_handlers=[api_current_user]),
+        ],
+    )]
+
+
+def _cli() -> list[click.Command]:
+    from domains.account.cli import tokens_group, users_group
+
+    return [users_group, tokens_group]
+
+
+domain = Domain(
+    name="account",
+    routes=_routes,
+    cli=_cli,
+    models=("domains.account.models",),
+    setup=("domains.account.fragments",),
 )
 
-__all__ = ["router"]
+__all__ = ["domain"]

@@ -180,7 +180,7 @@ async def profile(handle: str, request: Request[Any, Any, Any], db_session: Asyn
     from federation.activitypub.core import wants_as2
 
     if wants_as2(request.headers.get("accept")):
-        from federation.activitypub import person_response
+        from federation.activitypub.routes import person_response
 
         return await person_response(db_session, settings, user, request)
     return Template("account/profile.html", context={"member": user}, headers={"Vary": "Accept"})

@@ -17,23 +17,53 @@ The first full domain, laid out the way later ones should be:
 ``renderer.py``     Markdown → sanitised HTML, and the wider sanitiser for Ghost HTML
 ``importer.py``/``exporter.py``/``webhooks.py``  Ghost interop; ``cli.py`` the ``rose-ash blog`` group
 
-Importing the package registers its fragments and job kinds. Other domains use
+Importing the package builds nothing: its ``domain`` declaration (app/kit.py) names the modules
+that register its fragments and job kinds, imported when an app is built. Other domains use
 ``BlogService.get_published(post_id) -> PostRead | None`` and subscribe to post events with
 :func:`domains.blog.events.subscribe` (see that module).
 """
 
-from litestar import Router
+from __future__ import annotations
 
-from app import access
-from domains.blog import fragments, jobs, webhooks  # noqa: F401  (registers fragments and job kinds)
-from domains.blog.admin import admin_handlers
-from domains.blog.controllers import public_handlers
-from domains.blog.webhooks import ghost_webhook
+from typing import TYPE_CHECKING
 
-router = Router(path="/", opt=access.public(), route_handlers=[
-    *public_handlers,
-    Router(path="/", opt=access.session(role="author", owner="post"), route_handlers=admin_handlers),
-    Router(path="/", opt=access.machine(), route_handlers=[ghost_webhook]),  # Ghost's signature
-])
+from app.kit import Domain, NavEntry, ServiceActor
 
-__all__ = ["router"]
+if TYPE_CHECKING:
+    import click
+    from litestar.types import ControllerRouterHandler
+
+
+def _routes() -> list[ControllerRouterHandler]:
+    from litestar import Router
+
+    from app import access
+    from domains.blog.admin import admin_handlers
+    from domains.blog.controllers import public_handlers
+    from domains.blog.webhooks import ghost_webhook
+
+    return [Router(path="/", opt=access.public(), route_handlers=[
+        *public_handlers,
+        Router(path="/", opt=access.session(role="author", owner="post"), route_handlers=admin_handlers),
+        Router(path="/", opt=access.machine(), route_handlers=[ghost_webhook]),  # Ghost's signature
+    ])]
+
+
+def _cli() -> list[click.Command]:
+    from domains.blog.cli import blog_group
+
+    return [blog_group]
+
+
+domain = Domain(
+    name="blog",
+    routes=_routes,
+    cli=_cli,
+    models=("domains.blog.models",),
+    setup=("domains.blog.fragments", "domains.blog.jobs", "domains.blog.webhooks"),
+    machine_routes=(r"^/hooks/blog/",),  # Ghost's webhooks: signed with the shared secret
+    nav=(NavEntry("/blog/", "Blog", 10),),
+    actor=ServiceActor("blog"),
+)
+
+__all__ = ["domain"]

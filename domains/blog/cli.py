@@ -27,10 +27,10 @@ def blog_group() -> None:
 @click.pass_context
 def import_ghost_command(ctx: click.Context, export: Path, dry_run: bool, ghost_url: str | None) -> None:
     """Import a Ghost JSON export (posts, pages, tags, authors) in one transaction."""
-    from app.cli import _settings, _with_session
+    from app.commands import settings_from, with_session
     from domains.blog.importer import GhostImportError, import_ghost
 
-    settings = _settings(ctx)
+    settings = settings_from(ctx)
     raw = export.read_bytes()
 
     async def work(session: AsyncSession) -> ImportReport:
@@ -41,7 +41,7 @@ def import_ghost_command(ctx: click.Context, export: Path, dry_run: bool, ghost_
         return report
 
     try:
-        report = _with_session(settings, work)
+        report = with_session(settings, work)
     except GhostImportError as exc:
         click.echo(f"error: {exc}", err=True)
         click.echo("nothing was imported", err=True)
@@ -51,7 +51,7 @@ def import_ghost_command(ctx: click.Context, export: Path, dry_run: bool, ghost_
 
 
 def _grant(ctx: click.Context, username: str, role: str, revoke: bool) -> None:
-    from app.cli import _settings, _with_session
+    from app.commands import settings_from, with_session
     from domains.account.services import AccountService
 
     async def work(session: AsyncSession) -> bool:
@@ -65,7 +65,7 @@ def _grant(ctx: click.Context, username: str, role: str, revoke: bool) -> None:
             await accounts.set_author(user, not revoke)
         return True
 
-    if not _with_session(_settings(ctx), work):
+    if not with_session(settings_from(ctx), work):
         click.echo(f"error: no user called {username}", err=True)
         sys.exit(1)
     click.echo(f"{'removed the ' + role + ' role from' if revoke else 'granted the ' + role + ' role to'} {username}")
@@ -96,13 +96,13 @@ def export_ghost_command(ctx: click.Context, output: Path) -> None:
     """Write every post, page, tag and author as a Ghost JSON export (importable by Ghost and by us)."""
     import msgspec
 
-    from app.cli import _settings, _with_session
+    from app.commands import settings_from, with_session
     from domains.blog.exporter import export_ghost
 
     async def work(session: AsyncSession) -> dict[str, object]:
         return await export_ghost(session)
 
-    data = _with_session(_settings(ctx), work)
+    data = with_session(settings_from(ctx), work)
     output.write_bytes(msgspec.json.format(msgspec.json.encode(data), indent=2))
     posts = len(data["db"][0]["data"]["posts"])  # type: ignore[index]
     click.echo(f"exported {posts} posts and pages to {output}")

@@ -8,6 +8,7 @@ from domains.blog import keys
 from domains.blog.models import Post
 from domains.blog.services import BlogService
 from fragments.registry import FragmentContext, FragmentData, fragment
+from fragments.site import use_saved_navigation
 
 
 def card(post: Post) -> dict[str, Any]:
@@ -60,3 +61,7 @@ async def nav_links(ctx: FragmentContext) -> tuple[tuple[tuple[str, str], ...], 
 
     current = await NavigationService(ctx.db).current()
     return tuple((link.url, link.label) for link in current.primary), current.revision
+
+
+# The navigation editor's saved menu is the site's ``nav`` (fragments/site.py).
+use_saved_navigation(nav_links)

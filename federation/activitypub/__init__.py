@@ -1,16 +1,68 @@
 """ActivityPub: actors, HTTP signatures, inbox/outbox, durable delivery, safe fetch.
 
-URL scheme: see :mod:`federation.activitypub.core`. Importing this package registers the
-``ap.inbox`` and ``ap.deliver`` job kinds.
+URL scheme: see :mod:`federation.activitypub.core`. Its setup modules register the ``ap.inbox``,
+``ap.fanout`` and ``ap.deliver`` job kinds, the blog post subscription and the member hook.
 """
 
-from federation.activitypub import blog as _blog  # noqa: F401  (subscribes to the blog's post events)
-from federation.activitypub import delivery as _delivery  # noqa: F401  (registers ap.deliver)
-from federation.activitypub import processor as _processor  # noqa: F401  (registers ap.inbox)
-from federation.activitypub import provision as _provision  # noqa: F401  (actors made with their members)
-from federation.activitypub.discovery import router as discovery_router
-from federation.activitypub.provision import provision_service_actors
-from federation.activitypub.routes import person_response
-from federation.activitypub.routes import router as router
+from __future__ import annotations
 
-__all__ = ["discovery_router", "person_response", "provision_service_actors", "router"]
+from typing import TYPE_CHECKING
+
+from app.kit import Domain, ServiceActor, service_actors
+
+if TYPE_CHECKING:
+    import click
+    from litestar import Litestar
+    from litestar.types import ControllerRouterHandler
+
+__all__ = ["domain"]
+
+
+def _routes() -> list[ControllerRouterHandler]:
+    from federation.activitypub.discovery import router as discovery_router
+    from federation.activitypub.routes import router
+
+    return [router, discovery_router]
+
+
+def _cli() -> list[click.Command]:
+    from federation.activitypub.cli import federation_group
+
+    return [federation_group]
+
+
+def _serve_actors(installed: tuple[Domain, ...]) -> None:
+    """The service actors are the installed domains' (app/installed.py), this one's included."""
+    from federation.activitypub.core import use_service_actors
+
+    use_service_actors(service_actors(installed))
+
+
+async def _provision_actors(app: Litestar) -> None:
+    """The service actors and their keys exist before anyone asks for them (provision.py)."""
+    from app.db import make_sessionmaker
+    from federation.activitypub.provision import provision_service_actors
+
+    settings = app.state["settings"]
+    await provision_service_actors(make_sessionmaker(app.state["alchemy"].get_engine(), settings), settings)
+
+
+domain = Domain(
+    name="activitypub",
+    routes=_routes,
+    cli=_cli,
+    models=("federation.keys", "federation.activitypub.models"),
+    setup=(
+        "federation.activitypub.blog",  # subscribes to the blog's post events
+        "federation.activitypub.delivery",  # ap.fanout, ap.deliver
+        "federation.activitypub.processor",  # ap.inbox
+        "federation.activitypub.provision",  # actors made with their members
+    ),
+    machine_routes=(
+        r"^/ap/actors/[^/]+/inbox$",  # ActivityPub inboxes: HTTP signatures
+        r"^/(@[^/]+/|)inbox$",
+    ),
+    actor=ServiceActor("instance", "Application"),
+    on_installed=_serve_actors,
+    on_startup=(_provision_actors,),
+)

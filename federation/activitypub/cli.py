@@ -25,19 +25,19 @@ def block_domain(ctx: click.Context, domain: str, reason: str, severity: str) ->
     """Block DOMAIN (and its subdomains; host:port blocks that port only). Suspend refuses its
     activities, stops deliveries to it and ends the follows between its accounts and ours; limit
     keeps it federating, but off the federated timeline and with follows needing approval."""
-    from app.cli import _fail, _settings, _with_session
+    from app.commands import fail, settings_from, with_session
     from federation.activitypub.core import Urls
     from federation.activitypub.moderation import DomainBlockResult, DomainBlocks, ModerationError
 
-    settings = _settings(ctx)
+    settings = settings_from(ctx)
 
     async def work(session: AsyncSession) -> DomainBlockResult:
         return await DomainBlocks(session, Urls(settings.base_url).host).add(domain, reason, severity)
 
     try:
-        result = _with_session(settings, work)
+        result = with_session(settings, work)
     except ModerationError as exc:
-        _fail({exc.field: str(exc)})
+        fail({exc.field: str(exc)})
     click.echo(result.summary())
 
 
@@ -46,21 +46,21 @@ def block_domain(ctx: click.Context, domain: str, reason: str, severity: str) ->
 @click.pass_context
 def unblock_domain(ctx: click.Context, domain: str) -> None:
     """Lift the block of DOMAIN (follows it ended are not restored)."""
-    from app.cli import _fail, _settings, _with_session
+    from app.commands import fail, settings_from, with_session
     from federation.activitypub.core import Urls
     from federation.activitypub.moderation import DomainBlocks, ModerationError, normalize_domain
 
-    settings = _settings(ctx)
+    settings = settings_from(ctx)
 
     async def work(session: AsyncSession) -> bool:
         return await DomainBlocks(session, Urls(settings.base_url).host).remove(domain)
 
     try:
-        removed = _with_session(settings, work)
+        removed = with_session(settings, work)
     except ModerationError as exc:
-        _fail({exc.field: str(exc)})
+        fail({exc.field: str(exc)})
     if not removed:
-        _fail({"domain": f"{normalize_domain(domain)} is not blocked"})
+        fail({"domain": f"{normalize_domain(domain)} is not blocked"})
     click.echo(f"unblocked {normalize_domain(domain)}")
 
 
@@ -68,15 +68,15 @@ def unblock_domain(ctx: click.Context, domain: str) -> None:
 @click.pass_context
 def blocked_domains(ctx: click.Context) -> None:
     """List the blocked domains, one a line: domain, severity and reason, tab-separated."""
-    from app.cli import _settings, _with_session
+    from app.commands import settings_from, with_session
     from federation.activitypub.core import Urls
     from federation.activitypub.moderation import DomainBlocks
 
-    settings = _settings(ctx)
+    settings = settings_from(ctx)
 
     async def work(session: AsyncSession) -> list[tuple[str, str, str]]:
         found = await DomainBlocks(session, Urls(settings.base_url).host).all()
         return [(b.domain, b.severity, b.reason) for b in found]
 
-    for domain, severity, reason in _with_session(settings, work):
+    for domain, severity, reason in with_session(settings, work):
         click.echo(f"{domain}\t{severity}\t{' '.join(reason.split())}")

@@ -13,7 +13,7 @@ URL scheme (ids are stable; see also docs in federation/activitypub/__init__.py)
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
@@ -40,13 +40,15 @@ from federation.keys import KeyPair, KeyRegistry
 
 log = logging.getLogger("rose_ash.federation")
 
-DOMAIN_ACTORS: dict[str, str] = {
-    "blog": "Service",
-    "market": "Service",
-    "events": "Service",
-    "forge": "Application",
-    "instance": "Application",
-}
+# Service actor name -> ActivityPub type: the installed domains' declared actors (app/kit.py
+# ``Domain.actor``; blog, market, events, forge and the instance itself), filled in place when an
+# app is built, so every module that imported the dict sees them.
+DOMAIN_ACTORS: dict[str, str] = {}
+
+
+def use_service_actors(actors: Mapping[str, str]) -> None:
+    DOMAIN_ACTORS.clear()
+    DOMAIN_ACTORS.update(actors)
 ACTOR_TYPES = frozenset({"Person", "Service", "Application", "Group", "Organization"})
 REMOTE_ACTOR_TTL = timedelta(hours=24)
 KEY_REFRESH_INTERVAL = timedelta(seconds=60)

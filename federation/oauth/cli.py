@@ -28,7 +28,7 @@ def oauth_group() -> None:
 def create_client(ctx: click.Context, name: str, redirect_uris: tuple[str, ...], public: bool, first_party: bool,
                   scope: str, logout_uris: tuple[str, ...], id_token_alg: str) -> None:
     """Register a client and print JSON with client_id and client_secret (null for public clients)."""
-    from app.cli import _fail, _settings, _with_session
+    from app.commands import fail, settings_from, with_session
     from federation.oauth.registration import redirect_uri_problem
     from federation.oauth.scopes import SCOPE_TEXT, split_scope
     from federation.oauth.store import OAuthStore
@@ -38,7 +38,7 @@ def create_client(ctx: click.Context, name: str, redirect_uris: tuple[str, ...],
     if unknown:
         errors["scope"] = f"unknown scope {' '.join(unknown)}"
     if errors:
-        _fail(errors)
+        fail(errors)
 
     async def work(session: AsyncSession) -> dict[str, object]:
         client, secret = await OAuthStore(session).create_client(
@@ -56,7 +56,7 @@ def create_client(ctx: click.Context, name: str, redirect_uris: tuple[str, ...],
             "first_party": client.is_first_party,
         }
 
-    click.echo(json.dumps(_with_session(_settings(ctx), work)))
+    click.echo(json.dumps(with_session(settings_from(ctx), work)))
 
 
 @oauth_group.command(name="rotate-keys")
@@ -64,15 +64,15 @@ def create_client(ctx: click.Context, name: str, redirect_uris: tuple[str, ...],
 @click.pass_context
 def rotate_keys(ctx: click.Context, alg: str | None) -> None:
     """Make new ID-token signing keys; old ones stay in the JWKS until their tokens expire."""
-    from app.cli import _settings, _with_session
+    from app.commands import settings_from, with_session
     from federation.oauth.signing import rotate
 
-    settings = _settings(ctx)
+    settings = settings_from(ctx)
 
     async def work(session: AsyncSession) -> list[str]:
         return await rotate(session, settings.secret_key, alg)  # type: ignore[arg-type]
 
-    for kid in _with_session(settings, work):
+    for kid in with_session(settings, work):
         click.echo(kid)
 
 
@@ -80,11 +80,11 @@ def rotate_keys(ctx: click.Context, alg: str | None) -> None:
 @click.pass_context
 def prune(ctx: click.Context) -> None:
     """Delete expired authorization codes and tokens that can no longer be used."""
-    from app.cli import _settings, _with_session
+    from app.commands import settings_from, with_session
     from federation.oauth.store import OAuthStore
 
     async def work(session: AsyncSession) -> tuple[int, int]:
         return await OAuthStore(session).prune()
 
-    codes, tokens = _with_session(_settings(ctx), work)
+    codes, tokens = with_session(settings_from(ctx), work)
     click.echo(f"deleted {codes} authorization codes and {tokens} tokens")

@@ -1,15 +1,29 @@
 """The social hub under ``/social/``: timelines, compose, follows, notifications, likes and boosts;
 members' blocks and reports, and the admins' domain blocks and reports queue."""
 
-from litestar import Router
+from __future__ import annotations
 
-from app import access
-from federation.social.controllers import router as hub_router
-from federation.social.moderation import MemberModerationController, ModerationAdminController
+from typing import TYPE_CHECKING
 
-router = Router(path="/", opt=access.session(), route_handlers=[
-    hub_router, MemberModerationController,
-    Router(path="/", opt=access.admin(owner="moderation"), route_handlers=[ModerationAdminController]),
-])
+from app.kit import Domain, NavEntry
 
-__all__ = ["router"]
+if TYPE_CHECKING:
+    from litestar.types import ControllerRouterHandler
+
+__all__ = ["domain"]
+
+
+def _routes() -> list[ControllerRouterHandler]:
+    from litestar import Router
+
+    from app import access
+    from federation.social.controllers import router as hub_router
+    from federation.social.moderation import MemberModerationController, ModerationAdminController
+
+    return [Router(path="/", opt=access.session(), route_handlers=[
+        hub_router, MemberModerationController,
+        Router(path="/", opt=access.admin(owner="moderation"), route_handlers=[ModerationAdminController]),
+    ])]
+
+
+domain = Domain(name="social", routes=_routes, nav=(NavEntry("/social/", "Social", 40),))

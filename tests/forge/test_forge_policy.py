@@ -90,13 +90,16 @@ def test_hook_module_reports_and_rejects(tmp_path: Any, capsys: pytest.CaptureFi
 
 
 def test_hook_imports_no_web_stack() -> None:
-    """git starts the hook once per push: it must not pay for Litestar, SQLAlchemy or the settings."""
+    """git starts the hook once per push: it must not pay for Litestar, SQLAlchemy or the settings.
+
+    (``forge/__init__.py`` declares the package with ``app.kit.Domain``, which imports only the
+    standard library, so ``app`` and ``app.kit`` may be loaded.)"""
     import subprocess
     import sys
     from pathlib import Path
 
     probe = ("import sys, forge.hooks.pre_receive; "
-             "print(sorted(m for m in ('litestar', 'sqlalchemy', 'app', 'app.settings') if m in sys.modules))")
+             "print(sorted(m for m in ('litestar', 'sqlalchemy', 'app.settings', 'app.db') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-s", "-c", probe], cwd=Path(__file__).resolve().parents[2],
                          capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"})
     assert out.stdout.strip() == "[]"

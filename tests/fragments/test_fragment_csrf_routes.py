@@ -8,10 +8,12 @@ import uuid
 import pytest
 from litestar.routes import HTTPRoute
 
-from app.security import CSRF_EXEMPT, CSRF_PUBLIC_GET
+from app.installed import csrf_exempt, csrf_public_get
 
 pytestmark = pytest.mark.anyio
 
+CSRF_EXEMPT = csrf_exempt()
+CSRF_PUBLIC_GET = csrf_public_get()
 PARAM = re.compile(r"\{([^}:]+)(?::([^}]+))?\}")
 
 

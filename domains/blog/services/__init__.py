@@ -3,7 +3,7 @@
 Callers import from ``domains.blog.services``; the modules behind it are an internal split.
 """
 
-from domains.blog.services.navigation import DEFAULT_NAVIGATION, MAX_NAV_LINKS, NavigationService
+from domains.blog.services.navigation import MAX_NAV_LINKS, NavigationService, default_navigation
 from domains.blog.services.posts import (
     PUBLISH_SCHEDULED,
     BlogService,
@@ -14,12 +14,12 @@ from domains.blog.services.posts import (
 )
 
 __all__ = [
-    "DEFAULT_NAVIGATION",
     "MAX_NAV_LINKS",
     "PUBLISH_SCHEDULED",
     "BlogService",
     "NavigationService",
     "SlugTaken",
+    "default_navigation",
     "post_keys",
     "url_problem",
     "with_relations",

@@ -15,14 +15,15 @@ from domains.blog.services.posts import url_problem
 from fragments import keys as site_keys
 from fragments.purge import emit_purge
 
-__all__ = ["DEFAULT_NAVIGATION", "MAX_NAV_LINKS", "NavigationService"]
+__all__ = ["MAX_NAV_LINKS", "NavigationService", "default_navigation"]
 
-DEFAULT_NAVIGATION: dict[str, list[NavLink]] = {
-    "primary": [NavLink(label=label, url=url) for url, label in (
-        ("/blog/", "Blog"), ("/market/", "Market"), ("/events/", "Events"), ("/social/", "Social"),
-        ("/forge/", "Forge"))],
-    "secondary": [],
-}
+def default_navigation(menu: str) -> list[NavLink]:
+    """Before anything is saved: the installed domains' links (fragments.site), none secondary."""
+    from fragments import site
+
+    return [NavLink(label=label, url=url) for url, label in site.NAV_LINKS] if menu == "primary" else []
+
+
 MAX_NAV_LINKS = 20
 
 
@@ -53,7 +54,7 @@ class NavigationService:
         def links(menu: str) -> list[NavLink]:
             row = rows.get(menu)
             if row is None:
-                return list(DEFAULT_NAVIGATION[menu])
+                return default_navigation(menu)
             return [NavLink(label=str(x.get("label", "")), url=str(x.get("url", ""))) for x in row.links]
 
         revision = ".".join(str(rows[m].revision) if m in rows else "0" for m in ("primary", "secondary"))

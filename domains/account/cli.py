@@ -1,0 +1,77 @@
+"""``rose-ash users ...`` and ``rose-ash tokens ...``: members and personal access tokens."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from app.commands import fail, settings_from, with_session
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+__all__ = ["tokens_group", "users_group"]
+
+
+@click.group(name="users")
+def users_group() -> None:
+    """Manage member accounts."""
+
+
+@users_group.command(name="create")
+@click.option("--username", required=True)
+@click.option("--email", required=True)
+@click.option("--password", required=True)
+@click.option("--display-name", default="")
+@click.option("--admin", is_flag=True, help="Give the user the admin role.")
+@click.pass_context
+def users_create(ctx: click.Context, username: str, email: str, password: str, display_name: str,
+                 admin: bool) -> None:
+    """Create a user (it can sign in at once)."""
+    from app.forms import InputProblems
+    from domains.account.schemas import SignupInput
+    from domains.account.services import AccountService
+
+    async def work(session: AsyncSession) -> str:
+        user = await AccountService(session).signup(
+            SignupInput(username=username, email=email, password=password, display_name=display_name),
+            is_admin=admin,
+        )
+        return user.username
+
+    try:
+        name = with_session(settings_from(ctx), work)
+    except InputProblems as exc:
+        fail(exc.errors)
+    click.echo(f"created user {name}{' (admin)' if admin else ''}")
+
+
+@click.group(name="tokens")
+def tokens_group() -> None:
+    """Manage personal access tokens."""
+
+
+@tokens_group.command(name="create")
+@click.option("--username", required=True)
+@click.option("--scope", "scopes", multiple=True, required=True, help="repo:read, repo:write or api")
+@click.option("--name", default="cli", help="A label to recognise the token by.")
+@click.pass_context
+def tokens_create(ctx: click.Context, username: str, scopes: tuple[str, ...], name: str) -> None:
+    """Create a token and print it as the last line (it is not shown again)."""
+    from app.forms import InputProblems
+    from domains.account.services import AccountService, TokenService
+
+    async def work(session: AsyncSession) -> str:
+        user = await AccountService(session).by_username(username)
+        if user is None:
+            raise InputProblems({"username": f"no user called {username}"})
+        _token, secret = await TokenService(session).issue(user, name, list(scopes))
+        return secret
+
+    try:
+        secret = with_session(settings_from(ctx), work)
+    except InputProblems as exc:
+        fail(exc.errors)
+    click.echo(f"token for {username} with scopes {' '.join(sorted(scopes))}:")
+    click.echo(secret)
