@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import access
 from app.forms import InputProblems, as_list, form_data, form_page, safe_next, see_other
+from app.limits import AUTH_FORMS, limited
 from app.responses import PRIVATE
 from app.security import SESSION_EPOCH_KEY, SESSION_USER_KEY, requires_user
 from app.sessions import rotate_session_id
@@ -37,7 +38,7 @@ class AuthController(Controller):
     async def signup_form(self, settings: Settings) -> Template:
         return Template("account/signup.html", context={"values": {}, "errors": {}, "open": settings.signup_open})
 
-    @post("/signup", status_code=303)
+    @post("/signup", status_code=303, guards=[limited(AUTH_FORMS)])
     async def signup(self, request: Request[Any, Any, Any], db_session: AsyncSession,
                      settings: Settings) -> Template | Redirect:
         if not settings.signup_open:
@@ -61,7 +62,7 @@ class AuthController(Controller):
     async def login_form(self, next: str | None = None) -> Template:
         return Template("account/login.html", context={"values": {}, "errors": {}, "next": safe_next(next)})
 
-    @post("/login", status_code=303)
+    @post("/login", status_code=303, guards=[limited(AUTH_FORMS)])
     async def login(self, request: Request[Any, Any, Any], db_session: AsyncSession) -> Template | Redirect:
         data = await form_data(request)
         login = str(data.get("login", "")).strip()
