@@ -10,16 +10,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from advanced_alchemy.extensions.litestar import SQLAlchemyPlugin
-from litestar import Litestar, Request, Router
+from litestar import Litestar, Router
 from litestar.config.allowed_hosts import AllowedHostsConfig
 from litestar.datastructures import CacheControlHeader, State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.allowed_hosts import AllowedHostsMiddleware
-from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 from litestar.plugins.flash import FlashConfig, FlashPlugin
@@ -37,6 +36,7 @@ from app.headers import SecurityHeaders
 from app.health import healthz
 from app.identity import TokenGrant
 from app.installed import INSTALLED, csrf_exempt, csrf_public_get
+from app.limits import make_limiter
 from app.logs import configure_logging, request_logging_middleware
 from app.security import AuthMiddleware, access_guard, make_csrf_config, make_session_config
 from app.settings import Settings
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
 
     from domains.account.models import User
 
-AUTH_FORM_PATHS = frozenset({"/account/login", "/account/signup"})
 # Routes that never need to know who is asking.
 AUTH_EXCLUDE = [r"^/static/", r"^/healthz$"]
 # Load balancers and orchestrators probe the health check by address (Host: 10.0.0.5:8000), and it
@@ -127,14 +126,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         env.globals["static_version"] = static_version
         env.globals["fragment"] = inline_fragment
 
-    def throttled(request: Request[Any, Any, Any]) -> bool:
-        return request.method == "POST" and request.url.path in AUTH_FORM_PATHS
-
-    auth_rate_limit = RateLimitConfig(
-        rate_limit=("minute", settings.auth_rate_limit),
-        check_throttle_handler=throttled,
-        store="rate_limit",
-    )
 
     @asynccontextmanager
     async def background_worker(app: Litestar) -> AsyncIterator[None]:
@@ -180,7 +171,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
             session_config.middleware,
             SSOMiddleware,  # single sign-on across ROSE_ASH_DOMAIN_HOSTS; ends sessions signed out elsewhere
             DefineMiddleware(AuthMiddleware, alchemy=alchemy, identity=InstalledIdentity(), exclude=AUTH_EXCLUDE),
-            auth_rate_limit.middleware,
         ],
         guards=[access_guard],  # every route is held to its access declaration (app/access.py)
         # CSP, framing, nosniff, referrer, permissions, COOP, HSTS on every response (app/headers.py).
@@ -193,7 +183,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         request_class=TrackingRequest,
         on_startup=[add_template_globals],  # and the installed domains' (app/kit.py)
         lifespan=[background_worker],
-        state=State({"settings": settings, "alchemy": alchemy}),
+        # The named rate limits (app/limits.py), in Redis when configured: shared by every process.
+        state=State({"settings": settings, "alchemy": alchemy, "limiter": make_limiter(settings)}),
         # The schema as JSON (also at /api/schema itself) and YAML; no HTML viewers, which load their
         # scripts from CDNs that the CSP (app/headers.py) rightly refuses. Not itself in the schema.
         openapi_config=OpenAPIConfig(

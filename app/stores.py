@@ -9,7 +9,7 @@ from litestar.stores.registry import StoreRegistry
 
 from app.settings import Settings
 
-STORE_NAMES = ("sessions", "rate_limit", "response_cache", "fragments")
+STORE_NAMES = ("sessions", "response_cache", "fragments")  # rate limits: app/limits.py
 
 
 def make_store_registry(settings: Settings) -> StoreRegistry:

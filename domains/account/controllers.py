@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import access
 from app.forms import InputProblems, form_page, parse_form, safe_next, see_other
+from app.limits import AUTH_FORMS, limited
 from app.responses import PRIVATE
 from app.security import SESSION_EPOCH_KEY, SESSION_USER_KEY
 from app.sessions import rotate_session_id
@@ -40,7 +41,7 @@ class AuthController(Controller):
     async def signup_form(self, settings: Settings) -> Template:
         return Template("account/signup.html", context={"values": {}, "errors": {}, "open": settings.signup_open})
 
-    @post("/signup", status_code=303)
+    @post("/signup", status_code=303, guards=[limited(AUTH_FORMS)])
     async def signup(self, request: Request[Any, Any, Any], accounts: AccountService,
                      settings: Settings) -> Template | Redirect:
         if not settings.signup_open:
@@ -58,7 +59,7 @@ class AuthController(Controller):
     async def login_form(self, next: str | None = None) -> Template:
         return Template("account/login.html", context={"values": {}, "errors": {}, "next": safe_next(next)})
 
-    @post("/login", status_code=303)
+    @post("/login", status_code=303, guards=[limited(AUTH_FORMS)])
     async def login(self, request: Request[Any, Any, Any], accounts: AccountService) -> Template | Redirect:
         form = await parse_form(request, LoginForm)
         login = form.login.strip()

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 import msgspec
+from advanced_alchemy.utils.text import slugify as slugify_text
 
 MAX_TITLE = 255
 MAX_SLUG = 191
@@ -25,16 +26,21 @@ PER_PAGE = 10
 RESERVED_SLUGS = frozenset({"admin", "tag", "author", "feed.atom", "feed.rss", "page", "preview", "embed"})
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,189}[a-z0-9])?$")
+_NOT_WORD = re.compile(r"[\W_]+")
 
 PostAction = Literal["save", "publish", "schedule", "unpublish", "preview"]
 PostEventAction = Literal["published", "updated", "unpublished", "deleted"]
 
 
 def slugify(text: str, fallback: str = "untitled") -> str:
-    """Lowercase ASCII words joined by ``-`` (accents folded), at most 191 characters."""
-    folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", folded.lower()).strip("-")
-    return slug[:MAX_SLUG].strip("-") or fallback
+    """Lowercase ASCII words joined by ``-`` (accents folded), at most 191 characters.
+
+    advanced-alchemy's slugify folds and joins; first every mark that is not a letter or digit
+    (an underscore, an apostrophe, "&", a dash of any kind) becomes a space, so it separates words
+    ("rock&roll" -> "rock-roll") rather than vanishing ("rockroll"), and no "_" reaches a slug.
+    """
+    words = _NOT_WORD.sub(" ", unicodedata.normalize("NFKC", text))  # composed: "é" is one letter
+    return slugify_text(words)[:MAX_SLUG].strip("-") or fallback
 
 
 class _PostFields(msgspec.Struct, kw_only=True):

@@ -21,14 +21,12 @@ from urllib.parse import quote, urlsplit
 from uuid import UUID
 
 import httpx
-from litestar.stores.base import Store
-from litestar.stores.memory import MemoryStore
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import lost_snapshot, wrote_in_transaction
-from app.limits import WindowLimit
+from app.limits import KEY_REFETCH, PROCESS_LIMITER, Limiter
 from app.settings import Settings
 from domains.account.models import User
 from federation.activitypub.contexts import PUBLIC, emitted_context
@@ -128,8 +126,6 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
 
 
-KEY_REFETCHES = WindowLimit("ap-key-refetch", limit=20, window=60)  # per source host
-_PROCESS_LIMITS = MemoryStore()
 # Decrypted private keys by key id (a rotated key gets a new key id, so entries never go stale).
 _SIGNING_KEYS: dict[str, SigningKey] = {}
 
@@ -182,10 +178,10 @@ class Federation:
     """Per-request (or per-job) facade over the session, settings and the outbound client."""
 
     def __init__(self, session: AsyncSession, settings: Settings, client: SafeClient | None = None, *,
-                 limits: Store | None = None) -> None:
+                 limits: Limiter | None = None) -> None:
         self.session = session
         # Where rate limits are counted: the app's shared store in requests, else this process.
-        self.limits = limits or _PROCESS_LIMITS
+        self.limits = limits or PROCESS_LIMITER
         self.settings = settings
         self.urls = Urls(settings.base_url)
         self.keys = KeyRegistry(session, settings.secret_key)
@@ -526,7 +522,7 @@ class Federation:
             # One re-fetch after a failed verification, rate-limited per key and per source host.
             recent = cached is not None and cached.fetched_at is not None and \
                 cached.fetched_at > datetime.now(UTC) - KEY_REFRESH_INTERVAL
-            if recent or not await KEY_REFETCHES.allow(self.limits, host_of(key_id)):
+            if recent or not await self.limits.hit(KEY_REFETCH, host_of(key_id)):
                 return None
         try:
             _final, doc = await self.fetch_json(key_id.split("#")[0])

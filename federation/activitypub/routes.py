@@ -10,14 +10,13 @@ import msgspec
 from litestar import Request, Response, Router, get, post
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.response import Redirect
-from litestar.stores.base import Store
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import access
 from app.jobs import enqueue
-from app.limits import WindowLimit
+from app.limits import INBOX, Limiter, app_limiter
 from app.params import MAX_PAGE
 from app.settings import Settings
 from domains.account.models import User
@@ -144,18 +143,18 @@ async def service_actor(name: str, request: Request[Any, Any, Any], db_session: 
 # --- inboxes ------------------------------------------------------------------------------
 
 
-def _limits(request: Request[Any, Any, Any]) -> Store:
-    """The app's rate-limit store (Redis when configured, so limits hold across processes)."""
-    return request.app.stores.get("rate_limit")
+def _limits(request: Request[Any, Any, Any]) -> Limiter:
+    """The app's rate limits (in Redis when configured, so they hold across processes)."""
+    return app_limiter(request)
 
 
 async def _inbox(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
                  recipient: str | None) -> Response[bytes]:
     client = request.client.host if request.client else "?"
-    limit = WindowLimit("ap-inbox", limit=settings.federation_inbox_rate_limit, window=60)
-    if not await limit.allow(_limits(request), client):
+    limits = _limits(request)
+    if not await limits.hit(INBOX, client):
         log.warning("inbox: rate limit hit by %s", client)
-        return Response(b"", status_code=429, headers={"Retry-After": "60"})
+        return Response(b"", status_code=429, headers={"Retry-After": limits.retry_after(INBOX)})
     body = await request.body()
     if len(body) > MAX_INBOX_BODY:
         return _problem(413, "activity too large")

@@ -17,6 +17,7 @@ from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.forms import parse_form
+from app.limits import OAUTH_REGISTRATION, app_limiter, client_address
 from app.security import requires_user
 from app.sessions import rotate_session_id
 from app.settings import Settings
@@ -325,14 +326,11 @@ async def register(request: Request[Any, Any, Any], oauth_store: OAuthStore, set
     if not await _registration_open(oauth_store, settings):
         return Response({"error": "access_denied", "error_description": "Dynamic client registration is off."},
                         status_code=403, headers={"Cache-Control": "no-store"})
-    store = request.app.stores.get("rate_limit")
-    address = request.client.host if request.client else "unknown"
-    key = f"oauth-register:{address}:{int(time.time() // 3600)}"
-    count = int((await store.get(key) or b"0").decode()) + 1
-    await store.set(key, str(count).encode(), expires_in=3600)
-    if count > settings.oauth_registration_rate_limit:
+    limits = app_limiter(request)
+    if not await limits.hit(OAUTH_REGISTRATION, client_address(request)):
         return Response({"error": "too_many_requests", "error_description": "Too many registrations; try later."},
-                        status_code=429, headers={"Retry-After": "3600", "Cache-Control": "no-store"})
+                        status_code=429, headers={"Retry-After": limits.retry_after(OAUTH_REGISTRATION),
+                                                  "Cache-Control": "no-store"})
     try:
         body = await request.json()  # app.strict_input: application/json, size, depth, UTF-8, NUL
     except ClientException as exc:
