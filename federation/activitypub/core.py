@@ -1,26 +1,16 @@
-"""URL scheme, local actors and their documents, remote actors and key resolution.
-
-URL scheme (ids are stable; see also docs in federation/activitypub/__init__.py):
-
-- user ``alice``: ``{base}/@alice`` (Person; the profile page negotiates HTML or AS2), with
-  ``/inbox``, ``/outbox``, ``/followers``, ``/following``, ``/liked`` under it;
-- domain actors ``blog``, ``market``, ``events`` (Service), ``forge`` and the instance actor
-  ``instance`` (Application): ``{base}/ap/actors/<name>`` with the same sub-paths;
-- shared inbox ``{base}/inbox``; objects ``{base}/ap/objects/<uuid>``; activities
-  ``{base}/ap/activities/<uuid>``; key ids ``<actor>#main-key``.
-"""
+"""The federation facade: local actors and their documents, remote actors, fetching without
+holding write locks, and key resolution. The URL scheme is :mod:`federation.activitypub.urls`;
+AS2 value helpers are :mod:`federation.activitypub.as2` (both re-exported here for callers)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote, urlsplit
 from uuid import UUID
 
-import httpx
 from litestar.stores.base import Store
 from litestar.stores.memory import MemoryStore
 from sqlalchemy import select
@@ -31,33 +21,56 @@ from app.db import lost_snapshot, wrote_in_transaction
 from app.limits import WindowLimit
 from app.settings import Settings
 from domains.account.models import User
-from federation.activitypub.contexts import PUBLIC, emitted_context
+from federation.activitypub.as2 import (
+    as_list,
+    id_of,
+    ids_of,
+    image_url,
+    iso,
+    page_url,
+    parse_time,
+    public_addressing,
+    wants_as2,
+)
+from federation.activitypub.contexts import emitted_context
 from federation.activitypub.models import Actor
 from federation.activitypub.safe_fetch import AS2_ACCEPT, BlockedAddressError, FetchError, SafeClient
 from federation.activitypub.sanitize import plain_text, sanitize_html
 from federation.activitypub.signatures import ResolvedKey, SignatureAuth, SigningKey
+from federation.activitypub.urls import DOMAIN_ACTORS, MAX_URL, LocalKind, Urls, host_of, http_url
 from federation.keys import KeyPair, KeyRegistry
+
+__all__ = [
+    "DOMAIN_ACTORS",
+    "MAX_URL",
+    "PAGE_SIZE",
+    "Federation",
+    "LocalKind",
+    "NeedsFetch",
+    "Urls",
+    "as_list",
+    "host_of",
+    "http_url",
+    "id_of",
+    "ids_of",
+    "iso",
+    "page_url",
+    "parse_time",
+    "public_addressing",
+    "wants_as2",
+]
 
 log = logging.getLogger("rose_ash.federation")
 
-DOMAIN_ACTORS: dict[str, str] = {
-    "blog": "Service",
-    "market": "Service",
-    "events": "Service",
-    "forge": "Application",
-    "instance": "Application",
-}
 ACTOR_TYPES = frozenset({"Person", "Service", "Application", "Group", "Organization"})
 REMOTE_ACTOR_TTL = timedelta(hours=24)
 KEY_REFRESH_INTERVAL = timedelta(seconds=60)
 PAGE_SIZE = 20
-MAX_URL = 2048  # the URI columns' width
 
 # Re-runs of one unit of work that may each discover another document to fetch (actor, object,
 # its author, a mention...); a real activity needs three or four.
 MAX_FETCH_ROUNDS = 8
 
-LocalKind = Literal["user", "service"]
 T = TypeVar("T")
 
 
@@ -73,107 +86,10 @@ class NeedsFetch(Exception):
         self.uri = uri
 
 
-def as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list) else [value]
-
-
-def id_of(value: Any) -> str:
-    """The id of a field that may be a URI string or an object with an ``id``."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict):
-        inner = value.get("id") or value.get("href")
-        return inner if isinstance(inner, str) else ""
-    return ""
-
-
-def ids_of(value: Any) -> list[str]:
-    return [i for i in (id_of(v) for v in as_list(value)) if i]
-
-
-def host_of(uri: str) -> str:
-    """``host`` or ``host:port`` of a URL (IPv6 literals bracketed); never raises.
-
-    URLs come from remote documents and inbox bodies, so an unparseable one (a port out of range,
-    a broken IPv6 literal) gets its raw authority instead: still the same string each time for the
-    same origin, still covered by a block of its domain, and never equal to a valid host.
-    """
-    try:
-        parts = urlsplit(uri)
-        host = (parts.hostname or "").lower()
-        port = parts.port
-    except ValueError:
-        netloc = uri.partition("://")[2].split("/", 1)[0].rpartition("@")[2]
-        return netloc.lower()
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{host}:{port}" if port else host
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
-
-
 KEY_REFETCHES = WindowLimit("ap-key-refetch", limit=20, window=60)  # per source host
 _PROCESS_LIMITS = MemoryStore()
 # Decrypted private keys by key id (a rotated key gets a new key id, so entries never go stale).
 _SIGNING_KEYS: dict[str, SigningKey] = {}
-
-
-@dataclass(frozen=True)
-class Urls:
-    base: str
-
-    @property
-    def host(self) -> str:
-        return host_of(self.base)
-
-    def user(self, username: str) -> str:
-        return f"{self.base}/@{username}"
-
-    def service(self, name: str) -> str:
-        return f"{self.base}/ap/actors/{name}"
-
-    @property
-    def instance(self) -> str:
-        return self.service("instance")
-
-    @property
-    def shared_inbox(self) -> str:
-        return f"{self.base}/inbox"
-
-    def object(self, oid: UUID | str) -> str:
-        return f"{self.base}/ap/objects/{oid}"
-
-    def activity(self, aid: UUID | str) -> str:
-        return f"{self.base}/ap/activities/{aid}"
-
-    def is_local(self, uri: str) -> bool:
-        return uri == self.base or uri.startswith(self.base + "/")
-
-    def local_actor(self, uri: str) -> tuple[LocalKind, str] | None:
-        """``("user", username)`` or ``("service", name)`` for a local actor URI."""
-        if not self.is_local(uri):
-            return None
-        path = uri[len(self.base):].split("#")[0]
-        if path.startswith("/@") and "/" not in path[2:] and len(path) > 2:
-            return "user", path[2:]
-        prefix = "/ap/actors/"
-        if path.startswith(prefix) and path[len(prefix):] in DOMAIN_ACTORS:
-            return "service", path[len(prefix):]
-        return None
 
 
 class Federation:
@@ -490,7 +406,7 @@ class Federation:
         actor.name = plain_text(data.get("name"), 255)
         actor.summary = sanitize_html(data.get("summary"))
         actor.url = http_url(id_of(as_list(data.get("url"))[0]) if data.get("url") else uri)
-        actor.icon_url = _image_url(icon)
+        actor.icon_url = image_url(icon)
         actor.inbox = inbox
         actor.shared_inbox = str(endpoints.get("sharedInbox") or "") if isinstance(endpoints, dict) else ""
         actor.outbox = id_of(data.get("outbox"))
@@ -588,53 +504,3 @@ def _paragraphs(text: str) -> str:
     return text_to_html(text) if text else ""
 
 
-def _image_url(value: Any) -> str:
-    """The URL of an AS2 ``icon``/``image``: a URL, a Link, or an Image whose ``url`` is either
-    (Mastodon sends ``{"type": "Image", "url": "..."}``); the first of a list."""
-    if isinstance(value, list):
-        value = value[0] if value else None
-    if isinstance(value, dict):
-        value = value.get("url") or value.get("href")
-        if isinstance(value, list):
-            value = value[0] if value else None
-    return http_url(id_of(value))
-
-
-def http_url(url: str) -> str:
-    """``url`` if it is a well-formed http(s) URL with a host, else "" (ids and links read from
-    remote documents: a port out of range or a broken IPv6 literal is no URL at all)."""
-    if not url.startswith(("https://", "http://")) or len(url) > MAX_URL:
-        return ""
-    try:
-        parts = urlsplit(url)
-        _port = parts.port
-    except ValueError:
-        return ""
-    if not parts.hostname or any(c.isspace() or ord(c) < 32 for c in url):
-        return ""
-    return url
-
-
-def page_url(data: dict[str, Any], fallback: str) -> str:
-    """An object's ``url`` (the first of a list) when it is http(s), else ``fallback``."""
-    return http_url(id_of(as_list(data.get("url"))[0]) if data.get("url") else "") or fallback
-
-
-def public_addressing(visibility: str, followers_url: str) -> tuple[list[str], list[str]]:
-    if visibility == "public":
-        return [PUBLIC], [followers_url]
-    if visibility == "unlisted":
-        return [followers_url], [PUBLIC]
-    if visibility == "followers":
-        return [followers_url], []
-    return [], []
-
-
-def wants_as2(accept: str | None) -> bool:
-    accept = (accept or "").lower()
-    return "application/activity+json" in accept or (
-        "application/ld+json" in accept) or ("application/json" in accept and "text/html" not in accept)
-
-
-def http_client_for_tests(handler: Any) -> SafeClient:  # pragma: no cover - test helper
-    return SafeClient(allow_private=True, transport=httpx.MockTransport(handler))

@@ -37,23 +37,15 @@ from app.security import requires_user
 from app.settings import Settings
 from domains.account.models import User
 from domains.account.services import AccountService
-from federation.activitypub.core import (
-    Federation,
-    Urls,
-    as_list,
-    host_of,
-    http_url,
-    id_of,
-    ids_of,
-    page_url,
-    parse_time,
-)
+from federation.activitypub.as2 import as_list, id_of, ids_of, page_url, parse_time
+from federation.activitypub.core import Federation
 from federation.activitypub.models import Actor, Announce, APObject, Follow, Like, Notification
 from federation.activitypub.moderation import blocks, hidden_from, limited_unfollowed, visible_note
 from federation.activitypub.outbox import VISIBILITIES, Outbox, OutboxError
 from federation.activitypub.processor import OBJECT_TYPES, visibility_of
 from federation.activitypub.safe_fetch import BlockedAddressError, FetchError, SafeClient
 from federation.activitypub.sanitize import plain_text, sanitize_html, text_to_html
+from federation.activitypub.urls import Urls, host_of, http_url
 from federation.social.paging import EPOCH, cut, older_than, page_link, parse_cursor
 
 TIMELINE_SIZE = 40

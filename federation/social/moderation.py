@@ -23,7 +23,7 @@ from app.responses import PRIVATE
 from app.security import requires_admin, requires_user
 from app.settings import Settings
 from domains.account.models import User
-from federation.activitypub.core import Federation, Urls
+from federation.activitypub.core import Federation
 from federation.activitypub.models import Actor, APObject, Block, DomainBlock, Report
 from federation.activitypub.moderation import (
     MAX_COMMENT,
@@ -35,6 +35,7 @@ from federation.activitypub.moderation import (
 )
 from federation.activitypub.outbox import OutboxError
 from federation.activitypub.safe_fetch import FetchError
+from federation.activitypub.urls import Urls
 from federation.social.controllers import actors_by_uri
 
 REPORT_STATES = ("open", "resolved", "all")

@@ -1,0 +1,107 @@
+"""The URL scheme of local ActivityPub ids, and the checks every URL read from a peer goes through.
+
+Ids are stable:
+
+- user ``alice``: ``{base}/@alice`` (Person; the profile page negotiates HTML or AS2), with
+  ``/inbox``, ``/outbox``, ``/followers``, ``/following``, ``/liked`` under it;
+- domain actors ``blog``, ``market``, ``events`` (Service), ``forge`` and the instance actor
+  ``instance`` (Application): ``{base}/ap/actors/<name>`` with the same sub-paths;
+- shared inbox ``{base}/inbox``; objects ``{base}/ap/objects/<uuid>``; activities
+  ``{base}/ap/activities/<uuid>``; key ids ``<actor>#main-key``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+from uuid import UUID
+
+DOMAIN_ACTORS: dict[str, str] = {
+    "blog": "Service",
+    "market": "Service",
+    "events": "Service",
+    "forge": "Application",
+    "instance": "Application",
+}
+MAX_URL = 2048  # the URI columns' width
+
+LocalKind = Literal["user", "service"]
+
+
+def host_of(uri: str) -> str:
+    """``host`` or ``host:port`` of a URL (IPv6 literals bracketed); never raises.
+
+    URLs come from remote documents and inbox bodies, so an unparseable one (a port out of range,
+    a broken IPv6 literal) gets its raw authority instead: still the same string each time for the
+    same origin, still covered by a block of its domain, and never equal to a valid host.
+    """
+    try:
+        parts = urlsplit(uri)
+        host = (parts.hostname or "").lower()
+        port = parts.port
+    except ValueError:
+        netloc = uri.partition("://")[2].split("/", 1)[0].rpartition("@")[2]
+        return netloc.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port}" if port else host
+
+
+def http_url(url: str) -> str:
+    """``url`` if it is a well-formed http(s) URL with a host, else "" (ids and links read from
+    remote documents: a port out of range or a broken IPv6 literal is no URL at all)."""
+    if not url.startswith(("https://", "http://")) or len(url) > MAX_URL:
+        return ""
+    try:
+        parts = urlsplit(url)
+        _port = parts.port
+    except ValueError:
+        return ""
+    if not parts.hostname or any(c.isspace() or ord(c) < 32 for c in url):
+        return ""
+    return url
+
+
+@dataclass(frozen=True)
+class Urls:
+    base: str
+
+    @property
+    def host(self) -> str:
+        return host_of(self.base)
+
+    def user(self, username: str) -> str:
+        return f"{self.base}/@{username}"
+
+    def service(self, name: str) -> str:
+        return f"{self.base}/ap/actors/{name}"
+
+    @property
+    def instance(self) -> str:
+        return self.service("instance")
+
+    @property
+    def shared_inbox(self) -> str:
+        return f"{self.base}/inbox"
+
+    def object(self, oid: UUID | str) -> str:
+        return f"{self.base}/ap/objects/{oid}"
+
+    def activity(self, aid: UUID | str) -> str:
+        return f"{self.base}/ap/activities/{aid}"
+
+    def is_local(self, uri: str) -> bool:
+        return uri == self.base or uri.startswith(self.base + "/")
+
+    def local_actor(self, uri: str) -> tuple[LocalKind, str] | None:
+        """``("user", username)`` or ``("service", name)`` for a local actor URI."""
+        if not self.is_local(uri):
+            return None
+        path = uri[len(self.base):].split("#")[0]
+        if path.startswith("/@") and "/" not in path[2:] and len(path) > 2:
+            return "user", path[2:]
+        prefix = "/ap/actors/"
+        if path.startswith(prefix) and path[len(prefix):] in DOMAIN_ACTORS:
+            return "service", path[len(prefix):]
+        return None
