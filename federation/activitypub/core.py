@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 from urllib.parse import quote, urlsplit
 from uuid import UUID
 
@@ -37,7 +37,7 @@ from federation.activitypub.models import Actor
 from federation.activitypub.safe_fetch import AS2_ACCEPT, BlockedAddressError, FetchError, SafeClient
 from federation.activitypub.sanitize import plain_text, sanitize_html
 from federation.activitypub.signatures import ResolvedKey, SignatureAuth, SigningKey
-from federation.activitypub.urls import DOMAIN_ACTORS, MAX_URL, LocalKind, Urls, host_of, http_url
+from federation.activitypub.urls import DOMAIN_ACTORS, MAX_URL, LocalKind, Urls, host_of, http_url, main_key_id
 from federation.keys import KeyPair, KeyRegistry
 
 __all__ = [
@@ -72,6 +72,8 @@ PAGE_SIZE = 20
 MAX_FETCH_ROUNDS = 8
 
 T = TypeVar("T")
+KeyOwner = Literal["user", "actor", "instance"]
+ACTOR_KEY_OWNERS: frozenset[str] = frozenset(get_args(KeyOwner))
 
 
 class NeedsFetch(Exception):
@@ -88,8 +90,8 @@ class NeedsFetch(Exception):
 
 KEY_REFETCHES = WindowLimit("ap-key-refetch", limit=20, window=60)  # per source host
 _PROCESS_LIMITS = MemoryStore()
-# Decrypted private keys by key id (a rotated key gets a new key id, so entries never go stale).
-_SIGNING_KEYS: dict[str, SigningKey] = {}
+# Decrypted private keys by key row (a rotated key is a new row, so entries never go stale).
+_SIGNING_KEYS: dict[UUID, SigningKey] = {}
 
 
 class Federation:
@@ -176,22 +178,30 @@ class Federation:
     async def provision_user(self, user: User) -> Actor:
         """Create or refresh a member's actor row and signing key (on sign-up and profile edits)."""
         uri = self.urls.user(user.username)
-        kp = await self._ensure_key("user", str(user.id), uri)
-        return await self._upsert_local(uri, "Person", user.username, user.name, kp.key_id, user_id=user.id)
+        await self._ensure_key("user", str(user.id), uri)
+        return await self._upsert_local(uri, "Person", user.username, user.name, user_id=user.id)
 
     async def provision_service(self, name: str) -> Actor:
         uri = self.urls.service(name)
         owner_type: Literal["instance", "actor"] = "instance" if name == "instance" else "actor"
-        kp = await self._ensure_key(owner_type, name, uri)
+        await self._ensure_key(owner_type, name, uri)
         display = self.urls.host if name == "instance" else name.capitalize()
-        return await self._upsert_local(uri, DOMAIN_ACTORS[name], name, display, kp.key_id)
+        return await self._upsert_local(uri, DOMAIN_ACTORS[name], name, display)
 
-    async def _ensure_key(self, owner_type: Literal["user", "actor", "instance"], owner_id: str, uri: str) -> KeyPair:
-        return await self.keys.ensure(owner_type, owner_id, "rsa-2048", f"{uri}#main-key")
+    async def _ensure_key(self, owner_type: KeyOwner, owner_id: str, uri: str) -> KeyPair:
+        """The owner's signing key, made under the key id's path (so no origin is stored with it)."""
+        return await self.keys.ensure(owner_type, owner_id, "rsa-2048", self.urls.path(main_key_id(uri)))
 
-    async def _upsert_local(self, uri: str, type_: str, username: str, name: str, key_id: str, *,
+    async def local_key(self, actor: Actor) -> KeyPair | None:
+        """A local actor's current signing key, found by its owner (whatever id it is stored under)."""
+        if actor.user_id is not None:
+            return await self.keys.current("user", str(actor.user_id), "rsa-2048")
+        return await self.keys.current(*_service_key_owner(actor.username), "rsa-2048")
+
+    async def _upsert_local(self, uri: str, type_: str, username: str, name: str, *,
                             user_id: UUID | None = None) -> Actor:
-        """The local actor's row; its key id follows the registry's current key (rotation)."""
+        """The local actor's row, with the key id derived from its URI on the current origin."""
+        key_id = main_key_id(uri)
         actor = await self._local_row(uri)
         if actor is None:
             actor = Actor(uri=uri, local=True, user_id=user_id, type=type_, username=username, domain=self.urls.host,
@@ -220,24 +230,23 @@ class Federation:
             actor = await self.local_actor(actor_uri)
         if actor is None:
             raise KeyError(f"{actor_uri} is not a local actor")
-        cached = _SIGNING_KEYS.get(actor.key_id)
-        if cached is not None:
-            return actor.key_id, cached
-        kp = await self.keys.by_key_id(actor.key_id)
+        kp = await self.local_key(actor)
         if kp is None:
             raise KeyError(f"no key for {actor_uri}")
-        key = self.keys.private_key(kp)
-        if len(_SIGNING_KEYS) > 1024:
-            _SIGNING_KEYS.clear()
-        _SIGNING_KEYS[kp.key_id] = key
-        return kp.key_id, key
+        key = _SIGNING_KEYS.get(kp.id)
+        if key is None:
+            key = self.keys.private_key(kp)
+            if len(_SIGNING_KEYS) > 1024:
+                _SIGNING_KEYS.clear()
+            _SIGNING_KEYS[kp.id] = key
+        return main_key_id(actor.uri), key
 
     async def instance_auth(self) -> SignatureAuth:
         key_id, key = await self.signing_key(self.urls.instance)
         return SignatureAuth(key_id, key)
 
     async def actor_document(self, actor: Actor) -> dict[str, Any]:
-        kp = await self.keys.by_key_id(actor.key_id)
+        kp = await self.local_key(actor)
         doc: dict[str, Any] = {
             "@context": emitted_context(),
             "id": actor.uri,
@@ -254,7 +263,8 @@ class Federation:
             "endpoints": {"sharedInbox": self.urls.shared_inbox},
             "manuallyApprovesFollowers": actor.manually_approves,
             "discoverable": actor.type == "Person",
-            "publicKey": {"id": actor.key_id, "owner": actor.uri, "publicKeyPem": kp.public_pem if kp else ""},
+            "publicKey": {"id": main_key_id(actor.uri), "owner": actor.uri,
+                          "publicKeyPem": kp.public_pem if kp else ""},
         }
         if actor.user_id is not None:
             from domains.account.services import AccountService
@@ -428,15 +438,16 @@ class Federation:
             return None
         local = self.urls.local_actor(key_id.split("#")[0])
         if local is not None:
-            kp = await self.keys.by_key_id(key_id)
-            if kp is None:
-                return None
-            return ResolvedKey(key_id, key_id.split("#")[0], kp.public_pem)
+            kp = await self._local_key_by_id(*local, key_id)
+            return ResolvedKey(key_id, key_id.split("#")[0], kp.public_pem) if kp is not None else None
         cached = await self.session.scalar(select(Actor).where(Actor.key_id == key_id, Actor.local.is_(False)))
-        if not refresh:
-            if cached is not None and cached.public_key_pem and not cached.gone:
-                return ResolvedKey(key_id, cached.uri, cached.public_key_pem)
-        else:
+        if not refresh and cached is not None and cached.public_key_pem and not cached.gone:
+            return ResolvedKey(key_id, cached.uri, cached.public_key_pem)
+        own = await self.keys.by_key_id(key_id)
+        if own is not None and own.owner_type in ACTOR_KEY_OWNERS:
+            # A key id this instance published under an earlier origin: still ours, never fetched.
+            return ResolvedKey(key_id, key_id.split("#")[0], own.public_pem)
+        if refresh:
             # One re-fetch after a failed verification, rate-limited per key and per source host.
             recent = cached is not None and cached.fetched_at is not None and \
                 cached.fetched_at > datetime.now(UTC) - KEY_REFRESH_INTERVAL
@@ -459,6 +470,17 @@ class Federation:
             log.warning("key %s is not published by its owner %s (round trip failed)", key_id, actor.uri)
             return None
         return ResolvedKey(key_id, actor.uri, actor.public_key_pem)
+
+    async def _local_key_by_id(self, kind: LocalKind, name: str, key_id: str) -> KeyPair | None:
+        """The key a local key id names: an actor's main key is its owner's current key, derived
+        from the current origin; any other id (a rotated key) is looked up as stored."""
+        if kind == "service":
+            if key_id == main_key_id(self.urls.service(name)):
+                return await self.keys.current(*_service_key_owner(name), "rsa-2048")
+        elif key_id == main_key_id(self.urls.user(name)):
+            user = await self.user_by_name(name)
+            return await self.keys.current("user", str(user.id), "rsa-2048") if user is not None else None
+        return await self.keys.by_key_id(key_id, origin=self.urls.base)
 
     async def webfinger(self, handle: str) -> Actor:
         """Resolve ``user@host`` (or ``@user@host``, or an actor URL) to an actor."""
@@ -496,6 +518,10 @@ class Federation:
         if blocked is not None:
             raise blocked
         raise FetchError(f"WebFinger lookup of {handle} failed: {failures[-1]}", 502)
+
+
+def _service_key_owner(name: str) -> tuple[KeyOwner, str]:
+    return ("instance" if name == "instance" else "actor"), name
 
 
 def _paragraphs(text: str) -> str:

@@ -8,6 +8,10 @@ Ids are stable:
   ``instance`` (Application): ``{base}/ap/actors/<name>`` with the same sub-paths;
 - shared inbox ``{base}/inbox``; objects ``{base}/ap/objects/<uuid>``; activities
   ``{base}/ap/activities/<uuid>``; key ids ``<actor>#main-key``.
+
+Every id is built from the origin the instance serves now (``BASE_URL``), key ids included: a
+local actor's key id is derived from its URI (:func:`main_key_id`), never read back from where
+the key was stored, so serving on a new origin moves the key ids with it.
 """
 
 from __future__ import annotations
@@ -63,6 +67,11 @@ def http_url(url: str) -> str:
     return url
 
 
+def main_key_id(actor_uri: str) -> str:
+    """The id of the key a local actor publishes and signs with (derived, never stored)."""
+    return f"{actor_uri}#main-key"
+
+
 @dataclass(frozen=True)
 class Urls:
     base: str
@@ -93,6 +102,11 @@ class Urls:
 
     def is_local(self, uri: str) -> bool:
         return uri == self.base or uri.startswith(self.base + "/")
+
+    def path(self, uri: str) -> str:
+        """A local URI without the origin (``/@alice#main-key``), as keys are stored; any other URI
+        unchanged."""
+        return uri[len(self.base):] if uri.startswith(self.base + "/") else uri
 
     def local_actor(self, uri: str) -> tuple[LocalKind, str] | None:
         """``("user", username)`` or ``("service", name)`` for a local actor URI."""
