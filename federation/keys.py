@@ -100,7 +100,10 @@ class KeyPair(UUIDv7AuditBase):
     owner_type: Mapped[str] = mapped_column(String(20))
     owner_id: Mapped[str] = mapped_column(String(255))
     algorithm: Mapped[str] = mapped_column(String(16))
-    # The public key id URL, e.g. ``https://host/@alice#main-key``; also the JWK ``kid``.
+    # The key id, also the JWK ``kid``. ActivityPub actors' keys are stored under a path on the
+    # instance's origin (``/@alice#main-key``): the id peers see is derived from the origin served
+    # now, so changing BASE_URL does not strand them. Ids stored absolute by earlier versions stay
+    # as they are and resolvable (:meth:`KeyRegistry.by_key_id`).
     key_id: Mapped[str] = mapped_column(String(1024), unique=True)
     public_pem: Mapped[str] = mapped_column(Text)
     private_pem_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
@@ -222,10 +225,18 @@ class KeyRegistry:
         )
         return (await self._session.execute(stmt)).scalar_one_or_none()
 
-    async def by_key_id(self, key_id: str) -> KeyPair | None:
-        """Return the key with this key id, current or rotated, or None."""
-        stmt = select(KeyPair).where(KeyPair.key_id == key_id)
-        return (await self._session.execute(stmt)).scalar_one_or_none()
+    async def by_key_id(self, key_id: str, *, origin: str = "") -> KeyPair | None:
+        """Return the key with this key id, current or rotated, or None.
+
+        With ``origin``, a key id on that origin also finds a key stored under the id's path
+        (``https://host/@alice#main-key`` finds ``/@alice#main-key``); the exact id wins.
+        """
+        ids = [key_id]
+        if origin and key_id.startswith(origin + "/"):
+            ids.append(key_id[len(origin):])
+        stmt = select(KeyPair).where(KeyPair.key_id.in_(ids))
+        found = list((await self._session.execute(stmt)).scalars())
+        return next((kp for kp in found if kp.key_id == key_id), found[0] if found else None)
 
     async def public_keys(self, owner_type: OwnerType, owner_id: str) -> list[KeyPair]:
         """Return all of the owner's keys, current and rotated, oldest first (for JWKS)."""

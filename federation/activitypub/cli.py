@@ -26,8 +26,8 @@ def block_domain(ctx: click.Context, domain: str, reason: str, severity: str) ->
     activities, stops deliveries to it and ends the follows between its accounts and ours; limit
     keeps it federating, but off the federated timeline and with follows needing approval."""
     from app.commands import fail, settings_from, with_session
-    from federation.activitypub.core import Urls
     from federation.activitypub.moderation import DomainBlockResult, DomainBlocks, ModerationError
+    from federation.activitypub.urls import Urls
 
     settings = settings_from(ctx)
 
@@ -47,8 +47,8 @@ def block_domain(ctx: click.Context, domain: str, reason: str, severity: str) ->
 def unblock_domain(ctx: click.Context, domain: str) -> None:
     """Lift the block of DOMAIN (follows it ended are not restored)."""
     from app.commands import fail, settings_from, with_session
-    from federation.activitypub.core import Urls
     from federation.activitypub.moderation import DomainBlocks, ModerationError, normalize_domain
+    from federation.activitypub.urls import Urls
 
     settings = settings_from(ctx)
 
@@ -69,8 +69,8 @@ def unblock_domain(ctx: click.Context, domain: str) -> None:
 def blocked_domains(ctx: click.Context) -> None:
     """List the blocked domains, one a line: domain, severity and reason, tab-separated."""
     from app.commands import settings_from, with_session
-    from federation.activitypub.core import Urls
     from federation.activitypub.moderation import DomainBlocks
+    from federation.activitypub.urls import Urls
 
     settings = settings_from(ctx)
 

@@ -1,26 +1,16 @@
-"""URL scheme, local actors and their documents, remote actors and key resolution.
-
-URL scheme (ids are stable; see also docs in federation/activitypub/__init__.py):
-
-- user ``alice``: ``{base}/@alice`` (Person; the profile page negotiates HTML or AS2), with
-  ``/inbox``, ``/outbox``, ``/followers``, ``/following``, ``/liked`` under it;
-- domain actors ``blog``, ``market``, ``events`` (Service), ``forge`` and the instance actor
-  ``instance`` (Application): ``{base}/ap/actors/<name>`` with the same sub-paths;
-- shared inbox ``{base}/inbox``; objects ``{base}/ap/objects/<uuid>``; activities
-  ``{base}/ap/activities/<uuid>``; key ids ``<actor>#main-key``.
-"""
+"""The federation facade: local actors and their documents, remote actors, fetching without
+holding write locks, and key resolution. The URL scheme is :mod:`federation.activitypub.urls`;
+AS2 value helpers are :mod:`federation.activitypub.as2` (both re-exported here for callers)."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 from urllib.parse import quote, urlsplit
 from uuid import UUID
 
-import httpx
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,36 +19,69 @@ from app.db import lost_snapshot, wrote_in_transaction
 from app.limits import KEY_REFETCH, PROCESS_LIMITER, Limiter
 from app.settings import Settings
 from domains.account.models import User
-from federation.activitypub.contexts import PUBLIC, emitted_context
+from federation.activitypub.as2 import (
+    as_list,
+    id_of,
+    ids_of,
+    image_url,
+    iso,
+    page_url,
+    parse_time,
+    public_addressing,
+    wants_as2,
+)
+from federation.activitypub.contexts import emitted_context
 from federation.activitypub.models import Actor
 from federation.activitypub.safe_fetch import AS2_ACCEPT, BlockedAddressError, FetchError, SafeClient
 from federation.activitypub.sanitize import plain_text, sanitize_html
 from federation.activitypub.signatures import ResolvedKey, SignatureAuth, SigningKey
+from federation.activitypub.urls import (
+    DOMAIN_ACTORS,
+    MAX_URL,
+    LocalKind,
+    Urls,
+    host_of,
+    http_url,
+    main_key_id,
+    use_service_actors,
+)
 from federation.keys import KeyPair, KeyRegistry
+
+__all__ = [
+    "DOMAIN_ACTORS",
+    "MAX_URL",
+    "PAGE_SIZE",
+    "Federation",
+    "LocalKind",
+    "NeedsFetch",
+    "Urls",
+    "as_list",
+    "host_of",
+    "http_url",
+    "id_of",
+    "ids_of",
+    "iso",
+    "page_url",
+    "parse_time",
+    "public_addressing",
+    "use_service_actors",
+    "wants_as2",
+]
 
 log = logging.getLogger("rose_ash.federation")
 
-# Service actor name -> ActivityPub type: the installed domains' declared actors (app/kit.py
-# ``Domain.actor``; blog, market, events, forge and the instance itself), filled in place when an
-# app is built, so every module that imported the dict sees them.
-DOMAIN_ACTORS: dict[str, str] = {}
-
-
-def use_service_actors(actors: Mapping[str, str]) -> None:
-    DOMAIN_ACTORS.clear()
-    DOMAIN_ACTORS.update(actors)
 ACTOR_TYPES = frozenset({"Person", "Service", "Application", "Group", "Organization"})
 REMOTE_ACTOR_TTL = timedelta(hours=24)
 KEY_REFRESH_INTERVAL = timedelta(seconds=60)
 PAGE_SIZE = 20
-MAX_URL = 2048  # the URI columns' width
 
 # Re-runs of one unit of work that may each discover another document to fetch (actor, object,
 # its author, a mention...); a real activity needs three or four.
 MAX_FETCH_ROUNDS = 8
 
-LocalKind = Literal["user", "service"]
 T = TypeVar("T")
+KeyOwner = Literal["user", "actor", "instance"]
+ACTOR_KEY_OWNERS: frozenset[str] = frozenset(get_args(KeyOwner))
 
 
 class NeedsFetch(Exception):
@@ -73,105 +96,8 @@ class NeedsFetch(Exception):
         self.uri = uri
 
 
-def as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list) else [value]
-
-
-def id_of(value: Any) -> str:
-    """The id of a field that may be a URI string or an object with an ``id``."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict):
-        inner = value.get("id") or value.get("href")
-        return inner if isinstance(inner, str) else ""
-    return ""
-
-
-def ids_of(value: Any) -> list[str]:
-    return [i for i in (id_of(v) for v in as_list(value)) if i]
-
-
-def host_of(uri: str) -> str:
-    """``host`` or ``host:port`` of a URL (IPv6 literals bracketed); never raises.
-
-    URLs come from remote documents and inbox bodies, so an unparseable one (a port out of range,
-    a broken IPv6 literal) gets its raw authority instead: still the same string each time for the
-    same origin, still covered by a block of its domain, and never equal to a valid host.
-    """
-    try:
-        parts = urlsplit(uri)
-        host = (parts.hostname or "").lower()
-        port = parts.port
-    except ValueError:
-        netloc = uri.partition("://")[2].split("/", 1)[0].rpartition("@")[2]
-        return netloc.lower()
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{host}:{port}" if port else host
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
-
-
-# Decrypted private keys by key id (a rotated key gets a new key id, so entries never go stale).
-_SIGNING_KEYS: dict[str, SigningKey] = {}
-
-
-@dataclass(frozen=True)
-class Urls:
-    base: str
-
-    @property
-    def host(self) -> str:
-        return host_of(self.base)
-
-    def user(self, username: str) -> str:
-        return f"{self.base}/@{username}"
-
-    def service(self, name: str) -> str:
-        return f"{self.base}/ap/actors/{name}"
-
-    @property
-    def instance(self) -> str:
-        return self.service("instance")
-
-    @property
-    def shared_inbox(self) -> str:
-        return f"{self.base}/inbox"
-
-    def object(self, oid: UUID | str) -> str:
-        return f"{self.base}/ap/objects/{oid}"
-
-    def activity(self, aid: UUID | str) -> str:
-        return f"{self.base}/ap/activities/{aid}"
-
-    def is_local(self, uri: str) -> bool:
-        return uri == self.base or uri.startswith(self.base + "/")
-
-    def local_actor(self, uri: str) -> tuple[LocalKind, str] | None:
-        """``("user", username)`` or ``("service", name)`` for a local actor URI."""
-        if not self.is_local(uri):
-            return None
-        path = uri[len(self.base):].split("#")[0]
-        if path.startswith("/@") and "/" not in path[2:] and len(path) > 2:
-            return "user", path[2:]
-        prefix = "/ap/actors/"
-        if path.startswith(prefix) and path[len(prefix):] in DOMAIN_ACTORS:
-            return "service", path[len(prefix):]
-        return None
+# Decrypted private keys by key row (a rotated key is a new row, so entries never go stale).
+_SIGNING_KEYS: dict[UUID, SigningKey] = {}
 
 
 class Federation:
@@ -258,22 +184,30 @@ class Federation:
     async def provision_user(self, user: User) -> Actor:
         """Create or refresh a member's actor row and signing key (on sign-up and profile edits)."""
         uri = self.urls.user(user.username)
-        kp = await self._ensure_key("user", str(user.id), uri)
-        return await self._upsert_local(uri, "Person", user.username, user.name, kp.key_id, user_id=user.id)
+        await self._ensure_key("user", str(user.id), uri)
+        return await self._upsert_local(uri, "Person", user.username, user.name, user_id=user.id)
 
     async def provision_service(self, name: str) -> Actor:
         uri = self.urls.service(name)
         owner_type: Literal["instance", "actor"] = "instance" if name == "instance" else "actor"
-        kp = await self._ensure_key(owner_type, name, uri)
+        await self._ensure_key(owner_type, name, uri)
         display = self.urls.host if name == "instance" else name.capitalize()
-        return await self._upsert_local(uri, DOMAIN_ACTORS[name], name, display, kp.key_id)
+        return await self._upsert_local(uri, DOMAIN_ACTORS[name], name, display)
 
-    async def _ensure_key(self, owner_type: Literal["user", "actor", "instance"], owner_id: str, uri: str) -> KeyPair:
-        return await self.keys.ensure(owner_type, owner_id, "rsa-2048", f"{uri}#main-key")
+    async def _ensure_key(self, owner_type: KeyOwner, owner_id: str, uri: str) -> KeyPair:
+        """The owner's signing key, made under the key id's path (so no origin is stored with it)."""
+        return await self.keys.ensure(owner_type, owner_id, "rsa-2048", self.urls.path(main_key_id(uri)))
 
-    async def _upsert_local(self, uri: str, type_: str, username: str, name: str, key_id: str, *,
+    async def local_key(self, actor: Actor) -> KeyPair | None:
+        """A local actor's current signing key, found by its owner (whatever id it is stored under)."""
+        if actor.user_id is not None:
+            return await self.keys.current("user", str(actor.user_id), "rsa-2048")
+        return await self.keys.current(*_service_key_owner(actor.username), "rsa-2048")
+
+    async def _upsert_local(self, uri: str, type_: str, username: str, name: str, *,
                             user_id: UUID | None = None) -> Actor:
-        """The local actor's row; its key id follows the registry's current key (rotation)."""
+        """The local actor's row, with the key id derived from its URI on the current origin."""
+        key_id = main_key_id(uri)
         actor = await self._local_row(uri)
         if actor is None:
             actor = Actor(uri=uri, local=True, user_id=user_id, type=type_, username=username, domain=self.urls.host,
@@ -302,24 +236,23 @@ class Federation:
             actor = await self.local_actor(actor_uri)
         if actor is None:
             raise KeyError(f"{actor_uri} is not a local actor")
-        cached = _SIGNING_KEYS.get(actor.key_id)
-        if cached is not None:
-            return actor.key_id, cached
-        kp = await self.keys.by_key_id(actor.key_id)
+        kp = await self.local_key(actor)
         if kp is None:
             raise KeyError(f"no key for {actor_uri}")
-        key = self.keys.private_key(kp)
-        if len(_SIGNING_KEYS) > 1024:
-            _SIGNING_KEYS.clear()
-        _SIGNING_KEYS[kp.key_id] = key
-        return kp.key_id, key
+        key = _SIGNING_KEYS.get(kp.id)
+        if key is None:
+            key = self.keys.private_key(kp)
+            if len(_SIGNING_KEYS) > 1024:
+                _SIGNING_KEYS.clear()
+            _SIGNING_KEYS[kp.id] = key
+        return main_key_id(actor.uri), key
 
     async def instance_auth(self) -> SignatureAuth:
         key_id, key = await self.signing_key(self.urls.instance)
         return SignatureAuth(key_id, key)
 
     async def actor_document(self, actor: Actor) -> dict[str, Any]:
-        kp = await self.keys.by_key_id(actor.key_id)
+        kp = await self.local_key(actor)
         doc: dict[str, Any] = {
             "@context": emitted_context(),
             "id": actor.uri,
@@ -336,7 +269,8 @@ class Federation:
             "endpoints": {"sharedInbox": self.urls.shared_inbox},
             "manuallyApprovesFollowers": actor.manually_approves,
             "discoverable": actor.type == "Person",
-            "publicKey": {"id": actor.key_id, "owner": actor.uri, "publicKeyPem": kp.public_pem if kp else ""},
+            "publicKey": {"id": main_key_id(actor.uri), "owner": actor.uri,
+                          "publicKeyPem": kp.public_pem if kp else ""},
         }
         if actor.user_id is not None:
             from domains.account.services import AccountService
@@ -488,7 +422,7 @@ class Federation:
         actor.name = plain_text(data.get("name"), 255)
         actor.summary = sanitize_html(data.get("summary"))
         actor.url = http_url(id_of(as_list(data.get("url"))[0]) if data.get("url") else uri)
-        actor.icon_url = _image_url(icon)
+        actor.icon_url = image_url(icon)
         actor.inbox = inbox
         actor.shared_inbox = str(endpoints.get("sharedInbox") or "") if isinstance(endpoints, dict) else ""
         actor.outbox = id_of(data.get("outbox"))
@@ -510,15 +444,16 @@ class Federation:
             return None
         local = self.urls.local_actor(key_id.split("#")[0])
         if local is not None:
-            kp = await self.keys.by_key_id(key_id)
-            if kp is None:
-                return None
-            return ResolvedKey(key_id, key_id.split("#")[0], kp.public_pem)
+            kp = await self._local_key_by_id(*local, key_id)
+            return ResolvedKey(key_id, key_id.split("#")[0], kp.public_pem) if kp is not None else None
         cached = await self.session.scalar(select(Actor).where(Actor.key_id == key_id, Actor.local.is_(False)))
-        if not refresh:
-            if cached is not None and cached.public_key_pem and not cached.gone:
-                return ResolvedKey(key_id, cached.uri, cached.public_key_pem)
-        else:
+        if not refresh and cached is not None and cached.public_key_pem and not cached.gone:
+            return ResolvedKey(key_id, cached.uri, cached.public_key_pem)
+        own = await self.keys.by_key_id(key_id)
+        if own is not None and own.owner_type in ACTOR_KEY_OWNERS:
+            # A key id this instance published under an earlier origin: still ours, never fetched.
+            return ResolvedKey(key_id, key_id.split("#")[0], own.public_pem)
+        if refresh:
             # One re-fetch after a failed verification, rate-limited per key and per source host.
             recent = cached is not None and cached.fetched_at is not None and \
                 cached.fetched_at > datetime.now(UTC) - KEY_REFRESH_INTERVAL
@@ -541,6 +476,17 @@ class Federation:
             log.warning("key %s is not published by its owner %s (round trip failed)", key_id, actor.uri)
             return None
         return ResolvedKey(key_id, actor.uri, actor.public_key_pem)
+
+    async def _local_key_by_id(self, kind: LocalKind, name: str, key_id: str) -> KeyPair | None:
+        """The key a local key id names: an actor's main key is its owner's current key, derived
+        from the current origin; any other id (a rotated key) is looked up as stored."""
+        if kind == "service":
+            if key_id == main_key_id(self.urls.service(name)):
+                return await self.keys.current(*_service_key_owner(name), "rsa-2048")
+        elif key_id == main_key_id(self.urls.user(name)):
+            user = await self.user_by_name(name)
+            return await self.keys.current("user", str(user.id), "rsa-2048") if user is not None else None
+        return await self.keys.by_key_id(key_id, origin=self.urls.base)
 
     async def webfinger(self, handle: str) -> Actor:
         """Resolve ``user@host`` (or ``@user@host``, or an actor URL) to an actor."""
@@ -580,59 +526,13 @@ class Federation:
         raise FetchError(f"WebFinger lookup of {handle} failed: {failures[-1]}", 502)
 
 
+def _service_key_owner(name: str) -> tuple[KeyOwner, str]:
+    return ("instance" if name == "instance" else "actor"), name
+
+
 def _paragraphs(text: str) -> str:
     from federation.activitypub.sanitize import text_to_html
 
     return text_to_html(text) if text else ""
 
 
-def _image_url(value: Any) -> str:
-    """The URL of an AS2 ``icon``/``image``: a URL, a Link, or an Image whose ``url`` is either
-    (Mastodon sends ``{"type": "Image", "url": "..."}``); the first of a list."""
-    if isinstance(value, list):
-        value = value[0] if value else None
-    if isinstance(value, dict):
-        value = value.get("url") or value.get("href")
-        if isinstance(value, list):
-            value = value[0] if value else None
-    return http_url(id_of(value))
-
-
-def http_url(url: str) -> str:
-    """``url`` if it is a well-formed http(s) URL with a host, else "" (ids and links read from
-    remote documents: a port out of range or a broken IPv6 literal is no URL at all)."""
-    if not url.startswith(("https://", "http://")) or len(url) > MAX_URL:
-        return ""
-    try:
-        parts = urlsplit(url)
-        _port = parts.port
-    except ValueError:
-        return ""
-    if not parts.hostname or any(c.isspace() or ord(c) < 32 for c in url):
-        return ""
-    return url
-
-
-def page_url(data: dict[str, Any], fallback: str) -> str:
-    """An object's ``url`` (the first of a list) when it is http(s), else ``fallback``."""
-    return http_url(id_of(as_list(data.get("url"))[0]) if data.get("url") else "") or fallback
-
-
-def public_addressing(visibility: str, followers_url: str) -> tuple[list[str], list[str]]:
-    if visibility == "public":
-        return [PUBLIC], [followers_url]
-    if visibility == "unlisted":
-        return [followers_url], [PUBLIC]
-    if visibility == "followers":
-        return [followers_url], []
-    return [], []
-
-
-def wants_as2(accept: str | None) -> bool:
-    accept = (accept or "").lower()
-    return "application/activity+json" in accept or (
-        "application/ld+json" in accept) or ("application/json" in accept and "text/html" not in accept)
-
-
-def http_client_for_tests(handler: Any) -> SafeClient:  # pragma: no cover - test helper
-    return SafeClient(allow_private=True, transport=httpx.MockTransport(handler))

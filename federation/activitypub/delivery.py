@@ -33,10 +33,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.jobs import JobContext, PermanentFailure, RetryLater, Snooze, enqueue, job_handler
 from app.settings import Settings
-from federation.activitypub.core import Federation, host_of
+from federation.activitypub.core import Federation
 from federation.activitypub.models import Activity, Actor, Delivery, Host
 from federation.activitypub.safe_fetch import BlockedAddressError, FetchError, SafeClient
 from federation.activitypub.signatures import SignatureAuth, Spec, SpecMemory
+from federation.activitypub.urls import host_of
 
 log = logging.getLogger("rose_ash.federation.delivery")
 

@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import access
 from app.settings import Settings
 from domains.account.models import User
-from federation.activitypub.core import DOMAIN_ACTORS, Federation, Urls
+from federation.activitypub.core import Federation
 from federation.activitypub.models import APObject
+from federation.activitypub.urls import DOMAIN_ACTORS, Urls
 
 OPT = {"exclude_from_csrf": True, "skip_session": True, "exclude_from_auth": True, **access.public()}
 CORS = {"Access-Control-Allow-Origin": "*", "Cache-Control": "public, max-age=300"}

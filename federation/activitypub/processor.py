@@ -28,8 +28,9 @@ import msgspec
 from sqlalchemy import delete, or_, select
 
 from app.jobs import JobContext, PermanentFailure, job_handler
+from federation.activitypub.as2 import as_list, id_of, ids_of, page_url, parse_time
 from federation.activitypub.contexts import PUBLIC
-from federation.activitypub.core import Federation, as_list, host_of, http_url, id_of, ids_of, page_url, parse_time
+from federation.activitypub.core import Federation
 from federation.activitypub.models import (
     Activity,
     Actor,
@@ -45,6 +46,7 @@ from federation.activitypub.moderation import MAX_COMMENT, Moderation, blocked_h
 from federation.activitypub.outbox import MAX_MENTIONS
 from federation.activitypub.safe_fetch import FetchError
 from federation.activitypub.sanitize import plain_text, sanitize_html
+from federation.activitypub.urls import host_of, http_url
 
 log = logging.getLogger("rose_ash.federation.inbox")
 

@@ -20,24 +20,16 @@ from app.limits import INBOX, Limiter, app_limiter
 from app.params import MAX_PAGE
 from app.settings import Settings
 from domains.account.models import User
+from federation.activitypub.as2 import as_list, id_of, iso, wants_as2
 from federation.activitypub.contexts import PUBLIC, emitted_context
-from federation.activitypub.core import (
-    DOMAIN_ACTORS,
-    PAGE_SIZE,
-    Federation,
-    as_list,
-    host_of,
-    http_url,
-    id_of,
-    iso,
-    wants_as2,
-)
+from federation.activitypub.core import PAGE_SIZE, Federation
 from federation.activitypub.models import Activity, Actor, APObject, Follow, Like
 from federation.activitypub.moderation import blocks
 from federation.activitypub.outbox import note_document
 from federation.activitypub.processor import InboxPayload
 from federation.activitypub.safe_fetch import MalformedJSON, decode_json
 from federation.activitypub.signatures import SignatureError, SignedMessage, signature_key_id, verify_request
+from federation.activitypub.urls import DOMAIN_ACTORS, host_of, http_url
 from fragments.caching import ANONYMOUS_OPT
 
 log = logging.getLogger("rose_ash.federation.inbox")

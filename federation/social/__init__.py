@@ -17,8 +17,9 @@ def _routes() -> list[ControllerRouterHandler]:
     from litestar import Router
 
     from app import access
+    from federation.social.admin import ModerationAdminController
     from federation.social.controllers import router as hub_router
-    from federation.social.moderation import MemberModerationController, ModerationAdminController
+    from federation.social.moderation import MemberModerationController
 
     return [Router(path="/", opt=access.session(), route_handlers=[
         hub_router, MemberModerationController,

@@ -16,6 +16,11 @@ from uuid import UUID
 from litestar.exceptions import ClientException
 from sqlalchemy import ColumnElement, and_, or_
 
+# Page sizes (read at call time, so tests can make pages short).
+TIMELINE_SIZE = 40
+LIST_SIZE = 50  # followers, following, notifications
+PROFILE_SIZE = 20
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
 

@@ -368,3 +368,15 @@ async def test_invalid_owner_and_algorithm_are_refused(db_session: AsyncSession)
     with pytest.raises(ValueError, match="key_id"):
         await registry.ensure("user", "alice", "ed25519", "")
     assert await _count(db_session) == 0
+
+
+async def test_by_key_id_finds_a_key_stored_under_its_path_on_the_given_origin(db_session: AsyncSession) -> None:
+    """ActivityPub keys are stored under a path (``/@carol#main-key``); the id peers see carries
+    whatever origin the instance serves now."""
+    registry = _registry(db_session)
+    kp = await registry.ensure("user", "carol", "rsa-2048", "/@carol#main-key")
+    for origin in ("https://example.test", "http://127.0.0.1:9000"):
+        assert await registry.by_key_id(f"{origin}/@carol#main-key", origin=origin) is kp
+    assert await registry.by_key_id("https://example.test/@carol#main-key") is None  # no origin given
+    assert await registry.by_key_id("https://elsewhere.test/@carol#main-key", origin="https://example.test") is None
+    assert await registry.by_key_id("/@carol#main-key") is kp

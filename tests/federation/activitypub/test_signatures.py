@@ -24,8 +24,6 @@ from federation.activitypub.signatures import (
     SignatureError,
     SignedMessage,
     SpecMemory,
-    _parse_rfc9421,
-    _rfc9421_verify_signature,
     content_digest,
     digest_header,
     load_public_key,
@@ -33,6 +31,7 @@ from federation.activitypub.signatures import (
     sign_rfc9421,
     verify_request,
 )
+from federation.activitypub.signatures.rfc9421 import parse_rfc9421, rfc9421_verify_signature
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MASTODON = json.loads((FIXTURES / "mastodon_signatures.json").read_text())
@@ -240,7 +239,7 @@ def _run_vector(label: str, msg: SignedMessage) -> tuple[list[bytes], object]:
             seen.append(message)
             super().verify(signature, message)
 
-    result = _rfc9421_verify_signature(_parse_rfc9421(msg), msg, load_public_key(pem), Capture)
+    result = rfc9421_verify_signature(parse_rfc9421(msg), msg, load_public_key(pem), Capture)
     return seen, result
 
 
@@ -344,7 +343,7 @@ def test_rfc9421_b24_b25_spec_values_are_genuine() -> None:
             seen.append(message)
             super().verify(signature, message)
 
-    assert _rfc9421_verify_signature(_parse_rfc9421(msg), msg, RFC_SHARED_SECRET, Capture) is not None  # type: ignore[arg-type]
+    assert rfc9421_verify_signature(parse_rfc9421(msg), msg, RFC_SHARED_SECRET, Capture) is not None  # type: ignore[arg-type]
     assert seen == [B25_BASE.encode("ascii")]
     assert hmac.new(RFC_SHARED_SECRET, B25_BASE.encode(), hashlib.sha256).digest() == base64.b64decode(
         B25_SIG.split(":")[1])

@@ -203,9 +203,9 @@ async def _every_page(person: Person, link: str, pattern: str) -> list[str]:
 
 
 async def test_timelines_page_by_keyset(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from federation.social import controllers
+    from federation.social import paging
 
-    monkeypatch.setattr(controllers, "TIMELINE_SIZE", 4)
+    monkeypatch.setattr(paging, "TIMELINE_SIZE", 4)
     (alice,) = await _people(client, "alice")
     for i in range(10):
         await _post(alice, "/social/compose", {"content": f"post number {i}", "visibility": "public"})
@@ -233,9 +233,9 @@ async def test_timelines_page_by_keyset(client: Any, monkeypatch: pytest.MonkeyP
 
 
 async def test_notifications_and_follow_lists_page(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from federation.social import controllers
+    from federation.social import paging
 
-    monkeypatch.setattr(controllers, "LIST_SIZE", 2)
+    monkeypatch.setattr(paging, "LIST_SIZE", 2)
     alice, bob, carol, dave = await _people(client, "alice", "bob", "carol", "dave")
     for person in (bob, carol, dave):
         r = await _post(person, "/social/follow", {"handle": "@alice@127.0.0.1:8000"})

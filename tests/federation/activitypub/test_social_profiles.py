@@ -353,10 +353,10 @@ async def test_answering_a_follow_request_when_the_followers_server_is_down(
 
 async def test_account_pages_page_own_posts_and_boosts(client: Any, peer: Peer,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from federation.social import controllers
+    from federation.social import paging
     from tests.federation.activitypub.test_social_hub import _every_page
 
-    monkeypatch.setattr(controllers, "PROFILE_SIZE", 3)
+    monkeypatch.setattr(paging, "PROFILE_SIZE", 3)
     alice, bob = await _people(client, "alice", "bob")
     for i in range(4):
         await _post(bob, "/social/compose", {"content": f"bob says {i}", "visibility": "public"})

@@ -1,0 +1,287 @@
+"""The social hub's contracts: the forms its pages post (read with ``parse_form``) and the views
+its services return for the templates.
+
+Every form field is text with a default, as the pages have always read them: a missing field is
+its default, never a 422, and checkboxes are on when they send ``on`` or ``1`` (``true`` too for
+the locked-account box).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from urllib.parse import quote
+from uuid import UUID
+
+import msgspec
+
+from domains.account.models import User
+from federation.activitypub.core import host_of
+from federation.activitypub.models import Actor, APObject, Block, Follow, Notification, Report
+
+# --- forms ------------------------------------------------------------------------------------
+
+
+class NextForm(msgspec.Struct, kw_only=True):
+    """A button that acts and goes back where it was (like, boost, delete...)."""
+
+    next: str = ""
+
+
+class ComposeForm(msgspec.Struct, kw_only=True):
+    content: str = ""
+    visibility: str = "public"
+    summary: str = ""
+    in_reply_to: str = ""
+    next: str = ""
+
+
+class FollowForm(msgspec.Struct, kw_only=True):
+    handle: str = ""
+    next: str = ""
+
+
+class ActorForm(msgspec.Struct, kw_only=True):
+    """An action on an account we know, named by its actor URI (unfollow, unblock)."""
+
+    actor: str = ""
+    next: str = ""
+
+
+class LockedForm(msgspec.Struct, kw_only=True):
+    locked: str = ""
+
+    @property
+    def on(self) -> bool:
+        return self.locked in ("1", "on", "true")
+
+
+class BlockForm(msgspec.Struct, kw_only=True):
+    """Block by ``actor`` (an actor URI, as on a note or profile) or ``handle`` (user@host)."""
+
+    actor: str = ""
+    handle: str = ""
+    next: str = ""
+
+
+class ReportForm(msgspec.Struct, kw_only=True):
+    note: str = ""
+    actor: str = ""
+    comment: str = ""
+    forward: str = ""
+    next: str = ""
+
+    @property
+    def forwarded(self) -> bool:
+        return self.forward in ("on", "1")
+
+
+class DomainBlockForm(msgspec.Struct, kw_only=True):
+    domain: str = ""
+    reason: str = ""
+    severity: str = "suspend"
+
+
+# --- views ------------------------------------------------------------------------------------
+
+_USERNAME = r"[A-Za-z0-9_.~+-]+"
+_HOST = r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*(?::[0-9]{1,5})?"
+ACCT = re.compile(rf"@?({_USERNAME})@({_HOST})")
+_PATH_ACCT = re.compile(rf"{_USERNAME}@{_HOST}")
+
+
+def account_path(uri: str, actor: Actor | None = None) -> str:
+    """The hub's page for an account: ``/social/accounts/user@host`` when its name can stand in a
+    path, else the lookup of its URI (which fetches an actor we don't know yet)."""
+    if actor is not None and actor.username and _PATH_ACCT.fullmatch(f"{actor.username}@{actor.domain}"):
+        return f"/social/accounts/{actor.username}@{actor.domain}"
+    return f"/social/accounts?q={quote(actor.uri if actor is not None else uri, safe='')}"
+
+
+class NoteView(msgspec.Struct, kw_only=True):
+    obj: APObject
+    author: Actor | None
+    likes: int
+    boosts: int
+    liked: bool
+    boosted: bool
+    mine: bool
+    boosted_by: Actor | None = None
+
+    @property
+    def local_id(self) -> str:
+        return str(self.obj.id)
+
+    @property
+    def author_path(self) -> str:
+        return account_path(self.obj.attributed_to, self.author)
+
+    @property
+    def booster_path(self) -> str:
+        return account_path(self.boosted_by.uri, self.boosted_by) if self.boosted_by is not None else ""
+
+
+class FetchedNote(msgspec.Struct, kw_only=True):
+    """A public note read from a remote outbox page for display only (sanitised, never stored)."""
+
+    ap_id: str
+    url: str
+    type: str
+    name: str
+    content: str
+    summary: str
+    published: datetime | None
+    visibility: str
+    author: Actor
+
+    @property
+    def author_path(self) -> str:
+        return account_path(self.author.uri, self.author)
+
+
+class Relation(msgspec.Struct, kw_only=True):
+    """How the member (``me``) and an account relate: ``state`` is the member's follow of it
+    ("", "pending" or "accepted")."""
+
+    me: Actor
+    target: Actor
+    state: str
+    follows_me: bool
+    blocked: bool = False  # the member blocks this account
+
+    @property
+    def is_me(self) -> bool:
+        return self.me.uri == self.target.uri
+
+
+class RemoteExtras(msgspec.Struct, kw_only=True):
+    """What a remote account's own server says about it: counts and recent public notes."""
+
+    posts: int | None = None
+    followers: int | None = None
+    following: int | None = None
+    notes: list[FetchedNote] = msgspec.field(default_factory=list)
+    problem: str = ""
+
+
+class Lookup(msgspec.Struct, frozen=True, kw_only=True):
+    """Parsed lookup input: a handle (``user``, ``host``) or an actor/profile ``url``."""
+
+    user: str = ""
+    host: str = ""
+    url: str = ""
+
+    @property
+    def server(self) -> str:
+        return host_of(self.url) if self.url else self.host
+
+    @property
+    def label(self) -> str:
+        return self.url or f"{self.user}@{self.host}"
+
+
+class TimelinePage(msgspec.Struct, kw_only=True):
+    me: Actor
+    notes: list[NoteView]
+    unread: int
+    older: str  # the next page's ``before`` token, "" on the last page
+
+
+class NotePage(msgspec.Struct, kw_only=True):
+    me: Actor
+    note: NoteView
+    replies: list[NoteView]
+
+
+class FollowEntry(msgspec.Struct, kw_only=True):
+    follow: Follow
+    actor: Actor | None
+    path: str
+
+
+class FollowPage(msgspec.Struct, kw_only=True):
+    me: Actor
+    entries: list[FollowEntry]
+    older: str
+
+
+class NotificationEntry(msgspec.Struct, kw_only=True):
+    notification: Notification
+    actor: Actor | None
+    object: APObject | None
+    path: str
+
+
+class NotificationPage(msgspec.Struct, kw_only=True):
+    entries: list[NotificationEntry]
+    older: str
+
+
+class AccountEntry(msgspec.Struct, kw_only=True):
+    """One entry of an account page: a note we hold (``stored``) or one read from its server."""
+
+    kind: str  # "stored" or "fetched"
+    note: NoteView | FetchedNote
+    at: datetime | None
+
+
+class AccountPage(msgspec.Struct, kw_only=True):
+    me: Actor
+    target: Actor
+    relation: Relation
+    bio: str
+    counts: dict[str, int | None]
+    entries: list[AccountEntry]
+    problem: str
+    older: str
+
+
+class BlockEntry(msgspec.Struct, kw_only=True):
+    block: Block
+    actor: Actor | None
+
+
+class ReportsPage(msgspec.Struct, kw_only=True):
+    state: str
+    reports: list[Report]
+    actors: dict[str, Actor]
+    objects: dict[str, APObject]
+    resolvers: dict[UUID, User]
+
+
+class FollowResult(msgspec.Struct, kw_only=True):
+    """A follow (or unfollow) done: who, whom (None: no such account was known) and what to say."""
+
+    me: Actor
+    target: Actor | None
+    message: str
+
+
+__all__ = [
+    "ACCT",
+    "AccountEntry",
+    "AccountPage",
+    "ActorForm",
+    "BlockEntry",
+    "BlockForm",
+    "ComposeForm",
+    "DomainBlockForm",
+    "FetchedNote",
+    "FollowEntry",
+    "FollowForm",
+    "FollowPage",
+    "FollowResult",
+    "LockedForm",
+    "Lookup",
+    "NextForm",
+    "NotePage",
+    "NoteView",
+    "NotificationEntry",
+    "NotificationPage",
+    "Relation",
+    "RemoteExtras",
+    "ReportForm",
+    "ReportsPage",
+    "TimelinePage",
+    "account_path",
+]

@@ -1,0 +1,129 @@
+"""Timelines (home, local, federated), a note with its replies, and what a member does to notes:
+compose, like, boost and delete."""
+
+from __future__ import annotations
+
+from typing import Literal
+from uuid import UUID
+
+from litestar.exceptions import NotFoundException
+from sqlalchemy import or_, select
+
+from domains.account.models import User
+from federation.activitypub.core import Federation
+from federation.activitypub.models import Actor, Announce, APObject, Follow, Notification
+from federation.activitypub.moderation import hidden_from, limited_unfollowed, visible_note
+from federation.activitypub.outbox import Outbox
+from federation.social import paging
+from federation.social.paging import EPOCH, Cursor, cut, older_than
+from federation.social.schemas import ComposeForm, NotePage, NoteView, TimelinePage
+from federation.social.services.notifications import Notifications
+from federation.social.services.views import note_views
+
+Tab = Literal["home", "local", "federated"]
+NoteAction = Literal["like", "unlike", "boost", "unboost", "delete_note"]
+
+
+class Timelines:
+    """The member's view of notes, over this request's :class:`Federation`."""
+
+    def __init__(self, fed: Federation) -> None:
+        self.fed = fed
+        self.session = fed.session
+
+    async def page(self, user: User, tab: Tab, cursor: Cursor | None) -> TimelinePage:
+        session = self.session
+        newest_first = (APObject.published.desc(), APObject.id.desc())
+        more = paging.TIMELINE_SIZE + 1  # one beyond the page tells whether an older page exists
+        me = await self.fed.local_actor_for_user(user)
+        following = list((await session.scalars(select(Follow.followee).where(
+            Follow.follower == me.uri, Follow.state == "accepted"))).all())
+        hidden = hidden_from(me.uri)  # accounts the member blocks, and those blocking the member
+        limited = await limited_unfollowed(session, me.uri)
+        base = select(APObject).where(APObject.deleted.is_(False), APObject.attributed_to.not_in(hidden))
+        if (older := older_than(APObject.published, APObject.id, cursor)) is not None:
+            base = base.where(older)
+        boosters: dict[str, str] = {}
+        if tab == "home":
+            authors = [*following, me.uri]
+            objs = list((await session.scalars(base.where(
+                APObject.attributed_to.in_(authors), APObject.visibility != "direct"
+            ).order_by(*newest_first).limit(more))).all())
+            # Direct notes: the member's own, and those that told them (a mention or reply).
+            told = select(Notification.object_id).where(Notification.user_id == user.id,
+                                                        Notification.kind.in_(("mention", "reply")))
+            direct = list((await session.scalars(base.where(
+                APObject.visibility == "direct", or_(APObject.attributed_to == me.uri, APObject.ap_id.in_(told))
+            ).order_by(*newest_first).limit(more))).all())
+            # Boosts by the accounts followed; only public notes can be boosted. They sort by
+            # the note's own date, as the rest of the timeline does, so one key pages it all.
+            boosting = Announce.actor.in_(authors) & Announce.actor.not_in(hidden)
+            boosted = list((await session.scalars(base.where(
+                APObject.ap_id.in_(select(Announce.object_id).where(boosting)),
+                APObject.visibility.in_(("public", "unlisted"))
+            ).order_by(*newest_first).limit(more))).all())
+            if boosted:
+                for oid, actor in (await session.execute(select(Announce.object_id, Announce.actor).where(
+                        boosting, Announce.object_id.in_([o.ap_id for o in boosted])
+                ).order_by(Announce.created_at.desc()))).tuples():
+                    boosters.setdefault(oid, actor)
+            seen: dict[str, APObject] = {}
+            for o in [*objs, *direct, *boosted]:
+                seen.setdefault(o.ap_id, o)
+            candidates = sorted(seen.values(), key=lambda o: (o.published or EPOCH, o.id), reverse=True)
+        elif tab == "local":
+            candidates = list(await session.scalars(base.where(
+                APObject.local, APObject.visibility == "public").order_by(*newest_first).limit(more)))
+        else:
+            if limited is not None:
+                base = base.where(APObject.attributed_to.not_in(limited))
+            candidates = list(await session.scalars(base.where(
+                APObject.visibility == "public").order_by(*newest_first).limit(more)))
+        shown, token = cut(candidates, paging.TIMELINE_SIZE, lambda o: (o.published or EPOCH, o.id))
+        notes = await note_views(session, me, shown, boosters)
+        unread = await Notifications(session, self.fed.urls).unread(user, me.uri, limited)
+        return TimelinePage(me=me, notes=notes, unread=unread, older=token)
+
+    async def visible(self, me: Actor, oid: UUID) -> APObject:
+        """A note the member may see; any other is 404, as if it did not exist."""
+        obj = await visible_note(self.session, oid, me)
+        if obj is None:
+            raise NotFoundException()
+        return obj
+
+    async def note(self, user: User, oid: UUID) -> NotePage:
+        """A note and its public replies, oldest reply first."""
+        me = await self.fed.local_actor_for_user(user)
+        obj = await self.visible(me, oid)
+        replies = list((await self.session.scalars(select(APObject).where(
+            APObject.in_reply_to == obj.ap_id, APObject.deleted.is_(False),
+            APObject.visibility.in_(("public", "unlisted"))).order_by(APObject.published))).all())
+        views = await note_views(self.session, me, [obj, *replies])
+        return NotePage(me=me, note=views[0], replies=views[1:])
+
+    async def compose(self, user: User, form: ComposeForm) -> None:
+        """Post a note; raises OutboxError or FetchError with a message for the member."""
+        async def work() -> None:
+            await Outbox(self.fed).post_note(await self.fed.local_actor_for_user(user), form.content,
+                                             visibility=form.visibility, summary=form.summary,
+                                             in_reply_to=form.in_reply_to)
+
+        # Mentions and the replied-to author may need fetching: settle orders that before writes.
+        await self.fed.settle(work, keep=[user])
+
+    async def act(self, user: User, oid: UUID, action: NoteAction) -> tuple[Actor, APObject]:
+        """Like, unlike, boost, unboost or delete a note the member may see; raises OutboxError or
+        FetchError with a message for the member."""
+        async def work() -> tuple[Actor, APObject]:
+            me = await self.fed.local_actor_for_user(user)
+            obj = await self.visible(me, oid)
+            await getattr(Outbox(self.fed), action)(me, obj)
+            return me, obj
+
+        return await self.fed.settle(work, keep=[user])
+
+    async def view(self, me: Actor, obj: APObject) -> NoteView:
+        """One note as the member sees it now (after an action)."""
+        await self.session.flush()
+        return (await note_views(self.session, me, [obj]))[0]
+
