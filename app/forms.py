@@ -121,12 +121,6 @@ async def parse_form(request: Request[Any, Any, Any], schema: type[S]) -> S:
     return convert_form(await form_data(request), schema)
 
 
-def as_list(value: Any) -> list[str]:
-    if value is None or value == "":
-        return []
-    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
-
-
 def see_other(path: str, request: Request[Any, Any, Any] | None = None, message: str | None = None,
               category: str = "success") -> Redirect:
     """Post/Redirect/Get: a 303 to the page that shows the result."""

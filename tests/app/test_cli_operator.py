@@ -46,8 +46,20 @@ def test_a_member_made_beside_make_run_gets_key_ids_on_its_port(tmp_path: Path) 
                         "--password", "a long enough passphrase")
     assert created.returncode == 0, created.stderr
     with sqlite3.connect(data_dir / "rose-ash.sqlite3") as db:
-        key_ids = [row[0] for row in db.execute("select key_id from federation_keypair where owner_type = 'user'")]
-    assert key_ids == ["http://127.0.0.1:9000/@ann#main-key"]
+        stored = [row[0] for row in db.execute("select key_id from federation_keypair where owner_type = 'user'")]
+    # Stored without an origin (federation/keys.py), so the id follows BASE_URL wherever it is served.
+    assert stored == ["/@ann#main-key"]
+
+    from litestar.testing import TestClient
+
+    from app.factory import create_app
+    from app.settings import Settings
+
+    settings = Settings.from_env({**env, "ROSE_ASH_BASE_URL": public_origin(env)})
+    with TestClient(create_app(settings), base_url="http://127.0.0.1:9000") as client:
+        actor = client.get("/@ann", headers={"Accept": "application/activity+json"})
+    assert actor.status_code == 200, actor.text
+    assert actor.json()["publicKey"]["id"] == "http://127.0.0.1:9000/@ann#main-key"
 
 
 def test_the_public_origin_follows_the_makefile() -> None:
