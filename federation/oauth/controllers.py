@@ -42,6 +42,9 @@ MACHINE = {"exclude_from_auth": True, "exclude_from_csrf": True}
 # The consent page must not be framed (clickjacking an "Allow" click).
 NO_FRAMING = {"Cache-Control": "no-store", "X-Frame-Options": "DENY",
               "Content-Security-Policy": "frame-ancestors 'none'"}
+# Every page here names its media type itself: these routes also answer JSON and redirects, and a
+# Template answer takes the route's media type, which once sent the consent page out as JSON.
+PAGE = MediaType.HTML
 # Form fields of ours that are not OAuth parameters.
 CONSENT_FIELDS = {"_csrf_token", "decision"}
 
@@ -79,7 +82,8 @@ async def make_context(store: OAuthStore, settings: Settings, *, keys: bool = Fa
 
 
 def error_page(error: OAuth2Error, status: int = 400) -> Template:
-    return Template("oauth/error.html", status_code=status, headers={"Cache-Control": "no-store"}, context={
+    return Template("oauth/error.html", status_code=status, headers={"Cache-Control": "no-store"}, media_type=PAGE,
+                    context={
         "error": error.error, "description": error.get_error_description() or error.description or "",
     })
 
@@ -118,7 +122,7 @@ def _sid(request: Request[Any, Any, Any]) -> str | None:
 
 
 @route("/oauth/authorize", http_method=["GET", "POST"], name="oauth:authorize", cache_control=NO_STORE,
-       media_type=MediaType.HTML,  # the consent page; without it a Template answer goes out as JSON
+       media_type=MediaType.HTML,  # its Template answers carry their own too (see PAGE)
        dependencies=DEPENDENCIES)
 async def authorize(request: Request[Any, Any, Any], oauth_store: OAuthStore, settings: Settings) -> Any:
     """GET: validate, sign in if needed, then consent (or skip it); POST: the consent decision."""
@@ -174,7 +178,7 @@ async def authorize(request: Request[Any, Any, Any], oauth_store: OAuthStore, se
 
                 return error_redirect(server, oreq, ConsentRequiredError(redirect_uri=grant.redirect_uri,
                                                                          state=oreq.payload.state), settings.base_url)
-            return Template("oauth/consent.html", headers=NO_FRAMING, context={
+            return Template("oauth/consent.html", headers=NO_FRAMING, media_type=PAGE, context={
                 "client": client.row,
                 "scopes": describe(oreq.scope), "never": NEVER_TEXT,
                 "params": [(k, v) for k, values in oreq.payload.datalist.items() for v in values],
@@ -370,7 +374,7 @@ async def logout(request: Request[Any, Any, Any], db_session: AsyncSession, oaut
 async def logout_confirm_page(oauth_store: OAuthStore, client_id: str = "", redirect_uri: str = "") -> Template:
     client = await oauth_store.get_client(client_id) if client_id else None
     shown = redirect_uri if await _is_registered_logout_uri(oauth_store, redirect_uri) else ""
-    return Template("oauth/logout_confirm.html", headers={"Cache-Control": "no-store"},
+    return Template("oauth/logout_confirm.html", headers={"Cache-Control": "no-store"}, media_type=PAGE,
                     context={"client": client, "redirect_uri": shown})
 
 
@@ -433,6 +437,6 @@ async def _frontchannel_targets(store: OAuthStore, user: User | None,
 def _after_logout(frontchannel: list[str], redirect_uri: str | None) -> Any:
     if not frontchannel and redirect_uri:
         return Redirect(redirect_uri, status_code=303)
-    return Template("oauth/logged_out.html", headers={"Cache-Control": "no-store"}, context={
+    return Template("oauth/logged_out.html", headers={"Cache-Control": "no-store"}, media_type=PAGE, context={
         "frontchannel": frontchannel, "redirect_uri": redirect_uri or "",
     })
