@@ -45,6 +45,7 @@ from app.strict_input import StrictInputMiddleware
 from app.templating import STATIC_DIR, make_template_config
 from fragments.middleware import FragmentMiddleware, TrackingRequest
 from fragments.registry import inline_fragment
+from fragments.site import installed, section_links
 
 if TYPE_CHECKING:
     from litestar.types import Receive, Scope, Send
@@ -125,6 +126,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         env = app.template_engine.engine  # type: ignore[union-attr]
         env.globals["static_version"] = static_version
         env.globals["fragment"] = inline_fragment
+        env.globals["installed"] = installed  # a domain's links only when it is (fragments/site.py)
+        env.globals["section_links"] = section_links
 
 
     @asynccontextmanager

@@ -24,9 +24,10 @@ def _routes() -> list[ControllerRouterHandler]:
 
 
 def _use_navigation(installed: tuple[Domain, ...]) -> None:
-    from fragments.site import use_navigation
+    from fragments.site import use_installed, use_navigation
 
     use_navigation(navigation(installed))
+    use_installed(tuple(d.name for d in installed))
 
 
 domain = Domain(

@@ -16,7 +16,8 @@ from fragments.keys import HOME, NAV, SITE
 from fragments.pages import public_get, render_page
 from fragments.registry import FragmentContext, FragmentData, fragment
 
-__all__ = ["NAV_LINKS", "NAV_REVISION", "SavedNavigation", "home", "use_navigation", "use_saved_navigation"]
+__all__ = ["NAV_LINKS", "NAV_REVISION", "SavedNavigation", "home", "installed", "section_links", "use_installed",
+           "use_navigation", "use_saved_navigation"]
 
 Links = tuple[tuple[str, str], ...]
 # The saved menu as ``((href, label), ...)`` and its revision: the navigation editor's (the blog's).
@@ -26,6 +27,9 @@ SavedNavigation = Callable[[FragmentContext], Awaitable[tuple[Links, str]]]
 NAV_REVISION = "2"
 # The installed domains' navigation entries (app/kit.py ``Domain.nav``), set when an app is built.
 NAV_LINKS: Links = ()
+# The names of the installed domains, set when an app is built: a page shows a domain's parts
+# (the cart badge) only when it is installed, so no link leads to a page that does not exist.
+_installed: set[str] = set()
 _saved: list[SavedNavigation] = []
 
 
@@ -33,6 +37,22 @@ def use_navigation(links: Links) -> None:
     """The links of the installed domains, in order (the ``fragments`` domain calls this)."""
     global NAV_LINKS
     NAV_LINKS = links
+
+
+def use_installed(names: tuple[str, ...]) -> None:
+    """The installed domains' names (the ``fragments`` domain calls this)."""
+    _installed.clear()
+    _installed.update(names)
+
+
+def installed(name: str) -> bool:
+    """Jinja global ``installed(name)``: whether the domain ``name`` is part of this app."""
+    return name in _installed
+
+
+def section_links() -> Links:
+    """Jinja global ``section_links()``: the installed sections, for the footer and the nav's fallback."""
+    return NAV_LINKS
 
 
 def use_saved_navigation(source: SavedNavigation) -> None:

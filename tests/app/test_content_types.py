@@ -122,7 +122,8 @@ async def test_pages_are_html_and_json_routes_json(app, client, db_session) -> N
     if error.headers.get("content-type") != HTML:
         failures.append(f"GET /oauth/authorize (error page): {error.headers.get('content-type')!r}")
     assert {"/oauth/authorize", "/", "/blog", "/account"} <= judged
-    print(f"judged {len(judged)} of {len(table)} routes"); assert len(judged) > 25, sorted(judged)
+    print(f"judged {len(judged)} of {len(table)} routes")
+    assert len(judged) > 25, sorted(judged)
     assert not failures, "\n".join(failures)
 
 
