@@ -9,9 +9,13 @@ public and private repositories, a note, an OAuth client, a report.
 
 from __future__ import annotations
 
+import json
 from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import httpx
 import pytest
 from httpx import Cookies
 
@@ -98,3 +102,59 @@ async def test_the_nav_fallback_lists_the_installed_sections(app, client) -> Non
     assert parser.hrefs == [href for href, _label in navigation(INSTALLED)]
     for path in NOT_YET:
         assert path not in html
+
+
+# Every same-origin link of the rendered page (holes filled by htmx), without its fragment.
+LINKS_JS = ("JSON.stringify([...new Set([...document.querySelectorAll('a[href]')]"
+            ".filter(a => a.origin === location.origin).map(a => a.pathname + a.search))])")
+HOLES_FILLED = "document.querySelector('#account-menu') && !document.querySelector('#account-menu[hx-get]')"
+
+
+def browser_crawl(page: Any, base: str) -> dict[str, int]:
+    """Open home and every page it links to in Chromium (JavaScript on); status of every link seen."""
+    seen: dict[str, int] = {}
+    redirected: set[str] = set()
+
+    def links_here() -> list[str]:
+        page.wait_for(HOLES_FILLED)
+        found: list[str] = json.loads(page.eval(LINKS_JS))
+        for url in found:
+            if url not in seen:  # fetch follows redirects, as a click would
+                status, moved = page.eval(f"fetch({json.dumps(url)}, {{credentials: 'same-origin'}})"
+                                          ".then(r => [r.status, r.redirected])")
+                seen[url] = int(status)
+                if moved:
+                    redirected.add(url)
+        return found
+
+    page.goto(base + "/")
+    for url in links_here():
+        if seen[url] == 200 and url not in redirected and not url.startswith("/static/"):
+            page.goto(base + url)
+            if page.eval("document.contentType") == "text/html":
+                links_here()
+    return seen
+
+
+@pytest.mark.e2e
+def test_chromium_finds_no_dead_link_anonymous_or_signed_in(tmp_path: Path, browser_binary: str) -> None:
+    from tests.helpers.cdp import chromium
+    from tests.helpers.server import app_server
+
+    with app_server(tmp_path, extra_env={"ROSE_ASH_WORKER_IN_PROCESS": "false"}) as server, \
+            chromium(tmp_path, browser_binary) as page:
+        server.cli("users", "create", "--username", "yara", "--email", "yara@example.org",
+                   "--password", "correct horse battery staple")
+        httpx.get(server.base_url + "/")  # warm up: a cold first render may exceed the inline deadlines
+        anonymous = browser_crawl(page, server.base_url)
+        page.goto(server.base_url + "/account/login")
+        page.eval("document.querySelector('input[name=login]').value = 'yara';"
+                  "document.querySelector('input[name=password]').value = 'correct horse battery staple';"
+                  "document.querySelector('form[action=\"/account/login\"]').submit()")
+        page.wait_for("location.pathname === '/account'")
+        signed_in = browser_crawl(page, server.base_url)
+    for who, seen in (("anonymous", anonymous), ("signed in", signed_in)):
+        assert len(seen) > 10, (who, seen)
+        broken = {url: status for url, status in seen.items() if status == 404 or status >= 500}
+        assert not broken, f"{who}: {broken}"
+    assert "/account/settings/profile" in signed_in  # the signed-in crawl really was signed in
