@@ -6,6 +6,7 @@ members and the account menu are in domains/account/fragments.py).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -23,8 +24,9 @@ Links = tuple[tuple[str, str], ...]
 # The saved menu as ``((href, label), ...)`` and its revision: the navigation editor's (the blog's).
 SavedNavigation = Callable[[FragmentContext], Awaitable[tuple[Links, str]]]
 
-# Bump when the links change; becomes the saved navigation's revision once it is editable.
-NAV_REVISION = "2"
+# Bump when the nav's markup changes; the links join it in the seed (``_links_seed``), so installing
+# a domain changes the nav's and the sections' ETags without a bump.
+NAV_REVISION = "3"
 # The installed domains' navigation entries (app/kit.py ``Domain.nav``), set when an app is built.
 NAV_LINKS: Links = ()
 # The names of the installed domains, set when an app is built: a page shows a domain's parts
@@ -60,6 +62,12 @@ def use_saved_navigation(source: SavedNavigation) -> None:
     _saved[:] = [source]
 
 
+def _links_seed(links: Links) -> str:
+    """The links themselves are in the ETag seed: a default menu follows the installed list."""
+    digest = hashlib.sha256(repr(links).encode()).hexdigest()[:12]
+    return f"{NAV_REVISION}.{digest}"
+
+
 @public_get("/", name="home")
 async def home(request: Request[Any, Any, Any]) -> Response[bytes]:
     """The home page: a public page composed from the fragments below."""
@@ -70,9 +78,9 @@ async def home(request: Request[Any, Any, Any]) -> Response[bytes]:
 async def nav(ctx: FragmentContext) -> FragmentData:
     """The site's main navigation: the navigation editor's saved menu when one is installed."""
     if not _saved:
-        return FragmentData({"links": NAV_LINKS}, keys=(NAV,), seed=NAV_REVISION)
+        return FragmentData({"links": NAV_LINKS}, keys=(NAV,), seed=_links_seed(NAV_LINKS))
     links, revision = await _saved[0](ctx)
-    return FragmentData({"links": links}, keys=(NAV,), seed=f"{NAV_REVISION}.{revision}")
+    return FragmentData({"links": links}, keys=(NAV,), seed=f"{_links_seed(links)}.{revision}")
 
 
 @fragment("site.welcome", title="Welcome")
@@ -84,7 +92,7 @@ async def welcome(ctx: FragmentContext) -> FragmentData:
 @fragment("site.sections", title="Sections")
 async def sections(ctx: FragmentContext) -> FragmentData:
     """Cards for each part of the site."""
-    return FragmentData({"links": NAV_LINKS}, keys=(SITE,), seed=NAV_REVISION)
+    return FragmentData({"links": NAV_LINKS}, keys=(SITE,), seed=_links_seed(NAV_LINKS))
 
 
 @fragment("me.cart-badge", policy=CachePolicy.PERSONAL, title="Cart badge")

@@ -205,7 +205,7 @@ async def test_navigation_editor(author_client: Any, sessionmaker: async_session
     from tests.helpers.web import CSRF_FIELD
 
     before = await author_client.get("/f/nav")
-    assert 'href="/market/"' in before.text  # the default menu until one is saved
+    assert 'href="/forge/"' in before.text  # the default menu (the installed sections) until one is saved
     page = await author_client.get("/blog/admin/navigation")
     assert page.status_code == 200
     token = CSRF_FIELD.search(page.text)
@@ -228,7 +228,7 @@ async def test_navigation_editor(author_client: Any, sessionmaker: async_session
     fragment = await author_client.get("/f/nav")
     assert fragment.status_code == 200 and "nav" in fragment.headers["surrogate-key"].split()
     assert fragment.text.index("https://shop.example") < fragment.text.index("/events/")
-    assert 'href="/market/"' not in fragment.text
+    assert 'href="/forge/"' not in fragment.text
     assert "https://shop.example" in (await author_client.get("/blog/")).text
     assert [link.url for link in nav.secondary] == ["/blog/privacy"]
     assert any(j["keys"] == ["nav"] for j in jobs)
