@@ -22,6 +22,7 @@ from app import access
 
 __all__ = [
     "ANONYMOUS_OPT",
+    "BROWSER_REVALIDATES",
     "CACHEABLE",
     "CACHE_CONTROL",
     "DEGRADED_CACHE_CONTROL",
@@ -54,16 +55,21 @@ class CachePolicy(StrEnum):
     ACTION = "action"
 
 
+# Browsers get ``max-age=0, must-revalidate`` on public pages and shared fragments: they may keep a
+# copy but ask (If-None-Match, a cheap 304) before every reuse, so a member never sees a page from
+# before their own edit. Only the edge keeps copies (``s-maxage``), and the edge is purged on writes.
+BROWSER_REVALIDATES = "max-age=0, must-revalidate"
+_EDGE = "s-maxage=300, stale-while-revalidate=600, stale-if-error=86400"
 CACHE_CONTROL: Mapping[CachePolicy, str] = {
-    CachePolicy.PUBLIC: "public, max-age=60, s-maxage=300, stale-while-revalidate=600, stale-if-error=86400",
-    CachePolicy.SHARED_FRAGMENT: "public, max-age=30, s-maxage=300, stale-while-revalidate=600, stale-if-error=86400",
+    CachePolicy.PUBLIC: f"public, {BROWSER_REVALIDATES}, {_EDGE}",
+    CachePolicy.SHARED_FRAGMENT: f"public, {BROWSER_REVALIDATES}, {_EDGE}",
     CachePolicy.PERSONAL: "private, no-cache",
     CachePolicy.EMBED: "public, max-age=300, s-maxage=3600, stale-while-revalidate=86400, stale-if-error=86400",
     CachePolicy.PRIVATE: "private, no-store",
     CachePolicy.ACTION: "no-store",
 }
 # A page that inlined a fragment which fell back: the edge keeps it only briefly (§6).
-DEGRADED_CACHE_CONTROL = "public, max-age=0, s-maxage=15"
+DEGRADED_CACHE_CONTROL = f"public, {BROWSER_REVALIDATES}, s-maxage=15"
 # A fragment answering with its fallback markup (§6).
 FALLBACK_CACHE_CONTROL = "no-store"
 # What the guard turns a public response into when its handler looked at the session (§2).

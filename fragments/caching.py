@@ -3,6 +3,7 @@ for the fragments package and the domains that render through it."""
 
 from app.caching import (
     ANONYMOUS_OPT,
+    BROWSER_REVALIDATES,
     CACHE_CONTROL,
     CACHEABLE,
     DEGRADED_CACHE_CONTROL,
@@ -24,6 +25,7 @@ from app.caching import (
 
 __all__ = [
     "ANONYMOUS_OPT",
+    "BROWSER_REVALIDATES",
     "CACHEABLE",
     "CACHE_CONTROL",
     "DEGRADED_CACHE_CONTROL",

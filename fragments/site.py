@@ -17,8 +17,10 @@ from fragments.keys import HOME, NAV, SITE
 from fragments.pages import public_get, render_page
 from fragments.registry import FragmentContext, FragmentData, fragment
 
-__all__ = ["NAV_LINKS", "NAV_REVISION", "SavedNavigation", "home", "installed", "section_links", "use_installed",
-           "use_navigation", "use_saved_navigation"]
+__all__ = [
+    "NAV_LINKS", "NAV_REVISION", "SavedNavigation", "home", "installed", "section_links", "use_installed",
+    "use_navigation", "use_saved_navigation", "welcome_actions",
+]
 
 Links = tuple[tuple[str, str], ...]
 # The saved menu as ``((href, label), ...)`` and its revision: the navigation editor's (the blog's).
@@ -85,8 +87,32 @@ async def nav(ctx: FragmentContext) -> FragmentData:
 
 @fragment("site.welcome", title="Welcome")
 async def welcome(ctx: FragmentContext) -> FragmentData:
-    """The home page's introduction."""
-    return FragmentData({}, keys=(SITE,), seed="1")
+    """The home page's introduction; what it offers the visitor is the ``me.welcome`` hole inside it."""
+    return FragmentData({}, keys=(SITE,), seed="2")
+
+
+@fragment("me.welcome", policy=CachePolicy.PERSONAL, title="Welcome actions",
+          template="fragments/site/me_welcome.html", fallback="fragments/site/me_welcome_fallback.html")
+async def my_welcome(ctx: FragmentContext) -> FragmentData:
+    """A member's next steps on the home page (write, repositories, timeline); sign-up for everyone else."""
+    user = ctx.user
+    if user is None:
+        return FragmentData({"user": None, "actions": ()})
+    return FragmentData({"user": user, "actions": welcome_actions(user, {href for href, _ in NAV_LINKS})})
+
+
+def welcome_actions(user: Any, installed: set[str]) -> tuple[tuple[str, str], ...]:
+    """``(href, label)`` of the member's next steps, only into sections that are installed."""
+    actions: list[tuple[str, str]] = []
+    if "/blog/" in installed and user.can_author:
+        actions.append(("/blog/admin/new", "Write a post"))
+    elif "/social/" in installed:
+        actions.append(("/social/#compose", "Write a post"))  # the timeline opens with its compose box
+    if "/forge/" in installed:
+        actions.append((f"/forge/{user.username}", "Your repositories"))
+    if "/social/" in installed:
+        actions.append(("/social/", "Your timeline"))
+    return tuple(actions)
 
 
 @fragment("site.sections", title="Sections")

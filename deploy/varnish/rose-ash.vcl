@@ -38,6 +38,9 @@ sub vcl_hit {
 }
 
 sub vcl_backend_response {
+  # The object's TTL is the app's s-maxage (Varnish prefers it to max-age). The app tells browsers
+  # "max-age=0, must-revalidate" so they revalidate with If-None-Match on every use (answered 304
+  # here from the cached ETag); Varnish ignores both for its own copy, and they reach the browser as sent.
   if (beresp.http.Surrogate-Control ~ "ESI/1.0") { unset beresp.http.Surrogate-Control; set beresp.do_esi = true; }
   if (beresp.http.Surrogate-Key) { set beresp.http.xkey = beresp.http.Surrogate-Key; }
   # stale-if-error: keep objects in grace for a day; req.grace above limits it while healthy.

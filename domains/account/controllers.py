@@ -167,7 +167,9 @@ class AccountController(Controller):
         return see_other("/account/settings/tokens", request, "Token revoked.")
 
 
-@get("/{handle:str}", name="account:profile", cache_control=CacheControlHeader(public=True, max_age=60),
+# Browsers revalidate (max-age=0) so a member sees their own profile edit at once (issue 14).
+@get("/{handle:str}", name="account:profile",
+     cache_control=CacheControlHeader(public=True, max_age=0, must_revalidate=True),
      opt=dict(ANONYMOUS_OPT), dependencies=dependencies)
 async def profile(handle: str, request: Request[Any, Any, Any], db_session: AsyncSession, accounts: AccountService,
                   settings: Settings) -> Template | Response[bytes]:

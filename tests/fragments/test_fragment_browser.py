@@ -28,6 +28,8 @@ def test_javascript_on_fills_holes_and_navigates_with_htmx(tmp_path: Path, brows
         page.wait_for("!document.querySelector('#account-menu').hasAttribute('hx-get')")
         assert page.eval("document.querySelector('#cart-badge') === null")  # no cart domain installed
         assert page.eval("document.querySelector('#account-menu').textContent").count("Sign in") == 1
+        page.wait_for("!document.querySelector('#welcome-actions').hasAttribute('hx-get')")
+        assert "Become a member" in page.eval("document.querySelector('#welcome-actions').textContent")
         assert "@yara" in page.eval("document.querySelector('.new-members').textContent")
 
         # Boosted navigation (the nav has hx-boost): the page changes without a full reload,
@@ -53,6 +55,9 @@ def test_javascript_on_fills_holes_and_navigates_with_htmx(tmp_path: Path, brows
         page.wait_for("location.pathname === '/account'")
         page.goto(server.base_url + "/")
         page.wait_for("document.querySelector('#account-menu').textContent.includes('@yara')")
+        # The shared home page greets her through its personal hole.
+        page.wait_for("document.querySelector('#welcome-actions').textContent.includes('Your timeline')")
+        assert "Become a member" not in page.eval("document.querySelector('#welcome-actions').textContent")
 
 
 def test_javascript_off_shows_plain_links_and_works(tmp_path: Path, browser_binary: str) -> None:
@@ -64,6 +69,7 @@ def test_javascript_off_shows_plain_links_and_works(tmp_path: Path, browser_bina
         page.goto(server.base_url + "/")
         html = page.html()
         assert re.search(r'id="account-menu"[^>]*hx-get="/f/me/account-menu"', html), "hole must stay unfilled"
+        assert re.search(r'id="welcome-actions"[^>]*hx-get="/f/me/welcome"', html), "hole must stay unfilled"
         assert 'href="/account"' in html and 'href="/cart/"' not in html  # no cart domain installed
         for link in ('href="/embed"', 'href="/account/signup"', 'href="/account/login"'):
             assert link in html

@@ -38,6 +38,10 @@ def test_real_varnish_in_front_of_the_app(tmp_path: Path) -> None:
         assert "surrogate-key" not in first.headers and "set-cookie" not in first.headers
         second = httpx.get(edge + "/", headers={"Cookie": "rose_ash_session=whatever"})
         assert second.headers["x-cache"] == "HIT" and second.content == first.content
+        # Browsers are told to revalidate every time; the edge answers that from its copy.
+        assert "max-age=0, must-revalidate, s-maxage=" in second.headers["cache-control"]
+        again = httpx.get(edge + "/", headers={"If-None-Match": first.headers["etag"]})
+        assert again.status_code == 304 and again.headers["x-cache"] == "HIT"
         nav = httpx.get(edge + "/f/nav")
         assert httpx.get(edge + "/f/nav").headers["x-cache"] == "HIT" and nav.status_code == 200
 

@@ -82,7 +82,7 @@ async def test_fragment_failure_answers_200_fallback_no_store(client, broken_mem
 async def test_inline_failure_degrades_the_page_not_breaks_it(client, broken_members) -> None:  # type: ignore[no-untyped-def]
     page = await client.get("/")
     assert page.status_code == 200
-    assert page.headers["cache-control"] == "public, max-age=0, s-maxage=15"
+    assert page.headers["cache-control"] == "public, max-age=0, must-revalidate, s-maxage=15"
     assert "etag" not in page.headers
     assert "Welcome to" in page.text and 'class="site-nav"' in page.text  # the other fragments still render
     assert "unavailable right now" in page.text
@@ -105,7 +105,8 @@ async def test_slow_fragment_times_out_to_its_fallback(client, monkeypatch: pyte
     monkeypatch.setattr(spec, "inline_timeout", 0.05)
     monkeypatch.setattr(spec, "route_timeout", 0.05)
     page = await client.get("/")
-    assert page.status_code == 200 and page.headers["cache-control"] == "public, max-age=0, s-maxage=15"
+    assert page.status_code == 200
+    assert page.headers["cache-control"] == "public, max-age=0, must-revalidate, s-maxage=15"
     fragment_response = await client.get("/f/account/new-members")
     assert fragment_response.status_code == 200 and fragment_response.headers["cache-control"] == "no-store"
 
@@ -162,9 +163,11 @@ def test_policy_strings_match_the_design_table() -> None:
     assert CACHE_CONTROL[CachePolicy.PRIVATE] == "private, no-store"
     assert CACHE_CONTROL[CachePolicy.ACTION] == "no-store"
     assert CACHE_CONTROL[CachePolicy.PERSONAL] == "private, no-cache"
-    for policy in (CachePolicy.PUBLIC, CachePolicy.SHARED_FRAGMENT, CachePolicy.EMBED):
-        assert re.fullmatch(r"public, max-age=\d+, s-maxage=\d+, stale-while-revalidate=\d+, stale-if-error=86400",
-                            CACHE_CONTROL[policy])
+    for policy in (CachePolicy.PUBLIC, CachePolicy.SHARED_FRAGMENT):
+        assert re.fullmatch(r"public, max-age=0, must-revalidate, s-maxage=\d+, stale-while-revalidate=\d+, "
+                            r"stale-if-error=86400", CACHE_CONTROL[policy])
+    assert re.fullmatch(r"public, max-age=\d+, s-maxage=\d+, stale-while-revalidate=\d+, stale-if-error=86400",
+                        CACHE_CONTROL[CachePolicy.EMBED])
 
 
 @public_get("/test-plain-template", name="test:plain-template")

@@ -44,7 +44,7 @@ def route_values() -> dict[str, dict[str, list[str]]]:
     embeds = [f.embed for f in registry if f.embed]
     return {
         "/f/{name:str}": {"name": [f.name for f in shared if "." not in f.name]},
-        "/f/me/{name:str}": {"name": ["account-menu", "cart-badge"]},
+        "/f/me/{name:str}": {"name": ["account-menu", "cart-badge", "welcome"]},
         "/embed/{name:str}": {"name": [str(e) for e in embeds]},
         "/embed/{name:str}/frame": {"name": [str(e) for e in embeds]},
         "/ap/actors/{name:str}": {"name": ["blog", "instance"]},

@@ -186,7 +186,7 @@ async def test_latest_fragment_embed_and_home(author_client: Any) -> None:
     await publish_some(author_client)
     fragment = await author_client.get("/f/blog/latest?limit=1")
     assert fragment.status_code == 200 and "Second &amp; best" in fragment.text and "First post" not in fragment.text
-    assert fragment.headers["cache-control"].startswith("public, max-age=30")
+    assert fragment.headers["cache-control"].startswith("public, max-age=0, must-revalidate, s-maxage=300")
     assert "posts" in fragment.headers["surrogate-key"] and "set-cookie" not in fragment.headers
     assert (await author_client.get("/f/blog/latest?limit=1",
                                     headers={"If-None-Match": fragment.headers["etag"]})).status_code == 304

@@ -13,7 +13,7 @@ from tests.domains.blog.conftest import write
 
 pytestmark = pytest.mark.anyio
 
-PUBLIC_CC = "public, max-age=60, s-maxage=300, stale-while-revalidate=600, stale-if-error=86400"
+PUBLIC_CC = "public, max-age=0, must-revalidate, s-maxage=300, stale-while-revalidate=600, stale-if-error=86400"
 
 
 async def purge_keys(db_session: Any) -> list[set[str]]:
