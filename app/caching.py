@@ -1,7 +1,7 @@
 """Route classes and their exact headers, weak ETags and conditional GET (design/fragments.md §2, §5).
 
 Kernel code: the security headers (app/headers.py) and the session guard read a route's class, and
-the fragments package builds on it (``fragments.caching`` re-exports this module).
+the fragments package and the domains build on it.
 
 Litestar's ``CacheControlHeader`` has no ``stale-if-error`` field and Litestar evaluates no
 ``If-None-Match``, so both live here. Every page and fragment answer goes through

@@ -32,6 +32,7 @@ from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import access
+from app.caching import CachePolicy, conditional_response, weak_etag
 from app.forms import InputProblems, form_page, parse_form, see_other
 from app.jobs import JobContext
 from app.responses import PRIVATE
@@ -65,14 +66,13 @@ from forge.schemas import (
     RepoSettingsForm,
 )
 from forge.services import OWNER_NAME, RepoService, at_least, branch_name_problem, repo_name_problem
-from fragments.caching import CachePolicy, conditional_response, weak_etag
 from fragments.pages import public_get
 from fragments.purge import SurrogateKey, emit_purge
 from fragments.registry import FragmentContext, FragmentData, fragment
 
 log = logging.getLogger("rose_ash.forge.web")
 
-# Public pages with path parameters: the same opt-outs as fragments.caching.route_opt(PUBLIC),
+# Public pages with path parameters: the same opt-outs as app.caching.route_opt(PUBLIC),
 # without the route-class marker (whose header walk needs sample URLs for parametrised paths).
 PUBLIC_PAGE_OPT: dict[str, Any] = {"skip_session": True, "exclude_from_auth": True, "exclude_from_csrf": True}
 COMMITS_SHOWN = 10

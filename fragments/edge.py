@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from litestar import Litestar
 from litestar.routes import HTTPRoute
 
-from fragments.caching import CACHEABLE, POLICY_OPT_KEY
+from app.caching import CACHEABLE, POLICY_OPT_KEY
 
 __all__ = ["STATIC_SHAPES", "RouteShape", "render_vcl", "route_shapes", "sample_url", "shape_regex"]
 

@@ -16,18 +16,18 @@ from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.caching import note_identity_read
-from app.strict_input import StrictInputRequest
-from fragments.caching import (
+from app.caching import (
     CACHEABLE,
     DEGRADED_CACHE_CONTROL,
     DOWNGRADED_CACHE_CONTROL,
     CachePolicy,
     etag_matches,
+    note_identity_read,
     policy_of,
     render_state,
     weak_etag,
 )
+from app.strict_input import StrictInputRequest
 
 __all__ = ["FragmentMiddleware", "TrackingRequest", "note_identity_read"]
 

@@ -8,7 +8,7 @@ from typing import Any
 from litestar import Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 
-from fragments.caching import (
+from app.caching import (
     DEGRADED_CACHE_CONTROL,
     CachePolicy,
     conditional_response,

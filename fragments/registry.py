@@ -31,7 +31,7 @@ from litestar import Request
 from markupsafe import Markup, escape
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fragments.caching import CachePolicy, add_surrogate_keys, render_state, weak_etag
+from app.caching import CachePolicy, add_surrogate_keys, render_state, weak_etag
 
 __all__ = [
     "FAILURES",

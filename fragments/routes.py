@@ -8,7 +8,7 @@ from typing import Any
 from litestar import Request, Response, Router, get
 from litestar.exceptions import NotFoundException
 
-from fragments.caching import (
+from app.caching import (
     FALLBACK_CACHE_CONTROL,
     CachePolicy,
     conditional_response,

@@ -12,7 +12,7 @@ from typing import Any
 
 from litestar import Request, Response
 
-from fragments.caching import CachePolicy
+from app.caching import CachePolicy
 from fragments.keys import HOME, NAV, SITE
 from fragments.pages import public_get, render_page
 from fragments.registry import FragmentContext, FragmentData, fragment

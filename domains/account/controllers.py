@@ -12,6 +12,7 @@ from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import access
+from app.caching import ANONYMOUS_OPT
 from app.forms import InputProblems, form_page, parse_form, safe_next, see_other
 from app.limits import AUTH_FORMS, limited
 from app.responses import PRIVATE
@@ -23,7 +24,6 @@ from domains.account.guards import check_visible_profile
 from domains.account.models import User
 from domains.account.schemas import SCOPES, LoginForm, PasswordForm, ProfileForm, SignupInput, TokenForm
 from domains.account.services import AccountService, TokenService
-from fragments.caching import ANONYMOUS_OPT
 
 
 def _sign_in(request: Request[Any, Any, Any], user: User) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from advanced_alchemy.filters import LimitOffset, OrderBy
 
+from app.caching import CachePolicy
 from domains.account.keys import MEMBERS
 from domains.account.models import User
 from domains.account.services import AccountService
-from fragments.caching import CachePolicy
 from fragments.registry import FragmentContext, FragmentData, fragment
 
 

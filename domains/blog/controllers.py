@@ -12,6 +12,7 @@ from typing import Any
 from litestar import Request, Response
 from litestar.exceptions import NotFoundException
 
+from app.caching import CachePolicy, conditional_response, policy_headers
 from app.params import PageNumber
 from app.settings import Settings
 from domains.blog import feeds
@@ -21,7 +22,6 @@ from domains.blog.models import Post
 from domains.blog.renderer import reading_time
 from domains.blog.schemas import PER_PAGE
 from domains.blog.services import BlogService
-from fragments.caching import CachePolicy, conditional_response, policy_headers
 from fragments.pages import public_get, render_page
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import access
+from app.caching import ANONYMOUS_OPT
 from app.jobs import enqueue
 from app.limits import INBOX, Limiter, app_limiter
 from app.params import MAX_PAGE
@@ -30,7 +31,6 @@ from federation.activitypub.processor import InboxPayload
 from federation.activitypub.safe_fetch import MalformedJSON, decode_json
 from federation.activitypub.signatures import SignatureError, SignedMessage, signature_key_id, verify_request
 from federation.activitypub.urls import DOMAIN_ACTORS, host_of, http_url
-from fragments.caching import ANONYMOUS_OPT
 
 log = logging.getLogger("rose_ash.federation.inbox")
 

@@ -32,13 +32,13 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.access import Access, Reach, access_of
+from app.caching import CachePolicy
 from domains.account.models import User
 from domains.account.services import TokenService
 from federation.activitypub.core import DOMAIN_ACTORS
 from federation.activitypub.models import Activity, APObject, DomainBlock, Report
 from federation.oauth.scopes import SCOPE_TEXT
 from federation.oauth.store import OAuthStore
-from fragments.caching import CachePolicy
 from fragments.registry import registry
 from tests.helpers.web import login, post_form, signup
 

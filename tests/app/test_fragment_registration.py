@@ -7,7 +7,7 @@ import importlib
 import pytest
 
 import fragments.registry as fragment_registry
-from fragments.caching import CachePolicy
+from app.caching import CachePolicy
 from fragments.registry import FragmentContext, FragmentData, fragment, registry
 
 

@@ -16,9 +16,9 @@ import pytest
 from litestar import Litestar
 from litestar.routes import HTTPRoute
 
+from app.caching import CACHEABLE, POLICY_OPT_KEY, CachePolicy
 from app.headers import PERMISSIONS_POLICY, document_csp, merge_csp, parse_csp, resource_csp
 from app.settings import Settings
-from fragments.caching import CACHEABLE, POLICY_OPT_KEY, CachePolicy
 from tests.fragments.test_fragment_headers import cacheable_urls
 from tests.helpers.web import login, signup
 

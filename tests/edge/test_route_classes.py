@@ -18,8 +18,8 @@ from litestar.routes import HTTPRoute
 from litestar.utils import normalize_path
 
 from app import create_app
+from app.caching import CACHEABLE, POLICY_OPT_KEY
 from app.settings import Settings
-from fragments.caching import CACHEABLE, POLICY_OPT_KEY
 from fragments.edge import STATIC_SHAPES, RouteShape, _overlaps_and_wins, render_vcl, route_shapes, sample_url
 from tests.conftest import require_tool
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from litestar import Request, Response
 
-from fragments.caching import CACHE_CONTROL, CachePolicy
+from app.caching import CACHE_CONTROL, CachePolicy
 from fragments.pages import public_get, render_page
 from fragments.registry import FAILURES, FragmentContext, FragmentData, fragment, registry
 from tests.helpers.web import signup
@@ -173,7 +173,7 @@ def test_policy_strings_match_the_design_table() -> None:
 @public_get("/test-plain-template", name="test:plain-template")
 async def plain_template(request: Request[Any, Any, Any]) -> Response[bytes]:
     """A public handler that renders its template itself and calls conditional_response (as forge does)."""
-    from fragments.caching import conditional_response
+    from app.caching import conditional_response
 
     env = request.app.template_engine.engine  # type: ignore[union-attr]
     html = env.get_template("home.html").render({"request": request})

@@ -9,7 +9,7 @@ import pytest
 from litestar import Litestar
 from litestar.routes import HTTPRoute
 
-from fragments.caching import CACHE_CONTROL, CACHEABLE, POLICY_OPT_KEY, CachePolicy, etag_matches, weak_etag
+from app.caching import CACHE_CONTROL, CACHEABLE, POLICY_OPT_KEY, CachePolicy, etag_matches, weak_etag
 from fragments.registry import registry
 from tests.helpers.web import signup
 

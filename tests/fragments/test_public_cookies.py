@@ -17,7 +17,7 @@ from litestar.routes import HTTPRoute
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from fragments.caching import CachePolicy
+from app.caching import CachePolicy
 from fragments.registry import registry
 from tests.helpers.web import CSRF_FIELD, signup
 

@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.caching import CachePolicy
 from app.jobs import Job
 from domains.account.models import User
 from domains.account.schemas import SignupInput
@@ -30,7 +31,6 @@ from domains.blog.models import PAGE, POST, Post, PostAuthor, PostTag, Tag
 from domains.blog.schemas import NavLink, PostInput
 from domains.blog.services import BlogService, NavigationService, with_relations
 from forge.models import ForgeRepo
-from fragments.caching import CachePolicy
 from fragments.keys import RELEASE_ONLY
 from fragments.purge import PURGE_KIND
 from fragments.registry import registry
