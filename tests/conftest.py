@@ -7,6 +7,7 @@ service fails the run instead of skipping it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import uuid
@@ -14,9 +15,14 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import MetaData, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.settings import Settings
+# Cheap argon2 parameters for every hash made in this process and in the servers it starts
+# (set before domains.account.passwords is imported; test_passwords.py checks production's).
+os.environ.setdefault("ROSE_ASH_PASSWORD_HASH_COST", "test")
+
+from app.settings import Settings  # noqa: E402
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_URL = os.environ.get("ROSE_ASH_TEST_DATABASE_URL", "")
@@ -58,16 +64,89 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+def _metadata() -> MetaData:
+    from advanced_alchemy.base import metadata_registry
+
+    import app.models  # noqa: F401
+
+    return metadata_registry.get(None)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every table created once per test process; each test gets a copy of this file."""
+    from app.db import make_engine
+
+    path = tmp_path_factory.mktemp("schema") / "template.sqlite3"
+
+    async def create() -> None:
+        eng = make_engine(f"sqlite+aiosqlite:///{path}")
+        try:
+            async with eng.begin() as conn:
+                await conn.run_sync(_metadata().create_all)
+        finally:
+            await eng.dispose()  # the last connection checkpoints the WAL into the file
+
+    asyncio.run(create())
+    assert not path.with_name(path.name + "-wal").exists()
+    return path
+
+
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
-    """One throw-away PostgreSQL database per test process, so parallel runs never collide."""
+    """One throw-away PostgreSQL database per test process (so xdist workers never collide),
+    with every table created once; the ``engine`` fixture empties them before each test."""
     if not PG_URL:
         yield ""
         return
     from tests.helpers.pg import pg_database as make_database
 
     with make_database("test") as url:
+        asyncio.run(_pg_recreate(url))
         yield url
+
+
+_PG_OBJECTS = text(
+    "SELECT c.relkind::text, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE n.nspname = 'public' ORDER BY 1, 2"
+)
+# The objects each per-process database held right after its tables were created.
+_pg_expected: dict[str, list[tuple[str, str]]] = {}
+
+
+async def _pg_recreate(url: str) -> None:
+    from app.db import make_engine
+
+    eng = make_engine(url)
+    try:
+        async with eng.begin() as conn:
+            await conn.execute(text("DROP SCHEMA public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+            await conn.run_sync(_metadata().create_all)
+            _pg_expected[url] = [(kind, name) for kind, name in await conn.execute(_PG_OBJECTS)]
+    finally:
+        await eng.dispose()
+
+
+async def _pg_reset(eng: AsyncEngine, url: str) -> None:
+    """Empty every table, children first, in one transaction, and restart any sequence.
+
+    DELETE, not TRUNCATE: on a few dozen small tables it takes milliseconds where TRUNCATE
+    takes about a second. If a test left an object the models don't make (or dropped one),
+    the schema is rebuilt instead, so no test ever sees another's leftovers.
+    """
+    async with eng.begin() as conn:
+        objects = [(kind, name) for kind, name in await conn.execute(_PG_OBJECTS)]
+    if objects != _pg_expected.get(url):
+        await eng.dispose()
+        await _pg_recreate(url)
+        return
+    async with eng.begin() as conn:
+        for table in reversed(_metadata().sorted_tables):
+            await conn.execute(table.delete())
+        for kind, name in objects:
+            if kind == "S":
+                await conn.execute(text(f'ALTER SEQUENCE "{name}" RESTART'))
 
 
 @pytest.fixture
@@ -95,18 +174,20 @@ def database_url(db_kind: str, tmp_path: Path, pg_database: str) -> str:
 
 
 @pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    """A database with every table created empty (PostgreSQL tables are reset per test)."""
-    from advanced_alchemy.base import metadata_registry
-
-    import app.models  # noqa: F401
+async def engine(database_url: str, db_kind: str, sqlite_template: Path) -> AsyncIterator[AsyncEngine]:
+    """A database with every table created empty: SQLite copies the per-process template file,
+    PostgreSQL empties the per-process database's tables."""
     from app.db import make_engine
 
-    metadata = metadata_registry.get(None)
-    eng = make_engine(database_url)
-    async with eng.begin() as conn:
-        await conn.run_sync(metadata.drop_all)
-        await conn.run_sync(metadata.create_all)
+    if db_kind == "sqlite":
+        target = Path(make_url(database_url).database or "")
+        for stale in (target.with_name(target.name + "-wal"), target.with_name(target.name + "-shm")):
+            stale.unlink(missing_ok=True)
+        shutil.copyfile(sqlite_template, target)
+        eng = make_engine(database_url)
+    else:
+        eng = make_engine(database_url)
+        await _pg_reset(eng, database_url)
     try:
         yield eng
     finally:

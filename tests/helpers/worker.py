@@ -15,6 +15,7 @@ def start_worker(database_url: str, data_dir: Path, log_path: Path, *args: str) 
     """``rose-ash worker`` with the settings the web app would have (same database and data dir)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROSE_ASH_")}
     env.update({
+        "ROSE_ASH_PASSWORD_HASH_COST": os.environ.get("ROSE_ASH_PASSWORD_HASH_COST", "test"),
         "ROSE_ASH_DATABASE_URL": database_url,
         "ROSE_ASH_DATA_DIR": str(data_dir),
         "ROSE_ASH_SECRET_KEY": "worker-test-secret-0123456789abcdef",
