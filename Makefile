@@ -34,9 +34,11 @@ run: migrate
 	ROSE_ASH_BASE_URL="$${ROSE_ASH_BASE_URL:-http://$(HOST):$(PORT)}" ROSE_ASH_WORKER_IN_PROCESS=true \
 	  $(BIN)/rose-ash run --host $(HOST) --port $(PORT)
 
-## Set up and run the whole test suite (PostgreSQL/Redis legs when their URLs are set).
+## Set up and run the whole test suite (PostgreSQL/Redis legs when their URLs are set), one
+## pytest-xdist worker per core (TEST_WORKERS=0 runs in one process), slowest 20 listed at the end.
+TEST_WORKERS ?= auto
 test: $(STAMP) $(INTEROP_STAMPS)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadscope --durations=20 $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 # (set before domains.account.passwords is imported; test_passwords.py checks production's).
 os.environ.setdefault("ROSE_ASH_PASSWORD_HASH_COST", "test")
 
-from app.settings import Settings  # noqa: E402
+from app.settings import Settings
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 PG_URL = os.environ.get("ROSE_ASH_TEST_DATABASE_URL", "")

@@ -126,10 +126,13 @@ async def test_one_decorator_registers_a_fragment(client) -> None:  # type: igno
         """Says hello."""
         return FragmentData({"who": ctx.params.get("who", "world")}, keys=("hello",), seed=ctx.params.get("who"))
 
-    try:
-        from app.templating import TEMPLATES_DIR
+    # The template lives in this app's Jinja loader, not in templates/: a file written into the
+    # source tree would be seen by other test processes (xdist workers collect templates/*.html).
+    from jinja2 import ChoiceLoader, DictLoader
 
-        (TEMPLATES_DIR / "fragments" / "_test_hello.html").write_text("<p>hello {{ who }}</p>")
+    env = client.app.template_engine.engine
+    env.loader = ChoiceLoader([DictLoader({"fragments/_test_hello.html": "<p>hello {{ who }}</p>"}), env.loader])
+    try:
         response = await client.get("/f/test/hello?who=ann")
         assert response.text == "<p>hello ann</p>"
         assert response.headers["surrogate-key"] == "hello"
@@ -140,7 +143,6 @@ async def test_one_decorator_registers_a_fragment(client) -> None:  # type: igno
         assert (await client.get("/embed/test-hello")).status_code == 200
     finally:
         registry.remove("test.hello")
-        (TEMPLATES_DIR / "fragments" / "_test_hello.html").unlink(missing_ok=True)
 
 
 def test_decorator_validates_names_and_classes() -> None:

@@ -204,7 +204,8 @@ class AppServer:
 @contextmanager
 def app_server(tmp_path: Path, *, name: str = "app", database_url: str | None = None,
                extra_env: dict[str, str] | None = None, port: int | None = None) -> Iterator[AppServer]:
-    """Migrate a fresh database (a copy of one migrated per test process) and serve the app on 127.0.0.1 until the block ends."""
+    """Migrate a fresh database (a copy of one migrated per test process) and serve the app on
+    127.0.0.1 until the block ends."""
     port = port or free_port()
     data_dir = tmp_path / name
     data_dir.mkdir(parents=True, exist_ok=True)
