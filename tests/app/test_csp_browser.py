@@ -65,8 +65,7 @@ def test_main_pages_run_under_the_policy(tmp_path: Path, browser_binary: str,
     with app_server(tmp_path, database_url=server_database_url, extra_env=env) as server, \
             browser(tmp_path, browser_binary) as page:
         base = server.base_url
-        server.cli("users", "create", "--username", "wren", "--email", "wren@example.org", "--password", PASSWORD)
-        server.cli("blog", "grant-author", "wren")
+        server.create_user("wren", PASSWORD, author=True)
         created = server.cli("oauth", "create-client", "--name", "Garden Planner",
                              "--redirect-uri", "http://127.0.0.1:9/callback", "--scope", "openid profile")
         client_id = json.loads(created.stdout.strip().splitlines()[-1])["client_id"]

@@ -143,8 +143,7 @@ def test_chromium_finds_no_dead_link_anonymous_or_signed_in(tmp_path: Path, brow
 
     with app_server(tmp_path, extra_env={"ROSE_ASH_WORKER_IN_PROCESS": "false"}) as server, \
             chromium(tmp_path, browser_binary) as page:
-        server.cli("users", "create", "--username", "yara", "--email", "yara@example.org",
-                   "--password", "correct horse battery staple")
+        server.create_user("yara", "correct horse battery staple")
         httpx.get(server.base_url + "/")  # warm up: a cold first render may exceed the inline deadlines
         anonymous = browser_crawl(page, server.base_url)
         page.goto(server.base_url + "/account/login")

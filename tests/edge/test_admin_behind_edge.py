@@ -29,8 +29,7 @@ def test_admin_reaches_the_editor_through_the_edge(tmp_path: Path, server_databa
     with app_server(tmp_path, database_url=server_database_url,
                     extra_env={"ROSE_ASH_WORKER_IN_PROCESS": "false"}) as server, \
             varnish_in_front(server.port, tmp_path) as edge:
-        server.cli("users", "create", "--username", "ada", "--email", "ada@example.org", "--password", PASSWORD,
-                   "--admin")
+        server.create_user("ada", PASSWORD, admin=True)
         # The public host is the app's (the edge forwards Host as a real deployment's would).
         host = {"Host": f"127.0.0.1:{server.port}"}
         with httpx.Client(base_url=edge, headers=host) as anon:

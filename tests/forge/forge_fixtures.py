@@ -157,8 +157,7 @@ def _make_forge(tmp: Path, db_kind: str, extra_env: dict[str, str] | None = None
             forge.work.mkdir()
             (forge.work / ".gitconfig").write_text("[init]\n\tdefaultBranch = main\n[protocol]\n\tversion = 2\n")
             for user in ("alice", "bob", "carol"):
-                server.cli("users", "create", "--username", user, "--email", f"{user}@example.org",
-                           "--password", PASSWORD)
+                server.create_user(user, PASSWORD)
             # Tokens in-process (each ``rose-ash`` call boots the whole app: seconds on a busy host).
             wanted = {"alice": ["repo:write", "api"], "bob": ["repo:write", "api"], "carol": ["repo:write", "api"],
                       "alice-ro": ["repo:read"]}

@@ -19,8 +19,7 @@ def test_javascript_on_fills_holes_and_navigates_with_htmx(tmp_path: Path, brows
 
     with app_server(tmp_path, extra_env={"ROSE_ASH_WORKER_IN_PROCESS": "false"}) as server, \
             chromium(tmp_path, browser_binary) as page:
-        server.cli("users", "create", "--username", "yara", "--email", "yara@example.org",
-                   "--password", "correct horse battery staple")
+        server.create_user("yara", "correct horse battery staple")
         httpx.get(server.base_url + "/")  # warm up: a cold first render may exceed the inline deadlines
         page.goto(server.base_url + "/")
         page.wait_for("window.htmx !== undefined")

@@ -50,8 +50,7 @@ def test_real_varnish_in_front_of_the_app(tmp_path: Path) -> None:
             hole = httpx.get(edge + "/f/me/account-menu")
             assert hole.headers["x-cache"] == "MISS" and hole.headers["cache-control"] == "private, no-cache"
 
-        server.cli("users", "create", "--username", "walt", "--email", "walt@example.org",
-                   "--password", "correct horse battery staple")
+        server.create_user("walt", "correct horse battery staple")
         assert "@walt" not in httpx.get(edge + "/").text  # still the cached copy
 
         # Purge by key (the worker's code path), then the page is a miss with the new member.

@@ -128,6 +128,20 @@ def _prepare_database(database_url: str | None, data_dir: Path) -> bool:
     return False
 
 
+_domains_loaded = False
+
+
+def _load_every_domain(settings: object) -> None:
+    """Build the app once in this process, as the ``rose-ash`` command does before any command:
+    domains register their listeners (a member's actor and key, blog author pages) on import."""
+    global _domains_loaded
+    if not _domains_loaded:
+        from app import create_app
+
+        create_app(settings)  # type: ignore[arg-type]
+        _domains_loaded = True
+
+
 @dataclass
 class AppServer:
     base_url: str
@@ -165,6 +179,7 @@ class AppServer:
         from app.settings import Settings
 
         settings = Settings.from_env(self.env)
+        _load_every_domain(settings)
         with ThreadPoolExecutor(max_workers=1) as pool:
             return pool.submit(with_session, settings, work).result()
 

@@ -23,8 +23,7 @@ PASSWORD = "correct horse battery staple"
 
 
 def signed_in_browser(server: AppServer, username: str) -> httpx.Client:
-    server.cli("users", "create", "--username", username, "--email", f"{username}@example.org",
-               "--password", PASSWORD)
+    server.create_user(username, PASSWORD)
     browser = httpx.Client(base_url=server.base_url, timeout=15)
     page = browser.get("/account/login")
     match = CSRF.search(page.text)

@@ -46,7 +46,7 @@ def test_sso_between_two_hosts_with_sign_out_propagation(tmp_path: Path, server_
     hosts = f"blog=blog.coop.test:{port},market=market.coop.test:{port}"
     with app_server(tmp_path, database_url=server_database_url, port=port,
                     extra_env={"ROSE_ASH_DOMAIN_HOSTS": hosts}) as server:
-        server.cli("users", "create", "--username", "alice", "--email", "alice@example.org", "--password", PASSWORD)
+        server.create_user("alice", PASSWORD)
         browser = Browser("127.0.0.1", server.port, ["127.0.0.1", "blog.coop.test", "market.coop.test"])
 
         # Signed out everywhere: the blog sends the visitor to the authorization server's sign-in page.
