@@ -6,12 +6,14 @@ No browser downloads and no driver binary: ``/usr/bin/chromium`` (Debian) plus t
 
 from __future__ import annotations
 
+import atexit
 import json
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -75,32 +77,85 @@ def chromium_path() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
-@contextmanager
-def chromium(tmp_path: Path, binary: str) -> Iterator[Page]:
-    profile = tmp_path / "chromium-profile"
-    profile.mkdir(parents=True, exist_ok=True)
-    log = (tmp_path / "chromium.log").open("wb")
-    proc = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    try:
+class _Browser:
+    """One headless Chromium per test process; each test gets a fresh browser context (its own
+    cookies, storage and cache, like an incognito window) and a new tab in it."""
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self.stack = ExitStack()
+        self.dir = Path(tempfile.mkdtemp(prefix="rose-ash-chromium-"))
+        self.log_path = self.dir / "chromium.log"
+        profile = self.dir / "profile"
+        profile.mkdir()
+        self.log = self.log_path.open("wb")
+        self.proc = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 30
         while not port_file.exists() or not port_file.read_text().strip():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError((tmp_path / "chromium.log").read_text()[-3000:])
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError(self.log_path.read_text()[-3000:])
             time.sleep(0.1)
-        port = int(port_file.read_text().split()[0])
-        targets = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json()
-        page_target = next(t for t in targets if t.get("type") == "page")
-        with connect(page_target["webSocketDebuggerUrl"], max_size=None, open_timeout=10) as ws:
-            page = Page(ws)
-            page.call("Page.enable")
-            page.call("Runtime.enable")
-            yield page
-    finally:
-        proc.terminate()
+        self.port = int(port_file.read_text().split()[0])
+        version = httpx.get(f"http://127.0.0.1:{self.port}/json/version", timeout=5).json()
+        self.ws = self.stack.enter_context(connect(version["webSocketDebuggerUrl"], max_size=None, open_timeout=10))
+        self.control = Page(self.ws)  # the browser target: creates and disposes contexts
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    @contextmanager
+    def new_page(self) -> Iterator[Page]:
+        context = self.control.call("Target.createBrowserContext", disposeOnDetach=True)["browserContextId"]
         try:
-            proc.wait(timeout=10)
+            target = self.control.call("Target.createTarget", url="about:blank", browserContextId=context)["targetId"]
+            with connect(f"ws://127.0.0.1:{self.port}/devtools/page/{target}", max_size=None, open_timeout=10) as ws:
+                page = Page(ws)
+                page.call("Page.enable")
+                page.call("Runtime.enable")
+                yield page
+        finally:
+            if self.alive():
+                self.control.call("Target.disposeBrowserContext", browserContextId=context)
+
+    def close(self) -> None:
+        self.stack.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_browser: _Browser | None = None
+
+
+def _shared_browser(binary: str) -> _Browser:
+    global _browser
+    if _browser is not None and (not _browser.alive() or _browser.binary != binary):
+        _browser.close()
+        _browser = None
+    if _browser is None:
+        _browser = _Browser(binary)
+        atexit.register(_browser.close)
+    return _browser
+
+
+@contextmanager
+def chromium(tmp_path: Path, binary: str) -> Iterator[Page]:
+    """A new tab in a fresh browser context of this process's Chromium (started on first use:
+    a Chromium start costs seconds, a context milliseconds). ``tmp_path`` receives the browser
+    log if the test fails in the browser."""
+    browser = _shared_browser(binary)
+    try:
+        with browser.new_page() as page:
+            yield page
+    except BaseException:
+        if browser.log_path.exists():
+            shutil.copyfile(browser.log_path, tmp_path / "chromium.log")
+        raise
