@@ -37,6 +37,7 @@ from app.health import healthz
 from app.identity import TokenGrant
 from app.installed import INSTALLED, csrf_exempt, csrf_public_get
 from app.limits import make_limiter
+from app.head import answer_head_as_get
 from app.logs import configure_logging, request_logging_middleware
 from app.security import AuthMiddleware, access_guard, make_csrf_config, make_session_config
 from app.settings import Settings
@@ -157,7 +158,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     from federation.oauth.sso import SSOMiddleware
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[healthz, static],  # the rest come with the installed domains
         plugins=[
             *INSTALLED,
@@ -200,3 +201,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=None,
         debug=settings.debug,
     )
+    answer_head_as_get(app)  # HEAD is served by every GET route (app/head.py)
+    return app
