@@ -32,12 +32,12 @@ from app import access
 from app.cli import RoseAshCLIPlugin
 from app.db import make_alchemy_config
 from app.errors import exception_handler
+from app.head import answer_head_as_get
 from app.headers import SecurityHeaders
 from app.health import healthz
 from app.identity import TokenGrant
 from app.installed import INSTALLED, csrf_exempt, csrf_public_get
 from app.limits import make_limiter
-from app.head import answer_head_as_get
 from app.logs import configure_logging, request_logging_middleware
 from app.security import AuthMiddleware, access_guard, make_csrf_config, make_session_config
 from app.settings import Settings

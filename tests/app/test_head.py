@@ -2,17 +2,7 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
-
-import httpx
 import pytest
-
-from tests.conftest import DB_KINDS
 
 pytestmark = pytest.mark.anyio
 
