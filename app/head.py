@@ -12,9 +12,11 @@ GET is safe (§9.2.1), so running its handler for HEAD has no effect a GET would
 
 from __future__ import annotations
 
+from typing import cast
+
 from litestar import Litestar
 from litestar.exceptions import MethodNotAllowedException, NotFoundException
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 from litestar.utils import normalize_path
 
 __all__ = ["answer_head_as_get"]
@@ -36,9 +38,11 @@ def answer_head_as_get(app: Litestar) -> None:
     inner: ASGIApp = app.asgi_handler
 
     async def handler(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "HEAD" or not _serves_get(app, scope["path"]):
+        if scope["type"] != "http" or cast("HTTPScope", scope)["method"] != "HEAD" \
+                or not _serves_get(app, scope["path"]):
             await inner(scope, receive, send)
             return
+        as_get: HTTPScope = {**cast("HTTPScope", scope), "method": "GET"}
 
         async def headers_only(message: Message) -> None:
             if message["type"] == "http.response.body":
@@ -48,6 +52,6 @@ def answer_head_as_get(app: Litestar) -> None:
             await send(message)
 
         # A copy: the server keeps its own scope, whose method it reads to know that no body follows.
-        await inner({**scope, "method": "GET"}, receive, headers_only)  # type: ignore[typeddict-item]
+        await inner(as_get, receive, headers_only)
 
     app.asgi_handler = handler
