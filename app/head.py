@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import cast
 
 from litestar import Litestar
+from litestar.enums import ScopeType
 from litestar.exceptions import MethodNotAllowedException, NotFoundException
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 from litestar.utils import normalize_path
@@ -38,7 +39,7 @@ def answer_head_as_get(app: Litestar) -> None:
     inner: ASGIApp = app.asgi_handler
 
     async def handler(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or cast("HTTPScope", scope)["method"] != "HEAD" \
+        if scope["type"] != ScopeType.HTTP or cast("HTTPScope", scope)["method"] != "HEAD" \
                 or not _serves_get(app, scope["path"]):
             await inner(scope, receive, send)
             return
