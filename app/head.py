@@ -12,8 +12,6 @@ GET is safe (§9.2.1), so running its handler for HEAD has no effect a GET would
 
 from __future__ import annotations
 
-from typing import cast
-
 from litestar import Litestar
 from litestar.enums import ScopeType
 from litestar.exceptions import MethodNotAllowedException, NotFoundException
@@ -39,11 +37,11 @@ def answer_head_as_get(app: Litestar) -> None:
     inner: ASGIApp = app.asgi_handler
 
     async def handler(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP or cast("HTTPScope", scope)["method"] != "HEAD" \
+        if scope["type"] != ScopeType.HTTP or scope["method"] != "HEAD" \
                 or not _serves_get(app, scope["path"]):
             await inner(scope, receive, send)
             return
-        as_get: HTTPScope = {**cast("HTTPScope", scope), "method": "GET"}
+        as_get: HTTPScope = {**scope, "method": "GET"}
 
         async def headers_only(message: Message) -> None:
             if message["type"] == "http.response.body":
