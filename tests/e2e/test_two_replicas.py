@@ -14,15 +14,16 @@ import re
 import signal
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import pytest
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy import Row, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.conftest import IN_CI, PG_URL, REDIS_URL, require_tool
 from tests.helpers.edge import varnish_in_front
@@ -30,6 +31,7 @@ from tests.helpers.pg import pg_database
 from tests.helpers.server import REPO_ROOT, ROSE_ASH, AppServer, free_port
 
 pytestmark = pytest.mark.e2e
+T = TypeVar("T")
 
 PASSWORD = "correct horse battery staple"
 AUTH_LIMIT = 6  # sign-in POSTs per client address per minute, counted in Redis across replicas
@@ -71,10 +73,11 @@ class Site:
     def repo_url(self, replica: int, path: str) -> str:
         return f"http://ada:{self.tokens['ada']}@127.0.0.1:{self.replicas[replica].port}/forge/ada/{path}"
 
-    def db(self, work):  # type: ignore[no-untyped-def]
+    def db(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run ``work`` in one transaction on the site's database, from this process."""
         from app.db import make_engine
 
-        async def run():  # type: ignore[no-untyped-def]
+        async def run() -> T:
             engine = make_engine(self.database_url)
             try:
                 async with async_sessionmaker(engine, expire_on_commit=False)() as session, session.begin():
@@ -153,10 +156,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                 site = Site(edge=edge, host=f"127.0.0.1:{edge_port}", replicas=replicas, workers=workers,
                             worker_logs=logs, database_url=database_url, work=work)
 
-                async def token(session):  # type: ignore[no-untyped-def]
+                async def token(session: AsyncSession) -> str:
                     from domains.account.services import AccountService, TokenService
 
                     user = await AccountService(session).by_username("ada")
+                    assert user is not None
                     return (await TokenService(session).issue(user, "git", ["repo:write", "api"]))[1]
 
                 site.tokens["ada"] = site.db(token)
@@ -229,7 +233,7 @@ def test_jobs_are_claimed_exactly_once_across_two_workers(site: Site) -> None:
 
     count = 120
 
-    async def add(session):  # type: ignore[no-untyped-def]
+    async def add(session: AsyncSession) -> set[str]:
         jobs = [await enqueue(session, PUBLISH_SCHEDULED, PublishScheduled(post_id=uuid.uuid4(),
                                                                            scheduled_for=datetime.now(UTC)))
                 for _ in range(count)]
@@ -237,7 +241,7 @@ def test_jobs_are_claimed_exactly_once_across_two_workers(site: Site) -> None:
 
     wanted = site.db(add)
 
-    async def left(session):  # type: ignore[no-untyped-def]
+    async def left(session: AsyncSession) -> list[Row[Any]]:
         rows = await session.execute(select(Job.id, Job.state, Job.attempts).where(Job.kind == PUBLISH_SCHEDULED))
         return [row for row in rows if str(row.id) in wanted]
 
@@ -261,7 +265,7 @@ def test_jobs_are_claimed_exactly_once_across_two_workers(site: Site) -> None:
 
 def test_rate_limits_are_counted_across_both_replicas(site: Site) -> None:
     address = "203.0.113.77"  # one client, alternating between the replicas
-    statuses = []
+    statuses: list[int] = []
     for attempt in range(AUTH_LIMIT + 2):
         with site.client(attempt % 2, address=address) as browser:
             page = browser.get("/account/login")
@@ -277,7 +281,7 @@ def test_rate_limits_are_counted_across_both_replicas(site: Site) -> None:
 
 
 def test_round_robin_reaches_both_replicas(site: Site) -> None:
-    served = set()
+    served: set[str | None] = set()
     for _ in range(6):
         with site.client() as browser:  # private pages pass the cache: each reaches a replica
             served.add(browser.get("/account/login").headers.get("x-rose-ash-served-by"))

@@ -55,8 +55,8 @@ def edge_vcl(backend_ports: int | Sequence[int], *, probe_interval: str = "2s") 
     if len(ports) == 1:
         section = re.sub(r'\.port = "\d+";', f'.port = "{ports[0]}";', block)
     else:
-        backends = [re.sub(r'\.port = "\d+";', f'.port = "{port}";', block).replace("backend app {", f"backend app{n} {{")
-                    for n, port in enumerate(ports)]
+        backends = [re.sub(r'\.port = "\d+";', f'.port = "{port}";', block)
+                    .replace("backend app {", f"backend app{n} {{") for n, port in enumerate(ports)]
         adds = "\n".join(f"  replicas.add_backend(app{n});" for n in range(len(ports)))
         pins = "\n".join(f'  if (req.http.X-Rose-Ash-Backend == "{n}") {{ set req.backend_hint = app{n}; }}'
                           for n in range(len(ports)))
