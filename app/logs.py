@@ -72,6 +72,7 @@ class JSONFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
+            "pid": record.process,  # which of several workers (rose-ash run -W N) said it
         }
         request_id = getattr(record, "request_id", None) or REQUEST_ID.get()
         if request_id is not None:
@@ -86,6 +87,7 @@ class JSONFormatter(logging.Formatter):
 
 def configure_logging(level: str) -> None:
     root = logging.getLogger("rose_ash")
+    jobs = logging.getLogger("app.jobs")  # the kernel's job queue and worker (app/jobs)
     if any(getattr(h, "_rose_ash", False) for h in root.handlers):
         root.setLevel(level.upper())
         return
@@ -96,6 +98,11 @@ def configure_logging(level: str) -> None:
     root.addHandler(handler)
     root.setLevel(level.upper())
     root.propagate = False
+    # The job worker's own lines (claims, retries, the machine's worker lock) in the same JSON;
+    # it still propagates, as it did, to whatever the host process configured at the root.
+    jobs.addHandler(handler)
+    if jobs.level == logging.NOTSET:
+        jobs.setLevel(level.upper())
 
 
 def request_logging_middleware(app: ASGIApp) -> ASGIApp:
