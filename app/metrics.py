@@ -29,7 +29,6 @@ from litestar.exceptions import NotFoundException
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.response import Response
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
     Counter,
@@ -38,6 +37,7 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -175,7 +175,8 @@ class MetricsController(PrometheusController):
         jobs = await job_counts(db_session)
         registry = CollectorRegistry()
         registry.register(_ScrapeTime(recorded_registry(), jobs))  # type: ignore[arg-type]
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST,
+        # The classic text format (0.0.4), which every Prometheus reads; our names need nothing newer.
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_PLAIN_0_0_4.removesuffix("; charset=utf-8"),
                         headers={"Cache-Control": "no-store"})
 
 
