@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -125,6 +126,17 @@ async def test_two_workers_one_job_worker_sigterm_stops_all(
         assert int((Path(env["ROSE_ASH_DATA_DIR"]) / "job-worker.lock").read_text()) == holder
         metrics = (await client.get("/metrics")).text
         assert "rose_ash_in_process_job_workers 1.0" in metrics
+
+        # 500 connections that send nothing (issue 13, bad input): everybody else is still served,
+        # uvicorn's --limit-concurrency (1000 per worker, app/cli.py) is well above them.
+        idle = [socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1]))) for _ in range(500)]
+        try:
+            async with httpx.AsyncClient(base_url=base, timeout=10) as other:
+                for _ in range(10):
+                    assert (await other.get("/healthz", headers={"Connection": "close"})).status_code == 200
+        finally:
+            for sock in idle:
+                sock.close()
 
         # A job enqueued as the web app would is run exactly once, by the holder.
         settings = Settings.from_env({}, data_dir=Path(env["ROSE_ASH_DATA_DIR"]),
