@@ -114,3 +114,19 @@ async def test_a_failing_job_increments_job_failures(settings: Settings, engine:
         text = (await client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})).text
     assert sample(text, 'rose_ash_job_failures_total{kind="test.metrics-fails"}') == before + 1
     assert sample(text, 'rose_ash_jobs{kind="test.metrics-fails",state="queued"}') == 1  # to retry
+
+
+def test_a_failed_delivery_counts_for_its_host() -> None:
+    from federation.activitypub.delivery import Outcome, _record
+    from federation.activitypub.models import Host
+
+    def count() -> float:
+        return REGISTRY.get_sample_value("rose_ash_delivery_failures_total", {"host": "peer.example"}) or 0.0
+
+    host = Host(host="peer.example", consecutive_failures=0)
+    before = count()
+    _record(None, host, Outcome(status=202), last=False, scale=1.0)
+    assert count() == before  # a success is no failure
+    _record(None, host, Outcome(status=503, error="HTTP 503"), last=False, scale=1.0)
+    _record(None, host, Outcome(error="ConnectError: refused"), last=True, scale=1.0)
+    assert count() == before + 2
