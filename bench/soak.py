@@ -26,6 +26,7 @@ import itertools
 import json
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -122,18 +123,21 @@ async def seed(data_dir: Path) -> None:
             owner = await AccountService(session).by_username(MEMBER)
             assert owner is not None
             repo = await RepoService(session, store).create(owner, "site")
-            bare = store.locate(repo.id)
-            work = data_dir / "seed-work"
-            git = ["git", "-c", "user.name=Soak", "-c", "user.email=soak@example.org"]
-            subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
-            for i in range(40):
-                (work / f"file{i}.txt").write_text(f"line {i}\n" * 200)
-                subprocess.run([*git, "-C", str(work), "add", "."], check=True)
-                subprocess.run([*git, "-C", str(work), "commit", "-q", "-m", f"commit {i}"], check=True)
-            subprocess.run(["git", "-C", str(work), "push", "-q", str(bare), "main"], check=True)
+            await asyncio.to_thread(populate, data_dir / "seed-work", store.locate(repo.id))
             await RepoService(session, store).sync_refs(repo.id, emit=False)
     finally:
         await engine.dispose()
+
+
+def populate(work: Path, bare: Path) -> None:
+    """40 commits of 40 small files pushed into the repository's bare directory."""
+    git = ["git", "-c", "user.name=Soak", "-c", "user.email=soak@example.org"]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
+    for i in range(40):
+        (work / f"file{i}.txt").write_text(f"line {i}\n" * 200)
+        subprocess.run([*git, "-C", str(work), "add", "."], check=True)
+        subprocess.run([*git, "-C", str(work), "commit", "-q", "-m", f"commit {i}"], check=True)
+    subprocess.run(["git", "-C", str(work), "push", "-q", str(bare), "main"], check=True)
 
 
 def signed_create(base: str, n: int) -> tuple[bytes, dict[str, str], str]:
@@ -197,7 +201,7 @@ async def drive(base: str, clone_url: str, seconds: float, connections: int, res
                         env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
                         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
                     _, err = await proc.communicate()
-                    subprocess.run(["rm", "-rf", str(target)], check=False)
+                    await asyncio.to_thread(shutil.rmtree, target, True)
                     results.clones += 1
                     if proc.returncode != 0:
                         results.clone_failures += 1
@@ -232,8 +236,8 @@ async def jobs_report(data_dir: Path, accepted: list[str], wait: float) -> dict[
         deadline = time.monotonic() + wait
         while True:
             async with engine.connect() as conn:
-                states = dict((await conn.execute(
-                    select(Job.state, func.count()).where(Job.repeat_seconds.is_(None)).group_by(Job.state))).tuples().all())
+                states = dict((await conn.execute(select(Job.state, func.count()).where(
+                    Job.repeat_seconds.is_(None)).group_by(Job.state))).tuples().all())
             pending = states.get(QUEUED, 0) + states.get(RUNNING, 0)
             if pending == 0 or time.monotonic() > deadline:
                 break

@@ -42,7 +42,8 @@ async def test_scrape_after_real_activity_and_refusal(settings: Settings, engine
             assert (await client.get("/healthz")).status_code == 200
         sm = make_sessionmaker(engine, settings)
         async with sm() as session, session.begin():
-            await enqueue(session, PUBLISH_SCHEDULED, PublishScheduled(post_id=uuid4(), scheduled_for=datetime.now(UTC)))
+            await enqueue(session, PUBLISH_SCHEDULED,
+                          PublishScheduled(post_id=uuid4(), scheduled_for=datetime.now(UTC)))
 
         scraped = await client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
         assert scraped.status_code == 200
