@@ -284,7 +284,7 @@ def main() -> None:
         while True:
             try:
                 if httpx.get(f"{base}/healthz", timeout=2).status_code == 200 and \
-                        len(server_pids(server.pid)) == args.workers + 1:
+                        len(server_pids(server.pid)) == (args.workers + 1 if args.workers > 1 else 1):
                     break
             except httpx.HTTPError:
                 pass
