@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from uuid import UUID, uuid4
 
 import anyio
@@ -230,7 +232,11 @@ async def test_unique_key_deduplicates_while_queued_or_running(sm: SessionMaker,
     assert await count_jobs(sm) == 3
 
 
-async def test_concurrent_enqueues_of_one_unique_key_make_one_job(sm: SessionMaker, reg: JobRegistry) -> None:
+async def test_concurrent_enqueues_of_one_unique_key_make_one_job(
+    sm: SessionMaker, reg: JobRegistry, engine: AsyncEngine
+) -> None:
+    from tests.helpers.inflight import in_flight
+
     results: list[UUID] = []
     reg.register("k", Label, noop_label)
 
@@ -241,11 +247,14 @@ async def test_concurrent_enqueues_of_one_unique_key_make_one_job(sm: SessionMak
             async with sm() as session, session.begin():
                 results.append((await enqueue(session, "k", Label(label="b"), unique_key="same", jobs=reg)).id)
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(second)  # waits on the first transaction's uncommitted row
-            await anyio.sleep(0.3)
-            assert results == []
-            await first.commit()
+        with in_flight(engine) as statements:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(second)  # waits on the first transaction's uncommitted row
+                # The first session is idle, so whatever the driver is executing is the second's,
+                # stuck behind the first's lock (PostgreSQL: confirmed in pg_locks).
+                await statements.wait_blocked("")
+                assert results == []
+                await first.commit()
     assert results == [job.id]
     assert await count_jobs(sm) == 1
 
@@ -613,7 +622,21 @@ async def test_shutdown_releases_a_job_that_outlives_the_grace(sm: SessionMaker,
     assert row.state == DONE and row.attempts == 1
 
 
-async def test_shutdown_lets_running_jobs_finish_and_claims_nothing_new(sm: SessionMaker, reg: JobRegistry) -> None:
+async def test_shutdown_lets_running_jobs_finish_and_claims_nothing_new(
+    sm: SessionMaker, reg: JobRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    draining = anyio.Event()
+
+    class Draining(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:  # the worker logs on the loop's thread
+            if "stopping: waiting up to" in record.getMessage():
+                draining.set()
+
+    jobs_log = logging.getLogger("app.jobs")
+    handler = Draining(logging.INFO)
+    jobs_log.addHandler(handler)
+    monkeypatch.setattr(jobs_log, "level", logging.INFO)
+    request_cleanup = jobs_log.removeHandler
     started = anyio.Event()
     gate = anyio.Event()
     finished: list[str] = []
@@ -625,16 +648,31 @@ async def test_shutdown_lets_running_jobs_finish_and_claims_nothing_new(sm: Sess
 
     reg.register("gated", Label, gated)
     first = await add(sm, "gated", Label(label="first"), reg)
-    worker = make_worker(sm, reg, concurrency=1, shutdown_grace=30.0)
+    # Two slots, so a free one is there to claim "second" with if stopping did not stop claims.
+    worker = make_worker(sm, reg, concurrency=2, shutdown_grace=30.0)
+    claims_after_stop: list[int] = []
+    real_claim = job_queue.claim_jobs
     stop = anyio.Event()
+
+    async def watched_claim(*args: Any, **kwargs: Any) -> Any:
+        claimed = await real_claim(*args, **kwargs)
+        if stop.is_set():
+            claims_after_stop.append(len(claimed))
+        return claimed
+
+    monkeypatch.setattr(job_queue, "claim_jobs", watched_claim)
     with anyio.fail_after(30):
         async with anyio.create_task_group() as tg:
             tg.start_soon(worker.run, stop)
             await started.wait()
             second = await add(sm, "gated", Label(label="second"), reg)
             stop.set()
-            await anyio.sleep(0.3)  # several poll intervals: nothing new may be claimed now
+            # No sleep: wait for the worker to say it is draining (its poll loop has ended), so
+            # nothing it could still claim is left to chance; then let the running job finish.
+            await draining.wait()
             gate.set()
+    request_cleanup(handler)
+    assert claims_after_stop in ([], [0])  # at most one claim already in flight when stop came
     assert finished == ["first"]
     assert (await load(sm, first.id)).state == DONE
     row = await load(sm, second.id)
