@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
@@ -626,17 +625,6 @@ async def test_shutdown_lets_running_jobs_finish_and_claims_nothing_new(
     sm: SessionMaker, reg: JobRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     draining = anyio.Event()
-
-    class Draining(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:  # the worker logs on the loop's thread
-            if "stopping: waiting up to" in record.getMessage():
-                draining.set()
-
-    jobs_log = logging.getLogger("app.jobs")
-    handler = Draining(logging.INFO)
-    jobs_log.addHandler(handler)
-    monkeypatch.setattr(jobs_log, "level", logging.INFO)
-    request_cleanup = jobs_log.removeHandler
     started = anyio.Event()
     gate = anyio.Event()
     finished: list[str] = []
@@ -648,8 +636,10 @@ async def test_shutdown_lets_running_jobs_finish_and_claims_nothing_new(
 
     reg.register("gated", Label, gated)
     first = await add(sm, "gated", Label(label="first"), reg)
-    # Two slots, so a free one is there to claim "second" with if stopping did not stop claims.
-    worker = make_worker(sm, reg, concurrency=2, shutdown_grace=30.0)
+    # Two slots, so a free one is there to claim "second" with if stopping did not stop claims;
+    # a long poll interval, so the only thing that wakes the loop after "first" is the stop itself
+    # (no poll can race the test to claim "second" before stop is set).
+    worker = make_worker(sm, reg, concurrency=2, shutdown_grace=30.0, poll_interval=60.0)
     claims_after_stop: list[int] = []
     real_claim = job_queue.claim_jobs
     stop = anyio.Event()
@@ -661,18 +651,24 @@ async def test_shutdown_lets_running_jobs_finish_and_claims_nothing_new(
         return claimed
 
     monkeypatch.setattr(job_queue, "claim_jobs", watched_claim)
+    real_drain = worker._drain
+
+    async def drain() -> None:  # the poll loop has returned: nothing more can be claimed
+        draining.set()
+        await real_drain()
+
+    monkeypatch.setattr(worker, "_drain", drain)
     with anyio.fail_after(30):
         async with anyio.create_task_group() as tg:
             tg.start_soon(worker.run, stop)
             await started.wait()
             second = await add(sm, "gated", Label(label="second"), reg)
             stop.set()
-            # No sleep: wait for the worker to say it is draining (its poll loop has ended), so
-            # nothing it could still claim is left to chance; then let the running job finish.
+            # No sleep: wait for the worker to start draining (its poll loop has ended), so nothing
+            # it could still claim is left to chance; then let the running job finish.
             await draining.wait()
             gate.set()
-    request_cleanup(handler)
-    assert claims_after_stop in ([], [0])  # at most one claim already in flight when stop came
+    assert claims_after_stop == []
     assert finished == ["first"]
     assert (await load(sm, first.id)).state == DONE
     row = await load(sm, second.id)
