@@ -180,15 +180,15 @@ def test_compose_like_boost_reply_with_javascript(tmp_path: Path, browser_binary
 
         # Like and boost are htmx swaps of this one note: same document, same URL.
         page.eval("window.__sameDocument = 'yes'")
-        assert button(page, note, "like") == "☆ Like (0)"
+        assert button(page, note, "like") == "☆ Like"
         page.eval(click(note, "like"))
         page.wait_for(f"document.querySelector('#{note} form[action$=\"/unlike\"]') !== null")
-        assert button(page, note, "unlike") == "★ Liked (1)"
-        assert button(page, note, "boost") == "🔁 Boost (0)"
+        assert button(page, note, "unlike") == "★ Liked 1"
+        assert button(page, note, "boost") == "🔁 Boost"
         page.wait_for(processed(f'#{note} form[action$="/boost"]'))
         page.eval(click(note, "boost"))
         page.wait_for(f"document.querySelector('#{note} form[action$=\"/unboost\"]') !== null")
-        assert button(page, note, "unboost") == "🔁 Boosted (1)"
+        assert button(page, note, "unboost") == "🔁 Boosted 1"
         # The swapped-in note carries a working form (and CSRF token): unlike it again, from the
         # keyboard this time, and the focus stays on the button that was pressed.
         page.wait_for(processed(f'#{note} form[action$="/unlike"]'))
@@ -197,7 +197,7 @@ def test_compose_like_boost_reply_with_javascript(tmp_path: Path, browser_binary
             page.call("Input.dispatchKeyEvent", type=kind, key="Enter", code="Enter", windowsVirtualKeyCode=13,
                       **({"text": "\r"} if kind == "keyDown" else {}))
         page.wait_for(f"document.querySelector('#{note} form[action$=\"/like\"]') !== null")
-        assert button(page, note, "like") == "☆ Like (0)"
+        assert button(page, note, "like") == "☆ Like"
         assert page.eval(f"document.activeElement === document.querySelector('#{note} form[action$=\"/like\"] button')")
         assert page.eval("window.__sameDocument") == "yes"
         assert page.eval("location.pathname") in TIMELINE
@@ -205,7 +205,7 @@ def test_compose_like_boost_reply_with_javascript(tmp_path: Path, browser_binary
         assert page.eval("document.querySelectorAll('article.note').length") == 1  # boosting didn't duplicate it
         # The server kept what the swaps showed.
         page.goto(server.base_url + "/social/")
-        assert button(page, note, "like") == "☆ Like (0)" and button(page, note, "unboost") == "🔁 Boosted (1)"
+        assert button(page, note, "like") == "☆ Like" and button(page, note, "unboost") == "🔁 Boosted 1"
         page.eval(click(note, "like"))
         page.wait_for(f"document.querySelector('#{note} form[action$=\"/unlike\"]') !== null")
 
@@ -222,7 +222,7 @@ def test_compose_like_boost_reply_with_javascript(tmp_path: Path, browser_binary
         assert reply != note
         assert page.eval(f"document.querySelector('#{note}').compareDocumentPosition("
                          f"document.querySelector('#{reply}')) & Node.DOCUMENT_POSITION_FOLLOWING")
-        assert button(page, note, "unlike") == "★ Liked (1)"  # the thread shows the like made on the timeline
+        assert button(page, note, "unlike") == "★ Liked 1"  # the thread shows the like made on the timeline
         screenshot(page, tmp_path / "screenshots" / "thread-mobile.png", 390, mobile=True)
         page.goto(server.base_url + "/social/")
         note_id(page, "A reply typed in Chromium")  # the reply is on the home timeline too
@@ -254,12 +254,12 @@ def test_compose_like_boost_reply_without_javascript(tmp_path: Path, browser_bin
         # Each button is a form post answered by a 303 back to the timeline: a new document.
         submit(page, click(note, "like"), f"document.querySelector('#{note} form[action$=\"/unlike\"]') !== null")
         assert page.eval("location.pathname") in TIMELINE
-        assert button(page, note, "unlike") == "★ Liked (1)"
+        assert button(page, note, "unlike") == "★ Liked 1"
         submit(page, click(note, "boost"), f"document.querySelector('#{note} form[action$=\"/unboost\"]') !== null")
         assert page.eval("location.pathname") in TIMELINE
-        assert button(page, note, "unboost") == "🔁 Boosted (1)" and button(page, note, "unlike") == "★ Liked (1)"
+        assert button(page, note, "unboost") == "🔁 Boosted 1" and button(page, note, "unlike") == "★ Liked 1"
         submit(page, click(note, "unlike"), f"document.querySelector('#{note} form[action$=\"/like\"]') !== null")
-        assert button(page, note, "like") == "☆ Like (0)"
+        assert button(page, note, "like") == "☆ Like"
 
         # Likes made on the local timeline come back to the local timeline.
         page.goto(server.base_url + "/social/local")
