@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -157,6 +158,19 @@ def screenshot(page: Any, path: Path, width: int, *, mobile: bool) -> None:
         page.call("Emulation.clearDeviceMetricsOverride")
 
 
+def accept_dialog(page: Any) -> None:
+    """Answer OK to the confirm() dialog that is opening (hx-confirm)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            page.call("Page.handleJavaScriptDialog", accept=True)
+            return
+        except RuntimeError:  # no dialog yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def processed(selector: str) -> str:
     """A wait condition: htmx has bound the element (an element swapped in is in the DOM a moment
     before htmx processes it, and a click in that moment is a plain form post)."""
@@ -234,9 +248,17 @@ def test_compose_like_boost_reply_with_javascript(tmp_path: Path, browser_binary
         for width, mobile, name in ((1280, False, "desktop"), (390, True, "mobile")):
             screenshot(page, tmp_path / "screenshots" / f"timeline-{name}.png", width, mobile=mobile)
 
-        # Delete (a plain form post) removes the reply from the timeline.
+        # Delete is in the post's menu, and asks first (hx-confirm): accepting deletes the reply.
         reply = note_id(page, "A reply typed in Chromium")
-        submit(page, click(reply, "delete"), "document.querySelector('article.note') !== null")
+        page.eval(f"document.querySelector('#{reply} .note-menu summary').click()")
+        assert page.eval(f"document.querySelector('#{reply} a.note-delete').checkVisibility()")
+        page.eval("window.__oldDocument = true")
+        # confirm() blocks the page until answered: click from a timer, then answer the dialog.
+        page.eval(f"setTimeout(() => document.querySelector('#{reply} a.note-delete').click(), 0)")
+        accept_dialog(page)
+        page.wait_for("window.__oldDocument === undefined && document.readyState === 'complete'"
+                      " && document.querySelector('article.note') !== null")
+        assert "Post deleted." in page.eval("document.querySelector('.flash-success').textContent")
         assert page.eval("document.body.textContent.includes('A reply typed in Chromium')") is False
         note_id(page, "Hello from a real browser")
 
@@ -271,7 +293,17 @@ def test_compose_like_boost_reply_without_javascript(tmp_path: Path, browser_bin
         thread_path = page.eval("location.pathname")
         compose(page, "Replied with scripts off")
         assert page.eval("location.pathname") == thread_path
-        note_id(page, "Replied with scripts off")
+        reply = note_id(page, "Replied with scripts off")
+
+        # Delete, from the menu (a <details>, no script): a confirmation page, then the post.
+        page.eval(f"document.querySelector('#{reply} .note-menu summary').click()")
+        submit(page, f"document.querySelector('#{reply} a.note-delete').click()",
+               "document.querySelector('h1')?.textContent === 'Delete this post?'")
+        assert "Replied with scripts off" in page.eval("document.querySelector('main').textContent")
+        submit(page, "document.querySelector('main form button.button-danger').click()",
+               "document.querySelector('.flash-success') !== null")
+        assert page.eval("location.pathname") == thread_path
+        assert page.eval("document.body.textContent.includes('Replied with scripts off')") is False
 
 
 def test_follow_by_handle_and_approve_requests(tmp_path: Path, browser_binary: str, server: AppServer) -> None:
