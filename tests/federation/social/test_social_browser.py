@@ -513,6 +513,7 @@ def test_older_posts_load_in_place_with_javascript_and_as_a_page_without(
         assert page.eval("document.querySelector('.timeline .older')") is None  # that was the last page
         # The appended notes work: like the oldest one in place.
         oldest = note_id(page, "paged post 0")
+        page.wait_for(processed(f'#{oldest} form[action$="/like"]'))
         page.eval(click(oldest, "like"))
         page.wait_for(f"document.querySelector('#{oldest} form[action$=\"/unlike\"]') !== null")
 
