@@ -190,7 +190,8 @@ def test_no_page_overflows_and_the_phone_header_is_one_row(world: World, tmp_pat
         visit(page, world, "/", javascript)
         rows = page.eval("""(() => {
           const tops = ['.brand', '.nav-toggle-label', '#account-menu'].map(s => document.querySelector(s));
-          if (tops.some(e => !e || !e.checkVisibility())) return 'missing: ' + tops.map(e => !!e && e.checkVisibility());
+          const shown = tops.map(e => !!e && e.checkVisibility());
+          if (shown.includes(false)) return 'missing: ' + shown;
           const r = tops.map(e => e.getBoundingClientRect());
           return r.every(b => b.top < r[0].bottom && b.bottom > r[0].top) ? 'one row' : JSON.stringify(r);
         })()""")
@@ -198,7 +199,8 @@ def test_no_page_overflows_and_the_phone_header_is_one_row(world: World, tmp_pat
         assert page.eval("document.querySelector('.site-nav').checkVisibility()") is False
         page.eval("document.querySelector('.nav-toggle-label').click()")
         page.wait_for("document.querySelector('.site-nav').checkVisibility()")
-        links = page.eval("[...document.querySelectorAll('.site-nav a')].map(a => { const r = a.getBoundingClientRect();"
+        links = page.eval("[...document.querySelectorAll('.site-nav a')].map(a => {"
+                          " const r = a.getBoundingClientRect();"
                           " return [a.textContent, r.width > 0 && r.left >= 0 && r.right <= innerWidth]; })")
         assert links and all(inside for _label, inside in links), links
         assert page.eval("document.documentElement.scrollWidth <= innerWidth && innerWidth === 390")
@@ -209,7 +211,8 @@ def test_no_page_overflows_and_the_phone_header_is_one_row(world: World, tmp_pat
 
 AXE_RUN = """axe.run(document, {resultTypes: ['violations']}).then(r => JSON.stringify(
   r.violations.filter(v => %s.includes(v.impact)).map(v => ({id: v.id, impact: v.impact, help: v.help,
-    nodes: v.nodes.slice(0, 4).map(n => n.target.join(' ') + ' — ' + (n.failureSummary || '').split('\\n').slice(1).join(' '))}))))"""
+    nodes: v.nodes.slice(0, 4).map(n => n.target.join(' ') + ' — ' +
+      (n.failureSummary || '').split('\\n').slice(1).join(' '))}))))"""
 
 
 @pytest.mark.parametrize("javascript", [True, False], ids=["js", "no-js"])
