@@ -49,7 +49,7 @@ class MemberModerationController(Controller):
         return confirm_page(question=f"Block {who}?" if who else "Block this account?", button="Block",
                             detail="You won't see their posts, and they can no longer follow you or reply to you.",
                             action="/social/block", cancel=safe_next(next, "/social/blocks"),
-                            values={"actor": actor, "handle": handle, "next": next})
+                            values={k: v for k, v in {"actor": actor, "handle": handle, "next": next}.items() if v})
 
     @post("/block", status_code=303)
     async def block(self, request: HTMXRequest, moderation: MemberModeration) -> Response[None]:
