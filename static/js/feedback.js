@@ -11,8 +11,10 @@
     var elt = evt.detail && evt.detail.elt;
     if (!elt) { return null; }
     if (elt.tagName === "FORM") {
-      return (evt.detail.requestConfig && evt.detail.requestConfig.triggeringEvent &&
-              evt.detail.requestConfig.triggeringEvent.submitter) || elt.querySelector("[type=submit]");
+      // Only a submit sends the form's button; an autosave (input, change, a timer) leaves it alone.
+      var trigger = evt.detail.requestConfig && evt.detail.requestConfig.triggeringEvent;
+      if (!trigger || trigger.type !== "submit") { return null; }
+      return trigger.submitter || elt.querySelector("[type=submit]");
     }
     return elt.matches("button, input[type=submit]") ? elt : null;
   }
