@@ -19,20 +19,33 @@
     return elt.matches("button, input[type=submit]") ? elt : null;
   }
 
+  // Busy, not `disabled`: a disabled button loses focus, and htmx can only put focus back on the
+  // swapped-in button when it still had it. aria-disabled tells assistive technology; the capture
+  // listeners below swallow a second click or Enter while the first request is in flight.
   document.addEventListener("htmx:beforeRequest", function (evt) {
     var button = sender(evt);
-    // Buttons that already disable themselves (hx-disabled-elt) or want to stay live (autosave) keep their way.
+    // Buttons that already disable themselves (hx-disabled-elt) or want to stay live keep their way.
     if (!button || button.disabled || button.closest("[hx-disabled-elt], [data-stay-enabled]")) { return; }
-    button.disabled = true;
+    button.setAttribute("aria-disabled", "true");
     button.setAttribute("aria-busy", "true");
     button.classList.add("is-busy");
     evt.detail.elt.addEventListener("htmx:afterRequest", function done() {
       evt.detail.elt.removeEventListener("htmx:afterRequest", done);
-      button.disabled = false;
+      button.removeAttribute("aria-disabled");
       button.removeAttribute("aria-busy");
       button.classList.remove("is-busy");
     });
   });
+
+  function busy(evt) {
+    var target = evt.type === "submit" ? (evt.submitter || evt.target.querySelector("[aria-busy=true]")) : evt.target;
+    if (target && target.closest && target.closest("[aria-busy=true]")) {
+      evt.preventDefault();
+      evt.stopImmediatePropagation();
+    }
+  }
+  document.addEventListener("click", busy, true);
+  document.addEventListener("submit", busy, true);
 
   function toast(message, category) {
     var region = document.getElementById("toasts");

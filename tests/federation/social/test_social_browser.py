@@ -234,8 +234,9 @@ def test_compose_like_boost_reply_with_javascript(tmp_path: Path, browser_binary
         for width, mobile, name in ((1280, False, "desktop"), (390, True, "mobile")):
             screenshot(page, tmp_path / "screenshots" / f"timeline-{name}.png", width, mobile=mobile)
 
-        # Delete (a plain form post) removes the reply from the timeline.
+        # Delete asks first (hx-confirm: the test says yes), then removes the reply from the timeline.
         reply = note_id(page, "A reply typed in Chromium")
+        page.eval("window.confirm = () => true")
         submit(page, click(reply, "delete"), "document.querySelector('article.note') !== null")
         assert page.eval("document.body.textContent.includes('A reply typed in Chromium')") is False
         note_id(page, "Hello from a real browser")
