@@ -37,6 +37,7 @@ from app.headers import SecurityHeaders
 from app.health import healthz
 from app.identity import TokenGrant
 from app.installed import INSTALLED, csrf_exempt, csrf_public_get
+from app.kit import admin_pages
 from app.limits import make_limiter
 from app.logs import configure_logging, request_logging_middleware
 from app.metrics import PROMETHEUS, MetricsController, process_exited
@@ -130,6 +131,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         env.globals["fragment"] = inline_fragment
         env.globals["installed"] = installed  # a domain's links only when it is (fragments/site.py)
         env.globals["section_links"] = section_links
+        env.globals["admin_pages"] = admin_pages(INSTALLED)  # the admin home's sidebar and tabs (issue 14)
 
 
     @asynccontextmanager

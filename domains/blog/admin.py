@@ -15,11 +15,11 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.exceptions import NotFoundException
 from litestar.plugins.htmx import HTMXRequest, HTMXTemplate
-from litestar.response import Redirect, Template
+from litestar.response import Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import access
-from app.forms import InputProblems, parse_form, see_other
+from app.forms import InputProblems, confirm_page, done, parse_form, see_other
 from app.responses import PRIVATE
 from app.settings import Settings
 from domains.account.models import User
@@ -154,11 +154,19 @@ class BlogAdminController(Controller):
             return _editor(request, _editor_context(fresh, _values(fresh), message=message), push_url=where)
         return see_other(where, request, message)
 
+    @get("/posts/{post_id:uuid}/delete")
+    async def delete_confirm(self, request: Request[User, Any, Any], blog: BlogService, post_id: UUID) -> Template:
+        """Without JavaScript the Delete button opens this page; with it, ``hx-confirm`` asks."""
+        post = check_can_edit(request.user, await blog.get(post_id))
+        return confirm_page(question=f"Delete “{post.title}”?", detail="The post, its drafts and its history "
+                            "are removed for good.", action=f"/blog/admin/posts/{post.id}/delete",
+                            cancel=f"/blog/admin/posts/{post.id}")
+
     @post("/posts/{post_id:uuid}/delete", status_code=303)
-    async def delete(self, request: Request[User, Any, Any], blog: BlogService, post_id: UUID) -> Redirect:
+    async def delete(self, request: Request[User, Any, Any], blog: BlogService, post_id: UUID) -> Response[None]:
         post = check_can_edit(request.user, await blog.get(post_id))
         await blog.delete(post, actor=request.user)
-        return see_other("/blog/admin/", request, f"Deleted “{post.title}”.")
+        return done("/blog/admin/", request, f"Deleted “{post.title}”.")
 
     @post("/preview", status_code=200)
     async def preview(self, request: Request[User, Any, Any]) -> Template:

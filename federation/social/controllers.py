@@ -23,7 +23,7 @@ from litestar.plugins.htmx import ClientRedirect, HTMXRequest, HTMXTemplate
 from litestar.response import Redirect, Template
 
 from app import access
-from app.forms import parse_form, safe_next, see_other
+from app.forms import confirm_page, done, parse_form, safe_next, see_other
 from app.responses import PRIVATE
 from app.security import requires_user
 from federation.activitypub.models import Actor
@@ -127,16 +127,11 @@ class SocialController(Controller):
             me, obj = await timelines.act(request.user, oid, action)
         except (OutboxError, FetchError) as exc:
             return _failed(request, destination, str(exc))
-        if action == "delete_note":
-            if request.htmx:  # the menu's hx-confirm'd Delete: a full navigation, as without JS
-                flash(request, "Post deleted.", category="success")
-                redirect = ClientRedirect(redirect_to=destination)
-                redirect.status_code = 200  # not the handler's 303: the browser would follow it
-                return redirect
-            return see_other(destination, request, "Post deleted.")
-        if request.htmx:
+        if request.htmx and action != "delete_note":
             return HTMXTemplate(template_name="social/_note_actions.html",
                                 context={"n": await timelines.view(me, obj), "next": destination})
+        if action == "delete_note":  # after hx-confirm or the confirmation page: one message, then the page
+            return done(destination, request, "Post deleted.")
         return see_other(destination, request)
 
     @post("/notes/{oid:uuid}/like", status_code=303)
@@ -156,14 +151,15 @@ class SocialController(Controller):
         return await self._act(request, timelines, oid, "unboost")
 
     @get("/notes/{oid:uuid}/delete", opt=access.session(owner="note"))
-    async def confirm_delete(self, oid: UUID, request: HTMXRequest, timelines: Timelines, next: str = "") -> Template:
-        """The no-JavaScript confirmation the menu's Delete opens; its form posts the delete."""
+    async def delete_confirm(self, oid: UUID, request: HTMXRequest, timelines: Timelines,
+                             next: str = "") -> Template:
+        """Without JavaScript the Delete button opens this page; with it, ``hx-confirm`` asks."""
         page = await timelines.note(request.user, oid)
-        if not page.note.mine:  # someone else's post looks exactly like a missing one
-            raise NotFoundException()
-        destination = safe_next(next, "/social/")
-        return Template("social/delete_note.html", context={
-            "note": page.note, "next": destination, "cancel": destination})
+        if not page.note.mine:
+            raise NotFoundException("No such post.")
+        return confirm_page(question="Delete this post?", detail="It is removed here and a deletion is sent to "
+                            "every server it reached.", action=f"/social/notes/{oid}/delete",
+                            cancel=f"/social/notes/{oid}", values={"next": safe_next(next, "/social/")})
 
     @post("/notes/{oid:uuid}/delete", status_code=303, opt=access.session(owner="note"))
     async def delete(self, oid: UUID, request: HTMXRequest, timelines: Timelines) -> Response[Any]:
