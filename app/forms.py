@@ -154,13 +154,15 @@ def flash_trigger(message: str, category: str = "success") -> dict[str, str]:
 
 
 def confirm_page(*, question: str, action: str, cancel: str, button: str = "Delete",
-                 detail: str = "", values: Mapping[str, str] | None = None, title: str = "") -> Template:
+                 detail: str = "", values: Mapping[str, str] | None = None, title: str = "",
+                 quote: str = "") -> Template:
     """The no-JavaScript confirmation of a destructive action: ``GET …/delete`` shows it and its
     form POSTs to the same path (with CSRF), carrying every value that was sent along as hidden fields.
-    With JavaScript the button asks with ``hx-confirm`` and posts directly."""
+    With JavaScript the button asks with ``hx-confirm`` and posts directly. ``quote`` is the plain
+    text of what goes (a post's opening words), so the person sees which one they are deleting."""
     return Template(template_name="confirm.html", context={
         "question": question, "action": action, "cancel": cancel, "button": button, "detail": detail,
-        "values": dict(values or {}), "title": title or question,
+        "values": dict(values or {}), "title": title or question, "quote": quote,
     })
 
 

@@ -159,7 +159,8 @@ class SocialController(Controller):
             raise NotFoundException("No such post.")
         return confirm_page(question="Delete this post?", detail="It is removed here and a deletion is sent to "
                             "every server it reached.", action=f"/social/notes/{oid}/delete",
-                            cancel=f"/social/notes/{oid}", values={"next": safe_next(next, "/social/")})
+                            cancel=f"/social/notes/{oid}", values={"next": safe_next(next, "/social/")},
+                            quote=page.note.obj.name if page.note.obj.type == "Article" else page.note.excerpt)
 
     @post("/notes/{oid:uuid}/delete", status_code=303, opt=access.session(owner="note"))
     async def delete(self, oid: UUID, request: HTMXRequest, timelines: Timelines) -> Response[Any]:

@@ -251,10 +251,10 @@ def test_compose_like_boost_reply_with_javascript(tmp_path: Path, browser_binary
         # Delete is in the post's menu, and asks first (hx-confirm): accepting deletes the reply.
         reply = note_id(page, "A reply typed in Chromium")
         page.eval(f"document.querySelector('#{reply} .note-menu summary').click()")
-        assert page.eval(f"document.querySelector('#{reply} a.note-delete').checkVisibility()")
+        assert page.eval(f"document.querySelector('#{reply} .note-delete').checkVisibility()")
         page.eval("window.__oldDocument = true")
         # confirm() blocks the page until answered: click from a timer, then answer the dialog.
-        page.eval(f"setTimeout(() => document.querySelector('#{reply} a.note-delete').click(), 0)")
+        page.eval(f"setTimeout(() => document.querySelector('#{reply} .note-delete').click(), 0)")
         accept_dialog(page)
         page.wait_for("window.__oldDocument === undefined && document.readyState === 'complete'"
                       " && document.querySelector('article.note') !== null")
@@ -297,7 +297,7 @@ def test_compose_like_boost_reply_without_javascript(tmp_path: Path, browser_bin
 
         # Delete, from the menu (a <details>, no script): a confirmation page, then the post.
         page.eval(f"document.querySelector('#{reply} .note-menu summary').click()")
-        submit(page, f"document.querySelector('#{reply} a.note-delete').click()",
+        submit(page, f"document.querySelector('#{reply} .note-delete').click()",
                "document.querySelector('h1')?.textContent === 'Delete this post?'")
         assert "Replied with scripts off" in page.eval("document.querySelector('main').textContent")
         submit(page, "document.querySelector('main form button.button-danger').click()",

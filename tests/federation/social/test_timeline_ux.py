@@ -96,8 +96,10 @@ async def test_delete_asks_first_on_its_own_page_without_javascript(client: Any)
     await _post(alice, "/social/compose", {"content": "soon gone", "visibility": "public"})
     (note,) = _note_ids((await alice.get("/social/")).text)
     menu = _note((await alice.get("/social/")).text, note)
-    assert f'href="/social/notes/{note}/delete?next=/social"' in menu and 'hx-confirm="Delete this post?' in menu
-    assert f'action="/social/notes/{note}/delete"' not in menu  # no one-click delete on the timeline
+    # Without JavaScript the menu's Delete GETs the confirmation page; with it, htmx asks and POSTs.
+    assert re.search(rf'<form method="get" action="/social/notes/{note}/delete" '
+                     rf'hx-post="/social/notes/{note}/delete" hx-confirm="Delete this post?', menu)
+    assert f'<form method="post" action="/social/notes/{note}/delete"' not in menu  # no one-click delete
 
     page = await alice.get(f"/social/notes/{note}/delete", params={"next": "/social/"})
     assert page.status_code == 200 and "Delete this post?" in page.text and "soon gone" in page.text
