@@ -33,9 +33,10 @@ def make_sessionmaker(engine: AsyncEngine, settings: Settings) -> async_sessionm
     return async_sessionmaker(engine, expire_on_commit=False, info={_SETTINGS: settings})
 
 
-def settings_of(session: AsyncSession) -> Settings | None:
+def settings_of(session: AsyncSession | Session) -> Settings | None:
     """The settings of the app or process that opened ``session`` (None for a bare session)."""
-    found = session.sync_session.info.get(_SETTINGS)
+    sync = session.sync_session if isinstance(session, AsyncSession) else session
+    found = sync.info.get(_SETTINGS)
     return found if isinstance(found, Settings) else None
 
 
@@ -102,10 +103,20 @@ def database_error(exc: BaseException) -> DBAPIError | None:
 SQLITE_BUSY_TIMEOUT = 20.0
 
 
+# Seconds a PostgreSQL connection is reused: well under the usual idle timeouts of servers,
+# PgBouncer and NAT/firewalls (often 10 min to hours).
+POOL_RECYCLE = 300
+
+
 def make_engine(database_url: str, *, busy_timeout: float = SQLITE_BUSY_TIMEOUT) -> AsyncEngine:
     if database_url.startswith("sqlite"):
         return _sqlite_engine(database_url, busy_timeout)
-    return create_async_engine(database_url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+    # No pool_pre_ping: it costs a round trip on every checkout, i.e. every request. Instead
+    # connections are recycled before any server or proxy idle timeout can have closed them
+    # (POOL_RECYCLE), and a connection found dead anyway (a database restart) is a disconnect
+    # error SQLAlchemy recognises: that request fails once and the pool invalidates every
+    # connection opened before it, so the next checkouts connect afresh.
+    return create_async_engine(database_url, pool_size=10, max_overflow=10, pool_recycle=POOL_RECYCLE)
 
 
 def _sqlite_engine(database_url: str, busy_timeout: float) -> AsyncEngine:
