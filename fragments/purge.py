@@ -106,6 +106,11 @@ async def send_purge(urls: Iterable[str], payload: PurgePayload, *, client: http
 
 @job_handler(PURGE_KIND, backoff_base=2.0, backoff_cap=300.0)
 async def run_purge(ctx: JobContext, payload: PurgePayload) -> None:
+    # This process's fragment caches too: without Redis, a purge committed by another process (a
+    # `rose-ash` command, a separate worker) reaches the web process this way, when its worker runs.
+    from fragments.cache import invalidate
+
+    invalidate(None, payload.keys)
     urls = tuple(getattr(ctx.settings, "edge_purge_urls", ()) or ())
     if not urls:
         return  # no edge configured: nothing to send, the job is done
