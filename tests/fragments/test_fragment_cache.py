@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import msgspec
@@ -100,7 +100,6 @@ async def test_personal_fragments_never_touch_the_shared_cache(client: Any) -> N
 MODE: dict[str, str] = {}
 
 
-@fragment("testcache.flaky", title="Flaky part", template="fragments/site/sections.html")
 async def flaky(ctx: FragmentContext) -> FragmentData:
     mode = MODE.get(ctx.params.get("n", ""), "ok")
     if mode == "raise":
@@ -121,6 +120,17 @@ async def flaky_page(request: Request[Any, Any, Any], n: str) -> Response[bytes]
                                 cache_control=DEGRADED_CACHE_CONTROL if degraded else None)
 
 
+@pytest.fixture
+def flaky_fragment() -> Iterator[None]:
+    """Registered for this test only: other tests walk the registry (every key has a purge path)."""
+    fragment("testcache.flaky", title="Flaky part", template="fragments/site/sections.html")(flaky)
+    try:
+        yield
+    finally:
+        registry.remove("testcache.flaky")
+
+
+@pytest.mark.usefixtures("flaky_fragment")
 async def test_a_failing_fragment_falls_back_alone_and_its_fallback_is_not_kept(
         app: Litestar, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     app.register(flaky_page)
