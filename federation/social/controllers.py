@@ -29,6 +29,7 @@ from app.security import requires_user
 from federation.activitypub.models import Actor
 from federation.activitypub.outbox import VISIBILITIES, OutboxError
 from federation.activitypub.safe_fetch import FetchError
+from federation.social import when
 from federation.social.deps import HUB
 from federation.social.paging import page_link, parse_cursor
 from federation.social.schemas import (
@@ -88,7 +89,8 @@ class SocialController(Controller):
         return Template("social/timeline.html", context={
             "tab": tab, "notes": page.notes, "me": page.me, "unread": page.unread,
             "reply_to": request.query_params.get("reply_to", ""), "visibilities": VISIBILITIES,
-            "next": request.url.path, "paged": cursor is not None, "older": page_link(request.url.path, page.older)})
+            "next": request.url.path, "paged": cursor is not None, "older": page_link(request.url.path, page.older),
+            "suggestions": page.suggestions})
 
     @get("/", name="social:home")
     async def home(self, request: HTMXRequest, timelines: Timelines, before: str | None = None) -> Template:
@@ -125,7 +127,14 @@ class SocialController(Controller):
             me, obj = await timelines.act(request.user, oid, action)
         except (OutboxError, FetchError) as exc:
             return _failed(request, destination, str(exc))
-        if request.htmx and action != "delete_note":
+        if action == "delete_note":
+            if request.htmx:  # the menu's hx-confirm'd Delete: a full navigation, as without JS
+                flash(request, "Post deleted.", category="success")
+                redirect = ClientRedirect(redirect_to=destination)
+                redirect.status_code = 200  # not the handler's 303: the browser would follow it
+                return redirect
+            return see_other(destination, request, "Post deleted.")
+        if request.htmx:
             return HTMXTemplate(template_name="social/_note_actions.html",
                                 context={"n": await timelines.view(me, obj), "next": destination})
         return see_other(destination, request)
@@ -145,6 +154,16 @@ class SocialController(Controller):
     @post("/notes/{oid:uuid}/unboost", status_code=303)
     async def unboost(self, oid: UUID, request: HTMXRequest, timelines: Timelines) -> Response[Any]:
         return await self._act(request, timelines, oid, "unboost")
+
+    @get("/notes/{oid:uuid}/delete", opt=access.session(owner="note"))
+    async def confirm_delete(self, oid: UUID, request: HTMXRequest, timelines: Timelines, next: str = "") -> Template:
+        """The no-JavaScript confirmation the menu's Delete opens; its form posts the delete."""
+        page = await timelines.note(request.user, oid)
+        if not page.note.mine:  # someone else's post looks exactly like a missing one
+            raise NotFoundException()
+        destination = safe_next(next, "/social/")
+        return Template("social/delete_note.html", context={
+            "note": page.note, "next": destination, "cancel": destination})
 
     @post("/notes/{oid:uuid}/delete", status_code=303, opt=access.session(owner="note"))
     async def delete(self, oid: UUID, request: HTMXRequest, timelines: Timelines) -> Response[Any]:
@@ -216,7 +235,8 @@ class SocialController(Controller):
         cursor = parse_cursor(before)
         page = await notifications.page(request.user, cursor)
         return Template("social/notifications.html", context={
-            "items": page.entries, "paged": cursor is not None, "older": page_link(request.url.path, page.older)})
+            "items": page.entries, "paged": cursor is not None, "older": page_link(request.url.path, page.older),
+            "when": when})
 
     # --- accounts ---------------------------------------------------------------------------
 
