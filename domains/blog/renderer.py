@@ -121,9 +121,16 @@ def _filter_markdown_attr(tag: str, attr: str, value: str) -> str | None:
     return value
 
 
+def _keeps_legacy_class(tag: str, name: str) -> bool:
+    # Our own highlighted code comes back this way (export, then import): keep its classes.
+    if (tag == "span" and name in TOKEN_CLASSES) or (tag == "pre" and name == HIGHLIGHT_CLASS):
+        return True
+    return bool(_LEGACY_CLASS.match(name))
+
+
 def _filter_legacy_attr(tag: str, attr: str, value: str) -> str | None:
     if attr == "class":
-        kept = [c for c in value.split() if _LEGACY_CLASS.match(c)]
+        kept = [c for c in value.split() if _keeps_legacy_class(tag, c)]
         return " ".join(kept) or None
     if attr == "style":
         return value if _TEXT_ALIGN.match(value) else None
