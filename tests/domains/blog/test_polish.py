@@ -11,7 +11,13 @@ import pytest
 from sqlalchemy import select
 
 from domains.blog.models import Post
-from domains.blog.renderer import excerpt_of, highlight_css, render_markdown, sanitise_legacy_html
+from domains.blog.renderer import (
+    excerpt_of,
+    highlight_css,
+    render_markdown,
+    sanitise_legacy_html,
+    sanitise_markdown_html,
+)
 from tests.domains.blog.conftest import write
 from tests.domains.blog.test_renderer import assert_inert
 from tests.helpers.web import CSRF_FIELD
@@ -71,6 +77,9 @@ def test_unknown_or_missing_language_is_plain_and_classes_are_allowlisted() -> N
     assert render_markdown("```no-such-lang\n<b>x</b>\n```\n") == (
         '<pre><code class="language-no-such-lang">&lt;b&gt;x&lt;/b&gt;\n</code></pre>\n')
     assert render_markdown("```\nplain\n```\n") == "<pre><code>plain\n</code></pre>\n"
+    # The Markdown pass keeps only token classes on spans and only "highlight" on <pre>.
+    assert sanitise_markdown_html('<pre class="highlight x"><span class="k evil" id="y">if</span></pre>') == (
+        '<pre class="highlight"><span class="k">if</span></pre>')
     # Imported HTML keeps Pygments' token classes (our own export, re-imported) and nothing else.
     cleaned = sanitise_legacy_html('<pre class="highlight evil"><code><span class="k onclick x-1">if</span>'
                                    '<span style="color:red" class="nf">f</span></code></pre>')
