@@ -32,6 +32,7 @@ from app import access
 from app.cli import RoseAshCLIPlugin
 from app.db import make_alchemy_config
 from app.errors import exception_handler
+from app.head import answer_head_as_get
 from app.headers import SecurityHeaders
 from app.health import healthz
 from app.identity import TokenGrant
@@ -157,7 +158,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     from federation.oauth.sso import SSOMiddleware
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[healthz, static],  # the rest come with the installed domains
         plugins=[
             *INSTALLED,
@@ -200,3 +201,5 @@ def create_app(settings: Settings | None = None) -> Litestar:
         logging_config=None,
         debug=settings.debug,
     )
+    answer_head_as_get(app)  # HEAD is served by every GET route (app/head.py)
+    return app

@@ -109,6 +109,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             value = env.get(PREFIX + name.upper())
             if value is not None and value != "":
                 raw[name] = value
+            if file_value := _from_file(env, PREFIX + name.upper()):
+                if name in raw:
+                    raise ValueError(f"set {PREFIX + name.upper()} or {PREFIX + name.upper()}_FILE, not both")
+                raw[name] = file_value
         raw.update(overrides)
         data_dir = Path(str(raw.get("data_dir", "./var"))).resolve()
         raw["data_dir"] = data_dir
@@ -130,6 +134,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if not raw.get("secret_key"):
             raw["secret_key"] = _load_or_create_secret(data_dir)
         return msgspec.convert(raw, cls, strict=False)
+
+
+def _from_file(env: Mapping[str, str], name: str) -> str | None:
+    """``NAME_FILE``: read the setting from that file (Docker and Swarm secrets are mounted as files
+    under /run/secrets, so a password never stands in the environment or compose.yaml). One
+    trailing newline (``echo ... > file``) is not part of the value; an unreadable file is an error."""
+    path = env.get(name + "_FILE")
+    if not path:
+        return None
+    try:
+        value = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{name}_FILE names {path}, which cannot be read: {exc.strerror or exc}") from exc
+    value = value.removesuffix("\n").removesuffix("\r")
+    if not value.strip():
+        raise ValueError(f"{name}_FILE names {path}, which is empty")
+    return value
 
 
 def _bracketed(host: str) -> str:

@@ -72,9 +72,6 @@ from fragments.registry import FragmentContext, FragmentData, fragment
 
 log = logging.getLogger("rose_ash.forge.web")
 
-# Public pages with path parameters: the same opt-outs as app.caching.route_opt(PUBLIC),
-# without the route-class marker (whose header walk needs sample URLs for parametrised paths).
-PUBLIC_PAGE_OPT: dict[str, Any] = {"skip_session": True, "exclude_from_auth": True, "exclude_from_csrf": True}
 COMMITS_SHOWN = 10
 REFS_SHOWN = 100
 # Part of the repository page's ETag: bump when templates/forge/repo.html changes shape.
@@ -138,7 +135,7 @@ async def index(request: Request[Any, Any, Any], db_session: AsyncSession) -> Re
     return conditional_response(request, html, CachePolicy.PUBLIC, surrogate_keys=[forge_keys.INDEX])
 
 
-@get("/forge/{owner:str}", opt=PUBLIC_PAGE_OPT, name="forge:owner", include_in_schema=False)
+@public_get("/forge/{owner:str}", name="forge:owner", include_in_schema=False)
 async def owner_page(request: Request[Any, Any, Any], db_session: AsyncSession, repo_service: RepoService,
                      owner: str) -> Response[bytes]:
     user = await user_by_username(db_session, owner) if OWNER_NAME.match(owner) else None

@@ -148,3 +148,25 @@ async def client(app):  # type: ignore[no-untyped-def]
     async with AsyncTestClient(app=app, base_url="http://127.0.0.1:8000") as c:
         c.follow_redirects = False  # tests look at each 303 themselves
         yield c
+
+
+# --- Which store backs the app: memory (as `make run`) or Redis (issue 13 item 7) ----------------
+# Modules whose tests exercise the stores (sessions, CSRF, rate limits, the SSO and fragment
+# stores) override ``settings`` with ``on_store(settings, store_kind)``. The other modules keep
+# whatever the suite's ``settings`` gives them.
+
+
+def on_store(settings: Settings, store_kind: str) -> Settings:
+    import msgspec
+
+    return msgspec.structs.replace(settings, redis_url=REDIS_URL if store_kind == "redis" else None)
+
+
+@pytest.fixture
+def store_kind(db_kind: str) -> str:
+    """The SQLite leg runs on the in-process memory stores (what `make run` uses), the PostgreSQL
+    leg on Redis (the container deployment), so CI covers both paths without running a test
+    twice. With Redis but no PostgreSQL configured, the SQLite leg takes Redis."""
+    if REDIS_URL and (db_kind == "postgresql" or not PG_URL):
+        return "redis"
+    return "memory"

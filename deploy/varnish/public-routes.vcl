@@ -5,7 +5,8 @@ sub rose_ash_route_class {
   unset req.http.X-Rose-Ash-Route;
   if (
       req.url ~ "^/blog/admin/?([?].*)?$" ||  # /blog/admin
-      req.url ~ "^/f/me/[^/?]+/?([?].*)?$"  # /f/me/{name:str}
+      req.url ~ "^/f/me/[^/?]+/?([?].*)?$" ||  # /f/me/{name:str}
+      req.url ~ "^/forge/new/?([?].*)?$"  # /forge/new
   ) {
     return;
   }
@@ -28,6 +29,7 @@ sub rose_ash_route_class {
       req.url ~ "^/f/[^/?]+/[^/?]+/?([?].*)?$" ||  # /f/{area:str}/{name:str}
       req.url ~ "^/f/[^/?]+/?([?].*)?$" ||  # /f/{name:str}
       req.url ~ "^/forge/?([?].*)?$" ||  # /forge
+      req.url ~ "^/forge/[^/?]+/?([?].*)?$" ||  # /forge/{owner:str}
       req.url ~ "^/sitemap\.xml/?([?].*)?$" ||  # /sitemap.xml
       req.url ~ "^/static(/[^?]*)?/?([?].*)?$"  # /static/{file_path:path}
   ) {

@@ -9,6 +9,7 @@ include "./public-routes.vcl";
 acl purgers {
   "127.0.0.1";
   "::1";
+  "172.31.73.0"/24;   # compose.yaml's `edge` network: only Varnish, the app and the worker join it
 }
 
 sub vcl_recv {

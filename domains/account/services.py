@@ -183,11 +183,13 @@ class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
         return member
 
     async def _audit_roles(self, actor: User | None, member: User, before: list[str]) -> None:
+        """Record a role change and tell the member's listeners (an author page appears or goes)."""
         after = member.role_names
         if after == before:
             return
         await audit.record(self.db, actor, "account.roles", f"@{member.username}",
                            f"{', '.join(before) or 'member'} → {', '.join(after) or 'member'}", subject_id=member.id)
+        await hooks.user_saved(self.db, member)
 
     async def by_email(self, email: str) -> User | None:
         return await self.repository.get_one_or_none(email=normalise_email(email))

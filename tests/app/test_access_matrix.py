@@ -402,11 +402,14 @@ async def test_authorization_matrix(app, client, db_session) -> None:  # type: i
         return token
 
     client.cookies = anon_jar
-    await client.get("/account/login")
+    primed = await client.get("/account/login")
+    assert primed.status_code == 200 and client.cookies.get("csrftoken"), "no CSRF cookie for anonymous"
     anon_jar.update(client.cookies)
     for name in world.jars:  # every session jar gets its CSRF cookie as a browser would
         client.cookies = world.jars[name]
-        await client.get("/account")
+        primed = await client.get("/account")
+        # The dashboard, signed in: a jar that lost its session would be sent to sign in instead.
+        assert primed.status_code == 200 and client.cookies.get("csrftoken"), f"{name}: {primed.status_code}"
         world.jars[name] = Cookies(client.cookies)
 
     failures: list[str] = []
@@ -452,7 +455,8 @@ async def sign_in_again(client: Any, name: str) -> Cookies:
     """A sign-out route did its job; the identity signs in again for the routes after it."""
     client.cookies = Cookies()
     assert (await login(client, name)).status_code == 303
-    await client.get("/account")  # the CSRF cookie, as the jar had it
+    primed = await client.get("/account")  # the CSRF cookie, as the jar had it
+    assert primed.status_code == 200 and client.cookies.get("csrftoken"), f"{name}: {primed.status_code}"
     return Cookies(client.cookies)
 
 

@@ -224,12 +224,17 @@ async def test_a_savepoint_waits_for_the_write_lock_instead_of_losing_its_snapsh
             n = await session.scalar(select(counter.c.n).with_for_update())
             await session.execute(update(counter).values(n=(n or 0) + 10))
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(holder)
-        tg.start_soon(read_then_write)
-        await holding.wait()
-        await anyio.sleep(0.2)  # let the savepoint start waiting for the lock (it must not fail)
-        release.set()
+    from tests.helpers.inflight import in_flight
+
+    with in_flight(engine) as statements:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(holder)
+            tg.start_soon(read_then_write)
+            await holding.wait()
+            # The holder is idle inside its transaction: the one statement in the driver is the
+            # savepoint's locking read, waiting for the write lock (it must wait, not fail).
+            await statements.wait_blocked("select")
+            release.set()
     async with sm() as session:
         assert await session.scalar(select(counter.c.n)) == 11  # neither write lost
 

@@ -10,6 +10,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from uuid import UUID, uuid4
 
 import anyio
@@ -230,7 +231,11 @@ async def test_unique_key_deduplicates_while_queued_or_running(sm: SessionMaker,
     assert await count_jobs(sm) == 3
 
 
-async def test_concurrent_enqueues_of_one_unique_key_make_one_job(sm: SessionMaker, reg: JobRegistry) -> None:
+async def test_concurrent_enqueues_of_one_unique_key_make_one_job(
+    sm: SessionMaker, reg: JobRegistry, engine: AsyncEngine
+) -> None:
+    from tests.helpers.inflight import in_flight
+
     results: list[UUID] = []
     reg.register("k", Label, noop_label)
 
@@ -241,11 +246,14 @@ async def test_concurrent_enqueues_of_one_unique_key_make_one_job(sm: SessionMak
             async with sm() as session, session.begin():
                 results.append((await enqueue(session, "k", Label(label="b"), unique_key="same", jobs=reg)).id)
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(second)  # waits on the first transaction's uncommitted row
-            await anyio.sleep(0.3)
-            assert results == []
-            await first.commit()
+        with in_flight(engine) as statements:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(second)  # waits on the first transaction's uncommitted row
+                # The first session is idle, so whatever the driver is executing is the second's,
+                # stuck behind the first's lock (PostgreSQL: confirmed in pg_locks).
+                await statements.wait_blocked("")
+                assert results == []
+                await first.commit()
     assert results == [job.id]
     assert await count_jobs(sm) == 1
 
@@ -613,7 +621,10 @@ async def test_shutdown_releases_a_job_that_outlives_the_grace(sm: SessionMaker,
     assert row.state == DONE and row.attempts == 1
 
 
-async def test_shutdown_lets_running_jobs_finish_and_claims_nothing_new(sm: SessionMaker, reg: JobRegistry) -> None:
+async def test_shutdown_lets_running_jobs_finish_and_claims_nothing_new(
+    sm: SessionMaker, reg: JobRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    draining = anyio.Event()
     started = anyio.Event()
     gate = anyio.Event()
     finished: list[str] = []
@@ -625,16 +636,39 @@ async def test_shutdown_lets_running_jobs_finish_and_claims_nothing_new(sm: Sess
 
     reg.register("gated", Label, gated)
     first = await add(sm, "gated", Label(label="first"), reg)
-    worker = make_worker(sm, reg, concurrency=1, shutdown_grace=30.0)
+    # Two slots, so a free one is there to claim "second" with if stopping did not stop claims;
+    # a long poll interval, so the only thing that wakes the loop after "first" is the stop itself
+    # (no poll can race the test to claim "second" before stop is set).
+    worker = make_worker(sm, reg, concurrency=2, shutdown_grace=30.0, poll_interval=60.0)
+    claims_after_stop: list[int] = []
+    real_claim = job_queue.claim_jobs
     stop = anyio.Event()
+
+    async def watched_claim(*args: Any, **kwargs: Any) -> Any:
+        claimed = await real_claim(*args, **kwargs)
+        if stop.is_set():
+            claims_after_stop.append(len(claimed))
+        return claimed
+
+    monkeypatch.setattr(job_queue, "claim_jobs", watched_claim)
+    real_drain = worker._drain
+
+    async def drain() -> None:  # the poll loop has returned: nothing more can be claimed
+        draining.set()
+        await real_drain()
+
+    monkeypatch.setattr(worker, "_drain", drain)
     with anyio.fail_after(30):
         async with anyio.create_task_group() as tg:
             tg.start_soon(worker.run, stop)
             await started.wait()
             second = await add(sm, "gated", Label(label="second"), reg)
             stop.set()
-            await anyio.sleep(0.3)  # several poll intervals: nothing new may be claimed now
+            # No sleep: wait for the worker to start draining (its poll loop has ended), so nothing
+            # it could still claim is left to chance; then let the running job finish.
+            await draining.wait()
             gate.set()
+    assert claims_after_stop == []
     assert finished == ["first"]
     assert (await load(sm, first.id)).state == DONE
     row = await load(sm, second.id)

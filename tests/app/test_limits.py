@@ -13,10 +13,16 @@ from limits.aio.storage import MemoryStorage
 
 from app.limits import AUTH_FORMS, INBOX, KEY_REFETCH, OAUTH_REGISTRATION, Limiter, make_limiter
 from app.settings import Settings
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, on_store
 from tests.helpers.web import login
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def settings(settings: Settings, store_kind: str) -> Settings:
+    """Memory or Redis stores by the database leg (tests/conftest.py ``store_kind``)."""
+    return on_store(settings, store_kind)
 
 
 def _clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:

@@ -237,9 +237,15 @@ async def test_mirror_form_validates_urls(client: Any, db_session: AsyncSession)
         response = await post_form(client, f"{page}/mirrors", {"direction": "pull", "remote_url": url,
                                                                 "interval": "3600"}, page=page)
         assert response.status_code == 422, url
+        assert 'name="remote_url"' in response.text and "Choose pull or push" not in response.text, url
     response = await post_form(client, f"{page}/mirrors", {"direction": "sideways", "remote_url": "x",
                                                             "interval": "5"}, page=page)
     assert response.status_code == 422
+    assert "Choose pull or push." in response.text and "seconds." in response.text  # each field says why
+    from forge.mirror_models import ForgeMirror
+
+    db_session.expire_all()
+    assert (await db_session.execute(select(func.count()).select_from(ForgeMirror))).scalar_one() == 0
 
 
 class TestMirrorForm:

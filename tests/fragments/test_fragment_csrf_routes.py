@@ -9,8 +9,16 @@ import pytest
 from litestar.routes import HTTPRoute
 
 from app.installed import csrf_exempt, csrf_public_get
+from app.settings import Settings
+from tests.conftest import on_store
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def settings(settings: Settings, store_kind: str) -> Settings:
+    """Memory or Redis stores by the database leg (tests/conftest.py ``store_kind``)."""
+    return on_store(settings, store_kind)
 
 CSRF_EXEMPT = csrf_exempt()
 CSRF_PUBLIC_GET = csrf_public_get()

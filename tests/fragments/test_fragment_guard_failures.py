@@ -49,9 +49,19 @@ async def test_guard_downgrades_a_session_reading_public_handler(app, client, gu
 
 
 async def test_guard_is_silent_on_correct_public_pages(client, guard_log) -> None:  # type: ignore[no-untyped-def]
+    """Signed in, the public pages still answer as shared, cacheable responses: nothing personal
+    in them, their public Cache-Control, ETag and Surrogate-Key kept, and the guard says nothing."""
     await signup(client, "olive")
     for url in ("/", "/f/nav", "/embed/members", "/embed"):
-        await client.get(url)
+        response = await client.get(url)
+        assert response.status_code == 200, url
+        assert response.headers["cache-control"].startswith("public,"), (url, response.headers["cache-control"])
+        assert "set-cookie" not in response.headers, url
+        if url != "/embed":  # the embed index is a static page with no keys
+            assert response.headers.get("surrogate-key"), url
+        # The member's own menu (sign-out form) and CSRF token belong only in personal responses.
+        assert 'action="/account/logout"' not in response.text, f"{url} carries olive's account menu"
+        assert "_csrf_token" not in response.text, f"{url} carries a CSRF token: not a shared response"
     assert not guard_log.records
 
 

@@ -179,6 +179,13 @@ async def profile_change(p: Paths, m: re.Match[str]) -> None:
         await AccountService(session).update_profile(member, member.name + " Jr", "A new bio.")
 
 
+async def role_change(p: Paths, m: re.Match[str]) -> None:
+    """An admin makes the author an editor too (a role change, not a profile change)."""
+    async with p.sm() as session, session.begin():
+        member = (await session.execute(select(User).where(User.username == m["name"]))).scalar_one()
+        await AccountService(session).set_editor(member, not member.is_editor)
+
+
 async def new_repository(p: Paths, m: re.Match[str]) -> None:
     response = await post_form(p.client, "/forge/new", {"name": "another", "description": "", "visibility": "public",
                                                         "default_branch": "main"}, page="/forge/new")
@@ -202,7 +209,7 @@ PURGE_PATHS: list[tuple[re.Pattern[str], tuple[Action, ...]]] = [
     (re.compile(rf"(post|page):(?P<id>{UUID_RE})"), (edit_item,)),
     (re.compile(r"posts|pages"), (publish_new,)),
     (re.compile(r"tag:(?P<slug>.+)"), (edit_tagged,)),
-    (re.compile(r"author:(?P<name>.+)"), (edit_authored, profile_change)),
+    (re.compile(r"author:(?P<name>.+)"), (edit_authored, profile_change, role_change)),
     (re.compile(r"nav"), (save_navigation,)),
     (re.compile(r"members"), (new_member, profile_change)),
     (re.compile(r"forge"), (new_repository,)),

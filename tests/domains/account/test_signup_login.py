@@ -5,10 +5,18 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from app.settings import Settings
 from domains.account.models import User
+from tests.conftest import on_store
 from tests.helpers.web import csrf_token, login, post_form, signup
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def settings(settings: Settings, store_kind: str) -> Settings:
+    """Memory or Redis stores by the database leg (tests/conftest.py ``store_kind``)."""
+    return on_store(settings, store_kind)
 
 
 async def count_users(db_session) -> int:  # type: ignore[no-untyped-def]

@@ -172,13 +172,64 @@ async def test_preview_and_autosave(author_client: Any, db_session: Any) -> None
     assert nojs.status_code == 200 and "<em>preview me</em>" in nojs.text
 
 
-async def test_non_authors_cannot_write(client: Any) -> None:
-    from tests.helpers.web import signup
+async def test_non_authors_cannot_write(client: Any, db_session: Any) -> None:
+    """A signed-in member without the author role is refused every write, with a valid CSRF token
+    (so the refusal is the role guard's, not CSRF's), and nothing is written."""
+    from app.audit import AuditEntry
+    from domains.account.models import User
+    from domains.blog.schemas import PostInput
+    from domains.blog.services import BlogService
+    from tests.helpers.web import csrf_token, signup
 
     assert (await client.get("/blog/admin/")).status_code == 303  # anonymous: to sign-in
+    # Someone else's post exists, so the edit/delete/autosave paths have a real target.
+    editor = await signup(client, "eve")
+    assert editor.status_code == 303
+    eve = (await db_session.execute(select(User).where(User.username == "eve"))).scalar_one()
+    eve.is_admin = True
+    theirs = await BlogService(db_session).save(eve, PostInput(title="Eve's", markdown="original"), "publish")
+    theirs_id, theirs_slug = theirs.id, theirs.slug
+    await db_session.commit()
+    client.cookies.clear()
+
     await signup(client, "bob")
     assert (await client.get("/blog/admin/")).status_code == 403
     assert (await client.get("/blog/admin/new")).status_code == 403
+    token = await csrf_token(client, "/account/settings/profile")
+
+    async def snapshot() -> tuple[int, str, int]:
+        db_session.expire_all()
+        posts = (await db_session.execute(select(func.count()).select_from(Post))).scalar_one()
+        body = (await db_session.execute(select(Post.markdown).where(Post.id == theirs_id))).scalar_one()
+        audits = (await db_session.execute(select(func.count()).select_from(AuditEntry))).scalar_one()
+        return int(posts), str(body), int(audits)
+
+    before = await snapshot()
+    assert before[:2] == (1, "original")
+    attempts = [
+        ("/blog/admin/posts", {"title": "Bob's", "markdown": "spam", "action": "publish"}),
+        ("/blog/admin/posts", {"title": "Bob's", "markdown": "spam", "action": "save"}),
+        (f"/blog/admin/posts/{theirs_id}", {"title": "Eve's", "markdown": "defaced", "action": "publish"}),
+        (f"/blog/admin/posts/{theirs_id}/delete", {}),
+        ("/blog/admin/autosave", {"title": "Bob's", "markdown": "spam"}),
+        ("/blog/admin/autosave", {"title": "Eve's", "markdown": "defaced", "post_id": str(theirs_id)}),
+    ]
+    for path, data in attempts:
+        refused = await client.post(path, data={**data, "_csrf_token": token})
+        assert refused.status_code == 403, (path, refused.status_code, refused.text[:200])
+    assert await snapshot() == before
+    assert "original" in (await client.get(f"/blog/{theirs_slug}")).text  # still published, untouched
+
+    # The same token works once bob is an author: the refusals above were the role's, not CSRF's.
+    from domains.account.services import AccountService
+
+    bob = (await db_session.execute(select(User).where(User.username == "bob"))).scalar_one()
+    await AccountService(db_session).set_author(bob, True)
+    await db_session.commit()
+    allowed = await client.post("/blog/admin/posts", data={"title": "Bob's", "markdown": "mine", "action": "save",
+                                                           "_csrf_token": token})
+    assert allowed.status_code == 303, allowed.text[:200]
+    assert (await snapshot())[0] == before[0] + 1
 
 
 async def test_delete_purges_and_removes(author_client: Any, db_session: Any) -> None:

@@ -393,6 +393,7 @@ async def test_a_well_formed_unsigned_body_is_401(client: Any, world: AsyncSessi
     """The contrast for the test above: the same route, a sound body, no signature."""
     r = await client.post("/inbox", content=json.dumps(FOLLOW), headers={"Content-Type": AS2})
     assert r.status_code == 401
+    assert await _count(world, Activity) == 0  # refused before anything was stored or queued
 
 
 def test_decode_json_and_url_helpers() -> None:

@@ -6,16 +6,17 @@ import base64
 import hashlib
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.oauth.store import OAuthStore
 
 REDIRECT = "https://rp.example.test/callback"
-CSRF_FIELD = re.compile(r'name="_csrf_token" value="([^"]+)"')
+CSRF_FIELD = re.compile(r'name="_csrf_token" value="([^"]+)"')  # for the other forms the tests post
 
 
 @dataclass
@@ -64,15 +65,89 @@ def query_of(location: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 
 
+@dataclass
+class HtmlForm:
+    """One <form> as a browser sees it: where it goes, how, the fields it sends and its buttons."""
+
+    action: str
+    method: str
+    fields: list[tuple[str, str]] = field(default_factory=list)
+    buttons: list[tuple[str, str]] = field(default_factory=list)
+
+    def submission(self, button: tuple[str, str] | None = None) -> list[tuple[str, str]]:
+        """What pressing ``button`` sends (HTML §4.10.21.4): every field, plus only that button."""
+        if button is not None:
+            assert button in self.buttons, f"no button {button} in the form; it has {self.buttons}"
+        return [*self.fields, *([button] if button else [])]
+
+
+class _FormParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.forms: list[HtmlForm] = []
+        self._open: HtmlForm | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            self._open = HtmlForm(action=a.get("action", ""), method=a.get("method", "get").lower())
+            self.forms.append(self._open)
+            return
+        if self._open is None or "name" not in a or "disabled" in a:
+            return
+        kind = a.get("type", "submit" if tag == "button" else "text").lower()
+        if tag == "button" or kind == "submit":
+            self._open.buttons.append((a["name"], a.get("value", "")))
+        elif tag == "input" and kind not in {"checkbox", "radio", "file", "image", "reset", "button"}:
+            self._open.fields.append((a["name"], a.get("value", "")))
+        elif tag == "input" and kind in {"checkbox", "radio"} and "checked" in a:
+            self._open.fields.append((a["name"], a.get("value", "on")))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._open = None
+
+
+def forms_in(html: str) -> list[HtmlForm]:
+    parser = _FormParser()
+    parser.feed(html)
+    parser.close()
+    return parser.forms
+
+
+def consent_form(page: Any) -> HtmlForm | None:
+    """The consent form on ``page`` (a response), or None when the page is not the consent screen."""
+    if page.status_code != 200:
+        return None
+    posting = [f for f in forms_in(page.text) if ("decision", "allow") in f.buttons]
+    assert len(posting) <= 1, "more than one consent form on the page"
+    return posting[0] if posting else None
+
+
+async def submit(http: Any, page: Any, form: HtmlForm, button: tuple[str, str] | None) -> Any:
+    """Submit ``form`` exactly as a browser would after pressing ``button``: its action (resolved
+    against the page's URL), its method, its fields and nothing the test made up."""
+    target = urljoin(str(page.url), form.action or str(page.url))
+    data = form.submission(button)
+    if form.method == "post":
+        # A list of pairs keeps repeated names and order, as a form-urlencoded browser body does.
+        return await http.post(target, content=urlencode(data),
+                               headers={"content-type": "application/x-www-form-urlencoded"})
+    return await http.get(target.split("?", 1)[0] + "?" + urlencode(data))
+
+
 async def authorize(http: Any, params: dict[str, str], *, approve: bool = True) -> Any:
-    """GET /oauth/authorize; if a consent page comes back, submit it. Returns the final response."""
-    response = await http.get("/oauth/authorize?" + urlencode(params))
-    if response.status_code == 200 and 'action="/oauth/authorize"' in response.text:
-        match = CSRF_FIELD.search(response.text)
-        assert match
-        form = {**params, "_csrf_token": match.group(1), "decision": "allow" if approve else "deny"}
-        response = await http.post("/oauth/authorize", data=form)
-    return response
+    """GET /oauth/authorize; if the consent page comes back, press Allow (or Deny) on its form.
+
+    The test's own ``params`` are never posted: only what the consent form carries, so a form that
+    drops or garbles a field fails here as it would in a browser. Returns the final response."""
+    page = await http.get("/oauth/authorize?" + urlencode(params))
+    form = consent_form(page)
+    if form is None:
+        return page
+    assert form.method == "post", form
+    assert any(name == "_csrf_token" and value for name, value in form.fields), "consent form without CSRF"
+    return await submit(http, page, form, ("decision", "allow" if approve else "deny"))
 
 
 async def get_code(http: Any, client: Client, **kwargs: Any) -> tuple[str, str]:

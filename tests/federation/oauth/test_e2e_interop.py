@@ -9,11 +9,13 @@ import re
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode, urljoin
 
 import httpx
 import pytest
 
 from tests.conftest import IN_CI, require_tool
+from tests.federation.oauth.helpers import consent_form
 from tests.helpers.server import AppServer, app_server
 
 pytestmark = pytest.mark.e2e
@@ -96,8 +98,12 @@ def test_authlib_client_and_api_scopes(tmp_path: Path, server_database_url: str 
         consent = browser.get(url)
         assert consent.status_code == 200 and "Python RP" in consent.text
         assert "Use the JSON API as you" in consent.text
-        form = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', consent.text))
-        approved = browser.post("/oauth/authorize", data={**form, "decision": "allow"})
+        form = consent_form(consent)
+        assert form is not None and form.method == "post"
+        # Exactly what the browser sends on Allow: the form's own fields (CSRF included), its action.
+        approved = browser.post(urljoin(str(consent.url), form.action),
+                                content=urlencode(form.submission(("decision", "allow"))),
+                                headers={"content-type": "application/x-www-form-urlencoded"})
         assert approved.status_code == 303
         callback = approved.headers["location"]
         assert callback.startswith(redirect_uri) and f"state={state}" in callback

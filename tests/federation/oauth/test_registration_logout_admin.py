@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.account.models import User
@@ -58,12 +58,18 @@ async def test_registration_refuses_bad_metadata(client: Any, metadata: dict[str
     assert response.status_code == 400 and response.json()["error"] == error
 
 
-async def test_registration_is_rate_limited(client: Any, settings: Any) -> None:
+async def test_registration_is_rate_limited(client: Any, settings: Any, db_session: AsyncSession) -> None:
     for _ in range(settings.oauth_registration_rate_limit):
         ok = await client.post("/oauth/register", json={"redirect_uris": ["https://a.test/cb"]})
         assert ok.status_code == 201
     limited = await client.post("/oauth/register", json={"redirect_uris": ["https://a.test/cb"]})
     assert limited.status_code == 429
+    assert int(limited.headers["retry-after"]) > 0 and "client_id" not in limited.text
+    from federation.oauth.models import OAuthClient
+
+    db_session.expire_all()
+    made = (await db_session.execute(select(func.count()).select_from(OAuthClient))).scalar_one()
+    assert made == settings.oauth_registration_rate_limit  # the refused one registered nothing
 
 
 async def test_admin_can_turn_registration_off_and_manage_clients(client: Any, db_session: AsyncSession) -> None:

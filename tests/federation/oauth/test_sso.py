@@ -24,10 +24,12 @@ MARKET = "http://market.coop.test"
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
+def settings(tmp_path: Path, database_url: str, store_kind: str) -> Settings:
+    """The SSO handshake keeps its state in the "sso" store: memory or Redis by the leg."""
     return Settings.from_env(
         {},
-        data_dir=tmp_path / "data", database_url=database_url, redis_url=REDIS_URL or None,
+        data_dir=tmp_path / "data", database_url=database_url,
+        redis_url=REDIS_URL if store_kind == "redis" else None,
         redis_namespace=f"rose-ash-test-{uuid.uuid4().hex[:8]}",
         secret_key="test-secret-key-not-for-production-0123456789", worker_in_process=False,
         auth_rate_limit=1000, domain_hosts=(("blog", "blog.coop.test"), ("market", "market.coop.test")),

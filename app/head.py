@@ -1,0 +1,56 @@
+"""HEAD answered as GET without the body (RFC 9110 §9.3.2).
+
+Litestar's ``@get`` does not serve HEAD, so without this every page answered ``HEAD`` with 405,
+which link checkers, uptime monitors and ``curl -I`` all use. The router answers 404/405
+before any middleware runs, so this wraps the app's ASGI handler itself: a HEAD request to a path
+that has a GET route is routed as GET (also where a route declares HEAD too, like the static
+files router, whose own HEAD answer lacks ``Content-Type``), and the response keeps its status and every header
+(``Content-Length`` and ``ETag`` included, as §9.3.2 asks) while the body is dropped.
+
+GET is safe (§9.2.1), so running its handler for HEAD has no effect a GET would not have.
+"""
+
+from __future__ import annotations
+
+from litestar import Litestar
+from litestar.enums import ScopeType
+from litestar.exceptions import MethodNotAllowedException, NotFoundException
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
+from litestar.utils import normalize_path
+
+__all__ = ["answer_head_as_get"]
+
+
+def _serves_get(app: Litestar, path: str) -> bool:
+    try:
+        app.asgi_router.handle_routing(path=normalize_path(path), method="GET")  # type: ignore[arg-type]
+    except (NotFoundException, MethodNotAllowedException):
+        return False
+    return True
+
+
+def answer_head_as_get(app: Litestar) -> None:
+    """Wrap ``app``'s handler so that HEAD is served by the GET route of the same path.
+
+    A path without a GET route is left to the router: its own HEAD route, or 404/405.
+    """
+    inner: ASGIApp = app.asgi_handler
+
+    async def handler(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP or scope["method"] != "HEAD" \
+                or not _serves_get(app, scope["path"]):
+            await inner(scope, receive, send)
+            return
+        as_get: HTTPScope = {**scope, "method": "GET"}
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return  # a streamed body's chunks: none of them is sent
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        # A copy: the server keeps its own scope, whose method it reads to know that no body follows.
+        await inner(as_get, receive, headers_only)
+
+    app.asgi_handler = handler

@@ -1,0 +1,39 @@
+"""HEAD is answered like GET without a body (app/head.py, RFC 9110 §9.3.2), through a real server."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_head_matches_get_without_body(client) -> None:  # type: ignore[no-untyped-def]
+    # Warm: a cold first page may be served degraded (fragment budget), with other headers.
+    await client.get("/")
+    for url in ("/", "/blog/", "/forge/", "/static/css/site.css", "/healthz"):
+        got = await client.get(url)
+        head = await client.head(url)
+        assert head.status_code == got.status_code == 200, url
+        assert head.content == b"", url
+        for name in ("content-type", "cache-control", "content-length"):
+            assert head.headers.get(name) == got.headers.get(name), (url, name)
+        if "etag" in got.headers:
+            assert head.headers["etag"] == got.headers["etag"], url
+
+
+async def test_head_keeps_status_of_private_absent_and_wrong_method(client) -> None:  # type: ignore[no-untyped-def]
+    signed_out = await client.head("/account")
+    assert signed_out.status_code == (await client.get("/account")).status_code == 303
+    assert signed_out.headers["location"] == (await client.get("/account")).headers["location"]
+    assert (await client.head("/no/such/page")).status_code == 404
+    # A POST-only route: HEAD is refused like GET would be, with the allowed methods named.
+    refused = await client.head("/account/logout")
+    assert refused.status_code == (await client.get("/account/logout")).status_code
+    assert refused.content == b""
+
+
+async def test_conditional_head_answers_304(client) -> None:  # type: ignore[no-untyped-def]
+    await client.get("/")
+    etag = (await client.get("/forge/")).headers["etag"]
+    again = await client.head("/forge/", headers={"If-None-Match": etag})
+    assert again.status_code == 304
