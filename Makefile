@@ -4,6 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+# Web processes for `make run`: one per core, at most 4 (README: "Several workers").
+WEB_CONCURRENCY ?= $(shell n=$$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
 STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: run test install lint typecheck worker migrate clean initial-migration
@@ -32,7 +34,7 @@ migrate: $(STAMP)
 ## The public origin follows HOST and PORT unless ROSE_ASH_BASE_URL says otherwise (handles, links).
 run: migrate
 	ROSE_ASH_BASE_URL="$${ROSE_ASH_BASE_URL:-http://$(HOST):$(PORT)}" ROSE_ASH_WORKER_IN_PROCESS=true \
-	  $(BIN)/rose-ash run --host $(HOST) --port $(PORT)
+	  $(BIN)/rose-ash run --host $(HOST) --port $(PORT) --web-concurrency $(WEB_CONCURRENCY)
 
 ## Set up and run the whole test suite (PostgreSQL/Redis legs when their URLs are set).
 test: $(STAMP) $(INTEROP_STAMPS)

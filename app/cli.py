@@ -11,7 +11,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Mapping, MutableMapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from litestar.plugins import CLIPluginProtocol
@@ -82,14 +82,97 @@ def public_origin(env: Mapping[str, str]) -> str:
     return env.get("ROSE_ASH_BASE_URL") or f"http://{env.get('HOST') or DEFAULT_HOST}:{env.get('PORT') or DEFAULT_PORT}"
 
 
+# uvicorn's limits for `rose-ash run` (README: "Several workers"), overridable as uvicorn's own
+# UVICORN_* variables. Connections count against --limit-concurrency whether or not they have
+# sent anything (uvicorn answers 503 past it), so it sits well above what one process should
+# hold open (idle keep-alives and slow clients included) and only stops a flood from exhausting
+# memory and descriptors. Keep-alive connections idle for 5 s are closed. On SIGTERM a worker
+# stops accepting, finishes what is in flight and gives up after 30 s (a long git clone is cut
+# then rather than holding a deploy forever).
+SERVER_LIMITS: dict[str, int] = {
+    "limit_concurrency": 1000,
+    "timeout_keep_alive": 5,
+    "timeout_graceful_shutdown": 30,
+}
+
+
+def _server_limit(env: Mapping[str, str], name: str) -> int:
+    return int(env.get(f"UVICORN_{name.upper()}") or SERVER_LIMITS[name])
+
+
 def _prepare_environment(env: MutableMapping[str, str]) -> None:
     env.setdefault("LITESTAR_APP", "app.asgi:create_app")
     env.setdefault("FORWARDED_ALLOW_IPS", TRUST_NO_PROXY)
     env["ROSE_ASH_BASE_URL"] = public_origin(env)
+    for name in SERVER_LIMITS:  # read by uvicorn's own CLI when it serves several workers
+        env.setdefault(f"UVICORN_{name.upper()}", str(_server_limit(env, name)))
+
+
+def _serve_our_way() -> None:
+    """Adjust how Litestar's ``run`` starts uvicorn (its options and behaviour are unchanged).
+
+    One worker: Litestar calls ``uvicorn.run`` in this process; our limits are added. Several
+    (``-W N``): Litestar starts ``python -m uvicorn ... --workers N`` as a child with
+    ``subprocess.run``, and that child is orphaned when this process gets SIGTERM (the default
+    action kills only us) and SIGKILLed 0.25 s after a SIGINT (``subprocess.run`` kills its
+    child on any exception), so no worker stops gracefully. We run the same command line in
+    place of this process instead (``os.execv``): the pid a supervisor signals is uvicorn's, and
+    its SIGTERM/SIGINT (drain and stop), SIGHUP (restart the workers one by one) and
+    SIGTTIN/SIGTTOU (one worker more or less) reach it.
+    """
+    import uvicorn
+    from litestar.cli.commands import core
+
+    serve_in_process = uvicorn.run
+
+    def run_with_limits(app: Any, **options: Any) -> None:
+        for name in SERVER_LIMITS:
+            options.setdefault(name, _server_limit(os.environ, name))
+        serve_in_process(app, **options)
+
+    original = core._run_uvicorn_in_subprocess
+
+    def exec_uvicorn(**options: Any) -> None:
+        if options.get("reload"):  # development: Litestar's own way
+            original(**options)
+            return
+        env = options.pop("env")
+        _prepare_metrics_directory(os.environ)
+        arguments = {"host": options["host"], "port": options["port"], "workers": options["workers"],
+                     "factory": env.is_app_factory, "app-dir": env.cwd}
+        for name, flag in (("fd", "fd"), ("uds", "uds"), ("certfile_path", "ssl-certfile"),
+                           ("keyfile_path", "ssl-keyfile")):
+            if options.get(name) is not None:
+                arguments[flag] = options[name]
+        command = [sys.executable, "-m", "uvicorn", env.app_path, *core._convert_uvicorn_args(arguments)]
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, command)  # noqa: S606  (our interpreter, uvicorn, Litestar's arguments)
+
+    uvicorn.run = run_with_limits
+    core._run_uvicorn_in_subprocess = exec_uvicorn  # type: ignore[assignment]
+
+
+def _prepare_metrics_directory(env: MutableMapping[str, str]) -> None:
+    """An empty ``DATA_DIR/prometheus`` for the workers' metric files (app/metrics.py).
+
+    Emptied here, before any worker starts, so counters begin at zero with the server, as they do
+    with one process; the workers only add to it (a restarted worker's counts are kept).
+    """
+    import shutil
+
+    from app.metrics import MULTIPROC_ENV
+    from app.settings import Settings
+
+    directory = Settings.from_env().data_dir / "prometheus"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    env[MULTIPROC_ENV] = str(directory)
 
 
 def main() -> None:
     _prepare_environment(os.environ)
+    _serve_our_way()
     from litestar.cli.main import litestar_group
 
     litestar_group(prog_name="rose-ash")

@@ -39,6 +39,7 @@ from app.identity import TokenGrant
 from app.installed import INSTALLED, csrf_exempt, csrf_public_get
 from app.limits import make_limiter
 from app.logs import configure_logging, request_logging_middleware
+from app.metrics import PROMETHEUS, MetricsController, process_exited
 from app.security import AuthMiddleware, access_guard, make_csrf_config, make_session_config
 from app.settings import Settings
 from app.stores import make_store_registry
@@ -137,11 +138,22 @@ def create_app(settings: Settings | None = None) -> Litestar:
             yield
             return
         from app.db import make_sessionmaker
-        from app.jobs import JobContext, worker_in_background
+        from app.jobs import JobContext
+        from app.jobs.worker import worker_once_per_machine
 
+        # One in-process worker per machine however many web processes run (-W N): whichever
+        # holds the lock under DATA_DIR runs it; the others take over if it dies (app/jobs/worker.py).
         sessionmaker = make_sessionmaker(alchemy.get_engine(), settings)
-        async with worker_in_background(sessionmaker, JobContext(sessionmaker=sessionmaker, settings=settings)):
+        async with worker_once_per_machine(settings.data_dir / "job-worker.lock", sessionmaker,
+                                           JobContext(sessionmaker=sessionmaker, settings=settings)):
             yield
+
+    @asynccontextmanager
+    async def metrics_files(app: Litestar) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            process_exited()  # this process's live gauges leave the shared directory (-W N)
 
     # Only the configured hosts, port included (Litestar matches the whole Host header). Placed
     # outermost rather than as Litestar(allowed_hosts=...), which Litestar nests inside the app
@@ -159,7 +171,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     from federation.oauth.sso import SSOMiddleware
 
     app = Litestar(
-        route_handlers=[healthz, static],  # the rest come with the installed domains
+        route_handlers=[healthz, static, MetricsController],  # the rest come with the installed domains
         plugins=[
             *INSTALLED,
             SQLAlchemyPlugin(config=alchemy),
@@ -170,6 +182,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         middleware=[
             request_logging_middleware,
             allowed_hosts,  # 400 for any Host that is not configured, before anything else runs
+            PROMETHEUS.middleware,  # request counts and durations per route template (/metrics)
             StrictInputMiddleware(),  # NULs in the URL, non-JSON API writes: refused before any lookup
             FragmentMiddleware,  # outside session/auth/CSRF: sees every Set-Cookie and the final headers
             session_config.middleware,
@@ -186,7 +199,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies={"settings": Provide(lambda: settings, sync_to_thread=False)},
         request_class=TrackingRequest,
         on_startup=[add_template_globals],  # and the installed domains' (app/kit.py)
-        lifespan=[background_worker],
+        lifespan=[metrics_files, background_worker],
         # The named rate limits (app/limits.py), in Redis when configured: shared by every process.
         state=State({"settings": settings, "alchemy": alchemy, "limiter": make_limiter(settings)}),
         # The schema as JSON (also at /api/schema itself) and YAML; no HTML viewers, which load their

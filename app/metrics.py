@@ -1,13 +1,50 @@
-"""Prometheus metrics: the counters and gauges every layer records into (issue 13 item 5).
+"""Prometheus metrics: the counters and gauges every layer records into, and ``/metrics`` (issue 13 item 5).
 
 The metric objects live here, in the kernel, so fragments, jobs and federation record into them
-without importing each other. `/metrics` (exposition, protection, multi-process collection) is
-wired by the factory.
+without importing each other. ``/metrics`` is Litestar's :class:`PrometheusController` (HTTP
+request counts and durations come from Litestar's ``PrometheusMiddleware``, per route template)
+plus what is computed when scraped: the job queue by kind and state (one ``GROUP BY`` on the jobs
+table) and the fragment cache's hit ratio.
+
+Several web processes (``rose-ash run -W N``): ``rose-ash run`` points ``PROMETHEUS_MULTIPROC_DIR``
+at ``DATA_DIR/prometheus`` (emptied before the workers start, app/cli.py), prometheus_client
+writes every process's values there, and whichever process answers the scrape sums them.
+
+Who may scrape (``ROSE_ASH_METRICS_TOKEN``, ``ROSE_ASH_METRICS_ALLOW``): a request carrying
+``Authorization: Bearer <token>`` when a token is set, or one whose peer address is in the allowed
+list (default ``127.0.0.1,::1``: a Prometheus on this machine) and that no proxy relayed. Anybody
+else gets the site's ordinary 404, so the endpoint is not advertised.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+import hmac
+import ipaddress
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from litestar import Request, get
+from litestar.exceptions import NotFoundException
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.response import Response
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app import access
+from app.settings import Settings
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 FRAGMENT_FALLBACKS = Counter(
     "rose_ash_fragment_fallbacks",
@@ -29,3 +66,121 @@ DELIVERY_FAILURES = Counter(
     "ActivityPub deliveries that failed, by remote host",
     ["host"],
 )
+# 1 in the process that holds the machine's job-worker lock (app/jobs/worker.py); summed over the
+# live processes, so a scrape shows how many in-process workers run here (1, or 0 while none does).
+IN_PROCESS_WORKERS = Gauge(
+    "rose_ash_in_process_job_workers",
+    "In-process job workers running (one per machine)",
+    multiprocess_mode="livesum",
+)
+
+# Route templates, not paths, as labels (one series per route, not per URL); unmatched paths are
+# not counted at all, so a scanner cannot grow the series without bound.
+PROMETHEUS = PrometheusConfig(
+    app_name="rose_ash", prefix="rose_ash_http", group_path=True, exclude_unhandled_paths=True,
+    exclude=[r"^/metrics$", r"^/static/"],
+)
+
+_PROXY_HEADERS = (b"x-forwarded-for", b"forwarded", b"via", b"x-real-ip")
+
+
+def may_scrape(request: Request[Any, Any, Any], settings: Settings) -> bool:
+    """The bearer token when one is configured, else (or also) the peer address, never relayed."""
+    if settings.metrics_token:
+        sent = request.headers.get("authorization", "")
+        scheme, _, credential = sent.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(credential.strip().encode(),
+                                                               settings.metrics_token.encode()):
+            return True
+    # A same-host proxy (Varnish, nginx) connects from 127.0.0.1 on behalf of anybody: a request
+    # it relayed is not this machine's Prometheus, whatever its peer address.
+    if any(name in _PROXY_HEADERS for name, _ in request.scope["headers"]):
+        return False
+    client = request.client.host if request.client else ""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return False
+    return any(address in network for network in allowed_networks(settings.metrics_allow))
+
+
+def allowed_networks(items: Iterable[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [ipaddress.ip_network(item, strict=False) for item in items if item]
+
+
+async def job_counts(session: AsyncSession) -> dict[tuple[str, str], int]:
+    from app.jobs.models import Job
+
+    rows = await session.execute(select(Job.kind, Job.state, func.count()).group_by(Job.kind, Job.state))
+    return {(kind, state): count for kind, state, count in rows.tuples()}
+
+
+class _ScrapeTime:
+    """What is computed per scrape, next to the recorded metrics of every process."""
+
+    def __init__(self, recorded: CollectorRegistry, jobs: dict[tuple[str, str], int]) -> None:
+        self.recorded = recorded
+        self.jobs = jobs
+
+    def collect(self) -> Iterator[Metric]:
+        from app.jobs.models import JOB_STATES
+        from app.jobs.registry import registry
+
+        hits = misses = 0.0
+        for metric in self.recorded.collect():
+            if metric.name == "rose_ash_fragment_cache_lookups":
+                for sample in metric.samples:
+                    if sample.name.endswith("_total"):
+                        hits += sample.value if sample.labels.get("result") == "hit" else 0.0
+                        misses += sample.value if sample.labels.get("result") == "miss" else 0.0
+            yield metric
+        # Every registered kind in every state, zeros included, so a drained queue reads 0 rather
+        # than vanishing from the graph.
+        depth = GaugeMetricFamily("rose_ash_jobs", "Jobs in the queue table by kind and state",
+                                  labels=["kind", "state"])
+        kinds = sorted({*registry, *(kind for kind, _ in self.jobs)})
+        for kind in kinds:
+            for state in JOB_STATES:
+                depth.add_metric([kind, state], self.jobs.get((kind, state), 0))
+        yield depth
+        ratio = GaugeMetricFamily("rose_ash_fragment_cache_hit_ratio",
+                                  "Shared-fragment cache hits over lookups since start (NaN before any)")
+        ratio.add_metric([], hits / (hits + misses) if hits + misses else float("nan"))
+        yield ratio
+
+
+def recorded_registry() -> CollectorRegistry:
+    """This process's registry, or every process's values when they are written to a directory."""
+    if os.environ.get(MULTIPROC_ENV):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return registry
+    return REGISTRY
+
+
+class MetricsController(PrometheusController):
+    """``GET /metrics``: Litestar's exposition, guarded, with the scrape-time gauges added."""
+
+    include_in_schema = False
+    # Its own authentication (token or address); no session, no CSRF (GET only), never cached:
+    # every scrape reads the values of that moment.
+    opt = {"exclude_from_auth": True, "exclude_from_csrf": True, **access.machine()}
+
+    @get(cache_control=None, name="metrics")
+    async def get(  # type: ignore[override]
+        self, request: Request[Any, Any, Any], settings: Settings, db_session: AsyncSession,
+    ) -> Response[bytes]:
+        if not may_scrape(request, settings):
+            raise NotFoundException()
+        jobs = await job_counts(db_session)
+        registry = CollectorRegistry()
+        registry.register(_ScrapeTime(recorded_registry(), jobs))  # type: ignore[arg-type]
+        # The classic text format (0.0.4), which every Prometheus reads; our names need nothing newer.
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_PLAIN_0_0_4.removesuffix("; charset=utf-8"),
+                        headers={"Cache-Control": "no-store"})
+
+
+def process_exited() -> None:
+    """Drop this process's live gauges from the shared directory (a graceful stop)."""
+    if os.environ.get(MULTIPROC_ENV):
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -48,6 +50,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # and BASE_URL's host are the only hosts the app answers for (factory.py: allowed hosts).
     domain_hosts: tuple[tuple[str, str], ...] = ()
     log_level: str = "INFO"
+    # Who may read /metrics (app/metrics.py): a bearer token, and/or peer addresses or networks
+    # ("10.0.0.0/8,127.0.0.1"); everybody else gets a 404. Default: this machine only.
+    metrics_token: str = ""
+    metrics_allow: tuple[str, ...] = ("127.0.0.1", "::1")
     # Ghost: the old site's origin (replaces __GHOST_URL__ in imports) and the webhook secret.
     ghost_url: str = ""
     ghost_webhook_secret: str = ""
@@ -122,6 +128,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 raw[flag] = str(raw[flag]).strip().lower() in _TRUE
         if isinstance(raw.get("edge_purge_urls"), str):
             raw["edge_purge_urls"] = tuple(u.strip() for u in str(raw["edge_purge_urls"]).split(",") if u.strip())
+        if isinstance(raw.get("metrics_allow"), str):
+            raw["metrics_allow"] = tuple(a.strip() for a in str(raw["metrics_allow"]).split(",") if a.strip())
+        allow = raw.get("metrics_allow")
+        for network in allow if isinstance(allow, tuple | list) else ():  # a typo must stop the start, not every scrape
+            try:
+                ipaddress.ip_network(str(network), strict=False)
+            except ValueError as exc:
+                raise ValueError(f"ROSE_ASH_METRICS_ALLOW: {network!r} is not an address or network") from exc
         raw["base_url"] = str(raw.get("base_url", "http://127.0.0.1:8000")).rstrip("/")
         if isinstance(raw.get("domain_hosts"), str):
             pairs = (item.partition("=") for item in str(raw["domain_hosts"]).split(",") if "=" in item)
@@ -173,7 +187,14 @@ def _load_or_create_secret(data_dir: Path) -> str:
     if path.exists():
         return path.read_text().strip()
     key = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process (``rose-ash run -W N``) made it first: use theirs
+        for _ in range(50):
+            if existing := path.read_text().strip():
+                return existing
+            time.sleep(0.01)
+        raise
     with os.fdopen(fd, "w") as fh:
         fh.write(key)
     return key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from litestar.stores.base import Store
+from litestar.stores.file import FileStore
 from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
 from litestar.stores.registry import StoreRegistry
@@ -24,6 +25,10 @@ def make_store_registry(settings: Settings) -> StoreRegistry:
     else:
         for name in STORE_NAMES:
             stores[name] = MemoryStore()
+        # Sessions in files under DATA_DIR (written atomically by rename), so every web process
+        # of `rose-ash run -W N` sees the same sign-ins, and a restart signs nobody out; the
+        # caches stay per process.
+        stores["sessions"] = FileStore(settings.data_dir / "sessions", create_directories=True)
 
         def default_factory(name: str) -> Store:
             return MemoryStore()

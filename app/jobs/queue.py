@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.jobs.models import DEAD, DEFAULT_MAX_ATTEMPTS, DONE, QUEUED, RUNNING, Job, utcnow
 from app.jobs.registry import DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP, JobKind, JobRegistry, registry
+from app.logs import current_request_id
 
 __all__ = [
     "ClaimedJob",
@@ -140,7 +141,7 @@ def _job_values(entry: JobKind[Any], payload: msgspec.Struct, run_at: datetime |
         raise ValueError("max_attempts must be at least 1")
     return {
         "kind": entry.name,
-        "payload": _payload_to_json(payload),
+        "payload": with_request_id(_payload_to_json(payload)),
         "state": QUEUED,
         "attempts": 0,
         "max_attempts": max_attempts,
@@ -190,6 +191,16 @@ async def cancel_every(session: AsyncSession, unique_key: str) -> None:
     await session.flush()
     await session.execute(delete(_table).where(_c.unique_key == unique_key, _c.state == QUEUED))
     await session.execute(update(_table).where(_c.unique_key == unique_key).values(repeat_seconds=None))
+
+
+# The id of the request that enqueued a job rides in its payload under this key (not a field of
+# any payload type: msgspec ignores it when decoding), so the job's log lines carry it too.
+REQUEST_ID_KEY = "_request_id"
+
+
+def with_request_id(payload: dict[str, Any]) -> dict[str, Any]:
+    request_id = current_request_id()
+    return {**payload, REQUEST_ID_KEY: request_id} if request_id is not None else payload
 
 
 async def _enqueue_unique(session: AsyncSession, values: dict[str, Any], unique_key: str) -> Job:

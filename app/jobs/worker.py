@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import secrets
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -27,8 +29,16 @@ from app.jobs import queue
 from app.jobs.models import utcnow
 from app.jobs.queue import ClaimedJob, Clock
 from app.jobs.registry import JobContext, JobRegistry, PermanentFailure, RetryLater, Snooze, registry
+from app.logs import request_id_context
+from app.metrics import IN_PROCESS_WORKERS, JOB_FAILURES
 
-__all__ = ["Worker", "install_signal_handlers", "run_worker_forever", "worker_in_background"]
+__all__ = [
+    "Worker",
+    "install_signal_handlers",
+    "run_worker_forever",
+    "worker_in_background",
+    "worker_once_per_machine",
+]
 
 log = logging.getLogger("app.jobs")
 
@@ -328,11 +338,24 @@ class Worker:
             worker_id=self.worker_id,
         )
         outcome: _Outcome = _Released()
+        request_id = job.payload.get(queue.REQUEST_ID_KEY) if isinstance(job.payload, dict) else None
+        with request_id_context(request_id if isinstance(request_id, str) else None):
+            outcome = await self._call(run, kind.handler, ctx, payload)
+        if isinstance(outcome, _Failed | _Dead):
+            JOB_FAILURES.labels(kind=job.kind).inc()
+        if run.lost:
+            return _Lost()
+        if run.released and not isinstance(outcome, _Done):
+            return _Released()
+        return outcome
+
+    async def _call(self, run: _Run, handler: Any, ctx: JobContext, payload: Any) -> _Outcome:
+        outcome: _Outcome = _Released()
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._heartbeat, run)
             with run.scope:
                 try:
-                    await kind.handler(ctx, payload)
+                    await handler(ctx, payload)
                     outcome = _Done()
                 except RetryLater as exc:
                     outcome = _Retry(exc.seconds, f"RetryLater: {exc}")
@@ -343,10 +366,6 @@ class Worker:
                 except Exception as exc:
                     outcome = _Failed(_failure_text(exc))
             tg.cancel_scope.cancel()
-        if run.lost:
-            return _Lost()
-        if run.released and not isinstance(outcome, _Done):
-            return _Released()
         return outcome
 
     async def _heartbeat(self, run: _Run) -> None:
@@ -509,6 +528,69 @@ async def worker_in_background(
             stop.set()
     if error is not None:
         raise error
+
+
+def try_lock(path: Path) -> int | None:
+    """An exclusive ``flock`` on ``path``: the open descriptor that holds it, or ``None`` if another
+    process holds it. Closing the descriptor (or the process ending, however) releases it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())  # who holds it, for an operator reading the file
+    return fd
+
+
+@asynccontextmanager
+async def worker_once_per_machine(
+    lock_path: Path,
+    sessionmaker: SessionMaker,
+    context: JobContext | None = None,
+    *,
+    retry_interval: float = 5.0,
+    **worker_options: Any,
+) -> AsyncIterator[None]:
+    """Run the in-process worker in whichever process of this machine holds ``lock_path``.
+
+    ``rose-ash run -W N`` starts N web processes with the same settings; each enters this, one
+    takes the exclusive ``flock`` and runs a :class:`Worker`, the others try again every
+    ``retry_interval`` seconds, so when the holder dies (even by SIGKILL, since the kernel drops
+    a dead process's locks) another one takes over within that time. A lock rather than a row
+    or a leader lease in the database: it needs no clean-up after a crash and costs no write.
+    Jobs are claimed exactly once by any number of workers anyway (app/jobs/queue.py); the lock
+    keeps it to one worker's concurrency and polling per machine, not one per web process.
+    """
+    stop = anyio.Event()
+
+    async def hold_and_run() -> None:
+        while not stop.is_set():
+            fd = try_lock(lock_path)
+            if fd is None:
+                with anyio.move_on_after(retry_interval):
+                    await stop.wait()
+                continue
+            try:
+                log.info("process %d holds %s: it runs this machine's in-process job worker", os.getpid(), lock_path)
+                IN_PROCESS_WORKERS.set(1)
+                await Worker(sessionmaker, context=context, **worker_options).run(stop)
+            finally:
+                IN_PROCESS_WORKERS.set(0)
+                os.close(fd)
+            return
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(hold_and_run, name="in-process job worker (once per machine)")
+        try:
+            yield
+        finally:
+            stop.set()
 
 
 async def run_worker_forever(

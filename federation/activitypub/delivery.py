@@ -32,6 +32,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.jobs import JobContext, PermanentFailure, RetryLater, Snooze, enqueue, job_handler
+from app.metrics import DELIVERY_FAILURES
 from app.settings import Settings
 from federation.activitypub.core import Federation
 from federation.activitypub.models import Activity, Actor, Delivery, Host
@@ -204,6 +205,7 @@ def _record(delivery: Delivery | None, host: Host, outcome: Outcome, *, last: bo
         if delivery is not None:
             delivery.state, delivery.next_try = "delivered", None
         return None
+    DELIVERY_FAILURES.labels(host=host.host).inc()  # every failed attempt (app/metrics.py, /metrics)
     if not outcome.permanent and count_failure:
         host.consecutive_failures += 1
         if host.consecutive_failures >= BREAKER_THRESHOLD:
