@@ -20,6 +20,14 @@ seen by the next request in every process, not just eventually. A build that rac
 invalidation is not stored: the Redis write is conditional on the sequence number read before the
 build, the in-process one on the local invalidation count. Entries expire after
 :data:`TTL_SECONDS` (the edge's ``s-maxage``) as the bound on anything a purge cannot name.
+
+Without Redis, the processes that share a ``DATA_DIR`` (``make run``'s web workers, a
+``rose-ash`` command) share an append-only log of invalidated keys there
+(:data:`LOG_NAME`): a commit that purges appends one line, and every process reads what was
+appended since it last looked once per request (a ``stat`` when nothing changed) and again before
+it stores a build, so a build that raced an edit in another process is not kept. When the log is
+replaced (it is rotated past :data:`LOG_ROTATE_BYTES`), a reader cannot know what it missed and
+clears its tier.
 """
 
 from __future__ import annotations
@@ -28,10 +36,12 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -45,7 +55,7 @@ if TYPE_CHECKING:
     from litestar import Litestar
     from litestar.types import Scope
 
-__all__ = ["TTL_SECONDS", "CachedFragment", "FragmentCache", "invalidate"]
+__all__ = ["LOG_NAME", "TTL_SECONDS", "CachedFragment", "FragmentCache", "invalidate"]
 
 log = logging.getLogger("rose_ash.fragments.cache")
 
@@ -53,6 +63,9 @@ TTL_SECONDS = 300
 MAX_ENTRIES = 2048  # in-process: parameters come from URLs (/f/blog/post-card?slug=...), so bounded
 CATCH_UP_SECONDS = 0.05  # how long a request waits for the listener before clearing its tier
 _SCOPE_SEQ = "rose_ash.fragcache.seq"
+_SCOPE_LOG = "rose_ash.fragcache.log"
+LOG_NAME = "fragment-invalidations.log"  # under DATA_DIR, shared by the processes without Redis
+LOG_ROTATE_BYTES = 1 << 20
 _PLACEHOLDER = "<!--rose-ash-fragment:"
 
 # Bumps the sequence, deletes every entry tagged with a key and the tag sets, publishes the keys.
@@ -108,6 +121,28 @@ def _channel(settings: Settings) -> str:
     return f"{settings.redis_namespace}:fragcache:invalidate"
 
 
+def _log_path(settings: Settings) -> Path:
+    return Path(settings.data_dir) / LOG_NAME
+
+
+def _append_log(settings: Settings, keys: list[str]) -> None:
+    """One line per invalidation; O_APPEND keeps concurrent writers' lines whole."""
+    path = _log_path(settings)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, (" ".join(keys) + "\n").encode())
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        if size > LOG_ROTATE_BYTES:
+            # A new file (a new inode) tells every reader to clear its tier once.
+            os.replace(path, path.with_name(LOG_NAME + ".old"))
+    except OSError:
+        log.exception("fragment cache: could not record the invalidation of %s in %s", " ".join(keys), path)
+
+
 def invalidate(settings: Settings | None, keys: Iterable[str]) -> None:
     """Drop every cached fragment tagged with one of ``keys``, here and (with Redis) everywhere.
 
@@ -126,7 +161,10 @@ def invalidate(settings: Settings | None, keys: Iterable[str]) -> None:
             not settings.redis_url and cache.settings.database_url == settings.database_url)
         if same:
             cache.drop_local(wanted)
-    if settings is None or not settings.redis_url:
+    if settings is None:
+        return
+    if not settings.redis_url:
+        _append_log(settings, wanted)  # the other processes on this DATA_DIR read it
         return
     client = _sync_clients.get(settings.redis_url)
     if client is None:
@@ -154,6 +192,14 @@ class FragmentCache:
         self._caught_up = asyncio.Event()
         self._redis: redis.asyncio.Redis | None = None
         self._listener: asyncio.Task[None] | None = None
+        # Without Redis: the shared invalidation log, and how far this process has read it.
+        self._log: Path | None = None if settings.redis_url else _log_path(settings)
+        self._log_inode: int | None = None
+        self._log_offset = 0
+        if self._log is not None:
+            with contextlib.suppress(OSError):
+                st = os.stat(self._log)
+                self._log_inode, self._log_offset = st.st_ino, st.st_size  # what came before: an empty tier
         _caches.add(self)
 
     # --- keys -------------------------------------------------------------------------------
@@ -190,6 +236,10 @@ class FragmentCache:
             return None
         if self._redis is not None:
             await self._check_sequence(scope)
+        elif self._log is not None and _SCOPE_LOG not in scope:
+            marked: Any = scope
+            marked[_SCOPE_LOG] = True
+            self._follow_log()
         entry = self._entries.get(key)
         if entry is not None:
             self._entries.move_to_end(key)
@@ -226,6 +276,8 @@ class FragmentCache:
                 return False
             if not stored:
                 return False
+        elif self._log is not None:
+            self._follow_log()  # an edit elsewhere since the build began bumps the epoch
         if epoch != self.epoch:
             return False
         self._store_local(key, entry)
@@ -251,6 +303,39 @@ class FragmentCache:
         self.epoch += 1
         self._entries.clear()
         self._tags.clear()
+
+    # --- without Redis: the shared invalidation log -----------------------------------------
+
+    def _follow_log(self) -> None:
+        """Apply the lines other processes appended since the last look (one ``stat`` if none)."""
+        assert self._log is not None
+        try:
+            st = os.stat(self._log)
+        except FileNotFoundError:
+            return
+        except OSError:
+            log.warning("fragment cache: invalidation log unreadable; clearing", exc_info=True)
+            self.clear_local()
+            return
+        if st.st_ino != self._log_inode or st.st_size < self._log_offset:
+            # A new (rotated) log: what the old one said since the last look is unknown.
+            self.clear_local()
+            self._log_inode, self._log_offset = st.st_ino, 0
+        if st.st_size == self._log_offset:
+            return
+        try:
+            with open(self._log, "rb") as f:
+                f.seek(self._log_offset)
+                chunk = f.read(st.st_size - self._log_offset)
+        except OSError:
+            log.warning("fragment cache: invalidation log unreadable; clearing", exc_info=True)
+            self.clear_local()
+            return
+        complete = chunk[: chunk.rfind(b"\n") + 1]  # a line still being written waits for the next look
+        self._log_offset += len(complete)
+        keys = complete.decode(errors="replace").split()
+        if keys:
+            self.drop_local(keys)
 
     # --- Redis: the sequence check and the listener -----------------------------------------
 
