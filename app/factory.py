@@ -37,6 +37,7 @@ from app.headers import SecurityHeaders
 from app.health import healthz
 from app.identity import TokenGrant
 from app.installed import INSTALLED, csrf_exempt, csrf_public_get
+from app.kit import admin_pages
 from app.limits import make_limiter
 from app.logs import configure_logging, request_logging_middleware
 from app.metrics import PROMETHEUS, MetricsController, process_exited
@@ -45,6 +46,7 @@ from app.settings import Settings
 from app.stores import make_store_registry
 from app.strict_input import StrictInputMiddleware
 from app.templating import STATIC_DIR, make_template_config
+from fragments.cache import FragmentCache
 from fragments.middleware import FragmentMiddleware, TrackingRequest
 from fragments.registry import inline_fragment
 from fragments.site import installed, section_links
@@ -123,6 +125,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     template_config = make_template_config(settings)
     session_config = make_session_config(settings)
     static_version = _static_version()
+    fragment_cache = FragmentCache(settings)  # shared fragments, invalidated by surrogate key
 
     def add_template_globals(app: Litestar) -> None:
         env = app.template_engine.engine  # type: ignore[union-attr]
@@ -130,6 +133,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         env.globals["fragment"] = inline_fragment
         env.globals["installed"] = installed  # a domain's links only when it is (fragments/site.py)
         env.globals["section_links"] = section_links
+        env.globals["admin_pages"] = admin_pages(INSTALLED)  # the admin home's sidebar and tabs (issue 14)
 
 
     @asynccontextmanager
@@ -199,9 +203,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies={"settings": Provide(lambda: settings, sync_to_thread=False)},
         request_class=TrackingRequest,
         on_startup=[add_template_globals],  # and the installed domains' (app/kit.py)
-        lifespan=[metrics_files, background_worker],
+        lifespan=[metrics_files, background_worker, fragment_cache.running],
         # The named rate limits (app/limits.py), in Redis when configured: shared by every process.
-        state=State({"settings": settings, "alchemy": alchemy, "limiter": make_limiter(settings)}),
+        state=State({"settings": settings, "alchemy": alchemy, "limiter": make_limiter(settings),
+                     "fragment_cache": fragment_cache}),
         # The schema as JSON (also at /api/schema itself) and YAML; no HTML viewers, which load their
         # scripts from CDNs that the CSP (app/headers.py) rightly refuses. Not itself in the schema.
         openapi_config=OpenAPIConfig(

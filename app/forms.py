@@ -21,8 +21,8 @@ import msgspec
 from litestar import Request
 from litestar.exceptions import ClientException
 from litestar.plugins.flash import flash
-from litestar.response import Redirect, Template
-from litestar.status_codes import HTTP_303_SEE_OTHER
+from litestar.response import Redirect, Response, Template
+from litestar.status_codes import HTTP_200_OK, HTTP_303_SEE_OTHER
 
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -127,6 +127,43 @@ def see_other(path: str, request: Request[Any, Any, Any] | None = None, message:
     if request is not None and message:
         flash(request, message, category=category)
     return Redirect(path=path, status_code=HTTP_303_SEE_OTHER)
+
+
+def is_htmx(request: Request[Any, Any, Any]) -> bool:
+    """Whether htmx sent this request (it always sends ``HX-Request: true``)."""
+    return request.headers.get("hx-request") == "true"
+
+
+def done(path: str, request: Request[Any, Any, Any], message: str, category: str = "success") -> Response[None]:
+    """The answer to a confirmed action, sent by a plain form or by htmx (``hx-confirm``).
+
+    A plain form gets Post/Redirect/Get. htmx would follow a 303 and swap the whole next page into
+    the button, so it gets ``HX-Redirect`` instead: the browser navigates and the next page shows
+    the one flash message in the toast region.
+    """
+    flash(request, message, category=category)
+    if is_htmx(request):
+        return Response(content=None, status_code=HTTP_200_OK, headers={"HX-Redirect": path})
+    return Redirect(path=path, status_code=HTTP_303_SEE_OTHER)
+
+
+def flash_trigger(message: str, category: str = "success") -> dict[str, str]:
+    """Headers for an htmx response that answers in place: static/js/feedback.js puts the message in
+    the page's one toast region (role=status), as a server-side flash would be after a redirect."""
+    return {"HX-Trigger": msgspec.json.encode({"flash": {"message": message, "category": category}}).decode()}
+
+
+def confirm_page(*, question: str, action: str, cancel: str, button: str = "Delete",
+                 detail: str = "", values: Mapping[str, str] | None = None, title: str = "",
+                 quote: str = "") -> Template:
+    """The no-JavaScript confirmation of a destructive action: ``GET …/delete`` shows it and its
+    form POSTs to the same path (with CSRF), carrying every value that was sent along as hidden fields.
+    With JavaScript the button asks with ``hx-confirm`` and posts directly. ``quote`` is the plain
+    text of what goes (a post's opening words), so the person sees which one they are deleting."""
+    return Template(template_name="confirm.html", context={
+        "question": question, "action": action, "cancel": cancel, "button": button, "detail": detail,
+        "values": dict(values or {}), "title": title or question, "quote": quote,
+    })
 
 
 def form_page(template: str, context: Mapping[str, Any], errors: Mapping[str, str], status: int) -> Template:

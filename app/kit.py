@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from litestar.config.app import AppConfig
     from litestar.types import ControllerRouterHandler
 
-__all__ = ["Domain", "NavEntry", "ServiceActor", "domains_of", "navigation", "service_actors"]
+__all__ = ["Domain", "NavEntry", "ServiceActor", "admin_pages", "domains_of", "navigation", "service_actors"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,8 @@ class Domain:  # Litestar's InitPluginProtocol and CLIPluginProtocol, structural
     ``public_get_routes``  public, cacheable GET path shapes: no CSRF cookie is set there, so no
                      POST route may live on them (tests/fragments/test_fragment_csrf_routes.py).
     ``nav``          entries for the site's main navigation.
+    ``admin``        its administrators' pages, for the admin home's sidebar and tabs (``/admin``):
+                     a page appears there exactly when its domain is installed.
     ``actor``        the service actor it federates as, if any.
 
     A declaration with only ``nav`` and ``actor`` announces a domain whose package is not built
@@ -75,6 +77,7 @@ class Domain:  # Litestar's InitPluginProtocol and CLIPluginProtocol, structural
     machine_routes: tuple[str, ...] = ()
     public_get_routes: tuple[str, ...] = ()
     nav: tuple[NavEntry, ...] = ()
+    admin: tuple[NavEntry, ...] = ()
     actor: ServiceActor | None = None
     # Called with every installed Domain when an app is built, for a package that consumes the
     # others' declarations (fragments: navigation; activitypub: service actors) without
@@ -110,6 +113,12 @@ def domains_of(plugins: Iterable[object]) -> tuple[Domain, ...]:
 def navigation(domains: Iterable[Domain]) -> tuple[tuple[str, str], ...]:
     """``((href, label), ...)`` of every installed domain's entries, in their declared order."""
     entries = sorted((entry for d in domains for entry in d.nav), key=lambda e: e.order)
+    return tuple((e.href, e.label) for e in entries)
+
+
+def admin_pages(domains: Iterable[Domain]) -> tuple[tuple[str, str], ...]:
+    """``((href, label), ...)`` of every installed domain's administration pages, in declared order."""
+    entries = sorted((entry for d in domains for entry in d.admin), key=lambda e: e.order)
     return tuple((e.href, e.label) for e in entries)
 
 

@@ -185,8 +185,11 @@ def _token_needed() -> NotAuthorizedException:
     )
 
 
-def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+async def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     """The app-wide guard: hold every request to its route's access declaration (app/access.py).
+
+    ``async`` although it never awaits: Litestar runs a sync guard in a worker thread, a thread
+    hop on every request that cost about two thirds of a cached page's time (bench/pages.py).
 
     Anonymous where an account is needed -> 401 (HTML: the sign-in redirect); signed in without the
     role, or a token without the scope -> 403. Owner checks (403/404) stay with the handlers.

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import access
 from app.caching import CachePolicy, conditional_response, weak_etag
-from app.forms import InputProblems, form_page, parse_form, see_other
+from app.forms import InputProblems, done, form_page, parse_form, see_other
 from app.jobs import JobContext
 from app.responses import PRIVATE
 from app.security import requires_user
@@ -403,7 +403,7 @@ class SettingsController(Controller):
 
     @post("/delete", status_code=303)
     async def delete(self, request: Request[User, Any, Any], db_session: AsyncSession, repo_service: RepoService,
-                     mirror_service: MirrorService, owner: str, repo: str) -> Template | Redirect:
+                     mirror_service: MirrorService, owner: str, repo: str) -> Template | Response[None]:
         row = await self._load(request, repo_service, owner, repo)
         form = await parse_form(request, DeleteRepoForm)
         if form.confirm.strip() != row.name:
@@ -413,7 +413,7 @@ class SettingsController(Controller):
         await purge_repo_pages(db_session, row.id, row.owner_id)
         await repo_service.delete(row)
         # To a private page: public pages never read the session, so the flash shows there.
-        return see_other("/account", request, f"Deleted {owner}/{name}.")
+        return done("/account", request, f"Deleted {owner}/{name}.")
 
 
 router = Router(

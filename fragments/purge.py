@@ -9,6 +9,10 @@ Keys are :data:`SurrogateKey` values built in one place per domain (``domains/<a
 ``forge/keys.py``, ``fragments/keys.py`` for the site's own), and both the response that is
 tagged and the change that purges use the same builder, so the two cannot drift apart
 (tests/fragments/test_purge_paths.py checks every key a page or fragment emits).
+
+The same keys invalidate the in-process/Redis fragment cache (fragments/cache.py): the keys are
+noted on the session, and when its transaction commits they are dropped everywhere before the
+response that follows is sent; a rollback forgets them.
 """
 
 from __future__ import annotations
@@ -19,8 +23,11 @@ from typing import NewType
 
 import httpx
 import msgspec
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session, SessionTransaction
 
+from app.db import settings_of
 from app.jobs import JobContext, enqueue, job_handler
 from app.jobs.models import Job
 
@@ -33,6 +40,8 @@ PURGE_TIMEOUT = 10.0
 
 # A string a keys module built: emit_purge takes nothing else, so a purge cannot be spelled by hand.
 SurrogateKey = NewType("SurrogateKey", str)
+
+_PENDING = "rose_ash.purge_keys"  # session.info: keys to drop from the fragment cache on commit
 
 
 class PurgePayload(msgspec.Struct, frozen=True):
@@ -48,7 +57,24 @@ async def emit_purge(session: AsyncSession, keys: Iterable[SurrogateKey], *, har
     for key in wanted:
         if any(c.isspace() for c in key):
             raise ValueError(f"surrogate keys contain no whitespace: {key!r}")
+    session.sync_session.info.setdefault(_PENDING, set()).update(wanted)
     return await enqueue(session, PURGE_KIND, PurgePayload(keys=wanted, hard=hard))
+
+
+@event.listens_for(Session, "after_commit")
+def _invalidate_committed(session: Session) -> None:
+    keys = session.info.pop(_PENDING, None)
+    if keys:
+        from fragments.cache import invalidate
+
+        invalidate(settings_of(session), keys)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_rolled_back(session: Session, transaction: SessionTransaction) -> None:
+    # After a commit the keys are gone already; after the outermost rollback they were never true.
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)
 
 
 async def send_purge(urls: Iterable[str], payload: PurgePayload, *, client: httpx.AsyncClient | None = None) -> int:
@@ -80,6 +106,11 @@ async def send_purge(urls: Iterable[str], payload: PurgePayload, *, client: http
 
 @job_handler(PURGE_KIND, backoff_base=2.0, backoff_cap=300.0)
 async def run_purge(ctx: JobContext, payload: PurgePayload) -> None:
+    # This process's fragment caches too: without Redis, a purge committed by another process (a
+    # `rose-ash` command, a separate worker) reaches the web process this way, when its worker runs.
+    from fragments.cache import invalidate
+
+    invalidate(None, payload.keys)
     urls = tuple(getattr(ctx.settings, "edge_purge_urls", ()) or ())
     if not urls:
         return  # no edge configured: nothing to send, the job is done

@@ -32,6 +32,9 @@ from markupsafe import Markup, escape
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.caching import CachePolicy, add_surrogate_keys, render_state, weak_etag
+from app.db import wrote_in_transaction
+from app.metrics import FRAGMENT_FALLBACKS
+from fragments.cache import CachedFragment, FragmentCache
 
 __all__ = [
     "FAILURES",
@@ -85,21 +88,32 @@ class FragmentContext:
     spec: Fragment
     params: Mapping[str, str]
     link_base: str = ""
+    used_request_session: AsyncSession | None = None
 
     @property
     def db(self) -> AsyncSession:
-        """The database session this request's fragments share, opened on first use.
+        """The database session for this fragment, opened on first use.
 
-        Not the handler's session: a fragment that times out or fails mid-query must not leave
-        the handler with a broken transaction. After a failure it is closed and the next
-        fragment gets a fresh one. Fragments therefore do not see the request's uncommitted writes.
+        On a GET or HEAD whose session has not written, the request's own session: no second
+        connection checkout per page. It is read-only there, so a fragment that fails or times
+        out mid-query costs nothing but that session's connection, which :func:`render_fragment`
+        then invalidates (the handler is done with it by then; the next fragment reconnects).
+        Otherwise (a form post answering with a fragment) a session of the fragments' own, so a
+        failing fragment never breaks the handler's transaction and fragments never see its
+        uncommitted writes; after a failure it is closed and the next fragment gets a fresh one.
         """
-        state = render_state(self.request.scope)
+        request = self.request
+        alchemy = request.app.state["alchemy"]
+        if request.method in ("GET", "HEAD"):
+            session: AsyncSession = alchemy.provide_session(request.app.state, request.scope)
+            if not wrote_in_transaction(session):
+                self.used_request_session = session
+                return session
+        state = render_state(request.scope)
         if state.db is None:
-            alchemy = self.request.app.state["alchemy"]
             state.db = alchemy.create_session_maker()()
-        session: AsyncSession = state.db
-        return session
+        own: AsyncSession = state.db
+        return own
 
     @property
     def user(self) -> Any:
@@ -135,6 +149,9 @@ class Fragment:
     params: dict[str, str] = field(default_factory=dict)
     inline_timeout: float = INLINE_TIMEOUT
     route_timeout: float = ROUTE_TIMEOUT
+    # Whether a shared fragment is served from the cache (fragments/cache.py); False for one whose
+    # content changes without a purge of its keys (a clock).
+    cached: bool = True
 
     @property
     def url(self) -> str:
@@ -214,6 +231,7 @@ def fragment(
     inline_timeout: float = INLINE_TIMEOUT,
     route_timeout: float = ROUTE_TIMEOUT,
     replace: bool = False,
+    cached: bool = True,
 ) -> Callable[[Builder], Builder]:
     """Register ``fn`` as the builder of fragment ``name`` (``area.name``; ``me.*`` = personal).
 
@@ -223,6 +241,8 @@ def fragment(
     ``template`` defaults to ``fragments/<area>/<name>.html`` and ``fallback`` to
     ``fragments/<area>/<name>_fallback.html`` when that exists, else ``fragments/_fallback.html``.
     ``params`` documents the accepted query params and their example values (shown on /embed).
+    ``cached=False`` keeps a shared fragment out of the cache (fragments/cache.py): for one whose
+    content changes without a purge of its surrogate keys.
     """
     if not NAME_RE.match(name):
         raise ValueError(f"bad fragment name {name!r}: lowercase 'area.name' or 'name'")
@@ -242,6 +262,7 @@ def fragment(
             fallback_template=fallback or f"fragments/{path}_fallback.html",
             embed=embed, title=title or name, description=description or (fn.__doc__ or "").strip(),
             params=dict(params or {}), inline_timeout=inline_timeout, route_timeout=route_timeout,
+            cached=cached,
         ), replace=replace)
         return fn
 
@@ -307,6 +328,20 @@ async def render_fragment(
     when it returns True for the seed's ETag, ``html`` is empty.
     """
     ctx = FragmentContext(request=request, spec=spec, params=dict(params or {}), link_base=link_base)
+    # Shared fragments come from the cache (fragments/cache.py); personal ones never do.
+    cache: FragmentCache | None = request.app.state.get("fragment_cache")
+    if spec.policy is not CachePolicy.SHARED_FRAGMENT or not spec.cached:
+        cache = None
+    # The builder and template are in the key with the release: what renders it is part of what it is.
+    cache_key = (cache.key(f"{spec.name}|{spec.template}|{_qualified(spec.build)}", ctx.params, link_base)
+                 if cache is not None else "")
+    if cache is not None:
+        hit = await cache.get(request.scope, cache_key)
+        if hit is not None:
+            if hit.etag and if_none_match is not None and if_none_match(hit.etag):
+                return Rendered("", hit.keys, hit.etag, True)
+            return Rendered(hit.html, hit.keys, hit.etag, True)
+    epoch = cache.epoch if cache is not None else 0
     timeout = max(spec.inline_timeout if inline else spec.route_timeout, TIMEOUT_FLOOR)
     try:
         data = await asyncio.wait_for(spec.build(ctx), timeout)
@@ -322,11 +357,24 @@ async def render_fragment(
         raise
     except Exception as exc:
         FAILURES[spec.name] += 1
+        FRAGMENT_FALLBACKS.labels(fragment=spec.name).inc()
         kind = "timed out" if isinstance(exc, TimeoutError) else "failed"
         log.error("fragment %s %s (%s): %r", spec.name, kind, "inline" if inline else "route", exc)
+        if ctx.used_request_session is not None:
+            await _discard(ctx.used_request_session)
         await close_fragment_session(request)
-        return Rendered(_render_fallback(request, spec, link_base), (), None, False)
+        return Rendered(_render_fallback(request, spec, link_base), (), None, False)  # never cached
+    if cache is not None:
+        await cache.put(request.scope, cache_key, CachedFragment(html, tuple(data.keys), etag), epoch)
     return Rendered(html, data.keys, etag, True)
+
+
+async def _discard(session: AsyncSession) -> None:
+    """Drop the request session's connection after a fragment failed with it (maybe mid-query)."""
+    try:
+        await session.invalidate()
+    except Exception:
+        log.warning("discarding the request's database session after a fragment failure failed", exc_info=True)
 
 
 @pass_context
@@ -349,7 +397,8 @@ def inline_fragment(context: Context, name: str, **params: Any) -> Markup:
     state.counter += 1  # per request, so a page's bytes (and ETag) do not depend on other requests
     token = str(state.counter)
     state.pending[token] = (name, {k: str(v) for k, v in params.items()})
-    return Markup("<!--rose-ash-fragment:{}-->").format(token)
+    # An int, so nothing to escape; Markup.format() costs ten times as much per placeholder.
+    return Markup(f"<!--rose-ash-fragment:{state.counter}-->")  # noqa: S704
 
 
 async def resolve_placeholders(request: Request[Any, Any, Any], html: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from app.kit import Domain
+from app.kit import Domain, NavEntry
 
 if TYPE_CHECKING:
     import click
@@ -20,7 +20,7 @@ def _routes() -> list[ControllerRouterHandler]:
     from litestar import Router
 
     from app import access
-    from domains.account.admin import AdminUsersController, AuditLogController
+    from domains.account.admin import AdminHomeController, AdminUsersController, AuditLogController
     from domains.account.api import api_current_user
     from domains.account.controllers import AccountController, AuthController, profile
 
@@ -30,6 +30,7 @@ def _routes() -> list[ControllerRouterHandler]:
         route_handlers=[
             Router(path="/", opt=access.public(), route_handlers=[AuthController, profile]),
             AccountController,
+            AdminHomeController,  # members reach it; anybody but an administrator gets 404 there
             Router(path="/", opt=access.admin(owner="user"), route_handlers=[AdminUsersController]),
             Router(path="/", opt=access.admin(), route_handlers=[AuditLogController]),
             Router(path="/", opt=access.token("api"), route_handlers=[api_current_user]),
@@ -49,6 +50,7 @@ domain = Domain(
     cli=_cli,
     models=("domains.account.models",),
     setup=("domains.account.fragments",),
+    admin=(NavEntry("/account/admin/users", "Members", 10), NavEntry("/account/admin/audit", "Audit log", 11)),
 )
 
 __all__ = ["domain"]

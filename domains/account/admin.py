@@ -1,4 +1,5 @@
-"""Administration of members: list, grant or remove roles, suspend or restore; the audit log."""
+"""The admin home (``/admin``); administration of members: list, grant or remove roles, suspend or
+restore; the audit log."""
 
 from __future__ import annotations
 
@@ -20,6 +21,24 @@ from domains.account.guards import check_member
 from domains.account.models import User
 from domains.account.schemas import RolesForm
 from domains.account.services import AccountService
+
+
+class AdminHomeController(Controller):
+    """One place for every administration page (issue 14 item 8): a sidebar built from the installed
+    domains' ``admin`` declarations (app/kit.py), so a page is listed exactly when it exists.
+
+    Declared for members (session), not ``access.admin()``: to anybody but an administrator the admin
+    home looks absent (404), as private things do, rather than announcing itself with a 403.
+    """
+
+    path = "/admin"
+    cache_control = PRIVATE
+
+    @get("/", name="admin:home")
+    async def home(self, request: Request[User, Any, Any]) -> Template:
+        if not request.user.is_admin:
+            raise NotFoundException()
+        return Template("admin/home.html")
 
 
 class AdminUsersController(Controller):

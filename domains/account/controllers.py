@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import access
 from app.caching import ANONYMOUS_OPT
-from app.forms import InputProblems, form_page, parse_form, safe_next, see_other
+from app.forms import InputProblems, confirm_page, done, form_page, parse_form, safe_next, see_other
 from app.limits import AUTH_FORMS, limited
 from app.responses import PRIVATE
 from app.security import SESSION_EPOCH_KEY, SESSION_USER_KEY
@@ -156,15 +156,29 @@ class AccountController(Controller):
         except InputProblems as exc:
             return await self._tokens_page(request, tokens, errors=exc.errors,
                                            values={"name": form.name, "scopes": form.scopes}, status=exc.status)
+        # One message for one action: the page shows the new secret in the toast region itself, so
+        # no flash is queued beside it (there used to be two: a flash and the secret's own box).
         request.session["new_token"] = secret
-        return see_other("/account/settings/tokens", request, "Token created. Copy it now: it won't be shown again.")
+        return see_other("/account/settings/tokens")
+
+    @get("/settings/tokens/{token_id:uuid}/revoke", opt=access.session(owner="token"))
+    async def token_revoke_confirm(self, request: Request[User, Any, Any], tokens: TokenService,
+                                   token_id: UUID) -> Template:
+        """Without JavaScript the Revoke button opens this page; with it, ``hx-confirm`` asks."""
+        token = next((t for t in await tokens.for_user(request.user)
+                      if t.id == token_id and t.revoked_at is None), None)
+        if token is None:
+            raise NotFoundException("No such active token.")
+        return confirm_page(question=f"Revoke the token “{token.name}”?", button="Revoke",
+                            detail="Programs using it stop working at once. This cannot be undone.",
+                            action=f"/account/settings/tokens/{token.id}/revoke", cancel="/account/settings/tokens")
 
     @post("/settings/tokens/{token_id:uuid}/revoke", status_code=303, opt=access.session(owner="token"))
     async def token_revoke(self, request: Request[User, Any, Any], tokens: TokenService,
-                           token_id: UUID) -> Redirect:
+                           token_id: UUID) -> Response[None]:
         if not await tokens.revoke(request.user, token_id):
             raise NotFoundException("No such active token.")
-        return see_other("/account/settings/tokens", request, "Token revoked.")
+        return done("/account/settings/tokens", request, "Token revoked.")
 
 
 # Browsers revalidate (max-age=0) so a member sees their own profile edit at once (issue 14).

@@ -63,6 +63,7 @@ domain = Domain(
     setup=("domains.blog.fragments", "domains.blog.jobs", "domains.blog.webhooks"),
     machine_routes=(r"^/hooks/blog/",),  # Ghost's webhooks: signed with the shared secret
     nav=(NavEntry("/blog/", "Blog", 10),),
+    admin=(NavEntry("/blog/admin/", "Blog posts", 20), NavEntry("/blog/admin/navigation", "Navigation", 21)),
     actor=ServiceActor("blog"),
 )
 

@@ -15,11 +15,11 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.exceptions import NotFoundException
 from litestar.plugins.htmx import HTMXRequest, HTMXTemplate
-from litestar.response import Redirect, Template
+from litestar.response import Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import access
-from app.forms import InputProblems, parse_form, see_other
+from app.forms import InputProblems, confirm_page, done, parse_form, see_other
 from app.responses import PRIVATE
 from app.settings import Settings
 from domains.account.models import User
@@ -75,8 +75,9 @@ def _editor_context(post: Post | None, values: dict[str, Any], *, errors: dict[s
     }
 
 
-def _editor(request: HTMXRequest, context: dict[str, Any], status: int = 200,
-            push_url: str | None = None) -> Template:
+async def _editor(request: HTMXRequest, blog: BlogService, context: dict[str, Any], status: int = 200,
+                  push_url: str | None = None) -> Template:
+    context["tag_suggestions"] = await blog.tag_names()
     if _swaps_editor(request):
         return HTMXTemplate(template_name="blog/admin/_editor.html", context=context, status_code=status,
                             push_url=push_url or False)
@@ -99,14 +100,16 @@ class BlogAdminController(Controller):
             "posts": posts, "filters": {"status": status, "type": type, "q": q, "tag": tag}})
 
     @get("/new", name="blog:new")
-    async def new(self, type: str = POST) -> Template:
+    async def new(self, blog: BlogService, type: str = POST) -> Template:
         post_type = type if type in POST_TYPES else POST
-        return Template("blog/admin/edit.html", context=_editor_context(None, _values(None, post_type)))
+        context = _editor_context(None, _values(None, post_type))
+        return Template("blog/admin/edit.html", context={**context, "tag_suggestions": await blog.tag_names()})
 
     @get("/posts/{post_id:uuid}", name="blog:edit")
     async def edit(self, request: Request[User, Any, Any], blog: BlogService, post_id: UUID) -> Template:
         post = check_can_edit(request.user, await blog.get(post_id))
-        return Template("blog/admin/edit.html", context=_editor_context(post, _values(post)))
+        context = _editor_context(post, _values(post))
+        return Template("blog/admin/edit.html", context={**context, "tag_suggestions": await blog.tag_names()})
 
     @post("/posts", status_code=303)
     async def create(self, request: HTMXRequest, blog: BlogService) -> Response[Any]:
@@ -133,32 +136,40 @@ class BlogAdminController(Controller):
         values, action = form.post_input(), form.post_action()
         shown = {**{name: getattr(values, name) for name in TEXT_FIELDS}, "featured": values.featured}
         if action == "preview":  # the no-JS preview: render, keep what was typed, save nothing
-            return _editor(request, _editor_context(post, shown, preview=render_markdown(values.markdown)))
+            return await _editor(request, blog, _editor_context(post, shown, preview=render_markdown(values.markdown)))
         if form.action == "convert" and post is not None and post.legacy_html is not None:
             # Ghost HTML → Markdown, shown for review; nothing is saved until the author saves.
             shown["markdown"] = html_to_markdown(post.legacy_html)
-            return _editor(request, _editor_context(post, shown, preview=render_markdown(shown["markdown"]),
+            return await _editor(request, blog, _editor_context(post, shown, preview=render_markdown(shown["markdown"]),
                                                     message=CONVERTED))
         try:
             saved = await blog.save(request.user, values, action, post=post)
         except SlugTaken as exc:
             shown["suggested_slug"] = exc.suggestion
-            return _editor(request, _editor_context(post, shown, errors=exc.errors), status=422)
+            return await _editor(request, blog, _editor_context(post, shown, errors=exc.errors), status=422)
         except InputProblems as exc:
-            return _editor(request, _editor_context(post, shown, errors=exc.errors), status=exc.status)
+            return await _editor(request, blog, _editor_context(post, shown, errors=exc.errors), status=exc.status)
         where = f"/blog/admin/posts/{saved.id}"
         message = MESSAGES.get(action, "Saved.")
         if _swaps_editor(request):
             fresh = await blog.get(saved.id)
             assert fresh is not None
-            return _editor(request, _editor_context(fresh, _values(fresh), message=message), push_url=where)
+            return await _editor(request, blog, _editor_context(fresh, _values(fresh), message=message), push_url=where)
         return see_other(where, request, message)
 
+    @get("/posts/{post_id:uuid}/delete")
+    async def delete_confirm(self, request: Request[User, Any, Any], blog: BlogService, post_id: UUID) -> Template:
+        """Without JavaScript the Delete button opens this page; with it, ``hx-confirm`` asks."""
+        post = check_can_edit(request.user, await blog.get(post_id))
+        return confirm_page(question=f"Delete “{post.title}”?", detail="The post, its drafts and its history "
+                            "are removed for good.", action=f"/blog/admin/posts/{post.id}/delete",
+                            cancel=f"/blog/admin/posts/{post.id}")
+
     @post("/posts/{post_id:uuid}/delete", status_code=303)
-    async def delete(self, request: Request[User, Any, Any], blog: BlogService, post_id: UUID) -> Redirect:
+    async def delete(self, request: Request[User, Any, Any], blog: BlogService, post_id: UUID) -> Response[None]:
         post = check_can_edit(request.user, await blog.get(post_id))
         await blog.delete(post, actor=request.user)
-        return see_other("/blog/admin/", request, f"Deleted “{post.title}”.")
+        return done("/blog/admin/", request, f"Deleted “{post.title}”.")
 
     @post("/preview", status_code=200)
     async def preview(self, request: Request[User, Any, Any]) -> Template:
@@ -170,7 +181,12 @@ class BlogAdminController(Controller):
 
     @post("/autosave", status_code=200)
     async def autosave(self, request: HTMXRequest, blog: BlogService) -> Template:
-        """Draft autosave (htmx): saves drafts only, reports in place, never redirects."""
+        """Draft autosave (htmx): saves drafts only, reports in place, never redirects.
+
+        The first autosave of a new post creates it and answers ``HX-Replace-Url`` with the
+        post's own edit address, so a reload (or a crash) reopens the draft instead of an empty
+        /blog/admin/new; replacing rather than pushing keeps Back from returning to that form.
+        """
         form = await parse_form(request, EditorForm)
         values = form.post_input()
         post = await self._own(request, blog, form.post_id) if form.post_id else None
@@ -182,7 +198,8 @@ class BlogAdminController(Controller):
             problem = "; ".join(exc.errors.values())
             return Template("blog/admin/_autosave.html", context={"post": post, "problem": problem,
                                                                   "saved_at": None})
-        return Template("blog/admin/_autosave.html", context={
+        headers = {"HX-Replace-Url": f"/blog/admin/posts/{saved.id}"} if post is None else {}
+        return Template("blog/admin/_autosave.html", headers=headers, context={
             "post": saved, "problem": "", "saved_at": datetime.now().astimezone(), "new": post is None})
 
 

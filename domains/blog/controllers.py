@@ -63,8 +63,14 @@ async def blog_post(request: Request[Any, Any, Any], blog: BlogService, slug: st
                                                         "Location": f"/blog/{found}"})
     post = found
     minutes = reading_time(post.body_html)
-    return await render_page(request, "blog/post.html", {"post": post, "minutes": minutes},
-                             keys=blog_keys.own_page(post))
+    older, newer = await blog.neighbours(post)
+    more_tag, more = await blog.more_in_tag(post)
+    # Previous/next and "more in #tag" change whenever any post is published or unpublished,
+    # and every such change purges ``posts``: a post's page carries that key too.
+    keys = blog_keys.own_page(post) | ({blog_keys.POSTS} if not post.is_page else set())
+    return await render_page(request, "blog/post.html", {
+        "post": post, "minutes": minutes, "older": older, "newer": newer, "more_tag": more_tag, "more": more,
+    }, keys=tuple(sorted(keys)))
 
 
 @public_get("/blog/tag/{slug:str}", name="blog:tag", dependencies=dependencies)

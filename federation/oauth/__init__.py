@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from app.kit import Domain
+from app.kit import Domain, NavEntry
 
 if TYPE_CHECKING:
     import click
@@ -65,6 +65,7 @@ domain = Domain(
     routes=_routes,
     cli=_cli,
     models=("federation.oauth.models",),
+    admin=(NavEntry("/oauth/admin/clients", "OAuth applications", 30),),
     machine_routes=(
         r"^/oauth/(token|revoke|introspect|userinfo|register)$",  # client- or bearer-authenticated, never the cookie
         r"^/oauth/logout$",  # OIDC RP-initiated logout: only continues to a CSRF-protected confirmation

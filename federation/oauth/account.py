@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import NotFoundException
-from litestar.response import Redirect, Template
+from litestar.response import Template
 
-from app.forms import see_other
+from app.forms import confirm_page, done
 from app.responses import PRIVATE
 from app.security import requires_user
 from domains.account.models import User
@@ -29,8 +29,21 @@ class ApplicationsController(Controller):
         apps = await oauth_store.authorised_apps(request.user)
         return Template("oauth/applications.html", context={"apps": apps, "scope_text": SCOPE_TEXT})
 
+    @get("/{client_pk:uuid}/revoke")
+    async def revoke_confirm(self, request: Request[User, Any, Any], oauth_store: OAuthStore,
+                             client_pk: UUID) -> Template:
+        """Without JavaScript the Revoke button opens this page; with it, ``hx-confirm`` asks."""
+        client = next((c for c, *_ in await oauth_store.authorised_apps(request.user) if c.id == client_pk), None)
+        if client is None:
+            raise NotFoundException("You have not authorised that application.")
+        return confirm_page(question=f"Revoke access for “{client.name}”?", button="Revoke",
+                            detail="It is signed out at once and must ask you again to act for you.",
+                            action=f"/account/settings/applications/{client.id}/revoke",
+                            cancel="/account/settings/applications")
+
     @post("/{client_pk:uuid}/revoke", status_code=303)
-    async def revoke(self, request: Request[User, Any, Any], oauth_store: OAuthStore, client_pk: UUID) -> Redirect:
+    async def revoke(self, request: Request[User, Any, Any], oauth_store: OAuthStore,
+                     client_pk: UUID) -> Response[None]:
         if not await oauth_store.revoke_app(request.user, client_pk):
             raise NotFoundException("You have not authorised that application.")
-        return see_other("/account/settings/applications", request, "Access revoked. The application was signed out.")
+        return done("/account/settings/applications", request, "Access revoked. The application was signed out.")

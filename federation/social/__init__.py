@@ -27,4 +27,6 @@ def _routes() -> list[ControllerRouterHandler]:
     ])]
 
 
-domain = Domain(name="social", routes=_routes, nav=(NavEntry("/social/", "Social", 40),))
+domain = Domain(name="social", routes=_routes, nav=(NavEntry("/social/", "Social", 40),),
+                admin=(NavEntry("/social/admin/domain-blocks", "Federation: domain blocks", 40),
+                       NavEntry("/social/admin/reports", "Federation: reports", 41)))

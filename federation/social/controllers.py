@@ -23,12 +23,13 @@ from litestar.plugins.htmx import ClientRedirect, HTMXRequest, HTMXTemplate
 from litestar.response import Redirect, Template
 
 from app import access
-from app.forms import parse_form, safe_next, see_other
+from app.forms import confirm_page, done, parse_form, safe_next, see_other
 from app.responses import PRIVATE
 from app.security import requires_user
 from federation.activitypub.models import Actor
 from federation.activitypub.outbox import VISIBILITIES, OutboxError
 from federation.activitypub.safe_fetch import FetchError
+from federation.social import when
 from federation.social.deps import HUB
 from federation.social.paging import page_link, parse_cursor
 from federation.social.schemas import (
@@ -88,7 +89,8 @@ class SocialController(Controller):
         return Template("social/timeline.html", context={
             "tab": tab, "notes": page.notes, "me": page.me, "unread": page.unread,
             "reply_to": request.query_params.get("reply_to", ""), "visibilities": VISIBILITIES,
-            "next": request.url.path, "paged": cursor is not None, "older": page_link(request.url.path, page.older)})
+            "next": request.url.path, "paged": cursor is not None, "older": page_link(request.url.path, page.older),
+            "suggestions": page.suggestions})
 
     @get("/", name="social:home")
     async def home(self, request: HTMXRequest, timelines: Timelines, before: str | None = None) -> Template:
@@ -128,6 +130,8 @@ class SocialController(Controller):
         if request.htmx and action != "delete_note":
             return HTMXTemplate(template_name="social/_note_actions.html",
                                 context={"n": await timelines.view(me, obj), "next": destination})
+        if action == "delete_note":  # after hx-confirm or the confirmation page: one message, then the page
+            return done(destination, request, "Post deleted.")
         return see_other(destination, request)
 
     @post("/notes/{oid:uuid}/like", status_code=303)
@@ -145,6 +149,18 @@ class SocialController(Controller):
     @post("/notes/{oid:uuid}/unboost", status_code=303)
     async def unboost(self, oid: UUID, request: HTMXRequest, timelines: Timelines) -> Response[Any]:
         return await self._act(request, timelines, oid, "unboost")
+
+    @get("/notes/{oid:uuid}/delete", opt=access.session(owner="note"))
+    async def delete_confirm(self, oid: UUID, request: HTMXRequest, timelines: Timelines,
+                             next: str = "") -> Template:
+        """Without JavaScript the Delete button opens this page; with it, ``hx-confirm`` asks."""
+        page = await timelines.note(request.user, oid)
+        if not page.note.mine:
+            raise NotFoundException("No such post.")
+        return confirm_page(question="Delete this post?", detail="It is removed here and a deletion is sent to "
+                            "every server it reached.", action=f"/social/notes/{oid}/delete",
+                            cancel=f"/social/notes/{oid}", values={"next": safe_next(next, "/social/")},
+                            quote=page.note.obj.name if page.note.obj.type == "Article" else page.note.excerpt)
 
     @post("/notes/{oid:uuid}/delete", status_code=303, opt=access.session(owner="note"))
     async def delete(self, oid: UUID, request: HTMXRequest, timelines: Timelines) -> Response[Any]:
@@ -216,7 +232,8 @@ class SocialController(Controller):
         cursor = parse_cursor(before)
         page = await notifications.page(request.user, cursor)
         return Template("social/notifications.html", context={
-            "items": page.entries, "paged": cursor is not None, "older": page_link(request.url.path, page.older)})
+            "items": page.entries, "paged": cursor is not None, "older": page_link(request.url.path, page.older),
+            "when": when})
 
     # --- accounts ---------------------------------------------------------------------------
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, get, post
+from litestar import Controller, Response, get, post
 from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Redirect, Template
 
-from app.forms import parse_form, safe_next, see_other
+from app.forms import confirm_page, done, parse_form, safe_next, see_other
 from app.responses import PRIVATE
 from app.security import requires_user
 from federation.activitypub.models import Actor, APObject
@@ -42,19 +42,28 @@ class MemberModerationController(Controller):
     async def blocks(self, request: HTMXRequest, moderation: MemberModeration) -> Template:
         return Template("social/blocks.html", context={"items": await moderation.blocks(request.user)})
 
+    @get("/block")
+    async def block_confirm(self, actor: str = "", handle: str = "", next: str = "") -> Template:
+        """Without JavaScript a Block button opens this page (every value kept); with it, ``hx-confirm`` asks."""
+        who = handle.strip() or actor.strip()
+        return confirm_page(question=f"Block {who}?" if who else "Block this account?", button="Block",
+                            detail="You won't see their posts, and they can no longer follow you or reply to you.",
+                            action="/social/block", cancel=safe_next(next, "/social/blocks"),
+                            values={k: v for k, v in {"actor": actor, "handle": handle, "next": next}.items() if v})
+
     @post("/block", status_code=303)
-    async def block(self, request: HTMXRequest, moderation: MemberModeration) -> Redirect:
+    async def block(self, request: HTMXRequest, moderation: MemberModeration) -> Response[None]:
         """Block by ``actor`` (an actor URI, as on a note or profile) or ``handle`` (user@host)."""
         form = await parse_form(request, BlockForm)
         destination = safe_next(form.next, "/social/blocks")
         uri, handle = form.actor.strip(), form.handle.strip()
         if not uri and not handle:
-            return see_other(destination, request, "Say whom to block: a handle like user@example.org.", "error")
+            return done(destination, request, "Say whom to block: a handle like user@example.org.", "error")
         try:
             target = await moderation.block(request.user, uri, handle)
         except (ModerationError, OutboxError, FetchError) as exc:
-            return see_other(destination, request, f"Couldn't block {handle or uri}: {exc}", "error")
-        return see_other(destination, request, f"Blocked {target.handle}.")
+            return done(destination, request, f"Couldn't block {handle or uri}: {exc}", "error")
+        return done(destination, request, f"Blocked {target.handle}.")
 
     @post("/unblock", status_code=303)
     async def unblock(self, request: HTMXRequest, moderation: MemberModeration) -> Redirect:

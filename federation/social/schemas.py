@@ -18,6 +18,8 @@ import msgspec
 from domains.account.models import User
 from federation.activitypub.core import host_of
 from federation.activitypub.models import Actor, APObject, Block, Follow, Notification, Report
+from federation.activitypub.sanitize import plain_text
+from federation.social import when
 
 # --- forms ------------------------------------------------------------------------------------
 
@@ -98,6 +100,28 @@ def account_path(uri: str, actor: Actor | None = None) -> str:
     return f"/social/accounts?q={quote(actor.uri if actor is not None else uri, safe='')}"
 
 
+EXCERPT = 280  # characters of an article card's excerpt
+
+
+def excerpt(summary: str, html: str, limit: int = EXCERPT) -> str:
+    """An article card's text: its summary, else the start of its body as plain text."""
+    text = summary.strip() or " ".join(plain_text(html.replace("</p>", "</p> "), 20_000).split())
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0].rstrip(",;:.") + "…"
+
+
+def initial(actor: Actor | None, fallback: str = "?") -> str:
+    """The initials avatar's letter, for accounts without a picture."""
+    name = actor.display_name if actor is not None else fallback
+    return (name.lstrip("@")[:1] or "?").upper()
+
+
+def mention_of(actor: Actor | None) -> str:
+    """How a reply addresses an author: ``@bob`` for a member here, ``@bob@host`` elsewhere."""
+    if actor is None or not actor.username:
+        return ""
+    return f"@{actor.username}" if actor.local else actor.handle
+
+
 class NoteView(msgspec.Struct, kw_only=True):
     obj: APObject
     author: Actor | None
@@ -120,6 +144,30 @@ class NoteView(msgspec.Struct, kw_only=True):
     def booster_path(self) -> str:
         return account_path(self.boosted_by.uri, self.boosted_by) if self.boosted_by is not None else ""
 
+    @property
+    def initial(self) -> str:
+        return initial(self.author, self.obj.attributed_to.rstrip("/").rsplit("/", 1)[-1])
+
+    @property
+    def ago(self) -> str:
+        return when.relative(self.obj.published)
+
+    @property
+    def at_iso(self) -> str:
+        return when.iso(self.obj.published)
+
+    @property
+    def at_title(self) -> str:
+        return when.absolute(self.obj.published)
+
+    @property
+    def excerpt(self) -> str:
+        return excerpt(self.obj.summary, self.obj.content)
+
+    @property
+    def mention(self) -> str:
+        return mention_of(self.author)
+
 
 class FetchedNote(msgspec.Struct, kw_only=True):
     """A public note read from a remote outbox page for display only (sanitised, never stored)."""
@@ -137,6 +185,26 @@ class FetchedNote(msgspec.Struct, kw_only=True):
     @property
     def author_path(self) -> str:
         return account_path(self.author.uri, self.author)
+
+    @property
+    def initial(self) -> str:
+        return initial(self.author)
+
+    @property
+    def ago(self) -> str:
+        return when.relative(self.published)
+
+    @property
+    def at_iso(self) -> str:
+        return when.iso(self.published)
+
+    @property
+    def at_title(self) -> str:
+        return when.absolute(self.published)
+
+    @property
+    def excerpt(self) -> str:
+        return excerpt(self.summary, self.content)
 
 
 class Relation(msgspec.Struct, kw_only=True):
@@ -185,6 +253,7 @@ class TimelinePage(msgspec.Struct, kw_only=True):
     notes: list[NoteView]
     unread: int
     older: str  # the next page's ``before`` token, "" on the last page
+    suggestions: list[Actor] = msgspec.field(default_factory=list)  # an empty first page: members to follow
 
 
 class NotePage(msgspec.Struct, kw_only=True):
@@ -284,4 +353,7 @@ __all__ = [
     "ReportsPage",
     "TimelinePage",
     "account_path",
+    "excerpt",
+    "initial",
+    "mention_of",
 ]

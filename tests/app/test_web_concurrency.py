@@ -8,7 +8,7 @@ import os
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from uuid import uuid4
@@ -20,6 +20,8 @@ import pytest
 from app.db import make_engine, make_sessionmaker
 from app.jobs import DONE, Job, enqueue
 from app.settings import Settings
+from domains.account.schemas import SignupInput
+from domains.account.services import AccountService
 from domains.blog.schemas import PublishScheduled
 from domains.blog.services import PUBLISH_SCHEDULED
 from tests.helpers.server import REPO_ROOT, ROSE_ASH, free_port
@@ -120,6 +122,23 @@ async def test_two_workers_one_job_worker_sigterm_stops_all(
                 served = {int(str(e["pid"])) for e in json_lines(log_path)
                           if e.get("logger") == "rose_ash.access" and e.get("path") == "/healthz"}
                 assert served <= workers, (served, workers)
+        # Without Redis the workers' fragment caches share the invalidation log in DATA_DIR: once
+        # both have cached the home page's member list, a member made by another process (this
+        # one, as a `rose-ash` command would) is on the next page from either worker.
+        settings = Settings.from_env({}, data_dir=Path(env["ROSE_ASH_DATA_DIR"]),
+                                     database_url=env.get("ROSE_ASH_DATABASE_URL", ""),
+                                     secret_key=env["ROSE_ASH_SECRET_KEY"])
+        await _home_from_both(client, log_path, workers, lambda page: "Newest members" in page)
+        engine = make_engine(settings.database_url)
+        try:
+            async with make_sessionmaker(engine, settings)() as session, session.begin():
+                await AccountService(session).signup(SignupInput(
+                    username="latecomer", email="latecomer@example.org", password="correct horse battery staple"))
+        finally:
+            await engine.dispose()
+        await _home_from_both(client, log_path, workers, lambda page: "@latecomer" in page,
+                              strict=True)
+
         # Exactly one in-process job worker for the machine: the lock file names its holder,
         # and only that process says it runs it.
         holder_says = [e for e in json_lines(log_path) if "in-process job worker" in str(e.get("msg"))]
@@ -142,9 +161,6 @@ async def test_two_workers_one_job_worker_sigterm_stops_all(
                 sock.close()
 
         # A job enqueued as the web app would is run exactly once, by the holder.
-        settings = Settings.from_env({}, data_dir=Path(env["ROSE_ASH_DATA_DIR"]),
-                                     database_url=env.get("ROSE_ASH_DATABASE_URL", ""),
-                                     secret_key=env["ROSE_ASH_SECRET_KEY"])
         engine = make_engine(settings.database_url)
         try:
             sm = make_sessionmaker(engine, settings)
@@ -179,6 +195,24 @@ async def test_two_workers_one_job_worker_sigterm_stops_all(
     assert not any(alive(p) for p in workers), out[-4000:]
     assert out.count("Application shutdown complete.") == 2, out[-4000:]
     assert "Traceback" not in out
+
+
+async def _home_from_both(client: httpx.AsyncClient, log_path: Path, workers: set[int],
+                          shows: Callable[[str], bool], *, strict: bool = False) -> None:
+    """Fetch ``/`` on new connections until each worker has served it; with ``strict`` every page
+    must already show what ``shows`` looks for (no worker may serve its old cached fragment)."""
+    seen: set[int] = set()
+    with anyio.fail_after(120):
+        while seen != workers:
+            before = {e.get("request_id") for e in json_lines(log_path) if e.get("path") == "/"}
+            pages = [await client.get("/", headers={"Connection": "close"}) for _ in range(8)]
+            for page in pages:
+                assert page.status_code == 200
+                if strict:
+                    assert shows(page.text), "a worker served the member list from before the sign-up"
+            seen |= {int(str(e["pid"])) for e in json_lines(log_path)
+                     if e.get("path") == "/" and e.get("logger") == "rose_ash.access"
+                     and e.get("request_id") not in before}
 
 
 def _is_worker(pid: int) -> bool:

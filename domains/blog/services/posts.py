@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from uuid import UUID
 
-from sqlalchemy import Select, delete, func, or_, select
+from sqlalchemy import Select, and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -173,6 +173,35 @@ class BlogService:
         stmt = stmt.order_by(Post.published_at.desc(), Post.id.desc()).limit(per_page).offset((page - 1) * per_page)
         posts = list((await self.db.execute(with_relations(stmt))).scalars().all())
         return posts, total
+
+    async def neighbours(self, post: Post) -> tuple[Post | None, Post | None]:
+        """The published posts just before (older) and after (newer) ``post``, in the index's
+        order (``published_at``, then id, so posts published in the same second still chain)."""
+        if post.type != POST or post.status != PUBLISHED or post.published_at is None:
+            return None, None
+        at, pid = post.published_at, post.id
+        older = self._public().where(or_(Post.published_at < at, and_(Post.published_at == at, Post.id < pid)))
+        newer = self._public().where(or_(Post.published_at > at, and_(Post.published_at == at, Post.id > pid)))
+        before = (await self.db.execute(
+            older.order_by(Post.published_at.desc(), Post.id.desc()).limit(1))).scalar_one_or_none()
+        after = (await self.db.execute(
+            newer.order_by(Post.published_at.asc(), Post.id.asc()).limit(1))).scalar_one_or_none()
+        return before, after
+
+    async def more_in_tag(self, post: Post, limit: int = 3) -> tuple[Tag | None, list[Post]]:
+        """Up to ``limit`` other published posts with ``post``'s primary tag, newest first."""
+        tag = post.primary_tag
+        if tag is None or post.type != POST:
+            return None, []
+        stmt = (self._public().where(Post.id != post.id,
+                                     Post.id.in_(select(PostTag.post_id).where(PostTag.tag_id == tag.id)))
+                .order_by(Post.published_at.desc(), Post.id.desc()).limit(limit))
+        return tag, list((await self.db.execute(with_relations(stmt))).scalars().all())
+
+    async def tag_names(self, limit: int = 500) -> list[str]:
+        """Every tag's name (internal ``#`` ones too): the editor's tag suggestions."""
+        stmt = select(Tag.name).order_by(func.lower(Tag.name)).limit(limit)
+        return list((await self.db.execute(stmt)).scalars().all())
 
     async def latest(self, limit: int = 5) -> list[Post]:
         posts, _ = await self.list_public(per_page=limit)

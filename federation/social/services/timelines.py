@@ -3,11 +3,13 @@ compose, like, boost and delete."""
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Any, Literal
 from uuid import UUID
 
 from litestar.exceptions import NotFoundException
-from sqlalchemy import or_, select
+from sqlalchemy import Select, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.account.models import User
 from federation.activitypub.core import Federation
@@ -22,6 +24,24 @@ from federation.social.services.views import note_views
 
 Tab = Literal["home", "local", "federated"]
 NoteAction = Literal["like", "unlike", "boost", "unboost", "delete_note"]
+SUGGESTIONS = 5  # members an empty timeline suggests following
+# ``@bob``, a member of this instance by username alone: not the first half of ``@bob@host``, not
+# inside a word, URL or address; a trailing full stop is punctuation, not part of the name.
+SHORT_MENTION = re.compile(r"(?<![\w/@.])@([A-Za-z0-9_]+(?:[.-][A-Za-z0-9_]+)*)(?![A-Za-z0-9_@-]|\.[A-Za-z0-9_])")
+
+# The text of a mention link the outbox wrote (federation/activitypub/outbox.py ``post_note``).
+LOCAL_MENTION_LABEL = re.compile(r'>@([A-Za-z0-9_.-]+)@([A-Za-z0-9.-]+(?::\d+)?)</a>')
+
+
+async def expand_short_mentions(session: AsyncSession, text: str, domain: str) -> str:
+    """Write ``@bob`` as ``@bob@<this host>`` when bob is a member here, so the outbox resolves,
+    links and notifies it as any full handle; unknown names stay plain text."""
+    names = {m.group(1) for m in SHORT_MENTION.finditer(text)}
+    if not names:
+        return text
+    known = set((await session.scalars(select(Actor.username).where(
+        Actor.local, Actor.user_id.is_not(None), Actor.username.in_(names)))).all())
+    return SHORT_MENTION.sub(lambda m: f"@{m.group(1)}@{domain}" if m.group(1) in known else m.group(0), text)
 
 
 class Timelines:
@@ -82,7 +102,16 @@ class Timelines:
         shown, token = cut(candidates, paging.TIMELINE_SIZE, lambda o: (o.published or EPOCH, o.id))
         notes = await note_views(session, me, shown, boosters)
         unread = await Notifications(session, self.fed.urls).unread(user, me.uri, limited)
-        return TimelinePage(me=me, notes=notes, unread=unread, older=token)
+        suggestions = await self.suggestions(me, following, hidden) if not notes and cursor is None else []
+        return TimelinePage(me=me, notes=notes, unread=unread, older=token, suggestions=suggestions)
+
+    async def suggestions(self, me: Actor, following: list[str], hidden: Select[Any]) -> list[Actor]:
+        """Members of this instance the member doesn't follow yet, newest first: what an empty
+        timeline offers instead of a dead end."""
+        return list((await self.session.scalars(select(Actor).where(
+            Actor.local, Actor.user_id.is_not(None), Actor.uri != me.uri, Actor.uri.not_in(following),
+            Actor.uri.not_in(hidden),
+        ).order_by(Actor.id.desc()).limit(SUGGESTIONS))).all())
 
     async def visible(self, me: Actor, oid: UUID) -> APObject:
         """A note the member may see; any other is 404, as if it did not exist."""
@@ -104,9 +133,15 @@ class Timelines:
     async def compose(self, user: User, form: ComposeForm) -> None:
         """Post a note; raises OutboxError or FetchError with a message for the member."""
         async def work() -> None:
-            await Outbox(self.fed).post_note(await self.fed.local_actor_for_user(user), form.content,
+            me = await self.fed.local_actor_for_user(user)
+            content = await expand_short_mentions(self.session, form.content, me.domain)
+            obj = await Outbox(self.fed).post_note(me, content,
                                              visibility=form.visibility, summary=form.summary,
                                              in_reply_to=form.in_reply_to)
+            # Here, members' mentions read as Mastodon shows them: ``@bob``. What was sent to other
+            # servers (the object's document) keeps the full handle they need.
+            obj.content = LOCAL_MENTION_LABEL.sub(
+                lambda m: f">@{m.group(1)}</a>" if m.group(2) == me.domain else m.group(0), obj.content)
 
         # Mentions and the replied-to author may need fetching: settle orders that before writes.
         await self.fed.settle(work, keep=[user])

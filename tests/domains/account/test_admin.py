@@ -76,7 +76,9 @@ async def test_role_changes_are_in_the_audit_log_newest_first(client, db_session
     client.cookies.clear()
     await signup(client, "ada")
     await make_admin(db_session, "ada")
-    assert 'href="/account/admin/audit"' in (await client.get("/account")).text
+    # The dashboard leads to the admin home, whose sidebar leads to the audit log.
+    assert 'href="/admin"' in (await client.get("/account")).text
+    assert 'href="/account/admin/audit"' in (await client.get("/admin")).text
     bob = await user_id(db_session, "bob")
     granted = await post_form(client, f"/account/admin/users/{bob}/roles",
                               {"is_editor": "on", "is_active": "on"}, page="/account/admin/users")

@@ -104,3 +104,54 @@ def test_write_and_publish_without_javascript(tmp_path: Path, browser_binary: st
         page.wait_for("document.querySelector('.suggested-slug') !== null")
         assert page.eval("document.querySelector('.suggested-slug').textContent") == "written-without-javascript-2"
         assert "Written without JavaScript" in httpx.get(server.base_url + "/blog/feed.rss").text
+
+
+def test_first_autosave_moves_the_url_so_a_reload_keeps_the_draft(tmp_path: Path, browser_binary: str,
+                                                                   server_database_url: str | None) -> None:
+    """Issue 14 item 7: the first autosave answers HX-Replace-Url; reloading that address shows
+    the draft. Also: the preview sits beside the textarea at 1280 px and below it at 390 px, and
+    the tag field suggests existing tags after a comma."""
+    from tests.helpers.cdp import chromium
+
+    with app_server(tmp_path, database_url=server_database_url,
+                    extra_env={"ROSE_ASH_WORKER_IN_PROCESS": "false"}) as server, \
+            chromium(tmp_path, browser_binary) as page:
+        make_author(server, "fern")
+        sign_in(page, server, "fern")
+        page.call("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
+        page.goto(server.base_url + "/blog/admin/new")
+        page.wait_for("window.htmx !== undefined")
+        history_length = page.eval("history.length")
+        page.eval("document.querySelector('#f-title').focus()")
+        page.call("Input.insertText", text="Do not lose this")
+        page.eval("document.querySelector('#f-markdown').focus()")
+        page.call("Input.insertText", text="A draft typed before any save.")
+        page.wait_for("location.pathname.startsWith('/blog/admin/posts/')")
+        page.wait_for("document.querySelector('#autosave').textContent.includes('Draft saved')")
+        assert page.eval("history.length") == history_length  # replaced, not pushed: Back leaves the editor
+        where = page.eval("location.href")
+        page.wait_for("document.querySelector('#preview').textContent.includes('before any save')")
+        # Wide: the preview is to the right of the textarea, on the same row.
+        assert page.eval("(() => { const t = document.querySelector('#f-markdown').getBoundingClientRect();"
+                         " const p = document.querySelector('.preview-box').getBoundingClientRect();"
+                         " return p.left >= t.right && p.top < t.bottom; })()")
+        page.goto(where)  # a reload of the new address
+        assert page.eval("document.querySelector('#f-title').value") == "Do not lose this"
+        assert page.eval("document.querySelector('#f-markdown').value").startswith("A draft typed before any save")
+        # Phones: stacked, the preview below the textarea.
+        page.call("Emulation.setDeviceMetricsOverride", width=390, height=800, deviceScaleFactor=1, mobile=True)
+        assert page.wait_for("(() => { const t = document.querySelector('#f-markdown').getBoundingClientRect();"
+                             " const p = document.querySelector('.preview-box').getBoundingClientRect();"
+                             " return p.top >= t.bottom; })()")
+        # The tag picker: existing tags after what was typed.
+        page.call("Emulation.setDeviceMetricsOverride", width=1280, height=900, deviceScaleFactor=1, mobile=False)
+        page.eval("document.querySelector('#f-tags').value = 'Garden, Apples';"
+                  "document.querySelector('button[name=action][value=save]').click()")
+        page.wait_for("document.querySelector('#editor .flash-success') !== null")
+        page.goto(server.base_url + "/blog/admin/new")
+        assert page.eval("[...document.querySelectorAll('#tag-suggestions option')].map(o => o.value)") == [
+            "Apples", "Garden"]
+        page.eval("document.querySelector('#f-tags').focus()")
+        page.call("Input.insertText", text="Garden,")
+        assert page.wait_for("[...document.querySelectorAll('#tag-suggestions option')].map(o => o.value)"
+                             ".join('|') === 'Garden, Apples'")

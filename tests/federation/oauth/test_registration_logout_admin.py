@@ -146,7 +146,10 @@ async def test_account_applications_page_and_revoke(client: Any, db_session: Asy
 
     action = re.search(r'action="(/account/settings/applications/[^"]+/revoke)"', page.text)
     assert action
-    revoked = await post_form(client, action.group(1), {}, page="/account/settings/applications")
+    # Without JavaScript the Revoke button opens a confirmation page, whose form carries the CSRF token.
+    confirm = await client.get(action.group(1))
+    assert confirm.status_code == 200 and "Revoke access for “Test RP”?" in confirm.text
+    revoked = await post_form(client, action.group(1), {}, page=action.group(1))
     assert revoked.status_code == 303
     api = await client.get("/api/v1/user", headers={"Authorization": f"Bearer {tokens['access_token']}"})
     assert api.status_code == 401

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -157,6 +158,19 @@ def screenshot(page: Any, path: Path, width: int, *, mobile: bool) -> None:
         page.call("Emulation.clearDeviceMetricsOverride")
 
 
+def accept_dialog(page: Any) -> None:
+    """Answer OK to the confirm() dialog that is opening (hx-confirm)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            page.call("Page.handleJavaScriptDialog", accept=True)
+            return
+        except RuntimeError:  # no dialog yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def processed(selector: str) -> str:
     """A wait condition: htmx has bound the element (an element swapped in is in the DOM a moment
     before htmx processes it, and a click in that moment is a plain form post)."""
@@ -180,15 +194,15 @@ def test_compose_like_boost_reply_with_javascript(tmp_path: Path, browser_binary
 
         # Like and boost are htmx swaps of this one note: same document, same URL.
         page.eval("window.__sameDocument = 'yes'")
-        assert button(page, note, "like") == "☆ Like (0)"
+        assert button(page, note, "like") == "☆ Like"
         page.eval(click(note, "like"))
         page.wait_for(f"document.querySelector('#{note} form[action$=\"/unlike\"]') !== null")
-        assert button(page, note, "unlike") == "★ Liked (1)"
-        assert button(page, note, "boost") == "🔁 Boost (0)"
+        assert button(page, note, "unlike") == "★ Liked 1"
+        assert button(page, note, "boost") == "🔁 Boost"
         page.wait_for(processed(f'#{note} form[action$="/boost"]'))
         page.eval(click(note, "boost"))
         page.wait_for(f"document.querySelector('#{note} form[action$=\"/unboost\"]') !== null")
-        assert button(page, note, "unboost") == "🔁 Boosted (1)"
+        assert button(page, note, "unboost") == "🔁 Boosted 1"
         # The swapped-in note carries a working form (and CSRF token): unlike it again, from the
         # keyboard this time, and the focus stays on the button that was pressed.
         page.wait_for(processed(f'#{note} form[action$="/unlike"]'))
@@ -197,7 +211,7 @@ def test_compose_like_boost_reply_with_javascript(tmp_path: Path, browser_binary
             page.call("Input.dispatchKeyEvent", type=kind, key="Enter", code="Enter", windowsVirtualKeyCode=13,
                       **({"text": "\r"} if kind == "keyDown" else {}))
         page.wait_for(f"document.querySelector('#{note} form[action$=\"/like\"]') !== null")
-        assert button(page, note, "like") == "☆ Like (0)"
+        assert button(page, note, "like") == "☆ Like"
         assert page.eval(f"document.activeElement === document.querySelector('#{note} form[action$=\"/like\"] button')")
         assert page.eval("window.__sameDocument") == "yes"
         assert page.eval("location.pathname") in TIMELINE
@@ -205,7 +219,7 @@ def test_compose_like_boost_reply_with_javascript(tmp_path: Path, browser_binary
         assert page.eval("document.querySelectorAll('article.note').length") == 1  # boosting didn't duplicate it
         # The server kept what the swaps showed.
         page.goto(server.base_url + "/social/")
-        assert button(page, note, "like") == "☆ Like (0)" and button(page, note, "unboost") == "🔁 Boosted (1)"
+        assert button(page, note, "like") == "☆ Like" and button(page, note, "unboost") == "🔁 Boosted 1"
         page.eval(click(note, "like"))
         page.wait_for(f"document.querySelector('#{note} form[action$=\"/unlike\"]') !== null")
 
@@ -222,7 +236,7 @@ def test_compose_like_boost_reply_with_javascript(tmp_path: Path, browser_binary
         assert reply != note
         assert page.eval(f"document.querySelector('#{note}').compareDocumentPosition("
                          f"document.querySelector('#{reply}')) & Node.DOCUMENT_POSITION_FOLLOWING")
-        assert button(page, note, "unlike") == "★ Liked (1)"  # the thread shows the like made on the timeline
+        assert button(page, note, "unlike") == "★ Liked 1"  # the thread shows the like made on the timeline
         screenshot(page, tmp_path / "screenshots" / "thread-mobile.png", 390, mobile=True)
         page.goto(server.base_url + "/social/")
         note_id(page, "A reply typed in Chromium")  # the reply is on the home timeline too
@@ -234,9 +248,17 @@ def test_compose_like_boost_reply_with_javascript(tmp_path: Path, browser_binary
         for width, mobile, name in ((1280, False, "desktop"), (390, True, "mobile")):
             screenshot(page, tmp_path / "screenshots" / f"timeline-{name}.png", width, mobile=mobile)
 
-        # Delete (a plain form post) removes the reply from the timeline.
+        # Delete is in the post's menu, and asks first (hx-confirm): accepting deletes the reply.
         reply = note_id(page, "A reply typed in Chromium")
-        submit(page, click(reply, "delete"), "document.querySelector('article.note') !== null")
+        page.eval(f"document.querySelector('#{reply} .note-menu summary').click()")
+        assert page.eval(f"document.querySelector('#{reply} .note-delete').checkVisibility()")
+        page.eval("window.__oldDocument = true")
+        # confirm() blocks the page until answered: click from a timer, then answer the dialog.
+        page.eval(f"setTimeout(() => document.querySelector('#{reply} .note-delete').click(), 0)")
+        accept_dialog(page)
+        page.wait_for("window.__oldDocument === undefined && document.readyState === 'complete'"
+                      " && document.querySelector('article.note') !== null")
+        assert "Post deleted." in page.eval("document.querySelector('.flash-success').textContent")
         assert page.eval("document.body.textContent.includes('A reply typed in Chromium')") is False
         note_id(page, "Hello from a real browser")
 
@@ -254,12 +276,12 @@ def test_compose_like_boost_reply_without_javascript(tmp_path: Path, browser_bin
         # Each button is a form post answered by a 303 back to the timeline: a new document.
         submit(page, click(note, "like"), f"document.querySelector('#{note} form[action$=\"/unlike\"]') !== null")
         assert page.eval("location.pathname") in TIMELINE
-        assert button(page, note, "unlike") == "★ Liked (1)"
+        assert button(page, note, "unlike") == "★ Liked 1"
         submit(page, click(note, "boost"), f"document.querySelector('#{note} form[action$=\"/unboost\"]') !== null")
         assert page.eval("location.pathname") in TIMELINE
-        assert button(page, note, "unboost") == "🔁 Boosted (1)" and button(page, note, "unlike") == "★ Liked (1)"
+        assert button(page, note, "unboost") == "🔁 Boosted 1" and button(page, note, "unlike") == "★ Liked 1"
         submit(page, click(note, "unlike"), f"document.querySelector('#{note} form[action$=\"/like\"]') !== null")
-        assert button(page, note, "like") == "☆ Like (0)"
+        assert button(page, note, "like") == "☆ Like"
 
         # Likes made on the local timeline come back to the local timeline.
         page.goto(server.base_url + "/social/local")
@@ -271,7 +293,17 @@ def test_compose_like_boost_reply_without_javascript(tmp_path: Path, browser_bin
         thread_path = page.eval("location.pathname")
         compose(page, "Replied with scripts off")
         assert page.eval("location.pathname") == thread_path
-        note_id(page, "Replied with scripts off")
+        reply = note_id(page, "Replied with scripts off")
+
+        # Delete, from the menu (a <details>, no script): a confirmation page, then the post.
+        page.eval(f"document.querySelector('#{reply} .note-menu summary').click()")
+        submit(page, f"document.querySelector('#{reply} .note-delete').click()",
+               "document.querySelector('h1')?.textContent === 'Delete this post?'")
+        assert "Replied with scripts off" in page.eval("document.querySelector('main').textContent")
+        submit(page, "document.querySelector('main form button.button-danger').click()",
+               "document.querySelector('.flash-success') !== null")
+        assert page.eval("location.pathname") == thread_path
+        assert page.eval("document.body.textContent.includes('Replied with scripts off')") is False
 
 
 def test_follow_by_handle_and_approve_requests(tmp_path: Path, browser_binary: str, server: AppServer) -> None:
@@ -481,6 +513,7 @@ def test_older_posts_load_in_place_with_javascript_and_as_a_page_without(
         assert page.eval("document.querySelector('.timeline .older')") is None  # that was the last page
         # The appended notes work: like the oldest one in place.
         oldest = note_id(page, "paged post 0")
+        page.wait_for(processed(f'#{oldest} form[action$="/like"]'))
         page.eval(click(oldest, "like"))
         page.wait_for(f"document.querySelector('#{oldest} form[action$=\"/unlike\"]') !== null")
 
