@@ -48,6 +48,7 @@ from app.strict_input import StrictInputMiddleware
 from app.templating import STATIC_DIR, make_template_config
 from fragments.cache import FragmentCache
 from fragments.middleware import FragmentMiddleware, TrackingRequest
+from fragments.page_cache import PageCacheMiddleware
 from fragments.registry import inline_fragment
 from fragments.site import installed, section_links
 
@@ -188,6 +189,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             allowed_hosts,  # 400 for any Host that is not configured, before anything else runs
             PROMETHEUS.middleware,  # request counts and durations per route template (/metrics)
             StrictInputMiddleware(),  # NULs in the URL, non-JSON API writes: refused before any lookup
+            PageCacheMiddleware,  # public pages answered from the fragment cache (fragments/page_cache.py)
             FragmentMiddleware,  # outside session/auth/CSRF: sees every Set-Cookie and the final headers
             session_config.middleware,
             SSOMiddleware,  # single sign-on across ROSE_ASH_DOMAIN_HOSTS; ends sessions signed out elsewhere

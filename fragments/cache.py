@@ -102,6 +102,8 @@ class CachedFragment(msgspec.Struct, frozen=True, array_like=True):
     html: str
     keys: tuple[str, ...]
     etag: str | None
+    # A whole public page (fragments/page_cache.py) keeps its response headers too.
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 _ENCODER = msgspec.msgpack.Encoder()
