@@ -48,8 +48,19 @@ def _log_to_stderr(level: str) -> None:
 
     from app.logs import JSONFormatter
 
+    def not_printed_yet(record: logging.LogRecord) -> bool:
+        # app.jobs has the app's own JSON handler (app/logs.py) and still propagates here:
+        # a line a handler on its way up already wrote is not written twice.
+        logger: logging.Logger | None = logging.getLogger(record.name)
+        while logger is not None and logger is not logging.root:
+            if any(getattr(h, "_rose_ash", False) for h in logger.handlers):
+                return False
+            logger = logger.parent if logger.propagate else None
+        return True
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JSONFormatter())
+    handler.addFilter(not_printed_yet)
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(level.upper())

@@ -140,7 +140,10 @@ def test_authlib_client_and_api_scopes(tmp_path: Path, server_database_url: str 
         assert apps.status_code == 200 and "Python RP" in apps.text
         action = re.search(r'action="(/account/settings/applications/[^"]+/revoke)"', apps.text)
         assert action
-        csrf = CSRF.search(apps.text)
+        # Revoking asks first: without JavaScript the button opens a confirmation page whose form posts.
+        confirm = browser.get(action.group(1))
+        assert confirm.status_code == 200 and "Cancel</a>" in confirm.text
+        csrf = CSRF.search(confirm.text)
         assert csrf
         assert browser.post(action.group(1), data={"_csrf_token": csrf.group(1)}).status_code == 303
         dead = httpx.post(meta["token_endpoint"], auth=(rp["client_id"], rp["client_secret"]), data={
