@@ -18,7 +18,10 @@ from litestar.exceptions import MethodNotAllowedException, NotFoundException
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 from litestar.utils import normalize_path
 
-__all__ = ["answer_head_as_get"]
+__all__ = ["HEAD_AS_GET", "answer_head_as_get"]
+
+# In ``scope["state"]`` of a HEAD request routed as GET, so the access log names the real method.
+HEAD_AS_GET = "rose_ash.head_as_get"
 
 
 def _serves_get(app: Litestar, path: str) -> bool:
@@ -42,6 +45,7 @@ def answer_head_as_get(app: Litestar) -> None:
             await inner(scope, receive, send)
             return
         as_get: HTTPScope = {**scope, "method": "GET"}
+        as_get.setdefault("state", {})[HEAD_AS_GET] = True
 
         async def headers_only(message: Message) -> None:
             if message["type"] == "http.response.body":

@@ -37,3 +37,17 @@ async def test_conditional_head_answers_304(client) -> None:  # type: ignore[no-
     etag = (await client.get("/forge/")).headers["etag"]
     again = await client.head("/forge/", headers={"If-None-Match": etag})
     assert again.status_code == 304
+
+
+async def test_the_access_log_names_head(client, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    logger = logging.getLogger("rose_ash.access")
+    logger.addHandler(caplog.handler)  # rose_ash.* does not propagate (app/logs.py)
+    try:
+        await client.head("/forge/")
+    finally:
+        logger.removeHandler(caplog.handler)
+    lines = [r.getMessage() for r in caplog.records if r.name == "rose_ash.access"]
+    assert any(line.startswith("HEAD /forge") for line in lines), lines
+    assert not any(line.startswith("GET /forge") for line in lines), lines
