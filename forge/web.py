@@ -66,6 +66,7 @@ from forge.schemas import (
     RepoSettingsForm,
 )
 from forge.services import OWNER_NAME, RepoService, at_least, branch_name_problem, repo_name_problem
+from fragments.page_cache import PAGE_CACHE_OPT
 from fragments.pages import public_get
 from fragments.purge import SurrogateKey, emit_purge
 from fragments.registry import FragmentContext, FragmentData, fragment
@@ -147,7 +148,10 @@ async def owner_page(request: Request[Any, Any, Any], db_session: AsyncSession, 
     return conditional_response(request, html, CachePolicy.PUBLIC, surrogate_keys=keys)
 
 
-@get("/forge/{owner:str}/{repo:str}", opt={"exclude_from_csrf": True}, name="forge:repo", include_in_schema=False)
+# A public repository's page is the same for everyone and kept by the page cache; a private one's
+# answer is private and never kept (fragments/page_cache.py).
+@get("/forge/{owner:str}/{repo:str}", opt={"exclude_from_csrf": True, PAGE_CACHE_OPT: True}, name="forge:repo",
+     include_in_schema=False)
 async def repo_page(request: Request[Any, Any, Any], repo_service: RepoService, settings: Settings, owner: str,
                     repo: str) -> Response[Any]:
     if repo.endswith(".git") and not repo_name_problem(repo[:-4]):

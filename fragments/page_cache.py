@@ -13,7 +13,9 @@ Stored only when all of these hold, so nothing personal or half-built is ever ke
 
 - the route declares a cacheable class (``PUBLIC``, ``SHARED_FRAGMENT``, ``EMBED``): the same
   routes the generated VCL caches, whose handlers cannot see the session (the guard downgrades
-  any that did, and a downgraded answer is ``private, no-store``);
+  any that did, and a downgraded answer is ``private, no-store``); or it opts in with
+  :data:`PAGE_CACHE_OPT` because it answers ``public`` only when what it shows is public to all
+  (a public repository) and ``private`` otherwise;
 - status 200, ``public`` without ``no-store``, an ``ETag`` and ``Surrogate-Key``s, no
   ``Set-Cookie``, no ``Vary`` (other than ``Accept-Encoding``), no fragment fallback in it
   (a degraded page is kept by the edge for 15 s only, and not at all here);
@@ -34,7 +36,12 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from app.caching import CACHEABLE, etag_matches, policy_of, render_state
 from fragments.cache import PAGE, CachedFragment, FragmentCache
 
-__all__ = ["PageCacheMiddleware"]
+__all__ = ["PAGE_CACHE_OPT", "PageCacheMiddleware"]
+
+# A route whose class is decided per response (public or private by the thing shown, like a
+# repository page) opts in with ``opt={PAGE_CACHE_OPT: True}``: only its public answers are kept,
+# by the rules below, and what is private is never looked up for anyone but as absent.
+PAGE_CACHE_OPT = "page_cache"
 
 _DROPPED_ON_304 = frozenset({"content-type", "content-length"})
 
@@ -74,7 +81,8 @@ class PageCacheMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         cache: FragmentCache | None = None
-        if scope["type"] == ScopeType.HTTP and scope.get("method") == "GET" and policy_of(scope) in CACHEABLE:
+        if scope["type"] == ScopeType.HTTP and scope.get("method") == "GET" and (
+                policy_of(scope) in CACHEABLE or scope["route_handler"].opt.get(PAGE_CACHE_OPT)):
             cache = scope["litestar_app"].state.get("fragment_cache")
         if cache is None:
             await self.app(scope, receive, send)

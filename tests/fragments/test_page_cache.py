@@ -98,3 +98,31 @@ async def test_local_copies_expire_like_the_edges(client: Any, monkeypatch: pyte
     hits = page_hits()
     await client.get("/")
     assert page_hits() == hits  # the page and its fragments were all built again
+
+
+async def test_a_repository_page_is_kept_only_while_public(client: Any) -> None:
+    from tests.helpers.web import post_form
+
+    await signup(client, "ada")
+    for name, visibility in (("open", "public"), ("secret", "private")):
+        made = await post_form(client, "/forge/new", {"name": name, "description": "", "visibility": visibility,
+                                                      "default_branch": "main"}, page="/forge/new")
+        assert made.status_code == 303, made.text[:300]
+    public = await client.get("/forge/ada/open")
+    hits = page_hits()
+    assert (await client.get("/forge/ada/open")).text == public.text
+    assert page_hits() == hits + 1  # kept whole
+    mine = await client.get("/forge/ada/secret")
+    assert mine.status_code == 200 and mine.headers["cache-control"].startswith("private")
+    cookies = dict(client.cookies)
+    client.cookies.clear()
+    assert (await client.get("/forge/ada/secret")).status_code == 404  # not the owner's page from a cache
+    assert (await client.get("/forge/ada/open")).text == public.text
+    client.cookies.update(cookies)
+    # Made private, the public copy is gone for everyone else.
+    changed = await post_form(client, "/forge/ada/open/settings", {"description": "", "visibility": "private",
+                                                                  "default_branch": "main"},
+                              page="/forge/ada/open/settings")
+    assert changed.status_code == 303, changed.text[:300]
+    client.cookies.clear()
+    assert (await client.get("/forge/ada/open")).status_code == 404
