@@ -173,6 +173,7 @@ def form_page(template: str, context: Mapping[str, Any], errors: Mapping[str, st
 
 def safe_next(value: str | None, default: str = "/account") -> str:
     """Only same-site absolute paths may be a post-login destination (no open redirect)."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
-        return default
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value \
+            or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        return default  # browsers drop tabs and newlines: "/\t/evil" would become "//evil"
     return value

@@ -18,7 +18,10 @@ from litestar.exceptions import MethodNotAllowedException, NotFoundException
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from litestar.utils import normalize_path
 
-__all__ = ["answer_head_as_get"]
+__all__ = ["HEAD_AS_GET", "answer_head_as_get"]
+
+# In ``scope["state"]`` of a HEAD request routed as GET, so the access log names the real method.
+HEAD_AS_GET = "rose_ash.head_as_get"
 
 
 def _serves_get(app: Litestar, path: str) -> bool:
@@ -49,6 +52,7 @@ def answer_head_as_get(app: Litestar) -> None:
         # know that no body follows (uvicorn at the response start, or at each body chunk), so it
         # is HEAD again before the response start reaches the server.
         scope["method"] = "GET"
+        scope.setdefault("state", {})[HEAD_AS_GET] = True
 
         async def headers_only(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -16,6 +16,8 @@ from typing import Any
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.head import HEAD_AS_GET
+
 access_log = logging.getLogger("rose_ash.access")
 
 # The id of the request (or of the request that enqueued the job) this code runs for. A context
@@ -117,7 +119,7 @@ def request_logging_middleware(app: ASGIApp) -> ASGIApp:
         if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
-        method = str(scope.get("method", ""))
+        method = "HEAD" if scope.get("state", {}).get(HEAD_AS_GET) else str(scope.get("method", ""))
         started = time.perf_counter()
         incoming = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
         request_id = accepted_request_id(incoming) or new_request_id()

@@ -64,7 +64,7 @@ CHUNK = 256 * 1024
 
 # -- helpers ----------------------------------------------------------------------------------
 def plain(status: int, message: str, headers: dict[str, str] | None = None) -> Response[str]:
-    return Response(message.rstrip("\n") + "\n", status_code=status, media_type="text/plain; charset=utf-8",
+    return Response(message.rstrip("\n") + "\n", status_code=status, media_type="text/plain",
                     headers={**NO_CACHE, **(headers or {})})
 
 

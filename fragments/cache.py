@@ -18,8 +18,9 @@ request's first lookup each process reads the sequence number (one GET); if a me
 yet applied exists, it waits briefly for its listener and otherwise clears its tier, so an edit is
 seen by the next request in every process, not just eventually. A build that raced an
 invalidation is not stored: the Redis write is conditional on the sequence number read before the
-build, the in-process one on the local invalidation count. Entries expire after
-:data:`TTL_SECONDS` (the edge's ``s-maxage``) as the bound on anything a purge cannot name.
+build, the in-process one on the local invalidation count. Entries, local and in Redis, expire
+after :data:`TTL_SECONDS` (the edge's ``s-maxage``): the bound on anything a purge cannot name or
+an invalidation that could not be delivered.
 
 Without Redis, the processes that share a ``DATA_DIR`` (``make run``'s web workers, a
 ``rose-ash`` command) share an append-only log of invalidated keys there
@@ -37,6 +38,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -61,6 +63,11 @@ log = logging.getLogger("rose_ash.fragments.cache")
 
 TTL_SECONDS = 300
 MAX_ENTRIES = 2048  # in-process: parameters come from URLs (/f/blog/post-card?slug=...), so bounded
+# Whole pages (fragments/page_cache.py) have their own, smaller bound: any query string makes a new
+# URL, and a crawler walking /?a=1, /?a=2 ... must not push the fragments out or fill the memory.
+MAX_PAGES = 256
+PAGE = "page"  # the name under which page_cache.py keys whole pages
+_now = time.monotonic  # the clock local entries age by (a test moves it)
 CATCH_UP_SECONDS = 0.05  # how long a request waits for the listener before clearing its tier
 _SCOPE_SEQ = "rose_ash.fragcache.seq"
 _SCOPE_LOG = "rose_ash.fragcache.log"
@@ -186,6 +193,8 @@ class FragmentCache:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._entries: OrderedDict[str, CachedFragment] = OrderedDict()
+        self._expires: dict[str, float] = {}  # monotonic deadline of each local entry
+        self._pages: OrderedDict[str, None] = OrderedDict()  # the entries that are whole pages
         self._tags: dict[str, set[str]] = {}
         self._release: str | None = None
         # Bumped by every local invalidation: a build that saw it change is not stored.
@@ -243,8 +252,13 @@ class FragmentCache:
             marked[_SCOPE_LOG] = True
             self._follow_log()
         entry = self._entries.get(key)
+        if entry is not None and self._expires.get(key, 0.0) <= _now():
+            self._evict(key)  # the local copy ages like the Redis one and the edge's
+            entry = None
         if entry is not None:
             self._entries.move_to_end(key)
+            if key in self._pages:
+                self._pages.move_to_end(key)
             FRAGMENT_CACHE.labels(result="hit").inc()
             return entry
         if self._redis is not None:
@@ -288,23 +302,36 @@ class FragmentCache:
     def _store_local(self, key: str, entry: CachedFragment) -> None:
         self._entries[key] = entry
         self._entries.move_to_end(key)
+        self._expires[key] = _now() + TTL_SECONDS
         for tag in entry.keys:
             self._tags.setdefault(tag, set()).add(key)
+        if key.split("|", 2)[1:2] == [PAGE]:
+            self._pages[key] = None
+            self._pages.move_to_end(key)
+            while len(self._pages) > MAX_PAGES:
+                self._evict(next(iter(self._pages)))
         while len(self._entries) > MAX_ENTRIES:
-            old_key, old = self._entries.popitem(last=False)
-            for tag in old.keys:
-                self._tags.get(tag, set()).discard(old_key)
+            self._evict(next(iter(self._entries)))
+
+    def _evict(self, key: str) -> None:
+        old = self._entries.pop(key, None)
+        self._expires.pop(key, None)
+        self._pages.pop(key, None)
+        for tag in old.keys if old is not None else ():
+            self._tags.get(tag, set()).discard(key)
 
     def drop_local(self, keys: Iterable[str]) -> None:
         self.epoch += 1
         for tag in keys:
-            for key in self._tags.pop(tag, ()):
-                self._entries.pop(key, None)
+            for key in list(self._tags.pop(tag, ())):
+                self._evict(key)
 
     def clear_local(self) -> None:
         self.epoch += 1
         self._entries.clear()
         self._tags.clear()
+        self._expires.clear()
+        self._pages.clear()
 
     # --- without Redis: the shared invalidation log -----------------------------------------
 

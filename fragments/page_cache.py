@@ -32,7 +32,7 @@ from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.caching import CACHEABLE, etag_matches, policy_of, render_state
-from fragments.cache import CachedFragment, FragmentCache
+from fragments.cache import PAGE, CachedFragment, FragmentCache
 
 __all__ = ["PageCacheMiddleware"]
 
@@ -80,7 +80,7 @@ class PageCacheMiddleware:
             await self.app(scope, receive, send)
             return
         query = bytes(scope.get("query_string", b"")).decode("latin-1")
-        key = cache.key("page", {"path": scope["path"], "query": query,
+        key = cache.key(PAGE, {"path": scope["path"], "query": query,
                                  "hx": _request_header(scope, b"hx-request") or ""}, "")
         hit = await cache.get(scope, key)
         if hit is not None:

@@ -10,6 +10,7 @@ acl purgers {
   "127.0.0.1";
   "::1";
   "172.31.73.0"/24;   # compose.yaml's `edge` network: only Varnish, the app and the worker join it
+  ! "172.31.73.1";    # but not its gateway: connections from the host (docker-proxy) arrive from it
 }
 
 sub vcl_recv {

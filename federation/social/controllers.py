@@ -156,7 +156,7 @@ class SocialController(Controller):
         """Without JavaScript the Delete button opens this page; with it, ``hx-confirm`` asks."""
         page = await timelines.note(request.user, oid)
         if not page.note.mine:
-            raise NotFoundException("No such post.")
+            raise NotFoundException()  # exactly what a missing post answers
         return confirm_page(question="Delete this post?", detail="It is removed here and a deletion is sent to "
                             "every server it reached.", action=f"/social/notes/{oid}/delete",
                             cancel=f"/social/notes/{oid}", values={"next": safe_next(next, "/social/")},

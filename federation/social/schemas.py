@@ -115,6 +115,23 @@ def initial(actor: Actor | None, fallback: str = "?") -> str:
     return (name.lstrip("@")[:1] or "?").upper()
 
 
+# The text of a mention link as the outbox writes it (federation/activitypub/outbox.py
+# ``post_note``): ``<a href="…" class="u-url mention">@bob@host</a>``.
+_MENTION_LABEL = re.compile(rf">@({_USERNAME})@({_HOST})</a>")
+
+
+def short_local_mentions(html: str, here: str) -> str:
+    """Mentions of members of this instance (``here``, its host) as Mastodon shows them: ``@bob``.
+
+    Only for this instance's pages: the stored content is the note's ActivityPub document, and
+    other servers need the full ``@bob@host`` handle there. The input is sanitised HTML and this
+    only drops ``@host`` from a link's text, so the result is as safe as it was."""
+    if not here:
+        return html
+    return _MENTION_LABEL.sub(
+        lambda m: f">@{m.group(1)}</a>" if m.group(2).lower() == here.lower() else m.group(0), html)
+
+
 def mention_of(actor: Actor | None) -> str:
     """How a reply addresses an author: ``@bob`` for a member here, ``@bob@host`` elsewhere."""
     if actor is None or not actor.username:
@@ -131,6 +148,7 @@ class NoteView(msgspec.Struct, kw_only=True):
     boosted: bool
     mine: bool
     boosted_by: Actor | None = None
+    here: str = ""  # this instance's host, whose members' mentions read ``@bob`` (content_html)
 
     @property
     def local_id(self) -> str:
@@ -163,6 +181,11 @@ class NoteView(msgspec.Struct, kw_only=True):
     @property
     def excerpt(self) -> str:
         return excerpt(self.obj.summary, self.obj.content)
+
+    @property
+    def content_html(self) -> str:
+        """The note's (sanitised) content as this instance's pages show it."""
+        return short_local_mentions(self.obj.content, self.here)
 
     @property
     def mention(self) -> str:

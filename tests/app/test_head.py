@@ -76,3 +76,17 @@ async def test_no_request_leaves_a_database_connection_checked_out(client, app) 
                     # Checked out still (before any collection) is what a forgotten session looks like.
                     assert pool.checkedout() == 0, (signed_in, method, url, headers)
         gc.collect()
+
+
+async def test_the_access_log_names_head(client, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    logger = logging.getLogger("rose_ash.access")
+    logger.addHandler(caplog.handler)  # rose_ash.* does not propagate (app/logs.py)
+    try:
+        await client.head("/forge/")
+    finally:
+        logger.removeHandler(caplog.handler)
+    lines = [r.getMessage() for r in caplog.records if r.name == "rose_ash.access"]
+    assert any(line.startswith("HEAD /forge") for line in lines), lines
+    assert not any(line.startswith("GET /forge") for line in lines), lines

@@ -487,6 +487,7 @@ def test_private_repository_access(forge: Forge) -> None:
     up = {"service": "git-upload-pack"}
     anon = httpx.get(refs, params=up)
     assert anon.status_code == 401 and anon.headers["www-authenticate"].startswith("Basic")
+    assert anon.headers["content-type"] == "text/plain; charset=utf-8"
     assert httpx.get(refs, params=up, auth=("x", forge.tokens["bob"])).status_code == 404
     assert httpx.get(refs, params=up, auth=("x", "rat_wrong")).status_code == 401
     assert httpx.get(refs, params=up, auth=("x", forge.tokens["carol"])).status_code == 200

@@ -72,3 +72,29 @@ async def test_private_pages_are_not_cached(client: Any) -> None:
     assert mine.status_code == 200 and "trent" in mine.text
     client.cookies.clear()
     assert (await client.get("/account")).status_code == 303  # not the member's page from a cache
+
+
+async def test_query_strings_cannot_fill_the_cache(app: Any, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fragments.cache
+
+    monkeypatch.setattr(fragments.cache, "MAX_PAGES", 3)
+    cache = app.state["fragment_cache"]
+    for n in range(10):  # a crawler inventing URLs
+        assert (await client.get(f"/?n={n}")).status_code == 200
+    pages = [k for k in cache._entries if k.split("|", 2)[1] == fragments.cache.PAGE]
+    assert len(pages) == 3 and all(f"n={n}" in k for k, n in zip(pages, (7, 8, 9), strict=True))
+    assert len(cache._entries) > 3  # the fragments those pages were built from are still there
+
+
+async def test_local_copies_expire_like_the_edges(client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    import fragments.cache
+
+    await client.get("/")
+    hits = page_hits()
+    await client.get("/")
+    assert page_hits() == hits + 1
+    later = fragments.cache._now() + fragments.cache.TTL_SECONDS + 1
+    monkeypatch.setattr(fragments.cache, "_now", lambda: later)
+    hits = page_hits()
+    await client.get("/")
+    assert page_hits() == hits  # the page and its fragments were all built again

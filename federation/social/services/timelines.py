@@ -29,9 +29,6 @@ SUGGESTIONS = 5  # members an empty timeline suggests following
 # inside a word, URL or address; a trailing full stop is punctuation, not part of the name.
 SHORT_MENTION = re.compile(r"(?<![\w/@.])@([A-Za-z0-9_]+(?:[.-][A-Za-z0-9_]+)*)(?![A-Za-z0-9_@-]|\.[A-Za-z0-9_])")
 
-# The text of a mention link the outbox wrote (federation/activitypub/outbox.py ``post_note``).
-LOCAL_MENTION_LABEL = re.compile(r'>@([A-Za-z0-9_.-]+)@([A-Za-z0-9.-]+(?::\d+)?)</a>')
-
 
 async def expand_short_mentions(session: AsyncSession, text: str, domain: str) -> str:
     """Write ``@bob`` as ``@bob@<this host>`` when bob is a member here, so the outbox resolves,
@@ -135,13 +132,10 @@ class Timelines:
         async def work() -> None:
             me = await self.fed.local_actor_for_user(user)
             content = await expand_short_mentions(self.session, form.content, me.domain)
-            obj = await Outbox(self.fed).post_note(me, content,
-                                             visibility=form.visibility, summary=form.summary,
+            # The stored content keeps the full ``@bob@host`` handle: it is the note's ActivityPub
+            # document (its URL, the outbox, every Update). Pages here shorten it (NoteView.content_html).
+            await Outbox(self.fed).post_note(me, content, visibility=form.visibility, summary=form.summary,
                                              in_reply_to=form.in_reply_to)
-            # Here, members' mentions read as Mastodon shows them: ``@bob``. What was sent to other
-            # servers (the object's document) keeps the full handle they need.
-            obj.content = LOCAL_MENTION_LABEL.sub(
-                lambda m: f">@{m.group(1)}</a>" if m.group(2) == me.domain else m.group(0), obj.content)
 
         # Mentions and the replied-to author may need fetching: settle orders that before writes.
         await self.fed.settle(work, keep=[user])

@@ -37,4 +37,5 @@ async def note_views(session: AsyncSession, me: Actor, objs: list[APObject],
     return [NoteView(obj=o, author=actors.get(o.attributed_to), likes=int(like_counts.get(o.ap_id, 0)),
                      boosts=int(boost_counts.get(o.ap_id, 0)), liked=o.ap_id in my_likes,
                      boosted=o.ap_id in my_boosts, mine=o.attributed_to == me.uri,
-                     boosted_by=actors.get(boosters[o.ap_id]) if o.ap_id in boosters else None) for o in objs]
+                     boosted_by=actors.get(boosters[o.ap_id]) if o.ap_id in boosters else None,
+                     here=me.domain) for o in objs]

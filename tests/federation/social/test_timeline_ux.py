@@ -6,6 +6,7 @@ timeline that suggests members to follow."""
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -107,7 +108,9 @@ async def test_delete_asks_first_on_its_own_page_without_javascript(client: Any)
     token = CSRF_FIELD.search(page.text)
     assert token, "the confirmation form carries the CSRF token"
     # Someone else's post: the confirmation page doesn't exist for them.
-    assert (await bob.get(f"/social/notes/{note}/delete")).status_code == 404
+    theirs = await bob.get(f"/social/notes/{note}/delete")
+    missing = await bob.get(f"/social/notes/{uuid.uuid4()}/delete")
+    assert theirs.status_code == missing.status_code == 404 and theirs.text == missing.text
     # Without the token nothing happens; with it the post is gone.
     assert (await alice.post(f"/social/notes/{note}/delete", data={"next": "/social/"})).status_code == 403
     assert "soon gone" in (await alice.get("/social/")).text
