@@ -15,7 +15,7 @@ from __future__ import annotations
 from litestar import Litestar
 from litestar.enums import ScopeType
 from litestar.exceptions import MethodNotAllowedException, NotFoundException
-from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from litestar.utils import normalize_path
 
 __all__ = ["HEAD_AS_GET", "answer_head_as_get"]
@@ -44,17 +44,28 @@ def answer_head_as_get(app: Litestar) -> None:
                 or not _serves_get(app, scope["path"]):
             await inner(scope, receive, send)
             return
-        as_get: HTTPScope = {**scope, "method": "GET"}
-        as_get.setdefault("state", {})[HEAD_AS_GET] = True
+        # The scope itself is switched, not a copy: Litestar runs the ``before_send`` hooks (the
+        # database session's commit-and-close among them) with the scope it was called with, and
+        # advanced-alchemy keeps the request's session in a key it adds to the scope on first use.
+        # On a copy the hook never saw that session, so every HEAD that opened one left its pooled
+        # connection to the garbage collector. The server reads the method of this same scope to
+        # know that no body follows (uvicorn at the response start, or at each body chunk), so it
+        # is HEAD again before the response start reaches the server.
+        scope["method"] = "GET"
+        scope.setdefault("state", {})[HEAD_AS_GET] = True
 
         async def headers_only(message: Message) -> None:
-            if message["type"] == "http.response.body":
+            if message["type"] == "http.response.start":
+                scope["method"] = "HEAD"
+            elif message["type"] == "http.response.body":
                 if message.get("more_body", False):
                     return  # a streamed body's chunks: none of them is sent
                 message = {"type": "http.response.body", "body": b"", "more_body": False}
             await send(message)
 
-        # A copy: the server keeps its own scope, whose method it reads to know that no body follows.
-        await inner(as_get, receive, headers_only)
+        try:
+            await inner(scope, receive, headers_only)
+        finally:
+            scope["method"] = "HEAD"
 
     app.asgi_handler = handler
