@@ -327,6 +327,12 @@ class RepoService:
             update(ForgeRepo).where(ForgeRepo.id == repo_id).values(ref_version=ForgeRepo.ref_version + 1)
             .returning(ForgeRepo.ref_version)
         )).scalar_one()
+        # The pages that show the refs (the repository's, the index) are refreshed with this very
+        # commit, at the edge and in every process's page cache, not when the push job runs.
+        from forge import keys as forge_keys
+        from fragments.purge import emit_purge  # not at import: the pre-receive hook stays light
+
+        await emit_purge(self.db, forge_keys.repo_pages(repo_id))
         if emit:
             await enqueue_push(self.db, PushEvent(
                 repo_id=str(repo_id), actor_id=str(actor_id) if actor_id else None, source=source,
