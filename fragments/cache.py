@@ -158,7 +158,8 @@ def invalidate(settings: Settings | None, keys: Iterable[str]) -> None:
     Called after the transaction that emitted the purge has committed (fragments/purge.py). The
     caches of this process on the same settings (or on the same database without Redis, or all of
     them for a session that names no settings) are cleared directly; with Redis, the script bumps
-    the sequence, deletes the Redis entries and publishes to the other processes. It is a blocking
+    the sequence, deletes the Redis entries and publishes to the other processes (without Redis, a
+    line in the invalidation log tells them). It is a blocking
     call of well under a millisecond, made only by commits that purge (edits), and it has returned
     before the response that follows the commit is sent.
     """
@@ -170,8 +171,21 @@ def invalidate(settings: Settings | None, keys: Iterable[str]) -> None:
             not settings.redis_url and cache.settings.database_url == settings.database_url)
         if same:
             cache.drop_local(wanted)
-    if settings is None:
+    if settings is not None:
+        _tell_the_others(settings, wanted)
         return
+    # A session that names no settings (the purge job, a script's own session): each cache of this
+    # process tells the processes it shares its tier with, once per tier.
+    told: set[tuple[str, str]] = set()
+    for cache in list(_caches):
+        tier = (cache.settings.redis_url or "", cache.settings.redis_namespace if cache.settings.redis_url
+                else str(cache.settings.data_dir))
+        if tier not in told:
+            told.add(tier)
+            _tell_the_others(cache.settings, wanted)
+
+
+def _tell_the_others(settings: Settings, wanted: list[str]) -> None:
     if not settings.redis_url:
         _append_log(settings, wanted)  # the other processes on this DATA_DIR read it
         return
