@@ -13,7 +13,7 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER, HTTP_400_BAD_REQUEST, HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy.exc import DataError, StatementError
 
-from app.forms import InputProblems
+from app.forms import InputProblems, is_htmx
 
 log = logging.getLogger("rose_ash.errors")
 
@@ -85,14 +85,14 @@ def exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Respon
             body["errors"] = extra
         return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
-    is_htmx = request.headers.get("hx-request") == "true"
-    if isinstance(exc, NotAuthorizedException) and request.method in {"GET", "HEAD"} and not is_htmx \
+    htmx = is_htmx(request)
+    if isinstance(exc, NotAuthorizedException) and request.method in {"GET", "HEAD"} and not htmx \
             and "www-authenticate" not in {k.lower() for k in headers}:
         query = request.scope.get("query_string", b"").decode("latin-1")
         target = request.scope["path"] + (f"?{query}" if query else "")
         return Redirect(f"/account/login?next={quote(target)}", status_code=HTTP_303_SEE_OTHER)
 
-    template = "errors/_partial.html" if is_htmx else "errors/page.html"
+    template = "errors/_partial.html" if htmx else "errors/page.html"
     return Template(
         template_name=template,
         context={"status": status, "title": title, "message": message},

@@ -147,12 +147,6 @@ def done(path: str, request: Request[Any, Any, Any], message: str, category: str
     return Redirect(path=path, status_code=HTTP_303_SEE_OTHER)
 
 
-def flash_trigger(message: str, category: str = "success") -> dict[str, str]:
-    """Headers for an htmx response that answers in place: static/js/feedback.js puts the message in
-    the page's one toast region (role=status), as a server-side flash would be after a redirect."""
-    return {"HX-Trigger": msgspec.json.encode({"flash": {"message": message, "category": category}}).decode()}
-
-
 def confirm_page(*, question: str, action: str, cancel: str, button: str = "Delete",
                  detail: str = "", values: Mapping[str, str] | None = None, title: str = "",
                  quote: str = "") -> Template:
