@@ -152,13 +152,13 @@ async def bench_fanout(followers: int, inboxes: int, runs: int, postgres: str | 
     import app.models  # noqa: F401
     from app.db import make_engine
     from app.jobs import JobContext, Worker
+    from app.safe_http import SafeClient
     from app.settings import Settings
     from domains.account.schemas import SignupInput
     from domains.account.services import AccountService
     from federation.activitypub.core import Federation
     from federation.activitypub.models import Actor, Delivery, Follow
     from federation.activitypub.outbox import Outbox
-    from federation.activitypub.safe_fetch import SafeClient
 
     tmp = Path(tempfile.mkdtemp(prefix="rose-ash-bench-fed-"))
     pg_name = f"rose_ash_bench_{tmp.name.rsplit('-', 1)[-1].lower()}"

@@ -90,7 +90,7 @@ class GitRemote:
 def _check_address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, allow_private: bool) -> None:
     """The federation address policy (federation.md §9) when that package is present."""
     try:
-        from federation.activitypub.safe_fetch import check_address
+        from app.safe_http import check_address
     except ImportError:  # pragma: no cover - TODO: drop the fallback once federation/activitypub always ships
         if allow_private and ip.is_loopback:  # the test allowance: this machine only
             return

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db import lost_snapshot, wrote_in_transaction
 from app.limits import KEY_REFETCH, PROCESS_LIMITER, Limiter
+from app.safe_http import AS2_ACCEPT, BlockedAddressError, FetchError, SafeClient
 from app.settings import Settings
 from domains.account.models import User
 from federation.activitypub.as2 import (
@@ -32,7 +33,6 @@ from federation.activitypub.as2 import (
 )
 from federation.activitypub.contexts import emitted_context
 from federation.activitypub.models import Actor
-from federation.activitypub.safe_fetch import AS2_ACCEPT, BlockedAddressError, FetchError, SafeClient
 from federation.activitypub.sanitize import plain_text, sanitize_html
 from federation.activitypub.signatures import ResolvedKey, SignatureAuth, SigningKey
 from federation.activitypub.urls import (

@@ -33,10 +33,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.jobs import JobContext, PermanentFailure, RetryLater, Snooze, enqueue, job_handler
 from app.metrics import DELIVERY_FAILURES
+from app.safe_http import BlockedAddressError, FetchError, SafeClient
 from app.settings import Settings
 from federation.activitypub.core import Federation
 from federation.activitypub.models import Activity, Actor, Delivery, Host
-from federation.activitypub.safe_fetch import BlockedAddressError, FetchError, SafeClient
 from federation.activitypub.signatures import SignatureAuth, Spec, SpecMemory
 from federation.activitypub.urls import host_of
 

@@ -11,12 +11,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import load_only
 
+from app.safe_http import FetchError
 from federation.activitypub.as2 import iso, public_addressing
 from federation.activitypub.contexts import PUBLIC, emitted_context
 from federation.activitypub.core import Federation
 from federation.activitypub.delivery import deliver, inboxes_for
 from federation.activitypub.models import Activity, Actor, Announce, APObject, Follow, Like
-from federation.activitypub.safe_fetch import FetchError
 from federation.activitypub.sanitize import text_to_html
 from federation.activitypub.urls import host_of
 

@@ -28,6 +28,7 @@ import msgspec
 from sqlalchemy import delete, or_, select
 
 from app.jobs import JobContext, PermanentFailure, job_handler
+from app.safe_http import FetchError
 from federation.activitypub.as2 import as_list, id_of, ids_of, page_url, parse_time
 from federation.activitypub.contexts import PUBLIC
 from federation.activitypub.core import Federation
@@ -44,7 +45,6 @@ from federation.activitypub.models import (
 )
 from federation.activitypub.moderation import MAX_COMMENT, Moderation, blocked_hosts, blocks
 from federation.activitypub.outbox import MAX_MENTIONS
-from federation.activitypub.safe_fetch import FetchError
 from federation.activitypub.sanitize import plain_text, sanitize_html
 from federation.activitypub.urls import host_of, http_url
 

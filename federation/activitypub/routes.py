@@ -19,6 +19,7 @@ from app.caching import ANONYMOUS_OPT
 from app.jobs import enqueue
 from app.limits import INBOX, Limiter, app_limiter
 from app.params import MAX_PAGE
+from app.safe_http import MalformedJSON, decode_json
 from app.settings import Settings
 from domains.account.models import User
 from federation.activitypub.as2 import as_list, id_of, iso, wants_as2
@@ -28,7 +29,6 @@ from federation.activitypub.models import Activity, Actor, APObject, Follow, Lik
 from federation.activitypub.moderation import blocks
 from federation.activitypub.outbox import note_document
 from federation.activitypub.processor import InboxPayload
-from federation.activitypub.safe_fetch import MalformedJSON, decode_json
 from federation.activitypub.signatures import SignatureError, SignedMessage, signature_key_id, verify_request
 from federation.activitypub.urls import DOMAIN_ACTORS, host_of, http_url
 

@@ -25,10 +25,10 @@ from litestar.response import Redirect, Template
 from app import access
 from app.forms import confirm_page, done, parse_form, safe_next, see_other
 from app.responses import PRIVATE
+from app.safe_http import FetchError
 from app.security import requires_user
 from federation.activitypub.models import Actor
 from federation.activitypub.outbox import VISIBILITIES, OutboxError
-from federation.activitypub.safe_fetch import FetchError
 from federation.social import when
 from federation.social.deps import HUB
 from federation.social.paging import page_link, parse_cursor

@@ -15,10 +15,10 @@ from litestar import Request
 from litestar.di import Provide
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.safe_http import SafeClient
 from app.settings import Settings
 from federation.activitypub.core import Federation
 from federation.activitypub.moderation import DomainBlocks
-from federation.activitypub.safe_fetch import SafeClient
 from federation.activitypub.urls import Urls
 from federation.social.services import (
     Accounts,

@@ -14,11 +14,11 @@ from litestar.response import Redirect, Template
 
 from app.forms import confirm_page, done, parse_form, safe_next, see_other
 from app.responses import PRIVATE
+from app.safe_http import FetchError
 from app.security import requires_user
 from federation.activitypub.models import Actor, APObject
 from federation.activitypub.moderation import MAX_COMMENT, ModerationError
 from federation.activitypub.outbox import OutboxError
-from federation.activitypub.safe_fetch import FetchError
 from federation.social.deps import MEMBER_MODERATION
 from federation.social.schemas import ActorForm, BlockForm, ReportForm
 from federation.social.services import MemberModeration

@@ -19,11 +19,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.jobs import DONE, Job, JobContext, worker_in_background
+from app.safe_http import SafeClient
 from domains.account.models import User
 from domains.account.schemas import SignupInput
 from domains.account.services import AccountService
 from federation.activitypub.models import Activity, Actor, APObject
-from federation.activitypub.safe_fetch import SafeClient
 from federation.activitypub.signatures import sign_cavage
 
 pytestmark = pytest.mark.anyio

@@ -9,13 +9,13 @@ from uuid import UUID
 
 from sqlalchemy import func, select
 
+from app.safe_http import BlockedAddressError, FetchError
 from domains.account.models import User
 from domains.account.services import AccountService
 from federation.activitypub.as2 import as_list, id_of, ids_of, page_url, parse_time
 from federation.activitypub.core import Federation
 from federation.activitypub.models import Actor, Announce, APObject, Follow
 from federation.activitypub.processor import OBJECT_TYPES, visibility_of
-from federation.activitypub.safe_fetch import BlockedAddressError, FetchError
 from federation.activitypub.sanitize import plain_text, sanitize_html, text_to_html
 from federation.activitypub.urls import host_of, http_url
 from federation.social import paging

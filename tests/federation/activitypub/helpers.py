@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import httpx
 
-from federation.activitypub.safe_fetch import SafeClient
+from app.safe_http import SafeClient
 
 
 def mock_federation_client(handler: Callable[[httpx.Request], httpx.Response]) -> SafeClient:

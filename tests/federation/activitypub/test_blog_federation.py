@@ -13,13 +13,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.jobs import JobContext, Worker
+from app.safe_http import SafeClient
 from domains.account.models import User
 from domains.account.schemas import SignupInput
 from domains.account.services import AccountService
 from domains.blog.schemas import PostInput
 from domains.blog.services import BlogService
 from federation.activitypub.models import Actor, Follow
-from federation.activitypub.safe_fetch import SafeClient
 
 pytestmark = pytest.mark.anyio
 

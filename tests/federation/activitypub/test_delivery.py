@@ -13,6 +13,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.jobs import DEAD, DONE, QUEUED, Job, JobContext, Worker
+from app.safe_http import SafeClient
 from domains.account.models import User
 from domains.account.schemas import SignupInput
 from domains.account.services import AccountService
@@ -27,7 +28,6 @@ from federation.activitypub.delivery import (
 )
 from federation.activitypub.models import Actor, Delivery, Follow, Host
 from federation.activitypub.outbox import Outbox
-from federation.activitypub.safe_fetch import SafeClient
 
 pytestmark = pytest.mark.anyio
 

@@ -24,13 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.jobs import JobContext, Worker
 from app.params import MAX_PAGE
+from app.safe_http import MalformedJSON, SafeClient, decode_json
 from domains.account.schemas import SignupInput
 from domains.account.services import AccountService
 from federation.activitypub import core
 from federation.activitypub.core import Federation
 from federation.activitypub.models import Activity, Actor, Announce, APObject, Block, DomainBlock, Notification
 from federation.activitypub.outbox import MAX_MENTIONS, Outbox
-from federation.activitypub.safe_fetch import MalformedJSON, SafeClient, decode_json
 from federation.activitypub.signatures import sign_cavage
 from federation.activitypub.urls import host_of, http_url
 from tests.federation.activitypub.test_social_hub import _people

@@ -15,10 +15,10 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.jobs import JobContext, Worker
+from app.safe_http import SafeClient
 from domains.account.schemas import SignupInput
 from domains.account.services import AccountService
 from federation.activitypub.models import Activity, Actor, APObject, Follow, Notification
-from federation.activitypub.safe_fetch import SafeClient
 from federation.activitypub.signatures import sign_cavage, sign_rfc9421
 
 pytestmark = pytest.mark.anyio

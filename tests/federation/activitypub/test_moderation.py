@@ -17,6 +17,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.jobs import JobContext, Worker, enqueue
+from app.safe_http import FetchError, SafeClient
 from domains.account.models import User
 from domains.account.schemas import SignupInput
 from domains.account.services import AccountService
@@ -45,7 +46,6 @@ from federation.activitypub.moderation import (
 )
 from federation.activitypub.outbox import Outbox, OutboxError
 from federation.activitypub.processor import InboxPayload
-from federation.activitypub.safe_fetch import FetchError, SafeClient
 from federation.activitypub.signatures import sign_cavage
 from tests.federation.activitypub.test_social_hub import Browser
 from tests.helpers.web import CSRF_FIELD, signup

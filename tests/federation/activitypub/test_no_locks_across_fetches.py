@@ -20,12 +20,12 @@ from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.jobs import JobContext, Worker, enqueue
+from app.safe_http import SafeClient
 from domains.account.models import User
 from federation.activitypub.core import Federation, NeedsFetch
 from federation.activitypub.models import Activity, Actor, APObject, Follow
 from federation.activitypub.outbox import Outbox
 from federation.activitypub.processor import InboxPayload
-from federation.activitypub.safe_fetch import SafeClient
 
 pytestmark = pytest.mark.anyio
 

@@ -13,13 +13,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.jobs import JobContext, Worker, enqueue
+from app.safe_http import FetchError, SafeClient
 from domains.account.schemas import SignupInput
 from domains.account.services import AccountService
 from federation.activitypub.core import Federation
 from federation.activitypub.models import Activity, Actor, Announce, APObject, Block, Follow, Like, Notification
 from federation.activitypub.outbox import Outbox
 from federation.activitypub.processor import InboxPayload, visibility_of
-from federation.activitypub.safe_fetch import FetchError, SafeClient
 
 pytestmark = pytest.mark.anyio
 

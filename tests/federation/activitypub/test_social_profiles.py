@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.safe_http import SafeClient
 from federation.activitypub.models import Actor, APObject, Delivery, DomainBlock, Follow
-from federation.activitypub.safe_fetch import SafeClient
 from tests.federation.activitypub.test_no_locks_across_fetches import PUBLIC, LockProbingPeer
 from tests.federation.activitypub.test_social_hub import _people, _post
 from tests.helpers.web import CSRF_FIELD

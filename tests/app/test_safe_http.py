@@ -10,8 +10,8 @@ import httpcore
 import httpx
 import pytest
 
-from federation.activitypub import safe_fetch
-from federation.activitypub.safe_fetch import (
+from app import safe_http as safe_fetch
+from app.safe_http import (
     BlockedAddressError,
     FetchError,
     GuardedBackend,

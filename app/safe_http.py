@@ -1,4 +1,4 @@
-"""The one outbound HTTP client for federation (design/federation.md §9).
+"""The one outbound HTTP client (design/federation.md §9): federation, mirrors, webhooks, listing import.
 
 Addresses are checked **at connect time**: :class:`GuardedBackend` is an httpcore network
 backend whose ``connect_tcp`` resolves the host itself, refuses the connection unless *every*
