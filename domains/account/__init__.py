@@ -49,7 +49,7 @@ domain = Domain(
     routes=_routes,
     cli=_cli,
     models=("domains.account.models",),
-    setup=("domains.account.fragments",),
+    setup=("domains.account.fragments", "domains.account.mailflows"),
     admin=(NavEntry("/account/admin/users", "Members", 10), NavEntry("/account/admin/audit", "Audit log", 11)),
 )
 
