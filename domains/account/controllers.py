@@ -147,7 +147,8 @@ class AuthController(Controller):
             "secret": secret, "invite": purpose == links.Purpose.INVITE, "errors": errors})
 
     @post("/password/reset/{secret:str}", status_code=303, guards=[limited(AUTH_FORMS)])
-    async def reset(self, request: Request[Any, Any, Any], accounts: AccountService, secret: str) -> Template | Redirect:
+    async def reset(self, request: Request[Any, Any, Any], accounts: AccountService,
+                    secret: str) -> Template | Redirect:
         form = await parse_form(request, ResetForm)
         seen = await links.look(accounts.db, secret, (links.Purpose.RESET, links.Purpose.INVITE))
         if isinstance(seen, links.LinkProblem):

@@ -61,8 +61,8 @@ async def mail_password_link(db: AsyncSession, base_url: str, user: User, purpos
         to=user.email, to_name=user.name,
         subject="Set your password" if invite else "Reset your password",
         template="account/invite" if invite else "account/reset",
-        context={"name": user.name, "username": user.username, "url": _url(base_url, f"/account/password/reset/{secret}"),
-                 "expires": _expiry_words(purpose)},
+        context={"name": user.name, "username": user.username,
+                 "url": _url(base_url, f"/account/password/reset/{secret}"), "expires": _expiry_words(purpose)},
         tag=TAG,
     ))
 

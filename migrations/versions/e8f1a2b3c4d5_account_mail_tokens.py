@@ -1,7 +1,7 @@
 """account mail links: account_mail_token, account_user.email_verified_at (issue 15 item 2)
 
 Revision ID: e8f1a2b3c4d5
-Revises: b7c1d2e3f4a5
+Revises: c3d4e5f6a7b8
 Create Date: 2026-12-07 02:00:00
 """
 
@@ -12,7 +12,7 @@ from advanced_alchemy.types import GUID, DateTimeUTC
 from alembic import op
 
 revision = "e8f1a2b3c4d5"
-down_revision = "b7c1d2e3f4a5"
+down_revision = "c3d4e5f6a7b8"
 branch_labels = None
 depends_on = None
 

@@ -4,18 +4,14 @@ mails the real SMTP server on loopback received and the links in them."""
 from __future__ import annotations
 
 import re
-import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
-from email import policy
 from email.message import EmailMessage
-from email.parser import BytesParser
 from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from app.jobs import JobContext, Worker
+from tests.helpers.smtp import SMTPServer
 
 LINK = re.compile(r"https?://[^\s<>\"]+")
 
@@ -52,34 +48,20 @@ def to_address(message: EmailMessage) -> str:
     return str(message["To"].addresses[0].addr_spec)
 
 
+
 class Inbox:
-    """An aiosmtpd handler keeping every message it is given, parsed back with ``email.parser``."""
+    """The messages the real SMTP server (tests/helpers/smtp.py, aiosmtpd on loopback) received,
+    parsed back with ``email.parser``."""
 
-    def __init__(self) -> None:
-        self.messages: list[EmailMessage] = []
+    def __init__(self, server: SMTPServer) -> None:
+        self.server = server
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        parsed = BytesParser(policy=policy.default).parsebytes(envelope.content)
-        assert isinstance(parsed, EmailMessage)
-        self.messages.append(parsed)
-        return "250 OK"
+    @property
+    def messages(self) -> list[EmailMessage]:
+        return [r.message for r in self.server.received]
+
+    def clear(self) -> None:
+        self.server.clear()
 
     def to(self, address: str) -> list[EmailMessage]:
         return [m for m in self.messages if to_address(m) == address]
-
-
-@contextmanager
-def smtp_server() -> Iterator[tuple[Inbox, int]]:
-    """A real SMTP server (aiosmtpd) on 127.0.0.1, no TLS and no auth."""
-    from aiosmtpd.controller import Controller
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()

@@ -18,7 +18,8 @@ from app.jobs import Job
 from app.settings import Settings
 from domains.account.models import MailToken, User
 from tests.conftest import on_store
-from tests.domains.account._mail_helpers import Inbox, link_path, parts, run_jobs, smtp_server, to_address
+from tests.domains.account._mail_helpers import Inbox, link_path, parts, run_jobs, to_address
+from tests.helpers.smtp import SMTPServer
 from tests.helpers.web import csrf_token, login, post_form, signup
 
 pytestmark = pytest.mark.anyio
@@ -28,20 +29,21 @@ NEW = "a brand new passphrase here"
 
 
 @pytest.fixture
-def smtp() -> Iterator[tuple[Inbox, int]]:
-    with smtp_server() as server:
+def smtp() -> Iterator[SMTPServer]:
+    """A real SMTP server on loopback (aiosmtpd), plain: no TLS, no AUTH."""
+    with SMTPServer() as server:
         yield server
 
 
 @pytest.fixture
-def inbox(smtp: tuple[Inbox, int]) -> Inbox:
-    return smtp[0]
+def inbox(smtp: SMTPServer) -> Inbox:
+    return Inbox(smtp)
 
 
 @pytest.fixture
-def settings(settings: Settings, store_kind: str, smtp: tuple[Inbox, int]) -> Settings:
-    return msgspec.structs.replace(on_store(settings, store_kind), smtp_url=f"smtp://127.0.0.1:{smtp[1]}",
-                                   mail_from="Rose Ash <noreply@coop.test>")
+def settings(settings: Settings, store_kind: str, smtp: SMTPServer) -> Settings:
+    settings = smtp.settings(on_store(settings, store_kind))
+    return msgspec.structs.replace(settings, mail_from="Rose Ash <noreply@coop.test>")
 
 
 async def forgot(client: Any, email: str) -> Any:
@@ -53,7 +55,7 @@ async def member(client: Any, engine: Any, settings: Settings, inbox: Inbox, nam
     assert (await signup(client, name)).status_code == 303
     await post_form(client, "/account/logout", {}, page="/account")
     await run_jobs(engine, settings)
-    inbox.messages.clear()
+    inbox.clear()
 
 
 async def test_forgot_password_mails_a_single_use_link_that_ends_other_sessions(
