@@ -11,7 +11,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from litestar.testing import AsyncTestClient
 from sqlalchemy import select, update
 
 from app.jobs import Job
@@ -41,9 +40,14 @@ def inbox(smtp: SMTPServer) -> Inbox:
 
 
 @pytest.fixture
-def settings(settings: Settings, store_kind: str, smtp: SMTPServer) -> Settings:
+def auth_rate_limit() -> int:
+    return 1000  # the suite's; test_per_client_limit lowers it
+
+
+@pytest.fixture
+def settings(settings: Settings, store_kind: str, smtp: SMTPServer, auth_rate_limit: int) -> Settings:
     settings = smtp.settings(on_store(settings, store_kind))
-    return msgspec.structs.replace(settings, mail_from="Rose Ash <noreply@coop.test>")
+    return msgspec.structs.replace(settings, mail_from="Rose Ash <noreply@coop.test>", auth_rate_limit=auth_rate_limit)
 
 
 async def forgot(client: Any, email: str) -> Any:
@@ -58,64 +62,75 @@ async def member(client: Any, engine: Any, settings: Settings, inbox: Inbox, nam
     inbox.clear()
 
 
+def use_session(client: Any, session_id: str | None) -> None:
+    """Be another browser: only that session's cookie (None: a browser with no session)."""
+    client.cookies.clear()
+    if session_id:
+        client.cookies.set("rose_ash_session", session_id)
+
+
 async def test_forgot_password_mails_a_single_use_link_that_ends_other_sessions(
-        client, app, engine, db_session, settings, inbox) -> None:  # type: ignore[no-untyped-def]
+        client, engine, db_session, settings, inbox) -> None:  # type: ignore[no-untyped-def]
     await member(client, engine, settings, inbox)
     # Another browser, signed in as alice the whole time.
-    async with AsyncTestClient(app=app, base_url="http://127.0.0.1:8000") as other:
-        other.follow_redirects = False
-        assert (await login(other, "alice")).status_code == 303
-        assert (await other.get("/account")).status_code == 200
+    assert (await login(client, "alice")).status_code == 303
+    other = client.cookies.get("rose_ash_session")
+    assert (await client.get("/account")).status_code == 200
+    use_session(client, None)
 
-        page = await client.get("/account/password/forgot")
-        assert page.status_code == 200 and 'name="email"' in page.text
-        asked = await forgot(client, "ALICE@example.org ")
-        assert asked.status_code == 303 and asked.headers["location"] == "/account/password/forgot/sent"
-        assert "If an account uses the address" in (await client.get(asked.headers["location"])).text
-        assert inbox.messages == []  # nothing is sent in the request: the job does it
-        await run_jobs(engine, settings)
+    page = await client.get("/account/password/forgot")
+    assert page.status_code == 200 and 'name="email"' in page.text
+    asked = await forgot(client, "ALICE@example.org ")
+    assert asked.status_code == 303 and asked.headers["location"] == "/account/password/forgot/sent"
+    assert "If an account uses the address" in (await client.get(asked.headers["location"])).text
+    assert inbox.messages == []  # nothing is sent in the request: the job does it
+    await run_jobs(engine, settings)
 
-        [mail] = inbox.messages
-        assert to_address(mail) == "alice@example.org"
-        assert mail["Subject"] == "Reset your password"
-        assert mail["Message-ID"] and mail["Date"]
-        text, html = parts(mail)
-        assert "@alice" in text and "1 hour" in text and "<strong>@alice</strong>" in html
-        path = link_path(mail, "/account/password/reset/")
-        secret = path.rsplit("/", 1)[1]
+    [mail] = inbox.messages
+    assert to_address(mail) == "alice@example.org"
+    assert mail["Subject"] == "Reset your password"
+    assert mail["Message-ID"] and mail["Date"]
+    text, html = parts(mail)
+    assert "@alice" in text and "1 hour" in text and "<strong>@alice</strong>" in html
+    path = link_path(mail, "/account/password/reset/")
+    secret = path.rsplit("/", 1)[1]
 
-        # Stored hashed: the secret is in the mail only.
-        row = (await db_session.execute(select(MailToken).where(MailToken.purpose == "reset"))).scalar_one()
-        assert row.token_hash == hashlib.sha256(secret.encode()).hexdigest() and secret not in row.token_hash
+    # Stored hashed: the secret is in the mail only.
+    row = (await db_session.execute(select(MailToken).where(MailToken.purpose == "reset"))).scalar_one()
+    assert row.token_hash == hashlib.sha256(secret.encode()).hexdigest() and secret not in row.token_hash
+    await db_session.commit()
 
-        form = await client.get(path)
-        assert form.status_code == 200 and "Choose a new password" in form.text
-        assert form.headers["referrer-policy"] == "no-referrer"
-        token = await csrf_token(client, path)
-        differ = await client.post(path, data={"password": NEW, "confirm_password": NEW + "x", "_csrf_token": token})
-        assert differ.status_code == 422 and "The two passwords differ" in differ.text
-        weak = await client.post(path, data={"password": "short", "confirm_password": "short", "_csrf_token": token})
-        assert weak.status_code == 422 and "at least 10" in weak.text
-        # Neither spent the link.
-        assert (await client.get(path)).status_code == 200
+    form = await client.get(path)
+    assert form.status_code == 200 and "Choose a new password" in form.text
+    assert form.headers["referrer-policy"] == "no-referrer"
+    token = await csrf_token(client, path)
+    differ = await client.post(path, data={"password": NEW, "confirm_password": NEW + "x", "_csrf_token": token})
+    assert differ.status_code == 422 and "The two passwords differ" in differ.text
+    weak = await client.post(path, data={"password": "short", "confirm_password": "short", "_csrf_token": token})
+    assert weak.status_code == 422 and "at least 10" in weak.text
+    # Neither spent the link.
+    assert (await client.get(path)).status_code == 200
 
-        done = await client.post(path, data={"password": NEW, "confirm_password": NEW, "_csrf_token": token})
-        assert done.status_code == 303 and done.headers["location"] == "/account"
-        assert "rose_ash_session" in done.headers.get("set-cookie", "")
-        assert (await client.get("/account")).status_code == 200  # signed in on this browser
-        assert (await other.get("/account")).status_code == 303  # the other session has ended
+    done = await client.post(path, data={"password": NEW, "confirm_password": NEW, "_csrf_token": token})
+    assert done.status_code == 303 and done.headers["location"] == "/account"
+    assert "rose_ash_session" in done.headers.get("set-cookie", "")
+    assert (await client.get("/account")).status_code == 200  # signed in on this browser
+    this = client.cookies.get("rose_ash_session")
+    use_session(client, other)
+    assert (await client.get("/account")).status_code == 303  # the other session has ended
+    use_session(client, this)
 
-        # Used: a clear page, and nothing changes.
-        again = await client.get(path)
-        assert again.status_code == 410 and "already been used" in again.text
-        token = await csrf_token(client, "/account/password/forgot")
-        replay = await client.post(path, data={"password": "yet another passphrase",
-                                               "confirm_password": "yet another passphrase", "_csrf_token": token})
-        assert replay.status_code == 410 and "Nothing was changed" in replay.text
-        await post_form(client, "/account/logout", {}, page="/account")
-        assert (await login(client, "alice", OLD)).status_code == 401
-        assert (await login(client, "alice", "yet another passphrase")).status_code == 401
-        assert (await login(client, "alice", NEW)).status_code == 303
+    # Used: a clear page, and nothing changes.
+    again = await client.get(path)
+    assert again.status_code == 410 and "already been used" in again.text
+    token = await csrf_token(client, "/account/password/forgot")
+    replay = await client.post(path, data={"password": "yet another passphrase",
+                                           "confirm_password": "yet another passphrase", "_csrf_token": token})
+    assert replay.status_code == 410 and "Nothing was changed" in replay.text
+    await post_form(client, "/account/logout", {}, page="/account")
+    assert (await login(client, "alice", OLD)).status_code == 401
+    assert (await login(client, "alice", "yet another passphrase")).status_code == 401
+    assert (await login(client, "alice", NEW)).status_code == 303
     # Following the mailed link proved the address.
     db_session.expire_all()
     user = (await db_session.execute(select(User).where(User.username == "alice"))).scalar_one()
@@ -157,13 +172,10 @@ async def test_per_address_limit_counts_known_and_unknown_alike(
     assert (await forgot(client, "carol@example.org")).status_code == 303  # another address has its own budget
 
 
-async def test_per_client_limit(settings, engine, inbox) -> None:  # type: ignore[no-untyped-def]
-    from app import create_app
-
-    app = create_app(msgspec.structs.replace(settings, auth_rate_limit=3))
-    async with AsyncTestClient(app=app, base_url="http://127.0.0.1:8000") as client:
-        client.follow_redirects = False
-        answers = [(await forgot(client, f"person{i}@example.org")).status_code for i in range(4)]
+@pytest.mark.parametrize("auth_rate_limit", [3])
+async def test_per_client_limit(client, settings, inbox) -> None:  # type: ignore[no-untyped-def]
+    # The sign-in/sign-up budget per client address (ROSE_ASH_AUTH_RATE_LIMIT) counts these too.
+    answers = [(await forgot(client, f"person{i}@example.org")).status_code for i in range(4)]
     assert answers == [303, 303, 303, 429]
 
 
@@ -198,29 +210,27 @@ async def test_expired_altered_and_superseded_links_change_nothing(
 
 
 async def test_a_link_is_spent_by_exactly_one_of_two_racing_posts(
-        client, app, engine, settings, inbox) -> None:  # type: ignore[no-untyped-def]
-    """Two browsers posting the same link: the conditional UPDATE lets one through, the other gets 410."""
+        client, engine, settings, inbox) -> None:  # type: ignore[no-untyped-def]
+    """Two tabs posting the same link at once: the conditional UPDATE lets one through, the other gets 410."""
     import anyio
 
     await member(client, engine, settings, inbox)
     await forgot(client, "alice@example.org")
     await run_jobs(engine, settings)
     path = link_path(inbox.messages[0], "/account/password/reset/")
+    token = await csrf_token(client, path)  # both forms open before either is sent
     answers: list[int] = []
-    async with AsyncTestClient(app=app, base_url="http://127.0.0.1:8000") as a, \
-            AsyncTestClient(app=app, base_url="http://127.0.0.1:8000") as b:
-        forms = [(c, await csrf_token(c, path)) for c in (a, b)]  # both forms open before either is sent
 
-        async def post(i: int, password: str) -> None:
-            c, token = forms[i]
-            answer = await c.post(path, data={"password": password, "confirm_password": password,
-                                              "_csrf_token": token}, follow_redirects=False)
-            answers.append(answer.status_code)
+    async def post(password: str) -> None:
+        answer = await client.post(path, data={"password": password, "confirm_password": password,
+                                               "_csrf_token": token})
+        answers.append(answer.status_code)
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(post, 0, "first racing passphrase")
-            tg.start_soon(post, 1, "second racing passphrase")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(post, "first racing passphrase")
+        tg.start_soon(post, "second racing passphrase")
     assert sorted(answers) == [303, 410]
+    client.cookies.clear()
     wins = [(await login(client, "alice", p)).status_code for p in ("first racing passphrase",
                                                                      "second racing passphrase")]
     assert sorted(wins) == [303, 401]
