@@ -76,6 +76,10 @@ async def issue(db: AsyncSession, user: User, purpose: Purpose, *, new_email: st
     Earlier unused links of the same purpose stop working: only the newest mail counts, so a
     member who asked twice cannot be caught out by the older mail lying in someone else's hands.
     """
+    # Two links issued at once (two "forgot" jobs running side by side) must not both survive: the
+    # member's row is locked first, so the second issuer waits and then retires the first's link.
+    # (PostgreSQL: FOR UPDATE; SQLite has one writer at a time, and the UPDATE below makes this one.)
+    await db.execute(select(User.id).where(User.id == user.id).with_for_update())
     now = now_utc()
     await db.execute(
         update(MailToken)

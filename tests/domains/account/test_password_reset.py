@@ -185,10 +185,12 @@ async def test_expired_altered_and_superseded_links_change_nothing(
     await forgot(client, "alice@example.org")
     await forgot(client, "alice@example.org")
     await run_jobs(engine, settings)
-    first, second = (link_path(m, "/account/password/reset/") for m in inbox.messages)
-
-    superseded = await client.get(first)
-    assert superseded.status_code == 410 and "newer link" in superseded.text
+    links = [link_path(m, "/account/password/reset/") for m in inbox.messages]
+    pages = {path: await client.get(path) for path in links}
+    # Only the newest works (the two jobs may have run side by side: still only one survives).
+    [first] = [path for path, page in pages.items() if page.status_code == 410]
+    [second] = [path for path, page in pages.items() if page.status_code == 200]
+    assert "newer link" in pages[first].text
 
     altered = second[:-1] + ("A" if second[-1] != "A" else "B")
     for path in (altered, second + "x", "/account/password/reset/short"):
