@@ -25,7 +25,8 @@ without ``auth`` no AUTH is offered.
 Attributes and methods:
 
 * ``url``: ``smtp://[user:pass@]127.0.0.1:PORT`` or ``smtps://...`` (user and password URL-encoded).
-* ``settings(base)``: ``base`` (a Settings) with ``smtp_url`` and ``smtp_ca_file`` set to this server.
+* ``settings(base)``: ``base`` (a Settings) with ``smtp_url`` and ``smtp_ca_file`` set to this server;
+  ``env()``: the same as ``ROSE_ASH_*`` variables for a server process a test starts.
 * ``received``: list of :class:`Received` (``mail_from``, ``rcpt_tos``, ``data`` raw bytes as
   received, ``message`` parsed with ``email.parser.BytesParser(policy=email.policy.default)``,
   ``authenticated`` login or None, ``tls`` bool, ``connection``: 1, 2... per SMTP session that
@@ -196,6 +197,13 @@ class SMTPServer:
     @property
     def ca_file(self) -> str:
         return str(self_signed_cert()[0])
+
+    def env(self) -> dict[str, str]:
+        """The environment variables that point a real server process (uvicorn, ``rose-ash worker``) here."""
+        env = {"ROSE_ASH_SMTP_URL": self.url}
+        if self.tls != "none":
+            env["ROSE_ASH_SMTP_CA_FILE"] = self.ca_file
+        return env
 
     def settings(self, base: Any) -> Any:
         """``base`` (app.settings.Settings) sending to this server."""
