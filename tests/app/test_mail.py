@@ -329,7 +329,7 @@ def _rose_ash(data_dir: Path, *args: str, **extra: str) -> subprocess.CompletedP
 
 def test_mail_test_command_sends_through_smtp_and_writes_eml_without_it(tmp_path: Path,
                                                                          smtp_server: SMTPServer) -> None:
-    done = _rose_ash(tmp_path, "mail", "test", "--to", "ops@example.org", ROSE_ASH_SMTP_URL=smtp_server.url)
+    done = _rose_ash(tmp_path, "mail", "test", "--to", "ops@example.org", **smtp_server.env())
     assert done.returncode == 0, done.stderr
     assert "sent <" in done.stdout and smtp_server.url.removeprefix("smtp://") in done.stdout
     received = smtp_server.wait_for(1)[0]
@@ -343,7 +343,7 @@ def test_mail_test_command_sends_through_smtp_and_writes_eml_without_it(tmp_path
     assert len(written) == 1 and str(written[0]) in done.stdout
 
     smtp_server.fail(550)
-    done = _rose_ash(tmp_path, "mail", "test", "--to", "ops@example.org", ROSE_ASH_SMTP_URL=smtp_server.url)
+    done = _rose_ash(tmp_path, "mail", "test", "--to", "ops@example.org", **smtp_server.env())
     assert done.returncode == 1 and "refused: 550" in done.stderr
 
     done = _rose_ash(tmp_path, "mail", "test", "--to", "not-an-address")
@@ -378,3 +378,11 @@ def test_a_body_holding_the_boundary_gets_another(base: Settings) -> None:
     assert [p.get_content_type() for p in back.iter_parts()] == ["text/plain", "text/html"]
     text = back.get_body(preferencelist=("plain",))
     assert text is not None and f"--{_BOUNDARY}" in text.get_content()
+
+
+def test_mail_test_command_over_starttls_with_auth(tmp_path: Path) -> None:
+    with SMTPServer(tls="starttls", auth=("ops", "s3cret")) as server:
+        done = _rose_ash(tmp_path, "mail", "test", "--to", "ops@example.org", **server.env())
+        assert done.returncode == 0, done.stderr
+        received = server.wait_for(1)[0]
+        assert received.tls and received.authenticated == "ops"
