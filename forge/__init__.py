@@ -23,12 +23,13 @@ def _routes() -> list[ControllerRouterHandler]:
 
     from app import access
     from forge.api import create_repo
+    from forge.browse.views import router as browse_router
     from forge.gitea_api import router as gitea_api_router
     from forge.smart_http import git_router
     from forge.web import router as web_router
 
     return [Router(path="/", route_handlers=[
-        git_router, web_router, gitea_api_router,
+        git_router, web_router, gitea_api_router, browse_router,
         Router(path="/", opt=access.token("repo:write"), route_handlers=[create_repo]),
     ])]
 
