@@ -14,8 +14,8 @@ Without ``--buffer`` git flushes after every command, so one request/answer at a
 Rules of the pool:
 
 * A process serves one request at a time: it is leased out of the idle list and returned after.
-* Bounded: at most ``per_repo`` processes per repository and ``total`` in the pool; a lease that
-  finds both caps reached first closes an idle process of another repository, else waits.
+* Bounded: at most ``per_repo`` processes per repository and ``total`` in the pool; at the total
+  cap a repository without any process closes the oldest idle one of another; otherwise it waits.
 * Reaped: a process idle for ``idle_seconds`` is closed by a reaper task that runs only while
   processes exist.
 * Restarted: a process that died, answered garbage, or was interrupted mid-answer (timeout,
@@ -216,7 +216,10 @@ class CatFilePool:
                         return proc
                     self._forget(proc)  # died while idle (killed, OOM): restart below
                 if entry.count < self.per_repo:
-                    if self._count >= self.total:
+                    if self._count >= self.total and entry.count == 0:
+                        # Only a repository with no process at all takes one from another (the
+                        # oldest idle); one that has a process waits for it, so busy repositories
+                        # do not evict each other's processes back and forth.
                         self._evict_one()
                     if self._count < self.total:
                         entry.count += 1
