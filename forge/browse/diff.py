@@ -84,7 +84,8 @@ def _parse_raw(out: bytes) -> list[FileDiff]:
 
 async def read_diff(reader: Reader, old: str | None, new: str) -> Diff:
     """The diff from ``old`` (None: the empty tree, for a root commit) to ``new``."""
-    base = ["diff-tree", "--no-commit-id", "-r", "-M", "--no-color", "--no-ext-diff", "--no-textconv", "--submodule=short"]
+    base = ["diff-tree", "--no-commit-id", "-r", "-M", "--no-color", "--no-ext-diff", "--no-textconv",
+            "--submodule=short"]
     span = [old, new] if old else ["--root", new]
     raw = await reader.run(*base, "-z", "--raw", *span)
     files = _parse_raw(raw)

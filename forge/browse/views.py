@@ -23,8 +23,8 @@ the whole-page cache like the repository page.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
@@ -60,8 +60,8 @@ from forge.browse.render import (
 from forge.catfile import CatFileError, pool_for
 from forge.deps import DEPENDENCIES
 from forge.guards import load_repo, request_line, viewer
-from forge.models import ForgeRepo, ForgeRepoRef
 from forge.mirror import MirrorService
+from forge.models import ForgeRepo, ForgeRepoRef
 from forge.runtime import ForgeRuntime
 from forge.services import RepoService
 from fragments.page_cache import PAGE_CACHE_OPT
@@ -158,9 +158,9 @@ def _match_ref(refs: Sequence[ForgeRepoRef], prefix: str, rest: bytes) -> tuple[
     best: tuple[ForgeRepoRef, bytes] | None = None
     for ref in refs:
         name = ref.name.removeprefix(prefix).encode()
-        if rest == name or rest.startswith(name + b"/"):
-            if best is None or len(name) > len(best[0].name.removeprefix(prefix).encode()):
-                best = (ref, rest[len(name) + 1:])
+        matches = rest == name or rest.startswith(name + b"/")
+        if matches and (best is None or len(name) > len(best[0].name.removeprefix(prefix).encode())):
+            best = (ref, rest[len(name) + 1:])
     return best
 
 
@@ -375,7 +375,7 @@ async def _blob_context(reader: Reader, place: Place, entry: TreeEntry, parts: S
     if data is None:
         context["too_large"] = True
         return context
-    if image_type(name) is not None and is_binary(data) or image_type(name) and not name.lower().endswith(b".svg"):
+    if (image_type(name) is not None and is_binary(data)) or (image_type(name) and not name.lower().endswith(b".svg")):
         context["image"] = place.url("raw")
         return context
     if is_binary(data):
@@ -467,7 +467,7 @@ async def blame(request: Request[Any, Any, Any], repo_service: RepoService, mirr
     entry = await reader.entry_at(commit, parts)
     if entry.kind != "blob":
         raise NotFound
-    info, data = await reader.object(entry.oid, "blob", max_size=INLINE_MAX_BYTES)
+    _info, data = await reader.object(entry.oid, "blob", max_size=INLINE_MAX_BYTES)
     context = await _common(repo_service, mirror_service, place)
     context.update({"commit": commit, "name": parts[-1].decode(errors="replace"), "groups": [], "view": "blame",
                     "too_large": data is None, "binary": data is not None and is_binary(data),
@@ -573,7 +573,8 @@ async def commit_page(request: Request[Any, Any, Any], repo_service: RepoService
         return Stream(_stream(reader, args), media_type="text/plain; charset=utf-8", headers=headers)
     diff = await read_diff(reader, parent, oid)
     context = await _common(repo_service, mirror_service, place)
-    context.update({"commit": commit, "diff": diff, "view": "commit", "split": request.query_params.get("style") == "split",
+    context.update({"commit": commit, "diff": diff, "view": "commit",
+                    "split": request.query_params.get("style") == "split",
                     "parents": commit.parents, "statuses": await statuses_for(row, [oid]),
                     "file_raw": lambda f: place.url("raw", f.path),
                     "file_src": lambda f: place.url("src", f.path),
@@ -614,7 +615,7 @@ async def _refs_page(request: Request[Any, Any, Any], service: RepoService, mirr
     reader = _reader(service, row)
     refs = [r for r in await service.refs(row, prefix) if r.name.removeprefix(prefix) > after]
     shown = refs[:REFS_SHOWN]
-    items = []
+    items: list[dict[str, Any]] = []
     for ref in shown:
         short = ref.name.removeprefix(prefix)
         target = ref.peeled or ref.oid

@@ -36,7 +36,7 @@ def git(*args: str | bytes, cwd: Path | None = None, input: bytes | None = None)
 
 
 def png_bytes() -> bytes:
-    """A valid 1×1 PNG (so the browser's <img> really decodes)."""
+    """A valid 1x1 PNG (so the browser's <img> really decodes)."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
     header = struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0)

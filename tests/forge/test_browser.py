@@ -139,7 +139,7 @@ async def test_commits_commit_blame_compare_refs(client: Any, db_session: AsyncS
     again = await client.get(f"{BASE}/commit/{fx.rename_commit}", headers={"If-None-Match": etag})
     assert again.status_code == 304 and again.headers["etag"] == etag
     first = await client.get(f"{BASE}/commit/{fx.first_commit}")
-    assert first.status_code == 200 and "+def greet(name):" in first.text, first.text[first.text.find("diff-summary"):][:3000]
+    assert first.status_code == 200 and "+def greet(name):" in first.text
     split = await client.get(f"{BASE}/commit/{fx.first_commit}?style=split")
     assert split.status_code == 200 and 'class="code diff split"' in split.text
 
@@ -274,7 +274,7 @@ async def test_new_push_is_visible(client: Any, db_session: AsyncSession, settin
 async def test_this_projects_own_history(client: Any, db_session: AsyncSession, settings: Settings,
                                          tmp_path: Path) -> None:
     """A realistic repository: this project's own history (a CI clone may be shallow; any depth works)."""
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).parents[2]
     bare = tmp_path / "self.git"
     git("clone", "-q", "--bare", "--no-local", str(root), str(bare))
     head = git("rev-parse", "HEAD", cwd=bare).strip()

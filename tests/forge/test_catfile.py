@@ -48,7 +48,7 @@ def _repo(store: RepoStore, tmp_path: Path, files: int = 3) -> tuple[uuid.UUID, 
 
 async def test_reads_and_missing(tmp_path: Path) -> None:
     store = _store(tmp_path)
-    repo_id, work, blobs = _repo(store, tmp_path)
+    repo_id, _work, blobs = _repo(store, tmp_path)
     pool = CatFilePool(store)
     try:
         got = await pool.read(repo_id, blobs[1])
