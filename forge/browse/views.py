@@ -170,6 +170,9 @@ async def _place(request: Request[Any, Any, Any], service: RepoService, owner: s
     if kind not in KINDS:
         raise NotFoundException("No such page.")
     rest = _tail(request, f"{view}/{kind}")
+    if not rest.strip(b"/") and kind == "branch":
+        # `/src/branch` alone: the default branch (Gitea answers the same way).
+        raise _Redirect(f"/forge/{_q(owner)}/{_q(row.name)}/{view}/branch/{_q(row.default_branch)}")
     reader = _reader(service, row)
     try:
         if kind == "commit":
