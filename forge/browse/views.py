@@ -240,7 +240,7 @@ def _page(request: Request[Any, Any, Any], place: Place | None, repo: ForgeRepo,
     env = request.app.template_engine.engine  # type: ignore[union-attr]
     html = str(env.get_template(template).render({"request": request, **context}))
     if place is not None and place.immutable and etag is not None:
-        return Response(html.encode(), headers=_immutable_headers(place, etag), media_type="text/html; charset=utf-8")
+        return Response(html.encode(), headers=_immutable_headers(place, etag), media_type="text/html")
     policy = CachePolicy.PRIVATE if private else CachePolicy.PUBLIC
     return conditional_response(request, html, policy, etag=etag,
                                 surrogate_keys=forge_keys.repo_pages(repo.id))
