@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.settings import Settings
@@ -297,3 +298,67 @@ async def test_this_projects_own_history(client: Any, db_session: AsyncSession, 
     assert log.status_code == 200 and head[:10] in log.text
     blame = await client.get(f"{base}/blame/branch/main/forge/storage.py")
     assert blame.status_code == 200 and 'id="L1"' in blame.text
+
+
+async def test_mirror_line_and_its_error_for_administrators(client: Any, db_session: AsyncSession, settings: Settings,
+                                                            fixture_repo: Fixture) -> None:
+    from datetime import UTC, datetime
+
+    from forge.mirror_models import ForgeMirror
+    from forge.models import ForgeRepo
+
+    await _setup(client, db_session, settings, fixture_repo)
+    repo = (await db_session.execute(select(ForgeRepo).where(ForgeRepo.name == "demo"))).scalar_one()
+    db_session.add(ForgeMirror(repo_id=repo.id, direction="pull", remote_url="https://example.org/up.git",
+                               last_sync_at=datetime(2026, 1, 2, 3, 4, tzinfo=UTC), last_error="remote said: denied"))
+    await db_session.commit()
+    for url in (f"{BASE}/src/branch/main?m=1", f"{BASE}?m=1"):
+        page = await client.get(url)
+        assert page.status_code == 200
+        assert "Mirror of <code>https://example.org/up.git</code>, last synced" in page.text
+        assert "2026-01-02 03:04 UTC" in page.text
+        assert "remote said" not in page.text  # the public page never carries the error
+    menu = await client.get("/f/me/forge-repo-menu?repo=alice/demo")
+    assert "remote said: denied" in menu.text
+    client.cookies.clear()
+    await signup(client, "bob")
+    assert "remote said" not in (await client.get("/f/me/forge-repo-menu?repo=alice/demo")).text
+
+
+async def test_a_200_mb_file_is_offered_never_read_into_memory(client: Any, db_session: AsyncSession,
+                                                               settings: Settings, tmp_path: Path) -> None:
+    import subprocess
+    import tracemalloc
+
+    size = 200 * 1024 * 1024
+    work = tmp_path / "huge"
+    git("init", "-q", "--bare", "-b", "main", str(work))
+    importer = subprocess.Popen(["git", "--git-dir", str(work), "-c", "core.compression=1", "fast-import", "--quiet"],
+                                stdin=subprocess.PIPE)
+    assert importer.stdin is not None
+    importer.stdin.write(b"commit refs/heads/main\ncommitter T <t@example.org> 1700000000 +0000\ndata 4\nbig\n"
+                         b"M 100644 inline huge.bin\ndata %d\n" % size)
+    chunk = (b"0123456789abcdef" * 4096)
+    for _ in range(size // len(chunk)):
+        importer.stdin.write(chunk)
+    importer.stdin.write(b"\n\n")
+    importer.stdin.close()
+    assert importer.wait() == 0
+    await signup(client, "alice")
+    await new_repo(client, "demo")
+    await push_fixture(settings, db_session, "alice", "demo", work, "main")
+    tracemalloc.start()
+    try:
+        page = await client.get(f"{BASE}/src/branch/main/huge.bin")
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert page.status_code == 200 and "too large to show" in page.text and "Download" in page.text
+    assert peak < 20 * 1024 * 1024, peak  # the page never held the blob
+    received = 0
+    async with client.stream("GET", f"{BASE}/raw/branch/main/huge.bin") as raw:
+        assert raw.status_code == 200 and raw.headers["content-length"] == str(size)
+        assert raw.headers["content-disposition"].startswith("attachment")
+        async for part in raw.aiter_bytes():
+            received += len(part)
+    assert received == size
