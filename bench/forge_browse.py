@@ -3,7 +3,7 @@ beside the same information read by ``git cat-file`` in a bare script (issue 19,
 
 All in one invocation on this machine:
 
-- the repository: 20,000 commits over 40 directories × 25 files, written in one ``git fast-import``
+- the repository: 20,000 commits over 40 directories of 25 files, written in one ``git fast-import``
   stream (a few seconds), pushed to the forge over smart HTTP;
 - the app: ``rose-ash run --web-concurrency N`` (SQLite by default, ``--database-url`` for
   PostgreSQL); each page measured with ``wrk`` for ``--duration`` seconds at ``--connections``,
@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -61,7 +62,7 @@ def file_body(d: int, f: int, version: int) -> bytes:
 
 
 def generate(path: Path, commits: int) -> None:
-    """A bare repository with ``commits`` commits, each changing 1–3 files (fast-import, one stream)."""
+    """A bare repository with ``commits`` commits, each changing 1 to 3 files (fast-import, one stream)."""
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(path)], check=True)
     proc = subprocess.Popen(["git", "--git-dir", str(path), "fast-import", "--quiet"], stdin=subprocess.PIPE)
     assert proc.stdin is not None
@@ -145,7 +146,7 @@ def baseline_tree(cat: CatFile, head: str, directory: str) -> None:
     found: set[bytes] = set()
     buffer = b""
     while len(found) < len(names):
-        chunk = proc.stdout.read1(65536)
+        chunk = proc.stdout.read1(65536)  # type: ignore[attr-defined]  # a BufferedReader
         if not chunk:
             break
         buffer += chunk
@@ -184,7 +185,7 @@ def run_baseline(git_dir: Path, work: str, duration: float, threads: int, **kw: 
     def loop() -> None:
         cat = CatFile(git_dir)
         local: list[float] = []
-        fn = {"tree": baseline_tree, "blob": baseline_blob, "commit": baseline_commit}[work]
+        fn: Callable[..., None] = {"tree": baseline_tree, "blob": baseline_blob, "commit": baseline_commit}[work]
         while time.monotonic() < stop:
             started = time.perf_counter()
             fn(cat, *kw.values())

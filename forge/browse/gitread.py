@@ -29,6 +29,8 @@ GIT_DEADLINE = 20.0
 # Tree listings: how far back `git log` looks for each entry's last commit before giving up
 # (the entries not found by then show no commit rather than making the page slow).
 LAST_COMMIT_SCAN = 5000
+LAST_COMMIT_DEADLINE = 5.0
+LAST_COMMIT_MAX_ENTRIES = 1000  # a directory larger than this lists its entries without commits
 
 MODE_TREE = "40000"
 MODE_SYMLINK = "120000"
@@ -290,7 +292,7 @@ class Reader:
         entry has been seen (killed then), and at most LAST_COMMIT_SCAN commits back."""
         wanted = set(names)
         found: dict[bytes, tuple[str, int, str]] = {}
-        if not wanted:
+        if not wanted or len(wanted) > LAST_COMMIT_MAX_ENTRIES:
             return found
         prefix = directory + b"/" if directory else b""
         spec = [os.fsdecode(prefix)] if prefix else []
@@ -299,7 +301,7 @@ class Reader:
         current: tuple[str, int, str] | None = None
         buffer = b""
         try:
-            async with asyncio.timeout(GIT_DEADLINE), self.stream(*args) as out:
+            async with asyncio.timeout(LAST_COMMIT_DEADLINE), self.stream(*args) as out:
                 while len(found) < len(wanted):
                     chunk = await out.read(65536)
                     if not chunk:

@@ -322,30 +322,34 @@ async def build(client: Any, db: AsyncSession) -> World:
 
 async def seed_repo(settings: Any, db: AsyncSession, name: str) -> str:
     """One commit with a README on alice's repository ``name`` (for the code browser's routes)."""
-    import subprocess
-    import tempfile
-    from pathlib import Path
-
     from forge.runtime import runtime_for
     from forge.services import RepoService
 
     service = RepoService(db, runtime_for(settings).store)
     repo = await service.get_by_owner_and_name("alice", name)
     assert repo is not None
-    env = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "HOME": "/nonexistent", "PATH": "/usr/bin:/bin",
-           "GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "T",
-           "GIT_COMMITTER_EMAIL": "t@example.org"}
+    sha = _push_seed(str(service.store.locate(repo.id)))
+    await service.sync_refs(repo.id)
+    await db.commit()
+    return sha
+
+
+def _push_seed(bare: str) -> str:
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    env = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "HOME": "/nonexistent",
+           "PATH": "/usr/bin:/bin", "GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@example.org",
+           "GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@example.org"}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "README.md").write_text("# Seed\n")
         for args in (["init", "-q", "-b", "main"], ["add", "README.md"], ["commit", "-q", "-m", "Seed"],
-                     ["push", "-q", str(service.store.locate(repo.id)), "main"]):
+                     ["push", "-q", bare, "main"]):
             subprocess.run(["git", *args], cwd=work, env=env, check=True, capture_output=True)
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=work, env=env, check=True, capture_output=True,
-                             text=True).stdout.strip()
-    await service.sync_refs(repo.id)
-    await db.commit()
-    return sha
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=work, env=env, check=True, capture_output=True,
+                              text=True).stdout.strip()
 
 
 async def token_for(db: AsyncSession, alice: User, who: Who) -> str:

@@ -327,23 +327,11 @@ async def test_mirror_line_and_its_error_for_administrators(client: Any, db_sess
 
 async def test_a_200_mb_file_is_offered_never_read_into_memory(client: Any, db_session: AsyncSession,
                                                                settings: Settings, tmp_path: Path) -> None:
-    import subprocess
     import tracemalloc
 
     size = 200 * 1024 * 1024
     work = tmp_path / "huge"
-    git("init", "-q", "--bare", "-b", "main", str(work))
-    importer = subprocess.Popen(["git", "--git-dir", str(work), "-c", "core.compression=1", "fast-import", "--quiet"],
-                                stdin=subprocess.PIPE)
-    assert importer.stdin is not None
-    importer.stdin.write(b"commit refs/heads/main\ncommitter T <t@example.org> 1700000000 +0000\ndata 4\nbig\n"
-                         b"M 100644 inline huge.bin\ndata %d\n" % size)
-    chunk = (b"0123456789abcdef" * 4096)
-    for _ in range(size // len(chunk)):
-        importer.stdin.write(chunk)
-    importer.stdin.write(b"\n\n")
-    importer.stdin.close()
-    assert importer.wait() == 0
+    _huge_repository(work, size)
     await signup(client, "alice")
     await new_repo(client, "demo")
     await push_fixture(settings, db_session, "alice", "demo", work, "main")
@@ -362,3 +350,21 @@ async def test_a_200_mb_file_is_offered_never_read_into_memory(client: Any, db_s
         async for part in raw.aiter_bytes():
             received += len(part)
     assert received == size
+
+
+def _huge_repository(work: Path, size: int) -> None:
+    """A bare repository whose one commit holds a ``size``-byte file, streamed into fast-import."""
+    import subprocess
+
+    git("init", "-q", "--bare", "-b", "main", str(work))
+    importer = subprocess.Popen(["git", "--git-dir", str(work), "-c", "core.compression=1", "fast-import", "--quiet"],
+                                stdin=subprocess.PIPE)
+    assert importer.stdin is not None
+    importer.stdin.write(b"commit refs/heads/main\ncommitter T <t@example.org> 1700000000 +0000\ndata 4\nbig\n"
+                         b"M 100644 inline huge.bin\ndata %d\n" % size)
+    chunk = b"0123456789abcdef" * 4096
+    for _ in range(size // len(chunk)):
+        importer.stdin.write(chunk)
+    importer.stdin.write(b"\n\n")
+    importer.stdin.close()
+    assert importer.wait() == 0

@@ -49,7 +49,8 @@ def screenshot(page: Any, path: Path, width: int, *, mobile: bool) -> None:
 def test_file_and_commit_pages_in_chromium(tmp_path: Path, browser_binary: str, server: AppServer) -> None:
     fx: Fixture = build_fixture(tmp_path / "fixture")
     server.create_user("alice", "correct horse battery staple")
-    token = server.cli("tokens", "create", "--username", "alice", "--scope", "repo:write").stdout.strip().splitlines()[-1]
+    created = server.cli("tokens", "create", "--username", "alice", "--scope", "repo:write")
+    token = created.stdout.strip().splitlines()[-1]
     made = httpx.post(f"{server.base_url}/api/v1/user/repos", json={"name": "demo"},
                       headers={"Authorization": f"token {token}"}, timeout=30)
     assert made.status_code == 201, made.text
@@ -74,6 +75,14 @@ def test_file_and_commit_pages_in_chromium(tmp_path: Path, browser_binary: str, 
         page.wait_for("document.querySelector('tr.diff-add') !== null")
         for width, mobile in ((1280, False), (390, True)):
             screenshot(page, shots / f"forge-commit-first-{width}.png", width, mobile=mobile)
+        page.goto(f"{base}/src/branch/main")
+        page.wait_for("document.querySelector('table.tree') !== null")
+        # With JavaScript a directory opens in place (htmx swaps #browse-main; the page stays).
+        page.wait_for("typeof htmx !== 'undefined'")
+        page.eval("window.stayed = true; document.querySelector('.tree-name a[href$=\"/main/src\"]').click()")
+        page.wait_for("location.pathname.endsWith('/src/branch/main/src') && "
+                      "document.querySelector('.tree-name a[href$=\"/src/app.py\"]') !== null")
+        assert page.eval("window.stayed === true")
         page.goto(f"{base}/src/branch/main")
         page.wait_for("document.querySelector('table.tree') !== null")
         for width, mobile in ((1280, False), (390, True)):
