@@ -185,7 +185,9 @@ def run_baseline(git_dir: Path, work: str, duration: float, threads: int, **kw: 
     def loop() -> None:
         cat = CatFile(git_dir)
         local: list[float] = []
-        fn: Callable[..., None] = {"tree": baseline_tree, "blob": baseline_blob, "commit": baseline_commit}[work]
+        works: dict[str, Callable[..., None]] = {"tree": baseline_tree, "blob": baseline_blob,
+                                                  "commit": baseline_commit}
+        fn = works[work]
         while time.monotonic() < stop:
             started = time.perf_counter()
             fn(cat, *kw.values())

@@ -108,6 +108,7 @@ class Place:
     path: bytes
     immutable: bool
     private: bool
+    refs: Sequence[ForgeRepoRef] | None = None  # every branch and tag, when already read
 
     @property
     def root_url(self) -> str:
@@ -174,6 +175,8 @@ async def _place(request: Request[Any, Any, Any], service: RepoService, owner: s
         # `/src/branch` alone: the default branch (Gitea answers the same way).
         raise _Redirect(f"/forge/{_q(owner)}/{_q(row.name)}/{view}/branch/{_q(row.default_branch)}")
     reader = _reader(service, row)
+    # One query for every ref: the URL's ref and the switcher both come from it.
+    all_refs = await service.refs(row)
     try:
         if kind == "commit":
             sha, _, path = rest.partition(b"/")
@@ -186,15 +189,15 @@ async def _place(request: Request[Any, Any, Any], service: RepoService, owner: s
                 # An abbreviated id: send the browser to the full one (the immutable address).
                 tail = "/" + _q(path) if path else ""
                 raise _Redirect(f"/forge/{_q(owner)}/{_q(row.name)}/{view}/commit/{oid}{tail}")
-            place = Place(row, owner, kind, oid, oid, path, True, private)
+            place = Place(row, owner, kind, oid, oid, path, True, private, all_refs)
         else:
             prefix = "refs/heads/" if kind == "branch" else "refs/tags/"
-            found = _match_ref(await service.refs(row, prefix), prefix, rest)
+            found = _match_ref([r for r in all_refs if r.name.startswith(prefix)], prefix, rest)
             if found is None:
                 raise NotFound
             ref, path = found
             place = Place(row, owner, kind, ref.name.removeprefix(prefix), ref.peeled or ref.oid, path, False,
-                          private)
+                          private, all_refs)
         split_path(place.path)
     except NotFound:
         raise NotFoundException("No such ref or path.") from None
@@ -247,8 +250,9 @@ def _page(request: Request[Any, Any, Any], place: Place | None, repo: ForgeRepo,
 
 
 async def _common(service: RepoService, mirrors: MirrorService, place: Place) -> dict[str, Any]:
-    branches = await service.refs(place.repo, "refs/heads/")
-    tags = await service.refs(place.repo, "refs/tags/")
+    refs = place.refs if place.refs is not None else await service.refs(place.repo)
+    branches = [r for r in refs if r.name.startswith("refs/heads/")]
+    tags = [r for r in refs if r.name.startswith("refs/tags/")]
     crumbs: list[tuple[str, str]] = []
     parts = split_path(place.path)
     for i, part in enumerate(parts):
