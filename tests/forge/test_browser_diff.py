@@ -40,8 +40,7 @@ async def test_diff_reader_edge_cases(tmp_path: Path) -> None:
     base = git("rev-parse", "HEAD", cwd=work).strip()
     (work / "long.txt").write_text("x" * 1_000_000 + "\nshort\n")
     (work / "tab\tand space.txt").write_text("odd name\n")
-    with open(os.path.join(os.fsencode(work), b"caf\xe9.txt"), "wb") as handle:
-        handle.write(b"latin-1 name\n")
+    Path(os.fsdecode(os.path.join(os.fsencode(work), b"caf\xe9.txt"))).write_bytes(b"latin-1 name\n")
     (work / "blob.bin").write_bytes(b"\0\1\2" * 100)
     git("mv", "keep.txt", "kept.txt", cwd=work)
     os.chmod(work / "script.sh", 0o755)
