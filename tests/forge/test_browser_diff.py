@@ -25,7 +25,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-async def test_diff_reader_edge_cases(tmp_path: Path) -> None:
+def _build(tmp_path: Path) -> tuple[RepoStore, uuid.UUID, str, str]:
     store = RepoStore(tmp_path / "repos", ForgeConfig(state_dir=tmp_path / "state"))
     repo_id = uuid.uuid4()
     bare = store.locate(repo_id)
@@ -49,6 +49,11 @@ async def test_diff_reader_edge_cases(tmp_path: Path) -> None:
     git("commit", "-q", "-m", "two", cwd=work)
     head = git("rev-parse", "HEAD", cwd=work).strip()
     git("push", "-q", str(bare), "main", cwd=work)
+    return store, repo_id, base, head
+
+
+async def test_diff_reader_edge_cases(tmp_path: Path) -> None:
+    store, repo_id, base, head = _build(tmp_path)
     pool = CatFilePool(store)
     try:
         diff = await read_diff(Reader(store, pool, repo_id), base, head)
