@@ -45,8 +45,9 @@ domain = Domain(
     routes=_routes,
     cli=_cli,
     models=("forge.models", "forge.mirror_models"),
-    # The forge.mirror.sync job and the push listener; forge.web's personal fragments.
-    setup=("forge.mirror_jobs", "forge.events", "forge.web"),
+    # The forge.mirror.sync job and the push listener; forge.web's personal fragments; the
+    # browser's commit-graph refresh after pushes.
+    setup=("forge.mirror_jobs", "forge.events", "forge.web", "forge.browse.maintenance"),
     # Git smart HTTP: Basic auth with a token, never the cookie.
     machine_routes=(r"^/forge/[^/]+/[^/]+?(\.git)?/(info/refs|git-upload-pack|git-receive-pack)$",),
     nav=(NavEntry("/forge/", "Forge", 50),),

@@ -145,14 +145,17 @@ def _reader(service: RepoService, repo: ForgeRepo) -> Reader:
 
 
 def _tail(request: Request[Any, Any, Any], marker: str) -> bytes:
-    """The raw path after ``/<marker>/`` as bytes (percent-decoding kept exact for non-UTF-8 names)."""
+    """The raw path after ``/forge/<owner>/<repo>/<marker>/`` as bytes (percent-decoding kept exact,
+    so a non-UTF-8 file name arrives as its own bytes)."""
     raw = request.scope.get("raw_path") or request.url.path.encode()
     # The ASGI spec leaves the query out of raw_path; some servers (httpx's test transport) keep it.
     text = bytes(raw).decode("latin-1").split("?", 1)[0]
-    index = text.find(f"/{marker}/")
-    if index < 0:
+    # "", "forge", owner, repo, the rest: owner and repository names may themselves be "src" or "raw".
+    parts = text.split("/", 4)
+    rest = parts[4] if len(parts) == 5 else ""
+    if not rest.startswith(marker + "/"):
         return b""
-    return unquote_to_bytes(text[index + len(marker) + 2:])
+    return unquote_to_bytes(rest[len(marker) + 1:])
 
 
 def _match_ref(refs: Sequence[ForgeRepoRef], prefix: str, rest: bytes) -> tuple[ForgeRepoRef, bytes] | None:

@@ -168,3 +168,24 @@ async def test_idle_processes_are_reaped(tmp_path: Path) -> None:
         assert await pool.read(repo_id, blobs[0]) is not None  # and a read starts one again
     finally:
         await pool.close()
+
+
+async def test_push_listener_writes_a_commit_graph_with_changed_paths(tmp_path: Path) -> None:
+    from app.jobs import JobContext
+    from app.settings import Settings
+    from forge.browse.maintenance import write_commit_graph
+    from forge.events import PushEvent
+    from forge.runtime import runtime_for
+
+    settings = Settings.from_env({}, data_dir=tmp_path / "data", secret_key="test-secret-key-0123456789abcdef")
+    store = runtime_for(settings).store
+    repo_id, _work, _blobs = _repo(store, tmp_path)
+    event = PushEvent(repo_id=str(repo_id), actor_id=None, source="push", changes=[])
+    await write_commit_graph(JobContext(sessionmaker=None, settings=settings), event)  # type: ignore[arg-type]
+    chain = store.locate(repo_id) / "objects" / "info" / "commit-graphs" / "commit-graph-chain"
+    assert chain.exists()
+    verified = git("--git-dir", str(store.locate(repo_id)), "commit-graph", "verify")
+    assert "error" not in verified.lower()
+    # A deleted repository: nothing to do, no error.
+    await write_commit_graph(JobContext(sessionmaker=None, settings=settings),  # type: ignore[arg-type]
+                             PushEvent(repo_id=str(uuid.uuid4()), actor_id=None, source="push", changes=[]))
