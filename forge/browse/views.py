@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, unquote_to_bytes
 
 from litestar import Request, Response, Router, get
@@ -176,7 +176,7 @@ async def _place(request: Request[Any, Any, Any], service: RepoService, owner: s
     rest = _tail(request, f"{view}/{kind}")
     if not rest.strip(b"/") and kind == "branch":
         # `/src/branch` alone: the default branch (Gitea answers the same way).
-        raise _Redirect(f"/forge/{_q(owner)}/{_q(row.name)}/{view}/branch/{_q(row.default_branch)}")
+        raise _Redirect(f"/forge/{_q(owner)}/{_q(row.name)}/{view}/branch/{_q(row.default_branch)}", 302)
     reader = _reader(service, row)
     # One query for every ref: the URL's ref and the switcher both come from it.
     all_refs = await service.refs(row)
@@ -208,8 +208,12 @@ async def _place(request: Request[Any, Any, Any], service: RepoService, owner: s
 
 
 class _Redirect(Exception):
-    def __init__(self, location: str) -> None:
+    """301 from an abbreviated commit id to the full one (permanent); 302 from a bare ``/branch``
+    to the default branch (which may change)."""
+
+    def __init__(self, location: str, status: Literal[301, 302] = 301) -> None:
         self.location = location
+        self.status = status
 
 
 # -- responses -------------------------------------------------------------------------------------------
@@ -281,7 +285,7 @@ def _guard(call: Any) -> Any:
         except NotFound:
             raise NotFoundException("Not found.") from None
         except _Redirect as redirect:
-            return Redirect(redirect.location, status_code=301)
+            return Redirect(redirect.location, status_code=redirect.status)
         except CatFileError as exc:
             raise HTTPException(status_code=503, detail="The repository could not be read; try again.") from exc
         except TimeoutError as exc:
