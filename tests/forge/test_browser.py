@@ -221,6 +221,8 @@ async def test_bad_input_is_404_never_500(client: Any, db_session: AsyncSession,
     assert (await client.get(f"{BASE}/src/branch/main/src/app.py/")).status_code == 200
     assert (await client.get(f"{BASE}/src/branch/main/README.md/x")).status_code == 404
     assert (await client.get("/forge/alice/nope/src/branch/main")).status_code == 404
+    bare = await client.get(f"{BASE}/src/branch")
+    assert bare.status_code == 302 and bare.headers["location"] == f"{BASE}/src/branch/main"
     assert (await client.get("/forge/nobody/demo/src/branch/main")).status_code == 404
 
 
