@@ -578,6 +578,8 @@ async def commit_page(request: Request[Any, Any, Any], repo_service: RepoService
         return cheap
     commit = await reader.commit(oid)
     parent = commit.parents[0] if commit.parents else None
+    if parent is not None and await reader.info(parent) is None:
+        parent = None  # a shallow repository's boundary commit: shown against the empty tree
     if text_form:
         args = ["format-patch", "--stdout", "-1", oid] if text_form == "patch" else (
             ["diff-tree", "-p", "-M", "--no-color", parent, oid] if parent else

@@ -274,16 +274,26 @@ async def test_new_push_is_visible(client: Any, db_session: AsyncSession, settin
     assert (await client.get(f"{BASE}/raw/branch/main/later.txt")).text == "pushed later\n"
 
 
+@pytest.mark.parametrize("depth", [None, 2])
 async def test_this_projects_own_history(client: Any, db_session: AsyncSession, settings: Settings,
-                                         tmp_path: Path) -> None:
-    """A realistic repository: this project's own history (a CI clone may be shallow; any depth works)."""
+                                         tmp_path: Path, depth: int | None) -> None:
+    """A realistic repository: this project's own history, whole and shallow (a CI clone may be)."""
     root = Path(__file__).parents[2]
     bare = tmp_path / "self.git"
-    git("clone", "-q", "--bare", "--no-local", str(root), str(bare))
+    shallow = ["--depth", str(depth)] if depth else []
+    git("clone", "-q", "--bare", "--no-local", *shallow, f"file://{root}", str(bare))
     head = git("rev-parse", "HEAD", cwd=bare).strip()
     branch = git("symbolic-ref", "--short", "HEAD", cwd=bare).strip()
     await signup(client, "alice")
     await new_repo(client, "self")
+    if git("rev-parse", "--is-shallow-repository", cwd=bare).strip() == "true":
+        # A CI checkout may be shallow: let the forge's repository take the shallow history too.
+        from forge.runtime import runtime_for
+        from forge.services import RepoService
+
+        target = await RepoService(db_session, runtime_for(settings).store).get_by_owner_and_name("alice", "self")
+        assert target is not None
+        git("--git-dir", str(runtime_for(settings).store.locate(target.id)), "config", "receive.shallowUpdate", "true")
     await push_fixture(settings, db_session, "alice", "self", bare, f"{head}:refs/heads/main")
     _ = branch
     base = "/forge/alice/self"
@@ -298,6 +308,10 @@ async def test_this_projects_own_history(client: Any, db_session: AsyncSession, 
     assert commit.status_code == 200 and head in commit.text
     log = await client.get(f"{base}/commits/branch/main")
     assert log.status_code == 200 and head[:10] in log.text
+    if depth:  # the shallow boundary's parent is absent: its page shows it against the empty tree
+        boundary = git("rev-parse", f"HEAD~{depth - 1}", cwd=bare).strip()
+        page = await client.get(f"{base}/commit/{boundary}")
+        assert page.status_code == 200 and "added" in page.text
     blame = await client.get(f"{base}/blame/branch/main/forge/storage.py")
     assert blame.status_code == 200 and 'id="L1"' in blame.text
 
