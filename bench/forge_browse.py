@@ -266,7 +266,9 @@ def main() -> None:
                 b50, b99, brps = run_baseline(source, work, args.duration, args.connections, **kw)
                 rows.append((name, app_p50, app_p99, app_rps, b50, b99, brps))
                 print(f"  {name}: app {app_rps:.0f} req/s, baseline {brps:.0f} ops/s", flush=True)
-    load = os.getloadavg()
+            # The app's own floor for a repository page on the same server (no browser code in it).
+            floor = run_wrk_full(f"{base}/branches", args.duration, args.connections, script)
+    load = os.getloadavg()  # other work on the machine skews every number alike
     print(f"\n{args.commits} commits; wrk -t1 -c{args.connections} -d{args.duration}s, fresh query per request "
           f"(no page cache, no 304); baseline: {args.connections} threads with a cat-file --batch each; "
           f"app workers: {args.workers}; load average {load[0]:.2f}")
@@ -275,6 +277,8 @@ def main() -> None:
     for name, a50, a99, arps, b50, b99, brps in rows:
         print(f"{name:<42} {a50:>8.2f} {a99:>8.2f} {arps:>8.0f} {b50:>8.2f} {b99:>8.2f} {brps:>8.0f}"
               f" {a50 / b50:>6.2f} {a99 / b99:>6.2f} {arps / brps:>6.2f}")
+    print(f"{'reference: branches page (1 branch)':<42} {floor[2]:>8.2f} {floor[1]:>8.2f} {floor[0]:>8.0f}"
+          "   (the app's per-page floor: session, access check, ref query, template)")
 
 
 def run_wrk_full(url: str, duration: int, connections: int, script: Path) -> tuple[float, float, float]:
