@@ -23,12 +23,13 @@ def _routes() -> list[ControllerRouterHandler]:
 
     from app import access
     from forge.api import create_repo
+    from forge.browse.views import router as browse_router
     from forge.gitea_api import router as gitea_api_router
     from forge.smart_http import git_router
     from forge.web import router as web_router
 
     return [Router(path="/", route_handlers=[
-        git_router, web_router, gitea_api_router,
+        git_router, web_router, gitea_api_router, browse_router,
         Router(path="/", opt=access.token("repo:write"), route_handlers=[create_repo]),
     ])]
 
@@ -44,8 +45,9 @@ domain = Domain(
     routes=_routes,
     cli=_cli,
     models=("forge.models", "forge.mirror_models"),
-    # The forge.mirror.sync job and the push listener; forge.web's personal fragments.
-    setup=("forge.mirror_jobs", "forge.events", "forge.web"),
+    # The forge.mirror.sync job and the push listener; forge.web's personal fragments; the
+    # browser's commit-graph refresh after pushes.
+    setup=("forge.mirror_jobs", "forge.events", "forge.web", "forge.browse.maintenance"),
     # Git smart HTTP: Basic auth with a token, never the cookie.
     machine_routes=(r"^/forge/[^/]+/[^/]+?(\.git)?/(info/refs|git-upload-pack|git-receive-pack)$",),
     nav=(NavEntry("/forge/", "Forge", 50),),

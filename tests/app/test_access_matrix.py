@@ -178,6 +178,15 @@ def fill(case: Case, world: World) -> str:
             return "alice"
         if name == "collaborator":
             return "carol"
+        # The code browser (forge/browse/views.py): a seeded commit on main with a README.
+        if name == "kind":
+            return "branch"
+        if name == "rest":
+            return "main/README.md"
+        if name == "sha":
+            return v["sha_" + repo]
+        if name == "spec":
+            return "main.zip" if "/archive/" in path else "main...main"
         key = {"token_id": "token", "post_id": "post", "client_pk": "client", "pk": "client",
                "user_id": "erin", "oid": "note", "aid": "activity", "bid": "block", "rid": "report"}.get(name)
         if key is not None:
@@ -281,6 +290,7 @@ async def build(client: Any, db: AsyncSession) -> World:
         added = await as_("alice", f"/forge/alice/{repo}/settings/collaborators",
                           {"username": "carol", "permission": "write"}, f"/forge/alice/{repo}/settings")
         assert added.status_code == 303
+        world.values["sha_" + repo] = await seed_repo(client.app.state["settings"], db, repo)
     posted = await as_("alice", "/blog/admin/posts", {"title": "Hello world", "slug": "hello-world", "tags": "news",
                                                      "markdown": "Hi.", "action": "publish"}, "/blog/admin/new")
     assert posted.status_code == 303, posted.text
@@ -311,6 +321,38 @@ async def build(client: Any, db: AsyncSession) -> World:
     world.values["static"] = next(p for p in sorted(STATIC_DIR.rglob("*.css"))).relative_to(STATIC_DIR).as_posix()
     assert "instance" in DOMAIN_ACTORS
     return world
+
+
+async def seed_repo(settings: Any, db: AsyncSession, name: str) -> str:
+    """One commit with a README on alice's repository ``name`` (for the code browser's routes)."""
+    from forge.runtime import runtime_for
+    from forge.services import RepoService
+
+    service = RepoService(db, runtime_for(settings).store)
+    repo = await service.get_by_owner_and_name("alice", name)
+    assert repo is not None
+    sha = _push_seed(str(service.store.locate(repo.id)))
+    await service.sync_refs(repo.id)
+    await db.commit()
+    return sha
+
+
+def _push_seed(bare: str) -> str:
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    env = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "HOME": "/nonexistent",
+           "PATH": "/usr/bin:/bin", "GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@example.org",
+           "GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@example.org"}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "README.md").write_text("# Seed\n")
+        for args in (["init", "-q", "-b", "main"], ["add", "README.md"], ["commit", "-q", "-m", "Seed"],
+                     ["push", "-q", bare, "main"]):
+            subprocess.run(["git", *args], cwd=work, env=env, check=True, capture_output=True)
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=work, env=env, check=True, capture_output=True,
+                              text=True).stdout.strip()
 
 
 async def token_for(db: AsyncSession, alice: User, who: Who) -> str:
