@@ -29,6 +29,7 @@ SCOPES: dict[str, str] = {
     "repo:read": "Read repositories (clone and fetch, including private ones you can see)",
     "repo:write": "Write repositories (push) — includes repo:read",
     "api": "Use the JSON API on your behalf",
+    "market": "Manage your market products and stock through the API",
 }
 
 COMMON_PASSWORDS = frozenset(

@@ -57,6 +57,8 @@ def _routes() -> list[ControllerRouterHandler]:
 
     from app import access
     from domains.market.admin import admin_handlers, staff_handlers
+    from domains.market.api import read_handlers, write_handlers
+    from domains.market.import_admin import import_handlers
     from domains.market.media import media_handlers
     from domains.market.placeholder import placeholder_handlers
 
@@ -65,6 +67,10 @@ def _routes() -> list[ControllerRouterHandler]:
         *media_handlers,
         Router(path="/", opt=access.session(role="producer", owner="product"), route_handlers=admin_handlers),
         Router(path="/", opt=access.admin(), route_handlers=staff_handlers),
+        Router(path="/", opt=access.session(role="producer", owner="csv-import"), route_handlers=import_handlers),
+        # JSON API: reads for everyone (a token, if sent, needs one of these scopes); writes need "market".
+        Router(path="/", opt=access.token("market", "api", anonymous=True), route_handlers=read_handlers),
+        Router(path="/", opt=access.token("market"), route_handlers=write_handlers),
     ])]
 
 
@@ -80,11 +86,11 @@ domain = Domain(
     name="market",
     routes=_routes,
     cli=_cli,
-    models=("domains.market.models",),
-    setup=(),
+    models=("domains.market.models", "domains.market.csv_import"),
+    setup=("domains.market.jobs",),
     nav=(NavEntry("/market/", "Market", 20),),
     admin=(NavEntry("/market/admin/", "Market products", 30), NavEntry("/market/admin/producers", "Producers", 31),
-           NavEntry("/market/admin/low-stock", "Low stock", 32)),
+           NavEntry("/market/admin/low-stock", "Low stock", 32), NavEntry("/market/admin/import", "Import", 33)),
     actor=ServiceActor("market"),
 )
 

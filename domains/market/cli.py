@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["COMMAND_MODULES", "market_group"]
 
 # Modules that add commands to the group (imported by domains.market._cli).
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("domains.market.import_cli",)
 
 
 @click.group(name="market")

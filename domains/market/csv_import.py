@@ -38,7 +38,7 @@ import csv
 import io
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,11 +47,11 @@ from uuid import UUID
 
 import msgspec
 from advanced_alchemy.base import UUIDv7AuditBase
-from advanced_alchemy.mixins.uuid import uuid7
 from advanced_alchemy.types import DateTimeUTC
 from sqlalchemy import ForeignKey, Integer, String, Text, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column, selectinload
+from uuid_utils.compat import uuid7  # the ORM's id scheme (advanced-alchemy's UUIDv7 primary keys)
 
 __all__ = [
     "CHUNK",
@@ -181,7 +181,7 @@ def check_header(first_bytes: bytes) -> None:
                          f"this file starts with {shown}. Nothing was imported.")
 
 
-async def store_upload(data_dir: Path, import_id: UUID, chunks: Iterator[bytes] | Any) -> int:
+async def store_upload(data_dir: Path, import_id: UUID, chunks: AsyncIterator[bytes]) -> int:
     """Write the upload to ``DATA_DIR/market/imports/<id>.csv`` (checking its header first);
     returns its size. ``chunks`` is an async iterator of bytes. Refused: nothing is left behind."""
     target = upload_path(data_dir, import_id)
@@ -264,8 +264,15 @@ def _options(text: str) -> dict[str, str]:
 def parse_row(number: int, record: list[str], currency: str) -> Row:
     """One record as a :class:`Row`, or :class:`BadRow` with the reason for the report."""
     from app.money import parse_major
-    from domains.market.schemas import MAX_OPTIONS, MAX_PRICE_MINOR, MAX_STOCK, MAX_TITLE, RESERVED_SLUGS, SKU_RE, \
-        SLUG_RE
+    from domains.market.schemas import (
+        MAX_OPTIONS,
+        MAX_PRICE_MINOR,
+        MAX_STOCK,
+        MAX_TITLE,
+        RESERVED_SLUGS,
+        SKU_RE,
+        SLUG_RE,
+    )
 
     if len(record) != len(HEADER):
         raise BadRow(f"it has {len(record)} fields, not {len(HEADER)}")
@@ -377,8 +384,8 @@ async def apply_chunk(session: AsyncSession, ctx: ImportContext, numbered: list[
     products = {p.slug: p for p in (await session.scalars(
         select(Product).where(Product.slug.in_(slugs)).options(selectinload(Product.category_links)))).all()} \
         if slugs else {}
-    for variant in existing_variants.values():
-        products.setdefault(variant.product.slug, variant.product)
+    for known in existing_variants.values():
+        products.setdefault(known.product.slug, known.product)
     product_ids = [p.id for p in products.values()]
     taken_options: dict[UUID, dict[str, str]] = {}  # product id -> options_key -> sku
     positions: dict[UUID, int] = {}
@@ -421,7 +428,8 @@ async def apply_chunk(session: AsyncSession, ctx: ImportContext, numbered: list[
             if not row.title:
                 result.note(row.number, row.sku, "skipped", "title is required for a new product")
                 continue
-            product = Product(id=uuid7(), title=row.title, slug=row.product_slug, producer_id=ctx.producer_id, status=row.status,
+            product = Product(id=uuid7(), title=row.title, slug=row.product_slug, producer_id=ctx.producer_id,
+                              status=row.status,
                               featured=False, tags=row.tags, revision=1, source_url="",
                               published_at=now if row.status == ACTIVE else None,
                               description_md=row.description, description_html=render_markdown(row.description),
@@ -465,7 +473,8 @@ async def apply_chunk(session: AsyncSession, ctx: ImportContext, numbered: list[
             variant = Variant(id=uuid7(), product_id=product.id, sku=row.sku, options=row.options, options_key=okey,
                               position=positions[product.id], price_minor=row.price, currency=ctx.currency,
                               compare_at_minor=row.compare_at, barcode="", low_stock_threshold=0)
-            variant.stock_levels = [StockLevel(id=uuid7(), location_id=ctx.location_id, on_hand=row.stock or 0, allocated=0)]
+            variant.stock_levels = [StockLevel(id=uuid7(), location_id=ctx.location_id, on_hand=row.stock or 0,
+                                               allocated=0)]
             session.add(variant)
             existing_variants[row.sku] = variant
             taken_options[product.id][okey] = row.sku
@@ -480,7 +489,8 @@ async def apply_chunk(session: AsyncSession, ctx: ImportContext, numbered: list[
         if row.stock is not None:
             level = next((s for s in variant.stock_levels if s.location_id == ctx.location_id), None)
             if level is None:
-                variant.stock_levels.append(StockLevel(id=uuid7(), location_id=ctx.location_id, on_hand=row.stock, allocated=0))
+                variant.stock_levels.append(StockLevel(id=uuid7(), location_id=ctx.location_id, on_hand=row.stock,
+                                                       allocated=0))
             elif row.stock < level.allocated:
                 result.note(row.number, row.sku, "skipped", f"stock {row.stock} is below what is already allocated "
                                                             f"to orders ({level.allocated})")

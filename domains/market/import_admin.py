@@ -14,13 +14,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
-from advanced_alchemy.mixins.uuid import uuid7
 from litestar import Controller, MediaType, Request, Response, get, post
 from litestar.datastructures import UploadFile
 from litestar.exceptions import NotFoundException
 from litestar.response import File, Template
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from uuid_utils.compat import uuid7  # the ORM's id scheme (advanced-alchemy's UUIDv7 primary keys)
 
 from app.forms import InputProblems, form_data, is_htmx, see_other
 from app.responses import PRIVATE
@@ -124,8 +124,8 @@ async def save_proposal(session: AsyncSession, settings: Settings, client: SafeC
     """
     from app.money import parse_major
     from domains.market.models import Product
-    from domains.market.schemas import ProductInput, VariantInput
-    from domains.market.services import CatalogueService, MediaService, ProducerService, default_location
+    from domains.market.schemas import ProductInput, StockAdjust, VariantInput
+    from domains.market.services import CatalogueService, MediaService, ProducerService
 
     currency = settings.market_currency
     errors: dict[str, str] = {}
@@ -204,11 +204,8 @@ async def save_proposal(session: AsyncSession, settings: Settings, client: SafeC
         if media.id not in have:
             have.add(media.id)
             await catalogue.add_image(editor, product, media, alt=values["title"][:200])
-    if stock:
-        location = await default_location(session)
-        for variant in (await catalogue.get(product.id)).variants:  # type: ignore[union-attr]
-            if variant.sku in stock:
-                await catalogue.change_stock(editor, variant, location.id, set_to=stock[variant.sku])
+    for sku, on_hand in stock.items():
+        await catalogue.adjust_stock(editor, StockAdjust(sku=sku, set=on_hand))
     return await catalogue.get(product.id)
 
 

@@ -35,10 +35,10 @@ import msgspec
 import nh3
 from markdownify import ATX, MarkdownConverter
 
+from app.money import CURRENCY_EXPONENTS
 from app.safe_http import HTML_TYPES, IMAGE_TYPES, MAX_HTML_BYTES, MAX_IMAGE_BYTES, FetchError, SafeClient
 
 __all__ = [
-    "CURRENCY_EXPONENTS",
     "FETCH_DEADLINE",
     "ImportRefused",
     "Proposal",
@@ -62,23 +62,6 @@ MAX_SKU = 64
 MAX_PRICE_MINOR = 10_000_000_000
 _HTML_ACCEPT = "text/html, application/xhtml+xml;q=0.9"
 _IMAGE_ACCEPT = "image/webp, image/png, image/jpeg;q=0.9"
-
-# ISO 4217 (active codes, 2024 list) → number of minor-unit digits. Funds and metals (XAU, XDR…)
-# and the test code XTS are left out: nobody sells in them.
-_TWO = (
-    "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB BOV BRL BSD BTN BWP BYN BZD "
-    "CAD CDF CHE CHF CHW CNY COP COU CRC CUP CVE CZK DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS GIP "
-    "GMD GTQ GYD HKD HNL HTG HUF IDR ILS INR IRR JMD KES KGS KHR KPW KYD KZT LAK LBP LKR LRD LSL MAD MDL "
-    "MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN NIO NOK NPR NZD PAB PEN PGK PHP PKR PLN "
-    "QAR RON RSD RUB SAR SBD SCR SDG SEK SGD SHP SLE SLL SOS SRD SSP STN SVC SYP SZL THB TJS TMT TOP TRY "
-    "TTD TWD TZS UAH USD USN UYU UZS VED VES WST XCD XCG YER ZAR ZMW ZWG ZWL"
-).split()
-_ZERO = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split()
-_THREE = "BHD IQD JOD KWD LYD OMR TND".split()
-_FOUR = "CLF UYW".split()
-CURRENCY_EXPONENTS: dict[str, int] = {
-    **dict.fromkeys(_TWO, 2), **dict.fromkeys(_ZERO, 0), **dict.fromkeys(_THREE, 3), **dict.fromkeys(_FOUR, 4),
-}
 
 # What a description may keep: structure and emphasis, links (http(s)/mailto only). Everything
 # else, <script>/<style> with their content, goes.
@@ -183,7 +166,7 @@ def _decode(body: bytes, charset: str) -> str:
 
 def propose(document: str, url: str) -> Proposal:
     """The draft a page describes, or :class:`ImportRefused` when it describes no product."""
-    import extruct  # noqa: PLC0415 (rdflib and friends: loaded only by the importer, not at app start)
+    import extruct
 
     try:
         data = extruct.extract(document, base_url=url, syntaxes=["json-ld", "microdata", "rdfa", "opengraph"],
@@ -444,7 +427,7 @@ def _read_product(proposal: Proposal, product: dict[str, Any], url: str) -> None
             options = {p: _text(member.get(p))[:100] for p in props if _text(member.get(p))}
             if not options:
                 name = _text(member.get("name"))
-                suffix = name[len(proposal.title):].lstrip(" -–") if name.startswith(proposal.title) else name
+                suffix = name[len(proposal.title):].lstrip(" -\u2013") if name.startswith(proposal.title) else name
                 if suffix:
                     options = {"variant": suffix[:100]}
             images += [u for u in _image_urls(member.get("image"), url) if u not in images]
@@ -459,7 +442,8 @@ def _read_product(proposal: Proposal, product: dict[str, Any], url: str) -> None
         for index, offer in enumerate(offers):
             options = {}
             if len(offers) > 1:
-                options = {"variant": _text(offer.get("name"))[:100] or _code(offer.get("sku")) or f"Option {index + 1}"}
+                label = _text(offer.get("name"))[:100] or _code(offer.get("sku")) or f"Option {index + 1}"
+                options = {"variant": label}
             made = _variant_from_offer(proposal, offer, sku=group_sku if len(offers) == 1 else "",
                                        gtin=group_gtin if len(offers) == 1 else "", options=options)
             if made is not None:

@@ -67,7 +67,7 @@ def shop_server() -> Iterator[ShopServer]:
             self.end_headers()
             self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             shop = state["shop"]
             path = self.path.split("?")[0]
             shop.hits.append(path)
@@ -77,7 +77,9 @@ def shop_server() -> Iterator[ShopServer]:
                 self._send(200, page.encode(), "text/html; charset=utf-8")
             elif path.endswith((".png", ".jpg")) and "not-an-image" not in path:
                 kind = "PNG" if path.endswith(".png") else "JPEG"
-                self._send(200, image_bytes(kind), f"image/{'png' if kind == 'PNG' else 'jpeg'}")
+                shade = sum(self.path.encode()) % 200  # each address its own picture
+                self._send(200, image_bytes(kind, (shade, 40, 200 - shade)),
+                           f"image/{'png' if kind == 'PNG' else 'jpeg'}")
             elif path == "/not-an-image.png":
                 self._send(200, b"<html>hello</html>", "image/png")
             elif path == "/huge-jsonld":
