@@ -57,14 +57,15 @@ def _routes() -> list[ControllerRouterHandler]:
 
     from app import access
     from domains.market.admin import admin_handlers, staff_handlers
+    from domains.market.controllers import public_handlers
     from domains.market.media import media_handlers
-    from domains.market.placeholder import placeholder_handlers
+    from domains.market.pages import admin_handlers as page_admin_handlers
 
     return [Router(path="/", opt=access.public(), route_handlers=[
-        *placeholder_handlers,
+        *public_handlers,
         *media_handlers,
         Router(path="/", opt=access.session(role="producer", owner="product"), route_handlers=admin_handlers),
-        Router(path="/", opt=access.admin(), route_handlers=staff_handlers),
+        Router(path="/", opt=access.admin(), route_handlers=[*staff_handlers, *page_admin_handlers]),
     ])]
 
 
@@ -80,11 +81,11 @@ domain = Domain(
     name="market",
     routes=_routes,
     cli=_cli,
-    models=("domains.market.models",),
-    setup=(),
+    models=("domains.market.models", "domains.market.page_models", "domains.market.search_models"),
+    setup=("domains.market.fragments", "domains.market.search"),
     nav=(NavEntry("/market/", "Market", 20),),
     admin=(NavEntry("/market/admin/", "Market products", 30), NavEntry("/market/admin/producers", "Producers", 31),
-           NavEntry("/market/admin/low-stock", "Low stock", 32)),
+           NavEntry("/market/admin/low-stock", "Low stock", 32), NavEntry("/market/admin/pages/", "Market pages", 33)),
     actor=ServiceActor("market"),
 )
 

@@ -2,9 +2,10 @@
 
 Both engines index the same folded text (search_models.py) and are asked the same question: every
 word of the query, the last one as a prefix (so results follow as one types), in any field.
-Ranking weighs a title match above a tag match above a description match (``ts_rank`` with
-weights A/B/C on PostgreSQL, ``bm25`` with column weights 10/4/2 on FTS5); ties go to the newer
-product, then the larger id, so the order is total and both engines page alike.
+Ranking weighs a title match above a tag match above a description match: each query word scores
+its field's weight (4, 2, 1) in every field it occurs in (``FIELD_WEIGHTS``), computed by each
+engine from its own index; ties go to the newer product, then the larger id, so the order is total
+and both engines rank and page the same fixture alike.
 
 Paging is keyset (``cursor``: the last row's score, published time and id), never OFFSET, so a
 deep page costs what the first does. Filters: category, producer, price range (any variant
@@ -27,8 +28,22 @@ from typing import Any, Final, Protocol
 from uuid import UUID
 
 import msgspec
-from sqlalchemy import ColumnElement, Select, and_, delete, event, false, func, insert, literal, literal_column, or_, \
-    select, text
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    case,
+    delete,
+    event,
+    func,
+    insert,
+    literal,
+    literal_column,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import Subquery
@@ -75,7 +90,7 @@ class SearchFilters(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _Cursor(msgspec.Struct, frozen=True, array_like=True):
-    score: float
+    score: int
     published: str
     id: str
 
@@ -89,7 +104,7 @@ class SearchPage:
     terms: list[str]
 
 
-def encode_cursor(score: float, published: datetime | None, product_id: UUID) -> str:
+def encode_cursor(score: int, published: datetime | None, product_id: UUID) -> str:
     raw = msgspec.json.encode(_Cursor(score, published.isoformat() if published else "", str(product_id)))
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -112,37 +127,57 @@ class Engine(Protocol):
     def matches(self, words: Sequence[str]) -> Subquery: ...
 
 
+# Ranking, the same on both engines by construction: for every query word and field, the field's
+# weight when the word occurs there (title 4, tags 2, description 1). The scores are small integers,
+# so they compare exactly in a cursor and no engine's length normalisation (ts_rank's, bm25's)
+# can order the same fixture differently on the other database.
+FIELD_WEIGHTS: Final = (("title", "a", 4), ("tags", "b", 2), ("body", "c", 1))
+
+
+def _pg_term(word: str, last: bool) -> str:
+    # Each word is word characters only (terms()): quoted for to_tsquery, a prefix when it is the
+    # word being typed.
+    return f"'{word}'" + (":*" if last else "")
+
+
 class PostgresEngine:
-    """``tsvector @@ tsquery`` on the generated, GIN-indexed ``document`` column."""
+    """``tsvector @@ tsquery`` on the generated, GIN-indexed ``document`` column; the score from
+    ``ts_filter`` (the lexemes of one weight, i.e. one field)."""
 
     def matches(self, words: Sequence[str]) -> Subquery:
-        # Each word is [[:alnum:]] only (terms()), so quoting it for to_tsquery is plain: 'word':*
-        # for the last (typing), 'word' for the others, joined with &.
-        parts = [f"'{w}'" + (":*" if i == len(words) - 1 else "") for i, w in enumerate(words)]
-        query = func.to_tsquery(literal_column("'simple'::regconfig"), " & ".join(parts))
         doc = SearchDocument.__table__.c
-        score = func.round(func.cast(func.ts_rank(doc.document, query), _numeric()), 6)
+        simple = literal_column("'simple'::regconfig")
+        terms_ = [_pg_term(w, i == len(words) - 1) for i, w in enumerate(words)]
+        query = func.to_tsquery(simple, " & ".join(terms_))
+        score: ColumnElement[Any] = literal(0, Integer())
+        for term in terms_:
+            for _field, weight_letter, weight in FIELD_WEIGHTS:
+                in_field = func.ts_filter(doc.document, literal_column(f"'{{{weight_letter}}}'::\"char\"[]")) \
+                    .op("@@")(func.to_tsquery(simple, term))
+                score = score + case((in_field, weight), else_=0)
         return (select(doc.product_id.label("product_id"), score.label("score"))
                 .where(doc.document.op("@@")(query)).subquery("matched"))
 
 
-def _numeric() -> Any:
-    from sqlalchemy import Numeric
-
-    return Numeric()
-
-
 class SqliteEngine:
-    """FTS5 ``MATCH`` on the external-content table, ranked with ``bm25`` (negated: higher = better)."""
+    """FTS5 ``MATCH`` on the external-content table; the score from one column-filtered MATCH per
+    word and field."""
 
     def matches(self, words: Sequence[str]) -> Subquery:
-        # Every word double-quoted (an FTS5 string: only " needs doubling, and terms() has none),
-        # the last one a prefix query; juxtaposition is AND.
-        expression = " ".join(f'"{w}"' + ("*" if i == len(words) - 1 else "") for i, w in enumerate(words))
-        doc = SearchDocument.__table__.c
-        fts = text(f"SELECT rowid AS rowid, round(-bm25({FTS_TABLE}, 10.0, 4.0, 2.0), 6) AS score "
-                   f"FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :match").bindparams(match=expression)
+        # Every word double-quoted (an FTS5 string; terms() leaves no " in a word), the last one a
+        # prefix query; juxtaposition is AND. Column filters ("title : ...") give the per-field hits.
+        quoted = [f'"{w}"' + ("*" if i == len(words) - 1 else "") for i, w in enumerate(words)]
+        params: dict[str, str] = {"match": " ".join(quoted)}
+        parts: list[str] = []
+        for i, term in enumerate(quoted):
+            for field_name, _letter, weight in FIELD_WEIGHTS:
+                name = f"m{i}{field_name}"
+                params[name] = f"{field_name} : {term}"
+                parts.append(f"{weight} * (rowid IN (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :{name}))")
+        fts = text(f"SELECT rowid AS rowid, {' + '.join(parts)} AS score "
+                   f"FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :match").bindparams(**params)
         hits = fts.columns(literal_column("rowid"), literal_column("score")).subquery("fts")
+        doc = SearchDocument.__table__.c
         return (select(doc.product_id.label("product_id"), hits.c.score.label("score"))
                 .join(hits, hits.c.rowid == doc.id).subquery("matched"))
 
@@ -166,12 +201,12 @@ class MarketSearch:
         published = func.coalesce(Product.published_at, Product.created_at)
         if words:
             matched = self.engine.matches(words)
-            score: ColumnElement[Any] = func.cast(matched.c.score, _float())
+            score: ColumnElement[Any] = func.cast(matched.c.score, Integer())
             stmt = select(Product.id.label("id"), published.label("published"), score.label("score")) \
                 .join(matched, matched.c.product_id == Product.id)
         else:
             stmt = select(Product.id.label("id"), published.label("published"),
-                          literal(0.0, _float()).label("score"))
+                          literal(0, Integer()).label("score"))
         stmt = stmt.where(Product.status == ACTIVE)
         if filters.category:
             parent = select(Category.id).where(Category.slug == filters.category).scalar_subquery()
@@ -201,7 +236,7 @@ class MarketSearch:
             after = decode_cursor(cursor)
             when = datetime.fromisoformat(after.published) if after.published else None
             last = UUID(after.id)
-            score = literal(after.score, _float())
+            score = literal(after.score, Integer())
             tie = inner.c.id < last if when is None else or_(
                 inner.c.published < when, and_(inner.c.published == when, inner.c.id < last))
             stmt = stmt.where(or_(inner.c.score < score, and_(inner.c.score == score, tie)))
@@ -209,7 +244,7 @@ class MarketSearch:
         rows = list((await self.session.execute(stmt)).all())
         more = len(rows) > size
         rows = rows[:size]
-        next_cursor = encode_cursor(float(rows[-1].score), rows[-1].published, rows[-1].id) if more and rows else None
+        next_cursor = encode_cursor(int(rows[-1].score), rows[-1].published, rows[-1].id) if more and rows else None
         return SearchPage(ids=[r.id for r in rows], next_cursor=next_cursor, terms=list(words))
 
     async def reindex(self, product_ids: Iterable[UUID]) -> None:
@@ -230,12 +265,6 @@ class MarketSearch:
 def document_of(product_id: UUID, title: str, tags: Iterable[str] | None, description: str) -> dict[str, Any]:
     return {"product_id": product_id, "title": fold(title or ""), "tags": fold(" ".join(tags or ())),
             "body": fold(description or "")}
-
-
-def _float() -> Any:
-    from sqlalchemy import Float
-
-    return Float()
 
 
 # -- keeping the index in step -----------------------------------------------------------------------

@@ -6,7 +6,7 @@ The search document's ``document`` column is a generated, GIN-indexed ``tsvector
 Existing products are indexed at the end of the upgrade.
 
 Revision ID: c5d6e7f8a9b0
-Revises: MARKET_FOUNDATION_HEAD
+Revises: 34b430557501
 Create Date: 2026-12-07 02:00:00
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "c5d6e7f8a9b0"
-down_revision = "MARKET_FOUNDATION_HEAD"
+down_revision = "34b430557501"
 branch_labels = None
 depends_on = None
 

@@ -59,7 +59,11 @@ async def test_filters(sm: Any, world: World) -> None:
     assert await slugs(sm, SearchFilters(q="honey", category="preserves")) == ["wildflower-honey"]
     assert await slugs(sm, SearchFilters(category="vegetables")) == ["carrots"]  # a child category counts
     assert await slugs(sm, SearchFilters(q="honey", producer="town-bakery")) == ["sourdough-loaf", "oat-biscuits"]
-    assert await slugs(sm, SearchFilters(q="honey", min_price=450, max_price=800)) == ["sourdough-loaf", "oat-biscuits"]
+    # Any variant within the range: the honey's 250 g jar (500), the loaf (450), the biscuits (600).
+    assert await slugs(sm, SearchFilters(q="honey", min_price=450, max_price=800)) == [
+        "wildflower-honey", "sourdough-loaf", "oat-biscuits"]
+    assert await slugs(sm, SearchFilters(q="honey", min_price=450, max_price=460)) == ["sourdough-loaf"]
+    assert await slugs(sm, SearchFilters(q="honey", min_price=901)) == []
     assert await slugs(sm, SearchFilters(q="honey", max_price=449)) == ["oat-biscuits"]
     # Oat biscuits have no stock at all; the honey's 250 g jar is in stock though the 500 g is not.
     assert await slugs(sm, SearchFilters(q="honey", in_stock=True)) == ["wildflower-honey", "sourdough-loaf"]
@@ -126,7 +130,7 @@ async def test_keyset_paging_visits_every_result_once_in_order(sm: Any, world: W
 
 async def test_the_search_does_not_use_offset(sm: Any, world: World, db_kind: str) -> None:
     """Deep pages are keyset: the statement has no OFFSET, only the cursor's comparison."""
-    statements: list[str] = []
+    statements: list[tuple[str, Any]] = []
     from sqlalchemy import event
 
     async with sm() as session:
@@ -135,7 +139,7 @@ async def test_the_search_does_not_use_offset(sm: Any, world: World, db_kind: st
         assert first.next_cursor
 
         def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-            statements.append(statement)
+            statements.append((statement, args[0] if args else None))
 
         sync_engine = session.bind.sync_engine if hasattr(session.bind, "sync_engine") else session.bind
         event.listen(sync_engine, "before_cursor_execute", record)
@@ -143,7 +147,11 @@ async def test_the_search_does_not_use_offset(sm: Any, world: World, db_kind: st
             await search.search(SearchFilters(q="honey"), cursor=first.next_cursor)
         finally:
             event.remove(sync_engine, "before_cursor_execute", record)
-    assert statements and not any("OFFSET" in s.upper() for s in statements)
+    assert statements
+    for statement, params in statements:
+        # SQLite's compiler always writes "LIMIT ? OFFSET ?"; the offset it binds must be 0.
+        if "OFFSET" in statement.upper():
+            assert db_kind == "sqlite" and statement.rstrip().endswith("OFFSET ?") and params[-1] == 0
 
 
 @pytest.mark.parametrize("q", ['"', '"honey', "honey*", "*", "NEAR(honey oat)", "honey OR oat", "-honey", "title:honey",
