@@ -58,15 +58,16 @@ def _routes() -> list[ControllerRouterHandler]:
     from app import access
     from domains.market.admin import admin_handlers, staff_handlers
     from domains.market.api import read_handlers, write_handlers
+    from domains.market.controllers import public_handlers
     from domains.market.import_admin import import_handlers
     from domains.market.media import media_handlers
-    from domains.market.placeholder import placeholder_handlers
+    from domains.market.pages import admin_handlers as page_admin_handlers
 
     return [Router(path="/", opt=access.public(), route_handlers=[
-        *placeholder_handlers,
+        *public_handlers,
         *media_handlers,
         Router(path="/", opt=access.session(role="producer", owner="product"), route_handlers=admin_handlers),
-        Router(path="/", opt=access.admin(), route_handlers=staff_handlers),
+        Router(path="/", opt=access.admin(), route_handlers=[*staff_handlers, *page_admin_handlers]),
         Router(path="/", opt=access.session(role="producer", owner="csv-import"), route_handlers=import_handlers),
         # JSON API: reads for everyone (a token, if sent, needs one of these scopes); writes need "market".
         Router(path="/", opt=access.token("market", "api", anonymous=True), route_handlers=read_handlers),
@@ -86,11 +87,13 @@ domain = Domain(
     name="market",
     routes=_routes,
     cli=_cli,
-    models=("domains.market.models", "domains.market.csv_import"),
-    setup=("domains.market.jobs",),
+    models=("domains.market.models", "domains.market.page_models", "domains.market.search_models",
+            "domains.market.csv_import"),
+    setup=("domains.market.fragments", "domains.market.search", "domains.market.jobs"),
     nav=(NavEntry("/market/", "Market", 20),),
     admin=(NavEntry("/market/admin/", "Market products", 30), NavEntry("/market/admin/producers", "Producers", 31),
-           NavEntry("/market/admin/low-stock", "Low stock", 32), NavEntry("/market/admin/import", "Import", 33)),
+           NavEntry("/market/admin/low-stock", "Low stock", 32), NavEntry("/market/admin/pages/", "Market pages", 33),
+           NavEntry("/market/admin/import", "Import", 34)),
     actor=ServiceActor("market"),
 )
 

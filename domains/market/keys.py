@@ -16,7 +16,7 @@ from uuid import UUID
 
 from fragments.purge import SurrogateKey
 
-__all__ = ["PRODUCTS", "category", "producer", "product", "showing"]
+__all__ = ["MARKET_PAGES", "PRODUCTS", "category", "market_page", "market_page_showing", "producer", "product", "showing"]
 
 PRODUCTS: Final = SurrogateKey("market-products")  # every list of products
 
@@ -36,3 +36,17 @@ def category(slug: str) -> SurrogateKey:
 def showing(product_id: UUID, producer_id: UUID, category_slugs: Iterable[str] = ()) -> set[SurrogateKey]:
     """The keys of everything that shows a product: what a change to it purges."""
     return {product(product_id), producer(producer_id), PRODUCTS, *(category(s) for s in category_slugs)}
+
+
+# Market pages (marketview): ``market-page:<id>`` one page (and its fragment and embed), also purged
+# through the keys of the products it shows; ``market-pages`` the list at /market/pages/.
+MARKET_PAGES: Final = SurrogateKey("market-pages")
+
+
+def market_page(page_id: UUID | str) -> SurrogateKey:
+    return SurrogateKey(f"market-page:{page_id}")
+
+
+def market_page_showing(page_id: UUID | str) -> set[SurrogateKey]:
+    """What a change to a market page (its text, dates, products or publication) purges."""
+    return {market_page(page_id), MARKET_PAGES}

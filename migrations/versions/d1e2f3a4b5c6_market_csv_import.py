@@ -1,7 +1,7 @@
 """market CSV import runs: progress and counts of each upload (domains/market/csv_import.py)
 
-Revision ID: c5d6e7f8a9b0
-Revises: 34b430557501
+Revision ID: d1e2f3a4b5c6
+Revises: c5d6e7f8a9b0
 Create Date: 2026-12-07 02:10:00
 
 Hand-written; tests/app/test_migrations.py compares the migrated schema with the models on
@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = ("downgrade", "upgrade")
 
-revision = "c5d6e7f8a9b0"
-down_revision = "34b430557501"
+revision = "d1e2f3a4b5c6"
+down_revision = "c5d6e7f8a9b0"
 branch_labels = None
 depends_on = None
 
