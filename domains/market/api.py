@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -89,6 +89,19 @@ class StockOut(msgspec.Struct, kw_only=True):
     available: int  # over every location, as the product page shows it
 
 
+class MarketPageOut(msgspec.Struct, kw_only=True):
+    """A published market page (a Saturday market, a seasonal box); ``products`` in its order."""
+
+    slug: str
+    title: str
+    url: str
+    intro_html: str
+    starts_on: date | None
+    ends_on: date | None
+    place: str
+    products: list[ProductRead] | None = None  # only on the single page
+
+
 class ProductPage(msgspec.Struct, kw_only=True):
     items: list[ProductRead]
     next: str | None  # pass as ?after= for the next page; null on the last page
@@ -138,6 +151,37 @@ async def get_product(db_session: AsyncSession, settings: Settings, slug: str) -
     if product is None or product.status != ACTIVE:
         raise NotFoundException("No product has that slug.")
     return await catalogue.read(product)
+
+
+def _page_out(page: Any, base_url: str, products: list[ProductRead] | None = None) -> MarketPageOut:
+    return MarketPageOut(slug=page.slug, title=page.title, url=f"{base_url.rstrip('/')}/market/pages/{page.slug}",
+                         intro_html=page.intro_html, starts_on=page.starts_on, ends_on=page.ends_on, place=page.place,
+                         products=products)
+
+
+@get("/api/market/pages", name="api:market-pages")
+async def list_pages(db_session: AsyncSession, settings: Settings) -> list[MarketPageOut]:
+    """Published market pages (without their products: ask for one page)."""
+    from domains.market.pages import MarketPageService
+
+    return [_page_out(p, settings.base_url) for p in await MarketPageService(db_session).list_public()]
+
+
+@get("/api/market/pages/{slug:str}", name="api:market-page")
+async def get_page(db_session: AsyncSession, settings: Settings, slug: str) -> MarketPageOut:
+    """One published market page with its active products, in the page's order."""
+    from domains.market.pages import MarketPageService
+
+    pages = MarketPageService(db_session)
+    page = await pages.get_public(slug)
+    if page is None:
+        raise NotFoundException("No market page has that slug.")
+    ids = await pages.product_ids(page)
+    catalogue = _catalogue(db_session, settings)
+    found = {p.id: p for p in (await db_session.scalars(
+        with_relations(select(Product).where(Product.id.in_(ids))))).unique().all()} if ids else {}
+    products = await catalogue.reads([found[i] for i in ids if i in found])
+    return _page_out(page, settings.base_url, products)
 
 
 def _input(data: ProductIn, existing: Product | None = None) -> ProductInput:
@@ -235,6 +279,6 @@ async def adjust_stock(request: Request[User, Any, Any], db_session: AsyncSessio
     return StockOut(sku=variant.sku, on_hand=on_hand, available=available)
 
 
-read_handlers = [list_products, get_product]
+read_handlers = [list_products, get_product, list_pages, get_page]
 write_handlers = [create_product, replace_product, add_variant, adjust_stock]
 api_handlers = [*read_handlers, *write_handlers]

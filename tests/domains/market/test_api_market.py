@@ -146,3 +146,30 @@ async def test_openapi_describes_the_market_api(client: Any) -> None:
     assert "post" in paths["/api/market/stock"]
     names = set(schema["components"]["schemas"])
     assert {"ProductIn", "VariantIn", "ProductRead", "ProductPage", "StockIn", "StockOut"} <= names
+
+
+async def test_market_pages(client: Any, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    from domains.market.models import Product
+    from domains.market.page_models import MarketPage, MarketPageItem
+
+    await make_producer(client, sessionmaker)
+    client.cookies.clear()
+    market = await token(sessionmaker, "alice", "market")
+    for title, sku, status in (("Pumpkin", "PUMP-1", "active"), ("Squash", "SQ-1", "active"),
+                               ("Hidden", "HID-1", "draft")):
+        assert (await client.post("/api/market/products", json=product(title, sku, status=status),
+                                  headers=market)).status_code == 201
+    async with sessionmaker() as session, session.begin():
+        ids = dict((await session.execute(select(Product.slug, Product.id))).tuples().all())
+        page = MarketPage(title="Saturday market", slug="saturday", intro_md="Come", intro_html="<p>Come</p>",
+                          published=True)
+        session.add(page)
+        session.add(MarketPage(title="Not yet", slug="later", published=False))
+        await session.flush()
+        for position, slug in enumerate(("squash", "hidden", "pumpkin")):
+            session.add(MarketPageItem(page_id=page.id, product_id=ids[slug], position=position))
+    listed = (await client.get("/api/market/pages")).json()
+    assert [p["slug"] for p in listed] == ["saturday"] and listed[0]["products"] is None
+    one = (await client.get("/api/market/pages/saturday")).json()
+    assert [p["slug"] for p in one["products"]] == ["squash", "pumpkin"]  # the page's order; the draft is absent
+    assert (await client.get("/api/market/pages/later")).status_code == 404
