@@ -361,12 +361,38 @@ class ImportContext:
     categories: dict[str, UUID]  # slug -> category id
 
 
+@dataclass
+class NewProduct:
+    """A product this chunk creates: written with one bulk INSERT per table, not through the ORM
+    (its per-object bookkeeping cost more than the database did)."""
+
+    id: UUID
+    slug: str
+    title: str
+    status: str
+    producer_id: UUID
+    description_md: str
+    tags: list[str]
+    published_at: datetime | None
+    category_ids: list[UUID] = field(default_factory=list)
+    revision: int = 1
+
+
 async def apply_chunk(session: AsyncSession, ctx: ImportContext, numbered: list[tuple[int, list[str]]]) -> ChunkResult:
-    """Apply one chunk of records in ``session``'s transaction (the caller commits)."""
+    """Apply one chunk of records in ``session``'s transaction (the caller commits).
+
+    Existing products and variants (updates by SKU) change through the ORM; new ones are bulk
+    INSERTs, with their search documents written beside them (the search index's flush listener
+    sees only ORM objects). Purges and product events are those the catalogue writes.
+    """
+    from sqlalchemy import insert
+
     from app.markdown import render_key, render_markdown
     from domains.market import events, keys
     from domains.market.models import ACTIVE, Product, ProductCategory, StockLevel, Variant
     from domains.market.schemas import ProductEvent, options_key
+    from domains.market.search import document_of
+    from domains.market.search_models import SearchDocument
     from fragments.purge import emit_purge
 
     result = ChunkResult()
@@ -380,8 +406,9 @@ async def apply_chunk(session: AsyncSession, ctx: ImportContext, numbered: list[
     slugs = {r.product_slug for r in rows}
     existing_variants = {v.sku: v for v in (await session.scalars(
         select(Variant).where(Variant.sku.in_(skus)).options(
-            selectinload(Variant.product), selectinload(Variant.stock_levels)))).all()} if skus else {}
-    products = {p.slug: p for p in (await session.scalars(
+            selectinload(Variant.product).selectinload(Product.category_links),
+            selectinload(Variant.stock_levels)))).all()} if skus else {}
+    products: dict[str, Product | NewProduct] = {p.slug: p for p in (await session.scalars(
         select(Product).where(Product.slug.in_(slugs)).options(selectinload(Product.category_links)))).all()} \
         if slugs else {}
     for known in existing_variants.values():
@@ -396,12 +423,11 @@ async def apply_chunk(session: AsyncSession, ctx: ImportContext, numbered: list[
             taken_options.setdefault(pid, {})[okey] = sku
             positions[pid] = max(positions.get(pid, -1), position)
     now = datetime.now(UTC)
-    created_products: dict[UUID, Product] = {}
-    touched: dict[UUID, tuple[Product, bool]] = {}  # product id -> (product, was public before)
-
-    def touch(product: Product) -> None:
-        if product.id not in touched:
-            touched[product.id] = (product, product.status == ACTIVE and product.id not in created_products)
+    created: dict[UUID, NewProduct] = {}
+    new_variants: list[dict[str, Any]] = []
+    new_levels: list[dict[str, Any]] = []
+    new_variant_skus: set[str] = set()
+    touched: dict[UUID, tuple[Product | NewProduct, bool]] = {}  # product id -> (product, was public before)
 
     for row in rows:
         variant = existing_variants.get(row.sku)
@@ -416,6 +442,9 @@ async def apply_chunk(session: AsyncSession, ctx: ImportContext, numbered: list[
                             f"SKU {row.sku} is a variant of “{owner.slug}”, not “{row.product_slug}”")
                 continue
             product = owner
+        elif row.sku in new_variant_skus:
+            result.note(row.number, row.sku, "skipped", f"SKU {row.sku} is already a row earlier in this file")
+            continue
         elif product is not None and product.producer_id != ctx.producer_id and not ctx.is_staff:
             result.note(row.number, row.sku, "skipped", f"the product slug “{row.product_slug}” is taken by "
                                                         f"another producer: choose another, e.g. {row.product_slug}-2")
@@ -428,17 +457,11 @@ async def apply_chunk(session: AsyncSession, ctx: ImportContext, numbered: list[
             if not row.title:
                 result.note(row.number, row.sku, "skipped", "title is required for a new product")
                 continue
-            product = Product(id=uuid7(), title=row.title, slug=row.product_slug, producer_id=ctx.producer_id,
-                              status=row.status,
-                              featured=False, tags=row.tags, revision=1, source_url="",
-                              published_at=now if row.status == ACTIVE else None,
-                              description_md=row.description, description_html=render_markdown(row.description),
-                              description_key=render_key(row.description))
-            product.variants = []
-            product.category_links = []
-            session.add(product)
+            product = NewProduct(id=uuid7(), slug=row.product_slug, title=row.title, status=row.status,
+                                 producer_id=ctx.producer_id, description_md=row.description, tags=row.tags,
+                                 published_at=now if row.status == ACTIVE else None)
             products[row.product_slug] = product
-            created_products[product.id] = product
+            created[product.id] = product
             taken_options[product.id] = {}
             positions[product.id] = -1
         # options must stay unique per product (another SKU may hold them already)
@@ -448,8 +471,23 @@ async def apply_chunk(session: AsyncSession, ctx: ImportContext, numbered: list[
                         f"its options ({'; '.join(f'{k}={v}' for k, v in row.options.items()) or 'none'}) repeat "
                         f"those of SKU {holder}")
             continue
-        touch(product)
-        if product.id not in created_products:  # product fields given on a row update it
+        if variant is not None and row.stock is not None:
+            level = next((lv for lv in variant.stock_levels if lv.location_id == ctx.location_id), None)
+            if level is not None and row.stock < level.allocated:
+                result.note(row.number, row.sku, "skipped", f"stock {row.stock} is below what is already allocated "
+                                                            f"to orders ({level.allocated})")
+                continue
+        if product.id not in touched:
+            touched[product.id] = (product, product.status == ACTIVE and product.id not in created)
+        if row.category:
+            category_id = ctx.categories[row.category]
+            if isinstance(product, NewProduct):
+                if category_id not in product.category_ids:
+                    product.category_ids.append(category_id)
+            elif all(link.category_id != category_id for link in product.category_links):
+                product.category_links.append(ProductCategory(id=uuid7(), category_id=category_id,
+                                                              product_id=product.id))
+        if isinstance(product, Product):  # product fields given on a row update an existing product
             if row.title and row.title != product.title:
                 product.title = row.title
             if row.description and row.description != product.description_md:
@@ -458,62 +496,72 @@ async def apply_chunk(session: AsyncSession, ctx: ImportContext, numbered: list[
                 product.description_key = render_key(row.description)
             if row.tags and row.tags != product.tags:
                 product.tags = row.tags
-            if row.status != product.status and (row.status != "draft" or row.title):
-                # an update row moves status only when it says so (draft is the default otherwise)
+            if row.title and row.status != product.status:  # a row that names the product may move its status
                 product.status = row.status
                 if row.status == ACTIVE and product.published_at is None:
                     product.published_at = now
-        if row.category:
-            category_id = ctx.categories[row.category]
-            if all(link.category_id != category_id for link in product.category_links):
-                product.category_links.append(ProductCategory(id=uuid7(), category_id=category_id,
-                                                              product_id=product.id))
         if variant is None:
             positions[product.id] = positions.get(product.id, -1) + 1
-            variant = Variant(id=uuid7(), product_id=product.id, sku=row.sku, options=row.options, options_key=okey,
-                              position=positions[product.id], price_minor=row.price, currency=ctx.currency,
-                              compare_at_minor=row.compare_at, barcode="", low_stock_threshold=0)
-            variant.stock_levels = [StockLevel(id=uuid7(), location_id=ctx.location_id, on_hand=row.stock or 0,
-                                               allocated=0)]
-            session.add(variant)
-            existing_variants[row.sku] = variant
+            variant_id = uuid7()
+            new_variants.append({
+                "id": variant_id, "product_id": product.id, "sku": row.sku, "options": row.options,
+                "options_key": okey, "position": positions[product.id], "price_minor": row.price,
+                "currency": ctx.currency, "compare_at_minor": row.compare_at, "weight_grams": None, "barcode": "",
+                "low_stock_threshold": 0})
+            new_levels.append({"id": uuid7(), "variant_id": variant_id, "location_id": ctx.location_id,
+                               "on_hand": row.stock or 0, "allocated": 0})
+            new_variant_skus.add(row.sku)
             taken_options[product.id][okey] = row.sku
             result.note(row.number, row.sku, "created")
             continue
-        old_key = variant.options_key
-        if old_key != okey:
-            taken_options[product.id].pop(old_key, None)
+        if variant.options_key != okey:
+            taken_options[product.id].pop(variant.options_key, None)
             taken_options[product.id][okey] = row.sku
         variant.options, variant.options_key = row.options, okey
         variant.price_minor, variant.compare_at_minor = row.price, row.compare_at
         if row.stock is not None:
-            level = next((s for s in variant.stock_levels if s.location_id == ctx.location_id), None)
+            level = next((lv for lv in variant.stock_levels if lv.location_id == ctx.location_id), None)
             if level is None:
                 variant.stock_levels.append(StockLevel(id=uuid7(), location_id=ctx.location_id, on_hand=row.stock,
                                                        allocated=0))
-            elif row.stock < level.allocated:
-                result.note(row.number, row.sku, "skipped", f"stock {row.stock} is below what is already allocated "
-                                                            f"to orders ({level.allocated})")
-                continue
             else:
                 level.on_hand = row.stock
         result.note(row.number, row.sku, "updated")
     for product, _was_public in touched.values():
-        if product.id not in created_products:
+        if isinstance(product, Product):
             product.revision += 1
+    if created:
+        new = list(created.values())
+        await session.execute(insert(Product.__table__), [{
+            "id": p.id, "title": p.title, "slug": p.slug, "producer_id": p.producer_id, "status": p.status,
+            "featured": False, "published_at": p.published_at, "description_md": p.description_md,
+            "description_html": render_markdown(p.description_md), "description_key": render_key(p.description_md),
+            "tags": p.tags, "source_url": "", "revision": 1} for p in new])
+        await session.execute(insert(SearchDocument.__table__), [document_of(p.id, p.title, p.tags, p.description_md)
+                                                       for p in new])
+        links = [{"id": uuid7(), "product_id": p.id, "category_id": c} for p in new for c in p.category_ids]
+        if links:
+            await session.execute(insert(ProductCategory.__table__), links)
+    if new_variants:
+        await session.execute(insert(Variant.__table__), new_variants)
+        await session.execute(insert(StockLevel.__table__), new_levels)
     await session.flush()
     purge: set[Any] = set()
+    changes: list[ProductEvent] = []
     for product, was_public in touched.values():
         is_public = product.status == ACTIVE
         if not (was_public or is_public):
             continue
-        linked = {link.category_id for link in product.category_links}
+        linked = set(product.category_ids) if isinstance(product, NewProduct) else {
+            link.category_id for link in product.category_links}
         slugs_of = [slug for slug, cid in ctx.categories.items() if cid in linked]
         purge |= keys.showing(product.id, product.producer_id, slugs_of)
-        kind = "updated" if was_public and is_public else "created" if is_public else "deleted"
-        await events.emit_product_event(session, ProductEvent(
-            product_id=product.id, kind=kind, slug=product.slug, revision=product.revision,  # type: ignore[arg-type]
-            url=f"{ctx.base_url.rstrip('/')}/market/{product.slug}"))
+        kind: Any = "updated" if was_public and is_public else "created" if is_public else "deleted"
+        changes.append(ProductEvent(product_id=product.id, kind=kind, slug=product.slug, revision=product.revision,
+                                    url=f"{ctx.base_url.rstrip('/')}/market/{product.slug}"))
+    # The catalogue's events and purges, as the service writes them, in this chunk's transaction:
+    # one flush per subscriber for the whole chunk instead of one per product.
+    await events.product_changed.emit_many(session, changes)
     if purge:
         await emit_purge(session, purge)
     return result

@@ -103,6 +103,9 @@ async def test_five_thousand_rows_with_progress_polled(client: Any, sessionmaker
         jam = (await session.scalars(select(Product).where(Product.slug == "jam-1"))).one()
         assert jam.title == "Jam number 1" and jam.status == "active" and jam.published_at is not None
         assert "<em>by hand</em>" in jam.description_html
+    # imported products are searchable at once (their search documents are written with them)
+    found = await client.get("/market/search?q=number+1")
+    assert found.status_code == 200 and "Jam number 1" in found.text
     report = await client.get(f"{page}/report.csv")
     assert report.status_code == 200
     lines = list(csv.reader(io.StringIO(report.text)))
