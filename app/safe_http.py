@@ -38,13 +38,13 @@ from app.json_input import decode_json as decode_request_json
 
 __all__ = [
     "AS2_ACCEPT",
+    "HTML_TYPES",
+    "IMAGE_TYPES",
     "BlockedAddressError",
     "FetchError",
     "FetchedBody",
     "FetchedJSON",
     "GuardedBackend",
-    "HTML_TYPES",
-    "IMAGE_TYPES",
     "MalformedJSON",
     "SafeClient",
     "check_address",

@@ -27,12 +27,12 @@ from app.jobs.registry import DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP, JobKind
 from app.logs import current_request_id
 
 __all__ = [
-    "enqueue_many",
     "ClaimedJob",
     "backoff_delay",
     "cancel_every",
     "claim_jobs",
     "enqueue",
+    "enqueue_many",
     "every",
     "mark_dead",
     "mark_done",

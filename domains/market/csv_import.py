@@ -42,13 +42,13 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 from uuid import UUID
 
 import msgspec
 from advanced_alchemy.base import UUIDv7AuditBase
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import ForeignKey, Integer, String, Text, select
+from sqlalchemy import ForeignKey, Integer, String, Table, Text, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column, selectinload
 from uuid_utils.compat import uuid7  # the ORM's id scheme (advanced-alchemy's UUIDv7 primary keys)
@@ -361,6 +361,11 @@ class ImportContext:
     categories: dict[str, UUID]  # slug -> category id
 
 
+def _table(model: Any) -> Table:
+    """A model's table, for Core bulk INSERTs (no ORM bookkeeping per row)."""
+    return cast(Table, model.__table__)
+
+
 @dataclass
 class NewProduct:
     """A product this chunk creates: written with one bulk INSERT per table, not through the ORM
@@ -532,19 +537,19 @@ async def apply_chunk(session: AsyncSession, ctx: ImportContext, numbered: list[
             product.revision += 1
     if created:
         new = list(created.values())
-        await session.execute(insert(Product.__table__), [{
+        await session.execute(insert(_table(Product)), [{
             "id": p.id, "title": p.title, "slug": p.slug, "producer_id": p.producer_id, "status": p.status,
             "featured": False, "published_at": p.published_at, "description_md": p.description_md,
             "description_html": render_markdown(p.description_md), "description_key": render_key(p.description_md),
             "tags": p.tags, "source_url": "", "revision": 1} for p in new])
-        await session.execute(insert(SearchDocument.__table__), [document_of(p.id, p.title, p.tags, p.description_md)
+        await session.execute(insert(_table(SearchDocument)), [document_of(p.id, p.title, p.tags, p.description_md)
                                                        for p in new])
         links = [{"id": uuid7(), "product_id": p.id, "category_id": c} for p in new for c in p.category_ids]
         if links:
-            await session.execute(insert(ProductCategory.__table__), links)
+            await session.execute(insert(_table(ProductCategory)), links)
     if new_variants:
-        await session.execute(insert(Variant.__table__), new_variants)
-        await session.execute(insert(StockLevel.__table__), new_levels)
+        await session.execute(insert(_table(Variant)), new_variants)
+        await session.execute(insert(_table(StockLevel)), new_levels)
     await session.flush()
     purge: set[Any] = set()
     changes: list[ProductEvent] = []
