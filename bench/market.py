@@ -74,7 +74,8 @@ async def import_csv(settings: Any, path: Path) -> tuple[float, Any]:
     from app.db import make_engine, make_sessionmaker
     from domains.account.schemas import SignupInput
     from domains.account.services import AccountService
-    from domains.market.csv_import import CsvImport, run_import, store_upload
+    from domains.market.csv_import import run_import, store_upload
+    from domains.market.import_models import CsvImport
 
     engine = make_engine(settings.database_url)
     sessionmaker = make_sessionmaker(engine, settings)

@@ -88,7 +88,7 @@ domain = Domain(
     routes=_routes,
     cli=_cli,
     models=("domains.market.models", "domains.market.page_models", "domains.market.search_models",
-            "domains.market.csv_import"),
+            "domains.market.import_models"),
     setup=("domains.market.fragments", "domains.market.search", "domains.market.jobs"),
     nav=(NavEntry("/market/", "Market", 20),),
     admin=(NavEntry("/market/admin/", "Market products", 30), NavEntry("/market/admin/producers", "Producers", 31),

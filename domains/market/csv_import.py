@@ -46,12 +46,12 @@ from typing import Any, Final, cast
 from uuid import UUID
 
 import msgspec
-from advanced_alchemy.base import UUIDv7AuditBase
-from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import ForeignKey, Integer, String, Table, Text, select
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Mapped, mapped_column, selectinload
+from sqlalchemy.orm import selectinload
 from uuid_utils.compat import uuid7  # the ORM's id scheme (advanced-alchemy's UUIDv7 primary keys)
+
+from domains.market.import_models import DONE, FAILED, QUEUED, RUNNING, CsvImport
 
 __all__ = [
     "CHUNK",
@@ -75,35 +75,7 @@ CSV_IMPORT: Final = "market.csv-import"
 CHUNK = 500  # rows per transaction (read at call time, so tests can make it small)
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 MAX_FIELD = 100_000  # characters in one cell (a long description)
-QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 REPORT_FIELDS = ("row", "sku", "outcome", "reason")
-
-
-class CsvImport(UUIDv7AuditBase):
-    """One CSV upload and its progress. The counts change in the transaction of each chunk."""
-
-    __tablename__ = "market_csv_import"
-
-    owner_id: Mapped[UUID] = mapped_column(ForeignKey("account_user.id", ondelete="CASCADE"), index=True)
-    filename: Mapped[str] = mapped_column(String(255), default="")
-    state: Mapped[str] = mapped_column(String(16), default=QUEUED)
-    total_rows: Mapped[int] = mapped_column(Integer, default=0)
-    processed_rows: Mapped[int] = mapped_column(Integer, default=0)
-    created_count: Mapped[int] = mapped_column(Integer, default=0)
-    updated_count: Mapped[int] = mapped_column(Integer, default=0)
-    skipped_count: Mapped[int] = mapped_column(Integer, default=0)
-    error: Mapped[str] = mapped_column(Text, default="")
-    finished_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
-
-    @property
-    def percent(self) -> int:
-        if self.state == DONE:
-            return 100
-        return min(99, self.processed_rows * 100 // self.total_rows) if self.total_rows else 0
-
-    @property
-    def finished(self) -> bool:
-        return self.state in (DONE, FAILED)
 
 
 class CsvProgress(msgspec.Struct, kw_only=True):

@@ -30,7 +30,6 @@ from domains.account.models import User
 from domains.market.csv_import import (
     HEADER,
     MAX_UPLOAD_BYTES,
-    CsvImport,
     CsvImportJob,
     CsvProgress,
     CsvRefused,
@@ -39,6 +38,7 @@ from domains.market.csv_import import (
     store_upload,
     template_csv,
 )
+from domains.market.import_models import CsvImport
 from domains.market.importer import ImportRefused, Proposal, fetch_image, fetch_proposal
 from domains.market.jobs import csv_import_job
 

@@ -88,7 +88,8 @@ def import_csv(ctx: click.Context, file: Path, owner: str) -> None:
     from uuid_utils.compat import uuid7
 
     from app.db import make_engine, make_sessionmaker
-    from domains.market.csv_import import CsvImport, CsvRefused, report_path, run_import, store_upload
+    from domains.market.csv_import import CsvRefused, report_path, run_import, store_upload
+    from domains.market.import_models import CsvImport
 
     settings = settings_from(ctx)
     import_id = uuid7()

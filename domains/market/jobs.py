@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from app.jobs import JobContext, PermanentFailure, job_handler
-from domains.market.csv_import import CSV_IMPORT, FAILED, CsvImport, CsvImportJob, run_import
+from domains.market.csv_import import CSV_IMPORT, CsvImportJob, run_import
+from domains.market.import_models import FAILED, CsvImport
 
 __all__ = ["csv_import_job"]
 

@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.jobs import Worker
 from app.settings import Settings
 from domains.market import csv_import
-from domains.market.csv_import import HEADER, CsvImport, import_dir
+from domains.market.csv_import import HEADER, import_dir
+from domains.market.import_models import CsvImport
 from domains.market.models import Category, Product, StockLevel, Variant
 from tests.domains.market.conftest import form_token, make_producer
 from tests.helpers.web import signup
