@@ -30,6 +30,7 @@ from domains.account.models import User
 from domains.market.csv_import import (
     HEADER,
     MAX_UPLOAD_BYTES,
+    REPORT_FIELDS,
     CsvImportJob,
     CsvProgress,
     CsvRefused,
@@ -236,7 +237,7 @@ class MarketImportController(Controller):
 
     @get("/template.csv", name="market:import-template", media_type="text/csv")
     async def template(self, settings: Settings) -> Response[str]:
-        return Response(template_csv(settings.market_currency), media_type="text/csv; charset=utf-8",
+        return Response(template_csv(settings.market_currency), media_type="text/csv",
                         headers={"Content-Disposition": 'attachment; filename="market-import-template.csv"'})
 
     @post("/url", status_code=200)
@@ -315,12 +316,15 @@ class MarketImportController(Controller):
 
     @get("/csv/{import_id:uuid}/report.csv", name="market:csv-report")
     async def csv_report(self, request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
-                         import_id: UUID) -> File:
+                         import_id: UUID) -> Response[Any]:
         run = await self._run(request, db_session, import_id)
         path = report_path(settings.data_dir, run.id)
-        if not path.exists():
-            raise NotFoundException("The report is not written yet.")
-        return File(path=path, filename=f"import-{run.id}-report.csv", media_type="text/csv; charset=utf-8")
+        name = f'attachment; filename="import-{run.id}-report.csv"'
+        if not path.exists():  # not started yet: the report so far is its header
+            return Response(",".join(REPORT_FIELDS) + "\r\n", media_type="text/csv",
+                            headers={"Content-Disposition": name, "Cache-Control": "no-store"})
+        return File(path=path, filename=f"import-{run.id}-report.csv", media_type="text/csv",
+                    headers={"Cache-Control": "no-store"})
 
 
 import_handlers = [MarketImportController]
