@@ -107,8 +107,11 @@ def process_image(data: bytes, *, filename: str = "", content_type: str = "",
                 image = ImageOps.exif_transpose(probe)  # upright, as the camera meant it
                 image.load()
                 icc = probe.info.get("icc_profile")
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ImageRefused(_bomb(0, 0)) from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            # Pillow refused at its own limit, before our check could read the size: its
+            # message names the pixel count ("Image size (100000000 pixels) exceeds ...").
+            claimed = re.search(r"\((\d+) pixels\)", str(exc))
+            raise ImageRefused(_bomb(0, 0, int(claimed.group(1)) if claimed else 0)) from None
         except UnidentifiedImageError:
             raise ImageRefused("This file is not a JPEG, PNG or WebP image.") from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -130,8 +133,8 @@ def process_image(data: bytes, *, filename: str = "", content_type: str = "",
                           height=image.height, byte_size=len(data), copies=copies)
 
 
-def _bomb(width: int, height: int) -> str:
-    size = f" ({width:,} x {height:,} pixels)" if width and height else ""
+def _bomb(width: int, height: int, pixels: int = 0) -> str:
+    size = f" ({width:,} x {height:,} pixels)" if width and height else f" ({pixels:,} pixels)" if pixels else ""
     return (f"The image is too large to open safely{size}: at most {MAX_IMAGE_PIXELS // 1_000_000} megapixels. "
             "Scale it down and upload it again.")
 
