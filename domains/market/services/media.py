@@ -110,8 +110,8 @@ def process_image(data: bytes, *, filename: str = "", content_type: str = "",
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             # Pillow refused at its own limit, before our check could read the size: its
             # message names the pixel count ("Image size (100000000 pixels) exceeds ...").
-            claimed = re.search(r"\((\d+) pixels\)", str(exc))
-            raise ImageRefused(_bomb(0, 0, int(claimed.group(1)) if claimed else 0)) from None
+            count = re.search(r"\((\d+) pixels\)", str(exc))
+            raise ImageRefused(_bomb(0, 0, int(count.group(1)) if count else 0)) from None
         except UnidentifiedImageError:
             raise ImageRefused("This file is not a JPEG, PNG or WebP image.") from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
