@@ -17,31 +17,10 @@ from domains.market.models import Media, Product, ProductImage
 from domains.market.schemas import MAX_IMAGE_BYTES
 from domains.market.services import CatalogueService, ImageRefused, process_image
 from tests.domains.market.conftest import form_token, make_producer
-from tests.domains.market.test_catalogue import THREE, submit
+from tests.domains.market.helpers import GPS_TAG, ORIENTATION, THREE, photo, submit
 
 pytestmark = pytest.mark.anyio
 
-GPS_TAG = 0x8825  # EXIF GPSInfo IFD pointer
-ORIENTATION = 0x0112
-
-
-def photo(fmt: str = "JPEG", size: tuple[int, int] = (1600, 1200), *, exif: bool = True,
-          colour: tuple[int, int, int] = (200, 40, 40)) -> bytes:
-    """A real image of ``size`` with a camera's EXIF block (GPS position, maker, orientation)."""
-    image = Image.new("RGB", size, colour)
-    for x in range(0, size[0], 50):  # some detail, so encoders have something to do
-        image.putpixel((x, x % size[1]), (0, 0, 0))
-    out = io.BytesIO()
-    kwargs: dict[str, Any] = {}
-    if exif:
-        data = Image.Exif()
-        data[0x010F] = "SecretCam"  # Make
-        data[0x0110] = "Model X"  # Model
-        data[ORIENTATION] = 1
-        data.get_ifd(GPS_TAG).update({1: "N", 2: (52.0, 22.0, 10.0), 3: "E", 4: (4.0, 53.0, 20.0)})
-        kwargs["exif"] = data.tobytes()
-    image.save(out, fmt, **kwargs)
-    return out.getvalue()
 
 
 async def product_page(client: Any, sessionmaker: Any) -> str:

@@ -17,8 +17,7 @@ from domains.market.schemas import ProducerInput
 from domains.market.services import CatalogueService, ProducerService
 from tests.domains.blog.test_roles import member
 from tests.domains.market.conftest import form_token, make_producer, product_input
-from tests.domains.market.test_catalogue import THREE, submit
-from tests.domains.market.test_images import photo
+from tests.domains.market.helpers import THREE, photo, submit
 from tests.helpers.web import login
 
 pytestmark = pytest.mark.anyio

@@ -27,7 +27,7 @@ from domains.market.services import (
 )
 from tests.domains.blog.test_roles import member
 from tests.domains.market.conftest import form_token, make_producer, product_input
-from tests.domains.market.test_catalogue import THREE, submit
+from tests.domains.market.helpers import THREE, submit
 from tests.helpers.server import REPO_ROOT, ROSE_ASH
 
 pytestmark = pytest.mark.anyio
