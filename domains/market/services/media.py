@@ -31,6 +31,7 @@ from uuid import UUID
 import anyio.to_thread
 from PIL import Image, ImageOps, UnidentifiedImageError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.forms import InputProblems
@@ -218,6 +219,12 @@ class MediaService:
         media = Media(sha256=processed.sha256, format=processed.format, width=processed.width,
                       height=processed.height, byte_size=processed.byte_size, widths=sorted(processed.copies),
                       uploaded_by_id=uploaded_by)
-        self.db.add(media)
-        await self.db.flush()
+        try:
+            async with self.db.begin_nested():
+                self.db.add(media)
+                await self.db.flush()
+        except IntegrityError:  # the same bytes uploaded at the same moment by someone else: use theirs
+            found = await self.by_sha(processed.sha256)
+            assert found is not None
+            return found
         return media

@@ -260,3 +260,29 @@ def test_the_stock_command(tmp_path: Path, server_database_url: str | None) -> N
     assert not_a_number.returncode == 2
     revoked = rose_ash("users", "grant-role", "alice", "producer", "--remove")
     assert revoked.stdout.strip() == "alice: member"
+
+
+async def test_a_stock_change_purges_the_pages_showing_the_product(db_session: AsyncSession) -> None:
+    import msgspec
+
+    from app.jobs import Job
+    from fragments.purge import PURGE_KIND, PurgePayload
+
+    alice = await seller(db_session)
+    catalogue = CatalogueService(db_session)
+    product = await catalogue.save(alice, product_input(status="active"))
+    revision = product.revision
+    await db_session.execute(Job.__table__.delete())
+    await catalogue.adjust_stock(alice, StockAdjust(sku="TOM-S", set=4))
+    jobs = (await db_session.execute(select(Job).where(Job.kind == PURGE_KIND))).scalars().all()
+    assert len(jobs) == 1
+    keys = msgspec.convert(jobs[0].payload, PurgePayload).keys
+    assert f"market-product:{product.id}" in keys and "market-products" in keys
+    fresh = await catalogue.get(product.id)
+    assert fresh is not None and fresh.revision == revision + 1
+    # A draft's stock is on no public page: nothing to purge.
+    draft = await catalogue.save(alice, product_input("Draft jam", skus=("JAM-1",)))
+    await db_session.execute(Job.__table__.delete())
+    await catalogue.adjust_stock(alice, StockAdjust(sku="JAM-1", set=4))
+    assert (await db_session.execute(select(Job))).scalars().all() == []
+    assert draft.status == "draft"
