@@ -50,7 +50,8 @@ OAUTH_SCOPES = tuple(SCOPE_TEXT)
 HTML = "text/html; charset=utf-8"
 # Whether an administrator may act on another member's object of this type through its route.
 ADMIN_OVER = {"repo": True, "post": True, "user": True, "client": True, "moderation": True,
-              "token": False, "grant": False, "note": False, "product": True, "csv-import": True}
+              "token": False, "grant": False, "note": False, "product": True, "producer": True,
+              "csv-import": True}
 
 
 @dataclass(frozen=True)
@@ -181,7 +182,8 @@ def fill(case: Case, world: World) -> str:
             return "carol"
         key = {"token_id": "token", "post_id": "post", "client_pk": "client", "pk": "client",
                "user_id": "erin", "oid": "note", "aid": "activity", "bid": "block", "rid": "report",
-               "import_id": "csv-import", "product_id": "product"}.get(name)
+               "product_id": "product", "producer_id": "producer", "image_id": "image",
+               "import_id": "csv-import"}.get(name)
         if key is not None:
             return str(world.ids[key])
         if name == "fid":
@@ -296,7 +298,7 @@ async def build(client: Any, db: AsyncSession) -> World:
     reported = await as_("bob", "/social/reports", {"note": str(note.id), "comment": "Matrix report."},
                          "/social/reports/new?note=" + str(note.id))
     assert reported.status_code == 303, reported.text
-    await renew(world, db, "post", "token", "client", "block", "report")
+    await renew(world, db, "post", "token", "client", "block", "report", "product", "image")
     await market_world(world, db, users["alice"])
 
     for who in [*SCOPED, EVERY_PAT, EVERY_OAUTH]:
@@ -317,7 +319,8 @@ async def build(client: Any, db: AsyncSession) -> World:
 
 
 async def market_world(world: World, db: AsyncSession, alice: User) -> None:
-    """Alice's active product, a published market page showing it and her CSV import."""
+    """For the JSON API and the import pages: an active product of alice's that no route removes, a
+    published market page showing it, and alice's CSV import."""
     from domains.market.import_models import CsvImport
     from domains.market.page_models import MarketPage, MarketPageItem
     from domains.market.schemas import ProductInput, VariantInput
@@ -327,7 +330,6 @@ async def market_world(world: World, db: AsyncSession, alice: User) -> None:
         title="Matrix product", status="active", variants=[VariantInput(sku="MATRIX-1", price_minor=100)],
         producer_id=(await __import__("domains.market.services", fromlist=["ProducerService"]).ProducerService(
             db).own(alice)).id))
-    world.ids["product"] = product.id
     world.values["product_slug"] = product.slug
     page = MarketPage(title="Matrix page", slug="matrix-page", published=True)
     db.add(page)
@@ -377,6 +379,26 @@ async def renew(world: World, db: AsyncSession, *kinds: str) -> None:
             report = (await db.execute(select(Report).order_by(Report.created_at.desc()))).scalars().first()
             assert report is not None
             world.ids["report"] = report.id
+        elif kind == "product":  # alice's product on her producer profile
+            from domains.market.schemas import ProductInput, VariantInput
+            from domains.market.services import CatalogueService
+
+            product = await CatalogueService(db).save(alice, ProductInput(
+                title="Matrix jam", status="active",
+                variants=[VariantInput(sku=f"JAM-{uuid.uuid4().hex[:6]}", price_minor=450)]))
+            world.ids["product"], world.ids["producer"] = product.id, product.producer_id
+        elif kind == "image":  # an image on alice's product (the row is what the routes act on)
+            from domains.market.models import Media
+            from domains.market.services import CatalogueService
+
+            catalogue = CatalogueService(db)
+            product = await catalogue.get(world.ids["product"])
+            assert product is not None
+            media = Media(sha256=uuid.uuid4().hex * 2, format="jpeg", width=320, height=240, byte_size=1,
+                          widths=[320])
+            db.add(media)
+            await db.flush()
+            world.ids["image"] = (await catalogue.add_image(alice, product, media)).id
         elif kind == "post":
             from domains.blog.models import Post
 
@@ -498,7 +520,8 @@ async def refresh_after(case: Case, world: World, db: AsyncSession, client: Any)
     if "{repo:str}" in path:
         await renew_repos(world, db, client)
     kinds = [k for k, marker in (("token", "{token_id"), ("post", "{post_id"), ("client", "{client_pk"),
-                                 ("client", "{pk"), ("block", "{bid"), ("report", "{rid")) if marker in path]
+                                 ("client", "{pk"), ("block", "{bid"), ("report", "{rid"), ("image", "{image_id"))
+             if marker in path]
     if "{oid" in path and path.endswith("/delete"):
         await renew_note(world, db, client)
     if "{post_id" in path and path.endswith("/delete"):
