@@ -126,8 +126,8 @@ async def _product_or_redirect(request: Request[Any, Any, Any], db: AsyncSession
         raise NotFoundException(NOT_FOUND)
     if isinstance(found, str):  # an old slug: permanently moved, the query kept
         query = request.url.query
-        return Response(b"", status_code=301, headers={
-            **policy_headers(CachePolicy.PUBLIC), "Location": f"/market/{found}{suffix}" + (f"?{query}" if query else "")})
+        location = f"/market/{found}{suffix}" + (f"?{query}" if query else "")
+        return Response(b"", status_code=301, headers={**policy_headers(CachePolicy.PUBLIC), "Location": location})
     reads = await CatalogueService(db, base_url=settings.base_url).reads([found])
     return reads[0]
 
@@ -174,7 +174,8 @@ def _product_keys(product: ProductRead) -> tuple[str, ...]:
 # -- the front page and lists -----------------------------------------------------------------------
 
 @public_get("/market/", name="market:index")
-async def market_index(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Response[bytes]:
+async def market_index(request: Request[Any, Any, Any], db_session: AsyncSession,
+                       settings: Settings) -> Response[bytes]:
     catalogue = CatalogueService(db_session, base_url=settings.base_url)
     featured_ids = list((await db_session.execute(
         select(Product.id).where(Product.status == ACTIVE, Product.featured.is_(True))

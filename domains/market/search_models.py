@@ -38,15 +38,16 @@ PG_VECTOR_SQL: Final = (
     "setweight(to_tsvector('simple'::regconfig, tags), 'B') || "
     "setweight(to_tsvector('simple'::regconfig, body), 'C')"
 )
+# Constant DDL (no input reaches it).
 SQLITE_FTS_DDL: Final = (
     f"CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5(title, tags, body, content='{TABLE}', content_rowid='id', "
     "tokenize='unicode61 remove_diacritics 2')",
-    f"CREATE TRIGGER {FTS_TABLE}_ai AFTER INSERT ON {TABLE} BEGIN "
+    f"CREATE TRIGGER {FTS_TABLE}_ai AFTER INSERT ON {TABLE} BEGIN "  # noqa: S608
     f"INSERT INTO {FTS_TABLE}(rowid, title, tags, body) VALUES (new.id, new.title, new.tags, new.body); END",
-    f"CREATE TRIGGER {FTS_TABLE}_ad AFTER DELETE ON {TABLE} BEGIN "
+    f"CREATE TRIGGER {FTS_TABLE}_ad AFTER DELETE ON {TABLE} BEGIN "  # noqa: S608
     f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, title, tags, body) "
     "VALUES ('delete', old.id, old.title, old.tags, old.body); END",
-    f"CREATE TRIGGER {FTS_TABLE}_au AFTER UPDATE ON {TABLE} BEGIN "
+    f"CREATE TRIGGER {FTS_TABLE}_au AFTER UPDATE ON {TABLE} BEGIN "  # noqa: S608
     f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, title, tags, body) "
     "VALUES ('delete', old.id, old.title, old.tags, old.body); "
     f"INSERT INTO {FTS_TABLE}(rowid, title, tags, body) VALUES (new.id, new.title, new.tags, new.body); END",
@@ -80,13 +81,14 @@ class SearchDocument(IdentityBase):
     title: Mapped[str] = mapped_column(Text, default="", server_default="")
     tags: Mapped[str] = mapped_column(Text, default="", server_default="")
     body: Mapped[str] = mapped_column(Text, default="", server_default="")
-    document: Mapped[Any] = mapped_column(TSVECTOR().with_variant(Text(), "sqlite"), Computed(_Vector(), persisted=True),
-                                          nullable=True)
+    document: Mapped[Any] = mapped_column(TSVECTOR().with_variant(Text(), "sqlite"),
+                                          Computed(_Vector(), persisted=True), nullable=True)
 
 
 _table = SearchDocument.__table__
-event.listen(_table, "after_create", DDL(
-    f"CREATE INDEX ix_{TABLE}_document ON {TABLE} USING gin (document)").execute_if(dialect="postgresql"))
+_gin = DDL(f"CREATE INDEX ix_{TABLE}_document ON {TABLE} USING gin (document)")  # type: ignore[no-untyped-call]
+event.listen(_table, "after_create", _gin.execute_if(dialect="postgresql"))
 for _statement in SQLITE_FTS_DDL:
-    event.listen(_table, "after_create", DDL(_statement).execute_if(dialect="sqlite"))
-event.listen(_table, "before_drop", DDL(f"DROP TABLE IF EXISTS {FTS_TABLE}").execute_if(dialect="sqlite"))
+    event.listen(_table, "after_create", DDL(_statement).execute_if(dialect="sqlite"))  # type: ignore[no-untyped-call]
+_drop = DDL(f"DROP TABLE IF EXISTS {FTS_TABLE}")  # type: ignore[no-untyped-call]
+event.listen(_table, "before_drop", _drop.execute_if(dialect="sqlite"))

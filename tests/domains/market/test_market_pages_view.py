@@ -145,7 +145,8 @@ async def test_edit_unpublish_delete_and_who_may(client: Any, sm: Any, world: Wo
     client.cookies = Cookies()
     assert (await client.get("/market/admin/pages/")).status_code in (302, 303, 401)
     client.cookies = jar
-    deleted = await post_form(client, "/market/admin/pages/winter-box/delete", {}, page="/market/admin/pages/winter-box")
+    deleted = await post_form(client, "/market/admin/pages/winter-box/delete", {},
+                              page="/market/admin/pages/winter-box")
     assert deleted.status_code == 303
     async with sm() as session:
         assert (await session.scalar(select(func.count()).select_from(MarketPage))) == 0
