@@ -55,7 +55,8 @@ def seed(server: Any) -> None:
             tags=["honey", "local"], producer_id=producer.id, category_ids=[category.id], variants=[
                 VariantInput(sku="HONEY-250", price_minor=500, options={"size": "250 g"}, barcode="4006381333931"),
                 VariantInput(sku="HONEY-500", price_minor=900, options={"size": "500 g"}),
-                VariantInput(sku="HONEY-1000", price_minor=1600, options={"size": "1 kg"}, compare_at_minor=1800)]))
+                VariantInput(sku="HONEY-1000", price_minor=1600, options={"size": "1 kg"}, compare_at_minor=1800,
+                             low_stock_threshold=3)]))
         media = MediaService(session, server.data_dir)
         for colour, alt in (((150, 90, 20), "A jar of honey"), ((90, 130, 60), "The meadow")):
             stored = await media.store(_jpeg(colour), filename="honey.jpg", content_type="image/jpeg")
