@@ -316,7 +316,7 @@ async def market_page(request: Request[Any, Any, Any], db_session: AsyncSession,
     og_image = next((_absolute(p.images[0].url, settings.base_url) for p in reads if p.images), "")
     return await render_page(request, "market/page.html", {
         "page": page_view(page), "products": [card(p) for p in reads], "og_image": og_image,
-    }, keys=page_keys(page.id, page.mode, reads))
+    }, keys=page_keys(page.id, page.mode, [item.product_id for item in page.items]))
 
 
 public_handlers = [market_index, search_page, search_results, pages_index, market_page, category_page,
