@@ -83,6 +83,7 @@ class RolesForm(msgspec.Struct, kw_only=True):
     is_active: str | None = None
     is_author: str | None = None
     is_editor: str | None = None
+    is_producer: str | None = None
 
 
 class UserRead(msgspec.Struct, kw_only=True):

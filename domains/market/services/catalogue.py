@@ -18,6 +18,7 @@ from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.forms import InputProblems
 from app.markdown import render_key, render_markdown
@@ -432,13 +433,18 @@ class CatalogueService:
         # SKUs taken by variants that are not this product's (or are, but another of its rows).
         wanted = {v.sku.strip(): (i, v.id) for i, v in enumerate(data.variants)}
         rows = (await self.db.execute(select(Variant.sku, Variant.id).where(Variant.sku.in_(list(wanted))))).all()
-        for sku, variant_id in rows:
+        new_sku = {v.id: v.sku.strip() for v in data.variants if v.id is not None}
+        taken: dict[str, str] = {}
+        first_suggestion = ""
+        for sku, variant_id in sorted(rows, key=lambda r: wanted[r[0]][0]):
             i, own_id = wanted[sku]
-            if variant_id == own_id or (own_id is None and variant_id in own_ids and not _kept(data, variant_id)):
-                continue  # the same variant, or a removed one of this product handing its SKU on
+            if variant_id == own_id or (variant_id in own_ids and new_sku.get(variant_id) != sku):
+                continue  # the same variant, or one of this product's handing its SKU on (renamed, removed)
             suggestion = await self.suggest_sku(sku, also_taken=set(wanted))
-            raise SkuTaken({f"variants.{i}.sku": f"SKU “{sku}” is already used by another variant. "
-                                                 f"Try “{suggestion}”."}, suggestion)
+            first_suggestion = first_suggestion or suggestion
+            taken[f"variants.{i}.sku"] = f"SKU “{sku}” is already used by another variant. Try “{suggestion}”."
+        if taken:
+            raise SkuTaken(taken, first_suggestion)
         slug = await self._slug_for(data, product, title)
         return title, slug
 
@@ -683,7 +689,7 @@ class CatalogueService:
         default location; a named one must exist unless staff or the system is asking.
         """
         variant = await self.variant_by_sku(adjust.sku)
-        if variant is None or (editor is not None and not _may(editor, variant.product)):
+        if variant is None or (editor is not None and not _may(editor, variant.product)):  # loaded with it
             raise InputProblems({"sku": f"No variant has SKU “{adjust.sku.strip()[:70]}”."}, 404)
         if adjust.location is None or not adjust.location.strip():
             location = await default_location(self.db)
@@ -697,20 +703,22 @@ class CatalogueService:
         return await self.change_stock(editor, variant, location.id, set_to=adjust.set, add=adjust.add)
 
     async def change_stock(self, editor: User | None, variant: Variant, location_id: UUID, *,
-                           set_to: int | None = None, add: int | None = None) -> int:
-        """``variant`` (loaded with its product and producer) at ``location_id``: see ``adjust_stock``."""
-        if editor is not None and not _may(editor, variant.product):
+                           set_to: int | None = None, add: int | None = None, product: Product | None = None) -> int:
+        """``variant`` at ``location_id``: see :meth:`adjust_stock`. ``product`` is the variant's, if
+        the caller has it loaded (by :meth:`get`); otherwise it is read."""
+        if product is None or product.id != variant.product_id:
+            product = await self.get(variant.product_id)
+        if product is None or (editor is not None and not _may(editor, product)):
             raise InputProblems({"sku": "No such variant."}, 404)
         for value in (set_to, add):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise StockRefused({"quantity": "Stock is counted in whole units."})
         on_hand = await change_on_hand(self.db, variant.id, location_id, set_to=set_to, add=add)
-        product_id, status = variant.product_id, variant.product.status
-        await self.db.execute(update(Product).where(Product.id == product_id)
-                              .values(revision=Product.revision + 1).execution_options(synchronize_session=False))
-        if status == ACTIVE:
-            product = await self.get(product_id)
-            assert product is not None
+        revision = (await self.db.execute(
+            update(Product).where(Product.id == product.id).values(revision=Product.revision + 1)
+            .returning(Product.revision).execution_options(synchronize_session=False))).scalar_one()
+        set_committed_value(product, "revision", revision)  # what the row holds now, without a second write
+        if product.status == ACTIVE:
             await self._purge(self._keys(product))
             await self._event(product, "updated")
         return on_hand
@@ -748,10 +756,6 @@ class CatalogueService:
 
     def price(self, amount_minor: int) -> str:
         return format_minor(amount_minor, self.currency)
-
-
-def _kept(data: ProductInput, variant_id: UUID) -> bool:
-    return any(v.id == variant_id for v in data.variants)
 
 
 def _may(editor: User, product: Product) -> bool:

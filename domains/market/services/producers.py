@@ -117,6 +117,7 @@ class ProducerService:
             slug = await self.suggest_slug(slugify(name or "producer", "producer"))
         if errors:
             raise InputProblems(errors, 422)
+        created = producer is None
         if producer is None:
             producer = Producer(name=name, slug=slug, revision=0)
             producer.member_links = []
@@ -133,7 +134,8 @@ class ProducerService:
         producer.contact = data.contact.strip()
         producer.revision += 1
         await self.db.flush()
-        await emit_purge(self.db, [keys.producer(producer.id)])
+        if not created:  # a new profile is on no page yet
+            await emit_purge(self.db, [keys.producer(producer.id)])
         return producer
 
     async def set_logo(self, editor: User | None, producer: Producer, media: Media | None) -> Producer:
