@@ -6,7 +6,8 @@ sub rose_ash_route_class {
   if (
       req.url ~ "^/blog/admin/?([?].*)?$" ||  # /blog/admin
       req.url ~ "^/f/me/[^/?]+/?([?].*)?$" ||  # /f/me/{name:str}
-      req.url ~ "^/forge/new/?([?].*)?$"  # /forge/new
+      req.url ~ "^/forge/new/?([?].*)?$" ||  # /forge/new
+      req.url ~ "^/market/admin/?([?].*)?$"  # /market/admin
   ) {
     return;
   }
