@@ -116,7 +116,7 @@ def _summary(product: ProductRead, limit: int = 200) -> str:
 
 
 def _string_params(request: Request[Any, Any, Any]) -> dict[str, str]:
-    return {k: v[:200] for k, v in request.query_params.items() if isinstance(v, str)}
+    return {k: v[:MAX_QUERY] for k, v in request.query_params.items() if isinstance(v, str)}
 
 
 async def _product_or_redirect(request: Request[Any, Any, Any], db: AsyncSession, settings: Settings,
@@ -201,11 +201,9 @@ def _price(raw: str, currency: str, name: str) -> int | None:
         raise HTTPException(status_code=400, detail=f"The {name} price is not an amount like 4.50.") from None
 
 
-def _filters(request: Request[Any, Any, Any], settings: Settings, **fixed: str) -> tuple[SearchFilters, dict[str, str]]:
+def _filters(request: Request[Any, Any, Any], settings: Settings) -> tuple[SearchFilters, dict[str, str]]:
     """The search filters from the query string (``q``, ``category``, ``producer``, ``min``, ``max``, ``in_stock``)."""
-    raw = _string_params(request)
-    raw["q"] = request.query_params.get("q", "")[:MAX_QUERY] if isinstance(request.query_params.get("q"), str) else ""
-    raw.update(fixed)
+    raw = _string_params(request)  # each at most MAX_QUERY characters
     filters = SearchFilters(
         q=raw.get("q", ""), category=raw.get("category", "").strip(), producer=raw.get("producer", "").strip(),
         min_price=_price(raw.get("min", ""), settings.market_currency, "lowest"),
