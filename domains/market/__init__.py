@@ -31,7 +31,8 @@ parallel work (public views and search: ``marketview``; importers, API and feder
 ``keys.py``       surrogate keys (``PRODUCTS``, ``product(id)``, ``producer(id)``, ``category(slug)``).
 ``events.py``     the ``market.product`` topic (``product_changed``, ``subscribe``).
 ``deps.py``       ``catalogue``, ``producers``, ``media`` dependencies.
-``admin.py``      producers' and staff's pages under ``/market/admin/``.
+``admin.py``      producers' and staff's pages under ``/market/admin/`` (``forms.py``: their
+                  variant rows, ``v<i>_sku``/``v<i>_price``/``v<i>_o<j>``, parsed to ``ProductInput``).
 ``media.py``      serves ``/media/<sha256>-<width>.<ext>`` (immutable).
 ``placeholder.py``  a minimal ``/market/`` index until the public views replace it.
 ``cli.py``        the ``rose-ash market`` group (``stock``); others add commands to ``market_group``.

@@ -50,7 +50,7 @@ OAUTH_SCOPES = tuple(SCOPE_TEXT)
 HTML = "text/html; charset=utf-8"
 # Whether an administrator may act on another member's object of this type through its route.
 ADMIN_OVER = {"repo": True, "post": True, "user": True, "client": True, "moderation": True,
-              "token": False, "grant": False, "note": False}
+              "token": False, "grant": False, "note": False, "product": True, "producer": True}
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,8 @@ def fill(case: Case, world: World) -> str:
         if name == "collaborator":
             return "carol"
         key = {"token_id": "token", "post_id": "post", "client_pk": "client", "pk": "client",
-               "user_id": "erin", "oid": "note", "aid": "activity", "bid": "block", "rid": "report"}.get(name)
+               "user_id": "erin", "oid": "note", "aid": "activity", "bid": "block", "rid": "report",
+               "product_id": "product", "producer_id": "producer", "image_id": "image"}.get(name)
         if key is not None:
             return str(world.ids[key])
         if name == "fid":
@@ -215,7 +216,7 @@ def expected(case: Case, who: Who, anon: Response | None) -> set[Outcome]:
             return {"login"}
         if rule.role == "admin" and who.user != "ada":
             return {"forbidden"}
-        if rule.role == "author" and who.user not in ("alice", "ada"):
+        if rule.role in ("author", "producer") and who.user not in ("alice", "ada"):
             return {"forbidden"}
         if not owned or who.user == "alice":
             return {"ok", "hidden"} if "{fid" in case.path or not owned else {"ok"}
@@ -259,7 +260,7 @@ async def build(client: Any, db: AsyncSession) -> World:
         assert (await signup(client, name)).status_code == 303
         world.jars[name] = Cookies(client.cookies)
     await db.execute(update(User).where(User.username == "ada").values(is_admin=True))
-    await db.execute(update(User).where(User.username == "alice").values(is_author=True))
+    await db.execute(update(User).where(User.username == "alice").values(is_author=True, is_producer=True))
     await db.commit()
     users = {u.username: u for u in (await db.execute(select(User))).scalars()}
     world.ids["erin"] = users["erin"].id
@@ -291,7 +292,7 @@ async def build(client: Any, db: AsyncSession) -> World:
     reported = await as_("bob", "/social/reports", {"note": str(note.id), "comment": "Matrix report."},
                          "/social/reports/new?note=" + str(note.id))
     assert reported.status_code == 303, reported.text
-    await renew(world, db, "post", "token", "client", "block", "report")
+    await renew(world, db, "post", "token", "client", "block", "report", "product", "image")
 
     for who in [*SCOPED, EVERY_PAT, EVERY_OAUTH]:
         world.secrets[who.name] = await token_for(db, users["alice"], who)
@@ -346,6 +347,26 @@ async def renew(world: World, db: AsyncSession, *kinds: str) -> None:
             report = (await db.execute(select(Report).order_by(Report.created_at.desc()))).scalars().first()
             assert report is not None
             world.ids["report"] = report.id
+        elif kind == "product":  # alice's product on her producer profile
+            from domains.market.schemas import ProductInput, VariantInput
+            from domains.market.services import CatalogueService
+
+            product = await CatalogueService(db).save(alice, ProductInput(
+                title="Matrix jam", status="active",
+                variants=[VariantInput(sku=f"JAM-{uuid.uuid4().hex[:6]}", price_minor=450)]))
+            world.ids["product"], world.ids["producer"] = product.id, product.producer_id
+        elif kind == "image":  # an image on alice's product (the row is what the routes act on)
+            from domains.market.models import Media
+            from domains.market.services import CatalogueService
+
+            catalogue = CatalogueService(db)
+            product = await catalogue.get(world.ids["product"])
+            assert product is not None
+            media = Media(sha256=uuid.uuid4().hex * 2, format="jpeg", width=320, height=240, byte_size=1,
+                          widths=[320])
+            db.add(media)
+            await db.flush()
+            world.ids["image"] = (await catalogue.add_image(alice, product, media)).id
         elif kind == "post":
             from domains.blog.models import Post
 
@@ -466,7 +487,8 @@ async def refresh_after(case: Case, world: World, db: AsyncSession, client: Any)
     if "{repo:str}" in path:
         await renew_repos(world, db, client)
     kinds = [k for k, marker in (("token", "{token_id"), ("post", "{post_id"), ("client", "{client_pk"),
-                                 ("client", "{pk"), ("block", "{bid"), ("report", "{rid")) if marker in path]
+                                 ("client", "{pk"), ("block", "{bid"), ("report", "{rid"), ("image", "{image_id"))
+             if marker in path]
     if "{oid" in path and path.endswith("/delete"):
         await renew_note(world, db, client)
     if "{post_id" in path and path.endswith("/delete"):

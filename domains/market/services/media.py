@@ -31,6 +31,7 @@ from uuid import UUID
 import anyio.to_thread
 from PIL import Image, ImageOps, UnidentifiedImageError
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.forms import InputProblems
@@ -107,8 +108,11 @@ def process_image(data: bytes, *, filename: str = "", content_type: str = "",
                 image = ImageOps.exif_transpose(probe)  # upright, as the camera meant it
                 image.load()
                 icc = probe.info.get("icc_profile")
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ImageRefused(_bomb(0, 0)) from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            # Pillow refused at its own limit, before our check could read the size: its
+            # message names the pixel count ("Image size (100000000 pixels) exceeds ...").
+            count = re.search(r"\((\d+) pixels\)", str(exc))
+            raise ImageRefused(_bomb(0, 0, int(count.group(1)) if count else 0)) from None
         except UnidentifiedImageError:
             raise ImageRefused("This file is not a JPEG, PNG or WebP image.") from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -130,8 +134,8 @@ def process_image(data: bytes, *, filename: str = "", content_type: str = "",
                           height=image.height, byte_size=len(data), copies=copies)
 
 
-def _bomb(width: int, height: int) -> str:
-    size = f" ({width:,} x {height:,} pixels)" if width and height else ""
+def _bomb(width: int, height: int, pixels: int = 0) -> str:
+    size = f" ({width:,} x {height:,} pixels)" if width and height else f" ({pixels:,} pixels)" if pixels else ""
     return (f"The image is too large to open safely{size}: at most {MAX_IMAGE_PIXELS // 1_000_000} megapixels. "
             "Scale it down and upload it again.")
 
@@ -215,6 +219,12 @@ class MediaService:
         media = Media(sha256=processed.sha256, format=processed.format, width=processed.width,
                       height=processed.height, byte_size=processed.byte_size, widths=sorted(processed.copies),
                       uploaded_by_id=uploaded_by)
-        self.db.add(media)
-        await self.db.flush()
+        try:
+            async with self.db.begin_nested():
+                self.db.add(media)
+                await self.db.flush()
+        except IntegrityError:  # the same bytes uploaded at the same moment by someone else: use theirs
+            found = await self.by_sha(processed.sha256)
+            assert found is not None
+            return found
         return media

@@ -17,7 +17,8 @@ from domains.market.models import ACTIVE, Product, ProductSlugRedirect, Variant
 from domains.market.schemas import ProductEvent, ProductInput, VariantInput
 from domains.market.services import CatalogueService, SkuTaken, SlugTaken
 from fragments.purge import PURGE_KIND, PurgePayload
-from tests.domains.market.conftest import form_token, make_producer, product_input
+from tests.domains.market.conftest import make_producer, product_input
+from tests.domains.market.helpers import THREE, submit
 
 pytestmark = pytest.mark.anyio
 
@@ -29,20 +30,6 @@ async def record_event(ctx: JobContext, event: ProductEvent) -> None:
     """A stand-in subscriber (as the federation of products is a real one)."""
     SEEN.append(event)
 
-THREE = {
-    "title": "Wool socks", "description_md": "Knitted from **our own** sheep.\n\n<script>alert(1)</script>",
-    "tags": "wool, winter", "status": "draft", "option_0": "size", "option_1": "colour",
-    "v0_sku": "SOCK-S-RED", "v0_o0": "S", "v0_o1": "red", "v0_price": "12.50", "v0_threshold": "2",
-    "v1_sku": "SOCK-M-RED", "v1_o0": "M", "v1_o1": "red", "v1_price": "12.50", "v1_compare_at": "15",
-    "v2_sku": "SOCK-L-BLUE", "v2_o0": "L", "v2_o1": "blue", "v2_price": "13", "v2_weight": "120",
-    "v2_barcode": "4006381333931",
-}
-
-
-async def submit(client: Any, data: dict[str, Any], path: str = "/market/admin/products",
-                 page: str = "/market/admin/new") -> Any:
-    token = await form_token(client, page)
-    return await client.post(path, data={**data, "_csrf_token": token, "action": data.get("action", "save")})
 
 
 async def counts(sessionmaker: async_sessionmaker[AsyncSession]) -> tuple[int, int]:
