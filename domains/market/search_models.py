@@ -20,7 +20,7 @@ from uuid import UUID
 
 from advanced_alchemy.base import IdentityBase
 from advanced_alchemy.types import GUID
-from sqlalchemy import DDL, Computed, ForeignKey, Text, event
+from sqlalchemy import DDL, Computed, ForeignKey, Index, Text, event
 from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, mapped_column
@@ -74,6 +74,9 @@ class SearchDocument(IdentityBase):
     """What the search engines index for one product (rewritten whenever the product changes)."""
 
     __tablename__ = TABLE
+    # GIN on PostgreSQL; elsewhere a plain index over the constant column (harmless, and the
+    # schema stays the same shape on both databases).
+    __table_args__ = (Index(f"ix_{TABLE}_document", "document", postgresql_using="gin"),)
 
     # ``id`` (IdentityBase) is an integer key, SQLite's rowid: FTS5's external content addresses rows by it.
     product_id: Mapped[UUID] = mapped_column(GUID(length=16), ForeignKey("market_product.id", ondelete="CASCADE"),
@@ -86,8 +89,6 @@ class SearchDocument(IdentityBase):
 
 
 _table = SearchDocument.__table__
-_gin = DDL(f"CREATE INDEX ix_{TABLE}_document ON {TABLE} USING gin (document)")  # type: ignore[no-untyped-call]
-event.listen(_table, "after_create", _gin.execute_if(dialect="postgresql"))
 for _statement in SQLITE_FTS_DDL:
     event.listen(_table, "after_create", DDL(_statement).execute_if(dialect="sqlite"))  # type: ignore[no-untyped-call]
 _drop = DDL(f"DROP TABLE IF EXISTS {FTS_TABLE}")  # type: ignore[no-untyped-call]
