@@ -34,7 +34,10 @@ parallel work (public views and search: ``marketview``; importers, API and feder
 ``admin.py``      producers' and staff's pages under ``/market/admin/`` (``forms.py``: their
                   variant rows, ``v<i>_sku``/``v<i>_price``/``v<i>_o<j>``, parsed to ``ProductInput``).
 ``media.py``      serves ``/media/<sha256>-<width>.<ext>`` (immutable).
-``placeholder.py``  a minimal ``/market/`` index until the public views replace it.
+``controllers.py``  public pages: ``/market/``, products (variant picker), categories, producers,
+                  search, market pages (marketview); ``search.py`` the search service (PostgreSQL
+                  FTS / SQLite FTS5, ``search_models.py``); ``pages.py`` + ``page_models.py`` market
+                  pages and their staff admin; ``fragments.py`` ``market.latest``/``product-card``/``page``.
 ``cli.py``        the ``rose-ash market`` group (``stock``); others add commands to ``market_group``.
 
 Other domains read products with ``CatalogueService.get_public(product_id) -> ProductRead | None``

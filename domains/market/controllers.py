@@ -116,7 +116,7 @@ def _summary(product: ProductRead, limit: int = 200) -> str:
 
 
 def _string_params(request: Request[Any, Any, Any]) -> dict[str, str]:
-    return {k: v[:200] for k, v in request.query_params.items() if isinstance(v, str)}
+    return {k: v[:MAX_QUERY] for k, v in request.query_params.items() if isinstance(v, str)}
 
 
 async def _product_or_redirect(request: Request[Any, Any, Any], db: AsyncSession, settings: Settings,
@@ -126,8 +126,8 @@ async def _product_or_redirect(request: Request[Any, Any, Any], db: AsyncSession
         raise NotFoundException(NOT_FOUND)
     if isinstance(found, str):  # an old slug: permanently moved, the query kept
         query = request.url.query
-        return Response(b"", status_code=301, headers={
-            **policy_headers(CachePolicy.PUBLIC), "Location": f"/market/{found}{suffix}" + (f"?{query}" if query else "")})
+        location = f"/market/{found}{suffix}" + (f"?{query}" if query else "")
+        return Response(b"", status_code=301, headers={**policy_headers(CachePolicy.PUBLIC), "Location": location})
     reads = await CatalogueService(db, base_url=settings.base_url).reads([found])
     return reads[0]
 
@@ -174,7 +174,8 @@ def _product_keys(product: ProductRead) -> tuple[str, ...]:
 # -- the front page and lists -----------------------------------------------------------------------
 
 @public_get("/market/", name="market:index")
-async def market_index(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Response[bytes]:
+async def market_index(request: Request[Any, Any, Any], db_session: AsyncSession,
+                       settings: Settings) -> Response[bytes]:
     catalogue = CatalogueService(db_session, base_url=settings.base_url)
     featured_ids = list((await db_session.execute(
         select(Product.id).where(Product.status == ACTIVE, Product.featured.is_(True))
@@ -200,11 +201,9 @@ def _price(raw: str, currency: str, name: str) -> int | None:
         raise HTTPException(status_code=400, detail=f"The {name} price is not an amount like 4.50.") from None
 
 
-def _filters(request: Request[Any, Any, Any], settings: Settings, **fixed: str) -> tuple[SearchFilters, dict[str, str]]:
+def _filters(request: Request[Any, Any, Any], settings: Settings) -> tuple[SearchFilters, dict[str, str]]:
     """The search filters from the query string (``q``, ``category``, ``producer``, ``min``, ``max``, ``in_stock``)."""
-    raw = _string_params(request)
-    raw["q"] = request.query_params.get("q", "")[:MAX_QUERY] if isinstance(request.query_params.get("q"), str) else ""
-    raw.update(fixed)
+    raw = _string_params(request)  # each at most MAX_QUERY characters
     filters = SearchFilters(
         q=raw.get("q", ""), category=raw.get("category", "").strip(), producer=raw.get("producer", "").strip(),
         min_price=_price(raw.get("min", ""), settings.market_currency, "lowest"),
@@ -315,7 +314,7 @@ async def market_page(request: Request[Any, Any, Any], db_session: AsyncSession,
     og_image = next((_absolute(p.images[0].url, settings.base_url) for p in reads if p.images), "")
     return await render_page(request, "market/page.html", {
         "page": page_view(page), "products": [card(p) for p in reads], "og_image": og_image,
-    }, keys=page_keys(page.id, page.mode, reads))
+    }, keys=page_keys(page.id, page.mode, [item.product_id for item in page.items]))
 
 
 public_handlers = [market_index, search_page, search_results, pages_index, market_page, category_page,

@@ -70,9 +70,10 @@ async def _newest_ids(session: AsyncSession, limit: int) -> list[UUID]:
     return list((await session.execute(stmt)).scalars())
 
 
-def page_keys(page_id: UUID, mode: str, reads: Sequence[ProductRead]) -> tuple[SurrogateKey, ...]:
-    """A market page's keys: its own, and each product shown (hand-picked) or every product list (filter)."""
-    shown = {keys.PRODUCTS} if mode == FILTER else {keys.product(p.id) for p in reads}
+def page_keys(page_id: UUID, mode: str, listed: Sequence[UUID]) -> tuple[SurrogateKey, ...]:
+    """A market page's keys: its own, and each hand-picked product (``listed``, drafts included: when
+    one is published its purge must reach the page) or, for a saved filter, every product list."""
+    shown = {keys.PRODUCTS} if mode == FILTER else {keys.product(i) for i in listed}
     return tuple(sorted({keys.market_page(page_id), *shown}))
 
 
@@ -111,5 +112,5 @@ async def market_page(ctx: FragmentContext) -> FragmentData:
         return FragmentData({"page": None, "products": []}, keys=(keys.MARKET_PAGES,), seed=f"none;{slug}")
     reads = await load_reads(ctx.db, await service.product_ids(page))
     return FragmentData({"page": page_view(page), "products": [card(p, ctx.link_base) for p in reads]},
-                        keys=page_keys(page.id, page.mode, reads),
+                        keys=page_keys(page.id, page.mode, [item.product_id for item in page.items]),
                         seed=seed_of(reads, f"{page.id}:{page.revision}"))

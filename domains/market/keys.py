@@ -16,7 +16,8 @@ from uuid import UUID
 
 from fragments.purge import SurrogateKey
 
-__all__ = ["MARKET_PAGES", "PRODUCTS", "category", "market_page", "market_page_showing", "producer", "product", "showing"]
+__all__ = ["MARKET_PAGES", "PRODUCTS", "category", "market_page", "market_page_showing", "producer", "product",
+           "showing"]
 
 PRODUCTS: Final = SurrogateKey("market-products")  # every list of products
 

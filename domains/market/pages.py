@@ -65,7 +65,7 @@ class SlugTaken(InputProblems):
 
 
 def when_of(page: MarketPage) -> str:
-    """``Sat 12 December 2026`` or ``12 – 19 December 2026`` ('' without dates)."""
+    """``Sat 12 December 2026`` or ``12-19 December 2026`` (an en dash) ('' without dates)."""
     start, end = page.starts_on, page.ends_on
     if start is None and end is None:
         return ""
@@ -74,8 +74,8 @@ def when_of(page: MarketPage) -> str:
         assert one is not None
         return ("until " if start is None else "") + one.strftime("%a %d %B %Y")
     if (start.year, start.month) == (end.year, end.month):
-        return f"{start.day} – {end.strftime('%d %B %Y')}"
-    return f"{start.strftime('%d %B %Y')} – {end.strftime('%d %B %Y')}"
+        return f"{start.day}\u2013{end.strftime('%d %B %Y')}"
+    return f"{start.strftime('%d %B %Y')} \u2013 {end.strftime('%d %B %Y')}"
 
 
 def page_view(page: MarketPage) -> dict[str, Any]:

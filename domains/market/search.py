@@ -24,7 +24,7 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 from uuid import UUID
 
 import msgspec
@@ -49,6 +49,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import Subquery
 
 from domains.market.search_models import FTS_TABLE, SearchDocument
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table
 
 __all__ = [
     "MAX_QUERY", "PAGE_SIZE", "BadCursor", "MarketSearch", "SearchFilters", "SearchPage", "fold", "terms",
@@ -146,7 +149,7 @@ class PostgresEngine:
 
     def matches(self, words: Sequence[str]) -> Subquery:
         doc = SearchDocument.__table__.c
-        simple = literal_column("'simple'::regconfig")
+        simple: ColumnElement[Any] = literal_column("'simple'::regconfig")
         terms_ = [_pg_term(w, i == len(words) - 1) for i, w in enumerate(words)]
         query = func.to_tsquery(simple, " & ".join(terms_))
         score: ColumnElement[Any] = literal(0, Integer())
@@ -173,8 +176,10 @@ class SqliteEngine:
             for field_name, _letter, weight in FIELD_WEIGHTS:
                 name = f"m{i}{field_name}"
                 params[name] = f"{field_name} : {term}"
-                parts.append(f"{weight} * (rowid IN (SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :{name}))")
-        fts = text(f"SELECT rowid AS rowid, {' + '.join(parts)} AS score "
+                parts.append(f"{weight} * (rowid IN (SELECT rowid FROM {FTS_TABLE} "  # noqa: S608
+                             f"WHERE {FTS_TABLE} MATCH :{name}))")
+        # Only constants and bound parameter names are in the SQL text; the words are bound values.
+        fts = text(f"SELECT rowid AS rowid, {' + '.join(parts)} AS score "  # noqa: S608
                    f"FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :match").bindparams(**params)
         hits = fts.columns(literal_column("rowid"), literal_column("score")).subquery("fts")
         doc = SearchDocument.__table__.c
@@ -297,7 +302,7 @@ def _reindex_flushed(session: Session, _context: Any) -> None:
     if not changed and not gone:
         return
     connection = session.connection()
-    table = SearchDocument.__table__
+    table = cast("Table", SearchDocument.__table__)
     connection.execute(delete(table).where(table.c.product_id.in_([*changed, *gone])))
     if changed:
         connection.execute(insert(table), list(changed.values()))

@@ -110,9 +110,10 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_market_search_document")),
         sa.UniqueConstraint("product_id", name=op.f("uq_market_search_document_product_id")),
     )
-    if dialect == "postgresql":
-        op.execute("CREATE INDEX ix_market_search_document_document ON market_search_document USING gin (document)")
-    else:
+    # GIN on PostgreSQL; on SQLite a plain index over the constant column, as the models declare it.
+    op.create_index("ix_market_search_document_document", "market_search_document", ["document"], unique=False,
+                    postgresql_using="gin")
+    if dialect != "postgresql":
         for statement in SQLITE_FTS:
             op.execute(statement)
     # Index the products that exist already (folded as domains.market.search.fold does: NFKD without

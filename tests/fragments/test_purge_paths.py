@@ -203,6 +203,28 @@ async def owner_repo_settings(p: Paths, m: re.Match[str]) -> None:
     await p.forge_settings(repo_id)
 
 
+async def new_product(p: Paths, m: re.Match[str]) -> None:
+    """A producer lists an active product (the market's lists: index, search, latest)."""
+    from domains.market.models import Producer
+    from domains.market.schemas import ProductInput, VariantInput
+    from domains.market.services.catalogue import CatalogueService
+
+    async with p.sm() as session, session.begin():
+        producer = Producer(name="Purge Farm", slug=f"purge-farm-{len(m[0])}")
+        session.add(producer)
+        await session.flush()
+        await CatalogueService(session).save(None, ProductInput(
+            title="Purge honey", status="active", producer_id=producer.id,
+            variants=[VariantInput(sku=f"PURGE-{producer.id.hex[:8]}", price_minor=100)]))
+
+
+async def new_market_page(p: Paths, m: re.Match[str]) -> None:
+    from domains.market.pages import MarketPageService, PageForm
+
+    async with p.sm() as session, session.begin():
+        await MarketPageService(session).save(PageForm(title="A market", published="1"))
+
+
 UUID_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 # Each key family and the changes that alter what it tags: every one of them must purge the key.
 PURGE_PATHS: list[tuple[re.Pattern[str], tuple[Action, ...]]] = [
@@ -215,6 +237,8 @@ PURGE_PATHS: list[tuple[re.Pattern[str], tuple[Action, ...]]] = [
     (re.compile(r"forge"), (new_repository,)),
     (re.compile(rf"forge-repo-(?P<id>{UUID_RE})"), (repo_settings,)),
     (re.compile(rf"forge-user-(?P<id>{UUID_RE})"), (owner_repo_settings,)),
+    (re.compile(r"market-products"), (new_product,)),
+    (re.compile(r"market-pages"), (new_market_page,)),
 ]
 
 

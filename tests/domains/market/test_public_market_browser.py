@@ -55,7 +55,8 @@ def seed(server: Any) -> None:
             tags=["honey", "local"], producer_id=producer.id, category_ids=[category.id], variants=[
                 VariantInput(sku="HONEY-250", price_minor=500, options={"size": "250 g"}, barcode="4006381333931"),
                 VariantInput(sku="HONEY-500", price_minor=900, options={"size": "500 g"}),
-                VariantInput(sku="HONEY-1000", price_minor=1600, options={"size": "1 kg"}, compare_at_minor=1800)]))
+                VariantInput(sku="HONEY-1000", price_minor=1600, options={"size": "1 kg"}, compare_at_minor=1800,
+                             low_stock_threshold=3)]))
         media = MediaService(session, server.data_dir)
         for colour, alt in (((150, 90, 20), "A jar of honey"), ((90, 130, 60), "The meadow")):
             stored = await media.store(_jpeg(colour), filename="honey.jpg", content_type="image/jpeg")
@@ -180,3 +181,31 @@ def test_search_box(market: Any, tmp_path: Path, javascript: bool) -> None:
         page.goto(market.base_url + "/market/")
         assert page.eval("document.documentElement.scrollWidth <= innerWidth")
         shoot(page, tmp_path / "screenshots" / f"index-390-{'js' if javascript else 'nojs'}.png", 390)
+
+
+def test_axe_finds_no_serious_violation_on_the_market_pages(market: Any, tmp_path: Path) -> None:
+    """The market's public pages (and the market page form) pass axe-core with no serious or critical
+    violation, at both widths; the page is loaded without scripts, as the layout test does."""
+    from tests.app.test_layout_browser import AXE, AXE_RUN, SERIOUS, browser_or_skip, sign_in
+    from tests.helpers.cdp import chromium
+
+    if not AXE.exists():
+        pytest.skip("axe-core is not installed (make install, with npm)")
+    market.create_user("ada", "correct horse battery staple", admin=True)
+    source = AXE.read_text()
+    found: list[str] = []
+    paths = ["/market/", "/market/wildflower-honey", "/market/search?q=honey", "/market/category/preserves",
+             "/market/producer/hill-farm", "/market/pages/", "/market/admin/pages/new"]
+    with chromium(tmp_path, browser_or_skip()) as page:
+        sign_in(page, market, "ada")
+        for width, mobile in WIDTHS:
+            at_width(page, width, mobile)
+            for path in paths:
+                page.set_javascript(False)
+                page.goto(market.base_url + path)
+                assert page.eval("performance.getEntriesByType('navigation')[0].responseStatus") == 200, path
+                page.set_javascript(True)
+                page.call("Runtime.evaluate", expression=source)
+                for v in json.loads(page.eval(AXE_RUN % json.dumps(list(SERIOUS)))):
+                    found.append(f"{path} at {width}px: {v['id']} [{v['impact']}] {v['help']} {v['nodes']}")
+    assert not found, "\n".join(found)

@@ -83,7 +83,8 @@ async def test_the_index_follows_edits_and_status(sm: Any, world: World) -> None
                                               status="active", tags=["veg"],
                                               variants=[_keep(carrots, "CARROT-1KG", 250)]), product=carrots)
     # A title match: after the title-and-tag match, before the tag-only and description-only ones.
-    assert await slugs(sm, SearchFilters(q="honey")) == ["wildflower-honey", "carrots", "sourdough-loaf", "oat-biscuits"]
+    assert await slugs(sm, SearchFilters(q="honey")) == ["wildflower-honey", "carrots", "sourdough-loaf",
+                                                         "oat-biscuits"]
     assert await slugs(sm, SearchFilters(q="glazed")) == ["carrots"]
     assert await slugs(sm, SearchFilters(q="pulled")) == []  # the old description is gone from the index
     async with sm() as session, session.begin():

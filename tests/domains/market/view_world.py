@@ -68,7 +68,8 @@ async def build(sm: async_sessionmaker[AsyncSession]) -> World:
             service = CatalogueService(session, base_url="http://127.0.0.1:8000")
             saved = await service.save(None, ProductInput(
                 title=title, slug=slug, description_md=description, status="active" if status == "archived" else status,
-                tags=tags, variants=variants, producer_id=world.producers[producer], featured=slug == "wildflower-honey",
+                tags=tags, variants=variants, producer_id=world.producers[producer],
+                featured=slug == "wildflower-honey",
                 category_ids=[world.categories[c] for c in cats], published_at=T0 + timedelta(days=10 - age)))
             if status == "archived":
                 await service.set_status(None, saved, "archived")
