@@ -58,6 +58,22 @@ async def _rows(server: AppServer, sql: str, **params: Any) -> list[Any]:
         await engine.dispose()
 
 
+def _cli_csv_import(a: AppServer) -> None:
+    """``rose-ash market import-csv``: counts, where the per-row report is, a wrong header refused."""
+    sheet = a.data_dir / "cli-import.csv"
+    sheet.write_text("product_slug,title,description,sku,options,price,currency,compare_at,stock,category,tags,"
+                     "status\nsalad,Salad bag,,SALAD-1,,2.00,GBP,,4,,,draft\n"
+                     "salad,,,SALAD-2,size=L,3.00,,,,,,draft\nsalad,,,SALAD-3,size=L,3.00,,,,,,draft\n")
+    imported = a.cli("market", "import-csv", str(sheet), "--owner", "grower")
+    assert "3 rows: 2 created, 0 updated, 1 skipped" in imported.stdout, imported.stdout + imported.stderr
+    report = Path(imported.stdout.strip().splitlines()[-1].removeprefix("report: "))
+    assert "repeat those of SKU SALAD-2" in report.read_text()
+    wrong = a.data_dir / "wrong.csv"
+    wrong.write_text("name,price\nx,1\n")
+    refused = a.cli("market", "import-csv", str(wrong), "--owner", "grower", check=False)
+    assert refused.returncode == 1 and "The first line must be the header" in refused.stderr
+
+
 async def test_market_actor_create_reaches_a_peer(peers: dict[str, AppServer], shop: ShopServer) -> None:
     a, b = peers["a"], peers["b"]
 
@@ -82,6 +98,8 @@ async def test_market_actor_create_reaches_a_peer(peers: dict[str, AppServer], s
         assert public_url == f"{a.base_url}/market/heritage-apple-juice", done.stdout + done.stderr
         async with httpx.AsyncClient(timeout=10) as c:
             assert (await c.get(public_url)).status_code == 200
+
+        _cli_csv_import(a)  # the CSV import's command on the same instance
 
         async def on_bobs_home() -> bool:
             return "Heritage Apple Juice" in await _page(bob, "/social/")
