@@ -49,19 +49,6 @@ def users_create(ctx: click.Context, username: str, email: str, password: str, d
     click.echo(f"created user {name}{' (admin)' if admin else ''}")
 
 
-<<<<<<< HEAD
-@users_group.command(name="grant-role")
-@click.argument("username")
-@click.argument("role", type=click.Choice(["admin", "editor", "author", "producer"]))
-@click.option("--remove", is_flag=True, help="Take the role away instead.")
-@click.pass_context
-def users_grant_role(ctx: click.Context, username: str, role: str, remove: bool) -> None:
-    """Grant a member a role (admin, editor, author or producer); --remove takes it away."""
-    from app.forms import InputProblems
-    from domains.account.services import AccountService
-
-    async def work(session: AsyncSession) -> list[str]:
-=======
 @users_group.command(name="promote")
 @click.argument("username")
 @click.option("--revoke", is_flag=True, help="Remove the admin role instead.")
@@ -73,21 +60,10 @@ def users_promote(ctx: click.Context, username: str, revoke: bool) -> None:
     from domains.account.services import AccountService
 
     async def work(session: AsyncSession) -> bool:
->>>>>>> main
         accounts = AccountService(session)
         user = await accounts.by_username(username)
         if user is None:
             raise InputProblems({"username": f"no user called {username}"})
-<<<<<<< HEAD
-        user = await accounts.grant_role(user, role, on=not remove)
-        return user.role_names
-
-    try:
-        roles = with_session(settings_from(ctx), work)
-    except InputProblems as exc:
-        fail(exc.errors)
-    click.echo(f"{username}: {', '.join(roles) or 'member'}")
-=======
         if user.is_admin == (not revoke):
             return False
         before = user.role_names
@@ -133,7 +109,31 @@ def users_invite(ctx: click.Context, username: str) -> None:
     except InputProblems as exc:
         fail(exc.errors)
     click.echo(f"invitation to set a password queued for {username} <{email}>")
->>>>>>> main
+
+
+@users_group.command(name="grant-role")
+@click.argument("username")
+@click.argument("role", type=click.Choice(["admin", "editor", "author", "producer"]))
+@click.option("--remove", is_flag=True, help="Take the role away instead.")
+@click.pass_context
+def users_grant_role(ctx: click.Context, username: str, role: str, remove: bool) -> None:
+    """Grant a member a role (admin, editor, author or producer); --remove takes it away."""
+    from app.forms import InputProblems
+    from domains.account.services import AccountService
+
+    async def work(session: AsyncSession) -> list[str]:
+        accounts = AccountService(session)
+        user = await accounts.by_username(username)
+        if user is None:
+            raise InputProblems({"username": f"no user called {username}"})
+        user = await accounts.grant_role(user, role, on=not remove)
+        return user.role_names
+
+    try:
+        roles = with_session(settings_from(ctx), work)
+    except InputProblems as exc:
+        fail(exc.errors)
+    click.echo(f"{username}: {', '.join(roles) or 'member'}")
 
 
 @click.group(name="tokens")
