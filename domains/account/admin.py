@@ -62,7 +62,8 @@ class AdminUsersController(Controller):
         try:
             await accounts.set_flags(request.user, member, is_admin=form.is_admin is not None,
                                      is_active=form.is_active is not None, is_author=form.is_author is not None,
-                                     is_editor=form.is_editor is not None)
+                                     is_editor=form.is_editor is not None,
+                                     is_producer=form.is_producer is not None)
         except InputProblems as exc:
             return see_other("/account/admin/users", request, str(exc.errors.get("form", exc)), "error")
         return see_other("/account/admin/users", request, f"Saved @{member.username}.")

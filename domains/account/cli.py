@@ -111,6 +111,31 @@ def users_invite(ctx: click.Context, username: str) -> None:
     click.echo(f"invitation to set a password queued for {username} <{email}>")
 
 
+@users_group.command(name="grant-role")
+@click.argument("username")
+@click.argument("role", type=click.Choice(["admin", "editor", "author", "producer"]))
+@click.option("--remove", is_flag=True, help="Take the role away instead.")
+@click.pass_context
+def users_grant_role(ctx: click.Context, username: str, role: str, remove: bool) -> None:
+    """Grant a member a role (admin, editor, author or producer); --remove takes it away."""
+    from app.forms import InputProblems
+    from domains.account.services import AccountService
+
+    async def work(session: AsyncSession) -> list[str]:
+        accounts = AccountService(session)
+        user = await accounts.by_username(username)
+        if user is None:
+            raise InputProblems({"username": f"no user called {username}"})
+        user = await accounts.grant_role(user, role, on=not remove)
+        return user.role_names
+
+    try:
+        roles = with_session(settings_from(ctx), work)
+    except InputProblems as exc:
+        fail(exc.errors)
+    click.echo(f"{username}: {', '.join(roles) or 'member'}")
+
+
 @click.group(name="tokens")
 def tokens_group() -> None:
     """Manage personal access tokens."""

@@ -24,6 +24,8 @@ class User(UUIDv7AuditBase):
     # publishes every post and chooses any post's authors (administrators may do both).
     is_author: Mapped[bool] = mapped_column(Boolean, default=False)
     is_editor: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Market role: a producer manages the producer profiles they are a member of and their products.
+    is_producer: Mapped[bool] = mapped_column(Boolean, default=False)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     # Bumped when the password changes so other sessions of this user end.
     session_epoch: Mapped[int] = mapped_column(default=0)
@@ -49,9 +51,15 @@ class User(UUIDv7AuditBase):
         return self.is_active and (self.is_editor or self.is_admin)
 
     @property
+    def can_sell(self) -> bool:
+        """Producers (their own products) and administrators (everyone's) use the market's admin."""
+        return self.is_active and (self.is_producer or self.is_admin)
+
+    @property
     def role_names(self) -> list[str]:
         return [name for name, on in (("admin", self.is_admin), ("editor", self.is_editor),
-                                      ("author", self.is_author), ("suspended", not self.is_active)) if on]
+                                      ("author", self.is_author), ("producer", self.is_producer),
+                                      ("suspended", not self.is_active)) if on]
 
 
 class AccessToken(UUIDv7AuditBase):

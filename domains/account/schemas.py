@@ -31,6 +31,7 @@ SCOPES: dict[str, str] = {
     "repo:read": "Read repositories (clone and fetch, including private ones you can see)",
     "repo:write": "Write repositories (push) — includes repo:read",
     "api": "Use the JSON API on your behalf",
+    "market": "Manage your market products and stock through the API",
 }
 
 COMMON_PASSWORDS = frozenset(
@@ -101,6 +102,7 @@ class RolesForm(msgspec.Struct, kw_only=True):
     is_active: str | None = None
     is_author: str | None = None
     is_editor: str | None = None
+    is_producer: str | None = None
 
 
 class UserRead(msgspec.Struct, kw_only=True):
