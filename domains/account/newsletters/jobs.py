@@ -1,0 +1,164 @@
+"""``newsletter.send-batch``: one durable job per batch of a campaign's recipients.
+
+Exactly-once per recipient, as far as SMTP allows. Each recipient moves
+``queued → sending → sent | failed`` by conditional UPDATEs, each committed on its own:
+
+1. *claim*: ``queued → sending`` (only while the campaign is sending), committed before any byte
+   goes to the SMTP server, so no other run can pick the address up;
+2. *send* over the batch's one SMTP connection;
+3. *record*, right after the server's answer: 250 → ``sent``; 5xx → ``failed`` with the answer
+   (RFC 5321 §4.2.1: permanent, never retried); 4xx or a lost connection → back to ``queued``
+   (the server did not take the message: RFC 5321 §4.1.1.4, responsibility passes only with the
+   250 after the data), the campaign notes when it will try again, and the job retries with backoff.
+
+The one window SMTP cannot close is a crash between the server's 250 and the commit of step 3
+(RFC 1047). A recipient found still ``sending`` when its batch runs again is therefore marked
+``failed`` ("interrupted") and not sent again: nobody gets two copies; the campaign page counts them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+from uuid import UUID
+
+import anyio
+from sqlalchemy import CursorResult, exists, func, or_, select, update
+
+from app.jobs import JobContext, RetryLater, backoff_delay, job_handler
+from domains.account.newsletters.models import (
+    CLAIMED,
+    CONFIRMED,
+    DELIVERED,
+    FAILED,
+    QUEUED,
+    SENDING,
+    SENT,
+    UNSUBSCRIBED,
+    Campaign,
+    NewsletterList,
+    Recipient,
+    Subscription,
+)
+from domains.account.newsletters.schemas import SendBatch
+
+__all__ = ["SEND_BATCH", "send_batch"]
+
+SEND_BATCH = "newsletter.send-batch"
+INTERRUPTED = "interrupted while sending; delivery unknown, so not sent again"
+log = logging.getLogger("domains.account.newsletters")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _rowcount(result: Any) -> int:
+    return cast("CursorResult[Any]", result).rowcount
+
+
+# An SMTP outage can last: retry for about two days (backoff capped at 30 minutes).
+@job_handler(SEND_BATCH, backoff_base=30.0, backoff_cap=1800.0, max_attempts=100)
+async def send_batch(ctx: JobContext, payload: SendBatch) -> None:
+    from app.mail import MailPermanentError, MailTemporaryError, build_message, open_transport
+    from domains.account.newsletters.mailing import issue_mail
+
+    settings = ctx.settings
+    maker = ctx.sessionmaker
+    cid, batch = payload.campaign_id, payload.batch
+    async with maker() as session, session.begin():
+        row = (await session.execute(select(Campaign, NewsletterList).join(
+            NewsletterList, NewsletterList.id == Campaign.list_id).where(Campaign.id == cid))).first()
+        if row is None or row[0].status != SENDING:
+            return  # deleted or paused: resuming enqueues the batch again
+        campaign, lst = row
+        # A claim left by a run that died between claim and record: see the module docstring.
+        await session.execute(update(Recipient).where(
+            Recipient.campaign_id == cid, Recipient.batch == batch, Recipient.status == CLAIMED,
+        ).values(status=FAILED, error=INTERRUPTED))
+        # Addresses that left the list (or were removed) since the campaign was queued.
+        gone = ~exists().where(Subscription.id == Recipient.subscription_id, Subscription.status == CONFIRMED)
+        await session.execute(update(Recipient).where(
+            Recipient.campaign_id == cid, Recipient.batch == batch, Recipient.status == QUEUED,
+            or_(Recipient.subscription_id.is_(None), gone),
+        ).values(status=UNSUBSCRIBED))
+        todo = (await session.execute(select(Recipient.id, Recipient.email, Recipient.name, Recipient.subscription_id)
+                                      .where(Recipient.campaign_id == cid, Recipient.batch == batch,
+                                             Recipient.status == QUEUED).order_by(Recipient.id))).all()
+    rate = int(getattr(settings, "mail_rate", 0) or 0)
+    spacing = 60.0 / rate if rate > 0 else 0.0
+    if todo:
+        try:
+            async with open_transport(settings) as transport:
+                next_slot = time.monotonic()
+                for rid, email, name, sid in todo:
+                    if spacing:
+                        await anyio.sleep(max(0.0, next_slot - time.monotonic()))
+                        next_slot = max(next_slot + spacing, time.monotonic())
+                    if not await _claim(maker, cid, rid):
+                        return  # paused meanwhile (or another run has it)
+                    message = build_message(issue_mail(settings, campaign, lst, rid, email, name, sid), settings)
+                    try:
+                        await transport.send(message)
+                    except MailPermanentError as exc:
+                        await _record(maker, rid, status=FAILED, error=str(exc)[:2000])
+                        continue
+                    except BaseException:
+                        await _release(maker, rid)
+                        raise
+                    await _record(maker, rid, status=DELIVERED, sent_at=_now())
+                    if campaign.retry_at is not None:
+                        campaign.retry_at = None
+                        await _clear_waiting(maker, cid)
+        except MailTemporaryError as exc:
+            delay = backoff_delay(ctx.attempt, 30.0, 1800.0)
+            await _waiting(maker, cid, _now() + timedelta(seconds=delay), str(exc))
+            log.warning("newsletter %s batch %d: SMTP unavailable (%s); retrying in %.0fs", cid, batch, exc, delay)
+            raise RetryLater(delay, f"SMTP unavailable: {exc}") from exc
+    await _finish_if_done(maker, cid)
+
+
+async def _claim(maker: Any, cid: UUID, rid: UUID) -> bool:
+    async with maker() as session, session.begin():
+        sending = exists().where(Campaign.id == cid, Campaign.status == SENDING)
+        res = await session.execute(update(Recipient).where(
+            Recipient.id == rid, Recipient.status == QUEUED, sending,
+        ).values(status=CLAIMED, attempts=Recipient.attempts + 1))
+        return _rowcount(res) == 1
+
+
+async def _record(maker: Any, rid: UUID, **values: Any) -> None:
+    # Shielded: once the server has answered, the answer is written even if the worker is stopping.
+    with anyio.CancelScope(shield=True):
+        async with maker() as session, session.begin():
+            await session.execute(update(Recipient).where(Recipient.id == rid, Recipient.status == CLAIMED)
+                                  .values(**values))
+
+
+async def _release(maker: Any, rid: UUID) -> None:
+    with anyio.CancelScope(shield=True):
+        async with maker() as session, session.begin():
+            await session.execute(update(Recipient).where(Recipient.id == rid, Recipient.status == CLAIMED)
+                                  .values(status=QUEUED))
+
+
+async def _waiting(maker: Any, cid: UUID, retry_at: datetime, error: str) -> None:
+    async with maker() as session, session.begin():
+        await session.execute(update(Campaign).where(Campaign.id == cid)
+                              .values(retry_at=retry_at, last_error=error[:2000]))
+
+
+async def _clear_waiting(maker: Any, cid: UUID) -> None:
+    async with maker() as session, session.begin():
+        await session.execute(update(Campaign).where(Campaign.id == cid).values(retry_at=None, last_error=""))
+
+
+async def _finish_if_done(maker: Any, cid: UUID) -> None:
+    async with maker() as session, session.begin():
+        open_ = await session.scalar(select(func.count()).select_from(Recipient).where(
+            Recipient.campaign_id == cid, Recipient.status.in_((QUEUED, CLAIMED))))
+        if not open_:
+            await session.execute(update(Campaign).where(Campaign.id == cid, Campaign.status == SENDING)
+                                  .values(status=SENT, finished_at=_now(), retry_at=None, last_error=""))
