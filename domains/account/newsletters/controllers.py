@@ -239,7 +239,7 @@ class CampaignController(Controller):
 
         html, url = await service.content(campaign, str(settings.base_url))
         draft = Campaign(list_id=lst.id, subject=campaign.subject, body_html=html, source_url=url, status=DRAFT)
-        message = build_message(issue_mail(settings, draft, lst, None, user.email, user.name, None), settings)
+        message = build_message(issue_mail(settings, draft, lst, user.email, user.name, None), settings)
         part = message.get_body(("html",))
         return str(part.get_content()) if part is not None else ""
 
@@ -263,7 +263,7 @@ class CampaignController(Controller):
     async def progress(self, request: Request[User, Any, Any], db_session: AsyncSession,
                        campaign_id: UUID) -> Template:
         """The progress box alone, for htmx polling (``every 2s`` while it sends)."""
-        campaign, lst = await self._mine(request, db_session, campaign_id)
+        campaign, _lst = await self._mine(request, db_session, campaign_id)
         return Template("account/newsletters/_progress.html", context={
             "campaign": campaign, "progress": await _service(db_session).progress(campaign.id)})
 
@@ -276,8 +276,8 @@ class CampaignController(Controller):
         campaign, lst = await self._mine(request, db_session, campaign_id)
         html, url = await _service(db_session).content(campaign, str(settings.base_url))
         draft = Campaign(list_id=lst.id, subject=campaign.subject, body_html=html, source_url=url, status=DRAFT)
-        await send_mail(db_session, issue_mail(settings, draft, lst, None, request.user.email, request.user.name,
-                                               None, test=True))
+        await send_mail(db_session, issue_mail(settings, draft, lst, request.user.email, request.user.name, None,
+                                               test=True))
         return see_other(f"/account/newsletters/campaigns/{campaign.id}", request,
                          f"A test copy is on its way to {request.user.email}.")
 

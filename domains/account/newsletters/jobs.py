@@ -63,7 +63,13 @@ def _rowcount(result: Any) -> int:
 @job_handler(SEND_BATCH, backoff_base=30.0, backoff_cap=1800.0, max_attempts=100)
 async def send_batch(ctx: JobContext, payload: SendBatch) -> None:
     from app.mail import MailPermanentError, MailTemporaryError, build_message, open_transport
-    from domains.account.newsletters.mailing import issue_mail
+    from domains.account.newsletters.mailing import (
+        issue_bodies,
+        issue_mail,
+        issue_message_id,
+        personalise,
+        unsubscribe_url,
+    )
 
     settings = ctx.settings
     maker = ctx.sessionmaker
@@ -90,6 +96,7 @@ async def send_batch(ctx: JobContext, payload: SendBatch) -> None:
     rate = int(getattr(settings, "mail_rate", 0) or 0)
     spacing = 60.0 / rate if rate > 0 else 0.0
     if todo:
+        bodies = issue_bodies(settings, campaign, lst)
         try:
             async with open_transport(settings) as transport:
                 next_slot = time.monotonic()
@@ -99,7 +106,14 @@ async def send_batch(ctx: JobContext, payload: SendBatch) -> None:
                         next_slot = max(next_slot + spacing, time.monotonic())
                     if not await _claim(maker, cid, rid):
                         return  # paused meanwhile (or another run has it)
-                    message = build_message(issue_mail(settings, campaign, lst, rid, email, name, sid), settings)
+                    url = unsubscribe_url(settings, sid)
+                    try:
+                        mail = issue_mail(settings, campaign, lst, email, name, sid, url=url)
+                        message = build_message(mail, settings, message_id=issue_message_id(settings, rid),
+                                                bodies=personalise(bodies, url))
+                    except ValueError as exc:  # an address or name the mail kernel refuses
+                        await _record(maker, rid, status=FAILED, error=f"not sent: {exc}"[:2000])
+                        continue
                     try:
                         await transport.send(message)
                     except MailPermanentError as exc:

@@ -11,8 +11,7 @@ from datetime import datetime
 from uuid import UUID
 
 from advanced_alchemy.base import UUIDv7AuditBase
-from advanced_alchemy.types import DateTimeUTC
-from advanced_alchemy.types import GUID
+from advanced_alchemy.types import GUID, DateTimeUTC
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 

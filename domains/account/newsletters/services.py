@@ -7,6 +7,7 @@ members with :func:`import_ghost_members`; whatever deletes a member calls :func
 from __future__ import annotations
 
 import base64
+import contextlib
 import csv
 import hashlib
 import hmac
@@ -100,7 +101,10 @@ def header_safe(value: str) -> str:
 
 
 def email_ok(email: str) -> bool:
-    return len(email) <= 254 and bool(EMAIL_RE.match(email)) and not _CONTROL.search(email)
+    """An address the mail kernel will send to (and the account domain's rule as well)."""
+    from app.mail import valid_address
+
+    return bool(EMAIL_RE.match(email)) and valid_address(email) == email
 
 
 # --- Signed unsubscribe tokens (RFC 8058 §3.1: the URL alone must identify the subscription) --
@@ -276,7 +280,8 @@ class NewsletterService:
 
     # Subscribing ---------------------------------------------------------------------------
 
-    async def subscribe_public(self, lst: NewsletterList, email: str, name: str) -> tuple[Subscription | None, str | None]:
+    async def subscribe_public(self, lst: NewsletterList, email: str,
+                               name: str) -> tuple[Subscription | None, str | None]:
         """Double opt-in: a pending subscription and a fresh confirmation token to mail, or
         ``(sub, None)`` when the address is already confirmed (nothing to mail: the caller shows
         the same page either way, so the form tells nobody who is subscribed)."""
@@ -326,8 +331,9 @@ class NewsletterService:
         return [(lst, subs.get(lst.id)) for lst in lists]
 
     async def _member_sub(self, user: User, lst: NewsletterList) -> Subscription | None:
-        return await self.db.scalar(select(Subscription).where(
+        found: Subscription | None = await self.db.scalar(select(Subscription).where(
             Subscription.list_id == lst.id, or_(Subscription.user_id == user.id, Subscription.email == user.email)))
+        return found
 
     async def member_subscribe(self, user: User, lst: NewsletterList) -> Subscription:
         """A signed-in member joins at once (their own address), or takes over the bare-address
@@ -471,10 +477,8 @@ class NewsletterService:
         elif problem := header_problem(form.subject, "The subject"):
             errors["subject"] = problem
         lst = None
-        try:
+        with contextlib.suppress(ValueError):
             lst = await self.get_list(UUID(form.list_id))
-        except ValueError:
-            pass
         if lst is None:
             errors["list_id"] = "Choose a list."
         post_id: UUID | None = None
@@ -621,7 +625,8 @@ def _csv_cell(value: str) -> str:
 
 # --- Ghost import (called by the blog's importer, in its transaction) -------------------------
 
-async def import_ghost_members(session: AsyncSession, data: GhostMembersData, *, dry_run: bool = False) -> GhostMembersReport:
+async def import_ghost_members(session: AsyncSession, data: GhostMembersData, *,
+                               dry_run: bool = False) -> GhostMembersReport:
     """Ghost's ``newsletters`` become lists (matched by Ghost id, then slug) and its ``members``
     their confirmed subscribers, per ``members_newsletters`` (Ghost 5+) or, in older exports, the
     member's ``subscribed`` flag on the one newsletter. Unsubscribed addresses stay unsubscribed."""
