@@ -66,6 +66,7 @@ __all__ = [
     "BATCH_SIZE",
     "NewsletterService",
     "forget_member",
+    "ghost_members",
     "header_problem",
     "import_ghost_members",
     "read_unsubscribe_token",
@@ -76,6 +77,8 @@ __all__ = [
 BATCH_SIZE = 100  # recipients per durable job: one SMTP connection each
 PER_PAGE = 50
 SLUG_RE = re.compile(SLUG_RE_TEXT)
+# /newsletters/confirm/<token> and /newsletters/unsubscribe/<token> share the list pages' prefix.
+RESERVED_SLUGS = frozenset({"confirm", "unsubscribe"})
 # Anything that could end a header line or hide in one: C0/C1 controls, DEL, and the Unicode line
 # and paragraph separators (RFC 5322 §2.2: a header field is one line; §3.2.2 folding is ours).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -143,7 +146,10 @@ def read_unsubscribe_token(secret_key: str, token: str) -> UUID | None:
     if len(raw) != 16 + _MAC_BYTES:
         return None
     sid = UUID(bytes=raw[:16])
-    return sid if hmac.compare_digest(raw[16:], _mac(secret_key, sid)) else None
+    if not hmac.compare_digest(raw[16:], _mac(secret_key, sid)):
+        return None
+    # Only the canonical spelling: the last character's spare bits could otherwise vary.
+    return sid if hmac.compare_digest(token, unsubscribe_token(secret_key, sid)) else None
 
 
 def _token_hash(token: str) -> str:
@@ -245,6 +251,8 @@ class NewsletterService:
             errors["sender_name"] = problem
         if not SLUG_RE.match(form.slug.strip()):
             errors["slug"] = "Use lowercase letters, digits and '-' (60 at most)."
+        elif form.slug.strip() in RESERVED_SLUGS:
+            errors["slug"] = "That slug is taken by the site's own pages."
         if form.visibility not in VISIBILITIES:
             errors["visibility"] = "Choose public or members."
         if len(form.description) > 2000:
@@ -624,6 +632,18 @@ def _csv_cell(value: str) -> str:
 
 
 # --- Ghost import (called by the blog's importer, in its transaction) -------------------------
+
+def ghost_members(raw: bytes) -> GhostMembersData:
+    """The newsletters and members of a Ghost export the blog's importer has already validated."""
+    import msgspec
+
+    from domains.account.newsletters.schemas import ghost_data
+
+    try:
+        return ghost_data(msgspec.json.decode(raw))
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise InputProblems({"members": f"The export's members or newsletters are malformed: {exc}"}) from None
+
 
 async def import_ghost_members(session: AsyncSession, data: GhostMembersData, *,
                                dry_run: bool = False) -> GhostMembersReport:
