@@ -30,6 +30,7 @@ sub rose_ash_route_class {
       req.url ~ "^/f/[^/?]+/?([?].*)?$" ||  # /f/{name:str}
       req.url ~ "^/forge/?([?].*)?$" ||  # /forge
       req.url ~ "^/forge/[^/?]+/?([?].*)?$" ||  # /forge/{owner:str}
+      req.url ~ "^/newsletters/[^/?]+/?([?].*)?$" ||  # /newsletters/{slug:str}
       req.url ~ "^/sitemap\.xml/?([?].*)?$" ||  # /sitemap.xml
       req.url ~ "^/static(/[^?]*)?/?([?].*)?$"  # /static/{file_path:path}
   ) {
