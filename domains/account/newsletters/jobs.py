@@ -104,8 +104,11 @@ async def send_batch(ctx: JobContext, payload: SendBatch) -> None:
                     if spacing:
                         await anyio.sleep(max(0.0, next_slot - time.monotonic()))
                         next_slot = max(next_slot + spacing, time.monotonic())
-                    if not await _claim(maker, cid, rid):
-                        return  # paused meanwhile (or another run has it)
+                    claim = await _claim(maker, cid, rid)
+                    if claim == "stop":
+                        return  # paused meanwhile: resuming enqueues the batch again
+                    if claim == "skip":
+                        continue  # unsubscribed meanwhile (or another run holds it)
                     url = unsubscribe_url(settings, sid)
                     try:
                         mail = issue_mail(settings, campaign, lst, email, name, sid, url=url)
@@ -134,13 +137,17 @@ async def send_batch(ctx: JobContext, payload: SendBatch) -> None:
     await _finish_if_done(maker, cid)
 
 
-async def _claim(maker: Any, cid: UUID, rid: UUID) -> bool:
+async def _claim(maker: Any, cid: UUID, rid: UUID) -> str:
+    """``claimed``; ``skip`` (the recipient is no longer queued); ``stop`` (the campaign is not sending)."""
     async with maker() as session, session.begin():
         sending = exists().where(Campaign.id == cid, Campaign.status == SENDING)
         res = await session.execute(update(Recipient).where(
             Recipient.id == rid, Recipient.status == QUEUED, sending,
         ).values(status=CLAIMED, attempts=Recipient.attempts + 1))
-        return _rowcount(res) == 1
+        if _rowcount(res) == 1:
+            return "claimed"
+        status = await session.scalar(select(Campaign.status).where(Campaign.id == cid))
+        return "skip" if status == SENDING else "stop"
 
 
 async def _record(maker: Any, rid: UUID, **values: Any) -> None:

@@ -459,3 +459,75 @@ def test_unsubscribe_tokens_are_bound_and_unforgeable() -> None:
     flipped = token[:-1] + ("A" if token[-1] != "A" else "B")
     assert read_unsubscribe_token("k" * 40, flipped) is None
     assert read_unsubscribe_token("k" * 40, "") is None and read_unsubscribe_token("k" * 40, "%%%") is None
+
+
+async def test_pause_resume_unsubscribe_meanwhile_and_an_interrupted_claim(
+        client: Any, sessionmaker: Any, settings: Settings, smtp_server: SMTPServer) -> None:  # noqa: F811
+    from domains.account.newsletters.jobs import INTERRUPTED
+
+    await make_user(client, sessionmaker, "ada", admin=True)
+    list_id = await make_list(client)
+    await import_rows(client, list_id, "\n".join(f"r{n}@example.org" for n in range(20)))
+    here = await new_issue(client, list_id)
+    await post_form(client, f"{here}/send", {}, page=here)
+    paused = await post_form(client, f"{here}/pause", {}, page=here)
+    assert paused.status_code == 303
+    await worker(sessionmaker, settings).run_once()
+    assert smtp_server.received == []  # paused: the batch job stops before its first claim
+    assert "Status: paused" in (await client.get(here)).text
+
+    async with sessionmaker() as session, session.begin():
+        # r1 leaves the list meanwhile; r2 was claimed by a run that died before recording the answer.
+        r1 = await session.scalar(select(Subscription.id).where(Subscription.email == "r1@example.org"))
+        assert r1 is not None
+        await session.execute(update(Subscription).where(Subscription.id == r1).values(status="unsubscribed"))
+        await session.execute(update(Recipient).where(Recipient.email == "r2@example.org").values(status="sending"))
+    resumed = await post_form(client, f"{here}/resume", {}, page=here)
+    assert resumed.status_code == 303
+    await worker(sessionmaker, settings, days=1).run_once()
+    received = smtp_server.wait_for(18)
+    assert sorted(r.rcpt_tos[0] for r in received) == sorted(
+        f"r{n}@example.org" for n in range(20) if n not in (1, 2))
+    async with sessionmaker() as session:
+        rows = dict((await session.execute(select(Recipient.email, Recipient.status))).all())
+        r2 = await session.scalar(select(Recipient.error).where(Recipient.email == "r2@example.org"))
+        campaign = await session.scalar(select(Campaign))
+    assert rows["r1@example.org"] == "unsubscribed" and rows["r2@example.org"] == "failed" and r2 == INTERRUPTED
+    assert campaign is not None and campaign.status == "sent"
+    page = await client.get(here)
+    assert "18 of 20 sent" in page.text and "Unsubscribed meanwhile</dt><dd>1" in page.text
+
+
+async def test_an_address_leaving_during_its_batch_is_skipped_and_the_batch_goes_on(
+        client: Any, sessionmaker: Any, settings: Settings, smtp_server: SMTPServer,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from domains.account.newsletters import jobs
+
+    await make_user(client, sessionmaker, "ada", admin=True)
+    list_id = await make_list(client)
+    await import_rows(client, list_id, "\n".join(f"s{n}@example.org" for n in range(10)))
+    here = await new_issue(client, list_id)
+    await post_form(client, f"{here}/send", {}, page=here)
+    claim = jobs._claim
+    calls = 0
+
+    async def unsubscribe_one_then_claim(maker: Any, cid: UUID, rid: UUID) -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # after the batch read its recipients, one of them unsubscribes (one-click)
+            async with sessionmaker() as session:
+                sid = await session.scalar(select(Recipient.subscription_id).where(Recipient.email == "s7@example.org"))
+            assert sid is not None
+            from domains.account.newsletters.services import NewsletterService
+
+            async with sessionmaker() as session, session.begin():
+                assert await NewsletterService(session).unsubscribe(sid)
+        return await claim(maker, cid, rid)
+
+    monkeypatch.setattr(jobs, "_claim", unsubscribe_one_then_claim)
+    await worker(sessionmaker, settings).run_once()
+    received = smtp_server.wait_for(9)
+    assert sorted(r.rcpt_tos[0] for r in received) == sorted(f"s{n}@example.org" for n in range(10) if n != 7)
+    async with sessionmaker() as session:
+        campaign = await session.scalar(select(Campaign))
+    assert campaign is not None and campaign.status == "sent"
