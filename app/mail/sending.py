@@ -14,7 +14,7 @@ from uuid import UUID
 
 import msgspec
 from advanced_alchemy.mixins.uuid import uuid7  # type: ignore[attr-defined]  # what the models' ids use
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.jobs import JobContext, PermanentFailure, job_handler
@@ -87,10 +87,13 @@ async def send_job(ctx: JobContext, job: MailJob) -> None:
 
 
 async def last_failure(session: AsyncSession, address: str) -> MailLog | None:
-    """The newest failed mail to ``address`` (e.g. to tell a member their address bounces)."""
-    canonical = valid_address(address) or address
+    """The newest failed mail to ``address`` (e.g. to tell a member their address bounces).
+
+    Compared without case: RFC 5321 lets a local part be case-sensitive, no mailbox people use is.
+    """
+    canonical = (valid_address(address) or address).lower()
     entry: MailLog | None = await session.scalar(
-        select(MailLog).where(MailLog.to_address == canonical, MailLog.status == FAILED)
+        select(MailLog).where(func.lower(MailLog.to_address) == canonical, MailLog.status == FAILED)
         .order_by(MailLog.created_at.desc()).limit(1)
     )
     return entry

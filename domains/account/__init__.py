@@ -23,6 +23,7 @@ def _routes() -> list[ControllerRouterHandler]:
     from domains.account.admin import AdminHomeController, AdminUsersController, AuditLogController
     from domains.account.api import api_current_user
     from domains.account.controllers import AccountController, AuthController, profile
+    from domains.account.mail_admin import MailAdminController
     from domains.account.newsletters.admin import AdminNewslettersController
     from domains.account.newsletters.controllers import (
         CampaignController,
@@ -39,6 +40,7 @@ def _routes() -> list[ControllerRouterHandler]:
             Router(path="/", opt=access.public(), route_handlers=[AuthController, profile]),
             AccountController,
             AdminHomeController,  # members reach it; anybody but an administrator gets 404 there
+            MailAdminController,  # the same: 404 to anybody but an administrator
             Router(path="/", opt=access.admin(owner="user"), route_handlers=[AdminUsersController]),
             Router(path="/", opt=access.admin(), route_handlers=[AuditLogController]),
             Router(path="/", opt=access.token("api"), route_handlers=[api_current_user]),
@@ -69,8 +71,8 @@ domain = Domain(
     machine_routes=(r"^/newsletters/unsubscribe/",),
     public_get_routes=(r"^/newsletters/[a-z0-9-]+$",),
     admin=(NavEntry("/account/admin/users", "Members", 10), NavEntry("/account/admin/audit", "Audit log", 11),
-           NavEntry("/account/admin/newsletters", "Newsletters", 12),
-           NavEntry("/account/newsletters/campaigns", "Newsletter issues", 13)),
+           NavEntry("/account/admin/mail", "Mail", 12), NavEntry("/account/admin/newsletters", "Newsletters", 13),
+           NavEntry("/account/newsletters/campaigns", "Newsletter issues", 14)),
 )
 
 __all__ = ["domain"]

@@ -28,7 +28,8 @@ Attributes and methods:
 * ``settings(base)``: ``base`` (a Settings) with ``smtp_url`` and ``smtp_ca_file`` set to this server.
 * ``received``: list of :class:`Received` (``mail_from``, ``rcpt_tos``, ``data`` raw bytes as
   received, ``message`` parsed with ``email.parser.BytesParser(policy=email.policy.default)``,
-  ``authenticated`` login or None, ``tls`` bool). Appended in arrival order; ``clear()`` empties it.
+  ``authenticated`` login or None, ``tls`` bool, ``connection``: 1, 2... per SMTP session that
+  reached RCPT TO, so a test sees that many mails shared one connection). Appended in arrival order; ``clear()`` empties it.
 * ``wait_for(n, timeout=30)`` (sync) / ``await wait_for_async(n, timeout=30)``: block until at least
   ``n`` messages arrived, return ``received``; AssertionError on timeout.
 * Failures (checked at RCPT TO, so the client sees them as the recipient's answer):
@@ -85,6 +86,8 @@ class Received:
     data: bytes
     authenticated: str | None = None
     tls: bool = False
+    # Which SMTP session (connection) carried it: 1, 2, ... in the order sessions reached RCPT TO.
+    connection: int = 0
     message: EmailMessage = field(init=False)
 
     def __post_init__(self) -> None:
@@ -124,10 +127,7 @@ def self_signed_cert() -> tuple[Path, Path]:
 
 def _server_context() -> ssl.SSLContext:
     cert, key = self_signed_cert()
-    # PROTOCOL_TLS (not _SERVER): aiosmtpd's start-up probe wraps a client socket with this context.
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     return context
 
@@ -144,6 +144,7 @@ class _Handler:
 
     async def handle_RCPT(self, smtp: SMTP, session: Session, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
+        self.server._connection_number(session)
         answer = self.server._failure_for(address)
         if answer is not None:
             if answer.startswith("421"):
@@ -157,8 +158,9 @@ class _Handler:
         login = session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None
         content = envelope.original_content if envelope.original_content is not None else envelope.content
         assert isinstance(content, bytes)
+        connection = self.server._connection_number(session)
         self.server._deliver(Received(mail_from=str(envelope.mail_from), rcpt_tos=list(envelope.rcpt_tos),
-                                      data=content, authenticated=login,
+                                      data=content, authenticated=login, connection=connection,
                                       tls=session.ssl is not None or self.server.tls == "implicit"))
         return "250 2.0.0 accepted"
 
@@ -177,6 +179,7 @@ class SMTPServer:
         self._fail_text = ""
         self._fail_left: int | None = None
         self._rejected: dict[str, int] = {}
+        self._connections = 0
         self._controller: Controller | None = None
 
     # Configuration ------------------------------------------------------------------------------
@@ -279,6 +282,15 @@ class SMTPServer:
         return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
     # Messages -----------------------------------------------------------------------------------
+
+    def _connection_number(self, session: Session) -> int:
+        with self._lock:
+            number = getattr(session, "_test_connection", None)
+            if number is None:
+                self._connections += 1
+                number = self._connections
+                session._test_connection = number  # type: ignore[attr-defined]
+            return int(number)
 
     def _deliver(self, received: Received) -> None:
         with self._lock:
