@@ -75,6 +75,7 @@ __all__ = [
 ]
 
 BATCH_SIZE = 100  # recipients per durable job: one SMTP connection each
+RESEND_AFTER = timedelta(minutes=10)
 PER_PAGE = 50
 SLUG_RE = re.compile(SLUG_RE_TEXT)
 # /newsletters/confirm/<token> and /newsletters/unsubscribe/<token> share the list pages' prefix.
@@ -307,6 +308,8 @@ class NewsletterService:
             Subscription.list_id == lst.id, Subscription.email == email))
         if sub is not None and sub.status == CONFIRMED:
             return sub, None
+        if sub is not None and sub.status == PENDING and sub.updated_at > utcnow() - RESEND_AFTER:
+            return sub, None  # one confirmation mail per address per RESEND_AFTER: the form is no mail cannon
         token = secrets.token_urlsafe(32)
         if sub is None:
             sub = Subscription(list_id=lst.id, email=email, name=name.strip(), status=PENDING)
