@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import io
 import ipaddress
 import os
 import secrets
 import ssl
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from email.generator import BytesGenerator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
@@ -160,11 +163,12 @@ class SMTPTransport:
         return smtp
 
     async def send(self, message: EmailMessage) -> None:
+        sender, recipients, data = envelope(message)
         for attempt in (1, 2):
             if self._smtp is None or not self._smtp.is_connected:
                 self._smtp = await self._connect()
             try:
-                await self._smtp.send_message(message)
+                await self._smtp.sendmail(sender, recipients, data)
                 return
             except aiosmtplib.SMTPServerDisconnected as exc:
                 # A connection the server closed while idle between two sends: reconnect once.
@@ -188,6 +192,26 @@ class SMTPTransport:
             with contextlib.suppress(Exception):
                 await self._smtp.quit()
         self._drop()
+
+
+def envelope(message: EmailMessage) -> tuple[str, list[str], bytes]:
+    """Envelope sender, recipients (To, Cc, Bcc) and the bytes to send (Bcc removed): written once
+    with the message's policy (app.mail.message.POLICY), which aiosmtplib's ``send_message`` would
+    replace with its own and write again."""
+    sender_header = message["Sender"] or message["From"]
+    senders = getattr(sender_header, "addresses", ())
+    if not senders:
+        raise MailPermanentError(0, "the message has no From address")
+    recipients = [a.addr_spec for field in ("To", "Cc", "Bcc") for header in message.get_all(field, [])
+                  for a in getattr(header, "addresses", ())]
+    if not recipients:
+        raise MailPermanentError(0, "the message has no recipient")
+    if "Bcc" in message:
+        message = copy.copy(message)
+        del message["Bcc"]
+    with io.BytesIO() as out:
+        BytesGenerator(out, policy=message.policy).flatten(message)
+        return senders[0].addr_spec, recipients, out.getvalue()
 
 
 def _classify(exc: Exception) -> MailPermanentError | MailTemporaryError:

@@ -7,9 +7,11 @@ import asyncio
 import os
 import stat
 import subprocess
+from email import message_from_bytes
+from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.parser import BytesParser
-from email.policy import default
+from email.policy import compat32, default
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 
@@ -30,7 +32,7 @@ from app.mail import (
 )
 from app.settings import Settings
 from tests.helpers.server import REPO_ROOT, ROSE_ASH
-from tests.helpers.smtp import SMTPServer, smtp_server  # noqa: F401  (fixture)
+from tests.helpers.smtp import SMTPServer, smtp_server_fixture  # noqa: F401  (the smtp_server fixture)
 
 
 @pytest.fixture
@@ -67,8 +69,8 @@ def parse(data: bytes) -> EmailMessage:
 
 
 def test_message_has_both_parts_encoded_headers_message_id_and_date(base: Settings) -> None:
-    built = build_message(mail(headers={"List-Unsubscribe": "<https://coop.example/u/1>"}, reply_to="help@coop.example"),
-                          base)
+    built = build_message(mail(headers={"List-Unsubscribe": "<https://coop.example/u/1>"},
+                               reply_to="help@coop.example"), base)
     raw = built.as_bytes()
     assert raw.isascii()  # RFC 2047 words and quoted-printable: 7-bit clean on the wire
     assert b"=?utf-8?" in raw  # the display name and subject are encoded words
@@ -327,7 +329,7 @@ def _rose_ash(data_dir: Path, *args: str, **extra: str) -> subprocess.CompletedP
 
 def test_mail_test_command_sends_through_smtp_and_writes_eml_without_it(tmp_path: Path,
                                                                          smtp_server: SMTPServer) -> None:
-    done = _rose_ash(tmp_path, "mail", "test", "--to", "ops@example.org", ROSE_ASH_SMTP_URL=smtp_server.url)
+    done = _rose_ash(tmp_path, "mail", "test", "--to", "ops@example.org", **smtp_server.env())
     assert done.returncode == 0, done.stderr
     assert "sent <" in done.stdout and smtp_server.url.removeprefix("smtp://") in done.stdout
     received = smtp_server.wait_for(1)[0]
@@ -341,8 +343,46 @@ def test_mail_test_command_sends_through_smtp_and_writes_eml_without_it(tmp_path
     assert len(written) == 1 and str(written[0]) in done.stdout
 
     smtp_server.fail(550)
-    done = _rose_ash(tmp_path, "mail", "test", "--to", "ops@example.org", ROSE_ASH_SMTP_URL=smtp_server.url)
+    done = _rose_ash(tmp_path, "mail", "test", "--to", "ops@example.org", **smtp_server.env())
     assert done.returncode == 1 and "refused: 550" in done.stderr
 
     done = _rose_ash(tmp_path, "mail", "test", "--to", "not-an-address")
     assert done.returncode == 1 and "is not a mail address" in done.stderr
+
+
+def test_names_and_long_headers_survive_the_round_trip(base: Settings) -> None:
+    long_url = "<https://coop.example/newsletter/unsubscribe/" + "t" * 90 + ">, <mailto:u@coop.example?subject=x>"
+    for name in ('Bob "the Builder", Jr.', "Zoë " * 29 + "Zoë", "Ωμέγα, \"quoted\" <angle>", "plain"):
+        built = build_message(mail(to_name=name, headers={"List-Unsubscribe": long_url, "X-Note": "a  b   c"}), base)
+        raw = built.as_bytes()
+        assert raw.isascii() and all(len(line) <= 998 for line in raw.split(b"\r\n"))
+        back = parse(raw)
+        assert back["To"].addresses[0].addr_spec == "Zoe@example.org"
+        # RFC 2047 section 6.2: the white space between adjacent encoded words is not text (the
+        # legacy decoder follows it; headerregistry's parser keeps the folds' spaces).
+        if name.isascii():
+            assert back["To"].addresses[0].display_name == name
+        else:
+            raw_to = message_from_bytes(raw, policy=compat32)["To"]
+            assert str(make_header(decode_header(raw_to))) == f"{name} <Zoe@example.org>"
+        assert back["List-Unsubscribe"] == long_url
+        assert back["X-Note"] == "a  b   c"
+
+
+def test_a_body_holding_the_boundary_gets_another(base: Settings) -> None:
+    from app.mail.message import _BOUNDARY
+
+    built = build_message(mail(), base, bodies=(f"--{_BOUNDARY}\nnot a part\n", "<p>html</p>"))
+    assert built.get_boundary() != _BOUNDARY
+    back = parse(built.as_bytes())
+    assert [p.get_content_type() for p in back.iter_parts()] == ["text/plain", "text/html"]
+    text = back.get_body(preferencelist=("plain",))
+    assert text is not None and f"--{_BOUNDARY}" in text.get_content()
+
+
+def test_mail_test_command_over_starttls_with_auth(tmp_path: Path) -> None:
+    with SMTPServer(tls="starttls", auth=("ops", "s3cret")) as server:
+        done = _rose_ash(tmp_path, "mail", "test", "--to", "ops@example.org", **server.env())
+        assert done.returncode == 0, done.stderr
+        received = server.wait_for(1)[0]
+        assert received.tls and received.authenticated == "ops"

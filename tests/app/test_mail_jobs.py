@@ -27,7 +27,7 @@ from app.mail import (
 )
 from app.settings import Settings
 from domains.account.models import User
-from tests.helpers.smtp import SMTPServer, smtp_server  # noqa: F401  (fixture)
+from tests.helpers.smtp import SMTPServer, smtp_server_fixture  # noqa: F401  (the smtp_server fixture)
 from tests.helpers.web import signup
 
 pytestmark = pytest.mark.anyio
@@ -94,10 +94,9 @@ async def test_a_queued_mail_is_sent_once_and_logged(sm: SessionMaker, settings:
 
 
 async def test_nothing_is_queued_when_the_caller_rolls_back_or_the_mail_is_bad(sm: SessionMaker) -> None:
-    async with sm() as session:
-        async with session.begin():
-            await send_mail(session, welcome())
-            await session.rollback()
+    async with sm() as session, session.begin():
+        await send_mail(session, welcome())
+        await session.rollback()
     with pytest.raises(ValueError):
         await queue(sm, welcome(), welcome(subject="Hi\r\nBcc: eve@example.org"))  # the second one is refused
     with pytest.raises(ValueError):

@@ -5,7 +5,7 @@ started by a test all reach it alike (it is just a port).
 
 ::
 
-    from tests.helpers.smtp import SMTPServer, smtp_server  # noqa: F401  (the fixture)
+    from tests.helpers.smtp import SMTPServer, smtp_server_fixture  # noqa: F401  (the smtp_server fixture)
 
     def test_plain(smtp_server: SMTPServer) -> None:          # plain SMTP, no TLS, no AUTH
         settings = smtp_server.settings(settings)             # ROSE_ASH_SMTP_URL (+ CA) pointed at it
@@ -25,11 +25,13 @@ without ``auth`` no AUTH is offered.
 Attributes and methods:
 
 * ``url``: ``smtp://[user:pass@]127.0.0.1:PORT`` or ``smtps://...`` (user and password URL-encoded).
-* ``settings(base)``: ``base`` (a Settings) with ``smtp_url`` and ``smtp_ca_file`` set to this server.
+* ``settings(base)``: ``base`` (a Settings) with ``smtp_url`` and ``smtp_ca_file`` set to this server;
+  ``env()``: the same as ``ROSE_ASH_*`` variables for a server process a test starts.
 * ``received``: list of :class:`Received` (``mail_from``, ``rcpt_tos``, ``data`` raw bytes as
   received, ``message`` parsed with ``email.parser.BytesParser(policy=email.policy.default)``,
   ``authenticated`` login or None, ``tls`` bool, ``connection``: 1, 2... per SMTP session that
-  reached RCPT TO, so a test sees that many mails shared one connection). Appended in arrival order; ``clear()`` empties it.
+  reached RCPT TO, so a test sees that many mails shared one connection). Appended in arrival
+  order; ``clear()`` empties it.
 * ``wait_for(n, timeout=30)`` (sync) / ``await wait_for_async(n, timeout=30)``: block until at least
   ``n`` messages arrived, return ``received``; AssertionError on timeout.
 * Failures (checked at RCPT TO, so the client sees them as the recipient's answer):
@@ -41,7 +43,9 @@ Attributes and methods:
   the middle of a campaign); ``running`` tells which. ``close()`` (or leaving ``with``) stops it.
 
 The ``smtp_server`` fixture yields a plain running server; ``smtp_server_factory(**kwargs)``
-makes more (all stopped at teardown).
+makes more (all stopped at teardown). A test module gets them by importing
+``smtp_server_fixture`` / ``smtp_server_factory_fixture`` (their functions; the fixtures' names
+are ``smtp_server`` and ``smtp_server_factory``).
 """
 
 from __future__ import annotations
@@ -70,7 +74,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-__all__ = ["Received", "SMTPServer", "self_signed_cert", "smtp_server", "smtp_server_factory"]
+__all__ = ["Received", "SMTPServer", "self_signed_cert", "smtp_server_factory_fixture", "smtp_server_fixture"]
 
 HOST = "127.0.0.1"
 # "AUTH without TLS" is what the plain+auth server is for; the other is aiosmtpd talking to itself.
@@ -193,6 +197,13 @@ class SMTPServer:
     @property
     def ca_file(self) -> str:
         return str(self_signed_cert()[0])
+
+    def env(self) -> dict[str, str]:
+        """The environment variables that point a real server process (uvicorn, ``rose-ash worker``) here."""
+        env = {"ROSE_ASH_SMTP_URL": self.url}
+        if self.tls != "none":
+            env["ROSE_ASH_SMTP_CA_FILE"] = self.ca_file
+        return env
 
     def settings(self, base: Any) -> Any:
         """``base`` (app.settings.Settings) sending to this server."""
@@ -320,14 +331,14 @@ class SMTPServer:
         return list(self.received)
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[SMTPServer]:
+@pytest.fixture(name="smtp_server")
+def smtp_server_fixture() -> Iterator[SMTPServer]:
     with SMTPServer() as server:
         yield server
 
 
-@pytest.fixture
-def smtp_server_factory() -> Iterator[Callable[..., SMTPServer]]:
+@pytest.fixture(name="smtp_server_factory")
+def smtp_server_factory_fixture() -> Iterator[Callable[..., SMTPServer]]:
     servers: list[SMTPServer] = []
 
     def make(**kwargs: Any) -> SMTPServer:
