@@ -10,7 +10,7 @@ them: claim, build (kernel ``build_message``; bodies rendered once per batch), s
 Baseline: the same number of messages, built with ``email.message`` and sent one after another
 over one ``aiosmtplib`` connection, nothing else.
 
-    .venv/bin/python bench/newsletter.py [--subscribers 10000] [--postgres URL]
+    .venv/bin/python bench/newsletter_campaign.py [--subscribers 10000] [--postgres URL]
 
 Prints messages/s of each, the ratio (goal >= 0.5) and the worker's peak RSS (goal <= 200 MB).
 """
