@@ -66,7 +66,8 @@ domain = Domain(
     routes=_routes,
     cli=_cli,
     models=("domains.account.models", "domains.account.newsletters.models"),
-    setup=("domains.account.fragments", "domains.account.newsletters.jobs", "domains.account.newsletters.signup"),
+    setup=("domains.account.fragments", "domains.account.mailflows", "domains.account.newsletters.jobs",
+           "domains.account.newsletters.signup"),
     # RFC 8058 one-click unsubscribe: mail clients POST with no cookie; the signed token authenticates.
     machine_routes=(r"^/newsletters/unsubscribe/",),
     public_get_routes=(r"^/newsletters/[a-z0-9-]+$",),

@@ -1,7 +1,7 @@
 """newsletters
 
 Revision ID: 94764fa86f80
-Revises: c3d4e5f6a7b8
+Revises: e8f1a2b3c4d5
 Create Date: 2026-12-07 02:01:27.304390
 
 """
@@ -28,7 +28,7 @@ sa.ORA_JSONB = ORA_JSONB
 
 # revision identifiers, used by Alembic.
 revision = '94764fa86f80'
-down_revision = 'c3d4e5f6a7b8'
+down_revision = 'e8f1a2b3c4d5'
 branch_labels = None
 depends_on = None
 

@@ -349,3 +349,8 @@ def smtp_server_factory_fixture() -> Iterator[Callable[..., SMTPServer]]:
     yield make
     for server in servers:
         server.stop()
+
+
+# The names the first version exported (``from tests.helpers.smtp import smtp_server``): the same fixtures.
+smtp_server = smtp_server_fixture
+smtp_server_factory = smtp_server_factory_fixture
