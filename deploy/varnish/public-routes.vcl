@@ -41,6 +41,7 @@ sub rose_ash_route_class {
       req.url ~ "^/market/[^/?]+/?([?].*)?$" ||  # /market/{slug:str}
       req.url ~ "^/market/[^/?]+/offer/?([?].*)?$" ||  # /market/{slug:str}/offer
       req.url ~ "^/media/[^/?]+/?([?].*)?$" ||  # /media/{name:str}
+      req.url ~ "^/newsletters/[^/?]+/?([?].*)?$" ||  # /newsletters/{slug:str}
       req.url ~ "^/sitemap\.xml/?([?].*)?$" ||  # /sitemap.xml
       req.url ~ "^/static(/[^?]*)?/?([?].*)?$"  # /static/{file_path:path}
   ) {

@@ -24,6 +24,14 @@ def _routes() -> list[ControllerRouterHandler]:
     from domains.account.api import api_current_user
     from domains.account.controllers import AccountController, AuthController, profile
     from domains.account.mail_admin import MailAdminController
+    from domains.account.newsletters.admin import AdminNewslettersController
+    from domains.account.newsletters.controllers import (
+        CampaignController,
+        MemberNewslettersController,
+        SubscribeController,
+        UnsubscribeController,
+        list_page,
+    )
 
     return [Router(
         path="/",
@@ -36,6 +44,13 @@ def _routes() -> list[ControllerRouterHandler]:
             Router(path="/", opt=access.admin(owner="user"), route_handlers=[AdminUsersController]),
             Router(path="/", opt=access.admin(), route_handlers=[AuditLogController]),
             Router(path="/", opt=access.token("api"), route_handlers=[api_current_user]),
+            # Newsletters (domains/account/newsletters): the list page is public and cacheable; the
+            # unsubscribe link is a machine route (its signed token is the credential).
+            Router(path="/", opt=access.public(), route_handlers=[list_page, SubscribeController]),
+            Router(path="/", opt=access.machine(), route_handlers=[UnsubscribeController]),
+            MemberNewslettersController,
+            Router(path="/", opt=access.session(role="author"), route_handlers=[CampaignController]),
+            Router(path="/", opt=access.admin(), route_handlers=[AdminNewslettersController]),
         ],
     )]
 
@@ -50,10 +65,15 @@ domain = Domain(
     name="account",
     routes=_routes,
     cli=_cli,
-    models=("domains.account.models",),
-    setup=("domains.account.fragments", "domains.account.mailflows"),
+    models=("domains.account.models", "domains.account.newsletters.models"),
+    setup=("domains.account.fragments", "domains.account.mailflows", "domains.account.newsletters.jobs",
+           "domains.account.newsletters.signup"),
+    # RFC 8058 one-click unsubscribe: mail clients POST with no cookie; the signed token authenticates.
+    machine_routes=(r"^/newsletters/unsubscribe/",),
+    public_get_routes=(r"^/newsletters/[a-z0-9-]+$",),
     admin=(NavEntry("/account/admin/users", "Members", 10), NavEntry("/account/admin/audit", "Audit log", 11),
-           NavEntry("/account/admin/mail", "Mail", 12)),
+           NavEntry("/account/admin/mail", "Mail", 12), NavEntry("/account/admin/newsletters", "Newsletters", 13),
+           NavEntry("/account/newsletters/campaigns", "Newsletter issues", 14)),
 )
 
 __all__ = ["domain"]

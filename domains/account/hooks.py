@@ -24,7 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.events import Topic
 from domains.account.models import User
 
-__all__ = ["MemberSaved", "UserSavedListener", "member_saved", "on_user_saved", "user_saved"]
+__all__ = ["MemberSaved", "UserSavedListener", "member_created", "member_saved", "on_member_created",
+           "on_user_saved", "user_created", "user_saved"]
 
 
 class MemberSaved(msgspec.Struct, frozen=True):
@@ -34,6 +35,9 @@ class MemberSaved(msgspec.Struct, frozen=True):
 
 
 member_saved: Topic[MemberSaved] = Topic("account.member-saved", MemberSaved)
+# Only when a member signs up (or is created by ``rose-ash users create``), not on later edits:
+# e.g. newsletters put new members on their ``subscribe_on_signup`` lists.
+member_created: Topic[MemberSaved] = Topic("account.member-created", MemberSaved)
 
 UserSavedListener = Callable[[AsyncSession, User], Awaitable[None]]
 
@@ -56,6 +60,29 @@ def on_user_saved(listener: UserSavedListener) -> UserSavedListener:
     _adapters[listener] = adapter
     member_saved.subscribe_in_transaction(adapter)
     return listener
+
+
+def on_member_created(listener: UserSavedListener) -> UserSavedListener:
+    """Run ``listener(session, user)`` inside the transaction that signs a member up (idempotent)."""
+    if listener in _created_adapters:
+        return listener
+
+    async def adapter(session: AsyncSession, event: MemberSaved) -> None:
+        user = await session.get(User, event.user_id)
+        if user is not None:
+            await listener(session, user)
+
+    _created_adapters[listener] = adapter
+    member_created.subscribe_in_transaction(adapter)
+    return listener
+
+
+_created_adapters: dict[UserSavedListener, Callable[[AsyncSession, MemberSaved], Awaitable[None]]] = {}
+
+
+async def user_created(session: AsyncSession, user: User) -> None:
+    """Emit :data:`member_created` for a member who just signed up."""
+    await member_created.emit(session, MemberSaved(user_id=user.id))
 
 
 async def user_saved(session: AsyncSession, user: User) -> None:

@@ -103,6 +103,7 @@ class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
         )
         user = await self.repository.add(user)
         await hooks.user_saved(self.db, user)
+        await hooks.user_created(self.db, user)
         await emit_purge(self.db, [keys.MEMBERS])
         return user
 

@@ -28,6 +28,7 @@ from app.forms import InputProblems
 from app.jobs import enqueue
 from app.json_input import decode_json
 from domains.account.models import User
+from domains.account.newsletters.services import ghost_members, import_ghost_members
 from domains.account.schemas import email_problem
 from domains.account.services import AccountService
 from domains.blog.models import DRAFT, INTERNAL_TAG, PAGE, POST, PUBLIC_TAG, PUBLISHED, SCHEDULED, Post, Tag
@@ -193,6 +194,10 @@ async def import_ghost(db: AsyncSession, raw: bytes, *, dry_run: bool = False, g
     """
     data, version = decode_export(raw)
     _check(data)
+    try:  # checked before anything is written, like the rest of the file
+        members_data = ghost_members(raw) if b'"members"' in raw or b'"newsletters"' in raw else None
+    except InputProblems as exc:
+        raise GhostImportError(str(exc.errors.get("members", exc))) from None
     report = ImportReport(dry_run=dry_run, ghost_version=version)
     meta_by_post = {str(m.post_id): {k: v for k, v in msgspec.structs.asdict(m).items() if v is not None}
                     for m in data.posts_meta}
@@ -236,6 +241,11 @@ async def import_ghost(db: AsyncSession, raw: bytes, *, dry_run: bool = False, g
     if not dry_run:
         await db.flush()
         await emit_purge(db, purge)
+    if members_data is not None:
+        # Ghost's newsletters and members become the account domain's lists and subscribers,
+        # through its service (the blog never writes account tables), in this same transaction.
+        members = await import_ghost_members(db, members_data, dry_run=dry_run)
+        report.members = members.lines()
     return report
 
 

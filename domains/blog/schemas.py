@@ -335,6 +335,7 @@ class ImportReport(msgspec.Struct, kw_only=True):
     authors_created: int = 0
     skipped: list[str] = msgspec.field(default_factory=list)
     conflicts: list[str] = msgspec.field(default_factory=list)
+    members: list[str] = msgspec.field(default_factory=list)  # newsletters and members (account's report)
 
     def lines(self) -> list[str]:
         verb = "would be" if self.dry_run else "were"
@@ -346,6 +347,7 @@ class ImportReport(msgspec.Struct, kw_only=True):
             f"tags: {self.tags_created} created, {self.tags_updated} updated",
             f"authors: {self.authors_matched} matched by email, {self.authors_created} created (locked)",
         ]
+        out += self.members
         out += [f"conflict: {c}" for c in self.conflicts]
         out += [f"skipped: {s}" for s in self.skipped]
         out.append(f"(dry run: nothing {verb} written)" if self.dry_run else "import committed")

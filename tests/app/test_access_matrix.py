@@ -198,6 +198,10 @@ def fill(case: Case, world: World) -> str:
                "import_id": "csv-import"}.get(name)
         if key is not None:
             return str(world.ids[key])
+        if name in ("list_id", "campaign_id", "sub_id"):
+            return str(world.ids["nothing"])  # newsletters: no such list or issue, so 404 where allowed
+        if name == "token":
+            return "not-a-valid-token"
         if name == "fid":
             return str(world.ids["nothing"])  # no pending follow request: everybody allowed gets 404
         raise AssertionError(f"no fixture for path parameter {name!r} in {path}")

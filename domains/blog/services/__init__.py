@@ -3,6 +3,8 @@
 Callers import from ``domains.blog.services``; the modules behind it are an internal split.
 """
 
+# The one Markdown renderer, for other domains (a newsletter's standalone Markdown issue).
+from domains.blog.renderer import render_markdown
 from domains.blog.services.navigation import MAX_NAV_LINKS, NavigationService, default_navigation
 from domains.blog.services.posts import (
     PUBLISH_SCHEDULED,
@@ -21,6 +23,7 @@ __all__ = [
     "SlugTaken",
     "default_navigation",
     "post_keys",
+    "render_markdown",
     "url_problem",
     "with_relations",
 ]

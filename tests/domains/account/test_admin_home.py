@@ -50,7 +50,8 @@ def test_admin_pages_follow_the_installed_domains() -> None:
     assert ("/mail/admin", "Mail") not in admin_pages(INSTALLED)
     assert admin_pages((*INSTALLED, mail))[-1] == ("/mail/admin", "Mail")
     hrefs = [href for href, _label in admin_pages(INSTALLED)]
-    assert {"/account/admin/users", "/account/admin/audit", "/account/admin/mail", "/blog/admin/",
+    assert {"/account/admin/users", "/account/admin/audit", "/account/admin/mail", "/account/admin/newsletters",
+            "/account/newsletters/campaigns", "/blog/admin/",
             "/blog/admin/navigation", "/oauth/admin/clients", "/social/admin/domain-blocks",
             "/social/admin/reports", "/market/admin/", "/market/admin/producers",
             "/market/admin/low-stock"} == set(hrefs)
