@@ -40,10 +40,20 @@ def repository_read(repo: ForgeRepo, owner: User, settings: Settings, permission
 @post("/api/v1/user/repos", name="api:forge:create_repo", status_code=201, dependencies=DEPENDENCIES)
 async def create_repo(request: Request[User, Any, Any], data: CreateRepoOption, repo_service: RepoService,
                       settings: Settings) -> Response[Any]:
-    """Gitea ``POST /user/repos``: create a repository owned by the caller."""
+    """Gitea ``POST /user/repos``: create a repository owned by the caller (``auto_init``: with a
+    first commit holding README.md and the chosen LICENSE and .gitignore templates)."""
+    from forge.contents import auto_init, init_problems
+    from forge.gitea.shapes import repo_json
+
+    if data.auto_init and (errors := init_problems(data.license, data.gitignores)):
+        return Response({"message": "; ".join(errors.values()), "errors": errors}, status_code=422)
     try:
         repo = await repo_service.create(request.user, data.name, description=data.description, private=data.private,
-                                    default_branch=data.default_branch)
+                                         default_branch=data.default_branch)
     except InputProblems as exc:
         return Response({"message": str(exc), "errors": exc.errors}, status_code=exc.status)
-    return Response(repository_read(repo, request.user, settings, "admin", empty=True), status_code=201)
+    if data.auto_init:
+        await auto_init(repo_service, repo, request.user, description=data.description, license=data.license,
+                        gitignores=data.gitignores)
+    return Response(await repo_json(repo_service, settings, repo, "admin", owner=request.user,
+                                    viewer=request.user), status_code=201)

@@ -69,6 +69,10 @@ class CreateRepoOption(msgspec.Struct, kw_only=True):
     description: str = ""
     private: bool = False
     default_branch: str = "main"
+    auto_init: bool = False
+    license: str = ""
+    gitignores: str = ""
+    readme: str = ""
 
 
 class RepoOwner(msgspec.Struct, kw_only=True):
@@ -108,6 +112,7 @@ class EditRepoOption(msgspec.Struct, kw_only=True, omit_defaults=True):
     description: str | None = None
     private: bool | None = None
     default_branch: str | None = None
+    archived: bool | None = None
 
 
 class CollaboratorOption(msgspec.Struct, kw_only=True):
