@@ -23,15 +23,18 @@ def _routes() -> list[ControllerRouterHandler]:
 
     from app import access
     from forge.api import create_repo
+    from forge.deps import DEPENDENCIES
     from forge.gitea.routes import router as gitea_routes
     from forge.gitea_api import router as gitea_api_router
     from forge.guards import MovedPermanently, moved_handler
     from forge.smart_http import git_router
     from forge.web import router as web_router
+    from forge.webhooks_web import HooksController
 
     return [Router(path="/", exception_handlers={MovedPermanently: moved_handler}, route_handlers=[
         git_router, web_router, gitea_api_router, gitea_routes,
         Router(path="/", opt=access.token("repo:write"), route_handlers=[create_repo]),
+        Router(path="/", opt=access.session(owner="repo"), dependencies=DEPENDENCIES, route_handlers=[HooksController]),
     ])]
 
 
