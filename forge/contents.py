@@ -307,12 +307,14 @@ async def write_file(service: RepoService, repo: ForgeRepo, user: User, *, path:
             if parent is not None:
                 await git("read-tree", parent)
             blob: str | None = None
+            # update-index --index-info (git-update-index(1)): "<mode> <sha1>\t<path>" per line, mode 0
+            # removes the entry; a path is passed verbatim, whatever it starts with (no option parsing).
             if content is None:
-                await git("update-index", "--force-remove", "--", path)
+                await git("update-index", "--index-info", data=f"0 {'0' * 40}\t{path}\n".encode())
             else:
                 blob = await git("hash-object", "-w", "--stdin", data=content)
                 file_mode = current.mode if current is not None and current.mode in ("100644", "100755") else "100644"
-                await git("update-index", "--add", "--cacheinfo", f"{file_mode},{blob},{path}")
+                await git("update-index", "--index-info", data=f"{file_mode} {blob}\t{path}\n".encode())
             tree = await git("write-tree")
             commit = await git("commit-tree", tree, *(["-p", parent] if parent else []), "-F", "-",
                                data=(message or f"Update {path}").encode())
@@ -369,7 +371,7 @@ async def auto_init(service: RepoService, repo: ForgeRepo, user: User, *, descri
 
         for path, data in files.items():
             blob = await git("hash-object", "-w", "--stdin", data=data)
-            await git("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}")
+            await git("update-index", "--index-info", data=f"100644 {blob}\t{path}\n".encode())
         tree = await git("write-tree")
         commit = await git("commit-tree", tree, "-F", "-", data=b"Initial commit\n")
     await service.update_refs_cas(repo, [RefUpdate(f"refs/heads/{repo.default_branch}", commit, None)],

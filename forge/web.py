@@ -43,7 +43,7 @@ from forge import keys as forge_keys
 from forge.access import NOT_FOUND
 from forge.deps import DEPENDENCIES, provide_repo_service
 from forge.events import PushEvent, on_push
-from forge.guards import load_repo, request_line, viewer
+from forge.guards import load_repo, redirect_if_renamed, request_line, viewer
 from forge.mirror import MirrorService, import_repository
 from forge.models import PERMISSIONS, ForgeRepo
 from forge.queries import (
@@ -158,6 +158,7 @@ async def repo_page(request: Request[Any, Any, Any], repo_service: RepoService, 
         return Redirect(f"/forge/{quote(owner)}/{quote(repo[:-4])}", status_code=301)
     row = await repo_service.get_by_owner_and_name(owner, repo)
     if row is None:
+        await redirect_if_renamed(repo_service, owner, repo, *viewer(request))  # a 301 after a rename
         raise NotFoundException(NOT_FOUND)
     policy = CachePolicy.PUBLIC
     if row.is_private:
