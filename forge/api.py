@@ -45,7 +45,8 @@ async def create_repo(request: Request[User, Any, Any], data: CreateRepoOption, 
     from forge.contents import auto_init, init_problems
     from forge.gitea.shapes import repo_json
 
-    if data.auto_init and (errors := init_problems(data.license, data.gitignores)):
+    licence, gitignores = data.license or "", data.gitignores or ""
+    if data.auto_init and (errors := init_problems(licence, gitignores)):
         return Response({"message": "; ".join(errors.values()), "errors": errors}, status_code=422)
     try:
         repo = await repo_service.create(request.user, data.name, description=data.description, private=data.private,
@@ -53,7 +54,7 @@ async def create_repo(request: Request[User, Any, Any], data: CreateRepoOption, 
     except InputProblems as exc:
         return Response({"message": str(exc), "errors": exc.errors}, status_code=exc.status)
     if data.auto_init:
-        await auto_init(repo_service, repo, request.user, description=data.description, license=data.license,
-                        gitignores=data.gitignores)
+        await auto_init(repo_service, repo, request.user, description=data.description, license=licence,
+                        gitignores=gitignores)
     return Response(await repo_json(repo_service, settings, repo, "admin", owner=request.user,
                                     viewer=request.user), status_code=201)

@@ -15,8 +15,9 @@ from advanced_alchemy.types import DateTimeUTC
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-# Gitea ``modules/structs/commit_status.go``: the states a client may post.
-STATUS_STATES = ("pending", "success", "error", "failure", "warning")
+# Gitea ``modules/structs/commit_status.go``: the states a client may post ("skipped" since Gitea 1.23;
+# its swagger, which typed clients follow, lists it).
+STATUS_STATES = ("pending", "success", "error", "failure", "warning", "skipped")
 # Gitea's webhook event names we emit (``modules/webhook/type.go``: HookEventType).
 HOOK_EVENTS = ("push", "create", "delete", "repository", "status")
 

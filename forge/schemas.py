@@ -69,10 +69,11 @@ class CreateRepoOption(msgspec.Struct, kw_only=True):
     description: str = ""
     private: bool = False
     default_branch: str = "main"
-    auto_init: bool = False
-    license: str = ""
-    gitignores: str = ""
-    readme: str = ""
+    # Clients such as py-gitea send null for what they leave out.
+    auto_init: bool | None = False
+    license: str | None = None
+    gitignores: str | None = None
+    readme: str | None = None
 
 
 class RepoOwner(msgspec.Struct, kw_only=True):

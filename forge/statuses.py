@@ -4,7 +4,7 @@ A status is (state, context, description, target URL, creator) on one commit id.
 with the same context adds a row; the newest row per context is that context's current status
 (Gitea ``models/git/commit_status.go``: ``GetLatestCommitStatus``). The combined state is the
 worst of those current statuses in Gitea's order (``modules/structs/commit_status.go``,
-``commitStatusPriorities``): error, failure, warning, pending, success; with no status at all it
+``commitStatusPriorities``): error, failure, warning, pending, success, skipped; with no status at all it
 is "" on the API (Gitea leaves ``CombinedStatus.state`` empty) and nothing is shown on pages.
 """
 
@@ -34,12 +34,12 @@ __all__ = [
 ]
 
 # Gitea modules/structs/commit_status.go, commitStatusPriorities: lower is worse.
-_PRIORITY = {"error": 0, "failure": 1, "warning": 2, "pending": 3, "success": 4}
+_PRIORITY = {"error": 0, "failure": 1, "warning": 2, "pending": 3, "success": 4, "skipped": 5}
 MAX_CONTEXT = 255
 MAX_DESCRIPTION = 1000
 MAX_TARGET_URL = 2048
 # What the API answers for a state outside STATUS_STATES (Gitea's binding error text).
-STATE_MESSAGE = "[State]: must be one of pending, success, error, failure, warning"
+STATE_MESSAGE = "[State]: must be one of pending, success, error, failure, warning, skipped"
 
 
 class StatusRead(msgspec.Struct, kw_only=True):

@@ -10,7 +10,8 @@ DELETE), ``raw``, ``media``, ``branches/{b}``, ``branch_protections``, ``git/ref
 Gated exactly as git access is (forge.guards.load_repo: private and absent both 404, a token
 must carry ``repo:read``/``repo:write``). Lists page as Gitea does (``?page=&limit=``, capped at
 50) with ``X-Total-Count`` and an RFC 8288 ``Link`` header (rel next/prev/first/last). Errors
-carry Gitea's ``{"message", "url"}`` (app/errors.py adds them under ``/api/v1``).
+carry Gitea's ``{"message", "url"}`` (app/errors.py adds them under ``/api/v1``), so whatever Gitea has
+and this forge does not serve is Gitea's 404 as well (the router's own "no route" answer).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from urllib.parse import quote, urlencode
 
 import msgspec
 from litestar import Request, Response, Router, delete, get, patch, post, put
-from litestar.exceptions import ClientException, NotFoundException
+from litestar.exceptions import ClientException
 from litestar.response import Stream
 from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -935,13 +936,6 @@ async def test_hook(request: Request[Any, Any, Any], repo_service: RepoService, 
         commits=commits[:1], total_commits=len(commits[:1]), head_commit=commits[0] if commits else None,
         repository=repository, pusher=sender, sender=sender)
     await webhooks.enqueue_delivery(repo_service.db, hook, "push", payload)
-
-
-# -- what we do not serve -------------------------------------------------------------------------------
-@get(f"{API}/{{rest:path}}", name="api:gitea:not_served", include_in_schema=False)
-async def not_served(rest: str) -> None:
-    """Anything else under /api/v1 is a Gitea endpoint this forge does not offer: Gitea's 404."""
-    raise NotFoundException("Not found: this endpoint is not served by this forge.")
 
 
 READ_HANDLERS = [
