@@ -48,7 +48,7 @@ domain = Domain(
     name="forge",
     routes=_routes,
     cli=_cli,
-    models=("forge.models", "forge.mirror_models", "forge.gitea_models", "forge.gitea_ids"),
+    models=("forge.models", "forge.mirror_models", "forge.gitea_models"),
     # The forge.mirror.sync job and the push listener; forge.web's personal fragments.
     setup=("forge.mirror_jobs", "forge.events", "forge.web", "forge.webhooks"),
     # Git smart HTTP: Basic auth with a token, never the cookie.

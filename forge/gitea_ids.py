@@ -14,29 +14,16 @@ from collections.abc import Iterable
 from typing import Literal
 from uuid import UUID
 
-from advanced_alchemy.base import UUIDv7AuditBase
-from sqlalchemy import Integer, String, UniqueConstraint, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
+
+from forge.gitea_models import ForgeGiteaId
 
 __all__ = ["ForgeGiteaId", "GiteaKind", "gitea_id", "gitea_ids", "target_of"]
 
 GiteaKind = Literal["user", "repo", "hook", "status", "delivery"]
 _ATTEMPTS = 8
-
-
-class ForgeGiteaId(UUIDv7AuditBase):
-    __tablename__ = "forge_gitea_id"
-    __table_args__ = (
-        UniqueConstraint("kind", "target", name="uq_forge_gitea_id_kind_target"),
-        UniqueConstraint("kind", "number", name="uq_forge_gitea_id_kind_number"),
-    )
-
-    kind: Mapped[str] = mapped_column(String(16))
-    # The object's UUID (a user, a repository, a hook...); no foreign key, the kinds live in many tables.
-    target: Mapped[UUID] = mapped_column()
-    number: Mapped[int] = mapped_column(Integer)
 
 
 async def gitea_ids(db: AsyncSession, kind: GiteaKind, targets: Iterable[UUID]) -> dict[UUID, int]:

@@ -22,6 +22,21 @@ STATUS_STATES = ("pending", "success", "error", "failure", "warning", "skipped")
 HOOK_EVENTS = ("push", "create", "delete", "repository", "status")
 
 
+class ForgeGiteaId(UUIDv7AuditBase):
+    """Gitea's integer id of one of our objects (forge/gitea_ids.py)."""
+
+    __tablename__ = "forge_gitea_id"
+    __table_args__ = (
+        UniqueConstraint("kind", "target", name="uq_forge_gitea_id_kind_target"),
+        UniqueConstraint("kind", "number", name="uq_forge_gitea_id_kind_number"),
+    )
+
+    kind: Mapped[str] = mapped_column(String(16))
+    # The object's UUID (a user, a repository, a hook...); no foreign key, the kinds live in many tables.
+    target: Mapped[UUID] = mapped_column()
+    number: Mapped[int] = mapped_column(Integer)
+
+
 class ForgeCommitStatus(UUIDv7AuditBase):
     __tablename__ = "forge_commit_status"
     __table_args__ = (Index("ix_forge_commit_status_repo_sha", "repo_id", "sha"),)

@@ -79,7 +79,7 @@ def test_openapi_generated_client(forge: Forge) -> None:
             tags = await repos.repo_list_tags("alice", "typed")
             assert tags == []
             commits = await repos.repo_get_all_commits("alice", "typed", limit=2)
-            assert [c.sha for c in commits][0] == head and len(commits) == 2
+            assert commits[0].sha == head and len(commits) == 2
             single = await repos.repo_get_single_commit("alice", "typed", head)
             assert single.sha == head and single.commit.message == "Edit\n"
             tree = await repos.get_tree("alice", "typed", head, recursive=True)

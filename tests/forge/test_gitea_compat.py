@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (the ``forge`` fixture is defined here over forge_fixtures' factory)
 """The Gitea-compatible API (issue 19 item 2) against a real server on 127.0.0.1, on SQLite and
 PostgreSQL: integer ids, Gitea's shapes, paging headers, errors, contents writes as real commits
 (409 on a stale sha, nothing written), git data, statuses (item 4), archives, topics, auto_init,

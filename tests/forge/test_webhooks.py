@@ -45,7 +45,7 @@ class Receiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 outer.received.append((self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                 if self.path.startswith("/fail"):
@@ -193,7 +193,7 @@ def test_push_create_delete_and_status_events(forge: Forge, receiver: Receiver) 
     assert push["pusher"]["login"] == "alice" and push["sender"]["login"] == "alice"
     create = next(p for e, p in events if e == "create")
     assert create == {**create, "ref": "feature", "ref_type": "branch", "sha": after}
-    for path, headers, body in receiver.received:
+    for _path, headers, body in receiver.received:
         check_signatures(headers, body)
         assert headers["x-github-event"] == headers["x-gitea-event"]
         assert re.fullmatch(r"[0-9a-f-]{36}", headers["x-gitea-delivery"])
@@ -248,9 +248,6 @@ def test_failing_targets_are_retried_and_logged(forge: Forge, receiver: Receiver
     pushed = forge.git("push", "origin", "main", cwd=work)
     assert pushed.returncode == 0  # the push does not wait for any receiver
     run_jobs(forge)
-    rows = {d.request_headers and json.loads(d.request_headers)["X-Gitea-Event"]: d for d in deliveries(forge)
-            if d.attempts}
-    assert rows
     logged = [d for d in deliveries(forge) if d.attempts]
     failing = [d for d in logged if d.response_status == 500]
     moved = [d for d in logged if d.response_status == 302]
