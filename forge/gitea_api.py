@@ -177,8 +177,11 @@ async def edit_repo(request: Request[Any, Any, Any], db_session: AsyncSession, r
 
 @delete(f"{API}/repos/{{owner:str}}/{{repo:str}}", name="api:forge:delete_repo", status_code=204)
 async def delete_repo(request: Request[Any, Any, Any], db_session: AsyncSession, repo_service: RepoService,
-                      owner: str, repo: str) -> None:
+                      settings: Settings, owner: str, repo: str) -> None:
+    from forge.webhooks import announce_deletion
+
     row, _permission = await _repo(request, repo_service, owner, repo, "admin")
+    await announce_deletion(repo_service, settings, row, viewer(request)[0])
     await purge_repo_pages(db_session, row.id, row.owner_id)
     await repo_service.delete(row)
 

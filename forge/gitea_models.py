@@ -79,7 +79,11 @@ class ForgeWebhookDelivery(UUIDv7AuditBase):
     __tablename__ = "forge_webhook_delivery"
     __table_args__ = (Index("ix_forge_webhook_delivery_hook_created", "hook_id", "created_at"),)
 
-    hook_id: Mapped[UUID] = mapped_column(ForeignKey("forge_webhook.id", ondelete="CASCADE"))
+    # SET NULL, not CASCADE: a repository's "repository deleted" event outlives the hooks (deleted with
+    # the repository) it is addressed to, so each delivery carries its own target.
+    hook_id: Mapped[UUID | None] = mapped_column(ForeignKey("forge_webhook.id", ondelete="SET NULL"))
+    url: Mapped[str] = mapped_column(Text, default="")
+    content_type: Mapped[str] = mapped_column(String(8), default="json")
     # X-Gitea-Delivery: the id the receiver sees (a redelivery gets a new one, as on Gitea).
     delivery: Mapped[UUID] = mapped_column(unique=True)
     event: Mapped[str] = mapped_column(String(32))

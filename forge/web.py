@@ -408,13 +408,17 @@ class SettingsController(Controller):
 
     @post("/delete", status_code=303)
     async def delete(self, request: Request[User, Any, Any], db_session: AsyncSession, repo_service: RepoService,
-                     mirror_service: MirrorService, owner: str, repo: str) -> Template | Response[None]:
+                     mirror_service: MirrorService, settings: Settings, owner: str,
+                     repo: str) -> Template | Response[None]:
         row = await self._load(request, repo_service, owner, repo)
         form = await parse_form(request, DeleteRepoForm)
         if form.confirm.strip() != row.name:
             return await self._page(repo_service, mirror_service, row, status=422, values={"confirm": form.confirm},
                                     errors={"confirm": f"Type {row.name} to confirm."})
         name = row.name
+        from forge.webhooks import announce_deletion  # the repository event to its webhooks
+
+        await announce_deletion(repo_service, settings, row, request.user)
         await purge_repo_pages(db_session, row.id, row.owner_id)
         await repo_service.delete(row)
         # To a private page: public pages never read the session, so the flash shows there.

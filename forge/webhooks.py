@@ -33,6 +33,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 import msgspec
+from sqlalchemy import delete as sa_delete
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -230,6 +231,24 @@ async def update_hook(db: AsyncSession, settings: Settings, hook: ForgeWebhook, 
     return hook
 
 
+async def delete_hook(db: AsyncSession, hook: ForgeWebhook) -> None:
+    """Delete a hook and its delivery log (what is still queued for it is then not sent)."""
+    await db.execute(sa_delete(ForgeWebhookDelivery).where(ForgeWebhookDelivery.hook_id == hook.id))
+    await db.delete(hook)
+    await db.flush()
+
+
+async def announce_deletion(service: RepoService, settings: Settings, repo: ForgeRepo, actor: User | None) -> int:
+    """Queue ``repository`` (action ``deleted``) to the repository's hooks, before it goes
+    (Gitea's notifier sends it from DeleteRepository); the deliveries outlive the hooks."""
+    if not any(_wants(h, "repository", None) for h in await hooks_of(service.db, repo.id)):
+        return 0
+    repository = await repo_json(service, settings, repo, "admin")
+    sender = await user_json(service.db, settings.base_url, actor) if actor is not None else None
+    return await emit(service.db, repo.id, "repository", RepositoryPayload(
+        action="deleted", repository=repository, organization=None, sender=sender))
+
+
 async def hooks_of(db: AsyncSession, repo_id: uuid.UUID) -> list[ForgeWebhook]:
     return list((await db.execute(
         select(ForgeWebhook).where(ForgeWebhook.repo_id == repo_id).order_by(ForgeWebhook.created_at)
@@ -282,8 +301,8 @@ async def enqueue_delivery(db: AsyncSession, hook: ForgeWebhook, event: str, pay
         body = urlencode({"payload": body.decode()}).encode()
     delivery_id = uuid.uuid4()
     headers = _headers(event, delivery_id, hook.secret, body)
-    row = ForgeWebhookDelivery(hook_id=hook.id, delivery=delivery_id, event=event,
-                               request_headers=json.dumps(headers), request_body=body.decode())
+    row = ForgeWebhookDelivery(hook_id=hook.id, url=hook.url, content_type=hook.content_type, delivery=delivery_id,
+                               event=event, request_headers=json.dumps(headers), request_body=body.decode())
     db.add(row)
     await db.flush()
     await deliver.enqueue(db, DeliverPayload(str(row.id)), max_attempts=MAX_ATTEMPTS)
@@ -307,7 +326,8 @@ async def redeliver(db: AsyncSession, hook: ForgeWebhook, old: ForgeWebhookDeliv
     body = old.request_body.encode()
     if hook.content_type == "form":  # already encoded as form; send it unchanged
         delivery_id = uuid.uuid4()
-        row = ForgeWebhookDelivery(hook_id=hook.id, delivery=delivery_id, event=old.event,
+        row = ForgeWebhookDelivery(hook_id=hook.id, url=hook.url, content_type=hook.content_type,
+                                   delivery=delivery_id, event=old.event,
                                    request_headers=json.dumps(_headers(old.event, delivery_id, hook.secret, body)),
                                    request_body=old.request_body)
         db.add(row)
@@ -421,11 +441,12 @@ async def deliver(ctx: JobContext, payload: DeliverPayload) -> None:
     settings: Settings = ctx.settings
     async with ctx.sessionmaker() as session:
         row = await session.get(ForgeWebhookDelivery, uuid.UUID(payload.delivery_id))
-        hook = await session.get(ForgeWebhook, row.hook_id) if row is not None else None
-        if row is None or hook is None or row.finished:
+        if row is None or row.finished:
             return
-        url, headers, body = hook.url, json.loads(row.request_headers), row.request_body.encode()
-        content_type = "application/json" if hook.content_type == "json" else "application/x-www-form-urlencoded"
+        if row.hook_id is None and row.event != "repository":
+            return  # the hook was deleted; only a repository's own deletion is still announced
+        url, headers, body = row.url, json.loads(row.request_headers), row.request_body.encode()
+        content_type = "application/json" if row.content_type == "json" else "application/x-www-form-urlencoded"
     status: int | None = None
     excerpt, error, permanent = "", "", False
     started = time.monotonic()

@@ -134,8 +134,7 @@ class HooksController(Controller):
                      hook_id: int) -> Redirect:
         row = await self._load(request, repo_service, owner, repo)
         hook = await self._hook(repo_service, row, hook_id)
-        await repo_service.db.delete(hook)
-        await repo_service.db.flush()
+        await webhooks.delete_hook(repo_service.db, hook)
         _owner, base = await self._base(repo_service, row)
         return see_other(base, request, "Webhook deleted.")
 

@@ -912,8 +912,7 @@ async def delete_hook(request: Request[Any, Any, Any], repo_service: RepoService
                       hook_id: int) -> None:
     row, _p = await _repo(request, repo_service, owner, repo, "admin")
     hook = await _hook(repo_service.db, row, hook_id)
-    await repo_service.db.delete(hook)
-    await repo_service.db.flush()
+    await webhooks.delete_hook(repo_service.db, hook)
 
 
 @post(f"{R}/hooks/{{hook_id:int}}/tests", name="api:gitea:test_hook", status_code=204)

@@ -118,7 +118,9 @@ def schema_upgrades() -> None:
 
     op.create_table('forge_webhook_delivery',
     sa.Column('id', sa.GUID(length=16), nullable=False),
-    sa.Column('hook_id', sa.GUID(length=16), nullable=False),
+    sa.Column('hook_id', sa.GUID(length=16), nullable=True),
+    sa.Column('url', sa.Text(), nullable=False),
+    sa.Column('content_type', sa.String(length=8), nullable=False),
     sa.Column('delivery', sa.GUID(length=16), nullable=False),
     sa.Column('event', sa.String(length=32), nullable=False),
     sa.Column('request_headers', sa.Text(), nullable=False),
@@ -134,7 +136,7 @@ def schema_upgrades() -> None:
     sa.Column('sa_orm_sentinel', sa.Integer(), nullable=True),
     sa.Column('created_at', sa.DateTimeUTC(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTimeUTC(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['hook_id'], ['forge_webhook.id'], name=op.f('fk_forge_webhook_delivery_hook_id_forge_webhook'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['hook_id'], ['forge_webhook.id'], name=op.f('fk_forge_webhook_delivery_hook_id_forge_webhook'), ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_forge_webhook_delivery')),
     sa.UniqueConstraint('delivery', name=op.f('uq_forge_webhook_delivery_delivery'))
     )

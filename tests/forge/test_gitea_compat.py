@@ -285,6 +285,13 @@ def test_archived_and_rename(forge: Forge) -> None:
     forge.commit(work, "More")
     forge.git("push", "-q", "origin", "main", cwd=work)
 
+    # Tags carry their annotation (Gitea Tag.message).
+    forge.git("tag", "-a", "v1.0", "-m", "Release notes\n\nwith a body", cwd=work)
+    forge.git("push", "-q", "origin", "v1.0", cwd=work)
+    tags = api(forge, "GET", "/repos/alice/oldname/tags").json()
+    assert tags[0]["name"] == "v1.0" and tags[0]["message"].startswith("Release notes\n\nwith a body")
+    assert tags[0]["commit"]["created"].endswith("Z")
+
     # Archived: readable, every write refused with a clear message.
     assert api(forge, "PATCH", "/repos/alice/oldname", json={"archived": True}).json()["archived"] is True
     forge.commit(work, "Refused")

@@ -314,3 +314,19 @@ def test_settings_page_log_and_redeliver(forge: Forge, receiver: Receiver) -> No
     bob = _login(forge, "bob")
     assert bob.get(base).status_code in (403, 404)
     assert httpx.get(f"{forge.base}{base}", follow_redirects=False).status_code in (303, 401)
+
+
+def test_repository_deleted_event_outlives_its_hooks(forge: Forge, receiver: Receiver) -> None:
+    api(forge, "POST", "/user/repos", json={"name": "doomed", "auto_init": True})
+    run_jobs(forge)
+    for events in (["repository"], ["push"]):
+        made = api(forge, "POST", "/repos/alice/doomed/hooks", json={
+            "type": "gitea", "config": {"url": f"{receiver.url}/ok", "content_type": "json", "secret": SECRET},
+            "events": events, "active": True})
+        assert made.status_code == 201
+    assert api(forge, "DELETE", "/repos/alice/doomed").status_code == 204
+    run_jobs(forge)
+    got = receiver.events()
+    assert [e for e, _p in got] == ["repository"]  # only the hook that asked for it
+    assert got[0][1]["action"] == "deleted" and got[0][1]["repository"]["full_name"] == "alice/doomed"
+    check_signatures(receiver.received[0][1], receiver.received[0][2])
