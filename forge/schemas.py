@@ -158,11 +158,17 @@ class PayloadCommit(msgspec.Struct, kw_only=True):
 
 
 class BranchRead(msgspec.Struct, kw_only=True):
+    """Gitea ``Branch`` (no pull requests or required checks here: those fields are fixed)."""
+
     name: str
     commit: PayloadCommit
     protected: bool
     user_can_push: bool
     effective_branch_protection_name: str
+    required_approvals: int = 0
+    enable_status_check: bool = False
+    status_check_contexts: list[str] = []
+    user_can_merge: bool = False
 
 
 class TagCommit(msgspec.Struct, kw_only=True):
