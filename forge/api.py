@@ -10,30 +10,8 @@ from app.forms import InputProblems
 from app.settings import Settings
 from domains.account.models import User
 from forge.deps import DEPENDENCIES
-from forge.models import ForgeRepo
-from forge.schemas import CreateRepoOption, RepoOwner, RepoPermissions, RepositoryRead
-from forge.services import Permission, RepoService, at_least
-
-
-def repository_read(repo: ForgeRepo, owner: User, settings: Settings, permission: Permission,
-                    *, empty: bool) -> RepositoryRead:
-    full_name = f"{owner.username}/{repo.name}"
-    return RepositoryRead(
-        id=str(repo.id),
-        owner=RepoOwner(id=str(owner.id), login=owner.username, username=owner.username),
-        name=repo.name,
-        full_name=full_name,
-        description=repo.description,
-        private=repo.is_private,
-        empty=empty,
-        default_branch=repo.default_branch,
-        clone_url=f"{settings.base_url}/forge/{full_name}.git",
-        html_url=f"{settings.base_url}/forge/{full_name}",
-        created_at=repo.created_at,
-        updated_at=repo.updated_at,
-        permissions=RepoPermissions(admin=at_least(permission, "admin"), push=at_least(permission, "write"),
-                                    pull=at_least(permission, "read")),
-    )
+from forge.schemas import CreateRepoOption
+from forge.services import RepoService
 
 
 # The handler carries its own dependencies: forge/__init__.py mounts it on a router of its own.

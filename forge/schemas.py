@@ -8,8 +8,6 @@ status code and message is the one the pages always gave.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import msgspec
 
 CHECKED = "on"  # what a checked HTML checkbox sends
@@ -74,36 +72,6 @@ class CreateRepoOption(msgspec.Struct, kw_only=True):
     license: str | None = None
     gitignores: str | None = None
     readme: str | None = None
-
-
-class RepoOwner(msgspec.Struct, kw_only=True):
-    id: str
-    login: str
-    username: str
-
-
-class RepoPermissions(msgspec.Struct, kw_only=True):
-    admin: bool
-    push: bool
-    pull: bool
-
-
-class RepositoryRead(msgspec.Struct, kw_only=True):
-    """Gitea ``Repository`` (the subset we fill)."""
-
-    id: str
-    owner: RepoOwner
-    name: str
-    full_name: str
-    description: str
-    private: bool
-    empty: bool
-    default_branch: str
-    clone_url: str
-    html_url: str
-    created_at: datetime
-    updated_at: datetime
-    permissions: RepoPermissions
 
 
 class EditRepoOption(msgspec.Struct, kw_only=True, omit_defaults=True):
