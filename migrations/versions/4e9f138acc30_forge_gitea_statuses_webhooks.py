@@ -1,7 +1,7 @@
 """forge gitea: integer ids, commit statuses, webhooks and deliveries, rename redirects, archived, topics
 
 Revision ID: 4e9f138acc30
-Revises: b7c1d2e3f4a5
+Revises: c3d4e5f6a7b8
 Create Date: 2026-12-07 01:57:16.924931
 
 """
@@ -28,7 +28,7 @@ sa.ORA_JSONB = ORA_JSONB
 
 # revision identifiers, used by Alembic.
 revision = '4e9f138acc30'
-down_revision = 'b7c1d2e3f4a5'
+down_revision = 'c3d4e5f6a7b8'
 branch_labels = None
 depends_on = None
 
