@@ -623,6 +623,8 @@ async def get_contents(request: Request[Any, Any, Any], repo_service: RepoServic
                        repo: str, path: str = "", ref: str = "") -> Any:
     row, _p = await _repo(request, repo_service, owner, repo, "read")
     path = _checked_path(path)
+    if not path and not ref and not await repo_service.refs(row, "refs/heads/"):
+        return []  # the root of an empty repository: nothing in it yet
     ref = ref or row.default_branch
     commit = await git.resolve(repo_service.store, row.id, ref)
     if commit is None:
