@@ -27,7 +27,7 @@ import msgspec
 
 ACCESS_OPT_KEY = "access"
 
-Role = Literal["author", "admin"]
+Role = Literal["author", "producer", "admin"]
 
 
 class Reach(StrEnum):

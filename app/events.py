@@ -24,13 +24,13 @@ the emitter's session, must do no network I/O, and an exception from one rolls t
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.jobs.queue import enqueue
+from app.jobs.queue import enqueue, enqueue_many
 from app.jobs.registry import JobKind, JobRegistry
 
 __all__ = ["InTransactionListener", "Topic"]
@@ -101,6 +101,22 @@ class Topic(Generic[P]):
             job_kind: Any = kind
             await enqueue(session, job_kind, payload, jobs=self._jobs)
         return len(kinds)
+
+
+    async def emit_many(self, session: AsyncSession, payloads: Sequence[P]) -> int:
+        """:meth:`emit` for many events at once: listeners run per event, then each subscribed kind
+        gets all its jobs in one flush. Returns how many jobs were written."""
+        for payload in payloads:
+            if not isinstance(payload, self.payload_type):
+                raise TypeError(f"topic {self.name!r} carries {self.payload_type.__name__}, "
+                                f"not {type(payload).__name__}")
+            for listener in list(self._in_transaction):
+                await listener(session, payload)
+        written = 0
+        for kind in list(self._kinds):
+            job_kind: Any = kind
+            written += await enqueue_many(session, job_kind, payloads, jobs=self._jobs)
+        return written
 
 
 def _name(kind: JobKind[Any] | str) -> str:

@@ -36,6 +36,9 @@ class UserRead(Protocol):
     def can_author(self) -> bool: ...
 
     @property
+    def can_sell(self) -> bool: ...
+
+    @property
     def session_epoch(self) -> int: ...
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import domains.account
 import domains.blog
+import domains.market
 import federation.activitypub
 import federation.oauth
 import federation.social
@@ -20,14 +21,13 @@ __all__ = ["INSTALLED", "KERNEL_MACHINE_ROUTES", "csrf_exempt", "csrf_public_get
 
 # Announced domains: their packages come with their own issues. Their service actors federate
 # already, so they are declared here until the package replaces the line; their navigation
-# entries come with the package (Market at order 20, Events at 30), so no link leads to a 404.
-MARKET = Domain(name="market", actor=ServiceActor("market"))
+# entries come with the package (Events at 30), so no link leads to a 404.
 EVENTS = Domain(name="events", actor=ServiceActor("events"))
 
 INSTALLED: tuple[Domain, ...] = (
     domains.account.domain,
     domains.blog.domain,
-    MARKET,
+    domains.market.domain,
     EVENTS,
     fragments.domain,
     forge.domain,

@@ -38,8 +38,11 @@ from app.json_input import decode_json as decode_request_json
 
 __all__ = [
     "AS2_ACCEPT",
+    "HTML_TYPES",
+    "IMAGE_TYPES",
     "BlockedAddressError",
     "FetchError",
+    "FetchedBody",
     "FetchedJSON",
     "GuardedBackend",
     "MalformedJSON",
@@ -55,6 +58,12 @@ log = logging.getLogger("rose_ash.federation.fetch")
 AS2_ACCEPT = 'application/activity+json, application/ld+json; profile="https://www.w3.org/ns/activitystreams"'
 JSON_TYPES = ("application/activity+json", "application/ld+json", "application/json", "application/jrd+json")
 MAX_JSON_BYTES = 1_000_000
+# Listing import (domains/market/importer.py): a shop's product page is HTML, often 0.5-2 MB once
+# its inline scripts are counted; product photos are at most what an upload may be.
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+MAX_HTML_BYTES = 5_000_000
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp")
+MAX_IMAGE_BYTES = 10_000_000
 MAX_REDIRECTS = 3
 TIMEOUT = httpx.Timeout(connect=5.0, read=10.0, write=10.0, pool=5.0)
 OVERALL_DEADLINE = 20.0
@@ -266,6 +275,15 @@ class FetchedJSON:
     data: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class FetchedBody:
+    url: str  # the final URL, after redirects
+    status: int
+    content_type: str  # the media type, lower case, without parameters
+    charset: str  # the ``charset`` parameter, or ""
+    body: bytes
+
+
 class SafeClient:
     """Guarded GETs of JSON documents and POSTs to inboxes; one per process (or per job run)."""
 
@@ -298,9 +316,33 @@ class SafeClient:
     async def get_json(self, url: str, *, auth: httpx.Auth | None = None, accept: str = AS2_ACCEPT,
                        max_bytes: int = MAX_JSON_BYTES) -> FetchedJSON:
         """GET a JSON document, following at most 3 re-checked redirects."""
+        fetched = await self.get_body(url, auth=auth, accept=accept, max_bytes=max_bytes)
+        if fetched.content_type not in JSON_TYPES:
+            raise FetchError(f"GET {fetched.url} returned {fetched.content_type or 'no content type'}, not JSON")
+        try:
+            data = decode_json(fetched.body)
+        except MalformedJSON as exc:
+            raise FetchError(f"GET {fetched.url} returned {exc}") from None
+        if not isinstance(data, dict):
+            raise FetchError(f"GET {fetched.url} returned JSON that is not an object")
+        return FetchedJSON(url=fetched.url, status=fetched.status, data=data)
+
+    async def get_document(self, url: str, *, types: tuple[str, ...], accept: str, max_bytes: int,
+                           deadline: float = OVERALL_DEADLINE) -> FetchedBody:
+        """GET a body of one of ``types`` (e.g. :data:`HTML_TYPES`, :data:`IMAGE_TYPES`), under the same
+        address policy, redirect re-checks and streamed cap as :meth:`get_json`.
+
+        Refuses a body of another type with :class:`FetchError` *before* reading it, so a 5 GB video
+        at a product URL costs one response header.
+        """
+        return await self.get_body(url, accept=accept, max_bytes=max_bytes, types=types, deadline=deadline)
+
+    async def get_body(self, url: str, *, accept: str, max_bytes: int, auth: httpx.Auth | None = None,
+                       types: tuple[str, ...] = (), deadline: float = OVERALL_DEADLINE) -> FetchedBody:
+        """The guarded GET: at most 3 re-checked redirects, an error status refused, the body capped."""
         current = url
         try:
-            with anyio.fail_after(OVERALL_DEADLINE):
+            with anyio.fail_after(deadline):
                 for _hop in range(MAX_REDIRECTS + 1):
                     parsed = check_url(current, allow_private=self.allow_private)
                     async with self._limit(parsed.host):
@@ -313,21 +355,17 @@ class SafeClient:
                                     raise FetchError(f"redirect without Location from {current}")
                                 current = urljoin(current, location)
                                 continue
+                            ctype, charset = _media_type(response.headers.get("content-type", ""))
+                            if response.status_code < 400 and types and ctype not in types:
+                                raise FetchError(f"GET {current} returned {ctype or 'no content type'}, "
+                                                 f"not {' or '.join(types)}")
                             body = await _read_capped(response, max_bytes)
                         finally:
                             await response.aclose()
                     if response.status_code >= 400:
                         raise FetchError(f"GET {current} answered {response.status_code}", response.status_code)
-                    ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
-                    if ctype not in JSON_TYPES:
-                        raise FetchError(f"GET {current} returned {ctype or 'no content type'}, not JSON")
-                    try:
-                        data = decode_json(body)
-                    except MalformedJSON as exc:
-                        raise FetchError(f"GET {current} returned {exc}") from None
-                    if not isinstance(data, dict):
-                        raise FetchError(f"GET {current} returned JSON that is not an object")
-                    return FetchedJSON(url=current, status=response.status_code, data=data)
+                    return FetchedBody(url=current, status=response.status_code, content_type=ctype,
+                                       charset=charset, body=body)
         except TimeoutError:
             raise FetchError(f"GET {url} timed out", 422) from None
         except httpx.HTTPError as exc:
@@ -356,6 +394,17 @@ class SafeClient:
                 finally:
                     await response.aclose()
         return response, received
+
+
+def _media_type(header: str) -> tuple[str, str]:
+    """``("text/html", "utf-8")`` from ``text/html; charset=UTF-8`` (RFC 9110 §8.3.1)."""
+    ctype, _, params = header.partition(";")
+    charset = ""
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"').lower()
+    return ctype.strip().lower(), charset
 
 
 async def _read_capped(response: httpx.Response, max_bytes: int, *, truncate: bool = False) -> bytes:

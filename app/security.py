@@ -211,6 +211,8 @@ async def access_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: 
             raise PermissionDeniedException("Only administrators may do this.")
         if rule.role == "author" and not user.can_author:
             raise PermissionDeniedException("Only authors may write on the blog. Ask an administrator.")
+        if rule.role == "producer" and not user.can_sell:
+            raise PermissionDeniedException("Only producers may list goods on the market. Ask an administrator.")
         return
     if rule.oauth_only:
         return  # /oauth/userinfo checks its bearer token itself, with RFC 6750 §3.1 error codes

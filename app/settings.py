@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from app.money import is_currency
+
 PREFIX = "ROSE_ASH_"
 # The names under which a browser on this machine reaches a loopback BASE_URL.
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
@@ -69,6 +71,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     forge_max_per_repo: int = 8
     forge_timeout: float = 3600.0
     forge_idle_timeout: float = 600.0
+    # The market's one currency (ISO 4217, e.g. EUR, GBP, JPY): every variant's price is in it.
+    market_currency: str = "EUR"
     # Outbound mail (app/mail): ``smtp://[user:pass@]host[:port]`` (STARTTLS when offered, required
     # with a password unless the host is loopback) or ``smtps://`` (implicit TLS). Unset: every
     # mail is written to DATA_DIR/mail/ as an .eml file, which admins read at /account/admin/mail.
@@ -154,6 +158,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if isinstance(hosts := raw.get("domain_hosts"), tuple):
             scheme = str(raw["base_url"]).split("://", 1)[0]
             raw["domain_hosts"] = tuple((name, host_as_sent(scheme, host)) for name, host in hosts)
+        currency = str(raw.get("market_currency", "EUR")).strip().upper()
+        if not is_currency(currency):  # a typo must stop the start, not mis-price every product
+            raise ValueError(f"ROSE_ASH_MARKET_CURRENCY: {raw.get('market_currency')!r} is not an ISO 4217 "
+                             "currency code (e.g. EUR, GBP, USD)")
+        raw["market_currency"] = currency
         if isinstance(raw.get("mail_from"), str | None):
             raw["mail_from"] = _mail_from(str(raw.get("mail_from") or ""), str(raw["base_url"]))
         if raw.get("smtp_url"):

@@ -76,7 +76,7 @@ log = logging.getLogger("rose_ash.forge.web")
 COMMITS_SHOWN = 10
 REFS_SHOWN = 100
 # Part of the repository page's ETag: bump when templates/forge/repo.html changes shape.
-PAGE_REVISION = "1"
+PAGE_REVISION = "2"
 
 
 def _render(request: Request[Any, Any, Any], template: str, context: dict[str, Any]) -> str:
@@ -121,11 +121,16 @@ async def repo_menu(ctx: FragmentContext) -> FragmentData:
     owner, _, name = ctx.params.get("repo", "").partition("/")
     user = ctx.user
     is_admin = False
+    mirror_errors: list[str] = []
     if user is not None and owner and name:
         service = provide_repo_service(ctx.db, ctx.settings)
         repo = await service.get_by_owner_and_name(owner, name)
         is_admin = repo is not None and at_least(await service.permission(user, repo), "admin")
-    return FragmentData({"owner": owner, "name": name, "is_admin": is_admin})
+        if is_admin and repo is not None:
+            # A mirror's last error may name the remote's internals: only its administrators see it.
+            mirrors = await MirrorService(ctx.db, service.store, ctx.settings).list_for(repo)
+            mirror_errors = [f"{m.remote_url}: {m.last_error}" for m in mirrors if m.last_error]
+    return FragmentData({"owner": owner, "name": name, "is_admin": is_admin, "mirror_errors": mirror_errors})
 
 
 # -- public pages ----------------------------------------------------------------------------------
@@ -193,7 +198,10 @@ async def repo_context(service: RepoService, settings: Settings, repo: ForgeRepo
         if found is not None:
             readme_name, text = found
             readme_html = render_readme(readme_name, text) if text else ""
+    pull_mirrors = [m for m in await MirrorService(service.db, service.store, settings).list_for(repo)
+                    if m.direction == "pull"]
     return {
+        "mirror": pull_mirrors[0] if pull_mirrors else None, "statuses": {},
         "repo": repo, "owner": owner, "clone_url": clone_url(settings, owner.username, repo),
         "branches": [(b.name.removeprefix("refs/heads/"), b.oid) for b in branches[:REFS_SHOWN]],
         "more_branches": max(0, len(branches) - REFS_SHOWN),

@@ -6,7 +6,8 @@ sub rose_ash_route_class {
   if (
       req.url ~ "^/blog/admin/?([?].*)?$" ||  # /blog/admin
       req.url ~ "^/f/me/[^/?]+/?([?].*)?$" ||  # /f/me/{name:str}
-      req.url ~ "^/forge/new/?([?].*)?$"  # /forge/new
+      req.url ~ "^/forge/new/?([?].*)?$" ||  # /forge/new
+      req.url ~ "^/market/admin/?([?].*)?$"  # /market/admin
   ) {
     return;
   }
@@ -30,6 +31,16 @@ sub rose_ash_route_class {
       req.url ~ "^/f/[^/?]+/?([?].*)?$" ||  # /f/{name:str}
       req.url ~ "^/forge/?([?].*)?$" ||  # /forge
       req.url ~ "^/forge/[^/?]+/?([?].*)?$" ||  # /forge/{owner:str}
+      req.url ~ "^/market/?([?].*)?$" ||  # /market
+      req.url ~ "^/market/category/[^/?]+/?([?].*)?$" ||  # /market/category/{slug:str}
+      req.url ~ "^/market/pages/?([?].*)?$" ||  # /market/pages
+      req.url ~ "^/market/pages/[^/?]+/?([?].*)?$" ||  # /market/pages/{slug:str}
+      req.url ~ "^/market/producer/[^/?]+/?([?].*)?$" ||  # /market/producer/{slug:str}
+      req.url ~ "^/market/search/?([?].*)?$" ||  # /market/search
+      req.url ~ "^/market/search/results/?([?].*)?$" ||  # /market/search/results
+      req.url ~ "^/market/[^/?]+/?([?].*)?$" ||  # /market/{slug:str}
+      req.url ~ "^/market/[^/?]+/offer/?([?].*)?$" ||  # /market/{slug:str}/offer
+      req.url ~ "^/media/[^/?]+/?([?].*)?$" ||  # /media/{name:str}
       req.url ~ "^/sitemap\.xml/?([?].*)?$" ||  # /sitemap.xml
       req.url ~ "^/static(/[^?]*)?/?([?].*)?$"  # /static/{file_path:path}
   ) {

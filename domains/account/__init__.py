@@ -51,7 +51,7 @@ domain = Domain(
     routes=_routes,
     cli=_cli,
     models=("domains.account.models",),
-    setup=("domains.account.fragments",),
+    setup=("domains.account.fragments", "domains.account.mailflows"),
     admin=(NavEntry("/account/admin/users", "Members", 10), NavEntry("/account/admin/audit", "Audit log", 11),
            NavEntry("/account/admin/mail", "Mail", 12)),
 )

@@ -8,6 +8,8 @@ from uuid import UUID
 
 import msgspec
 
+from app.mail import valid_address
+
 USERNAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,38}[a-z0-9])?$")
 # Deliberately simple: one @, a dot in the domain, no spaces. Deliverability is the mail's job.
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s.]{2,}$")
@@ -29,6 +31,7 @@ SCOPES: dict[str, str] = {
     "repo:read": "Read repositories (clone and fetch, including private ones you can see)",
     "repo:write": "Write repositories (push) — includes repo:read",
     "api": "Use the JSON API on your behalf",
+    "market": "Manage your market products and stock through the API",
 }
 
 COMMON_PASSWORDS = frozenset(
@@ -70,6 +73,22 @@ class PasswordForm(msgspec.Struct, kw_only=True):
     confirm_password: str = ""
 
 
+class ForgotForm(msgspec.Struct, kw_only=True):
+    email: str = ""
+
+
+class ResetForm(msgspec.Struct, kw_only=True):
+    """A new password from a reset or invitation link (the link's secret is in the path)."""
+
+    password: str = ""
+    confirm_password: str = ""
+
+
+class EmailChangeForm(msgspec.Struct, kw_only=True):
+    email: str = ""  # the new address
+    password: str = ""  # the current password
+
+
 class TokenForm(msgspec.Struct, kw_only=True):
     name: str = ""
     scopes: list[str] = []
@@ -83,6 +102,7 @@ class RolesForm(msgspec.Struct, kw_only=True):
     is_active: str | None = None
     is_author: str | None = None
     is_editor: str | None = None
+    is_producer: str | None = None
 
 
 class UserRead(msgspec.Struct, kw_only=True):
@@ -145,7 +165,8 @@ def username_problem(username: str) -> str | None:
 def email_problem(email: str) -> str | None:
     if not email:
         return "Enter your email address."
-    if len(email) > 254 or not EMAIL_RE.match(email):
+    if len(email) > 254 or not EMAIL_RE.match(email) or valid_address(email) is None:
+        # valid_address: the mail kernel must be able to write it into a To: header.
         return "That doesn't look like an email address."
     return None
 

@@ -34,6 +34,8 @@ from domains.account.schemas import (
 from fragments.purge import emit_purge
 
 TOKEN_PREFIX = "rat_"
+# The roles `rose-ash users grant-role` (and AccountService.grant_role) know, by name.
+GRANTABLE_ROLES = ("admin", "editor", "author", "producer")
 # Not an argon2 hash, so no password ever verifies against it (the member must reset it).
 LOCKED_PASSWORD_HASH = "!locked"
 
@@ -145,7 +147,8 @@ class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
         return (await self.db.execute(stmt)).scalars().all()
 
     async def set_flags(self, actor: User, member: User, *, is_admin: bool, is_active: bool,
-                        is_author: bool | None = None, is_editor: bool | None = None) -> User:
+                        is_author: bool | None = None, is_editor: bool | None = None,
+                        is_producer: bool | None = None) -> User:
         """Change roles; an administrator cannot demote or suspend themself (no lock-out).
 
         The change and its audit-log entry are written in the caller's transaction.
@@ -161,6 +164,8 @@ class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
             member.is_author = is_author
         if is_editor is not None:
             member.is_editor = is_editor
+        if is_producer is not None:
+            member.is_producer = is_producer
         member = await self.repository.update(member)
         await self._audit_roles(actor, member, before)
         await emit_purge(self.db, [keys.MEMBERS])  # a suspension leaves the member listings
@@ -181,6 +186,27 @@ class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
         member = await self.repository.update(member)
         await self._audit_roles(actor, member, before)
         return member
+
+    async def set_producer(self, member: User, is_producer: bool = True, *, actor: User | None = None) -> User:
+        """Grant or remove the producer role (may list goods on the market for their producers)."""
+        before = member.role_names
+        member.is_producer = is_producer
+        member = await self.repository.update(member)
+        await self._audit_roles(actor, member, before)
+        return member
+
+    async def grant_role(self, member: User, role: str, *, on: bool = True, actor: User | None = None) -> User:
+        """Grant (or with ``on=False`` remove) one of :data:`GRANTABLE_ROLES` by name."""
+        if role not in GRANTABLE_ROLES:
+            raise InputProblems({"role": f"unknown role {role!r}: choose one of {', '.join(GRANTABLE_ROLES)}"})
+        if role == "admin":
+            before = member.role_names
+            member.is_admin = on
+            member = await self.repository.update(member)
+            await self._audit_roles(actor, member, before)
+            return member
+        setter = {"author": self.set_author, "editor": self.set_editor, "producer": self.set_producer}[role]
+        return await setter(member, on, actor=actor)
 
     async def _audit_roles(self, actor: User | None, member: User, before: list[str]) -> None:
         """Record a role change and tell the member's listeners (an author page appears or goes)."""

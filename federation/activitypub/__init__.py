@@ -54,6 +54,7 @@ domain = Domain(
     models=("federation.keys", "federation.activitypub.models"),
     setup=(
         "federation.activitypub.blog",  # subscribes to the blog's post events
+        "federation.activitypub.market",  # subscribes to the market's product events
         "federation.activitypub.delivery",  # ap.fanout, ap.deliver
         "federation.activitypub.processor",  # ap.inbox
         "federation.activitypub.provision",  # actors made with their members

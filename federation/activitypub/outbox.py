@@ -334,6 +334,10 @@ def note_document(obj: APObject) -> dict[str, Any]:
         doc["updated"] = iso(obj.updated)
     hashtags = [t for t in (obj.raw or {}).get("tag", []) if isinstance(t, dict) and t.get("type") == "Hashtag"]
     doc["tag"] += hashtags
+    # Media of our own objects (the market's product Notes carry the product's first image).
+    attachment = [a for a in (obj.raw or {}).get("attachment", []) if isinstance(a, dict)] if obj.local else []
+    if attachment:
+        doc["attachment"] = attachment
     return doc
 
 

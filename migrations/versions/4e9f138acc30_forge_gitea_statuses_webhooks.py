@@ -1,7 +1,7 @@
 """forge gitea: integer ids, commit statuses, webhooks and deliveries, rename redirects, archived, topics
 
 Revision ID: 4e9f138acc30
-Revises: c3d4e5f6a7b8
+Revises: d1e2f3a4b5c6
 Create Date: 2026-12-07 01:57:16.924931
 
 """
@@ -28,7 +28,7 @@ sa.ORA_JSONB = ORA_JSONB
 
 # revision identifiers, used by Alembic.
 revision = '4e9f138acc30'
-down_revision = 'c3d4e5f6a7b8'
+down_revision = 'd1e2f3a4b5c6'
 branch_labels = None
 depends_on = None
 

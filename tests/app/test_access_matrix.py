@@ -45,12 +45,13 @@ from tests.helpers.web import login, post_form, signup
 pytestmark = pytest.mark.anyio
 
 Outcome = Literal["ok", "login", "forbidden", "hidden", "error"]
-PAT_SCOPES = ("repo:read", "repo:write", "api")
+PAT_SCOPES = ("repo:read", "repo:write", "api", "market")
 OAUTH_SCOPES = tuple(SCOPE_TEXT)
 HTML = "text/html; charset=utf-8"
 # Whether an administrator may act on another member's object of this type through its route.
 ADMIN_OVER = {"repo": True, "post": True, "user": True, "client": True, "moderation": True,
-              "token": False, "grant": False, "note": False}
+              "token": False, "grant": False, "note": False, "product": True, "producer": True,
+              "csv-import": True}
 
 
 @dataclass(frozen=True)
@@ -162,9 +163,16 @@ def fill(case: Case, world: World) -> str:
         if name == "area":
             return v["shared_area"]
         if name == "slug":
+            if path.startswith("/api/market/products"):
+                return v["product_slug"]
+            if path.startswith("/api/market/pages"):
+                return v["page_slug"]
             return "news" if "/tag/" in path else "hello-world"
         if name == "which":
             return "outbox"
+        if name == "secret":
+            return "A" * 43  # a mailed link's secret (domains/account/tokens.py) that names no link: 404
+
         if name == "decision":
             return "accept"
         if name == "file_path":
@@ -175,13 +183,24 @@ def fill(case: Case, world: World) -> str:
             return "alice"
         if name == "collaborator":
             return "carol"
+        # The code browser (forge/browse/views.py): a seeded commit on main with a README.
+        if name == "kind":
+            return "branch"
+        if name == "rest":
+            return "main/README.md"
+        if name == "sha":
+            return v["sha_" + repo]
+        if name == "spec":
+            return "main.zip" if "/archive/" in path else "main...main"
         # The Gitea API of issue 19 (forge/gitea/routes.py) and the webhook pages (forge/webhooks_web.py).
-        gitea = {"archive": "main.zip", "sha": "0" * 40, "ref": "main", "branch": "main", "hook_id": "1",
+        gitea = {"archive": "main.zip", "ref": "main", "branch": "main", "hook_id": "1",
                  "delivery_id": "00000000-0000-0000-0000-000000000000"}
         if name in gitea:
             return gitea[name]
         key = {"token_id": "token", "post_id": "post", "client_pk": "client", "pk": "client",
-               "user_id": "erin", "oid": "note", "aid": "activity", "bid": "block", "rid": "report"}.get(name)
+               "user_id": "erin", "oid": "note", "aid": "activity", "bid": "block", "rid": "report",
+               "product_id": "product", "producer_id": "producer", "image_id": "image",
+               "import_id": "csv-import"}.get(name)
         if key is not None:
             return str(world.ids[key])
         if name == "fid":
@@ -233,7 +252,7 @@ def expected(case: Case, who: Who, anon: Response | None) -> set[Outcome]:
             return {"login"}
         if rule.role == "admin" and who.user != "ada":
             return {"forbidden"}
-        if rule.role == "author" and who.user not in ("alice", "ada"):
+        if rule.role in ("author", "producer") and who.user not in ("alice", "ada"):
             return {"forbidden"}
         if not owned or who.user == "alice":
             return {"ok", "hidden"} if "{fid" in case.path or not owned or _names_object(case.path) else {"ok"}
@@ -277,7 +296,7 @@ async def build(client: Any, db: AsyncSession) -> World:
         assert (await signup(client, name)).status_code == 303
         world.jars[name] = Cookies(client.cookies)
     await db.execute(update(User).where(User.username == "ada").values(is_admin=True))
-    await db.execute(update(User).where(User.username == "alice").values(is_author=True))
+    await db.execute(update(User).where(User.username == "alice").values(is_author=True, is_producer=True))
     await db.commit()
     users = {u.username: u for u in (await db.execute(select(User))).scalars()}
     world.ids["erin"] = users["erin"].id
@@ -296,6 +315,7 @@ async def build(client: Any, db: AsyncSession) -> World:
         added = await as_("alice", f"/forge/alice/{repo}/settings/collaborators",
                           {"username": "carol", "permission": "write"}, f"/forge/alice/{repo}/settings")
         assert added.status_code == 303
+        world.values["sha_" + repo] = await seed_repo(client.app.state["settings"], db, repo)
     posted = await as_("alice", "/blog/admin/posts", {"title": "Hello world", "slug": "hello-world", "tags": "news",
                                                      "markdown": "Hi.", "action": "publish"}, "/blog/admin/new")
     assert posted.status_code == 303, posted.text
@@ -309,7 +329,8 @@ async def build(client: Any, db: AsyncSession) -> World:
     reported = await as_("bob", "/social/reports", {"note": str(note.id), "comment": "Matrix report."},
                          "/social/reports/new?note=" + str(note.id))
     assert reported.status_code == 303, reported.text
-    await renew(world, db, "post", "token", "client", "block", "report")
+    await renew(world, db, "post", "token", "client", "block", "report", "product", "image")
+    await market_world(world, db, users["alice"])
 
     for who in [*SCOPED, EVERY_PAT, EVERY_OAUTH]:
         world.secrets[who.name] = await token_for(db, users["alice"], who)
@@ -326,6 +347,62 @@ async def build(client: Any, db: AsyncSession) -> World:
     world.values["static"] = next(p for p in sorted(STATIC_DIR.rglob("*.css"))).relative_to(STATIC_DIR).as_posix()
     assert "instance" in DOMAIN_ACTORS
     return world
+
+
+async def seed_repo(settings: Any, db: AsyncSession, name: str) -> str:
+    """One commit with a README on alice's repository ``name`` (for the code browser's routes)."""
+    from forge.runtime import runtime_for
+    from forge.services import RepoService
+
+    service = RepoService(db, runtime_for(settings).store)
+    repo = await service.get_by_owner_and_name("alice", name)
+    assert repo is not None
+    sha = _push_seed(str(service.store.locate(repo.id)))
+    await service.sync_refs(repo.id)
+    await db.commit()
+    return sha
+
+
+def _push_seed(bare: str) -> str:
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    env = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "HOME": "/nonexistent",
+           "PATH": "/usr/bin:/bin", "GIT_AUTHOR_NAME": "T", "GIT_AUTHOR_EMAIL": "t@example.org",
+           "GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@example.org"}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "README.md").write_text("# Seed\n")
+        for args in (["init", "-q", "-b", "main"], ["add", "README.md"], ["commit", "-q", "-m", "Seed"],
+                     ["push", "-q", bare, "main"]):
+            subprocess.run(["git", *args], cwd=work, env=env, check=True, capture_output=True)
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=work, env=env, check=True, capture_output=True,
+                              text=True).stdout.strip()
+
+
+async def market_world(world: World, db: AsyncSession, alice: User) -> None:
+    """For the JSON API and the import pages: an active product of alice's that no route removes, a
+    published market page showing it, and alice's CSV import."""
+    from domains.market.import_models import CsvImport
+    from domains.market.page_models import MarketPage, MarketPageItem
+    from domains.market.schemas import ProductInput, VariantInput
+    from domains.market.services import CatalogueService, ProducerService
+
+    product = await CatalogueService(db, base_url="http://testserver.local").save(None, ProductInput(
+        title="Matrix product", status="active", variants=[VariantInput(sku="MATRIX-1", price_minor=100)],
+        producer_id=(await ProducerService(db).own(alice)).id))
+    world.values["product_slug"] = product.slug
+    page = MarketPage(title="Matrix page", slug="matrix-page", published=True)
+    db.add(page)
+    await db.flush()
+    db.add(MarketPageItem(page_id=page.id, product_id=product.id, position=0))
+    world.values["page_slug"] = page.slug
+    run = CsvImport(owner_id=alice.id, filename="matrix.csv", state="done")
+    db.add(run)
+    await db.flush()
+    world.ids["csv-import"] = run.id
+    await db.commit()
 
 
 async def token_for(db: AsyncSession, alice: User, who: Who) -> str:
@@ -364,6 +441,26 @@ async def renew(world: World, db: AsyncSession, *kinds: str) -> None:
             report = (await db.execute(select(Report).order_by(Report.created_at.desc()))).scalars().first()
             assert report is not None
             world.ids["report"] = report.id
+        elif kind == "product":  # alice's product on her producer profile
+            from domains.market.schemas import ProductInput, VariantInput
+            from domains.market.services import CatalogueService
+
+            product = await CatalogueService(db).save(alice, ProductInput(
+                title="Matrix jam", status="active",
+                variants=[VariantInput(sku=f"JAM-{uuid.uuid4().hex[:6]}", price_minor=450)]))
+            world.ids["product"], world.ids["producer"] = product.id, product.producer_id
+        elif kind == "image":  # an image on alice's product (the row is what the routes act on)
+            from domains.market.models import Media
+            from domains.market.services import CatalogueService
+
+            catalogue = CatalogueService(db)
+            product = await catalogue.get(world.ids["product"])
+            assert product is not None
+            media = Media(sha256=uuid.uuid4().hex * 2, format="jpeg", width=320, height=240, byte_size=1,
+                          widths=[320])
+            db.add(media)
+            await db.flush()
+            world.ids["image"] = (await catalogue.add_image(alice, product, media)).id
         elif kind == "post":
             from domains.blog.models import Post
 
@@ -453,7 +550,8 @@ async def test_authorization_matrix(app, client, db_session) -> None:  # type: i
             if ctype.startswith("text/html") and ctype != HTML:
                 failures.append(f"{case.label} as {who.name}: Content-Type {ctype!r}")
             if case.method == "GET" and got == "ok" and response.status_code == 200 \
-                    and case.rule.reach is Reach.SESSION and ctype != HTML and "/export" not in case.path:
+                    and case.rule.reach is Reach.SESSION and ctype != HTML and "/export" not in case.path \
+                    and not case.path.endswith(".csv"):  # downloads (the market import's template and reports)
                 failures.append(f"{case.label} as {who.name}: a private page answered {ctype!r}")
             if who.kind == "session" and case.method == "POST" and "logout" in case.path:
                 world.jars[who.user or ""] = await sign_in_again(client, who.user or "")
@@ -484,7 +582,8 @@ async def refresh_after(case: Case, world: World, db: AsyncSession, client: Any)
     if "{repo:str}" in path:
         await renew_repos(world, db, client)
     kinds = [k for k, marker in (("token", "{token_id"), ("post", "{post_id"), ("client", "{client_pk"),
-                                 ("client", "{pk"), ("block", "{bid"), ("report", "{rid")) if marker in path]
+                                 ("client", "{pk"), ("block", "{bid"), ("report", "{rid"), ("image", "{image_id"))
+             if marker in path]
     if "{oid" in path and path.endswith("/delete"):
         await renew_note(world, db, client)
     if "{post_id" in path and path.endswith("/delete"):

@@ -27,5 +27,5 @@ def test_importing_a_domain_package_builds_nothing() -> None:
              "('domains', 'forge', 'federation', 'fragments') and not m.endswith(('models', 'keys'))))")
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(sorted([
-        "domains", "domains.account", "domains.blog", "federation", "federation.activitypub",
+        "domains", "domains.account", "domains.blog", "domains.market", "federation", "federation.activitypub",
         "federation.oauth", "federation.social", "forge", "fragments"]))

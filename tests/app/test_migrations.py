@@ -55,5 +55,9 @@ async def _check(url: str, tmp_path: Path, metadata: Any) -> None:
 
 
 def _ignorable(diff: Any) -> bool:
-    # Alembic's own bookkeeping table is not part of the models.
-    return isinstance(diff, tuple) and diff[0] == "remove_table" and diff[1].name == "alembic_version"
+    # Alembic's own bookkeeping table is not part of the models; nor is SQLite's FTS5 search index
+    # (a virtual table and its shadow tables, made by DDL beside the models: domains/market/search_models.py).
+    from domains.market.search_models import FTS_TABLE
+
+    return isinstance(diff, tuple) and diff[0] == "remove_table" and (
+        diff[1].name == "alembic_version" or diff[1].name == FTS_TABLE or diff[1].name.startswith(FTS_TABLE + "_"))

@@ -1,0 +1,208 @@
+"""Benchmark: market CSV import (rows/s) and product search over 50,000 products on PostgreSQL.
+
+In one invocation, on a scratch PostgreSQL database made beside ``--database-url``:
+
+1. CSV import: a generated file of ``--rows`` rows (one active product per row, titles and tags
+   drawn from a produce vocabulary) goes through the real path (``store_upload`` checks and
+   stores it in DATA_DIR, ``run_import`` applies it in chunks, one transaction per chunk with its
+   progress, search documents, purge and product-event jobs): prints rows/s. These products are
+   the search corpus, so nothing else seeds the database.
+2. Search: ``rose-ash run`` (``--workers`` web processes, no edge cache, so every request runs the
+   query) answers ``/market/search?q=…`` under ``wrk``, the queries rotating through words and
+   word prefixes of the vocabulary; beside it, in the same run, the bare Litestar page of
+   bench/pages.py (one route rendering one Jinja template with the same bytes as a search page).
+   Prints p50, p99 and req/s of both and the ratio (goals: p99 < 50 ms, ≥ 0.3x the bare page).
+
+    .venv/bin/python bench/market.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/postgres \
+        [--rows 50000] [--duration 10] [--connections 32] [--threads 2] [--workers 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.pages import free_port, scratch_database, serve_app, to_ms, wait_ok  # noqa: E402
+from tests.helpers.server import ROSE_ASH  # noqa: E402
+
+VEGETABLES = ("apple", "pear", "plum", "cherry", "carrot", "leek", "onion", "garlic", "potato", "tomato", "kale",
+              "cabbage", "pumpkin", "squash", "beetroot", "radish", "spinach", "chard", "bean", "pea")
+KINDS = ("juice", "jam", "chutney", "pie", "soup", "box", "crate", "bunch", "loaf", "cake", "pickle", "cordial")
+ADJECTIVES = ("heritage", "organic", "smoked", "spiced", "sweet", "early", "late", "wild", "golden", "red")
+QUERIES = ("apple", "pear jam", "heritage", "smoked garlic", "pumpkin soup", "tom", "organic kale", "cherry",
+           "spiced chutney", "wild", "golden beetroot", "carrot cake", "plum", "squash box", "radish", "sweet pea",
+           "red onion", "leek", "late potato", "cordial")
+
+
+def write_csv(path: Path, rows: int, seed: int = 7) -> None:
+    from domains.market.csv_import import HEADER
+
+    rng = random.Random(seed)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(HEADER)
+        for i in range(rows):
+            veg, kind, adj = rng.choice(VEGETABLES), rng.choice(KINDS), rng.choice(ADJECTIVES)
+            title = f"{adj.title()} {veg} {kind} {i}"
+            description = (f"Our {adj} {veg} {kind}, made in small batches from {rng.choice(VEGETABLES)}s grown "
+                           f"on the farm. Best with {rng.choice(VEGETABLES)}.")
+            price = f"{rng.randint(1, 40)}.{rng.randint(0, 99):02d}"
+            writer.writerow([f"p-{i}", title, description, f"SKU-{i}", "", price, "", "", str(rng.randint(0, 30)),
+                             "", f"{veg};{kind}", "active"])
+
+
+async def import_csv(settings: Any, path: Path) -> tuple[float, float, Any]:
+    """The real import path in this process: store the upload, run the job's work to the end."""
+    from uuid_utils.compat import uuid7
+
+    from app.db import make_engine, make_sessionmaker
+    from domains.account.schemas import SignupInput
+    from domains.account.services import AccountService
+    from domains.market.csv_import import run_import, store_upload
+    from domains.market.import_models import CsvImport
+
+    engine = make_engine(settings.database_url)
+    sessionmaker = make_sessionmaker(engine, settings)
+    try:
+        async with sessionmaker() as session, session.begin():
+            user = await AccountService(session).signup(SignupInput(
+                username="grower", email="grower@example.org", password="correct horse battery staple",
+                display_name="Grower"))
+            user.is_producer = True
+            user_id = user.id
+        import_id = uuid7()
+
+        async def chunks() -> Any:
+            with path.open("rb") as f:
+                while chunk := f.read(1 << 20):
+                    yield chunk
+
+        started, cpu = time.perf_counter(), time.process_time()
+        await store_upload(settings.data_dir, import_id, chunks())
+        async with sessionmaker() as session, session.begin():
+            session.add(CsvImport(id=import_id, owner_id=user_id, filename=path.name))
+        run = await run_import(sessionmaker, settings.data_dir, import_id, currency=settings.market_currency,
+                               base_url=settings.base_url)
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        assert run is not None and run.state == "done", run and run.error
+        return elapsed, cpu, run
+    finally:
+        await engine.dispose()
+
+
+def run_wrk(url: str, duration: int, connections: int, threads: int, script: Path | None = None
+            ) -> tuple[float, float, float]:
+    """req/s, p50 ms, p99 ms."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+    extra = ["-s", str(script)] if script else []
+    subprocess.run([wrk, "-t1", "-c4", "-d2s", *extra, url], capture_output=True, check=True)  # warm up
+    out = subprocess.run([wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", *extra, url],
+                         capture_output=True, text=True, check=True).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        raise RuntimeError(f"{url}: {errors.group(1)} error responses\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    return rps, p50, p99
+
+
+def rotating_queries(path: Path) -> Path:
+    """A wrk script sending each request with the next query of :data:`QUERIES`."""
+    from urllib.parse import quote_plus
+
+    queries = ", ".join(f'"/market/search?q={quote_plus(q)}"' for q in QUERIES)
+    path.write_text(f"local paths = {{{queries}}}\nlocal i = 0\n"
+                    "request = function()\n  i = i % #paths + 1\n  return wrk.format(\"GET\", paths[i])\nend\n")
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", default=os.environ.get("ROSE_ASH_DATABASE_URL", ""))
+    parser.add_argument("--rows", type=int, default=50_000)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--skip-search", action="store_true", help="only the CSV import")
+    args = parser.parse_args()
+    if not args.database_url.startswith("postgresql"):
+        raise SystemExit("--database-url must be a PostgreSQL URL (the benchmark is on PostgreSQL)")
+    from app.settings import Settings
+
+    with scratch_database(args.database_url) as url, tempfile.TemporaryDirectory(prefix="rose-ash-bench-") as tmp:
+        tmp_path = Path(tmp)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ROSE_ASH_")}
+        env.update({"ROSE_ASH_DATA_DIR": str(tmp_path / "data"), "ROSE_ASH_DATABASE_URL": url, "PYTHONPATH": str(ROOT)})
+        subprocess.run([ROSE_ASH, "database", "upgrade", "--no-prompt"], env=env, cwd=ROOT, check=True,
+                       capture_output=True)
+        settings = Settings.from_env({}, data_dir=tmp_path / "data", database_url=url,
+                                     secret_key="bench-secret-0123456789abcdef0123456789")
+        from app.factory import create_app
+
+        create_app(settings)  # every domain's job kinds and topic subscribers, as in the web process
+        source = tmp_path / "products.csv"
+        write_csv(source, args.rows)
+        elapsed, cpu, run = asyncio.run(import_csv(settings, source))
+        load = os.getloadavg()
+        # The importing process's own CPU time too: on a shared machine the wall clock mostly
+        # measures the other processes; rows per CPU-second is what this code costs.
+        print(f"CSV import: {run.processed_rows} rows ({run.created_count} created, {run.skipped_count} skipped) "
+              f"in {elapsed:.1f} s: {run.processed_rows / elapsed:.0f} rows/s wall; {cpu:.1f} s of this process's "
+              f"CPU ({run.processed_rows / cpu:.0f} rows per CPU-second); chunks of "
+              f"{__import__('domains.market.csv_import', fromlist=['CHUNK']).CHUNK}; load average "
+              f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
+        if args.skip_search:
+            return
+        script = rotating_queries(tmp_path / "queries.lua")
+        with serve_app(tmp_path, url, args.workers) as server:
+            sample = httpx.get(server.base_url + "/market/search?q=apple", timeout=30)
+            if sample.status_code != 200 or "apple" not in sample.text.lower():
+                raise SystemExit(f"/market/search?q=apple answered {sample.status_code}")
+            templates = tmp_path / "bare-templates"
+            templates.mkdir()
+            (templates / "page.html").write_text(sample.text.replace("<title>", "<title>{{ title }}", 1))
+            bare_port = free_port()
+            bare = subprocess.Popen([sys.executable, str(ROOT / "bench" / "pages.py"), "--serve-bare", str(bare_port),
+                                     str(templates)], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                    start_new_session=True)
+            try:
+                wait_ok(f"http://127.0.0.1:{bare_port}/")
+                base = run_wrk(f"http://127.0.0.1:{bare_port}/", args.duration, args.connections, args.threads)
+            finally:
+                bare.terminate()
+                bare.wait(timeout=10)
+            search = run_wrk(server.base_url + "/market/search?q=apple", args.duration, args.connections,
+                             args.threads, script)
+        load = os.getloadavg()
+        print(f"\nPostgreSQL, {args.rows} products; wrk -t{args.threads} -c{args.connections} -d{args.duration}s; "
+              f"{args.workers} web worker(s); search page {len(sample.content)} bytes; load average after the run "
+              f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
+        print(f"{'target':<44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'rps/base':>9}")
+        for name, (rps, p50, p99) in (("bare Litestar + 1 Jinja template", base),
+                                      (f"/market/search?q= ({len(QUERIES)} queries)", search)):
+            print(f"{name:<44} {rps:>9.0f} {p50:>8.2f} {p99:>8.2f} {rps / base[0]:>9.2f}")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""The search index's table: one document per product, and the engine-specific parts around it.
+
+``market_search_document`` holds each product's searchable text already folded (lower case, no
+diacritics: :func:`domains.market.search.fold`), so the two engines index the very same words:
+
+- PostgreSQL: ``document`` is a generated ``tsvector`` (title weight A, tags B, description C,
+  the ``simple`` configuration: no stemming and no stop words, so a word matches exactly as it
+  does in FTS5) with a GIN index.
+- SQLite: ``document`` is a constant generated column, and an FTS5 external-content table
+  ``market_search_fts`` over (title, tags, body) is kept in step by three triggers.
+
+The DDL below runs for ``metadata.create_all`` (tests) and the migration issues the same
+statements (migrations/versions/…_market_pages_search.py), so both schemas are alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+from uuid import UUID
+
+from advanced_alchemy.base import IdentityBase
+from advanced_alchemy.types import GUID
+from sqlalchemy import DDL, Computed, ForeignKey, Index, Text, event
+from sqlalchemy.dialects.postgresql import TSVECTOR
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import ColumnElement
+
+__all__ = ["FTS_TABLE", "PG_VECTOR_SQL", "SQLITE_FTS_DDL", "SearchDocument"]
+
+TABLE: Final = "market_search_document"
+FTS_TABLE: Final = "market_search_fts"
+# The weighted vector (ts_rank's default weights: A 1.0, B 0.4, C 0.2); ``simple`` matches FTS5's
+# unicode61 tokens word for word, which keeps the two engines' answers the same.
+PG_VECTOR_SQL: Final = (
+    "setweight(to_tsvector('simple'::regconfig, title), 'A') || "
+    "setweight(to_tsvector('simple'::regconfig, tags), 'B') || "
+    "setweight(to_tsvector('simple'::regconfig, body), 'C')"
+)
+# Constant DDL (no input reaches it).
+SQLITE_FTS_DDL: Final = (
+    f"CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5(title, tags, body, content='{TABLE}', content_rowid='id', "
+    "tokenize='unicode61 remove_diacritics 2')",
+    f"CREATE TRIGGER {FTS_TABLE}_ai AFTER INSERT ON {TABLE} BEGIN "  # noqa: S608
+    f"INSERT INTO {FTS_TABLE}(rowid, title, tags, body) VALUES (new.id, new.title, new.tags, new.body); END",
+    f"CREATE TRIGGER {FTS_TABLE}_ad AFTER DELETE ON {TABLE} BEGIN "  # noqa: S608
+    f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, title, tags, body) "
+    "VALUES ('delete', old.id, old.title, old.tags, old.body); END",
+    f"CREATE TRIGGER {FTS_TABLE}_au AFTER UPDATE ON {TABLE} BEGIN "  # noqa: S608
+    f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, title, tags, body) "
+    "VALUES ('delete', old.id, old.title, old.tags, old.body); "
+    f"INSERT INTO {FTS_TABLE}(rowid, title, tags, body) VALUES (new.id, new.title, new.tags, new.body); END",
+)
+
+
+class _Vector(ColumnElement[Any]):
+    """The generated column's expression: the weighted ``tsvector`` on PostgreSQL, NULL elsewhere."""
+
+    inherit_cache = True
+
+
+@compiles(_Vector)
+def _vector_elsewhere(element: _Vector, compiler: SQLCompiler, **kw: Any) -> str:
+    return "NULL"
+
+
+@compiles(_Vector, "postgresql")
+def _vector_postgresql(element: _Vector, compiler: SQLCompiler, **kw: Any) -> str:
+    return PG_VECTOR_SQL
+
+
+class SearchDocument(IdentityBase):
+    """What the search engines index for one product (rewritten whenever the product changes)."""
+
+    __tablename__ = TABLE
+    # GIN on PostgreSQL; elsewhere a plain index over the constant column (harmless, and the
+    # schema stays the same shape on both databases).
+    __table_args__ = (Index(f"ix_{TABLE}_document", "document", postgresql_using="gin"),)
+
+    # ``id`` (IdentityBase) is an integer key, SQLite's rowid: FTS5's external content addresses rows by it.
+    product_id: Mapped[UUID] = mapped_column(GUID(length=16), ForeignKey("market_product.id", ondelete="CASCADE"),
+                                             unique=True)
+    title: Mapped[str] = mapped_column(Text, default="", server_default="")
+    tags: Mapped[str] = mapped_column(Text, default="", server_default="")
+    body: Mapped[str] = mapped_column(Text, default="", server_default="")
+    document: Mapped[Any] = mapped_column(TSVECTOR().with_variant(Text(), "sqlite"),
+                                          Computed(_Vector(), persisted=True), nullable=True)
+
+
+_table = SearchDocument.__table__
+for _statement in SQLITE_FTS_DDL:
+    event.listen(_table, "after_create", DDL(_statement).execute_if(dialect="sqlite"))  # type: ignore[no-untyped-call]
+_drop = DDL(f"DROP TABLE IF EXISTS {FTS_TABLE}")  # type: ignore[no-untyped-call]
+event.listen(_table, "before_drop", _drop.execute_if(dialect="sqlite"))

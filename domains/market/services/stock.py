@@ -1,0 +1,167 @@
+"""Stock: the availability rule (design/domains.md §2) as one SQL expression, and stock changes as
+conditional UPDATEs.
+
+Available = ``on_hand - allocated - Σ unexpired reservations held by others``, summed over the
+variant's locations. There are no reservations yet: the cart registers its own term with
+:func:`register_reserved`, and every caller of :func:`available_expr` (the product page's variant
+picker, search's "in stock only", the API, the low-stock list) then counts them, with no change
+here.
+
+Changes never read, compare in Python and write: ``on_hand`` moves with ``UPDATE … SET on_hand =
+on_hand + :n WHERE … AND on_hand + :n >= allocated`` and the rowcount says whether it happened,
+so two concurrent adjustments cannot lose one another or push ``on_hand`` under ``allocated``
+(the table's CHECK constraints are the backstop).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import ColumnElement, case, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from uuid_utils.compat import uuid7  # the ORM's id scheme (advanced-alchemy's UUIDv7 primary keys)
+
+from app.forms import InputProblems
+from domains.market.models import StockLevel, StockLocation
+from domains.market.schemas import MAX_STOCK
+
+__all__ = [
+    "DEFAULT_LOCATION",
+    "ReservedTerm",
+    "StockRefused",
+    "availability",
+    "available_expr",
+    "change_on_hand",
+    "default_location",
+    "register_reserved",
+    "unregister_reserved",
+]
+
+DEFAULT_LOCATION = "Main store"
+
+# A term the cart adds: given the variant id column, the quantity reserved by unexpired
+# reservations (a correlated scalar subquery, 0 when none).
+ReservedTerm = Callable[[Any], ColumnElement[int]]
+_reserved: list[ReservedTerm] = []
+
+
+def register_reserved(term: ReservedTerm) -> ReservedTerm:
+    """Subtract ``term`` from every availability from now on (idempotent; usable as a decorator).
+
+    The cart registers ``lambda variant_id: select(coalesce(sum(qty), 0)).where(reservation.variant_id
+    == variant_id, reservation.expires_at > now()).scalar_subquery()`` in its setup module.
+    """
+    if term not in _reserved:
+        _reserved.append(term)
+    return term
+
+
+def unregister_reserved(term: ReservedTerm) -> None:
+    if term in _reserved:
+        _reserved.remove(term)
+
+
+def on_hand_free(variant_id: Any) -> ColumnElement[int]:
+    """``Σ (on_hand - allocated)`` over the variant's locations, 0 with no stock rows."""
+    return (select(func.coalesce(func.sum(StockLevel.on_hand - StockLevel.allocated), 0))
+            .where(StockLevel.variant_id == variant_id).scalar_subquery())
+
+
+def available_expr(variant_id: Any) -> ColumnElement[int]:
+    """What may be bought of the variant whose id is ``variant_id`` (a column, e.g. ``Variant.id``,
+    or a bound value), as a correlated SQL expression, never below 0::
+
+        select(Variant.id, available_expr(Variant.id))
+        select(Product).where(exists().where(Variant.product_id == Product.id, available_expr(Variant.id) > 0))
+    """
+    total: ColumnElement[int] = on_hand_free(variant_id)
+    for term in _reserved:
+        total = total - term(variant_id)
+    return case((total > 0, total), else_=0)
+
+
+async def availability(session: AsyncSession, variant_ids: Iterable[UUID]) -> dict[UUID, int]:
+    """``{variant_id: available}`` for each id (0 for a variant without stock rows)."""
+    from domains.market.models import Variant
+
+    ids = list(dict.fromkeys(variant_ids))
+    if not ids:
+        return {}
+    found: dict[UUID, int] = {}
+    for start in range(0, len(ids), 500):  # keep the IN list well under SQLite's variable limit
+        chunk = ids[start:start + 500]
+        rows = await session.execute(select(Variant.id, available_expr(Variant.id)).where(Variant.id.in_(chunk)))
+        found.update({row[0]: int(row[1]) for row in rows})
+    return {i: found.get(i, 0) for i in ids}
+
+
+class StockRefused(InputProblems):
+    """A stock change that would break a rule (negative stock, under what is allocated)."""
+
+
+async def default_location(session: AsyncSession) -> StockLocation:
+    """The location stock goes to when none is named (created on first use)."""
+    return await location_named(session, DEFAULT_LOCATION, create=True)  # type: ignore[return-value]
+
+
+async def location_named(session: AsyncSession, name: str, *, create: bool = False) -> StockLocation | None:
+    name = " ".join(name.split())
+    found = (await session.execute(select(StockLocation).where(StockLocation.name == name))).scalar_one_or_none()
+    if found is not None or not create:
+        return found
+    async with session.begin_nested():  # a concurrent creator wins the unique name: read theirs
+        try:
+            location = StockLocation(name=name)
+            session.add(location)
+            await session.flush()
+            return location
+        except IntegrityError:
+            pass
+    return (await session.execute(select(StockLocation).where(StockLocation.name == name))).scalar_one()
+
+
+async def change_on_hand(session: AsyncSession, variant_id: UUID, location_id: UUID, *,
+                         set_to: int | None = None, add: int | None = None) -> int:
+    """Set or change ``on_hand`` of one variant at one location by a conditional UPDATE; returns
+    the new ``on_hand``. Refuses (StockRefused, nothing written) a result below 0 or below what is
+    allocated there. A missing stock row is created (a concurrent creator's row is then updated).
+    """
+    if (set_to is None) == (add is None):
+        raise StockRefused({"quantity": "Give either a new quantity or a change, not both."})
+    if set_to is not None and not 0 <= set_to <= MAX_STOCK:
+        raise StockRefused({"quantity": f"Stock is a whole number from 0 to {MAX_STOCK:,}."})
+    if add is not None and abs(add) > MAX_STOCK:
+        raise StockRefused({"quantity": f"Change stock by at most {MAX_STOCK:,} at once."})
+    where = (StockLevel.variant_id == variant_id, StockLevel.location_id == location_id)
+    new_on_hand: Any = set_to if set_to is not None else StockLevel.on_hand + (add or 0)
+    stmt = (update(StockLevel).where(*where, new_on_hand >= StockLevel.allocated, new_on_hand >= 0,
+                                     new_on_hand <= MAX_STOCK)
+            .values(on_hand=new_on_hand).returning(StockLevel.on_hand)
+            .execution_options(synchronize_session=False))
+    result = (await session.execute(stmt)).scalar_one_or_none()
+    if result is not None:
+        return int(result)
+    row = (await session.execute(select(StockLevel.on_hand, StockLevel.allocated).where(*where))).first()
+    if row is None:
+        start = set_to if set_to is not None else (add or 0)
+        if start < 0:
+            raise StockRefused({"quantity": "There is no stock here to take from: stock cannot go below 0."})
+        try:
+            async with session.begin_nested():
+                await session.execute(insert(StockLevel).values(
+                    id=uuid7(), variant_id=variant_id, location_id=location_id, on_hand=start, allocated=0,
+                    created_at=datetime.now(UTC), updated_at=datetime.now(UTC)))
+            return start
+        except IntegrityError:  # created meanwhile by someone else: apply to theirs
+            return await change_on_hand(session, variant_id, location_id, set_to=set_to, add=add)
+    on_hand, allocated = int(row[0]), int(row[1])
+    wanted = set_to if set_to is not None else on_hand + (add or 0)
+    if wanted < 0:
+        raise StockRefused({"quantity": f"Only {on_hand} on hand: stock cannot go below 0."})
+    raise StockRefused({"quantity": f"{allocated} of these are allocated to orders: on hand cannot go "
+                                    f"below {allocated} (asked for {wanted})."})
+
