@@ -83,6 +83,10 @@ def exception_handler(request: Request[Any, Any, Any], exc: Exception) -> Respon
         body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": message}
         if extra:
             body["errors"] = extra
+        if request.scope["path"].startswith("/api/v1/"):
+            # Gitea's APIError ({"message", "url"}), which its typed clients decode, beside problem+json.
+            body["message"] = message
+            body["url"] = f"{request.base_url}api/swagger"
         return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
     htmx = is_htmx(request)

@@ -375,17 +375,25 @@ class SafeClient:
     async def post(self, url: str, body: bytes, *, auth: httpx.Auth | None = None,
                    content_type: str = "application/activity+json") -> httpx.Response:
         """POST a body (to an inbox); no redirects are followed; the response body is capped."""
+        response, _body = await self.post_read(url, body, auth=auth, content_type=content_type)
+        return response
+
+    async def post_read(self, url: str, body: bytes, *, auth: httpx.Auth | None = None,
+                        content_type: str = "application/activity+json",
+                        headers: dict[str, str] | None = None) -> tuple[httpx.Response, bytes]:
+        """:meth:`post` with extra request headers, returning the (capped, 64 kB) response body
+        too (webhook deliveries log an excerpt of what the receiver answered)."""
         parsed = check_url(url, allow_private=self.allow_private)
         async with self._limit(parsed.host):
             with anyio.fail_after(OVERALL_DEADLINE):
                 request = self.client.build_request("POST", url, content=body,
-                                                    headers={"Content-Type": content_type})
+                                                    headers={**(headers or {}), "Content-Type": content_type})
                 response = await self.client.send(request, auth=auth, stream=True)
                 try:
-                    await _read_capped(response, 64_000, truncate=True)
+                    received = await _read_capped(response, 64_000, truncate=True)
                 finally:
                     await response.aclose()
-        return response
+        return response, received
 
 
 def _media_type(header: str) -> tuple[str, str]:

@@ -108,6 +108,10 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
 
     async def _token(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
         header = connection.headers.get("authorization")
+        if not header and connection.scope["path"].startswith("/api/v1/"):
+            # Gitea also reads the token from ?token= or ?access_token= (discouraged: URLs are logged).
+            query_token = connection.query_params.get("token") or connection.query_params.get("access_token")
+            header = f"token {query_token}" if query_token else None
         if not header:
             return AuthenticationResult(user=None, auth=None)
         secret = parse_authorization(header)

@@ -24,13 +24,18 @@ def _routes() -> list[ControllerRouterHandler]:
     from app import access
     from forge.api import create_repo
     from forge.browse.views import router as browse_router
+    from forge.deps import DEPENDENCIES
+    from forge.gitea.routes import router as gitea_routes
     from forge.gitea_api import router as gitea_api_router
+    from forge.guards import MovedPermanently, moved_handler
     from forge.smart_http import git_router
     from forge.web import router as web_router
+    from forge.webhooks_web import HooksController
 
-    return [Router(path="/", route_handlers=[
-        git_router, web_router, gitea_api_router, browse_router,
+    return [Router(path="/", exception_handlers={MovedPermanently: moved_handler}, route_handlers=[
+        git_router, web_router, gitea_api_router, browse_router, gitea_routes,
         Router(path="/", opt=access.token("repo:write"), route_handlers=[create_repo]),
+        Router(path="/", opt=access.session(owner="repo"), dependencies=DEPENDENCIES, route_handlers=[HooksController]),
     ])]
 
 
@@ -44,10 +49,10 @@ domain = Domain(
     name="forge",
     routes=_routes,
     cli=_cli,
-    models=("forge.models", "forge.mirror_models"),
+    models=("forge.models", "forge.mirror_models", "forge.gitea_models"),
     # The forge.mirror.sync job and the push listener; forge.web's personal fragments; the
-    # browser's commit-graph refresh after pushes.
-    setup=("forge.mirror_jobs", "forge.events", "forge.web", "forge.browse.maintenance"),
+    # browser's commit-graph refresh after pushes; webhook deliveries and their push subscriber.
+    setup=("forge.mirror_jobs", "forge.events", "forge.web", "forge.browse.maintenance", "forge.webhooks"),
     # Git smart HTTP: Basic auth with a token, never the cookie.
     machine_routes=(r"^/forge/[^/]+/[^/]+?(\.git)?/(info/refs|git-upload-pack|git-receive-pack)$",),
     nav=(NavEntry("/forge/", "Forge", 50),),

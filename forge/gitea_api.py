@@ -21,6 +21,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+import msgspec
 from litestar import Request, Response, Router, delete, get, patch, post, put
 from litestar.exceptions import (
     ClientException,
@@ -37,8 +38,8 @@ from app.forms import InputProblems
 from app.params import PageNumber, PageSize
 from app.settings import Settings
 from domains.account.models import User
-from forge.api import repository_read
 from forge.deps import DEPENDENCIES
+from forge.gitea.shapes import repo_json, ts, users_json
 from forge.guards import load_repo, request_line, viewer
 from forge.mirror import MirrorService, import_repository
 from forge.mirror_models import ForgeMirror
@@ -55,7 +56,7 @@ from forge.schemas import (
     TagCommit,
     TagRead,
 )
-from forge.services import Permission, RepoService, at_least, branch_name_problem
+from forge.services import Permission, RepoService, at_least, branch_name_problem, repo_name_problem
 from forge.web import purge_repo_pages
 
 API = "/api/v1"
@@ -70,7 +71,7 @@ def problem(status: int, detail: str, errors: dict[str, str] | None = None) -> R
     from http import HTTPStatus
 
     body: dict[str, Any] = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status,
-                            "detail": detail}
+                            "detail": detail, "message": detail, "url": ""}  # Gitea's APIError beside problem+json
     if errors:
         body["errors"] = errors
     return Response(body, status_code=status, media_type=PROBLEM_JSON)
@@ -88,9 +89,7 @@ async def _is_empty(service: RepoService, repo: ForgeRepo) -> bool:
 
 async def _repo_json(service: RepoService, settings: Settings, repo: ForgeRepo, permission: Permission,
                      owner: User | None = None) -> Any:
-    owner = owner or await service.db.get(User, repo.owner_id)
-    assert owner is not None
-    return repository_read(repo, owner, settings, permission, empty=await _is_empty(service, repo))
+    return await repo_json(service, settings, repo, permission, owner=owner)
 
 
 def _page(items: Sequence[T], page: int, limit: int) -> list[T]:
@@ -124,7 +123,7 @@ def _payload_commit(settings: Settings, full_name: str, oid: str, info: CommitIn
         id=oid, message=info.message + "\n", url=url,
         author=PayloadUser(name=info.author_name, email=info.author_email),
         committer=PayloadUser(name=info.committer_name, email=info.committer_email),
-        timestamp=info.committed.isoformat(),
+        timestamp=ts(info.committed),
     )
 
 
@@ -154,15 +153,22 @@ async def get_repo(request: Request[Any, Any, Any], repo_service: RepoService, s
 async def edit_repo(request: Request[Any, Any, Any], db_session: AsyncSession, repo_service: RepoService,
                     settings: Settings, owner: str, repo: str, data: EditRepoOption) -> Any:
     row, permission = await _repo(request, repo_service, owner, repo, "admin")
-    if data.name is not None and data.name != row.name:
-        return problem(422, "Renaming a repository is not supported.", {"name": "Renaming is not supported."})
     errors: dict[str, str] = {}
+    if data.name is not None and (name_problem := repo_name_problem(data.name.strip())):
+        errors["name"] = name_problem
     if data.default_branch is not None and (problem_text := branch_name_problem(data.default_branch)):
         errors["default_branch"] = problem_text
     if data.description is not None and len(data.description) > 2000:
         errors["description"] = "Use 2,000 characters at most."
     if errors:  # checked before the row is touched
         return problem(422, "; ".join(f"{k}: {v}" for k, v in errors.items()), errors)
+    if data.name is not None and data.name.strip() != row.name:
+        try:
+            await repo_service.rename(row, data.name)
+        except InputProblems as exc:
+            return problem(exc.status, str(exc), exc.errors)
+    if data.archived is not None:
+        row.is_archived = data.archived
     await repo_service.update_settings(row, description=data.description, private=data.private,
                                        default_branch=data.default_branch)
     await purge_repo_pages(db_session, row.id, row.owner_id)
@@ -171,8 +177,11 @@ async def edit_repo(request: Request[Any, Any, Any], db_session: AsyncSession, r
 
 @delete(f"{API}/repos/{{owner:str}}/{{repo:str}}", name="api:forge:delete_repo", status_code=204)
 async def delete_repo(request: Request[Any, Any, Any], db_session: AsyncSession, repo_service: RepoService,
-                      owner: str, repo: str) -> None:
+                      settings: Settings, owner: str, repo: str) -> None:
+    from forge.webhooks import announce_deletion
+
     row, _permission = await _repo(request, repo_service, owner, repo, "admin")
+    await announce_deletion(repo_service, settings, row, viewer(request)[0])
     await purge_repo_pages(db_session, row.id, row.owner_id)
     await repo_service.delete(row)
 
@@ -193,16 +202,12 @@ async def user_repos(request: Request[Any, Any, Any], db_session: AsyncSession, 
 
 
 # -- refs ---------------------------------------------------------------------------------------------------
-@get(f"{API}/repos/{{owner:str}}/{{repo:str}}/branches", name="api:forge:branches")
-async def list_branches(request: Request[Any, Any, Any], db_session: AsyncSession, repo_service: RepoService,
-                        settings: Settings, owner: str, repo: str, page: PageNumber = 1,
-                        limit: PageSize = DEFAULT_LIMIT) -> Response[list[BranchRead]]:
-    row, permission = await _repo(request, repo_service, owner, repo, "read")
-    every = await repo_service.refs(row, "refs/heads/")
-    refs = _page(list(every), page, limit)
-    commits = await commits_by_id(repo_service.store, row.id, [r.oid for r in refs])
-    policy = await repo_service.push_policy(row)
-    owner_user = await db_session.get(User, row.owner_id)
+async def branch_read(service: RepoService, settings: Settings, row: ForgeRepo, permission: Permission,
+                      refs: Sequence[ForgeRepoRef]) -> list[BranchRead]:
+    """Gitea ``Branch`` for each of ``refs`` (``refs/heads/*``)."""
+    commits = await commits_by_id(service.store, row.id, [r.oid for r in refs])
+    policy = await service.push_policy(row)
+    owner_user = await service.db.get(User, row.owner_id)
     assert owner_user is not None
     full_name = f"{owner_user.username}/{row.name}"
     out = []
@@ -211,10 +216,20 @@ async def list_branches(request: Request[Any, Any, Any], db_session: AsyncSessio
         rule = policy.protection_for(name)
         out.append(BranchRead(
             name=name, commit=_payload_commit(settings, full_name, ref.oid, commits.get(ref.oid)),
-            protected=rule is not None, user_can_push=at_least(permission, "write"),
+            protected=rule is not None, user_can_push=at_least(permission, "write") and not row.is_archived,
             effective_branch_protection_name=rule.pattern if rule is not None else "",
         ))
-    return _paged(out, len(every))
+    return out
+
+
+@get(f"{API}/repos/{{owner:str}}/{{repo:str}}/branches", name="api:forge:branches")
+async def list_branches(request: Request[Any, Any, Any], repo_service: RepoService,
+                        settings: Settings, owner: str, repo: str, page: PageNumber = 1,
+                        limit: PageSize = DEFAULT_LIMIT) -> Response[list[BranchRead]]:
+    row, permission = await _repo(request, repo_service, owner, repo, "read")
+    every = await repo_service.refs(row, "refs/heads/")
+    refs = _page(list(every), page, limit)
+    return _paged(await branch_read(repo_service, settings, row, permission, refs), len(every))
 
 
 @get(f"{API}/repos/{{owner:str}}/{{repo:str}}/tags", name="api:forge:tags")
@@ -228,17 +243,35 @@ async def list_tags(request: Request[Any, Any, Any], db_session: AsyncSession, r
     owner_user = await db_session.get(User, row.owner_id)
     assert owner_user is not None
     base = f"{settings.base_url}/forge/{owner_user.username}/{row.name}"
+    messages = await _tag_messages(repo_service, row, [r.name for r in refs if r.peeled])
     out = []
     for ref in refs:
         name = ref.name.removeprefix("refs/tags/")
         sha = ref.peeled or ref.oid
         info = commits.get(sha)
         out.append(TagRead(
-            name=name, message="", id=ref.oid,
-            commit=TagCommit(url=base, sha=sha, created=info.committed.isoformat() if info else None),
+            name=name, message=messages.get(ref.name, ""), id=ref.oid,
+            commit=TagCommit(url=base, sha=sha, created=ts(info.committed) if info else None),
             zipball_url=f"{base}/archive/{name}.zip", tarball_url=f"{base}/archive/{name}.tar.gz",
         ))
     return _paged(out, len(every))
+
+
+def repo_service_base(request: Request[Any, Any, Any]) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+async def _tag_messages(service: RepoService, row: ForgeRepo, names: list[str]) -> dict[str, str]:
+    """The messages of annotated tags (Gitea ``Tag.message``), in one ``for-each-ref``."""
+    if not names:
+        return {}
+    _code, out, _err = await service.store.git(row.id, "for-each-ref", "--format=%(refname)%00%(contents)%00",
+                                               *names, check=False)
+    parts = out.decode(errors="replace").split("\x00")
+    found: dict[str, str] = {}
+    for i in range(0, len(parts) - 1, 2):
+        found[parts[i].lstrip("\n")] = parts[i + 1]
+    return found
 
 
 # -- collaborators ---------------------------------------------------------------------------------------
@@ -253,9 +286,11 @@ async def _member(db_session: AsyncSession, username: str) -> User:
 async def list_collaborators(request: Request[Any, Any, Any], repo_service: RepoService, owner: str,
                              repo: str) -> list[dict[str, Any]]:
     row, _permission = await _repo(request, repo_service, owner, repo, "write")
-    return [{"id": str(u.id), "login": u.username, "username": u.username, "full_name": u.display_name,
+    pairs = await repo_service.list_collaborators(row)
+    shapes = await users_json(repo_service.db, repo_service_base(request), [u for u, _p in pairs])
+    return [{**msgspec.to_builtins(shape),
              "permissions": {"admin": p == "admin", "push": p in ("write", "admin"), "pull": True}}
-            for u, p in await repo_service.list_collaborators(row)]
+            for shape, (_u, p) in zip(shapes, pairs, strict=True)]
 
 
 @get(f"{API}/repos/{{owner:str}}/{{repo:str}}/collaborators/{{collaborator:str}}", status_code=204,

@@ -35,6 +35,10 @@ class ForgeRepo(UUIDv7AuditBase):
     allow_force_push: Mapped[bool] = mapped_column(Boolean, default=False)
     # Bumped whenever the ref mirror changes; the ETag of branch and tag listings.
     ref_version: Mapped[int] = mapped_column(Integer, default=0)
+    # Archived: read-only to pushes and API writes (Gitea's "archived"), still readable.
+    is_archived: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Gitea topics, space-separated, lower case (``PUT /repos/{o}/{r}/topics``).
+    topics: Mapped[str] = mapped_column(Text, default="")
 
     owner: Mapped[User] = relationship(lazy="raise", foreign_keys=[owner_id])
     collaborators: Mapped[list[ForgeCollaborator]] = relationship(

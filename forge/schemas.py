@@ -8,8 +8,6 @@ status code and message is the one the pages always gave.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import msgspec
 
 CHECKED = "on"  # what a checked HTML checkbox sends
@@ -69,36 +67,11 @@ class CreateRepoOption(msgspec.Struct, kw_only=True):
     description: str = ""
     private: bool = False
     default_branch: str = "main"
-
-
-class RepoOwner(msgspec.Struct, kw_only=True):
-    id: str
-    login: str
-    username: str
-
-
-class RepoPermissions(msgspec.Struct, kw_only=True):
-    admin: bool
-    push: bool
-    pull: bool
-
-
-class RepositoryRead(msgspec.Struct, kw_only=True):
-    """Gitea ``Repository`` (the subset we fill)."""
-
-    id: str
-    owner: RepoOwner
-    name: str
-    full_name: str
-    description: str
-    private: bool
-    empty: bool
-    default_branch: str
-    clone_url: str
-    html_url: str
-    created_at: datetime
-    updated_at: datetime
-    permissions: RepoPermissions
+    # Clients such as py-gitea send null for what they leave out.
+    auto_init: bool | None = False
+    license: str | None = None
+    gitignores: str | None = None
+    readme: str | None = None
 
 
 class EditRepoOption(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -108,6 +81,7 @@ class EditRepoOption(msgspec.Struct, kw_only=True, omit_defaults=True):
     description: str | None = None
     private: bool | None = None
     default_branch: str | None = None
+    archived: bool | None = None
 
 
 class CollaboratorOption(msgspec.Struct, kw_only=True):
@@ -152,11 +126,17 @@ class PayloadCommit(msgspec.Struct, kw_only=True):
 
 
 class BranchRead(msgspec.Struct, kw_only=True):
+    """Gitea ``Branch`` (no pull requests or required checks here: those fields are fixed)."""
+
     name: str
     commit: PayloadCommit
     protected: bool
     user_can_push: bool
     effective_branch_protection_name: str
+    required_approvals: int = 0
+    enable_status_check: bool = False
+    status_check_contexts: list[str] = []
+    user_can_merge: bool = False
 
 
 class TagCommit(msgspec.Struct, kw_only=True):

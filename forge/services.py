@@ -185,6 +185,42 @@ class RepoService:
         await self.db.flush()
         return repo
 
+    async def rename(self, repo: ForgeRepo, new_name: str) -> None:
+        """Rename within the owner; the old name keeps redirecting here (web, API, git) until a
+        repository takes it (Gitea ``models/repo/redirect.go``). Disk is untouched (§3.4)."""
+        from forge.gitea_models import ForgeRepoRedirect
+
+        new_name = new_name.strip()
+        if problem := repo_name_problem(new_name):
+            raise InputProblems({"name": problem})
+        lower = new_name.lower()
+        if lower != repo.lower_name:
+            taken = await self.db.execute(
+                select(ForgeRepo.id).where(ForgeRepo.owner_id == repo.owner_id, ForgeRepo.lower_name == lower))
+            if taken.first() is not None:
+                raise InputProblems({"name": "You already have a repository with that name."}, status=409)
+            await self.db.execute(delete(ForgeRepoRedirect).where(
+                ForgeRepoRedirect.owner_id == repo.owner_id,
+                ForgeRepoRedirect.lower_name.in_([lower, repo.lower_name])))
+            self.db.add(ForgeRepoRedirect(owner_id=repo.owner_id, lower_name=repo.lower_name, repo_id=repo.id))
+        repo.name, repo.lower_name = new_name, lower
+        await self.db.flush()
+
+    async def redirected(self, owner: str, name: str) -> ForgeRepo | None:
+        """The repository that ``owner/name`` used to name before a rename, or None."""
+        if not OWNER_NAME.match(owner) or repo_name_problem(name):
+            return None
+        from domains.account.services import AccountService
+        from forge.gitea_models import ForgeRepoRedirect
+
+        owner_user = await AccountService(self.db).by_username(owner)
+        if owner_user is None:
+            return None
+        repo_id = (await self.db.execute(select(ForgeRepoRedirect.repo_id).where(
+            ForgeRepoRedirect.owner_id == owner_user.id, ForgeRepoRedirect.lower_name == name.lower()
+        ))).scalar_one_or_none()
+        return await self.db.get(ForgeRepo, repo_id) if repo_id is not None else None
+
     async def set_visibility(self, repo: ForgeRepo, private: bool) -> ForgeRepo:
         return await self.update_settings(repo, private=private)
 

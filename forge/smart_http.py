@@ -40,7 +40,7 @@ from litestar.types import Receive, Send
 from app import access
 from app.security import AuthInfo
 from domains.account.models import User
-from forge.access import Allowed, Denied, check_access
+from forge.access import Allowed, Denied, check_access, may_see
 from forge.config import ForgeConfig
 from forge.deps import DEPENDENCIES
 from forge.process import Child, spawn
@@ -335,11 +335,37 @@ async def _authorize(request: Request[Any, Any, Any], repo_service: RepoService,
                                 auth if isinstance(auth, AuthInfo) else None,
                                 "write" if push else "read", audit=audit)
     if isinstance(result, Denied):
+        if result.status in (401, 404) and (moved := await _renamed(request, repo_service, names, user, auth)):
+            return moved
         return plain(result.status, result.message, result.headers)
+    if push and result.repo.is_archived:
+        # git shows this as "remote: ..." with the HTTP status (Gitea refuses pushes to archived repos too).
+        return plain(403, "This repository is archived: it is read-only.")
     if not rt.store.locate(result.repo.id).is_dir():
         log.error("repository %s has a row but no directory", result.repo.id)
         return plain(503, "Repository storage is unavailable.")
     return result
+
+
+async def _renamed(request: Request[Any, Any, Any], repo_service: RepoService, names: tuple[str, str],
+                   user: User | None, auth: Any) -> Response[str] | None:
+    """A 301 from a renamed repository's old URL to the new one, for those who may see it.
+
+    git follows it for the ref advertisement (``http.followRedirects=initial``, git-config(1))
+    and then talks to the new URL."""
+    repo = await repo_service.redirected(names[0], names[1])
+    if repo is None:
+        return None
+    permission, _own = await repo_service.access(user, repo)
+    if not may_see(repo.is_private, permission, auth if isinstance(auth, AuthInfo) else None):
+        return None
+    path = request.url.path
+    prefix = f"/forge/{names[0]}/"
+    rest = path[len(prefix):].split("/", 1)[1] if path.startswith(prefix) and "/" in path[len(prefix):] else ""
+    suffix = ".git" if path[len(prefix):].split("/", 1)[0].endswith(".git") else ""
+    query = request.url.query
+    location = f"{prefix}{repo.name}{suffix}/{rest}" + (f"?{query}" if query else "")
+    return plain(301, "This repository was renamed.", {"Location": location})
 
 
 def _base_argv(rt: ForgeRuntime, service: str) -> list[str]:

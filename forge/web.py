@@ -43,7 +43,7 @@ from forge import keys as forge_keys
 from forge.access import NOT_FOUND
 from forge.deps import DEPENDENCIES, provide_repo_service
 from forge.events import PushEvent, on_push
-from forge.guards import load_repo, request_line, viewer
+from forge.guards import load_repo, redirect_if_renamed, request_line, viewer
 from forge.mirror import MirrorService, import_repository
 from forge.models import PERMISSIONS, ForgeRepo
 from forge.queries import (
@@ -163,6 +163,7 @@ async def repo_page(request: Request[Any, Any, Any], repo_service: RepoService, 
         return Redirect(f"/forge/{quote(owner)}/{quote(repo[:-4])}", status_code=301)
     row = await repo_service.get_by_owner_and_name(owner, repo)
     if row is None:
+        await redirect_if_renamed(repo_service, owner, repo, *viewer(request))  # a 301 after a rename
         raise NotFoundException(NOT_FOUND)
     policy = CachePolicy.PUBLIC
     if row.is_private:
@@ -415,13 +416,17 @@ class SettingsController(Controller):
 
     @post("/delete", status_code=303)
     async def delete(self, request: Request[User, Any, Any], db_session: AsyncSession, repo_service: RepoService,
-                     mirror_service: MirrorService, owner: str, repo: str) -> Template | Response[None]:
+                     mirror_service: MirrorService, settings: Settings, owner: str,
+                     repo: str) -> Template | Response[None]:
         row = await self._load(request, repo_service, owner, repo)
         form = await parse_form(request, DeleteRepoForm)
         if form.confirm.strip() != row.name:
             return await self._page(repo_service, mirror_service, row, status=422, values={"confirm": form.confirm},
                                     errors={"confirm": f"Type {row.name} to confirm."})
         name = row.name
+        from forge.webhooks import announce_deletion  # the repository event to its webhooks
+
+        await announce_deletion(repo_service, settings, row, request.user)
         await purge_repo_pages(db_session, row.id, row.owner_id)
         await repo_service.delete(row)
         # To a private page: public pages never read the session, so the flash shows there.

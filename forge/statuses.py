@@ -1,0 +1,152 @@
+"""Commit statuses (issue 19 item 4): what CI systems post about a commit, and the combined state.
+
+A status is (state, context, description, target URL, creator) on one commit id. Posting again
+with the same context adds a row; the newest row per context is that context's current status
+(Gitea ``models/git/commit_status.go``: ``GetLatestCommitStatus``). The combined state is the
+worst of those current statuses in Gitea's order (``modules/structs/commit_status.go``,
+``commitStatusPriorities``): error, failure, warning, pending, success, skipped; with no status at all it
+is "" on the API (Gitea leaves ``CombinedStatus.state`` empty) and nothing is shown on pages.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import msgspec
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.forms import InputProblems
+from domains.account.models import User
+from forge.gitea.shapes import UserJSON, ts, users_json
+from forge.gitea_ids import gitea_ids
+from forge.gitea_models import STATUS_STATES, ForgeCommitStatus
+
+__all__ = [
+    "STATUS_STATES",
+    "CombinedRead",
+    "StatusRead",
+    "combined_state",
+    "combined_status",
+    "create_status",
+    "statuses_for",
+]
+
+# Gitea modules/structs/commit_status.go, commitStatusPriorities: lower is worse.
+_PRIORITY = {"error": 0, "failure": 1, "warning": 2, "pending": 3, "success": 4, "skipped": 5}
+MAX_CONTEXT = 255
+MAX_DESCRIPTION = 1000
+MAX_TARGET_URL = 2048
+# What the API answers for a state outside STATUS_STATES (Gitea's binding error text).
+STATE_MESSAGE = "[State]: must be one of pending, success, error, failure, warning, skipped"
+
+
+class StatusRead(msgspec.Struct, kw_only=True):
+    """Gitea ``CommitStatus`` (``status`` is the state, as Gitea names it)."""
+
+    id: int
+    status: str
+    target_url: str
+    description: str
+    url: str
+    context: str
+    creator: UserJSON | None
+    created_at: str
+    updated_at: str
+
+
+class CombinedRead(msgspec.Struct, kw_only=True):
+    """Gitea ``CombinedStatus`` (``repository`` is filled by the API handler)."""
+
+    state: str
+    sha: str
+    total_count: int
+    statuses: list[StatusRead]
+    commit_url: str
+    url: str
+
+
+def combined_state(states: Sequence[str]) -> str:
+    """The worst state (Gitea's ``CalcCommitStatus``); "" for none."""
+    if not states:
+        return ""
+    return min(states, key=lambda s: _PRIORITY.get(s, 0))
+
+
+def validate(state: str, context: str, description: str, target_url: str) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    if state not in STATUS_STATES:
+        errors["state"] = STATE_MESSAGE
+    if len(context) > MAX_CONTEXT:
+        errors["context"] = f"Use {MAX_CONTEXT} characters at most."
+    if len(description) > MAX_DESCRIPTION:
+        errors["description"] = f"Use {MAX_DESCRIPTION} characters at most."
+    if target_url and (len(target_url) > MAX_TARGET_URL or not target_url.startswith(("http://", "https://"))):
+        errors["target_url"] = "Use an http or https URL."
+    if "\x00" in context + description + target_url:
+        errors["context"] = "Text may not contain NUL."
+    return errors
+
+
+async def create_status(db: AsyncSession, repo_id: uuid.UUID, sha: str, creator: User | None, *, state: str,
+                        context: str = "", description: str = "", target_url: str = "") -> ForgeCommitStatus:
+    """Record a status on the full commit id ``sha`` (the caller resolved and checked it)."""
+    context = context.strip() or "default"
+    if errors := validate(state, context, description, target_url):
+        raise InputProblems(errors)
+    row = ForgeCommitStatus(repo_id=repo_id, sha=sha, state=state, context=context, description=description,
+                            target_url=target_url, creator_id=creator.id if creator else None)
+    db.add(row)
+    await db.flush()
+    return row
+
+
+async def _rows(db: AsyncSession, repo_id: uuid.UUID, sha: str) -> list[ForgeCommitStatus]:
+    """Every status of the commit, newest first."""
+    return list((await db.execute(
+        select(ForgeCommitStatus).where(ForgeCommitStatus.repo_id == repo_id, ForgeCommitStatus.sha == sha)
+        .order_by(ForgeCommitStatus.created_at.desc(), ForgeCommitStatus.id.desc())
+    )).scalars().all())
+
+
+async def reads(db: AsyncSession, base_url: str, rows: Sequence[ForgeCommitStatus], *,
+                api_base: str = "") -> list[StatusRead]:
+    """API shapes for ``rows`` (``api_base``: ``…/api/v1/repos/o/r``, for each status's ``url``)."""
+    ids = await gitea_ids(db, "status", [r.id for r in rows])
+    creator_ids = {r.creator_id for r in rows if r.creator_id is not None}
+    creators: dict[uuid.UUID, UserJSON] = {}
+    if creator_ids:
+        users = list((await db.execute(select(User).where(User.id.in_(creator_ids)))).scalars().all())
+        creators = {u.id: j for u, j in zip(users, await users_json(db, base_url, users), strict=True)}
+    return [StatusRead(
+        id=ids[r.id], status=r.state, target_url=r.target_url, description=r.description,
+        url=f"{api_base}/statuses/{r.sha}" if api_base else "", context=r.context,
+        creator=creators.get(r.creator_id) if r.creator_id else None,
+        created_at=ts(r.created_at), updated_at=ts(r.updated_at),
+    ) for r in rows]
+
+
+async def statuses_for(session: AsyncSession, repo_id: uuid.UUID, sha: str, *, base_url: str = "",
+                       api_base: str = "", latest_only: bool = False) -> list[StatusRead]:
+    """The statuses of commit ``sha``, newest first (``latest_only``: one per context).
+
+    For pages (``templates/forge/_statuses.html``) and the API alike. ``base_url`` only shapes the
+    creators' profile URLs; pages may leave it out.
+    """
+    rows = await _rows(session, repo_id, sha)
+    if latest_only:
+        seen: set[str] = set()
+        rows = [r for r in rows if not (r.context in seen or seen.add(r.context))]  # type: ignore[func-returns-value]
+    return await reads(session, base_url, rows, api_base=api_base)
+
+
+async def combined_status(session: AsyncSession, repo_id: uuid.UUID, sha: str, *, base_url: str = "",
+                          api_base: str = "") -> CombinedRead:
+    """Gitea's combined status: the latest status per context and the worst of their states."""
+    latest = await statuses_for(session, repo_id, sha, base_url=base_url, api_base=api_base, latest_only=True)
+    return CombinedRead(
+        state=combined_state([s.status for s in latest]), sha=sha, total_count=len(latest), statuses=latest,
+        commit_url=f"{api_base}/git/commits/{sha}" if api_base else "",
+        url=f"{api_base}/commits/{sha}/status" if api_base else "",
+    )
