@@ -28,7 +28,7 @@ sa.ORA_JSONB = ORA_JSONB
 
 # revision identifiers, used by Alembic.
 revision = '4e9f138acc30'
-down_revision = 'd1e2f3a4b5c6'
+down_revision = '94764fa86f80'
 branch_labels = None
 depends_on = None
 
