@@ -1,7 +1,7 @@
 """forge gitea: integer ids, commit statuses, webhooks and deliveries, rename redirects, archived, topics
 
 Revision ID: 4e9f138acc30
-Revises: d1e2f3a4b5c6
+Revises: 94764fa86f80
 Create Date: 2026-12-07 01:57:16.924931
 
 """

@@ -1,7 +1,7 @@
 """newsletters
 
 Revision ID: 94764fa86f80
-Revises: e8f1a2b3c4d5
+Revises: d1e2f3a4b5c6
 Create Date: 2026-12-07 02:01:27.304390
 
 """
