@@ -70,7 +70,10 @@ class RoseAshCLIPlugin(CLIPluginProtocol):
     """The kernel's own command; the domains' groups come with their plugins."""
 
     def on_cli_init(self, cli: click.Group) -> None:
+        from app.mail.cli import mail_group
+
         cli.add_command(worker_command)
+        cli.add_command(mail_group)
 
 
 # uvicorn believes ``X-Forwarded-For`` from the addresses in FORWARDED_ALLOW_IPS, which it

@@ -30,10 +30,13 @@ INBOX: Final = "inbox"  # ActivityPub inbox POSTs per client address
 AUTH_FORMS: Final = "auth-forms"  # sign-in and sign-up POSTs per client address, one budget for both
 OAUTH_REGISTRATION: Final = "oauth-registration"  # RFC 7591 client registrations per client address
 KEY_REFETCH: Final = "ap-key-refetch"  # re-fetches of a remote signing key per source host
+ACCOUNT_MAIL: Final = "account-mail"  # account mails (reset, verification) per email address
 
 # The limits no operator tunes.
 FIXED_LIMITS: Final[Mapping[str, RateLimitItem]] = {
     KEY_REFETCH: RateLimitItemPerMinute(20, namespace=KEY_REFETCH),
+    # Per address, whoever asks: nobody can flood a mailbox with reset or verification mails.
+    ACCOUNT_MAIL: RateLimitItemPerHour(5, namespace=ACCOUNT_MAIL),
 }
 
 

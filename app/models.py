@@ -6,6 +6,7 @@ import importlib
 from app import audit as audit_models  # noqa: F401
 from app.installed import INSTALLED
 from app.jobs import models as job_models  # noqa: F401
+from app.mail import models as mail_models  # noqa: F401
 
 for _domain in INSTALLED:
     for _module in _domain.models:

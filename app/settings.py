@@ -73,6 +73,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     forge_idle_timeout: float = 600.0
     # The market's one currency (ISO 4217, e.g. EUR, GBP, JPY): every variant's price is in it.
     market_currency: str = "EUR"
+    # Outbound mail (app/mail): ``smtp://[user:pass@]host[:port]`` (STARTTLS when offered, required
+    # with a password unless the host is loopback) or ``smtps://`` (implicit TLS). Unset: every
+    # mail is written to DATA_DIR/mail/ as an .eml file, which admins read at /account/admin/mail.
+    smtp_url: str = ""
+    # The From of every mail: "Name <address>" or a bare address; default Rose Ash <noreply@BASE_URL host>.
+    mail_from: str = ""
+    # Newsletter mails sent per minute (the batch jobs pace themselves by it).
+    mail_rate: int = 600
+    # A PEM file of CA certificates to trust for the SMTP server's TLS instead of the system's
+    # (a private CA; the tests' self-signed certificate).
+    smtp_ca_file: str = ""
 
     @property
     def secure_cookies(self) -> bool:
@@ -152,6 +163,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"ROSE_ASH_MARKET_CURRENCY: {raw.get('market_currency')!r} is not an ISO 4217 "
                              "currency code (e.g. EUR, GBP, USD)")
         raw["market_currency"] = currency
+        if isinstance(raw.get("mail_from"), str | None):
+            raw["mail_from"] = _mail_from(str(raw.get("mail_from") or ""), str(raw["base_url"]))
+        if raw.get("smtp_url"):
+            _check_smtp_url(str(raw["smtp_url"]))
         if not raw.get("database_url"):
             raw["database_url"] = f"sqlite+aiosqlite:///{data_dir / 'rose-ash.sqlite3'}"
         if not raw.get("secret_key"):
@@ -174,6 +189,33 @@ def _from_file(env: Mapping[str, str], name: str) -> str | None:
     if not value.strip():
         raise ValueError(f"{name}_FILE names {path}, which is empty")
     return value
+
+
+def _mail_from(value: str, base_url: str) -> str:
+    """ROSE_ASH_MAIL_FROM as given, or ``Rose Ash <noreply@BASE_URL host>``; checked at start-up so
+    a typo stops the process instead of every mail."""
+    from email.headerregistry import Address
+    from email.utils import parseaddr
+
+    if not value.strip():
+        return f"Rose Ash <noreply@{urlsplit(base_url).hostname or 'localhost'}>"
+    if "\r" in value or "\n" in value:
+        raise ValueError("ROSE_ASH_MAIL_FROM must be one line")
+    name, address = parseaddr(value)
+    local, at, domain = address.rpartition("@")
+    if not (local and at and domain):
+        raise ValueError(f"ROSE_ASH_MAIL_FROM: {value!r} is not an address such as 'Rose Ash <noreply@example.org>'")
+    return str(Address(display_name=name, username=local, domain=domain))
+
+
+def _check_smtp_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ValueError("ROSE_ASH_SMTP_URL must look like smtp://[user:password@]host[:port] or smtps://...")
+    try:
+        parts.port  # noqa: B018  (raises on a port that is not a number)
+    except ValueError as exc:
+        raise ValueError(f"ROSE_ASH_SMTP_URL: {exc}") from exc
 
 
 def _bracketed(host: str) -> str:

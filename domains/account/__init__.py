@@ -23,6 +23,7 @@ def _routes() -> list[ControllerRouterHandler]:
     from domains.account.admin import AdminHomeController, AdminUsersController, AuditLogController
     from domains.account.api import api_current_user
     from domains.account.controllers import AccountController, AuthController, profile
+    from domains.account.mail_admin import MailAdminController
 
     return [Router(
         path="/",
@@ -31,6 +32,7 @@ def _routes() -> list[ControllerRouterHandler]:
             Router(path="/", opt=access.public(), route_handlers=[AuthController, profile]),
             AccountController,
             AdminHomeController,  # members reach it; anybody but an administrator gets 404 there
+            MailAdminController,  # the same: 404 to anybody but an administrator
             Router(path="/", opt=access.admin(owner="user"), route_handlers=[AdminUsersController]),
             Router(path="/", opt=access.admin(), route_handlers=[AuditLogController]),
             Router(path="/", opt=access.token("api"), route_handlers=[api_current_user]),
@@ -49,8 +51,9 @@ domain = Domain(
     routes=_routes,
     cli=_cli,
     models=("domains.account.models",),
-    setup=("domains.account.fragments",),
-    admin=(NavEntry("/account/admin/users", "Members", 10), NavEntry("/account/admin/audit", "Audit log", 11)),
+    setup=("domains.account.fragments", "domains.account.mailflows"),
+    admin=(NavEntry("/account/admin/users", "Members", 10), NavEntry("/account/admin/audit", "Audit log", 11),
+           NavEntry("/account/admin/mail", "Mail", 12)),
 )
 
 __all__ = ["domain"]

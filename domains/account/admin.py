@@ -1,5 +1,5 @@
 """The admin home (``/admin``); administration of members: list, grant or remove roles, suspend or
-restore; the audit log."""
+restore, resend the address confirmation; the audit log."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import audit
 from app.forms import InputProblems, parse_form, see_other
 from app.responses import PRIVATE
+from app.settings import Settings
+from domains.account import mailflows
 from domains.account.deps import dependencies
 from domains.account.guards import check_member
 from domains.account.models import User
@@ -65,6 +67,21 @@ class AdminUsersController(Controller):
         except InputProblems as exc:
             return see_other("/account/admin/users", request, str(exc.errors.get("form", exc)), "error")
         return see_other("/account/admin/users", request, f"Saved @{member.username}.")
+
+    @post("/{user_id:uuid}/verification", status_code=303)
+    async def resend_verification(self, request: Request[User, Any, Any], accounts: AccountService,
+                                  settings: Settings, user_id: UUID) -> Redirect:
+        """Mail the member a new confirmation link (the older one stops working). Not rate limited:
+        administrators are trusted, and the audit log records each one."""
+        member = check_member(await accounts.get_one_or_none(id=user_id))
+        if member.email_verified_at is not None:
+            return see_other("/account/admin/users", request, f"@{member.username}'s address is already confirmed.")
+        if not member.is_active:
+            return see_other("/account/admin/users", request, f"@{member.username} is suspended.", "error")
+        await mailflows.mail_verification(accounts.db, settings.base_url, member)
+        await audit.record(accounts.db, request.user, "account.verification-resent", f"@{member.username}",
+                           subject_id=member.id)
+        return see_other("/account/admin/users", request, f"Sent a confirmation link to @{member.username}.")
 
 
 class AuditLogController(Controller):

@@ -43,8 +43,72 @@ def users_create(ctx: click.Context, username: str, email: str, password: str, d
     try:
         name = with_session(settings_from(ctx), work)
     except InputProblems as exc:
+        if admin and "username" in exc.errors and exc.status == 409:
+            exc.errors["username"] += f" To make an existing member an administrator: rose-ash users promote {username}"
         fail(exc.errors)
     click.echo(f"created user {name}{' (admin)' if admin else ''}")
+
+
+@users_group.command(name="promote")
+@click.argument("username")
+@click.option("--revoke", is_flag=True, help="Remove the admin role instead.")
+@click.pass_context
+def users_promote(ctx: click.Context, username: str, revoke: bool) -> None:
+    """Give an existing member the admin role (sign up on the site, then run this)."""
+    from app import audit
+    from app.forms import InputProblems
+    from domains.account.services import AccountService
+
+    async def work(session: AsyncSession) -> bool:
+        accounts = AccountService(session)
+        user = await accounts.by_username(username)
+        if user is None:
+            raise InputProblems({"username": f"no user called {username}"})
+        if user.is_admin == (not revoke):
+            return False
+        before = user.role_names
+        user.is_admin = not revoke
+        await accounts.repository.update(user)
+        await audit.record(session, None, "account.roles", f"@{user.username}",
+                           f"{', '.join(before) or 'member'} → {', '.join(user.role_names) or 'member'}",
+                           subject_id=user.id)
+        return True
+
+    try:
+        changed = with_session(settings_from(ctx), work)
+    except InputProblems as exc:
+        fail(exc.errors)
+    state = "no longer an administrator" if revoke else "an administrator"
+    click.echo(f"{username} is {'now ' if changed else 'already '}{state}")
+
+
+@users_group.command(name="invite")
+@click.argument("username")
+@click.pass_context
+def users_invite(ctx: click.Context, username: str) -> None:
+    """Mail USERNAME a link to set their password (valid 7 days), e.g. authors brought in by a Ghost
+    import, who have none. Any earlier invitation stops working."""
+    from app.forms import InputProblems
+    from domains.account import mailflows
+    from domains.account.services import AccountService
+    from domains.account.tokens import Purpose
+
+    settings = settings_from(ctx)
+
+    async def work(session: AsyncSession) -> str:
+        user = await AccountService(session).by_username(username)
+        if user is None:
+            raise InputProblems({"username": f"no user called {username}"})
+        if not user.is_active:
+            raise InputProblems({"username": f"{username} is suspended; restore the account first"})
+        await mailflows.mail_password_link(session, settings.base_url, user, Purpose.INVITE)
+        return user.email
+
+    try:
+        email = with_session(settings, work)
+    except InputProblems as exc:
+        fail(exc.errors)
+    click.echo(f"invitation to set a password queued for {username} <{email}>")
 
 
 @users_group.command(name="grant-role")

@@ -1,4 +1,5 @@
-"""Account pages: sign-up, sign-in/out, dashboard, settings, tokens, and public profiles."""
+"""Account pages: sign-up, sign-in/out, "forgot password" and the links mailed to members, dashboard,
+settings, tokens, and public profiles."""
 
 from __future__ import annotations
 
@@ -14,16 +15,47 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app import access
 from app.caching import ANONYMOUS_OPT
 from app.forms import InputProblems, confirm_page, done, form_page, parse_form, safe_next, see_other
-from app.limits import AUTH_FORMS, limited
+from app.limits import ACCOUNT_MAIL, AUTH_FORMS, app_limiter, limited
 from app.responses import PRIVATE
 from app.security import SESSION_EPOCH_KEY, SESSION_USER_KEY
 from app.sessions import rotate_session_id
 from app.settings import Settings
+from domains.account import mailflows
+from domains.account import tokens as links
 from domains.account.deps import dependencies
 from domains.account.guards import check_visible_profile
 from domains.account.models import User
-from domains.account.schemas import SCOPES, LoginForm, PasswordForm, ProfileForm, SignupInput, TokenForm
+from domains.account.schemas import (
+    SCOPES,
+    EmailChangeForm,
+    ForgotForm,
+    LoginForm,
+    PasswordForm,
+    ProfileForm,
+    ResetForm,
+    SignupInput,
+    TokenForm,
+    email_problem,
+    normalise_email,
+)
 from domains.account.services import AccountService, TokenService
+
+# A page reached through a mailed link carries its secret in the URL: no Referer may take it along.
+NO_REFERRER = {"Referrer-Policy": "no-referrer"}
+# Why a link does nothing, as a status: never issued (or altered) is absent; used or expired is gone.
+LINK_STATUS = {links.LinkProblem.UNKNOWN: 404, links.LinkProblem.USED: 410, links.LinkProblem.EXPIRED: 410}
+MAIL_LIMIT_MESSAGE = "Too many links were asked for this address. Please wait an hour and try again."
+
+
+def link_invalid(problem: links.LinkProblem, *, kind: str) -> Template:
+    """The page for a link that does nothing (``kind``: reset, verify, email): it says why and what next."""
+    return Template("account/link_invalid.html", status_code=LINK_STATUS[problem], headers=NO_REFERRER,
+                    context={"problem": problem.value, "kind": kind})
+
+
+async def address_allowed(request: Request[Any, Any, Any], email: str) -> bool:
+    """Count one account mail for ``email`` (digested: no address is kept in the limiter's store)."""
+    return await app_limiter(request).hit(ACCOUNT_MAIL, links.digest(normalise_email(email)))
 
 
 def _sign_in(request: Request[Any, Any, Any], user: User) -> None:
@@ -52,8 +84,12 @@ class AuthController(Controller):
             user = await accounts.signup(values)
         except InputProblems as exc:
             return form_page("account/signup.html", {"values": shown, "open": True}, exc.errors, exc.status)
+        # In the sign-up's transaction: the mail goes out exactly when the account exists.
+        await mailflows.mail_verification(accounts.db, settings.base_url, user)
+        await address_allowed(request, user.email)  # counts against the address's resend budget
         _sign_in(request, user)
-        return see_other("/account", request, f"Welcome to Rose Ash, {user.name}!")
+        return see_other("/account", request, f"Welcome to Rose Ash, {user.name}! We sent you a link to confirm "
+                         "your email address.")
 
     @get("/login", name="account:login")
     async def login_form(self, next: str | None = None) -> Template:
@@ -74,6 +110,90 @@ class AuthController(Controller):
             )
         _sign_in(request, user)
         return see_other(destination, request, f"Signed in as {user.username}.")
+
+    @get("/password/forgot", name="account:forgot")
+    async def forgot_form(self) -> Template:
+        return Template("account/forgot.html", context={"values": {}, "errors": {}})
+
+    @post("/password/forgot", status_code=303, guards=[limited(AUTH_FORMS)])
+    async def forgot(self, request: Request[Any, Any, Any], accounts: AccountService) -> Template | Redirect:
+        """The same answer for every well-formed address, whether an account uses it or not (no
+        account enumeration): a 303 to the same page, after enqueueing the same job."""
+        form = await parse_form(request, ForgotForm)
+        email = normalise_email(form.email)
+        if problem := email_problem(email):
+            return form_page("account/forgot.html", {"values": {"email": form.email}}, {"email": problem}, 422)
+        if not await address_allowed(request, email):
+            return Template("account/forgot.html", status_code=429, context={
+                "values": {"email": email}, "errors": {"email": MAIL_LIMIT_MESSAGE}},
+                headers={"Retry-After": app_limiter(request).retry_after(ACCOUNT_MAIL)})
+        await mailflows.forgot_password(accounts.db, email)
+        return see_other("/account/password/forgot/sent")
+
+    @get("/password/forgot/sent")
+    async def forgot_sent(self) -> Template:
+        return Template("account/forgot_sent.html")
+
+    @get("/password/reset/{secret:str}", name="account:reset")
+    async def reset_form(self, accounts: AccountService, secret: str) -> Template:
+        found = await links.look(accounts.db, secret, (links.Purpose.RESET, links.Purpose.INVITE))
+        if isinstance(found, links.LinkProblem):
+            return link_invalid(found, kind="reset")
+        return self._reset_page(secret, found.token.purpose, {}, 200)
+
+    @staticmethod
+    def _reset_page(secret: str, purpose: str, errors: dict[str, str], status: int) -> Template:
+        return Template("account/reset.html", status_code=status, headers=NO_REFERRER, context={
+            "secret": secret, "invite": purpose == links.Purpose.INVITE, "errors": errors})
+
+    @post("/password/reset/{secret:str}", status_code=303, guards=[limited(AUTH_FORMS)])
+    async def reset(self, request: Request[Any, Any, Any], accounts: AccountService,
+                    secret: str) -> Template | Redirect:
+        form = await parse_form(request, ResetForm)
+        seen = await links.look(accounts.db, secret, (links.Purpose.RESET, links.Purpose.INVITE))
+        if isinstance(seen, links.LinkProblem):
+            return link_invalid(seen, kind="reset")
+        if form.password != form.confirm_password:
+            return self._reset_page(secret, seen.token.purpose, {"confirm_password": "The two passwords differ."}, 422)
+        try:
+            done_for = await mailflows.set_password_from_link(accounts.db, secret, form.password)
+        except InputProblems as exc:
+            return self._reset_page(secret, seen.token.purpose, exc.errors, exc.status)
+        if isinstance(done_for, links.LinkProblem):
+            return link_invalid(done_for, kind="reset")
+        _sign_in(request, done_for)  # this browser is signed in; every other session has ended
+        return see_other("/account", request, "Your new password is set. Any other sessions were signed out.")
+
+    @get("/verify/{secret:str}", name="account:verify")
+    async def verify(self, accounts: AccountService, secret: str) -> Template:
+        """Following the link is the confirmation (one click). It changes nothing but a date, so
+        a mail scanner fetching it first does no harm: the mail did reach that mailbox."""
+        done_for = await mailflows.verify_address(accounts.db, secret)
+        if isinstance(done_for, links.LinkProblem):
+            return link_invalid(done_for, kind="verify")
+        return Template("account/verified.html", headers=NO_REFERRER, context={"email": done_for.email})
+
+    @get("/email/confirm/{secret:str}", name="account:email-confirm")
+    async def email_confirm_form(self, accounts: AccountService, secret: str) -> Template:
+        """A button, not a change on GET: a mail scanner at a mistyped address (a stranger's) must
+        not move the account there by fetching the link."""
+        found = await mailflows.look_email_change(accounts.db, secret)
+        if isinstance(found, links.LinkProblem):
+            return link_invalid(found, kind="email")
+        return Template("account/email_confirm.html", headers=NO_REFERRER, context={
+            "secret": secret, "new_email": found.token.new_email, "username": found.user.username, "errors": {}})
+
+    @post("/email/confirm/{secret:str}", status_code=303)
+    async def email_confirm(self, request: Request[Any, Any, Any], accounts: AccountService,
+                            secret: str) -> Template | Redirect:
+        try:
+            done_for = await mailflows.confirm_email_change(accounts.db, secret)
+        except InputProblems as exc:
+            return Template("account/email_confirm.html", status_code=exc.status, headers=NO_REFERRER,
+                            context={"secret": secret, "new_email": "", "username": "", "errors": exc.errors})
+        if isinstance(done_for, links.LinkProblem):
+            return link_invalid(done_for, kind="email")
+        return see_other("/account/settings/email", request, f"Your email address is now {done_for.email}.")
 
     @post("/logout", status_code=303)
     async def logout(self, request: Request[Any, Any, Any]) -> Redirect:
@@ -132,6 +252,33 @@ class AccountController(Controller):
             return form_page("account/settings_password.html", {}, exc.errors, exc.status)
         _sign_in(request, request.user)  # other sessions end; this one carries the new epoch
         return see_other("/account/settings/password", request, "Password changed. Other sessions were signed out.")
+
+    @get("/settings/email")
+    async def email_form(self, request: Request[User, Any, Any]) -> Template:
+        return Template("account/settings_email.html", context={"values": {}, "errors": {}})
+
+    @post("/settings/email", status_code=303)
+    async def email_save(self, request: Request[User, Any, Any], accounts: AccountService,
+                         settings: Settings) -> Template | Redirect:
+        form = await parse_form(request, EmailChangeForm)
+        try:
+            email = await mailflows.request_email_change(accounts.db, settings.base_url, request.user, form.email,
+                                                         form.password)
+        except InputProblems as exc:
+            return form_page("account/settings_email.html", {"values": {"email": form.email}}, exc.errors, exc.status)
+        return see_other("/account/settings/email", request,
+                         f"We sent a link to {email}. Your address changes when you follow it.")
+
+    @post("/settings/email/resend", status_code=303, guards=[limited(AUTH_FORMS)])
+    async def resend_verification(self, request: Request[User, Any, Any], accounts: AccountService,
+                                  settings: Settings) -> Response[Any]:
+        user = request.user
+        if user.email_verified_at is not None:
+            return see_other("/account", request, "Your email address is already confirmed.")
+        if not await address_allowed(request, user.email):
+            return see_other("/account", request, MAIL_LIMIT_MESSAGE, "error")
+        await mailflows.mail_verification(accounts.db, settings.base_url, user)
+        return see_other("/account", request, f"We sent a new link to {user.email}.")
 
     @get("/settings/tokens")
     async def tokens(self, request: Request[User, Any, Any], tokens: TokenService) -> Template:

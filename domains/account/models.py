@@ -1,4 +1,4 @@
-"""Account tables: users and their personal access tokens."""
+"""Account tables: users, their personal access tokens and the one-time links mailed to them."""
 
 from __future__ import annotations
 
@@ -29,6 +29,9 @@ class User(UUIDv7AuditBase):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     # Bumped when the password changes so other sessions of this user end.
     session_epoch: Mapped[int] = mapped_column(default=0)
+    # When the member followed a link mailed to ``email`` (sign-up, reset, invite or an address
+    # change). None: not confirmed; they can still sign in, and their account pages say so.
+    email_verified_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
 
     tokens: Mapped[list[AccessToken]] = relationship(
         back_populates="user", cascade="all, delete-orphan", lazy="raise"
@@ -75,3 +78,23 @@ class AccessToken(UUIDv7AuditBase):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
 
     user: Mapped[User] = relationship(back_populates="tokens", lazy="raise")
+
+
+class MailToken(UUIDv7AuditBase):
+    """A one-time link mailed to a member (domains/account/tokens.py).
+
+    Only the SHA-256 digest of the random secret is kept; the secret itself is only in the mail.
+    ``purpose`` says what following the link does: ``reset`` and ``invite`` set a password,
+    ``verify`` confirms the address, ``email_change`` makes ``new_email`` the member's address.
+    A link is spent by one conditional UPDATE (``used_at`` set where it was NULL and the link has
+    not expired), so two clicks racing can never both succeed.
+    """
+
+    __tablename__ = "account_mail_token"
+
+    purpose: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[UUID] = mapped_column(ForeignKey("account_user.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    new_email: Mapped[str | None] = mapped_column(String(254), default=None)
+    expires_at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))
+    used_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)

@@ -8,6 +8,8 @@ from uuid import UUID
 
 import msgspec
 
+from app.mail import valid_address
+
 USERNAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9_-]{0,38}[a-z0-9])?$")
 # Deliberately simple: one @, a dot in the domain, no spaces. Deliverability is the mail's job.
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s.]{2,}$")
@@ -68,6 +70,22 @@ class PasswordForm(msgspec.Struct, kw_only=True):
     current_password: str = ""
     new_password: str = ""
     confirm_password: str = ""
+
+
+class ForgotForm(msgspec.Struct, kw_only=True):
+    email: str = ""
+
+
+class ResetForm(msgspec.Struct, kw_only=True):
+    """A new password from a reset or invitation link (the link's secret is in the path)."""
+
+    password: str = ""
+    confirm_password: str = ""
+
+
+class EmailChangeForm(msgspec.Struct, kw_only=True):
+    email: str = ""  # the new address
+    password: str = ""  # the current password
 
 
 class TokenForm(msgspec.Struct, kw_only=True):
@@ -146,7 +164,8 @@ def username_problem(username: str) -> str | None:
 def email_problem(email: str) -> str | None:
     if not email:
         return "Enter your email address."
-    if len(email) > 254 or not EMAIL_RE.match(email):
+    if len(email) > 254 or not EMAIL_RE.match(email) or valid_address(email) is None:
+        # valid_address: the mail kernel must be able to write it into a To: header.
         return "That doesn't look like an email address."
     return None
 

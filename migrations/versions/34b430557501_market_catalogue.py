@@ -1,7 +1,7 @@
 """market catalogue: producers, categories, products, variants, images, stock; account_user.is_producer
 
 Revision ID: 34b430557501
-Revises: b7c1d2e3f4a5
+Revises: e8f1a2b3c4d5
 Create Date: 2026-12-07 02:00:40.351690
 
 Generated from domains/market/models.py and checked by hand (tests/app/test_migrations.py compares
@@ -31,7 +31,7 @@ sa.ORA_JSONB = ORA_JSONB
 
 # revision identifiers, used by Alembic.
 revision = '34b430557501'
-down_revision = 'b7c1d2e3f4a5'
+down_revision = 'e8f1a2b3c4d5'
 branch_labels = None
 depends_on = None
 

@@ -203,19 +203,53 @@ async def owner_repo_settings(p: Paths, m: re.Match[str]) -> None:
     await p.forge_settings(repo_id)
 
 
-async def new_product(p: Paths, m: re.Match[str]) -> None:
-    """A producer lists an active product (the market's lists: index, search, latest)."""
-    from domains.market.models import Producer
+async def publish_product(p: Paths, m: re.Match[str]) -> None:
+    """A new active product, then a stock change on it: both change what product lists show."""
+    from uuid import uuid4
+
     from domains.market.schemas import ProductInput, VariantInput
-    from domains.market.services.catalogue import CatalogueService
+    from domains.market.services import CatalogueService
+
+    sku = f"PP-{uuid4().hex[:8]}"
+    async with p.sm() as session, session.begin():
+        seller = await _writer(p.sm, p.seed.writer)
+        await CatalogueService(session).save(seller, ProductInput(
+            title="Purged jam", status="active", variants=[VariantInput(sku=sku, price_minor=300)]))
+    stocked = await p.purged_by(lambda: _stock(p, sku))
+    assert m[0] in stocked, f"a stock change does not purge {m[0]}"
+
+
+async def _stock(p: Paths, sku: str) -> None:
+    from domains.market.schemas import StockAdjust
+    from domains.market.services import CatalogueService
 
     async with p.sm() as session, session.begin():
-        producer = Producer(name="Purge Farm", slug=f"purge-farm-{len(m[0])}")
-        session.add(producer)
-        await session.flush()
-        await CatalogueService(session).save(None, ProductInput(
-            title="Purge honey", status="active", producer_id=producer.id,
-            variants=[VariantInput(sku=f"PURGE-{producer.id.hex[:8]}", price_minor=100)]))
+        await CatalogueService(session).adjust_stock(None, StockAdjust(sku=sku, add=3))
+
+
+async def edit_product(p: Paths, m: re.Match[str]) -> None:
+    from domains.market.schemas import ProductInput, VariantInput
+    from domains.market.services import CatalogueService
+
+    async with p.sm() as session, session.begin():
+        catalogue = CatalogueService(session)
+        product = await catalogue.get(UUID(m["id"]))
+        assert product is not None
+        await catalogue.save(None, ProductInput(
+            title=product.title + " (edited)", slug=product.slug, status="active",
+            variants=[VariantInput(sku=v.sku, price_minor=v.price_minor + 1, options=dict(v.options), id=v.id)
+                      for v in product.variants]), product=product)
+
+
+async def producer_profile(p: Paths, m: re.Match[str]) -> None:
+    from domains.market.schemas import ProducerInput
+    from domains.market.services import ProducerService
+
+    async with p.sm() as session, session.begin():
+        producers = ProducerService(session)
+        producer = await producers.get(UUID(m["id"]))
+        assert producer is not None
+        await producers.save(None, ProducerInput(name=producer.name + " & Co", slug=producer.slug), producer=producer)
 
 
 async def new_market_page(p: Paths, m: re.Match[str]) -> None:
@@ -237,7 +271,9 @@ PURGE_PATHS: list[tuple[re.Pattern[str], tuple[Action, ...]]] = [
     (re.compile(r"forge"), (new_repository,)),
     (re.compile(rf"forge-repo-(?P<id>{UUID_RE})"), (repo_settings,)),
     (re.compile(rf"forge-user-(?P<id>{UUID_RE})"), (owner_repo_settings,)),
-    (re.compile(r"market-products"), (new_product,)),
+    (re.compile(r"market-products"), (publish_product,)),
+    (re.compile(rf"market-product:(?P<id>{UUID_RE})"), (edit_product,)),
+    (re.compile(rf"market-producer:(?P<id>{UUID_RE})"), (producer_profile,)),
     (re.compile(r"market-pages"), (new_market_page,)),
 ]
 

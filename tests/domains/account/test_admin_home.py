@@ -50,9 +50,10 @@ def test_admin_pages_follow_the_installed_domains() -> None:
     assert ("/mail/admin", "Mail") not in admin_pages(INSTALLED)
     assert admin_pages((*INSTALLED, mail))[-1] == ("/mail/admin", "Mail")
     hrefs = [href for href, _label in admin_pages(INSTALLED)]
-    assert {"/account/admin/users", "/account/admin/audit", "/blog/admin/", "/blog/admin/navigation",
-            "/oauth/admin/clients", "/social/admin/domain-blocks", "/social/admin/reports",
-            "/market/admin/", "/market/admin/producers", "/market/admin/low-stock"} == set(hrefs)
+    assert {"/account/admin/users", "/account/admin/audit", "/account/admin/mail", "/blog/admin/",
+            "/blog/admin/navigation", "/oauth/admin/clients", "/social/admin/domain-blocks",
+            "/social/admin/reports", "/market/admin/", "/market/admin/producers",
+            "/market/admin/low-stock"} == set(hrefs)
 
 
 async def test_admin_home_and_every_sidebar_link(client, db_session) -> None:  # type: ignore[no-untyped-def]

@@ -232,3 +232,15 @@ async def test_the_product_list_shows_a_producers_own_products(client: Any, sess
     await make_producer(client, sessionmaker, "bob")
     theirs = await client.get("/market/admin/")
     assert theirs.status_code == 200 and "Wool socks" not in theirs.text and "No products yet" in theirs.text
+
+
+async def test_the_market_link_leads_to_the_active_products(client: Any, sessionmaker: Any) -> None:
+    """/market/ (linked from the navigation) lists active products only, as a public page."""
+    await make_producer(client, sessionmaker, "alice")
+    assert (await submit(client, {**THREE, "status": "active"})).status_code == 303
+    draft = {**THREE, "title": "Secret draft", "v0_sku": "D1", "v1_sku": "D2", "v2_sku": "D3"}
+    assert (await submit(client, draft)).status_code == 303
+    client.cookies.clear()
+    page = await client.get("/market/")
+    assert page.status_code == 200 and "Wool socks" in page.text and "Secret draft" not in page.text
+    assert "set-cookie" not in page.headers and "market-products" in page.headers.get("surrogate-key", "")
