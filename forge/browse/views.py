@@ -586,7 +586,7 @@ async def commit_page(request: Request[Any, Any, Any], repo_service: RepoService
             ["diff-tree", "--no-commit-id", "-p", "-M", "--no-color", "--root", oid])
         headers = _immutable_headers(place, etag)
         headers["X-Content-Type-Options"] = "nosniff"
-        return Stream(_stream(reader, args), media_type="text/plain; charset=utf-8", headers=headers)
+        return Stream(_stream(reader, args), media_type="text/plain", headers=headers)
     diff = await read_diff(reader, parent, oid)
     context = await _common(repo_service, mirror_service, place)
     context.update({"commit": commit, "diff": diff, "view": "commit",

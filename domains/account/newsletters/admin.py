@@ -149,7 +149,7 @@ class AdminNewslettersController(Controller):
     async def export_csv(self, db_session: AsyncSession, list_id: UUID) -> Response[str]:
         lst = await self._list(db_session, list_id)
         body = await NewsletterService(db_session).export_csv(lst)
-        return Response(body, media_type="text/csv; charset=utf-8", headers={
+        return Response(body, media_type="text/csv", headers={
             "Content-Disposition": f'attachment; filename="{lst.slug}-subscribers.csv"'})
 
     @post("/{list_id:uuid}/subscribers/{sub_id:uuid}/remove", status_code=303)
