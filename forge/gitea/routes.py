@@ -47,6 +47,7 @@ from forge.gitea_models import ForgeWebhook
 from forge.guards import load_repo, request_line, viewer
 from forge.models import ForgeCollaborator, ForgeRepo
 from forge.queries import user_by_username
+from forge.runtime import ForgeRuntime
 from forge.services import Permission, RepoService
 
 API = "/api/v1"
@@ -771,8 +772,8 @@ async def delete_file(request: Request[Any, Any, Any], repo_service: RepoService
 
 # -- archive -------------------------------------------------------------------------------------------
 @get(f"{R}/archive/{{archive:str}}", name="api:gitea:archive")
-async def get_archive(request: Request[Any, Any, Any], repo_service: RepoService, owner: str, repo: str,
-                      archive: str) -> Stream:
+async def get_archive(request: Request[Any, Any, Any], repo_service: RepoService, forge_runtime: ForgeRuntime,
+                      owner: str, repo: str, archive: str) -> Stream:
     from forge.process import spawn
 
     row, _p = await _repo(request, repo_service, owner, repo, "read")
@@ -785,20 +786,30 @@ async def get_archive(request: Request[Any, Any, Any], repo_service: RepoService
     commit = await git.resolve(repo_service.store, row.id, ref)
     if commit is None:
         raise fail(404, "ref does not exist")
+    # Every archive is a `git archive` child for as long as the download lasts: counted against the
+    # same per-repository and total limits as clones and the browser's archives (forge.runtime).
+    slot = forge_runtime.limiter.try_acquire(row.id)
+    if slot is None:
+        raise GiteaError("Too many git processes for this repository; try again.", status_code=429,
+                         headers={"Retry-After": str(forge_runtime.config.retry_after)})
     prefix = f"{row.name}/"
     store = repo_service.store
-    child = await spawn(["git", "--git-dir", str(store.locate(row.id)), "archive", f"--format={fmt}",
-                         f"--prefix={prefix}", commit], env=store.git_env())
+    argv = ["git", "--git-dir", str(store.locate(row.id)), "archive", f"--format={fmt}", f"--prefix={prefix}",
+            commit]
 
     async def body() -> AsyncIterator[bytes]:
-        assert child.stdout is not None
         try:
-            while chunk := await child.stdout.read(256 * 1024):
-                yield chunk
-            await child.wait()
+            child = await spawn(argv, env=store.git_env())
+            assert child.stdout is not None
+            try:
+                while chunk := await child.stdout.read(256 * 1024):
+                    yield chunk
+                await child.wait()
+            finally:
+                child.kill_group()
+                child.close_pipes()
         finally:
-            child.kill_group()
-            child.close_pipes()
+            slot.release()
 
     name = f"{row.name}-{ref.replace('/', '-')}{suffix}"
     return Stream(body(), media_type=media, headers={

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import os
+import subprocess
 from typing import Any
 
 import pytest
@@ -62,4 +64,35 @@ async def test_fetch_body_cap_and_gzip_errors(app: Any, client: Any, db_session:
     assert corrupt.status_code == 400
     empty = await client.post(url, content=b"", headers=headers)
     assert empty.status_code == 200  # git itself answers (and fails) on an empty request
+    assert runtime.limiter.running == 0
+
+
+async def test_gitea_api_archive_counts_against_the_limiter(app: Any, client: Any, db_session: AsyncSession) -> None:
+    """The Gitea API archive spawns `git archive` per request: a saturated repository answers 429
+    (as the browser's archive does) and a served archive gives its slot back."""
+    await make_repo(app, db_session, "archived-busy")
+    runtime = runtime_for(app.state.settings)
+    repo = await RepoService(db_session, runtime.store).get_by_owner_and_name("limits", "archived-busy")
+    assert repo is not None
+    path = str(runtime.store.locate(repo.id))
+    env = {**os.environ, **runtime.store.git_env(), "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@example.org",
+           "GIT_COMMITTER_NAME": "a", "GIT_COMMITTER_EMAIL": "a@example.org"}
+    tree = subprocess.run(["git", "--git-dir", path, "mktree"], input=b"", capture_output=True, env=env,
+                          check=True).stdout.decode().strip()
+    commit = subprocess.run(["git", "--git-dir", path, "commit-tree", tree, "-m", "first"], capture_output=True,
+                            env=env, check=True).stdout.decode().strip()
+    subprocess.run(["git", "--git-dir", path, "update-ref", "refs/heads/main", commit], env=env, check=True)
+    url = "/api/v1/repos/limits/archived-busy/archive/main.tar.gz"
+    ok = await client.get(url)
+    assert ok.status_code == 200 and ok.content[:2] == b"\x1f\x8b"
+    assert runtime.limiter.running == 0
+    held = [runtime.limiter.try_acquire(repo.id) for _ in range(runtime.config.max_per_repo)]
+    try:
+        busy = await client.get(url)
+        assert busy.status_code == 429 and busy.headers["retry-after"] == str(runtime.config.retry_after)
+        assert "Too many git processes" in busy.json()["message"]
+    finally:
+        for slot in held:
+            assert slot is not None
+            slot.release()
     assert runtime.limiter.running == 0
