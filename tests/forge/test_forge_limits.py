@@ -67,6 +67,22 @@ async def test_fetch_body_cap_and_gzip_errors(app: Any, client: Any, db_session:
     assert runtime.limiter.running == 0
 
 
+def commit_files(path: str, git_env: dict[str, str], files: dict[str, bytes]) -> str:
+    """One commit on refs/heads/main of the bare repository at ``path`` holding ``files`` (flat)."""
+    env = {**os.environ, **git_env, "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@example.org",
+           "GIT_COMMITTER_NAME": "a", "GIT_COMMITTER_EMAIL": "a@example.org"}
+
+    def git(*args: str, data: bytes = b"") -> str:
+        return subprocess.run(["git", "--git-dir", path, *args], input=data, capture_output=True, env=env,
+                              check=True).stdout.decode().strip()
+
+    lines = "".join(f"100644 blob {git('hash-object', '-w', '--stdin', data=body)}\t{name}\n"
+                    for name, body in sorted(files.items()))
+    commit = git("commit-tree", git("mktree", data=lines.encode()), "-m", "files")
+    git("update-ref", "refs/heads/main", commit)
+    return commit
+
+
 async def test_gitea_api_archive_counts_against_the_limiter(app: Any, client: Any, db_session: AsyncSession) -> None:
     """The Gitea API archive spawns `git archive` per request: a saturated repository answers 429
     (as the browser's archive does) and a served archive gives its slot back."""
@@ -74,14 +90,7 @@ async def test_gitea_api_archive_counts_against_the_limiter(app: Any, client: An
     runtime = runtime_for(app.state.settings)
     repo = await RepoService(db_session, runtime.store).get_by_owner_and_name("limits", "archived-busy")
     assert repo is not None
-    path = str(runtime.store.locate(repo.id))
-    env = {**os.environ, **runtime.store.git_env(), "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@example.org",
-           "GIT_COMMITTER_NAME": "a", "GIT_COMMITTER_EMAIL": "a@example.org"}
-    tree = subprocess.run(["git", "--git-dir", path, "mktree"], input=b"", capture_output=True, env=env,
-                          check=True).stdout.decode().strip()
-    commit = subprocess.run(["git", "--git-dir", path, "commit-tree", tree, "-m", "first"], capture_output=True,
-                            env=env, check=True).stdout.decode().strip()
-    subprocess.run(["git", "--git-dir", path, "update-ref", "refs/heads/main", commit], env=env, check=True)
+    commit_files(str(runtime.store.locate(repo.id)), runtime.store.git_env(), {})
     url = "/api/v1/repos/limits/archived-busy/archive/main.tar.gz"
     ok = await client.get(url)
     assert ok.status_code == 200 and ok.content[:2] == b"\x1f\x8b"
@@ -96,3 +105,36 @@ async def test_gitea_api_archive_counts_against_the_limiter(app: Any, client: An
             assert slot is not None
             slot.release()
     assert runtime.limiter.running == 0
+
+
+async def test_gitea_api_raw_streams_large_blobs(app: Any, client: Any, db_session: AsyncSession) -> None:
+    """raw/media answer a small blob from the cat-file pool and stream a large one from its own
+    `git cat-file blob` child (a counted git process: 429 when the repository is saturated)."""
+    await make_repo(app, db_session, "rawfiles")
+    runtime = runtime_for(app.state.settings)
+    repo = await RepoService(db_session, runtime.store).get_by_owner_and_name("limits", "rawfiles")
+    assert repo is not None
+    large = bytes(range(256)) * (3 * 1024 * 1024 // 256)  # 3 MiB, above the inline limit, binary
+    commit_files(str(runtime.store.locate(repo.id)), runtime.store.git_env(),
+                 {"small.txt": b"hello\n", "big.bin": large})
+    small = await client.get("/api/v1/repos/limits/rawfiles/raw/small.txt")
+    assert small.status_code == 200 and small.content == b"hello\n"
+    assert small.headers["content-type"].startswith("text/plain")
+    for kind in ("raw", "media"):
+        got = await client.get(f"/api/v1/repos/limits/rawfiles/{kind}/big.bin")
+        assert got.status_code == 200 and got.content == large
+        assert got.headers["content-length"] == str(len(large))
+        assert got.headers["content-type"] == "application/octet-stream"
+        assert got.headers["x-content-type-options"] == "nosniff"
+    assert runtime.limiter.running == 0
+    held = [runtime.limiter.try_acquire(repo.id) for _ in range(runtime.config.max_per_repo)]
+    try:
+        busy = await client.get("/api/v1/repos/limits/rawfiles/raw/big.bin")
+        assert busy.status_code == 429
+        assert (await client.get("/api/v1/repos/limits/rawfiles/raw/small.txt")).content == b"hello\n"
+    finally:
+        for slot in held:
+            assert slot is not None
+            slot.release()
+    assert runtime.limiter.running == 0
+    assert (await client.get("/api/v1/repos/limits/rawfiles/raw/nope.txt")).status_code == 404
