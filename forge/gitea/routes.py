@@ -494,6 +494,7 @@ class CreateStatusOption(msgspec.Struct, kw_only=True):
 async def create_status(request: Request[Any, Any, Any], repo_service: RepoService, settings: Settings, owner: str,
                         repo: str, sha: str, data: CreateStatusOption) -> status_service.StatusRead:
     row, _p = await _repo(request, repo_service, owner, repo, "write")
+    _writable(row)  # an archived repository is read-only for statuses too
     user = viewer(request)[0]
     if data.state not in status_service.STATUS_STATES:
         raise fail(422, status_service.STATE_MESSAGE)

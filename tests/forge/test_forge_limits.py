@@ -138,3 +138,30 @@ async def test_gitea_api_raw_streams_large_blobs(app: Any, client: Any, db_sessi
             slot.release()
     assert runtime.limiter.running == 0
     assert (await client.get("/api/v1/repos/limits/rawfiles/raw/nope.txt")).status_code == 404
+
+
+async def test_statuses_are_capped_per_commit_and_combined_reads_latest(
+        app: Any, db_session: AsyncSession, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A commit takes at most MAX_STATUSES_PER_SHA statuses (then a clear 422 problem, nothing
+    written); the combined status is the newest per context, picked by the database."""
+    from app.forms import InputProblems
+    from forge import statuses
+
+    await make_repo(app, db_session, "statuses")
+    runtime = runtime_for(app.state.settings)
+    repo = await RepoService(db_session, runtime.store).get_by_owner_and_name("limits", "statuses")
+    assert repo is not None
+    sha = "a" * 40
+    monkeypatch.setattr(statuses, "MAX_STATUSES_PER_SHA", 4)
+    for state, context in (("pending", "build"), ("success", "build"), ("failure", "lint"), ("success", "lint")):
+        await statuses.create_status(db_session, repo.id, sha, None, state=state, context=context)
+    with pytest.raises(InputProblems) as refused:
+        await statuses.create_status(db_session, repo.id, sha, None, state="error", context="deploy")
+    assert refused.value.status == 422 and "already has 4 statuses" in str(refused.value)
+    assert len(await statuses.statuses_for(db_session, repo.id, sha)) == 4
+    combined = await statuses.combined_status(db_session, repo.id, sha)
+    assert combined.state == "success" and combined.total_count == 2
+    assert {s.context: s.status for s in combined.statuses} == {"build": "success", "lint": "success"}
+    # Another commit has its own allowance.
+    await statuses.create_status(db_session, repo.id, "b" * 40, None, state="error", context="deploy")
+    assert (await statuses.combined_status(db_session, repo.id, "b" * 40)).state == "error"
