@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Sequence
 
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.forms import InputProblems
@@ -38,6 +38,10 @@ _PRIORITY = {"error": 0, "failure": 1, "warning": 2, "pending": 3, "success": 4,
 MAX_CONTEXT = 255
 MAX_DESCRIPTION = 1000
 MAX_TARGET_URL = 2048
+# At most this many statuses on one commit: every post adds a row, so without a cap one token could
+# grow a commit's list (and each page showing it) without end. Gitea bounds what it lists the same
+# way (``setting.API.MaxResponseItems``-style paging); a post beyond the cap is refused.
+MAX_STATUSES_PER_SHA = 1000
 # What the API answers for a state outside STATUS_STATES (Gitea's binding error text).
 STATE_MESSAGE = "[State]: must be one of pending, success, error, failure, warning, skipped"
 
@@ -95,6 +99,10 @@ async def create_status(db: AsyncSession, repo_id: uuid.UUID, sha: str, creator:
     context = context.strip() or "default"
     if errors := validate(state, context, description, target_url):
         raise InputProblems(errors)
+    count = (await db.execute(select(func.count()).select_from(ForgeCommitStatus).where(
+        ForgeCommitStatus.repo_id == repo_id, ForgeCommitStatus.sha == sha))).scalar_one()
+    if count >= MAX_STATUSES_PER_SHA:
+        raise InputProblems({"sha": f"This commit already has {count} statuses; no more can be added."})
     row = ForgeCommitStatus(repo_id=repo_id, sha=sha, state=state, context=context, description=description,
                             target_url=target_url, creator_id=creator.id if creator else None)
     db.add(row)
@@ -102,12 +110,20 @@ async def create_status(db: AsyncSession, repo_id: uuid.UUID, sha: str, creator:
     return row
 
 
-async def _rows(db: AsyncSession, repo_id: uuid.UUID, sha: str) -> list[ForgeCommitStatus]:
-    """Every status of the commit, newest first."""
-    return list((await db.execute(
-        select(ForgeCommitStatus).where(ForgeCommitStatus.repo_id == repo_id, ForgeCommitStatus.sha == sha)
-        .order_by(ForgeCommitStatus.created_at.desc(), ForgeCommitStatus.id.desc())
-    )).scalars().all())
+async def _rows(db: AsyncSession, repo_id: uuid.UUID, sha: str, *, latest_only: bool = False
+                ) -> list[ForgeCommitStatus]:
+    """The commit's statuses, newest first, at most MAX_STATUSES_PER_SHA (``latest_only``: the newest
+    per context, chosen by the database, so a long history is never loaded to pick from)."""
+    where = (ForgeCommitStatus.repo_id == repo_id, ForgeCommitStatus.sha == sha)
+    newest_first = (ForgeCommitStatus.created_at.desc(), ForgeCommitStatus.id.desc())
+    if not latest_only:
+        query = select(ForgeCommitStatus).where(*where).order_by(*newest_first).limit(MAX_STATUSES_PER_SHA)
+        return list((await db.execute(query)).scalars().all())
+    ranked = select(ForgeCommitStatus.id, func.row_number().over(
+        partition_by=ForgeCommitStatus.context, order_by=newest_first).label("rank")).where(*where).subquery()
+    query = (select(ForgeCommitStatus).join(ranked, ranked.c.id == ForgeCommitStatus.id)
+             .where(ranked.c.rank == 1).order_by(*newest_first).limit(MAX_STATUSES_PER_SHA))
+    return list((await db.execute(query)).scalars().all())
 
 
 async def reads(db: AsyncSession, base_url: str, rows: Sequence[ForgeCommitStatus], *,
@@ -134,10 +150,7 @@ async def statuses_for(session: AsyncSession, repo_id: uuid.UUID, sha: str, *, b
     For pages (``templates/forge/_statuses.html``) and the API alike. ``base_url`` only shapes the
     creators' profile URLs; pages may leave it out.
     """
-    rows = await _rows(session, repo_id, sha)
-    if latest_only:
-        seen: set[str] = set()
-        rows = [r for r in rows if not (r.context in seen or seen.add(r.context))]  # type: ignore[func-returns-value]
+    rows = await _rows(session, repo_id, sha, latest_only=latest_only)
     return await reads(session, base_url, rows, api_base=api_base)
 
 

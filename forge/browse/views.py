@@ -43,6 +43,7 @@ from forge.browse.gitread import (
     MODE_TREE,
     Commit,
     NotFound,
+    ObjectTooLarge,
     Reader,
     TreeEntry,
     split_path,
@@ -284,6 +285,8 @@ def _guard(call: Any) -> Any:
             return await call(*args, **kwargs)
         except NotFound:
             raise NotFoundException("Not found.") from None
+        except ObjectTooLarge as exc:
+            raise HTTPException(status_code=413, detail=str(exc)) from None
         except _Redirect as redirect:
             return Redirect(redirect.location, status_code=redirect.status)
         except CatFileError as exc:

@@ -300,6 +300,10 @@ def test_archived_and_rename(forge: Forge) -> None:
     sha = api(forge, "GET", "/repos/alice/oldname/contents/README.md").json()["sha"]
     gitea_error(api(forge, "PUT", "/repos/alice/oldname/contents/README.md",
                     json={"content": b64("x"), "sha": sha}), 423)
+    head = api(forge, "GET", "/repos/alice/oldname/branches/main").json()["commit"]["id"]
+    assert "archived" in gitea_error(api(forge, "POST", f"/repos/alice/oldname/statuses/{head}",
+                                         json={"state": "success", "context": "ci"}), 423)
+    assert api(forge, "GET", f"/repos/alice/oldname/statuses/{head}").json() == []
     assert api(forge, "PATCH", "/repos/alice/oldname", json={"archived": False}).json()["archived"] is False
     forge.git("push", "-q", "origin", "main", cwd=work)
 
