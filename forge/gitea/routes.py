@@ -136,6 +136,19 @@ async def settings_api() -> GeneralAPISettings:
 
 
 # -- users and search ---------------------------------------------------------------------------------
+@get(f"{API}/user", name="api:user")
+async def current_user(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> UserJSON:
+    """The authenticated user (Gitea ``GET /api/v1/user``, swagger ``User``), with the same integer
+    id as ``/users/{name}`` and every other Gitea shape; the email is the real one (it is theirs).
+
+    Here rather than in the account domain: the integer id comes from forge/gitea_ids.py, and the
+    account domain may not import forge (tea and py-gitea read this id first)."""
+    user = viewer(request)[0]
+    if user is None:  # the route class already demands a token with scope "api"; never reached
+        raise fail(401, "token is required")
+    return await user_json(db_session, settings.base_url, user, user)
+
+
 @get(f"{API}/users/{{username:str}}", name="api:gitea:user")
 async def get_user(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
                    username: str) -> UserJSON:
@@ -949,6 +962,8 @@ ADMIN_HANDLERS = [put_topics, list_branch_protections, list_hooks, create_hook, 
 
 router = Router(path="/", dependencies=DEPENDENCIES, route_handlers=[
     Router(path="/", opt=access.public(), route_handlers=[version, settings_api]),
+    # The account's own record: any token with scope "api" (as the account domain declared it).
+    Router(path="/", opt=access.token("api"), route_handlers=[current_user]),
     Router(path="/", opt=access.token("repo:read", anonymous=True), route_handlers=[
         get_user, list_user_repos, search_repos]),
     Router(path="/", opt=access.token("repo:read", anonymous=True, owner="repo"), route_handlers=READ_HANDLERS),
