@@ -601,7 +601,7 @@ class ContentsResponse(msgspec.Struct, kw_only=True):
 
 
 async def _contents(service: RepoService, settings: Settings, owner: str, repo: ForgeRepo, commit: str, ref: str,
-                    entry: git.Entry, *, with_content: bool) -> ContentsResponse:
+                    entry: git.Entry, *, with_content: bool, last_commit_sha: str | None = None) -> ContentsResponse:
     base, web = _api_base(settings, owner, repo), _web_base(settings, owner, repo)
     quoted = quote(entry.path)
     self_url = f"{base}/contents/{quoted}?ref={quote(ref)}"
@@ -616,7 +616,8 @@ async def _contents(service: RepoService, settings: Settings, owner: str, repo: 
                 target = data.decode(errors="replace")
     return ContentsResponse(
         name=entry.name, path=entry.path, sha=entry.sha,
-        last_commit_sha=await git.last_commit(service.store, repo.id, commit, entry.path) if with_content else "",
+        last_commit_sha=last_commit_sha if last_commit_sha is not None else
+        await git.last_commit(service.store, repo.id, commit, entry.path) if with_content else "",
         type=entry.kind, size=entry.size, encoding=encoding, content=content, target=target, url=self_url,
         html_url=html, git_url=git_url,
         download_url=f"{web}/raw/branch/{quote(ref)}/{quoted}" if entry.kind == "file" else None,
@@ -648,7 +649,10 @@ async def get_contents(request: Request[Any, Any, Any], repo_service: RepoServic
     if entry.type != "tree":
         return await _contents(repo_service, settings, owner, row, commit, ref, entry, with_content=True)
     listing = await git.list_tree(repo_service.store, row.id, entry.sha, prefix=f"{path}/" if path else "")
-    return [await _contents(repo_service, settings, owner, row, commit, ref, e, with_content=False) for e in listing]
+    # One bounded history scan for the whole listing (entries beyond its reach keep "").
+    last = await git.last_commits(repo_service.store, row.id, commit, path, [e.name for e in listing])
+    return [await _contents(repo_service, settings, owner, row, commit, ref, e, with_content=False,
+                            last_commit_sha=last.get(e.name, "")) for e in listing]
 
 
 async def _raw(request: Request[Any, Any, Any], repo_service: RepoService, owner: str, repo: str, path: str,

@@ -136,6 +136,15 @@ def test_auto_init_contents_and_git_data(forge: Forge) -> None:
     assert api(forge, "GET", "/repos/alice/files/media/src/app.py").text == "print('bye')\n"
     old_raw = api(forge, "GET", "/repos/alice/files/raw/src/app.py", params={"ref": head})
     assert old_raw.text == "print('hi')\n"
+    # Directory listings (read through the cat-file pool) carry each entry's last commit and size.
+    listed = {e["name"]: e for e in api(forge, "GET", "/repos/alice/files/contents").json()}
+    assert listed["src"]["type"] == "dir" and listed["src"]["last_commit_sha"] == updated.json()["commit"]["sha"]
+    assert listed["README.md"]["last_commit_sha"] == main_before and listed["README.md"]["size"] > 0
+    in_src = api(forge, "GET", "/repos/alice/files/contents/src").json()
+    assert [(e["path"], e["size"], e["last_commit_sha"]) for e in in_src] == [
+        ("src/app.py", len("print('bye')\n"), updated.json()["commit"]["sha"])]
+    old_listing = api(forge, "GET", "/repos/alice/files/contents/src", params={"ref": head}).json()
+    assert old_listing[0]["sha"] == blob_sha and old_listing[0]["last_commit_sha"] == head
     # Bad paths and refs: clear errors, nothing written.
     for bad in (".git/config", "x" * 300, "a/%2E%2E/b", "src/app.py/under-a-file"):
         gitea_error(api(forge, "POST", f"/repos/alice/files/contents/{bad}", json={"content": b64("x")}), 422)
