@@ -97,7 +97,7 @@ domain = Domain(
     nav=(NavEntry("/market/", "Market", 20),),
     admin=(NavEntry("/market/admin/", "Market products", 30), NavEntry("/market/admin/producers", "Producers", 31),
            NavEntry("/market/admin/low-stock", "Low stock", 32), NavEntry("/market/admin/pages/", "Market pages", 33),
-           NavEntry("/market/admin/import", "Import", 34)),
+           NavEntry("/market/admin/import", "Market import", 34)),
     actor=ServiceActor("market"),
 )
 
