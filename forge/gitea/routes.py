@@ -142,6 +142,19 @@ async def settings_api() -> GeneralAPISettings:
 
 
 # -- users and search ---------------------------------------------------------------------------------
+@get(f"{API}/user", name="api:user")
+async def current_user(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> UserJSON:
+    """The authenticated user (Gitea ``GET /api/v1/user``, swagger ``User``), with the same integer
+    id as ``/users/{name}`` and every other Gitea shape; the email is the real one (it is theirs).
+
+    Here rather than in the account domain: the integer id comes from forge/gitea_ids.py, and the
+    account domain may not import forge (tea and py-gitea read this id first)."""
+    user = viewer(request)[0]
+    if user is None:  # the route class already demands a token with scope "api"; never reached
+        raise fail(401, "token is required")
+    return await user_json(db_session, settings.base_url, user, user)
+
+
 @get(f"{API}/users/{{username:str}}", name="api:gitea:user")
 async def get_user(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
                    username: str) -> UserJSON:
@@ -595,7 +608,7 @@ class ContentsResponse(msgspec.Struct, kw_only=True):
 
 
 async def _contents(service: RepoService, settings: Settings, owner: str, repo: ForgeRepo, commit: str, ref: str,
-                    entry: git.Entry, *, with_content: bool) -> ContentsResponse:
+                    entry: git.Entry, *, with_content: bool, last_commit_sha: str | None = None) -> ContentsResponse:
     base, web = _api_base(settings, owner, repo), _web_base(settings, owner, repo)
     quoted = quote(entry.path)
     self_url = f"{base}/contents/{quoted}?ref={quote(ref)}"
@@ -610,7 +623,8 @@ async def _contents(service: RepoService, settings: Settings, owner: str, repo: 
                 target = data.decode(errors="replace")
     return ContentsResponse(
         name=entry.name, path=entry.path, sha=entry.sha,
-        last_commit_sha=await git.last_commit(service.store, repo.id, commit, entry.path) if with_content else "",
+        last_commit_sha=last_commit_sha if last_commit_sha is not None else
+        await git.last_commit(service.store, repo.id, commit, entry.path) if with_content else "",
         type=entry.kind, size=entry.size, encoding=encoding, content=content, target=target, url=self_url,
         html_url=html, git_url=git_url,
         download_url=f"{web}/raw/branch/{quote(ref)}/{quoted}" if entry.kind == "file" else None,
@@ -642,7 +656,10 @@ async def get_contents(request: Request[Any, Any, Any], repo_service: RepoServic
     if entry.type != "tree":
         return await _contents(repo_service, settings, owner, row, commit, ref, entry, with_content=True)
     listing = await git.list_tree(repo_service.store, row.id, entry.sha, prefix=f"{path}/" if path else "")
-    return [await _contents(repo_service, settings, owner, row, commit, ref, e, with_content=False) for e in listing]
+    # One bounded history scan for the whole listing (entries beyond its reach keep "").
+    last = await git.last_commits(repo_service.store, row.id, commit, path, [e.name for e in listing])
+    return [await _contents(repo_service, settings, owner, row, commit, ref, e, with_content=False,
+                            last_commit_sha=last.get(e.name, "")) for e in listing]
 
 
 async def _raw(request: Request[Any, Any, Any], repo_service: RepoService, forge_runtime: ForgeRuntime, owner: str,
@@ -996,6 +1013,8 @@ ADMIN_HANDLERS = [put_topics, list_branch_protections, list_hooks, create_hook, 
 
 router = Router(path="/", dependencies=DEPENDENCIES, route_handlers=[
     Router(path="/", opt=access.public(), route_handlers=[version, settings_api]),
+    # The account's own record: any token with scope "api" (as the account domain declared it).
+    Router(path="/", opt=access.token("api"), route_handlers=[current_user]),
     Router(path="/", opt=access.token("repo:read", anonymous=True), route_handlers=[
         get_user, list_user_repos, search_repos]),
     Router(path="/", opt=access.token("repo:read", anonymous=True, owner="repo"), route_handlers=READ_HANDLERS),
