@@ -142,7 +142,7 @@ async def _tree_entries(store: RepoStore, repo_id: uuid.UUID, tree: str, prefix:
     """A tree's entries with blob sizes (``ls-tree -l``), over one leased cat-file child."""
     async with pool_for(store).lease(repo_id) as proc:
         got = await proc.contents(tree.encode())
-        if got is None or got[0].type != "tree":
+        if got is None or got[0].type != "tree" or got[1] is None:
             return None
         entries = []
         for mode, name, sha in _tree_records(got[1]):
