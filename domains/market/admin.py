@@ -23,10 +23,10 @@ from app.money import format_minor, minor_exponent
 from app.responses import PRIVATE
 from domains.account.models import User
 from domains.market.deps import dependencies
-from domains.market.forms import OPTION_COLUMNS, VariantRow, parse_product_form
+from domains.market.forms import VariantRow, option_columns, parse_product_form
 from domains.market.guards import check_can_manage, check_producer, is_staff
 from domains.market.models import STATUSES, Product
-from domains.market.schemas import MAX_IMAGE_BYTES, ProducerInput
+from domains.market.schemas import MAX_IMAGE_BYTES, MAX_OPTIONS, ProducerInput
 from domains.market.services import (
     CatalogueService,
     MediaService,
@@ -63,7 +63,7 @@ def _rows(product: Product | None) -> tuple[list[str], list[VariantRow]]:
         for name in variant.options:
             if name not in names:
                 names.append(name)
-    names = (names + [""] * OPTION_COLUMNS)[:OPTION_COLUMNS]
+    names = option_columns(names)
     rows = []
     for v in product.variants:
         row = VariantRow(id=str(v.id), sku=v.sku, price=_money(v.price_minor, v.currency),
@@ -145,7 +145,7 @@ class MarketAdminController(Controller):
                     product: Product | None) -> Response[Any]:
         data = await form_data(request)
         values, rows, problems = parse_product_form(data, catalogue.currency)
-        names = [" ".join(str(data.get(f"option_{j}", "")).split()) for j in range(OPTION_COLUMNS)]
+        names = option_columns(" ".join(str(data.get(f"option_{j}", "")).split()) for j in range(MAX_OPTIONS))
         shown = {"title": values.title, "slug": values.slug, "description_md": values.description_md,
                  "status": values.status, "featured": values.featured, "tags": ", ".join(values.tags),
                  "categories": [str(c) for c in values.category_ids]}

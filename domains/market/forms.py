@@ -9,14 +9,14 @@ parallel lists would shift a row's compare-at price onto the next row.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 from uuid import UUID
 
 from app.money import parse_major
 from domains.market.schemas import MAX_OPTIONS, MAX_VARIANTS, ProductInput, VariantInput
 
-__all__ = ["OPTION_COLUMNS", "VariantRow", "parse_product_form", "rows_of"]
+__all__ = ["OPTION_COLUMNS", "VariantRow", "option_columns", "parse_product_form", "rows_of"]
 
 OPTION_COLUMNS = 3  # option names the form offers (size, colour, material); the service takes up to MAX_OPTIONS
 _ROW_FIELD = re.compile(r"^v(\d{1,3})_([a-z0-9_]+)$")
@@ -32,6 +32,15 @@ def _first(value: Any) -> str:
     if isinstance(value, list):
         value = value[0] if value else ""
     return value if isinstance(value, str) else ""
+
+
+def option_columns(names: Iterable[str]) -> list[str]:
+    """The option names the form shows: at least OPTION_COLUMNS, more when a product has more (the
+    API and CSV take up to MAX_OPTIONS), so saving the form never drops an option it did not show."""
+    names = list(names)[:MAX_OPTIONS]
+    while len(names) > OPTION_COLUMNS and not names[-1]:
+        names.pop()
+    return names + [""] * (OPTION_COLUMNS - len(names))
 
 
 def rows_of(data: Mapping[str, Any]) -> list[VariantRow]:
@@ -65,7 +74,7 @@ def parse_product_form(data: Mapping[str, Any], currency: str) -> tuple[ProductI
     """``(ProductInput, the rows as typed, problems)``: problems are keyed as the service keys
     them (``variants.<i>.price``) so one template shows both kinds next to the row."""
     errors: dict[str, str] = {}
-    option_names = [" ".join(_first(data.get(f"option_{j}", "")).split()) for j in range(OPTION_COLUMNS)]
+    option_names = option_columns(" ".join(_first(data.get(f"option_{j}", "")).split()) for j in range(MAX_OPTIONS))
     if len({n.casefold() for n in option_names if n}) != len([n for n in option_names if n]):
         errors["options"] = "Give each option a different name."
     kept_rows = [r for r in rows_of(data) if not r.get("remove") and not (_blank(r) and not r.get("id"))]

@@ -244,3 +244,26 @@ async def test_the_market_link_leads_to_the_active_products(client: Any, session
     page = await client.get("/market/")
     assert page.status_code == 200 and "Wool socks" in page.text and "Secret draft" not in page.text
     assert "set-cookie" not in page.headers and "market-products" in page.headers.get("surrogate-key", "")
+
+
+async def test_a_product_with_more_options_than_the_form_offers_keeps_them_all(client: Any, sessionmaker: Any) -> None:
+    """The API and CSV take up to five options; the edit form shows as many as the product has, so
+    saving it as shown drops none (it offered three and lost the fourth)."""
+    await make_producer(client, sessionmaker, "alice")
+    four = {**THREE, "option_2": "material", "option_3": "cuff",
+            **{f"v{i}_o2": "wool" for i in range(3)}, **{f"v{i}_o3": "long" for i in range(3)}}
+    made = await submit(client, four)
+    assert made.status_code == 303, made.text[:2000]
+    page = await client.get(made.headers["location"])
+    assert 'name="option_3" value="cuff"' in page.text and 'name="option_4"' not in page.text
+    async with sessionmaker() as session:
+        product = await CatalogueService(session).by_slug("wool-socks")
+        assert product is not None
+        ids = {v.sku: str(v.id) for v in product.variants}
+    again = {**four, **{f"v{i}_id": ids[four[f"v{i}_sku"]] for i in range(3)}}
+    saved = await submit(client, again, path=made.headers["location"], page=made.headers["location"])
+    assert saved.status_code == 303, saved.text[:2000]
+    async with sessionmaker() as session:
+        product = await CatalogueService(session).by_slug("wool-socks")
+        assert product is not None
+        assert all(v.options.get("cuff") == "long" and v.options.get("material") == "wool" for v in product.variants)
