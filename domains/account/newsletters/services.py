@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import ColumnElement, CursorResult, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.csvsafe import csv_cell
 from app.forms import InputProblems
 from domains.account.models import User
 from domains.account.newsletters.models import (
@@ -484,7 +485,7 @@ class NewsletterService:
             select(Subscription, User.email).outerjoin(User, User.id == Subscription.user_id)
             .where(Subscription.list_id == lst.id).order_by(Subscription.email))
         for sub, member_email in rows:
-            writer.writerow([_csv_cell(member_email or sub.email), _csv_cell(sub.name), sub.status,
+            writer.writerow([csv_cell(member_email or sub.email), csv_cell(sub.name), sub.status,
                              _iso(sub.created_at), _iso(sub.confirmed_at), _iso(sub.unsubscribed_at)])
         return out.getvalue()
 
@@ -654,11 +655,6 @@ class NewsletterService:
 
 def _iso(value: datetime | None) -> str:
     return value.isoformat() if value is not None else ""
-
-
-def _csv_cell(value: str) -> str:
-    # A cell a spreadsheet would run as a formula (CSV injection) gets a leading apostrophe.
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 # --- Ghost import (called by the blog's importer, in its transaction) -------------------------
