@@ -54,6 +54,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 from uuid_utils.compat import uuid7  # the ORM's id scheme (advanced-alchemy's UUIDv7 primary keys)
 
+from app.csvsafe import csv_row
 from domains.market.import_models import DONE, FAILED, QUEUED, RUNNING, CsvImport
 
 __all__ = [
@@ -456,7 +457,7 @@ async def apply_chunk(session: AsyncSession, ctx: ImportContext,
         if variant is not None:
             owner = variant.product
             if owner.producer_id != ctx.producer_id and not ctx.is_staff:
-                result.note(row.number, row.sku, "skipped", f"SKU {row.sku} belongs to another producer's product")
+                result.note(row.number, row.sku, "skipped", f"SKU {row.sku} is already taken")
                 continue
             if owner.slug != row.product_slug:
                 result.note(row.number, row.sku, "skipped",
@@ -467,8 +468,8 @@ async def apply_chunk(session: AsyncSession, ctx: ImportContext,
             result.note(row.number, row.sku, "skipped", f"SKU {row.sku} is already a row earlier in this file")
             continue
         elif product is not None and product.producer_id != ctx.producer_id and not ctx.is_staff:
-            result.note(row.number, row.sku, "skipped", f"the product slug “{row.product_slug}” is taken by "
-                                                        f"another producer: choose another, e.g. {row.product_slug}-2")
+            result.note(row.number, row.sku, "skipped", f"the product slug “{row.product_slug}” is already taken: "
+                                                        f"choose another, e.g. {row.product_slug}-2")
             continue
         if row.category and row.category not in ctx.categories:
             result.note(row.number, row.sku, "skipped", f"there is no category “{row.category[:60]}”")
@@ -669,7 +670,8 @@ async def _commit_chunk(sessionmaker: async_sessionmaker[AsyncSession], ctx: Imp
         # The report lines go out before the commit: a crash now leaves extra lines that the
         # resumed run cuts back to ``processed_rows``; never a committed row without its line.
         with report.open("a", newline="", encoding="utf-8") as f:
-            csv.writer(f).writerows(sorted(result.lines))
+            # SKUs and reasons quote the uploaded cells: escaped, or the report runs them as formulas.
+            csv.writer(f).writerows(csv_row(line) for line in sorted(result.lines))
 
 
 def read_report(data_dir: Path, import_id: UUID, *, outcome: str = "", limit: int = 1000) -> list[list[str]]:
