@@ -91,11 +91,20 @@ class _Process:
     async def info(self, name: bytes) -> ObjectInfo | None:
         return await self._header(b"info", name)
 
-    async def contents(self, name: bytes) -> tuple[ObjectInfo, bytes] | None:
+    async def contents(self, name: bytes, *, max_size: int | None = None, prefix: bool = False
+                       ) -> tuple[ObjectInfo, bytes | None] | None:
+        """The object; above ``max_size`` its first ``max_size`` bytes (``prefix``) or None, and then
+        the rest of the answer is never read: the process is marked broken (killed on release), so a
+        small pushed object that inflates to hundreds of megabytes costs no memory here."""
         info = await self._header(b"contents", name)
         if info is None:
             return None
         assert self.child.stdout is not None
+        if max_size is not None and info.size > max_size:
+            self.broken = True  # its output is mid-object now: never handed to another request
+            if not prefix:
+                return info, None
+            return info, await self.child.stdout.readexactly(max_size)
         data = await self.child.stdout.readexactly(info.size + 1)
         if data[-1:] != b"\n":
             raise CatFileError("cat-file answer without its trailing LF")
@@ -149,8 +158,21 @@ class CatFilePool:
                 if info.size > max_size:
                     return info, None
                 raw = info.oid.encode()
-            got = await proc.contents(raw)
+            got = await proc.contents(raw, max_size=max_size)
             return None if got is None else (got[0], got[1])
+
+    async def read_prefix(self, repo_id: uuid.UUID, name: bytes | str, max_size: int
+                          ) -> tuple[ObjectInfo, bytes, bool] | None:
+        """The object's info, contents and False; for one larger than ``max_size``, its first
+        ``max_size`` bytes and True (the rest is never read: the process is retired instead)."""
+        raw = name.encode() if isinstance(name, str) else name
+        async with self.lease(repo_id) as proc:
+            got = await proc.contents(raw, max_size=max_size, prefix=True)
+        if got is None:
+            return None
+        info, data = got
+        assert data is not None
+        return info, data, info.size > max_size
 
     def invalidate(self, repo_id: uuid.UUID, version: int | None = None) -> None:
         """Retire the repository's idle processes (after a push: ``version`` is the new ref_version;

@@ -1,8 +1,10 @@
 """Object reads and file commits behind the Gitea contents, git-data and commit endpoints.
 
-Reads are short ``git`` children (``rev-parse``, ``ls-tree``, ``cat-file``, ``log``) with deadlines
-and size caps. MERGE NOTE: these are to move onto forgebrowse's ``git cat-file --batch`` pool
-(forge/catfile.py) once it lands; each read here is one call with one answer, so the switch is local.
+Reads by object id (types, trees, blobs, the entry at a path) go through the code browser's pool of
+``git cat-file --batch-command`` children (forge/catfile.py): no process per read, and an object id
+names the same bytes whatever the pool's age. Ref names are still resolved by a short ``rev-parse``
+(the writes below take their compare-and-swap parent from it, and must see a push that just
+happened); history walks (``log``, ``rev-list``, ``diff-tree``) stay short children with deadlines.
 
 Writes (``POST|PUT|DELETE /contents/{path}``) make a real commit with git plumbing and never touch
 a work tree: ``hash-object -w`` for the blob, a *temporary index* (``GIT_INDEX_FILE``) seeded with
@@ -25,6 +27,8 @@ from pathlib import Path
 
 from app.forms import InputProblems
 from domains.account.models import User
+from forge.browse.gitread import Reader
+from forge.catfile import pool_for
 from forge.models import ForgeRepo
 from forge.policy import check_ref_format
 from forge.services import RefConflict, RefUpdate, RepoService, branch_name_problem
@@ -111,8 +115,42 @@ async def resolve(store: RepoStore, repo_id: uuid.UUID, ref: str) -> str | None:
 async def object_type(store: RepoStore, repo_id: uuid.UUID, oid: str) -> str | None:
     if not _HEX.match(oid):
         return None
-    code, out, _err = await store.git(repo_id, "cat-file", "-t", oid, check=False, deadline=READ_DEADLINE)
-    return out.decode().strip() if code == 0 else None
+    info = await pool_for(store).info(repo_id, oid)
+    return info.type if info is not None else None
+
+
+def _tree_records(data: bytes) -> list[tuple[str, bytes, str]]:
+    """git's tree object (``<octal mode> SP <name> NUL <20-byte id>``) as (mode, name, id), in git's order."""
+    out = []
+    pos = 0
+    while pos < len(data):
+        space = data.index(b" ", pos)
+        nul = data.index(b"\0", space)
+        out.append((data[pos:space].decode(), data[space + 1:nul], data[nul + 1:nul + 21].hex()))
+        pos = nul + 21
+    return out
+
+
+def _entry_of(mode: str, sha: str, size: int, path: str) -> Entry:
+    """ls-tree's view of a tree record: six-digit mode, the object type."""
+    mode = mode.zfill(6)
+    kind = "tree" if mode == "040000" else "commit" if mode == "160000" else "blob"
+    return Entry(mode, kind, sha, size, path)
+
+
+async def _tree_entries(store: RepoStore, repo_id: uuid.UUID, tree: str, prefix: str) -> list[Entry] | None:
+    """A tree's entries with blob sizes (``ls-tree -l``), over one leased cat-file child."""
+    async with pool_for(store).lease(repo_id) as proc:
+        got = await proc.contents(tree.encode())
+        if got is None or got[0].type != "tree" or got[1] is None:
+            return None
+        entries = []
+        for mode, name, sha in _tree_records(got[1]):
+            kind = _entry_of(mode, sha, 0, "").type
+            info = await proc.info(sha.encode()) if kind == "blob" else None
+            path = name.decode(errors="surrogateescape")
+            entries.append(_entry_of(mode, sha, info.size if info else 0, f"{prefix}{path}" if prefix else path))
+        return entries
 
 
 def _parse_ls_tree(out: bytes, prefix: str = "") -> list[Entry]:
@@ -130,32 +168,62 @@ def _parse_ls_tree(out: bytes, prefix: str = "") -> list[Entry]:
 
 async def entry_at(store: RepoStore, repo_id: uuid.UUID, commit: str, path: str) -> Entry | None:
     """The tree entry at ``path`` in ``commit`` (None when absent); ``""`` is the root tree."""
-    if not path:
-        code, out, _err = await store.git(repo_id, "rev-parse", f"{commit}^{{tree}}", check=False,
-                                          deadline=READ_DEADLINE)
-        return Entry("040000", "tree", out.decode().strip(), 0, "") if code == 0 else None
-    code, out, _err = await store.git(repo_id, "ls-tree", "-l", "-z", "--full-tree", commit, "--", path,
-                                      check=False, deadline=READ_DEADLINE)
-    if code != 0:
+    if "\n" in commit or "\0" in commit:
         return None
-    found = [e for e in _parse_ls_tree(out) if e.path == path]
-    return found[0] if found else None
+    pool = pool_for(store)
+    root = await pool.info(repo_id, f"{commit}^{{tree}}")
+    if root is None or root.type != "tree":
+        return None
+    entry = Entry("040000", "tree", root.oid, 0, "")
+    walked = ""
+    # One tree read per path component, each on the pool (the tree of a commit never changes).
+    for part in path.split("/") if path else []:
+        if entry.type != "tree":
+            return None
+        got = await pool.read(repo_id, entry.sha)
+        if got is None or got[1] is None:
+            return None
+        raw = part.encode(errors="surrogateescape")
+        record = next((r for r in _tree_records(got[1]) if r[1] == raw), None)
+        if record is None:
+            return None
+        walked = f"{walked}/{part}" if walked else part
+        entry = _entry_of(record[0], record[2], 0, walked)
+    if entry.type == "blob":
+        info = await pool.info(repo_id, entry.sha)
+        entry = Entry(entry.mode, entry.type, entry.sha, info.size if info else 0, entry.path)
+    return entry
 
 
 async def list_tree(store: RepoStore, repo_id: uuid.UUID, tree: str, *, prefix: str = "",
                     recursive: bool = False) -> list[Entry]:
-    args = ["ls-tree", "-l", "-z", *(["-r", "-t"] if recursive else []), tree]
+    if not recursive:
+        if not _HEX.match(tree):
+            return []
+        return await _tree_entries(store, repo_id, tree, prefix) or []
+    # A recursive listing is one ``ls-tree -r`` child rather than a cat-file round trip per subtree.
+    args = ["ls-tree", "-l", "-z", "-r", "-t", tree]
     code, out, _err = await store.git(repo_id, *args, check=False, deadline=READ_DEADLINE)
     return _parse_ls_tree(out, prefix) if code == 0 else []
 
 
 async def read_blob(store: RepoStore, repo_id: uuid.UUID, sha: str, limit: int = MAX_BLOB_INLINE) -> bytes | None:
-    """The blob's bytes, or None when it is larger than ``limit`` or absent."""
-    code, out, _err = await store.git(repo_id, "cat-file", "-s", sha, check=False, deadline=READ_DEADLINE)
-    if code != 0 or int(out.strip() or 0) > limit:
+    """The blob's bytes, or None when it is larger than ``limit``, absent or not a blob."""
+    got = await pool_for(store).read(repo_id, sha, max_size=limit)
+    if got is None or got[0].type != "blob":
         return None
-    code, data, _err = await store.git(repo_id, "cat-file", "blob", sha, check=False, deadline=60)
-    return data if code == 0 else None
+    return got[1]
+
+
+async def last_commits(store: RepoStore, repo_id: uuid.UUID, commit: str, directory: str,
+                       names: list[str]) -> dict[str, str]:
+    """{entry name: id of the newest commit that touched it} for a directory listing: the code
+    browser's bounded scan (one ``git log`` read until every entry is seen, at most
+    ``LAST_COMMIT_SCAN`` commits back; entries not reached are left out)."""
+    reader = Reader(store, pool_for(store), repo_id)
+    raw = {n.encode(errors="surrogateescape"): n for n in names}
+    found = await reader.last_commits(commit, directory.encode(errors="surrogateescape"), list(raw))
+    return {raw[name]: hit[0] for name, hit in found.items()}
 
 
 async def last_commit(store: RepoStore, repo_id: uuid.UUID, commit: str, path: str) -> str:

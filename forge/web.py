@@ -66,6 +66,7 @@ from forge.schemas import (
     RepoSettingsForm,
 )
 from forge.services import OWNER_NAME, RepoService, at_least, branch_name_problem, repo_name_problem
+from forge.statuses import page_statuses, status_stamp
 from fragments.page_cache import PAGE_CACHE_OPT
 from fragments.pages import public_get
 from fragments.purge import SurrogateKey, emit_purge
@@ -171,7 +172,9 @@ async def repo_page(request: Request[Any, Any, Any], repo_service: RepoService, 
         user, auth = viewer(request)
         row, _perm = await load_repo(repo_service, owner, repo, user, "read", auth, audit=request_line(request))
         policy = CachePolicy.PRIVATE
-    etag = weak_etag("forge-repo", PAGE_REVISION, str(row.id), str(row.ref_version), row.updated_at.isoformat())
+    # The status stamp: the page shows the default branch's combined commit status (a new one purges it).
+    etag = weak_etag("forge-repo", PAGE_REVISION, str(row.id), str(row.ref_version), row.updated_at.isoformat(),
+                     await status_stamp(repo_service.db, row.id))
     keys = _repo_keys(row)
     if policy is CachePolicy.PUBLIC:
         cheap = conditional_response(request, b"", policy, etag=etag, surrogate_keys=keys)
@@ -200,8 +203,10 @@ async def repo_context(service: RepoService, settings: Settings, repo: ForgeRepo
             readme_html = render_readme(readme_name, text) if text else ""
     pull_mirrors = [m for m in await MirrorService(service.db, service.store, settings).list_for(repo)
                     if m.direction == "pull"]
+    head_oid = next((b.oid for b in branches if b.name == head), "")
     return {
-        "mirror": pull_mirrors[0] if pull_mirrors else None, "statuses": {},
+        "mirror": pull_mirrors[0] if pull_mirrors else None,
+        "sha": head_oid, "statuses": await page_statuses(service.db, repo.id, [head_oid] if head_oid else []),
         "repo": repo, "owner": owner, "clone_url": clone_url(settings, owner.username, repo),
         "branches": [(b.name.removeprefix("refs/heads/"), b.oid) for b in branches[:REFS_SHOWN]],
         "more_branches": max(0, len(branches) - REFS_SHOWN),

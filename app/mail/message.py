@@ -90,7 +90,11 @@ def _fold_binary_once(policy: EmailPolicy, name: str, value: str) -> bytes:
     return EmailPolicy.fold_binary(policy, name, value)
 
 
-POLICY: Final = MailPolicy(linesep="\r\n")
+# refold_source="none": a header stored already folded (:func:`_set`'s ``set_raw``) is written as
+# it is. The default ("long") re-folds one with a line over 78 characters, which for a long URL
+# (List-Unsubscribe, RFC 2369 section 2 and RFC 8058 section 3.1) means RFC 2047 encoded words
+# that no mail client reads as a URL; such lines stay within RFC 5322's 998 (section 2.1.1).
+POLICY: Final = MailPolicy(linesep="\r\n", refold_source="none")
 
 
 class OutgoingMail(msgspec.Struct, frozen=True, kw_only=True):

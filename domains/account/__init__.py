@@ -21,7 +21,6 @@ def _routes() -> list[ControllerRouterHandler]:
 
     from app import access
     from domains.account.admin import AdminHomeController, AdminUsersController, AuditLogController
-    from domains.account.api import api_current_user
     from domains.account.controllers import AccountController, AuthController, profile
     from domains.account.mail_admin import MailAdminController
     from domains.account.newsletters.admin import AdminNewslettersController
@@ -43,7 +42,7 @@ def _routes() -> list[ControllerRouterHandler]:
             MailAdminController,  # the same: 404 to anybody but an administrator
             Router(path="/", opt=access.admin(owner="user"), route_handlers=[AdminUsersController]),
             Router(path="/", opt=access.admin(), route_handlers=[AuditLogController]),
-            Router(path="/", opt=access.token("api"), route_handlers=[api_current_user]),
+            # GET /api/v1/user (Gitea's shape, integer id) is forge's: forge/gitea/routes.py.
             # Newsletters (domains/account/newsletters): the list page is public and cacheable; the
             # unsubscribe link is a machine route (its signed token is the credential).
             Router(path="/", opt=access.public(), route_handlers=[list_page, SubscribeController]),

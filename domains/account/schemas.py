@@ -120,20 +120,6 @@ class UserRead(msgspec.Struct, kw_only=True):
     created_at: datetime
 
 
-class GiteaUser(msgspec.Struct, kw_only=True):
-    """``GET /api/v1/user`` in Gitea's shape (swagger ``User``)."""
-
-    id: UUID
-    login: str
-    username: str
-    full_name: str
-    email: str
-    description: str
-    is_admin: bool
-    active: bool
-    created: datetime
-
-
 class TokenRead(msgspec.Struct, kw_only=True):
     id: UUID
     name: str

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import re
 import uuid
@@ -32,6 +33,12 @@ LAST_COMMIT_SCAN = 5000
 LAST_COMMIT_DEADLINE = 5.0
 LAST_COMMIT_MAX_ENTRIES = 1000  # a directory larger than this lists its entries without commits
 
+# A pushed object can be small on the wire and huge inflated (a 900 MB commit message compresses to
+# ~1 MB): pages read commits and tags only up to MAX_COMMIT_BYTES (the message is cut there) and
+# trees only up to MAX_TREE_BYTES (~100,000 entries), never the whole object.
+MAX_COMMIT_BYTES = 1024 * 1024
+MAX_TREE_BYTES = 8 * 1024 * 1024
+TRUNCATED_NOTE = "\n\n[… message truncated: the commit object is {size} bytes]"
 MODE_TREE = "40000"
 MODE_SYMLINK = "120000"
 MODE_SUBMODULE = "160000"
@@ -39,6 +46,10 @@ MODE_SUBMODULE = "160000"
 
 class NotFound(Exception):
     """A path, ref or object that does not exist (or is malformed): the page answers 404."""
+
+
+class ObjectTooLarge(Exception):
+    """A commit, tag or tree beyond what a page reads (MAX_COMMIT_BYTES, MAX_TREE_BYTES): 413."""
 
 
 # -- objects ------------------------------------------------------------------------------------------
@@ -212,23 +223,39 @@ class Reader:
     async def info(self, name: str) -> ObjectInfo | None:
         return await self.pool.info(self.repo_id, name)
 
+    async def _bounded(self, oid: str, expect: str) -> tuple[ObjectInfo, bytes, str]:
+        """A commit or tag object cut at MAX_COMMIT_BYTES, and the note to append to its message when
+        it was cut; ObjectTooLarge when even its header lines do not fit."""
+        got = await self.pool.read_prefix(self.repo_id, oid, MAX_COMMIT_BYTES)
+        if got is None or got[0].type != expect:
+            raise NotFound
+        info, data, truncated = got
+        if not truncated:
+            return info, data, ""
+        if b"\n\n" not in data:
+            raise ObjectTooLarge(f"The {expect} object {info.oid} is {info.size} bytes; it is too large to show.")
+        return info, data, TRUNCATED_NOTE.format(size=info.size)
+
     async def commit(self, oid: str) -> Commit:
         cached = self._commits.get(oid)
         if cached is not None:
             return cached
-        info, data = await self.object(oid, "commit")
-        assert data is not None
-        commit = self._commits[oid] = parse_commit(info.oid, data)
+        info, data, note = await self._bounded(oid, "commit")
+        commit = parse_commit(info.oid, data)
+        if note:
+            commit = dataclasses.replace(commit, message=commit.message + note)
+        self._commits[oid] = commit
         return commit
 
     async def tag(self, oid: str) -> Tag:
-        info, data = await self.object(oid, "tag")
-        assert data is not None
-        return parse_tag(info.oid, data)
+        info, data, note = await self._bounded(oid, "tag")
+        tag = parse_tag(info.oid, data)
+        return dataclasses.replace(tag, message=tag.message + note) if note else tag
 
     async def tree(self, oid: str) -> list[TreeEntry]:
-        _info, data = await self.object(oid, "tree")
-        assert data is not None
+        info, data = await self.object(oid, "tree", max_size=MAX_TREE_BYTES)
+        if data is None:
+            raise ObjectTooLarge(f"The tree {info.oid} is {info.size} bytes; it is too large to show.")
         return parse_tree(data)
 
     async def resolve_sha(self, text: str) -> str:

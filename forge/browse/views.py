@@ -12,9 +12,13 @@ the cat-file pool (forge/catfile.py). Branch names hold slashes, so ``<b>/<path>
 longest branch name that matches, as Gitea does. The path part is taken from the raw request path
 and percent-decoded to bytes: a file name that is not UTF-8 is addressed exactly.
 
-Caching: a page addressed by a commit id never changes (for a given render version): public ones
-answer ``public, max-age=31536000, immutable`` with ``ETag`` = object id + render version,
-private ones ``private, no-cache`` with the same validator. Branch and tag pages are public pages
+Caching: a raw file, a ``.diff``/``.patch`` or a blame addressed by a commit id never changes (for a
+given render version): public ones answer ``public, max-age=31536000, immutable`` with ``ETag`` =
+object id + render version, private ones ``private, no-cache`` with the same validator. The pages
+that show commit statuses (tree, file, commits list, commit, branches) change when a CI posts one:
+their ETag also carries the repository's status stamp (forge.statuses.status_stamp) and public ones
+are ordinary public pages (browser revalidates, the edge keeps them under the repository's
+surrogate keys, which a new status purges). Branch and tag pages are public pages
 whose ETag comes from the repository's ``ref_version`` (checked before any git read) and carry
 the repository's surrogate keys, so a push purges them (forge.services.sync_refs); they opt into
 the whole-page cache like the repository page.
@@ -34,7 +38,7 @@ from litestar.response import Redirect, Stream
 from markupsafe import Markup
 
 from app import access
-from app.caching import CachePolicy, conditional_response, etag_matches, weak_etag
+from app.caching import CACHE_CONTROL, CachePolicy, conditional_response, etag_matches, weak_etag
 from forge import keys as forge_keys
 from forge.access import NOT_FOUND
 from forge.browse.diff import Diff, read_diff
@@ -43,6 +47,7 @@ from forge.browse.gitread import (
     MODE_TREE,
     Commit,
     NotFound,
+    ObjectTooLarge,
     Reader,
     TreeEntry,
     split_path,
@@ -64,9 +69,10 @@ from forge.mirror import MirrorService
 from forge.models import ForgeRepo, ForgeRepoRef
 from forge.runtime import ForgeRuntime
 from forge.services import RepoService
+from forge.statuses import PageStatuses, page_statuses, status_stamp
 from fragments.page_cache import PAGE_CACHE_OPT
 
-__all__ = ["RENDER_VERSION", "router", "statuses_for"]
+__all__ = ["RENDER_VERSION", "router"]
 
 # Part of every ETag: bump when a template under templates/forge/browse changes shape.
 RENDER_VERSION = "1"
@@ -81,15 +87,15 @@ PAGE_OPT = {"exclude_from_csrf": True, PAGE_CACHE_OPT: True}
 STREAM_CHUNK = 64 * 1024
 
 
-# -- the commit-status hook (issue 19, item 4; forge/… statuses module, wired at merge) ---------------
-async def _no_statuses(repo: ForgeRepo, oids: Sequence[str]) -> dict[str, Any]:
-    return {}
+# -- commit statuses (issue 19, item 4) ------------------------------------------------------------------
+async def statuses_for(service: RepoService, repo: ForgeRepo, oids: Sequence[str]) -> dict[str, PageStatuses]:
+    """{commit id: statuses} for templates/forge/_statuses.html, one query for the whole page."""
+    return await page_statuses(service.db, repo.id, oids)
 
 
-# ``statuses_for(repo, [commit ids])`` → {commit id: whatever templates/forge/browse/_statuses.html
-# (or forge/_statuses.html) renders}; replace this name at merge to show commit statuses on the
-# commit, branch and tree pages. Pages pass it to templates as ``statuses`` (empty by default).
-statuses_for = _no_statuses
+async def _stamp(service: RepoService, repo: ForgeRepo) -> str:
+    """Part of the ETag of every page that shows statuses (read before any git read)."""
+    return await status_stamp(service.db, repo.id)
 
 
 def _q(value: bytes | str) -> str:
@@ -226,31 +232,38 @@ def _etag(place: Place, view: str, extra: str = "") -> str:
                      place.repo.updated_at.isoformat(), place.kind, place.ref, _q(place.path), extra)
 
 
-def _not_modified(request: Request[Any, Any, Any], place: Place, etag: str) -> Response[bytes] | None:
-    """A 304 before any git read when the validator matches (public pages and immutable ones)."""
+def _not_modified(request: Request[Any, Any, Any], place: Place, etag: str, *,
+                  live: bool = False) -> Response[bytes] | None:
+    """A 304 before any git read when the validator matches (public pages and immutable ones).
+
+    ``live``: the page shows commit statuses, so even at a commit id it is not immutable.
+    """
     if not etag_matches(request.headers.get("if-none-match"), etag):
         return None
     if place.immutable:
-        return Response(b"", status_code=304, headers=_immutable_headers(place, etag))
+        return Response(b"", status_code=304, headers=_immutable_headers(place, etag, live=live))
     if place.private:
         return None
     return conditional_response(request, b"", CachePolicy.PUBLIC, etag=etag,
                                 surrogate_keys=forge_keys.repo_pages(place.repo.id))
 
 
-def _immutable_headers(place: Place, etag: str) -> dict[str, str]:
-    headers = {"ETag": etag, "Cache-Control": PRIVATE_REVALIDATE if place.private else IMMUTABLE}
+def _immutable_headers(place: Place, etag: str, *, live: bool = False) -> dict[str, str]:
+    """Headers of a page at a commit id; ``live`` ones (showing statuses) are revalidated like any
+    public page, with the same id-based validator (so the 304 still comes before any git read)."""
+    public = CACHE_CONTROL[CachePolicy.PUBLIC] if live else IMMUTABLE
+    headers = {"ETag": etag, "Cache-Control": PRIVATE_REVALIDATE if place.private else public}
     if not place.private:
         headers["Surrogate-Key"] = " ".join(sorted(forge_keys.repo_pages(place.repo.id)))
     return headers
 
 
 def _page(request: Request[Any, Any, Any], place: Place | None, repo: ForgeRepo, private: bool, template: str,
-          context: dict[str, Any], etag: str | None = None) -> Response[bytes]:
+          context: dict[str, Any], etag: str | None = None, *, live: bool = False) -> Response[bytes]:
     env = request.app.template_engine.engine  # type: ignore[union-attr]
     html = str(env.get_template(template).render({"request": request, **context}))
     if place is not None and place.immutable and etag is not None:
-        return Response(html.encode(), headers=_immutable_headers(place, etag), media_type="text/html")
+        return Response(html.encode(), headers=_immutable_headers(place, etag, live=live), media_type="text/html")
     policy = CachePolicy.PRIVATE if private else CachePolicy.PUBLIC
     return conditional_response(request, html, policy, etag=etag,
                                 surrogate_keys=forge_keys.repo_pages(repo.id))
@@ -284,6 +297,8 @@ def _guard(call: Any) -> Any:
             return await call(*args, **kwargs)
         except NotFound:
             raise NotFoundException("Not found.") from None
+        except ObjectTooLarge as exc:
+            raise HTTPException(status_code=413, detail=str(exc)) from None
         except _Redirect as redirect:
             return Redirect(redirect.location, status_code=redirect.status)
         except CatFileError as exc:
@@ -303,8 +318,8 @@ async def src(request: Request[Any, Any, Any], repo_service: RepoService, mirror
               owner: str, repo: str, kind: str, rest: str = "") -> Response[Any]:
     place, reader = await _place(request, repo_service, owner, repo, kind, "src")
     display = request.query_params.get("display", "")
-    etag = _etag(place, "src", display)
-    cheap = _not_modified(request, place, etag)
+    etag = _etag(place, "src", f"{display}\0{await _stamp(repo_service, place.repo)}")
+    cheap = _not_modified(request, place, etag, live=True)
     if cheap is not None:
         return cheap
     commit = await reader.commit(place.commit_oid)
@@ -312,12 +327,12 @@ async def src(request: Request[Any, Any, Any], repo_service: RepoService, mirror
     entry = await reader.entry_at(commit, parts)
     context = await _common(repo_service, mirror_service, place)
     context.update({"commit": commit, "entry": entry})
-    context["statuses"] = await statuses_for(place.repo, [commit.oid])
+    context["statuses"] = await statuses_for(repo_service, place.repo, [commit.oid])
     if entry.mode == MODE_TREE:
         context.update(await _tree_context(reader, place, commit, entry))
-        return _page(request, place, place.repo, place.private, "forge/browse/tree.html", context, etag)
+        return _page(request, place, place.repo, place.private, "forge/browse/tree.html", context, etag, live=True)
     context.update(await _blob_context(reader, place, entry, parts, display))
-    return _page(request, place, place.repo, place.private, "forge/browse/blob.html", context, etag)
+    return _page(request, place, place.repo, place.private, "forge/browse/blob.html", context, etag, live=True)
 
 
 async def _tree_context(reader: Reader, place: Place, commit: Commit, entry: TreeEntry) -> dict[str, Any]:
@@ -535,8 +550,8 @@ async def commits(request: Request[Any, Any, Any], repo_service: RepoService, mi
     after = request.query_params.get("after", "") or ""
     if after and not FULL_OID.match(after):
         raise NotFound
-    etag = _etag(place, "commits", f"{after}\0{_q(filter_path)}")
-    cheap = _not_modified(request, place, etag)
+    etag = _etag(place, "commits", f"{after}\0{_q(filter_path)}\0{await _stamp(repo_service, place.repo)}")
+    cheap = _not_modified(request, place, etag, live=True)
     if cheap is not None:
         return cheap
     if after:
@@ -552,9 +567,9 @@ async def commits(request: Request[Any, Any, Any], repo_service: RepoService, mi
         "commits": listed, "view": "commits", "filter_path": filter_path.decode(errors="replace"),
         "next_url": (place.url("commits", b"") + f"?after={listed[-1].oid}"
                      + (f"&path={_q(filter_path)}" if filter_path else "")) if len(listed) == COMMITS_PAGE else None,
-        "statuses": await statuses_for(place.repo, oids),
+        "statuses": await statuses_for(repo_service, place.repo, oids),
     })
-    return _page(request, place, place.repo, place.private, "forge/browse/commits.html", context, etag)
+    return _page(request, place, place.repo, place.private, "forge/browse/commits.html", context, etag, live=True)
 
 
 # -- one commit -------------------------------------------------------------------------------------------
@@ -572,8 +587,10 @@ async def commit_page(request: Request[Any, Any, Any], repo_service: RepoService
     if oid != sha:
         raise _Redirect(f"/forge/{_q(owner)}/{_q(row.name)}/commit/{oid}" + (f".{text_form}" if text_form else ""))
     place = Place(row, owner, "commit", oid, oid, b"", True, private)
-    etag = _etag(place, "commit", text_form or request.query_params.get("style", ""))
-    cheap = _not_modified(request, place, etag)
+    # The .diff/.patch texts show no statuses: they stay immutable.
+    stamp = "" if text_form else await _stamp(repo_service, row)
+    etag = _etag(place, "commit", (text_form or request.query_params.get("style", "")) + "\0" + stamp)
+    cheap = _not_modified(request, place, etag, live=not text_form)
     if cheap is not None:
         return cheap
     commit = await reader.commit(oid)
@@ -586,16 +603,16 @@ async def commit_page(request: Request[Any, Any, Any], repo_service: RepoService
             ["diff-tree", "--no-commit-id", "-p", "-M", "--no-color", "--root", oid])
         headers = _immutable_headers(place, etag)
         headers["X-Content-Type-Options"] = "nosniff"
-        return Stream(_stream(reader, args), media_type="text/plain; charset=utf-8", headers=headers)
+        return Stream(_stream(reader, args), media_type="text/plain", headers=headers)
     diff = await read_diff(reader, parent, oid)
     context = await _common(repo_service, mirror_service, place)
     context.update({"commit": commit, "diff": diff, "view": "commit",
                     "split": request.query_params.get("style") == "split",
-                    "parents": commit.parents, "statuses": await statuses_for(row, [oid]),
+                    "parents": commit.parents, "statuses": await statuses_for(repo_service, row, [oid]),
                     "file_raw": lambda f: place.url("raw", f.path),
                     "file_src": lambda f: place.url("src", f.path),
                     "full_diff_url": f"{place.base}/commit/{oid}.diff"})
-    return _page(request, place, row, private, "forge/browse/commit.html", context, etag)
+    return _page(request, place, row, private, "forge/browse/commit.html", context, etag, live=True)
 
 
 async def _stream(reader: Reader, args: list[str]) -> AsyncIterator[bytes]:
@@ -624,8 +641,8 @@ async def _refs_page(request: Request[Any, Any, Any], service: RepoService, mirr
     row, private = await _repo(request, service, owner, name)
     after = request.query_params.get("after", "") or ""
     place = Place(row, owner, "branch", row.default_branch, "", b"", False, private)
-    etag = _etag(place, view, after)
-    cheap = _not_modified(request, place, etag)
+    etag = _etag(place, view, f"{after}\0{await _stamp(service, row)}")
+    cheap = _not_modified(request, place, etag, live=True)
     if cheap is not None:
         return cheap
     reader = _reader(service, row)
@@ -655,7 +672,7 @@ async def _refs_page(request: Request[Any, Any, Any], service: RepoService, mirr
     context.update({"items": items, "view": view,
                     "next_url": f"{place.base}/{view}?after={quote(shown[-1].name.removeprefix(prefix))}"
                     if len(refs) > REFS_SHOWN else None,
-                    "statuses": await statuses_for(row, [i["oid"] for i in items])})
+                    "statuses": await statuses_for(service, row, [i["oid"] for i in items])})
     return _page(request, None, row, private, f"forge/browse/{view}.html", context, etag)
 
 

@@ -40,6 +40,10 @@ from forge import contents as git
 from forge import statuses as status_service
 from forge import webhooks
 from forge.access import may_see
+from forge.browse.gitread import NotFound as BrowseNotFound
+from forge.browse.gitread import Reader
+from forge.browse.render import INLINE_MAX_BYTES
+from forge.catfile import pool_for
 from forge.deps import DEPENDENCIES
 from forge.gitea.shapes import RepositoryJSON, UserJSON, repo_json, ts, user_json
 from forge.gitea_ids import gitea_id, target_of
@@ -47,6 +51,7 @@ from forge.gitea_models import ForgeWebhook
 from forge.guards import load_repo, request_line, viewer
 from forge.models import ForgeCollaborator, ForgeRepo
 from forge.queries import user_by_username
+from forge.runtime import ForgeRuntime
 from forge.services import Permission, RepoService
 
 API = "/api/v1"
@@ -58,6 +63,7 @@ MAX_LIMIT = 50
 VERSION = "1.22.0+rose-ash"
 TOPIC = re.compile(r"^[a-z0-9][a-z0-9-.]{0,34}$")  # Gitea models/repo/topic.go validTopic
 MAX_TOPICS = 25
+RAW_CHUNK = 64 * 1024
 
 
 class GiteaError(ClientException):
@@ -136,6 +142,19 @@ async def settings_api() -> GeneralAPISettings:
 
 
 # -- users and search ---------------------------------------------------------------------------------
+@get(f"{API}/user", name="api:user")
+async def current_user(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> UserJSON:
+    """The authenticated user (Gitea ``GET /api/v1/user``, swagger ``User``), with the same integer
+    id as ``/users/{name}`` and every other Gitea shape; the email is the real one (it is theirs).
+
+    Here rather than in the account domain: the integer id comes from forge/gitea_ids.py, and the
+    account domain may not import forge (tea and py-gitea read this id first)."""
+    user = viewer(request)[0]
+    if user is None:  # the route class already demands a token with scope "api"; never reached
+        raise fail(401, "token is required")
+    return await user_json(db_session, settings.base_url, user, user)
+
+
 @get(f"{API}/users/{{username:str}}", name="api:gitea:user")
 async def get_user(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
                    username: str) -> UserJSON:
@@ -488,6 +507,7 @@ class CreateStatusOption(msgspec.Struct, kw_only=True):
 async def create_status(request: Request[Any, Any, Any], repo_service: RepoService, settings: Settings, owner: str,
                         repo: str, sha: str, data: CreateStatusOption) -> status_service.StatusRead:
     row, _p = await _repo(request, repo_service, owner, repo, "write")
+    _writable(row)  # an archived repository is read-only for statuses too
     user = viewer(request)[0]
     if data.state not in status_service.STATUS_STATES:
         raise fail(422, status_service.STATE_MESSAGE)
@@ -588,7 +608,7 @@ class ContentsResponse(msgspec.Struct, kw_only=True):
 
 
 async def _contents(service: RepoService, settings: Settings, owner: str, repo: ForgeRepo, commit: str, ref: str,
-                    entry: git.Entry, *, with_content: bool) -> ContentsResponse:
+                    entry: git.Entry, *, with_content: bool, last_commit_sha: str | None = None) -> ContentsResponse:
     base, web = _api_base(settings, owner, repo), _web_base(settings, owner, repo)
     quoted = quote(entry.path)
     self_url = f"{base}/contents/{quoted}?ref={quote(ref)}"
@@ -603,7 +623,8 @@ async def _contents(service: RepoService, settings: Settings, owner: str, repo: 
                 target = data.decode(errors="replace")
     return ContentsResponse(
         name=entry.name, path=entry.path, sha=entry.sha,
-        last_commit_sha=await git.last_commit(service.store, repo.id, commit, entry.path) if with_content else "",
+        last_commit_sha=last_commit_sha if last_commit_sha is not None else
+        await git.last_commit(service.store, repo.id, commit, entry.path) if with_content else "",
         type=entry.kind, size=entry.size, encoding=encoding, content=content, target=target, url=self_url,
         html_url=html, git_url=git_url,
         download_url=f"{web}/raw/branch/{quote(ref)}/{quoted}" if entry.kind == "file" else None,
@@ -635,11 +656,14 @@ async def get_contents(request: Request[Any, Any, Any], repo_service: RepoServic
     if entry.type != "tree":
         return await _contents(repo_service, settings, owner, row, commit, ref, entry, with_content=True)
     listing = await git.list_tree(repo_service.store, row.id, entry.sha, prefix=f"{path}/" if path else "")
-    return [await _contents(repo_service, settings, owner, row, commit, ref, e, with_content=False) for e in listing]
+    # One bounded history scan for the whole listing (entries beyond its reach keep "").
+    last = await git.last_commits(repo_service.store, row.id, commit, path, [e.name for e in listing])
+    return [await _contents(repo_service, settings, owner, row, commit, ref, e, with_content=False,
+                            last_commit_sha=last.get(e.name, "")) for e in listing]
 
 
-async def _raw(request: Request[Any, Any, Any], repo_service: RepoService, owner: str, repo: str, path: str,
-               ref: str) -> Response[bytes]:
+async def _raw(request: Request[Any, Any, Any], repo_service: RepoService, forge_runtime: ForgeRuntime, owner: str,
+               repo: str, path: str, ref: str) -> Response[Any]:
     row, _p = await _repo(request, repo_service, owner, repo, "read")
     path = _checked_path(path)
     ref = ref or row.default_branch
@@ -647,27 +671,57 @@ async def _raw(request: Request[Any, Any, Any], repo_service: RepoService, owner
     entry = await git.entry_at(repo_service.store, row.id, commit, path) if commit and path else None
     if entry is None or entry.type != "blob":
         raise fail(404, "file does not exist")
-    data = await git.read_blob(repo_service.store, row.id, entry.sha, limit=git.MAX_WRITE)
-    if data is None:
-        raise fail(413, "The file is too large for this endpoint; clone the repository instead.")
+    # Read as the browser's raw view reads (forge.browse.views.raw): a small blob in one answer of
+    # the cat-file pool, a large one streamed from its own `git cat-file blob` child, so no request
+    # (anonymous ones on public repositories included) ever holds a whole large file in memory.
+    pool = pool_for(repo_service.store)
+    pool.observe_version(row.id, row.ref_version)
+    reader = Reader(repo_service.store, pool, row.id)
+    try:
+        info, data = await reader.object(entry.sha, "blob", max_size=INLINE_MAX_BYTES)
+    except BrowseNotFound:
+        raise fail(404, "file does not exist") from None
     # Never rendered by a browser as a page of ours: plain bytes, no sniffing, a sandboxing CSP.
-    binary = b"\x00" in data[:8000]
-    return Response(data, media_type="application/octet-stream" if binary else "text/plain; charset=utf-8",
-                    headers={"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox",
-                             "ETag": f'"{entry.sha}"'})
+    headers = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": "sandbox", "ETag": f'"{entry.sha}"'}
+    if data is not None:
+        binary = b"\x00" in data[:8000]
+        return Response(data, media_type="application/octet-stream" if binary else "text/plain; charset=utf-8",
+                        headers=headers)
+    slot = forge_runtime.limiter.try_acquire(row.id)
+    if slot is None:
+        raise GiteaError("Too many git processes for this repository; try again.", status_code=429,
+                         headers={"Retry-After": str(forge_runtime.config.retry_after)})
+    try:
+        async with reader.stream("cat-file", "blob", entry.sha) as out:
+            head = await out.read(8000)
+    except BaseException:
+        slot.release()
+        raise
+    headers["Content-Length"] = str(info.size)
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async with reader.stream("cat-file", "blob", entry.sha) as out:
+                while chunk := await out.read(RAW_CHUNK):
+                    yield chunk
+        finally:
+            slot.release()
+
+    return Stream(body(), media_type="application/octet-stream" if b"\x00" in head else "text/plain; charset=utf-8",
+                  headers=headers)
 
 
 @get(f"{R}/raw/{{path:path}}", name="api:gitea:raw")
-async def get_raw(request: Request[Any, Any, Any], repo_service: RepoService, owner: str, repo: str, path: str,
-                  ref: str = "") -> Response[bytes]:
-    return await _raw(request, repo_service, owner, repo, path, ref)
+async def get_raw(request: Request[Any, Any, Any], repo_service: RepoService, forge_runtime: ForgeRuntime,
+                  owner: str, repo: str, path: str, ref: str = "") -> Response[Any]:
+    return await _raw(request, repo_service, forge_runtime, owner, repo, path, ref)
 
 
 @get(f"{R}/media/{{path:path}}", name="api:gitea:media")
-async def get_media(request: Request[Any, Any, Any], repo_service: RepoService, owner: str, repo: str, path: str,
-                    ref: str = "") -> Response[bytes]:
+async def get_media(request: Request[Any, Any, Any], repo_service: RepoService, forge_runtime: ForgeRuntime,
+                    owner: str, repo: str, path: str, ref: str = "") -> Response[Any]:
     """Like ``raw``; Gitea resolves LFS pointers here, which this forge does not store."""
-    return await _raw(request, repo_service, owner, repo, path, ref)
+    return await _raw(request, repo_service, forge_runtime, owner, repo, path, ref)
 
 
 class Identity(msgspec.Struct, kw_only=True):
@@ -771,8 +825,8 @@ async def delete_file(request: Request[Any, Any, Any], repo_service: RepoService
 
 # -- archive -------------------------------------------------------------------------------------------
 @get(f"{R}/archive/{{archive:str}}", name="api:gitea:archive")
-async def get_archive(request: Request[Any, Any, Any], repo_service: RepoService, owner: str, repo: str,
-                      archive: str) -> Stream:
+async def get_archive(request: Request[Any, Any, Any], repo_service: RepoService, forge_runtime: ForgeRuntime,
+                      owner: str, repo: str, archive: str) -> Stream:
     from forge.process import spawn
 
     row, _p = await _repo(request, repo_service, owner, repo, "read")
@@ -785,20 +839,30 @@ async def get_archive(request: Request[Any, Any, Any], repo_service: RepoService
     commit = await git.resolve(repo_service.store, row.id, ref)
     if commit is None:
         raise fail(404, "ref does not exist")
+    # Every archive is a `git archive` child for as long as the download lasts: counted against the
+    # same per-repository and total limits as clones and the browser's archives (forge.runtime).
+    slot = forge_runtime.limiter.try_acquire(row.id)
+    if slot is None:
+        raise GiteaError("Too many git processes for this repository; try again.", status_code=429,
+                         headers={"Retry-After": str(forge_runtime.config.retry_after)})
     prefix = f"{row.name}/"
     store = repo_service.store
-    child = await spawn(["git", "--git-dir", str(store.locate(row.id)), "archive", f"--format={fmt}",
-                         f"--prefix={prefix}", commit], env=store.git_env())
+    argv = ["git", "--git-dir", str(store.locate(row.id)), "archive", f"--format={fmt}", f"--prefix={prefix}",
+            commit]
 
     async def body() -> AsyncIterator[bytes]:
-        assert child.stdout is not None
         try:
-            while chunk := await child.stdout.read(256 * 1024):
-                yield chunk
-            await child.wait()
+            child = await spawn(argv, env=store.git_env())
+            assert child.stdout is not None
+            try:
+                while chunk := await child.stdout.read(256 * 1024):
+                    yield chunk
+                await child.wait()
+            finally:
+                child.kill_group()
+                child.close_pipes()
         finally:
-            child.kill_group()
-            child.close_pipes()
+            slot.release()
 
     name = f"{row.name}-{ref.replace('/', '-')}{suffix}"
     return Stream(body(), media_type=media, headers={
@@ -949,6 +1013,8 @@ ADMIN_HANDLERS = [put_topics, list_branch_protections, list_hooks, create_hook, 
 
 router = Router(path="/", dependencies=DEPENDENCIES, route_handlers=[
     Router(path="/", opt=access.public(), route_handlers=[version, settings_api]),
+    # The account's own record: any token with scope "api" (as the account domain declared it).
+    Router(path="/", opt=access.token("api"), route_handlers=[current_user]),
     Router(path="/", opt=access.token("repo:read", anonymous=True), route_handlers=[
         get_user, list_user_repos, search_repos]),
     Router(path="/", opt=access.token("repo:read", anonymous=True, owner="repo"), route_handlers=READ_HANDLERS),

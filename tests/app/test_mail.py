@@ -386,3 +386,19 @@ def test_mail_test_command_over_starttls_with_auth(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         received = server.wait_for(1)[0]
         assert received.tls and received.authenticated == "ops"
+
+
+def test_a_long_url_header_is_written_as_plain_text_not_encoded_words(base: Settings) -> None:
+    """List-Unsubscribe holds URLs that mail clients find by reading the header as it is (RFC 2369
+    section 2, RFC 8058 section 3.1): a line longer than 78 characters must not become RFC 2047
+    encoded words, which is what the policy's re-folding of long source lines did."""
+    url = "https://coop.example:8443/newsletters/unsubscribe/" + "A" * 90
+    mailto = "mailto:noreply@coop.example?subject=unsubscribe%20" + "B" * 70
+    mail = OutgoingMail(to="reader@example.org", subject="Issue 1", template="test", context={"transport": "t"},
+                        headers={"List-Unsubscribe": f"<{url}>, <{mailto}>",
+                                 "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"})
+    raw = build_message(mail, base).as_bytes()
+    assert b"=?utf-8?" not in raw.split(b"\r\n\r\n", 1)[0].split(b"List-Unsubscribe:", 1)[1].split(b"\r\nList-", 1)[0]
+    parsed = BytesParser(policy=default).parsebytes(raw)
+    assert str(parsed["List-Unsubscribe"]) == f"<{url}>, <{mailto}>"
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))

@@ -189,3 +189,50 @@ async def test_push_listener_writes_a_commit_graph_with_changed_paths(tmp_path: 
     # A deleted repository: nothing to do, no error.
     await write_commit_graph(JobContext(sessionmaker=None, settings=settings),  # type: ignore[arg-type]
                              PushEvent(repo_id=str(uuid.uuid4()), actor_id=None, source="push", changes=[]))
+
+
+async def test_oversized_commit_and_tree_are_never_read_whole(tmp_path: Path) -> None:
+    """A pushed commit can inflate to far more than it weighs on the wire: the reader cuts commits at
+    MAX_COMMIT_BYTES (message truncated with a note) and refuses trees above MAX_TREE_BYTES, and the
+    cat-file child that was left mid-object is retired, never drained into memory or reused."""
+    import subprocess
+
+    from forge.browse.gitread import MAX_COMMIT_BYTES, ObjectTooLarge, Reader
+
+    store = _store(tmp_path)
+    repo_id, work, blobs = _repo(store, tmp_path)
+    bare = str(store.locate(repo_id))
+    head = git("rev-parse", "HEAD", cwd=work).strip()
+    tree = git("rev-parse", "HEAD^{tree}", cwd=work).strip()
+
+    def literally(kind: str, data: bytes) -> str:
+        return subprocess.run(["git", "--git-dir", bare, "hash-object", "-t", kind, "-w", "--literally", "--stdin"],
+                              input=data, capture_output=True, check=True).stdout.decode().strip()
+
+    header = (f"tree {tree}\nparent {head}\nauthor A <a@example.org> 1700000000 +0000\n"
+              f"committer A <a@example.org> 1700000000 +0000\n\n").encode()
+    big = literally("commit", header + b"subject line\n\n" + b"x" * (5 * 1024 * 1024))
+    no_body = literally("commit", b"tree " + tree.encode() + b"\n" + b"x-junk " + b"y" * (2 * 1024 * 1024) + b"\n\nm")
+    huge_tree = literally("tree", b"100644 f\0" + b"\1" * 20 + b"z" * (9 * 1024 * 1024))
+    pool = CatFilePool(store)
+    try:
+        reader = Reader(store, pool, repo_id)
+        commit = await reader.commit(big)
+        assert commit.subject == "subject line" and commit.parents == (head,) and commit.tree == tree
+        assert commit.author.email == "a@example.org"
+        assert len(commit.message) < MAX_COMMIT_BYTES + 200
+        size = len(header) + 14 + 5 * 1024 * 1024
+        assert commit.message.endswith(f"[… message truncated: the commit object is {size} bytes]")
+        assert pool.stats()["processes"] == 0  # the child left mid-object was killed, not reused
+        with pytest.raises(ObjectTooLarge):
+            await reader.commit(no_body)
+        with pytest.raises(ObjectTooLarge):
+            await reader.tree(huge_tree)
+        # An ordinary commit and tree still read whole, and the pool keeps its process for them.
+        normal = await reader.commit(head)
+        assert normal.message == "one" and len(await reader.tree(normal.tree)) == 3
+        assert pool.stats()["processes"] == 1
+        got = await pool.read(repo_id, blobs[0], max_size=1)
+        assert got is not None and got[1] is None
+    finally:
+        await pool.close()

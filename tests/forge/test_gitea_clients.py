@@ -37,9 +37,10 @@ def test_openapi_generated_client(forge: Forge) -> None:
             assert (await misc.get_version()).version == "1.22.0+rose-ash"
             settings = await ga.SettingsApi(client).get_general_api_settings()
             assert settings.max_response_items == 50
-            # GET /user is the account domain's (domains/account/api.py, UUID id): not driven here.
+            me = await users.user_get_current()  # GET /user: the first call of tea and friends
+            assert me.login == "alice" and isinstance(me.id, int) and me.email == "alice@example.org"
             alice = await users.user_get("alice")
-            assert alice.login == "alice" and isinstance(alice.id, int)
+            assert alice.login == "alice" and isinstance(alice.id, int) and alice.id == me.id
 
             made = await repos.create_current_user_repo(body=ga.CreateRepoOption(
                 name="typed", auto_init=True, license="Apache-2.0", gitignores="Python", description="typed"))
@@ -134,9 +135,9 @@ def test_py_gitea(forge: Forge) -> None:
 
     g = gitea.Gitea(forge.base, forge.tokens["bob"])
     assert g.get_version() == "1.22.0+rose-ash"
-    me = g.get_user()  # GET /user: the account domain's (its id is still a UUID there)
-    assert me.username == "bob"
-    assert isinstance(gitea.User.request(g, "bob").id, int)
+    me = g.get_user()  # GET /user, with Gitea's integer id
+    assert me.username == "bob" and isinstance(me.id, int)
+    assert gitea.User.request(g, "bob").id == me.id
     repo: Any = me.create_repo("pyg", description="from py-gitea", autoInit=True)
     assert repo.name == "pyg" and isinstance(repo.id, int)
     again = gitea.Repository.request(g, "bob", "pyg")

@@ -136,6 +136,15 @@ def test_auto_init_contents_and_git_data(forge: Forge) -> None:
     assert api(forge, "GET", "/repos/alice/files/media/src/app.py").text == "print('bye')\n"
     old_raw = api(forge, "GET", "/repos/alice/files/raw/src/app.py", params={"ref": head})
     assert old_raw.text == "print('hi')\n"
+    # Directory listings (read through the cat-file pool) carry each entry's last commit and size.
+    listed = {e["name"]: e for e in api(forge, "GET", "/repos/alice/files/contents").json()}
+    assert listed["src"]["type"] == "dir" and listed["src"]["last_commit_sha"] == updated.json()["commit"]["sha"]
+    assert listed["README.md"]["last_commit_sha"] == main_before and listed["README.md"]["size"] > 0
+    in_src = api(forge, "GET", "/repos/alice/files/contents/src").json()
+    assert [(e["path"], e["size"], e["last_commit_sha"]) for e in in_src] == [
+        ("src/app.py", len("print('bye')\n"), updated.json()["commit"]["sha"])]
+    old_listing = api(forge, "GET", "/repos/alice/files/contents/src", params={"ref": head}).json()
+    assert old_listing[0]["sha"] == blob_sha and old_listing[0]["last_commit_sha"] == head
     # Bad paths and refs: clear errors, nothing written.
     for bad in (".git/config", "x" * 300, "a/%2E%2E/b", "src/app.py/under-a-file"):
         gitea_error(api(forge, "POST", f"/repos/alice/files/contents/{bad}", json={"content": b64("x")}), 422)
@@ -256,6 +265,83 @@ def test_commit_statuses(forge: Forge) -> None:
     gitea_error(api(forge, "GET", "/repos/alice/ci/commits/nope/status"), 404)
 
 
+def test_statuses_show_on_pages(forge: Forge) -> None:
+    """A status posted through the API shows on the commit, tree, commits, branches and repository
+    pages with the combined state, and their validators change (no page keeps the old answer)."""
+    api(forge, "POST", "/user/repos", json={"name": "shown", "auto_init": True})
+    sha = api(forge, "GET", "/repos/alice/shown/branches/main").json()["commit"]["id"]
+    base = f"{forge.base}/forge/alice/shown"
+    pages = [f"{base}/commit/{sha}", f"{base}/src/commit/{sha}", f"{base}/src/branch/main",
+             f"{base}/commits/branch/main", f"{base}/commits/commit/{sha}", f"{base}/branches", base]
+
+    def get(url: str, etag: str | None = None) -> httpx.Response:
+        return httpx.get(url, headers={"If-None-Match": etag} if etag else {}, timeout=60)
+
+    before = {}
+    for url in pages:
+        page = get(url)
+        assert page.status_code == 200, url
+        assert "commit-statuses" not in page.text, url
+        assert "immutable" not in page.headers["Cache-Control"], url  # statuses may still come
+        before[url] = page.headers["ETag"]
+        assert get(url, before[url]).status_code == 304, url
+    # The raw file and the .diff show no statuses: they stay immutable.
+    assert "immutable" in get(f"{base}/raw/commit/{sha}/README.md").headers["Cache-Control"]
+    assert "immutable" in get(f"{base}/commit/{sha}.diff").headers["Cache-Control"]
+
+    for state, context in (("success", "build"), ("pending", "deploy")):
+        posted = api(forge, "POST", f"/repos/alice/shown/statuses/{sha}", json={
+            "state": state, "context": context, "description": f"<i>{context}</i>",
+            "target_url": f"https://ci.example.org/{context}"})
+        assert posted.status_code == 201, posted.text
+    for url in pages:
+        page = get(url, before[url])
+        assert page.status_code == 200, url  # the old validator no longer matches
+        assert page.headers["ETag"] != before[url], url
+        assert 'data-state="pending"' in page.text and "Some checks are pending" in page.text, url
+        assert "&lt;i&gt;build&lt;/i&gt;" in page.text and 'href="https://ci.example.org/deploy"' in page.text, url
+        assert get(url, page.headers["ETag"]).status_code == 304, url
+    api(forge, "POST", f"/repos/alice/shown/statuses/{sha}", json={"state": "success", "context": "deploy"})
+    page = get(f"{base}/commit/{sha}")
+    assert 'data-state="success"' in page.text and "All checks passed" in page.text and "2 of 2" in page.text
+    assert 'data-state="success"' in get(base).text
+
+
+def test_page_statuses_reads_latest_per_context_in_one_query(forge: Forge) -> None:
+    from sqlalchemy import event
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from forge.models import ForgeRepo
+    from forge.statuses import page_statuses
+
+    api(forge, "POST", "/user/repos", json={"name": "many", "auto_init": True})
+    work = forge.new_clone("alice", "many", "alice")
+    shas = [forge.commit(work, f"c{n}", {f"f{n}": str(n)}) for n in range(3)]
+    forge.git("push", "origin", "HEAD:main", cwd=work)
+    for n, sha in enumerate(shas):
+        for state in ("pending", "failure" if n == 1 else "success"):
+            api(forge, "POST", f"/repos/alice/many/statuses/{sha}", json={"state": state, "context": "ci"})
+
+    async def read(session: AsyncSession) -> tuple[dict[str, Any], int]:
+        from sqlalchemy import select
+        repo = (await session.execute(select(ForgeRepo).where(ForgeRepo.name == "many"))).scalar_one()
+        statements: list[str] = []
+        engine = session.bind.sync_engine  # type: ignore[union-attr]
+        listener = lambda *a: statements.append(a[2])  # noqa: E731
+        event.listen(engine, "before_cursor_execute", listener)
+        try:
+            found = await page_statuses(session, repo.id, [*shas, "0" * 40])
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
+        return found, len(statements)
+
+    found, queries = forge.db(read)
+    assert queries == 1
+    assert set(found) == set(shas)
+    assert [found[s].state for s in shas] == ["success", "failure", "success"]
+    assert all(len(found[s].statuses) == 1 for s in shas)  # the newest per context only
+
+
 def test_statuses_partial_renders() -> None:
     from jinja2 import Environment, FileSystemLoader
 
@@ -300,6 +386,10 @@ def test_archived_and_rename(forge: Forge) -> None:
     sha = api(forge, "GET", "/repos/alice/oldname/contents/README.md").json()["sha"]
     gitea_error(api(forge, "PUT", "/repos/alice/oldname/contents/README.md",
                     json={"content": b64("x"), "sha": sha}), 423)
+    head = api(forge, "GET", "/repos/alice/oldname/branches/main").json()["commit"]["id"]
+    assert "archived" in gitea_error(api(forge, "POST", f"/repos/alice/oldname/statuses/{head}",
+                                         json={"state": "success", "context": "ci"}), 423)
+    assert api(forge, "GET", f"/repos/alice/oldname/statuses/{head}").json() == []
     assert api(forge, "PATCH", "/repos/alice/oldname", json={"archived": False}).json()["archived"] is False
     forge.git("push", "-q", "origin", "main", cwd=work)
 

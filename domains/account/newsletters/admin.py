@@ -123,33 +123,36 @@ class AdminNewslettersController(Controller):
         if isinstance(upload, UploadFile) and upload.filename:
             raw = await upload.read(MAX_CSV_BYTES + 1)
             if len(raw) > MAX_CSV_BYTES:
-                return self._import_error(lst, "The file is larger than 10 MB.", 413)
+                return await self._import_error(db_session, lst, "The file is larger than 10 MB.", 413)
             try:
                 text = raw.decode("utf-8-sig")
             except UnicodeDecodeError:
-                return self._import_error(lst, "The file is not UTF-8 text.", 422)
+                return await self._import_error(db_session, lst, "The file is not UTF-8 text.", 422)
         if not (text or "").strip():
-            return self._import_error(lst, "Choose a CSV file or paste rows of email,name.", 422)
+            return await self._import_error(db_session, lst, "Choose a CSV file or paste rows of email,name.", 422)
         try:
             report = await NewsletterService(db_session).import_csv(lst, str(text).replace("\x00", ""))
         except InputProblems as exc:
-            return self._import_error(lst, next(iter(exc.errors.values())), exc.status)
+            return await self._import_error(db_session, lst, next(iter(exc.errors.values())), exc.status)
         rows, total = await NewsletterService(db_session).subscribers(lst)
         return Template("account/admin/newsletters_subscribers.html", context={
             "list": lst, "rows": rows, "total": total, "q": "", "page": 1,
             "pages": NewsletterService.pages(total), "report": report})
 
     @staticmethod
-    def _import_error(lst: NewsletterList, message: str, status: int) -> Template:
+    async def _import_error(db_session: AsyncSession, lst: NewsletterList, message: str, status: int) -> Template:
+        """The page as it was (the list's subscribers, unchanged) with why nothing was imported."""
+        service = NewsletterService(db_session)
+        rows, total = await service.subscribers(lst)
         return Template("account/admin/newsletters_subscribers.html", status_code=status, context={
-            "list": lst, "rows": [], "total": 0, "q": "", "page": 1, "pages": 1, "report": None,
-            "import_error": message})
+            "list": lst, "rows": rows, "total": total, "q": "", "page": 1, "pages": service.pages(total),
+            "report": None, "import_error": message})
 
     @get("/{list_id:uuid}/subscribers.csv")
     async def export_csv(self, db_session: AsyncSession, list_id: UUID) -> Response[str]:
         lst = await self._list(db_session, list_id)
         body = await NewsletterService(db_session).export_csv(lst)
-        return Response(body, media_type="text/csv; charset=utf-8", headers={
+        return Response(body, media_type="text/csv", headers={
             "Content-Disposition": f'attachment; filename="{lst.slug}-subscribers.csv"'})
 
     @post("/{list_id:uuid}/subscribers/{sub_id:uuid}/remove", status_code=303)

@@ -258,7 +258,7 @@ class CampaignController(Controller):
             html = await self._preview_html(_service(db_session), settings, campaign, lst, request.user)
         except InputProblems as exc:
             html = f"<p>{exc.errors.get('form', '')}</p>"
-        return Response(html, media_type="text/html; charset=utf-8", headers={
+        return Response(html, media_type="text/html", headers={
             "Content-Security-Policy": "sandbox; default-src 'none'; style-src 'unsafe-inline'; "
                                        "img-src https: http: data:; frame-ancestors 'self'",
             "X-Frame-Options": "SAMEORIGIN"})

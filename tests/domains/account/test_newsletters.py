@@ -360,6 +360,8 @@ async def test_csv_import_report_export_search_and_remove(client: Any, sessionma
     assert (await client.get(f"/account/admin/newsletters/{list_id}/subscribers?page=2")).status_code == 404
     empty = await import_rows(client, list_id, "")
     assert empty.status_code == 422
+    # A refused import shows the list as it still is, not an empty one.
+    assert "good@example.org" in empty.text and "No subscribers" not in empty.text
     # Members may not reach any of it.
     await make_user(client, sessionmaker, "mallory")
     assert (await client.get(f"/account/admin/newsletters/{list_id}/subscribers.csv")).status_code == 403
