@@ -24,8 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.events import Topic
 from domains.account.models import User
 
-__all__ = ["MemberSaved", "UserSavedListener", "member_created", "member_saved", "on_member_created",
-           "on_user_saved", "user_created", "user_saved"]
+__all__ = ["MemberSaved", "UserSavedListener", "member_created", "member_saved", "member_verified",
+           "on_member_created", "on_member_verified", "on_user_saved", "user_created", "user_saved", "user_verified"]
 
 
 class MemberSaved(msgspec.Struct, frozen=True):
@@ -38,6 +38,10 @@ member_saved: Topic[MemberSaved] = Topic("account.member-saved", MemberSaved)
 # Only when a member signs up (or is created by ``rose-ash users create``), not on later edits:
 # e.g. newsletters put new members on their ``subscribe_on_signup`` lists.
 member_created: Topic[MemberSaved] = Topic("account.member-created", MemberSaved)
+# When a member's address becomes confirmed (verification link, reset/invitation link, address
+# change): only then may anything be done in that mailbox's name, e.g. newsletters adopt the
+# address's subscriptions and add the ``subscribe_on_signup`` lists.
+member_verified: Topic[MemberSaved] = Topic("account.member-verified", MemberSaved)
 
 UserSavedListener = Callable[[AsyncSession, User], Awaitable[None]]
 
@@ -88,3 +92,26 @@ async def user_created(session: AsyncSession, user: User) -> None:
 async def user_saved(session: AsyncSession, user: User) -> None:
     """Emit :data:`member_saved` for a member just created or whose profile changed."""
     await member_saved.emit(session, MemberSaved(user_id=user.id))
+
+
+def on_member_verified(listener: UserSavedListener) -> UserSavedListener:
+    """Run ``listener(session, user)`` inside the transaction that confirms a member's address (idempotent)."""
+    if listener in _verified_adapters:
+        return listener
+
+    async def adapter(session: AsyncSession, event: MemberSaved) -> None:
+        user = await session.get(User, event.user_id)
+        if user is not None:
+            await listener(session, user)
+
+    _verified_adapters[listener] = adapter
+    member_verified.subscribe_in_transaction(adapter)
+    return listener
+
+
+_verified_adapters: dict[UserSavedListener, Callable[[AsyncSession, MemberSaved], Awaitable[None]]] = {}
+
+
+async def user_verified(session: AsyncSession, user: User) -> None:
+    """Emit :data:`member_verified` for a member whose address was just confirmed."""
+    await member_verified.emit(session, MemberSaved(user_id=user.id))

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.forms import InputProblems
 from app.jobs import JobContext, enqueue, job_handler
 from app.mail import OutgoingMail, send_mail
-from domains.account import tokens
+from domains.account import hooks, tokens
 from domains.account.models import User
 from domains.account.passwords import hash_password, verify_password
 from domains.account.schemas import email_problem, normalise_email, password_problem
@@ -117,6 +117,8 @@ async def set_password_from_link(db: AsyncSession, secret: str, new_password: st
     # The link reached this address (and an address change retires every older link): confirmed.
     if user.email_verified_at is None:
         user.email_verified_at = datetime.now(UTC)
+        await db.flush()
+        await hooks.user_verified(db, user)
     await db.flush()
     return user
 
@@ -129,6 +131,8 @@ async def verify_address(db: AsyncSession, secret: str) -> User | tokens.LinkPro
     user = spent.user
     if user.email_verified_at is None:
         user.email_verified_at = datetime.now(UTC)
+        await db.flush()
+        await hooks.user_verified(db, user)
     await db.flush()
     return user
 
@@ -194,4 +198,5 @@ async def confirm_email_change(db: AsyncSession, secret: str) -> User | tokens.L
     user.email_verified_at = datetime.now(UTC)
     await tokens.retire_all(db, user)
     await db.flush()
+    await hooks.user_verified(db, user)
     return user

@@ -31,7 +31,15 @@ from app.forms import InputProblems
 from app.settings import Settings
 from domains.account.models import User
 from domains.market.models import ACTIVE, Product
-from domains.market.schemas import ProductInput, ProductRead, StockAdjust, VariantInput
+from domains.market.schemas import (
+    CategoryRead,
+    ImageRead,
+    ProducerRead,
+    ProductInput,
+    ProductRead,
+    StockAdjust,
+    VariantInput,
+)
 from domains.market.services import CatalogueService, availability, with_relations
 
 __all__ = ["api_handlers"]
@@ -89,6 +97,50 @@ class StockOut(msgspec.Struct, kw_only=True):
     available: int  # over every location, as the product page shows it
 
 
+class PublicVariantOut(msgspec.Struct, kw_only=True):
+    """A variant as anyone may read it: no ``low_stock_threshold`` (the seller's own reorder level)."""
+
+    id: UUID
+    product_id: UUID
+    sku: str
+    options: dict[str, str]
+    label: str
+    price_minor: int
+    currency: str
+    compare_at_minor: int | None
+    weight_grams: int | None
+    barcode: str
+    available: int
+
+
+class PublicProductOut(msgspec.Struct, kw_only=True):
+    """A product as anyone may read it: :class:`ProductRead` without what only its producer may
+    see (``source_url``, where it was imported from; the variants' low-stock thresholds). The
+    producer's own writes still answer with the full :class:`ProductRead`."""
+
+    id: UUID
+    title: str
+    slug: str
+    url: str
+    status: str
+    featured: bool
+    description_md: str
+    description_html: str
+    tags: list[str]
+    published_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    revision: int
+    producer: ProducerRead
+    categories: list[CategoryRead]
+    images: list[ImageRead]
+    variants: list[PublicVariantOut]
+
+
+def public(read: ProductRead) -> PublicProductOut:
+    return msgspec.convert(read, PublicProductOut, from_attributes=True)
+
+
 class MarketPageOut(msgspec.Struct, kw_only=True):
     """A published market page (a Saturday market, a seasonal box); ``products`` in its order."""
 
@@ -99,11 +151,11 @@ class MarketPageOut(msgspec.Struct, kw_only=True):
     starts_on: date | None
     ends_on: date | None
     place: str
-    products: list[ProductRead] | None = None  # only on the single page
+    products: list[PublicProductOut] | None = None  # only on the single page
 
 
 class ProductPage(msgspec.Struct, kw_only=True):
-    items: list[ProductRead]
+    items: list[PublicProductOut]
     next: str | None  # pass as ?after= for the next page; null on the last page
 
 
@@ -140,20 +192,20 @@ async def list_products(db_session: AsyncSession, settings: Settings, after: Aft
     more = len(products) > limit
     products = products[:limit]
     items = await _catalogue(db_session, settings).reads(products)
-    return ProductPage(items=items, next=_cursor(products[-1]) if more and products else None)
+    return ProductPage(items=[public(i) for i in items], next=_cursor(products[-1]) if more and products else None)
 
 
 @get("/api/market/products/{slug:str}", name="api:market-product")
-async def get_product(db_session: AsyncSession, settings: Settings, slug: str) -> ProductRead:
+async def get_product(db_session: AsyncSession, settings: Settings, slug: str) -> PublicProductOut:
     """One active product with its variants and what is available of each now."""
     catalogue = _catalogue(db_session, settings)
     product = await catalogue.by_slug(slug)
     if product is None or product.status != ACTIVE:
         raise NotFoundException("No product has that slug.")
-    return await catalogue.read(product)
+    return public(await catalogue.read(product))
 
 
-def _page_out(page: Any, base_url: str, products: list[ProductRead] | None = None) -> MarketPageOut:
+def _page_out(page: Any, base_url: str, products: list[PublicProductOut] | None = None) -> MarketPageOut:
     return MarketPageOut(slug=page.slug, title=page.title, url=f"{base_url.rstrip('/')}/market/pages/{page.slug}",
                          intro_html=page.intro_html, starts_on=page.starts_on, ends_on=page.ends_on, place=page.place,
                          products=products)
@@ -181,7 +233,7 @@ async def get_page(db_session: AsyncSession, settings: Settings, slug: str) -> M
     found = {p.id: p for p in (await db_session.scalars(
         with_relations(select(Product).where(Product.id.in_(ids))))).unique().all()} if ids else {}
     products = await catalogue.reads([found[i] for i in ids if i in found])
-    return _page_out(page, settings.base_url, products)
+    return _page_out(page, settings.base_url, [public(p) for p in products])
 
 
 def _input(data: ProductIn, existing: Product | None = None) -> ProductInput:

@@ -38,19 +38,23 @@ import csv
 import io
 import logging
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any, Final, cast
 from uuid import UUID
 
+import anyio.to_thread
 import msgspec
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 from uuid_utils.compat import uuid7  # the ORM's id scheme (advanced-alchemy's UUIDv7 primary keys)
 
+from app.csvsafe import csv_row
 from domains.market.import_models import DONE, FAILED, QUEUED, RUNNING, CsvImport
 
 __all__ = [
@@ -183,15 +187,49 @@ async def store_upload(data_dir: Path, import_id: UUID, chunks: AsyncIterator[by
     return size
 
 
-def _records(path: Path) -> Iterator[list[str]]:
+@contextmanager
+def _field_limit() -> Iterator[None]:
+    """Python's csv refuses cells over ``field_size_limit()`` (131,072 by default) with csv.Error.
+    While this file's reader parses, the limit is MAX_FIELD + 1: a longer cell fails fast (without
+    buffering it) and becomes that row's skip reason. The process-wide limit is put back after
+    each record, so other CSV readers keep theirs."""
+    old = csv.field_size_limit(MAX_FIELD + 1)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
+
+
+def _records(path: Path) -> Generator[Record]:
+    """The upload's records after the header; a record csv cannot parse is a :class:`BadRow`
+    (skipped with its reason) instead of an error that stops the whole import."""
     with path.open("r", encoding="utf-8-sig", newline="", errors="replace") as f:
         reader = csv.reader(f)
-        next(reader, None)  # the header, checked at upload
-        yield from reader
+        try:
+            with _field_limit():
+                next(reader, None)  # the header, checked at upload
+        except csv.Error:
+            pass
+        while True:
+            try:
+                with _field_limit():
+                    record = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:  # the reader has consumed the bad line: it goes on after it
+                yield BadRow(f"a field is longer than {MAX_FIELD} characters" if "field limit" in str(exc)
+                             else f"it is not valid CSV ({exc})")
+                continue
+            yield record
 
 
 def count_rows(path: Path) -> int:
+    """Blocking (up to MAX_UPLOAD_BYTES of parsing): call it in a worker thread."""
     return sum(1 for _ in _records(path))
+
+
+def _take(records: Iterator[Record], n: int) -> list[Record]:
+    return list(islice(records, n))
 
 
 # --- one row ----------------------------------------------------------------------------------
@@ -214,6 +252,9 @@ class Row:
 
 class BadRow(ValueError):
     pass
+
+
+Record = list[str] | BadRow  # a parsed CSV record, or why it could not be parsed
 
 
 def _options(text: str) -> dict[str, str]:
@@ -355,7 +396,8 @@ class NewProduct:
     revision: int = 1
 
 
-async def apply_chunk(session: AsyncSession, ctx: ImportContext, numbered: list[tuple[int, list[str]]]) -> ChunkResult:
+async def apply_chunk(session: AsyncSession, ctx: ImportContext,
+                      numbered: Sequence[tuple[int, Record]]) -> ChunkResult:
     """Apply one chunk of records in ``session``'s transaction (the caller commits).
 
     Existing products and variants (updates by SKU) change through the ORM; new ones are bulk
@@ -375,6 +417,9 @@ async def apply_chunk(session: AsyncSession, ctx: ImportContext, numbered: list[
     result = ChunkResult()
     rows: list[Row] = []
     for number, record in numbered:
+        if isinstance(record, BadRow):
+            result.note(number, "", "skipped", str(record))
+            continue
         try:
             rows.append(parse_row(number, record, ctx.currency))
         except BadRow as exc:
@@ -412,7 +457,7 @@ async def apply_chunk(session: AsyncSession, ctx: ImportContext, numbered: list[
         if variant is not None:
             owner = variant.product
             if owner.producer_id != ctx.producer_id and not ctx.is_staff:
-                result.note(row.number, row.sku, "skipped", f"SKU {row.sku} belongs to another producer's product")
+                result.note(row.number, row.sku, "skipped", f"SKU {row.sku} is already taken")
                 continue
             if owner.slug != row.product_slug:
                 result.note(row.number, row.sku, "skipped",
@@ -423,8 +468,8 @@ async def apply_chunk(session: AsyncSession, ctx: ImportContext, numbered: list[
             result.note(row.number, row.sku, "skipped", f"SKU {row.sku} is already a row earlier in this file")
             continue
         elif product is not None and product.producer_id != ctx.producer_id and not ctx.is_staff:
-            result.note(row.number, row.sku, "skipped", f"the product slug “{row.product_slug}” is taken by "
-                                                        f"another producer: choose another, e.g. {row.product_slug}-2")
+            result.note(row.number, row.sku, "skipped", f"the product slug “{row.product_slug}” is already taken: "
+                                                        f"choose another, e.g. {row.product_slug}-2")
             continue
         if row.category and row.category not in ctx.categories:
             result.note(row.number, row.sku, "skipped", f"there is no category “{row.category[:60]}”")
@@ -582,21 +627,27 @@ async def run_import(sessionmaker: async_sessionmaker[AsyncSession], data_dir: P
         ctx = ImportContext(owner_id=owner.id, producer_id=producer.id, is_staff=owner.is_admin, currency=currency,
                             base_url=base_url, location_id=location.id, categories=categories)
         if run.state == QUEUED or not run.total_rows:
-            run.total_rows = count_rows(path)
+            run.total_rows = await anyio.to_thread.run_sync(count_rows, path)  # not on the event loop
         run.state = RUNNING
         done_rows = run.processed_rows
     report = report_path(data_dir, import_id)
     _truncate_report(report, done_rows)
-    chunk: list[tuple[int, list[str]]] = []
+    chunk: list[tuple[int, Record]] = []
     number = 1
-    for record in _records(path):
-        number += 1
-        if number - 2 < done_rows:
-            continue  # applied by an earlier run of this job
-        chunk.append((number, record))
-        if len(chunk) >= CHUNK:
-            await _commit_chunk(sessionmaker, ctx, import_id, chunk, report)
-            chunk = []
+    records = _records(path)
+    try:
+        # Parsing happens in a worker thread, a batch at a time: never megabytes on the event loop.
+        while batch := await anyio.to_thread.run_sync(_take, records, CHUNK):
+            for record in batch:
+                number += 1
+                if number - 2 < done_rows:
+                    continue  # applied by an earlier run of this job
+                chunk.append((number, record))
+                if len(chunk) >= CHUNK:
+                    await _commit_chunk(sessionmaker, ctx, import_id, chunk, report)
+                    chunk = []
+    finally:
+        records.close()
     if chunk:
         await _commit_chunk(sessionmaker, ctx, import_id, chunk, report)
     async with sessionmaker() as session, session.begin():
@@ -607,7 +658,7 @@ async def run_import(sessionmaker: async_sessionmaker[AsyncSession], data_dir: P
 
 
 async def _commit_chunk(sessionmaker: async_sessionmaker[AsyncSession], ctx: ImportContext, import_id: UUID,
-                        chunk: list[tuple[int, list[str]]], report: Path) -> None:
+                        chunk: list[tuple[int, Record]], report: Path) -> None:
     async with sessionmaker() as session, session.begin():
         result = await apply_chunk(session, ctx, chunk)
         run = await session.get(CsvImport, import_id, with_for_update=True)
@@ -619,7 +670,8 @@ async def _commit_chunk(sessionmaker: async_sessionmaker[AsyncSession], ctx: Imp
         # The report lines go out before the commit: a crash now leaves extra lines that the
         # resumed run cuts back to ``processed_rows``; never a committed row without its line.
         with report.open("a", newline="", encoding="utf-8") as f:
-            csv.writer(f).writerows(sorted(result.lines))
+            # SKUs and reasons quote the uploaded cells: escaped, or the report runs them as formulas.
+            csv.writer(f).writerows(csv_row(line) for line in sorted(result.lines))
 
 
 def read_report(data_dir: Path, import_id: UUID, *, outcome: str = "", limit: int = 1000) -> list[list[str]]:

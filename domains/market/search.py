@@ -92,6 +92,9 @@ class SearchFilters(msgspec.Struct, frozen=True, kw_only=True):
     in_stock: bool = False
 
 
+_MAX_SCORE = 2**31
+
+
 class _Cursor(msgspec.Struct, frozen=True, array_like=True):
     score: int
     published: str
@@ -117,9 +120,14 @@ def decode_cursor(value: str) -> _Cursor:
         raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
         cursor = msgspec.json.decode(raw, type=_Cursor)
         UUID(cursor.id)
-        if cursor.published:
-            datetime.fromisoformat(cursor.published)
-    except (ValueError, msgspec.DecodeError) as exc:
+        # A score is a sum of small per-term weights: anything outside 0..2^31 was not made here and
+        # would overflow the database's integer comparison.
+        if not 0 <= cursor.score <= _MAX_SCORE:
+            raise ValueError("score out of range")
+        # Published times are stored timezone-aware; a naive one cannot be compared with them (500).
+        if cursor.published and datetime.fromisoformat(cursor.published).utcoffset() is None:
+            raise ValueError("naive published time")
+    except (ValueError, OverflowError, msgspec.DecodeError) as exc:
         raise BadCursor("That page link is not valid: start the search again.") from exc
     return cursor
 

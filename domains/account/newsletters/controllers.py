@@ -154,6 +154,10 @@ class MemberNewslettersController(Controller):
         lst = await service.get_list(list_id)
         if lst is None:
             raise NotFoundException("There is no such newsletter.")
+        if request.user.email_verified_at is None:
+            # Until the address is confirmed it may be someone else's: no subscription in its name.
+            return see_other("/account/newsletters", request,
+                             "Confirm your email address first: follow the link we mailed you, then subscribe.")
         await service.member_subscribe(request.user, lst)
         return see_other("/account/newsletters", request, f"You are subscribed to {lst.name}.")
 

@@ -25,9 +25,10 @@ from uuid import UUID
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import CursorResult, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.csvsafe import csv_cell
 from app.forms import InputProblems
 from domains.account.models import User
 from domains.account.newsletters.models import (
@@ -76,6 +77,7 @@ __all__ = [
 
 BATCH_SIZE = 100  # recipients per durable job: one SMTP connection each
 RESEND_AFTER = timedelta(minutes=10)
+CONFIRM_WITHIN = timedelta(days=7)  # how long a confirmation link works
 PER_PAGE = 50
 SLUG_RE = re.compile(SLUG_RE_TEXT)
 # /newsletters/confirm/<token> and /newsletters/unsubscribe/<token> share the list pages' prefix.
@@ -203,10 +205,19 @@ def html_to_text(html: str) -> str:
 # --- Account hooks ----------------------------------------------------------------------------
 
 async def subscribe_new_member(session: AsyncSession, user: User) -> None:
-    """In the sign-up transaction: put the new member on every ``subscribe_on_signup`` list."""
+    """When a member's address is confirmed (sign-up verification, a reset or invitation link, an
+    address change): adopt that address's bare subscriptions and put the member on every
+    ``subscribe_on_signup`` list they have no subscription to yet. Never at sign-up itself: an
+    unverified address may be someone else's, and subscribing it would bypass double opt-in."""
+    if user.email_verified_at is None:
+        return
+    service = NewsletterService(session)
     lists = (await session.scalars(select(NewsletterList).where(NewsletterList.subscribe_on_signup.is_(True)))).all()
     for lst in lists:
-        await NewsletterService(session).member_subscribe(user, lst)
+        sub = await service._member_sub(user, lst)
+        # An earlier "unsubscribe" of this member or address stands; a pending one is now confirmed.
+        if sub is None or sub.status != UNSUBSCRIBED:
+            await service.member_subscribe(user, lst)
 
 
 async def forget_member(session: AsyncSession, user_id: UUID) -> int:
@@ -321,34 +332,50 @@ class NewsletterService:
         return sub, token
 
     async def confirm(self, token: str) -> tuple[Subscription, NewsletterList] | None:
-        """Confirm the subscription ``token`` names (again: a no-op); None for an unknown token."""
+        """Confirm the subscription ``token`` names; None for an unknown, spent or expired token."""
         if not token or len(token) > 100:
             return None
-        sub = await self.db.scalar(select(Subscription).where(Subscription.token_hash == _token_hash(token)))
+        digest, cutoff = _token_hash(token), utcnow() - CONFIRM_WITHIN
+        # A token is good once, and only for CONFIRM_WITHIN after it was mailed (issuing one touches
+        # ``updated_at``): an old mail found later in a mailbox must not subscribe anyone.
+        fresh = (Subscription.token_hash == digest, Subscription.status == PENDING, Subscription.updated_at > cutoff)
+        sub = await self.db.scalar(select(Subscription).where(*fresh))
         if sub is None:
             return None
-        await self.db.execute(update(Subscription).where(Subscription.id == sub.id, Subscription.status == PENDING)
-                              .values(status=CONFIRMED, confirmed_at=utcnow(), unsubscribed_at=None))
+        res = await self.db.execute(update(Subscription).where(Subscription.id == sub.id, *fresh).values(
+            status=CONFIRMED, confirmed_at=utcnow(), unsubscribed_at=None, token_hash=None))
+        if cast("CursorResult[Any]", res).rowcount != 1:
+            return None  # another request spent it meanwhile
         await self.db.refresh(sub)
         lst = await self.db.get(NewsletterList, sub.list_id)
         assert lst is not None
         return sub, lst
 
+    def _mine(self, user: User) -> ColumnElement[bool]:
+        """The member's subscriptions: by account, and by address only once the address is
+        verified (until then it may be someone else's, whose subscriptions are none of theirs)."""
+        if user.email_verified_at is None:
+            return Subscription.user_id == user.id
+        return or_(Subscription.user_id == user.id, Subscription.email == user.email)
+
     async def member_lists(self, user: User) -> list[tuple[NewsletterList, Subscription | None]]:
         """Every list a member may join (public and members-only), with their subscription."""
         lists = await self.lists()
-        subs = {s.list_id: s for s in (await self.db.scalars(select(Subscription).where(
-            or_(Subscription.user_id == user.id, Subscription.email == user.email)))).all()}
+        subs = {s.list_id: s for s in (await self.db.scalars(select(Subscription).where(self._mine(user)))).all()}
         return [(lst, subs.get(lst.id)) for lst in lists]
 
     async def _member_sub(self, user: User, lst: NewsletterList) -> Subscription | None:
         found: Subscription | None = await self.db.scalar(select(Subscription).where(
-            Subscription.list_id == lst.id, or_(Subscription.user_id == user.id, Subscription.email == user.email)))
+            Subscription.list_id == lst.id, self._mine(user)))
         return found
 
     async def member_subscribe(self, user: User, lst: NewsletterList) -> Subscription:
-        """A signed-in member joins at once (their own address), or takes over the bare-address
-        subscription that already has it."""
+        """A signed-in member with a verified address joins at once (their own address), or takes
+        over the bare-address subscription that already has it. Raises InputProblems while the
+        address is unverified: joining then would subscribe a mailbox that never opted in."""
+        if user.email_verified_at is None:
+            raise InputProblems({"form": "Confirm your email address first: follow the link we mailed you."},
+                                status=409)
         sub = await self._member_sub(user, lst)
         if sub is None:
             sub = Subscription(list_id=lst.id, email=user.email, name=header_safe(user.name)[:100], status=PENDING)
@@ -356,6 +383,7 @@ class NewsletterService:
         sub.user_id, sub.email = user.id, user.email
         if sub.status != CONFIRMED:
             sub.status, sub.confirmed_at, sub.unsubscribed_at = CONFIRMED, utcnow(), None
+        sub.token_hash = None
         await self.db.flush()
         return sub
 
@@ -457,7 +485,7 @@ class NewsletterService:
             select(Subscription, User.email).outerjoin(User, User.id == Subscription.user_id)
             .where(Subscription.list_id == lst.id).order_by(Subscription.email))
         for sub, member_email in rows:
-            writer.writerow([_csv_cell(member_email or sub.email), _csv_cell(sub.name), sub.status,
+            writer.writerow([csv_cell(member_email or sub.email), csv_cell(sub.name), sub.status,
                              _iso(sub.created_at), _iso(sub.confirmed_at), _iso(sub.unsubscribed_at)])
         return out.getvalue()
 
@@ -627,11 +655,6 @@ class NewsletterService:
 
 def _iso(value: datetime | None) -> str:
     return value.isoformat() if value is not None else ""
-
-
-def _csv_cell(value: str) -> str:
-    # A cell a spreadsheet would run as a formula (CSV injection) gets a leading apostrophe.
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
 
 # --- Ghost import (called by the blog's importer, in its transaction) -------------------------

@@ -23,9 +23,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.jobs import Job, Worker
 from app.mail import KIND as MAIL_KIND
 from app.settings import Settings
+from domains.account import tokens
+from domains.account.mailflows import verify_address
 from domains.account.models import User
 from domains.account.newsletters.models import Campaign, NewsletterList, Recipient, Subscription
 from domains.account.newsletters.services import forget_member, read_unsubscribe_token, unsubscribe_token
+from domains.account.tokens import Purpose
 from tests.helpers.smtp import SMTPServer, smtp_server  # noqa: F401  (the fixture)
 from tests.helpers.web import CSRF_FIELD, post_form, signup
 
@@ -53,11 +56,15 @@ def worker(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, *
 
 
 async def make_user(client: Any, sessionmaker: async_sessionmaker[AsyncSession], username: str, *,
-                    admin: bool = False, author: bool = False) -> None:
+                    admin: bool = False, author: bool = False, verify: bool = True, email: str | None = None) -> None:
     client.cookies.clear()
-    assert (await signup(client, username)).status_code == 303
+    assert (await signup(client, username, email=email)).status_code == 303
     async with sessionmaker() as session, session.begin():
         await session.execute(update(User).where(User.username == username).values(is_admin=admin, is_author=author))
+        if verify:  # follow the verification link, as the member would
+            user = await session.scalar(select(User).where(User.username == username))
+            assert user is not None
+            assert await verify_address(session, await tokens.issue(session, user, Purpose.VERIFY)) == user
         # The sign-up's own mail (address verification) is not what these tests count.
         await session.execute(delete(Job).where(Job.kind == MAIL_KIND))
 
@@ -135,13 +142,21 @@ async def test_double_opt_in_from_the_public_page(client: Any, sessionmaker: Any
     await worker(sessionmaker, settings).run_once()
     assert len(smtp_server.received) == 1
 
-    for _ in range(2):  # confirming twice is fine
-        confirmed = await client.get(link.group(1))
-        assert confirmed.status_code == 200 and "You are subscribed to Co-op News" in confirmed.text
+    # A link older than CONFIRM_WITHIN (7 days) no longer works.
+    async with sessionmaker() as session, session.begin():
+        await session.execute(update(Subscription).values(updated_at=datetime.now(UTC) - timedelta(days=8)))
+    assert (await client.get(link.group(1))).status_code == 404
+    async with sessionmaker() as session, session.begin():
+        assert await session.scalar(select(Subscription.status)) == "pending"
+        await session.execute(update(Subscription).values(updated_at=datetime.now(UTC)))
+    confirmed = await client.get(link.group(1))
+    assert confirmed.status_code == 200 and "You are subscribed to Co-op News" in confirmed.text
+    assert (await client.get(link.group(1))).status_code == 404  # spent: the digest is gone
     assert (await client.get("/newsletters/confirm/forged-token")).status_code == 404
     async with sessionmaker() as session:
         sub = await session.scalar(select(Subscription))
         assert sub is not None and sub.status == "confirmed" and sub.confirmed_at is not None
+        assert sub.token_hash is None
 
     # Subscribing again: the same answer, and nothing is mailed (no enumeration, no spam).
     again = await post_form(client, form, {"email": "reader@example.org"}, page=form)
@@ -541,3 +556,42 @@ async def test_an_address_leaving_during_its_batch_is_skipped_and_the_batch_goes
     async with sessionmaker() as session:
         campaign = await session.scalar(select(Campaign))
     assert campaign is not None and campaign.status == "sent"
+
+
+async def test_an_unverified_address_subscribes_and_adopts_nothing(client: Any, sessionmaker: Any) -> None:
+    """Signing up with someone else's address (never verified) must not subscribe that mailbox nor
+    take over its existing subscriptions; verifying the address does both."""
+    await make_user(client, sessionmaker, "ada", admin=True)
+    welcome = await make_list(client, "welcome", name="Welcome", subscribe_on_signup="on")
+    other = await make_list(client, "other", name="Other news")
+    assert "1 added" in (await import_rows(client, other, "email,name\nvictim@example.net,Vic\n")).text
+    await make_user(client, sessionmaker, "mallory", email="victim@example.net", verify=False)
+
+    async def victim_subs() -> list[tuple[str, str, UUID | None]]:
+        async with sessionmaker() as session:
+            rows = await session.execute(select(NewsletterList.slug, Subscription.status, Subscription.user_id)
+                                         .join(NewsletterList, NewsletterList.id == Subscription.list_id)
+                                         .where(Subscription.email == "victim@example.net"))
+            return sorted((r[0], r[1], r[2]) for r in rows)
+
+    assert await victim_subs() == [("other", "confirmed", None)]
+    page = await client.get("/account/newsletters")
+    assert page.status_code == 200 and "You are on 1 list" not in page.text
+    for action in ("subscribe", "unsubscribe"):
+        for lst in (welcome, other):
+            answer = await post_form(client, f"/account/newsletters/{lst}/{action}", {}, page="/account/newsletters")
+            assert answer.status_code == 303
+    assert await victim_subs() == [("other", "confirmed", None)]  # untouched, not adopted, not added
+    async with sessionmaker() as session, session.begin():
+        mallory = await session.scalar(select(User.id).where(User.username == "mallory"))
+        assert mallory is not None
+        assert await forget_member(session, mallory) == 0
+    assert await victim_subs() == [("other", "confirmed", None)]
+
+    # The address's owner verifies it: the sign-up list is added and the bare subscription adopted.
+    async with sessionmaker() as session, session.begin():
+        user = await session.get(User, mallory)
+        assert user is not None
+        await verify_address(session, await tokens.issue(session, user, Purpose.VERIFY))
+    assert await victim_subs() == [("other", "confirmed", None), ("welcome", "confirmed", mallory)]
+    assert "You are on 2 lists" in (await client.get("/account/newsletters")).text

@@ -75,9 +75,14 @@ async def test_read_for_everyone_with_availability(client: Any, sessionmaker: as
     r = await client.get("/api/market/products/carrots")
     assert r.status_code == 200
     assert {v["sku"]: v["available"] for v in r.json()["variants"]} == {"CAR-1": 0, "CAR-2": 5}
+    # What only the producer may see is not in the public shape (issue: low stock, import source).
+    assert "source_url" not in r.json()
+    assert all("low_stock_threshold" not in v for v in r.json()["variants"])
     assert (await client.get("/api/market/products/secret")).status_code == 404  # a draft is absent
     listed = (await client.get("/api/market/products")).json()
     assert [p["slug"] for p in listed["items"]] == ["carrots"] and listed["next"] is None
+    assert "source_url" not in listed["items"][0]
+    assert all("low_stock_threshold" not in v for v in listed["items"][0]["variants"])
     # a token without the market scope may still read (with "api"), not with an unrelated scope
     assert (await client.get("/api/market/products", headers=await token(sessionmaker, "alice", "api"))).status_code \
         == 200
@@ -172,4 +177,6 @@ async def test_market_pages(client: Any, sessionmaker: async_sessionmaker[AsyncS
     assert [p["slug"] for p in listed] == ["saturday"] and listed[0]["products"] is None
     one = (await client.get("/api/market/pages/saturday")).json()
     assert [p["slug"] for p in one["products"]] == ["squash", "pumpkin"]  # the page's order; the draft is absent
+    assert all("source_url" not in p and all("low_stock_threshold" not in v for v in p["variants"])
+               for p in one["products"])
     assert (await client.get("/api/market/pages/later")).status_code == 404

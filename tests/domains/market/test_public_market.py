@@ -235,3 +235,23 @@ async def test_search_pages_by_cursor_link(client: Any, sm: Any, world: World) -
         found = re.search(r'<a rel="next" href="([^"]+)"', response.text)
         url = found.group(1).replace("&amp;", "&") if found else ""
     assert len(seen) == 30 and len(set(seen)) == 30
+
+
+def _forge(payload: list[Any]) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(json.dumps(payload).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("payload", [
+    [1, "2020-01-01T00:00:00", "00000000-0000-0000-0000-000000000000"],  # naive time: was a 500
+    [2**31 + 1, "", "00000000-0000-0000-0000-000000000000"],
+    [-1, "2020-01-01T00:00:00+00:00", "00000000-0000-0000-0000-000000000000"],
+    [10**30, "", "00000000-0000-0000-0000-000000000000"],
+])
+async def test_forged_cursor_is_400_everywhere(client: Any, world: World, payload: list[Any]) -> None:
+    cursor = _forge(payload)
+    for path in ("/market/search", "/market/search/results", "/market/category/vegetables",
+                 "/market/producer/town-bakery"):
+        response = await client.get(path, params={"q": "honey", "cursor": cursor})
+        assert response.status_code == 400, (path, response.status_code)
