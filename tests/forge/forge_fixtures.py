@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from tests.helpers.pg import PG_URL, pg_database
@@ -91,7 +92,21 @@ class Forge:
         }, headers={"Authorization": f"token {self.tokens[owner]}"}, timeout=30)
         assert response.status_code == 201, response.text
         data: dict[str, Any] = response.json()
+        # ``id`` is Gitea's integer; the tests address the bare repository by our UUID.
+        data["uuid"] = self.repo_uuid(owner, name)
         return data
+
+    def repo_uuid(self, owner: str, name: str) -> str:
+        from forge.models import ForgeRepo
+
+        async def work(session: Any) -> str:
+            from domains.account.models import User
+
+            owner_id = select(User.id).where(User.username == owner).scalar_subquery()
+            return str(await session.scalar(select(ForgeRepo.id).where(ForgeRepo.owner_id == owner_id,
+                                                                        ForgeRepo.name == name)))
+
+        return self.db(work)
 
     def new_clone(self, owner: str, repo: str, user: str | None = None, *args: str) -> Path:
         dest = self.tmp(f"clone-{repo}")

@@ -74,8 +74,8 @@ def test_clone_empty_push_clone_fetch(forge: Forge) -> None:
     assert forge.rev(other, "origin/main") == second
     assert forge.rev(other, "v2^{}") == second  # tag following on fetch
     forge.git("fsck", "--strict", cwd=other)
-    assert mirror(forge, repo["id"]) == for_each_ref(forge, repo["id"])
-    events = jobs_for(forge, repo["id"])
+    assert mirror(forge, repo["uuid"]) == for_each_ref(forge, repo["uuid"])
+    events = jobs_for(forge, repo["uuid"])
     assert [[c["ref"] for c in e["changes"]] for e in events] == [
         ["refs/heads/main"], ["refs/heads/main", "refs/tags/v2"]]
     assert events[0]["source"] == "push" and events[0]["changes"][0]["old"] == ZERO
@@ -122,7 +122,7 @@ def test_force_push_allowed_by_owner_but_not_on_protected_branch(forge: Forge) -
     async def allow(service: Any, session: Any) -> None:
         import uuid
 
-        row = await service.get(uuid.UUID(repo["id"]))
+        row = await service.get(uuid.UUID(repo["uuid"]))
         await service.update_settings(row, allow_force_push=True)
         await service.protect_branch(row, "main")
 
@@ -145,7 +145,7 @@ def test_branch_create_and_delete(forge: Forge) -> None:
     forge.git("push", "-q", "origin", "--delete", "feature/x", cwd=work)
     refs = ls_remote(forge, forge.url("alice", "branches"))
     assert "refs/heads/feature/x" not in refs and "refs/heads/main" in refs
-    assert mirror(forge, repo["id"]) == for_each_ref(forge, repo["id"])
+    assert mirror(forge, repo["uuid"]) == for_each_ref(forge, repo["uuid"])
     # Only heads and tags may be pushed; check-ref-format applies.
     other = forge.git("push", "origin", "main:refs/notes/x", cwd=work, check=False)
     assert other.returncode != 0 and "only refs/heads/* and refs/tags/*" in other.stderr
@@ -312,7 +312,7 @@ def test_push_options_reach_the_event(forge: Forge) -> None:
     forge.git("clone", "-q", forge.url("alice", "options", "alice"), str(work))
     forge.commit(work, "one")
     forge.git("push", "-q", "-o", "ci.skip", "-o", 'b "c" d', "origin", "main", cwd=work)
-    events = jobs_for(forge, repo["id"])
+    events = jobs_for(forge, repo["uuid"])
     assert events[-1]["push_options"] == ["ci.skip", 'b "c" d']
 
 
@@ -323,20 +323,20 @@ def test_atomic_push_with_one_bad_ref_applies_nothing(forge: Forge) -> None:
     forge.commit(work, "one")
     forge.git("tag", "v1", cwd=work)
     forge.git("push", "-q", "origin", "main", "v1", cwd=work)
-    before = for_each_ref(forge, repo["id"])
+    before = for_each_ref(forge, repo["uuid"])
     forge.commit(work, "two")
     forge.git("tag", "-f", "v1", cwd=work)
     result = forge.git("push", "--atomic", "--force", "origin", "main", "main:newbranch", "refs/tags/v1",
                        cwd=work, check=False)
     assert result.returncode != 0
     assert "tags cannot be moved" in result.stderr
-    assert for_each_ref(forge, repo["id"]) == before
+    assert for_each_ref(forge, repo["uuid"]) == before
     # without the hook's objection, git's own atomic transaction still refuses a stale ref for all
     forge.git("tag", "-d", "v1", cwd=work)
     result = forge.git("push", "--atomic", "--force-with-lease=main:" + "1" * 40, "origin", "main",
                        "main:other", cwd=work, check=False)
     assert result.returncode != 0 and "atomic" in result.stderr
-    assert for_each_ref(forge, repo["id"]) == before
+    assert for_each_ref(forge, repo["uuid"]) == before
 
 
 # -- raw request bodies ---------------------------------------------------------------------------
@@ -365,15 +365,15 @@ def test_raw_push_missing_objects_rejected_and_nothing_left(forge: Forge) -> Non
     child = forge.commit(work, "child", {"child.txt": "child\n"})
     tree = forge.rev(work, "HEAD^{tree}")
     blob = forge.rev(work, "HEAD:child.txt")
-    bare = forge.bare_path(repo["id"])
-    before = for_each_ref(forge, repo["id"])
+    bare = forge.bare_path(repo["uuid"])
+    before = for_each_ref(forge, repo["uuid"])
 
     def nothing_left() -> None:
-        assert for_each_ref(forge, repo["id"]) == before
+        assert for_each_ref(forge, repo["uuid"]) == before
         for oid in (child, parent, tree, blob):
             assert forge.git("--git-dir", str(bare), "cat-file", "-e", oid, check=False).returncode != 0
         assert not list((bare / "objects").glob("tmp_objdir-incoming-*"))
-        fsck(forge, repo["id"])
+        fsck(forge, repo["uuid"])
 
     # 1. The pack has the child commit, its tree and blob, but not the parent: the strict object
     #    check (transfer.fsckObjects) refuses the broken link before anything is written.
@@ -409,8 +409,8 @@ def test_raw_push_with_stale_old_value_is_never_acknowledged(forge: Forge) -> No
     assert r.status_code == 200
     assert b"ng refs/heads/main" in r.content, r.content
     assert b"ok refs/heads/main" not in r.content
-    assert for_each_ref(forge, repo["id"])["refs/heads/main"] == c3
-    fsck(forge, repo["id"])
+    assert for_each_ref(forge, repo["uuid"])["refs/heads/main"] == c3
+    fsck(forge, repo["uuid"])
 
 
 # -- scale and concurrency ------------------------------------------------------------------------
@@ -426,7 +426,7 @@ def test_two_thousand_tags_pushed_and_cloned(forge: Forge) -> None:
     c = forge.tmp("manytags-clone")
     forge.git("clone", "-q", forge.url("alice", "manytags"), str(c))
     assert len(forge.git("tag", cwd=c).stdout.split()) == 2000
-    assert len(mirror(forge, repo["id"])) == 2001
+    assert len(mirror(forge, repo["uuid"])) == 2001
     # an incremental fetch with 2,000 haves (t5551 "enormous ref negotiation")
     forge.commit(work, "two")
     forge.git("push", "-q", "origin", "main", cwd=work)
@@ -460,9 +460,9 @@ def test_concurrent_pushes_to_one_branch(forge: Forge) -> None:
             t.join()
         assert results.count(0) == 1, results
         winner = clones[results.index(0)]
-        assert for_each_ref(forge, repo["id"])["refs/heads/main"] == forge.rev(winner, "HEAD")
-    fsck(forge, repo["id"])
-    assert mirror(forge, repo["id"]) == for_each_ref(forge, repo["id"])
+        assert for_each_ref(forge, repo["uuid"])["refs/heads/main"] == forge.rev(winner, "HEAD")
+    fsck(forge, repo["uuid"])
+    assert mirror(forge, repo["uuid"]) == for_each_ref(forge, repo["uuid"])
 
 
 # -- access ------------------------------------------------------------------------------------
@@ -474,7 +474,7 @@ def test_private_repository_access(forge: Forge) -> None:
 
         from domains.account.services import AccountService
 
-        row = await service.get(uuid.UUID(repo["id"]))
+        row = await service.get(uuid.UUID(repo["uuid"]))
         carol = await AccountService(session).by_username("carol")
         await service.add_collaborator(row, carol, "read")
 
@@ -584,21 +584,21 @@ def test_ref_mirror_reconciles_drift(forge: Forge) -> None:
     forge.git("clone", "-q", forge.url("alice", "drift", "alice"), str(work))
     one = forge.commit(work, "one")
     forge.git("push", "-q", "origin", "main", "main:gone", cwd=work)
-    bare = forge.bare_path(repo["id"])
+    bare = forge.bare_path(repo["uuid"])
     # change refs behind the app's back (as a crash between git and the database would)
     forge.git("--git-dir", str(bare), "update-ref", "refs/heads/extra", one)
     forge.git("--git-dir", str(bare), "update-ref", "-d", "refs/heads/gone")
-    assert mirror(forge, repo["id"]) != for_each_ref(forge, repo["id"])
+    assert mirror(forge, repo["uuid"]) != for_each_ref(forge, repo["uuid"])
 
     async def reconcile(service: Any, session: Any) -> list[Any]:
         import uuid
 
-        return await service.sync_refs(uuid.UUID(repo["id"]))
+        return await service.sync_refs(uuid.UUID(repo["uuid"]))
 
     changes = forge.service_call(reconcile)
     assert {c.ref for c in changes} == {"refs/heads/extra", "refs/heads/gone"}
-    assert mirror(forge, repo["id"]) == for_each_ref(forge, repo["id"])
-    assert jobs_for(forge, repo["id"])[-1]["source"] == "reconcile"
+    assert mirror(forge, repo["uuid"]) == for_each_ref(forge, repo["uuid"])
+    assert jobs_for(forge, repo["uuid"])[-1]["source"] == "reconcile"
     assert forge.service_call(reconcile) == []
 
 
@@ -619,7 +619,7 @@ def test_one_job_per_accepted_push(forge: Forge) -> None:
         return int((await session.execute(select(func.count()).select_from(Job)
                                           .where(Job.kind == "forge.push"))).scalar_one())
 
-    assert len(jobs_for(forge, repo["id"])) == 4
+    assert len(jobs_for(forge, repo["uuid"])) == 4
     assert forge.db(count) >= 4
 
 
@@ -654,7 +654,7 @@ def test_client_disconnect_kills_git(forge: Forge) -> None:
     forge.git("commit", "-q", "-m", "big", cwd=work)
     forge.git("push", "-q", "origin", "main", cwd=work)
     tip = forge.rev(work, "HEAD")
-    bare = forge.bare_path(repo["id"])
+    bare = forge.bare_path(repo["uuid"])
     body = pkt(f"want {tip} side-band-64k ofs-delta\n".encode()) + b"0000" + pkt(b"done\n")
     # A fixed, small receive buffer turns off the kernel's autotuning, which on loopback may grow
     # to tcp_rmem's maximum (32 MiB here) and swallow the whole pack before we look for git.

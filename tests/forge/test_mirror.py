@@ -271,7 +271,7 @@ def test_unreachable_remote_leaves_nothing_and_no_secret_leaks(pair: tuple[Forge
 
         settings = Settings.from_env(b.server.env)
         row = (await session.execute(select(ForgeMirror).where(
-            ForgeMirror.repo_id == uuid.UUID(ok.json()["id"])))).scalar_one()
+            ForgeMirror.repo_id == uuid.UUID(b.repo_uuid("alice", "guarded"))))).scalar_one()
         from forge.mirror import _context, seal_token
 
         row.credential = seal_token(settings.secret_key, secret, _context(row.repo_id, row.direction,
@@ -280,7 +280,7 @@ def test_unreachable_remote_leaves_nothing_and_no_secret_leaks(pair: tuple[Forge
 
     b.db(swap_token)
     _sync_now(b, "alice", "guarded", None)
-    [mirror] = mirrors(b, ok.json()["id"])
+    [mirror] = mirrors(b, b.repo_uuid("alice", "guarded"))
     assert mirror.last_error and secret not in mirror.last_error
     for server in (a, b):
         log = server.server.log_path.read_text(errors="replace")

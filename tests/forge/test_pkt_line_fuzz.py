@@ -99,7 +99,7 @@ def _fuzz_repo(forge: Forge) -> dict[str, str]:
         work = forge.new_clone("alice", "pktfuzz", "alice")
         forge.commit(work, "first")
         forge.git("push", "-q", "origin", "main", cwd=work)
-        _STATE[key] = {"id": repo["id"], "refs": refs(forge, repo["id"])}
+        _STATE[key] = {"id": repo["uuid"], "refs": refs(forge, repo["uuid"])}
     return _STATE[key]
 
 
