@@ -262,6 +262,7 @@ def test_unreachable_remote_leaves_nothing_and_no_secret_leaks(pair: tuple[Forge
     ok = api(b, "POST", "/repos/migrate", json={"clone_addr": a.url("alice", "guarded"), "repo_name": "guarded",
                                                 "auth_token": a.tokens["alice"], "mirror": True})
     assert ok.status_code == 201, ok.text
+    guarded_id = b.repo_uuid("alice", "guarded")
 
     async def swap_token(session: Any) -> None:
         from app.settings import Settings
@@ -271,7 +272,7 @@ def test_unreachable_remote_leaves_nothing_and_no_secret_leaks(pair: tuple[Forge
 
         settings = Settings.from_env(b.server.env)
         row = (await session.execute(select(ForgeMirror).where(
-            ForgeMirror.repo_id == uuid.UUID(b.repo_uuid("alice", "guarded"))))).scalar_one()
+            ForgeMirror.repo_id == uuid.UUID(guarded_id)))).scalar_one()
         from forge.mirror import _context, seal_token
 
         row.credential = seal_token(settings.secret_key, secret, _context(row.repo_id, row.direction,
@@ -280,7 +281,7 @@ def test_unreachable_remote_leaves_nothing_and_no_secret_leaks(pair: tuple[Forge
 
     b.db(swap_token)
     _sync_now(b, "alice", "guarded", None)
-    [mirror] = mirrors(b, b.repo_uuid("alice", "guarded"))
+    [mirror] = mirrors(b, guarded_id)
     assert mirror.last_error and secret not in mirror.last_error
     for server in (a, b):
         log = server.server.log_path.read_text(errors="replace")
