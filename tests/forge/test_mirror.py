@@ -117,6 +117,7 @@ def test_pull_mirror_clone_and_refresh(pair: tuple[Forge, Forge]) -> None:
     assert response.status_code == 201, response.text
     created = response.json()
     assert created["default_branch"] == "trunk" and created["empty"] is False
+    created["id"] = b.repo_uuid("alice", "copy")  # the API's id is Gitea's integer; the tests use our UUID
     assert heads_and_tags(refs(b, "alice", "copy")) == heads_and_tags(refs(a, "alice", "upstream"))
     clone = b.new_clone("alice", "copy")
     assert b.git("symbolic-ref", "HEAD", cwd=clone).stdout.strip() == "refs/heads/trunk"
@@ -197,7 +198,7 @@ def test_push_target_round_trip_and_remote_cas(pair: tuple[Forge, Forge]) -> Non
     a.git("push", "-q", a.url("alice", "pushsrc", "alice"), "main", cwd=work)
     store = RepoStore(a.server.data_dir / "repos", ForgeConfig(state_dir=a.work / "client-state"))
     remote = asyncio.run(build_remote(target, b.tokens["alice"], allow_private=True))
-    stale = asyncio.run(push(store, uuid.UUID(src["id"]), remote, [("refs/heads/main", second, "1" * 40)]))
+    stale = asyncio.run(push(store, uuid.UUID(src["uuid"]), remote, [("refs/heads/main", second, "1" * 40)]))
     assert [(r.ref, r.flag) for r in stale] == [("refs/heads/main", "!")] and "stale" in stale[0].summary
     assert refs(b, "alice", "pushdst")["refs/heads/main"] == first
     # Credentials are only in the environment, never in argv.
@@ -210,17 +211,17 @@ def test_push_target_round_trip_and_remote_cas(pair: tuple[Forge, Forge]) -> Non
     orphan = a.tmp("orphan")
     a.git("init", "-q", "-b", "main", str(orphan))
     unrelated = a.commit(orphan, "unrelated")
-    a.git("push", "-q", str(a.bare_path(src["id"])), "main:refs/heads/side", cwd=orphan)
-    nonff = asyncio.run(push(store, uuid.UUID(src["id"]), remote, [("refs/heads/main", unrelated, first)]))
+    a.git("push", "-q", str(a.bare_path(src["uuid"])), "main:refs/heads/side", cwd=orphan)
+    nonff = asyncio.run(push(store, uuid.UUID(src["uuid"]), remote, [("refs/heads/main", unrelated, first)]))
     assert nonff[0].flag == "!"
-    moved = asyncio.run(push(store, uuid.UUID(src["id"]), remote,
+    moved = asyncio.run(push(store, uuid.UUID(src["uuid"]), remote,
                              [("refs/tags/v1", second, refs(b, "alice", "pushdst")["refs/tags/v1"])]))
     assert moved[0].flag == "!"
     assert refs(b, "alice", "pushdst")["refs/heads/main"] == first
     # The good update still goes through with the right lease.
-    ok = asyncio.run(push(store, uuid.UUID(src["id"]), remote, [("refs/heads/main", second, first)]))
+    ok = asyncio.run(push(store, uuid.UUID(src["uuid"]), remote, [("refs/heads/main", second, first)]))
     assert ok[0].ok and refs(b, "alice", "pushdst")["refs/heads/main"] == second
-    b.git("--git-dir", str(b.bare_path(dst["id"])), "fsck", "--no-dangling")
+    b.git("--git-dir", str(b.bare_path(dst["uuid"])), "fsck", "--no-dangling")
 
     # Removing the push target stops further syncs.
     [m] = listed
@@ -355,5 +356,5 @@ def test_import_from_the_new_repository_form(pair: tuple[Forge, Forge]) -> None:
     got = api(b, "GET", "/repos/alice/imported").json()
     assert got["default_branch"] == "stable"
     assert refs(b, "alice", "imported")["refs/heads/stable"] == head
-    [mirror] = mirrors(b, got["id"])
+    [mirror] = mirrors(b, b.repo_uuid("alice", "imported"))
     assert mirror.direction == "pull" and mirror.remote_url == a.url("alice", "webimport")
