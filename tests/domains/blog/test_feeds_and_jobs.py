@@ -94,6 +94,7 @@ async def test_scheduled_post_is_published_by_the_worker(author_client: Any, set
                                                          sessionmaker: async_sessionmaker[AsyncSession]) -> None:
     events.subscribe("test.blog-events")
     try:
+        await Worker(sessionmaker, settings=settings).run_once()  # the author's sign-up mail, sent first
         when = (datetime.now(UTC) + timedelta(hours=2)).replace(second=0, microsecond=0)
         response = await write(author_client, {"title": "Later", "markdown": "Soon.", "action": "schedule",
                                                "published_at": when.strftime("%Y-%m-%dT%H:%M")})
