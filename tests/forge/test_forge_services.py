@@ -158,7 +158,8 @@ async def test_cas_ref_updates_and_the_mirror(db_session: AsyncSession, store: R
     assert [r.name for r in await service.refs(repo)] == ["refs/tags/v1"]
     await db_session.refresh(repo)
     assert repo.ref_version == 3
-    jobs = (await db_session.execute(select(Job).where(Job.kind == "forge.push"))).scalars().all()
+    # In enqueue order (UUIDv7 ids grow; PostgreSQL's created_at is one transaction time for all three).
+    jobs = (await db_session.execute(select(Job).where(Job.kind == "forge.push").order_by(Job.id))).scalars().all()
     payloads: list[dict[str, Any]] = [j.payload for j in jobs]
     assert [p["source"] for p in payloads] == ["api", "api", "api"]
     assert payloads[0]["actor_id"] == str(alice.id)
