@@ -45,43 +45,39 @@ member_verified: Topic[MemberSaved] = Topic("account.member-verified", MemberSav
 
 UserSavedListener = Callable[[AsyncSession, User], Awaitable[None]]
 
-# The in-transaction adapters made by on_user_saved, so registering a listener twice is a no-op.
-_adapters: dict[UserSavedListener, Callable[[AsyncSession, MemberSaved], Awaitable[None]]] = {}
+# The in-transaction adapters made per (topic, listener), so registering a listener twice is a no-op.
+_adapters: dict[tuple[str, UserSavedListener], Callable[[AsyncSession, MemberSaved], Awaitable[None]]] = {}
+
+
+def _in_transaction(topic: Topic[MemberSaved], listener: UserSavedListener) -> UserSavedListener:
+    """Run ``listener(session, user)`` inside the transaction that emits on ``topic`` (idempotent)."""
+    if (topic.name, listener) in _adapters:
+        return listener
+
+    async def adapter(session: AsyncSession, event: MemberSaved) -> None:
+        user = await session.get(User, event.user_id)
+        if user is not None:
+            await listener(session, user)
+
+    _adapters[(topic.name, listener)] = adapter
+    topic.subscribe_in_transaction(adapter)
+    return listener
 
 
 def on_user_saved(listener: UserSavedListener) -> UserSavedListener:
     """Run ``listener(session, user)`` inside the transaction that saves a member (idempotent;
     usable as a decorator). The in-transaction variant of :data:`member_saved`."""
-    if listener in _adapters:
-        return listener
-
-    async def adapter(session: AsyncSession, event: MemberSaved) -> None:
-        # The member was just added or updated in this session: get() answers from its identity map.
-        user = await session.get(User, event.user_id)
-        if user is not None:
-            await listener(session, user)
-
-    _adapters[listener] = adapter
-    member_saved.subscribe_in_transaction(adapter)
-    return listener
+    return _in_transaction(member_saved, listener)
 
 
 def on_member_created(listener: UserSavedListener) -> UserSavedListener:
     """Run ``listener(session, user)`` inside the transaction that signs a member up (idempotent)."""
-    if listener in _created_adapters:
-        return listener
-
-    async def adapter(session: AsyncSession, event: MemberSaved) -> None:
-        user = await session.get(User, event.user_id)
-        if user is not None:
-            await listener(session, user)
-
-    _created_adapters[listener] = adapter
-    member_created.subscribe_in_transaction(adapter)
-    return listener
+    return _in_transaction(member_created, listener)
 
 
-_created_adapters: dict[UserSavedListener, Callable[[AsyncSession, MemberSaved], Awaitable[None]]] = {}
+def on_member_verified(listener: UserSavedListener) -> UserSavedListener:
+    """Run ``listener(session, user)`` inside the transaction that confirms a member's address (idempotent)."""
+    return _in_transaction(member_verified, listener)
 
 
 async def user_created(session: AsyncSession, user: User) -> None:
@@ -92,24 +88,6 @@ async def user_created(session: AsyncSession, user: User) -> None:
 async def user_saved(session: AsyncSession, user: User) -> None:
     """Emit :data:`member_saved` for a member just created or whose profile changed."""
     await member_saved.emit(session, MemberSaved(user_id=user.id))
-
-
-def on_member_verified(listener: UserSavedListener) -> UserSavedListener:
-    """Run ``listener(session, user)`` inside the transaction that confirms a member's address (idempotent)."""
-    if listener in _verified_adapters:
-        return listener
-
-    async def adapter(session: AsyncSession, event: MemberSaved) -> None:
-        user = await session.get(User, event.user_id)
-        if user is not None:
-            await listener(session, user)
-
-    _verified_adapters[listener] = adapter
-    member_verified.subscribe_in_transaction(adapter)
-    return listener
-
-
-_verified_adapters: dict[UserSavedListener, Callable[[AsyncSession, MemberSaved], Awaitable[None]]] = {}
 
 
 async def user_verified(session: AsyncSession, user: User) -> None:
