@@ -45,6 +45,7 @@ from forge.mirror import MirrorService, import_repository
 from forge.mirror_models import ForgeMirror
 from forge.models import PERMISSIONS, ForgeRepo, ForgeRepoRef
 from forge.queries import CommitInfo, commits_by_id, repos_of, user_by_username
+from forge.remote import basic_credential
 from forge.schemas import (
     BranchRead,
     CollaboratorOption,
@@ -342,8 +343,19 @@ async def migrate(request: Request[Any, Any, Any], db_session: AsyncSession, rep
         raise NotAuthorizedException("Authentication required.")
     if auth is not None and not auth.allows("repo:write"):
         raise PermissionDeniedException("This token lacks the 'repo:write' scope.")
+    credential = data.auth_token or None
+    if data.auth_username or data.auth_password:
+        if credential is not None:
+            return problem(422, "Give auth_token or auth_username/auth_password, not both.",
+                           {"auth_token": "Give auth_token or auth_username/auth_password, not both."})
+        if not data.auth_password:
+            return problem(422, "auth_password is required with auth_username.",
+                           {"auth_password": "auth_password is required with auth_username."})
+        if ":" in (data.auth_username or ""):
+            return problem(422, "A user name cannot contain ':'.", {"auth_username": "A user name cannot contain ':'."})
+        credential = basic_credential(data.auth_username or "", data.auth_password)
     try:
-        repo = await import_repository(repo_service, settings, user, data.repo_name, data.clone_addr, data.auth_token,
+        repo = await import_repository(repo_service, settings, user, data.repo_name, data.clone_addr, credential,
                                        mirror=data.mirror, interval_seconds=_interval(data.mirror_interval),
                                        description=data.description, private=data.private)
     except InputProblems as exc:
@@ -390,7 +402,9 @@ async def add_push_mirror(request: Request[Any, Any, Any], repo_service: RepoSer
     row, _permission = await _repo(request, repo_service, owner, repo, "admin")
     try:
         mirror = await mirror_service.add(
-            row, direction="push", remote_url=data.remote_address, token=data.remote_password,
+            row, direction="push", remote_url=data.remote_address,
+            token=basic_credential(data.remote_username, data.remote_password)
+            if data.remote_username and data.remote_password else data.remote_password,
             interval_seconds=_interval(data.interval))
     except InputProblems as exc:
         return problem(exc.status, str(exc), exc.errors)

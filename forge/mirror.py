@@ -21,6 +21,7 @@ import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import msgspec
 from cryptography.exceptions import InvalidTag
@@ -33,7 +34,7 @@ from app.settings import Settings
 from domains.account.models import User
 from forge.mirror_models import MIRROR_DIRECTIONS, ForgeMirror
 from forge.models import ForgeRepo
-from forge.policy import Command, decide
+from forge.policy import check_ref_format
 from forge.remote import (
     MAX_ERROR_CHARS,
     STAGING,
@@ -72,60 +73,117 @@ class MirrorSyncPayload(msgspec.Struct, frozen=True):
 
 
 # -- pull --------------------------------------------------------------------------------------------------
+BACKUP = "refs/mirror-backup"
+
+
 @dataclass
 class SyncReport:
+    """What a pull sync did: every update applied, or (when any was refused) none."""
+
     applied: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
+    # (backup ref, oid): the tips a followed force-push or deletion replaced, kept in the same transaction.
+    backups: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def error(self) -> str:
         return "; ".join(self.rejected)[:MAX_ERROR_CHARS]
 
+    @property
+    def backup_note(self) -> str:
+        return "\n".join(f"{ref} {oid}" for ref, oid in self.backups)
+
+
+def backup_stamp(now: datetime | None = None) -> str:
+    """The ``<time>`` part of ``refs/mirror-backup/<time>/…``: UTC, to the second, sortable."""
+    return (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+
+
+async def _current_refs(store: RepoStore, repo_id: uuid.UUID, *patterns: str) -> dict[str, str]:
+    _code, out, _err = await store.git(repo_id, "for-each-ref", "--format=%(objectname) %(refname)", *patterns)
+    return {name: oid for oid, _, name in (ln.partition(" ") for ln in out.decode().splitlines())}
+
 
 async def apply_incoming(service: RepoService, repo: ForgeRepo, incoming: Mapping[str, str], *,
-                         actor_id: uuid.UUID | None = None) -> SyncReport:
-    """Judge the differences with the repository's push policy, then apply them in one CAS transaction."""
-    _code, out, _err = await service.store.git(repo.id, "for-each-ref", "--format=%(objectname) %(refname)",
-                                              "refs/heads", "refs/tags")
-    current = {name: oid for oid, _, name in (ln.partition(" ") for ln in out.decode().splitlines())}
-    commands: list[Command] = []
-    for name in sorted(set(incoming) | set(current)):
-        old, new = current.get(name), incoming.get(name)
+                         follow_force: bool = False, actor_id: uuid.UUID | None = None,
+                         now: datetime | None = None) -> SyncReport:
+    """Make the repository's heads and tags equal ``incoming`` (the fetched upstream): all or nothing.
+
+    Creations and fast-forwards are applied. A branch the upstream deleted is deleted and its tip
+    kept under ``refs/mirror-backup/<time>/heads/<name>``. A non-fast-forward branch update or a
+    moved tag (a force-pushed upstream) is followed only with ``follow_force``, its old tip kept
+    the same way; otherwise the whole sync is refused, nothing changes, and every diverged ref is
+    reported. The upstream deleting the default branch is always refused. The updates and the
+    backups go through one ``git update-ref --stdin`` transaction with explicit old values, so a
+    ref that moved meanwhile fails them all.
+    """
+    current = await _current_refs(service.store, repo.id, "refs/heads", "refs/tags")
+    report = SyncReport()
+    updates: list[RefUpdate] = []
+    replaced: list[tuple[str, str]] = []
+    for ref in sorted(set(incoming) | set(current)):
+        old, new = current.get(ref), incoming.get(ref)
         if old == new:
             continue
-        commands.append(Command(old or "0" * 40, new or "0" * 40, name))
-    ancestry: dict[tuple[str, str], bool] = {}
-    for cmd in commands:
-        if cmd.ref.startswith("refs/heads/") and not cmd.is_create and not cmd.is_delete:
-            rc, _o, _e = await service.store.git(repo.id, "merge-base", "--is-ancestor", cmd.old, cmd.new, check=False)
-            ancestry[(cmd.old, cmd.new)] = rc == 0
-    policy = await service.push_policy(repo)
-    decision = decide(commands, policy, lambda old, new: ancestry.get((old, new), False))
-    refused = {r.ref: r.reason for r in decision.rejections}
-    report = SyncReport(rejected=[f"{ref}: {reason}" for ref, reason in refused.items()])
-    updates = [RefUpdate(c.ref, None if c.is_delete else c.new, None if c.is_create else c.old)
-               for c in commands if c.ref not in refused]
-    if updates:
-        try:
-            # The service re-checks the same policy under its own code path (a second net).
-            await service.update_refs_cas(repo, updates, actor_id=actor_id, source="mirror", policy=policy)
-        except RefConflict as exc:
-            report.rejected.append(f"refs changed during the sync, retried next time: {exc}")
-            return report
-        except InputProblems as exc:
-            report.rejected.append(str(exc))
-            return report
-        report.applied = [u.ref for u in updates]
+        if not ref.startswith(("refs/heads/", "refs/tags/")) or not check_ref_format(ref):
+            report.rejected.append(f"{ref}: funny refname (see git check-ref-format)")
+            continue
+        if old is None:
+            updates.append(RefUpdate(ref, new, None))
+            continue
+        if new is None:
+            if ref == f"refs/heads/{repo.default_branch}":
+                report.rejected.append(f"{ref}: the upstream deleted the default branch; it is kept here")
+                continue
+            updates.append(RefUpdate(ref, None, old))
+            replaced.append((ref, old))
+            continue
+        if ref.startswith("refs/heads/"):
+            code, _o, _e = await service.store.git(repo.id, "merge-base", "--is-ancestor", old, new, check=False)
+            if code == 0:
+                updates.append(RefUpdate(ref, new, old))
+                continue
+            what = "non-fast-forward (the upstream was force-pushed)"
+        else:
+            what = "the upstream moved this tag"
+        if not follow_force:
+            report.rejected.append(f"{ref}: {what}; this mirror does not follow force-pushes "
+                                   f"(here {old[:12]}, upstream {new[:12]})")
+            continue
+        updates.append(RefUpdate(ref, new, old))
+        replaced.append((ref, old))
+    if report.rejected:
+        report.rejected.append("nothing was applied (a mirror sync applies all updates or none)")
+        return report
+    if not updates:
+        return report
+    base = stamp = backup_stamp(now)
+    n = 1
+    while replaced and await _current_refs(service.store, repo.id, f"{BACKUP}/{stamp}"):
+        n += 1  # two syncs within one second (or another mirror of this repository): never overwrite a backup
+        stamp = f"{base}-{n}"
+    report.backups = [(f"{BACKUP}/{stamp}/{ref.removeprefix('refs/')}", oid) for ref, oid in replaced]
+    try:
+        await service.update_refs_cas(repo, updates, actor_id=actor_id, source="mirror", keep=report.backups)
+    except RefConflict as exc:
+        report.backups = []
+        report.rejected.append(f"refs changed during the sync, nothing was applied; retried next time: {exc}")
+        return report
+    except InputProblems as exc:
+        report.backups = []
+        report.rejected.append(f"nothing was applied: {exc}")
+        return report
+    report.applied = [u.ref for u in updates]
     return report
 
 
 async def pull(service: RepoService, repo: ForgeRepo, remote: GitRemote, *, mirror_id: str = "adhoc",
-               actor_id: uuid.UUID | None = None) -> SyncReport:
+               follow_force: bool = False, actor_id: uuid.UUID | None = None) -> SyncReport:
     """Fetch and apply in one call (the job splits the two so no transaction spans the network)."""
     staging = f"{STAGING}/{mirror_id}"
     try:
         incoming = await fetch_to_staging(remote, service.store, repo.id, staging)
-        return await apply_incoming(service, repo, incoming, actor_id=actor_id)
+        return await apply_incoming(service, repo, incoming, follow_force=follow_force, actor_id=actor_id)
     finally:
         await drop_staging(service.store, repo.id, staging)
 
@@ -159,11 +217,12 @@ async def clone_repository(service: RepoService, owner: User, name: str, remote:
 
 async def import_repository(service: RepoService, settings: Settings, owner: User, name: str, url: str,
                             token: str | None, *, mirror: bool = False, interval_seconds: int = 3600,
-                            description: str = "", private: bool = False) -> ForgeRepo:
+                            description: str = "", private: bool = False, follow_force: bool = False) -> ForgeRepo:
     """Clone ``url`` into ``owner/name`` and, with ``mirror``, keep pulling it on a schedule.
 
-    Raises :class:`InputProblems` with the keys ``name``, ``url``, ``interval`` (422, or 409 for a
-    taken name); whatever failed, no row and no directory are left (the caller rolls back).
+    ``token`` is an access token or a :func:`forge.remote.basic_credential`. Raises
+    :class:`InputProblems` with the keys ``name``, ``url``, ``interval`` (422, or 409 for a taken
+    name); whatever failed, no row and no directory are left (the caller rolls back).
     """
     if mirror and not MIN_INTERVAL <= interval_seconds <= MAX_INTERVAL:
         raise InputProblems({"interval": f"Use between {MIN_INTERVAL} and {MAX_INTERVAL} seconds."})
@@ -182,7 +241,8 @@ async def import_repository(service: RepoService, settings: Settings, owner: Use
     if mirror:
         try:
             await MirrorService(service.db, service.store, settings).add(
-                repo, direction="pull", remote_url=url, token=token, interval_seconds=interval_seconds)
+                repo, direction="pull", remote_url=url, token=token, interval_seconds=interval_seconds,
+                follow_force=follow_force)
         except BaseException:
             service.store.delete(repo.id)
             raise
@@ -235,7 +295,7 @@ class MirrorService:
         return mirror if mirror is not None and mirror.repo_id == repo.id else None
 
     async def add(self, repo: ForgeRepo, *, direction: str, remote_url: str, token: str | None,
-                  interval_seconds: int = 3600) -> ForgeMirror:
+                  interval_seconds: int = 3600, follow_force: bool = False) -> ForgeMirror:
         """Validate and save a pull mirror or push target, and queue its first sync (which reschedules itself)."""
         errors: dict[str, str] = {}
         if direction not in MIRROR_DIRECTIONS:
@@ -258,6 +318,7 @@ class MirrorService:
             raise InputProblems({"remote_url": "That mirror already exists."}, status=409)
         mirror = ForgeMirror(repo_id=repo.id, direction=direction, remote_url=remote_url,
                              interval_seconds=interval_seconds, generation=1, last_error="",
+                             follow_force=follow_force and direction == "pull", last_backups="", pushed_refs="",
                              credential=seal_token(self.settings.secret_key, token,
                                                    _context(repo.id, direction, remote_url)) if token else None)
         self.db.add(mirror)
@@ -277,6 +338,15 @@ class MirrorService:
         await self.db.delete(mirror)
         await self.db.flush()
         return True
+
+    async def set_follow_force(self, repo: ForgeRepo, mirror_id: str, follow: bool) -> ForgeMirror:
+        """Whether a pull mirror follows force-pushed upstreams (keeping the replaced tips)."""
+        mirror = await self.get(repo, mirror_id)
+        if mirror is None or mirror.direction != "pull":
+            raise MirrorError("No such pull mirror.")
+        mirror.follow_force = follow
+        await self.db.flush()
+        return mirror
 
     async def schedule_now(self, repo: ForgeRepo, mirror_id: str) -> None:
         """Sync now and restart the schedule from here: the mirror's recurring job moves to now under a
@@ -305,5 +375,6 @@ def mirror_view(mirror: ForgeMirror) -> dict[str, object]:
         "id": str(mirror.id), "direction": mirror.direction, "remote_url": mirror.remote_url,
         "interval": mirror.interval_seconds, "enabled": mirror.enabled, "has_credential": mirror.credential is not None,
         "last_sync_at": mirror.last_sync_at.isoformat() if mirror.last_sync_at else None,
-        "last_error": mirror.last_error,
+        "last_error": mirror.last_error, "follow_force": mirror.follow_force,
+        "last_backups": mirror.last_backups.splitlines(),
     }

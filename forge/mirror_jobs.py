@@ -15,6 +15,7 @@ No database transaction spans the network: the fetch (or push) runs between two 
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -34,10 +35,10 @@ from forge.remote import (
     STAGING,
     GitRemote,
     MirrorError,
+    MirrorPush,
     drop_staging,
     fetch_to_staging,
-    push_all,
-    summarize_push,
+    push_mirror,
 )
 from forge.runtime import runtime_for
 from forge.services import RepoService
@@ -76,7 +77,8 @@ async def sync_mirror(ctx: JobContext, payload: MirrorSyncPayload) -> None:
                               run_at=datetime.now(UTC) + timedelta(seconds=RETRY_BUSY),
                               unique_key=f"{SYNC_JOB}:retry:{mirror_id}")
             return
-        direction, repo_id = mirror.direction, repo.id
+        direction, repo_id, follow_force = mirror.direction, repo.id, mirror.follow_force
+        pushed = _pushed_refs(mirror)
         try:
             remote = await service.remote_of(mirror)
         except MirrorError as exc:
@@ -84,12 +86,14 @@ async def sync_mirror(ctx: JobContext, payload: MirrorSyncPayload) -> None:
     # The network part, outside any transaction.
     staging = f"{STAGING}/{mirror_id}"
     incoming: dict[str, str] | None = None
+    outcome: MirrorPush | None = None
     if remote is not None:
         try:
             if direction == "pull":
                 incoming = await fetch_to_staging(remote, store, repo_id, staging)
             else:
-                error = summarize_push(await push_all(store, repo_id, remote))
+                outcome = await push_mirror(store, repo_id, remote, pushed)
+                error = outcome.error
         except MirrorError as exc:
             error = str(exc)
     try:
@@ -98,9 +102,17 @@ async def sync_mirror(ctx: JobContext, payload: MirrorSyncPayload) -> None:
             repo = await session.get(ForgeRepo, repo_id)
             if mirror is None or repo is None:
                 return
+            if outcome is not None:
+                # What the target accepted from us: the leases of the next push.
+                mirror.pushed_refs = json.dumps(outcome.pushed, sort_keys=True, separators=(",", ":"))
             if incoming is not None:
-                report = await apply_incoming(RepoService(session, store), repo, incoming)
+                report = await apply_incoming(RepoService(session, store), repo, incoming,
+                                              follow_force=follow_force)
                 error = report.error
+                if report.backups:
+                    mirror.last_backups = report.backup_note
+                    log.warning("mirror %s of repo %s followed a force-push; replaced tips kept: %s",
+                                mirror_id, repo_id, ", ".join(ref for ref, _oid in report.backups))
             await _record(session, store, settings, mirror, payload, error, remote)
     except Exception as exc:  # applying failed: record why in a fresh transaction, so the chain survives
         log.exception("mirror %s of repo %s: sync failed", mirror_id, repo_id)
@@ -112,6 +124,14 @@ async def sync_mirror(ctx: JobContext, payload: MirrorSyncPayload) -> None:
     finally:
         if remote is not None and direction == "pull":  # also after a fetch that failed half-way
             await drop_staging(store, repo_id, staging)
+
+
+def _pushed_refs(mirror: ForgeMirror) -> dict[str, str]:
+    try:
+        raw = json.loads(mirror.pushed_refs or "{}")
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
 
 
 def schedule_key(mirror_id: uuid.UUID | str) -> str:

@@ -37,3 +37,11 @@ class ForgeMirror(UUIDv7AuditBase):
     sync_started_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     last_sync_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     last_error: Mapped[str] = mapped_column(Text, default="")
+    # Pull: follow a force-pushed (or tag-moving) upstream; every replaced tip is first kept under
+    # refs/mirror-backup/<UTC time>/... in the same ref transaction. Off: such a sync applies nothing.
+    follow_force: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Pull: "<backup ref> <oid>" lines of the last sync that kept replaced or deleted tips.
+    last_backups: Mapped[str] = mapped_column(Text, default="")
+    # Push: JSON {ref: oid} of what this mirror last pushed and the target accepted; each ref's next
+    # push is leased on it (never on what the target shows), so work done on the target is kept.
+    pushed_refs: Mapped[str] = mapped_column(Text, default="")

@@ -36,6 +36,8 @@ class PushPolicy:
     allow_force_push: bool = False
     protected: tuple[Protection, ...] = ()
     tags_immutable: bool = True
+    # Non-empty: every ref change is refused with this reason (a pull mirror is read-only to pushes).
+    read_only: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -49,6 +51,7 @@ class PushPolicy:
             protected=tuple(Protection(str(p["pattern"]), bool(p.get("allow_deletion", False)))
                             for p in raw.get("protected", ())),
             tags_immutable=bool(raw.get("tags_immutable", True)),
+            read_only=str(raw.get("read_only", "")),
         )
 
     def protection_for(self, branch: str) -> Protection | None:
@@ -126,6 +129,8 @@ def decide(commands: Sequence[Command], policy: PushPolicy, is_ancestor: Callabl
 
 def _check(cmd: Command, policy: PushPolicy, is_ancestor: Callable[[str, str], bool]) -> str | None:
     ref = cmd.ref
+    if policy.read_only:
+        return policy.read_only
     if not ref.startswith(ALLOWED_PREFIXES):
         return "only refs/heads/* and refs/tags/* may be pushed here"
     if not check_ref_format(ref):

@@ -5,9 +5,10 @@ forge, and nothing about our database.
 * :func:`ls_remote` lists a remote's heads, tags and HEAD.
 * :func:`fetch_to_staging` fetches a remote's heads and tags into a hidden staging namespace
   (``refs/mirror-incoming/…``, hidden by ``transfer.hideRefs``); :func:`drop_staging` clears it.
-* :func:`push` pushes with ``git push --atomic --porcelain`` and one
+* :func:`push` pushes with ``git push --porcelain`` (``--atomic`` by default) and one
   ``--force-with-lease=<ref>:<expected>`` per ref: the lease is the remote's compare-and-swap;
-  :func:`push_all` makes the remote's heads and tags equal ours.
+  :func:`push_mirror` makes the remote's heads and tags ours, leasing each ref on the value this
+  mirror last pushed itself, so work done on the target is never overwritten.
 
 Credentials travel only in the child's environment (``GIT_CONFIG_COUNT``/``KEY_n``/``VALUE_n``
 with ``http.extraHeader``), never in argv, URLs or logs, and every error text is scrubbed of them.
@@ -42,16 +43,18 @@ __all__ = [
     "STAGING",
     "GitRemote",
     "MirrorError",
+    "MirrorPush",
     "PushResult",
     "RemoteRefs",
+    "basic_credential",
     "build_remote",
     "drop_staging",
     "fetch_to_staging",
     "ls_remote",
     "parse_porcelain",
     "push",
-    "push_all",
     "push_command",
+    "push_mirror",
     "summarize_push",
 ]
 
@@ -111,8 +114,22 @@ def _resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+BASIC_PREFIX = "\0basic\0"
+
+
+def basic_credential(username: str, password: str) -> str:
+    """A user name and password as one credential string (stored sealed like a token).
+
+    A token can never start with NUL (:func:`build_remote` refuses control characters), so the
+    two kinds cannot be confused."""
+    return f"{BASIC_PREFIX}{username}\0{password}"
+
+
 async def build_remote(url: str, token: str | None, *, allow_private: bool) -> GitRemote:
-    """Check ``url`` (scheme, no userinfo, every resolved address) and pin git to one checked address."""
+    """Check ``url`` (scheme, no userinfo, every resolved address) and pin git to one checked address.
+
+    ``token`` is sent as ``Authorization: token …``; a :func:`basic_credential` as HTTP Basic
+    (Gitea's ``auth_username``/``auth_password``)."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -148,7 +165,14 @@ async def build_remote(url: str, token: str | None, *, allow_private: bool) -> G
         ("core.askPass", "/bin/false"),
     ]
     secrets: tuple[str, ...] = ()
-    if token:
+    if token and token.startswith(BASIC_PREFIX):
+        username, _, password = token.removeprefix(BASIC_PREFIX).partition("\0")
+        if any(c in username + password for c in "\r\n\0") or ":" in username:
+            raise MirrorError("The user name or password contains invalid characters.")
+        basic = base64.b64encode(f"{username}:{password}".encode()).decode()
+        config.append(("http.extraHeader", f"Authorization: Basic {basic}"))
+        secrets = tuple(s for s in (password, basic, base64.b64encode(password.encode()).decode()) if s)
+    elif token:
         if any(c in token for c in "\r\n\0"):
             raise MirrorError("The token contains invalid characters.")
         config.append(("http.extraHeader", f"Authorization: token {token}"))
@@ -226,19 +250,30 @@ async def drop_staging(store: RepoStore, repo_id: uuid.UUID, staging: str) -> No
 class PushResult:
     ref: str
     flag: str  # git push --porcelain: " " ff, "+" forced, "-" deleted, "*" new, "!" rejected, "=" up to date
-    summary: str
+    summary: str  # git's summary, e.g. "[remote rejected] (pre-receive hook declined)", verbatim
+    detail: str = ""  # the remote's own "remote: …" lines about this ref, verbatim
 
     @property
     def ok(self) -> bool:
         return self.flag != "!"
 
+    @property
+    def reason(self) -> str:
+        text = self.summary
+        if "(stale info)" in text:
+            text += " (the target no longer holds what this mirror last pushed there; its work is kept)"
+        return f"{text}: {self.detail}" if self.detail else text
 
-def push_command(remote: GitRemote, updates: Sequence[tuple[str, str | None, str | None]]) -> list[str]:
+
+def push_command(remote: GitRemote, updates: Sequence[tuple[str, str | None, str | None]], *,
+                 atomic: bool = True) -> list[str]:
     """argv for ``git push``: ``updates`` are (ref, local oid or None to delete, expected remote oid or None).
 
+    Each ref is leased (``--force-with-lease=<ref>:<expected>``, empty = must not exist): git
+    sends the expected value as the old value of the receive-pack command, the remote's CAS.
     Only refs, object ids and the URL: credentials are in :meth:`GitRemote.env`.
     """
-    args = ["push", "--atomic", "--porcelain", "--no-verify"]
+    args = ["push", "--porcelain", "--no-verify", *(["--atomic"] if atomic else [])]
     for ref, _new, expected in updates:
         args.append(f"--force-with-lease={ref}:{expected or ''}")
     args.append(remote.url)
@@ -247,44 +282,102 @@ def push_command(remote: GitRemote, updates: Sequence[tuple[str, str | None, str
     return args
 
 
-def parse_porcelain(out: str) -> list[PushResult]:
+def parse_porcelain(out: str, err: str = "") -> list[PushResult]:
+    """Per-ref results of ``git push --porcelain``, each with the remote's own lines about it."""
+    remote_lines = [ln.removeprefix("remote: ").strip() for ln in err.splitlines() if ln.startswith("remote: ")]
+    remote_lines = [ln for ln in remote_lines if ln]
     results = []
     for line in out.splitlines():
         if len(line) < 2 or line[1] != "\t":
             continue
         flag, rest = line[0], line[2:]
         spec, _, summary = rest.partition("\t")
-        results.append(PushResult(spec.rpartition(":")[2], flag, summary))
+        ref = spec.rpartition(":")[2]
+        detail = ""
+        if flag == "!":
+            about = [ln for ln in remote_lines if ref in ln]
+            detail = " / ".join(about)[:MAX_ERROR_CHARS]
+        results.append(PushResult(ref, flag, summary, detail))
+    if len(results) == 1 and not results[0].ok and not results[0].detail and remote_lines:
+        # One refused ref: whatever the remote said is about it.
+        only = results[0]
+        results[0] = PushResult(only.ref, only.flag, only.summary, " / ".join(remote_lines[-6:])[:MAX_ERROR_CHARS])
     return results
 
 
 async def push(store: RepoStore, repo_id: uuid.UUID, remote: GitRemote,
-               updates: Sequence[tuple[str, str | None, str | None]]) -> list[PushResult]:
-    """One atomic push of ``updates``; per-ref results from ``--porcelain`` (rejections are ``!``)."""
+               updates: Sequence[tuple[str, str | None, str | None]], *, atomic: bool = True) -> list[PushResult]:
+    """One push of ``updates`` (atomic by default); per-ref results from ``--porcelain`` (rejections are ``!``)."""
     if not updates:
         return []
-    _code, out, err = await _git_remote(remote, store, push_command(remote, updates),
+    _code, out, err = await _git_remote(remote, store, push_command(remote, updates, atomic=atomic),
                                         git_dir=str(store.locate(repo_id)), check=False)
-    results = parse_porcelain(out.decode(errors="replace"))
+    results = parse_porcelain(out.decode(errors="replace"), remote.scrub(err.decode(errors="replace")))
     if not results:
         raise MirrorError(remote.scrub(_last_lines(err.decode(errors="replace")) or "git push failed"))
     return results
 
 
-async def push_all(store: RepoStore, repo_id: uuid.UUID, remote: GitRemote) -> list[PushResult]:
-    """Make the remote's heads and tags equal ours (creations, updates and deletions), leased on what it has."""
+MAX_SINGLE_RETRIES = 50
+
+
+@dataclass
+class MirrorPush:
+    """The outcome of :func:`push_mirror`: per-ref results and what the target now holds from us."""
+
+    results: list[PushResult] = field(default_factory=list)
+    pushed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def error(self) -> str:
+        return summarize_push(self.results)
+
+
+async def push_mirror(store: RepoStore, repo_id: uuid.UUID, remote: GitRemote,
+                      pushed: Mapping[str, str]) -> MirrorPush:
+    """Make the target's heads and tags ours, leasing each ref on what WE last pushed there.
+
+    ``pushed`` is ``{ref: oid}`` as this mirror last pushed and the target accepted. A ref the
+    target changed since (work done on the target, or a ref it had before we came) fails its lease
+    and is left alone; a ref we never pushed is never deleted. The target's listing is used only
+    to adopt refs that already hold exactly our value (nothing to push), never as a lease. Refs are
+    pushed together but not atomically; if some are refused, each refused one is tried alone, so
+    one ref's refusal does not hold back the others and every refusal carries its own reason.
+    """
     listing = await ls_remote(remote, store)
     _code, out, _err = await store.git(repo_id, "for-each-ref", "--format=%(objectname) %(refname)",
                                        "refs/heads", "refs/tags")
     local = {name: oid for oid, _, name in (ln.partition(" ") for ln in out.decode().splitlines())}
+    outcome = MirrorPush(pushed=dict(pushed))
     updates: list[tuple[str, str | None, str | None]] = []
-    for ref in sorted(set(local) | set(listing.refs)):
-        ours, theirs = local.get(ref), listing.refs.get(ref)
-        if ours != theirs:
-            updates.append((ref, ours, theirs))
-    return await push(store, repo_id, remote, updates)
+    for ref in sorted(set(local) | set(pushed)):
+        ours, last, theirs = local.get(ref), pushed.get(ref), listing.refs.get(ref)
+        if ours is not None and theirs == ours:
+            outcome.pushed[ref] = ours  # already there: nothing to push
+        elif ours is None and theirs is None:
+            outcome.pushed.pop(ref, None)  # gone on both sides
+        elif ours != last:
+            updates.append((ref, ours, last))
+        # else: unchanged here since we pushed it, but changed on the target: the target's work stays.
+    if not updates:
+        return outcome
+    results = {r.ref: r for r in await push(store, repo_id, remote, updates, atomic=False)}
+    refused = [u for u in updates if u[0] in results and not results[u[0]].ok]
+    if len(updates) > 1 and refused:
+        for update in refused[:MAX_SINGLE_RETRIES]:  # one at a time: collateral refusals clear up
+            for result in await push(store, repo_id, remote, [update], atomic=False):
+                results[result.ref] = result
+    for ref, new, _expected in updates:
+        found = results.get(ref)
+        if found is None or not found.ok:
+            continue
+        if new is None:
+            outcome.pushed.pop(ref, None)
+        else:
+            outcome.pushed[ref] = new
+    outcome.results = [results[ref] for ref, _n, _e in updates if ref in results]
+    return outcome
 
 
 def summarize_push(results: Iterable[PushResult]) -> str:
-    return "; ".join(f"{r.ref}: {r.summary}" for r in results if not r.ok)[:MAX_ERROR_CHARS]
-
+    return "; ".join(f"{r.ref}: {r.reason}" for r in results if not r.ok)[:MAX_ERROR_CHARS]

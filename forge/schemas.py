@@ -48,10 +48,12 @@ class MirrorForm(msgspec.Struct, kw_only=True):
     remote_url: str = ""
     token: str = ""
     interval: str = "3600"
+    follow_force: str = ""
 
 
 class MirrorChoiceForm(msgspec.Struct, kw_only=True):
     mirror_id: str = ""
+    follow_force: str = ""  # the force-push toggle of a pull mirror: "on" or ""
 
 
 class DeleteRepoForm(msgspec.Struct, kw_only=True):
@@ -94,6 +96,9 @@ class MigrateRepoOption(msgspec.Struct, kw_only=True):
     clone_addr: str
     repo_name: str
     auth_token: str | None = None
+    # Gitea's alternative to a token: HTTP Basic (on Rose Ash and Gitea the password may be a token).
+    auth_username: str | None = None
+    auth_password: str | None = None
     mirror: bool = False
     private: bool = False
     description: str = ""

@@ -300,10 +300,17 @@ class RepoService:
     async def push_policy(self, repo: ForgeRepo) -> PushPolicy:
         """The policy the pre-receive hook enforces for this repository."""
         rules = await self.protections(repo)
+        from forge.mirror_models import ForgeMirror  # the mirror tables sit beside the repository's
+
+        pull_mirror = await self.db.scalar(select(ForgeMirror.remote_url).where(
+            ForgeMirror.repo_id == repo.id, ForgeMirror.direction == "pull").limit(1))
         return PushPolicy(
             default_branch=repo.default_branch,
             allow_force_push=repo.allow_force_push,
             protected=tuple(Protection(r.pattern, r.allow_deletion) for r in rules),
+            # As on Gitea, a pull mirror takes its refs from its upstream only.
+            read_only=(f"this repository is a pull mirror of {pull_mirror}: it is read-only "
+                       "(push to the upstream instead)") if pull_mirror is not None else "",
         )
 
     # -- ref mirror -----------------------------------------------------------------------------
@@ -397,7 +404,8 @@ class RepoService:
     # -- compare-and-swap ref changes (API, UI, mirror) ------------------------------------------------
     async def update_refs_cas(self, repo: ForgeRepo, updates: Sequence[RefUpdate], *,
                               actor_id: uuid.UUID | None = None, source: str = "api",
-                              policy: PushPolicy | None = None) -> list[RefChange]:
+                              policy: PushPolicy | None = None,
+                              keep: Sequence[tuple[str, str]] = ()) -> list[RefChange]:
         """Apply ``updates`` in ONE ``git update-ref --stdin`` transaction with explicit old values.
 
         git verifies every old value under its ref locks (git-update-ref(1): ``create <ref>
@@ -407,9 +415,15 @@ class RepoService:
         ``pg_advisory_xact_lock`` on the repository, so nodes queue instead of storming lockfiles.
         With ``policy`` (e.g. ``await service.push_policy(repo)``) the same rules as a push apply
         first (fast-forward only, immutable tags, protected branches), raising :class:`RefConflict`.
-        Afterwards the ref mirror is synced and a ``forge.push`` event enqueued.
+        Afterwards the ref mirror is synced and a ``forge.push`` event enqueued. ``keep`` are
+        ``(ref, oid)`` pairs under ``refs/mirror-backup/`` created in the same transaction (a
+        mirror's replaced tips), so the updates and their backups land together or not at all.
         """
         lines = ["start"]
+        for kept, kept_oid in keep:
+            if not kept.startswith("refs/mirror-backup/") or not check_ref_format(kept) or not _OID.match(kept_oid):
+                raise InputProblems({"ref": f"Not an allowed backup ref: {kept!r}"})
+            lines.append(f"create {kept} {kept_oid}")
         for u in updates:
             if not u.ref.startswith(("refs/heads/", "refs/tags/")) or not check_ref_format(u.ref):
                 raise InputProblems({"ref": f"Not an allowed ref name: {u.ref!r}"})

@@ -387,7 +387,8 @@ class SettingsController(Controller):
         try:
             interval = int(form.interval)
             await mirror_service.add(row, direction=form.direction, remote_url=url,
-                                     token=form.token.strip() or None, interval_seconds=interval)
+                                     token=form.token.strip() or None, interval_seconds=interval,
+                                     follow_force=form.follow_force == CHECKED)
         except ValueError:
             return await self._page(repo_service, mirror_service, row, values=values, status=422,
                                     errors={"interval": "Enter a number of seconds."})
@@ -418,6 +419,20 @@ class SettingsController(Controller):
         except MirrorError as exc:
             return await self._page(repo_service, mirror_service, row, status=422, errors={"mirror": str(exc)})
         return await self._back(request, db_session, owner, row, "Sync queued.")
+
+    @post("/mirrors/force", status_code=303)
+    async def mirror_force(self, request: Request[User, Any, Any], db_session: AsyncSession,
+                           repo_service: RepoService, mirror_service: MirrorService, owner: str,
+                           repo: str) -> Template | Redirect:
+        row = await self._load(request, repo_service, owner, repo)
+        form = await parse_form(request, MirrorChoiceForm)
+        follow = form.follow_force == CHECKED
+        try:
+            await mirror_service.set_follow_force(row, form.mirror_id, follow)
+        except MirrorError as exc:
+            return await self._page(repo_service, mirror_service, row, status=422, errors={"mirror": str(exc)})
+        return await self._back(request, db_session, owner, row, "The mirror now follows force-pushes, keeping "
+                                "the replaced tips." if follow else "The mirror no longer follows force-pushes.")
 
     @post("/delete", status_code=303)
     async def delete(self, request: Request[User, Any, Any], db_session: AsyncSession, repo_service: RepoService,

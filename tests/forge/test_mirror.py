@@ -147,13 +147,52 @@ def test_pull_mirror_clone_and_refresh(pair: tuple[Forge, Forge]) -> None:
     a.git("push", "-q", a.url("alice", "upstream", "alice"), "other:feature", cwd=work)
     before = refs(b, "alice", "copy")
     _sync_now(b, "alice", "copy", mirror.id)
-    after = refs(b, "alice", "copy")
-    assert "refs/heads/doomed" not in after
-    assert after["refs/heads/feature"] == before["refs/heads/feature"]  # refused by B's FF policy
+    # The mirror does not follow force-pushes: the sync applies nothing at all (not even the deletion).
+    assert refs(b, "alice", "copy") == before
     [mirror] = mirrors(b, created["id"])
     assert "refs/heads/feature" in mirror.last_error and "non-fast-forward" in mirror.last_error
+    assert "nothing was applied" in mirror.last_error and mirror.last_backups == ""
     assert a.tokens["alice"] not in mirror.last_error
+    assert b.git("--git-dir", str(bare), "for-each-ref", "refs/mirror-backup").stdout == ""
+
+    # Configured to follow force-pushes: everything lands in one transaction, the replaced tips are kept.
+    _set_follow_force(b, created["id"])
+    _sync_now(b, "alice", "copy", mirror.id)
+    after = refs(b, "alice", "copy")
+    assert heads_and_tags(after) == heads_and_tags(refs(a, "alice", "upstream"))
+    [mirror] = mirrors(b, created["id"])
+    assert mirror.last_error == ""
+    kept = dict(ln.split(" ") for ln in mirror.last_backups.splitlines())  # backup ref -> oid
+    assert {ref.split("/", 3)[3] for ref in kept} == {"heads/feature", "heads/doomed"}
+    assert all(ref.startswith("refs/mirror-backup/") for ref in kept)
+    on_disk = b.git("--git-dir", str(bare), "for-each-ref", "--format=%(refname) %(objectname)",
+                    "refs/mirror-backup").stdout.split()
+    assert dict(zip(on_disk[::2], on_disk[1::2], strict=True)) == kept
+    assert set(kept.values()) == {before["refs/heads/feature"], before["refs/heads/doomed"]}
+    _no_commit_lost(b, bare, before)
     b.git("--git-dir", str(bare), "fsck", "--no-dangling")
+
+
+def _set_follow_force(forge: Forge, repo_id: str, follow: bool = True) -> None:
+    from forge.mirror_models import ForgeMirror
+
+    async def work(session: Any) -> None:
+        row = (await session.execute(select(ForgeMirror).where(
+            ForgeMirror.repo_id == uuid.UUID(repo_id), ForgeMirror.direction == "pull"))).scalar_one()
+        row.follow_force = follow
+
+    forge.db(work)
+
+
+def _no_commit_lost(forge: Forge, bare: Path, before: dict[str, str]) -> None:
+    """Every tip the repository had is still reachable from one of its refs (backups included)."""
+    for name, oid in before.items():
+        if name.endswith("^{}") or name == "HEAD":
+            continue
+        holders = forge.git("--git-dir", str(bare), "for-each-ref", "--contains", oid, "--format=%(refname)",
+                            check=False).stdout.split()
+        tagged = forge.git("--git-dir", str(bare), "for-each-ref", "--points-at", oid, "--format=%(refname)").stdout
+        assert holders or tagged.strip(), f"{name} ({oid}) is no longer reachable"
 
 
 def _sync_now(forge: Forge, owner: str, repo: str, mirror_id: Any) -> None:
@@ -358,3 +397,240 @@ def test_import_from_the_new_repository_form(pair: tuple[Forge, Forge]) -> None:
     assert refs(b, "alice", "imported")["refs/heads/stable"] == head
     [mirror] = mirrors(b, b.repo_uuid("alice", "imported"))
     assert mirror.direction == "pull" and mirror.remote_url == a.url("alice", "webimport")
+
+
+# -- mirrors that never lose a commit -----------------------------------------------------------------------
+def _add_mirror(forge: Forge, owner: str, name: str, direction: str, url: str, token: str | None, *,
+                follow_force: bool = False) -> str:
+    from app.settings import Settings
+    from forge.mirror import MirrorService
+    from forge.runtime import runtime_for
+
+    settings = Settings.from_env(forge.server.env)
+
+    async def work(session: Any) -> str:
+        from forge.services import RepoService
+
+        store = runtime_for(settings).store
+        repo = await RepoService(session, store).get_by_owner_and_name(owner, name)
+        assert repo is not None
+        mirror = await MirrorService(session, store, settings).add(
+            repo, direction=direction, remote_url=url, token=token, interval_seconds=3600, follow_force=follow_force)
+        return str(mirror.id)
+
+    return forge.db(work)
+
+
+def _mirror_row(forge: Forge, mirror_id: str) -> Any:
+    from forge.mirror_models import ForgeMirror
+
+    async def work(session: Any) -> Any:
+        return await session.get(ForgeMirror, uuid.UUID(mirror_id))
+
+    return forge.db(work)
+
+
+def test_direct_push_to_a_pull_mirror_is_refused(pair: tuple[Forge, Forge]) -> None:
+    a, b = pair
+    a.create_repo("alice", "ro-up")
+    up = a.new_clone("alice", "ro-up", "alice")
+    first = a.commit(up, "upstream one")
+    a.git("push", "-q", a.url("alice", "ro-up", "alice"), "main", cwd=up)
+    made = api(b, "POST", "/repos/migrate", json={"clone_addr": a.url("alice", "ro-up"), "repo_name": "ro-copy",
+                                                  "mirror": True})
+    assert made.status_code == 201, made.text
+    copy_id = b.repo_uuid("alice", "ro-copy")
+
+    # The owner pushes straight to the mirror: git shows the reason, no ref moves, no object stays reachable.
+    work = b.new_clone("alice", "ro-copy", "alice")
+    mine = b.commit(work, "pushed to the mirror")
+    b.git("checkout", "-q", "-b", "extra", cwd=work)
+    refused = b.git("push", b.url("alice", "ro-copy", "alice"), "main", "extra", cwd=work, check=False)
+    assert refused.returncode != 0
+    assert "pull mirror" in refused.stderr and "read-only" in refused.stderr, refused.stderr
+    assert "[remote rejected]" in refused.stderr
+    assert heads_and_tags(refs(b, "alice", "ro-copy")) == {"refs/heads/main": first}
+    bare = b.bare_path(copy_id)
+    assert b.git("--git-dir", str(bare), "cat-file", "-e", mine, check=False).returncode != 0  # quarantine dropped
+    # The same through the API's ref changes (the contents API writes a commit and moves a branch).
+    import base64
+
+    wrote = api(b, "POST", "/repos/alice/ro-copy/contents/new.txt",
+                json={"content": base64.b64encode(b"x").decode(), "message": "api write", "branch": "main"})
+    assert wrote.status_code >= 400, wrote.text
+    assert heads_and_tags(refs(b, "alice", "ro-copy")) == {"refs/heads/main": first}
+
+    # The mirror's own sync still works.
+    second = a.commit(up, "upstream two")
+    a.git("push", "-q", a.url("alice", "ro-up", "alice"), "main", cwd=up)
+    _sync_now(b, "alice", "ro-copy", None)
+    assert heads_and_tags(refs(b, "alice", "ro-copy")) == {"refs/heads/main": second}
+    [mirror] = mirrors(b, copy_id)
+    assert mirror.last_error == ""
+
+
+def test_diverged_histories_never_lose_a_commit(pair: tuple[Forge, Forge]) -> None:
+    """The mirror holds commits the upstream never had; the upstream also rewrote a tag."""
+    a, b = pair
+    upstream = a.create_repo("alice", "div-up")
+    up = a.new_clone("alice", "div-up", "alice")
+    a.commit(up, "upstream base")
+    a.git("tag", "v1", cwd=up)
+    a.git("push", "-q", a.url("alice", "div-up", "alice"), "main", "v1", cwd=up)
+
+    # B's repository had its own life before it became a mirror: other commits on main, its own v1 and a side branch.
+    b.create_repo("alice", "div-copy")
+    copy_id = b.repo_uuid("alice", "div-copy")
+    local = b.new_clone("alice", "div-copy", "alice")
+    b.commit(local, "local base")
+    b.git("tag", "v1", cwd=local)
+    b.git("checkout", "-q", "-b", "side", cwd=local)
+    b.commit(local, "local side")
+    b.git("push", "-q", b.url("alice", "div-copy", "alice"), "main", "side", "v1", cwd=local)
+    before = refs(b, "alice", "div-copy")
+
+    mirror_id = _add_mirror(b, "alice", "div-copy", "pull", a.url("alice", "div-up"), None)
+    run_jobs(b)
+    assert refs(b, "alice", "div-copy") == before  # all or none: nothing applied
+    row = _mirror_row(b, mirror_id)
+    assert "refs/heads/main" in row.last_error and "refs/tags/v1" in row.last_error
+    assert "nothing was applied" in row.last_error
+
+    _set_follow_force(b, copy_id)
+    _sync_now(b, "alice", "div-copy", mirror_id)
+    after = heads_and_tags(refs(b, "alice", "div-copy"))
+    assert after == heads_and_tags(refs(a, "alice", "div-up"))
+    row = _mirror_row(b, mirror_id)
+    assert row.last_error == ""
+    kept = {ln.split(" ")[0].split("/", 3)[3]: ln.split(" ")[1] for ln in row.last_backups.splitlines()}
+    assert kept == {"heads/main": before["refs/heads/main"], "heads/side": before["refs/heads/side"],
+                    "tags/v1": before["refs/tags/v1"]}
+    bare = b.bare_path(copy_id)
+    _no_commit_lost(b, bare, before)
+    b.git("--git-dir", str(bare), "fsck", "--no-dangling")
+    # The kept tips can be fetched back by anyone who may read the repository.
+    back = b.tmp("backup-fetch")
+    b.git("init", "-q", "--bare", str(back))
+    b.git("--git-dir", str(back), "fetch", "-q", b.url("alice", "div-copy"), "+refs/mirror-backup/*:refs/kept/*")
+    assert b.git("--git-dir", str(back), "rev-parse", "refs/kept/" + row.last_backups.split()[0].split("/", 2)[2]
+                 ).stdout.strip() == row.last_backups.split()[1]
+
+    # The next upstream force-push is followed again, under a new time stamp; the earlier backup stays.
+    _allow_force_push(a, upstream["uuid"])
+    a.git("commit", "-q", "--amend", "-m", "upstream base, amended", cwd=up)
+    a.git("push", "-q", "--force", a.url("alice", "div-up", "alice"), "main", cwd=up)
+    first_backups = row.last_backups
+    _sync_now(b, "alice", "div-copy", mirror_id)
+    row = _mirror_row(b, mirror_id)
+    assert row.last_error == "" and row.last_backups != first_backups
+    stamps = {ln.split("/")[2] for ln in b.git("--git-dir", str(bare), "for-each-ref", "--format=%(refname)",
+                                               "refs/mirror-backup").stdout.split()}
+    assert len(stamps) == 2
+    _no_commit_lost(b, bare, {**before, **{f"x/{n}": o for n, o in after.items()}})
+
+
+def test_push_mirror_keeps_work_done_on_the_target(pair: tuple[Forge, Forge]) -> None:
+    a, b = pair
+    src = a.create_repo("alice", "pm-src")
+    b.create_repo("alice", "pm-dst")
+    dst_id = b.repo_uuid("alice", "pm-dst")
+    mirror_id = _add_mirror(a, "alice", "pm-src", "push", b.url("alice", "pm-dst"), b.tokens["alice"])
+    work = a.new_clone("alice", "pm-src", "alice")
+    base = a.commit(work, "base")
+    a.git("branch", "keep", cwd=work)
+    a.git("push", "-q", a.url("alice", "pm-src", "alice"), "main", "keep", cwd=work)
+    run_jobs(a)
+    assert heads_and_tags(refs(b, "alice", "pm-dst")) == {"refs/heads/main": base, "refs/heads/keep": base}
+    row = _mirror_row(a, mirror_id)
+    assert json_loads(row.pushed_refs) == {"refs/heads/main": base, "refs/heads/keep": base}
+
+    # Someone works on the target: a commit on main and a branch of their own.
+    there = b.new_clone("alice", "pm-dst", "alice")
+    theirs = b.commit(there, "work done on the target")
+    b.git("push", "-q", b.url("alice", "pm-dst", "alice"), "main", "main:refs/heads/target-only", cwd=there)
+
+    # The source moves on: main diverges from the target's, a new branch appears, "keep" moves, and a
+    # branch the source never pushed must not be deleted.
+    ours = a.commit(work, "work done on the source")
+    a.git("branch", "-f", "keep", cwd=work)
+    a.git("branch", "fresh", cwd=work)
+    a.git("push", "-q", a.url("alice", "pm-src", "alice"), "main", "keep", "fresh", cwd=work)
+    run_jobs(a)
+    now = heads_and_tags(refs(b, "alice", "pm-dst"))
+    assert now["refs/heads/main"] == theirs  # the target's work was not overwritten
+    assert now["refs/heads/target-only"] == theirs
+    assert now["refs/heads/keep"] == ours and now["refs/heads/fresh"] == ours  # the rest went through
+    row = _mirror_row(a, mirror_id)
+    assert "refs/heads/main" in row.last_error and "stale info" in row.last_error
+    assert json_loads(row.pushed_refs) == {"refs/heads/main": base, "refs/heads/keep": ours,
+                                           "refs/heads/fresh": ours}
+    assert b.tokens["alice"] not in row.last_error
+
+    # A rewrite on the source (allowed there) meets the target's own policy: its reason is kept verbatim.
+    _allow_force_push(a, src["uuid"])
+    a.git("reset", "-q", "--hard", base, cwd=work)
+    rewritten = a.commit(work, "rewritten keep")
+    a.git("push", "-q", "--force", a.url("alice", "pm-src", "alice"), "HEAD:keep", cwd=work)
+    run_jobs(a)
+    assert heads_and_tags(refs(b, "alice", "pm-dst"))["refs/heads/keep"] == ours
+    row = _mirror_row(a, mirror_id)
+    assert "refs/heads/keep" in row.last_error
+    assert "non-fast-forward updates are refused on branches" in row.last_error, row.last_error
+    assert rewritten not in json_loads(row.pushed_refs).values()
+
+    # Deleting a branch we pushed travels (leased on what we pushed); the target's own branch stays.
+    a.git("push", "-q", a.url("alice", "pm-src", "alice"), ":fresh", cwd=work)
+    run_jobs(a)
+    final = heads_and_tags(refs(b, "alice", "pm-dst"))
+    assert "refs/heads/fresh" not in final and final["refs/heads/target-only"] == theirs
+    assert final["refs/heads/main"] == theirs
+    b.git("--git-dir", str(b.bare_path(dst_id)), "fsck", "--no-dangling")
+
+
+def _allow_force_push(forge: Forge, repo_id: str) -> None:
+    from forge.models import ForgeRepo
+
+    async def work(session: Any) -> None:
+        row = await session.get(ForgeRepo, uuid.UUID(repo_id))
+        row.allow_force_push = True
+
+    forge.db(work)
+
+
+def json_loads(text: str) -> Any:
+    import json
+
+    return json.loads(text or "{}")
+
+
+def test_migrate_with_username_and_password(pair: tuple[Forge, Forge]) -> None:
+    a, b = pair
+    a.create_repo("alice", "basic-src", private=True)
+    work = a.new_clone("alice", "basic-src", "alice")
+    head = a.commit(work, "basic")
+    a.git("push", "-q", a.url("alice", "basic-src", "alice"), "main", cwd=work)
+    source = a.url("alice", "basic-src")
+    dirs_before = repo_dirs(b)
+
+    both = api(b, "POST", "/repos/migrate", json={"clone_addr": source, "repo_name": "basic-x",
+                                                  "auth_token": "t", "auth_username": "alice", "auth_password": "p"})
+    assert both.status_code == 422 and "not both" in both.text
+    nopass = api(b, "POST", "/repos/migrate", json={"clone_addr": source, "repo_name": "basic-x",
+                                                    "auth_username": "alice"})
+    assert nopass.status_code == 422 and "auth_password" in nopass.text
+    wrong = api(b, "POST", "/repos/migrate", json={"clone_addr": source, "repo_name": "basic-x",
+                                                   "auth_username": "alice", "auth_password": "rat_wrong-password"})
+    assert wrong.status_code == 422 and "rat_wrong-password" not in wrong.text
+    assert repo_dirs(b) == dirs_before and api(b, "GET", "/repos/alice/basic-x").status_code == 404
+
+    made = api(b, "POST", "/repos/migrate", json={"clone_addr": source, "repo_name": "basic-copy", "mirror": True,
+                                                  "auth_username": "alice", "auth_password": a.tokens["alice"]})
+    assert made.status_code == 201, made.text
+    assert refs(b, "alice", "basic-copy")["refs/heads/main"] == head
+    # The stored credential is HTTP Basic and keeps working for the sync.
+    newer = a.commit(work, "basic two")
+    a.git("push", "-q", a.url("alice", "basic-src", "alice"), "main", cwd=work)
+    _sync_now(b, "alice", "basic-copy", None)
+    assert refs(b, "alice", "basic-copy")["refs/heads/main"] == newer
+    [mirror] = mirrors(b, b.repo_uuid("alice", "basic-copy"))
+    assert mirror.last_error == "" and a.tokens["alice"].encode() not in (mirror.credential or b"")
