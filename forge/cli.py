@@ -83,8 +83,11 @@ def ls_remote_command(ctx: click.Context, url: str, token_env: str) -> None:
 @click.option("--url", required=True)
 @click.option("--interval", default=3600, show_default=True, help="Seconds between syncs.")
 @click.option("--token-env", default=TOKEN_ENV, show_default=True)
+@click.option("--follow-force", is_flag=True,
+              help="Pull: follow force-pushes, keeping the replaced tips under refs/mirror-backup/.")
 @click.pass_context
-def add_command(ctx: click.Context, full: str, direction: str, url: str, interval: int, token_env: str) -> None:
+def add_command(ctx: click.Context, full: str, direction: str, url: str, interval: int, token_env: str,
+                follow_force: bool) -> None:
     """Add a pull mirror or push target; its first sync is queued for the worker."""
     from app.commands import with_session
     from app.forms import InputProblems
@@ -101,7 +104,8 @@ def add_command(ctx: click.Context, full: str, direction: str, url: str, interva
         if repo is None:
             raise InputProblems({"repo": f"no repository {full}"})
         mirror = await MirrorService(session, store, settings).add(
-            repo, direction=direction, remote_url=url, token=_token(token_env), interval_seconds=interval)
+            repo, direction=direction, remote_url=url, token=_token(token_env), interval_seconds=interval,
+            follow_force=follow_force)
         return str(mirror.id)
 
     try:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import ipaddress
+import re
 import socket
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -295,7 +296,8 @@ def parse_porcelain(out: str, err: str = "") -> list[PushResult]:
         ref = spec.rpartition(":")[2]
         detail = ""
         if flag == "!":
-            about = [ln for ln in remote_lines if ref in ln]
+            mentions = re.compile(re.escape(ref) + r"(?![\w/.-])")
+            about = [ln for ln in remote_lines if mentions.search(ln)]
             detail = " / ".join(about)[:MAX_ERROR_CHARS]
         results.append(PushResult(ref, flag, summary, detail))
     if len(results) == 1 and not results[0].ok and not results[0].detail and remote_lines:

@@ -634,3 +634,41 @@ def test_migrate_with_username_and_password(pair: tuple[Forge, Forge]) -> None:
     assert refs(b, "alice", "basic-copy")["refs/heads/main"] == newer
     [mirror] = mirrors(b, b.repo_uuid("alice", "basic-copy"))
     assert mirror.last_error == "" and a.tokens["alice"].encode() not in (mirror.credential or b"")
+
+
+def test_porcelain_keeps_each_refusals_own_reason() -> None:
+    from forge.remote import parse_porcelain, summarize_push
+
+    out = ("To http://peer/x.git\n"
+           "!\trefs/heads/keep:refs/heads/keep\t[remote rejected] (pre-receive hook declined)\n"
+           "!\trefs/heads/main:refs/heads/main\t[rejected] (stale info)\n"
+           "*\trefs/heads/fresh:refs/heads/fresh\t[new branch]\nDone\n")
+    err = ("remote: error: refs/heads/keep: non-fast-forward updates are refused on branches\n"
+           "remote: error: refs/heads/keep2: not about keep\nremote: error: push refused by repository policy\n")
+    keep, main, fresh = parse_porcelain(out, err)
+    assert keep.detail == "error: refs/heads/keep: non-fast-forward updates are refused on branches"
+    assert not main.ok and main.detail == "" and "stale info" in main.reason and fresh.ok
+    summary = summarize_push([keep, main, fresh])
+    assert summary.startswith("refs/heads/keep: [remote rejected] (pre-receive hook declined): error: refs/heads/keep")
+    assert "refs/heads/fresh" not in summary
+    # A single refused ref takes whatever the remote said.
+    [only] = parse_porcelain("!\trefs/heads/x:refs/heads/x\t[remote rejected] (hook declined)\n",
+                             "remote: mirror repository is read-only\n")
+    assert only.detail == "mirror repository is read-only"
+
+
+def test_basic_credentials_travel_in_the_environment_only() -> None:
+    import base64
+
+    from forge.remote import MirrorError, basic_credential, build_remote, push_command
+
+    remote = asyncio.run(build_remote("http://127.0.0.1:9/x.git", basic_credential("alice", "s3cret-pass"),
+                                      allow_private=True))
+    header = base64.b64encode(b"alice:s3cret-pass").decode()
+    assert ("http.extraHeader", f"Authorization: Basic {header}") in remote.config
+    assert not any("s3cret" in arg or header in arg for arg in push_command(remote, [("refs/heads/main", "1" * 40,
+                                                                                        None)]))
+    assert remote.scrub(f"failed with s3cret-pass and {header}") == "failed with [redacted] and [redacted]"
+    for bad in (basic_credential("al:ice", "pw"), basic_credential("alice", "pw\nX-Evil: 1")):
+        with pytest.raises(MirrorError):
+            asyncio.run(build_remote("http://127.0.0.1:9/x.git", bad, allow_private=True))

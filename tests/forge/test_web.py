@@ -302,6 +302,36 @@ class TestMirrorForm:
         assert (await post_form(client, f"{page}/mirrors/remove", {"mirror_id": str(mirror.id)},
                                 page=page)).status_code == 422
 
+    async def test_follow_force_toggle_and_the_kept_tips(self, client: Any, db_session: AsyncSession) -> None:
+        from forge.mirror_models import ForgeMirror
+
+        await signup(client, "alice")
+        assert (await new_repo(client, "ff")).status_code == 303
+        page = "/forge/alice/ff/settings"
+        assert (await post_form(client, f"{page}/mirrors", {
+            "direction": "pull", "remote_url": "http://127.0.0.1:9/up.git", "interval": "600", "follow_force": "on"},
+            page=page)).status_code == 303
+        mirror = (await db_session.execute(select(ForgeMirror))).scalar_one()
+        assert mirror.follow_force is True
+        shown = await client.get(page)
+        assert "Stop following force-pushes" in shown.text
+        assert (await post_form(client, f"{page}/mirrors/force", {"mirror_id": str(mirror.id)},
+                                page=page)).status_code == 303
+        await db_session.refresh(mirror)
+        assert mirror.follow_force is False
+        assert (await post_form(client, f"{page}/mirrors/force", {"mirror_id": str(mirror.id), "follow_force": "on"},
+                                page=page)).status_code == 303
+        await db_session.refresh(mirror)
+        assert mirror.follow_force is True
+        bad = await post_form(client, f"{page}/mirrors/force", {"mirror_id": "not-a-mirror", "follow_force": "on"},
+                              page=page)
+        assert bad.status_code == 422 and "No such pull mirror." in bad.text
+        # The tips a followed force-push replaced are listed for the administrators.
+        mirror.last_backups = "refs/mirror-backup/20260101T000000Z/heads/main " + "a" * 40
+        await db_session.commit()
+        shown = await client.get(page)
+        assert "refs/mirror-backup/20260101T000000Z/heads/main" in shown.text
+
     async def test_overlapping_syncs_of_one_mirror_never_run_together(self, client: Any, db_session: AsyncSession,
                                                                      settings: Settings) -> None:
         from datetime import UTC, datetime, timedelta
