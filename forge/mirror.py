@@ -4,14 +4,18 @@ credentials at rest, and applying what a remote holds to our repositories.
 * :func:`clone_repository` creates a repository here from a remote (HEAD and default branch
   included); if the remote cannot be reached or the fetch fails, nothing is left behind: no row,
   no directory.
-* :func:`pull` fetches a remote into ``refs/mirror-incoming/<mirror-id>/*`` and applies the
-  differences to the real refs through :meth:`RepoService.update_refs_cas`, after the
-  repository's push policy has judged them, so a mirror obeys the same fast-forward, tag and
-  protection rules as a push and keeps the database ref mirror and the ``forge.push`` events in step.
+* :func:`pull` fetches a remote into ``refs/mirror-incoming/<mirror-id>/*`` (a quarantine
+  namespace hidden from clients) and applies the differences to the real refs in ONE
+  :meth:`RepoService.update_refs_cas` transaction: all of them or none. A force-pushed upstream
+  (a non-fast-forward branch, a moved tag) is followed only when the mirror's ``follow_force``
+  is set, and every tip it replaces (or an upstream deletion removes) is kept under
+  ``refs/mirror-backup/<UTC time>/…`` in that same transaction and reported on the mirror row,
+  so no commit is ever lost. A pull mirror is read-only to pushes and API ref changes
+  (:meth:`RepoService.push_policy`, as on Gitea).
 * :class:`MirrorService` configures mirrors (web form, API, CLI) and queues their syncs.
 
 The network side (URL checks, pinning, credentials in the child's environment, ``git push``
-with leases) is :mod:`forge.remote`.
+leased on what a push mirror last pushed) is :mod:`forge.remote`.
 """
 
 from __future__ import annotations

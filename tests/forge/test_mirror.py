@@ -2,11 +2,15 @@
 
 Each server runs without an in-process worker; the test runs each one's durable jobs with
 ``Worker.run_once`` against its database and data directory, so every sync is deterministic.
-Covered: ``POST /api/v1/repos/migrate`` (clone + pull mirror, private source with a token) and
-its refresh job (FF updates, new branches and tags, deletions; a non-fast-forward upstream is
-refused by B's own policy); a push target (A → B on every push; push-delete; the lease as the
-remote CAS: stale and non-fast-forward rejections; immutable tags); an unreachable remote
-leaves nothing behind; credentials never reach argv, the job's last_error or the logs.
+Covered: ``POST /api/v1/repos/migrate`` (clone + pull mirror, private source with a token or
+with ``auth_username``/``auth_password``) and its refresh job (FF updates, new branches and tags,
+deletions); no commit lost in the mirror cases: diverged histories and an upstream force-push
+(refused as a whole, or followed with the replaced tips kept under ``refs/mirror-backup/``), a
+direct push to a pull mirror (refused with its reason), work done on a push mirror's target
+(kept: each ref is leased on what the mirror last pushed; the target's own refusal reasons are
+recorded); a push target (A → B on every push; push-delete; the lease as the remote CAS: stale
+and non-fast-forward rejections; immutable tags); an unreachable remote leaves nothing behind;
+credentials never reach argv, the job's last_error or the logs.
 """
 
 from __future__ import annotations
