@@ -9,26 +9,22 @@ from __future__ import annotations
 
 import domains.account
 import domains.blog
+import domains.events
 import domains.market
 import federation.activitypub
 import federation.oauth
 import federation.social
 import forge
 import fragments
-from app.kit import Domain, ServiceActor
+from app.kit import Domain
 
 __all__ = ["INSTALLED", "KERNEL_MACHINE_ROUTES", "csrf_exempt", "csrf_public_get"]
-
-# Announced domains: their packages come with their own issues. Their service actors federate
-# already, so they are declared here until the package replaces the line; their navigation
-# entries come with the package (Events at 30), so no link leads to a 404.
-EVENTS = Domain(name="events", actor=ServiceActor("events"))
 
 INSTALLED: tuple[Domain, ...] = (
     domains.account.domain,
     domains.blog.domain,
     domains.market.domain,
-    EVENTS,
+    domains.events.domain,
     fragments.domain,
     forge.domain,
     federation.oauth.domain,

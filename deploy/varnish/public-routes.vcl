@@ -5,6 +5,7 @@ sub rose_ash_route_class {
   unset req.http.X-Rose-Ash-Route;
   if (
       req.url ~ "^/blog/admin/?([?].*)?$" ||  # /blog/admin
+      req.url ~ "^/events/admin/?([?].*)?$" ||  # /events/admin
       req.url ~ "^/f/me/[^/?]+/?([?].*)?$" ||  # /f/me/{name:str}
       req.url ~ "^/forge/new/?([?].*)?$" ||  # /forge/new
       req.url ~ "^/market/admin/?([?].*)?$"  # /market/admin
@@ -27,6 +28,13 @@ sub rose_ash_route_class {
       req.url ~ "^/embed/loader\.js/?([?].*)?$" ||  # /embed/loader.js
       req.url ~ "^/embed/[^/?]+/?([?].*)?$" ||  # /embed/{name:str}
       req.url ~ "^/embed/[^/?]+/frame/?([?].*)?$" ||  # /embed/{name:str}/frame
+      req.url ~ "^/events/?([?].*)?$" ||  # /events
+      req.url ~ "^/events\.ics/?([?].*)?$" ||  # /events.ics
+      req.url ~ "^/events/calendar/[^/?]+/?([?].*)?$" ||  # /events/calendar/{slug:str}
+      req.url ~ "^/events/month/?([?].*)?$" ||  # /events/month
+      req.url ~ "^/events/month/[^/?]+/?([?].*)?$" ||  # /events/month/{ym:str}
+      req.url ~ "^/events/past/?([?].*)?$" ||  # /events/past
+      req.url ~ "^/events/[^/?]+/?([?].*)?$" ||  # /events/{slug:str}
       req.url ~ "^/f/[^/?]+/[^/?]+/?([?].*)?$" ||  # /f/{area:str}/{name:str}
       req.url ~ "^/f/[^/?]+/?([?].*)?$" ||  # /f/{name:str}
       req.url ~ "^/forge/?([?].*)?$" ||  # /forge

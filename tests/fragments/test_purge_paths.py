@@ -274,6 +274,34 @@ async def producer_profile(p: Paths, m: re.Match[str]) -> None:
         await producers.save(None, ProducerInput(name=producer.name + " & Co", slug=producer.slug), producer=producer)
 
 
+async def new_event(p: Paths, m: re.Match[str]) -> None:
+    """Staff add an event (every list, grid, feed and widget of events)."""
+    from datetime import date, timedelta
+
+    from domains.events.services.events import EventForm, EventService
+
+    async with p.sm() as session, session.begin():
+        await EventService(session).save(EventForm(
+            title=f"Purge night {len(m[0])}", start_date=(date.today() + timedelta(days=3)).isoformat(),
+            start_time="19:00", end_time="21:00", tz="Europe/London"))
+
+
+async def edit_event(p: Paths, m: re.Match[str]) -> None:
+    """Staff move an event (its page, card and feed)."""
+    from uuid import UUID as Uuid
+
+    from domains.events.models import Event
+    from domains.events.services.events import EventForm, EventService
+
+    async with p.sm() as session, session.begin():
+        event = await session.get(Event, Uuid(m["id"]))
+        assert event is not None
+        service = EventService(session)
+        await service.save(EventForm(title=event.title, slug=event.slug, start_date=event.starts_local.date()
+                                     .isoformat(), start_time="20:00", end_time="22:00", tz=event.tz),
+                           event=await service.get(event.slug))
+
+
 UUID_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 # Each key family and the changes that alter what it tags: every one of them must purge the key.
 PURGE_PATHS: list[tuple[re.Pattern[str], tuple[Action, ...]]] = [
@@ -290,6 +318,8 @@ PURGE_PATHS: list[tuple[re.Pattern[str], tuple[Action, ...]]] = [
     (re.compile(r"market-pages"), (new_market_page,)),
     (re.compile(rf"market-product:(?P<id>{UUID_RE})"), (edit_product,)),
     (re.compile(rf"market-producer:(?P<id>{UUID_RE})"), (producer_profile,)),
+    (re.compile(r"events|events-calendar:.+"), (new_event,)),
+    (re.compile(rf"event:(?P<id>{UUID_RE})"), (edit_event,)),
 ]
 
 

@@ -1,0 +1,62 @@
+"""The events domain: calendars, events and their dates, feeds and widgets (issue 18).
+
+Laid out as the market is (domains/market/__init__.py).
+
+``models.py``     ``EventCalendar`` (name, slug, colour), ``Event`` (wall-clock ``starts_local``/
+                  ``ends_local`` in an IANA ``tz`` plus the UTC instants; ``rrule``/``exdates`` for a
+                  series; place, online link, organiser, tags, ``status``, ``visibility``;
+                  ``sequence`` for RFC 5545, ``revision`` for ETags).
+``services/``     ``recurrence.py`` (occurrences through python-dateutil, rule checks, DST rules),
+                  ``events.py`` ``EventService`` (calendars, save with every check, ``in_window``,
+                  ``next_occurrences``).
+``controllers.py``  public pages and iCalendar feeds; ``admin.py`` staff pages; ``ical.py`` the
+                  RFC 5545 writer; ``views.py`` what templates show; ``fragments.py``
+                  ``events.upcoming`` (embed ``/embed/events``) and ``events.event-card``;
+                  ``keys.py`` surrogate keys; ``cli.py`` ``rose-ash events create``.
+
+Not built yet (issue 18 items 4, 5, 7, 8): bookings and tickets, check-in, federation of events,
+members-only events and the account pages.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from app.kit import Domain, NavEntry, ServiceActor
+
+if TYPE_CHECKING:
+    import click
+    from litestar.types import ControllerRouterHandler
+
+
+def _routes() -> list[ControllerRouterHandler]:
+    from litestar import Router
+
+    from app import access
+    from domains.events.admin import admin_handlers
+    from domains.events.controllers import public_handlers
+
+    return [Router(path="/", opt=access.public(), route_handlers=[
+        *public_handlers,
+        Router(path="/", opt=access.admin(), route_handlers=admin_handlers),
+    ])]
+
+
+def _cli() -> list[click.Command]:
+    from domains.events.cli import events_group
+
+    return [events_group]
+
+
+domain = Domain(
+    name="events",
+    routes=_routes,
+    cli=_cli,
+    models=("domains.events.models",),
+    setup=("domains.events.fragments",),
+    nav=(NavEntry("/events/", "Events", 30),),
+    admin=(NavEntry("/events/admin/", "Events", 40), NavEntry("/events/admin/calendars", "Calendars", 41)),
+    actor=ServiceActor("events"),
+)
+
+__all__ = ["domain"]

@@ -1,0 +1,146 @@
+"""Staff pages under ``/events/admin/``: events (create, edit, delete) and calendars.
+
+Declared admin-only where the package mounts them (``access.admin()``). A save that fails comes
+back as the form with 422 (409 for a taken slug) and every problem named; nothing is written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.di import Provide
+from litestar.exceptions import NotFoundException
+from litestar.response import Template
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.forms import InputProblems, confirm_page, done, parse_form, see_other
+from app.responses import PRIVATE
+from app.settings import Settings
+from domains.account.models import User
+from domains.events.models import PUBLIC, SCHEDULED, Event
+from domains.events.services.events import CalendarForm, EventForm, EventService, SlugTaken, slugify
+
+__all__ = ["admin_handlers"]
+
+COMMON_ZONES = ("Europe/London", "Europe/Dublin", "Europe/Paris", "Europe/Berlin", "America/New_York",
+                "America/Chicago", "America/Los_Angeles", "Australia/Sydney", "UTC")
+
+
+def provide_events(db_session: AsyncSession, settings: Settings) -> EventService:
+    return EventService(db_session, base_url=settings.base_url)
+
+
+def _values(event: Event | None, default_calendar: str = "") -> dict[str, Any]:
+    if event is None:
+        return {"tz": "Europe/London", "status": SCHEDULED, "visibility": PUBLIC, "calendar": default_calendar}
+    end = event.ends_local
+    if event.all_day:
+        from datetime import timedelta
+
+        end = end - timedelta(days=1)
+    return {"title": event.title, "slug": event.slug, "calendar": event.calendar.slug,
+            "description": event.description_md, "tz": event.tz, "all_day": event.all_day,
+            "start_date": event.starts_local.date().isoformat(),
+            "start_time": "" if event.all_day else event.starts_local.strftime("%H:%M"),
+            "end_date": end.date().isoformat(), "end_time": "" if event.all_day else end.strftime("%H:%M"),
+            "rrule": event.rrule, "exdates": "\n".join(x[:10] for x in event.exdates),
+            "place_name": event.place_name, "place_address": event.place_address,
+            "latitude": "" if event.latitude is None else f"{event.latitude:.6f}",
+            "longitude": "" if event.longitude is None else f"{event.longitude:.6f}",
+            "online_url": event.online_url, "organiser": event.organiser, "tags": ", ".join(event.tags),
+            "status": event.status, "visibility": event.visibility}
+
+
+def _shown(form: EventForm, exc: InputProblems) -> dict[str, Any]:
+    values: dict[str, Any] = msgspec.structs.asdict(form)
+    values["all_day"] = bool(form.all_day)
+    if isinstance(exc, SlugTaken):
+        values["suggested_slug"] = f"{(form.slug or slugify(form.title)).strip()}-2"
+    return values
+
+
+class EventsAdmin(Controller):
+    path = "/events/admin"
+    dependencies = {"events": Provide(provide_events, sync_to_thread=False)}
+    cache_control = PRIVATE
+
+    async def _form(self, events: EventService, event: Event | None, values: dict[str, Any],
+                    errors: dict[str, str] | None = None, status: int = 200) -> Template:
+        action = f"/events/admin/{event.slug}" if event else "/events/admin/"
+        return Template("events/admin/edit.html", status_code=status, context={
+            "event": event, "values": values, "errors": errors or {}, "action": action,
+            "calendars": await events.calendars(), "zones": COMMON_ZONES})
+
+    @get("/", name="events:admin")
+    async def index(self, events: EventService) -> Template:
+        return Template("events/admin/list.html", context={"events": await events.admin_list()})
+
+    @get("/new", name="events:admin-new")
+    async def new(self, events: EventService) -> Template:
+        calendars = await events.calendars()
+        return await self._form(events, None, _values(None, calendars[0].slug if calendars else ""))
+
+    @post("/", status_code=303)
+    async def create(self, request: Request[User, Any, Any], events: EventService) -> Response[Any]:
+        form = await parse_form(request, EventForm)
+        try:
+            event = await events.save(form)
+        except InputProblems as exc:
+            return await self._form(events, None, _shown(form, exc), exc.errors, status=exc.status)
+        return see_other(f"/events/admin/{event.slug}", request, "Event saved.")
+
+    @get("/calendars", name="events:admin-calendars")
+    async def calendars(self, events: EventService) -> Template:
+        return Template("events/admin/calendars.html", context={
+            "calendars": await events.calendars(), "values": {"colour": "#2f6f4f"}, "errors": {}})
+
+    @post("/calendars", status_code=303)
+    async def create_calendar(self, request: Request[User, Any, Any], events: EventService) -> Response[Any]:
+        form = await parse_form(request, CalendarForm)
+        try:
+            await events.save_calendar(form)
+        except InputProblems as exc:
+            return Template("events/admin/calendars.html", status_code=exc.status, context={
+                "calendars": await events.calendars(), "values": msgspec.structs.asdict(form), "errors": exc.errors})
+        return see_other("/events/admin/calendars", request, "Calendar saved.")
+
+    @get("/{slug:str}", name="events:admin-edit")
+    async def edit(self, events: EventService, slug: str) -> Template:
+        event = await _found(events, slug)
+        return await self._form(events, event, _values(event))
+
+    @post("/{slug:str}", status_code=303)
+    async def update(self, request: Request[User, Any, Any], events: EventService, slug: str) -> Response[Any]:
+        event = await _found(events, slug)
+        form = await parse_form(request, EventForm)
+        try:
+            saved = await events.save(form, event=event)
+        except InputProblems as exc:
+            return await self._form(events, event, _shown(form, exc), exc.errors, status=exc.status)
+        return see_other(f"/events/admin/{saved.slug}", request, "Event saved.")
+
+    @get("/{slug:str}/delete")
+    async def delete_confirm(self, events: EventService, slug: str) -> Template:
+        event = await _found(events, slug)
+        return confirm_page(question=f"Delete the event “{event.title}”?",
+                            detail="It goes from the site and from subscribed calendars. To keep it listed as "
+                                   "called off, set its status to cancelled instead.",
+                            action=f"/events/admin/{event.slug}/delete", cancel=f"/events/admin/{event.slug}")
+
+    @post("/{slug:str}/delete", status_code=303)
+    async def delete(self, request: Request[User, Any, Any], events: EventService, slug: str) -> Response[None]:
+        event = await _found(events, slug)
+        await events.delete(event)
+        return done("/events/admin/", request, f"Deleted “{event.title}”.")
+
+
+async def _found(events: EventService, slug: str) -> Event:
+    event = await events.get(slug)
+    if event is None:
+        raise NotFoundException("No such event.")
+    return event
+
+
+admin_handlers = [EventsAdmin]

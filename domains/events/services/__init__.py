@@ -1,0 +1,1 @@
+"""The events services: occurrences (recurrence.py) and the event rules (events.py)."""

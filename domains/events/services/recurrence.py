@@ -1,0 +1,201 @@
+"""Occurrences of an event: its one date, or its series expanded by python-dateutil.
+
+RFC 5545 §3.3.10 RRULEs are expanded on the event's *wall-clock* start (``starts_local``) and
+each occurrence is then placed in the event's IANA zone, so "every Tuesday 18:00 Europe/London"
+stays at 18:00 on both sides of a daylight-saving change. A generated time inside a DST gap is
+read with the offset before the gap, as RFC 5545 §3.3.5 prescribes ("FORM #3"); an ambiguous one
+(the repeated hour) takes its first instance (``fold=0``).
+
+The first date is checked more strictly: a time that does not exist in its zone, or exists twice,
+is refused unless the person chose which (services/events.py), never silently shifted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from dateutil.rrule import rrule, rrulestr
+
+__all__ = ["MAX_OCCURRENCES", "Occurrence", "RuleProblem", "check_rule", "local_kind", "occurrences", "to_utc",
+           "zone"]
+
+# A bounded series (COUNT or UNTIL) may have at most this many dates; finer than daily is refused.
+MAX_OCCURRENCES: Final = 1000
+ALLOWED_FREQ: Final = ("DAILY", "WEEKLY", "MONTHLY", "YEARLY")
+# An open-ended rule must produce its first date within this horizon.
+HORIZON: Final = timedelta(days=366 * 10)
+# Parts a person's calendar rarely needs and whose combinations can match nothing at all.
+UNSUPPORTED: Final = frozenset({"BYWEEKNO", "BYYEARDAY", "BYSETPOS", "BYHOUR", "BYMINUTE", "BYSECOND", "BYEASTER"})
+_UNTIL_DATE: Final = re.compile(r"(UNTIL=\d{8})(?![T\d])", re.IGNORECASE)
+_UNTIL_UTC: Final = re.compile(r"(UNTIL=\d{8}(?:T\d{6})?)Z", re.IGNORECASE)
+
+
+class RuleProblem(ValueError):
+    """An RRULE that cannot be used: the message says why, for a person."""
+
+
+@dataclass(frozen=True, slots=True)
+class Occurrence:
+    """One date of an event: local wall-clock times in its zone and the same instants in UTC."""
+
+    start_local: datetime
+    end_local: datetime
+    starts_at: datetime
+    ends_at: datetime
+
+    @property
+    def key(self) -> str:
+        """The occurrence's id within its series (its local start, as RFC 5545 RECURRENCE-ID)."""
+        return self.start_local.strftime("%Y%m%dT%H%M%S")
+
+
+def zone(name: str) -> ZoneInfo:
+    """The IANA zone ``name``; RuleProblem for an unknown one."""
+    if name not in _zones():
+        raise RuleProblem(f"“{name}” is not a time zone we know: use an IANA name such as Europe/London.")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:  # pragma: no cover - listed but unloadable
+        raise RuleProblem(f"“{name}” is not a time zone we know.") from exc
+
+
+_ZONES: set[str] = set()
+
+
+def _zones() -> set[str]:
+    if not _ZONES:
+        _ZONES.update(available_timezones())
+        _ZONES.add("UTC")
+    return _ZONES
+
+
+def to_utc(local: datetime, tz: ZoneInfo, *, fold: int = 0) -> datetime:
+    return local.replace(tzinfo=tz, fold=fold).astimezone(UTC)
+
+
+def local_kind(local: datetime, tz: ZoneInfo) -> str:
+    """``"ok"``, ``"gap"`` (the wall-clock time never happens: clocks jump over it) or
+    ``"ambiguous"`` (it happens twice: clocks go back over it) in ``tz``."""
+    first, second = local.replace(tzinfo=tz, fold=0), local.replace(tzinfo=tz, fold=1)
+    if first.utcoffset() == second.utcoffset():
+        return "ok"
+    # In a gap the two folds disagree and neither round-trips to the same wall time.
+    back = first.astimezone(UTC).astimezone(tz).replace(tzinfo=None)
+    return "gap" if back != local else "ambiguous"
+
+
+def _never(parts: dict[str, str]) -> bool:
+    """Whether BYMONTHDAY names no day that exists in any month BYMONTH allows. dateutil walks
+    to year 9999 looking for a date such a rule never yields, so it is refused before any walk."""
+    if "BYMONTHDAY" not in parts:
+        return False
+    try:
+        days = [int(d) for d in parts["BYMONTHDAY"].split(",")]
+        months = [int(m) for m in parts["BYMONTH"].split(",")] if "BYMONTH" in parts else list(range(1, 13))
+    except ValueError:
+        return False  # malformed: dateutil's parser names the problem
+    longest = [31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+    return not any(1 <= m <= 12 and (1 <= d <= longest[m - 1] or -longest[m - 1] <= d <= -1)
+                   for m in months for d in days)
+
+
+def _parse(rule: str, start_local: datetime) -> rrule:
+    text = rule.strip()
+    if text.upper().startswith("RRULE:"):
+        text = text[6:]
+    parts = dict(p.split("=", 1) for p in text.upper().split(";") if "=" in p)
+    freq = parts.get("FREQ", "")
+    if freq not in ALLOWED_FREQ:
+        raise RuleProblem("Repeat daily, weekly, monthly or yearly (FREQ=DAILY, WEEKLY, MONTHLY or YEARLY).")
+    unsupported = sorted(UNSUPPORTED.intersection(parts))
+    if unsupported:
+        raise RuleProblem(f"{', '.join(unsupported)} is not supported here: use BYDAY, BYMONTHDAY, BYMONTH, "
+                          "INTERVAL, COUNT or UNTIL.")
+    if _never(parts):
+        raise RuleProblem("This rule never produces a date (no such day in the months it names).")
+    if "COUNT" in parts and "UNTIL" in parts:
+        raise RuleProblem("Give COUNT or UNTIL, not both (RFC 5545 §3.3.10).")
+    # Our series are wall-clock times in the event's zone; an UNTIL in UTC is read as local.
+    text = _UNTIL_UTC.sub(r"\1", text)
+    # A date-only UNTIL includes that whole day (the last date's start is on it).
+    text = _UNTIL_DATE.sub(r"\1T235959", text)
+    try:
+        parsed = rrulestr("RRULE:" + text, dtstart=start_local, forceset=False, ignoretz=True)
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+        raise RuleProblem(f"This repeat rule is not valid: {exc}.") from exc
+    if not isinstance(parsed, rrule):  # pragma: no cover - forceset=False with one RRULE
+        raise RuleProblem("Give one RRULE.")
+    return parsed
+
+
+def check_rule(rule: str, start_local: datetime, exdates: list[datetime]) -> datetime | None:
+    """Validate ``rule`` for a series starting at ``start_local``; the local start of its last date
+    (None when the rule has no end). RuleProblem when it is malformed, never happens, has too many
+    dates or runs beyond ten years.
+
+    Every walk is bounded by the ten-year horizon (``until``), so a rule that never matches (the
+    31st of February, daily) costs milliseconds, not the walk to year 9999."""
+    parsed = _parse(rule, start_local)
+    count, until = parsed._count, parsed._until  # dateutil exposes no getters
+    horizon = start_local + HORIZON
+    if until is not None and until > horizon:
+        raise RuleProblem("A series must end within ten years: choose an earlier UNTIL, or no end at all.")
+    probe = parsed.replace(count=None, until=min(until or horizon, horizon))
+    excluded = set(exdates)
+    dates = (when for when in probe if when not in excluded)
+    if count is None and until is None:
+        if next(dates, None) is None:
+            raise RuleProblem("This rule produces no date in the next ten years.")
+        return None
+    last: datetime | None = None
+    for seen, when in enumerate(dates, start=1):
+        last = when
+        if seen > MAX_OCCURRENCES:
+            raise RuleProblem(f"This rule makes more than {MAX_OCCURRENCES:,} dates: end it sooner (COUNT or UNTIL)"
+                              " or leave it without an end.")
+        if count is not None and seen >= count:
+            break
+    else:
+        if count is not None and last is not None:
+            raise RuleProblem("A series must end within ten years: choose a smaller COUNT, or no end at all.")
+    if last is None:
+        raise RuleProblem("This rule produces no date in the next ten years.")
+    return last
+
+
+def occurrences(*, start_local: datetime, end_local: datetime, tz: str, rule: str, exdates: list[str],
+                window_start: datetime, window_end: datetime, limit: int = MAX_OCCURRENCES) -> Iterator[Occurrence]:
+    """The dates of an event that overlap [``window_start``, ``window_end``) (aware datetimes),
+    in order, at most ``limit``."""
+    tzinfo = zone(tz)
+    duration = end_local - start_local
+    if not rule:
+        starts_at, ends_at = to_utc(start_local, tzinfo), to_utc(end_local, tzinfo)
+        if starts_at < window_end and ends_at > window_start:
+            yield Occurrence(start_local, end_local, starts_at, ends_at)
+        return
+    excluded = {datetime.fromisoformat(x) for x in exdates}
+    parsed = _parse(rule, start_local)
+    # Walk local times from a little before the window (a day covers any UTC offset) plus the duration.
+    local_from = window_start.astimezone(tzinfo).replace(tzinfo=None) - duration - timedelta(days=1)
+    first = parsed.after(local_from, inc=True) if local_from > start_local else start_local
+    if first is None:
+        return
+    produced = 0
+    for when in parsed.xafter(first, inc=True):
+        if when in excluded:
+            continue
+        starts_at = to_utc(when, tzinfo)
+        if starts_at >= window_end:
+            return
+        ends_at = to_utc(when + duration, tzinfo)
+        if ends_at > window_start:
+            yield Occurrence(when, when + duration, starts_at, ends_at)
+            produced += 1
+            if produced >= limit:
+                return

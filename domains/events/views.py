@@ -1,0 +1,81 @@
+"""What templates and fragments show of events and their dates (plain data, built in one place)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+from urllib.parse import quote
+
+from domains.events.models import CANCELLED, POSTPONED, Event
+from domains.events.services.events import Listed
+from domains.events.services.recurrence import Occurrence
+
+__all__ = ["day_groups", "event_view", "listed_view", "when_text"]
+
+
+def _clock(moment: datetime) -> str:
+    return moment.strftime("%H:%M")
+
+
+def when_text(event: Event, occ: Occurrence) -> str:
+    """``Tue 8 December 2026, 18:00-20:00 (Europe/London)`` (an en dash); all-day dates without times."""
+    start, end = occ.start_local, occ.end_local
+    day = f"{start:%a} {start.day} {start:%B %Y}"
+    if event.all_day:
+        last = end.date().toordinal() - 1
+        if last <= start.date().toordinal():
+            return day
+        final = date.fromordinal(last)
+        return f"{day} \u2013 {final:%a} {final.day} {final:%B %Y}"
+    if start.date() == end.date():
+        return f"{day}, {_clock(start)}\u2013{_clock(end)} ({event.tz})"
+    return f"{day}, {_clock(start)} \u2013 {end:%a} {end.day} {end:%B %Y}, {_clock(end)} ({event.tz})"
+
+
+def _status(event: Event) -> str:
+    return {CANCELLED: "Cancelled", POSTPONED: "Postponed"}.get(event.status, "")
+
+
+def listed_view(item: Listed) -> dict[str, Any]:
+    event, occ = item.event, item.occurrence
+    return {
+        "title": event.title, "slug": event.slug, "url": f"/events/{event.slug}", "when": when_text(event, occ),
+        "time": "" if event.all_day else _clock(occ.start_local), "all_day": event.all_day,
+        "start_iso": occ.starts_at.isoformat(), "end_iso": occ.ends_at.isoformat(), "tz": event.tz,
+        "place": event.place_name, "status": _status(event), "tags": list(event.tags),
+        "calendar": {"name": event.calendar.name, "slug": event.calendar.slug, "colour": event.calendar.colour},
+        "series": bool(event.rrule), "key": occ.key,
+    }
+
+
+def day_groups(items: Sequence[Listed]) -> list[dict[str, Any]]:
+    """Dates grouped by their local day, in order: ``[{"day": "Tue 8 December 2026", "items": [...]}]``."""
+    groups: list[dict[str, Any]] = []
+    for item in items:
+        start = item.occurrence.start_local
+        label = f"{start:%A} {start.day} {start:%B %Y}"
+        if not groups or groups[-1]["day"] != label:
+            groups.append({"day": label, "iso": start.date().isoformat(), "items": []})
+        groups[-1]["items"].append(listed_view(item))
+    return groups
+
+
+def event_view(event: Event, base_url: str) -> dict[str, Any]:
+    map_link = ""
+    if event.latitude is not None and event.longitude is not None:
+        map_link = (f"https://www.openstreetmap.org/?mlat={event.latitude:.6f}&mlon={event.longitude:.6f}"
+                    f"#map=17/{event.latitude:.6f}/{event.longitude:.6f}")
+    elif event.place_address:
+        map_link = "https://www.openstreetmap.org/search?query=" + quote(event.place_address)
+    host_url = base_url.split("://", 1)[-1]
+    return {
+        "id": str(event.id), "title": event.title, "slug": event.slug, "description_html": event.description_html,
+        "tz": event.tz, "all_day": event.all_day, "place_name": event.place_name,
+        "place_address": event.place_address, "map_link": map_link, "online_url": event.online_url,
+        "organiser": event.organiser, "tags": list(event.tags), "status": _status(event),
+        "calendar": {"name": event.calendar.name, "slug": event.calendar.slug, "colour": event.calendar.colour},
+        "series": bool(event.rrule), "rrule": event.rrule,
+        "ics": f"/events/{event.slug}.ics", "webcal": f"webcal://{host_url}/events/{event.slug}.ics",
+        "url": f"{base_url}/events/{event.slug}",
+    }
