@@ -1,7 +1,7 @@
 """events: events_calendar and events_event
 
 Revision ID: f0e1d2c3b4a5
-Revises: 4e9f138acc30
+Revises: f2a3b4c5d6e7
 Create Date: 2026-12-07 05:30:00
 """
 
@@ -12,7 +12,7 @@ from advanced_alchemy.types import GUID, DateTimeUTC, JsonB
 from alembic import op
 
 revision = "f0e1d2c3b4a5"
-down_revision = "4e9f138acc30"
+down_revision = "f2a3b4c5d6e7"
 branch_labels = None
 depends_on = None
 
