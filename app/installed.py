@@ -10,6 +10,7 @@ from __future__ import annotations
 import domains.account
 import domains.blog
 import domains.market
+import domains.payments
 import federation.activitypub
 import federation.oauth
 import federation.social
@@ -28,6 +29,7 @@ INSTALLED: tuple[Domain, ...] = (
     domains.account.domain,
     domains.blog.domain,
     domains.market.domain,
+    domains.payments.domain,
     EVENTS,
     fragments.domain,
     forge.domain,
