@@ -11,7 +11,7 @@ Bearer <key>`` on every call:
   ``DELETE /v0.1/checkouts/{id}`` (deactivate: ``EXPIRED``; 409 ``CHECKOUT_PROCESSED`` once paid).
 - ``POST /v1.0/merchants/{merchant_code}/payments/{transaction_id}/refunds`` with an optional
   ``{"amount": 5.0}`` (a partial refund); ``GET /v2.1/merchants/{merchant_code}/transactions?id=…``
-  tells how much was refunded (its ``REFUND`` events).
+  tells how much was refunded (its ``transaction_events`` of type ``REFUND``).
 
 **Exactly one checkout per reference.** A create that times out, fails with a 5xx or answers
 409 ``DUPLICATED_CHECKOUT`` may have been made anyway, so the provider lists by
@@ -257,32 +257,35 @@ class SumUpProvider:
             raise self._error(response, "read the checkout", provider_id)
         checkout = self._checkout(response)
         record = checkout.record
-        if record.status is PaymentStatus.PAID and checkout.transaction_id:
+        if record.status in (PaymentStatus.PAID, PaymentStatus.REFUNDED) and checkout.transaction_id:
             refunded = await self._refunded(checkout.transaction_id, record.currency)
+            if record.status is PaymentStatus.REFUNDED and not refunded:
+                refunded = record.amount_minor  # the transaction says REFUNDED without listing the events
             if refunded:
-                status = PaymentStatus.REFUNDED if refunded >= record.amount_minor else PaymentStatus.PARTIALLY_REFUNDED
+                full = refunded >= record.amount_minor
+                status = PaymentStatus.REFUNDED if full else PaymentStatus.PARTIALLY_REFUNDED
                 record = msgspec.structs.replace(record, refunded_minor=refunded, status=status)
             checkout = _Checkout(record=record, transaction_id=checkout.transaction_id)
         return checkout
 
     async def _refunded(self, transaction_id: str, currency: str) -> int:
-        """Minor units refunded on a transaction: the sum of its ``REFUND`` events that did not fail."""
+        """Minor units refunded on a transaction: its ``transaction_events`` of type ``REFUND`` that did not fail."""
         response = await self._call(
             "GET", f"/v2.1/merchants/{_segment(self.merchant_code)}/transactions", params={"id": transaction_id}
         )
         if response.status_code != 200:
             raise self._error(response, "read the payment's refunds")
         data = _json(response)
-        events = data.get("events") if isinstance(data, dict) else None
+        events = data.get("transaction_events") if isinstance(data, dict) else None
         total = 0
         for event in events if isinstance(events, list) else ():
             if (
                 isinstance(event, dict)
-                and event.get("type") == "REFUND"
+                and event.get("event_type") == "REFUND"
                 and event.get("status") in _COUNTED_REFUND
                 and isinstance(event.get("amount"), int | float)
             ):
-                total += to_minor(event["amount"], currency)
+                total += to_minor(abs(event["amount"]), currency)
         return total
 
     async def _by_reference(self, reference: str) -> _Checkout | None:
