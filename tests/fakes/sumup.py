@@ -75,11 +75,18 @@ class FakeSumUp:
     transactions: dict[str, dict[str, Any]] = field(default_factory=dict)
     faults: list[Fault] = field(default_factory=list)
     calls: list[tuple[str, str]] = field(default_factory=list)  # (op, id or reference), answered or not
+    on_call: Callable[[str, str], object] | None = None
     webhooks: list[tuple[str, dict[str, Any], int | None]] = field(default_factory=list)
     _released: asyncio.Event | None = None
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     # Faults ----------------------------------------------------------------------------------
+
+    def record(self, op: str, key: str) -> None:
+        """Note a call, then let ``on_call`` change the world under it (a payer paying meanwhile)."""
+        self.calls.append((op, key))
+        if self.on_call is not None:
+            self.on_call(op, key)
 
     def fail_next(self, op: str, *, status: int = 500, commit: bool = True) -> None:
         self.faults.append(Fault(op, status=status, commit=commit))
@@ -283,7 +290,7 @@ def build_app(fake: FakeSumUp) -> Litestar:
                 status_code=403,
             )
         reference = str(body["checkout_reference"])
-        fake.calls.append(("create", reference))
+        fake.record("create", reference)
         if any(c["checkout_reference"] == reference for c in fake.checkouts.values()):
             return error(
                 409,
@@ -320,7 +327,7 @@ def build_app(fake: FakeSumUp) -> Litestar:
         if not fake.authorised(request):
             return unauthorised()
         reference = request.query_params.get("checkout_reference")
-        fake.calls.append(("list", reference or ""))
+        fake.record("list", reference or "")
 
         def answer() -> Response[Any]:
             found = [
@@ -336,7 +343,7 @@ def build_app(fake: FakeSumUp) -> Litestar:
     async def get_checkout(request: Request[Any, Any, Any], checkout_id: str) -> Response[Any]:
         if not fake.authorised(request):
             return unauthorised()
-        fake.calls.append(("get", checkout_id))
+        fake.record("get", checkout_id)
         if checkout_id not in fake.checkouts:
             return error(404, *NOT_FOUND)
         return await fake._answer(fake._fault("get"), lambda: Response(full_view(fake.checkouts[checkout_id])))
@@ -345,7 +352,7 @@ def build_app(fake: FakeSumUp) -> Litestar:
     async def update_checkout(request: Request[Any, Any, Any], checkout_id: str) -> Response[Any]:
         if not fake.authorised(request):
             return unauthorised()
-        fake.calls.append(("patch", checkout_id))
+        fake.record("patch", checkout_id)
         checkout = fake.checkouts.get(checkout_id)
         if checkout is None:
             return error(404, *NOT_FOUND)
@@ -364,7 +371,7 @@ def build_app(fake: FakeSumUp) -> Litestar:
     async def deactivate_checkout(request: Request[Any, Any, Any], checkout_id: str) -> Response[Any]:
         if not fake.authorised(request):
             return unauthorised()
-        fake.calls.append(("delete", checkout_id))
+        fake.record("delete", checkout_id)
         checkout = fake.checkouts.get(checkout_id)
         if checkout is None:
             return error(404, *NOT_FOUND)
@@ -381,7 +388,7 @@ def build_app(fake: FakeSumUp) -> Litestar:
     async def refund(request: Request[Any, Any, Any], merchant_code: str, transaction_id: str) -> Response[Any]:
         if not fake.authorised(request):
             return unauthorised()
-        fake.calls.append(("refund", transaction_id))
+        fake.record("refund", transaction_id)
         txn = fake.transactions.get(transaction_id)
         if merchant_code != fake.merchant_code or txn is None:
             return problem(404, "Not Found", "The transaction does not exist.")
@@ -427,7 +434,7 @@ def build_app(fake: FakeSumUp) -> Litestar:
         if not fake.authorised(request):
             return unauthorised()
         transaction_id = request.query_params.get("id", "")
-        fake.calls.append(("transaction", transaction_id))
+        fake.record("transaction", transaction_id)
         txn = fake.transactions.get(transaction_id)
         if merchant_code != fake.merchant_code or txn is None:
             return error(404, *NOT_FOUND)

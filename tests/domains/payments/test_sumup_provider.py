@@ -222,3 +222,29 @@ def test_parse_webhook_both_envelopes() -> None:
         b'{"event_type":"CHECKOUT_STATUS_CHANGED","id":"' + b"a" * 200_000 + b'"}',
     ):
         assert checkout_id_from_webhook(junk) is None, junk[:40]
+
+
+@pytest.mark.parametrize("made", [True, False], ids=["refunded-then-silent", "silent-before-refunding"])
+async def test_refund_timeout_is_never_a_second_refund(sumup: SumUpProvider, sumup_fake: FakeSumUp, made: bool) -> None:
+    record = await make(sumup)
+    sumup_fake.pay(record.provider_id)
+    sumup_fake.hang_next("refund", commit=made)
+    if made:  # the refund went through: the provider learns it from SumUp instead of refunding again
+        after = await sumup.refund(record.provider_id, 300)
+        assert (after.status, after.refunded_minor) == (PaymentStatus.PARTIALLY_REFUNDED, 300)
+    else:
+        with pytest.raises(PaymentError, match="did not answer in time") as caught:
+            await sumup.refund(record.provider_id, 300)
+        assert caught.value.retryable is True
+        assert (await sumup.fetch(record.provider_id)).refunded_minor == 0
+    assert [op for op, _ in sumup_fake.calls].count("refund") == 1
+
+
+async def test_cancel_while_the_payer_pays(sumup: SumUpProvider, sumup_fake: FakeSumUp) -> None:
+    record = await make(sumup)
+    # Read as pending, paid on the hosted page before the DELETE arrives: SumUp answers 409
+    # CHECKOUT_PROCESSED, and the provider re-fetches and reports the payment.
+    sumup_fake.on_call = lambda op, key: sumup_fake.pay(key) if op == "delete" else None
+    assert (await sumup.cancel(record.provider_id)).status is PaymentStatus.PAID
+    assert ("delete", record.provider_id) in sumup_fake.calls
+    assert sumup_fake.checkouts[record.provider_id]["status"] == "PAID"
