@@ -6,7 +6,14 @@ The order state machine moves **only on these records** (design/domains.md §5):
 poke that makes a job call :meth:`PaymentProvider.fetch`; it is never believed by itself.
 
 ``create`` is idempotent per ``reference`` (the order's number): calling it again for the same
-reference (a retry after a timeout, a double submit) answers the checkout already made.
+reference (a retry after a timeout, a double submit) answers the checkout already made, whatever
+its status. So a new attempt after a ``FAILED``/``EXPIRED``/``CANCELLED`` checkout needs a new
+reference (e.g. ``RA-2026-000123-2``): SumUp refuses a reference twice. The same reference with
+another amount or currency is a ``PaymentError`` (nothing is created).
+
+Statuses: ``EXPIRED`` and ``CANCELLED`` both mean "will never be paid" (SumUp reports a checkout
+we deactivated as ``EXPIRED``; ``cancel`` answers ``CANCELLED``). ``PAID``, ``PARTIALLY_REFUNDED``
+and ``REFUNDED`` all mean the money arrived; ``refunded_minor`` says how much went back.
 """
 
 from __future__ import annotations

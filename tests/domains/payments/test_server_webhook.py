@@ -50,7 +50,7 @@ async def test_webhook_into_a_running_server(
             return list((await session.scalars(select(Job.state).where(Job.kind == PAYMENT_REFRESH))).all())
 
         with anyio.fail_after(60):  # polling another process's database: no event to wait on
-            for _ in iter(int, 1):
+            while True:
                 if await anyio.to_thread.run_sync(server.in_process, states) == [DONE]:
                     break
                 await anyio.sleep(0.1)
