@@ -16,7 +16,8 @@ by tests/fakes/test_sumup_contract.py, so it cannot drift):
   ``return_url`` (or the dashboard envelope, ``envelope="dashboard"``), then 303 to ``redirect_url``;
   **Abandon** changes nothing and sends nothing (a payer who closed the tab), then 303 back.
 
-Tests drive it over real HTTP on 127.0.0.1 (:func:`serve`) and inject faults: ``fail_next(op,
+Tests drive it over real HTTP on 127.0.0.1 (:func:`serve`), or in process with
+:meth:`FakeSumUp.asgi_client`, and inject faults: ``fail_next(op,
 status=500, commit=True)`` answers an error after (``commit``) or instead of doing the operation,
 ``hang_next(op)`` never answers (until :meth:`FakeSumUp.release`), so a client's timeout fires.
 
@@ -191,6 +192,12 @@ class FakeSumUp:
     @property
     def app(self) -> Litestar:
         return build_app(self)
+
+    def asgi_client(self) -> httpx.AsyncClient:
+        """A client that reaches the fake in process (``httpx.ASGITransport``, no port), for
+        ``SumUpProvider(http=...)`` or ``available_providers(settings, http=...)``; the hosted page's
+        links still name ``public_url``."""
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url=self.public_url)
 
     def authorised(self, request: Request[Any, Any, Any]) -> bool:
         return request.headers.get("authorization") == f"Bearer {self.api_key}"

@@ -248,3 +248,23 @@ async def test_cancel_while_the_payer_pays(sumup: SumUpProvider, sumup_fake: Fak
     assert (await sumup.cancel(record.provider_id)).status is PaymentStatus.PAID
     assert ("delete", record.provider_id) in sumup_fake.calls
     assert sumup_fake.checkouts[record.provider_id]["status"] == "PAID"
+
+
+async def test_in_process_through_asgi_transport() -> None:
+    fake = FakeSumUp()
+    async with fake.asgi_client() as http:
+        provider = SumUpProvider(api_key="sup_sk_fake", merchant_code=MERCHANT_CODE, api_url=fake.public_url, http=http)
+        record = await make(provider)
+        fake.pay(record.provider_id)
+        assert (await provider.fetch(record.provider_id)).status is PaymentStatus.PAID
+        assert (await provider.refund(record.provider_id, 10)).refunded_minor == 10
+    assert [op for op, _ in fake.calls] == [
+        "create",
+        "get",
+        "transaction",
+        "get",
+        "transaction",
+        "refund",
+        "get",
+        "transaction",
+    ]
