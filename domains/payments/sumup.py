@@ -36,6 +36,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+import anyio
 import httpx
 import msgspec
 
@@ -123,6 +124,7 @@ class SumUpProvider:
         http: httpx.AsyncClient | None = None,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
         attempts: int = 3,
+        retry_delay: float = 0.5,
     ) -> None:
         self.api_key = api_key
         self.merchant_code = merchant_code
@@ -130,6 +132,7 @@ class SumUpProvider:
         self._http = http
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self.attempts = max(1, attempts)
+        self.retry_delay = max(0.0, retry_delay)  # doubled after each failed create attempt
 
     def __repr__(self) -> str:  # never the key
         return f"<SumUpProvider {self.merchant_code} at {self.api_url}>"
@@ -184,6 +187,8 @@ class SumUpProvider:
                     code=last.code,
                 )
             log.warning("SumUp create for %s failed (attempt %d of %d): %s", reference, attempt, self.attempts, last)
+            if attempt < self.attempts and self.retry_delay:
+                await anyio.sleep(self.retry_delay * 2 ** (attempt - 1))
         assert last is not None
         raise last
 

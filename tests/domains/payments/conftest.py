@@ -20,4 +20,6 @@ async def sumup_fake() -> AsyncIterator[FakeSumUp]:
 @pytest.fixture
 def sumup(sumup_fake: FakeSumUp) -> SumUpProvider:
     """The real provider over real HTTP to the fake (a short timeout for the hung-request tests)."""
-    return SumUpProvider(api_key=API_KEY, merchant_code=MERCHANT_CODE, api_url=sumup_fake.public_url, timeout=1.0)
+    return SumUpProvider(
+        api_key=API_KEY, merchant_code=MERCHANT_CODE, api_url=sumup_fake.public_url, timeout=1.0, retry_delay=0
+    )
