@@ -11,6 +11,7 @@ import domains.account
 import domains.blog
 import domains.events
 import domains.market
+import domains.payments
 import federation.activitypub
 import federation.oauth
 import federation.social
@@ -25,6 +26,7 @@ INSTALLED: tuple[Domain, ...] = (
     domains.blog.domain,
     domains.market.domain,
     domains.events.domain,
+    domains.payments.domain,
     fragments.domain,
     forge.domain,
     federation.oauth.domain,
