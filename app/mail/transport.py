@@ -73,6 +73,10 @@ class MailTransport(Protocol):
 
     async def send(self, message: EmailMessage) -> None: ...
 
+    async def send_raw(self, sender: str, recipients: list[str], data: bytes) -> None:
+        """Send a message already written out (``data``, CRLF line ends, no Bcc field)."""
+        ...
+
     @property
     def description(self) -> str: ...
 
@@ -95,7 +99,10 @@ class FileTransport:
     async def send(self, message: EmailMessage) -> None:
         await asyncio.to_thread(self.write, message)
 
-    def write(self, message: EmailMessage) -> Path:
+    async def send_raw(self, sender: str, recipients: list[str], data: bytes) -> None:
+        await asyncio.to_thread(self.write, data)
+
+    def write(self, message: EmailMessage | bytes) -> Path:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Sortable by name: newest last in a listing, newest first reversed.
         name = f"{datetime.now(UTC):%Y%m%dT%H%M%S.%fZ}-{secrets.token_hex(4)}.eml"
@@ -104,7 +111,7 @@ class FileTransport:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(message.as_bytes())
+                fh.write(message if isinstance(message, bytes) else message.as_bytes())
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(temporary, final)
@@ -163,7 +170,9 @@ class SMTPTransport:
         return smtp
 
     async def send(self, message: EmailMessage) -> None:
-        sender, recipients, data = envelope(message)
+        await self.send_raw(*envelope(message))
+
+    async def send_raw(self, sender: str, recipients: list[str], data: bytes) -> None:
         for attempt in (1, 2):
             if self._smtp is None or not self._smtp.is_connected:
                 self._smtp = await self._connect()

@@ -126,18 +126,16 @@ async def _send_all(settings: Any, maker: Any, campaign: Campaign, lst: Newslett
     commit per message); at once when pacing sleeps in between; and on the way out whatever
     happens (``finally``, and the write is shielded from cancellation).
     """
-    from app.mail import MailPermanentError, build_message, open_transport
-    from domains.account.newsletters.mailing import (
-        issue_bodies,
-        issue_mail,
-        issue_message_id,
-        personalise,
-        unsubscribe_url,
-    )
+    from app.mail import MailPermanentError, open_transport
+    from app.mail.batch import BatchTemplate
+    from domains.account.newsletters.mailing import issue_copy, issue_template
 
     rate = int(getattr(settings, "mail_rate", 0) or 0)
     spacing = 60.0 / rate if rate > 0 else 0.0
-    bodies = issue_bodies(settings, campaign, lst)
+    try:
+        template: BatchTemplate | ValueError = issue_template(settings, campaign, lst)
+    except ValueError as exc:  # the issue itself cannot be a mail (as before: each recipient fails with why)
+        template = exc
     answer: tuple[UUID, dict[str, Any]] | None = None
     try:
         async with open_transport(settings) as transport:
@@ -155,16 +153,15 @@ async def _send_all(settings: Any, maker: Any, campaign: Campaign, lst: Newslett
                     return False
                 if claim == "skip":
                     continue  # unsubscribed meanwhile (or another run holds it)
-                url = unsubscribe_url(settings, sid)
                 try:
-                    mail = issue_mail(settings, campaign, lst, email, name, sid, url=url)
-                    message = build_message(mail, settings, message_id=issue_message_id(settings, rid),
-                                            bodies=personalise(bodies, url))
+                    if isinstance(template, ValueError):
+                        raise template
+                    message = issue_copy(template, settings, email, name, sid, rid)
                 except ValueError as exc:  # an address or name the mail kernel refuses
                     answer = (rid, {"status": FAILED, "error": f"not sent: {exc}"[:2000]})
                     continue
                 try:
-                    await transport.send(message)
+                    await transport.send_raw(*message)
                 except MailPermanentError as exc:
                     answer = (rid, {"status": FAILED, "error": str(exc)[:2000]})
                     continue
