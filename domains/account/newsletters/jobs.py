@@ -22,14 +22,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
 import anyio
 from sqlalchemy import CursorResult, exists, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.jobs import JobContext, RetryLater, backoff_delay, job_handler
 from domains.account.newsletters.models import (
@@ -74,6 +74,20 @@ async def _write(maker: Any) -> AsyncIterator[AsyncSession]:
     else:
         async with maker() as session, session.begin():
             yield session
+
+
+@asynccontextmanager
+async def _write_on(conn: AsyncConnection | None, maker: Any) -> AsyncIterator[AsyncConnection | AsyncSession]:
+    """One short transaction on the batch's own connection (``conn``), or a session's when there is none."""
+    if conn is None:
+        async with _write(maker) as session:
+            yield session
+    elif conn.dialect.name == "sqlite":
+        async with _sqlite_writer, conn.begin():
+            yield conn
+    else:
+        async with conn.begin():
+            yield conn
 
 
 def _rowcount(result: Any) -> int:
@@ -137,8 +151,12 @@ async def _send_all(settings: Any, maker: Any, campaign: Campaign, lst: Newslett
     except ValueError as exc:  # the issue itself cannot be a mail (as before: each recipient fails with why)
         template = exc
     answer: tuple[UUID, dict[str, Any]] | None = None
+    # One connection for the batch's claims: a transaction per message without checking a
+    # connection out of the pool (and, on SQLite, the pool's ROLLBACK on its return) each time.
+    bind = maker.kw.get("bind")
     try:
-        async with open_transport(settings) as transport:
+        async with (bind.connect() if bind is not None else nullcontext()) as conn, \
+                open_transport(settings) as transport:
             next_slot = time.monotonic()
             for rid, email, name, sid in todo:
                 if spacing:
@@ -147,7 +165,7 @@ async def _send_all(settings: Any, maker: Any, campaign: Campaign, lst: Newslett
                         answer = None
                     await anyio.sleep(max(0.0, next_slot - time.monotonic()))
                     next_slot = max(next_slot + spacing, time.monotonic())
-                claim = await _claim(maker, campaign.id, rid, answer)
+                claim = await _claim(maker, campaign.id, rid, answer, conn)
                 answer = None
                 if claim == "stop":
                     return False
@@ -178,10 +196,11 @@ async def _send_all(settings: Any, maker: Any, campaign: Campaign, lst: Newslett
     return True
 
 
-async def _claim(maker: Any, cid: UUID, rid: UUID, answer: tuple[UUID, dict[str, Any]] | None = None) -> str:
+async def _claim(maker: Any, cid: UUID, rid: UUID, answer: tuple[UUID, dict[str, Any]] | None = None,
+                 conn: AsyncConnection | None = None) -> str:
     """Record ``answer`` (the previous send's) and claim ``rid``, in one transaction: ``claimed``;
     ``skip`` (the recipient is no longer queued); ``stop`` (the campaign is not sending)."""
-    async with _write(maker) as session:
+    async with _write_on(conn, maker) as session:
         if answer is not None:
             await session.execute(update(Recipient).where(Recipient.id == answer[0], Recipient.status == CLAIMED)
                                   .values(**answer[1]))

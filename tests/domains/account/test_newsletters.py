@@ -537,7 +537,7 @@ async def test_an_address_leaving_during_its_batch_is_skipped_and_the_batch_goes
     claim = jobs._claim
     calls = 0
 
-    async def unsubscribe_one_then_claim(maker: Any, cid: UUID, rid: UUID, answer: Any = None) -> str:
+    async def unsubscribe_one_then_claim(maker: Any, cid: UUID, rid: UUID, answer: Any = None, conn: Any = None) -> str:
         nonlocal calls
         calls += 1
         if calls == 1:  # after the batch read its recipients, one of them unsubscribes (one-click)
@@ -548,7 +548,7 @@ async def test_an_address_leaving_during_its_batch_is_skipped_and_the_batch_goes
 
             async with sessionmaker() as session, session.begin():
                 assert await NewsletterService(session).unsubscribe(sid)
-        return await claim(maker, cid, rid, answer)
+        return await claim(maker, cid, rid, answer, conn)
 
     monkeypatch.setattr(jobs, "_claim", unsubscribe_one_then_claim)
     await worker(sessionmaker, settings).run_once()
