@@ -140,8 +140,7 @@ async def _send_all(settings: Any, maker: Any, campaign: Campaign, lst: Newslett
     commit per message); at once when pacing sleeps in between; and on the way out whatever
     happens (``finally``, and the write is shielded from cancellation).
     """
-    from app.mail import MailPermanentError, open_transport
-    from app.mail.batch import BatchTemplate
+    from app.mail import BatchTemplate, MailPermanentError, open_transport
     from domains.account.newsletters.mailing import issue_copy, issue_template
 
     rate = int(getattr(settings, "mail_rate", 0) or 0)

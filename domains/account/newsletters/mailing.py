@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from app.mail import OutgoingMail
-from app.mail.batch import BatchTemplate, RawMessage
+from app.mail import BatchTemplate, OutgoingMail, RawMessage
 from domains.account.newsletters.models import Campaign, NewsletterList
 from domains.account.newsletters.services import html_to_text, mail_host, unsubscribe_headers, unsubscribe_token
 
