@@ -5,10 +5,12 @@ plain ``aiosmtplib`` loop over one connection, in the same run against the same 
   answering 250 to every message and counting them;
 - baseline: one ``aiosmtplib.SMTP`` connection, ``sendmail`` of the same pre-built bytes to each
   recipient (transport cost only: nothing rendered or built per recipient);
-- rose-ash: what a newsletter batch job does per recipient (:func:`send_issue`, the one place to
-  switch to the real batch job once it exists): render the issue's text and HTML with that
-  recipient's unsubscribe link, ``build_message`` with RFC 8058 ``List-Unsubscribe`` headers and
-  ``List-Id``, then ``MailTransport.send`` over the one connection ``open_transport`` opened.
+- rose-ash: what a ``newsletter.send-batch`` job does, minus its database writes (those are in
+  bench/newsletter_campaign.py): the issue prepared once (``issue_template``: the issue templates
+  rendered, shared header fields folded and the parts encoded, with a marker for the unsubscribe
+  URL), then per recipient its copy (``issue_copy``: To, Date, Message-ID, its own unsubscribe URL
+  in ``List-Unsubscribe`` and both bodies, RFC 8058 ``List-Unsubscribe-Post``, ``List-Id``) sent
+  with ``MailTransport.send_raw`` over the one connection ``open_transport`` opened.
 
 Each sender runs in a fresh child process, so its peak RSS (``ru_maxrss``) is its own. Prints
 messages/s for both, the ratio (goal >= 0.5) and the peak RSS of the Rose Ash sender (goal <= 200 MB).
@@ -33,18 +35,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SENDER = "news@coop.example"
-TEXT = """Hello {{ name }},
-
-{{ body }}
-
-Unsubscribe: {{ unsubscribe }}
-"""
-HTML = """<!DOCTYPE html><html><body style="font-family:Georgia,serif">
-<p>Hello {{ name }},</p>
-{{ body_html }}
-<p style="font-size:13px"><a href="{{ unsubscribe }}">Unsubscribe</a></p>
-</body></html>
-"""
 
 
 def issue_body(kb: int) -> tuple[str, str]:
@@ -80,32 +70,29 @@ def serve(port: int, received: Any, ready: Any, stop: Any) -> None:
 # --- The senders --------------------------------------------------------------------------------
 
 
-async def send_issue(settings: Any, to: list[tuple[str, str]], body: tuple[str, str]) -> None:
-    """What a newsletter batch does: per recipient render, build, send over one connection."""
-    import jinja2
-    from markupsafe import Markup
+def prepare(settings: Any, body_html: str) -> Any:
+    """The batch's template, from an issue and a list as the job reads them (not stored here)."""
+    from domains.account.newsletters.mailing import issue_template
+    from domains.account.newsletters.models import Campaign, NewsletterList
 
-    from app.mail import OutgoingMail, build_message, open_transport
+    lst = NewsletterList(name="Rose Ash News", slug="news", sender_name="Rose Ash News", description="")
+    campaign = Campaign(subject="Rose Ash news: the spring market", body_html=body_html,
+                        source_url=f"{settings.base_url}/blog/spring-market")
+    return issue_template(settings, campaign, lst)
 
-    env = jinja2.Environment(autoescape=False)  # the text part: not HTML
-    text_t, html_t = env.from_string(TEXT), jinja2.Environment(autoescape=True).from_string(HTML)
-    text_body, html_body = body
+
+async def send_issue(settings: Any, to: list[tuple[str, str]], body_html: str) -> None:
+    """What a newsletter batch does: prepare the issue once, then per recipient write its copy and
+    send it over one connection."""
+    from uuid import uuid4
+
+    from app.mail import open_transport
+    from domains.account.newsletters.mailing import issue_copy
+
+    template = prepare(settings, body_html)
     async with open_transport(settings) as transport:
         for address, name in to:
-            unsubscribe = f"{settings.base_url}/newsletter/unsubscribe/{address.split('@')[0]}-token"
-            mail = OutgoingMail(
-                to=address, to_name=name, subject="Rose Ash news: the spring market", template="test",
-                from_name="Rose Ash News", tag="newsletter",
-                headers={
-                    "List-Unsubscribe": f"<{unsubscribe}>, <mailto:unsubscribe@coop.example?subject={address}>",
-                    "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-                    "List-Id": "Rose Ash News <news.coop.example>",
-                },
-            )
-            context = {"name": name, "body": text_body, "unsubscribe": unsubscribe}
-            bodies = (text_t.render(context),
-                      html_t.render({**context, "body_html": Markup(html_body)}))
-            await transport.send(build_message(mail, settings, bodies=bodies))
+            await transport.send_raw(*issue_copy(template, settings, address, name, uuid4(), uuid4()))
 
 
 async def send_plain(port: int, to: list[tuple[str, str]], data: bytes) -> None:
@@ -121,22 +108,26 @@ async def send_plain(port: int, to: list[tuple[str, str]], data: bytes) -> None:
 def run_sender(which: str, port: int, n: int, kb: int, data_dir: str, out: Any) -> None:
     import aiosmtplib  # noqa: F401  (imports before the clock starts, for both senders)
 
-    import app.mail  # noqa: F401
+    import app.mail
+    import app.models  # noqa: F401  (every mapped class: the models' relationships need them)
+    import domains.account.newsletters.mailing  # noqa: F401
     from app.settings import Settings
 
     settings = Settings.from_env({}, data_dir=Path(data_dir), base_url="https://coop.example",
                                  secret_key="bench-" + "k" * 40, smtp_url=f"smtp://127.0.0.1:{port}")
     to, body = recipients(n), issue_body(kb)
     if which == "baseline":
-        from app.mail import OutgoingMail, build_message
+        from uuid import uuid4
 
-        one = build_message(OutgoingMail(to="member@example.org", subject="Rose Ash news", template="test"),
-                            settings, bodies=body).as_bytes()
+        from domains.account.newsletters.mailing import issue_copy
+
+        # One copy of the same issue, the same size as each of the rose-ash sender's.
+        one = issue_copy(prepare(settings, body[1]), settings, "member@example.org", "Member", uuid4(), uuid4()).data
         start, cpu = time.perf_counter(), time.process_time()
         asyncio.run(send_plain(port, to, one))
     else:
         start, cpu = time.perf_counter(), time.process_time()
-        asyncio.run(send_issue(settings, to, body))
+        asyncio.run(send_issue(settings, to, body[1]))
     elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     out.put((which, elapsed, cpu, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 
@@ -196,7 +187,7 @@ def main() -> None:
     print(f"\n{args.recipients} recipients, ~{args.body_kb} KB issue, aiosmtpd on loopback (own process), "
           f"best of {args.rounds} rounds; load average {load:.2f}")
     print(f"{'sender':<34} {'msg/s':>9} {'seconds':>9} {'CPU ms/msg':>11} {'peak RSS MB':>12} {'ratio':>7}")
-    for label, which in (("plain aiosmtplib loop (1 conn)", "baseline"), ("rose-ash send_issue (1 conn)", "rose-ash")):
+    for label, which in (("plain aiosmtplib loop (1 conn)", "baseline"), ("rose-ash issue batch (1 conn)", "rose-ash")):
         elapsed, cpu, rss = best[which]
         rate = args.recipients / elapsed
         print(f"{label:<34} {rate:>9.0f} {elapsed:>9.1f} {cpu / args.recipients * 1000:>11.2f} {rss:>12.1f} "

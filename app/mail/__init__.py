@@ -3,11 +3,13 @@
 A domain describes a mail as an :class:`OutgoingMail` and calls :func:`send_mail` in the
 transaction that causes it; a durable ``mail.send`` job builds and sends it (retried with backoff
 while the server is unreachable or answers 4xx; a 5xx is recorded in the mail log and not
-retried). Batches (newsletters) use :func:`build_message` and :func:`open_transport` directly, one
-SMTP connection for many messages. Settings: ROSE_ASH_SMTP_URL, ROSE_ASH_MAIL_FROM,
-ROSE_ASH_MAIL_RATE, ROSE_ASH_SMTP_CA_FILE (README "Mail").
+retried). Batches (newsletters) prepare one :class:`BatchTemplate` and write each copy from it
+(:meth:`BatchTemplate.render`, the bytes ``build_message`` would write), sent with
+``MailTransport.send_raw`` over one connection from :func:`open_transport`. Settings:
+ROSE_ASH_SMTP_URL, ROSE_ASH_MAIL_FROM, ROSE_ASH_MAIL_RATE, ROSE_ASH_SMTP_CA_FILE (README "Mail").
 """
 
+from app.mail.batch import BatchTemplate, RawMessage
 from app.mail.message import (
     TAG_HEADER,
     OutgoingMail,
@@ -35,6 +37,7 @@ __all__ = [
     "QUEUED",
     "SENT",
     "TAG_HEADER",
+    "BatchTemplate",
     "FileTransport",
     "MailJob",
     "MailLog",
@@ -42,6 +45,7 @@ __all__ = [
     "MailTemporaryError",
     "MailTransport",
     "OutgoingMail",
+    "RawMessage",
     "SMTPTransport",
     "build_message",
     "check_mail",

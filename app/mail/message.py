@@ -311,12 +311,14 @@ def _text_part(body: str, subtype: str) -> EmailMessage:
 
 
 def build_message(mail: OutgoingMail, settings: Settings, *, message_id: str | None = None,
-                  bodies: tuple[str, str | None] | None = None) -> EmailMessage:
+                  bodies: tuple[str, str | None] | None = None, date: datetime | None = None) -> EmailMessage:
     """The message for ``mail``: text part plus an HTML alternative when the template has one.
 
     ``message_id`` keeps one id across retries of the same mail. ``bodies`` (text, HTML or None)
     replaces rendering ``mail.template``, for a batch that renders its parts itself (the template
-    must still exist). Raises ``ValueError`` for anything :func:`check_mail` refuses.
+    must still exist). ``date`` (default now) is the Date header. Raises ``ValueError`` for anything
+    :func:`check_mail` refuses. A batch of many recipients uses :class:`app.mail.batch.BatchTemplate`,
+    which writes the same bytes for far less.
     """
     check_mail(mail)
     to = valid_address(mail.to)
@@ -331,7 +333,7 @@ def build_message(mail: OutgoingMail, settings: Settings, *, message_id: str | N
     if mail.reply_to is not None:
         _set(message, "Reply-To", _address("", valid_address(mail.reply_to) or ""))
     _set(message, "Subject", mail.subject)
-    _set(message, "Date", format_datetime(datetime.now(UTC)), per_message=True)
+    _set(message, "Date", format_datetime(date or datetime.now(UTC)), per_message=True)
     _set(message, "Message-ID", message_id or new_message_id(settings), per_message=True)
     # RFC 3834 section 5: machines answering a mailbox must not answer this one (no vacation loops).
     _set(message, "Auto-Submitted", "auto-generated")

@@ -37,8 +37,9 @@ from domains.account.schemas import (
     TokenForm,
     email_problem,
     normalise_email,
+    normalise_username,
 )
-from domains.account.services import AccountService, TokenService
+from domains.account.services import AccountService, EmailTaken, TokenService
 
 # A page reached through a mailed link carries its secret in the URL: no Referer may take it along.
 NO_REFERRER = {"Referrer-Policy": "no-referrer"}
@@ -56,6 +57,10 @@ def link_invalid(problem: links.LinkProblem, *, kind: str) -> Template:
 async def address_allowed(request: Request[Any, Any, Any], email: str) -> bool:
     """Count one account mail for ``email`` (digested: no address is kept in the limiter's store)."""
     return await app_limiter(request).hit(ACCOUNT_MAIL, links.digest(normalise_email(email)))
+
+
+def signup_welcome(name: str) -> str:
+    return f"Welcome to Rose Ash, {name}! Check your inbox: we sent a message to the address you gave."
 
 
 def _sign_in(request: Request[Any, Any, Any], user: User) -> None:
@@ -82,14 +87,22 @@ class AuthController(Controller):
         shown = {"username": values.username, "email": values.email, "display_name": values.display_name}
         try:
             user = await accounts.signup(values)
+        except EmailTaken as exc:
+            # No enumeration of members by address: the answer a new account gets (a 303 to /account
+            # with a fresh session and the same words), and the address's owner is told, within
+            # the address's mail limit.
+            if exc.owner is not None and await address_allowed(request, exc.owner.email):
+                await mailflows.mail_address_in_use(accounts.db, settings.base_url, exc.owner, "signup")
+            rotate_session_id(request)
+            name = values.display_name.strip() or normalise_username(values.username)
+            return see_other("/account", request, signup_welcome(name))
         except InputProblems as exc:
             return form_page("account/signup.html", {"values": shown, "open": True}, exc.errors, exc.status)
         # In the sign-up's transaction: the mail goes out exactly when the account exists.
         await mailflows.mail_verification(accounts.db, settings.base_url, user)
         await address_allowed(request, user.email)  # counts against the address's resend budget
         _sign_in(request, user)
-        return see_other("/account", request, f"Welcome to Rose Ash, {user.name}! We sent you a link to confirm "
-                         "your email address.")
+        return see_other("/account", request, signup_welcome(user.name))
 
     @get("/login", name="account:login")
     async def login_form(self, next: str | None = None) -> Template:
@@ -262,12 +275,15 @@ class AccountController(Controller):
                          settings: Settings) -> Template | Redirect:
         form = await parse_form(request, EmailChangeForm)
         try:
-            email = await mailflows.request_email_change(accounts.db, settings.base_url, request.user, form.email,
-                                                         form.password)
+            change = await mailflows.request_email_change(accounts.db, settings.base_url, request.user, form.email,
+                                                          form.password)
         except InputProblems as exc:
             return form_page("account/settings_email.html", {"values": {"email": form.email}}, exc.errors, exc.status)
+        # An address another account uses: the same answer (no enumeration), its owner is told.
+        if change.owner is not None and await address_allowed(request, change.owner.email):
+            await mailflows.mail_address_in_use(accounts.db, settings.base_url, change.owner, "email_change")
         return see_other("/account/settings/email", request,
-                         f"We sent a link to {email}. Your address changes when you follow it.")
+                         f"We sent a link to {change.email}. Your address changes when you follow it.")
 
     @post("/settings/email/resend", status_code=303, guards=[limited(AUTH_FORMS)])
     async def resend_verification(self, request: Request[User, Any, Any], accounts: AccountService,

@@ -29,7 +29,8 @@ from domains.account.schemas import email_problem, normalise_email, password_pro
 from domains.account.tokens import Link, Purpose
 
 __all__ = [
-    "FORGOT_PASSWORD", "ForgotPassword", "confirm_email_change", "forgot_password", "mail_password_link",
+    "FORGOT_PASSWORD", "EmailChange", "ForgotPassword", "confirm_email_change", "forgot_password",
+    "mail_address_in_use", "mail_password_link",
     "mail_verification", "request_email_change", "set_password_from_link", "verify_address",
 ]
 
@@ -137,11 +138,15 @@ async def verify_address(db: AsyncSession, secret: str) -> User | tokens.LinkPro
     return user
 
 
-async def request_email_change(db: AsyncSession, base_url: str, user: User, new_email: str, password: str) -> str:
+async def request_email_change(db: AsyncSession, base_url: str, user: User, new_email: str,
+                               password: str) -> EmailChange:
     """Mail a confirmation link to the new address and a notice to the old one; change nothing yet.
 
+    An address another account uses gets no link (it could never be confirmed), but the answer is
+    the same (``EmailChange.owner`` says whose it is, for the caller to tell them).
+
     The current password is asked for: a borrowed session alone must not be able to move the
-    account to another mailbox (and then reset the password from there). Returns the new address.
+    account to another mailbox (and then reset the password from there).
     """
     email = normalise_email(new_email)
     errors: dict[str, str] = {}
@@ -153,16 +158,18 @@ async def request_email_change(db: AsyncSession, base_url: str, user: User, new_
         errors["password"] = "That isn't your current password."
     if errors:
         raise InputProblems(errors)
-    if await _address_taken(db, email, user):
-        raise InputProblems({"email": "Another account uses that address."}, status=409)
-    secret = await tokens.issue(db, user, Purpose.EMAIL_CHANGE, new_email=email)
-    await send_mail(db, OutgoingMail(
-        to=email, to_name=user.name, subject="Confirm your new email address", template="account/email_change",
-        context={"name": user.name, "username": user.username, "new_email": email,
-                 "url": _url(base_url, f"/account/email/confirm/{secret}"),
-                 "expires": _expiry_words(Purpose.EMAIL_CHANGE)},
-        tag=TAG,
-    ))
+    owner = await _address_owner(db, email, user)
+    if owner is None:
+        secret = await tokens.issue(db, user, Purpose.EMAIL_CHANGE, new_email=email)
+        await send_mail(db, OutgoingMail(
+            to=email, to_name=user.name, subject="Confirm your new email address", template="account/email_change",
+            context={"name": user.name, "username": user.username, "new_email": email,
+                     "url": _url(base_url, f"/account/email/confirm/{secret}"),
+                     "expires": _expiry_words(Purpose.EMAIL_CHANGE)},
+            tag=TAG,
+        ))
+    # The same notice either way: the answer and the member's own mailbox look alike whether or
+    # not another account uses the address (the caller tells that account's owner, rate limited).
     await send_mail(db, OutgoingMail(
         to=user.email, to_name=user.name, subject="Your email address is about to change",
         template="account/email_change_notice",
@@ -170,12 +177,37 @@ async def request_email_change(db: AsyncSession, base_url: str, user: User, new_
                  "reset_url": _url(base_url, "/account/password/forgot")},
         tag=TAG,
     ))
-    return email
+    return EmailChange(email=email, owner=owner)
+
+
+class EmailChange(msgspec.Struct, frozen=True):
+    """A requested address change: the new address and, if another account uses it, that account
+    (no link was mailed then; :func:`mail_address_in_use` tells its owner)."""
+
+    email: str
+    owner: User | None = None
+
+
+async def mail_address_in_use(db: AsyncSession, base_url: str, owner: User, attempt: str) -> None:
+    """Tell ``owner`` that someone tried to sign up with their address (``attempt`` "signup") or to
+    move another account to it ("email_change"), and how to get back in if it was them."""
+    await send_mail(db, OutgoingMail(
+        to=owner.email, to_name=owner.name, subject="Someone tried to use your email address",
+        template="account/address_in_use",
+        context={"name": owner.name, "username": owner.username, "attempt": attempt,
+                 "login_url": _url(base_url, "/account/login"),
+                 "reset_url": _url(base_url, "/account/password/forgot")},
+        tag=TAG,
+    ))
+
+
+async def _address_owner(db: AsyncSession, email: str, user: User) -> User | None:
+    found = await db.execute(select(User).where(func.lower(User.email) == email, User.id != user.id).limit(1))
+    return found.scalar_one_or_none()
 
 
 async def _address_taken(db: AsyncSession, email: str, user: User) -> bool:
-    found = await db.execute(select(func.count()).select_from(User).where(User.email == email, User.id != user.id))
-    return bool(found.scalar_one())
+    return await _address_owner(db, email, user) is not None
 
 
 async def look_email_change(db: AsyncSession, secret: str) -> Link | tokens.LinkProblem:

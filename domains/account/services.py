@@ -6,6 +6,7 @@ import hashlib
 import re
 import secrets
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -48,6 +49,13 @@ class TokenRepository(SQLAlchemyAsyncRepository[AccessToken]):
     model_type = AccessToken
 
 
+@dataclass
+class EmailTaken(InputProblems):
+    """Sign-up with an address that already has an account (``owner``)."""
+
+    owner: User | None = None
+
+
 class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
     repository_type = UserRepository
 
@@ -67,7 +75,11 @@ class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
         return await self.repository.get_one_or_none(username=normalise_username(username))
 
     async def signup(self, data: SignupInput, *, is_admin: bool = False) -> User:
-        """Validate and create a user; raises InputProblems and writes nothing on bad input."""
+        """Validate and create a user; raises InputProblems and writes nothing on bad input.
+
+        An address another account uses raises :class:`EmailTaken` (an InputProblems with the
+        owner): the sign-up page answers it as a success and tells the owner (no enumeration of
+        members by address); the CLI shows the error."""
         username = normalise_username(data.username)
         email = normalise_email(data.email)
         errors: dict[str, str] = {}
@@ -81,19 +93,16 @@ class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
             errors["display_name"] = "Use 100 characters at most."
         if errors:
             raise InputProblems(errors)
-        taken = await self.db.execute(
-            select(User.username, User.email).where(
-                or_(User.username == username, func.lower(User.email) == email)
-            )
-        )
-        for row in taken:
-            if row.username == username:
-                errors["username"] = "That username is taken."
-            if row.email == email:
-                errors["email"] = "An account with that email already exists. Try signing in."
-        if errors:
-            raise InputProblems(errors, status=409)
+        taken = (await self.db.execute(
+            select(User).where(or_(User.username == username, func.lower(User.email) == email))
+        )).scalars().all()
+        # Usernames are public (profiles at /@name): a taken one is said so. An address is not.
+        if any(row.username == username for row in taken):
+            raise InputProblems({"username": "That username is taken."}, status=409)
         password_hash = await anyio.to_thread.run_sync(hash_password, data.password)
+        owner = next((row for row in taken if row.email.lower() == email), None)
+        if owner is not None:  # after hashing, so both answers take the same time
+            raise EmailTaken({"email": "An account with that email already exists. Try signing in."}, 409, owner)
         user = User(
             username=username,
             email=email,

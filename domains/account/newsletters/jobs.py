@@ -22,14 +22,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
 import anyio
 from sqlalchemy import CursorResult, exists, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from app.jobs import JobContext, RetryLater, backoff_delay, job_handler
 from domains.account.newsletters.models import (
@@ -74,6 +74,20 @@ async def _write(maker: Any) -> AsyncIterator[AsyncSession]:
     else:
         async with maker() as session, session.begin():
             yield session
+
+
+@asynccontextmanager
+async def _write_on(conn: AsyncConnection | None, maker: Any) -> AsyncIterator[AsyncConnection | AsyncSession]:
+    """One short transaction on the batch's own connection (``conn``), or a session's when there is none."""
+    if conn is None:
+        async with _write(maker) as session:
+            yield session
+    elif conn.dialect.name == "sqlite":
+        async with _sqlite_writer, conn.begin():
+            yield conn
+    else:
+        async with conn.begin():
+            yield conn
 
 
 def _rowcount(result: Any) -> int:
@@ -126,21 +140,22 @@ async def _send_all(settings: Any, maker: Any, campaign: Campaign, lst: Newslett
     commit per message); at once when pacing sleeps in between; and on the way out whatever
     happens (``finally``, and the write is shielded from cancellation).
     """
-    from app.mail import MailPermanentError, build_message, open_transport
-    from domains.account.newsletters.mailing import (
-        issue_bodies,
-        issue_mail,
-        issue_message_id,
-        personalise,
-        unsubscribe_url,
-    )
+    from app.mail import BatchTemplate, MailPermanentError, open_transport
+    from domains.account.newsletters.mailing import issue_copy, issue_template
 
     rate = int(getattr(settings, "mail_rate", 0) or 0)
     spacing = 60.0 / rate if rate > 0 else 0.0
-    bodies = issue_bodies(settings, campaign, lst)
-    answer: tuple[UUID, dict[str, Any]] | None = None
     try:
-        async with open_transport(settings) as transport:
+        template: BatchTemplate | ValueError = issue_template(settings, campaign, lst)
+    except ValueError as exc:  # the issue itself cannot be a mail (as before: each recipient fails with why)
+        template = exc
+    answer: tuple[UUID, dict[str, Any]] | None = None
+    # One connection for the batch's claims: a transaction per message without checking a
+    # connection out of the pool (and, on SQLite, the pool's ROLLBACK on its return) each time.
+    bind = maker.kw.get("bind")
+    try:
+        async with (bind.connect() if bind is not None else nullcontext()) as conn, \
+                open_transport(settings) as transport:
             next_slot = time.monotonic()
             for rid, email, name, sid in todo:
                 if spacing:
@@ -149,22 +164,21 @@ async def _send_all(settings: Any, maker: Any, campaign: Campaign, lst: Newslett
                         answer = None
                     await anyio.sleep(max(0.0, next_slot - time.monotonic()))
                     next_slot = max(next_slot + spacing, time.monotonic())
-                claim = await _claim(maker, campaign.id, rid, answer)
+                claim = await _claim(maker, campaign.id, rid, answer, conn)
                 answer = None
                 if claim == "stop":
                     return False
                 if claim == "skip":
                     continue  # unsubscribed meanwhile (or another run holds it)
-                url = unsubscribe_url(settings, sid)
                 try:
-                    mail = issue_mail(settings, campaign, lst, email, name, sid, url=url)
-                    message = build_message(mail, settings, message_id=issue_message_id(settings, rid),
-                                            bodies=personalise(bodies, url))
+                    if isinstance(template, ValueError):
+                        raise template
+                    message = issue_copy(template, settings, email, name, sid, rid)
                 except ValueError as exc:  # an address or name the mail kernel refuses
                     answer = (rid, {"status": FAILED, "error": f"not sent: {exc}"[:2000]})
                     continue
                 try:
-                    await transport.send(message)
+                    await transport.send_raw(*message)
                 except MailPermanentError as exc:
                     answer = (rid, {"status": FAILED, "error": str(exc)[:2000]})
                     continue
@@ -181,10 +195,11 @@ async def _send_all(settings: Any, maker: Any, campaign: Campaign, lst: Newslett
     return True
 
 
-async def _claim(maker: Any, cid: UUID, rid: UUID, answer: tuple[UUID, dict[str, Any]] | None = None) -> str:
+async def _claim(maker: Any, cid: UUID, rid: UUID, answer: tuple[UUID, dict[str, Any]] | None = None,
+                 conn: AsyncConnection | None = None) -> str:
     """Record ``answer`` (the previous send's) and claim ``rid``, in one transaction: ``claimed``;
     ``skip`` (the recipient is no longer queued); ``stop`` (the campaign is not sending)."""
-    async with _write(maker) as session:
+    async with _write_on(conn, maker) as session:
         if answer is not None:
             await session.execute(update(Recipient).where(Recipient.id == answer[0], Recipient.status == CLAIMED)
                                   .values(**answer[1]))

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from app.mail import OutgoingMail, render_bodies
+from app.mail import BatchTemplate, OutgoingMail, RawMessage
 from domains.account.newsletters.models import Campaign, NewsletterList
 from domains.account.newsletters.services import html_to_text, mail_host, unsubscribe_headers, unsubscribe_token
 
-__all__ = ["confirm_mail", "issue_bodies", "issue_mail", "issue_message_id", "personalise", "unsubscribe_url"]
+__all__ = ["confirm_mail", "issue_copy", "issue_mail", "issue_message_id", "issue_template", "unsubscribe_url"]
 
 # The token of a test send: it names no subscription, so its link unsubscribes nobody.
 TEST_SUBSCRIPTION = UUID(int=0)
@@ -28,16 +28,19 @@ def issue_message_id(settings: Any, recipient_id: UUID) -> str:
     return f"<{recipient_id}@{mail_host(str(settings.base_url))}>"
 
 
-def issue_bodies(settings: Any, campaign: Campaign, lst: NewsletterList) -> tuple[str, str | None]:
-    """The text and HTML parts rendered once per batch, with a marker where each recipient's own
-    unsubscribe URL goes (the only thing that differs between their copies)."""
+def issue_template(settings: Any, campaign: Campaign, lst: NewsletterList) -> BatchTemplate:
+    """The issue prepared once per batch (bodies rendered, shared headers folded, parts encoded), with
+    a marker where each recipient's own unsubscribe URL goes: in List-Unsubscribe and in both bodies,
+    the only things besides To, Date and Message-ID that differ between their copies."""
     mail = issue_mail(settings, campaign, lst, "marker@example.org", "", None, url=UNSUBSCRIBE_MARKER)
-    return render_bodies(mail, settings)
+    return BatchTemplate(mail, settings, markers=(UNSUBSCRIBE_MARKER,))
 
 
-def personalise(bodies: tuple[str, str | None], url: str) -> tuple[str, str | None]:
-    text, html = bodies
-    return text.replace(UNSUBSCRIBE_MARKER, url), html.replace(UNSUBSCRIBE_MARKER, url) if html else html
+def issue_copy(template: BatchTemplate, settings: Any, email: str, name: str, subscription_id: UUID,
+               recipient_id: UUID) -> RawMessage:
+    """One recipient's copy of the issue (``ValueError`` for an address or name the kernel refuses)."""
+    return template.render(email, name, values={UNSUBSCRIBE_MARKER: unsubscribe_url(settings, subscription_id)},
+                           message_id=issue_message_id(settings, recipient_id))
 
 
 def issue_mail(settings: Any, campaign: Campaign, lst: NewsletterList, email: str, name: str,
@@ -47,8 +50,7 @@ def issue_mail(settings: Any, campaign: Campaign, lst: NewsletterList, email: st
     sid = subscription_id or TEST_SUBSCRIPTION
     base = str(settings.base_url).rstrip("/")
     url = url or unsubscribe_url(settings, sid)
-    headers = unsubscribe_headers(url, str(getattr(settings, "mail_from", "") or ""),
-                                  unsubscribe_token(settings.secret_key, sid), lst, base)
+    headers = unsubscribe_headers(url, lst, base)
     subject = f"[Test] {campaign.subject}" if test else campaign.subject
     return OutgoingMail(
         to=email, to_name=name, subject=subject, template="newsletter/issue",

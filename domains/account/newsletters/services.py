@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from html.parser import HTMLParser
 from typing import Any, cast
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from cryptography.hazmat.primitives import hashes
@@ -761,16 +761,14 @@ def list_id_header(lst: NewsletterList, base_url: str) -> str:
     return f"<{lst.slug}.{mail_host(base_url)}>"
 
 
-def unsubscribe_headers(unsubscribe_url: str, mail_from: str, token: str, lst: NewsletterList,
-                        base_url: str) -> dict[str, str]:
-    """RFC 8058 §3.1: an https URL (POSTed to with ``List-Unsubscribe=One-Click``) and, as RFC 2369
-    §3.2 allows, a mailto alternative; RFC 2919 List-Id."""
-    from email.utils import parseaddr
+def unsubscribe_headers(unsubscribe_url: str, lst: NewsletterList, base_url: str) -> dict[str, str]:
+    """RFC 8058 §3.1: the https URL a mail client POSTs ``List-Unsubscribe=One-Click`` to; RFC 2919 List-Id.
 
-    address = parseaddr(mail_from)[1] or f"noreply@{mail_host(base_url)}"
-    mailto = f"mailto:{address}?subject={quote('unsubscribe ' + token)}"
+    No ``mailto:`` alternative (RFC 2369 §3.2 allows one): nothing here reads inbound mail, so an
+    unsubscribe request mailed to that address would be lost while the reader believes it done.
+    """
     return {
-        "List-Unsubscribe": f"<{unsubscribe_url}>, <{mailto}>",
+        "List-Unsubscribe": f"<{unsubscribe_url}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         "List-Id": list_id_header(lst, base_url),
     }

@@ -71,7 +71,6 @@ async def test_the_new_address_confirms_and_the_old_one_is_told(
         ("alice.new@example.org", "not my password", 422, "your current password"),
         ("not an address", PASSWORD, 422, "look like an email address"),
         ("ALICE@example.org", PASSWORD, 422, "already your address"),
-        ("bob@example.org", PASSWORD, 409, "Another account uses that address"),
     ):
         refused = await change(client, email, password)
         assert refused.status_code == status and words in refused.text.replace("&#39;", "'"), (email, refused.text)
