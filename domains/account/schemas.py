@@ -32,6 +32,7 @@ SCOPES: dict[str, str] = {
     "repo:write": "Write repositories (push) — includes repo:read",
     "api": "Use the JSON API on your behalf",
     "market": "Manage your market products and stock through the API",
+    "events": "Check tickets in at the door and book event places through the API",
 }
 
 COMMON_PASSWORDS = frozenset(

@@ -14,8 +14,12 @@ Laid out as the market is (domains/market/__init__.py).
                   ``events.upcoming`` (embed ``/embed/events``) and ``events.event-card``;
                   ``keys.py`` surrogate keys; ``cli.py`` ``rose-ash events create``.
 
-Not built yet (issue 18 items 4, 5, 7, 8): bookings and tickets, check-in, federation of events,
-members-only events and the account pages.
+``booking_models.py`` + ``services/bookings.py`` + ``booking_web.py``: free bookings against a
+per-date quota (one conditional UPDATE), the waiting list with promotion, tickets with secrets and
+QR codes, Pretix's check-in (redeem API and the door page), ``/account/bookings``, the bookings API.
+
+Not built yet (issue 18 items 4, 7, 8): paid tickets through the cart, booking questions beyond
+attendee names, federation of events, members-only events and the account dashboard.
 """
 
 from __future__ import annotations
@@ -34,11 +38,22 @@ def _routes() -> list[ControllerRouterHandler]:
 
     from app import access
     from domains.events.admin import admin_handlers
+    from domains.events.booking_web import (
+        api_handlers,
+        checkin_api_handlers,
+        member_handlers,
+        staff_handlers,
+        ticket_handlers,
+    )
     from domains.events.controllers import public_handlers
 
     return [Router(path="/", opt=access.public(), route_handlers=[
         *public_handlers,
-        Router(path="/", opt=access.admin(), route_handlers=admin_handlers),
+        *ticket_handlers,
+        Router(path="/", opt=access.session(), route_handlers=member_handlers),
+        Router(path="/", opt=access.admin(), route_handlers=[*admin_handlers, *staff_handlers]),
+        # Check-in at the door and bookings by API: tokens with the "events" scope.
+        Router(path="/", opt=access.token("events"), route_handlers=[*checkin_api_handlers, *api_handlers]),
     ])]
 
 
@@ -52,8 +67,9 @@ domain = Domain(
     name="events",
     routes=_routes,
     cli=_cli,
-    models=("domains.events.models",),
+    models=("domains.events.models", "domains.events.booking_models"),
     setup=("domains.events.fragments",),
+    machine_routes=(r"^/events/[^/]+/checkin/redeem$",),  # token-authenticated (Pretix's redeem API)
     nav=(NavEntry("/events/", "Events", 30),),
     admin=(NavEntry("/events/admin/", "Events", 40), NavEntry("/events/admin/calendars", "Calendars", 41)),
     actor=ServiceActor("events"),

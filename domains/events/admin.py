@@ -50,7 +50,8 @@ def _values(event: Event | None, default_calendar: str = "") -> dict[str, Any]:
             "latitude": "" if event.latitude is None else f"{event.latitude:.6f}",
             "longitude": "" if event.longitude is None else f"{event.longitude:.6f}",
             "online_url": event.online_url, "organiser": event.organiser, "tags": ", ".join(event.tags),
-            "status": event.status, "visibility": event.visibility}
+            "status": event.status, "visibility": event.visibility,
+            "capacity": "" if event.capacity is None else str(event.capacity)}
 
 
 def _shown(form: EventForm, exc: InputProblems) -> dict[str, Any]:

@@ -82,6 +82,8 @@ class Event(UUIDv7AuditBase):
     tags: Mapped[list[str]] = mapped_column(JsonB, default=list)
     status: Mapped[str] = mapped_column(String(12), default=SCHEDULED, index=True)
     visibility: Mapped[str] = mapped_column(String(10), default=PUBLIC, index=True)
+    # Places per date (None: no bookings); services/bookings.py keeps each date's count.
+    capacity: Mapped[int | None] = mapped_column(Integer, default=None)
     sequence: Mapped[int] = mapped_column(Integer, default=0)
     revision: Mapped[int] = mapped_column(Integer, default=1)
 

@@ -75,7 +75,7 @@ def event_view(event: Event, base_url: str) -> dict[str, Any]:
         "place_address": event.place_address, "map_link": map_link, "online_url": event.online_url,
         "organiser": event.organiser, "tags": list(event.tags), "status": _status(event),
         "calendar": {"name": event.calendar.name, "slug": event.calendar.slug, "colour": event.calendar.colour},
-        "series": bool(event.rrule), "rrule": event.rrule,
+        "series": bool(event.rrule), "rrule": event.rrule, "capacity": event.capacity,
         "ics": f"/events/{event.slug}.ics", "webcal": f"webcal://{host_url}/events/{event.slug}.ics",
         "url": f"{base_url}/events/{event.slug}",
     }

@@ -17,6 +17,7 @@ SCOPE_TEXT: dict[str, str] = {
                   "repositories, manage their collaborators and mirrors (and read them)",
     "api": "Use the JSON API as you: read your account details and list your repositories",
     "market": "Create and change your market products, their variants and stock through the API",
+    "events": "Check tickets in at events you run and book event places through the API",
 }
 # The consent page's promise, true for every scope above.
 NEVER_TEXT = ("It can never use the Rose Ash website as you: it cannot post, change your settings or "

@@ -205,7 +205,9 @@ def fill(case: Case, world: World) -> str:
                "import_id": "csv-import"}.get(name)
         if key is not None:
             return str(world.ids[key])
-        if name in ("list_id", "campaign_id", "sub_id"):
+        if name == "ym":
+            return "2026-12"  # the events month grid
+        if name in ("list_id", "campaign_id", "sub_id", "booking_id"):
             return str(world.ids["nothing"])  # newsletters: no such list or issue, so 404 where allowed
         if name == "token":
             return "not-a-valid-token"

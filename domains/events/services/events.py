@@ -83,6 +83,7 @@ class EventForm(msgspec.Struct, kw_only=True):
     tags: str = ""
     status: str = SCHEDULED
     visibility: str = PUBLIC
+    capacity: str = ""  # places per date; empty: no bookings
 
 
 class CalendarForm(msgspec.Struct, kw_only=True):
@@ -248,6 +249,7 @@ class EventService:
     async def save(self, form: EventForm, *, event: Event | None = None) -> Event:
         """Create or update an event from the form; InputProblems (nothing written) when anything is wrong."""
         errors: dict[str, str] = {}
+        editing = event is not None
         title = _clean(form.title, 200, "title", errors)
         if not title:
             errors["title"] = "Give the event a title."
@@ -343,6 +345,19 @@ class EventService:
             errors["visibility"] = "Public or unlisted."
         elif form.visibility == MEMBERS:  # TODO(issue 18 item 8): member views come with bookings
             errors["visibility"] = "Members-only events are not offered yet: choose public or unlisted."
+        capacity: int | None = None
+        if form.capacity.strip():
+            try:
+                capacity = int(form.capacity.strip())
+                if not 1 <= capacity <= 100_000:
+                    raise ValueError
+            except ValueError:
+                errors["capacity"] = "A whole number of places from 1 to 100,000, or empty for no bookings."
+        if event is not None and capacity != event.capacity and "capacity" not in errors:
+            from domains.events.services.bookings import capacity_problem
+
+            if problem := await capacity_problem(self.session, event, capacity):
+                errors["capacity"] = problem
         cal = await self.calendar(form.calendar) if form.calendar else await self.default_calendar()
         if cal is None:
             errors["calendar"] = "There is no such calendar."
@@ -380,6 +395,11 @@ class EventService:
         event.place_name, event.place_address = place_name, place_address
         event.latitude, event.longitude, event.online_url = latitude, longitude, online_url
         event.organiser, event.tags, event.status, event.visibility = organiser, tags, form.status, form.visibility
+        if editing and capacity != event.capacity:
+            from domains.events.services.bookings import set_capacity
+
+            await set_capacity(self.session, event, capacity)
+        event.capacity = capacity
         await self.session.flush()
         purge = keys.showing(event.id, cal.slug)
         if old_calendar is not None:

@@ -1,0 +1,89 @@
+"""Bookings (issue 18 items 4 and 5, Pretix's model, design/domains.md §3).
+
+A **quota** is the capacity of one date of an event (``occurrence`` = its local start, the key of
+services/recurrence.py), with ``taken`` places counted in the same row: a booking takes places
+with one conditional UPDATE (``taken + n <= capacity``), never by reading, comparing in Python
+and writing, so concurrent bookings cannot overbook. A **booking** is one person's request for
+``quantity`` places: ``confirmed``, ``waiting`` (the waiting list, in ``created_at`` order) or
+``cancelled``. Each confirmed place is a **position** (a ticket) with a ``secret`` of 192 random
+bits, shown as a QR code, that staff redeem at the door; a redemption's ``nonce`` makes a retried
+scan one check-in (the ``checkin`` table, unique on the nonce).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Final
+from uuid import UUID
+
+from advanced_alchemy.base import UUIDv7AuditBase
+from advanced_alchemy.types import DateTimeUTC
+from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+__all__ = ["BOOKING_STATES", "CANCELLED", "CONFIRMED", "WAITING", "Booking", "CheckIn", "EventQuota", "Position"]
+
+CONFIRMED: Final = "confirmed"
+WAITING: Final = "waiting"
+CANCELLED: Final = "cancelled"
+BOOKING_STATES: Final = (CONFIRMED, WAITING, CANCELLED)
+
+
+class EventQuota(UUIDv7AuditBase):
+    __tablename__ = "events_quota"
+    __table_args__ = (
+        UniqueConstraint("event_id", "occurrence", name="uq_events_quota_date"),
+        CheckConstraint("taken >= 0 AND taken <= capacity", name="within_capacity"),
+    )
+
+    event_id: Mapped[UUID] = mapped_column(ForeignKey("events_event.id", ondelete="CASCADE"), index=True)
+    occurrence: Mapped[str] = mapped_column(String(15))
+    capacity: Mapped[int] = mapped_column(Integer)
+    taken: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Booking(UUIDv7AuditBase):
+    __tablename__ = "events_booking"
+    __table_args__ = (
+        CheckConstraint("quantity >= 1", name="quantity_positive"),
+        CheckConstraint("state IN ('confirmed', 'waiting', 'cancelled')", name="state_known"),
+    )
+
+    event_id: Mapped[UUID] = mapped_column(ForeignKey("events_event.id", ondelete="CASCADE"), index=True)
+    occurrence: Mapped[str] = mapped_column(String(15), index=True)
+    user_id: Mapped[UUID | None] = mapped_column(ForeignKey("account_user.id", ondelete="SET NULL"), index=True,
+                                                 default=None)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320))
+    quantity: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(10), index=True)
+    cancelled_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+
+    positions: Mapped[list[Position]] = relationship(back_populates="booking", lazy="raise",
+                                                     order_by="Position.created_at")
+
+
+class Position(UUIDv7AuditBase):
+    """One place of a confirmed booking: a ticket."""
+
+    __tablename__ = "events_position"
+
+    booking_id: Mapped[UUID] = mapped_column(ForeignKey("events_booking.id", ondelete="CASCADE"), index=True)
+    secret: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    attendee: Mapped[str] = mapped_column(String(200), default="")
+    cancelled: Mapped[bool] = mapped_column(default=False)
+
+    booking: Mapped[Booking] = relationship(back_populates="positions", lazy="raise")
+
+
+class CheckIn(UUIDv7AuditBase):
+    """A redemption at the door (Pretix's check-in): entry or exit, once per ``nonce``."""
+
+    __tablename__ = "events_checkin"
+    __table_args__ = (CheckConstraint("kind IN ('entry', 'exit')", name="kind_known"),)
+
+    position_id: Mapped[UUID] = mapped_column(ForeignKey("events_position.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(5))
+    nonce: Mapped[str | None] = mapped_column(String(190), unique=True, default=None)
+    by_user_id: Mapped[UUID | None] = mapped_column(ForeignKey("account_user.id", ondelete="SET NULL"), default=None)
+    at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))

@@ -1,0 +1,276 @@
+"""Booking, tickets and check-in pages and their JSON (issue 18 items 4, 5 and 9).
+
+- ``/events/<slug>/book``              members book places (GET the form, POST it: 303)
+- ``/account/bookings``                a member's bookings, each cancellable until its date starts
+- ``/events/tickets/<secret>``         a ticket with its QR code; the secret is the only key, so the
+                                       page is ``private, no-store`` and ``noindex``
+- ``/events/<slug>/checkin``           staff's door page: type or scan a code, a big coloured answer
+- ``POST /events/<slug>/checkin/redeem``  Pretix's redeem API (a token with the ``events`` scope
+                                       of a staff member)
+- ``POST /api/events/<slug>/bookings``  books free places for a token with the ``events`` scope
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any, Literal
+from uuid import UUID
+
+import msgspec
+import segno
+from litestar import Request, Response, get, post
+from litestar.exceptions import ClientException, NotFoundException
+from litestar.response import Template
+from markupsafe import Markup
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from app.forms import InputProblems, parse_form, see_other
+from app.responses import PRIVATE
+from app.settings import Settings
+from domains.account.models import User
+from domains.events.booking_models import CONFIRMED, Booking
+from domains.events.models import Event
+from domains.events.services.bookings import MAX_PLACES, BookingService
+from domains.events.services.events import EventService
+from domains.events.views import when_text
+
+__all__ = ["api_handlers", "checkin_api_handlers", "member_handlers", "staff_handlers", "ticket_handlers"]
+
+NO_STORE = {"Cache-Control": "private, no-store", "X-Robots-Tag": "noindex"}
+
+
+class BookForm(msgspec.Struct, kw_only=True):
+    occurrence: str = ""
+    quantity: str = "1"
+    name: str = ""
+    email: str = ""
+    attendees: str = ""
+
+
+async def _bookable(db: AsyncSession, slug: str) -> Event:
+    event = await EventService(db).get_visible(slug)
+    if event is None or event.capacity is None:
+        raise NotFoundException("This event takes no bookings.")
+    return event
+
+
+async def _form(db: AsyncSession, settings: Settings, event: Event, user: User, values: dict[str, Any],
+                errors: dict[str, str] | None = None, status: int = 200) -> Template:
+    service = BookingService(db, base_url=settings.base_url)
+    dates = await service.dates(event)
+    left = await service.left(event, [d.key for d in dates])
+    return Template("events/book.html", status_code=status, context={
+        "event": event, "values": values, "errors": errors or {}, "max_places": MAX_PLACES,
+        "dates": [{"key": d.key, "when": when_text(event, d), "left": left.get(d.key, 0)} for d in dates],
+        "user": user})
+
+
+@get("/events/{slug:str}/book", name="events:book", cache_control=PRIVATE)
+async def book_form(request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
+                    slug: str) -> Template:
+    event = await _bookable(db_session, slug)
+    user = request.user
+    return await _form(db_session, settings, event, user, {"name": user.name, "email": user.email, "quantity": "1",
+                                                           "occurrence": str(request.query_params.get("date", ""))})
+
+
+@post("/events/{slug:str}/book", status_code=303)
+async def book(request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
+               slug: str) -> Response[Any]:
+    event = await _bookable(db_session, slug)
+    form = await parse_form(request, BookForm)
+    try:
+        quantity = int(form.quantity)
+    except ValueError:
+        quantity = 0
+    try:
+        booking = await BookingService(db_session, base_url=settings.base_url).book(
+            event, form.occurrence, user=request.user, name=form.name, email=form.email, quantity=quantity,
+            attendees=form.attendees.splitlines())
+    except InputProblems as exc:
+        return await _form(db_session, settings, event, request.user, msgspec.structs.asdict(form), exc.errors,
+                           status=exc.status)
+    message = (f"Booked: {booking.quantity} place{'s' if booking.quantity > 1 else ''} at “{event.title}”. "
+               "Your tickets are below and in your mail." if booking.state == CONFIRMED else
+               f"“{event.title}” is full on that date: you are on the waiting list, and we will mail you if a "
+               "place comes free.")
+    return see_other("/account/bookings", request, message)
+
+
+@get("/account/bookings", name="events:my-bookings", cache_control=PRIVATE)
+async def my_bookings(request: Request[User, Any, Any], db_session: AsyncSession) -> Template:
+    service = BookingService(db_session)
+    rows = []
+    for booking, event in await service.for_member(request.user):
+        occ = await service.date_of(event, booking.occurrence)
+        rows.append({"booking": booking, "event": event, "upcoming": occ is not None,
+                     "when": when_text(event, occ) if occ else booking.occurrence[:8]})
+    return Template("events/my_bookings.html", context={"rows": rows})
+
+
+@post("/account/bookings/{booking_id:uuid}/cancel", status_code=303)
+async def cancel_booking(request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
+                         booking_id: UUID) -> Response[Any]:
+    booking = await db_session.get(Booking, booking_id)
+    if booking is None or booking.user_id != request.user.id:  # another member's booking looks absent
+        raise NotFoundException("No such booking.")
+    event = await db_session.get(Event, booking.event_id)
+    assert event is not None
+    try:
+        await BookingService(db_session, base_url=settings.base_url).cancel(booking, event)
+    except InputProblems as exc:
+        return see_other("/account/bookings", request, exc.errors.get("form", "Not cancelled."))
+    return see_other("/account/bookings", request, f"Cancelled your booking for “{event.title}”.")
+
+
+@get("/events/tickets/{secret:str}", name="events:ticket")
+async def ticket(db_session: AsyncSession, secret: str) -> Template:
+    found = await BookingService(db_session).position(secret)
+    if found is None:
+        raise NotFoundException("No such ticket.")
+    position, booking, event = found
+    occ = await BookingService(db_session).date_of(event, booking.occurrence)
+    qr = Markup(segno.make(position.secret, error="m").svg_inline(scale=5, title="Ticket code"))  # noqa: S704
+    return Template("events/ticket.html", headers=NO_STORE, context={
+        "event": event, "booking": booking, "position": position, "qr": qr,
+        "when": when_text(event, occ) if occ else "This date has passed.",
+        "valid": booking.state == CONFIRMED and not position.cancelled})
+
+
+# -- check-in --------------------------------------------------------------------------------------
+
+class RedeemIn(msgspec.Struct, kw_only=True):
+    """Pretix's redeem request (the fields we act on; the others are accepted and ignored)."""
+
+    secret: str
+    type: Literal["entry", "exit"] = "entry"
+    nonce: str | None = None
+    force: bool = False
+    datetime: str | None = None
+    source_type: str = "barcode"
+    lists: list[Any] = []
+    ignore_unpaid: bool = False
+    questions_supported: bool = True
+    answers: dict[str, Any] = {}
+
+
+async def _staff_event(request: Request[User, Any, Any], db: AsyncSession, slug: str) -> Event:
+    event = await EventService(db).get(slug)
+    if event is None or not request.user.is_admin:
+        raise NotFoundException("No such event.")
+    return event
+
+
+@post("/events/{slug:str}/checkin/redeem", status_code=201)
+async def redeem_api(request: Request[User, Any, Any], db_session: AsyncSession, slug: str,
+                     data: RedeemIn) -> Response[dict[str, Any]]:
+    event = await _staff_event(request, db_session, slug)
+    if data.nonce is not None and len(data.nonce) > 190:
+        raise ClientException("nonce: at most 190 characters.", status_code=400)
+    answer = await BookingService(db_session).redeem(event, data.secret[:64], kind=data.type, nonce=data.nonce,
+                                                     force=data.force, by=request.user)
+    body: dict[str, Any] = {"status": answer.status, "require_attention": False, "list": {"name": event.title}}
+    if answer.reason:
+        body["reason"] = answer.reason
+    if answer.position:
+        body["position"] = answer.position
+    return Response(body, status_code=answer.http_status)
+
+
+class CheckinForm(msgspec.Struct, kw_only=True):
+    secret: str = ""
+    nonce: str = ""
+    type: str = "entry"
+
+
+@get("/events/{slug:str}/checkin", name="events:checkin", cache_control=PRIVATE)
+async def checkin_page(request: Request[User, Any, Any], db_session: AsyncSession, slug: str) -> Template:
+    event = await _staff_event(request, db_session, slug)
+    return await _checkin(db_session, event, None)
+
+
+@post("/events/{slug:str}/checkin", status_code=200)
+async def checkin_submit(request: Request[User, Any, Any], db_session: AsyncSession, slug: str) -> Template:
+    event = await _staff_event(request, db_session, slug)
+    form = await parse_form(request, CheckinForm)
+    kind = form.type if form.type in ("entry", "exit") else "entry"
+    answer = await BookingService(db_session).redeem(event, form.secret[:64], kind=kind,
+                                                     nonce=form.nonce[:190] or None, by=request.user)
+    return await _checkin(db_session, event, answer, status=200 if answer.status == "ok" else 422)
+
+
+async def _checkin(db: AsyncSession, event: Event, answer: Any, status: int = 200) -> Template:
+    service = BookingService(db)
+    dates = await service.dates(event, limit=1)
+    counts = await service.checkin_counts(event, dates[0].key) if dates else {"positions": 0, "checked_in": 0}
+    return Template("events/checkin.html", status_code=status, context={
+        "event": event, "answer": answer, "counts": counts, "nonce": secrets.token_urlsafe(16)})
+
+
+# -- the JSON API ----------------------------------------------------------------------------------
+
+class BookingIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    email: str
+    quantity: int = 1
+    occurrence: str | None = None
+    attendees: list[str] = []
+
+
+class PositionOut(msgspec.Struct, kw_only=True):
+    id: str
+    attendee_name: str
+    secret: str
+    url: str
+
+
+class BookingOut(msgspec.Struct, kw_only=True):
+    id: str
+    state: str
+    occurrence: str
+    quantity: int
+    waiting_list: bool
+    positions: list[PositionOut]
+
+
+@post("/api/events/{slug:str}/bookings", name="api:events-book", status_code=201)
+async def api_book(request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings, slug: str,
+                   data: BookingIn) -> Response[BookingOut]:
+    """Book free places on a date (the next one when `occurrence` is left out). 201 with the
+    tickets; 409 with `waiting_list: true` when the date is full and the booking waits."""
+    event = await EventService(db_session).get_visible(slug)
+    if event is None or event.capacity is None:
+        raise NotFoundException("No bookable event has that slug.")
+    service = BookingService(db_session, base_url=settings.base_url)
+    key = data.occurrence
+    if key is None:
+        upcoming = await service.dates(event, limit=1)
+        if not upcoming:
+            raise ClientException("This event has no upcoming date.", status_code=409)
+        key = upcoming[0].key
+    try:
+        booking = await service.book(event, key, user=None, name=data.name, email=data.email,
+                                     quantity=data.quantity, attendees=data.attendees)
+    except InputProblems as exc:
+        raise ClientException("; ".join(f"{k}: {v}" for k, v in exc.errors.items()), status_code=exc.status,
+                              extra=[{"key": k, "message": v} for k, v in exc.errors.items()]) from None
+    loaded = (await db_session.execute(select(Booking).where(Booking.id == booking.id)
+                                       .options(selectinload(Booking.positions)))).scalar_one()
+    out = BookingOut(id=str(loaded.id), state=loaded.state, occurrence=loaded.occurrence, quantity=loaded.quantity,
+                     waiting_list=loaded.state != CONFIRMED,
+                     positions=[PositionOut(id=str(p.id), attendee_name=p.attendee, secret=p.secret,
+                                            url=f"{settings.base_url}/events/tickets/{p.secret}")
+                                for p in loaded.positions])
+    if loaded.state != CONFIRMED:
+        # A 409 is not committed by the session's handler: the waiting-list entry is kept on purpose.
+        await db_session.commit()
+    return Response(out, status_code=201 if loaded.state == CONFIRMED else 409)
+
+
+member_handlers = [book_form, book, my_bookings, cancel_booking]
+staff_handlers = [checkin_page, checkin_submit]
+ticket_handlers = [ticket]
+checkin_api_handlers = [redeem_api]
+api_handlers = [api_book]
