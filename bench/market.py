@@ -126,12 +126,16 @@ def run_wrk(url: str, duration: int, connections: int, threads: int, script: Pat
 
 
 def rotating_queries(path: Path) -> Path:
-    """A wrk script sending each request with the next query of :data:`QUERIES`."""
+    """A wrk script sending each request with the next query of :data:`QUERIES` and a fresh
+    ``&n=<counter>-<random>``: the whole-page cache (fragments/page_cache.py) keys on the query
+    string, so it never answers and every request runs the search (uncached, as the issue asks)."""
     from urllib.parse import quote_plus
 
     queries = ", ".join(f'"/market/search?q={quote_plus(q)}"' for q in QUERIES)
-    path.write_text(f"local paths = {{{queries}}}\nlocal i = 0\n"
-                    "request = function()\n  i = i % #paths + 1\n  return wrk.format(\"GET\", paths[i])\nend\n")
+    path.write_text(f"local paths = {{{queries}}}\nlocal i = 0\nlocal counter = 0\n"
+                    "request = function()\n  i = i % #paths + 1\n  counter = counter + 1\n"
+                    "  return wrk.format(\"GET\", paths[i] .. \"&n=\" .. counter .. \"-\" .. "
+                    "math.random(1, 1000000000))\nend\n")
     return path
 
 
