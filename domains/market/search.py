@@ -17,9 +17,10 @@ are copied there from the product, search_models.py), so matching, scoring and t
 read one table through its index and never join the products; only the page's ids leave the
 database, and the caller loads those (with their availability) alone. PostgreSQL scores a word
 per field with a weight-restricted ``tsquery`` (``'word':*A``), no per-row vector copies. The
-per-variant filters (price range, in stock) run on the ranked matches in order and stop once
-the page is full (a materialised, ordered CTE), so availability is computed for the rows the
-page needs, not for every match. No total count is ever taken.
+per-variant filters (price range, in stock) run on the ranked matches in order and, on
+PostgreSQL, stop once the page is full (a ranked subquery behind ``OFFSET 0``), so availability
+is computed for the rows the page needs, not for every match (SQLite sorts again after the
+filter, so it tests every match: same answer, more work). No total count is ever taken.
 
 Untrusted ``q``: at most :data:`MAX_QUERY` characters are read; only word characters reach the
 engines (FTS5 gets each word double-quoted, PostgreSQL gets ``to_tsquery`` terms built from
@@ -364,8 +365,9 @@ def _document_of_product(product: Any) -> dict[str, Any]:
 
 
 # -- keeping the index in step -----------------------------------------------------------------------
-# Every write to a product (the admin, the API, the CSV and URL imports, the CLI) goes through the
-# ORM, so a flush listener is the one place that sees them all: it rewrites the changed products'
+# Every write to a product (the admin, the API, the URL import, the CLI, the CSV import's updates)
+# goes through the ORM, so a flush listener is the one place that sees them all (the CSV import's
+# bulk INSERT of new products writes their documents itself, with document_of): it rewrites the changed products'
 # documents on the same connection, inside the same transaction, so the index never disagrees with
 # a committed catalogue. Status and published time are copied into the document too (search ranks
 # and filters by them there), so a change to either rewrites it as well.
