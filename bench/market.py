@@ -7,11 +7,13 @@ In one invocation, on a scratch PostgreSQL database made beside ``--database-url
    stores it in DATA_DIR, ``run_import`` applies it in chunks, one transaction per chunk with its
    progress, search documents, purge and product-event jobs): prints rows/s. These products are
    the search corpus, so nothing else seeds the database.
-2. Search: ``rose-ash run`` (``--workers`` web processes, no edge cache, so every request runs the
-   query) answers ``/market/search?q=…`` under ``wrk``, the queries rotating through words and
-   word prefixes of the vocabulary; beside it, in the same run, the bare Litestar page of
+2. Search: ``rose-ash run`` (``--workers`` web processes, no edge cache, and every request with a
+   fresh ``&n=`` so the in-process page cache never answers: every request runs the query) answers
+   ``/market/search?q=…`` under ``wrk``, the queries rotating through words and word prefixes of
+   the vocabulary; beside it, in the same run, the bare Litestar page of
    bench/pages.py (one route rendering one Jinja template with the same bytes as a search page).
-   Prints p50, p99 and req/s of both and the ratio (goals: p99 < 50 ms, ≥ 0.3x the bare page).
+   Prints p50, p99 and req/s of both, the ratio (goals: p99 < 50 ms, ≥ 0.3x the bare page) and
+   wrk's timeouts (requests it gave up on after 2 s, which its percentiles leave out).
 
     .venv/bin/python bench/market.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/postgres \
         [--rows 50000] [--duration 10] [--connections 32] [--threads 2] [--workers 1]
