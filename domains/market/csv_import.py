@@ -559,8 +559,10 @@ async def apply_chunk(session: AsyncSession, ctx: ImportContext,
             "featured": False, "published_at": p.published_at, "description_md": p.description_md,
             "description_html": render_markdown(p.description_md), "description_key": render_key(p.description_md),
             "tags": p.tags, "source_url": "", "revision": 1} for p in new])
-        await session.execute(insert(_table(SearchDocument)), [document_of(p.id, p.title, p.tags, p.description_md)
-                                                       for p in new])
+        await session.execute(insert(_table(SearchDocument)), [
+            # A draft's time (None) is never ranked: publishing it rewrites its document.
+            document_of(p.id, p.title, p.tags, p.description_md, active=p.status == ACTIVE,
+                        published=p.published_at) for p in new])
         links = [{"id": uuid7(), "product_id": p.id, "category_id": c} for p in new for c in p.category_ids]
         if links:
             await session.execute(insert(_table(ProductCategory)), links)

@@ -9,18 +9,28 @@ diacritics: :func:`domains.market.search.fold`), so the two engines index the ve
 - SQLite: ``document`` is a constant generated column, and an FTS5 external-content table
   ``market_search_fts`` over (title, tags, body) is kept in step by three triggers.
 
+Beside the text, each document carries what search ranks and filters by on every row it matches:
+``active`` (the product is public) and ``published`` (its published time, else its creation
+time: the tie-break after the score). With them a search reads this one table for matching,
+scoring, ordering and keyset paging, and never joins ``market_product`` for the thousands of rows
+a common word matches; the partial index ``ix_market_search_document_listing`` (active rows by
+``published``, ``product_id``) answers the no-words listings (category, producer) as a bounded
+index scan. They are written with the text, by the same flush listener (search.py), whenever the
+product's status or published time changes (migration f2a3b4c5d6e7 fills them for existing rows).
+
 The DDL below runs for ``metadata.create_all`` (tests) and the migration issues the same
 statements (migrations/versions/…_market_pages_search.py), so both schemas are alike.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Final
 from uuid import UUID
 
 from advanced_alchemy.base import IdentityBase
-from advanced_alchemy.types import GUID
-from sqlalchemy import DDL, Computed, ForeignKey, Index, Text, event
+from advanced_alchemy.types import GUID, DateTimeUTC
+from sqlalchemy import DDL, Boolean, Computed, ForeignKey, Index, Text, event, false, text
 from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, mapped_column
@@ -76,7 +86,12 @@ class SearchDocument(IdentityBase):
     __tablename__ = TABLE
     # GIN on PostgreSQL; elsewhere a plain index over the constant column (harmless, and the
     # schema stays the same shape on both databases).
-    __table_args__ = (Index(f"ix_{TABLE}_document", "document", postgresql_using="gin"),)
+    __table_args__ = (
+        Index(f"ix_{TABLE}_document", "document", postgresql_using="gin"),
+        # The public documents newest first: the no-words listing is a bounded (backward) index scan.
+        Index(f"ix_{TABLE}_listing", "published", "product_id", postgresql_where=text("active"),
+              sqlite_where=text("active")),
+    )
 
     # ``id`` (IdentityBase) is an integer key, SQLite's rowid: FTS5's external content addresses rows by it.
     product_id: Mapped[UUID] = mapped_column(GUID(length=16), ForeignKey("market_product.id", ondelete="CASCADE"),
@@ -86,6 +101,9 @@ class SearchDocument(IdentityBase):
     body: Mapped[str] = mapped_column(Text, default="", server_default="")
     document: Mapped[Any] = mapped_column(TSVECTOR().with_variant(Text(), "sqlite"),
                                           Computed(_Vector(), persisted=True), nullable=True)
+    # Copied from the product (search.document_of): whether it is public, and its ranking time.
+    active: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    published: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), nullable=True)
 
 
 _table = SearchDocument.__table__

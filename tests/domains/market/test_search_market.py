@@ -8,6 +8,8 @@ must never reach an engine as syntax.
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -95,6 +97,70 @@ async def test_the_index_follows_edits_and_status(sm: Any, world: World) -> None
     assert "sourdough-loaf" not in await slugs(sm, SearchFilters(q="honey"))
 
 
+async def test_the_index_follows_publishing_and_the_published_time(sm: Any, world: World) -> None:
+    """Status and published time live on the search document too: a draft is found once it is
+    published, and moving a published time reorders ties (the no-words listing is newest first)."""
+    assert "honey-mustard" not in await slugs(sm, SearchFilters(q="honey"))
+    async with sm() as session, session.begin():
+        service = CatalogueService(session)
+        mustard = await service.get(world.ids["honey-mustard"])
+        assert mustard is not None
+        await service.set_status(None, mustard, "active")
+    # Title and tag match: beside the honey; newer published time (day 6 vs day 10): after it.
+    assert await slugs(sm, SearchFilters(q="honey")) == ["wildflower-honey", "honey-mustard", "sourdough-loaf",
+                                                         "oat-biscuits"]
+    async with sm() as session, session.begin():
+        mustard = await CatalogueService(session).get(world.ids["honey-mustard"])
+        honey = await CatalogueService(session).get(world.ids["wildflower-honey"])
+        assert mustard is not None and honey is not None and honey.published_at is not None
+        mustard.published_at = honey.published_at + timedelta(days=1)
+    assert await slugs(sm, SearchFilters(q="honey")) == ["honey-mustard", "wildflower-honey", "sourdough-loaf",
+                                                         "oat-biscuits"]
+    assert (await slugs(sm, SearchFilters()))[:2] == ["honey-mustard", "wildflower-honey"]
+    async with sm() as session, session.begin():
+        mustard = await CatalogueService(session).get(world.ids["honey-mustard"])
+        assert mustard is not None
+        await session.delete(mustard)
+    assert "honey-mustard" not in await slugs(sm, SearchFilters())
+
+
+async def test_paging_through_stock_and_price_filters_visits_every_match_once(sm: Any, world: World) -> None:
+    """The per-variant filters (in stock, price range) run on the ranked matches in order: every
+    page is the next slice of the filtered ranking, and the cursor carries on across them."""
+    producer = world.producers["hill-farm"]
+    async with sm() as session, session.begin():
+        for i in range(17):
+            await CatalogueService(session).save(None, ProductInput(
+                title=f"Plum jam {i}", description_md="Plum" if i % 2 else "Plum jam, plums", status="active",
+                variants=[v(f"PLUM-{i}", 200 + 10 * i)], producer_id=producer, tags=["jam"] if i % 3 else []))
+    await stock(sm, {f"PLUM-{i}": (0 if i % 4 == 0 else i) for i in range(17)})
+    everything = await slugs(sm, SearchFilters(q="plum"), limit=100)
+    in_stock = [s for s in everything if int(s.rsplit("-", 1)[1]) % 4]
+    priced = [s for s in everything if 250 <= 200 + 10 * int(s.rsplit("-", 1)[1]) <= 330]
+    both = [s for s in in_stock if s in priced]
+    assert len(everything) == 17 and len(in_stock) == 12 and len(priced) == 9 and both
+    for filters, expected in ((SearchFilters(q="plum", in_stock=True), in_stock),
+                              (SearchFilters(q="plum", min_price=250, max_price=330), priced),
+                              (SearchFilters(q="plum", min_price=250, max_price=330, in_stock=True), both),
+                              (SearchFilters(in_stock=True, producer="hill-farm"), None)):
+        seen: list[str] = []
+        cursor = ""
+        while True:
+            async with sm() as session:
+                page = await MarketSearch(session, page_size=4).search(filters, cursor=cursor)
+                by_id = dict((await session.execute(select(Product.id, Product.slug)
+                                                    .where(Product.id.in_(page.ids)))).tuples().all())
+            seen += [by_id[i] for i in page.ids]
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+        assert seen == (expected if expected is not None else await slugs(sm, filters, limit=100))
+        assert len(set(seen)) == len(seen)
+    # Hill Farm in stock: the honey, the carrots and the plum jams with stock, newest first.
+    assert set(await slugs(sm, SearchFilters(in_stock=True, producer="hill-farm"), limit=100)) == {
+        "wildflower-honey", "carrots", *in_stock}
+
+
 def _keep(product: Product, sku: str, price: int) -> Any:
     from domains.market.schemas import VariantInput
 
@@ -148,10 +214,15 @@ async def test_the_search_does_not_use_offset(sm: Any, world: World, db_kind: st
             await search.search(SearchFilters(q="honey"), cursor=first.next_cursor)
         finally:
             event.remove(sync_engine, "before_cursor_execute", record)
+        # The per-variant filters rank in a subquery fenced with a literal OFFSET 0 (it skips nothing).
+        second = await search.search(SearchFilters(q="honey", in_stock=True), cursor=first.next_cursor)
+        assert second.ids
     assert statements
     for statement, params in statements:
         # SQLite's compiler always writes "LIMIT ? OFFSET ?"; the offset it binds must be 0.
-        if "OFFSET" in statement.upper():
+        offsets = re.findall(r"OFFSET (\S+)", statement.upper())
+        assert all(o == "0" for o in offsets if o != "?"), statement
+        if "?" in offsets:
             assert db_kind == "sqlite" and statement.rstrip().endswith("OFFSET ?") and params[-1] == 0
 
 
