@@ -6,8 +6,8 @@ listener in domains/market/search.py) a search reads one table and never joins t
 product_id) answers the no-words listings (category, producer) as a bounded index scan. Existing
 documents are filled from their products.
 
-Revision ID: f2a3b4c5d6e7
-Revises: 4e9f138acc30
+Revision ID: b8c9d0e1f2a3
+Revises: a7b8c9d0e1f2
 Create Date: 2026-12-07 05:45:00
 """
 
@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from advanced_alchemy.types import GUID, DateTimeUTC
 from alembic import op
 
-revision = "f2a3b4c5d6e7"
-down_revision = "4e9f138acc30"
+revision = "b8c9d0e1f2a3"
+down_revision = "a7b8c9d0e1f2"
 branch_labels = None
 depends_on = None
 
