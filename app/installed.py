@@ -23,6 +23,8 @@ __all__ = ["INSTALLED", "KERNEL_MACHINE_ROUTES", "csrf_exempt", "csrf_public_get
 # already, so they are declared here until the package replaces the line; their navigation
 # entries come with the package (Events at 30), so no link leads to a 404.
 EVENTS = Domain(name="events", actor=ServiceActor("events"))
+# ForgeFed joins forge and federation, which may not import each other: app/forgefed.py does it.
+FORGEFED = Domain(name="forgefed", setup=("app.forgefed",))
 
 INSTALLED: tuple[Domain, ...] = (
     domains.account.domain,
@@ -34,6 +36,7 @@ INSTALLED: tuple[Domain, ...] = (
     federation.oauth.domain,
     federation.activitypub.domain,
     federation.social.domain,
+    FORGEFED,
 )
 
 # The kernel's own machine paths, beside what the domains declare.
