@@ -69,8 +69,11 @@ class InstalledForge:
                       limit: int) -> tuple[list[forgefed.CommitInfo], int]:
         store = runtime_for(settings).store
         rid = uuid.UUID(repo_id)
-        # A new branch brings what no other ref had (as Gitea's PushCommits and our webhooks count).
-        spec = [new, f"^{old}"] if old != forgefed.ZERO_OID else [new, "--not", f"--exclude={ref}", "--all"]
+        # A new branch brings what no other branch or tag had (as Gitea's PushCommits counts); not
+        # ``--all``: the forge's own refs outside heads and tags may already hold the new commits.
+        short = ref.removeprefix("refs/heads/")
+        spec = [new, f"^{old}"] if old != forgefed.ZERO_OID else \
+            [new, "--not", f"--exclude={short}", "--branches", "--tags"]
         code, out, _err = await store.git(rid, "rev-list", "--count", *spec, check=False, deadline=GIT_DEADLINE)
         total = int(out.strip() or 0) if code == 0 else 0
         code, out, _err = await store.git(rid, "rev-list", f"--max-count={limit}", *spec, check=False,
