@@ -70,7 +70,7 @@ class InstalledForge:
         store = runtime_for(settings).store
         rid = uuid.UUID(repo_id)
         # A new branch brings what no other branch or tag had (as Gitea's PushCommits counts); not
-        # ``--all``: the forge's own refs outside heads and tags may already hold the new commits.
+        # ``--all``, which adds HEAD: the first push of the default branch would count nothing.
         short = ref.removeprefix("refs/heads/")
         spec = [new, f"^{old}"] if old != forgefed.ZERO_OID else \
             [new, "--not", f"--exclude={short}", "--branches", "--tags"]

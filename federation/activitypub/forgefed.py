@@ -46,7 +46,7 @@ from federation.activitypub.as2 import iso, wants_as2
 from federation.activitypub.contexts import AS2, PUBLIC, SECURITY_V1
 from federation.activitypub.core import PAGE_SIZE, Federation
 from federation.activitypub.models import Activity, Actor, APObject, Follow, Like
-from federation.activitypub.urls import main_key_id
+from federation.activitypub.urls import Urls, main_key_id
 
 log = logging.getLogger("rose_ash.federation.forgefed")
 
@@ -505,7 +505,7 @@ async def _repo_inbox(rid: uuid.UUID, service: bool, request: Request[Any, Any, 
                       settings: Settings) -> Response[bytes]:
     from federation.activitypub.routes import _inbox
 
-    urls = Federation(db_session, settings).urls
+    urls = Urls(settings.base_url)
     if await public_repo(db_session, str(rid)) is None:
         raise NotFoundException()
     return await _inbox(request, db_session, settings, urls.repo_service(rid) if service else urls.repo(rid))
