@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 from uuid import UUID
@@ -57,8 +58,6 @@ def forgejo_activity_id(data: dict[str, Any], body: bytes) -> str | None:
     actor, start = id_of(data.get("actor")), data.get("startTime")
     if data.get("type") not in ("Like", "Undo") or not isinstance(start, str) or not http_url(actor):
         return None
-    import hashlib
-
     return f"{actor}#forgefed-{str(data['type']).lower()}-{hashlib.sha256(body).hexdigest()[:32]}"
 
 
