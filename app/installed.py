@@ -21,6 +21,9 @@ from app.kit import Domain
 
 __all__ = ["INSTALLED", "KERNEL_MACHINE_ROUTES", "csrf_exempt", "csrf_public_get"]
 
+# ForgeFed joins forge and federation, which may not import each other: app/forgefed.py does it.
+FORGEFED = Domain(name="forgefed", setup=("app.forgefed",))
+
 INSTALLED: tuple[Domain, ...] = (
     domains.account.domain,
     domains.blog.domain,
@@ -32,6 +35,7 @@ INSTALLED: tuple[Domain, ...] = (
     federation.oauth.domain,
     federation.activitypub.domain,
     federation.social.domain,
+    FORGEFED,
 )
 
 # The kernel's own machine paths, beside what the domains declare.

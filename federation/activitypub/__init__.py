@@ -20,9 +20,10 @@ __all__ = ["domain"]
 
 def _routes() -> list[ControllerRouterHandler]:
     from federation.activitypub.discovery import router as discovery_router
+    from federation.activitypub.forgefed import router as forgefed_router
     from federation.activitypub.routes import router
 
-    return [router, discovery_router]
+    return [router, discovery_router, forgefed_router]
 
 
 def _cli() -> list[click.Command]:
@@ -62,6 +63,7 @@ domain = Domain(
     machine_routes=(
         r"^/ap/actors/[^/]+/inbox$",  # ActivityPub inboxes: HTTP signatures
         r"^/(@[^/]+/|)inbox$",
+        r"^/ap/repos/[^/]+(/service)?/inbox$",  # ForgeFed repositories (forgefed.py)
     ),
     actor=ServiceActor("instance", "Application"),
     on_installed=_serve_actors,

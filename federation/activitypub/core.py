@@ -70,7 +70,8 @@ __all__ = [
 
 log = logging.getLogger("rose_ash.federation")
 
-ACTOR_TYPES = frozenset({"Person", "Service", "Application", "Group", "Organization"})
+# Repository: ForgeFed repositories (a peer's, or another Rose Ash's) can be followed too.
+ACTOR_TYPES = frozenset({"Person", "Service", "Application", "Group", "Organization", "Repository"})
 REMOTE_ACTOR_TTL = timedelta(hours=24)
 KEY_REFRESH_INTERVAL = timedelta(seconds=60)
 PAGE_SIZE = 20
@@ -167,7 +168,12 @@ class Federation:
         return actor
 
     async def local_actor(self, uri: str) -> Actor | None:
-        """The local actor for a URI, or None."""
+        """The local actor for a URI, or None (a private or absent repository's actors included)."""
+        repo = self.urls.local_repo(uri)
+        if repo is not None and not uri.endswith("/main-key"):
+            from federation.activitypub.forgefed import local_repo_actor
+
+            return await local_repo_actor(self, *repo)
         found = self.urls.local_actor(uri)
         if found is None:
             return None
@@ -202,6 +208,9 @@ class Federation:
         """A local actor's current signing key, found by its owner (whatever id it is stored under)."""
         if actor.user_id is not None:
             return await self.keys.current("user", str(actor.user_id), "rsa-2048")
+        repo = self.urls.local_repo(actor.uri)
+        if repo is not None:  # a repository and its companion Service sign with the repository's key
+            return await self.keys.current("repository", repo[0], "rsa-2048")
         return await self.keys.current(*_service_key_owner(actor.username), "rsa-2048")
 
     async def _upsert_local(self, uri: str, type_: str, username: str, name: str, *,
@@ -442,6 +451,14 @@ class Federation:
         """keyId -> key document -> owner actor; the actor must publish that exact key id."""
         if not http_url(key_id):  # never a database query with a NUL or a fetch of a non-URL
             return None
+        repo = self.urls.local_repo(key_id)
+        if repo is not None:
+            owner = self.urls.repo_service(repo[0]) if repo[1] else self.urls.repo(repo[0])
+            repo_actor = await self.local_actor(owner)
+            repo_key = await self.local_key(repo_actor) if repo_actor is not None else None
+            if repo_key is None or main_key_id(owner) != key_id:
+                return None
+            return ResolvedKey(key_id, owner, repo_key.public_pem)
         local = self.urls.local_actor(key_id.split("#")[0])
         if local is not None:
             kp = await self._local_key_by_id(*local, key_id)

@@ -38,6 +38,9 @@ async def webfinger(db_session: AsyncSession, settings: Settings, resource: str 
     if len(resource) > 2048 or any(ord(c) < 32 or c == "\x7f" for c in resource):
         raise HTTPException(status_code=400, detail="resource must be an acct: URI or a URL (RFC 7033 §4.1)")
     urls = Urls(settings.base_url)
+    repo = await _repository_jrd(db_session, settings, resource)
+    if repo is not None:
+        return repo
     name: str | None = None
     if resource.startswith("acct:"):
         user, sep, host = resource[5:].lstrip("@").partition("@")
@@ -67,6 +70,62 @@ async def webfinger(db_session: AsyncSession, settings: Settings, resource: str 
         "links": [
             {"rel": "self", "type": "application/activity+json", "href": actor.uri},
             {"rel": "http://webfinger.net/rel/profile-page", "type": "text/html", "href": profile},
+        ],
+    }, "application/jrd+json")
+
+
+async def _repository_jrd(db_session: AsyncSession, settings: Settings, resource: str) -> Response[bytes] | None:
+    """A public repository's actors (design/forgefed.md §6), or None when ``resource`` names none:
+
+    - ``acct:@repo@owner@host`` (Forgejo's form, ``modules/webfinger.ParseWebfingerRepo``; also
+      without the leading ``@``) → the ``Repository`` actor;
+    - ``acct:owner.repo@host`` → the companion ``Service`` (usernames have no dot), which Mastodon
+      can follow;
+    - the actors' own URLs and the repository's web page ``/forge/owner/repo``.
+
+    A private repository answers 404, exactly like an absent one.
+    """
+    from federation.activitypub.forgefed import public_repo, public_repo_by_name, service_username, web_url
+
+    urls = Urls(settings.base_url)
+    repo, service = None, False
+    if resource.startswith("acct:"):
+        local, _sep, host = resource[5:].lstrip("@").rpartition("@")
+        if host.lower() != urls.host or not local:
+            return None
+        if "@" in local:
+            name, _sep, owner = local.partition("@")
+            repo = await public_repo_by_name(db_session, owner, name)
+        elif "." in local:
+            owner, _sep, name = local.partition(".")
+            repo, service = await public_repo_by_name(db_session, owner, name), True
+        else:
+            return None
+    elif urls.local_repo(resource) is not None and not resource.endswith("/main-key"):
+        repo_id, service = urls.local_repo(resource) or ("", False)
+        repo = await public_repo(db_session, repo_id)
+    elif urls.is_local(resource) and resource[len(urls.base):].startswith("/forge/"):
+        parts = resource[len(urls.base):].split("/")
+        if len(parts) != 4:
+            return None
+        repo = await public_repo_by_name(db_session, parts[2], parts[3].removesuffix(".git"))
+    else:
+        return None
+    if repo is None:
+        raise NotFoundException("no such repository")
+    async with Federation(db_session, settings) as fed:
+        actor = await fed.local_actor(urls.repo_service(repo.id) if service else urls.repo(repo.id))
+        if actor is None:
+            raise NotFoundException("no such repository")
+        page = web_url(fed, repo)
+    subject = f"acct:{service_username(repo)}@{urls.host}" if service else \
+        f"acct:@{repo.name}@{repo.owner}@{urls.host}"
+    return _json({
+        "subject": subject,
+        "aliases": [actor.uri, page],
+        "links": [
+            {"rel": "self", "type": "application/activity+json", "href": actor.uri},
+            {"rel": "http://webfinger.net/rel/profile-page", "type": "text/html", "href": page},
         ],
     }, "application/jrd+json")
 

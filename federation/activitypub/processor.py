@@ -309,6 +309,11 @@ class Processor:
 
     async def on_Like(self) -> None:
         oid = id_of(self.raw.get("object"))
+        if self.fed.urls.local_repo(oid) is not None:  # a star (ForgeFed; Forgejo adds a startTime)
+            from federation.activitypub.forgefed import star
+
+            await star(self.fed, oid, self.actor_uri, self.activity.ap_id)
+            return
         obj = await self.session.scalar(select(APObject).where(APObject.ap_id == oid))
         if obj is None or not obj.local or await self._blocked_by(obj.attributed_to):
             return

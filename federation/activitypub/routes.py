@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any
 from uuid import UUID
@@ -48,6 +49,16 @@ def as2(data: dict[str, Any], status: int = 200, *, vary: str = "Accept") -> Res
 def _problem(status: int, detail: str) -> Response[bytes]:
     body = {"type": "about:blank", "title": detail, "status": status, "detail": detail}
     return Response(msgspec.json.encode(body), status_code=status, media_type="application/problem+json")
+
+
+def forgejo_activity_id(data: dict[str, Any], body: bytes) -> str | None:
+    """An id for Forgejo's ``Like`` and ``Undo{Like}``, which carry a ``startTime`` but no ``id``
+    (forgejo ``modules/forgefed/activity_like.go``): on the actor's origin, unique per body, so
+    a redelivery is still recognised."""
+    actor, start = id_of(data.get("actor")), data.get("startTime")
+    if data.get("type") not in ("Like", "Undo") or not isinstance(start, str) or not http_url(actor):
+        return None
+    return f"{actor}#forgefed-{str(data['type']).lower()}-{hashlib.sha256(body).hexdigest()[:32]}"
 
 
 def _message(request: Request[Any, Any, Any], settings: Settings, body: bytes) -> SignedMessage:
@@ -160,6 +171,8 @@ async def _inbox(request: Request[Any, Any, Any], db_session: AsyncSession, sett
     if not isinstance(data, dict):
         return _problem(400, "an activity is a JSON object")
     activity_id, kind, actor_uri = data.get("id"), data.get("type"), id_of(data.get("actor"))
+    if activity_id is None and recipient is not None and recipient.startswith(("http://", "https://")):
+        activity_id = forgejo_activity_id(data, body)  # Forgejo's stars carry a startTime, no id
     if not isinstance(activity_id, str) or not isinstance(kind, str) or not kind or not actor_uri:
         log.warning("inbox: activity without id, type or actor")
         return _problem(400, "an activity needs an id, a type and an actor")
@@ -180,7 +193,11 @@ async def _inbox(request: Request[Any, Any, Any], db_session: AsyncSession, sett
             log.warning("inbox: refused %s %s from %s: %s (key %s)", kind, activity_id, actor_uri, exc.reason,
                         exc.key_id)
             return _problem(exc.status, f"signature: {exc.reason}")
-        recipient_uri = (await _actor_for(fed, recipient)).inbox if recipient is not None else fed.urls.shared_inbox
+        if recipient is not None and recipient.startswith(("http://", "https://")):
+            recipient_uri = f"{recipient}/inbox"  # a repository's actors (forgefed.py checked them)
+        else:
+            recipient_uri = (await _actor_for(fed, recipient)).inbox if recipient is not None else \
+                fed.urls.shared_inbox
         trusted = verified.owner == actor_uri
         if not trusted:
             obj_id = id_of(data.get("object"))

@@ -7,7 +7,11 @@ Ids are stable:
 - domain actors ``blog``, ``market``, ``events`` (Service), ``forge`` and the instance actor
   ``instance`` (Application): ``{base}/ap/actors/<name>`` with the same sub-paths;
 - shared inbox ``{base}/inbox``; objects ``{base}/ap/objects/<uuid>``; activities
-  ``{base}/ap/activities/<uuid>``; key ids ``<actor>#main-key``.
+  ``{base}/ap/activities/<uuid>``; key ids ``<actor>#main-key``;
+- public forge repositories (ForgeFed, :mod:`federation.activitypub.forgefed`): the ``Repository``
+  ``{base}/ap/repos/<repo uuid>`` and its companion ``Service`` ``{base}/ap/repos/<repo uuid>/service``,
+  addressed by id so a rename keeps them; their key ids are ``<actor>/main-key``, a key document of
+  its own (Fedify, for one, cannot read a ``Repository`` to find a key embedded in it).
 
 Every id is built from the origin the instance serves now (``BASE_URL``), key ids included: a
 local actor's key id is derived from its URI (:func:`main_key_id`), never read back from where
@@ -16,6 +20,7 @@ the key was stored, so serving on a new origin moves the key ids with it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -72,8 +77,14 @@ def http_url(url: str) -> str:
     return url
 
 
+# A local repository's actors: the Repository and its companion Service.
+REPO_ACTOR = re.compile(r"/ap/repos/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(/service)?$")
+
+
 def main_key_id(actor_uri: str) -> str:
     """The id of the key a local actor publishes and signs with (derived, never stored)."""
+    if REPO_ACTOR.search(actor_uri):
+        return f"{actor_uri}/main-key"
     return f"{actor_uri}#main-key"
 
 
@@ -104,6 +115,20 @@ class Urls:
 
     def activity(self, aid: UUID | str) -> str:
         return f"{self.base}/ap/activities/{aid}"
+
+    def repo(self, repo_id: UUID | str) -> str:
+        return f"{self.base}/ap/repos/{repo_id}"
+
+    def repo_service(self, repo_id: UUID | str) -> str:
+        return f"{self.repo(repo_id)}/service"
+
+    def local_repo(self, uri: str) -> tuple[str, bool] | None:
+        """``(repo id, is the companion Service)`` for a local repository actor URI (key ids too)."""
+        if not self.is_local(uri):
+            return None
+        path = uri[len(self.base):].split("#")[0].removesuffix("/main-key")
+        found = REPO_ACTOR.fullmatch(path)
+        return (found.group(1), bool(found.group(2))) if found else None
 
     def is_local(self, uri: str) -> bool:
         return uri == self.base or uri.startswith(self.base + "/")
