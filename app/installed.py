@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import domains.account
 import domains.blog
+import domains.cart
 import domains.market
 import federation.activitypub
 import federation.oauth
@@ -28,6 +29,7 @@ INSTALLED: tuple[Domain, ...] = (
     domains.account.domain,
     domains.blog.domain,
     domains.market.domain,
+    domains.cart.domain,
     EVENTS,
     fragments.domain,
     forge.domain,
