@@ -11,6 +11,7 @@ import domains.account
 import domains.blog
 import domains.cart
 import domains.market
+import domains.payments
 import federation.activitypub
 import federation.oauth
 import federation.social
@@ -29,6 +30,7 @@ INSTALLED: tuple[Domain, ...] = (
     domains.account.domain,
     domains.blog.domain,
     domains.market.domain,
+    domains.payments.domain,
     domains.cart.domain,
     EVENTS,
     fragments.domain,

@@ -92,6 +92,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # A PEM file of CA certificates to trust for the SMTP server's TLS instead of the system's
     # (a private CA; the tests' self-signed certificate).
     smtp_ca_file: str = ""
+    # SumUp Online Payments (domains/payments/sumup.py): offered at checkout only when both the API
+    # key (``sup_sk_…``) and the merchant code are set; the URL points elsewhere for tests or the
+    # local fake (``python -m tests.fakes.sumup``). Without them only pay on collection is offered.
+    sumup_api_key: str = ""
+    sumup_merchant_code: str = ""
+    sumup_api_url: str = "https://api.sumup.com"
 
     @property
     def secure_cookies(self) -> bool:
@@ -175,6 +181,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raw["mail_from"] = _mail_from(str(raw.get("mail_from") or ""), str(raw["base_url"]))
         if raw.get("smtp_url"):
             _check_smtp_url(str(raw["smtp_url"]))
+        raw["sumup_api_url"] = str(raw.get("sumup_api_url") or "https://api.sumup.com").rstrip("/")
         if not raw.get("database_url"):
             raw["database_url"] = f"sqlite+aiosqlite:///{data_dir / 'rose-ash.sqlite3'}"
         if not raw.get("secret_key"):

@@ -173,6 +173,8 @@ def fill(case: Case, world: World) -> str:
         if name == "secret":
             return "A" * 43  # a mailed link's secret (domains/account/tokens.py) that names no link: 404
 
+        if name == "provider":
+            return "collection"  # payments webhooks: a provider with no webhooks answers 204, queues nothing
         if name == "decision":
             return "accept"
         if name == "file_path":
