@@ -22,10 +22,12 @@ from app.responses import PRIVATE
 from app.security import current_user
 from domains.cart.deps import dependencies
 from domains.cart.guards import NOT_FOUND, own_order
-from domains.cart.models import CHECKOUT, Order
+from domains.cart.models import CHECKOUT, PAYMENT_PENDING, Order
 from domains.cart.schemas import AddForm, LineForm, PlaceForm
 from domains.cart.services import CartService, CheckoutDetails, InsufficientStock, order_context
 from domains.cart.sessions import cart_token, forget_cart, remember_cart
+from domains.payments.schemas import PaymentError
+from domains.payments.services import available_providers, request_refresh
 
 __all__ = ["AccountOrdersController", "CartController", "cart_handlers", "order_handlers"]
 
@@ -166,9 +168,45 @@ class CartController(Controller):
             return self._checkout_page(order, cart_service, values, exc.errors, exc.status)
         if placed.user_id is None:
             forget_cart(request)
+        if placed.payment_provider != "collection" and placed.state == PAYMENT_PENDING:
+            # The placement commits first: no lock is held while the provider is asked.
+            await cart_service.db.commit()
+            try:
+                payment_url = await cart_service.open_payment(placed)
+            except PaymentError as exc:
+                return see_other(f"/cart/order/{placed.token}", request,
+                                 f"Your order {placed.number} is placed, but the payment could not be started: "
+                                 f"{exc.message}", "error")
+            if payment_url:
+                redirect = Redirect(path=payment_url, status_code=303)
+                redirect.headers.update(CHANGED)
+                return redirect
         redirect = see_other(f"/cart/order/{placed.token}", request, f"Thank you! Your order is {placed.number}.")
         redirect.headers.update(CHANGED)
         return redirect
+
+    @get("/order/{token:str}/return", name="cart:payment-return")
+    async def payment_return(self, request: Request[Any, Any, Any], cart_service: CartService,
+                             token: str) -> Redirect:
+        """The payer is back from the provider's page: re-fetch the checkout (never trust the URL)
+        and move the order on what the provider says; if the provider cannot be asked now, a job does."""
+        order = await cart_service.by_token(token)
+        if order is None or order.number is None:
+            raise NotFoundException(NOT_FOUND)
+        if order.payment_id:
+            provider = available_providers(cart_service.settings).get(order.payment_provider)
+            try:
+                if provider is None:
+                    raise PaymentError("That payment provider is not configured any more.", retryable=True)
+                outcome = await cart_service.apply_payment(await provider.fetch(order.payment_id))
+            except PaymentError:
+                await request_refresh(cart_service.db, order.payment_provider, order.payment_id)
+                outcome = "pending"
+            message = {"paid": "Thank you: your payment is confirmed.", "unchanged": "",
+                       "cancelled": "The payment did not go through; the order is cancelled.",
+                       "pending": "We are waiting for the payment to be confirmed."}.get(outcome, "")
+            return see_other(f"/cart/order/{token}", request, message or None)
+        return see_other(f"/cart/order/{token}")
 
     @get("/order/{token:str}", name="cart:order")
     async def confirmation(self, cart_service: CartService, token: str) -> Template:

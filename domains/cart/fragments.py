@@ -10,7 +10,8 @@ from fragments.registry import FragmentContext, FragmentData, fragment
 __all__ = ["cart_badge"]
 
 
-@fragment("me.cart-badge", policy=CachePolicy.PERSONAL, title="Cart badge", replace=True)
+@fragment("me.cart-badge", policy=CachePolicy.PERSONAL, title="Cart badge", template="cart/badge.html",
+          fallback="fragments/me/cart-badge_fallback.html", replace=True)
 async def cart_badge(ctx: FragmentContext) -> FragmentData:
     """The cart link with the number of items in the visitor's cart."""
     from domains.cart.services import CartService

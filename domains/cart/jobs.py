@@ -1,5 +1,5 @@
 """Cart job kinds: the recurring sweep of expired reservations (availability ignores them already;
-the sweep keeps the table small and ends checkouts that were left)."""
+the sweep keeps the table small), and the subscriber of ``payments.updated`` moving orders."""
 
 from __future__ import annotations
 
@@ -8,10 +8,13 @@ from datetime import timedelta
 import msgspec
 
 from app.jobs import JobContext, job_handler, registry
+from domains.payments.hooks import payments_updated
+from domains.payments.schemas import PaymentRecord
 
-__all__ = ["SWEEP_RESERVATIONS", "SweepReservations", "sweep_reservations"]
+__all__ = ["PAYMENT_UPDATED", "SWEEP_RESERVATIONS", "SweepReservations", "payment_updated", "sweep_reservations"]
 
 SWEEP_RESERVATIONS = "cart.sweep-reservations"
+PAYMENT_UPDATED = "cart.payment-updated"
 
 
 class SweepReservations(msgspec.Struct, frozen=True):
@@ -27,3 +30,15 @@ async def sweep_reservations(ctx: JobContext, payload: SweepReservations) -> Non
 
 
 registry.every(sweep_reservations, timedelta(minutes=1), "cart:sweep-reservations", SweepReservations())
+
+
+@job_handler(PAYMENT_UPDATED, backoff_base=5.0, backoff_cap=600.0)
+async def payment_updated(ctx: JobContext, record: PaymentRecord) -> None:
+    """A checkout as its provider has it now (``payments.updated``): move the order (idempotent)."""
+    from domains.cart.services import CartService
+
+    async with ctx.sessionmaker() as session, session.begin():
+        await CartService(session, ctx.settings).apply_payment(record)
+
+
+payments_updated.subscribe(payment_updated)

@@ -47,6 +47,8 @@ from domains.cart.models import (
     Reservation,
 )
 from domains.market.services import allocate, lock_stock, offers, release
+from domains.payments.schemas import PaymentRecord, PaymentStatus
+from domains.payments.services import available_providers, webhook_url
 
 __all__ = ["MAX_LINES", "MAX_QUANTITY", "CartService", "CheckoutDetails", "InsufficientStock", "Shortage",
            "reserved_term"]
@@ -350,7 +352,53 @@ class CartService:
                                notes=details.notes.strip(), payment=details.payment)
 
     def payment_methods(self) -> tuple[str, ...]:
-        return ("collection",)
+        """The providers this instance offers (``collection`` always; ``sumup`` when configured)."""
+        return tuple(available_providers(self.settings))
+
+    async def open_payment(self, order: Order, *, http: Any = None) -> str | None:
+        """For an online provider: create its checkout (idempotent per order number) and keep its id
+        and hosted page on the order; returns where to send the payer (None for pay on collection).
+
+        Network I/O: the caller commits the placement first, so no lock is held while we wait."""
+        if order.payment_id and order.payment_url:
+            return order.payment_url
+        provider = available_providers(self.settings, http=http).get(order.payment_provider)
+        if provider is None or order.payment_provider == "collection" or order.number is None:
+            return None
+        base = self.settings.base_url.rstrip("/")
+        record = await provider.create(
+            reference=order.number, amount_minor=order.total_minor, currency=order.currency,
+            description=f"Order {order.number}", return_url=f"{base}/cart/order/{order.token}/return",
+            webhook_url=webhook_url(self.settings, provider.name))
+        await self.db.execute(update(Order).where(Order.id == order.id).values(
+            payment_id=record.provider_id[:128], payment_url=(record.payment_url or "")[:2048]))
+        await self.db.refresh(order, attribute_names=["payment_id", "payment_url"])
+        return record.payment_url
+
+    async def apply_payment(self, record: PaymentRecord) -> str:
+        """Move the order a provider's record (a ``fetch`` result, never a webhook body) is about;
+        idempotent: a replayed or late record moves nothing twice. Returns what happened."""
+        order = await self._load(Order.payment_provider == record.provider, Order.payment_id == record.provider_id)
+        if order is None:
+            order = await self._load(Order.number == record.reference, Order.payment_provider == record.provider)
+        if order is None:
+            return "unknown"
+        if record.status in (PaymentStatus.PAID, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED):
+            if record.amount_minor != order.total_minor or record.currency != order.currency:
+                if order.state == PAYMENT_PENDING:
+                    await self._move(order, PAYMENT_PENDING, NEEDS_ATTENTION, actor="payments",
+                                     note=f"paid {record.amount_minor} {record.currency}, "
+                                          f"order total {order.total_minor} {order.currency}")
+                    return "needs_attention"
+                return "ignored"
+            return "paid" if await self.mark_paid(order, actor="payments", note=f"{record.provider} {record.status}") \
+                else "unchanged"
+        if record.status in (PaymentStatus.FAILED, PaymentStatus.EXPIRED, PaymentStatus.CANCELLED):
+            if order.state == PAYMENT_PENDING and await self.cancel(order, actor="payments",
+                                                                    note=f"payment {record.status}"):
+                return "cancelled"
+            return "unchanged"
+        return "pending"
 
     async def place(self, order: Order, details: CheckoutDetails, *, idempotency_key: str,
                     actor_id: UUID | None = None) -> Order:

@@ -205,7 +205,9 @@ def fill(case: Case, world: World) -> str:
                "import_id": "csv-import"}.get(name)
         if key is not None:
             return str(world.ids[key])
-        if name in ("list_id", "campaign_id", "sub_id"):
+        if name == "number":
+            return "RA-2026-000000"  # the cart's orders: no such order, 404 for every member
+        if name in ("list_id", "campaign_id", "sub_id", "line_id"):  # line_id: no such cart line (404)
             return str(world.ids["nothing"])  # newsletters: no such list or issue, so 404 where allowed
         if name == "token":
             return "not-a-valid-token"
