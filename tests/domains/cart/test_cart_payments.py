@@ -194,3 +194,29 @@ def _idem(html: str) -> Any:
     match = re.search(r'name="idempotency_key" value="([^"]+)"', html)
     assert match
     return match.group(1)
+
+
+async def test_the_receipt_is_sent_with_lines_and_totals(engine: AsyncEngine, settings: Settings) -> None:
+    """No SMTP configured: the mail job writes DATA_DIR/mail/*.eml, as an admin would read it."""
+    maker = async_sessionmaker(engine, expire_on_commit=False)
+    async with maker() as session:
+        await stocked(session, stock={"TOM-S": 5})
+        cart = CartService(session, settings)
+        order = await cart.new_cart()
+        await cart.add(order, sku="TOM-S", quantity="2")
+        placed = await cart.place(order, CheckoutDetails(email="r@example.org", fulfilment="delivery",
+                                                         address="1 Main Street"), idempotency_key="m" * 20)
+        await session.commit()
+    await run_jobs(maker, settings)
+    mails = list((settings.data_dir / "mail").glob("*.eml"))
+    assert len(mails) == 1
+    text = mails[0].read_text(encoding="utf-8", errors="replace")
+    assert f"Your order {placed.number}" in text and "r@example.org" in text
+    import email
+    from email import policy
+
+    body = email.message_from_string(text, policy=policy.default).get_body(("plain",))
+    assert body is not None
+    content = body.get_content()
+    assert "2 \u00d7 Heritage tomatoes (S) (TOM-S) at €2.50: €5.00" in content
+    assert "Delivery: €5.00" in content and "Total: €10.00" in content and "1 Main Street" in content
