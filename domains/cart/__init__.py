@@ -11,7 +11,7 @@
 ``hooks.py``      reservations counted in the market's availability; the session cart merged at sign-in.
 ``fragments.py``  takes over ``me.cart-badge``.
 ``jobs.py``       the recurring sweep of expired reservations.
-``controllers.py``  ``/cart/`` pages and ``/account/orders``.
+``controllers.py``  ``/cart/`` pages and ``/account/orders``; ``api.py`` the storefront JSON API ``/api/cart``.
 
 The market is reached only through ``domains.market.services`` (``offers``, ``lock_stock``,
 ``allocate``, ``release``, ``register_reserved``).
@@ -31,11 +31,14 @@ def _routes() -> list[ControllerRouterHandler]:
     from litestar import Router
 
     from app import access
+    from domains.cart.api import api_handlers
     from domains.cart.controllers import cart_handlers, order_handlers
 
     return [
         Router(path="/", opt=access.public(), route_handlers=list(cart_handlers)),
         Router(path="/", opt=access.session(), route_handlers=list(order_handlers)),
+        # The storefront API: anonymous clients carry X-Cart-Token; a token (scope "api") uses its member's cart.
+        Router(path="/", opt=access.token("api", anonymous=True), route_handlers=list(api_handlers)),
     ]
 
 

@@ -228,7 +228,7 @@ def fill(case: Case, world: World) -> str:
 # exist, and others 404, is checked by tests/forge/test_gitea_compat.py
 # (test_private_repositories_are_absent) and tests/forge/test_webhooks.py.
 _OBJECT_PARAMS = ("{archive", "{branch", "{sha", "{ref", "{hook_id", "{delivery_id", "/contents/{path",
-                  "/raw/{path", "/media/{path")
+                  "/raw/{path", "/media/{path", "{line_id")  # line_id: a cart line (the matrix has no cart)
 
 
 def _names_object(path: str) -> bool:
