@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from app.kit import Domain
+from app.kit import Domain, NavEntry
 
 if TYPE_CHECKING:
     from litestar.types import ControllerRouterHandler
@@ -31,12 +31,14 @@ def _routes() -> list[ControllerRouterHandler]:
     from litestar import Router
 
     from app import access
+    from domains.cart.admin import admin_handlers
     from domains.cart.api import api_handlers
     from domains.cart.controllers import cart_handlers, order_handlers
 
     return [
         Router(path="/", opt=access.public(), route_handlers=list(cart_handlers)),
         Router(path="/", opt=access.session(), route_handlers=list(order_handlers)),
+        Router(path="/", opt=access.admin(), route_handlers=list(admin_handlers)),
         # The storefront API: anonymous clients carry X-Cart-Token; a token (scope "api") uses its member's cart.
         Router(path="/", opt=access.token("api", anonymous=True), route_handlers=list(api_handlers)),
     ]
@@ -47,6 +49,7 @@ domain = Domain(
     routes=_routes,
     models=("domains.cart.models",),
     setup=("domains.cart.hooks", "domains.cart.fragments", "domains.cart.jobs"),
+    admin=(NavEntry("/cart/admin/orders/", "Orders", 35),),
 )
 
 __all__ = ["domain"]

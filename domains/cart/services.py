@@ -36,8 +36,10 @@ from domains.cart.models import (
     CHECKOUT,
     COLLECTION,
     DELIVERY,
+    FULFILLED,
     NEEDS_ATTENTION,
     PAID,
+    PARTIALLY_FULFILLED,
     PAYMENT_PENDING,
     IdempotencyKey,
     Order,
@@ -511,6 +513,29 @@ class CartService:
         except TransitionLost:
             return False
         return True
+
+    async def fulfil(self, order: Order, *, actor: str, actor_id: UUID | None = None) -> bool:
+        """Hand over every line of a paid order (idempotent: False when there is nothing to do)."""
+        if order.state not in (PAID, PARTIALLY_FULFILLED, NEEDS_ATTENTION):
+            return False
+        try:
+            await self._move(order, order.state, FULFILLED, actor=actor, actor_id=actor_id)
+        except TransitionLost:
+            return False
+        await self.db.execute(update(OrderLine).where(OrderLine.order_id == order.id)
+                              .values(fulfilled_quantity=OrderLine.quantity))
+        return True
+
+    async def admin_list(self, state: str = "", *, limit: int = 200) -> list[Order]:
+        stmt = select(Order).where(Order.number.is_not(None)).options(selectinload(Order.lines))
+        if state:
+            stmt = stmt.where(Order.state == state)
+        return list((await self.db.execute(stmt.order_by(Order.placed_at.desc()).limit(limit))).scalars())
+
+    async def history(self, order: Order) -> list[OrderTransition]:
+        stmt = (select(OrderTransition).where(OrderTransition.order_id == order.id)
+                .order_by(OrderTransition.created_at))
+        return list((await self.db.execute(stmt)).scalars())
 
     async def sweep_reservations(self) -> int:
         """Delete expired reservations (availability ignores them already); returns how many."""
