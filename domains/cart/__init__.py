@@ -34,13 +34,15 @@ def _routes() -> list[ControllerRouterHandler]:
     from domains.cart.admin import admin_handlers
     from domains.cart.api import api_handlers
     from domains.cart.controllers import cart_handlers, order_handlers
+    from domains.cart.deps import dependencies
 
     return [
         Router(path="/", opt=access.public(), route_handlers=list(cart_handlers)),
         Router(path="/", opt=access.session(), route_handlers=list(order_handlers)),
         Router(path="/", opt=access.admin(), route_handlers=list(admin_handlers)),
         # The storefront API: anonymous clients carry X-Cart-Token; a token (scope "api") uses its member's cart.
-        Router(path="/", opt=access.token("api", anonymous=True), route_handlers=list(api_handlers)),
+        Router(path="/", opt=access.token("api", anonymous=True), route_handlers=list(api_handlers),
+               dependencies=dependencies),
     ]
 
 

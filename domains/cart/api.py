@@ -16,10 +16,8 @@ from uuid import UUID
 import msgspec
 from litestar import Request, Response, delete, get, patch, post
 from litestar.exceptions import ClientException, NotFoundException
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.forms import InputProblems
-from app.settings import Settings
 from domains.cart.models import Order
 from domains.cart.services import CartService, CheckoutDetails, InsufficientStock
 
@@ -74,6 +72,11 @@ async def _cart(request: Request[Any, Any, Any], service: CartService) -> Order:
     return order
 
 
+def _empty(service: CartService) -> dict[str, Any]:
+    return {"id": None, "state": "cart", "number": None, "currency": service.settings.market_currency, "lines": [],
+            "subtotal_minor": 0, "shipping_minor": 0, "total_minor": 0}
+
+
 def _quantity(value: int) -> str:
     return str(value) if value >= 0 else "-"  # the service's one check answers every bad quantity
 
@@ -86,36 +89,34 @@ def _short(exc: InsufficientStock) -> Response[Any]:
 
 
 @post("/api/cart", name="api:cart-create", status_code=201)
-async def create_cart(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> dict[str, Any]:
+async def create_cart(request: Request[Any, Any, Any], cart_service: CartService) -> dict[str, Any]:
     """A new cart (or the member's open one): its ``token`` goes in ``X-Cart-Token`` from now on."""
-    service = CartService(db_session, settings)
+    service = cart_service
     user_id = _user_id(request)
     order = (await service.open_cart(user_id=user_id) if user_id else None) or await service.new_cart(user_id=user_id)
     return {**cart_json(order), "token": order.token}
 
 
 @get("/api/cart", name="api:cart")
-async def get_cart(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> dict[str, Any]:
+async def get_cart(request: Request[Any, Any, Any], cart_service: CartService) -> dict[str, Any]:
     """The cart ``X-Cart-Token`` names (404 if it names no open cart); without one, an empty cart
     (``id`` null): nothing was made yet."""
-    service = CartService(db_session, settings)
+    service = cart_service
     if _user_id(request) is None and not request.headers.get(TOKEN_HEADER):
-        return {"id": None, "state": "cart", "number": None, "currency": settings.market_currency, "lines": [],
-                "subtotal_minor": 0, "shipping_minor": 0, "total_minor": 0}
+        return _empty(service)
     user_id = _user_id(request)
     order = await service.open_cart(user_id=user_id, token=None if user_id else request.headers.get(TOKEN_HEADER))
     if order is None:
         if user_id is not None:
-            return {"id": None, "state": "cart", "number": None, "currency": settings.market_currency, "lines": [],
-                    "subtotal_minor": 0, "shipping_minor": 0, "total_minor": 0}
+            return _empty(service)
         raise NotFoundException("No open cart has that token.")
     return cart_json(order)
 
 
 @post("/api/cart/lines", name="api:cart-add", status_code=201)
-async def add_line(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
+async def add_line(request: Request[Any, Any, Any], cart_service: CartService,
                    data: LineIn) -> Any:
-    service = CartService(db_session, settings)
+    service = cart_service
     order = await _cart(request, service)
     try:
         await service.add(order, sku=data.sku, quantity=_quantity(data.quantity))
@@ -125,9 +126,9 @@ async def add_line(request: Request[Any, Any, Any], db_session: AsyncSession, se
 
 
 @patch("/api/cart/lines/{line_id:str}", name="api:cart-line")
-async def change_line(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
+async def change_line(request: Request[Any, Any, Any], cart_service: CartService,
                       line_id: str, data: QuantityIn) -> Any:
-    service = CartService(db_session, settings)
+    service = cart_service
     order = await _cart(request, service)
     try:
         await service.set_quantity(order, line_id, _quantity(data.quantity))
@@ -137,23 +138,23 @@ async def change_line(request: Request[Any, Any, Any], db_session: AsyncSession,
 
 
 @delete("/api/cart/lines/{line_id:str}", name="api:cart-remove", status_code=200)
-async def remove_line(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
+async def remove_line(request: Request[Any, Any, Any], cart_service: CartService,
                       line_id: str) -> dict[str, Any]:
-    service = CartService(db_session, settings)
+    service = cart_service
     order = await _cart(request, service)
     await service.remove(order, line_id)
     return cart_json(order)
 
 
 @post("/api/cart/checkout", name="api:cart-checkout", status_code=201)
-async def checkout(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
+async def checkout(request: Request[Any, Any, Any], cart_service: CartService,
                    data: CheckoutIn) -> Any:
     """Reserve and place the order (the HTML checkout's path); ``Idempotency-Key`` makes a retry
     answer the same order. SumUp: the answer's ``payment_url`` is where the payer goes."""
     key = request.headers.get("idempotency-key", "")
     if len(key.strip()) < 16:
         raise ClientException("Send an Idempotency-Key header (16 to 100 characters) with a checkout.")
-    service = CartService(db_session, settings)
+    service = cart_service
     details = CheckoutDetails(email=data.email, fulfilment=data.fulfilment.method, address=data.fulfilment.address,
                               notes=data.notes, payment=data.payment)
     order = await service.open_cart(user_id=_user_id(request),
@@ -173,7 +174,7 @@ async def checkout(request: Request[Any, Any, Any], db_session: AsyncSession, se
         raise exc
     payment_url = None
     if placed.payment_provider != "collection":
-        await db_session.commit()  # placed first: nothing is locked while the provider answers
+        await service.db.commit()  # placed first: nothing is locked while the provider answers
         payment_url = await service.open_payment(placed)
     return {**cart_json(placed), "email": placed.email, "fulfilment": placed.fulfilment,
             "payment": placed.payment_provider, "payment_url": payment_url}
