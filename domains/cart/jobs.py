@@ -11,10 +11,12 @@ from app.jobs import JobContext, job_handler, registry
 from domains.payments.hooks import payments_updated
 from domains.payments.schemas import PaymentRecord
 
-__all__ = ["PAYMENT_UPDATED", "SWEEP_RESERVATIONS", "SweepReservations", "payment_updated", "sweep_reservations"]
+__all__ = ["PAYMENT_UPDATED", "RECONCILE_PAYMENTS", "SWEEP_RESERVATIONS", "SweepReservations", "payment_updated",
+           "reconcile_payments", "sweep_reservations"]
 
 SWEEP_RESERVATIONS = "cart.sweep-reservations"
 PAYMENT_UPDATED = "cart.payment-updated"
+RECONCILE_PAYMENTS = "cart.reconcile-payments"
 
 
 class SweepReservations(msgspec.Struct, frozen=True):
@@ -42,3 +44,15 @@ async def payment_updated(ctx: JobContext, record: PaymentRecord) -> None:
 
 
 payments_updated.subscribe(payment_updated)
+
+
+@job_handler(RECONCILE_PAYMENTS, backoff_base=30.0, backoff_cap=600.0)
+async def reconcile_payments(ctx: JobContext, payload: SweepReservations) -> None:
+    """Every few minutes: re-fetch online payments pending too long (the webhook may never come)."""
+    from domains.cart.services import CartService
+
+    async with ctx.sessionmaker() as session, session.begin():
+        await CartService(session, ctx.settings).reconcile_payments()
+
+
+registry.every(reconcile_payments, timedelta(minutes=5), "cart:reconcile-payments", SweepReservations())

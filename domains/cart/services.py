@@ -50,7 +50,7 @@ from domains.cart.models import (
 )
 from domains.market.services import allocate, lock_stock, offers, release
 from domains.payments.schemas import PaymentRecord, PaymentStatus
-from domains.payments.services import available_providers, webhook_url
+from domains.payments.services import available_providers, request_refresh, webhook_url
 
 __all__ = ["MAX_LINES", "MAX_QUANTITY", "CartService", "CheckoutDetails", "InsufficientStock", "Shortage",
            "reserved_term"]
@@ -536,6 +536,18 @@ class CartService:
         stmt = (select(OrderTransition).where(OrderTransition.order_id == order.id)
                 .order_by(OrderTransition.created_at))
         return list((await self.db.execute(stmt)).scalars())
+
+    async def reconcile_payments(self, *, older_than: timedelta = timedelta(minutes=10), limit: int = 200) -> int:
+        """Queue a re-fetch of every online payment still pending after ``older_than`` (a webhook that
+        never came, a payer who never returned); the answer moves the order through payments.updated."""
+        stmt = (select(Order.payment_provider, Order.payment_id)
+                .where(Order.state == PAYMENT_PENDING, Order.payment_provider != "collection",
+                       Order.payment_id != "", Order.placed_at < utcnow() - older_than)
+                .order_by(Order.placed_at).limit(limit))
+        rows = (await self.db.execute(stmt)).all()
+        for provider, payment_id in rows:
+            await request_refresh(self.db, provider, payment_id)
+        return len(rows)
 
     async def sweep_reservations(self) -> int:
         """Delete expired reservations (availability ignores them already); returns how many."""

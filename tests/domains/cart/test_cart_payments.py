@@ -220,3 +220,26 @@ async def test_the_receipt_is_sent_with_lines_and_totals(engine: AsyncEngine, se
     content = body.get_content()
     assert "2 \u00d7 Heritage tomatoes (S) (TOM-S) at €2.50: €5.00" in content
     assert "Delivery: €5.00" in content and "Total: €10.00" in content and "1 Main Street" in content
+
+
+async def test_reconciliation_rescues_an_order_whose_webhook_never_came(
+        engine: AsyncEngine, sumup_settings: Settings, sumup_fake: FakeSumUp) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from domains.cart.services import utcnow
+
+    maker = async_sessionmaker(engine, expire_on_commit=False)
+    async with maker() as session:
+        await stocked(session, stock={"TOM-S": 5})
+        order = await placed_sumup_order(session, sumup_settings)
+        assert await CartService(session, sumup_settings).reconcile_payments() == 0  # too recent to chase
+    sumup_fake.pay(order.payment_id)  # paid on the hosted page; no webhook, no return
+    async with maker() as session, session.begin():
+        await session.execute(update(Order).where(Order.id == order.id).values(placed_at=utcnow() - timedelta(hours=1)))
+        assert await CartService(session, sumup_settings).reconcile_payments() == 1
+    await run_jobs(maker, sumup_settings)  # payments.refresh re-fetches, emits; the cart's job moves the order
+    async with maker() as session:
+        assert (await session.get(Order, order.id)).state == PAID  # type: ignore[union-attr]
+        assert await CartService(session, sumup_settings).reconcile_payments() == 0  # nothing left to chase
