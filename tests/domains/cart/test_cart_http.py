@@ -154,3 +154,22 @@ async def test_checkout_place_confirmation_and_orders(client: Any, sessionmaker:
     assert (await client.get("/cart/order/not-a-token")).status_code == 404
     theirs = await client.get("/account/orders/")
     assert theirs.status_code == 200 and numbers[0] not in theirs.text
+
+
+async def test_prices_come_from_the_market_and_changes_are_noticed(client: Any, sessionmaker: Any) -> None:
+    async with sessionmaker() as session:
+        await stocked(session, stock={"TOM-S": 5})
+    csrf = await token_of(client, "/account/login")
+    # A tampered price (or any other field) in the form is not read: the variant's price is.
+    response = await client.post("/cart/add", data={"sku": "TOM-S", "quantity": "1", "price": "1",
+                                                    "unit_price_minor": "1", "_csrf_token": csrf})
+    assert response.status_code == 303
+    assert "€2.50" in (await client.get("/cart/")).text
+    async with sessionmaker() as session, session.begin():
+        from sqlalchemy import update
+
+        from domains.market.models import Variant
+
+        await session.execute(update(Variant).where(Variant.sku == "TOM-S").values(price_minor=300))
+    page = await client.get("/cart/")
+    assert "The price is now €3.00; your cart keeps €2.50." in page.text
