@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import domains.account
 import domains.blog
+import domains.cart
 import domains.events
 import domains.market
 import domains.payments
@@ -30,6 +31,7 @@ INSTALLED: tuple[Domain, ...] = (
     domains.market.domain,
     domains.events.domain,
     domains.payments.domain,
+    domains.cart.domain,
     fragments.domain,
     forge.domain,
     federation.oauth.domain,

@@ -73,6 +73,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     forge_idle_timeout: float = 600.0
     # The market's one currency (ISO 4217, e.g. EUR, GBP, JPY): every variant's price is in it.
     market_currency: str = "EUR"
+    # The cart (domains/cart): minutes stock stays reserved once checkout starts, for guests and for
+    # members; the flat delivery rate in minor units of the market's currency (0: free); whether
+    # delivery is offered at all; the order number prefix (RA-2026-000123).
+    cart_reservation_minutes: int = 15
+    cart_reservation_minutes_member: int = 20
+    cart_delivery_rate: int = 500
+    cart_delivery: bool = True
+    cart_order_prefix: str = "RA"
     # Outbound mail (app/mail): ``smtp://[user:pass@]host[:port]`` (STARTTLS when offered, required
     # with a password unless the host is loopback) or ``smtps://`` (implicit TLS). Unset: every
     # mail is written to DATA_DIR/mail/ as an .eml file, which admins read at /account/admin/mail.
@@ -144,7 +152,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         data_dir = Path(str(raw.get("data_dir", "./var"))).resolve()
         raw["data_dir"] = data_dir
         for flag in ("federation_allow_private_addresses", "federation_authorized_fetch", "worker_in_process",
-                     "signup_open", "debug", "oauth_dynamic_registration"):
+                     "signup_open", "debug", "oauth_dynamic_registration", "cart_delivery"):
             if isinstance(raw.get(flag), str):
                 raw[flag] = str(raw[flag]).strip().lower() in _TRUE
         if isinstance(raw.get("edge_purge_urls"), str):

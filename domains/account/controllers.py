@@ -20,7 +20,7 @@ from app.responses import PRIVATE
 from app.security import SESSION_EPOCH_KEY, SESSION_USER_KEY
 from app.sessions import rotate_session_id
 from app.settings import Settings
-from domains.account import mailflows
+from domains.account import hooks, mailflows
 from domains.account import tokens as links
 from domains.account.deps import dependencies
 from domains.account.guards import check_visible_profile
@@ -63,10 +63,13 @@ def signup_welcome(name: str) -> str:
     return f"Welcome to Rose Ash, {name}! Check your inbox: we sent a message to the address you gave."
 
 
-def _sign_in(request: Request[Any, Any, Any], user: User) -> None:
+async def _sign_in(request: Request[Any, Any, Any], user: User, db: AsyncSession) -> None:
+    # Other domains see the anonymous session first (the cart merges its cart): hooks.on_sign_in.
+    old = request.scope.get("session")
+    carried = await hooks.signing_in(db, user, old if isinstance(old, dict) else {})
     # A fresh session id on sign-in defeats session fixation.
     rotate_session_id(request)
-    request.set_session({SESSION_USER_KEY: str(user.id), SESSION_EPOCH_KEY: user.session_epoch})
+    request.set_session({**carried, SESSION_USER_KEY: str(user.id), SESSION_EPOCH_KEY: user.session_epoch})
 
 
 class AuthController(Controller):
@@ -101,7 +104,7 @@ class AuthController(Controller):
         # In the sign-up's transaction: the mail goes out exactly when the account exists.
         await mailflows.mail_verification(accounts.db, settings.base_url, user)
         await address_allowed(request, user.email)  # counts against the address's resend budget
-        _sign_in(request, user)
+        await _sign_in(request, user, accounts.db)
         return see_other("/account", request, signup_welcome(user.name))
 
     @get("/login", name="account:login")
@@ -121,7 +124,7 @@ class AuthController(Controller):
                 {"form": "That username or email and password don't match an account."},
                 401,
             )
-        _sign_in(request, user)
+        await _sign_in(request, user, accounts.db)
         return see_other(destination, request, f"Signed in as {user.username}.")
 
     @get("/password/forgot", name="account:forgot")
@@ -174,7 +177,7 @@ class AuthController(Controller):
             return self._reset_page(secret, seen.token.purpose, exc.errors, exc.status)
         if isinstance(done_for, links.LinkProblem):
             return link_invalid(done_for, kind="reset")
-        _sign_in(request, done_for)  # this browser is signed in; every other session has ended
+        await _sign_in(request, done_for, accounts.db)  # this browser is signed in; every other session has ended
         return see_other("/account", request, "Your new password is set. Any other sessions were signed out.")
 
     @get("/verify/{secret:str}", name="account:verify")
@@ -263,7 +266,7 @@ class AccountController(Controller):
             await accounts.change_password(request.user, form.current_password, form.new_password)
         except InputProblems as exc:
             return form_page("account/settings_password.html", {}, exc.errors, exc.status)
-        _sign_in(request, request.user)  # other sessions end; this one carries the new epoch
+        await _sign_in(request, request.user, accounts.db)  # other sessions end; this one carries the new epoch
         return see_other("/account/settings/password", request, "Password changed. Other sessions were signed out.")
 
     @get("/settings/email")

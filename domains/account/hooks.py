@@ -15,7 +15,8 @@ do network I/O::
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -24,8 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.events import Topic
 from domains.account.models import User
 
-__all__ = ["MemberSaved", "UserSavedListener", "member_created", "member_saved", "member_verified",
-           "on_member_created", "on_member_verified", "on_user_saved", "user_created", "user_saved", "user_verified"]
+__all__ = ["MemberSaved", "SignInListener", "UserSavedListener", "member_created", "member_saved", "member_verified",
+           "on_member_created", "on_member_verified", "on_sign_in", "on_user_saved", "signing_in", "user_created",
+           "user_saved", "user_verified"]
 
 
 class MemberSaved(msgspec.Struct, frozen=True):
@@ -93,3 +95,26 @@ async def user_saved(session: AsyncSession, user: User) -> None:
 async def user_verified(session: AsyncSession, user: User) -> None:
     """Emit :data:`member_verified` for a member whose address was just confirmed."""
     await member_verified.emit(session, MemberSaved(user_id=user.id))
+
+
+# Sign-in: what another domain does with the visitor's anonymous session as it becomes a member's
+# (the cart merges the session's cart into the member's). A listener gets the request's database
+# session, the member and the session data before it is replaced, and returns keys to carry into
+# the new session (or None). It runs in the sign-in request's transaction.
+SignInListener = Callable[[AsyncSession, User, Mapping[str, Any]], Awaitable[dict[str, Any] | None]]
+_sign_in_listeners: list[SignInListener] = []
+
+
+def on_sign_in(listener: SignInListener) -> SignInListener:
+    """Call ``listener`` whenever a browser signs in (idempotent; usable as a decorator)."""
+    if listener not in _sign_in_listeners:
+        _sign_in_listeners.append(listener)
+    return listener
+
+
+async def signing_in(session: AsyncSession, user: User, old: Mapping[str, Any]) -> dict[str, Any]:
+    """Run the sign-in listeners; the keys they carry into the new session."""
+    carried: dict[str, Any] = {}
+    for listener in _sign_in_listeners:
+        carried.update(await listener(session, user, old) or {})
+    return carried

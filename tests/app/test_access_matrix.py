@@ -207,7 +207,11 @@ def fill(case: Case, world: World) -> str:
             return str(world.ids[key])
         if name == "ym":
             return "2026-12"  # the events month grid
-        if name in ("list_id", "campaign_id", "sub_id", "booking_id"):
+        if name == "number":
+            return "RA-2026-000000"  # the cart's orders: no such order, 404 for every member
+        if name == "action":
+            return "paid"  # the orders admin's moves (on no such order: 404)
+        if name in ("list_id", "campaign_id", "sub_id", "booking_id", "line_id"):  # no such thing: 404
             return str(world.ids["nothing"])  # newsletters: no such list or issue, so 404 where allowed
         if name == "token":
             return "not-a-valid-token"
@@ -228,7 +232,7 @@ def fill(case: Case, world: World) -> str:
 # exist, and others 404, is checked by tests/forge/test_gitea_compat.py
 # (test_private_repositories_are_absent) and tests/forge/test_webhooks.py.
 _OBJECT_PARAMS = ("{archive", "{branch", "{sha", "{ref", "{hook_id", "{delivery_id", "/contents/{path",
-                  "/raw/{path", "/media/{path")
+                  "/raw/{path", "/media/{path", "{line_id")  # line_id: a cart line (the matrix has no cart)
 
 
 def _names_object(path: str) -> bool:

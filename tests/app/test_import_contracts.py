@@ -28,6 +28,6 @@ def test_importing_a_domain_package_builds_nothing() -> None:
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(sorted([
         # domains.account.newsletters: only its package docstring (its models module is the one imported).
-        "domains", "domains.account", "domains.account.newsletters", "domains.blog", "domains.market",
-        "domains.payments", "federation", "federation.activitypub", "federation.oauth", "federation.social",
+        "domains", "domains.account", "domains.account.newsletters", "domains.blog", "domains.cart",
+        "domains.market", "domains.payments", "federation", "federation.activitypub", "federation.oauth", "federation.social",
         "forge", "fragments"]))

@@ -13,10 +13,10 @@ from domains.account.schemas import RolesForm, TokenForm
 from domains.blog.schemas import EditorForm, NavigationForm
 
 ROOT = Path(__file__).resolve().parents[2]
-HANDLER_MODULES = [ROOT / "domains" / domain / f"{name}.py" for domain in ("account", "blog")
+HANDLER_MODULES = [ROOT / "domains" / domain / f"{name}.py" for domain in ("account", "blog", "cart")
                    for name in ("controllers", "admin", "api")
                    if (ROOT / "domains" / domain / f"{name}.py").exists()]
-SERVICES = {"AccountService", "TokenService", "BlogService", "NavigationService"}
+SERVICES = {"AccountService", "TokenService", "BlogService", "NavigationService", "CartService"}
 
 
 @pytest.mark.parametrize("path", HANDLER_MODULES, ids=lambda p: f"{p.parent.name}/{p.name}")

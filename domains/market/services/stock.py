@@ -16,6 +16,7 @@ so two concurrent adjustments cannot lose one another or push ``on_hand`` under 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -23,6 +24,7 @@ from uuid import UUID
 from sqlalchemy import ColumnElement, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from uuid_utils.compat import uuid7  # the ORM's id scheme (advanced-alchemy's UUIDv7 primary keys)
 
 from app.forms import InputProblems
@@ -33,11 +35,16 @@ __all__ = [
     "DEFAULT_LOCATION",
     "ReservedTerm",
     "StockRefused",
+    "VariantOffer",
+    "allocate",
     "availability",
     "available_expr",
     "change_on_hand",
     "default_location",
+    "lock_stock",
+    "offers",
     "register_reserved",
+    "release",
     "unregister_reserved",
 ]
 
@@ -165,3 +172,96 @@ async def change_on_hand(session: AsyncSession, variant_id: UUID, location_id: U
     raise StockRefused({"quantity": f"{allocated} of these are allocated to orders: on hand cannot go "
                                     f"below {allocated} (asked for {wanted})."})
 
+
+
+# -- for the cart: what a variant sells as, and allocation as conditional UPDATEs ------------------
+
+@dataclass(frozen=True)
+class VariantOffer:
+    """A variant as the cart snapshots it into an order line."""
+
+    id: UUID
+    sku: str
+    title: str  # "Heritage tomatoes (M)"
+    price_minor: int
+    currency: str
+    active: bool  # its product is for sale (not a draft, not archived)
+    available: int
+    product_slug: str
+
+
+async def offers(session: AsyncSession, *, ids: Iterable[UUID] = (),
+                 skus: Iterable[str] = ()) -> dict[UUID, VariantOffer]:
+    """The variants named by id or SKU with their price and availability now (unknown ones absent)."""
+    from domains.market.models import ACTIVE, Product, Variant
+
+    id_list, sku_list = list(dict.fromkeys(ids)), [s.strip() for s in dict.fromkeys(skus)]
+    if not id_list and not sku_list:
+        return {}
+    cond: ColumnElement[bool] = Variant.id.in_(id_list) if id_list else Variant.sku.in_(sku_list)
+    if id_list and sku_list:
+        cond = Variant.id.in_(id_list) | Variant.sku.in_(sku_list)
+    rows = await session.execute(
+        select(Variant.id, Variant.sku, Variant.options, Variant.price_minor, Variant.currency,
+               Product.title, Product.status, Product.slug, available_expr(Variant.id))
+        .join(Product, Product.id == Variant.product_id).where(cond))
+    found: dict[UUID, VariantOffer] = {}
+    for vid, sku, options, price, currency, title, status, slug, available in rows:
+        label = " / ".join(str(v) for v in (options or {}).values())
+        found[vid] = VariantOffer(id=vid, sku=sku, title=f"{title} ({label})" if label else title,
+                                  price_minor=int(price), currency=currency, active=status == ACTIVE,
+                                  available=int(available), product_slug=slug)
+    return found
+
+
+async def lock_stock(session: AsyncSession, variant_ids: Iterable[UUID]) -> None:
+    """Lock the stock rows of these variants until the transaction ends (``SELECT … FOR UPDATE`` on
+    PostgreSQL, in id order so two lockers cannot deadlock; SQLite's writers are serialised by its
+    ``BEGIN IMMEDIATE`` already). Statements after it see what the previous holder committed."""
+    ids = sorted(set(variant_ids))
+    if ids:
+        await session.execute(select(StockLevel.id).where(StockLevel.variant_id.in_(ids))
+                              .order_by(StockLevel.variant_id, StockLevel.id).with_for_update())
+
+
+async def allocate(session: AsyncSession, variant_id: UUID, quantity: int) -> bool:
+    """Allocate ``quantity`` of the variant to an order, or nothing: one conditional UPDATE of the
+    stock row with the most free units, guarded by the row (``on_hand - allocated >= q``) and by the
+    variant's availability (every unexpired reservation counted, so the caller deletes its own
+    reservation first, in the same transaction). Returns whether it happened."""
+    if quantity <= 0:
+        return quantity == 0
+    # Subqueries over aliases: on the UPDATE's own table they would correlate to the updated row.
+    level, every = aliased(StockLevel), aliased(StockLevel)
+    target = (select(level.id).where(level.variant_id == variant_id, level.on_hand - level.allocated >= quantity)
+              .order_by((level.on_hand - level.allocated).desc(), level.id).limit(1).scalar_subquery())
+    free: ColumnElement[int] = (select(func.coalesce(func.sum(every.on_hand - every.allocated), 0))
+                                .where(every.variant_id == variant_id).scalar_subquery())
+    for term in _reserved:
+        free = free - term(variant_id)
+    stmt = (update(StockLevel)
+            .where(StockLevel.id == target, StockLevel.on_hand - StockLevel.allocated >= quantity,
+                   free >= quantity)
+            .values(allocated=StockLevel.allocated + quantity)
+            .execution_options(synchronize_session=False))
+    result = await session.execute(stmt)
+    return int(result.rowcount) == 1  # type: ignore[attr-defined]
+
+
+async def release(session: AsyncSession, variant_id: UUID, quantity: int) -> int:
+    """Give back up to ``quantity`` allocated units of the variant (an order cancelled before it was
+    fulfilled), row by row with conditional UPDATEs; returns how many were released."""
+    left = quantity
+    rows = (await session.execute(select(StockLevel.id, StockLevel.allocated)
+                                  .where(StockLevel.variant_id == variant_id, StockLevel.allocated > 0)
+                                  .order_by(StockLevel.allocated.desc(), StockLevel.id))).all()
+    for row_id, allocated in rows:
+        if left <= 0:
+            break
+        take = min(left, int(allocated))
+        result = await session.execute(
+            update(StockLevel).where(StockLevel.id == row_id, StockLevel.allocated >= take)
+            .values(allocated=StockLevel.allocated - take).execution_options(synchronize_session=False))
+        if int(result.rowcount) == 1:  # type: ignore[attr-defined]
+            left -= take
+    return quantity - left

@@ -1,0 +1,57 @@
+"""The cart domain: the cart as a draft order, checkout with stock reservations, placed orders
+(issue 17; design/domains.md §2). Laid out as the market is (domains/market/__init__.py).
+
+``models.py``     ``Order`` (the cart is an order in state ``cart``; FSM ``ORDER_STATE``), ``OrderLine``
+                  (variant, SKU, title and unit price snapshotted when added), ``Reservation``,
+                  ``OrderTransition`` (from, to, who, when), ``IdempotencyKey``, ``OrderCounter``.
+``services.py``   ``CartService``: lines (``add``/``set_quantity``/``remove``/``merge``),
+                  ``start_checkout`` (reserve under the stock row lock), ``place`` (reservations ->
+                  allocations by conditional UPDATEs, one savepoint), ``mark_paid``, ``cancel``,
+                  ``sweep_reservations``; ``InsufficientStock`` names the lines.
+``hooks.py``      reservations counted in the market's availability; the session cart merged at sign-in.
+``fragments.py``  takes over ``me.cart-badge``.
+``jobs.py``       the recurring sweep of expired reservations.
+``controllers.py``  ``/cart/`` pages and ``/account/orders``; ``api.py`` the storefront JSON API ``/api/cart``.
+
+The market is reached only through ``domains.market.services`` (``offers``, ``lock_stock``,
+``allocate``, ``release``, ``register_reserved``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from app.kit import Domain, NavEntry
+
+if TYPE_CHECKING:
+    from litestar.types import ControllerRouterHandler
+
+
+def _routes() -> list[ControllerRouterHandler]:
+    from litestar import Router
+
+    from app import access
+    from domains.cart.admin import admin_handlers
+    from domains.cart.api import api_handlers
+    from domains.cart.controllers import cart_handlers, order_handlers
+    from domains.cart.deps import dependencies
+
+    return [
+        Router(path="/", opt=access.public(), route_handlers=list(cart_handlers)),
+        Router(path="/", opt=access.session(), route_handlers=list(order_handlers)),
+        Router(path="/", opt=access.admin(), route_handlers=list(admin_handlers)),
+        # The storefront API: anonymous clients carry X-Cart-Token; a token (scope "api") uses its member's cart.
+        Router(path="/", opt=access.token("api", anonymous=True), route_handlers=list(api_handlers),
+               dependencies=dependencies),
+    ]
+
+
+domain = Domain(
+    name="cart",
+    routes=_routes,
+    models=("domains.cart.models",),
+    setup=("domains.cart.hooks", "domains.cart.fragments", "domains.cart.jobs"),
+    admin=(NavEntry("/cart/admin/orders/", "Orders", 35),),
+)
+
+__all__ = ["domain"]

@@ -1,0 +1,183 @@
+"""The storefront JSON API under ``/api/cart`` (issue 17 item 7; Saleor's checkout token and
+Shopify's cart id are the models), on the same service and rules as the HTML cart.
+
+``POST /api/cart`` makes a cart and answers its ``token``; every later call sends it in
+``X-Cart-Token`` (a caller with an access token uses its member's cart instead). ``GET /api/cart``;
+``POST /api/cart/lines`` ``{"sku", "quantity"}``; ``PATCH``/``DELETE /api/cart/lines/<id>``;
+``POST /api/cart/checkout`` with an ``Idempotency-Key`` header reserves and places the order in
+one call: 201 with the order, or 409 with the lines that lack stock and what is available.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from litestar import Request, Response, delete, get, patch, post
+from litestar.exceptions import ClientException, NotFoundException
+
+from app.forms import InputProblems
+from domains.cart.models import Order
+from domains.cart.services import CartService, CheckoutDetails, InsufficientStock
+
+__all__ = ["api_handlers"]
+
+TOKEN_HEADER = "x-cart-token"
+
+
+class LineIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    sku: str
+    quantity: int = 1
+
+
+class QuantityIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    quantity: int
+
+
+class FulfilmentIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    method: str = "collection"
+    address: str = ""
+
+
+class CheckoutIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    email: str
+    fulfilment: FulfilmentIn = msgspec.field(default_factory=FulfilmentIn)
+    payment: str = "collection"
+    notes: str = ""
+
+
+def cart_json(order: Order) -> dict[str, Any]:
+    return {
+        "id": str(order.id), "state": order.state, "number": order.number, "currency": order.currency,
+        "lines": [{"id": str(line.id), "sku": line.sku, "title": line.title, "quantity": line.quantity,
+                   "unit_price_minor": line.unit_price_minor, "total_minor": line.line_total_minor}
+                  for line in order.lines],
+        "subtotal_minor": order.subtotal_minor, "shipping_minor": order.shipping_minor,
+        "total_minor": order.total_minor,
+    }
+
+
+def _user_id(request: Request[Any, Any, Any]) -> UUID | None:
+    user_id: UUID | None = getattr(request.scope.get("user"), "id", None)
+    return user_id
+
+
+async def _cart(request: Request[Any, Any, Any], service: CartService) -> Order:
+    user_id = _user_id(request)
+    token = request.headers.get(TOKEN_HEADER, "")
+    order = await service.open_cart(user_id=user_id, token=None if user_id else token)
+    if order is None:
+        raise NotFoundException("No open cart: create one with POST /api/cart and send its token in X-Cart-Token.")
+    return order
+
+
+def _empty(service: CartService) -> dict[str, Any]:
+    return {"id": None, "state": "cart", "number": None, "currency": service.settings.market_currency, "lines": [],
+            "subtotal_minor": 0, "shipping_minor": 0, "total_minor": 0}
+
+
+def _quantity(value: int) -> str:
+    return str(value) if value >= 0 else "-"  # the service's one check answers every bad quantity
+
+
+def _short(exc: InsufficientStock) -> Response[Any]:
+    return Response({"title": "Insufficient stock", "status": 409, "detail": exc.errors["stock"],
+                     "lines": [{"sku": s.sku, "title": s.title, "wanted": s.wanted, "available": s.available}
+                               for s in exc.shortages]},
+                    status_code=409, media_type="application/problem+json")
+
+
+@post("/api/cart", name="api:cart-create", status_code=201)
+async def create_cart(request: Request[Any, Any, Any], cart_service: CartService) -> dict[str, Any]:
+    """A new cart (or the member's open one): its ``token`` goes in ``X-Cart-Token`` from now on."""
+    service = cart_service
+    user_id = _user_id(request)
+    order = (await service.open_cart(user_id=user_id) if user_id else None) or await service.new_cart(user_id=user_id)
+    return {**cart_json(order), "token": order.token}
+
+
+@get("/api/cart", name="api:cart")
+async def get_cart(request: Request[Any, Any, Any], cart_service: CartService) -> dict[str, Any]:
+    """The cart ``X-Cart-Token`` names (404 if it names no open cart); without one, an empty cart
+    (``id`` null): nothing was made yet."""
+    service = cart_service
+    if _user_id(request) is None and not request.headers.get(TOKEN_HEADER):
+        return _empty(service)
+    user_id = _user_id(request)
+    order = await service.open_cart(user_id=user_id, token=None if user_id else request.headers.get(TOKEN_HEADER))
+    if order is None:
+        if user_id is not None:
+            return _empty(service)
+        raise NotFoundException("No open cart has that token.")
+    return cart_json(order)
+
+
+@post("/api/cart/lines", name="api:cart-add", status_code=201)
+async def add_line(request: Request[Any, Any, Any], cart_service: CartService,
+                   data: LineIn) -> Any:
+    service = cart_service
+    order = await _cart(request, service)
+    try:
+        await service.add(order, sku=data.sku, quantity=_quantity(data.quantity))
+    except InsufficientStock as exc:
+        return _short(exc)
+    return cart_json(order)
+
+
+@patch("/api/cart/lines/{line_id:str}", name="api:cart-line")
+async def change_line(request: Request[Any, Any, Any], cart_service: CartService,
+                      line_id: str, data: QuantityIn) -> Any:
+    service = cart_service
+    order = await _cart(request, service)
+    try:
+        await service.set_quantity(order, line_id, _quantity(data.quantity))
+    except InsufficientStock as exc:
+        return _short(exc)
+    return cart_json(order)
+
+
+@delete("/api/cart/lines/{line_id:str}", name="api:cart-remove", status_code=200)
+async def remove_line(request: Request[Any, Any, Any], cart_service: CartService,
+                      line_id: str) -> dict[str, Any]:
+    service = cart_service
+    order = await _cart(request, service)
+    await service.remove(order, line_id)
+    return cart_json(order)
+
+
+@post("/api/cart/checkout", name="api:cart-checkout", status_code=201)
+async def checkout(request: Request[Any, Any, Any], cart_service: CartService,
+                   data: CheckoutIn) -> Any:
+    """Reserve and place the order (the HTML checkout's path); ``Idempotency-Key`` makes a retry
+    answer the same order. SumUp: the answer's ``payment_url`` is where the payer goes."""
+    key = request.headers.get("idempotency-key", "")
+    if len(key.strip()) < 16:
+        raise ClientException("Send an Idempotency-Key header (16 to 100 characters) with a checkout.")
+    service = cart_service
+    details = CheckoutDetails(email=data.email, fulfilment=data.fulfilment.method, address=data.fulfilment.address,
+                              notes=data.notes, payment=data.payment)
+    order = await service.open_cart(user_id=_user_id(request),
+                                    token=None if _user_id(request) else request.headers.get(TOKEN_HEADER, ""))
+    try:
+        if order is None:
+            placed = await service.place_again(key)
+        else:
+            service.check_details(details)
+            await service.start_checkout(order)
+            placed = await service.place(order, details, idempotency_key=key, actor_id=_user_id(request))
+    except InsufficientStock as exc:
+        return _short(exc)
+    except InputProblems as exc:
+        if order is None:
+            raise NotFoundException("No open cart and no order placed with that Idempotency-Key.") from None
+        raise exc
+    payment_url = None
+    if placed.payment_provider != "collection":
+        await service.db.commit()  # placed first: nothing is locked while the provider answers
+        payment_url = await service.open_payment(placed)
+    return {**cart_json(placed), "email": placed.email, "fulfilment": placed.fulfilment,
+            "payment": placed.payment_provider, "payment_url": payment_url}
+
+
+api_handlers = [create_cart, get_cart, add_line, change_line, remove_line, checkout]

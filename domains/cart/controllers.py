@@ -1,0 +1,240 @@
+"""Cart pages: ``/cart/`` with add, change and remove as real forms (303) that htmx enhances in
+place, checkout (``/cart/checkout``: starting it reserves stock), placing the order, the
+confirmation, and the member's orders under ``/account/orders``.
+
+Every answer here is ``private, no-store`` (nothing about a cart is ever in a shared response);
+every change answers ``HX-Trigger: cart-changed`` so the badge (``me.cart-badge``) refreshes.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+from uuid import UUID
+
+from litestar import Controller, Request, get, post
+from litestar.exceptions import NotFoundException
+from litestar.response import Redirect, Template
+
+from app.forms import InputProblems, is_htmx, parse_form, see_other
+from app.money import format_minor
+from app.responses import PRIVATE
+from app.security import current_user
+from domains.cart.deps import dependencies
+from domains.cart.guards import NOT_FOUND, own_order
+from domains.cart.models import CHECKOUT, PAYMENT_PENDING, Order
+from domains.cart.schemas import AddForm, LineForm, PlaceForm
+from domains.cart.services import CartService, CheckoutDetails, InsufficientStock, order_context
+from domains.cart.sessions import cart_token, forget_cart, remember_cart
+from domains.payments.schemas import PaymentError
+from domains.payments.services import available_providers, request_refresh
+
+__all__ = ["AccountOrdersController", "CartController", "cart_handlers", "order_handlers"]
+
+CHANGED = {"HX-Trigger": "cart-changed"}
+
+
+def _user_id(request: Request[Any, Any, Any]) -> UUID | None:
+    user_id: UUID | None = getattr(current_user(request), "id", None)  # the member (domains.account User)
+    return user_id
+
+
+async def current_cart(request: Request[Any, Any, Any], service: CartService, *, create: bool = False) -> Order | None:
+    """The visitor's open cart (the member's, or the session's for a guest); made when ``create``."""
+    user_id = _user_id(request)
+    order = await service.open_cart(user_id=user_id, token=None if user_id else cart_token(request))
+    if order is None and create:
+        order = await service.new_cart(user_id=user_id)
+        if user_id is None:
+            remember_cart(request, order.token)
+    return order
+
+
+def _safe_back(value: str) -> str:
+    return value if value.startswith("/") and not value.startswith("//") and "\\" not in value else "/cart/"
+
+
+class CartController(Controller):
+    path = "/cart"
+    dependencies = dependencies
+    cache_control = PRIVATE
+
+    async def _page(self, request: Request[Any, Any, Any], service: CartService, *,
+                    errors: dict[str, str] | None = None, status: int = 200,
+                    headers: dict[str, str] | None = None) -> Template:
+        order = await current_cart(request, service)
+        changed = await service.price_changes(order) if order else {}
+        template = "cart/_cart.html" if is_htmx(request) else "cart/cart.html"
+        money = (lambda amount: format_minor(amount, order.currency)) if order else str
+        return Template(template, status_code=status, headers=headers or {}, context={
+            "order": order, "errors": errors or {}, "money": money,
+            "price_changes": {str(k): v for k, v in changed.items()}})
+
+    @get("/", name="cart:page")
+    async def page(self, request: Request[Any, Any, Any], cart_service: CartService) -> Template:
+        return await self._page(request, cart_service)
+
+    @post("/add", status_code=303, name="cart:add")
+    async def add(self, request: Request[Any, Any, Any], cart_service: CartService) -> Template | Redirect:
+        form = await parse_form(request, AddForm)
+        order = await current_cart(request, cart_service, create=True)
+        assert order is not None
+        try:
+            line = await cart_service.add(order, sku=form.sku, quantity=form.quantity)
+        except InputProblems as exc:
+            return await self._page(request, cart_service, errors=exc.errors, status=exc.status)
+        if is_htmx(request):
+            return await self._page(request, cart_service, headers=CHANGED)
+        redirect = see_other(_safe_back(form.next), request, f"Added {line.title} to your cart.")
+        redirect.headers.update(CHANGED)
+        return redirect
+
+    @post("/lines/{line_id:str}", status_code=303, name="cart:line")
+    async def change(self, request: Request[Any, Any, Any], cart_service: CartService,
+                     line_id: str) -> Template | Redirect:
+        form = await parse_form(request, LineForm)
+        return await self._change(request, cart_service, line_id, form.quantity)
+
+    @post("/lines/{line_id:str}/remove", status_code=303, name="cart:remove")
+    async def remove(self, request: Request[Any, Any, Any], cart_service: CartService,
+                     line_id: str) -> Template | Redirect:
+        return await self._change(request, cart_service, line_id, "0")
+
+    async def _change(self, request: Request[Any, Any, Any], service: CartService, line_id: str,
+                      quantity: str) -> Template | Redirect:
+        order = await current_cart(request, service)
+        try:
+            if order is None:
+                raise InputProblems({"line": "That line is not in your cart."}, status=404)
+            await service.set_quantity(order, line_id, quantity)
+        except InputProblems as exc:
+            return await self._page(request, service, errors=exc.errors, status=exc.status)
+        if is_htmx(request):
+            return await self._page(request, service, headers=CHANGED)
+        redirect = see_other("/cart/", request, "Your cart is updated.")
+        redirect.headers.update(CHANGED)
+        return redirect
+
+    # -- checkout ---------------------------------------------------------------------------------------
+
+    @post("/checkout", status_code=303, name="cart:start-checkout")
+    async def start_checkout(self, request: Request[Any, Any, Any], cart_service: CartService) -> Template | Redirect:
+        order = await current_cart(request, cart_service)
+        try:
+            if order is None:
+                raise InputProblems({"cart": "Your cart is empty."})
+            await cart_service.start_checkout(order)
+        except InputProblems as exc:
+            return await self._page(request, cart_service, errors=exc.errors, status=exc.status)
+        return see_other("/cart/checkout")
+
+    def _checkout_page(self, order: Order, service: CartService, values: dict[str, str], errors: dict[str, str],
+                       status: int = 200) -> Template:
+        return Template("cart/checkout.html", status_code=status, context={
+            "order": order, "values": values, "errors": errors,
+            "money": lambda amount: format_minor(amount, order.currency),
+            "delivery": service.settings.cart_delivery,
+            "delivery_rate": format_minor(service.settings.cart_delivery_rate, order.currency),
+            "payments": service.payment_methods(),
+            "idempotency_key": values.get("idempotency_key") or secrets.token_urlsafe(24)})
+
+    @get("/checkout", name="cart:checkout")
+    async def checkout(self, request: Request[Any, Any, Any], cart_service: CartService) -> Template | Redirect:
+        order = await current_cart(request, cart_service)
+        if order is None or order.state != CHECKOUT or not order.lines:
+            return see_other("/cart/")
+        email = str(getattr(current_user(request), "email", "") or "")
+        return self._checkout_page(order, cart_service, {"email": email}, {})
+
+    @post("/place", status_code=303, name="cart:place")
+    async def place(self, request: Request[Any, Any, Any], cart_service: CartService) -> Template | Redirect:
+        form = await parse_form(request, PlaceForm)
+        values = {"email": form.email, "fulfilment": form.fulfilment, "address": form.address, "notes": form.notes,
+                  "payment": form.payment, "idempotency_key": form.idempotency_key}
+        order = await current_cart(request, cart_service)
+        details = CheckoutDetails(email=form.email, fulfilment=form.fulfilment, address=form.address,
+                                  notes=form.notes, payment=form.payment)
+        try:
+            if order is None:  # already placed (a double submit after the first committed): the key finds it
+                placed = await cart_service.place_again(form.idempotency_key)
+            else:
+                placed = await cart_service.place(order, details, idempotency_key=form.idempotency_key,
+                                                  actor_id=_user_id(request))
+        except InsufficientStock as exc:
+            return await self._page(request, cart_service, errors=exc.errors, status=409)
+        except InputProblems as exc:
+            if order is None:
+                return see_other("/cart/", request, next(iter(exc.errors.values())), "error")
+            return self._checkout_page(order, cart_service, values, exc.errors, exc.status)
+        if placed.user_id is None:
+            forget_cart(request)
+        if placed.payment_provider != "collection" and placed.state == PAYMENT_PENDING:
+            # The placement commits first: no lock is held while the provider is asked.
+            await cart_service.db.commit()
+            try:
+                payment_url = await cart_service.open_payment(placed)
+            except PaymentError as exc:
+                return see_other(f"/cart/order/{placed.token}", request,
+                                 f"Your order {placed.number} is placed, but the payment could not be started: "
+                                 f"{exc.message}", "error")
+            if payment_url:
+                redirect = Redirect(path=payment_url, status_code=303)
+                redirect.headers.update(CHANGED)
+                return redirect
+        redirect = see_other(f"/cart/order/{placed.token}", request, f"Thank you! Your order is {placed.number}.")
+        redirect.headers.update(CHANGED)
+        return redirect
+
+    @get("/order/{token:str}/return", name="cart:payment-return")
+    async def payment_return(self, request: Request[Any, Any, Any], cart_service: CartService,
+                             token: str) -> Redirect:
+        """The payer is back from the provider's page: re-fetch the checkout (never trust the URL)
+        and move the order on what the provider says; if the provider cannot be asked now, a job does."""
+        order = await cart_service.by_token(token)
+        if order is None or order.number is None:
+            raise NotFoundException(NOT_FOUND)
+        if order.payment_id:
+            provider = available_providers(cart_service.settings).get(order.payment_provider)
+            try:
+                if provider is None:
+                    raise PaymentError("That payment provider is not configured any more.", retryable=True)
+                outcome = await cart_service.apply_payment(await provider.fetch(order.payment_id))
+            except PaymentError:
+                await request_refresh(cart_service.db, order.payment_provider, order.payment_id)
+                outcome = "pending"
+            message = {"paid": "Thank you: your payment is confirmed.", "unchanged": "",
+                       "cancelled": "The payment did not go through; the order is cancelled.",
+                       "pending": "We are waiting for the payment to be confirmed."}.get(outcome, "")
+            return see_other(f"/cart/order/{token}", request, message or None)
+        return see_other(f"/cart/order/{token}")
+
+    @get("/order/{token:str}", name="cart:order")
+    async def confirmation(self, cart_service: CartService, token: str) -> Template:
+        """The order as its buyer sees it; the token in the address is the capability (guests)."""
+        order = await cart_service.by_token(token)
+        if order is None or order.number is None:
+            raise NotFoundException(NOT_FOUND)
+        return Template("cart/order.html", context={"order": order, "o": order_context(order)})
+
+
+
+class AccountOrdersController(Controller):
+    path = "/account/orders"
+    dependencies = dependencies
+    cache_control = PRIVATE
+
+    @get("/", name="cart:account-orders")
+    async def orders(self, request: Request[Any, Any, Any], cart_service: CartService) -> Template:
+        user_id = _user_id(request)
+        assert user_id is not None
+        orders = await cart_service.orders_of(user_id)
+        return Template("cart/orders.html", context={"orders": orders, "money": format_minor})
+
+    @get("/{number:str}", name="cart:account-order")
+    async def order(self, request: Request[Any, Any, Any], cart_service: CartService, number: str) -> Template:
+        order = own_order(await cart_service.by_number(number), _user_id(request))
+        return Template("cart/order.html", context={"order": order, "o": order_context(order)})
+
+
+cart_handlers = [CartController]
+order_handlers = [AccountOrdersController]

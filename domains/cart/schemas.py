@@ -1,0 +1,30 @@
+"""Cart forms (msgspec Structs parsed by ``app.forms.parse_form``); quantities stay strings here
+and are checked by the service, so "abc", "-1" and "1e9" get one clear message."""
+
+from __future__ import annotations
+
+import msgspec
+
+__all__ = ["AddForm", "CheckoutForm", "LineForm", "PlaceForm"]
+
+
+class AddForm(msgspec.Struct, kw_only=True):
+    sku: str = ""
+    quantity: str = "1"
+    next: str = ""
+
+
+class LineForm(msgspec.Struct, kw_only=True):
+    quantity: str = "0"
+
+
+class CheckoutForm(msgspec.Struct, kw_only=True):
+    email: str = ""
+    fulfilment: str = "collection"
+    address: str = ""
+    notes: str = ""
+    payment: str = "collection"
+
+
+class PlaceForm(CheckoutForm, kw_only=True):
+    idempotency_key: str = ""

@@ -1,0 +1,573 @@
+"""Cart rules: lines, checkout with reservations, placing an order with allocations, transitions.
+
+Stock is never read, compared in Python and then written. Starting checkout locks the variants'
+stock rows (market's ``lock_stock``: ``SELECT … FOR UPDATE`` on PostgreSQL; SQLite serialises
+writers with ``BEGIN IMMEDIATE``) before reading availability and writing reservations. Placing
+deletes the order's own reservations and allocates every line with market's ``allocate`` (one
+conditional UPDATE each, whose row count says whether it happened), all inside one savepoint: a
+line short of stock rolls the whole placement back (no allocation, no number, no state change)
+and :class:`InsufficientStock` names the lines and what is available.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+from uuid import UUID
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+from uuid_utils.compat import uuid7
+
+from app.forms import InputProblems
+from app.fsm import IllegalTransition, TransitionLost, transition
+from app.mail.message import OutgoingMail, valid_address
+from app.mail.sending import send_mail
+from app.money import format_minor
+from app.settings import Settings
+from domains.cart.models import (
+    CANCELLED,
+    CART,
+    CHECKOUT,
+    COLLECTION,
+    DELIVERY,
+    FULFILLED,
+    NEEDS_ATTENTION,
+    PAID,
+    PARTIALLY_FULFILLED,
+    PAYMENT_PENDING,
+    IdempotencyKey,
+    Order,
+    OrderCounter,
+    OrderLine,
+    OrderTransition,
+    Reservation,
+)
+from domains.market.services import allocate, lock_stock, offers, release
+from domains.payments.schemas import PaymentRecord, PaymentStatus
+from domains.payments.services import available_providers, request_refresh, webhook_url
+
+__all__ = ["MAX_LINES", "MAX_QUANTITY", "CartService", "CheckoutDetails", "InsufficientStock", "Shortage",
+           "reserved_term"]
+
+MAX_QUANTITY: Final = 99  # of one variant in one order
+MAX_LINES: Final = 100
+OPEN_STATES: Final = (CART, CHECKOUT)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def reserved_term(variant_id: Any) -> Any:
+    """The units of ``variant_id`` held by unexpired reservations (market's ``register_reserved``)."""
+    return (select(func.coalesce(func.sum(Reservation.quantity), 0))
+            .where(Reservation.variant_id == variant_id, Reservation.expires_at > utcnow())
+            .scalar_subquery())
+
+
+@dataclass(frozen=True)
+class Shortage:
+    sku: str
+    title: str
+    wanted: int
+    available: int
+
+
+class InsufficientStock(InputProblems):
+    """Some lines cannot be had in the quantity asked: nothing was written."""
+
+    def __init__(self, shortages: Sequence[Shortage]) -> None:
+        self.shortages = list(shortages)
+        message = "Not enough stock: " + "; ".join(
+            f"{s.title} ({s.sku}): {s.available} available, {s.wanted} wanted" for s in self.shortages) + "."
+        super().__init__({"stock": message}, status=409)
+
+
+@dataclass(frozen=True)
+class CheckoutDetails:
+    email: str
+    fulfilment: str = COLLECTION
+    address: str = ""
+    notes: str = ""
+    payment: str = "collection"
+
+
+def _quantity(raw: object) -> int:
+    """A quantity as typed: a whole number from 0 to MAX_QUANTITY, or InputProblems (422)."""
+    text = str(raw).strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 6:
+        raise InputProblems({"quantity": f"Quantity is a whole number from 1 to {MAX_QUANTITY}."})
+    value = int(text)
+    if value > MAX_QUANTITY:
+        raise InputProblems({"quantity": f"At most {MAX_QUANTITY} of one item per order."})
+    return value
+
+
+class CartService:
+    def __init__(self, db: AsyncSession, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+
+    # -- finding carts --------------------------------------------------------------------------------
+
+    async def _load(self, *conditions: Any) -> Order | None:
+        stmt = (select(Order).where(*conditions).options(selectinload(Order.lines))
+                .order_by(Order.created_at.desc()).limit(1).execution_options(populate_existing=True))
+        return (await self.db.execute(stmt)).scalar_one_or_none()
+
+    async def open_cart(self, *, user_id: UUID | None = None, token: str | None = None) -> Order | None:
+        """The member's cart, else the one the token names (only if it belongs to nobody)."""
+        if user_id is not None:
+            return await self._load(Order.user_id == user_id, Order.state.in_(OPEN_STATES))
+        if token:
+            return await self._load(Order.token == token[:64], Order.user_id.is_(None), Order.state.in_(OPEN_STATES))
+        return None
+
+    async def new_cart(self, *, user_id: UUID | None = None) -> Order:
+        order = Order(id=uuid7(), state=CART, token=secrets.token_urlsafe(32), user_id=user_id,
+                      currency=self.settings.market_currency)
+        self.db.add(order)
+        await self.db.flush()
+        return await self._load(Order.id == order.id)  # type: ignore[return-value]
+
+    async def by_token(self, token: str) -> Order | None:
+        return await self._load(Order.token == token[:64]) if token else None
+
+    async def by_number(self, number: str) -> Order | None:
+        return await self._load(Order.number == number[:32]) if number else None
+
+    async def orders_of(self, user_id: UUID) -> list[Order]:
+        stmt = (select(Order).where(Order.user_id == user_id, Order.number.is_not(None))
+                .options(selectinload(Order.lines)).order_by(Order.placed_at.desc()))
+        return list((await self.db.execute(stmt)).scalars())
+
+    async def count(self, *, user_id: UUID | None = None, token: str | None = None) -> int:
+        where = (Order.user_id == user_id) if user_id is not None else (Order.token == (token or "")[:64])
+        stmt = (select(func.coalesce(func.sum(OrderLine.quantity), 0)).join(Order, Order.id == OrderLine.order_id)
+                .where(where, Order.state.in_(OPEN_STATES)))
+        return int((await self.db.execute(stmt)).scalar_one())
+
+    # -- lines ----------------------------------------------------------------------------------------
+
+    async def _back_to_cart(self, order: Order, actor: str = "customer") -> None:
+        """A change to the lines of an order in checkout ends the checkout (reservations let go)."""
+        if order.state == CHECKOUT:
+            await self.db.execute(delete(Reservation).where(Reservation.order_id == order.id))
+            await self._move(order, CHECKOUT, CART, actor=actor, values={"reserved_until": None})
+
+    async def add(self, order: Order, *, sku: str = "", variant_id: UUID | None = None,
+                  quantity: object = 1) -> OrderLine:
+        """Add ``quantity`` of a variant (by SKU or id); more of one already in the cart adds up."""
+        wanted = _quantity(quantity)
+        if wanted < 1:
+            raise InputProblems({"quantity": f"Quantity is a whole number from 1 to {MAX_QUANTITY}."})
+        if order.state not in OPEN_STATES:
+            raise InputProblems({"order": "This order is already placed: start a new cart."}, status=409)
+        found = await offers(self.db, ids=[variant_id] if variant_id else [],
+                             skus=[sku] if sku and not variant_id else [])
+        offer = next(iter(found.values()), None)
+        if offer is None or not offer.active:
+            raise InputProblems({"sku": "That product is not for sale."}, status=404 if offer is None else 422)
+        if offer.currency != order.currency:
+            raise InputProblems({"sku": f"That product is priced in {offer.currency}, this cart in {order.currency}."})
+        line = next((x for x in order.lines if x.variant_id == offer.id), None)
+        total = wanted + (line.quantity if line else 0)
+        if total > MAX_QUANTITY:
+            raise InputProblems({"quantity": f"At most {MAX_QUANTITY} of one item per order."})
+        if total > offer.available:
+            raise InsufficientStock([Shortage(offer.sku, offer.title, total, offer.available)])
+        if line is None and len(order.lines) >= MAX_LINES:
+            raise InputProblems({"sku": f"A cart holds at most {MAX_LINES} different items."})
+        await self._back_to_cart(order)
+        if line is None:
+            line = OrderLine(id=uuid7(), order_id=order.id, variant_id=offer.id, sku=offer.sku, title=offer.title[:500],
+                             unit_price_minor=offer.price_minor, quantity=total)
+            self.db.add(line)
+        else:
+            line.quantity = total
+        await self.db.flush()
+        await self._refresh(order)
+        return line
+
+    def _line(self, order: Order, line_id: object) -> OrderLine:
+        line = next((x for x in order.lines if str(x.id) == str(line_id)), None)
+        if line is None:
+            raise InputProblems({"line": "That line is not in your cart."}, status=404)
+        return line
+
+    async def set_quantity(self, order: Order, line_id: object, quantity: object) -> None:
+        """Change a line's quantity (0 removes it); more than is available is refused."""
+        if order.state not in OPEN_STATES:
+            raise InputProblems({"order": "This order is already placed."}, status=409)
+        line = self._line(order, line_id)
+        wanted = _quantity(quantity)
+        if wanted > line.quantity:
+            offer = (await offers(self.db, ids=[line.variant_id])).get(line.variant_id)
+            if offer is None or not offer.active:
+                raise InputProblems({"quantity": f"{line.title} is no longer for sale."})
+            own = await self._own_reserved(order, line.variant_id)
+            if wanted > offer.available + own:
+                raise InsufficientStock([Shortage(line.sku, line.title, wanted, offer.available + own)])
+        await self._back_to_cart(order)
+        if wanted == 0:
+            await self.db.delete(line)
+        else:
+            line.quantity = wanted
+        await self.db.flush()
+        await self._refresh(order)
+
+    async def remove(self, order: Order, line_id: object) -> None:
+        await self.set_quantity(order, line_id, 0)
+
+    async def _own_reserved(self, order: Order, variant_id: UUID) -> int:
+        stmt = select(func.coalesce(func.sum(Reservation.quantity), 0)).where(
+            Reservation.order_id == order.id, Reservation.variant_id == variant_id, Reservation.expires_at > utcnow())
+        return int((await self.db.execute(stmt)).scalar_one())
+
+    async def _refresh(self, order: Order) -> None:
+        """Reload the lines and recompute the totals (the one place they are computed)."""
+        await self.db.refresh(order, attribute_names=["lines"])
+        order.subtotal_minor = sum(line.line_total_minor for line in order.lines)
+        order.total_minor = order.subtotal_minor + order.shipping_minor
+        await self.db.flush()
+
+    async def price_changes(self, order: Order) -> dict[UUID, int]:
+        """``{line id: current price}`` for lines whose variant's price changed since it was added."""
+        now = await offers(self.db, ids=[line.variant_id for line in order.lines])
+        return {line.id: now[line.variant_id].price_minor for line in order.lines
+                if line.variant_id in now and now[line.variant_id].price_minor != line.unit_price_minor}
+
+    async def merge(self, source: Order, target: Order) -> list[str]:
+        """Add ``source``'s lines into ``target`` (quantities added, capped by availability), then
+        cancel ``source``. Returns notes about lines that were capped or dropped."""
+        notes: list[str] = []
+        if source.id == target.id:
+            return notes
+        await self._back_to_cart(target)
+        await self._back_to_cart(source)
+        available = await offers(self.db, ids=[line.variant_id for line in source.lines])
+        for line in source.lines:
+            offer = available.get(line.variant_id)
+            if offer is None or not offer.active:
+                notes.append(f"{line.title} is no longer for sale.")
+                continue
+            existing = next((x for x in target.lines if x.variant_id == line.variant_id), None)
+            have = existing.quantity if existing else 0
+            total = min(have + line.quantity, MAX_QUANTITY, max(offer.available, have))
+            if total < have + line.quantity:
+                notes.append(f"{line.title}: only {total} available, your cart has {total}.")
+            if existing is not None:
+                existing.quantity = total
+            elif total > 0:
+                self.db.add(OrderLine(id=uuid7(), order_id=target.id, variant_id=line.variant_id, sku=line.sku,
+                                      title=line.title, unit_price_minor=line.unit_price_minor, quantity=total))
+        await self.db.flush()
+        await self._move(source, CART, CANCELLED, actor="merge", note=f"merged into {target.id}")
+        await self._refresh(target)
+        return notes
+
+    # -- state moves ----------------------------------------------------------------------------------
+
+    async def _move(self, order: Order, from_: str, to: str, *, actor: str = "", actor_id: UUID | None = None,
+                    note: str = "", values: Mapping[str, Any] | None = None) -> None:
+        await transition(self.db, Order, order.id, from_=from_, to=to, values=values)
+        self.db.add(OrderTransition(id=uuid7(), order_id=order.id, from_state=from_, to_state=to, actor=actor[:64],
+                                    actor_id=actor_id, note=note))
+        await self.db.flush()
+        await self.db.refresh(order, attribute_names=["state", "reserved_until", "number", "placed_at"])
+
+    def reservation_minutes(self, order: Order) -> int:
+        s = self.settings
+        return s.cart_reservation_minutes_member if order.user_id else s.cart_reservation_minutes
+
+    async def start_checkout(self, order: Order, *, actor: str = "customer") -> datetime:
+        """Reserve every line's stock until now + TTL (again, if already in checkout); returns when
+        the hold ends. InsufficientStock (nothing written) when a line cannot be held."""
+        if order.state not in OPEN_STATES:
+            raise InputProblems({"order": "This order is already placed."}, status=409)
+        if not order.lines:
+            raise InputProblems({"cart": "Your cart is empty."})
+        until = utcnow() + timedelta(minutes=self.reservation_minutes(order))
+        async with self.db.begin_nested():
+            # A write first: on SQLite it takes the write lock (BEGIN IMMEDIATE) before anything is read.
+            await self.db.execute(delete(Reservation).where(Reservation.order_id == order.id))
+            variant_ids = [line.variant_id for line in order.lines]
+            await lock_stock(self.db, variant_ids)
+            now = await offers(self.db, ids=variant_ids)  # read under the lock, own holds let go
+            short = [Shortage(line.sku, line.title, line.quantity,
+                              now[line.variant_id].available if line.variant_id in now else 0)
+                     for line in order.lines
+                     if line.variant_id not in now or not now[line.variant_id].active
+                     or now[line.variant_id].available < line.quantity]
+            if short:
+                raise InsufficientStock(short)
+            await self.db.execute(insert(Reservation), [
+                {"id": uuid7(), "order_id": order.id, "variant_id": line.variant_id, "quantity": line.quantity,
+                 "expires_at": until, "created_at": utcnow(), "updated_at": utcnow()} for line in order.lines])
+            if order.state == CART:
+                await self._move(order, CART, CHECKOUT, actor=actor, values={"reserved_until": until})
+            else:
+                await self.db.execute(update(Order).where(Order.id == order.id).values(reserved_until=until))
+                await self.db.refresh(order, attribute_names=["reserved_until"])
+        return until
+
+    async def _next_number(self) -> str:
+        year = utcnow().year
+        for _ in range(2):
+            got = (await self.db.execute(update(OrderCounter).where(OrderCounter.year == year)
+                                         .values(last=OrderCounter.last + 1).returning(OrderCounter.last))).scalar()
+            if got is not None:
+                return f"{self.settings.cart_order_prefix}-{year}-{int(got):06d}"
+            try:
+                async with self.db.begin_nested():
+                    self.db.add(OrderCounter(id=uuid7(), year=year, last=0))
+            except IntegrityError:
+                pass  # another placement made the year's row: count on it
+        raise RuntimeError("the order counter could not be moved")
+
+    def shipping_for(self, fulfilment: str) -> int:
+        return self.settings.cart_delivery_rate if fulfilment == DELIVERY else 0
+
+    def check_details(self, details: CheckoutDetails) -> CheckoutDetails:
+        errors: dict[str, str] = {}
+        email = valid_address(details.email or "")
+        if email is None:
+            errors["email"] = "Give an email address for the receipt (name@example.org)."
+        if details.fulfilment not in (COLLECTION, DELIVERY) or (
+                details.fulfilment == DELIVERY and not self.settings.cart_delivery):
+            errors["fulfilment"] = "Choose collection" + (" or delivery." if self.settings.cart_delivery else ".")
+        if details.fulfilment == DELIVERY and len(details.address.strip()) < 5:
+            errors["address"] = "Give the address to deliver to."
+        if len(details.address) > 2000 or len(details.notes) > 2000:
+            errors["notes"] = "Keep the address and notes under 2,000 characters."
+        if details.payment not in self.payment_methods():
+            errors["payment"] = "Choose how to pay."
+        if errors:
+            raise InputProblems(errors)
+        return CheckoutDetails(email=email or "", fulfilment=details.fulfilment, address=details.address.strip(),
+                               notes=details.notes.strip(), payment=details.payment)
+
+    def payment_methods(self) -> tuple[str, ...]:
+        """The providers this instance offers (``collection`` always; ``sumup`` when configured)."""
+        return tuple(available_providers(self.settings))
+
+    async def open_payment(self, order: Order, *, http: Any = None) -> str | None:
+        """For an online provider: create its checkout (idempotent per order number) and keep its id
+        and hosted page on the order; returns where to send the payer (None for pay on collection).
+
+        Network I/O: the caller commits the placement first, so no lock is held while we wait."""
+        if order.payment_id and order.payment_url:
+            return order.payment_url
+        provider = available_providers(self.settings, http=http).get(order.payment_provider)
+        if provider is None or order.payment_provider == "collection" or order.number is None:
+            return None
+        base = self.settings.base_url.rstrip("/")
+        record = await provider.create(
+            reference=order.number, amount_minor=order.total_minor, currency=order.currency,
+            description=f"Order {order.number}", return_url=f"{base}/cart/order/{order.token}/return",
+            webhook_url=webhook_url(self.settings, provider.name))
+        await self.db.execute(update(Order).where(Order.id == order.id).values(
+            payment_id=record.provider_id[:128], payment_url=(record.payment_url or "")[:2048]))
+        await self.db.refresh(order, attribute_names=["payment_id", "payment_url"])
+        return record.payment_url
+
+    async def apply_payment(self, record: PaymentRecord) -> str:
+        """Move the order a provider's record (a ``fetch`` result, never a webhook body) is about;
+        idempotent: a replayed or late record moves nothing twice. Returns what happened."""
+        order = await self._load(Order.payment_provider == record.provider, Order.payment_id == record.provider_id)
+        if order is None:
+            order = await self._load(Order.number == record.reference, Order.payment_provider == record.provider)
+        if order is None:
+            return "unknown"
+        if record.status in (PaymentStatus.PAID, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED):
+            if record.amount_minor != order.total_minor or record.currency != order.currency:
+                if order.state == PAYMENT_PENDING:
+                    await self._move(order, PAYMENT_PENDING, NEEDS_ATTENTION, actor="payments",
+                                     note=f"paid {record.amount_minor} {record.currency}, "
+                                          f"order total {order.total_minor} {order.currency}")
+                    return "needs_attention"
+                return "ignored"
+            return "paid" if await self.mark_paid(order, actor="payments", note=f"{record.provider} {record.status}") \
+                else "unchanged"
+        if record.status in (PaymentStatus.FAILED, PaymentStatus.EXPIRED, PaymentStatus.CANCELLED):
+            if order.state == PAYMENT_PENDING and await self.cancel(order, actor="payments",
+                                                                    note=f"payment {record.status}"):
+                return "cancelled"
+            return "unchanged"
+        return "pending"
+
+    async def place(self, order: Order, details: CheckoutDetails, *, idempotency_key: str,
+                    actor_id: UUID | None = None) -> Order:
+        """Place the order: reservations become allocations, the order gets its number and moves to
+        ``payment_pending``, the receipt is queued; all in one savepoint or nothing. The same
+        ``idempotency_key`` again answers the order it placed."""
+        key = (idempotency_key or "").strip()[:100]
+        if len(key) < 16:
+            raise InputProblems({"idempotency_key": "Reload the checkout page and try again."}, status=400)
+        done = await self._placed_for(key)
+        if done is not None:
+            return done
+        details = self.check_details(details)
+        if order.state not in OPEN_STATES:
+            raise InputProblems({"order": "This order is already placed."}, status=409)
+        if not order.lines:
+            raise InputProblems({"cart": "Your cart is empty."})
+        try:
+            async with self.db.begin_nested():
+                # The key first: a concurrent double submit waits here, then finds it taken.
+                self.db.add(IdempotencyKey(id=uuid7(), key=key, order_id=order.id))
+                await self.db.flush()
+                if order.state == CART:
+                    await self._move(order, CART, CHECKOUT, actor="customer", actor_id=actor_id)
+                await self.db.execute(delete(Reservation).where(Reservation.order_id == order.id))
+                lines = sorted(order.lines, key=lambda x: x.variant_id)
+                await lock_stock(self.db, [line.variant_id for line in lines])
+                now = await offers(self.db, ids=[line.variant_id for line in lines])
+                short: list[Shortage] = []
+                for line in lines:
+                    offer = now.get(line.variant_id)
+                    if offer is None or not offer.active or not await allocate(self.db, line.variant_id, line.quantity):
+                        short.append(Shortage(line.sku, line.title, line.quantity, offer.available if offer else 0))
+                if short:
+                    raise InsufficientStock(short)
+                shipping = self.shipping_for(details.fulfilment)
+                subtotal = sum(line.line_total_minor for line in order.lines)
+                await self._move(order, CHECKOUT, PAYMENT_PENDING, actor="customer", actor_id=actor_id, values={
+                    "number": await self._next_number(), "placed_at": utcnow(), "email": details.email,
+                    "fulfilment": details.fulfilment, "address": details.address, "notes": details.notes,
+                    "payment_provider": details.payment, "shipping_minor": shipping, "subtotal_minor": subtotal,
+                    "total_minor": subtotal + shipping, "reserved_until": None})
+        except IntegrityError:
+            done = await self._placed_for(key)
+            if done is not None:
+                return done
+            raise
+        except (TransitionLost, IllegalTransition) as exc:
+            raise InputProblems({"order": "This order was placed or changed meanwhile."}, status=409) from exc
+        placed = await self._load(Order.id == order.id)
+        assert placed is not None
+        await self.receipt(placed)
+        return placed
+
+    async def place_again(self, idempotency_key: str) -> Order:
+        """The order a key placed already (a double submit arriving after the first committed)."""
+        done = await self._placed_for((idempotency_key or "").strip()[:100])
+        if done is None:
+            raise InputProblems({"cart": "Your cart is empty."})
+        return done
+
+    async def _placed_for(self, key: str) -> Order | None:
+        order_id = (await self.db.execute(select(IdempotencyKey.order_id).where(IdempotencyKey.key == key))).scalar()
+        return await self._load(Order.id == order_id) if order_id is not None else None
+
+    async def receipt(self, order: Order) -> None:
+        """Queue the order confirmation (sent if and only if the placement commits)."""
+        context = order_context(order)
+        await send_mail(self.db, OutgoingMail(to=order.email, subject=f"Your order {order.number}",
+                                              template="cart/receipt", context=context, tag="order"),
+                        unique_key=f"cart-receipt:{order.id}")
+
+    # -- after placement ------------------------------------------------------------------------------
+
+    async def mark_paid(self, order: Order, *, actor: str = "payments", actor_id: UUID | None = None,
+                        note: str = "") -> bool:
+        """Move to ``paid`` (idempotent: False when it already moved). A payment for an order that
+        lapsed meanwhile (cancelled, stock released) re-allocates, else goes to ``needs_attention``."""
+        if order.state == PAYMENT_PENDING:
+            try:
+                await self._move(order, PAYMENT_PENDING, PAID, actor=actor, actor_id=actor_id, note=note)
+            except TransitionLost:
+                return False
+            return True
+        if order.state == CANCELLED:
+            try:
+                async with self.db.begin_nested():
+                    for line in sorted(order.lines, key=lambda x: x.variant_id):
+                        await lock_stock(self.db, [line.variant_id])
+                        if not await allocate(self.db, line.variant_id, line.quantity):
+                            raise InsufficientStock([])
+                    await self._move(order, CANCELLED, PAID, actor=actor, actor_id=actor_id, note=note)
+            except InsufficientStock:
+                await self._move(order, CANCELLED, NEEDS_ATTENTION, actor=actor, actor_id=actor_id,
+                                 note="paid after the order lapsed; stock could not be allocated again")
+            return True
+        return False
+
+    async def cancel(self, order: Order, *, actor: str, actor_id: UUID | None = None, note: str = "") -> bool:
+        """Cancel an order not yet fulfilled, returning its stock (idempotent)."""
+        if order.state not in (PAYMENT_PENDING, PAID, NEEDS_ATTENTION):
+            return False
+        if any(line.fulfilled_quantity for line in order.lines):
+            raise InputProblems({"order": "Part of this order was fulfilled already."}, status=409)
+        try:
+            async with self.db.begin_nested():
+                await self._move(order, order.state, CANCELLED, actor=actor, actor_id=actor_id, note=note)
+                for line in order.lines:
+                    await release(self.db, line.variant_id, line.quantity)
+        except TransitionLost:
+            return False
+        return True
+
+    async def fulfil(self, order: Order, *, actor: str, actor_id: UUID | None = None) -> bool:
+        """Hand over every line of a paid order (idempotent: False when there is nothing to do)."""
+        if order.state not in (PAID, PARTIALLY_FULFILLED, NEEDS_ATTENTION):
+            return False
+        try:
+            await self._move(order, order.state, FULFILLED, actor=actor, actor_id=actor_id)
+        except TransitionLost:
+            return False
+        await self.db.execute(update(OrderLine).where(OrderLine.order_id == order.id)
+                              .values(fulfilled_quantity=OrderLine.quantity))
+        return True
+
+    async def admin_list(self, state: str = "", *, limit: int = 200) -> list[Order]:
+        stmt = select(Order).where(Order.number.is_not(None)).options(selectinload(Order.lines))
+        if state:
+            stmt = stmt.where(Order.state == state)
+        return list((await self.db.execute(stmt.order_by(Order.placed_at.desc()).limit(limit))).scalars())
+
+    async def history(self, order: Order) -> list[OrderTransition]:
+        stmt = (select(OrderTransition).where(OrderTransition.order_id == order.id)
+                .order_by(OrderTransition.created_at))
+        return list((await self.db.execute(stmt)).scalars())
+
+    async def reconcile_payments(self, *, older_than: timedelta = timedelta(minutes=10), limit: int = 200) -> int:
+        """Queue a re-fetch of every online payment still pending after ``older_than`` (a webhook that
+        never came, a payer who never returned); the answer moves the order through payments.updated."""
+        stmt = (select(Order.payment_provider, Order.payment_id)
+                .where(Order.state == PAYMENT_PENDING, Order.payment_provider != "collection",
+                       Order.payment_id != "", Order.placed_at < utcnow() - older_than)
+                .order_by(Order.placed_at).limit(limit))
+        rows = (await self.db.execute(stmt)).all()
+        for provider, payment_id in rows:
+            await request_refresh(self.db, provider, payment_id)
+        return len(rows)
+
+    async def sweep_reservations(self) -> int:
+        """Delete expired reservations (availability ignores them already); returns how many."""
+        result = await self.db.execute(delete(Reservation).where(Reservation.expires_at <= utcnow()))
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def order_context(order: Order) -> dict[str, Any]:
+    """What the receipt and the order pages show (JSON-able: it rides in the mail job)."""
+
+    def money(amount: int) -> str:
+        return format_minor(amount, order.currency)
+
+    return {
+        "number": order.number or "", "state": order.state, "email": order.email, "fulfilment": order.fulfilment,
+        "address": order.address, "notes": order.notes, "payment": order.payment_provider,
+        "lines": [{"title": line.title, "sku": line.sku, "quantity": line.quantity,
+                   "unit_price": money(line.unit_price_minor), "total": money(line.line_total_minor)}
+                  for line in order.lines],
+        "subtotal": money(order.subtotal_minor), "shipping": money(order.shipping_minor),
+        "total": money(order.total_minor),
+    }
+
