@@ -29,5 +29,5 @@ def test_importing_a_domain_package_builds_nothing() -> None:
     assert out.stdout.strip() == str(sorted([
         # domains.account.newsletters: only its package docstring (its models module is the one imported).
         "domains", "domains.account", "domains.account.newsletters", "domains.blog", "domains.cart",
-        "domains.market", "domains.payments", "federation", "federation.activitypub", "federation.oauth", "federation.social",
-        "forge", "fragments"]))
+        "domains.events", "domains.market", "domains.payments", "federation", "federation.activitypub",
+        "federation.oauth", "federation.social", "forge", "fragments"]))
