@@ -60,6 +60,9 @@ NO_CACHE = {
 # Gitea's header-injection guard for Git-Protocol (go-gitea/gitea#4002), see design/forge.md §4.
 GIT_PROTOCOL = re.compile(r"^[0-9a-zA-Z]+=[0-9a-zA-Z]+(:[0-9a-zA-Z]+=[0-9a-zA-Z]+)*$")
 CHUNK = 256 * 1024
+# git's output pipe and our reads of it: packs stream in pieces up to this size, so a busy loop
+# (four clones at once) costs git no stalls and each piece one trip through the ASGI send chain.
+PIPE_SIZE = 1024 * 1024
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -196,7 +199,7 @@ class GitRun:
             if self.prefix:
                 yield self.prefix
             child = await spawn(self.argv, env=self.env, cwd=self.cwd, stdin=self.stdin_file,
-                                pipe_stdin=self.stdin_bytes is not None)
+                                pipe_stdin=self.stdin_bytes is not None, stdout_pipe_size=PIPE_SIZE)
             assert child.stdout is not None and child.stderr is not None
             if self.stdin_bytes is not None:
                 tasks.append(asyncio.create_task(_feed(child, self.stdin_bytes)))
@@ -208,7 +211,7 @@ class GitRun:
                 if wait <= 0:
                     raise TimeoutError
                 async with asyncio.timeout(wait):  # cheaper than wait_for: no task per chunk
-                    chunk = await child.stdout.read(CHUNK)
+                    chunk = await child.stdout.read(PIPE_SIZE)
                 if not chunk:
                     break
                 yield chunk
@@ -368,10 +371,16 @@ async def _renamed(request: Request[Any, Any, Any], repo_service: RepoService, n
     return plain(301, "This repository was renamed.", {"Location": location})
 
 
+# upload-pack reads only these of server_config(); receive-pack gets all of it.
+_UPLOAD_PACK_KEYS = ("uploadpack.", "transfer.hideRefs")
+
+
 def _base_argv(rt: ForgeRuntime, service: str) -> list[str]:
     argv = ["git"]
+    upload = service == "git-upload-pack"
     for key, value in server_config(rt.config).items():
-        argv += ["-c", f"{key}={value}"]
+        if not upload or key.startswith(_UPLOAD_PACK_KEYS):
+            argv += ["-c", f"{key}={value}"]
     return argv
 
 
