@@ -38,6 +38,7 @@ from litestar.response.streaming import ASGIStreamingResponse
 from litestar.types import Receive, Send
 
 from app import access
+from app.head import HEAD_AS_GET
 from app.security import AuthInfo
 from domains.account.models import User
 from forge.access import Allowed, Denied, check_access, may_see
@@ -333,7 +334,7 @@ async def _authorize(request: Request[Any, Any, Any], repo_service: RepoService,
     # advertisement (its POSTs may be many), a push at the POST that changes refs.
     push = service == "git-receive-pack"
     audit = ("git push" if push and request.method == "POST" else
-             "git fetch" if not push and request.method == "GET" else "")
+             "git fetch" if not push and request.method == "GET" and not _is_head(request) else "")
     result = await check_access(repo_service, names[0], names[1], user,
                                 auth if isinstance(auth, AuthInfo) else None,
                                 "write" if push else "read", audit=audit)
@@ -375,6 +376,11 @@ async def _renamed(request: Request[Any, Any, Any], repo_service: RepoService, n
 _UPLOAD_PACK_KEYS = ("uploadpack.", "transfer.hideRefs")
 
 
+def _is_head(request: Request[Any, Any, Any]) -> bool:
+    """A HEAD request, which app/head.py routes to the GET handler (and strips of its body)."""
+    return bool(request.scope.get("state", {}).get(HEAD_AS_GET))
+
+
 def _base_argv(rt: ForgeRuntime, service: str) -> list[str]:
     argv = ["git"]
     upload = service == "git-upload-pack"
@@ -403,6 +409,11 @@ async def info_refs(request: Request[Any, Any, Any], repo_service: RepoService, 
     allowed = await _authorize(request, repo_service, rt, owner, repo, service)
     if isinstance(allowed, Response):
         return allowed
+    media_type = f"application/x-{service}-advertisement"
+    if _is_head(request):
+        # The GET's status and headers (a streamed body: no Content-Length either), without
+        # running git for a body nobody receives or taking a concurrency slot.
+        return Stream(iter(()), media_type=media_type, headers=NO_CACHE, status_code=200)
     slot = rt.limiter.try_acquire(allowed.repo.id)
     if slot is None:
         return plain(429, "Too many git requests; try again shortly.", {"Retry-After": str(rt.config.retry_after)})
@@ -413,7 +424,7 @@ async def info_refs(request: Request[Any, Any, Any], repo_service: RepoService, 
     run = GitRun(argv=[*_base_argv(rt, service), SERVICES[service], "--stateless-rpc", "--advertise-refs",
                        str(path)], env=env, cwd=path, config=rt.config, prefix=prefix)
     run.cleanup.append(slot.release)
-    return GitStream(run, media_type=f"application/x-{service}-advertisement", headers=NO_CACHE, status_code=200)
+    return GitStream(run, media_type=media_type, headers=NO_CACHE, status_code=200)
 
 
 async def _service(request: Request[Any, Any, Any], repo_service: RepoService, rt: ForgeRuntime, owner: str,
