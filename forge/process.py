@@ -4,8 +4,8 @@ uvloop (which uvicorn picks when installed) spawns through libuv with ``fork()``
 size of the app that costs ~45 ms per child, measured with ``git --version``; CPython's
 ``subprocess`` uses ``vfork()`` and costs ~4 ms. So children are started with
 :class:`subprocess.Popen` and their pipes are attached to the running loop with
-``connect_read_pipe``/``connect_write_pipe``; exit is observed with ``waitpid(WNOHANG)`` polling
-(the child has normally closed stdout by then, so this takes a poll or two).
+``connect_read_pipe``/``connect_write_pipe``; exit is awaited on a pidfd where the kernel has
+them (:meth:`Child.wait`), else by ``waitpid(WNOHANG)`` polling.
 
 ``vfork()`` suspends the parent (the event loop) until the child has exec'd, and an executable
 named without a directory is exec'd by trying every ``PATH`` entry in turn: with a long ``PATH``
@@ -46,6 +46,33 @@ class Child:
         return self.popen.poll()
 
     async def wait(self) -> int:
+        """The exit status, as soon as the child exits: a pidfd (Linux 5.3+) becomes readable on
+        the loop then. Polling instead (``waitpid(WNOHANG)`` at growing intervals, up to 50 ms
+        apart) kept each response's last chunk waiting up to that long after git had finished,
+        three times per clone."""
+        code = self.popen.poll()
+        if code is not None:
+            return code
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except (AttributeError, OSError):
+            return await self._poll_wait()
+        loop = asyncio.get_running_loop()
+        exited = loop.create_future()
+        def on_exit() -> None:
+            if not exited.done():
+                exited.set_result(None)
+
+        loop.add_reader(pidfd, on_exit)
+        try:
+            while (code := self.popen.poll()) is None:  # after add_reader: an exit in between is seen
+                await exited
+        finally:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+        return code
+
+    async def _poll_wait(self) -> int:
         delay = 0.0005
         while (code := self.popen.poll()) is None:
             await asyncio.sleep(delay)
