@@ -218,8 +218,11 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> N
 @contextmanager
 def serve_rose_ash(tmp: Path, web_concurrency: int) -> Iterator[tuple[str, Path, int]]:
     """Migrate, create user ``bench`` and repository ``big`` in-process, build it, serve the app."""
-    from tests.helpers.server import app_server
+    from tests.helpers.server import AppServer, app_server
 
+    # Three processes importing the whole app on a host loaded by others can take longer than the
+    # test helper's 30 s to answer /healthz: give it two minutes here.
+    AppServer.start.__defaults__ = (120.0,)
     extra = {"ROSE_ASH_WORKER_IN_PROCESS": "false", "WEB_CONCURRENCY": str(web_concurrency)}
     with app_server(tmp, name="rose-ash", extra_env=extra) as server:
         server.cli("users", "create", "--username", "bench", "--email", "bench@example.org",
