@@ -7,13 +7,20 @@ with a bitmap as ``git maintenance`` would leave it. Both servers serve that one
 
 - rose-ash: the real app (``rose-ash run``; SQLite; access log on), ``/forge/<owner>/<repo>.git``;
 - http-backend: ``git http-backend`` (CGI) behind a minimal stdlib-only ASGI CGI bridge run by
-  uvicorn (below), as a reverse proxy in front of http-backend would run it.
+  uvicorn (below), as a reverse proxy in front of http-backend would run it;
+- threaded: ``git http-backend`` behind a threaded stdlib HTTP server (``bench/threaded_cgi.py``:
+  ThreadingHTTPServer, HTTP/1.1, the body streamed to the CGI child's stdin, its stdout relayed as
+  it comes), the second, independent harness of issue 19.
+
+Rose Ash runs as ``make run`` runs it: ``rose-ash run`` (uvicorn, the real app) with
+``WEB_CONCURRENCY`` web processes, one per core and at most 4 unless ``--web-concurrency`` says.
 
 Timed (wall clock, stock ``git`` client, protocol v2; runs interleaved, medians):
 full bare clone; incremental fetch (50 commits and a tag behind); 4 concurrent bare clones.
-Prints both figures and the ratio rose-ash / http-backend for each (target: <= 1.10).
+Prints the figures and the ratios rose-ash / http-backend and rose-ash / threaded for each
+(target: <= 1.10).
 
-    .venv/bin/python bench/forge_clone.py [--runs 5] [--concurrent-runs 3]
+    .venv/bin/python bench/forge_clone.py [--runs 5] [--concurrent-runs 3] [--web-concurrency N]
 """
 
 from __future__ import annotations
@@ -166,7 +173,7 @@ def cgi_app(project_root: str) -> Callable[..., Any]:
 
 
 @contextmanager
-def serve_http_backend(project_root: Path, port: int, log: Path) -> Iterator[str]:
+def serve_http_backend(project_root: Path, port: int, log: Path) -> Iterator[tuple[str, int]]:
     code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); import uvicorn; "
             f"from bench.forge_clone import cgi_app; "
             f"uvicorn.run(cgi_app({str(project_root)!r}), host='127.0.0.1', port={port}, log_level='warning')")
@@ -175,7 +182,20 @@ def serve_http_backend(project_root: Path, port: int, log: Path) -> Iterator[str
                                 start_new_session=True)
     try:
         wait_http(f"http://127.0.0.1:{port}/", proc)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@contextmanager
+def serve_threaded(project_root: Path, port: int, log: Path) -> Iterator[tuple[str, int]]:
+    with log.open("ab") as fh:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "threaded_cgi.py"), str(project_root),
+                                 str(port)], stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/", proc)
+        yield f"http://127.0.0.1:{port}", proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -196,11 +216,15 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> N
 
 # -- Rose Ash --------------------------------------------------------------------------------
 @contextmanager
-def serve_rose_ash(tmp: Path) -> Iterator[tuple[str, Path]]:
+def serve_rose_ash(tmp: Path, web_concurrency: int) -> Iterator[tuple[str, Path, int]]:
     """Migrate, create user ``bench`` and repository ``big`` in-process, build it, serve the app."""
-    from tests.helpers.server import app_server
+    from tests.helpers.server import AppServer, app_server
 
-    with app_server(tmp, name="rose-ash", extra_env={"ROSE_ASH_WORKER_IN_PROCESS": "false"}) as server:
+    # Three processes importing the whole app on a host loaded by others can take longer than the
+    # test helper's 30 s to answer /healthz: give it two minutes here.
+    AppServer.start.__defaults__ = (120.0,)
+    extra = {"ROSE_ASH_WORKER_IN_PROCESS": "false", "WEB_CONCURRENCY": str(web_concurrency)}
+    with app_server(tmp, name="rose-ash", extra_env=extra) as server:
         server.cli("users", "create", "--username", "bench", "--email", "bench@example.org",
                    "--password", "correct horse battery staple")
 
@@ -228,7 +252,8 @@ def serve_rose_ash(tmp: Path) -> Iterator[tuple[str, Path]]:
                 await engine.dispose()
 
         path = asyncio.run(create())
-        yield f"{server.base_url}/forge/bench/big.git", path
+        assert server.proc is not None
+        yield f"{server.base_url}/forge/bench/big.git", path, server.proc.pid
 
 
 # -- measurements ----------------------------------------------------------------------------
@@ -238,16 +263,40 @@ def client_env(home: Path) -> dict[str, str]:
     return env
 
 
-def timed(fn: Callable[[], None]) -> float:
+def session_cpu(sid: int) -> float:
+    """CPU seconds used so far by the processes of session ``sid`` (each server was started in a
+    session of its own) and by their children that they have reaped (git, pack-objects)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[3]) == sid:  # field 6 of proc(5): session
+            total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return total / tick
+
+
+def timed(fn: Callable[[], None], sid: int | None = None, cpu: list[float] | None = None) -> float:
+    before = session_cpu(sid) if sid is not None else 0.0
     start = time.perf_counter()
     fn()
-    return time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    if sid is not None and cpu is not None:
+        cpu.append(session_cpu(sid) - before)
+    return elapsed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--concurrent-runs", type=int, default=3)
+    parser.add_argument("--web-concurrency", type=int, default=min(os.cpu_count() or 1, 4),
+                        help="Rose Ash web processes (default as make run: one per core, at most 4)")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="forge-bench-"))
@@ -255,15 +304,19 @@ def main() -> None:
     home.mkdir()
     env = client_env(home)
     try:
-        with serve_rose_ash(tmp) as (rose_url, repo_path):
+        with serve_rose_ash(tmp, args.web_concurrency) as (rose_url, repo_path, rose_sid):
             objects = git("--git-dir", str(repo_path), "rev-list", "--objects", "--all").count("\n")
             # http-backend serves the very same directory
             root = tmp / "cgi-root"
             root.mkdir()
             (root / "bench").mkdir()
             os.symlink(repo_path, root / "bench" / "big.git")
-            with serve_http_backend(root, free_port(), tmp / "http-backend.log") as cgi_base:
-                urls = {"rose-ash": rose_url, "http-backend": f"{cgi_base}/bench/big.git"}
+            with serve_http_backend(root, free_port(), tmp / "http-backend.log") as (cgi_base, cgi_sid), \
+                    serve_threaded(root, free_port(), tmp / "threaded.log") as (threaded_base, threaded_sid):
+                urls = {"rose-ash": rose_url, "http-backend": f"{cgi_base}/bench/big.git",
+                        "threaded": f"{threaded_base}/bench/big.git"}
+                sids = {"rose-ash": rose_sid, "http-backend": cgi_sid, "threaded": threaded_sid}
+                cpu: dict[str, dict[str, list[float]]] = {k: {} for k in urls}
                 # the "behind" repository: main 50 commits back, the newest tag missing
                 behind = tmp / "behind.git"
                 git("clone", "-q", "--bare", "--no-local", str(repo_path), str(behind), env=env)
@@ -303,27 +356,38 @@ def main() -> None:
                 results: dict[str, dict[str, list[float]]] = {k: {} for k in urls}
                 for url in urls.values():  # warm both (page cache, imports)
                     clone(url)()
+                names = list(urls.items())
                 for i in range(args.runs):
-                    order = list(urls.items()) if i % 2 == 0 else list(reversed(urls.items()))
+                    order = names[i % 3:] + names[:i % 3]
                     for name, url in order:
-                        results[name].setdefault("full clone", []).append(timed(clone(url)))
+                        results[name].setdefault("full clone", []).append(
+                            timed(clone(url), sids[name], cpu[name].setdefault("full clone", [])))
                         prepare, run = fetch_runner(url)
                         prepare()
-                        results[name].setdefault("incremental fetch", []).append(timed(run))
+                        results[name].setdefault("incremental fetch", []).append(
+                            timed(run, sids[name], cpu[name].setdefault("incremental fetch", [])))
                 for i in range(args.concurrent_runs):
-                    order = list(urls.items()) if i % 2 == 0 else list(reversed(urls.items()))
+                    order = names[i % 3:] + names[:i % 3]
                     for name, url in order:
-                        results[name].setdefault("4 concurrent clones", []).append(timed(concurrent(url)))
+                        results[name].setdefault("4 concurrent clones", []).append(
+                            timed(concurrent(url), sids[name], cpu[name].setdefault("4 concurrent clones", [])))
 
-                print(f"\n{'operation':<22}{'rose-ash':>12}{'http-backend':>15}{'ratio':>9}")
+                print(f"\n{'operation':<22}{'rose-ash':>10}{'http-backend':>14}{'threaded':>10}"
+                      f"{'/http-backend':>15}{'/threaded':>11}")
                 worst = 0.0
                 for op in ("full clone", "incremental fetch", "4 concurrent clones"):
-                    a = statistics.median(results["rose-ash"][op])
-                    b = statistics.median(results["http-backend"][op])
-                    worst = max(worst, a / b)
-                    print(f"{op:<22}{a:>11.3f}s{b:>14.3f}s{a / b:>8.2f}x")
+                    a, b, c = (statistics.median(results[k][op]) for k in ("rose-ash", "http-backend", "threaded"))
+                    worst = max(worst, a / b, a / c)
+                    print(f"{op:<22}{a:>9.3f}s{b:>13.3f}s{c:>9.3f}s{a / b:>14.2f}x{a / c:>10.2f}x")
+                print("server CPU (the server's processes and the git children they reaped; less load-sensitive):")
+                for op in ("full clone", "incremental fetch", "4 concurrent clones"):
+                    a, b, c = (statistics.median(cpu[k][op]) for k in ("rose-ash", "http-backend", "threaded"))
+                    print(f"  {op:<20}{a:>9.3f}s{b:>13.3f}s{c:>9.3f}s{a / max(b, 0.01):>14.2f}x"
+                          f"{a / max(c, 0.01):>10.2f}x")
+                load = Path("/proc/loadavg").read_text().strip()
                 print(f"\nworst ratio {worst:.2f}x (target <= 1.10); medians of {args.runs} runs "
-                      f"({args.concurrent_runs} for the concurrent clones), load average {os.getloadavg()[0]:.2f}")
+                      f"({args.concurrent_runs} for the concurrent clones), rose-ash with "
+                      f"{args.web_concurrency} web process(es); load average {load}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -20,6 +20,10 @@ Rules of the pool:
   processes exist.
 * Restarted: a process that died, answered garbage, or was interrupted mid-answer (timeout,
   cancellation) is killed and dropped, never returned to the pool; the next lease spawns anew.
+  The pool's reads (:meth:`CatFilePool.info`, ``read``, ``read_prefix``, ``run``) retry once on
+  a fresh process when the one they leased fails (killed just before or during the read, which
+  the idle check cannot see yet); only a second failure reaches the caller, as
+  :class:`CatFileError`: an HTTP 503 with ``Retry-After`` wherever nobody catches it.
 * After a push: objects never change, and git re-scans the pack directory when it misses an
   object, so a new commit is found by an old process; git gc moving packs is handled the same way
   (git-cat-file keeps working across repacks). Ref names are resolved from the database's ref
@@ -35,23 +39,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+from litestar.exceptions import HTTPException
 
 from forge.process import Child, spawn
 from forge.storage import RepoStore
 
-__all__ = ["CatFileError", "CatFilePool", "ObjectInfo", "pool_for"]
+__all__ = ["BatchProcess", "CatFileError", "CatFilePool", "ObjectInfo", "pool_for"]
 
 COMMAND_DEADLINE = 15.0
+RETRY_AFTER = "1"
+T = TypeVar("T")
+log = logging.getLogger("rose_ash.forge.catfile")
 
 
-class CatFileError(RuntimeError):
-    """The child died or answered something that is not the batch protocol."""
+class CatFileError(HTTPException, RuntimeError):
+    """The child died or answered something that is not the batch protocol.
+
+    ``str()`` is what went wrong (for logs); raised out of a handler it is a 503 with
+    ``Retry-After`` and a message for people (app/errors.py renders it, in Gitea's shape under
+    ``/api/v1/``), never a 500: a retry is served by a new process.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, detail="The repository could not be read just now; try again.",
+                         status_code=503, headers={"Retry-After": RETRY_AFTER})
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason
 
 
 @dataclass(frozen=True)
@@ -119,6 +143,9 @@ class _Process:
             self.child.popen.wait(timeout=0.5)
 
 
+BatchProcess = _Process  # what CatFilePool.run hands its work
+
+
 @dataclass
 class _Repo:
     idle: list[_Process] = field(default_factory=list)
@@ -141,33 +168,46 @@ class CatFilePool:
         self.spawned = 0  # for tests and the benchmark: how many children were started
 
     # -- public reads --------------------------------------------------------------------------------
+    async def run(self, repo_id: uuid.UUID, work: Callable[[_Process], Awaitable[T]]) -> T:
+        """``work`` on a leased process; if that process fails (:class:`CatFileError`: it died,
+        was killed, answered garbage), once more on a new one. Reads are idempotent."""
+        try:
+            async with self.lease(repo_id) as proc:
+                return await work(proc)
+        except CatFileError as exc:
+            log.warning("git cat-file for %s failed (%s); retrying on a new process", repo_id, exc)
+        async with self.lease(repo_id, fresh=True) as proc:
+            return await work(proc)
+
     async def info(self, repo_id: uuid.UUID, name: bytes | str) -> ObjectInfo | None:
         raw = name.encode() if isinstance(name, str) else name
-        async with self.lease(repo_id) as proc:
-            return await proc.info(raw)
+        return await self.run(repo_id, lambda proc: proc.info(raw))
 
     async def read(self, repo_id: uuid.UUID, name: bytes | str, *, max_size: int | None = None
                    ) -> tuple[ObjectInfo, bytes | None] | None:
         """The object's info and contents; contents None when larger than ``max_size`` (then not read)."""
         raw = name.encode() if isinstance(name, str) else name
-        async with self.lease(repo_id) as proc:
+
+        async def work(proc: _Process) -> tuple[ObjectInfo, bytes | None] | None:
+            name = raw
             if max_size is not None:
-                info = await proc.info(raw)
+                info = await proc.info(name)
                 if info is None:
                     return None
                 if info.size > max_size:
                     return info, None
-                raw = info.oid.encode()
-            got = await proc.contents(raw, max_size=max_size)
+                name = info.oid.encode()
+            got = await proc.contents(name, max_size=max_size)
             return None if got is None else (got[0], got[1])
+
+        return await self.run(repo_id, work)
 
     async def read_prefix(self, repo_id: uuid.UUID, name: bytes | str, max_size: int
                           ) -> tuple[ObjectInfo, bytes, bool] | None:
         """The object's info, contents and False; for one larger than ``max_size``, its first
         ``max_size`` bytes and True (the rest is never read: the process is retired instead)."""
         raw = name.encode() if isinstance(name, str) else name
-        async with self.lease(repo_id) as proc:
-            got = await proc.contents(raw, max_size=max_size, prefix=True)
+        got = await self.run(repo_id, lambda proc: proc.contents(raw, max_size=max_size, prefix=True))
         if got is None:
             return None
         info, data = got
@@ -214,8 +254,10 @@ class CatFilePool:
 
     # -- leasing ---------------------------------------------------------------------------------------
     @contextlib.asynccontextmanager
-    async def lease(self, repo_id: uuid.UUID) -> AsyncIterator[_Process]:
-        proc = await self._acquire(repo_id)
+    async def lease(self, repo_id: uuid.UUID, *, fresh: bool = False) -> AsyncIterator[_Process]:
+        """A process of the repository's for one request; ``fresh``: a newly started one (the
+        retry after a failure, which must not land on another process that died the same way)."""
+        proc = await self._acquire(repo_id, fresh=fresh)
         ok = False
         try:
             async with asyncio.timeout(COMMAND_DEADLINE):
@@ -228,10 +270,15 @@ class CatFilePool:
             # output mid-object: it is killed rather than handed to the next request.
             await self._release(proc, ok and proc.alive)
 
-    async def _acquire(self, repo_id: uuid.UUID) -> _Process:
+    async def _acquire(self, repo_id: uuid.UUID, *, fresh: bool = False) -> _Process:
         async with self._changed:
             while True:
                 entry = self._repos.setdefault(repo_id, _Repo())
+                if fresh:
+                    for stale in entry.idle:  # they may have died with the one that failed
+                        self._forget(stale)
+                        stale.kill()
+                    entry.idle.clear()
                 while entry.idle:
                     proc = entry.idle.pop()
                     if proc.alive:

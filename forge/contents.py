@@ -28,7 +28,7 @@ from pathlib import Path
 from app.forms import InputProblems
 from domains.account.models import User
 from forge.browse.gitread import Reader
-from forge.catfile import pool_for
+from forge.catfile import BatchProcess, pool_for
 from forge.models import ForgeRepo
 from forge.policy import check_ref_format
 from forge.services import RefConflict, RefUpdate, RepoService, branch_name_problem
@@ -140,7 +140,7 @@ def _entry_of(mode: str, sha: str, size: int, path: str) -> Entry:
 
 async def _tree_entries(store: RepoStore, repo_id: uuid.UUID, tree: str, prefix: str) -> list[Entry] | None:
     """A tree's entries with blob sizes (``ls-tree -l``), over one leased cat-file child."""
-    async with pool_for(store).lease(repo_id) as proc:
+    async def work(proc: BatchProcess) -> list[Entry] | None:
         got = await proc.contents(tree.encode())
         if got is None or got[0].type != "tree" or got[1] is None:
             return None
@@ -151,6 +151,8 @@ async def _tree_entries(store: RepoStore, repo_id: uuid.UUID, tree: str, prefix:
             path = name.decode(errors="surrogateescape")
             entries.append(_entry_of(mode, sha, info.size if info else 0, f"{prefix}{path}" if prefix else path))
         return entries
+
+    return await pool_for(store).run(repo_id, work)  # retried once on a new child if this one dies
 
 
 def _parse_ls_tree(out: bytes, prefix: str = "") -> list[Entry]:

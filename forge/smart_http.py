@@ -38,6 +38,7 @@ from litestar.response.streaming import ASGIStreamingResponse
 from litestar.types import Receive, Send
 
 from app import access
+from app.head import HEAD_AS_GET
 from app.security import AuthInfo
 from domains.account.models import User
 from forge.access import Allowed, Denied, check_access, may_see
@@ -60,6 +61,9 @@ NO_CACHE = {
 # Gitea's header-injection guard for Git-Protocol (go-gitea/gitea#4002), see design/forge.md §4.
 GIT_PROTOCOL = re.compile(r"^[0-9a-zA-Z]+=[0-9a-zA-Z]+(:[0-9a-zA-Z]+=[0-9a-zA-Z]+)*$")
 CHUNK = 256 * 1024
+# git's output pipe and our reads of it: packs stream in pieces up to this size, so a busy loop
+# (four clones at once) costs git no stalls and each piece one trip through the ASGI send chain.
+PIPE_SIZE = 1024 * 1024
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -196,7 +200,7 @@ class GitRun:
             if self.prefix:
                 yield self.prefix
             child = await spawn(self.argv, env=self.env, cwd=self.cwd, stdin=self.stdin_file,
-                                pipe_stdin=self.stdin_bytes is not None)
+                                pipe_stdin=self.stdin_bytes is not None, stdout_pipe_size=PIPE_SIZE)
             assert child.stdout is not None and child.stderr is not None
             if self.stdin_bytes is not None:
                 tasks.append(asyncio.create_task(_feed(child, self.stdin_bytes)))
@@ -208,7 +212,7 @@ class GitRun:
                 if wait <= 0:
                     raise TimeoutError
                 async with asyncio.timeout(wait):  # cheaper than wait_for: no task per chunk
-                    chunk = await child.stdout.read(CHUNK)
+                    chunk = await child.stdout.read(PIPE_SIZE)
                 if not chunk:
                     break
                 yield chunk
@@ -330,7 +334,7 @@ async def _authorize(request: Request[Any, Any, Any], repo_service: RepoService,
     # advertisement (its POSTs may be many), a push at the POST that changes refs.
     push = service == "git-receive-pack"
     audit = ("git push" if push and request.method == "POST" else
-             "git fetch" if not push and request.method == "GET" else "")
+             "git fetch" if not push and request.method == "GET" and not _is_head(request) else "")
     result = await check_access(repo_service, names[0], names[1], user,
                                 auth if isinstance(auth, AuthInfo) else None,
                                 "write" if push else "read", audit=audit)
@@ -368,10 +372,21 @@ async def _renamed(request: Request[Any, Any, Any], repo_service: RepoService, n
     return plain(301, "This repository was renamed.", {"Location": location})
 
 
+# upload-pack reads only these of server_config(); receive-pack gets all of it.
+_UPLOAD_PACK_KEYS = ("uploadpack.", "transfer.hideRefs")
+
+
+def _is_head(request: Request[Any, Any, Any]) -> bool:
+    """A HEAD request, which app/head.py routes to the GET handler (and strips of its body)."""
+    return bool(request.scope.get("state", {}).get(HEAD_AS_GET))
+
+
 def _base_argv(rt: ForgeRuntime, service: str) -> list[str]:
     argv = ["git"]
+    upload = service == "git-upload-pack"
     for key, value in server_config(rt.config).items():
-        argv += ["-c", f"{key}={value}"]
+        if not upload or key.startswith(_UPLOAD_PACK_KEYS):
+            argv += ["-c", f"{key}={value}"]
     return argv
 
 
@@ -394,6 +409,11 @@ async def info_refs(request: Request[Any, Any, Any], repo_service: RepoService, 
     allowed = await _authorize(request, repo_service, rt, owner, repo, service)
     if isinstance(allowed, Response):
         return allowed
+    media_type = f"application/x-{service}-advertisement"
+    if _is_head(request):
+        # The GET's status and headers (a streamed body: no Content-Length either), without
+        # running git for a body nobody receives or taking a concurrency slot.
+        return Stream(iter(()), media_type=media_type, headers=NO_CACHE, status_code=200)
     slot = rt.limiter.try_acquire(allowed.repo.id)
     if slot is None:
         return plain(429, "Too many git requests; try again shortly.", {"Retry-After": str(rt.config.retry_after)})
@@ -404,7 +424,7 @@ async def info_refs(request: Request[Any, Any, Any], repo_service: RepoService, 
     run = GitRun(argv=[*_base_argv(rt, service), SERVICES[service], "--stateless-rpc", "--advertise-refs",
                        str(path)], env=env, cwd=path, config=rt.config, prefix=prefix)
     run.cleanup.append(slot.release)
-    return GitStream(run, media_type=f"application/x-{service}-advertisement", headers=NO_CACHE, status_code=200)
+    return GitStream(run, media_type=media_type, headers=NO_CACHE, status_code=200)
 
 
 async def _service(request: Request[Any, Any, Any], repo_service: RepoService, rt: ForgeRuntime, owner: str,

@@ -13,6 +13,10 @@ Caching classes (design/fragments.md §2):
   ``private, no-store``; to everyone else, anonymous included, it answers 404 exactly as an
   absent repository does (the API too; git: a 401 challenge for both, then 404).
 * ``/forge/new`` and ``…/settings`` are private pages (CSRF, PRG with 303, 422/409 re-render).
+  Renaming (``…/settings/rename``) and archiving (``…/settings/archive``) follow the Gitea API's
+  ``PATCH /repos/{owner}/{repo}`` rules (``name``, ``archived``): the same service calls, so the
+  old name keeps redirecting (web, API and git) until a repository takes it, and an archived
+  repository refuses pushes and API writes until it is unarchived.
 
 The routes never collide with smart HTTP (``…/{repo}.git/info/refs``, ``…/git-upload-pack``,
 ``…/git-receive-pack``): no page ends in those segments, and ``/forge/{owner}/{repo}.git``
@@ -26,6 +30,7 @@ import uuid
 from typing import Any
 from urllib.parse import quote
 
+import msgspec
 from litestar import Controller, Request, Response, Router, get, post
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
@@ -77,7 +82,15 @@ log = logging.getLogger("rose_ash.forge.web")
 COMMITS_SHOWN = 10
 REFS_SHOWN = 100
 # Part of the repository page's ETag: bump when templates/forge/repo.html changes shape.
-PAGE_REVISION = "2"
+PAGE_REVISION = "3"
+
+
+class RenameRepoForm(msgspec.Struct, kw_only=True):
+    new_name: str = ""
+
+
+class ArchiveRepoForm(msgspec.Struct, kw_only=True):
+    archived: str = ""  # "true" archives, "false" unarchives
 
 
 def _render(request: Request[Any, Any, Any], template: str, context: dict[str, Any]) -> str:
@@ -433,6 +446,43 @@ class SettingsController(Controller):
             return await self._page(repo_service, mirror_service, row, status=422, errors={"mirror": str(exc)})
         return await self._back(request, db_session, owner, row, "The mirror now follows force-pushes, keeping "
                                 "the replaced tips." if follow else "The mirror no longer follows force-pushes.")
+
+    @post("/rename", status_code=303)
+    async def rename(self, request: Request[User, Any, Any], db_session: AsyncSession, repo_service: RepoService,
+                     mirror_service: MirrorService, owner: str, repo: str) -> Template | Redirect:
+        row = await self._load(request, repo_service, owner, repo)
+        form = await parse_form(request, RenameRepoForm)
+        name = form.new_name.strip()
+        if name == row.name:
+            return await self._page(repo_service, mirror_service, row, status=422, values={"new_name": name},
+                                    errors={"new_name": "That is already its name."})
+        old = row.name
+        try:
+            await repo_service.rename(row, name)  # the API's rules: a valid name, free within the owner
+        except InputProblems as exc:  # raised before anything is written
+            message = exc.errors.get("name", str(exc))
+            return await self._page(repo_service, mirror_service, row, status=exc.status, values={"new_name": name},
+                                    errors={"new_name": message})
+        return await self._back(request, db_session, owner, row,
+                                f"Renamed {owner}/{old} to {owner}/{row.name}; the old address redirects here.")
+
+    @post("/archive", status_code=303)
+    async def archive(self, request: Request[User, Any, Any], db_session: AsyncSession, repo_service: RepoService,
+                      mirror_service: MirrorService, owner: str, repo: str) -> Template | Redirect:
+        row = await self._load(request, repo_service, owner, repo)
+        form = await parse_form(request, ArchiveRepoForm)
+        if form.archived not in {"true", "false"}:
+            return await self._page(repo_service, mirror_service, row, status=422,
+                                    errors={"archived": "Choose to archive or to unarchive."})
+        archived = form.archived == "true"
+        if archived == row.is_archived:
+            state = "already archived" if archived else "not archived"
+            return await self._back(request, db_session, owner, row, f"The repository is {state}.")
+        row.is_archived = archived  # as the API's PATCH {"archived": …} does
+        await repo_service.update_settings(row)
+        message = ("Archived: the repository is read-only now (no pushes, no API writes)." if archived
+                   else "Unarchived: the repository accepts pushes again.")
+        return await self._back(request, db_session, owner, row, message)
 
     @post("/delete", status_code=303)
     async def delete(self, request: Request[User, Any, Any], db_session: AsyncSession, repo_service: RepoService,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from forge.catfile import CatFilePool
+from forge.catfile import BatchProcess, CatFileError, CatFilePool
 from forge.config import ForgeConfig
 from forge.storage import RepoStore
 from tests.forge.browse_fixtures import git
@@ -148,6 +148,43 @@ async def test_dead_or_interrupted_process_is_replaced(tmp_path: Path) -> None:
         got = await pool.read(repo_id, blobs[2])
         assert got is not None and got[1] == b"file 2\n" * 3  # never the interrupted answer
         assert pool.stats()["spawned"] == 3
+    finally:
+        await pool.close()
+
+
+async def test_a_child_killed_mid_read_is_dropped_and_the_read_retried_once(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    repo_id, _work, blobs = _repo(store, tmp_path)
+    pool = CatFilePool(store, per_repo=2)
+    try:
+        pids: list[int] = []
+
+        async def killed_once(proc: BatchProcess) -> object:
+            pids.append(proc.child.pid)
+            if len(pids) == 1:  # dies after the lease, where the idle check cannot see it
+                os.kill(proc.child.pid, signal.SIGKILL)
+                proc.child.popen.wait()
+            return await proc.contents(blobs[0].encode())
+
+        got = await pool.run(repo_id, killed_once)
+        assert got is not None and got[1] == b"file 0\n"  # type: ignore[index]
+        assert len(pids) == 2 and pids[0] != pids[1]
+        assert pool.stats() == {"processes": 1, "idle": 1, "spawned": 2}  # the dead one is gone
+
+        async def always_killed(proc: BatchProcess) -> object:
+            pids.append(proc.child.pid)
+            os.kill(proc.child.pid, signal.SIGKILL)
+            proc.child.popen.wait()
+            return await proc.info(blobs[1].encode())
+
+        pids.clear()
+        with pytest.raises(CatFileError) as failed:
+            await pool.run(repo_id, always_killed)
+        assert len(pids) == 2  # one retry, then the error
+        assert failed.value.status_code == 503 and failed.value.headers == {"Retry-After": "1"}
+        assert pool.stats()["processes"] == 0
+        got = await pool.read(repo_id, blobs[2])  # and the pool serves again
+        assert got is not None and got[1] == b"file 2\n" * 3
     finally:
         await pool.close()
 

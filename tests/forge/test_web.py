@@ -370,3 +370,72 @@ class TestMirrorForm:
         await db_session.refresh(mirror)
         assert mirror.last_sync_at is not None and mirror.sync_started_at is None
         assert mirror.last_error  # nothing listens on port 9
+
+
+async def test_rename_and_archive_from_the_settings_page(client: Any, db_session: AsyncSession) -> None:
+    await signup(client, "bob")
+    await signup(client, "carol")
+    await signup(client, "alice")
+    assert (await new_repo(client, "proj")).status_code == 303
+    assert (await new_repo(client, "other")).status_code == 303
+    assert (await new_repo(client, "secret", private=True)).status_code == 303
+    page = "/forge/alice/proj/settings"
+    shown = await client.get(page)
+    assert shown.status_code == 200
+    assert f'action="{page}/rename"' in shown.text and f'action="{page}/archive"' in shown.text
+
+    async def repo_row(name: str) -> ForgeRepo | None:
+        db_session.expire_all()
+        return (await db_session.execute(select(ForgeRepo).where(ForgeRepo.lower_name == name))).scalar_one_or_none()
+
+    # The API's rules, and nothing written when they refuse.
+    for bad, status in (("bad..name", 422), ("x" * 101, 422), ("other", 409), ("OTHER", 409), ("proj", 422)):
+        refused = await post_form(client, f"{page}/rename", {"new_name": bad}, page=page)
+        assert refused.status_code == status, bad
+        assert 'id="e-new_name"' in refused.text, bad
+    assert (row := await repo_row("proj")) is not None and row.name == "proj"
+    no_csrf = await client.post(f"{page}/rename", data={"new_name": "stolen"})
+    assert no_csrf.status_code == 403 and await repo_row("stolen") is None
+
+    renamed = await post_form(client, f"{page}/rename", {"new_name": "Renamed"}, page=page)
+    assert renamed.status_code == 303 and renamed.headers["location"] == "/forge/alice/Renamed/settings"
+    after = await client.get(renamed.headers["location"])
+    assert "Renamed alice/proj to alice/Renamed" in after.text
+    assert await repo_row("proj") is None and (row := await repo_row("renamed")) is not None
+    assert row.name == "Renamed"
+    # The old addresses redirect (the API's rename records them the same way).
+    old = await client.get("/forge/alice/proj")
+    assert old.status_code == 301 and old.headers["location"] == "/forge/alice/Renamed"
+    assert (await client.get(page)).status_code == 301
+    page = "/forge/alice/Renamed/settings"
+
+    archived = await post_form(client, f"{page}/archive", {"archived": "true"}, page=page)
+    assert archived.status_code == 303 and archived.headers["location"] == page
+    assert "Archived: the repository is read-only now" in (await client.get(page)).text
+    assert (row := await repo_row("renamed")) is not None and row.is_archived
+    repo_page = await client.get("/forge/alice/Renamed")
+    assert repo_page.status_code == 200 and "This repository is archived" in repo_page.text
+    assert "Unarchive repository" in (await client.get(page)).text
+    assert (await post_form(client, f"{page}/archive", {"archived": "maybe"}, page=page)).status_code == 422
+    assert (row := await repo_row("renamed")) is not None and row.is_archived
+    again = await post_form(client, f"{page}/archive", {"archived": "true"}, page=page)
+    assert again.status_code == 303 and "already archived" in (await client.get(page)).text
+    unarchived = await post_form(client, f"{page}/archive", {"archived": "false"}, page=page)
+    assert unarchived.status_code == 303
+    assert "Unarchived" in (await client.get(page)).text
+    assert (row := await repo_row("renamed")) is not None and not row.is_archived
+
+    # Only those who may change settings: a reader of the public repository 403 (as the settings
+    # page), a stranger to the private one 404, the anonymous 401; nothing changes.
+    await as_user(client, "bob")
+    assert (await post_form(client, f"{page}/rename", {"new_name": "bobs"}, page="/forge/new")).status_code == 403
+    assert (await post_form(client, f"{page}/archive", {"archived": "true"}, page="/forge/new")).status_code == 403
+    await as_user(client, "carol")
+    secret = "/forge/alice/secret/settings"
+    assert (await post_form(client, f"{secret}/rename", {"new_name": "x"}, page="/forge/new")).status_code == 404
+    assert (await post_form(client, f"{secret}/archive", {"archived": "true"}, page="/forge/new")).status_code == 404
+    client.cookies.clear()
+    anon = await post_form(client, f"{page}/archive", {"archived": "true"})
+    assert anon.status_code == 401  # a POST is not sent on to the sign-in page
+    assert (row := await repo_row("renamed")) is not None and row.name == "Renamed" and not row.is_archived
+    assert (row := await repo_row("secret")) is not None and not row.is_archived
