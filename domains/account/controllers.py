@@ -37,7 +37,6 @@ from domains.account.schemas import (
     TokenForm,
     email_problem,
     normalise_email,
-    normalise_username,
 )
 from domains.account.services import AccountService, EmailTaken, TokenService
 
@@ -91,14 +90,16 @@ class AuthController(Controller):
         try:
             user = await accounts.signup(values)
         except EmailTaken as exc:
-            # No enumeration of members by address: the answer a new account gets (a 303 to /account
-            # with a fresh session and the same words), and the address's owner is told, within
-            # the address's mail limit.
+            # Said plainly, as GitHub and Mastodon do: a 303 that pretends otherwise still leaves
+            # the prober signed out where a new member is signed in (an oracle either way), and
+            # someone who forgot they have an account needs to hear it. The owner is told of the
+            # attempt (within the address's mail limit); sign-up POSTs are rate limited per client.
             if exc.owner is not None and await address_allowed(request, exc.owner.email):
                 await mailflows.mail_address_in_use(accounts.db, settings.base_url, exc.owner, "signup")
-            rotate_session_id(request)
-            name = values.display_name.strip() or normalise_username(values.username)
-            return see_other("/account", request, signup_welcome(name))
+                await accounts.db.commit()  # a 409 is rolled back by the session handler: keep the notice
+            return form_page("account/signup.html", {"values": shown, "open": True}, {
+                "email": "An account already uses this address: sign in, or reset your password if you "
+                         "forgot it."}, 409)
         except InputProblems as exc:
             return form_page("account/signup.html", {"values": shown, "open": True}, exc.errors, exc.status)
         # In the sign-up's transaction: the mail goes out exactly when the account exists.

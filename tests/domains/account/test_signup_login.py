@@ -124,9 +124,9 @@ async def test_taken_username_and_email_conflict(client, db_session) -> None:  #
     again = await signup(client, "grace", "other@example.org")
     assert again.status_code == 409
     assert "That username is taken" in again.text
-    # An address is not public: the answer a new account gets (tests/domains/account/test_address_in_use.py).
+    # A taken address is said plainly, and its owner is told (tests/domains/account/test_address_in_use.py).
     same_email = await signup(client, "heidi", "GRACE@example.org")
-    assert same_email.status_code == 303 and same_email.headers["location"] == "/account"
+    assert same_email.status_code == 409 and "An account already uses this address" in same_email.text
     assert await count_users(db_session) == 1
 
 
