@@ -78,8 +78,7 @@ class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
         """Validate and create a user; raises InputProblems and writes nothing on bad input.
 
         An address another account uses raises :class:`EmailTaken` (an InputProblems with the
-        owner): the sign-up page answers it as a success and tells the owner (no enumeration of
-        members by address); the CLI shows the error."""
+        owner): the sign-up page says so (409) and mails the owner a notice; the CLI shows the error."""
         username = normalise_username(data.username)
         email = normalise_email(data.email)
         errors: dict[str, str] = {}
