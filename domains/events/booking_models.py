@@ -7,7 +7,7 @@ and writing, so concurrent bookings cannot overbook. A **booking** is one person
 ``quantity`` places: ``confirmed``, ``waiting`` (the waiting list, in ``created_at`` order) or
 ``cancelled``. Each confirmed place is a **position** (a ticket) with a ``secret`` of 192 random
 bits, shown as a QR code, that staff redeem at the door; a redemption's ``nonce`` makes a retried
-scan one check-in (the ``checkin`` table, unique on the nonce).
+scan one check-in (the ``checkin`` table, unique on ticket and nonce).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from uuid import UUID
 
 from advanced_alchemy.base import UUIDv7AuditBase
 from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 __all__ = ["BOOKING_STATES", "CANCELLED", "CONFIRMED", "WAITING", "Booking", "CheckIn", "EventQuota", "Position"]
@@ -47,6 +47,10 @@ class Booking(UUIDv7AuditBase):
     __table_args__ = (
         CheckConstraint("quantity >= 1", name="quantity_positive"),
         CheckConstraint("state IN ('confirmed', 'waiting', 'cancelled')", name="state_known"),
+        # One live booking per member and date (two tabs booking at once cannot both win).
+        Index("uq_events_booking_member_date", "event_id", "occurrence", "user_id", unique=True,
+              postgresql_where=text("state <> 'cancelled' AND user_id IS NOT NULL"),
+              sqlite_where=text("state <> 'cancelled' AND user_id IS NOT NULL")),
     )
 
     event_id: Mapped[UUID] = mapped_column(ForeignKey("events_event.id", ondelete="CASCADE"), index=True)
@@ -80,10 +84,13 @@ class CheckIn(UUIDv7AuditBase):
     """A redemption at the door (Pretix's check-in): entry or exit, once per ``nonce``."""
 
     __tablename__ = "events_checkin"
-    __table_args__ = (CheckConstraint("kind IN ('entry', 'exit')", name="kind_known"),)
+    __table_args__ = (
+        CheckConstraint("kind IN ('entry', 'exit')", name="kind_known"),
+        UniqueConstraint("position_id", "nonce", name="uq_events_checkin_nonce"),
+    )
 
     position_id: Mapped[UUID] = mapped_column(ForeignKey("events_position.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(5))
-    nonce: Mapped[str | None] = mapped_column(String(190), unique=True, default=None)
+    nonce: Mapped[str | None] = mapped_column(String(190), default=None)
     by_user_id: Mapped[UUID | None] = mapped_column(ForeignKey("account_user.id", ondelete="SET NULL"), default=None)
     at: Mapped[datetime] = mapped_column(DateTimeUTC(timezone=True))

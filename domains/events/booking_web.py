@@ -62,7 +62,8 @@ async def _form(db: AsyncSession, settings: Settings, event: Event, user: User, 
     dates = await service.dates(event)
     left = await service.left(event, [d.key for d in dates])
     return Template("events/book.html", status_code=status, context={
-        "event": event, "values": values, "errors": errors or {}, "max_places": MAX_PLACES,
+        "event": event, "values": values, "errors": errors or {},
+        "max_places": min(MAX_PLACES, event.capacity or MAX_PLACES),
         "dates": [{"key": d.key, "when": when_text(event, d), "left": left.get(d.key, 0)} for d in dates],
         "user": user})
 
@@ -132,7 +133,8 @@ async def ticket(db_session: AsyncSession, secret: str) -> Template:
         raise NotFoundException("No such ticket.")
     position, booking, event = found
     occ = await BookingService(db_session).date_of(event, booking.occurrence)
-    qr = Markup(segno.make(position.secret, error="m").svg_inline(scale=5, title="Ticket code"))  # noqa: S704
+    qr = Markup(segno.make(position.secret, error="m").svg_inline(scale=5, omitsize=True,  # noqa: S704
+                                                                  title="Ticket code"))
     return Template("events/ticket.html", headers=NO_STORE, context={
         "event": event, "booking": booking, "position": position, "qr": qr,
         "when": when_text(event, occ) if occ else "This date has passed.",
@@ -146,6 +148,7 @@ class RedeemIn(msgspec.Struct, kw_only=True):
 
     secret: str
     type: Literal["entry", "exit"] = "entry"
+    occurrence: str | None = None  # ours: the date checked in (its key); default the current or next date
     nonce: str | None = None
     force: bool = False
     datetime: str | None = None
@@ -169,8 +172,8 @@ async def redeem_api(request: Request[User, Any, Any], db_session: AsyncSession,
     event = await _staff_event(request, db_session, slug)
     if data.nonce is not None and len(data.nonce) > 190:
         raise ClientException("nonce: at most 190 characters.", status_code=400)
-    answer = await BookingService(db_session).redeem(event, data.secret[:64], kind=data.type, nonce=data.nonce,
-                                                     force=data.force, by=request.user)
+    answer = await BookingService(db_session).redeem(event, data.secret[:200], kind=data.type, nonce=data.nonce,
+                                                     force=data.force, by=request.user, occurrence=data.occurrence)
     body: dict[str, Any] = {"status": answer.status, "require_attention": False, "list": {"name": event.title}}
     if answer.reason:
         body["reason"] = answer.reason
@@ -196,7 +199,7 @@ async def checkin_submit(request: Request[User, Any, Any], db_session: AsyncSess
     event = await _staff_event(request, db_session, slug)
     form = await parse_form(request, CheckinForm)
     kind = form.type if form.type in ("entry", "exit") else "entry"
-    answer = await BookingService(db_session).redeem(event, form.secret[:64], kind=kind,
+    answer = await BookingService(db_session).redeem(event, form.secret[:200], kind=kind,
                                                      nonce=form.nonce[:190] or None, by=request.user)
     return await _checkin(db_session, event, answer, status=200 if answer.status == "ok" else 422)
 
@@ -250,8 +253,8 @@ async def api_book(request: Request[User, Any, Any], db_session: AsyncSession, s
         if not upcoming:
             raise ClientException("This event has no upcoming date.", status_code=409)
         key = upcoming[0].key
-    try:
-        booking = await service.book(event, key, user=None, name=data.name, email=data.email,
+    try:  # booked as the token's member: one booking per member and date, cancellable by them
+        booking = await service.book(event, key, user=request.user, name=data.name, email=data.email,
                                      quantity=data.quantity, attendees=data.attendees)
     except InputProblems as exc:
         raise ClientException("; ".join(f"{k}: {v}" for k, v in exc.errors.items()), status_code=exc.status,

@@ -27,6 +27,8 @@ from app.caching import CachePolicy, conditional_response
 from app.settings import Settings
 from domains.events import ical, keys
 from domains.events.models import Event
+from domains.events.services.events import COLOUR_RE as COLOUR
+from domains.events.services.events import SLUG_RE as SLUG
 from domains.events.services.events import EventService, Listed
 from domains.events.services.recurrence import zone
 from domains.events.views import day_groups, event_view, listed_view
@@ -47,8 +49,11 @@ def _today() -> datetime:
 
 
 def _filters(request: Request[Any, Any, Any]) -> dict[str, str]:
-    return {k: str(request.query_params.get(k, ""))[:120].strip() for k in ("calendar", "tag")
-            if request.query_params.get(k)}
+    found = {k: str(request.query_params.get(k, ""))[:120].strip() for k in ("calendar", "tag")
+             if request.query_params.get(k)}
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for v in found.values() for c in v):
+        raise NotFoundException("No events are tagged with control characters.")
+    return found
 
 
 def _start(request: Request[Any, Any, Any]) -> datetime:
@@ -212,4 +217,14 @@ async def event_page(request: Request[Any, Any, Any], db_session: AsyncSession, 
     }, keys=surrogate)
 
 
-public_handlers = [events_index, events_past, this_month, events_month, events_feed, calendar_page, event_page]
+@public_get("/events/calendars.css", name="events:calendar-colours")
+async def calendar_colours(request: Request[Any, Any, Any], db_session: AsyncSession) -> Response[bytes]:
+    """Each calendar's colour as a class (``.cal-<slug>``): pages carry no inline styles (CSP)."""
+    rows = await EventService(db_session).calendars()
+    body = "".join(f".cal-{c.slug} {{ --cal: {c.colour}; }}\n" for c in rows
+                   if COLOUR.match(c.colour) and SLUG.match(c.slug))
+    return conditional_response(request, body, CachePolicy.PUBLIC, surrogate_keys=(keys.EVENTS,),
+                                media_type="text/css")
+
+
+public_handlers = [calendar_colours, events_index, events_past, this_month, events_month, events_feed, calendar_page, event_page]

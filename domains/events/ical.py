@@ -24,7 +24,7 @@ from domains.events.models import CANCELLED, POSTPONED, Event
 
 __all__ = ["ICS_TYPE", "feed", "uid_of"]
 
-ICS_TYPE: Final = "text/calendar; charset=utf-8"
+ICS_TYPE: Final = "text/calendar"  # the response adds "; charset=utf-8"
 PRODID: Final = "-//Rose Ash//Events//EN"
 STATUS: Final = {CANCELLED: "CANCELLED", POSTPONED: "TENTATIVE"}
 

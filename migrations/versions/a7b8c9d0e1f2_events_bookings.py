@@ -64,6 +64,9 @@ def upgrade() -> None:
     )
     for column in ("event_id", "occurrence", "user_id", "state"):
         op.create_index(op.f(f"ix_events_booking_{column}"), "events_booking", [column])
+    live = sa.text("state <> 'cancelled' AND user_id IS NOT NULL")
+    op.create_index("uq_events_booking_member_date", "events_booking", ["event_id", "occurrence", "user_id"],
+                    unique=True, postgresql_where=live, sqlite_where=live)
     op.create_table(
         "events_position",
         sa.Column("id", GUID(length=16), nullable=False),
@@ -93,7 +96,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["by_user_id"], ["account_user.id"],
                                 name=op.f("fk_events_checkin_by_user_id_account_user"), ondelete="SET NULL"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_events_checkin")),
-        sa.UniqueConstraint("nonce", name=op.f("uq_events_checkin_nonce")),
+        sa.UniqueConstraint("position_id", "nonce", name="uq_events_checkin_nonce"),
     )
     op.create_index(op.f("ix_events_checkin_position_id"), "events_checkin", ["position_id"])
 

@@ -35,10 +35,11 @@ from domains.events.models import Event
 from domains.events.services.recurrence import Occurrence, occurrences
 from fragments.purge import emit_purge
 
-__all__ = ["MAX_PLACES", "BookingService", "Redeemed", "capacity_problem", "set_capacity"]
+__all__ = ["MAX_PLACES", "BookingService", "Redeemed", "capacity_problem", "live_bookings", "set_capacity"]
 
 MAX_PLACES: Final = 10
 SECRET_BYTES: Final = 24  # 192 random bits (Pretix: at least 128)
+DOOR_GRACE: Final = timedelta(hours=2)  # a date stays the one checked in until two hours after it ends
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +55,12 @@ class Redeemed:
         if self.status == "ok":
             return 201
         return 404 if self.reason == "invalid" else 400
+
+
+async def live_bookings(session: AsyncSession, event: Event) -> int:
+    """How many confirmed or waiting bookings the event's dates hold (past dates included)."""
+    return int((await session.execute(select(func.count()).select_from(Booking).where(
+        Booking.event_id == event.id, Booking.state != CANCELLED))).scalar_one())
 
 
 async def capacity_problem(session: AsyncSession, event: Event, capacity: int | None) -> str | None:
@@ -182,7 +189,14 @@ class BookingService:
                 Booking.event_id == event.id, Booking.occurrence == key, Booking.user_id == user.id,
                 Booking.state != CANCELLED))).scalar_one()
             if already:
-                errors["occurrence"] = "You have already booked this date: change or cancel that booking instead."
+                errors["occurrence"] = "You have already booked this date: cancel that booking to book again."
+        if "quantity" not in errors and quantity > event.capacity:
+            errors["quantity"] = f"This event has {event.capacity} place{'s' if event.capacity != 1 else ''} a date."
+        elif "quantity" not in errors and occ is not None:
+            left = (await self.left(event, [key]))[key]
+            if 0 < left < quantity:
+                errors["quantity"] = (f"Only {left} place{'s are' if left != 1 else ' is'} left on that date: book "
+                                      f"{left} or fewer (a full date takes bookings on its waiting list).")
         if errors:
             raise InputProblems(errors)
         assert address is not None
@@ -190,8 +204,13 @@ class BookingService:
         fitted = await self._take(event.id, key, quantity)
         booking = Booking(event_id=event.id, occurrence=key, user_id=user.id if user else None, name=clean_name,
                           email=address, quantity=quantity, state=CONFIRMED if fitted else WAITING)
-        self.session.add(booking)
-        await self.session.flush()
+        try:
+            async with self.session.begin_nested():
+                self.session.add(booking)
+                await self.session.flush()
+        except IntegrityError:  # the member's other booking of this date won a race (a unique index)
+            raise InputProblems({"occurrence": "You have already booked this date: cancel that booking to book "
+                                               "again."}, status=409) from None
         if fitted:
             self._positions(booking, names or [clean_name])
             await self.session.flush()
@@ -206,14 +225,26 @@ class BookingService:
 
     async def cancel(self, booking: Booking, event: Event) -> list[Booking]:
         """Cancel a booking (its places return) and promote the waiting list; the bookings promoted."""
-        if booking.state == CANCELLED:
-            return []
         occ = await self.date_of(event, booking.occurrence)
         if occ is None:
             raise InputProblems({"form": "This date has begun or passed: the booking can no longer be cancelled."},
                                 status=409)
-        was_confirmed = booking.state == CONFIRMED
-        booking.state, booking.cancelled_at = CANCELLED, datetime.now(UTC)
+        # A compare-and-set on the state it had: of two concurrent cancels one wins, and the places
+        # returned are those of the state the winner replaced (a promotion in between counts).
+        was_confirmed = False
+        for _attempt in range(3):
+            current = (await self.session.execute(select(Booking.state).where(Booking.id == booking.id))).scalar_one()
+            if current == CANCELLED:
+                return []  # already cancelled, by this request's twin or earlier
+            done = await self.session.execute(
+                update(Booking).where(Booking.id == booking.id, Booking.state == current)
+                .values(state=CANCELLED, cancelled_at=datetime.now(UTC)).execution_options(synchronize_session=False))
+            if getattr(done, "rowcount", 0) == 1:
+                was_confirmed = current == CONFIRMED
+                break
+        else:
+            raise InputProblems({"form": "The booking changed while cancelling: try again."}, status=409)
+        await self.session.refresh(booking)
         await self.session.execute(update(Position).where(Position.booking_id == booking.id).values(cancelled=True))
         promoted: list[Booking] = []
         if was_confirmed:
@@ -258,20 +289,36 @@ class BookingService:
                      "bookings_url": f"{self.base_url}/account/bookings"}))
 
     # -- check-in (Pretix's redeem) -----------------------------------------------------------------
+    async def door_date(self, event: Event) -> Occurrence | None:
+        """The date being checked in: the earliest that has not ended more than two hours ago."""
+        now = datetime.now(UTC)
+        found = list(occurrences(start_local=event.starts_local, end_local=event.ends_local, tz=event.tz,
+                                 rule=event.rrule, exdates=event.exdates, window_start=now - DOOR_GRACE,
+                                 window_end=now + timedelta(days=366 * 2), limit=1))
+        return found[0] if found else None
+
     async def redeem(self, event: Event, secret: str, *, kind: str = "entry", nonce: str | None = None,
-                     force: bool = False, by: User | None = None) -> Redeemed:
-        if nonce:
-            earlier = (await self.session.execute(select(CheckIn).where(CheckIn.nonce == nonce))).scalar_one_or_none()
-            if earlier is not None:  # the same scan retried: the same answer, no second check-in
-                again = await self.session.get(Position, earlier.position_id)
-                return Redeemed("ok", position=self._position_view(again) if again else None)
-        found = await self.position(secret.strip())
+                     force: bool = False, by: User | None = None, occurrence: str | None = None) -> Redeemed:
+        """Check a ticket in (or out) at ``event``'s door for the date being checked in (``occurrence``,
+        or the current or next date): Pretix's answers, one check-in per (ticket, nonce)."""
+        code = secret.strip()
+        if "/events/tickets/" in code:  # the ticket's link pasted or scanned instead of its code
+            code = code.rstrip("/").rsplit("/", 1)[-1]
+        found = await self.position(code)
         if found is None or found[2].id != event.id:
             return Redeemed("error", "invalid")  # another event's ticket looks unknown here
         position, booking, _ = found
-        view = self._position_view(position)
+        view = {**self._position_view(position), "date": await self._date_text(event, booking.occurrence)}
+        if nonce:
+            earlier = (await self.session.execute(select(CheckIn.id).where(
+                CheckIn.position_id == position.id, CheckIn.nonce == nonce))).first()
+            if earlier is not None:  # the same scan retried: the same answer, no second check-in
+                return Redeemed("ok", position=view)
         if position.cancelled or booking.state != CONFIRMED:
             return Redeemed("error", "canceled", view)
+        today = occurrence or (door.key if (door := await self.door_date(event)) else None)
+        if booking.occurrence != today:
+            return Redeemed("error", "invalid_time", view)  # a ticket for another date of the series
         if kind == "entry" and not force:
             last = (await self.session.execute(select(CheckIn.kind).where(CheckIn.position_id == position.id)
                                                .order_by(CheckIn.at.desc(), CheckIn.id.desc()).limit(1))).scalar()
@@ -282,9 +329,16 @@ class BookingService:
                 self.session.add(CheckIn(position_id=position.id, kind=kind, nonce=nonce or None,
                                          by_user_id=by.id if by else None, at=datetime.now(UTC)))
                 await self.session.flush()
-        except IntegrityError:  # the same nonce, concurrently: the first one's answer stands
+        except IntegrityError:  # the same ticket and nonce, concurrently: the first one's answer stands
             return Redeemed("ok", position=view)
         return Redeemed("ok", position=view)
+
+    async def _date_text(self, event: Event, key: str) -> str:
+        try:
+            local = datetime.strptime(key, "%Y%m%dT%H%M%S")
+        except ValueError:
+            return key
+        return f"{local:%a} {local.day} {local:%B %Y}, {local:%H:%M}"
 
     @staticmethod
     def _position_view(position: Position) -> dict[str, Any]:

@@ -366,6 +366,16 @@ class EventService:
             if owner is not None and (event is None or owner != event.id):
                 errors["slug"] = f"Another event uses “{slug}”."
                 raise SlugTaken({**errors}, status=409)
+        if editing and not errors and event is not None and (
+                start_local != event.starts_local or end_local != event.ends_local or tz_name != event.tz
+                or rule != event.rrule or sorted(x.isoformat() for x in exdates) != sorted(event.exdates)):
+            from domains.events.services.bookings import live_bookings
+
+            if held := await live_bookings(self.session, event):
+                errors["start_date"] = (
+                    f"{held} booking{'s hold' if held != 1 else ' holds'} places on this event's dates: moving "
+                    "its dates would strand their tickets. Keep the dates (set the status to postponed or "
+                    "cancelled to tell people), or cancel those bookings first.")
         if errors:
             raise InputProblems(errors)
         assert cal is not None and start_local is not None and end_local is not None

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.forms import InputProblems
 from app.jobs import Job
 from domains.account.models import User
 from domains.account.services import TokenService
@@ -82,12 +83,13 @@ async def test_members_book_fill_the_date_wait_and_are_promoted(client: Any, eng
     assert mine.status_code == 200 and mine.text.count("/events/tickets/") == 2 and "booked" in mine.text
     assert await _mails(engine, "events-confirmed") == 1
 
-    await _member(client, engine, "ben")
-    assert (await _book(client, 2)).status_code == 303  # one place left: ben waits
     await _member(client, engine, "cat")
-    assert (await _book(client, 1)).status_code == 303  # one fits: cat is booked
-    assert await _states(engine) == [(CONFIRMED, 2), (WAITING, 2), (CONFIRMED, 1)]
+    assert (await _book(client, 1)).status_code == 303  # the last place: cat is booked
+    await _member(client, engine, "ben")
+    assert (await _book(client, 2)).status_code == 303  # full: ben waits
+    assert await _states(engine) == [(CONFIRMED, 2), (CONFIRMED, 1), (WAITING, 2)]
     assert await _mails(engine, "events-waiting") == 1
+    await _as(client, "cat")
 
     # Cat cancels: one place is not enough for ben's two, so he keeps waiting.
     page = await client.get("/account/bookings")
@@ -103,7 +105,7 @@ async def test_members_book_fill_the_date_wait_and_are_promoted(client: Any, eng
     token = CSRF_FIELD.search((await client.get("/account/bookings")).text)
     assert token
     assert (await client.post(cancel_path.group(1), data={"_csrf_token": token.group(1)})).status_code == 303
-    assert await _states(engine) == [(CONFIRMED, 2), (WAITING, 2), ("cancelled", 1)]
+    assert await _states(engine) == [(CONFIRMED, 2), ("cancelled", 1), (WAITING, 2)]
 
     # Ann cancels: three places free, ben's two are confirmed and he is mailed his tickets.
     await _as(client, "ann")
@@ -112,7 +114,7 @@ async def test_members_book_fill_the_date_wait_and_are_promoted(client: Any, eng
     token = CSRF_FIELD.search(page.text)
     assert cancel_path and token
     assert (await client.post(cancel_path.group(1), data={"_csrf_token": token.group(1)})).status_code == 303
-    assert await _states(engine) == [("cancelled", 2), (CONFIRMED, 2), ("cancelled", 1)]
+    assert await _states(engine) == [("cancelled", 2), ("cancelled", 1), (CONFIRMED, 2)]
     assert await _mails(engine, "events-promoted") == 1
     async with AsyncSession(engine) as session:
         quota = (await session.execute(select(EventQuota))).scalar_one()
@@ -130,6 +132,7 @@ async def test_members_book_fill_the_date_wait_and_are_promoted(client: Any, eng
     ({"email": "not-an-address"}, "email", "email address"),
     ({"name": "  "}, "name", "Give the name"),
     ({"attendees": "a\nb\nc"}, "attendees", "More names than places"),
+    ({"quantity": "4"}, "quantity", "This event has 3 places a date"),
 ])
 async def test_bad_bookings_are_named_and_write_nothing(client: Any, engine: AsyncEngine, data: dict[str, str],
                                                         field: str, message: str) -> None:
@@ -241,10 +244,22 @@ async def test_the_bookings_api_answers_201_or_409_with_the_waiting_list(client:
     assert made.status_code == 201, made.text
     body = made.json()
     assert body["waiting_list"] is False and len(body["positions"]) == 2 and body["occurrence"] == _key()
+    await _member(client, engine, "yan")
+    async with async_sessionmaker(engine)() as session, session.begin():
+        yan = (await session.execute(select(User).where(User.username == "yan"))).scalar_one()
+        _row, yan_secret = await TokenService(session).issue(yan, "bookings", ["events"])
+    client.cookies.clear()
     full = await client.post("/api/events/bread-workshop/bookings",
-                             json={"name": "Yan", "email": "yan@example.org"}, headers=headers)
+                             json={"name": "Yan", "email": "yan@example.org"},
+                             headers={"Authorization": f"Bearer {yan_secret}"})
     assert full.status_code == 409 and full.json()["waiting_list"] is True and full.json()["positions"] == []
     assert await _states(engine) == [(CONFIRMED, 2), (WAITING, 1)]  # the waiting entry was kept
+    twice = await client.post("/api/events/bread-workshop/bookings",
+                              json={"name": "Zoe", "email": "zoe@example.org"}, headers=headers)
+    assert twice.status_code == 422 and "already booked this date" in twice.text  # one booking per member
+    async with AsyncSession(engine) as session:  # booked as the token's member, who can cancel it
+        assert (await session.execute(select(func.count()).select_from(Booking).where(Booking.user_id.is_(None)))
+                ).scalar_one() == 0
     bad = await client.post("/api/events/bread-workshop/bookings",
                             json={"name": "X", "email": "nope", "quantity": 99}, headers=headers)
     assert bad.status_code == 422 and "quantity" in bad.text and "email" in bad.text
@@ -281,3 +296,105 @@ async def test_concurrent_bookings_never_overbook(engine: AsyncEngine, db_kind: 
         quota = (await session.execute(select(EventQuota))).scalar_one()
         assert quota.taken == 5 <= quota.capacity
         assert (await session.execute(select(func.count()).select_from(Position))).scalar_one() == 5
+
+
+async def test_a_booking_larger_than_what_is_left_is_refused_not_parked(client: Any, engine: AsyncEngine) -> None:
+    await _event(engine, capacity=3)
+    await _member(client, engine, "ann")
+    assert (await _book(client, 2)).status_code == 303
+    await _member(client, engine, "ben")
+    refused = await _book(client, 2)
+    assert refused.status_code == 422 and "Only 1 place is left" in refused.text
+    assert (await _book(client, 1)).status_code == 303
+    await _member(client, engine, "cat")
+    assert (await _book(client, 2)).status_code == 303  # full: the waiting list takes it
+    assert await _states(engine) == [(CONFIRMED, 2), (CONFIRMED, 1), (WAITING, 2)]
+
+
+async def test_dates_with_bookings_cannot_be_moved_from_under_them(client: Any, engine: AsyncEngine) -> None:
+    await _event(engine, capacity=3)
+    await _member(client, engine, "ann")
+    assert (await _book(client, 1)).status_code == 303
+    async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+        service = EventService(session)
+        event = await service.get("bread-workshop")
+        assert event is not None
+        base = {"title": "Bread workshop", "slug": "bread-workshop", "tz": "Europe/London",
+                "start_date": DAY.isoformat(), "end_time": "20:00", "capacity": "3"}
+        with pytest.raises(InputProblems) as moved:
+            await service.save(EventForm(**base, start_time="19:00"), event=event)
+        assert "strand their tickets" in moved.value.errors["start_date"]
+        await session.rollback()
+    async with async_sessionmaker(engine, expire_on_commit=False)() as session, session.begin():
+        service = EventService(session)
+        event = await service.get("bread-workshop")
+        assert event is not None
+        kept = await service.save(EventForm(**base, start_time="18:00", status="postponed"), event=event)
+        assert kept.status == "postponed"  # telling people is allowed; moving the dates is not
+
+
+async def test_two_cancels_of_one_booking_return_its_places_once(engine: AsyncEngine) -> None:
+    event = await _event(engine, capacity=2)
+    maker = async_sessionmaker(engine, expire_on_commit=False)
+    async with maker() as session, session.begin():
+        found = await session.get(Event, event.id)
+        assert found is not None
+        first = await BookingService(session).book(found, _key(), user=None, name="A", email="a@example.org",
+                                                   quantity=1)
+        await BookingService(session).book(found, _key(), user=None, name="B", email="b@example.org", quantity=1)
+    # Two requests load the booking while it is confirmed, then both cancel it.
+    one, two = maker(), maker()
+    try:
+        loaded = []
+        for session in (one, two):
+            booking, found = await session.get(Booking, first.id), await session.get(Event, event.id)
+            assert booking is not None and booking.state == CONFIRMED and found is not None
+            loaded.append((session, booking, found))
+        for session, booking, found in loaded:
+            await BookingService(session).cancel(booking, found)
+            await session.commit()
+    finally:
+        await one.close()
+        await two.close()
+    async with AsyncSession(engine) as session:
+        quota = (await session.execute(select(EventQuota))).scalar_one()
+        assert quota.taken == 1  # B still holds its place
+
+
+async def test_check_in_is_for_the_date_at_the_door(client: Any, engine: AsyncEngine) -> None:
+    event = await _event(engine, capacity=5, rrule="FREQ=WEEKLY;COUNT=3")
+    maker = async_sessionmaker(engine, expire_on_commit=False)
+    later = f"{DAY + timedelta(days=7):%Y%m%d}T180000"
+    async with maker() as session, session.begin():
+        found = await session.get(Event, event.id)
+        assert found is not None
+        service = BookingService(session)
+        now_booking = await service.book(found, _key(), user=None, name="Now", email="n@example.org", quantity=1)
+        next_booking = await service.book(found, later, user=None, name="Later", email="l@example.org", quantity=1)
+    async with maker() as session:
+        secret_now = (await session.execute(select(Position.secret).where(Position.booking_id == now_booking.id))
+                      ).scalar_one()
+        secret_later = (await session.execute(select(Position.secret).where(
+            Position.booking_id == next_booking.id))).scalar_one()
+    async with maker() as session, session.begin():
+        found = await session.get(Event, event.id)
+        assert found is not None
+        service = BookingService(session)
+        wrong_day = await service.redeem(found, secret_later, nonce="a")
+        assert (wrong_day.status, wrong_day.reason) == ("error", "invalid_time")
+        assert wrong_day.position is not None and str((DAY + timedelta(days=7)).day) in wrong_day.position["date"]
+        pasted = await service.redeem(found, f"http://127.0.0.1:8000/events/tickets/{secret_now}", nonce="b")
+        assert pasted.status == "ok"
+        # A used nonce replays only for its own ticket: a forged code with it is still unknown.
+        forged = await service.redeem(found, "FORGED", nonce="b")
+        assert (forged.status, forged.reason) == ("error", "invalid")
+        chosen = await service.redeem(found, secret_later, nonce="c", occurrence=later)
+        assert chosen.status == "ok"
+
+
+async def test_feed_filters_with_control_characters_are_refused(client: Any, engine: AsyncEngine) -> None:
+    await _event(engine)
+    assert (await client.get("/events.ics?tag=x%0D%0ABEGIN:VEVENT")).status_code == 404
+    css = await client.get("/events/calendars.css")
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert ".cal-events { --cal: #2f6f4f; }" in css.text
