@@ -54,7 +54,7 @@ from uuid import UUID
 
 import anyio.to_thread
 import msgspec
-from sqlalchemy import Table, select
+from sqlalchemy import Table, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 from uuid_utils.compat import uuid7  # the ORM's id scheme (advanced-alchemy's UUIDv7 primary keys)
@@ -459,6 +459,11 @@ async def apply_chunk(session: AsyncSession, ctx: ImportContext,
     from fragments.purge import emit_purge
 
     result = ChunkResult()
+    if session.get_bind().dialect.name == "postgresql":
+        # The chunk's lookups (SKUs and slugs IN the chunk's) are prepared statements that the server
+        # would plan once, generically, while the tables were still small (a sequential scan), and keep
+        # as they grow: every chunk then scans every row written before it. Plan them per execution.
+        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
     rows: list[Row] = []
     for number, record in numbered:
         if isinstance(record, BadRow):
