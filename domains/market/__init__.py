@@ -33,7 +33,8 @@ parallel work (public views and search: ``marketview``; importers, API and feder
 ``deps.py``       ``catalogue``, ``producers``, ``media`` dependencies.
 ``admin.py``      producers' and staff's pages under ``/market/admin/`` (``forms.py``: their
                   variant rows, ``v<i>_sku``/``v<i>_price``/``v<i>_o<j>``, parsed to ``ProductInput``).
-``media.py``      serves ``/media/<sha256>-<width>.<ext>`` (immutable).
+``media.py``      serves ``/media/<sha256>-<width>.<ext>`` (immutable; public images only) and
+                  ``/market/admin/media/<name>`` (owners and staff, private cache).
 ``controllers.py``  public pages: ``/market/``, products (variant picker), categories, producers,
                   search, market pages (marketview); ``search.py`` the search service (PostgreSQL
                   FTS / SQLite FTS5, ``search_models.py``); ``pages.py`` + ``page_models.py`` market
@@ -64,13 +65,14 @@ def _routes() -> list[ControllerRouterHandler]:
     from domains.market.api import read_handlers, write_handlers
     from domains.market.controllers import public_handlers
     from domains.market.import_admin import import_handlers
-    from domains.market.media import media_handlers
+    from domains.market.media import media_handlers, owner_media_handlers
     from domains.market.pages import admin_handlers as page_admin_handlers
 
     return [Router(path="/", opt=access.public(), route_handlers=[
         *public_handlers,
         *media_handlers,
-        Router(path="/", opt=access.session(role="producer", owner="product"), route_handlers=admin_handlers),
+        Router(path="/", opt=access.session(role="producer", owner="product"), route_handlers=[
+            *admin_handlers, *owner_media_handlers]),
         Router(path="/", opt=access.admin(), route_handlers=[*staff_handlers, *page_admin_handlers]),
         Router(path="/", opt=access.session(role="producer", owner="csv-import"), route_handlers=import_handlers),
         # JSON API: reads for everyone (a token, if sent, needs one of these scopes); writes need "market".

@@ -4,8 +4,21 @@ Reads are for everyone (active products only: a draft or archived product is abs
 ``GET /api/market/products`` (keyset paging: ``?after=<cursor>`` from the previous page's
 ``next``), ``GET /api/market/products/{slug}`` (variants with what is available now).
 Writes need a token with the ``market`` scope (app/access.py; the session cookie never counts
-under ``/api/``): create and replace products, add variants, adjust stock. A producer's token
+under ``/api/``): create products, change them, add variants, adjust stock. A producer's token
 manages that producer's products; a product it may not manage is 404, as on the website.
+
+Changing a product:
+
+``PATCH /api/market/products/{slug}``  a **partial update**: only the fields sent change; a field
+    left out keeps its value (the slug is never re-made from a new title, the status never falls
+    back to draft). ``variants``, when sent, are matched by SKU: a known SKU changes only the
+    variant fields sent, a new SKU is added (``price_minor`` required); variants not listed are
+    kept. ``{}`` changes nothing.
+``PUT /api/market/products/{slug}``    a **full replace**: every field of :class:`ProductReplace`
+    is required (a PUT missing one is refused with 422 naming the missing fields, never read as
+    "empty"); variants not listed are removed.
+
+Neither changes what the API does not carry (categories, featured, images, the import source).
 
 Bodies are ``application/json`` only (415 otherwise, app/strict_input.py); every error is
 ``application/problem+json`` (app/errors.py). The rules are the catalogue's
@@ -21,7 +34,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
-from litestar import Request, get, post, put
+from litestar import Request, get, patch, post, put
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import Parameter
 from sqlalchemy import and_, or_, select
@@ -80,6 +93,43 @@ class ProductIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     description_md: str = ""
     status: str = "draft"
     tags: list[str] = []
+
+
+class ProductReplace(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A PUT body: the whole product. Every field is required (422 names those missing); the
+    variants are the full list (matched by SKU; those left out are removed)."""
+
+    title: str | msgspec.UnsetType = msgspec.UNSET
+    slug: str | msgspec.UnsetType = msgspec.UNSET
+    description_md: str | msgspec.UnsetType = msgspec.UNSET
+    status: str | msgspec.UnsetType = msgspec.UNSET
+    tags: list[str] | msgspec.UnsetType = msgspec.UNSET
+    variants: list[VariantIn] | msgspec.UnsetType = msgspec.UNSET
+
+
+class VariantPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A variant in a PATCH, found by ``sku``: only the fields sent change (a new SKU needs ``price_minor``)."""
+
+    sku: str
+    price_minor: int | msgspec.UnsetType = msgspec.UNSET
+    options: dict[str, str] | msgspec.UnsetType = msgspec.UNSET
+    compare_at_minor: int | msgspec.UnsetType | None = msgspec.UNSET
+    weight_grams: int | msgspec.UnsetType | None = msgspec.UNSET
+    barcode: str | msgspec.UnsetType = msgspec.UNSET
+    low_stock_threshold: int | msgspec.UnsetType = msgspec.UNSET
+    currency: str | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class ProductPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A PATCH body: any of the product's fields; those left out keep their value. ``variants``
+    lists only the variants to change or add (by SKU); the others are kept."""
+
+    title: str | msgspec.UnsetType = msgspec.UNSET
+    slug: str | msgspec.UnsetType = msgspec.UNSET
+    description_md: str | msgspec.UnsetType = msgspec.UNSET
+    status: str | msgspec.UnsetType = msgspec.UNSET
+    tags: list[str] | msgspec.UnsetType = msgspec.UNSET
+    variants: list[VariantPatch] | msgspec.UnsetType = msgspec.UNSET
 
 
 class StockIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -243,7 +293,53 @@ def _input(data: ProductIn, existing: Product | None = None) -> ProductInput:
                         tags=data.tags, variants=[v.to_input(by_sku.get(v.sku)) for v in data.variants],
                         category_ids=[link.category_id for link in existing.category_links] if existing else [],
                         producer_id=existing.producer_id if existing is not None else None,
-                        source_url=existing.source_url if existing is not None else "")
+                        source_url=existing.source_url if existing is not None else "",
+                        # what the API does not carry is kept, never reset (staff's "featured")
+                        featured=existing.featured if existing is not None else False)
+
+
+def _variant_in(variant: Any) -> VariantIn:
+    return VariantIn(sku=variant.sku, price_minor=variant.price_minor, options=dict(variant.options),
+                     compare_at_minor=variant.compare_at_minor, weight_grams=variant.weight_grams,
+                     barcode=variant.barcode, low_stock_threshold=variant.low_stock_threshold)
+
+
+def _current(product: Product) -> ProductIn:
+    """The product as a full :class:`ProductIn`, the base a PATCH or an added variant changes."""
+    return ProductIn(title=product.title, slug=product.slug, description_md=product.description_md,
+                     status=product.status, tags=list(product.tags),
+                     variants=[_variant_in(v) for v in product.variants])
+
+
+def _check_status(status: str) -> None:
+    if status not in ("draft", "active", "archived"):
+        raise ClientException("status must be draft, active or archived.", status_code=422)
+
+
+def _patched(product: Product, data: ProductPatch) -> ProductIn:
+    """The product with ``data``'s fields over its own (a partial update)."""
+    merged = _current(product)
+    changes = {name: getattr(data, name) for name in ("title", "slug", "description_md", "status", "tags")
+               if getattr(data, name) is not msgspec.UNSET}
+    merged = msgspec.structs.replace(merged, **changes)
+    if data.variants is not msgspec.UNSET:
+        by_sku = {v.sku: i for i, v in enumerate(merged.variants)}
+        seen: set[str] = set()
+        for change in data.variants:
+            sku = change.sku.strip()
+            if sku in seen:
+                raise ClientException(f"SKU {sku[:64]} is listed twice in variants.", status_code=422)
+            seen.add(sku)
+            fields = {f: getattr(change, f) for f in change.__struct_fields__
+                      if f != "sku" and getattr(change, f) is not msgspec.UNSET}
+            if sku in by_sku:
+                merged.variants[by_sku[sku]] = msgspec.structs.replace(merged.variants[by_sku[sku]], **fields)
+            elif "price_minor" not in fields:
+                raise ClientException(f"SKU {sku[:64]} is new to this product: send its price_minor too.",
+                                      status_code=422)
+            else:
+                merged.variants.append(VariantIn(sku=sku, **fields))
+    return merged
 
 
 def _refused(exc: InputProblems) -> ClientException:
@@ -275,16 +371,40 @@ async def _managed(request: Request[User, Any, Any], catalogue: CatalogueService
     return product
 
 
+@patch("/api/market/products/{slug:str}", name="api:market-update")
+async def update_product(request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
+                         slug: str, data: ProductPatch) -> ProductRead:
+    """Change some fields of a product of yours (a partial update): fields left out keep their
+    value; `variants` lists only the variants to change (by SKU, only the fields sent) or add."""
+    if data.status is not msgspec.UNSET:
+        _check_status(data.status)
+    catalogue = _catalogue(db_session, settings)
+    product = await _managed(request, catalogue, slug)
+    merged = _patched(product, data)
+    try:
+        saved = await catalogue.save(request.user, _input(merged, product), product=product)
+    except InputProblems as exc:
+        raise _refused(exc) from None
+    return await catalogue.read(saved)
+
+
 @put("/api/market/products/{slug:str}", name="api:market-replace")
 async def replace_product(request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
-                          slug: str, data: ProductIn) -> ProductRead:
-    """Replace a product of yours: its fields and the full list of its variants (matched by SKU)."""
-    if data.status not in ("draft", "active", "archived"):
-        raise ClientException("status must be draft, active or archived.", status_code=422)
+                          slug: str, data: ProductReplace) -> ProductRead:
+    """Replace a product of yours: every field is required (422 names any missing; PATCH changes
+    only some), and the variants are the full list (matched by SKU; those left out are removed)."""
+    missing = [name for name in data.__struct_fields__ if getattr(data, name) is msgspec.UNSET]
+    if missing:
+        raise ClientException(
+            f"PUT replaces the whole product: send every field ({', '.join(data.__struct_fields__)}); missing: "
+            f"{', '.join(missing)}. To change only some fields, use PATCH.", status_code=422,
+            extra=[{"key": name, "message": "required by PUT"} for name in missing])
+    full = msgspec.convert(msgspec.to_builtins(data), ProductIn)
+    _check_status(full.status)
     catalogue = _catalogue(db_session, settings)
     product = await _managed(request, catalogue, slug)
     try:
-        saved = await catalogue.save(request.user, _input(data, product), product=product)
+        saved = await catalogue.save(request.user, _input(full, product), product=product)
     except InputProblems as exc:
         raise _refused(exc) from None
     return await catalogue.read(saved)
@@ -297,14 +417,9 @@ async def add_variant(request: Request[User, Any, Any], db_session: AsyncSession
     catalogue = _catalogue(db_session, settings)
     product = await _managed(request, catalogue, slug)
     if any(v.sku == data.sku.strip() for v in product.variants):
-        raise ClientException(f"This product already has SKU {data.sku.strip()[:64]}; PUT the product to change it.",
+        raise ClientException(f"This product already has SKU {data.sku.strip()[:64]}; PATCH the product to change it.",
                               status_code=409)
-    current = ProductIn(title=product.title, slug=product.slug, description_md=product.description_md,
-                        status=product.status, tags=list(product.tags), variants=[
-                            VariantIn(sku=v.sku, price_minor=v.price_minor, options=dict(v.options),
-                                      compare_at_minor=v.compare_at_minor, weight_grams=v.weight_grams,
-                                      barcode=v.barcode, low_stock_threshold=v.low_stock_threshold)
-                            for v in product.variants])
+    current = _current(product)
     current.variants.append(data)
     try:
         saved = await catalogue.save(request.user, _input(current, product), product=product)
@@ -332,5 +447,5 @@ async def adjust_stock(request: Request[User, Any, Any], db_session: AsyncSessio
 
 
 read_handlers = [list_products, get_product, list_pages, get_page]
-write_handlers = [create_product, replace_product, add_variant, adjust_stock]
+write_handlers = [create_product, update_product, replace_product, add_variant, adjust_stock]
 api_handlers = [*read_handlers, *write_handlers]

@@ -28,8 +28,13 @@ chunk, and no row is applied twice. Bad rows are skipped with their reason; good
 Each row gets one line in the report file (``<id>.report.csv``: row, sku, outcome, reason),
 written before its chunk commits and cut back to the committed count on resume.
 
-Rows are applied through the ORM (the search index follows every product flush), but in bulk:
-one query each for the chunk's SKUs, slugs and option combinations, one flush for its inserts.
+Rows are applied in bulk: one query each for the chunk's SKUs, slugs and option combinations;
+updates of existing products and variants through the ORM (the search index follows every
+product flush); new products, their search documents, variants and stock as one bulk write per
+table (a binary ``COPY`` on PostgreSQL, an executemany INSERT on SQLite: :func:`bulk_insert`).
+Each chunk writes one product-event job per subscriber for all its products (a
+``ProductEvents`` batch, domains/market/events.py) and one purge (a second, hard one for
+products that stopped being public), not one per row.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ from uuid import UUID
 
 import anyio.to_thread
 import msgspec
-from sqlalchemy import Table, select
+from sqlalchemy import Table, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import selectinload
 from uuid_utils.compat import uuid7  # the ORM's id scheme (advanced-alchemy's UUIDv7 primary keys)
@@ -379,6 +384,47 @@ def _table(model: Any) -> Table:
     return cast(Table, model.__table__)
 
 
+async def bulk_insert(session: AsyncSession, model: Any, rows: list[dict[str, Any]]) -> None:
+    """INSERT ``rows`` (dicts with the same keys) into ``model``'s table in this transaction.
+
+    On PostgreSQL through asyncpg, a binary ``COPY`` on the session's connection (the same
+    transaction): the server neither parses nor plans a statement of thousands of parameters, and
+    the values go through the columns' own bind processors, so they are what an INSERT would
+    send. Python-side column defaults (``created_at``, ...) are filled in as an INSERT would.
+    Elsewhere (SQLite) one executemany INSERT.
+    """
+    if not rows:
+        return
+    from sqlalchemy import insert
+    from sqlalchemy.sql import sqltypes
+
+    table = _table(model)
+    conn = await session.connection()
+    dialect = conn.dialect
+    if dialect.name != "postgresql" or dialect.driver != "asyncpg":
+        await session.execute(insert(table), rows)
+        return
+    await session.flush()  # what the ORM holds goes first, as the INSERT's autoflush would do
+    given = list(rows[0])
+    defaulted = [c for c in table.columns if c.key not in rows[0] and c.default is not None and not c.computed]
+    columns = [table.c[k] for k in given] + defaulted
+    # asyncpg's binary codecs take UUIDs, aware datetimes, str, int and bool as they are (the GUID and
+    # UTC types' bind processors only turn UUIDs into text for it to parse back); JSON is serialised.
+    processors = [c.type.dialect_impl(dialect).bind_processor(dialect)
+                  if isinstance(c.type.dialect_impl(dialect), sqltypes.JSON) else None for c in columns]
+    makers = [cast(Any, c.default) for c in defaulted]
+    records: list[tuple[Any, ...]] = []
+    for row in rows:
+        values = [row[k] for k in given]
+        values += [d.arg(None) if d.is_callable else d.arg for d in makers]
+        records.append(tuple(v if f is None or v is None else f(v)
+                             for f, v in zip(processors, values, strict=True)))
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+    await driver.copy_records_to_table(table.name, columns=[c.name for c in columns], records=records,
+                                       schema_name=table.schema)
+
+
 @dataclass
 class NewProduct:
     """A product this chunk creates: written with one bulk INSERT per table, not through the ORM
@@ -404,8 +450,6 @@ async def apply_chunk(session: AsyncSession, ctx: ImportContext,
     INSERTs, with their search documents written beside them (the search index's flush listener
     sees only ORM objects). Purges and product events are those the catalogue writes.
     """
-    from sqlalchemy import insert
-
     from app.markdown import render_key, render_markdown
     from domains.market import events, keys
     from domains.market.models import ACTIVE, Product, ProductCategory, StockLevel, Variant
@@ -415,6 +459,11 @@ async def apply_chunk(session: AsyncSession, ctx: ImportContext,
     from fragments.purge import emit_purge
 
     result = ChunkResult()
+    if session.get_bind().dialect.name == "postgresql":
+        # The chunk's lookups (SKUs and slugs IN the chunk's) are prepared statements that the server
+        # would plan once, generically, while the tables were still small (a sequential scan), and keep
+        # as they grow: every chunk then scans every row written before it. Plan them per execution.
+        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
     rows: list[Row] = []
     for number, record in numbered:
         if isinstance(record, BadRow):
@@ -554,23 +603,22 @@ async def apply_chunk(session: AsyncSession, ctx: ImportContext,
             product.revision += 1
     if created:
         new = list(created.values())
-        await session.execute(insert(_table(Product)), [{
+        await bulk_insert(session, Product, [{
             "id": p.id, "title": p.title, "slug": p.slug, "producer_id": p.producer_id, "status": p.status,
             "featured": False, "published_at": p.published_at, "description_md": p.description_md,
             "description_html": render_markdown(p.description_md), "description_key": render_key(p.description_md),
             "tags": p.tags, "source_url": "", "revision": 1} for p in new])
-        await session.execute(insert(_table(SearchDocument)), [
-            # A draft's time (None) is never ranked: publishing it rewrites its document.
+        # A draft's time (None) is never ranked: publishing it rewrites its document.
+        await bulk_insert(session, SearchDocument, [
             document_of(p.id, p.title, p.tags, p.description_md, active=p.status == ACTIVE,
                         published=p.published_at) for p in new])
-        links = [{"id": uuid7(), "product_id": p.id, "category_id": c} for p in new for c in p.category_ids]
-        if links:
-            await session.execute(insert(_table(ProductCategory)), links)
-    if new_variants:
-        await session.execute(insert(_table(Variant)), new_variants)
-        await session.execute(insert(_table(StockLevel)), new_levels)
+        await bulk_insert(session, ProductCategory, [{"id": uuid7(), "product_id": p.id, "category_id": c}
+                                                     for p in new for c in p.category_ids])
+    await bulk_insert(session, Variant, new_variants)
+    await bulk_insert(session, StockLevel, new_levels)
     await session.flush()
     purge: set[Any] = set()
+    hidden: set[Any] = set()  # products that stopped being public: purged hard (their pages and images)
     changes: list[ProductEvent] = []
     for product, was_public in touched.values():
         is_public = product.status == ACTIVE
@@ -579,15 +627,19 @@ async def apply_chunk(session: AsyncSession, ctx: ImportContext,
         linked = set(product.category_ids) if isinstance(product, NewProduct) else {
             link.category_id for link in product.category_links}
         slugs_of = [slug for slug, cid in ctx.categories.items() if cid in linked]
-        purge |= keys.showing(product.id, product.producer_id, slugs_of)
+        (hidden if was_public and not is_public else purge).update(
+            keys.showing(product.id, product.producer_id, slugs_of))
         kind: Any = "updated" if was_public and is_public else "created" if is_public else "deleted"
         changes.append(ProductEvent(product_id=product.id, kind=kind, slug=product.slug, revision=product.revision,
                                     url=f"{ctx.base_url.rstrip('/')}/market/{product.slug}"))
-    # The catalogue's events and purges, as the service writes them, in this chunk's transaction:
-    # one flush per subscriber for the whole chunk instead of one per product.
-    await events.product_changed.emit_many(session, changes)
-    if purge:
-        await emit_purge(session, purge)
+    # The catalogue's events and purges, in this chunk's transaction, coalesced: one job per
+    # subscriber for the chunk's product events (a ProductEvents batch), one purge job (two when
+    # some product stopped being public: that one is hard).
+    await events.emit_product_events(session, changes)
+    if purge - hidden:
+        await emit_purge(session, purge - hidden)
+    if hidden:
+        await emit_purge(session, hidden, hard=True)
     return result
 
 

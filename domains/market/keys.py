@@ -5,7 +5,10 @@ tagged with them and every change to a product, its variants, images or stock pu
 ``market-product:<id>`` is a product (its own page, cards and embeds that show it);
 ``market-products`` every list of products (the index, search results, ``market.latest``,
 feeds); ``market-producer:<id>`` a producer's page and everything showing its name or logo;
-``market-category:<slug>`` a category's page. marketview's market pages add their own keys.
+``market-category:<slug>`` a category's page; ``market-media:<sha256>`` every stored copy of one
+image at ``/media/`` (which also carries the keys of the active products and the producers that
+show it, so a product that stops being public takes its images off the edge with it).
+marketview's market pages add their own keys.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from uuid import UUID
 
 from fragments.purge import SurrogateKey
 
-__all__ = ["MARKET_PAGES", "PRODUCTS", "category", "market_page", "market_page_showing", "producer", "product",
-           "showing"]
+__all__ = ["MARKET_PAGES", "PRODUCTS", "category", "market_page", "market_page_showing", "media", "producer",
+           "product", "showing"]
 
 PRODUCTS: Final = SurrogateKey("market-products")  # every list of products
 
@@ -32,6 +35,10 @@ def producer(producer_id: UUID | str) -> SurrogateKey:
 
 def category(slug: str) -> SurrogateKey:
     return SurrogateKey(f"market-category:{slug}")
+
+
+def media(sha256: str) -> SurrogateKey:
+    return SurrogateKey(f"market-media:{sha256}")
 
 
 def showing(product_id: UUID, producer_id: UUID, category_slugs: Iterable[str] = ()) -> set[SurrogateKey]:

@@ -36,6 +36,7 @@ __all__ = [
     "ProducerRead",
     "ProductEvent",
     "ProductEventKind",
+    "ProductEvents",
     "ProductInput",
     "ProductRead",
     "ProductStatus",
@@ -283,3 +284,10 @@ class ProductEvent(msgspec.Struct, frozen=True, kw_only=True):
     slug: str
     revision: int
     url: str
+
+
+class ProductEvents(msgspec.Struct, frozen=True, kw_only=True):
+    """The payload of a ``market.products`` subscriber job: many products' events at once (a CSV
+    import chunk writes one job per subscriber, not one per product), in the order they happened."""
+
+    events: list[ProductEvent]

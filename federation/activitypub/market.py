@@ -9,7 +9,8 @@ product that stops being public (archived, back to draft, deleted) sends ``Delet
 
 Driven by the market's durable product events (domains/market/events.py): this module subscribes
 the ``activitypub.market-product`` job kind, exactly as federation/activitypub/blog.py does for
-posts. The Note's id is ``/ap/objects/<product id>``: stable across edits, dereferenceable as AS2.
+posts (and ``activitypub.market-products`` for the batches a CSV import emits, one job per
+chunk). The Note's id is ``/ap/objects/<product id>``: stable across edits, dereferenceable as AS2.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sqlalchemy import select
 
 from app.jobs import JobContext, job_handler
 from domains.market import events
-from domains.market.schemas import ProductEvent, ProductRead
+from domains.market.schemas import ProductEvent, ProductEvents, ProductRead
 from domains.market.services import CatalogueService
 from federation.activitypub.as2 import public_addressing
 from federation.activitypub.core import Federation
@@ -34,6 +35,7 @@ from federation.activitypub.sanitize import plain_text, sanitize_html
 log = logging.getLogger("rose_ash.federation.market")
 
 KIND = "activitypub.market-product"
+BATCH_KIND = "activitypub.market-products"  # a bulk change's events (domains/market/events.py)
 ACTOR = "market"
 TEASER = 300  # characters of the description in the Note
 
@@ -63,6 +65,18 @@ def attachments(product: ProductRead) -> list[dict[str, Any]]:
 
 @job_handler(KIND)
 async def federate_product(ctx: JobContext, event: ProductEvent) -> None:
+    await _federate(ctx, event)
+
+
+@job_handler(BATCH_KIND)
+async def federate_products(ctx: JobContext, batch: ProductEvents) -> None:
+    """A bulk change's events (a CSV import chunk), each in its own transaction, in order. A retry
+    after a failure part-way sends nothing twice: a Create finds its object, an Update its content."""
+    for event in batch.events:
+        await _federate(ctx, event)
+
+
+async def _federate(ctx: JobContext, event: ProductEvent) -> None:
     client = ctx.services.get("federation_client") if ctx.services else None
     settings = ctx.settings
     async with ctx.sessionmaker() as session, session.begin():
@@ -80,25 +94,30 @@ async def federate_product(ctx: JobContext, event: ProductEvent) -> None:
                     await outbox.delete_note(actor, existing)
                 return
             content, attached = note_content(product), attachments(product)
+            raw = {"attachment": attached}
             if existing is None:
                 to, cc = public_addressing("public", actor.followers_url)
                 obj = APObject(id=event.product_id, ap_id=ap_id, type="Note", local=True, attributed_to=actor.uri,
                                content=content, summary="", url=product.url, in_reply_to="", visibility="public",
                                to=to, cc=cc, mentions=[], published=product.published_at or datetime.now(UTC),
-                               raw={"attachment": attached})
+                               raw=raw)
                 session.add(obj)
                 await session.flush()
                 await outbox.send_create(actor, obj)
             elif existing.deleted:  # public again after an archive: a new Create of the same object
                 existing.deleted = False
                 existing.content, existing.url = content, product.url
-                existing.raw = {"attachment": attached}
+                existing.raw = raw
                 await outbox.send_create(actor, existing)
+            elif (existing.content, existing.url, (existing.raw or {}).get("attachment")) == (
+                    content, product.url, attached):
+                return  # nothing followers see changed (stock only; or a retried batch that sent it already)
             else:
-                existing.raw = {**(existing.raw or {}), "attachment": attached}
+                existing.raw = {**(existing.raw or {}), **raw}
                 await outbox.update_note(actor, existing, {"content": content, "url": product.url})
         finally:
             await fed.aclose()
 
 
 events.subscribe(KIND)
+events.subscribe_batch(BATCH_KIND)

@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import pytest
@@ -149,6 +150,8 @@ def fill(case: Case, world: World) -> str:
         if name == "repo":
             return repo
         if name == "name":
+            if path.startswith("/market/admin/media/"):
+                return v["media_name"]
             if path.startswith("/ap/actors/"):
                 return "instance"
             if path.startswith("/f/me/"):
@@ -342,7 +345,7 @@ async def build(client: Any, db: AsyncSession) -> World:
                          "/social/reports/new?note=" + str(note.id))
     assert reported.status_code == 303, reported.text
     await renew(world, db, "post", "token", "client", "block", "report", "product", "image")
-    await market_world(world, db, users["alice"])
+    await market_world(world, db, users["alice"], client.app.state["settings"].data_dir)
 
     for who in [*SCOPED, EVERY_PAT, EVERY_OAUTH]:
         world.secrets[who.name] = await token_for(db, users["alice"], who)
@@ -393,13 +396,15 @@ def _push_seed(bare: str) -> str:
                               text=True).stdout.strip()
 
 
-async def market_world(world: World, db: AsyncSession, alice: User) -> None:
+async def market_world(world: World, db: AsyncSession, alice: User, data_dir: Path) -> None:
     """For the JSON API and the import pages: an active product of alice's that no route removes, a
-    published market page showing it, and alice's CSV import."""
+    published market page showing it, alice's CSV import, and an image on the product (stored)."""
     from domains.market.import_models import CsvImport
+    from domains.market.models import Media, ProductImage
     from domains.market.page_models import MarketPage, MarketPageItem
     from domains.market.schemas import ProductInput, VariantInput
     from domains.market.services import CatalogueService, ProducerService
+    from domains.market.services.media import media_file
 
     product = await CatalogueService(db, base_url="http://testserver.local").save(None, ProductInput(
         title="Matrix product", status="active", variants=[VariantInput(sku="MATRIX-1", price_minor=100)],
@@ -410,6 +415,14 @@ async def market_world(world: World, db: AsyncSession, alice: User) -> None:
     await db.flush()
     db.add(MarketPageItem(page_id=page.id, product_id=product.id, position=0))
     world.values["page_slug"] = page.slug
+    media = Media(sha256="a" * 64, format="png", width=1, height=1, byte_size=4, widths=[1], uploaded_by_id=alice.id)
+    db.add(media)
+    await db.flush()
+    db.add(ProductImage(product_id=product.id, media_id=media.id, position=0))
+    stored = media_file(data_dir, media.sha256, 1, "png")
+    stored.parent.mkdir(parents=True, exist_ok=True)
+    stored.write_bytes(b"\x89PNG")
+    world.values["media_name"] = stored.name
     run = CsvImport(owner_id=alice.id, filename="matrix.csv", state="done")
     db.add(run)
     await db.flush()
@@ -563,7 +576,8 @@ async def test_authorization_matrix(app, client, db_session) -> None:  # type: i
                 failures.append(f"{case.label} as {who.name}: Content-Type {ctype!r}")
             if case.method == "GET" and got == "ok" and response.status_code == 200 \
                     and case.rule.reach is Reach.SESSION and ctype != HTML and "/export" not in case.path \
-                    and not case.path.endswith(".csv"):  # downloads (the market import's template and reports)
+                    and not case.path.endswith(".csv") \
+                    and not case.path.startswith("/market/admin/media/"):  # downloads (CSV) and owners' images
                 failures.append(f"{case.label} as {who.name}: a private page answered {ctype!r}")
             if who.kind == "session" and case.method == "POST" and "logout" in case.path:
                 world.jars[who.user or ""] = await sign_in_again(client, who.user or "")

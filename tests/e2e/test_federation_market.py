@@ -2,7 +2,9 @@
 with the listing import's command line (item 10) making the product: bob on B follows
 ``market@A``; a producer on A imports a product page from a loopback fixture shop with
 ``rose-ash market import-url --publish``; its ``Create`` (a Note with the link, the price and the
-first image as an attachment) reaches bob's home timeline on B; archiving it sends ``Delete``.
+first image as an attachment) reaches bob's home timeline on B; a change of its title and price
+through the API's PATCH sends ``Update`` (the same note on B, new text); archiving it sends
+``Delete`` (a Tombstone: B keeps the note as deleted) and its image stops being served.
 Uses the helpers of test_federation_two_instances.py."""
 
 from __future__ import annotations
@@ -114,6 +116,39 @@ async def test_market_actor_create_reaches_a_peer(peers: dict[str, AppServer], s
         assert image["type"] == "Image" and image["mediaType"] in ("image/png", "image/jpeg", "image/webp")
         assert image["url"].startswith(f"{a.base_url}/")
 
+        # changed while active on A (the API's partial update: title and price): an Update reaches B,
+        # the same note (one row on B) now shows the new title and price
+        async def market_token(session: AsyncSession) -> str:
+            from sqlalchemy import select
+
+            from domains.account.models import User
+            from domains.account.services import TokenService
+
+            user = (await session.scalars(select(User).where(User.username == "grower"))).one()
+            return (await TokenService(session).issue(user, "e2e", ["market"]))[1]
+
+        secret = a.in_process(market_token)
+        async with httpx.AsyncClient(base_url=a.base_url, timeout=10) as c:
+            current = (await c.get("/api/market/products/heritage-apple-juice")).json()
+            change = {"title": "Heritage Apple Juice, pressed today",
+                      "variants": [{"sku": v["sku"], "price_minor": 525} for v in current["variants"]]}
+            patched = await c.patch("/api/market/products/heritage-apple-juice", json=change,
+                                    headers={"Authorization": f"Bearer {secret}"})
+            assert patched.status_code == 200, patched.text
+            assert patched.json()["slug"] == "heritage-apple-juice" and patched.json()["status"] == "active"
+
+        async def updated_on_b() -> bool:
+            return "pressed today" in await _page(bob, "/social/")
+
+        await _eventually(updated_on_b, what="the market's Update on B")
+        home = await _page(bob, "/social/")
+        assert "£5.25" in home and "£4.50" not in home
+        [(raw,)] = await _rows(b, "SELECT raw FROM ap_object WHERE url = :url", url=public_url)
+        doc = raw if isinstance(raw, dict) else __import__("json").loads(raw)
+        assert "pressed today" in doc["content"] and doc["attachment"][0]["url"].startswith(f"{a.base_url}/media/")
+        async with httpx.AsyncClient(timeout=10) as c:  # the attachment is public while the product is
+            assert (await c.get(doc["attachment"][0]["url"])).status_code == 200
+
         # archived on A: a Delete reaches B and the note leaves bob's timeline
         async def archive(session: AsyncSession) -> None:
             from domains.market.services import CatalogueService
@@ -129,5 +164,9 @@ async def test_market_actor_create_reaches_a_peer(peers: dict[str, AppServer], s
             return "Heritage Apple Juice" not in await _page(bob, "/social/")
 
         await _eventually(gone, what="the market's Delete on B")
+        [(deleted, content)] = await _rows(b, "SELECT deleted, content FROM ap_object WHERE ap_id = :id", id=doc["id"])
+        assert deleted and content == ""  # the Tombstone: the note is kept as deleted, its text gone
+        async with httpx.AsyncClient(timeout=10) as c:  # the archived product's image is no longer served
+            assert (await c.get(doc["attachment"][0]["url"])).status_code == 404
     finally:
         await bob.aclose()

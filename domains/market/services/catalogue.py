@@ -218,7 +218,9 @@ class CatalogueService:
             revision=product.revision, producer=producer_read(product.producer, base_url=base),
             categories=[CategoryRead(id=c.id, name=c.name, slug=c.slug, parent_id=c.parent_id,
                                      url=f"{base}/market/category/{c.slug}") for c in product.categories],
-            images=[image_read(i.media, image_id=i.id, alt=i.alt, base_url=base) for i in product.images],
+            # a product that is not public has no public images: its owners see them at /market/admin/media/
+            images=[image_read(i.media, image_id=i.id, alt=i.alt, base_url=base, private=product.status != ACTIVE)
+                    for i in product.images],
             variants=[self.variant_read(v, available.get(v.id, 0)) for v in product.variants],
             source_url=product.source_url)
 
@@ -629,7 +631,7 @@ class CatalogueService:
         if allocated:
             raise InputProblems({"form": "Some of its stock is allocated to orders: archive it instead."}, 409)
         if product.status == ACTIVE:
-            await self._purge(self._keys(product))
+            await self._purge(self._keys(product), hard=True)
             await self._event(product, "deleted")
         await self.db.delete(product)
         await self.db.flush()
@@ -743,12 +745,14 @@ class CatalogueService:
         is_public = product.status == ACTIVE
         if not (was_public or is_public):
             return
-        await self._purge(set(before_keys or ()) | self._keys(product))
+        # Hard when it stops being public: the edge must not serve its page or images (/media/ carries
+        # the product's key) even once more while revalidating.
+        await self._purge(set(before_keys or ()) | self._keys(product), hard=was_public and not is_public)
         kind: ProductEventKind = "updated" if was_public and is_public else "created" if is_public else "deleted"
         await self._event(product, kind)
 
-    async def _purge(self, surrogate_keys: set[SurrogateKey]) -> None:
-        await emit_purge(self.db, surrogate_keys)
+    async def _purge(self, surrogate_keys: set[SurrogateKey], *, hard: bool = False) -> None:
+        await emit_purge(self.db, surrogate_keys, hard=hard)
 
     async def _event(self, product: Product, kind: ProductEventKind) -> None:
         await events.emit_product_event(self.db, ProductEvent(

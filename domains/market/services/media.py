@@ -161,22 +161,27 @@ def media_file(data_dir: Path, sha256: str, width: int, fmt: str) -> Path:
     return media_dir(data_dir) / f"{sha256}-{width}.{fmt}"
 
 
-def media_url(media: Media, width: int | None = None, *, base_url: str = "") -> str:
-    """The copy at ``width`` (the largest without one): ``/media/<sha256>-<width>.<ext>``."""
+def media_url(media: Media, width: int | None = None, *, base_url: str = "", private: bool = False) -> str:
+    """The copy at ``width`` (the largest without one): ``/media/<sha256>-<width>.<ext>``; ``private``:
+    the owners' and staff's ``/market/admin/media/...`` (images of drafts are not public)."""
     widths = media.widths or [media.width]
     chosen = max(widths) if width is None else min((w for w in widths if w >= width), default=max(widths))
-    return f"{base_url.rstrip('/')}/media/{media.sha256}-{chosen}.{media.format}"
+    prefix = "/market/admin/media" if private else "/media"
+    return f"{base_url.rstrip('/')}{prefix}/{media.sha256}-{chosen}.{media.format}"
 
 
-def srcset(media: Media, *, base_url: str = "") -> str:
+def srcset(media: Media, *, base_url: str = "", private: bool = False) -> str:
     """The ``srcset`` attribute of an ``<img>``: every stored copy with its width descriptor."""
-    return ", ".join(f"{media_url(media, w, base_url=base_url)} {w}w" for w in sorted(media.widths or [media.width]))
+    return ", ".join(f"{media_url(media, w, base_url=base_url, private=private)} {w}w"
+                     for w in sorted(media.widths or [media.width]))
 
 
-def image_read(media: Media, *, image_id: UUID | None = None, alt: str = "", base_url: str = "") -> ImageRead:
-    return ImageRead(id=image_id or media.id, media_id=media.id, url=media_url(media, base_url=base_url),
-                     srcset=srcset(media, base_url=base_url), width=media.width, height=media.height, alt=alt,
-                     content_type=CONTENT_TYPES[media.format])
+def image_read(media: Media, *, image_id: UUID | None = None, alt: str = "", base_url: str = "",
+               private: bool = False) -> ImageRead:
+    return ImageRead(id=image_id or media.id, media_id=media.id,
+                     url=media_url(media, base_url=base_url, private=private),
+                     srcset=srcset(media, base_url=base_url, private=private), width=media.width,
+                     height=media.height, alt=alt, content_type=CONTENT_TYPES[media.format])
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

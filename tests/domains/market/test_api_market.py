@@ -124,7 +124,7 @@ async def test_replace_add_variant_and_ownership(client: Any, sessionmaker: asyn
     r = await client.post("/api/market/products/kale/variants", json={"sku": "KALE-2", "price_minor": 1},
                           headers=alice)
     assert r.status_code == 409
-    replaced = product("Curly kale", "KALE-2")
+    replaced = {**product("Curly kale", "KALE-2"), "slug": "kale"}
     r = await client.put("/api/market/products/kale", json=replaced, headers=alice)
     assert r.status_code == 200 and r.json()["title"] == "Curly kale" and len(r.json()["variants"]) == 1
     # bob may not touch alice's product: 404, as if it were absent
@@ -147,10 +147,11 @@ async def test_openapi_describes_the_market_api(client: Any) -> None:
     schema = (await client.get("/api/schema/openapi.json")).json()
     paths = schema["paths"]
     assert {"get", "post"} <= set(paths["/api/market/products"])
-    assert {"get", "put"} <= set(paths["/api/market/products/{slug}"])
+    assert {"get", "put", "patch"} <= set(paths["/api/market/products/{slug}"])
     assert "post" in paths["/api/market/stock"]
     names = set(schema["components"]["schemas"])
-    assert {"ProductIn", "VariantIn", "ProductRead", "ProductPage", "StockIn", "StockOut"} <= names
+    assert {"ProductIn", "ProductPatch", "ProductReplace", "VariantPatch", "VariantIn", "ProductRead", "ProductPage",
+            "StockIn", "StockOut"} <= names
 
 
 async def test_market_pages(client: Any, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
@@ -180,3 +181,68 @@ async def test_market_pages(client: Any, sessionmaker: async_sessionmaker[AsyncS
     assert all("source_url" not in p and all("low_stock_threshold" not in v for v in p["variants"])
                for p in one["products"])
     assert (await client.get("/api/market/pages/later")).status_code == 404
+
+
+async def test_patch_is_a_partial_update_and_put_demands_every_field(
+        client: Any, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
+    from domains.market.models import Product
+
+    await make_producer(client, sessionmaker, "alice")
+    client.cookies.clear()
+    await make_producer(client, sessionmaker, "bob")
+    client.cookies.clear()
+    alice, bob = await token(sessionmaker, "alice", "market"), await token(sessionmaker, "bob", "market")
+    assert (await client.post("/api/market/products", json=product("Kale", "KALE-1", "KALE-2"),
+                              headers=alice)).status_code == 201
+    async with sessionmaker() as session, session.begin():
+        (await session.scalars(select(Product).where(Product.slug == "kale"))).one().featured = True
+    # Only the title: the slug is not re-made from it, the status stays active, the variants stay.
+    r = await client.patch("/api/market/products/kale", json={"title": "Curly kale"}, headers=alice)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["title"], body["slug"], body["status"]) == ("Curly kale", "kale", "active")
+    assert [(v["sku"], v["price_minor"]) for v in body["variants"]] == [("KALE-1", 300), ("KALE-2", 350)]
+    assert body["description_md"] == "Fresh *today*." and body["tags"] == ["veg"]
+    # One variant's price only; a new SKU is added; the rest is kept.
+    r = await client.patch("/api/market/products/kale", json={"variants": [
+        {"sku": "KALE-2", "price_minor": 999}, {"sku": "KALE-3", "price_minor": 120, "options": {"size": "s9"}}]},
+        headers=alice)
+    assert r.status_code == 200, r.text
+    variants = {v["sku"]: v for v in r.json()["variants"]}
+    assert {s: v["price_minor"] for s, v in variants.items()} == {"KALE-1": 300, "KALE-2": 999, "KALE-3": 120}
+    assert variants["KALE-2"]["options"] == {"size": "s1"}
+    assert (await client.patch("/api/market/products/kale", json={}, headers=alice)).json()["title"] == "Curly kale"
+    # bad PATCHes: clear 422s, nothing written
+    for bad, words in (({"variants": [{"sku": "NEW-1"}]}, "price_minor"),
+                       ({"status": "gone"}, "status"),
+                       ({"variants": [{"sku": "KALE-1", "price_minor": 1}, {"sku": "KALE-1", "price_minor": 2}]},
+                        "twice"),
+                       ({"variants": [{"sku": "KALE-1", "price_minor": -5}]}, "")):
+        r = await client.patch("/api/market/products/kale", json=bad, headers=alice)
+        assert r.status_code in (409, 422), (bad, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json") and words in r.json()["detail"]
+    r = await client.patch("/api/market/products/kale", json={"price": 1}, headers=alice)  # unknown field
+    assert r.status_code == 400
+    # another producer: 404, as if absent
+    assert (await client.patch("/api/market/products/kale", json={"title": "Mine"}, headers=bob)).status_code == 404
+    assert (await client.patch("/api/market/products/nothing", json={}, headers=alice)).status_code == 404
+    after = (await client.get("/api/market/products/kale")).json()
+    assert after["title"] == "Curly kale" and {v["sku"]: v["price_minor"] for v in after["variants"]} == {
+        "KALE-1": 300, "KALE-2": 999, "KALE-3": 120}
+    # PUT without every field is refused (422 names the missing ones), nothing renamed or unpublished
+    r = await client.put("/api/market/products/kale", json={"title": "Kale", "variants": [
+        {"sku": "KALE-1", "price_minor": 300}]}, headers=alice)
+    assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+    assert "slug, description_md, status, tags" in r.json()["detail"] and "PATCH" in r.json()["detail"]
+    r = await client.get("/api/market/products/kale")
+    assert r.status_code == 200 and r.json()["title"] == "Curly kale" and len(r.json()["variants"]) == 3
+    # a full PUT replaces: variants left out are removed; "featured" (not carried by the API) is kept
+    r = await client.put("/api/market/products/kale", json={**product("Kale", "KALE-1"), "slug": "kale"},
+                         headers=alice)
+    assert r.status_code == 200 and [v["sku"] for v in r.json()["variants"]] == ["KALE-1"]
+    async with sessionmaker() as session:
+        assert (await session.scalars(select(Product).where(Product.slug == "kale"))).one().featured is True
+    # a PATCH to draft unpublishes only when asked
+    r = await client.patch("/api/market/products/kale", json={"status": "draft"}, headers=alice)
+    assert r.status_code == 200 and r.json()["status"] == "draft"
+    assert (await client.get("/api/market/products/kale")).status_code == 404

@@ -278,3 +278,52 @@ async def test_report_cells_are_formula_safe_and_say_nothing_of_owners(
     reasons = {line[1]: line[3] for line in report}
     assert reasons["HONEY-1"] == "SKU HONEY-1 is already taken"
     assert "another producer" not in text and "already taken" in reasons["HONEY-9"]
+
+
+async def test_a_chunk_coalesces_its_events_and_purges(client: Any, sessionmaker: async_sessionmaker[AsyncSession],
+                                                       settings: Settings) -> None:
+    """One product-event job (a batch) and one purge per chunk, not one per row; a row that archives
+    a public product purges hard (its pages and images leave the edge); the batch federates."""
+    from app.jobs import Job
+    from federation.activitypub.market import BATCH_KIND, KIND
+    from fragments.purge import PURGE_KIND
+
+    await make_producer(client, sessionmaker)
+    rows = [[f"pie-{i}", f"Pie {i}", "", f"PIE-{i}", "", "3.00", "", "", "1", "", "", "active"] for i in range(6)]
+    assert (await upload(client, csv_text(rows))).status_code == 303
+    worker = Worker(sessionmaker, settings=settings)
+    assert await worker.run_once(limit=1) == 1  # the import alone
+
+    async def queued() -> list[Job]:
+        async with sessionmaker() as session:
+            return list((await session.scalars(select(Job).where(Job.kind != csv_import.CSV_IMPORT)
+                                               .order_by(Job.created_at))).all())
+
+    jobs = await queued()
+    batches = [j for j in jobs if j.kind == BATCH_KIND]
+    assert len(batches) == 1 and not [j for j in jobs if j.kind == KIND]
+    assert [(e["slug"], e["kind"]) for e in batches[0].payload["events"]] == [(f"pie-{i}", "created") for i in range(6)]
+    purges = [j for j in jobs if j.kind == PURGE_KIND]
+    assert len(purges) == 1 and not purges[0].payload["hard"] and "market-products" in purges[0].payload["keys"]
+    assert await worker.run_once() >= 2  # the batch federates (no followers: nothing to deliver), purges run
+    assert all(j.state == "done" for j in await queued()), [(j.kind, j.state, j.last_error) for j in await queued()]
+    async with sessionmaker() as session, session.begin():
+        ids = dict((await session.execute(select(Product.slug, Product.id))).tuples().all())
+        await session.execute(__import__("sqlalchemy").delete(Job))
+
+    # pie-0 and pie-1 archived (a row that names the product moves its status), pie-2's price changed
+    again = [[f"pie-{i}", f"Pie {i}", "", f"PIE-{i}", "", "3.00", "", "", "1", "", "", "archived"] for i in (0, 1)]
+    again.append(["pie-2", "Pie 2", "", "PIE-2", "", "3.50", "", "", "1", "", "", "active"])
+    assert (await upload(client, csv_text(again))).status_code == 303
+    assert await worker.run_once(limit=1) == 1
+    jobs = await queued()
+    [batch] = [j for j in jobs if j.kind == BATCH_KIND]
+    assert [(e["slug"], e["kind"]) for e in batch.payload["events"]] == [
+        ("pie-0", "deleted"), ("pie-1", "deleted"), ("pie-2", "updated")]
+    purges = [j.payload for j in jobs if j.kind == PURGE_KIND]
+    hard = [p for p in purges if p["hard"]]
+    assert len(purges) == 2 and len(hard) == 1
+    assert {f"market-product:{ids['pie-0']}", f"market-product:{ids['pie-1']}"} <= set(hard[0]["keys"])
+    assert f"market-product:{ids['pie-2']}" not in hard[0]["keys"]
+    await worker.run_once()
+    assert all(j.state == "done" for j in await queued())

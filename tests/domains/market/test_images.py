@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
+from sqlalchemy import delete as sqlalchemy_delete
 from sqlalchemy import func, select
 
 from domains.market.models import Media, Product, ProductImage
@@ -198,3 +199,84 @@ async def test_a_producer_logo_goes_through_the_same_checks(client: Any, session
     assert good.status_code == 303
     page = await client.get(where)
     assert "/media/" in page.text and "srcset=" in page.text
+
+
+async def test_images_of_drafts_are_private_until_published(client: Any, sessionmaker: Any) -> None:
+    """A draft's image answers anonymous visitors exactly like an absent image; its owner and staff
+    see it at /market/admin/media/ (private cache, no surrogate key); publishing makes it public,
+    archiving takes it back (a hard purge of the product's key, which the image carries)."""
+    from app.jobs import Job
+    from domains.account.models import User
+    from domains.account.services import TokenService
+    from fragments.purge import PURGE_KIND
+    from tests.helpers.web import login
+
+    await make_producer(client, sessionmaker, "alice")
+    made = await submit(client, THREE)  # a draft
+    assert made.status_code == 303
+    page = str(made.headers["location"])
+    raw = photo(size=(700, 500))
+    assert (await upload(client, page, raw, "socks.jpg", "image/jpeg")).status_code == 303
+    sha = hashlib.sha256(raw).hexdigest()
+    name, absent = f"{sha}-320.jpeg", f"{'0' * 64}-320.jpeg"
+    edit = await client.get(page)
+    assert f"/market/admin/media/{sha}-" in edit.text and f'"/media/{sha}' not in edit.text
+
+    owner_cookies = dict(client.cookies)
+    client.cookies.clear()
+    hidden, missing = await client.get(f"/media/{name}"), await client.get(f"/media/{absent}")
+    assert hidden.status_code == missing.status_code == 404
+    assert hidden.content == missing.content
+    assert {k: v for k, v in hidden.headers.items() if k not in ("date", "x-request-id")} == {
+        k: v for k, v in missing.headers.items() if k not in ("date", "x-request-id")}
+    anonymous_owner_url = await client.get(f"/market/admin/media/{name}")
+    assert anonymous_owner_url.status_code in (303, 401) and not anonymous_owner_url.content.startswith(b"\xff\xd8")
+
+    client.cookies.update(owner_cookies)
+    mine = await client.get(f"/market/admin/media/{name}")
+    assert mine.status_code == 200 and mine.content.startswith(b"\xff\xd8")
+    assert mine.headers["content-type"] == "image/jpeg"
+    assert mine.headers["cache-control"].startswith("private") and "immutable" not in mine.headers["cache-control"]
+    assert "public" not in mine.headers["cache-control"] and "surrogate-key" not in mine.headers
+    async with sessionmaker() as session:
+        product = (await session.execute(select(Product))).scalar_one()
+        read = await CatalogueService(session).read(await CatalogueService(session).get(product.id))  # type: ignore[arg-type]
+    assert "/market/admin/media/" in read.images[0].url and "/market/admin/media/" in read.images[0].srcset
+
+    # Another producer: the same 404 as an absent image; staff: 200.
+    client.cookies.clear()
+    await make_producer(client, sessionmaker, "bob")
+    other, other_missing = await client.get(f"/market/admin/media/{name}"), await client.get(
+        f"/market/admin/media/{absent}")
+    assert other.status_code == other_missing.status_code == 404 and other.content == other_missing.content
+    client.cookies.clear()
+    await make_producer(client, sessionmaker, "carol", admin=True, producer=False)
+    staff = await client.get(f"/market/admin/media/{name}")
+    assert staff.status_code == 200 and staff.content == mine.content
+
+    # Published (through the API's partial update): public, immutable, tagged with the product's key.
+    async with sessionmaker() as session, session.begin():
+        alice = (await session.execute(select(User).where(User.username == "alice"))).scalar_one()
+        _row, secret = await TokenService(session).issue(alice, "t", ["market"])
+    client.cookies.clear()
+    r = await client.patch(f"/api/market/products/{product.slug}", json={"status": "active"},
+                           headers={"Authorization": f"Bearer {secret}"})
+    assert r.status_code == 200 and r.json()["images"][0]["url"].endswith(f"/media/{sha}-700.jpeg")
+    public = await client.get(f"/media/{name}")
+    assert public.status_code == 200 and public.content == mine.content
+    assert public.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert {f"market-product:{product.id}", f"market-media:{sha}"} <= set(public.headers["surrogate-key"].split())
+    assert "set-cookie" not in public.headers
+
+    # Archived: a hard purge of the product's key (the edge drops the image too), then 404 again.
+    async with sessionmaker() as session, session.begin():
+        await session.execute(sqlalchemy_delete(Job))
+    assert (await login(client, "alice")).status_code == 303
+    token = await form_token(client, f"{page}/archive")
+    assert (await client.post(f"{page}/archive", data={"_csrf_token": token})).status_code == 303
+    async with sessionmaker() as session:
+        purges = [j.payload for j in (await session.execute(select(Job))).scalars() if j.kind == PURGE_KIND]
+    assert any(p["hard"] and f"market-product:{product.id}" in p["keys"] for p in purges), purges
+    client.cookies.clear()
+    gone = await client.get(f"/media/{name}")
+    assert gone.status_code == 404 and gone.content == missing.content
