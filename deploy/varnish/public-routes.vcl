@@ -31,6 +31,7 @@ sub rose_ash_route_class {
       req.url ~ "^/events/?([?].*)?$" ||  # /events
       req.url ~ "^/events\.ics/?([?].*)?$" ||  # /events.ics
       req.url ~ "^/events/calendar/[^/?]+/?([?].*)?$" ||  # /events/calendar/{slug:str}
+      req.url ~ "^/events/calendars\.css/?([?].*)?$" ||  # /events/calendars.css
       req.url ~ "^/events/month/?([?].*)?$" ||  # /events/month
       req.url ~ "^/events/month/[^/?]+/?([?].*)?$" ||  # /events/month/{ym:str}
       req.url ~ "^/events/past/?([?].*)?$" ||  # /events/past

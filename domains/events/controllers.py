@@ -227,4 +227,5 @@ async def calendar_colours(request: Request[Any, Any, Any], db_session: AsyncSes
                                 media_type="text/css")
 
 
-public_handlers = [calendar_colours, events_index, events_past, this_month, events_month, events_feed, calendar_page, event_page]
+public_handlers = [calendar_colours, events_index, events_past, this_month, events_month, events_feed, calendar_page,
+                   event_page]
