@@ -142,8 +142,14 @@ def valid_address(value: str) -> str | None:
     return address if len(address) <= 254 else None
 
 
+# Every character that str.splitlines() breaks on (VT, FF, FS, GS, RS, NEL, U+2028, U+2029 as well as
+# CR and LF) and the other control characters: the folding code joins splitlines() with CRLF, so any
+# of them in a header value would start a new header or the body.
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def _one_line(what: str, value: str) -> str:
-    if "\r" in value or "\n" in value or "\x00" in value:
+    if _CONTROL.search(value) or value.splitlines() not in ([value], []):
         raise ValueError(f"{what} must be one line: a line break there would start a new header")
     return value
 

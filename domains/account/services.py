@@ -49,6 +49,17 @@ class TokenRepository(SQLAlchemyAsyncRepository[AccessToken]):
     model_type = AccessToken
 
 
+# Control characters and every line break str.splitlines() knows: a name reaches mail headers (the
+# "To" display name), where any of them would start a new header line.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def display_name_problem(name: str) -> str | None:
+    if _CONTROL.search(name):
+        return "Use letters, digits, spaces and punctuation only: no line breaks or control characters."
+    return None
+
+
 @dataclass
 class EmailTaken(InputProblems):
     """Sign-up with an address that already has an account (``owner``)."""
@@ -90,6 +101,8 @@ class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
             errors["password"] = problem
         if len(data.display_name) > 100:
             errors["display_name"] = "Use 100 characters at most."
+        elif problem := display_name_problem(data.display_name):
+            errors["display_name"] = problem
         if errors:
             raise InputProblems(errors)
         taken = (await self.db.execute(
@@ -246,7 +259,7 @@ class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
         while username_problem(candidate) or await self.repository.exists(username=candidate):
             n += 1
             candidate = f"{base}-{n}"
-        user = User(username=candidate, email=email, display_name=display_name.strip()[:100],
+        user = User(username=candidate, email=email, display_name=_CONTROL.sub(" ", display_name).strip()[:100],
                     bio=bio.strip()[:2000], password_hash=LOCKED_PASSWORD_HASH, is_author=True)
         user = await self.repository.add(user)
         await emit_purge(self.db, [keys.MEMBERS])
@@ -256,6 +269,8 @@ class AccountService(SQLAlchemyAsyncRepositoryService[User, UserRepository]):
         errors: dict[str, str] = {}
         if len(display_name.strip()) > 100:
             errors["display_name"] = "Use 100 characters at most."
+        elif problem := display_name_problem(display_name):
+            errors["display_name"] = problem
         if len(bio) > 2000:
             errors["bio"] = "Use 2,000 characters at most."
         if errors:
