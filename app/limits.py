@@ -31,12 +31,16 @@ AUTH_FORMS: Final = "auth-forms"  # sign-in and sign-up POSTs per client address
 OAUTH_REGISTRATION: Final = "oauth-registration"  # RFC 7591 client registrations per client address
 KEY_REFETCH: Final = "ap-key-refetch"  # re-fetches of a remote signing key per source host
 ACCOUNT_MAIL: Final = "account-mail"  # account mails (reset, verification) per email address
+PAYMENT_WEBHOOK: Final = "payment-webhook"  # payment provider webhooks per client address
 
 # The limits no operator tunes.
 FIXED_LIMITS: Final[Mapping[str, RateLimitItem]] = {
     KEY_REFETCH: RateLimitItemPerMinute(20, namespace=KEY_REFETCH),
     # Per address, whoever asks: nobody can flood a mailbox with reset or verification mails.
     ACCOUNT_MAIL: RateLimitItemPerHour(5, namespace=ACCOUNT_MAIL),
+    # Webhooks are unsigned pokes that each cost a job and a provider API call: a provider sends a
+    # few a minute, a flood from one address is refused (429, and the provider retries later).
+    PAYMENT_WEBHOOK: RateLimitItemPerMinute(60, namespace=PAYMENT_WEBHOOK),
 }
 
 

@@ -24,6 +24,7 @@ from litestar.exceptions import NotFoundException
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.jobs import JobContext, job_handler
+from app.limits import PAYMENT_WEBHOOK, limited
 from app.settings import Settings
 from domains.payments.hooks import payments_updated
 from domains.payments.registry import available_providers
@@ -78,6 +79,7 @@ async def request_refresh(session: AsyncSession, provider: str, provider_id: str
     include_in_schema=False,
     opt={"exclude_from_auth": True, "skip_session": True, "exclude_from_csrf": True},
     cache_control=CacheControlHeader(no_store=True),
+    guards=[limited(PAYMENT_WEBHOOK)],
 )
 async def payment_webhook(
     provider: str, request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings

@@ -11,7 +11,16 @@ import pytest
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage
 
-from app.limits import ACCOUNT_MAIL, AUTH_FORMS, INBOX, KEY_REFETCH, OAUTH_REGISTRATION, Limiter, make_limiter
+from app.limits import (
+    ACCOUNT_MAIL,
+    AUTH_FORMS,
+    INBOX,
+    KEY_REFETCH,
+    OAUTH_REGISTRATION,
+    PAYMENT_WEBHOOK,
+    Limiter,
+    make_limiter,
+)
 from app.settings import Settings
 from tests.conftest import REDIS_URL, on_store
 from tests.helpers.web import login
@@ -74,7 +83,7 @@ def test_the_named_limits_come_from_the_settings() -> None:
     limits = make_limiter(settings).limits
     assert {name: (item.amount, item.get_expiry()) for name, item in limits.items()} == {
         INBOX: (7, 60), AUTH_FORMS: (5, 60), OAUTH_REGISTRATION: (3, 3600), KEY_REFETCH: (20, 60),
-        ACCOUNT_MAIL: (5, 3600)}
+        ACCOUNT_MAIL: (5, 3600), PAYMENT_WEBHOOK: (60, 60)}
 
 
 @pytest.mark.skipif(not REDIS_URL, reason="ROSE_ASH_TEST_REDIS_URL is not set")

@@ -179,3 +179,14 @@ async def test_sumup_down_the_job_is_retried_then_emits(setup, sumup_fake: FakeS
     assert await later.run_once() >= 1
     await run_jobs(maker, settings)
     assert [(r.provider_id, r.status) for r in SEEN] == [(record.provider_id, PaymentStatus.PAID)]
+
+
+async def test_a_flood_of_webhooks_from_one_address_is_refused(setup, sumup_fake: FakeSumUp) -> None:  # type: ignore[no-untyped-def]
+    """Each webhook costs a job and a provider call: past 60 a minute from one address, 429."""
+    client, maker, _settings = setup
+    answers = []
+    for n in range(62):
+        body = {"event_type": "CHECKOUT_STATUS_CHANGED", "id": f"00000000-0000-0000-0000-{n:012d}"}
+        answers.append((await client.post("/payments/webhook/sumup", json=body)).status_code)
+    assert answers[:60] == [204] * 60 and answers[60:] == [429, 429]
+    assert len(await refresh_jobs(maker)) == 60
