@@ -220,7 +220,7 @@ def main() -> None:
                 bare.terminate()
                 bare.wait(timeout=10)
             search = run_wrk(server.base_url + "/market/search?q=apple", args.duration, args.connections,
-                             args.threads, script, cpu_session=server.proc.pid)
+                             args.threads, script, cpu_session=server.proc.pid if server.proc else 0)
         load = os.getloadavg()
         print(f"\nPostgreSQL, {args.rows} products; wrk -t{args.threads} -c{args.connections} -d{args.duration}s; "
               f"{args.workers} web worker(s); search page {len(sample.content)} bytes; load average after the run "
