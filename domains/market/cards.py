@@ -20,17 +20,22 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 from uuid import UUID
 
-from sqlalchemy import select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.money import format_minor
 from domains.market.models import ACTIVE, Media, Producer, Product, ProductImage, Variant
+from domains.market.services import stock
 from domains.market.services.media import media_url, srcset
 from domains.market.services.stock import available_expr
 
 __all__ = ["Card", "load_cards"]
 
 _CHUNK = 500  # ids per statement: well under SQLite's bound-variable limit
+# The statement, built once per (active_only, registered reservation terms): building it (the
+# correlated subqueries, available_expr) cost more CPU than running it. The ids are an expanding
+# parameter.
+_STATEMENTS: dict[tuple[bool, tuple[Any, ...]], Select[Any]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +60,15 @@ def _absolute(url: str, link_base: str) -> str:
     return link_base + url if link_base and url.startswith("/") else url
 
 
-def _statement(ids: Sequence[UUID], active_only: bool) -> Any:
+def _statement(active_only: bool) -> Select[Any]:
+    key = (active_only, tuple(stock._reserved))  # a term registered later (the cart) makes a new one
+    found = _STATEMENTS.get(key)
+    if found is None:
+        found = _STATEMENTS[key] = _build(active_only)
+    return found
+
+
+def _build(active_only: bool) -> Select[Any]:
     first_image = (select(ProductImage.id).where(ProductImage.product_id == Product.id)
                    .order_by(ProductImage.position, ProductImage.id).limit(1).correlate(Product).scalar_subquery())
     stmt = (
@@ -67,7 +80,7 @@ def _statement(ids: Sequence[UUID], active_only: bool) -> Any:
         .outerjoin(ProductImage, ProductImage.id == first_image)
         .outerjoin(Media, Media.id == ProductImage.media_id)
         .outerjoin(Variant, Variant.product_id == Product.id)
-        .where(Product.id.in_(list(ids)))
+        .where(Product.id.in_(bindparam("ids", expanding=True)))
         .order_by(Product.id, Variant.position, Variant.id))
     if active_only:
         stmt = stmt.where(Product.status == ACTIVE)
@@ -83,7 +96,7 @@ async def load_cards(session: AsyncSession, ids: Sequence[UUID], *, link_base: s
     wanted = list(dict.fromkeys(ids))
     rows: dict[UUID, list[Any]] = {}
     for start in range(0, len(wanted), _CHUNK):
-        for row in await session.execute(_statement(wanted[start:start + _CHUNK], active_only)):
+        for row in await session.execute(_statement(active_only), {"ids": wanted[start:start + _CHUNK]}):
             rows.setdefault(row[0], []).append(row)
     built = {pid: _card(found, link_base) for pid, found in rows.items()}
     return [built[i] for i in ids if i in built]

@@ -85,6 +85,8 @@ async def test_availability_counts_registered_reservations(sm: Any, world: World
         return literal(3)
 
     ids = [world.ids["wildflower-honey"], world.ids["sourdough-loaf"]]
+    async with sm() as session:  # the statement is built and kept before the cart registers its term
+        assert [c.data["in_stock"] for c in await load_cards(session, ids)] == [True, True]
     register_reserved(three_reserved)
     try:
         async with sm() as session:
