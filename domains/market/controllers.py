@@ -30,7 +30,8 @@ from app.caching import CachePolicy, policy_headers
 from app.money import minor_exponent, parse_major
 from app.settings import Settings
 from domains.market import keys
-from domains.market.fragments import card, load_reads, page_keys
+from domains.market.cards import load_cards
+from domains.market.fragments import page_keys
 from domains.market.models import ACTIVE, Producer, Product
 from domains.market.pages import MarketPageService, page_view
 from domains.market.schemas import ProductRead, VariantRead
@@ -183,11 +184,11 @@ async def market_index(request: Request[Any, Any, Any], db_session: AsyncSession
     newest_ids = list((await db_session.execute(
         select(Product.id).where(Product.status == ACTIVE)
         .order_by(Product.published_at.desc().nulls_last(), Product.id.desc()).limit(NEWEST))).scalars())
-    reads = {p.id: p for p in await load_reads(db_session, list(dict.fromkeys(featured_ids + newest_ids)))}
+    cards = {c.id: c.data for c in await load_cards(db_session, list(dict.fromkeys(featured_ids + newest_ids)))}
     categories = [c for c in await catalogue.categories() if c.parent_id is None]
     return await render_page(request, "market/index.html", {
-        "featured": [card(reads[i]) for i in featured_ids if i in reads],
-        "newest": [card(reads[i]) for i in newest_ids if i in reads],
+        "featured": [cards[i] for i in featured_ids if i in cards],
+        "newest": [cards[i] for i in newest_ids if i in cards],
         "categories": categories, "filters": None,
     }, keys=(keys.PRODUCTS,))
 
@@ -228,8 +229,7 @@ async def _results(request: Request[Any, Any, Any], db: AsyncSession, filters: S
         found = await MarketSearch(db, page_size=size).search(filters, cursor=cursor if isinstance(cursor, str) else "")
     except BadCursor as exc:
         raise HTTPException(status_code=400, detail=str(exc)) from None
-    reads = await load_reads(db, found.ids)
-    return [card(p) for p in reads], found.next_cursor
+    return [c.data for c in await load_cards(db, found.ids)], found.next_cursor
 
 
 @public_get("/market/category/{slug:str}", name="market:category")
@@ -310,10 +310,10 @@ async def market_page(request: Request[Any, Any, Any], db_session: AsyncSession,
     page = await service.get_public(slug)
     if page is None:
         raise NotFoundException("No such market page.")
-    reads = await load_reads(db_session, await service.product_ids(page))
-    og_image = next((_absolute(p.images[0].url, settings.base_url) for p in reads if p.images), "")
+    cards = [c.data for c in await load_cards(db_session, await service.product_ids(page))]
+    og_image = next((_absolute(c["image"]["src"], settings.base_url) for c in cards if c["image"]), "")
     return await render_page(request, "market/page.html", {
-        "page": page_view(page), "products": [card(p) for p in reads], "og_image": og_image,
+        "page": page_view(page), "products": cards, "og_image": og_image,
     }, keys=page_keys(page.id, page.mode, [item.product_id for item in page.items]))
 
 

@@ -7,13 +7,14 @@ pages (controllers.py) render, so a card looks the same everywhere.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.market import keys
+from domains.market.cards import load_cards
 from domains.market.models import ACTIVE, Product
 from domains.market.page_models import FILTER
 from domains.market.schemas import ProductRead
@@ -59,7 +60,14 @@ async def load_reads(session: AsyncSession, ids: Sequence[UUID], *, base_url: st
     return reads
 
 
-def seed_of(reads: Sequence[ProductRead], extra: str = "") -> str:
+class _Revised(Protocol):
+    @property
+    def id(self) -> UUID: ...
+    @property
+    def revision(self) -> int: ...
+
+
+def seed_of(reads: Sequence[_Revised], extra: str = "") -> str:
     """The ETag seed: each product's revision (bumped by every change, its stock included)."""
     return extra + ";" + ",".join(f"{p.id}:{p.revision}" for p in reads)
 
@@ -81,21 +89,23 @@ def page_keys(page_id: UUID, mode: str, listed: Sequence[UUID]) -> tuple[Surroga
 async def latest(ctx: FragmentContext) -> FragmentData:
     """The newest products for sale, with price and whether they are in stock."""
     limit = ctx.int_param("limit", 4, maximum=12)
-    reads = await load_reads(ctx.db, await _newest_ids(ctx.db, limit))
-    return FragmentData({"products": [card(p, ctx.link_base) for p in reads]}, keys=(keys.PRODUCTS,),
-                        seed=seed_of(reads, str(limit)))
+    cards = await load_cards(ctx.db, await _newest_ids(ctx.db, limit), link_base=ctx.link_base)
+    return FragmentData({"products": [c.data for c in cards]}, keys=(keys.PRODUCTS,),
+                        seed=seed_of(cards, str(limit)))
 
 
 @fragment("market.product-card", title="Product card", embed="market-product", params={"slug": "honey"})
 async def product_card(ctx: FragmentContext) -> FragmentData:
     """One product as a card (``?slug=``): picture, producer, price and availability."""
     slug = ctx.params.get("slug", "")[:191]
-    found = await CatalogueService(ctx.db).resolve_public(slug) if slug else None
-    if isinstance(found, Product):
-        reads = await load_reads(ctx.db, [found.id])
-        if reads:
-            return FragmentData({"product": card(reads[0], ctx.link_base)}, keys=(keys.product(found.id),),
-                                seed=seed_of(reads, slug))
+    # The active product at this slug (an old slug or a draft is nothing here, as before).
+    found = (await ctx.db.execute(select(Product.id).where(Product.slug == slug, Product.status == ACTIVE))
+             ).scalar_one_or_none() if slug else None
+    if found is not None:
+        cards = await load_cards(ctx.db, [found], link_base=ctx.link_base)
+        if cards:
+            return FragmentData({"product": cards[0].data}, keys=(keys.product(found),),
+                                seed=seed_of(cards, slug))
     # Nothing (yet) at this slug: publishing a product there purges every product list.
     return FragmentData({"product": None}, keys=(keys.PRODUCTS,), seed=seed_of([], slug))
 
@@ -110,7 +120,7 @@ async def market_page(ctx: FragmentContext) -> FragmentData:
     page = await service.get_public(slug) if slug else None
     if page is None:
         return FragmentData({"page": None, "products": []}, keys=(keys.MARKET_PAGES,), seed=f"none;{slug}")
-    reads = await load_reads(ctx.db, await service.product_ids(page))
-    return FragmentData({"page": page_view(page), "products": [card(p, ctx.link_base) for p in reads]},
+    cards = await load_cards(ctx.db, await service.product_ids(page), link_base=ctx.link_base)
+    return FragmentData({"page": page_view(page), "products": [c.data for c in cards]},
                         keys=page_keys(page.id, page.mode, [item.product_id for item in page.items]),
-                        seed=seed_of(reads, f"{page.id}:{page.revision}"))
+                        seed=seed_of(cards, f"{page.id}:{page.revision}"))
