@@ -1,7 +1,8 @@
 """The buyer's journey in Chromium, with JavaScript on and off: an anonymous visitor adds a product
 from its (cached, session-less) page, sees it in the cart, signs in (the session cart merges into
 the member's), checks out paying on collection, sees the confirmation, receives the receipt by SMTP
-(the aiosmtpd fixture) and finds the order under /account/orders.
+(the aiosmtpd fixture) and finds the order under /account/orders. The same with SumUp configured
+against the fake (tests/fakes/sumup.py): its hosted page's Pay button, back to a paid order.
 
 With JavaScript the product page's add-to-cart hole (me.add-to-cart) is swapped in and posts with
 htmx: "Added" shows in place (no navigation: a marker on ``window`` survives) and the badge
@@ -11,13 +12,17 @@ refreshes on ``HX-Trigger: cart-changed``. Without it the page's GET form leads 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tests.fakes.sumup import API_KEY, MERCHANT_CODE, FakeSumUp, serve
 from tests.helpers.server import app_server
 from tests.helpers.smtp import SMTPServer
 
@@ -61,6 +66,42 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Any:
         yield server, smtp
 
 
+@pytest.fixture(scope="module")
+def sumup_fake() -> Iterator[FakeSumUp]:
+    """The fake on a thread and event loop of its own, over real HTTP on 127.0.0.1."""
+    fake = FakeSumUp()
+    started, stop = threading.Event(), threading.Event()
+
+    async def run() -> None:
+        async with serve(fake):
+            started.set()
+            await asyncio.to_thread(stop.wait)
+
+    thread = threading.Thread(target=asyncio.run, args=(run(),), daemon=True)
+    thread.start()
+    assert started.wait(30), "the SumUp fake did not start"
+    try:
+        yield fake
+    finally:
+        stop.set()
+        thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def sumup_shop(tmp_path_factory: pytest.TempPathFactory, sumup_fake: FakeSumUp) -> Any:
+    from tests.app.test_layout_browser import browser_or_skip
+
+    browser_or_skip()
+    tmp = tmp_path_factory.mktemp("cart-journey-sumup")
+    with SMTPServer() as smtp, app_server(tmp, extra_env={
+        "ROSE_ASH_SMTP_URL": smtp.url, "ROSE_ASH_MAIL_FROM": "Rose Ash <noreply@coop.test>",
+        "ROSE_ASH_WORKER_IN_PROCESS": "true", "ROSE_ASH_SUMUP_API_URL": sumup_fake.public_url,
+        "ROSE_ASH_SUMUP_API_KEY": API_KEY, "ROSE_ASH_SUMUP_MERCHANT_CODE": MERCHANT_CODE,
+    }) as server:
+        seed(server)
+        yield server, smtp
+
+
 def navigate(page: Any, click: str, condition: str) -> None:
     """Click ``click`` (a selector) and wait for the next page (the marker proves the navigation)."""
     page.eval("window.__old = true")
@@ -74,10 +115,20 @@ def text(page: Any) -> str:
 
 @pytest.mark.parametrize("javascript", [True, False], ids=["js", "no-js"])
 def test_add_from_product_page_to_order(shop: Any, tmp_path: Path, browser_binary: str, javascript: bool) -> None:
+    journey(shop, tmp_path, browser_binary, javascript, "collection")
+
+
+@pytest.mark.parametrize("javascript", [True, False], ids=["js", "no-js"])
+def test_add_from_product_page_to_order_paid_by_sumup(sumup_shop: Any, sumup_fake: FakeSumUp, tmp_path: Path,
+                                                      browser_binary: str, javascript: bool) -> None:
+    journey(sumup_shop, tmp_path, browser_binary, javascript, "sumup")
+    assert sumup_fake.checkouts and all(c["status"] == "PAID" for c in sumup_fake.checkouts.values())
+
+
+def journey(shop: Any, tmp_path: Path, browser_binary: str, javascript: bool, payment: str) -> None:
     from tests.helpers.cdp import chromium
 
     server, smtp = shop
-
     mode = "js" if javascript else "nojs"
     username = f"buyer{mode}"
     server.create_user(username, PASSWORD, email=f"{username}@example.org")
@@ -130,14 +181,26 @@ def test_add_from_product_page_to_order(shop: Any, tmp_path: Path, browser_binar
 
         navigate(page, "form[action='/cart/checkout'] button[type=submit]", "location.pathname === '/cart/checkout'")
         assert page.eval("document.querySelector('input[name=email]').value") == f"{username}@example.org"
-        assert page.eval("document.querySelector('input[name=payment][value=collection]').checked")
-        navigate(page, "form[action='/cart/place'] button[type=submit]",
-                 "location.pathname.startsWith('/cart/order/')")
+        if payment == "collection":
+            assert page.eval("document.querySelector('input[name=payment][value=collection]').checked")
+            navigate(page, "form[action='/cart/place'] button[type=submit]",
+                     "location.pathname.startsWith('/cart/order/')")
+        else:
+            page.eval("document.querySelector('input[name=payment][value=sumup]').click()")
+            navigate(page, "form[action='/cart/place'] button[type=submit]", "location.pathname.startsWith('/pay/')")
+            assert "Pay 10.00 EUR" in text(page)  # the fake's hosted page
+            navigate(page, "button[name=action][value=pay]", "location.pathname.startsWith('/cart/order/')")
+            assert page.eval("location.origin") == server.base_url
         heading = str(page.eval("document.querySelector('h1').innerText"))
         assert heading.startswith("Order ")
         number = heading.removeprefix("Order ").strip()
         body = text(page)
-        assert f"Thank you! Your order is {number}." in body and "€10.00" in body
+        assert "€10.00" in body
+        if payment == "collection":
+            assert f"Thank you! Your order is {number}." in body and "pay when you collect" in body
+        else:
+            assert "Thank you: your payment is confirmed." in body
+            assert page.eval("document.querySelector('.order-state').innerText") == "paid"
 
         received = smtp.wait_for(before + 1)
         receipts = [r for r in received if number in str(r.message["Subject"])]
