@@ -1,5 +1,6 @@
 """The cart takes over the ``me.cart-badge`` hole (templates/base.html): the link with the number of
-items in the visitor's cart. Personal: never cached for anybody else."""
+items in the visitor's cart; and fills ``me.add-to-cart``, the hole in the market's offer block
+(templates/market/_offer.html) with a real POST form. Personal: never cached for anybody else."""
 
 from __future__ import annotations
 
