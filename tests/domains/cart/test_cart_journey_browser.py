@@ -139,8 +139,10 @@ def journey(shop: Any, tmp_path: Path, browser_binary: str, javascript: bool, pa
         # Out of stock: no add control at all.
         assert "Out of stock" in text(page)
         assert page.eval("document.querySelector('.add-to-cart-button')") is None
-        page.goto(server.base_url + "/market/wildflower-honey")
         if javascript:
+            # Choosing the variant in stock swaps the offer block in, and its hole loads at once.
+            page.eval("document.querySelector('input[name=variant][value=\"HONEY-250\"]').click()")
+            page.wait_for("location.search === '?variant=HONEY-250'")
             # The hole is swapped for the visitor's own POST form (with its CSRF token).
             page.wait_for("document.querySelector('#add-to-cart form[method=post] input[name=_csrf_token]') !== null")
             # ... and htmx has processed the swapped-in form (its hx-post is bound).
@@ -154,11 +156,12 @@ def journey(shop: Any, tmp_path: Path, browser_binary: str, javascript: bool, pa
             assert "Added Wildflower Honey (250 g) to your cart." in page.eval(
                 "document.querySelector('#add-to-cart').innerText")
             assert page.eval("window.__marker") == 1  # in place, no navigation
-            assert page.eval("location.pathname") == "/market/wildflower-honey"
+            assert page.eval("location.pathname + location.search") == "/market/wildflower-honey?variant=HONEY-250"
             page.wait_for("document.querySelector('#cart-badge .badge') && "
                           "document.querySelector('#cart-badge .badge').textContent === '2'")
             page.goto(server.base_url + "/cart/")
         else:
+            page.goto(server.base_url + "/market/wildflower-honey")
             assert page.eval("typeof htmx") == "undefined"
             page.eval("document.querySelector('#add-to-cart .add-quantity').value = '2'")
             navigate(page, "#add-to-cart .add-to-cart-button", "location.pathname === '/cart/add'")
