@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,19 @@ from tests.helpers.smtp import SMTPServer
 pytestmark = pytest.mark.e2e
 
 PASSWORD = "correct horse battery staple"
+# The server runs on SQLite, and on a fresh PostgreSQL database too when one is configured.
+DB_KINDS = ["sqlite", *(["postgresql"] if os.environ.get("ROSE_ASH_TEST_DATABASE_URL") else [])]
+
+
+@contextmanager
+def server_database(kind: str) -> Iterator[str | None]:
+    if kind == "sqlite":
+        yield None
+        return
+    from tests.helpers.pg import pg_database
+
+    with pg_database("e2e") as url:
+        yield url
 
 
 def seed(server: Any) -> None:
@@ -52,13 +67,13 @@ def seed(server: Any) -> None:
     server.in_process(work)
 
 
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> Any:
+@pytest.fixture(scope="module", params=DB_KINDS)
+def shop(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Any:
     from tests.app.test_layout_browser import browser_or_skip
 
     browser_or_skip()
     tmp = tmp_path_factory.mktemp("cart-journey")
-    with SMTPServer() as smtp, app_server(tmp, extra_env={
+    with server_database(request.param) as url, SMTPServer() as smtp, app_server(tmp, database_url=url, extra_env={
         "ROSE_ASH_SMTP_URL": smtp.url, "ROSE_ASH_MAIL_FROM": "Rose Ash <noreply@coop.test>",
         "ROSE_ASH_WORKER_IN_PROCESS": "true",
     }) as server:
@@ -87,13 +102,13 @@ def sumup_fake() -> Iterator[FakeSumUp]:
         thread.join(30)
 
 
-@pytest.fixture(scope="module")
-def sumup_shop(tmp_path_factory: pytest.TempPathFactory, sumup_fake: FakeSumUp) -> Any:
+@pytest.fixture(scope="module", params=DB_KINDS)
+def sumup_shop(tmp_path_factory: pytest.TempPathFactory, sumup_fake: FakeSumUp, request: pytest.FixtureRequest) -> Any:
     from tests.app.test_layout_browser import browser_or_skip
 
     browser_or_skip()
     tmp = tmp_path_factory.mktemp("cart-journey-sumup")
-    with SMTPServer() as smtp, app_server(tmp, extra_env={
+    with server_database(request.param) as url, SMTPServer() as smtp, app_server(tmp, database_url=url, extra_env={
         "ROSE_ASH_SMTP_URL": smtp.url, "ROSE_ASH_MAIL_FROM": "Rose Ash <noreply@coop.test>",
         "ROSE_ASH_WORKER_IN_PROCESS": "true", "ROSE_ASH_SUMUP_API_URL": sumup_fake.public_url,
         "ROSE_ASH_SUMUP_API_KEY": API_KEY, "ROSE_ASH_SUMUP_MERCHANT_CODE": MERCHANT_CODE,
