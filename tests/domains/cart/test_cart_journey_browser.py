@@ -81,9 +81,10 @@ def shop(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
         yield server, smtp
 
 
-@pytest.fixture(scope="module")
+@contextmanager
 def sumup_fake() -> Iterator[FakeSumUp]:
-    """The fake on a thread and event loop of its own, over real HTTP on 127.0.0.1."""
+    """A fake on a thread and event loop of its own, over real HTTP on 127.0.0.1: one per server,
+    since each server's order numbers (the checkout references) start again."""
     fake = FakeSumUp()
     started, stop = threading.Event(), threading.Event()
 
@@ -103,18 +104,19 @@ def sumup_fake() -> Iterator[FakeSumUp]:
 
 
 @pytest.fixture(scope="module", params=DB_KINDS)
-def sumup_shop(tmp_path_factory: pytest.TempPathFactory, sumup_fake: FakeSumUp, request: pytest.FixtureRequest) -> Any:
+def sumup_shop(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Any:
     from tests.app.test_layout_browser import browser_or_skip
 
     browser_or_skip()
     tmp = tmp_path_factory.mktemp("cart-journey-sumup")
-    with server_database(request.param) as url, SMTPServer() as smtp, app_server(tmp, database_url=url, extra_env={
+    with sumup_fake() as fake, server_database(request.param) as url, SMTPServer() as smtp, \
+            app_server(tmp, database_url=url, extra_env={
         "ROSE_ASH_SMTP_URL": smtp.url, "ROSE_ASH_MAIL_FROM": "Rose Ash <noreply@coop.test>",
-        "ROSE_ASH_WORKER_IN_PROCESS": "true", "ROSE_ASH_SUMUP_API_URL": sumup_fake.public_url,
+        "ROSE_ASH_WORKER_IN_PROCESS": "true", "ROSE_ASH_SUMUP_API_URL": fake.public_url,
         "ROSE_ASH_SUMUP_API_KEY": API_KEY, "ROSE_ASH_SUMUP_MERCHANT_CODE": MERCHANT_CODE,
     }) as server:
         seed(server)
-        yield server, smtp
+        yield server, smtp, fake
 
 
 def navigate(page: Any, click: str, condition: str) -> None:
@@ -134,10 +136,11 @@ def test_add_from_product_page_to_order(shop: Any, tmp_path: Path, browser_binar
 
 
 @pytest.mark.parametrize("javascript", [True, False], ids=["js", "no-js"])
-def test_add_from_product_page_to_order_paid_by_sumup(sumup_shop: Any, sumup_fake: FakeSumUp, tmp_path: Path,
-                                                      browser_binary: str, javascript: bool) -> None:
-    journey(sumup_shop, tmp_path, browser_binary, javascript, "sumup")
-    assert sumup_fake.checkouts and all(c["status"] == "PAID" for c in sumup_fake.checkouts.values())
+def test_add_from_product_page_to_order_paid_by_sumup(sumup_shop: Any, tmp_path: Path, browser_binary: str,
+                                                      javascript: bool) -> None:
+    server, smtp, fake = sumup_shop
+    journey((server, smtp), tmp_path, browser_binary, javascript, "sumup")
+    assert fake.checkouts and all(c["status"] == "PAID" for c in fake.checkouts.values())
 
 
 def journey(shop: Any, tmp_path: Path, browser_binary: str, javascript: bool, payment: str) -> None:
