@@ -9,9 +9,10 @@
                   allocations by conditional UPDATEs, one savepoint), ``mark_paid``, ``cancel``,
                   ``sweep_reservations``; ``InsufficientStock`` names the lines.
 ``hooks.py``      reservations counted in the market's availability; the session cart merged at sign-in.
-``fragments.py``  takes over ``me.cart-badge``.
+``fragments.py``  takes over ``me.cart-badge``; ``me.add-to-cart``, the product page's add-to-cart hole.
 ``jobs.py``       the recurring sweep of expired reservations.
-``controllers.py``  ``/cart/`` pages and ``/account/orders``; ``api.py`` the storefront JSON API ``/api/cart``.
+``controllers.py``  ``/cart/`` pages (``GET /cart/add``: the no-JS confirm step from a product page)
+                  and ``/account/orders``; ``api.py`` the storefront JSON API ``/api/cart``.
 
 The market is reached only through ``domains.market.services`` (``offers``, ``lock_stock``,
 ``allocate``, ``release``, ``register_reserved``).

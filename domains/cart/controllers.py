@@ -24,8 +24,9 @@ from domains.cart.deps import dependencies
 from domains.cart.guards import NOT_FOUND, own_order
 from domains.cart.models import CHECKOUT, PAYMENT_PENDING, Order
 from domains.cart.schemas import AddForm, LineForm, PlaceForm
-from domains.cart.services import CartService, CheckoutDetails, InsufficientStock, order_context
+from domains.cart.services import MAX_QUANTITY, CartService, CheckoutDetails, InsufficientStock, order_context
 from domains.cart.sessions import cart_token, forget_cart, remember_cart
+from domains.market.services import offers
 from domains.payments.schemas import PaymentError
 from domains.payments.services import available_providers, request_refresh
 
@@ -74,20 +75,48 @@ class CartController(Controller):
     async def page(self, request: Request[Any, Any, Any], cart_service: CartService) -> Template:
         return await self._page(request, cart_service)
 
+    @get("/add", name="cart:add-confirm")
+    async def add_confirm(self, request: Request[Any, Any, Any], cart_service: CartService,
+                          sku: str = "", quantity: str = "1") -> Template:
+        """The no-JS way in from a (cached, form-less) product page: a GET link lands here and this
+        private page carries the real POST form with its CSRF token: one click more."""
+        offer = next(iter((await offers(cart_service.db, skus=[sku[:200]] if sku.strip() else [])).values()), None)
+        errors: dict[str, str] = {}
+        status = 200
+        if offer is None or not offer.active:
+            errors, status = {"sku": "That product is not for sale."}, 404
+        elif offer.available < 1:
+            errors = {"sku": f"{offer.title} is out of stock."}
+        return Template("cart/add.html", status_code=status, context={
+            "offer": offer, "quantity": quantity[:8], "errors": errors, "max_quantity": MAX_QUANTITY,
+            "price": format_minor(offer.price_minor, offer.currency) if offer else ""})
+
     @post("/add", status_code=303, name="cart:add")
     async def add(self, request: Request[Any, Any, Any], cart_service: CartService) -> Template | Redirect:
         form = await parse_form(request, AddForm)
+        button = form.reply == "button" and is_htmx(request)
         order = await current_cart(request, cart_service, create=True)
         assert order is not None
         try:
             line = await cart_service.add(order, sku=form.sku, quantity=form.quantity)
         except InputProblems as exc:
+            if button:  # 422: htmx swaps it, so the message shows where the button was
+                return await self._button(cart_service, form.sku, errors=exc.errors, status=422)
             return await self._page(request, cart_service, errors=exc.errors, status=exc.status)
+        if button:
+            return await self._button(cart_service, form.sku, message=f"Added {line.title} to your cart.",
+                                      headers=CHANGED)
         if is_htmx(request):
             return await self._page(request, cart_service, headers=CHANGED)
         redirect = see_other(_safe_back(form.next), request, f"Added {line.title} to your cart.")
         redirect.headers.update(CHANGED)
         return redirect
+
+    async def _button(self, service: CartService, sku: str, *, message: str = "", errors: dict[str, str] | None = None,
+                      status: int = 200, headers: dict[str, str] | None = None) -> Template:
+        offer = next(iter((await offers(service.db, skus=[sku] if sku.strip() else [])).values()), None)
+        return Template("cart/_add_button.html", status_code=status, headers=headers or {}, context={
+            "offer": offer, "message": message, "errors": errors or {}, "max_quantity": MAX_QUANTITY})
 
     @post("/lines/{line_id:str}", status_code=303, name="cart:line")
     async def change(self, request: Request[Any, Any, Any], cart_service: CartService,

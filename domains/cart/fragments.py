@@ -1,5 +1,6 @@
 """The cart takes over the ``me.cart-badge`` hole (templates/base.html): the link with the number of
-items in the visitor's cart. Personal: never cached for anybody else."""
+items in the visitor's cart; and fills ``me.add-to-cart``, the hole in the market's offer block
+(templates/market/_offer.html) with a real POST form. Personal: never cached for anybody else."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from app.caching import CachePolicy
 from domains.cart.sessions import cart_token
 from fragments.registry import FragmentContext, FragmentData, fragment
 
-__all__ = ["cart_badge"]
+__all__ = ["add_to_cart", "cart_badge"]
 
 
 @fragment("me.cart-badge", policy=CachePolicy.PERSONAL, title="Cart badge", template="cart/badge.html",
@@ -24,3 +25,19 @@ async def cart_badge(ctx: FragmentContext) -> FragmentData:
         token = cart_token(ctx.request)
         count = await service.count(token=token) if token else 0
     return FragmentData({"count": count or None, "user": user is not None})
+
+
+@fragment("me.add-to-cart", policy=CachePolicy.PERSONAL, title="Add to cart", template="cart/_add_button.html",
+          fallback="fragments/me/add-to-cart_fallback.html", params={"sku": "TOM-M"})
+async def add_to_cart(ctx: FragmentContext) -> FragmentData:
+    """The product page's add-to-cart hole: a real POST form with the visitor's CSRF token.
+
+    The public page holds a GET form to ``/cart/add`` (the no-JS way, one click more); htmx swaps
+    this in, which posts with htmx and answers "Added" in place (``HX-Trigger: cart-changed``)."""
+    from domains.cart.services import MAX_QUANTITY
+    from domains.market.services import offers
+
+    sku = ctx.params.get("sku", "").strip()[:200]
+    found = await offers(ctx.db, skus=[sku]) if sku else {}
+    offer = next(iter(found.values()), None)
+    return FragmentData({"offer": offer, "message": "", "errors": {}, "max_quantity": MAX_QUANTITY})

@@ -12,6 +12,9 @@ class AddForm(msgspec.Struct, kw_only=True):
     sku: str = ""
     quantity: str = "1"
     next: str = ""
+    # "button": the product page's add-to-cart hole (me.add-to-cart) posting with htmx; it gets
+    # its own block back ("Added ...") instead of the cart.
+    reply: str = ""
 
 
 class LineForm(msgspec.Struct, kw_only=True):
