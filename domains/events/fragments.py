@@ -27,7 +27,7 @@ def _card(item: Listed, link_base: str) -> dict[str, Any]:
 
 @fragment("events.upcoming", title="Upcoming events", embed="events", params={"limit": "5"})
 async def upcoming(ctx: FragmentContext) -> FragmentData:
-    """The co-op's next events (``limit`` up to 20; ``calendar`` and ``tag`` narrow them)."""
+    """The co-op's next events (limit: up to 20; calendar and tag narrow them)."""
     limit = ctx.int_param("limit", 5, maximum=20)
     calendar = ctx.params.get("calendar", "")[:120]
     tag = ctx.params.get("tag", "")[:40]
@@ -42,7 +42,7 @@ async def upcoming(ctx: FragmentContext) -> FragmentData:
 
 @fragment("events.event-card", title="Event card", embed="event-card", params={"slug": "workshop"})
 async def event_card(ctx: FragmentContext) -> FragmentData:
-    """One event's next date as a card (``?slug=``)."""
+    """One event's next date as a card (?slug= names the event)."""
     slug = ctx.params.get("slug", "")[:191]
     service = EventService(ctx.db)
     event = await service.get_visible(slug) if slug else None
