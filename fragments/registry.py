@@ -260,7 +260,9 @@ def fragment(
             name=name, policy=policy, build=fn,
             template=template or f"fragments/{path}.html",
             fallback_template=fallback or f"fragments/{path}_fallback.html",
-            embed=embed, title=title or name, description=description or (fn.__doc__ or "").strip().replace("``", ""),  # docstring markup off
+            embed=embed, title=title or name,
+            # The docstring, shown on the embed page: without its reStructuredText backticks.
+            description=description or (fn.__doc__ or "").strip().replace("``", ""),
             params=dict(params or {}), inline_timeout=inline_timeout, route_timeout=route_timeout,
             cached=cached,
         ), replace=replace)
