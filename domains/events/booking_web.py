@@ -206,8 +206,8 @@ async def checkin_submit(request: Request[User, Any, Any], db_session: AsyncSess
 
 async def _checkin(db: AsyncSession, event: Event, answer: Any, status: int = 200) -> Template:
     service = BookingService(db)
-    dates = await service.dates(event, limit=1)
-    counts = await service.checkin_counts(event, dates[0].key) if dates else {"positions": 0, "checked_in": 0}
+    door = await service.door_date(event)  # the date tickets are checked in for (redeem's rule)
+    counts = await service.checkin_counts(event, door.key) if door else {"positions": 0, "checked_in": 0}
     return Template("events/checkin.html", status_code=status, context={
         "event": event, "answer": answer, "counts": counts, "nonce": secrets.token_urlsafe(16)})
 
