@@ -54,7 +54,8 @@ def test_admin_pages_follow_the_installed_domains() -> None:
             "/account/newsletters/campaigns", "/blog/admin/",
             "/blog/admin/navigation", "/oauth/admin/clients", "/social/admin/domain-blocks",
             "/social/admin/reports", "/market/admin/", "/market/admin/producers",
-            "/market/admin/low-stock", "/market/admin/pages/", "/market/admin/import"} == set(hrefs)
+            "/market/admin/low-stock", "/market/admin/pages/", "/market/admin/import", "/events/admin/",
+            "/events/admin/calendars", "/cart/admin/orders/"} == set(hrefs)
 
 
 async def test_admin_home_and_every_sidebar_link(client, db_session) -> None:  # type: ignore[no-untyped-def]
