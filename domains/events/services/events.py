@@ -10,12 +10,10 @@ silently. Every change writes its ``edge.purge`` job in the same transaction.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Final
 from urllib.parse import urlsplit
-from uuid import UUID
 
 import msgspec
 from sqlalchemy import or_, select
@@ -423,10 +421,3 @@ class EventService:
         await self.session.delete(event)
         await self.session.flush()
         await emit_purge(self.session, keys.showing(event.id, cal.slug if cal else ""))
-
-    async def tags(self, events: Sequence[Event]) -> list[str]:
-        return sorted({t for e in events for t in e.tags})
-
-    @staticmethod
-    def ids(events: Sequence[Event]) -> list[UUID]:
-        return [e.id for e in events]
