@@ -346,11 +346,12 @@ async def payload_commits(store: RepoStore, repo_id: uuid.UUID, web_base: str, o
     """The commits a ref change brought in, newest first, with their changed paths; and how many there are.
 
     A creation counts what no other ref already had (``--exclude=<ref> --all``), as Gitea's
-    ``PushCommits`` does for a new branch.
+    ``PushCommits`` does for a new branch. HEAD is excluded too: ``--all`` adds it beside refs/, and
+    on the first push of the default branch it names the very commits being counted.
     """
     if new == ZERO_OID:
         return [], 0
-    spec = [new, f"^{old}"] if old != ZERO_OID else [new, "--not", f"--exclude={ref}", "--all"]
+    spec = [new, f"^{old}"] if old != ZERO_OID else [new, "--not", f"--exclude={ref}", "--exclude=HEAD", "--all"]
     code, out, _err = await store.git(repo_id, "rev-list", "--count", *spec, check=False, deadline=30)
     total = int(out.strip() or 0) if code == 0 else 0
     code, out, _err = await store.git(repo_id, "log", f"--max-count={limit}", "--no-renames", "--name-status",

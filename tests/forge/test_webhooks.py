@@ -235,6 +235,25 @@ def test_push_create_delete_and_status_events(forge: Forge, receiver: Receiver) 
     assert api(forge, "GET", f"/repos/alice/hooked/hooks/{hook['id']}").status_code == 404
 
 
+def test_first_push_to_an_empty_repository_counts_its_commits(forge: Forge, receiver: Receiver) -> None:
+    """The first push of the default branch brings in every commit it names (HEAD already points
+    at that branch, so counting "what no other ref had" must not count HEAD as another ref)."""
+    assert api(forge, "POST", "/user/repos", json={"name": "empty"}).status_code == 201
+    assert api(forge, "POST", "/repos/alice/empty/hooks", json={
+        "type": "gitea", "config": {"url": f"{receiver.url}/ok", "content_type": "json"},
+        "events": ["push"], "active": True}).status_code == 201
+    work = forge.new_clone("alice", "empty", "alice")
+    forge.git("checkout", "-q", "-b", "main", cwd=work)
+    forge.commit(work, "One", {"1.txt": "1\n"})
+    forge.commit(work, "Two", {"2.txt": "2\n"})
+    head = forge.commit(work, "Three", {"3.txt": "3\n"})
+    forge.git("push", "-q", "origin", "main", cwd=work)
+    run_jobs(forge)
+    push = next(p for e, p in receiver.events() if e == "push")
+    assert push["after"] == head and push["total_commits"] == 3
+    assert [c["message"] for c in push["commits"]] == ["Three\n", "Two\n", "One\n"]
+
+
 def test_failing_targets_are_retried_and_logged(forge: Forge, receiver: Receiver) -> None:
     api(forge, "POST", "/user/repos", json={"name": "flaky", "auto_init": True})
     run_jobs(forge)
