@@ -82,6 +82,12 @@ async def test_admin_home_and_every_sidebar_link(client, db_session) -> None:  #
         tabs = nav_links(page.text, "tabs")
         assert tabs.hrefs == sidebar.hrefs, href
         assert tabs.current == [href], href
+    # A page below a section's root keeps that section's tab current (the longest matching tab).
+    for below, section in (("/market/admin/new", "/market/admin/"), ("/market/admin/pages/new", "/market/admin/pages/"),
+                           ("/events/admin/new", "/events/admin/")):
+        page = await client.get(below)
+        assert page.status_code == 200, below
+        assert nav_links(page.text, "tabs").current == [section], below
     # The dashboard leads an administrator there; a member's does not.
     assert 'href="/admin"' in (await client.get("/account")).text
     client.cookies = Cookies(world.jars["bob"])
