@@ -59,6 +59,18 @@ def browser_binary() -> str:
     return path
 
 
+@pytest.fixture(autouse=True)
+def installed_service_actors() -> None:
+    """The service actors of the installed domains, as building the app declares them: a test that
+    uses the federation services without building an app first would otherwise see whatever the
+    last app built in this process left (none at all when it runs alone)."""
+    from app.installed import INSTALLED
+    from app.kit import service_actors
+    from federation.activitypub.core import use_service_actors
+
+    use_service_actors(service_actors(INSTALLED))
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
