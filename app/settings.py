@@ -81,6 +81,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cart_delivery_rate: int = 500
     cart_delivery: bool = True
     cart_order_prefix: str = "RA"
+    # Minutes an order paid online may wait for its payment before it is cancelled and its stock
+    # released (domains/cart/fulfilment.py); where staff notices of new orders go ("" = every admin).
+    cart_payment_minutes: int = 60
+    cart_staff_email: str = ""
     # Outbound mail (app/mail): ``smtp://[user:pass@]host[:port]`` (STARTTLS when offered, required
     # with a password unless the host is loopback) or ``smtps://`` (implicit TLS). Unset: every
     # mail is written to DATA_DIR/mail/ as an .eml file, which admins read at /account/admin/mail.

@@ -10,7 +10,10 @@
                   ``sweep_reservations``; ``InsufficientStock`` names the lines.
 ``hooks.py``      reservations counted in the market's availability; the session cart merged at sign-in.
 ``fragments.py``  takes over ``me.cart-badge``; ``me.add-to-cart``, the product page's add-to-cart hole.
-``jobs.py``       the recurring sweep of expired reservations.
+``jobs.py``       the recurring sweep of expired reservations, payment reconciliation, unpaid expiry.
+``fulfilment.py`` ``OrderDesk``: hand lines over, cancel, refund, a payer's retry; ``expire_unpaid``.
+``notices.py``    the mails after placement: payment failed, cancelled, refunded, staff's new order.
+``admin.py``      staff's ``/cart/admin/orders`` (and a printable packing list); ``payer.py`` the retry.
 ``controllers.py``  ``/cart/`` pages (``GET /cart/add``: the no-JS confirm step from a product page)
                   and ``/account/orders``; ``api.py`` the storefront JSON API ``/api/cart``.
 
@@ -36,9 +39,11 @@ def _routes() -> list[ControllerRouterHandler]:
     from domains.cart.api import api_handlers
     from domains.cart.controllers import cart_handlers, order_handlers
     from domains.cart.deps import dependencies
+    from domains.cart.payer import payer_handlers
 
     return [
         Router(path="/", opt=access.public(), route_handlers=list(cart_handlers)),
+        Router(path="/", opt=access.public(), route_handlers=list(payer_handlers)),
         Router(path="/", opt=access.session(), route_handlers=list(order_handlers)),
         Router(path="/", opt=access.admin(), route_handlers=list(admin_handlers)),
         # The storefront API: anonymous clients carry X-Cart-Token; a token (scope "api") uses its member's cart.

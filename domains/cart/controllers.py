@@ -233,6 +233,7 @@ class CartController(Controller):
                 outcome = "pending"
             message = {"paid": "Thank you: your payment is confirmed.", "unchanged": "",
                        "cancelled": "The payment did not go through; the order is cancelled.",
+                       "failed": "The payment did not go through; you can try again below.",
                        "pending": "We are waiting for the payment to be confirmed."}.get(outcome, "")
             return see_other(f"/cart/order/{token}", request, message or None)
         return see_other(f"/cart/order/{token}")

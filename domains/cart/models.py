@@ -53,6 +53,8 @@ class Order(UUIDv7AuditBase):
         CheckConstraint("state IN ('cart', 'checkout', 'payment_pending', 'paid', 'partially_fulfilled', "
                         "'fulfilled', 'cancelled', 'refunded', 'needs_attention')", name="state_known"),
         CheckConstraint("subtotal_minor >= 0 AND shipping_minor >= 0 AND total_minor >= 0", name="totals_nonneg"),
+        # Never more given back than came in (the refund's conditional UPDATE relies on it too).
+        CheckConstraint("refunded_minor >= 0 AND refunded_minor <= paid_minor", name="refund_within_paid"),
     )
 
     state: Mapped[str] = mapped_column(String(24), default=CART, index=True)
@@ -75,6 +77,13 @@ class Order(UUIDv7AuditBase):
     payment_url: Mapped[str] = mapped_column(String(2048), default="")
     reserved_until: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     placed_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None, index=True)
+    # What the customer paid (set when the order is marked paid) and what was given back since
+    # (domains/cart/fulfilment.py); minor units of ``currency``.
+    paid_minor: Mapped[int] = mapped_column(Integer, default=0)
+    refunded_minor: Mapped[int] = mapped_column(Integer, default=0)
+    # The online checkout attempt: 1, then 2, 3... when the payer retries (SumUp refuses a
+    # checkout_reference twice, so attempt n > 1 pays under "<number>-<n>").
+    payment_attempt: Mapped[int] = mapped_column(Integer, default=1)
 
     lines: Mapped[list[OrderLine]] = relationship(
         back_populates="order", cascade="all, delete-orphan", lazy="raise", order_by="OrderLine.created_at")

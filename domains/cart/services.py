@@ -30,6 +30,7 @@ from app.mail.message import OutgoingMail, valid_address
 from app.mail.sending import send_mail
 from app.money import format_minor
 from app.settings import Settings
+from domains.cart import notices
 from domains.cart.models import (
     CANCELLED,
     CART,
@@ -280,7 +281,8 @@ class CartService:
         self.db.add(OrderTransition(id=uuid7(), order_id=order.id, from_state=from_, to_state=to, actor=actor[:64],
                                     actor_id=actor_id, note=note))
         await self.db.flush()
-        await self.db.refresh(order, attribute_names=["state", "reserved_until", "number", "placed_at"])
+        await self.db.refresh(order, attribute_names=["state", "reserved_until", "number", "placed_at", "paid_minor",
+                                                      "refunded_minor"])
 
     def reservation_minutes(self, order: Order) -> int:
         s = self.settings
@@ -388,16 +390,30 @@ class CartService:
         if record.status in (PaymentStatus.PAID, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED):
             if record.amount_minor != order.total_minor or record.currency != order.currency:
                 if order.state == PAYMENT_PENDING:
+                    paid = record.amount_minor if record.currency == order.currency else 0
                     await self._move(order, PAYMENT_PENDING, NEEDS_ATTENTION, actor="payments",
                                      note=f"paid {record.amount_minor} {record.currency}, "
-                                          f"order total {order.total_minor} {order.currency}")
+                                          f"order total {order.total_minor} {order.currency}",
+                                     values={"paid_minor": max(paid, 0)})
                     return "needs_attention"
                 return "ignored"
             return "paid" if await self.mark_paid(order, actor="payments", note=f"{record.provider} {record.status}") \
                 else "unchanged"
-        if record.status in (PaymentStatus.FAILED, PaymentStatus.EXPIRED, PaymentStatus.CANCELLED):
-            if order.state == PAYMENT_PENDING and await self.cancel(order, actor="payments",
-                                                                    note=f"payment {record.status}"):
+        # Only the order's current checkout speaks for it: after a retry (a new checkout) the old
+        # one's "failed" or "expired" is history, not news.
+        current = not order.payment_id or record.provider_id == order.payment_id
+        if record.status is PaymentStatus.FAILED:
+            # The payer may try again (a new checkout) until the order lapses (fulfilment.expire_unpaid).
+            if order.state == PAYMENT_PENDING and current:
+                from domains.cart.fulfilment import pay_by
+
+                await notices.payment_failed(self.db, self.settings, order, checkout_id=record.provider_id,
+                                             paid_by=pay_by(order, self.settings))
+                return "failed"
+            return "unchanged"
+        if record.status in (PaymentStatus.EXPIRED, PaymentStatus.CANCELLED):
+            if order.state == PAYMENT_PENDING and current and await self.cancel(order, actor="payments",
+                                                                                note=f"payment {record.status}"):
                 return "cancelled"
             return "unchanged"
         return "pending"
@@ -472,6 +488,7 @@ class CartService:
         await send_mail(self.db, OutgoingMail(to=order.email, subject=f"Your order {order.number}",
                                               template="cart/receipt", context=context, tag="order"),
                         unique_key=f"cart-receipt:{order.id}")
+        await notices.staff_new_order(self.db, self.settings, order, context["lines"])
 
     # -- after placement ------------------------------------------------------------------------------
 
@@ -481,7 +498,8 @@ class CartService:
         lapsed meanwhile (cancelled, stock released) re-allocates, else goes to ``needs_attention``."""
         if order.state == PAYMENT_PENDING:
             try:
-                await self._move(order, PAYMENT_PENDING, PAID, actor=actor, actor_id=actor_id, note=note)
+                await self._move(order, PAYMENT_PENDING, PAID, actor=actor, actor_id=actor_id, note=note,
+                                 values={"paid_minor": order.total_minor})
             except TransitionLost:
                 return False
             return True
@@ -492,10 +510,12 @@ class CartService:
                         await lock_stock(self.db, [line.variant_id])
                         if not await allocate(self.db, line.variant_id, line.quantity):
                             raise InsufficientStock([])
-                    await self._move(order, CANCELLED, PAID, actor=actor, actor_id=actor_id, note=note)
+                    await self._move(order, CANCELLED, PAID, actor=actor, actor_id=actor_id, note=note,
+                                     values={"paid_minor": order.total_minor})
             except InsufficientStock:
                 await self._move(order, CANCELLED, NEEDS_ATTENTION, actor=actor, actor_id=actor_id,
-                                 note="paid after the order lapsed; stock could not be allocated again")
+                                 note="paid after the order lapsed; stock could not be allocated again",
+                                 values={"paid_minor": order.total_minor})
             return True
         return False
 
@@ -512,6 +532,7 @@ class CartService:
                     await release(self.db, line.variant_id, line.quantity)
         except TransitionLost:
             return False
+        await notices.cancelled(self.db, self.settings, order, reason=note)
         return True
 
     async def fulfil(self, order: Order, *, actor: str, actor_id: UUID | None = None) -> bool:

@@ -1,6 +1,6 @@
 """Orders and payments: SumUp (the fake, over real HTTP on 127.0.0.1) through the payments API.
 The order moves only on fetched records, idempotently: the payer's return, the payments.updated
-job, a replay, a failed or expired checkout (stock returned), an amount that does not match."""
+job, a replay, a failed checkout (the order waits) or an expired one (stock returned), an amount that does not match."""
 
 from __future__ import annotations
 
@@ -97,16 +97,23 @@ async def test_paid_on_the_fetched_record_once(db_session: AsyncSession, sumup_s
     assert len(sumup_fake.checkouts) == 1
 
 
-async def test_failed_payment_cancels_and_returns_stock(db_session: AsyncSession, sumup_settings: Settings,
-                                                       sumup_fake: FakeSumUp) -> None:
+async def test_failed_payment_waits_for_a_retry_expired_cancels_and_returns_stock(
+        db_session: AsyncSession, sumup_settings: Settings, sumup_fake: FakeSumUp) -> None:
+    """A failed card payment leaves the order waiting (the payer may retry, see
+    test_cart_fulfilment.py); a checkout that can never be paid (deactivated: EXPIRED) cancels it."""
     await stocked(db_session, stock={"TOM-S": 5})
     cart = CartService(db_session, sumup_settings)
     order = await placed_sumup_order(db_session, sumup_settings)
     sumup_fake.fail(order.payment_id)
-    record = await available_providers(sumup_settings)["sumup"].fetch(order.payment_id)
-    assert await cart.apply_payment(record) == "cancelled"
+    provider = available_providers(sumup_settings)["sumup"]
+    record = await provider.fetch(order.payment_id)
+    assert await cart.apply_payment(record) == "failed"
+    assert order.state == PAYMENT_PENDING and await allocated(db_session, "TOM-S") == (5, 2)
+    sumup_fake.checkouts[order.payment_id]["status"] = "EXPIRED"
+    expired = await provider.fetch(order.payment_id)
+    assert await cart.apply_payment(expired) == "cancelled"
     assert order.state == CANCELLED and await allocated(db_session, "TOM-S") == (5, 0)
-    assert await cart.apply_payment(record) == "unchanged"
+    assert await cart.apply_payment(expired) == "unchanged"
     # Unknown checkouts and mismatched amounts.
     stray = PaymentRecord(provider="sumup", provider_id="nope", reference="RA-0", status=PaymentStatus.PAID,
                           amount_minor=1, currency="EUR")
