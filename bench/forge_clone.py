@@ -18,7 +18,8 @@ Rose Ash runs as ``make run`` runs it: ``rose-ash run`` (uvicorn, the real app) 
 Timed (wall clock, stock ``git`` client, protocol v2; runs interleaved, medians):
 full bare clone; incremental fetch (50 commits and a tag behind); 4 concurrent bare clones.
 Prints the figures and the ratios rose-ash / http-backend and rose-ash / threaded for each
-(target: <= 1.10).
+(target: <= 1.10): every round's as it completes (with the load average: the host is shared),
+the ratio of the medians, and the median of the per-round ratios.
 
     .venv/bin/python bench/forge_clone.py [--runs 5] [--concurrent-runs 3] [--web-concurrency N]
 """
@@ -357,20 +358,36 @@ def main() -> None:
                 for url in urls.values():  # warm both (page cache, imports)
                     clone(url)()
                 names = list(urls.items())
+                # Each round runs every server once, back to back in a rotating order, so the
+                # round's ratios compare servers under the same background load; they are printed
+                # as they come, with the 1-minute load average, and their medians reported too.
+                paired: dict[str, list[tuple[float, float]]] = {}
+
+                def round_done(op: str, i: int) -> None:
+                    a, b, c = (results[k][op][-1] for k in ("rose-ash", "http-backend", "threaded"))
+                    paired.setdefault(op, []).append((a / b, a / c))
+                    load1 = Path("/proc/loadavg").read_text().split()[0]
+                    print(f"  round {i + 1} {op:<20} rose-ash {a:.3f}s  /http-backend {a / b:.2f}x  "
+                          f"/threaded {a / c:.2f}x  load {load1}", flush=True)
+
                 for i in range(args.runs):
                     order = names[i % 3:] + names[:i % 3]
                     for name, url in order:
                         results[name].setdefault("full clone", []).append(
                             timed(clone(url), sids[name], cpu[name].setdefault("full clone", [])))
+                    round_done("full clone", i)
+                    for name, url in order:
                         prepare, run = fetch_runner(url)
                         prepare()
                         results[name].setdefault("incremental fetch", []).append(
                             timed(run, sids[name], cpu[name].setdefault("incremental fetch", [])))
+                    round_done("incremental fetch", i)
                 for i in range(args.concurrent_runs):
                     order = names[i % 3:] + names[:i % 3]
                     for name, url in order:
                         results[name].setdefault("4 concurrent clones", []).append(
                             timed(concurrent(url), sids[name], cpu[name].setdefault("4 concurrent clones", [])))
+                    round_done("4 concurrent clones", i)
 
                 print(f"\n{'operation':<22}{'rose-ash':>10}{'http-backend':>14}{'threaded':>10}"
                       f"{'/http-backend':>15}{'/threaded':>11}")
@@ -379,6 +396,10 @@ def main() -> None:
                     a, b, c = (statistics.median(results[k][op]) for k in ("rose-ash", "http-backend", "threaded"))
                     worst = max(worst, a / b, a / c)
                     print(f"{op:<22}{a:>9.3f}s{b:>13.3f}s{c:>9.3f}s{a / b:>14.2f}x{a / c:>10.2f}x")
+                print("median of the per-round ratios (each round's servers ran under the same load):")
+                for op in ("full clone", "incremental fetch", "4 concurrent clones"):
+                    rb, rc = (statistics.median(r[j] for r in paired[op]) for j in (0, 1))
+                    print(f"  {op:<20}{'':>34}{rb:>14.2f}x{rc:>10.2f}x")
                 print("server CPU (the server's processes and the git children they reaped; less load-sensitive):")
                 for op in ("full clone", "incremental fetch", "4 concurrent clones"):
                     a, b, c = (statistics.median(cpu[k][op]) for k in ("rose-ash", "http-backend", "threaded"))

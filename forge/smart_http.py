@@ -38,6 +38,7 @@ from litestar.response.streaming import ASGIStreamingResponse
 from litestar.types import Receive, Send
 
 from app import access
+from app.db import wrote_in_transaction
 from app.head import HEAD_AS_GET
 from app.security import AuthInfo
 from domains.account.models import User
@@ -216,7 +217,8 @@ class GitRun:
                 if not chunk:
                     break
                 yield chunk
-            await asyncio.wait_for(child.wait(), max(1.0, deadline - loop.time()))
+            async with asyncio.timeout(max(1.0, deadline - loop.time())):  # no task, as above
+                await child.wait()
         except TimeoutError:
             log.warning("git %s timed out; killed", self.argv[-3:])
         finally:
@@ -372,6 +374,28 @@ async def _renamed(request: Request[Any, Any, Any], repo_service: RepoService, n
     return plain(301, "This repository was renamed.", {"Location": location})
 
 
+async def _release_db(repo_service: RepoService) -> None:
+    """End the request's database work before git runs, in one round trip.
+
+    Everything a git request needs from the database is known once it is authorized (and, for a
+    push, its policy read); what is left is git's own work, which may last minutes. Left to the
+    autocommit handler, the read-only transaction would end at the response start with three
+    round trips: COMMIT, then the session's ROLLBACK as it lets the connection go, then the
+    pool's reset ROLLBACK (SQLAlchemy resets a connection again unless the connection itself
+    ended the transaction). Closing the connection ends it once and the pool skips its reset.
+    On SQLite every round trip is a hand-off to the connection's thread and back, which a
+    loaded host makes cost milliseconds, and a clone makes three requests (bench/forge_clone.py).
+    Anything written (an administrator's audit record) is committed instead. The autocommit
+    handler then finds the session empty and sends nothing.
+    """
+    db = repo_service.db
+    if wrote_in_transaction(db) or db.new or db.dirty or db.deleted:
+        await db.commit()
+    elif db.in_transaction():
+        await (await db.connection()).close()
+    await db.close()
+
+
 # upload-pack reads only these of server_config(); receive-pack gets all of it.
 _UPLOAD_PACK_KEYS = ("uploadpack.", "transfer.hideRefs")
 
@@ -409,6 +433,7 @@ async def info_refs(request: Request[Any, Any, Any], repo_service: RepoService, 
     allowed = await _authorize(request, repo_service, rt, owner, repo, service)
     if isinstance(allowed, Response):
         return allowed
+    await _release_db(repo_service)
     media_type = f"application/x-{service}-advertisement"
     if _is_head(request):
         # The GET's status and headers (a streamed body: no Content-Length either), without
@@ -439,6 +464,8 @@ async def _service(request: Request[Any, Any, Any], repo_service: RepoService, r
     allowed = await _authorize(request, repo_service, rt, owner, repo, service)
     if isinstance(allowed, Response):
         return allowed
+    if service == "git-upload-pack":
+        await _release_db(repo_service)  # receive-pack reads its policy first (_receive_pack_run)
     repo_row = allowed.repo
     slot = rt.limiter.try_acquire(repo_row.id)
     if slot is None:
@@ -472,6 +499,7 @@ async def _receive_pack_run(request: Request[Any, Any, Any], repo_service: RepoS
     """Spool the push to a file, then set up receive-pack with our pre-receive hook and policy."""
     repo_row = allowed.repo
     policy = await repo_service.push_policy(repo_row)
+    await _release_db(repo_service)  # before the push's body, which may take minutes to arrive
     rt.config.ensure_state()
     spool = tempfile.TemporaryFile(dir=rt.config.tmp_dir)  # noqa: SIM115 - closed by the run's cleanup
     cleanup.append(spool.close)
