@@ -12,15 +12,25 @@ deep page costs what the first does. Filters: category, producer, price range (a
 within it), in stock only (the catalogue's availability expression).
 
 What a search costs (issue 16's benchmark: 50,000 products, a common word matches thousands):
-everything that ranks and orders is on the search document itself (``active``, ``published``
-are copied there from the product, search_models.py), so matching, scoring and the top-N sort
-read one table through its index and never join the products; only the page's ids leave the
-database, and the caller loads those (with their availability) alone. PostgreSQL scores a word
-per field with a weight-restricted ``tsquery`` (``'word':*A``), no per-row vector copies. The
-per-variant filters (price range, in stock) run on the ranked matches in order and, on
-PostgreSQL, stop once the page is full (a ranked subquery behind ``OFFSET 0``), so availability
-is computed for the rows the page needs, not for every match (SQLite sorts again after the
-filter, so it tests every match: same answer, more work). No total count is ever taken.
+scoring every match of a common word was most of a search's time (7,000 matches of "apple": a
+bitmap heap scan rechecking each vector, three weight tests per row, 20-40 ms), so a query with
+words ranks a bounded window, the same on both engines: its :data:`RANK_WINDOW` newest matches
+(after every filter), best first, newest first within a score; paging runs through that window.
+Fewer matches than that (every fixture in the tests) are all ranked. On PostgreSQL the window is
+found by walking the newest-first partial index ``ix_market_search_document_listing`` and
+testing each document, which for a common word stops after a few hundred rows; only if that walk
+(bounded at :data:`WALK` documents per window place) comes back short does the GIN index find
+every match (a rare word: few). The tsquery and the window are literals in the SQL, so
+PostgreSQL plans each query for its own word (a prepared statement's generic plan would pick one
+plan for every word). Everything that ranks and orders is on the search document itself
+(``active``, ``published`` are copied there from the product, search_models.py), so this reads
+one table and never joins the products; only the page's ids leave the database, and the caller
+loads those (with their availability) alone. PostgreSQL scores a word per field with a
+weight-restricted ``tsquery`` (``'word':*A``), no per-row vector copies. The per-variant filters
+(price range, in stock) pick the window's candidates, so availability is computed for about a
+window of rows; a listing without words (category, producer) tests them on its rows in order
+and, on PostgreSQL, stops once the page is full (an ordered subquery behind ``OFFSET 0``). No
+total count is ever taken.
 
 Untrusted ``q``: at most :data:`MAX_QUERY` characters are read; only word characters reach the
 engines (FTS5 gets each word double-quoted, PostgreSQL gets ``to_tsquery`` terms built from
