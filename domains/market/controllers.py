@@ -17,7 +17,7 @@ outlives the stock it shows. ETags hash the body, so they change whenever availa
 from __future__ import annotations
 
 import json
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import urlencode
 
 from litestar import Request, Response
@@ -266,16 +266,40 @@ async def producer_page(request: Request[Any, Any, Any], db_session: AsyncSessio
 
 # -- search -------------------------------------------------------------------------------------------
 
+# The search box's category list, kept in the shared-fragment cache (fragments/cache.py: in
+# process, and in Redis when configured) as JSON under ``market-products``, which creating a
+# category purges (CatalogueService.create_category), like every product change: a search then
+# asks the database for its results only, not for the same list on every keystroke.
+_CATEGORY_LIST: Final = "market.search-categories"
+
+
+async def _categories(request: Request[Any, Any, Any], db: AsyncSession) -> list[dict[str, str]]:
+    """Every category's slug and name, in the catalogue's order, for the search box's select."""
+    from fragments.cache import CachedFragment, FragmentCache
+
+    cache = request.app.state.get("fragment_cache")
+    key = cache.key(_CATEGORY_LIST, {}, "") if isinstance(cache, FragmentCache) else ""
+    if isinstance(cache, FragmentCache):
+        found = await cache.get(request.scope, key)
+        if found is not None:
+            return cast("list[dict[str, str]]", json.loads(found.html))
+        epoch = cache.epoch  # a purge while the list is read: not stored (put compares it)
+    listed = [{"slug": c.slug, "name": c.name} for c in await CatalogueService(db).categories()]
+    if isinstance(cache, FragmentCache):
+        await cache.put(request.scope, key, CachedFragment(json.dumps(listed), (keys.PRODUCTS,), None), epoch)
+    return listed
+
+
 async def _search_context(request: Request[Any, Any, Any], db: AsyncSession,
                           settings: Settings) -> dict[str, Any]:
     try:
         filters, shown = _filters(request, settings)
     except HTTPException as exc:  # a bad price: say so where the results would be, no 500, no 400 page
         return {"filters": {"q": request.query_params.get("q", "")}, "results": [], "next_url": None,
-                "problem": exc.detail, "categories": await CatalogueService(db).categories()}
+                "problem": exc.detail, "categories": await _categories(request, db)}
     results, cursor = await _results(request, db, filters)
     return {"filters": shown, "results": results, "next_url": _next_url("/market/search", shown, cursor),
-            "problem": "", "categories": await CatalogueService(db).categories()}
+            "problem": "", "categories": await _categories(request, db)}
 
 
 @public_get("/market/search", name="market:search")

@@ -12,15 +12,25 @@ deep page costs what the first does. Filters: category, producer, price range (a
 within it), in stock only (the catalogue's availability expression).
 
 What a search costs (issue 16's benchmark: 50,000 products, a common word matches thousands):
-everything that ranks and orders is on the search document itself (``active``, ``published``
-are copied there from the product, search_models.py), so matching, scoring and the top-N sort
-read one table through its index and never join the products; only the page's ids leave the
-database, and the caller loads those (with their availability) alone. PostgreSQL scores a word
-per field with a weight-restricted ``tsquery`` (``'word':*A``), no per-row vector copies. The
-per-variant filters (price range, in stock) run on the ranked matches in order and, on
-PostgreSQL, stop once the page is full (a ranked subquery behind ``OFFSET 0``), so availability
-is computed for the rows the page needs, not for every match (SQLite sorts again after the
-filter, so it tests every match: same answer, more work). No total count is ever taken.
+scoring every match of a common word was most of a search's time (7,000 matches of "apple": a
+bitmap heap scan rechecking each vector, three weight tests per row, 20-40 ms), so a query with
+words ranks a bounded window, the same on both engines: its :data:`RANK_WINDOW` newest matches
+(after every filter), best first, newest first within a score; paging runs through that window.
+Fewer matches than that (every fixture in the tests) are all ranked. On PostgreSQL the window is
+found by walking the newest-first partial index ``ix_market_search_document_listing`` and
+testing each document, which for a common word stops after a few hundred rows; only if that walk
+(bounded at :data:`WALK` documents per window place) comes back short does the GIN index find
+every match (a rare word: few). The tsquery and the window are literals in the SQL, so
+PostgreSQL plans each query for its own word (a prepared statement's generic plan would pick one
+plan for every word). Everything that ranks and orders is on the search document itself
+(``active``, ``published`` are copied there from the product, search_models.py), so this reads
+one table and never joins the products; only the page's ids leave the database, and the caller
+loads those (with their availability) alone. PostgreSQL scores a word per field with a
+weight-restricted ``tsquery`` (``'word':*A``), no per-row vector copies. The per-variant filters
+(price range, in stock) pick the window's candidates, so availability is computed for about a
+window of rows; a listing without words (category, producer) tests them on its rows in order
+and, on PostgreSQL, stops once the page is full (an ordered subquery behind ``OFFSET 0``). No
+total count is ever taken.
 
 Untrusted ``q``: at most :data:`MAX_QUERY` characters are read; only word characters reach the
 engines (FTS5 gets each word double-quoted, PostgreSQL gets ``to_tsquery`` terms built from
@@ -32,7 +42,7 @@ from __future__ import annotations
 import base64
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -42,6 +52,7 @@ from uuid import UUID
 import msgspec
 from sqlalchemy import (
     ColumnElement,
+    FromClause,
     Integer,
     Select,
     Text,
@@ -67,12 +78,17 @@ if TYPE_CHECKING:
     from sqlalchemy import Table
 
 __all__ = [
-    "MAX_QUERY", "PAGE_SIZE", "BadCursor", "MarketSearch", "SearchFilters", "SearchPage", "fold", "terms",
+    "MAX_QUERY", "PAGE_SIZE", "RANK_WINDOW", "BadCursor", "MarketSearch", "SearchFilters", "SearchPage", "fold",
+    "terms",
 ]
 
 MAX_QUERY: Final = 200  # characters of q that are read; the rest is ignored
 MAX_TERMS: Final = 8  # words of q that are searched for
 PAGE_SIZE: Final = 24
+# Matches a query with words ranks: its newest this many (module docstring, "What a search costs").
+RANK_WINDOW: Final = 240
+# Documents the newest-first walk reads per window place before it falls back to the GIN index.
+WALK: Final = 12
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -146,13 +162,17 @@ def decode_cursor(value: str) -> _Cursor:
 
 
 class Engine(Protocol):
-    """How one database matches and ranks. ``matches(n)`` is the statement for ``n`` words: the
-    search documents matching every word (more may be joined in) and their score (higher =
-    better), the words themselves bound parameters that ``params(words)`` gives. The statement
-    depends only on the number of words, so it is built once and its SQL text is the same for
-    every query of that length (compiled once by SQLAlchemy, prepared once per connection)."""
+    """How one database matches and ranks, for ``n`` words bound as parameters (``params(words)``).
 
-    def matches(self, n_words: int) -> tuple[Select[Any], ColumnElement[int]]: ...
+    ``matching(n, docs)`` is the condition that a row of ``docs`` (the search document table or
+    an alias of it) holds every word; ``scored(n)`` selects the search documents with their score
+    (higher = better) as a column expression, for rows the caller picks. Both depend only on the
+    number of words, so each statement is built once and its SQL text is the same for every query
+    of that length (compiled once by SQLAlchemy, prepared once per connection)."""
+
+    def matching(self, n_words: int, docs: FromClause) -> ColumnElement[bool]: ...
+
+    def scored(self, n_words: int) -> tuple[Select[Any], ColumnElement[int]]: ...
 
     def params(self, words: Sequence[str]) -> dict[str, str]: ...
 
@@ -171,17 +191,19 @@ def _pg_term(word: str, last: bool, weight_letter: str = "") -> str:
     return f"'{word}'" + (":*" if last else (":" if weight_letter else "")) + weight_letter.upper()
 
 
+_SIMPLE: Final = "'simple'::regconfig"
+
+
 @lru_cache(maxsize=MAX_TERMS)
-def _pg_matches(n_words: int) -> tuple[Select[Any], ColumnElement[int]]:
+def _pg_scored(n_words: int) -> tuple[Select[Any], ColumnElement[int]]:
     doc = SearchDocument.__table__.c
-    simple: ColumnElement[Any] = literal_column("'simple'::regconfig")
     score: ColumnElement[int] = literal(0, Integer())
     for i in range(n_words):
         for _field, weight_letter, weight in FIELD_WEIGHTS:
-            in_field = doc.document.op("@@")(func.to_tsquery(simple, bindparam(f"t{i}{weight_letter}", type_=Text())))
+            in_field = doc.document.op("@@")(
+                func.to_tsquery(literal_column(_SIMPLE), bindparam(f"t{i}{weight_letter}", type_=Text())))
             score = score + case((in_field, weight), else_=0)
-    query = func.to_tsquery(simple, bindparam("tq", type_=Text()))
-    return select(SearchDocument.__table__).where(doc.document.op("@@")(query)), score
+    return select(SearchDocument.__table__), score
 
 
 class PostgresEngine:
@@ -189,8 +211,18 @@ class PostgresEngine:
     weight-restricted queries (a word's lexemes of one weight, i.e. in one field: ``'w':*A``),
     which test the row's vector as it is (``ts_filter`` would copy it per field and word)."""
 
-    def matches(self, n_words: int) -> tuple[Select[Any], ColumnElement[int]]:
-        return _pg_matches(n_words)
+    def matching(self, n_words: int, docs: FromClause) -> ColumnElement[bool]:
+        # The query is written into the SQL as a quoted literal (``literal_execute``), not sent as a
+        # parameter: the plan depends on how many documents it matches (a rare word: the GIN
+        # index; a common one: walk the newest-first index until the window is full, which is far
+        # cheaper than reading thousands of matches), and a parameter would let PostgreSQL settle,
+        # after five runs of the prepared statement, on one generic plan for every word: the
+        # bitmap scan of every match, 160 ms for a word that is in every document.
+        query = func.to_tsquery(literal_column(_SIMPLE), bindparam("tq", type_=Text(), literal_execute=True))
+        return cast("ColumnElement[bool]", docs.c.document.op("@@")(query))
+
+    def scored(self, n_words: int) -> tuple[Select[Any], ColumnElement[int]]:
+        return _pg_scored(n_words)
 
     def params(self, words: Sequence[str]) -> dict[str, str]:
         last = len(words) - 1
@@ -202,7 +234,7 @@ class PostgresEngine:
 
 
 @lru_cache(maxsize=MAX_TERMS)
-def _sqlite_matches(n_words: int) -> tuple[Select[Any], ColumnElement[int]]:
+def _sqlite_scored(n_words: int) -> tuple[Select[Any], ColumnElement[int]]:
     parts: list[str] = []
     for i in range(n_words):
         for field_name, _letter, weight in FIELD_WEIGHTS:
@@ -220,8 +252,12 @@ class SqliteEngine:
     """FTS5 ``MATCH`` on the external-content table; the score from one column-filtered MATCH per
     word and field (each an uncorrelated ``IN``: SQLite runs it once per search, not per row)."""
 
-    def matches(self, n_words: int) -> tuple[Select[Any], ColumnElement[int]]:
-        return _sqlite_matches(n_words)
+    def matching(self, n_words: int, docs: FromClause) -> ColumnElement[bool]:
+        hits = text(f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :match")  # noqa: S608
+        return docs.c.id.in_(hits.columns(literal_column("rowid")))
+
+    def scored(self, n_words: int) -> tuple[Select[Any], ColumnElement[int]]:
+        return _sqlite_scored(n_words)
 
     def params(self, words: Sequence[str]) -> dict[str, str]:
         # Every word double-quoted (an FTS5 string; terms() leaves no " in a word), the last one a
@@ -238,44 +274,107 @@ def engine_for(session: AsyncSession) -> Engine:
     return PostgresEngine() if session.bind.dialect.name == "postgresql" else SqliteEngine()
 
 
-@lru_cache(maxsize=64)
-def _ranked_shape(engine: type[Engine], n_words: int, category: bool, producer: bool) -> Select[Any]:
+def _cheap_filters(stmt: Select[Any], product_id: ColumnElement[Any], category: bool, producer: bool) -> Select[Any]:
+    """Category (or a child of it) and producer, by slug (bound parameters ``category``, ``producer``)."""
     from domains.market.models import Category, Producer, Product, ProductCategory
 
-    table = SearchDocument.__table__
-    doc = table.c
-    if n_words:
-        base, score = engine().matches(n_words)
-    else:
-        base, score = select(table), literal(0, Integer())
-    stmt = base.with_only_columns(doc.product_id.label("id"), doc.published.label("published"),
-                                  func.cast(score, Integer()).label("score")).where(doc.active)
     if category:
         slug = bindparam("category", type_=Text())
         parent = select(Category.id).where(Category.slug == slug).scalar_subquery()
-        stmt = stmt.where(doc.product_id.in_(
+        stmt = stmt.where(product_id.in_(
             select(ProductCategory.product_id).join(Category, Category.id == ProductCategory.category_id)
             .where(or_(Category.slug == slug, Category.parent_id == parent))))
     if producer:
-        stmt = stmt.where(doc.product_id.in_(
+        stmt = stmt.where(product_id.in_(
             select(Product.id).join(Producer, Producer.id == Product.producer_id)
             .where(Producer.slug == bindparam("producer", type_=Text()))))
     return stmt
 
 
-class MarketSearch:
-    """The one search interface: ``search(filters, cursor=…)`` and ``reindex(products)``."""
+@lru_cache(maxsize=64)
+def _listing_shape(category: bool, producer: bool) -> Select[Any]:
+    """No words (a category or producer listing): the public documents, newest first, score 0."""
+    doc = SearchDocument.__table__.c
+    stmt = select(doc.product_id.label("id"), doc.published.label("published"),
+                  literal(0, Integer()).label("score")).where(doc.active)
+    return _cheap_filters(stmt, doc.product_id, category, producer)
 
-    def __init__(self, session: AsyncSession, *, page_size: int = PAGE_SIZE) -> None:
+
+Narrow = Callable[[Select[Any], FromClause], Select[Any]]
+
+
+def _newest(select_: Select[Any], docs: FromClause) -> Select[Any]:
+    return select_.order_by(docs.c.published.desc(), docs.c.product_id.desc())
+
+
+def _candidates(engine: Engine, n_words: int, window: int, narrow: Narrow) -> Select[Any]:
+    """The ids of the ``window`` newest public documents holding every word and passing ``narrow``
+    (the filters). SQLite: one statement (FTS5 finds every match; SQLite orders them).
+
+    PostgreSQL, where the plan decides the cost: first walk the newest-first index over at most
+    :data:`WALK` x ``window`` documents, testing each; a common word fills the window within a
+    few hundred rows and the walk stops there. Only if the walk comes back short (a rare word, or
+    none in the newest documents) does the second branch run (a one-time filter on the walk's
+    count): every match through the GIN index, fenced with ``OFFSET 0`` so the planner cannot turn
+    it into an unbounded walk of the whole table for a word that matches nothing, then the newest
+    ``window`` of them. Either way the same ids: the walk covers the newest documents in order, so
+    when it finds ``window`` matches they are the newest matches."""
+    table = SearchDocument.__table__
+    limit: ColumnElement[Any] = literal_column(str(int(window)))  # literal: with a parameter a generic plan guesses it
+    if not isinstance(engine, PostgresEngine):
+        docs = table.alias("candidate")
+        picked = narrow(select(docs.c.id).where(docs.c.active, engine.matching(n_words, docs)), docs)
+        return _newest(picked, docs).limit(limit)
+    scope = table.alias("scope")
+    newest = _newest(select(scope.c.id, scope.c.product_id, scope.c.published, scope.c.document)
+                     .where(scope.c.active), scope).limit(literal_column(str(int(window) * WALK))).subquery("newest")
+    walked = _newest(narrow(select(newest.c.id, newest.c.product_id, newest.c.published)
+                            .where(engine.matching(n_words, newest)), newest), newest).limit(limit)
+    walk = walked.cte("walked").prefix_with("MATERIALIZED")
+    every = table.alias("every")
+    matches = narrow(select(every.c.id, every.c.product_id, every.c.published)
+                     .where(every.c.active, engine.matching(n_words, every)), every)
+    fenced = matches.offset(literal_column("0")).subquery("every_match")
+    short = select(func.count()).select_from(walk).scalar_subquery() < limit
+    rest = _newest(select(fenced.c.id).where(short), fenced).limit(limit)
+    return select(walk.c.id).union_all(rest)  # type: ignore[return-value]
+
+
+def _windowed(engine: Engine, n_words: int, category: bool, producer: bool, window: int,
+              variant: Callable[[Any], ColumnElement[bool]] | None = None) -> Select[Any]:
+    """(id, published, score) of the ranking window: the ``window`` newest public documents that
+    hold every word and pass every filter (the candidates, :func:`_candidates`), each with its
+    score. Only these are scored and sorted, not every match of a common word."""
+
+    def narrow(picked: Select[Any], docs: FromClause) -> Select[Any]:
+        picked = _cheap_filters(picked, docs.c.product_id, category, producer)
+        return picked.where(variant(docs.c.product_id)) if variant is not None else picked
+
+    picked = _candidates(engine, n_words, window, narrow)
+    base, score = engine.scored(n_words)
+    doc = SearchDocument.__table__.c
+    return base.with_only_columns(doc.product_id.label("id"), doc.published.label("published"),
+                                  func.cast(score, Integer()).label("score")).where(doc.id.in_(picked))
+
+
+@lru_cache(maxsize=128)
+def _windowed_shape(engine: type[Engine], n_words: int, category: bool, producer: bool, window: int) -> Select[Any]:
+    # Built once per shape (building it costs more CPU than PostgreSQL spends running it); the
+    # words, category and producer are bound parameters.
+    return _windowed(engine(), n_words, category, producer, window)
+
+
+class MarketSearch:
+    """The one search interface: ``search(filters, cursor=…)`` and ``reindex(products)``.
+
+    ``window`` (:data:`RANK_WINDOW`) bounds how many matches a query with words ranks: see the
+    module docstring."""
+
+    def __init__(self, session: AsyncSession, *, page_size: int = PAGE_SIZE, window: int = RANK_WINDOW) -> None:
         self.session = session
         self.engine = engine_for(session)
         self.page_size = page_size
-
-    def _ranked(self, filters: SearchFilters, n_words: int) -> Select[Any]:
-        """(id, published, score) of the public products matching the words and the cheap filters
-        (category, producer): one pass over the search documents, no product rows read. Built once
-        per shape (``_ranked_shape``); the words, category and producer are bound parameters."""
-        return _ranked_shape(type(self.engine), n_words, bool(filters.category), bool(filters.producer))
+        self.window = max(1, window)
 
     @staticmethod
     def _variant_filter(filters: SearchFilters, product_id: Any) -> ColumnElement[bool]:
@@ -303,7 +402,18 @@ class MarketSearch:
             params["category"] = filters.category
         if filters.producer:
             params["producer"] = filters.producer
-        inner = self._ranked(filters, len(words)).subquery("ranked")
+        per_variant = filters.min_price is not None or filters.max_price is not None or filters.in_stock
+        category, producer = bool(filters.category), bool(filters.producer)
+        if words and per_variant:
+            # The per-variant filters pick the window's candidates (availability is computed for
+            # the rows the newest-first walk reaches, about a window of them).
+            shape = _windowed(self.engine, len(words), category, producer, self.window,
+                              lambda product_id: self._variant_filter(filters, product_id))
+        elif words:
+            shape = _windowed_shape(type(self.engine), len(words), category, producer, self.window)
+        else:
+            shape = _listing_shape(category, producer)
+        inner = shape.subquery("ranked")
         stmt = select(inner.c.id, inner.c.published, inner.c.score)
         if after is not None:
             when = datetime.fromisoformat(after.published) if after.published else None
@@ -313,14 +423,14 @@ class MarketSearch:
                 inner.c.published < when, and_(inner.c.published == when, inner.c.id < last))
             stmt = stmt.where(or_(inner.c.score < score, and_(inner.c.score == score, tie)))
         order = (inner.c.score.desc(), inner.c.published.desc(), inner.c.id.desc())
-        if filters.min_price is None and filters.max_price is None and not filters.in_stock:
+        if words or not per_variant:
             stmt = stmt.order_by(*order).limit(size + 1)
         else:
-            # Rank every match first (a sort of small rows), then test the per-variant filter on
-            # the ranked rows in order until the page is full: availability (a subquery per
-            # variant) is computed for about a page of rows, not for every match. ``OFFSET 0``
-            # keeps the ranked subquery whole (PostgreSQL neither flattens it nor pushes the
-            # filter under its sort, and reads its order as the outer ORDER BY's); it skips nothing.
+            # A listing (no words) with per-variant filters: walk it in order and test the filter
+            # on the ordered rows until the page is full: availability (a subquery per variant) is
+            # computed for about a page of rows, not for every product. ``OFFSET 0`` keeps the
+            # ordered subquery whole (PostgreSQL neither flattens it nor pushes the filter under
+            # its sort, and reads its order as the outer ORDER BY's); it skips nothing.
             ranked = stmt.order_by(*order).offset(literal_column("0")).subquery("matched")
             variant = self._variant_filter(filters, ranked.c.id)
             stmt = (select(ranked.c.id, ranked.c.published, ranked.c.score).where(variant)

@@ -87,7 +87,9 @@ class SearchDocument(IdentityBase):
     # GIN on PostgreSQL; elsewhere a plain index over the constant column (harmless, and the
     # schema stays the same shape on both databases).
     __table_args__ = (
-        Index(f"ix_{TABLE}_document", "document", postgresql_using="gin"),
+        # A small pending list: every search scans it row by row (migration 1a2b3c4d5e01 says why).
+        Index(f"ix_{TABLE}_document", "document", postgresql_using="gin",
+              postgresql_with={"gin_pending_list_limit": 64}),
         # The public documents newest first: the no-words listing is a bounded (backward) index scan.
         Index(f"ix_{TABLE}_listing", "published", "product_id", postgresql_where=text("active"),
               sqlite_where=text("active")),

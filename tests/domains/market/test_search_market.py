@@ -219,8 +219,9 @@ async def test_the_search_does_not_use_offset(sm: Any, world: World, db_kind: st
         assert second.ids
     assert statements
     for statement, params in statements:
-        # SQLite's compiler always writes "LIMIT ? OFFSET ?"; the offset it binds must be 0.
-        offsets = re.findall(r"OFFSET (\S+)", statement.upper())
+        # SQLite's compiler always writes "LIMIT ? OFFSET ?" (the ranking window's subquery too);
+        # the offset it binds must be 0.
+        offsets = re.findall(r"OFFSET (\?|\d+)", statement.upper())
         assert all(o == "0" for o in offsets if o != "?"), statement
         if "?" in offsets:
             assert db_kind == "sqlite" and statement.rstrip().endswith("OFFSET ?") and params[-1] == 0
@@ -252,3 +253,30 @@ async def test_the_index_is_the_engine_s(sm: Any, world: World, db_kind: str) ->
             count = (await session.execute(text("SELECT count(*) FROM market_search_fts"))).scalar_one()
             documents = (await session.execute(text("SELECT count(*) FROM market_search_document"))).scalar_one()
             assert count == documents == 6
+
+
+@pytest.mark.parametrize(("q", "window"), [("jam", 1), ("jam", 4), ("jam", 10), ("honey", 1), ("honey", 2)])
+async def test_a_query_ranks_its_newest_matches_only(sm: Any, world: World, q: str, window: int) -> None:
+    """The ranking window: the ``window`` newest matches, in the full ranking's order. With 23 new
+    "jam" products, PostgreSQL's newest-first walk finds a small window among the newest documents;
+    "honey" is only in the older fixture, so the walk comes back short and the GIN branch answers."""
+    from domains.market.search_models import SearchDocument
+
+    producer = world.producers["hill-farm"]
+    for i in range(23):
+        async with sm() as session, session.begin():
+            await CatalogueService(session).save(None, ProductInput(
+                title=f"Jar of jam {i}" if i % 2 else f"Preserve {i}", description_md="Jam" + " jam" * (i % 4),
+                status="active", variants=[v(f"JAM-{i}", 300 + i)], producer_id=producer,
+                tags=["jam"] if i % 3 == 0 else []))
+    full = await slugs(sm, SearchFilters(q=q), limit=100)  # fewer matches than RANK_WINDOW: every one ranked
+    assert len(full) > window
+    async with sm() as session:
+        slug_of = dict((await session.execute(select(Product.id, Product.slug))).tuples().all())
+        newest = (await session.execute(
+            select(SearchDocument.product_id).where(SearchDocument.product_id.in_(
+                [i for i, s in slug_of.items() if s in full]))
+            .order_by(SearchDocument.published.desc(), SearchDocument.product_id.desc()).limit(window))).scalars().all()
+        page = await MarketSearch(session, window=window).search(SearchFilters(q=q), limit=100)
+    assert [slug_of[i] for i in page.ids] == [s for s in full if s in {slug_of[i] for i in newest}]
+    assert len(page.ids) == window
