@@ -1,7 +1,7 @@
 """market search: a small GIN pending list on the search documents' tsvector index
 
 Revision ID: 1a2b3c4d5e01
-Revises: 8d1a703e1718
+Revises: 1a2b3c4d5e03
 Create Date: 2026-12-07 08:50:00
 
 With GIN's fast update, new entries wait in a pending list (up to ``gin_pending_list_limit``,
@@ -22,7 +22,7 @@ __all__ = ("downgrade", "upgrade")
 
 # revision identifiers, used by Alembic.
 revision = '1a2b3c4d5e01'
-down_revision = '8d1a703e1718'
+down_revision = '1a2b3c4d5e03'
 branch_labels: "str | Sequence[str] | None" = None
 depends_on: "str | Sequence[str] | None" = None
 
