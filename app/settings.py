@@ -81,6 +81,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cart_delivery_rate: int = 500
     cart_delivery: bool = True
     cart_order_prefix: str = "RA"
+    # Events: hours a waiting-list member has to accept places offered to them (then the next in line).
+    events_offer_hours: int = 24
     # Outbound mail (app/mail): ``smtp://[user:pass@]host[:port]`` (STARTTLS when offered, required
     # with a password unless the host is loopback) or ``smtps://`` (implicit TLS). Unset: every
     # mail is written to DATA_DIR/mail/ as an .eml file, which admins read at /account/admin/mail.
