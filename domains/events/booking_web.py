@@ -76,8 +76,13 @@ class BookForm(msgspec.Struct, kw_only=True):
     dietary_10: str = ""
 
     def people(self) -> list[Attendee]:
-        return [Attendee(getattr(self, f"attendee_{i}"), getattr(self, f"dietary_{i}"))
+        """The rows as typed, without the form's trailing empty ones (a gap before a filled row stays,
+        and is named as a missing name)."""
+        rows = [Attendee(getattr(self, f"attendee_{i}"), getattr(self, f"dietary_{i}"))
                 for i in range(1, MAX_PLACES + 1)]
+        while rows and not rows[-1].name.strip() and not rows[-1].dietary.strip():
+            rows.pop()
+        return rows
 
 
 def _service(db: AsyncSession, settings: Settings) -> BookingService:

@@ -273,8 +273,6 @@ class BookingService:
         under the booker's name), names and dietary needs at most 200 characters, no more names
         than places. Problems go to ``errors`` (``attendees``, or ``attendee_N``/``dietary_N``)."""
         rows = [Attendee(_one_line(a.name), _one_line(a.dietary) if options.ask_dietary else "") for a in given]
-        while rows and not rows[-1].name and not rows[-1].dietary:  # trailing empty rows of the form
-            rows.pop()
         if not rows and quantity == 1 and booker:
             rows = [Attendee(booker)]
         if not 1 <= quantity <= MAX_PLACES:
