@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.forms import InputProblems
 from app.jobs import Job
 from app.mail.message import OutgoingMail, render_bodies
 from app.settings import Settings
@@ -326,51 +327,54 @@ async def test_concurrent_accepts_and_bookings_confirm_once_and_never_overbook(
     assert tickets == 1 and quota.taken == quota.capacity == 3 and live == 3
 
 
+async def _accept_against_the_sweep(engine: AsyncEngine) -> None:
+    async with AsyncSession(engine) as session, session.begin():
+        for model in (Position, Booking, EventQuota, BookingOptions, Event):
+            await session.execute(model.__table__.delete())  # type: ignore[attr-defined]
+    event, offered = await _full_with_an_offer(engine, capacity=2)
+    maker = async_sessionmaker(engine, expire_on_commit=False)
+    # The offer lapses "now" for the sweep, while the accept still sees it open (its own clock):
+    # whichever commits its compare-and-set first decides.
+    assert offered.offer_expires_at is not None
+    sweep_at = offered.offer_expires_at + timedelta(seconds=1)
+
+    async def accept() -> str:
+        async def work() -> str:
+            async with maker() as session, session.begin():
+                booking = await session.get(Booking, offered.id)
+                found = await session.get(Event, event.id)
+                assert booking is not None and found is not None
+                try:
+                    await BookingService(session).accept(booking, found)
+                except InputProblems as exc:
+                    assert "no longer open" in exc.errors["form"]
+                    return "refused"
+                return "accepted"
+        return str(await _retrying(work))
+
+    async def sweep() -> int:
+        async def work() -> int:
+            async with maker() as session, session.begin():
+                return await BookingService(session).sweep_offers(now=sweep_at)
+        return int(await _retrying(work))
+
+    outcome, lapsed = await asyncio.gather(accept(), sweep())
+    async with AsyncSession(engine) as session:
+        booking = await session.get(Booking, offered.id)
+        quota = (await session.execute(select(EventQuota))).scalar_one()
+        held = (await session.execute(select(func.coalesce(func.sum(Booking.quantity), 0)).where(
+            (Booking.state == CONFIRMED) | ((Booking.state == WAITING) & Booking.offer_expires_at.is_not(None)))
+        )).scalar_one()
+    assert booking is not None
+    assert (outcome, lapsed, booking.state) in (("accepted", 0, CONFIRMED), ("refused", 1, CANCELLED))
+    assert quota.taken == held <= quota.capacity  # every held place is accounted for exactly once
+
+
 async def test_an_accept_racing_the_sweep_has_exactly_one_outcome(engine: AsyncEngine, db_kind: str) -> None:
     """At the instant an offer lapses, an accept and the sweep run together: either the member is
     confirmed and nothing lapsed, or the offer lapsed and the place went on; never both, never lost."""
-    for round_ in range(4 if db_kind == "postgresql" else 2):
-        async with AsyncSession(engine) as session, session.begin():
-            for model in (Position, Booking, EventQuota, BookingOptions, Event):
-                await session.execute(model.__table__.delete())
-        event, offered = await _full_with_an_offer(engine, capacity=2)
-        maker = async_sessionmaker(engine, expire_on_commit=False)
-        # The offer lapses "now" for the sweep, while the accept still sees it open (its own clock):
-        # whichever commits its compare-and-set first decides.
-        assert offered.offer_expires_at is not None
-        sweep_at = offered.offer_expires_at + timedelta(seconds=1)
-
-        async def accept() -> str:
-            async def work() -> str:
-                async with maker() as session, session.begin():
-                    booking = await session.get(Booking, offered.id)
-                    found = await session.get(Event, event.id)
-                    assert booking is not None and found is not None
-                    try:
-                        await BookingService(session).accept(booking, found)
-                    except Exception as exc:
-                        if "no longer open" in str(getattr(exc, "errors", "")):
-                            return "refused"
-                        raise
-                    return "accepted"
-            return str(await _retrying(work))
-
-        async def sweep() -> int:
-            async def work() -> int:
-                async with maker() as session, session.begin():
-                    return await BookingService(session).sweep_offers(now=sweep_at)
-            return int(await _retrying(work))
-
-        outcome, lapsed = await asyncio.gather(accept(), sweep())
-        async with AsyncSession(engine) as session:
-            booking = await session.get(Booking, offered.id)
-            quota = (await session.execute(select(EventQuota))).scalar_one()
-            held = (await session.execute(select(func.coalesce(func.sum(Booking.quantity), 0)).where(
-                (Booking.state == CONFIRMED) | ((Booking.state == WAITING) & Booking.offer_expires_at.is_not(None)))
-            )).scalar_one()
-        assert booking is not None
-        assert (outcome, lapsed, booking.state) in (("accepted", 0, CONFIRMED), ("refused", 1, CANCELLED)), round_
-        assert quota.taken == held <= quota.capacity  # every held place is accounted for exactly once
+    for _round in range(4 if db_kind == "postgresql" else 2):
+        await _accept_against_the_sweep(engine)
 
 
 # -- 3. the cancellation cutoff -------------------------------------------------------------------------
