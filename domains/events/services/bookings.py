@@ -367,14 +367,16 @@ class BookingService:
     async def promote(self, event: Event, key: str) -> list[Booking]:
         """Offer freed places to waiting bookings in arrival order while places allow (one that
         does not fit is skipped): each offer holds its places and is mailed a link."""
-        if await self.date_of(event, key) is None:
+        occ = await self.date_of(event, key)
+        if occ is None:
             return []  # a date that has begun: nobody can come any more
         waiting = list((await self.session.execute(
             select(Booking).where(Booking.event_id == event.id, Booking.occurrence == key, Booking.state == WAITING,
                                   Booking.offer_expires_at.is_(None))
             .order_by(Booking.created_at, Booking.id).with_for_update())).scalars())
         offered: list[Booking] = []
-        expires = datetime.now(UTC) + timedelta(hours=self.offer_hours)
+        # An offer never outlives the date's start (a place offered for a date that began is no place).
+        expires = min(datetime.now(UTC) + timedelta(hours=self.offer_hours), occ.starts_at)
         for booking in waiting:
             if await self._take(event.id, key, booking.quantity):
                 done = await self.session.execute(
