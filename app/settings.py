@@ -85,6 +85,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # released (domains/cart/fulfilment.py); where staff notices of new orders go ("" = every admin).
     cart_payment_minutes: int = 60
     cart_staff_email: str = ""
+    # Events: hours a waiting-list member has to accept places offered to them (then the next in line).
+    events_offer_hours: int = 24
     # Outbound mail (app/mail): ``smtp://[user:pass@]host[:port]`` (STARTTLS when offered, required
     # with a password unless the host is loopback) or ``smtps://`` (implicit TLS). Unset: every
     # mail is written to DATA_DIR/mail/ as an .eml file, which admins read at /account/admin/mail.

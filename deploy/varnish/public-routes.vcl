@@ -6,6 +6,7 @@ sub rose_ash_route_class {
   if (
       req.url ~ "^/blog/admin/?([?].*)?$" ||  # /blog/admin
       req.url ~ "^/events/admin/?([?].*)?$" ||  # /events/admin
+      req.url ~ "^/events/members/?([?].*)?$" ||  # /events/members
       req.url ~ "^/f/me/[^/?]+/?([?].*)?$" ||  # /f/me/{name:str}
       req.url ~ "^/forge/new/?([?].*)?$" ||  # /forge/new
       req.url ~ "^/market/admin/?([?].*)?$"  # /market/admin

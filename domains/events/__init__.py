@@ -15,11 +15,14 @@ Laid out as the market is (domains/market/__init__.py).
                   ``keys.py`` surrogate keys; ``cli.py`` ``rose-ash events create``.
 
 ``booking_models.py`` + ``services/bookings.py`` + ``booking_web.py``: free bookings against a
-per-date quota (one conditional UPDATE), the waiting list with promotion, tickets with secrets and
-QR codes, Pretix's check-in (redeem API and the door page), ``/account/bookings``, the bookings API.
+per-date quota (one conditional UPDATE), booking questions (names per place, dietary needs, a
+staff question; ``services/options.py`` with the cancellation cutoff), the waiting list with
+expiring offers (``jobs.py`` sweeps lapsed ones), tickets with secrets and QR codes, Pretix's
+check-in (redeem API, the door page, the attendee list), ``/account/bookings``, the bookings API.
+``members_web.py``: members-only events, on private pages only.
 
-Not built yet (issue 18 items 4, 7, 8): paid tickets through the cart, booking questions beyond
-attendee names, federation of events, members-only events and the account dashboard.
+Not built yet (issue 18 items 4, 7, 8): paid tickets through the cart, federation of events and
+the account dashboard.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ domain = Domain(
     routes=_routes,
     cli=_cli,
     models=("domains.events.models", "domains.events.booking_models"),
-    setup=("domains.events.fragments",),
+    setup=("domains.events.fragments", "domains.events.jobs"),
     machine_routes=(r"^/events/[^/]+/checkin/redeem$",),  # token-authenticated (Pretix's redeem API)
     nav=(NavEntry("/events/", "Events", 30),),
     admin=(NavEntry("/events/admin/", "Events", 40), NavEntry("/events/admin/calendars", "Calendars", 41)),

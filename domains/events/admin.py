@@ -21,6 +21,7 @@ from app.settings import Settings
 from domains.account.models import User
 from domains.events.models import PUBLIC, SCHEDULED, Event
 from domains.events.services.events import CalendarForm, EventForm, EventService, SlugTaken, slugify
+from domains.events.services.options import OptionsForm, check_options, options_values, save_options
 
 __all__ = ["admin_handlers"]
 
@@ -54,9 +55,10 @@ def _values(event: Event | None, default_calendar: str = "") -> dict[str, Any]:
             "capacity": "" if event.capacity is None else str(event.capacity)}
 
 
-def _shown(form: EventForm, exc: InputProblems) -> dict[str, Any]:
-    values: dict[str, Any] = msgspec.structs.asdict(form)
+def _shown(form: EventForm, exc: InputProblems, options: OptionsForm) -> dict[str, Any]:
+    values: dict[str, Any] = {**msgspec.structs.asdict(options), **msgspec.structs.asdict(form)}
     values["all_day"] = bool(form.all_day)
+    values["ask_dietary"], values["question_required"] = bool(options.ask_dietary), bool(options.question_required)
     if isinstance(exc, SlugTaken):
         values["suggested_slug"] = f"{(form.slug or slugify(form.title)).strip()}-2"
     return values
@@ -66,6 +68,26 @@ class EventsAdmin(Controller):
     path = "/events/admin"
     dependencies = {"events": Provide(provide_events, sync_to_thread=False)}
     cache_control = PRIVATE
+
+    async def _save(self, request: Request[User, Any, Any], events: EventService, event: Event | None
+                    ) -> tuple[Event | None, Template | None]:
+        """Check the event and its booking options together; write both or nothing."""
+        form = await parse_form(request, EventForm)
+        options = await parse_form(request, OptionsForm)
+        problems: dict[str, str] = {}
+        values = check_options(options, problems)
+        try:
+            if problems:  # the event's own checks still run, so every problem is named at once
+                try:
+                    await events.save(form, event=event)
+                except InputProblems as exc:
+                    raise InputProblems({**exc.errors, **problems}, status=exc.status) from None
+                raise InputProblems(problems)
+            saved = await events.save(form, event=event)
+        except InputProblems as exc:
+            return None, await self._form(events, event, _shown(form, exc, options), exc.errors, status=exc.status)
+        await save_options(events.session, saved, values)
+        return saved, None
 
     async def _form(self, events: EventService, event: Event | None, values: dict[str, Any],
                     errors: dict[str, str] | None = None, status: int = 200) -> Template:
@@ -81,15 +103,15 @@ class EventsAdmin(Controller):
     @get("/new", name="events:admin-new")
     async def new(self, events: EventService) -> Template:
         calendars = await events.calendars()
-        return await self._form(events, None, _values(None, calendars[0].slug if calendars else ""))
+        return await self._form(events, None, {**await options_values(events.session, None),
+                                               **_values(None, calendars[0].slug if calendars else "")})
 
     @post("/", status_code=303)
     async def create(self, request: Request[User, Any, Any], events: EventService) -> Response[Any]:
-        form = await parse_form(request, EventForm)
-        try:
-            event = await events.save(form)
-        except InputProblems as exc:
-            return await self._form(events, None, _shown(form, exc), exc.errors, status=exc.status)
+        event, problem = await self._save(request, events, None)
+        if problem is not None or event is None:
+            assert problem is not None
+            return problem
         return see_other(f"/events/admin/{event.slug}", request, "Event saved.")
 
     @get("/calendars", name="events:admin-calendars")
@@ -110,16 +132,15 @@ class EventsAdmin(Controller):
     @get("/{slug:str}", name="events:admin-edit")
     async def edit(self, events: EventService, slug: str) -> Template:
         event = await _found(events, slug)
-        return await self._form(events, event, _values(event))
+        return await self._form(events, event, {**await options_values(events.session, event), **_values(event)})
 
     @post("/{slug:str}", status_code=303)
     async def update(self, request: Request[User, Any, Any], events: EventService, slug: str) -> Response[Any]:
         event = await _found(events, slug)
-        form = await parse_form(request, EventForm)
-        try:
-            saved = await events.save(form, event=event)
-        except InputProblems as exc:
-            return await self._form(events, event, _shown(form, exc), exc.errors, status=exc.status)
+        saved, problem = await self._save(request, events, event)
+        if problem is not None or saved is None:
+            assert problem is not None
+            return problem
         return see_other(f"/events/admin/{saved.slug}", request, "Event saved.")
 
     @get("/{slug:str}/delete")

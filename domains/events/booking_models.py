@@ -8,6 +8,14 @@ and writing, so concurrent bookings cannot overbook. A **booking** is one person
 ``cancelled``. Each confirmed place is a **position** (a ticket) with a ``secret`` of 192 random
 bits, shown as a QR code, that staff redeem at the door; a redemption's ``nonce`` makes a retried
 scan one check-in (the ``checkin`` table, unique on ticket and nonce).
+
+Booking questions (per event, :class:`BookingOptions`): every place is named; dietary needs per
+attendee and one free-text answer per booking when the event asks. The answers wait on the booking
+(``attendees``) until its places are confirmed, then each position carries its own.
+
+A waiting booking that is **offered** freed places holds them in the quota (``taken``) until
+``offer_expires_at``: accepting confirms it with a compare-and-set on the booking's state, an offer
+that lapses is cancelled by the sweep (services/offers.py) and its places go to the next in line.
 """
 
 from __future__ import annotations
@@ -17,16 +25,34 @@ from typing import Final
 from uuid import UUID
 
 from advanced_alchemy.base import UUIDv7AuditBase
-from advanced_alchemy.types import DateTimeUTC
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint, text
+from advanced_alchemy.types import DateTimeUTC, JsonB
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-__all__ = ["BOOKING_STATES", "CANCELLED", "CONFIRMED", "WAITING", "Booking", "CheckIn", "EventQuota", "Position"]
+__all__ = ["BOOKING_STATES", "CANCELLED", "CONFIRMED", "DEFAULT_CANCEL_HOURS", "WAITING", "Booking",
+           "BookingOptions", "CheckIn", "EventQuota", "Position"]
 
 CONFIRMED: Final = "confirmed"
 WAITING: Final = "waiting"
 CANCELLED: Final = "cancelled"
 BOOKING_STATES: Final = (CONFIRMED, WAITING, CANCELLED)
+DEFAULT_CANCEL_HOURS: Final = 24
+
+
+class BookingOptions(UUIDv7AuditBase):
+    """What an event's booking form asks and until when members may cancel (one row per event;
+    an event without one uses the defaults)."""
+
+    __tablename__ = "events_booking_options"
+    __table_args__ = (CheckConstraint("cancel_until_hours >= 0", name="cancel_hours_positive"),)
+
+    event_id: Mapped[UUID] = mapped_column(ForeignKey("events_event.id", ondelete="CASCADE"), unique=True,
+                                           index=True)
+    ask_dietary: Mapped[bool] = mapped_column(Boolean, default=False)
+    question: Mapped[str] = mapped_column(String(200), default="")  # the free-text question's label; "" = none
+    question_required: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Members may cancel until this many hours before the date starts (0: until it starts).
+    cancel_until_hours: Mapped[int] = mapped_column(Integer, default=DEFAULT_CANCEL_HOURS)
 
 
 class EventQuota(UUIDv7AuditBase):
@@ -62,6 +88,17 @@ class Booking(UUIDv7AuditBase):
     quantity: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(10), index=True)
     cancelled_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
+    # One {"name", "dietary"} per place, as booked (positions copy them when confirmed).
+    attendees: Mapped[list[dict[str, str]]] = mapped_column(JsonB, default=list)
+    answer: Mapped[str] = mapped_column(Text, default="")
+    # An offer of freed places to a waiting booking: the mailed link's secret and its end.
+    offer_secret: Mapped[str | None] = mapped_column(String(64), unique=True, index=True, default=None)
+    offer_expires_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None, index=True)
+
+    @property
+    def offered(self) -> bool:
+        """A waiting booking holding offered places (until accepted, declined or lapsed)."""
+        return self.state == WAITING and self.offer_expires_at is not None
 
     positions: Mapped[list[Position]] = relationship(back_populates="booking", lazy="raise",
                                                      order_by="Position.created_at")
@@ -75,6 +112,7 @@ class Position(UUIDv7AuditBase):
     booking_id: Mapped[UUID] = mapped_column(ForeignKey("events_booking.id", ondelete="CASCADE"), index=True)
     secret: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     attendee: Mapped[str] = mapped_column(String(200), default="")
+    dietary: Mapped[str] = mapped_column(String(200), default="")
     cancelled: Mapped[bool] = mapped_column(default=False)
 
     booking: Mapped[Booking] = relationship(back_populates="positions", lazy="raise")

@@ -1,7 +1,11 @@
 """Booking, tickets and check-in pages and their JSON (issue 18 items 4, 5 and 9).
 
 - ``/events/<slug>/book``              members book places (GET the form, POST it: 303)
-- ``/account/bookings``                a member's bookings, each cancellable until its date starts
+- ``/account/bookings``                a member's bookings, each cancellable until the event's cutoff
+- ``/account/bookings/offer/<secret>``  a waiting-list offer: accept it before it lapses
+- ``/events/<slug>/attendees``         staff's attendee list of a date, with the booking answers
+- ``/events/members``, ``/events/members/<slug>``  members-only events, for signed-in members only
+                                       (``private``; to anyone else they look absent)
 - ``/events/tickets/<secret>``         a ticket with its QR code; the secret is the only key, so the
                                        page is ``private, no-store`` and ``noindex``
 - ``/events/<slug>/checkin``           staff's door page: type or scan a code, a big coloured answer
@@ -13,6 +17,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -30,9 +35,10 @@ from app.forms import InputProblems, parse_form, see_other
 from app.responses import PRIVATE
 from app.settings import Settings
 from domains.account.models import User
-from domains.events.booking_models import CONFIRMED, Booking
+from domains.events.booking_models import CANCELLED, CONFIRMED, Booking
+from domains.events.members_web import members_handlers
 from domains.events.models import Event
-from domains.events.services.bookings import MAX_PLACES, BookingService
+from domains.events.services.bookings import MAX_PLACES, Attendee, BookingService, options_for
 from domains.events.services.events import EventService
 from domains.events.views import when_text
 
@@ -46,11 +52,46 @@ class BookForm(msgspec.Struct, kw_only=True):
     quantity: str = "1"
     name: str = ""
     email: str = ""
-    attendees: str = ""
+    answer: str = ""
+    # One row per place the form can book (MAX_PLACES): the attendee's name and dietary needs.
+    attendee_1: str = ""
+    attendee_2: str = ""
+    attendee_3: str = ""
+    attendee_4: str = ""
+    attendee_5: str = ""
+    attendee_6: str = ""
+    attendee_7: str = ""
+    attendee_8: str = ""
+    attendee_9: str = ""
+    attendee_10: str = ""
+    dietary_1: str = ""
+    dietary_2: str = ""
+    dietary_3: str = ""
+    dietary_4: str = ""
+    dietary_5: str = ""
+    dietary_6: str = ""
+    dietary_7: str = ""
+    dietary_8: str = ""
+    dietary_9: str = ""
+    dietary_10: str = ""
+
+    def people(self) -> list[Attendee]:
+        """The rows as typed, without the form's trailing empty ones (a gap before a filled row stays,
+        and is named as a missing name)."""
+        rows = [Attendee(getattr(self, f"attendee_{i}"), getattr(self, f"dietary_{i}"))
+                for i in range(1, MAX_PLACES + 1)]
+        while rows and not rows[-1].name.strip() and not rows[-1].dietary.strip():
+            rows.pop()
+        return rows
+
+
+def _service(db: AsyncSession, settings: Settings) -> BookingService:
+    return BookingService(db, base_url=settings.base_url, offer_hours=settings.events_offer_hours)
 
 
 async def _bookable(db: AsyncSession, slug: str) -> Event:
-    event = await EventService(db).get_visible(slug)
+    # Only signed-in members (sessions, members' tokens) reach these handlers: members-only events too.
+    event = await EventService(db).get_visible(slug, member=True)
     if event is None or event.capacity is None:
         raise NotFoundException("This event takes no bookings.")
     return event
@@ -58,11 +99,12 @@ async def _bookable(db: AsyncSession, slug: str) -> Event:
 
 async def _form(db: AsyncSession, settings: Settings, event: Event, user: User, values: dict[str, Any],
                 errors: dict[str, str] | None = None, status: int = 200) -> Template:
-    service = BookingService(db, base_url=settings.base_url)
+    service = _service(db, settings)
     dates = await service.dates(event)
     left = await service.left(event, [d.key for d in dates])
     return Template("events/book.html", status_code=status, context={
-        "event": event, "values": values, "errors": errors or {},
+        "event": event, "values": values, "errors": errors or {}, "options": await options_for(db, event),
+        "rows": range(1, min(MAX_PLACES, event.capacity or MAX_PLACES) + 1),
         "max_places": min(MAX_PLACES, event.capacity or MAX_PLACES),
         "dates": [{"key": d.key, "when": when_text(event, d), "left": left.get(d.key, 0)} for d in dates],
         "user": user})
@@ -74,6 +116,7 @@ async def book_form(request: Request[User, Any, Any], db_session: AsyncSession, 
     event = await _bookable(db_session, slug)
     user = request.user
     return await _form(db_session, settings, event, user, {"name": user.name, "email": user.email, "quantity": "1",
+                                                           "attendee_1": user.name,
                                                            "occurrence": str(request.query_params.get("date", ""))})
 
 
@@ -87,9 +130,9 @@ async def book(request: Request[User, Any, Any], db_session: AsyncSession, setti
     except ValueError:
         quantity = 0
     try:
-        booking = await BookingService(db_session, base_url=settings.base_url).book(
+        booking = await _service(db_session, settings).book(
             event, form.occurrence, user=request.user, name=form.name, email=form.email, quantity=quantity,
-            attendees=form.attendees.splitlines())
+            attendees=form.people(), answer=form.answer)
     except InputProblems as exc:
         return await _form(db_session, settings, event, request.user, msgspec.structs.asdict(form), exc.errors,
                            status=exc.status)
@@ -104,10 +147,18 @@ async def book(request: Request[User, Any, Any], db_session: AsyncSession, setti
 async def my_bookings(request: Request[User, Any, Any], db_session: AsyncSession) -> Template:
     service = BookingService(db_session)
     rows = []
+    now = datetime.now(UTC)
     for booking, event in await service.for_member(request.user):
         occ = await service.date_of(event, booking.occurrence)
+        deadline = await service.cancel_deadline(event, booking) if booking.state != CANCELLED else None
+        offer_open = booking.offered and booking.offer_expires_at is not None and booking.offer_expires_at > now
         rows.append({"booking": booking, "event": event, "upcoming": occ is not None,
-                     "when": when_text(event, occ) if occ else booking.occurrence[:8]})
+                     "when": when_text(event, occ) if occ else booking.occurrence[:8],
+                     "can_cancel": deadline is not None and now < deadline,
+                     "cancel_until": BookingService.local_text(event, deadline) if deadline else None,
+                     "offer_open": offer_open,
+                     "offer_until": BookingService.local_text(event, booking.offer_expires_at)
+                     if offer_open and booking.offer_expires_at else None})
     return Template("events/my_bookings.html", context={"rows": rows})
 
 
@@ -120,10 +171,42 @@ async def cancel_booking(request: Request[User, Any, Any], db_session: AsyncSess
     event = await db_session.get(Event, booking.event_id)
     assert event is not None
     try:
-        await BookingService(db_session, base_url=settings.base_url).cancel(booking, event)
+        await _service(db_session, settings).cancel(booking, event)
     except InputProblems as exc:
-        return see_other("/account/bookings", request, exc.errors.get("form", "Not cancelled."))
+        return see_other("/account/bookings", request, exc.errors.get("form", "Not cancelled."), category="error")
     return see_other("/account/bookings", request, f"Cancelled your booking for “{event.title}”.")
+
+
+async def _own_offer(request: Request[User, Any, Any], db: AsyncSession, secret: str) -> tuple[Booking, Event]:
+    found = await BookingService(db).offer(secret)
+    if found is None or found[0].user_id != request.user.id:  # another member's offer looks absent
+        raise NotFoundException("No such offer.")
+    return found
+
+
+@get("/account/bookings/offer/{secret:str}", name="events:offer", cache_control=PRIVATE)
+async def offer_page(request: Request[User, Any, Any], db_session: AsyncSession, secret: str) -> Template:
+    booking, event = await _own_offer(request, db_session, secret)
+    service = BookingService(db_session)
+    occ = await service.date_of(event, booking.occurrence)
+    now = datetime.now(UTC)
+    is_open = booking.offered and booking.offer_expires_at is not None and booking.offer_expires_at > now
+    return Template("events/offer.html", headers=NO_STORE, context={
+        "event": event, "booking": booking, "open": is_open, "secret": secret,
+        "when": when_text(event, occ) if occ else booking.occurrence[:8],
+        "until": BookingService.local_text(event, booking.offer_expires_at) if booking.offer_expires_at else ""})
+
+
+@post("/account/bookings/offer/{secret:str}", status_code=303)
+async def accept_offer(request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
+                       secret: str) -> Response[Any]:
+    booking, event = await _own_offer(request, db_session, secret)
+    try:
+        await _service(db_session, settings).accept(booking, event)
+    except InputProblems as exc:
+        return see_other("/account/bookings", request, exc.errors.get("form", "Not booked."), category="error")
+    return see_other("/account/bookings", request, f"Booked: your place{'s' if booking.quantity > 1 else ''} at "
+                                                   f"“{event.title}”. Your tickets are below and in your mail.")
 
 
 @get("/events/tickets/{secret:str}", name="events:ticket")
@@ -137,6 +220,7 @@ async def ticket(db_session: AsyncSession, secret: str) -> Template:
                                                                   title="Ticket code"))
     return Template("events/ticket.html", headers=NO_STORE, context={
         "event": event, "booking": booking, "position": position, "qr": qr,
+        "question": (await options_for(db_session, event)).question,
         "when": when_text(event, occ) if occ else "This date has passed.",
         "valid": booking.state == CONFIRMED and not position.cancelled})
 
@@ -204,6 +288,22 @@ async def checkin_submit(request: Request[User, Any, Any], db_session: AsyncSess
     return await _checkin(db_session, event, answer, status=200 if answer.status == "ok" else 422)
 
 
+@get("/events/{slug:str}/attendees", name="events:attendees", cache_control=PRIVATE)
+async def attendees_page(request: Request[User, Any, Any], db_session: AsyncSession, slug: str) -> Template:
+    """Staff's list of a date's attendees with their answers (``?date=<key>``; default the door's date)."""
+    event = await _staff_event(request, db_session, slug)
+    service = BookingService(db_session)
+    dates = await service.dates(event, limit=50)
+    wanted = str(request.query_params.get("date", ""))[:15]
+    door = await service.door_date(event)
+    key = wanted or (door.key if door else "")
+    rows = await service.attendees(event, key) if key else []
+    return Template("events/attendees.html", context={
+        "event": event, "rows": rows, "key": key, "question": (await options_for(db_session, event)).question,
+        "dates": [{"key": d.key, "when": when_text(event, d)} for d in dates],
+        "inside": sum(1 for r in rows if r["inside"])})
+
+
 async def _checkin(db: AsyncSession, event: Event, answer: Any, status: int = 200) -> Template:
     service = BookingService(db)
     door = await service.door_date(event)  # the date tickets are checked in for (redeem's rule)
@@ -214,17 +314,25 @@ async def _checkin(db: AsyncSession, event: Event, answer: Any, status: int = 20
 
 # -- the JSON API ----------------------------------------------------------------------------------
 
+class AttendeeIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    dietary: str = ""
+
+
 class BookingIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: str
     email: str
     quantity: int = 1
     occurrence: str | None = None
-    attendees: list[str] = []
+    # One per place: {"name", "dietary"?} (a bare string is a name); may be left out for one place.
+    attendees: list[AttendeeIn | str] = []
+    answer: str = ""
 
 
 class PositionOut(msgspec.Struct, kw_only=True):
     id: str
     attendee_name: str
+    dietary: str
     secret: str
     url: str
 
@@ -235,6 +343,7 @@ class BookingOut(msgspec.Struct, kw_only=True):
     occurrence: str
     quantity: int
     waiting_list: bool
+    answer: str
     positions: list[PositionOut]
 
 
@@ -243,10 +352,10 @@ async def api_book(request: Request[User, Any, Any], db_session: AsyncSession, s
                    data: BookingIn) -> Response[BookingOut]:
     """Book free places on a date (the next one when `occurrence` is left out). 201 with the
     tickets; 409 with `waiting_list: true` when the date is full and the booking waits."""
-    event = await EventService(db_session).get_visible(slug)
+    event = await EventService(db_session).get_visible(slug, member=True)  # a token is a member's
     if event is None or event.capacity is None:
         raise NotFoundException("No bookable event has that slug.")
-    service = BookingService(db_session, base_url=settings.base_url)
+    service = _service(db_session, settings)
     key = data.occurrence
     if key is None:
         upcoming = await service.dates(event, limit=1)
@@ -255,15 +364,18 @@ async def api_book(request: Request[User, Any, Any], db_session: AsyncSession, s
         key = upcoming[0].key
     try:  # booked as the token's member: one booking per member and date, cancellable by them
         booking = await service.book(event, key, user=request.user, name=data.name, email=data.email,
-                                     quantity=data.quantity, attendees=data.attendees)
+                                     quantity=data.quantity, answer=data.answer,
+                                     attendees=[Attendee(a) if isinstance(a, str) else Attendee(a.name, a.dietary)
+                                                for a in data.attendees])
     except InputProblems as exc:
         raise ClientException("; ".join(f"{k}: {v}" for k, v in exc.errors.items()), status_code=exc.status,
                               extra=[{"key": k, "message": v} for k, v in exc.errors.items()]) from None
     loaded = (await db_session.execute(select(Booking).where(Booking.id == booking.id)
                                        .options(selectinload(Booking.positions)))).scalar_one()
     out = BookingOut(id=str(loaded.id), state=loaded.state, occurrence=loaded.occurrence, quantity=loaded.quantity,
-                     waiting_list=loaded.state != CONFIRMED,
-                     positions=[PositionOut(id=str(p.id), attendee_name=p.attendee, secret=p.secret,
+                     waiting_list=loaded.state != CONFIRMED, answer=loaded.answer,
+                     positions=[PositionOut(id=str(p.id), attendee_name=p.attendee, dietary=p.dietary,
+                                            secret=p.secret,
                                             url=f"{settings.base_url}/events/tickets/{p.secret}")
                                 for p in loaded.positions])
     if loaded.state != CONFIRMED:
@@ -272,8 +384,8 @@ async def api_book(request: Request[User, Any, Any], db_session: AsyncSession, s
     return Response(out, status_code=201 if loaded.state == CONFIRMED else 409)
 
 
-member_handlers = [book_form, book, my_bookings, cancel_booking]
-staff_handlers = [checkin_page, checkin_submit]
+member_handlers = [book_form, book, my_bookings, cancel_booking, offer_page, accept_offer, *members_handlers]
+staff_handlers = [checkin_page, checkin_submit, attendees_page]
 ticket_handlers = [ticket]
 checkin_api_handlers = [redeem_api]
 api_handlers = [api_book]

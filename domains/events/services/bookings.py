@@ -3,9 +3,15 @@
 Places are taken with one conditional UPDATE of the date's quota row (``taken + n <= capacity``),
 in the booking's transaction: the database decides, so fifty people racing for the last five
 places get exactly five (design/domains.md §2's rule, shared with stock). A booking that does not
-fit joins the waiting list; when places come back (a cancellation), waiting bookings are confirmed
-in the order they arrived (one that still does not fit is skipped, not blocking the others) and
-each is told by mail. Every change purges the event's page, which shows the places left.
+fit joins the waiting list; when places come back (a cancellation, a lapsed offer, more capacity),
+waiting bookings are **offered** them in the order they arrived (one that still does not fit is
+skipped, not blocking the others): the offer takes the places in the quota with the same
+conditional UPDATE, so they are held for that member, and mails a link valid for
+``ROSE_ASH_EVENTS_OFFER_HOURS``. Accepting is a compare-and-set on the booking (waiting with an
+unexpired offer -> confirmed), so of an accept and the sweep that lapses the offer (jobs.py) exactly
+one wins; a lapsed offer returns the places and offers them to the next in line. Members cancel a
+confirmed booking until the event's cutoff (``cancel_until_hours`` before the date starts).
+Every change purges the event's page, which shows the places left.
 
 Check-in answers in Pretix's shape (``status`` ok/error, ``reason`` invalid/canceled/
 already_redeemed...); a redemption's ``nonce`` makes a retried scan one check-in with one answer.
@@ -29,17 +35,50 @@ from app.mail.message import OutgoingMail, valid_address
 from app.mail.sending import send_mail
 from domains.account.models import User
 from domains.events import keys
-from domains.events.booking_models import CANCELLED, CONFIRMED, WAITING, Booking, CheckIn, EventQuota, Position
+from domains.events.booking_models import (
+    CANCELLED,
+    CONFIRMED,
+    DEFAULT_CANCEL_HOURS,
+    WAITING,
+    Booking,
+    BookingOptions,
+    CheckIn,
+    EventQuota,
+    Position,
+)
 from domains.events.models import CANCELLED as EVENT_CANCELLED
 from domains.events.models import Event
 from domains.events.services.recurrence import Occurrence, occurrences
 from fragments.purge import emit_purge
 
-__all__ = ["MAX_PLACES", "BookingService", "Redeemed", "capacity_problem", "live_bookings", "set_capacity"]
+__all__ = ["MAX_ANSWER", "MAX_NAME", "MAX_PLACES", "Attendee", "BookingService", "Redeemed", "capacity_problem",
+           "live_bookings", "options_for", "set_capacity"]
 
 MAX_PLACES: Final = 10
+MAX_NAME: Final = 200
+MAX_ANSWER: Final = 1000
 SECRET_BYTES: Final = 24  # 192 random bits (Pretix: at least 128)
 DOOR_GRACE: Final = timedelta(hours=2)  # a date stays the one checked in until two hours after it ends
+
+
+@dataclass(frozen=True, slots=True)
+class Attendee:
+    """One place's answers as typed: the attendee's name and dietary needs."""
+
+    name: str
+    dietary: str = ""
+
+
+async def options_for(session: AsyncSession, event: Event) -> BookingOptions:
+    """The event's booking options (a transient default row when staff never set any)."""
+    found = (await session.execute(select(BookingOptions).where(BookingOptions.event_id == event.id))
+             ).scalar_one_or_none()
+    return found or BookingOptions(event_id=event.id, ask_dietary=False, question="", question_required=False,
+                                   cancel_until_hours=DEFAULT_CANCEL_HOURS)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +127,10 @@ async def set_capacity(session: AsyncSession, event: Event, capacity: int | None
 
 
 class BookingService:
-    def __init__(self, session: AsyncSession, *, base_url: str = "") -> None:
+    def __init__(self, session: AsyncSession, *, base_url: str = "", offer_hours: int = 24) -> None:
         self.session = session
         self.base_url = base_url
+        self.offer_hours = max(1, offer_hours)
 
     # -- reading -----------------------------------------------------------------------------------
     async def dates(self, event: Event, *, limit: int = 20) -> list[Occurrence]:
@@ -162,7 +202,7 @@ class BookingService:
         return bool(getattr(result, "rowcount", 0) == 1)
 
     async def book(self, event: Event, key: str, *, user: User | None, name: str, email: str, quantity: int,
-                   attendees: list[str] | None = None) -> Booking:
+                   attendees: list[Attendee] | None = None, answer: str = "") -> Booking:
         """Book ``quantity`` places on the date ``key``: confirmed with tickets, or on the waiting list.
         InputProblems (nothing written) for a date that is not bookable or bad details."""
         errors: dict[str, str] = {}
@@ -181,9 +221,16 @@ class BookingService:
         address = valid_address(email.strip())
         if address is None:
             errors["email"] = "Give an email address we can send the tickets to."
-        names = [" ".join(a.split())[:200] for a in (attendees or []) if a.strip()]
-        if len(names) > quantity:
-            errors["attendees"] = "More names than places."
+        options = await options_for(self.session, event)
+        people = self._attendees(attendees or [], quantity, clean_name, options, errors)
+        clean_answer = answer.strip()
+        if options.question:
+            if len(clean_answer) > MAX_ANSWER:
+                errors["answer"] = f"At most {MAX_ANSWER:,} characters."
+            elif not clean_answer and options.question_required:
+                errors["answer"] = f"Answer “{options.question}”."
+        else:
+            clean_answer = ""  # nothing was asked: nothing is kept
         if user is not None and occ is not None:
             already = (await self.session.execute(select(func.count()).select_from(Booking).where(
                 Booking.event_id == event.id, Booking.occurrence == key, Booking.user_id == user.id,
@@ -203,7 +250,8 @@ class BookingService:
         await self._quota(event, key)
         fitted = await self._take(event.id, key, quantity)
         booking = Booking(event_id=event.id, occurrence=key, user_id=user.id if user else None, name=clean_name,
-                          email=address, quantity=quantity, state=CONFIRMED if fitted else WAITING)
+                          email=address, quantity=quantity, state=CONFIRMED if fitted else WAITING,
+                          attendees=people, answer=clean_answer)
         try:
             async with self.session.begin_nested():
                 self.session.add(booking)
@@ -212,67 +260,203 @@ class BookingService:
             raise InputProblems({"occurrence": "You have already booked this date: cancel that booking to book "
                                                "again."}, status=409) from None
         if fitted:
-            self._positions(booking, names or [clean_name])
+            self._positions(booking)
             await self.session.flush()
         await self._mail(event, booking, "confirmed" if fitted else "waiting")
         await emit_purge(self.session, {keys.event(event.id)})
         return booking
 
-    def _positions(self, booking: Booking, names: list[str]) -> None:
-        for i in range(booking.quantity):
-            self.session.add(Position(booking_id=booking.id, secret=secrets.token_urlsafe(SECRET_BYTES),
-                                      attendee=names[i] if i < len(names) else booking.name))
+    @staticmethod
+    def _attendees(given: list[Attendee], quantity: int, booker: str, options: BookingOptions,
+                   errors: dict[str, str]) -> list[dict[str, str]]:
+        """One {"name", "dietary"} per place, checked: every place named (a single place may go
+        under the booker's name), names and dietary needs at most 200 characters, no more names
+        than places. Problems go to ``errors`` (``attendees``, or ``attendee_N``/``dietary_N``)."""
+        rows = [Attendee(_one_line(a.name), _one_line(a.dietary) if options.ask_dietary else "") for a in given]
+        if not rows and quantity == 1 and booker:
+            rows = [Attendee(booker)]
+        if not 1 <= quantity <= MAX_PLACES:
+            return []
+        if len(rows) > quantity:
+            errors["attendees"] = (f"{len(rows)} attendees named for {quantity} place{'s' if quantity != 1 else ''}: "
+                                   "name one person per place.")
+            return []
+        for i, row in enumerate(rows, start=1):
+            if len(row.name) > MAX_NAME:
+                errors[f"attendee_{i}"] = f"Attendee {i}: a name of at most {MAX_NAME} characters."
+            if len(row.dietary) > MAX_NAME:
+                errors[f"dietary_{i}"] = f"Attendee {i}: dietary needs in at most {MAX_NAME} characters."
+        missing = [str(i) for i in range(1, quantity + 1) if i > len(rows) or not rows[i - 1].name]
+        if missing:
+            errors["attendees"] = (f"Give the name of each attendee ({quantity} place{'s' if quantity != 1 else ''}"
+                                   f"): attendee {', '.join(missing)} {'has' if len(missing) == 1 else 'have'} "
+                                   "no name.")
+        return [{"name": r.name, "dietary": r.dietary} for r in rows]
 
-    async def cancel(self, booking: Booking, event: Event) -> list[Booking]:
-        """Cancel a booking (its places return) and promote the waiting list; the bookings promoted."""
+    def _positions(self, booking: Booking) -> None:
+        people = list(booking.attendees or [])
+        for i in range(booking.quantity):
+            person = people[i] if i < len(people) else {}
+            self.session.add(Position(booking_id=booking.id, secret=secrets.token_urlsafe(SECRET_BYTES),
+                                      attendee=str(person.get("name") or booking.name)[:MAX_NAME],
+                                      dietary=str(person.get("dietary") or "")[:MAX_NAME]))
+
+    async def cancel_deadline(self, event: Event, booking: Booking,
+                              options: BookingOptions | None = None) -> datetime | None:
+        """Until when the member may cancel ``booking`` (None: its date has begun or passed).
+        Only a confirmed booking is held to the event's cutoff; leaving the waiting list (or
+        declining an offer) is possible until the date starts."""
         occ = await self.date_of(event, booking.occurrence)
         if occ is None:
+            return None
+        if booking.state != CONFIRMED:
+            return occ.starts_at
+        hours = (options or await options_for(self.session, event)).cancel_until_hours
+        return occ.starts_at - timedelta(hours=hours)
+
+    async def cancel(self, booking: Booking, event: Event, *, member: bool = True) -> list[Booking]:
+        """Cancel a booking (its places, confirmed or offered, return) and offer them to the waiting
+        list; the bookings offered. ``member``: the member's own cancel, held to the cutoff."""
+        deadline = await self.cancel_deadline(event, booking)
+        if deadline is None:
             raise InputProblems({"form": "This date has begun or passed: the booking can no longer be cancelled."},
                                 status=409)
-        # A compare-and-set on the state it had: of two concurrent cancels one wins, and the places
-        # returned are those of the state the winner replaced (a promotion in between counts).
-        was_confirmed = False
+        now = datetime.now(UTC)
+        if member and now >= deadline:
+            raise InputProblems({"form": f"Cancellation closed on {self.local_text(event, deadline)} "
+                                         f"({(await options_for(self.session, event)).cancel_until_hours} hours "
+                                         "before the start): the booking stands. Please tell the organiser if you "
+                                         "cannot come."}, status=409)
+        # A compare-and-set on the state (and offer) it had: of two concurrent cancels one wins, and
+        # the places returned are those of the state the winner replaced (an offer or an acceptance
+        # in between counts).
+        held = False
         for _attempt in range(3):
-            current = (await self.session.execute(select(Booking.state).where(Booking.id == booking.id))).scalar_one()
+            current, expires = (await self.session.execute(
+                select(Booking.state, Booking.offer_expires_at).where(Booking.id == booking.id))).one()
             if current == CANCELLED:
                 return []  # already cancelled, by this request's twin or earlier
+            if member and current == CONFIRMED and now >= deadline:
+                raise InputProblems({"form": "Cancellation has closed for this date: the booking stands."},
+                                    status=409)
+            offer = Booking.offer_expires_at.is_(None) if expires is None else Booking.offer_expires_at.is_not(None)
             done = await self.session.execute(
-                update(Booking).where(Booking.id == booking.id, Booking.state == current)
-                .values(state=CANCELLED, cancelled_at=datetime.now(UTC)).execution_options(synchronize_session=False))
+                update(Booking).where(Booking.id == booking.id, Booking.state == current, offer)
+                .values(state=CANCELLED, cancelled_at=now).execution_options(synchronize_session=False))
             if getattr(done, "rowcount", 0) == 1:
-                was_confirmed = current == CONFIRMED
+                held = current == CONFIRMED or (current == WAITING and expires is not None)
                 break
         else:
             raise InputProblems({"form": "The booking changed while cancelling: try again."}, status=409)
         await self.session.refresh(booking)
         await self.session.execute(update(Position).where(Position.booking_id == booking.id).values(cancelled=True))
-        promoted: list[Booking] = []
-        if was_confirmed:
-            await self.session.execute(
-                update(EventQuota).where(EventQuota.event_id == event.id, EventQuota.occurrence == booking.occurrence)
-                .values(taken=EventQuota.taken - booking.quantity).execution_options(synchronize_session=False))
-            promoted = await self.promote(event, booking.occurrence)
+        offered: list[Booking] = []
+        if held:
+            await self._release(event.id, booking.occurrence, booking.quantity)
+            offered = await self.promote(event, booking.occurrence)
         await self.session.flush()
+        await self._mail(event, booking, "cancelled")
         await emit_purge(self.session, {keys.event(event.id)})
-        return promoted
+        return offered
+
+    async def _release(self, event_id: UUID, key: str, quantity: int) -> None:
+        await self.session.execute(
+            update(EventQuota).where(EventQuota.event_id == event_id, EventQuota.occurrence == key)
+            .values(taken=EventQuota.taken - quantity).execution_options(synchronize_session=False))
 
     async def promote(self, event: Event, key: str) -> list[Booking]:
-        """Confirm waiting bookings in arrival order while places allow (one that does not fit is skipped)."""
+        """Offer freed places to waiting bookings in arrival order while places allow (one that
+        does not fit is skipped): each offer holds its places and is mailed a link."""
+        occ = await self.date_of(event, key)
+        if occ is None:
+            return []  # a date that has begun: nobody can come any more
         waiting = list((await self.session.execute(
-            select(Booking).where(Booking.event_id == event.id, Booking.occurrence == key, Booking.state == WAITING)
+            select(Booking).where(Booking.event_id == event.id, Booking.occurrence == key, Booking.state == WAITING,
+                                  Booking.offer_expires_at.is_(None))
             .order_by(Booking.created_at, Booking.id).with_for_update())).scalars())
-        promoted: list[Booking] = []
+        offered: list[Booking] = []
+        # An offer never outlives the date's start (a place offered for a date that began is no place).
+        expires = min(datetime.now(UTC) + timedelta(hours=self.offer_hours), occ.starts_at)
         for booking in waiting:
             if await self._take(event.id, key, booking.quantity):
-                booking.state = CONFIRMED
-                await self.session.flush()
-                self._positions(booking, [booking.name])
-                promoted.append(booking)
-                await self._mail(event, booking, "promoted")
+                done = await self.session.execute(
+                    update(Booking).where(Booking.id == booking.id, Booking.state == WAITING,
+                                          Booking.offer_expires_at.is_(None))
+                    .values(offer_secret=secrets.token_urlsafe(SECRET_BYTES), offer_expires_at=expires)
+                    .execution_options(synchronize_session=False))
+                if getattr(done, "rowcount", 0) != 1:  # cancelled meanwhile: give the places back
+                    await self._release(event.id, key, booking.quantity)
+                    continue
+                await self.session.refresh(booking)
+                offered.append(booking)
+                await self._mail(event, booking, "offer")
         await self.session.flush()
-        return promoted
+        return offered
+
+    async def offer(self, secret: str) -> tuple[Booking, Event] | None:
+        """The offer whose link carries ``secret`` (any state: the page says what became of it)."""
+        if not secret or len(secret) > 64:
+            return None
+        found = (await self.session.execute(select(Booking, Event).join(Event, Event.id == Booking.event_id)
+                                            .where(Booking.offer_secret == secret))).tuples().first()
+        return (found[0], found[1]) if found else None
+
+    async def accept(self, booking: Booking, event: Event) -> None:
+        """Confirm an offered booking: a compare-and-set (waiting, offer not yet lapsed -> confirmed),
+        so a retried or concurrent accept confirms once and a lapsed offer stays lapsed. The places
+        were taken when the offer was made. InputProblems (409) when the offer is no longer open."""
+        now = datetime.now(UTC)
+        done = await self.session.execute(
+            update(Booking).where(Booking.id == booking.id, Booking.state == WAITING,
+                                  Booking.offer_expires_at.is_not(None), Booking.offer_expires_at > now)
+            .values(state=CONFIRMED).execution_options(synchronize_session=False))
+        await self.session.refresh(booking)
+        if getattr(done, "rowcount", 0) != 1:
+            if booking.state == CONFIRMED:
+                return  # accepted already (a double click): nothing more to do
+            raise InputProblems({"form": "This offer is no longer open: it lapsed or the booking was cancelled."},
+                                status=409)
+        self._positions(booking)
+        await self.session.flush()
+        await self._mail(event, booking, "confirmed")
+        await emit_purge(self.session, {keys.event(event.id)})
+
+    async def sweep_offers(self, *, now: datetime | None = None) -> int:
+        """Lapse every offer past its end: the booking is cancelled (a compare-and-set, so an accept
+        that won keeps its places), the places return and go to the next in line. How many lapsed."""
+        moment = now or datetime.now(UTC)
+        due = list((await self.session.execute(
+            select(Booking.id).where(Booking.state == WAITING, Booking.offer_expires_at.is_not(None),
+                                     Booking.offer_expires_at <= moment).limit(500))).scalars())
+        lapsed = 0
+        for booking_id in due:
+            done = await self.session.execute(
+                update(Booking).where(Booking.id == booking_id, Booking.state == WAITING,
+                                      Booking.offer_expires_at.is_not(None), Booking.offer_expires_at <= moment)
+                .values(state=CANCELLED, cancelled_at=moment).execution_options(synchronize_session=False))
+            if getattr(done, "rowcount", 0) != 1:
+                continue  # accepted or cancelled in between
+            lapsed += 1
+            booking = await self.session.get(Booking, booking_id, populate_existing=True)
+            assert booking is not None
+            event = await self.session.get(Event, booking.event_id)
+            assert event is not None
+            await self._release(event.id, booking.occurrence, booking.quantity)
+            await self._mail(event, booking, "lapsed")
+            await self.promote(event, booking.occurrence)
+            await emit_purge(self.session, {keys.event(event.id)})
+        await self.session.flush()
+        return lapsed
+
+    @staticmethod
+    def local_text(event: Event, moment: datetime) -> str:
+        from domains.events.services.recurrence import zone
+
+        local = moment.astimezone(zone(event.tz))
+        return f"{local:%a} {local.day} {local:%B %Y}, {local:%H:%M}"
 
     async def _mail(self, event: Event, booking: Booking, kind: str) -> None:
+        """The booking's mail of ``kind``: text and HTML (templates/mail/events/<kind>.txt/.html)."""
         occ = await self.date_of(event, booking.occurrence)
         when = occ.start_local.strftime("%a %d %B %Y, %H:%M") + f" ({event.tz})" if occ else booking.occurrence
         tickets = []
@@ -281,12 +465,18 @@ class BookingService:
                                                .order_by(Position.created_at))).scalars()
             tickets = [{"attendee": p.attendee, "url": f"{self.base_url}/events/tickets/{p.secret}"} for p in rows]
         subject = {"confirmed": f"Your booking: {event.title}", "waiting": f"On the waiting list: {event.title}",
-                   "promoted": f"A place came free: {event.title}"}[kind]
+                   "offer": f"A place came free: {event.title}", "cancelled": f"Booking cancelled: {event.title}",
+                   "lapsed": f"Your offer lapsed: {event.title}"}[kind]
+        context: dict[str, Any] = {
+            "name": booking.name, "title": event.title, "when": when, "quantity": booking.quantity,
+            "tickets": tickets, "event_url": f"{self.base_url}/events/{event.slug}",
+            "bookings_url": f"{self.base_url}/account/bookings", "subject": subject}
+        if kind == "offer" and booking.offer_secret and booking.offer_expires_at:
+            context["offer_url"] = f"{self.base_url}/account/bookings/offer/{booking.offer_secret}"
+            context["offer_until"] = self.local_text(event, booking.offer_expires_at) + f" ({event.tz})"
         await send_mail(self.session, OutgoingMail(
             to=booking.email, to_name=booking.name, subject=subject, template=f"events/{kind}", tag=f"events-{kind}",
-            context={"name": booking.name, "title": event.title, "when": when, "quantity": booking.quantity,
-                     "tickets": tickets, "event_url": f"{self.base_url}/events/{event.slug}",
-                     "bookings_url": f"{self.base_url}/account/bookings"}))
+            context=context))
 
     # -- check-in (Pretix's redeem) -----------------------------------------------------------------
     async def door_date(self, event: Event) -> Occurrence | None:
@@ -308,7 +498,7 @@ class BookingService:
         if found is None or found[2].id != event.id:
             return Redeemed("error", "invalid")  # another event's ticket looks unknown here
         position, booking, _ = found
-        view = {**self._position_view(position), "date": await self._date_text(event, booking.occurrence)}
+        view = {**self._position_view(position, booking), "date": await self._date_text(event, booking.occurrence)}
         if nonce:
             earlier = (await self.session.execute(select(CheckIn.id).where(
                 CheckIn.position_id == position.id, CheckIn.nonce == nonce))).first()
@@ -341,8 +531,14 @@ class BookingService:
         return f"{local:%a} {local.day} {local:%B %Y}, {local:%H:%M}"
 
     @staticmethod
-    def _position_view(position: Position) -> dict[str, Any]:
-        return {"id": str(position.id), "attendee_name": position.attendee, "secret": position.secret}
+    def _position_view(position: Position, booking: Booking | None = None) -> dict[str, Any]:
+        view: dict[str, Any] = {"id": str(position.id), "attendee_name": position.attendee,
+                                "secret": position.secret}
+        if position.dietary:
+            view["dietary"] = position.dietary
+        if booking is not None and booking.answer:
+            view["answer"] = booking.answer
+        return view
 
     async def checkin_counts(self, event: Event, key: str) -> dict[str, int]:
         positions = (await self.session.execute(
@@ -354,3 +550,20 @@ class BookingService:
             .join(Position, Position.id == CheckIn.position_id).join(Booking, Booking.id == Position.booking_id)
             .where(Booking.event_id == event.id, Booking.occurrence == key, CheckIn.kind == "entry")))
         return {"positions": int(positions), "checked_in": int(inside.scalar_one())}
+
+    async def attendees(self, event: Event, key: str) -> list[dict[str, Any]]:
+        """Staff's attendee list of one date: every live ticket with its answers and whether it is
+        inside (its last check-in an entry), in booking order."""
+        rows = (await self.session.execute(
+            select(Position, Booking).join(Booking, Booking.id == Position.booking_id)
+            .where(Booking.event_id == event.id, Booking.occurrence == key, Booking.state == CONFIRMED,
+                   Position.cancelled.is_(False))
+            .order_by(Booking.created_at, Position.created_at))).tuples().all()
+        last: dict[UUID, str] = {}
+        if rows:
+            for position_id, kind in (await self.session.execute(
+                    select(CheckIn.position_id, CheckIn.kind).where(CheckIn.position_id.in_([p.id for p, _ in rows]))
+                    .order_by(CheckIn.at, CheckIn.id))).tuples():
+                last[position_id] = kind
+        return [{"attendee": p.attendee, "dietary": p.dietary, "answer": b.answer, "booked_by": b.name,
+                 "email": b.email, "inside": last.get(p.id) == "entry"} for p, b in rows]

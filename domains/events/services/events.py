@@ -23,7 +23,7 @@ from sqlalchemy.orm import selectinload
 from app.forms import InputProblems
 from app.markdown import render_markdown
 from domains.events import keys
-from domains.events.models import MEMBERS, PUBLIC, SCHEDULED, STATUSES, VISIBILITIES, Event, EventCalendar
+from domains.events.models import PUBLIC, SCHEDULED, STATUSES, VISIBILITIES, Event, EventCalendar
 from domains.events.services.recurrence import (
     Occurrence,
     RuleProblem,
@@ -43,7 +43,8 @@ MAX_DESCRIPTION: Final = 50_000
 MAX_TAGS: Final = 20
 # The longest single occurrence (a festival); longer things are a series.
 MAX_DURATION: Final = timedelta(days=31)
-RESERVED_SLUGS: Final = frozenset({"new", "admin", "month", "calendar", "tag", "past", "embed", "checkin", "calendars"})
+RESERVED_SLUGS: Final = frozenset({"new", "admin", "month", "calendar", "tag", "past", "embed", "checkin", "calendars",
+                                       "members", "tickets"})
 
 
 def slugify(text: str, fallback: str = "event") -> str:
@@ -340,9 +341,7 @@ class EventService:
         if form.status not in STATUSES:
             errors["status"] = "Scheduled, cancelled or postponed."
         if form.visibility not in VISIBILITIES:
-            errors["visibility"] = "Public or unlisted."
-        elif form.visibility == MEMBERS:  # TODO(issue 18 item 8): member views come with bookings
-            errors["visibility"] = "Members-only events are not offered yet: choose public or unlisted."
+            errors["visibility"] = "Public, members only or unlisted."
         capacity: int | None = None
         if form.capacity.strip():
             try:

@@ -57,8 +57,10 @@ async def _book(client: Any, quantity: int = 1, **extra: str) -> Any:
     assert page.status_code == 200, page.text[:300]
     token = CSRF_FIELD.search(page.text)
     assert token
+    count = quantity if isinstance(quantity, int) else 1  # a bad quantity (a string) names one place
+    names = {f"attendee_{i}": f"Guest {i}" for i in range(1, min(count, 10) + 1)}
     data = {"occurrence": _key(), "quantity": str(quantity), "name": "A Member", "email": "member@example.org",
-            "_csrf_token": token.group(1), **extra}
+            "_csrf_token": token.group(1), **names, **extra}
     return await client.post("/events/bread-workshop/book", data=data)
 
 
@@ -107,15 +109,23 @@ async def test_members_book_fill_the_date_wait_and_are_promoted(client: Any, eng
     assert (await client.post(cancel_path.group(1), data={"_csrf_token": token.group(1)})).status_code == 303
     assert await _states(engine) == [(CONFIRMED, 2), ("cancelled", 1), (WAITING, 2)]
 
-    # Ann cancels: three places free, ben's two are confirmed and he is mailed his tickets.
+    # Ann cancels: three places free, ben's two are offered to him (held) and he accepts the offer.
     await _as(client, "ann")
     page = await client.get("/account/bookings")
     cancel_path = re.search(r'action="(/account/bookings/[0-9a-f-]+/cancel)"', page.text)
     token = CSRF_FIELD.search(page.text)
     assert cancel_path and token
     assert (await client.post(cancel_path.group(1), data={"_csrf_token": token.group(1)})).status_code == 303
+    assert await _states(engine) == [("cancelled", 2), ("cancelled", 1), (WAITING, 2)]
+    assert await _mails(engine, "events-offer") == 1
+    await _as(client, "ben")
+    page = await client.get("/account/bookings")
+    offer = re.search(r'href="(/account/bookings/offer/[^"]+)"', page.text)
+    assert offer
+    token = CSRF_FIELD.search((await client.get(offer.group(1))).text)
+    assert token
+    assert (await client.post(offer.group(1), data={"_csrf_token": token.group(1)})).status_code == 303
     assert await _states(engine) == [("cancelled", 2), ("cancelled", 1), (CONFIRMED, 2)]
-    assert await _mails(engine, "events-promoted") == 1
     async with AsyncSession(engine) as session:
         quota = (await session.execute(select(EventQuota))).scalar_one()
         assert (quota.capacity, quota.taken) == (3, 2)
@@ -131,7 +141,8 @@ async def test_members_book_fill_the_date_wait_and_are_promoted(client: Any, eng
     ({"occurrence": "garbage"}, "occurrence", "past or not one of"),
     ({"email": "not-an-address"}, "email", "email address"),
     ({"name": "  "}, "name", "Give the name"),
-    ({"attendees": "a\nb\nc"}, "attendees", "More names than places"),
+    ({"attendee_2": "b"}, "attendees", "2 attendees named for 1 place"),
+    ({"quantity": "2", "attendee_1": "Ann"}, "attendees", "attendee 2 has no name"),
     ({"quantity": "4"}, "quantity", "This event has 3 places a date"),
 ])
 async def test_bad_bookings_are_named_and_write_nothing(client: Any, engine: AsyncEngine, data: dict[str, str],
@@ -160,7 +171,7 @@ async def test_tickets_and_check_in_follow_pretix(client: Any, engine: AsyncEngi
     await _event(engine, capacity=5)
     other = await _event_named(engine, "other-night")
     await _member(client, engine, "ann")
-    assert (await _book(client, 2, attendees="Ann\nAnn's friend")).status_code == 303
+    assert (await _book(client, 2, attendee_1="Ann", attendee_2="Ann's friend")).status_code == 303
     async with AsyncSession(engine) as session:
         secrets_ = list((await session.execute(select(Position.secret).order_by(Position.created_at))).scalars())
     assert len(secrets_) == 2 and all(len(s) >= 32 for s in secrets_)
@@ -240,7 +251,8 @@ async def test_the_bookings_api_answers_201_or_409_with_the_waiting_list(client:
     client.cookies.clear()
     headers = {"Authorization": f"Bearer {secret}"}
     made = await client.post("/api/events/bread-workshop/bookings",
-                             json={"name": "Zoe", "email": "zoe@example.org", "quantity": 2}, headers=headers)
+                             json={"name": "Zoe", "email": "zoe@example.org", "quantity": 2,
+                                   "attendees": ["Zoe", {"name": "Zed"}]}, headers=headers)
     assert made.status_code == 201, made.text
     body = made.json()
     assert body["waiting_list"] is False and len(body["positions"]) == 2 and body["occurrence"] == _key()
