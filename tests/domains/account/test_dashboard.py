@@ -85,7 +85,7 @@ def _directives(header: str) -> set[str]:
 
 
 def _panel(html: str, name: str) -> str:
-    match = re.search(rf'<section class="panel dashboard-panel" id="dashboard-{name}"[^>]*>(.*?)</section>', html, re.S)
+    match = re.search(rf'<section class="card dashboard-panel" id="dashboard-{name}"[^>]*>(.*?)</section>', html, re.S)
     assert match, f"no {name} panel"
     return match.group(1)
 
