@@ -180,7 +180,7 @@ def profile(url: str, tmp_path: Path, month: str) -> None:
 
     async def run() -> None:
         app = create_app(settings)
-        async with app.lifespan(), httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+        async with app.lifespan(), httpx.AsyncClient(transport=httpx.ASGITransport(app=app),  # type: ignore[arg-type]
                                                      base_url="http://127.0.0.1:8000") as client:
             for path in (f"/events/month/{month}", "/events.ics"):
                 await client.get(path, params={"n": "warm"})
