@@ -15,7 +15,8 @@ Benchmark):
    request runs the queries, the recurrence expansion and the template (uncached). Beside them, in
    the same run, the bare Litestar page of bench/pages.py (one route rendering one Jinja template
    with the same bytes as the month page). Prints req/s, p50, p99 (goal p99 < 50 ms), wrk's
-   timeouts and the server's CPU ms per request.
+   timeouts and the server's CPU ms per request; and, before each wrk run, ``--solo`` requests one at
+   a time (what a page costs alone, when the load test saturates the server).
 3. Check-ins: ``POST /events/<slug>/checkin/redeem`` (Pretix's redeem API, token auth) for distinct
    tickets from ``--checkin-concurrency`` concurrent clients, each answer checked to be ``ok``:
    prints check-ins per second, p50 and p99.
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import secrets
@@ -124,6 +126,34 @@ async def seed(url: str, args: argparse.Namespace) -> tuple[int, list[str]]:
         await engine.dispose()
 
 
+def settle(base_url: str, limit: float = 900.0) -> float:
+    """Wait until the server answers ``/healthz`` within half a second: requests wrk gave up on are
+    still being served after it stops, and the next phase must not queue behind them."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < limit:
+        sent = time.perf_counter()
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.get(base_url + "/healthz", timeout=60)
+        if time.perf_counter() - sent < 0.5:
+            break
+        time.sleep(1)
+    return time.perf_counter() - started
+
+
+def one_at_a_time(base_url: str, path: str, count: int, sid: int) -> tuple[float, float, float]:
+    """``count`` requests one after another: (median ms, slowest ms, server CPU ms per request), what
+    a page costs alone when the load test saturates the server."""
+    times = []
+    cpu = session_cpu(sid)
+    for n in range(count):
+        sent = time.perf_counter()
+        got = httpx.get(f"{base_url}{path}?n=solo-{n}-{secrets.token_hex(4)}", timeout=300)
+        times.append((time.perf_counter() - sent) * 1000)
+        if got.status_code != 200:
+            raise RuntimeError(f"{path} answered {got.status_code}")
+    return statistics.median(times), max(times), (session_cpu(sid) - cpu) * 1000 / count
+
+
 def rotating(path: Path, target: str) -> Path:
     """A wrk script sending ``target`` with a fresh ``?n=<counter>-<random>`` (the page cache keys
     on the query string, so it never answers)."""
@@ -207,6 +237,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--checkin-concurrency", type=int, default=8)
+    parser.add_argument("--solo", type=int, default=5, help="requests of each page one at a time, before wrk")
     parser.add_argument("--profile", action="store_true", help="also profile both pages in-process (pyinstrument)")
     args = parser.parse_args()
     if not args.database_url.startswith("postgresql"):
@@ -250,11 +281,17 @@ def main() -> None:
                 bare.wait(timeout=10)
             sid = server.proc.pid if server.proc else 0
             results = {"bare Litestar + 1 Jinja template": base}
+            solo: dict[str, tuple[float, float, float]] = {}
             for name, path, script in ((f"{month_path} (month grid)", month_path, "month.lua"),
                                        ("/events.ics (whole-site feed)", "/events.ics", "feed.lua")):
+                solo[name] = one_at_a_time(server.base_url, path, args.solo, sid)
+                print(f"  {name} alone: median {solo[name][0]:.0f} ms, slowest {solo[name][1]:.0f} ms, "
+                      f"server CPU {solo[name][2]:.1f} ms per request", flush=True)
                 results[name] = run_wrk(server.base_url + path, args.duration, args.connections, args.threads,
                                         rotating(tmp_path / script, path), cpu_session=sid)
                 print(f"  {name}: {results[name][0]:.0f} req/s, p99 {results[name][2]:.1f} ms", flush=True)
+                waited = settle(server.base_url)
+                print(f"  (the server finished the requests wrk gave up on {waited:.0f} s later)", flush=True)
             cpu_before = session_cpu(sid)
             redeemed = asyncio.run(checkins(server.base_url, token, codes, args.checkin_concurrency))
             redeem_cpu_ms = (session_cpu(sid) - cpu_before) * 1000 / max(redeemed[3], 1)
@@ -269,6 +306,10 @@ def main() -> None:
             goal = "" if name.startswith("bare") else ("met" if p99 < P99_GOAL_MS and not timeouts else "MISSED")
             print(f"{name:<40} {rps:>9.0f} {p50:>8.2f} {p99:>8.2f} {rps / base[0]:>9.2f} {timeouts:>9} "
                   f"{per_request:>11.2f} {goal:>9}")
+        print(f"\none request at a time ({args.solo} each):")
+        for name, (median, slowest, per_request) in solo.items():
+            print(f"{name:<40} median {median:>8.1f} ms, slowest {slowest:>8.1f} ms, server CPU "
+                  f"{per_request:>8.1f} ms per request")
         rate, p50, p99, count = redeemed
         print(f"\ncheck-ins through POST /events/{DOOR_EVENT}/checkin/redeem: {count} of {tickets} tickets, all ok, "
               f"from {args.checkin_concurrency} clients: {rate:.0f} check-ins/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms; "
