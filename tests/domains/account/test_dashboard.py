@@ -31,6 +31,15 @@ DAY = date.today() + timedelta(days=10)
 PANELS = ("bookings", "notifications", "orders", "drafts", "repositories", "newsletters")
 
 
+@pytest.fixture(autouse=True)
+def patient_fragments(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Generous fragment deadlines: a busy test machine must not turn panels into fallbacks (the
+    fallback test makes its panel fail on purpose)."""
+    import fragments.registry
+
+    monkeypatch.setattr(fragments.registry, "TIMEOUT_FLOOR", 10.0)
+
+
 async def _user(engine: AsyncEngine, username: str) -> User:
     async with async_sessionmaker(engine, expire_on_commit=False)() as session:
         return (await session.execute(select(User).where(User.username == username))).scalar_one()
