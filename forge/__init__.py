@@ -51,8 +51,10 @@ domain = Domain(
     cli=_cli,
     models=("forge.models", "forge.mirror_models", "forge.gitea_models"),
     # The forge.mirror.sync job and the push listener; forge.web's personal fragments; the
-    # browser's commit-graph refresh after pushes; webhook deliveries and their push subscriber.
-    setup=("forge.mirror_jobs", "forge.events", "forge.web", "forge.browse.maintenance", "forge.webhooks"),
+    # browser's commit-graph refresh after pushes; webhook deliveries and their push subscriber; the
+    # dashboard's repositories panel (forge.fragments).
+    setup=("forge.mirror_jobs", "forge.events", "forge.web", "forge.browse.maintenance", "forge.webhooks",
+           "forge.fragments"),
     # Git smart HTTP: Basic auth with a token, never the cookie.
     machine_routes=(r"^/forge/[^/]+/[^/]+?(\.git)?/(info/refs|git-upload-pack|git-receive-pack)$",),
     nav=(NavEntry("/forge/", "Forge", 50),),

@@ -10,6 +10,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import CacheControlHeader
 from litestar.exceptions import NotFoundException, PermissionDeniedException
 from litestar.response import Redirect, Template
+from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import access
@@ -39,6 +40,8 @@ from domains.account.schemas import (
     normalise_email,
 )
 from domains.account.services import AccountService, EmailTaken, TokenService
+from fragments.registry import Fragment, close_fragment_session, registry, render_fragment
+from fragments.site import installed
 
 # A page reached through a mailed link carries its secret in the URL: no Referer may take it along.
 NO_REFERRER = {"Referrer-Policy": "no-referrer"}
@@ -220,6 +223,49 @@ class AuthController(Controller):
         return see_other("/account/login", request, "You are signed out.")
 
 
+# The dashboard's panels: personal fragments named ``me.dashboard-<what>``, each registered by the
+# domain that owns the data (its fragments.py), so an uninstalled domain adds no panel. This order
+# first; any other domain's panel after them, by name.
+DASHBOARD_PREFIX = "me.dashboard-"
+DASHBOARD_ORDER = ("bookings", "notifications", "orders", "drafts", "repositories", "newsletters")
+
+
+def _domain_installed(spec: Fragment) -> bool:
+    """Whether the domain whose setup registered ``spec`` is part of this app (a module imported by
+    a test or another app in the same process must not add a panel here)."""
+    from app.installed import INSTALLED
+
+    module = getattr(spec.build, "__module__", "")
+    owners = [d.name for d in INSTALLED if module in d.setup]
+    return not owners or any(installed(name) for name in owners)
+
+
+def dashboard_specs() -> list[Fragment]:
+    found = [s for s in registry if s.name.startswith(DASHBOARD_PREFIX) and _domain_installed(s)]
+
+    def rank(spec: Fragment) -> tuple[int, str]:
+        what = spec.name.removeprefix(DASHBOARD_PREFIX)
+        return (DASHBOARD_ORDER.index(what) if what in DASHBOARD_ORDER else len(DASHBOARD_ORDER), what)
+
+    return sorted(found, key=rank)
+
+
+async def dashboard_panels(request: Request[User, Any, Any]) -> list[dict[str, Any]]:
+    """Each dashboard fragment rendered inline, one after another on the request's session; one that
+    fails or is slow shows its fallback (a plain link to the domain's page), never an error page."""
+    panels = []
+    try:
+        for spec in dashboard_specs():
+            rendered = await render_fragment(request, spec, {}, inline=True)
+            if not rendered.html.strip():  # a domain with nothing for this member (drafts, for a non-author)
+                continue
+            panels.append({"name": spec.name.removeprefix(DASHBOARD_PREFIX), "url": spec.url,
+                           "html": Markup(rendered.html), "ok": rendered.ok})  # noqa: S704 (rendered, autoescaped)
+    finally:
+        await close_fragment_session(request)
+    return panels
+
+
 class AccountController(Controller):
     # Members only: declared where the account router mounts it (app/access.py), checked app-wide.
     path = "/account"
@@ -229,9 +275,11 @@ class AccountController(Controller):
     @get("/", name="account:dashboard")
     async def dashboard(self, request: Request[User, Any, Any], tokens: TokenService) -> Template:
         owned = await tokens.for_user(request.user)
-        return Template("account/dashboard.html", context={
-            "active_tokens": sum(1 for t in owned if t.revoked_at is None),
-        })
+        active = sum(1 for t in owned if t.revoked_at is None)
+        # The panels are the installed domains' personal fragments, rendered here for the signed-in
+        # member (no JavaScript needed); this page is private, no-store, so nothing personal is shared.
+        panels = await dashboard_panels(request)
+        return Template("account/dashboard.html", context={"active_tokens": active, "panels": panels})
 
     @get("/settings", name="account:settings")
     async def settings_index(self) -> Redirect:

@@ -1,4 +1,5 @@
-"""Account fragments: the newest members (also embeddable) and the personal account menu."""
+"""Account fragments: the newest members (also embeddable), the personal account menu and the
+newsletters the member is on, for their dashboard (``me.dashboard-newsletters``)."""
 
 from __future__ import annotations
 
@@ -29,3 +30,18 @@ async def account_menu(ctx: FragmentContext) -> FragmentData:
     """Who is signed in, with sign-out; sign-in and sign-up links for everyone else."""
     user = ctx.user
     return FragmentData({"user": user})
+
+
+@fragment("me.dashboard-newsletters", policy=CachePolicy.PERSONAL, title="Your newsletters",
+          template="fragments/me/dashboard-newsletters.html", inline_timeout=1.0)
+async def my_newsletters(ctx: FragmentContext) -> FragmentData:
+    """The lists the signed-in member gets (and how many more they could join)."""
+    from domains.account.newsletters.models import CONFIRMED
+    from domains.account.newsletters.services import NewsletterService
+
+    user = ctx.user
+    if user is None:
+        return FragmentData({"user": None})
+    rows = await NewsletterService(ctx.db).member_lists(user)
+    on = [{"name": lst.name, "slug": lst.slug} for lst, sub in rows if sub is not None and sub.status == CONFIRMED]
+    return FragmentData({"user": user, "lists": on, "others": len(rows) - len(on)})

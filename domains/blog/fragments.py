@@ -1,9 +1,11 @@
-"""Blog fragments: the latest posts (also embeddable) and a post card (design/fragments.md §4)."""
+"""Blog fragments: the latest posts (also embeddable), a post card (design/fragments.md §4) and, on a
+member's dashboard, their drafts (``me.dashboard-drafts``, personal)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from app.caching import CachePolicy
 from domains.blog import keys
 from domains.blog.models import Post
 from domains.blog.services import BlogService
@@ -47,6 +49,24 @@ async def post_card(ctx: FragmentContext) -> FragmentData:
     tags = (keys.item(post),) if post else (keys.POSTS, keys.PAGES)
     return FragmentData({"post": card(post) if post else None}, keys=tags,
                         seed=seed_of([post] if post else [], slug))
+
+
+DASHBOARD_DRAFTS = 5
+
+
+@fragment("me.dashboard-drafts", policy=CachePolicy.PERSONAL, title="Your drafts",
+          template="fragments/me/dashboard-drafts.html", inline_timeout=1.0)
+async def my_drafts(ctx: FragmentContext) -> FragmentData:
+    """The signed-in author's unpublished posts and pages, last edited first (nothing for members
+    who may not write: they have no drafts and no editor to open them in)."""
+    from domains.blog.models import DRAFT
+
+    user = ctx.user
+    if user is None or not user.can_author:
+        return FragmentData({"user": user, "show": False})
+    drafts = await BlogService(ctx.db).admin_list(status=DRAFT, author=user, limit=DASHBOARD_DRAFTS)
+    rows = [{"id": str(p.id), "title": p.title or "(untitled)", "updated_at": p.updated_at} for p in drafts]
+    return FragmentData({"user": user, "show": True, "drafts": rows})
 
 
 async def nav_links(ctx: FragmentContext) -> tuple[tuple[tuple[str, str], ...], str]:

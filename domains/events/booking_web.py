@@ -6,6 +6,7 @@
 - ``/events/<slug>/attendees``         staff's attendee list of a date, with the booking answers
 - ``/events/members``, ``/events/members/<slug>``  members-only events, for signed-in members only
                                        (``private``; to anyone else they look absent)
+- ``/account/tickets``                 a member's tickets, upcoming and past, linked to their pages
 - ``/events/tickets/<secret>``         a ticket with its QR code; the secret is the only key, so the
                                        page is ``private, no-store`` and ``noindex``
 - ``/events/<slug>/checkin``           staff's door page: type or scan a code, a big coloured answer
@@ -160,6 +161,34 @@ async def my_bookings(request: Request[User, Any, Any], db_session: AsyncSession
                      "offer_until": BookingService.local_text(event, booking.offer_expires_at)
                      if offer_open and booking.offer_expires_at else None})
     return Template("events/my_bookings.html", context={"rows": rows})
+
+
+@get("/account/tickets", name="events:my-tickets", cache_control=PRIVATE)
+async def my_tickets(request: Request[User, Any, Any], db_session: AsyncSession) -> Template:
+    """The member's tickets (the positions of their confirmed bookings): upcoming soonest first, then
+    past ones latest first, each linked to its ticket page."""
+    service = BookingService(db_session)
+    upcoming: list[dict[str, Any]] = []
+    past: list[dict[str, Any]] = []
+    for booking, event in await service.for_member(request.user):  # latest date first
+        if booking.state != CONFIRMED:
+            continue
+        occ = await service.date_of(event, booking.occurrence)
+        when = when_text(event, occ) if occ else key_text(booking.occurrence)
+        for position in booking.positions:
+            row = {"event": event, "when": when, "position": position}
+            (upcoming if occ is not None else past).append(row)
+    upcoming.reverse()
+    return Template("events/my_tickets.html", context={"upcoming": upcoming, "past": past})
+
+
+def key_text(key: str) -> str:
+    """A past date's key (``20261208T180000``, the event's wall clock) as ``Tue 8 December 2026, 18:00``."""
+    try:
+        local = datetime.strptime(key, "%Y%m%dT%H%M%S")
+    except ValueError:
+        return key
+    return f"{local:%a} {local.day} {local:%B %Y}, {local:%H:%M}"
 
 
 @post("/account/bookings/{booking_id:uuid}/cancel", status_code=303)
@@ -384,7 +413,8 @@ async def api_book(request: Request[User, Any, Any], db_session: AsyncSession, s
     return Response(out, status_code=201 if loaded.state == CONFIRMED else 409)
 
 
-member_handlers = [book_form, book, my_bookings, cancel_booking, offer_page, accept_offer, *members_handlers]
+member_handlers = [book_form, book, my_bookings, my_tickets, cancel_booking, offer_page, accept_offer,
+                   *members_handlers]
 staff_handlers = [checkin_page, checkin_submit, attendees_page]
 ticket_handlers = [ticket]
 checkin_api_handlers = [redeem_api]

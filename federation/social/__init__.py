@@ -28,5 +28,6 @@ def _routes() -> list[ControllerRouterHandler]:
 
 
 domain = Domain(name="social", routes=_routes, nav=(NavEntry("/social/", "Social", 40),),
+                setup=("federation.social.fragments",),  # the dashboard's notifications panel
                 admin=(NavEntry("/social/admin/domain-blocks", "Federation: domain blocks", 40),
                        NavEntry("/social/admin/reports", "Federation: reports", 41)))
