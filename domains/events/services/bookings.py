@@ -354,3 +354,27 @@ class BookingService:
             .join(Position, Position.id == CheckIn.position_id).join(Booking, Booking.id == Position.booking_id)
             .where(Booking.event_id == event.id, Booking.occurrence == key, CheckIn.kind == "entry")))
         return {"positions": int(positions), "checked_in": int(inside.scalar_one())}
+
+
+async def book_for_remote(session: AsyncSession, event: Event, key: str, *, name: str) -> Booking | None:
+    """One free place on the date ``key`` for a fediverse account's ``Join`` (issue 18 item 7,
+    federation/activitypub/events.py): a confirmed booking with no member (``user_id`` None) and no
+    address (nothing is mailed: the answer is an ActivityPub ``Accept``), or None when the date is
+    full, cancelled, past or takes no bookings. A remote account never joins the waiting list: a
+    ``Join`` is answered at once (``Reject`` when full) and nothing but the quota row is written."""
+    if event.capacity is None or event.status == EVENT_CANCELLED:
+        return None
+    service = BookingService(session)
+    if await service.date_of(event, key) is None:
+        return None
+    await service._quota(event, key)
+    if not await service._take(event.id, key, 1):
+        return None
+    booking = Booking(event_id=event.id, occurrence=key, user_id=None, name=" ".join(name.split())[:200] or "guest",
+                      email="", quantity=1, state=CONFIRMED)
+    session.add(booking)
+    await session.flush()
+    service._positions(booking, [booking.name])
+    await session.flush()
+    await emit_purge(session, {keys.event(event.id)})
+    return booking
