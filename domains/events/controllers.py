@@ -336,7 +336,7 @@ async def my_feed(db_session: AsyncSession, settings: Settings, token: str) -> R
     rows: list[tuple[Booking, Event]] = [
         (b, e) for b, e in await BookingService(db_session).for_member(owner) if b.occurrence >= since]
     body = ical.bookings_feed(rows, name="My bookings", base_url=settings.base_url)
-    return Response(body, media_type=f"{ical.ICS_TYPE}; charset=utf-8", headers=FEED_HEADERS)
+    return Response(body, media_type=ical.ICS_TYPE, headers=FEED_HEADERS)
 
 
 class FeedAction(msgspec.Struct, kw_only=True):
