@@ -126,7 +126,8 @@ async def test_personal_bookings_feed(client: Any, engine: AsyncEngine) -> None:
     assert "surrogate-key" not in feed.headers  # never kept by the edge
     (vevent,) = icalendar.Calendar.from_ical(feed.content).walk("VEVENT")
     assert str(vevent["SUMMARY"]) == "Bread workshop" and str(vevent["STATUS"]) == "CONFIRMED"
-    assert str(vevent["DTSTART"].params["TZID"]) == "Europe/London" and vevent["DTSTART"].dt.hour == 18
+    start: Any = vevent["DTSTART"]
+    assert str(start.params["TZID"]) == "Europe/London" and start.dt.hour == 18
     assert "2 places" in str(vevent["DESCRIPTION"]) and str(vevent["UID"]).startswith("booking-")
     parsed = vobject.readOne(feed.text)  # a second, independent parser
     assert parsed.vevent.summary.value == "Bread workshop" and parsed.vevent.uid.value == str(vevent["UID"])
