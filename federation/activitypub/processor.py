@@ -172,6 +172,8 @@ class Processor:
 
     async def _my_follow(self) -> Follow | None:
         obj = self.raw.get("object")
+        if isinstance(obj, dict) and obj.get("type") not in (None, "Follow"):
+            return None  # the answer to something else (an event's Join): never touches a follow
         follow_id = id_of(obj)
         query = select(Follow).where(Follow.followee == self.actor_uri)
         if follow_id:

@@ -88,15 +88,16 @@ def _send(b: AppServer, username: str, kind: str, target: str, obj: str) -> str:
 async def test_events_actor_create_join_accept_reject_leave(peers: dict[str, AppServer]) -> None:
     a, b = peers["a"], peers["b"]
     events_uri = f"{a.base_url}/ap/actors/events"
-    bob = await _session(b, "bob")
+    bob, carol = await _session(b, "bob"), await _session(b, "carol")
     try:
         await _form(bob, "/social/follow", {"handle": f"events@{_host(a)}"})
+        await _form(carol, "/social/follow", {"handle": f"events@{_host(a)}"})
 
         async def accepted() -> bool:
             rows = await _rows(a, "SELECT state FROM ap_follow WHERE followee = :uri", uri=events_uri)
-            return [r[0] for r in rows] == ["accepted"]
+            return [r[0] for r in rows] == ["accepted", "accepted"]
 
-        await _eventually(accepted, what="bob following events@A")
+        await _eventually(accepted, what="bob and carol following events@A")
 
         async def create(session: AsyncSession) -> str:
             # The service, as the staff form uses it (the CLI takes no --capacity yet); its save
@@ -146,6 +147,9 @@ async def test_events_actor_create_join_accept_reject_leave(peers: dict[str, App
         kind, reject = await _eventually(lambda: answer(refused), what="the Reject on B")
         assert kind == "Reject" and "full" in reject.get("content", "")
         assert len(await booked()) == 1
+        # the Reject answers her Join: her follow of the events actor on B stays
+        follows = await _rows(b, "SELECT follower, state FROM ap_follow WHERE followee = :uri", uri=events_uri)
+        assert sorted(follows) == [(f"{b.base_url}/@bob", "accepted"), (f"{b.base_url}/@carol", "accepted")]
 
         # bob leaves: his booking is cancelled on A
         _send(b, "bob", "Leave", events_uri, event_id)
@@ -156,3 +160,4 @@ async def test_events_actor_create_join_accept_reject_leave(peers: dict[str, App
         await _eventually(cancelled, what="bob's Leave on A")
     finally:
         await bob.aclose()
+        await carol.aclose()
