@@ -15,23 +15,15 @@ import hashlib
 import hmac
 from uuid import UUID
 
-from advanced_alchemy.base import UUIDv7AuditBase
-from sqlalchemy import ForeignKey, String, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
 
 from domains.account.models import User
+from domains.events.feed_models import BookingFeed
 
 __all__ = ["BookingFeed", "current_token", "feed_owner", "regenerate", "revoke"]
 
 TOKEN_CHARS = 32  # base64url of 24 bytes: 192 bits
-
-
-class BookingFeed(UUIDv7AuditBase):
-    __tablename__ = "events_booking_feed"
-
-    user_id: Mapped[UUID] = mapped_column(ForeignKey("account_user.id", ondelete="CASCADE"), unique=True)
-    digest: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the token
 
 
 def _token(feed_id: UUID, secret_key: str) -> str:

@@ -52,7 +52,7 @@ domain = Domain(
     name="activitypub",
     routes=_routes,
     cli=_cli,
-    models=("federation.keys", "federation.activitypub.models", "federation.activitypub.events"),
+    models=("federation.keys", "federation.activitypub.models", "federation.activitypub.event_models"),
     setup=(
         "federation.activitypub.blog",  # subscribes to the blog's post events
         "federation.activitypub.market",  # subscribes to the market's product events

@@ -33,9 +33,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from uuid import UUID
 
-from advanced_alchemy.base import UUIDv7AuditBase
-from sqlalchemy import ForeignKey, String, select
-from sqlalchemy.orm import Mapped, mapped_column, selectinload
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from app.forms import InputProblems
 from app.jobs import JobContext, job_handler
@@ -50,6 +49,7 @@ from domains.events.views import when_text
 from federation.activitypub.as2 import id_of, public_addressing
 from federation.activitypub.contexts import event_context
 from federation.activitypub.core import Federation
+from federation.activitypub.event_models import EventJoin
 from federation.activitypub.models import URI, Activity, Actor, APObject
 from federation.activitypub.outbox import Outbox, note_document
 from federation.activitypub.sanitize import sanitize_html
@@ -71,17 +71,6 @@ CATEGORIES: Final = frozenset({
 DEFAULT_CATEGORY: Final = "MEETING"
 # RFC 5545 §3.8.1.11 STATUS values, as Mobilizon publishes them under ``ical:status``.
 ICAL_STATUS: Final = {SCHEDULED: "CONFIRMED", CANCELLED: "CANCELLED", POSTPONED: "TENTATIVE"}
-
-
-class EventJoin(UUIDv7AuditBase):
-    """A fediverse account's place on an event: its ``Join`` and the booking it made."""
-
-    __tablename__ = "ap_event_join"
-
-    booking_id: Mapped[UUID] = mapped_column(ForeignKey("events_booking.id", ondelete="CASCADE"), unique=True)
-    event_id: Mapped[UUID] = mapped_column(ForeignKey("events_event.id", ondelete="CASCADE"), index=True)
-    actor_uri: Mapped[str] = mapped_column(String(URI), index=True)
-    join_id: Mapped[str] = mapped_column(String(URI), index=True)
 
 
 def _next_date(event: Event) -> Occurrence | None:

@@ -15,7 +15,7 @@ import vobject
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from domains.events.feeds import BookingFeed
+from domains.events.feed_models import BookingFeed
 from domains.events.services.events import EventForm, EventService
 from tests.helpers.web import CSRF_FIELD, signup
 
