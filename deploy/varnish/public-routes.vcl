@@ -33,9 +33,11 @@ sub rose_ash_route_class {
       req.url ~ "^/events\.ics/?([?].*)?$" ||  # /events.ics
       req.url ~ "^/events/calendar/[^/?]+/?([?].*)?$" ||  # /events/calendar/{slug:str}
       req.url ~ "^/events/calendars\.css/?([?].*)?$" ||  # /events/calendars.css
+      req.url ~ "^/events/day/[^/?]+/?([?].*)?$" ||  # /events/day/{day:str}
       req.url ~ "^/events/month/?([?].*)?$" ||  # /events/month
       req.url ~ "^/events/month/[^/?]+/?([?].*)?$" ||  # /events/month/{ym:str}
       req.url ~ "^/events/past/?([?].*)?$" ||  # /events/past
+      req.url ~ "^/events/week/[^/?]+/?([?].*)?$" ||  # /events/week/{week:str}
       req.url ~ "^/events/[^/?]+/?([?].*)?$" ||  # /events/{slug:str}
       req.url ~ "^/f/[^/?]+/[^/?]+/?([?].*)?$" ||  # /f/{area:str}/{name:str}
       req.url ~ "^/f/[^/?]+/?([?].*)?$" ||  # /f/{name:str}

@@ -48,12 +48,12 @@ def _routes() -> list[ControllerRouterHandler]:
         staff_handlers,
         ticket_handlers,
     )
-    from domains.events.controllers import public_handlers
+    from domains.events.controllers import feed_member_handlers, public_handlers
 
     return [Router(path="/", opt=access.public(), route_handlers=[
         *public_handlers,
         *ticket_handlers,
-        Router(path="/", opt=access.session(), route_handlers=member_handlers),
+        Router(path="/", opt=access.session(), route_handlers=[*member_handlers, *feed_member_handlers]),
         Router(path="/", opt=access.admin(), route_handlers=[*admin_handlers, *staff_handlers]),
         # Check-in at the door and bookings by API: tokens with the "events" scope.
         Router(path="/", opt=access.token("events"), route_handlers=[*checkin_api_handlers, *api_handlers]),
@@ -70,7 +70,7 @@ domain = Domain(
     name="events",
     routes=_routes,
     cli=_cli,
-    models=("domains.events.models", "domains.events.booking_models"),
+    models=("domains.events.models", "domains.events.booking_models", "domains.events.feed_models"),
     setup=("domains.events.fragments", "domains.events.jobs"),
     machine_routes=(r"^/events/[^/]+/checkin/redeem$",),  # token-authenticated (Pretix's redeem API)
     nav=(NavEntry("/events/", "Events", 30),),

@@ -3,9 +3,14 @@
 - ``/events/``                       upcoming dates (filters: ``calendar``, ``tag``, ``from``)
 - ``/events/past``                   the archive
 - ``/events/month/<YYYY-MM>``        the month grid (a real table with headings)
+- ``/events/week/<YYYY>-W<ww>``      one ISO 8601 week, a section a day (Monday first)
+- ``/events/day/<YYYY-MM-DD>``       one day's dates
 - ``/events/calendar/<slug>``        one calendar's upcoming dates (``.ics``: its feed)
 - ``/events/<slug>``                 an event with its next dates (``.ics``: that event alone)
 - ``/events.ics``                    every public event (``?calendar=``, ``?tag=``)
+- ``/events/me/<token>.ics``         a member's bookings (feeds.py: a revocable token, ``private``,
+                                     ``noindex``); ``/account/bookings/calendar`` shows, regenerates
+                                     and revokes its link (a member page)
 
 Times are shown in each event's own zone, named beside them. Members-only events are not public
 pages: they look absent here (bookings, a later slice, bring the member views).
@@ -14,19 +19,27 @@ pages: they look absent here (bookings, a later slice, bring the member views).
 from __future__ import annotations
 
 import calendar as calmod
+import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 from urllib.parse import urlencode
 
-from litestar import Request, Response
+import msgspec
+from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
+from litestar.response import Redirect, Template
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.caching import CachePolicy, conditional_response
+from app.forms import parse_form, see_other
+from app.responses import PRIVATE
 from app.settings import Settings
-from domains.events import ical, keys
+from domains.account.models import User
+from domains.events import feeds, ical, keys
+from domains.events.booking_models import Booking
 from domains.events.models import Event
+from domains.events.services.bookings import BookingService
 from domains.events.services.events import COLOUR_RE as COLOUR
 from domains.events.services.events import SLUG_RE as SLUG
 from domains.events.services.events import EventService, Listed
@@ -34,7 +47,7 @@ from domains.events.services.recurrence import zone
 from domains.events.views import day_groups, event_view, listed_view
 from fragments.pages import public_get, render_page
 
-__all__ = ["public_handlers"]
+__all__ = ["feed_member_handlers", "public_handlers"]
 
 LIST_DAYS: Final = 92
 LIST_LIMIT: Final = 100
@@ -145,6 +158,84 @@ async def _month_page(request: Request[Any, Any, Any], db_session: AsyncSession,
         "weekdays": [calmod.day_abbr[i] for i in range(7)], "weekday_names": [calmod.day_name[i] for i in range(7)],
         "calendars": await service.calendars(), "filters": filters,
         "today": datetime.now(UTC).date(), "year": first.year, "month_number": first.month,
+        "week_links": [week_path(date(first.year, first.month, next(d for d in w if d))) for w in weeks],
+        "query": query,
+    }, keys=sorted({keys.EVENTS, *(keys.calendar(c) for c in [filters.get("calendar", "")] if c)}))
+
+
+WEEK_RE: Final = re.compile(r"^(\d{4})-W(\d{2})$")
+
+
+def _week(raw: str) -> date:
+    """The Monday of ISO 8601 week ``YYYY-Www`` (404 for a week that does not exist, e.g. W53 of most years)."""
+    found = WEEK_RE.match(raw)
+    try:
+        monday = date.fromisocalendar(int(found.group(1)), int(found.group(2)), 1) if found else None
+    except ValueError:
+        monday = None
+    if monday is None or not 1900 < monday.year < 2200:
+        raise NotFoundException("No such week: use YYYY-Www (ISO 8601), e.g. 2026-W50.")
+    return monday
+
+
+def _day(raw: str) -> date:
+    try:
+        day = date.fromisoformat(raw) if len(raw) == 10 else None
+    except ValueError:
+        day = None
+    if day is None or not 1900 < day.year < 2200:
+        raise NotFoundException("No such day: use YYYY-MM-DD.")
+    return day
+
+
+def week_path(day: date) -> str:
+    year, week, _ = day.isocalendar()
+    return f"/events/week/{year:04d}-W{week:02d}"
+
+
+@public_get("/events/week/{week:str}", name="events:week")
+async def events_week(request: Request[Any, Any, Any], db_session: AsyncSession, week: str) -> Response[bytes]:
+    monday = _week(week)
+    days = [monday + timedelta(days=i) for i in range(7)]
+    year, number, _ = monday.isocalendar()
+    title = f"Week {number}, {year}"
+    return await _days_page(request, db_session, days, template="events/week.html", context={
+        "title": title, "subtitle": f"{days[0].day} {days[0]:%B} \u2013 {days[-1].day} {days[-1]:%B %Y}",
+        "previous": week_path(monday - timedelta(days=7)), "next": week_path(monday + timedelta(days=7)),
+        "month": f"/events/month/{monday:%Y-%m}", "action": f"/events/week/{year:04d}-W{number:02d}"})
+
+
+@public_get("/events/day/{day:str}", name="events:day")
+async def events_day(request: Request[Any, Any, Any], db_session: AsyncSession, day: str) -> Response[bytes]:
+    wanted = _day(day)
+    return await _days_page(request, db_session, [wanted], template="events/day.html", context={
+        "title": f"{wanted:%A} {wanted.day} {wanted:%B %Y}",
+        "previous": f"/events/day/{wanted - timedelta(days=1)}", "next": f"/events/day/{wanted + timedelta(days=1)}",
+        "week": week_path(wanted), "month": f"/events/month/{wanted:%Y-%m}", "action": f"/events/day/{wanted}"})
+
+
+async def _days_page(request: Request[Any, Any, Any], db_session: AsyncSession, days: list[date], *,
+                     template: str, context: dict[str, Any]) -> Response[bytes]:
+    """The dates starting on each of ``days`` (in each event's own zone, as the month grid places
+    them), a section a day; the month view's surrogate keys, so the same saves purge it."""
+    filters = _filters(request)
+    # A day either side covers every zone; each date is then placed by its own local day.
+    window_start = datetime.combine(days[0], datetime.min.time(), tzinfo=UTC) - timedelta(days=1)
+    window_end = datetime.combine(days[-1], datetime.min.time(), tzinfo=UTC) + timedelta(days=2)
+    service = EventService(db_session)
+    found = await service.in_window(window_start, window_end, calendar=filters.get("calendar", ""),
+                                    tag=filters.get("tag", ""), limit=2000)
+    by_day: dict[date, list[dict[str, Any]]] = {d: [] for d in days}
+    for item in found:
+        local_day = item.occurrence.start_local.date()
+        if local_day in by_day:
+            by_day[local_day].append(listed_view(item))
+    query = f"?{urlencode(filters)}" if filters else ""
+    return await render_page(request, template, {
+        **context, **{k: context[k] + query for k in ("previous", "next")},
+        "days": [{"iso": d.isoformat(), "label": f"{d:%A} {d.day} {d:%B}", "short": f"{d:%a} {d.day}",
+                  "url": f"/events/day/{d}{query}", "items": by_day[d]} for d in days],
+        "calendars": await service.calendars(), "filters": filters, "today": datetime.now(UTC).date().isoformat(),
     }, keys=sorted({keys.EVENTS, *(keys.calendar(c) for c in [filters.get("calendar", "")] if c)}))
 
 
@@ -227,5 +318,56 @@ async def calendar_colours(request: Request[Any, Any, Any], db_session: AsyncSes
                                 media_type="text/css")
 
 
-public_handlers = [calendar_colours, events_index, events_past, this_month, events_month, events_feed, calendar_page,
-                   event_page]
+# -- a member's bookings as a calendar feed (feeds.py) --------------------------------------------
+
+FEED_HEADERS: Final = {"Cache-Control": "private", "X-Robots-Tag": "noindex"}
+FEED_DAYS: Final = 366  # bookings of dates from a year ago on
+
+
+@get("/events/me/{token:str}", name="events:my-feed", cache_control=None)
+async def my_feed(db_session: AsyncSession, settings: Settings, token: str) -> Response[bytes]:
+    """The token is the only key (calendar apps have no session): ``private`` so no shared cache
+    keeps it, ``noindex``; an unknown or revoked token is the same 404 as any missing page."""
+    owner = await feeds.feed_owner(db_session, token.removesuffix(".ics"), settings.secret_key) \
+        if token.endswith(".ics") else None
+    if owner is None:
+        raise NotFoundException("No such calendar feed.")
+    since = (datetime.now(UTC) - timedelta(days=FEED_DAYS)).strftime("%Y%m%dT%H%M%S")
+    rows: list[tuple[Booking, Event]] = [
+        (b, e) for b, e in await BookingService(db_session).for_member(owner) if b.occurrence >= since]
+    body = ical.bookings_feed(rows, name="My bookings", base_url=settings.base_url)
+    return Response(body, media_type=ical.ICS_TYPE, headers=FEED_HEADERS)
+
+
+class FeedAction(msgspec.Struct, kw_only=True):
+    action: str = ""
+
+
+@get("/account/bookings/calendar", name="events:my-feed-settings", cache_control=PRIVATE)
+async def my_feed_settings(request: Request[User, Any, Any], db_session: AsyncSession,
+                           settings: Settings) -> Template:
+    token = await feeds.current_token(db_session, request.user, settings.secret_key)
+    url = f"{settings.base_url}/events/me/{token}.ics" if token else ""
+    return Template("events/my_feed.html", context={
+        "url": url, "webcal": "webcal://" + url.split("://", 1)[-1] if url else ""})
+
+
+@post("/account/bookings/calendar", status_code=303)
+async def my_feed_change(request: Request[User, Any, Any], db_session: AsyncSession,
+                         settings: Settings) -> Redirect:
+    form = await parse_form(request, FeedAction)
+    if form.action == "revoke":
+        await feeds.revoke(db_session, request.user)
+        message = "Your bookings feed is switched off: its old address no longer works."
+    elif form.action == "regenerate":
+        await feeds.regenerate(db_session, request.user, settings.secret_key)
+        message = "Your bookings feed has a new address; any old one no longer works."
+    else:
+        raise NotFoundException("No such action.")
+    return see_other("/account/bookings/calendar", request, message)
+
+
+feed_member_handlers = [my_feed_settings, my_feed_change]
+
+public_handlers = [calendar_colours, events_index, events_past, this_month, events_month, events_week, events_day,
+                   events_feed, calendar_page, event_page, my_feed]

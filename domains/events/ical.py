@@ -20,9 +20,11 @@ from icalendar import Calendar, vRecur
 from icalendar import Event as VEvent
 
 from app.markdown import plain_text
+from domains.events.booking_models import CANCELLED as BOOKING_CANCELLED
+from domains.events.booking_models import WAITING, Booking
 from domains.events.models import CANCELLED, POSTPONED, Event
 
-__all__ = ["ICS_TYPE", "feed", "uid_of"]
+__all__ = ["ICS_TYPE", "bookings_feed", "feed", "uid_of"]
 
 ICS_TYPE: Final = "text/calendar"  # the response adds "; charset=utf-8"
 PRODID: Final = "-//Rose Ash//Events//EN"
@@ -82,6 +84,60 @@ def feed(events: Sequence[Event], *, name: str, base_url: str, now: datetime | N
     stamp = (now or datetime.now(UTC)).replace(microsecond=0)
     for event in events:
         cal.add_component(_vevent(event, base_url, stamp))
+    cal.add_missing_timezones()
+    body: bytes = cal.to_ical()
+    return body
+
+
+def bookings_feed(rows: Sequence[tuple[Booking, Event]], *, name: str, base_url: str,
+                  now: datetime | None = None) -> bytes:
+    """A member's bookings as RFC 5545 (their personal feed, domains/events/feeds.py): one
+    ``VEVENT`` per booked date, UID ``booking-<id>@host`` (stable; distinct from the public feed's
+    event UIDs, so both can be subscribed). A waiting-list booking is ``TENTATIVE``; a cancelled
+    booking, or a booking of a cancelled event, stays as ``CANCELLED`` so calendar apps remove it."""
+    cal = Calendar()
+    cal.add("prodid", PRODID)
+    cal.add("version", "2.0")
+    cal.add("calscale", "GREGORIAN")
+    cal.add("method", "PUBLISH")
+    cal.add("x-wr-calname", name)
+    cal.add("refresh-interval", timedelta(hours=1), parameters={"VALUE": "DURATION"})
+    cal.add("x-published-ttl", timedelta(hours=1))
+    stamp = (now or datetime.now(UTC)).replace(microsecond=0)
+    host = urlsplit(base_url).hostname or "localhost"
+    for booking, event in rows:
+        try:
+            start = datetime.strptime(booking.occurrence, "%Y%m%dT%H%M%S")
+        except ValueError:
+            continue
+        end = start + (event.ends_local - event.starts_local)
+        tz = ZoneInfo(event.tz)
+        out = VEvent()
+        out.add("uid", f"booking-{booking.id}@{host}")
+        out.add("dtstamp", stamp)
+        if event.all_day:
+            out.add("dtstart", start.date())
+            out.add("dtend", end.date())
+        else:
+            out.add("dtstart", start.replace(tzinfo=tz))
+            out.add("dtend", end.replace(tzinfo=tz))
+        places = f"{booking.quantity} place{'s' if booking.quantity != 1 else ''}"
+        out.add("summary", event.title)
+        state = ("on the waiting list" if booking.state == WAITING else
+                 "cancelled" if booking.state == BOOKING_CANCELLED else "booked")
+        out.add("description", f"{places}, {state}. Your tickets: {base_url}/account/bookings")
+        location = ", ".join(p for p in (event.place_name, event.place_address) if p) or event.online_url
+        if location:
+            out.add("location", location)
+        out.add("url", f"{base_url}/events/{event.slug}")
+        status = ("CANCELLED" if booking.state == BOOKING_CANCELLED or event.status == CANCELLED else
+                  "TENTATIVE" if booking.state == WAITING or event.status == POSTPONED else "CONFIRMED")
+        out.add("status", status)
+        # A booking's own changes (confirmed, cancelled) and its event's count as revisions.
+        out.add("sequence", event.sequence + (1 if booking.state != WAITING else 0)
+                + (1 if booking.state == BOOKING_CANCELLED else 0))
+        out.add("last-modified", max(booking.updated_at, event.updated_at).astimezone(UTC))
+        cal.add_component(out)
     cal.add_missing_timezones()
     body: bytes = cal.to_ical()
     return body

@@ -52,10 +52,11 @@ domain = Domain(
     name="activitypub",
     routes=_routes,
     cli=_cli,
-    models=("federation.keys", "federation.activitypub.models"),
+    models=("federation.keys", "federation.activitypub.models", "federation.activitypub.event_models"),
     setup=(
         "federation.activitypub.blog",  # subscribes to the blog's post events
         "federation.activitypub.market",  # subscribes to the market's product events
+        "federation.activitypub.events",  # subscribes to the events domain's event changes; Join/Leave
         "federation.activitypub.delivery",  # ap.fanout, ap.deliver
         "federation.activitypub.processor",  # ap.inbox
         "federation.activitypub.provision",  # actors made with their members

@@ -11,7 +11,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["AS2", "SECURITY_V1", "ContextNotBundled", "bundled_contexts", "document_loader", "emitted_context"]
+__all__ = ["AS2", "SECURITY_V1", "ContextNotBundled", "bundled_contexts", "document_loader", "emitted_context",
+           "event_context"]
 
 AS2 = "https://www.w3.org/ns/activitystreams"
 SECURITY_V1 = "https://w3id.org/security/v1"
@@ -55,4 +56,34 @@ def emitted_context() -> list[Any]:
         "toot": "http://joinmastodon.org/ns#",
         "discoverable": "toot:discoverable",
         "indexable": "toot:indexable",
+    }]
+
+
+def event_context() -> list[Any]:
+    """The @context of our ``Event`` documents: ours plus Mobilizon's terms (framasoft/mobilizon
+    docs/contribute/activity_pub.md: ``mz:`` for joinMode/timezone, schema.org for capacities and
+    the address, the W3C iCal vocabulary for ``ical:status``), so a JSON-LD reader expands them."""
+    base = emitted_context()
+    return [*base[:2], {
+        **base[2],
+        "mz": "https://joinmobilizon.org/ns#",
+        "sc": "http://schema.org#",
+        "ical": "http://www.w3.org/2002/12/cal/ical#",
+        "joinMode": {"@id": "mz:joinMode", "@type": "mz:joinModeType"},
+        "timezone": {"@id": "mz:timezone", "@type": "sc:Text"},
+        "isOnline": {"@id": "mz:isOnline", "@type": "sc:Boolean"},
+        "anonymousParticipationEnabled": {"@id": "mz:anonymousParticipationEnabled", "@type": "sc:Boolean"},
+        "commentsEnabled": {"@id": "pt:commentsEnabled", "@type": "sc:Boolean"},
+        "pt": "https://joinpeertube.org/ns#",
+        "repliesModerationOption": {"@id": "mz:repliesModerationOption", "@type": "mz:repliesModerationOptionType"},
+        "participantCount": {"@id": "mz:participantCount", "@type": "sc:Integer"},
+        "maximumAttendeeCapacity": "sc:maximumAttendeeCapacity",
+        "remainingAttendeeCapacity": "sc:remainingAttendeeCapacity",
+        "category": "sc:category",
+        "PostalAddress": "sc:PostalAddress",
+        "address": {"@id": "sc:address", "@type": "sc:PostalAddress"},
+        "streetAddress": "sc:streetAddress",
+        "addressLocality": "sc:addressLocality",
+        "postalCode": "sc:postalCode",
+        "addressCountry": "sc:addressCountry",
     }]

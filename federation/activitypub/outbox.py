@@ -24,6 +24,11 @@ VISIBILITIES = ("public", "unlisted", "followers", "direct")
 MENTION = re.compile(r"(?<![\w/])@([A-Za-z0-9_.-]+)@([A-Za-z0-9.-]+(?::\d+)?)")
 MAX_NOTE = 5000
 MAX_MENTIONS = 20
+# An Event's Mobilizon fields (federation/activitypub/events.py builds them; kept across re-renders).
+EVENT_FIELDS = ("startTime", "endTime", "timezone", "location", "joinMode", "maximumAttendeeCapacity",
+                "remainingAttendeeCapacity", "participantCount", "ical:status", "category", "isOnline",
+                "anonymousParticipationEnabled", "commentsEnabled", "repliesModerationOption", "draft",
+                "mediaType", "attachment")
 # The columns delivery addressing reads (delivery.inboxes_for).
 ADDRESSING = (Actor.uri, Actor.local, Actor.gone, Actor.inbox, Actor.shared_inbox)
 
@@ -328,8 +333,11 @@ def note_document(obj: APObject) -> dict[str, Any]:
         "inReplyTo": obj.in_reply_to or None,
         "tag": [{"type": "Mention", "href": m} for m in obj.mentions],
     }
-    if obj.type == "Article":
+    if obj.type in ("Article", "Event"):
         doc["name"] = obj.name
+    if obj.type == "Event" and obj.local:  # the events actor's (federation/activitypub/events.py)
+        raw = obj.raw or {}
+        doc.update({k: raw[k] for k in EVENT_FIELDS if k in raw})
     if obj.updated:
         doc["updated"] = iso(obj.updated)
     hashtags = [t for t in (obj.raw or {}).get("tag", []) if isinstance(t, dict) and t.get("type") == "Hashtag"]

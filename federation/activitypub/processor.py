@@ -1,7 +1,8 @@
 """The inbox processor: the ``ap.inbox`` job applies one stored, verified activity.
 
-Follow / Accept / Reject / Undo (Follow, Like, Announce, Block) / Create / Update / Delete
-(Tombstone) of Note and Article / Like / Announce / Block / Flag / Delete of an actor.
+Follow / Accept / Reject / Undo (Follow, Like, Announce, Block, Join) / Create / Update / Delete
+(Tombstone) of Note and Article / Like / Announce / Block / Flag / Delete of an actor / Join and
+Leave of a local event (handled by federation/activitypub/events.py).
 
 Who may say what (design/federation.md §3 step 9): the inbox refuses any activity whose signer is
 not its actor, except Create, Update and Announce, which relays and forwarders pass on. For
@@ -171,6 +172,8 @@ class Processor:
 
     async def _my_follow(self) -> Follow | None:
         obj = self.raw.get("object")
+        if isinstance(obj, dict) and obj.get("type") not in (None, "Follow"):
+            return None  # the answer to something else (an event's Join): never touches a follow
         follow_id = id_of(obj)
         query = select(Follow).where(Follow.followee == self.actor_uri)
         if follow_id:
@@ -200,12 +203,29 @@ class Processor:
         if isinstance(obj, dict) and id_of(obj.get("actor")) not in ("", self.actor_uri):
             raise PermanentFailure("Undo of someone else's activity")
         target = id_of(obj.get("object")) if isinstance(obj, dict) else ""
+        if inner_type == "Join":  # withdrawing from an event, as a Leave (federation/activitypub/events.py)
+            from federation.activitypub.events import leave_event
+
+            await leave_event(self.fed, self.actor_uri, target, inner_id)
+            return
         for kind, (model, by, what) in UNDOABLE.items():
             if inner_type in (None, kind):
                 cond = model.activity_id == inner_id
                 if target:
                     cond = or_(cond, what == target)
                 await self.session.execute(delete(model).where(by == self.actor_uri, cond))
+
+    # --- events (Mobilizon's participation: federation/activitypub/events.py) ---------------
+
+    async def on_Join(self) -> None:
+        from federation.activitypub.events import join_event
+
+        await join_event(self.fed, self.activity)
+
+    async def on_Leave(self) -> None:
+        from federation.activitypub.events import leave_event
+
+        await leave_event(self.fed, self.actor_uri, id_of(self.raw.get("object")), "")
 
     # --- objects --------------------------------------------------------------------------
 

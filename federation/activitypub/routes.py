@@ -24,7 +24,7 @@ from app.safe_http import MalformedJSON, decode_json
 from app.settings import Settings
 from domains.account.models import User
 from federation.activitypub.as2 import as_list, id_of, iso, wants_as2
-from federation.activitypub.contexts import PUBLIC, emitted_context
+from federation.activitypub.contexts import PUBLIC, emitted_context, event_context
 from federation.activitypub.core import PAGE_SIZE, Federation
 from federation.activitypub.models import Activity, Actor, APObject, Follow, Like
 from federation.activitypub.moderation import blocks
@@ -340,13 +340,15 @@ async def object_view(oid: UUID, request: Request[Any, Any, Any], db_session: As
     if obj is None or not obj.local or obj.visibility not in ("public", "unlisted"):
         raise NotFoundException()
     if not wants_as2(request.headers.get("accept")):
-        return Redirect(f"/social/notes/{oid}")
+        # An event's HTML is its public page (federation/activitypub/events.py); notes show in social.
+        return Redirect(obj.url if obj.type == "Event" and obj.url and not obj.deleted else f"/social/notes/{oid}")
     async with Federation(db_session, settings, limits=_limits(request)) as fed:
         await _require_signed_get(request, fed, obj.attributed_to)
     if obj.deleted:
         return as2({"@context": emitted_context(), "id": obj.ap_id, "type": "Tombstone",
                     "formerType": obj.type, "deleted": iso(obj.updated)}, 410)
-    return as2({"@context": emitted_context(), **note_document(obj)}, vary="Accept, Signature")
+    context = event_context() if obj.type == "Event" else emitted_context()
+    return as2({"@context": context, **note_document(obj)}, vary="Accept, Signature")
 
 
 @get("/ap/objects/{oid:uuid}/activity", cache_control=None, opt=dict(ANONYMOUS_OPT))

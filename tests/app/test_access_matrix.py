@@ -210,6 +210,10 @@ def fill(case: Case, world: World) -> str:
             return str(world.ids[key])
         if name == "ym":
             return "2026-12"  # the events month grid
+        if name == "week":
+            return "2026-W50"  # the events week view
+        if name == "day":
+            return "2026-12-08"  # the events day view
         if name == "number":
             return "RA-2026-000000"  # the cart's orders: no such order, 404 for every member
         if name == "action":

@@ -456,7 +456,10 @@ class BookingService:
         return f"{local:%a} {local.day} {local:%B %Y}, {local:%H:%M}"
 
     async def _mail(self, event: Event, booking: Booking, kind: str) -> None:
-        """The booking's mail of ``kind``: text and HTML (templates/mail/events/<kind>.txt/.html)."""
+        """The booking's mail of ``kind``: text and HTML (templates/mail/events/<kind>.txt/.html).
+        A fediverse account's booking (a remote ``Join``) has no address: it hears by ActivityPub."""
+        if not booking.email:
+            return
         occ = await self.date_of(event, booking.occurrence)
         when = occ.start_local.strftime("%a %d %B %Y, %H:%M") + f" ({event.tz})" if occ else booking.occurrence
         tickets = []
@@ -567,3 +570,26 @@ class BookingService:
                 last[position_id] = kind
         return [{"attendee": p.attendee, "dietary": p.dietary, "answer": b.answer, "booked_by": b.name,
                  "email": b.email, "inside": last.get(p.id) == "entry"} for p, b in rows]
+
+async def book_for_remote(session: AsyncSession, event: Event, key: str, *, name: str) -> Booking | None:
+    """One free place on the date ``key`` for a fediverse account's ``Join`` (issue 18 item 7,
+    federation/activitypub/events.py): a confirmed booking with no member (``user_id`` None) and no
+    address (nothing is mailed: the answer is an ActivityPub ``Accept``), or None when the date is
+    full, cancelled, past or takes no bookings. A remote account never joins the waiting list: a
+    ``Join`` is answered at once (``Reject`` when full) and nothing but the quota row is written."""
+    if event.capacity is None or event.status == EVENT_CANCELLED:
+        return None
+    service = BookingService(session)
+    if await service.date_of(event, key) is None:
+        return None
+    await service._quota(event, key)
+    if not await service._take(event.id, key, 1):
+        return None
+    booking = Booking(event_id=event.id, occurrence=key, user_id=None, name=" ".join(name.split())[:200] or "guest",
+                      email="", quantity=1, state=CONFIRMED)
+    session.add(booking)
+    await session.flush()
+    service._positions(booking)
+    await session.flush()
+    await emit_purge(session, {keys.event(event.id)})
+    return booking

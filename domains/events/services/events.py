@@ -33,6 +33,7 @@ from domains.events.services.recurrence import (
     to_utc,
     zone,
 )
+from domains.events.topics import emit_event_changed
 from fragments.purge import emit_purge
 
 __all__ = ["CalendarForm", "EventForm", "EventService", "Listed", "SlugTaken", "slugify"]
@@ -412,6 +413,7 @@ class EventService:
         if old_calendar is not None:
             purge.add(keys.calendar(old_calendar.slug))
         await emit_purge(self.session, purge)
+        await emit_event_changed(self.session, event.id, "saved")  # federation (topics.py)
         await self.session.refresh(event, ["calendar"])
         return event
 
@@ -420,3 +422,4 @@ class EventService:
         await self.session.delete(event)
         await self.session.flush()
         await emit_purge(self.session, keys.showing(event.id, cal.slug if cal else ""))
+        await emit_event_changed(self.session, event.id, "deleted")
