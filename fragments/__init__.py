@@ -27,7 +27,7 @@ def _use_navigation(installed: tuple[Domain, ...]) -> None:
     from fragments.site import use_installed, use_navigation
 
     use_navigation(navigation(installed))
-    use_installed(tuple(d.name for d in installed))
+    use_installed(tuple(d.name for d in installed), {module: d.name for d in installed for module in d.setup})
 
 
 domain = Domain(

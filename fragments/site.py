@@ -18,8 +18,8 @@ from fragments.pages import public_get, render_page
 from fragments.registry import FragmentContext, FragmentData, fragment
 
 __all__ = [
-    "NAV_LINKS", "NAV_REVISION", "SavedNavigation", "home", "installed", "section_links", "use_installed",
-    "use_navigation", "use_saved_navigation", "welcome_actions",
+    "NAV_LINKS", "NAV_REVISION", "SavedNavigation", "home", "installed", "owner_installed", "section_links",
+    "use_installed", "use_navigation", "use_saved_navigation", "welcome_actions",
 ]
 
 Links = tuple[tuple[str, str], ...]
@@ -34,6 +34,9 @@ NAV_LINKS: Links = ()
 # The names of the installed domains, set when an app is built: a page shows a domain's parts
 # (the cart badge) only when it is installed, so no link leads to a page that does not exist.
 _installed: set[str] = set()
+# Which installed domain's ``setup`` imported a module (its fragments.py, say): a personal fragment
+# another app or a test registered in this process is no part of this one's pages.
+_owners: dict[str, str] = {}
 _saved: list[SavedNavigation] = []
 
 
@@ -43,10 +46,20 @@ def use_navigation(links: Links) -> None:
     NAV_LINKS = links
 
 
-def use_installed(names: tuple[str, ...]) -> None:
-    """The installed domains' names (the ``fragments`` domain calls this)."""
+def use_installed(names: tuple[str, ...], owners: dict[str, str] | None = None) -> None:
+    """The installed domains' names, and the domain each setup module belongs to (the
+    ``fragments`` domain calls this)."""
     _installed.clear()
     _installed.update(names)
+    _owners.clear()
+    _owners.update(owners or {})
+
+
+def owner_installed(module: str) -> bool:
+    """Whether the domain whose setup module ``module`` is is part of this app (a module no
+    installed domain declares, a test's say, counts as part of it)."""
+    owner = _owners.get(module)
+    return owner is None or owner in _installed
 
 
 def installed(name: str) -> bool:

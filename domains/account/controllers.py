@@ -41,7 +41,7 @@ from domains.account.schemas import (
 )
 from domains.account.services import AccountService, EmailTaken, TokenService
 from fragments.registry import Fragment, close_fragment_session, registry, render_fragment
-from fragments.site import installed
+from fragments.site import owner_installed
 
 # A page reached through a mailed link carries its secret in the URL: no Referer may take it along.
 NO_REFERRER = {"Referrer-Policy": "no-referrer"}
@@ -233,11 +233,7 @@ DASHBOARD_ORDER = ("bookings", "notifications", "orders", "drafts", "repositorie
 def _domain_installed(spec: Fragment) -> bool:
     """Whether the domain whose setup registered ``spec`` is part of this app (a module imported by
     a test or another app in the same process must not add a panel here)."""
-    from app.installed import INSTALLED
-
-    module = getattr(spec.build, "__module__", "")
-    owners = [d.name for d in INSTALLED if module in d.setup]
-    return not owners or any(installed(name) for name in owners)
+    return owner_installed(getattr(spec.build, "__module__", ""))
 
 
 def dashboard_specs() -> list[Fragment]:

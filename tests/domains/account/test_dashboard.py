@@ -84,7 +84,7 @@ async def _alice_with_everything(client: Any, engine: AsyncEngine) -> User:
     assert token
     booked = await client.post("/events/bread-workshop/book", data={
         "occurrence": f"{DAY:%Y%m%d}T180000", "quantity": "2", "name": "Alice", "email": "alice@example.org",
-        "attendees": "Alice\nAlex", "_csrf_token": token.group(1)})
+        "attendee_1": "Alice", "attendee_2": "Alex", "_csrf_token": token.group(1)})
     assert booked.status_code == 303, booked.text[:300]
     return await _user(engine, "alice")
 
