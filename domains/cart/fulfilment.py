@@ -56,7 +56,6 @@ from domains.cart.models import (
     OrderTransition,
 )
 from domains.cart.services import CartService, utcnow
-from domains.market.services import release
 from domains.payments.registry import available_providers
 from domains.payments.schemas import PaymentError, PaymentRecord, PaymentStatus
 from domains.payments.services import webhook_url
@@ -106,7 +105,11 @@ class OrderDesk:
     async def fulfil_lines(self, order: Order, quantities: Mapping[str, object], *, actor: str,
                            actor_id: UUID | None = None) -> Order:
         """Hand over ``{line id: units}`` (blank or 0: none of that line). Every quantity is checked
-        before anything is written; a line id not in this order is refused (404)."""
+        before anything is written; a line id not in this order is refused (404). The order's row
+        is locked first and the lines read afresh: a refund running meanwhile either finished (the
+        order is ``refunded``: refused here) or waits for this hand-over and then sees it."""
+        if order.state in (PAID, PARTIALLY_FULFILLED):
+            order = await self.cart.lock(order)
         if order.state not in (PAID, PARTIALLY_FULFILLED):
             raise _conflict(f"Order {order.number} is {order.state.replace('_', ' ')}: "
                             "only a paid order is handed over.")
@@ -138,11 +141,14 @@ class OrderDesk:
         try:
             async with self.db.begin_nested():
                 for line, units in give:
-                    # Bounded by the line's quantity: a concurrent hand-over of the same units loses here.
+                    # Bounded by the line's quantity: a concurrent hand-over of the same units loses
+                    # here; and only while the order is still paid (never units of a refunded order).
                     result = await self.db.execute(
                         update(OrderLine)
                         .where(OrderLine.id == line.id, OrderLine.order_id == order.id,
-                               OrderLine.fulfilled_quantity + units <= OrderLine.quantity)
+                               OrderLine.fulfilled_quantity + units <= OrderLine.quantity,
+                               OrderLine.order_id.in_(select(Order.id).where(
+                                   Order.id == order.id, Order.state.in_((PAID, PARTIALLY_FULFILLED)))))
                         .values(fulfilled_quantity=OrderLine.fulfilled_quantity + units)
                         .execution_options(synchronize_session=False))
                     if int(result.rowcount) != 1:  # type: ignore[attr-defined]
@@ -203,8 +209,11 @@ class OrderDesk:
         """Refund ``amount_text`` (major units as typed; blank: all that is left). Nothing is written
         (and no provider asked) when the amount is wrong; a provider's refusal writes nothing either."""
         amount = self._amount(order, amount_text)
-        before = order.refunded_minor
         if order.payment_provider == COLLECTION:
+            # No provider to wait for: lock now and check the amount against the fresh row.
+            order = await self.cart.lock(order)
+            amount = self._amount(order, amount_text)
+            before = order.refunded_minor
             how = "handed back at the counter"
             # Conditional: two staff refunding at once cannot together pass what was paid.
             result = await self.db.execute(
@@ -223,6 +232,10 @@ class OrderDesk:
             except PaymentError as exc:
                 raise InputProblems({"amount": str(exc)}, status=503 if exc.retryable else 409) from exc
             how = f"through {provider.label}"
+            # Locked only after the provider answered (no lock is held over the network); the
+            # lines and state are read afresh, so a hand-over committed meanwhile is counted.
+            order = await self.cart.lock(order)
+            before = order.refunded_minor
             # The provider's count is the truth (a refund made in its dashboard counts too), but
             # never less than what we know, nor more than was paid.
             after = min(order.paid_minor, max(before + amount, record.refunded_minor))
@@ -234,12 +247,12 @@ class OrderDesk:
                                                                             else "")
         try:
             if order.refunded_minor >= order.paid_minor and order.state != REFUNDED:
-                unfulfilled = order.state in (PAID, PARTIALLY_FULFILLED)
+                # The goods not handed over stay: their allocation goes back on sale, if the order
+                # holds one (not after a lapse; still after an amount mismatch).
+                held = await self.cart.holds_stock(order)
                 event = await self._move_recorded(order, REFUNDED, actor=actor, actor_id=actor_id, note=text)
-                if unfulfilled:  # the goods stay: their allocations go back on sale
-                    for line in order.lines:
-                        if line.quantity > line.fulfilled_quantity:
-                            await release(self.db, line.variant_id, line.quantity - line.fulfilled_quantity)
+                if held:
+                    await self.cart.release_held(order)
             else:
                 event = await self._record(order, actor=actor, actor_id=actor_id, note=text)
         except TransitionLost as exc:

@@ -519,17 +519,59 @@ class CartService:
             return True
         return False
 
+    async def lock(self, order: Order) -> Order:
+        """Lock the order's row until the transaction ends, then read it and its lines afresh.
+
+        ``SELECT … FOR UPDATE`` on PostgreSQL; on SQLite the clause takes the write lock
+        (``app.db._locks_for_update``), which serialises the same way. Every move that releases
+        stock or hands units over takes it first, so a refund and a hand-over of one order run one
+        after the other and each sees what the other committed (lines loaded at request start
+        are stale by then)."""
+        await self.db.execute(select(Order.id).where(Order.id == order.id).with_for_update())
+        fresh = await self._load(Order.id == order.id)
+        assert fresh is not None
+        return fresh
+
+    async def holds_stock(self, order: Order) -> bool:
+        """Whether the order's lines are allocated right now (call with the row locked).
+
+        Placing allocates; cancelling and a full refund release; a payment for a lapsed
+        (cancelled) order re-allocates before it moves to ``paid``. ``needs_attention`` is the one
+        state reached both ways: from ``payment_pending`` (an amount mismatch: the allocation is
+        still held) and from ``cancelled`` (paid after the lapse, re-allocation failed: nothing is
+        held), so its last entry in the history says which. Releasing when nothing is held would
+        free units allocated to other orders (oversell)."""
+        if order.state in (PAYMENT_PENDING, PAID, PARTIALLY_FULFILLED, FULFILLED):
+            return True
+        if order.state != NEEDS_ATTENTION:
+            return False
+        came_from = (await self.db.execute(
+            select(OrderTransition.from_state)
+            .where(OrderTransition.order_id == order.id, OrderTransition.to_state == NEEDS_ATTENTION)
+            .order_by(OrderTransition.id.desc()).limit(1))).scalar()
+        return came_from == PAYMENT_PENDING
+
+    async def release_held(self, order: Order) -> None:
+        """Give back the units not handed over (the caller checked :meth:`holds_stock`, row locked)."""
+        for line in order.lines:
+            if line.quantity > line.fulfilled_quantity:
+                await release(self.db, line.variant_id, line.quantity - line.fulfilled_quantity)
+
     async def cancel(self, order: Order, *, actor: str, actor_id: UUID | None = None, note: str = "") -> bool:
-        """Cancel an order not yet fulfilled, returning its stock (idempotent)."""
+        """Cancel an order not yet fulfilled, returning its stock if it holds any (idempotent)."""
+        if order.state not in (PAYMENT_PENDING, PAID, NEEDS_ATTENTION):
+            return False
+        order = await self.lock(order)
         if order.state not in (PAYMENT_PENDING, PAID, NEEDS_ATTENTION):
             return False
         if any(line.fulfilled_quantity for line in order.lines):
             raise InputProblems({"order": "Part of this order was fulfilled already."}, status=409)
+        held = await self.holds_stock(order)
         try:
             async with self.db.begin_nested():
                 await self._move(order, order.state, CANCELLED, actor=actor, actor_id=actor_id, note=note)
-                for line in order.lines:
-                    await release(self.db, line.variant_id, line.quantity)
+                if held:
+                    await self.release_held(order)
         except TransitionLost:
             return False
         await notices.cancelled(self.db, self.settings, order, reason=note)
