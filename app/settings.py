@@ -85,7 +85,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # ("standard=20,reduced=5,zero=0"; empty: no VAT is shown); the class of a product that names
     # none; weight bands for delivery ("0-1000:450,1000-5000:750,5000-:1200": grams from-to →
     # minor units; empty: the flat CART_DELIVERY_RATE); collection points and their weekly slots
-    # ("Market hall:Sat 09:00-12:00,Sat 12:00-15:00;Farm shop:Wed 16:00-18:00"; domains/cart/fulfilment.py).
+    # ("Market hall:Sat 09:00-12:00,Sat 12:00-15:00;Farm shop:Wed 16:00-18:00"). The cart checks
+    # them when the web app starts (domains/cart/fulfilment.py: check_settings); a typo stops it.
     cart_vat_rates: str = ""
     cart_vat_default: str = "standard"
     cart_delivery_rates: str = ""
@@ -186,7 +187,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError(f"ROSE_ASH_MARKET_CURRENCY: {raw.get('market_currency')!r} is not an ISO 4217 "
                              "currency code (e.g. EUR, GBP, USD)")
         raw["market_currency"] = currency
-        _check_cart_money(raw)
         if isinstance(raw.get("mail_from"), str | None):
             raw["mail_from"] = _mail_from(str(raw.get("mail_from") or ""), str(raw["base_url"]))
         if raw.get("smtp_url"):
@@ -197,27 +197,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if not raw.get("secret_key"):
             raw["secret_key"] = _load_or_create_secret(data_dir)
         return msgspec.convert(raw, cls, strict=False)
-
-
-def _check_cart_money(raw: dict[str, object]) -> None:
-    """The cart's VAT rates, delivery bands and collection slots parse, or the start stops (a typo
-    must not mis-tax every order). The parsers live with the cart's money, imported here only."""
-    from domains.cart.fulfilment import parse_collection_slots
-    from domains.cart.money import parse_delivery_rates, parse_vat_rates
-
-    checks = (("cart_vat_rates", parse_vat_rates), ("cart_delivery_rates", parse_delivery_rates),
-              ("cart_collection_slots", parse_collection_slots))
-    for name, parse in checks:
-        try:
-            parse(str(raw.get(name) or ""))
-        except ValueError as exc:
-            raise ValueError(f"{PREFIX}{name.upper()}: {exc}") from exc
-    rates = parse_vat_rates(str(raw.get("cart_vat_rates") or ""))
-    default = str(raw.get("cart_vat_default") or "standard").strip().lower()
-    if rates and default not in rates:
-        raise ValueError(f"{PREFIX}CART_VAT_DEFAULT: {default!r} is not one of the classes in "
-                         f"{PREFIX}CART_VAT_RATES ({', '.join(rates)})")
-    raw["cart_vat_default"] = default
 
 
 def _from_file(env: Mapping[str, str], name: str) -> str | None:

@@ -18,7 +18,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
-__all__ = ["DAYS", "CollectionPoint", "SlotError", "parse_collection_slots"]
+from app.settings import Settings
+from domains.cart.money import parse_delivery_rates, parse_vat_rates
+
+__all__ = ["DAYS", "CollectionPoint", "SlotError", "check_settings", "parse_collection_slots"]
 
 DAYS: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _SLOT = re.compile(r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun) ([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)")
@@ -65,3 +68,22 @@ def parse_collection_slots(text: str) -> tuple[CollectionPoint, ...]:
             raise SlotError(f"{name!r} lists a slot twice")
         points.append(CollectionPoint(name, slots))
     return tuple(points)
+
+
+def check_settings(settings: Settings) -> None:
+    """The cart's VAT rates, delivery bands and collection slots parse, and the default tax class is
+    one of the rates; else ValueError naming the variable. Run when the web app starts (the
+    domain's on_startup), so a typo stops the start instead of mis-taxing or refusing every order."""
+    checks = (("CART_VAT_RATES", parse_vat_rates, settings.cart_vat_rates),
+              ("CART_DELIVERY_RATES", parse_delivery_rates, settings.cart_delivery_rates),
+              ("CART_COLLECTION_SLOTS", parse_collection_slots, settings.cart_collection_slots))
+    for name, parse, value in checks:
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise ValueError(f"ROSE_ASH_{name}: {exc}") from exc
+    rates = parse_vat_rates(settings.cart_vat_rates)
+    default = settings.cart_vat_default.strip().lower()
+    if rates and default not in rates:
+        raise ValueError(f"ROSE_ASH_CART_VAT_DEFAULT: {default!r} is not one of the classes in "
+                         f"ROSE_ASH_CART_VAT_RATES ({', '.join(rates)})")

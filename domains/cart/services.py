@@ -350,7 +350,7 @@ class CartService:
         rates = parse_vat_rates(self.settings.cart_vat_rates)
         if not rates:
             return 0
-        name = tax_class or self.settings.cart_vat_default
+        name = tax_class or self.settings.cart_vat_default.strip().lower()
         if name not in rates:
             raise InputProblems({"sku": f"This product is in the tax class {name!r}, which the shop has not "
                                         "set a VAT rate for; it cannot be sold until it has one."})

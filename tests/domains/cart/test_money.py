@@ -7,6 +7,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 
 from app.money import CURRENCY_EXPONENTS
 from app.settings import Settings
-from domains.cart.fulfilment import CollectionPoint, SlotError, parse_collection_slots
+from domains.cart.fulfilment import CollectionPoint, SlotError, check_settings, parse_collection_slots
 from domains.cart.money import (
     BASIS,
     DeliveryBand,
@@ -203,17 +204,31 @@ def test_collection_slots() -> None:
             parse_collection_slots(bad)
 
 
-def test_settings_refuse_a_typo_at_start(tmp_path: object) -> None:
+def test_settings_are_checked_when_the_app_starts(tmp_path: Path) -> None:
     base = {"ROSE_ASH_SECRET_KEY": "k" * 40, "ROSE_ASH_DATA_DIR": str(tmp_path)}
-    good = Settings.from_env({**base, "ROSE_ASH_CART_VAT_RATES": "standard=20,reduced=5,zero=0",
-                              "ROSE_ASH_CART_VAT_DEFAULT": "Reduced",
-                              "ROSE_ASH_CART_DELIVERY_RATES": "0-1000:450,1000-:900",
-                              "ROSE_ASH_CART_COLLECTION_SLOTS": "Market hall:Sat 09:00-12:00"})
-    assert good.cart_vat_default == "reduced"
-    for name, value, says in (("CART_VAT_RATES", "standard=twenty", "ROSE_ASH_CART_VAT_RATES"),
-                              ("CART_VAT_DEFAULT", "luxury", "ROSE_ASH_CART_VAT_DEFAULT"),
-                              ("CART_DELIVERY_RATES", "5-10:1", "ROSE_ASH_CART_DELIVERY_RATES"),
-                              ("CART_COLLECTION_SLOTS", "Hall:someday", "ROSE_ASH_CART_COLLECTION_SLOTS")):
+    check_settings(Settings.from_env({**base, "ROSE_ASH_CART_VAT_RATES": "standard=20,reduced=5,zero=0",
+                                      "ROSE_ASH_CART_VAT_DEFAULT": "Reduced",
+                                      "ROSE_ASH_CART_DELIVERY_RATES": "0-1000:450,1000-:900",
+                                      "ROSE_ASH_CART_COLLECTION_SLOTS": "Market hall:Sat 09:00-12:00"}))
+    check_settings(Settings.from_env(base))  # nothing set: no VAT, the flat rate, no slots
+    for name, value in (("CART_VAT_RATES", "standard=twenty"), ("CART_VAT_DEFAULT", "luxury"),
+                        ("CART_DELIVERY_RATES", "5-10:1"), ("CART_COLLECTION_SLOTS", "Hall:someday")):
         env = {**base, "ROSE_ASH_CART_VAT_RATES": "standard=20", "ROSE_ASH_" + name: value}
-        with pytest.raises(ValueError, match=says):
-            Settings.from_env(env)
+        with pytest.raises(ValueError, match="ROSE_ASH_" + name):
+            check_settings(Settings.from_env(env))
+
+
+@pytest.mark.anyio
+async def test_an_app_with_a_typo_does_not_start(tmp_path: Path) -> None:
+    from litestar.testing import AsyncTestClient
+
+    from app import create_app
+
+    settings = Settings.from_env({"ROSE_ASH_SECRET_KEY": "k" * 40, "ROSE_ASH_DATA_DIR": str(tmp_path),
+                                  "ROSE_ASH_WORKER_IN_PROCESS": "false",
+                                  "ROSE_ASH_CART_DELIVERY_RATES": "0-1000:450,2000-:900"})
+    with pytest.raises(ExceptionGroup) as failed:  # the lifespan's task group re-raises it
+        async with AsyncTestClient(app=create_app(settings)):
+            pass
+    assert failed.group_contains(ValueError, match="ROSE_ASH_CART_DELIVERY_RATES: '2000-:900' should start at 1000 g",
+                                 depth=None)
