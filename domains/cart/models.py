@@ -20,7 +20,6 @@ from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, Uniqu
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.fsm import state_machine
-from domains.cart.money import line_total
 
 __all__ = [
     "CANCELLED", "CART", "CHECKOUT", "FULFILLED", "NEEDS_ATTENTION", "ORDER_STATE", "PAID",
@@ -121,6 +120,9 @@ class OrderLine(UUIDv7AuditBase):
 
     @property
     def line_total_minor(self) -> int:
+        # Imported here: importing the models (Alembic, app.models) loads no logic module.
+        from domains.cart.money import line_total
+
         return line_total(self.unit_price_minor, self.quantity)
 
 
