@@ -10,7 +10,8 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from app.money import CURRENCY_EXPONENTS
@@ -35,6 +36,8 @@ from domains.cart.money import (
     vat_included,
 )
 
+# No per-example deadline: the machine running the suite may be busy; these are pure and fast.
+RELAXED = hypothesis_settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 RATES = st.sampled_from([0, 500, 550, 700, 1000, 1900, 2000, 2100, 2500, 2700])
 CURRENCIES = st.sampled_from(sorted(CURRENCY_EXPONENTS))
 PRICES = st.integers(min_value=0, max_value=10**7)
@@ -53,6 +56,7 @@ def orders(draw: st.DrawFn) -> tuple[str, list[Line], int, int]:
     return currency, draw(lines_in(currency)), draw(st.integers(0, 10**5)), draw(RATES)
 
 
+@RELAXED
 @given(orders())
 def test_totals_are_sums(order: tuple[str, list[Line], int, int]) -> None:
     currency, lines, shipping, shipping_rate = order
@@ -65,6 +69,7 @@ def test_totals_are_sums(order: tuple[str, list[Line], int, int]) -> None:
     assert totals.currency == currency
 
 
+@RELAXED
 @given(orders())
 def test_vat_split_per_rate_adds_back_up(order: tuple[str, list[Line], int, int]) -> None:
     currency, lines, shipping, shipping_rate = order
@@ -88,6 +93,7 @@ def test_vat_split_per_rate_adds_back_up(order: tuple[str, list[Line], int, int]
     assert abs(totals.tax_minor - exact_total) <= Fraction(len(totals.vat), 2)
 
 
+@RELAXED
 @given(st.integers(0, 10**12), st.integers(1, 10**6))
 def test_round_half_up_matches_decimal(numerator: int, denominator: int) -> None:
     expected = (Decimal(numerator) / Decimal(denominator)).quantize(Decimal(1), rounding=ROUND_HALF_UP)
@@ -105,6 +111,7 @@ def test_the_vat_example_and_half_up() -> None:
     assert totals.tax_minor == 167 + 24 and totals.total_minor == 1800
 
 
+@RELAXED
 @given(st.one_of(st.integers(max_value=-1), st.floats(allow_nan=True), st.booleans(), st.text(max_size=3)))
 def test_no_negative_or_non_integer_amount(bad: object) -> None:
     with pytest.raises(MoneyError):
@@ -117,6 +124,7 @@ def test_no_negative_or_non_integer_amount(bad: object) -> None:
         line_total(bad, 1)  # type: ignore[arg-type]
 
 
+@RELAXED
 @given(orders())
 def test_nothing_computed_is_negative(order: tuple[str, list[Line], int, int]) -> None:
     currency, lines, shipping, rate = order
@@ -127,6 +135,7 @@ def test_nothing_computed_is_negative(order: tuple[str, list[Line], int, int]) -
     assert all(isinstance(x, int) and x >= 0 for x in figures)
 
 
+@RELAXED
 @given(st.data())
 def test_currencies_are_never_mixed(data: st.DataObject) -> None:
     currency = data.draw(CURRENCIES)
@@ -140,6 +149,7 @@ def test_currencies_are_never_mixed(data: st.DataObject) -> None:
         compute("XXX", [])
 
 
+@RELAXED
 @given(CURRENCIES, st.integers(0, 10**13))
 def test_amounts_shown_round_trip(currency: str, amount: int) -> None:
     shown = show(amount, currency)
@@ -181,6 +191,7 @@ def test_delivery_bands() -> None:
             parse_delivery_rates(bad)
 
 
+@RELAXED
 @given(st.lists(st.integers(1, 10**5), min_size=1, max_size=6, unique=True), st.integers(0, 10**6), st.booleans())
 def test_every_weight_has_one_band_until_the_end(cuts: list[int], weight: int, open_end: bool) -> None:
     edges = [0, *sorted(cuts)]
