@@ -86,7 +86,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # none; weight bands for delivery ("0-1000:450,1000-5000:750,5000-:1200": grams from-to →
     # minor units; empty: the flat CART_DELIVERY_RATE); collection points and their weekly slots
     # ("Market hall:Sat 09:00-12:00,Sat 12:00-15:00;Farm shop:Wed 16:00-18:00"). The cart checks
-    # them when the web app starts (domains/cart/fulfilment.py: check_settings); a typo stops it.
+    # them when the web app starts (domains/cart/slots.py: check_settings); a typo stops it.
     cart_vat_rates: str = ""
     cart_vat_default: str = "standard"
     cart_delivery_rates: str = ""

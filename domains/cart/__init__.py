@@ -49,7 +49,7 @@ def _routes() -> list[ControllerRouterHandler]:
 
 
 async def _check_settings(app: Litestar) -> None:
-    from domains.cart.fulfilment import check_settings
+    from domains.cart.slots import check_settings
 
     check_settings(app.state["settings"])
 

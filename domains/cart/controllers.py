@@ -197,7 +197,7 @@ class CartController(Controller):
                   "payment": form.payment, "idempotency_key": form.idempotency_key, "collection": form.collection}
         order = await current_cart(request, cart_service)
         # One radio group offers every (location, slot) pair, so it works without JavaScript; its
-        # value is "location|slot" (fulfilment.py keeps "|" out of location names).
+        # value is "location|slot" (slots.py keeps "|" out of location names).
         location, _, slot = form.collection.partition("|")
         details = CheckoutDetails(email=form.email, fulfilment=form.fulfilment, address=form.address,
                                   notes=form.notes, payment=form.payment, location=location, slot=slot)

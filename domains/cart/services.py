@@ -30,7 +30,6 @@ from app.mail.message import OutgoingMail, valid_address
 from app.mail.sending import send_mail
 from app.money import format_minor
 from app.settings import Settings
-from domains.cart.fulfilment import CollectionPoint, parse_collection_slots
 from domains.cart.models import (
     CANCELLED,
     CART,
@@ -50,6 +49,7 @@ from domains.cart.models import (
     Reservation,
 )
 from domains.cart.money import Line, Totals, compute, delivery_charge, parse_delivery_rates, parse_vat_rates
+from domains.cart.slots import CollectionPoint, parse_collection_slots
 from domains.market.services import VariantOffer, allocate, lock_stock, offers, release
 from domains.payments.schemas import PaymentRecord, PaymentStatus
 from domains.payments.services import available_providers, request_refresh, webhook_url
@@ -341,7 +341,7 @@ class CartService:
         raise RuntimeError("the order counter could not be moved")
 
     # -- money and fulfilment: VAT rates, delivery rates, collection slots (domains/cart/money.py and
-    # domains/cart/fulfilment.py compute; these methods only feed them the settings and the lines) ------
+    # domains/cart/slots.py compute; these methods only feed them the settings and the lines) ------
 
     def vat_rate(self, tax_class: str) -> int:
         """The VAT rate (basis points) of a tax class ("" is the default class); 0 when no rates are

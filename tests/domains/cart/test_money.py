@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 from app.money import CURRENCY_EXPONENTS
 from app.settings import Settings
-from domains.cart.fulfilment import CollectionPoint, SlotError, check_settings, parse_collection_slots
 from domains.cart.money import (
     BASIS,
     DeliveryBand,
@@ -35,6 +34,7 @@ from domains.cart.money import (
     show,
     vat_included,
 )
+from domains.cart.slots import CollectionPoint, SlotError, check_settings, parse_collection_slots
 
 # No per-example deadline: the machine running the suite may be busy; these are pure and fast.
 RELAXED = hypothesis_settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
