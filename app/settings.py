@@ -87,6 +87,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cart_staff_email: str = ""
     # Events: hours a waiting-list member has to accept places offered to them (then the next in line).
     events_offer_hours: int = 24
+    # Cart money (domains/cart/money.py): VAT rates per tax class in percent, prices include them
+    # ("standard=20,reduced=5,zero=0"; empty: no VAT is shown); the class of a product that names
+    # none; weight bands for delivery ("0-1000:450,1000-5000:750,5000-:1200": grams from-to →
+    # minor units; empty: the flat CART_DELIVERY_RATE); collection points and their weekly slots
+    # ("Market hall:Sat 09:00-12:00,Sat 12:00-15:00;Farm shop:Wed 16:00-18:00"). The cart checks
+    # them when the web app starts (domains/cart/slots.py: check_settings); a typo stops it.
+    cart_vat_rates: str = ""
+    cart_vat_default: str = "standard"
+    cart_delivery_rates: str = ""
+    cart_collection_slots: str = ""
     # Outbound mail (app/mail): ``smtp://[user:pass@]host[:port]`` (STARTTLS when offered, required
     # with a password unless the host is loopback) or ``smtps://`` (implicit TLS). Unset: every
     # mail is written to DATA_DIR/mail/ as an .eml file, which admins read at /account/admin/mail.

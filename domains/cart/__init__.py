@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from app.kit import Domain, NavEntry
 
 if TYPE_CHECKING:
+    from litestar import Litestar
     from litestar.types import ControllerRouterHandler
 
 
@@ -52,12 +53,19 @@ def _routes() -> list[ControllerRouterHandler]:
     ]
 
 
+async def _check_settings(app: Litestar) -> None:
+    from domains.cart.slots import check_settings
+
+    check_settings(app.state["settings"])
+
+
 domain = Domain(
     name="cart",
     routes=_routes,
     models=("domains.cart.models",),
     setup=("domains.cart.hooks", "domains.cart.fragments", "domains.cart.jobs"),
     admin=(NavEntry("/cart/admin/orders/", "Orders", 35),),
+    on_startup=(_check_settings,),
 )
 
 __all__ = ["domain"]

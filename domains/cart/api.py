@@ -19,7 +19,7 @@ from litestar.exceptions import ClientException, NotFoundException
 
 from app.forms import InputProblems
 from domains.cart.models import Order
-from domains.cart.services import CartService, CheckoutDetails, InsufficientStock
+from domains.cart.services import CartService, CheckoutDetails, InsufficientStock, order_totals
 
 __all__ = ["api_handlers"]
 
@@ -38,6 +38,9 @@ class QuantityIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class FulfilmentIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     method: str = "collection"
     address: str = ""
+    # Collection: a location and one of its slots, as configured (ROSE_ASH_CART_COLLECTION_SLOTS).
+    location: str = ""
+    slot: str = ""
 
 
 class CheckoutIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -48,13 +51,18 @@ class CheckoutIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 def cart_json(order: Order) -> dict[str, Any]:
+    totals = order_totals(order)  # money.py: the same figures the pages and the receipt show
     return {
         "id": str(order.id), "state": order.state, "number": order.number, "currency": order.currency,
         "lines": [{"id": str(line.id), "sku": line.sku, "title": line.title, "quantity": line.quantity,
-                   "unit_price_minor": line.unit_price_minor, "total_minor": line.line_total_minor}
-                  for line in order.lines],
-        "subtotal_minor": order.subtotal_minor, "shipping_minor": order.shipping_minor,
-        "total_minor": order.total_minor,
+                   "unit_price_minor": line.unit_price_minor, "total_minor": total,
+                   "tax_rate": line.tax_rate_bp / 100}
+                  for line, total in zip(order.lines, totals.line_totals, strict=True)],
+        "subtotal_minor": totals.subtotal_minor, "shipping_minor": totals.shipping_minor,
+        "total_minor": totals.total_minor, "tax_minor": totals.tax_minor,
+        "vat": [{"rate": share.rate_bp / 100, "gross_minor": share.gross_minor, "vat_minor": share.vat_minor}
+                for share in totals.vat if share.rate_bp > 0],
+        "weight_grams": totals.weight_grams,
     }
 
 
@@ -74,7 +82,7 @@ async def _cart(request: Request[Any, Any, Any], service: CartService) -> Order:
 
 def _empty(service: CartService) -> dict[str, Any]:
     return {"id": None, "state": "cart", "number": None, "currency": service.settings.market_currency, "lines": [],
-            "subtotal_minor": 0, "shipping_minor": 0, "total_minor": 0}
+            "subtotal_minor": 0, "shipping_minor": 0, "total_minor": 0, "tax_minor": 0, "vat": [], "weight_grams": 0}
 
 
 def _quantity(value: int) -> str:
@@ -156,14 +164,15 @@ async def checkout(request: Request[Any, Any, Any], cart_service: CartService,
         raise ClientException("Send an Idempotency-Key header (16 to 100 characters) with a checkout.")
     service = cart_service
     details = CheckoutDetails(email=data.email, fulfilment=data.fulfilment.method, address=data.fulfilment.address,
-                              notes=data.notes, payment=data.payment)
+                              notes=data.notes, payment=data.payment, location=data.fulfilment.location,
+                              slot=data.fulfilment.slot)
     order = await service.open_cart(user_id=_user_id(request),
                                     token=None if _user_id(request) else request.headers.get(TOKEN_HEADER, ""))
     try:
         if order is None:
             placed = await service.place_again(key)
         else:
-            service.check_details(details)
+            service.check_details(details, order)  # every problem before anything is written
             await service.start_checkout(order)
             placed = await service.place(order, details, idempotency_key=key, actor_id=_user_id(request))
     except InsufficientStock as exc:
@@ -176,7 +185,9 @@ async def checkout(request: Request[Any, Any, Any], cart_service: CartService,
     if placed.payment_provider != "collection":
         await service.db.commit()  # placed first: nothing is locked while the provider answers
         payment_url = await service.open_payment(placed)
-    return {**cart_json(placed), "email": placed.email, "fulfilment": placed.fulfilment,
+    collection = ({"location": placed.collection_location, "slot": placed.collection_slot}
+                  if placed.collection_location else None)
+    return {**cart_json(placed), "email": placed.email, "fulfilment": placed.fulfilment, "collection": collection,
             "payment": placed.payment_provider, "payment_url": payment_url}
 
 

@@ -24,7 +24,14 @@ from domains.cart.deps import dependencies
 from domains.cart.guards import NOT_FOUND, own_order
 from domains.cart.models import CHECKOUT, PAYMENT_PENDING, Order
 from domains.cart.schemas import AddForm, LineForm, PlaceForm
-from domains.cart.services import MAX_QUANTITY, CartService, CheckoutDetails, InsufficientStock, order_context
+from domains.cart.services import (
+    MAX_QUANTITY,
+    CartService,
+    CheckoutDetails,
+    InsufficientStock,
+    order_context,
+    order_totals,
+)
 from domains.cart.sessions import cart_token, forget_cart, remember_cart
 from domains.market.services import offers
 from domains.payments.schemas import PaymentError
@@ -69,6 +76,7 @@ class CartController(Controller):
         money = (lambda amount: format_minor(amount, order.currency)) if order else str
         return Template(template, status_code=status, headers=headers or {}, context={
             "order": order, "errors": errors or {}, "money": money,
+            "vat": order_totals(order).vat_lines() if order else [],
             "price_changes": {str(k): v for k, v in changed.items()}})
 
     @get("/", name="cart:page")
@@ -159,11 +167,18 @@ class CartController(Controller):
 
     def _checkout_page(self, order: Order, service: CartService, values: dict[str, str], errors: dict[str, str],
                        status: int = 200) -> Template:
+        totals = order_totals(order)
+        quote = service.delivery_quote(order)
+        delivery_rate = format_minor(quote, order.currency) if quote is not None else ""
         return Template("cart/checkout.html", status_code=status, context={
             "order": order, "values": values, "errors": errors,
             "money": lambda amount: format_minor(amount, order.currency),
-            "delivery": service.settings.cart_delivery,
-            "delivery_rate": format_minor(service.settings.cart_delivery_rate, order.currency),
+            "delivery": service.settings.cart_delivery, "delivery_rate": delivery_rate,
+            "delivery_total": format_minor(totals.total_minor + quote, order.currency) if quote is not None else "",
+            "delivery_bands": [(weights, format_minor(rate, order.currency))
+                               for weights, rate in service.delivery_bands()],
+            "weight_kg": f"{totals.weight_grams / 1000:g}",
+            "vat": totals.vat_lines(), "collection_points": service.collection_points(),
             "payments": service.payment_methods(),
             "idempotency_key": values.get("idempotency_key") or secrets.token_urlsafe(24)})
 
@@ -179,10 +194,13 @@ class CartController(Controller):
     async def place(self, request: Request[Any, Any, Any], cart_service: CartService) -> Template | Redirect:
         form = await parse_form(request, PlaceForm)
         values = {"email": form.email, "fulfilment": form.fulfilment, "address": form.address, "notes": form.notes,
-                  "payment": form.payment, "idempotency_key": form.idempotency_key}
+                  "payment": form.payment, "idempotency_key": form.idempotency_key, "collection": form.collection}
         order = await current_cart(request, cart_service)
+        # One radio group offers every (location, slot) pair, so it works without JavaScript; its
+        # value is "location|slot" (slots.py keeps "|" out of location names).
+        location, _, slot = form.collection.partition("|")
         details = CheckoutDetails(email=form.email, fulfilment=form.fulfilment, address=form.address,
-                                  notes=form.notes, payment=form.payment)
+                                  notes=form.notes, payment=form.payment, location=location, slot=slot)
         try:
             if order is None:  # already placed (a double submit after the first committed): the key finds it
                 placed = await cart_service.place_again(form.idempotency_key)

@@ -55,6 +55,7 @@ class Order(UUIDv7AuditBase):
         CheckConstraint("subtotal_minor >= 0 AND shipping_minor >= 0 AND total_minor >= 0", name="totals_nonneg"),
         # Never more given back than came in (the refund's conditional UPDATE relies on it too).
         CheckConstraint("refunded_minor >= 0 AND refunded_minor <= paid_minor", name="refund_within_paid"),
+        CheckConstraint("tax_minor >= 0 AND tax_minor <= total_minor", name="tax_within_total"),
     )
 
     state: Mapped[str] = mapped_column(String(24), default=CART, index=True)
@@ -69,7 +70,15 @@ class Order(UUIDv7AuditBase):
     subtotal_minor: Mapped[int] = mapped_column(Integer, default=0)
     shipping_minor: Mapped[int] = mapped_column(Integer, default=0)
     total_minor: Mapped[int] = mapped_column(Integer, default=0)
+    # VAT included in total_minor (domains/cart/money.py), and the rate the delivery was taxed at
+    # (basis points: 2000 = 20%); the per-rate split is recomputed from the lines' rates.
+    tax_minor: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    shipping_rate_bp: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    weight_grams: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     fulfilment: Mapped[str] = mapped_column(String(16), default=COLLECTION)
+    # Collection: where and in which weekly slot (ROSE_ASH_CART_COLLECTION_SLOTS), as chosen.
+    collection_location: Mapped[str] = mapped_column(String(120), default="", server_default="")
+    collection_slot: Mapped[str] = mapped_column(String(40), default="", server_default="")
     address: Mapped[str] = mapped_column(Text, default="")
     notes: Mapped[str] = mapped_column(Text, default="")
     payment_provider: Mapped[str] = mapped_column(String(32), default="")
@@ -110,12 +119,20 @@ class OrderLine(UUIDv7AuditBase):
     unit_price_minor: Mapped[int] = mapped_column(Integer)
     quantity: Mapped[int] = mapped_column(Integer)
     fulfilled_quantity: Mapped[int] = mapped_column(Integer, default=0)
+    # Snapshots taken when added and again at placement (the rate then in force is the one charged):
+    # the product's VAT class, its rate in basis points, and one unit's weight (0: not given).
+    tax_class: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    tax_rate_bp: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    unit_weight_grams: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     order: Mapped[Order] = relationship(back_populates="lines", lazy="raise")
 
     @property
     def line_total_minor(self) -> int:
-        return self.unit_price_minor * self.quantity
+        # Imported here: importing the models (Alembic, app.models) loads no logic module.
+        from domains.cart.money import line_total
+
+        return line_total(self.unit_price_minor, self.quantity)
 
 
 class Reservation(UUIDv7AuditBase):

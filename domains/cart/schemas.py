@@ -27,6 +27,8 @@ class CheckoutForm(msgspec.Struct, kw_only=True):
     address: str = ""
     notes: str = ""
     payment: str = "collection"
+    # "Market hall|Sat 09:00-12:00": a collection point and slot (ROSE_ASH_CART_COLLECTION_SLOTS).
+    collection: str = ""
 
 
 class PlaceForm(CheckoutForm, kw_only=True):

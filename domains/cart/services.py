@@ -49,12 +49,14 @@ from domains.cart.models import (
     OrderTransition,
     Reservation,
 )
-from domains.market.services import allocate, lock_stock, offers, release
+from domains.cart.money import Line, Totals, compute, delivery_charge, parse_delivery_rates, parse_vat_rates
+from domains.cart.slots import CollectionPoint, parse_collection_slots
+from domains.market.services import VariantOffer, allocate, lock_stock, offers, release
 from domains.payments.schemas import PaymentRecord, PaymentStatus
 from domains.payments.services import available_providers, request_refresh, webhook_url
 
 __all__ = ["MAX_LINES", "MAX_QUANTITY", "CartService", "CheckoutDetails", "InsufficientStock", "Shortage",
-           "reserved_term"]
+           "order_context", "order_totals", "reserved_term"]
 
 MAX_QUANTITY: Final = 99  # of one variant in one order
 MAX_LINES: Final = 100
@@ -97,6 +99,9 @@ class CheckoutDetails:
     address: str = ""
     notes: str = ""
     payment: str = "collection"
+    # Collection: the location and weekly slot chosen (ROSE_ASH_CART_COLLECTION_SLOTS).
+    location: str = ""
+    slot: str = ""
 
 
 def _quantity(raw: object) -> int:
@@ -185,10 +190,11 @@ class CartService:
             raise InsufficientStock([Shortage(offer.sku, offer.title, total, offer.available)])
         if line is None and len(order.lines) >= MAX_LINES:
             raise InputProblems({"sku": f"A cart holds at most {MAX_LINES} different items."})
+        snapshot = self.line_snapshot(offer)
         await self._back_to_cart(order)
         if line is None:
             line = OrderLine(id=uuid7(), order_id=order.id, variant_id=offer.id, sku=offer.sku, title=offer.title[:500],
-                             unit_price_minor=offer.price_minor, quantity=total)
+                             unit_price_minor=offer.price_minor, quantity=total, **snapshot)
             self.db.add(line)
         else:
             line.quantity = total
@@ -232,10 +238,11 @@ class CartService:
         return int((await self.db.execute(stmt)).scalar_one())
 
     async def _refresh(self, order: Order) -> None:
-        """Reload the lines and recompute the totals (the one place they are computed)."""
+        """Reload the lines and recompute the totals (money.py computes them; this stores them)."""
         await self.db.refresh(order, attribute_names=["lines"])
-        order.subtotal_minor = sum(line.line_total_minor for line in order.lines)
-        order.total_minor = order.subtotal_minor + order.shipping_minor
+        totals = order_totals(order)
+        order.subtotal_minor, order.total_minor, order.tax_minor = totals.subtotal_minor, totals.total_minor, \
+            totals.tax_minor
         await self.db.flush()
 
     async def price_changes(self, order: Order) -> dict[UUID, int]:
@@ -267,7 +274,9 @@ class CartService:
                 existing.quantity = total
             elif total > 0:
                 self.db.add(OrderLine(id=uuid7(), order_id=target.id, variant_id=line.variant_id, sku=line.sku,
-                                      title=line.title, unit_price_minor=line.unit_price_minor, quantity=total))
+                                      title=line.title, unit_price_minor=line.unit_price_minor, quantity=total,
+                                      tax_class=line.tax_class, tax_rate_bp=line.tax_rate_bp,
+                                      unit_weight_grams=line.unit_weight_grams))
         await self.db.flush()
         await self._move(source, CART, CANCELLED, actor="merge", note=f"merged into {target.id}")
         await self._refresh(target)
@@ -333,11 +342,96 @@ class CartService:
                 pass  # another placement made the year's row: count on it
         raise RuntimeError("the order counter could not be moved")
 
-    def shipping_for(self, fulfilment: str) -> int:
-        return self.settings.cart_delivery_rate if fulfilment == DELIVERY else 0
+    # -- money and fulfilment: VAT rates, delivery rates, collection slots (domains/cart/money.py and
+    # domains/cart/slots.py compute; these methods only feed them the settings and the lines) ------
 
-    def check_details(self, details: CheckoutDetails) -> CheckoutDetails:
+    def vat_rate(self, tax_class: str) -> int:
+        """The VAT rate (basis points) of a tax class ("" is the default class); 0 when no rates are
+        configured. InputProblems for a class the settings do not name: selling it at a guessed rate
+        would mis-state the tax on every receipt."""
+        rates = parse_vat_rates(self.settings.cart_vat_rates)
+        if not rates:
+            return 0
+        name = tax_class or self.settings.cart_vat_default.strip().lower()
+        if name not in rates:
+            raise InputProblems({"sku": f"This product is in the tax class {name!r}, which the shop has not "
+                                        "set a VAT rate for; it cannot be sold until it has one."})
+        return rates[name]
+
+    def line_snapshot(self, offer: VariantOffer) -> dict[str, Any]:
+        """What a line keeps of its variant besides price: tax class, VAT rate, one unit's weight."""
+        return {"tax_class": offer.tax_class, "tax_rate_bp": self.vat_rate(offer.tax_class),
+                "unit_weight_grams": offer.weight_grams or 0}
+
+    def delivery_rate_bp(self) -> int:
+        """Delivery follows the principal supply; taxed at the default class's rate (money.py)."""
+        return self.vat_rate("")
+
+    def delivery_quote(self, order: Order) -> int | None:
+        """What delivering this cart costs now (by weight bands, or the flat rate); None: too heavy."""
+        return delivery_charge(order_totals(order).weight_grams,
+                               bands=parse_delivery_rates(self.settings.cart_delivery_rates),
+                               flat_minor=self.settings.cart_delivery_rate)
+
+    def delivery_bands(self) -> list[tuple[str, int]]:
+        """``[(weights, rate)]`` for the checkout page: "up to 1 kg", "1 kg to 5 kg", "5 kg and more"."""
+        def kg(grams: int) -> str:
+            return f"{grams / 1000:g} kg"
+
+        bands = parse_delivery_rates(self.settings.cart_delivery_rates)
+        return [(f"up to {kg(b.to_grams)}" if b.from_grams == 0 and b.to_grams is not None
+                 else f"{kg(b.from_grams)} and more" if b.to_grams is None
+                 else f"{kg(b.from_grams)} to {kg(b.to_grams)}", b.rate_minor) for b in bands]
+
+    def collection_points(self) -> tuple[CollectionPoint, ...]:
+        return parse_collection_slots(self.settings.cart_collection_slots)
+
+    def _check_collection(self, details: CheckoutDetails, errors: dict[str, str]) -> tuple[str, str]:
+        """The location and slot as configured, or an error naming what is offered."""
+        points = self.collection_points()
+        if not points:
+            return "", ""  # no slots configured: collection at the shop in its opening hours
+        location = " ".join(details.location.split())
+        point = next((p for p in points if p.location.casefold() == location.casefold()), None)
+        if point is None:
+            errors["slot"] = ("Choose where to collect: " + ", ".join(p.location for p in points) + "."
+                              if not location else f"There is no collection point called {location[:120]!r}; "
+                              "choose one of " + ", ".join(p.location for p in points) + ".")
+            return "", ""
+        slot = " ".join(details.slot.split())
+        if slot not in point.slots:
+            errors["slot"] = (f"Choose a time slot at {point.location}: " + ", ".join(point.slots) + "."
+                              if not slot else f"{slot[:40]!r} is not a time slot at {point.location}; "
+                              "choose one of " + ", ".join(point.slots) + ".")
+            return "", ""
+        return point.location, slot
+
+    def shipping_for(self, fulfilment: str, order: Order | None = None) -> int:
+        """Delivery's charge for ``order`` (0 for collection); InputProblems when it is too heavy."""
+        if fulfilment != DELIVERY:
+            return 0
+        charge = self.delivery_quote(order) if order is not None else self.settings.cart_delivery_rate
+        if charge is None:
+            raise InputProblems({"fulfilment": self._too_heavy(order)})
+        return charge
+
+    def _too_heavy(self, order: Order | None) -> str:
+        weight = order_totals(order).weight_grams if order is not None else 0
+        bands = parse_delivery_rates(self.settings.cart_delivery_rates)
+        limit = bands[-1].to_grams if bands else None
+        return (f"This order weighs {weight / 1000:g} kg; we deliver up to {(limit or 0) / 1000:g} kg. "
+                "Choose collection, or split the order.")
+
+    def check_details(self, details: CheckoutDetails, order: Order | None = None) -> CheckoutDetails:
+        """The checkout form or JSON, checked before anything is written: every problem at once.
+        With ``order``, delivery is also checked against its weight."""
         errors: dict[str, str] = {}
+        location, slot = "", ""
+        if details.fulfilment == COLLECTION:
+            location, slot = self._check_collection(details, errors)
+        elif details.fulfilment == DELIVERY and order is not None and self.settings.cart_delivery \
+                and self.delivery_quote(order) is None:
+            errors["fulfilment"] = self._too_heavy(order)
         email = valid_address(details.email or "")
         if email is None:
             errors["email"] = "Give an email address for the receipt (name@example.org)."
@@ -353,7 +447,7 @@ class CartService:
         if errors:
             raise InputProblems(errors)
         return CheckoutDetails(email=email or "", fulfilment=details.fulfilment, address=details.address.strip(),
-                               notes=details.notes.strip(), payment=details.payment)
+                               notes=details.notes.strip(), payment=details.payment, location=location, slot=slot)
 
     def payment_methods(self) -> tuple[str, ...]:
         """The providers this instance offers (``collection`` always; ``sumup`` when configured)."""
@@ -429,7 +523,7 @@ class CartService:
         done = await self._placed_for(key)
         if done is not None:
             return done
-        details = self.check_details(details)
+        details = self.check_details(details, order)
         if order.state not in OPEN_STATES:
             raise InputProblems({"order": "This order is already placed."}, status=409)
         if not order.lines:
@@ -452,13 +546,13 @@ class CartService:
                         short.append(Shortage(line.sku, line.title, line.quantity, offer.available if offer else 0))
                 if short:
                     raise InsufficientStock(short)
-                shipping = self.shipping_for(details.fulfilment)
-                subtotal = sum(line.line_total_minor for line in order.lines)
+                totals = await self._price_for_placement(order, details, now)
                 await self._move(order, CHECKOUT, PAYMENT_PENDING, actor="customer", actor_id=actor_id, values={
                     "number": await self._next_number(), "placed_at": utcnow(), "email": details.email,
                     "fulfilment": details.fulfilment, "address": details.address, "notes": details.notes,
-                    "payment_provider": details.payment, "shipping_minor": shipping, "subtotal_minor": subtotal,
-                    "total_minor": subtotal + shipping, "reserved_until": None})
+                    "payment_provider": details.payment, "reserved_until": None,
+                    "collection_location": details.location, "collection_slot": details.slot,
+                    **placement_values(totals, shipping_rate_bp=self.delivery_rate_bp())})
         except IntegrityError:
             done = await self._placed_for(key)
             if done is not None:
@@ -470,6 +564,20 @@ class CartService:
         assert placed is not None
         await self.receipt(placed)
         return placed
+
+    async def _price_for_placement(self, order: Order, details: CheckoutDetails,
+                                   now: Mapping[UUID, VariantOffer]) -> Totals:
+        """Take the lines' tax class, VAT rate and weight as they are now (the rate in force at
+        placement is the one charged), then the order's totals with delivery; money.py computes."""
+        for line in order.lines:
+            offer = now.get(line.variant_id)
+            if offer is not None:
+                snapshot = self.line_snapshot(offer)
+                line.tax_class, line.tax_rate_bp = snapshot["tax_class"], snapshot["tax_rate_bp"]
+                line.unit_weight_grams = snapshot["unit_weight_grams"]
+        await self.db.flush()
+        shipping = self.shipping_for(details.fulfilment, order)
+        return order_totals(order, shipping_minor=shipping, shipping_rate_bp=self.delivery_rate_bp())
 
     async def place_again(self, idempotency_key: str) -> Order:
         """The order a key placed already (a double submit arriving after the first committed)."""
@@ -618,8 +726,26 @@ class CartService:
         return int(result.rowcount)  # type: ignore[attr-defined]
 
 
+def order_totals(order: Order, *, shipping_minor: int | None = None, shipping_rate_bp: int | None = None) -> Totals:
+    """The order's totals from its lines (as snapshot) and delivery: money.py's one computation.
+    Without arguments, the delivery charge and its rate are the order's own (0 for a cart)."""
+    return compute(order.currency,
+                   [Line(line.unit_price_minor, line.quantity, order.currency, line.tax_rate_bp, line.unit_weight_grams)
+                    for line in order.lines],
+                   shipping_minor=order.shipping_minor if shipping_minor is None else shipping_minor,
+                   shipping_rate_bp=order.shipping_rate_bp if shipping_rate_bp is None else shipping_rate_bp)
+
+
+def placement_values(totals: Totals, *, shipping_rate_bp: int) -> dict[str, int]:
+    """The order's money columns as placement writes them."""
+    return {"subtotal_minor": totals.subtotal_minor, "shipping_minor": totals.shipping_minor,
+            "total_minor": totals.total_minor, "tax_minor": totals.tax_minor, "weight_grams": totals.weight_grams,
+            "shipping_rate_bp": shipping_rate_bp}
+
+
 def order_context(order: Order) -> dict[str, Any]:
     """What the receipt and the order pages show (JSON-able: it rides in the mail job)."""
+    totals = order_totals(order)
 
     def money(amount: int) -> str:
         return format_minor(amount, order.currency)
@@ -627,10 +753,11 @@ def order_context(order: Order) -> dict[str, Any]:
     return {
         "number": order.number or "", "state": order.state, "email": order.email, "fulfilment": order.fulfilment,
         "address": order.address, "notes": order.notes, "payment": order.payment_provider,
+        "location": order.collection_location, "slot": order.collection_slot,
         "lines": [{"title": line.title, "sku": line.sku, "quantity": line.quantity,
-                   "unit_price": money(line.unit_price_minor), "total": money(line.line_total_minor)}
-                  for line in order.lines],
-        "subtotal": money(order.subtotal_minor), "shipping": money(order.shipping_minor),
-        "total": money(order.total_minor),
+                   "unit_price": money(line.unit_price_minor), "total": money(total)}
+                  for line, total in zip(order.lines, totals.line_totals, strict=True)],
+        "subtotal": money(totals.subtotal_minor), "shipping": money(totals.shipping_minor),
+        "total": money(totals.total_minor), "vat": totals.vat_lines(),
     }
 

@@ -80,10 +80,10 @@ def _rows(product: Product | None) -> tuple[list[str], list[VariantRow]]:
 def _values(product: Product | None) -> dict[str, Any]:
     if product is None:
         return {"title": "", "slug": "", "description_md": "", "status": "draft", "featured": False, "tags": "",
-                "categories": []}
+                "categories": [], "tax_class": ""}
     return {"title": product.title, "slug": product.slug, "description_md": product.description_md,
             "status": product.status, "featured": product.featured, "tags": ", ".join(product.tags or []),
-            "categories": [str(c.id) for c in product.categories]}
+            "categories": [str(c.id) for c in product.categories], "tax_class": product.tax_class}
 
 
 async def _editor(catalogue: CatalogueService, product: Product | None, *, values: dict[str, Any] | None = None,
@@ -148,7 +148,7 @@ class MarketAdminController(Controller):
         names = option_columns(" ".join(str(data.get(f"option_{j}", "")).split()) for j in range(MAX_OPTIONS))
         shown = {"title": values.title, "slug": values.slug, "description_md": values.description_md,
                  "status": values.status, "featured": values.featured, "tags": ", ".join(values.tags),
-                 "categories": [str(c) for c in values.category_ids]}
+                 "categories": [str(c) for c in values.category_ids], "tax_class": values.tax_class or ""}
         if data.get("action") == "add_variant":  # the no-JS "add a variant" button: one more row, nothing saved
             return await _editor(catalogue, product, values=shown, option_names=names, rows=[*rows, VariantRow()])
         if problems:

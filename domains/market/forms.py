@@ -131,7 +131,7 @@ def parse_product_form(data: Mapping[str, Any], currency: str) -> tuple[ProductI
         status=status if status in ("draft", "active", "archived") else "draft",  # type: ignore[arg-type]
         featured=bool(_first(data.get("featured", ""))),
         tags=[t for t in _first(data.get("tags", "")).split(",") if t.strip()],
-        category_ids=categories, variants=variants)
+        category_ids=categories, variants=variants, tax_class=_first(data.get("tax_class", "")))
     if status not in ("draft", "active", "archived"):
         errors["status"] = "Choose draft, active or archived."
     return product, kept_rows, errors

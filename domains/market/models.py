@@ -134,6 +134,9 @@ class Product(UUIDv7AuditBase):
     source_url: Mapped[str] = mapped_column(String(2048), default="")
     # Bumped on every saved change (product, variants, images or stock); part of public ETag seeds.
     revision: Mapped[int] = mapped_column(Integer, default=1)
+    # The VAT class the cart taxes it at (a name in ROSE_ASH_CART_VAT_RATES: "standard", "reduced",
+    # ...); empty: the default class (ROSE_ASH_CART_VAT_DEFAULT). The cart reads it through offers().
+    tax_class: Mapped[str] = mapped_column(String(32), default="", server_default="")
 
     producer: Mapped[Producer] = relationship(lazy="raise")
     variants: Mapped[list[Variant]] = relationship(

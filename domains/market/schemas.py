@@ -126,6 +126,8 @@ class ProductInput(msgspec.Struct, kw_only=True):
     producer_id: UUID | None = None
     published_at: datetime | None = None
     source_url: str = ""
+    # The VAT class (see Product.tax_class); None keeps the product's class (a form without the field).
+    tax_class: str | None = None
 
 
 class StockAdjust(msgspec.Struct, kw_only=True):

@@ -9,6 +9,7 @@ suggestion) before anything is written; a product someone may not manage is a 40
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -503,6 +504,8 @@ class CatalogueService:
         product.featured = data.featured
         product.tags = _tags(data.tags)
         product.source_url = data.source_url.strip()
+        if data.tax_class is not None:
+            product.tax_class = _tax_class(data.tax_class)
         self._set_description(product, data.description_md)
         await self._set_categories(product, data.category_ids)
         await self._sync_variants(product, data.variants)
@@ -766,3 +769,11 @@ def _may(editor: User, product: Product) -> bool:
     from domains.market.guards import can_manage
 
     return can_manage(editor, product)
+
+
+def _tax_class(value: str) -> str:
+    """A VAT class name as the cart's settings spell them (lower-case word), or "" for the default."""
+    name = value.strip().lower()
+    if name and not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", name):
+        raise InputProblems({"tax_class": "A tax class is a short lower-case word such as standard or reduced."})
+    return name

@@ -188,6 +188,8 @@ class VariantOffer:
     active: bool  # its product is for sale (not a draft, not archived)
     available: int
     product_slug: str
+    tax_class: str = ""  # the product's VAT class; "" is the default class
+    weight_grams: int | None = None  # one unit's weight, when the seller gave it
 
 
 async def offers(session: AsyncSession, *, ids: Iterable[UUID] = (),
@@ -203,14 +205,16 @@ async def offers(session: AsyncSession, *, ids: Iterable[UUID] = (),
         cond = Variant.id.in_(id_list) | Variant.sku.in_(sku_list)
     rows = await session.execute(
         select(Variant.id, Variant.sku, Variant.options, Variant.price_minor, Variant.currency,
-               Product.title, Product.status, Product.slug, available_expr(Variant.id))
+               Product.title, Product.status, Product.slug, available_expr(Variant.id), Product.tax_class,
+               Variant.weight_grams)
         .join(Product, Product.id == Variant.product_id).where(cond))
     found: dict[UUID, VariantOffer] = {}
-    for vid, sku, options, price, currency, title, status, slug, available in rows:
+    for vid, sku, options, price, currency, title, status, slug, available, tax_class, weight in rows:
         label = " / ".join(str(v) for v in (options or {}).values())
         found[vid] = VariantOffer(id=vid, sku=sku, title=f"{title} ({label})" if label else title,
                                   price_minor=int(price), currency=currency, active=status == ACTIVE,
-                                  available=int(available), product_slug=slug)
+                                  available=int(available), product_slug=slug, tax_class=tax_class or "",
+                                  weight_grams=weight)
     return found
 
 

@@ -99,7 +99,8 @@ async def test_personal_bookings_feed(client: Any, engine: AsyncEngine) -> None:
     assert (await signup(client, "maria")).status_code == 303
     token = await _csrf(client, "/events/bread-workshop/book")
     booked = await client.post("/events/bread-workshop/book", data={
-        "occurrence": f"{DAY:%Y%m%d}T180000", "quantity": "2", "name": "Maria", "email": "maria@example.org", "attendee_1": "Maria", "attendee_2": "Ana",
+        "occurrence": f"{DAY:%Y%m%d}T180000", "quantity": "2", "name": "Maria", "email": "maria@example.org",
+        "attendee_1": "Maria", "attendee_2": "Ana",
         "_csrf_token": token})
     assert booked.status_code == 303, booked.text[:300]
 
