@@ -415,12 +415,13 @@ async def delete_status(status_id: str, request: Request[Any, Any, Any], fed: Fe
     if obj.attributed_to != me.uri:
         raise NotFoundException()
     before = await _one_status(render, me, obj)
+    source = obj.content  # the outbox empties a deleted note's content (a Tombstone keeps none)
     try:
         await timelines.act(user_of(request), oid, "delete_note")
     except (OutboxError, FetchError) as exc:
         raise unprocessable(str(exc)) from None
     await db_session.commit()
-    before.text = source_text(obj.content if obj.content else "")
+    before.text = source_text(source)
     return before
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator
+from functools import partialmethod
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -28,7 +29,9 @@ HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
 
 
 @pytest.fixture
-def server(tmp_path: Path, server_database_url: str | None) -> Iterator[AppServer]:
+def server(tmp_path: Path, server_database_url: str | None, monkeypatch: pytest.MonkeyPatch) -> Iterator[AppServer]:
+    # On a loaded machine (2 shared cores) the start can outlast the helper's 30 s health wait.
+    monkeypatch.setattr(AppServer, "start", partialmethod(AppServer.start, timeout=180.0))
     with app_server(tmp_path, database_url=server_database_url) as running:
         running.create_user("alice", PASSWORD)
         running.create_user("bob", PASSWORD)
@@ -47,7 +50,8 @@ def consent_code(server: AppServer, username: str, authorize_url: str, decision:
         consent = browser.get(authorize_url)
         assert consent.status_code == 200, consent.text[:500]
         assert "Allow <strong>rose-test</strong>" in consent.text
-        assert 'data-scope="follow"' in consent.text  # the legacy scope is accepted, and explained
+        if "scope=read+write+follow" in authorize_url:
+            assert 'data-scope="follow"' in consent.text  # the legacy scope is accepted, and explained
         form = [(k, html.unescape(v)) for k, v in HIDDEN.findall(consent.text)]
         csrf = CSRF.search(consent.text)
         assert csrf
@@ -106,20 +110,20 @@ def test_mastodon_py_signs_in_posts_pages_and_is_notified(server: AppServer) -> 
     rel = bob.account_follow(me.id)
     assert rel.following and rel.id == me.id
     assert bob.account_relationships([me.id])[0].following
-    liked = bob.status_favourite(posted[3].id)
+    liked = bob.status_favourite(posted[24].id)
     assert liked.favourited and liked.favourites_count == 1
-    boosted = bob.status_reblog(posted[3].id)
-    assert boosted.reblog.id == posted[3].id and boosted.reblog.reblogged and boosted.content == ""
+    boosted = bob.status_reblog(posted[24].id)
+    assert boosted.reblog.id == posted[24].id and boosted.reblog.reblogged and boosted.content == ""
     bob.status_post("hello @alice")
     kinds = sorted(n.type for n in alice.notifications())
     assert kinds == ["favourite", "follow", "mention", "reblog"]
     favourite = next(n for n in alice.notifications(types=["favourite"]))
-    assert favourite.account.acct == "bob" and favourite.status.id == posted[3].id
+    assert favourite.account.acct == "bob" and favourite.status.id == posted[24].id
     # Alice sees the boost counted and bob's boost in bob's home timeline.
-    assert alice.status(posted[3].id).reblogs_count == 1
-    assert any(s.reblog and s.reblog.id == posted[3].id for s in bob.timeline_home())
-    assert bob.status_unreblog(posted[3].id).reblogged is False
-    assert bob.status_unfavourite(posted[3].id).favourited is False
+    assert alice.status(posted[24].id).reblogs_count == 1
+    assert any(s.reblog and s.reblog.id == posted[24].id for s in bob.timeline_home())
+    assert bob.status_unreblog(posted[24].id).reblogged is False
+    assert bob.status_unfavourite(posted[24].id).favourited is False
     assert not bob.account_unfollow(me.id).following
 
     # Delete and redraft: the answer carries the text; afterwards the status is gone (404).
@@ -137,7 +141,7 @@ def test_mastodon_py_signs_in_posts_pages_and_is_notified(server: AppServer) -> 
     assert alice.preferences()["posting:default:visibility"] == "public"
     assert alice.custom_emojis() == [] and alice.lists() == [] and alice.filters() == []
 
-    alice.revoke_access_token()
+    alice.revoke_access_token(allow_http=True)
     with pytest.raises(MastodonUnauthorizedError):
         alice.account_verify_credentials()
 
