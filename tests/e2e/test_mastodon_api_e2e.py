@@ -185,7 +185,8 @@ def test_bad_paths_answer_with_mastodons_error_shape(server: AppServer) -> None:
         assert pre.headers["access-control-allow-origin"] == "*"
         assert "Authorization" in pre.headers["access-control-allow-headers"]
         home = http.get("/api/v1/timelines/home", headers=token)
-        assert home.headers["access-control-allow-origin"] == "*" and "Link" in home.headers["access-control-expose-headers"]
+        assert home.headers["access-control-allow-origin"] == "*"
+        assert "Link" in home.headers["access-control-expose-headers"]
         assert http.post("/oauth/revoke", data={}).headers["access-control-allow-origin"] == "*"
         meta = http.get("/.well-known/oauth-authorization-server").json()
         assert meta["code_challenge_methods_supported"] == ["S256"] and "follow" in meta["scopes_supported"]
