@@ -257,7 +257,7 @@ async def lookup(request: Request[Any, Any, Any], fed: Federation, accounts: Acc
     wanted = acct.strip().removeprefix("@")
     user, _, host = wanted.partition("@")
     if not user:
-        raise NotFoundException()
+        raise ClientException("Missing parameter: acct", status_code=400)
     try:
         wanted_at = Lookup(user=user, host=(host or fed.urls.host).lower())
         target, _notice = await accounts.resolve(user_of(request), wanted_at)
