@@ -14,6 +14,7 @@ import domains.events
 import domains.market
 import domains.payments
 import federation.activitypub
+import federation.mastodon
 import federation.oauth
 import federation.social
 import forge
@@ -37,6 +38,7 @@ INSTALLED: tuple[Domain, ...] = (
     federation.oauth.domain,
     federation.activitypub.domain,
     federation.social.domain,
+    federation.mastodon.domain,
     FORGEFED,
 )
 

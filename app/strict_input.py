@@ -9,6 +9,7 @@ URL (path and query), for forms (:func:`app.forms.decode_form_body`) and for JSO
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -31,6 +32,10 @@ API_PREFIX = "/api/"
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 # Machine endpoints outside /api/ whose body is JSON by their spec (RFC 7591 §3.1).
 JSON_MACHINE_PATHS = frozenset({"/oauth/register"})
+# The Mastodon client API (federation/mastodon) takes forms as well as JSON: Mastodon.py and
+# Phanpy post forms (docs.joinmastodon.org/client/intro/#parameters); its handlers decode either.
+FORM_API_PATHS = re.compile(r"^/api/v[12]/(apps|statuses|accounts|notifications|markers|media|lists|filters"
+                            r"|follow_requests|reports|tags|push|polls|domain_blocks)(/|$)")
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -67,7 +72,7 @@ def check_json_write(scope: Scope) -> None:
     path = scope["path"]
     if scope.get("method") not in WRITE_METHODS or not _has_body(scope):
         return
-    if not (path.startswith(API_PREFIX) or path in JSON_MACHINE_PATHS):
+    if not (path.startswith(API_PREFIX) or path in JSON_MACHINE_PATHS) or FORM_API_PATHS.match(path):
         return
     require_json_media_type(_header(scope, b"content-type"))
     length = _header(scope, b"content-length")

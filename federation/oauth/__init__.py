@@ -37,15 +37,19 @@ def _routes() -> list[ControllerRouterHandler]:
         token,
         userinfo,
     )
+    from federation.oauth.cors import CORSMiddleware
     from federation.oauth.sso import sso_callback, sso_login
 
     return [Router(
         path="/",
         opt=access.public(),  # authorize, discovery, logout and single sign-on: anyone; the session personalises
         route_handlers=[
-            authorize, oauth_metadata, openid_configuration, jwks_document, logout, sso_login, sso_callback,
+            authorize, jwks_document, logout, sso_login, sso_callback,
+            # Called by browser apps from other origins (Phanpy, Elk): CORS (federation/oauth/cors.py).
+            Router(path="/", middleware=[CORSMiddleware()], route_handlers=[oauth_metadata, openid_configuration]),
+            Router(path="/", opt=access.machine(), middleware=[CORSMiddleware()], route_handlers=[token, revoke]),
             # Client authentication (RFC 6749 §2.3) or an initial access token: machine endpoints.
-            Router(path="/", opt=access.machine(), route_handlers=[token, revoke, introspect, register]),
+            Router(path="/", opt=access.machine(), route_handlers=[introspect, register]),
             Router(path="/", opt=access.token("openid", oauth_only=True), route_handlers=[userinfo]),
             Router(path="/", opt=access.session(), route_handlers=[logout_confirm_page, logout_confirm]),
             Router(path="/", opt=access.session(owner="grant"), route_handlers=[ApplicationsController]),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import anyio.to_thread
 from authlib.common.urls import add_params_to_uri
@@ -25,7 +25,7 @@ from domains.account.models import User
 from federation.oauth.deps import DEPENDENCIES
 from federation.oauth.registration import register_client
 from federation.oauth.schemas import ConsentForm, LogoutConfirmForm
-from federation.oauth.scopes import NEVER_TEXT, SCOPE_TEXT, describe, split_scope
+from federation.oauth.scopes import SCOPE_TEXT, describe, never_text, split_scope
 from federation.oauth.server import (
     ClientView,
     Context,
@@ -53,7 +53,15 @@ async def oauth_request(request: Request[Any, Any, Any], settings: Settings, *,
                         drop: set[str] | None = None) -> LitestarOAuth2Request:
     query = [(k, v) for k, v in request.query_params.multi_items()]
     form: list[tuple[str, str]] = []
-    if request.method == "POST":
+    if request.method == "POST" and request.content_type[0] == "application/json":
+        # Mastodon apps (Elk, masto.js) send the token and revocation requests as JSON; RFC 6749
+        # names form encoding, so a JSON object of strings is read as the same parameters.
+        body = await request.json()  # app.strict_input: size, depth, UTF-8, NUL -> 400
+        if not isinstance(body, dict):
+            raise ClientException("The JSON body must be an object of parameters.")
+        form = [(k, v if isinstance(v, str) else str(v)) for k, v in body.items()
+                if isinstance(v, str | int) and not isinstance(v, bool) and k not in (drop or set())]
+    elif request.method == "POST":
         data = await request.form()
         form = [(k, v) for k, v in data.multi_items() if isinstance(v, str) and k not in (drop or set())]
     uri = settings.base_url + request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -89,10 +97,12 @@ def error_page(error: OAuth2Error, status: int = 400) -> Template:
 
 
 def error_redirect(server: RoseAshAuthorizationServer, oreq: LitestarOAuth2Request, error: OAuth2Error,
-                   issuer: str) -> Response[Any]:
+                   issuer: str) -> Response[Any] | Template:
     result: OAuthResult = server.handle_error_response(oreq, error)
     if result.location:
         result.location = add_params_to_uri(result.location, {"iss": issuer})
+        if result.location.startswith(OOB + "?"):
+            return out_of_band(result.location)
     return to_response(result)
 
 
@@ -180,7 +190,7 @@ async def authorize(request: Request[Any, Any, Any], oauth_store: OAuthStore, se
                                                                          state=oreq.payload.state), settings.base_url)
             return Template("oauth/consent.html", headers=NO_FRAMING, media_type=PAGE, context={
                 "client": client.row,
-                "scopes": describe(oreq.scope), "never": NEVER_TEXT,
+                "scopes": describe(oreq.scope), "never": never_text(oreq.scope),
                 "params": [(k, v) for k, values in oreq.payload.datalist.items() for v in values],
                 "redirect_host": urlsplit(grant.redirect_uri or "").netloc,
             })
@@ -194,10 +204,25 @@ async def authorize(request: Request[Any, Any, Any], oauth_store: OAuthStore, se
     result: OAuthResult = await anyio.to_thread.run_sync(
         lambda: server.create_authorization_response(request=oreq, grant_user=grant_user, grant=grant)
     )
+    if result.status == 302 and (result.location or "").startswith(OOB + "?"):
+        return out_of_band(result.location or "")
     if result.status == 302:
         # 303 after the consent POST, so the browser follows with a GET.
         result.status = 303 if request.method == "POST" else 302
     return to_response(result)
+
+
+# Out-of-band redirect URI (the OAuth 2.0 for native apps draft, kept by Mastodon): no redirect,
+# the page shows the code for the member to paste into the command-line app.
+OOB = "urn:ietf:wg:oauth:2.0:oob"
+
+
+def out_of_band(location: str) -> Template:
+    params = dict(parse_qsl(location.partition("?")[2]))
+    return Template("oauth/oob.html", headers=NO_FRAMING, media_type=PAGE,
+                    status_code=200 if params.get("code") else 400,
+                    context={"code": params.get("code", ""), "error": params.get("error", ""),
+                             "description": params.get("error_description", "")})
 
 
 # --- token, revocation, introspection -------------------------------------------------------------
@@ -209,6 +234,8 @@ async def token(request: Request[Any, Any, Any], oauth_store: OAuthStore, settin
     ctx = await make_context(oauth_store, settings, keys=True)
     server = RoseAshAuthorizationServer(ctx)
     result: OAuthResult = await anyio.to_thread.run_sync(server.create_token_response, oreq)
+    if result.status == 200 and isinstance(result.body, dict) and "access_token" in result.body:
+        result.body["created_at"] = int(time.time())  # Mastodon's Token entity carries it
     return to_response(result)
 
 

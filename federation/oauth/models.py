@@ -12,7 +12,7 @@ from uuid import UUID
 
 from advanced_alchemy.base import UUIDv7AuditBase
 from advanced_alchemy.types import DateTimeUTC, JsonB
-from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 
@@ -44,6 +44,12 @@ class OAuthClient(UUIDv7AuditBase):
     created_by_id: Mapped[UUID | None] = mapped_column(
         ForeignKey("account_user.id", ondelete="SET NULL"), default=None
     )
+    # Registered through the Mastodon client API (``POST /api/v1/apps``): its home page, and PKCE
+    # only where the app offers it. Mastodon's apps (Elk, Mastodon.py, Tusky) are confidential
+    # clients that never send a code_challenge; RFC 9700 §2.1.1 lets a confidential client rely on
+    # its secret instead. Every other client keeps PKCE mandatory.
+    website: Mapped[str | None] = mapped_column(String(2048), default=None)
+    pkce_optional: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     @property
     def is_public(self) -> bool:

@@ -274,6 +274,9 @@ class S256Challenge(CodeChallenge):  # type: ignore[misc]
 
     def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
         data = grant.request.payload.data
+        if not data.get("code_challenge") and not data.get("code_challenge_method") \
+                and grant.request.client.row.pkce_optional:
+            return  # a Mastodon API app without PKCE: its client secret authenticates the exchange
         if not data.get("code_challenge"):
             raise InvalidRequestError("PKCE is required: send 'code_challenge' with code_challenge_method=S256.")
         if data.get("code_challenge_method") != "S256":
@@ -281,6 +284,10 @@ class S256Challenge(CodeChallenge):  # type: ignore[misc]
         super().validate_code_challenge(grant, redirect_uri)
 
     def validate_code_verifier(self, grant: Any, result: Any) -> None:
+        code = grant.request.authorization_code
+        if code is not None and not code.code_challenge and not grant.request.form.get("code_verifier") \
+                and grant.request.client.row.pkce_optional and not grant.request.client.is_public:
+            return  # authorised without PKCE (above), and the secret was checked
         if not grant.request.form.get("code_verifier"):
             raise InvalidRequestError("Missing 'code_verifier'.")
         super().validate_code_verifier(grant, result)
@@ -301,7 +308,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[mis
             redirect_uri=request.payload.redirect_uri or "",
             scope=request.scope or "",
             nonce=data.get("nonce"),
-            code_challenge=data["code_challenge"],
+            code_challenge=data.get("code_challenge") or "",
             code_challenge_method=data.get("code_challenge_method", "S256"),
             auth_time=ctx.auth_time or int(time.time()),
             sid=ctx.sid,

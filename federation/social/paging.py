@@ -53,6 +53,13 @@ def older_than(at: Any, row_id: Any, cursor: Cursor | None) -> ColumnElement[boo
     return or_(at < cursor.at, and_(at == cursor.at, row_id < cursor.id))
 
 
+def newer_than(at: Any, row_id: Any, cursor: Cursor | None) -> ColumnElement[bool] | None:
+    """``(at, row_id) > cursor``: the other direction, for the Mastodon API's ``since_id``/``min_id``."""
+    if cursor is None:
+        return None
+    return or_(at > cursor.at, and_(at == cursor.at, row_id > cursor.id))
+
+
 def cut(rows: list[Any], size: int, key: Any) -> tuple[list[Any], str]:
     """The first ``size`` of ``rows`` (fetched newest first, at least ``size + 1`` of them when
     more exist) and the ``before`` token for the next page ("" on the last page)."""

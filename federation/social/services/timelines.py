@@ -17,7 +17,7 @@ from federation.activitypub.models import Actor, Announce, APObject, Follow, Not
 from federation.activitypub.moderation import hidden_from, limited_unfollowed, visible_note
 from federation.activitypub.outbox import Outbox
 from federation.social import paging
-from federation.social.paging import EPOCH, Cursor, cut, older_than
+from federation.social.paging import EPOCH, Cursor, cut, newer_than, older_than
 from federation.social.schemas import ComposeForm, NotePage, NoteView, TimelinePage
 from federation.social.services.notifications import Notifications
 from federation.social.services.views import note_views
@@ -48,10 +48,16 @@ class Timelines:
         self.fed = fed
         self.session = fed.session
 
-    async def page(self, user: User, tab: Tab, cursor: Cursor | None) -> TimelinePage:
+    async def page(self, user: User, tab: Tab, cursor: Cursor | None, *, size: int = 0,
+                   newer: Cursor | None = None, oldest_first: bool = False) -> TimelinePage:
+        """A page of the timeline, newest first, older than ``cursor``. The Mastodon API also asks
+        for ``size`` notes newer than ``newer`` (``since_id``), or (``oldest_first``, its
+        ``min_id``) the ``size`` notes right after ``newer``, still shown newest first."""
         session = self.session
-        newest_first = (APObject.published.desc(), APObject.id.desc())
-        more = paging.TIMELINE_SIZE + 1  # one beyond the page tells whether an older page exists
+        size = size or paging.TIMELINE_SIZE
+        newest_first = (APObject.published.asc(), APObject.id.asc()) if oldest_first else \
+            (APObject.published.desc(), APObject.id.desc())
+        more = size + 1  # one beyond the page tells whether an older page exists
         me = await self.fed.local_actor_for_user(user)
         following = list((await session.scalars(select(Follow.followee).where(
             Follow.follower == me.uri, Follow.state == "accepted"))).all())
@@ -60,6 +66,8 @@ class Timelines:
         base = select(APObject).where(APObject.deleted.is_(False), APObject.attributed_to.not_in(hidden))
         if (older := older_than(APObject.published, APObject.id, cursor)) is not None:
             base = base.where(older)
+        if (after := newer_than(APObject.published, APObject.id, newer)) is not None:
+            base = base.where(after)
         boosters: dict[str, str] = {}
         if tab == "home":
             authors = [*following, me.uri]
@@ -87,7 +95,7 @@ class Timelines:
             seen: dict[str, APObject] = {}
             for o in [*objs, *direct, *boosted]:
                 seen.setdefault(o.ap_id, o)
-            candidates = sorted(seen.values(), key=lambda o: (o.published or EPOCH, o.id), reverse=True)
+            candidates = sorted(seen.values(), key=lambda o: (o.published or EPOCH, o.id), reverse=not oldest_first)
         elif tab == "local":
             candidates = list(await session.scalars(base.where(
                 APObject.local, APObject.visibility == "public").order_by(*newest_first).limit(more)))
@@ -96,7 +104,9 @@ class Timelines:
                 base = base.where(APObject.attributed_to.not_in(limited))
             candidates = list(await session.scalars(base.where(
                 APObject.visibility == "public").order_by(*newest_first).limit(more)))
-        shown, token = cut(candidates, paging.TIMELINE_SIZE, lambda o: (o.published or EPOCH, o.id))
+        shown, token = cut(candidates, size, lambda o: (o.published or EPOCH, o.id))
+        if oldest_first:
+            shown, token = shown[::-1], ""
         notes = await note_views(session, me, shown, boosters)
         unread = await Notifications(session, self.fed.urls).unread(user, me.uri, limited)
         suggestions = await self.suggestions(me, following, hidden) if not notes and cursor is None else []
@@ -127,18 +137,18 @@ class Timelines:
         views = await note_views(self.session, me, [obj, *replies])
         return NotePage(me=me, note=views[0], replies=views[1:])
 
-    async def compose(self, user: User, form: ComposeForm) -> None:
+    async def compose(self, user: User, form: ComposeForm) -> APObject:
         """Post a note; raises OutboxError or FetchError with a message for the member."""
-        async def work() -> None:
+        async def work() -> APObject:
             me = await self.fed.local_actor_for_user(user)
             content = await expand_short_mentions(self.session, form.content, me.domain)
             # The stored content keeps the full ``@bob@host`` handle: it is the note's ActivityPub
             # document (its URL, the outbox, every Update). Pages here shorten it (NoteView.content_html).
-            await Outbox(self.fed).post_note(me, content, visibility=form.visibility, summary=form.summary,
-                                             in_reply_to=form.in_reply_to)
+            return await Outbox(self.fed).post_note(me, content, visibility=form.visibility, summary=form.summary,
+                                                    in_reply_to=form.in_reply_to)
 
         # Mentions and the replied-to author may need fetching: settle orders that before writes.
-        await self.fed.settle(work, keep=[user])
+        return await self.fed.settle(work, keep=[user])
 
     async def act(self, user: User, oid: UUID, action: NoteAction) -> tuple[Actor, APObject]:
         """Like, unlike, boost, unboost or delete a note the member may see; raises OutboxError or

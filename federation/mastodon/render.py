@@ -1,0 +1,160 @@
+"""Our rows as Mastodon entities: actors as Accounts, the social hub's NoteViews as Statuses.
+
+Counts and the member's likes and boosts come from the hub's own :func:`note_views`, so an app
+shows exactly what the web pages show. Everything is batched per page (a query per kind, not per
+note).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from federation.activitypub.models import Actor, Announce, APObject, Follow
+from federation.activitypub.sanitize import plain_text
+from federation.mastodon import entities as e
+from federation.social.schemas import NoteView, short_local_mentions
+from federation.social.services import actors_by_uri
+
+# Our visibilities in Mastodon's words (``followers`` is Mastodon's ``private``) and back.
+VISIBILITY_OUT = {"public": "public", "unlisted": "unlisted", "followers": "private", "direct": "direct"}
+VISIBILITY_IN = {v: k for k, v in VISIBILITY_OUT.items()}
+DEFAULT_AVATAR = "/static/img/avatar-default.png"
+
+
+def iso(moment: datetime | None) -> str:
+    """ISO 8601 with milliseconds and ``Z``, as Mastodon writes it."""
+    moment = (moment or datetime(1970, 1, 1, tzinfo=UTC)).astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def day(moment: datetime | None) -> str:
+    """A date at midnight (Account.created_at) ."""
+    moment = (moment or datetime(1970, 1, 1, tzinfo=UTC)).astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT00:00:00.000Z")
+
+
+class Render:
+    """Entities for one request: ``me`` is the member's actor, ``base`` this site's origin."""
+
+    def __init__(self, session: AsyncSession, base: str, me: Actor | None) -> None:
+        self.session = session
+        self.base = base
+        self.here = base.split("://", 1)[-1]
+        self.me = me
+
+    # --- accounts -----------------------------------------------------------------------------
+
+    async def accounts(self, actors: list[Actor]) -> dict[str, e.Account]:
+        """Accounts by actor URI, their counts from our tables (three grouped queries)."""
+        uris = list({a.uri for a in actors})
+        if not uris:
+            return {}
+        posts: dict[str, tuple[int, datetime | None]] = {
+            uri: (int(n), last) for uri, n, last in (await self.session.execute(
+                select(APObject.attributed_to, func.count(), func.max(APObject.published)).where(
+                    APObject.attributed_to.in_(uris), APObject.deleted.is_(False),
+                    APObject.visibility != "direct").group_by(APObject.attributed_to))).tuples()}
+        # Comprehensions, not dict(result): a Result has keys() (its columns), which dict() would use.
+        following = {k: v for k, v in (await self.session.execute(select(Follow.follower, func.count()).where(
+            Follow.follower.in_(uris), Follow.state == "accepted").group_by(Follow.follower))).tuples()}
+        followers = {k: v for k, v in (await self.session.execute(select(Follow.followee, func.count()).where(
+            Follow.followee.in_(uris), Follow.state == "accepted").group_by(Follow.followee))).tuples()}
+        out: dict[str, e.Account] = {}
+        for a in actors:
+            count, last = posts.get(a.uri, (0, None))
+            avatar = a.icon_url or self.base + DEFAULT_AVATAR
+            out[a.uri] = e.Account(
+                id=str(a.id), username=a.username, acct=a.username if a.local else f"{a.username}@{a.domain}",
+                url=a.url or a.uri, uri=a.uri, display_name=a.name, note=a.summary, avatar=avatar,
+                avatar_static=avatar, header=self.base + DEFAULT_AVATAR, header_static=self.base + DEFAULT_AVATAR,
+                locked=a.manually_approves, bot=a.type in ("Service", "Application"), group=a.type == "Group",
+                discoverable=True if a.local else None, created_at=day(a.created_at),
+                last_status_at=day(last) if last else None, statuses_count=count,
+                followers_count=int(followers.get(a.uri, 0)), following_count=int(following.get(a.uri, 0)))
+        return out
+
+    async def account(self, actor: Actor) -> e.Account:
+        return (await self.accounts([actor]))[actor.uri]
+
+    def _stub_account(self, uri: str) -> e.Account:
+        """An author we hold no actor for (never dereferenced yet): enough for a client to render."""
+        name = uri.rstrip("/").rsplit("/", 1)[-1]
+        host = uri.split("://", 1)[-1].split("/", 1)[0]
+        return e.Account(id=uri, username=name, acct=f"{name}@{host}", url=uri, uri=uri, display_name=name, note="",
+                         avatar=self.base + DEFAULT_AVATAR, avatar_static=self.base + DEFAULT_AVATAR,
+                         header=self.base + DEFAULT_AVATAR, header_static=self.base + DEFAULT_AVATAR, locked=False,
+                         bot=False, group=False, discoverable=None, created_at=day(None), last_status_at=None,
+                         statuses_count=0, followers_count=0, following_count=0)
+
+    # --- statuses -----------------------------------------------------------------------------
+
+    async def statuses(self, views: list[NoteView], *, wrap_boosts: bool = True) -> list[e.Status]:
+        """Statuses for the hub's note views; a view shown because someone boosted it becomes
+        the boost's wrapper status (its ``reblog`` the note), as Mastodon's timelines have it."""
+        if not views:
+            return []
+        objs = [v.obj for v in views]
+        session = self.session
+        parents = {o.ap_id: o for o in (await session.scalars(select(APObject).where(
+            APObject.ap_id.in_({o.in_reply_to for o in objs if o.in_reply_to})))).all()} \
+            if any(o.in_reply_to for o in objs) else {}
+        mentioned = {u for o in objs for u in (o.mentions or []) if isinstance(u, str)}
+        authors = {o.attributed_to for o in objs} | {p.attributed_to for p in parents.values()}
+        boosters = {v.boosted_by.uri for v in views if v.boosted_by is not None and wrap_boosts}
+        actors = await actors_by_uri(session, authors | mentioned | boosters)
+        accounts = await self.accounts(list(actors.values()))
+        replies = {k: v for k, v in (await session.execute(select(APObject.in_reply_to, func.count()).where(
+            APObject.in_reply_to.in_([o.ap_id for o in objs]), APObject.deleted.is_(False)).group_by(
+            APObject.in_reply_to))).tuples()}
+        wrappers: dict[tuple[str, str], Announce] = {}
+        if boosters:
+            for ann in (await session.scalars(select(Announce).where(
+                    Announce.actor.in_(boosters), Announce.object_id.in_([o.ap_id for o in objs])))).all():
+                wrappers[(ann.actor, ann.object_id)] = ann
+        out: list[e.Status] = []
+        for v in views:
+            o = v.obj
+            parent = parents.get(o.in_reply_to) if o.in_reply_to else None
+            parent_author = actors.get(parent.attributed_to) if parent is not None else None
+            mentions = [e.Mention(id=str(a.id), username=a.username, acct=accounts[a.uri].acct, url=a.url or a.uri)
+                        for u in (o.mentions or []) if (a := actors.get(u)) is not None and a.username]
+            status = e.Status(
+                id=str(o.id), uri=o.ap_id, url=o.url or o.ap_id, created_at=iso(o.published),
+                account=accounts.get(o.attributed_to) or self._stub_account(o.attributed_to),
+                content=short_local_mentions(o.content, self.here) if o.type != "Article" else
+                f"<p><strong>{plain_text(o.name, 500)}</strong></p>{o.content}",
+                visibility=VISIBILITY_OUT.get(o.visibility, "public"), sensitive=bool(o.summary),
+                spoiler_text=o.summary, media_attachments=[], mentions=mentions, tags=[], emojis=[],
+                reblogs_count=v.boosts, favourites_count=v.likes, replies_count=int(replies.get(o.ap_id, 0)),
+                in_reply_to_id=str(parent.id) if parent is not None else None,
+                in_reply_to_account_id=str(parent_author.id) if parent_author is not None else None,
+                reblog=None, poll=None, card=None, language=None,
+                edited_at=iso(o.updated) if o.updated and o.published and o.updated > o.published else None,
+                favourited=v.liked, reblogged=v.boosted, muted=False, bookmarked=False, pinned=False)
+            wrapper = wrappers.get((v.boosted_by.uri, o.ap_id)) if v.boosted_by is not None else None
+            if wrapper is not None and v.boosted_by is not None:
+                status = self._wrapper(wrapper, accounts[v.boosted_by.uri], status)
+            out.append(status)
+        return out
+
+    def _wrapper(self, ann: Announce, booster: e.Account, inner: e.Status) -> e.Status:
+        return e.Status(
+            id=str(ann.id), uri=ann.activity_id or f"{inner.uri}#boost-{ann.id}", url=None,
+            created_at=iso(ann.published or ann.created_at), account=booster, content="",
+            visibility="public", sensitive=False, spoiler_text="", media_attachments=[], mentions=[], tags=[],
+            emojis=[], reblogs_count=0, favourites_count=0, replies_count=0, in_reply_to_id=None,
+            in_reply_to_account_id=None, reblog=inner, poll=None, card=None, language=None, edited_at=None,
+            favourited=False, reblogged=inner.reblogged, muted=False, bookmarked=False, pinned=False)
+
+    async def boost_wrapper(self, ann: Announce, inner: e.Status) -> e.Status:
+        assert self.me is not None
+        return self._wrapper(ann, await self.account(self.me), inner)
+
+
+def source_text(html: str) -> str:
+    """A note's text for delete-and-redraft: its HTML as plain text, paragraphs kept apart."""
+    return plain_text(html.replace("</p>", "</p>\n\n").replace("<br>", "\n"), 100_000).strip()
+
