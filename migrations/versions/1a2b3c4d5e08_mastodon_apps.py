@@ -1,7 +1,7 @@
 """oauth: Mastodon client API apps (their website, PKCE only where the app offers it)
 
 Revision ID: 1a2b3c4d5e08
-Revises: 8d1a703e1718
+Revises: 1a2b3c4d5e02
 Create Date: 2026-12-07 09:00:00
 
 """
@@ -18,7 +18,7 @@ __all__ = ("downgrade", "upgrade")
 
 # revision identifiers, used by Alembic.
 revision = '1a2b3c4d5e08'
-down_revision = '8d1a703e1718'
+down_revision = '1a2b3c4d5e02'
 branch_labels: "str | Sequence[str] | None" = None
 depends_on: "str | Sequence[str] | None" = None
 
