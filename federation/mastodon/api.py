@@ -13,6 +13,7 @@ input the hub refuses, 400 for malformed ids and bodies.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -39,6 +40,7 @@ from federation.activitypub.sanitize import sanitize_html, text_to_html
 from federation.mastodon import entities as e
 from federation.mastodon.params import Paging, body_params, link_header, paging, some_id, text
 from federation.mastodon.render import VISIBILITY_IN, Render, iso, source_text
+from federation.oauth.controllers import registration_open
 from federation.oauth.cors import CORSMiddleware
 from federation.oauth.registration import redirect_uri_problem
 from federation.oauth.scopes import MASTODON_GRANULAR, MASTODON_IMPLIES, mastodon_scopes_covering
@@ -174,10 +176,13 @@ async def instance_v1(db_session: AsyncSession, settings: Settings) -> e.Instanc
 
 
 @post("/api/v1/apps", opt=access.public(), status_code=200, cache_control=PRIVATE)
-async def create_app(request: Request[Any, Any, Any], db_session: AsyncSession) -> e.App:
+async def create_app(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> e.App:
     """Register an app (docs.joinmastodon.org/methods/apps/#create): an ordinary confidential
     client of our OAuth provider, which the member later sees (and can revoke) under their
-    authorised applications. Form and JSON bodies alike."""
+    authorised applications. Form and JSON bodies alike. The administrators' switch for open
+    client registration governs these apps too: switched off, no one registers a client here."""
+    if not await registration_open(OAuthStore(db_session), settings):
+        raise ClientException("This server does not accept new applications.", status_code=403)
     limits = app_limiter(request)
     if not await limits.hit(OAUTH_REGISTRATION, client_address(request)):
         raise ClientException("Too many apps registered from here; try later.", status_code=429,
@@ -223,9 +228,13 @@ def _app_redirect_problem(uri: str) -> str | None:
     problem = redirect_uri_problem(uri)
     if problem is None:
         return None
+    # An app's own scheme with an authority (``tusky://oauth``, ``com.example.app://cb``): the
+    # ``://`` keeps out the bare OS handler schemes a browser would hand a code to
+    # (``search-ms:``, ``ms-msdt:/``), and the browsers' own schemes are refused by name.
     scheme = uri.split(":", 1)[0].lower()
-    if ":" in uri and scheme.isascii() and scheme.replace("+", "").replace("-", "").isalnum() \
-            and scheme not in {"http", "https", "javascript", "data", "file", "vbscript", "blob", "about"} \
+    if re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme) and uri[len(scheme):].startswith("://") \
+            and scheme not in {"http", "https", "javascript", "data", "file", "vbscript", "blob", "about", "ws", "wss",
+                               "ftp", "chrome", "chrome-extension", "view-source", "jar"} \
             and "#" not in uri:
         return None
     return problem

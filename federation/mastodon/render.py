@@ -7,6 +7,7 @@ note).
 
 from __future__ import annotations
 
+import html
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select
@@ -125,7 +126,7 @@ class Render:
                 id=str(o.id), uri=o.ap_id, url=o.url or o.ap_id, created_at=iso(o.published),
                 account=accounts.get(o.attributed_to) or self._stub_account(o.attributed_to),
                 content=short_local_mentions(o.content, self.here) if o.type != "Article" else
-                f"<p><strong>{plain_text(o.name, 500)}</strong></p>{o.content}",
+                f"<p><strong>{html.escape(plain_text(o.name, 500))}</strong></p>{o.content}",
                 visibility=VISIBILITY_OUT.get(o.visibility, "public"), sensitive=bool(o.summary),
                 spoiler_text=o.summary, media_attachments=[], mentions=mentions, tags=[], emojis=[],
                 reblogs_count=v.boosts, favourites_count=v.likes, replies_count=int(replies.get(o.ap_id, 0)),

@@ -289,7 +289,7 @@ async def userinfo(request: Request[Any, Any, Any], oauth_store: OAuthStore, set
 # --- discovery and keys ----------------------------------------------------------------------------
 
 
-async def _registration_open(store: OAuthStore, settings: Settings) -> bool:
+async def registration_open(store: OAuthStore, settings: Settings) -> bool:
     if not settings.oauth_dynamic_registration:
         return False
     return await store.get_setting("dynamic_registration") != "off"
@@ -324,7 +324,7 @@ async def server_metadata(store: OAuthStore, settings: Settings) -> dict[str, An
         "frontchannel_logout_session_supported": True,
         "service_documentation": f"{base}/",
     }
-    if await _registration_open(store, settings):
+    if await registration_open(store, settings):
         meta["registration_endpoint"] = f"{base}/oauth/register"
     return meta
 
@@ -354,7 +354,7 @@ async def jwks_document(db_session: AsyncSession, settings: Settings) -> Respons
 
 @post("/oauth/register", name="oauth:register", opt=MACHINE, status_code=201, dependencies=DEPENDENCIES)
 async def register(request: Request[Any, Any, Any], oauth_store: OAuthStore, settings: Settings) -> Response[Any]:
-    if not await _registration_open(oauth_store, settings):
+    if not await registration_open(oauth_store, settings):
         return Response({"error": "access_denied", "error_description": "Dynamic client registration is off."},
                         status_code=403, headers={"Cache-Control": "no-store"})
     limits = app_limiter(request)

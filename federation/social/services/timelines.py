@@ -131,9 +131,11 @@ class Timelines:
         """A note and its public replies, oldest reply first."""
         me = await self.fed.local_actor_for_user(user)
         obj = await self.visible(me, oid)
+        # Replies from accounts the member blocks, or that block the member, stay out (as on timelines).
         replies = list((await self.session.scalars(select(APObject).where(
             APObject.in_reply_to == obj.ap_id, APObject.deleted.is_(False),
-            APObject.visibility.in_(("public", "unlisted"))).order_by(APObject.published))).all())
+            APObject.visibility.in_(("public", "unlisted")),
+            APObject.attributed_to.not_in(hidden_from(me.uri))).order_by(APObject.published))).all())
         views = await note_views(self.session, me, [obj, *replies])
         return NotePage(me=me, note=views[0], replies=views[1:])
 

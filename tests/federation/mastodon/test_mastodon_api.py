@@ -138,6 +138,20 @@ async def test_apps_register_from_json_and_forms(client: Any) -> None:
     assert native.status_code == 200, native.text
 
 
+async def test_app_registration_refuses_os_handlers_and_follows_the_admins_switch(
+        client: Any, db_session: Any) -> None:
+    # A bare OS handler scheme (no ``://``) would hand the code to a local program, not an app.
+    for uri in ("search-ms:query=x", "ms-msdt:/id PCWDiagnostic", "intent:#Intent;end", "chrome://settings"):
+        refused = await client.post("/api/v1/apps", json={"client_name": "x", "redirect_uris": uri})
+        assert refused.status_code == 422 and set(refused.json()) == {"error"}, uri
+    from federation.oauth.store import OAuthStore
+
+    await OAuthStore(db_session).set_setting("dynamic_registration", "off")
+    await db_session.commit()
+    closed = await client.post("/api/v1/apps", json={"client_name": "Elkish", "redirect_uris": REDIRECT})
+    assert closed.status_code == 403 and closed.json() == {"error": "This server does not accept new applications."}
+
+
 async def test_entities_match_the_design_note(client: Any) -> None:
     alice = await sign_in(client, "alice")
     bob = await sign_in(client, "bob")
