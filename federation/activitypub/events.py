@@ -23,8 +23,9 @@ id, and is answered with ``Accept``; a full, cancelled, past or non-booking even
 ``Reject`` and nothing is booked (remote accounts never wait on the waiting list: they would never
 hear that they were promoted). An account holds at most one live place a date, and the accounts of
 one server at most ``ROSE_ASH_EVENTS_REMOTE_SHARE`` percent of a date's places (at least one): over
-that, ``Reject`` (book_for_remote); a ``limit``-ed server's Joins are rejected. ``Leave``, or ``Undo`` of the ``Join``, cancels the booking, which
-returns the place and promotes the waiting list like any cancellation.
+that, ``Reject`` (book_for_remote); a ``limit``-ed server's Joins are rejected. ``Leave``, or
+``Undo`` of the ``Join``, cancels the booking, which returns the place and promotes the waiting
+list like any cancellation.
 """
 
 from __future__ import annotations
@@ -325,8 +326,10 @@ async def join_event(fed: Federation, activity: Activity) -> str:
     name = f"{remote.name or remote.username} (@{remote.username}@{remote.domain})" if remote.username else remote.uri
     # One server's accounts share a quota whatever port they come from (host_of keeps the port).
     server = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
-    booking = await book_for_remote(fed.session, event, occ.key, name=name, actor_uri=remote.uri, host=server,
-                                    share_percent=fed.settings.events_remote_share) if occ is not None else REMOTE_CLOSED
+    booking: Booking | str = REMOTE_CLOSED
+    if occ is not None:
+        booking = await book_for_remote(fed.session, event, occ.key, name=name, actor_uri=remote.uri, host=server,
+                                        share_percent=fed.settings.events_remote_share)
     if booking == REMOTE_ALREADY:  # a parallel Join of this account won the place: the same answer
         await _answer(fed, actor, remote, join, "Accept")
         return "Accept"

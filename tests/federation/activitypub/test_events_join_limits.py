@@ -99,7 +99,7 @@ class Rig:
 
 
 async def test_parallel_joins_of_one_account_take_one_place(db_session: AsyncSession, settings: Settings) -> None:
-    rig = Rig(db_session, settings)
+    rig = Rig(db_session, msgspec.structs.replace(settings, events_remote_share=100))  # only the index limits
     await rig.event(capacity=8)
     bob = _actor("remote.example", "bob")
     await rig.remotes(bob)
