@@ -97,6 +97,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cart_vat_default: str = "standard"
     cart_delivery_rates: str = ""
     cart_collection_slots: str = ""
+    # Events: the percent of a date's places the fediverse accounts of one server may hold together
+    # (at least one place), so one instance's made-up accounts cannot fill an event (1-100).
+    events_remote_share: int = 25
     # Outbound mail (app/mail): ``smtp://[user:pass@]host[:port]`` (STARTTLS when offered, required
     # with a password unless the host is loopback) or ``smtps://`` (implicit TLS). Unset: every
     # mail is written to DATA_DIR/mail/ as an .eml file, which admins read at /account/admin/mail.
@@ -197,6 +200,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raw["mail_from"] = _mail_from(str(raw.get("mail_from") or ""), str(raw["base_url"]))
         if raw.get("smtp_url"):
             _check_smtp_url(str(raw["smtp_url"]))
+        share = str(raw.get("events_remote_share", 25)).strip()
+        if not (share.isascii() and share.isdigit() and 1 <= int(share) <= 100):
+            raise ValueError(f"ROSE_ASH_EVENTS_REMOTE_SHARE: {share[:20]!r} is not a whole percent from 1 to 100")
+        raw["events_remote_share"] = int(share)
         raw["sumup_api_url"] = str(raw.get("sumup_api_url") or "https://api.sumup.com").rstrip("/")
         if not raw.get("database_url"):
             raw["database_url"] = f"sqlite+aiosqlite:///{data_dir / 'rose-ash.sqlite3'}"

@@ -77,6 +77,11 @@ class Booking(UUIDv7AuditBase):
         Index("uq_events_booking_member_date", "event_id", "occurrence", "user_id", unique=True,
               postgresql_where=text("state <> 'cancelled' AND user_id IS NOT NULL"),
               sqlite_where=text("state <> 'cancelled' AND user_id IS NOT NULL")),
+        # One live place per fediverse account and date: parallel Joins of one account (the worker
+        # runs several inbox jobs at once) cannot both win (federation/activitypub/events.py).
+        Index("uq_events_booking_remote_date", "event_id", "occurrence", "remote_actor", unique=True,
+              postgresql_where=text("state <> 'cancelled' AND remote_actor IS NOT NULL"),
+              sqlite_where=text("state <> 'cancelled' AND remote_actor IS NOT NULL")),
     )
 
     event_id: Mapped[UUID] = mapped_column(ForeignKey("events_event.id", ondelete="CASCADE"), index=True)
@@ -94,6 +99,10 @@ class Booking(UUIDv7AuditBase):
     # An offer of freed places to a waiting booking: the mailed link's secret and its end.
     offer_secret: Mapped[str | None] = mapped_column(String(64), unique=True, index=True, default=None)
     offer_expires_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None, index=True)
+    # A fediverse account's booking (its ``Join``): the actor's URI, for the index above, and its
+    # server's host, whose accounts together may hold only a share of a date's places.
+    remote_actor: Mapped[str | None] = mapped_column(String(2048), default=None)
+    remote_host: Mapped[str | None] = mapped_column(String(255), default=None)
 
     @property
     def offered(self) -> bool:

@@ -21,8 +21,11 @@ takes bookings books one free place on its next date, a booking with no member a
 (services/bookings.py :func:`book_for_remote`), recorded here with the account and the ``Join``'s
 id, and is answered with ``Accept``; a full, cancelled, past or non-booking event is answered with
 ``Reject`` and nothing is booked (remote accounts never wait on the waiting list: they would never
-hear that they were promoted). ``Leave``, or ``Undo`` of the ``Join``, cancels the booking, which
-returns the place and promotes the waiting list like any cancellation.
+hear that they were promoted). An account holds at most one live place a date, and the accounts of
+one server at most ``ROSE_ASH_EVENTS_REMOTE_SHARE`` percent of a date's places (at least one): over
+that, ``Reject`` (book_for_remote); a ``limit``-ed server's Joins are rejected. ``Leave``, or
+``Undo`` of the ``Join``, cancels the booking, which returns the place and promotes the waiting
+list like any cancellation.
 """
 
 from __future__ import annotations
@@ -42,7 +45,13 @@ from domains.events import topics
 from domains.events.booking_models import CANCELLED as BOOKING_CANCELLED
 from domains.events.booking_models import Booking
 from domains.events.models import CANCELLED, POSTPONED, PUBLIC, SCHEDULED, Event
-from domains.events.services.bookings import BookingService, book_for_remote
+from domains.events.services.bookings import (
+    REMOTE_ALREADY,
+    REMOTE_CLOSED,
+    REMOTE_SHARE,
+    BookingService,
+    book_for_remote,
+)
 from domains.events.services.recurrence import Occurrence, occurrences
 from domains.events.topics import EventChanged
 from domains.events.views import when_text
@@ -51,8 +60,10 @@ from federation.activitypub.contexts import event_context
 from federation.activitypub.core import Federation
 from federation.activitypub.event_models import EventJoin
 from federation.activitypub.models import URI, Activity, Actor, APObject
+from federation.activitypub.moderation import blocked_hosts
 from federation.activitypub.outbox import Outbox, note_document
 from federation.activitypub.sanitize import sanitize_html
+from federation.activitypub.urls import host_of
 
 __all__ = ["EventJoin", "event_fields", "join_event", "leave_event"]
 
@@ -305,13 +316,29 @@ async def join_event(fed: Federation, activity: Activity) -> str:
     if await _live_join(fed, remote.uri, event.id) is not None:
         await _answer(fed, actor, remote, join, "Accept")  # a repeated Join: the same answer, one place
         return "Accept"
+    host = host_of(remote.uri)
+    # A limited server (Mastodon's "silence") has its follows wait for approval; a place has no
+    # approval step, so its Joins are refused (a suspended server never reaches the inbox).
+    if await blocked_hosts(fed.session, {host}, "limit"):
+        await _answer(fed, actor, remote, join, "Reject", "This event does not take places from your server.")
+        return "Reject"
     occ = _next_date(event)
     name = f"{remote.name or remote.username} (@{remote.username}@{remote.domain})" if remote.username else remote.uri
-    booking = await book_for_remote(fed.session, event, occ.key, name=name) if occ is not None else None
-    if booking is None:
+    # One server's accounts share a quota whatever port they come from (host_of keeps the port).
+    server = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    booking: Booking | str = REMOTE_CLOSED
+    if occ is not None:
+        booking = await book_for_remote(fed.session, event, occ.key, name=name, actor_uri=remote.uri, host=server,
+                                        share_percent=fed.settings.events_remote_share)
+    if booking == REMOTE_ALREADY:  # a parallel Join of this account won the place: the same answer
+        await _answer(fed, actor, remote, join, "Accept")
+        return "Accept"
+    if not isinstance(booking, Booking):
         why = ("This event takes no bookings." if event.capacity is None else
                "This event is cancelled." if event.status == CANCELLED else
-               "This event has no upcoming date." if occ is None else "This event is full.")
+               "This event has no upcoming date." if occ is None or booking == REMOTE_CLOSED else
+               "Accounts of your server hold all the places this event gives one server."
+               if booking == REMOTE_SHARE else "This event is full.")
         await _answer(fed, actor, remote, join, "Reject", why)
         return "Reject"
     fed.session.add(EventJoin(booking_id=booking.id, event_id=event.id, actor_uri=remote.uri,

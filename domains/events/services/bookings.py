@@ -51,8 +51,9 @@ from domains.events.models import Event
 from domains.events.services.recurrence import Occurrence, occurrences
 from fragments.purge import emit_purge
 
-__all__ = ["MAX_ANSWER", "MAX_NAME", "MAX_PLACES", "Attendee", "BookingService", "Redeemed", "capacity_problem",
-           "live_bookings", "options_for", "set_capacity"]
+__all__ = ["MAX_ANSWER", "MAX_NAME", "MAX_PLACES", "REMOTE_ALREADY", "REMOTE_CLOSED", "REMOTE_FULL", "REMOTE_SHARE",
+           "Attendee", "BookingService", "Redeemed", "book_for_remote", "capacity_problem", "live_bookings",
+           "options_for", "remote_share_places", "set_capacity"]
 
 MAX_PLACES: Final = 10
 MAX_NAME: Final = 200
@@ -571,25 +572,67 @@ class BookingService:
         return [{"attendee": p.attendee, "dietary": p.dietary, "answer": b.answer, "booked_by": b.name,
                  "email": b.email, "inside": last.get(p.id) == "entry"} for p, b in rows]
 
-async def book_for_remote(session: AsyncSession, event: Event, key: str, *, name: str) -> Booking | None:
+class _OverShare(Exception):
+    """The account's server already holds its share of the date: undo the place taken."""
+
+
+# Why :func:`book_for_remote` booked nothing.
+REMOTE_CLOSED: Final = "closed"  # no bookings, cancelled, past or not a date of the event
+REMOTE_FULL: Final = "full"
+REMOTE_SHARE: Final = "share"  # the account's server holds its share of the date's places
+REMOTE_ALREADY: Final = "already"  # the account holds a live place on the date (a concurrent Join won)
+
+
+def remote_share_places(capacity: int, percent: int) -> int:
+    """Places the accounts of one remote server may hold on a date: ``percent`` of its capacity,
+    rounded down, but at least one (a small event still takes a Join from each server)."""
+    return max(1, capacity * percent // 100)
+
+
+async def book_for_remote(session: AsyncSession, event: Event, key: str, *, name: str, actor_uri: str, host: str,
+                          share_percent: int) -> Booking | str:
     """One free place on the date ``key`` for a fediverse account's ``Join`` (issue 18 item 7,
     federation/activitypub/events.py): a confirmed booking with no member (``user_id`` None) and no
-    address (nothing is mailed: the answer is an ActivityPub ``Accept``), or None when the date is
-    full, cancelled, past or takes no bookings. A remote account never joins the waiting list: a
-    ``Join`` is answered at once (``Reject`` when full) and nothing but the quota row is written."""
+    address (nothing is mailed: the answer is an ActivityPub ``Accept``), or why not (``REMOTE_*``).
+    A remote account never joins the waiting list: a ``Join`` is answered at once (``Reject`` when
+    full) and nothing is written but the quota row.
+
+    Two limits keep remote accounts from using up an event: the account holds at most one live place
+    a date (a partial unique index, so parallel Joins cannot both win: the loser is
+    ``REMOTE_ALREADY``), and the accounts of one server (``host``) hold at most
+    ``share_percent`` of the date's places (:func:`remote_share_places`), so one instance's
+    made-up accounts cannot fill a public event. Place, count and booking are one savepoint: a
+    refusal leaves the quota as it was."""
     if event.capacity is None or event.status == EVENT_CANCELLED:
-        return None
+        return REMOTE_CLOSED
     service = BookingService(session)
     if await service.date_of(event, key) is None:
-        return None
+        return REMOTE_CLOSED
     await service._quota(event, key)
-    if not await service._take(event.id, key, 1):
-        return None
-    booking = Booking(event_id=event.id, occurrence=key, user_id=None, name=" ".join(name.split())[:200] or "guest",
-                      email="", quantity=1, state=CONFIRMED)
-    session.add(booking)
-    await session.flush()
-    service._positions(booking)
-    await session.flush()
+    try:
+        async with session.begin_nested():
+            if not await service._take(event.id, key, 1):
+                return REMOTE_FULL
+            # The take's UPDATE locks the date's quota row until commit, so concurrent Joins of this
+            # date queue there; each count below is a fresh snapshot (PostgreSQL's READ COMMITTED;
+            # SQLite writes one at a time), so it sees every remote place committed before it.
+            capacity = int((await session.execute(select(EventQuota.capacity).where(
+                EventQuota.event_id == event.id, EventQuota.occurrence == key))).scalar_one())
+            held = int((await session.execute(select(func.coalesce(func.sum(Booking.quantity), 0)).where(
+                Booking.event_id == event.id, Booking.occurrence == key, Booking.remote_host == host,
+                Booking.state != CANCELLED))).scalar_one())
+            if held >= remote_share_places(capacity, share_percent):
+                raise _OverShare
+            booking = Booking(event_id=event.id, occurrence=key, user_id=None,
+                              name=" ".join(name.split())[:200] or "guest", email="", quantity=1, state=CONFIRMED,
+                              remote_actor=actor_uri, remote_host=host[:255])
+            session.add(booking)
+            await session.flush()
+            service._positions(booking)
+            await session.flush()
+    except _OverShare:
+        return REMOTE_SHARE
+    except IntegrityError:  # the account's other Join of this date won (uq_events_booking_remote_date)
+        return REMOTE_ALREADY
     await emit_purge(session, {keys.event(event.id)})
     return booking

@@ -198,7 +198,9 @@ async def test_event_lifecycle_and_participation(client: Any, db_session: AsyncS
     await inbound("Leave", REMOTE, event_doc["id"])
     async with maker() as session:
         states = dict((await session.execute(select(Booking.name, Booking.state))).tuples().all())
-        assert states["Dee"] == CONFIRMED
+        # the freed place is offered to Dee (held for her until she accepts or the offer lapses)
+        offered = await session.scalar(select(Booking.offer_expires_at).where(Booking.name == "Dee"))
+        assert states["Dee"] == WAITING and offered is not None
         assert [s for n, s in states.items() if n != "Dee"] == [CANCELLED]
     # a second Leave finds nothing to cancel
     await inbound("Leave", REMOTE, event_doc["id"])
