@@ -80,7 +80,7 @@ async def my_next_bookings(ctx: FragmentContext) -> FragmentData:
         occ = await service.date_of(event, booking.occurrence)
         if occ is None:  # past (or no longer a date of the event): /account/tickets lists those
             continue
-        upcoming.append({"title": event.title, "url": f"/events/{event.slug}", "when": when_text(event, occ),
+        upcoming.append({"title": event.title, "url": event.path, "when": when_text(event, occ),
                          "state": booking.state, "quantity": booking.quantity,
                          "tickets": [{"url": f"/events/tickets/{p.secret}", "attendee": p.attendee}
                                      for p in booking.positions if not p.cancelled]

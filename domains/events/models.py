@@ -89,5 +89,11 @@ class Event(UUIDv7AuditBase):
 
     calendar: Mapped[EventCalendar] = relationship(back_populates="events", lazy="raise")
 
+    @property
+    def path(self) -> str:
+        """The event's page: a members-only event lives in the members' section (private pages),
+        since its public address answers 404 like an absent one."""
+        return f"/events/members/{self.slug}" if self.visibility == MEMBERS else f"/events/{self.slug}"
+
     def as_dict(self) -> dict[str, Any]:
         return {"id": str(self.id), "title": self.title, "slug": self.slug}

@@ -473,7 +473,7 @@ class BookingService:
                    "lapsed": f"Your offer lapsed: {event.title}"}[kind]
         context: dict[str, Any] = {
             "name": booking.name, "title": event.title, "when": when, "quantity": booking.quantity,
-            "tickets": tickets, "event_url": f"{self.base_url}/events/{event.slug}",
+            "tickets": tickets, "event_url": f"{self.base_url}{event.path}",
             "bookings_url": f"{self.base_url}/account/bookings", "subject": subject}
         if kind == "offer" and booking.offer_secret and booking.offer_expires_at:
             context["offer_url"] = f"{self.base_url}/account/bookings/offer/{booking.offer_secret}"

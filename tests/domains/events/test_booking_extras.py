@@ -474,7 +474,12 @@ async def test_members_only_events_exist_for_members_and_look_absent_to_everyone
     assert (await client.post("/events/secret-supper/book", data={
         "occurrence": KEY, "quantity": "1", "name": "Bob", "email": "bob@example.org", "attendee_1": "Bob",
         "_csrf_token": token})).status_code == 303
-    assert "Secret supper" in (await client.get("/account/bookings")).text
+    bookings = (await client.get("/account/bookings")).text
+    assert "Secret supper" in bookings
+    # Every link a member follows to it leads to the members' page, never the public 404.
+    assert 'href="/events/members/secret-supper"' in bookings and 'href="/events/secret-supper"' not in bookings
+    dashboard = (await client.get("/account")).text
+    assert 'href="/events/members/secret-supper"' in dashboard and 'href="/events/secret-supper"' not in dashboard
 
 
 # -- 5. HTML booking mails -----------------------------------------------------------------------------------
