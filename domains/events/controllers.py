@@ -29,7 +29,9 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
 from app.caching import CachePolicy, conditional_response
 from app.forms import parse_form, see_other
@@ -38,12 +40,12 @@ from app.settings import Settings
 from domains.account.models import User
 from domains.events import feeds, ical, keys
 from domains.events.booking_models import Booking
-from domains.events.models import Event
+from domains.events.models import Event, EventCalendar
 from domains.events.services.bookings import BookingService
 from domains.events.services.events import COLOUR_RE as COLOUR
 from domains.events.services.events import SLUG_RE as SLUG
 from domains.events.services.events import EventService, Listed
-from domains.events.services.recurrence import zone
+from domains.events.services.recurrence import occurrences, zone
 from domains.events.views import day_groups, event_view, listed_view
 from fragments.pages import public_get, render_page
 
@@ -52,6 +54,7 @@ __all__ = ["feed_member_handlers", "public_handlers"]
 LIST_DAYS: Final = 92
 LIST_LIMIT: Final = 100
 ARCHIVE_DAYS: Final = 366
+FEED_EVENTS: Final = 5000
 MONTH_RE_LEN: Final = 7
 NOT_FOUND: Final = "We couldn't find that event."
 
@@ -147,7 +150,7 @@ async def _month_page(request: Request[Any, Any, Any], db_session: AsyncSession,
     for item in found:
         day = item.occurrence.start_local.date()
         if (day.year, day.month) == (first.year, first.month):
-            by_day.setdefault(day.day, []).append(listed_view(item))
+            by_day.setdefault(day.day, []).append(listed_view(item, when=False))
     weeks = calmod.Calendar(firstweekday=0).monthdayscalendar(first.year, first.month)
     previous = (first - timedelta(days=1)).replace(day=1)
     following = first.replace(day=last_day) + timedelta(days=1)
@@ -248,11 +251,32 @@ def _ics(request: Request[Any, Any, Any], events: list[Event], *, name: str, bas
 
 
 async def _feed_events(service: EventService, *, calendar: str = "", tag: str = "") -> list[Event]:
-    """The events a feed lists: those with a date from a year ago on (series whole), cancelled too."""
+    """The events a feed lists: those with a date from a year ago on (series whole), cancelled too,
+    in the order of their first such date.
+
+    One query for the events, not every date expanded: a one-off event's row says whether it is in
+    the window; a series (whose row only bounds it) is asked for its first date in the window,
+    which the recurrence cache answers without walking the series."""
     now = datetime.now(UTC)
-    found = await service.in_window(now - timedelta(days=366), now + timedelta(days=366 * 2), calendar=calendar,
-                                    tag=tag, limit=5000)
-    return list({item.event.id: item.event for item in found}.values())
+    start, end = now - timedelta(days=366), now + timedelta(days=366 * 2)
+    stmt = (select(Event).options(selectinload(Event.calendar))
+            .where(Event.visibility == "public", Event.starts_at < end,
+                   or_(Event.ends_at > start, Event.series_ends_at > start,
+                       (Event.rrule != "") & Event.series_ends_at.is_(None)))
+            .order_by(Event.starts_at))
+    if calendar:
+        stmt = stmt.where(Event.calendar.has(EventCalendar.slug == calendar))
+    firsts: list[tuple[datetime, str, int, Event]] = []
+    for at, event in enumerate((await service.session.execute(stmt)).scalars()):
+        if tag and tag not in event.tags:
+            continue
+        first = next(occurrences(start_local=event.starts_local, end_local=event.ends_local, tz=event.tz,
+                                 rule=event.rrule, exdates=event.exdates, window_start=start, window_end=end,
+                                 limit=1), None)
+        if first is not None:
+            firsts.append((first.starts_at, event.title, at, event))
+    firsts.sort(key=lambda row: row[:3])
+    return [event for *_, event in firsts[:FEED_EVENTS]]
 
 
 @public_get("/events.ics", name="events:feed")
