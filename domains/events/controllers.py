@@ -31,7 +31,6 @@ from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
 
 from app.caching import CachePolicy, conditional_response
 from app.forms import parse_form, see_other
@@ -46,7 +45,7 @@ from domains.events.services.events import COLOUR_RE as COLOUR
 from domains.events.services.events import SLUG_RE as SLUG
 from domains.events.services.events import EventService, Listed
 from domains.events.services.recurrence import occurrences, zone
-from domains.events.views import day_groups, event_view, listed_view
+from domains.events.views import day_groups, event_view, listed_view, listed_views
 from fragments.pages import public_get, render_page
 
 __all__ = ["feed_member_handlers", "public_handlers"]
@@ -147,10 +146,11 @@ async def _month_page(request: Request[Any, Any, Any], db_session: AsyncSession,
     found = await service.in_window(window_start, window_end, calendar=filters.get("calendar", ""),
                                     tag=filters.get("tag", ""), limit=2000)
     by_day: dict[int, list[dict[str, Any]]] = {}
-    for item in found:
-        day = item.occurrence.start_local.date()
-        if (day.year, day.month) == (first.year, first.month):
-            by_day.setdefault(day.day, []).append(listed_view(item, when=False))
+    shown = [item for item in found if (item.occurrence.start_local.year, item.occurrence.start_local.month)
+             == (first.year, first.month)]
+    # The grid shows each date's time, never its "when" text.
+    for item, view in zip(shown, listed_views(shown, when=False), strict=True):
+        by_day.setdefault(item.occurrence.start_local.day, []).append(view)
     weeks = calmod.Calendar(firstweekday=0).monthdayscalendar(first.year, first.month)
     previous = (first - timedelta(days=1)).replace(day=1)
     following = first.replace(day=last_day) + timedelta(days=1)
@@ -259,7 +259,8 @@ async def _feed_events(service: EventService, *, calendar: str = "", tag: str = 
     which the recurrence cache answers without walking the series."""
     now = datetime.now(UTC)
     start, end = now - timedelta(days=366), now + timedelta(days=366 * 2)
-    stmt = (select(Event).options(selectinload(Event.calendar))
+    # No calendar loaded with them: a VEVENT does not name its calendar.
+    stmt = (select(Event)
             .where(Event.visibility == "public", Event.starts_at < end,
                    or_(Event.ends_at > start, Event.series_ends_at > start,
                        (Event.rrule != "") & Event.series_ends_at.is_(None)))
