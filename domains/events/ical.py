@@ -36,7 +36,7 @@ from domains.events.booking_models import CANCELLED as BOOKING_CANCELLED
 from domains.events.booking_models import WAITING, Booking
 from domains.events.models import CANCELLED, POSTPONED, Event
 
-__all__ = ["ICS_TYPE", "bookings_feed", "feed", "uid_of"]
+__all__ = ["ICS_TYPE", "Shown", "bookings_feed", "feed", "uid_of"]
 
 ICS_TYPE: Final = "text/calendar"  # the response adds "; charset=utf-8"
 PRODID: Final = "-//Rose Ash//Events//EN"
@@ -54,11 +54,12 @@ def uid_of(event: Event, base_url: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Shown:
-    """Every field of an event its VEVENT shows (and the site's address): the cache key."""
+class Shown:
+    """Every field of an event its VEVENT shows: with the site's address, the cache key. A feed
+    may select just these columns rather than load whole events (a large feed's rows cost more to
+    load as ORM objects than their cached VEVENTs cost to join)."""
 
     id: UUID
-    base_url: str
     tz: str
     all_day: bool
     starts_local: datetime
@@ -81,15 +82,15 @@ class _Shown:
     exdates: tuple[str, ...]
 
     @classmethod
-    def of(cls, event: Event, base_url: str) -> _Shown:
-        return cls(event.id, base_url, event.tz, event.all_day, event.starts_local, event.ends_local,
+    def of(cls, event: Event) -> Shown:
+        return cls(event.id, event.tz, event.all_day, event.starts_local, event.ends_local,
                    event.starts_at, event.ends_at, event.title, event.description_html, event.place_name,
                    event.place_address, event.online_url, event.latitude, event.longitude, event.slug,
                    event.status, event.sequence, event.updated_at, tuple(event.tags), event.rrule,
                    tuple(event.exdates))
 
 
-def _vevent(event: Event | _Shown, base_url: str, stamp: datetime) -> VEvent:
+def _vevent(event: Event | Shown, base_url: str, stamp: datetime) -> VEvent:
     out = VEvent()
     out.add("uid", f"event-{event.id}@{urlsplit(base_url).hostname or 'localhost'}")
     out.add("dtstamp", stamp)
@@ -124,9 +125,9 @@ def _vevent(event: Event | _Shown, base_url: str, stamp: datetime) -> VEvent:
 
 
 @lru_cache(maxsize=CACHED_VEVENTS)
-def _vevent_parts(shown: _Shown) -> tuple[bytes, bytes, frozenset[str]]:
+def _vevent_parts(shown: Shown, base_url: str) -> tuple[bytes, bytes, frozenset[str]]:
     """The event's serialised VEVENT split around its DTSTAMP line, and the TZIDs it uses."""
-    component = _vevent(shown, shown.base_url, _PLACEHOLDER)
+    component = _vevent(shown, base_url, _PLACEHOLDER)
     body: bytes = component.to_ical()
     # With the CRLF before it: a folded line goes on with a space, so only a real line matches.
     line = b"\r\n" + _stamp_line(_PLACEHOLDER)
@@ -159,11 +160,11 @@ def _vtimezone(tzid: str) -> bytes:
     return body
 
 
-def feed(events: Sequence[Event], *, name: str, base_url: str, now: datetime | None = None,
+def feed(events: Sequence[Event | Shown], *, name: str, base_url: str, now: datetime | None = None,
          refresh: timedelta = timedelta(hours=1)) -> bytes:
     """The RFC 5545 document of ``events`` (each once, series as RRULEs), with its VTIMEZONEs."""
     stamp = _stamp_line((now or datetime.now(UTC)).replace(microsecond=0))
-    parts = [_vevent_parts(_Shown.of(event, base_url)) for event in events]
+    parts = [_vevent_parts(event if isinstance(event, Shown) else Shown.of(event), base_url) for event in events]
     header: bytes = _calendar(name, refresh).to_ical()
     zones = sorted(set().union(*(used for _, _, used in parts)))
     return b"".join([header.removesuffix(END_CALENDAR), *(_vtimezone(tzid) for tzid in zones),
@@ -184,7 +185,7 @@ def _calendar(name: str, refresh: timedelta) -> Calendar:
     return cal
 
 
-def feed_uncached(events: Sequence[Event], *, name: str, base_url: str, now: datetime | None = None,
+def feed_uncached(events: Sequence[Event | Shown], *, name: str, base_url: str, now: datetime | None = None,
                   refresh: timedelta = timedelta(hours=1)) -> bytes:
     """``feed`` built as one icalendar document (how it was made before the cache): tests compare
     the two byte for byte."""
