@@ -302,7 +302,7 @@ def main() -> None:
               f"{feed_events} VEVENTs; load average after the run {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
         print(f"{'target':<40} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'rps/base':>9} {'timeouts':>9} "
               f"{'CPU ms/req':>11} {'p99 goal':>9}")
-        for name, (rps, p50, p99, timeouts, per_request) in results.items():
+        for name, (rps, p50, p99, timeouts, per_request, *_) in results.items():
             # No completed request (each outlived wrk's run) reads as p99 0: that is a miss too.
             goal = "" if name.startswith("bare") else (
                 "met" if rps > 0 and p99 < P99_GOAL_MS and not timeouts else "MISSED")

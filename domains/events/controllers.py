@@ -19,9 +19,12 @@ pages: they look absent here (bookings, a later slice, bring the member views).
 from __future__ import annotations
 
 import calendar as calmod
+import dataclasses
+import json
 import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Final
 from urllib.parse import urlencode
 
@@ -29,6 +32,7 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
+from sqlalchemy import Text, cast, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.caching import CachePolicy, conditional_response
@@ -38,13 +42,13 @@ from app.settings import Settings
 from domains.account.models import User
 from domains.events import feeds, ical, keys
 from domains.events.booking_models import Booking
-from domains.events.models import Event
+from domains.events.models import Event, EventCalendar
 from domains.events.services.bookings import BookingService
 from domains.events.services.events import COLOUR_RE as COLOUR
 from domains.events.services.events import SLUG_RE as SLUG
 from domains.events.services.events import EventService, Listed
-from domains.events.services.recurrence import zone
-from domains.events.views import day_groups, event_view, listed_view
+from domains.events.services.recurrence import occurrences, zone
+from domains.events.views import day_groups, event_view, listed_view, listed_views
 from fragments.pages import public_get, render_page
 
 __all__ = ["feed_member_handlers", "public_handlers"]
@@ -52,6 +56,7 @@ __all__ = ["feed_member_handlers", "public_handlers"]
 LIST_DAYS: Final = 92
 LIST_LIMIT: Final = 100
 ARCHIVE_DAYS: Final = 366
+FEED_EVENTS: Final = 5000
 MONTH_RE_LEN: Final = 7
 NOT_FOUND: Final = "We couldn't find that event."
 
@@ -144,10 +149,11 @@ async def _month_page(request: Request[Any, Any, Any], db_session: AsyncSession,
     found = await service.in_window(window_start, window_end, calendar=filters.get("calendar", ""),
                                     tag=filters.get("tag", ""), limit=2000)
     by_day: dict[int, list[dict[str, Any]]] = {}
-    for item in found:
-        day = item.occurrence.start_local.date()
-        if (day.year, day.month) == (first.year, first.month):
-            by_day.setdefault(day.day, []).append(listed_view(item))
+    shown = [item for item in found if (item.occurrence.start_local.year, item.occurrence.start_local.month)
+             == (first.year, first.month)]
+    # The grid shows each date's time, never its "when" text.
+    for item, view in zip(shown, listed_views(shown, when=False), strict=True):
+        by_day.setdefault(item.occurrence.start_local.day, []).append(view)
     weeks = calmod.Calendar(firstweekday=0).monthdayscalendar(first.year, first.month)
     previous = (first - timedelta(days=1)).replace(day=1)
     following = first.replace(day=last_day) + timedelta(days=1)
@@ -239,7 +245,7 @@ async def _days_page(request: Request[Any, Any, Any], db_session: AsyncSession, 
     }, keys=sorted({keys.EVENTS, *(keys.calendar(c) for c in [filters.get("calendar", "")] if c)}))
 
 
-def _ics(request: Request[Any, Any, Any], events: list[Event], *, name: str, base_url: str,
+def _ics(request: Request[Any, Any, Any], events: Sequence[Event | ical.Shown], *, name: str, base_url: str,
          surrogate: Sequence[str]) -> Response[bytes]:
     stamp = max((e.updated_at for e in events), default=datetime(2000, 1, 1, tzinfo=UTC))
     body = ical.feed(events, name=name, base_url=base_url, now=stamp)
@@ -247,12 +253,52 @@ def _ics(request: Request[Any, Any, Any], events: list[Event], *, name: str, bas
                                 media_type=ical.ICS_TYPE)
 
 
-async def _feed_events(service: EventService, *, calendar: str = "", tag: str = "") -> list[Event]:
-    """The events a feed lists: those with a date from a year ago on (series whole), cancelled too."""
+# The Shown fields read as they are (the query selects them in this order), before tags, rrule, exdates.
+SHOWN_HEAD: Final = tuple(f.name for f in dataclasses.fields(ical.Shown))[:-3]
+
+
+@lru_cache(maxsize=4096)
+def _json_list(text: str) -> tuple[str, ...]:
+    """A JSON list of strings (tags, excluded dates) as read from its column's text: the same few
+    texts repeat across a feed's rows, so each is decoded once."""
+    found = json.loads(text) if text else []
+    return tuple(str(x) for x in found) if isinstance(found, list) else ()
+
+
+async def _feed_events(service: EventService, *, calendar: str = "", tag: str = "") -> list[ical.Shown]:
+    """The events a feed lists: those with a date from a year ago on (series whole), cancelled too,
+    in the order of their first such date.
+
+    One query for the events, not every date expanded: a one-off event's row says whether it is in
+    the window; a series (whose row only bounds it) is asked for its first date in the window,
+    which the recurrence cache answers without walking the series. Only the columns a VEVENT
+    shows are read, as plain rows (no ORM objects, JSON lists decoded once per distinct text)."""
     now = datetime.now(UTC)
-    found = await service.in_window(now - timedelta(days=366), now + timedelta(days=366 * 2), calendar=calendar,
-                                    tag=tag, limit=5000)
-    return list({item.event.id: item.event for item in found}.values())
+    start, end = now - timedelta(days=366), now + timedelta(days=366 * 2)
+    stmt = (select(Event.id, Event.tz, Event.all_day, Event.starts_local, Event.ends_local, Event.starts_at,
+                   Event.ends_at, Event.title, Event.description_html, Event.place_name, Event.place_address,
+                   Event.online_url, Event.latitude, Event.longitude, Event.slug, Event.status, Event.sequence,
+                   Event.updated_at, cast(Event.tags, Text), Event.rrule, cast(Event.exdates, Text))
+            .where(Event.visibility == "public", Event.starts_at < end,
+                   or_(Event.ends_at > start, Event.series_ends_at > start,
+                       (Event.rrule != "") & Event.series_ends_at.is_(None)))
+            .order_by(Event.starts_at))
+    if calendar:
+        stmt = stmt.where(Event.calendar.has(EventCalendar.slug == calendar))
+    firsts: list[tuple[datetime, str, int, ical.Shown]] = []
+    for at, row in enumerate(await service.session.execute(stmt)):
+        (*head, tags_text, rule, exdates_text) = row
+        shown = ical.Shown(**dict(zip(SHOWN_HEAD, head, strict=True)), tags=_json_list(tags_text or ""), rrule=rule,
+                           exdates=_json_list(exdates_text or ""))
+        if tag and tag not in shown.tags:
+            continue
+        first = next(occurrences(start_local=shown.starts_local, end_local=shown.ends_local, tz=shown.tz,
+                                 rule=shown.rrule, exdates=list(shown.exdates), window_start=start, window_end=end,
+                                 limit=1), None)
+        if first is not None:
+            firsts.append((first.starts_at, shown.title, at, shown))
+    firsts.sort(key=lambda row: row[:3])
+    return [shown for *_, shown in firsts[:FEED_EVENTS]]
 
 
 @public_get("/events.ics", name="events:feed")

@@ -6,17 +6,29 @@ every calendar app expands (the rules are the RFC 5545 subset services/recurrenc
 place, so subscribed calendars replace what they hold; cancelled events stay in the feed with
 ``STATUS:CANCELLED``, so they disappear from people's calendars rather than linger. Times carry
 their ``TZID`` and the feed its ``VTIMEZONE``s; all-day events are ``DATE`` values.
+
+A feed of thousands of events spent most of its time inside ``icalendar`` building and
+serialising the same components on every request, so each event's ``VEVENT`` is serialised once
+per process for its content (a key of every field it shows: an edited event makes a new key, and
+nothing needs invalidating) and each ``VTIMEZONE`` once per zone. The document is then the
+calendar's properties, the ``VTIMEZONE``s and the ``VEVENT``s concatenated (RFC 5545 §3.4 and
+§3.6: ``VCALENDAR`` wraps its properties and then its components), the same bytes icalendar
+writes for the whole calendar, with the ``VTIMEZONE``s in a fixed (sorted) order rather than
+icalendar's set order, so every worker answers the same bytes and the same ETag.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Final
 from urllib.parse import urlsplit
+from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from icalendar import Calendar, vRecur
+from icalendar import Calendar, Timezone, vRecur
 from icalendar import Event as VEvent
 
 from app.markdown import plain_text
@@ -24,20 +36,63 @@ from domains.events.booking_models import CANCELLED as BOOKING_CANCELLED
 from domains.events.booking_models import WAITING, Booking
 from domains.events.models import CANCELLED, POSTPONED, Event
 
-__all__ = ["ICS_TYPE", "bookings_feed", "feed", "uid_of"]
+__all__ = ["ICS_TYPE", "Shown", "bookings_feed", "feed", "uid_of"]
 
 ICS_TYPE: Final = "text/calendar"  # the response adds "; charset=utf-8"
 PRODID: Final = "-//Rose Ash//Events//EN"
 STATUS: Final = {CANCELLED: "CANCELLED", POSTPONED: "TENTATIVE"}
+CACHED_VEVENTS: Final = 8192  # a few KB each: room for every event of a large site, per process
+# DTSTAMP is the feed's (its newest change), not the event's: the cached VEVENT is made with this
+# placeholder and its line is replaced per feed (DTSTAMP is a whole line of fixed width, RFC 5545
+# §3.8.7.2, so folding is unaffected).
+_PLACEHOLDER: Final = datetime(1970, 1, 1, tzinfo=UTC)
+END_CALENDAR: Final = b"END:VCALENDAR\r\n"
 
 
 def uid_of(event: Event, base_url: str) -> str:
     return f"event-{event.id}@{urlsplit(base_url).hostname or 'localhost'}"
 
 
-def _vevent(event: Event, base_url: str, stamp: datetime) -> VEvent:
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """Every field of an event its VEVENT shows: with the site's address, the cache key. A feed
+    may select just these columns rather than load whole events (a large feed's rows cost more to
+    load as ORM objects than their cached VEVENTs cost to join)."""
+
+    id: UUID
+    tz: str
+    all_day: bool
+    starts_local: datetime
+    ends_local: datetime
+    starts_at: datetime
+    ends_at: datetime
+    title: str
+    description_html: str
+    place_name: str
+    place_address: str
+    online_url: str
+    latitude: float | None
+    longitude: float | None
+    slug: str
+    status: str
+    sequence: int
+    updated_at: datetime
+    tags: tuple[str, ...]
+    rrule: str
+    exdates: tuple[str, ...]
+
+    @classmethod
+    def of(cls, event: Event) -> Shown:
+        return cls(event.id, event.tz, event.all_day, event.starts_local, event.ends_local,
+                   event.starts_at, event.ends_at, event.title, event.description_html, event.place_name,
+                   event.place_address, event.online_url, event.latitude, event.longitude, event.slug,
+                   event.status, event.sequence, event.updated_at, tuple(event.tags), event.rrule,
+                   tuple(event.exdates))
+
+
+def _vevent(event: Event | Shown, base_url: str, stamp: datetime) -> VEvent:
     out = VEvent()
-    out.add("uid", uid_of(event, base_url))
+    out.add("uid", f"event-{event.id}@{urlsplit(base_url).hostname or 'localhost'}")
     out.add("dtstamp", stamp)
     tz = ZoneInfo(event.tz)
     if event.all_day:
@@ -69,9 +124,55 @@ def _vevent(event: Event, base_url: str, stamp: datetime) -> VEvent:
     return out
 
 
-def feed(events: Sequence[Event], *, name: str, base_url: str, now: datetime | None = None,
+@lru_cache(maxsize=CACHED_VEVENTS)
+def _vevent_parts(shown: Shown, base_url: str) -> tuple[bytes, bytes, frozenset[str]]:
+    """The event's serialised VEVENT split around its DTSTAMP line, and the TZIDs it uses."""
+    component = _vevent(shown, base_url, _PLACEHOLDER)
+    body: bytes = component.to_ical()
+    # With the CRLF before it: a folded line goes on with a space, so only a real line matches.
+    line = b"\r\n" + _stamp_line(_PLACEHOLDER)
+    head, found, tail = body.partition(line)
+    if not found:  # pragma: no cover - icalendar always writes the DTSTAMP we added
+        raise RuntimeError("VEVENT without its DTSTAMP line")
+    head += b"\r\n"
+    holder = Calendar()
+    holder.add_component(component)
+    return head, tail, frozenset(holder.get_used_tzids() - {"UTC"})
+
+
+@lru_cache(maxsize=64)
+def _stamp_line(stamp: datetime) -> bytes:
+    """``DTSTAMP:...\r\n`` exactly as icalendar writes it in a VEVENT."""
+    probe = VEvent()
+    probe.add("dtstamp", stamp)
+    lines: bytes = probe.to_ical()
+    return lines.removeprefix(b"BEGIN:VEVENT\r\n").removesuffix(b"END:VEVENT\r\n")
+
+
+@lru_cache(maxsize=256)
+def _vtimezone(tzid: str) -> bytes:
+    """The VTIMEZONE of ``tzid`` as ``add_missing_timezones`` makes it; empty for a zone icalendar
+    cannot describe (it leaves those out too)."""
+    try:
+        body: bytes = Timezone.from_tzid(tzid).to_ical()
+    except ValueError:
+        return b""
+    return body
+
+
+def feed(events: Sequence[Event | Shown], *, name: str, base_url: str, now: datetime | None = None,
          refresh: timedelta = timedelta(hours=1)) -> bytes:
     """The RFC 5545 document of ``events`` (each once, series as RRULEs), with its VTIMEZONEs."""
+    stamp = _stamp_line((now or datetime.now(UTC)).replace(microsecond=0))
+    parts = [_vevent_parts(event if isinstance(event, Shown) else Shown.of(event), base_url) for event in events]
+    header: bytes = _calendar(name, refresh).to_ical()
+    zones = sorted(set().union(*(used for _, _, used in parts)))
+    return b"".join([header.removesuffix(END_CALENDAR), *(_vtimezone(tzid) for tzid in zones),
+                     *(piece for head, tail, _ in parts for piece in (head, stamp, tail)), END_CALENDAR])
+
+
+def _calendar(name: str, refresh: timedelta) -> Calendar:
+    """The calendar's own properties, without components."""
     cal = Calendar()
     cal.add("prodid", PRODID)
     cal.add("version", "2.0")
@@ -81,10 +182,20 @@ def feed(events: Sequence[Event], *, name: str, base_url: str, now: datetime | N
     # RFC 7986 §5.7 REFRESH-INTERVAL (and Apple's and Microsoft's older names for it).
     cal.add("refresh-interval", refresh, parameters={"VALUE": "DURATION"})
     cal.add("x-published-ttl", refresh)
+    return cal
+
+
+def feed_uncached(events: Sequence[Event | Shown], *, name: str, base_url: str, now: datetime | None = None,
+                  refresh: timedelta = timedelta(hours=1)) -> bytes:
+    """``feed`` built as one icalendar document (how it was made before the cache): tests compare
+    the two byte for byte."""
+    cal = _calendar(name, refresh)
     stamp = (now or datetime.now(UTC)).replace(microsecond=0)
     for event in events:
         cal.add_component(_vevent(event, base_url, stamp))
-    cal.add_missing_timezones()
+    # add_missing_timezones, in sorted rather than set order (as ``feed`` writes them).
+    for at, tzid in enumerate(sorted(cal.get_missing_tzids())):
+        cal.subcomponents.insert(at, Timezone.from_tzid(tzid))
     body: bytes = cal.to_ical()
     return body
 

@@ -13,9 +13,12 @@ is refused unless the person chose which (services/events.py), never silently sh
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from itertools import islice
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -104,7 +107,18 @@ def _never(parts: dict[str, str]) -> bool:
                    for m in months for d in days)
 
 
+# Parsed rules and expanded series are kept per process, keyed by everything they are made from
+# (the rule text, the first date, the excluded dates), so an edited event simply makes a new key
+# and nothing needs invalidating. Month pages and feeds ask for the same series on every request;
+# parsing with rrulestr and walking from the first date cost more than the rest of the page.
+# dateutil's rrule is only read here (after/xafter/iteration; ``replace`` makes a new one), so one
+# parsed rule may be shared between requests.
+CACHED_RULES: Final = 4096
+
+
+@lru_cache(maxsize=CACHED_RULES)
 def _parse(rule: str, start_local: datetime) -> rrule:
+    """The dateutil rule for ``rule`` from ``start_local``; RuleProblem (never cached) when unusable."""
     text = rule.strip()
     if text.upper().startswith("RRULE:"):
         text = text[6:]
@@ -179,17 +193,17 @@ def occurrences(*, start_local: datetime, end_local: datetime, tz: str, rule: st
         if starts_at < window_end and ends_at > window_start:
             yield Occurrence(start_local, end_local, starts_at, ends_at)
         return
-    excluded = {datetime.fromisoformat(x) for x in exdates}
-    parsed = _parse(rule, start_local)
     # Walk local times from a little before the window (a day covers any UTC offset) plus the duration.
     local_from = window_start.astimezone(tzinfo).replace(tzinfo=None) - duration - timedelta(days=1)
-    first = parsed.after(local_from, inc=True) if local_from > start_local else start_local
-    if first is None:
-        return
+    dates = _series(rule, start_local, tuple(exdates))
+    walk: Iterator[datetime]
+    if dates is not None:
+        # Every date of a bounded series, in order: the first at or after local_from by bisection.
+        walk = islice(dates, bisect_left(dates, local_from), None)
+    else:
+        walk = _walk(rule, start_local, exdates, local_from)
     produced = 0
-    for when in parsed.xafter(first, inc=True):
-        if when in excluded:
-            continue
+    for when in walk:
         starts_at = to_utc(when, tzinfo)
         if starts_at >= window_end:
             return
@@ -199,3 +213,28 @@ def occurrences(*, start_local: datetime, end_local: datetime, tz: str, rule: st
             produced += 1
             if produced >= limit:
                 return
+
+
+@lru_cache(maxsize=CACHED_RULES)
+def _series(rule: str, start_local: datetime, exdates: tuple[str, ...]) -> tuple[datetime, ...] | None:
+    """Every local start of a bounded series (COUNT or UNTIL), excluded dates left out; None for an
+    open-ended rule or one with more than MAX_OCCURRENCES dates (check_rule refuses those on save,
+    but a row written otherwise is still shown, by walking), which are walked on each request."""
+    parsed = _parse(rule, start_local)
+    if parsed._count is None and parsed._until is None:  # dateutil exposes no getters
+        return None
+    excluded = {datetime.fromisoformat(x) for x in exdates}
+    dates = tuple(islice((when for when in parsed if when not in excluded), MAX_OCCURRENCES + 1))
+    return dates if len(dates) <= MAX_OCCURRENCES else None
+
+
+def _walk(rule: str, start_local: datetime, exdates: list[str], local_from: datetime) -> Iterator[datetime]:
+    """The series' dates from the first at or after ``local_from``, excluded dates left out."""
+    excluded = {datetime.fromisoformat(x) for x in exdates}
+    parsed = _parse(rule, start_local)
+    first = parsed.after(local_from, inc=True) if local_from > start_local else start_local
+    if first is None:
+        return
+    for when in parsed.xafter(first, inc=True):
+        if when not in excluded:
+            yield when
