@@ -160,6 +160,9 @@ async def my_bookings(request: Request[User, Any, Any], db_session: AsyncSession
                      "offer_open": offer_open,
                      "offer_until": BookingService.local_text(event, booking.offer_expires_at)
                      if offer_open and booking.offer_expires_at else None})
+    # Coming dates first, the soonest on top; then the past ones, the latest first (as /account/tickets).
+    upcoming = [r for r in rows if r["upcoming"]][::-1]
+    rows = upcoming + [r for r in rows if not r["upcoming"]]
     return Template("events/my_bookings.html", context={"rows": rows})
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from email.utils import parseaddr
 from typing import Any
 from uuid import UUID
 
@@ -81,6 +82,12 @@ def mastodon_error(request: Request[Any, Any, Any], exc: HTTPException) -> Respo
 
 def unprocessable(message: str) -> ClientException:
     return ClientException(message, status_code=422)
+
+
+def contact_email(settings: Settings) -> str:
+    """The instance's contact address, bare (``MAIL_FROM`` may carry a display name, which
+    clients reading ``email`` as an address would choke on)."""
+    return parseaddr(settings.mail_from)[1]
 
 
 def base_url(settings: Settings) -> str:
@@ -158,7 +165,7 @@ async def instance_v2(db_session: AsyncSession, settings: Settings) -> e.Instanc
         thumbnail=e.Thumbnail(url=base + "/static/img/avatar-default.png"), languages=["en"],
         configuration=_configuration(),
         registrations=e.Registrations(enabled=settings.signup_open, approval_required=False, message=None),
-        contact=e.Contact(email=settings.mail_from, account=None), rules=[],
+        contact=e.Contact(email=contact_email(settings), account=None), rules=[],
         api_versions=e.ApiVersions(mastodon=2))
 
 
@@ -168,7 +175,7 @@ async def instance_v1(db_session: AsyncSession, settings: Settings) -> e.Instanc
     base = base_url(settings)
     return e.InstanceV1(
         uri=base.split("://", 1)[-1], title="Rose Ash", short_description=DESCRIPTION, description=DESCRIPTION,
-        email=settings.mail_from, version=VERSION, urls=e.UrlsV1(),
+        email=contact_email(settings), version=VERSION, urls=e.UrlsV1(),
         stats=e.Stats(user_count=users, status_count=posts, domain_count=0),
         thumbnail=base + "/static/img/avatar-default.png", languages=["en"], registrations=settings.signup_open,
         approval_required=False, invites_enabled=False, configuration=_configuration(), contact_account=None,

@@ -114,6 +114,7 @@ async def test_instance_and_discovery_shapes(client: Any) -> None:
     assert v2["usage"]["users"]["active_month"] == 0 and v2["api_versions"]["mastodon"] == 2
     v1 = (await client.get("/api/v1/instance")).json()
     assert set(v1) >= INSTANCE_V1 and v1["version"] == v2["version"] and "streaming_api" not in v1["urls"]
+    assert re.fullmatch(r"[^<>\s]+@[^<>\s]+", v1["email"]) and v2["contact"]["email"] == v1["email"]  # bare
     nodeinfo = (await client.get("/nodeinfo/2.0")).json()
     assert nodeinfo["software"]["name"] == "rose-ash"  # unchanged: Phanpy reads it as not-Mastodon
     meta = (await client.get("/.well-known/oauth-authorization-server")).json()
