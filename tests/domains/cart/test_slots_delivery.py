@@ -98,7 +98,7 @@ async def test_too_heavy_for_delivery_writes_nothing(db_session: AsyncSession, s
     await shop(db_session)
     cart = CartService(db_session, settings)
     order = await cart.new_cart()
-    await cart.add(order, sku="BREAD", quantity="13")  # 5.2 kg: past the last band (up to 5 kg)
+    await cart.add(order, sku="BREAD", quantity="13")  # 5.2 kg: past the last band (under 5 kg)
     await cart.start_checkout(order)
     await db_session.commit()
     token = order.token
@@ -106,7 +106,7 @@ async def test_too_heavy_for_delivery_writes_nothing(db_session: AsyncSession, s
     with pytest.raises(InputProblems) as heavy:
         await cart.place(order, CheckoutDetails(email="b@example.org", fulfilment="delivery",
                                                 address="1 Main Street, Town"), idempotency_key="h" * 24)
-    assert "5.2 kg" in heavy.value.errors["fulfilment"] and "up to 5 kg" in heavy.value.errors["fulfilment"]
+    assert "5.2 kg" in heavy.value.errors["fulfilment"] and "under 5 kg" in heavy.value.errors["fulfilment"]
     await db_session.rollback()
     await nothing_placed(db_session)
     # Collecting it instead is fine.
@@ -176,6 +176,44 @@ async def test_html_checkout_offers_slots_and_shows_vat(client: Any, engine: Asy
     confirmation = await client.get(placed.headers["location"])
     assert "Collection at Market hall, Sat 09:00-12:00." in confirmation.text
     assert "VAT 20% included: €1.67" in confirmation.text
+
+
+VAT_LINE = re.compile(r"VAT \d+(?:\.\d+)?% included: €[\d,.]+")
+
+
+async def test_checkout_review_shows_the_vat_lines_the_order_gets(client: Any, engine: AsyncEngine) -> None:
+    """The walk's finding: the review left out delivery's VAT, and said "up to 1 kg" of a band a 1 kg
+    order is not in. A 1 kg order (bread 400 g + 2 jam 300 g) is in the [1000, 5000) band."""
+    maker = async_sessionmaker(engine, expire_on_commit=False)
+    async with maker() as session:
+        await shop(session)
+    csrf = CSRF_FIELD.search((await client.get("/account/login")).text).group(1)  # type: ignore[union-attr]
+    for sku, quantity in (("BREAD", "1"), ("JAM", "2")):
+        assert (await client.post("/cart/add", data={"sku": sku, "quantity": quantity, "_csrf_token": csrf})
+                ).status_code == 303
+    assert (await client.post("/cart/checkout", data={"_csrf_token": csrf})).status_code == 303
+    form = (await client.get("/cart/checkout")).text
+    assert "(1 kg in this order): under 1 kg €4.50; 1 kg to under 5 kg €7.50." in form
+    assert "up to" not in form and "Delivery (€7.50)" in form
+    # Collection: 20% of 250 → 41.67 → €0.42; 5% of 1000 → 47.6 → €0.48.
+    collection = re.search(r'<ul class="vat muted">(.*?)</ul>', form, re.S)
+    assert collection is not None
+    assert VAT_LINE.findall(collection[1]) == ["VAT 20% included: €0.42", "VAT 5% included: €0.48"]
+    # Delivery adds €7.50 at 20%: (250 + 750) * 20/120 → €1.67; the jam's 5% is unchanged.
+    assert "delivery adds €7.50: <strong>€20.00</strong> in all" in form
+    reviewed = re.search(r'<ul class="vat muted delivery-vat">(.*?)</ul>', form, re.S)
+    assert reviewed is not None
+    assert VAT_LINE.findall(reviewed[1]) == ["VAT 20% included: €1.67", "VAT 5% included: €0.48"]
+    key = IDEM.search(form).group(1)  # type: ignore[union-attr]
+    placed = await client.post("/cart/place", data={
+        "_csrf_token": csrf, "idempotency_key": key, "email": "g@example.org", "fulfilment": "delivery",
+        "address": "1 Main Street, Town", "payment": "collection"})
+    assert placed.status_code == 303, placed.text[:400]
+    confirmation = (await client.get(placed.headers["location"])).text
+    assert VAT_LINE.findall(confirmation) == VAT_LINE.findall(reviewed[1])
+    async with maker() as session:
+        order = (await session.execute(select(Order).where(Order.number.is_not(None)))).scalar_one()
+        assert (order.shipping_minor, order.total_minor, order.tax_minor) == (750, 2000, 167 + 48)
 
 
 async def test_api_checkout_with_a_slot(client: Any, engine: AsyncEngine) -> None:
