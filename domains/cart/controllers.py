@@ -22,7 +22,7 @@ from app.responses import PRIVATE
 from app.security import current_user
 from domains.cart.deps import dependencies
 from domains.cart.guards import NOT_FOUND, own_order
-from domains.cart.models import CHECKOUT, PAYMENT_PENDING, Order
+from domains.cart.models import CHECKOUT, COLLECTION, DELIVERY, PAYMENT_PENDING, Order
 from domains.cart.schemas import AddForm, LineForm, PlaceForm
 from domains.cart.services import (
     MAX_QUANTITY,
@@ -167,14 +167,19 @@ class CartController(Controller):
 
     def _checkout_page(self, order: Order, service: CartService, values: dict[str, str], errors: dict[str, str],
                        status: int = 200) -> Template:
-        totals = order_totals(order)
+        # The review's figures are placement's own (service.totals_for), once for collection and once
+        # for delivery, so every VAT line the order will carry (delivery's too) is shown before placing.
+        totals = service.totals_for(order, COLLECTION)
         quote = service.delivery_quote(order)
+        with_delivery = service.totals_for(order, DELIVERY) if service.settings.cart_delivery and quote is not None \
+            else None
         delivery_rate = format_minor(quote, order.currency) if quote is not None else ""
         return Template("cart/checkout.html", status_code=status, context={
             "order": order, "values": values, "errors": errors,
             "money": lambda amount: format_minor(amount, order.currency),
             "delivery": service.settings.cart_delivery, "delivery_rate": delivery_rate,
-            "delivery_total": format_minor(totals.total_minor + quote, order.currency) if quote is not None else "",
+            "delivery_total": format_minor(with_delivery.total_minor, order.currency) if with_delivery else "",
+            "delivery_vat": with_delivery.vat_lines() if with_delivery else [],
             "delivery_bands": [(weights, format_minor(rate, order.currency))
                                for weights, rate in service.delivery_bands()],
             "weight_kg": f"{totals.weight_grams / 1000:g}",

@@ -374,14 +374,16 @@ class CartService:
                                flat_minor=self.settings.cart_delivery_rate)
 
     def delivery_bands(self) -> list[tuple[str, int]]:
-        """``[(weights, rate)]`` for the checkout page: "up to 1 kg", "1 kg to 5 kg", "5 kg and more"."""
+        """``[(weights, rate)]`` for the checkout page: "under 1 kg", "1 kg to under 5 kg", "5 kg and
+        more". Bands are [from, to) (money.py), so the words say "under": a 1 kg order is in the
+        second band, and "up to 1 kg" would promise it the first band's price."""
         def kg(grams: int) -> str:
             return f"{grams / 1000:g} kg"
 
         bands = parse_delivery_rates(self.settings.cart_delivery_rates)
-        return [(f"up to {kg(b.to_grams)}" if b.from_grams == 0 and b.to_grams is not None
+        return [(f"under {kg(b.to_grams)}" if b.from_grams == 0 and b.to_grams is not None
                  else f"{kg(b.from_grams)} and more" if b.to_grams is None
-                 else f"{kg(b.from_grams)} to {kg(b.to_grams)}", b.rate_minor) for b in bands]
+                 else f"{kg(b.from_grams)} to under {kg(b.to_grams)}", b.rate_minor) for b in bands]
 
     def collection_points(self) -> tuple[CollectionPoint, ...]:
         return parse_collection_slots(self.settings.cart_collection_slots)
@@ -419,7 +421,7 @@ class CartService:
         weight = order_totals(order).weight_grams if order is not None else 0
         bands = parse_delivery_rates(self.settings.cart_delivery_rates)
         limit = bands[-1].to_grams if bands else None
-        return (f"This order weighs {weight / 1000:g} kg; we deliver up to {(limit or 0) / 1000:g} kg. "
+        return (f"This order weighs {weight / 1000:g} kg; we deliver orders under {(limit or 0) / 1000:g} kg. "
                 "Choose collection, or split the order.")
 
     def check_details(self, details: CheckoutDetails, order: Order | None = None) -> CheckoutDetails:
@@ -576,7 +578,13 @@ class CartService:
                 line.tax_class, line.tax_rate_bp = snapshot["tax_class"], snapshot["tax_rate_bp"]
                 line.unit_weight_grams = snapshot["unit_weight_grams"]
         await self.db.flush()
-        shipping = self.shipping_for(details.fulfilment, order)
+        return self.totals_for(order, details.fulfilment)
+
+    def totals_for(self, order: Order, fulfilment: str) -> Totals:
+        """The order's totals as placing it with ``fulfilment`` would store them, delivery's charge
+        and its VAT included. The checkout review shows these and placement stores them, so the VAT
+        lines a customer reviews are the ones on the order. InputProblems when too heavy to deliver."""
+        shipping = self.shipping_for(fulfilment, order)
         return order_totals(order, shipping_minor=shipping, shipping_rate_bp=self.delivery_rate_bp())
 
     async def place_again(self, idempotency_key: str) -> Order:

@@ -17,7 +17,7 @@ parallel work (public views and search: ``marketview``; importers, API and feder
                   read: ``ProductRead``, ``VariantRead`` (``available``, ``.price`` formatted),
                   ``ProducerRead``, ``ImageRead``, ``CategoryRead``, ``LowStockLine``; events:
                   ``ProductEvent``; helpers ``options_key``, ``slugify``; limits and ``IMAGE_WIDTHS``.
-``services/``     ``CatalogueService(db, base_url=, currency=)``: ``get``, ``by_slug``,
+``services/``     ``CatalogueService(db, base_url=, currency=, vat_rates=)``: ``get``, ``by_slug``,
                   ``resolve_public``, ``get_public``, ``read``/``reads``, ``admin_list``,
                   ``low_stock``, ``save``, ``set_status``/``archive``/``delete``, ``add_image``/
                   ``remove_image``/``arrange_images``, ``adjust_stock``/``change_stock``,

@@ -103,6 +103,7 @@ async def _editor(catalogue: CatalogueService, product: Product | None, *, value
         "image_errors": image_errors or {}, "stock_errors": stock_errors or {}, "suggestion": suggestion,
         "categories": await catalogue.categories(), "locations": await catalogue.locations(),
         "stock": stock, "available": available, "statuses": STATUSES, "currency": catalogue.currency,
+        "tax_classes": catalogue.tax_classes,
         "action": f"/market/admin/products/{product.id}" if product is not None else "/market/admin/products",
         "price": lambda amount, currency: format_minor(amount, currency),
     })

@@ -210,7 +210,8 @@ class ProductPage(msgspec.Struct, kw_only=True):
 
 
 def _catalogue(db_session: AsyncSession, settings: Settings) -> CatalogueService:
-    return CatalogueService(db_session, base_url=settings.base_url, currency=settings.market_currency)
+    return CatalogueService(db_session, base_url=settings.base_url, currency=settings.market_currency,
+                            vat_rates=settings.cart_vat_rates)
 
 
 def _cursor(product: Product) -> str:

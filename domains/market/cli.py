@@ -44,7 +44,8 @@ def market_stock(ctx: click.Context, sku: str, set_to: int | None, add: int | No
     settings = settings_from(ctx)
 
     async def work(session: AsyncSession) -> tuple[int, int]:
-        catalogue = CatalogueService(session, base_url=settings.base_url, currency=settings.market_currency)
+        catalogue = CatalogueService(session, base_url=settings.base_url, currency=settings.market_currency,
+                                     vat_rates=settings.cart_vat_rates)
         on_hand = await catalogue.adjust_stock(None, StockAdjust(sku=sku, set=set_to, add=add, location=location))
         variant = await catalogue.variant_by_sku(sku)
         assert variant is not None

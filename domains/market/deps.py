@@ -14,7 +14,8 @@ __all__ = ["dependencies", "provide_catalogue", "provide_media", "provide_produc
 
 
 def provide_catalogue(db_session: AsyncSession, settings: Settings) -> CatalogueService:
-    return CatalogueService(db_session, base_url=settings.base_url, currency=settings.market_currency)
+    return CatalogueService(db_session, base_url=settings.base_url, currency=settings.market_currency,
+                            vat_rates=settings.cart_vat_rates)
 
 
 def provide_producers(db_session: AsyncSession, settings: Settings) -> ProducerService:

@@ -167,7 +167,8 @@ async def save_proposal(session: AsyncSession, settings: Settings, client: SafeC
     if values["source_url"]:
         existing = (await session.scalars(select(Product).where(
             Product.source_url == values["source_url"], Product.producer_id == producer.id).limit(1))).first()
-    catalogue = CatalogueService(session, base_url=settings.base_url, currency=currency)
+    catalogue = CatalogueService(session, base_url=settings.base_url, currency=currency,
+                                 vat_rates=settings.cart_vat_rates)
     if existing is not None:
         existing = await catalogue.get(existing.id)
     if existing is not None:

@@ -80,7 +80,7 @@ from domains.market.services.stock import (
 )
 from fragments.purge import SurrogateKey, emit_purge
 
-__all__ = ["CatalogueService", "SkuTaken", "SlugTaken", "producer_read", "with_relations"]
+__all__ = ["CatalogueService", "SkuTaken", "SlugTaken", "producer_read", "vat_classes", "with_relations"]
 
 MAX_OPTION_CHARS = 60
 MAX_TAG_CHARS = 60
@@ -143,10 +143,29 @@ class CatalogueService:
     market's (``settings.market_currency``): new and updated variants are priced in it.
     """
 
-    def __init__(self, db: AsyncSession, *, base_url: str = "", currency: str = "EUR") -> None:
+    def __init__(self, db: AsyncSession, *, base_url: str = "", currency: str = "EUR", vat_rates: str = "") -> None:
         self.db = db
         self.base_url = base_url.rstrip("/")
         self.currency = currency
+        # The tax classes a product may name: those of ``settings.cart_vat_rates`` (read from the
+        # kernel's Settings, not the cart package). None configured: only the default class ("").
+        self.tax_classes = vat_classes(vat_rates)
+
+    def _tax_class(self, value: str) -> str:
+        """A VAT class the shop has a rate for (lower-cased), or "" for the default class. A class
+        without a rate would be listed as for sale and then refused at every "Add to cart", so it is
+        refused here, where the person who typed it can fix it."""
+        name = value.strip().lower()
+        if not name or name in self.tax_classes:
+            return name
+        if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", name):
+            problem = f"{value.strip()[:32]!r} is not a tax class name (a short lower-case word)."
+        else:
+            problem = f"The shop has no VAT rate for the tax class {name[:32]!r}."
+        allowed = (f"Choose one of {', '.join(self.tax_classes)}, or leave it empty for the default class."
+                   if self.tax_classes else "No VAT rates are set (ROSE_ASH_CART_VAT_RATES), so only the "
+                   "default class (empty) can be chosen.")
+        raise InputProblems({"tax_class": f"{problem} {allowed}"})
 
     # Reading ---------------------------------------------------------------------------------
 
@@ -484,6 +503,8 @@ class CatalogueService:
             check_can_manage(editor, product)
         producer = await self._producer_for(editor, data, product)
         title, slug = await self._validate(data, product)
+        # Checked before anything is written ("nothing is written when anything is refused").
+        tax_class = self._tax_class(data.tax_class) if data.tax_class is not None else None
         was_public = product is not None and product.status == ACTIVE
         before_keys = self._keys(product) if product is not None else set()
         created = product is None
@@ -504,8 +525,8 @@ class CatalogueService:
         product.featured = data.featured
         product.tags = _tags(data.tags)
         product.source_url = data.source_url.strip()
-        if data.tax_class is not None:
-            product.tax_class = _tax_class(data.tax_class)
+        if tax_class is not None:
+            product.tax_class = tax_class
         self._set_description(product, data.description_md)
         await self._set_categories(product, data.category_ids)
         await self._sync_variants(product, data.variants)
@@ -771,9 +792,9 @@ def _may(editor: User, product: Product) -> bool:
     return can_manage(editor, product)
 
 
-def _tax_class(value: str) -> str:
-    """A VAT class name as the cart's settings spell them (lower-case word), or "" for the default."""
-    name = value.strip().lower()
-    if name and not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", name):
-        raise InputProblems({"tax_class": "A tax class is a short lower-case word such as standard or reduced."})
-    return name
+def vat_classes(vat_rates: str) -> tuple[str, ...]:
+    """The class names of a ``ROSE_ASH_CART_VAT_RATES`` value (``standard=20,reduced=5`` →
+    ``("standard", "reduced")``). The cart checks the whole value when the app starts
+    (domains/cart/slots.py), so only the names are read here."""
+    names = (item.partition("=")[0].strip().lower() for item in vat_rates.split(","))
+    return tuple(dict.fromkeys(name for name in names if name))

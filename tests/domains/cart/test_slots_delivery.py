@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.forms import InputProblems
@@ -18,6 +18,7 @@ from app.mail.message import OutgoingMail, render_bodies
 from app.settings import Settings
 from domains.cart.models import CART, PAYMENT_PENDING, IdempotencyKey, Order, Reservation
 from domains.cart.services import CartService, CheckoutDetails, order_context
+from domains.market.models import Product
 from domains.market.schemas import ProductInput, StockAdjust, VariantInput
 from domains.market.services import CatalogueService
 from tests.domains.blog.test_roles import member
@@ -26,13 +27,14 @@ from tests.helpers.web import CSRF_FIELD
 
 pytestmark = pytest.mark.anyio
 
+RATES = "standard=20,reduced=5,zero=0"
 SLOTS = "Market hall:Sat 09:00-12:00,Sat 12:00-15:00;Farm shop:Wed 16:00-18:00"
 IDEM = re.compile(r'name="idempotency_key" value="([^"]+)"')
 
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    return msgspec.structs.replace(settings, cart_vat_rates="standard=20,reduced=5,zero=0",
+    return msgspec.structs.replace(settings, cart_vat_rates=RATES,
                                    cart_vat_default="standard", cart_delivery_rates="0-1000:450,1000-5000:750",
                                    cart_collection_slots=SLOTS)
 
@@ -42,14 +44,17 @@ async def shop(session: AsyncSession) -> None:
     €10.00), and a pot in a class nobody configured; 50 of each in stock."""
     user = await member(session, "alice")
     user.is_producer = True
-    catalogue = CatalogueService(session)
+    catalogue = CatalogueService(session, vat_rates=RATES)
     goods = (("Bread", "BREAD", 250, 400, None), ("Jam", "JAM", 500, 300, "reduced"),
-             ("Voucher", "VOUCHER", 1000, None, "zero"), ("Pot", "POT", 700, 100, "luxury"))
+             ("Voucher", "VOUCHER", 1000, None, "zero"), ("Pot", "POT", 700, 100, None))
     for title, sku, price, weight, tax_class in goods:
         await catalogue.save(user, ProductInput(
             title=title, status="active", tax_class=tax_class,
             variants=[VariantInput(sku=sku, price_minor=price, weight_grams=weight)]))
         await catalogue.adjust_stock(user, StockAdjust(sku=sku, set=50))
+    # The market refuses a class without a rate; "luxury" stands for a class whose rate was taken
+    # out of the settings after the product was saved, which the cart must still refuse to sell.
+    await session.execute(update(Product).where(Product.title == "Pot").values(tax_class="luxury"))
     await session.commit()
 
 
@@ -98,7 +103,7 @@ async def test_too_heavy_for_delivery_writes_nothing(db_session: AsyncSession, s
     await shop(db_session)
     cart = CartService(db_session, settings)
     order = await cart.new_cart()
-    await cart.add(order, sku="BREAD", quantity="13")  # 5.2 kg: past the last band (up to 5 kg)
+    await cart.add(order, sku="BREAD", quantity="13")  # 5.2 kg: past the last band (under 5 kg)
     await cart.start_checkout(order)
     await db_session.commit()
     token = order.token
@@ -106,7 +111,7 @@ async def test_too_heavy_for_delivery_writes_nothing(db_session: AsyncSession, s
     with pytest.raises(InputProblems) as heavy:
         await cart.place(order, CheckoutDetails(email="b@example.org", fulfilment="delivery",
                                                 address="1 Main Street, Town"), idempotency_key="h" * 24)
-    assert "5.2 kg" in heavy.value.errors["fulfilment"] and "up to 5 kg" in heavy.value.errors["fulfilment"]
+    assert "5.2 kg" in heavy.value.errors["fulfilment"] and "under 5 kg" in heavy.value.errors["fulfilment"]
     await db_session.rollback()
     await nothing_placed(db_session)
     # Collecting it instead is fine.
@@ -178,6 +183,44 @@ async def test_html_checkout_offers_slots_and_shows_vat(client: Any, engine: Asy
     assert "VAT 20% included: €1.67" in confirmation.text
 
 
+VAT_LINE = re.compile(r"VAT \d+(?:\.\d+)?% included: €[\d,.]+")
+
+
+async def test_checkout_review_shows_the_vat_lines_the_order_gets(client: Any, engine: AsyncEngine) -> None:
+    """The walk's finding: the review left out delivery's VAT, and said "up to 1 kg" of a band a 1 kg
+    order is not in. A 1 kg order (bread 400 g + 2 jam 300 g) is in the [1000, 5000) band."""
+    maker = async_sessionmaker(engine, expire_on_commit=False)
+    async with maker() as session:
+        await shop(session)
+    csrf = CSRF_FIELD.search((await client.get("/account/login")).text).group(1)  # type: ignore[union-attr]
+    for sku, quantity in (("BREAD", "1"), ("JAM", "2")):
+        assert (await client.post("/cart/add", data={"sku": sku, "quantity": quantity, "_csrf_token": csrf})
+                ).status_code == 303
+    assert (await client.post("/cart/checkout", data={"_csrf_token": csrf})).status_code == 303
+    form = (await client.get("/cart/checkout")).text
+    assert "(1 kg in this order): under 1 kg €4.50; 1 kg to under 5 kg €7.50." in form
+    assert "up to" not in form and "Delivery (€7.50)" in form
+    # Collection: 20% of 250 → 41.67 → €0.42; 5% of 1000 → 47.6 → €0.48.
+    collection = re.search(r'<ul class="vat muted">(.*?)</ul>', form, re.S)
+    assert collection is not None
+    assert VAT_LINE.findall(collection[1]) == ["VAT 20% included: €0.42", "VAT 5% included: €0.48"]
+    # Delivery adds €7.50 at 20%: (250 + 750) * 20/120 → €1.67; the jam's 5% is unchanged.
+    assert "delivery adds €7.50: <strong>€20.00</strong> in all" in form
+    reviewed = re.search(r'<ul class="vat muted delivery-vat">(.*?)</ul>', form, re.S)
+    assert reviewed is not None
+    assert VAT_LINE.findall(reviewed[1]) == ["VAT 20% included: €1.67", "VAT 5% included: €0.48"]
+    key = IDEM.search(form).group(1)  # type: ignore[union-attr]
+    placed = await client.post("/cart/place", data={
+        "_csrf_token": csrf, "idempotency_key": key, "email": "g@example.org", "fulfilment": "delivery",
+        "address": "1 Main Street, Town", "payment": "collection"})
+    assert placed.status_code == 303, placed.text[:400]
+    confirmation = (await client.get(placed.headers["location"])).text
+    assert VAT_LINE.findall(confirmation) == VAT_LINE.findall(reviewed[1])
+    async with maker() as session:
+        order = (await session.execute(select(Order).where(Order.number.is_not(None)))).scalar_one()
+        assert (order.shipping_minor, order.total_minor, order.tax_minor) == (750, 2000, 167 + 48)
+
+
 async def test_api_checkout_with_a_slot(client: Any, engine: AsyncEngine) -> None:
     maker = async_sessionmaker(engine, expire_on_commit=False)
     async with maker() as session:
@@ -218,11 +261,24 @@ async def test_api_checkout_with_a_slot(client: Any, engine: AsyncEngine) -> Non
 async def test_market_tax_class_is_checked(db_session: AsyncSession) -> None:
     user = await member(db_session, "alice")
     user.is_producer = True
-    catalogue = CatalogueService(db_session)
-    with pytest.raises(InputProblems) as bad:
-        await catalogue.save(user, ProductInput(title="Odd", tax_class="Not a class!",
-                                                variants=[VariantInput(sku="ODD", price_minor=1)]))
-    assert "tax_class" in bad.value.errors
+    catalogue = CatalogueService(db_session, vat_rates=RATES)
+    for typo, says in (("Not a class!", "'Not a class!' is not a tax class name (a short lower-case word)."),
+                       ("reducd", "The shop has no VAT rate for the tax class 'reducd'.")):
+        with pytest.raises(InputProblems) as bad:
+            await catalogue.save(user, ProductInput(title="Odd", tax_class=typo,
+                                                    variants=[VariantInput(sku="ODD", price_minor=1)]))
+        assert bad.value.status == 422 and bad.value.errors["tax_class"] == (
+            f"{says} Choose one of standard, reduced, zero, or leave it empty for the default class.")
+    assert (await db_session.execute(select(func.count()).select_from(Product))).scalar_one() == 0
+    # No rates configured: every class but the default is refused (none has a rate to sell at).
+    bare = CatalogueService(db_session)
+    with pytest.raises(InputProblems) as unset:
+        await bare.save(user, ProductInput(title="Tea", tax_class="reduced",
+                                           variants=[VariantInput(sku="TEA", price_minor=1)]))
+    assert "'reduced'" in unset.value.errors["tax_class"]
+    assert "only the default class (empty) can be chosen" in unset.value.errors["tax_class"]
+    assert (await bare.save(user, ProductInput(title="Plain", tax_class="",
+                                               variants=[VariantInput(sku="PLAIN", price_minor=1)]))).tax_class == ""
     product = await catalogue.save(user, ProductInput(title="Tea", tax_class=" Reduced ",
                                                       variants=[VariantInput(sku="TEA", price_minor=1)]))
     assert product.tax_class == "reduced"
