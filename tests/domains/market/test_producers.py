@@ -148,6 +148,9 @@ async def test_an_admin_adds_members_and_sells_as_their_producer(client: Any, se
     an automatic producer named after them. Now they add themselves (by username) as a member on
     the producer page, and their products go to Hillside Farm; an unknown username writes nothing."""
     await make_producer(client, sessionmaker, "ada", admin=True, producer=False)
+    listing = await client.get("/market/admin/producers")
+    # One tab for the producers page, not the site admin's "Producers" and the market's "Producer profile".
+    assert listing.text.count('href="/market/admin/producers"') == 1 and "Producer profile<" not in listing.text
     token = await form_token(client, "/market/admin/producers")
     made = await client.post("/market/admin/producers", data={"_csrf_token": token, "name": "Hillside Farm"})
     assert made.status_code == 303
