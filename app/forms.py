@@ -160,6 +160,26 @@ def confirm_page(*, question: str, action: str, cancel: str, button: str = "Dele
     })
 
 
+# Words in a field path that read better written out than with their underscores replaced.
+_FIELD_WORDS = {"sku": "SKU", "compare_at": "compare-at price", "weight_grams": "weight (grams)",
+                "low_stock_threshold": "low-stock threshold", "id": "row"}
+
+
+def field_label(name: str) -> str:
+    """How an error summary names the field ``name``: ``"unit_price"`` → ``"Unit price"``; a nested
+    path counts its rows from 1 and names the item, ``"variants.0.price"`` → ``"Variant 1 price"``
+    (the raw path is only the input's id, never something a person should read)."""
+    words: list[str] = []
+    for part in name.split("."):
+        if part.isdigit() and words:
+            plural = words.pop()
+            words += [plural[:-1] if plural.endswith("s") and len(plural) > 1 else plural, str(int(part) + 1)]
+        else:
+            words.append(_FIELD_WORDS.get(part, part.replace("_", " ")))
+    label = " ".join(word for word in words if word)
+    return label[:1].upper() + label[1:]
+
+
 def form_page(template: str, context: Mapping[str, Any], errors: Mapping[str, str], status: int) -> Template:
     """Re-render a form with its errors and the values the person typed (never passwords)."""
     return Template(template_name=template, context={**context, "errors": dict(errors)}, status_code=status)

@@ -8,6 +8,7 @@ from typing import Any
 from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 
+from app.forms import field_label
 from app.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,5 +29,6 @@ def make_template_config(settings: Settings) -> TemplateConfig[JinjaTemplateEngi
             "htmx_path": HTMX_PATH,
         }
         env.globals.update(globals_)
+        env.filters["field_label"] = field_label
 
     return TemplateConfig(directory=TEMPLATES_DIR, engine=JinjaTemplateEngine, engine_callback=configure)

@@ -97,7 +97,9 @@ domain = Domain(
             "domains.market.import_models"),
     setup=("domains.market.fragments", "domains.market.search", "domains.market.jobs"),
     nav=(NavEntry("/market/", "Market", 20),),
-    admin=(NavEntry("/market/admin/", "Market products", 30), NavEntry("/market/admin/producers", "Producers", 31),
+    admin=(NavEntry("/market/admin/", "Market products", 30),
+           # No "Producers" entry: the market's own tabs (templates/market/admin/_nav.html) already
+           # link the producers page on every market admin page, and two tabs for one page confuse.
            NavEntry("/market/admin/low-stock", "Low stock", 32), NavEntry("/market/admin/pages/", "Market pages", 33),
            NavEntry("/market/admin/import", "Market import", 34)),
     actor=ServiceActor("market"),

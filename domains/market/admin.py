@@ -388,6 +388,24 @@ class MarketStaffController(Controller):
                 "errors": errors, "values": values})
         return see_other("/market/admin/categories", request, "Category added.")
 
+    @post("/producers/{producer_id:uuid}/members", status_code=303)
+    async def producer_member_add(self, request: Request[User, Any, Any], producers: ProducerService,
+                                  producer_id: UUID) -> Response[Any]:
+        """Staff add a member (by username) to a producer: how a producer an administrator made
+        gets the people who sell as it (they also need the producer role, granted on the account
+        admin's roles form)."""
+        producer = await producers.get(producer_id)
+        if producer is None:
+            raise NotFoundException()
+        username = str((await form_data(request)).get("username", "") or "")
+        try:
+            added = await producers.add_member_named(producer, username)
+        except InputProblems as exc:
+            return Template("market/admin/producer.html", status_code=exc.status, context={
+                "producer": producer, "read": producers.read(producer),
+                "values": {**_producer_values(producer), "username": username}, "errors": exc.errors})
+        return see_other(f"/market/admin/producers/{producer_id}", request, f"@{added.username} added.")
+
     @post("/locations", status_code=303)
     async def location_create(self, request: Request[User, Any, Any], catalogue: CatalogueService) -> Response[Any]:
         data = await form_data(request)

@@ -7,7 +7,7 @@ from datetime import date
 import msgspec
 import pytest
 
-from app.forms import InputProblems, convert_form
+from app.forms import InputProblems, convert_form, field_label
 
 
 class Form(msgspec.Struct, forbid_unknown_fields=False):
@@ -39,3 +39,10 @@ def test_a_value_of_the_wrong_kind_names_the_field() -> None:
     with pytest.raises(InputProblems) as caught:
         convert_form({"title": "x", "count": "many"}, Form)
     assert list(caught.value.errors) == ["count"]
+
+
+def test_field_labels_read_as_words_and_count_rows_from_one() -> None:
+    assert field_label("unit_price") == "Unit price"
+    assert field_label("variants.0.price") == "Variant 1 price"
+    assert field_label("variants.11.compare_at") == "Variant 12 compare-at price"
+    assert field_label("variants.2.sku") == "Variant 3 SKU"

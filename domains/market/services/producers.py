@@ -15,6 +15,7 @@ from sqlalchemy.orm import selectinload
 
 from app.forms import InputProblems
 from domains.account.models import User
+from domains.account.schemas import normalise_username
 from domains.market import keys
 from domains.market.guards import check_producer, is_staff
 from domains.market.models import Media, Producer, ProducerMember
@@ -55,12 +56,14 @@ class ProducerService:
         return list((await self.db.execute(stmt)).scalars().all())
 
     async def own(self, user: User) -> Producer:
-        """The first producer ``user`` is a member of; a producer with none gets a profile named
-        after them (so a new producer can list goods at once and fill the profile in later)."""
+        """The producer ``user`` is a member of (the first by name if several, so the choice is one
+        they can see in their producers list); only a member of none gets a profile named after
+        them (so a new producer can list goods at once and fill the profile in later). An
+        administrator who made "Hillside Farm" and joined it sells as Hillside Farm, not as themself."""
         mine = (await self.db.execute(
             select(Producer).join(ProducerMember, ProducerMember.producer_id == Producer.id)
             .where(ProducerMember.user_id == user.id).options(*self._load())  # type: ignore[arg-type]
-            .order_by(ProducerMember.created_at).limit(1))).scalar_one_or_none()
+            .order_by(Producer.name, Producer.id).limit(1))).scalar_one_or_none()
         if mine is not None:
             return mine
         return await self.save(None, ProducerInput(name=user.name), members=[user])
@@ -154,6 +157,18 @@ class ProducerService:
             return
         producer.member_links.append(ProducerMember(producer_id=producer.id, user_id=user.id, user=user))
         await self.db.flush()
+
+    async def add_member_named(self, producer: Producer, username: str) -> User:
+        """Make the member called ``username`` (a leading ``@`` is allowed) a member of ``producer``;
+        an unknown name is a 422 naming it, and nothing is written."""
+        name = normalise_username(username.strip().removeprefix("@"))
+        if not name:
+            raise InputProblems({"username": "Give the username of the member to add."}, 422)
+        user = (await self.db.execute(select(User).where(User.username == name))).scalar_one_or_none()
+        if user is None:
+            raise InputProblems({"username": f"No member is called @{name[:40]}."}, 422)
+        await self.add_member(producer, user)
+        return user
 
     async def remove_member(self, producer: Producer, user: User) -> None:
         link = next((link for link in producer.member_links if link.user_id == user.id), None)

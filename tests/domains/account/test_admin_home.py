@@ -53,7 +53,7 @@ def test_admin_pages_follow_the_installed_domains() -> None:
     assert {"/account/admin/users", "/account/admin/audit", "/account/admin/mail", "/account/admin/newsletters",
             "/account/newsletters/campaigns", "/blog/admin/",
             "/blog/admin/navigation", "/oauth/admin/clients", "/social/admin/domain-blocks",
-            "/social/admin/reports", "/market/admin/", "/market/admin/producers",
+            "/social/admin/reports", "/market/admin/",
             "/market/admin/low-stock", "/market/admin/pages/", "/market/admin/import", "/events/admin/",
             "/events/admin/calendars", "/cart/admin/orders/"} == set(hrefs)
 

@@ -91,3 +91,25 @@ async def test_staff_hand_over_refund_and_print(client: Any, engine: AsyncEngine
     collect = await client.post(f"/cart/order/{order.token}/pay", data={"_csrf_token": csrf})
     assert collect.status_code == 303 and "not waiting for an online payment" in (
         await client.get(f"/cart/order/{order.token}")).text
+
+
+async def test_a_delivery_address_keeps_its_lines_and_stays_escaped(client: Any, engine: AsyncEngine,
+                                                                     settings: Settings) -> None:
+    """A multi-line address typed at checkout shows one line per line on the customer's order page,
+    the admin's order page and the packing list (it was run together on one line), each line escaped."""
+    maker = async_sessionmaker(engine, expire_on_commit=False)
+    async with maker() as session:
+        await stocked(session, stock={"TOM-S": 5})
+        order = await placed(session, settings, {"TOM-S": "1"}, key="z")
+        await session.execute(update(Order).where(Order.id == order.id).values(
+            fulfilment="delivery", address="Hillside Farm\r\n1 Main <b>Street</b>\r\n\r\nGhent"))
+        await session.commit()
+    expected = "Hillside Farm<br>1 Main &lt;b&gt;Street&lt;/b&gt;<br>Ghent"
+    assert expected in (await client.get(f"/cart/order/{order.token}")).text
+    assert (await signup(client, "ada")).status_code == 303
+    async with maker() as session, session.begin():
+        await session.execute(update(User).where(User.username == "ada").values(is_admin=True))
+    shown = await client.get(f"/cart/admin/orders/{order.number}")
+    assert shown.status_code == 200 and f"Deliver to:<br>{expected}</p>" in shown.text
+    printed = await client.get(f"/cart/admin/orders/{order.number}/packing-list")
+    assert f"<address>{expected}</address>" in printed.text and "<b>Street" not in printed.text

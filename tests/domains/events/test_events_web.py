@@ -63,6 +63,9 @@ async def test_staff_create_an_event_that_visitors_find_everywhere(client: Any, 
     page = await client.get("/events/bread-workshop")
     assert page.status_code == 200
     assert "Bread workshop" in page.text and "18:00\u201320:00 (Europe/London)" in page.text
+    # In the default calendar (called "Events") the breadcrumb is one "Events", not "Events · Events".
+    assert '<p class="muted"><a href="/events/">Events</a></p>' in page.text
+    assert '>Events</a> · <a href="/events/calendar/' not in page.text
     assert "<script>alert(1)</script>" not in page.text and "<em>apron</em>" in page.text
     assert "event:" in page.headers["surrogate-key"] and page.headers.get("etag")
     assert "set-cookie" not in page.headers
@@ -193,6 +196,8 @@ async def test_calendars_group_events_and_have_their_own_feed(client: Any, engin
     assert (await _create(client, calendar="market-days", title="Saturday market")).status_code == 303
     page = await client.get("/events/calendar/market-days")
     assert page.status_code == 200 and "Saturday market" in page.text
+    event_page = await client.get("/events/saturday-market")
+    assert '<a href="/events/">Events</a> · <a href="/events/calendar/market-days">Market days</a>' in event_page.text
     feed = icalendar.Calendar.from_ical((await client.get("/events/calendar/market-days.ics")).content)
     assert str(feed["X-WR-CALNAME"]) == "Market days" and len(feed.walk("VEVENT")) == 1
     assert (await client.get("/events/calendar/nope")).status_code == 404

@@ -137,6 +137,13 @@ async def test_bad_values_are_refused_with_the_form(client: Any, sessionmaker: A
     refused = await submit(client, {**THREE, field: value})
     assert refused.status_code == 422, refused.text[:500]
     assert message in refused.text
+    # The error summary names a variant's field for people ("Variant 2 weight (grams)"), not by its path.
+    assert "Variants." not in refused.text
+    if field.startswith("v"):
+        row, name = int(field[1]), field.split("_", 1)[1]
+        label = {"price": "price", "compare_at": "compare-at price", "weight": "weight (grams)",
+                 "threshold": "low-stock threshold", "sku": "SKU"}[name]
+        assert f"Variant {row + 1} {label}: " in refused.text
     assert await counts(sessionmaker) == (0, 0)
 
 

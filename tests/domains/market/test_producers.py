@@ -12,7 +12,7 @@ from litestar.exceptions import NotFoundException
 from sqlalchemy import select
 
 from domains.account.models import User
-from domains.market.models import Producer, Product
+from domains.market.models import Producer, ProducerMember, Product
 from domains.market.schemas import ProducerInput
 from domains.market.services import CatalogueService, ProducerService
 from tests.domains.blog.test_roles import member
@@ -141,3 +141,50 @@ async def test_the_admin_grants_the_producer_role(client: Any, sessionmaker: Any
     client.cookies.clear()
     assert (await login(client, "erin")).status_code == 303
     assert (await client.get("/market/admin/new")).status_code == 200
+
+
+async def test_an_admin_adds_members_and_sells_as_their_producer(client: Any, sessionmaker: Any) -> None:
+    """The walk's finding: an administrator made "Hillside Farm", then their first product went to
+    an automatic producer named after them. Now they add themselves (by username) as a member on
+    the producer page, and their products go to Hillside Farm; an unknown username writes nothing."""
+    await make_producer(client, sessionmaker, "ada", admin=True, producer=False)
+    listing = await client.get("/market/admin/producers")
+    # One tab for the producers page, not the site admin's "Producers" and the market's "Producer profile".
+    assert listing.text.count('href="/market/admin/producers"') == 1 and "Producer profile<" not in listing.text
+    token = await form_token(client, "/market/admin/producers")
+    made = await client.post("/market/admin/producers", data={"_csrf_token": token, "name": "Hillside Farm"})
+    assert made.status_code == 303
+    page = made.headers["location"].split("?")[0]
+    form = await client.get(page)
+    assert f'action="{page}/members"' in form.text and "No members yet." in form.text
+    unknown = await client.post(f"{page}/members", data={"_csrf_token": token, "username": "@nobody"})
+    assert unknown.status_code == 422 and "No member is called @nobody." in unknown.text
+    assert (await client.post(f"{page}/members", data={"username": "ada"})).status_code == 403  # no CSRF token
+    async with sessionmaker() as session:
+        assert (await session.execute(select(ProducerMember))).scalars().all() == []
+    added = await client.post(f"{page}/members", data={"_csrf_token": token, "username": "@Ada"})
+    assert added.status_code == 303
+    assert "@ada" in (await client.get(page)).text
+    product = await submit(client, {**THREE, "title": "Hillside eggs"})
+    assert product.status_code == 303
+    async with sessionmaker() as session:
+        assert (await session.execute(select(Producer.name))).scalars().all() == ["Hillside Farm"]
+        assert (await session.execute(select(Producer.name).join(Product, Product.producer_id == Producer.id))
+                ).scalars().all() == ["Hillside Farm"]
+
+    # A producer (not staff) may not add members, even to their own producer.
+    client.cookies.clear()
+    await make_producer(client, sessionmaker, "bea")
+    token = await form_token(client, "/market/admin/producers")
+    refused = await client.post(f"{page}/members", data={"_csrf_token": token, "username": "bea"})
+    assert refused.status_code == 403
+
+
+async def test_own_is_the_first_producer_by_name(db_session: Any) -> None:
+    alice = await member(db_session, "alice")
+    alice.is_producer = True
+    producers = ProducerService(db_session)
+    zed = await producers.save(None, ProducerInput(name="Zed Orchard"), members=[alice])
+    apple = await producers.save(None, ProducerInput(name="Apple Barn"), members=[alice])
+    assert (await producers.own(alice)).id == apple.id != zed.id
+    assert len(await producers.all()) == 2  # nothing new named after alice
