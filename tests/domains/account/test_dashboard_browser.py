@@ -50,7 +50,7 @@ def seed(server: AppServer) -> None:
     async def work(session: AsyncSession) -> None:
         from domains.account.models import User
         from domains.blog.models import DRAFT, Post, PostAuthor
-        from domains.events.services.bookings import BookingService
+        from domains.events.services.bookings import Attendee, BookingService
         from domains.events.services.events import EventForm, EventService
         from forge.models import ForgeRepo
 
@@ -60,7 +60,7 @@ def seed(server: AppServer) -> None:
             end_time="20:00", capacity="12"))
         await BookingService(session, base_url=server.base_url).book(
             event, f"{DAY:%Y%m%d}T180000", user=dora, name="Dora", email="dora@example.org", quantity=1,
-            attendees=["Dora"])
+            attendees=[Attendee(name="Dora")])
         session.add(ForgeRepo(owner_id=dora.id, name="allotment-map", lower_name="allotment-map", is_private=True))
         post = Post(title="Notes from the seed swap", slug="seed-swap-notes", status=DRAFT)
         session.add(post)
