@@ -49,7 +49,7 @@ Outcome = Literal["ok", "login", "forbidden", "hidden", "error"]
 PAT_SCOPES = ("repo:read", "repo:write", "api", "market")
 # Mastodon's granular scopes (read:statuses…) are left out of the one-scope identities: a route
 # declares each with the broad scopes implying it (federation.oauth.scopes), which stay here, and
-# tests/federation/mastodon checks the granular ones; thirty more identities per token route would
+# tests/federation/mastodon_api checks the granular ones; thirty more identities per token route would
 # multiply this test's time for no new rule.
 OAUTH_SCOPES = tuple(s for s in SCOPE_TEXT if s not in MASTODON_GRANULAR)
 HTML = "text/html; charset=utf-8"
