@@ -183,7 +183,8 @@ class AppServer:
         with ThreadPoolExecutor(max_workers=1) as pool:
             return pool.submit(with_session, settings, work).result()
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 90.0) -> None:
+        # A deadline to give up, not a speed check: a cold start on a loaded 2-core runner took >30 s.
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [ROSE_ASH, "run", "--host", "127.0.0.1", "--port", str(self.port)],
