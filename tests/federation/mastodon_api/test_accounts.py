@@ -282,3 +282,16 @@ async def test_scopes_govern_the_account_routes(client: Any) -> None:
     assert (await client.post(f"/api/v1/accounts/{bob_id}/block", headers=bearer(granular))).status_code == 403
     assert (await client.get("/api/v1/blocks", headers=bearer(granular))).status_code == 403
     assert (await client.get("/api/v1/mutes")).status_code == 401
+
+
+async def test_lookup_of_local_accounts_and_bad_input(client: Any) -> None:
+    alice = await sign_in(client, "alice")
+    bob = await sign_in(client, "bob")
+    bob_id = (await me_of(client, bob))["id"]
+    found = await client.get("/api/v1/accounts/lookup", params={"acct": "@bob"}, headers=bearer(alice))
+    assert found.status_code == 200 and found.json()["id"] == bob_id and found.json()["acct"] == "bob"
+    missing = await client.get("/api/v1/accounts/lookup", params={"acct": "nobody"}, headers=bearer(alice))
+    assert missing.status_code == 404 and missing.json() == {"error": "Record not found"}
+    empty = await client.get("/api/v1/accounts/lookup", headers=bearer(alice))
+    assert empty.status_code == 400 and set(empty.json()) == {"error"}
+    assert (await client.get("/api/v1/accounts/lookup", params={"acct": "bob"})).status_code == 401
