@@ -55,6 +55,7 @@ sub rose_ash_route_class {
       req.url ~ "^/media/[^/?]+/?([?].*)?$" ||  # /media/{name:str}
       req.url ~ "^/newsletters/[^/?]+/?([?].*)?$" ||  # /newsletters/{slug:str}
       req.url ~ "^/sitemap\.xml/?([?].*)?$" ||  # /sitemap.xml
+      req.url ~ "^/social/avatars/[^/?]+/?([?].*)?$" ||  # /social/avatars/{name:str}
       req.url ~ "^/static(/[^?]*)?/?([?].*)?$"  # /static/{file_path:path}
   ) {
     set req.http.X-Rose-Ash-Route = "public";

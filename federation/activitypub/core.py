@@ -288,6 +288,8 @@ class Federation:
             if user is not None:
                 doc["summary"] = sanitize_html(_paragraphs(user.bio))
                 doc["published"] = iso(user.created_at)
+        if actor.local and actor.icon_url:  # the member's avatar (federation.social.services.profile)
+            doc["icon"] = {"type": "Image", "url": actor.icon_url}
         return doc
 
     # --- remote actors ------------------------------------------------------------------

@@ -3,7 +3,7 @@
 - ``ap_actor``: every actor we know, local (users, domain actors, the instance) and remote.
 - ``ap_activity``: every activity received (raw JSON, verification result, signer) or sent.
 - ``ap_object``: notes and articles (sanitised HTML), local and remote, tombstoned on Delete.
-- ``ap_follow``, ``ap_like``, ``ap_announce``, ``ap_block``, ``ap_domain_block``.
+- ``ap_follow``, ``ap_like``, ``ap_announce``, ``ap_block``, ``ap_mute``, ``ap_domain_block``.
 - ``ap_delivery``: one row per (outgoing activity, target inbox); the job does the work.
 - ``ap_host``: per-host signature spec memory and circuit breaker.
 - ``ap_notification``: what the social hub shows a member.
@@ -140,6 +140,20 @@ class Block(UUIDv7AuditBase):
     actor: Mapped[str] = mapped_column(String(URI), index=True)
     target: Mapped[str] = mapped_column(String(URI), index=True)
     activity_id: Mapped[str] = mapped_column(String(URI), default="")
+
+
+class Mute(UUIDv7AuditBase):
+    """A member's mute of an account (Mastodon's mute, docs.joinmastodon.org/methods/accounts/#mute):
+    private to the member, never federated. Its notes leave the member's home timeline and, with
+    ``notifications``, its notifications go too; follows are untouched. ``expires_at`` None: for good."""
+
+    __tablename__ = "ap_mute"
+    __table_args__ = (UniqueConstraint("actor", "target", name="uq_ap_mute_pair"),)
+
+    actor: Mapped[str] = mapped_column(String(URI), index=True)
+    target: Mapped[str] = mapped_column(String(URI), index=True)
+    notifications: Mapped[bool] = mapped_column(Boolean, default=True)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
 
 
 class DomainBlock(UUIDv7AuditBase):

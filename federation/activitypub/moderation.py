@@ -39,7 +39,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from federation.activitypub.models import Actor, APObject, Block, Delivery, DomainBlock, Follow, Notification, Report
+from federation.activitypub.models import (
+    Actor,
+    APObject,
+    Block,
+    Delivery,
+    DomainBlock,
+    Follow,
+    Mute,
+    Notification,
+    Report,
+)
 from federation.activitypub.outbox import Outbox
 
 MAX_REASON = 1000
@@ -222,6 +232,15 @@ def hidden_from(member_uri: str) -> Select[Any]:
     """
     return select(union(select(Block.target.label("uri")).where(Block.actor == member_uri),
                         select(Block.actor.label("uri")).where(Block.target == member_uri)).subquery().c.uri)
+
+
+def muted_by(member_uri: str, *, notifications: bool = False) -> Select[Any]:
+    """Actor URIs ``member_uri`` mutes now (an expired mute no longer counts): their notes stay off
+    the member's home timeline; with ``notifications``, only the mutes that also hide notifications
+    (Mastodon's ``notifications`` flag, docs.joinmastodon.org/methods/accounts/#mute)."""
+    query = select(Mute.target).where(Mute.actor == member_uri, or_(Mute.expires_at.is_(None),
+                                                                    Mute.expires_at > datetime.now(UTC)))
+    return query.where(Mute.notifications.is_(True)) if notifications else query
 
 
 def may_see(obj: APObject, me: Actor, follows_author: bool) -> bool:

@@ -14,9 +14,10 @@ __all__ = ["domain"]
 
 
 def _routes() -> list[ControllerRouterHandler]:
+    from federation.mastodon.accounts import routers
     from federation.mastodon.api import router
 
-    return [router]
+    return [router, *routers]
 
 
 domain = Domain(name="mastodon", routes=_routes)

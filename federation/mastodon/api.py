@@ -304,7 +304,8 @@ async def _relationship(fed: Federation, relations: Relations, me: Actor, target
     return e.Relationship(
         id=str(target.id), following=rel.state == "accepted", showing_reblogs=rel.state == "accepted",
         notifying=False, followed_by=rel.follows_me, blocking=rel.blocked,
-        blocked_by=await blocks(fed.session, target.uri, me.uri), muting=False, muting_notifications=False,
+        blocked_by=await blocks(fed.session, target.uri, me.uri), muting=rel.muted,
+        muting_notifications=rel.muted_notifications,
         requested=rel.state == "pending", requested_by=requested_by, domain_blocking=False, endorsed=False,
         note="")
 

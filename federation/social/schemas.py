@@ -239,6 +239,8 @@ class Relation(msgspec.Struct, kw_only=True):
     state: str
     follows_me: bool
     blocked: bool = False  # the member blocks this account
+    muted: bool = False  # the member mutes this account (its notes are off their home timeline)
+    muted_notifications: bool = False  # ... and its notifications too
 
     @property
     def is_me(self) -> bool:

@@ -3,18 +3,22 @@ admins' domain blocks and reports queue (the rules live in :mod:`federation.acti
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from litestar.exceptions import NotFoundException
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.account.models import User
 from federation.activitypub.core import Federation
-from federation.activitypub.models import Actor, APObject, Block, DomainBlock, Report
-from federation.activitypub.moderation import Moderation, resolve_report, visible_note
+from federation.activitypub.models import Actor, APObject, Block, DomainBlock, Mute, Report
+from federation.activitypub.moderation import Moderation, ModerationError, muted_by, resolve_report, visible_note
 from federation.social.schemas import BlockEntry, ReportsPage
+from federation.social.services.lists import KeysetPage, keyset_page
 from federation.social.services.views import actors_by_uri
+
+MAX_MUTE_SECONDS = 10 * 365 * 24 * 3600  # a "duration" longer than this is a typo, not a wish
 
 REPORT_STATES = ("open", "resolved", "all")
 
@@ -62,6 +66,51 @@ class MemberModeration:
         if target is None or not await Moderation(self.fed).unblock(me, target):
             return None
         return target
+
+    async def blocks_page(self, user: User, *, before: UUID | None, after: UUID | None, oldest_first: bool,
+                          size: int) -> KeysetPage[Block]:
+        """The member's blocks, newest first, paged by block row ids (the Mastodon API's lists)."""
+        me = await self.fed.local_actor_for_user(user)
+        page = await keyset_page(self.session, Block, select(Block).where(Block.actor == me.uri), before=before,
+                                 after=after, oldest_first=oldest_first, size=size)
+        page.actors = await actors_by_uri(self.session, {b.target for b in page.rows})
+        page.actor_of = {b.id: b.target for b in page.rows}
+        return page
+
+    async def mute(self, user: User, target: Actor, *, notifications: bool = True, seconds: int = 0) -> Mute:
+        """Mute ``target`` for the member (again: the new settings replace the old), for good or for
+        ``seconds``. Private: nothing is sent, follows stay. Raises ModerationError."""
+        me = await self.fed.local_actor_for_user(user)
+        if target.uri == me.uri:
+            raise ModerationError("You can't mute yourself.")
+        if not 0 <= seconds <= MAX_MUTE_SECONDS:
+            raise ModerationError(f"duration must be from 0 (for good) to {MAX_MUTE_SECONDS} seconds.")
+        expires = datetime.now(UTC) + timedelta(seconds=seconds) if seconds else None
+        mute = await self.session.scalar(select(Mute).where(Mute.actor == me.uri, Mute.target == target.uri))
+        if mute is None:
+            mute = Mute(actor=me.uri, target=target.uri)
+            self.session.add(mute)
+        mute.notifications = notifications
+        mute.expires_at = expires
+        await self.session.flush()
+        return mute
+
+    async def unmute(self, user: User, target: Actor) -> bool:
+        """Lift the member's mute of ``target``; False if there was none."""
+        me = await self.fed.local_actor_for_user(user)
+        done = await self.session.execute(delete(Mute).where(Mute.actor == me.uri, Mute.target == target.uri))
+        return bool(getattr(done, "rowcount", 0))
+
+    async def mutes_page(self, user: User, *, before: UUID | None, after: UUID | None, oldest_first: bool,
+                         size: int) -> KeysetPage[Mute]:
+        """The member's live mutes (expired ones are left out), newest first, paged by mute row ids."""
+        me = await self.fed.local_actor_for_user(user)
+        query = select(Mute).where(Mute.actor == me.uri, Mute.target.in_(muted_by(me.uri)))
+        page = await keyset_page(self.session, Mute, query, before=before, after=after, oldest_first=oldest_first,
+                                 size=size)
+        page.actors = await actors_by_uri(self.session, {m.target for m in page.rows})
+        page.actor_of = {m.id: m.target for m in page.rows}
+        return page
 
     async def subject(self, user: User, note: str, actor: str) -> tuple[Actor, APObject | None]:
         """What is reported: a note the member may see (and its author), or an account."""

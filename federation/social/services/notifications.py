@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.account.models import User
 from federation.activitypub.models import APObject, Notification
-from federation.activitypub.moderation import hidden_from, limited_unfollowed
+from federation.activitypub.moderation import hidden_from, limited_unfollowed, muted_by
 from federation.activitypub.urls import Urls
 from federation.social import paging
 from federation.social.paging import Cursor, cut, newer_than, older_than
@@ -18,9 +18,11 @@ from federation.social.services.views import actors_by_uri
 
 
 def shown_to(user: User, me_uri: str, limited: Select[Any] | None) -> ColumnElement[bool]:
-    """The member's notifications, less those from accounts hidden from them and, but for
-    follow requests (which wait for an answer), from ``limited`` (:func:`limited_unfollowed`)."""
-    shown = and_(Notification.user_id == user.id, Notification.actor.not_in(hidden_from(me_uri)))
+    """The member's notifications, less those from accounts hidden from them or muted with their
+    notifications and, but for follow requests (which wait for an answer), from ``limited``
+    (:func:`limited_unfollowed`)."""
+    shown = and_(Notification.user_id == user.id, Notification.actor.not_in(hidden_from(me_uri)),
+                 Notification.actor.not_in(muted_by(me_uri, notifications=True)))
     if limited is not None:
         shown = and_(shown, or_(Notification.actor.not_in(limited), Notification.kind == "follow_request"))
     return shown

@@ -11,8 +11,8 @@ from sqlalchemy import select
 
 from domains.account.models import User
 from federation.activitypub.core import Federation
-from federation.activitypub.models import Actor, Follow
-from federation.activitypub.moderation import blocks
+from federation.activitypub.models import Actor, Follow, Mute
+from federation.activitypub.moderation import blocks, muted_by
 from federation.activitypub.outbox import Outbox
 from federation.social import paging
 from federation.social.paging import Cursor, cut, older_than
@@ -23,6 +23,7 @@ from federation.social.schemas import (
     Relation,
     account_path,
 )
+from federation.social.services.lists import KeysetPage, keyset_page
 from federation.social.services.views import actors_by_uri
 
 Which = Literal["following", "followers"]
@@ -41,8 +42,11 @@ class Relations:
                                                                Follow.followee == target.uri))
         theirs = await session.scalar(select(Follow.id).where(
             Follow.follower == target.uri, Follow.followee == me.uri, Follow.state == "accepted"))
+        mute = (await session.execute(select(Mute.notifications).where(
+            Mute.actor == me.uri, Mute.target == target.uri, Mute.target.in_(muted_by(me.uri))))).first()
         return Relation(me=me, target=target, state=mine if mine in ("pending", "accepted") else "",
-                        follows_me=theirs is not None, blocked=await blocks(session, me.uri, target.uri))
+                        follows_me=theirs is not None, blocked=await blocks(session, me.uri, target.uri),
+                        muted=mute is not None, muted_notifications=mute is not None and bool(mute[0]))
 
     async def follow(self, user: User, handle: str) -> FollowResult:
         """Follow by handle or actor URI; raises OutboxError or FetchError."""
@@ -100,3 +104,17 @@ class Relations:
         entries = [FollowEntry(follow=f, actor=actors.get(uri), path=account_path(uri, actors.get(uri)))
                    for f in rows for uri in [getattr(f, theirs.key)]]
         return FollowPage(me=me, entries=entries, older=token)
+
+    async def accounts_of(self, target: Actor, which: Which, *, before: UUID | None, after: UUID | None,
+                          oldest_first: bool, size: int) -> KeysetPage[Follow]:
+        """Whom any account follows, or who follows it, as far as we know (accepted follows we
+        store: all of a member's, and a remote account's with members here), newest first. The
+        cursors are follow row ids (the Mastodon API's ``max_id``/``min_id`` of these lists)."""
+        mine, theirs = (Follow.follower, Follow.followee) if which == "following" else \
+            (Follow.followee, Follow.follower)
+        query = select(Follow).where(mine == target.uri, Follow.state == "accepted")
+        page = await keyset_page(self.session, Follow, query, before=before, after=after,
+                                 oldest_first=oldest_first, size=size)
+        page.actors = await actors_by_uri(self.session, {getattr(f, theirs.key) for f in page.rows})
+        page.actor_of = {f.id: getattr(f, theirs.key) for f in page.rows}
+        return page

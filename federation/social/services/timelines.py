@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domains.account.models import User
 from federation.activitypub.core import Federation
 from federation.activitypub.models import Actor, Announce, APObject, Follow, Notification
-from federation.activitypub.moderation import hidden_from, limited_unfollowed, visible_note
+from federation.activitypub.moderation import hidden_from, limited_unfollowed, muted_by, visible_note
 from federation.activitypub.outbox import Outbox
 from federation.social import paging
 from federation.social.paging import EPOCH, Cursor, cut, newer_than, older_than
@@ -71,6 +71,8 @@ class Timelines:
         boosters: dict[str, str] = {}
         if tab == "home":
             authors = [*following, me.uri]
+            # Muted accounts stay off home only (Mastodon): their notes and their boosts.
+            base = base.where(APObject.attributed_to.not_in(muted_by(me.uri)))
             objs = list((await session.scalars(base.where(
                 APObject.attributed_to.in_(authors), APObject.visibility != "direct"
             ).order_by(*newest_first).limit(more))).all())
@@ -82,7 +84,8 @@ class Timelines:
             ).order_by(*newest_first).limit(more))).all())
             # Boosts by the accounts followed; only public notes can be boosted. They sort by
             # the note's own date, as the rest of the timeline does, so one key pages it all.
-            boosting = Announce.actor.in_(authors) & Announce.actor.not_in(hidden)
+            boosting = Announce.actor.in_(authors) & Announce.actor.not_in(hidden) & \
+                Announce.actor.not_in(muted_by(me.uri))
             boosted = list((await session.scalars(base.where(
                 APObject.ap_id.in_(select(Announce.object_id).where(boosting)),
                 APObject.visibility.in_(("public", "unlisted"))
