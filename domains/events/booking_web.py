@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from app.forms import InputProblems, parse_form, see_other
+from app.headers import PERMISSIONS_POLICY
 from app.responses import PRIVATE
 from app.settings import Settings
 from domains.account.models import User
@@ -46,6 +47,9 @@ from domains.events.views import when_text
 __all__ = ["api_handlers", "checkin_api_handlers", "member_handlers", "staff_handlers", "ticket_handlers"]
 
 NO_STORE = {"Cache-Control": "private, no-store", "X-Robots-Tag": "noindex"}
+# The door page reads tickets with the camera (static/js/checkin-scan.js): this page alone lets its
+# own origin have it; every other page keeps the site-wide camera=() (app/headers.py).
+CHECKIN_PERMISSIONS = PERMISSIONS_POLICY.replace("camera=()", "camera=(self)")
 
 
 class BookForm(msgspec.Struct, kw_only=True):
@@ -340,8 +344,9 @@ async def _checkin(db: AsyncSession, event: Event, answer: Any, status: int = 20
     service = BookingService(db)
     door = await service.door_date(event)  # the date tickets are checked in for (redeem's rule)
     counts = await service.checkin_counts(event, door.key) if door else {"positions": 0, "checked_in": 0}
-    return Template("events/checkin.html", status_code=status, context={
-        "event": event, "answer": answer, "counts": counts, "nonce": secrets.token_urlsafe(16)})
+    return Template("events/checkin.html", status_code=status, headers={"Permissions-Policy": CHECKIN_PERMISSIONS},
+                    context={"event": event, "answer": answer, "counts": counts,
+                             "nonce": secrets.token_urlsafe(16)})
 
 
 # -- the JSON API ----------------------------------------------------------------------------------

@@ -81,15 +81,16 @@ class _Browser:
     """One headless Chromium per test process; each test gets a fresh browser context (its own
     cookies, storage and cache, like an incognito window) and a new tab in it."""
 
-    def __init__(self, binary: str) -> None:
+    def __init__(self, binary: str, flags: tuple[str, ...] = ()) -> None:
         self.binary = binary
+        self.flags = flags
         self.stack = ExitStack()
         self.dir = Path(tempfile.mkdtemp(prefix="rose-ash-chromium-"))
         self.log_path = self.dir / "chromium.log"
         profile = self.dir / "profile"
         profile.mkdir()
         self.log = self.log_path.open("wb")
-        self.proc = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+        self.proc = subprocess.Popen([binary, *FLAGS, *flags, f"--user-data-dir={profile}", "about:blank"],
                                      stdout=self.log, stderr=subprocess.STDOUT)
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + 30
@@ -135,23 +136,24 @@ class _Browser:
 _browser: _Browser | None = None
 
 
-def _shared_browser(binary: str) -> _Browser:
+def _shared_browser(binary: str, flags: tuple[str, ...] = ()) -> _Browser:
     global _browser
-    if _browser is not None and (not _browser.alive() or _browser.binary != binary):
+    if _browser is not None and (not _browser.alive() or _browser.binary != binary or _browser.flags != flags):
         _browser.close()
         _browser = None
     if _browser is None:
-        _browser = _Browser(binary)
+        _browser = _Browser(binary, flags)
         atexit.register(_browser.close)
     return _browser
 
 
 @contextmanager
-def chromium(tmp_path: Path, binary: str) -> Iterator[Page]:
+def chromium(tmp_path: Path, binary: str, flags: tuple[str, ...] = ()) -> Iterator[Page]:
     """A new tab in a fresh browser context of this process's Chromium (started on first use:
     a Chromium start costs seconds, a context milliseconds). ``tmp_path`` receives the browser
-    log if the test fails in the browser."""
-    browser = _shared_browser(binary)
+    log if the test fails in the browser. Extra command-line ``flags`` (a fake camera, say) get a
+    Chromium of their own, replacing the shared one until a test asks for other flags."""
+    browser = _shared_browser(binary, flags)
     try:
         with browser.new_page() as page:
             yield page
