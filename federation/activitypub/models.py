@@ -212,3 +212,14 @@ class Report(UUIDv7AuditBase):
     resolved_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     resolved_by_id: Mapped[UUID | None] = mapped_column(ForeignKey("account_user.id", ondelete="SET NULL"),
                                                         default=None)
+
+
+class Hashtag(UUIDv7AuditBase):
+    """A note's hashtag (AS2 ``tag`` of type ``Hashtag``, Mastodon's extension), lower-cased
+    without its ``#``: the index the tag timeline reads (federation/activitypub/hashtags.py)."""
+
+    __tablename__ = "ap_hashtag"
+    __table_args__ = (UniqueConstraint("name", "object_id", name="uq_ap_hashtag_name_object"),)
+
+    object_id: Mapped[UUID] = mapped_column(ForeignKey("ap_object.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))

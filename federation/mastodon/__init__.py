@@ -15,8 +15,9 @@ __all__ = ["domain"]
 
 def _routes() -> list[ControllerRouterHandler]:
     from federation.mastodon.api import router
+    from federation.mastodon.discovery import router as discovery
 
-    return [router]
+    return [router, discovery]
 
 
 domain = Domain(name="mastodon", routes=_routes)

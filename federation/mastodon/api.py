@@ -654,16 +654,11 @@ EMPTY_LISTS = [
 ]
 
 
-@get("/api/v2/search", opt=need("read:search"))
-async def search() -> dict[str, Any]:
-    return {"accounts": [], "statuses": [], "hashtags": []}  # not real yet (design note §6 item 7)
-
-
 HANDLERS = [
     instance_v1, instance_v2, create_app, verify_credentials, lookup, relationships, account, account_statuses,
     follow, unfollow, post_status, get_status, delete_status, favourite, unfavourite, reblog, unreblog, context,
     home, public, notifications, clear_notifications, dismiss_notification, preferences, markers, save_markers,
-    search, *EMPTY_LISTS,
+    *EMPTY_LISTS,
 ]
 
 router = Router(path="/", route_handlers=HANDLERS, dependencies=HUB, middleware=[CORSMiddleware()],
