@@ -517,7 +517,8 @@ async def _timeline(request: Request[Any, Any, Any], fed: Federation, timelines:
     session = fed.session
     newer = await status_cursor(session, page_of.min_id or page_of.since_id)
     page = await timelines.page(user_of(request), tab, await status_cursor(session, page_of.max_id),
-                                size=page_of.limit, newer=newer, oldest_first=page_of.min_id is not None)
+                                size=page_of.limit, newer=newer, oldest_first=page_of.min_id is not None,
+                                count_unread=False)
     render = Render(session, base_url(settings), page.me)
     statuses = await render.statuses(page.notes)
     return paged(statuses, link_header(base_url(settings), request, [s.id for s in statuses]))

@@ -49,7 +49,8 @@ class Timelines:
         self.session = fed.session
 
     async def page(self, user: User, tab: Tab, cursor: Cursor | None, *, size: int = 0,
-                   newer: Cursor | None = None, oldest_first: bool = False) -> TimelinePage:
+                   newer: Cursor | None = None, oldest_first: bool = False,
+                   count_unread: bool = True) -> TimelinePage:
         """A page of the timeline, newest first, older than ``cursor``. The Mastodon API also asks
         for ``size`` notes newer than ``newer`` (``since_id``), or (``oldest_first``, its
         ``min_id``) the ``size`` notes right after ``newer``, still shown newest first."""
@@ -74,6 +75,15 @@ class Timelines:
             objs = list((await session.scalars(base.where(
                 APObject.attributed_to.in_(authors), APObject.visibility != "direct"
             ).order_by(*newest_first).limit(more))).all())
+            if len(objs) == more:
+                # The page ends within these notes: a direct or boosted note past the last of them
+                # could not be on it, so those two queries read only this window (an index range
+                # on ``published``), not every direct or boosted note ever stored.
+                edge = Cursor(objs[-1].published or EPOCH, objs[-1].id)
+                window = older_than(APObject.published, APObject.id, edge) if oldest_first else \
+                    newer_than(APObject.published, APObject.id, edge)
+                assert window is not None
+                base = base.where(window)
             # Direct notes: the member's own, and those that told them (a mention or reply).
             told = select(Notification.object_id).where(Notification.user_id == user.id,
                                                         Notification.kind.in_(("mention", "reply")))
@@ -108,7 +118,8 @@ class Timelines:
         if oldest_first:
             shown, token = shown[::-1], ""
         notes = await note_views(session, me, shown, boosters)
-        unread = await Notifications(session, self.fed.urls).unread(user, me.uri, limited)
+        # The API's timelines show no unread count: they skip its query (``count_unread=False``).
+        unread = await Notifications(session, self.fed.urls).unread(user, me.uri, limited) if count_unread else 0
         suggestions = await self.suggestions(me, following, hidden) if not notes and cursor is None else []
         return TimelinePage(me=me, notes=notes, unread=unread, older=token, suggestions=suggestions)
 
