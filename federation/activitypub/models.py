@@ -223,3 +223,22 @@ class Hashtag(UUIDv7AuditBase):
 
     object_id: Mapped[UUID] = mapped_column(ForeignKey("ap_object.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(100))
+
+
+class MediaAttachment(UUIDv7AuditBase):
+    """An image a member uploaded for a note (the Mastodon API's ``POST /api/v2/media``), stored
+    re-encoded under ``DATA_DIR/media/<sha256>-<width>.<ext>`` as the market's images are. It
+    belongs to its uploader until a note carries it (``object_id``); the note's AS2 document lists
+    it as a ``Document`` with ``name`` as its alt text (federation/mastodon/media.py)."""
+
+    __tablename__ = "ap_media"
+
+    user_id: Mapped[UUID] = mapped_column(ForeignKey("account_user.id", ondelete="CASCADE"), index=True)
+    object_id: Mapped[UUID | None] = mapped_column(ForeignKey("ap_object.id", ondelete="SET NULL"), default=None,
+                                                   index=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    format: Mapped[str] = mapped_column(String(8))  # "jpeg" | "png" | "webp": also the extension
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    widths: Mapped[list[int]] = mapped_column(JsonB, default=list)
+    description: Mapped[str] = mapped_column(Text, default="")

@@ -146,7 +146,7 @@ class Outbox:
         text = text.strip()
         if any("\x00" in value for value in (text, summary, in_reply_to)):  # PostgreSQL can't store it
             raise OutboxError("A post can't contain NUL characters (\\0); remove them and post again.")
-        if article is None and not text:
+        if article is None and not text and not attachment:
             raise OutboxError("Write something first.")
         if len(text) > MAX_NOTE:
             raise OutboxError(f"Notes are at most {MAX_NOTE} characters.")

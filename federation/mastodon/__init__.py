@@ -16,8 +16,9 @@ __all__ = ["domain"]
 def _routes() -> list[ControllerRouterHandler]:
     from federation.mastodon.api import router
     from federation.mastodon.discovery import router as discovery
+    from federation.mastodon.media import router as media
 
-    return [router, discovery]
+    return [router, discovery, media]
 
 
 domain = Domain(name="mastodon", routes=_routes)

@@ -150,15 +150,17 @@ class Timelines:
         views = await note_views(self.session, me, [obj, *replies])
         return NotePage(me=me, note=views[0], replies=views[1:])
 
-    async def compose(self, user: User, form: ComposeForm) -> APObject:
-        """Post a note; raises OutboxError or FetchError with a message for the member."""
+    async def compose(self, user: User, form: ComposeForm, *,
+                      attachment: list[dict[str, Any]] | None = None) -> APObject:
+        """Post a note (``attachment``: AS2 documents of the member's uploads); raises OutboxError
+        or FetchError with a message for the member."""
         async def work() -> APObject:
             me = await self.fed.local_actor_for_user(user)
             content = await expand_short_mentions(self.session, form.content, me.domain)
             # The stored content keeps the full ``@bob@host`` handle: it is the note's ActivityPub
             # document (its URL, the outbox, every Update). Pages here shorten it (NoteView.content_html).
             return await Outbox(self.fed).post_note(me, content, visibility=form.visibility, summary=form.summary,
-                                                    in_reply_to=form.in_reply_to)
+                                                    in_reply_to=form.in_reply_to, attachment=attachment)
 
         # Mentions and the replied-to author may need fetching: settle orders that before writes.
         return await self.fed.settle(work, keep=[user])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import pytest
 from sqlalchemy import select
@@ -140,3 +141,105 @@ async def test_search_accounts_statuses_and_hashtags(client: Any, db_session: An
     assert (await client.get("/api/v2/search", params={"q": "x"}, headers=bearer(narrow))).status_code == 403
     granular = await sign_in(client, "dave", "read:search read:accounts")
     assert (await client.get("/api/v2/search", params={"q": "bob"}, headers=bearer(granular))).status_code == 200
+
+
+def _jpeg_with_exif(width: int = 1600, height: int = 800) -> bytes:
+    import io
+
+    from PIL import Image
+
+    image = Image.new("RGB", (width, height), (200, 30, 30))
+    exif = Image.Exif()
+    exif[0x010F] = "SpyCam"  # Make
+    exif[0x0131] = "secret-software"  # Software
+    out = io.BytesIO()
+    image.save(out, "JPEG", exif=exif.tobytes())
+    data = out.getvalue()
+    assert b"SpyCam" in data
+    return data
+
+
+async def test_media_upload_attach_render_and_federate(client: Any, db_session: Any) -> None:
+    import io
+
+    from PIL import Image
+
+    from domains.market.schemas import MAX_IMAGE_BYTES
+    from federation.activitypub.models import APObject
+
+    alice = await sign_in(client, "alice")
+    # The name and declared type say PNG; the bytes are a JPEG: the content decides.
+    up = await client.post("/api/v2/media", headers=bearer(alice), data={"description": "A red field"},
+                           files={"file": ("photo.png", _jpeg_with_exif(), "image/png")})
+    assert up.status_code == 200, up.text
+    media = up.json()
+    assert media["type"] == "image" and media["description"] == "A red field" and media["remote_url"] is None
+    assert media["meta"]["original"]["width"] == 1280 and media["meta"]["original"]["height"] == 640
+    assert media["meta"]["small"]["width"] == 320 and media["url"].endswith("-1280.jpeg")
+    served = await client.get(media["url"].removeprefix(ORIGIN))
+    assert served.status_code == 200 and served.headers["content-type"] == "image/jpeg"
+    assert b"SpyCam" not in served.content and b"secret-software" not in served.content
+    with Image.open(io.BytesIO(served.content)) as image:
+        assert image.size == (1280, 640) and not dict(image.getexif())
+    assert (await client.get(media["preview_url"].removeprefix(ORIGIN))).status_code == 200
+    # Alt text can change until a post carries the image; GET shows the member's own upload.
+    changed = await client.put(f"/api/v1/media/{media['id']}", headers=bearer(alice), json={"description": "Poppies"})
+    assert changed.status_code == 200 and changed.json()["description"] == "Poppies"
+    again = await client.get(f"/api/v1/media/{media['id']}", headers=bearer(alice))
+    assert again.status_code == 200 and again.json()["description"] == "Poppies"
+    # Posted with media_ids[] (a form, as Mastodon.py sends it) and no text.
+    posted = await client.post("/api/v1/statuses", headers=bearer(alice),
+                               data={"status": "", "media_ids[]": [media["id"]]})
+    assert posted.status_code == 200, posted.text
+    status = posted.json()
+    assert_status(status)
+    [shown] = status["media_attachments"]
+    assert shown["description"] == "Poppies" and shown["url"] == media["url"] and shown["type"] == "image"
+    home = (await client.get("/api/v1/timelines/home", headers=bearer(alice))).json()
+    assert home[0]["media_attachments"][0]["url"] == media["url"]
+    # The note's AS2 document (what followers' servers receive) carries a Document, alt text as name.
+    note = await db_session.get(APObject, UUID(status["id"]))
+    await db_session.refresh(note)
+    [doc] = note.raw["attachment"]
+    assert doc == {"type": "Document", "mediaType": "image/jpeg", "url": media["url"], "name": "Poppies",
+                   "width": 1280, "height": 640}
+    # Attached: no second post with it, no alt-text change.
+    reuse = await client.post("/api/v1/statuses", headers=bearer(alice),
+                              json={"status": "x", "media_ids": [media["id"]]})
+    assert reuse.status_code == 422 and set(reuse.json()) == {"error"}
+    assert (await client.put(f"/api/v1/media/{media['id']}", headers=bearer(alice),
+                             json={"description": "late"})).status_code == 422
+    # Bad input: not an image, too large, no file, too long a description, unknown ids, another's upload.
+    text_file = await client.post("/api/v2/media", headers=bearer(alice),
+                                  files={"file": ("cat.jpg", b"just some text, not an image", "image/jpeg")})
+    assert text_file.status_code == 422 and "not a JPEG, PNG or WebP" in text_file.json()["error"]
+    huge = await client.post("/api/v2/media", headers=bearer(alice),
+                             files={"file": ("big.jpg", b"\xff\xd8" + b"0" * MAX_IMAGE_BYTES, "image/jpeg")})
+    assert huge.status_code == 413 and set(huge.json()) == {"error"}
+    missing = await client.post("/api/v2/media", headers=bearer(alice), data={"description": "x"})
+    assert missing.status_code == 422
+    long_alt = await client.post("/api/v1/media", headers=bearer(alice), data={"description": "x" * 1501},
+                                 files={"file": ("a.jpg", _jpeg_with_exif(20, 10), "image/jpeg")})
+    assert long_alt.status_code == 422
+    unknown = "01890000-0000-7000-8000-000000000000"
+    assert (await client.get(f"/api/v1/media/{unknown}", headers=bearer(alice))).status_code == 404
+    assert (await client.get("/api/v1/media/nope", headers=bearer(alice))).status_code == 400
+    assert (await client.get("/social/media/" + "0" * 64 + "-320.jpeg")).status_code == 404
+    assert (await client.get("/social/media/../../etc/passwd")).status_code == 404
+    bob = await sign_in(client, "bob")
+    theirs = await client.post("/api/v2/media", headers=bearer(bob),
+                               files={"file": ("b.webp", _jpeg_with_exif(40, 40), "application/octet-stream")})
+    assert theirs.status_code == 200 and theirs.json()["meta"]["original"]["width"] == 40
+    assert (await client.get(f"/api/v1/media/{theirs.json()['id']}", headers=bearer(alice))).status_code == 404
+    stolen = await client.post("/api/v1/statuses", headers=bearer(alice),
+                               json={"status": "mine now", "media_ids": [theirs.json()["id"]]})
+    assert stolen.status_code == 422
+    five = await client.post("/api/v1/statuses", headers=bearer(bob), json={"status": "x", "media_ids": [unknown] * 5})
+    assert five.status_code == 422
+    reader = await sign_in(client, "carol", "read")
+    refused = await client.post("/api/v2/media", headers=bearer(reader),
+                                files={"file": ("a.jpg", _jpeg_with_exif(20, 10), "image/jpeg")})
+    assert refused.status_code == 403 and set(refused.json()) == {"error"}
+    instance = (await client.get("/api/v2/instance")).json()["configuration"]
+    assert instance["statuses"]["max_media_attachments"] == 4
+    assert "image/jpeg" in instance["media_attachments"]["supported_mime_types"]
