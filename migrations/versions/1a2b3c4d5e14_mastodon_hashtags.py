@@ -42,7 +42,7 @@ def upgrade() -> None:
         sa.Column("format", sa.String(length=8), nullable=False),
         sa.Column("width", sa.Integer(), nullable=False),
         sa.Column("height", sa.Integer(), nullable=False),
-        sa.Column("widths", JsonB(), nullable=False),
+        sa.Column("widths", JsonB, nullable=False),
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("id", GUID(length=16), nullable=False),
         sa.Column("sa_orm_sentinel", sa.Integer(), nullable=True),
