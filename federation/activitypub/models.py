@@ -226,3 +226,33 @@ class Report(UUIDv7AuditBase):
     resolved_at: Mapped[datetime | None] = mapped_column(DateTimeUTC(timezone=True), default=None)
     resolved_by_id: Mapped[UUID | None] = mapped_column(ForeignKey("account_user.id", ondelete="SET NULL"),
                                                         default=None)
+
+
+class Hashtag(UUIDv7AuditBase):
+    """A note's hashtag (AS2 ``tag`` of type ``Hashtag``, Mastodon's extension), lower-cased
+    without its ``#``: the index the tag timeline reads (federation/activitypub/hashtags.py)."""
+
+    __tablename__ = "ap_hashtag"
+    __table_args__ = (UniqueConstraint("name", "object_id", name="uq_ap_hashtag_name_object"),)
+
+    object_id: Mapped[UUID] = mapped_column(ForeignKey("ap_object.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+
+
+class MediaAttachment(UUIDv7AuditBase):
+    """An image a member uploaded for a note (the Mastodon API's ``POST /api/v2/media``), stored
+    re-encoded under ``DATA_DIR/media/<sha256>-<width>.<ext>`` as the market's images are. It
+    belongs to its uploader until a note carries it (``object_id``); the note's AS2 document lists
+    it as a ``Document`` with ``name`` as its alt text (federation/mastodon/media.py)."""
+
+    __tablename__ = "ap_media"
+
+    user_id: Mapped[UUID] = mapped_column(ForeignKey("account_user.id", ondelete="CASCADE"), index=True)
+    object_id: Mapped[UUID | None] = mapped_column(ForeignKey("ap_object.id", ondelete="SET NULL"), default=None,
+                                                   index=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    format: Mapped[str] = mapped_column(String(8))  # "jpeg" | "png" | "webp": also the extension
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    widths: Mapped[list[int]] = mapped_column(JsonB, default=list)
+    description: Mapped[str] = mapped_column(Text, default="")

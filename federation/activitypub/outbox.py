@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import load_only
 
 from app.safe_http import FetchError
+from federation.activitypub import hashtags
 from federation.activitypub.as2 import iso, public_addressing
 from federation.activitypub.contexts import PUBLIC, emitted_context
 from federation.activitypub.core import Federation
@@ -139,11 +140,13 @@ class Outbox:
     # --- notes ----------------------------------------------------------------------------
 
     async def post_note(self, actor: Actor, text: str, *, visibility: str = "public", summary: str = "",
-                        in_reply_to: str = "", article: dict[str, Any] | None = None) -> APObject:
+                        in_reply_to: str = "", article: dict[str, Any] | None = None,
+                        attachment: list[dict[str, Any]] | None = None) -> APObject:
+        """``attachment``: AS2 ``Document`` objects (the member's uploaded media) the note carries."""
         text = text.strip()
         if any("\x00" in value for value in (text, summary, in_reply_to)):  # PostgreSQL can't store it
             raise OutboxError("A post can't contain NUL characters (\\0); remove them and post again.")
-        if article is None and not text:
+        if article is None and not text and not attachment:
             raise OutboxError("Write something first.")
         if len(text) > MAX_NOTE:
             raise OutboxError(f"Notes are at most {MAX_NOTE} characters.")
@@ -193,8 +196,13 @@ class Outbox:
             if article.get("published"):
                 obj.published = article["published"]
             obj.raw = {"tag": list(article.get("tags", []))}
+        else:  # Mastodon's Hashtag tags (docs.joinmastodon.org/spec/activitypub/#Hashtag), for note_document
+            obj.raw = {"tag": [{"type": "Hashtag", "name": f"#{t}"} for t in hashtags.tags_in_text(text)]}
+        if attachment:
+            obj.raw = {**obj.raw, "attachment": attachment}
         self.session.add(obj)
         await self.session.flush()
+        await hashtags.index(self.session, obj, hashtags.tags_in_document(obj.raw.get("tag")))
         await self.send_create(actor, obj, mentioned)
         await self._notify_local(actor, obj, parent, mentioned)
         return obj
@@ -226,6 +234,7 @@ class Outbox:
                 setattr(obj, name, str(changes[name]))
         if "tags" in changes:
             obj.raw = {"tag": list(changes["tags"])}
+            await hashtags.index(self.session, obj, hashtags.tags_in_document(obj.raw["tag"]))
         obj.updated = datetime.now(UTC)
         obj.raw = note_document(obj)
         activity = await self._record(actor, {"type": "Update", "to": obj.to, "cc": obj.cc, "object": obj.raw})

@@ -30,6 +30,7 @@ from sqlalchemy import delete, or_, select
 
 from app.jobs import JobContext, PermanentFailure, job_handler
 from app.safe_http import FetchError
+from federation.activitypub import hashtags
 from federation.activitypub.as2 import as_list, id_of, ids_of, page_url, parse_time
 from federation.activitypub.contexts import PUBLIC
 from federation.activitypub.core import Federation
@@ -295,6 +296,7 @@ class Processor:
         obj.deleted = False
         obj.raw = data
         await self.session.flush()
+        await hashtags.index(self.session, obj, hashtags.tags_in_document(data.get("tag")))
         if is_new:
             notified: set[str] = set()
             if obj.in_reply_to and self.fed.urls.is_local(obj.in_reply_to):

@@ -16,8 +16,10 @@ __all__ = ["domain"]
 def _routes() -> list[ControllerRouterHandler]:
     from federation.mastodon.accounts import routers
     from federation.mastodon.api import router
+    from federation.mastodon.discovery import router as discovery
+    from federation.mastodon.media import router as media
 
-    return [router, *routers]
+    return [router, *routers, discovery, media]
 
 
 domain = Domain(name="mastodon", routes=_routes)

@@ -32,6 +32,7 @@ from app.safe_http import FetchError
 from app.settings import Settings
 from domains.account.models import User
 from domains.account.services import AccountService
+from domains.market.schemas import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 from federation.activitypub.core import Federation
 from federation.activitypub.models import Actor, Announce, APObject, Follow
 from federation.activitypub.models import Notification as NotificationRow
@@ -39,6 +40,7 @@ from federation.activitypub.moderation import blocks
 from federation.activitypub.outbox import MAX_NOTE, OutboxError
 from federation.activitypub.sanitize import sanitize_html, text_to_html
 from federation.mastodon import entities as e
+from federation.mastodon.attachments import MAX_ATTACHMENTS, claim, document
 from federation.mastodon.params import Paging, body_params, link_header, paging, some_id, text
 from federation.mastodon.render import VISIBILITY_IN, Render, iso, source_text
 from federation.oauth.controllers import registration_open
@@ -144,8 +146,10 @@ async def _instance_numbers(session: AsyncSession) -> tuple[int, int]:
 def _configuration() -> e.Configuration:
     return e.Configuration(
         urls=e.Urls(), accounts=e.AccountLimits(max_featured_tags=0),
-        statuses=e.StatusLimits(max_characters=MAX_NOTE, max_media_attachments=0, characters_reserved_per_url=23),
-        media_attachments=e.MediaLimits(supported_mime_types=[], image_size_limit=0, image_matrix_limit=0,
+        statuses=e.StatusLimits(max_characters=MAX_NOTE, max_media_attachments=MAX_ATTACHMENTS,
+                                characters_reserved_per_url=23),
+        media_attachments=e.MediaLimits(supported_mime_types=["image/jpeg", "image/png", "image/webp"],
+                                        image_size_limit=MAX_IMAGE_BYTES, image_matrix_limit=MAX_IMAGE_PIXELS,
                                         video_size_limit=0, video_frame_rate_limit=0, video_matrix_limit=0),
         polls=e.PollLimits(max_options=0, max_characters_per_option=0, min_expiration=0, max_expiration=0),
         translation=e.Translation(enabled=False))
@@ -384,9 +388,7 @@ async def post_status(request: Request[Any, Any, Any], fed: Federation, timeline
         return await _one_status(render, me, obj)
     params = await body_params(request)
     content = text(params, "status")
-    media = params.get("media_ids")
-    if media:
-        raise unprocessable("Validation failed: media attachments are not supported here yet")
+    uploads = await claim(db_session, user.id, params.get("media_ids"))  # 422 unless the member's own, unused
     visibility = text(params, "visibility", "public") or "public"
     if visibility not in VISIBILITY_IN:
         raise unprocessable(f"Validation failed: visibility {visibility[:40]!r} is not one of "
@@ -400,7 +402,9 @@ async def post_status(request: Request[Any, Any, Any], fed: Federation, timeline
     form = ComposeForm(content=content, visibility=VISIBILITY_IN[visibility],
                        summary=text(params, "spoiler_text"), in_reply_to=in_reply_to)
     try:
-        obj = await timelines.compose(user, form)
+        obj = await timelines.compose(user, form, attachment=[document(r, base_url(settings)) for r in uploads])
+        for upload in uploads:
+            upload.object_id = obj.id
     except (OutboxError, FetchError) as exc:
         status = getattr(exc, "status", 422)
         raise (NotFoundException() if status == 404 else unprocessable(f"Validation failed: {exc}")) from None
@@ -518,7 +522,8 @@ async def _timeline(request: Request[Any, Any, Any], fed: Federation, timelines:
     session = fed.session
     newer = await status_cursor(session, page_of.min_id or page_of.since_id)
     page = await timelines.page(user_of(request), tab, await status_cursor(session, page_of.max_id),
-                                size=page_of.limit, newer=newer, oldest_first=page_of.min_id is not None)
+                                size=page_of.limit, newer=newer, oldest_first=page_of.min_id is not None,
+                                count_unread=False)
     render = Render(session, base_url(settings), page.me)
     statuses = await render.statuses(page.notes)
     return paged(statuses, link_header(base_url(settings), request, [s.id for s in statuses]))
@@ -655,16 +660,11 @@ EMPTY_LISTS = [
 ]
 
 
-@get("/api/v2/search", opt=need("read:search"))
-async def search() -> dict[str, Any]:
-    return {"accounts": [], "statuses": [], "hashtags": []}  # not real yet (design note §6 item 7)
-
-
 HANDLERS = [
     instance_v1, instance_v2, create_app, verify_credentials, lookup, relationships, account, account_statuses,
     follow, unfollow, post_status, get_status, delete_status, favourite, unfavourite, reblog, unreblog, context,
     home, public, notifications, clear_notifications, dismiss_notification, preferences, markers, save_markers,
-    search, *EMPTY_LISTS,
+    *EMPTY_LISTS,
 ]
 
 router = Router(path="/", route_handlers=HANDLERS, dependencies=HUB, middleware=[CORSMiddleware()],

@@ -13,9 +13,11 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from federation.activitypub.hashtags import tags_in_document
 from federation.activitypub.models import Actor, Announce, APObject, Follow
 from federation.activitypub.sanitize import plain_text
 from federation.mastodon import entities as e
+from federation.mastodon.attachments import from_note
 from federation.social.schemas import NoteView, short_local_mentions
 from federation.social.services import actors_by_uri
 
@@ -128,7 +130,8 @@ class Render:
                 content=short_local_mentions(o.content, self.here) if o.type != "Article" else
                 f"<p><strong>{html.escape(plain_text(o.name, 500))}</strong></p>{o.content}",
                 visibility=VISIBILITY_OUT.get(o.visibility, "public"), sensitive=bool(o.summary),
-                spoiler_text=o.summary, media_attachments=[], mentions=mentions, tags=[], emojis=[],
+                spoiler_text=o.summary, media_attachments=from_note(o), mentions=mentions, tags=self._tags(o),
+                emojis=[],
                 reblogs_count=v.boosts, favourites_count=v.likes, replies_count=int(replies.get(o.ap_id, 0)),
                 in_reply_to_id=str(parent.id) if parent is not None else None,
                 in_reply_to_account_id=str(parent_author.id) if parent_author is not None else None,
@@ -140,6 +143,11 @@ class Render:
                 status = self._wrapper(wrapper, accounts[v.boosted_by.uri], status)
             out.append(status)
         return out
+
+    def _tags(self, o: APObject) -> list[e.Tag]:
+        """The note's AS2 Hashtag tags (stored in its document), linked to their tag timeline."""
+        names = tags_in_document((o.raw or {}).get("tag"))
+        return [e.Tag(name=n, url=f"{self.base}/api/v1/timelines/tag/{n}") for n in names]
 
     def _wrapper(self, ann: Announce, booster: e.Account, inner: e.Status) -> e.Status:
         return e.Status(

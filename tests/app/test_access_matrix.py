@@ -154,6 +154,8 @@ def fill(case: Case, world: World) -> str:
         if name == "repo":
             return repo
         if name == "name":
+            if path.startswith("/social/media/"):  # no such upload: 404 for everybody
+                return "0" * 64 + "-320.jpeg"
             if path.startswith("/market/admin/media/"):
                 return v["media_name"]
             if path.startswith("/ap/actors/"):
@@ -228,6 +230,10 @@ def fill(case: Case, world: World) -> str:
             return "not-a-valid-token"
         if name in ("account_id", "status_id", "notification_id"):  # the Mastodon API: no such account,
             return str(world.ids["nothing"])  # status or notification, so 404 for every caller allowed
+        if name == "media_id":  # the Mastodon API: no such upload, 404 for every caller allowed
+            return str(world.ids["nothing"])
+        if name == "hashtag":  # the Mastodon API's tag timeline: a tag no note carries, an empty page
+            return "nothing"
         if name == "fid":
             return str(world.ids["nothing"])  # no pending follow request: everybody allowed gets 404
         raise AssertionError(f"no fixture for path parameter {name!r} in {path}")
@@ -246,7 +252,8 @@ def fill(case: Case, world: World) -> str:
 # (test_private_repositories_are_absent) and tests/forge/test_webhooks.py.
 _OBJECT_PARAMS = ("{archive", "{branch", "{sha", "{ref", "{hook_id", "{delivery_id", "/contents/{path",
                   "/raw/{path", "/media/{path", "{line_id",  # line_id: a cart line (the matrix has no cart)
-                  "{account_id", "{status_id", "{notification_id")  # the Mastodon API's (federation/mastodon)
+                  "{account_id", "{status_id", "{notification_id", "{media_id",  # the Mastodon API's
+                  "/social/media/{name")  # (federation/mastodon)
 
 
 def _names_object(path: str) -> bool:

@@ -49,7 +49,8 @@ class Timelines:
         self.session = fed.session
 
     async def page(self, user: User, tab: Tab, cursor: Cursor | None, *, size: int = 0,
-                   newer: Cursor | None = None, oldest_first: bool = False) -> TimelinePage:
+                   newer: Cursor | None = None, oldest_first: bool = False,
+                   count_unread: bool = True) -> TimelinePage:
         """A page of the timeline, newest first, older than ``cursor``. The Mastodon API also asks
         for ``size`` notes newer than ``newer`` (``since_id``), or (``oldest_first``, its
         ``min_id``) the ``size`` notes right after ``newer``, still shown newest first."""
@@ -76,6 +77,15 @@ class Timelines:
             objs = list((await session.scalars(base.where(
                 APObject.attributed_to.in_(authors), APObject.visibility != "direct"
             ).order_by(*newest_first).limit(more))).all())
+            if len(objs) == more:
+                # The page ends within these notes: a direct or boosted note past the last of them
+                # could not be on it, so those two queries read only this window (an index range
+                # on ``published``), not every direct or boosted note ever stored.
+                edge = Cursor(objs[-1].published or EPOCH, objs[-1].id)
+                window = older_than(APObject.published, APObject.id, edge) if oldest_first else \
+                    newer_than(APObject.published, APObject.id, edge)
+                assert window is not None
+                base = base.where(window)
             # Direct notes: the member's own, and those that told them (a mention or reply).
             told = select(Notification.object_id).where(Notification.user_id == user.id,
                                                         Notification.kind.in_(("mention", "reply")))
@@ -111,7 +121,8 @@ class Timelines:
         if oldest_first:
             shown, token = shown[::-1], ""
         notes = await note_views(session, me, shown, boosters)
-        unread = await Notifications(session, self.fed.urls).unread(user, me.uri, limited)
+        # The API's timelines show no unread count: they skip its query (``count_unread=False``).
+        unread = await Notifications(session, self.fed.urls).unread(user, me.uri, limited) if count_unread else 0
         suggestions = await self.suggestions(me, following, hidden) if not notes and cursor is None else []
         return TimelinePage(me=me, notes=notes, unread=unread, older=token, suggestions=suggestions)
 
@@ -142,15 +153,17 @@ class Timelines:
         views = await note_views(self.session, me, [obj, *replies])
         return NotePage(me=me, note=views[0], replies=views[1:])
 
-    async def compose(self, user: User, form: ComposeForm) -> APObject:
-        """Post a note; raises OutboxError or FetchError with a message for the member."""
+    async def compose(self, user: User, form: ComposeForm, *,
+                      attachment: list[dict[str, Any]] | None = None) -> APObject:
+        """Post a note (``attachment``: AS2 documents of the member's uploads); raises OutboxError
+        or FetchError with a message for the member."""
         async def work() -> APObject:
             me = await self.fed.local_actor_for_user(user)
             content = await expand_short_mentions(self.session, form.content, me.domain)
             # The stored content keeps the full ``@bob@host`` handle: it is the note's ActivityPub
             # document (its URL, the outbox, every Update). Pages here shorten it (NoteView.content_html).
             return await Outbox(self.fed).post_note(me, content, visibility=form.visibility, summary=form.summary,
-                                                    in_reply_to=form.in_reply_to)
+                                                    in_reply_to=form.in_reply_to, attachment=attachment)
 
         # Mentions and the replied-to author may need fetching: settle orders that before writes.
         return await self.fed.settle(work, keep=[user])

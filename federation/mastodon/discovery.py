@@ -1,0 +1,171 @@
+"""The Mastodon API's discovery methods, through the social hub's :class:`Discovery` service:
+
+- ``GET /api/v1/statuses/:id/favourited_by`` and ``/reblogged_by``
+  (docs.joinmastodon.org/methods/statuses/#favourited_by), Link-paged by the like or boost row;
+- ``GET /api/v1/timelines/tag/:hashtag`` (docs.joinmastodon.org/methods/timelines/#tag);
+- ``GET /api/v2/search`` (docs.joinmastodon.org/methods/search/#v2): accounts, statuses and
+  hashtags; ``resolve=true`` looks a ``user@host`` or profile URL up on its server, through the
+  federation layer's SSRF-safe client (:meth:`Accounts.resolve`).
+
+Its own router, beside :mod:`federation.mastodon.api`'s, with the same errors, CORS and scopes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, Router, get
+from litestar.di import Provide
+from litestar.exceptions import ClientException, HTTPException
+
+from app.responses import PRIVATE
+from app.settings import Settings
+from federation.activitypub.core import Federation
+from federation.activitypub.models import Actor
+from federation.mastodon import entities as e
+from federation.mastodon.api import base_url, mastodon_error, need, paged, status_cursor, user_of
+from federation.mastodon.params import bad_request, link_header, paging, some_id
+from federation.mastodon.render import Render
+from federation.oauth.cors import CORSMiddleware
+from federation.social.deps import HUB
+from federation.social.schemas import Lookup
+from federation.social.services import AccountProblem, Accounts
+from federation.social.services.discovery import Discovery, Reaction
+
+SEARCH_TYPES = ("accounts", "statuses", "hashtags")
+MAX_OFFSET = 1000  # search pages past this are a crawl, not a member looking for something
+
+
+class History(msgspec.Struct, kw_only=True):
+    day: str
+    uses: str
+    accounts: str
+
+
+class TagResult(msgspec.Struct, kw_only=True):
+    """Mastodon's Tag entity (docs.joinmastodon.org/entities/Tag/); ``history`` is left empty
+    (no per-day counts are kept), which clients accept."""
+
+    name: str
+    url: str
+    history: list[History]
+
+
+class SearchResults(msgspec.Struct, kw_only=True):
+    accounts: list[e.Account]
+    statuses: list[e.Status]
+    hashtags: list[TagResult]
+
+
+def provide_discovery(fed: Federation) -> Discovery:
+    return Discovery(fed)
+
+
+def tag_url(base: str, name: str) -> str:
+    return f"{base}/api/v1/timelines/tag/{name}"
+
+
+def _int(request: Request[Any, Any, Any], name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return max(low, min(high, int(raw)))
+    except ValueError:
+        raise bad_request(f"'{name}' must be a number.") from None
+
+
+async def _reactors(status_id: str, request: Request[Any, Any, Any], discovery: Discovery, settings: Settings,
+                    kind: Reaction) -> Response[Any]:
+    oid = some_id(status_id, "id")
+    assert oid is not None  # a path segment is never empty
+    page = paging(request, default=40, cap=80)
+    rows, me = await discovery.reactors(user_of(request), oid, kind, before=page.max_id, size=page.limit)
+    accounts = await Render(discovery.session, base_url(settings), me).accounts([a for _, a in rows])
+    # The Link cursors are the like/boost rows, not account ids (design note §5).
+    return paged([accounts[a.uri] for _, a in rows],
+                 link_header(base_url(settings), request, [str(rid) for rid, _ in rows]))
+
+
+@get("/api/v1/statuses/{status_id:str}/favourited_by", opt=need("read:statuses"))
+async def favourited_by(status_id: str, request: Request[Any, Any, Any], discovery: Discovery,
+                        settings: Settings) -> Response[Any]:
+    return await _reactors(status_id, request, discovery, settings, "like")
+
+
+@get("/api/v1/statuses/{status_id:str}/reblogged_by", opt=need("read:statuses"))
+async def reblogged_by(status_id: str, request: Request[Any, Any, Any], discovery: Discovery,
+                       settings: Settings) -> Response[Any]:
+    return await _reactors(status_id, request, discovery, settings, "boost")
+
+
+@get("/api/v1/timelines/tag/{hashtag:str}", opt=need("read:statuses"))
+async def tag_timeline(hashtag: str, request: Request[Any, Any, Any], discovery: Discovery,
+                       settings: Settings, local: str = "") -> Response[Any]:
+    page = paging(request)
+    session = discovery.session
+    newer = await status_cursor(session, page.min_id or page.since_id)
+    me, views = await discovery.tagged(user_of(request), hashtag, await status_cursor(session, page.max_id),
+                                       size=page.limit, newer=newer, oldest_first=page.min_id is not None,
+                                       local_only=local.lower() in ("1", "true"))
+    statuses = await Render(session, base_url(settings), me).statuses(views, wrap_boosts=False)
+    return paged(statuses, link_header(base_url(settings), request, [s.id for s in statuses]))
+
+
+@get("/api/v2/search", opt=need("read:search"))
+async def search(request: Request[Any, Any, Any], discovery: Discovery, accounts: Accounts,
+                 settings: Settings, q: str = "", type: str = "", resolve: str = "") -> SearchResults:
+    """Accounts, statuses and hashtags matching ``q``; ``type`` narrows to one kind. A remote
+    account is looked up on its server only with ``resolve=true`` (Mastodon's rule)."""
+    if type and type not in SEARCH_TYPES:
+        raise ClientException(f"'type' must be one of {', '.join(SEARCH_TYPES)}.", status_code=422)
+    words = q.strip()
+    if not words:
+        raise bad_request("Missing parameter: q")
+    if len(words) > 500:
+        raise ClientException("'q' is too long (at most 500 characters).", status_code=422)
+    size = _int(request, "limit", 20, 1, 40)
+    offset = _int(request, "offset", 0, 0, MAX_OFFSET)
+    user = user_of(request)
+    base = base_url(settings)
+    found: list[Actor] = []
+    statuses: list[e.Status] = []
+    tags: list[TagResult] = []
+    me = await discovery.me(user)
+    if type in ("", "accounts"):
+        found = await discovery.accounts(user, words, size=size, offset=offset)
+        if resolve.lower() in ("1", "true") and offset == 0 and (wanted := _remote_lookup(words)) is not None:
+            try:
+                actor, _notice = await accounts.resolve(user, wanted)
+            except AccountProblem:
+                actor = None  # not found or not reachable: search answers with what it has
+            if actor is not None and all(a.uri != actor.uri for a in found):
+                found = [actor, *found][:size]
+    if type in ("", "statuses"):
+        me, views = await discovery.statuses(user, words, size=size, offset=offset)
+        statuses = await Render(discovery.session, base, me).statuses(views, wrap_boosts=False)
+    if type in ("", "hashtags"):
+        tags = [TagResult(name=n, url=tag_url(base, n), history=[])
+                for n, _uses in await discovery.hashtags(words, size=size, offset=offset)]
+    rendered = await Render(discovery.session, base, me).accounts(found)
+    await discovery.session.commit()  # a resolved account was stored
+    return SearchResults(accounts=[rendered[a.uri] for a in found], statuses=statuses, hashtags=tags)
+
+
+def _remote_lookup(words: str) -> Lookup | None:
+    """``user@host`` (an ``@`` in front or not) or an https profile URL; else None."""
+    if words.startswith("https://") and " " not in words:
+        return Lookup(url=words)
+    user, at, host = words.removeprefix("@").partition("@")
+    if at and user and host and " " not in words and "." in host:
+        return Lookup(user=user, host=host.lower())
+    return None
+
+
+HANDLERS = [favourited_by, reblogged_by, tag_timeline, search]
+
+router = Router(path="/", route_handlers=HANDLERS,
+                dependencies={**HUB, "discovery": Provide(provide_discovery, sync_to_thread=False)},
+                middleware=[CORSMiddleware()], exception_handlers={HTTPException: mastodon_error},
+                cache_control=PRIVATE)
