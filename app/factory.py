@@ -144,13 +144,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
             return
         from app.db import make_sessionmaker
         from app.jobs import JobContext
-        from app.jobs.worker import worker_once_per_machine
+        from app.jobs.worker import worker_in_background
 
         # One in-process worker per machine however many web processes run (-W N): whichever
         # holds the lock under DATA_DIR runs it; the others take over if it dies (app/jobs/worker.py).
         sessionmaker = make_sessionmaker(alchemy.get_engine(), settings)
-        async with worker_once_per_machine(settings.data_dir / "job-worker.lock", sessionmaker,
-                                           JobContext(sessionmaker=sessionmaker, settings=settings)):
+        async with worker_in_background(sessionmaker, JobContext(sessionmaker=sessionmaker, settings=settings),
+                                        lock_path=settings.data_dir / "job-worker.lock"):
             yield
 
     @asynccontextmanager

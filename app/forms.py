@@ -162,7 +162,8 @@ def confirm_page(*, question: str, action: str, cancel: str, button: str = "Dele
 
 # Words in a field path that read better written out than with their underscores replaced.
 _FIELD_WORDS = {"sku": "SKU", "compare_at": "compare-at price", "weight_grams": "weight (grams)",
-                "low_stock_threshold": "low-stock threshold", "id": "row"}
+                "low_stock_threshold": "low-stock threshold", "id": "row",
+                "slot": "collection point and time"}
 
 
 def field_label(name: str) -> str:

@@ -37,7 +37,6 @@ __all__ = [
     "install_signal_handlers",
     "run_worker_forever",
     "worker_in_background",
-    "worker_once_per_machine",
 ]
 
 log = logging.getLogger("app.jobs")
@@ -503,20 +502,54 @@ def install_signal_handlers(stop_event: StopEvent) -> Callable[[], None]:
 
 @asynccontextmanager
 async def worker_in_background(
-    sessionmaker: SessionMaker, context: JobContext | None = None, **worker_options: Any
+    sessionmaker: SessionMaker,
+    context: JobContext | None = None,
+    *,
+    lock_path: Path | None = None,
+    retry_interval: float = 5.0,
+    **worker_options: Any,
 ) -> AsyncIterator[Worker]:
     """Run a :class:`Worker` in a background task for the body of the ``async with``.
 
     Leaving the block, normally or by an exception, stops it gracefully (running jobs get
     ``shutdown_grace`` seconds, then are released); if the enclosing task is cancelled, running
-    jobs are released at once. ``worker_options`` go to :class:`Worker`. For the web app's
-    lifespan.
+    jobs are released at once. ``worker_options`` go to :class:`Worker`.
+
+    With ``lock_path`` (the web app's lifespan) the worker runs only in whichever process of this
+    machine holds that file's exclusive ``flock``: ``rose-ash run -W N`` starts N web processes
+    with the same settings; each enters this, one takes the lock and runs the worker, the others
+    try again every ``retry_interval`` seconds, so when the holder dies (even by SIGKILL, since
+    the kernel drops a dead process's locks) another one takes over within that time. A lock
+    rather than a row or a leader lease in the database: it needs no clean-up after a crash and
+    costs no write. Jobs are claimed exactly once by any number of workers anyway
+    (app/jobs/queue.py); the lock keeps it to one worker's concurrency and polling per machine,
+    not one per web process. The yielded worker then runs only while the lock is held.
     """
     worker = Worker(sessionmaker, context=context, **worker_options)
     stop = anyio.Event()
     error: BaseException | None = None
+
+    async def run() -> None:
+        if lock_path is None:
+            await worker.run(stop)
+            return
+        while not stop.is_set():
+            fd = try_lock(lock_path)
+            if fd is None:
+                with anyio.move_on_after(retry_interval):
+                    await stop.wait()
+                continue
+            try:
+                log.info("process %d holds %s: it runs this machine's in-process job worker", os.getpid(), lock_path)
+                IN_PROCESS_WORKERS.set(1)
+                await worker.run(stop)
+            finally:
+                IN_PROCESS_WORKERS.set(0)
+                os.close(fd)
+            return
+
     async with anyio.create_task_group() as tg:
-        tg.start_soon(worker.run, stop, name=f"job worker {worker.worker_id}")
+        tg.start_soon(run, name=f"job worker {worker.worker_id}")
         try:
             yield worker
         except anyio.get_cancelled_exc_class():
@@ -546,51 +579,6 @@ def try_lock(path: Path) -> int | None:
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())  # who holds it, for an operator reading the file
     return fd
-
-
-@asynccontextmanager
-async def worker_once_per_machine(
-    lock_path: Path,
-    sessionmaker: SessionMaker,
-    context: JobContext | None = None,
-    *,
-    retry_interval: float = 5.0,
-    **worker_options: Any,
-) -> AsyncIterator[None]:
-    """Run the in-process worker in whichever process of this machine holds ``lock_path``.
-
-    ``rose-ash run -W N`` starts N web processes with the same settings; each enters this, one
-    takes the exclusive ``flock`` and runs a :class:`Worker`, the others try again every
-    ``retry_interval`` seconds, so when the holder dies (even by SIGKILL, since the kernel drops
-    a dead process's locks) another one takes over within that time. A lock rather than a row
-    or a leader lease in the database: it needs no clean-up after a crash and costs no write.
-    Jobs are claimed exactly once by any number of workers anyway (app/jobs/queue.py); the lock
-    keeps it to one worker's concurrency and polling per machine, not one per web process.
-    """
-    stop = anyio.Event()
-
-    async def hold_and_run() -> None:
-        while not stop.is_set():
-            fd = try_lock(lock_path)
-            if fd is None:
-                with anyio.move_on_after(retry_interval):
-                    await stop.wait()
-                continue
-            try:
-                log.info("process %d holds %s: it runs this machine's in-process job worker", os.getpid(), lock_path)
-                IN_PROCESS_WORKERS.set(1)
-                await Worker(sessionmaker, context=context, **worker_options).run(stop)
-            finally:
-                IN_PROCESS_WORKERS.set(0)
-                os.close(fd)
-            return
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(hold_and_run, name="in-process job worker (once per machine)")
-        try:
-            yield
-        finally:
-            stop.set()
 
 
 async def run_worker_forever(

@@ -86,7 +86,8 @@ class OrdersAdmin(Controller):
                 if not await cart_service.mark_paid(order, actor=who, actor_id=actor_id, note="paid at the counter"):
                     return see_other(back, request, f"Order {number} is {order.state.replace('_', ' ')}: "
                                                     "nothing to do.", "error")
-                message = f"Order {number} is now paid."
+                # A cancelled order is never revived: money for it puts it in needs_attention.
+                message = f"Order {number} is now {order.state.replace('_', ' ')}."
             elif action == "fulfil":
                 if order.state == NEEDS_ATTENTION:
                     await cart_service.fulfil(order, actor=who, actor_id=actor_id)

@@ -47,6 +47,14 @@ def _user_id(request: Request[Any, Any, Any]) -> UUID | None:
     return user_id
 
 
+def personal_details_for(request: Request[Any, Any, Any], order: Order) -> bool:
+    """Whether this visitor may see the order's personal details: its member, signed in, or staff."""
+    user = current_user(request)
+    if user is None:
+        return False
+    return bool(user.is_admin) or (order.user_id is not None and order.user_id == _user_id(request))
+
+
 async def current_cart(request: Request[Any, Any, Any], service: CartService, *, create: bool = False) -> Order | None:
     """The visitor's open cart (the member's, or the session's for a guest); made when ``create``."""
     user_id = _user_id(request)
@@ -262,12 +270,18 @@ class CartController(Controller):
         return see_other(f"/cart/order/{token}")
 
     @get("/order/{token:str}", name="cart:order")
-    async def confirmation(self, cart_service: CartService, token: str) -> Template:
-        """The order as its buyer sees it; the token in the address is the capability (guests)."""
+    async def confirmation(self, request: Request[Any, Any, Any], cart_service: CartService,
+                           token: str) -> Template:
+        """The order as its buyer sees it; the token in the address is the capability (guests).
+
+        The token travels in mails, browser history and shared screens, so it shows what a
+        receipt shows (status, items, totals); the delivery address and the email only to the
+        signed-in member who placed the order, or to staff (``personal_details_for``)."""
         order = await cart_service.by_token(token)
         if order is None or order.number is None:
             raise NotFoundException(NOT_FOUND)
-        return Template("cart/order.html", context={"order": order, "o": order_context(order)})
+        return Template("cart/order.html", context={"order": order, "o": order_context(order),
+                                                    "personal": personal_details_for(request, order)})
 
 
 
@@ -286,7 +300,7 @@ class AccountOrdersController(Controller):
     @get("/{number:str}", name="cart:account-order")
     async def order(self, request: Request[Any, Any, Any], cart_service: CartService, number: str) -> Template:
         order = own_order(await cart_service.by_number(number), _user_id(request))
-        return Template("cart/order.html", context={"order": order, "o": order_context(order)})
+        return Template("cart/order.html", context={"order": order, "o": order_context(order), "personal": True})
 
 
 cart_handlers = [CartController]

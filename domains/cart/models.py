@@ -189,5 +189,6 @@ ORDER_STATE = state_machine(Order, "state", {
     PARTIALLY_FULFILLED: {FULFILLED, REFUNDED},
     FULFILLED: {REFUNDED},
     NEEDS_ATTENTION: {PAID, FULFILLED, REFUNDED, CANCELLED},
-    CANCELLED: {REFUNDED, PAID, NEEDS_ATTENTION},  # a payment confirmed after the order lapsed
+    # Money that arrives for a cancelled order never revives it: staff decide (CartService.mark_paid).
+    CANCELLED: {REFUNDED, NEEDS_ATTENTION},
 })

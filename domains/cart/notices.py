@@ -6,6 +6,7 @@ replayed webhook or a retried job from telling twice.
 - ``payment_failed``: the online payment failed; the order waits (until ``paid_by``) for another try.
 - ``cancelled``: the order was cancelled and its stock returned (``reason`` says why).
 - ``refunded``: money went back (the amount, and whether it was the whole payment).
+- ``staff_paid_after_cancel``: money arrived for a cancelled order (it now needs attention).
 - ``staff_new_order``: a new order, to ``ROSE_ASH_CART_STAFF_EMAIL`` or, unset, to every active admin.
 """
 
@@ -24,7 +25,8 @@ from app.settings import Settings
 from domains.account.models import User
 from domains.cart.models import Order
 
-__all__ = ["cancelled", "payment_failed", "refunded", "staff_addresses", "staff_new_order"]
+__all__ = ["cancelled", "payment_failed", "refunded", "staff_addresses", "staff_new_order",
+           "staff_paid_after_cancel"]
 
 
 def _context(order: Order, settings: Settings, **extra: Any) -> dict[str, Any]:
@@ -78,3 +80,16 @@ async def staff_new_order(db: AsyncSession, settings: Settings, order: Order, li
         await send_mail(db, OutgoingMail(to=address, subject=f"New order {order.number} ({context['total']})",
                                          template="cart/staff_new_order", context=context, tag="order"),
                         unique_key=f"cart-staff-new:{order.id}:{address}")
+
+
+async def staff_paid_after_cancel(db: AsyncSession, settings: Settings, order: Order, *, amount_minor: int,
+                                  checkout_id: str) -> None:
+    """The provider took money for an order that was cancelled: staff refund it or sort it out."""
+    base = settings.base_url.rstrip("/")
+    context = _context(order, settings, email=order.email, amount=format_minor(amount_minor, order.currency),
+                       payment=order.payment_provider, checkout_id=checkout_id,
+                       admin_url=f"{base}/cart/admin/orders/{order.number}")
+    for address in await staff_addresses(db, settings):
+        await send_mail(db, OutgoingMail(to=address, subject=f"Order {order.number} was paid after it was cancelled",
+                                         template="cart/staff_paid_after_cancel", context=context, tag="order"),
+                        unique_key=f"cart-staff-paid-cancelled:{order.id}:{checkout_id}:{address}")

@@ -104,6 +104,11 @@ class CheckoutDetails:
     slot: str = ""
 
 
+def _either(choices: Sequence[str]) -> str:
+    """``A``, ``A or B``, ``A, B or C``: the choices offered, as a sentence says them."""
+    return choices[0] if len(choices) == 1 else ", ".join(choices[:-1]) + " or " + choices[-1]
+
+
 def _quantity(raw: object) -> int:
     """A quantity as typed: a whole number from 0 to MAX_QUANTITY, or InputProblems (422)."""
     text = str(raw).strip()
@@ -395,16 +400,18 @@ class CartService:
             return "", ""  # no slots configured: collection at the shop in its opening hours
         location = " ".join(details.location.split())
         point = next((p for p in points if p.location.casefold() == location.casefold()), None)
+        # The error summary puts "Collection point and time:" before these (app/forms.py
+        # field_label), so each message says what is wrong without naming the field again.
         if point is None:
-            errors["slot"] = ("Choose where to collect: " + ", ".join(p.location for p in points) + "."
+            errors["slot"] = ("Choose " + _either([p.location for p in points]) + "."
                               if not location else f"There is no collection point called {location[:120]!r}; "
-                              "choose one of " + ", ".join(p.location for p in points) + ".")
+                              "choose " + _either([p.location for p in points]) + ".")
             return "", ""
         slot = " ".join(details.slot.split())
         if slot not in point.slots:
-            errors["slot"] = (f"Choose a time slot at {point.location}: " + ", ".join(point.slots) + "."
+            errors["slot"] = (f"Choose a time at {point.location} ({_either(list(point.slots))})."
                               if not slot else f"{slot[:40]!r} is not a time slot at {point.location}; "
-                              "choose one of " + ", ".join(point.slots) + ".")
+                              "choose " + _either(list(point.slots)) + ".")
             return "", ""
         return point.location, slot
 
@@ -477,24 +484,35 @@ class CartService:
 
     async def apply_payment(self, record: PaymentRecord) -> str:
         """Move the order a provider's record (a ``fetch`` result, never a webhook body) is about;
-        idempotent: a replayed or late record moves nothing twice. Returns what happened."""
+        idempotent: a replayed or late record moves nothing twice. Returns what happened.
+
+        Money only ever moves an order out of ``payment_pending``. Every later state is either
+        past payment (paid, fulfilled, refunded: the money is on the books already, so a replay is
+        old news) or a decision somebody took (cancelled, needs attention) that a notice must not
+        undo: see :meth:`mark_paid` for money that arrives after a cancellation."""
         order = await self._load(Order.payment_provider == record.provider, Order.payment_id == record.provider_id)
         if order is None:
             order = await self._load(Order.number == record.reference, Order.payment_provider == record.provider)
         if order is None:
             return "unknown"
         if record.status in (PaymentStatus.PAID, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED):
-            if record.amount_minor != order.total_minor or record.currency != order.currency:
+            matches = record.amount_minor == order.total_minor and record.currency == order.currency
+            paid = record.amount_minor if record.currency == order.currency else 0
+            # The checkout's id goes into the history note: it is how a replay is recognised.
+            note = f"{record.provider} {record.status} {record.provider_id}"
+            if order.state == CANCELLED:
+                return "needs_attention" if await self.mark_paid(
+                    order, actor="payments", note=note, amount_minor=paid, checkout_id=record.provider_id) \
+                    else "unchanged"
+            if not matches:
                 if order.state == PAYMENT_PENDING:
-                    paid = record.amount_minor if record.currency == order.currency else 0
                     await self._move(order, PAYMENT_PENDING, NEEDS_ATTENTION, actor="payments",
                                      note=f"paid {record.amount_minor} {record.currency}, "
-                                          f"order total {order.total_minor} {order.currency}",
+                                          f"order total {order.total_minor} {order.currency} ({note})",
                                      values={"paid_minor": max(paid, 0)})
                     return "needs_attention"
                 return "ignored"
-            return "paid" if await self.mark_paid(order, actor="payments", note=f"{record.provider} {record.status}") \
-                else "unchanged"
+            return "paid" if await self.mark_paid(order, actor="payments", note=note) else "unchanged"
         # Only the order's current checkout speaks for it: after a retry (a new checkout) the old
         # one's "failed" or "expired" is history, not news.
         current = not order.payment_id or record.provider_id == order.payment_id
@@ -609,9 +627,19 @@ class CartService:
     # -- after placement ------------------------------------------------------------------------------
 
     async def mark_paid(self, order: Order, *, actor: str = "payments", actor_id: UUID | None = None,
-                        note: str = "") -> bool:
-        """Move to ``paid`` (idempotent: False when it already moved). A payment for an order that
-        lapsed meanwhile (cancelled, stock released) re-allocates, else goes to ``needs_attention``."""
+                        note: str = "", amount_minor: int | None = None, checkout_id: str = "") -> bool:
+        """Move to ``paid`` (idempotent: False when it already moved).
+
+        A cancelled order is never moved back to ``paid``, whoever cancelled it (staff, or the
+        expiry of an unpaid order): cancelling released its stock and told the customer, and
+        only a person can undo that. Saleor (``OrderStatus.CANCELED``, "permanently canceled
+        order") and Vendure (its default order process gives ``Cancelled`` no way out) both keep
+        the order cancelled and leave the money to staff. We do the same, but put the order in
+        ``needs_attention`` when the money is news (``paid_minor`` was 0 and no earlier move
+        recorded this checkout), so it lands in the staff queue; staff are mailed, the order holds
+        no stock (``holds_stock``), and a refund from there is the usual one. A cancelled order
+        whose money is on the books already (paid, then cancelled) ignores the notice: it is a
+        replay. ``amount_minor`` is what arrived (default: the order's total)."""
         if order.state == PAYMENT_PENDING:
             try:
                 await self._move(order, PAYMENT_PENDING, PAID, actor=actor, actor_id=actor_id, note=note,
@@ -620,20 +648,30 @@ class CartService:
                 return False
             return True
         if order.state == CANCELLED:
+            order = await self.lock(order)
+            if order.state != CANCELLED or order.paid_minor > 0 or (
+                    checkout_id and await self._checkout_recorded(order, checkout_id)):
+                return False
+            amount = order.total_minor if amount_minor is None else amount_minor
+            why = "paid after the order was cancelled: refund it, or take it up with the customer"
             try:
-                async with self.db.begin_nested():
-                    for line in sorted(order.lines, key=lambda x: x.variant_id):
-                        await lock_stock(self.db, [line.variant_id])
-                        if not await allocate(self.db, line.variant_id, line.quantity):
-                            raise InsufficientStock([])
-                    await self._move(order, CANCELLED, PAID, actor=actor, actor_id=actor_id, note=note,
-                                     values={"paid_minor": order.total_minor})
-            except InsufficientStock:
                 await self._move(order, CANCELLED, NEEDS_ATTENTION, actor=actor, actor_id=actor_id,
-                                 note="paid after the order lapsed; stock could not be allocated again",
-                                 values={"paid_minor": order.total_minor})
+                                 note=f"{why} ({note})" if note else why, values={"paid_minor": max(amount, 0)})
+            except TransitionLost:
+                return False
+            await notices.staff_paid_after_cancel(self.db, self.settings, order, amount_minor=amount,
+                                                  checkout_id=checkout_id)
             return True
         return False
+
+    async def _checkout_recorded(self, order: Order, checkout_id: str) -> bool:
+        """Whether a payments move of ``order`` already names ``checkout_id`` (apply_payment's notes)."""
+        found = (await self.db.execute(
+            select(OrderTransition.id).where(OrderTransition.order_id == order.id,
+                                             OrderTransition.actor == "payments",
+                                             OrderTransition.note.contains(checkout_id, autoescape=True))
+            .limit(1))).scalar()
+        return found is not None
 
     async def lock(self, order: Order) -> Order:
         """Lock the order's row until the transaction ends, then read it and its lines afresh.
@@ -651,11 +689,11 @@ class CartService:
     async def holds_stock(self, order: Order) -> bool:
         """Whether the order's lines are allocated right now (call with the row locked).
 
-        Placing allocates; cancelling and a full refund release; a payment for a lapsed
-        (cancelled) order re-allocates before it moves to ``paid``. ``needs_attention`` is the one
-        state reached both ways: from ``payment_pending`` (an amount mismatch: the allocation is
-        still held) and from ``cancelled`` (paid after the lapse, re-allocation failed: nothing is
-        held), so its last entry in the history says which. Releasing when nothing is held would
+        Placing allocates; cancelling and a full refund release; a payment for a cancelled order
+        allocates nothing (:meth:`mark_paid`). ``needs_attention`` is the one state reached both
+        ways: from ``payment_pending`` (an amount mismatch: the allocation is still held) and from
+        ``cancelled`` (paid after the cancellation: nothing is held), so its last entry in the
+        history says which. Releasing when nothing is held would
         free units allocated to other orders (oversell)."""
         if order.state in (PAYMENT_PENDING, PAID, PARTIALLY_FULFILLED, FULFILLED):
             return True

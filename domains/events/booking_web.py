@@ -35,6 +35,7 @@ from sqlalchemy.orm import selectinload
 from app.forms import InputProblems, parse_form, see_other
 from app.headers import PERMISSIONS_POLICY
 from app.responses import PRIVATE
+from app.security import current_user
 from app.settings import Settings
 from domains.account.models import User
 from domains.events.booking_models import CANCELLED, CONFIRMED, Booking
@@ -246,11 +247,19 @@ async def accept_offer(request: Request[User, Any, Any], db_session: AsyncSessio
 
 
 @get("/events/tickets/{secret:str}", name="events:ticket")
-async def ticket(db_session: AsyncSession, secret: str) -> Template:
+async def ticket(request: Request[Any, Any, Any], db_session: AsyncSession, secret: str) -> Template:
+    """A ticket: the secret in the address is the capability (it is what the door scans).
+
+    The link is forwarded, printed and shown at the door, so it shows what a ticket shows (the
+    event, the date, the attendee's name, the code); the dietary needs and the booking's answer
+    only to the signed-in member who booked, or to staff."""
     found = await BookingService(db_session).position(secret)
     if found is None:
         raise NotFoundException("No such ticket.")
     position, booking, event = found
+    viewer = current_user(request)
+    personal = viewer is not None and (bool(viewer.is_admin) or (
+        booking.user_id is not None and booking.user_id == getattr(viewer, "id", None)))
     occ = await BookingService(db_session).date_of(event, booking.occurrence)
     qr = Markup(segno.make(position.secret, error="m").svg_inline(scale=5, omitsize=True,  # noqa: S704
                                                                   title="Ticket code"))
@@ -258,7 +267,7 @@ async def ticket(db_session: AsyncSession, secret: str) -> Template:
         "event": event, "booking": booking, "position": position, "qr": qr,
         "question": (await options_for(db_session, event)).question,
         "when": when_text(event, occ) if occ else "This date has passed.",
-        "valid": booking.state == CONFIRMED and not position.cancelled})
+        "valid": booking.state == CONFIRMED and not position.cancelled, "personal": personal})
 
 
 # -- check-in --------------------------------------------------------------------------------------

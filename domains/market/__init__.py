@@ -98,10 +98,10 @@ domain = Domain(
     setup=("domains.market.fragments", "domains.market.search", "domains.market.jobs"),
     nav=(NavEntry("/market/", "Market", 20),),
     admin=(NavEntry("/market/admin/", "Market products", 30),
-           # No "Producers" entry: the market's own tabs (templates/market/admin/_nav.html) already
-           # link the producers page on every market admin page, and two tabs for one page confuse.
-           NavEntry("/market/admin/low-stock", "Low stock", 32), NavEntry("/market/admin/pages/", "Market pages", 33),
-           NavEntry("/market/admin/import", "Market import", 34)),
+           # No "Producers", "Low stock" or "Import" entries: the market's own tabs
+           # (templates/market/admin/_nav.html) link those on every market admin page, and two
+           # tabs for one page on one screen confuse. "Market pages" is not among the market's tabs.
+           NavEntry("/market/admin/pages/", "Market pages", 33)),
     actor=ServiceActor("market"),
 )
 

@@ -695,6 +695,51 @@ async def test_worker_in_background_runs_jobs_until_the_block_ends(sm: SessionMa
     assert seen == [("the-settings", "bg", 1)]
 
 
+async def test_worker_in_background_with_a_lock_runs_in_one_holder_at_a_time(
+    sm: SessionMaker, reg: JobRegistry, tmp_path: Path
+) -> None:
+    """``lock_path`` (the web app's in-process worker, once per machine): while one holder has the
+    flock, a second one waits (flock conflicts between two open descriptions even in one
+    process), so every job is run by the holder; when it leaves, the other takes over."""
+    ran: list[tuple[str, str | None]] = []
+
+    async def who(ctx: JobContext, payload: Label) -> None:
+        async with ctx.sessionmaker() as session:  # the running job's row names its worker
+            ran.append((payload.label, await session.scalar(
+                select(Job.locked_by).where(Job.kind == "who", Job.state == RUNNING))))
+
+    reg.register("who", Label, who)
+    lock = tmp_path / "run" / "job-worker.lock"
+    options: dict[str, Any] = {"registry": reg, "poll_interval": 0.05, "retry_interval": 0.05, "lock_path": lock}
+
+    async def run_all(*labels: str) -> None:
+        for label in labels:
+            job = await add(sm, "who", Label(label=label), reg)
+
+            async def done(job_id: UUID = job.id) -> bool:
+                return (await load(sm, job_id)).state == DONE
+
+            await wait_for(done, seconds=30)
+
+    two_in, leave_two = anyio.Event(), anyio.Event()
+
+    async def second_process() -> None:
+        async with worker_in_background(sm, worker_id="two", **options):
+            two_in.set()
+            await leave_two.wait()
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            async with worker_in_background(sm, worker_id="one", **options):
+                tg.start_soon(second_process)
+                await two_in.wait()
+                await run_all("a", "b", "c")
+                assert int(lock.read_text()) == os.getpid()  # who holds it, for an operator
+            await run_all("d")  # "one" left: "two" took the lock within its retry interval
+            leave_two.set()
+    assert ran == [("a", "one"), ("b", "one"), ("c", "one"), ("d", "two")]
+
+
 async def test_worker_in_background_releases_jobs_when_the_app_fails_or_is_cancelled(
     sm: SessionMaker, reg: JobRegistry
 ) -> None:

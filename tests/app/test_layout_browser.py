@@ -51,6 +51,9 @@ PAGES: tuple[tuple[str, str], ...] = (
     ("embed-index", "/embed"),
     ("embed", "/embed/{embed}/frame"),
     ("admin", "/admin"),
+    ("market-admin-new", "/market/admin/new"),
+    ("market-admin", "/market/admin/"),
+    ("cart", "/cart/"),
 )
 MAY_BE_ABSENT = frozenset({"/admin"})
 WIDTHS = ((1280, False), (390, True))
@@ -253,3 +256,30 @@ def test_the_page_list_names_the_pages_the_issue_asks_for() -> None:
     for wanted in ("/", "/blog/", "/blog/admin/new", "/forge/", "/social/", "/social/local", "/social/federated",
                    "/account", "/account/settings/tokens", "/embed/x/frame", "/admin"):
         assert wanted in paths, wanted
+
+
+@pytest.mark.parametrize("javascript", [True, False], ids=["js", "no-js"])
+def test_the_site_name_is_shown_whole_when_signed_out(world: World, tmp_path: Path, javascript: bool) -> None:
+    """Signed out, the header holds the brand, Menu, the cart and "Sign in" (and "Sign up" above
+    420 px): at 390 px the site name must still fit (it was cut to "Ro…"), at 1280 px too, nothing
+    overflows, and the Menu button, its icon only on phones, is still called "Menu"."""
+    from tests.helpers.cdp import chromium
+
+    with chromium(tmp_path, browser_or_skip()) as page:
+        page.set_javascript(javascript)
+        for width, mobile in WIDTHS:
+            at_width(page, width, mobile)
+            for path in ("/", "/market/", "/account/login"):
+                page.goto(world.server.base_url + path)
+                if javascript:
+                    page.wait_for("document.readyState === 'complete' && "
+                                  "!document.querySelector('#account-menu[hx-get]')")
+                brand = page.eval("""(() => { const b = document.querySelector('.brand');
+                  const r = b.getBoundingClientRect();
+                  return [b.textContent.trim(), b.scrollWidth <= b.clientWidth, r.left >= 0 && r.right <= innerWidth,
+                          document.documentElement.scrollWidth <= innerWidth]; })()""")
+                assert brand[0].endswith("Rose Ash"), brand
+                assert brand[1:] == [True, True, True], (path, width, brand)
+                assert page.eval("document.querySelector('.nav-toggle-label').textContent.trim()").endswith("Menu")
+                screenshot(page, tmp_path / "screenshots" / f"signed-out{path.replace('/', '_')}-{width}.png", width)
+

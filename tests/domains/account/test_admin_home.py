@@ -39,6 +39,26 @@ class NavLinks(HTMLParser):
             self.depth, self.done = 0, True
 
 
+class AllTabs(HTMLParser):
+    """The links of every ``<nav class="tabs">`` on a page, and how many such navs there are."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inside, self.navs = False, 0
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "nav" and "tabs" in (a.get("class") or "").split():
+            self.inside, self.navs = True, self.navs + 1
+        elif self.inside and tag == "a" and a.get("href"):
+            self.hrefs.append(a["href"] or "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "nav":
+            self.inside = False
+
+
 def nav_links(html: str, cls: str) -> NavLinks:
     parser = NavLinks(cls)
     parser.feed(html)
@@ -54,7 +74,7 @@ def test_admin_pages_follow_the_installed_domains() -> None:
             "/account/newsletters/campaigns", "/blog/admin/",
             "/blog/admin/navigation", "/oauth/admin/clients", "/social/admin/domain-blocks",
             "/social/admin/reports", "/market/admin/",
-            "/market/admin/low-stock", "/market/admin/pages/", "/market/admin/import", "/events/admin/",
+            "/market/admin/pages/", "/events/admin/",
             "/events/admin/calendars", "/cart/admin/orders/"} == set(hrefs)
 
 
@@ -88,6 +108,15 @@ async def test_admin_home_and_every_sidebar_link(client, db_session) -> None:  #
         page = await client.get(below)
         assert page.status_code == 200, below
         assert nav_links(page.text, "tabs").current == [section], below
+    # Beside the market's own tabs, the site's tabs do not link the market's low-stock and import
+    # pages a second time: one tab for each page on the screen.
+    for below in ("/market/admin/", "/market/admin/low-stock", "/market/admin/import", "/market/admin/new"):
+        page = await client.get(below)
+        links = AllTabs()
+        links.feed(page.text)
+        assert links.navs == 2, below  # the site's and the market's
+        for href in ("/market/admin/low-stock", "/market/admin/import"):
+            assert links.hrefs.count(href) == 1, (below, href, links.hrefs)
     # The dashboard leads an administrator there; a member's does not.
     assert 'href="/admin"' in (await client.get("/account")).text
     client.cookies = Cookies(world.jars["bob"])
