@@ -1,8 +1,10 @@
 """forge/process.py: children exec'd by absolute path, exit seen on a pidfd (or by polling), the
-stdout pipe grown on request."""
+stdout pipe grown on request, read in batches; Popen in a worker thread, its child killed if the spawn
+is cancelled."""
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 from pathlib import Path
@@ -57,3 +59,67 @@ async def test_stdout_pipe_grown_on_request() -> None:
         assert await child.wait() == 0
     finally:
         child.close_pipes()
+
+
+async def test_batched_stdout_sends_the_first_piece_at_once_and_ends_on_eof() -> None:
+    # The child cannot write "second" before we answer it on stdin: the first read must return
+    # "first" alone, without waiting for a batch to fill.
+    batching = process.Batching(size=1 << 20, batch=1 << 18, coalesce=0.002)
+    child = await process.spawn(["sh", "-c", "printf first; read x; printf second"], env=ENV, pipe_stdin=True,
+                                batched_stdout=batching)
+    try:
+        assert child.stdout is None and child.stdout_batches is not None and child.stdin is not None
+        assert await child.stdout_batches.read() == b"first"
+        child.stdin.write(b"go\n")
+        await child.stdin.drain()
+        child.stdin.close()
+        rest = b""
+        while chunk := await child.stdout_batches.read():
+            rest += chunk
+        assert rest == b"second"
+        assert await child.stdout_batches.read() == b""  # and stays at end of file
+        assert await child.wait() == 0
+    finally:
+        child.close_pipes()
+
+
+async def test_batched_stdout_reads_everything_in_pieces_no_larger_than_asked() -> None:
+    batching = process.Batching(size=64 * 1024, batch=32 * 1024, coalesce=0.001)
+    child = await process.spawn(["sh", "-c", "head -c 3000000 /dev/zero; printf end"], env=ENV,
+                                stdout_pipe_size=1024 * 1024, batched_stdout=batching)
+    try:
+        assert child.stdout_batches is not None
+        sizes: list[int] = []
+        data = bytearray()
+        while chunk := await child.stdout_batches.read():
+            sizes.append(len(chunk))
+            data += chunk
+        assert len(data) == 3000003 and data.endswith(b"end") and not data[:-3].strip(b"\0")
+        assert max(sizes) <= 64 * 1024
+        assert await child.wait() == 0
+    finally:
+        child.close_pipes()
+
+
+async def test_cancelled_spawn_leaves_no_child_running(tmp_path: Path) -> None:
+    # Popen runs in a worker thread; a caller cancelled meanwhile must not leave git running.
+    marker = tmp_path / "pid"
+    task = asyncio.ensure_future(process.spawn(["sh", "-c", f"echo $$ > {marker}; exec sleep 60"], env=ENV))
+    await asyncio.sleep(0)  # the spawn is under way in its thread
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(200):  # the child may start after the cancellation: it is killed once it does
+        if marker.exists() and marker.read_text().strip():
+            pid = int(marker.read_text())
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            # killed but not yet reaped shows as a zombie
+            if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
+                return
+        await asyncio.sleep(0.05)
+    if not marker.exists():
+        return  # the child never ran its first command: nothing is left running
+    pytest.fail("the child of a cancelled spawn is still running")
