@@ -101,6 +101,13 @@ async def test_batched_stdout_reads_everything_in_pieces_no_larger_than_asked() 
         child.close_pipes()
 
 
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except OSError:
+        return True  # gone
+
+
 async def test_cancelled_spawn_leaves_no_child_running(tmp_path: Path) -> None:
     # Popen runs in a worker thread; a caller cancelled meanwhile must not leave git running.
     marker = tmp_path / "pid"
@@ -117,7 +124,7 @@ async def test_cancelled_spawn_leaves_no_child_running(tmp_path: Path) -> None:
             except ProcessLookupError:
                 return
             # killed but not yet reaped shows as a zombie
-            if Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z"):
+            if _zombie(pid):
                 return
         await asyncio.sleep(0.05)
     if not marker.exists():
