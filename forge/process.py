@@ -7,12 +7,11 @@ size of the app that costs ~45 ms per child, measured with ``git --version``; CP
 ``connect_read_pipe``/``connect_write_pipe``; exit is awaited on a pidfd where the kernel has
 them (:meth:`Child.wait`), else by ``waitpid(WNOHANG)`` polling.
 
-``vfork()`` suspends the calling thread until the child has exec'd, and an executable named
-without a directory is exec'd by trying every ``PATH`` entry in turn: with a long ``PATH`` that is
-a string of failing ``execve`` calls, each a few milliseconds on a loaded host (measured with
-strace under 4 concurrent clones). So the name is resolved to an absolute path once per (name,
-``PATH``) and the child execs that directly, and ``Popen`` runs in a worker thread (:func:`_start`)
-so that even the one ``execve`` does not hold the event loop.
+``vfork()`` suspends the parent (the event loop) until the child has exec'd, and an executable
+named without a directory is exec'd by trying every ``PATH`` entry in turn: with a long ``PATH``
+that is a string of failing ``execve`` calls, each a few milliseconds on a loaded host, during
+which no other clone is streamed (measured with strace under 4 concurrent clones). So the name is
+resolved to an absolute path once per (name, ``PATH``) and the child execs that directly.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ import signal
 import struct
 import subprocess
 import termios
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -132,13 +131,9 @@ async def spawn(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path | None
         stdin if stdin is not None else subprocess.DEVNULL)
     args = list(argv)
     args[0] = executable(args[0], env)
-    child_env = dict(env)
-
-    def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(args, env=child_env, cwd=cwd, stdin=child_stdin, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
-
-    popen = await _start(start)
+    # Popen blocks the loop for the vfork+exec only (a few ms); that is the point of this module.
+    popen = subprocess.Popen(args, env=dict(env), cwd=cwd, stdin=child_stdin,  # noqa: ASYNC220
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
     child = Child(popen)
     try:
         assert popen.stdout is not None and popen.stderr is not None
@@ -159,34 +154,6 @@ async def spawn(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path | None
         child.kill_group()
         raise
     return child
-
-
-async def _start(popen: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
-    """Run ``popen`` in a worker thread.
-
-    ``vfork()`` suspends the calling thread until the child has exec'd, and on a loaded host the
-    child waits for a CPU first: a few ms per spawn measured under load (py-spy: the loop thread
-    in ``_execute_child`` 25% of its busy time serving ref advertisements), during which no other
-    clone on this loop is streamed. CPython releases the GIL around ``vfork()``, so from a worker
-    thread only that thread waits. If the caller is cancelled meanwhile, the child is killed as
-    soon as it exists (no orphan git left running)."""
-    future = asyncio.get_running_loop().run_in_executor(None, popen)
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        future.add_done_callback(_kill_unwanted)
-        raise
-
-
-def _kill_unwanted(future: asyncio.Future[subprocess.Popen[bytes]]) -> None:
-    if future.cancelled() or future.exception() is not None:
-        return
-    popen = future.result()
-    Child(popen).kill_group()
-    for pipe in (popen.stdin, popen.stdout, popen.stderr):
-        if pipe is not None:
-            pipe.close()
-    # Reaped by subprocess's own bookkeeping (Popen.__del__ keeps it until it has exited).
 
 
 @dataclasses.dataclass(frozen=True)
