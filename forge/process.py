@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import functools
 import os
 import shutil
 import signal
+import struct
 import subprocess
+import termios
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
@@ -40,6 +43,8 @@ class Child:
         self.stdin: asyncio.StreamWriter | None = None
         self.stdout: asyncio.StreamReader | None = None
         self.stderr: asyncio.StreamReader | None = None
+        # With ``spawn(..., batched_stdout=...)`` stdout is read through this instead of ``stdout``.
+        self.stdout_batches: BatchedPipeReader | None = None
 
     @property
     def returncode(self) -> int | None:
@@ -88,6 +93,8 @@ class Child:
     def close_pipes(self) -> None:
         if self.stdin is not None:
             self.stdin.close()
+        if self.stdout_batches is not None:
+            self.stdout_batches.close()
         for reader in (self.stdout, self.stderr):
             transport = getattr(reader, "_transport", None)
             if transport is not None:
@@ -109,20 +116,22 @@ def executable(name: str, env: Mapping[str, str]) -> str:
 
 async def spawn(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path | None = None,
                 stdin: IO[bytes] | int | None = None, pipe_stdin: bool = False,
-                stdout_pipe_size: int | None = None) -> Child:
+                stdout_pipe_size: int | None = None, batched_stdout: Batching | None = None) -> Child:
     """Start ``argv`` in its own session with piped stdout/stderr.
 
     ``stdin`` is a file (or fd) for the child to read; with ``pipe_stdin`` the child gets a pipe
     exposed as ``Child.stdin``; otherwise it reads /dev/null. ``stdout_pipe_size`` grows the
     stdout pipe (Linux; capped by /proc/sys/fs/pipe-max-size): a child streaming megabytes then
     writes on while the loop is busy with other requests, and each read takes more at once.
+    With ``batched_stdout`` stdout is read by a :class:`BatchedPipeReader` (``Child.stdout_batches``)
+    instead of a stream reader (``Child.stdout`` stays None).
     """
     loop = asyncio.get_running_loop()
     child_stdin: IO[bytes] | int = subprocess.PIPE if pipe_stdin else (
         stdin if stdin is not None else subprocess.DEVNULL)
-    # Popen blocks the loop for the vfork+exec only (a few ms); that is the point of this module.
     args = list(argv)
     args[0] = executable(args[0], env)
+    # Popen blocks the loop for the vfork+exec only (a few ms); that is the point of this module.
     popen = subprocess.Popen(args, env=dict(env), cwd=cwd, stdin=child_stdin,  # noqa: ASYNC220
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
     child = Child(popen)
@@ -131,7 +140,10 @@ async def spawn(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path | None
         if stdout_pipe_size:
             with contextlib.suppress(OSError):
                 fcntl.fcntl(popen.stdout.fileno(), fcntl.F_SETPIPE_SZ, stdout_pipe_size)
-        child.stdout = await _reader(loop, popen.stdout, max(CHUNK, stdout_pipe_size or 0))
+        if batched_stdout is not None:
+            child.stdout_batches = BatchedPipeReader(popen.stdout, batched_stdout)
+        else:
+            child.stdout = await _reader(loop, popen.stdout, max(CHUNK, stdout_pipe_size or 0))
         child.stderr = await _reader(loop, popen.stderr)
         if pipe_stdin:
             assert popen.stdin is not None
@@ -142,6 +154,82 @@ async def spawn(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path | None
         child.kill_group()
         raise
     return child
+
+
+@dataclasses.dataclass(frozen=True)
+class Batching:
+    """How :class:`BatchedPipeReader` reads: up to ``size`` bytes at once; once a read came back
+    with less than ``batch``, the next waits up to ``coalesce`` seconds for more to arrive."""
+
+    size: int
+    batch: int
+    coalesce: float
+
+
+class BatchedPipeReader:
+    """A child's stdout read straight off the non-blocking pipe, in batches.
+
+    git upload-pack relays pack-objects' output as it comes, in writes of a few KiB (sideband
+    pkt-lines, gitprotocol-pack(5)); a stream reader wakes the consumer for each of them, and in
+    a web server each wake sends its piece through every ASGI send wrapper and the HTTP framing:
+    measured on a 11 MB clone, ~100-170 pieces with a median of 8-16 KiB and three times the
+    server CPU of a threaded CGI host. Here the first data goes out at once; after a short read
+    the next one waits ``coalesce`` seconds while git keeps writing into the (grown) pipe, so a
+    pack goes out in few large pieces. End of file is never waited for: a readable pipe with
+    nothing in it (``FIONREAD`` 0) is the end, and is read at once. Each read is one ``read(2)``
+    of everything in the pipe: no stream-reader buffer in between (no extra copy).
+    """
+
+    def __init__(self, pipe: IO[bytes], batching: Batching) -> None:
+        self._pipe = pipe
+        self._fd = pipe.fileno()
+        os.set_blocking(self._fd, False)
+        self._batching = batching
+        self._short = False  # the previous read came back short: coalesce before the next
+        self._eof = False
+
+    async def read(self) -> bytes:
+        """The next batch; ``b""`` at end of file."""
+        if self._eof:
+            return b""
+        while True:
+            try:
+                data = os.read(self._fd, self._batching.size)
+            except BlockingIOError:
+                await self._readable()
+                if self._short and 0 < _available(self._fd) < self._batching.batch:
+                    await asyncio.sleep(self._batching.coalesce)
+                continue
+            if not data:
+                self._eof = True
+            # The first piece (a ref advertisement's only one) is not held back.
+            self._short = len(data) < self._batching.batch
+            return data
+
+    async def _readable(self) -> None:
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+
+        def on_ready() -> None:  # level-triggered: may run again before the reader is removed
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_reader(self._fd, on_ready)
+        try:
+            await ready
+        finally:
+            loop.remove_reader(self._fd)
+
+    def close(self) -> None:
+        self._pipe.close()
+
+
+def _available(fd: int) -> int:
+    """Bytes waiting in a pipe (``FIONREAD``, pipe(7)); 0 where the ioctl is not supported."""
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
+    except OSError:
+        return 0
 
 
 async def _reader(loop: asyncio.AbstractEventLoop, pipe: IO[bytes], limit: int = CHUNK) -> asyncio.StreamReader:

@@ -45,7 +45,7 @@ from domains.account.models import User
 from forge.access import Allowed, Denied, check_access, may_see
 from forge.config import ForgeConfig
 from forge.deps import DEPENDENCIES
-from forge.process import Child, spawn
+from forge.process import Batching, Child, spawn
 from forge.runtime import ForgeRuntime
 from forge.services import OWNER_NAME, RepoService, repo_name_problem
 from forge.storage import server_config
@@ -65,6 +65,11 @@ CHUNK = 256 * 1024
 # git's output pipe and our reads of it: packs stream in pieces up to this size, so a busy loop
 # (four clones at once) costs git no stalls and each piece one trip through the ASGI send chain.
 PIPE_SIZE = 1024 * 1024
+# git writes its output in pieces of a few KiB; after a short read the next waits this long for
+# more (forge/process.py BatchedPipeReader), so a pack crosses the ASGI send chain in pieces of
+# hundreds of KiB. git keeps writing meanwhile (the pipe holds PIPE_SIZE), so a stream is late by
+# at most one wait at its end, never by one per piece; its end (EOF) is not waited for at all.
+BATCHING = Batching(size=PIPE_SIZE, batch=256 * 1024, coalesce=0.002)
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -201,8 +206,9 @@ class GitRun:
             if self.prefix:
                 yield self.prefix
             child = await spawn(self.argv, env=self.env, cwd=self.cwd, stdin=self.stdin_file,
-                                pipe_stdin=self.stdin_bytes is not None, stdout_pipe_size=PIPE_SIZE)
-            assert child.stdout is not None and child.stderr is not None
+                                pipe_stdin=self.stdin_bytes is not None, stdout_pipe_size=PIPE_SIZE,
+                                batched_stdout=BATCHING)
+            assert child.stdout_batches is not None and child.stderr is not None
             if self.stdin_bytes is not None:
                 tasks.append(asyncio.create_task(_feed(child, self.stdin_bytes)))
             tasks.append(asyncio.create_task(_drain(child.stderr, stderr_tail)))
@@ -213,7 +219,7 @@ class GitRun:
                 if wait <= 0:
                     raise TimeoutError
                 async with asyncio.timeout(wait):  # cheaper than wait_for: no task per chunk
-                    chunk = await child.stdout.read(PIPE_SIZE)
+                    chunk = await child.stdout_batches.read()
                 if not chunk:
                     break
                 yield chunk

@@ -1,5 +1,5 @@
 """forge/process.py: children exec'd by absolute path, exit seen on a pidfd (or by polling), the
-stdout pipe grown on request."""
+stdout pipe grown on request, read in batches."""
 
 from __future__ import annotations
 
@@ -57,3 +57,44 @@ async def test_stdout_pipe_grown_on_request() -> None:
         assert await child.wait() == 0
     finally:
         child.close_pipes()
+
+
+async def test_batched_stdout_sends_the_first_piece_at_once_and_ends_on_eof() -> None:
+    # The child cannot write "second" before we answer it on stdin: the first read must return
+    # "first" alone, without waiting for a batch to fill.
+    batching = process.Batching(size=1 << 20, batch=1 << 18, coalesce=0.002)
+    child = await process.spawn(["sh", "-c", "printf first; read x; printf second"], env=ENV, pipe_stdin=True,
+                                batched_stdout=batching)
+    try:
+        assert child.stdout is None and child.stdout_batches is not None and child.stdin is not None
+        assert await child.stdout_batches.read() == b"first"
+        child.stdin.write(b"go\n")
+        await child.stdin.drain()
+        child.stdin.close()
+        rest = b""
+        while chunk := await child.stdout_batches.read():
+            rest += chunk
+        assert rest == b"second"
+        assert await child.stdout_batches.read() == b""  # and stays at end of file
+        assert await child.wait() == 0
+    finally:
+        child.close_pipes()
+
+
+async def test_batched_stdout_reads_everything_in_pieces_no_larger_than_asked() -> None:
+    batching = process.Batching(size=64 * 1024, batch=32 * 1024, coalesce=0.001)
+    child = await process.spawn(["sh", "-c", "head -c 3000000 /dev/zero; printf end"], env=ENV,
+                                stdout_pipe_size=1024 * 1024, batched_stdout=batching)
+    try:
+        assert child.stdout_batches is not None
+        sizes: list[int] = []
+        data = bytearray()
+        while chunk := await child.stdout_batches.read():
+            sizes.append(len(chunk))
+            data += chunk
+        assert len(data) == 3000003 and data.endswith(b"end") and not data[:-3].strip(b"\0")
+        assert max(sizes) <= 64 * 1024
+        assert await child.wait() == 0
+    finally:
+        child.close_pipes()
+
