@@ -260,11 +260,26 @@ class LazySavepointSQLiteDialect(SQLiteDialect_aiosqlite):
 
     def do_rollback(self, dbapi_connection: Any) -> None:
         _pending_savepoints.pop(getattr(dbapi_connection, "driver_connection", None) or dbapi_connection, None)
+        if _no_transaction(dbapi_connection):
+            return
         super().do_rollback(dbapi_connection)  # type: ignore[no-untyped-call]
 
     def do_commit(self, dbapi_connection: Any) -> None:
         _pending_savepoints.pop(getattr(dbapi_connection, "driver_connection", None) or dbapi_connection, None)
+        if _no_transaction(dbapi_connection):
+            return
         super().do_commit(dbapi_connection)  # type: ignore[no-untyped-call]
+
+
+def _no_transaction(dbapi_connection: Any) -> bool:
+    """True when SQLite has no transaction open on this connection: reads ran in autocommit (see
+    :func:`_sqlite_engine`), so COMMIT and ROLLBACK have nothing to end. The sqlite3 module then
+    does nothing for either, but aiosqlite still hands each to its thread and back; a read-only
+    request ended with two such trips (the session's commit, the pool's reset on return), each
+    waiting for the scheduler on a busy machine. ``in_transaction`` reads the connection's state
+    without a trip (as :meth:`LazySavepointSQLiteDialect.do_savepoint` does)."""
+    driver = getattr(dbapi_connection, "driver_connection", None)
+    return driver is not None and not driver.in_transaction
 
 
 def _forget_savepoint(connection: Connection, name: str) -> bool:

@@ -29,9 +29,7 @@ import asyncio
 import os
 import re
 import secrets
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,8 +38,8 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.pages import free_port, scratch_database, serve_app, wait_ok  # noqa: E402
-from tests.helpers.server import ROSE_ASH  # noqa: E402
+from bench._harness import bare_page, migrated_scratch, require_postgresql  # noqa: E402
+from bench.pages import serve_app  # noqa: E402
 
 CSRF_FIELD = re.compile(r'name="_csrf_token" value="([^"]+)"')
 BULK_SKU, RACE_SKU = "BENCH-BULK", "BENCH-RACE"
@@ -145,7 +143,7 @@ async def checkouts(base_url: str, duration: float, connections: int) -> tuple[f
     return len(times) / elapsed, times, failures
 
 
-async def bare_page(url: str, duration: float, connections: int) -> tuple[float, list[float]]:
+async def bare_requests(url: str, duration: float, connections: int) -> tuple[float, list[float]]:
     times: list[float] = []
     deadline = time.monotonic() + duration
     async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=connections)) as client:
@@ -197,32 +195,14 @@ def main() -> None:
     parser.add_argument("--racers", type=int, default=100)
     parser.add_argument("--race-stock", type=int, default=10)
     args = parser.parse_args()
-    if not args.database_url.startswith("postgresql"):
-        raise SystemExit("--database-url must be a PostgreSQL URL (the benchmark is on PostgreSQL)")
-    with scratch_database(args.database_url) as url, tempfile.TemporaryDirectory(prefix="rose-ash-bench-") as tmp:
-        tmp_path = Path(tmp)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ROSE_ASH_")}
-        env.update({"ROSE_ASH_DATA_DIR": str(tmp_path / "data"), "ROSE_ASH_DATABASE_URL": url, "PYTHONPATH": str(ROOT)})
-        subprocess.run([ROSE_ASH, "database", "upgrade", "--no-prompt"], env=env, cwd=ROOT, check=True,
-                       capture_output=True)
+    require_postgresql(args.database_url)
+    with migrated_scratch(args.database_url) as (url, tmp_path):
         asyncio.run(seed(url, 10_000_000, args.race_stock))
         with serve_app(tmp_path, url, args.workers) as server:
             sample = httpx.get(server.base_url + "/cart/", timeout=30)
-            templates = tmp_path / "bare-templates"
-            templates.mkdir()
-            (templates / "page.html").write_text(sample.text.replace("<title>", "<title>{{ title }}", 1))
-            bare_port = free_port()
-            bare = subprocess.Popen([sys.executable, str(ROOT / "bench" / "pages.py"), "--serve-bare", str(bare_port),
-                                     str(templates)], env={**os.environ, "PYTHONPATH": str(ROOT)},
-                                    start_new_session=True)
-            try:
-                wait_ok(f"http://127.0.0.1:{bare_port}/")
-                asyncio.run(bare_page(f"http://127.0.0.1:{bare_port}/", 2, 4))  # warm up
-                base_rps, base_times = asyncio.run(bare_page(f"http://127.0.0.1:{bare_port}/", args.duration,
-                                                             args.connections))
-            finally:
-                bare.terminate()
-                bare.wait(timeout=10)
+            with bare_page(tmp_path, sample.text) as (bare_url, _pid):
+                asyncio.run(bare_requests(bare_url, 2, 4))  # warm up
+                base_rps, base_times = asyncio.run(bare_requests(bare_url, args.duration, args.connections))
             asyncio.run(checkouts(server.base_url, 2, 2))  # warm up
             rate, times, failures = asyncio.run(checkouts(server.base_url, args.duration, args.connections))
             try:

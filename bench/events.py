@@ -38,9 +38,7 @@ import os
 import random
 import secrets
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from datetime import date, timedelta
@@ -51,9 +49,15 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.market import run_wrk, session_cpu  # noqa: E402
-from bench.pages import PASSWORD, free_port, scratch_database, serve_app, wait_ok  # noqa: E402
-from tests.helpers.server import ROSE_ASH  # noqa: E402
+from bench._harness import (  # noqa: E402
+    bare_page,
+    migrated_scratch,
+    require_postgresql,
+    rotating_script,
+    run_wrk,
+    session_cpu,
+)
+from bench.pages import PASSWORD, serve_app  # noqa: E402
 
 P99_GOAL_MS = 50.0
 PLACES = ("The barn", "Community hall", "Orchard", "Market square", "Library room")
@@ -154,15 +158,6 @@ def one_at_a_time(base_url: str, path: str, count: int, sid: int) -> tuple[float
     return statistics.median(times), max(times), (session_cpu(sid) - cpu) * 1000 / count
 
 
-def rotating(path: Path, target: str) -> Path:
-    """A wrk script sending ``target`` with a fresh ``?n=<counter>-<random>`` (the page cache keys
-    on the query string, so it never answers)."""
-    path.write_text(f'local counter = 0\nrequest = function()\n  counter = counter + 1\n'
-                    f'  return wrk.format("GET", "{target}?n=" .. counter .. "-" .. math.random(1, 1000000000))\n'
-                    "end\n")
-    return path
-
-
 async def checkins(base_url: str, token: str, codes: list[str], concurrency: int) -> tuple[float, float, float, int]:
     """Redeem every code once from ``concurrency`` clients; (per second, p50 ms, p99 ms, count)."""
     queue: asyncio.Queue[str] = asyncio.Queue()
@@ -240,18 +235,12 @@ def main() -> None:
     parser.add_argument("--solo", type=int, default=5, help="requests of each page one at a time, before wrk")
     parser.add_argument("--profile", action="store_true", help="also profile both pages in-process (pyinstrument)")
     args = parser.parse_args()
-    if not args.database_url.startswith("postgresql"):
-        raise SystemExit("--database-url must be a PostgreSQL URL (the benchmark is on PostgreSQL)")
+    require_postgresql(args.database_url)
     if not 0 <= args.series <= args.events:
         raise SystemExit("--series must be between 0 and --events")
     month = f"{date.today():%Y-%m}"
 
-    with scratch_database(args.database_url) as url, tempfile.TemporaryDirectory(prefix="rose-ash-bench-") as tmp:
-        tmp_path = Path(tmp)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ROSE_ASH_")}
-        env.update({"ROSE_ASH_DATA_DIR": str(tmp_path / "data"), "ROSE_ASH_DATABASE_URL": url, "PYTHONPATH": str(ROOT)})
-        subprocess.run([ROSE_ASH, "database", "upgrade", "--no-prompt"], env=env, cwd=ROOT, check=True,
-                       capture_output=True)
+    with migrated_scratch(args.database_url) as (url, tmp_path):
         with serve_app(tmp_path, url, args.workers) as server:
             server.cli("users", "create", "--username", "door", "--email", "door@example.org", "--password", PASSWORD)
             tickets, codes = asyncio.run(seed(url, args))
@@ -264,21 +253,9 @@ def main() -> None:
                 raise SystemExit(f"{month_path} answered {sample.status_code}, /events.ics {feed.status_code}")
             dates_shown = sample.text.count('<li class="cal-')
             feed_events = feed.text.count("BEGIN:VEVENT")
-            templates = tmp_path / "bare-templates"
-            templates.mkdir()
-            (templates / "page.html").write_text(sample.text.replace("<title>", "<title>{{ title }}", 1))
-            bare_port = free_port()
-            bare = subprocess.Popen([sys.executable, str(ROOT / "bench" / "pages.py"), "--serve-bare", str(bare_port),
-                                     str(templates)], env={**os.environ, "PYTHONPATH": str(ROOT)},
-                                    start_new_session=True)
-            try:
-                wait_ok(f"http://127.0.0.1:{bare_port}/")
-                base = run_wrk(f"http://127.0.0.1:{bare_port}/", args.duration, args.connections, args.threads,
-                               cpu_session=bare.pid)
-                print(f"  bare page: {base[0]:.0f} req/s, p99 {base[2]:.1f} ms", flush=True)
-            finally:
-                bare.terminate()
-                bare.wait(timeout=10)
+            with bare_page(tmp_path, sample.text) as (bare_url, bare_pid):
+                base = run_wrk(bare_url, args.duration, args.connections, args.threads, cpu_session=bare_pid)
+                print(f"  bare page: {base.rps:.0f} req/s, p99 {base.p99:.1f} ms", flush=True)
             sid = server.proc.pid if server.proc else 0
             results = {"bare Litestar + 1 Jinja template": base}
             solo: dict[str, tuple[float, float, float]] = {}
@@ -288,7 +265,7 @@ def main() -> None:
                 print(f"  {name} alone: median {solo[name][0]:.0f} ms, slowest {solo[name][1]:.0f} ms, "
                       f"server CPU {solo[name][2]:.1f} ms per request", flush=True)
                 results[name] = run_wrk(server.base_url + path, args.duration, args.connections, args.threads,
-                                        rotating(tmp_path / script, path), cpu_session=sid)
+                                        rotating_script(tmp_path / script, [path]), cpu_session=sid)
                 print(f"  {name}: {results[name][0]:.0f} req/s, p99 {results[name][2]:.1f} ms", flush=True)
                 waited = settle(server.base_url)
                 print(f"  (the server finished the requests wrk gave up on {waited:.0f} s later)", flush=True)

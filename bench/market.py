@@ -29,11 +29,8 @@ import asyncio
 import csv
 import os
 import random
-import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -44,7 +41,8 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.pages import free_port, scratch_database, serve_app, to_ms, wait_ok  # noqa: E402
+from bench._harness import bare_page, migrated_scratch, require_postgresql, rotating_script, run_wrk  # noqa: E402
+from bench.pages import serve_app  # noqa: E402
 from tests.helpers.server import ROSE_ASH  # noqa: E402
 
 VEGETABLES = ("apple", "pear", "plum", "cherry", "carrot", "leek", "onion", "garlic", "potato", "tomato", "kale",
@@ -54,39 +52,6 @@ ADJECTIVES = ("heritage", "organic", "smoked", "spiced", "sweet", "early", "late
 QUERIES = ("apple", "pear jam", "heritage", "smoked garlic", "pumpkin soup", "tom", "organic kale", "cherry",
            "spiced chutney", "wild", "golden beetroot", "carrot cake", "plum", "squash box", "radish", "sweet pea",
            "red onion", "leek", "late potato", "cordial")
-
-
-def session_cpu(sid: int) -> float:
-    """CPU seconds (user + system) used so far by the live processes of session ``sid`` (a server
-    started with ``start_new_session``: its workers included), from /proc."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            rest = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(rest[3]) == sid:
-            total += int(rest[11]) + int(rest[12])
-    return total / ticks
-
-
-def database_cpu(database: str) -> float:
-    """CPU seconds used so far by the live PostgreSQL backends serving ``database`` (found by their
-    process title, ``postgres: USER DATABASE HOST(PORT) STATE``), from /proc: the database's half of
-    a request's cost, which the web processes' CPU leaves out."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            title = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            if not title.startswith("postgres: ") or f" {database} " not in title:
-                continue
-            rest = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        total += int(rest[11]) + int(rest[12])
-    return total / ticks
 
 
 def write_csv(path: Path, rows: int, seed: int = 7) -> None:
@@ -174,47 +139,13 @@ def report_csv(engine: str, elapsed: float, cpu: float, run: Any) -> None:
           f"{CHUNK}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}", flush=True)
 
 
-def run_wrk(url: str, duration: int, connections: int, threads: int, script: Path | None = None, *,
-            cpu_session: int = 0, cpu_database: str = "") -> tuple[float, float, float, int, float, float]:
-    """req/s, p50 ms, p99 ms, the requests wrk gave up on (its 2 s timeout: these are not in its
-    latency percentiles, so a saturated server's p50/p99 read low without them) and the CPU ms per
-    request of the server processes in session ``cpu_session`` and of the PostgreSQL backends of
-    ``cpu_database`` (measured run only, 0 without)."""
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise SystemExit("wrk is not installed (apt-get install wrk)")
-    extra = ["-s", str(script)] if script else []
-    subprocess.run([wrk, "-t1", "-c4", "-d2s", *extra, url], capture_output=True, check=True)  # warm up
-    cpu_before = session_cpu(cpu_session) if cpu_session else 0.0
-    db_before = database_cpu(cpu_database) if cpu_database else 0.0
-    out = subprocess.run([wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", *extra, url],
-                         capture_output=True, text=True, check=True).stdout
-    cpu = session_cpu(cpu_session) - cpu_before if cpu_session else 0.0
-    db_cpu = database_cpu(cpu_database) - db_before if cpu_database else 0.0
-    done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if errors:
-        raise RuntimeError(f"{url}: {errors.group(1)} error responses\n{out}")
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
-    timeouts = re.search(r"Socket errors:.*timeout (\d+)", out)
-    return (rps, p50, p99, int(timeouts.group(1)) if timeouts else 0, cpu * 1000 / max(done, 1),
-            db_cpu * 1000 / max(done, 1))
-
-
 def rotating_queries(path: Path) -> Path:
-    """A wrk script sending each request with the next query of :data:`QUERIES` and a fresh
-    ``&n=<counter>-<random>``: the whole-page cache (fragments/page_cache.py) keys on the query
-    string, so it never answers and every request runs the search (uncached, as the issue asks)."""
+    """A wrk script sending each request with the next query of :data:`QUERIES` and a fresh ``&n=``:
+    the whole-page cache (fragments/page_cache.py) keys on the query string, so it never answers
+    and every request runs the search (uncached, as the issue asks)."""
     from urllib.parse import quote_plus
 
-    queries = ", ".join(f'"/market/search?q={quote_plus(q)}"' for q in QUERIES)
-    path.write_text(f"local paths = {{{queries}}}\nlocal i = 0\nlocal counter = 0\n"
-                    "request = function()\n  i = i % #paths + 1\n  counter = counter + 1\n"
-                    "  return wrk.format(\"GET\", paths[i] .. \"&n=\" .. counter .. \"-\" .. "
-                    "math.random(1, 1000000000))\nend\n")
-    return path
+    return rotating_script(path, [f"/market/search?q={quote_plus(q)}" for q in QUERIES])
 
 
 def main() -> None:
@@ -229,16 +160,12 @@ def main() -> None:
     parser.add_argument("--csv-sqlite", action="store_true",
                         help="also import the same file into a fresh SQLite database (after PostgreSQL)")
     args = parser.parse_args()
-    if not args.database_url.startswith("postgresql"):
-        raise SystemExit("--database-url must be a PostgreSQL URL (the benchmark is on PostgreSQL)")
+    require_postgresql(args.database_url)
     from app.settings import Settings
 
-    with scratch_database(args.database_url) as url, tempfile.TemporaryDirectory(prefix="rose-ash-bench-") as tmp:
-        tmp_path = Path(tmp)
+    with migrated_scratch(args.database_url) as (url, tmp_path):
         env = {k: v for k, v in os.environ.items() if not k.startswith("ROSE_ASH_")}
         env.update({"ROSE_ASH_DATA_DIR": str(tmp_path / "data"), "ROSE_ASH_DATABASE_URL": url, "PYTHONPATH": str(ROOT)})
-        subprocess.run([ROSE_ASH, "database", "upgrade", "--no-prompt"], env=env, cwd=ROOT, check=True,
-                       capture_output=True)
         settings = Settings.from_env({}, data_dir=tmp_path / "data", database_url=url,
                                      secret_key="bench-secret-0123456789abcdef0123456789")
         from app.factory import create_app
@@ -266,20 +193,8 @@ def main() -> None:
             sample = httpx.get(server.base_url + "/market/search?q=apple", timeout=30)
             if sample.status_code != 200 or "apple" not in sample.text.lower():
                 raise SystemExit(f"/market/search?q=apple answered {sample.status_code}")
-            templates = tmp_path / "bare-templates"
-            templates.mkdir()
-            (templates / "page.html").write_text(sample.text.replace("<title>", "<title>{{ title }}", 1))
-            bare_port = free_port()
-            bare = subprocess.Popen([sys.executable, str(ROOT / "bench" / "pages.py"), "--serve-bare", str(bare_port),
-                                     str(templates)], env={**os.environ, "PYTHONPATH": str(ROOT)},
-                                    start_new_session=True)
-            try:
-                wait_ok(f"http://127.0.0.1:{bare_port}/")
-                base = run_wrk(f"http://127.0.0.1:{bare_port}/", args.duration, args.connections, args.threads,
-                               cpu_session=bare.pid)
-            finally:
-                bare.terminate()
-                bare.wait(timeout=10)
+            with bare_page(tmp_path, sample.text) as (bare_url, bare_pid):
+                base = run_wrk(bare_url, args.duration, args.connections, args.threads, cpu_session=bare_pid)
             search = run_wrk(server.base_url + "/market/search?q=apple", args.duration, args.connections,
                              args.threads, script, cpu_session=server.proc.pid if server.proc else 0,
                              cpu_database=make_url(url).database or "")
