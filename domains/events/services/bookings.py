@@ -45,6 +45,7 @@ from domains.events.booking_models import (
     CheckIn,
     EventQuota,
     Position,
+    TicketType,
 )
 from domains.events.models import CANCELLED as EVENT_CANCELLED
 from domains.events.models import Event
@@ -232,6 +233,11 @@ class BookingService:
                 errors["answer"] = f"Answer “{options.question}”."
         else:
             clean_answer = ""  # nothing was asked: nothing is kept
+        if occ is not None and (await self.session.execute(select(TicketType.id).where(
+                TicketType.event_id == event.id, TicketType.occurrence == key, TicketType.active))).first():
+            # A date sold with priced tickets (services/tickets.py) takes no free bookings: they
+            # would let a place be had without paying for it.
+            errors["occurrence"] = "Places on this date are sold as tickets: buy them on the event's page."
         if user is not None and occ is not None:
             already = (await self.session.execute(select(func.count()).select_from(Booking).where(
                 Booking.event_id == event.id, Booking.occurrence == key, Booking.user_id == user.id,
