@@ -17,8 +17,12 @@
 ``controllers.py``  ``/cart/`` pages (``GET /cart/add``: the no-JS confirm step from a product page)
                   and ``/account/orders``; ``api.py`` the storefront JSON API ``/api/cart``.
 
+``sources.py``    the line-source protocol and registry: the cart sells items of other domains (the
+                  market's variants, ``market_source.py``; events' paid tickets) through it.
+
 The market is reached only through ``domains.market.services`` (``offers``, ``lock_stock``,
-``allocate``, ``release``, ``register_reserved``).
+``allocate``, ``release``, ``register_reserved``), from ``market_source.py`` and the product page's
+add-to-cart steps.
 """
 
 from __future__ import annotations

@@ -66,6 +66,17 @@ async def current_cart(request: Request[Any, Any, Any], service: CartService, *,
     return order
 
 
+def _item(form: AddForm) -> dict[str, Any]:
+    """The item another source sells (``source`` and ``item``), or nothing for a market SKU."""
+    if form.source == "market" and not form.item:
+        return {}
+    try:
+        item = UUID(form.item.strip()[:36])
+    except ValueError:
+        raise InputProblems({"sku": "That is not an item we sell."}, status=404) from None
+    return {"source": form.source[:16], "variant_id": item}
+
+
 def _safe_back(value: str) -> str:
     return value if value.startswith("/") and not value.startswith("//") and "\\" not in value else "/cart/"
 
@@ -93,17 +104,27 @@ class CartController(Controller):
 
     @get("/add", name="cart:add-confirm")
     async def add_confirm(self, request: Request[Any, Any, Any], cart_service: CartService,
-                          sku: str = "", quantity: str = "1") -> Template:
-        """The no-JS way in from a (cached, form-less) product page: a GET link lands here and this
-        private page carries the real POST form with its CSRF token: one click more."""
-        offer = next(iter((await offers(cart_service.db, skus=[sku[:200]] if sku.strip() else [])).values()), None)
+                          sku: str = "", quantity: str = "1", source: str = "market", item: str = "") -> Template:
+        """The no-JS way in from a (cached, form-less) product or event page: a GET link lands here
+        and this private page carries the real POST form with its CSRF token: one click more.
+        ``source`` and ``item`` name another line source's item (events: a ticket type)."""
+        offer: Any = None
+        if source != "market" or item:
+            try:
+                offer = await cart_service.offer(source[:16], UUID(item.strip()[:36]))
+            except ValueError:
+                offer = None
+        else:
+            offer = next(iter((await offers(cart_service.db, skus=[sku[:200]] if sku.strip() else [])).values()), None)
         errors: dict[str, str] = {}
         status = 200
         if offer is None or not offer.active:
-            errors, status = {"sku": "That product is not for sale."}, 404
+            errors = {"sku": getattr(offer, "reason", "") or "That product is not for sale."}
+            status = 404 if offer is None else 409
         elif offer.available < 1:
-            errors = {"sku": f"{offer.title} is out of stock."}
+            errors = {"sku": f"{offer.title} is sold out." if source != "market" else f"{offer.title} is out of stock."}
         return Template("cart/add.html", status_code=status, context={
+            "source": source if offer is not None and source != "market" else "",
             "offer": offer, "quantity": quantity[:8], "errors": errors, "max_quantity": MAX_QUANTITY,
             "price": format_minor(offer.price_minor, offer.currency) if offer else ""})
 
@@ -114,7 +135,7 @@ class CartController(Controller):
         order = await current_cart(request, cart_service, create=True)
         assert order is not None
         try:
-            line = await cart_service.add(order, sku=form.sku, quantity=form.quantity)
+            line = await cart_service.add(order, sku=form.sku, quantity=form.quantity, **_item(form))
         except InputProblems as exc:
             if button:  # 422: htmx swaps it, so the message shows where the button was
                 return await self._button(cart_service, form.sku, errors=exc.errors, status=422)
@@ -280,8 +301,7 @@ class CartController(Controller):
         order = await cart_service.by_token(token)
         if order is None or order.number is None:
             raise NotFoundException(NOT_FOUND)
-        return Template("cart/order.html", context={"order": order, "o": order_context(order),
-                                                    "personal": personal_details_for(request, order)})
+        return await _order_page(cart_service, order, personal=personal_details_for(request, order))
 
 
 
@@ -300,7 +320,17 @@ class AccountOrdersController(Controller):
     @get("/{number:str}", name="cart:account-order")
     async def order(self, request: Request[Any, Any, Any], cart_service: CartService, number: str) -> Template:
         order = own_order(await cart_service.by_number(number), _user_id(request))
-        return Template("cart/order.html", context={"order": order, "o": order_context(order), "personal": True})
+        return await _order_page(cart_service, order, personal=True)
+
+
+async def _order_page(service: CartService, order: Order, *, personal: bool) -> Template:
+    """The order with what its lines' sources issued (ticket pages, once the order is paid);
+    ``personal``: whether the viewer may see the address and email (owner or staff)."""
+    issued: dict[str, list[dict[str, str]]] = {}
+    for link in await service.issued(order):
+        issued.setdefault(str(link.item_id), []).append({"label": link.label, "url": link.url})
+    return Template("cart/order.html", context={"order": order, "o": order_context(order), "issued": issued,
+                                                "personal": personal})
 
 
 cart_handlers = [CartController]

@@ -113,7 +113,10 @@ class OrderLine(UUIDv7AuditBase):
     )
 
     order_id: Mapped[UUID] = mapped_column(ForeignKey("cart_order.id", ondelete="CASCADE"), index=True)
-    variant_id: Mapped[UUID] = mapped_column(index=True)  # market's variant (no FK: the market owns its table)
+    # The item's id in its line source (domains/cart/sources.py): market's variant, events' ticket
+    # type (no FK: the source owns its table). Ids are UUIDv7, so they never collide across sources.
+    variant_id: Mapped[UUID] = mapped_column(index=True)
+    source: Mapped[str] = mapped_column(String(16), default="market", server_default="market")
     sku: Mapped[str] = mapped_column(String(64))
     title: Mapped[str] = mapped_column(String(500))
     unit_price_minor: Mapped[int] = mapped_column(Integer)

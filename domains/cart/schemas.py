@@ -10,6 +10,9 @@ __all__ = ["AddForm", "CheckoutForm", "LineForm", "PlaceForm"]
 
 class AddForm(msgspec.Struct, kw_only=True):
     sku: str = ""
+    # Another line source's item (domains/cart/sources.py): ``source=events&item=<ticket type id>``.
+    source: str = "market"
+    item: str = ""
     quantity: str = "1"
     next: str = ""
     # "button": the product page's add-to-cart hole (me.add-to-cart) posting with htmx; it gets

@@ -1,9 +1,12 @@
 """Cart rules: lines, checkout with reservations, placing an order with allocations, transitions.
 
-Stock is never read, compared in Python and then written. Starting checkout locks the variants'
-stock rows (market's ``lock_stock``: ``SELECT … FOR UPDATE`` on PostgreSQL; SQLite serialises
+Every line comes from a line source (domains/cart/sources.py: the market's variants, events' paid
+tickets), reached only through its ``LineSource``; the cart never touches the source's tables.
+
+Stock is never read, compared in Python and then written. Starting checkout locks the lines'
+stock rows (the source's ``lock``: ``SELECT … FOR UPDATE`` on PostgreSQL; SQLite serialises
 writers with ``BEGIN IMMEDIATE``) before reading availability and writing reservations. Placing
-deletes the order's own reservations and allocates every line with market's ``allocate`` (one
+deletes the order's own reservations and allocates every line with its source's ``allocate`` (one
 conditional UPDATE each, whose row count says whether it happened), all inside one savepoint: a
 line short of stock rolls the whole placement back (no allocation, no number, no state change)
 and :class:`InsufficientStock` names the lines and what is available.
@@ -12,7 +15,7 @@ and :class:`InsufficientStock` names the lines and what is available.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -31,6 +34,7 @@ from app.mail.sending import send_mail
 from app.money import format_minor
 from app.settings import Settings
 from domains.cart import notices
+from domains.cart.market_source import MARKET
 from domains.cart.models import (
     CANCELLED,
     CART,
@@ -51,7 +55,7 @@ from domains.cart.models import (
 )
 from domains.cart.money import Line, Totals, compute, delivery_charge, parse_delivery_rates, parse_vat_rates
 from domains.cart.slots import CollectionPoint, parse_collection_slots
-from domains.market.services import VariantOffer, allocate, lock_stock, offers, release
+from domains.cart.sources import LineSource, Offer, OrderRef, SoldLine, TicketLink, register_source, source_named
 from domains.payments.schemas import PaymentRecord, PaymentStatus
 from domains.payments.services import available_providers, request_refresh, webhook_url
 
@@ -63,8 +67,54 @@ MAX_LINES: Final = 100
 OPEN_STATES: Final = (CART, CHECKOUT)
 
 
+register_source(MARKET)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _source(name: str) -> LineSource:
+    found = source_named(name)
+    if found is None:  # a line whose domain is not installed here: nothing may move it
+        raise InputProblems({"sku": f"Items of {name!r} are not sold here."}, status=409)
+    return found
+
+
+async def offers_for(db: AsyncSession, lines: Iterable[OrderLine]) -> dict[UUID, Offer]:
+    """``{item id: offer now}`` for the lines, each asked of its own source (unknown ones absent)."""
+    by_source: dict[str, list[UUID]] = {}
+    for line in lines:
+        by_source.setdefault(line.source, []).append(line.variant_id)
+    found: dict[UUID, Offer] = {}
+    for name, ids in by_source.items():
+        source = source_named(name)
+        if source is not None:
+            found.update(await source.offers(db, ids=ids))
+    return found
+
+
+async def lock_lines(db: AsyncSession, lines: Iterable[OrderLine]) -> None:
+    """Take every source's row locks for the lines, sources in name order and ids sorted within
+    (the order every locker uses, so two cannot deadlock)."""
+    by_source: dict[str, set[UUID]] = {}
+    for line in lines:
+        by_source.setdefault(line.source, set()).add(line.variant_id)
+    for name in sorted(by_source):
+        await _source(name).lock(db, sorted(by_source[name]))
+
+
+def order_ref(order: Order) -> OrderRef:
+    return OrderRef(id=order.id, number=order.number or "", token=order.token, email=order.email,
+                    user_id=order.user_id)
+
+
+def _sold(lines: Iterable[OrderLine]) -> dict[str, list[SoldLine]]:
+    by_source: dict[str, list[SoldLine]] = {}
+    for line in lines:
+        by_source.setdefault(line.source, []).append(
+            SoldLine(item_id=line.variant_id, quantity=line.quantity, title=line.title))
+    return by_source
 
 
 def reserved_term(variant_id: Any) -> Any:
@@ -173,21 +223,24 @@ class CartService:
             await self._move(order, CHECKOUT, CART, actor=actor, values={"reserved_until": None})
 
     async def add(self, order: Order, *, sku: str = "", variant_id: UUID | None = None,
-                  quantity: object = 1) -> OrderLine:
-        """Add ``quantity`` of a variant (by SKU or id); more of one already in the cart adds up."""
+                  quantity: object = 1, source: str = "market") -> OrderLine:
+        """Add ``quantity`` of an item of ``source`` (a market variant by SKU or id, a ticket type by
+        id); more of one already in the cart adds up."""
         wanted = _quantity(quantity)
         if wanted < 1:
             raise InputProblems({"quantity": f"Quantity is a whole number from 1 to {MAX_QUANTITY}."})
         if order.state not in OPEN_STATES:
             raise InputProblems({"order": "This order is already placed: start a new cart."}, status=409)
-        found = await offers(self.db, ids=[variant_id] if variant_id else [],
-                             skus=[sku] if sku and not variant_id else [])
+        seller = source_named(source)
+        found = await seller.offers(self.db, ids=[variant_id] if variant_id else [],
+                                    skus=[sku] if sku and not variant_id else []) if seller else {}
         offer = next(iter(found.values()), None)
         if offer is None or not offer.active:
-            raise InputProblems({"sku": "That product is not for sale."}, status=404 if offer is None else 422)
+            raise InputProblems({"sku": (offer.reason if offer else "") or "That product is not for sale."},
+                                status=404 if offer is None else 422)
         if offer.currency != order.currency:
             raise InputProblems({"sku": f"That product is priced in {offer.currency}, this cart in {order.currency}."})
-        line = next((x for x in order.lines if x.variant_id == offer.id), None)
+        line = next((x for x in order.lines if x.variant_id == offer.id and x.source == offer.source), None)
         total = wanted + (line.quantity if line else 0)
         if total > MAX_QUANTITY:
             raise InputProblems({"quantity": f"At most {MAX_QUANTITY} of one item per order."})
@@ -198,7 +251,8 @@ class CartService:
         snapshot = self.line_snapshot(offer)
         await self._back_to_cart(order)
         if line is None:
-            line = OrderLine(id=uuid7(), order_id=order.id, variant_id=offer.id, sku=offer.sku, title=offer.title[:500],
+            line = OrderLine(id=uuid7(), order_id=order.id, variant_id=offer.id, source=offer.source, sku=offer.sku,
+                             title=offer.title[:500],
                              unit_price_minor=offer.price_minor, quantity=total, **snapshot)
             self.db.add(line)
         else:
@@ -206,6 +260,11 @@ class CartService:
         await self.db.flush()
         await self._refresh(order)
         return line
+
+    async def offer(self, source: str, item_id: UUID) -> Offer | None:
+        """What ``source``'s item ``item_id`` sells as now (None: no such source or item)."""
+        seller = source_named(source)
+        return (await seller.offers(self.db, ids=[item_id])).get(item_id) if seller else None
 
     def _line(self, order: Order, line_id: object) -> OrderLine:
         line = next((x for x in order.lines if str(x.id) == str(line_id)), None)
@@ -220,9 +279,10 @@ class CartService:
         line = self._line(order, line_id)
         wanted = _quantity(quantity)
         if wanted > line.quantity:
-            offer = (await offers(self.db, ids=[line.variant_id])).get(line.variant_id)
+            offer = (await offers_for(self.db, [line])).get(line.variant_id)
             if offer is None or not offer.active:
-                raise InputProblems({"quantity": f"{line.title} is no longer for sale."})
+                raise InputProblems({"quantity": (offer.reason if offer else "")
+                                     or f"{line.title} is no longer for sale."})
             own = await self._own_reserved(order, line.variant_id)
             if wanted > offer.available + own:
                 raise InsufficientStock([Shortage(line.sku, line.title, wanted, offer.available + own)])
@@ -252,7 +312,7 @@ class CartService:
 
     async def price_changes(self, order: Order) -> dict[UUID, int]:
         """``{line id: current price}`` for lines whose variant's price changed since it was added."""
-        now = await offers(self.db, ids=[line.variant_id for line in order.lines])
+        now = await offers_for(self.db, order.lines)
         return {line.id: now[line.variant_id].price_minor for line in order.lines
                 if line.variant_id in now and now[line.variant_id].price_minor != line.unit_price_minor}
 
@@ -264,13 +324,14 @@ class CartService:
             return notes
         await self._back_to_cart(target)
         await self._back_to_cart(source)
-        available = await offers(self.db, ids=[line.variant_id for line in source.lines])
+        available = await offers_for(self.db, source.lines)
         for line in source.lines:
             offer = available.get(line.variant_id)
             if offer is None or not offer.active:
                 notes.append(f"{line.title} is no longer for sale.")
                 continue
-            existing = next((x for x in target.lines if x.variant_id == line.variant_id), None)
+            existing = next((x for x in target.lines if x.variant_id == line.variant_id and x.source == line.source),
+                            None)
             have = existing.quantity if existing else 0
             total = min(have + line.quantity, MAX_QUANTITY, max(offer.available, have))
             if total < have + line.quantity:
@@ -278,7 +339,8 @@ class CartService:
             if existing is not None:
                 existing.quantity = total
             elif total > 0:
-                self.db.add(OrderLine(id=uuid7(), order_id=target.id, variant_id=line.variant_id, sku=line.sku,
+                self.db.add(OrderLine(id=uuid7(), order_id=target.id, variant_id=line.variant_id, source=line.source,
+                                      sku=line.sku,
                                       title=line.title, unit_price_minor=line.unit_price_minor, quantity=total,
                                       tax_class=line.tax_class, tax_rate_bp=line.tax_rate_bp,
                                       unit_weight_grams=line.unit_weight_grams))
@@ -313,9 +375,8 @@ class CartService:
         async with self.db.begin_nested():
             # A write first: on SQLite it takes the write lock (BEGIN IMMEDIATE) before anything is read.
             await self.db.execute(delete(Reservation).where(Reservation.order_id == order.id))
-            variant_ids = [line.variant_id for line in order.lines]
-            await lock_stock(self.db, variant_ids)
-            now = await offers(self.db, ids=variant_ids)  # read under the lock, own holds let go
+            await lock_lines(self.db, order.lines)
+            now = await offers_for(self.db, order.lines)  # read under the lock, own holds let go
             short = [Shortage(line.sku, line.title, line.quantity,
                               now[line.variant_id].available if line.variant_id in now else 0)
                      for line in order.lines
@@ -363,7 +424,7 @@ class CartService:
                                         "set a VAT rate for; it cannot be sold until it has one."})
         return rates[name]
 
-    def line_snapshot(self, offer: VariantOffer) -> dict[str, Any]:
+    def line_snapshot(self, offer: Offer) -> dict[str, Any]:
         """What a line keeps of its variant besides price: tax class, VAT rate, one unit's weight."""
         return {"tax_class": offer.tax_class, "tax_rate_bp": self.vat_rate(offer.tax_class),
                 "unit_weight_grams": offer.weight_grams or 0}
@@ -556,13 +617,14 @@ class CartService:
                 if order.state == CART:
                     await self._move(order, CART, CHECKOUT, actor="customer", actor_id=actor_id)
                 await self.db.execute(delete(Reservation).where(Reservation.order_id == order.id))
-                lines = sorted(order.lines, key=lambda x: x.variant_id)
-                await lock_stock(self.db, [line.variant_id for line in lines])
-                now = await offers(self.db, ids=[line.variant_id for line in lines])
+                lines = sorted(order.lines, key=lambda x: (x.source, x.variant_id))
+                await lock_lines(self.db, lines)
+                now = await offers_for(self.db, lines)
                 short: list[Shortage] = []
                 for line in lines:
                     offer = now.get(line.variant_id)
-                    if offer is None or not offer.active or not await allocate(self.db, line.variant_id, line.quantity):
+                    if offer is None or not offer.active or not await _source(line.source).allocate(
+                            self.db, line.variant_id, line.quantity):
                         short.append(Shortage(line.sku, line.title, line.quantity, offer.available if offer else 0))
                 if short:
                     raise InsufficientStock(short)
@@ -586,7 +648,7 @@ class CartService:
         return placed
 
     async def _price_for_placement(self, order: Order, details: CheckoutDetails,
-                                   now: Mapping[UUID, VariantOffer]) -> Totals:
+                                   now: Mapping[UUID, Offer]) -> Totals:
         """Take the lines' tax class, VAT rate and weight as they are now (the rate in force at
         placement is the one charged), then the order's totals with delivery; money.py computes."""
         for line in order.lines:
@@ -642,8 +704,10 @@ class CartService:
         replay. ``amount_minor`` is what arrived (default: the order's total)."""
         if order.state == PAYMENT_PENDING:
             try:
-                await self._move(order, PAYMENT_PENDING, PAID, actor=actor, actor_id=actor_id, note=note,
-                                 values={"paid_minor": order.total_minor})
+                async with self.db.begin_nested():
+                    await self._move(order, PAYMENT_PENDING, PAID, actor=actor, actor_id=actor_id, note=note,
+                                     values={"paid_minor": order.total_minor})
+                    await self._paid(order)
             except TransitionLost:
                 return False
             return True
@@ -672,6 +736,20 @@ class CartService:
                                              OrderTransition.note.contains(checkout_id, autoescape=True))
             .limit(1))).scalar()
         return found is not None
+
+    async def _paid(self, order: Order) -> None:
+        """Each source issues what was bought (events: the tickets), in the paying transaction."""
+        for name, sold in _sold(order.lines).items():
+            await _source(name).paid(self.db, order_ref(order), sold)
+
+    async def issued(self, order: Order) -> list[TicketLink]:
+        """What the sources issued for the order's lines (ticket pages), for the order page."""
+        links: list[TicketLink] = []
+        for name in sorted({line.source for line in order.lines}):
+            source = source_named(name)
+            if source is not None:
+                links.extend(await source.issued(self.db, order.id))
+        return links
 
     async def lock(self, order: Order) -> Order:
         """Lock the order's row until the transaction ends, then read it and its lines afresh.
@@ -706,10 +784,14 @@ class CartService:
         return came_from == PAYMENT_PENDING
 
     async def release_held(self, order: Order) -> None:
-        """Give back the units not handed over (the caller checked :meth:`holds_stock`, row locked)."""
+        """Give back the units not handed over (the caller checked :meth:`holds_stock`, row locked),
+        and let each source take back what it issued (events cancels the tickets): called when the
+        order is cancelled or fully refunded."""
         for line in order.lines:
             if line.quantity > line.fulfilled_quantity:
-                await release(self.db, line.variant_id, line.quantity - line.fulfilled_quantity)
+                await _source(line.source).release(self.db, line.variant_id, line.quantity - line.fulfilled_quantity)
+        for name, sold in _sold(order.lines).items():
+            await _source(name).voided(self.db, order_ref(order), sold)
 
     async def cancel(self, order: Order, *, actor: str, actor_id: UUID | None = None, note: str = "") -> bool:
         """Cancel an order not yet fulfilled, returning its stock if it holds any (idempotent)."""
@@ -800,7 +882,8 @@ def order_context(order: Order) -> dict[str, Any]:
         "number": order.number or "", "state": order.state, "email": order.email, "fulfilment": order.fulfilment,
         "address": order.address, "notes": order.notes, "payment": order.payment_provider,
         "location": order.collection_location, "slot": order.collection_slot,
-        "lines": [{"title": line.title, "sku": line.sku, "quantity": line.quantity,
+        "lines": [{"title": line.title, "sku": line.sku, "quantity": line.quantity, "source": line.source,
+                   "item": str(line.variant_id),
                    "unit_price": money(line.unit_price_minor), "total": money(total)}
                   for line, total in zip(order.lines, totals.line_totals, strict=True)],
         "subtotal": money(totals.subtotal_minor), "shipping": money(totals.shipping_minor),

@@ -21,8 +21,11 @@ expiring offers (``jobs.py`` sweeps lapsed ones), tickets with secrets and QR co
 check-in (redeem API, the door page, the attendee list), ``/account/bookings``, the bookings API.
 ``members_web.py``: members-only events, on private pages only.
 
-Not built yet (issue 18 items 4, 7, 8): paid tickets through the cart, federation of events and
-the account dashboard.
+``booking_models.TicketType`` + ``services/tickets.py``: priced tickets per date, sold through the
+cart as a line source (domains/cart/sources.py); tickets are issued when the order is paid and
+cancelled when it is cancelled or refunded.
+
+Not built yet (issue 18 items 7, 8): federation of events and the account dashboard.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ domain = Domain(
     routes=_routes,
     cli=_cli,
     models=("domains.events.models", "domains.events.booking_models", "domains.events.feed_models"),
-    setup=("domains.events.fragments", "domains.events.jobs"),
+    setup=("domains.events.fragments", "domains.events.jobs", "domains.events.services.tickets"),
     machine_routes=(r"^/events/[^/]+/checkin/redeem$",),  # token-authenticated (Pretix's redeem API)
     nav=(NavEntry("/events/", "Events", 30),),
     admin=(NavEntry("/events/admin/", "Events", 40), NavEntry("/events/admin/calendars", "Calendars", 41)),

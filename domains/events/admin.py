@@ -7,6 +7,7 @@ back as the form with 422 (409 for a taken slug) and every problem named; nothin
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
@@ -20,8 +21,11 @@ from app.responses import PRIVATE
 from app.settings import Settings
 from domains.account.models import User
 from domains.events.models import PUBLIC, SCHEDULED, Event
+from domains.events.services.bookings import BookingService
 from domains.events.services.events import CalendarForm, EventForm, EventService, SlugTaken, slugify
 from domains.events.services.options import OptionsForm, check_options, options_values, save_options
+from domains.events.services.tickets import create_ticket_type, price_text, set_on_sale, ticket_types
+from domains.events.views import when_text
 
 __all__ = ["admin_handlers"]
 
@@ -158,6 +162,61 @@ class EventsAdmin(Controller):
         return done("/events/admin/", request, f"Deleted “{event.title}”.")
 
 
+class TicketTypeForm(msgspec.Struct, kw_only=True):
+    occurrence: str = ""
+    name: str = ""
+    price: str = ""  # minor units: "1500" is 15.00
+    description: str = ""
+
+
+class TicketsAdmin(Controller):
+    """Priced ticket types per date, sold through the cart (domains/events/services/tickets.py)."""
+
+    path = "/events/admin/{slug:str}/tickets"
+    dependencies = {"events": Provide(provide_events, sync_to_thread=False)}
+    cache_control = PRIVATE
+
+    async def _page(self, events: EventService, settings: Settings, event: Event, values: dict[str, Any],
+                    errors: dict[str, str] | None = None, status: int = 200) -> Template:
+        dates = await BookingService(events.session).dates(event)
+        return Template("events/admin/tickets.html", status_code=status, context={
+            "event": event, "values": values, "errors": errors or {}, "currency": settings.market_currency,
+            "dates": [{"key": d.key, "when": when_text(event, d)} for d in dates],
+            "types": [{"t": t, "price": price_text(t)} for t in await ticket_types(events.session, event)]})
+
+    @get("/", name="events:admin-tickets")
+    async def page(self, events: EventService, settings: Settings, slug: str) -> Template:
+        return await self._page(events, settings, await _found(events, slug), {})
+
+    @post("/", status_code=303)
+    async def create(self, request: Request[User, Any, Any], events: EventService, settings: Settings,
+                     slug: str) -> Response[Any]:
+        event = await _found(events, slug)
+        form = await parse_form(request, TicketTypeForm)
+        try:
+            ticket = await create_ticket_type(events.session, event, occurrence=form.occurrence, name=form.name,
+                                              price_minor=form.price, currency=settings.market_currency,
+                                              description=form.description)
+        except InputProblems as exc:
+            return await self._page(events, settings, event, msgspec.structs.asdict(form), exc.errors,
+                                    status=exc.status)
+        return see_other(f"/events/admin/{event.slug}/tickets", request,
+                         f"{ticket.name} tickets are on sale at {price_text(ticket)}.")
+
+    @post("/{ticket_id:uuid}/sale", status_code=303)
+    async def sale(self, request: Request[User, Any, Any], events: EventService, slug: str,
+                   ticket_id: UUID) -> Response[Any]:
+        """Take a ticket type off sale or put it back (``on=1``); tickets sold stay valid."""
+        event = await _found(events, slug)
+        form = await request.form()
+        on = str(form.get("on", "")) == "1"
+        ticket = await set_on_sale(events.session, event, ticket_id, on=on)
+        if ticket is None:
+            raise NotFoundException("No such ticket type.")
+        return see_other(f"/events/admin/{event.slug}/tickets", request,
+                         f"{ticket.name} tickets are {'on sale' if on else 'off sale'}.")
+
+
 async def _found(events: EventService, slug: str) -> Event:
     event = await events.get(slug)
     if event is None:
@@ -165,4 +224,4 @@ async def _found(events: EventService, slug: str) -> Event:
     return event
 
 
-admin_handlers = [EventsAdmin]
+admin_handlers = [EventsAdmin, TicketsAdmin]

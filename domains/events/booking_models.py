@@ -30,7 +30,7 @@ from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, Integer, Str
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 __all__ = ["BOOKING_STATES", "CANCELLED", "CONFIRMED", "DEFAULT_CANCEL_HOURS", "WAITING", "Booking",
-           "BookingOptions", "CheckIn", "EventQuota", "Position"]
+           "BookingOptions", "CheckIn", "EventQuota", "Position", "TicketType"]
 
 CONFIRMED: Final = "confirmed"
 WAITING: Final = "waiting"
@@ -68,6 +68,28 @@ class EventQuota(UUIDv7AuditBase):
     taken: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class TicketType(UUIDv7AuditBase):
+    """A priced ticket for one date of an event, sold through the cart (services/tickets.py).
+
+    Its places come from the date's :class:`EventQuota`, shared with free bookings and every other
+    ticket type of that date (Pretix's quota shared across items). A paid ticket is a cart line whose
+    item id is this row's id; its booking and positions exist only once the order is paid."""
+
+    __tablename__ = "events_ticket_type"
+    __table_args__ = (
+        CheckConstraint("price_minor > 0", name="price_positive"),
+        UniqueConstraint("event_id", "occurrence", "name", name="uq_events_ticket_type_name"),
+    )
+
+    event_id: Mapped[UUID] = mapped_column(ForeignKey("events_event.id", ondelete="CASCADE"), index=True)
+    occurrence: Mapped[str] = mapped_column(String(15))  # the date's key (services/recurrence.py)
+    name: Mapped[str] = mapped_column(String(120))
+    description: Mapped[str] = mapped_column(Text, default="")
+    price_minor: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
 class Booking(UUIDv7AuditBase):
     __tablename__ = "events_booking"
     __table_args__ = (
@@ -103,6 +125,11 @@ class Booking(UUIDv7AuditBase):
     # server's host, whose accounts together may hold only a share of a date's places.
     remote_actor: Mapped[str | None] = mapped_column(String(2048), default=None)
     remote_host: Mapped[str | None] = mapped_column(String(255), default=None)
+    # A paid booking: the cart order that paid for it (no FK: the cart owns its table) and its
+    # ticket type. Made when the order is paid; cancelled when the order is cancelled or refunded.
+    order_id: Mapped[UUID | None] = mapped_column(default=None, index=True)
+    ticket_type_id: Mapped[UUID | None] = mapped_column(ForeignKey("events_ticket_type.id", ondelete="SET NULL"),
+                                                        default=None)
 
     @property
     def offered(self) -> bool:

@@ -48,6 +48,7 @@ from domains.events.services.events import COLOUR_RE as COLOUR
 from domains.events.services.events import SLUG_RE as SLUG
 from domains.events.services.events import EventService, Listed
 from domains.events.services.recurrence import occurrences, zone
+from domains.events.services.tickets import on_sale
 from domains.events.views import day_groups, event_view, listed_view, listed_views
 from fragments.pages import public_get, render_page
 
@@ -350,7 +351,7 @@ async def event_page(request: Request[Any, Any, Any], db_session: AsyncSession, 
     upcoming = await service.next_occurrences(event, limit=10)
     return await render_page(request, "events/event.html", {
         "event": event_view(event, settings.base_url), "upcoming": [listed_view(Listed(event, o)) for o in upcoming],
-        "zone_name": zone(event.tz).key,
+        "zone_name": zone(event.tz).key, "tickets": await on_sale(db_session, event),
     }, keys=surrogate)
 
 

@@ -224,7 +224,7 @@ def fill(case: Case, world: World) -> str:
             return "RA-2026-000000"  # the cart's orders: no such order, 404 for every member
         if name == "action":
             return "paid"  # the orders admin's moves (on no such order: 404)
-        if name in ("list_id", "campaign_id", "sub_id", "booking_id", "line_id"):  # no such thing: 404
+        if name in ("list_id", "campaign_id", "sub_id", "booking_id", "line_id", "ticket_id"):  # no such thing: 404
             return str(world.ids["nothing"])  # newsletters: no such list or issue, so 404 where allowed
         if name == "token":
             return "not-a-valid-token"

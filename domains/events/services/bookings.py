@@ -45,6 +45,7 @@ from domains.events.booking_models import (
     CheckIn,
     EventQuota,
     Position,
+    TicketType,
 )
 from domains.events.models import CANCELLED as EVENT_CANCELLED
 from domains.events.models import Event
@@ -202,6 +203,11 @@ class BookingService:
             .values(taken=EventQuota.taken + quantity).execution_options(synchronize_session=False))
         return bool(getattr(result, "rowcount", 0) == 1)
 
+    async def sold_as_tickets(self, event: Event, key: str) -> bool:
+        """Whether the date has a priced ticket type on sale (then it takes no free bookings)."""
+        return (await self.session.execute(select(TicketType.id).where(
+            TicketType.event_id == event.id, TicketType.occurrence == key, TicketType.active))).first() is not None
+
     async def book(self, event: Event, key: str, *, user: User | None, name: str, email: str, quantity: int,
                    attendees: list[Attendee] | None = None, answer: str = "") -> Booking:
         """Book ``quantity`` places on the date ``key``: confirmed with tickets, or on the waiting list.
@@ -232,6 +238,10 @@ class BookingService:
                 errors["answer"] = f"Answer “{options.question}”."
         else:
             clean_answer = ""  # nothing was asked: nothing is kept
+        if occ is not None and await self.sold_as_tickets(event, key):
+            # A date sold with priced tickets (services/tickets.py) takes no free bookings: they
+            # would let a place be had without paying for it.
+            errors["occurrence"] = "Places on this date are sold as tickets: buy them on the event's page."
         if user is not None and occ is not None:
             already = (await self.session.execute(select(func.count()).select_from(Booking).where(
                 Booking.event_id == event.id, Booking.occurrence == key, Booking.user_id == user.id,
@@ -606,8 +616,8 @@ async def book_for_remote(session: AsyncSession, event: Event, key: str, *, name
     if event.capacity is None or event.status == EVENT_CANCELLED:
         return REMOTE_CLOSED
     service = BookingService(session)
-    if await service.date_of(event, key) is None:
-        return REMOTE_CLOSED
+    if await service.date_of(event, key) is None or await service.sold_as_tickets(event, key):
+        return REMOTE_CLOSED  # a date sold with priced tickets gives no free places (services/tickets.py)
     await service._quota(event, key)
     try:
         async with session.begin_nested():

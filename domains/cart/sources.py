@@ -1,0 +1,127 @@
+"""Line sources: how the cart sells things that other domains own, without reaching into their tables.
+
+A domain that sells through the cart implements :class:`LineSource` and registers it once per
+process (:func:`register_source`, from its setup module). The cart knows a line only by its
+source's name (``OrderLine.source``) and the item's id there (``OrderLine.variant_id``, UUIDv7, so
+ids never collide across sources); everything else it asks the source:
+
+- ``offers``: what an item sells as now (title, unit price, VAT class, what is available, where
+  its page is), as :class:`Offer` Structs: the contract between the cart and the source;
+- ``lock`` / ``allocate`` / ``release``: capacity moved like stock (design/domains.md §2): ``lock``
+  takes the source's row locks before the cart reads availability (``SELECT … FOR UPDATE`` on
+  PostgreSQL; SQLite's writers are serialised by ``BEGIN IMMEDIATE``), ``allocate`` is one
+  conditional UPDATE whose row count says whether it happened, and both count the cart's
+  unexpired reservations (:func:`reserved_among`), which the cart deletes for its own order first;
+- ``paid`` / ``voided``: the order was paid (issue what was bought), or was cancelled or refunded
+  after holding its lines (take back what was issued; the capacity itself comes back through
+  ``release``). Both are called in the transaction that moves the order, so they commit with it.
+
+The market is the first source (domains/cart/market_source.py); events' paid tickets the second
+(domains/events/services/tickets.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+import msgspec
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domains.cart.models import Reservation
+
+__all__ = ["LineSource", "Offer", "OrderRef", "SoldLine", "TicketLink", "register_source", "reserved_among",
+           "source_named", "sources"]
+
+
+class Offer(msgspec.Struct, frozen=True, kw_only=True):
+    """An item as the cart snapshots it into an order line."""
+
+    id: UUID
+    source: str
+    sku: str  # what staff and the packing list call it (a ticket: "TICKET-<date>")
+    title: str  # "Heritage tomatoes (M)", "Pottery workshop: Standard, Sat 12 December 2026 19:00"
+    price_minor: int
+    currency: str
+    active: bool  # for sale now
+    available: int
+    url: str = ""  # the item's public page (a path)
+    tax_class: str = ""  # "" is the default VAT class
+    weight_grams: int | None = None
+    # Why it is not for sale (shown as the error), when ``active`` is false: "This date has passed."
+    reason: str = ""
+
+
+class OrderRef(msgspec.Struct, frozen=True, kw_only=True):
+    """The order a hook is about."""
+
+    id: UUID
+    number: str
+    token: str
+    email: str
+    user_id: UUID | None
+
+
+class SoldLine(msgspec.Struct, frozen=True, kw_only=True):
+    """One line of the order that belongs to the source."""
+
+    item_id: UUID
+    quantity: int
+    title: str
+
+
+class TicketLink(msgspec.Struct, frozen=True, kw_only=True):
+    """Something issued for a line that the order page links to (a ticket page)."""
+
+    item_id: UUID
+    label: str
+    url: str  # a path
+
+
+class LineSource(Protocol):
+    name: str
+
+    async def offers(self, db: AsyncSession, *, ids: Iterable[UUID] = (),
+                     skus: Iterable[str] = ()) -> dict[UUID, Offer]: ...
+
+    async def lock(self, db: AsyncSession, ids: Iterable[UUID]) -> None: ...
+
+    async def allocate(self, db: AsyncSession, item_id: UUID, quantity: int) -> bool: ...
+
+    async def release(self, db: AsyncSession, item_id: UUID, quantity: int) -> int: ...
+
+    async def paid(self, db: AsyncSession, order: OrderRef, lines: Sequence[SoldLine]) -> None: ...
+
+    async def voided(self, db: AsyncSession, order: OrderRef, lines: Sequence[SoldLine]) -> None: ...
+
+    async def issued(self, db: AsyncSession, order_id: UUID) -> list[TicketLink]: ...
+
+
+_sources: dict[str, LineSource] = {}
+
+
+def register_source(source: LineSource) -> LineSource:
+    """Sell ``source``'s items through the cart from now on (idempotent: the last one of a name wins)."""
+    _sources[source.name] = source
+    return source
+
+
+def source_named(name: str) -> LineSource | None:
+    return _sources.get(name)
+
+
+def sources() -> list[LineSource]:
+    return list(_sources.values())
+
+
+def reserved_among(item_ids: Any) -> ColumnElement[int]:
+    """Units held by unexpired cart reservations of the items ``item_ids`` names (a column, a
+    bound value, or a SELECT of ids): a scalar subquery, 0 when none. A source subtracts it in its
+    availability and in ``allocate``, as the market does (its ``register_reserved``)."""
+    condition = (Reservation.variant_id.in_(item_ids) if hasattr(item_ids, "subquery")
+                 else Reservation.variant_id == item_ids)
+    return (select(func.coalesce(func.sum(Reservation.quantity), 0))
+            .where(condition, Reservation.expires_at > datetime.now(UTC)).scalar_subquery())
