@@ -30,20 +30,20 @@ def _split(value: str, name: str) -> tuple[str, str]:
     return moment.date().isoformat(), moment.strftime("%H:%M")
 
 
-def _check_price(price: str, capacity: str | None) -> None:
-    """``--price``: a whole number of minor units, on an event with places. Priced tickets are bought
-    through the cart, and the events domain has no priced ticket type yet (issue 18 item 4): a valid
-    price is refused too, rather than creating a free event the operator meant to charge for."""
+def _check_price(price: str, capacity: str | None) -> int:
+    """``--price``: a whole number of minor units, on an event with places (a ticket type sells the
+    date's places; priced tickets are bought through the cart, issue 18 item 4)."""
     try:
         minor = int(price.strip())
     except ValueError:
         fail({"price": f"“{price}” is not a whole number of minor units (1250 for 12.50)"})
     if minor < 0:
         fail({"price": "a price cannot be negative"})
+    if minor == 0:
+        fail({"price": "a price of 0 is a free place: leave out --price"})
     if capacity is None:
         fail({"price": "a priced ticket needs places: give --capacity too"})
-    fail({"price": "priced tickets are not available yet (they come with paid tickets through the cart): "
-                   "leave out --price to create free places"})
+    return minor
 
 
 @events_group.command(name="create")
@@ -59,7 +59,8 @@ def _check_price(price: str, capacity: str | None) -> None:
 @click.option("--capacity", default=None, metavar="N",
               help="Places per date (1 to 100,000): members book free places, a full date takes a waiting list.")
 @click.option("--price", default=None, metavar="MINOR",
-              help="Ticket price in minor units of the market's currency (priced tickets: not available yet).")
+              help="Ticket price in minor units of the market's currency: each date sells its places as a "
+                   "\"Standard\" ticket through the cart (needs --capacity).")
 @click.option("--description", default="")
 @click.pass_context
 def events_create(ctx: click.Context, title: str, start: str, end: str, tz: str, dst: str | None, calendar: str,
@@ -72,8 +73,7 @@ def events_create(ctx: click.Context, title: str, start: str, end: str, tz: str,
     # and every check runs before anything is written.
     if capacity is not None and not capacity.strip():
         fail({"capacity": "give a whole number of places from 1 to 100,000, or leave out --capacity"})
-    if price is not None:
-        _check_price(price, capacity)
+    price_minor = None if price is None else _check_price(price, capacity)
     start_date, start_time = _split(start, "start")
     end_date, end_time = _split(end, "end")
     settings = settings_from(ctx)
@@ -83,6 +83,11 @@ def events_create(ctx: click.Context, title: str, start: str, end: str, tz: str,
 
     async def work(session: AsyncSession) -> str:
         event = await EventService(session, base_url=settings.base_url).save(form)
+        if price_minor is not None:  # same transaction: a refused ticket type leaves no event behind
+            from domains.events.services.tickets import create_ticket_types
+
+            await create_ticket_types(session, event, name="Standard", price_minor=price_minor,
+                                      currency=settings.market_currency)
         return event.slug
 
     try:

@@ -75,10 +75,29 @@ def test_events_create_prints_the_public_url_last(tmp_path: Path, server_databas
     assert "not a whole number of minor units" in refused("--capacity", "12", "--price", "12.50")
     assert "cannot be negative" in refused("--capacity", "12", "--price", "-100")
     assert "give --capacity too" in refused("--price", "1250")
-    # A valid price: priced tickets are not built yet (paid tickets through the cart), so it is
-    # refused rather than creating free places the operator meant to charge for.
-    assert "priced tickets are not available yet" in refused("--capacity", "12", "--price", "1250")
+    assert "a free place" in refused("--capacity", "12", "--price", "0")
     assert event_slugs(env) == ["late", "repair-cafe", "sourdough"]
+    # A valid price: each date sells its places as a priced "Standard" ticket through the cart.
+    paid = in_process("--title", "Pasta class", "--capacity", "12", "--price", "1250", "--rrule", "FREQ=WEEKLY;COUNT=3")
+    assert paid.exit_code == 0 and paid.stdout.strip().splitlines()[-1].endswith("/events/pasta-class"), paid.stderr
+    assert ticket_types(env, "pasta-class") == [("Standard", 1250, "EUR")] * 3
+    # A past one-off date has nothing to sell: refused, and the event is not left behind.
+    assert "no upcoming dates" in refused("--title", "Gone", "--start", "2020-01-12T18:00", "--end",
+                                          "2020-01-12T19:00", "--capacity", "5", "--price", "500")
+    assert event_slugs(env) == ["late", "pasta-class", "repair-cafe", "sourdough"]
+
+
+def ticket_types(env: dict[str, str], slug: str) -> list[tuple[str, int, str]]:
+    async def work(session: AsyncSession) -> list[tuple[str, int, str]]:
+        from domains.events.booking_models import TicketType
+        from domains.events.models import Event
+
+        event_id = (await session.execute(select(Event.id).where(Event.slug == slug))).scalar_one()
+        rows = await session.execute(select(TicketType.name, TicketType.price_minor, TicketType.currency)
+                                     .where(TicketType.event_id == event_id))
+        return [tuple(r) for r in rows]
+
+    return list(_session_work(env, work))
 
 
 def _invoke(env: dict[str, str], *args: str) -> Any:
