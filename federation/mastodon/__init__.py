@@ -22,4 +22,4 @@ def _routes() -> list[ControllerRouterHandler]:
     return [router, *routers, discovery, media]
 
 
-domain = Domain(name="mastodon", routes=_routes)
+domain = Domain(name="mastodon", routes=_routes, setup=("federation.mastodon.jobs",))

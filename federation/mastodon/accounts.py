@@ -34,7 +34,8 @@ from app.safe_http import FetchError
 from app.settings import Settings
 from federation.activitypub.core import Federation
 from federation.activitypub.models import Actor, Follow
-from federation.activitypub.moderation import ModerationError
+from federation.activitypub.moderation import ModerationError, hidden_from
+from federation.activitypub.moderation import blocks as blocks_actor
 from federation.activitypub.outbox import OutboxError
 from federation.activitypub.sanitize import sanitize_html, text_to_html
 from federation.mastodon import entities as e
@@ -59,7 +60,9 @@ from fragments.pages import public_get
 __all__ = ["routers"]
 
 ACCOUNTS_DEFAULT, ACCOUNTS_CAP = 40, 80  # Mastodon's limits for lists of accounts
-AVATAR_CACHE = "public, max-age=31536000, immutable"  # a name is its content's digest
+# A name is its content's digest, but which name a member's avatar has changes: an hour, not a
+# year, so a replaced (or removed) avatar leaves browsers and the edge soon after the actor moves on.
+AVATAR_CACHE = "public, max-age=3600"
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 TRUE = ("1", "true", "on")
 FALSE = ("0", "false", "off", "")
@@ -186,9 +189,17 @@ async def _accounts_page(request: Request[Any, Any, Any], settings: Settings, se
 async def _follows(which: Any, account_id: str, request: Request[Any, Any, Any], fed: Federation,
                    relations: Relations, settings: Settings) -> Response[Any]:
     target = await actor_by_id(fed.session, account_id)
+    me = await fed.local_actor_for_user(user_of(request))
+    if target.uri != me.uri and await blocks_actor(fed.session, target.uri, me.uri):
+        # As the ActivityPub collections answer a blocked signer (federation/activitypub/routes.py,
+        # _require_signed_get): blocked looks exactly like absent.
+        raise NotFoundException()
     p = _list_paging(request)
     page = await relations.accounts_of(target, which, before=p.max_id, after=p.min_id or p.since_id,
                                        oldest_first=p.min_id is not None, size=p.limit)
+    hidden = set((await fed.session.scalars(hidden_from(me.uri))).all())
+    if hidden:  # accounts that block the member, or the member blocks, are left off the page
+        page.actors = {uri: actor for uri, actor in page.actors.items() if uri not in hidden}
     return await _accounts_page(request, settings, fed.session, page)
 
 

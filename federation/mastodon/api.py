@@ -32,7 +32,7 @@ from app.safe_http import FetchError
 from app.settings import Settings
 from domains.account.models import User
 from domains.account.services import AccountService
-from domains.market.schemas import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
+from domains.market.schemas import MAX_IMAGE_BYTES
 from federation.activitypub.core import Federation
 from federation.activitypub.models import Actor, Announce, APObject, Follow
 from federation.activitypub.models import Notification as NotificationRow
@@ -40,7 +40,7 @@ from federation.activitypub.moderation import blocks
 from federation.activitypub.outbox import MAX_NOTE, OutboxError
 from federation.activitypub.sanitize import sanitize_html, text_to_html
 from federation.mastodon import entities as e
-from federation.mastodon.attachments import MAX_ATTACHMENTS, claim, document
+from federation.mastodon.attachments import MAX_ATTACHMENTS, MEDIA_PIXELS, claim, document
 from federation.mastodon.params import Paging, body_params, link_header, paging, some_id, text
 from federation.mastodon.render import VISIBILITY_IN, Render, iso, source_text
 from federation.oauth.controllers import registration_open
@@ -149,7 +149,7 @@ def _configuration() -> e.Configuration:
         statuses=e.StatusLimits(max_characters=MAX_NOTE, max_media_attachments=MAX_ATTACHMENTS,
                                 characters_reserved_per_url=23),
         media_attachments=e.MediaLimits(supported_mime_types=["image/jpeg", "image/png", "image/webp"],
-                                        image_size_limit=MAX_IMAGE_BYTES, image_matrix_limit=MAX_IMAGE_PIXELS,
+                                        image_size_limit=MAX_IMAGE_BYTES, image_matrix_limit=MEDIA_PIXELS,
                                         video_size_limit=0, video_frame_rate_limit=0, video_matrix_limit=0),
         polls=e.PollLimits(max_options=0, max_characters_per_option=0, min_expiration=0, max_expiration=0),
         translation=e.Translation(enabled=False))

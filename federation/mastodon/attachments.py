@@ -21,6 +21,9 @@ from federation.activitypub.models import APObject, MediaAttachment
 
 MAX_ATTACHMENTS = 4  # per note, as Mastodon
 MAX_DESCRIPTION = 1500  # alt text characters, as Mastodon
+# The pixel cap on members' uploads (the instance entity's image_matrix_limit says it to apps):
+# decoding costs memory by pixels, not bytes, and a note's image is shown 1280 pixels wide.
+MEDIA_PIXELS = 16_000_000
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 FILE_PATH = "/social/media/"
 

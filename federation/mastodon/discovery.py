@@ -5,7 +5,9 @@
 - ``GET /api/v1/timelines/tag/:hashtag`` (docs.joinmastodon.org/methods/timelines/#tag);
 - ``GET /api/v2/search`` (docs.joinmastodon.org/methods/search/#v2): accounts, statuses and
   hashtags; ``resolve=true`` looks a ``user@host`` or profile URL up on its server, through the
-  federation layer's SSRF-safe client (:meth:`Accounts.resolve`).
+  federation layer's SSRF-safe client (:meth:`Accounts.resolve`), at most 30 times per member
+  in 5 minutes (federation/mastodon/throttle.py). Hashtags come from public and unlisted notes
+  only, so a search never reveals a followers-only or direct note's tag.
 
 Its own router, beside :mod:`federation.mastodon.api`'s, with the same errors, CORS and scopes.
 """
@@ -27,6 +29,7 @@ from federation.mastodon import entities as e
 from federation.mastodon.api import base_url, mastodon_error, need, paged, status_cursor, user_of
 from federation.mastodon.params import bad_request, link_header, paging, some_id
 from federation.mastodon.render import Render
+from federation.mastodon.throttle import SEARCH_RESOLVE, spend
 from federation.oauth.cors import CORSMiddleware
 from federation.social.deps import HUB
 from federation.social.schemas import Lookup
@@ -136,6 +139,8 @@ async def search(request: Request[Any, Any, Any], discovery: Discovery, accounts
     if type in ("", "accounts"):
         found = await discovery.accounts(user, words, size=size, offset=offset)
         if resolve.lower() in ("1", "true") and offset == 0 and (wanted := _remote_lookup(words)) is not None:
+            # Only a search that would fetch from another server counts: typing a name does not.
+            await spend(request, SEARCH_RESOLVE, "searches that look accounts up on other servers")
             try:
                 actor, _notice = await accounts.resolve(user, wanted)
             except AccountProblem:
@@ -147,7 +152,7 @@ async def search(request: Request[Any, Any, Any], discovery: Discovery, accounts
         statuses = await Render(discovery.session, base, me).statuses(views, wrap_boosts=False)
     if type in ("", "hashtags"):
         tags = [TagResult(name=n, url=tag_url(base, n), history=[])
-                for n, _uses in await discovery.hashtags(words, size=size, offset=offset)]
+                for n, _uses in await discovery.hashtags(user, words, size=size, offset=offset)]
     rendered = await Render(discovery.session, base, me).accounts(found)
     await discovery.session.commit()  # a resolved account was stored
     return SearchResults(accounts=[rendered[a.uri] for a in found], statuses=statuses, hashtags=tags)

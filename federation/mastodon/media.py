@@ -7,16 +7,22 @@ An upload goes through the market's image pipeline (domains/market/services/medi
 not consulted), only JPEG, PNG and WebP pass, decompression bombs are refused before decoding,
 the image is turned upright, re-encoded without EXIF/XMP/GPS and resized to at most 1280 pixels
 wide. It is processed before the answer, so the answer is 200 with its URLs (Mastodon answers
-202 only while processing continues).
+202 only while processing continues). Members' uploads are held to :data:`MEDIA_PIXELS` (far below
+the market's staff cap: decoding costs memory by pixels, not bytes), decoded at most two at a time
+(:data:`~federation.social.services.profile.IMAGE_WORK`) and limited to 30 per member per 30
+minutes (Mastodon's own limit, federation/mastodon/throttle.py). An upload no note takes within
+:data:`UNATTACHED_TTL` is removed by the recurring sweep (federation/mastodon/jobs.py).
 
 The files are public by their content hash, as Mastodon's media URLs are (other servers fetch
-them for the notes they receive); only images a member uploaded here are served.
+them for the notes they receive); only images a member uploaded here are served, and only while
+the upload waits for its note or its note stands: a deleted note's images answer 404.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +30,7 @@ import anyio.to_thread
 from litestar import Request, Response, Router, get, post, put
 from litestar.datastructures import UploadFile
 from litestar.exceptions import ClientException, HTTPException, NotFoundException
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app import access
@@ -32,13 +38,16 @@ from app.responses import PRIVATE
 from app.settings import Settings
 from domains.market.schemas import MAX_IMAGE_BYTES
 from domains.market.services.media import MEDIA_NAME, ImageRefused, media_file, process_image
-from federation.activitypub.models import MediaAttachment
+from federation.activitypub.models import APObject, MediaAttachment
 from federation.mastodon.api import base_url, mastodon_error, need, user_of
-from federation.mastodon.attachments import CONTENT_TYPES, MAX_DESCRIPTION, MediaEntity, entity
+from federation.mastodon.attachments import CONTENT_TYPES, MAX_DESCRIPTION, MEDIA_PIXELS, MediaEntity, entity
 from federation.mastodon.params import some_id
+from federation.mastodon.throttle import MEDIA_UPLOADS, spend
 from federation.oauth.cors import CORSMiddleware
+from federation.social.services.profile import IMAGE_WORK
 
 UPLOAD_BODY_LIMIT = MAX_IMAGE_BYTES + 64 * 1024  # the image and the form around it
+UNATTACHED_TTL = timedelta(hours=24)  # Mastodon removes unattached uploads after a day as well
 IMMUTABLE = "public, max-age=31536000, immutable"  # a name is its content's hash: it never changes
 
 
@@ -72,11 +81,13 @@ async def _upload(request: Request[Any, Any, Any], db_session: AsyncSession, set
     if not isinstance(upload, UploadFile):
         raise ClientException("Validation failed: file is missing (send it as multipart form data)", status_code=422)
     description = _description(form.get("description"))
+    await spend(request, MEDIA_UPLOADS, "media uploads")
     data = await upload.read()
     if len(data) > MAX_IMAGE_BYTES:
         raise ClientException(f"File is too large: at most {MAX_IMAGE_BYTES // 1048576} MB", status_code=413)
     try:  # no name or declared type: the bytes alone say what this is
-        processed = await anyio.to_thread.run_sync(lambda: process_image(data))
+        processed = await anyio.to_thread.run_sync(lambda: process_image(data, max_pixels=MEDIA_PIXELS),
+                                                   limiter=IMAGE_WORK)
     except ImageRefused as refused:
         raise ClientException(f"Validation failed: {refused.errors['image']}", status_code=422) from None
     for width, copy in processed.copies.items():
@@ -148,8 +159,11 @@ async def media_file_route(name: str, db_session: AsyncSession, settings: Settin
     if match is None:
         raise NotFoundException()
     sha, width, fmt = match.group("sha"), int(match.group("width")), match.group("ext")
+    # An upload waiting for its note, or on a note that stands; a deleted note's images are gone.
+    standing = or_(MediaAttachment.object_id.is_(None),
+                   MediaAttachment.object_id.in_(select(APObject.id).where(APObject.deleted.is_(False))))
     known = await db_session.scalar(select(MediaAttachment.id).where(
-        MediaAttachment.sha256 == sha, MediaAttachment.format == fmt).limit(1))
+        MediaAttachment.sha256 == sha, MediaAttachment.format == fmt, standing).limit(1))
     path = media_file(settings.data_dir, sha, width, fmt)
     if known is None or not path.is_file():
         raise NotFoundException()

@@ -88,8 +88,13 @@ def _claimed_format(filename: str, content_type: str) -> str | None:
 
 
 def process_image(data: bytes, *, filename: str = "", content_type: str = "",
-                  widths: tuple[int, ...] = IMAGE_WIDTHS) -> ProcessedImage:
-    """Check ``data`` and make its cleaned, resized copies (CPU-bound: run it in a thread)."""
+                  widths: tuple[int, ...] = IMAGE_WIDTHS, max_pixels: int = MAX_IMAGE_PIXELS) -> ProcessedImage:
+    """Check ``data`` and make its cleaned, resized copies (CPU-bound: run it in a thread).
+
+    ``max_pixels`` lowers the pixel cap for callers that take images from many members (the
+    Mastodon API, avatars): decoding costs memory and CPU by pixel count, not file size. It
+    cannot raise the cap above :data:`MAX_IMAGE_PIXELS`, which Pillow enforces on its own."""
+    max_pixels = min(max_pixels, MAX_IMAGE_PIXELS)
     if not data:
         raise ImageRefused("The file is empty.")
     if len(data) > MAX_IMAGE_BYTES:
@@ -102,8 +107,8 @@ def process_image(data: bytes, *, filename: str = "", content_type: str = "",
             with Image.open(io.BytesIO(data), formats=list(FORMATS)) as probe:
                 actual = FORMATS[str(probe.format)]
                 width, height = probe.size
-                if width * height > MAX_IMAGE_PIXELS:
-                    raise ImageRefused(_bomb(width, height))
+                if width * height > max_pixels:  # read from the header: nothing decoded yet
+                    raise ImageRefused(_bomb(width, height, limit=max_pixels))
                 probe.seek(0)  # an animation's first frame is the picture
                 image = ImageOps.exif_transpose(probe)  # upright, as the camera meant it
                 image.load()
@@ -134,9 +139,9 @@ def process_image(data: bytes, *, filename: str = "", content_type: str = "",
                           height=image.height, byte_size=len(data), copies=copies)
 
 
-def _bomb(width: int, height: int, pixels: int = 0) -> str:
+def _bomb(width: int, height: int, pixels: int = 0, *, limit: int = MAX_IMAGE_PIXELS) -> str:
     size = f" ({width:,} x {height:,} pixels)" if width and height else f" ({pixels:,} pixels)" if pixels else ""
-    return (f"The image is too large to open safely{size}: at most {MAX_IMAGE_PIXELS // 1_000_000} megapixels. "
+    return (f"The image is too large to open safely{size}: at most {limit // 1_000_000} megapixels. "
             "Scale it down and upload it again.")
 
 

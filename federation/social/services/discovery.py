@@ -127,13 +127,22 @@ class Discovery:
         shown = [o for o in candidates if may_see(o, me, o.attributed_to in followed)][offset:offset + size]
         return me, await note_views(self.session, me, shown)
 
-    async def hashtags(self, q: str, *, size: int, offset: int = 0) -> list[tuple[str, int]]:
-        """Hashtags in use starting with ``q`` (``#`` optional), with how many notes carry each."""
+    async def hashtags(self, user: User, q: str, *, size: int, offset: int = 0) -> list[tuple[str, int]]:
+        """Hashtags in use starting with ``q`` (``#`` optional), with how many notes carry each.
+
+        Only tags of notes anybody may read count: public and unlisted, not deleted, by accounts
+        not hidden from the member (blocks, mutes, limited domains), so a followers-only or direct
+        note's tag is never revealed by a search (Mastodon's trends count the same notes)."""
+        me = await self.me(user)
         name = normalize(q)
         if not name:
             return []
         count = func.count(distinct(Hashtag.object_id))
-        rows = (await self.session.execute(select(Hashtag.name, count).where(
-            Hashtag.name.like(like_pattern(name) + "%", escape="\\")).group_by(Hashtag.name).order_by(
+        query = select(Hashtag.name, count).join(APObject, APObject.id == Hashtag.object_id).where(
+            Hashtag.name.like(like_pattern(name) + "%", escape="\\"), APObject.deleted.is_(False),
+            APObject.visibility.in_(("public", "unlisted")), APObject.attributed_to.not_in(hidden_from(me.uri)))
+        if (limited := await limited_unfollowed(self.session, me.uri)) is not None:
+            query = query.where(or_(APObject.attributed_to.not_in(limited), APObject.attributed_to == me.uri))
+        rows = (await self.session.execute(query.group_by(Hashtag.name).order_by(
             (Hashtag.name == name).desc(), count.desc(), Hashtag.name).offset(offset).limit(size))).tuples().all()
         return [(n, int(c)) for n, c in rows]

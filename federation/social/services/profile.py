@@ -16,6 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
 import anyio.to_thread
 
 from domains.account.models import User
@@ -25,9 +26,17 @@ from federation.activitypub.core import Federation
 from federation.activitypub.models import Actor
 from federation.activitypub.sanitize import sanitize_html, text_to_html
 
-__all__ = ["AVATAR_NAME", "AVATAR_WIDTH", "MAX_AVATAR_BYTES", "Avatar", "Profiles", "avatar_dir"]
+__all__ = ["AVATAR_NAME", "AVATAR_PIXELS", "AVATAR_WIDTH", "IMAGE_WORK", "MAX_AVATAR_BYTES", "Avatar", "Profiles",
+           "avatar_dir"]
 
 MAX_AVATAR_BYTES = 2 * 1024 * 1024  # Mastodon's avatar limit (docs.joinmastodon.org/user/profile/)
+# Decoding costs memory by pixels, not bytes: a 170 KB PNG can hold 40 megapixels (~420 MB and
+# seconds of CPU). An avatar is shown 400 pixels wide, so 8 megapixels is any camera's photo.
+AVATAR_PIXELS = 8_000_000
+# Members' image decoding (avatars here, the Mastodon API's media uploads) runs at most two at a
+# time, in threads of its own budget: many uploads at once wait their turn instead of taking every
+# worker thread and the memory of all their decodes together.
+IMAGE_WORK = anyio.CapacityLimiter(2)
 AVATAR_WIDTH = 400  # Mastodon's avatar size; a smaller picture is kept at its own width
 AVATAR_NAME = MEDIA_NAME
 
@@ -78,7 +87,8 @@ class Profiles:
                 raise ImageRefused(f"The avatar is {len(avatar.data) / 1048576:.1f} MB; upload one of "
                                    f"{MAX_AVATAR_BYTES // 1048576} MB at most.")
             processed = await anyio.to_thread.run_sync(lambda: process_image(
-                avatar.data, filename=avatar.filename, content_type=avatar.content_type, widths=(AVATAR_WIDTH,)))
+                avatar.data, filename=avatar.filename, content_type=avatar.content_type, widths=(AVATAR_WIDTH,),
+                max_pixels=AVATAR_PIXELS), limiter=IMAGE_WORK)
         if display_name is not None or bio is not None:
             await AccountService(self.session).update_profile(
                 user, user.display_name if display_name is None else display_name,

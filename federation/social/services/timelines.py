@@ -9,11 +9,12 @@ from uuid import UUID
 
 from litestar.exceptions import NotFoundException
 from sqlalchemy import Select, or_, select
+from sqlalchemy import delete as sql_delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.account.models import User
 from federation.activitypub.core import Federation
-from federation.activitypub.models import Actor, Announce, APObject, Follow, Notification
+from federation.activitypub.models import Actor, Announce, APObject, Follow, MediaAttachment, Notification
 from federation.activitypub.moderation import hidden_from, limited_unfollowed, muted_by, visible_note
 from federation.activitypub.outbox import Outbox
 from federation.social import paging
@@ -175,6 +176,10 @@ class Timelines:
             me = await self.fed.local_actor_for_user(user)
             obj = await self.visible(me, oid)
             await getattr(Outbox(self.fed), action)(me, obj)
+            if action == "delete_note":
+                # A deleted note's images go with it: their rows leave (so /social/media/ answers
+                # 404 for them) and the media sweep removes files no row names any more.
+                await self.session.execute(sql_delete(MediaAttachment).where(MediaAttachment.object_id == obj.id))
             return me, obj
 
         return await self.fed.settle(work, keep=[user])
