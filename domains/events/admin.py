@@ -6,6 +6,7 @@ back as the form with 422 (409 for a taken slug) and every problem named; nothin
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -178,11 +179,18 @@ class TicketsAdmin(Controller):
 
     async def _page(self, events: EventService, settings: Settings, event: Event, values: dict[str, Any],
                     errors: dict[str, str] | None = None, status: int = 200) -> Template:
-        dates = await BookingService(events.session).dates(event)
+        service = BookingService(events.session)
+        dates = await service.dates(event)
+        whens = {d.key: when_text(event, d) for d in dates}
+        types = []
+        for t in await ticket_types(events.session, event):
+            if t.occurrence not in whens:  # a past or changed date: still shown as a date, not its key
+                occ = await service.date_of(event, t.occurrence)
+                whens[t.occurrence] = when_text(event, occ) if occ is not None else _key_text(t.occurrence)
+            types.append({"t": t, "price": price_text(t), "when": whens[t.occurrence]})
         return Template("events/admin/tickets.html", status_code=status, context={
             "event": event, "values": values, "errors": errors or {}, "currency": settings.market_currency,
-            "dates": [{"key": d.key, "when": when_text(event, d)} for d in dates],
-            "types": [{"t": t, "price": price_text(t)} for t in await ticket_types(events.session, event)]})
+            "dates": [{"key": d.key, "when": whens[d.key]} for d in dates], "types": types})
 
     @get("/", name="events:admin-tickets")
     async def page(self, events: EventService, settings: Settings, slug: str) -> Template:
@@ -225,3 +233,11 @@ async def _found(events: EventService, slug: str) -> Event:
 
 
 admin_handlers = [EventsAdmin, TicketsAdmin]
+
+
+def _key_text(key: str) -> str:
+    """A date key (``20270112T180000``, the event's local time) as people write it."""
+    try:
+        return datetime.strptime(key, "%Y%m%dT%H%M%S").strftime("%a %-d %B %Y %H:%M")
+    except ValueError:
+        return key

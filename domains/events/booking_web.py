@@ -160,7 +160,7 @@ async def my_bookings(request: Request[User, Any, Any], db_session: AsyncSession
         offer_open = booking.offered and booking.offer_expires_at is not None and booking.offer_expires_at > now
         rows.append({"booking": booking, "event": event, "upcoming": occ is not None,
                      "when": when_text(event, occ) if occ else booking.occurrence[:8],
-                     "can_cancel": deadline is not None and now < deadline,
+                     "can_cancel": deadline is not None and now < deadline and booking.order_id is None,
                      "cancel_until": BookingService.local_text(event, deadline) if deadline else None,
                      "offer_open": offer_open,
                      "offer_until": BookingService.local_text(event, booking.offer_expires_at)

@@ -58,6 +58,8 @@ __all__ = ["MAX_ANSWER", "MAX_NAME", "MAX_PLACES", "REMOTE_ALREADY", "REMOTE_CLO
 
 MAX_PLACES: Final = 10
 MAX_NAME: Final = 200
+PAID_CANCEL: Final = ("These tickets were bought with an order: they are cancelled with a refund of the order. "
+                      "Please ask the organiser.")
 MAX_ANSWER: Final = 1000
 SECRET_BYTES: Final = 24  # 192 random bits (Pretix: at least 128)
 DOOR_GRACE: Final = timedelta(hours=2)  # a date stays the one checked in until two hours after it ends
@@ -328,6 +330,10 @@ class BookingService:
     async def cancel(self, booking: Booking, event: Event, *, member: bool = True) -> list[Booking]:
         """Cancel a booking (its places, confirmed or offered, return) and offer them to the waiting
         list; the bookings offered. ``member``: the member's own cancel, held to the cutoff."""
+        if member and booking.order_id is not None:
+            # Paid tickets are the order's: cancelling them here would keep the money and drop the
+            # places; the order's cancel or refund voids them (domains/events/services/tickets.py).
+            raise InputProblems({"form": PAID_CANCEL}, status=409)
         deadline = await self.cancel_deadline(event, booking)
         if deadline is None:
             raise InputProblems({"form": "This date has begun or passed: the booking can no longer be cancelled."},
@@ -562,7 +568,8 @@ class BookingService:
         inside = (await self.session.execute(
             select(func.count(func.distinct(CheckIn.position_id))).select_from(CheckIn)
             .join(Position, Position.id == CheckIn.position_id).join(Booking, Booking.id == Position.booking_id)
-            .where(Booking.event_id == event.id, Booking.occurrence == key, CheckIn.kind == "entry")))
+            .where(Booking.event_id == event.id, Booking.occurrence == key, CheckIn.kind == "entry",
+                   Booking.state == CONFIRMED, Position.cancelled.is_(False))))  # of the live tickets counted
         return {"positions": int(positions), "checked_in": int(inside.scalar_one())}
 
     async def attendees(self, event: Event, key: str) -> list[dict[str, Any]]:

@@ -194,6 +194,32 @@ async def test_paid_at_the_counter_then_cancelled_cancels_the_tickets(db_session
     assert await _taken(db_session, event) == 0
 
 
+async def test_a_member_cannot_cancel_paid_tickets_outside_their_order(db_session: AsyncSession,
+                                                                      settings: Settings) -> None:
+    """The walk found the buyer could cancel paid (even scanned) tickets from their bookings: the
+    order stayed paid and the money kept. Paid tickets go with the order's cancel or refund only."""
+    event, ticket = await _ticketed(db_session, settings, capacity=3)
+    order = await _place(db_session, settings, ticket, quantity="2")
+    assert await CartService(db_session, settings).mark_paid(order, actor="ada")
+    await db_session.commit()
+    service = BookingService(db_session)
+    booking = (await db_session.execute(select(Booking).where(Booking.order_id == order.id))).scalar_one()
+    secret = (await _positions(db_session, order))[0][0]
+    assert (await service.redeem(event, secret=secret, nonce="door-1")).status == "ok"
+    await db_session.commit()
+    with pytest.raises(InputProblems) as refused:
+        await service.cancel(booking, event)
+    assert refused.value.status == 409 and "bought with an order" in refused.value.errors["form"]
+    await db_session.rollback()
+    assert [c for _, c in await _positions(db_session, order)] == [False, False]
+    assert await _taken(db_session, event) == 2
+    assert await service.checkin_counts(event, KEY) == {"positions": 2, "checked_in": 1}
+    # The order's cancel voids them; the door count then counts only live tickets (never "1 of 0").
+    assert await CartService(db_session, settings).cancel(order, actor="ada")
+    await db_session.commit()
+    assert await service.checkin_counts(event, KEY) == {"positions": 0, "checked_in": 0}
+
+
 async def test_racing_buyers_for_the_last_places_never_overbook(engine: AsyncEngine, settings: Settings,
                                                                 db_kind: str) -> None:
     maker = async_sessionmaker(engine, expire_on_commit=False)
