@@ -14,6 +14,9 @@ In one invocation, on a scratch PostgreSQL database made beside ``--database-url
    bytes from one template, in the same run. Prints req/s, p50, p99 (goal p99 < 50 ms), wrk's
    timeouts, the server's CPU ms per request and the ratio to the bare page; before wrk,
    ``--solo`` requests one at a time (what the page costs alone).
+3. Before both, in this process: the app built as the tests build it answers the page
+   ``--solo`` times through httpx's ASGI transport, counting its SQL statements (a 10-status page
+   must cost as many as a 40-status one) and the CPU ms each request takes (client included).
 
     .venv/bin/python bench/mastodon_api.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/postgres \
         [--accounts 200] [--statuses 20000] [--others 50] [--duration 10] [--connections 16] [--threads 2]
@@ -135,6 +138,46 @@ async def seed(url: str, base_url: str, args: argparse.Namespace) -> str:
         await engine.dispose()
 
 
+async def in_process(url: str, base_url: str, data_dir: Path, token: str, count: int) -> tuple[int, int, float]:
+    """The page answered in this process: (SQL statements for limit=10, for limit=40, median CPU
+    ms per request). No server, no sockets but PostgreSQL's: what the handler itself costs."""
+    import statistics
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    from app import create_app
+    from app.settings import Settings
+
+    settings = Settings.from_env({}, database_url=url, base_url=base_url, data_dir=data_dir, log_level="WARNING",
+                                 secret_key="bench-secret-0123456789abcdef0123456789", worker_in_process=False)
+    app = create_app(settings)
+    seen: list[str] = []
+
+    def counted(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    headers = {"Authorization": f"Bearer {token}"}
+    statements: dict[int, int] = {}
+    cpu: list[float] = []
+    async with app.lifespan(), httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url) as client:
+        for limit in (10, 40, 10, 40):  # the second round counts: the first warms caches
+            seen.clear()
+            event.listen(Engine, "before_cursor_execute", counted)
+            try:
+                got = await client.get(f"/api/v1/timelines/home?limit={limit}", headers=headers)
+            finally:
+                event.remove(Engine, "before_cursor_execute", counted)
+            if got.status_code != 200 or len(got.json()) != limit:
+                raise SystemExit(f"in process, limit={limit} answered {got.status_code}: {got.text[:300]}")
+            statements[limit] = len(seen)
+        for _ in range(count):
+            started = time.process_time()
+            await client.get(PATH, headers=headers)
+            cpu.append((time.process_time() - started) * 1000)
+    return statements[10], statements[40], statistics.median(cpu)
+
+
 def auth_script(path: Path, token: str) -> Path:
     """A wrk script sending the member's bearer token."""
     path.write_text(f'wrk.headers["Authorization"] = "Bearer {token}"\n')
@@ -167,6 +210,10 @@ def main() -> None:
         with serve_app(tmp_path, url, args.workers) as server:
             server.cli("users", "create", "--username", MEMBER, "--email", "reader@example.org", "--password", PASSWORD)
             token = asyncio.run(seed(url, server.base_url, args))
+            small, large, cpu = asyncio.run(in_process(url, server.base_url, tmp_path / "in-process", token,
+                                                       max(args.solo, 10)))
+            print(f"  in process: {small} SQL statements for 10 statuses, {large} for 40; "
+                  f"{cpu:.1f} ms CPU per request (median)", flush=True)
             headers = {"Authorization": f"Bearer {token}"}
             sample = httpx.get(server.base_url + PATH, headers=headers, timeout=60)
             if sample.status_code != 200 or len(sample.json()) != 40:
@@ -209,6 +256,8 @@ def main() -> None:
             print(f"{name:<40} {rps:>9.0f} {p50:>8.2f} {p99:>8.2f} {rps / base[0]:>9.2f} {timeouts:>9} "
                   f"{per_request:>11.2f} {goal:>9}")
         print(f"\none request at a time ({args.solo}): median {solo[0]:.1f} ms, slowest {solo[1]:.1f} ms", flush=True)
+        print(f"in process: {small} SQL statements for a page of 10 statuses, {large} for 40; "
+              f"{cpu:.1f} ms CPU per request (median of {max(args.solo, 10)}, client included)", flush=True)
 
 
 def one_at_a_time_auth(base_url: str, path: str, count: int, headers: dict[str, str]) -> tuple[float, float]:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import html
 from datetime import UTC, datetime
+from uuid import UUID
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.activitypub.hashtags import tags_in_document
@@ -39,6 +40,11 @@ def day(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%dT00:00:00.000Z")
 
 
+def acct(a: Actor) -> str:
+    """An account's handle as Mastodon writes it: the bare name here, ``name@host`` elsewhere."""
+    return a.username if a.local else f"{a.username}@{a.domain}"
+
+
 class Render:
     """Entities for one request: ``me`` is the member's actor, ``base`` this site's origin."""
 
@@ -51,26 +57,35 @@ class Render:
     # --- accounts -----------------------------------------------------------------------------
 
     async def accounts(self, actors: list[Actor]) -> dict[str, e.Account]:
-        """Accounts by actor URI, their counts from our tables (three grouped queries)."""
+        """Accounts by actor URI, their counts from our tables (one statement)."""
         uris = list({a.uri for a in actors})
         if not uris:
             return {}
-        posts: dict[str, tuple[int, datetime | None]] = {
-            uri: (int(n), last) for uri, n, last in (await self.session.execute(
-                select(APObject.attributed_to, func.count(), func.max(APObject.published)).where(
+        # The three counts in one statement: a grouped row per account and kind (``last``, the
+        # newest note's date, only for posts).
+        posts: dict[str, tuple[int, datetime | None]] = {}
+        following: dict[str, int] = {}
+        followers: dict[str, int] = {}
+        no_date = null().cast(APObject.published.type)
+        for kind, uri, n, last in (await self.session.execute(union_all(
+                select(literal("posts").label("kind"), APObject.attributed_to, func.count(),
+                       func.max(APObject.published)).where(
                     APObject.attributed_to.in_(uris), APObject.deleted.is_(False),
-                    APObject.visibility != "direct").group_by(APObject.attributed_to))).tuples()}
-        # Comprehensions, not dict(result): a Result has keys() (its columns), which dict() would use.
-        following = {k: v for k, v in (await self.session.execute(select(Follow.follower, func.count()).where(
-            Follow.follower.in_(uris), Follow.state == "accepted").group_by(Follow.follower))).tuples()}
-        followers = {k: v for k, v in (await self.session.execute(select(Follow.followee, func.count()).where(
-            Follow.followee.in_(uris), Follow.state == "accepted").group_by(Follow.followee))).tuples()}
+                    APObject.visibility != "direct").group_by(APObject.attributed_to),
+                select(literal("following").label("kind"), Follow.follower, func.count(), no_date).where(
+                    Follow.follower.in_(uris), Follow.state == "accepted").group_by(Follow.follower),
+                select(literal("followers").label("kind"), Follow.followee, func.count(), no_date).where(
+                    Follow.followee.in_(uris), Follow.state == "accepted").group_by(Follow.followee)))).tuples():
+            if kind == "posts":
+                posts[uri] = (int(n), last)
+            else:
+                (following if kind == "following" else followers)[uri] = int(n)
         out: dict[str, e.Account] = {}
         for a in actors:
             count, last = posts.get(a.uri, (0, None))
             avatar = a.icon_url or self.base + DEFAULT_AVATAR
             out[a.uri] = e.Account(
-                id=str(a.id), username=a.username, acct=a.username if a.local else f"{a.username}@{a.domain}",
+                id=str(a.id), username=a.username, acct=acct(a),
                 url=a.url or a.uri, uri=a.uri, display_name=a.name, note=a.summary, avatar=avatar,
                 avatar_static=avatar, header=self.base + DEFAULT_AVATAR, header_static=self.base + DEFAULT_AVATAR,
                 locked=a.manually_approves, bot=a.type in ("Service", "Application"), group=a.type == "Group",
@@ -101,14 +116,28 @@ class Render:
             return []
         objs = [v.obj for v in views]
         session = self.session
-        parents = {o.ap_id: o for o in (await session.scalars(select(APObject).where(
-            APObject.ap_id.in_({o.in_reply_to for o in objs if o.in_reply_to})))).all()} \
-            if any(o.in_reply_to for o in objs) else {}
+        # The note views carry their authors and boosters already: only replied-to notes (their
+        # id and their author's) and mentioned accounts not among those are read here, so a page
+        # costs the same few statements whatever its size.
+        actors: dict[str, Actor] = {v.author.uri: v.author for v in views if v.author is not None}
+        actors.update({v.boosted_by.uri: v.boosted_by for v in views if v.boosted_by is not None and wrap_boosts})
+        looked_up = {o.attributed_to for o in objs} | set(actors)
+        parents: dict[str, tuple[UUID, str]] = {}
+        if wanted := {o.in_reply_to for o in objs if o.in_reply_to}:
+            for oid, ap_id, author, author_row in (await session.execute(
+                    select(APObject.id, APObject.ap_id, APObject.attributed_to, Actor).outerjoin(
+                        Actor, Actor.uri == APObject.attributed_to).where(APObject.ap_id.in_(wanted)))).tuples():
+                parents[ap_id] = (oid, author)
+                if author_row is not None:
+                    actors[author] = author_row
+                looked_up.add(author)
         mentioned = {u for o in objs for u in (o.mentions or []) if isinstance(u, str)}
-        authors = {o.attributed_to for o in objs} | {p.attributed_to for p in parents.values()}
+        actors.update(await actors_by_uri(session, mentioned - looked_up))
+        # Full accounts (with their counts) only for what a status shows whole: its author and
+        # booster; a mention needs the handle alone, a reply its parent author's id.
         boosters = {v.boosted_by.uri for v in views if v.boosted_by is not None and wrap_boosts}
-        actors = await actors_by_uri(session, authors | mentioned | boosters)
-        accounts = await self.accounts(list(actors.values()))
+        shown = {o.attributed_to for o in objs} | boosters
+        accounts = await self.accounts([a for uri, a in actors.items() if uri in shown])
         replies = {k: v for k, v in (await session.execute(select(APObject.in_reply_to, func.count()).where(
             APObject.in_reply_to.in_([o.ap_id for o in objs]), APObject.deleted.is_(False)).group_by(
             APObject.in_reply_to))).tuples()}
@@ -121,8 +150,8 @@ class Render:
         for v in views:
             o = v.obj
             parent = parents.get(o.in_reply_to) if o.in_reply_to else None
-            parent_author = actors.get(parent.attributed_to) if parent is not None else None
-            mentions = [e.Mention(id=str(a.id), username=a.username, acct=accounts[a.uri].acct, url=a.url or a.uri)
+            parent_author = actors.get(parent[1]) if parent is not None else None
+            mentions = [e.Mention(id=str(a.id), username=a.username, acct=acct(a), url=a.url or a.uri)
                         for u in (o.mentions or []) if (a := actors.get(u)) is not None and a.username]
             status = e.Status(
                 id=str(o.id), uri=o.ap_id, url=o.url or o.ap_id, created_at=iso(o.published),
@@ -133,7 +162,7 @@ class Render:
                 spoiler_text=o.summary, media_attachments=from_note(o), mentions=mentions, tags=self._tags(o),
                 emojis=[],
                 reblogs_count=v.boosts, favourites_count=v.likes, replies_count=int(replies.get(o.ap_id, 0)),
-                in_reply_to_id=str(parent.id) if parent is not None else None,
+                in_reply_to_id=str(parent[0]) if parent is not None else None,
                 in_reply_to_account_id=str(parent_author.id) if parent_author is not None else None,
                 reblog=None, poll=None, card=None, language=None,
                 edited_at=iso(o.updated) if o.updated and o.published and o.updated > o.published else None,
