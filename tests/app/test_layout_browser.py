@@ -411,9 +411,12 @@ def test_signed_out_the_menu_offers_sign_up_and_sign_in_comes_back(world: World,
         assert page.eval("document.querySelector('.nav-signup').checkVisibility()") is False  # menu closed
         page.eval("document.querySelector('.nav-toggle-label').click()")
         page.wait_for("document.querySelector('.site-nav').checkVisibility()")
-        signup = page.eval("(() => { const a = document.querySelector('.nav-signup'); const r = a.getBoundingClientRect();"
-                           " return [a.checkVisibility(), a.getAttribute('href'), r.left >= 0 && r.right <= innerWidth]; })()")
-        assert signup == [True, "/account/signup", True], signup
+        signup = page.eval("(() => { const a = document.querySelector('.nav-signup');"
+                           " const r = a.getBoundingClientRect(); return [a.checkVisibility(),"
+                           " a.getAttribute('href'), r.left >= 0 && r.right <= innerWidth]; })()")
+        # (the page's own path as the server routes it: Litestar drops the trailing slash)
+        assert signup[0] and signup[2] and signup[1] in ("/account/signup?next=/market/",
+                                                         "/account/signup?next=/market"), signup
         href = page.eval("document.querySelector('#account-menu a[href^=\"/account/login\"]').getAttribute('href')")
         assert href == "/account/login?next=/market/", href
         # On the sign-in page itself the link does not point back at it.
