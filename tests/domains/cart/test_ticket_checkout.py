@@ -173,6 +173,20 @@ async def test_a_paid_market_order_says_what_was_paid(client: Any, engine: Async
         await session.commit()
     after = await client.get(f"/cart/order/{placed.token}")
     assert "Paid: €7.00 at the counter." in after.text and "pay when you collect" not in after.text
+    # Paid on delivery says so (€3.50 and delivery's €5.00).
+    async with maker() as session:
+        cart = CartService(session, settings)
+        order = await cart.new_cart()
+        await cart.add(order, variant_id=await variant_id(session, "TOM-M"), quantity="1")
+        await cart.start_checkout(order)
+        delivered = await cart.place(order, CheckoutDetails(email="b@example.org", fulfilment=DELIVERY,
+                                                            address="1 Garden Row, Rosetown"),
+                                     idempotency_key="market-paid-0000000002")
+        await session.commit()
+        assert "Payment: pay on delivery." in (await client.get(f"/cart/order/{delivered.token}")).text
+        assert await cart.mark_paid(delivered, actor="ada")
+        await session.commit()
+    assert "Paid: €8.50 on delivery." in (await client.get(f"/cart/order/{delivered.token}")).text
     # Staff still pack and hand over market lines.
     await _admin(client, engine, "staff")
     admin = await client.get(f"/cart/admin/orders/{placed.number}")
