@@ -149,6 +149,9 @@ async def test_the_pages_of_a_tickets_only_order_and_what_a_paid_order_says(clie
     admin = await client.get(f"/cart/admin/orders/{order.number}")
     assert admin.status_code == 200 and "tickets only" in admin.text
     assert "Packing list" not in admin.text and "Hand over" not in admin.text
+    # Asked for anyway, the packing list has nothing to pack.
+    packing = await client.get(f"/cart/admin/orders/{order.number}/packing-list")
+    assert packing.status_code == 200 and "TICKET-" not in packing.text and "Pottery" not in packing.text
 
 
 async def test_a_paid_market_order_says_what_was_paid(client: Any, engine: AsyncEngine,
@@ -191,3 +194,4 @@ async def test_a_paid_market_order_says_what_was_paid(client: Any, engine: Async
     await _admin(client, engine, "staff")
     admin = await client.get(f"/cart/admin/orders/{placed.number}")
     assert "Packing list" in admin.text and "Hand over these units" in admin.text
+    assert "TOM-M" in (await client.get(f"/cart/admin/orders/{placed.number}/packing-list")).text
