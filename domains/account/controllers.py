@@ -80,8 +80,9 @@ class AuthController(Controller):
     cache_control = PRIVATE
 
     @get("/signup", name="account:signup")
-    async def signup_form(self, settings: Settings) -> Template:
-        return Template("account/signup.html", context={"values": {}, "errors": {}, "open": settings.signup_open})
+    async def signup_form(self, settings: Settings, next: str | None = None) -> Template:
+        return Template("account/signup.html", context={"values": {}, "errors": {}, "open": settings.signup_open,
+                                                        "next": safe_next(next, default="")})
 
     @post("/signup", status_code=303, guards=[limited(AUTH_FORMS)])
     async def signup(self, request: Request[Any, Any, Any], accounts: AccountService,
@@ -90,6 +91,7 @@ class AuthController(Controller):
             raise PermissionDeniedException("Sign-up is closed on this site.")
         values = await parse_form(request, SignupInput)
         shown = {"username": values.username, "email": values.email, "display_name": values.display_name}
+        back = safe_next(values.next, default="")  # only a same-site path (no open redirect)
         try:
             user = await accounts.signup(values)
         except EmailTaken as exc:
@@ -100,16 +102,17 @@ class AuthController(Controller):
             if exc.owner is not None and await address_allowed(request, exc.owner.email):
                 await mailflows.mail_address_in_use(accounts.db, settings.base_url, exc.owner, "signup")
                 await accounts.db.commit()  # a 409 is rolled back by the session handler: keep the notice
-            return form_page("account/signup.html", {"values": shown, "open": True}, {
+            return form_page("account/signup.html", {"values": shown, "open": True, "next": back}, {
                 "email": "An account already uses this address: sign in, or reset your password if you "
                          "forgot it."}, 409)
         except InputProblems as exc:
-            return form_page("account/signup.html", {"values": shown, "open": True}, exc.errors, exc.status)
+            return form_page("account/signup.html", {"values": shown, "open": True, "next": back}, exc.errors,
+                             exc.status)
         # In the sign-up's transaction: the mail goes out exactly when the account exists.
         await mailflows.mail_verification(accounts.db, settings.base_url, user)
         await address_allowed(request, user.email)  # counts against the address's resend budget
         await _sign_in(request, user, accounts.db)
-        return see_other("/account", request, signup_welcome(user.name))
+        return see_other(back or "/account", request, signup_welcome(user.name))
 
     @get("/login", name="account:login")
     async def login_form(self, next: str | None = None) -> Template:

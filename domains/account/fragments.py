@@ -3,9 +3,12 @@ newsletters the member is on, for their dashboard (``me.dashboard-newsletters``)
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from advanced_alchemy.filters import LimitOffset, OrderBy
 
 from app.caching import CachePolicy
+from app.forms import safe_next
 from domains.account.keys import MEMBERS
 from domains.account.models import User
 from domains.account.services import AccountService
@@ -29,7 +32,27 @@ async def new_members(ctx: FragmentContext) -> FragmentData:
 async def account_menu(ctx: FragmentContext) -> FragmentData:
     """Who is signed in, with sign-out; sign-in and sign-up links for everyone else."""
     user = ctx.user
-    return FragmentData({"user": user})
+    return FragmentData({"user": user, "next": "" if user is not None else _here(ctx)})
+
+
+def _here(ctx: FragmentContext) -> str:
+    """The page the menu sits on, for "Sign in"'s ``?next=`` (so signing in from the checkout comes
+    back to it): htmx names it in ``HX-Current-URL`` when it fills the hole; inline, it is the
+    request's own path. Only a same-site path (``safe_next``); none for the sign-in and sign-up
+    pages themselves, nor for the fragment's own address."""
+    request = ctx.request
+    current = request.headers.get("hx-current-url", "")
+    if current:
+        parts = urlsplit(current)
+        if parts.netloc and parts.netloc != request.url.netloc:
+            return ""
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+    else:
+        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    path = safe_next(path[:500], default="")
+    if path.startswith(("/account/login", "/account/signup", "/f/")):
+        return ""
+    return path
 
 
 @fragment("me.dashboard-newsletters", policy=CachePolicy.PERSONAL, title="Your newsletters",

@@ -55,6 +55,7 @@ class SignupInput(msgspec.Struct, kw_only=True):
     email: str = ""
     password: str = ""
     display_name: str = ""
+    next: str = ""  # where to go afterwards (the page "Sign up" was pressed on); forms.safe_next
 
 
 class LoginForm(msgspec.Struct, kw_only=True):

@@ -69,7 +69,11 @@ class OrdersAdmin(Controller):
     @get("/{number:str}/packing-list", name="cart:admin-packing-list")
     async def packing_list(self, cart_service: CartService, number: str) -> Template:
         order = await self._order(cart_service, number)
-        return Template("cart/admin/packing_list.html", context={"order": order, "o": order_context(order)})
+        shown = order_context(order)
+        # Tickets are issued, not packed: only the lines that are handed over (a mixed order's goods).
+        lines = [line for line, row in zip(order.lines, shown["lines"], strict=True) if row["ships"]]
+        return Template("cart/admin/packing_list.html", context={
+            "order": order, "o": shown, "lines": lines, "units": sum(line.quantity for line in lines)})
 
     @post("/{number:str}/{action:str}", status_code=303, name="cart:admin-move")
     async def move(self, request: Request[Any, Any, Any], cart_service: CartService, number: str,

@@ -31,6 +31,7 @@ from domains.cart.services import (
     InsufficientStock,
     order_context,
     order_totals,
+    ships,
 )
 from domains.cart.sessions import cart_token, forget_cart, remember_cart
 from domains.market.services import offers
@@ -199,12 +200,14 @@ class CartController(Controller):
         # The review's figures are placement's own (service.totals_for), once for collection and once
         # for delivery, so every VAT line the order will carry (delivery's too) is shown before placing.
         totals = service.totals_for(order, COLLECTION)
-        quote = service.delivery_quote(order)
-        with_delivery = service.totals_for(order, DELIVERY) if service.settings.cart_delivery and quote is not None \
-            else None
+        # Tickets only: nothing to collect or deliver, so the page has no such step (nor a charge).
+        handed_over = ships(order)
+        quote = service.delivery_quote(order) if handed_over else None
+        with_delivery = service.totals_for(order, DELIVERY) \
+            if handed_over and service.settings.cart_delivery and quote is not None else None
         delivery_rate = format_minor(quote, order.currency) if quote is not None else ""
         return Template("cart/checkout.html", status_code=status, context={
-            "order": order, "values": values, "errors": errors,
+            "order": order, "values": values, "errors": errors, "ships": handed_over,
             "money": lambda amount: format_minor(amount, order.currency),
             "delivery": service.settings.cart_delivery, "delivery_rate": delivery_rate,
             "delivery_total": format_minor(with_delivery.total_minor, order.currency) if with_delivery else "",

@@ -21,6 +21,7 @@ __all__ = ["MARKET", "MarketSource"]
 
 class MarketSource:
     name: str = "market"
+    ships: bool = True  # goods are collected or delivered
 
     async def offers(self, db: AsyncSession, *, ids: Iterable[UUID] = (),
                      skus: Iterable[str] = ()) -> dict[UUID, Offer]:

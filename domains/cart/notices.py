@@ -75,6 +75,7 @@ async def staff_new_order(db: AsyncSession, settings: Settings, order: Order, li
     base = settings.base_url.rstrip("/")
     context = _context(order, settings, email=order.email, fulfilment=order.fulfilment, address=order.address,
                        notes=order.notes, payment=order.payment_provider, lines=lines,
+                       ships=any(line.get("ships", True) for line in lines),
                        admin_url=f"{base}/cart/admin/orders/{order.number}")
     for address in await staff_addresses(db, settings):
         await send_mail(db, OutgoingMail(to=address, subject=f"New order {order.number} ({context['total']})",

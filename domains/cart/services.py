@@ -55,12 +55,21 @@ from domains.cart.models import (
 )
 from domains.cart.money import Line, Totals, compute, delivery_charge, parse_delivery_rates, parse_vat_rates
 from domains.cart.slots import CollectionPoint, parse_collection_slots
-from domains.cart.sources import LineSource, Offer, OrderRef, SoldLine, TicketLink, register_source, source_named
+from domains.cart.sources import (
+    LineSource,
+    Offer,
+    OrderRef,
+    SoldLine,
+    TicketLink,
+    register_source,
+    source_named,
+)
+from domains.cart.sources import ships as source_ships
 from domains.payments.schemas import PaymentRecord, PaymentStatus
 from domains.payments.services import available_providers, request_refresh, webhook_url
 
 __all__ = ["MAX_LINES", "MAX_QUANTITY", "CartService", "CheckoutDetails", "InsufficientStock", "Shortage",
-           "order_context", "order_totals", "reserved_term"]
+           "order_context", "order_totals", "reserved_term", "ships"]
 
 MAX_QUANTITY: Final = 99  # of one variant in one order
 MAX_LINES: Final = 100
@@ -497,7 +506,13 @@ class CartService:
         With ``order``, delivery is also checked against its weight."""
         errors: dict[str, str] = {}
         location, slot = "", ""
-        if details.fulfilment == COLLECTION:
+        if order is not None and not ships(order):
+            # Nothing to hand over (tickets only): no collection or delivery step, whatever was
+            # sent; the order is stored as "collection" with no place, slot or address, so no
+            # delivery charge can reach it.
+            details = CheckoutDetails(email=details.email, fulfilment=COLLECTION, notes=details.notes,
+                                      payment=details.payment)
+        elif details.fulfilment == COLLECTION:
             location, slot = self._check_collection(details, errors)
         elif details.fulfilment == DELIVERY and order is not None and self.settings.cart_delivery \
                 and self.delivery_quote(order) is None:
@@ -871,6 +886,12 @@ def placement_values(totals: Totals, *, shipping_rate_bp: int) -> dict[str, int]
             "shipping_rate_bp": shipping_rate_bp}
 
 
+def ships(order: Order) -> bool:
+    """Whether any of the order's lines is handed over (collected or delivered): False for an order
+    of tickets only (their source's ``ships``, domains/cart/sources.py), and for an empty one."""
+    return any(source_ships(line.source) for line in order.lines)
+
+
 def order_context(order: Order) -> dict[str, Any]:
     """What the receipt and the order pages show (JSON-able: it rides in the mail job)."""
     totals = order_totals(order)
@@ -882,11 +903,16 @@ def order_context(order: Order) -> dict[str, Any]:
         "number": order.number or "", "state": order.state, "email": order.email, "fulfilment": order.fulfilment,
         "address": order.address, "notes": order.notes, "payment": order.payment_provider,
         "location": order.collection_location, "slot": order.collection_slot,
+        "ships": ships(order),
         "lines": [{"title": line.title, "sku": line.sku, "quantity": line.quantity, "source": line.source,
-                   "item": str(line.variant_id),
+                   "item": str(line.variant_id), "ships": source_ships(line.source),
                    "unit_price": money(line.unit_price_minor), "total": money(total)}
                   for line, total in zip(order.lines, totals.line_totals, strict=True)],
         "subtotal": money(totals.subtotal_minor), "shipping": money(totals.shipping_minor),
         "total": money(totals.total_minor), "vat": totals.vat_lines(),
+        # What was paid and refunded, once money moved ("" before): the order page says so in place
+        # of the instruction how to pay.
+        "paid": money(order.paid_minor) if order.paid_minor else "",
+        "refunded": money(order.refunded_minor) if order.refunded_minor else "",
     }
 

@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domains.cart.models import Reservation
 
 __all__ = ["LineSource", "Offer", "OrderRef", "SoldLine", "TicketLink", "register_source", "reserved_among",
-           "source_named", "sources"]
+           "ships", "source_named", "sources"]
 
 
 class Offer(msgspec.Struct, frozen=True, kw_only=True):
@@ -83,6 +83,10 @@ class TicketLink(msgspec.Struct, frozen=True, kw_only=True):
 
 class LineSource(Protocol):
     name: str
+    # Whether its items are handed over (collected or delivered, packed by staff): the market's
+    # are; events' tickets are issued once paid. An order none of whose lines ship skips the
+    # checkout's collection-or-delivery step (no charge, no address) and staff's packing.
+    ships: bool
 
     async def offers(self, db: AsyncSession, *, ids: Iterable[UUID] = (),
                      skus: Iterable[str] = ()) -> dict[UUID, Offer]: ...
@@ -115,6 +119,13 @@ def source_named(name: str) -> LineSource | None:
 
 def sources() -> list[LineSource]:
     return list(_sources.values())
+
+
+def ships(source_name: str) -> bool:
+    """Whether the lines of the source ``source_name`` are handed over; True for a source not
+    registered in this process (the safe answer: staff see the line and can hand it over)."""
+    source = _sources.get(source_name)
+    return True if source is None else bool(source.ships)
 
 
 def reserved_among(item_ids: Any) -> ColumnElement[int]:

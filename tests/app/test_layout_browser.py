@@ -54,6 +54,7 @@ PAGES: tuple[tuple[str, str], ...] = (
     ("market-admin-new", "/market/admin/new"),
     ("market-admin", "/market/admin/"),
     ("cart", "/cart/"),
+    ("order", "/cart/order/{order}"),
 )
 MAY_BE_ABSENT = frozenset({"/admin"})
 WIDTHS = ((1280, False), (390, True))
@@ -129,7 +130,46 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         note = str(page.eval("document.querySelector('article.note').id")).removeprefix("note-")
         page.goto(server.base_url + "/embed")
         embed = str(page.eval("document.querySelector('rose-ash-embed').getAttribute('src')")).removeprefix("/embed/")
-        yield World(server, {"note": note, "embed": embed})
+        order = server.in_process(lambda session: seed_cart(session, server))
+        yield World(server, {"note": note, "embed": embed, "order": order})
+
+
+async def seed_cart(session: Any, server: AppServer) -> str:
+    """ada's cart with two lines of long titles, and an order of hers with delivery (its token):
+    the tables whose totals were cut at 390 px."""
+    from sqlalchemy import select
+
+    from app.settings import Settings
+    from domains.account.models import User
+    from domains.cart.services import CartService, CheckoutDetails
+    from domains.market.models import Producer
+    from domains.market.schemas import ProductInput, StockAdjust, VariantInput
+    from domains.market.services import CatalogueService
+
+    producer = Producer(name="Hill Farm", slug="hill-farm", location="Ashby")
+    session.add(producer)
+    await session.flush()
+    catalogue = CatalogueService(session, base_url=server.base_url)
+    await catalogue.save(None, ProductInput(
+        title="Heritage wildflower honey from the hill meadows", slug="hill-honey", status="active",
+        producer_id=producer.id, description_md="Raw honey.", variants=[
+            VariantInput(sku="HONEY-LONG-250", price_minor=1250, options={"size": "250 g"}),
+            VariantInput(sku="HONEY-LONG-500", price_minor=99900, options={"size": "500 g"})]))
+    for sku in ("HONEY-LONG-250", "HONEY-LONG-500"):
+        await catalogue.adjust_stock(None, StockAdjust(sku=sku, set=50))
+    ada = (await session.execute(select(User).where(User.username == "ada"))).scalar_one()
+    cart = CartService(session, Settings.from_env(server.env))
+    order = await cart.new_cart(user_id=ada.id)
+    await cart.add(order, sku="HONEY-LONG-250", quantity="12")
+    await cart.add(order, sku="HONEY-LONG-500", quantity="3")
+    await cart.start_checkout(order)
+    placed = await cart.place(order, CheckoutDetails(email="ada@example.org", fulfilment="delivery",
+                                                     address="1 Garden Row\nRosetown"),
+                              idempotency_key="layout-order-000000001", actor_id=ada.id)
+    again = await cart.new_cart(user_id=ada.id)
+    await cart.add(again, sku="HONEY-LONG-250", quantity="2")
+    await cart.add(again, sku="HONEY-LONG-500", quantity="11")
+    return str(placed.token)
 
 
 def at_width(page: Any, width: int, mobile: bool) -> None:
@@ -283,3 +323,114 @@ def test_the_site_name_is_shown_whole_when_signed_out(world: World, tmp_path: Pa
                 assert page.eval("document.querySelector('.nav-toggle-label').textContent.trim()").endswith("Menu")
                 screenshot(page, tmp_path / "screenshots" / f"signed-out{path.replace('/', '_')}-{width}.png", width)
 
+
+
+# Every total of the cart's and the order's tables: its text, whether it is shown whole (not cut by
+# its box), and whether it lies inside the viewport; and the cart's Remove buttons likewise.
+TOTALS_JS = """JSON.stringify([...document.querySelectorAll('.table-stack .cell-total, .table-stack button')]
+  .map(e => { const r = e.getBoundingClientRect();
+    return [e.textContent.trim(), e.scrollWidth <= e.clientWidth + 1 && r.width > 0,
+            r.left >= 0 && r.right <= innerWidth + 0.5]; }))"""
+
+
+@pytest.mark.parametrize("javascript", [True, False], ids=["js", "no-js"])
+def test_the_cart_and_an_order_fit_a_phone_with_their_totals_whole(world: World, tmp_path: Path,
+                                                                     javascript: bool) -> None:
+    """At 390 px the cart (two lines) and an order (with delivery) stack their lines: nothing wider
+    than the viewport, every total shown whole ("€1,250.00", not "€"), Remove on screen."""
+    from tests.helpers.cdp import chromium
+
+    with chromium(tmp_path, browser_or_skip()) as page:
+        page.set_javascript(javascript)
+        sign_in(page, world.server, "ada")
+        at_width(page, 390, True)
+        for name, path in (("cart", "/cart/"), ("order", f"/cart/order/{world.values['order']}")):
+            assert visit(page, world, path, javascript)
+            scroll, inner = page.eval("[document.documentElement.scrollWidth, innerWidth]")
+            assert scroll <= inner == 390, (name, scroll, inner, page.eval(WIDE_JS % 390))
+            cells = json.loads(page.eval(TOTALS_JS))
+            totals = [text for text, _whole, _inside in cells if text.startswith("€")]
+            # Two lines and the subtotal (the order: and delivery, and the total).
+            assert len(totals) >= 3, (name, cells)
+            assert all(re.fullmatch(r"€[\d,]+\.\d\d", text) for text in totals), (name, totals)
+            assert all(whole and inside for _text, whole, inside in cells), (name, cells)
+            if name == "cart":
+                assert {"€25.00", "€10,989.00", "€11,014.00"} <= set(totals), totals
+                assert [t for t, _w, _i in cells].count("Remove") == 2, cells
+            else:
+                assert {"€150.00", "€2,997.00", "€3,147.00"} <= set(totals), totals
+            screenshot(page, tmp_path / "screenshots" / f"{name}-390-{'js' if javascript else 'nojs'}.png", 390)
+
+
+HEADER_JS = """(() => {
+  const parts = ['.brand', '.nav-toggle-label', '#cart-badge', '#account-menu'].map(s => document.querySelector(s));
+  if (parts.includes(null)) return 'missing';
+  const r = parts.map(e => e.getBoundingClientRect()).filter(b => b.width > 0);  // no Menu button when wide
+  const brand = parts[0];
+  return JSON.stringify({brand: brand.scrollWidth <= brand.clientWidth, text: brand.textContent.trim(),
+    inside: r.every(b => b.left >= 0 && b.right <= innerWidth + 0.5),
+    row: r.every(b => b.top < r[0].bottom && b.bottom > r[0].top),
+    apart: r.every((b, i) => i === 0 || r[i - 1].right <= b.left + 0.5 || r[i - 1].left >= b.right - 0.5),
+    cartHeight: parts[2].getBoundingClientRect().height, brandHeight: r[0].height,
+    widths: r.map(b => Math.round(b.width)), scroll: document.documentElement.scrollWidth});
+})()"""
+
+
+def test_the_signed_in_header_fits_a_phone_with_items_in_the_cart(world: World, tmp_path: Path) -> None:
+    """Signed in, with 13 items in the cart, at 390 px: the site name whole ("Rose …" before), the
+    cart one icon and count on one line ("Cart 2" wrapped), its name still "Cart, 13 items"."""
+    from tests.helpers.cdp import chromium
+
+    with chromium(tmp_path, browser_or_skip()) as page:
+        sign_in(page, world.server, "ada")
+        for width, mobile in ((390, True), (1280, False)):
+            at_width(page, width, mobile)
+            for path in ("/", "/cart/"):
+                visit(page, world, path, True)
+                page.wait_for("document.querySelector('#cart-badge .badge') !== null")
+                got = json.loads(page.eval(HEADER_JS))
+                assert got["text"].endswith("Rose Ash") and got["brand"], (width, path, str(got))
+                assert got["inside"] and got["row"] and got["apart"], (width, path, str(got))
+                assert got["cartHeight"] <= got["brandHeight"] * 1.6, (width, path, got)  # one line, not two
+                assert got["scroll"] <= width, (width, path, got)
+                name = page.eval("document.querySelector('#cart-badge').textContent.replace(/\\s+/g, ' ').trim()")
+                assert name == "Cart 13 items", name
+                screenshot(page, tmp_path / "screenshots" / f"header-signed-in{path.replace('/', '_')}-{width}.png",
+                           width)
+
+
+def test_signed_out_the_menu_offers_sign_up_and_sign_in_comes_back(world: World, tmp_path: Path) -> None:
+    """Signed out at 390 px "Sign up" is in the Menu (the header has no room for it); the header's
+    "Sign in" carries ``?next=`` the page it was on, and signing in lands there (only local paths)."""
+    from tests.helpers.cdp import chromium
+
+    with chromium(tmp_path, browser_or_skip()) as page:
+        visit(page, world, "/market/", True)
+        at_width(page, 390, True)
+        visit(page, world, "/market/", True)
+        assert page.eval("document.querySelector('.nav-signup').checkVisibility()") is False  # menu closed
+        page.eval("document.querySelector('.nav-toggle-label').click()")
+        page.wait_for("document.querySelector('.site-nav').checkVisibility()")
+        signup = page.eval("(() => { const a = document.querySelector('.nav-signup');"
+                           " const r = a.getBoundingClientRect(); return [a.checkVisibility(),"
+                           " a.getAttribute('href'), r.left >= 0 && r.right <= innerWidth]; })()")
+        # (the page's own path as the server routes it: Litestar drops the trailing slash)
+        assert signup[0] and signup[2] and signup[1] in ("/account/signup?next=/market/",
+                                                         "/account/signup?next=/market"), signup
+        href = page.eval("document.querySelector('#account-menu a[href^=\"/account/login\"]').getAttribute('href')")
+        assert href == "/account/login?next=/market/", href
+        # On the sign-in page itself the link does not point back at it.
+        visit(page, world, "/account/login", True)
+        assert page.eval("document.querySelector('#account-menu a[href^=\"/account/login\"]').getAttribute('href')") \
+            == "/account/login"
+        # Signing in from the link returns to the page.
+        visit(page, world, "/market/", True)
+        page.eval("window.__old = true; document.querySelector('#account-menu a[href^=\"/account/login\"]').click()")
+        page.wait_for("window.__old === undefined && location.pathname === '/account/login' "
+                      "&& document.readyState === 'complete'")
+        assert page.eval("document.querySelector('input[name=next]').value") == "/market/"
+        submit(page, {"input[name=login]": "bob", "input[name=password]": PASSWORD},
+               "form[action=\"/account/login\"] button[type=submit]", "location.pathname === '/market/'")
+        # Signed in: no "Sign up" anywhere in the header.
+        page.wait_for(HOLES_FILLED)
+        assert page.eval("document.querySelector('.nav-signup').checkVisibility()") is False

@@ -177,6 +177,7 @@ class TicketSource:
     """Events' ticket types as a line source of the cart (domains/cart/sources.py)."""
 
     name: str = SOURCE
+    ships: bool = False  # a ticket is issued once paid: no collection, delivery or packing
 
     async def _types(self, db: AsyncSession, ids: Iterable[UUID]) -> list[tuple[TicketType, Event]]:
         id_list = list(dict.fromkeys(ids))
