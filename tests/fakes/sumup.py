@@ -35,9 +35,10 @@ import asyncio
 import html
 import itertools
 import socket
+import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -526,6 +527,28 @@ async def serve(fake: FakeSumUp) -> AsyncIterator[str]:
         server.should_exit = True
         await task
         sock.close()
+
+
+@contextmanager
+def serve_in_thread() -> Iterator[FakeSumUp]:
+    """A fake on a thread and event loop of its own, over real HTTP on 127.0.0.1: the app under
+    test (in a test client's portal, or a server process) calls it while the test's loop waits."""
+    fake = FakeSumUp()
+    started, stop = threading.Event(), threading.Event()
+
+    async def run() -> None:
+        async with serve(fake):
+            started.set()
+            await asyncio.to_thread(stop.wait)
+
+    thread = threading.Thread(target=asyncio.run, args=(run(),), daemon=True)
+    thread.start()
+    assert started.wait(30), "the SumUp fake did not start"
+    try:
+        yield fake
+    finally:
+        stop.set()
+        thread.join(30)
 
 
 def main(argv: list[str] | None = None) -> None:

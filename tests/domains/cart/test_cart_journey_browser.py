@@ -12,10 +12,8 @@ refreshes on ``HX-Trigger: cart-changed``. Without it the page's GET form leads 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +22,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tests.fakes.sumup import API_KEY, MERCHANT_CODE, FakeSumUp, serve
+from tests.fakes.sumup import API_KEY, MERCHANT_CODE, FakeSumUp, serve_in_thread
 from tests.helpers.server import app_server
 from tests.helpers.smtp import SMTPServer
 
@@ -85,22 +83,8 @@ def shop(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReques
 def sumup_fake() -> Iterator[FakeSumUp]:
     """A fake on a thread and event loop of its own, over real HTTP on 127.0.0.1: one per server,
     since each server's order numbers (the checkout references) start again."""
-    fake = FakeSumUp()
-    started, stop = threading.Event(), threading.Event()
-
-    async def run() -> None:
-        async with serve(fake):
-            started.set()
-            await asyncio.to_thread(stop.wait)
-
-    thread = threading.Thread(target=asyncio.run, args=(run(),), daemon=True)
-    thread.start()
-    assert started.wait(30), "the SumUp fake did not start"
-    try:
+    with serve_in_thread() as fake:
         yield fake
-    finally:
-        stop.set()
-        thread.join(30)
 
 
 @pytest.fixture(scope="module", params=DB_KINDS)

@@ -4,8 +4,6 @@ job, a replay, a failed checkout (the order waits) or an expired one (stock retu
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,7 +21,7 @@ from domains.payments.hooks import payments_updated
 from domains.payments.schemas import PaymentRecord, PaymentStatus
 from domains.payments.services import available_providers
 from tests.domains.cart.helpers import allocated, stocked
-from tests.fakes.sumup import API_KEY, MERCHANT_CODE, FakeSumUp, serve
+from tests.fakes.sumup import API_KEY, MERCHANT_CODE, FakeSumUp, serve_in_thread
 
 pytestmark = pytest.mark.anyio
 
@@ -32,22 +30,8 @@ pytestmark = pytest.mark.anyio
 def sumup_fake() -> Iterator[FakeSumUp]:
     """The fake on a thread and event loop of its own: the app under test (in the test client's
     portal) calls it over HTTP while the test's loop waits for that very request."""
-    fake = FakeSumUp()
-    started, stop = threading.Event(), threading.Event()
-
-    async def run() -> None:
-        async with serve(fake):
-            started.set()
-            await asyncio.to_thread(stop.wait)
-
-    thread = threading.Thread(target=asyncio.run, args=(run(),), daemon=True)
-    thread.start()
-    assert started.wait(30), "the SumUp fake did not start"
-    try:
+    with serve_in_thread() as fake:
         yield fake
-    finally:
-        stop.set()
-        thread.join(30)
 
 
 @pytest.fixture

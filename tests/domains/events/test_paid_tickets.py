@@ -8,7 +8,6 @@ order cancels them and returns the places; racing buyers never overbook."""
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -33,7 +32,7 @@ from domains.events.services.bookings import BookingService
 from domains.events.services.events import EventForm, EventService
 from domains.events.services.tickets import SOURCE, create_ticket_type, create_ticket_types
 from domains.payments.services import available_providers
-from tests.fakes.sumup import API_KEY, MERCHANT_CODE, FakeSumUp, serve
+from tests.fakes.sumup import API_KEY, MERCHANT_CODE, FakeSumUp, serve_in_thread
 from tests.helpers.web import CSRF_FIELD, login, post_form, signup
 
 pytestmark = pytest.mark.anyio
@@ -45,22 +44,8 @@ KEY = f"{DAY:%Y%m%d}T190000"
 @pytest.fixture
 def sumup_fake() -> Iterator[FakeSumUp]:
     """The fake on its own thread and loop, as in tests/domains/cart/test_cart_payments.py."""
-    fake = FakeSumUp()
-    started, stop = threading.Event(), threading.Event()
-
-    async def run() -> None:
-        async with serve(fake):
-            started.set()
-            await asyncio.to_thread(stop.wait)
-
-    thread = threading.Thread(target=asyncio.run, args=(run(),), daemon=True)
-    thread.start()
-    assert started.wait(30), "the SumUp fake did not start"
-    try:
+    with serve_in_thread() as fake:
         yield fake
-    finally:
-        stop.set()
-        thread.join(30)
 
 
 @pytest.fixture
