@@ -20,10 +20,7 @@ the upload waits for its note or its note stands: a deleted note's images answer
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
@@ -37,7 +34,7 @@ from app import access
 from app.responses import PRIVATE
 from app.settings import Settings
 from domains.market.schemas import MAX_IMAGE_BYTES
-from domains.market.services.media import MEDIA_NAME, ImageRefused, media_file, process_image
+from domains.market.services.media import MEDIA_NAME, ImageRefused, media_file, process_image, write_atomically
 from federation.activitypub.models import APObject, MediaAttachment
 from federation.mastodon.api import base_url, mastodon_error, need, user_of
 from federation.mastodon.attachments import CONTENT_TYPES, MAX_DESCRIPTION, MEDIA_PIXELS, MediaEntity, entity
@@ -50,17 +47,6 @@ UPLOAD_BODY_LIMIT = MAX_IMAGE_BYTES + 64 * 1024  # the image and the form around
 UNATTACHED_TTL = timedelta(hours=24)  # Mastodon removes unattached uploads after a day as well
 IMMUTABLE = "public, max-age=31536000, immutable"  # a name is its content's hash: it never changes
 
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)  # readers see the whole file or none
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _description(value: Any) -> str:
@@ -93,7 +79,7 @@ async def _upload(request: Request[Any, Any, Any], db_session: AsyncSession, set
     for width, copy in processed.copies.items():
         path = media_file(settings.data_dir, processed.sha256, width, processed.format)
         if not path.exists():
-            await anyio.to_thread.run_sync(_write_atomically, path, copy)
+            await anyio.to_thread.run_sync(write_atomically, path, copy)
     row = MediaAttachment(user_id=user_of(request).id, sha256=processed.sha256, format=processed.format,
                           width=processed.width, height=processed.height, widths=sorted(processed.copies),
                           description=description)

@@ -40,7 +40,7 @@ from domains.market.schemas import IMAGE_WIDTHS, MAX_IMAGE_BYTES, MAX_IMAGE_PIXE
 
 __all__ = [
     "CONTENT_TYPES", "MEDIA_NAME", "ImageRefused", "MediaService", "ProcessedImage", "media_dir", "media_file",
-    "media_url", "process_image", "srcset",
+    "media_url", "process_image", "srcset", "write_atomically",
 ]
 
 # Pillow's own guard at our cap (it warns above it and raises above twice it); the warning is
@@ -189,7 +189,8 @@ def image_read(media: Media, *, image_id: UUID | None = None, alt: str = "", bas
                      height=media.height, alt=alt, content_type=CONTENT_TYPES[media.format])
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file (also the social hub's and Mastodon API's uploads)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
     try:
@@ -223,7 +224,7 @@ class MediaService:
         for width, copy in processed.copies.items():
             path = media_file(self.data_dir, processed.sha256, width, processed.format)
             if not path.exists():
-                await anyio.to_thread.run_sync(_write_atomically, path, copy)
+                await anyio.to_thread.run_sync(write_atomically, path, copy)
         if existing is not None:
             return existing
         media = Media(sha256=processed.sha256, format=processed.format, width=processed.width,

@@ -11,8 +11,6 @@ metadata dropped by re-encoding) under a tighter size cap, and are stored by con
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import anyio.to_thread
 
 from domains.account.models import User
 from domains.account.services import AccountService
-from domains.market.services.media import MEDIA_NAME, ImageRefused, process_image
+from domains.market.services.media import MEDIA_NAME, ImageRefused, process_image, write_atomically
 from federation.activitypub.core import Federation
 from federation.activitypub.models import Actor
 from federation.activitypub.sanitize import sanitize_html, text_to_html
@@ -59,15 +57,7 @@ def _store(directory: Path, name: str, data: bytes) -> None:
     path = directory / name
     if path.exists():
         return
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".upload-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, data)
 
 
 class Profiles:
