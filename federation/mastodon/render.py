@@ -3,15 +3,24 @@
 Counts and the member's likes and boosts come from the hub's own :func:`note_views`, so an app
 shows exactly what the web pages show. Everything is batched per page (a query per kind, not per
 note).
+
+A timeline page is the API's hottest answer (issue 20's benchmark), so the lookups here are built
+once per database dialect (:func:`_built`), not per request, and read plain columns (Core rows, not
+ORM objects): building and compiling a statement and loading ORM rows cost more CPU than the
+rendering itself. On PostgreSQL a list is one array parameter (``= ANY``), so a statement's SQL is
+the same whatever the page holds and its compiled form is reused.
 """
 
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
-from sqlalchemy import func, literal, null, select, union_all
+from sqlalchemy import String, any_, bindparam, func, literal, null, select, union_all
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.activitypub.hashtags import tags_in_document
@@ -20,7 +29,6 @@ from federation.activitypub.sanitize import plain_text
 from federation.mastodon import entities as e
 from federation.mastodon.attachments import from_note
 from federation.social.schemas import NoteView, short_local_mentions
-from federation.social.services import actors_by_uri
 
 # Our visibilities in Mastodon's words (``followers`` is Mastodon's ``private``) and back.
 VISIBILITY_OUT = {"public": "public", "unlisted": "unlisted", "followers": "private", "direct": "direct"}
@@ -40,9 +48,106 @@ def day(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%dT00:00:00.000Z")
 
 
-def acct(a: Actor) -> str:
+class Handle(Protocol):
+    """What a handle and a mention need of an account: an :class:`Actor` or a :class:`Who`."""
+
+    @property
+    def id(self) -> UUID: ...
+    @property
+    def uri(self) -> str: ...
+    @property
+    def username(self) -> str: ...
+    @property
+    def local(self) -> bool: ...
+    @property
+    def domain(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+
+
+class Who(NamedTuple):
+    """An account as a mention or a reply's parent needs it (a row of plain columns)."""
+
+    id: UUID
+    uri: str
+    username: str
+    local: bool
+    domain: str
+    url: str
+
+
+class Boost(NamedTuple):
+    """What a boost's wrapper status shows of its Announce row."""
+
+    id: UUID
+    activity_id: str
+    published: datetime | None
+    created_at: datetime | None
+
+
+def acct(a: Handle) -> str:
     """An account's handle as Mastodon writes it: the bare name here, ``name@host`` elsewhere."""
     return a.username if a.local else f"{a.username}@{a.domain}"
+
+
+Among = Callable[[Any, str], Any]
+_BUILT: dict[tuple[str, str], Any] = {}
+
+
+def _among(dialect: str) -> Among:
+    """``among(column, name)``: ``column`` is one of the list bound as ``name``. PostgreSQL gets
+    one array parameter (``= ANY``): the SQL is the same for any list, so it compiles once and
+    PostgreSQL prepares it once; elsewhere (SQLite) an expanding ``IN``."""
+    if dialect == "postgresql":
+        return lambda column, name: column == any_(bindparam(name, type_=ARRAY(String())))
+    return lambda column, name: column.in_(bindparam(name, expanding=True))
+
+
+def _built(session: AsyncSession, key: str, build: Callable[[Among], Any]) -> Any:
+    """The statement ``build`` makes, made once per dialect: a statement built per request costs
+    more CPU (construction and SQLAlchemy's cache key) than the page it reads."""
+    dialect = session.get_bind().dialect.name
+    found = _BUILT.get((dialect, key))
+    if found is None:
+        found = _BUILT[(dialect, key)] = build(_among(dialect))
+    return found
+
+
+def _counts(among: Among) -> Any:
+    """Accounts' three counts in one statement: a grouped row per account and kind (``last``,
+    the newest note's date, only for posts)."""
+    no_date = null().cast(APObject.published.type)
+    return union_all(
+        select(literal("posts").label("kind"), APObject.attributed_to, func.count(),
+               func.max(APObject.published)).where(
+            among(APObject.attributed_to, "uris"), APObject.deleted.is_(False),
+            APObject.visibility != "direct").group_by(APObject.attributed_to),
+        select(literal("following").label("kind"), Follow.follower, func.count(), no_date).where(
+            among(Follow.follower, "uris"), Follow.state == "accepted").group_by(Follow.follower),
+        select(literal("followers").label("kind"), Follow.followee, func.count(), no_date).where(
+            among(Follow.followee, "uris"), Follow.state == "accepted").group_by(Follow.followee))
+
+
+def _parents(among: Among) -> Any:
+    """Replied-to notes' ids and their authors (those we hold)."""
+    return select(APObject.id, APObject.ap_id, APObject.attributed_to, Actor.id, Actor.uri, Actor.username,
+                  Actor.local, Actor.domain, Actor.url).outerjoin(
+        Actor, Actor.uri == APObject.attributed_to).where(among(APObject.ap_id, "ids"))
+
+
+def _mentioned(among: Among) -> Any:
+    return select(Actor.id, Actor.uri, Actor.username, Actor.local, Actor.domain, Actor.url).where(
+        among(Actor.uri, "uris"))
+
+
+def _replies(among: Among) -> Any:
+    return select(APObject.in_reply_to, func.count()).where(
+        among(APObject.in_reply_to, "ids"), APObject.deleted.is_(False)).group_by(APObject.in_reply_to)
+
+
+def _wrappers(among: Among) -> Any:
+    return select(Announce.actor, Announce.object_id, Announce.id, Announce.activity_id, Announce.published,
+                  Announce.created_at).where(among(Announce.actor, "actors"), among(Announce.object_id, "ids"))
 
 
 class Render:
@@ -61,21 +166,11 @@ class Render:
         uris = list({a.uri for a in actors})
         if not uris:
             return {}
-        # The three counts in one statement: a grouped row per account and kind (``last``, the
-        # newest note's date, only for posts).
         posts: dict[str, tuple[int, datetime | None]] = {}
         following: dict[str, int] = {}
         followers: dict[str, int] = {}
-        no_date = null().cast(APObject.published.type)
-        for kind, uri, n, last in (await self.session.execute(union_all(
-                select(literal("posts").label("kind"), APObject.attributed_to, func.count(),
-                       func.max(APObject.published)).where(
-                    APObject.attributed_to.in_(uris), APObject.deleted.is_(False),
-                    APObject.visibility != "direct").group_by(APObject.attributed_to),
-                select(literal("following").label("kind"), Follow.follower, func.count(), no_date).where(
-                    Follow.follower.in_(uris), Follow.state == "accepted").group_by(Follow.follower),
-                select(literal("followers").label("kind"), Follow.followee, func.count(), no_date).where(
-                    Follow.followee.in_(uris), Follow.state == "accepted").group_by(Follow.followee)))).tuples():
+        for kind, uri, n, last in (await self.session.execute(_built(self.session, "counts", _counts),
+                                                              {"uris": uris})).tuples():
             if kind == "posts":
                 posts[uri] = (int(n), last)
             else:
@@ -121,38 +216,41 @@ class Render:
         # costs the same few statements whatever its size.
         actors: dict[str, Actor] = {v.author.uri: v.author for v in views if v.author is not None}
         actors.update({v.boosted_by.uri: v.boosted_by for v in views if v.boosted_by is not None and wrap_boosts})
+        known: dict[str, Handle] = dict(actors)  # every account a mention or a parent may name
         looked_up = {o.attributed_to for o in objs} | set(actors)
         parents: dict[str, tuple[UUID, str]] = {}
         if wanted := {o.in_reply_to for o in objs if o.in_reply_to}:
-            for oid, ap_id, author, author_row in (await session.execute(
-                    select(APObject.id, APObject.ap_id, APObject.attributed_to, Actor).outerjoin(
-                        Actor, Actor.uri == APObject.attributed_to).where(APObject.ap_id.in_(wanted)))).tuples():
+            for oid, ap_id, author, *who in (await session.execute(_built(session, "parents", _parents),
+                                                                   {"ids": list(wanted)})).tuples():
                 parents[ap_id] = (oid, author)
-                if author_row is not None:
-                    actors[author] = author_row
+                if who[0] is not None and author not in actors:
+                    known[author] = Who(*who)
                 looked_up.add(author)
-        mentioned = {u for o in objs for u in (o.mentions or []) if isinstance(u, str)}
-        actors.update(await actors_by_uri(session, mentioned - looked_up))
+        mentioned = {u for o in objs for u in (o.mentions or []) if isinstance(u, str)} - looked_up
+        if mentioned:
+            for row in (await session.execute(_built(session, "mentioned", _mentioned),
+                                              {"uris": list(mentioned)})).tuples():
+                known[row[1]] = Who(*row)
         # Full accounts (with their counts) only for what a status shows whole: its author and
         # booster; a mention needs the handle alone, a reply its parent author's id.
         boosters = {v.boosted_by.uri for v in views if v.boosted_by is not None and wrap_boosts}
         shown = {o.attributed_to for o in objs} | boosters
         accounts = await self.accounts([a for uri, a in actors.items() if uri in shown])
-        replies = {k: v for k, v in (await session.execute(select(APObject.in_reply_to, func.count()).where(
-            APObject.in_reply_to.in_([o.ap_id for o in objs]), APObject.deleted.is_(False)).group_by(
-            APObject.in_reply_to))).tuples()}
-        wrappers: dict[tuple[str, str], Announce] = {}
+        note_ids = [o.ap_id for o in objs]
+        replies = {k: v for k, v in (await session.execute(_built(session, "replies", _replies),
+                                                            {"ids": note_ids})).tuples()}
+        wrappers: dict[tuple[str, str], Boost] = {}
         if boosters:
-            for ann in (await session.scalars(select(Announce).where(
-                    Announce.actor.in_(boosters), Announce.object_id.in_([o.ap_id for o in objs])))).all():
-                wrappers[(ann.actor, ann.object_id)] = ann
+            for actor, object_id, *boost in (await session.execute(_built(session, "wrappers", _wrappers),
+                                                                   {"actors": list(boosters), "ids": note_ids})).tuples():
+                wrappers[(actor, object_id)] = Boost(*boost)
         out: list[e.Status] = []
         for v in views:
             o = v.obj
             parent = parents.get(o.in_reply_to) if o.in_reply_to else None
-            parent_author = actors.get(parent[1]) if parent is not None else None
+            parent_author = known.get(parent[1]) if parent is not None else None
             mentions = [e.Mention(id=str(a.id), username=a.username, acct=acct(a), url=a.url or a.uri)
-                        for u in (o.mentions or []) if (a := actors.get(u)) is not None and a.username]
+                        for u in (o.mentions or []) if (a := known.get(u)) is not None and a.username]
             status = e.Status(
                 id=str(o.id), uri=o.ap_id, url=o.url or o.ap_id, created_at=iso(o.published),
                 account=accounts.get(o.attributed_to) or self._stub_account(o.attributed_to),
@@ -178,7 +276,7 @@ class Render:
         names = tags_in_document((o.raw or {}).get("tag"))
         return [e.Tag(name=n, url=f"{self.base}/api/v1/timelines/tag/{n}") for n in names]
 
-    def _wrapper(self, ann: Announce, booster: e.Account, inner: e.Status) -> e.Status:
+    def _wrapper(self, ann: Announce | Boost, booster: e.Account, inner: e.Status) -> e.Status:
         return e.Status(
             id=str(ann.id), uri=ann.activity_id or f"{inner.uri}#boost-{ann.id}", url=None,
             created_at=iso(ann.published or ann.created_at), account=booster, content="",
