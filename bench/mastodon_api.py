@@ -12,15 +12,18 @@ In one invocation, on a scratch PostgreSQL database made beside ``--database-url
 2. ``rose-ash run`` (``--workers`` web processes, no edge) answers the home timeline under ``wrk``
    with the member's token, beside the bare Litestar page of bench/pages.py serving the same JSON
    bytes from one template, in the same run. Prints req/s, p50, p99 (goal p99 < 50 ms), wrk's
-   timeouts, the server's CPU ms per request and the ratio to the bare page; before wrk,
-   ``--solo`` requests one at a time (what the page costs alone).
+   timeouts, the server's and PostgreSQL's CPU ms per request and the ratio to the bare page;
+   before wrk, ``--solo`` requests one at a time (what the page costs alone). Then a paced run
+   (``--paced-rate``, 0 to skip): ``--paced-connections`` connections, each waiting
+   connections/rate seconds before each request (wrk's ``delay()``), so at most that rate is
+   offered, well below saturation: its p99 is the page's latency without wrk's own queue.
 3. Before both, in this process: the app built as the tests build it answers the page
    ``--solo`` times through httpx's ASGI transport, counting its SQL statements (a 10-status page
    must cost as many as a 40-status one) and the CPU ms each request takes (client included).
 
     .venv/bin/python bench/mastodon_api.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/postgres \
         [--accounts 200] [--statuses 20000] [--others 50] [--duration 10] [--connections 16] [--threads 2]
-        [--workers 1] [--solo 10]
+        [--workers 1] [--solo 10] [--paced-rate 10] [--paced-connections 4]
 """
 
 from __future__ import annotations
@@ -178,9 +181,11 @@ async def in_process(url: str, base_url: str, data_dir: Path, token: str, count:
     return statements[10], statements[40], statistics.median(cpu)
 
 
-def auth_script(path: Path, token: str) -> Path:
-    """A wrk script sending the member's bearer token."""
-    path.write_text(f'wrk.headers["Authorization"] = "Bearer {token}"\n')
+def auth_script(path: Path, token: str, pause_ms: float = 0.0) -> Path:
+    """A wrk script sending the member's bearer token; with ``pause_ms``, each connection waits
+    that long before each request (a paced run)."""
+    pacing = f"function delay()\n  return {pause_ms:.0f}\nend\n" if pause_ms else ""
+    path.write_text(f'wrk.headers["Authorization"] = "Bearer {token}"\n{pacing}')
     return path
 
 
@@ -195,6 +200,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--solo", type=int, default=10, help="requests one at a time, before wrk")
+    parser.add_argument("--paced-rate", type=float, default=10.0,
+                        help="req/s offered in the paced run after the saturating one (0: none)")
+    parser.add_argument("--paced-connections", type=int, default=4)
     args = parser.parse_args()
     if not args.database_url.startswith("postgresql"):
         raise SystemExit("--database-url must be a PostgreSQL URL (the benchmark is on PostgreSQL)")
@@ -237,24 +245,36 @@ def main() -> None:
             sid = server.proc.pid if server.proc else 0
             solo = one_at_a_time_auth(server.base_url, PATH, args.solo, headers)
             print(f"  home alone: median {solo[0]:.0f} ms, slowest {solo[1]:.0f} ms", flush=True)
+            database = url.rsplit("/", 1)[-1]
             home = run_wrk(server.base_url + PATH, args.duration, args.connections, args.threads,
-                           auth_script(tmp_path / "auth.lua", token), cpu_session=sid)
+                           auth_script(tmp_path / "auth.lua", token), cpu_session=sid, cpu_database=database)
             print(f"  home: {home[0]:.0f} req/s, p99 {home[2]:.1f} ms", flush=True)
             waited = settle(server.base_url)
             print(f"  (the server finished the requests wrk gave up on {waited:.0f} s later)", flush=True)
+            paced = None
+            if args.paced_rate > 0:
+                pause = args.paced_connections * 1000 / args.paced_rate
+                paced = run_wrk(server.base_url + PATH, args.duration, args.paced_connections,
+                                min(args.threads, args.paced_connections),
+                                auth_script(tmp_path / "paced.lua", token, pause), cpu_session=sid,
+                                cpu_database=database)
+                print(f"  home paced at <= {args.paced_rate:g} req/s: {paced[0]:.1f} req/s, p99 {paced[2]:.1f} ms",
+                      flush=True)
         load = os.getloadavg()
         print(f"\nPostgreSQL; member follows {args.accounts} accounts with {args.statuses} statuses ({args.others} "
               f"unfollowed accounts with as many); wrk -t{args.threads} -c{args.connections} -d{args.duration}s; "
               f"{args.workers} web worker(s); page {len(sample.content)} bytes, 40 statuses ({boosts} boosts); "
               f"load average after the run {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
-        print(f"{'target':<40} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'rps/base':>9} {'timeouts':>9} "
-              f"{'CPU ms/req':>11} {'p99 goal':>9}")
-        for name, (rps, p50, p99, timeouts, per_request, *_) in (
-                ("bare Litestar + 1 Jinja template", base), (f"GET {PATH}", home)):
+        print(f"{'target':<46} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'rps/base':>9} {'timeouts':>9} "
+              f"{'CPU ms/req':>11} {'DB CPU ms':>10} {'p99 goal':>9}")
+        rows = [("bare Litestar + 1 Jinja template", base), (f"GET {PATH}", home)]
+        if paced is not None:
+            rows.append((f"  paced: {args.paced_connections} conns, <= {args.paced_rate:g} req/s offered", paced))
+        for name, (rps, p50, p99, timeouts, per_request, db_per_request) in rows:
             goal = "" if name.startswith("bare") else (
                 "met" if rps > 0 and p99 < P99_GOAL_MS and not timeouts else "MISSED")
-            print(f"{name:<40} {rps:>9.0f} {p50:>8.2f} {p99:>8.2f} {rps / base[0]:>9.2f} {timeouts:>9} "
-                  f"{per_request:>11.2f} {goal:>9}")
+            print(f"{name:<46} {rps:>9.1f} {p50:>8.2f} {p99:>8.2f} {rps / base[0]:>9.3f} {timeouts:>9} "
+                  f"{per_request:>11.2f} {db_per_request:>10.2f} {goal:>9}")
         print(f"\none request at a time ({args.solo}): median {solo[0]:.1f} ms, slowest {solo[1]:.1f} ms", flush=True)
         print(f"in process: {small} SQL statements for a page of 10 statuses, {large} for 40; "
               f"{cpu:.1f} ms CPU per request (median of {max(args.solo, 10)}, client included)", flush=True)

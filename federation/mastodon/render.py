@@ -5,8 +5,8 @@ shows exactly what the web pages show. Everything is batched per page (a query p
 note).
 
 A timeline page is the API's hottest answer (issue 20's benchmark), so the lookups here are built
-once per database dialect (:func:`_built`), not per request, and read plain columns (Core rows, not
-ORM objects): building and compiling a statement and loading ORM rows cost more CPU than the
+once per database dialect (``views.built``), not per request, and read plain columns (Core rows,
+not ORM objects): building and compiling a statement and loading ORM rows cost more CPU than the
 rendering itself. On PostgreSQL a list is one array parameter (``= ANY``), so a statement's SQL is
 the same whatever the page holds and its compiled form is reused.
 """
@@ -14,13 +14,11 @@ the same whatever the page holds and its compiled form is reused.
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 from uuid import UUID
 
-from sqlalchemy import String, any_, bindparam, func, literal, null, select, union_all
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import func, literal, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from federation.activitypub.hashtags import tags_in_document
@@ -29,6 +27,7 @@ from federation.activitypub.sanitize import plain_text
 from federation.mastodon import entities as e
 from federation.mastodon.attachments import from_note
 from federation.social.schemas import NoteView, short_local_mentions
+from federation.social.services.views import Among, built
 
 # Our visibilities in Mastodon's words (``followers`` is Mastodon's ``private``) and back.
 VISIBILITY_OUT = {"public": "public", "unlisted": "unlisted", "followers": "private", "direct": "direct"}
@@ -90,29 +89,6 @@ def acct(a: Handle) -> str:
     return a.username if a.local else f"{a.username}@{a.domain}"
 
 
-Among = Callable[[Any, str], Any]
-_BUILT: dict[tuple[str, str], Any] = {}
-
-
-def _among(dialect: str) -> Among:
-    """``among(column, name)``: ``column`` is one of the list bound as ``name``. PostgreSQL gets
-    one array parameter (``= ANY``): the SQL is the same for any list, so it compiles once and
-    PostgreSQL prepares it once; elsewhere (SQLite) an expanding ``IN``."""
-    if dialect == "postgresql":
-        return lambda column, name: column == any_(bindparam(name, type_=ARRAY(String())))
-    return lambda column, name: column.in_(bindparam(name, expanding=True))
-
-
-def _built(session: AsyncSession, key: str, build: Callable[[Among], Any]) -> Any:
-    """The statement ``build`` makes, made once per dialect: a statement built per request costs
-    more CPU (construction and SQLAlchemy's cache key) than the page it reads."""
-    dialect = session.get_bind().dialect.name
-    found = _BUILT.get((dialect, key))
-    if found is None:
-        found = _BUILT[(dialect, key)] = build(_among(dialect))
-    return found
-
-
 def _counts(among: Among) -> Any:
     """Accounts' three counts in one statement: a grouped row per account and kind (``last``,
     the newest note's date, only for posts)."""
@@ -169,7 +145,7 @@ class Render:
         posts: dict[str, tuple[int, datetime | None]] = {}
         following: dict[str, int] = {}
         followers: dict[str, int] = {}
-        for kind, uri, n, last in (await self.session.execute(_built(self.session, "counts", _counts),
+        for kind, uri, n, last in (await self.session.execute(built(self.session, "counts", _counts),
                                                               {"uris": uris})).tuples():
             if kind == "posts":
                 posts[uri] = (int(n), last)
@@ -220,7 +196,7 @@ class Render:
         looked_up = {o.attributed_to for o in objs} | set(actors)
         parents: dict[str, tuple[UUID, str]] = {}
         if wanted := {o.in_reply_to for o in objs if o.in_reply_to}:
-            for oid, ap_id, author, *who in (await session.execute(_built(session, "parents", _parents),
+            for oid, ap_id, author, *who in (await session.execute(built(session, "parents", _parents),
                                                                    {"ids": list(wanted)})).tuples():
                 parents[ap_id] = (oid, author)
                 if who[0] is not None and author not in actors:
@@ -228,7 +204,7 @@ class Render:
                 looked_up.add(author)
         mentioned = {u for o in objs for u in (o.mentions or []) if isinstance(u, str)} - looked_up
         if mentioned:
-            for row in (await session.execute(_built(session, "mentioned", _mentioned),
+            for row in (await session.execute(built(session, "mentioned", _mentioned),
                                               {"uris": list(mentioned)})).tuples():
                 known[row[1]] = Who(*row)
         # Full accounts (with their counts) only for what a status shows whole: its author and
@@ -237,12 +213,13 @@ class Render:
         shown = {o.attributed_to for o in objs} | boosters
         accounts = await self.accounts([a for uri, a in actors.items() if uri in shown])
         note_ids = [o.ap_id for o in objs]
-        replies = {k: v for k, v in (await session.execute(_built(session, "replies", _replies),
+        replies = {k: v for k, v in (await session.execute(built(session, "replies", _replies),
                                                             {"ids": note_ids})).tuples()}
         wrappers: dict[tuple[str, str], Boost] = {}
         if boosters:
-            for actor, object_id, *boost in (await session.execute(_built(session, "wrappers", _wrappers),
-                                                                   {"actors": list(boosters), "ids": note_ids})).tuples():
+            rows = await session.execute(built(session, "wrappers", _wrappers),
+                                         {"actors": list(boosters), "ids": note_ids})
+            for actor, object_id, *boost in rows.tuples():
                 wrappers[(actor, object_id)] = Boost(*boost)
         out: list[e.Status] = []
         for v in views:
