@@ -214,7 +214,7 @@ class GitRun:
                 yield self.prefix
             child = await spawn(self.argv, env=self.env, cwd=self.cwd, stdin=self.stdin_file,
                                 pipe_stdin=self.stdin_bytes is not None, stdout_pipe_size=PIPE_SIZE,
-                                batched_stdout=BATCHING)
+                                batched_stdout=BATCHING, off_loop=True)
             assert child.stdout_batches is not None and child.stderr is not None
             if self.stdin_bytes is not None:
                 tasks.append(asyncio.create_task(_feed(child, self.stdin_bytes)))
@@ -614,15 +614,12 @@ class GitFastPath:
     """ASGI wrapper in front of the application's handler (installed by app/asgi.py)."""
 
     def __init__(self, app: Any, inner: Any, identity: Any | None) -> None:
-        from app.headers import SecurityHeaders
-
         self.app = app
         self.inner = inner
         self.identity = identity  # app.identity.IdentityProvider: the auth middleware's own lookups
         settings = app.state.settings
         self.settings = settings
         self.hosts = frozenset(settings.allowed_hosts)
-        self.security_headers = SecurityHeaders(settings)
         self._sessions: Any = None
 
     async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
@@ -784,7 +781,8 @@ class GitFastPath:
                      headers: list[tuple[bytes, bytes]]) -> None:
         message: Any = {"type": "http.response.start", "status": status,
                         "headers": [*headers, (b"x-request-id", lean.request_id.encode())]}
-        await self.security_headers(message, scope)  # CSP, nosniff, referrer, HSTS: as every response
+        # CSP, nosniff, referrer policy, HSTS: Litestar.__call__ wraps ``send`` with the app's
+        # before_send hooks (app/headers.py) before its handler (us) runs, so they apply here too.
         await send(message)
 
     async def _plain(self, scope: Any, send: Send, lean: _Lean, status: int, message: str) -> int:
