@@ -44,7 +44,9 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[1]
+# FORGE_BENCH_APP_ROOT=<another checkout> (with PYTHONPATH set to it too) serves Rose Ash and the
+# baselines from that checkout's code while this script measures: before/after with one harness.
+ROOT = Path(os.environ.get("FORGE_BENCH_APP_ROOT") or Path(__file__).resolve().parents[1]).resolve()
 sys.path.insert(0, str(ROOT))
 
 from tests.helpers.server import free_port  # noqa: E402
@@ -409,7 +411,8 @@ def main() -> None:
                     print(f"  {op:<20}{a:>9.3f}s{b:>13.3f}s{c:>9.3f}s{a / max(b, 0.01):>14.2f}x"
                           f"{a / max(c, 0.01):>10.2f}x")
                 load = Path("/proc/loadavg").read_text().strip()
-                print(f"\nworst ratio {worst:.2f}x (target <= 1.10); medians of {args.runs} runs "
+                print(f"\nRose Ash served from {ROOT}")
+                print(f"worst ratio {worst:.2f}x (target <= 1.10); medians of {args.runs} runs "
                       f"({args.concurrent_runs} for the concurrent clones), rose-ash with "
                       f"{args.web_concurrency} web process(es); load average {load}")
     finally:
