@@ -13,6 +13,7 @@ from litestar import Litestar
 
 from app import factory
 from app.settings import Settings
+from forge.smart_http import install_fast_path
 
 __all__ = ["create_app", "freeze_startup_heap"]
 
@@ -36,4 +37,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     """:func:`app.factory.create_app`, with :func:`freeze_startup_heap` as the last start-up step."""
     app = factory.create_app(settings)
     app.on_startup.append(freeze_startup_heap)
+    # git fetches skip the application's middleware stack for the one path that needs none of it
+    # (forge/smart_http.py GitFastPath: anything else, including every refusal, still goes through).
+    install_fast_path(app, factory.InstalledIdentity())
     return app

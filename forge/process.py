@@ -17,6 +17,7 @@ resolved to an absolute path once per (name, ``PATH``) and the child execs that 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import fcntl
@@ -27,7 +28,7 @@ import signal
 import struct
 import subprocess
 import termios
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -116,7 +117,8 @@ def executable(name: str, env: Mapping[str, str]) -> str:
 
 async def spawn(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path | None = None,
                 stdin: IO[bytes] | int | None = None, pipe_stdin: bool = False,
-                stdout_pipe_size: int | None = None, batched_stdout: Batching | None = None) -> Child:
+                stdout_pipe_size: int | None = None, batched_stdout: Batching | None = None,
+                off_loop: bool = False) -> Child:
     """Start ``argv`` in its own session with piped stdout/stderr.
 
     ``stdin`` is a file (or fd) for the child to read; with ``pipe_stdin`` the child gets a pipe
@@ -131,9 +133,15 @@ async def spawn(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path | None
         stdin if stdin is not None else subprocess.DEVNULL)
     args = list(argv)
     args[0] = executable(args[0], env)
+    child_env = dict(env)
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(args, env=child_env, cwd=cwd, stdin=child_stdin, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
+
     # Popen blocks the loop for the vfork+exec only (a few ms); that is the point of this module.
-    popen = subprocess.Popen(args, env=dict(env), cwd=cwd, stdin=child_stdin,  # noqa: ASYNC220
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
+    # With ``off_loop`` it blocks a spawner thread instead (see _start_off_loop).
+    popen = await _start_off_loop(start) if off_loop else start()
     child = Child(popen)
     try:
         assert popen.stdout is not None and popen.stderr is not None
@@ -154,6 +162,36 @@ async def spawn(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path | None
         child.kill_group()
         raise
     return child
+
+
+# One thread does every off-loop spawn: vfork()+exec are serial work anyway (a few ms each on a
+# loaded host), and a private executor is never queued behind the loop's default one (DNS, to_thread).
+_SPAWNER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="forge-spawn")
+
+
+async def _start_off_loop(popen: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    """Run ``popen`` on the spawner thread, so the loop streams other clones meanwhile.
+
+    ``vfork()`` suspends the calling thread until the child has exec'd, and on a loaded host the
+    child first waits for a CPU: milliseconds per git request during which no other response on
+    this loop moves. CPython releases the GIL around it. A caller cancelled meanwhile does not
+    leave the child behind: it is killed as soon as it exists."""
+    future = asyncio.get_running_loop().run_in_executor(_SPAWNER, popen)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        future.add_done_callback(_kill_unwanted)
+        raise
+
+
+def _kill_unwanted(future: asyncio.Future[subprocess.Popen[bytes]]) -> None:
+    if future.cancelled() or future.exception() is not None:
+        return
+    popen = future.result()
+    Child(popen).kill_group()
+    for pipe in (popen.stdin, popen.stdout, popen.stderr):
+        if pipe is not None:
+            pipe.close()  # the killed child is reaped by subprocess's own clean-up of dropped Popens
 
 
 @dataclasses.dataclass(frozen=True)
