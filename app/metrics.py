@@ -66,6 +66,13 @@ DELIVERY_FAILURES = Counter(
     "ActivityPub deliveries that failed, by remote host",
     ["host"],
 )
+# git fetches answered by forge/smart_http.py's lean path skip the HTTP middleware stack, so the
+# rose_ash_http_* series never see them; they are counted here instead.
+GIT_FAST_PATH = Counter(
+    "rose_ash_git_fast_path_requests",
+    "git fetch requests answered by the forge's lean path, by git service step and status",
+    ["step", "status"],
+)
 # 1 in the process that holds the machine's job-worker lock (app/jobs/worker.py); summed over the
 # live processes, so a scrape shows how many in-process workers run here (1, or 0 while none does).
 IN_PROCESS_WORKERS = Gauge(

@@ -41,6 +41,7 @@ from litestar.types import Receive, Send
 from app import access
 from app.db import wrote_in_transaction
 from app.head import HEAD_AS_GET
+from app.metrics import GIT_FAST_PATH
 from app.security import AuthInfo
 from domains.account.models import User
 from forge.access import Allowed, Denied, check_access, may_see
@@ -739,6 +740,7 @@ class GitFastPath:
             status = await self._answer(scope, receive, send, lean, rt, result, slot)
         finally:
             if served:
+                GIT_FAST_PATH.labels("info/refs" if lean.refs else "git-upload-pack", str(status)).inc()
                 access_log.info("%s %s %s", scope["method"], scope["path"], status, extra={"fields": {
                     "request_id": lean.request_id, "method": scope["method"], "path": scope["path"],
                     "status": status,

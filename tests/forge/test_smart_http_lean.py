@@ -63,6 +63,10 @@ def test_clone_and_fetch_take_the_lean_path_and_are_logged(forge: Forge) -> None
     assert [e for e in posts if e.get("lean")] and all(e["request_id"] for e in lean_refs)
     # the pusher's token fetches (receive-pack's advertisement) and pushes still go the full way
     assert not [e for e in access_lines(forge, "/forge/alice/lean-public.git/git-receive-pack") if e.get("lean")]
+    # they skip the HTTP middleware's per-route series, so /metrics counts them on their own
+    metrics = httpx.get(forge.server.base_url + "/metrics").text
+    assert 'rose_ash_git_fast_path_requests_total{status="200",step="info/refs"}' in metrics
+    assert 'rose_ash_git_fast_path_requests_total{status="200",step="git-upload-pack"}' in metrics
 
 
 def test_the_lean_answer_is_the_full_answer(forge: Forge) -> None:
