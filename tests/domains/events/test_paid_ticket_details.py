@@ -5,8 +5,10 @@ cart. Every bad path answers 4xx and writes nothing. Both databases."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -14,16 +16,31 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.forms import InputProblems
 from app.settings import Settings
 from domains.account.models import User
-from domains.cart.models import Order, OrderLine
+from domains.cart.fulfilment import OrderDesk
+from domains.cart.models import PAYMENT_PENDING, Order, OrderLine
 from domains.cart.services import CartService, CheckoutDetails, InsufficientStock
 from domains.events.booking_models import CONFIRMED, Booking, BookingOptions, Position, TicketType
 from domains.events.models import Event
 from domains.events.services.bookings import Attendee, BookingService
 from domains.events.services.tickets import SOURCE, create_ticket_type
-from tests.domains.events.test_paid_tickets import KEY, _event, _ticketed
-from tests.helpers.web import CSRF_FIELD, signup
+from domains.payments.services import available_providers
+from tests.domains.events.test_paid_tickets import KEY, _event, _taken, _ticketed
+from tests.fakes.sumup import API_KEY, MERCHANT_CODE, FakeSumUp, serve_in_thread
+from tests.helpers.web import CSRF_FIELD, login, signup
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def sumup_fake() -> Iterator[FakeSumUp]:
+    with serve_in_thread() as fake:
+        yield fake
+
+
+@pytest.fixture
+def sumup_settings(settings: Settings, sumup_fake: FakeSumUp) -> Settings:
+    return msgspec.structs.replace(settings, sumup_api_key=API_KEY, sumup_merchant_code=MERCHANT_CODE,
+                                   sumup_api_url=sumup_fake.public_url)
 
 
 async def _ask(session: AsyncSession, event: Event, *, required: bool = True) -> None:
@@ -149,6 +166,15 @@ async def test_a_member_with_a_free_booking_gets_paid_tickets_under_their_own_na
             await BookingService(session).book(again, KEY, user=user, name="Maria", email="maria@example.org",
                                                quantity=1)
         # Another member sees none of her tickets; her order is absent to them (404).
+    # Staff see the names and the answer on the order's admin page.
+    client.cookies.clear()
+    assert (await signup(client, "staff")).status_code == 303
+    async with maker() as session, session.begin():
+        (await session.execute(select(User).where(User.username == "staff"))).scalar_one().is_admin = True
+    client.cookies.clear()
+    assert (await login(client, "staff")).status_code == 303
+    admin_page = await client.get(f"/cart/admin/orders/{placed[1].number}")
+    assert admin_page.status_code == 200 and "Attendees: Guest 1" in admin_page.text
     client.cookies.clear()
     assert (await signup(client, "other")).status_code == 303
     theirs = await client.get("/account/tickets")
@@ -241,6 +267,7 @@ async def test_buy_tickets_from_the_event_page_with_names_straight_into_the_cart
         assert [(x.quantity, [a["name"] for a in x.details["attendees"]]) for x in lines] == [
             (1, ["Grace"]), (2, ["Ada", "Linus"])]
         assert (await session.execute(select(func.count()).select_from(Order))).scalar_one() == 1
+    assert "For Ada, Linus" in (await client.get("/cart/")).text  # the names show on the cart line
     assert (await client.get("/events/no-such-event/tickets")).status_code == 404
     assert (await client.get(f"/events/{event.slug}/tickets")).status_code == 200  # no quantities yet: fine
 
@@ -288,3 +315,53 @@ async def test_sold_out_under_concurrency_with_names_never_overbooks(engine: Asy
     async with maker() as session:
         names = sorted(a for (a,) in (await session.execute(select(Position.attendee))).tuples())
         assert len(names) == 2 and all(x.startswith("Buyer ") for x in names)
+
+
+async def test_a_failed_payment_or_a_failure_while_issuing_leaves_nothing_half_written(
+        db_session: AsyncSession, sumup_settings: Settings, sumup_fake: FakeSumUp,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = sumup_settings
+    event, ticket = await _ticketed(db_session, settings, capacity=4)
+    cart = CartService(db_session, settings)
+    order = await cart.new_cart()
+    await cart.add(order, source=SOURCE, variant_id=ticket.id, quantity="2", details={
+        "attendees": [{"name": "Ada"}, {"name": "Grace"}]})
+    await cart.start_checkout(order)
+    order = await cart.place(order, CheckoutDetails(email="buyer@example.org", payment="sumup"),
+                             idempotency_key="failed-pay-" + "q" * 10)
+    await db_session.commit()
+    assert await cart.open_payment(order)
+    await db_session.commit()
+    provider = available_providers(settings)["sumup"]
+    sumup_fake.fail(order.payment_id)
+    assert await cart.apply_payment(await provider.fetch(order.payment_id)) == "failed"
+    await db_session.commit()
+    assert order.state == PAYMENT_PENDING and await _taken(db_session, event) == 2  # held for a retry
+    assert (await db_session.execute(select(func.count()).select_from(Booking))).scalar_one() == 0
+
+    # A retry is paid, but issuing breaks after the first booking was written: the whole move rolls
+    # back (no paid order without tickets, no ticket without a paid order).
+    order_id = order.id
+    url = await OrderDesk(db_session, settings).retry_payment(order)
+    await db_session.commit()
+    assert url
+    sumup_fake.pay(order.payment_id)
+    record = await provider.fetch(order.payment_id)
+
+    async def broken_mail(*_: Any, **__: Any) -> None:
+        raise RuntimeError("mail queue unavailable")
+
+    monkeypatch.setattr(BookingService, "_mail", broken_mail)
+    with pytest.raises(RuntimeError):
+        await cart.apply_payment(record)
+    await db_session.rollback()
+    again = await db_session.get(Order, order_id, populate_existing=True)
+    assert again is not None and again.state == PAYMENT_PENDING
+    assert (await db_session.execute(select(func.count()).select_from(Booking))).scalar_one() == 0
+    assert (await db_session.execute(select(func.count()).select_from(Position))).scalar_one() == 0
+    monkeypatch.undo()
+    # The provider's record applied again (the reconciler's retry) issues the named tickets once.
+    assert await cart.apply_payment(record) == "paid"
+    await db_session.commit()
+    names = [a for (a,) in (await db_session.execute(select(Position.attendee).order_by(Position.created_at)))]
+    assert names == ["Ada", "Grace"]
