@@ -331,14 +331,13 @@ async def buy(request: Request[Any, Any, Any], db_session: AsyncSession, setting
                                {"form": "Choose how many tickets you want."}, status=422)
     cart = CartService(db_session, settings)
     user_id: UUID | None = getattr(current_user(request), "id", None)
-    order = await cart.visitor_cart(request, user_id=user_id, create=True)
-    assert order is not None
+    order = await cart.visitor_cart(request, user_id=user_id)  # made only once the form is good
     # Ticket types of one date share its quota: the cart checks each line alone, so the sum over
     # the date (this form's and the cart's lines of it) is checked here before anything is added.
     wanted: dict[str, int] = {}
     for row, quantity in chosen:
         wanted[row["when"]] = wanted.get(row["when"], 0) + quantity
-    held = {line.variant_id: line.quantity for line in order.lines if line.source == TICKETS}
+    held = {line.variant_id: line.quantity for line in (order.lines if order else []) if line.source == TICKETS}
     for when, total in wanted.items():
         same = [UUID(r["id"]) for r in rows if r["when"] == when]
         offer = await cart.offer(TICKETS, same[0])
@@ -348,6 +347,9 @@ async def buy(request: Request[Any, Any, Any], db_session: AsyncSession, setting
             return await _buy_page(request, db_session, event, rows, values, {
                 "form": f"Only {left} place{'s are' if left != 1 else ' is'} available on {when}"
                         f"{' besides those in your cart' if have else ''}: choose {left} or fewer."}, status=409)
+    if order is None:
+        order = await cart.visitor_cart(request, user_id=user_id, create=True)
+        assert order is not None
     added = 0
     try:
         for row, quantity in chosen:
