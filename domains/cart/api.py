@@ -3,7 +3,9 @@ Shopify's cart id are the models), on the same service and rules as the HTML car
 
 ``POST /api/cart`` makes a cart and answers its ``token``; every later call sends it in
 ``X-Cart-Token`` (a caller with an access token uses its member's cart instead). ``GET /api/cart``;
-``POST /api/cart/lines`` ``{"sku", "quantity"}``; ``PATCH``/``DELETE /api/cart/lines/<id>``;
+``POST /api/cart/lines`` ``{"sku", "quantity"}`` (or ``{"source": "events", "item": <ticket type id>,
+"quantity", "details"}`` for paid tickets, with the HTML path's capacity checks);
+``PATCH``/``DELETE /api/cart/lines/<id>``;
 ``POST /api/cart/checkout`` with an ``Idempotency-Key`` header reserves and places the order in
 one call: 201 with the order, or 409 with the lines that lack stock and what is available.
 """
@@ -27,8 +29,27 @@ TOKEN_HEADER = "x-cart-token"
 
 
 class LineIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    sku: str
+    """A market product by ``sku``, or another line source's item: ``{"source": "events", "item":
+    "<ticket type id>", "quantity": 2, "details": {"attendees": [{"name": …, "dietary": …}, …],
+    "answer": …}}`` (``details`` as the source asks: domains/cart/sources.py ``check_details``)."""
+
+    sku: str = ""
     quantity: int = 1
+    source: str = "market"
+    item: str = ""
+    details: dict[str, Any] = {}
+
+    def target(self) -> dict[str, Any]:
+        """The service's item arguments; InputProblems (422) for a line naming nothing or a bad id."""
+        if self.source == "market" and not self.item:
+            if not self.sku.strip():
+                raise InputProblems({"sku": "Name a product by its sku, or another source's item by source and item."})
+            return {"sku": self.sku}
+        try:
+            item = UUID(self.item.strip()[:36])
+        except ValueError:
+            raise InputProblems({"item": "The item is the id (a UUID) of what the source sells."}) from None
+        return {"source": self.source[:16], "variant_id": item}
 
 
 class QuantityIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -56,7 +77,7 @@ def cart_json(order: Order) -> dict[str, Any]:
         "id": str(order.id), "state": order.state, "number": order.number, "currency": order.currency,
         "lines": [{"id": str(line.id), "sku": line.sku, "title": line.title, "quantity": line.quantity,
                    "unit_price_minor": line.unit_price_minor, "total_minor": total,
-                   "tax_rate": line.tax_rate_bp / 100}
+                   "tax_rate": line.tax_rate_bp / 100, "source": line.source, "details": line.details or {}}
                   for line, total in zip(order.lines, totals.line_totals, strict=True)],
         "subtotal_minor": totals.subtotal_minor, "shipping_minor": totals.shipping_minor,
         "total_minor": totals.total_minor, "tax_minor": totals.tax_minor,
@@ -127,7 +148,7 @@ async def add_line(request: Request[Any, Any, Any], cart_service: CartService,
     service = cart_service
     order = await _cart(request, service)
     try:
-        await service.add(order, sku=data.sku, quantity=_quantity(data.quantity))
+        await service.add(order, quantity=_quantity(data.quantity), details=data.details, **data.target())
     except InsufficientStock as exc:
         return _short(exc)
     return cart_json(order)

@@ -33,7 +33,7 @@ from domains.cart.services import (
     order_totals,
     ships,
 )
-from domains.cart.sessions import cart_token, forget_cart, remember_cart
+from domains.cart.sessions import forget_cart
 from domains.market.services import offers
 from domains.payments.schemas import PaymentError
 from domains.payments.services import available_providers, request_refresh
@@ -58,13 +58,7 @@ def personal_details_for(request: Request[Any, Any, Any], order: Order) -> bool:
 
 async def current_cart(request: Request[Any, Any, Any], service: CartService, *, create: bool = False) -> Order | None:
     """The visitor's open cart (the member's, or the session's for a guest); made when ``create``."""
-    user_id = _user_id(request)
-    order = await service.open_cart(user_id=user_id, token=None if user_id else cart_token(request))
-    if order is None and create:
-        order = await service.new_cart(user_id=user_id)
-        if user_id is None:
-            remember_cart(request, order.token)
-    return order
+    return await service.visitor_cart(request, user_id=_user_id(request), create=create)
 
 
 def _item(form: AddForm) -> dict[str, Any]:

@@ -7,12 +7,13 @@ Market orders are fulfilled by staff handing goods over, so payment and voiding 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Final
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
 from uuid import UUID
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.forms import InputProblems
 from domains.cart.sources import Offer, OrderRef, SoldLine, TicketLink
 from domains.market.services import allocate, lock_stock, offers, release
 
@@ -39,6 +40,13 @@ class MarketSource:
 
     async def release(self, db: AsyncSession, item_id: UUID, quantity: int) -> int:
         return await release(db, item_id, quantity)
+
+    async def check_details(self, db: AsyncSession, item_id: UUID, *, quantity: int, given: Mapping[str, Any],
+                            kept: Mapping[str, Any]) -> dict[str, Any]:
+        """The market asks nothing per line: answers sent anyway are refused, not silently dropped."""
+        if given:
+            raise InputProblems({"details": "Products take no per-line details."})
+        return dict(kept)
 
     async def paid(self, db: AsyncSession, order: OrderRef, lines: Sequence[SoldLine]) -> None:
         return None

@@ -11,11 +11,11 @@ move goes through ``app.fsm.transition`` (one conditional UPDATE) and is recorde
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 from uuid import UUID
 
 from advanced_alchemy.base import UUIDv7AuditBase
-from advanced_alchemy.types import DateTimeUTC
+from advanced_alchemy.types import DateTimeUTC, JsonB
 from sqlalchemy import CheckConstraint, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -127,6 +127,9 @@ class OrderLine(UUIDv7AuditBase):
     tax_class: Mapped[str] = mapped_column(String(32), default="", server_default="")
     tax_rate_bp: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     unit_weight_grams: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # What the source asked the buyer for this line, as the source checked it (events: one
+    # {"name", "dietary"} per ticket under "attendees", and "answer"); handed back at payment.
+    details: Mapped[dict[str, Any]] = mapped_column(JsonB, default=dict, server_default="{}")
 
     order: Mapped[Order] = relationship(back_populates="lines", lazy="raise")
 

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from uuid import UUID
 
+from litestar.connection import ASGIConnection
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -54,6 +55,7 @@ from domains.cart.models import (
     Reservation,
 )
 from domains.cart.money import Line, Totals, compute, delivery_charge, parse_delivery_rates, parse_vat_rates
+from domains.cart.sessions import cart_token, remember_cart
 from domains.cart.slots import CollectionPoint, parse_collection_slots
 from domains.cart.sources import (
     LineSource,
@@ -122,7 +124,8 @@ def _sold(lines: Iterable[OrderLine]) -> dict[str, list[SoldLine]]:
     by_source: dict[str, list[SoldLine]] = {}
     for line in lines:
         by_source.setdefault(line.source, []).append(
-            SoldLine(item_id=line.variant_id, quantity=line.quantity, title=line.title))
+            SoldLine(item_id=line.variant_id, quantity=line.quantity, title=line.title,
+                     details=dict(line.details or {})))
     return by_source
 
 
@@ -184,6 +187,18 @@ class CartService:
         self.db = db
         self.settings = settings
 
+    async def visitor_cart(self, connection: ASGIConnection[Any, Any, Any, Any], *, user_id: UUID | None,
+                           create: bool = False) -> Order | None:
+        """The visitor's open cart (the member's, or the one the guest's session names), made when
+        ``create``: what the cart's pages use, and another domain's page that adds to the cart
+        (events' ticket page) without reading the cart's session key itself."""
+        order = await self.open_cart(user_id=user_id, token=None if user_id else cart_token(connection))
+        if order is None and create:
+            order = await self.new_cart(user_id=user_id)
+            if user_id is None:
+                remember_cart(connection, order.token)
+        return order
+
     # -- finding carts --------------------------------------------------------------------------------
 
     async def _load(self, *conditions: Any) -> Order | None:
@@ -232,9 +247,10 @@ class CartService:
             await self._move(order, CHECKOUT, CART, actor=actor, values={"reserved_until": None})
 
     async def add(self, order: Order, *, sku: str = "", variant_id: UUID | None = None,
-                  quantity: object = 1, source: str = "market") -> OrderLine:
+                  quantity: object = 1, source: str = "market", details: Mapping[str, Any] | None = None) -> OrderLine:
         """Add ``quantity`` of an item of ``source`` (a market variant by SKU or id, a ticket type by
-        id); more of one already in the cart adds up."""
+        id); more of one already in the cart adds up. ``details``: what the source asks per line
+        (events: attendee names and answers), checked and merged by the source (``check_details``)."""
         wanted = _quantity(quantity)
         if wanted < 1:
             raise InputProblems({"quantity": f"Quantity is a whole number from 1 to {MAX_QUANTITY}."})
@@ -257,15 +273,19 @@ class CartService:
             raise InsufficientStock([Shortage(offer.sku, offer.title, total, offer.available)])
         if line is None and len(order.lines) >= MAX_LINES:
             raise InputProblems({"sku": f"A cart holds at most {MAX_LINES} different items."})
+        assert seller is not None  # an offer came from it
+        kept = await seller.check_details(self.db, offer.id, quantity=wanted, given=details or {},
+                                          kept=(line.details or {}) if line else {})
         snapshot = self.line_snapshot(offer)
         await self._back_to_cart(order)
         if line is None:
             line = OrderLine(id=uuid7(), order_id=order.id, variant_id=offer.id, source=offer.source, sku=offer.sku,
                              title=offer.title[:500],
-                             unit_price_minor=offer.price_minor, quantity=total, **snapshot)
+                             unit_price_minor=offer.price_minor, quantity=total, details=kept, **snapshot)
             self.db.add(line)
         else:
             line.quantity = total
+            line.details = kept
         await self.db.flush()
         await self._refresh(order)
         return line
@@ -352,7 +372,7 @@ class CartService:
                                       sku=line.sku,
                                       title=line.title, unit_price_minor=line.unit_price_minor, quantity=total,
                                       tax_class=line.tax_class, tax_rate_bp=line.tax_rate_bp,
-                                      unit_weight_grams=line.unit_weight_grams))
+                                      unit_weight_grams=line.unit_weight_grams, details=dict(line.details or {})))
         await self.db.flush()
         await self._move(source, CART, CANCELLED, actor="merge", note=f"merged into {target.id}")
         await self._refresh(target)

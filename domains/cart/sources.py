@@ -12,6 +12,11 @@ ids never collide across sources); everything else it asks the source:
   PostgreSQL; SQLite's writers are serialised by ``BEGIN IMMEDIATE``), ``allocate`` is one
   conditional UPDATE whose row count says whether it happened, and both count the cart's
   unexpired reservations (:func:`reserved_among`), which the cart deletes for its own order first;
+- ``check_details``: what the buyer is asked per line (events: a name per ticket and the event's
+  questions), checked when ``quantity`` more are added with ``given`` answers to a line that holds
+  ``kept`` already; it returns what the line keeps from now on (``OrderLine.details``), or raises
+  InputProblems (422, nothing written). The cart stores it without reading it and hands it back
+  in ``SoldLine.details`` at payment;
 - ``paid`` / ``voided``: the order was paid (issue what was bought), or was cancelled or refunded
   after holding its lines (take back what was issued; the capacity itself comes back through
   ``release``). Both are called in the transaction that moves the order, so they commit with it.
@@ -22,7 +27,7 @@ The market is the first source (domains/cart/market_source.py); events' paid tic
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from uuid import UUID
@@ -71,6 +76,8 @@ class SoldLine(msgspec.Struct, frozen=True, kw_only=True):
     item_id: UUID
     quantity: int
     title: str
+    # What the buyer gave for the line when adding it, as the source's ``check_details`` kept it.
+    details: dict[str, Any] = {}
 
 
 class TicketLink(msgspec.Struct, frozen=True, kw_only=True):
@@ -96,6 +103,9 @@ class LineSource(Protocol):
     async def allocate(self, db: AsyncSession, item_id: UUID, quantity: int) -> bool: ...
 
     async def release(self, db: AsyncSession, item_id: UUID, quantity: int) -> int: ...
+
+    async def check_details(self, db: AsyncSession, item_id: UUID, *, quantity: int, given: Mapping[str, Any],
+                            kept: Mapping[str, Any]) -> dict[str, Any]: ...
 
     async def paid(self, db: AsyncSession, order: OrderRef, lines: Sequence[SoldLine]) -> None: ...
 

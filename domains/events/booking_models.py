@@ -95,10 +95,12 @@ class Booking(UUIDv7AuditBase):
     __table_args__ = (
         CheckConstraint("quantity >= 1", name="quantity_positive"),
         CheckConstraint("state IN ('confirmed', 'waiting', 'cancelled')", name="state_known"),
-        # One live booking per member and date (two tabs booking at once cannot both win).
+        # One live free booking per member and date (two tabs booking at once cannot both win). Paid
+        # bookings (an order's) are outside it: a member may buy tickets beside their free place, or
+        # in two orders, and each paid booking still carries their user id (their tickets page).
         Index("uq_events_booking_member_date", "event_id", "occurrence", "user_id", unique=True,
-              postgresql_where=text("state <> 'cancelled' AND user_id IS NOT NULL"),
-              sqlite_where=text("state <> 'cancelled' AND user_id IS NOT NULL")),
+              postgresql_where=text("state <> 'cancelled' AND user_id IS NOT NULL AND order_id IS NULL"),
+              sqlite_where=text("state <> 'cancelled' AND user_id IS NOT NULL AND order_id IS NULL")),
         # One live place per fediverse account and date: parallel Joins of one account (the worker
         # runs several inbox jobs at once) cannot both win (federation/activitypub/events.py).
         Index("uq_events_booking_remote_date", "event_id", "occurrence", "remote_actor", unique=True,

@@ -7,6 +7,8 @@
 - ``/events/members``, ``/events/members/<slug>``  members-only events, for signed-in members only
                                        (``private``; to anyone else they look absent)
 - ``/account/tickets``                 a member's tickets, upcoming and past, linked to their pages
+- ``/events/<slug>/tickets``           buy paid tickets: a quantity per ticket type, a name per
+                                       ticket and the event's questions, added to the cart (POST: 303)
 - ``/events/tickets/<secret>``         a ticket with its QR code; the secret is the only key, so the
                                        page is ``private, no-store`` and ``noindex``
 - ``/events/<slug>/checkin``           staff's door page: type or scan a code, a big coloured answer
@@ -32,17 +34,20 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from app.forms import InputProblems, parse_form, see_other
+from app.forms import InputProblems, done, form_data, is_htmx, parse_form, see_other
 from app.headers import PERMISSIONS_POLICY
 from app.responses import PRIVATE
 from app.security import current_user
 from app.settings import Settings
 from domains.account.models import User
+from domains.cart.services import CartService, InsufficientStock
 from domains.events.booking_models import CANCELLED, CONFIRMED, Booking
 from domains.events.members_web import members_handlers
 from domains.events.models import Event
 from domains.events.services.bookings import MAX_PLACES, Attendee, BookingService, options_for
 from domains.events.services.events import EventService
+from domains.events.services.tickets import SOURCE as TICKETS
+from domains.events.services.tickets import on_sale as tickets_on_sale
 from domains.events.views import when_text
 
 __all__ = ["api_handlers", "checkin_api_handlers", "member_handlers", "staff_handlers", "ticket_handlers"]
@@ -270,6 +275,103 @@ async def ticket(request: Request[Any, Any, Any], db_session: AsyncSession, secr
         "valid": booking.state == CONFIRMED and not position.cancelled, "personal": personal})
 
 
+# -- buying paid tickets ---------------------------------------------------------------------------
+# The event page is public and edge-cached (no session, no CSRF token there): its "Buy tickets" form
+# GETs this private page with a quantity per ticket type (``q-<ticket type id>``); here the buyer
+# names each ticket (and answers the event's questions) and one POST adds every chosen type to the
+# cart. With htmx a changed quantity re-renders the name rows in place (names typed so far kept);
+# without it, the POST answers the form again with the rows the new quantities need.
+
+def _quantity_of(raw: object) -> int:
+    text = str(raw or "").strip()
+    return min(int(text), MAX_PLACES) if text.isascii() and text.isdigit() and len(text) <= 3 else 0
+
+
+async def _sale(request: Request[Any, Any, Any], db: AsyncSession, slug: str) -> tuple[Event, list[dict[str, str]]]:
+    """The event (visible to this visitor) and its ticket types on sale; 404 when it sells none."""
+    event = await EventService(db).get_visible(slug, member=current_user(request) is not None)
+    rows = await tickets_on_sale(db, event) if event is not None else []
+    if event is None or not rows:
+        raise NotFoundException("This event sells no tickets.")
+    return event, rows
+
+
+async def _buy_page(request: Request[Any, Any, Any], db: AsyncSession, event: Event, rows: list[dict[str, str]],
+                    values: Any, errors: dict[str, str] | None = None, status: int = 200) -> Template:
+    options = await options_for(db, event)
+    chosen = []
+    for row in rows:
+        quantity = _quantity_of(values.get(f"q-{row['id']}"))
+        chosen.append({**row, "quantity": quantity, "places": range(1, quantity + 1)})
+    template = "events/_buy_form.html" if is_htmx(request) and request.method == "GET" else "events/buy.html"
+    return Template(template, status_code=status, headers=NO_STORE, context={
+        "event": event, "types": chosen, "any": any(t["quantity"] for t in chosen), "options": options,
+        "values": {k: str(v) for k, v in values.items() if isinstance(v, str)}, "errors": errors or {},
+        "max_places": MAX_PLACES})
+
+
+@get("/events/{slug:str}/tickets", name="events:buy")
+async def buy_form(request: Request[Any, Any, Any], db_session: AsyncSession, slug: str) -> Template:
+    event, rows = await _sale(request, db_session, slug)
+    return await _buy_page(request, db_session, event, rows, request.query_params)
+
+
+@post("/events/{slug:str}/tickets", status_code=303)
+async def buy(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
+              slug: str) -> Response[Any]:
+    """Add every chosen ticket type, with its attendees, to the visitor's cart in one go: the
+    cart's capacity checks and the source's checks of names and answers (``check_details``) each
+    refuse the whole form (4xx, the transaction rolled back: no line added, none half-named)."""
+    event, rows = await _sale(request, db_session, slug)
+    values = await form_data(request)
+    chosen = [(row, _quantity_of(values.get(f"q-{row['id']}"))) for row in rows]
+    chosen = [(row, n) for row, n in chosen if n > 0]
+    if not chosen:
+        return await _buy_page(request, db_session, event, rows, values,
+                               {"form": "Choose how many tickets you want."}, status=422)
+    cart = CartService(db_session, settings)
+    user_id: UUID | None = getattr(current_user(request), "id", None)
+    order = await cart.visitor_cart(request, user_id=user_id)  # made only once the form is good
+    # Ticket types of one date share its quota: the cart checks each line alone, so the sum over
+    # the date (this form's and the cart's lines of it) is checked here before anything is added.
+    wanted: dict[str, int] = {}
+    for row, quantity in chosen:
+        wanted[row["when"]] = wanted.get(row["when"], 0) + quantity
+    held = {line.variant_id: line.quantity for line in (order.lines if order else []) if line.source == TICKETS}
+    for when, total in wanted.items():
+        same = [UUID(r["id"]) for r in rows if r["when"] == when]
+        offer = await cart.offer(TICKETS, same[0])
+        have = sum(held.get(i, 0) for i in same)
+        if offer is not None and total + have > offer.available:
+            left = max(0, offer.available - have)
+            return await _buy_page(request, db_session, event, rows, values, {
+                "form": f"Only {left} place{'s are' if left != 1 else ' is'} available on {when}"
+                        f"{' besides those in your cart' if have else ''}: choose {left} or fewer."}, status=409)
+    if order is None:
+        order = await cart.visitor_cart(request, user_id=user_id, create=True)
+        assert order is not None
+    added = 0
+    try:
+        for row, quantity in chosen:
+            people = [{"name": str(values.get(f"a-{row['id']}-{i}", "")),
+                       "dietary": str(values.get(f"d-{row['id']}-{i}", ""))} for i in range(1, quantity + 1)]
+            try:
+                await cart.add(order, source=TICKETS, variant_id=UUID(row["id"]), quantity=quantity,
+                               details={"attendees": people, "answer": str(values.get("answer", ""))})
+            except InputProblems as exc:  # say which ticket type the names are missing from
+                raise InputProblems({k if k in {"answer", "form"} else "form": f"{row['name']}, {row['when']}: {v}"
+                                     for k, v in exc.errors.items()}, status=exc.status) from None
+            added += quantity
+    except InsufficientStock as exc:
+        return await _buy_page(request, db_session, event, rows, values, {"form": exc.errors["stock"]}, status=409)
+    except InputProblems as exc:
+        return await _buy_page(request, db_session, event, rows, values, exc.errors, status=exc.status)
+    message = f"Added {added} ticket{'s' if added != 1 else ''} for “{event.title}” to your cart."
+    if is_htmx(request):
+        return done("/cart/", request, message)
+    return see_other("/cart/", request, message)
+
+
 # -- check-in --------------------------------------------------------------------------------------
 
 class RedeemIn(msgspec.Struct, kw_only=True):
@@ -433,6 +535,6 @@ async def api_book(request: Request[User, Any, Any], db_session: AsyncSession, s
 member_handlers = [book_form, book, my_bookings, my_tickets, cancel_booking, offer_page, accept_offer,
                    *members_handlers]
 staff_handlers = [checkin_page, checkin_submit, attendees_page]
-ticket_handlers = [ticket]
+ticket_handlers = [ticket, buy_form, buy]
 checkin_api_handlers = [redeem_api]
 api_handlers = [api_book]

@@ -21,12 +21,12 @@ cart's rules hold, with the date's quota standing in for stock:
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 from uuid import UUID
 
+import msgspec
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,7 +41,7 @@ from domains.events import keys
 from domains.events.booking_models import CANCELLED, CONFIRMED, Booking, EventQuota, Position, TicketType
 from domains.events.models import CANCELLED as EVENT_CANCELLED
 from domains.events.models import Event
-from domains.events.services.bookings import MAX_NAME, SECRET_BYTES, BookingService
+from domains.events.services.bookings import MAX_ANSWER, MAX_NAME, Attendee, BookingService, options_for
 from fragments.purge import emit_purge
 
 __all__ = ["SOURCE", "TicketSource", "create_ticket_type", "create_ticket_types", "on_sale", "parse_price",
@@ -130,8 +130,8 @@ async def set_on_sale(db: AsyncSession, event: Event, ticket_id: UUID, *, on: bo
 
 async def on_sale(db: AsyncSession, event: Event) -> list[dict[str, str]]:
     """The event page's "Buy tickets" rows: ticket types on sale for upcoming dates, in date order.
-    The page is public and edge-cached (no CSRF there): each row links to the cart's confirm step
-    (``GET /cart/add?source=events&item=…``), which carries the POST form."""
+    The page is public and edge-cached (no CSRF there): its form GETs events' private buying page
+    (``/events/<slug>/tickets?q-<id>=n``, booking_web.py), which names the tickets and adds them."""
     if event.capacity is None or event.status == EVENT_CANCELLED:
         return []
     now_key = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")  # a coarse cut; the cart checks the date exactly
@@ -140,7 +140,7 @@ async def on_sale(db: AsyncSession, event: Event) -> list[dict[str, str]]:
         if ticket.active and ticket.occurrence >= now_key[:8]:
             rows.append({"name": ticket.name, "description": ticket.description, "price": price_text(ticket),
                          "when": _date_text(ticket.occurrence), "id": str(ticket.id),
-                         "buy": f"/cart/add?source={SOURCE}&item={ticket.id}"})
+                         "buy": f"/events/{event.slug}/tickets?q-{ticket.id}=1"})
     return rows
 
 
@@ -166,6 +166,18 @@ async def _ensure_quota(db: AsyncSession, event: Event, key: str) -> None:
             await db.flush()
     except IntegrityError:
         pass
+
+
+class AttendeeIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str = ""
+    dietary: str = ""
+
+
+class TicketDetails(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What a ticket line asks (the cart's ``details``): one attendee per ticket added, the answer."""
+
+    attendees: list[AttendeeIn] = []
+    answer: str = ""
 
 
 def _date_types(event_id: UUID, key: str) -> object:
@@ -263,10 +275,46 @@ class TicketSource:
         await emit_purge(db, {keys.event(event.id)})
         return quantity
 
+    async def check_details(self, db: AsyncSession, item_id: UUID, *, quantity: int, given: Mapping[str, Any],
+                            kept: Mapping[str, Any]) -> dict[str, Any]:
+        """The attendees of ``quantity`` more tickets and the event's question, checked as a free
+        booking's are (BookingService._attendees): every ticket added is named, names and dietary
+        needs at most 200 characters, a required question answered. The line keeps its earlier
+        names followed by these; the latest answer wins. Nothing given: the line keeps what it had
+        (tickets nobody named are issued under the buyer's name, as before)."""
+        if not given:
+            return dict(kept)
+        try:
+            details = msgspec.convert(dict(given), TicketDetails)
+        except msgspec.ValidationError as exc:
+            raise InputProblems({"details": f"Ticket details: {exc}."}) from None
+        found = await self._types(db, [item_id])
+        if not found:
+            raise InputProblems({"sku": "No such ticket."}, status=404)
+        _, event = found[0]
+        options = await options_for(db, event)
+        errors: dict[str, str] = {}
+        people = BookingService._attendees([Attendee(a.name, a.dietary) for a in details.attendees], quantity, "",
+                                           options, errors)
+        answer = details.answer.strip()
+        if options.question:
+            if len(answer) > MAX_ANSWER:
+                errors["answer"] = f"At most {MAX_ANSWER:,} characters."
+            elif not answer and options.question_required and not kept.get("answer"):
+                errors["answer"] = f"Answer “{options.question}”."
+        else:
+            answer = ""  # nothing was asked: nothing is kept
+        if errors:
+            raise InputProblems(errors)
+        return {"attendees": [*list(kept.get("attendees") or []), *people],
+                "answer": answer or str(kept.get("answer") or "")}
+
     async def paid(self, db: AsyncSession, order: OrderRef, lines: Sequence[SoldLine]) -> None:
-        """Issue the tickets: per line a confirmed booking tied to the order, a position per place,
-        the confirmation mail. Idempotent (a line already issued is skipped). The places were taken
-        at placement, so the quota is not touched here."""
+        """Issue the tickets: per line a confirmed booking tied to the order (and to the member who
+        ordered, so their tickets page lists it), a position per place carrying the attendee's name
+        and dietary needs as given when the tickets were added (the buyer's name for a ticket left
+        unnamed), the confirmation mail. Idempotent (a line already issued is skipped). The places
+        were taken at placement, so the quota is not touched here."""
         service = _service(db)
         user = await db.get(User, order.user_id) if order.user_id else None
         name = (user.name if user is not None and user.name else order.email.split("@")[0])[:MAX_NAME]
@@ -279,29 +327,19 @@ class TicketSource:
                 Booking.order_id == order.id, Booking.ticket_type_id == ticket.id, Booking.state == CONFIRMED))).first()
             if already:
                 continue
-            booking = await self._booking(db, order, ticket, name=name, quantity=line.quantity)
-            for _ in range(booking.quantity):
-                db.add(Position(booking_id=booking.id, secret=secrets.token_urlsafe(SECRET_BYTES), attendee=name))
+            people = [p for p in (line.details.get("attendees") or []) if isinstance(p, dict)][:line.quantity]
+            booking = Booking(event_id=ticket.event_id, occurrence=ticket.occurrence, user_id=order.user_id, name=name,
+                              email=order.email, quantity=line.quantity, state=CONFIRMED,
+                              attendees=[{"name": str(p.get("name") or ""), "dietary": str(p.get("dietary") or "")}
+                                         for p in people],
+                              answer=str(line.details.get("answer") or "")[:MAX_ANSWER],
+                              order_id=order.id, ticket_type_id=ticket.id)
+            db.add(booking)
+            await db.flush()
+            service._positions(booking)
             await db.flush()
             await service._mail(event, booking, "confirmed")
             await emit_purge(db, {keys.event(event.id)})
-
-    @staticmethod
-    async def _booking(db: AsyncSession, order: OrderRef, ticket: TicketType, *, name: str, quantity: int) -> Booking:
-        """The paid booking, the member's if possible: a member with a live booking of that date
-        already (the one-per-member index) gets this one under the order alone, not an error."""
-        for user_id in ([order.user_id, None] if order.user_id else [None]):
-            booking = Booking(event_id=ticket.event_id, occurrence=ticket.occurrence, user_id=user_id, name=name,
-                              email=order.email, quantity=quantity, state=CONFIRMED, attendees=[], answer="",
-                              order_id=order.id, ticket_type_id=ticket.id)
-            try:
-                async with db.begin_nested():
-                    db.add(booking)
-                    await db.flush()
-                return booking
-            except IntegrityError:
-                continue
-        raise RuntimeError("the paid booking could not be written")
 
     async def voided(self, db: AsyncSession, order: OrderRef, lines: Sequence[SoldLine]) -> None:
         """The order was cancelled or refunded: cancel its bookings and positions (a later scan
