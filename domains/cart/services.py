@@ -260,6 +260,8 @@ class CartService:
         found = await seller.offers(self.db, ids=[variant_id] if variant_id else [],
                                     skus=[sku] if sku and not variant_id else []) if seller else {}
         offer = next(iter(found.values()), None)
+        if offer is not None and offer.members_only and order.user_id is None:
+            offer = None  # a members-only event's tickets look absent to a visitor
         if offer is None or not offer.active:
             raise InputProblems({"sku": (offer.reason if offer else "") or "That product is not for sale."},
                                 status=404 if offer is None else 422)

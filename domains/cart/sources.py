@@ -58,6 +58,9 @@ class Offer(msgspec.Struct, frozen=True, kw_only=True):
     weight_grams: int | None = None
     # Why it is not for sale (shown as the error), when ``active`` is false: "This date has passed."
     reason: str = ""
+    # Only signed-in members may buy it (a members-only event's tickets): to a visitor's cart it
+    # looks exactly like an item that does not exist.
+    members_only: bool = False
 
 
 class OrderRef(msgspec.Struct, frozen=True, kw_only=True):

@@ -40,7 +40,7 @@ from domains.cart.sources import Offer, OrderRef, SoldLine, TicketLink, register
 from domains.events import keys
 from domains.events.booking_models import CANCELLED, CONFIRMED, Booking, EventQuota, Position, TicketType
 from domains.events.models import CANCELLED as EVENT_CANCELLED
-from domains.events.models import Event
+from domains.events.models import MEMBERS, Event
 from domains.events.services.bookings import MAX_ANSWER, MAX_NAME, Attendee, BookingService, options_for
 from fragments.purge import emit_purge
 
@@ -222,7 +222,8 @@ class TicketSource:
                 id=ticket.id, source=self.name, sku=f"TICKET-{ticket.occurrence[:8]}",
                 title=f"{event.title}: {ticket.name} ticket, {_date_text(ticket.occurrence)} ({event.tz})",
                 price_minor=ticket.price_minor, currency=ticket.currency, active=not reason,
-                available=max(0, int(free)), url=event.path, reason=reason)
+                available=max(0, int(free)), url=event.path, reason=reason,
+                members_only=event.visibility == MEMBERS)
         return found
 
     async def lock(self, db: AsyncSession, ids: Iterable[UUID]) -> None:

@@ -20,7 +20,7 @@ from domains.cart.fulfilment import OrderDesk
 from domains.cart.models import PAYMENT_PENDING, Order, OrderLine
 from domains.cart.services import CartService, CheckoutDetails, InsufficientStock
 from domains.events.booking_models import CONFIRMED, Booking, BookingOptions, Position, TicketType
-from domains.events.models import Event
+from domains.events.models import MEMBERS, Event
 from domains.events.services.bookings import Attendee, BookingService
 from domains.events.services.tickets import SOURCE, create_ticket_type
 from domains.payments.services import available_providers
@@ -365,3 +365,32 @@ async def test_a_failed_payment_or_a_failure_while_issuing_leaves_nothing_half_w
     await db_session.commit()
     names = [a for (a,) in (await db_session.execute(select(Position.attendee).order_by(Position.created_at)))]
     assert names == ["Ada", "Grace"]
+
+
+async def test_a_members_only_events_tickets_look_absent_to_a_visitors_cart(
+        client: Any, engine: AsyncEngine, settings: Settings) -> None:
+    """The event page of a members-only event is members-only; so are its tickets on every way into
+    the cart: a visitor's add answers exactly as for a ticket type that does not exist."""
+    assert (await signup(client, "mira")).status_code == 303
+    maker = async_sessionmaker(engine, expire_on_commit=False)
+    async with maker() as session:
+        event, ticket = await _ticketed(session, settings, capacity=3)
+        event.visibility = MEMBERS
+        member = (await session.execute(select(User).where(User.username == "mira"))).scalar_one()
+        await session.commit()
+    client.cookies.clear()
+    h = {"X-Cart-Token": (await client.post("/api/cart")).json()["token"]}
+    hidden = await client.post("/api/cart/lines", headers=h, json={"source": "events", "item": str(ticket.id)})
+    absent = await client.post("/api/cart/lines", headers=h, json={
+        "source": "events", "item": "0190a1b2-0000-7000-8000-000000000000"})
+    assert hidden.status_code == absent.status_code == 404
+    assert hidden.content == absent.content
+    async with maker() as session:
+        cart = CartService(session, settings)
+        visitor = await cart.new_cart()
+        with pytest.raises(InputProblems) as refused:
+            await cart.add(visitor, source=SOURCE, variant_id=ticket.id, quantity=1)
+        assert refused.value.status == 404
+        mine = await cart.new_cart(user_id=member.id)
+        line = await cart.add(mine, source=SOURCE, variant_id=ticket.id, quantity=1)
+        assert line.quantity == 1
