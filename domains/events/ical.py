@@ -19,6 +19,7 @@ icalendar's set order, so every worker answers the same bytes and the same ETag.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,7 +37,8 @@ from domains.events.booking_models import CANCELLED as BOOKING_CANCELLED
 from domains.events.booking_models import WAITING, Booking
 from domains.events.models import CANCELLED, POSTPONED, Event
 
-__all__ = ["ICS_TYPE", "Shown", "bookings_feed", "feed", "uid_of"]
+__all__ = ["ICS_TYPE", "Parts", "Shown", "Version", "bookings_feed", "feed", "feed_of_parts", "known_parts",
+           "remember_parts", "uid_of"]
 
 ICS_TYPE: Final = "text/calendar"  # the response adds "; charset=utf-8"
 PRODID: Final = "-//Rose Ash//Events//EN"
@@ -163,12 +165,66 @@ def _vtimezone(tzid: str) -> bytes:
 def feed(events: Sequence[Event | Shown], *, name: str, base_url: str, now: datetime | None = None,
          refresh: timedelta = timedelta(hours=1)) -> bytes:
     """The RFC 5545 document of ``events`` (each once, series as RRULEs), with its VTIMEZONEs."""
-    stamp = _stamp_line((now or datetime.now(UTC)).replace(microsecond=0))
     parts = [_vevent_parts(event if isinstance(event, Shown) else Shown.of(event), base_url) for event in events]
-    header: bytes = _calendar(name, refresh).to_ical()
+    return feed_of_parts(parts, name=name, now=now, refresh=refresh)
+
+
+Parts = tuple[bytes, bytes, frozenset[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    """Which version of an event a serialised VEVENT is: its id and the columns that change with
+    every save (``updated_at``, which advanced_alchemy sets on every ORM change of the row;
+    ``revision``, which the service bumps on every save) or that other writers change alone
+    (``sequence``, ``status``). A whole-site feed reads just these per event and serialises (and
+    loads every shown column of) only the events this process has not serialised at this version."""
+
+    id: UUID
+    updated_at: datetime
+    revision: int
+    sequence: int
+    status: str
+
+
+# Serialised VEVENTs by (version, site address), least recently used first; an edited event makes a
+# new version, and its old one ages out.
+_BY_VERSION: Final[OrderedDict[tuple[Version, str], Parts]] = OrderedDict()
+
+
+def known_parts(version: Version, base_url: str) -> Parts | None:
+    """The serialised VEVENT of ``version`` if this process has made it."""
+    key = (version, base_url)
+    found = _BY_VERSION.get(key)
+    if found is not None:
+        _BY_VERSION.move_to_end(key)
+    return found
+
+
+def remember_parts(version: Version, shown: Shown, base_url: str) -> Parts:
+    """Serialise ``shown`` (the event at ``version``) and keep it for the next feeds."""
+    made = _vevent_parts(shown, base_url)
+    _BY_VERSION[(version, base_url)] = made
+    while len(_BY_VERSION) > CACHED_VEVENTS:
+        _BY_VERSION.popitem(last=False)
+    return made
+
+
+def feed_of_parts(parts: Sequence[Parts], *, name: str, now: datetime | None = None,
+                  refresh: timedelta = timedelta(hours=1)) -> bytes:
+    """The RFC 5545 document of VEVENTs already serialised (``_vevent_parts``), with their VTIMEZONEs."""
+    stamp = _stamp_line((now or datetime.now(UTC)).replace(microsecond=0))
+    header = _header(name, refresh)
     zones = sorted(set().union(*(used for _, _, used in parts)))
     return b"".join([header.removesuffix(END_CALENDAR), *(_vtimezone(tzid) for tzid in zones),
                      *(piece for head, tail, _ in parts for piece in (head, stamp, tail)), END_CALENDAR])
+
+
+@lru_cache(maxsize=256)
+def _header(name: str, refresh: timedelta) -> bytes:
+    """The calendar's own properties serialised (a feed's name: the site's, a calendar's or a tag's)."""
+    body: bytes = _calendar(name, refresh).to_ical()
+    return body
 
 
 def _calendar(name: str, refresh: timedelta) -> Calendar:
