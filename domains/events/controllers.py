@@ -31,7 +31,7 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
-from sqlalchemy import Select, Text, cast, or_, select
+from sqlalchemy import Row, Select, Text, cast, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.caching import CachePolicy, conditional_response
@@ -281,7 +281,7 @@ async def _feed_events(service: EventService, base_url: str, *, calendar: str = 
         stmt = stmt.where(Event.calendar.has(EventCalendar.slug == calendar))
     firsts: list[tuple[datetime, str, int, ical.Version]] = []
     for at, (event_id, updated_at, revision, sequence, status, title, starts_at, tags_text, rule, starts_local,
-             ends_local, tz, exdates_text) in enumerate(await service.session.execute(stmt)):
+             ends_local, tz, exdates_text) in enumerate(await _rows(service.session, stmt)):
         if tag and tag not in json_list(tags_text or ""):
             continue
         if rule:
@@ -295,12 +295,13 @@ async def _feed_events(service: EventService, base_url: str, *, calendar: str = 
         firsts.append((starts_at, title, at, ical.Version(event_id, updated_at, revision, sequence, status)))
     firsts.sort(key=lambda row: row[:3])
     versions = [version for *_, version in firsts[:FEED_EVENTS]]
-    found = {version: ical.known_parts(version, base_url) for version in versions}
-    missing = [version.id for version, parts in found.items() if parts is None]
+    known = ical.known_parts(base_url)
+    found = [(version, known.get(version)) for version in versions]
+    missing = [version.id for version, parts in found if parts is None]
     loaded: dict[UUID, ical.Parts] = {}
     for chunk in range(0, len(missing), LOAD_CHUNK):
         ids = missing[chunk:chunk + LOAD_CHUNK]
-        for row in await service.session.execute(_shown_columns().where(Event.id.in_(ids))):
+        for row in await _rows(service.session, _shown_columns().where(Event.id.in_(ids))):
             *head, tags_text, rule, exdates_text, revision = row
             shown = ical.Shown(**dict(zip(SHOWN_HEAD, head, strict=True)), tags=json_list(tags_text or ""),
                                rrule=rule, exdates=json_list(exdates_text or ""))
@@ -308,10 +309,16 @@ async def _feed_events(service: EventService, base_url: str, *, calendar: str = 
             # was saved in between: this feed then shows the newer one).
             loaded[shown.id] = ical.remember_parts(
                 ical.Version(shown.id, shown.updated_at, revision, shown.sequence, shown.status), shown, base_url)
-    parts = [made if made is not None else loaded[version.id] for version, made in found.items()
+    parts = [made if made is not None else loaded[version.id] for version, made in found
              if made is not None or version.id in loaded]  # an event deleted in between is left out
     stamp = max((version.updated_at for version in versions), default=datetime(2000, 1, 1, tzinfo=UTC))
     return parts, stamp
+
+
+async def _rows(session: AsyncSession, stmt: Select[Any]) -> Sequence[Row[Any]]:
+    """The rows of a plain-column select run on the session's connection (Core): the ORM's result
+    layer adds a per-row cost and nothing here needs it."""
+    return (await (await session.connection()).execute(stmt)).all()
 
 
 def _shown_columns() -> Select[Any]:

@@ -19,12 +19,11 @@ icalendar's set order, so every worker answers the same bytes and the same ETag.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Final
+from typing import Final, NamedTuple
 from urllib.parse import urlsplit
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -172,13 +171,13 @@ def feed(events: Sequence[Event | Shown], *, name: str, base_url: str, now: date
 Parts = tuple[bytes, bytes, frozenset[str]]
 
 
-@dataclass(frozen=True, slots=True)
-class Version:
+class Version(NamedTuple):
     """Which version of an event a serialised VEVENT is: its id and the columns that change with
     every save (``updated_at``, which advanced_alchemy sets on every ORM change of the row;
     ``revision``, which the service bumps on every save) or that other writers change alone
     (``sequence``, ``status``). A whole-site feed reads just these per event and serialises (and
-    loads every shown column of) only the events this process has not serialised at this version."""
+    loads every shown column of) only the events this process has not serialised at this version.
+    A tuple, not a dataclass: thousands are hashed per feed, and a tuple hashes and compares in C."""
 
     id: UUID
     updated_at: datetime
@@ -187,26 +186,23 @@ class Version:
     status: str
 
 
-# Serialised VEVENTs by (version, site address), least recently used first; an edited event makes a
-# new version, and its old one ages out.
-_BY_VERSION: Final[OrderedDict[tuple[Version, str], Parts]] = OrderedDict()
+# Serialised VEVENTs by site address and version, oldest first; an edited event makes a new version,
+# and its old one ages out (first in, first out: lookups stay a single dict get).
+_BY_VERSION: Final[dict[str, dict[Version, Parts]]] = {}
 
 
-def known_parts(version: Version, base_url: str) -> Parts | None:
-    """The serialised VEVENT of ``version`` if this process has made it."""
-    key = (version, base_url)
-    found = _BY_VERSION.get(key)
-    if found is not None:
-        _BY_VERSION.move_to_end(key)
-    return found
+def known_parts(base_url: str) -> Mapping[Version, Parts]:
+    """The serialised VEVENTs this process has made for the site at ``base_url``, by version."""
+    return _BY_VERSION.get(base_url, {})
 
 
 def remember_parts(version: Version, shown: Shown, base_url: str) -> Parts:
     """Serialise ``shown`` (the event at ``version``) and keep it for the next feeds."""
     made = _vevent_parts(shown, base_url)
-    _BY_VERSION[(version, base_url)] = made
-    while len(_BY_VERSION) > CACHED_VEVENTS:
-        _BY_VERSION.popitem(last=False)
+    kept = _BY_VERSION.setdefault(base_url, {})
+    kept[version] = made
+    while len(kept) > CACHED_VEVENTS:
+        del kept[next(iter(kept))]
     return made
 
 
@@ -215,9 +211,13 @@ def feed_of_parts(parts: Sequence[Parts], *, name: str, now: datetime | None = N
     """The RFC 5545 document of VEVENTs already serialised (``_vevent_parts``), with their VTIMEZONEs."""
     stamp = _stamp_line((now or datetime.now(UTC)).replace(microsecond=0))
     header = _header(name, refresh)
-    zones = sorted(set().union(*(used for _, _, used in parts)))
-    return b"".join([header.removesuffix(END_CALENDAR), *(_vtimezone(tzid) for tzid in zones),
-                     *(piece for head, tail, _ in parts for piece in (head, stamp, tail)), END_CALENDAR])
+    used: set[str] = set()
+    body: list[bytes] = []
+    for head, tail, tzids in parts:
+        used |= tzids
+        body += (head, stamp, tail)
+    return b"".join([header.removesuffix(END_CALENDAR), *(_vtimezone(tzid) for tzid in sorted(used)), *body,
+                     END_CALENDAR])
 
 
 @lru_cache(maxsize=256)

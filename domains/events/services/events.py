@@ -311,7 +311,7 @@ class EventService:
         calendars: dict[tuple[str, str, str], CalendarBrief] = {}
         found: list[BriefListed] = []
         for (event_id, title, slug, all_day, tz, status, place_name, tags_text, rule, exdates_text, starts_local,
-             ends_local, cal_name, cal_slug, cal_colour) in await self.session.execute(stmt):
+             ends_local, cal_name, cal_slug, cal_colour) in await (await self.session.connection()).execute(stmt):
             tags = json_list(tags_text or "")
             if tag and tag not in tags:
                 continue
