@@ -16,14 +16,17 @@ Benchmark):
    the same run, the bare Litestar page of bench/pages.py (one route rendering one Jinja template
    with the same bytes as the month page). Prints req/s, p50, p99 (goal p99 < 50 ms), wrk's
    timeouts and the server's CPU ms per request; and, before each wrk run, ``--solo`` requests one at
-   a time (what a page costs alone, when the load test saturates the server).
+   a time (what a page costs alone, when the load test saturates the server). After each
+   saturation run, a paced run of the same page (``--paced-rate``, default about 50 req/s from
+   ``--paced-connections`` connections, wrk's Lua ``delay()``): below saturation its p99 is the
+   page's own latency, where the saturation run's p99 is mostly queueing.
 3. Check-ins: ``POST /events/<slug>/checkin/redeem`` (Pretix's redeem API, token auth) for distinct
    tickets from ``--checkin-concurrency`` concurrent clients, each answer checked to be ``ok``:
    prints check-ins per second, p50 and p99.
 
     .venv/bin/python bench/events.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/postgres \
         [--events 2000] [--series 100] [--tickets 1000] [--duration 10] [--connections 32] [--threads 2]
-        [--workers 1] [--checkin-concurrency 8] [--profile]
+        [--workers 1] [--checkin-concurrency 8] [--paced-rate 50] [--paced-connections 4] [--profile]
 
 ``--profile`` also renders the month page and the feed in this process under pyinstrument (when it
 is installed) and prints where the time goes.
@@ -130,6 +133,18 @@ async def seed(url: str, args: argparse.Namespace) -> tuple[int, list[str]]:
         await engine.dispose()
 
 
+def paced_script(path: Path, targets: list[str], connections: int, rate: float) -> Path:
+    """``rotating_script`` plus wrk's ``delay()``: each of ``connections`` connections waits
+    ``connections / rate`` seconds before each request, so the offered load is about ``rate``
+    requests per second (a little less: a request's own time adds to each connection's cycle),
+    well below saturation. Its p99 is then a page's own latency, not the queue a saturated
+    server's p99 is (about connections x service time / workers)."""
+    rotating_script(path, targets)
+    with path.open("a") as script:
+        script.write(f"delay = function()\n  return {connections * 1000 / rate:.0f}\nend\n")
+    return path
+
+
 def settle(base_url: str, limit: float = 900.0) -> float:
     """Wait until the server answers ``/healthz`` within half a second: requests wrk gave up on are
     still being served after it stops, and the next phase must not queue behind them."""
@@ -233,6 +248,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--checkin-concurrency", type=int, default=8)
     parser.add_argument("--solo", type=int, default=5, help="requests of each page one at a time, before wrk")
+    parser.add_argument("--paced-rate", type=float, default=50.0,
+                        help="also a paced run of each page at about this many req/s (0: none)")
+    parser.add_argument("--paced-connections", type=int, default=4)
     parser.add_argument("--profile", action="store_true", help="also profile both pages in-process (pyinstrument)")
     args = parser.parse_args()
     require_postgresql(args.database_url)
@@ -269,6 +287,17 @@ def main() -> None:
                 print(f"  {name}: {results[name][0]:.0f} req/s, p99 {results[name][2]:.1f} ms", flush=True)
                 waited = settle(server.base_url)
                 print(f"  (the server finished the requests wrk gave up on {waited:.0f} s later)", flush=True)
+                if args.paced_rate > 0:
+                    # Added beside the saturation run (which stays): the same page at a fixed offered
+                    # rate well below saturation, so its p99 is the page's latency, not a queue.
+                    paced = f"{name.split(' ', 1)[0]} paced ~{args.paced_rate:.0f} req/s"
+                    results[paced] = run_wrk(server.base_url + path, args.duration, args.paced_connections,
+                                             min(args.threads, args.paced_connections),
+                                             paced_script(tmp_path / f"paced-{script}", [path],
+                                                          args.paced_connections, args.paced_rate),
+                                             cpu_session=sid)
+                    print(f"  {paced}: {results[paced][0]:.0f} req/s, p99 {results[paced][2]:.1f} ms", flush=True)
+                    settle(server.base_url)
             cpu_before = session_cpu(sid)
             redeemed = asyncio.run(checkins(server.base_url, token, codes, args.checkin_concurrency))
             redeem_cpu_ms = (session_cpu(sid) - cpu_before) * 1000 / max(redeemed[3], 1)
@@ -277,6 +306,10 @@ def main() -> None:
               f"-c{args.connections} -d{args.duration}s; {args.workers} web worker(s); month page "
               f"{len(sample.content)} bytes with {dates_shown} dates; feed {len(feed.content)} bytes with "
               f"{feed_events} VEVENTs; load average after the run {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}\n")
+        if args.paced_rate > 0:
+            print(f"(rows marked paced: wrk -c{args.paced_connections} with a Lua delay() offering about "
+                  f"{args.paced_rate:.0f} req/s, below saturation; the other rows saturate the server, where p99 "
+                  "is mostly queueing: about connections x service time / workers)\n")
         print(f"{'target':<40} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'rps/base':>9} {'timeouts':>9} "
               f"{'CPU ms/req':>11} {'p99 goal':>9}")
         for name, (rps, p50, p99, timeouts, per_request, *_) in results.items():

@@ -20,19 +20,18 @@ from __future__ import annotations
 
 import calendar as calmod
 import dataclasses
-import json
 import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
 from typing import Any, Final
 from urllib.parse import urlencode
+from uuid import UUID
 
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.response import Redirect, Template
-from sqlalchemy import Text, cast, or_, select
+from sqlalchemy import Row, Select, Text, cast, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.caching import CachePolicy, conditional_response
@@ -46,10 +45,10 @@ from domains.events.models import Event, EventCalendar
 from domains.events.services.bookings import BookingService
 from domains.events.services.events import COLOUR_RE as COLOUR
 from domains.events.services.events import SLUG_RE as SLUG
-from domains.events.services.events import EventService, Listed
+from domains.events.services.events import EventService, Listed, json_list
 from domains.events.services.recurrence import occurrences, zone
 from domains.events.services.tickets import on_sale
-from domains.events.views import day_groups, event_view, listed_view, listed_views
+from domains.events.views import day_groups, event_view, grid_cells, listed_view
 from fragments.pages import public_get, render_page
 
 __all__ = ["feed_member_handlers", "public_handlers"]
@@ -147,20 +146,16 @@ async def _month_page(request: Request[Any, Any, Any], db_session: AsyncSession,
     window_start = datetime.combine(first, datetime.min.time(), tzinfo=UTC) - timedelta(days=1)
     window_end = datetime.combine(first.replace(day=last_day), datetime.min.time(), tzinfo=UTC) + timedelta(days=2)
     service = EventService(db_session)
-    found = await service.in_window(window_start, window_end, calendar=filters.get("calendar", ""),
-                                    tag=filters.get("tag", ""), limit=2000)
-    by_day: dict[int, list[dict[str, Any]]] = {}
+    found = await service.briefs_in_window(window_start, window_end, calendar=filters.get("calendar", ""),
+                                           tag=filters.get("tag", ""), limit=2000)
     shown = [item for item in found if (item.occurrence.start_local.year, item.occurrence.start_local.month)
              == (first.year, first.month)]
-    # The grid shows each date's time, never its "when" text.
-    for item, view in zip(shown, listed_views(shown, when=False), strict=True):
-        by_day.setdefault(item.occurrence.start_local.day, []).append(view)
     weeks = calmod.Calendar(firstweekday=0).monthdayscalendar(first.year, first.month)
     previous = (first - timedelta(days=1)).replace(day=1)
     following = first.replace(day=last_day) + timedelta(days=1)
     query = f"?{urlencode(filters)}" if filters else ""
     return await render_page(request, "events/month.html", {
-        "title": first.strftime("%B %Y"), "weeks": weeks, "by_day": by_day, "ym": ym,
+        "title": first.strftime("%B %Y"), "weeks": weeks, "cells": grid_cells(shown), "ym": ym,
         "previous": f"/events/month/{previous:%Y-%m}{query}", "next": f"/events/month/{following:%Y-%m}{query}",
         "weekdays": [calmod.day_abbr[i] for i in range(7)], "weekday_names": [calmod.day_name[i] for i in range(7)],
         "calendars": await service.calendars(), "filters": filters,
@@ -230,8 +225,8 @@ async def _days_page(request: Request[Any, Any, Any], db_session: AsyncSession, 
     window_start = datetime.combine(days[0], datetime.min.time(), tzinfo=UTC) - timedelta(days=1)
     window_end = datetime.combine(days[-1], datetime.min.time(), tzinfo=UTC) + timedelta(days=2)
     service = EventService(db_session)
-    found = await service.in_window(window_start, window_end, calendar=filters.get("calendar", ""),
-                                    tag=filters.get("tag", ""), limit=2000)
+    found = await service.briefs_in_window(window_start, window_end, calendar=filters.get("calendar", ""),
+                                           tag=filters.get("tag", ""), limit=2000)
     by_day: dict[date, list[dict[str, Any]]] = {d: [] for d in days}
     for item in found:
         local_day = item.occurrence.start_local.date()
@@ -256,57 +251,97 @@ def _ics(request: Request[Any, Any, Any], events: Sequence[Event | ical.Shown], 
 
 # The Shown fields read as they are (the query selects them in this order), before tags, rrule, exdates.
 SHOWN_HEAD: Final = tuple(f.name for f in dataclasses.fields(ical.Shown))[:-3]
+# Ids per query when loading the events a process has not serialised yet (SQLite allows 32,766
+# bound parameters; PostgreSQL 65,535).
+LOAD_CHUNK: Final = 1000
 
 
-@lru_cache(maxsize=4096)
-def _json_list(text: str) -> tuple[str, ...]:
-    """A JSON list of strings (tags, excluded dates) as read from its column's text: the same few
-    texts repeat across a feed's rows, so each is decoded once."""
-    found = json.loads(text) if text else []
-    return tuple(str(x) for x in found) if isinstance(found, list) else ()
+async def _feed_events(service: EventService, base_url: str, *, calendar: str = "", tag: str = ""
+                       ) -> tuple[list[ical.Parts], datetime]:
+    """The serialised VEVENTs a feed lists and its DTSTAMP (its newest change): the events with a
+    date from a year ago on (series whole), cancelled too, in the order of their first such date.
 
-
-async def _feed_events(service: EventService, *, calendar: str = "", tag: str = "") -> list[ical.Shown]:
-    """The events a feed lists: those with a date from a year ago on (series whole), cancelled too,
-    in the order of their first such date.
-
-    One query for the events, not every date expanded: a one-off event's row says whether it is in
-    the window; a series (whose row only bounds it) is asked for its first date in the window,
-    which the recurrence cache answers without walking the series. Only the columns a VEVENT
-    shows are read, as plain rows (no ORM objects, JSON lists decoded once per distinct text)."""
+    One query reads, per event, only its version (ical.Version), the columns that place it and its
+    tags: a one-off event's row says when it is (the query keeps only those in the window); a
+    series (whose row only bounds it) is asked for its first date in the window, which the
+    recurrence cache answers without walking the series. Each event's VEVENT is then the one this
+    process serialised for that version; only events it has not seen at their version are loaded
+    whole (one more query) and serialised. A whole-site feed of thousands of events spent most of
+    its time loading every shown column and hashing them into the cache's key."""
     now = datetime.now(UTC)
     start, end = now - timedelta(days=366), now + timedelta(days=366 * 2)
-    stmt = (select(Event.id, Event.tz, Event.all_day, Event.starts_local, Event.ends_local, Event.starts_at,
-                   Event.ends_at, Event.title, Event.description_html, Event.place_name, Event.place_address,
-                   Event.online_url, Event.latitude, Event.longitude, Event.slug, Event.status, Event.sequence,
-                   Event.updated_at, cast(Event.tags, Text), Event.rrule, cast(Event.exdates, Text))
-            .where(Event.visibility == "public", Event.starts_at < end,
-                   or_(Event.ends_at > start, Event.series_ends_at > start,
-                       (Event.rrule != "") & Event.series_ends_at.is_(None)))
-            .order_by(Event.starts_at))
+    window = (Event.visibility == "public", Event.starts_at < end,
+              or_(Event.ends_at > start, Event.series_ends_at > start,
+                  (Event.rrule != "") & Event.series_ends_at.is_(None)))
+    stmt = (select(Event.id, Event.updated_at, Event.revision, Event.sequence, Event.status, Event.title,
+                   Event.starts_at, cast(Event.tags, Text), Event.rrule, Event.starts_local, Event.ends_local,
+                   Event.tz, cast(Event.exdates, Text))
+            .where(*window).order_by(Event.starts_at))
     if calendar:
         stmt = stmt.where(Event.calendar.has(EventCalendar.slug == calendar))
-    firsts: list[tuple[datetime, str, int, ical.Shown]] = []
-    for at, row in enumerate(await service.session.execute(stmt)):
-        (*head, tags_text, rule, exdates_text) = row
-        shown = ical.Shown(**dict(zip(SHOWN_HEAD, head, strict=True)), tags=_json_list(tags_text or ""), rrule=rule,
-                           exdates=_json_list(exdates_text or ""))
-        if tag and tag not in shown.tags:
+    firsts: list[tuple[datetime, str, int, ical.Version]] = []
+    for at, (event_id, updated_at, revision, sequence, status, title, starts_at, tags_text, rule, starts_local,
+             ends_local, tz, exdates_text) in enumerate(await _rows(service.session, stmt)):
+        if tag and tag not in json_list(tags_text or ""):
             continue
-        first = next(occurrences(start_local=shown.starts_local, end_local=shown.ends_local, tz=shown.tz,
-                                 rule=shown.rrule, exdates=list(shown.exdates), window_start=start, window_end=end,
-                                 limit=1), None)
-        if first is not None:
-            firsts.append((first.starts_at, shown.title, at, shown))
+        if rule:
+            first = next(occurrences(start_local=starts_local, end_local=ends_local, tz=tz, rule=rule,
+                                     exdates=list(json_list(exdates_text or "")), window_start=start,
+                                     window_end=end, limit=1), None)
+            if first is None:
+                continue
+            starts_at = first.starts_at
+        # A one-off event's row is its one date, in the window by the query's conditions.
+        firsts.append((starts_at, title, at, ical.Version(event_id, updated_at, revision, sequence, status)))
     firsts.sort(key=lambda row: row[:3])
-    return [shown for *_, shown in firsts[:FEED_EVENTS]]
+    versions = [version for *_, version in firsts[:FEED_EVENTS]]
+    known = ical.known_parts(base_url)
+    found = [(version, known.get(version)) for version in versions]
+    missing = [version.id for version, parts in found if parts is None]
+    loaded: dict[UUID, ical.Parts] = {}
+    for chunk in range(0, len(missing), LOAD_CHUNK):
+        ids = missing[chunk:chunk + LOAD_CHUNK]
+        for row in await _rows(service.session, _shown_columns().where(Event.id.in_(ids))):
+            *head, tags_text, rule, exdates_text, revision = row
+            shown = ical.Shown(**dict(zip(SHOWN_HEAD, head, strict=True)), tags=json_list(tags_text or ""),
+                               rrule=rule, exdates=json_list(exdates_text or ""))
+            # Kept under the version just read (it may be newer than the first query's, if the event
+            # was saved in between: this feed then shows the newer one).
+            loaded[shown.id] = ical.remember_parts(
+                ical.Version(shown.id, shown.updated_at, revision, shown.sequence, shown.status), shown, base_url)
+    parts = [made if made is not None else loaded[version.id] for version, made in found
+             if made is not None or version.id in loaded]  # an event deleted in between is left out
+    stamp = max((version.updated_at for version in versions), default=datetime(2000, 1, 1, tzinfo=UTC))
+    return parts, stamp
+
+
+async def _rows(session: AsyncSession, stmt: Select[Any]) -> Sequence[Row[Any]]:
+    """The rows of a plain-column select run on the session's connection (Core): the ORM's result
+    layer adds a per-row cost and nothing here needs it."""
+    return (await (await session.connection()).execute(stmt)).all()
+
+
+def _shown_columns() -> Select[Any]:
+    """Every column an event's VEVENT shows (ical.Shown, in its order) and its revision."""
+    return select(Event.id, Event.tz, Event.all_day, Event.starts_local, Event.ends_local, Event.starts_at,
+                  Event.ends_at, Event.title, Event.description_html, Event.place_name, Event.place_address,
+                  Event.online_url, Event.latitude, Event.longitude, Event.slug, Event.status, Event.sequence,
+                  Event.updated_at, cast(Event.tags, Text), Event.rrule, cast(Event.exdates, Text), Event.revision)
+
+
+def _feed_response(request: Request[Any, Any, Any], parts: list[ical.Parts], stamp: datetime, *, name: str,
+                   surrogate: Sequence[str]) -> Response[bytes]:
+    body = ical.feed_of_parts(parts, name=name, now=stamp)
+    return conditional_response(request, body, CachePolicy.PUBLIC, surrogate_keys=surrogate,
+                                media_type=ical.ICS_TYPE)
 
 
 @public_get("/events.ics", name="events:feed")
 async def events_feed(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings) -> Response[bytes]:
     filters = _filters(request)
     service = EventService(db_session)
-    events = await _feed_events(service, calendar=filters.get("calendar", ""), tag=filters.get("tag", ""))
+    parts, stamp = await _feed_events(service, settings.base_url, calendar=filters.get("calendar", ""),
+                                      tag=filters.get("tag", ""))
     name = "Rose Ash events" + (f" · {filters['tag']}" if "tag" in filters else "")
     if "calendar" in filters:
         found = await service.calendar(filters["calendar"])
@@ -314,7 +349,7 @@ async def events_feed(request: Request[Any, Any, Any], db_session: AsyncSession,
             raise NotFoundException("No such calendar.")
         name = found.name
     surrogate = sorted({keys.EVENTS, *(keys.calendar(c) for c in [filters.get("calendar", "")] if c)})
-    return _ics(request, events, name=name, base_url=settings.base_url, surrogate=surrogate)
+    return _feed_response(request, parts, stamp, name=name, surrogate=surrogate)
 
 
 @public_get("/events/calendar/{slug:str}", name="events:calendar")
@@ -326,9 +361,9 @@ async def calendar_page(request: Request[Any, Any, Any], db_session: AsyncSessio
     if found is None:
         raise NotFoundException("No such calendar.")
     if slug.endswith(".ics"):
-        events = await _feed_events(service, calendar=found.slug)
-        return _ics(request, events, name=found.name, base_url=settings.base_url,
-                    surrogate=sorted({keys.EVENTS, keys.calendar(found.slug)}))
+        parts, stamp = await _feed_events(service, settings.base_url, calendar=found.slug)
+        return _feed_response(request, parts, stamp, name=found.name,
+                              surrogate=sorted({keys.EVENTS, keys.calendar(found.slug)}))
     start = _today()
     listed = await service.in_window(start, start + timedelta(days=LIST_DAYS), calendar=found.slug, limit=LIST_LIMIT)
     return await render_page(request, "events/index.html", {

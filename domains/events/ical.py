@@ -19,11 +19,11 @@ icalendar's set order, so every worker answers the same bytes and the same ETag.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Final
+from typing import Final, NamedTuple
 from urllib.parse import urlsplit
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -36,7 +36,8 @@ from domains.events.booking_models import CANCELLED as BOOKING_CANCELLED
 from domains.events.booking_models import WAITING, Booking
 from domains.events.models import CANCELLED, POSTPONED, Event
 
-__all__ = ["ICS_TYPE", "Shown", "bookings_feed", "feed", "uid_of"]
+__all__ = ["ICS_TYPE", "Parts", "Shown", "Version", "bookings_feed", "feed", "feed_of_parts", "known_parts",
+           "remember_parts", "uid_of"]
 
 ICS_TYPE: Final = "text/calendar"  # the response adds "; charset=utf-8"
 PRODID: Final = "-//Rose Ash//Events//EN"
@@ -163,12 +164,67 @@ def _vtimezone(tzid: str) -> bytes:
 def feed(events: Sequence[Event | Shown], *, name: str, base_url: str, now: datetime | None = None,
          refresh: timedelta = timedelta(hours=1)) -> bytes:
     """The RFC 5545 document of ``events`` (each once, series as RRULEs), with its VTIMEZONEs."""
-    stamp = _stamp_line((now or datetime.now(UTC)).replace(microsecond=0))
     parts = [_vevent_parts(event if isinstance(event, Shown) else Shown.of(event), base_url) for event in events]
-    header: bytes = _calendar(name, refresh).to_ical()
-    zones = sorted(set().union(*(used for _, _, used in parts)))
-    return b"".join([header.removesuffix(END_CALENDAR), *(_vtimezone(tzid) for tzid in zones),
-                     *(piece for head, tail, _ in parts for piece in (head, stamp, tail)), END_CALENDAR])
+    return feed_of_parts(parts, name=name, now=now, refresh=refresh)
+
+
+Parts = tuple[bytes, bytes, frozenset[str]]
+
+
+class Version(NamedTuple):
+    """Which version of an event a serialised VEVENT is: its id and the columns that change with
+    every save (``updated_at``, which advanced_alchemy sets on every ORM change of the row;
+    ``revision``, which the service bumps on every save) or that other writers change alone
+    (``sequence``, ``status``). A whole-site feed reads just these per event and serialises (and
+    loads every shown column of) only the events this process has not serialised at this version.
+    A tuple, not a dataclass: thousands are hashed per feed, and a tuple hashes and compares in C."""
+
+    id: UUID
+    updated_at: datetime
+    revision: int
+    sequence: int
+    status: str
+
+
+# Serialised VEVENTs by site address and version, oldest first; an edited event makes a new version,
+# and its old one ages out (first in, first out: lookups stay a single dict get).
+_BY_VERSION: Final[dict[str, dict[Version, Parts]]] = {}
+
+
+def known_parts(base_url: str) -> Mapping[Version, Parts]:
+    """The serialised VEVENTs this process has made for the site at ``base_url``, by version."""
+    return _BY_VERSION.get(base_url, {})
+
+
+def remember_parts(version: Version, shown: Shown, base_url: str) -> Parts:
+    """Serialise ``shown`` (the event at ``version``) and keep it for the next feeds."""
+    made = _vevent_parts(shown, base_url)
+    kept = _BY_VERSION.setdefault(base_url, {})
+    kept[version] = made
+    while len(kept) > CACHED_VEVENTS:
+        del kept[next(iter(kept))]
+    return made
+
+
+def feed_of_parts(parts: Sequence[Parts], *, name: str, now: datetime | None = None,
+                  refresh: timedelta = timedelta(hours=1)) -> bytes:
+    """The RFC 5545 document of VEVENTs already serialised (``_vevent_parts``), with their VTIMEZONEs."""
+    stamp = _stamp_line((now or datetime.now(UTC)).replace(microsecond=0))
+    header = _header(name, refresh)
+    used: set[str] = set()
+    body: list[bytes] = []
+    for head, tail, tzids in parts:
+        used |= tzids
+        body += (head, stamp, tail)
+    return b"".join([header.removesuffix(END_CALENDAR), *(_vtimezone(tzid) for tzid in sorted(used)), *body,
+                     END_CALENDAR])
+
+
+@lru_cache(maxsize=256)
+def _header(name: str, refresh: timedelta) -> bytes:
+    """The calendar's own properties serialised (a feed's name: the site's, a calendar's or a tag's)."""
+    body: bytes = _calendar(name, refresh).to_ical()
+    return body
 
 
 def _calendar(name: str, refresh: timedelta) -> Calendar:

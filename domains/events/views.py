@@ -4,21 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
+from markupsafe import Markup, escape
+
 from domains.events.models import CANCELLED, POSTPONED, Event
-from domains.events.services.events import Listed
+from domains.events.services.events import Brief, BriefListed, Listed
 from domains.events.services.recurrence import Occurrence
 
-__all__ = ["day_groups", "event_view", "listed_view", "listed_views", "when_text"]
+__all__ = ["day_groups", "event_view", "grid_cells", "listed_view", "listed_views", "when_text"]
 
 
 def _clock(moment: datetime) -> str:
     return moment.strftime("%H:%M")
 
 
-def when_text(event: Event, occ: Occurrence) -> str:
+def when_text(event: Event | Brief, occ: Occurrence) -> str:
     """``Tue 8 December 2026, 18:00-20:00 (Europe/London)`` (an en dash); all-day dates without times."""
     start, end = occ.start_local, occ.end_local
     day = f"{start:%a} {start.day} {start:%B %Y}"
@@ -33,11 +36,11 @@ def when_text(event: Event, occ: Occurrence) -> str:
     return f"{day}, {_clock(start)} \u2013 {end:%a} {end.day} {end:%B %Y}, {_clock(end)} ({event.tz})"
 
 
-def _status(event: Event) -> str:
+def _status(event: Event | Brief) -> str:
     return {CANCELLED: "Cancelled", POSTPONED: "Postponed"}.get(event.status, "")
 
 
-def listed_view(item: Listed, *, when: bool = True) -> dict[str, Any]:
+def listed_view(item: Listed | BriefListed, *, when: bool = True) -> dict[str, Any]:
     """One date as lists show it. ``when=False`` leaves out the ``when`` text for views that never
     show it (the month grid, the week and day pages show the time alone): formatting it for every
     date of a month was a fifth of the month page's time."""
@@ -53,7 +56,7 @@ def listed_view(item: Listed, *, when: bool = True) -> dict[str, Any]:
     }
 
 
-def listed_views(items: Sequence[Listed], *, when: bool = True) -> list[dict[str, Any]]:
+def listed_views(items: Sequence[Listed | BriefListed], *, when: bool = True) -> list[dict[str, Any]]:
     """``listed_view`` of each item, the event's own fields read once per event rather than once per
     date (a month of a weekly series repeats them; ORM attribute reads add up over hundreds)."""
     shared: dict[object, dict[str, Any]] = {}
@@ -75,6 +78,33 @@ def listed_views(items: Sequence[Listed], *, when: bool = True) -> list[dict[str
             view["when"] = when_text(event, occ)
         views.append(view)
     return views
+
+
+@lru_cache(maxsize=8192)
+def _grid_parts(calendar_slug: str, status: str, slug: str, title: str) -> tuple[str, str]:
+    """An event's list item in the month grid around its time, escaped once per process for its
+    content (a grid repeats a weekly series four or five times, and every request the same events)."""
+    state = status.lower()
+    head = (f'          <li class="cal-{escape(calendar_slug)}{f" event-{escape(state)}" if status else ""}">'
+            f'<a href="{escape(f"/events/{slug}")}">')
+    tail = f'{escape(title)}</a>{f" ({escape(state)})" if status else ""}</li>\n'
+    return head, tail
+
+
+def grid_cells(items: Sequence[BriefListed]) -> dict[int, Markup]:
+    """The month grid's list items of each day of the month (``{day: markup}``), the bytes
+    templates/events/month.html used to render item by item (tests/domains/events/test_month_fast.py
+    renders both): a month holds hundreds of dates, and escaping their fields in the template was
+    most of the page's time. The time and its ``datetime`` (ISO digits, ``-``, ``:``, ``+``, ``T``)
+    need no escaping."""
+    cells: dict[int, list[str]] = {}
+    for item in items:
+        event, occ = item.event, item.occurrence
+        head, tail = _grid_parts(event.calendar.slug, _status(event), event.slug, event.title)
+        clock = "" if event.all_day else (f'<time datetime="{occ.starts_at.isoformat()}">'
+                                          f"{occ.start_local:%H:%M}</time> ")
+        cells.setdefault(occ.start_local.day, []).append(head + clock + tail)
+    return {day: Markup("".join(parts)) for day, parts in cells.items()}  # noqa: S704 - each part escaped above
 
 
 def day_groups(items: Sequence[Listed]) -> list[dict[str, Any]]:

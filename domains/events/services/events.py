@@ -9,14 +9,17 @@ silently. Every change writes its ``edge.purge`` job in the same transaction.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Final
 from urllib.parse import urlsplit
+from uuid import UUID
 
 import msgspec
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, Text, cast, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -36,7 +39,8 @@ from domains.events.services.recurrence import (
 from domains.events.topics import emit_event_changed
 from fragments.purge import emit_purge
 
-__all__ = ["CalendarForm", "EventForm", "EventService", "Listed", "SlugTaken", "slugify"]
+__all__ = ["Brief", "BriefListed", "CalendarBrief", "CalendarForm", "EventForm", "EventService", "Listed",
+           "SlugTaken", "json_list", "slugify"]
 
 SLUG_RE: Final = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,118}[a-z0-9])?$")
 COLOUR_RE: Final = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -94,11 +98,55 @@ class CalendarForm(msgspec.Struct, kw_only=True):
 
 
 @dataclass(frozen=True, slots=True)
+class CalendarBrief:
+    """A calendar as lists and grids show it beside each date."""
+
+    name: str
+    slug: str
+    colour: str
+
+
+@dataclass(frozen=True, slots=True)
+class Brief:
+    """What the month grid and the week and day pages show of an event, read as plain columns
+    (``EventService.briefs_in_window``): the attributes views.listed_view reads of an Event. Loading
+    a month's few hundred events as ORM objects (every column, identity map, attribute
+    instrumentation) cost more than placing their dates."""
+
+    id: UUID
+    title: str
+    slug: str
+    all_day: bool
+    tz: str
+    status: str
+    place_name: str
+    tags: tuple[str, ...]
+    rrule: str
+    calendar: CalendarBrief
+
+
+@dataclass(frozen=True, slots=True)
 class Listed:
     """One occurrence of an event, as lists, grids and feeds show it."""
 
     event: Event
     occurrence: Occurrence
+
+
+@dataclass(frozen=True, slots=True)
+class BriefListed:
+    """One occurrence of an event read as a :class:`Brief` (the month grid, the week and day pages)."""
+
+    event: Brief
+    occurrence: Occurrence
+
+
+@lru_cache(maxsize=4096)
+def json_list(text: str) -> tuple[str, ...]:
+    """A JSON list of strings (tags, excluded dates) as read from its column cast to text: the same
+    few texts repeat across a page's rows, so each is decoded once per process."""
+    found = json.loads(text) if text else []
+    return tuple(str(x) for x in found) if isinstance(found, list) else ()
 
 
 def _clean(text: str, limit: int, name: str, errors: dict[str, str]) -> str:
@@ -143,6 +191,17 @@ def _coordinate(raw: str, name: str, limit: float, errors: dict[str, str]) -> fl
         errors[name] = f"Between -{limit:g} and {limit:g}."
         return None
     return value
+
+
+def _overlapping(start: datetime, end: datetime, *, include_members: bool, listed_only: bool
+                 ) -> list[ColumnElement[bool]]:
+    """Conditions for the events with a date that may overlap [start, end) (a series' row only
+    bounds it: its dates are placed afterwards), visible to the reader, unlisted ones only when
+    not ``listed_only``."""
+    visibilities = ["public"] + (["members"] if include_members else []) + ([] if listed_only else ["unlisted"])
+    return [Event.visibility.in_(visibilities), Event.starts_at < end,
+            or_(Event.ends_at > start, Event.series_ends_at > start,
+                (Event.rrule != "") & Event.series_ends_at.is_(None))]
 
 
 class EventService:
@@ -219,11 +278,8 @@ class EventService:
                         limit: int = 500) -> list[Listed]:
         """Every occurrence overlapping [start, end), in start order: public (and, for members,
         members-only) events; ``listed_only`` leaves unlisted ones out of lists and feeds."""
-        visibilities = ["public"] + (["members"] if include_members else []) + ([] if listed_only else ["unlisted"])
         stmt = (select(Event).options(selectinload(Event.calendar))
-                .where(Event.visibility.in_(visibilities), Event.starts_at < end,
-                       or_(Event.ends_at > start, Event.series_ends_at > start,
-                           (Event.rrule != "") & Event.series_ends_at.is_(None)))
+                .where(*_overlapping(start, end, include_members=include_members, listed_only=listed_only))
                 .order_by(Event.starts_at))
         if calendar:
             stmt = stmt.where(Event.calendar.has(EventCalendar.slug == calendar))
@@ -236,6 +292,37 @@ class EventService:
                                    rule=event.rrule, exdates=event.exdates, window_start=start, window_end=end,
                                    limit=limit):
                 found.append(Listed(event, occ))
+        found.sort(key=lambda item: (item.occurrence.starts_at, item.event.title))
+        return found[:limit]
+
+    async def briefs_in_window(self, start: datetime, end: datetime, *, calendar: str = "", tag: str = "",
+                               limit: int = 2000) -> list[BriefListed]:
+        """``in_window`` (listed public events) with each event as a :class:`Brief`: one query of
+        the columns a grid shows, joined to its calendar, no ORM objects. The same dates in the
+        same order as ``in_window`` gives (tests/domains/events/test_month_fast.py compares them)."""
+        stmt = (select(Event.id, Event.title, Event.slug, Event.all_day, Event.tz, Event.status, Event.place_name,
+                       cast(Event.tags, Text), Event.rrule, cast(Event.exdates, Text), Event.starts_local,
+                       Event.ends_local, EventCalendar.name, EventCalendar.slug, EventCalendar.colour)
+                .join(EventCalendar, EventCalendar.id == Event.calendar_id)
+                .where(*_overlapping(start, end, include_members=False, listed_only=True))
+                .order_by(Event.starts_at))
+        if calendar:
+            stmt = stmt.where(EventCalendar.slug == calendar)
+        calendars: dict[tuple[str, str, str], CalendarBrief] = {}
+        found: list[BriefListed] = []
+        for (event_id, title, slug, all_day, tz, status, place_name, tags_text, rule, exdates_text, starts_local,
+             ends_local, cal_name, cal_slug, cal_colour) in await (await self.session.connection()).execute(stmt):
+            tags = json_list(tags_text or "")
+            if tag and tag not in tags:
+                continue
+            cal = calendars.get((cal_name, cal_slug, cal_colour))
+            if cal is None:
+                cal = calendars[(cal_name, cal_slug, cal_colour)] = CalendarBrief(cal_name, cal_slug, cal_colour)
+            brief = Brief(event_id, title, slug, all_day, tz, status, place_name, tags, rule, cal)
+            for occ in occurrences(start_local=starts_local, end_local=ends_local, tz=tz, rule=rule,
+                                   exdates=list(json_list(exdates_text or "")), window_start=start,
+                                   window_end=end, limit=limit):
+                found.append(BriefListed(brief, occ))
         found.sort(key=lambda item: (item.occurrence.starts_at, item.event.title))
         return found[:limit]
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from itertools import islice
+from itertools import islice, pairwise
 from typing import Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -193,17 +193,26 @@ def occurrences(*, start_local: datetime, end_local: datetime, tz: str, rule: st
         if starts_at < window_end and ends_at > window_start:
             yield Occurrence(start_local, end_local, starts_at, ends_at)
         return
+    placed = _placed(rule, start_local, tuple(exdates), tz, duration)
+    if placed is not None:
+        # A bounded series is placed in its zone once per process (content-keyed, like _series): a
+        # window is then a bisection on the UTC starts and a slice, not a to_utc per date per request.
+        # Starting a day and the duration early keeps every date whose end reaches into the window.
+        found, starts = placed
+        produced = 0
+        for occ in islice(found, bisect_left(starts, window_start - duration - timedelta(days=1)), None):
+            if occ.starts_at >= window_end:
+                return
+            if occ.ends_at > window_start:
+                yield occ
+                produced += 1
+                if produced >= limit:
+                    return
+        return
     # Walk local times from a little before the window (a day covers any UTC offset) plus the duration.
     local_from = window_start.astimezone(tzinfo).replace(tzinfo=None) - duration - timedelta(days=1)
-    dates = _series(rule, start_local, tuple(exdates))
-    walk: Iterator[datetime]
-    if dates is not None:
-        # Every date of a bounded series, in order: the first at or after local_from by bisection.
-        walk = islice(dates, bisect_left(dates, local_from), None)
-    else:
-        walk = _walk(rule, start_local, exdates, local_from)
     produced = 0
-    for when in walk:
+    for when in _walk(rule, start_local, exdates, local_from):
         starts_at = to_utc(when, tzinfo)
         if starts_at >= window_end:
             return
@@ -213,6 +222,28 @@ def occurrences(*, start_local: datetime, end_local: datetime, tz: str, rule: st
             produced += 1
             if produced >= limit:
                 return
+
+
+# Placed series hold an Occurrence per date (at most MAX_OCCURRENCES each): fewer of them than rules.
+CACHED_PLACED: Final = 1024
+
+
+@lru_cache(maxsize=CACHED_PLACED)
+def _placed(rule: str, start_local: datetime, exdates: tuple[str, ...], tz: str,
+            duration: timedelta) -> tuple[tuple[Occurrence, ...], list[datetime]] | None:
+    """Every date of a bounded series as an Occurrence in ``tz``, with their UTC starts (ascending:
+    local starts ascend and a zone's offset changes by less than the gap between two dates that are
+    a day apart, which is the finest rule allowed), for bisection; None for an open-ended series."""
+    dates = _series(rule, start_local, exdates)
+    if dates is None:
+        return None
+    tzinfo = zone(tz)
+    found = tuple(Occurrence(when, when + duration, to_utc(when, tzinfo), to_utc(when + duration, tzinfo))
+                  for when in dates)
+    starts = [occ.starts_at for occ in found]
+    if any(later < earlier for earlier, later in pairwise(starts)):  # pragma: no cover
+        return None  # never expected (see above); walking is always right
+    return found, starts
 
 
 @lru_cache(maxsize=CACHED_RULES)
