@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.browser import submit
 from tests.helpers.server import AppServer, app_server
 
 pytestmark = pytest.mark.e2e
@@ -80,15 +81,6 @@ def sign_in(page: Any, server: AppServer, username: str) -> None:
               f"document.querySelector('input[name=password]').value = {json.dumps(PASSWORD)};"
               "document.querySelector('form[action=\"/account/login\"] button[type=submit]').click()")
     page.wait_for("location.pathname === '/account' && document.readyState === 'complete'")
-
-
-def submit(page: Any, fields: dict[str, str], button: str, condition: str) -> None:
-    """Fill a form and press its button (a full-page post: the marker proves the navigation)."""
-    for selector, value in fields.items():
-        page.eval(f"document.querySelector({json.dumps(selector)}).value = {json.dumps(value)}")
-    page.eval("window.__old = true")
-    page.eval(f"document.querySelector({json.dumps(button)}).click()")
-    page.wait_for(f"window.__old === undefined && document.readyState === 'complete' && ({condition})")
 
 
 class World:
