@@ -13,6 +13,7 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER, HTTP_400_BAD_REQUEST, HTTP_500_INTERNAL_SERVER_ERROR
 from sqlalchemy.exc import DataError, StatementError
 
+from app.access import Reach, access_of
 from app.forms import InputProblems, is_htmx
 
 log = logging.getLogger("rose_ash.errors")
@@ -25,6 +26,12 @@ def wants_json(request: Request[Any, Any, Any]) -> bool:
     # refuses a malformed one (port "8000 ") with a 400 that must not become a 500 here.
     path = request.scope["path"]
     if path.startswith(("/api/", "/oauth/", "/.well-known/")):
+        return True
+    access = access_of(request.scope.get("route_handler"))
+    if access is not None and access.reach is Reach.TOKEN:
+        # Only programs hold tokens (the cookie is never honoured there), and some token APIs live
+        # outside /api/ by their spec's path (Pretix's /events/<slug>/checkin/redeem): a program
+        # reads JSON errors (problem+json carries DRF's "detail", which Pretix clients show).
         return True
     accept = request.headers.get("accept", "")
     return "json" in accept and "text/html" not in accept

@@ -10,7 +10,9 @@ credentials at rest, and applying what a remote holds to our repositories.
   (a non-fast-forward branch, a moved tag) is followed only when the mirror's ``follow_force``
   is set, and every tip it replaces (or an upstream deletion removes) is kept under
   ``refs/mirror-backup/<UTC time>/…`` in that same transaction and reported on the mirror row,
-  so no commit is ever lost. A pull mirror is read-only to pushes and API ref changes
+  so no commit is lost. Backups expire as git's unreachable reflog entries do (30 days), at most
+  10 per ref, and the newest backup of each ref is never removed (:func:`prune_backups`, at
+  each sync that applies). A pull mirror is read-only to pushes and API ref changes
   (:meth:`RepoService.push_policy`, as on Gitea).
 * :class:`MirrorService` configures mirrors (web form, API, CLI) and queues their syncs.
 
@@ -21,11 +23,13 @@ leased on what a push mirror last pushed) is :mod:`forge.remote`.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 from cryptography.exceptions import InvalidTag
@@ -62,9 +66,11 @@ __all__ = [
     "MirrorSyncPayload",
     "SyncReport",
     "apply_incoming",
+    "backups_to_prune",
     "clone_repository",
     "import_repository",
     "mirror_view",
+    "prune_backups",
     "pull",
 ]
 
@@ -76,8 +82,17 @@ class MirrorSyncPayload(msgspec.Struct, frozen=True):
     chain: bool = False
 
 
+log = logging.getLogger("rose_ash.forge.mirror")
+
 # -- pull --------------------------------------------------------------------------------------------------
 BACKUP = "refs/mirror-backup"
+# Retention of backups, per backed-up ref: git keeps an unreachable reflog entry 30 days
+# (gc.reflogExpireUnreachable); a count cap as well, so an upstream force-pushed every few minutes
+# cannot pile refs up (each one is listed by every for-each-ref and slows ref transactions).
+# The newest backup of a ref is always kept, however old: the last tip that ref had here.
+BACKUPS_PER_REF = 10
+BACKUP_MAX_AGE = timedelta(days=30)
+_STAMP = re.compile(r"(\d{8}T\d{6}Z)(?:-(\d+))?")
 
 
 @dataclass
@@ -93,6 +108,9 @@ class SyncReport:
     def error(self) -> str:
         return "; ".join(self.rejected)[:MAX_ERROR_CHARS]
 
+    # Backups older than the retention that this sync removed (:func:`prune_backups`).
+    pruned: list[str] = field(default_factory=list)
+
     @property
     def backup_note(self) -> str:
         return "\n".join(f"{ref} {oid}" for ref, oid in self.backups)
@@ -106,6 +124,52 @@ def backup_stamp(now: datetime | None = None) -> str:
 async def _current_refs(store: RepoStore, repo_id: uuid.UUID, *patterns: str) -> dict[str, str]:
     _code, out, _err = await store.git(repo_id, "for-each-ref", "--format=%(objectname) %(refname)", *patterns)
     return {name: oid for oid, _, name in (ln.partition(" ") for ln in out.decode().splitlines())}
+
+
+def backups_to_prune(backups: Mapping[str, str], now: datetime, *, per_ref: int = BACKUPS_PER_REF,
+                     max_age: timedelta = BACKUP_MAX_AGE) -> dict[str, str]:
+    """Which of ``backups`` (``{backup ref: oid}``) are past the retention: per backed-up ref
+    (``heads/main``), those beyond the newest ``per_ref`` and those older than ``max_age``, but
+    never that ref's newest. A ref whose name is not ``<stamp>[-n]/<ref>`` was not made here and
+    is never removed."""
+    by_ref: dict[str, list[tuple[datetime, int, str]]] = {}
+    for ref in backups:
+        stamp, _slash, backed_up = ref.removeprefix(f"{BACKUP}/").partition("/")
+        match = _STAMP.fullmatch(stamp)
+        if match is None or not backed_up or not ref.startswith(f"{BACKUP}/"):
+            continue
+        try:
+            when = datetime.strptime(match.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        except ValueError:  # digits that are no date (month 13): not a stamp of ours
+            continue
+        by_ref.setdefault(backed_up, []).append((when, int(match.group(2) or 1), ref))
+    doomed: dict[str, str] = {}
+    for entries in by_ref.values():
+        entries.sort(reverse=True)  # newest first; "-2" is the second backup within one second
+        for rank, (when, _n, ref) in enumerate(entries[1:], start=1):
+            if rank >= per_ref or now - when > max_age:
+                doomed[ref] = backups[ref]
+    return doomed
+
+
+async def prune_backups(store: RepoStore, repo_id: uuid.UUID, *, now: datetime | None = None,
+                        per_ref: int = BACKUPS_PER_REF, max_age: timedelta = BACKUP_MAX_AGE) -> list[str]:
+    """Delete the backups past the retention (:func:`backups_to_prune`) in one ref transaction,
+    each with its expected oid; the names deleted. Best effort: if the transaction fails (another
+    sync pruned first), nothing is deleted and the next sync tries again."""
+    backups = await _current_refs(store, repo_id, BACKUP)
+    doomed = backups_to_prune(backups, now or datetime.now(UTC), per_ref=per_ref, max_age=max_age)
+    if not doomed:
+        return []
+    lines = ["start", *(f"delete {ref} {oid}" for ref, oid in sorted(doomed.items())), "prepare", "commit"]
+    code, _out, err = await store.git(repo_id, "update-ref", "--stdin", input=("\n".join(lines) + "\n").encode(),
+                                      check=False)
+    if code != 0:
+        log.warning("repo %s: pruning %d mirror backups failed, kept for the next sync: %s", repo_id, len(doomed),
+                    err.decode(errors="replace").strip()[:MAX_ERROR_CHARS])
+        return []
+    log.info("repo %s: pruned %d mirror backups past their retention", repo_id, len(doomed))
+    return sorted(doomed)
 
 
 async def apply_incoming(service: RepoService, repo: ForgeRepo, incoming: Mapping[str, str], *,
@@ -160,6 +224,7 @@ async def apply_incoming(service: RepoService, repo: ForgeRepo, incoming: Mappin
         report.rejected.append("nothing was applied (a mirror sync applies all updates or none)")
         return report
     if not updates:
+        report.pruned = await prune_backups(service.store, repo.id, now=now)
         return report
     base = stamp = backup_stamp(now)
     n = 1
@@ -178,6 +243,7 @@ async def apply_incoming(service: RepoService, repo: ForgeRepo, incoming: Mappin
         report.rejected.append(f"nothing was applied: {exc}")
         return report
     report.applied = [u.ref for u in updates]
+    report.pruned = await prune_backups(service.store, repo.id, now=now)
     return report
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.browser import submit
 from tests.helpers.server import AppServer, app_server
 
 pytestmark = pytest.mark.e2e
@@ -80,15 +81,6 @@ def sign_in(page: Any, server: AppServer, username: str) -> None:
               f"document.querySelector('input[name=password]').value = {json.dumps(PASSWORD)};"
               "document.querySelector('form[action=\"/account/login\"] button[type=submit]').click()")
     page.wait_for("location.pathname === '/account' && document.readyState === 'complete'")
-
-
-def submit(page: Any, fields: dict[str, str], button: str, condition: str) -> None:
-    """Fill a form and press its button (a full-page post: the marker proves the navigation)."""
-    for selector, value in fields.items():
-        page.eval(f"document.querySelector({json.dumps(selector)}).value = {json.dumps(value)}")
-    page.eval("window.__old = true")
-    page.eval(f"document.querySelector({json.dumps(button)}).click()")
-    page.wait_for(f"window.__old === undefined && document.readyState === 'complete' && ({condition})")
 
 
 class World:
@@ -434,3 +426,35 @@ def test_signed_out_the_menu_offers_sign_up_and_sign_in_comes_back(world: World,
         # Signed in: no "Sign up" anywhere in the header.
         page.wait_for(HOLES_FILLED)
         assert page.eval("document.querySelector('.nav-signup').checkVisibility()") is False
+
+
+@pytest.mark.parametrize("width", [390, 600])
+def test_without_javascript_the_phone_menu_offers_sign_up(world: World, tmp_path: Path, width: int) -> None:
+    """Without JavaScript the account menu never learns who is there and says only "Account": a
+    visitor on a phone must still find "Sign up", in the Menu (the JS version's signed-out header
+    has it, and at 390 px its Menu too). Above 420 px the JS version keeps it in the header only."""
+    from tests.helpers.cdp import chromium
+
+    with chromium(tmp_path, browser_or_skip()) as page:
+        page.set_javascript(False)
+        visit(page, world, "/market/", False)  # (a page first: the width is set on a loaded one)
+        at_width(page, width, True)
+        visit(page, world, "/market/", False)
+        assert page.eval("document.querySelector('#account-menu').textContent.trim()") == "Account"
+        assert page.eval("document.querySelector('.nav-signup').checkVisibility()") is False  # menu closed
+        page.eval("document.querySelector('.nav-toggle-label').click()")
+        page.wait_for("document.querySelector('.site-nav').checkVisibility()")
+        signup = page.eval("(() => { const a = document.querySelector('.nav-signup');"
+                           " const r = a.getBoundingClientRect(); return [a.checkVisibility(),"
+                           " a.getAttribute('href'), r.left >= 0 && r.right <= innerWidth]; })()")
+        assert signup[0] and signup[2] and signup[1] in ("/account/signup?next=/market/",
+                                                         "/account/signup?next=/market"), signup
+        screenshot(page, tmp_path / "screenshots" / f"menu-open-signed-out-{width}-nojs.png", width)
+        # With JavaScript, signed out, above 420 px the header has "Sign up" and the Menu does not.
+        if width > 420:
+            page.set_javascript(True)
+            visit(page, world, "/market/", True)
+            assert page.eval("document.querySelector('#account-menu .signup-link').checkVisibility()")
+            page.eval("document.querySelector('.nav-toggle-label').click()")
+            page.wait_for("document.querySelector('.site-nav').checkVisibility()")
+            assert page.eval("document.querySelector('.nav-signup').checkVisibility()") is False

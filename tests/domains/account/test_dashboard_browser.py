@@ -5,42 +5,20 @@ one Sign out button, and it signs out; nothing scrolls sideways. Screenshots go 
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import shutil
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tests.helpers.browser import screenshot_at as screenshot
 from tests.helpers.server import AppServer, app_server
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "correct horse battery staple"
 DAY = date.today() + timedelta(days=12)
-
-
-def screenshot(page: Any, path: Path, width: int, *, mobile: bool) -> None:
-    """Save a full-page PNG at ``width`` CSS pixels; the page must not scroll sideways."""
-    page.call("Emulation.setDeviceMetricsOverride", width=width, height=800, deviceScaleFactor=1, mobile=mobile)
-    try:
-        page.wait_for(f"matchMedia('(width: {width}px)').matches")
-        overflow = page.eval("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
-        assert overflow[0] <= overflow[1], f"horizontal scroll at {width}px: {overflow}"
-        size = page.call("Page.getLayoutMetrics")["cssContentSize"]
-        shot = page.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
-                         clip={"x": 0, "y": 0, "width": width, "height": size["height"], "scale": 1})
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(shot["data"]))
-        if keep := os.environ.get("ROSE_ASH_SCREENSHOTS"):
-            Path(keep).mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, Path(keep) / path.name)
-    finally:
-        page.call("Emulation.clearDeviceMetricsOverride")
 
 
 def seed(server: AppServer) -> None:

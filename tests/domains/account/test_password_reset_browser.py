@@ -7,13 +7,13 @@ Screenshots of the reset form and of the page after it are kept under the test's
 from __future__ import annotations
 
 import base64
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.domains.account._mail_helpers import LINK
+from tests.helpers.browser import submit
 from tests.helpers.server import app_server
 from tests.helpers.smtp import SMTPServer
 
@@ -27,15 +27,6 @@ def screenshot(page: Any, path: Path) -> None:
     shot = page.call("Page.captureScreenshot", format="png")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(base64.b64decode(shot["data"]))
-
-
-def submit(page: Any, fields: dict[str, str], button: str, condition: str) -> None:
-    """Fill a form and press its button: a full-page POST (the marker proves the navigation)."""
-    for selector, value in fields.items():
-        page.eval(f"document.querySelector({json.dumps(selector)}).value = {json.dumps(value)}")
-    page.eval("window.__old = true")
-    page.eval(f"document.querySelector({json.dumps(button)}).click()")
-    page.wait_for(f"window.__old === undefined && document.readyState === 'complete' && ({condition})")
 
 
 def test_password_reset_without_javascript(tmp_path: Path, browser_binary: str) -> None:

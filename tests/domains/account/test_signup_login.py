@@ -250,7 +250,7 @@ async def test_public_home_sets_no_session_cookie(client) -> None:  # type: igno
     assert response.status_code == 200
     assert "rose_ash_session" not in response.headers.get("set-cookie", "")
     assert 'hx-get="/f/me/account-menu"' in response.text
-    assert '<a class="button button-quiet" href="/account">Account</a>' in response.text
+    assert '<a class="button button-quiet account-unknown" href="/account">Account</a>' in response.text
 
 
 async def test_stale_session_of_a_suspended_member_is_dropped_not_a_500(client, db_session) -> None:  # type: ignore[no-untyped-def]

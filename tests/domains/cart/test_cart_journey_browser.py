@@ -13,7 +13,6 @@ refreshes on ``HX-Trigger: cart-changed``. Without it the page's GET form leads 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,25 +22,13 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.fakes.sumup import API_KEY, MERCHANT_CODE, FakeSumUp, serve_in_thread
+from tests.helpers.browser import DB_KINDS, server_database
 from tests.helpers.server import app_server
 from tests.helpers.smtp import SMTPServer
 
 pytestmark = pytest.mark.e2e
 
 PASSWORD = "correct horse battery staple"
-# The server runs on SQLite, and on a fresh PostgreSQL database too when one is configured.
-DB_KINDS = ["sqlite", *(["postgresql"] if os.environ.get("ROSE_ASH_TEST_DATABASE_URL") else [])]
-
-
-@contextmanager
-def server_database(kind: str) -> Iterator[str | None]:
-    if kind == "sqlite":
-        yield None
-        return
-    from tests.helpers.pg import pg_database
-
-    with pg_database("e2e") as url:
-        yield url
 
 
 def seed(server: Any) -> None:

@@ -6,9 +6,6 @@ migrated from scratch (this issue's migration included), on SQLite and on Postgr
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,24 +13,13 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tests.helpers.browser import DB_KINDS, server_database
 from tests.helpers.server import app_server
 
 pytestmark = pytest.mark.e2e
 
 PASSWORD = "correct horse battery staple"
-DB_KINDS = ["sqlite", *(["postgresql"] if os.environ.get("ROSE_ASH_TEST_DATABASE_URL") else [])]
 DAY = date.today() + timedelta(days=10)
-
-
-@contextmanager
-def server_database(kind: str) -> Iterator[str | None]:
-    if kind == "sqlite":
-        yield None
-        return
-    from tests.helpers.pg import pg_database
-
-    with pg_database("e2e") as url:
-        yield url
 
 
 @pytest.fixture(scope="module", params=DB_KINDS)

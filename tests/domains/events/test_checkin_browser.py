@@ -16,9 +16,6 @@ The server runs migrated from scratch, on SQLite and on PostgreSQL when set.
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,25 +25,14 @@ import segno
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from tests.helpers.browser import DB_KINDS, server_database
 from tests.helpers.server import app_server
 
 pytestmark = pytest.mark.e2e
 
 PASSWORD = "correct horse battery staple"
-DB_KINDS = ["sqlite", *(["postgresql"] if os.environ.get("ROSE_ASH_TEST_DATABASE_URL") else [])]
 DAY = date.today() + timedelta(days=10)  # the next date, so the one the door checks in
 WIDTH, HEIGHT = 640, 480
-
-
-@contextmanager
-def server_database(kind: str) -> Iterator[str | None]:
-    if kind == "sqlite":
-        yield None
-        return
-    from tests.helpers.pg import pg_database
-
-    with pg_database("e2e") as url:
-        yield url
 
 
 def y4m_of_qr(text: str, path: Path, frames: int = 2) -> None:

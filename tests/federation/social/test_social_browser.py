@@ -9,7 +9,6 @@ and failed loads (which is also where Chromium reports CSP violations).
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 import uuid
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REDIS_URL
+from tests.helpers.browser import screenshot_at as screenshot
 from tests.helpers.server import AppServer, app_server
 
 pytestmark = pytest.mark.e2e
@@ -140,22 +140,6 @@ def compose(page: Any, content: str, *, summary: str = "", visibility: str = "pu
     fill(page, {"#f-content": content, "#f-summary": summary, "#f-visibility": visibility})
     submit(page, "document.querySelector('form[action=\"/social/compose\"] button[type=submit]').click()",
            "document.querySelector('.flash-success')?.textContent.includes('Posted.')")
-
-
-def screenshot(page: Any, path: Path, width: int, *, mobile: bool) -> None:
-    """Save a full-page PNG at ``width`` CSS pixels; the page must not scroll sideways."""
-    page.call("Emulation.setDeviceMetricsOverride", width=width, height=800, deviceScaleFactor=1, mobile=mobile)
-    try:
-        page.wait_for(f"matchMedia('(width: {width}px)').matches")
-        overflow = page.eval("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
-        assert overflow[0] <= overflow[1], f"horizontal scroll at {width}px: {overflow}"
-        size = page.call("Page.getLayoutMetrics")["cssContentSize"]
-        shot = page.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
-                         clip={"x": 0, "y": 0, "width": width, "height": size["height"], "scale": 1})
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(shot["data"]))
-    finally:
-        page.call("Emulation.clearDeviceMetricsOverride")
 
 
 def accept_dialog(page: Any) -> None:
