@@ -39,6 +39,21 @@ from federation.oauth.store import OAuthStore
 
 NO_STORE = CacheControlHeader(no_store=True)
 MACHINE = {"exclude_from_auth": True, "exclude_from_csrf": True}
+
+
+class UnreadableBody(ClientException):
+    """A POST body that is no parameters at all (malformed JSON, not UTF-8, not an object)."""
+
+
+def _invalid_request(_: Request[Any, Any, Any], exc: UnreadableBody) -> Response[Any]:
+    """RFC 6749 §5.2 (and RFC 7009 §2.2.1, RFC 7662 §2.3): the token, revocation and introspection
+    endpoints answer a request they cannot read with their own error shape, ``invalid_request``."""
+    return Response({"error": "invalid_request", "error_description": exc.detail}, status_code=400,
+                    headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+# Route-level handlers for the machine endpoints (any other route keeps the app's problem+json).
+OAUTH_ERRORS: Any = {UnreadableBody: _invalid_request}
 # The consent page must not be framed (clickjacking an "Allow" click).
 NO_FRAMING = {"Cache-Control": "no-store", "X-Frame-Options": "DENY",
               "Content-Security-Policy": "frame-ancestors 'none'"}
@@ -56,9 +71,14 @@ async def oauth_request(request: Request[Any, Any, Any], settings: Settings, *,
     if request.method == "POST" and request.content_type[0] == "application/json":
         # Mastodon apps (Elk, masto.js) send the token and revocation requests as JSON; RFC 6749
         # names form encoding, so a JSON object of strings is read as the same parameters.
-        body = await request.json()  # app.strict_input: size, depth, UTF-8, NUL -> 400
+        try:
+            body = await request.json()  # app.strict_input: size, depth, UTF-8, NUL -> 400
+        except ClientException as exc:
+            if exc.status_code != 400:
+                raise  # 413 is HTTP's answer
+            raise UnreadableBody(exc.detail) from exc
         if not isinstance(body, dict):
-            raise ClientException("The JSON body must be an object of parameters.")
+            raise UnreadableBody("The JSON body must be an object of parameters.")
         form = [(k, v if isinstance(v, str) else str(v)) for k, v in body.items()
                 if isinstance(v, str | int) and not isinstance(v, bool) and k not in (drop or set())]
     elif request.method == "POST":
@@ -228,7 +248,8 @@ def out_of_band(location: str) -> Template:
 # --- token, revocation, introspection -------------------------------------------------------------
 
 
-@post("/oauth/token", name="oauth:token", opt=MACHINE, status_code=200, dependencies=DEPENDENCIES)
+@post("/oauth/token", name="oauth:token", opt=MACHINE, status_code=200, dependencies=DEPENDENCIES,
+      exception_handlers=OAUTH_ERRORS)
 async def token(request: Request[Any, Any, Any], oauth_store: OAuthStore, settings: Settings) -> Response[Any]:
     oreq = await oauth_request(request, settings)
     ctx = await make_context(oauth_store, settings, keys=True)
@@ -239,7 +260,8 @@ async def token(request: Request[Any, Any, Any], oauth_store: OAuthStore, settin
     return to_response(result)
 
 
-@post("/oauth/revoke", name="oauth:revoke", opt=MACHINE, status_code=200, dependencies=DEPENDENCIES)
+@post("/oauth/revoke", name="oauth:revoke", opt=MACHINE, status_code=200, dependencies=DEPENDENCIES,
+      exception_handlers=OAUTH_ERRORS)
 async def revoke(request: Request[Any, Any, Any], oauth_store: OAuthStore, settings: Settings) -> Response[Any]:
     oreq = await oauth_request(request, settings)
     server = RoseAshAuthorizationServer(await make_context(oauth_store, settings))
@@ -248,7 +270,8 @@ async def revoke(request: Request[Any, Any, Any], oauth_store: OAuthStore, setti
     return to_response(result)
 
 
-@post("/oauth/introspect", name="oauth:introspect", opt=MACHINE, status_code=200, dependencies=DEPENDENCIES)
+@post("/oauth/introspect", name="oauth:introspect", opt=MACHINE, status_code=200, dependencies=DEPENDENCIES,
+      exception_handlers=OAUTH_ERRORS)
 async def introspect(request: Request[Any, Any, Any], oauth_store: OAuthStore,
                      settings: Settings) -> Response[Any]:
     oreq = await oauth_request(request, settings)

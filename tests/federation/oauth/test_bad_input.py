@@ -240,3 +240,18 @@ async def test_prune_keeps_live_and_rotated_refresh_tokens(client: Any, db_sessi
     dead = await client.post("/oauth/token", data={"grant_type": "refresh_token",
                                                    "refresh_token": tokens["refresh_token"]}, auth=rp.basic)
     assert dead.status_code == 400 and dead.json()["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize("path", ["/oauth/token", "/oauth/revoke", "/oauth/introspect"])
+@pytest.mark.parametrize("body", [b'{"grant_type": "authorization_code",', b'["grant_type"]', b'"\xff\xfe"', b"\xff{}"])
+async def test_an_unreadable_json_body_is_invalid_request(client: Any, db_session: AsyncSession, path: str,
+                                                         body: bytes) -> None:
+    """RFC 6749 §5.2: the machine endpoints answer in their own error shape, never problem+json or
+    HTML, and nothing is issued."""
+    before = await token_count(db_session)
+    got = await client.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert got.status_code == 400
+    assert got.headers["content-type"].startswith("application/json")
+    assert got.json()["error"] == "invalid_request" and got.json()["error_description"]
+    assert got.headers["cache-control"] == "no-store"
+    assert await token_count(db_session) == before
