@@ -11,14 +11,27 @@ per variant; the first image and the producer joined in) with each variant's ava
 registered reservations count here as everywhere — and builds the same dicts ``card()`` returns.
 
 ``tests/domains/market/test_market_cards.py`` holds the two paths to the same bytes.
+
+:func:`cards_html` renders a list of cards with the ``product_card`` macro, remembering each
+card's HTML under its data (a bounded LRU per template object): the search page's two dozen
+cards were a third of its Jinja time, and the same products come back search after search. The
+key is the card's whole data (msgspec-encoded) and the heading level, so a changed title, price,
+stock state, image or producer name is simply another key: the memo can never show stale bytes,
+and an edited template (a reloaded Template object) starts a memo of its own.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, cast
+from typing import Any, Final, NamedTuple, cast
 from uuid import UUID
+from weakref import WeakKeyDictionary
+
+import msgspec
+from jinja2 import Environment, Template
+from markupsafe import Markup
 
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,7 +42,12 @@ from domains.market.services import stock
 from domains.market.services.media import media_url, srcset
 from domains.market.services.stock import available_expr
 
-__all__ = ["Card", "load_cards"]
+__all__ = ["CARD_TEMPLATE", "Card", "cards_html", "load_cards"]
+
+CARD_TEMPLATE: Final = "fragments/market/_card.html"
+_HTML_MEMO: Final = 4096  # cards kept per template (a few hundred bytes each)
+_html: WeakKeyDictionary[Template, OrderedDict[bytes, Markup]] = WeakKeyDictionary()
+_encode = msgspec.json.Encoder().encode
 
 _CHUNK = 500  # ids per statement: well under SQLite's bound-variable limit
 # The statement, built once per (active_only, registered reservation terms): building it (the
@@ -131,3 +149,26 @@ def _card(rows: list[Any], link_base: str) -> Card:
         "producer": {"name": producer_name, "url": _absolute(f"/market/producer/{producer_slug}", link_base)},
         "image": image,
     })
+
+
+def cards_html(env: Environment, cards: Sequence[dict[str, Any]], *, level: int = 3) -> Markup:
+    """The ``product_card`` macro's HTML for each card dict, joined: what
+    ``{% for c in cards %}{{ product_card(c, level) }}{% endfor %}`` renders, byte for byte, with
+    each card's HTML remembered under its data (module docstring)."""
+    template = env.get_template(CARD_TEMPLATE)
+    memo = _html.get(template)
+    if memo is None:
+        memo = _html[template] = OrderedDict()
+    macro = template.module.product_card  # type: ignore[attr-defined]
+    parts: list[str] = []
+    for card in cards:
+        key = _encode((level, card))
+        found = memo.get(key)
+        if found is None:
+            found = memo[key] = Markup(macro(card, level))
+            if len(memo) > _HTML_MEMO:
+                memo.popitem(last=False)
+        else:
+            memo.move_to_end(key)
+        parts.append(found)
+    return Markup("".join(parts))
