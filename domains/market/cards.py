@@ -32,8 +32,7 @@ from weakref import WeakKeyDictionary
 import msgspec
 from jinja2 import Environment, Template
 from markupsafe import Markup
-
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import ARRAY, Select, any_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.money import format_minor
@@ -53,7 +52,7 @@ _CHUNK = 500  # ids per statement: well under SQLite's bound-variable limit
 # The statement, built once per (active_only, registered reservation terms): building it (the
 # correlated subqueries, available_expr) cost more CPU than running it. The ids are an expanding
 # parameter.
-_STATEMENTS: dict[tuple[bool, tuple[Any, ...]], Select[Any]] = {}
+_STATEMENTS: dict[tuple[bool, bool, tuple[Any, ...]], Select[Any]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,15 +77,18 @@ def _absolute(url: str, link_base: str) -> str:
     return link_base + url if link_base and url.startswith("/") else url
 
 
-def _statement(active_only: bool) -> Select[Any]:
-    key = (active_only, tuple(stock._reserved))  # a term registered later (the cart) makes a new one
+def _statement(active_only: bool, array: bool) -> Select[Any]:
+    key = (active_only, array, tuple(stock._reserved))  # a term registered later (the cart) makes a new one
     found = _STATEMENTS.get(key)
     if found is None:
-        found = _STATEMENTS[key] = _build(active_only)
+        found = _STATEMENTS[key] = _build(active_only, array)
     return found
 
 
-def _build(active_only: bool) -> Select[Any]:
+def _build(active_only: bool, array: bool) -> Select[Any]:
+    """``array`` (PostgreSQL): the ids as one array parameter (``= ANY(:ids)``), so the SQL text is
+    the same for any number of ids and SQLAlchemy does not rewrite it on every call, as it does
+    for an expanding ``IN`` (elsewhere)."""
     first_image = (select(ProductImage.id).where(ProductImage.product_id == Product.id)
                    .order_by(ProductImage.position, ProductImage.id).limit(1).correlate(Product).scalar_subquery())
     stmt = (
@@ -98,7 +100,8 @@ def _build(active_only: bool) -> Select[Any]:
         .outerjoin(ProductImage, ProductImage.id == first_image)
         .outerjoin(Media, Media.id == ProductImage.media_id)
         .outerjoin(Variant, Variant.product_id == Product.id)
-        .where(Product.id.in_(bindparam("ids", expanding=True)))
+        .where(Product.id == any_(bindparam("ids", type_=ARRAY(Product.id.type))) if array
+               else Product.id.in_(bindparam("ids", expanding=True)))
         .order_by(Product.id, Variant.position, Variant.id))
     if active_only:
         stmt = stmt.where(Product.status == ACTIVE)
@@ -113,8 +116,9 @@ async def load_cards(session: AsyncSession, ids: Sequence[UUID], *, link_base: s
         return []
     wanted = list(dict.fromkeys(ids))
     rows: dict[UUID, list[Any]] = {}
+    statement = _statement(active_only, session.bind.dialect.name == "postgresql")
     for start in range(0, len(wanted), _CHUNK):
-        for row in await session.execute(_statement(active_only), {"ids": wanted[start:start + _CHUNK]}):
+        for row in await session.execute(statement, {"ids": wanted[start:start + _CHUNK]}):
             rows.setdefault(row[0], []).append(row)
     built = {pid: _card(found, link_base) for pid, found in rows.items()}
     return [built[i] for i in ids if i in built]
@@ -160,15 +164,15 @@ def cards_html(env: Environment, cards: Sequence[dict[str, Any]], *, level: int 
     if memo is None:
         memo = _html[template] = OrderedDict()
     macro = template.module.product_card  # type: ignore[attr-defined]
-    parts: list[str] = []
+    parts: list[Markup] = []
     for card in cards:
         key = _encode((level, card))
         found = memo.get(key)
         if found is None:
-            found = memo[key] = Markup(macro(card, level))
+            found = memo[key] = macro(card, level)  # Markup: the macro escaped what it rendered
             if len(memo) > _HTML_MEMO:
                 memo.popitem(last=False)
         else:
             memo.move_to_end(key)
         parts.append(found)
-    return Markup("".join(parts))
+    return Markup("").join(parts)  # each part is Markup already: join escapes nothing
