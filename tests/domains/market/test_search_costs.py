@@ -157,3 +157,31 @@ async def test_cards_html_escapes_hostile_text(env: Any) -> None:
     html = cards_html(env, [hostile])
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;&#34;" in html
     assert "<b>Farm</b>" not in html and 'onmouseover="y' not in html
+
+
+async def test_the_search_page_reads_in_autocommit_on_postgresql(client: Any, world: World, db_kind: str,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """No BEGIN/COMMIT around the search page's reads on PostgreSQL (the driver in autocommit while
+    it searches); SQLite keeps its own lazy transactions. Same page either way, and a bad cursor is
+    still a 400 with nothing left open."""
+    from domains.market import controllers
+
+    seen: list[str] = []
+
+    class Watched(MarketSearch):
+        async def search(self, filters: SearchFilters, **kw: Any) -> Any:
+            seen.append(str(await (await self.session.connection()).get_isolation_level()))
+            return await super().search(filters, **kw)
+
+    # A fresh n= each time: the page cache keys on the query string and would answer instead.
+    plain = await client.get("/market/search?q=honey&n=1")
+    monkeypatch.setattr(controllers, "MarketSearch", Watched)
+    watched = await client.get("/market/search?q=honey&n=2")
+    results = await client.get("/market/search/results?q=hon&n=3")
+    assert plain.status_code == watched.status_code == results.status_code == 200
+    assert watched.content == plain.content and b"Wildflower Honey" in results.content
+    assert seen[0] == seen[1] and (seen[0] == "AUTOCOMMIT") == (db_kind == "postgresql"), seen
+    bad = await client.get("/market/search?q=honey&cursor=not-a-cursor")
+    assert bad.status_code == 400
+    after = await client.get("/market/search?q=honey&n=4")  # the pool's connection is fine afterwards
+    assert after.status_code == 200 and after.content == plain.content
