@@ -74,10 +74,10 @@ async def test_the_hint_changes_the_plan_never_the_page(sm: Any, world: World, d
         second = await page_of(sm, SearchFilters(q=q), window=window, page_size=2)
         assert (second.ids, second.next_cursor) == (first.ids, first.next_cursor), q
     if db_kind == "postgresql":
-        # "honey" is in three older documents: a walk for a window of 240 (or 2 above 1) comes back short.
-        assert question("honey") in short_walks
-        # Six jam products are the newest documents: a window of 1 or 2 is full after the walk.
-        assert (question("jam") in short_walks) == (window == 240)
+        # 12 documents, the walk reads 12 per window place: a window of 1 or 2 is full after it
+        # (six jams are the newest; three honeys among the twelve); 240 is more than all of them.
+        assert (question("honey") in short_walks) == (question("jam") in short_walks) == (window == 240)
+        assert question("nothing-like-it") not in short_walks  # no rows: nothing to read the count from
     else:
         assert not short_walks._until  # SQLite has no walk to remember
 
