@@ -20,6 +20,15 @@ In one invocation, on a scratch PostgreSQL database made beside ``--database-url
 
 ``--csv-sqlite`` imports the same file a second time into a fresh SQLite database (the CSV
 import's other engine); ``--skip-search`` stops after the import(s).
+
+``--keep-database NAME`` seeds a database of that name beside ``--database-url`` once and keeps it:
+a later run with the same name (and ``--rows``) migrates it to head and skips the import (which
+takes minutes on a loaded machine), so search changes can be measured again and again. Drop it
+with ``DROP DATABASE NAME`` when done.
+
+``--pgbench`` also runs the search's own SQL (the first-page statement the app sends, one file per
+query of :data:`QUERIES`, the words written in) under ``pgbench -n -c 4 -T <duration>`` against
+the seeded database: PostgreSQL's ceiling for the query alone, beside the page's req/s.
 """
 
 from __future__ import annotations
@@ -29,9 +38,12 @@ import asyncio
 import csv
 import os
 import random
+import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +160,123 @@ def rotating_queries(path: Path) -> Path:
     return rotating_script(path, [f"/market/search?q={quote_plus(q)}" for q in QUERIES])
 
 
+@contextmanager
+def kept_database(database_url: str, name: str, rows: int) -> Iterator[tuple[str, Path, bool]]:
+    """``(url, tmp_path, seeded)``: the database ``name`` beside ``database_url``, created if absent
+    and migrated to head, kept afterwards; ``seeded`` when it already holds ``rows`` products (the
+    import is then skipped)."""
+    import tempfile
+
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    if not name.replace("_", "").isalnum():
+        raise SystemExit("--keep-database: letters, digits and _ only")
+    base = make_url(database_url)
+    url = base.set(database=name).render_as_string(hide_password=False)
+
+    async def prepare() -> bool:
+        engine = create_async_engine(base, isolation_level="AUTOCOMMIT")
+        try:
+            async with engine.connect() as conn:
+                exists = (await conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})).first()
+                if exists is None:
+                    await conn.execute(text(f'CREATE DATABASE "{name}"'))
+        finally:
+            await engine.dispose()
+        return exists is not None
+
+    existed = asyncio.run(prepare())
+    with tempfile.TemporaryDirectory(prefix="rose-ash-bench-") as tmp:
+        tmp_path = Path(tmp)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ROSE_ASH_")}
+        env.update({"ROSE_ASH_DATA_DIR": str(tmp_path / "data"), "ROSE_ASH_DATABASE_URL": url,
+                    "PYTHONPATH": str(ROOT)})
+        subprocess.run([ROSE_ASH, "database", "upgrade", "--no-prompt"], env=env, cwd=ROOT, check=True,
+                       capture_output=True)
+
+        async def count() -> int:
+            engine = create_async_engine(url)
+            try:
+                async with engine.connect() as conn:
+                    return int((await conn.execute(text("SELECT count(*) FROM market_product"))).scalar_one())
+            finally:
+                await engine.dispose()
+
+        yield url, tmp_path, existed and asyncio.run(count()) >= rows
+
+
+@contextmanager
+def _fresh(database_url: str) -> Iterator[tuple[str, Path, bool]]:
+    with migrated_scratch(database_url) as (url, tmp_path):
+        yield url, tmp_path, False
+
+
+def search_sql(url: str, hinted: bool = True) -> list[str]:
+    """The first-page statement the search page sends for each of :data:`QUERIES` once it has
+    answered that query before (so with the short-walk hint, search.short_walks, learnt by
+    searching each query once here), its words written in: what pgbench runs. ``hinted=False``:
+    every query walks first (what was sent before the hint)."""
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from app.db import make_engine
+    from domains.market import search
+    from domains.market.controllers import LIST_SIZE
+
+    async def learn() -> None:
+        engine = make_engine(url)
+        try:
+            async with AsyncSession(engine) as session:
+                for q in QUERIES:
+                    await search.MarketSearch(session, page_size=LIST_SIZE).search(search.SearchFilters(q=q))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(learn())
+    out = []
+    for q in QUERIES:
+        words = search.terms(q)
+        engine = search.PostgresEngine()
+        gin_only = hinted and (engine.params(words)["tq"], "", "") in search.short_walks
+        stmt = search._first_page(search._windowed_shape(search.PostgresEngine, len(words), False, False,
+                                                         search.RANK_WINDOW, gin_only), LIST_SIZE)
+        params = engine.params(words)
+        compiled = stmt.params(params).compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True})
+        # pgbench reads ``:name`` as a variable even inside a string literal (``'pear':A``):
+        # write the tsquery literals' colons as an escape.
+        sql = re.sub(r"'(?:[^']|'')*'", lambda m: "E" + m[0].replace(":", "\\072") if ":" in m[0] else m[0],
+                     str(compiled))
+        out.append(sql + ";\n")
+    return out
+
+
+def run_pgbench(url: str, tmp_path: Path, duration: int, clients: int = 4, hinted: bool = True) -> tuple[float, float]:
+    """``(tps, mean latency ms)`` of ``pgbench -n -M prepared`` running the search's SQL
+    (:func:`search_sql`), a query of :data:`QUERIES` drawn at random per transaction. Prepared, as
+    the app's statements are (asyncpg prepares each once per connection): each query is planned
+    once per client, not on every run."""
+    import shutil
+
+    pgbench = shutil.which("pgbench")
+    if pgbench is None:
+        raise SystemExit("pgbench is not installed (apt-get install postgresql-client)")
+    files = []
+    for i, sql in enumerate(search_sql(url, hinted)):
+        path = tmp_path / f"query-{i}-{hinted}.sql"
+        path.write_text(sql)
+        files += ["-f", str(path)]
+    u = make_url(url)
+    env = {**os.environ, "PGPASSWORD": u.password or ""}
+    out = subprocess.run([pgbench, "-n", "-h", u.host or "127.0.0.1", "-p", str(u.port or 5432), "-U",
+                          u.username or "postgres", "-M", "prepared", *files, "-c", str(clients), "-j", "2",
+                          "-T", str(duration), u.database or ""],
+                         capture_output=True, text=True, env=env, check=True).stdout
+    tps = float(re.search(r"tps = ([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    latency = float(re.search(r"latency average = ([\d.]+) ms", out).group(1))  # type: ignore[union-attr]
+    return tps, latency
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", default=os.environ.get("ROSE_ASH_DATABASE_URL", ""))
@@ -159,11 +288,18 @@ def main() -> None:
     parser.add_argument("--skip-search", action="store_true", help="only the CSV import")
     parser.add_argument("--csv-sqlite", action="store_true",
                         help="also import the same file into a fresh SQLite database (after PostgreSQL)")
+    parser.add_argument("--keep-database", default="", metavar="NAME",
+                        help="seed this database once and keep it; later runs skip the import")
+    parser.add_argument("--pgbench", action="store_true", help="also run the search's SQL alone under pgbench")
     args = parser.parse_args()
     require_postgresql(args.database_url)
     from app.settings import Settings
 
-    with migrated_scratch(args.database_url) as (url, tmp_path):
+    if args.keep_database:
+        place = kept_database(args.database_url, args.keep_database, args.rows)
+    else:
+        place = _fresh(args.database_url)
+    with place as (url, tmp_path, seeded):
         env = {k: v for k, v in os.environ.items() if not k.startswith("ROSE_ASH_")}
         env.update({"ROSE_ASH_DATA_DIR": str(tmp_path / "data"), "ROSE_ASH_DATABASE_URL": url, "PYTHONPATH": str(ROOT)})
         settings = Settings.from_env({}, data_dir=tmp_path / "data", database_url=url,
@@ -173,8 +309,11 @@ def main() -> None:
         create_app(settings)  # every domain's job kinds and topic subscribers, as in the web process
         source = tmp_path / "products.csv"
         write_csv(source, args.rows)
-        elapsed, cpu, run = asyncio.run(import_csv(settings, source))
-        report_csv("PostgreSQL", elapsed, cpu, run)
+        if seeded:
+            print(f"{args.keep_database}: already seeded, import skipped", flush=True)
+        else:
+            elapsed, cpu, run = asyncio.run(import_csv(settings, source))
+            report_csv("PostgreSQL", elapsed, cpu, run)
         # Statistics for the planner, as autovacuum's ANALYZE would soon have them after 50,000
         # inserts: without them it plans the search on an empty table's guesses.
         asyncio.run(analyze(url))
@@ -198,6 +337,8 @@ def main() -> None:
             search = run_wrk(server.base_url + "/market/search?q=apple", args.duration, args.connections,
                              args.threads, script, cpu_session=server.proc.pid if server.proc else 0,
                              cpu_database=make_url(url).database or "")
+        pg = (run_pgbench(url, tmp_path, args.duration), run_pgbench(url, tmp_path, args.duration, hinted=False)) \
+            if args.pgbench else None
         load = os.getloadavg()
         print(f"\nPostgreSQL, {args.rows} products; wrk -t{args.threads} -c{args.connections} -d{args.duration}s; "
               f"{args.workers} web worker(s); search page {len(sample.content)} bytes; load average after the run "
@@ -210,6 +351,10 @@ def main() -> None:
         for name, (rps, p50, p99, timeouts, per_request, db_per_request) in rows:
             print(f"{name:<44} {rps:>9.0f} {p50:>8.2f} {p99:>8.2f} {rps / base[0]:>9.2f} {timeouts:>9} "
                   f"{per_request:>11.2f} {db_per_request:>14.2f}")
+        if pg is not None:
+            for name, (tps, latency) in (("pgbench -c4: the search SQL alone", pg[0]),
+                                         ("pgbench -c4: the same, every query walked", pg[1])):
+                print(f"{name:<44} {tps:>9.0f} {'':>8} {'':>8} {tps / base[0]:>9.2f}   (mean latency {latency:.2f} ms)")
         sys.stdout.flush()
 
 

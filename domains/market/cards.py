@@ -11,16 +11,28 @@ per variant; the first image and the producer joined in) with each variant's ava
 registered reservations count here as everywhere — and builds the same dicts ``card()`` returns.
 
 ``tests/domains/market/test_market_cards.py`` holds the two paths to the same bytes.
+
+:func:`cards_html` renders a list of cards with the ``product_card`` macro, remembering each
+card's HTML under its data (a bounded LRU per template object): the search page's two dozen
+cards were a third of its Jinja time, and the same products come back search after search. The
+key is the card's whole data (msgspec-encoded) and the heading level, so a changed title, price,
+stock state, image or producer name is simply another key: the memo can never show stale bytes,
+and an edited template (a reloaded Template object) starts a memo of its own.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, cast
+from typing import Any, Final, NamedTuple, cast
 from uuid import UUID
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import Select, bindparam, select
+import msgspec
+from jinja2 import Environment, Template
+from markupsafe import Markup
+from sqlalchemy import ARRAY, Select, any_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.money import format_minor
@@ -29,13 +41,18 @@ from domains.market.services import stock
 from domains.market.services.media import media_url, srcset
 from domains.market.services.stock import available_expr
 
-__all__ = ["Card", "load_cards"]
+__all__ = ["CARD_TEMPLATE", "Card", "cards_html", "load_cards"]
+
+CARD_TEMPLATE: Final = "fragments/market/_card.html"
+_HTML_MEMO: Final = 4096  # cards kept per template (a few hundred bytes each)
+_html: WeakKeyDictionary[Template, OrderedDict[bytes, Markup]] = WeakKeyDictionary()
+_encode = msgspec.json.Encoder().encode
 
 _CHUNK = 500  # ids per statement: well under SQLite's bound-variable limit
 # The statement, built once per (active_only, registered reservation terms): building it (the
 # correlated subqueries, available_expr) cost more CPU than running it. The ids are an expanding
 # parameter.
-_STATEMENTS: dict[tuple[bool, tuple[Any, ...]], Select[Any]] = {}
+_STATEMENTS: dict[tuple[bool, bool, tuple[Any, ...]], Select[Any]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,15 +77,18 @@ def _absolute(url: str, link_base: str) -> str:
     return link_base + url if link_base and url.startswith("/") else url
 
 
-def _statement(active_only: bool) -> Select[Any]:
-    key = (active_only, tuple(stock._reserved))  # a term registered later (the cart) makes a new one
+def _statement(active_only: bool, array: bool) -> Select[Any]:
+    key = (active_only, array, tuple(stock._reserved))  # a term registered later (the cart) makes a new one
     found = _STATEMENTS.get(key)
     if found is None:
-        found = _STATEMENTS[key] = _build(active_only)
+        found = _STATEMENTS[key] = _build(active_only, array)
     return found
 
 
-def _build(active_only: bool) -> Select[Any]:
+def _build(active_only: bool, array: bool) -> Select[Any]:
+    """``array`` (PostgreSQL): the ids as one array parameter (``= ANY(:ids)``), so the SQL text is
+    the same for any number of ids and SQLAlchemy does not rewrite it on every call, as it does
+    for an expanding ``IN`` (elsewhere)."""
     first_image = (select(ProductImage.id).where(ProductImage.product_id == Product.id)
                    .order_by(ProductImage.position, ProductImage.id).limit(1).correlate(Product).scalar_subquery())
     stmt = (
@@ -80,7 +100,8 @@ def _build(active_only: bool) -> Select[Any]:
         .outerjoin(ProductImage, ProductImage.id == first_image)
         .outerjoin(Media, Media.id == ProductImage.media_id)
         .outerjoin(Variant, Variant.product_id == Product.id)
-        .where(Product.id.in_(bindparam("ids", expanding=True)))
+        .where(Product.id == any_(bindparam("ids", type_=ARRAY(Product.id.type))) if array
+               else Product.id.in_(bindparam("ids", expanding=True)))
         .order_by(Product.id, Variant.position, Variant.id))
     if active_only:
         stmt = stmt.where(Product.status == ACTIVE)
@@ -95,8 +116,9 @@ async def load_cards(session: AsyncSession, ids: Sequence[UUID], *, link_base: s
         return []
     wanted = list(dict.fromkeys(ids))
     rows: dict[UUID, list[Any]] = {}
+    statement = _statement(active_only, session.bind.dialect.name == "postgresql")
     for start in range(0, len(wanted), _CHUNK):
-        for row in await session.execute(_statement(active_only), {"ids": wanted[start:start + _CHUNK]}):
+        for row in await session.execute(statement, {"ids": wanted[start:start + _CHUNK]}):
             rows.setdefault(row[0], []).append(row)
     built = {pid: _card(found, link_base) for pid, found in rows.items()}
     return [built[i] for i in ids if i in built]
@@ -131,3 +153,26 @@ def _card(rows: list[Any], link_base: str) -> Card:
         "producer": {"name": producer_name, "url": _absolute(f"/market/producer/{producer_slug}", link_base)},
         "image": image,
     })
+
+
+def cards_html(env: Environment, cards: Sequence[dict[str, Any]], *, level: int = 3) -> Markup:
+    """The ``product_card`` macro's HTML for each card dict, joined: what
+    ``{% for c in cards %}{{ product_card(c, level) }}{% endfor %}`` renders, byte for byte, with
+    each card's HTML remembered under its data (module docstring)."""
+    template = env.get_template(CARD_TEMPLATE)
+    memo = _html.get(template)
+    if memo is None:
+        memo = _html[template] = OrderedDict()
+    macro = template.module.product_card  # type: ignore[attr-defined]
+    parts: list[Markup] = []
+    for card in cards:
+        key = _encode((level, card))
+        found = memo.get(key)
+        if found is None:
+            found = memo[key] = macro(card, level)  # Markup: the macro escaped what it rendered
+            if len(memo) > _HTML_MEMO:
+                memo.popitem(last=False)
+        else:
+            memo.move_to_end(key)
+        parts.append(found)
+    return Markup("").join(parts)  # each part is Markup already: join escapes nothing

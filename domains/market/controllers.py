@@ -30,7 +30,7 @@ from app.caching import CachePolicy, policy_headers
 from app.money import minor_exponent, parse_major
 from app.settings import Settings
 from domains.market import keys
-from domains.market.cards import load_cards
+from domains.market.cards import cards_html, load_cards
 from domains.market.fragments import page_keys
 from domains.market.models import ACTIVE, Producer, Product
 from domains.market.pages import MarketPageService, page_view
@@ -38,6 +38,7 @@ from domains.market.schemas import ProductRead, VariantRead
 from domains.market.search import MAX_QUERY, BadCursor, MarketSearch, SearchFilters
 from domains.market.services.catalogue import CatalogueService, producer_read
 from fragments.pages import public_get, render_page
+from fragments.registry import _env
 
 __all__ = ["public_handlers"]
 
@@ -290,16 +291,30 @@ async def _categories(request: Request[Any, Any, Any], db: AsyncSession) -> list
     return listed
 
 
+async def _autocommit_reads(db: AsyncSession) -> None:
+    """On PostgreSQL, run the search page's reads in autocommit: no ``BEGIN`` and ``COMMIT``
+    round trips around its two SELECTs (the results' ids, their cards), a third of the statements
+    a search sent. Only this read-only page does it (its session writes nothing; the app's other
+    pages keep their transaction: the forge's advisory locks and the CSV import's ``SET LOCAL``
+    need one). The two reads may see two snapshots: a product archived in between is left out of
+    the cards (``load_cards`` reads active ones only), never shown wrongly. The isolation level
+    is the driver's own setting, put back when the connection returns to the pool."""
+    if db.bind.dialect.name == "postgresql" and not db.in_transaction():
+        await db.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+
+
 async def _search_context(request: Request[Any, Any, Any], db: AsyncSession,
                           settings: Settings) -> dict[str, Any]:
+    await _autocommit_reads(db)
     try:
         filters, shown = _filters(request, settings)
     except HTTPException as exc:  # a bad price: say so where the results would be, no 500, no 400 page
         return {"filters": {"q": request.query_params.get("q", "")}, "results": [], "next_url": None,
-                "problem": exc.detail, "categories": await _categories(request, db)}
+                "problem": exc.detail, "categories": await _categories(request, db), "cards_html": ""}
     results, cursor = await _results(request, db, filters)
     return {"filters": shown, "results": results, "next_url": _next_url("/market/search", shown, cursor),
-            "problem": "", "categories": await _categories(request, db)}
+            "problem": "", "categories": await _categories(request, db),
+            "cards_html": cards_html(_env(request), results)}
 
 
 @public_get("/market/search", name="market:search")

@@ -20,7 +20,12 @@ Fewer matches than that (every fixture in the tests) are all ranked. On PostgreS
 found by walking the newest-first partial index ``ix_market_search_document_listing`` and
 testing each document, which for a common word stops after a few hundred rows; only if that walk
 (bounded at :data:`WALK` documents per window place) comes back short does the GIN index find
-every match (a rare word: few). The tsquery and the window are literals in the SQL, so
+every match (a rare word: few). A walk that came back short is remembered for that question (the
+tsquery and the category/producer filters, :class:`_ShortWalks`, per process, a few minutes): the
+next time it goes to the GIN index at once, without reading the walk's rows first (issue 16's
+two-word queries match 1-3 % of the documents, so their walks always came back short, and cost
+more than the index lookup after them). Both ways pick the same window, so the hint changes what
+a search costs, never what it answers. The tsquery and the window are literals in the SQL, so
 PostgreSQL plans each query for its own word (a prepared statement's generic plan would pick one
 plan for every word). Everything that ranks and orders is on the search document itself
 (``active``, ``published`` are copied there from the product, search_models.py), so this reads
@@ -41,7 +46,9 @@ from __future__ import annotations
 
 import base64
 import re
+import time
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -89,6 +96,10 @@ PAGE_SIZE: Final = 24
 RANK_WINDOW: Final = 240
 # Documents the newest-first walk reads per window place before it falls back to the GIN index.
 WALK: Final = 12
+# How long (seconds) a short walk is remembered before the walk is tried again (the catalogue may
+# have grown more matches for the word since), and how many questions are remembered.
+SHORT_WALK_TTL: Final = 300.0
+SHORT_WALKS: Final = 1024
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -307,7 +318,8 @@ def _newest(select_: Select[Any], docs: FromClause) -> Select[Any]:
     return select_.order_by(docs.c.published.desc(), docs.c.product_id.desc())
 
 
-def _candidates(engine: Engine, n_words: int, window: int, narrow: Narrow) -> Select[Any]:
+def _candidates(engine: Engine, n_words: int, window: int, narrow: Narrow,
+                gin_only: bool = False) -> tuple[Select[Any], ColumnElement[Any] | None]:
     """The ids of the ``window`` newest public documents holding every word and passing ``narrow``
     (the filters). SQLite: one statement (FTS5 finds every match; SQLite orders them).
 
@@ -318,50 +330,94 @@ def _candidates(engine: Engine, n_words: int, window: int, narrow: Narrow) -> Se
     count): every match through the GIN index, fenced with ``OFFSET 0`` so the planner cannot turn
     it into an unbounded walk of the whole table for a word that matches nothing, then the newest
     ``window`` of them. Either way the same ids: the walk covers the newest documents in order, so
-    when it finds ``window`` matches they are the newest matches."""
+    when it finds ``window`` matches they are the newest matches.
+
+    Also returns how many the walk found (a scalar subquery over it, PostgreSQL only), which the
+    caller selects so that a short walk is remembered; ``gin_only``: no walk, the GIN branch
+    alone (a question whose walk was short lately: :class:`_ShortWalks`), and no count."""
     table = SearchDocument.__table__
     limit: ColumnElement[Any] = literal_column(str(int(window)))  # literal: with a parameter a generic plan guesses it
     if not isinstance(engine, PostgresEngine):
         docs = table.alias("candidate")
         picked = narrow(select(docs.c.id).where(docs.c.active, engine.matching(n_words, docs)), docs)
-        return _newest(picked, docs).limit(limit)
+        return _newest(picked, docs).limit(limit), None
+    every = table.alias("every")
+    matches = narrow(select(every.c.id, every.c.product_id, every.c.published)
+                     .where(every.c.active, engine.matching(n_words, every)), every)
+    fenced = matches.offset(literal_column("0")).subquery("every_match")
+    if gin_only:
+        return _newest(select(fenced.c.id), fenced).limit(limit), None
     scope = table.alias("scope")
     newest = _newest(select(scope.c.id, scope.c.product_id, scope.c.published, scope.c.document)
                      .where(scope.c.active), scope).limit(literal_column(str(int(window) * WALK))).subquery("newest")
     walked = _newest(narrow(select(newest.c.id, newest.c.product_id, newest.c.published)
                             .where(engine.matching(n_words, newest)), newest), newest).limit(limit)
     walk = walked.cte("walked").prefix_with("MATERIALIZED")
-    every = table.alias("every")
-    matches = narrow(select(every.c.id, every.c.product_id, every.c.published)
-                     .where(every.c.active, engine.matching(n_words, every)), every)
-    fenced = matches.offset(literal_column("0")).subquery("every_match")
-    short = select(func.count()).select_from(walk).scalar_subquery() < limit
-    rest = _newest(select(fenced.c.id).where(short), fenced).limit(limit)
-    return select(walk.c.id).union_all(rest)  # type: ignore[return-value]
+    found = select(func.count()).select_from(walk).scalar_subquery()
+    rest = _newest(select(fenced.c.id).where(found < limit), fenced).limit(limit)
+    return select(walk.c.id).union_all(rest), found  # type: ignore[return-value]
 
 
 def _windowed(engine: Engine, n_words: int, category: bool, producer: bool, window: int,
-              variant: Callable[[Any], ColumnElement[bool]] | None = None) -> Select[Any]:
-    """(id, published, score) of the ranking window: the ``window`` newest public documents that
-    hold every word and pass every filter (the candidates, :func:`_candidates`), each with its
-    score. Only these are scored and sorted, not every match of a common word."""
+              variant: Callable[[Any], ColumnElement[bool]] | None = None, gin_only: bool = False) -> Select[Any]:
+    """(id, published, score[, walked]) of the ranking window: the ``window`` newest public
+    documents that hold every word and pass every filter (the candidates, :func:`_candidates`),
+    each with its score. Only these are scored and sorted, not every match of a common word.
+    ``walked`` (PostgreSQL's walk, not ``gin_only``): how many the newest-first walk found."""
 
     def narrow(picked: Select[Any], docs: FromClause) -> Select[Any]:
         picked = _cheap_filters(picked, docs.c.product_id, category, producer)
         return picked.where(variant(docs.c.product_id)) if variant is not None else picked
 
-    picked = _candidates(engine, n_words, window, narrow)
+    picked, found = _candidates(engine, n_words, window, narrow, gin_only)
     base, score = engine.scored(n_words)
     doc = SearchDocument.__table__.c
-    return base.with_only_columns(doc.product_id.label("id"), doc.published.label("published"),
-                                  func.cast(score, Integer()).label("score")).where(doc.id.in_(picked))
+    columns = [doc.product_id.label("id"), doc.published.label("published"),
+               func.cast(score, Integer()).label("score")]
+    if found is not None:
+        columns.append(found.label("walked"))
+    return base.with_only_columns(*columns).where(doc.id.in_(picked))
 
 
 @lru_cache(maxsize=128)
-def _windowed_shape(engine: type[Engine], n_words: int, category: bool, producer: bool, window: int) -> Select[Any]:
+def _windowed_shape(engine: type[Engine], n_words: int, category: bool, producer: bool, window: int,
+                    gin_only: bool = False) -> Select[Any]:
     # Built once per shape (building it costs more CPU than PostgreSQL spends running it); the
     # words, category and producer are bound parameters.
-    return _windowed(engine(), n_words, category, producer, window)
+    return _windowed(engine(), n_words, category, producer, window, gin_only=gin_only)
+
+
+class _ShortWalks:
+    """The PostgreSQL questions (tsquery, category, producer) whose newest-first walk came back
+    short lately: their next search goes straight to the GIN index (module docstring). Bounded
+    (the least recently used forgotten first) and each entry forgotten after ``ttl`` seconds, so a
+    word that has since become common is walked again. Only what a search costs depends on it."""
+
+    def __init__(self, size: int = SHORT_WALKS, ttl: float = SHORT_WALK_TTL) -> None:
+        self.size, self.ttl = size, ttl
+        self._until: OrderedDict[tuple[str, str, str], float] = OrderedDict()
+
+    def __contains__(self, key: tuple[str, str, str]) -> bool:
+        until = self._until.get(key)
+        if until is None:
+            return False
+        if until < time.monotonic():
+            del self._until[key]
+            return False
+        self._until.move_to_end(key)
+        return True
+
+    def add(self, key: tuple[str, str, str]) -> None:
+        self._until[key] = time.monotonic() + self.ttl
+        self._until.move_to_end(key)
+        while len(self._until) > self.size:
+            self._until.popitem(last=False)
+
+    def clear(self) -> None:
+        self._until.clear()
+
+
+short_walks = _ShortWalks()
 
 
 @lru_cache(maxsize=256)
@@ -372,7 +428,8 @@ def _first_page(shape: Select[Any], size: int) -> Select[Any]:
     the whole tree on every request (about a tenth of a search page's CPU in the app); this one's
     is computed once. The words, category and producer stay bound parameters."""
     inner = shape.subquery("ranked")
-    return (select(inner.c.id, inner.c.published, inner.c.score)
+    columns = [inner.c.id, inner.c.published, inner.c.score, *(c for c in inner.c if c.key == "walked")]
+    return (select(*columns)
             .order_by(inner.c.score.desc(), inner.c.published.desc(), inner.c.id.desc()).limit(size + 1))
 
 
@@ -416,17 +473,21 @@ class MarketSearch:
             params["producer"] = filters.producer
         per_variant = filters.min_price is not None or filters.max_price is not None or filters.in_stock
         category, producer = bool(filters.category), bool(filters.producer)
+        question = (params.get("tq", ""), filters.category, filters.producer)  # PostgreSQL's, for short_walks
         if words and per_variant:
             # The per-variant filters pick the window's candidates (availability is computed for
             # the rows the newest-first walk reaches, about a window of them).
             shape = _windowed(self.engine, len(words), category, producer, self.window,
                               lambda product_id: self._variant_filter(filters, product_id))
         elif words:
-            shape = _windowed_shape(type(self.engine), len(words), category, producer, self.window)
+            gin_only = isinstance(self.engine, PostgresEngine) and question in short_walks
+            shape = _windowed_shape(type(self.engine), len(words), category, producer, self.window, gin_only)
         else:
             shape = _listing_shape(category, producer)
         if after is None and not per_variant:  # the shape is one of the cached ones
             rows = list((await self.session.execute(_first_page(shape, size), params)).all())
+            if rows and len(rows[0]) > 3 and rows[0].walked < self.window:
+                short_walks.add(question)  # next time, the GIN index at once
             return self._page(rows, size, words)
         inner = shape.subquery("ranked")
         stmt = select(inner.c.id, inner.c.published, inner.c.score)
