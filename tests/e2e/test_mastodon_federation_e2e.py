@@ -197,7 +197,7 @@ def test_profile_edit_reaches_followers_as_update_person(peers: dict[str, AppSer
         row = stored_actor(b, alice_uri)
         return row if row and row[0] == "Alice of A" and row[2] == me.avatar else None
 
-    name, summary, icon = eventually(arrived, "Update(Person) from the app reaching B")
+    _name, summary, icon = eventually(arrived, "Update(Person) from the app reaching B")
     assert "Bio written in an app" in summary and icon == me.avatar
     # B serves the avatar's address A gave it, and A answers it.
     assert httpx.get(icon, timeout=10).headers["content-type"] == "image/png"
@@ -211,7 +211,7 @@ def test_profile_edit_reaches_followers_as_update_person(peers: dict[str, AppSer
         row = stored_actor(b, alice_uri)
         return row if row and row[0] == "Alice, edited on the web" else None
 
-    name, summary, icon = eventually(web_edit, "Update(Person) from the web form reaching B")
+    _name, summary, icon = eventually(web_edit, "Update(Person) from the web form reaching B")
     assert "Bio written on the web" in summary and icon == me.avatar  # the avatar stays
     # One Update per edit (the app's name, bio and avatar together), not one per field changed.
     assert updates_sent(a, alice_uri) == 2
