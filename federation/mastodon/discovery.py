@@ -20,14 +20,16 @@ import msgspec
 from litestar import Request, Response, Router, get
 from litestar.di import Provide
 from litestar.exceptions import ClientException, HTTPException
+from sqlalchemy import select
 
 from app.responses import PRIVATE
 from app.settings import Settings
 from federation.activitypub.core import Federation
-from federation.activitypub.models import Actor
+from federation.activitypub.models import Actor, APObject, Follow, Like
+from federation.activitypub.moderation import hidden_from, may_see
 from federation.mastodon import entities as e
 from federation.mastodon.api import base_url, mastodon_error, need, paged, status_cursor, user_of
-from federation.mastodon.params import bad_request, link_header, paging, some_id
+from federation.mastodon.params import bad_request, link_header, one_more, paging, some_id, trim
 from federation.mastodon.render import Render
 from federation.mastodon.throttle import SEARCH_RESOLVE, spend
 from federation.oauth.cors import CORSMiddleware
@@ -35,6 +37,7 @@ from federation.social.deps import HUB
 from federation.social.schemas import Lookup
 from federation.social.services import AccountProblem, Accounts
 from federation.social.services.discovery import Discovery, Reaction
+from federation.social.services.views import note_views
 
 SEARCH_TYPES = ("accounts", "statuses", "hashtags")
 MAX_OFFSET = 1000  # search pages past this are a crawl, not a member looking for something
@@ -84,11 +87,14 @@ async def _reactors(status_id: str, request: Request[Any, Any, Any], discovery: 
     oid = some_id(status_id, "id")
     assert oid is not None  # a path segment is never empty
     page = paging(request, default=40, cap=80)
-    rows, me = await discovery.reactors(user_of(request), oid, kind, before=page.max_id, size=page.limit)
+    if page.min_id or page.since_id:
+        return paged([], {})  # newer-than paging of these lists: not offered; an empty page, as at the top
+    found, me = await discovery.reactors(user_of(request), oid, kind, before=page.max_id, size=one_more(page))
+    rows, more = trim(found, page)
     accounts = await Render(discovery.session, base_url(settings), me).accounts([a for _, a in rows])
     # The Link cursors are the like/boost rows, not account ids (design note §5).
     return paged([accounts[a.uri] for _, a in rows],
-                 link_header(base_url(settings), request, [str(rid) for rid, _ in rows]))
+                 link_header(base_url(settings), request, [str(rid) for rid, _ in rows], more=more))
 
 
 @get("/api/v1/statuses/{status_id:str}/favourited_by", opt=need("read:statuses"))
@@ -109,11 +115,41 @@ async def tag_timeline(hashtag: str, request: Request[Any, Any, Any], discovery:
     page = paging(request)
     session = discovery.session
     newer = await status_cursor(session, page.min_id or page.since_id)
-    me, views = await discovery.tagged(user_of(request), hashtag, await status_cursor(session, page.max_id),
-                                       size=page.limit, newer=newer, oldest_first=page.min_id is not None,
+    me, found = await discovery.tagged(user_of(request), hashtag, await status_cursor(session, page.max_id),
+                                       size=one_more(page), newer=newer, oldest_first=page.min_id is not None,
                                        local_only=local.lower() in ("1", "true"))
+    views, more = trim(found, page)
     statuses = await Render(session, base_url(settings), me).statuses(views, wrap_boosts=False)
-    return paged(statuses, link_header(base_url(settings), request, [s.id for s in statuses]))
+    return paged(statuses, link_header(base_url(settings), request, [s.id for s in statuses], more=more))
+
+
+@get("/api/v1/favourites", opt=need("read:favourites"))
+async def favourites(request: Request[Any, Any, Any], discovery: Discovery, settings: Settings) -> Response[Any]:
+    """The member's likes, newest like first (docs.joinmastodon.org/methods/favourites/), of the
+    notes they may still see; Link-paged by the like rows (UUIDv7, so ordered by time), as
+    Mastodon pages by its favourite ids."""
+    page = paging(request)
+    session = discovery.session
+    me = await discovery.me(user_of(request))
+    query = select(Like.id, APObject).join(APObject, APObject.ap_id == Like.object_id).where(
+        Like.actor == me.uri, APObject.deleted.is_(False), APObject.attributed_to.not_in(hidden_from(me.uri)))
+    if page.max_id is not None:
+        query = query.where(Like.id < page.max_id)
+    if (after := page.min_id or page.since_id) is not None:
+        query = query.where(Like.id > after)
+    order = Like.id.asc() if page.min_id is not None else Like.id.desc()
+    found = list((await session.execute(query.order_by(order).limit(one_more(page)))).tuples().all())
+    if page.min_id is not None:
+        found.reverse()
+    rows, more = trim(found, page)
+    # Followers-only notes stay while the member follows their author (the hub's rule, may_see).
+    followed = set((await session.scalars(select(Follow.followee).where(
+        Follow.follower == me.uri, Follow.state == "accepted",
+        Follow.followee.in_({o.attributed_to for _, o in rows})))).all()) if rows else set()
+    shown = [o for _, o in rows if may_see(o, me, o.attributed_to in followed)]
+    statuses = await Render(session, base_url(settings), me).statuses(await note_views(session, me, shown),
+                                                                      wrap_boosts=False)
+    return paged(statuses, link_header(base_url(settings), request, [str(rid) for rid, _ in rows], more=more))
 
 
 @get("/api/v2/search", opt=need("read:search"))
@@ -168,7 +204,7 @@ def _remote_lookup(words: str) -> Lookup | None:
     return None
 
 
-HANDLERS = [favourited_by, reblogged_by, tag_timeline, search]
+HANDLERS = [favourited_by, reblogged_by, tag_timeline, favourites, search]
 
 router = Router(path="/", route_handlers=HANDLERS,
                 dependencies={**HUB, "discovery": Provide(provide_discovery, sync_to_thread=False)},
