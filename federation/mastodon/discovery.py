@@ -14,19 +14,24 @@ Its own router, beside :mod:`federation.mastodon.api`'s, with the same errors, C
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import msgspec
 from litestar import Request, Response, Router, get
 from litestar.di import Provide
-from litestar.exceptions import ClientException, HTTPException
-from sqlalchemy import select
+from litestar.exceptions import ClientException, HTTPException, NotFoundException
+from sqlalchemy import or_, select
 
+from app.jobs import PermanentFailure
 from app.responses import PRIVATE
+from app.safe_http import FetchError
 from app.settings import Settings
 from federation.activitypub.core import Federation
-from federation.activitypub.models import Actor, APObject, Follow, Like
+from federation.activitypub.models import Activity, Actor, APObject, Follow, Like
 from federation.activitypub.moderation import hidden_from, may_see
+from federation.activitypub.processor import OBJECT_TYPES, Processor
+from federation.activitypub.urls import http_url
 from federation.mastodon import entities as e
 from federation.mastodon.api import base_url, mastodon_error, need, paged, status_cursor, user_of
 from federation.mastodon.params import bad_request, link_header, one_more, paging, some_id, trim
@@ -39,6 +44,7 @@ from federation.social.services import AccountProblem, Accounts
 from federation.social.services.discovery import Discovery, Reaction
 from federation.social.services.views import note_views
 
+log = logging.getLogger("rose_ash.mastodon")
 SEARCH_TYPES = ("accounts", "statuses", "hashtags")
 MAX_OFFSET = 1000  # search pages past this are a crawl, not a member looking for something
 
@@ -172,31 +178,81 @@ async def search(request: Request[Any, Any, Any], discovery: Discovery, accounts
     statuses: list[e.Status] = []
     tags: list[TagResult] = []
     me = await discovery.me(user)
+    wanted = _remote_lookup(words, allow_http=settings.federation_allow_private_addresses, here=base) \
+        if resolve.lower() in ("1", "true") and offset == 0 and type in ("", "accounts", "statuses") else None
+    if wanted is not None:
+        # Only a search that would fetch from another server counts: typing a name does not.
+        await spend(request, SEARCH_RESOLVE, "searches that look accounts up on other servers")
     if type in ("", "accounts"):
         found = await discovery.accounts(user, words, size=size, offset=offset)
-        if resolve.lower() in ("1", "true") and offset == 0 and (wanted := _remote_lookup(words)) is not None:
-            # Only a search that would fetch from another server counts: typing a name does not.
-            await spend(request, SEARCH_RESOLVE, "searches that look accounts up on other servers")
+        if wanted is not None:
             try:
                 actor, _notice = await accounts.resolve(user, wanted)
             except AccountProblem:
-                actor = None  # not found or not reachable: search answers with what it has
+                actor = None  # not found, not reachable or not an account: search answers with what it has
             if actor is not None and all(a.uri != actor.uri for a in found):
                 found = [actor, *found][:size]
     if type in ("", "statuses"):
         me, views = await discovery.statuses(user, words, size=size, offset=offset)
+        if wanted is not None and wanted.url:
+            pasted = await _resolve_status(discovery, me, wanted.url)
+            if pasted is not None:
+                views = [*(await note_views(discovery.session, me, [pasted])),
+                         *(v for v in views if v.obj.id != pasted.id)][:size]
         statuses = await Render(discovery.session, base, me).statuses(views, wrap_boosts=False)
     if type in ("", "hashtags"):
         tags = [TagResult(name=n, url=tag_url(base, n), history=[])
                 for n, _uses in await discovery.hashtags(user, words, size=size, offset=offset)]
     rendered = await Render(discovery.session, base, me).accounts(found)
-    await discovery.session.commit()  # a resolved account was stored
+    await discovery.session.commit()  # a resolved account or status was stored
     return SearchResults(accounts=[rendered[a.uri] for a in found], statuses=statuses, hashtags=tags)
 
 
-def _remote_lookup(words: str) -> Lookup | None:
-    """``user@host`` (an ``@`` in front or not) or an https profile URL; else None."""
-    if words.startswith("https://") and " " not in words:
+async def _resolve_status(discovery: Discovery, me: Actor, url: str) -> APObject | None:
+    """The note a pasted URL names, if the member may see it: one we hold (by its id or its page
+    URL), else fetched from its origin through the federation layer's guarded client (never while
+    this transaction holds write locks: :meth:`Federation.settle`) and stored as a received note
+    is. None for anything else (an account's URL, a page that is no note, a server that does not
+    answer, a note the member may not see), so search answers with what it has, never a 500."""
+    fed, session = discovery.fed, discovery.session
+
+    obj: APObject | None = await session.scalar(select(APObject).where(
+        or_(APObject.ap_id == url, APObject.url == url), APObject.deleted.is_(False)).order_by(
+        APObject.local.desc()).limit(1))
+    if obj is None and not fed.urls.is_local(url) and not await fed.domain_blocked(url):
+        async def work() -> APObject | None:
+            data = await fed.fetch_object(url)
+            if data.get("type") not in OBJECT_TYPES:
+                return None
+            stored = await session.scalar(select(APObject).where(APObject.ap_id == data["id"]))
+            if stored is not None:
+                return stored
+            # Believed as fetched from its origin (fetch_object checks the id is on the URL's host,
+            # store_object that its author is too), as a boosted note fetched by its id is.
+            fetched = Activity(ap_id=str(data["id"]), direction="in", type="Fetch", actor_uri="",
+                               raw={"type": "Fetch"}, trusted=False)
+            return await Processor(fed, fetched).store_object(data)
+
+        try:
+            obj = await fed.settle(work, keep=[me])
+        except (FetchError, PermanentFailure) as exc:
+            log.info("search could not resolve %s: %s", url[:300], exc)
+            return None
+    if obj is None or obj.deleted:
+        return None
+    try:
+        return await discovery.timelines.visible(me, obj.id)
+    except NotFoundException:
+        return None  # a note the member may not see is not found, as if it did not exist
+
+
+def _remote_lookup(words: str, *, allow_http: bool = False, here: str = "") -> Lookup | None:
+    """``user@host`` (an ``@`` in front or not) or an https URL (a profile's or a note's; http too
+    where the federation layer may use it, test and private networks, and for this site's own
+    URLs, ``here``, which are never fetched); else None."""
+    schemes = ("https://", "http://") if allow_http else "https://"
+    if (words.startswith(schemes) or (here and words.startswith(here + "/"))) and " " not in words \
+            and http_url(words):
         return Lookup(url=words)
     user, at, host = words.removeprefix("@").partition("@")
     if at and user and host and " " not in words and "." in host:

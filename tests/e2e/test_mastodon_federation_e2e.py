@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tests.conftest import DB_KINDS
 from tests.e2e.test_mastodon_api_e2e import sign_in
-from tests.helpers.server import AppServer, app_server
+from tests.helpers.server import AppServer, app_server, free_port
 from tests.helpers.web import CSRF_FIELD
 
 pytestmark = pytest.mark.e2e
@@ -215,3 +215,26 @@ def test_profile_edit_reaches_followers_as_update_person(peers: dict[str, AppSer
     assert "Bio written on the web" in summary and icon == me.avatar  # the avatar stays
     # One Update per edit (the app's name, bio and avatar together), not one per field changed.
     assert updates_sent(a, alice_uri) == 2
+
+
+def test_search_resolves_a_pasted_status_and_account_url_from_the_peer(peers: dict[str, AppServer]) -> None:
+    a, b = peers["a"], peers["b"]
+    a.create_user("dora", PASSWORD)  # nobody on B follows her: B holds none of her notes
+    dora = sign_in(a, "dora")
+    posted = dora.status_post("Dora's note, found by its URL")
+    bob = sign_in(b, "bob")
+    assert bob.search_v2(posted.uri, resolve=False).statuses == []  # no fetch without resolve
+    found = bob.search_v2(posted.uri, resolve=True)
+    (status,) = found.statuses
+    assert status.uri == posted.uri and "found by its URL" in status.content
+    assert status.account.acct == f"dora@{_host(a)}"
+    assert bob.status(status.id).uri == posted.uri  # stored on B
+    # By its web page's URL, and the account by its profile URL.
+    assert [s.id for s in bob.search_v2(posted.url, resolve=True).statuses] == [status.id]
+    accounts = bob.search_v2(f"{a.base_url}/@dora", resolve=True, result_type="accounts").accounts
+    assert [x.acct for x in accounts] == [f"dora@{_host(a)}"]
+    # A URL on the peer that names nothing, and one on a port nobody answers: empty, not an error.
+    missing = f"{a.base_url}/social/notes/00000000-0000-7000-8000-000000000000"
+    assert bob.search_v2(missing, resolve=True).statuses == []
+    dead = f"http://127.0.0.1:{free_port()}/notes/1"
+    assert bob.search_v2(dead, resolve=True).statuses == []
