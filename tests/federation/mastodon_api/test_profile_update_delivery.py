@@ -70,7 +70,8 @@ async def test_profile_edits_reach_followers_as_one_update_each(client: Any, db_
     assert latest.raw["object"]["manuallyApprovesFollowers"] is True
     # A refused edit (a header image) sends nothing and changes nothing.
     refused = await client.patch("/api/v1/accounts/update_credentials", headers=bearer(alice),
-                                 data={"display_name": "Never"}, files={"header": ("h.png", png_with_exif(), "image/png")})
+                                 data={"display_name": "Never"},
+                                 files={"header": ("h.png", png_with_exif(), "image/png")})
     assert refused.status_code == 422 and len(await updates(db_session, me["uri"])) == 2
 
     # The web profile form: the same Update.
