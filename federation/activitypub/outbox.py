@@ -8,8 +8,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import load_only
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session, SessionTransaction, load_only
 
 from app.safe_http import FetchError
 from federation.activitypub import hashtags
@@ -30,6 +30,17 @@ EVENT_FIELDS = ("startTime", "endTime", "timezone", "location", "joinMode", "max
                 "remainingAttendeeCapacity", "participantCount", "ical:status", "category", "isOnline",
                 "anonymousParticipationEnabled", "commentsEnabled", "repliesModerationOption", "draft",
                 "mediaType", "attachment")
+# session.info key: the Update(Person) activities queued in this unit of work, by actor URI.
+PROFILE_UPDATES = "ap_profile_updates"
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_profile_updates(session: Session, transaction: SessionTransaction) -> None:
+    """Queued Updates belong to their transaction: the next one sends its own."""
+    if transaction.parent is None:
+        session.info.pop(PROFILE_UPDATES, None)
+
+
 # The columns delivery addressing reads (delivery.inboxes_for).
 ADDRESSING = (Actor.uri, Actor.local, Actor.gone, Actor.inbox, Actor.shared_inbox)
 
@@ -239,6 +250,28 @@ class Outbox:
         obj.raw = note_document(obj)
         activity = await self._record(actor, {"type": "Update", "to": obj.to, "cc": obj.cc, "object": obj.raw})
         await self._send(actor, activity, await self._followers(actor) + await self._actors(obj.mentions))
+
+    async def update_actor(self, actor: Actor) -> Activity | None:
+        """Send the local actor's document, as it is now, to its followers in an Update (a
+        profile edit: name, bio, avatar, locked), so their servers show the new profile without
+        re-fetching it. One Update per transaction: an edit that changes the name through the
+        account hook and then the avatar refreshes the Update already queued (the delivery jobs
+        read the activity when they send, after the commit) instead of sending a second one."""
+        followers = await self._followers(actor)
+        if not followers:
+            return None  # nobody to tell (a new member's sign-up): no activity recorded
+        doc = await self.fed.actor_document(actor)
+        doc.pop("@context", None)  # the activity carries it
+        queued: dict[str, Activity] = self.session.info.setdefault(PROFILE_UPDATES, {})
+        if (activity := queued.get(actor.uri)) is not None and activity in self.session:
+            activity.raw = {**activity.raw, "object": doc}
+            await self.session.flush()
+            return activity
+        activity = await self._record(actor, {"type": "Update", "to": [PUBLIC], "cc": [actor.followers_url],
+                                              "object": doc})
+        queued[actor.uri] = activity
+        await self._send(actor, activity, followers)
+        return activity
 
     async def delete_note(self, actor: Actor, obj: APObject) -> None:
         if obj.attributed_to != actor.uri:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -19,15 +20,30 @@ from app.settings import Settings
 from domains.account import hooks
 from domains.account.models import User
 from federation.activitypub.core import DOMAIN_ACTORS, Federation
+from federation.activitypub.models import Actor
+from federation.activitypub.sanitize import sanitize_html, text_to_html
 
 log = logging.getLogger("rose_ash.federation")
 
 
 @hooks.on_user_saved
 async def provision_member(session: AsyncSession, user: User) -> None:
+    """Keep the member's actor in step with their account; when what other servers show of it
+    (name, bio) changed, tell the followers with an Update (any profile edit: the web form, the
+    Mastodon API)."""
     settings = settings_of(session)
-    if settings is not None and user.is_active:
-        await Federation(session, settings).provision_user(user)
+    if settings is None or not user.is_active:
+        return
+    fed = Federation(session, settings)
+    # Columns, not the row: the database's values, even when the actor is loaded and changed.
+    before = (await session.execute(select(Actor.name, Actor.summary).where(
+        Actor.uri == fed.urls.user(user.username)))).first()
+    actor = await fed.provision_user(user)
+    actor.summary = sanitize_html(text_to_html(user.bio)) if user.bio else ""
+    if before is not None and tuple(before) != (actor.name, actor.summary):
+        from federation.activitypub.outbox import Outbox  # the outbox builds on this module's imports
+
+        await Outbox(fed).update_actor(actor)
 
 
 async def provision_service_actors(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> None:

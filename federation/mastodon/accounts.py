@@ -48,7 +48,7 @@ from federation.mastodon.api import (
     unprocessable,
     user_of,
 )
-from federation.mastodon.params import MAX_PARAMS, Paging, bad_request, link_header, paging
+from federation.mastodon.params import MAX_PARAMS, Paging, bad_request, link_header, one_more, paging, trim
 from federation.mastodon.render import Render
 from federation.oauth.cors import CORSMiddleware
 from federation.social.deps import HUB, provide_member_moderation
@@ -178,12 +178,15 @@ def _list_paging(request: Request[Any, Any, Any]) -> Paging:
 
 
 async def _accounts_page(request: Request[Any, Any, Any], settings: Settings, session: AsyncSession,
-                         page: KeysetPage[Any]) -> Response[Any]:
+                         page: KeysetPage[Any], p: Paging) -> Response[Any]:
     """The page's accounts in row order; the Link header carries the rows' ids (the cursor is
-    the follow, block or mute, not the account: design note §5)."""
-    accounts = await Render(session, base_url(settings), None).accounts(list(page.actors.values()))
-    out = [accounts[uri] for row in page.rows if (uri := page.actor_of[row.id]) in accounts]
-    return Response(out, headers=link_header(base_url(settings), request, [str(row.id) for row in page.rows]))
+    the follow, block or mute, not the account: design note §5). ``page`` holds one row past
+    the page when older rows exist (asked for with :func:`one_more`)."""
+    rows, more = trim(page.rows, p)
+    accounts = await Render(session, base_url(settings), None).accounts(
+        [a for row in rows if (a := page.actors.get(page.actor_of[row.id])) is not None])
+    out = [accounts[uri] for row in rows if (uri := page.actor_of[row.id]) in accounts]
+    return Response(out, headers=link_header(base_url(settings), request, [str(row.id) for row in rows], more=more))
 
 
 async def _follows(which: Any, account_id: str, request: Request[Any, Any, Any], fed: Federation,
@@ -196,11 +199,11 @@ async def _follows(which: Any, account_id: str, request: Request[Any, Any, Any],
         raise NotFoundException()
     p = _list_paging(request)
     page = await relations.accounts_of(target, which, before=p.max_id, after=p.min_id or p.since_id,
-                                       oldest_first=p.min_id is not None, size=p.limit)
+                                       oldest_first=p.min_id is not None, size=one_more(p))
     hidden = set((await fed.session.scalars(hidden_from(me.uri))).all())
     if hidden:  # accounts that block the member, or the member blocks, are left off the page
         page.actors = {uri: actor for uri, actor in page.actors.items() if uri not in hidden}
-    return await _accounts_page(request, settings, fed.session, page)
+    return await _accounts_page(request, settings, fed.session, page, p)
 
 
 @get("/api/v1/accounts/{account_id:str}/followers", opt=need("read:accounts"))
@@ -222,8 +225,8 @@ async def blocks(request: Request[Any, Any, Any], moderation: MemberModeration, 
                  db_session: AsyncSession) -> Response[Any]:
     p = _list_paging(request)
     page = await moderation.blocks_page(user_of(request), before=p.max_id, after=p.min_id or p.since_id,
-                                        oldest_first=p.min_id is not None, size=p.limit)
-    return await _accounts_page(request, settings, db_session, page)
+                                        oldest_first=p.min_id is not None, size=one_more(p))
+    return await _accounts_page(request, settings, db_session, page, p)
 
 
 @get("/api/v1/mutes", opt=need("read:mutes"))
@@ -231,8 +234,8 @@ async def mutes(request: Request[Any, Any, Any], moderation: MemberModeration, s
                 db_session: AsyncSession) -> Response[Any]:
     p = _list_paging(request)
     page = await moderation.mutes_page(user_of(request), before=p.max_id, after=p.min_id or p.since_id,
-                                       oldest_first=p.min_id is not None, size=p.limit)
-    return await _accounts_page(request, settings, db_session, page)
+                                       oldest_first=p.min_id is not None, size=one_more(p))
+    return await _accounts_page(request, settings, db_session, page, p)
 
 
 # --- block, unblock, mute, unmute --------------------------------------------------------------

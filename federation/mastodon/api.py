@@ -334,8 +334,9 @@ async def account_statuses(account_id: str, request: Request[Any, Any, Any], fed
     views = [entry.note for entry in page.entries if isinstance(entry.note, NoteView)]  # not outbox-only ones
     _me, render = await me_and_render(request, fed, settings)
     statuses = await render.statuses(views)
+    more = bool(page.older) or len(statuses) > page_of.limit  # the profile's page is PROFILE_SIZE long
     statuses = statuses[:page_of.limit]
-    return paged(statuses, link_header(base_url(settings), request, [s.id for s in statuses]))
+    return paged(statuses, link_header(base_url(settings), request, [s.id for s in statuses], more=more))
 
 
 async def _follow_target(account_id: str, fed: Federation) -> Actor:
@@ -529,10 +530,13 @@ async def _timeline(request: Request[Any, Any, Any], fed: Federation, timelines:
                                 count_unread=False)
     render = Render(session, base_url(settings), page.me)
     statuses = await render.statuses(page.notes)
+    # The service read one note past the page (``older`` is its cursor): a next link only then.
+    # Bounded below (since_id, min_id), older notes exist whenever the page has any.
+    more = bool(page.older) or (newer is not None and bool(statuses))
     # Encoded here, by one reused encoder, into the bytes Litestar would send: the Response then
     # passes them through rather than walking the page again.
     return Response(_PAGE_ENCODER.encode(statuses), media_type=MediaType.JSON,
-                    headers=link_header(base_url(settings), request, [s.id for s in statuses]))
+                    headers=link_header(base_url(settings), request, [s.id for s in statuses], more=more))
 
 
 @get("/api/v1/timelines/home", opt=need("read:statuses"))
@@ -596,7 +600,10 @@ async def notifications(request: Request[Any, Any, Any], fed: Federation, notifi
                                   account=accounts[entry.actor.uri], status=status,
                                   group_key=f"ungrouped-{row.id}"))
     await db_session.commit()  # marked read, as the hub's page does
-    return paged(out, link_header(base_url(settings), request, [n.id for n in out]))
+    # The cursors are the page's rows, shown or not (one dropped above still bounds the page).
+    rows = [str(entry.notification.id) for entry in page.entries]
+    more = bool(page.older) or (newer is not None and bool(rows))
+    return paged(out, link_header(base_url(settings), request, rows, more=more))
 
 
 @post("/api/v1/notifications/clear", opt=need("write:notifications"), status_code=200)
@@ -654,8 +661,7 @@ EMPTY_LISTS = [
     _empty_list("/api/v2/filters", "read:filters"),
     _empty_list("/api/v1/followed_tags", "read:follows"),
     _empty_list("/api/v1/announcements", None),
-    _empty_list("/api/v1/bookmarks", "read:bookmarks"),
-    _empty_list("/api/v1/favourites", "read:favourites"),
+    _empty_list("/api/v1/bookmarks", "read:bookmarks"),  # no bookmarks are kept: never a page, never a Link
     _empty_list("/api/v1/trends", None),
     _empty_list("/api/v1/trends/tags", None),
     _empty_list("/api/v1/trends/statuses", None),

@@ -68,8 +68,11 @@ def entity(row: MediaAttachment, base: str) -> MediaEntity:
 
 def document(row: MediaAttachment, base: str) -> dict[str, Any]:
     """The AS2 attachment a note carries for ``row``: a ``Document`` (Mastodon's own type for
-    images) with ``mediaType``, ``url``, ``name`` (the alt text, or null) and the pixel size."""
-    return {"type": "Document", "mediaType": CONTENT_TYPES[row.format], "url": file_url(base, row),
+    images) with ``mediaType``, ``url``, ``name`` (the alt text, or null) and the pixel size. Its
+    ``id`` names the upload (``/social/media/<upload id>`` redirects to the file), so the note's
+    attachment is the same MediaAttachment, by id, as the upload an app made it from."""
+    return {"id": f"{base}{FILE_PATH}{row.id}", "type": "Document", "mediaType": CONTENT_TYPES[row.format],
+            "url": file_url(base, row),
             "name": row.description or None, "width": max(row.widths or [row.width]),
             "height": _height(row, max(row.widths or [row.width]))}
 
@@ -88,6 +91,17 @@ def _url_of(value: Any) -> str | None:
     return None
 
 
+def _upload_id(doc: dict[str, Any]) -> str:
+    """The upload id a local note's attachment names (:func:`document`); notes posted before
+    attachments carried one get a stable stand-in, as remote ones do."""
+    raw = doc.get("id")
+    tail = raw.rsplit("/", 1)[-1] if isinstance(raw, str) and FILE_PATH in raw else ""
+    try:
+        return str(UUID(tail))
+    except ValueError:
+        return ""
+
+
 def from_note(obj: APObject) -> list[MediaEntity]:
     """The entities of a note's AS2 attachments (ours or received), in their order."""
     raw = (obj.raw or {}).get("attachment")
@@ -103,7 +117,8 @@ def from_note(obj: APObject) -> list[MediaEntity]:
         meta = {"original": _meta(width, height)} if isinstance(width, int) and isinstance(height, int) \
             and width > 0 and height > 0 else {}
         name = doc.get("name") if isinstance(doc.get("name"), str) else None
-        out.append(MediaEntity(id=f"{obj.id}-{i}", type=_kind(str(media_type)), url=url, preview_url=url,
+        out.append(MediaEntity(id=(_upload_id(doc) if obj.local else "") or f"{obj.id}-{i}",
+                               type=_kind(str(media_type)), url=url, preview_url=url,
                                remote_url=None if obj.local else url,
                                description=(name or "")[:MAX_DESCRIPTION] or None,
                                blurhash=doc.get("blurhash") if isinstance(doc.get("blurhash"), str) else None,

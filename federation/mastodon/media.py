@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from uuid import UUID
 
 import anyio.to_thread
 from litestar import Request, Response, Router, get, post, put
@@ -37,7 +38,14 @@ from domains.market.schemas import MAX_IMAGE_BYTES
 from domains.market.services.media import MEDIA_NAME, ImageRefused, media_file, process_image, write_atomically
 from federation.activitypub.models import APObject, MediaAttachment
 from federation.mastodon.api import base_url, mastodon_error, need, user_of
-from federation.mastodon.attachments import CONTENT_TYPES, MAX_DESCRIPTION, MEDIA_PIXELS, MediaEntity, entity
+from federation.mastodon.attachments import (
+    CONTENT_TYPES,
+    MAX_DESCRIPTION,
+    MEDIA_PIXELS,
+    MediaEntity,
+    entity,
+    file_url,
+)
 from federation.mastodon.params import some_id
 from federation.mastodon.throttle import MEDIA_UPLOADS, spend
 from federation.oauth.cors import CORSMiddleware
@@ -140,10 +148,11 @@ async def update(media_id: str, request: Request[Any, Any, Any], db_session: Asy
 
 @get("/social/media/{name:str}", opt=access.public())
 async def media_file_route(name: str, db_session: AsyncSession, settings: Settings) -> Response[bytes]:
-    """A stored copy of an image a member uploaded here; any other name is 404."""
+    """A stored copy of an image a member uploaded here; any other name is 404. An upload's id
+    (the ``id`` of a note's attachment document) redirects to its largest copy while it stands."""
     match = MEDIA_NAME.fullmatch(name)
     if match is None:
-        raise NotFoundException()
+        return await _by_upload_id(name, db_session, settings)
     sha, width, fmt = match.group("sha"), int(match.group("width")), match.group("ext")
     # An upload waiting for its note, or on a note that stands; a deleted note's images are gone.
     standing = or_(MediaAttachment.object_id.is_(None),
@@ -156,6 +165,20 @@ async def media_file_route(name: str, db_session: AsyncSession, settings: Settin
     data = await anyio.to_thread.run_sync(path.read_bytes)
     return Response(data, media_type=CONTENT_TYPES[fmt], headers={"Cache-Control": IMMUTABLE, "ETag": f'"{name}"',
                                                                   "X-Content-Type-Options": "nosniff"})
+
+
+async def _by_upload_id(name: str, db_session: AsyncSession, settings: Settings) -> Response[bytes]:
+    try:
+        upload_id = UUID(name)
+    except ValueError:
+        raise NotFoundException() from None
+    row = await db_session.get(MediaAttachment, upload_id)
+    standing = row is not None and (row.object_id is None or await db_session.scalar(select(APObject.id).where(
+        APObject.id == row.object_id, APObject.deleted.is_(False))) is not None)
+    if row is None or not standing:
+        raise NotFoundException()
+    return Response(b"", status_code=302, headers={"Location": file_url(base_url(settings), row),
+                                                   "Cache-Control": "public, max-age=3600"})
 
 
 router = Router(path="/", route_handlers=[upload_v2, upload_v1, show, update, media_file_route],

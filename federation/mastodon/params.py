@@ -10,13 +10,14 @@ Paging follows docs.joinmastodon.org/api/guidelines/#pagination: ``max_id`` page
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 from uuid import UUID
 
 from litestar import Request
 from litestar.exceptions import ClientException
 
+Row = TypeVar("Row")
 MAX_PARAMS = 200  # names in one request body: more is not a client, it is a fuzzer
 
 
@@ -96,13 +97,33 @@ def paging(request: Request[Any, Any, Any], *, default: int = 20, cap: int = 40)
                   since_id=some_id(query.get("since_id"), "since_id"), min_id=some_id(query.get("min_id"), "min_id"))
 
 
-def link_header(base: str, request: Request[Any, Any, Any], ids: list[str]) -> dict[str, str]:
+def one_more(page_of: Paging) -> int:
+    """The rows to ask a list for: one beyond the page tells whether an older page exists (a
+    ``rel="next"`` link only then), without counting anything."""
+    return page_of.limit + 1
+
+
+def trim(rows: list[Row], page_of: Paging) -> tuple[list[Row], bool]:
+    """The page of ``rows`` (fetched newest first with :func:`one_more`) and whether older rows
+    exist past it. For ``min_id`` the rows are the oldest after it, answered newest first: the
+    extra one is then the newest, and older rows always exist (the ``min_id`` row itself). Under
+    ``since_id`` too, so a page bounded below has a next link whenever it has rows."""
+    if page_of.min_id is not None:
+        return rows[-page_of.limit:] if len(rows) > page_of.limit else rows, bool(rows)
+    return rows[:page_of.limit], len(rows) > page_of.limit or (page_of.since_id is not None and bool(rows))
+
+
+def link_header(base: str, request: Request[Any, Any, Any], ids: list[str], *, more: bool) -> dict[str, str]:
     """``Link: <…max_id=LAST>; rel="next", <…min_id=FIRST>; rel="prev"``, the request's other query
-    parameters kept (Mastodon.py and masto.js page only by this header). None for an empty page."""
+    parameters kept (Mastodon.py and masto.js page only by this header). ``next`` only when
+    ``more`` (older rows exist), so a client walking the list stops at the short last page instead
+    of asking once more for an empty one; ``prev`` on every page with rows, as Mastodon answers.
+    Nothing for an empty page."""
     if not ids:
         return {}
     kept = [(k, v) for k, v in request.query_params.multi_items() if k not in ("max_id", "since_id", "min_id")]
     url = base + request.url.path + "?"
-    older = url + urlencode([*kept, ("max_id", ids[-1])])
-    newer = url + urlencode([*kept, ("min_id", ids[0])])
-    return {"Link": f'<{older}>; rel="next", <{newer}>; rel="prev"'}
+    newer = f'<{url + urlencode([*kept, ("min_id", ids[0])])}>; rel="prev"'
+    if not more:
+        return {"Link": newer}
+    return {"Link": f'<{url + urlencode([*kept, ("max_id", ids[-1])])}>; rel="next", {newer}'}

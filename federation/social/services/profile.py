@@ -13,15 +13,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import anyio.to_thread
+from sqlalchemy import select
 
 from domains.account.models import User
 from domains.account.services import AccountService
 from domains.market.services.media import MEDIA_NAME, ImageRefused, process_image, write_atomically
 from federation.activitypub.core import Federation
 from federation.activitypub.models import Actor
+from federation.activitypub.outbox import Outbox
 from federation.activitypub.sanitize import sanitize_html, text_to_html
 
 __all__ = ["AVATAR_NAME", "AVATAR_PIXELS", "AVATAR_WIDTH", "IMAGE_WORK", "MAX_AVATAR_BYTES", "Avatar", "Profiles",
@@ -79,6 +82,7 @@ class Profiles:
             processed = await anyio.to_thread.run_sync(lambda: process_image(
                 avatar.data, filename=avatar.filename, content_type=avatar.content_type, widths=(AVATAR_WIDTH,),
                 max_pixels=AVATAR_PIXELS), limiter=IMAGE_WORK)
+        shown = await self._shown(user)  # what other servers show of the profile now
         if display_name is not None or bio is not None:
             await AccountService(self.session).update_profile(
                 user, user.display_name if display_name is None else display_name,
@@ -95,4 +99,14 @@ class Profiles:
             await anyio.to_thread.run_sync(lambda: _store(directory, name, data))
             me.icon_url = f"{self.fed.urls.base.rstrip('/')}/social/avatars/{name}"
         await self.session.flush()
+        if shown != (me.name, me.summary, me.icon_url, me.manually_approves):
+            # The followers' servers get the new profile (one Update for the whole edit: the
+            # account hook's, for a name or bio, is refreshed rather than followed by a second).
+            await Outbox(self.fed).update_actor(me)
         return me
+
+    async def _shown(self, user: User) -> tuple[Any, ...] | None:
+        row = (await self.session.execute(select(
+            Actor.name, Actor.summary, Actor.icon_url, Actor.manually_approves).where(
+            Actor.uri == self.fed.urls.user(user.username)))).first()
+        return tuple(row) if row is not None else None

@@ -79,11 +79,10 @@ def test_masto_js_drives_the_api(tmp_path: Path, server_database_url: str | None
     assert [p["content"] for p in posted] == [f"<p>from masto.js {i}</p>" for i in range(5)]
     assert {p["visibility"] for p in posted} == {"public"}
     assert report["favourite"] == {"id": posted[0]["id"], "favourited": True, "favouritesCount": 1}
-    # Five statuses, two a page: the paginator walked the Link header to the end, newest first. A
-    # short page still carries rel="next" (federation.mastodon.params.link_header; Mastodon leaves
-    # it out when a page is short), so masto.js asks once more and yields that empty last page.
-    assert report["homePages"][-1] == []
-    assert report["homePages"][:-1] == [[posted[4]["id"], posted[3]["id"]], [posted[2]["id"], posted[1]["id"]],
+    # Five statuses, two a page: the paginator walked the Link header to the end, newest first. The
+    # short last page carries no rel="next" (federation.mastodon.params.link_header, as Mastodon),
+    # so masto.js stops there instead of asking once more for an empty page.
+    assert report["homePages"] == [[posted[4]["id"], posted[3]["id"]], [posted[2]["id"], posted[1]["id"]],
                                    [posted[0]["id"]]]
     (rel,) = report["relationships"]
     assert rel["id"] == bob_id and rel["following"] is False and rel["muting"] is False

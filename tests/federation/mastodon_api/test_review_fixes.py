@@ -232,6 +232,7 @@ async def test_a_deleted_notes_images_answer_404_and_leave_the_disk(client: Any,
     assert (await client.get(path)).status_code == 404
     assert (await client.get(media["preview_url"].removeprefix(ORIGIN))).status_code == 404
     assert (await client.get(f"/api/v1/media/{media['id']}", headers=bearer(alice))).status_code == 404
+    assert (await client.get(f"/social/media/{media['id']}")).status_code == 404  # the attachment's AS2 id too
     assert (await db_session.scalars(select(MediaAttachment))).all() == []
     # The file outlives the note by at most the sweep's hour (newer files are left alone).
     name = path.rsplit("/", 1)[1]

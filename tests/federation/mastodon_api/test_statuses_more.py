@@ -43,17 +43,17 @@ async def test_favourited_by_and_reblogged_by_page_newest_first(client: Any) -> 
     assert [a["username"] for a in likers.json()] == ["carol", "bob"]
     for account in likers.json():
         assert_account(account)
-    # Link paging: one a page, the next page by the header's URL, then nothing and no Link.
+    # Link paging: one a page, the next page by the header's URL; the last page has no next link.
     first = await client.get(f"/api/v1/statuses/{sid}/favourited_by", params={"limit": 1}, headers=bearer(alice))
     assert [a["username"] for a in first.json()] == ["carol"]
     nxt = NEXT.search(first.headers["link"])
     assert nxt and "limit=1" in nxt.group(1)
     second = await client.get(nxt.group(1).removeprefix(ORIGIN), headers=bearer(alice))
     assert [a["username"] for a in second.json()] == ["bob"]
-    nxt2 = NEXT.search(second.headers["link"])
-    assert nxt2
-    third = await client.get(nxt2.group(1).removeprefix(ORIGIN), headers=bearer(alice))
-    assert third.json() == [] and "link" not in third.headers
+    assert not NEXT.search(second.headers["link"]) and 'rel="prev"' in second.headers["link"]
+    past = await client.get(f"/api/v1/statuses/{sid}/favourited_by", params={"max_id": NEXT.search(
+        first.headers["link"]).group(1).split("max_id=")[1]}, headers=bearer(alice))
+    assert [a["username"] for a in past.json()] == ["bob"] and not NEXT.search(past.headers["link"])
     boosters = await client.get(f"/api/v1/statuses/{sid}/reblogged_by", headers=bearer(carol))
     assert [a["username"] for a in boosters.json()] == ["bob"]
     # Unknown, malformed and hidden statuses.
@@ -195,14 +195,20 @@ async def test_media_upload_attach_render_and_federate(client: Any, db_session: 
     assert_status(status)
     [shown] = status["media_attachments"]
     assert shown["description"] == "Poppies" and shown["url"] == media["url"] and shown["type"] == "image"
+    assert shown["id"] == media["id"]  # the posted status's attachment is the upload, by its id
     home = (await client.get("/api/v1/timelines/home", headers=bearer(alice))).json()
     assert home[0]["media_attachments"][0]["url"] == media["url"]
+    assert home[0]["media_attachments"][0]["id"] == media["id"]
+    # The attachment's AS2 id (the upload's address) leads to the file.
+    by_id = await client.get(f"/social/media/{media['id']}")
+    assert by_id.status_code == 302 and by_id.headers["location"] == media["url"]
+    assert (await client.get("/social/media/01890000-0000-7000-8000-000000000000")).status_code == 404
     # The note's AS2 document (what followers' servers receive) carries a Document, alt text as name.
     note = await db_session.get(APObject, UUID(status["id"]))
     await db_session.refresh(note)
     [doc] = note.raw["attachment"]
-    assert doc == {"type": "Document", "mediaType": "image/jpeg", "url": media["url"], "name": "Poppies",
-                   "width": 1280, "height": 640}
+    assert doc == {"id": f"{ORIGIN}/social/media/{media['id']}", "type": "Document", "mediaType": "image/jpeg",
+                   "url": media["url"], "name": "Poppies", "width": 1280, "height": 640}
     # Attached: no second post with it, no alt-text change.
     reuse = await client.post("/api/v1/statuses", headers=bearer(alice),
                               json={"status": "x", "media_ids": [media["id"]]})
