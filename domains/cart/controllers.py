@@ -106,7 +106,9 @@ class CartController(Controller):
         offer: Any = None
         if source != "market" or item:
             try:
-                offer = await cart_service.offer(source[:16], UUID(item.strip()[:36]))
+                # A visitor is answered for a members-only item exactly as for an absent one.
+                offer = await cart_service.offer(source[:16], UUID(item.strip()[:36]),
+                                                 member=_user_id(request) is not None)
             except ValueError:
                 offer = None
         else:

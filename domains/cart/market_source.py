@@ -42,7 +42,7 @@ class MarketSource:
         return await release(db, item_id, quantity)
 
     async def check_details(self, db: AsyncSession, item_id: UUID, *, quantity: int, given: Mapping[str, Any],
-                            kept: Mapping[str, Any]) -> dict[str, Any]:
+                            kept: Mapping[str, Any], total: int) -> dict[str, Any]:
         """The market asks nothing per line: answers sent anyway are refused, not silently dropped."""
         if given:
             raise InputProblems({"details": "Products take no per-line details."})

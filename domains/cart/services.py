@@ -63,6 +63,7 @@ from domains.cart.sources import (
     OrderRef,
     SoldLine,
     TicketLink,
+    for_buyer,
     register_source,
     source_named,
 )
@@ -92,8 +93,10 @@ def _source(name: str) -> LineSource:
     return found
 
 
-async def offers_for(db: AsyncSession, lines: Iterable[OrderLine]) -> dict[UUID, Offer]:
-    """``{item id: offer now}`` for the lines, each asked of its own source (unknown ones absent)."""
+async def offers_for(db: AsyncSession, lines: Iterable[OrderLine], *, member: bool) -> dict[UUID, Offer]:
+    """``{item id: offer now}`` for the lines, each asked of its own source (unknown ones absent),
+    as a buyer who is a ``member`` (or not) may see them: a members-only item is absent to a
+    visitor's cart, even on a line added while it was public (:func:`for_buyer`)."""
     by_source: dict[str, list[UUID]] = {}
     for line in lines:
         by_source.setdefault(line.source, []).append(line.variant_id)
@@ -101,8 +104,14 @@ async def offers_for(db: AsyncSession, lines: Iterable[OrderLine]) -> dict[UUID,
     for name, ids in by_source.items():
         source = source_named(name)
         if source is not None:
-            found.update(await source.offers(db, ids=ids))
+            found.update({k: v for k, v in (await source.offers(db, ids=ids)).items()
+                          if for_buyer(v, member=member) is not None})
     return found
+
+
+def _member(order: Order) -> bool:
+    """Whether the cart's buyer is a signed-in member (a guest's cart has no user)."""
+    return order.user_id is not None
 
 
 async def lock_lines(db: AsyncSession, lines: Iterable[OrderLine]) -> None:
@@ -259,9 +268,7 @@ class CartService:
         seller = source_named(source)
         found = await seller.offers(self.db, ids=[variant_id] if variant_id else [],
                                     skus=[sku] if sku and not variant_id else []) if seller else {}
-        offer = next(iter(found.values()), None)
-        if offer is not None and offer.members_only and order.user_id is None:
-            offer = None  # a members-only event's tickets look absent to a visitor
+        offer = for_buyer(next(iter(found.values()), None), member=_member(order))
         if offer is None or not offer.active:
             raise InputProblems({"sku": (offer.reason if offer else "") or "That product is not for sale."},
                                 status=404 if offer is None else 422)
@@ -277,7 +284,7 @@ class CartService:
             raise InputProblems({"sku": f"A cart holds at most {MAX_LINES} different items."})
         assert seller is not None  # an offer came from it
         kept = await seller.check_details(self.db, offer.id, quantity=wanted, given=details or {},
-                                          kept=(line.details or {}) if line else {})
+                                          kept=(line.details or {}) if line else {}, total=total)
         snapshot = self.line_snapshot(offer)
         await self._back_to_cart(order)
         if line is None:
@@ -292,10 +299,12 @@ class CartService:
         await self._refresh(order)
         return line
 
-    async def offer(self, source: str, item_id: UUID) -> Offer | None:
-        """What ``source``'s item ``item_id`` sells as now (None: no such source or item)."""
+    async def offer(self, source: str, item_id: UUID, *, member: bool) -> Offer | None:
+        """What ``source``'s item ``item_id`` sells as now to a buyer who is a ``member`` or not
+        (None: no such source or item, or one only members may buy and the buyer is a visitor)."""
         seller = source_named(source)
-        return (await seller.offers(self.db, ids=[item_id])).get(item_id) if seller else None
+        found = (await seller.offers(self.db, ids=[item_id])).get(item_id) if seller else None
+        return for_buyer(found, member=member)
 
     def _line(self, order: Order, line_id: object) -> OrderLine:
         line = next((x for x in order.lines if str(x.id) == str(line_id)), None)
@@ -310,18 +319,24 @@ class CartService:
         line = self._line(order, line_id)
         wanted = _quantity(quantity)
         if wanted > line.quantity:
-            offer = (await offers_for(self.db, [line])).get(line.variant_id)
+            offer = (await offers_for(self.db, [line], member=_member(order))).get(line.variant_id)
             if offer is None or not offer.active:
                 raise InputProblems({"quantity": (offer.reason if offer else "")
                                      or f"{line.title} is no longer for sale."})
             own = await self._own_reserved(order, line.variant_id)
             if wanted > offer.available + own:
                 raise InsufficientStock([Shortage(line.sku, line.title, wanted, offer.available + own)])
+        seller = source_named(line.source)
+        trimmed = (await seller.check_details(self.db, line.variant_id, quantity=0, given={},
+                                              kept=line.details or {}, total=wanted)
+                   if seller is not None and 0 < wanted < line.quantity else None)
         await self._back_to_cart(order)
         if wanted == 0:
             await self.db.delete(line)
         else:
             line.quantity = wanted
+            if trimmed is not None:  # fewer tickets: the names of the places let go go with them
+                line.details = trimmed
         await self.db.flush()
         await self._refresh(order)
 
@@ -343,7 +358,7 @@ class CartService:
 
     async def price_changes(self, order: Order) -> dict[UUID, int]:
         """``{line id: current price}`` for lines whose variant's price changed since it was added."""
-        now = await offers_for(self.db, order.lines)
+        now = await offers_for(self.db, order.lines, member=_member(order))
         return {line.id: now[line.variant_id].price_minor for line in order.lines
                 if line.variant_id in now and now[line.variant_id].price_minor != line.unit_price_minor}
 
@@ -355,7 +370,9 @@ class CartService:
             return notes
         await self._back_to_cart(target)
         await self._back_to_cart(source)
-        available = await offers_for(self.db, source.lines)
+        # What the target's buyer may have: a guest line of an event made members-only meanwhile
+        # is dropped when merged into another guest's cart, kept when merged into a member's.
+        available = await offers_for(self.db, source.lines, member=_member(target))
         for line in source.lines:
             offer = available.get(line.variant_id)
             if offer is None or not offer.active:
@@ -367,14 +384,20 @@ class CartService:
             total = min(have + line.quantity, MAX_QUANTITY, max(offer.available, have))
             if total < have + line.quantity:
                 notes.append(f"{line.title}: only {total} available, your cart has {total}.")
+            seller = source_named(line.source)
             if existing is not None:
                 existing.quantity = total
+                if seller is not None:  # never more names than tickets
+                    existing.details = await seller.check_details(
+                        self.db, line.variant_id, quantity=0, given={}, kept=existing.details or {}, total=total)
             elif total > 0:
+                kept = dict(line.details or {}) if seller is None else await seller.check_details(
+                    self.db, line.variant_id, quantity=0, given={}, kept=line.details or {}, total=total)
                 self.db.add(OrderLine(id=uuid7(), order_id=target.id, variant_id=line.variant_id, source=line.source,
                                       sku=line.sku,
                                       title=line.title, unit_price_minor=line.unit_price_minor, quantity=total,
                                       tax_class=line.tax_class, tax_rate_bp=line.tax_rate_bp,
-                                      unit_weight_grams=line.unit_weight_grams, details=dict(line.details or {})))
+                                      unit_weight_grams=line.unit_weight_grams, details=kept))
         await self.db.flush()
         await self._move(source, CART, CANCELLED, actor="merge", note=f"merged into {target.id}")
         await self._refresh(target)
@@ -407,7 +430,7 @@ class CartService:
             # A write first: on SQLite it takes the write lock (BEGIN IMMEDIATE) before anything is read.
             await self.db.execute(delete(Reservation).where(Reservation.order_id == order.id))
             await lock_lines(self.db, order.lines)
-            now = await offers_for(self.db, order.lines)  # read under the lock, own holds let go
+            now = await offers_for(self.db, order.lines, member=_member(order))  # under the lock, own holds let go
             short = [Shortage(line.sku, line.title, line.quantity,
                               now[line.variant_id].available if line.variant_id in now else 0)
                      for line in order.lines
@@ -656,7 +679,7 @@ class CartService:
                 await self.db.execute(delete(Reservation).where(Reservation.order_id == order.id))
                 lines = sorted(order.lines, key=lambda x: (x.source, x.variant_id))
                 await lock_lines(self.db, lines)
-                now = await offers_for(self.db, lines)
+                now = await offers_for(self.db, lines, member=_member(order))
                 short: list[Shortage] = []
                 for line in lines:
                     offer = now.get(line.variant_id)

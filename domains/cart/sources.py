@@ -14,7 +14,9 @@ ids never collide across sources); everything else it asks the source:
   unexpired reservations (:func:`reserved_among`), which the cart deletes for its own order first;
 - ``check_details``: what the buyer is asked per line (events: a name per ticket and the event's
   questions), checked when ``quantity`` more are added with ``given`` answers to a line that holds
-  ``kept`` already; it returns what the line keeps from now on (``OrderLine.details``), or raises
+  ``kept`` already and will hold ``total`` units; it returns what the line keeps from now on
+  (``OrderLine.details``, never more than ``total`` units' worth: the cart also calls it with
+  ``quantity=0`` and nothing given when a line is lowered or merged, to trim it), or raises
   InputProblems (422, nothing written). The cart stores it without reading it and hands it back
   in ``SoldLine.details`` at payment;
 - ``paid`` / ``voided``: the order was paid (issue what was bought), or was cancelled or refunded
@@ -38,8 +40,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.cart.models import Reservation
 
-__all__ = ["LineSource", "Offer", "OrderRef", "SoldLine", "TicketLink", "register_source", "reserved_among",
-           "ships", "source_named", "sources"]
+__all__ = ["LineSource", "Offer", "OrderRef", "SoldLine", "TicketLink", "for_buyer", "register_source",
+           "reserved_among", "ships", "source_named", "sources"]
 
 
 class Offer(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,6 +63,15 @@ class Offer(msgspec.Struct, frozen=True, kw_only=True):
     # Only signed-in members may buy it (a members-only event's tickets): to a visitor's cart it
     # looks exactly like an item that does not exist.
     members_only: bool = False
+
+
+def for_buyer(offer: Offer | None, *, member: bool) -> Offer | None:
+    """The offer as this buyer may see it: None (exactly as for an item that does not exist) when
+    only members may buy it and the buyer is a visitor. The one place the rule lives: adding, the
+    add-to-cart confirm page, events' buy page, raising a line, merging and placing all ask it."""
+    if offer is None or (offer.members_only and not member):
+        return None
+    return offer
 
 
 class OrderRef(msgspec.Struct, frozen=True, kw_only=True):
@@ -108,7 +119,7 @@ class LineSource(Protocol):
     async def release(self, db: AsyncSession, item_id: UUID, quantity: int) -> int: ...
 
     async def check_details(self, db: AsyncSession, item_id: UUID, *, quantity: int, given: Mapping[str, Any],
-                            kept: Mapping[str, Any]) -> dict[str, Any]: ...
+                            kept: Mapping[str, Any], total: int) -> dict[str, Any]: ...
 
     async def paid(self, db: AsyncSession, order: OrderRef, lines: Sequence[SoldLine]) -> None: ...
 

@@ -340,7 +340,7 @@ async def buy(request: Request[Any, Any, Any], db_session: AsyncSession, setting
     held = {line.variant_id: line.quantity for line in (order.lines if order else []) if line.source == TICKETS}
     for when, total in wanted.items():
         same = [UUID(r["id"]) for r in rows if r["when"] == when]
-        offer = await cart.offer(TICKETS, same[0])
+        offer = await cart.offer(TICKETS, same[0], member=user_id is not None)
         have = sum(held.get(i, 0) for i in same)
         if offer is not None and total + have > offer.available:
             left = max(0, offer.available - have)

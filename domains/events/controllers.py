@@ -270,7 +270,8 @@ async def _feed_events(service: EventService, base_url: str, *, calendar: str = 
     its time loading every shown column and hashing them into the cache's key."""
     now = datetime.now(UTC)
     start, end = now - timedelta(days=366), now + timedelta(days=366 * 2)
-    window = (Event.visibility == "public", Event.starts_at < end,
+    listed = Event.visibility == "public"  # members-only and unlisted events are in no feed
+    window = (listed, Event.starts_at < end,
               or_(Event.ends_at > start, Event.series_ends_at > start,
                   (Event.rrule != "") & Event.series_ends_at.is_(None)))
     stmt = (select(Event.id, Event.updated_at, Event.revision, Event.sequence, Event.status, Event.title,
@@ -301,7 +302,9 @@ async def _feed_events(service: EventService, base_url: str, *, calendar: str = 
     loaded: dict[UUID, ical.Parts] = {}
     for chunk in range(0, len(missing), LOAD_CHUNK):
         ids = missing[chunk:chunk + LOAD_CHUNK]
-        for row in await _rows(service.session, _shown_columns().where(Event.id.in_(ids))):
+        # Visibility asked again: an event made members-only since the first query is left out
+        # (its versions row said public; what is shown must say so too).
+        for row in await _rows(service.session, _shown_columns().where(Event.id.in_(ids), listed)):
             *head, tags_text, rule, exdates_text, revision = row
             shown = ical.Shown(**dict(zip(SHOWN_HEAD, head, strict=True)), tags=json_list(tags_text or ""),
                                rrule=rule, exdates=json_list(exdates_text or ""))

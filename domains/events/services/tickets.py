@@ -277,14 +277,17 @@ class TicketSource:
         return quantity
 
     async def check_details(self, db: AsyncSession, item_id: UUID, *, quantity: int, given: Mapping[str, Any],
-                            kept: Mapping[str, Any]) -> dict[str, Any]:
+                            kept: Mapping[str, Any], total: int) -> dict[str, Any]:
         """The attendees of ``quantity`` more tickets and the event's question, checked as a free
         booking's are (BookingService._attendees): every ticket added is named, names and dietary
         needs at most 200 characters, a required question answered. The line keeps its earlier
-        names followed by these; the latest answer wins. Nothing given: the line keeps what it had
-        (tickets nobody named are issued under the buyer's name, as before)."""
+        names followed by these, never more than the ``total`` tickets it holds: the latest names
+        win (tickets are issued to the first names, so stale ones must not crowd them out); the
+        latest answer wins. Nothing given: the line keeps what it had, its names cut to ``total``
+        (a lowered line lets go of its last places' names; tickets nobody named are issued under
+        the buyer's name, as before)."""
         if not given:
-            return dict(kept)
+            return _fit(kept, total, latest=False)
         try:
             details = msgspec.convert(dict(given), TicketDetails)
         except msgspec.ValidationError as exc:
@@ -307,8 +310,8 @@ class TicketSource:
             answer = ""  # nothing was asked: nothing is kept
         if errors:
             raise InputProblems(errors)
-        return {"attendees": [*list(kept.get("attendees") or []), *people],
-                "answer": answer or str(kept.get("answer") or "")}
+        return _fit({"attendees": [*list(kept.get("attendees") or []), *people],
+                     "answer": answer or str(kept.get("answer") or "")}, total, latest=True)
 
     async def paid(self, db: AsyncSession, order: OrderRef, lines: Sequence[SoldLine]) -> None:
         """Issue the tickets: per line a confirmed booking tied to the order (and to the member who
@@ -376,6 +379,17 @@ class TicketSource:
             links.append(TicketLink(item_id=booking.ticket_type_id, label=f"Ticket {n}: {position.attendee}{state}",
                                     url=f"/events/tickets/{position.secret}"))
         return links
+
+
+def _fit(details: Mapping[str, Any], total: int, *, latest: bool) -> dict[str, Any]:
+    """``details`` with at most ``total`` attendees: the last ones when ``latest`` (names just
+    added), else the first ones (a line lowered keeps the names of the places it still holds)."""
+    fitted = dict(details)
+    people = list(fitted.get("attendees") or [])
+    if "attendees" in fitted or people:
+        keep = max(total, 0)
+        fitted["attendees"] = (people[max(0, len(people) - keep):] if latest else people[:keep]) if keep else []
+    return fitted
 
 
 def price_text(ticket: TicketType) -> str:

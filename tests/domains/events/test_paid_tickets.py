@@ -99,7 +99,7 @@ async def test_paid_tickets_through_sumup_exist_only_after_payment_and_a_refund_
     settings = sumup_settings
     event, ticket = await _ticketed(db_session, settings, capacity=3, price=1500)
     cart = CartService(db_session, settings)
-    offer = await cart.offer(SOURCE, ticket.id)
+    offer = await cart.offer(SOURCE, ticket.id, member=False)
     assert offer is not None and offer.active and offer.available == 3 and offer.price_minor == 1500
     assert "Pottery evening" in offer.title and "Standard" in offer.title and str(DAY.day) in offer.title
 
@@ -145,7 +145,7 @@ async def test_paid_tickets_through_sumup_exist_only_after_payment_and_a_refund_
     await db_session.refresh(booking)
     assert booking.state == BOOKING_CANCELLED
     assert await _taken(db_session, event) == 0
-    assert (await cart.offer(SOURCE, ticket.id)).available == 3  # type: ignore[union-attr]
+    assert (await cart.offer(SOURCE, ticket.id, member=False)).available == 3  # type: ignore[union-attr]
     scan = await service.redeem(event, issued[1][0], nonce="n-2", occurrence=KEY)
     assert (scan.status, scan.reason) == ("error", "canceled")
 
@@ -156,7 +156,7 @@ async def test_an_unpaid_order_cancelled_returns_its_places_and_issues_nothing(
     order = await _place(db_session, settings, ticket, quantity="2")
     assert await _taken(db_session, event) == 2
     cart = CartService(db_session, settings)
-    assert (await cart.offer(SOURCE, ticket.id)).available == 0  # type: ignore[union-attr]
+    assert (await cart.offer(SOURCE, ticket.id, member=False)).available == 0  # type: ignore[union-attr]
     assert await cart.cancel(order, actor="ada", note="changed their mind")
     await db_session.commit()
     assert order.state == CANCELLED and await _taken(db_session, event) == 0
