@@ -156,18 +156,18 @@ class BodyError(Exception):
 
 
 async def read_body(request: Request[Any, Any, Any], sink: IO[bytes] | _Buffer, limit: int,
-                    timeout: float | None = None) -> int:
+                    within: float | None = None) -> int:
     """Copy the whole request body into ``sink``, decoding ``Content-Encoding: gzip`` on the fly.
 
     Chunked and Content-Length framing are uvicorn's job; we count both the bytes received and
     the *decoded* bytes against ``limit`` (413), refuse corrupt or truncated gzip with 400 (t5562,
-    design/forge.md §4), and a body that has not arrived within ``timeout`` seconds with 408.
+    design/forge.md §4), and a body that has not arrived ``within`` seconds with 408.
     """
-    return await copy_body(request.headers.get("content-encoding", ""), request.stream(), sink, limit, timeout)
+    return await copy_body(request.headers.get("content-encoding", ""), request.stream(), sink, limit, within)
 
 
 async def copy_body(content_encoding: str, chunks: AsyncIterator[bytes], sink: IO[bytes] | _Buffer,
-                    limit: int, timeout: float | None = None) -> int:
+                    limit: int, within: float | None = None) -> int:
     """:func:`read_body` on any stream of body chunks (the lean path reads ASGI ``receive``)."""
     encoding = content_encoding.strip().lower()
     if encoding not in {"", "identity", "gzip", "x-gzip"}:
@@ -184,7 +184,7 @@ async def copy_body(content_encoding: str, chunks: AsyncIterator[bytes], sink: I
         sink.write(data)
 
     try:
-        async with asyncio.timeout(timeout):  # None: no deadline
+        async with asyncio.timeout(within):  # None: no deadline
             async for chunk in chunks:
                 if not chunk:
                     continue
