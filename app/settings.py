@@ -64,13 +64,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     debug: bool = False
     # Forge limits (``ROSE_ASH_FORGE_*``; forge/config.py applies them): the decompressed body of a
     # push (also git's ``receive.maxInputSize``) and of an upload-pack request, git children per
-    # process and per repository per process, and seconds a git request may run or stay silent.
+    # process and per repository per process, and seconds a git request may run or stay silent;
+    # seconds a client has to send a fetch request's body (408 after that; a push's body gets
+    # forge_timeout), so a slow sender holds neither a git slot nor its buffer for long.
     forge_max_push_bytes: int = 1 << 30
     forge_max_fetch_body_bytes: int = 256 << 20
     forge_max_concurrent: int = 32
     forge_max_per_repo: int = 8
     forge_timeout: float = 3600.0
     forge_idle_timeout: float = 600.0
+    forge_body_timeout: float = 60.0
     # The market's one currency (ISO 4217, e.g. EUR, GBP, JPY): every variant's price is in it.
     market_currency: str = "EUR"
     # The cart (domains/cart): minutes stock stays reserved once checkout starts, for guests and for

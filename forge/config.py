@@ -2,7 +2,7 @@
 
 The limits are operator settings, read with every other setting by :mod:`app.settings`
 (``ROSE_ASH_FORGE_MAX_PUSH_BYTES``, ``…_MAX_FETCH_BODY_BYTES``, ``…_MAX_CONCURRENT``,
-``…_MAX_PER_REPO``, ``…_TIMEOUT``, ``…_IDLE_TIMEOUT``); :meth:`ForgeConfig.from_settings` takes
+``…_MAX_PER_REPO``, ``…_TIMEOUT``, ``…_IDLE_TIMEOUT``, ``…_BODY_TIMEOUT``); :meth:`ForgeConfig.from_settings` takes
 them from there. This module imports nothing from the web stack: the pre-receive hook's script
 is written from here and must stay cheap to start.
 """
@@ -31,6 +31,8 @@ class ForgeConfig:
     max_per_repo: int = 8
     timeout: float = 3600.0
     idle_timeout: float = 600.0
+    # Seconds to receive a fetch request's whole body (408 after); pushes get ``timeout``.
+    body_timeout: float = 60.0
     hook_timeout: float = 120.0
     retry_after: int = 5
     # Where git children get a HOME, an empty global config and our hooks; None = a temp dir.
@@ -45,6 +47,7 @@ class ForgeConfig:
             max_per_repo=settings.forge_max_per_repo,
             timeout=settings.forge_timeout,
             idle_timeout=settings.forge_idle_timeout,
+            body_timeout=settings.forge_body_timeout,
             state_dir=state_dir,
         )
 

@@ -28,9 +28,12 @@ import signal
 import struct
 import subprocess
 import termios
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
+
+import anyio
 
 CHUNK = 256 * 1024
 
@@ -167,6 +170,24 @@ async def spawn(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path | None
 # One thread does every off-loop spawn: vfork()+exec are serial work anyway (a few ms each on a
 # loaded host), and a private executor is never queued behind the loop's default one (DNS, to_thread).
 _SPAWNER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="forge-spawn")
+# At most this many off-loop spawns waiting for (or on) the spawner thread; more are refused
+# (SpawnQueueFull; smart HTTP answers 503 with Retry-After at admission, spawn_queue_full()).
+# Every smart HTTP spawn holds a concurrency slot until its child is gone, so with the default
+# limits (32 per process) this is a backstop for a host whose spawner has fallen far behind.
+SPAWN_QUEUE_MAX = 64
+_spawn_queue = 0  # off-loop spawns submitted and not finished; touched on the loop's thread only
+
+
+class SpawnQueueFull(RuntimeError):
+    """The spawner thread's queue is full (SPAWN_QUEUE_MAX): try again later."""
+
+
+class _Withdrawn(Exception):
+    """The caller went away before the spawner thread got to its Popen: nothing was started."""
+
+
+def spawn_queue_full() -> bool:
+    return _spawn_queue >= SPAWN_QUEUE_MAX
 
 
 async def _start_off_loop(popen: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
@@ -174,24 +195,51 @@ async def _start_off_loop(popen: Callable[[], subprocess.Popen[bytes]]) -> subpr
 
     ``vfork()`` suspends the calling thread until the child has exec'd, and on a loaded host the
     child first waits for a CPU: milliseconds per git request during which no other response on
-    this loop moves. CPython releases the GIL around it. A caller cancelled meanwhile does not
-    leave the child behind: it is killed as soon as it exists."""
-    future = asyncio.get_running_loop().run_in_executor(_SPAWNER, popen)
+    this loop moves. CPython releases the GIL around it.
+
+    A caller cancelled meanwhile (its client went away) starts nothing later: a spawn still
+    queued is taken off the queue, and one the thread is about to start sees the cancel flag. A
+    child that did start is killed and awaited *before* the cancellation goes on, so whatever
+    the caller releases on the way out (smart HTTP's concurrency slot) is released only once the
+    child is gone."""
+    global _spawn_queue
+    if _spawn_queue >= SPAWN_QUEUE_MAX:
+        raise SpawnQueueFull
+    cancelled = threading.Event()
+
+    def guarded() -> subprocess.Popen[bytes]:
+        if cancelled.is_set():
+            raise _Withdrawn
+        return popen()
+
+    submitted = _SPAWNER.submit(guarded)
+    _spawn_queue += 1
     try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        future.add_done_callback(_kill_unwanted)
-        raise
+        future = asyncio.wrap_future(submitted)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            cancelled.set()
+            if not submitted.cancel():  # running (or just done): wait for it, then kill its child
+                with anyio.CancelScope(shield=True):
+                    await _kill_unwanted(future)
+            raise
+    finally:
+        _spawn_queue -= 1
 
 
-def _kill_unwanted(future: asyncio.Future[subprocess.Popen[bytes]]) -> None:
-    if future.cancelled() or future.exception() is not None:
+async def _kill_unwanted(future: asyncio.Future[subprocess.Popen[bytes]]) -> None:
+    try:
+        popen = await future
+    except BaseException:  # _Withdrawn, or Popen failed: no child
         return
-    popen = future.result()
-    Child(popen).kill_group()
+    child = Child(popen)
+    child.kill_group()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(child.wait(), 10)
     for pipe in (popen.stdin, popen.stdout, popen.stderr):
         if pipe is not None:
-            pipe.close()  # the killed child is reaped by subprocess's own clean-up of dropped Popens
+            pipe.close()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -47,8 +47,8 @@ from domains.account.models import User
 from forge.access import Allowed, Denied, check_access, may_see
 from forge.config import ForgeConfig
 from forge.deps import DEPENDENCIES
-from forge.process import Batching, Child, spawn
-from forge.runtime import ForgeRuntime
+from forge.process import Batching, Child, SpawnQueueFull, spawn, spawn_queue_full
+from forge.runtime import ForgeRuntime, Slot
 from forge.services import OWNER_NAME, RepoService, repo_name_problem
 from forge.storage import server_config
 
@@ -78,6 +78,21 @@ BATCHING = Batching(size=PIPE_SIZE, batch=256 * 1024, coalesce=0.002)
 def plain(status: int, message: str, headers: dict[str, str] | None = None) -> Response[str]:
     return Response(message.rstrip("\n") + "\n", status_code=status, media_type="text/plain",
                     headers={**NO_CACHE, **(headers or {})})
+
+
+TOO_MANY = "Too many git requests; try again shortly."
+SPAWN_BUSY = "The server is busy starting git processes; try again shortly."
+
+
+def admit(rt: ForgeRuntime, repo_id: uuid.UUID) -> Slot | tuple[int, str]:
+    """A concurrency slot for one git child, or why not: 429 when the repository's (or the
+    process's) slots are taken, 503 when the spawner thread's queue is full (forge/process.py).
+    Both answers carry ``Retry-After``. Taken only once the request body has been read, so a
+    slow sender holds no slot."""
+    if spawn_queue_full():
+        return 503, SPAWN_BUSY
+    slot = rt.limiter.try_acquire(repo_id)
+    return slot if slot is not None else (429, TOO_MANY)
 
 
 def split_repo(owner: str, repo: str) -> tuple[str, str] | None:
@@ -140,23 +155,26 @@ class BodyError(Exception):
         self.message = message
 
 
-async def read_body(request: Request[Any, Any, Any], sink: IO[bytes] | _Buffer, limit: int) -> int:
+async def read_body(request: Request[Any, Any, Any], sink: IO[bytes] | _Buffer, limit: int,
+                    within: float | None = None) -> int:
     """Copy the whole request body into ``sink``, decoding ``Content-Encoding: gzip`` on the fly.
 
-    Chunked and Content-Length framing are uvicorn's job; we count the *decoded* bytes against
-    ``limit`` (413), and refuse corrupt or truncated gzip with 400 (t5562, design/forge.md §4).
+    Chunked and Content-Length framing are uvicorn's job; we count both the bytes received and
+    the *decoded* bytes against ``limit`` (413), refuse corrupt or truncated gzip with 400 (t5562,
+    design/forge.md §4), and a body that has not arrived ``within`` seconds with 408.
     """
-    return await copy_body(request.headers.get("content-encoding", ""), request.stream(), sink, limit)
+    return await copy_body(request.headers.get("content-encoding", ""), request.stream(), sink, limit, within)
 
 
 async def copy_body(content_encoding: str, chunks: AsyncIterator[bytes], sink: IO[bytes] | _Buffer,
-                    limit: int) -> int:
+                    limit: int, within: float | None = None) -> int:
     """:func:`read_body` on any stream of body chunks (the lean path reads ASGI ``receive``)."""
     encoding = content_encoding.strip().lower()
     if encoding not in {"", "identity", "gzip", "x-gzip"}:
         raise BodyError(415, f"Unsupported Content-Encoding: {encoding}")
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding in {"gzip", "x-gzip"} else None
     total = 0
+    received = 0
 
     def put(data: bytes) -> None:
         nonlocal total
@@ -165,21 +183,30 @@ async def copy_body(content_encoding: str, chunks: AsyncIterator[bytes], sink: I
             raise BodyError(413, f"Request body exceeds {limit} bytes.")
         sink.write(data)
 
-    async for chunk in chunks:
-        if not chunk:
-            continue
-        if inflater is None:
-            put(chunk)
-            continue
-        try:
-            data = inflater.decompress(chunk, CHUNK)
-            put(data)
-            while inflater.unconsumed_tail:
-                put(inflater.decompress(inflater.unconsumed_tail, CHUNK))
-        except zlib.error as exc:
-            raise BodyError(400, f"Corrupt gzip body: {exc}") from None
-        if inflater.eof and inflater.unused_data:
-            raise BodyError(400, "Trailing data after the gzip body.")
+    try:
+        async with asyncio.timeout(within):  # None: no deadline
+            async for chunk in chunks:
+                if not chunk:
+                    continue
+                # The received bytes count too: gzip input may decode to nothing at all (a header
+                # whose file name never ends), and would otherwise be read for ever.
+                received += len(chunk)
+                if received > limit:
+                    raise BodyError(413, f"Request body exceeds {limit} bytes.")
+                if inflater is None:
+                    put(chunk)
+                    continue
+                try:
+                    data = inflater.decompress(chunk, CHUNK)
+                    put(data)
+                    while inflater.unconsumed_tail:
+                        put(inflater.decompress(inflater.unconsumed_tail, CHUNK))
+                except zlib.error as exc:
+                    raise BodyError(400, f"Corrupt gzip body: {exc}") from None
+                if inflater.eof and inflater.unused_data:
+                    raise BodyError(400, "Trailing data after the gzip body.")
+    except TimeoutError:
+        raise BodyError(408, "The request body did not arrive in time.") from None
     if inflater is not None:
         try:
             put(inflater.flush())
@@ -235,6 +262,8 @@ class GitRun:
                 await child.wait()
         except TimeoutError:
             log.warning("git %s timed out; killed", self.argv[-3:])
+        except SpawnQueueFull:  # admit() said there was room; others got in first (the answer has started)
+            log.warning("git %s not started: the spawn queue is full", self.argv[-3:])
         finally:
             with anyio.CancelScope(shield=True):
                 await self._finish(child, tasks, stderr_tail)
@@ -453,9 +482,9 @@ async def info_refs(request: Request[Any, Any, Any], repo_service: RepoService, 
         # The GET's status and headers (a streamed body: no Content-Length either), without
         # running git for a body nobody receives or taking a concurrency slot.
         return Stream(iter(()), media_type=media_type, headers=NO_CACHE, status_code=200)
-    slot = rt.limiter.try_acquire(allowed.repo.id)
-    if slot is None:
-        return plain(429, "Too many git requests; try again shortly.", {"Retry-After": str(rt.config.retry_after)})
+    slot = admit(rt, allowed.repo.id)
+    if not isinstance(slot, Slot):
+        return plain(*slot, {"Retry-After": str(rt.config.retry_after)})
     path = rt.store.locate(allowed.repo.id)
     env = rt.config.git_env({"GIT_PROTOCOL": protocol} if protocol else None)
     v2 = service == "git-upload-pack" and protocol is not None and "version=2" in protocol.split(":")
@@ -481,16 +510,15 @@ async def _service(request: Request[Any, Any, Any], repo_service: RepoService, r
     if service == "git-upload-pack":
         await _release_db(repo_service)  # receive-pack reads its policy first (_receive_pack_run)
     repo_row = allowed.repo
-    slot = rt.limiter.try_acquire(repo_row.id)
-    if slot is None:
-        return plain(429, "Too many git requests; try again shortly.", {"Retry-After": str(rt.config.retry_after)})
     path = rt.store.locate(repo_row.id)
     extra: dict[str, str] = {"GIT_PROTOCOL": protocol} if protocol else {}
-    cleanup: list[Callable[[], None]] = [slot.release]
+    cleanup: list[Callable[[], None]] = []
+    # The body first, then the slot: a client that sends slowly (or gzip that decodes to nothing)
+    # must not hold one of the repository's few slots while it does.
     try:
         if service == "git-upload-pack":
             buf = _Buffer()
-            await read_body(request, buf, rt.config.max_fetch_body_bytes)
+            await read_body(request, buf, rt.config.max_fetch_body_bytes, rt.config.body_timeout)
             run = GitRun(argv=[*_base_argv(rt, service), "upload-pack", "--stateless-rpc", str(path)],
                          env=rt.config.git_env(extra), cwd=path, config=rt.config, stdin_bytes=buf.getvalue())
         else:
@@ -503,7 +531,12 @@ async def _service(request: Request[Any, Any, Any], repo_service: RepoService, r
         for fn in cleanup:
             fn()
         raise
-    run.cleanup.extend(cleanup)
+    slot = admit(rt, repo_row.id)
+    if not isinstance(slot, Slot):
+        for fn in cleanup:
+            fn()
+        return plain(*slot, {"Retry-After": str(rt.config.retry_after)})
+    run.cleanup.extend([*cleanup, slot.release])
     return GitStream(run, media_type=f"application/x-{service}-result", headers=NO_CACHE, status_code=200)
 
 
@@ -517,7 +550,7 @@ async def _receive_pack_run(request: Request[Any, Any, Any], repo_service: RepoS
     rt.config.ensure_state()
     spool = tempfile.TemporaryFile(dir=rt.config.tmp_dir)  # noqa: SIM115 - closed by the run's cleanup
     cleanup.append(spool.close)
-    await read_body(request, spool, rt.config.max_push_bytes)
+    await read_body(request, spool, rt.config.max_push_bytes, rt.config.timeout)
     spool.flush()
     spool.seek(0)
     report = rt.config.tmp_dir / f"push-{uuid.uuid4().hex}.json"
@@ -588,8 +621,9 @@ git_router = Router(
 # else, untouched and with its body unread, to the full application: pushes (policy, hooks,
 # the ref mirror), HEAD, renamed repositories, every refusal, OAuth tokens, odd headers. A
 # refusal therefore keeps the very bytes, status and headers it had (a private repository still
-# looks absent), and the fast path has no refusal text of its own except a request body that
-# turns out corrupt or too large once the answer had to start being read.
+# looks absent), and the fast path has no refusal text of its own except for what it learns only
+# once it has read the request body (which it cannot hand on): a body that is corrupt, too large
+# or too slow (408), and then no free slot (429/503; the full path's very answers).
 _LEAN_PATH = re.compile(r"/forge/([A-Za-z0-9_.-]{1,200})/([A-Za-z0-9_.-]{1,200})/(info/refs|git-upload-pack)")
 _UPLOAD_PACK_REQUEST = b"application/x-git-upload-pack-request"
 
@@ -650,7 +684,9 @@ class GitFastPath:
         host: bytes | None = None
         protocol: bytes | None = None
         authorization: bytes | None = None
-        content_type = content_encoding = request_id = b""
+        content_type: bytes | None = None
+        content_encoding: bytes | None = None
+        request_id = b""
         for name, value in scope["headers"]:
             if name == b"host":
                 if host is not None:
@@ -665,8 +701,12 @@ class GitFastPath:
                     return None
                 authorization = value
             elif name == b"content-type":
+                if content_type is not None:
+                    return None  # two of them: Litestar reads the first, we would read the last
                 content_type = value
             elif name == b"content-encoding":
+                if content_encoding is not None:
+                    return None
                 content_encoding = value
             elif name == b"x-request-id":
                 request_id = value
@@ -678,10 +718,10 @@ class GitFastPath:
                 git_proto = protocol.decode("ascii").strip()
                 if len(git_proto) > 256 or not GIT_PROTOCOL.fullmatch(git_proto):
                     return None  # the handler's 400
-            if not refs and content_type.split(b";", 1)[0].strip().lower() != _UPLOAD_PACK_REQUEST:
+            if not refs and (content_type or b"").split(b";", 1)[0].strip().lower() != _UPLOAD_PACK_REQUEST:
                 return None  # the handler's 400
             auth = authorization.decode("latin-1") if authorization is not None else None
-            encoding = content_encoding.decode("ascii")
+            encoding = (content_encoding or b"").decode("ascii")
         except UnicodeDecodeError:
             return None
         names = split_repo(match.group(1), match.group(2))
@@ -721,23 +761,34 @@ class GitFastPath:
         username: str | None = None
         status = 500
         served = False
+        slot: Slot | None = None
         try:
             try:
-                user, auth, username = await self._caller(service.db, lean.authorization)
-                # The ref advertisement starts a fetch: an administrator's use of admin-only
-                # access is audited there, as on the full path.
-                result = await check_access(service, lean.owner, lean.repo, user, auth, "read",
-                                            audit="git fetch" if lean.refs else "")
-                if isinstance(result, Denied) or not rt.store.locate(result.repo.id).is_dir():
-                    raise _FallThrough  # refusals (and renames, 503s) are the full path's
-                await _release_db(service)
-            finally:
-                await service.db.close()  # a no-op after _release_db; a rollback when falling through
-            slot = rt.limiter.try_acquire(result.repo.id)
-            if slot is None:
-                raise _FallThrough  # its 429 with Retry-After
-            served = True
-            status = await self._answer(scope, receive, send, lean, rt, result, slot)
+                try:
+                    user, auth, username = await self._caller(service.db, lean.authorization)
+                    # The ref advertisement starts a fetch: an administrator's use of admin-only
+                    # access is audited there, as on the full path.
+                    result = await check_access(service, lean.owner, lean.repo, user, auth, "read",
+                                                audit="git fetch" if lean.refs else "")
+                    if isinstance(result, Denied) or not rt.store.locate(result.repo.id).is_dir():
+                        raise _FallThrough  # refusals (and renames, 503s) are the full path's
+                    if lean.refs:
+                        # No body to wait for: the slot now, before the audit record is committed,
+                        # so a 429 (or 503) falls through with it rolled back and the full path
+                        # audits the request once. A POST takes its slot after its body (_answer).
+                        admitted = admit(rt, result.repo.id)
+                        if not isinstance(admitted, Slot):
+                            raise _FallThrough  # its 429/503 with Retry-After
+                        slot = admitted
+                    await _release_db(service)
+                finally:
+                    await service.db.close()  # a no-op after _release_db; a rollback when falling through
+                served = True
+                status = await self._answer(scope, receive, send, lean, rt, result, slot)
+            except BaseException:
+                if slot is not None:
+                    slot.release()  # idempotent; once git ran, its run gave it back after git's exit
+                raise
         finally:
             if served:
                 GIT_FAST_PATH.labels("info/refs" if lean.refs else "git-upload-pack", str(status)).inc()
@@ -751,10 +802,12 @@ class GitFastPath:
             REQUEST_ID.reset(token)
 
     async def _answer(self, scope: Any, receive: Receive, send: Send, lean: _Lean, rt: ForgeRuntime,
-                      allowed: Allowed, slot: Any) -> int:
+                      allowed: Allowed, slot: Slot | None) -> int:
+        """The answer; ``slot`` is the ref advertisement's, a POST takes its own once its body is in."""
         path = rt.store.locate(allowed.repo.id)
         env = rt.config.git_env({"GIT_PROTOCOL": lean.protocol} if lean.protocol else None)
         if lean.refs:
+            assert slot is not None
             v2 = lean.protocol is not None and "version=2" in lean.protocol.split(":")
             prefix = b"" if v2 else pkt_line("# service=git-upload-pack\n") + b"0000"
             run = GitRun(argv=[*_base_argv(rt, "git-upload-pack"), "upload-pack", "--stateless-rpc",
@@ -763,13 +816,17 @@ class GitFastPath:
         else:
             buf = _Buffer()
             try:
-                await copy_body(lean.content_encoding, _receive_body(receive), buf, rt.config.max_fetch_body_bytes)
+                await copy_body(lean.content_encoding, _receive_body(receive), buf, rt.config.max_fetch_body_bytes,
+                                rt.config.body_timeout)
             except BodyError as exc:
-                slot.release()
                 return await self._plain(scope, send, lean, exc.status, exc.message)
-            except BaseException:
-                slot.release()
-                raise
+            # The body has been read, so falling through is no longer possible: the full
+            # path's refusal, same text and headers, from here.
+            admitted = admit(rt, allowed.repo.id)
+            if not isinstance(admitted, Slot):
+                return await self._plain(scope, send, lean, *admitted,
+                                         extra=[(b"retry-after", str(rt.config.retry_after).encode())])
+            slot = admitted
             run = GitRun(argv=[*_base_argv(rt, "git-upload-pack"), "upload-pack", "--stateless-rpc", str(path)],
                          env=env, cwd=path, config=rt.config, stdin_bytes=buf.getvalue())
             media_type = "application/x-git-upload-pack-result"
@@ -787,11 +844,12 @@ class GitFastPath:
         # before_send hooks (app/headers.py) before its handler (us) runs, so they apply here too.
         await send(message)
 
-    async def _plain(self, scope: Any, send: Send, lean: _Lean, status: int, message: str) -> int:
+    async def _plain(self, scope: Any, send: Send, lean: _Lean, status: int, message: str,
+                     extra: list[tuple[bytes, bytes]] | None = None) -> int:
         body = (message.rstrip("\n") + "\n").encode()
         await self._start(scope, send, lean, status, [
             (b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
-            *((k.lower().encode(), v.encode()) for k, v in NO_CACHE.items())])
+            *((k.lower().encode(), v.encode()) for k, v in NO_CACHE.items()), *(extra or [])])
         await send({"type": "http.response.body", "body": body, "more_body": False})
         return status
 
