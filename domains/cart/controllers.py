@@ -37,7 +37,7 @@ from domains.cart.sessions import forget_cart
 from domains.cart.sources import change_url, named_units
 from domains.market.services import offers
 from domains.payments.schemas import PaymentError
-from domains.payments.services import available_providers, request_refresh
+from domains.payments.services import available_providers, payment_instructions, request_refresh
 
 __all__ = ["AccountOrdersController", "CartController", "cart_handlers", "order_handlers"]
 
@@ -237,6 +237,8 @@ class CartController(Controller):
             "weight_kg": f"{totals.weight_grams / 1000:g}",
             "vat": totals.vat_lines(), "collection_points": service.collection_points(),
             "payments": service.payment_methods(),
+            # Pay later for tickets: nobody collects them, so the page says how to pay.
+            "pay_later": payment_instructions(service.settings),
             "idempotency_key": values.get("idempotency_key") or secrets.token_urlsafe(24)})
 
     @get("/checkout", name="cart:checkout")
@@ -352,8 +354,11 @@ async def _order_page(service: CartService, order: Order, *, personal: bool) -> 
     issued: dict[str, list[dict[str, str]]] = {}
     for link in await service.issued(order):
         issued.setdefault(str(link.item_id), []).append({"label": link.label, "url": link.url})
-    return Template("cart/order.html", context={"order": order, "o": order_context(order), "issued": issued,
-                                                "personal": personal})
+    return Template("cart/order.html", context={
+        "order": order, "o": order_context(order), "issued": issued, "personal": personal,
+        "pay_later": payment_instructions(service.settings, order.number or ""),
+        "names": {str(line.variant_id): [str(p.get("name") or "") for p in (line.details or {}).get("attendees") or []
+                                         if isinstance(p, dict)] for line in order.lines}})
 
 
 cart_handlers = [CartController]

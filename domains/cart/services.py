@@ -267,6 +267,27 @@ class CartService:
                 .options(selectinload(Order.lines)).order_by(Order.placed_at.desc()))
         return list((await self.db.execute(stmt)).scalars())
 
+    async def awaiting_payment(self, user_id: UUID, source: str) -> list[Order]:
+        """The member's placed orders still waiting for their payment that hold lines of ``source``
+        (events: tickets not issued yet), oldest first: their tickets page says so, instead of
+        looking as if nothing happened."""
+        stmt = (select(Order).where(Order.user_id == user_id, Order.state == PAYMENT_PENDING,
+                                    Order.id.in_(select(OrderLine.order_id).where(OrderLine.source == source)))
+                .options(selectinload(Order.lines)).order_by(Order.placed_at))
+        return list((await self.db.execute(stmt)).scalars())
+
+    async def held_unpaid(self, source: str, item_ids: Iterable[UUID]) -> list[tuple[Order, OrderLine]]:
+        """Lines of ``source``'s items ``item_ids`` on placed orders still waiting for payment: the
+        units they hold (allocated at placement) with the names given, for staff's lists (events'
+        attendees page shows the places held by unpaid orders)."""
+        ids = list(item_ids)
+        if not ids:
+            return []
+        stmt = (select(Order, OrderLine).join(OrderLine, OrderLine.order_id == Order.id)
+                .where(Order.state == PAYMENT_PENDING, OrderLine.source == source, OrderLine.variant_id.in_(ids))
+                .order_by(Order.placed_at))
+        return [(o, line) for o, line in (await self.db.execute(stmt)).tuples().all()]
+
     async def count(self, *, user_id: UUID | None = None, token: str | None = None) -> int:
         where = (Order.user_id == user_id) if user_id is not None else (Order.token == (token or "")[:64])
         stmt = (select(func.coalesce(func.sum(OrderLine.quantity), 0)).join(Order, Order.id == OrderLine.order_id)

@@ -48,7 +48,9 @@ from domains.events.services.bookings import MAX_PLACES, Attendee, BookingServic
 from domains.events.services.events import EventService
 from domains.events.services.tickets import SOURCE as TICKETS
 from domains.events.services.tickets import on_sale as tickets_on_sale
+from domains.events.services.tickets import ticket_types
 from domains.events.views import when_text
+from domains.payments.services import payment_instructions
 
 __all__ = ["api_handlers", "checkin_api_handlers", "member_handlers", "staff_handlers", "ticket_handlers"]
 
@@ -177,9 +179,10 @@ async def my_bookings(request: Request[User, Any, Any], db_session: AsyncSession
 
 
 @get("/account/tickets", name="events:my-tickets", cache_control=PRIVATE)
-async def my_tickets(request: Request[User, Any, Any], db_session: AsyncSession) -> Template:
+async def my_tickets(request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings) -> Template:
     """The member's tickets (the positions of their confirmed bookings): upcoming soonest first, then
-    past ones latest first, each linked to its ticket page."""
+    past ones latest first, each linked to its ticket page; above them the orders of tickets still
+    awaiting payment (no ticket exists before the money is in, which must not look like nothing)."""
     service = BookingService(db_session)
     upcoming: list[dict[str, Any]] = []
     past: list[dict[str, Any]] = []
@@ -192,7 +195,18 @@ async def my_tickets(request: Request[User, Any, Any], db_session: AsyncSession)
             row = {"event": event, "when": when, "position": position}
             (upcoming if occ is not None else past).append(row)
     upcoming.reverse()
-    return Template("events/my_tickets.html", context={"upcoming": upcoming, "past": past})
+    awaiting = []
+    for order in await CartService(db_session, settings).awaiting_payment(request.user.id, TICKETS):
+        for line in order.lines:
+            if line.source == TICKETS:
+                names = [str(p.get("name") or "") for p in (line.details or {}).get("attendees") or []
+                         if isinstance(p, dict)]
+                awaiting.append({"count": line.quantity, "title": line.title, "number": order.number,
+                                 "later": order.payment_provider == "collection",
+                                 "names": [n for n in names if n]})
+    return Template("events/my_tickets.html", context={
+        "upcoming": upcoming, "past": past, "awaiting": awaiting,
+        "pay_later": payment_instructions(settings) if any(a["later"] for a in awaiting) else ""})
 
 
 def key_text(key: str) -> str:
@@ -484,7 +498,8 @@ async def checkin_submit(request: Request[User, Any, Any], db_session: AsyncSess
 
 
 @get("/events/{slug:str}/attendees", name="events:attendees", cache_control=PRIVATE)
-async def attendees_page(request: Request[User, Any, Any], db_session: AsyncSession, slug: str) -> Template:
+async def attendees_page(request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
+                         slug: str) -> Template:
     """Staff's list of a date's attendees with their answers (``?date=<key>``; default the door's date)."""
     event = await _staff_event(request, db_session, slug)
     service = BookingService(db_session)
@@ -493,8 +508,17 @@ async def attendees_page(request: Request[User, Any, Any], db_session: AsyncSess
     door = await service.door_date(event)
     key = wanted or (door.key if door else "")
     rows = await service.attendees(event, key) if key else []
+    # Places held by orders not paid yet (taken from the quota at placement, no tickets before the
+    # payment): listed apart, so the page never says "nobody is booked" while places are held.
+    types = [t.id for t in await ticket_types(db_session, event) if t.occurrence == key]
+    held = [{"number": order.number or "", "count": line.quantity, "email": order.email,
+             "names": [str(p.get("name") or "") for p in (line.details or {}).get("attendees") or []
+                       if isinstance(p, dict) and p.get("name")]}
+            for order, line in await CartService(db_session, settings).held_unpaid(TICKETS, types)] if key else []
+    options = await options_for(db_session, event)
     return Template("events/attendees.html", context={
-        "event": event, "rows": rows, "key": key, "question": (await options_for(db_session, event)).question,
+        "event": event, "rows": rows, "key": key, "question": options.question, "held": held,
+        "ask_dietary": options.ask_dietary or any(r.get("dietary") for r in rows),
         "dates": [{"key": d.key, "when": when_text(event, d)} for d in dates],
         "inside": sum(1 for r in rows if r["inside"])})
 
