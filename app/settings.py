@@ -120,6 +120,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sumup_api_key: str = ""
     sumup_merchant_code: str = ""
     sumup_api_url: str = "https://api.sumup.com"
+    # How to pay an order placed with "pay later" (pay on collection), shown at checkout, on the
+    # order page and for unpaid tickets ("{number}" becomes the order's number). Empty: write to
+    # CART_STAFF_EMAIL (else the From address) quoting the number (domains/payments/services.py).
+    payment_instructions: str = ""
 
     @property
     def secure_cookies(self) -> bool:

@@ -5,7 +5,7 @@ Shopify's cart id are the models), on the same service and rules as the HTML car
 ``X-Cart-Token`` (a caller with an access token uses its member's cart instead). ``GET /api/cart``;
 ``POST /api/cart/lines`` ``{"sku", "quantity"}`` (or ``{"source": "events", "item": <ticket type id>,
 "quantity", "details"}`` for paid tickets, with the HTML path's capacity checks);
-``PATCH``/``DELETE /api/cart/lines/<id>``;
+``PATCH``/``DELETE /api/cart/lines/<id>`` (raising a ticket line needs ``details`` naming every ticket);
 ``POST /api/cart/checkout`` with an ``Idempotency-Key`` header reserves and places the order in
 one call: 201 with the order, or 409 with the lines that lack stock and what is available.
 """
@@ -53,7 +53,12 @@ class LineIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class QuantityIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A line's new quantity. A ticket line (each ticket named) is raised only with ``details``:
+    the line's details as a whole from now on, a name per ticket (``{"attendees": [{"name": …},
+    …], "answer": …}``); without them raising it is a 422, lowering is always allowed."""
+
     quantity: int
+    details: dict[str, Any] | None = None
 
 
 class FulfilmentIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -160,7 +165,7 @@ async def change_line(request: Request[Any, Any, Any], cart_service: CartService
     service = cart_service
     order = await _cart(request, service)
     try:
-        await service.set_quantity(order, line_id, _quantity(data.quantity))
+        await service.set_quantity(order, line_id, _quantity(data.quantity), details=data.details)
     except InsufficientStock as exc:
         return _short(exc)
     return cart_json(order)

@@ -34,9 +34,10 @@ from domains.cart.services import (
     ships,
 )
 from domains.cart.sessions import forget_cart
+from domains.cart.sources import change_url, named_units
 from domains.market.services import offers
 from domains.payments.schemas import PaymentError
-from domains.payments.services import available_providers, request_refresh
+from domains.payments.services import available_providers, payment_instructions, request_refresh
 
 __all__ = ["AccountOrdersController", "CartController", "cart_handlers", "order_handlers"]
 
@@ -86,10 +87,20 @@ class CartController(Controller):
                     headers: dict[str, str] | None = None) -> Template:
         order = await current_cart(request, service)
         changed = await service.price_changes(order) if order else {}
-        template = "cart/_cart.html" if is_htmx(request) else "cart/cart.html"
+        htmx = is_htmx(request)
+        template = "cart/_cart.html" if htmx else "cart/cart.html"
         money = (lambda amount: format_minor(amount, order.currency)) if order else str
+        # A shortage is about the cart as a whole (no field to link to): the page's error summary
+        # says it as it is ("Only 43 places left for …"), not as "Stock: …".
+        errors = {("form" if key == "stock" else key): message for key, message in (errors or {}).items()}
+        if htmx and status == 409:
+            # htmx swaps 422 answers only (base.html's responseHandling, as the add button's): a
+            # shortage answered 409 would leave the cart as it was and say nothing.
+            status = 422
         return Template(template, status_code=status, headers=headers or {}, context={
             "order": order, "errors": errors or {}, "money": money,
+            # Lines whose every unit is named (tickets): a count and "Change tickets", no free field.
+            "named": {str(line.id) for line in order.lines if named_units(line.source)} if order else set(),
             "vat": order_totals(order).vat_lines() if order else [],
             "price_changes": {str(k): v for k, v in changed.items()}})
 
@@ -158,6 +169,19 @@ class CartController(Controller):
         form = await parse_form(request, LineForm)
         return await self._change(request, cart_service, line_id, form.quantity)
 
+    @get("/lines/{line_id:str}/change", name="cart:line-change")
+    async def change_named(self, request: Request[Any, Any, Any], cart_service: CartService,
+                           line_id: str) -> Redirect:
+        """"Change tickets": to the line's source's own form, prefilled with the line (events: the
+        names page), which replaces the line's quantity and names. A line not in this visitor's
+        cart, or one the source has no such form for, is the cart's usual 404."""
+        order = await current_cart(request, cart_service)
+        line = next((x for x in order.lines if str(x.id) == line_id), None) if order else None
+        url = await change_url(cart_service.db, line.source, line.variant_id, line.id) if line else None
+        if url is None:
+            raise NotFoundException("That line is not in your cart.")
+        return Redirect(path=url, status_code=303)
+
     @post("/lines/{line_id:str}/remove", status_code=303, name="cart:remove")
     async def remove(self, request: Request[Any, Any, Any], cart_service: CartService,
                      line_id: str) -> Template | Redirect:
@@ -213,6 +237,8 @@ class CartController(Controller):
             "weight_kg": f"{totals.weight_grams / 1000:g}",
             "vat": totals.vat_lines(), "collection_points": service.collection_points(),
             "payments": service.payment_methods(),
+            # Pay later for tickets: nobody collects them, so the page says how to pay.
+            "pay_later": payment_instructions(service.settings),
             "idempotency_key": values.get("idempotency_key") or secrets.token_urlsafe(24)})
 
     @get("/checkout", name="cart:checkout")
@@ -328,8 +354,11 @@ async def _order_page(service: CartService, order: Order, *, personal: bool) -> 
     issued: dict[str, list[dict[str, str]]] = {}
     for link in await service.issued(order):
         issued.setdefault(str(link.item_id), []).append({"label": link.label, "url": link.url})
-    return Template("cart/order.html", context={"order": order, "o": order_context(order), "issued": issued,
-                                                "personal": personal})
+    return Template("cart/order.html", context={
+        "order": order, "o": order_context(order), "issued": issued, "personal": personal,
+        "pay_later": payment_instructions(service.settings, order.number or ""),
+        "names": {str(line.variant_id): [str(p.get("name") or "") for p in (line.details or {}).get("attendees") or []
+                                         if isinstance(p, dict)] for line in order.lines}})
 
 
 cart_handlers = [CartController]

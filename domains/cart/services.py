@@ -64,6 +64,7 @@ from domains.cart.sources import (
     SoldLine,
     TicketLink,
     for_buyer,
+    named_units,
     register_source,
     source_named,
 )
@@ -151,6 +152,21 @@ class Shortage:
     title: str
     wanted: int
     available: int
+    # Units are places at this (the offer's ``places_for``): said as places left, without the SKU.
+    places_for: str = ""
+
+    def text(self) -> str:
+        if self.places_for:
+            if self.available <= 0:
+                return f"No places left for {self.places_for}."
+            return f"Only {self.available} place{'s' if self.available != 1 else ''} left for {self.places_for}."
+        return f"Not enough stock: {self.title} ({self.sku}): {self.available} available, {self.wanted} wanted."
+
+
+def shortage(line: OrderLine | Offer, wanted: int, available: int, offer: Offer | None) -> Shortage:
+    """A line (or an offer being added) that cannot be had ``wanted`` times, worded by its offer."""
+    sku, title = line.sku, line.title
+    return Shortage(sku, title, wanted, available, places_for=offer.places_for if offer else "")
 
 
 class InsufficientStock(InputProblems):
@@ -158,9 +174,7 @@ class InsufficientStock(InputProblems):
 
     def __init__(self, shortages: Sequence[Shortage]) -> None:
         self.shortages = list(shortages)
-        message = "Not enough stock: " + "; ".join(
-            f"{s.title} ({s.sku}): {s.available} available, {s.wanted} wanted" for s in self.shortages) + "."
-        super().__init__({"stock": message}, status=409)
+        super().__init__({"stock": " ".join(s.text() for s in self.shortages)}, status=409)
 
 
 @dataclass(frozen=True)
@@ -178,6 +192,18 @@ class CheckoutDetails:
 def _either(choices: Sequence[str]) -> str:
     """``A``, ``A or B``, ``A, B or C``: the choices offered, as a sentence says them."""
     return choices[0] if len(choices) == 1 else ", ".join(choices[:-1]) + " or " + choices[-1]
+
+
+def most(offer: Offer | None) -> int:
+    """The most of ``offer`` one order may hold: its source's ``limit``, never above MAX_QUANTITY."""
+    return min(MAX_QUANTITY, offer.limit) if offer is not None and offer.limit > 0 else MAX_QUANTITY
+
+
+def _too_many(offer: Offer) -> InputProblems:
+    if offer.places_for:
+        return InputProblems({"quantity": f"At most {most(offer)} tickets of one kind per order "
+                                          f"for {offer.places_for}."})
+    return InputProblems({"quantity": f"At most {most(offer)} of one item per order."})
 
 
 def _quantity(raw: object) -> int:
@@ -241,6 +267,27 @@ class CartService:
                 .options(selectinload(Order.lines)).order_by(Order.placed_at.desc()))
         return list((await self.db.execute(stmt)).scalars())
 
+    async def awaiting_payment(self, user_id: UUID, source: str) -> list[Order]:
+        """The member's placed orders still waiting for their payment that hold lines of ``source``
+        (events: tickets not issued yet), oldest first: their tickets page says so, instead of
+        looking as if nothing happened."""
+        stmt = (select(Order).where(Order.user_id == user_id, Order.state == PAYMENT_PENDING,
+                                    Order.id.in_(select(OrderLine.order_id).where(OrderLine.source == source)))
+                .options(selectinload(Order.lines)).order_by(Order.placed_at))
+        return list((await self.db.execute(stmt)).scalars())
+
+    async def held_unpaid(self, source: str, item_ids: Iterable[UUID]) -> list[tuple[Order, OrderLine]]:
+        """Lines of ``source``'s items ``item_ids`` on placed orders still waiting for payment: the
+        units they hold (allocated at placement) with the names given, for staff's lists (events'
+        attendees page shows the places held by unpaid orders)."""
+        ids = list(item_ids)
+        if not ids:
+            return []
+        stmt = (select(Order, OrderLine).join(OrderLine, OrderLine.order_id == Order.id)
+                .where(Order.state == PAYMENT_PENDING, OrderLine.source == source, OrderLine.variant_id.in_(ids))
+                .order_by(Order.placed_at))
+        return [(o, line) for o, line in (await self.db.execute(stmt)).tuples().all()]
+
     async def count(self, *, user_id: UUID | None = None, token: str | None = None) -> int:
         where = (Order.user_id == user_id) if user_id is not None else (Order.token == (token or "")[:64])
         stmt = (select(func.coalesce(func.sum(OrderLine.quantity), 0)).join(Order, Order.id == OrderLine.order_id)
@@ -276,10 +323,10 @@ class CartService:
             raise InputProblems({"sku": f"That product is priced in {offer.currency}, this cart in {order.currency}."})
         line = next((x for x in order.lines if x.variant_id == offer.id and x.source == offer.source), None)
         total = wanted + (line.quantity if line else 0)
-        if total > MAX_QUANTITY:
-            raise InputProblems({"quantity": f"At most {MAX_QUANTITY} of one item per order."})
+        if total > most(offer):
+            raise _too_many(offer)
         if total > offer.available:
-            raise InsufficientStock([Shortage(offer.sku, offer.title, total, offer.available)])
+            raise InsufficientStock([shortage(offer, total, offer.available, offer)])
         if line is None and len(order.lines) >= MAX_LINES:
             raise InputProblems({"sku": f"A cart holds at most {MAX_LINES} different items."})
         assert seller is not None  # an offer came from it
@@ -312,8 +359,13 @@ class CartService:
             raise InputProblems({"line": "That line is not in your cart."}, status=404)
         return line
 
-    async def set_quantity(self, order: Order, line_id: object, quantity: object) -> None:
-        """Change a line's quantity (0 removes it); more than is available is refused."""
+    async def set_quantity(self, order: Order, line_id: object, quantity: object,
+                           details: Mapping[str, Any] | None = None) -> None:
+        """Change a line's quantity (0 removes it); more than is available, or than one order may
+        hold of it, is refused. ``details``: the line's details as a whole from now on (events:
+        a name per ticket, the answer), checked by its source; without them a line of
+        ``named_units`` (tickets) may be lowered but not raised (422: each added ticket needs a
+        name, so no ticket is ever issued to a placeholder)."""
         if order.state not in OPEN_STATES:
             raise InputProblems({"order": "This order is already placed."}, status=409)
         line = self._line(order, line_id)
@@ -323,19 +375,30 @@ class CartService:
             if offer is None or not offer.active:
                 raise InputProblems({"quantity": (offer.reason if offer else "")
                                      or f"{line.title} is no longer for sale."})
+            if wanted > most(offer):
+                raise _too_many(offer)
             own = await self._own_reserved(order, line.variant_id)
-            if wanted > offer.available + own:
-                raise InsufficientStock([Shortage(line.sku, line.title, wanted, offer.available + own)])
+            if wanted > offer.available + own:  # first: "only 43 left" helps more than "name them"
+                raise InsufficientStock([shortage(line, wanted, offer.available + own, offer)])
+            if details is None and named_units(line.source):
+                raise InputProblems({"quantity": "Each added ticket needs a name: use “Change tickets”, "
+                                                 "which asks a name for every ticket."})
         seller = source_named(line.source)
-        trimmed = (await seller.check_details(self.db, line.variant_id, quantity=0, given={},
-                                              kept=line.details or {}, total=wanted)
-                   if seller is not None and 0 < wanted < line.quantity else None)
+        trimmed: dict[str, Any] | None = None
+        if seller is not None and wanted > 0 and details is not None:
+            # The whole line named afresh (the names page's "Change tickets"): the latest answer wins.
+            trimmed = await seller.check_details(self.db, line.variant_id, quantity=wanted, given=details,
+                                                 kept={"answer": (line.details or {}).get("answer", "")},
+                                                 total=wanted)
+        elif seller is not None and 0 < wanted < line.quantity:
+            trimmed = await seller.check_details(self.db, line.variant_id, quantity=0, given={},
+                                                 kept=line.details or {}, total=wanted)
         await self._back_to_cart(order)
         if wanted == 0:
             await self.db.delete(line)
         else:
             line.quantity = wanted
-            if trimmed is not None:  # fewer tickets: the names of the places let go go with them
+            if trimmed is not None:  # fewer tickets: the names of the places let go go with them; or named afresh
                 line.details = trimmed
         await self.db.flush()
         await self._refresh(order)
@@ -381,7 +444,7 @@ class CartService:
             existing = next((x for x in target.lines if x.variant_id == line.variant_id and x.source == line.source),
                             None)
             have = existing.quantity if existing else 0
-            total = min(have + line.quantity, MAX_QUANTITY, max(offer.available, have))
+            total = min(have + line.quantity, most(offer), max(offer.available, have))
             if total < have + line.quantity:
                 notes.append(f"{line.title}: only {total} available, your cart has {total}.")
             seller = source_named(line.source)
@@ -431,8 +494,8 @@ class CartService:
             await self.db.execute(delete(Reservation).where(Reservation.order_id == order.id))
             await lock_lines(self.db, order.lines)
             now = await offers_for(self.db, order.lines, member=_member(order))  # under the lock, own holds let go
-            short = [Shortage(line.sku, line.title, line.quantity,
-                              now[line.variant_id].available if line.variant_id in now else 0)
+            short = [shortage(line, line.quantity, now[line.variant_id].available if line.variant_id in now else 0,
+                              now.get(line.variant_id))
                      for line in order.lines
                      if line.variant_id not in now or not now[line.variant_id].active
                      or now[line.variant_id].available < line.quantity]
@@ -685,7 +748,7 @@ class CartService:
                     offer = now.get(line.variant_id)
                     if offer is None or not offer.active or not await _source(line.source).allocate(
                             self.db, line.variant_id, line.quantity):
-                        short.append(Shortage(line.sku, line.title, line.quantity, offer.available if offer else 0))
+                        short.append(shortage(line, line.quantity, offer.available if offer else 0, offer))
                 if short:
                     raise InsufficientStock(short)
                 totals = await self._price_for_placement(order, details, now)

@@ -40,8 +40,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.cart.models import Reservation
 
-__all__ = ["LineSource", "Offer", "OrderRef", "SoldLine", "TicketLink", "for_buyer", "register_source",
-           "reserved_among", "ships", "source_named", "sources"]
+__all__ = ["LineSource", "Offer", "OrderRef", "SoldLine", "TicketLink", "change_url", "for_buyer", "named_units",
+           "register_source", "reserved_among", "ships", "source_named", "sources"]
 
 
 class Offer(msgspec.Struct, frozen=True, kw_only=True):
@@ -63,7 +63,12 @@ class Offer(msgspec.Struct, frozen=True, kw_only=True):
     # Only signed-in members may buy it (a members-only event's tickets): to a visitor's cart it
     # looks exactly like an item that does not exist.
     members_only: bool = False
-
+    # The most of it one order may hold (0: the cart's own MAX_QUANTITY): events' tickets, the
+    # names form's cap per ticket type, on every path (adding, raising a line, merging carts).
+    limit: int = 0
+    # What a unit is a place at, when units are places ("“Pottery”, Sat 12 December 2026, 19:00"):
+    # a shortage then reads "Only 43 places left for …" instead of naming stock and a SKU.
+    places_for: str = ""
 
 def for_buyer(offer: Offer | None, *, member: bool) -> Offer | None:
     """The offer as this buyer may see it: None (exactly as for an item that does not exist) when
@@ -92,6 +97,24 @@ class SoldLine(msgspec.Struct, frozen=True, kw_only=True):
     title: str
     # What the buyer gave for the line when adding it, as the source's ``check_details`` kept it.
     details: dict[str, Any] = {}
+
+
+def named_units(source_name: str) -> bool:
+    """Whether each unit of the source's lines carries its own details (events: a name per
+    ticket): such a line's quantity is no free field; raising it needs the added units' details
+    (the cart's ``set_quantity``), and the cart page links to the source's own form instead."""
+    return bool(getattr(_sources.get(source_name), "named_units", False))
+
+
+async def change_url(db: AsyncSession, source_name: str, item_id: UUID, line_id: UUID) -> str | None:
+    """Where the buyer changes a line of ``named_units`` (events: the names page prefilled with
+    the line), or None when the source offers no such page."""
+    source = _sources.get(source_name)
+    method = getattr(source, "change_url", None)
+    if method is None:
+        return None
+    url: str | None = await method(db, item_id, line_id)
+    return url
 
 
 class TicketLink(msgspec.Struct, frozen=True, kw_only=True):

@@ -48,7 +48,9 @@ from domains.events.services.bookings import MAX_PLACES, Attendee, BookingServic
 from domains.events.services.events import EventService
 from domains.events.services.tickets import SOURCE as TICKETS
 from domains.events.services.tickets import on_sale as tickets_on_sale
+from domains.events.services.tickets import ticket_types
 from domains.events.views import when_text
+from domains.payments.services import payment_instructions
 
 __all__ = ["api_handlers", "checkin_api_handlers", "member_handlers", "staff_handlers", "ticket_handlers"]
 
@@ -177,9 +179,10 @@ async def my_bookings(request: Request[User, Any, Any], db_session: AsyncSession
 
 
 @get("/account/tickets", name="events:my-tickets", cache_control=PRIVATE)
-async def my_tickets(request: Request[User, Any, Any], db_session: AsyncSession) -> Template:
+async def my_tickets(request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings) -> Template:
     """The member's tickets (the positions of their confirmed bookings): upcoming soonest first, then
-    past ones latest first, each linked to its ticket page."""
+    past ones latest first, each linked to its ticket page; above them the orders of tickets still
+    awaiting payment (no ticket exists before the money is in, which must not look like nothing)."""
     service = BookingService(db_session)
     upcoming: list[dict[str, Any]] = []
     past: list[dict[str, Any]] = []
@@ -192,7 +195,18 @@ async def my_tickets(request: Request[User, Any, Any], db_session: AsyncSession)
             row = {"event": event, "when": when, "position": position}
             (upcoming if occ is not None else past).append(row)
     upcoming.reverse()
-    return Template("events/my_tickets.html", context={"upcoming": upcoming, "past": past})
+    awaiting = []
+    for order in await CartService(db_session, settings).awaiting_payment(request.user.id, TICKETS):
+        for line in order.lines:
+            if line.source == TICKETS:
+                names = [str(p.get("name") or "") for p in (line.details or {}).get("attendees") or []
+                         if isinstance(p, dict)]
+                awaiting.append({"count": line.quantity, "title": line.title, "number": order.number,
+                                 "later": order.payment_provider == "collection",
+                                 "names": [n for n in names if n]})
+    return Template("events/my_tickets.html", context={
+        "upcoming": upcoming, "past": past, "awaiting": awaiting,
+        "pay_later": payment_instructions(settings) if any(a["later"] for a in awaiting) else ""})
 
 
 def key_text(key: str) -> str:
@@ -297,7 +311,9 @@ async def _sale(request: Request[Any, Any, Any], db: AsyncSession, slug: str) ->
 
 
 async def _buy_page(request: Request[Any, Any, Any], db: AsyncSession, event: Event, rows: list[dict[str, str]],
-                    values: Any, errors: dict[str, str] | None = None, status: int = 200) -> Template:
+                    values: Any, errors: dict[str, str] | None = None, status: int = 200,
+                    notice: str = "", line: str = "") -> Template:
+    """The names form; ``line``: the id of the visitor's cart line it changes ("Change tickets")."""
     options = await options_for(db, event)
     chosen = []
     for row in rows:
@@ -306,14 +322,40 @@ async def _buy_page(request: Request[Any, Any, Any], db: AsyncSession, event: Ev
     template = "events/_buy_form.html" if is_htmx(request) and request.method == "GET" else "events/buy.html"
     return Template(template, status_code=status, headers=NO_STORE, context={
         "event": event, "types": chosen, "any": any(t["quantity"] for t in chosen), "options": options,
+        "line": line, "notice": notice,
         "values": {k: str(v) for k, v in values.items() if isinstance(v, str)}, "errors": errors or {},
         "max_places": MAX_PLACES})
 
 
+async def _cart_line(request: Request[Any, Any, Any], cart: CartService, rows: list[dict[str, str]],
+                     line_id: object) -> Any:
+    """The visitor's cart line ``line_id`` (the cart's OrderLine, which events does not import)
+    if it holds one of these ticket types: what "Change tickets" changes. None otherwise (another
+    visitor's line, another event's): the form then just adds."""
+    if not line_id:
+        return None
+    order = await cart.visitor_cart(request, user_id=getattr(current_user(request), "id", None))
+    ids = {r["id"] for r in rows}
+    return next((x for x in (order.lines if order else []) if str(x.id) == str(line_id)
+                 and x.source == TICKETS and str(x.variant_id) in ids), None)
+
+
 @get("/events/{slug:str}/tickets", name="events:buy")
-async def buy_form(request: Request[Any, Any, Any], db_session: AsyncSession, slug: str) -> Template:
+async def buy_form(request: Request[Any, Any, Any], db_session: AsyncSession, settings: Settings,
+                   slug: str) -> Template:
     event, rows = await _sale(request, db_session, slug)
-    return await _buy_page(request, db_session, event, rows, request.query_params)
+    values: Any = request.query_params
+    line = await _cart_line(request, CartService(db_session, settings), rows, values.get("line"))
+    if line is not None and not any(k.startswith("q-") for k in values):
+        # "Change tickets" from the cart: the line's count and names, which the POST replaces.
+        kind = str(line.variant_id)
+        people = [p for p in (line.details or {}).get("attendees") or [] if isinstance(p, dict)]
+        values = {"line": str(line.id), f"q-{kind}": str(line.quantity),
+                  "answer": str((line.details or {}).get("answer") or "")}
+        for i, person in enumerate(people[:line.quantity], start=1):
+            values[f"a-{kind}-{i}"] = str(person.get("name") or "")
+            values[f"d-{kind}-{i}"] = str(person.get("dietary") or "")
+    return await _buy_page(request, db_session, event, rows, values, line=str(line.id) if line is not None else "")
 
 
 @post("/events/{slug:str}/tickets", status_code=303)
@@ -324,12 +366,22 @@ async def buy(request: Request[Any, Any, Any], db_session: AsyncSession, setting
     refuse the whole form (4xx, the transaction rolled back: no line added, none half-named)."""
     event, rows = await _sale(request, db_session, slug)
     values = await form_data(request)
+    cart = CartService(db_session, settings)
+    changing = await _cart_line(request, cart, rows, values.get("line"))
+    changed = str(changing.variant_id) if changing else ""
+    line_id = str(changing.id) if changing else ""
     chosen = [(row, _quantity_of(values.get(f"q-{row['id']}"))) for row in rows]
-    chosen = [(row, n) for row, n in chosen if n > 0]
+    # The line being changed stays chosen at 0: that removes it.
+    chosen = [(row, n) for row, n in chosen if n > 0 or row["id"] == changed]
     if not chosen:
         return await _buy_page(request, db_session, event, rows, values,
                                {"form": "Choose how many tickets you want."}, status=422)
-    cart = CartService(db_session, settings)
+    if any(str(values.get(f"shown-{row['id']}", n)) != str(n) for row, n in chosen):
+        # Without JavaScript a changed count posts the form before its name rows exist (each type's
+        # ``shown-`` field says how many rows the page had): the expected step, not a mistake, so
+        # the rows come back to be filled, without an error.
+        return await _buy_page(request, db_session, event, rows, values, line=line_id,
+                               notice="Name each ticket below, then add them to your cart.")
     user_id: UUID | None = getattr(current_user(request), "id", None)
     order = await cart.visitor_cart(request, user_id=user_id)  # made only once the form is good
     # Ticket types of one date share its quota: the cart checks each line alone, so the sum over
@@ -337,7 +389,9 @@ async def buy(request: Request[Any, Any, Any], db_session: AsyncSession, setting
     wanted: dict[str, int] = {}
     for row, quantity in chosen:
         wanted[row["when"]] = wanted.get(row["when"], 0) + quantity
-    held = {line.variant_id: line.quantity for line in (order.lines if order else []) if line.source == TICKETS}
+    # The line being changed is replaced, so its own places are not counted as held besides.
+    held = {line.variant_id: line.quantity for line in (order.lines if order else [])
+            if line.source == TICKETS and line is not changing}
     for when, total in wanted.items():
         same = [UUID(r["id"]) for r in rows if r["when"] == when]
         offer = await cart.offer(TICKETS, same[0], member=user_id is not None)
@@ -346,7 +400,8 @@ async def buy(request: Request[Any, Any, Any], db_session: AsyncSession, setting
             left = max(0, offer.available - have)
             return await _buy_page(request, db_session, event, rows, values, {
                 "form": f"Only {left} place{'s are' if left != 1 else ' is'} available on {when}"
-                        f"{' besides those in your cart' if have else ''}: choose {left} or fewer."}, status=409)
+                        f"{' besides those in your cart' if have else ''}: choose {left} or fewer."}, status=409,
+                line=line_id)
     if order is None:
         order = await cart.visitor_cart(request, user_id=user_id, create=True)
         assert order is not None
@@ -356,17 +411,24 @@ async def buy(request: Request[Any, Any, Any], db_session: AsyncSession, setting
             people = [{"name": str(values.get(f"a-{row['id']}-{i}", "")),
                        "dietary": str(values.get(f"d-{row['id']}-{i}", ""))} for i in range(1, quantity + 1)]
             try:
-                await cart.add(order, source=TICKETS, variant_id=UUID(row["id"]), quantity=quantity,
-                               details={"attendees": people, "answer": str(values.get("answer", ""))})
+                given = {"attendees": people, "answer": str(values.get("answer", ""))}
+                if changing is not None and row["id"] == changed:
+                    await cart.set_quantity(order, changing.id, str(quantity), details=given)
+                else:
+                    await cart.add(order, source=TICKETS, variant_id=UUID(row["id"]), quantity=quantity,
+                                   details=given)
             except InputProblems as exc:  # say which ticket type the names are missing from
                 raise InputProblems({k if k in {"answer", "form"} else "form": f"{row['name']}, {row['when']}: {v}"
                                      for k, v in exc.errors.items()}, status=exc.status) from None
             added += quantity
     except InsufficientStock as exc:
-        return await _buy_page(request, db_session, event, rows, values, {"form": exc.errors["stock"]}, status=409)
+        return await _buy_page(request, db_session, event, rows, values, {"form": exc.errors["stock"]}, status=409,
+                               line=line_id)
     except InputProblems as exc:
-        return await _buy_page(request, db_session, event, rows, values, exc.errors, status=exc.status)
+        return await _buy_page(request, db_session, event, rows, values, exc.errors, status=exc.status, line=line_id)
     message = f"Added {added} ticket{'s' if added != 1 else ''} for “{event.title}” to your cart."
+    if changing is not None:
+        message = f"Your tickets for “{event.title}” are changed."
     if is_htmx(request):
         return done("/cart/", request, message)
     return see_other("/cart/", request, message)
@@ -436,7 +498,8 @@ async def checkin_submit(request: Request[User, Any, Any], db_session: AsyncSess
 
 
 @get("/events/{slug:str}/attendees", name="events:attendees", cache_control=PRIVATE)
-async def attendees_page(request: Request[User, Any, Any], db_session: AsyncSession, slug: str) -> Template:
+async def attendees_page(request: Request[User, Any, Any], db_session: AsyncSession, settings: Settings,
+                         slug: str) -> Template:
     """Staff's list of a date's attendees with their answers (``?date=<key>``; default the door's date)."""
     event = await _staff_event(request, db_session, slug)
     service = BookingService(db_session)
@@ -445,8 +508,17 @@ async def attendees_page(request: Request[User, Any, Any], db_session: AsyncSess
     door = await service.door_date(event)
     key = wanted or (door.key if door else "")
     rows = await service.attendees(event, key) if key else []
+    # Places held by orders not paid yet (taken from the quota at placement, no tickets before the
+    # payment): listed apart, so the page never says "nobody is booked" while places are held.
+    types = [t.id for t in await ticket_types(db_session, event) if t.occurrence == key]
+    held = [{"number": order.number or "", "count": line.quantity, "email": order.email,
+             "names": [str(p.get("name") or "") for p in (line.details or {}).get("attendees") or []
+                       if isinstance(p, dict) and p.get("name")]}
+            for order, line in await CartService(db_session, settings).held_unpaid(TICKETS, types)] if key else []
+    options = await options_for(db_session, event)
     return Template("events/attendees.html", context={
-        "event": event, "rows": rows, "key": key, "question": (await options_for(db_session, event)).question,
+        "event": event, "rows": rows, "key": key, "question": options.question, "held": held,
+        "ask_dietary": options.ask_dietary or any(r.get("dietary") for r in rows),
         "dates": [{"key": d.key, "when": when_text(event, d)} for d in dates],
         "inside": sum(1 for r in rows if r["inside"])})
 

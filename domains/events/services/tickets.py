@@ -41,7 +41,7 @@ from domains.events import keys
 from domains.events.booking_models import CANCELLED, CONFIRMED, Booking, EventQuota, Position, TicketType
 from domains.events.models import CANCELLED as EVENT_CANCELLED
 from domains.events.models import MEMBERS, Event
-from domains.events.services.bookings import MAX_ANSWER, MAX_NAME, Attendee, BookingService, options_for
+from domains.events.services.bookings import MAX_ANSWER, MAX_NAME, MAX_PLACES, Attendee, BookingService, options_for
 from fragments.purge import emit_purge
 
 __all__ = ["SOURCE", "TicketSource", "create_ticket_type", "create_ticket_types", "on_sale", "parse_price",
@@ -190,6 +190,17 @@ class TicketSource:
 
     name: str = SOURCE
     ships: bool = False  # a ticket is issued once paid: no collection, delivery or packing
+    # Each ticket carries its attendee's name: the cart never raises a line without the added
+    # names (domains/cart/sources.py ``named_units``); it links to the names page instead.
+    named_units: bool = True
+
+    async def change_url(self, db: AsyncSession, item_id: UUID, line_id: UUID) -> str | None:
+        """The names page prefilled with the cart line ``line_id`` (its quantity and names), whose
+        answer replaces the line: Pretix's way of changing a ticket position."""
+        found = await self._types(db, [item_id])
+        if not found:
+            return None
+        return f"/events/{found[0][1].slug}/tickets?line={line_id}"
 
     async def _types(self, db: AsyncSession, ids: Iterable[UUID]) -> list[tuple[TicketType, Event]]:
         id_list = list(dict.fromkeys(ids))
@@ -223,7 +234,8 @@ class TicketSource:
                 title=f"{event.title}: {ticket.name} ticket, {_date_text(ticket.occurrence)} ({event.tz})",
                 price_minor=ticket.price_minor, currency=ticket.currency, active=not reason,
                 available=max(0, int(free)), url=event.path, reason=reason,
-                members_only=event.visibility == MEMBERS)
+                members_only=event.visibility == MEMBERS, limit=MAX_PLACES,
+                places_for=f"“{event.title}”, {_date_text(ticket.occurrence)}")
         return found
 
     async def lock(self, db: AsyncSession, ids: Iterable[UUID]) -> None:

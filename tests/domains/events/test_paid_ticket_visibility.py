@@ -108,7 +108,11 @@ async def test_a_members_only_guest_line_merges_into_a_members_cart(
         mine = await cart.new_cart(user_id=member.id)
         assert await cart.merge(guest, mine) == []
         assert [x.quantity for x in mine.lines] == [1]
-        await cart.set_quantity(mine, mine.lines[0].id, 2)  # a member may raise it
+        with pytest.raises(InputProblems) as unnamed:  # raising a ticket line names the added ticket
+            await cart.set_quantity(mine, mine.lines[0].id, 2)
+        assert unnamed.value.status == 422 and "needs a name" in unnamed.value.errors["quantity"]
+        await cart.set_quantity(mine, mine.lines[0].id, 2,  # a member may raise it, naming every ticket
+                                details={"attendees": [{"name": "Mira"}, {"name": "Guest of Mira"}]})
         assert mine.lines[0].quantity == 2
         assert (await cart.offer(SOURCE, ticket.id, member=True)) is not None
         assert (await cart.offer(SOURCE, ticket.id, member=False)) is None

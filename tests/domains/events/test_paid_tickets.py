@@ -234,7 +234,7 @@ async def test_racing_buyers_for_the_last_places_never_overbook(engine: AsyncEng
                 return "placed"
             except InsufficientStock as exc:
                 await session.rollback()
-                assert "0 available" in exc.errors["stock"]
+                assert exc.errors["stock"].startswith("No places left for “")
                 return "short"
 
     tasks = [asyncio.create_task(buy(i)) for i in range(n)]
@@ -256,13 +256,15 @@ async def test_bad_paths_sold_out_cancelled_past_and_bad_prices(db_session: Asyn
     order = await cart.new_cart()
     with pytest.raises(InsufficientStock) as many:
         await cart.add(order, source=SOURCE, variant_id=ticket.id, quantity="2")
-    assert "1 available, 2 wanted" in many.value.errors["stock"]
+    # Worded for people: places left at the event's date, no stock code (TICKET-…) in sight.
+    assert many.value.errors["stock"].startswith(f"Only 1 place left for “{event.title}”, ")
+    assert "TICKET-" not in many.value.errors["stock"] and "stock" not in many.value.errors["stock"].lower()
     # Sold out: the one place is placed by someone else; the next buyer is told.
     await _place(db_session, settings, ticket, quantity="1")
     other = await cart.new_cart()
     with pytest.raises(InsufficientStock) as sold:
         await cart.add(other, source=SOURCE, variant_id=ticket.id, quantity="1")
-    assert "0 available" in sold.value.errors["stock"]
+    assert sold.value.errors["stock"].startswith(f"No places left for “{event.title}”, ")
     # A date sold with tickets takes no free bookings (they would skip the payment).
     with pytest.raises(InputProblems) as free:
         await BookingService(db_session).book(event, KEY, user=None, name="Free rider", email="f@example.org",
