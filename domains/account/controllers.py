@@ -4,6 +4,7 @@ settings, tokens, and public profiles."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote, urlsplit
 from uuid import UUID
 
 from litestar import Controller, Request, Response, get, post
@@ -112,7 +113,12 @@ class AuthController(Controller):
         await mailflows.mail_verification(accounts.db, settings.base_url, user)
         await address_allowed(request, user.email)  # counts against the address's resend budget
         await _sign_in(request, user, accounts.db)
-        return see_other(back or "/account", request, signup_welcome(user.name))
+        if back:
+            # The page signed up from is often public and cached (an event, the home page): it never
+            # reads the session, so a flash would wait there unseen (and, without JavaScript, the page
+            # still offers "Sign up"). A private welcome page says it and links on to ``next``.
+            return Redirect(path=f"/account/welcome?next={quote(back, safe='/')}", status_code=303)
+        return see_other("/account", request, signup_welcome(user.name))
 
     @get("/login", name="account:login")
     async def login_form(self, next: str | None = None) -> Template:
@@ -280,6 +286,12 @@ class AccountController(Controller):
         panels = await dashboard_panels(request)
         return Template("account/dashboard.html", context={"active_tokens": active, "panels": panels})
 
+    @get("/welcome", name="account:welcome")
+    async def welcome(self, request: Request[User, Any, Any], next: str | None = None) -> Template:
+        """After sign-up from a page: the welcome, the confirmation mail's address, and a link back
+        to that page (only a same-site path: ``safe_next``). Members only and private, no-store."""
+        return Template("account/welcome.html", context={"next": safe_next(next, default="/account")})
+
     @get("/settings", name="account:settings")
     async def settings_index(self) -> Redirect:
         return Redirect("/account/settings/profile")
@@ -414,4 +426,7 @@ async def profile(handle: str, request: Request[Any, Any, Any], db_session: Asyn
         from federation.activitypub.routes import person_response
 
         return await person_response(db_session, settings, user, request)
-    return Template("account/profile.html", context={"member": user}, headers={"Vary": "Accept"})
+    # Their posts live in the social hub (members only: a visitor is asked to sign in first);
+    # this page is cached for everybody, so it links there rather than listing them.
+    hub = f"/social/accounts/{user.username}@{urlsplit(settings.base_url).netloc}"
+    return Template("account/profile.html", context={"member": user, "hub_path": hub}, headers={"Vary": "Accept"})

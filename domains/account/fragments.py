@@ -32,7 +32,24 @@ async def new_members(ctx: FragmentContext) -> FragmentData:
 async def account_menu(ctx: FragmentContext) -> FragmentData:
     """Who is signed in, with sign-out; sign-in and sign-up links for everyone else."""
     user = ctx.user
-    return FragmentData({"user": user, "next": "" if user is not None else _here(ctx)})
+    return FragmentData({"user": user, "next": "" if user is not None else _here(ctx), "flashes": _flashes(ctx)})
+
+
+def _flashes(ctx: FragmentContext) -> list[dict[str, str]]:
+    """The session's flash messages, taken (so shown once) for the toast region.
+
+    Public pages are cached for everybody and never read the session, so a message queued before a
+    redirect to one (signed in, signed out, a form posted from a public page) would wait unseen
+    until the next private page. This hole is filled on every page, for this visitor alone, and
+    swaps the messages into ``#toasts`` (hx-swap-oob). Private pages show theirs themselves
+    (private.html), before this hole is filled, so nothing shows twice. No session, no write."""
+    if ctx.request.scope.get("session") is None:
+        return []
+    taken = ctx.request.session.pop("_messages", None)
+    if not isinstance(taken, list):
+        return []
+    return [{"message": m["message"], "category": str(m.get("category", "success"))}
+            for m in taken if isinstance(m, dict) and isinstance(m.get("message"), str)]
 
 
 def _here(ctx: FragmentContext) -> str:

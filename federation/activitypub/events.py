@@ -5,8 +5,10 @@ Mobilizon's vocabulary (framasoft/mobilizon docs/contribute/activity_pub.md; des
 §7): ``name``, ``startTime``/``endTime``, ``timezone``, ``location`` (a ``Place`` with a schema.org
 ``PostalAddress`` and coordinates), ``joinMode``, ``maximumAttendeeCapacity``,
 ``remainingAttendeeCapacity``, ``ical:status``, ``category``, ``url`` and sanitised ``content``.
-Mastodon shows an ``Event`` as a converted post: its ``name``, ``summary`` (here the date and the
-place) and a link to ``url``, so those three are always filled. An edit while public sends
+Mastodon shows an ``Event`` as a converted post: its ``name`` and a link to ``url``, so both are
+always filled; the date and the place head the ``content`` for readers that show only that. There is
+no ``summary``, as Mobilizon and Gancio send none: Mastodon-style clients (Pleroma, Misskey, our own
+hub) read a ``summary`` as a content warning and fold the post behind it. An edit while public sends
 ``Update`` (ActivityPub §7.3); deleting the event, or making it unlisted or members-only, sends
 ``Delete`` with a ``Tombstone`` (§7.4); public again is a fresh ``Create`` of the same object. Members
 and unlisted events never leave the instance.
@@ -134,14 +136,14 @@ def event_fields(event: Event, *, base_url: str, remaining: int | None) -> dict[
     tz = ZoneInfo(event.tz)
     url = f"{base_url}/events/{event.slug}"
     when = when_text(event, occ)
-    summary = " · ".join(p for p in (when, event.place_name, "Cancelled" if event.status == CANCELLED else
-                                     "Postponed" if event.status == POSTPONED else "") if p)
+    line = " · ".join(p for p in (when, event.place_name, "Cancelled" if event.status == CANCELLED else
+                                  "Postponed" if event.status == POSTPONED else "") if p)
     title = html.escape(event.title)
-    # Readers that show only ``content`` (and Mastodon's converted post) still get the date and a link.
-    head = f'<p><a href="{html.escape(url, quote=True)}">{title}</a></p><p>{html.escape(summary)}</p>'
+    # Readers that show only ``content`` still get the title, the date, the place and a link. Not in
+    # ``summary``: that is a content warning to Mastodon-style clients (see the module docstring).
+    head = f'<p><a href="{html.escape(url, quote=True)}">{title}</a></p><p>{html.escape(line)}</p>'
     fields: dict[str, Any] = {
         "name": event.title,
-        "summary": summary,
         "content": sanitize_html(head + event.description_html),
         "mediaType": "text/html",
         "url": url,
@@ -182,8 +184,9 @@ async def _remaining(fed: Federation, event: Event) -> int | None:
 
 
 def _apply(obj: APObject, fields: dict[str, Any]) -> None:
-    obj.name, obj.summary, obj.content, obj.url = fields["name"], fields["summary"], fields["content"], fields["url"]
-    obj.raw = {k: v for k, v in fields.items() if k not in ("name", "summary", "content", "url")}
+    # ``summary`` emptied too: objects published before it left the Event shape lose it on re-render.
+    obj.name, obj.summary, obj.content, obj.url = fields["name"], "", fields["content"], fields["url"]
+    obj.raw = {k: v for k, v in fields.items() if k not in ("name", "content", "url")}
 
 
 async def _send(fed: Federation, actor: Actor, obj: APObject, kind: str) -> None:

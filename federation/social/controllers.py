@@ -27,11 +27,12 @@ from app.forms import confirm_page, done, parse_form, safe_next, see_other
 from app.responses import PRIVATE
 from app.safe_http import FetchError
 from app.security import requires_user
+from federation.activitypub.hashtags import normalize
 from federation.activitypub.models import Actor
 from federation.activitypub.outbox import VISIBILITIES, OutboxError
 from federation.social import when
 from federation.social.deps import HUB
-from federation.social.paging import page_link, parse_cursor
+from federation.social.paging import EPOCH, cut, page_link, parse_cursor
 from federation.social.schemas import (
     ActorForm,
     ComposeForm,
@@ -50,8 +51,11 @@ from federation.social.services import (
     parse_account_path,
     parse_lookup,
 )
+from federation.social.services.discovery import Discovery
 from federation.social.services.relations import Which
 from federation.social.services.timelines import NoteAction, Tab
+
+TAG_PAGE = 20  # posts a tag page shows at once
 
 
 def _failed(request: HTMXRequest, destination: str, message: str) -> Response[Any]:
@@ -103,6 +107,17 @@ class SocialController(Controller):
     @get("/federated")
     async def federated(self, request: HTMXRequest, timelines: Timelines, before: str | None = None) -> Template:
         return await self._timeline(request, timelines, "federated", before)
+
+    @get("/tags/{tag:str}", name="social:tag")
+    async def tag(self, tag: str, request: HTMXRequest, discovery: Discovery, before: str | None = None) -> Template:
+        """Public posts, local and received, carrying ``#tag`` (Mastodon's tag timeline, as a page);
+        a hashtag in a post links here (schemas.link_hashtags). Not a tag: an empty page, 200."""
+        cursor = parse_cursor(before)
+        me, found = await discovery.tagged(request.user, tag, cursor, size=TAG_PAGE + 1)
+        notes, token = cut(found, TAG_PAGE, lambda n: (n.obj.published or EPOCH, n.obj.id))
+        return Template("social/tag.html", context={
+            "tag": normalize(tag), "notes": notes, "me": me, "next": request.url.path, "paged": cursor is not None,
+            "older": page_link(request.url.path, token)})
 
     @get("/notes/{oid:uuid}")
     async def note(self, oid: UUID, request: HTMXRequest, timelines: Timelines) -> Template:

@@ -28,6 +28,7 @@ from federation.social.services import (
     Relations,
     Timelines,
 )
+from federation.social.services.discovery import Discovery
 
 
 async def provide_federation(request: Request[Any, Any, Any], db_session: AsyncSession,
@@ -38,6 +39,10 @@ async def provide_federation(request: Request[Any, Any, Any], db_session: AsyncS
         yield fed
     finally:
         await fed.aclose()
+
+
+def provide_discovery(fed: Federation) -> Discovery:
+    return Discovery(fed)
 
 
 def provide_timelines(fed: Federation) -> Timelines:
@@ -78,6 +83,7 @@ HUB = {
     "relations": _sync(provide_relations),
     "accounts": _sync(provide_accounts),
     "notifications": _sync(provide_notifications),
+    "discovery": _sync(provide_discovery),
 }
 """The hub's pages (``controllers.py``)."""
 

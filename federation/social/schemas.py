@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import Any
 from urllib.parse import quote
 from uuid import UUID
 
@@ -17,6 +18,7 @@ import msgspec
 
 from domains.account.models import User
 from federation.activitypub.core import host_of
+from federation.activitypub.hashtags import HASHTAG, normalize
 from federation.activitypub.models import Actor, APObject, Block, Follow, Notification, Report
 from federation.activitypub.sanitize import plain_text
 from federation.social import when
@@ -109,6 +111,65 @@ def excerpt(summary: str, html: str, limit: int = EXCERPT) -> str:
     return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0].rstrip(",;:.") + "…"
 
 
+class EventCard(msgspec.Struct, kw_only=True):
+    """An AS2 ``Event`` (ours from the events actor, Mobilizon's, Gancio's) as a card: title, date,
+    place and a link, never folded behind its ``summary`` (not a content warning on an Event)."""
+
+    name: str
+    url: str
+    when: str
+    place: str
+    status: str
+
+
+def _event_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def event_when(start: datetime | None, end: datetime | None) -> str:
+    """``Sat 12 December 2026, 19:00-21:30 (an en dash)`` in the event's own offset, as its ``startTime`` gives it."""
+    if start is None:
+        return ""
+    day = f"{start:%a} {start.day} {start:%B %Y}"
+    if end is None or end <= start:
+        return f"{day}, {start:%H:%M}"
+    if end.date() == start.date():
+        return f"{day}, {start:%H:%M}\u2013{end:%H:%M}"
+    return f"{day}, {start:%H:%M} \u2013 {end:%a} {end.day} {end:%B %Y}, {end:%H:%M}"
+
+
+def _place_text(location: Any) -> str:
+    """A ``location`` Place's name, else its address's first lines; "" for anything else."""
+    place = location[0] if isinstance(location, list) and location else location
+    if not isinstance(place, dict):
+        return ""
+    name = place.get("name")
+    if isinstance(name, str) and name.strip():
+        return plain_text(name, 200)
+    address = place.get("address")
+    if isinstance(address, str):
+        return plain_text(address, 200)
+    if isinstance(address, dict):
+        parts = (address.get(k) for k in ("streetAddress", "addressLocality"))
+        return plain_text(", ".join(p for p in parts if isinstance(p, str) and p.strip()), 200)
+    return ""
+
+
+def event_card(doc: dict[str, Any] | None, *, name: str, url: str) -> EventCard:
+    """The card of an Event object from its (stored or fetched) AS2 document; strings only from
+    ``plain_text`` (the template escapes them again)."""
+    doc = doc if isinstance(doc, dict) else {}
+    status = {"CANCELLED": "Cancelled", "TENTATIVE": "Postponed"}.get(str(doc.get("ical:status", "")).upper(), "")
+    return EventCard(name=name or "Untitled event", url=url,
+                     when=event_when(_event_time(doc.get("startTime")), _event_time(doc.get("endTime"))),
+                     place=_place_text(doc.get("location")), status=status)
+
+
 def initial(actor: Actor | None, fallback: str = "?") -> str:
     """The initials avatar's letter, for accounts without a picture."""
     name = actor.display_name if actor is not None else fallback
@@ -130,6 +191,39 @@ def short_local_mentions(html: str, here: str) -> str:
         return html
     return _MENTION_LABEL.sub(
         lambda m: f">@{m.group(1)}</a>" if m.group(2).lower() == here.lower() else m.group(0), html)
+
+
+_TAG_OR_TEXT = re.compile(r"(<[^>]*>)")
+
+
+def link_hashtags(html: str) -> str:
+    """``#tag`` in a post's text as a link to the hub's tag page (``/social/tags/<tag>``), as
+    Mastodon links them; text inside a link (a received post's own tag links, a URL's ``#anchor``)
+    and inside tags is left alone. The input is sanitised HTML and only text between tags gains a
+    link whose name is a run of word characters (hashtags.HASHTAG), so the result is as safe as it was; an
+    entity's ``&#39;`` is no tag (HASHTAG looks behind for ``&``)."""
+    if "#" not in html:
+        return html
+    out: list[str] = []
+    depth = 0
+    for part in _TAG_OR_TEXT.split(html):
+        if part.startswith("<"):
+            name = part[1:].lstrip("/").split(None, 1)[0].rstrip(">").lower() if len(part) > 2 else ""
+            if name == "a":
+                depth += -1 if part.startswith("</") else 1
+            out.append(part)
+        elif depth <= 0 and "#" in part:
+            out.append(HASHTAG.sub(_tag_link, part))
+        else:
+            out.append(part)
+    return "".join(out)
+
+
+def _tag_link(m: re.Match[str]) -> str:
+    name = normalize(m.group(1))
+    if not name:
+        return m.group(0)
+    return f'<a href="/social/tags/{quote(name)}" class="mention hashtag" rel="tag">#{m.group(1)}</a>'
 
 
 def mention_of(actor: Actor | None) -> str:
@@ -183,9 +277,14 @@ class NoteView(msgspec.Struct, kw_only=True):
         return excerpt(self.obj.summary, self.obj.content)
 
     @property
+    def event(self) -> EventCard:
+        """An ``Event`` object's card (the template asks only when the type is ``Event``)."""
+        return event_card(self.obj.raw, name=self.obj.name, url=self.obj.url or self.obj.ap_id)
+
+    @property
     def content_html(self) -> str:
         """The note's (sanitised) content as this instance's pages show it."""
-        return short_local_mentions(self.obj.content, self.here)
+        return link_hashtags(short_local_mentions(self.obj.content, self.here))
 
     @property
     def mention(self) -> str:
@@ -204,6 +303,7 @@ class FetchedNote(msgspec.Struct, kw_only=True):
     published: datetime | None
     visibility: str
     author: Actor
+    event: EventCard | None = None  # an ``Event``'s date and place (accounts.py reads them)
 
     @property
     def author_path(self) -> str:

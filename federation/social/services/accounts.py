@@ -27,6 +27,7 @@ from federation.social.schemas import (
     FetchedNote,
     Lookup,
     RemoteExtras,
+    event_card,
 )
 from federation.social.services.relations import Relations
 from federation.social.services.views import note_views
@@ -91,7 +92,9 @@ def _fetched_note(item: Any, actor: Actor) -> FetchedNote | None:
     return FetchedNote(ap_id=oid, url=page_url(obj, oid),
                        type=str(obj.get("type")), name=plain_text(obj.get("name"), 500),
                        content=sanitize_html(obj.get("content")), summary=plain_text(obj.get("summary"), 500),
-                       published=parse_time(obj.get("published")), visibility=visibility, author=actor)
+                       published=parse_time(obj.get("published")), visibility=visibility, author=actor,
+                       event=event_card(obj, name=plain_text(obj.get("name"), 500), url=page_url(obj, oid))
+                       if obj.get("type") == "Event" else None)
 
 
 async def remote_extras(fed: Federation, actor: Actor, *, want_notes: bool) -> RemoteExtras:

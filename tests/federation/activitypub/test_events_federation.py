@@ -75,7 +75,10 @@ def test_event_document_shape() -> None:
     assert doc["category"] == "FOOD_DRINK"
     assert {t["name"] for t in doc["tag"]} == {"#fooddrink", "#apples"}
     assert "<script>" not in doc["content"] and "Cider &lt;pressing&gt;" in doc["content"]
-    assert "Cancelled" in doc["summary"] and "The orchard" in doc["summary"]  # Mastodon shows name + summary + url
+    # no summary: Mastodon-style clients would fold the post behind it as a content warning; the
+    # date, place and status head the content instead
+    assert "summary" not in doc
+    assert "Cancelled" in doc["content"] and "The orchard" in doc["content"]
     event.status, event.capacity = "scheduled", None
     plain = event_fields(event, base_url=BASE, remaining=None)
     assert plain["ical:status"] == "CONFIRMED" and "maximumAttendeeCapacity" not in plain
@@ -126,6 +129,7 @@ async def test_event_lifecycle_and_participation(client: Any, db_session: AsyncS
     assert event_doc["maximumAttendeeCapacity"] == 1 and event_doc["remainingAttendeeCapacity"] == 1
     assert event_doc["location"]["address"]["streetAddress"] == "1 Mill Lane, Bristol BS1 1AA"
     assert "<em>jars</em>" in event_doc["content"] and "<script>" not in event_doc["content"]
+    assert not event_doc.get("summary") and not event_doc.get("sensitive")  # never a content warning
     assert any(isinstance(c, dict) and c.get("joinMode") == {"@id": "mz:joinMode", "@type": "mz:joinModeType"}
                for c in create["@context"])
 

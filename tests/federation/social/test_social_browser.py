@@ -182,11 +182,11 @@ def test_compose_like_boost_reply_with_javascript(tmp_path: Path, browser_binary
         page.eval(click(note, "like"))
         page.wait_for(f"document.querySelector('#{note} form[action$=\"/unlike\"]') !== null")
         assert button(page, note, "unlike") == "★ Liked 1"
-        assert button(page, note, "boost") == "🔁 Boost"
+        assert button(page, note, "boost") == " Boost"
         page.wait_for(processed(f'#{note} form[action$="/boost"]'))
         page.eval(click(note, "boost"))
         page.wait_for(f"document.querySelector('#{note} form[action$=\"/unboost\"]') !== null")
-        assert button(page, note, "unboost") == "🔁 Boosted 1"
+        assert button(page, note, "unboost") == " Boosted 1"
         # The swapped-in note carries a working form (and CSRF token): unlike it again, from the
         # keyboard this time, and the focus stays on the button that was pressed.
         page.wait_for(processed(f'#{note} form[action$="/unlike"]'))
@@ -203,7 +203,7 @@ def test_compose_like_boost_reply_with_javascript(tmp_path: Path, browser_binary
         assert page.eval("document.querySelectorAll('article.note').length") == 1  # boosting didn't duplicate it
         # The server kept what the swaps showed.
         page.goto(server.base_url + "/social/")
-        assert button(page, note, "like") == "☆ Like" and button(page, note, "unboost") == "🔁 Boosted 1"
+        assert button(page, note, "like") == "☆ Like" and button(page, note, "unboost") == " Boosted 1"
         page.eval(click(note, "like"))
         page.wait_for(f"document.querySelector('#{note} form[action$=\"/unlike\"]') !== null")
 
@@ -263,7 +263,7 @@ def test_compose_like_boost_reply_without_javascript(tmp_path: Path, browser_bin
         assert button(page, note, "unlike") == "★ Liked 1"
         submit(page, click(note, "boost"), f"document.querySelector('#{note} form[action$=\"/unboost\"]') !== null")
         assert page.eval("location.pathname") in TIMELINE
-        assert button(page, note, "unboost") == "🔁 Boosted 1" and button(page, note, "unlike") == "★ Liked 1"
+        assert button(page, note, "unboost") == " Boosted 1" and button(page, note, "unlike") == "★ Liked 1"
         submit(page, click(note, "unlike"), f"document.querySelector('#{note} form[action$=\"/like\"]') !== null")
         assert button(page, note, "like") == "☆ Like"
 
