@@ -151,9 +151,10 @@ async def get_cart(request: Request[Any, Any, Any], cart_service: CartService) -
 async def add_line(request: Request[Any, Any, Any], cart_service: CartService,
                    data: LineIn) -> Any:
     service = cart_service
+    target = data.target()  # a line naming nothing is a 422 whichever cart it was meant for
     order = await _cart(request, service)
     try:
-        await service.add(order, quantity=_quantity(data.quantity), details=data.details, **data.target())
+        await service.add(order, quantity=_quantity(data.quantity), details=data.details, **target)
     except InsufficientStock as exc:
         return _short(exc)
     return cart_json(order)

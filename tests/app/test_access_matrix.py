@@ -232,7 +232,7 @@ def fill(case: Case, world: World) -> str:
             return str(world.ids["nothing"])  # status or notification, so 404 for every caller allowed
         if name == "media_id":  # the Mastodon API: no such upload, 404 for every caller allowed
             return str(world.ids["nothing"])
-        if name == "hashtag":  # the Mastodon API's tag timeline: a tag no note carries, an empty page
+        if name in ("hashtag", "tag"):  # the tag timelines (Mastodon API, hub): a tag no note carries, empty
             return "nothing"
         if name == "fid":
             return str(world.ids["nothing"])  # no pending follow request: everybody allowed gets 404
