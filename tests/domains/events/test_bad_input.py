@@ -99,7 +99,8 @@ async def test_a_replayed_door_form_gives_the_same_answer_and_one_check_in(clien
 async def test_an_excluded_or_past_date_of_a_series_takes_no_booking(engine: AsyncEngine) -> None:
     skipped = DAY + timedelta(days=7)
     event = await _event(engine, rrule="FREQ=WEEKLY;COUNT=3", exdates=skipped.isoformat())
-    started = date.today() - timedelta(days=14)  # dates 14 and 7 days ago passed; the third is in a week
+    # dates 13 and 6 days ago passed; the third is tomorrow (not today: at 18:00 it would have begun)
+    started = date.today() - timedelta(days=13)
     past = await _event(engine, title="Old series", start_date=started.isoformat(), rrule="FREQ=WEEKLY;COUNT=3")
     maker = async_sessionmaker(engine, expire_on_commit=False)
     for target, key in ((event, f"{skipped:%Y%m%d}T180000"), (past, f"{started:%Y%m%d}T180000"),
