@@ -626,6 +626,7 @@ git_router = Router(
 # or too slow (408), and then no free slot (429/503; the full path's very answers).
 _LEAN_PATH = re.compile(r"/forge/([A-Za-z0-9_.-]{1,200})/([A-Za-z0-9_.-]{1,200})/(info/refs|git-upload-pack)")
 _UPLOAD_PACK_REQUEST = b"application/x-git-upload-pack-request"
+_SINGLE_HEADERS = frozenset({b"host", b"git-protocol", b"authorization", b"content-type", b"content-encoding"})
 
 
 class _FallThrough(Exception):
@@ -681,35 +682,19 @@ class GitFastPath:
         raw = scope.get("raw_path")
         if raw is not None and _BAD_RAW_PATH.search(raw.split(b"?", 1)[0]):
             return None
-        host: bytes | None = None
-        protocol: bytes | None = None
-        authorization: bytes | None = None
-        content_type: bytes | None = None
-        content_encoding: bytes | None = None
+        # Each of these read once: two Host lines are SingleHostMiddleware's 400, and of two
+        # Content-Type lines Litestar reads the first where we would read the last.
+        single: dict[bytes, bytes] = {}
         request_id = b""
         for name, value in scope["headers"]:
-            if name == b"host":
-                if host is not None:
-                    return None  # two Host lines: SingleHostMiddleware's 400
-                host = value
-            elif name == b"git-protocol":
-                if protocol is not None:
+            if name in _SINGLE_HEADERS:
+                if name in single:
                     return None
-                protocol = value
-            elif name == b"authorization":
-                if authorization is not None:
-                    return None
-                authorization = value
-            elif name == b"content-type":
-                if content_type is not None:
-                    return None  # two of them: Litestar reads the first, we would read the last
-                content_type = value
-            elif name == b"content-encoding":
-                if content_encoding is not None:
-                    return None
-                content_encoding = value
+                single[name] = value
             elif name == b"x-request-id":
                 request_id = value
+        host, protocol, authorization = single.get(b"host"), single.get(b"git-protocol"), single.get(b"authorization")
+        content_type, content_encoding = single.get(b"content-type"), single.get(b"content-encoding")
         try:
             if host is None or host.decode("ascii") not in self.hosts:
                 return None  # AllowedHostsMiddleware refuses it with its own 400
