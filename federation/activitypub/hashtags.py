@@ -5,6 +5,7 @@ and indexed in ``ap_hashtag`` so the tag timeline is one indexed join, not a sca
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import delete
@@ -34,6 +35,39 @@ def tags_in_text(text: str) -> list[str]:
         if (key := normalize(m.group(1))) and key not in seen:
             seen[key] = m.group(1)
     return list(seen.values())[:MAX_TAGS]
+
+
+_TAG_OR_TEXT = re.compile(r"(<[^>]*>)")
+
+
+def link_tags(html: str, href: Callable[[str], str]) -> str:
+    """``#tag`` in sanitised HTML as a link to ``href(tag)`` (the tag normalised), as Mastodon links
+    them; text inside a link (a received post's own tag links, a URL's ``#anchor``) and inside
+    tags is left alone. Only text between tags gains a link whose name is a run of word characters
+    (HASHTAG), so the result is as safe as it was; an entity's ``&#39;`` is no tag (HASHTAG looks
+    behind for ``&``)."""
+    if "#" not in html:
+        return html
+
+    def link(m: re.Match[str]) -> str:
+        name = normalize(m.group(1))
+        if not name:
+            return m.group(0)
+        return f'<a href="{href(name)}" class="mention hashtag" rel="tag">#{m.group(1)}</a>'
+
+    out: list[str] = []
+    depth = 0
+    for part in _TAG_OR_TEXT.split(html):
+        if part.startswith("<"):
+            name = part[1:].lstrip("/").split(None, 1)[0].rstrip(">").lower() if len(part) > 2 else ""
+            if name == "a":
+                depth += -1 if part.startswith("</") else 1
+            out.append(part)
+        elif depth <= 0 and "#" in part:
+            out.append(HASHTAG.sub(link, part))
+        else:
+            out.append(part)
+    return "".join(out)
 
 
 def tags_in_document(tag: Any) -> list[str]:

@@ -18,7 +18,7 @@ from uuid import UUID
 
 from advanced_alchemy.base import UUIDv7AuditBase
 from advanced_alchemy.types import DateTimeUTC, JsonB
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 URI = 2048
@@ -81,9 +81,20 @@ class Activity(UUIDv7AuditBase):
     error: Mapped[str] = mapped_column(Text, default="")
 
 
+# Notes an account's counts include: not deleted, not direct (render.py ``_counts``).
+SHOWN = "deleted IS false AND visibility <> 'direct'"
+
+
 class APObject(UUIDv7AuditBase):
     __tablename__ = "ap_object"
-    __table_args__ = (Index("ix_ap_object_attributed_published", "attributed_to", "published"),)
+    __table_args__ = (
+        Index("ix_ap_object_attributed_published", "attributed_to", "published"),
+        # An account's shown notes (what statuses_count and last_status_at count, on every account
+        # an API page renders): the predicate in the index, so PostgreSQL counts them from the
+        # index alone instead of visiting each note's row.
+        Index("ix_ap_object_attributed_shown", "attributed_to", "published",
+              postgresql_where=text(SHOWN), sqlite_where=text(SHOWN)),
+    )
 
     ap_id: Mapped[str] = mapped_column(String(URI), unique=True)
     type: Mapped[str] = mapped_column(String(40), default="Note")
@@ -92,7 +103,7 @@ class APObject(UUIDv7AuditBase):
     content: Mapped[str] = mapped_column(Text, default="")  # sanitised HTML
     summary: Mapped[str] = mapped_column(Text, default="")  # content warning (plain text)
     name: Mapped[str] = mapped_column(Text, default="")
-    url: Mapped[str] = mapped_column(String(URI), default="")
+    url: Mapped[str] = mapped_column(String(URI), default="", index=True)  # a note found by its web address
     in_reply_to: Mapped[str] = mapped_column(String(URI), default="", index=True)
     visibility: Mapped[str] = mapped_column(String(16), default="public")  # public|unlisted|followers|direct
     to: Mapped[list[str]] = mapped_column(JsonB, default=list)

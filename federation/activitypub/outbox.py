@@ -194,6 +194,9 @@ class Outbox:
                 label = f"@{m.username}@{m.domain}"
                 content = content.replace(
                     label, f'<span class="h-card"><a href="{m.url or m.uri}" class="u-url mention">{label}</a></span>')
+        # Hashtags as links to their tag page, as Mastodon sends them: receiving servers and their
+        # apps show the HTML they get, and a bare ``#tag`` there leads nowhere.
+        content = hashtags.link_tags(content, self.urls.tag)
         obj = APObject(id=oid, ap_id=self.urls.object(oid), type="Note", local=True, attributed_to=actor.uri,
                        content=content, summary=summary.strip()[:500], url=self.urls.object(oid),
                        in_reply_to=in_reply_to, visibility=visibility, to=to, cc=cc,
@@ -208,7 +211,8 @@ class Outbox:
                 obj.published = article["published"]
             obj.raw = {"tag": list(article.get("tags", []))}
         else:  # Mastodon's Hashtag tags (docs.joinmastodon.org/spec/activitypub/#Hashtag), for note_document
-            obj.raw = {"tag": [{"type": "Hashtag", "name": f"#{t}"} for t in hashtags.tags_in_text(text)]}
+            obj.raw = {"tag": [{"type": "Hashtag", "name": f"#{t}", "href": self.urls.tag(hashtags.normalize(t))}
+                               for t in hashtags.tags_in_text(text)]}
         if attachment:
             obj.raw = {**obj.raw, "attachment": attachment}
         self.session.add(obj)

@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 from uuid import UUID
 
 # Service actor name -> ActivityPub type: the installed domains' declared actors (app/kit.py
@@ -112,6 +112,10 @@ class Urls:
 
     def object(self, oid: UUID | str) -> str:
         return f"{self.base}/ap/objects/{oid}"
+
+    def tag(self, name: str) -> str:
+        """A hashtag's page (the hub's ``/social/tags/<tag>``), what a note's tag links name."""
+        return f"{self.base}/social/tags/{quote(name)}"
 
     def activity(self, aid: UUID | str) -> str:
         return f"{self.base}/ap/activities/{aid}"

@@ -231,10 +231,9 @@ class Render:
             status = e.Status(
                 id=str(o.id), uri=o.ap_id, url=o.url or o.ap_id, created_at=iso(o.published),
                 account=accounts.get(o.attributed_to) or self._stub_account(o.attributed_to),
-                content=short_local_mentions(o.content, self.here) if o.type != "Article" else
-                f"<p><strong>{html.escape(plain_text(o.name, 500))}</strong></p>{o.content}",
-                visibility=VISIBILITY_OUT.get(o.visibility, "public"), sensitive=bool(o.summary),
-                spoiler_text=o.summary, media_attachments=from_note(o), mentions=mentions, tags=self._tags(o),
+                content=_content(o, self.here),
+                visibility=VISIBILITY_OUT.get(o.visibility, "public"), sensitive=bool(_warning(o)),
+                spoiler_text=_warning(o), media_attachments=from_note(o), mentions=mentions, tags=self._tags(o),
                 emojis=[],
                 reblogs_count=v.boosts, favourites_count=v.likes, replies_count=int(replies.get(o.ap_id, 0)),
                 in_reply_to_id=str(parent[0]) if parent is not None else None,
@@ -265,6 +264,22 @@ class Render:
     async def boost_wrapper(self, ann: Announce, inner: e.Status) -> e.Status:
         assert self.me is not None
         return self._wrapper(ann, await self.account(self.me), inner)
+
+
+def _warning(o: APObject) -> str:
+    """The content warning: a note's ``summary``. An Event's is its description, not a warning
+    (Mobilizon and Gancio send one), so it is shown in the content instead."""
+    return "" if o.type == "Event" else o.summary
+
+
+def _content(o: APObject, here: str) -> str:
+    """The status's HTML: a note's own; an Article's or an Event's title first (clients show no
+    ``name``), an Event's summary after it, as Mastodon renders such objects."""
+    if o.type not in ("Article", "Event"):
+        return short_local_mentions(o.content, here)
+    title = f"<p><strong>{html.escape(plain_text(o.name, 500))}</strong></p>" if o.name or o.type == "Article" else ""
+    summary = f"<p>{html.escape(o.summary)}</p>" if o.type == "Event" and o.summary else ""
+    return f"{title}{summary}{o.content}"
 
 
 def source_text(html: str) -> str:

@@ -18,7 +18,7 @@ import msgspec
 
 from domains.account.models import User
 from federation.activitypub.core import host_of
-from federation.activitypub.hashtags import HASHTAG, normalize
+from federation.activitypub.hashtags import link_tags
 from federation.activitypub.models import Actor, APObject, Block, Follow, Notification, Report
 from federation.activitypub.sanitize import plain_text
 from federation.social import when
@@ -193,37 +193,10 @@ def short_local_mentions(html: str, here: str) -> str:
         lambda m: f">@{m.group(1)}</a>" if m.group(2).lower() == here.lower() else m.group(0), html)
 
 
-_TAG_OR_TEXT = re.compile(r"(<[^>]*>)")
-
-
 def link_hashtags(html: str) -> str:
     """``#tag`` in a post's text as a link to the hub's tag page (``/social/tags/<tag>``), as
-    Mastodon links them; text inside a link (a received post's own tag links, a URL's ``#anchor``)
-    and inside tags is left alone. The input is sanitised HTML and only text between tags gains a
-    link whose name is a run of word characters (hashtags.HASHTAG), so the result is as safe as it was; an
-    entity's ``&#39;`` is no tag (HASHTAG looks behind for ``&``)."""
-    if "#" not in html:
-        return html
-    out: list[str] = []
-    depth = 0
-    for part in _TAG_OR_TEXT.split(html):
-        if part.startswith("<"):
-            name = part[1:].lstrip("/").split(None, 1)[0].rstrip(">").lower() if len(part) > 2 else ""
-            if name == "a":
-                depth += -1 if part.startswith("</") else 1
-            out.append(part)
-        elif depth <= 0 and "#" in part:
-            out.append(HASHTAG.sub(_tag_link, part))
-        else:
-            out.append(part)
-    return "".join(out)
-
-
-def _tag_link(m: re.Match[str]) -> str:
-    name = normalize(m.group(1))
-    if not name:
-        return m.group(0)
-    return f'<a href="/social/tags/{quote(name)}" class="mention hashtag" rel="tag">#{m.group(1)}</a>'
+    Mastodon links them (hashtags.link_tags: text already inside a link is left alone)."""
+    return link_tags(html, lambda name: f"/social/tags/{quote(name)}")
 
 
 def mention_of(actor: Actor | None) -> str:

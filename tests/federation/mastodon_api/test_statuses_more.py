@@ -120,7 +120,8 @@ async def test_search_accounts_statuses_and_hashtags(client: Any, db_session: An
     body = everything.json()
     assert set(body) == {"accounts", "statuses", "hashtags"} and body["accounts"] == []
     texts = sorted(s["content"] for s in body["statuses"])
-    assert texts == ["<p>Gardening with #roses today</p>", "<p>my own gardening, just for me</p>"]
+    assert texts == ['<p>Gardening with <a href="http://127.0.0.1:8000/social/tags/roses" class="mention hashtag" '
+                     'rel="tag">#roses</a> today</p>', "<p>my own gardening, just for me</p>"]
     people = (await client.get("/api/v2/search", params={"q": "@bob", "type": "accounts"},
                                headers=bearer(alice))).json()
     assert [a["acct"] for a in people["accounts"]] == ["bobby"] and people["statuses"] == []
