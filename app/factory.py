@@ -53,7 +53,7 @@ from fragments.registry import inline_fragment
 from fragments.site import installed, section_links
 
 if TYPE_CHECKING:
-    from litestar.types import Receive, Scope, Send
+    from litestar.types import ASGIApp, Receive, Scope, Send
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from domains.account.models import User
@@ -72,12 +72,29 @@ class SingleHostMiddleware(AllowedHostsMiddleware):
     line could otherwise smuggle another host past the check to code that reads it differently.
     """
 
+    def __init__(self, app: ASGIApp, config: AllowedHostsConfig) -> None:
+        super().__init__(app, config)
+        # The configured hosts without a wildcard, matched by a set lookup before the regex (which
+        # Litestar builds from the same list, escaped, so either says yes to exactly these).
+        self.exact_hosts = frozenset(host for host in config.allowed_hosts
+                                     if not host.startswith("*.") and host.split(":")[0])
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if sum(1 for name, _ in scope["headers"] if name == b"host") > 1:
+        lines = 0
+        host: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"host":
+                lines += 1
+            if host is None and name.lower() == b"host":
+                host = value
+        if lines > 1:
             refused = ASGIResponse(body=b'{"message":"invalid host header"}', status_code=HTTP_400_BAD_REQUEST)
             await refused(scope, receive, send)
             return
-        await super().__call__(scope, receive, send)
+        if self.allowed_hosts_regex is not None and host is not None and host.decode("latin-1") in self.exact_hosts:
+            await self.app(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)  # Litestar's check: wildcards, "*", the 400
 
 
 class InstalledIdentity:

@@ -122,18 +122,51 @@ class SecurityHeaders:
             (True, False): document_csp(allow_http=allow_http),
             (True, True): document_csp(allow_http=allow_http, embed=True),
         }
+        # What ``apply`` adds to a response that set none of these names itself (nearly every one),
+        # encoded once: (document, embed, opener policy) -> the raw header pairs, in apply's order.
+        self.added: dict[tuple[bool, bool, bool], tuple[tuple[bytes, bytes], ...]] = {}
+        for (document, embed), csp in self.csp.items():
+            for opener in (False, True):
+                pairs = [("content-security-policy", csp)]
+                if parse_csp(csp).get("frame-ancestors") == "'none'":
+                    pairs.append(("x-frame-options", "DENY"))
+                pairs += [("x-content-type-options", "nosniff"), ("referrer-policy", REFERRER_POLICY)]
+                if document:
+                    pairs.append(("permissions-policy", PERMISSIONS_POLICY))
+                    if opener:
+                        pairs.append(("cross-origin-opener-policy", "same-origin"))
+                if self.hsts:
+                    pairs.append(("strict-transport-security", HSTS))
+                self.added[document, embed, opener] = tuple((k.encode(), v.encode("latin-1")) for k, v in pairs)
 
     async def __call__(self, message: Message, scope: Scope) -> None:
         if message["type"] != "http.response.start" or scope["type"] != ScopeType.HTTP:
             return
+        raw = message.get("headers")
+        if isinstance(raw, list):
+            # One pass over the response's own headers instead of a decoding scan per name; a
+            # response that set any of ours (a handler's CSP, an embed's framing) takes the
+            # general path, which merges rather than appends.
+            content_type: str | None = None
+            for name, value in raw:
+                lowered = name.lower()
+                if lowered in _OURS:
+                    break
+                if lowered == b"content-type" and content_type is None:
+                    content_type = value.decode("latin-1")
+            else:
+                policy = policy_of(scope)
+                embed = policy is CachePolicy.EMBED
+                document = _is_document(content_type or "")
+                raw.extend(self.added[document, embed, document and not embed and policy not in CACHEABLE])
+                return
         headers = MutableScopeHeaders.from_message(message)  # type: ignore[arg-type]
         self.apply(headers, scope)
 
     def apply(self, headers: MutableScopeHeaders, scope: Scope) -> None:
         policy = policy_of(scope)  # None when the router matched no route (404, 405)
         embed = policy is CachePolicy.EMBED
-        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        document = not content_type or content_type in DOCUMENT_TYPES
+        document = _is_document(headers.get("content-type", ""))
 
         csp = self.csp[(document, embed)]
         if "content-security-policy" in headers:
@@ -149,6 +182,16 @@ class SecurityHeaders:
                 _default(headers, "cross-origin-opener-policy", "same-origin")
         if self.hsts:
             _default(headers, "strict-transport-security", HSTS)
+
+
+# Every name SecurityHeaders may set or merge: a response carrying any of them takes the general path.
+_OURS = frozenset({b"content-security-policy", b"x-frame-options", b"x-content-type-options", b"referrer-policy",
+                   b"permissions-policy", b"cross-origin-opener-policy", b"strict-transport-security"})
+
+
+def _is_document(content_type: str) -> bool:
+    media_type = content_type.split(";")[0].strip().lower()
+    return not media_type or media_type in DOCUMENT_TYPES
 
 
 def _default(headers: MutableScopeHeaders, name: str, value: str) -> None:

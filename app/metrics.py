@@ -21,13 +21,17 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from litestar import Request, get
+from litestar.enums import ScopeType
 from litestar.exceptions import NotFoundException
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController, PrometheusMiddleware
 from litestar.response import Response
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import (
     REGISTRY,
     CollectorRegistry,
@@ -81,11 +85,77 @@ IN_PROCESS_WORKERS = Gauge(
     multiprocess_mode="livesum",
 )
 
+
+class LeanPrometheusMiddleware(PrometheusMiddleware):
+    """Litestar's request metrics, same names, labels and values, with each route's labelled
+    series looked up once rather than on every request.
+
+    Litestar's middleware builds a ``Request``, two label dicts and four ``labels()`` lookups
+    (each taking the metric's lock) per request; the label values here depend only on the method,
+    the route template and the status, so the children are kept per such key (bounded by the
+    routes: unmatched paths never reach a middleware).
+    """
+
+    def __init__(self, app: ASGIApp, config: PrometheusConfig) -> None:
+        super().__init__(app, config)
+        # Configured extra labels, exemplars, excluded methods or raw paths: Litestar's own path.
+        self._general = bool(config.labels or config.exemplars or config.excluded_http_methods
+                             or not config.group_path)
+        self._started: dict[tuple[str, str], Any] = {}
+        self._finished: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
+
+    def _labels(self, method: str, path: str, status: int) -> dict[str, str | int | float]:
+        # The label names and their order as PrometheusMiddleware._get_default_labels gives them.
+        return {"method": method, "path": path, "status_code": status, "app_name": self._config.app_name}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._general:
+            await PrometheusMiddleware.__call__(self, scope, receive, send)
+            return
+        method = scope["method"] if scope["type"] == ScopeType.HTTP else scope["type"]  # type: ignore[typeddict-item]
+        path = scope["path_template"]  # type: ignore[typeddict-item]
+        in_progress = self._started.get((method, path))
+        if in_progress is None:
+            labels = self._labels(method, path, 200)
+            in_progress = self.requests_in_progress(labels).labels(*labels.values())
+            self._started[method, path] = in_progress
+        started = time.perf_counter()
+        span = [200, 0.0]  # status, duration: until a body is sent, 0 (as Litestar records it)
+
+        async def wrapped_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                span[0] = message["status"]
+            if message["type"] == "http.response.body":
+                span[1] = time.perf_counter() - started
+            await send(message)
+
+        in_progress.inc()
+        try:
+            await self.app(scope, receive, wrapped_send)
+        finally:
+            in_progress.dec()
+            status = int(span[0])
+            children = self._finished.get((method, path, status))
+            if children is None:
+                labels = self._labels(method, path, status)
+                values = [*labels.values()]
+                errors = (self.requests_error_count(labels).labels(*values)
+                          if status >= HTTP_500_INTERNAL_SERVER_ERROR else None)
+                children = (self.request_count(labels).labels(*values),
+                            self.request_time(labels).labels(*values), errors)
+                self._finished[method, path, status] = children
+            count, duration, errors = children
+            if errors is not None:
+                errors.inc()
+            count.inc()
+            duration.observe(span[1])
+
+
 # Route templates, not paths, as labels (one series per route, not per URL); unmatched paths are
 # not counted at all, so a scanner cannot grow the series without bound.
 PROMETHEUS = PrometheusConfig(
     app_name="rose_ash", prefix="rose_ash_http", group_path=True, exclude_unhandled_paths=True,
-    exclude=[r"^/metrics$", r"^/static/"],
+    exclude=[r"^/metrics$", r"^/static/"], middleware_class=LeanPrometheusMiddleware,
 )
 
 _PROXY_HEADERS = (b"x-forwarded-for", b"forwarded", b"via", b"x-real-ip")

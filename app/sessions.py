@@ -16,12 +16,15 @@ trusted here because the allowed-hosts middleware (app/factory.py) has already r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from litestar.connection import ASGIConnection
 from litestar.datastructures import Cookie, MutableScopeHeaders
+from litestar.middleware import DefineMiddleware
+from litestar.middleware.session.base import SessionMiddleware
 from litestar.middleware.session.server_side import ServerSideSessionBackend, ServerSideSessionConfig
-from litestar.types import Empty, Message, ScopeSession
+from litestar.types import Empty, Message, Receive, Scope, ScopeSession, Send
 from litestar.utils.dataclass import extract_dataclass_items
 
 _LOADED = "rose_ash.session_loaded"
@@ -47,21 +50,27 @@ class LazySessionBackend(ServerSideSessionBackend):
         connection.scope[_LOADED] = self.serialize_data(data, connection.scope) if data else None  # type: ignore[literal-required]
         return data
 
+    @cached_property
+    def cookie_params(self) -> dict[str, Any]:
+        """The config's cookie attributes (path, max-age, flags), the same for every response."""
+        return dict(extract_dataclass_items(self.config, exclude_none=True, include=Cookie.__dict__.keys()))
+
     async def store_in_message(
         self, scope_session: ScopeSession, message: Message, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> None:
         scope = connection.scope
-        store = self.config.get_store_from_app(scope["app"])
         incoming = connection.cookies.get(self.config.key)
         incoming = None if incoming in (None, "", "null") else incoming
+        if (scope_session is Empty or not scope_session) and not (incoming and scope.get(_LOADED) is not None):
+            return  # no session, none ended: nothing to store, no cookie (most public requests)
+        store = self.config.get_store_from_app(scope["app"])
         headers = MutableScopeHeaders.from_message(message)
-        params = dict(extract_dataclass_items(self.config, exclude_none=True, include=Cookie.__dict__.keys()))
+        params = self.cookie_params
 
-        if scope_session is Empty or not scope_session:
-            if incoming and scope.get(_LOADED) is not None:  # a real session ended (sign-out)
-                await self.delete(_store_key(connection, incoming), store=store)
-                expired = Cookie(value="null", key=self.config.key, expires=0, **params)
-                headers.add("Set-Cookie", expired.to_header(header=""))
+        if scope_session is Empty or not scope_session:  # a real session ended (sign-out)
+            await self.delete(_store_key(connection, incoming), store=store)  # type: ignore[arg-type]
+            expired = Cookie(value="null", key=self.config.key, expires=0, **params)
+            headers.add("Set-Cookie", expired.to_header(header=""))
             return
 
         data = self.serialize_data(scope_session, scope)
@@ -78,6 +87,21 @@ class LazySessionBackend(ServerSideSessionBackend):
         headers.add("Set-Cookie", Cookie(value=session_id, key=self.config.key, **params).to_header(header=""))
 
 
+class LazySessionMiddleware(SessionMiddleware[LazySessionBackend]):
+    """Litestar's session middleware without the per-request session id it would generate for a
+    visitor with no cookie: :class:`LazySessionBackend` issues its own ids when it writes, and
+    nothing reads that one (``connection.get_session_id()``)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        connection = ASGIConnection[Any, Any, Any, Any](scope, receive=receive, send=send)
+        scope["session"] = await self.backend.load_from_connection(connection)
+        await self.app(scope, receive, self.create_send_wrapper(connection))
+
+
 @dataclass
 class LazySessionConfig(ServerSideSessionConfig):
     _backend_class = LazySessionBackend
+
+    @property
+    def middleware(self) -> DefineMiddleware:
+        return DefineMiddleware(LazySessionMiddleware, backend=self._backend_class(config=self))

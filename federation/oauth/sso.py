@@ -107,9 +107,13 @@ class SSOMiddleware:
         if sid and await sso_session_ended(litestar_app, sid):
             scope["session"] = {}
             sid = None
-        headers = dict(scope["headers"])
-        host = headers.get(b"host", b"").decode("latin-1")
-        name = satellite_name(settings, host) if settings.domain_hosts else None
+        name = None
+        if settings.domain_hosts:
+            host = b""
+            for header, value in scope["headers"]:
+                if header == b"host":
+                    host = value  # the last line, as a dict of the headers would keep
+            name = satellite_name(settings, host.decode("latin-1"))
         path, method = scope["path"], scope["method"]
         if name is not None and path == "/account/login" and method == "GET":
             query = scope.get("query_string", b"").decode("latin-1")
