@@ -23,6 +23,11 @@ def make_template_config(settings: Settings) -> TemplateConfig[JinjaTemplateEngi
         env.autoescape = True  # every template, whatever its extension
         env.trim_blocks = True
         env.lstrip_blocks = True
+        # Jinja's default stats every template (and each one it extends or includes) on every
+        # render to see whether it changed on disk: about nine stat calls per composed page. The
+        # files only change with a deploy, which restarts the workers; ROSE_ASH_DEBUG keeps the
+        # edit-and-reload loop of development.
+        env.auto_reload = settings.debug
         globals_: dict[str, Any] = {
             "site_name": "Rose Ash",
             "base_url": settings.base_url,
