@@ -98,3 +98,23 @@ async def test_batched_stdout_reads_everything_in_pieces_no_larger_than_asked() 
     finally:
         child.close_pipes()
 
+
+
+@pytest.mark.parametrize("anyio_backend", [("asyncio", {"use_uvloop": True}), ("asyncio", {})],
+                         ids=["uvloop", "asyncio"])
+async def test_a_failed_exit_is_not_lost_to_the_loops_own_child_reaping(anyio_backend: object) -> None:
+    """CPython's ``Popen.poll`` reports 0 if someone else reaped the child (ECHILD), so a failed git
+    would look like a success. The loops' own subprocess support reaps by pid (libuv's SIGCHLD
+    handler waits for its own handles; asyncio's ThreadedChildWatcher for each pid it started),
+    never ``waitpid(-1)``: with their children exiting around ours, ours still reports its 3."""
+    import asyncio
+
+    for _ in range(5):
+        ours = await process.spawn(["sh", "-c", "sleep 0.05; exit 3"], env=ENV)
+        try:
+            theirs = [await asyncio.create_subprocess_exec("sh", "-c", "exit 0") for _ in range(3)]
+            assert [await p.wait() for p in theirs] == [0, 0, 0]
+            await asyncio.sleep(0.1)  # ours has exited meanwhile, its SIGCHLD seen by their handler
+            assert await ours.wait() == 3
+        finally:
+            ours.close_pipes()
