@@ -148,9 +148,10 @@ class BodyBuffer:
 
     Bodies are read whole before they take a concurrency slot, so nothing else bounds the memory
     of many arriving at once: every byte written here is taken from the budget first (past it:
-    :class:`BodyError` 503 with Retry-After), and given back by :meth:`release` once the body is
-    admitted, refused or abandoned (both paths call it on every way out). Past ``spill`` bytes
-    the body moves to a temporary file, which git then reads as its stdin directly."""
+    :class:`BodyError` 503 with Retry-After; 413 for a body larger than the whole budget), and
+    given back by :meth:`release` once the body is admitted, refused or abandoned (both paths call
+    it on every way out). Past ``spill`` bytes the body moves to a temporary file, which git then
+    reads as its stdin directly."""
 
     def __init__(self, budget: BodyBudget | None = None, limit: int = 0, spill: int | None = None,
                  spill_dir: Path | None = None) -> None:
@@ -165,6 +166,8 @@ class BodyBuffer:
 
     def write(self, data: bytes) -> int:
         if self._budget is not None:
+            if self._counted + len(data) > self._limit:  # would never fit, however long it waited
+                raise BodyError(413, f"Request body exceeds {self._limit} bytes.")
             if not self._budget.try_take(len(data), self._limit):
                 raise BodyError(503, BODIES_BUSY, retry=True)
             self._counted += len(data)
