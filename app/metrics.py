@@ -77,6 +77,13 @@ GIT_FAST_PATH = Counter(
     "git fetch requests answered by the forge's lean path, by git service step and status",
     ["step", "status"],
 )
+# Bytes of git fetch request bodies received and not yet admitted to a concurrency slot
+# (forge/runtime.py BodyBudget); back at 0 whenever no body is arriving.
+GIT_BUFFERED_BODY_BYTES = Gauge(
+    "rose_ash_git_buffered_body_bytes",
+    "Bytes of git fetch request bodies being received and not yet admitted",
+    multiprocess_mode="livesum",
+)
 # 1 in the process that holds the machine's job-worker lock (app/jobs/worker.py); summed over the
 # live processes, so a scrape shows how many in-process workers run here (1, or 0 while none does).
 IN_PROCESS_WORKERS = Gauge(

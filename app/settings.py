@@ -66,7 +66,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # push (also git's ``receive.maxInputSize``) and of an upload-pack request, git children per
     # process and per repository per process, and seconds a git request may run or stay silent;
     # seconds a client has to send a fetch request's body (408 after that; a push's body gets
-    # forge_timeout), so a slow sender holds neither a git slot nor its buffer for long.
+    # forge_timeout), so a slow sender holds neither a git slot nor its buffer for long; bytes all
+    # fetch bodies still being received may hold at once, per process (503 with Retry-After past
+    # it: those bodies take no slot yet, so slots no longer bound their memory), and the size past
+    # which one body moves from memory to a temporary file (it still counts against that budget).
     forge_max_push_bytes: int = 1 << 30
     forge_max_fetch_body_bytes: int = 256 << 20
     forge_max_concurrent: int = 32
@@ -74,6 +77,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     forge_timeout: float = 3600.0
     forge_idle_timeout: float = 600.0
     forge_body_timeout: float = 60.0
+    forge_max_buffered_body_bytes: int = 512 << 20
+    forge_body_spill_bytes: int = 4 << 20
     # The market's one currency (ISO 4217, e.g. EUR, GBP, JPY): every variant's price is in it.
     market_currency: str = "EUR"
     # The cart (domains/cart): minutes stock stays reserved once checkout starts, for guests and for

@@ -2,7 +2,8 @@
 
 The limits are operator settings, read with every other setting by :mod:`app.settings`
 (``ROSE_ASH_FORGE_MAX_PUSH_BYTES``, ``…_MAX_FETCH_BODY_BYTES``, ``…_MAX_CONCURRENT``,
-``…_MAX_PER_REPO``, ``…_TIMEOUT``, ``…_IDLE_TIMEOUT``, ``…_BODY_TIMEOUT``); :meth:`ForgeConfig.from_settings` takes
+``…_MAX_PER_REPO``, ``…_TIMEOUT``, ``…_IDLE_TIMEOUT``, ``…_BODY_TIMEOUT``, ``…_MAX_BUFFERED_BODY_BYTES``,
+``…_BODY_SPILL_BYTES``); :meth:`ForgeConfig.from_settings` takes
 them from there. This module imports nothing from the web stack: the pre-receive hook's script
 is written from here and must stay cheap to start.
 """
@@ -33,6 +34,11 @@ class ForgeConfig:
     idle_timeout: float = 600.0
     # Seconds to receive a fetch request's whole body (408 after); pushes get ``timeout``.
     body_timeout: float = 60.0
+    # Fetch bodies are read whole before they take a slot (a slow sender holds none), so slots do
+    # not bound their memory: this does, per process, counting every byte of every body not yet
+    # admitted (503 past it). A body larger than ``body_spill_bytes`` moves to a temporary file.
+    max_buffered_body_bytes: int = 512 << 20
+    body_spill_bytes: int = 4 << 20
     hook_timeout: float = 120.0
     retry_after: int = 5
     # Where git children get a HOME, an empty global config and our hooks; None = a temp dir.
@@ -48,6 +54,8 @@ class ForgeConfig:
             timeout=settings.forge_timeout,
             idle_timeout=settings.forge_idle_timeout,
             body_timeout=settings.forge_body_timeout,
+            max_buffered_body_bytes=settings.forge_max_buffered_body_bytes,
+            body_spill_bytes=settings.forge_body_spill_bytes,
             state_dir=state_dir,
         )
 

@@ -159,7 +159,7 @@ async def spawn(argv: Sequence[str], *, env: Mapping[str, str], cwd: Path | None
         if pipe_stdin:
             assert popen.stdin is not None
             transport, protocol = await loop.connect_write_pipe(
-                lambda: asyncio.streams.FlowControlMixin(loop=loop), popen.stdin)  # type: ignore[attr-defined]
+                lambda: asyncio.streams.FlowControlMixin(loop=loop), _for_loop(loop, popen.stdin, "wb"))  # type: ignore[attr-defined]
             child.stdin = asyncio.StreamWriter(transport, protocol, None, loop)
     except BaseException:
         child.kill_group()
@@ -320,8 +320,27 @@ def _available(fd: int) -> int:
 
 async def _reader(loop: asyncio.AbstractEventLoop, pipe: IO[bytes], limit: int = CHUNK) -> asyncio.StreamReader:
     reader = asyncio.StreamReader(limit=limit, loop=loop)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader, loop=loop), _for_loop(loop, pipe, "rb"))
     return reader
+
+
+def _for_loop(loop: asyncio.AbstractEventLoop, pipe: IO[bytes], mode: str) -> IO[bytes]:
+    """The pipe to give a loop's pipe transport, which then owns its file descriptor.
+
+    uvloop closes a pipe transport's descriptor twice: libuv closes it (``uv_close``), then uvloop
+    calls ``close()`` on the file object it was given (uvloop/handles/handle.pyx,
+    ``UVSocketHandle._close``, which expects EBADF). strace shows ``close(13) = 0`` then
+    ``close(13) = -1 EBADF``. Between the two the number is free, and the spawner thread's Popen
+    (``pipe2`` without the GIL) may just have been given it: the second close then takes another
+    git child's pipe, and that child's response ends mid-body (curl 18 in ``git clone``). So under
+    uvloop the transport gets a duplicate wrapped with ``closefd=False`` (libuv's close is the
+    only one) and Popen's own object is closed here, once. asyncio's own transports close the
+    object they were given exactly once: they get it unchanged."""
+    if not type(loop).__module__.startswith("uvloop"):
+        return pipe
+    fd = os.dup(pipe.fileno())
+    pipe.close()
+    return open(fd, mode, buffering=0, closefd=False)  # libuv closes fd, this object never does
 
 
 async def run(argv: Sequence[str], *, env: Mapping[str, str], input: bytes | None = None,

@@ -7,11 +7,12 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.metrics import GIT_BUFFERED_BODY_BYTES
 from app.settings import Settings
 from forge.config import ForgeConfig
 from forge.storage import RepoStore
 
-__all__ = ["ForgeRuntime", "Limiter", "Slot", "runtime_for"]
+__all__ = ["BodyBudget", "ForgeRuntime", "Limiter", "Slot", "runtime_for"]
 
 
 @dataclass
@@ -50,10 +51,33 @@ class Slot:
 
 
 @dataclass
+class BodyBudget:
+    """Bytes held by fetch bodies still being read (not yet admitted to a slot), per process.
+
+    The limit is the caller's (``ForgeConfig.max_buffered_body_bytes``, read when a body starts),
+    so a changed config applies to the next body; ``used`` goes back to 0 once every body has
+    been admitted, refused or abandoned (smart_http.BodyBuffer.release)."""
+
+    used: int = 0
+
+    def try_take(self, size: int, limit: int) -> bool:
+        if self.used + size > limit:
+            return False
+        self.used += size
+        GIT_BUFFERED_BODY_BYTES.inc(size)
+        return True
+
+    def give(self, size: int) -> None:
+        self.used -= size
+        GIT_BUFFERED_BODY_BYTES.dec(size)
+
+
+@dataclass
 class ForgeRuntime:
     config: ForgeConfig
     store: RepoStore
     limiter: Limiter
+    bodies: BodyBudget = field(default_factory=BodyBudget)
 
 
 _runtimes: dict[Path, ForgeRuntime] = {}

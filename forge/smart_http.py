@@ -48,7 +48,7 @@ from forge.access import Allowed, Denied, check_access, may_see
 from forge.config import ForgeConfig
 from forge.deps import DEPENDENCIES
 from forge.process import Batching, Child, SpawnQueueFull, spawn, spawn_queue_full
-from forge.runtime import ForgeRuntime, Slot
+from forge.runtime import BodyBudget, ForgeRuntime, Slot
 from forge.services import OWNER_NAME, RepoService, repo_name_problem
 from forge.storage import server_config
 
@@ -95,6 +95,12 @@ def admit(rt: ForgeRuntime, repo_id: uuid.UUID) -> Slot | tuple[int, str]:
     return slot if slot is not None else (429, TOO_MANY)
 
 
+def body_buffer(rt: ForgeRuntime) -> BodyBuffer:
+    """A fetch body's buffer, counted against the process's budget (both paths use this)."""
+    rt.config.ensure_state()  # the spill directory
+    return BodyBuffer(rt.bodies, rt.config.max_buffered_body_bytes, rt.config.body_spill_bytes, rt.config.tmp_dir)
+
+
 def split_repo(owner: str, repo: str) -> tuple[str, str] | None:
     """``owner`` and ``repo`` (with or without ``.git``) if both are safe names, else None.
 
@@ -134,28 +140,83 @@ def pkt_line(text: str) -> bytes:
     return f"{len(data) + 4:04x}".encode() + data
 
 
-class _Buffer:
-    """A bytes sink for small upload-pack bodies."""
+BODIES_BUSY = "Too many git request bodies are being received at once; try again shortly."
 
-    def __init__(self) -> None:
+
+class BodyBuffer:
+    """An upload-pack body on its way in, counted against the process's :class:`BodyBudget`.
+
+    Bodies are read whole before they take a concurrency slot, so nothing else bounds the memory
+    of many arriving at once: every byte written here is taken from the budget first (past it:
+    :class:`BodyError` 503 with Retry-After; 413 for a body larger than the whole budget), and
+    given back by :meth:`release` once the body is admitted, refused or abandoned (both paths call
+    it on every way out). Past ``spill`` bytes the body moves to a temporary file, which git then
+    reads as its stdin directly."""
+
+    def __init__(self, budget: BodyBudget | None = None, limit: int = 0, spill: int | None = None,
+                 spill_dir: Path | None = None) -> None:
         self.parts: list[bytes] = []
+        self.size = 0
+        self.file: IO[bytes] | None = None
+        self._budget = budget
+        self._limit = limit
+        self._counted = 0
+        self._spill = spill
+        self._spill_dir = spill_dir
 
     def write(self, data: bytes) -> int:
-        self.parts.append(data)
+        if self._budget is not None:
+            if self._counted + len(data) > self._limit:  # would never fit, however long it waited
+                raise BodyError(413, f"Request body exceeds {self._limit} bytes.")
+            if not self._budget.try_take(len(data), self._limit):
+                raise BodyError(503, BODIES_BUSY, retry=True)
+            self._counted += len(data)
+        if self.file is None and self._spill is not None and self.size + len(data) > self._spill:
+            self.file = tempfile.TemporaryFile(dir=self._spill_dir)  # noqa: SIM115 - close() closes it
+            self.file.writelines(self.parts)
+            self.parts.clear()
+        if self.file is not None:
+            self.file.write(data)
+        else:
+            self.parts.append(data)
+        self.size += len(data)
         return len(data)
 
     def getvalue(self) -> bytes:
         return b"".join(self.parts)
 
+    def stdin(self) -> dict[str, Any]:
+        """GitRun's stdin arguments: the bytes, or the spilled file from its start."""
+        if self.file is None:
+            data = self.getvalue()
+            self.parts.clear()  # one copy in memory while git runs, not two
+            return {"stdin_bytes": data}
+        self.file.flush()
+        self.file.seek(0)
+        return {"stdin_file": self.file}
+
+    def release(self) -> None:
+        """Give the bytes counted back to the budget (idempotent); the body itself stays."""
+        if self._budget is not None and self._counted:
+            self._budget.give(self._counted)
+        self._counted = 0
+
+    def close(self) -> None:
+        self.release()
+        self.parts.clear()
+        if self.file is not None:
+            self.file.close()
+
 
 class BodyError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, retry: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.retry = retry  # answer with Retry-After
 
 
-async def read_body(request: Request[Any, Any, Any], sink: IO[bytes] | _Buffer, limit: int,
+async def read_body(request: Request[Any, Any, Any], sink: IO[bytes] | BodyBuffer, limit: int,
                     within: float | None = None) -> int:
     """Copy the whole request body into ``sink``, decoding ``Content-Encoding: gzip`` on the fly.
 
@@ -166,7 +227,7 @@ async def read_body(request: Request[Any, Any, Any], sink: IO[bytes] | _Buffer, 
     return await copy_body(request.headers.get("content-encoding", ""), request.stream(), sink, limit, within)
 
 
-async def copy_body(content_encoding: str, chunks: AsyncIterator[bytes], sink: IO[bytes] | _Buffer,
+async def copy_body(content_encoding: str, chunks: AsyncIterator[bytes], sink: IO[bytes] | BodyBuffer,
                     limit: int, within: float | None = None) -> int:
     """:func:`read_body` on any stream of body chunks (the lean path reads ASGI ``receive``)."""
     encoding = content_encoding.strip().lower()
@@ -517,16 +578,18 @@ async def _service(request: Request[Any, Any, Any], repo_service: RepoService, r
     # must not hold one of the repository's few slots while it does.
     try:
         if service == "git-upload-pack":
-            buf = _Buffer()
+            buf = body_buffer(rt)
+            cleanup.append(buf.close)
             await read_body(request, buf, rt.config.max_fetch_body_bytes, rt.config.body_timeout)
+            buf.release()  # the body is in: admitted or refused below, with no wait in between
             run = GitRun(argv=[*_base_argv(rt, service), "upload-pack", "--stateless-rpc", str(path)],
-                         env=rt.config.git_env(extra), cwd=path, config=rt.config, stdin_bytes=buf.getvalue())
+                         env=rt.config.git_env(extra), cwd=path, config=rt.config, **buf.stdin())
         else:
             run = await _receive_pack_run(request, repo_service, rt, allowed, path, extra, cleanup)
     except BodyError as exc:
         for fn in cleanup:
             fn()
-        return plain(exc.status, exc.message)
+        return plain(exc.status, exc.message, {"Retry-After": str(rt.config.retry_after)} if exc.retry else None)
     except BaseException:
         for fn in cleanup:
             fn()
@@ -799,21 +862,30 @@ class GitFastPath:
                                "--advertise-refs", str(path)], env=env, cwd=path, config=rt.config, prefix=prefix)
             media_type = "application/x-git-upload-pack-advertisement"
         else:
-            buf = _Buffer()
+            retry = [(b"retry-after", str(rt.config.retry_after).encode())]
+            buf = body_buffer(rt)
             try:
-                await copy_body(lean.content_encoding, _receive_body(receive), buf, rt.config.max_fetch_body_bytes,
-                                rt.config.body_timeout)
+                try:
+                    await copy_body(lean.content_encoding, _receive_body(receive), buf,
+                                    rt.config.max_fetch_body_bytes, rt.config.body_timeout)
+                finally:
+                    buf.release()  # read, refused or abandoned: no longer waiting for a slot
             except BodyError as exc:
-                return await self._plain(scope, send, lean, exc.status, exc.message)
+                buf.close()
+                return await self._plain(scope, send, lean, exc.status, exc.message, extra=retry if exc.retry else None)
+            except BaseException:
+                buf.close()
+                raise
             # The body has been read, so falling through is no longer possible: the full
             # path's refusal, same text and headers, from here.
             admitted = admit(rt, allowed.repo.id)
             if not isinstance(admitted, Slot):
-                return await self._plain(scope, send, lean, *admitted,
-                                         extra=[(b"retry-after", str(rt.config.retry_after).encode())])
+                buf.close()
+                return await self._plain(scope, send, lean, *admitted, extra=retry)
             slot = admitted
             run = GitRun(argv=[*_base_argv(rt, "git-upload-pack"), "upload-pack", "--stateless-rpc", str(path)],
-                         env=env, cwd=path, config=rt.config, stdin_bytes=buf.getvalue())
+                         env=env, cwd=path, config=rt.config, **buf.stdin())
+            run.cleanup.append(buf.close)
             media_type = "application/x-git-upload-pack-result"
         run.cleanup.append(slot.release)
         headers = [(b"content-type", media_type.encode()),

@@ -4,6 +4,7 @@ stdout pipe grown on request, read in batches."""
 from __future__ import annotations
 
 import fcntl
+import io
 import os
 from pathlib import Path
 
@@ -98,3 +99,69 @@ async def test_batched_stdout_reads_everything_in_pieces_no_larger_than_asked() 
     finally:
         child.close_pipes()
 
+
+
+@pytest.mark.parametrize("anyio_backend", [("asyncio", {"use_uvloop": True}), ("asyncio", {})],
+                         ids=["uvloop", "asyncio"])
+async def test_a_failed_exit_is_not_lost_to_the_loops_own_child_reaping(anyio_backend: object) -> None:
+    """CPython's ``Popen.poll`` reports 0 if someone else reaped the child (ECHILD), so a failed git
+    would look like a success. The loops' own subprocess support reaps by pid (libuv's SIGCHLD
+    handler waits for its own handles; asyncio's ThreadedChildWatcher for each pid it started),
+    never ``waitpid(-1)``: with their children exiting around ours, ours still reports its 3."""
+    import asyncio
+
+    for _ in range(5):
+        ours = await process.spawn(["sh", "-c", "sleep 0.05; exit 3"], env=ENV)
+        try:
+            theirs = [await asyncio.create_subprocess_exec("sh", "-c", "exit 0") for _ in range(3)]
+            assert [await p.wait() for p in theirs] == [0, 0, 0]
+            await asyncio.sleep(0.1)  # ours has exited meanwhile, its SIGCHLD seen by their handler
+            assert await ours.wait() == 3
+        finally:
+            ours.close_pipes()
+
+
+class _WatchedPipe(io.FileIO):
+    """A pipe end that records, at each close(), whether its descriptor was still open then: a
+    close that finds it already closed is the second close(2) of a number someone else may own."""
+
+    closes: list[bool]
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                os.fstat(self.fileno())
+                self.closes.append(True)
+            except OSError:
+                self.closes.append(False)
+        super().close()
+
+
+@pytest.mark.parametrize("anyio_backend", [("asyncio", {"use_uvloop": True}), ("asyncio", {})],
+                         ids=["uvloop", "asyncio"])
+async def test_a_pipe_given_to_the_loop_is_closed_once(anyio_backend: object) -> None:
+    """uvloop's pipe transports close their descriptor in libuv and then close() the file object
+    as well; the number may by then belong to a pipe the spawner thread just made for another git
+    child (whose response would then end mid-body). A child's pipes reach the loop so that each
+    descriptor is closed exactly once, and none is left open."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+
+    async def through_the_loop() -> list[bool]:
+        r, w = os.pipe()
+        pipe = _WatchedPipe(r, "rb")
+        pipe.closes = []
+        reader = await process._reader(loop, pipe)  # type: ignore[arg-type]
+        os.write(w, b"hello")
+        os.close(w)
+        assert await reader.read() == b"hello"
+        reader._transport.close()  # type: ignore[attr-defined]
+        for _ in range(5):
+            await asyncio.sleep(0)
+        return pipe.closes
+
+    assert await through_the_loop() == [True]  # and libuv has opened its one reserve fd (/dev/null)
+    open_before = len(os.listdir("/proc/self/fd"))
+    assert await through_the_loop() == [True]
+    assert len(os.listdir("/proc/self/fd")) == open_before  # nothing leaked: the transport's own is gone too

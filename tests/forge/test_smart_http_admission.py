@@ -84,11 +84,14 @@ async def test_a_body_still_arriving_holds_no_slot_and_times_out_with_408(
                                                content=slow_body(), headers=UPLOAD))
         await first_piece_sent.wait()
         slots_while_sending.append(rt.limiter.running)
+        buffered_while_sending = rt.bodies.used
         response = await task
         never.set()
     assert slots_while_sending == [0]
+    assert buffered_while_sending == len(b"0014command=ls")  # counted against the body budget meanwhile
     assert response.status_code == 408 and response.text == "The request body did not arrive in time.\n"
     assert rt.limiter.running == 0 and repo_id not in rt.limiter.by_repo
+    assert rt.bodies.used == 0  # and given back on the timeout
 
 
 async def test_gzip_that_decodes_to_nothing_is_capped_by_its_received_bytes(app: Any, db_session: AsyncSession) -> None:
@@ -108,6 +111,7 @@ async def test_gzip_that_decodes_to_nothing_is_capped_by_its_received_bytes(app:
     assert whole(answers[0]) == whole(answers[1])
     assert bomb.status_code == 413
     assert rt.limiter.running == 0
+    assert rt.bodies.used == 0
 
 
 async def test_a_full_repository_refuses_a_fetch_after_its_body_like_the_full_path(
