@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -141,14 +142,23 @@ def run_wrk(url: str, duration: int, connections: int, threads: int, script: Pat
 
 
 def rotating_script(path: Path, targets: Sequence[str]) -> Path:
-    """A wrk script sending the ``targets`` in turn, each with a fresh ``n=<counter>-<random>``
+    """A wrk script sending the ``targets`` in turn, each with a fresh ``n=<file>-<run>-<thread>-<counter>``
     added to its query string: the page cache keys on the query string, so it never answers and
     every request runs the route (uncached). ``targets`` are paths, already URL-encoded."""
     if not targets or any('"' in t or "\\" in t for t in targets):
         raise ValueError("targets: one or more URL-encoded paths")
     listed = ", ".join(f'"{t}{"&" if "?" in t else "?"}n="' for t in targets)
-    path.write_text(f"local paths = {{{listed}}}\nlocal i = 0\nlocal counter = 0\n"
+    # ``n`` must differ across wrk's threads and runs too, not only within a thread: each thread
+    # has its own Lua state whose counter starts at 0 and whose math.random is never seeded (the
+    # same sequence in every thread and every run). Threads then sent each other's URLs, and a
+    # run repeated the warm-up's (a paced run the saturated run's), which the page cache answered.
+    # ``setup`` runs in wrk's main state once per thread of each run: it hands every thread a tag
+    # of the script file, the run (os.time: a run starts after the 2 s warm-up ends) and the thread.
+    path.write_text(f"local paths = {{{listed}}}\nlocal i = 0\nlocal counter = 0\nlocal made = 0\n"
+                    f"local file = \"{secrets.token_hex(4)}\"\n"
+                    "setup = function(thread)\n  made = made + 1\n"
+                    "  thread:set(\"tag\", file .. \"-\" .. os.time() .. \"-\" .. made .. \"-\")\nend\n"
                     "request = function()\n  i = i % #paths + 1\n  counter = counter + 1\n"
-                    "  return wrk.format(\"GET\", paths[i] .. counter .. \"-\" .. math.random(1, 1000000000))\n"
+                    "  return wrk.format(\"GET\", paths[i] .. tag .. counter)\n"
                     "end\n")
     return path

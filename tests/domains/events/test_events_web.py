@@ -212,3 +212,36 @@ async def test_the_list_places_a_series_by_its_local_dates(client: Any, engine: 
     listing = (await client.get("/events/")).text
     assert listing.count('class="event-title"') == 3
     assert datetime.now(UTC).year <= int(NEXT_WEEK.year)
+
+
+async def test_whole_site_feed_orders_by_first_date_in_its_window_and_filters_by_tag(client: Any,
+                                                                                      engine: AsyncEngine) -> None:
+    """The feed's query reads a series' expanding columns and the tags only where they are used
+    (controllers._feed_events): a series still places by its first date in the window, and a tag
+    filter still keeps one-off events and series alike."""
+    await _staff(client, engine)
+    today = date.today()
+    made = [await _create(client, title="Choir", slug="choir", start_date=(today - timedelta(days=400)).isoformat(),
+                          rrule="FREQ=WEEKLY", exdates=(today - timedelta(days=393)).isoformat(), tags="music, choir"),
+            await _create(client, title="Spring fair", slug="spring-fair",
+                          start_date=(today - timedelta(days=100)).isoformat(), tags="music"),
+            await _create(client, title="Old fair", slug="old-fair",
+                          start_date=(today - timedelta(days=370)).isoformat(), tags="music"),
+            await _create(client, tags="food")]
+    assert [response.status_code for response in made] == [303] * 4, [r.text[:300] for r in made]
+    client.cookies.clear()
+
+    def summaries(body: bytes) -> list[str]:
+        return [str(v["SUMMARY"]) for v in icalendar.Calendar.from_ical(body).walk("VEVENT")]
+
+    # The series began before the window (a year back): it comes first, by its dates in the window,
+    # with its excluded date and its rule intact; the fair that ended before the window is left out.
+    whole = await client.get("/events.ics")
+    assert summaries(whole.content) == ["Choir", "Spring fair", "Bread workshop"]
+    choir = icalendar.Calendar.from_ical(whole.content).walk("VEVENT")[0]
+    assert choir["RRULE"]["FREQ"] == ["WEEKLY"] and "EXDATE" in choir
+    assert choir["DTSTART"].dt.date() == today - timedelta(days=400)
+    assert summaries((await client.get("/events.ics?tag=music")).content) == ["Choir", "Spring fair"]
+    assert summaries((await client.get("/events.ics?tag=choir")).content) == ["Choir"]
+    assert summaries((await client.get("/events.ics?tag=food")).content) == ["Bread workshop"]
+    assert summaries((await client.get("/events.ics?tag=nothing")).content) == []
