@@ -34,7 +34,7 @@ from domains.cart.services import (
     ships,
 )
 from domains.cart.sessions import forget_cart
-from domains.cart.sources import add_url, change_url, named_units
+from domains.cart.sources import Offer, add_url, change_url, named_units
 from domains.market.services import offers
 from domains.payments.schemas import PaymentError
 from domains.payments.services import available_providers, payment_instructions, request_refresh
@@ -141,8 +141,9 @@ class CartController(Controller):
             status = 404 if offer is None else 409
         elif offer.available < 1:
             errors = {"sku": f"{offer.title} is sold out." if source != "market" else f"{offer.title} is out of stock."}
-        elif named_units(offer.source) and (names := await add_url(cart_service.db, offer.source, offer.id,
-                                                                   _count(quantity))):
+        elif isinstance(offer, Offer) and named_units(offer.source) and (
+                names := await add_url(cart_service.db, offer.source, offer.id, _count(quantity))):
+            # (A market item is the market's VariantOffer, not a line source's Offer: it stays here.)
             return Redirect(path=names, status_code=303)
         return Template("cart/add.html", status_code=status, context={
             "source": source if offer is not None and source != "market" else "",
