@@ -34,7 +34,7 @@ from domains.cart.services import (
     ships,
 )
 from domains.cart.sessions import forget_cart
-from domains.cart.sources import change_url, named_units
+from domains.cart.sources import Offer, add_url, change_url, named_units
 from domains.market.services import offers
 from domains.payments.schemas import PaymentError
 from domains.payments.services import available_providers, payment_instructions, request_refresh
@@ -71,6 +71,12 @@ def _item(form: AddForm) -> dict[str, Any]:
     except ValueError:
         raise InputProblems({"sku": "That is not an item we sell."}, status=404) from None
     return {"source": form.source[:16], "variant_id": item}
+
+
+def _count(quantity: str) -> int:
+    """A typed quantity as a count for the names page (1 when it is no whole number: the page asks again)."""
+    text = quantity.strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 3 else 1
 
 
 def _safe_back(value: str) -> str:
@@ -110,10 +116,14 @@ class CartController(Controller):
 
     @get("/add", name="cart:add-confirm")
     async def add_confirm(self, request: Request[Any, Any, Any], cart_service: CartService,
-                          sku: str = "", quantity: str = "1", source: str = "market", item: str = "") -> Template:
+                          sku: str = "", quantity: str = "1", source: str = "market",
+                          item: str = "") -> Template | Redirect:
         """The no-JS way in from a (cached, form-less) product or event page: a GET link lands here
         and this private page carries the real POST form with its CSRF token: one click more.
-        ``source`` and ``item`` name another line source's item (events: a ticket type)."""
+        ``source`` and ``item`` name another line source's item (events: a ticket type). An item
+        whose every unit carries details (``named_units``: a name per ticket) is added on its
+        source's own form, which asks them: this page sends the buyer there (303) once the item
+        is known to be for sale to them (a visitor is answered 404 for a members-only one first)."""
         offer: Any = None
         if source != "market" or item:
             try:
@@ -131,6 +141,10 @@ class CartController(Controller):
             status = 404 if offer is None else 409
         elif offer.available < 1:
             errors = {"sku": f"{offer.title} is sold out." if source != "market" else f"{offer.title} is out of stock."}
+        elif isinstance(offer, Offer) and named_units(offer.source) and (
+                names := await add_url(cart_service.db, offer.source, offer.id, _count(quantity))):
+            # (A market item is the market's VariantOffer, not a line source's Offer: it stays here.)
+            return Redirect(path=names, status_code=303)
         return Template("cart/add.html", status_code=status, context={
             "source": source if offer is not None and source != "market" else "",
             "offer": offer, "quantity": quantity[:8], "errors": errors, "max_quantity": MAX_QUANTITY,
@@ -139,6 +153,10 @@ class CartController(Controller):
     @post("/add", status_code=303, name="cart:add")
     async def add(self, request: Request[Any, Any, Any], cart_service: CartService) -> Template | Redirect:
         form = await parse_form(request, AddForm)
+        if named_units(form.source) and (names := await self._names_page(request, cart_service, form)):
+            # This form carries no names (a confirm page from before the rule, a hand-made POST):
+            # the names page asks them. The service would refuse the unnamed units anyway (422).
+            return Redirect(path=names, status_code=303)
         button = form.reply == "button" and is_htmx(request)
         order = await current_cart(request, cart_service, create=True)
         assert order is not None
@@ -156,6 +174,17 @@ class CartController(Controller):
         redirect = see_other(_safe_back(form.next), request, f"Added {line.title} to your cart.")
         redirect.headers.update(CHANGED)
         return redirect
+
+    async def _names_page(self, request: Request[Any, Any, Any], service: CartService, form: AddForm) -> str | None:
+        """The source's names page for the item ``form`` adds, if it is for sale to this buyer;
+        None otherwise, so the service answers as for any other item (404 for an absent one)."""
+        target = _item(form)
+        if not target:
+            return None
+        offer = await service.offer(target["source"], target["variant_id"], member=_user_id(request) is not None)
+        if offer is None or not offer.active:
+            return None
+        return await add_url(service.db, offer.source, offer.id, _count(form.quantity))
 
     async def _button(self, service: CartService, sku: str, *, message: str = "", errors: dict[str, str] | None = None,
                       status: int = 200, headers: dict[str, str] | None = None) -> Template:

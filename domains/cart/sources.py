@@ -17,8 +17,9 @@ ids never collide across sources); everything else it asks the source:
   ``kept`` already and will hold ``total`` units; it returns what the line keeps from now on
   (``OrderLine.details``, never more than ``total`` units' worth: the cart also calls it with
   ``quantity=0`` and nothing given when a line is lowered or merged, to trim it), or raises
-  InputProblems (422, nothing written). The cart stores it without reading it and hands it back
-  in ``SoldLine.details`` at payment;
+  InputProblems (422, nothing written). Units added (``quantity > 0``) with nothing given are
+  checked like any others: a source of ``named_units`` refuses them, whichever path they came by.
+  The cart stores it without reading it and hands it back in ``SoldLine.details`` at payment;
 - ``paid`` / ``voided``: the order was paid (issue what was bought), or was cancelled or refunded
   after holding its lines (take back what was issued; the capacity itself comes back through
   ``release``). Both are called in the transaction that moves the order, so they commit with it.
@@ -40,8 +41,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domains.cart.models import Reservation
 
-__all__ = ["LineSource", "Offer", "OrderRef", "SoldLine", "TicketLink", "change_url", "for_buyer", "named_units",
-           "register_source", "reserved_among", "ships", "source_named", "sources"]
+__all__ = ["LineSource", "Offer", "OrderRef", "SoldLine", "TicketLink", "add_url", "change_url", "for_buyer",
+           "named_units", "register_source", "reserved_among", "ships", "source_named", "sources"]
 
 
 class Offer(msgspec.Struct, frozen=True, kw_only=True):
@@ -114,6 +115,18 @@ async def change_url(db: AsyncSession, source_name: str, item_id: UUID, line_id:
     if method is None:
         return None
     url: str | None = await method(db, item_id, line_id)
+    return url
+
+
+async def add_url(db: AsyncSession, source_name: str, item_id: UUID, quantity: int) -> str | None:
+    """Where a buyer adds ``quantity`` of an item of ``named_units`` (events: the names page with
+    that many name rows), or None when the source offers no such page. The cart's own add forms
+    carry no details, so they send the buyer there instead of adding unnamed units."""
+    source = _sources.get(source_name)
+    method = getattr(source, "add_url", None)
+    if method is None:
+        return None
+    url: str | None = await method(db, item_id, quantity)
     return url
 
 

@@ -202,6 +202,15 @@ class TicketSource:
             return None
         return f"/events/{found[0][1].slug}/tickets?line={line_id}"
 
+    async def add_url(self, db: AsyncSession, item_id: UUID, quantity: int) -> str | None:
+        """The names page with ``quantity`` name rows for the ticket type ``item_id`` (capped as
+        the page caps it): where the cart's no-JS add-to-cart step sends the buyer, since its own
+        form has no name fields. The page checks the event's visibility itself."""
+        found = await self._types(db, [item_id])
+        if not found:
+            return None
+        return f"/events/{found[0][1].slug}/tickets?q-{item_id}={max(1, min(quantity, MAX_PLACES))}"
+
     async def _types(self, db: AsyncSession, ids: Iterable[UUID]) -> list[tuple[TicketType, Event]]:
         id_list = list(dict.fromkeys(ids))
         if not id_list:
@@ -296,9 +305,10 @@ class TicketSource:
         names followed by these, never more than the ``total`` tickets it holds: the latest names
         win (tickets are issued to the first names, so stale ones must not crowd them out); the
         latest answer wins. Nothing given: the line keeps what it had, its names cut to ``total``
-        (a lowered line lets go of its last places' names; tickets nobody named are issued under
-        the buyer's name, as before)."""
-        if not given:
+        (a lowered line lets go of its last places' names). Tickets added with nothing given are
+        refused like tickets added with blank names (the cart's add-to-cart forms and an API call
+        without ``details`` carry none): no path makes a ticket nobody named."""
+        if not given and quantity <= 0:
             return _fit(kept, total, latest=False)
         try:
             details = msgspec.convert(dict(given), TicketDetails)

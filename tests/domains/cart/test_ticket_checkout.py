@@ -20,7 +20,7 @@ from domains.cart.services import CartService, CheckoutDetails, order_context, s
 from domains.cart.sources import ships as source_ships
 from domains.events.services.tickets import SOURCE
 from tests.domains.cart.helpers import stocked, variant_id
-from tests.domains.events.test_paid_tickets import _ticketed
+from tests.domains.events.test_paid_tickets import _ticketed, named
 from tests.helpers.web import CSRF_FIELD, login, signup
 
 pytestmark = pytest.mark.anyio
@@ -46,7 +46,7 @@ async def test_a_tickets_only_order_skips_collection_and_delivery(db_session: As
     _event, ticket = await _ticketed(db_session, settings, price=1250)
     cart = CartService(db_session, settings)
     order = await cart.new_cart()
-    await cart.add(order, source=SOURCE, variant_id=ticket.id, quantity="2")
+    await cart.add(order, source=SOURCE, variant_id=ticket.id, quantity="2", details=named(2))
     assert not ships(order)
     await cart.start_checkout(order)
     # Delivery asked for, no address and no collection slot: all ignored, nothing is charged.
@@ -61,7 +61,7 @@ async def test_a_tickets_only_order_skips_collection_and_delivery(db_session: As
     assert context["paid"] == ""
     # Bad input is still refused: an email is needed for the tickets.
     again = await cart.new_cart()
-    await cart.add(again, source=SOURCE, variant_id=ticket.id, quantity="1")
+    await cart.add(again, source=SOURCE, variant_id=ticket.id, quantity="1", details=named(1))
     with pytest.raises(InputProblems) as problem:
         await cart.place(again, CheckoutDetails(email="not an address"), idempotency_key="tickets-only-000000002")
     assert set(problem.value.errors) == {"email"}
@@ -73,7 +73,7 @@ async def test_a_mixed_order_keeps_fulfilment_for_the_market_lines(db_session: A
     await stocked(db_session, stock={"TOM-M": 5})
     cart = CartService(db_session, settings)
     order = await cart.new_cart()
-    await cart.add(order, source=SOURCE, variant_id=ticket.id, quantity="1")
+    await cart.add(order, source=SOURCE, variant_id=ticket.id, quantity="1", details=named(1))
     await cart.add(order, sku="TOM-M", quantity="2")
     assert ships(order)
     await cart.start_checkout(order)
@@ -110,11 +110,14 @@ async def test_the_pages_of_a_tickets_only_order_and_what_a_paid_order_says(clie
     maker = async_sessionmaker(engine, expire_on_commit=False)
     async with maker() as session:
         _event, ticket = await _ticketed(session, settings, price=1250)
-    # A guest buys two tickets through the pages.
+    # A guest buys two tickets through the pages: the add-to-cart step sends them to the names page.
     confirm = await client.get(f"/cart/add?source=events&item={ticket.id}&quantity=2")
-    csrf = CSRF_FIELD.search(confirm.text).group(1)  # type: ignore[union-attr]
-    added = await client.post("/cart/add", data={"source": "events", "item": str(ticket.id), "quantity": "2",
-                                                 "_csrf_token": csrf})
+    assert confirm.status_code == 303
+    names = await client.get(confirm.headers["location"])
+    csrf = CSRF_FIELD.search(names.text).group(1)  # type: ignore[union-attr]
+    added = await client.post(confirm.headers["location"].split("?")[0], data={
+        f"q-{ticket.id}": "2", f"shown-{ticket.id}": "2", f"a-{ticket.id}-1": "Ada", f"a-{ticket.id}-2": "Grace",
+        "_csrf_token": csrf})
     assert added.status_code == 303
     assert (await client.post("/cart/checkout", data={"_csrf_token": csrf})).status_code == 303
     form = await client.get("/cart/checkout")

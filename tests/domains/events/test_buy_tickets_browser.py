@@ -35,9 +35,10 @@ def tickets_server(tmp_path_factory: pytest.TempPathFactory, request: pytest.Fix
                 end_time="20:00", capacity="12"))
             await save_options(session, event, {"ask_dietary": False, "question": "Glaze colour?",
                                                 "question_required": True, "cancel_until_hours": 24})
-            for name, price in (("Standard", "1500"), ("Concession", "800")):
+            for name, price, about in (("Standard", "1500", ""),
+                                       ("Concession", "800", "Students and over-65s; bring proof at the door.")):
                 await create_ticket_type(session, event, occurrence=KEY, name=name, price_minor=price,
-                                         currency="EUR")
+                                         currency="EUR", description=about)
 
         server.in_process(seed)
         yield server
@@ -73,3 +74,32 @@ def test_buy_named_tickets_from_the_event_page(tickets_server: Any, tmp_path: Pa
         body = str(page.eval("document.body.innerText"))
         assert "Kiln night: Concession ticket" in body and "For Ada, Grace" in body  # the cheaper one lists first
         fits(page)
+
+
+def test_the_ticket_count_boxes_are_sized_for_a_count_on_wide_and_phone_screens(
+        tickets_server: Any, tmp_path: Path, browser_binary: str) -> None:
+    """A ticket count is at most two digits: at 1280 px its box is not stretched across the page
+    (site.css makes fields full width) on the event page nor on the names page; at 390 px it still
+    fits with its label. Screenshots go to ``<tmp_path>/screenshots`` (and $ROSE_ASH_SCREENSHOTS)."""
+    from tests.helpers.browser import screenshot_at
+    from tests.helpers.cdp import chromium
+
+    boxes = "[...document.querySelectorAll('input[name^=\"q-\"]')]"
+    with chromium(tmp_path, browser_binary) as page:
+        for path, name in (("/events/kiln-night", "event"), ("/events/kiln-night/tickets", "names")):
+            page.goto(tickets_server.base_url + path)
+            for width, mobile in ((1280, False), (390, True)):
+                screenshot_at(page, tmp_path / "screenshots" / f"tickets-{name}-{width}.png", width, mobile=mobile)
+                page.call("Emulation.setDeviceMetricsOverride", width=width, height=800, deviceScaleFactor=1,
+                          mobile=mobile)
+                page.wait_for(f"matchMedia('(width: {width}px)').matches")
+                sizes = page.eval(f"{boxes}.map(e => [e.getBoundingClientRect().width, "
+                                  "e.closest('form').getBoundingClientRect().width])")
+                assert len(sizes) == 2, (path, sizes)
+                rem = float(page.eval("parseFloat(getComputedStyle(document.documentElement).fontSize)"))
+                for box, form in sizes:
+                    # Room for "10" and the spinner, and no wider than a short field.
+                    assert 3 * rem <= box <= 8 * rem, (path, width, box, rem)
+                    assert box < form / 2, (path, width, box, form)
+                fits(page)
+                page.call("Emulation.clearDeviceMetricsOverride")

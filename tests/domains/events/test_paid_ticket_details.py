@@ -392,5 +392,5 @@ async def test_a_members_only_events_tickets_look_absent_to_a_visitors_cart(
             await cart.add(visitor, source=SOURCE, variant_id=ticket.id, quantity=1)
         assert refused.value.status == 404
         mine = await cart.new_cart(user_id=member.id)
-        line = await cart.add(mine, source=SOURCE, variant_id=ticket.id, quantity=1)
+        line = await cart.add(mine, source=SOURCE, variant_id=ticket.id, quantity=1, details=_details("Mira"))
         assert line.quantity == 1

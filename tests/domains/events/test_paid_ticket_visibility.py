@@ -25,7 +25,7 @@ from domains.events.models import MEMBERS, Event
 from domains.events.services.events import EventService
 from domains.events.services.tickets import SOURCE
 from tests.domains.events.test_paid_ticket_details import _ask, _details
-from tests.domains.events.test_paid_tickets import _taken, _ticketed
+from tests.domains.events.test_paid_tickets import _taken, _ticketed, named
 from tests.helpers.web import signup
 
 pytestmark = pytest.mark.anyio
@@ -48,7 +48,9 @@ async def test_the_add_confirm_page_answers_a_visitor_for_a_members_only_ticket_
         await session.commit()
         await _members_only(session, event)
     member = await client.get(f"/cart/add?source=events&item={ticket.id}")
-    assert member.status_code == 200 and "Secret members supper" in member.text
+    assert member.status_code == 303  # on to the names page, which a member may see
+    names = await client.get(member.headers["location"])
+    assert names.status_code == 200 and "Secret members supper" in names.text
     client.cookies.clear()
     hidden = await client.get(f"/cart/add?source=events&item={ticket.id}")
     absent = await client.get(f"/cart/add?source=events&item={ABSENT}")
@@ -64,7 +66,7 @@ async def test_a_guest_line_of_an_event_made_members_only_cannot_be_raised_check
     event, ticket = await _ticketed(db_session, settings, capacity=5)
     cart = CartService(db_session, settings)
     order = await cart.new_cart()
-    await cart.add(order, source=SOURCE, variant_id=ticket.id, quantity="2")  # public then
+    await cart.add(order, source=SOURCE, variant_id=ticket.id, quantity="2", details=named(2))  # public then
     line, token = order.lines[0], order.token
     await db_session.commit()
     await _members_only(db_session, event)
@@ -101,7 +103,7 @@ async def test_a_members_only_guest_line_merges_into_a_members_cart(
         event, ticket = await _ticketed(session, settings, capacity=5)
         cart = CartService(session, settings)
         guest = await cart.new_cart()
-        await cart.add(guest, source=SOURCE, variant_id=ticket.id, quantity="1")
+        await cart.add(guest, source=SOURCE, variant_id=ticket.id, quantity="1", details=named(1))
         await session.commit()
         await _members_only(session, event)
         member = (await session.execute(select(User).where(User.username == "mira"))).scalar_one()

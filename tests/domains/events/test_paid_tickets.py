@@ -83,11 +83,16 @@ async def _positions(session: AsyncSession, order: Order) -> list[tuple[str, boo
     return [(s, c) for s, c in rows.tuples()]
 
 
+def named(count: int) -> dict[str, Any]:
+    """A ticket line's details naming each of ``count`` tickets: the cart adds no unnamed ticket."""
+    return {"attendees": [{"name": f"Guest {i}"} for i in range(1, count + 1)]}
+
+
 async def _place(session: AsyncSession, settings: Settings, ticket: TicketType, *, quantity: str = "2",
                  payment: str = "collection", key: str = "tickets-0000000000000000") -> Order:
     cart = CartService(session, settings)
     order = await cart.new_cart()
-    await cart.add(order, source=SOURCE, variant_id=ticket.id, quantity=quantity)
+    await cart.add(order, source=SOURCE, variant_id=ticket.id, quantity=quantity, details=named(int(quantity)))
     await cart.start_checkout(order)
     placed = await cart.place(order, CheckoutDetails(email="buyer@example.org", payment=payment), idempotency_key=key)
     await session.commit()
@@ -216,7 +221,7 @@ async def test_racing_buyers_for_the_last_places_never_overbook(engine: AsyncEng
         cart = CartService(session, settings)
         for _ in range(n):
             order = await cart.new_cart()
-            await cart.add(order, source=SOURCE, variant_id=ticket.id, quantity="1")
+            await cart.add(order, source=SOURCE, variant_id=ticket.id, quantity="1", details=named(1))
             tokens.append(order.token)
         await session.commit()
     go = asyncio.Event()
@@ -349,15 +354,20 @@ async def test_staff_price_a_ticket_and_a_buyer_adds_it_through_the_pages(client
     client.cookies.clear()
     public = await client.get(event.path)
     assert public.status_code == 200 and "Buy tickets" in public.text and str(ticket.id) in public.text
+    # The no-JS add-to-cart step sends a ticket to the names page (a name per ticket), which adds it.
     confirm = await client.get(f"/cart/add?source=events&item={ticket.id}&quantity=2")
-    assert confirm.status_code == 200 and "Pottery evening" in confirm.text
-    token = CSRF_FIELD.search(confirm.text)
+    assert confirm.status_code == 303
+    assert confirm.headers["location"] == f"/events/{event.slug}/tickets?q-{ticket.id}=2"
+    names = await client.get(confirm.headers["location"])
+    assert names.status_code == 200 and "Pottery evening" in names.text
+    token = CSRF_FIELD.search(names.text)
     assert token
-    added = await client.post("/cart/add", data={"source": "events", "item": str(ticket.id), "quantity": "2",
-                                                 "_csrf_token": token.group(1)})
+    added = await client.post(f"/events/{event.slug}/tickets", data={
+        f"q-{ticket.id}": "2", f"shown-{ticket.id}": "2", f"a-{ticket.id}-1": "Ada", f"a-{ticket.id}-2": "Grace",
+        "_csrf_token": token.group(1)})
     assert added.status_code == 303
     cart_page = await client.get("/cart/")
-    assert "Pottery evening: Standard ticket" in cart_page.text
+    assert "Pottery evening: Standard ticket" in cart_page.text and "Ada, Grace" in cart_page.text
     forged = await client.post("/cart/add", data={"source": "events", "item": "not-a-uuid", "quantity": "1",
                                                   "_csrf_token": token.group(1)})
     assert forged.status_code == 404 and "not an item we sell" in forged.text
