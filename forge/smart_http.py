@@ -293,17 +293,29 @@ class GitRun:
     on_exit: Callable[[int | None], Awaitable[None]] | None = None
     cleanup: list[Callable[[], None]] = field(default_factory=list)
     closed: bool = False
+    # The child :meth:`start` spawned before the response began; :meth:`stream` takes it over.
+    started: Child | None = None
+
+    async def _spawn(self) -> Child:
+        return await spawn(self.argv, env=self.env, cwd=self.cwd, stdin=self.stdin_file,
+                           pipe_stdin=self.stdin_bytes is not None, stdout_pipe_size=PIPE_SIZE,
+                           batched_stdout=BATCHING, off_loop=True)
+
+    async def start(self) -> None:
+        """Spawn git before the response starts: once a 200 has gone out, a failed spawn (a full
+        spawn queue, EAGAIN, EMFILE) could only cut the body short, which git's client reports as
+        a transfer error ("curl 18"); before it, the caller can still answer 503."""
+        self.started = await self._spawn()
 
     async def stream(self) -> AsyncIterator[bytes]:
-        child: Child | None = None
+        child, self.started = self.started, None
         tasks: list[asyncio.Task[Any]] = []
         stderr_tail = bytearray()
         try:
             if self.prefix:
                 yield self.prefix
-            child = await spawn(self.argv, env=self.env, cwd=self.cwd, stdin=self.stdin_file,
-                                pipe_stdin=self.stdin_bytes is not None, stdout_pipe_size=PIPE_SIZE,
-                                batched_stdout=BATCHING, off_loop=True)
+            if child is None:
+                child = await self._spawn()
             assert child.stdout_batches is not None and child.stderr is not None
             if self.stdin_bytes is not None:
                 tasks.append(asyncio.create_task(_feed(child, self.stdin_bytes)))
@@ -397,6 +409,9 @@ class RunIterator:
     async def aclose(self) -> None:
         if self._gen is not None:
             await self._gen.aclose()
+        elif self.run.started is not None:  # spawned, never streamed: kill and reap it, then clean up
+            child, self.run.started = self.run.started, None
+            await self.run._finish(child, [], bytearray())
         if not self.run.closed:
             self.run.closed = True
             self.run.close_resources()
@@ -888,6 +903,13 @@ class GitFastPath:
             run.cleanup.append(buf.close)
             media_type = "application/x-git-upload-pack-result"
         run.cleanup.append(slot.release)
+        try:
+            await run.start()
+        except (SpawnQueueFull, OSError) as exc:
+            run.close_resources()  # its slot (and a spilled body) given back: nothing was started
+            log.warning("git %s not started: %r", run.argv[-3:], exc)
+            return await self._plain(scope, send, lean, 503, SPAWN_BUSY,
+                                     extra=[(b"retry-after", str(rt.config.retry_after).encode())])
         headers = [(b"content-type", media_type.encode()),
                    *((k.lower().encode(), v.encode()) for k, v in NO_CACHE.items())]
         await self._stream(scope, receive, send, lean, headers, run)

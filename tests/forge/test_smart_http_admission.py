@@ -148,6 +148,33 @@ async def test_a_full_spawn_queue_answers_503_with_retry_after(app: Any, db_sess
     assert rt.limiter.running == 0
 
 
+async def test_a_git_that_cannot_start_is_a_503_not_a_cut_short_200(app: Any, db_session: AsyncSession,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lean path spawns git before its 200 goes out: a spawn that fails (here EAGAIN from the
+    kernel) is a whole 503 with Retry-After, and the slot comes back; after it, clones work again."""
+    rt, _ = await lean_app(app, db_session, "nofork")
+    real_popen = process.subprocess.Popen
+    failing = True
+
+    def popen(*args: Any, **kwargs: Any) -> Any:
+        if failing:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return real_popen(*args, **kwargs)
+
+    monkeypatch.setattr(process.subprocess, "Popen", popen)
+    async with app.lifespan(), client_for(app) as client:
+        refs = await client.get("/forge/adm/nofork.git/info/refs?service=git-upload-pack")
+        post = await client.post("/forge/adm/nofork.git/git-upload-pack", content=LS_REFS, headers=UPLOAD)
+        assert rt.limiter.running == 0
+        failing = False
+        again = await client.post("/forge/adm/nofork.git/git-upload-pack", content=LS_REFS, headers=UPLOAD)
+    for answer in (refs, post):
+        assert answer.status_code == 503 and answer.headers["retry-after"] == str(rt.config.retry_after)
+        assert answer.text == "The server is busy starting git processes; try again shortly.\n"
+    assert again.status_code == 200 and again.content.endswith(b"0000")  # ls-refs ends with a flush
+    assert rt.limiter.running == 0
+
+
 async def test_an_admin_fetch_refused_for_lack_of_a_slot_is_audited_once(app: Any, db_session: AsyncSession) -> None:
     owner = User(username="auditowner", email="ao@example.org", password_hash="x")
     admin = User(username="auditadmin", email="aa@example.org", password_hash="x", is_admin=True)
