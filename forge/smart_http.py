@@ -227,6 +227,11 @@ async def read_body(request: Request[Any, Any, Any], sink: IO[bytes] | BodyBuffe
     return await copy_body(request.headers.get("content-encoding", ""), request.stream(), sink, limit, within)
 
 
+# A gzip request body may inflate to INFLATE_RATIO times the bytes received, past its first MiB.
+INFLATE_FREE = 1 << 20
+INFLATE_RATIO = 100
+
+
 async def copy_body(content_encoding: str, chunks: AsyncIterator[bytes], sink: IO[bytes] | BodyBuffer,
                     limit: int, within: float | None = None) -> int:
     """:func:`read_body` on any stream of body chunks (the lean path reads ASGI ``receive``)."""
@@ -264,6 +269,11 @@ async def copy_body(content_encoding: str, chunks: AsyncIterator[bytes], sink: I
                         put(inflater.decompress(inflater.unconsumed_tail, CHUNK))
                 except zlib.error as exc:
                     raise BodyError(400, f"Corrupt gzip body: {exc}") from None
+                # A git request (pkt-lines of hex object ids) inflates a few-fold; a body of zeros
+                # a thousand-fold, holding the shared body budget for the price of a few KiB.
+                if total > INFLATE_FREE and total > INFLATE_RATIO * received:
+                    raise BodyError(400, f"The gzip body inflates more than {INFLATE_RATIO}-fold; "
+                                         "send it uncompressed.")
                 if inflater.eof and inflater.unused_data:
                     raise BodyError(400, "Trailing data after the gzip body.")
     except TimeoutError:
@@ -898,8 +908,13 @@ class GitFastPath:
                 buf.close()
                 return await self._plain(scope, send, lean, *admitted, extra=retry)
             slot = admitted
+            try:
+                stdin = buf.stdin()
+            except BaseException:
+                buf.close()  # the caller gives the slot back
+                raise
             run = GitRun(argv=[*_base_argv(rt, "git-upload-pack"), "upload-pack", "--stateless-rpc", str(path)],
-                         env=env, cwd=path, config=rt.config, **buf.stdin())
+                         env=env, cwd=path, config=rt.config, **stdin)
             run.cleanup.append(buf.close)
             media_type = "application/x-git-upload-pack-result"
         run.cleanup.append(slot.release)
@@ -910,6 +925,9 @@ class GitFastPath:
             log.warning("git %s not started: %r", run.argv[-3:], exc)
             return await self._plain(scope, send, lean, 503, SPAWN_BUSY,
                                      extra=[(b"retry-after", str(rt.config.retry_after).encode())])
+        except BaseException:  # cancelled: spawn() killed and reaped any child it had started
+            run.close_resources()
+            raise
         headers = [(b"content-type", media_type.encode()),
                    *((k.lower().encode(), v.encode()) for k, v in NO_CACHE.items())]
         await self._stream(scope, receive, send, lean, headers, run)
