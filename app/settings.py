@@ -71,7 +71,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # it: those bodies take no slot yet, so slots no longer bound their memory), and the size past
     # which one body moves from memory to a temporary file (it still counts against that budget).
     forge_max_push_bytes: int = 1 << 30
-    forge_max_fetch_body_bytes: int = 256 << 20
+    forge_max_fetch_body_bytes: int = 10 << 20  # git http-backend's own GIT_HTTP_MAX_REQUEST_BUFFER
     forge_max_concurrent: int = 32
     forge_max_per_repo: int = 8
     forge_timeout: float = 3600.0

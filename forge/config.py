@@ -27,7 +27,7 @@ _ENSURED: set[Path] = set()
 @dataclass(frozen=True, kw_only=True)
 class ForgeConfig:
     max_push_bytes: int = 1 << 30
-    max_fetch_body_bytes: int = 256 << 20
+    max_fetch_body_bytes: int = 10 << 20
     max_concurrent: int = 32
     max_per_repo: int = 8
     timeout: float = 3600.0

@@ -224,15 +224,33 @@ async def read_body(request: Request[Any, Any, Any], sink: IO[bytes] | BodyBuffe
     the *decoded* bytes against ``limit`` (413), refuse corrupt or truncated gzip with 400 (t5562,
     design/forge.md §4), and a body that has not arrived ``within`` seconds with 408.
     """
-    return await copy_body(request.headers.get("content-encoding", ""), request.stream(), sink, limit, within)
+    return await copy_body(request.headers.get("content-encoding", ""), request.stream(), sink, limit, within,
+                           declared=declared_length(request.headers.get("content-length")))
+
+
+def declared_length(value: str | bytes | None) -> int | None:
+    """A Content-Length header's value (uvicorn has refused a malformed one), None without it."""
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+# A gzip request body may inflate to INFLATE_RATIO times the bytes received, past its first MiB.
+INFLATE_FREE = 1 << 20
+INFLATE_RATIO = 100
 
 
 async def copy_body(content_encoding: str, chunks: AsyncIterator[bytes], sink: IO[bytes] | BodyBuffer,
-                    limit: int, within: float | None = None) -> int:
-    """:func:`read_body` on any stream of body chunks (the lean path reads ASGI ``receive``)."""
+                    limit: int, within: float | None = None, *, declared: int | None = None) -> int:
+    """:func:`read_body` on any stream of body chunks (the lean path reads ASGI ``receive``).
+    ``declared``: the request's Content-Length; past ``limit`` it is refused before any byte is
+    read (the received bytes are capped at ``limit`` too, so it could never pass)."""
     encoding = content_encoding.strip().lower()
     if encoding not in {"", "identity", "gzip", "x-gzip"}:
         raise BodyError(415, f"Unsupported Content-Encoding: {encoding}")
+    if declared is not None and declared > limit:
+        raise BodyError(413, f"Request body exceeds {limit} bytes.")
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding in {"gzip", "x-gzip"} else None
     total = 0
     received = 0
@@ -264,6 +282,11 @@ async def copy_body(content_encoding: str, chunks: AsyncIterator[bytes], sink: I
                         put(inflater.decompress(inflater.unconsumed_tail, CHUNK))
                 except zlib.error as exc:
                     raise BodyError(400, f"Corrupt gzip body: {exc}") from None
+                # A git request (pkt-lines of hex object ids) inflates a few-fold; a body of zeros
+                # a thousand-fold, holding the shared body budget for the price of a few KiB.
+                if total > INFLATE_FREE and total > INFLATE_RATIO * received:
+                    raise BodyError(400, f"The gzip body inflates more than {INFLATE_RATIO}-fold; "
+                                         "send it uncompressed.")
                 if inflater.eof and inflater.unused_data:
                     raise BodyError(400, "Trailing data after the gzip body.")
     except TimeoutError:
@@ -882,7 +905,8 @@ class GitFastPath:
             try:
                 try:
                     await copy_body(lean.content_encoding, _receive_body(receive), buf,
-                                    rt.config.max_fetch_body_bytes, rt.config.body_timeout)
+                                    rt.config.max_fetch_body_bytes, rt.config.body_timeout,
+                                    declared=declared_length(_header(scope, b"content-length")))
                 finally:
                     buf.release()  # read, refused or abandoned: no longer waiting for a slot
             except BodyError as exc:
@@ -898,8 +922,13 @@ class GitFastPath:
                 buf.close()
                 return await self._plain(scope, send, lean, *admitted, extra=retry)
             slot = admitted
+            try:
+                stdin = buf.stdin()
+            except BaseException:
+                buf.close()  # the caller gives the slot back
+                raise
             run = GitRun(argv=[*_base_argv(rt, "git-upload-pack"), "upload-pack", "--stateless-rpc", str(path)],
-                         env=env, cwd=path, config=rt.config, **buf.stdin())
+                         env=env, cwd=path, config=rt.config, **stdin)
             run.cleanup.append(buf.close)
             media_type = "application/x-git-upload-pack-result"
         run.cleanup.append(slot.release)
@@ -910,6 +939,9 @@ class GitFastPath:
             log.warning("git %s not started: %r", run.argv[-3:], exc)
             return await self._plain(scope, send, lean, 503, SPAWN_BUSY,
                                      extra=[(b"retry-after", str(rt.config.retry_after).encode())])
+        except BaseException:  # cancelled: spawn() killed and reaped any child it had started
+            run.close_resources()
+            raise
         headers = [(b"content-type", media_type.encode()),
                    *((k.lower().encode(), v.encode()) for k, v in NO_CACHE.items())]
         await self._stream(scope, receive, send, lean, headers, run)
@@ -953,6 +985,13 @@ class GitFastPath:
         finally:
             with anyio.CancelScope(shield=True):
                 await gen.aclose()  # git's exit awaited (or its group killed), its slot given back
+
+
+def _header(scope: Any, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
 
 
 async def _receive_body(receive: Receive) -> AsyncIterator[bytes]:

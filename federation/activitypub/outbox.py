@@ -3,6 +3,7 @@ stored with direction ``out`` and delivered durably to the right inboxes."""
 
 from __future__ import annotations
 
+import html
 import re
 import uuid
 from datetime import UTC, datetime
@@ -193,7 +194,8 @@ class Outbox:
             if m.username:
                 label = f"@{m.username}@{m.domain}"
                 content = content.replace(
-                    label, f'<span class="h-card"><a href="{m.url or m.uri}" class="u-url mention">{label}</a></span>')
+                    label, f'<span class="h-card"><a href="{html.escape(m.url or m.uri, quote=True)}" '
+                           f'class="u-url mention">{label}</a></span>')
         # Hashtags as links to their tag page, as Mastodon sends them: receiving servers and their
         # apps show the HTML they get, and a bare ``#tag`` there leads nowhere.
         content = hashtags.link_tags(content, self.urls.tag)

@@ -62,6 +62,9 @@ def host_of(uri: str) -> str:
     return f"{host}:{port}" if port else host
 
 
+_NEVER_IN_URL = frozenset('"<>\\`')
+
+
 def http_url(url: str) -> str:
     """``url`` if it is a well-formed http(s) URL with a host, else "" (ids and links read from
     remote documents: a port out of range or a broken IPv6 literal is no URL at all)."""
@@ -72,7 +75,9 @@ def http_url(url: str) -> str:
         _port = parts.port
     except ValueError:
         return ""
-    if not parts.hostname or any(c.isspace() or ord(c) < 32 for c in url):
+    # RFC 3986 section 2: quotes, angle brackets, backslash and backtick never appear unencoded in
+    # a URL; they only ever arrive to break out of an HTML attribute the URL is put in.
+    if not parts.hostname or any(c.isspace() or ord(c) < 32 or c in _NEVER_IN_URL for c in url):
         return ""
     return url
 

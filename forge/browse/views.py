@@ -331,6 +331,14 @@ async def src(request: Request[Any, Any, Any], repo_service: RepoService, mirror
     if entry.mode == MODE_TREE:
         context.update(await _tree_context(reader, place, commit, entry))
         return _page(request, place, place.repo, place.private, "forge/browse/tree.html", context, etag, live=True)
+    # A file's header names the newest commit that touched the file, as Gitea's does, not the
+    # branch head (the same bounded scan as the tree's last-commit column).
+    path = place.path.strip(b"/")
+    directory, _, name = path.rpartition(b"/")
+    touched = (await reader.last_commits(commit.oid, directory, [name])).get(name)
+    if touched is not None and touched[0] != commit.oid:
+        context["commit"] = await reader.commit(touched[0])
+        context["statuses"] = await statuses_for(repo_service, place.repo, [touched[0]])
     context.update(await _blob_context(reader, place, entry, parts, display))
     return _page(request, place, place.repo, place.private, "forge/browse/blob.html", context, etag, live=True)
 

@@ -61,6 +61,10 @@ async def test_tree_file_views_and_raw(client: Any, db_session: AsyncSession, se
 
     code = await client.get(f"{BASE}/src/branch/main/src/app.py")
     assert code.status_code == 200
+    # The file's header names the newest commit that touched it, not the branch head.
+    assert '<span class="subject">First commit</span>' in code.text, code.text[:3000]
+    assert f'{BASE}/commit/{fx.first_commit}"' in code.text
+    assert '<span class="subject">A 50,000-line diff' not in code.text
     assert 'id="L1"' in code.text and 'href="#L44"' in code.text
     assert '<span class="k">def</span>' in code.text and '<span class="nf">greet</span>' in code.text
     # A docstring spanning lines is split into per-line spans.

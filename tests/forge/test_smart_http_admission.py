@@ -114,6 +114,27 @@ async def test_gzip_that_decodes_to_nothing_is_capped_by_its_received_bytes(app:
     assert rt.bodies.used == 0
 
 
+async def test_a_gzip_body_that_inflates_a_hundredfold_is_refused_before_it_fills_the_budget(
+        app: Any, db_session: AsyncSession) -> None:
+    """Zeros inflate about a thousand-fold: 8 MiB of them fit under the default 10 MiB cap in ~8 KiB
+    on the wire, and enough such bodies at once would hold the whole shared body budget."""
+    rt, _ = await lean_app(app, db_session, "inflate")
+    bomb = gzip.compress(b"0" * (8 << 20))
+    async with app.lifespan(), client_for(app) as client:
+        answers = [await client.post(f"/forge/adm/inflate.git/git-upload-pack{query}", content=bomb,
+                                     headers={**UPLOAD, "Content-Encoding": "gzip"}) for query in PATHS]
+        # an ordinary gzipped request still works
+        fine = await client.post("/forge/adm/inflate.git/git-upload-pack", content=gzip.compress(LS_REFS),
+                                 headers={**UPLOAD, "Content-Encoding": "gzip"})
+    assert len(bomb) < 20_000
+    for answer in answers:
+        assert answer.status_code == 400
+        assert answer.text == "The gzip body inflates more than 100-fold; send it uncompressed.\n"
+    assert fine.status_code == 200 and fine.content.endswith(b"0000")
+    assert rt.limiter.running == 0
+    assert rt.bodies.used == 0
+
+
 async def test_a_full_repository_refuses_a_fetch_after_its_body_like_the_full_path(
         app: Any, db_session: AsyncSession) -> None:
     rt, repo_id = await lean_app(app, db_session, "full")

@@ -206,3 +206,24 @@ def test_corrupt_gzip_body_on_the_lean_path(forge: Forge) -> None:
                            headers=headers)
     assert bad.status_code == 400 and bad.content.startswith(b"Corrupt gzip body")
     assert whole(bad) == whole(full)
+
+
+@pytest.mark.parametrize("query", ["", "?x=1"])  # the lean path, the full path
+def test_a_declared_body_past_the_limit_is_413_at_once(forge: Forge, query: str) -> None:
+    """A Content-Length past the fetch body limit can never pass: refused before any byte is
+    read, not after the client has held the connection for the whole body deadline (408)."""
+    repo = f"lean-declared{'-full' if query else ''}"
+    forge.create_repo("alice", repo)
+    host = forge.base.removeprefix("http://")
+    name, port = host.rsplit(":", 1)
+    request = (f"POST /forge/alice/{repo}.git/git-upload-pack{query} HTTP/1.1\r\nHost: {host}\r\n"
+               "Content-Type: application/x-git-upload-pack-request\r\nContent-Length: 1000000000000\r\n"
+               "Connection: close\r\n\r\n0000").encode()
+    with socket.create_connection((name, int(port)), timeout=30) as sock:
+        sock.sendall(request)
+        sock.settimeout(20)  # far below the 60 s body deadline: a 408 would not arrive in time
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+    assert answer.endswith(b"Request body exceeds 10485760 bytes.\n")

@@ -137,6 +137,8 @@ async def test_the_pages_of_a_tickets_only_order_and_what_a_paid_order_says(clie
     assert page.status_code == 200
     assert "Tickets: issued once paid." in page.text and "Collection at the shop" not in page.text
     assert "pay when you collect" not in page.text and "Payment: pay later" in page.text
+    payment = page.text.split('class="order-payment">', 1)[1].split("<form", 1)[0].split("</p>", 1)[0]
+    assert "</span>." not in payment and ".." not in payment  # the instructions end their own sentence
     async with maker() as session:
         number = (await session.execute(select(Order.number).where(Order.number.is_not(None)))).scalar_one()
         order = await CartService(session, settings).by_number(str(number))

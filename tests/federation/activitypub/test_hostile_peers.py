@@ -405,8 +405,12 @@ def test_decode_json_and_url_helpers() -> None:
     assert host_of("http://a.test:99999/x") == "a.test:99999"
     assert host_of("http://[::1]:8080/x") == "[::1]:8080" and host_of("https://Example.ORG/") == "example.org"
     assert host_of("http://[::1/x") == "[::1"
-    for url in ("http://a.test:99999/x", "http://[::1/x", "http:///x", "http://a .test/", "ftp://a.test/"):
+    for url in ("http://a.test:99999/x", "http://[::1/x", "http:///x", "http://a .test/", "ftp://a.test/",
+                # a remote actor's url that would break out of the href we put it in (a mention link)
+                'https://evil.test/a"><img/src=https://evil.test/t>', "https://evil.test/<form>",
+                "https://evil.test/a`b", "https://evil.test/a\\b"):
         assert http_url(url) == "", url
+    assert http_url("https://ok.test/a?b=c&d='e'#f") == "https://ok.test/a?b=c&d='e'#f"
     assert http_url("https://[2001:db8::1]:8443/u") == "https://[2001:db8::1]:8443/u"
 
 
@@ -500,3 +504,20 @@ async def test_an_actor_with_a_nul_in_a_social_form_is_a_400(client: Any, db_ses
             r = await _post(bob, path, {"actor": actor, "next": "/social/"})
             assert r.status_code == 400 and "NUL" in r.text, (path, r.status_code)  # the kernel's form decoder
     assert await _count(db_session, Activity) == 0
+
+
+async def test_a_mentioned_actors_stored_url_cannot_break_out_of_its_link(world: AsyncSession, settings: Any,
+                                                                          origins: Origins) -> None:
+    """An actor row stored before its url was checked (or by any other path) is still only an
+    attribute value in the mention link of a note we write, store, show and federate."""
+    await _note(world, settings, "first")  # alice's actor exists before the mention's WebFinger
+    origins.documents["https://trent.example/.well-known/webfinger?resource=acct%3Atrent%40trent.example"] = {
+        "subject": "acct:trent@trent.example",
+        "links": [{"rel": "self", "type": "application/activity+json", "href": TRENT}]}
+    trent = (await world.scalars(select(Actor).where(Actor.uri == TRENT))).one()
+    trent.url = 'https://trent.example/@t"><img/src=https://trent.example/track>'
+    await world.commit()
+    note = await _note(world, settings, "hello @trent@trent.example")
+    assert "<img" not in note.content
+    assert 'href="https://trent.example/@t&quot;&gt;&lt;img/src=https://trent.example/track&gt;"' in note.content
+    assert ">@trent@trent.example</a>" in note.content
