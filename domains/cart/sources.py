@@ -110,23 +110,22 @@ def named_units(source_name: str) -> bool:
 async def change_url(db: AsyncSession, source_name: str, item_id: UUID, line_id: UUID) -> str | None:
     """Where the buyer changes a line of ``named_units`` (events: the names page prefilled with
     the line), or None when the source offers no such page."""
-    source = _sources.get(source_name)
-    method = getattr(source, "change_url", None)
-    if method is None:
-        return None
-    url: str | None = await method(db, item_id, line_id)
-    return url
+    return await _page_of(source_name, "change_url", db, item_id, line_id)
 
 
 async def add_url(db: AsyncSession, source_name: str, item_id: UUID, quantity: int) -> str | None:
     """Where a buyer adds ``quantity`` of an item of ``named_units`` (events: the names page with
     that many name rows), or None when the source offers no such page. The cart's own add forms
     carry no details, so they send the buyer there instead of adding unnamed units."""
-    source = _sources.get(source_name)
-    method = getattr(source, "add_url", None)
+    return await _page_of(source_name, "add_url", db, item_id, quantity)
+
+
+async def _page_of(source_name: str, page: str, *args: Any) -> str | None:
+    """The URL a source's optional ``page`` method gives for ``args``, None without that method."""
+    method = getattr(_sources.get(source_name), page, None)
     if method is None:
         return None
-    url: str | None = await method(db, item_id, quantity)
+    url: str | None = await method(*args)
     return url
 
 
