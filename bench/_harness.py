@@ -18,7 +18,10 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -28,7 +31,7 @@ from bench.pages import free_port, scratch_database, to_ms, wait_ok  # noqa: E40
 from tests.helpers.server import ROSE_ASH  # noqa: E402
 
 __all__ = ["ROOT", "WrkResult", "bare_page", "database_cpu", "migrated_scratch", "require_postgresql",
-           "rotating_script", "run_wrk", "session_cpu"]
+           "rotating_script", "run_wrk", "session_cpu", "solo_times"]
 
 
 def require_postgresql(database_url: str) -> None:
@@ -162,3 +165,21 @@ def rotating_script(path: Path, targets: Sequence[str]) -> Path:
                     "  return wrk.format(\"GET\", paths[i] .. tag .. counter)\n"
                     "end\n")
     return path
+
+
+def solo_times(client: httpx.Client, url: str, count: int, tag: str = "") -> list[float]:
+    """``count`` GETs of ``url`` one after another through ``client``, each with a fresh ``n=``
+    (the page cache never answers): their wall times in ms. One client for all of them:
+    ``httpx.get`` makes a client per call, and each builds a TLS context (certifi's roots, 20-40
+    ms of CPU on the cores the server uses, even for http://) that the median would count."""
+    import time
+
+    times = []
+    sep = "&" if "?" in url else "?"
+    for n in range(count):
+        sent = time.perf_counter()
+        got = client.get(f"{url}{sep}n={tag}{n}-{secrets.token_hex(4)}")
+        times.append((time.perf_counter() - sent) * 1000)
+        if got.status_code != 200:
+            raise RuntimeError(f"{url} answered {got.status_code}")
+    return times

@@ -59,6 +59,7 @@ from bench._harness import (  # noqa: E402
     rotating_script,
     run_wrk,
     session_cpu,
+    solo_times,
 )
 from bench.pages import PASSWORD, serve_app  # noqa: E402
 
@@ -162,19 +163,10 @@ def settle(base_url: str, limit: float = 900.0) -> float:
 def one_at_a_time(base_url: str, path: str, count: int, sid: int) -> tuple[float, float, float]:
     """``count`` requests one after another: (median ms, slowest ms, server CPU ms per request), what
     a page costs alone when the load test saturates the server."""
-    times = []
     cpu = session_cpu(sid)
-    # One client for all of them: ``httpx.get`` makes a client per call, and each builds an SSL
-    # context (certifi's bundle, some 20-40 ms of this process's CPU on the cores the server uses),
-    # even for plain http, which was most of what the median measured. No keep-alive, so each
-    # request still opens its own connection and the workers share them as before.
+    # No keep-alive: each request still opens its own connection and the workers share them.
     with httpx.Client(timeout=300, limits=httpx.Limits(max_keepalive_connections=0)) as client:
-        for n in range(count):
-            sent = time.perf_counter()
-            got = client.get(f"{base_url}{path}?n=solo-{n}-{secrets.token_hex(4)}")
-            times.append((time.perf_counter() - sent) * 1000)
-            if got.status_code != 200:
-                raise RuntimeError(f"{path} answered {got.status_code}")
+        times = solo_times(client, f"{base_url}{path}", count, tag="solo-")
     return statistics.median(times), max(times), (session_cpu(sid) - cpu) * 1000 / count
 
 

@@ -32,7 +32,6 @@ import argparse
 import asyncio
 import os
 import random
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._harness import solo_times  # noqa: E402
 from bench.events import settle  # noqa: E402
 from bench.market import run_wrk  # noqa: E402
 from bench.pages import PASSWORD, free_port, scratch_database, serve_app, wait_ok  # noqa: E402
@@ -284,23 +284,13 @@ def main() -> None:
 
 
 def one_at_a_time_auth(base_url: str, path: str, count: int, headers: dict[str, str]) -> tuple[float, float]:
-    """``count`` requests one after another with the token: (median ms, slowest ms).
-
-    One client for all of them, as an app keeps one: ``httpx.get`` builds a client per call, and
-    its TLS context alone (certifi's roots, loaded even for http://) costs about 20 ms of CPU on
-    this machine's cores beside the server's, which the median would count as the page's."""
+    """``count`` requests one after another with the token, through one client as an app keeps
+    one (bench._harness.solo_times): (median ms, slowest ms)."""
     import statistics
 
-    times = []
-    sep = "&" if "?" in path else "?"
     with httpx.Client(headers=headers, timeout=300) as client:
         client.get(f"{base_url}{path}")  # the connection is opened before the clock starts
-        for n in range(count):
-            sent = time.perf_counter()
-            got = client.get(f"{base_url}{path}{sep}n={n}-{secrets.token_hex(4)}")
-            times.append((time.perf_counter() - sent) * 1000)
-            if got.status_code != 200:
-                raise RuntimeError(f"{path} answered {got.status_code}")
+        times = solo_times(client, f"{base_url}{path}", count)
     return statistics.median(times), max(times)
 
 
