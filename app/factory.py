@@ -83,9 +83,8 @@ class SingleHostMiddleware(AllowedHostsMiddleware):
         lines = 0
         host: bytes | None = None
         for name, value in scope["headers"]:
-            if name == b"host":
+            if name == b"host":  # ASGI header names are lower-case
                 lines += 1
-            if host is None and name.lower() == b"host":
                 host = value
         if lines > 1:
             refused = ASGIResponse(body=b'{"message":"invalid host header"}', status_code=HTTP_400_BAD_REQUEST)
